@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench/bench.h: the raw-client side of emh-bench.  Each driver provides one
+ * bench_raw_ops (bench/raw_<driver>.c) doing the same work as emhost with the
+ * client library directly (prepared statements, same server, same table), so
+ * the benchmark prints ratios measured in one run.
+ *
+ * The table is created by emhost (schema sync of bench_item below) and
+ * filled by emhost before the raw side runs; the raw side only reads and
+ * writes rows of it.
+ */
+#ifndef EMH_BENCH_H
+#define EMH_BENCH_H
+
+#include <stdint.h>
+
+#include <emhost/emhost.h>
+
+typedef struct bench_item {
+	int64_t id;       /* primary key, generated */
+	const char *name; /* text */
+	int64_t counter;
+	double score;
+} bench_item;
+
+#define BENCH_TABLE "emh_bench_items"
+
+typedef struct bench_raw_ops {
+	const char *driver; /* "sqlite", "postgres", "mysql", "mongo" */
+	/* Open a raw connection to the same database as context ctx (use
+	 * emh_host_context_setting for url/host/port/path/...).  NULL with a
+	 * message on stderr when it cannot. */
+	void *(*open)(emh_host *h, const char *ctx);
+	void (*close)(void *raw);
+	/* SELECT id,name,counter,score FROM table WHERE id=? and read every column. 0 = found. */
+	int (*get_by_key)(void *raw, int64_t id);
+	/* In one transaction: select row id, then UPDATE counter=? WHERE id=?. 0 = ok. */
+	int (*update)(void *raw, int64_t id, int64_t counter);
+	/* INSERT (name, counter, score) and read the generated id. 0 = ok. */
+	int (*insert)(void *raw, const char *name, int64_t counter, double score);
+} bench_raw_ops;
+
+/* Defined in bench/raw_<driver>.c when that driver is built. */
+extern const bench_raw_ops bench_raw_sqlite, bench_raw_postgres, bench_raw_mysql, bench_raw_mongo;
+
+#endif

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/* core/arena.h: bump allocator for a fork's objects; freed all at once. */
+#ifndef EMH_CORE_ARENA_H
+#define EMH_CORE_ARENA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define EMH__ALIGN 16u
+
+typedef struct emh__arena_block {
+	struct emh__arena_block *next;
+	size_t cap;
+	_Alignas(16) unsigned char data[];
+} emh__arena_block;
+
+typedef struct emh__arena {
+	unsigned char *ptr, *end;
+	emh__arena_block *blocks; /* heap blocks, newest first */
+	size_t next_size;
+} emh__arena;
+
+/* Start with buf (cap bytes, 16-aligned, caller-owned) as the first block; buf may be NULL. */
+static inline void emh__arena_init(emh__arena *a, void *buf, size_t cap)
+{
+	a->ptr = buf;
+	a->end = buf ? (unsigned char *)buf + cap : NULL;
+	a->blocks = NULL;
+	a->next_size = 4096;
+}
+
+void *emh__arena_grow(emh__arena *a, size_t n);
+
+/* n bytes aligned to 16; NULL on out of memory.  Not zeroed. */
+static inline void *emh__arena_alloc(emh__arena *a, size_t n)
+{
+	n = (n + (EMH__ALIGN - 1)) & ~(size_t)(EMH__ALIGN - 1);
+	if ((size_t)(a->end - a->ptr) >= n && a->ptr) {
+		void *p = a->ptr;
+		a->ptr += n;
+		return p;
+	}
+	return emh__arena_grow(a, n);
+}
+
+void *emh__arena_zalloc(emh__arena *a, size_t n);
+void *emh__arena_memdup(emh__arena *a, const void *p, size_t n);
+/* n bytes of s plus a NUL. */
+char *emh__arena_strndup(emh__arena *a, const char *s, size_t n);
+/* Free every heap block; the inline buffer is the caller's. */
+void emh__arena_release(emh__arena *a);
+
+#endif

@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/* core/entity.c: entity declarations: validation, identifiers, values. */
+#include "config.h"
+
+#include <string.h>
+
+#include <emhost/entity.h>
+
+static const char *const type_names[] = {
+	[EMH_T_BOOL] = "bool",     [EMH_T_INT32] = "int32", [EMH_T_INT64] = "int64",
+	[EMH_T_DOUBLE] = "double", [EMH_T_TEXT] = "text",   [EMH_T_BLOB] = "blob",
+	[EMH_T_TIMESTAMP] = "timestamp", [EMH_T_JSON] = "json",
+};
+
+const char *emh_type_name(emh_type t)
+{
+	return (t >= 1 && t <= EMH_T__MAX) ? type_names[t] : "?";
+}
+
+emh_value emh_v_text(const char *s)
+{
+	return emh_v_textn(s, s ? strlen(s) : 0);
+}
+
+emh_value emh_v_json(const char *s)
+{
+	emh_value v = emh_v_textn(s, s ? strlen(s) : 0);
+	v.type = EMH_T_JSON;
+	return v;
+}
+
+bool emh_ident_valid(const char *s)
+{
+	if (!s || !*s)
+		return false;
+	size_t n = 0;
+	for (const char *p = s; *p; p++, n++) {
+		char c = *p;
+		bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+		if (!alpha && !(n > 0 && c >= '0' && c <= '9'))
+			return false;
+	}
+	return n <= 63;
+}
+
+int emh_entity_field_index(const emh_entity *e, const char *name)
+{
+	if (!e || !name)
+		return -1;
+	for (size_t i = 0; i < e->nfields; i++)
+		if (strcmp(e->fields[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* The C member kind each field type needs, and its size. */
+static bool kind_fits(const emh_field *f)
+{
+	switch (f->type) {
+	case EMH_T_BOOL:
+		return f->ckind == EMH_CK_BOOL && f->size == sizeof(bool);
+	case EMH_T_INT32:
+		return f->ckind == EMH_CK_INT32 && f->size == sizeof(int32_t);
+	case EMH_T_INT64:
+	case EMH_T_TIMESTAMP:
+		return f->ckind == EMH_CK_INT64 && f->size == sizeof(int64_t);
+	case EMH_T_DOUBLE:
+		return f->ckind == EMH_CK_DOUBLE && f->size == sizeof(double);
+	case EMH_T_TEXT:
+	case EMH_T_JSON:
+		return f->ckind == EMH_CK_STRING && f->size == sizeof(char *);
+	case EMH_T_BLOB:
+		return f->ckind == EMH_CK_BLOB && f->size == sizeof(emh_blob);
+	}
+	return false;
+}
+
+static const char *const member_types[] = {
+	[EMH_T_BOOL] = "bool",     [EMH_T_INT32] = "int32_t", [EMH_T_INT64] = "int64_t",
+	[EMH_T_DOUBLE] = "double", [EMH_T_TEXT] = "const char *", [EMH_T_BLOB] = "emh_blob",
+	[EMH_T_TIMESTAMP] = "emh_time", [EMH_T_JSON] = "const char *",
+};
+
+int emh_entity_validate(const emh_entity *e, emh_error *err)
+{
+	if (!e)
+		return emh_error_set(err, EMH_EINVAL, "entity is NULL");
+	const char *en = e->name ? e->name : "(unnamed)";
+	if (!e->name || !*e->name)
+		return emh_error_set(err, EMH_EINVAL, "entity has no name");
+	if (!emh_ident_valid(e->table))
+		return emh_error_set(err, EMH_EINVAL,
+				     "entity '%s': table name '%s' is not a valid identifier "
+				     "([A-Za-z_][A-Za-z0-9_]*, at most 63 bytes)",
+				     en, e->table ? e->table : "(null)");
+	if (!e->fields || e->nfields == 0)
+		return emh_error_set(err, EMH_EINVAL, "entity '%s' has no fields", en);
+	if (e->nfields > EMH_ENTITY_MAX_FIELDS)
+		return emh_error_set(err, EMH_EINVAL, "entity '%s' has %zu fields; at most %d", en,
+				     e->nfields, EMH_ENTITY_MAX_FIELDS);
+	int pk = -1;
+	for (size_t i = 0; i < e->nfields; i++) {
+		const emh_field *f = &e->fields[i];
+		const char *fn = f->name ? f->name : "(unnamed)";
+		if (!f->name || !*f->name)
+			return emh_error_set(err, EMH_EINVAL, "entity '%s': field %zu has no name", en, i);
+		if (!emh_ident_valid(f->column))
+			return emh_error_set(err, EMH_EINVAL,
+					     "entity '%s', field '%s': column '%s' is not a valid identifier",
+					     en, fn, f->column ? f->column : "(null)");
+		if (f->type < 1 || f->type > EMH_T__MAX)
+			return emh_error_set(err, EMH_EINVAL, "entity '%s', field '%s': unknown type %d",
+					     en, fn, (int)f->type);
+		if (!kind_fits(f))
+			return emh_error_set(err, EMH_EINVAL,
+					     "entity '%s', field '%s': type %s needs a member of type %s",
+					     en, fn, emh_type_name(f->type), member_types[f->type]);
+		if (f->offset + f->size > e->size)
+			return emh_error_set(err, EMH_EINVAL,
+					     "entity '%s', field '%s': member lies outside the struct", en, fn);
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(e->fields[j].name, f->name) == 0)
+				return emh_error_set(err, EMH_EINVAL,
+						     "entity '%s': duplicate field '%s'", en, fn);
+			if (strcmp(e->fields[j].column, f->column) == 0)
+				return emh_error_set(err, EMH_EINVAL,
+						     "entity '%s': fields '%s' and '%s' share column '%s'",
+						     en, e->fields[j].name, fn, f->column);
+		}
+		if (f->flags & EMH_F_PK) {
+			if (pk >= 0)
+				return emh_error_set(err, EMH_EINVAL,
+						     "entity '%s': fields '%s' and '%s' are both marked EMH_F_PK "
+						     "(one primary key field)",
+						     en, e->fields[pk].name, fn);
+			pk = (int)i;
+			if (f->type != EMH_T_INT32 && f->type != EMH_T_INT64 && f->type != EMH_T_TEXT)
+				return emh_error_set(err, EMH_EINVAL,
+						     "entity '%s', field '%s': a primary key must be int32, int64 or text",
+						     en, fn);
+			if (f->flags & EMH_F_NULLABLE)
+				return emh_error_set(err, EMH_EINVAL,
+						     "entity '%s', field '%s': a primary key cannot be nullable", en, fn);
+		}
+		if ((f->flags & EMH_F_GENERATED) &&
+		    (!(f->flags & EMH_F_PK) || (f->type != EMH_T_INT32 && f->type != EMH_T_INT64)))
+			return emh_error_set(err, EMH_EINVAL,
+					     "entity '%s', field '%s': EMH_F_GENERATED needs an int32/int64 primary key",
+					     en, fn);
+	}
+	if (pk < 0)
+		return emh_error_set(err, EMH_EINVAL, "entity '%s' has no primary key (mark one field EMH_F_PK)", en);
+	for (size_t i = 0; i < e->nindexes; i++) {
+		const emh_index *ix = &e->indexes[i];
+		if (!emh_ident_valid(ix->name))
+			return emh_error_set(err, EMH_EINVAL, "entity '%s': index name '%s' is not a valid identifier",
+					     en, ix->name ? ix->name : "(null)");
+		if (!ix->fields || !ix->fields[0])
+			return emh_error_set(err, EMH_EINVAL, "entity '%s': index '%s' names no field", en, ix->name);
+		for (const char *const *fp = ix->fields; *fp; fp++)
+			if (emh_entity_field_index(e, *fp) < 0)
+				return emh_error_set(err, EMH_EINVAL, "entity '%s': index '%s' names unknown field '%s'",
+						     en, ix->name, *fp);
+	}
+	return 0;
+}

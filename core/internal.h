@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+/* core/internal.h: structures shared by the core's files (never installed). */
+#ifndef EMH_CORE_INTERNAL_H
+#define EMH_CORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <emhost/driver.h>
+#include <emhost/em.h>
+#include <emhost/host.h>
+#include <emhost/sql.h>
+
+#include "arena.h"
+#include "cfg.h"
+
+#define EMH__ERRKINDS 32
+
+static inline int64_t emh__now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* error.c */
+int emh__error_in_context(emh_error *err, int code, const char *name);
+
+/* ---- logging ---- */
+typedef struct emh__logger {
+	emh_log_fn fn;
+	void *ud;
+	int level;
+} emh__logger;
+void emh__log(const emh__logger *lg, int level, const char *context, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void emh__log_stderr(void *ud, int level, const char *context, const char *msg);
+
+/* ---- params handed to drivers ---- */
+struct emh_params {
+	const char *context;
+	const char *instance;
+	const emh__settings *settings;
+	const emh__logger *log;
+};
+
+/* ---- loaded drivers ---- */
+typedef struct emh__driver {
+	emh_driver d;   /* zero-extended local copy */
+	void *dl;       /* dlopen handle, NULL for static */
+	char *file;
+} emh__driver;
+
+/* ---- pool ---- */
+typedef struct emh__pconn {
+	emh_conn *conn;
+	struct emh__pconn *next;
+	int64_t created_ns;
+	int64_t idle_since_ns;
+	uint32_t epoch;
+	bool suspect; /* ping before reuse */
+	bool fresh;   /* opened for this acquire */
+} emh__pconn;
+
+typedef struct emh__pool {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	emh__pconn *idle;
+	unsigned nidle, in_use, total, waiting;
+	int min, max;
+	int64_t acquire_timeout_ns, idle_timeout_ns, max_lifetime_ns;
+	uint32_t epoch;
+	const emh__driver *drv;
+	emh_dctx *dctx;
+	const emh_params *params;
+	const char *ctxname;
+	bool up;
+	char last_error[EMH_ERROR_MSG_MAX];
+	_Atomic uint64_t acquires, wait_ns, timeouts, opened, discarded;
+} emh__pool;
+
+int emh__pool_init(emh__pool *p, const emh__driver *drv, emh_dctx *dctx, const emh_params *params,
+		   const emh__ctxconf *conf, emh_error *err);
+int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err);
+/* status: 0 fine; EMH_EUNAVAILABLE: discard; other error: ping before reuse. */
+void emh__pool_release(emh__pool *p, emh__pconn *pc, int status);
+/* Close every idle connection; the caller guarantees none is in use. */
+void emh__pool_destroy(emh__pool *p);
+
+/* ---- entity metadata registered in a context ---- */
+typedef struct emh__stmtcache emh__stmtcache;
+
+typedef struct emh__meta {
+	emh_meta pub; /* first: drivers get &pub */
+	struct emh_context *ctx;
+	struct emh__meta *next;
+	size_t obj_size;          /* header + struct, rounded */
+	uint64_t nullable_scalars; /* bit i: field i is a nullable scalar */
+	_Atomic int synced;
+	pthread_mutex_t sync_mu;
+	/* SQL drivers: statements compiled at registration */
+	emh_stmt *st_get, *st_insert, *st_delete, *st_count_all, *st_select_all;
+	emh__stmtcache *cache; /* update masks and query shapes */
+} emh__meta;
+
+/* ---- contexts ---- */
+typedef struct emh_context {
+	char *name;
+	emh__ctxconf conf;
+	const emh__driver *drv;
+	struct emh_params params;
+	char instance[64];
+	emh_dctx *dctx;
+	emh__pool pool;
+	bool is_default, required, schema_sync;
+	_Atomic unsigned refs;
+	_Atomic bool removing;
+	pthread_mutex_t mu; /* registration, removal wait */
+	pthread_cond_t cv;
+	emh__meta *_Atomic metas;
+	_Atomic uint32_t next_stmt_id;
+	uint32_t next_meta_id;
+	_Atomic uint64_t caps;  /* driver caps & server caps, once known (else 0) */
+	_Atomic uint64_t queries;
+	_Atomic uint64_t errors[EMH__ERRKINDS];
+	_Atomic unsigned forks_open;
+} emh_context;
+
+void emh__context_count_error(emh_context *c, int code);
+emh__meta *emh__context_meta(emh_context *c, const emh_entity *e);
+
+/* ---- the host ---- */
+typedef struct emh__refused {
+	char *file;
+	char *reason;
+} emh__refused;
+
+struct emh_host {
+	emh__config cfg;
+	char **env; /* NULL-terminated copy of the environment used */
+	emh__logger log;
+	pthread_rwlock_t lock; /* contexts array */
+	emh_context **ctxs;
+	size_t nctx, ctxcap;
+	emh_context *def;
+	emh__driver *drivers;
+	size_t ndrivers;
+	emh_driver_info *dinfo;
+	emh__refused *refused;
+	size_t nrefused;
+	emh_refused_info *rinfo;
+	void *services;                     /* core/service.c's state */
+	void (*services_free)(emh_host *h); /* set by core/service.c */
+};
+
+const emh__config *emh__host_config(const emh_host *h);
+const char *const *emh__host_env(const emh_host *h);
+const emh__driver *emh__host_driver(const emh_host *h, const char *name);
+
+/* loader.c */
+int emh__load_plugins(emh_host *h, const char *dir, emh_error *err);
+int emh__add_driver(emh_host *h, const emh_driver *d, void *dl, const char *file, emh_error *err);
+void emh__unload_drivers(emh_host *h);
+
+/* ---- SQL compilation (sql.c) ---- */
+int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err);
+void emh__sql_free_meta(emh__meta *m);
+const emh_stmt *emh__sql_update_stmt(emh__meta *m, const emh_sql_dialect *d, uint64_t mask, emh_error *err);
+const emh_stmt *emh__sql_query_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q,
+				    bool count, emh_error *err);
+/* Parameters of q in the order its compiled statement binds them. */
+size_t emh__query_nparams(const emh_query *q, bool count);
+void emh__query_params(const emh_query *q, bool count, emh_value *out);
+int emh__query_error(const emh_query *q, emh_error *err);
+
+/* host.c */
+emh_context *emh__host_get_context(emh_host *h, const char *name, emh_error *err);
+void emh__context_put(emh_context *c);
+int emh__meta_sync(emh__meta *m, emh_conn *conn, bool force, emh_error *err);
+
+/* ---- fork internals used by service.c ---- */
+emh_context *emh__em_context(const emh_em *em);
+
+#endif

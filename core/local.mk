@@ -1,0 +1,20 @@
+# libemhost is built from a convenience library so that unit tests can link the
+# internals (emh__*) directly; the installed library exports only emh_[a-z]*.
+noinst_LTLIBRARIES += core/libemhost_core.la
+core_libemhost_core_la_SOURCES = \
+	core/internal.h core/cfg.h core/arena.h core/query_int.h \
+	core/error.c core/log.c core/arena.c core/config.c core/params.c \
+	core/loader.c core/host.c core/pool.c \
+	core/entity.c core/query.c core/sql.c core/em.c core/service.c
+core_libemhost_core_la_CFLAGS = $(AM_CFLAGS) $(LIBCONFIG_CFLAGS)
+core_libemhost_core_la_LIBADD = $(LIBCONFIG_LIBS) $(AX_PTHREAD_LIBS)
+
+lib_LTLIBRARIES += core/libemhost.la
+core_libemhost_la_SOURCES = core/version.c
+core_libemhost_la_LIBADD = core/libemhost_core.la $(LIBCONFIG_LIBS) $(AX_PTHREAD_LIBS)
+core_libemhost_la_LDFLAGS = -no-undefined -version-info 0:0:0 -export-symbols-regex '^emh_[a-z]'
+
+emhostincludedir = $(includedir)/emhost
+emhostinclude_HEADERS = include/emhost/emhost.h include/emhost/error.h include/emhost/entity.h \
+	include/emhost/query.h include/emhost/host.h include/emhost/em.h include/emhost/driver.h \
+	include/emhost/sql.h

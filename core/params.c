@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/* core/params.c: the read-only view of a context's settings handed to drivers. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+const char *emh_params_get(const emh_params *p, const char *key)
+{
+	if (!p || !key)
+		return NULL;
+	const emh__setting *s = emh__settings_find(p->settings, key);
+	return s ? s->value : NULL;
+}
+
+int emh_params_int(const emh_params *p, const char *key, long long def, long long *out, emh_error *err)
+{
+	const emh__setting *s = p ? emh__settings_find(p->settings, key) : NULL;
+	if (!s || !s->value) {
+		*out = def;
+		return 0;
+	}
+	char *end;
+	errno = 0;
+	long long v = strtoll(s->value, &end, 10);
+	if (errno || end == s->value || *end)
+		return emh_error_set(err, EMH_ECONFIG, "%s: '%s' must be an integer, got '%s'",
+				     s->origin ? s->origin : "setting", key, s->value);
+	*out = v;
+	return 0;
+}
+
+const char *emh_params_context(const emh_params *p) { return p ? p->context : NULL; }
+const char *emh_params_instance(const emh_params *p) { return p ? p->instance : NULL; }

@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/pool.c: the connection pool of a context.
+ *
+ * Connections are opened lazily, up to max; an idle one is reused LIFO (the
+ * warmest first).  A connection that saw an error is pinged before reuse; one
+ * that lost its server (EMH_EUNAVAILABLE) is discarded and bumps the pool's
+ * epoch, so every other idle connection is pinged before its next use too.
+ * Connecting and pinging happen outside the lock.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static long long conf_int(const emh__ctxconf *c, const char *key, long long def)
+{
+	const char *v = emh__ctxconf_get(c, key);
+	return v ? strtoll(v, NULL, 10) : def;
+}
+
+int emh__pool_init(emh__pool *p, const emh__driver *drv, emh_dctx *dctx, const emh_params *params,
+		   const emh__ctxconf *conf, emh_error *err)
+{
+	memset(p, 0, sizeof *p);
+	p->drv = drv;
+	p->dctx = dctx;
+	p->params = params;
+	p->ctxname = params->context;
+	p->min = (int)conf_int(conf, "pool.min", 0);
+	p->max = (int)conf_int(conf, "pool.max", 8);
+	p->acquire_timeout_ns = conf_int(conf, "pool.acquire_timeout_ms", 5000) * 1000000LL;
+	p->idle_timeout_ns = conf_int(conf, "pool.idle_timeout_ms", 300000) * 1000000LL;
+	p->max_lifetime_ns = conf_int(conf, "pool.max_lifetime_ms", 0) * 1000000LL;
+	if (p->max < 1 || p->min < 0 || p->min > p->max)
+		return emh_error_set(err, EMH_ECONFIG, "context '%s': pool needs 0 <= min <= max and max >= 1",
+				     p->ctxname);
+	p->up = true;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&p->mu, NULL);
+	return 0;
+}
+
+static void conn_close(emh__pool *p, emh__pconn *pc)
+{
+	p->drv->d.disconnect(pc->conn);
+	free(pc);
+}
+
+/* Is an idle connection too old to hand out?  Called with the lock held. */
+static bool expired(const emh__pool *p, const emh__pconn *pc, int64_t now)
+{
+	if (p->max_lifetime_ns > 0 && now - pc->created_ns > p->max_lifetime_ns)
+		return true;
+	return p->idle_timeout_ns > 0 && now - pc->idle_since_ns > p->idle_timeout_ns &&
+	       p->total > (unsigned)p->min;
+}
+
+static void note_down(emh__pool *p, const emh_error *e)
+{
+	pthread_mutex_lock(&p->mu);
+	p->up = false;
+	snprintf(p->last_error, sizeof p->last_error, "%s", e->message);
+	pthread_mutex_unlock(&p->mu);
+}
+
+int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
+{
+	int64_t start = emh__now_ns(), deadline = start + p->acquire_timeout_ns;
+	atomic_fetch_add_explicit(&p->acquires, 1, memory_order_relaxed);
+	for (;;) {
+		emh__pconn *reap = NULL, *pc = NULL;
+		bool need_ping = false, open_new = false;
+		pthread_mutex_lock(&p->mu);
+		for (;;) {
+			int64_t now = emh__now_ns();
+			while (p->idle) {
+				pc = p->idle;
+				p->idle = pc->next;
+				p->nidle--;
+				if (expired(p, pc, now)) {
+					p->total--;
+					pc->next = reap;
+					reap = pc;
+					pc = NULL;
+					continue;
+				}
+				break;
+			}
+			if (pc) {
+				need_ping = pc->suspect || pc->epoch != p->epoch;
+				pc->fresh = false;
+				break;
+			}
+			if (p->total < (unsigned)p->max) {
+				p->total++;
+				open_new = true;
+				break;
+			}
+			if (now >= deadline) {
+				pthread_mutex_unlock(&p->mu);
+				atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
+				atomic_fetch_add_explicit(&p->wait_ns, (uint64_t)(emh__now_ns() - start),
+							  memory_order_relaxed);
+				while (reap) {
+					emh__pconn *n = reap->next;
+					conn_close(p, reap);
+					reap = n;
+				}
+				return emh_error_set(err, EMH_ETIMEOUT,
+						     "context '%s': no connection free within %lld ms (pool max %d)",
+						     p->ctxname, (long long)(p->acquire_timeout_ns / 1000000), p->max);
+			}
+			struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
+			p->waiting++;
+			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+			p->waiting--;
+		}
+		p->in_use++;
+		uint32_t epoch = p->epoch;
+		pthread_mutex_unlock(&p->mu);
+		while (reap) {
+			emh__pconn *n = reap->next;
+			conn_close(p, reap);
+			reap = n;
+		}
+		if (open_new) {
+			pc = calloc(1, sizeof *pc);
+			int rc = pc ? p->drv->d.connect(p->params, p->dctx, &pc->conn, err)
+				    : emh_error_set(err, EMH_ENOMEM, "out of memory");
+			if (rc) {
+				free(pc);
+				note_down(p, err);
+				pthread_mutex_lock(&p->mu);
+				p->total--;
+				p->in_use--;
+				pthread_cond_signal(&p->cv);
+				pthread_mutex_unlock(&p->mu);
+				atomic_fetch_add_explicit(&p->wait_ns, (uint64_t)(emh__now_ns() - start),
+							  memory_order_relaxed);
+				return rc;
+			}
+			atomic_fetch_add_explicit(&p->opened, 1, memory_order_relaxed);
+			pc->created_ns = emh__now_ns();
+			pc->epoch = epoch;
+			pc->fresh = true;
+			pthread_mutex_lock(&p->mu);
+			p->up = true;
+			pthread_mutex_unlock(&p->mu);
+		} else if (need_ping) {
+			emh_error perr;
+			if (p->drv->d.ping(pc->conn, &perr) != 0) {
+				/* Broken: never hand it out again; try the next one. */
+				emh__pool_release(p, pc, EMH_EUNAVAILABLE);
+				continue;
+			}
+			pc->suspect = false;
+			pc->epoch = epoch;
+		}
+		int64_t waited = emh__now_ns() - start;
+		atomic_fetch_add_explicit(&p->wait_ns, (uint64_t)waited, memory_order_relaxed);
+		*out = pc;
+		return 0;
+	}
+}
+
+void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
+{
+	if (!pc)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->in_use--;
+	if (status == EMH_EUNAVAILABLE) {
+		p->total--;
+		p->epoch++;
+		pthread_cond_signal(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+		atomic_fetch_add_explicit(&p->discarded, 1, memory_order_relaxed);
+		conn_close(p, pc);
+		return;
+	}
+	if (status)
+		pc->suspect = true;
+	pc->idle_since_ns = emh__now_ns();
+	pc->next = p->idle;
+	p->idle = pc;
+	p->nidle++;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void emh__pool_destroy(emh__pool *p)
+{
+	if (!p->drv)
+		return;
+	emh__pconn *pc = p->idle;
+	while (pc) {
+		emh__pconn *n = pc->next;
+		conn_close(p, pc);
+		pc = n;
+	}
+	p->idle = NULL;
+	p->nidle = 0;
+	p->total = 0;
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	p->drv = NULL;
+}

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/query.c: the query builder.  Builder calls never return a status: the
+ * first mistake is kept in the query and reported, with its message, by the
+ * call that runs it, so a chain of builder calls stays readable and a mistake
+ * cannot pass unnoticed.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+#include "query_int.h"
+
+emh_query *emh__query_new(emh__arena *arena, const emh_entity *e)
+{
+	emh_query *q = emh__arena_zalloc(arena, sizeof *q);
+	if (q) {
+		q->e = e;
+		q->arena = arena;
+		q->limit = -1;
+		q->offset = -1;
+	}
+	return q;
+}
+
+static void *fail(emh_query *q, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void *fail(emh_query *q, int code, const char *fmt, ...)
+{
+	if (q && !q->err_code) {
+		q->err_code = code;
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(q->err_msg, sizeof q->err_msg, fmt, ap);
+		va_end(ap);
+	}
+	return NULL;
+}
+
+int emh__query_error(const emh_query *q, emh_error *err)
+{
+	if (!q || !q->err_code)
+		return 0;
+	return emh_error_set(err, q->err_code, "query on '%s': %s", q->e->name, q->err_msg);
+}
+
+static int field_of(emh_query *q, const char *name)
+{
+	int i = emh_entity_field_index(q->e, name);
+	if (i < 0) {
+		char list[512];
+		size_t off = 0;
+		list[0] = '\0';
+		for (size_t k = 0; k < q->e->nfields && off < sizeof list; k++)
+			off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", k ? ", " : "",
+						q->e->fields[k].name);
+		fail(q, EMH_EINVAL, "no field '%s' in entity '%s' (fields: %s)", name ? name : "(null)",
+		     q->e->name, list);
+	}
+	return i;
+}
+
+/* Copy v into the arena, checked against field f's type and coerced to it. */
+static bool value_for(emh_query *q, const emh_field *f, emh_value v, emh_value *out)
+{
+	if (v.is_null) {
+		fail(q, EMH_EINVAL, "field '%s': a NULL value never compares equal; use emh_q_is_null", f->name);
+		return false;
+	}
+	bool ok = v.type == f->type;
+	bool vint = v.type == EMH_T_INT32 || v.type == EMH_T_INT64;
+	switch (f->type) {
+	case EMH_T_INT32:
+		if (vint) {
+			int64_t x = v.type == EMH_T_INT32 ? v.u.i32 : v.u.i64;
+			if (x < INT32_MIN || x > INT32_MAX) {
+				fail(q, EMH_EINVAL, "field '%s': value %lld does not fit int32", f->name, (long long)x);
+				return false;
+			}
+			v = emh_v_int32((int32_t)x);
+			ok = true;
+		}
+		break;
+	case EMH_T_INT64:
+	case EMH_T_TIMESTAMP:
+		if (vint || v.type == EMH_T_TIMESTAMP) {
+			int64_t x = v.type == EMH_T_INT32 ? v.u.i32 : v.u.i64;
+			v.type = f->type;
+			v.u.i64 = x;
+			ok = true;
+		}
+		break;
+	case EMH_T_JSON:
+		if (v.type == EMH_T_TEXT) {
+			v.type = EMH_T_JSON;
+			ok = true;
+		}
+		break;
+	default:
+		break;
+	}
+	if (!ok) {
+		fail(q, EMH_EINVAL, "field '%s' is %s; the value given is %s", f->name, emh_type_name(f->type),
+		     emh_type_name(v.type));
+		return false;
+	}
+	if (v.type == EMH_T_TEXT || v.type == EMH_T_JSON || v.type == EMH_T_BLOB) {
+		char *copy = emh__arena_strndup(q->arena, v.u.s.ptr ? v.u.s.ptr : "", v.u.s.len);
+		if (!copy) {
+			fail(q, EMH_ENOMEM, "out of memory");
+			return false;
+		}
+		v.u.s.ptr = copy;
+	}
+	*out = v;
+	return true;
+}
+
+static emh_cond *cond_new(emh_query *q, emh_op op, int field)
+{
+	emh_cond *c = emh__arena_zalloc(q->arena, sizeof *c);
+	if (!c)
+		return fail(q, EMH_ENOMEM, "out of memory");
+	c->op = op;
+	c->field = field;
+	c->q = q;
+	return c;
+}
+
+emh_cond *emh_q_cmp(emh_query *q, const char *field, emh_op op, emh_value v)
+{
+	if (!q)
+		return NULL;
+	if (op < EMH_OP_EQ || op > EMH_OP_GE)
+		return fail(q, EMH_EINVAL, "emh_q_cmp: operator %d is not a comparison", (int)op);
+	int fi = field_of(q, field);
+	if (fi < 0)
+		return NULL;
+	const emh_field *f = &q->e->fields[fi];
+	if (f->type == EMH_T_BLOB || f->type == EMH_T_JSON)
+		if (op != EMH_OP_EQ && op != EMH_OP_NE)
+			return fail(q, EMH_EINVAL, "field '%s' (%s) supports only eq/ne", f->name,
+				    emh_type_name(f->type));
+	emh_cond *c = cond_new(q, op, fi);
+	if (!c || !(c->vals = emh__arena_alloc(q->arena, sizeof *c->vals)))
+		return fail(q, EMH_ENOMEM, "out of memory");
+	if (!value_for(q, f, v, &c->vals[0]))
+		return NULL;
+	c->nvals = 1;
+	return c;
+}
+
+emh_cond *emh_q_in(emh_query *q, const char *field, const emh_value *values, size_t n)
+{
+	if (!q)
+		return NULL;
+	int fi = field_of(q, field);
+	if (fi < 0)
+		return NULL;
+	if (n > EMH_QUERY_MAX_IN)
+		return fail(q, EMH_EINVAL, "field '%s': IN list of %zu values; at most %d", field, n,
+			    EMH_QUERY_MAX_IN);
+	if (n && !values)
+		return fail(q, EMH_EINVAL, "field '%s': IN values is NULL", field);
+	emh_cond *c = cond_new(q, EMH_OP_IN, fi);
+	if (!c || (n && !(c->vals = emh__arena_alloc(q->arena, n * sizeof *c->vals))))
+		return fail(q, EMH_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		if (!value_for(q, &q->e->fields[fi], values[i], &c->vals[i]))
+			return NULL;
+	c->nvals = n;
+	return c;
+}
+
+emh_cond *emh_q_like(emh_query *q, const char *field, const char *pattern)
+{
+	if (!q)
+		return NULL;
+	int fi = field_of(q, field);
+	if (fi < 0)
+		return NULL;
+	if (q->e->fields[fi].type != EMH_T_TEXT)
+		return fail(q, EMH_EINVAL, "field '%s': like needs a text field, not %s", field,
+			    emh_type_name(q->e->fields[fi].type));
+	if (!pattern)
+		return fail(q, EMH_EINVAL, "field '%s': like pattern is NULL", field);
+	size_t n = strlen(pattern), bs = 0;
+	for (size_t i = n; i > 0 && pattern[i - 1] == '\\'; i--)
+		bs++;
+	if (bs % 2)
+		return fail(q, EMH_EINVAL, "field '%s': like pattern ends with a lone backslash", field);
+	emh_cond *c = cond_new(q, EMH_OP_LIKE, fi);
+	if (!c || !(c->vals = emh__arena_alloc(q->arena, sizeof *c->vals)))
+		return fail(q, EMH_ENOMEM, "out of memory");
+	if (!value_for(q, &q->e->fields[fi], emh_v_text(pattern), &c->vals[0]))
+		return NULL;
+	c->nvals = 1;
+	return c;
+}
+
+size_t emh_like_escape(char *dst, size_t cap, const char *src)
+{
+	size_t need = 0;
+	for (const char *p = src; p && *p; p++) {
+		bool esc = *p == '%' || *p == '_' || *p == '\\';
+		if (dst && need + esc + 1 < cap) {
+			if (esc)
+				dst[need] = '\\';
+			dst[need + esc] = *p;
+		}
+		need += 1 + esc;
+	}
+	if (dst && cap)
+		dst[need < cap ? need : cap - 1] = '\0';
+	return need;
+}
+
+static emh_cond *null_test(emh_query *q, const char *field, emh_op op)
+{
+	if (!q)
+		return NULL;
+	int fi = field_of(q, field);
+	return fi < 0 ? NULL : cond_new(q, op, fi);
+}
+
+emh_cond *emh_q_is_null(emh_query *q, const char *field) { return null_test(q, field, EMH_OP_IS_NULL); }
+emh_cond *emh_q_not_null(emh_query *q, const char *field) { return null_test(q, field, EMH_OP_NOT_NULL); }
+
+static bool own(emh_query *q, const emh_cond *c)
+{
+	if (!c) /* an earlier builder call failed and recorded why */
+		return fail(q, EMH_EINVAL, "a condition is NULL (an earlier builder call failed)"), false;
+	if (c->q != q)
+		return fail(q, EMH_EINVAL, "a condition belongs to another query"), false;
+	return true;
+}
+
+static emh_cond *junction(emh_query *q, emh_op op, emh_cond *const *conds, size_t n)
+{
+	if (!q)
+		return NULL;
+	if (n == 0)
+		return fail(q, EMH_EINVAL, "%s of no condition", op == EMH_OP_AND ? "and" : "or");
+	for (size_t i = 0; i < n; i++)
+		if (!own(q, conds[i]))
+			return NULL;
+	emh_cond *c = cond_new(q, op, -1);
+	if (!c || !(c->kids = emh__arena_alloc(q->arena, n * sizeof *c->kids)))
+		return fail(q, EMH_ENOMEM, "out of memory");
+	memcpy(c->kids, conds, n * sizeof *c->kids);
+	c->nkids = n;
+	return c;
+}
+
+emh_cond *emh_q_and_n(emh_query *q, emh_cond *const *conds, size_t n) { return junction(q, EMH_OP_AND, conds, n); }
+emh_cond *emh_q_or_n(emh_query *q, emh_cond *const *conds, size_t n) { return junction(q, EMH_OP_OR, conds, n); }
+
+emh_cond *emh_q_not(emh_query *q, emh_cond *inner)
+{
+	if (!q || !own(q, inner))
+		return NULL;
+	emh_cond *c = cond_new(q, EMH_OP_NOT, -1);
+	if (!c || !(c->kids = emh__arena_alloc(q->arena, sizeof *c->kids)))
+		return fail(q, EMH_ENOMEM, "out of memory");
+	c->kids[0] = inner;
+	c->nkids = 1;
+	return c;
+}
+
+void emh_q_where(emh_query *q, emh_cond *c)
+{
+	if (q && own(q, c))
+		q->where = c;
+}
+
+void emh_q_order_by(emh_query *q, const char *field, bool descending)
+{
+	if (!q)
+		return;
+	int fi = field_of(q, field);
+	if (fi < 0)
+		return;
+	if (q->norder == q->ordcap) {
+		size_t cap = q->ordcap ? q->ordcap * 2 : 4;
+		emh__order *o = emh__arena_alloc(q->arena, cap * sizeof *o);
+		if (!o) {
+			fail(q, EMH_ENOMEM, "out of memory");
+			return;
+		}
+		if (q->norder)
+			memcpy(o, q->order, q->norder * sizeof *o);
+		q->order = o;
+		q->ordcap = cap;
+	}
+	q->order[q->norder++] = (emh__order){fi, descending};
+}
+
+void emh_q_limit(emh_query *q, int64_t n)
+{
+	if (q && n < 0)
+		fail(q, EMH_EINVAL, "limit %lld is negative", (long long)n);
+	else if (q)
+		q->limit = n;
+}
+
+void emh_q_offset(emh_query *q, int64_t n)
+{
+	if (q && n < 0)
+		fail(q, EMH_EINVAL, "offset %lld is negative", (long long)n);
+	else if (q)
+		q->offset = n;
+}
+
+const emh_entity *emh_query_entity(const emh_query *q) { return q ? q->e : NULL; }
+const emh_cond *emh_query_cond(const emh_query *q) { return q ? q->where : NULL; }
+size_t emh_query_norder(const emh_query *q) { return q ? q->norder : 0; }
+void emh_query_order(const emh_query *q, size_t i, int *field, bool *descending)
+{
+	*field = q->order[i].field;
+	*descending = q->order[i].desc;
+}
+int64_t emh_query_limit(const emh_query *q) { return q ? q->limit : -1; }
+int64_t emh_query_offset(const emh_query *q) { return q ? q->offset : -1; }
+emh_op emh_cond_op(const emh_cond *c) { return c->op; }
+int emh_cond_field(const emh_cond *c) { return c->field; }
+size_t emh_cond_nvalues(const emh_cond *c) { return c->nvals; }
+const emh_value *emh_cond_values(const emh_cond *c) { return c->vals; }
+size_t emh_cond_nchildren(const emh_cond *c) { return c->nkids; }
+const emh_cond *emh_cond_child(const emh_cond *c, size_t i) { return i < c->nkids ? c->kids[i] : NULL; }

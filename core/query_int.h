@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/* core/query_int.h: the query and condition structures (core only). */
+#ifndef EMH_CORE_QUERY_INT_H
+#define EMH_CORE_QUERY_INT_H
+
+#include <emhost/query.h>
+
+#include "arena.h"
+
+struct emh_cond {
+	emh_op op;
+	int field;
+	const emh_query *q;
+	emh_value *vals;
+	size_t nvals;
+	emh_cond **kids;
+	size_t nkids;
+};
+
+typedef struct emh__order {
+	int field;
+	bool desc;
+} emh__order;
+
+struct emh_query {
+	const emh_entity *e;
+	emh__arena *arena;
+	emh_cond *where;
+	emh__order *order;
+	size_t norder, ordcap;
+	int64_t limit, offset;
+	int err_code;
+	char err_msg[256];
+};
+
+/* Start a query on e allocating from arena. NULL on out of memory. */
+emh_query *emh__query_new(emh__arena *arena, const emh_entity *e);
+
+#endif

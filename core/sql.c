@@ -1,0 +1,739 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/sql.c: the SQL dialect helper.  Compiles entity operations and
+ * queries to SQL text for the SQL drivers.  get/insert/delete/count are
+ * compiled once at registration; updates (per changed-column mask) and
+ * queries (per shape: operators, fields, IN sizes, ordering, limit/offset
+ * presence -- never values) are compiled on first use and cached per entity,
+ * so repeating a shape does no string work.  Values are always bound
+ * parameters; identifiers were validated at registration and are quoted.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+#include "query_int.h"
+
+/* ---- emh_buf ---- */
+
+static bool buf_reserve(emh_buf *b, size_t more)
+{
+	if (b->oom)
+		return false;
+	if (b->len + more + 1 <= b->cap)
+		return true;
+	size_t cap = b->cap ? b->cap : 128;
+	while (cap < b->len + more + 1)
+		cap *= 2;
+	char *p = realloc(b->ptr, cap);
+	if (!p) {
+		b->oom = true;
+		return false;
+	}
+	b->ptr = p;
+	b->cap = cap;
+	return true;
+}
+
+void emh_buf_release(emh_buf *b)
+{
+	free(b->ptr);
+	memset(b, 0, sizeof *b);
+}
+
+void emh_buf_reset(emh_buf *b)
+{
+	b->len = 0;
+	b->oom = false;
+	if (b->ptr)
+		b->ptr[0] = '\0';
+}
+
+void emh_buf_add(emh_buf *b, const char *s, size_t n)
+{
+	if (!buf_reserve(b, n))
+		return;
+	memcpy(b->ptr + b->len, s, n);
+	b->len += n;
+	b->ptr[b->len] = '\0';
+}
+
+void emh_buf_adds(emh_buf *b, const char *s) { emh_buf_add(b, s, strlen(s)); }
+
+void emh_buf_addf(emh_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || !buf_reserve(b, (size_t)n))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->ptr + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+void emh_buf_ident(emh_buf *b, const emh_sql_dialect *d, const char *s)
+{
+	/* Identifiers are validated ([A-Za-z_][A-Za-z0-9_]*), so they hold no quote. */
+	char q = d->quote ? d->quote : '"';
+	emh_buf_add(b, &q, 1);
+	emh_buf_adds(b, s);
+	emh_buf_add(b, &q, 1);
+}
+
+/* ---- statements ---- */
+
+typedef struct stmt_builder {
+	emh_buf sql;
+	const emh_sql_dialect *d;
+	emh_type params[EMH_QUERY_MAX_IN + 2 * EMH_ENTITY_MAX_FIELDS + 64];
+	size_t nparams;
+	bool too_many;
+} stmt_builder;
+
+static void add_param(stmt_builder *sb, emh_type t)
+{
+	if (sb->nparams >= sizeof sb->params / sizeof *sb->params) {
+		sb->too_many = true;
+		return;
+	}
+	sb->params[sb->nparams++] = t;
+	if (sb->d->numbered_params)
+		emh_buf_addf(&sb->sql, "$%zu", sb->nparams);
+	else
+		emh_buf_add(&sb->sql, "?", 1);
+}
+
+/* One allocation: the stmt, its type arrays and its text. */
+static emh_stmt *stmt_finish(stmt_builder *sb, emh__meta *m, int kind, const emh_type *cols, size_t ncols,
+			     emh_error *err)
+{
+	if (sb->sql.oom || sb->too_many) {
+		emh_buf_release(&sb->sql);
+		return emh_error_set(err, sb->too_many ? EMH_EINVAL : EMH_ENOMEM,
+				     sb->too_many ? "statement has too many parameters" : "out of memory"),
+		       NULL;
+	}
+	size_t sz = sizeof(emh_stmt) + (sb->nparams + ncols) * sizeof(emh_type) + sb->sql.len + 1;
+	emh_stmt *st = malloc(sz);
+	if (!st) {
+		emh_buf_release(&sb->sql);
+		emh_error_set(err, EMH_ENOMEM, "out of memory");
+		return NULL;
+	}
+	emh_type *pt = (emh_type *)(st + 1);
+	emh_type *ct = pt + sb->nparams;
+	char *text = (char *)(ct + ncols);
+	memcpy(pt, sb->params, sb->nparams * sizeof *pt);
+	if (ncols)
+		memcpy(ct, cols, ncols * sizeof *ct);
+	memcpy(text, sb->sql.ptr, sb->sql.len + 1);
+	*st = (emh_stmt){.sql = text, .sql_len = sb->sql.len, .kind = kind,
+			 .id = atomic_fetch_add_explicit(&m->ctx->next_stmt_id, 1, memory_order_relaxed),
+			 .nparams = (uint16_t)sb->nparams, .ncols = (uint16_t)ncols, .param_types = pt,
+			 .col_types = ct, .meta = &m->pub};
+	emh_buf_release(&sb->sql);
+	return st;
+}
+
+static stmt_builder *sb_new(const emh_sql_dialect *d)
+{
+	stmt_builder *sb = malloc(sizeof *sb);
+	if (sb) {
+		memset(&sb->sql, 0, sizeof sb->sql);
+		sb->d = d;
+		sb->nparams = 0;
+		sb->too_many = false;
+	}
+	return sb;
+}
+
+static void select_list(stmt_builder *sb, const emh_entity *e, emh_type *cols)
+{
+	emh_buf_adds(&sb->sql, "SELECT ");
+	for (size_t i = 0; i < e->nfields; i++) {
+		if (i)
+			emh_buf_adds(&sb->sql, ", ");
+		emh_buf_ident(&sb->sql, sb->d, e->fields[i].column);
+		cols[i] = e->fields[i].type;
+	}
+	emh_buf_adds(&sb->sql, " FROM ");
+	emh_buf_ident(&sb->sql, sb->d, e->table);
+}
+
+static void where_key(stmt_builder *sb, const emh__meta *m)
+{
+	const emh_field *k = &m->pub.entity->fields[m->pub.pk];
+	emh_buf_adds(&sb->sql, " WHERE ");
+	emh_buf_ident(&sb->sql, sb->d, k->column);
+	emh_buf_adds(&sb->sql, " = ");
+	add_param(sb, k->type);
+}
+
+static const char *const cmp_sql[] = {
+	[EMH_OP_EQ] = " = ", [EMH_OP_NE] = " <> ", [EMH_OP_LT] = " < ",
+	[EMH_OP_LE] = " <= ", [EMH_OP_GT] = " > ", [EMH_OP_GE] = " >= ",
+};
+
+static void compile_cond(stmt_builder *sb, const emh_entity *e, const emh_cond *c)
+{
+	const emh_field *f = c->field >= 0 ? &e->fields[c->field] : NULL;
+	switch (c->op) {
+	case EMH_OP_EQ: case EMH_OP_NE: case EMH_OP_LT: case EMH_OP_LE: case EMH_OP_GT: case EMH_OP_GE:
+		emh_buf_ident(&sb->sql, sb->d, f->column);
+		emh_buf_adds(&sb->sql, cmp_sql[c->op]);
+		add_param(sb, f->type);
+		break;
+	case EMH_OP_IN:
+		if (c->nvals == 0) {
+			emh_buf_adds(&sb->sql, "1 = 0");
+			break;
+		}
+		emh_buf_ident(&sb->sql, sb->d, f->column);
+		emh_buf_adds(&sb->sql, " IN (");
+		for (size_t i = 0; i < c->nvals; i++) {
+			if (i)
+				emh_buf_adds(&sb->sql, ", ");
+			add_param(sb, f->type);
+		}
+		emh_buf_adds(&sb->sql, ")");
+		break;
+	case EMH_OP_LIKE:
+		emh_buf_ident(&sb->sql, sb->d, f->column);
+		emh_buf_adds(&sb->sql, " LIKE ");
+		add_param(sb, EMH_T_TEXT);
+		emh_buf_adds(&sb->sql, sb->d->like_escape ? sb->d->like_escape : "");
+		break;
+	case EMH_OP_IS_NULL:
+	case EMH_OP_NOT_NULL:
+		emh_buf_ident(&sb->sql, sb->d, f->column);
+		emh_buf_adds(&sb->sql, c->op == EMH_OP_IS_NULL ? " IS NULL" : " IS NOT NULL");
+		break;
+	case EMH_OP_AND:
+	case EMH_OP_OR:
+		emh_buf_adds(&sb->sql, "(");
+		for (size_t i = 0; i < c->nkids; i++) {
+			if (i)
+				emh_buf_adds(&sb->sql, c->op == EMH_OP_AND ? " AND " : " OR ");
+			compile_cond(sb, e, c->kids[i]);
+		}
+		emh_buf_adds(&sb->sql, ")");
+		break;
+	case EMH_OP_NOT:
+		emh_buf_adds(&sb->sql, "NOT (");
+		compile_cond(sb, e, c->kids[0]);
+		emh_buf_adds(&sb->sql, ")");
+		break;
+	}
+}
+
+int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err)
+{
+	const emh_entity *e = m->pub.entity;
+	const emh_field *k = &e->fields[m->pub.pk];
+	emh_type cols[EMH_ENTITY_MAX_FIELDS];
+	stmt_builder *sb = sb_new(d);
+	if (!sb)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	int rc = 0;
+
+	select_list(sb, e, cols);
+	where_key(sb, m);
+	if (!(m->st_get = stmt_finish(sb, m, EMH_STMT_SELECT, cols, e->nfields, err)))
+		goto out_fail;
+
+	sb->nparams = 0;
+	select_list(sb, e, cols);
+	if (!(m->st_select_all = stmt_finish(sb, m, EMH_STMT_SELECT, cols, e->nfields, err)))
+		goto out_fail;
+
+	sb->nparams = 0;
+	emh_buf_adds(&sb->sql, "SELECT COUNT(*) FROM ");
+	emh_buf_ident(&sb->sql, d, e->table);
+	emh_type cnt = EMH_T_INT64;
+	if (!(m->st_count_all = stmt_finish(sb, m, EMH_STMT_COUNT, &cnt, 1, err)))
+		goto out_fail;
+
+	sb->nparams = 0;
+	emh_buf_adds(&sb->sql, "INSERT INTO ");
+	emh_buf_ident(&sb->sql, d, e->table);
+	emh_buf_adds(&sb->sql, " (");
+	size_t ncol = 0;
+	for (size_t i = 0; i < e->nfields; i++) {
+		if ((int)i == m->pub.pk && m->pub.generated)
+			continue;
+		if (ncol++)
+			emh_buf_adds(&sb->sql, ", ");
+		emh_buf_ident(&sb->sql, d, e->fields[i].column);
+	}
+	emh_buf_adds(&sb->sql, ") VALUES (");
+	ncol = 0;
+	for (size_t i = 0; i < e->nfields; i++) {
+		if ((int)i == m->pub.pk && m->pub.generated)
+			continue;
+		if (ncol++)
+			emh_buf_adds(&sb->sql, ", ");
+		add_param(sb, e->fields[i].type);
+	}
+	emh_buf_adds(&sb->sql, ")");
+	bool ret = m->pub.generated && d->returning;
+	if (ret) {
+		emh_buf_adds(&sb->sql, " RETURNING ");
+		emh_buf_ident(&sb->sql, d, k->column);
+	}
+	if (!(m->st_insert = stmt_finish(sb, m, EMH_STMT_INSERT, &k->type, ret ? 1 : 0, err)))
+		goto out_fail;
+
+	sb->nparams = 0;
+	emh_buf_adds(&sb->sql, "DELETE FROM ");
+	emh_buf_ident(&sb->sql, d, e->table);
+	where_key(sb, m);
+	if (!(m->st_delete = stmt_finish(sb, m, EMH_STMT_DELETE, NULL, 0, err)))
+		goto out_fail;
+	free(sb);
+	return 0;
+out_fail:
+	rc = err ? err->code : EMH_ENOMEM;
+	free(sb);
+	emh__sql_free_meta(m);
+	return rc ? rc : EMH_ENOMEM;
+}
+
+/* ---- the per-entity cache of update and query statements ---- */
+
+typedef struct cache_entry {
+	uint64_t hash;
+	size_t klen;
+	unsigned char *key;
+	emh_stmt *st;
+} cache_entry;
+
+struct emh__stmtcache {
+	pthread_mutex_t mu;
+	cache_entry *v;
+	size_t n, cap; /* open addressing, cap a power of two */
+};
+
+static uint64_t fnv(const unsigned char *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ULL;
+	return h;
+}
+
+static emh_stmt *cache_find_locked(emh__stmtcache *c, uint64_t h, const unsigned char *key, size_t klen)
+{
+	if (!c->cap)
+		return NULL;
+	for (size_t i = h & (c->cap - 1);; i = (i + 1) & (c->cap - 1)) {
+		cache_entry *e = &c->v[i];
+		if (!e->st)
+			return NULL;
+		if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
+			return e->st;
+	}
+}
+
+static bool cache_put_locked(emh__stmtcache *c, uint64_t h, const unsigned char *key, size_t klen, emh_stmt *st)
+{
+	if ((c->n + 1) * 2 > c->cap) {
+		size_t ncap = c->cap ? c->cap * 2 : 16;
+		cache_entry *nv = calloc(ncap, sizeof *nv);
+		if (!nv)
+			return false;
+		for (size_t i = 0; i < c->cap; i++) {
+			if (!c->v[i].st)
+				continue;
+			size_t j = c->v[i].hash & (ncap - 1);
+			while (nv[j].st)
+				j = (j + 1) & (ncap - 1);
+			nv[j] = c->v[i];
+		}
+		free(c->v);
+		c->v = nv;
+		c->cap = ncap;
+	}
+	unsigned char *k = malloc(klen);
+	if (!k)
+		return false;
+	memcpy(k, key, klen);
+	size_t j = h & (c->cap - 1);
+	while (c->v[j].st)
+		j = (j + 1) & (c->cap - 1);
+	c->v[j] = (cache_entry){.hash = h, .klen = klen, .key = k, .st = st};
+	c->n++;
+	return true;
+}
+
+static emh__stmtcache *meta_cache(emh__meta *m)
+{
+	/* Created at first use under the context mutex: registration time is
+	 * not the hot path, and most entities never need one. */
+	emh__stmtcache *c = __atomic_load_n(&m->cache, __ATOMIC_ACQUIRE);
+	if (c)
+		return c;
+	pthread_mutex_lock(&m->ctx->mu);
+	c = m->cache;
+	if (!c && (c = calloc(1, sizeof *c)) != NULL) {
+		pthread_mutex_init(&c->mu, NULL);
+		__atomic_store_n(&m->cache, c, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&m->ctx->mu);
+	return c;
+}
+
+typedef emh_stmt *(*compile_fn)(emh__meta *m, const emh_sql_dialect *d, const void *arg, emh_error *err);
+
+static const emh_stmt *cached(emh__meta *m, const emh_sql_dialect *d, const unsigned char *key, size_t klen,
+			      compile_fn fn, const void *arg, emh_error *err)
+{
+	emh__stmtcache *c = meta_cache(m);
+	if (!c)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
+	uint64_t h = fnv(key, klen);
+	pthread_mutex_lock(&c->mu);
+	emh_stmt *st = cache_find_locked(c, h, key, klen);
+	pthread_mutex_unlock(&c->mu);
+	if (st)
+		return st;
+	/* Compile outside the lock; if another thread won the race, keep its copy. */
+	emh_stmt *mine = fn(m, d, arg, err);
+	if (!mine)
+		return NULL;
+	pthread_mutex_lock(&c->mu);
+	st = cache_find_locked(c, h, key, klen);
+	if (!st) {
+		if (!cache_put_locked(c, h, key, klen, mine)) {
+			pthread_mutex_unlock(&c->mu);
+			free(mine);
+			return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
+		}
+		st = mine;
+		mine = NULL;
+	}
+	pthread_mutex_unlock(&c->mu);
+	free(mine);
+	return st;
+}
+
+static emh_stmt *compile_update(emh__meta *m, const emh_sql_dialect *d, const void *arg, emh_error *err)
+{
+	uint64_t mask = *(const uint64_t *)arg;
+	const emh_entity *e = m->pub.entity;
+	stmt_builder *sb = sb_new(d);
+	if (!sb)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
+	emh_buf_adds(&sb->sql, "UPDATE ");
+	emh_buf_ident(&sb->sql, d, e->table);
+	emh_buf_adds(&sb->sql, " SET ");
+	size_t n = 0;
+	for (size_t i = 0; i < e->nfields; i++) {
+		if (!(mask & (UINT64_C(1) << i)))
+			continue;
+		if (n++)
+			emh_buf_adds(&sb->sql, ", ");
+		emh_buf_ident(&sb->sql, d, e->fields[i].column);
+		emh_buf_adds(&sb->sql, " = ");
+		add_param(sb, e->fields[i].type);
+	}
+	where_key(sb, m);
+	emh_stmt *st = stmt_finish(sb, m, EMH_STMT_UPDATE, NULL, 0, err);
+	free(sb);
+	return st;
+}
+
+const emh_stmt *emh__sql_update_stmt(emh__meta *m, const emh_sql_dialect *d, uint64_t mask, emh_error *err)
+{
+	unsigned char key[9] = {'U'};
+	memcpy(key + 1, &mask, sizeof mask);
+	return cached(m, d, key, sizeof key, compile_update, &mask, err);
+}
+
+/* Shape of a query: everything its SQL text depends on, never its values. */
+static void shape_cond(emh_buf *b, const emh_cond *c)
+{
+	unsigned char hdr[4] = {(unsigned char)c->op, (unsigned char)(c->field + 1), 0, 0};
+	size_t n = c->op == EMH_OP_IN ? c->nvals : c->nkids;
+	hdr[2] = (unsigned char)(n & 0xff);
+	hdr[3] = (unsigned char)(n >> 8);
+	emh_buf_add(b, (const char *)hdr, sizeof hdr);
+	for (size_t i = 0; i < c->nkids; i++)
+		shape_cond(b, c->kids[i]);
+}
+
+static void shape_of(emh_buf *b, const emh_query *q, bool count)
+{
+	emh_buf_add(b, count ? "C" : "S", 1);
+	if (q->where)
+		shape_cond(b, q->where);
+	emh_buf_add(b, "|", 1);
+	if (!count) {
+		for (size_t i = 0; i < q->norder; i++) {
+			unsigned char o[2] = {(unsigned char)q->order[i].field, q->order[i].desc};
+			emh_buf_add(b, (const char *)o, 2);
+		}
+		unsigned char lo[2] = {q->limit >= 0, q->offset >= 0};
+		emh_buf_add(b, (const char *)lo, 2);
+	}
+}
+
+typedef struct query_arg {
+	const emh_query *q;
+	bool count;
+} query_arg;
+
+static emh_stmt *compile_query(emh__meta *m, const emh_sql_dialect *d, const void *arg, emh_error *err)
+{
+	const query_arg *qa = arg;
+	const emh_query *q = qa->q;
+	const emh_entity *e = m->pub.entity;
+	emh_type cols[EMH_ENTITY_MAX_FIELDS];
+	stmt_builder *sb = sb_new(d);
+	if (!sb)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
+	if (qa->count) {
+		emh_buf_adds(&sb->sql, "SELECT COUNT(*) FROM ");
+		emh_buf_ident(&sb->sql, d, e->table);
+	} else {
+		select_list(sb, e, cols);
+	}
+	if (q->where) {
+		emh_buf_adds(&sb->sql, " WHERE ");
+		compile_cond(sb, e, q->where);
+	}
+	if (!qa->count) {
+		for (size_t i = 0; i < q->norder; i++) {
+			emh_buf_adds(&sb->sql, i ? ", " : " ORDER BY ");
+			emh_buf_ident(&sb->sql, d, e->fields[q->order[i].field].column);
+			emh_buf_adds(&sb->sql, q->order[i].desc ? " DESC" : " ASC");
+		}
+		if (q->limit >= 0) {
+			emh_buf_adds(&sb->sql, " LIMIT ");
+			add_param(sb, EMH_T_INT64);
+		} else if (q->offset >= 0 && d->limit_all) {
+			emh_buf_addf(&sb->sql, " LIMIT %s", d->limit_all);
+		}
+		if (q->offset >= 0) {
+			emh_buf_adds(&sb->sql, " OFFSET ");
+			add_param(sb, EMH_T_INT64);
+		}
+	}
+	emh_type cnt = EMH_T_INT64;
+	emh_stmt *st = qa->count ? stmt_finish(sb, m, EMH_STMT_COUNT, &cnt, 1, err)
+				 : stmt_finish(sb, m, EMH_STMT_SELECT, cols, e->nfields, err);
+	free(sb);
+	return st;
+}
+
+const emh_stmt *emh__sql_query_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, bool count,
+				    emh_error *err)
+{
+	if (!q || (!q->where && (count || (q->norder == 0 && q->limit < 0 && q->offset < 0))))
+		return count ? m->st_count_all : m->st_select_all;
+	emh_buf b = EMH_BUF_INIT;
+	shape_of(&b, q, count);
+	if (b.oom) {
+		emh_buf_release(&b);
+		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
+	}
+	query_arg qa = {q, count};
+	const emh_stmt *st = cached(m, d, (const unsigned char *)b.ptr, b.len, compile_query, &qa, err);
+	emh_buf_release(&b);
+	return st;
+}
+
+static void count_params(const emh_cond *c, size_t *n)
+{
+	switch (c->op) {
+	case EMH_OP_IS_NULL:
+	case EMH_OP_NOT_NULL:
+		break;
+	case EMH_OP_AND:
+	case EMH_OP_OR:
+	case EMH_OP_NOT:
+		for (size_t i = 0; i < c->nkids; i++)
+			count_params(c->kids[i], n);
+		break;
+	default:
+		*n += c->nvals;
+	}
+}
+
+size_t emh__query_nparams(const emh_query *q, bool count)
+{
+	size_t n = 0;
+	if (!q)
+		return 0;
+	if (q->where)
+		count_params(q->where, &n);
+	if (!count)
+		n += (q->limit >= 0) + (q->offset >= 0);
+	return n;
+}
+
+static void fill_params(const emh_cond *c, emh_value **out)
+{
+	switch (c->op) {
+	case EMH_OP_IS_NULL:
+	case EMH_OP_NOT_NULL:
+		break;
+	case EMH_OP_AND:
+	case EMH_OP_OR:
+	case EMH_OP_NOT:
+		for (size_t i = 0; i < c->nkids; i++)
+			fill_params(c->kids[i], out);
+		break;
+	default:
+		for (size_t i = 0; i < c->nvals; i++)
+			*(*out)++ = c->vals[i];
+	}
+}
+
+void emh__query_params(const emh_query *q, bool count, emh_value *out)
+{
+	if (!q)
+		return;
+	if (q->where)
+		fill_params(q->where, &out);
+	if (!count) {
+		if (q->limit >= 0)
+			*out++ = emh_v_int64(q->limit);
+		if (q->offset >= 0)
+			*out++ = emh_v_int64(q->offset);
+	}
+}
+
+void emh__sql_free_meta(emh__meta *m)
+{
+	free(m->st_get);
+	free(m->st_insert);
+	free(m->st_delete);
+	free(m->st_count_all);
+	free(m->st_select_all);
+	m->st_get = m->st_insert = m->st_delete = m->st_count_all = m->st_select_all = NULL;
+	emh__stmtcache *c = m->cache;
+	if (c) {
+		for (size_t i = 0; i < c->cap; i++) {
+			free(c->v[i].key);
+			free(c->v[i].st);
+		}
+		free(c->v);
+		pthread_mutex_destroy(&c->mu);
+		free(c);
+		m->cache = NULL;
+	}
+}
+
+/* ---- DDL helpers for drivers ---- */
+
+int emh_sql_create_table(const emh_sql_dialect *d, const emh_meta *m, emh_buf *out)
+{
+	const emh_entity *e = m->entity;
+	char type[128];
+	emh_buf_adds(out, "CREATE TABLE IF NOT EXISTS ");
+	emh_buf_ident(out, d, e->table);
+	emh_buf_adds(out, " (");
+	for (size_t i = 0; i < e->nfields; i++) {
+		const emh_field *f = &e->fields[i];
+		if (i)
+			emh_buf_adds(out, ", ");
+		emh_buf_ident(out, d, f->column);
+		type[0] = '\0';
+		d->column_type(m, (int)i, type, sizeof type);
+		emh_buf_addf(out, " %s", type);
+		if ((int)i == m->pk)
+			emh_buf_adds(out, " PRIMARY KEY");
+		else if (!(f->flags & EMH_F_NULLABLE))
+			emh_buf_adds(out, " NOT NULL");
+		if ((f->flags & EMH_F_UNIQUE) && (int)i != m->pk)
+			emh_buf_adds(out, " UNIQUE");
+	}
+	emh_buf_adds(out, ")");
+	return out->oom ? EMH_ENOMEM : 0;
+}
+
+/* Single-field secondary indexes first (EMH_F_INDEXED without UNIQUE), then composites. */
+static int indexed_field(const emh_meta *m, size_t i)
+{
+	const emh_entity *e = m->entity;
+	size_t k = 0;
+	for (size_t f = 0; f < e->nfields; f++) {
+		unsigned fl = e->fields[f].flags;
+		if ((fl & EMH_F_INDEXED) && !(fl & (EMH_F_UNIQUE | EMH_F_PK)) && k++ == i)
+			return (int)f;
+	}
+	return -1;
+}
+
+size_t emh_sql_index_count(const emh_meta *m)
+{
+	size_t n = 0;
+	while (indexed_field(m, n) >= 0)
+		n++;
+	return n + m->entity->nindexes;
+}
+
+int emh_sql_create_index(const emh_sql_dialect *d, const emh_meta *m, size_t i, bool if_not_exists,
+			 emh_buf *out, const char **name)
+{
+	const emh_entity *e = m->entity;
+	size_t nsingle = emh_sql_index_count(m) - e->nindexes;
+	static _Thread_local char namebuf[160];
+	if (i < nsingle) {
+		const emh_field *f = &e->fields[indexed_field(m, i)];
+		snprintf(namebuf, sizeof namebuf, "%s_%s_idx", e->table, f->column);
+		emh_buf_addf(out, "CREATE INDEX %s", if_not_exists ? "IF NOT EXISTS " : "");
+		emh_buf_ident(out, d, namebuf);
+		emh_buf_adds(out, " ON ");
+		emh_buf_ident(out, d, e->table);
+		emh_buf_adds(out, " (");
+		emh_buf_ident(out, d, f->column);
+		emh_buf_adds(out, ")");
+	} else {
+		const emh_index *ix = &e->indexes[i - nsingle];
+		snprintf(namebuf, sizeof namebuf, "%s", ix->name);
+		emh_buf_addf(out, "CREATE %sINDEX %s", ix->unique ? "UNIQUE " : "", if_not_exists ? "IF NOT EXISTS " : "");
+		emh_buf_ident(out, d, ix->name);
+		emh_buf_adds(out, " ON ");
+		emh_buf_ident(out, d, e->table);
+		emh_buf_adds(out, " (");
+		for (const char *const *fp = ix->fields; *fp; fp++) {
+			if (fp != ix->fields)
+				emh_buf_adds(out, ", ");
+			emh_buf_ident(out, d, e->fields[emh_entity_field_index(e, *fp)].column);
+		}
+		emh_buf_adds(out, ")");
+	}
+	if (name)
+		*name = namebuf;
+	return out->oom ? EMH_ENOMEM : 0;
+}
+
+int emh_sql_check_columns(const emh_meta *m, const char *const *names, const char *const *types, size_t n,
+			  bool (*compatible)(const emh_meta *m, int field, const char *type), emh_error *err)
+{
+	const emh_entity *e = m->entity;
+	for (size_t i = 0; i < e->nfields; i++) {
+		const emh_field *f = &e->fields[i];
+		size_t j = 0;
+		while (j < n && strcasecmp(names[j], f->column) != 0)
+			j++;
+		if (j == n)
+			return emh_error_set(err, EMH_ESCHEMA,
+					     "table '%s' exists without column '%s' (field '%s' of entity '%s')",
+					     e->table, f->column, f->name, e->name);
+		if (compatible && !compatible(m, (int)i, types[j]))
+			return emh_error_set(err, EMH_ESCHEMA,
+					     "table '%s', column '%s' has type '%s', incompatible with %s field '%s' of entity '%s'",
+					     e->table, f->column, types[j], emh_type_name(f->type), f->name, e->name);
+	}
+	return 0;
+}

@@ -1,0 +1,1 @@
+# plugins/mongo: filled in by its issue

@@ -1,0 +1,8 @@
+# plugins/postgres: the PostgreSQL driver (libpq).
+if HAVE_POSTGRES
+plugin_LTLIBRARIES += plugins/postgres/postgres.la
+plugins_postgres_postgres_la_SOURCES = plugins/postgres/postgres.c
+plugins_postgres_postgres_la_CFLAGS = $(AM_CFLAGS) $(LIBPQ_CFLAGS)
+plugins_postgres_postgres_la_LDFLAGS = $(PLUGIN_LDFLAGS)
+plugins_postgres_postgres_la_LIBADD = core/libemhost.la $(LIBPQ_LIBS)
+endif

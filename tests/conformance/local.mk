@@ -1,0 +1,12 @@
+# tests/conformance: one TAP program run unchanged against any context of any
+# driver (emh-conformance --context NAME, contexts from -c FILE and/or
+# EMH_CONTEXT_<NAME>_* variables).  sqlite.sh runs it on a temporary SQLite
+# file in every `make check`; the other drivers' wrappers live in their own
+# test folders and call $(EMH_BUILDDIR)/tests/conformance/emh-conformance.
+check_PROGRAMS += tests/conformance/emh-conformance
+tests_conformance_emh_conformance_SOURCES = tests/conformance/emh-conformance.c tests/tap.h
+tests_conformance_emh_conformance_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
+tests_conformance_emh_conformance_LDADD = core/libemhost.la $(AX_PTHREAD_LIBS)
+
+TESTS += tests/conformance/sqlite.sh
+EXTRA_DIST += tests/conformance/sqlite.sh
