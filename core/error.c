@@ -67,8 +67,8 @@ int emh__error_in_context(emh_error *err, int code, const char *name)
 {
 	if (!err || !name)
 		return code;
-	char needle[EMH_ERROR_CTX_MAX + 4];
-	snprintf(needle, sizeof needle, "'%s'", name);
+	char needle[EMH_ERROR_CTX_MAX + 16];
+	snprintf(needle, sizeof needle, "context '%s'", name);
 	if (!strstr(err->message, needle)) {
 		char msg[EMH_ERROR_MSG_MAX];
 		snprintf(msg, sizeof msg, "context '%s': %s", name, err->message);

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/unit/memdrv.h: a statically registered test driver whose connections
+ * the tests can watch and break: it counts live connections, can refuse new
+ * ones ("server down"), and can make every existing one stale ("server
+ * restarted").  execute() understands a few words:
+ *   "hold"  sleep md.hold_us then succeed   "fail"  EMH_EDRIVER
+ *   "lose"  EMH_EUNAVAILABLE (connection lost)
+ */
+#ifndef EMH_TESTS_MEMDRV_H
+#define EMH_TESTS_MEMDRV_H
+
+#include <stdatomic.h>
+
+#include <emhost/driver.h>
+
+typedef struct memdrv_state {
+	atomic_int live, max_live, opened, pings, down, generation, hold_us;
+} memdrv_state;
+
+extern memdrv_state md;
+extern const emh_driver memdrv;
+
+#endif

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/unit/test_entity.c: entity validation, the query builder's errors,
+ * and the SQL the dialect helper compiles (text, parameters, caching).
+ * Links the core's internals to look at compiled statements directly.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+#include "query_int.h"
+
+#include "../tap.h"
+
+typedef struct item {
+	int64_t id;
+	const char *name;
+	int32_t qty;
+	double price;
+	bool active;
+	emh_blob data;
+	emh_time at;
+	const char *meta;
+} item;
+
+static const emh_field item_fields[] = {
+	EMH_FIELD(item, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD_COL(item, name, "item_name", EMH_T_TEXT, EMH_F_UNIQUE),
+	EMH_FIELD(item, qty, EMH_T_INT32, EMH_F_INDEXED),
+	EMH_FIELD(item, price, EMH_T_DOUBLE, EMH_F_NULLABLE),
+	EMH_FIELD(item, active, EMH_T_BOOL, 0),
+	EMH_FIELD(item, data, EMH_T_BLOB, EMH_F_NULLABLE),
+	EMH_FIELD(item, at, EMH_T_TIMESTAMP, EMH_F_NULLABLE),
+	EMH_FIELD(item, meta, EMH_T_JSON, EMH_F_NULLABLE),
+};
+static const char *const by_qty_price[] = {"qty", "price", NULL};
+static const emh_index item_idx[] = {{"item_qty_price", by_qty_price, true}};
+static const emh_entity item_entity = EMH_ENTITY_IDX(item, "items", item_fields, item_idx);
+
+static void ctype(const emh_meta *m, int field, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s", emh_type_name(m->entity->fields[field].type));
+}
+
+static const emh_sql_dialect dq = {.quote = '"', .returning = true, .limit_all = "-1",
+				   .like_escape = " ESCAPE '\\'", .column_type = ctype};
+static const emh_sql_dialect pg = {.quote = '"', .numbered_params = true, .returning = true,
+				   .like_escape = " ESCAPE '\\'", .column_type = ctype};
+
+static int validate_fields(const emh_field *f, size_t n, emh_error *err)
+{
+	emh_entity e = {.name = "bad", .table = "bad", .size = sizeof(item), .fields = f, .nfields = n};
+	return emh_entity_validate(&e, err);
+}
+
+int main(void)
+{
+	emh_error err;
+	is_int(emh_entity_validate(&item_entity, &err), 0, "a full entity validates");
+
+	/* validation errors name entity and field */
+	emh_field f[2] = {EMH_FIELD(item, id, EMH_T_INT64, EMH_F_PK), EMH_FIELD(item, name, EMH_T_TEXT, 0)};
+	f[0].flags = 0;
+	is_int(validate_fields(f, 2, &err), EMH_EINVAL, "no primary key");
+	like_str(err.message, "entity 'bad' has no primary key", "said so");
+	f[0].flags = EMH_F_PK;
+	f[1].column = "id";
+	validate_fields(f, 2, &err);
+	like_str(err.message, "fields 'id' and 'name' share column 'id'", "duplicate column named");
+	f[1].column = "na-me";
+	validate_fields(f, 2, &err);
+	like_str(err.message, "field 'name': column 'na-me' is not a valid identifier", "bad identifier named");
+	f[1] = (emh_field)EMH_FIELD(item, name, EMH_T_INT64, 0);
+	validate_fields(f, 2, &err);
+	like_str(err.message, "field 'name': type int64 needs a member of type int64_t", "member type mismatch caught");
+	f[1] = (emh_field)EMH_FIELD(item, qty, EMH_T_INT64, 0);
+	validate_fields(f, 2, &err);
+	like_str(err.message, "field 'qty': type int64 needs a member of type int64_t", "int32 member declared int64 caught");
+	f[1] = (emh_field)EMH_FIELD(item, name, EMH_T_TEXT, EMH_F_GENERATED);
+	validate_fields(f, 2, &err);
+	like_str(err.message, "EMH_F_GENERATED needs an int32/int64 primary key", "generated non-key refused");
+	f[1] = (emh_field)EMH_FIELD(item, name, EMH_T_TEXT, EMH_F_PK);
+	validate_fields(f, 2, &err);
+	like_str(err.message, "both marked EMH_F_PK", "two keys refused");
+	emh_entity badtab = item_entity;
+	badtab.table = "items; drop";
+	emh_entity_validate(&badtab, &err);
+	like_str(err.message, "table name 'items; drop' is not a valid identifier", "bad table name refused");
+	ok(emh_ident_valid("_a1") && !emh_ident_valid("1a") && !emh_ident_valid("") && !emh_ident_valid("a\"b"),
+	   "identifier rule [A-Za-z_][A-Za-z0-9_]*");
+
+	/* like escape */
+	char buf[64];
+	is_int(emh_like_escape(buf, sizeof buf, "50%_a\\b"), 10, "escaped length");
+	is_str(buf, "50\\%\\_a\\\\b", "%%, _ and backslash escaped");
+
+	/* query builder: sticky errors, reported by the running call */
+	emh__arena arena;
+	emh__arena_init(&arena, NULL, 0);
+	emh_query *q = emh__query_new(&arena, &item_entity);
+	emh_q_where(q, emh_q_and(q, emh_q_eq(q, "nope", emh_v_int64(1)), emh_q_gt(q, "qty", emh_v_int32(2))));
+	is_int(emh__query_error(q, &err), EMH_EINVAL, "unknown field kept as the query's error");
+	like_str(err.message, "no field 'nope' in entity 'item' (fields: id, name, qty", "listing the fields");
+	q = emh__query_new(&arena, &item_entity);
+	emh_q_eq(q, "qty", emh_v_text("x"));
+	emh__query_error(q, &err);
+	like_str(err.message, "field 'qty' is int32; the value given is text", "type mismatch");
+	q = emh__query_new(&arena, &item_entity);
+	emh_q_eq(q, "qty", emh_v_int64(INT64_C(1) << 40));
+	emh__query_error(q, &err);
+	like_str(err.message, "does not fit int32", "int32 overflow");
+	q = emh__query_new(&arena, &item_entity);
+	emh_q_eq(q, "name", emh_v_null(EMH_T_TEXT));
+	emh__query_error(q, &err);
+	like_str(err.message, "use emh_q_is_null", "NULL comparison refused");
+	q = emh__query_new(&arena, &item_entity);
+	emh_q_like(q, "name", "abc\\");
+	emh__query_error(q, &err);
+	like_str(err.message, "lone backslash", "trailing backslash in like refused");
+	emh_query *q2 = emh__query_new(&arena, &item_entity);
+	q = emh__query_new(&arena, &item_entity);
+	emh_q_where(q, emh_q_not(q, emh_q_is_null(q2, "price")));
+	emh__query_error(q, &err);
+	like_str(err.message, "belongs to another query", "condition of another query refused");
+	q = emh__query_new(&arena, &item_entity);
+	emh_q_limit(q, -1);
+	emh__query_error(q, &err);
+	like_str(err.message, "limit -1 is negative", "negative limit refused");
+
+	/* compiled SQL */
+	emh_context ctx;
+	memset(&ctx, 0, sizeof ctx);
+	pthread_mutex_init(&ctx.mu, NULL);
+	ctx.name = "t";
+	emh__meta m;
+	memset(&m, 0, sizeof m);
+	m.ctx = &ctx;
+	m.pub.entity = &item_entity;
+	m.pub.generated = true;
+	is_int(emh__sql_prepare_meta(&m, &dq, &err), 0, "statements compiled at registration");
+	is_str(m.st_get->sql,
+	       "SELECT \"id\", \"item_name\", \"qty\", \"price\", \"active\", \"data\", \"at\", \"meta\" FROM \"items\" WHERE \"id\" = ?",
+	       "get by key");
+	is_str(m.st_insert->sql,
+	       "INSERT INTO \"items\" (\"item_name\", \"qty\", \"price\", \"active\", \"data\", \"at\", \"meta\") VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING \"id\"",
+	       "insert with RETURNING, generated key omitted");
+	is_int(m.st_insert->nparams, 7, "insert binds 7 values");
+	is_str(m.st_delete->sql, "DELETE FROM \"items\" WHERE \"id\" = ?", "delete");
+	const emh_stmt *u = emh__sql_update_stmt(&m, &dq, (1u << 2) | (1u << 4), &err);
+	is_str(u ? u->sql : NULL, "UPDATE \"items\" SET \"qty\" = ?, \"active\" = ? WHERE \"id\" = ?", "update of changed columns only");
+	ok(u == emh__sql_update_stmt(&m, &dq, (1u << 2) | (1u << 4), &err), "the same mask reuses the cached statement");
+
+	q = emh__query_new(&arena, &item_entity);
+	emh_value in[3] = {emh_v_int32(1), emh_v_int32(2), emh_v_int32(3)};
+	emh_q_where(q, emh_q_or(q, emh_q_and(q, emh_q_in(q, "qty", in, 3), emh_q_like(q, "name", "a%")),
+				emh_q_not(q, emh_q_is_null(q, "price"))));
+	emh_q_order_by(q, "price", true);
+	emh_q_order_by(q, "id", false);
+	emh_q_offset(q, 20);
+	const emh_stmt *s1 = emh__sql_query_stmt(&m, &dq, q, false, &err);
+	is_str(s1 ? s1->sql : NULL,
+	       "SELECT \"id\", \"item_name\", \"qty\", \"price\", \"active\", \"data\", \"at\", \"meta\" FROM \"items\" "
+	       "WHERE ((\"qty\" IN (?, ?, ?) AND \"item_name\" LIKE ? ESCAPE '\\') OR NOT (\"price\" IS NULL)) "
+	       "ORDER BY \"price\" DESC, \"id\" ASC LIMIT -1 OFFSET ?",
+	       "query compiled with nesting, ordering, offset without limit");
+	is_int(emh__query_nparams(q, false), 5, "five parameters: 3 IN values, the pattern, the offset");
+	emh_value pv[5];
+	emh__query_params(q, false, pv);
+	ok(pv[0].u.i32 == 1 && pv[2].u.i32 == 3 && pv[3].u.s.len == 2 && pv[4].u.i64 == 20, "parameters in binding order");
+
+	emh_query *same = emh__query_new(&arena, &item_entity);
+	emh_value in2[3] = {emh_v_int32(7), emh_v_int32(8), emh_v_int32(9)};
+	emh_q_where(same, emh_q_or(same, emh_q_and(same, emh_q_in(same, "qty", in2, 3), emh_q_like(same, "name", "zz")),
+				   emh_q_not(same, emh_q_is_null(same, "price"))));
+	emh_q_order_by(same, "price", true);
+	emh_q_order_by(same, "id", false);
+	emh_q_offset(same, 40);
+	ok(emh__sql_query_stmt(&m, &dq, same, false, &err) == s1, "same shape, other values: the cached statement");
+	emh_q_limit(same, 5);
+	ok(emh__sql_query_stmt(&m, &dq, same, false, &err) != s1, "adding a limit is another shape");
+	const emh_stmt *c = emh__sql_query_stmt(&m, &dq, same, true, &err);
+	is_str(c ? c->sql : NULL,
+	       "SELECT COUNT(*) FROM \"items\" WHERE ((\"qty\" IN (?, ?, ?) AND \"item_name\" LIKE ? ESCAPE '\\') OR NOT (\"price\" IS NULL))",
+	       "count ignores order, limit and offset");
+	emh_query *empty_in = emh__query_new(&arena, &item_entity);
+	emh_q_where(empty_in, emh_q_in(empty_in, "qty", NULL, 0));
+	const emh_stmt *e0 = emh__sql_query_stmt(&m, &dq, empty_in, false, &err);
+	like_str(e0 ? e0->sql : NULL, "WHERE 1 = 0", "an empty IN matches nothing");
+
+	emh__meta mp;
+	memset(&mp, 0, sizeof mp);
+	mp.ctx = &ctx;
+	mp.pub.entity = &item_entity;
+	mp.pub.generated = true;
+	emh__sql_prepare_meta(&mp, &pg, &err);
+	emh_query *pq = emh__query_new(&arena, &item_entity);
+	emh_q_where(pq, emh_q_and(pq, emh_q_ge(pq, "qty", emh_v_int32(1)), emh_q_lt(pq, "price", emh_v_double(2))));
+	emh_q_limit(pq, 10);
+	emh_q_offset(pq, 5);
+	const emh_stmt *ps = emh__sql_query_stmt(&mp, &pg, pq, false, &err);
+	like_str(ps ? ps->sql : NULL, "WHERE (\"qty\" >= $1 AND \"price\" < $2) LIMIT $3 OFFSET $4", "numbered parameters");
+	ok(ps && ps->id != s1->id, "statement ids are unique within the context");
+
+	emh_buf ddl = EMH_BUF_INIT;
+	emh_sql_create_table(&dq, &m.pub, &ddl);
+	is_str(ddl.ptr,
+	       "CREATE TABLE IF NOT EXISTS \"items\" (\"id\" int64 PRIMARY KEY, \"item_name\" text NOT NULL UNIQUE, "
+	       "\"qty\" int32 NOT NULL, \"price\" double, \"active\" bool NOT NULL, \"data\" blob, \"at\" timestamp, \"meta\" json)",
+	       "CREATE TABLE");
+	is_int(emh_sql_index_count(&m.pub), 2, "one single-field index and one composite");
+	emh_buf_reset(&ddl);
+	const char *iname;
+	emh_sql_create_index(&dq, &m.pub, 0, true, &ddl, &iname);
+	is_str(ddl.ptr, "CREATE INDEX IF NOT EXISTS \"items_qty_idx\" ON \"items\" (\"qty\")", "secondary index");
+	emh_buf_reset(&ddl);
+	emh_sql_create_index(&dq, &m.pub, 1, false, &ddl, &iname);
+	is_str(ddl.ptr, "CREATE UNIQUE INDEX \"item_qty_price\" ON \"items\" (\"qty\", \"price\")", "composite unique index");
+	const char *names[] = {"ID", "item_name", "qty"}, *types[] = {"int64", "text", "int32"};
+	is_int(emh_sql_check_columns(&m.pub, names, types, 3, NULL, &err), EMH_ESCHEMA, "missing column detected");
+	like_str(err.message, "table 'items' exists without column 'price'", "naming table and column");
+	emh_buf_release(&ddl);
+	emh__sql_free_meta(&m);
+	emh__sql_free_meta(&mp);
+	emh__arena_release(&arena);
+	pthread_mutex_destroy(&ctx.mu);
+	return done_testing();
+}
