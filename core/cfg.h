@@ -117,6 +117,10 @@ void emh__settings_release(emh__settings *s);
 void emh__ctxconf_release(emh__ctxconf *c);
 void emh__config_release(emh__config *cfg);
 
+/* ${VAR} / ${VAR:-fallback} / $$ expansion of s into a malloc'd *out; where
+ * ("api", "FILE:LINE") is named in the error for a missing variable. */
+int emh__config_expand(const char *s, const char *const *envp, const char *where, char **out, emh_error *err);
+
 /* Look up NAME in envp (NULL = process environment). */
 const char *emh__getenv(const char *const *envp, const char *name);
 

@@ -69,8 +69,6 @@ static const struct {
 	{ "mongodb", "mongo" },	    { "mongodb+srv", "mongo" },
 };
 
-#define MASK "********"
-
 /* ---- small helpers ---- */
 
 static int oom(emh_error *err) { return emh_error_set(err, EMH_ENOMEM, "out of memory"); }
@@ -469,6 +467,11 @@ static int expand(const char *s, const char *const *envp, const char *where, cha
 	}
 	*out = sb_take(&b);
 	return *out ? 0 : oom(err);
+}
+
+int emh__config_expand(const char *s, const char *const *envp, const char *where, char **out, emh_error *err)
+{
+	return expand(s, envp, where, out, err);
 }
 
 /* ---- value kinds ---- */
@@ -1670,10 +1673,17 @@ static int resolve_default(emh__config *cfg, const char *const *envp, emh_error 
 	const char *env = emh__getenv(envp, "EMH_DEFAULT_CONTEXT");
 	context_names(cfg, names, sizeof names);
 	if (env && *env) {
-		if (!config_find_context(cfg, env))
+		/* EMH_DEFAULT_CONTEXT=ANALYTICS, spelt like the variables, names "analytics" too */
+		char lower[128];
+		size_t k = 0;
+		for (; env[k] && k + 1 < sizeof lower; k++)
+			lower[k] = (char)tolower((unsigned char)env[k]);
+		lower[k] = '\0';
+		const char *pick = config_find_context(cfg, env) ? env : config_find_context(cfg, lower) ? lower : NULL;
+		if (!pick)
 			return emh_error_set(err, EMH_ECONFIG, "env EMH_DEFAULT_CONTEXT: no context '%s' (have: %s)", env,
 					     names);
-		return single_set(&cfg->default_context, "default_context", env, "env EMH_DEFAULT_CONTEXT", NULL, 0)
+		return single_set(&cfg->default_context, "default_context", pick, "env EMH_DEFAULT_CONTEXT", NULL, 0)
 			       ? oom(err)
 			       : 0;
 	}

@@ -19,9 +19,12 @@
 #include "query_int.h"
 
 #define OBJ_MAGIC 0x454d484fu /* "EMHO" */
-#define EM_INLINE 384
+#define EM_INLINE 640
 
 enum { ST_NEW = 1, ST_MANAGED, ST_REMOVED, ST_DELETED, ST_DETACHED };
+
+/* A row callback's "enough rows, no error" (drivers return it as is). */
+#define EMH__STOP 1
 
 typedef struct emh__obj {
 	_Alignas(16) uint32_t magic;
@@ -86,15 +89,15 @@ int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err)
 	if (!h || !out)
 		return emh_error_set(err, EMH_EINVAL, "emh_host_fork: host or out is NULL");
 	*out = NULL;
-	if (!name && h->def) {
-		/* The default context is never removed: no lookup, no lock. */
+	if (h->def && (!name || strcmp(name, h->def->name) == 0)) {
+		/* The default context is never removed: no lock. */
 		c = h->def;
 		atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
 	} else if (!(c = emh__host_get_context(h, name, err))) {
 		return EMH_ENOCONTEXT;
 	}
-	emh_em *em = malloc(sizeof *em);
-	if (!em) {
+	emh_em *em = atomic_exchange_explicit(&c->spare_em, NULL, memory_order_acquire);
+	if (!em && !(em = malloc(sizeof *em))) {
 		emh__context_put(c);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
@@ -131,9 +134,14 @@ void emh_em_close(emh_em *em)
 		}
 	}
 	pc_release(em);
-	emh__context_put(em->ctx);
 	emh__arena_release(&em->arena);
-	free(em);
+	emh_context *c = em->ctx;
+	void *none = NULL;
+	if (!atomic_compare_exchange_strong_explicit(&c->spare_em, &none, em, memory_order_release,
+						     memory_order_relaxed))
+		free(em);
+	/* Last: once the fork is released the context may be freed (removal). */
+	emh__context_put(c);
 }
 
 const char *emh_em_context(const emh_em *em) { return em->ctx->name; }
@@ -271,6 +279,8 @@ static int run(emh_em *em, op *o, emh_error *err)
 	}
 	if (em->pc)
 		em->conn_used = true;
+	if (rc == EMH__STOP)
+		rc = 0;
 	if (rc) {
 		conn_failed(em, rc);
 		return fail_ctx(em, rc, err);
@@ -630,7 +640,7 @@ static emh__obj *imap_find(emh_em *em, emh__meta *m, const emh_value *k)
 
 static void imap_grow(emh_em *em)
 {
-	size_t ncap = em->icap ? em->icap * 2 : 16;
+	size_t ncap = em->icap ? em->icap * 4 : 8;
 	emh__obj **nb = emh__arena_zalloc(&em->arena, ncap * sizeof *nb);
 	if (!nb)
 		return; /* keep the old table: chains just get longer */
@@ -692,10 +702,12 @@ typedef struct load_sink {
 	emh_rowsink base;
 	emh_em *em;
 	emh__meta *m;
-	void **items;
+	void **items; /* first points at one, the in-struct slot */
+	void *one;
 	size_t n, cap;
-	size_t max; /* stop after this many (find_one) */
+	size_t max; /* stop after this many (get, find_one) */
 } load_sink;
+
 
 /* The object for a row: the one already in the identity map, or a new one. */
 static int materialize(emh_em *em, emh__meta *m, const emh_value *cols, void **out, emh_error *err)
@@ -735,14 +747,16 @@ static int materialize(emh_em *em, emh__meta *m, const emh_value *cols, void **o
 static int load_row(emh_rowsink *s, const emh_value *cols, emh_error *err)
 {
 	load_sink *ls = (load_sink *)s;
-	if (ls->max && ls->n >= ls->max)
-		return 0;
 	void *obj;
 	int rc = materialize(ls->em, ls->m, cols, &obj, err);
 	if (rc || !obj)
 		return rc;
+	if (ls->n == 0 && !ls->items) {
+		ls->items = &ls->one;
+		ls->cap = 1;
+	}
 	if (ls->n == ls->cap) {
-		size_t cap = ls->cap ? ls->cap * 2 : 16;
+		size_t cap = ls->cap == 1 ? 16 : ls->cap * 2;
 		void **v = emh__arena_alloc(&ls->em->arena, cap * sizeof *v);
 		if (!v)
 			return emh_error_set(err, EMH_ENOMEM, "out of memory");
@@ -752,7 +766,7 @@ static int load_row(emh_rowsink *s, const emh_value *cols, emh_error *err)
 		ls->cap = cap;
 	}
 	ls->items[ls->n++] = obj;
-	return 0;
+	return ls->max && ls->n >= ls->max ? EMH__STOP : 0;
 }
 
 static emh__meta *repo_meta(emh_repo *r) { return r->m; }
@@ -847,7 +861,13 @@ int emh_repo_find(emh_repo *r, const emh_query *q, emh_list *out, emh_error *err
 	int rc = find_into(r, q, &ls, err);
 	if (rc)
 		return rc;
-	out->items = ls.items;
+	if (ls.items == &ls.one) {
+		if (!(out->items = emh__arena_alloc(&r->em->arena, sizeof *out->items)))
+			return emh_error_set(err, EMH_ENOMEM, "out of memory");
+		out->items[0] = ls.one;
+	} else {
+		out->items = ls.items;
+	}
 	out->count = ls.n;
 	return 0;
 }
@@ -1345,8 +1365,12 @@ static int flush(emh_em *em, emh__obj *only, emh_error *err)
 	uint64_t caps = em_caps(em);
 	bool atomic = (caps & EMH_CAP_TRANSACTIONS) && (caps & EMH_CAP_ATOMIC_FLUSH);
 	bool savepoint = atomic && em->tx_depth > 0 && (caps & EMH_CAP_SAVEPOINTS);
+	/* One statement outside a transaction is atomic by itself: no BEGIN/COMMIT
+	 * round trips.  Inside one, a savepoint keeps a failed statement from
+	 * spoiling the caller's transaction. */
+	bool wrap = atomic && (em->tx_depth == 0 ? n > 1 : savepoint);
 	int level = em->tx_depth + 1;
-	if (atomic && (em->tx_depth == 0 || savepoint) && (rc = tx_sql(em, 0, level, err)) != 0) {
+	if (wrap && (rc = tx_sql(em, 0, level, err)) != 0) {
 		free(v);
 		return rc;
 	}
@@ -1354,7 +1378,7 @@ static int flush(emh_em *em, emh__obj *only, emh_error *err)
 	for (; done < n && rc == 0; done++)
 		if ((rc = send_one(em, &v[done], err)) != 0)
 			break;
-	if (rc == 0 && atomic && (em->tx_depth == 0 || savepoint))
+	if (rc == 0 && wrap)
 		rc = tx_sql(em, 1, level, err);
 	if (rc) {
 		char key[96];
@@ -1373,7 +1397,7 @@ static int flush(emh_em *em, emh__obj *only, emh_error *err)
 		}
 		if (atomic) {
 			emh_error ignored;
-			if (em->pc && (em->tx_depth == 0 || savepoint))
+			if (em->pc && wrap)
 				tx_sql(em, 2, level, &ignored);
 			else if (em->tx_depth > 0)
 				em->tx_failed = true; /* no savepoint: the whole transaction is spoiled */

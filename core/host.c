@@ -144,6 +144,7 @@ static void context_free(emh_context *c)
 	if (!c)
 		return;
 	emh__pool_destroy(&c->pool);
+	free(atomic_exchange(&c->spare_em, NULL));
 	if (c->dctx && c->drv && c->drv->d.context_close)
 		c->drv->d.context_close(c->dctx);
 	emh__meta *m = atomic_load(&c->metas);
@@ -515,25 +516,34 @@ int emh_host_add_context(emh_host *h, const char *name, const char *const *kv, e
 		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
 		goto out_release;
 	}
-	for (size_t i = 0; kv && kv[i]; i += 2) {
-		if (!kv[i + 1]) {
-			rc = emh_error_set(err, EMH_EINVAL, "context '%s': key '%s' has no value", name, kv[i]);
-			goto out_release;
+	/* The URL first: it sets the connection keys, which single keys may then override. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; kv && kv[i]; i += 2) {
+			if (!kv[i + 1]) {
+				rc = emh_error_set(err, EMH_EINVAL, "context '%s': key '%s' has no value", name, kv[i]);
+				goto out_release;
+			}
+			bool is_url = strcmp(kv[i], "url") == 0;
+			if (is_url != (pass == 0))
+				continue;
+			char *v;
+			if ((rc = emh__config_expand(kv[i + 1], (const char *const *)h->env, "api", &v, err)) != 0)
+				goto out_release;
+			if (is_url) {
+				pthread_rwlock_rdlock(&h->lock);
+				const emh_driver *dl[64];
+				size_t nd = h->ndrivers < 64 ? h->ndrivers : 64;
+				for (size_t j = 0; j < nd; j++)
+					dl[j] = &h->drivers[j].d;
+				pthread_rwlock_unlock(&h->lock);
+				rc = emh__url_apply(&conf, v, "api", dl, nd, err);
+			} else {
+				rc = emh__settings_set(&conf.s, kv[i], v, "api", NULL, 0, strcmp(kv[i], "password") == 0);
+			}
+			free(v);
+			if (rc)
+				goto out_release;
 		}
-		if (strcmp(kv[i], "url") == 0) {
-			pthread_rwlock_rdlock(&h->lock);
-			const emh_driver *dl[64];
-			size_t nd = h->ndrivers < 64 ? h->ndrivers : 64;
-			for (size_t j = 0; j < nd; j++)
-				dl[j] = &h->drivers[j].d;
-			pthread_rwlock_unlock(&h->lock);
-			rc = emh__url_apply(&conf, kv[i + 1], "api", dl, nd, err);
-		} else {
-			bool secret = strcmp(kv[i], "password") == 0;
-			rc = emh__settings_set(&conf.s, kv[i], kv[i + 1], "api", NULL, 0, secret);
-		}
-		if (rc)
-			goto out_release;
 	}
 	emh_context *c;
 	if ((rc = context_create(h, &conf, &c, err)) != 0)

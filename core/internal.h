@@ -26,6 +26,15 @@ static inline int64_t emh__now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* A few milliseconds coarse and several times cheaper: for idle and lifetime
+ * bookkeeping on the pool's fast path, where milliseconds do not matter. */
+static inline int64_t emh__coarse_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* error.c */
 int emh__error_in_context(emh_error *err, int code, const char *name);
 
@@ -127,6 +136,7 @@ typedef struct emh_context {
 	_Atomic uint64_t queries;
 	_Atomic uint64_t errors[EMH__ERRKINDS];
 	_Atomic unsigned forks_open;
+	void *_Atomic spare_em; /* one closed fork kept for the next: saves a malloc/free pair */
 } emh_context;
 
 void emh__context_count_error(emh_context *c, int code);

@@ -72,16 +72,21 @@ static void note_down(emh__pool *p, const emh_error *e)
 	pthread_mutex_unlock(&p->mu);
 }
 
+/*
+ * The fast path (an idle connection is there) reads only the coarse clock;
+ * the precise one is read when the caller has to wait or connect, which is
+ * what the acquire-wait metric measures.
+ */
 int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 {
-	int64_t start = emh__now_ns(), deadline = start + p->acquire_timeout_ns;
+	int64_t start = 0, deadline = 0;
 	atomic_fetch_add_explicit(&p->acquires, 1, memory_order_relaxed);
 	for (;;) {
 		emh__pconn *reap = NULL, *pc = NULL;
 		bool need_ping = false, open_new = false;
 		pthread_mutex_lock(&p->mu);
 		for (;;) {
-			int64_t now = emh__now_ns();
+			int64_t now = emh__coarse_ns();
 			while (p->idle) {
 				pc = p->idle;
 				p->idle = pc->next;
@@ -100,12 +105,16 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 				pc->fresh = false;
 				break;
 			}
+			if (!start) {
+				start = emh__now_ns();
+				deadline = start + p->acquire_timeout_ns;
+			}
 			if (p->total < (unsigned)p->max) {
 				p->total++;
 				open_new = true;
 				break;
 			}
-			if (now >= deadline) {
+			if (emh__now_ns() >= deadline) {
 				pthread_mutex_unlock(&p->mu);
 				atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
 				atomic_fetch_add_explicit(&p->wait_ns, (uint64_t)(emh__now_ns() - start),
@@ -149,7 +158,7 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 				return rc;
 			}
 			atomic_fetch_add_explicit(&p->opened, 1, memory_order_relaxed);
-			pc->created_ns = emh__now_ns();
+			pc->created_ns = emh__coarse_ns();
 			pc->epoch = epoch;
 			pc->fresh = true;
 			pthread_mutex_lock(&p->mu);
@@ -165,8 +174,8 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 			pc->suspect = false;
 			pc->epoch = epoch;
 		}
-		int64_t waited = emh__now_ns() - start;
-		atomic_fetch_add_explicit(&p->wait_ns, (uint64_t)waited, memory_order_relaxed);
+		if (start)
+			atomic_fetch_add_explicit(&p->wait_ns, (uint64_t)(emh__now_ns() - start), memory_order_relaxed);
 		*out = pc;
 		return 0;
 	}
@@ -189,7 +198,7 @@ void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
 	}
 	if (status)
 		pc->suspect = true;
-	pc->idle_since_ns = emh__now_ns();
+	pc->idle_since_ns = emh__coarse_ns();
 	pc->next = p->idle;
 	p->idle = pc;
 	p->nidle++;

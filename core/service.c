@@ -190,7 +190,8 @@ static const char *context_list(emh_host *h, char *buf, size_t cap)
 	buf[0] = '\0';
 	emh_context_info *infos = NULL;
 	size_t n = 0;
-	if (emh_host_contexts(h, &infos, &n, NULL) == 0) {
+	emh_error err;
+	if (emh_host_contexts(h, &infos, &n, &err) == 0) {
 		for (size_t i = 0; i < n; i++)
 			list_add(buf, cap, infos[i].name);
 		emh_context_info_free(infos, n);
@@ -683,10 +684,8 @@ int emh_host_load_services(emh_host *h, emh_error *err)
 		const emh_service *src;
 		emh_service local;
 		int rc = module_open(path, &dl, &src, &local, err);
-		if (rc) {
-			emh__log(&h->log, EMH_LOG_ERROR, NULL, "%s", err ? err->message : "service module refused");
+		if (rc)
 			return rc;
-		}
 		emh__settings settings = {0};
 		for (size_t k = 0; k < sc->s.n; k++) {
 			const emh__setting *st = &sc->s.v[k];

@@ -99,6 +99,15 @@ static inline void skip(int n, const char *why)
 	pthread_mutex_unlock(&tap__mu);
 }
 
+/* One named skipped test: "ok N - name # SKIP why". */
+static inline void skip_named(const char *name, const char *why)
+{
+	pthread_mutex_lock(&tap__mu);
+	printf("ok %d - %s # SKIP %s\n", ++tap__n, name, why);
+	fflush(stdout);
+	pthread_mutex_unlock(&tap__mu);
+}
+
 static inline void bail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static inline void bail(const char *fmt, ...)
 {

@@ -147,7 +147,8 @@ typedef struct emh_stmt {
  * Where a driver delivers results.  .row is called once per row with
  * values typed as st->col_types (text/blob borrowed until .row returns; it
  * copies what it keeps).  A non-zero return from .row stops the statement
- * and is returned by stmt_exec.  The driver sets .affected (rows changed by
+ * at once and is returned by stmt_exec (and .find) as it is: negative is an
+ * error, 1 means "enough rows" (a lookup by key stops after its row).  The driver sets .affected (rows changed by
  * INSERT/UPDATE/DELETE) and, for INSERT without RETURNING, .last_id.
  */
 typedef struct emh_rowsink {

@@ -94,10 +94,14 @@ void emh_em_clear(emh_em *em);
 /*
  * Explicit transactions.  begin nests: an inner begin is a savepoint, and
  * commit/rollback end the innermost level.  Rolling back restores the
- * fork's bookkeeping (keys, snapshots, states) of everything flushed inside
- * that level.  Closing a fork with an open transaction rolls it back.
- * EMH_EUNSUPPORTED when the context has no transactions (or no savepoints,
- * for nesting).
+ * fork's bookkeeping of everything flushed inside that level, so the fork
+ * again matches the database: an object inserted there is new again (its
+ * generated key reset; the next flush inserts it again), an updated one is
+ * changed again, a deleted one is managed again.  Closing a fork with an
+ * open transaction rolls it back.  commit/rollback with no open transaction
+ * is EMH_ESTATE; EMH_EUNSUPPORTED when the context has no transactions (or
+ * no savepoints, for nesting).  A single-statement flush outside a
+ * transaction is sent alone (it is atomic by itself).
  */
 int emh_em_begin(emh_em *em, emh_error *err);
 int emh_em_commit(emh_em *em, emh_error *err);

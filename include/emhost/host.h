@@ -94,7 +94,8 @@ int emh_host_register_entity(emh_host *h, const char *name, const emh_entity *e,
 /*
  * Add a context at run time.  kv is a NULL-terminated list of key, value
  * strings exactly as in a config file context ("driver", "sqlite", "path",
- * "/tmp/t.db", NULL) with ${VAR} expansion applied; pool keys are written
+ * "/tmp/t.db", NULL) with ${VAR} expansion applied (a "url" is applied first, so single keys
+ * override it); pool keys are written
  * "pool.max".  Errors as for a configured context.  Thread-safe.
  */
 int emh_host_add_context(emh_host *h, const char *name, const char *const *kv, emh_error *err);
