@@ -1,1 +1,47 @@
-# bench: filled in by its issue
+# bench: emh-bench measures emhost against each driver's raw client library in
+# one run on the same database (see the header of bench/emh-bench.c).  Built by
+# `make`; `make bench` runs it on an in-memory SQLite context, then again with
+# $(EMH_BENCH_ARGS) when given, e.g.
+#   EMH_CONTEXT_PG_URL=postgres://... make bench EMH_BENCH_ARGS='--context pg'
+# Each driver's raw side is bench/raw_<driver>.c (bench_raw_ops, bench/bench.h),
+# compiled in when that driver is configured.
+noinst_PROGRAMS += bench/emh-bench
+bench_emh_bench_SOURCES = bench/emh-bench.c bench/bench.h
+bench_emh_bench_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/bench
+bench_emh_bench_CFLAGS = $(AM_CFLAGS)
+bench_emh_bench_LDADD = core/libemhost.la
+if HAVE_SQLITE
+bench_emh_bench_SOURCES += bench/raw_sqlite.c
+bench_emh_bench_CPPFLAGS += -DBENCH_HAVE_SQLITE
+bench_emh_bench_CFLAGS += $(SQLITE3_CFLAGS)
+bench_emh_bench_LDADD += $(SQLITE3_LIBS)
+endif
+if HAVE_POSTGRES
+bench_emh_bench_SOURCES += bench/raw_postgres.c
+bench_emh_bench_CPPFLAGS += -DBENCH_HAVE_POSTGRES
+bench_emh_bench_CFLAGS += $(LIBPQ_CFLAGS)
+bench_emh_bench_LDADD += $(LIBPQ_LIBS)
+endif
+if HAVE_MYSQL
+bench_emh_bench_SOURCES += bench/raw_mysql.c
+bench_emh_bench_CPPFLAGS += -DBENCH_HAVE_MYSQL
+bench_emh_bench_CFLAGS += $(MYSQL_CFLAGS)
+bench_emh_bench_LDADD += $(MYSQL_LIBS)
+endif
+if HAVE_MONGO
+bench_emh_bench_SOURCES += bench/raw_mongo.c
+bench_emh_bench_CPPFLAGS += -DBENCH_HAVE_MONGO
+bench_emh_bench_CFLAGS += $(MONGOC_CFLAGS)
+bench_emh_bench_LDADD += $(MONGOC_LIBS)
+endif
+bench_emh_bench_LDADD += $(AX_PTHREAD_LIBS)
+
+# Speed is measured here, never asserted by a test.
+bench: bench/emh-bench$(EXEEXT) plugins-build.stamp
+	EMH_BUILDDIR='$(abs_top_builddir)' EMH_PLUGIN_DIR='$(abs_top_builddir)/plugins-build' ./bench/emh-bench
+	@if test -n '$(EMH_BENCH_ARGS)'; then \
+	  echo "EMH_PLUGIN_DIR='$(abs_top_builddir)/plugins-build' ./bench/emh-bench $(EMH_BENCH_ARGS)"; \
+	  EMH_BUILDDIR='$(abs_top_builddir)' EMH_PLUGIN_DIR='$(abs_top_builddir)/plugins-build' \
+	    ./bench/emh-bench $(EMH_BENCH_ARGS); \
+	fi
+.PHONY: bench

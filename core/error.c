@@ -45,6 +45,20 @@ int emh_error_set(emh_error *err, int code, const char *fmt, ...)
 	return code;
 }
 
+int emh_error_prefix(emh_error *err, int code, const char *fmt, ...)
+{
+	if (!err)
+		return code;
+	char prefix[EMH_ERROR_MSG_MAX], msg[EMH_ERROR_MSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof prefix, fmt, ap);
+	va_end(ap);
+	snprintf(msg, sizeof msg, "%s%s", prefix, err->message);
+	memcpy(err->message, msg, sizeof msg);
+	return err->code ? err->code : code;
+}
+
 int emh_error_context(emh_error *err, int code, const char *context)
 {
 	if (!err)

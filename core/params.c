@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "internal.h"
 
@@ -31,6 +32,23 @@ int emh_params_int(const emh_params *p, const char *key, long long def, long lon
 				     s->origin ? s->origin : "setting", key, s->value);
 	*out = v;
 	return 0;
+}
+
+int emh_params_bool(const emh_params *p, const char *key, bool def, bool *out, emh_error *err)
+{
+	static const char *const yes[] = {"true", "1", "yes", "on"}, *const no[] = {"false", "0", "no", "off"};
+	const emh__setting *s = p ? emh__settings_find(p->settings, key) : NULL;
+	*out = def;
+	if (!s || !s->value)
+		return 0;
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(s->value, yes[i]) == 0)
+			return *out = true, 0;
+		if (strcasecmp(s->value, no[i]) == 0)
+			return *out = false, 0;
+	}
+	return emh_error_set(err, EMH_ECONFIG, "%s: '%s' must be true or false, got '%s'",
+			     s->origin ? s->origin : "setting", key, s->value);
 }
 
 const char *emh_params_context(const emh_params *p) { return p ? p->context : NULL; }

@@ -650,7 +650,9 @@ int emh_sql_create_table(const emh_sql_dialect *d, const emh_meta *m, emh_buf *o
 		d->column_type(m, (int)i, type, sizeof type);
 		emh_buf_addf(out, " %s", type);
 		if ((int)i == m->pk)
-			emh_buf_adds(out, " PRIMARY KEY");
+			/* NOT NULL spelled out: SQLite would otherwise take NULL in a
+			 * non-integer primary key. */
+			emh_buf_adds(out, m->generated ? " PRIMARY KEY" : " NOT NULL PRIMARY KEY");
 		else if (!(f->flags & EMH_F_NULLABLE))
 			emh_buf_adds(out, " NOT NULL");
 		if ((f->flags & EMH_F_UNIQUE) && (int)i != m->pk)
@@ -690,6 +692,13 @@ int emh_sql_create_index(const emh_sql_dialect *d, const emh_meta *m, size_t i, 
 	if (i < nsingle) {
 		const emh_field *f = &e->fields[indexed_field(m, i)];
 		snprintf(namebuf, sizeof namebuf, "%s_%s_idx", e->table, f->column);
+		if (!emh_ident_valid(namebuf)) {
+			/* Too long for an identifier (63 bytes): keep it unique with a hash. */
+			char full[160];
+			snprintf(full, sizeof full, "%s.%s", e->table, f->column);
+			snprintf(namebuf, sizeof namebuf, "%.30s_%.20s_%08x", e->table, f->column,
+				 (unsigned)(fnv((const unsigned char *)full, strlen(full)) & 0xffffffffu));
+		}
 		emh_buf_addf(out, "CREATE INDEX %s", if_not_exists ? "IF NOT EXISTS " : "");
 		emh_buf_ident(out, d, namebuf);
 		emh_buf_adds(out, " ON ");

@@ -226,23 +226,17 @@ static enum MHD_Result reply_error(struct MHD_Connection *conn, emhd_req *r, int
 
 /* ---- health and metrics ---- */
 
+/*
+ * Health pings every context now (so a database that went down, or came
+ * back, since the last request is seen at once) and reports the ping's
+ * verdict: a context is up when a pooled connection answers.
+ */
 static void health_into(emhd_server *srv, const char *uri, emh_response *res)
 {
 	emh_host *h = srv->host;
 	emh_context_info *infos;
 	size_t n;
 	emh_error err;
-	/* Ping first so a database that went down (or came back) since the last
-	 * request is seen now, not at the next query. */
-	if (emh_host_contexts(h, &infos, &n, &err) != 0) {
-		res_emh_error(srv, uri, res, &err);
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		emh_error perr;
-		emh_host_ping(h, infos[i].name, &perr);
-	}
-	emh_context_info_free(infos, n);
 	if (emh_host_contexts(h, &infos, &n, &err) != 0) {
 		res_emh_error(srv, uri, res, &err);
 		return;
@@ -251,12 +245,17 @@ static void health_into(emhd_server *srv, const char *uri, emh_response *res)
 	json_t *ctxs = json_object();
 	for (size_t i = 0; i < n; i++) {
 		const emh_context_info *c = &infos[i];
-		if (c->required && !c->up)
+		emh_error perr;
+		/* A failed ping discards its connection; a second one tells a pool
+		 * holding a connection broken by an earlier outage (the server is
+		 * back) from a database that is down now. */
+		bool up = emh_host_ping(h, c->name, &perr) == 0 || emh_host_ping(h, c->name, &perr) == 0;
+		if (c->required && !up)
 			healthy = false;
 		json_object_set_new(ctxs, c->name,
-				    json_pack("{s:s,s:s,s:b,s:b,s:s}", "status", c->up ? "up" : "down", "driver",
+				    json_pack("{s:s,s:s,s:b,s:b,s:s}", "status", up ? "up" : "down", "driver",
 					      c->driver ? c->driver : "", "required", c->required, "default",
-					      c->is_default, "last_error", c->up ? "" : c->last_error));
+					      c->is_default, "last_error", up ? "" : perr.message));
 	}
 	emh_context_info_free(infos, n);
 	res_json(res, healthy ? 200 : 503, json_pack("{s:s,s:o}", "status", healthy ? "up" : "down", "contexts", ctxs));
@@ -474,7 +473,7 @@ static enum MHD_Result dispatch(struct MHD_Connection *conn, emhd_req *r, const 
 	if (!(r->res = emh_response_new()))
 		return MHD_NO;
 	pthread_mutex_lock(&srv->qmu);
-	if (srv->qstop || getenv("EMHD_INLINE")) {
+	if (srv->qstop) {
 		pthread_mutex_unlock(&srv->qmu);
 		run_job(r);
 		return queue(conn, r, r->res);

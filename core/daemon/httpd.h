@@ -14,7 +14,7 @@ typedef struct emhd_server emhd_server;
 
 typedef struct emhd_opts {
 	const char *listen;  /* "127.0.0.1:8080", "[::1]:0", ":8080", "8080" */
-	unsigned threads;    /* worker threads (MHD thread pool) */
+	unsigned threads;    /* libmicrohttpd I/O threads (its thread pool), and as many handler workers */
 	size_t max_body;     /* request bodies above this get 413 */
 	unsigned conn_timeout_s; /* idle keep-alive connections are closed after this */
 } emhd_opts;

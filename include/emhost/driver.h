@@ -47,6 +47,7 @@
 
 #include <emhost/entity.h>
 #include <emhost/error.h>
+#include <emhost/host.h> /* EMH_LOG_* for emh_params_log */
 #include <emhost/query.h>
 
 #ifdef __cplusplus
@@ -87,6 +88,9 @@ typedef struct emh_params emh_params;
 const char *emh_params_get(const emh_params *p, const char *key);
 /* Integer value of key (def when unset); EMH_EINVAL naming key and origin when malformed. */
 int emh_params_int(const emh_params *p, const char *key, long long def, long long *out, emh_error *err);
+/* Boolean value of key (def when unset): true/false, 1/0, yes/no, on/off;
+ * EMH_ECONFIG naming key and origin otherwise. */
+int emh_params_bool(const emh_params *p, const char *key, bool def, bool *out, emh_error *err);
 /* Name of the context being connected. */
 const char *emh_params_context(const emh_params *p);
 /* A string unique to this context instance in this process (two hosts with a

@@ -84,6 +84,14 @@ const char *emh_status_name(int code);
 int emh_error_set(emh_error *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/*
+ * Put a printf-formatted prefix in front of err's message, keeping every
+ * other member (native code, SQLSTATE, retryable): "insert into 'users': "
+ * + the driver's text.  Returns err->code (code when err is NULL).
+ */
+int emh_error_prefix(emh_error *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Set err->context (if err is not NULL) and return err->code or code when err is NULL. */
 int emh_error_context(emh_error *err, int code, const char *context);
 

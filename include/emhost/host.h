@@ -61,8 +61,9 @@ typedef struct emh_host_opts {
  * context marked required = true.  On failure *out is NULL and err says
  * what and where ("FILE:LINE: message").
  * Returns 0, EMH_ECONFIG, EMH_EPLUGIN (a configured context needs a driver
- * that was refused or is missing), EMH_EUNAVAILABLE (a required context is
- * down), EMH_ENOMEM.
+ * that was refused or is missing), the connection error of a required
+ * context that cannot be reached (EMH_EUNAVAILABLE when it is down;
+ * EMH_ECONFIG for refused credentials or an unknown database), EMH_ENOMEM.
  */
 int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err);
 

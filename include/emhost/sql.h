@@ -65,7 +65,8 @@ void emh_buf_ident(emh_buf *b, const emh_sql_dialect *d, const char *s);
  * for indexed fields and composite indexes.  if_not_exists chooses the
  * IF NOT EXISTS clause on indexes (MySQL lacks it).
  * Index i of emh_sql_index_count(m): single-field indexes are named
- * "<table>_<column>_idx".  Return 0 or EMH_ENOMEM.
+ * "<table>_<column>_idx" (shortened with a hash when that exceeds 63
+ * bytes).  Return 0 or EMH_ENOMEM.
  */
 int emh_sql_create_table(const emh_sql_dialect *d, const emh_meta *m, emh_buf *out);
 size_t emh_sql_index_count(const emh_meta *m);

@@ -1,0 +1,645 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench/emh-bench.c: emhost against the raw client library, in one run, on
+ * the same database.
+ *
+ * Usage:
+ *   emh-bench [-c FILE] [-p DIR] [--context NAME]... [--seconds S] [--rows N]
+ *
+ *   -c FILE          libconfig file with contexts (optional)
+ *   -p DIR           plugin directory; default $EMH_PLUGIN_DIR, else
+ *                    $EMH_BUILDDIR/plugins-build, else the file's plugin_dir
+ *   --context NAME   a context to measure (repeatable), from the file or from
+ *                    EMH_CONTEXT_<NAME>_URL / _<KEY> variables; without any,
+ *                    an in-memory SQLite context is added and measured
+ *   --seconds S      measuring time of each side per round (default 1)
+ *   --rows N         rows filled through emhost before measuring (default 10000)
+ *
+ * For each context: bench_item (bench/bench.h) is registered, its table
+ * synced and emptied, N rows are inserted through emhost, then every
+ * workload runs on the raw side (bench_raw_<driver>, chosen by the context's
+ * driver) and on emhost alternately: a warm-up, then 3 rounds of S seconds
+ * per side, keeping the best rate of each side.  One line per workload:
+ *
+ *   bench <driver> <workload> raw_ops_s=N emhost_ops_s=N ratio=R
+ *   bench <driver> fork_close ns_per_op=N
+ *
+ * ratio = emhost / raw.  Lines starting with '#' are diagnostics.  A context
+ * whose driver has no raw side in this build is skipped with a '#' line.
+ * Exit status: 0, or 1 when a context failed (setup or a workload).
+ *
+ * In-memory SQLite: the driver names its ":memory:" database after a
+ * context instance string that the public API does not expose, so the raw
+ * side could not reach it.  The default context is therefore given the path
+ * "file:/emh-bench-<pid>?vfs=memdb": the same kind of database the driver
+ * makes for ":memory:" (SQLite's memdb VFS, shared by the connections of the
+ * process), which raw_sqlite.c opens through the "path" setting.  When the
+ * library has no memdb VFS, a temporary file is used for both sides and a
+ * diagnostic says "sqlite (file)".
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <emhost/driver.h>
+#include <emhost/emhost.h>
+
+#include "bench.h"
+
+extern char **environ;
+
+static const emh_field bench_fields[] = {
+	EMH_FIELD(bench_item, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(bench_item, name, EMH_T_TEXT, 0),
+	EMH_FIELD(bench_item, counter, EMH_T_INT64, 0),
+	EMH_FIELD(bench_item, score, EMH_T_DOUBLE, 0),
+};
+static const emh_entity bench_entity = EMH_ENTITY(bench_item, BENCH_TABLE, bench_fields);
+
+#define ROUNDS 3
+
+/* State of the context being measured. */
+typedef struct bench {
+	emh_host *h;
+	const char *ctx;
+	const char *driver;
+	const bench_raw_ops *ops;
+	void *raw;
+	int64_t *ids; /* keys of the filled rows */
+	size_t nids;
+	uint64_t rng;
+	int64_t counter;
+	uint64_t seq;
+	size_t sink; /* bytes read, so loads are not optimised away */
+	emh_error err;
+	char failed[EMH_ERROR_MSG_MAX + 64];
+} bench;
+
+typedef int (*bench_op)(bench *b);
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int64_t pick_id(bench *b)
+{
+	/* xorshift64* */
+	b->rng ^= b->rng >> 12;
+	b->rng ^= b->rng << 25;
+	b->rng ^= b->rng >> 27;
+	return b->ids[(b->rng * UINT64_C(2685821657736338717)) % b->nids];
+}
+
+static const bench_raw_ops *raw_for(const char *driver)
+{
+	(void)driver;
+#ifdef BENCH_HAVE_SQLITE
+	if (strcmp(driver, "sqlite") == 0)
+		return &bench_raw_sqlite;
+#endif
+#ifdef BENCH_HAVE_POSTGRES
+	if (strcmp(driver, "postgres") == 0)
+		return &bench_raw_postgres;
+#endif
+#ifdef BENCH_HAVE_MYSQL
+	if (strcmp(driver, "mysql") == 0)
+		return &bench_raw_mysql;
+#endif
+#ifdef BENCH_HAVE_MONGO
+	if (strcmp(driver, "mongo") == 0)
+		return &bench_raw_mongo;
+#endif
+	return NULL;
+}
+
+static int em_fail(bench *b, const char *what, int rc)
+{
+	snprintf(b->failed, sizeof b->failed, "emhost %s: %s: %s", what, emh_status_name(rc), b->err.message);
+	return rc;
+}
+
+/* ---- the workloads, emhost side ---- */
+
+static int em_get_by_key(bench *b)
+{
+	emh_em *em;
+	emh_repo *r;
+	void *p;
+	int rc = emh_host_fork(b->h, b->ctx, &em, &b->err);
+	if (rc)
+		return em_fail(b, "fork", rc);
+	rc = emh_em_repo(em, &bench_entity, &r, &b->err);
+	if (!rc)
+		rc = emh_repo_get(r, emh_v_int64(pick_id(b)), &p, &b->err);
+	if (!rc) {
+		const bench_item *it = p;
+		b->sink += strlen(it->name) + (size_t)it->counter + (size_t)it->score;
+	}
+	emh_em_close(em);
+	return rc ? em_fail(b, "get", rc) : 0;
+}
+
+static int em_update_flush(bench *b)
+{
+	emh_em *em;
+	emh_repo *r;
+	void *p;
+	int rc = emh_host_fork(b->h, b->ctx, &em, &b->err);
+	if (rc)
+		return em_fail(b, "fork", rc);
+	rc = emh_em_repo(em, &bench_entity, &r, &b->err);
+	if (!rc)
+		rc = emh_repo_get(r, emh_v_int64(pick_id(b)), &p, &b->err);
+	if (!rc) {
+		((bench_item *)p)->counter = ++b->counter;
+		rc = emh_em_flush(em, &b->err);
+	}
+	emh_em_close(em);
+	return rc ? em_fail(b, "update", rc) : 0;
+}
+
+static int em_insert_flush(bench *b)
+{
+	char name[32];
+	emh_em *em;
+	emh_repo *r;
+	void *p;
+	int rc = emh_host_fork(b->h, b->ctx, &em, &b->err);
+	if (rc)
+		return em_fail(b, "fork", rc);
+	snprintf(name, sizeof name, "new-%" PRIu64, ++b->seq);
+	rc = emh_em_repo(em, &bench_entity, &r, &b->err);
+	if (!rc)
+		rc = emh_repo_new(r, &p, &b->err);
+	if (!rc) {
+		bench_item *it = p;
+		it->name = name;
+		it->counter = (int64_t)b->seq;
+		it->score = (double)b->seq * 0.5;
+		rc = emh_em_flush(em, &b->err);
+	}
+	emh_em_close(em);
+	return rc ? em_fail(b, "insert", rc) : 0;
+}
+
+static int em_fork_close(bench *b)
+{
+	emh_em *em;
+	int rc = emh_host_fork(b->h, b->ctx, &em, &b->err);
+	if (rc)
+		return em_fail(b, "fork", rc);
+	emh_em_close(em);
+	return 0;
+}
+
+/* ---- the workloads, raw side ---- */
+
+static int raw_fail(bench *b, const char *what)
+{
+	snprintf(b->failed, sizeof b->failed, "raw %s %s failed (see stderr)", b->driver, what);
+	return -1;
+}
+
+static int raw_get_by_key(bench *b)
+{
+	return b->ops->get_by_key(b->raw, pick_id(b)) ? raw_fail(b, "get_by_key") : 0;
+}
+
+static int raw_update(bench *b)
+{
+	return b->ops->update(b->raw, pick_id(b), ++b->counter) ? raw_fail(b, "update") : 0;
+}
+
+static int raw_insert(bench *b)
+{
+	char name[32];
+	snprintf(name, sizeof name, "new-%" PRIu64, ++b->seq);
+	return b->ops->insert(b->raw, name, (int64_t)b->seq, (double)b->seq * 0.5) ? raw_fail(b, "insert") : 0;
+}
+
+/*
+ * Run op for secs seconds; returns operations per second, or -1 when an
+ * operation failed.  The clock is read every `batch` operations, batch
+ * doubling while reads come less than 1 ms apart, so that fast operations
+ * do not mostly measure clock_gettime.
+ */
+static double bench_run(bench *b, bench_op op, double secs)
+{
+	uint64_t n = 0, batch = 1;
+	double t0 = now_s(), last = t0, t;
+
+	for (;;) {
+		for (uint64_t i = 0; i < batch; i++)
+			if (op(b))
+				return -1;
+		n += batch;
+		t = now_s();
+		if (t - t0 >= secs)
+			break;
+		if (t - last < 1e-3 && batch < 4096)
+			batch *= 2;
+		last = t;
+	}
+	return (double)n / (t - t0);
+}
+
+/* Best rates of raw and emhost over ROUNDS alternating rounds after a warm-up. */
+static int bench_pair(bench *b, bench_op raw, bench_op em, double secs, double *best_raw, double *best_em)
+{
+	double warm = secs / 4 < 0.2 ? secs / 4 : 0.2;
+
+	*best_raw = *best_em = 0;
+	if ((raw && bench_run(b, raw, warm) < 0) || bench_run(b, em, warm) < 0)
+		return -1;
+	for (int round = 0; round < ROUNDS; round++) {
+		double r = raw ? bench_run(b, raw, secs) : 0;
+		if (r < 0)
+			return -1;
+		double e = bench_run(b, em, secs);
+		if (e < 0)
+			return -1;
+		if (r > *best_raw)
+			*best_raw = r;
+		if (e > *best_em)
+			*best_em = e;
+	}
+	return 0;
+}
+
+/* ---- one context ---- */
+
+static int bench_exec(bench *b, const char *text)
+{
+	emh_em *em;
+	int rc = emh_host_fork(b->h, b->ctx, &em, &b->err);
+	if (rc)
+		return rc;
+	rc = emh_em_execute(em, text, &b->err);
+	emh_em_close(em);
+	return rc;
+}
+
+/* Empty the table (rows of an earlier run on a server) in the driver's language. */
+static int bench_empty_table(bench *b)
+{
+	if (strcmp(b->driver, "mongo") == 0)
+		return bench_exec(b, "{\"delete\": \"" BENCH_TABLE "\", \"deletes\": [{\"q\": {}, \"limit\": 0}]}");
+	return bench_exec(b, "DELETE FROM " BENCH_TABLE);
+}
+
+static void bench_drop_table(bench *b)
+{
+	int rc;
+	if (strcmp(b->driver, "mongo") == 0)
+		rc = bench_exec(b, "{\"drop\": \"" BENCH_TABLE "\"}");
+	else
+		rc = bench_exec(b, "DROP TABLE " BENCH_TABLE);
+	if (rc)
+		printf("# bench %s: could not drop table " BENCH_TABLE ": %s\n", b->driver, b->err.message);
+}
+
+/* Insert rows through emhost, 500 per flush, keeping their keys. */
+static int bench_fill(bench *b, size_t rows)
+{
+	size_t done = 0;
+
+	b->ids = malloc((rows ? rows : 1) * sizeof *b->ids);
+	if (!b->ids)
+		return emh_error_set(&b->err, EMH_ENOMEM, "out of memory");
+	while (done < rows) {
+		emh_em *em;
+		emh_repo *r;
+		bench_item *batch[500];
+		size_t n = rows - done < 500 ? rows - done : 500;
+		char name[32];
+		int rc = emh_host_fork(b->h, b->ctx, &em, &b->err);
+		if (rc)
+			return rc;
+		rc = emh_em_repo(em, &bench_entity, &r, &b->err);
+		for (size_t i = 0; i < n && !rc; i++) {
+			void *p;
+			rc = emh_repo_new(r, &p, &b->err);
+			if (rc)
+				break;
+			batch[i] = p;
+			snprintf(name, sizeof name, "item-%zu", done + i);
+			batch[i]->name = emh_em_strdup(em, name);
+			batch[i]->counter = 0;
+			batch[i]->score = (double)(done + i) * 0.25;
+			if (!batch[i]->name)
+				rc = emh_error_set(&b->err, EMH_ENOMEM, "out of memory");
+		}
+		if (!rc)
+			rc = emh_em_flush(em, &b->err);
+		for (size_t i = 0; i < n && !rc; i++)
+			b->ids[done + i] = batch[i]->id;
+		emh_em_close(em);
+		if (rc)
+			return rc;
+		done += n;
+	}
+	b->nids = rows;
+	return 0;
+}
+
+/*
+ * Register, sync, empty and fill the table, and open the raw side.
+ * Returns 0, or -1 after printing why.
+ */
+static int bench_prepare(bench *b, size_t rows)
+{
+	int rc = emh_host_register_entity(b->h, b->ctx, &bench_entity, &b->err);
+	if (!rc)
+		rc = emh_host_sync_schema(b->h, b->ctx, &b->err);
+	if (!rc)
+		rc = bench_empty_table(b);
+	if (rc) {
+		printf("# bench %s: context '%s': cannot set up table " BENCH_TABLE ": %s: %s\n", b->driver, b->ctx,
+		       emh_status_name(rc), b->err.message);
+		return -1;
+	}
+	/* Open the raw side while emhost's connection is pooled: for an
+	 * in-memory database it must exist when the raw side attaches. */
+	b->raw = b->ops->open(b->h, b->ctx);
+	if (!b->raw) {
+		printf("# bench %s: context '%s': the raw side cannot open the database (see stderr)\n", b->driver,
+		       b->ctx);
+		return -1;
+	}
+	rc = bench_fill(b, rows);
+	if (rc) {
+		printf("# bench %s: context '%s': filling %zu rows through emhost failed: %s: %s\n", b->driver,
+		       b->ctx, rows, emh_status_name(rc), b->err.message);
+		return -1;
+	}
+	if (rows && b->ops->get_by_key(b->raw, b->ids[0]) != 0) {
+		printf("# bench %s: context '%s': the raw side does not see the rows emhost wrote "
+		       "(not the same database)\n", b->driver, b->ctx);
+		return -1;
+	}
+	return 0;
+}
+
+/* Measure every workload on one context; returns 0 or -1 (printed). */
+static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs)
+{
+	static const struct {
+		const char *name;
+		bench_op raw, em;
+	} workloads[] = {
+		{"get_by_key", raw_get_by_key, em_get_by_key},
+		{"update_flush", raw_update, em_update_flush},
+		{"insert_flush", raw_insert, em_insert_flush},
+	};
+	bench b;
+	int status = 0;
+
+	memset(&b, 0, sizeof b);
+	b.h = h;
+	b.ctx = ctx;
+	b.rng = UINT64_C(0x9E3779B97F4A7C15);
+	b.driver = emh_host_context_driver(h, ctx);
+	if (!b.driver) {
+		char up[64];
+		size_t i;
+		for (i = 0; ctx[i] && i < sizeof up - 1; i++)
+			up[i] = (char)toupper((unsigned char)ctx[i]);
+		up[i] = '\0';
+		printf("# bench: no context '%s' (give it with -c FILE or EMH_CONTEXT_%s_URL=...)\n", ctx, up);
+		return -1;
+	}
+	b.ops = raw_for(b.driver);
+	if (!b.ops) {
+		printf("# bench %s: context '%s' skipped: the raw %s side is not built into emh-bench "
+		       "(bench/raw_%s.c is not compiled in: see bench/local.mk)\n", b.driver, ctx, b.driver, b.driver);
+		return 0;
+	}
+	if (rows == 0) {
+		printf("# bench %s: --rows must be at least 1\n", b.driver);
+		return -1;
+	}
+	printf("# bench %s: context '%s', %zu rows, %.2f s per side and round, best of %d rounds\n", b.driver, ctx,
+	       rows, secs, ROUNDS);
+	fflush(stdout);
+	if (bench_prepare(&b, rows)) {
+		status = -1;
+		goto out_close;
+	}
+	for (size_t w = 0; w < sizeof workloads / sizeof workloads[0]; w++) {
+		double raw, em;
+		if (bench_pair(&b, workloads[w].raw, workloads[w].em, secs, &raw, &em)) {
+			printf("# bench %s %s: failed: %s\n", b.driver, workloads[w].name, b.failed);
+			status = -1;
+			continue;
+		}
+		printf("bench %s %s raw_ops_s=%.0f emhost_ops_s=%.0f ratio=%.3f\n", b.driver, workloads[w].name, raw,
+		       em, raw > 0 ? em / raw : 0.0);
+		fflush(stdout);
+	}
+	double raw_unused, fc;
+	if (bench_pair(&b, NULL, em_fork_close, secs, &raw_unused, &fc) || fc <= 0) {
+		printf("# bench %s fork_close: failed: %s\n", b.driver, b.failed);
+		status = -1;
+	} else {
+		printf("bench %s fork_close ns_per_op=%.0f\n", b.driver, 1e9 / fc);
+	}
+	fflush(stdout);
+out_close:
+	if (b.raw)
+		b.ops->close(b.raw);
+	bench_drop_table(&b);
+	free(b.ids);
+	return status;
+}
+
+/*
+ * The default context: in-memory SQLite reachable by the raw side (see the
+ * file comment), else a temporary file.  Writes the context name into name
+ * and the file to remove afterwards into file ("" for none).
+ */
+static int bench_add_default(emh_host *h, char *name, size_t cap, char *file, size_t fcap)
+{
+	char path[256];
+	emh_error err;
+	int rc;
+
+	file[0] = '\0';
+	snprintf(name, cap, "bench");
+	snprintf(path, sizeof path, "file:/emh-bench-%ld?vfs=memdb", (long)getpid());
+	rc = emh_host_add_context(h, name, (const char *const[]){"driver", "sqlite", "path", path,
+								 "journal_mode", "memory", NULL}, &err);
+	if (!rc)
+		rc = emh_host_ping(h, name, &err);
+	if (!rc) {
+		printf("# bench sqlite (memory): context '%s' is an in-memory database (SQLite memdb VFS, path %s) "
+		       "shared by emhost and the raw side\n", name, path);
+		return 0;
+	}
+	printf("# bench sqlite: no shared in-memory database (%s): %s\n", emh_status_name(rc), err.message);
+	emh_host_remove_context(h, name, NULL);
+
+	snprintf(name, cap, "bench_file");
+	snprintf(file, fcap, "%s/emh-bench-%ld.db", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid());
+	rc = emh_host_add_context(h, name, (const char *const[]){"driver", "sqlite", "path", file, NULL}, &err);
+	if (rc) {
+		printf("# bench sqlite: cannot add a sqlite context: %s: %s\n", emh_status_name(rc), err.message);
+		file[0] = '\0';
+		return rc;
+	}
+	printf("# bench sqlite (file): context '%s' uses the temporary file %s for both sides "
+	       "(the raw side cannot reach emhost's in-memory database)\n", name, file);
+	return 0;
+}
+
+static void remove_db_files(const char *file)
+{
+	static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+	char p[300];
+	for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+		snprintf(p, sizeof p, "%s%s", file, suffix[i]);
+		unlink(p);
+	}
+}
+
+/* The configured name matching want case-insensitively (EMH_CONTEXT_PG_URL
+ * makes a context that --context pg should find), else want itself. */
+static const char *resolve_ctx(emh_host *h, const char *want, char *buf, size_t cap)
+{
+	emh_context_info *infos = NULL;
+	size_t n = 0;
+	const char *out = want;
+
+	if (emh_host_contexts(h, &infos, &n, NULL) != 0)
+		return want;
+	for (size_t i = 0; i < n; i++) {
+		if (strcasecmp(infos[i].name, want) == 0) {
+			snprintf(buf, cap, "%s", infos[i].name);
+			out = buf;
+			break;
+		}
+	}
+	emh_context_info_free(infos, n);
+	return out;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: emh-bench [-c FILE] [-p DIR] [--context NAME]... [--seconds S] [--rows N]\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *cfg = NULL, *pdir = NULL;
+	const char **ctxs = calloc((size_t)argc + 1, sizeof *ctxs);
+	const char **envp = NULL;
+	size_t nctx = 0, rows = 10000;
+	double secs = 1.0;
+	char pbuf[4096], defname[32], deffile[300] = "";
+	emh_host_opts opts;
+	emh_host *h = NULL;
+	emh_error err;
+	int status = 0;
+
+	if (!ctxs)
+		return 1;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "-c") == 0 && i + 1 < argc)
+			cfg = argv[++i];
+		else if (strcmp(a, "-p") == 0 && i + 1 < argc)
+			pdir = argv[++i];
+		else if (strcmp(a, "--context") == 0 && i + 1 < argc)
+			ctxs[nctx++] = argv[++i];
+		else if (strncmp(a, "--context=", 10) == 0)
+			ctxs[nctx++] = a + 10;
+		else if (strcmp(a, "--seconds") == 0 && i + 1 < argc)
+			secs = atof(argv[++i]);
+		else if (strcmp(a, "--rows") == 0 && i + 1 < argc)
+			rows = (size_t)strtoull(argv[++i], NULL, 10);
+		else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			usage(stdout);
+			free(ctxs);
+			return 0;
+		} else {
+			usage(stderr);
+			free(ctxs);
+			return 2;
+		}
+	}
+	if (secs <= 0 || rows == 0) {
+		fprintf(stderr, "emh-bench: --seconds and --rows must be positive\n");
+		free(ctxs);
+		return 2;
+	}
+	if (!pdir)
+		pdir = getenv("EMH_PLUGIN_DIR");
+	if (!pdir && getenv("EMH_BUILDDIR")) {
+		snprintf(pbuf, sizeof pbuf, "%s/plugins-build", getenv("EMH_BUILDDIR"));
+		pdir = pbuf;
+	}
+	memset(&opts, 0, sizeof opts);
+	opts.config_path = cfg;
+	opts.plugin_dir = pdir;
+	opts.log_level = EMH_LOG_WARN;
+	if (nctx == 0) {
+		/* Only the context added below is measured: leave out the
+		 * environment's contexts (`make bench EMH_BENCH_ARGS=...` runs
+		 * this with them set), which could make the host refuse to start. */
+		size_t n = 0, k = 0;
+		while (environ[n])
+			n++;
+		envp = calloc(n + 1, sizeof *envp);
+		if (!envp) {
+			free(ctxs);
+			return 1;
+		}
+		for (size_t i = 0; i < n; i++)
+			if (strncmp(environ[i], "EMH_CONTEXT_", 12) != 0 &&
+			    strncmp(environ[i], "EMH_DEFAULT_CONTEXT=", 20) != 0)
+				envp[k++] = environ[i];
+		opts.envp = envp;
+	}
+	if (emh_host_new(&opts, &h, &err)) {
+		/* Several contexts from the environment and none the default is a
+		 * configuration error for the host; the first one asked for is as
+		 * good a default as any here.  Otherwise report the first error. */
+		emh_error err2;
+		if (err.code != EMH_ECONFIG || !nctx || getenv("EMH_DEFAULT_CONTEXT") ||
+		    setenv("EMH_DEFAULT_CONTEXT", ctxs[0], 0) || emh_host_new(&opts, &h, &err2)) {
+			fprintf(stderr, "emh-bench: %s\n", err.message);
+			free(envp);
+			free(ctxs);
+			return 1;
+		}
+	}
+	if (nctx == 0) {
+		if (bench_add_default(h, defname, sizeof defname, deffile, sizeof deffile)) {
+			status = 1;
+			goto out_free;
+		}
+		ctxs[nctx++] = defname;
+	}
+	for (size_t i = 0; i < nctx; i++) {
+		char name[128];
+		if (bench_context(h, resolve_ctx(h, ctxs[i], name, sizeof name), rows, secs))
+			status = 1;
+	}
+out_free:
+	emh_host_free(h);
+	if (deffile[0])
+		remove_db_files(deffile);
+	free(envp);
+	free(ctxs);
+	return status;
+}
