@@ -4,8 +4,9 @@
  *
  * Connections are opened lazily, up to max; an idle one is reused LIFO (the
  * warmest first).  A connection that saw an error is pinged before reuse; one
- * that lost its server (EMH_EUNAVAILABLE) is discarded and bumps the pool's
- * epoch, so every other idle connection is pinged before its next use too.
+ * that lost its server (EMH_EUNAVAILABLE) is discarded together with every
+ * idle connection, and bumps the pool's epoch so that the connections in use
+ * at that moment are pinged before their next use.
  * Connecting and pinging happen outside the lock.
  */
 #include "config.h"
@@ -188,12 +189,24 @@ void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
 	pthread_mutex_lock(&p->mu);
 	p->in_use--;
 	if (status == EMH_EUNAVAILABLE) {
-		p->total--;
+		/* The server went away: the idle connections are almost surely
+		 * dead too, and pinging each one would cost a full timeout while
+		 * it is down.  Drop them; the ones in use get pinged (epoch). */
+		emh__pconn *idle = p->idle;
+		unsigned n = p->nidle;
+		p->idle = NULL;
+		p->nidle = 0;
+		p->total -= 1 + n;
 		p->epoch++;
-		pthread_cond_signal(&p->cv);
+		pthread_cond_broadcast(&p->cv);
 		pthread_mutex_unlock(&p->mu);
-		atomic_fetch_add_explicit(&p->discarded, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&p->discarded, 1 + n, memory_order_relaxed);
 		conn_close(p, pc);
+		while (idle) {
+			emh__pconn *next = idle->next;
+			conn_close(p, idle);
+			idle = next;
+		}
 		return;
 	}
 	if (status)

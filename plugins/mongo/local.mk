@@ -1,1 +1,8 @@
-# plugins/mongo: filled in by its issue
+# plugins/mongo: the MongoDB document driver (libmongoc/libbson).
+if HAVE_MONGO
+plugin_LTLIBRARIES += plugins/mongo/mongo.la
+plugins_mongo_mongo_la_SOURCES = plugins/mongo/mongo.c
+plugins_mongo_mongo_la_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS)
+plugins_mongo_mongo_la_LDFLAGS = $(PLUGIN_LDFLAGS)
+plugins_mongo_mongo_la_LIBADD = core/libemhost.la $(MONGOC_LIBS)
+endif

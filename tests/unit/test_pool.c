@@ -145,6 +145,20 @@ int main(void)
 	ci = info_of(h, "q");
 	is_int((int)ci.discarded, 1, "discard counted");
 
+	/* on p, with idle connections: a lost one takes the idle ones with it */
+	ci = info_of(h, "p");
+	unsigned idle_before = ci.idle;
+	uint64_t disc_before = ci.discarded;
+	emh_host_fork(h, "p", &lf, &err);
+	emh_em_execute(lf, "ok", &err);
+	is_int(emh_em_execute(lf, "lose", &err), EMH_EUNAVAILABLE, "a connection of p is lost");
+	emh_em_close(lf);
+	ci = info_of(h, "p");
+	ok(idle_before >= 2, "p had several idle connections (%u)", idle_before);
+	is_int((int)(ci.discarded - disc_before), (int)idle_before, "the lost one and every idle one were discarded");
+	is_int(ci.idle, 0, "no idle connection left to ping one by one");
+	is_int(exec_on(h, "p", "ok", &err), 0, "the next fork connects afresh");
+
 	/* any other error: ping before reuse */
 	int pings = atomic_load(&md.pings);
 	is_int(exec_on(h, "q", "fail", &err), EMH_EDRIVER, "a statement error comes back as is");

@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# scripts/servers/mariadb.sh: start/stop/restart a throwaway MariaDB server for tests.
+#
+# usage: mariadb.sh start|stop|restart|status STATE_DIR
+#
+# start   initialises a data directory (first time only), starts mariadbd on a
+#         free loopback port, waits until it answers, creates the database
+#         emh_test and a password user emh@127.0.0.1 / emh@localhost (first
+#         time only) and appends to STATE_DIR/env:
+#           EMH_TEST_MYSQL_URL='mysql://emh:PASSWORD@127.0.0.1:PORT/emh_test'
+#           EMH_TEST_MYSQL_PORT='PORT'   EMH_TEST_MYSQL_SOCKET='.../sock'
+#         With EMH_TEST_MYSQL_URL already set (a MySQL 8 server, say) start
+#         only records it and stop/restart do nothing.
+# stop    stops the server by the PID it recorded (idempotent); data kept.
+# restart stop + start on the SAME port with the same data (fault tests).
+#
+# Layout: STATE_DIR/mariadb/{pid,port,password,log,rundir}; the server's own
+# files (data/, tmp/, sock) live in the run directory, which is
+# STATE_DIR/mariadb/run, or, when run as root and the mysql user cannot reach
+# STATE_DIR (a mode 0700 mktemp directory) or the socket path would be too
+# long, a directory /tmp/emh-mariadb.XXXXXX owned by mysql.  Such a directory
+# is deleted by a later `start` once its STATE_DIR is gone and its server
+# stopped.  Quiet on success; everything goes to STATE_DIR/mariadb/log.
+#
+# This is a test server: innodb_flush_log_at_trx_commit=2 (a crash of the
+# machine may lose the last second; a stop never does).
+set -euo pipefail
+
+die() { echo "mariadb.sh: $*" >&2; exit 1; }
+
+[ $# -eq 2 ] || die "usage: mariadb.sh start|stop|restart|status STATE_DIR"
+CMD=$1
+mkdir -p "$2" || die "cannot create state directory '$2'"
+STATE_DIR=$(cd "$2" && pwd)
+D=$STATE_DIR/mariadb
+DB=emh_test
+DBUSER=emh
+export PATH="$PATH:/usr/sbin:/usr/local/sbin:/sbin"
+
+mkdir -p "$D"
+chmod 755 "$D"
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+free_port() {
+	local p i
+	for i in $(seq 1 200); do
+		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+		port_open "$p" || { echo "$p"; return 0; }
+	done
+	die "no free loopback port found"
+}
+
+# Our mariadbd, not a recycled PID: its command line names our data directory.
+alive() {
+	local pid
+	[ -f "$D/pid" ] || return 1
+	pid=$(cat "$D/pid")
+	kill -0 "$pid" 2>/dev/null || return 1
+	[ -r "/proc/$pid/cmdline" ] || return 0
+	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "--datadir=$(cat "$D/rundir" 2>/dev/null)/data"
+}
+
+# Install missing server commands through apt when root, else say what to install.
+need_server_cmds() {
+	local missing=()
+	command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
+	command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
+	command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
+	command -v mariadb-admin >/dev/null 2>&1 || missing+=(mariadb-client)
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if ! is_root || ! command -v apt-get >/dev/null 2>&1; then
+		die "mariadbd, mariadb-install-db, mariadb and mariadb-admin are needed: install them as root (Debian: apt-get install -y mariadb-server mariadb-client)"
+	fi
+	# The package's maintainer scripts must not start a system server: a
+	# policy-rc.d answering 101 forbids it (removed again if we created it).
+	local policy=/usr/sbin/policy-rc.d made_policy=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+	fi
+	local pkgs=(mariadb-server mariadb-client)
+	pkg-config --exists mysqlclient 2>/dev/null || pkgs+=(default-libmysqlclient-dev)
+	local rc=0
+	{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}"; } \
+		>>"$D/log.install" 2>&1 || rc=$?
+	[ $made_policy -eq 1 ] && rm -f "$policy"
+	[ $rc -eq 0 ] || die "apt-get install ${pkgs[*]} failed (see $D/log.install)"
+	command -v mariadbd >/dev/null 2>&1 || die "mariadbd still missing after installing ${pkgs[*]}"
+}
+
+# The user mariadbd runs as: mysql when we are root (it refuses root), else us.
+server_user() {
+	if is_root; then
+		getent passwd mysql >/dev/null 2>&1 ||
+			useradd --system --no-create-home --shell /usr/sbin/nologin mysql >>"$D/log" 2>&1 ||
+			die "cannot create the system user 'mysql'"
+		echo mysql
+	else
+		id -un
+	fi
+}
+
+# Remove /tmp/emh-mariadb.* run directories whose STATE_DIR is gone and whose
+# server is not running (left by callers that deleted STATE_DIR only).
+gc_run_dirs() {
+	local d owner pid
+	for d in /tmp/emh-mariadb.*; do
+		[ -d "$d" ] && [ -f "$d/owner" ] || continue
+		# Ours: root made it (the server user owns its files), else we did.
+		is_root || [ -O "$d/owner" ] || continue
+		owner=$(cat "$d/owner")
+		[ -e "$owner" ] && continue
+		pid=$(cat "$d/data/mariadbd.pid" 2>/dev/null || true)
+		[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && continue
+		rm -rf "$d"
+	done
+}
+
+# Choose (first start) the run directory; echo it.
+make_run_dir() {
+	local user=$1 run=$D/run
+	mkdir -p "$run"
+	if is_root; then
+		chown "$user:" "$run"
+		if ! runuser -u "$user" -- test -x "$run" 2>/dev/null || [ ${#run} -gt 90 ]; then
+			rmdir "$run"
+			run=$(mktemp -d /tmp/emh-mariadb.XXXXXX) || die "cannot create a run directory in /tmp"
+			echo "$D" >"$run/owner"
+			chown "$user:" "$run"
+			chmod 755 "$run"
+		fi
+	elif [ ${#run} -gt 90 ]; then
+		rmdir "$run"
+		run=$(mktemp -d /tmp/emh-mariadb.XXXXXX) || die "cannot create a run directory in /tmp"
+		echo "$D" >"$run/owner"
+	fi
+	echo "$run"
+}
+
+record_env() {
+	local url=$1 port=$2 sock=$3 line
+	touch "$STATE_DIR/env"
+	for line in "export EMH_TEST_MYSQL_URL='$url'" "export EMH_TEST_MYSQL_PORT='$port'" \
+		"export EMH_TEST_MYSQL_SOCKET='$sock'"; do
+		grep -qxF "$line" "$STATE_DIR/env" || echo "$line" >>"$STATE_DIR/env"
+	done
+}
+
+stop_server() {
+	local pid i
+	[ -f "$D/pid" ] || return 0
+	pid=$(cat "$D/pid")
+	if alive; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for i in $(seq 1 600); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			echo "mariadb.sh: mariadbd $pid did not stop in 60 s, killing it" >>"$D/log"
+			kill -KILL "$pid" 2>/dev/null || true
+			sleep 0.5
+		fi
+	fi
+	rm -f "$D/pid"
+}
+
+# Start mariadbd on $1 and wait until it answers.  Returns 2 when the port
+# was taken (the caller may pick another), dies on other failures.
+launch() {
+	local port=$1 user=$2 run i useropt=()
+	run=$(cat "$D/rundir")
+	is_root && useropt=(--user="$user")
+	echo "--- $(date '+%F %T') starting mariadbd on 127.0.0.1:$port" >>"$D/log"
+	# In a subshell that closes every inherited descriptor above 2 (a test
+	# harness's pipes, a lock) and then becomes mariadbd, so $! is its PID.
+	(
+		for fd in /proc/$BASHPID/fd/*; do
+			fd=${fd##*/}
+			[ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null
+		done
+		exec mariadbd --no-defaults "${useropt[@]}" \
+		--datadir="$run/data" --socket="$run/sock" --pid-file="$run/data/mariadbd.pid" \
+		--tmpdir="$run/tmp" --port="$port" --bind-address=127.0.0.1 \
+		--skip-log-bin --skip-name-resolve --performance-schema=OFF \
+		--innodb-buffer-pool-size=64M --innodb-log-file-size=32M \
+		--innodb-flush-log-at-trx-commit=2 --innodb-use-native-aio=0 \
+		--key-buffer-size=1M --aria-pagecache-buffer-size=1M \
+		--max-allowed-packet=64M --max-connections=300 \
+		--character-set-server=utf8mb4 --collation-server=utf8mb4_bin
+	) >>"$D/log" 2>&1 </dev/null &
+	local pid=$!
+	echo "$pid" >"$D/pid"
+	for i in $(seq 1 600); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			rm -f "$D/pid"
+			if tail -n 20 "$D/log" | grep -q -i 'address already in use'; then
+				return 2
+			fi
+			tail -n 30 "$D/log" >&2
+			die "mariadbd exited while starting (log above, full log in $D/log)"
+		fi
+		if [ -S "$run/sock" ] && mariadb-admin --no-defaults --protocol=socket --socket="$run/sock" \
+			--user=root --connect-timeout=2 ping >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	stop_server
+	die "mariadbd did not answer within 60 s (see $D/log)"
+}
+
+# First start only: the database and the password user.
+create_user() {
+	local run pw
+	run=$(cat "$D/rundir")
+	pw=$(cat "$D/password")
+	if ! mariadb --no-defaults --protocol=socket --socket="$run/sock" --user=root >>"$D/log" 2>&1 <<-SQL
+		CREATE DATABASE IF NOT EXISTS $DB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+		CREATE USER IF NOT EXISTS '$DBUSER'@'127.0.0.1' IDENTIFIED BY '$pw';
+		CREATE USER IF NOT EXISTS '$DBUSER'@'localhost' IDENTIFIED BY '$pw';
+		GRANT ALL PRIVILEGES ON \`emh\\_%\`.* TO '$DBUSER'@'127.0.0.1';
+		GRANT ALL PRIVILEGES ON \`emh\\_%\`.* TO '$DBUSER'@'localhost';
+		FLUSH PRIVILEGES;
+	SQL
+	then
+		stop_server
+		die "creating database '$DB' and user '$DBUSER' failed (see $D/log)"
+	fi
+	touch "$D/initialised"
+}
+
+start() {
+	local user run port rc tries
+	if [ -n "${EMH_TEST_MYSQL_URL:-}" ] && [ ! -f "$D/rundir" ]; then
+		echo external >"$D/kind"
+		touch "$STATE_DIR/env"
+		grep -qxF "export EMH_TEST_MYSQL_URL='$EMH_TEST_MYSQL_URL'" "$STATE_DIR/env" ||
+			echo "export EMH_TEST_MYSQL_URL='$EMH_TEST_MYSQL_URL'" >>"$STATE_DIR/env"
+		return 0
+	fi
+	echo mariadb >"$D/kind"
+	need_server_cmds
+	user=$(server_user)
+	if [ ! -f "$D/rundir" ]; then
+		gc_run_dirs
+		make_run_dir "$user" >"$D/rundir"
+	fi
+	run=$(cat "$D/rundir")
+	[ -d "$run" ] || die "run directory '$run' of this state directory is gone"
+	if ! alive; then
+		if [ ! -f "$D/installed" ]; then
+			rm -rf "$run/data" "$run/tmp"
+			mkdir -p "$run/data" "$run/tmp"
+			is_root && chown -R "$user:" "$run"
+			local useropt=()
+			is_root && useropt=(--user="$user")
+			mariadb-install-db --no-defaults "${useropt[@]}" --datadir="$run/data" \
+				--auth-root-authentication-method=normal --skip-test-db --skip-name-resolve \
+				>>"$D/log" 2>&1 || die "mariadb-install-db failed (see $D/log)"
+			touch "$D/installed"
+		fi
+		mkdir -p "$run/tmp"
+		is_root && chown "$user:" "$run/tmp"
+		[ -f "$D/password" ] || { (umask 077; od -An -N12 -tx1 /dev/urandom | tr -d ' \n' >"$D/password"); }
+		if [ -f "$D/port" ]; then
+			port=$(cat "$D/port")
+			for tries in $(seq 1 100); do port_open "$port" || break; sleep 0.1; done
+			rc=0; launch "$port" "$user" || rc=$?
+			[ $rc -eq 0 ] || die "port $port is in use: cannot restart mariadbd on it"
+		else
+			for tries in 1 2 3 4 5; do
+				port=$(free_port)
+				rc=0; launch "$port" "$user" || rc=$?
+				[ $rc -eq 2 ] || break
+			done
+			[ $rc -eq 0 ] || die "no free port for mariadbd after 5 attempts"
+			echo "$port" >"$D/port"
+		fi
+		[ -f "$D/initialised" ] || create_user
+	fi
+	port=$(cat "$D/port")
+	record_env "mysql://$DBUSER:$(cat "$D/password")@127.0.0.1:$port/$DB" "$port" "$run/sock"
+}
+
+case $CMD in
+start)
+	start
+	;;
+stop)
+	[ "$(cat "$D/kind" 2>/dev/null)" = external ] || stop_server
+	;;
+restart)
+	kind=$(cat "$D/kind" 2>/dev/null || true)
+	[ -n "$kind" ] || die "nothing to restart: '$STATE_DIR' has no mariadb server (run start first)"
+	[ "$kind" != external ] || exit 0
+	stop_server
+	start
+	;;
+status)
+	if [ "$(cat "$D/kind" 2>/dev/null)" = external ]; then
+		echo "mariadb: external"
+	elif alive; then
+		echo "mariadb: up on 127.0.0.1:$(cat "$D/port") (pid $(cat "$D/pid"))"
+	else
+		echo "mariadb: down"; exit 1
+	fi
+	;;
+*)
+	die "unknown command '$CMD' (start, stop, restart, status)"
+	;;
+esac

@@ -1,0 +1,668 @@
+/* SPDX-License-Identifier: MIT */
+/* tests/mongo/test_mongo.c: the mongo driver against a real server: verbatim values, like, keys, errors, storage layout. */
+#include "config.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sys/file.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mongoc/mongoc.h>
+
+#include <emhost/emhost.h>
+
+#include "../tap.h"
+
+/* ---- entities (collections named per run) ---- */
+
+typedef struct mt_doc {
+	int64_t id;
+	const char *tag;  /* unique, not nullable */
+	const char *txt;  /* nullable */
+	const char *mail; /* unique and nullable: stored absent when NULL */
+	const char *js;
+	emh_time ts;
+	emh_blob bin;
+} mt_doc;
+
+static const emh_field mt_doc_fields[] = {
+	EMH_FIELD(mt_doc, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(mt_doc, tag, EMH_T_TEXT, EMH_F_UNIQUE),
+	EMH_FIELD(mt_doc, txt, EMH_T_TEXT, EMH_F_NULLABLE | EMH_F_INDEXED),
+	EMH_FIELD(mt_doc, mail, EMH_T_TEXT, EMH_F_NULLABLE | EMH_F_UNIQUE),
+	EMH_FIELD(mt_doc, js, EMH_T_JSON, EMH_F_NULLABLE),
+	EMH_FIELD(mt_doc, ts, EMH_T_TIMESTAMP, EMH_F_NULLABLE),
+	EMH_FIELD(mt_doc, bin, EMH_T_BLOB, EMH_F_NULLABLE),
+};
+
+/* A text key chosen by the caller. */
+typedef struct mt_kv {
+	const char *k;
+	int32_t v;
+} mt_kv;
+
+static const emh_field mt_kv_fields[] = {
+	EMH_FIELD(mt_kv, k, EMH_T_TEXT, EMH_F_PK),
+	EMH_FIELD(mt_kv, v, EMH_T_INT32, 0),
+};
+
+static char g_doc_table[64], g_kv_table[64];
+static emh_entity g_doc = {0}, g_kv = {0};
+
+static emh_host *g_host;
+static mongoc_client_t *g_raw;
+static char g_db[64];
+
+/* ---- helpers ---- */
+
+static mt_doc *new_doc(emh_em *em, emh_repo *r, const char *tag)
+{
+	mt_doc *d;
+	emh_error err;
+	if (emh_repo_new(r, (void **)&d, &err)) {
+		diag("emh_repo_new: %s", err.message);
+		return NULL;
+	}
+	d->tag = emh_em_strdup(em, tag);
+	emh_em_set_null(em, d, "ts", true, &err);
+	return d;
+}
+
+static int insert_doc(const char *tag, const char *txt, const char *js, int64_t *id, emh_error *err)
+{
+	emh_em *em;
+	emh_repo *r;
+	int rc = emh_host_fork(g_host, "mg", &em, err);
+	if (rc)
+		return rc;
+	if ((rc = emh_em_repo(em, &g_doc, &r, err)) == 0) {
+		mt_doc *d = new_doc(em, r, tag);
+		if (!d) {
+			rc = EMH_ENOMEM;
+		} else {
+			d->txt = txt ? emh_em_strdup(em, txt) : NULL;
+			d->js = js ? emh_em_strdup(em, js) : NULL;
+			rc = emh_em_flush(em, err);
+			if (rc == 0 && id)
+				*id = d->id;
+		}
+	}
+	emh_em_close(em);
+	return rc;
+}
+
+/* Tags of the rows where field op value, sorted by tag, comma-separated, into out. */
+static int query_tags(emh_cond *(*build)(emh_query *q, const void *arg), const void *arg, char *out, size_t cap,
+		      int64_t *count, emh_error *err)
+{
+	emh_em *em;
+	emh_repo *r;
+	emh_query *q;
+	emh_list l;
+	int rc = emh_host_fork(g_host, "mg", &em, err);
+	out[0] = '\0';
+	if (rc)
+		return rc;
+	if ((rc = emh_em_repo(em, &g_doc, &r, err)) == 0 && (rc = emh_repo_query(r, &q, err)) == 0) {
+		emh_q_where(q, build(q, arg));
+		emh_q_order_by(q, "tag", false);
+		if ((rc = emh_repo_find(r, q, &l, err)) == 0) {
+			size_t n = 0;
+			for (size_t i = 0; i < l.count; i++)
+				n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%s", i ? "," : "",
+						      ((mt_doc *)l.items[i])->tag);
+			if (count)
+				rc = emh_repo_count(r, q, count, err);
+		}
+	}
+	emh_em_close(em);
+	return rc;
+}
+
+static emh_cond *q_txt_eq(emh_query *q, const void *arg) { return emh_q_eq(q, "txt", emh_v_text(arg)); }
+static emh_cond *q_txt_like(emh_query *q, const void *arg) { return emh_q_like(q, "txt", arg); }
+static emh_cond *q_txt_ne(emh_query *q, const void *arg) { return emh_q_ne(q, "txt", emh_v_text(arg)); }
+static emh_cond *q_not_like(emh_query *q, const void *arg)
+{
+	return emh_q_not(q, emh_q_like(q, "txt", arg));
+}
+
+/* The stored document of key id, as relaxed extended JSON (malloc'd) or NULL. */
+static char *raw_doc(const char *table, int64_t id)
+{
+	mongoc_collection_t *coll = mongoc_client_get_collection(g_raw, g_db, table);
+	bson_t filter = BSON_INITIALIZER;
+	const bson_t *doc;
+	char *out = NULL;
+	BSON_APPEND_INT64(&filter, "_id", id);
+	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
+	if (mongoc_cursor_next(cur, &doc)) {
+		char *s = bson_as_canonical_extended_json(doc, NULL);
+		out = strdup(s);
+		bson_free(s);
+	}
+	mongoc_cursor_destroy(cur);
+	bson_destroy(&filter);
+	mongoc_collection_destroy(coll);
+	return out;
+}
+
+/* ---- cases ---- */
+
+/* Text that looks like operators or paths: stored and matched as data. */
+static void test_verbatim(void)
+{
+	static const char *const texts[] = {
+		"{\"$gt\": \"\"}", "$gt", "$where", "{\"$ne\": null}", "a.b", "$", ".", "{\"$regex\": \".*\"}",
+		"'; db.dropDatabase(); '", "{$set: {x: 1}}",
+	};
+	const size_t n = sizeof texts / sizeof texts[0];
+	emh_error err;
+	char tags[512], tag[32];
+
+	diag("operator-looking text values");
+	for (size_t i = 0; i < n; i++) {
+		snprintf(tag, sizeof tag, "v%zu", i);
+		int rc = insert_doc(tag, texts[i], NULL, NULL, &err);
+		if (rc)
+			diag("%s", err.message);
+		is_int(rc, 0, "insert text %s", texts[i]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		int64_t cnt = -1;
+		int rc = query_tags(q_txt_eq, texts[i], tags, sizeof tags, &cnt, &err);
+		snprintf(tag, sizeof tag, "v%zu", i);
+		if (rc)
+			diag("%s", err.message);
+		is_str(tags, tag, "eq '%s' matches exactly its own row", texts[i]);
+		is_int(cnt, 1, "count of eq '%s' is 1", texts[i]);
+	}
+	{
+		int64_t cnt = -1;
+		int rc = query_tags(q_txt_ne, "$gt", tags, sizeof tags, &cnt, &err);
+		ok(rc == 0 && cnt == (int64_t)n - 1, "ne '$gt' matches the %zu other rows (got %lld)", n - 1,
+		   (long long)cnt);
+	}
+	{
+		/* Read back byte for byte. */
+		emh_em *em;
+		emh_repo *r;
+		emh_query *q;
+		emh_list l = {0};
+		int rc = emh_host_fork(g_host, "mg", &em, &err);
+		if (rc == 0 && (rc = emh_em_repo(em, &g_doc, &r, &err)) == 0 && (rc = emh_repo_query(r, &q, &err)) == 0) {
+			emh_q_where(q, emh_q_like(q, "tag", "v%"));
+			emh_q_order_by(q, "tag", false);
+			rc = emh_repo_find(r, q, &l, &err);
+		}
+		is_int(rc, 0, "find the verbatim rows");
+		size_t same = 0;
+		for (size_t i = 0; i < l.count; i++) {
+			mt_doc *d = l.items[i];
+			size_t k = (size_t)atoi(d->tag + 1);
+			if (k < n && d->txt && strcmp(d->txt, texts[k]) == 0)
+				same++;
+		}
+		is_int(same, n, "every operator-looking text reads back verbatim");
+		emh_em_close(em);
+	}
+
+	diag("json with '$' and '.' keys, extended-json look-alikes");
+	static const char *const docs[] = {
+		"{\"$gt\": 1}",
+		"{\"a.b\": {\"$where\": \"sleep(1000)\"}}",
+		"{\"n\": {\"$numberLong\": \"5\"}, \"d\": {\"$date\": 0}}",
+		"{\"plain\": [1, 2.5, \"x\", true, null, {\"k\": \"v\"}]}",
+		"[1, {\"$oid\": \"0123456789abcdef01234567\"}]",
+		"\"just a string\"",
+		"12",
+		"{\"big\": 123456789012345678901234567890, \"exp\": 1e2, \"frac\": 1.50}",
+		"{\"esc\": \"caf\\u00e9 \\\"q\\\" \\\\ \\/\"}",
+	};
+	const size_t nd = sizeof docs / sizeof docs[0];
+	for (size_t i = 0; i < nd; i++) {
+		int64_t id = 0;
+		snprintf(tag, sizeof tag, "j%zu", i);
+		int rc = insert_doc(tag, NULL, docs[i], &id, &err);
+		if (rc)
+			diag("%s", err.message);
+		is_int(rc, 0, "insert json %s", docs[i]);
+		emh_em *em;
+		emh_repo *r;
+		mt_doc *d = NULL;
+		if (emh_host_fork(g_host, "mg", &em, &err) == 0 && emh_em_repo(em, &g_doc, &r, &err) == 0 &&
+		    emh_repo_get(r, emh_v_int64(id), (void **)&d, &err) == 0) {
+			/* stored as text (utf8) or as a document, either way exactly this JSON (modulo spaces) */
+			char a[512], b[512];
+			size_t x = 0, y = 0;
+			bool in = false;
+			for (const char *p = docs[i]; *p && x + 1 < sizeof a; p++) {
+				if (*p == '"' && (p == docs[i] || p[-1] != '\\'))
+					in = !in;
+				if (in || *p != ' ')
+					a[x++] = *p;
+			}
+			a[x] = '\0';
+			in = false;
+			for (const char *p = d->js ? d->js : ""; *p && y + 1 < sizeof b; p++) {
+				if (*p == '"' && (p == d->js || p[-1] != '\\'))
+					in = !in;
+				if (in || *p != ' ')
+					b[y++] = *p;
+			}
+			b[y] = '\0';
+			is_str(b, a, "json %zu reads back as written (modulo whitespace)", i);
+		} else {
+			ok(0, "json %zu reads back: %s", i, err.message);
+		}
+		emh_em_close(em);
+		char *raw = raw_doc(g_doc_table, id);
+		if (i == 3)
+			like_str(raw, "\"plain\" : [ { \"$numberInt\" : \"1\" }", "a plain object is stored as an embedded document");
+		else if (i < 3 || i == 4)
+			like_str(raw, "\"js\" : \"", "json %zu with '$'/'.' keys is stored as its text, never interpreted", i);
+		free(raw);
+	}
+}
+
+/* LIKE with every regex metacharacter in the text: literal. */
+static void test_like(void)
+{
+	static const char *const texts[] = {"a.b*c(d)", "aXb*c(d)", "a.b*c(d)e", "[x]", "x", "^$", "", "a+b?",
+					    "a|b", "{2}", "back\\slash", "50%", "5_0", "line\nbreak"};
+	const size_t n = sizeof texts / sizeof texts[0];
+	emh_error err;
+	char tag[32], want[32], got[512], pat[64];
+
+	diag("like with regex metacharacters in the text");
+	for (size_t i = 0; i < n; i++) {
+		snprintf(tag, sizeof tag, "L%02zu", i);
+		int rc = insert_doc(tag, texts[i], NULL, NULL, &err);
+		if (rc)
+			diag("%s", err.message);
+		is_int(rc, 0, "insert '%s'", texts[i]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		int64_t cnt = -1;
+		emh_like_escape(pat, sizeof pat, texts[i]);
+		snprintf(want, sizeof want, "L%02zu", i);
+		int rc = query_tags(q_txt_like, pat, got, sizeof got, &cnt, &err);
+		if (rc)
+			diag("%s", err.message);
+		is_str(got, want, "like escaped '%s' matches only itself", texts[i]);
+		is_int(cnt, 1, "count like escaped '%s'", texts[i]);
+	}
+	struct {
+		const char *pat, *want;
+	} cases[] = {
+		{"a.b*%", "L00,L02"},  /* '.' and '*' literal, % any run */
+		{"a_b*c(d)", "L00,L01"}, /* _ any one character */
+		{"[_]", "L03"},
+		{"%|%", "L08"},
+		{"^%", "L05"},
+		{"%$", "L05"},
+		{"%\\\\%", "L10"},     /* a literal backslash */
+		{"50\\%", "L11"},
+		{"5\\_0", "L12"},
+		{"line_break", "L13"}, /* _ matches a newline */
+		{"%", NULL},           /* every row with a text, even the empty one */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int rc = query_tags(q_txt_like, cases[i].pat, got, sizeof got, NULL, &err);
+		if (rc)
+			diag("%s", err.message);
+		if (cases[i].want) {
+			/* only the L rows: strip the others (v, j rows of other cases) */
+			char only[512] = "";
+			size_t k = 0;
+			for (char *s = strtok(got, ","); s; s = strtok(NULL, ","))
+				if (s[0] == 'L')
+					k += (size_t)snprintf(only + k, sizeof only - k, "%s%s", k ? "," : "", s);
+			is_str(only, cases[i].want, "like '%s'", cases[i].pat);
+		} else {
+			ok(rc == 0 && strstr(got, "L06") != NULL, "like '%%' matches the empty text too");
+		}
+	}
+	{
+		/* NOT LIKE never matches a NULL text (SQL's three-valued logic). */
+		int64_t cnt = -1;
+		int rc = query_tags(q_not_like, "%", got, sizeof got, &cnt, &err);
+		ok(rc == 0 && cnt == 0, "not like '%%' matches no row, not even the NULL texts (got %lld)", (long long)cnt);
+	}
+}
+
+/* Generated keys from 8 threads at once are unique. */
+#define KEY_THREADS 8
+#define KEY_PER_THREAD 40
+typedef struct key_arg {
+	int t;
+	int64_t ids[KEY_PER_THREAD];
+	int rc;
+	char msg[EMH_ERROR_MSG_MAX];
+} key_arg;
+
+static void *key_worker(void *p)
+{
+	key_arg *a = p;
+	emh_error err;
+	char tag[32];
+	a->rc = 0;
+	for (int i = 0; i < KEY_PER_THREAD && !a->rc; i++) {
+		snprintf(tag, sizeof tag, "k%d-%d", a->t, i);
+		a->rc = insert_doc(tag, "key", NULL, &a->ids[i], &err);
+		if (a->rc)
+			snprintf(a->msg, sizeof a->msg, "%s", err.message);
+	}
+	return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void test_keys(void)
+{
+	pthread_t th[KEY_THREADS];
+	static key_arg args[KEY_THREADS];
+	static int64_t all[KEY_THREADS * KEY_PER_THREAD];
+	int failed = 0;
+
+	diag("generated keys from %d threads", KEY_THREADS);
+	for (int t = 0; t < KEY_THREADS; t++) {
+		args[t].t = t;
+		pthread_create(&th[t], NULL, key_worker, &args[t]);
+	}
+	for (int t = 0; t < KEY_THREADS; t++) {
+		pthread_join(th[t], NULL);
+		if (args[t].rc) {
+			failed++;
+			diag("thread %d: %s", t, args[t].msg);
+		}
+		memcpy(all + t * KEY_PER_THREAD, args[t].ids, sizeof args[t].ids);
+	}
+	is_int(failed, 0, "every thread inserted %d rows", KEY_PER_THREAD);
+	qsort(all, KEY_THREADS * KEY_PER_THREAD, sizeof all[0], cmp_i64);
+	int dups = 0, zero = 0;
+	for (int i = 0; i < KEY_THREADS * KEY_PER_THREAD; i++) {
+		if (all[i] <= 0)
+			zero++;
+		if (i && all[i] == all[i - 1])
+			dups++;
+	}
+	is_int(zero, 0, "every generated key is positive");
+	is_int(dups, 0, "the %d generated keys are unique", KEY_THREADS * KEY_PER_THREAD);
+}
+
+static void test_errors(void)
+{
+	emh_error err;
+	emh_em *em;
+	emh_repo *r;
+	int rc;
+
+	diag("errors");
+	static const char *const bad[] = {"{bad", "{\"a\":1} {\"b\":2}", "{\"a\":1,}", "", "[1,]", "nul", "\"x",
+					  "{\"a\":01}"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		rc = insert_doc("badjson", NULL, bad[i], NULL, &err);
+		is_int(rc, EMH_EINVAL, "invalid json '%s' is EMH_EINVAL", bad[i]);
+	}
+	rc = emh_host_fork(g_host, "mg", &em, &err);
+	is_int(rc, 0, "fork");
+	rc = emh_em_execute(em, "{not json", &err);
+	is_int(rc, EMH_EINVAL, "execute of invalid json is EMH_EINVAL");
+	rc = emh_em_execute(em, "   ", &err);
+	is_int(rc, EMH_EINVAL, "execute of no command is EMH_EINVAL");
+	rc = emh_em_execute(em, "{\"drop\": \"mgt_never_created\"}", &err);
+	is_int(rc, 0, "execute drop of a missing collection succeeds");
+	rc = emh_em_execute(em, "{\"ping\": 1} {\"ping\": 1}", &err);
+	is_int(rc, 0, "execute runs several command documents");
+	rc = emh_em_execute(em, "{\"noSuchCommand\": 1}", &err);
+	ok(rc == EMH_EDRIVER && err.native != 0, "an unknown command is EMH_EDRIVER with the server's code (%d)",
+	   err.native);
+	emh_em_close(em);
+
+	/* duplicate on a unique field */
+	rc = insert_doc("dup", "a", NULL, NULL, &err);
+	is_int(rc, 0, "insert tag 'dup'");
+	rc = insert_doc("dup", "b", NULL, NULL, &err);
+	is_int(rc, EMH_ECONFLICT, "second tag 'dup' is EMH_ECONFLICT");
+	is_int(err.native, 11000, "native code 11000");
+	ok(strstr(err.message, "tag") != NULL && strstr(err.message, "'dup'") == NULL,
+	   "the message names the index, not the value: %s", err.message);
+
+	/* duplicate on a caller-chosen key */
+	rc = emh_host_fork(g_host, "mg", &em, &err);
+	if (rc == 0 && (rc = emh_em_repo(em, &g_kv, &r, &err)) == 0) {
+		mt_kv *a, *b;
+		emh_repo_new(r, (void **)&a, &err);
+		a->k = "same";
+		a->v = 1;
+		rc = emh_repo_insert(r, a, &err);
+		is_int(rc, 0, "insert key 'same'");
+		emh_em_clear(em);
+		emh_repo_new(r, (void **)&b, &err);
+		b->k = "same";
+		b->v = 2;
+		rc = emh_repo_insert(r, b, &err);
+		is_int(rc, EMH_ECONFLICT, "second key 'same' is EMH_ECONFLICT");
+		is_int(err.native, 11000, "native code 11000 on _id");
+	}
+	emh_em_close(em);
+
+	/* unique nullable field: several NULLs coexist, a value is unique */
+	{
+		int rcs = 0;
+		for (int i = 0; i < 3; i++) {
+			char tag[16];
+			snprintf(tag, sizeof tag, "nullmail%d", i);
+			rcs |= insert_doc(tag, NULL, NULL, NULL, &err);
+		}
+		is_int(rcs, 0, "three NULLs in a unique nullable field coexist (as in SQL)");
+		rc = emh_host_fork(g_host, "mg", &em, &err);
+		if (rc == 0 && (rc = emh_em_repo(em, &g_doc, &r, &err)) == 0) {
+			mt_doc *a = new_doc(em, r, "mail1"), *b = new_doc(em, r, "mail2");
+			a->mail = "x@example.org";
+			rc = emh_repo_insert(r, a, &err);
+			is_int(rc, 0, "insert mail x@example.org");
+			b->mail = "x@example.org";
+			rc = emh_repo_insert(r, b, &err);
+			is_int(rc, EMH_ECONFLICT, "the same mail again is EMH_ECONFLICT");
+			b->mail = NULL;
+			rc = emh_repo_insert(r, b, &err);
+			is_int(rc, 0, "with a NULL mail it goes in");
+			a->mail = NULL;
+			rc = emh_repo_update(r, a, &err);
+			is_int(rc, 0, "updating a mail to NULL");
+			char *raw = raw_doc(g_doc_table, a->id);
+			ok(raw && strstr(raw, "\"mail\"") == NULL, "a NULL unique field is absent from the document");
+			free(raw);
+			emh_query *q;
+			int64_t cnt = -1;
+			if (emh_repo_query(r, &q, &err) == 0) {
+				emh_q_where(q, emh_q_and(q, emh_q_is_null(q, "mail"), emh_q_like(q, "tag", "mail%")));
+				emh_repo_count(r, q, &cnt, &err);
+			}
+			is_int(cnt, 2, "is null finds the absent fields");
+		}
+		emh_em_close(em);
+	}
+}
+
+/* The layout docs/drivers/mongo.md promises. */
+static void test_layout(void)
+{
+	emh_error err;
+	emh_em *em;
+	emh_repo *r;
+	int rc = emh_host_fork(g_host, "mg", &em, &err);
+	diag("storage layout");
+	if (rc == 0 && (rc = emh_em_repo(em, &g_doc, &r, &err)) == 0) {
+		mt_doc *d = new_doc(em, r, "layout");
+		emh_em_set_null(em, d, "ts", false, &err);
+		d->ts = -1; /* 1969-12-31T23:59:59.999999Z */
+		d->bin = (emh_blob){"\x00\x01\xff", 3};
+		d->js = "{\"a\": {\"b\": [1, 2]}}";
+		rc = emh_repo_insert(r, d, &err);
+		is_int(rc, 0, "insert the layout row");
+		char *raw = raw_doc(g_doc_table, d->id);
+		diag("%s", raw ? raw : "(none)");
+		/* The driver writes int64; the mongo-wire test server hands small
+		 * int64s back as int32, hence "$number". */
+		like_str(raw, "{ \"_id\" : { \"$number", "the key is _id, an integer");
+		like_str(raw, "\"ts\" : { \"t\" : { \"$date\" : { \"$numberLong\" : \"-1\" } }, \"us\" : { \"$number",
+			 "timestamp: {t: date (floor of the ms), us: the microseconds}");
+		like_str(raw, "\"us\" : { \"$number", "timestamp microseconds kept");
+		like_str(raw, "\"bin\" : { \"$binary\" : { \"base64\" : \"AAH/\", \"subType\" : \"00\" } }",
+			 "blob: binary subtype 0");
+		like_str(raw, "\"js\" : { \"a\" : { \"b\" : [", "json object: embedded document");
+		like_str(raw, "\"txt\" : null", "NULL: BSON null");
+		free(raw);
+		/* a range on a timestamp compares microseconds */
+		emh_query *q;
+		int64_t cnt = -1;
+		if (emh_repo_query(r, &q, &err) == 0) {
+			emh_q_where(q, emh_q_and(q, emh_q_gt(q, "ts", emh_v_time(-2)), emh_q_lt(q, "ts", emh_v_time(0))));
+			emh_repo_count(r, q, &cnt, &err);
+		}
+		is_int(cnt, 1, "-2 us < ts < 0 us finds the row (microsecond comparison)");
+	}
+	emh_em_close(em);
+}
+
+/* Contexts from parameters (no url) and bad parameters. */
+static void test_params(const char *uri)
+{
+	emh_error err;
+	bson_error_t be;
+	mongoc_uri_t *u = mongoc_uri_new_with_error(uri, &be);
+	const mongoc_host_list_t *hl = u ? mongoc_uri_get_hosts(u) : NULL;
+	char port[16];
+	int rc;
+
+	diag("contexts from host/port parameters");
+	if (!hl) {
+		skip(7, "cannot parse EMH_TEST_MONGO_URI");
+		mongoc_uri_destroy(u);
+		return;
+	}
+	snprintf(port, sizeof port, "%u", (unsigned)hl->port);
+	rc = emh_host_add_context(g_host, "mgp",
+				  (const char *const[]){"driver", "mongo", "host", hl->host, "port", port, "database",
+							g_db, "server_selection_timeout_ms", "3000", "app_name",
+							"emh-test", "retryWrites", "true", NULL},
+				  &err);
+	if (rc)
+		diag("%s", err.message);
+	is_int(rc, 0, "context from host, port, database and options");
+	rc = emh_host_ping(g_host, "mgp", &err);
+	if (rc)
+		diag("%s", err.message);
+	is_int(rc, 0, "ping it");
+	{
+		/* A server that is down does not stop the context, and is reported promptly. */
+		struct timespec t0, t1;
+		rc = emh_host_add_context(g_host, "mgdown",
+					  (const char *const[]){"driver", "mongo", "host", "127.0.0.1", "port", "1",
+								"server_selection_timeout_ms", "300", NULL},
+					  &err);
+		is_int(rc, 0, "a context on a closed port is created (no I/O)");
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		rc = emh_host_ping(g_host, "mgdown", &err);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+		is_int(rc, EMH_EUNAVAILABLE, "ping it: EMH_EUNAVAILABLE");
+		ok(ms < 2000, "within server_selection_timeout_ms (300) plus slack: %.0f ms", ms);
+	}
+	rc = emh_host_add_context(g_host, "mgbad",
+				  (const char *const[]){"driver", "mongo", "host", "h/?x=1&", NULL}, &err);
+	ok(rc != 0, "a host with URI characters is refused (%s)", emh_status_name(rc));
+	rc = emh_host_add_context(g_host, "mgbad2",
+				  (const char *const[]){"driver", "mongo", "host", "127.0.0.1", "tls", "maybe", NULL}, &err);
+	ok(rc != 0, "a malformed option is refused (%s)", emh_status_name(rc));
+	mongoc_uri_destroy(u);
+}
+
+int main(void)
+{
+	const char *uri = getenv("EMH_TEST_MONGO_URI");
+	const char *builddir = getenv("EMH_BUILDDIR");
+	char plugin_dir[1024];
+	emh_error err;
+	bson_error_t be;
+
+	plan_lazy();
+	if (!uri || !*uri) {
+		need_server(1, "mongo: EMH_TEST_MONGO_URI not set (run scripts/servers/mongo.sh start STATE_DIR)");
+		return done_testing();
+	}
+	/* Shared hold on the server: fault tests take this lock exclusively
+	 * before stopping it (see fault.sh). */
+	const char *state = getenv("EMH_TEST_STATE_DIR");
+	if (state && *state) {
+		char lock[1024];
+		snprintf(lock, sizeof lock, "%s/mongo/use.lock", state);
+		int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (fd >= 0 && flock(fd, LOCK_SH) != 0)
+			diag("cannot lock %s", lock);
+	}
+	snprintf(g_doc_table, sizeof g_doc_table, "mgt_%ld_doc", (long)getpid());
+	snprintf(g_kv_table, sizeof g_kv_table, "mgt_%ld_kv", (long)getpid());
+	g_doc = (emh_entity){.name = "mt_doc", .table = g_doc_table, .size = sizeof(mt_doc), .fields = mt_doc_fields,
+			     .nfields = sizeof mt_doc_fields / sizeof mt_doc_fields[0]};
+	g_kv = (emh_entity){.name = "mt_kv", .table = g_kv_table, .size = sizeof(mt_kv), .fields = mt_kv_fields,
+			    .nfields = sizeof mt_kv_fields / sizeof mt_kv_fields[0]};
+
+	mongoc_init();
+	mongoc_uri_t *u = mongoc_uri_new_with_error(uri, &be);
+	if (!u)
+		bail("EMH_TEST_MONGO_URI: %s", be.message);
+	snprintf(g_db, sizeof g_db, "%s", mongoc_uri_get_database(u) ? mongoc_uri_get_database(u) : "emh");
+	g_raw = mongoc_client_new_from_uri(u);
+	mongoc_uri_destroy(u);
+
+	snprintf(plugin_dir, sizeof plugin_dir, "%s/plugins-build", builddir ? builddir : ".");
+	const char *envp[] = {NULL};
+	emh_host_opts o = {.plugin_dir = plugin_dir, .envp = envp, .log_level = EMH_LOG_ERROR};
+	if (emh_host_new(&o, &g_host, &err))
+		bail("emh_host_new: %s", err.message);
+	if (emh_host_add_context(g_host, "mg", (const char *const[]){"url", uri, "pool.max", "8", NULL}, &err) ||
+	    emh_host_register_entity(g_host, "mg", &g_doc, &err) ||
+	    emh_host_register_entity(g_host, "mg", &g_kv, &err))
+		bail("context mg: %s", err.message);
+	int rc = emh_host_sync_schema(g_host, "mg", &err);
+	if (rc)
+		diag("%s", err.message);
+	is_int(rc, 0, "sync the test collections");
+	rc = emh_host_sync_schema(g_host, "mg", &err);
+	is_int(rc, 0, "sync again (idempotent)");
+
+	test_verbatim();
+	test_like();
+	test_keys();
+	test_errors();
+	test_layout();
+	test_params(uri);
+
+	{
+		emh_em *em;
+		char cmd[128];
+		if (emh_host_fork(g_host, "mg", &em, &err) == 0) {
+			snprintf(cmd, sizeof cmd, "{\"drop\": \"%s\"} {\"drop\": \"%s\"}", g_doc_table, g_kv_table);
+			rc = emh_em_execute(em, cmd, &err);
+			is_int(rc, 0, "drop the test collections");
+			emh_em_close(em);
+		}
+	}
+	emh_host_free(g_host);
+	mongoc_client_destroy(g_raw);
+	mongoc_cleanup();
+	return done_testing();
+}

@@ -1,0 +1,698 @@
+/* SPDX-License-Identifier: MIT */
+/* tests/mysql/test_mysql_errors.c: MySQL driver errors, text/time/blob round trips and pool bounds against a real server. */
+#include "config.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <emhost/emhost.h>
+
+#include "../tap.h"
+
+#define NTESTS 83
+#define TABLE "emh_mytest_items"
+
+typedef struct myt_item {
+	int64_t id;
+	const char *email; /* unique: VARCHAR(255) */
+	const char *note;  /* LONGTEXT */
+	emh_time at;
+	emh_blob data;
+	bool flag;
+	int32_t n;
+	double score;
+	const char *doc;
+} myt_item;
+
+static const emh_field myt_fields[] = {
+	EMH_FIELD(myt_item, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(myt_item, email, EMH_T_TEXT, EMH_F_UNIQUE),
+	EMH_FIELD(myt_item, note, EMH_T_TEXT, EMH_F_NULLABLE),
+	EMH_FIELD(myt_item, at, EMH_T_TIMESTAMP, EMH_F_NULLABLE),
+	EMH_FIELD(myt_item, data, EMH_T_BLOB, EMH_F_NULLABLE),
+	EMH_FIELD(myt_item, flag, EMH_T_BOOL, 0),
+	EMH_FIELD(myt_item, n, EMH_T_INT32, 0),
+	EMH_FIELD(myt_item, score, EMH_T_DOUBLE, 0),
+	EMH_FIELD(myt_item, doc, EMH_T_JSON, EMH_F_NULLABLE),
+};
+static const emh_entity myt_entity = EMH_ENTITY(myt_item, TABLE, myt_fields);
+
+/* Parts of mysql://user:password@host:port/database. */
+static char u_user[128], u_pw[128], u_host[128], u_port[16], u_db[128];
+
+static int parse_url(const char *url)
+{
+	const char *p = strstr(url, "://"), *at, *colon, *slash;
+	if (!p)
+		return -1;
+	p += 3;
+	at = strrchr(p, '@');
+	if (!at)
+		return -1;
+	colon = memchr(p, ':', (size_t)(at - p));
+	if (!colon)
+		return -1;
+	snprintf(u_user, sizeof u_user, "%.*s", (int)(colon - p), p);
+	snprintf(u_pw, sizeof u_pw, "%.*s", (int)(at - colon - 1), colon + 1);
+	p = at + 1;
+	slash = strchr(p, '/');
+	colon = memchr(p, ':', slash ? (size_t)(slash - p) : strlen(p));
+	if (!slash || !colon)
+		return -1;
+	snprintf(u_host, sizeof u_host, "%.*s", (int)(colon - p), p);
+	snprintf(u_port, sizeof u_port, "%.*s", (int)(slash - colon - 1), colon + 1);
+	snprintf(u_db, sizeof u_db, "%.*s", (int)strcspn(slash + 1, "?"), slash + 1);
+	return 0;
+}
+
+static emh_host *host_open(const char *url)
+{
+	static char env_url[1024], env_dir[1024];
+	const char *bdir = getenv("EMH_BUILDDIR");
+	snprintf(env_url, sizeof env_url, "EMH_CONTEXT_MY_URL=%s", url);
+	snprintf(env_dir, sizeof env_dir, "%s/plugins-build", bdir ? bdir : ".");
+	const char *envp[] = {env_url, "EMH_CONTEXT_MY_POOL_MAX=4", "EMH_DEFAULT_CONTEXT=my", NULL};
+	emh_host_opts o = {.plugin_dir = env_dir, .envp = envp, .log_level = EMH_LOG_ERROR};
+	emh_host *h = NULL;
+	emh_error err;
+	if (emh_host_new(&o, &h, &err) != 0)
+		bail("emh_host_new: %s", err.message);
+	return h;
+}
+
+/* A context that cannot work: the error names it, has the right code, and no password. */
+static void check_bad_context(emh_host *h, const char *name, const char *const *kv, int want,
+			      const char *want_text, const char *secret)
+{
+	emh_error err;
+	emh_em *em = NULL;
+	int rc = emh_host_add_context(h, name, kv, &err);
+	if (!ok(rc == 0, "%s: context added without connecting", name)) {
+		diag("%s", err.message);
+		skip(5, "context not added");
+		return;
+	}
+	memset(&err, 0, sizeof err);
+	rc = emh_host_ping(h, name, &err);
+	is_str(emh_status_name(rc), emh_status_name(want), "%s: ping fails with %s", name, emh_status_name(want));
+	ok(strcmp(err.context, name) == 0, "%s: the error names the context (%s)", name, err.context);
+	like_str(err.message, want_text, "%s: the message says why", name);
+	ok(strstr(err.message, secret) == NULL, "%s: the message holds no password", name);
+	diag("%s: %s", name, err.message);
+	/* Through a fork too. */
+	memset(&err, 0, sizeof err);
+	if (emh_host_fork(h, name, &em, &err) == 0) {
+		rc = emh_em_execute(em, "SELECT 1", &err);
+		ok(rc == want && strcmp(err.context, name) == 0 && !strstr(err.message, secret),
+		   "%s: a fork's first statement fails the same way (%s)", name, emh_status_name(rc));
+		emh_em_close(em);
+	} else
+		ok(0, "%s: fork failed: %s", name, err.message);
+}
+
+static int64_t insert_item(emh_host *h, myt_item tmpl, emh_error *err, int *rc_out)
+{
+	emh_em *em;
+	emh_repo *r;
+	myt_item *it;
+	int64_t id = -1;
+	*rc_out = emh_host_fork(h, "my", &em, err);
+	if (*rc_out)
+		return -1;
+	if ((*rc_out = emh_em_repo(em, &myt_entity, &r, err)) == 0 && (*rc_out = emh_repo_new(r, (void **)&it, err)) == 0) {
+		*it = tmpl;
+		it->id = 0;
+		if ((*rc_out = emh_em_flush(em, err)) == 0)
+			id = it->id;
+	}
+	emh_em_close(em);
+	return id;
+}
+
+/* Load id in a fresh fork and copy what we compare into *out (strings into bufs). */
+static int load_item(emh_host *h, int64_t id, myt_item *out, char *note, size_t notecap, unsigned char **data)
+{
+	emh_em *em;
+	emh_repo *r;
+	myt_item *it;
+	emh_error err;
+	int rc = emh_host_fork(h, "my", &em, &err);
+	if (rc)
+		return rc;
+	if ((rc = emh_em_repo(em, &myt_entity, &r, &err)) == 0 && (rc = emh_repo_get(r, emh_v_int64(id), (void **)&it, &err)) == 0) {
+		*out = *it;
+		snprintf(note, notecap, "%s", it->note ? it->note : "(null)");
+		out->note = note;
+		out->email = NULL;
+		out->doc = NULL;
+		if (data) {
+			*data = NULL;
+			if (it->data.data) {
+				*data = malloc(it->data.len ? it->data.len : 1);
+				memcpy(*data, it->data.data, it->data.len);
+			}
+		}
+	} else
+		diag("load %lld: %s", (long long)id, err.message);
+	emh_em_close(em);
+	return rc;
+}
+
+static int count_where_email(emh_host *h, bool like, const char *v, int64_t *n)
+{
+	emh_em *em;
+	emh_repo *r;
+	emh_query *q;
+	emh_error err;
+	int rc = emh_host_fork(h, "my", &em, &err);
+	if (rc)
+		return rc;
+	if ((rc = emh_em_repo(em, &myt_entity, &r, &err)) == 0 && (rc = emh_repo_query(r, &q, &err)) == 0) {
+		emh_q_where(q, like ? emh_q_like(q, "email", v) : emh_q_eq(q, "email", emh_v_text(v)));
+		rc = emh_repo_count(r, q, n, &err);
+	}
+	if (rc)
+		diag("count: %s", err.message);
+	emh_em_close(em);
+	return rc;
+}
+
+/* ---- pool bounds ---- */
+
+typedef struct pool_run {
+	emh_host *h;
+	int64_t id;
+	int failures;
+	volatile int stop;
+	unsigned max_total, max_in_use;
+	pthread_mutex_t mu;
+} pool_run;
+
+static void *pool_worker(void *arg)
+{
+	pool_run *pr = arg;
+	for (int i = 0; i < 40; i++) {
+		emh_em *em;
+		emh_repo *r;
+		void *obj;
+		emh_error err;
+		int rc = emh_host_fork(pr->h, "pooled", &em, &err);
+		if (!rc) {
+			if ((rc = emh_em_repo(em, &myt_entity, &r, &err)) == 0)
+				rc = emh_repo_get(r, emh_v_int64(pr->id), &obj, &err);
+			emh_em_close(em);
+		}
+		if (rc) {
+			pthread_mutex_lock(&pr->mu);
+			if (pr->failures++ == 0)
+				diag("pooled worker: %s", err.message);
+			pthread_mutex_unlock(&pr->mu);
+		}
+	}
+	return NULL;
+}
+
+static void *pool_sampler(void *arg)
+{
+	pool_run *pr = arg;
+	while (!pr->stop) {
+		emh_context_info *ci;
+		size_t n;
+		emh_error err;
+		if (emh_host_contexts(pr->h, &ci, &n, &err) == 0) {
+			for (size_t i = 0; i < n; i++) {
+				if (strcmp(ci[i].name, "pooled") != 0)
+					continue;
+				unsigned total = ci[i].in_use + ci[i].idle;
+				if (total > pr->max_total)
+					pr->max_total = total;
+				if (ci[i].in_use > pr->max_in_use)
+					pr->max_in_use = ci[i].in_use;
+			}
+			emh_context_info_free(ci, n);
+		}
+		struct timespec ts = {0, 200000};
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+/* ---- lock conflicts ---- */
+
+typedef struct lock_pair {
+	emh_host *h;
+	int64_t x, y;
+	emh_em *em[2];
+	emh_repo *r[2];
+	myt_item *x_of[2], *y_of[2];
+	int rc_thread;
+	emh_error err_thread;
+} lock_pair;
+
+static int lock_open(lock_pair *lp, int i, emh_error *err)
+{
+	int rc = emh_host_fork(lp->h, "my", &lp->em[i], err);
+	if (rc == 0)
+		rc = emh_em_repo(lp->em[i], &myt_entity, &lp->r[i], err);
+	if (rc == 0)
+		rc = emh_em_begin(lp->em[i], err);
+	if (rc == 0)
+		rc = emh_repo_get(lp->r[i], emh_v_int64(lp->x), (void **)&lp->x_of[i], err);
+	if (rc == 0)
+		rc = emh_repo_get(lp->r[i], emh_v_int64(lp->y), (void **)&lp->y_of[i], err);
+	return rc;
+}
+
+static void lock_close(lock_pair *lp)
+{
+	for (int i = 0; i < 2; i++) {
+		emh_em_close(lp->em[i]); /* rolls back */
+		lp->em[i] = NULL;
+	}
+}
+
+/* A holds x; B, with innodb_lock_wait_timeout = 1, updates x: 1205 after a second. */
+static void check_lock_wait(lock_pair *lp)
+{
+	emh_error err;
+	int rc = lock_open(lp, 0, &err);
+	if (rc == 0)
+		rc = lock_open(lp, 1, &err);
+	if (rc == 0)
+		rc = emh_em_execute(lp->em[1], "SET SESSION innodb_lock_wait_timeout = 1", &err);
+	if (rc) {
+		diag("%s", err.message);
+		skip(4, "lock setup failed");
+		lock_close(lp);
+		return;
+	}
+	lp->x_of[0]->n = 100;
+	is_int(emh_em_flush(lp->em[0], &err), 0, "fork A updates x inside its transaction");
+	lp->x_of[1]->n = 200;
+	memset(&err, 0, sizeof err);
+	rc = emh_em_flush(lp->em[1], &err);
+	is_str(emh_status_name(rc), "EMH_ERETRY", "fork B waiting for x past the lock timeout gets EMH_ERETRY");
+	ok(err.native == 1205 && err.retryable, "native 1205, retryable (native %d)", err.native);
+	diag("%s", err.message);
+	/* Put the pooled connection's setting back before it is reused. */
+	emh_em_rollback(lp->em[1], &err);
+	rc = emh_em_execute(lp->em[1], "SET SESSION innodb_lock_wait_timeout = DEFAULT", &err);
+	is_int(rc, 0, "the connection is usable after the lock timeout");
+	lock_close(lp);
+}
+
+static void *lock_thread(void *arg)
+{
+	lock_pair *lp = arg;
+	lp->y_of[0]->n = 3;
+	lp->rc_thread = emh_em_flush(lp->em[0], &lp->err_thread);
+	return NULL;
+}
+
+/* A locks x, B locks y, A wants y (in a thread), B wants x: InnoDB kills one with 1213. */
+static void check_deadlock(lock_pair *lp)
+{
+	emh_error err;
+	pthread_t th;
+	int rc = lock_open(lp, 0, &err);
+	if (rc == 0)
+		rc = lock_open(lp, 1, &err);
+	if (rc) {
+		diag("%s", err.message);
+		skip(3, "lock setup failed");
+		lock_close(lp);
+		return;
+	}
+	lp->x_of[0]->n = 1;
+	rc = emh_em_flush(lp->em[0], &err);
+	lp->y_of[1]->n = 2;
+	if (rc == 0)
+		rc = emh_em_flush(lp->em[1], &err);
+	is_int(rc, 0, "A holds x, B holds y");
+	pthread_create(&th, NULL, lock_thread, lp);
+	struct timespec ts = {0, 300 * 1000000};
+	nanosleep(&ts, NULL);
+	lp->x_of[1]->n = 4;
+	memset(&err, 0, sizeof err);
+	rc = emh_em_flush(lp->em[1], &err);
+	pthread_join(th, NULL);
+	const emh_error *victim = rc ? &err : &lp->err_thread;
+	int vrc = rc ? rc : lp->rc_thread;
+	ok((rc == 0) != (lp->rc_thread == 0), "exactly one side of the deadlock fails (A: %s, B: %s)",
+	   emh_status_name(lp->rc_thread), emh_status_name(rc));
+	ok(vrc == EMH_ERETRY && victim->native == 1213 && victim->retryable,
+	   "the victim gets EMH_ERETRY, native 1213, retryable (%s, %d)", emh_status_name(vrc), victim->native);
+	diag("%s", victim->message);
+	lock_close(lp);
+}
+
+int main(void)
+{
+	const char *url = getenv("EMH_TEST_MYSQL_URL");
+	const char *state = getenv("EMH_TEST_STATE_DIR");
+	emh_error err;
+	emh_host *h;
+	emh_em *em;
+	int rc, lockfd = -1;
+
+	plan(NTESTS);
+	if (!url || !*url) {
+		need_server(NTESTS, "mysql: EMH_TEST_MYSQL_URL not set (scripts/servers/mariadb.sh start DIR)");
+		return done_testing();
+	}
+	if (parse_url(url) != 0)
+		bail("cannot parse EMH_TEST_MYSQL_URL (want mysql://user:password@host:port/database)");
+	/* The fault test stops the server: hold a shared lock so it waits for us. */
+	if (state) {
+		char lp[1024];
+		snprintf(lp, sizeof lp, "%s/mariadb.lock", state);
+		lockfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (lockfd >= 0)
+			flock(lockfd, LOCK_SH);
+	}
+	h = host_open(url);
+
+	/* ---- 1. connection errors (5 x 3 + 3 checks) ---- */
+	{
+		char badurl[512];
+		snprintf(badurl, sizeof badurl, "mysql://%s:wrong-secret-4711@%s:%s/%s", u_user, u_host, u_port, u_db);
+		const char *kv[] = {"url", badurl, NULL};
+		check_bad_context(h, "badpw", kv, EMH_ECONFIG, "Access denied", "wrong-secret-4711");
+	}
+	{
+		const char *kv[] = {"driver", "mysql", "host", "127.0.0.1", "port", "1", "user", u_user,
+				    "password", "closed-port-secret", "database", u_db, "connect_timeout_ms", "2000",
+				    NULL};
+		check_bad_context(h, "nohost", kv, EMH_EUNAVAILABLE, "127.0.0.1:1", "closed-port-secret");
+	}
+	{
+		const char *kv[] = {"driver", "mysql", "host", u_host, "port", u_port, "user", u_user,
+				    "password", u_pw, "database", "emh_no_such_db", NULL};
+		check_bad_context(h, "nodb", kv, EMH_ECONFIG, "emh_no_such_db", u_pw);
+	}
+	{
+		emh_context_info *ci;
+		size_t n;
+		bool found = false, leak = false, down = false;
+		if (emh_host_contexts(h, &ci, &n, &err) == 0) {
+			for (size_t i = 0; i < n; i++) {
+				if (strcmp(ci[i].name, "badpw") == 0) {
+					found = true;
+					down = !ci[i].up;
+				}
+				if (strstr(ci[i].last_error, "wrong-secret-4711"))
+					leak = true;
+				for (size_t k = 0; k < ci[i].nsettings; k++)
+					if (ci[i].settings[k].value && (strstr(ci[i].settings[k].value, "wrong-secret-4711") ||
+									strstr(ci[i].settings[k].value, u_pw)))
+						leak = true;
+			}
+			emh_context_info_free(ci, n);
+		}
+		ok(found, "emh_host_contexts lists the failing context");
+		ok(down, "the failing context is reported down");
+		ok(!leak, "no password in context settings or last errors");
+	}
+
+	/* ---- 2. schema ---- */
+	if (emh_host_fork(h, "my", &em, &err) != 0)
+		bail("fork: %s", err.message);
+	rc = emh_em_execute(em, "DROP TABLE IF EXISTS " TABLE, &err);
+	is_int(rc, 0, "drop the test table");
+	emh_em_close(em);
+	rc = emh_host_register_entity(h, "my", &myt_entity, &err);
+	is_int(rc, 0, "register the entity");
+	rc = emh_host_sync_schema(h, "my", &err);
+	if (!ok(rc == 0, "schema sync creates the table"))
+		diag("%s", err.message);
+	rc = emh_host_sync_schema(h, "my", &err);
+	ok(rc == 0, "schema sync again is a no-op");
+
+	/* ---- 3. round trips ---- */
+	const char *emoji = "\xF0\x9F\x98\x80 grin, \xF0\x9D\x84\x9E clef, \xE2\x82\xAC euro, \xC3\xA9";
+	size_t blen = 1024 * 1024;
+	unsigned char *blob = malloc(blen);
+	for (size_t i = 0; i < blen; i++)
+		blob[i] = (unsigned char)((i * 131 + 7) ^ (i >> 9));
+	blob[0] = 0;
+	blob[blen - 1] = 0xFF;
+	myt_item base = {.email = "a@x", .note = emoji, .at = INT64_C(1700000000123456),
+			 .data = {blob, blen}, .flag = true, .n = -5, .score = 2.5,
+			 .doc = "{\"k\": [1, 2],  \"s\": \"\xF0\x9F\x98\x80\"}"};
+	int64_t id = insert_item(h, base, &err, &rc);
+	ok(rc == 0 && id > 0, "insert with a 1 MiB blob gets a generated key (%lld)", (long long)id);
+	if (rc)
+		diag("%s", err.message);
+	{
+		myt_item got;
+		char note[512];
+		unsigned char *data = NULL;
+		rc = load_item(h, id, &got, note, sizeof note, &data);
+		is_int(rc, 0, "reload in a new fork");
+		is_str(note, emoji, "4-byte UTF-8 text round-trips byte for byte");
+		is_int(got.at, base.at, "DATETIME(6) keeps microseconds");
+		ok(data && got.data.len == blen && memcmp(data, blob, blen) == 0, "1 MiB blob round-trips");
+		ok(got.flag == true && got.n == -5 && got.score == 2.5, "bool, int32, double round-trip");
+		free(data);
+	}
+	{
+		emh_em *e2;
+		emh_repo *r;
+		myt_item *it;
+		if (emh_host_fork(h, "my", &e2, &err) == 0 && emh_em_repo(e2, &myt_entity, &r, &err) == 0 &&
+		    emh_repo_get(r, emh_v_int64(id), (void **)&it, &err) == 0)
+			is_str(it->doc, base.doc, "json is stored verbatim (LONGTEXT, not reformatted)");
+		else
+			ok(0, "json reload: %s", err.message);
+		emh_em_close(e2);
+	}
+	{
+		static const int64_t stamps[] = {0, -1, INT64_C(-62135596800000000) /* 0001-01-01 */,
+						 INT64_C(253402300799999999) /* 9999-12-31 23:59:59.999999 */,
+						 INT64_C(951782400000001) /* 2000-02-29 00:00:00.000001 */,
+						 INT64_C(-86400000000) + 1};
+		for (size_t i = 0; i < sizeof stamps / sizeof stamps[0]; i++) {
+			char email[32], note[64];
+			myt_item t = {.email = email, .at = stamps[i], .n = (int32_t)i}, got;
+			snprintf(email, sizeof email, "ts%zu@x", i);
+			int64_t tid = insert_item(h, t, &err, &rc);
+			if (rc == 0)
+				rc = load_item(h, tid, &got, note, sizeof note, NULL);
+			ok(rc == 0 && got.at == stamps[i], "timestamp %lld us round-trips", (long long)stamps[i]);
+			if (rc)
+				diag("%s", err.message);
+			else if (got.at != stamps[i])
+				diag("got %lld", (long long)got.at);
+		}
+	}
+	{
+		char email[1024], note[64];
+		size_t o = 0;
+		for (int i = 0; i < 255; i++) {
+			memcpy(email + o, "\xF0\x9F\x98\x80", 4);
+			o += 4;
+		}
+		email[o] = '\0';
+		myt_item t = {.email = email}, got;
+		int64_t tid = insert_item(h, t, &err, &rc);
+		ok(rc == 0, "a unique text of 255 four-byte characters fits (VARCHAR(255), utf8mb4)");
+		if (rc)
+			diag("%s", err.message);
+		int64_t n = -1;
+		rc = count_where_email(h, false, email, &n);
+		ok(rc == 0 && n == 1, "and is found by equality");
+		(void)tid;
+		(void)got;
+		(void)note;
+	}
+
+	/* ---- 4. errors on statements ---- */
+	{
+		myt_item t = base;
+		t.data = (emh_blob){NULL, 0};
+		memset(&err, 0, sizeof err);
+		insert_item(h, t, &err, &rc);
+		is_str(emh_status_name(rc), "EMH_ECONFLICT", "duplicate unique value is EMH_ECONFLICT");
+		is_int(err.native, 1062, "native error 1062");
+		is_str(err.sqlstate, "23000", "SQLSTATE 23000");
+		ok(strcmp(err.context, "my") == 0, "the conflict names the context (%s)", err.context);
+		ok(!err.retryable, "a conflict is not retryable");
+		ok(strstr(err.message, "a@x") == NULL, "the message does not quote the duplicate value");
+		diag("%s", err.message);
+	}
+	{
+		char email[400];
+		memset(email, 'x', 300);
+		email[300] = '\0';
+		myt_item t = {.email = email};
+		memset(&err, 0, sizeof err);
+		insert_item(h, t, &err, &rc);
+		is_str(emh_status_name(rc), "EMH_EINVAL", "a 300-character unique text is refused with EMH_EINVAL");
+		like_str(err.message, "email", "the message names the column");
+		is_int(err.native, 1406, "native error 1406 (data too long)");
+		diag("%s", err.message);
+	}
+	{
+		myt_item t = {.email = "Case@x"};
+		int64_t a = insert_item(h, t, &err, &rc);
+		t.email = "case@x";
+		int64_t b = insert_item(h, t, &err, &rc);
+		ok(a > 0 && b > 0, "unique text is case-sensitive ('Case@x' and 'case@x' both insert)");
+		t.email = "case@x ";
+		int64_t c = insert_item(h, t, &err, &rc);
+		ok(c > 0, "trailing spaces are significant (NO PAD collation)");
+		if (c <= 0)
+			diag("%s", err.message);
+		int64_t n = -1;
+		rc = count_where_email(h, false, "case@x", &n);
+		ok(rc == 0 && n == 1, "equality is exact (1 row, got %lld)", (long long)n);
+		rc = count_where_email(h, true, "C%", &n);
+		ok(rc == 0 && n == 1, "LIKE is case-sensitive (1 row, got %lld)", (long long)n);
+		rc = count_where_email(h, true, "case@x\\ ", &n);
+		ok(rc == 0 && n == 1, "LIKE with a backslash escape (1 row, got %lld)", (long long)n);
+	}
+	{
+		/* Two forks hold the same row.  B writes n = 7; A then writes n = 7 too:
+		 * the row matches but does not change, which must count as found
+		 * (CLIENT_FOUND_ROWS).  Then B deletes it and A's next update matches
+		 * nothing: EMH_ENOTFOUND. */
+		myt_item t = {.email = "found-rows@x", .n = 1};
+		int64_t fid = insert_item(h, t, &err, &rc);
+		emh_em *ea = NULL, *eb = NULL;
+		emh_repo *ra, *rb;
+		myt_item *a, *b;
+		rc = emh_host_fork(h, "my", &ea, &err);
+		if (rc == 0)
+			rc = emh_host_fork(h, "my", &eb, &err);
+		if (rc == 0 && (rc = emh_em_repo(ea, &myt_entity, &ra, &err)) == 0 &&
+		    (rc = emh_em_repo(eb, &myt_entity, &rb, &err)) == 0 &&
+		    (rc = emh_repo_get(ra, emh_v_int64(fid), (void **)&a, &err)) == 0 &&
+		    (rc = emh_repo_get(rb, emh_v_int64(fid), (void **)&b, &err)) == 0) {
+			b->n = 7;
+			is_int(emh_repo_update(rb, b, &err), 0, "fork B updates n");
+			a->n = 7;
+			rc = emh_repo_update(ra, a, &err);
+			is_str(emh_status_name(rc), "EMH_OK", "fork A writing the same value counts the row as found");
+			if (rc)
+				diag("%s", err.message);
+			is_int(emh_repo_remove(rb, b, &err), 0, "fork B deletes the row");
+			a->n = 8;
+			rc = emh_repo_update(ra, a, &err);
+			is_str(emh_status_name(rc), "EMH_ENOTFOUND", "fork A updating the deleted row gets EMH_ENOTFOUND");
+		} else {
+			diag("%s", err.message);
+			skip(4, "cannot load the row in two forks");
+		}
+		emh_em_close(ea);
+		emh_em_close(eb);
+	}
+
+	/* ---- lock wait timeout and deadlock: EMH_ERETRY, retryable ---- */
+	{
+		myt_item t = {.email = "lock-x@x"};
+		int64_t xid = insert_item(h, t, &err, &rc);
+		t.email = "lock-y@x";
+		int64_t yid = insert_item(h, t, &err, &rc);
+		lock_pair lp = {.h = h, .x = xid, .y = yid};
+		check_lock_wait(&lp);
+		check_deadlock(&lp);
+	}
+
+	/* ---- 5. the pool never exceeds its max ---- */
+	{
+		const char *kv[] = {"url", url, "pool.max", "3", "pool.acquire_timeout_ms", "20000", NULL};
+		rc = emh_host_add_context(h, "pooled", kv, &err);
+		is_int(rc, 0, "add a context with pool.max = 3");
+		rc = emh_host_register_entity(h, "pooled", &myt_entity, &err);
+		is_int(rc, 0, "register the entity there");
+		pool_run pr = {.h = h, .id = id};
+		pthread_mutex_init(&pr.mu, NULL);
+		pthread_t th[8], sampler;
+		pthread_create(&sampler, NULL, pool_sampler, &pr);
+		for (int i = 0; i < 8; i++)
+			pthread_create(&th[i], NULL, pool_worker, &pr);
+		for (int i = 0; i < 8; i++)
+			pthread_join(th[i], NULL);
+		pr.stop = 1;
+		pthread_join(sampler, NULL);
+		is_int(pr.failures, 0, "8 threads x 40 forks on a pool of 3: every load works");
+		ok(pr.max_total <= 3, "connections never above pool.max (max seen %u)", pr.max_total);
+		ok(pr.max_in_use >= 1, "the sampler saw connections in use (max %u)", pr.max_in_use);
+		emh_context_info *ci;
+		size_t n;
+		if (emh_host_contexts(h, &ci, &n, &err) == 0) {
+			for (size_t i = 0; i < n; i++)
+				if (strcmp(ci[i].name, "pooled") == 0) {
+					ok(ci[i].opened - ci[i].discarded <= 3, "opened %llu, discarded %llu: at most 3 live",
+					   (unsigned long long)ci[i].opened, (unsigned long long)ci[i].discarded);
+					ok(ci[i].acquires >= 320, "every fork acquired (%llu)",
+					   (unsigned long long)ci[i].acquires);
+				}
+			emh_context_info_free(ci, n);
+		} else
+			skip(2, "emh_host_contexts failed");
+		pthread_mutex_destroy(&pr.mu);
+	}
+
+	/* ---- 6. transactions and savepoints ---- */
+	{
+		emh_em *e1;
+		emh_repo *r;
+		myt_item *a, *b;
+		int64_t n = -1;
+		rc = emh_host_fork(h, "my", &e1, &err);
+		if (rc == 0)
+			rc = emh_em_repo(e1, &myt_entity, &r, &err);
+		if (rc == 0) {
+			is_int(emh_em_begin(e1, &err), 0, "begin");
+			emh_repo_new(r, (void **)&a, &err);
+			a->email = "tx-outer@x";
+			is_int(emh_em_flush(e1, &err), 0, "flush inside the transaction");
+			is_int(emh_em_begin(e1, &err), 0, "nested begin (savepoint)");
+			emh_repo_new(r, (void **)&b, &err);
+			b->email = "tx-inner@x";
+			is_int(emh_em_flush(e1, &err), 0, "flush inside the savepoint");
+			is_int(emh_em_rollback(e1, &err), 0, "roll back to the savepoint");
+			is_int(emh_em_commit(e1, &err), 0, "commit the outer level");
+			emh_em_close(e1);
+			count_where_email(h, false, "tx-outer@x", &n);
+			is_int(n, 1, "the outer insert is committed");
+			count_where_email(h, false, "tx-inner@x", &n);
+			is_int(n, 0, "the inner insert was rolled back");
+		} else {
+			emh_em_close(e1);
+			skip(7, "no fork");
+		}
+	}
+	{
+		/* Raw execute: several statements, results drained. */
+		rc = emh_host_fork(h, "my", &em, &err);
+		if (rc == 0)
+			rc = emh_em_execute(em, "CREATE TABLE IF NOT EXISTS emh_mytest_raw (a INT); "
+						"INSERT INTO emh_mytest_raw VALUES (1); SELECT * FROM emh_mytest_raw; "
+						"DROP TABLE emh_mytest_raw;",
+					    &err);
+		is_int(rc, 0, "raw execute runs several statements and drains their results");
+		if (rc)
+			diag("%s", err.message);
+		rc = emh_em_execute(em, "SELECT 1", &err);
+		is_int(rc, 0, "the connection is usable afterwards");
+		rc = emh_em_execute(em, "SELEKT nonsense", &err);
+		ok(rc == EMH_EDRIVER && err.native == 1064, "a syntax error is EMH_EDRIVER with native 1064 (%s)",
+		   emh_status_name(rc));
+		emh_em_close(em);
+	}
+
+	free(blob);
+	emh_host_free(h);
+	if (lockfd >= 0)
+		close(lockfd);
+	return done_testing();
+}
