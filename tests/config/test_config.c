@@ -1,0 +1,774 @@
+/* SPDX-License-Identifier: MIT */
+/* tests/config/test_config.c: the configuration layer (file, ${VAR}, environment, URLs, checks). */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "../tap.h"
+
+/* ---- a driver declared here, as a plugin would, to check contexts against ---- */
+
+static const emh_param_spec tdb_params[] = {
+	{ "host", EMH_PARAM_STRING, 0, "server host" },
+	{ "port", EMH_PARAM_INT, 0, "server port" },
+	{ "user", EMH_PARAM_STRING, 0, "user name" },
+	{ "database", EMH_PARAM_STRING, 0, "database name" },
+	{ "sslmode", EMH_PARAM_STRING, 0, "ssl mode" },
+	{ "connect_timeout", EMH_PARAM_INT, 0, "seconds" },
+	{ "verbose", EMH_PARAM_BOOL, 0, "chatty" },
+	{ "api_key", EMH_PARAM_STRING, EMH_PARAM_SECRET, "a secret driver key" },
+	{ "replicaSet", EMH_PARAM_STRING, 0, "mongo-style option" },
+	{ NULL, 0, 0, NULL },
+};
+static const char *const tdb_schemes[] = { "tdb", "postgres", "postgresql", NULL };
+static const emh_driver tdb = {
+	EMH_DRIVER_HEADER,
+	.name = "tdb",
+	.version = "1.0",
+	.url_schemes = tdb_schemes,
+	.params = tdb_params,
+};
+
+static const emh_param_spec lite_params[] = {
+	{ "path", EMH_PARAM_STRING, 0, "database file" },
+	{ "busy_timeout", EMH_PARAM_INT, 0, "ms" },
+	{ NULL, 0, 0, NULL },
+};
+static const emh_driver lite = {
+	EMH_DRIVER_HEADER,
+	.name = "sqlite",
+	.version = "1.0",
+	.params = lite_params,
+};
+
+static const emh_driver *const drivers[] = { &tdb, &lite };
+#define NDRIVERS 2
+
+/* ---- helpers ---- */
+
+static char tmpdir[256];
+static char cfgpath[512];
+
+/* Write text as the test's config file; returns its path. */
+static const char *write_conf(const char *name, const char *text)
+{
+	snprintf(cfgpath, sizeof cfgpath, "%s/%s", tmpdir, name);
+	FILE *f = fopen(cfgpath, "w");
+	if (!f)
+		bail("cannot write %s", cfgpath);
+	fputs(text, f);
+	fclose(f);
+	return cfgpath;
+}
+
+/* Parse text (written to a file) and apply envp; returns the status. */
+static int load(const char *text, const char *const *envp, emh__config *cfg, emh_error *err)
+{
+	emh_error_clear(err);
+	const char *path = text ? write_conf("t.conf", text) : NULL;
+	int rc = emh__config_parse(cfg, path, envp, err);
+	if (rc)
+		return rc;
+	return emh__config_apply_env(cfg, envp, drivers, NDRIVERS, err);
+}
+
+/* A context by name; a missing one is a broken test, not a failure to count. */
+static emh__ctxconf *ctx(emh__config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->ncontexts; i++)
+		if (strcmp(cfg->contexts[i].name, name) == 0)
+			return &cfg->contexts[i];
+	bail("no context '%s' in the configuration (did it load?)", name);
+}
+
+static const char *origin_of(emh__ctxconf *c, const char *key)
+{
+	const emh__setting *s = c ? emh__settings_find(&c->s, key) : NULL;
+	return s ? s->origin : NULL;
+}
+
+static bool secret_of(emh__ctxconf *c, const char *key)
+{
+	const emh__setting *s = c ? emh__settings_find(&c->s, key) : NULL;
+	return s && s->secret;
+}
+
+/* "<tmpdir>/t.conf:LINE" */
+static const char *at(int line)
+{
+	static char buf[4][600];
+	static int i;
+	i = (i + 1) % 4;
+	snprintf(buf[i], sizeof buf[i], "%s/t.conf:%d", tmpdir, line);
+	return buf[i];
+}
+
+/* Parse + env, expecting failure with a message containing want (and want2). */
+static void fails(const char *text, const char *const *envp, const char *want, const char *want2, const char *name)
+{
+	emh__config cfg;
+	emh_error err;
+	int rc = load(text, envp, &cfg, &err);
+	is_int(rc, EMH_ECONFIG, "%s: EMH_ECONFIG", name);
+	like_str(err.message, want, "%s: message", name);
+	if (want2)
+		like_str(err.message, want2, "%s: message names the other part", name);
+	emh__config_release(&cfg);
+}
+
+/* ---- the tests ---- */
+
+static void test_no_file(void)
+{
+	emh__config cfg;
+	emh_error err;
+	const char *env[] = { NULL };
+	is_int(load(NULL, env, &cfg, &err), 0, "no file and no environment: empty configuration");
+	is_int(cfg.ncontexts, 0, "no contexts");
+	ok(cfg.default_context.value == NULL, "no default context");
+	ok(cfg.path == NULL, "no path");
+	emh__config_release(&cfg);
+	emh__config_release(&cfg); /* twice is harmless */
+}
+
+static const char full_conf[] =
+	"# a full configuration\n"                                                          /* 1 */
+	"plugin_dir = \"${PLUGINS:-/opt/emh/plugins}\";\n"                                  /* 2 */
+	"service_dir = \"services\";\n"                                                     /* 3 */
+	"log_level = \"info\";\n"                                                           /* 4 */
+	"default_context = \"main\";\n"                                                     /* 5 */
+	"contexts = (\n"                                                                    /* 6 */
+	"  { name = \"main\"; driver = \"sqlite\"; path = \"${DATA:-var}/app.db\";\n"       /* 7 */
+	"    schema = \"sync\"; required = true; busy_timeout = 250; },\n"                  /* 8 */
+	"  { name = \"analytics\";\n"                                                       /* 9 */
+	"    driver = \"tdb\";\n"                                                           /* 10 */
+	"    host = \"${DB_HOST:-127.0.0.1}\";\n"                                           /* 11 */
+	"    port = 5432;\n"                                                                /* 12 */
+	"    password_env = \"DB_PW\";\n"                                                   /* 13 */
+	"    pool = { min = 1; max = 4; acquire_timeout_ms = 2000;\n"                       /* 14 */
+	"             idle_timeout_ms = 30000; max_lifetime_ms = 3600000; };\n"             /* 15 */
+	"    migrations = \"migrations/analytics\"; }\n"                                    /* 16 */
+	");\n"                                                                              /* 17 */
+	"services = (\n"                                                                    /* 18 */
+	"  { name = \"users\"; contexts = { store = \"analytics\"; };\n"                    /* 19 */
+	"    settings = { greeting = \"hi ${WHO:-there}\"; limit = 10; ratio = 0.5; on = true; }; },\n" /* 20 */
+	"  { name = \"reports\"; module = \"reports_v2\"; }\n"                              /* 21 */
+	");\n"                                                                              /* 22 */
+	"server = { listen = \"127.0.0.1:8080\"; threads = 8; max_body = 1048576; shutdown_timeout_ms = 500; };\n"; /* 23 */
+
+static void test_full_file(void)
+{
+	emh__config cfg;
+	emh_error err;
+	const char *env[] = { "DB_HOST=db.example", "DB_PW=s3cret", "WHO=world", NULL };
+	int rc = load(full_conf, env, &cfg, &err);
+	is_int(rc, 0, "full file parses");
+	if (rc) {
+		diag("%s", err.message);
+		return;
+	}
+	is_str(cfg.plugin_dir.value, "/opt/emh/plugins", "plugin_dir: fallback used");
+	is_str(cfg.plugin_dir.origin, at(2), "plugin_dir origin is FILE:LINE");
+	is_str(cfg.service_dir.value, "services", "service_dir");
+	is_str(cfg.log_level.value, "info", "log_level");
+	is_str(cfg.default_context.value, "main", "default_context from the file");
+	is_int(cfg.ncontexts, 2, "two contexts");
+	emh__ctxconf *m = ctx(&cfg, "main"), *a = ctx(&cfg, "analytics");
+	ok(m && a, "both contexts by name");
+	if (!m || !a)
+		return;
+	is_str(m->origin, at(7), "context origin is where its group starts");
+	is_str(emh__ctxconf_get(m, "path"), "var/app.db", "${DATA:-var} expands to the fallback");
+	is_str(emh__ctxconf_get(m, "required"), "true", "bool kept as \"true\"");
+	is_str(emh__ctxconf_get(m, "busy_timeout"), "250", "driver key kept as a string");
+	is_str(origin_of(m, "busy_timeout"), at(8), "driver key origin");
+	const emh__setting *bt = emh__settings_find(&m->s, "busy_timeout");
+	is_str(bt ? bt->path : NULL, "contexts.[0].busy_timeout", "config path of a key");
+	is_int(bt ? bt->ltype : -1, EMH_PARAM_INT, "libconfig type recorded");
+	is_str(emh__ctxconf_get(a, "host"), "db.example", "${DB_HOST:-...} takes the variable when set");
+	is_str(emh__ctxconf_get(a, "pool.max"), "4", "pool flattened to pool.max");
+	is_str(origin_of(a, "pool.max"), at(14), "pool.max origin");
+	is_str(emh__ctxconf_get(a, "pool.max_lifetime_ms"), "3600000", "pool.max_lifetime_ms");
+	is_str(emh__ctxconf_get(a, "migrations"), "migrations/analytics", "migrations");
+
+	/* check against the drivers */
+	is_int(emh__config_check_context(m, &lite, env, &err), 0, "main checks against sqlite");
+	rc = emh__config_check_context(a, &tdb, env, &err);
+	is_int(rc, 0, "analytics checks against tdb");
+	if (rc)
+		diag("%s", err.message);
+	is_str(emh__ctxconf_get(a, "password"), "s3cret", "password_env resolved into password");
+	ok(secret_of(a, "password"), "resolved password is secret");
+	is_str(origin_of(a, "password"), "env DB_PW", "resolved password origin names the variable");
+	is_str(emh__ctxconf_get(a, "schema"), "none", "schema default");
+	is_str(origin_of(a, "schema"), "default", "default origin");
+	is_str(emh__ctxconf_get(m, "pool.max"), "8", "pool.max default");
+	is_int(emh__config_check_context(a, &tdb, env, &err), 0, "checking twice is harmless");
+
+	/* services and server */
+	is_int(cfg.nservices, 2, "two services");
+	emh__svcconf *u = &cfg.services[0];
+	is_str(u->name, "users", "service name");
+	is_str(u->module, "users", "module defaults to the name");
+	is_str(emh__settings_find(&u->remap, "store") ? emh__settings_find(&u->remap, "store")->value : NULL,
+	       "analytics", "context remap");
+	const emh__setting *g = emh__settings_find(&u->s, "greeting");
+	is_str(g ? g->value : NULL, "hi world", "service setting expanded");
+	is_str(g ? g->origin : NULL, at(20), "service setting origin");
+	is_str(emh__settings_find(&u->s, "limit") ? emh__settings_find(&u->s, "limit")->value : NULL, "10",
+	       "service int setting");
+	is_str(emh__settings_find(&u->s, "ratio") ? emh__settings_find(&u->s, "ratio")->value : NULL, "0.5",
+	       "service float setting");
+	is_str(emh__settings_find(&u->s, "on") ? emh__settings_find(&u->s, "on")->value : NULL, "true",
+	       "service bool setting");
+	is_str(cfg.services[1].module, "reports_v2", "explicit module");
+	is_str(emh__settings_find(&cfg.server, "listen") ? emh__settings_find(&cfg.server, "listen")->value : NULL,
+	       "127.0.0.1:8080", "server.listen");
+	is_str(emh__settings_find(&cfg.server, "threads") ? emh__settings_find(&cfg.server, "threads")->value : NULL,
+	       "8", "server.threads");
+	is_str(emh__settings_find(&cfg.server, "shutdown_timeout_ms") ? emh__settings_find(&cfg.server, "shutdown_timeout_ms")->origin : NULL,
+	       at(23), "server setting origin");
+	emh__config_release(&cfg);
+}
+
+static void test_parse_errors(void)
+{
+	const char *env[] = { NULL };
+	emh__config cfg;
+	emh_error err;
+
+	emh_error_clear(&err);
+	snprintf(cfgpath, sizeof cfgpath, "%s/missing.conf", tmpdir);
+	is_int(emh__config_parse(&cfg, cfgpath, env, &err), EMH_ECONFIG, "missing file: EMH_ECONFIG");
+	like_str(err.message, "missing.conf: cannot read the configuration file", "missing file: names the file");
+
+	fails("contexts = (\n  { name = ; driver = \"sqlite\"; }\n);\n", env, at(2), "syntax error",
+	      "syntax error");
+	fails("plugin_dir = \"x\";\nplugindir = \"y\";\n", env, at(2) , "unknown top-level key 'plugindir'",
+	      "unknown top-level key");
+	fails("plugindir = \"y\";\n", env, "did you mean 'plugin_dir'?", "valid: plugin_dir, default_context",
+	      "unknown top-level key lists the valid ones");
+	fails("server = { listen = \"x\"; thread = 4; };\n", env, "server.thread: unknown server key 'thread'",
+	      "valid: listen, threads, max_body, shutdown_timeout_ms", "unknown server key");
+	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; pool = { maxi = 3; }; } );\n", env,
+	      "contexts.[0].pool.maxi: unknown pool key 'maxi'", "valid: min, max, acquire_timeout_ms",
+	      "unknown pool key");
+	fails("services = ( { name = \"s\"; modul = \"x\"; } );\n", env, "services.[0].modul: unknown service key",
+	      "valid: name, module, contexts, settings", "unknown service key");
+	fails("contexts = (\n { name = \"a\"; driver = \"sqlite\"; },\n { name = \"b\"; driver = \"sqlite\";\n"
+	      "   required = 5; }\n);\n",
+	      env, at(4), "contexts.[1].required: expected boolean", "wrong type of a common key");
+	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; pool = { max = \"many\"; }; } );\n", env,
+	      "contexts.[0].pool.max: expected integer", NULL, "pool.max not an integer");
+	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; pool = { max = 0; }; } );\n", env,
+	      "contexts.[0].pool.max: must be >= 1", NULL, "pool.max >= 1");
+	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; pool = { min = -1; }; } );\n", env,
+	      "contexts.[0].pool.min: must be >= 0", NULL, "pool.min >= 0");
+	fails("contexts = ( { name = \"a\"; driver = 3; } );\n", env, "contexts.[0].driver: expected string", NULL,
+	      "driver must be a string");
+	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; schema = \"auto\"; } );\n", env,
+	      "contexts.[0].schema: expected \"none\" or \"sync\"", NULL, "schema values");
+	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; opts = (1, 2); } );\n", env,
+	      "contexts.[0].opts: expected a string, integer or boolean, not a list", NULL, "aggregate driver key");
+	fails("contexts = { name = \"a\"; };\n", env, "contexts: expected a list", NULL, "contexts must be a list");
+	fails("contexts = ( \"a\" );\n", env, "contexts.[0]: expected a group", NULL, "context must be a group");
+	fails("contexts = (\n { driver = \"sqlite\"; }\n);\n", env, at(2), "contexts.[0]: context has no 'name'",
+	      "context without a name");
+	fails("contexts = ( { name = \"Main\"; driver = \"sqlite\"; } );\n", env, "'Main' is not a valid context name",
+	      NULL, "context names are lowercase identifiers");
+	fails("contexts = (\n { name = \"a\"; driver = \"sqlite\"; },\n\n { name = \"a\"; driver = \"tdb\"; }\n);\n",
+	      env, at(4), at(2), "duplicate context names both places");
+	fails("services = (\n { name = \"s\"; },\n { name = \"s\"; }\n);\n", env, "duplicate service 's'", at(2),
+	      "duplicate service names both places");
+	fails("services = ( { name = \"s\"; module = \"../evil\"; } );\n", env, "is not a module name", NULL,
+	      "module is a stem, not a path");
+	fails("log_level = \"loud\";\n", env, "log_level: expected one of error, warn, info, debug", NULL,
+	      "log_level values");
+	fails("server = { threads = 0; };\n", env, "server.threads: must be >= 1", NULL, "server.threads >= 1");
+	fails("server = { listen = 80; };\n", env, "server.listen: expected string", NULL, "server.listen string");
+}
+
+static void test_expansion(void)
+{
+	emh__config cfg;
+	emh_error err;
+	const char *env[] = { "A=alpha", "EMPTY=", "B=beta", NULL };
+	int rc = load("contexts = ( { name = \"x\"; driver = \"sqlite\";\n"
+		      "  path = \"${A}/${EMPTY:-e}/${NOPE:-${B}}/${NOPE:-${NOPE2:-deep}}/$${A}/a$b/100$\"; } );\n",
+		      env, &cfg, &err);
+	is_int(rc, 0, "expansion parses");
+	if (rc)
+		diag("%s", err.message);
+	else
+		is_str(emh__ctxconf_get(ctx(&cfg, "x"), "path"), "alpha/e/beta/deep/${A}/a$b/100$",
+		       "${VAR}, empty -> fallback, nested fallbacks, $$, lone $ kept");
+	emh__config_release(&cfg);
+
+	fails("plugin_dir = \"x\";\ncontexts = ( { name = \"x\"; driver = \"sqlite\";\n  path = \"${MISSING}/db\"; } );\n",
+	      env, at(3), "contexts.[0].path: environment variable 'MISSING' is not set", "missing variable names it and FILE:LINE");
+	fails("plugin_dir = \"${UNTERMINATED\";\n", env, "plugin_dir: unterminated '${'", NULL, "unterminated ${");
+	fails("plugin_dir = \"${A:-x\";\n", env, "unterminated", NULL, "unterminated fallback");
+	fails("plugin_dir = \"${A B}\";\n", env, "bad variable reference", NULL, "bad reference");
+	fails("plugin_dir = \"${}\";\n", env, "bad variable name", NULL, "empty variable name");
+	fails("services = ( { name = \"s\"; settings = { k = \"${NOPE}\"; }; } );\n", env,
+	      "services.[0].settings.k: environment variable 'NOPE' is not set", NULL, "expansion in service settings");
+}
+
+static void test_env_overrides(void)
+{
+	emh__config cfg;
+	emh_error err;
+	static const char text[] =
+		"contexts = (\n"
+		"  { name = \"default\"; driver = \"sqlite\"; path = \"a.db\"; },\n"
+		"  { name = \"app_db\"; driver = \"tdb\"; host = \"h\"; port = 1; password_env = \"APP_PW\"; },\n"
+		"  { name = \"app\"; driver = \"tdb\"; host = \"h\"; }\n"
+		");\n";
+	const char *env[] = {
+		"EMH_CONTEXT_APP_DB_HOST=db2",
+		"EMH_CONTEXT_APP_DB_POOL_MAX=16",
+		"EMH_CONTEXT_APP_DB_CONNECT_TIMEOUT=7",
+		"EMH_CONTEXT_APP_DB_PASSWORD=envpw",
+		"EMH_CONTEXT_APP_PORT=6000",
+		"EMH_CONTEXT_DEFAULT_PATH=/tmp/x.db",
+		"EMH_CONTEXT_APP_DB_HOST=ignored-second-occurrence",
+		"UNRELATED=1",
+		NULL,
+	};
+	int rc = load(text, env, &cfg, &err);
+	is_int(rc, 0, "environment overrides apply");
+	if (rc) {
+		diag("%s", err.message);
+		return;
+	}
+	emh__ctxconf *d = ctx(&cfg, "app_db"), *a = ctx(&cfg, "app"), *df = ctx(&cfg, "default");
+	is_str(emh__ctxconf_get(d, "host"), "db2", "EMH_CONTEXT_APP_DB_HOST -> app_db.host (longest name)");
+	is_str(origin_of(d, "host"), "env EMH_CONTEXT_APP_DB_HOST", "origin names the variable");
+	ok(emh__settings_find(&d->s, "host")->path == NULL, "no config path for env values");
+	is_str(emh__ctxconf_get(d, "pool.max"), "16", "POOL_MAX -> pool.max");
+	is_str(emh__ctxconf_get(d, "connect_timeout"), "7", "driver key with '_' -> connect_timeout");
+	is_str(emh__ctxconf_get(a, "port"), "6000", "EMH_CONTEXT_APP_PORT -> app.port");
+	is_str(emh__ctxconf_get(a, "host"), "h", "app.host untouched");
+	is_str(emh__ctxconf_get(df, "path"), "/tmp/x.db", "default.path overridden");
+	ok(emh__settings_find(&d->s, "password_env") == NULL, "env password replaces the file's password_env");
+	ok(secret_of(d, "password"), "env password is secret");
+	is_int(emh__config_check_context(d, &tdb, env, &err), 0, "app_db checks");
+	is_str(emh__ctxconf_get(d, "password"), "envpw", "password from the environment");
+	is_str(cfg.default_context.value, "default", "context named default is the default");
+	is_str(cfg.default_context.origin, "default", "default origin");
+	emh__config_release(&cfg);
+
+	/* ambiguous names: contexts "app" and "app_pool" */
+	const char *env2[] = { "EMH_CONTEXT_APP_POOL_MAX=3", "EMH_CONTEXT_APP_POOL_HOST=hp", NULL };
+	rc = load("default_context = \"app\";\ncontexts = ( { name = \"app\"; driver = \"tdb\"; },\n"
+		  " { name = \"app_pool\"; driver = \"tdb\"; } );\n",
+		  env2, &cfg, &err);
+	is_int(rc, 0, "ambiguous split resolves");
+	is_str(emh__ctxconf_get(ctx(&cfg, "app"), "pool.max"), "3", "APP_POOL_MAX: app + known key pool.max");
+	is_str(emh__ctxconf_get(ctx(&cfg, "app_pool"), "host"), "hp", "APP_POOL_HOST: app_pool + host");
+	emh__config_release(&cfg);
+
+	/* int/bool from the environment checked naming the variable */
+	const char *env3[] = { "EMH_CONTEXT_A_PORT=abc", NULL };
+	rc = load("contexts = ( { name = \"a\"; driver = \"tdb\"; } );\n", env3, &cfg, &err);
+	is_int(rc, 0, "bad int from env parses");
+	rc = emh__config_check_context(ctx(&cfg, "a"), &tdb, env3, &err);
+	is_int(rc, EMH_ECONFIG, "bad int from env: EMH_ECONFIG at check");
+	like_str(err.message, "env EMH_CONTEXT_A_PORT", "names the variable");
+	like_str(err.message, "expected integer, got 'abc'", "says what was expected");
+	emh__config_release(&cfg);
+
+	const char *env4[] = { "EMH_CONTEXT_A_VERBOSE=yes", "EMH_CONTEXT_A_REQUIRED=maybe", NULL };
+	rc = load("contexts = ( { name = \"a\"; driver = \"tdb\"; } );\n", env4, &cfg, &err);
+	rc = emh__config_check_context(ctx(&cfg, "a"), &tdb, env4, &err);
+	is_int(rc, EMH_ECONFIG, "bad bool from env");
+	like_str(err.message, "env EMH_CONTEXT_A_REQUIRED", "names the variable");
+	like_str(err.message, "expected boolean", "says boolean");
+	is_str(emh__ctxconf_get(ctx(&cfg, "a"), "verbose"), "true", "\"yes\" normalised to true");
+	emh__config_release(&cfg);
+
+	/* unknown key from env: rejected at check naming the variable */
+	const char *env5[] = { "EMH_CONTEXT_A_HOTS=x", NULL };
+	rc = load("contexts = ( { name = \"a\"; driver = \"tdb\"; } );\n", env5, &cfg, &err);
+	is_int(rc, 0, "unknown key from env parses");
+	rc = emh__config_check_context(ctx(&cfg, "a"), &tdb, env5, &err);
+	is_int(rc, EMH_ECONFIG, "unknown key from env rejected at check");
+	like_str(err.message, "env EMH_CONTEXT_A_HOTS", "names the variable");
+	like_str(err.message, "unknown key 'hots' for driver 'tdb'", "names the key and driver");
+	like_str(err.message, "did you mean 'host'?", "suggests the likely key");
+	emh__config_release(&cfg);
+
+	fails("contexts = ( { name = \"a\"; driver = \"tdb\"; } );\n",
+	      (const char *const[]){ "EMH_CONTEXT_A_NAME=b", NULL }, "EMH_CONTEXT_A_NAME", "cannot be renamed",
+	      "renaming from env is refused");
+	fails("contexts = ( { name = \"a\"; driver = \"tdb\"; } );\n",
+	      (const char *const[]){ "EMH_CONTEXT_FROB=1", NULL }, "env EMH_CONTEXT_FROB: cannot tell the context",
+	      NULL, "unsplittable variable");
+}
+
+static void test_env_new_contexts(void)
+{
+	emh__config cfg;
+	emh_error err;
+	const char *env[] = {
+		"EMH_CONTEXT_CACHE_DRIVER=sqlite",
+		"EMH_CONTEXT_CACHE_BUSY_TIMEOUT=100",
+		"EMH_CONTEXT_CACHE_PATH=/tmp/cache.db",
+		"EMH_CONTEXT_REPORTING_URL=postgres://rep:p%40ss@db.example:6543/reports?sslmode=require",
+		"EMH_CONTEXT_REPORTING_PORT=7000",
+		"EMH_DEFAULT_CONTEXT=reporting",
+		NULL,
+	};
+	int rc = load(NULL, env, &cfg, &err);
+	is_int(rc, 0, "environment only: contexts created");
+	if (rc) {
+		diag("%s", err.message);
+		return;
+	}
+	is_int(cfg.ncontexts, 2, "two new contexts");
+	is_str(cfg.contexts[0].name, "cache", "new contexts in name order (1)");
+	is_str(cfg.contexts[1].name, "reporting", "new contexts in name order (2)");
+	emh__ctxconf *c = ctx(&cfg, "cache"), *r = ctx(&cfg, "reporting");
+	is_str(c->origin, "env EMH_CONTEXT_CACHE_DRIVER", "a new context's origin is its DRIVER variable");
+	is_str(emh__ctxconf_get(c, "path"), "/tmp/cache.db", "cache.path");
+	is_str(emh__ctxconf_get(c, "busy_timeout"), "100", "cache.busy_timeout (driver key)");
+	is_str(emh__ctxconf_get(r, "driver"), "tdb", "scheme postgres -> driver declaring it");
+	is_str(origin_of(r, "driver"), "url (env EMH_CONTEXT_REPORTING_URL)", "driver origin from url");
+	is_str(emh__ctxconf_get(r, "user"), "rep", "user from url");
+	is_str(emh__ctxconf_get(r, "password"), "p@ss", "password from url, percent-decoded");
+	ok(secret_of(r, "password"), "url password secret");
+	ok(secret_of(r, "url"), "url with a password is secret");
+	is_str(origin_of(r, "url"), "env EMH_CONTEXT_REPORTING_URL", "url origin is the variable");
+	is_str(emh__ctxconf_get(r, "host"), "db.example", "host from url");
+	is_str(emh__ctxconf_get(r, "port"), "7000", "PORT variable beats the url's port");
+	is_str(emh__ctxconf_get(r, "database"), "reports", "database from url");
+	is_str(emh__ctxconf_get(r, "sslmode"), "require", "query key from url");
+	is_str(cfg.default_context.value, "reporting", "EMH_DEFAULT_CONTEXT picks the default");
+	is_str(cfg.default_context.origin, "env EMH_DEFAULT_CONTEXT", "default origin is the variable");
+	is_int(emh__config_check_context(r, &tdb, env, &err), 0, "url context checks against tdb");
+	is_int(emh__config_check_context(c, &lite, env, &err), 0, "env context checks against sqlite");
+	emh__config_release(&cfg);
+
+	/* process environment (envp NULL) is read too: empty of EMH_CONTEXT_* here */
+	rc = emh__config_parse(&cfg, NULL, NULL, &err);
+	rc = rc ? rc : emh__config_apply_env(&cfg, NULL, drivers, NDRIVERS, &err);
+	is_int(rc, 0, "process environment (envp NULL)");
+	emh__config_release(&cfg);
+
+	fails(NULL, (const char *const[]){ "EMH_CONTEXT_LONELY_HOST=h", NULL }, "env EMH_CONTEXT_LONELY_HOST",
+	      "context 'lonely' has no driver", "new context without a driver names the variable");
+	fails("contexts = ( { name = \"a\"; host = \"h\"; } );\n", (const char *const[]){ NULL }, at(1),
+	      "context 'a' has no 'driver'", "file context without a driver");
+	fails("contexts = ( { name = \"a\"; host = \"h\"; } );\n", (const char *const[]){ "EMH_CONTEXT_A_PORT=1", NULL },
+	      "env EMH_CONTEXT_A_PORT", "has no driver", "env-touched context without driver names the variable");
+	fails(NULL, (const char *const[]){ "EMH_CONTEXT_X_DRIVER=sqlite", "EMH_CONTEXT_Y_DRIVER=sqlite", NULL },
+	      "none is the default", "have: x, y", "several contexts, no default");
+	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; } );\n",
+	      (const char *const[]){ "EMH_DEFAULT_CONTEXT=nope", NULL }, "env EMH_DEFAULT_CONTEXT: no context 'nope'",
+	      "have: a", "EMH_DEFAULT_CONTEXT naming a missing context lists the contexts");
+	fails("default_context = \"b\";\ncontexts = ( { name = \"a\"; driver = \"sqlite\"; } );\n",
+	      (const char *const[]){ NULL }, at(1), "no context 'b' (have: a)", "default_context naming a missing context");
+
+	rc = load(NULL, (const char *const[]){ "EMH_CONTEXT_X_DRIVER=sqlite", "EMH_CONTEXT_Y_DRIVER=sqlite",
+					      "EMH_DEFAULT_CONTEXT=Y", NULL },
+		  &cfg, &err);
+	is_int(rc, 0, "EMH_DEFAULT_CONTEXT upper-cased");
+	is_str(cfg.default_context.value, "y", "EMH_DEFAULT_CONTEXT=Y names context y");
+	emh__config_release(&cfg);
+
+	/* the only context is the default */
+	rc = load("contexts = ( { name = \"solo\"; driver = \"sqlite\"; } );\n", (const char *const[]){ NULL }, &cfg,
+		  &err);
+	is_int(rc, 0, "single context");
+	is_str(cfg.default_context.value, "solo", "the only context is the default");
+	emh__config_release(&cfg);
+}
+
+/* Apply url to a fresh context and return it (caller releases). */
+static int url(const char *u, emh__ctxconf *c, emh_error *err)
+{
+	*c = (emh__ctxconf){ 0 };
+	c->name = strdup("u");
+	emh_error_clear(err);
+	return emh__url_apply(c, u, "url (test)", drivers, NDRIVERS, err);
+}
+
+static void test_urls(void)
+{
+	emh__ctxconf c;
+	emh_error err;
+
+	is_int(url("sqlite:///var/lib/app%20x.db", &c, &err), 0, "sqlite:///abs");
+	is_str(emh__ctxconf_get(&c, "driver"), "sqlite", "sqlite driver");
+	is_str(emh__ctxconf_get(&c, "path"), "/var/lib/app x.db", "absolute path, percent-decoded");
+	is_str(emh__ctxconf_get(&c, "url"), "sqlite:///var/lib/app%20x.db", "url kept");
+	is_str(origin_of(&c, "url"), "test", "url origin is the outer origin");
+	is_str(origin_of(&c, "path"), "url (test)", "path origin");
+	ok(!secret_of(&c, "url"), "url without password not secret");
+	emh__ctxconf_release(&c);
+
+	is_int(url("sqlite://data/app.db?busy_timeout=50", &c, &err), 0, "sqlite://rel");
+	is_str(emh__ctxconf_get(&c, "path"), "data/app.db", "relative path");
+	is_str(emh__ctxconf_get(&c, "busy_timeout"), "50", "sqlite query key");
+	emh__ctxconf_release(&c);
+
+	is_int(url("sqlite::memory:", &c, &err), 0, "sqlite::memory:");
+	is_str(emh__ctxconf_get(&c, "path"), ":memory:", "memory path");
+	emh__ctxconf_release(&c);
+
+	is_int(url("postgresql://alice@[::1]:5433/app", &c, &err), 0, "postgresql:// with ipv6 host");
+	is_str(emh__ctxconf_get(&c, "driver"), "tdb", "postgresql scheme -> the driver declaring it");
+	is_str(emh__ctxconf_get(&c, "host"), "::1", "ipv6 host");
+	is_str(emh__ctxconf_get(&c, "port"), "5433", "port");
+	is_str(emh__ctxconf_get(&c, "user"), "alice", "user without password");
+	ok(emh__ctxconf_get(&c, "password") == NULL, "no password");
+	emh__ctxconf_release(&c);
+
+	is_int(url("mysql://root:pw%3Ax@db:3307/shop?connect_timeout=5&ssl", &c, &err), 0, "mysql://");
+	is_str(emh__ctxconf_get(&c, "driver"), "mysql", "mysql driver (built-in)");
+	is_str(emh__ctxconf_get(&c, "password"), "pw:x", "password decoded");
+	is_str(emh__ctxconf_get(&c, "database"), "shop", "database");
+	is_str(emh__ctxconf_get(&c, "connect_timeout"), "5", "query key");
+	is_str(emh__ctxconf_get(&c, "ssl"), "true", "query key without value");
+	ok(secret_of(&c, "url") && secret_of(&c, "password"), "secrets marked");
+	emh__ctxconf_release(&c);
+
+	is_int(url("mongodb://u:p@h1:27017,h2:27018,[::1]:27019/appdb?replicaSet=rs0&w=majority", &c, &err), 0,
+	       "mongodb:// with several hosts");
+	is_str(emh__ctxconf_get(&c, "driver"), "mongo", "mongo driver");
+	is_str(emh__ctxconf_get(&c, "host"), "h1", "first host");
+	is_str(emh__ctxconf_get(&c, "port"), "27017", "first port");
+	is_str(emh__ctxconf_get(&c, "database"), "appdb", "database");
+	is_str(emh__ctxconf_get(&c, "replicaSet"), "rs0", "query key case kept");
+	is_str(emh__ctxconf_get(&c, "url"), "mongodb://u:p@h1:27017,h2:27018,[::1]:27019/appdb?replicaSet=rs0&w=majority",
+	       "whole url kept");
+	emh__ctxconf_release(&c);
+
+	is_int(url("mongodb+srv://cluster.example/db", &c, &err), 0, "mongodb+srv://");
+	is_str(emh__ctxconf_get(&c, "driver"), "mongo", "mongodb+srv -> mongo");
+	emh__ctxconf_release(&c);
+
+	is_int(url("postgres://h/db?password=qp", &c, &err), 0, "password in the query");
+	ok(secret_of(&c, "password") && secret_of(&c, "url"), "query password secret, url too");
+	emh__ctxconf_release(&c);
+
+	/* replace: an env url drops the connection keys the context had */
+	c = (emh__ctxconf){ 0 };
+	c.name = strdup("u");
+	emh__settings_set(&c.s, "driver", "sqlite", "f:1", NULL, 0, false);
+	emh__settings_set(&c.s, "path", "/x.db", "f:2", NULL, 0, false);
+	emh__settings_set(&c.s, "pool.max", "3", "f:3", NULL, 0, false);
+	emh__settings_set(&c.s, "password_env", "PW", "f:4", NULL, 0, false);
+	is_int(emh__url_apply(&c, "postgres://h/db", "url (env X)", drivers, NDRIVERS, &err), 0, "url over a context");
+	ok(emh__ctxconf_get(&c, "path") == NULL, "old connection key dropped");
+	is_str(emh__ctxconf_get(&c, "pool.max"), "3", "pool kept");
+	is_str(emh__ctxconf_get(&c, "password_env"), "PW", "password_env kept when the url has no password");
+	is_str(emh__ctxconf_get(&c, "driver"), "tdb", "driver replaced");
+	emh__ctxconf_release(&c);
+
+	static const struct {
+		const char *u, *want, *name;
+	} bad[] = {
+		{ "redis://h", "unknown url scheme 'redis'", "unknown scheme lists known ones" },
+		{ "postgres://h:99999/db", "port 99999 out of range", "port range" },
+		{ "postgres://h:5x/db", "bad port", "bad port" },
+		{ "postgres://u:p%zz@h/db", "bad percent-escape", "bad percent escape" },
+		{ "postgres://u:p%0@h/db", "bad percent-escape", "short percent escape" },
+		{ "postgres:h/db", "expected '//'", "missing //" },
+		{ "sqlite://", "names no database file", "sqlite without path" },
+		{ "not a url", "not a url", "not a url" },
+		{ "postgres://[::1/db", "unterminated '['", "bad ipv6" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		int rc = url(bad[i].u, &c, &err);
+		is_int(rc, EMH_ECONFIG, "%s: EMH_ECONFIG", bad[i].name);
+		like_str(err.message, bad[i].want, "%s: message", bad[i].name);
+		ok(strstr(err.message, "u:p") == NULL, "%s: message does not echo the url", bad[i].name);
+		emh__ctxconf_release(&c);
+	}
+}
+
+static void test_file_url(void)
+{
+	emh__config cfg;
+	emh_error err;
+	int rc = load("contexts = (\n"
+		      "  { name = \"pg\";\n"
+		      "    url = \"postgres://app:pw@db:5432/main?sslmode=disable\";\n"
+		      "    host = \"override\"; }\n"
+		      ");\n",
+		      (const char *const[]){ NULL }, &cfg, &err);
+	is_int(rc, 0, "url in the file");
+	emh__ctxconf *c = ctx(&cfg, "pg");
+	is_str(emh__ctxconf_get(c, "driver"), "tdb", "driver from the file's url");
+	char want[700];
+	snprintf(want, sizeof want, "url (%s)", at(3));
+	is_str(origin_of(c, "driver"), want, "url-derived origin is url (FILE:LINE)");
+	is_str(emh__ctxconf_get(c, "host"), "override", "an explicit key beats the url's piece");
+	is_str(origin_of(c, "host"), at(4), "explicit key keeps its origin");
+	is_str(emh__ctxconf_get(c, "user"), "app", "user from the url");
+	is_str(emh__ctxconf_get(c, "password"), "pw", "password from the url");
+	ok(secret_of(c, "password") && secret_of(c, "url"), "url and password secret");
+	is_str(origin_of(c, "url"), at(3), "url keeps its FILE:LINE");
+	is_str(emh__ctxconf_get(c, "sslmode"), "disable", "query key");
+	is_int(emh__config_check_context(c, &tdb, NULL, &err), 0, "file url context checks");
+	emh__config_release(&cfg);
+
+	/* an env url replaces the file's connection keys */
+	rc = load("contexts = (\n  { name = \"pg\"; driver = \"sqlite\"; path = \"/a.db\"; pool = { max = 2; }; }\n);\n",
+		  (const char *const[]){ "EMH_CONTEXT_PG_URL=postgres://h2/db2", NULL }, &cfg, &err);
+	is_int(rc, 0, "env url over a file context");
+	c = ctx(&cfg, "pg");
+	is_str(emh__ctxconf_get(c, "driver"), "tdb", "driver from env url");
+	ok(emh__ctxconf_get(c, "path") == NULL, "file's path dropped");
+	is_str(emh__ctxconf_get(c, "pool.max"), "2", "file's pool kept");
+	is_str(origin_of(c, "host"), "url (env EMH_CONTEXT_PG_URL)", "origin url (env VAR)");
+	emh__config_release(&cfg);
+}
+
+static void test_passwords(void)
+{
+	emh__config cfg;
+	emh_error err;
+	int rc = load("contexts = ( { name = \"a\"; driver = \"tdb\"; password = \"filepw\"; password_env = \"PW\"; } );\n",
+		      (const char *const[]){ "PW=x", NULL }, &cfg, &err);
+	is_int(rc, 0, "password and password_env parse");
+	ok(secret_of(ctx(&cfg, "a"), "password"), "file password is secret");
+	rc = emh__config_check_context(ctx(&cfg, "a"), &tdb, (const char *const[]){ "PW=x", NULL }, &err);
+	is_int(rc, EMH_ECONFIG, "password and password_env both set: error");
+	like_str(err.message, "both password", "says both");
+	like_str(err.message, at(1), "names the place");
+	ok(strstr(err.message, "filepw") == NULL, "never prints the password");
+	emh__config_release(&cfg);
+
+	rc = load("contexts = (\n { name = \"a\"; driver = \"tdb\";\n   password_env = \"NOT_SET_PW\"; } );\n",
+		  (const char *const[]){ NULL }, &cfg, &err);
+	rc = emh__config_check_context(ctx(&cfg, "a"), &tdb, (const char *const[]){ NULL }, &err);
+	is_int(rc, EMH_ECONFIG, "password_env variable missing");
+	like_str(err.message, "environment variable 'NOT_SET_PW' is not set", "names the variable");
+	like_str(err.message, at(3), "and the place");
+	emh__config_release(&cfg);
+
+	fails("contexts = ( { name = \"a\"; driver = \"tdb\"; password_env = \"not a var\"; } );\n",
+	      (const char *const[]){ NULL }, "is not an environment variable name", NULL, "password_env must be a name");
+
+	/* secret driver key: flagged by the spec, value never in errors */
+	rc = load("contexts = ( { name = \"a\"; driver = \"tdb\"; api_key = \"k3y\"; } );\n", (const char *const[]){ NULL },
+		  &cfg, &err);
+	is_int(emh__config_check_context(ctx(&cfg, "a"), &tdb, NULL, &err), 0, "secret driver key");
+	ok(secret_of(ctx(&cfg, "a"), "api_key"), "secret flag from the driver's spec");
+	emh__config_release(&cfg);
+}
+
+static void test_check_context(void)
+{
+	emh__config cfg;
+	emh_error err;
+	const char *const none[] = { NULL };
+	int rc = load("contexts = (\n { name = \"a\"; driver = \"tdb\";\n   hots = \"x\"; } );\n", none, &cfg, &err);
+	is_int(rc, 0, "unknown driver key parses");
+	if (rc)
+		bail("%s", err.message);
+	rc = emh__config_check_context(ctx(&cfg, "a"), &tdb, none, &err);
+	is_int(rc, EMH_ECONFIG, "unknown driver key rejected");
+	like_str(err.message, at(3), "FILE:LINE");
+	like_str(err.message, "contexts.[0].hots: unknown key 'hots' for driver 'tdb'", "names key and driver");
+	like_str(err.message, "valid: host, port, user", "lists the driver's keys");
+	like_str(err.message, "pool.max", "and the common ones");
+	emh__config_release(&cfg);
+
+	rc = load("default_context = \"a\"; contexts = (\n { name = \"a\"; driver = \"tdb\"; },\n { name = \"b\"; driver = \"tdb\";\n"
+		  "   port = \"abc\"; } );\n",
+		  none, &cfg, &err);
+	rc = emh__config_check_context(ctx(&cfg, "b"), &tdb, none, &err);
+	is_int(rc, EMH_ECONFIG, "string for an int key");
+	like_str(err.message, "t.conf:4: contexts.[1].port: expected integer", "FILE:LINE: path: expected integer");
+	emh__config_release(&cfg);
+
+	rc = load("contexts = ( { name = \"b\"; driver = \"tdb\"; port = \"${PORT:-5433}\"; host = 7; } );\n", none, &cfg,
+		  &err);
+	rc = emh__config_check_context(ctx(&cfg, "b"), &tdb, none, &err);
+	is_int(rc, EMH_ECONFIG, "int for a string key");
+	like_str(err.message, "contexts.[0].host: expected string", "expected string");
+	is_str(emh__ctxconf_get(ctx(&cfg, "b"), "port"), "5433", "a string spelling an integer is accepted");
+	emh__config_release(&cfg);
+
+	rc = load("contexts = ( { name = \"b\"; driver = \"tdb\"; verbose = 1; } );\n", none, &cfg, &err);
+	rc = emh__config_check_context(ctx(&cfg, "b"), &tdb, none, &err);
+	is_int(rc, EMH_ECONFIG, "integer for a bool key");
+	like_str(err.message, "contexts.[0].verbose: expected boolean", "expected boolean");
+	emh__config_release(&cfg);
+
+	rc = load("contexts = (\n { name = \"b\"; driver = \"tdb\";\n pool = { min = 12; }; } );\n", none, &cfg, &err);
+	rc = emh__config_check_context(ctx(&cfg, "b"), &tdb, none, &err);
+	is_int(rc, EMH_ECONFIG, "pool.min above the default max");
+	like_str(err.message, "pool.min (12) is greater than pool.max (8, default)", "names both values");
+	like_str(err.message, at(3), "and where min is");
+	emh__config_release(&cfg);
+
+	const char *env[] = { "EMH_CONTEXT_B_POOL_MAX=0", NULL };
+	rc = load("contexts = ( { name = \"b\"; driver = \"tdb\"; } );\n", env, &cfg, &err);
+	rc = emh__config_check_context(ctx(&cfg, "b"), &tdb, env, &err);
+	is_int(rc, EMH_ECONFIG, "pool.max 0 from env");
+	like_str(err.message, "env EMH_CONTEXT_B_POOL_MAX", "names the variable");
+	like_str(err.message, "must be >= 1", "says the bound");
+	emh__config_release(&cfg);
+
+	/* no driver given: only the common keys are valid */
+	rc = load("contexts = ( { name = \"b\"; driver = \"tdb\"; host = \"h\"; } );\n", none, &cfg, &err);
+	rc = emh__config_check_context(ctx(&cfg, "b"), NULL, none, &err);
+	is_int(rc, EMH_ECONFIG, "NULL driver: driver keys unknown");
+	emh__config_release(&cfg);
+}
+
+static void test_settings_api(void)
+{
+	emh__settings s = { 0 };
+	is_int(emh__settings_set(&s, "k", "v1", "o1", NULL, 0, false), 0, "set");
+	is_int(emh__settings_set(&s, "k2", "v", "o", "p", 1, true), 0, "set another");
+	is_int(emh__settings_set(&s, "k", "v2", "o2", NULL, 0, false), 0, "replace");
+	is_int(s.n, 2, "replace keeps one entry");
+	is_str(emh__settings_find(&s, "k")->value, "v2", "replaced value");
+	is_str(emh__settings_find(&s, "k")->origin, "o2", "replaced origin");
+	ok(emh__settings_find(&s, "nope") == NULL, "absent key");
+	ok(emh__settings_find(NULL, "k") == NULL, "NULL settings");
+	emh__settings_release(&s);
+	is_int(s.n, 0, "released");
+	ok(emh__getenv((const char *const[]){ "AB=1", "A=2", NULL }, "A") != NULL &&
+		   strcmp(emh__getenv((const char *const[]){ "AB=1", "A=2", NULL }, "A"), "2") == 0,
+	   "getenv matches whole names");
+	ok(emh__common_context_keys[0].key && strcmp(emh__common_context_keys[0].key, "name") == 0,
+	   "common keys start with name");
+	size_t n = 0;
+	while (emh__common_context_keys[n].key)
+		n++;
+	is_int(n, 13, "13 common keys");
+}
+
+int main(void)
+{
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/emh-test-config-XXXXXX");
+	if (!mkdtemp(tmpdir))
+		bail("mkdtemp failed");
+	plan_lazy();
+	test_no_file();
+	test_full_file();
+	test_parse_errors();
+	test_expansion();
+	test_env_overrides();
+	test_env_new_contexts();
+	test_urls();
+	test_file_url();
+	test_passwords();
+	test_check_context();
+	test_settings_api();
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		diag("could not remove %s", tmpdir);
+	return done_testing();
+}
