@@ -139,10 +139,12 @@ emh_cond *emh_q_cmp(emh_query *q, const char *field, emh_op op, emh_value v)
 	if (fi < 0)
 		return NULL;
 	const emh_field *f = &q->e->fields[fi];
-	if (f->type == EMH_T_BLOB || f->type == EMH_T_JSON)
-		if (op != EMH_OP_EQ && op != EMH_OP_NE)
-			return fail(q, EMH_EINVAL, "field '%s' (%s) supports only eq/ne", f->name,
-				    emh_type_name(f->type));
+	/* JSON has no portable equality (PostgreSQL's json type has none, and a
+	 * document database compares documents, not text): only null tests. */
+	if (f->type == EMH_T_JSON)
+		return fail(q, EMH_EINVAL, "field '%s' (json) can only be tested with is_null/not_null", f->name);
+	if (f->type == EMH_T_BLOB && op != EMH_OP_EQ && op != EMH_OP_NE)
+		return fail(q, EMH_EINVAL, "field '%s' (blob) supports only eq/ne", f->name);
 	emh_cond *c = cond_new(q, op, fi);
 	if (!c || !(c->vals = emh__arena_alloc(q->arena, sizeof *c->vals)))
 		return fail(q, EMH_ENOMEM, "out of memory");
@@ -159,6 +161,8 @@ emh_cond *emh_q_in(emh_query *q, const char *field, const emh_value *values, siz
 	int fi = field_of(q, field);
 	if (fi < 0)
 		return NULL;
+	if (q->e->fields[fi].type == EMH_T_JSON)
+		return fail(q, EMH_EINVAL, "field '%s' (json) can only be tested with is_null/not_null", field);
 	if (n > EMH_QUERY_MAX_IN)
 		return fail(q, EMH_EINVAL, "field '%s': IN list of %zu values; at most %d", field, n,
 			    EMH_QUERY_MAX_IN);

@@ -80,7 +80,9 @@ typedef struct emh_dctx emh_dctx;
 
 /*
  * The effective settings of a context (file, environment, URL), as strings,
- * handed to .connect.  Borrowed for the duration of the call.
+ * handed to .context_open and .connect.  Valid as long as the context: a
+ * driver may keep the pointer (in its emh_dctx or emh_conn) to log later
+ * with emh_params_log.
  */
 typedef struct emh_params emh_params;
 

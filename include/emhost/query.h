@@ -48,7 +48,8 @@ typedef enum emh_op {
 /*
  * field <op> value, op one of EQ NE LT LE GT GE.  The value's type must be the
  * field's (int32 and int64 mix freely; a timestamp field takes emh_v_time or
- * emh_v_int64).  A NULL value is refused: use emh_q_is_null.
+ * emh_v_int64).  A NULL value is refused: use emh_q_is_null.  Blob fields
+ * take eq/ne only; json fields only the null tests (no portable equality).
  */
 emh_cond *emh_q_cmp(emh_query *q, const char *field, emh_op op, emh_value v);
 #define emh_q_eq(q, f, v) emh_q_cmp((q), (f), EMH_OP_EQ, (v))

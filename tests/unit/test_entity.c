@@ -119,6 +119,14 @@ int main(void)
 	emh_q_like(q, "name", "abc\\");
 	emh__query_error(q, &err);
 	like_str(err.message, "lone backslash", "trailing backslash in like refused");
+	q = emh__query_new(&arena, &item_entity);
+	emh_q_eq(q, "meta", emh_v_json("{}"));
+	emh__query_error(q, &err);
+	like_str(err.message, "field 'meta' (json) can only be tested with is_null/not_null", "json equality refused");
+	q = emh__query_new(&arena, &item_entity);
+	emh_q_lt(q, "data", emh_v_blob("a", 1));
+	emh__query_error(q, &err);
+	like_str(err.message, "field 'data' (blob) supports only eq/ne", "blob ordering refused");
 	emh_query *q2 = emh__query_new(&arena, &item_entity);
 	q = emh__query_new(&arena, &item_entity);
 	emh_q_where(q, emh_q_not(q, emh_q_is_null(q2, "price")));

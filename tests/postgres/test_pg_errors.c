@@ -1,0 +1,798 @@
+/* SPDX-License-Identifier: MIT */
+/* tests/postgres/test_pg_errors.c: the postgres driver against a real server: connection errors, error mapping, round trips, statement cache, pool bound. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <emhost/emhost.h>
+
+#include "../tap.h"
+
+typedef struct pgt_item {
+	int64_t id;
+	const char *email;
+	int32_t n;
+	bool flag;
+	double score;
+	emh_blob data;
+	emh_time at;
+	const char *doc;
+	const char *note;
+} pgt_item;
+
+static const emh_field pgt_item_fields[] = {
+	EMH_FIELD(pgt_item, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(pgt_item, email, EMH_T_TEXT, EMH_F_UNIQUE),
+	EMH_FIELD(pgt_item, n, EMH_T_INT32, EMH_F_INDEXED),
+	EMH_FIELD(pgt_item, flag, EMH_T_BOOL, 0),
+	EMH_FIELD(pgt_item, score, EMH_T_DOUBLE, 0),
+	EMH_FIELD(pgt_item, data, EMH_T_BLOB, EMH_F_NULLABLE),
+	EMH_FIELD(pgt_item, at, EMH_T_TIMESTAMP, EMH_F_NULLABLE),
+	EMH_FIELD(pgt_item, doc, EMH_T_JSON, EMH_F_NULLABLE),
+	EMH_FIELD(pgt_item, note, EMH_T_TEXT, EMH_F_NULLABLE),
+};
+/* Tables are named per process (pgt_items_<pid>) so that runs can share a server. */
+static char g_items[64], g_bad[64];
+static emh_entity pgt_item_entity = EMH_ENTITY(pgt_item, g_items, pgt_item_fields);
+
+/* The server's view of this connection's prepared statements. */
+typedef struct pg_prep {
+	const char *name;
+	const char *statement;
+} pg_prep;
+static const emh_field pg_prep_fields[] = {
+	EMH_FIELD(pg_prep, name, EMH_T_TEXT, EMH_F_PK),
+	EMH_FIELD(pg_prep, statement, EMH_T_TEXT, 0),
+};
+static const emh_entity pg_prep_entity = EMH_ENTITY(pg_prep, "pg_prepared_statements", pg_prep_fields);
+
+/* A table whose existing column type does not fit the entity. */
+typedef struct pgt_bad {
+	int64_t id;
+	const char *email;
+} pgt_bad;
+static const emh_field pgt_bad_fields[] = {
+	EMH_FIELD(pgt_bad, id, EMH_T_INT64, EMH_F_PK),
+	EMH_FIELD(pgt_bad, email, EMH_T_TEXT, 0),
+};
+static emh_entity pgt_bad_entity = EMH_ENTITY(pgt_bad, g_bad, pgt_bad_fields);
+
+static char g_user[128], g_pw[128], g_host[128], g_port[16], g_db[128];
+static char g_url[512];
+static int64_t g_k1, g_k2; /* two existing rows */
+
+static int parse_url(const char *url)
+{
+	/* postgres://user:pw@host:port/db as written by scripts/servers/pg.sh */
+	const char *p = strstr(url, "://");
+	if (!p)
+		return -1;
+	p += 3;
+	if (sscanf(p, "%127[^:]:%127[^@]@%127[^:]:%15[^/]/%127[^?]", g_user, g_pw, g_host, g_port, g_db) != 5)
+		return -1;
+	snprintf(g_url, sizeof g_url, "%s", url);
+	return 0;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int add_ctx(emh_host *h, const char *name, const char *const *kv, emh_error *err)
+{
+	int rc = emh_host_add_context(h, name, kv, err);
+	if (rc)
+		diag("add context '%s': %s", name, err->message);
+	return rc;
+}
+
+/* Checks shared by every connection failure. */
+static void check_conn_error(int rc, const emh_error *err, const char *ctx, const char *sqlstate, const char *what)
+{
+	is_int(rc, EMH_EUNAVAILABLE, "%s: EMH_EUNAVAILABLE", what);
+	diag("%s: [%s] %s (sqlstate %s, native %d)", what, err->context, err->message, err->sqlstate, err->native);
+	ok(strcmp(err->context, ctx) == 0 || strstr(err->message, ctx) != NULL, "%s: error names context '%s'", what,
+	   ctx);
+	ok(strstr(err->message, ctx) != NULL, "%s: message names context '%s'", what, ctx);
+	ok(!strstr(err->message, g_pw), "%s: message holds no password", what);
+	ok(!strstr(err->message, "WrongPassw0rd"), "%s: message holds no wrong password", what);
+	if (sqlstate)
+		is_str(err->sqlstate, sqlstate, "%s: sqlstate %s", what, sqlstate);
+}
+
+static void test_connect_errors(emh_host *h)
+{
+	emh_error err;
+	char url[600], port[16];
+	int rc;
+	double t0;
+
+	/* wrong password, through the URL */
+	snprintf(url, sizeof url, "postgres://%s:WrongPassw0rd@%s:%s/%s", g_user, g_host, g_port, g_db);
+	if (add_ctx(h, "badpw", (const char *const[]){"url", url, NULL}, &err) == 0) {
+		rc = emh_host_ping(h, "badpw", &err);
+		check_conn_error(rc, &err, "badpw", "28P01", "wrong password (url)");
+		like_str(err.message, "password authentication failed", "wrong password: says so");
+	} else {
+		ok(0, "wrong password context added");
+	}
+
+	/* wrong password, through keys */
+	if (add_ctx(h, "badpw2",
+		    (const char *const[]){"driver", "postgres", "host", g_host, "port", g_port, "database", g_db,
+					  "user", g_user, "password", "WrongPassw0rd", NULL},
+		    &err) == 0) {
+		rc = emh_host_ping(h, "badpw2", &err);
+		check_conn_error(rc, &err, "badpw2", "28P01", "wrong password (keys)");
+	} else {
+		ok(0, "wrong password (keys) context added");
+	}
+
+	/* the right password through password_env */
+	if (add_ctx(h, "envpw",
+		    (const char *const[]){"driver", "postgres", "host", g_host, "port", g_port, "database", g_db,
+					  "user", g_user, "password_env", "EMH_TEST_PGPW_GOOD", NULL},
+		    &err) == 0) {
+		rc = emh_host_ping(h, "envpw", &err);
+		is_int(rc, 0, "password_env: ping works");
+		if (rc)
+			diag("%s", err.message);
+	} else {
+		ok(0, "password_env context added");
+	}
+
+	/* unreachable: a port nothing listens on */
+	{
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		socklen_t len = sizeof a;
+		bind(fd, (struct sockaddr *)&a, sizeof a);
+		getsockname(fd, (struct sockaddr *)&a, &len);
+		snprintf(port, sizeof port, "%u", ntohs(a.sin_port));
+		close(fd);
+	}
+	snprintf(url, sizeof url, "postgres://%s:%s@127.0.0.1:%s/%s", g_user, g_pw, port, g_db);
+	if (add_ctx(h, "down", (const char *const[]){"url", url, NULL}, &err) == 0) {
+		t0 = now_s();
+		rc = emh_host_ping(h, "down", &err);
+		check_conn_error(rc, &err, "down", "08001", "unreachable host");
+		ok(now_s() - t0 < 5.0, "unreachable host: fails at once (%.3f s)", now_s() - t0);
+	} else {
+		ok(0, "unreachable context added");
+	}
+
+	/* missing database */
+	snprintf(url, sizeof url, "postgres://%s:%s@%s:%s/emh_no_such_db", g_user, g_pw, g_host, g_port);
+	if (add_ctx(h, "nodb", (const char *const[]){"url", url, NULL}, &err) == 0) {
+		rc = emh_host_ping(h, "nodb", &err);
+		check_conn_error(rc, &err, "nodb", "3D000", "missing database");
+		like_str(err.message, "emh_no_such_db", "missing database: names it");
+	} else {
+		ok(0, "missing database context added");
+	}
+
+	/* a server that accepts TCP but never answers: connect_timeout_ms holds */
+	{
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		socklen_t len = sizeof a;
+		bind(fd, (struct sockaddr *)&a, sizeof a);
+		listen(fd, 16);
+		getsockname(fd, (struct sockaddr *)&a, &len);
+		snprintf(port, sizeof port, "%u", ntohs(a.sin_port));
+		snprintf(url, sizeof url, "postgres://%s:%s@127.0.0.1:%s/%s?connect_timeout_ms=300&sslmode=disable",
+			 g_user, g_pw, port, g_db);
+		if (add_ctx(h, "mute", (const char *const[]){"url", url, NULL}, &err) == 0) {
+			t0 = now_s();
+			rc = emh_host_ping(h, "mute", &err);
+			double dt = now_s() - t0;
+			check_conn_error(rc, &err, "mute", NULL, "silent server");
+			like_str(err.message, "connect_timeout_ms", "silent server: says it timed out");
+			ok(dt >= 0.25 && dt < 3.0, "silent server: gave up after the 300 ms deadline (%.3f s)", dt);
+		} else {
+			ok(0, "silent server context added");
+		}
+		close(fd);
+	}
+
+	/* bad settings are configuration errors */
+	snprintf(url, sizeof url, "postgres://%s:%s@%s:%s/%s?sslmode=sometimes", g_user, g_pw, g_host, g_port, g_db);
+	if (add_ctx(h, "badssl", (const char *const[]){"url", url, NULL}, &err) == 0) {
+		rc = emh_host_ping(h, "badssl", &err);
+		is_int(rc, EMH_ECONFIG, "sslmode=sometimes: EMH_ECONFIG (%s)", err.message);
+	} else {
+		ok(err.code == EMH_ECONFIG, "sslmode=sometimes refused when added: %s", err.message);
+	}
+}
+
+static int fork_repo(emh_host *h, const char *ctx, const emh_entity *e, emh_em **em, emh_repo **r, emh_error *err)
+{
+	int rc = emh_host_fork(h, ctx, em, err);
+	if (rc)
+		return rc;
+	rc = emh_em_repo(*em, e, r, err);
+	if (rc) {
+		emh_em_close(*em);
+		*em = NULL;
+	}
+	return rc;
+}
+
+static void test_conflict_and_invalid(emh_host *h)
+{
+	emh_em *em;
+	emh_repo *r;
+	emh_error err;
+	pgt_item *a, *b;
+	int rc;
+
+	if (fork_repo(h, "pg", &pgt_item_entity, &em, &r, &err)) {
+		ok(0, "fork: %s", err.message);
+		return;
+	}
+	emh_repo_new(r, (void **)&a, &err);
+	a->email = "dup@example.com";
+	a->score = 1;
+	rc = emh_repo_insert(r, a, &err);
+	is_int(rc, 0, "first insert of an email");
+	emh_repo_new(r, (void **)&b, &err);
+	b->email = "dup@example.com";
+	rc = emh_repo_insert(r, b, &err);
+	is_int(rc, EMH_ECONFLICT, "second insert of the same email: EMH_ECONFLICT");
+	is_str(err.sqlstate, "23505", "conflict: sqlstate 23505");
+	diag("conflict: %s (native %d)", err.message, err.native);
+	ok(err.native != 0, "conflict: native code set");
+	ok(!strstr(err.message, "dup@example.com"), "conflict: message holds no bound value");
+	ok(strcmp(err.context, "pg") == 0 || strstr(err.message, "pg"), "conflict: names the context");
+	emh_em_close(em);
+
+	if (fork_repo(h, "pg", &pgt_item_entity, &em, &r, &err)) {
+		ok(0, "fork: %s", err.message);
+		return;
+	}
+	emh_repo_new(r, (void **)&a, &err);
+	a->email = "badjson@example.com";
+	a->doc = "{not json";
+	rc = emh_repo_insert(r, a, &err);
+	is_int(rc, EMH_EINVAL, "invalid JSON: EMH_EINVAL");
+	is_str(err.sqlstate, "22P02", "invalid JSON: sqlstate 22P02");
+	diag("invalid json: %s", err.message);
+	emh_em_close(em);
+}
+
+static const emh_time ts_values[] = {
+	0,
+	-1,
+	1,
+	INT64_C(946684800000000),   /* 2000-01-01, PostgreSQL's epoch */
+	INT64_C(946684799999999),
+	INT64_C(1700000000123456),
+	INT64_C(-62135596800000000), /* 0001-01-01 */
+	INT64_C(253402300799999999), /* 9999-12-31 23:59:59.999999 */
+	INT64_C(-2208988800000001),  /* 1899-12-31 23:59:59.999999 */
+};
+#define NTS (sizeof ts_values / sizeof ts_values[0])
+
+static void test_roundtrip(emh_host *h)
+{
+	static const double doubles[] = {1.0 / 3.0, -0.0, 1e308, 5e-324, -2.5e-17};
+	static const int32_t ints[] = {INT32_MIN, INT32_MAX, 0, -1, 7};
+	const char *json = "{\"b\": 1,  \"a\": [1, 2], \"a\": \"dup\"}";
+	const char *utf8 = "h\xc3\xa9llo \xe2\x9c\x93 \xe6\x97\xa5\xe6\x9c\xac 'quote' \"dq\" \\ back";
+	unsigned char bytes[256];
+	int64_t ids[NTS] = {0}, id_empty = 0, id_null = 0;
+	emh_em *em;
+	emh_repo *r;
+	emh_error err;
+	int rc;
+
+	for (int i = 0; i < 256; i++)
+		bytes[i] = (unsigned char)i;
+	if (fork_repo(h, "pg", &pgt_item_entity, &em, &r, &err)) {
+		ok(0, "fork: %s", err.message);
+		return;
+	}
+	for (size_t i = 0; i < NTS; i++) {
+		pgt_item *it;
+		char email[64];
+		emh_repo_new(r, (void **)&it, &err);
+		snprintf(email, sizeof email, "rt%zu@example.com", i);
+		it->email = emh_em_strdup(em, email);
+		it->n = ints[i % 5];
+		it->flag = i % 2;
+		it->score = doubles[i % 5];
+		it->data = (emh_blob){bytes, sizeof bytes};
+		it->at = ts_values[i];
+		it->doc = json;
+		it->note = utf8;
+	}
+	{
+		pgt_item *e1, *e2;
+		emh_repo_new(r, (void **)&e1, &err);
+		e1->email = "empty@example.com";
+		e1->data = (emh_blob){"", 0};
+		e1->note = "";
+		emh_repo_new(r, (void **)&e2, &err);
+		e2->email = "null@example.com";
+		emh_em_set_null(em, e2, "at", true, &err);
+		rc = emh_em_flush(em, &err);
+		is_int(rc, 0, "round trip: flush of %zu rows", NTS + 2);
+		if (rc)
+			diag("%s", err.message);
+		id_empty = e1->id;
+		id_null = e2->id;
+	}
+	{
+		emh_query *q;
+		emh_list l;
+		emh_repo_query(r, &q, &err);
+		emh_q_where(q, emh_q_like(q, "email", "rt%"));
+		emh_q_order_by(q, "id", false);
+		rc = emh_repo_find(r, q, &l, &err);
+		is_int(rc, 0, "round trip: find rt%%");
+		is_int(l.count, NTS, "round trip: %zu rows", NTS);
+		for (size_t i = 0; i < l.count && i < NTS; i++)
+			ids[i] = ((pgt_item *)l.items[i])->id;
+	}
+	emh_em_close(em);
+
+	if (fork_repo(h, "pg", &pgt_item_entity, &em, &r, &err)) {
+		ok(0, "fork: %s", err.message);
+		return;
+	}
+	int bad_ts = 0, bad_blob = 0, bad_other = 0;
+	for (size_t i = 0; i < NTS; i++) {
+		pgt_item *it;
+		rc = emh_repo_get(r, emh_v_int64(ids[i]), (void **)&it, &err);
+		if (rc) {
+			ok(0, "get row %zu: %s", i, err.message);
+			continue;
+		}
+		if (it->at != ts_values[i]) {
+			bad_ts++;
+			diag("timestamp %zu: got %lld want %lld", i, (long long)it->at, (long long)ts_values[i]);
+		}
+		if (it->data.len != sizeof bytes || !it->data.data || memcmp(it->data.data, bytes, sizeof bytes))
+			bad_blob++;
+		double want = doubles[i % 5];
+		if (memcmp(&it->score, &want, sizeof want) != 0 || it->n != ints[i % 5] || it->flag != (bool)(i % 2) ||
+		    !it->doc || strcmp(it->doc, json) != 0 || !it->note || strcmp(it->note, utf8) != 0) {
+			bad_other++;
+			diag("row %zu: score %.17g n %d flag %d doc '%s' note '%s'", i, it->score, it->n, it->flag,
+			     it->doc ? it->doc : "(null)", it->note ? it->note : "(null)");
+		}
+	}
+	is_int(bad_ts, 0, "timestamps round-trip to the microsecond (before 1970, 2000, far future)");
+	is_int(bad_blob, 0, "bytea with every byte value round-trips");
+	is_int(bad_other, 0, "int32 extremes, bool, doubles bit-exact, JSON verbatim, UTF-8 text round-trip");
+	{
+		pgt_item *e1 = NULL, *e2 = NULL;
+		emh_repo_get(r, emh_v_int64(id_empty), (void **)&e1, &err);
+		emh_repo_get(r, emh_v_int64(id_null), (void **)&e2, &err);
+		ok(e1 && e1->data.data != NULL && e1->data.len == 0, "empty bytea stays empty, not NULL");
+		ok(e1 && e1->note && e1->note[0] == '\0', "empty text stays empty, not NULL");
+		ok(e2 && e2->data.data == NULL && e2->doc == NULL && e2->note == NULL, "NULL blob/json/text stay NULL");
+		ok(e2 && emh_em_is_null(em, e2, "at"), "NULL timestamp stays NULL");
+	}
+	{
+		/* 'infinity' written by another tool reads as INT64_MAX */
+		emh_em *em2;
+		emh_repo *r2;
+		pgt_item *e3 = NULL;
+		char sql[200];
+		snprintf(sql, sizeof sql, "UPDATE %s SET at = 'infinity' WHERE email = 'null@example.com'", g_items);
+		rc = emh_em_execute(em, sql, &err);
+		is_int(rc, 0, "raw update to infinity");
+		if (fork_repo(h, "pg", &pgt_item_entity, &em2, &r2, &err) == 0) {
+			emh_repo_get(r2, emh_v_int64(id_null), (void **)&e3, &err);
+			ok(e3 && e3->at == INT64_MAX, "timestamp 'infinity' reads as INT64_MAX");
+			emh_em_close(em2);
+		}
+	}
+	{
+		/* LIKE is case-sensitive; backslash escapes */
+		emh_query *q;
+		int64_t n = -1;
+		emh_repo_query(r, &q, &err);
+		emh_q_where(q, emh_q_like(q, "email", "RT%"));
+		emh_repo_count(r, q, &n, &err);
+		is_int(n, 0, "LIKE is case-sensitive");
+		emh_repo_query(r, &q, &err);
+		emh_q_where(q, emh_q_like(q, "note", "%\\\\ back"));
+		emh_repo_count(r, q, &n, &err);
+		is_int(n, (int64_t)NTS, "LIKE with an escaped backslash");
+		emh_repo_query(r, &q, &err);
+		emh_q_where(q, emh_q_like(q, "email", "rt\\_%"));
+		emh_repo_count(r, q, &n, &err);
+		is_int(n, 0, "LIKE with an escaped underscore matches it literally");
+	}
+	emh_em_close(em);
+}
+
+/* Prepared statements of this fork's connection whose text ends with tail. */
+static int64_t count_prepared(emh_em *em, const char *tail, emh_error *err)
+{
+	emh_repo *r;
+	emh_query *q;
+	char pat[256];
+	int64_t n = -1;
+	pat[0] = '%';
+	emh_like_escape(pat + 1, sizeof pat - 1, tail);
+	if (emh_em_repo(em, &pg_prep_entity, &r, err) || emh_repo_query(r, &q, err))
+		return -1;
+	emh_q_where(q, emh_q_like(q, "statement", pat));
+	if (emh_repo_count(r, q, &n, err))
+		return -1;
+	return n;
+}
+
+static bool ctx_stats(emh_host *h, const char *name, emh_context_info *out)
+{
+	emh_context_info *infos;
+	size_t n;
+	emh_error err;
+	bool found = false;
+	if (emh_host_contexts(h, &infos, &n, &err))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(infos[i].name, name) == 0) {
+			*out = infos[i];
+			out->settings = NULL;
+			out->nsettings = 0;
+			out->name = NULL;
+			out->driver = NULL;
+			found = true;
+		}
+	emh_context_info_free(infos, n);
+	return found;
+}
+
+static void test_statement_cache(emh_host *h)
+{
+	char get_tail[128];
+	char appname[64], url[700];
+	emh_em *em;
+	emh_repo *r;
+	emh_error err;
+	pgt_item *it;
+	int rc;
+	int64_t key1 = 0, key2 = 0;
+
+	/* two keys to load */
+	if (fork_repo(h, "pg", &pgt_item_entity, &em, &r, &err) == 0) {
+		emh_list l;
+		emh_query *q;
+		emh_repo_query(r, &q, &err);
+		emh_q_order_by(q, "id", false);
+		emh_q_limit(q, 2);
+		if (emh_repo_find(r, q, &l, &err) == 0 && l.count == 2) {
+			key1 = ((pgt_item *)l.items[0])->id;
+			key2 = ((pgt_item *)l.items[1])->id;
+		}
+		emh_em_close(em);
+	}
+	ok(key1 && key2, "statement cache: have two rows");
+
+	snprintf(get_tail, sizeof get_tail, "FROM \"%s\" WHERE \"id\" = $1", g_items);
+	snprintf(appname, sizeof appname, "emh_victim_%ld", (long)getpid());
+	snprintf(url, sizeof url, "%s", g_url);
+	if (add_ctx(h, "victim",
+		    (const char *const[]){"url", url, "application_name", appname, "pool.max", "1", NULL}, &err) ||
+	    emh_host_register_entity(h, "victim", &pgt_item_entity, &err) ||
+	    emh_host_register_entity(h, "victim", &pg_prep_entity, &err)) {
+		ok(0, "victim context: %s", err.message);
+		return;
+	}
+	if (fork_repo(h, "victim", &pgt_item_entity, &em, &r, &err)) {
+		ok(0, "fork: %s", err.message);
+		return;
+	}
+	rc = emh_repo_get(r, emh_v_int64(key1), (void **)&it, &err);
+	is_int(rc, 0, "get by key");
+	rc = emh_repo_get(r, emh_v_int64(key2), (void **)&it, &err);
+	is_int(rc, 0, "get by key again, same shape");
+	is_int(count_prepared(em, get_tail, &err), 1, "the get shape is prepared once on the connection");
+	emh_em_close(em);
+
+	if (fork_repo(h, "victim", &pgt_item_entity, &em, &r, &err) == 0) {
+		rc = emh_repo_get(r, emh_v_int64(key1), (void **)&it, &err);
+		is_int(rc, 0, "a later fork reuses the prepared statement");
+		is_int(count_prepared(em, get_tail, &err), 1, "still one prepared get");
+		emh_em_close(em);
+	}
+
+	/* kill the victim's backend from another connection */
+	if (emh_host_fork(h, "pg", &em, &err) == 0) {
+		char sql[256];
+		snprintf(sql, sizeof sql,
+			 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '%s'", appname);
+		rc = emh_em_execute(em, sql, &err);
+		is_int(rc, 0, "terminate the victim's backend (application_name was passed)");
+		emh_em_close(em);
+	}
+	usleep(200 * 1000);
+
+	if (fork_repo(h, "victim", &pgt_item_entity, &em, &r, &err) == 0) {
+		rc = emh_repo_get(r, emh_v_int64(key1), (void **)&it, &err);
+		ok(rc == 0 || rc == EMH_EUNAVAILABLE, "first use of the killed connection: ok or EMH_EUNAVAILABLE (%s)",
+		   rc ? err.message : "ok");
+		if (rc)
+			diag("killed connection: %s [%s]", err.message, err.sqlstate);
+		emh_em_close(em);
+	}
+	if (fork_repo(h, "victim", &pgt_item_entity, &em, &r, &err) == 0) {
+		rc = emh_repo_get(r, emh_v_int64(key1), (void **)&it, &err);
+		is_int(rc, 0, "next fork works on a fresh connection, re-preparing");
+		if (rc)
+			diag("%s", err.message);
+		is_int(count_prepared(em, get_tail, &err), 1, "the fresh connection prepared the get shape again");
+		emh_em_close(em);
+	}
+	g_k1 = key1;
+	g_k2 = key2;
+
+	emh_context_info ci;
+	if (ctx_stats(h, "victim", &ci)) {
+		is_int(ci.opened, 2, "victim pool opened 2 connections");
+		is_int(ci.discarded, 1, "victim pool discarded the dead one");
+	} else {
+		ok(0, "victim stats");
+	}
+}
+
+static void test_schema_mismatch(emh_host *h)
+{
+	emh_em *em;
+	emh_error err;
+	int rc;
+
+	if (emh_host_fork(h, "pg", &em, &err) == 0) {
+		char sql[200];
+		snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s; CREATE TABLE %s (id bigint PRIMARY KEY, email integer)",
+			 g_bad, g_bad);
+		rc = emh_em_execute(em, sql, &err);
+		is_int(rc, 0, "execute: several statements");
+		emh_em_close(em);
+	}
+	if (add_ctx(h, "pgbad", (const char *const[]){"url", g_url, NULL}, &err) ||
+	    emh_host_register_entity(h, "pgbad", &pgt_bad_entity, &err)) {
+		ok(0, "pgbad: %s", err.message);
+		return;
+	}
+	rc = emh_host_sync_schema(h, "pgbad", &err);
+	is_int(rc, EMH_ESCHEMA, "sync onto an incompatible table: EMH_ESCHEMA");
+	like_str(err.message, g_bad, "schema error names the table");
+	like_str(err.message, "email", "schema error names the column");
+	rc = emh_host_sync_schema(h, "pg", &err);
+	is_int(rc, 0, "sync of a compatible existing table succeeds again");
+}
+
+/* ---- a deadlock is EMH_ERETRY, retryable ---- */
+
+typedef struct deadlocker {
+	emh_host *h;
+	int64_t first, second;
+	pthread_barrier_t *bar;
+	int rc;
+	emh_error err;
+} deadlocker;
+
+static int bump(emh_repo *r, int64_t key, emh_error *err)
+{
+	pgt_item *it;
+	int rc = emh_repo_get(r, emh_v_int64(key), (void **)&it, err);
+	if (rc)
+		return rc;
+	it->n++;
+	return emh_em_flush(emh_repo_em(r), err);
+}
+
+static void *deadlock_thread(void *arg)
+{
+	deadlocker *d = arg;
+	emh_em *em;
+	emh_repo *r;
+	d->rc = fork_repo(d->h, "pg", &pgt_item_entity, &em, &r, &d->err);
+	if (d->rc) {
+		pthread_barrier_wait(d->bar);
+		return NULL;
+	}
+	d->rc = emh_em_begin(em, &d->err);
+	if (!d->rc)
+		d->rc = bump(r, d->first, &d->err);
+	pthread_barrier_wait(d->bar);
+	if (!d->rc)
+		d->rc = bump(r, d->second, &d->err);
+	if (d->rc) {
+		emh_error e2;
+		emh_em_rollback(em, &e2);
+	} else {
+		d->rc = emh_em_commit(em, &d->err);
+	}
+	emh_em_close(em);
+	return NULL;
+}
+
+static void test_deadlock(emh_host *h, int64_t k1, int64_t k2)
+{
+	pthread_barrier_t bar;
+	pthread_t t1, t2;
+	deadlocker a = {.h = h, .first = k1, .second = k2, .bar = &bar};
+	deadlocker b = {.h = h, .first = k2, .second = k1, .bar = &bar};
+
+	pthread_barrier_init(&bar, NULL, 2);
+	pthread_create(&t1, NULL, deadlock_thread, &a);
+	pthread_create(&t2, NULL, deadlock_thread, &b);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	pthread_barrier_destroy(&bar);
+	deadlocker *victim = a.rc ? &a : &b, *winner = a.rc ? &b : &a;
+	ok((a.rc == 0) != (b.rc == 0), "deadlock: exactly one transaction failed (%s / %s)", emh_status_name(a.rc),
+	   emh_status_name(b.rc));
+	is_int(victim->rc, EMH_ERETRY, "deadlock: the victim gets EMH_ERETRY");
+	ok(victim->err.retryable, "deadlock: marked retryable");
+	is_str(victim->err.sqlstate, "40P01", "deadlock: sqlstate 40P01");
+	diag("deadlock victim: %s", victim->err.message);
+	is_int(winner->rc, 0, "deadlock: the other one commits");
+}
+
+/* ---- 8 threads on a pool of 4 ---- */
+
+static emh_host *g_host_handle;
+static atomic_int g_thread_failures;
+static int64_t g_keys[16];
+
+static void *worker(void *arg)
+{
+	long t = (long)arg;
+	for (int i = 0; i < 40; i++) {
+		emh_em *em;
+		emh_repo *r;
+		emh_error err;
+		pgt_item *it;
+		if (fork_repo(g_host_handle, "pg", &pgt_item_entity, &em, &r, &err)) {
+			atomic_fetch_add(&g_thread_failures, 1);
+			continue;
+		}
+		int rc = emh_repo_get(r, emh_v_int64(g_keys[(t + i) % 16]), (void **)&it, &err);
+		if (rc == 0 && i % 5 == 0) {
+			char email[64];
+			pgt_item *n;
+			snprintf(email, sizeof email, "thread%ld-%d@example.com", t, i);
+			emh_repo_new(r, (void **)&n, &err);
+			n->email = emh_em_strdup(em, email);
+			n->n = (int32_t)i;
+			rc = emh_em_flush(em, &err);
+		}
+		if (rc) {
+			atomic_fetch_add(&g_thread_failures, 1);
+			diag("thread %ld: %s", t, err.message);
+		}
+		emh_em_close(em);
+	}
+	return NULL;
+}
+
+static void test_pool_bound(emh_host *h)
+{
+	emh_em *em;
+	emh_repo *r;
+	emh_error err;
+	pthread_t th[8];
+
+	if (fork_repo(h, "pg", &pgt_item_entity, &em, &r, &err)) {
+		ok(0, "fork: %s", err.message);
+		return;
+	}
+	for (int i = 0; i < 16; i++) {
+		pgt_item *it;
+		char email[64];
+		emh_repo_new(r, (void **)&it, &err);
+		snprintf(email, sizeof email, "pool%d@example.com", i);
+		it->email = emh_em_strdup(em, email);
+	}
+	int rc = emh_em_flush(em, &err);
+	is_int(rc, 0, "pool: seed rows");
+	{
+		emh_query *q;
+		emh_list l;
+		emh_repo_query(r, &q, &err);
+		emh_q_where(q, emh_q_like(q, "email", "pool%"));
+		if (emh_repo_find(r, q, &l, &err) == 0)
+			for (size_t i = 0; i < l.count && i < 16; i++)
+				g_keys[i] = ((pgt_item *)l.items[i])->id;
+	}
+	emh_em_close(em);
+
+	g_host_handle = h;
+	for (long i = 0; i < 8; i++)
+		pthread_create(&th[i], NULL, worker, (void *)i);
+	for (int i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	is_int(atomic_load(&g_thread_failures), 0, "8 threads x 40 forks on a pool of 4: no failures");
+	emh_context_info ci;
+	if (ctx_stats(h, "pg", &ci)) {
+		ok(ci.opened <= 4, "pool never opened more than 4 connections (opened %llu)",
+		   (unsigned long long)ci.opened);
+		ok(ci.in_use == 0 && ci.idle <= 4, "pool: in_use %u idle %u after the threads", ci.in_use, ci.idle);
+	} else {
+		ok(0, "pg stats");
+	}
+}
+
+int main(void)
+{
+	const char *url = getenv("EMH_TEST_PG_URL");
+	const char *builddir = getenv("EMH_BUILDDIR");
+	char plugin_dir[1024], envpw[256];
+	emh_host *h = NULL;
+	emh_error err;
+
+	plan_lazy();
+	snprintf(g_items, sizeof g_items, "pgt_items_%ld", (long)getpid());
+	snprintf(g_bad, sizeof g_bad, "pgt_bad_%ld", (long)getpid());
+	if (!url || !*url) {
+		need_server(1, "postgres: EMH_TEST_PG_URL not set (run scripts/servers/pg.sh start)");
+		return done_testing();
+	}
+	if (parse_url(url))
+		bail("cannot parse EMH_TEST_PG_URL '%s'", url);
+	snprintf(plugin_dir, sizeof plugin_dir, "%s/plugins-build", builddir ? builddir : ".");
+	snprintf(envpw, sizeof envpw, "EMH_TEST_PGPW_GOOD=%s", g_pw);
+	const char *envp[] = {envpw, NULL};
+	emh_host_opts o = {.plugin_dir = plugin_dir, .envp = envp, .log_level = EMH_LOG_WARN};
+	if (emh_host_new(&o, &h, &err))
+		bail("emh_host_new: %s", err.message);
+
+	if (add_ctx(h, "pg", (const char *const[]){"url", g_url, "pool.max", "4", NULL}, &err) ||
+	    emh_host_register_entity(h, "pg", &pgt_item_entity, &err) ||
+	    emh_host_register_entity(h, "pg", &pg_prep_entity, &err))
+		bail("context pg: %s", err.message);
+	{
+		emh_em *em;
+		char sql[120];
+		snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", g_items);
+		if (emh_host_fork(h, "pg", &em, &err) || emh_em_execute(em, sql, &err))
+			bail("drop %s: %s", g_items, err.message);
+		emh_em_close(em);
+	}
+	int rc = emh_host_sync_schema(h, "pg", &err);
+	is_int(rc, 0, "schema sync creates %s", g_items);
+	if (rc)
+		bail("sync: %s", err.message);
+	rc = emh_host_sync_schema(h, "pg", &err);
+	is_int(rc, 0, "schema sync again is a no-op");
+
+	test_connect_errors(h);
+	test_conflict_and_invalid(h);
+	test_roundtrip(h);
+	test_statement_cache(h);
+	test_deadlock(h, g_k1, g_k2);
+	test_schema_mismatch(h);
+	test_pool_bound(h);
+
+	{
+		emh_em *em;
+		char sql[200];
+		snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s, %s", g_items, g_bad);
+		if (emh_host_fork(h, "pg", &em, &err) == 0) {
+			emh_em_execute(em, sql, &err);
+			emh_em_close(em);
+		}
+	}
+	emh_host_free(h);
+	return done_testing();
+}
