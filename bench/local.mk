@@ -37,7 +37,7 @@ endif
 bench_emh_bench_LDADD += $(AX_PTHREAD_LIBS)
 
 # Speed is measured here, never asserted by a test.
-bench: bench/emh-bench$(EXEEXT) plugins-build.stamp
+bench: bench/emh-bench$(EXEEXT) plugins-build.stamp bench-http
 	EMH_BUILDDIR='$(abs_top_builddir)' EMH_PLUGIN_DIR='$(abs_top_builddir)/plugins-build' ./bench/emh-bench
 	@if test -n '$(EMH_BENCH_ARGS)'; then \
 	  echo "EMH_PLUGIN_DIR='$(abs_top_builddir)/plugins-build' ./bench/emh-bench $(EMH_BENCH_ARGS)"; \

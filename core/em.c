@@ -104,6 +104,7 @@ int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err)
 	memset(em, 0, offsetof(emh_em, arena));
 	em->host = h;
 	em->ctx = c;
+	atomic_fetch_add_explicit(&c->forks_open, 1, memory_order_relaxed);
 	emh__arena_init(&em->arena, em->inline_buf, sizeof em->inline_buf);
 	*out = em;
 	return 0;
@@ -136,6 +137,7 @@ void emh_em_close(emh_em *em)
 	pc_release(em);
 	emh__arena_release(&em->arena);
 	emh_context *c = em->ctx;
+	atomic_fetch_sub_explicit(&c->forks_open, 1, memory_order_relaxed);
 	void *none = NULL;
 	if (!atomic_compare_exchange_strong_explicit(&c->spare_em, &none, em, memory_order_release,
 						     memory_order_relaxed))

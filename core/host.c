@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,12 +240,16 @@ static int name_context(emh_error *err, int rc, const char *name)
 
 static int ping_context(emh_context *c, emh_error *err)
 {
+	emh_error local;
+	if (!err)
+		err = &local;
 	emh__pconn *pc;
 	int rc = emh__pool_acquire(&c->pool, &pc, err);
 	if (rc)
 		return name_context(err, rc, c->name);
 	rc = c->drv->d.ping(pc->conn, err);
 	emh__pool_release(&c->pool, pc, rc);
+	emh__pool_note(&c->pool, rc ? err : NULL);
 	return rc ? name_context(err, rc, c->name) : 0;
 }
 
@@ -387,6 +392,9 @@ void emh_host_free(emh_host *h)
 		context_free(h->ctxs[i]);
 	}
 	free(h->ctxs);
+	for (size_t i = h->nunload; i-- > 0;)
+		dlclose(h->unload[i]);
+	free(h->unload);
 	emh__config_release(&h->cfg);
 	emh__unload_drivers(h);
 	free(h->dinfo);

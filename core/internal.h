@@ -96,6 +96,8 @@ int emh__pool_init(emh__pool *p, const emh__driver *drv, emh_dctx *dctx, const e
 int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err);
 /* status: 0 fine; EMH_EUNAVAILABLE: discard; other error: ping before reuse. */
 void emh__pool_release(emh__pool *p, emh__pconn *pc, int status);
+/* Record the context as up (e NULL) or down with e's message, for health. */
+void emh__pool_note(emh__pool *p, const emh_error *e);
 /* Close every idle connection; the caller guarantees none is in use. */
 void emh__pool_destroy(emh__pool *p);
 
@@ -164,6 +166,8 @@ struct emh_host {
 	emh_refused_info *rinfo;
 	void *services;                     /* core/service.c's state */
 	void (*services_free)(emh_host *h); /* set by core/service.c */
+	void **unload;                      /* service modules to dlclose after the contexts */
+	size_t nunload;
 };
 
 const emh__config *emh__host_config(const emh_host *h);

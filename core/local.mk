@@ -17,4 +17,4 @@ core_libemhost_la_LDFLAGS = -no-undefined -version-info 0:0:0 -export-symbols-re
 emhostincludedir = $(includedir)/emhost
 emhostinclude_HEADERS = include/emhost/emhost.h include/emhost/error.h include/emhost/entity.h \
 	include/emhost/query.h include/emhost/host.h include/emhost/em.h include/emhost/driver.h \
-	include/emhost/sql.h
+	include/emhost/sql.h include/emhost/service.h

@@ -65,11 +65,12 @@ static bool expired(const emh__pool *p, const emh__pconn *pc, int64_t now)
 	       p->total > (unsigned)p->min;
 }
 
-static void note_down(emh__pool *p, const emh_error *e)
+void emh__pool_note(emh__pool *p, const emh_error *e)
 {
 	pthread_mutex_lock(&p->mu);
-	p->up = false;
-	snprintf(p->last_error, sizeof p->last_error, "%s", e->message);
+	p->up = e == NULL;
+	if (e)
+		snprintf(p->last_error, sizeof p->last_error, "%s", e->message);
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -80,6 +81,9 @@ static void note_down(emh__pool *p, const emh_error *e)
  */
 int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 {
+	emh_error local;
+	if (!err)
+		err = &local; /* the pool records the message of a failed connect */
 	int64_t start = 0, deadline = 0;
 	atomic_fetch_add_explicit(&p->acquires, 1, memory_order_relaxed);
 	for (;;) {
@@ -148,7 +152,7 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 				    : emh_error_set(err, EMH_ENOMEM, "out of memory");
 			if (rc) {
 				free(pc);
-				note_down(p, err);
+				emh__pool_note(p, err);
 				pthread_mutex_lock(&p->mu);
 				p->total--;
 				p->in_use--;
@@ -162,9 +166,7 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 			pc->created_ns = emh__coarse_ns();
 			pc->epoch = epoch;
 			pc->fresh = true;
-			pthread_mutex_lock(&p->mu);
-			p->up = true;
-			pthread_mutex_unlock(&p->mu);
+			emh__pool_note(p, NULL);
 		} else if (need_ping) {
 			emh_error perr;
 			if (p->drv->d.ping(pc->conn, &perr) != 0) {

@@ -95,27 +95,31 @@ struct emh_response {
 	size_t nheaders, capheaders;
 };
 
-/* h->services is created on first use; creation is the only step two
- * threads could race on, so it alone takes a process-wide lock. */
-static pthread_mutex_t registry_create_mu = PTHREAD_MUTEX_INITIALIZER;
-
 static void services_free(emh_host *h);
 
+/* h->services is created on first use; two threads adding services at once
+ * race only on that creation, settled by a compare-and-swap (no process-wide
+ * lock: two hosts share nothing). */
 static svc_registry *registry_get(emh_host *h, bool create)
 {
-	pthread_mutex_lock(&registry_create_mu);
-	svc_registry *r = h->services;
-	if (!r && create) {
-		r = calloc(1, sizeof *r);
-		if (r) {
-			pthread_mutex_init(&r->add_mu, NULL);
-			pthread_rwlock_init(&r->lock, NULL);
-			h->services = r;
-			h->services_free = services_free;
-		}
+	svc_registry *r = __atomic_load_n((svc_registry **)&h->services, __ATOMIC_ACQUIRE);
+	if (r || !create)
+		return r;
+	svc_registry *mine = calloc(1, sizeof *mine);
+	if (!mine)
+		return NULL;
+	pthread_mutex_init(&mine->add_mu, NULL);
+	pthread_rwlock_init(&mine->lock, NULL);
+	svc_registry *none = NULL;
+	if (__atomic_compare_exchange_n((svc_registry **)&h->services, &none, mine, false, __ATOMIC_ACQ_REL,
+					__ATOMIC_ACQUIRE)) {
+		h->services_free = services_free;
+		return mine;
 	}
-	pthread_mutex_unlock(&registry_create_mu);
-	return r;
+	pthread_rwlock_destroy(&mine->lock);
+	pthread_mutex_destroy(&mine->add_mu);
+	free(mine);
+	return none;
 }
 
 static void svc_free(emh_svc *s)
@@ -133,18 +137,17 @@ static void svc_free(emh_svc *s)
 }
 
 /*
- * emh_host_free's hook: every service's fini, then the modules are unloaded
- * and the registry freed.  Runs before the contexts are closed; nothing of
- * the core reads an entity's metadata while closing a context.
+ * emh_host_free's hook, run before the contexts close: every service's fini
+ * (it may still use its contexts), then the registry is freed.  The modules
+ * themselves are handed to the host to unload after the contexts are gone,
+ * since the contexts' registered entities live in the modules.
  */
 static void services_free(emh_host *h)
 {
 	if (!h)
 		return;
-	pthread_mutex_lock(&registry_create_mu);
 	svc_registry *r = h->services;
 	h->services = NULL;
-	pthread_mutex_unlock(&registry_create_mu);
 	if (!r)
 		return;
 	/* fini in reverse load order, then unload: a module may use another's entity. */
@@ -153,14 +156,24 @@ static void services_free(emh_host *h)
 		if (s->inited && s->desc.fini)
 			s->desc.fini(s, s->state);
 	}
+	size_t ndl = 0;
+	void **dls = calloc(r->n + r->norphans + 1, sizeof *dls);
 	for (size_t i = r->n; i-- > 0;) {
 		void *dl = r->v[i]->dl;
 		svc_free(r->v[i]);
-		if (dl)
-			dlclose(dl);
+		if (dl && dls)
+			dls[ndl++] = dl;
+		else if (dl)
+			dlclose(dl); /* out of memory: unload now rather than leak */
 	}
-	for (size_t i = 0; i < r->norphans; i++)
-		dlclose(r->orphans[i]);
+	for (size_t i = 0; i < r->norphans; i++) {
+		if (dls)
+			dls[ndl++] = r->orphans[i];
+		else
+			dlclose(r->orphans[i]);
+	}
+	h->unload = dls;
+	h->nunload = ndl;
 	for (size_t i = 0; i < r->nents; i++) {
 		free(r->ents[i].context);
 		free(r->ents[i].owner);

@@ -8,6 +8,7 @@
 #include <emhost/query.h>
 #include <emhost/host.h>
 #include <emhost/em.h>
+#include <emhost/service.h>
 
 #define EMH_VERSION_STRING "0.1.0"
 

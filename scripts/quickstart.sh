@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# scripts/quickstart.sh: install what is missing, build emhost, and start
+# emhostd with etc/emhost.conf (SQLite, the bundled services users, analytics
+# and profile), printing its URL and three curl commands to try.
+#
+# usage: scripts/quickstart.sh
+#   EMH_BUILD_DIR  build directory (default: ./_build in the source tree)
+#   EMH_DATA       data directory for the SQLite files (default: ./var)
+#   EMH_LISTEN     listen address (default: 127.0.0.1:8080)
+# As root, missing Debian packages are installed with apt-get; as another
+# user the script lists them and stops.  Stop the server with Ctrl-C.
+set -euo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+bdir=${EMH_BUILD_DIR:-$src/_build}
+
+"$src/scripts/deps.sh" build
+echo "quickstart: building in $bdir (first time: a minute or two)" >&2
+"$src/scripts/build.sh" "$bdir"
+[ -x "$bdir/core/daemon/emhostd" ] || {
+	echo "quickstart: emhostd was not built (configure found no libmicrohttpd/jansson?): see $bdir/configure.out" >&2
+	exit 1
+}
+
+# etc/emhost.conf reads these through ${VAR:-default}: point it at the build.
+export EMH_PLUGIN_DIR="$bdir/plugins-build"
+export EMH_SERVICE_DIR="$bdir/services/.libs"
+export EMH_DATA="${EMH_DATA:-$src/var}"
+export EMH_LISTEN="${EMH_LISTEN:-127.0.0.1:8080}"
+mkdir -p "$EMH_DATA"
+url="http://$EMH_LISTEN"
+
+cat <<MSG
+
+emhostd is starting on $url  (data: $EMH_DATA; stop with Ctrl-C)
+In another terminal:
+
+  curl -s -X POST $url/users -d '{"name":"Ada","email":"ada@example.com"}'
+  curl -s -X POST $url/analytics/events -d '{"user_id":1,"type":"signup"}'
+  curl -s $url/profile/1
+
+MSG
+exec "$bdir/core/daemon/emhostd" -c "$src/etc/emhost.conf"

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * services/analytics/analytics.c: the `analytics` service, events in the
+ * context it knows as "analytics" (remap it per deployment).
+ *
+ *   POST /analytics/events   {"user_id","type"} -> 201 + the event
+ *   GET  /analytics/events?user_id=&limit=&offset= -> 200 {"events":[...]}
+ *   GET  /analytics/counts                        -> 200 {"counts":{type:n},"total":n}
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <emhost/emhost.h>
+#include <emhost/service.h>
+
+#include "../common/entities.h"
+#include "../common/svc.h"
+
+enum { NEED_EVENTS };
+static const emh_need analytics_needs[] = {
+	[NEED_EVENTS] = EMH_NEED_REPO(&event_entity, "analytics"),
+};
+
+#define TYPE_MAX 64
+
+static json_t *event_json(const event *e)
+{
+	return json_pack("{s:o,s:o,s:s,s:o}", "id", svc_json_int(e->id), "user_id", svc_json_int(e->user_id),
+			 "type", e->type ? e->type : "", "created_at", svc_json_time(e->created_at));
+}
+
+static int events_create(emh_repo *repo, const emh_request *req, emh_response *res, emh_error *err)
+{
+	json_t *body;
+	const char *type;
+	int64_t user_id;
+	event *e;
+	int rc = svc_body_object(req, &body, err);
+	if (rc)
+		return rc;
+	if ((rc = svc_member_int(body, "user_id", true, &user_id, NULL, err)) ||
+	    (rc = svc_member_string(body, "type", true, &type, err)))
+		goto out_body;
+	if (user_id <= 0 || strlen(type) > TYPE_MAX) {
+		rc = emh_error_set(err, EMH_EINVAL, "'user_id' must be positive and 'type' at most %d bytes", TYPE_MAX);
+		goto out_body;
+	}
+	emh_em *em = emh_repo_em(repo);
+	if ((rc = emh_repo_new(repo, (void **)&e, err)))
+		goto out_body;
+	e->user_id = user_id;
+	e->created_at = svc_now();
+	if (!(e->type = emh_em_strdup(em, type))) {
+		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
+		goto out_body;
+	}
+	if ((rc = svc_flush(em, err)))
+		goto out_body;
+	rc = svc_reply_json(res, 201, event_json(e), err);
+out_body:
+	json_decref(body);
+	return rc;
+}
+
+static int events_list(emh_repo *repo, const emh_request *req, emh_response *res, emh_error *err)
+{
+	int64_t user_id, limit, offset;
+	int rc;
+	if ((rc = svc_arg_int(req, "user_id", 0, INT64_MAX / 2, &user_id, err)) ||
+	    (rc = svc_arg_int(req, "limit", 100, 1000, &limit, err)) ||
+	    (rc = svc_arg_int(req, "offset", 0, INT64_MAX / 2, &offset, err)))
+		return rc;
+	if ((rc = emh_em_set_readonly(emh_repo_em(repo), err)))
+		return rc;
+	emh_query *q;
+	emh_list list;
+	if ((rc = emh_repo_query(repo, &q, err)))
+		return rc;
+	if (emh_request_arg(req, "user_id"))
+		emh_q_where(q, emh_q_eq(q, "user_id", emh_v_int64(user_id)));
+	emh_q_order_by(q, "id", false);
+	emh_q_limit(q, limit);
+	emh_q_offset(q, offset);
+	if ((rc = emh_repo_find(repo, q, &list, err)))
+		return rc;
+	json_t *arr = json_array();
+	for (size_t i = 0; i < list.count; i++)
+		json_array_append_new(arr, event_json(list.items[i]));
+	return svc_reply_json(res, 200, json_pack("{s:o}", "events", arr), err);
+}
+
+/*
+ * Count per type.  The query API has no GROUP BY, so this reads the events
+ * in pages on a read-only fork (no identity map, no snapshots) and counts.
+ */
+static int events_counts(emh_repo *repo, emh_response *res, emh_error *err)
+{
+	int rc = emh_em_set_readonly(emh_repo_em(repo), err);
+	if (rc)
+		return rc;
+	json_t *counts = json_object();
+	int64_t total = 0, last_id = 0;
+	for (;;) {
+		emh_query *q;
+		emh_list list;
+		if ((rc = emh_repo_query(repo, &q, err)))
+			break;
+		emh_q_where(q, emh_q_gt(q, "id", emh_v_int64(last_id)));
+		emh_q_order_by(q, "id", false);
+		emh_q_limit(q, 1000);
+		if ((rc = emh_repo_find(repo, q, &list, err)))
+			break;
+		for (size_t i = 0; i < list.count; i++) {
+			const event *e = list.items[i];
+			const char *type = e->type ? e->type : "";
+			json_t *n = json_object_get(counts, type);
+			json_object_set_new(counts, type, json_integer(n ? json_integer_value(n) + 1 : 1));
+			last_id = e->id;
+		}
+		total += (int64_t)list.count;
+		if (list.count < 1000)
+			break;
+	}
+	if (rc) {
+		json_decref(counts);
+		return rc;
+	}
+	return svc_reply_json(res, 200, json_pack("{s:o,s:o}", "counts", counts, "total", svc_json_int(total)), err);
+}
+
+static int analytics_handle(emh_scope *scope, const emh_request *req, emh_response *res, emh_error *err)
+{
+	emh_repo *repo;
+	int rc;
+	const char *m = req->method;
+	if (strcmp(req->path, "/events") == 0 || strcmp(req->path, "/events/") == 0) {
+		if (strcmp(m, "POST") != 0 && strcmp(m, "GET") != 0)
+			return svc_reply_method(res, req, "GET, POST", err);
+		if ((rc = emh_scope_repo_at(scope, NEED_EVENTS, &repo, err)))
+			return rc;
+		return strcmp(m, "POST") == 0 ? events_create(repo, req, res, err) : events_list(repo, req, res, err);
+	}
+	if (strcmp(req->path, "/counts") == 0) {
+		if (strcmp(m, "GET") != 0)
+			return svc_reply_method(res, req, "GET", err);
+		if ((rc = emh_scope_repo_at(scope, NEED_EVENTS, &repo, err)))
+			return rc;
+		return events_counts(repo, res, err);
+	}
+	return emh_error_set(err, EMH_ENOTFOUND, "no route /analytics%s: use /analytics/events or /analytics/counts",
+			     req->path);
+}
+
+EMH_SERVICE_EXPORT const emh_service emh_service_descriptor = {
+	EMH_SERVICE_HEADER,
+	.name = "analytics",
+	.version = "1.0",
+	.description = "analytics: record events and count them (context 'analytics')",
+	.needs = analytics_needs,
+	.nneeds = EMH_NEEDS_COUNT(analytics_needs),
+	.handle = analytics_handle,
+};

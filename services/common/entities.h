@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * services/common/entities.h: the entities of the bundled services.  Each
+ * module compiles its own copy; the host resolves identical copies declared by
+ * two modules (users writes users, profile reads them) to one registration.
+ */
+#ifndef EMH_SERVICES_ENTITIES_H
+#define EMH_SERVICES_ENTITIES_H
+
+#include <stdint.h>
+
+#include <emhost/entity.h>
+
+#define SVC_UNUSED __attribute__((unused))
+
+/* A user of the `users` service, table "users" of the default context. */
+typedef struct user {
+	int64_t id;        /* generated */
+	const char *name;
+	const char *email; /* unique */
+} user;
+
+static const emh_field user_fields[] = {
+	EMH_FIELD(user, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(user, name, EMH_T_TEXT, 0),
+	EMH_FIELD(user, email, EMH_T_TEXT, EMH_F_UNIQUE),
+};
+static SVC_UNUSED const emh_entity user_entity = EMH_ENTITY(user, "users", user_fields);
+
+/* An analytics event, table/collection "events" of the analytics context. */
+typedef struct event {
+	int64_t id;          /* generated */
+	int64_t user_id;     /* indexed */
+	const char *type;    /* indexed */
+	emh_time created_at; /* when the event was recorded */
+} event;
+
+static const emh_field event_fields[] = {
+	EMH_FIELD(event, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(event, user_id, EMH_T_INT64, EMH_F_INDEXED),
+	EMH_FIELD(event, type, EMH_T_TEXT, EMH_F_INDEXED),
+	EMH_FIELD(event, created_at, EMH_T_TIMESTAMP, 0),
+};
+static SVC_UNUSED const emh_entity event_entity = EMH_ENTITY(event, "events", event_fields);
+
+#endif

@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/daemon/t_services.c: service modules and dependency injection with
+ * fixture modules built as real shared objects (tests/daemon/.libs/fx_*.so)
+ * on SQLite contexts: loading, ABI refusals, missing and remapped contexts,
+ * entity clashes, scopes (lazy forks, undeclared needs, no implicit flush).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <emhost/emhost.h>
+#include <emhost/service.h>
+
+#include "../tap.h"
+#include "fx_entities.h"
+
+static char tmp[256], fxdir[1024], plugdir[1024];
+
+/* Write a config whose services section is services_body, and make a host. */
+static int host_with(const char *services_body, emh_host **h, emh_error *err)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/emhost.conf", tmp);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		bail("cannot write %s: %s", path, strerror(errno));
+	fprintf(f,
+		"service_dir = \"%s\";\n"
+		"contexts = (\n"
+		"  { name = \"default\"; driver = \"sqlite\"; path = \"%s/default.db\"; schema = \"sync\"; },\n"
+		"  { name = \"analytics_eu\"; driver = \"sqlite\"; path = \"%s/eu.db\"; schema = \"sync\"; }\n"
+		");\n"
+		"services = ( %s );\n",
+		fxdir, tmp, tmp, services_body);
+	fclose(f);
+	emh_host_opts o = {.config_path = path, .plugin_dir = plugdir, .log_level = EMH_LOG_ERROR};
+	*h = NULL;
+	int rc = emh_host_new(&o, h, err);
+	if (rc)
+		return rc;
+	rc = emh_host_load_services(*h, err);
+	return rc;
+}
+
+/* Run one request on service svc; returns the handler's code, body into buf. */
+static int call(emh_host *h, const char *svc, const char *method, const char *path, const char *query,
+		const char *body, char *buf, size_t cap, emh_error *err)
+{
+	emh_kv args[4];
+	size_t nargs = 0;
+	char qcopy[256];
+	snprintf(qcopy, sizeof qcopy, "%s", query ? query : "");
+	for (char *save = NULL, *kv = strtok_r(qcopy, "&", &save); kv && nargs < 4;
+	     kv = strtok_r(NULL, "&", &save)) {
+		char *eq = strchr(kv, '=');
+		if (eq)
+			*eq++ = '\0';
+		args[nargs].name = kv;
+		args[nargs++].value = eq ? eq : "";
+	}
+	emh_request req = {.method = method, .path = path, .query = query ? query : "", .args = args,
+			   .nargs = nargs, .body = body, .body_len = body ? strlen(body) : 0};
+	emh_scope *scope;
+	buf[0] = '\0';
+	int rc = emh_scope_open(h, svc, &scope, err);
+	if (rc)
+		return rc;
+	emh_response *res = emh_response_new();
+	rc = emh_scope_handle(scope, &req, res, err);
+	if (rc == 0) {
+		size_t len;
+		const char *b = emh_response_body(res, &len);
+		snprintf(buf, cap, "%.*s", (int)len, b ? b : "");
+	}
+	emh_response_free(res);
+	emh_scope_close(scope);
+	return rc;
+}
+
+static unsigned forks_open(emh_host *h, const char *ctx)
+{
+	emh_context_info *infos;
+	size_t n;
+	unsigned forks = 999;
+	if (emh_host_contexts(h, &infos, &n, NULL) != 0)
+		return forks;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(infos[i].name, ctx) == 0)
+			forks = infos[i].forks_open;
+	emh_context_info_free(infos, n);
+	return forks;
+}
+
+static void test_good(void)
+{
+	emh_host *h;
+	emh_error err;
+	char buf[256];
+	int rc = host_with("{ name = \"good\"; module = \"fx_good\"; contexts = { analytics = \"analytics_eu\"; };"
+			   "  settings = { greeting = \"hi there\"; }; }",
+			   &h, &err);
+	if (!ok(rc == 0, "fixture service loads with a remapped context")) {
+		diag("%s", err.message);
+		emh_host_free(h);
+		skip(19, "no host");
+		return;
+	}
+	emh_svc *svc = emh_host_service(h, "good");
+	ok(svc != NULL, "emh_host_service finds it by name");
+	is_str(emh_svc_context(svc, "analytics"), "analytics_eu", "declared 'analytics' resolved through the remap");
+	is_str(emh_svc_context(svc, NULL), "default", "declared NULL resolved to the default context");
+	ok(emh_svc_context(svc, "billing") == NULL, "an undeclared context resolves to nothing");
+	ok(emh_host_service_at(h, 0) == svc && emh_host_service_at(h, 1) == NULL, "emh_host_service_at lists it");
+	like_str(emh_svc_file(svc), "fx_good.so", "emh_svc_file names the module");
+
+	is_int(call(h, "good", "GET", "/state", NULL, NULL, buf, sizeof buf, &err), 0, "handler runs");
+	is_str(buf, "hi there", "init saw the service's settings and its state reaches the scope");
+
+	/* forks are lazy and close with the scope */
+	emh_scope *scope;
+	emh_scope_open(h, "good", &scope, &err);
+	is_int(emh_scope_forks_open(scope), 0, "a new scope has opened no fork");
+	is_int(forks_open(h, "default") + forks_open(h, "analytics_eu"), 0, "and the host counts none");
+	emh_em *em, *em2;
+	emh_scope_em(scope, NULL, &em, &err);
+	emh_scope_em_at(scope, 1, &em2, &err);
+	ok(em && em == em2, "asking twice (by name, by index) gives the same fork");
+	is_str(emh_em_context(em), "default", "the fork is on the resolved context");
+	is_int(forks_open(h, "default"), 1, "one fork open on 'default' while the scope lives");
+	emh_scope_close(scope);
+	is_int(forks_open(h, "default"), 0, "closing the scope closed the fork");
+	is_int(call(h, "good", "GET", "/forks", NULL, NULL, buf, sizeof buf, &err), 0, "scope with every need asked");
+	is_str(buf, "2", "three needs on two contexts share two forks");
+
+	/* nothing is flushed implicitly; the remap reaches the data */
+	call(h, "good", "POST", "/add", "ctx=analytics", "lost", buf, sizeof buf, &err);
+	call(h, "good", "GET", "/count", "ctx=analytics", NULL, buf, sizeof buf, &err);
+	is_str(buf, "0", "an unflushed insert is discarded when the scope closes");
+	is_int(call(h, "good", "POST", "/add", "ctx=analytics&flush=1", "kept", buf, sizeof buf, &err), 0,
+	       "flushed insert");
+	call(h, "good", "GET", "/count", "ctx=analytics", NULL, buf, sizeof buf, &err);
+	is_str(buf, "1", "a flushed insert stays");
+	emh_em *raw;
+	emh_repo *repo;
+	int64_t n = -1;
+	/* the module's copy of the entity is the one registered in the host */
+	const emh_entity *note = emh_svc_descriptor(svc)->needs[0].entity;
+	if (emh_host_fork(h, "analytics_eu", &raw, &err) == 0 && emh_em_repo(raw, note, &repo, &err) == 0)
+		emh_repo_count(repo, NULL, &n, &err);
+	else
+		diag("%s", err.message);
+	emh_em_close(raw);
+	is_int(n, 1, "the row is in the remapped context analytics_eu");
+	call(h, "good", "GET", "/count", NULL, NULL, buf, sizeof buf, &err);
+	is_str(buf, "0", "and not in the default context");
+
+	/* undeclared needs at run time */
+	rc = call(h, "good", "GET", "/undeclared-context", NULL, NULL, buf, sizeof buf, &err);
+	is_int(rc, EMH_ENOCONTEXT, "an undeclared context is refused");
+	like_str(err.message, "did not declare context 'billing' (declares: analytics, default)",
+		 "the error names the context and what was declared");
+	rc = call(h, "good", "GET", "/undeclared-entity", NULL, NULL, buf, sizeof buf, &err);
+	is_int(rc, EMH_ENOENTITY, "an undeclared entity is refused");
+	like_str(err.message, "entity 'fx_other' in context 'default'", "the error names entity and context");
+	is_int(call(h, "good", "GET", "/em-as-repo", NULL, NULL, buf, sizeof buf, &err), EMH_EINVAL,
+	       "a repository asked of an EM-only need is refused");
+	is_int(call(h, "good", "GET", "/nowhere", NULL, NULL, buf, sizeof buf, &err), EMH_ENOTFOUND,
+	       "the handler's own error comes back");
+
+	rc = call(h, "nosuch", "GET", "/", NULL, NULL, buf, sizeof buf, &err);
+	is_int(rc, EMH_ENOSERVICE, "a scope of an unknown service is refused");
+	like_str(err.message, "no service 'nosuch' (services: good)", "listing the services");
+
+	/* static registration with the same module's descriptor under another name */
+	const emh_service *desc = emh_svc_descriptor(svc);
+	const char *remap[] = {"analytics", "default", NULL};
+	emh_service_opts so = {.name = "good_local", .remap = remap};
+	rc = emh_host_add_service(h, desc, &so, &err);
+	is_int(rc, 0, "emh_host_add_service registers a static service with a remap");
+	is_str(emh_svc_context(emh_host_service(h, "good_local"), "analytics"), "default",
+	       "its 'analytics' is the default context");
+	is_str(emh_svc_file(emh_host_service(h, "good_local")), "(static)", "and it says it is static");
+	call(h, "good_local", "GET", "/count", "ctx=analytics", NULL, buf, sizeof buf, &err);
+	is_str(buf, "0", "the same code now reads the default context");
+	so.remap = NULL;
+	is_int(emh_host_add_service(h, desc, &so, &err), EMH_ECONFIG, "a second service of the same name is refused");
+	emh_host_free(h);
+}
+
+/* Load failures: each config is expected to fail with code and message. */
+static void expect_fail(const char *body, int code, const char *msg, const char *name)
+{
+	emh_host *h;
+	emh_error err;
+	memset(&err, 0, sizeof err);
+	int rc = host_with(body, &h, &err);
+	is_int(rc, code, "%s: refused", name);
+	like_str(err.message, msg, "%s: message", name);
+	emh_host_free(h);
+}
+
+static void test_failures(void)
+{
+	expect_fail("{ name = \"billing\"; module = \"fx_ledger\"; }", EMH_ENOCONTEXT,
+		    "service 'billing' needs context 'ledger'; contexts: default, analytics_eu", "missing context");
+	expect_fail("{ name = \"good\"; module = \"fx_good\"; }", EMH_ENOCONTEXT,
+		    "service 'good' needs context 'analytics'; contexts: default, analytics_eu",
+		    "declared context not remapped");
+	expect_fail("{ name = \"good\"; module = \"fx_good\"; contexts = { analytics = \"analytics_us\"; }; }",
+		    EMH_ENOCONTEXT, "needs context 'analytics_us' (declared as 'analytics', remapped at", "remap to a missing context");
+	expect_fail("{ name = \"good\"; module = \"fx_good\"; contexts = { analytics = \"analytics_eu\"; "
+		    "ledger = \"default\"; }; }",
+		    EMH_ECONFIG, "remaps context 'ledger' but declares no such context (declares: analytics, default)",
+		    "remap of an undeclared context");
+	expect_fail("{ name = \"x\"; module = \"fx_badabi\"; }", EMH_EPLUGIN, "fx_badabi.so': service ABI major 2",
+		    "bad ABI major");
+	expect_fail("{ name = \"x\"; module = \"fx_small\"; }", EMH_EPLUGIN, "fx_small.so': descriptor struct_size",
+		    "descriptor too small");
+	expect_fail("{ name = \"x\"; module = \"fx_nohandle\"; }", EMH_EPLUGIN, "required member handle is NULL",
+		    "no handle");
+	expect_fail("{ name = \"x\"; module = \"fx_nosym\"; }", EMH_EPLUGIN,
+		    "no symbol 'emh_service_descriptor': not an emhost service", "no descriptor symbol");
+	expect_fail("{ name = \"x\"; module = \"fx_missing\"; }", EMH_EPLUGIN, "fx_missing.so': cannot stat",
+		    "missing module file");
+	expect_fail("{ name = \"x\"; module = \"fx_initfail\"; }", EMH_EUNAVAILABLE,
+		    "service 'x': init failed: cache server", "init failure");
+	expect_fail("{ name = \"good\"; module = \"fx_good\"; contexts = { analytics = \"analytics_eu\"; }; },"
+		    "{ name = \"clash\"; module = \"fx_clash\"; }",
+		    EMH_ECONFIG,
+		    "service 'clash' needs entity 'fx_clash' on table 'fx_notes' in context 'default', but service "
+		    "'good' registered a different entity 'fx_note'",
+		    "different entity on a registered table");
+
+	/* the same entity compiled into two modules resolves to one */
+	emh_host *h;
+	emh_error err;
+	char buf[64];
+	int rc = host_with("{ name = \"good\"; module = \"fx_good\"; contexts = { analytics = \"analytics_eu\"; }; },"
+			   "{ name = \"twin\"; module = \"fx_twin\"; }",
+			   &h, &err);
+	if (!ok(rc == 0, "two modules declaring the same entity load together"))
+		diag("%s", err.message);
+	call(h, "good", "POST", "/add", "flush=1", "twin", buf, sizeof buf, &err);
+	rc = call(h, "twin", "GET", "/", NULL, NULL, buf, sizeof buf, &err);
+	is_int(rc, 0, "the second module's repository works");
+	is_str(buf, "1", "and sees the row the first one wrote");
+	emh_host_free(h);
+
+	/* a module writable by others is refused */
+	char src[1200], dst[512], dir[512];
+	snprintf(dir, sizeof dir, "%s/wdir", tmp);
+	mkdir(dir, 0755);
+	snprintf(src, sizeof src, "%s/fx_good.so", fxdir);
+	snprintf(dst, sizeof dst, "%s/fx_good.so", dir);
+	FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+	if (in && out) {
+		char b[8192];
+		size_t k;
+		while ((k = fread(b, 1, sizeof b, in)) > 0)
+			fwrite(b, 1, k, out);
+	}
+	if (in)
+		fclose(in);
+	if (out)
+		fclose(out);
+	chmod(dst, 0666);
+	rc = emh_service_check_file(dst, &err);
+	is_int(rc, EMH_EPLUGIN, "a module writable by others is refused");
+	like_str(err.message, "writable by others", "saying why");
+	chmod(dst, 0755);
+	is_int(emh_service_check_file(dst, &err), 0, "emh_service_check_file accepts it once fixed");
+	unlink(dst);
+	rmdir(dir);
+}
+
+int main(void)
+{
+	const char *b = getenv("EMH_BUILDDIR");
+	if (!b)
+		b = ".";
+	snprintf(fxdir, sizeof fxdir, "%s/tests/daemon/.libs", b);
+	snprintf(plugdir, sizeof plugdir, "%s/plugins-build", b);
+	snprintf(tmp, sizeof tmp, "/tmp/emh-tsvc-XXXXXX");
+	if (!mkdtemp(tmp))
+		bail("mkdtemp: %s", strerror(errno));
+	char f[600];
+	snprintf(f, sizeof f, "%s/fx_good.so", fxdir);
+	if (access(f, R_OK) != 0)
+		bail("fixture modules not built: %s", f);
+	snprintf(f, sizeof f, "%s/sqlite.so", plugdir);
+	if (access(f, R_OK) != 0) {
+		printf("1..0 # SKIP sqlite driver not built (%s)\n", f);
+		return 0;
+	}
+	test_good();
+	test_failures();
+	const char *files[] = {"emhost.conf", "default.db", "eu.db", "default.db-wal", "default.db-shm",
+			       "eu.db-wal", "eu.db-shm", "default.db-journal", "eu.db-journal", NULL};
+	for (int i = 0; files[i]; i++) {
+		snprintf(f, sizeof f, "%s/%s", tmp, files[i]);
+		unlink(f);
+	}
+	rmdir(tmp);
+	return done_testing();
+}
