@@ -34,6 +34,8 @@ void *emh__arena_grow(emh__arena *a, size_t n);
 /* n bytes aligned to 16; NULL on out of memory.  Not zeroed. */
 static inline void *emh__arena_alloc(emh__arena *a, size_t n)
 {
+	if (n > ((size_t)1 << 40))
+		return NULL; /* a size this large is a corrupt length, not a request */
 	n = (n + (EMH__ALIGN - 1)) & ~(size_t)(EMH__ALIGN - 1);
 	if ((size_t)(a->end - a->ptr) >= n && a->ptr) {
 		void *p = a->ptr;

@@ -52,6 +52,7 @@ typedef struct jentry {
 	struct jentry *next;
 	emh__obj *o;
 	int depth;
+	int kind;     /* OP_INSERT, OP_UPDATE or OP_REMOVE */
 	uint8_t state;
 	void *snap;
 	uint64_t snap_nulls;
@@ -176,10 +177,17 @@ static int fail_ctx(emh_em *em, int rc, emh_error *err)
 	return emh__error_in_context(err, rc, em->ctx->name);
 }
 
+static int sync_pending(emh_em *em, emh_error *err);
+
 static int ensure_conn(emh_em *em, emh_error *err)
 {
 	if (em->pc)
 		return 0;
+	if (em->tx_depth > 0)
+		/* The transaction died with its connection: nothing may run as if
+		 * it were still open, on another connection, in autocommit. */
+		return fail_ctx(em, emh_error_set(err, EMH_ESTATE,
+						  "the connection of this transaction was lost; roll it back"), err);
 	int rc = emh__pool_acquire(&em->ctx->pool, &em->pc, err);
 	if (rc) {
 		em->pc = NULL;
@@ -187,7 +195,8 @@ static int ensure_conn(emh_em *em, emh_error *err)
 	}
 	em->pc_status = 0;
 	em->conn_used = false;
-	return 0;
+	/* Schema first, on a connection with no transaction open. */
+	return sync_pending(em, err);
 }
 
 /* A status that says the connection itself may be in a bad state. */
@@ -198,9 +207,12 @@ static bool conn_suspect(int rc)
 }
 
 /* After a driver call failed: drop a lost connection at once. */
-static void conn_failed(emh_em *em, int rc)
+static void conn_failed(emh_em *em, int rc, const emh_error *err)
 {
 	if (rc == EMH_EUNAVAILABLE) {
+		/* Down until a connect or ping succeeds again (health, metrics). */
+		static const emh_error lost = {.code = EMH_EUNAVAILABLE, .message = "connection lost"};
+		emh__pool_note(&em->ctx->pool, err ? err : &lost);
 		em->pc_status = EMH_EUNAVAILABLE;
 		pc_release(em);
 		if (em->tx_depth > 0)
@@ -250,27 +262,67 @@ static int op_call(emh_em *em, op *o, emh_error *err)
 	return emh_error_set(err, EMH_EINVAL, "unknown operation");
 }
 
+/* Create the tables of entities registered since the schema was last synced
+ * (schema = "sync"), before this connection runs anything else. */
+static int sync_pending(emh_em *em, emh_error *err)
+{
+	emh_context *c = em->ctx;
+	if (!c->schema_sync || atomic_load_explicit(&c->unsynced, memory_order_acquire) == 0)
+		return 0;
+	for (emh__meta *m = atomic_load_explicit(&c->metas, memory_order_acquire); m; m = m->next) {
+		if (atomic_load_explicit(&m->synced, memory_order_acquire))
+			continue;
+		int rc = emh__meta_sync(m, em->pc->conn, false, err);
+		em->conn_used = true;
+		if (rc) {
+			conn_failed(em, rc, err);
+			return fail_ctx(em, rc, err);
+		}
+	}
+	return 0;
+}
+
+/* A call that only reads: safe to send again if its connection was stale. */
+static bool op_reads(const op *o)
+{
+	return o->kind == OP_FIND || o->kind == OP_COUNT ||
+	       (o->kind == OP_STMT && (o->st->kind == EMH_STMT_SELECT || o->st->kind == EMH_STMT_COUNT));
+}
+
+/* Was pc stale rather than the server down?  Only the first call on a reused
+ * connection, outside a transaction, can tell nothing was done on it. */
+static bool stale_first_use(const emh_em *em, int rc)
+{
+	return rc == EMH_EUNAVAILABLE && em->pc && !em->conn_used && !em->pc->fresh && em->tx_depth == 0;
+}
+
 /*
  * Run a driver call on the fork's connection.  A pooled connection that
  * went stale while idle (server restarted) fails its first statement: when
- * nothing else has run on it in this fork and no transaction is open, it
- * is discarded and the call retried once on a fresh connection, so the
- * first request after a database restart succeeds.
+ * the call only reads, nothing else has run on it in this fork and no
+ * transaction is open, it is discarded and the call retried once on a fresh
+ * connection, so the first request after a database restart succeeds.  A
+ * write is never sent twice (the server may have applied it); the pool pings
+ * connections idle for more than a second, which covers writes.
  */
 static int run(emh_em *em, op *o, emh_error *err)
 {
+	emh_error local;
+	if (!err)
+		err = &local;
 	int rc = ensure_conn(em, err);
 	if (rc)
 		return rc;
 	if (o->m && em->ctx->schema_sync && o->kind != OP_SYNC &&
 	    !atomic_load_explicit(&o->m->synced, memory_order_acquire)) {
+		/* registered after this fork took its connection */
 		op s = {.kind = OP_SYNC, .m = o->m};
 		if ((rc = run(em, &s, err)) != 0)
 			return rc;
 	}
 	atomic_fetch_add_explicit(&em->ctx->queries, 1, memory_order_relaxed);
 	rc = op_call(em, o, err);
-	if (rc == EMH_EUNAVAILABLE && !em->conn_used && !em->pc->fresh && em->tx_depth == 0) {
+	if (stale_first_use(em, rc) && op_reads(o)) {
 		em->pc_status = EMH_EUNAVAILABLE;
 		pc_release(em);
 		if ((rc = ensure_conn(em, err)) != 0)
@@ -284,7 +336,7 @@ static int run(emh_em *em, op *o, emh_error *err)
 	if (rc == EMH__STOP)
 		rc = 0;
 	if (rc) {
-		conn_failed(em, rc);
+		conn_failed(em, rc, err);
 		return fail_ctx(em, rc, err);
 	}
 	return 0;
@@ -330,13 +382,18 @@ static int tx_sql(emh_em *em, int which, int level, emh_error *err)
 	int rc;
 	if (level <= 1) {
 		int (*fn)(emh_conn *, emh_error *) = which == 0 ? d->begin : which == 1 ? d->commit : d->rollback;
-		if (fn) {
-			rc = fn(c, err);
-		} else {
-			const char *sql = which == 0 ? (dl->begin_sql ? dl->begin_sql : "BEGIN")
-					: which == 1 ? (dl->commit_sql ? dl->commit_sql : "COMMIT")
-						     : (dl->rollback_sql ? dl->rollback_sql : "ROLLBACK");
-			rc = d->execute(c, sql, err);
+		const char *sql = which == 0 ? (dl && dl->begin_sql ? dl->begin_sql : "BEGIN")
+				: which == 1 ? (dl && dl->commit_sql ? dl->commit_sql : "COMMIT")
+					     : (dl && dl->rollback_sql ? dl->rollback_sql : "ROLLBACK");
+		rc = fn ? fn(c, err) : d->execute(c, sql, err);
+		if (which == 0 && stale_first_use(em, rc)) {
+			/* BEGIN on a connection that went stale while idle: harmless to resend. */
+			em->pc_status = EMH_EUNAVAILABLE;
+			pc_release(em);
+			if ((rc = ensure_conn(em, err)) != 0)
+				return rc;
+			c = em->pc->conn;
+			rc = fn ? fn(c, err) : d->execute(c, sql, err);
 		}
 	} else {
 		char name[32];
@@ -359,7 +416,7 @@ static int tx_sql(emh_em *em, int which, int level, emh_error *err)
 	}
 	em->conn_used = true;
 	if (rc) {
-		conn_failed(em, rc);
+		conn_failed(em, rc, err);
 		return fail_ctx(em, rc, err);
 	}
 	return 0;
@@ -403,19 +460,38 @@ static void key_write(emh__obj *o, int64_t k);
 /* Undo the bookkeeping of flushes made at transaction level >= depth. */
 static void journal_revert(emh_em *em, int depth)
 {
+	/* Newest first, so several flushes of one object unwind in order. */
 	while (em->journal && em->journal->depth >= depth) {
 		jentry *j = em->journal;
 		emh__obj *o = j->o;
-		if (o->state == ST_MANAGED && j->state == ST_NEW && !em->readonly)
-			imap_del(em, o);
-		if (o->state == ST_DELETED && j->state == ST_REMOVED)
-			imap_add(em, o);
-		o->state = j->state;
-		o->snap = j->snap;
-		o->snap_nulls = j->snap_nulls;
-		if (j->key_set)
-			key_write(o, j->old_key);
 		em->journal = j->next;
+		switch (j->kind) {
+		case OP_INSERT: {
+			/* Never stored: out of the identity map (found by the key it
+			 * was stored with, the snapshot's), key reset, new again --
+			 * or dropped, if it was removed since. */
+			bool removed = o->state == ST_REMOVED;
+			if (o->state == ST_MANAGED || removed)
+				imap_del(em, o);
+			o->snap = j->snap;
+			o->snap_nulls = j->snap_nulls;
+			if (j->key_set)
+				key_write(o, j->old_key);
+			o->state = removed ? ST_DETACHED : ST_NEW;
+			break;
+		}
+		case OP_REMOVE:
+			/* Not deleted after all: pending removal again, and findable. */
+			o->state = j->state;
+			o->snap = j->snap;
+			o->snap_nulls = j->snap_nulls;
+			imap_add(em, o);
+			break;
+		default: /* OP_UPDATE: the stored values are the older ones again */
+			o->snap = j->snap;
+			o->snap_nulls = j->snap_nulls;
+			break;
+		}
 	}
 }
 
@@ -455,11 +531,19 @@ int emh_em_transaction(emh_em *em, emh_tx_fn fn, void *ud, emh_error *err)
 	int rc = emh_em_begin(em, err);
 	if (rc)
 		return rc;
+	int level = em->tx_depth;
 	rc = fn(em, ud, err);
-	if (rc == 0)
-		return emh_em_commit(em, err);
+	if (rc == 0 && em->tx_depth != level)
+		rc = emh_error_set(err, EMH_ESTATE, "context '%s': the transaction callback left %d level(s) open",
+				   em->ctx->name, em->tx_depth - level);
+	if (rc == 0 && (rc = emh_em_commit(em, err)) == 0)
+		return 0;
+	/* fn failed, or the commit did (the level is then still open): roll
+	 * back every level this call opened or fn left open. */
 	emh_error ignored;
-	tx_end(em, false, &ignored);
+	while (em->tx_depth >= level)
+		if (tx_end(em, false, &ignored) != 0 && em->tx_depth >= level)
+			em->tx_depth--, em->tx_failed = em->tx_depth > 0;
 	return rc;
 }
 
@@ -616,18 +700,21 @@ static uint64_t key_hash_value(const emh__meta *m, const emh_value *k)
 	return h ^ ((uint64_t)m->pub.id * 0xC2B2AE3D27D4EB4FULL);
 }
 
+static emh_value obj_key(const emh__obj *o);
+
 static bool key_equal(const emh__obj *o, const emh_value *k)
 {
-	emh_value ov = field_value(o, OBJ(o), &o->m->pub.entity->fields[o->m->pub.pk], o->m->pub.pk);
+	emh_value ov = obj_key(o);
 	if (ov.type == EMH_T_TEXT)
 		return k->type == EMH_T_TEXT && ov.u.s.len == k->u.s.len &&
 		       memcmp(ov.u.s.ptr, k->u.s.ptr, k->u.s.len) == 0;
 	return k->type != EMH_T_TEXT && value_i64(&ov) == value_i64(k);
 }
 
+/* The key an object is known by: as stored (its snapshot), else as set. */
 static emh_value obj_key(const emh__obj *o)
 {
-	return field_value(o, OBJ(o), &o->m->pub.entity->fields[o->m->pub.pk], o->m->pub.pk);
+	return field_value(o, o->snap ? o->snap : OBJ(o), &o->m->pub.entity->fields[o->m->pub.pk], o->m->pub.pk);
 }
 
 static emh__obj *imap_find(emh_em *em, emh__meta *m, const emh_value *k)
@@ -818,6 +905,9 @@ static int check_query(emh_repo *r, const emh_query *q, emh_error *err)
 {
 	if (!q)
 		return 0;
+	if (q->arena != &r->em->arena)
+		return fail_ctx(r->em, emh_error_set(err, EMH_EINVAL, "query of another fork given to this fork's repository"),
+				err);
 	if (q->e != r->m->pub.entity)
 		return fail_ctx(r->em, emh_error_set(err, EMH_EINVAL, "query on entity '%s' given to the repository of '%s'",
 						     q->e->name, r->m->pub.entity->name), err);
@@ -827,6 +917,9 @@ static int check_query(emh_repo *r, const emh_query *q, emh_error *err)
 
 static int find_into(emh_repo *r, const emh_query *q, load_sink *ls, emh_error *err)
 {
+	emh_error local;
+	if (!err)
+		err = &local;
 	emh_em *em = r->em;
 	emh__meta *m = repo_meta(r);
 	int rc = check_query(r, q, err);
@@ -901,6 +994,9 @@ static int count_row(emh_rowsink *s, const emh_value *cols, emh_error *err)
 
 int emh_repo_count(emh_repo *r, const emh_query *q, int64_t *n, emh_error *err)
 {
+	emh_error local;
+	if (!err)
+		err = &local;
 	emh_em *em = r->em;
 	emh__meta *m = r->m;
 	int rc = check_query(r, q, err);
@@ -1047,8 +1143,9 @@ int emh_em_remove(emh_em *em, void *obj, emh_error *err)
 	if (rc)
 		return rc;
 	if (em->readonly || o->state == ST_DETACHED)
-		return emh_error_set(err, EMH_ESTATE, "object of entity '%s' is not managed (%s)",
-				     o->m->pub.entity->name, em->readonly ? "read-only fork" : "detached");
+		return fail_ctx(em, emh_error_set(err, EMH_ESTATE, "object of entity '%s' is not managed (%s)",
+						  o->m->pub.entity->name, em->readonly ? "read-only fork" : "detached"),
+				err);
 	if (o->state == ST_NEW)
 		o->state = ST_DETACHED;
 	else if (o->state == ST_MANAGED)
@@ -1101,11 +1198,17 @@ bool emh_em_is_null(const emh_em *em, const void *obj, const char *field)
 	return (o->nulls >> i) & 1;
 }
 
-/* Changed fields of a managed object, by comparison with its snapshot. */
-static uint64_t changed_mask(const emh__obj *o)
+/*
+ * Changed fields of a managed object, by comparison with its snapshot.  A
+ * text/json/blob member pointed at other memory with the same content is
+ * pointed back at the stored copy: unchanged, and the caller's buffer is
+ * no longer referenced.
+ */
+static uint64_t changed_mask(emh__obj *o)
 {
 	const emh_entity *e = o->m->pub.entity;
-	const char *cur = OBJ(o), *old = o->snap;
+	char *cur = OBJ(o);
+	const char *old = o->snap;
 	uint64_t mask = 0;
 	for (size_t i = 0; i < e->nfields; i++) {
 		const emh_field *f = &e->fields[i];
@@ -1117,14 +1220,15 @@ static uint64_t changed_mask(const emh__obj *o)
 				mask |= bit;
 			continue;
 		}
-		emh_value a = field_value(o, cur, f, (int)i), b;
-		emh__obj tmp = *o;
-		b = field_value(&tmp, old, f, (int)i);
-		if (a.is_null != b.is_null)
+		emh_value a = field_value(o, cur, f, (int)i), b = field_value(o, old, f, (int)i);
+		if (a.is_null != b.is_null || (!a.is_null && a.u.s.len != b.u.s.len)) {
 			mask |= bit;
-		else if (!a.is_null && (a.u.s.len != b.u.s.len ||
-					(a.u.s.ptr != b.u.s.ptr && memcmp(a.u.s.ptr, b.u.s.ptr, a.u.s.len) != 0)))
-			mask |= bit;
+		} else if (!a.is_null && a.u.s.ptr != b.u.s.ptr) {
+			if (memcmp(a.u.s.ptr, b.u.s.ptr, a.u.s.len) != 0)
+				mask |= bit;
+			else
+				memcpy(cur + f->offset, old + f->offset, f->size);
+		}
 	}
 	return mask;
 }
@@ -1267,7 +1371,7 @@ static int settle(emh_em *em, pend *p, int depth)
 		jentry *j = emh__arena_alloc(&em->arena, sizeof *j);
 		if (!j)
 			return EMH_ENOMEM;
-		*j = (jentry){.next = em->journal, .o = o, .depth = depth, .state = o->state, .snap = o->snap,
+		*j = (jentry){.next = em->journal, .o = o, .depth = depth, .kind = p->kind, .state = o->state, .snap = o->snap,
 			      .snap_nulls = o->snap_nulls, .key_set = p->key_set, .old_key = p->old_key};
 		em->journal = j;
 	}
@@ -1310,6 +1414,9 @@ static int settle(emh_em *em, pend *p, int depth)
 
 static int flush(emh_em *em, emh__obj *only, emh_error *err)
 {
+	emh_error local;
+	if (!err)
+		err = &local;
 	if (em->readonly)
 		return fail_ctx(em, emh_error_set(err, EMH_ESTATE, "the fork is read-only: nothing to flush"), err);
 	if (em->tx_failed)
@@ -1425,8 +1532,8 @@ static int repo_obj(emh_repo *r, void *obj, emh__obj **out, emh_error *err)
 {
 	int rc = own_obj(r->em, obj, out, err);
 	if (rc == 0 && (*out)->m != r->m)
-		return emh_error_set(err, EMH_EINVAL, "object of entity '%s' given to the repository of '%s'",
-				     (*out)->m->pub.entity->name, r->m->pub.entity->name);
+		return fail_ctx(r->em, emh_error_set(err, EMH_EINVAL, "object of entity '%s' given to the repository of '%s'",
+						     (*out)->m->pub.entity->name, r->m->pub.entity->name), err);
 	return rc;
 }
 
@@ -1437,8 +1544,8 @@ int emh_repo_insert(emh_repo *r, void *obj, emh_error *err)
 	if (rc)
 		return rc;
 	if (o->state != ST_NEW)
-		return emh_error_set(err, EMH_ESTATE, "emh_repo_insert: object of entity '%s' is not new",
-				     r->m->pub.entity->name);
+		return fail_ctx(r->em, emh_error_set(err, EMH_ESTATE, "emh_repo_insert: object of entity '%s' is not new",
+						     r->m->pub.entity->name), err);
 	return flush(r->em, o, err);
 }
 
@@ -1449,8 +1556,8 @@ int emh_repo_update(emh_repo *r, void *obj, emh_error *err)
 	if (rc)
 		return rc;
 	if (o->state != ST_MANAGED)
-		return emh_error_set(err, EMH_ESTATE, "emh_repo_update: object of entity '%s' is not stored",
-				     r->m->pub.entity->name);
+		return fail_ctx(r->em, emh_error_set(err, EMH_ESTATE, "emh_repo_update: object of entity '%s' is not stored",
+						     r->m->pub.entity->name), err);
 	return flush(r->em, o, err);
 }
 

@@ -115,14 +115,22 @@ emh_context *emh__host_get_context(emh_host *h, const char *name, emh_error *err
 	return NULL;
 }
 
+/*
+ * Drop a reference.  Once refs may reach 0 on a context being removed, the
+ * remover may free it: so the decrement then happens under c->mu (which the
+ * remover holds while it checks refs), and c is not touched after unlocking.
+ * A removal that starts after our check sees refs drop within its timed wait.
+ */
 void emh__context_put(emh_context *c)
 {
-	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1 &&
-	    atomic_load_explicit(&c->removing, memory_order_acquire)) {
-		pthread_mutex_lock(&c->mu);
-		pthread_cond_broadcast(&c->cv);
-		pthread_mutex_unlock(&c->mu);
+	if (!atomic_load_explicit(&c->removing, memory_order_acquire)) {
+		atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
+		return;
 	}
+	pthread_mutex_lock(&c->mu);
+	atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
 }
 
 void emh__context_count_error(emh_context *c, int code)
@@ -462,10 +470,28 @@ int emh_host_register_entity(emh_host *h, const char *name, const emh_entity *e,
 		return emh_error_context(err, rc, c->name);
 	}
 	m->next = atomic_load(&c->metas);
+	atomic_fetch_add_explicit(&c->unsynced, 1, memory_order_relaxed);
 	atomic_store_explicit(&c->metas, m, memory_order_release);
 	pthread_mutex_unlock(&c->mu);
+	rc = 0;
+	pthread_mutex_lock(&c->pool.mu);
+	bool up = c->pool.up;
+	pthread_mutex_unlock(&c->pool.mu);
+	if (c->schema_sync && up) {
+		/* Now, if the database is reachable (one attempt: a database known
+		 * to be down is not tried for each entity); else the first fork
+		 * that takes a connection does it. */
+		emh__pconn *pc;
+		emh_error ignored;
+		if (emh__pool_acquire(&c->pool, &pc, &ignored) == 0) {
+			rc = emh__meta_sync(m, pc->conn, false, err);
+			emh__pool_release(&c->pool, pc, rc);
+			if (rc)
+				emh__error_in_context(err, rc, c->name);
+		}
+	}
 	emh__context_put(c);
-	return 0;
+	return rc;
 }
 
 /* Sync one entity's schema on pc (once per context unless forced). */
@@ -478,8 +504,8 @@ int emh__meta_sync(emh__meta *m, emh_conn *conn, bool force, emh_error *err)
 	int rc = 0;
 	if (force || !atomic_load(&m->synced)) {
 		rc = m->ctx->drv->d.sync(conn, &m->pub, err);
-		if (rc == 0)
-			atomic_store_explicit(&m->synced, 1, memory_order_release);
+		if (rc == 0 && !atomic_exchange_explicit(&m->synced, 1, memory_order_acq_rel))
+			atomic_fetch_sub_explicit(&m->ctx->unsynced, 1, memory_order_release);
 	}
 	pthread_mutex_unlock(&m->sync_mu);
 	return rc;
@@ -633,35 +659,53 @@ const char *emh_host_context_driver(emh_host *h, const char *name)
 
 /* ---- introspection ---- */
 
+/* Append a copy of s to the string area of an info block. */
+static const char *info_str(char **area, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = memcpy(*area, s, n);
+	*area += n;
+	return d;
+}
+
 int emh_host_contexts(emh_host *h, emh_context_info **out, size_t *n, emh_error *err)
 {
 	*out = NULL;
 	*n = 0;
 	pthread_rwlock_rdlock(&h->lock);
-	size_t nc = h->nctx, total = 0;
-	for (size_t i = 0; i < nc; i++)
-		total += h->ctxs[i]->conf.s.n;
-	/* One block: infos, then setting infos. Strings are borrowed from the
-	 * contexts, so the block must not outlive them; they live until removed. */
-	emh_context_info *infos = calloc(1, nc * sizeof *infos + total * sizeof(emh_setting_info) + 1);
+	size_t nc = h->nctx, total = 0, bytes = 0;
+	for (size_t i = 0; i < nc; i++) {
+		const emh_context *c = h->ctxs[i];
+		total += c->conf.s.n;
+		bytes += strlen(c->name) + strlen(c->drv->d.name) + 2;
+		for (size_t j = 0; j < c->conf.s.n; j++) {
+			const emh__setting *st = &c->conf.s.v[j];
+			bytes += strlen(st->key) + strlen(st->secret ? "********" : st->value ? st->value : "") +
+				 strlen(st->origin ? st->origin : "default") + 3;
+		}
+	}
+	/* One block: infos, setting infos, then copies of every string, so the
+	 * snapshot stays valid even if a context is removed meanwhile. */
+	emh_context_info *infos = calloc(1, nc * sizeof *infos + total * sizeof(emh_setting_info) + bytes + 1);
 	if (!infos) {
 		pthread_rwlock_unlock(&h->lock);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
 	emh_setting_info *si = (emh_setting_info *)(infos + nc);
+	char *area = (char *)(si + total);
 	for (size_t i = 0; i < nc; i++) {
 		emh_context *c = h->ctxs[i];
 		emh_context_info *ci = &infos[i];
-		ci->name = c->name;
-		ci->driver = c->drv->d.name;
+		ci->name = info_str(&area, c->name);
+		ci->driver = info_str(&area, c->drv->d.name);
 		ci->is_default = c->is_default;
 		ci->required = c->required;
 		ci->settings = si;
 		for (size_t j = 0; j < c->conf.s.n; j++, si++) {
-			const emh__setting *s = &c->conf.s.v[j];
-			si->key = s->key;
-			si->value = s->secret ? "********" : s->value;
-			si->origin = s->origin ? s->origin : "default";
+			const emh__setting *st = &c->conf.s.v[j];
+			si->key = info_str(&area, st->key);
+			si->value = info_str(&area, st->secret ? "********" : st->value ? st->value : "");
+			si->origin = info_str(&area, st->origin ? st->origin : "default");
 			ci->nsettings++;
 		}
 		pthread_mutex_lock(&c->pool.mu);

@@ -138,6 +138,7 @@ typedef struct emh_context {
 	_Atomic uint64_t queries;
 	_Atomic uint64_t errors[EMH__ERRKINDS];
 	_Atomic unsigned forks_open;
+	_Atomic int unsynced;   /* registered entities whose schema is not synced yet */
 	void *_Atomic spare_em; /* one closed fork kept for the next: saves a malloc/free pair */
 } emh_context;
 

@@ -34,7 +34,7 @@ static int refuse(emh_host *h, const char *file, const char *fmt, ...)
 	va_end(ap);
 	emh__refused *r = realloc(h->refused, (h->nrefused + 1) * sizeof *r);
 	if (!r)
-		return EMH_ENOMEM;
+		return EMH_ENOMEM; /* the callers turn it into an error message */
 	h->refused = r;
 	r[h->nrefused].file = strdup(file);
 	r[h->nrefused].reason = strdup(reason);
@@ -59,6 +59,8 @@ static const char *check_members(const emh_driver *d)
 		return "a required member is NULL (connect, disconnect, ping, execute, sync)";
 	bool sql = d->dialect && d->stmt_exec;
 	bool doc = d->insert && d->update && d->remove && d->find && d->count;
+	if (!!d->dialect != !!d->stmt_exec)
+		return "dialect and stmt_exec must be set together (a SQL driver has both, a document driver neither)";
 	if (!sql && !doc)
 		return "neither SQL members (dialect, stmt_exec) nor entity members (insert, update, remove, find, count) are all set";
 	if (sql && !d->dialect->column_type)

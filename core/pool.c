@@ -18,6 +18,9 @@
 
 #include "internal.h"
 
+/* An idle connection older than this is pinged before it is handed out. */
+#define EMH__VALIDATE_IDLE_NS (1000 * 1000000LL)
+
 static long long conf_int(const emh__ctxconf *c, const char *key, long long def)
 {
 	const char *v = emh__ctxconf_get(c, key);
@@ -106,7 +109,11 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 				break;
 			}
 			if (pc) {
-				need_ping = pc->suspect || pc->epoch != p->epoch;
+				/* Pinged before reuse: after an error, after a lost
+				 * connection elsewhere (epoch), or when idle long enough
+				 * for the server to have gone away unseen. */
+				need_ping = pc->suspect || pc->epoch != p->epoch ||
+					    now - pc->idle_since_ns > EMH__VALIDATE_IDLE_NS;
 				pc->fresh = false;
 				break;
 			}

@@ -206,18 +206,23 @@ emh_cond *emh_q_like(emh_query *q, const char *field, const char *pattern)
 
 size_t emh_like_escape(char *dst, size_t cap, const char *src)
 {
-	size_t need = 0;
+	size_t need = 0, wrote = 0;
+	bool fits = dst && cap > 0;
 	for (const char *p = src; p && *p; p++) {
 		bool esc = *p == '%' || *p == '_' || *p == '\\';
-		if (dst && need + esc + 1 < cap) {
+		/* An escaped pair is written whole or not at all: a lone backslash
+		 * or an unescaped wildcard must never end a cut result. */
+		if (fits && wrote + esc + 1 < cap) {
 			if (esc)
-				dst[need] = '\\';
-			dst[need + esc] = *p;
+				dst[wrote++] = '\\';
+			dst[wrote++] = *p;
+		} else {
+			fits = false;
 		}
 		need += 1 + esc;
 	}
 	if (dst && cap)
-		dst[need < cap ? need : cap - 1] = '\0';
+		dst[wrote] = '\0';
 	return need;
 }
 

@@ -460,10 +460,9 @@ const emh_stmt *emh__sql_update_stmt(emh__meta *m, const emh_sql_dialect *d, uin
 /* Shape of a query: everything its SQL text depends on, never its values. */
 static void shape_cond(emh_buf *b, const emh_cond *c)
 {
-	unsigned char hdr[4] = {(unsigned char)c->op, (unsigned char)(c->field + 1), 0, 0};
-	size_t n = c->op == EMH_OP_IN ? c->nvals : c->nkids;
-	hdr[2] = (unsigned char)(n & 0xff);
-	hdr[3] = (unsigned char)(n >> 8);
+	uint32_t n = (uint32_t)(c->op == EMH_OP_IN ? c->nvals : c->nkids);
+	unsigned char hdr[6] = {(unsigned char)c->op, (unsigned char)(c->field + 1), (unsigned char)n,
+				(unsigned char)(n >> 8), (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
 	emh_buf_add(b, (const char *)hdr, sizeof hdr);
 	for (size_t i = 0; i < c->nkids; i++)
 		shape_cond(b, c->kids[i]);

@@ -21,14 +21,16 @@ tests_fixtures_fx_zzdup_la_SOURCES = $(UNIT_FX_SRC)
 tests_fixtures_fx_zzdup_la_LDFLAGS = $(UNIT_FX_LDFLAGS)
 
 UNIT_LIBS = core/libemhost.la
-check_PROGRAMS += tests/unit/test_loader tests/unit/test_pool tests/unit/test_host tests/unit/test_entity
-TESTS += tests/unit/test_loader tests/unit/test_pool tests/unit/test_host tests/unit/test_entity
+check_PROGRAMS += tests/unit/test_loader tests/unit/test_pool tests/unit/test_host tests/unit/test_entity tests/unit/test_em
+TESTS += tests/unit/test_loader tests/unit/test_pool tests/unit/test_host tests/unit/test_entity tests/unit/test_em
 tests_unit_test_loader_SOURCES = tests/unit/test_loader.c tests/tap.h
 tests_unit_test_loader_LDADD = $(UNIT_LIBS)
 tests_unit_test_pool_SOURCES = tests/unit/test_pool.c tests/unit/memdrv.c tests/unit/memdrv.h tests/tap.h
 tests_unit_test_pool_LDADD = $(UNIT_LIBS)
 tests_unit_test_host_SOURCES = tests/unit/test_host.c tests/unit/memdrv.c tests/unit/memdrv.h tests/tap.h
 tests_unit_test_host_LDADD = $(UNIT_LIBS)
+tests_unit_test_em_SOURCES = tests/unit/test_em.c tests/tap.h
+tests_unit_test_em_LDADD = $(UNIT_LIBS)
 # test_entity checks the SQL compiler's text and cache: it links the internals.
 tests_unit_test_entity_SOURCES = tests/unit/test_entity.c tests/tap.h
 tests_unit_test_entity_LDADD = core/libemhost_core.la $(LIBCONFIG_LIBS)

@@ -95,6 +95,9 @@ int main(void)
 	char buf[64];
 	is_int(emh_like_escape(buf, sizeof buf, "50%_a\\b"), 10, "escaped length");
 	is_str(buf, "50\\%\\_a\\\\b", "%%, _ and backslash escaped");
+	char small[3] = {'Z', 'Z', 'Z'};
+	emh_like_escape(small, sizeof small, "a%b");
+	ok(small[0] == 'a' && small[1] == '\0', "a cut result never ends inside an escape pair");
 
 	/* query builder: sticky errors, reported by the running call */
 	emh__arena arena;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <emhost/emhost.h>
 
@@ -13,6 +14,12 @@
 #include "memdrv.h"
 
 static const emh_driver *const drivers[] = {&memdrv};
+
+typedef struct thing {
+	int64_t id;
+} thing;
+static const emh_field thing_fields[] = {EMH_FIELD(thing, id, EMH_T_INT64, EMH_F_PK)};
+static const emh_entity thing_entity = EMH_ENTITY(thing, "things", thing_fields);
 
 static double now_ms(void)
 {
@@ -166,11 +173,30 @@ int main(void)
 	is_int(exec_on(h, "q", "ok", &err), 0, "the connection is reused");
 	is_int(atomic_load(&md.pings), pings + 1, "after being pinged once");
 
-	/* server restarted while connections sat idle: the next fork still works */
+	/* server restarted while connections sat idle: a read is resent once on
+	 * a fresh connection; a write is never sent twice */
+	is_int(emh_host_register_entity(h, "p", &thing_entity, &err), 0, "register an entity on p");
 	opened = atomic_load(&md.opened);
 	atomic_fetch_add(&md.generation, 1);
-	is_int(exec_on(h, "p", "ok", &err), 0, "first use after a silent server restart succeeds (stale connection retried)");
+	emh_em *rf;
+	emh_repo *rr;
+	int64_t cnt = -1;
+	emh_host_fork(h, "p", &rf, &err);
+	emh_em_repo(rf, &thing_entity, &rr, &err);
+	is_int(emh_repo_count(rr, NULL, &cnt, &err), 0, "first read after a silent server restart succeeds (stale connection, read resent)");
+	emh_em_close(rf);
 	ok(atomic_load(&md.opened) > opened, "on a fresh connection");
+	exec_on(h, "p", "ok", &err); /* warm every idle connection of p again */
+	atomic_fetch_add(&md.generation, 1);
+	is_int(exec_on(h, "p", "write", &err), EMH_EUNAVAILABLE,
+	       "a write on a stale connection is not resent (the server may have applied it)");
+	is_int(exec_on(h, "p", "write", &err), 0, "the next fork works");
+
+	/* a connection idle for more than a second is pinged before reuse */
+	pings = atomic_load(&md.pings);
+	usleep(1200 * 1000);
+	is_int(exec_on(h, "p", "ok", &err), 0, "use after a long idle time");
+	is_int(atomic_load(&md.pings), pings + 1, "the long-idle connection was pinged first");
 
 	/* server down: prompt EMH_EUNAVAILABLE, and back without restarting the host */
 	atomic_store(&md.down, 1);
@@ -181,7 +207,12 @@ int main(void)
 	ok(el < 1000, "returned promptly (%.0f ms), not after the 2000 ms acquire timeout", el);
 	like_str(err.message, "context 'p'", "error names the context");
 	ci = info_of(h, "p");
-	ok(!ci.up && strstr(ci.last_error, "refused"), "context reported down with its last error: %s", ci.last_error);
+	ok(!ci.up && ci.last_error[0], "context reported down with its last error: %s", ci.last_error);
+	t0 = now_ms();
+	is_int(exec_on(h, "p", "ok", &err), EMH_EUNAVAILABLE, "still down: the next fork gets EMH_EUNAVAILABLE too");
+	ok(now_ms() - t0 < 1000, "promptly, from a failed connect");
+	ci = info_of(h, "p");
+	ok(!ci.up && strstr(ci.last_error, "refused"), "the last error is the refused connect: %s", ci.last_error);
 	atomic_store(&md.down, 0);
 	is_int(exec_on(h, "p", "ok", &err), 0, "database back: next use succeeds with no restart");
 	ci = info_of(h, "p");
