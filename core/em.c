@@ -1561,6 +1561,70 @@ int emh_repo_update(emh_repo *r, void *obj, emh_error *err)
 	return flush(r->em, o, err);
 }
 
+int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err)
+{
+	emh_error local;
+	if (!err)
+		err = &local;
+	emh_em *em = r->em;
+	emh__meta *m = r->m;
+	const emh_entity *e = m->pub.entity;
+	emh__obj *o;
+	int rc = repo_obj(r, obj, &o, err);
+	if (rc)
+		return rc;
+	if (o->state != ST_NEW)
+		return fail_ctx(em, emh_error_set(err, EMH_ESTATE, "emh_repo_upsert: object of entity '%s' is not new",
+						  e->name), err);
+	if (m->pub.generated)
+		return fail_ctx(em, emh_error_set(err, EMH_EINVAL,
+						  "entity '%s' has a generated key: upsert needs a key set by the caller",
+						  e->name), err);
+	if ((rc = check_not_null(em, o, ~UINT64_C(0), err)) != 0)
+		return rc;
+	emh_value key = obj_key(o);
+	if (imap_find(em, m, &key)) {
+		char k[96];
+		describe_key(o, k, sizeof k);
+		return fail_ctx(em, emh_error_set(err, EMH_ESTATE,
+						  "this fork already manages the '%s' with %s: change that object and flush",
+						  e->name, k), err);
+	}
+	if ((rc = ensure_conn(em, err)) != 0)
+		return rc;
+	uint64_t caps = em_caps(em);
+	if (!is_sql(em) || !(caps & EMH_CAP_UPSERT))
+		return fail_ctx(em, emh_error_set(err, EMH_EUNSUPPORTED, "driver '%s' cannot upsert",
+						  em->ctx->drv->d.name), err);
+	if (!m->st_upsert)
+		return fail_ctx(em, emh_error_set(err, EMH_EUNSUPPORTED,
+						  "driver '%s' cannot upsert entity '%s': its ON DUPLICATE KEY would also "
+						  "fire on the entity's other unique columns and overwrite another row",
+						  em->ctx->drv->d.name, e->name), err);
+	emh_value vals[EMH_ENTITY_MAX_FIELDS];
+	for (size_t i = 0; i < e->nfields; i++)
+		vals[i] = field_value(o, OBJ(o), &e->fields[i], (int)i);
+	/* Inside a transaction, a savepoint keeps a failure from spoiling it. */
+	bool sp = em->tx_depth > 0 && (caps & EMH_CAP_SAVEPOINTS);
+	int level = em->tx_depth + 1;
+	if (sp && (rc = tx_sql(em, 0, level, err)) != 0)
+		return rc;
+	emh_rowsink rs = {0};
+	op x = {.kind = OP_STMT, .m = m, .st = m->st_upsert, .params = vals, .sink = &rs};
+	rc = run(em, &x, err);
+	if (sp) {
+		emh_error ignored;
+		if (rc == 0)
+			rc = tx_sql(em, 1, level, err);
+		else if (em->pc)
+			tx_sql(em, 2, level, &ignored);
+	}
+	if (rc)
+		return rc;
+	pend p = {.o = o, .kind = OP_INSERT, .mask = ~UINT64_C(0)};
+	return settle(em, &p, em->tx_depth) ? emh_error_set(err, EMH_ENOMEM, "out of memory") : 0;
+}
+
 int emh_repo_remove(emh_repo *r, void *obj, emh_error *err)
 {
 	emh__obj *o;

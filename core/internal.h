@@ -114,6 +114,7 @@ typedef struct emh__meta {
 	pthread_mutex_t sync_mu;
 	/* SQL drivers: statements compiled at registration */
 	emh_stmt *st_get, *st_insert, *st_delete, *st_count_all, *st_select_all;
+	emh_stmt *st_upsert; /* NULL when the dialect cannot upsert this entity */
 	emh__stmtcache *cache; /* update masks and query shapes */
 } emh__meta;
 

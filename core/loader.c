@@ -72,6 +72,8 @@ static const char *check_members(const emh_driver *d)
 	if ((d->caps & EMH_CAP_SAVEPOINTS) && !d->dialect &&
 	    !(d->savepoint && d->release && d->rollback_to))
 		return "advertises EMH_CAP_SAVEPOINTS without savepoint, release and rollback_to";
+	if ((d->caps & EMH_CAP_UPSERT) && d->dialect && d->dialect->upsert == EMH_SQL_UPSERT_NONE)
+		return "advertises EMH_CAP_UPSERT but its dialect has no upsert style";
 	if (!!d->context_open != !!d->context_close)
 		return "context_open and context_close must be set together";
 	return NULL;

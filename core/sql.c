@@ -234,6 +234,75 @@ static void compile_cond(stmt_builder *sb, const emh_entity *e, const emh_cond *
 	}
 }
 
+/* Does the entity have a unique column or index besides its key? */
+static bool has_other_unique(const emh_entity *e)
+{
+	for (size_t i = 0; i < e->nfields; i++)
+		if ((e->fields[i].flags & EMH_F_UNIQUE) && !(e->fields[i].flags & EMH_F_PK))
+			return true;
+	for (size_t i = 0; i < e->nindexes; i++)
+		if (e->indexes[i].unique)
+			return true;
+	return false;
+}
+
+/*
+ * INSERT of every column, then the dialect's way of updating the row with the
+ * same key.  MySQL's ON DUPLICATE KEY fires on any unique index, which for an
+ * entity with another unique column would overwrite a different row: no
+ * statement then (emh_repo_upsert says why).
+ */
+static int compile_upsert(emh__meta *m, const emh_sql_dialect *d, stmt_builder *sb, emh_error *err)
+{
+	const emh_entity *e = m->pub.entity;
+	const emh_field *k = &e->fields[m->pub.pk];
+	if (d->upsert == EMH_SQL_UPSERT_ON_DUPLICATE_KEY && has_other_unique(e))
+		return 0;
+	sb->nparams = 0;
+	emh_buf_adds(&sb->sql, "INSERT INTO ");
+	emh_buf_ident(&sb->sql, d, e->table);
+	emh_buf_adds(&sb->sql, " (");
+	for (size_t i = 0; i < e->nfields; i++) {
+		if (i)
+			emh_buf_adds(&sb->sql, ", ");
+		emh_buf_ident(&sb->sql, d, e->fields[i].column);
+	}
+	emh_buf_adds(&sb->sql, ") VALUES (");
+	for (size_t i = 0; i < e->nfields; i++) {
+		if (i)
+			emh_buf_adds(&sb->sql, ", ");
+		add_param(sb, e->fields[i].type);
+	}
+	emh_buf_adds(&sb->sql, ")");
+	bool on_conflict = d->upsert == EMH_SQL_UPSERT_ON_CONFLICT;
+	if (on_conflict) {
+		emh_buf_adds(&sb->sql, " ON CONFLICT (");
+		emh_buf_ident(&sb->sql, d, k->column);
+		emh_buf_adds(&sb->sql, e->nfields > 1 ? ") DO UPDATE SET " : ") DO NOTHING");
+	} else {
+		emh_buf_adds(&sb->sql, " ON DUPLICATE KEY UPDATE ");
+		if (e->nfields == 1) {
+			emh_buf_ident(&sb->sql, d, k->column);
+			emh_buf_adds(&sb->sql, " = ");
+			emh_buf_ident(&sb->sql, d, k->column);
+		}
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < e->nfields; i++) {
+		if ((int)i == m->pub.pk)
+			continue;
+		if (n++)
+			emh_buf_adds(&sb->sql, ", ");
+		emh_buf_ident(&sb->sql, d, e->fields[i].column);
+		emh_buf_adds(&sb->sql, on_conflict ? " = excluded." : " = VALUES(");
+		emh_buf_ident(&sb->sql, d, e->fields[i].column);
+		if (!on_conflict)
+			emh_buf_adds(&sb->sql, ")");
+	}
+	m->st_upsert = stmt_finish(sb, m, EMH_STMT_INSERT, NULL, 0, err);
+	return m->st_upsert ? 0 : (err ? err->code : EMH_ENOMEM);
+}
+
 int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err)
 {
 	const emh_entity *e = m->pub.entity;
@@ -290,6 +359,11 @@ int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err
 	}
 	if (!(m->st_insert = stmt_finish(sb, m, EMH_STMT_INSERT, &k->type, ret ? 1 : 0, err)))
 		goto out_fail;
+
+	if (d->upsert && !m->pub.generated) {
+		if (compile_upsert(m, d, sb, err) != 0)
+			goto out_fail;
+	}
 
 	sb->nparams = 0;
 	emh_buf_adds(&sb->sql, "DELETE FROM ");
@@ -617,7 +691,8 @@ void emh__sql_free_meta(emh__meta *m)
 	free(m->st_delete);
 	free(m->st_count_all);
 	free(m->st_select_all);
-	m->st_get = m->st_insert = m->st_delete = m->st_count_all = m->st_select_all = NULL;
+	free(m->st_upsert);
+	m->st_get = m->st_insert = m->st_delete = m->st_count_all = m->st_select_all = m->st_upsert = NULL;
 	emh__stmtcache *c = m->cache;
 	if (c) {
 		for (size_t i = 0; i < c->cap; i++) {

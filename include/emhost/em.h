@@ -162,6 +162,19 @@ int emh_repo_find_one(emh_repo *r, const emh_query *q, void **out, emh_error *er
 int emh_repo_count(emh_repo *r, const emh_query *q, int64_t *n, emh_error *err);
 int emh_repo_exists(emh_repo *r, const emh_query *q, bool *out, emh_error *err);
 
+/*
+ * Insert obj, or -- when a row with its key already exists -- overwrite that
+ * row's other columns with obj's, in one statement, at once.  obj must be new
+ * (emh_repo_new) with its primary key set by the caller: upsert is for
+ * natural keys, so an entity with a generated key is EMH_EINVAL.  Afterwards
+ * obj is managed like a loaded object.  EMH_ESTATE when this fork already
+ * manages another object with that key (change that one and flush);
+ * EMH_EUNSUPPORTED when the context lacks EMH_CAP_UPSERT, and on MySQL for an
+ * entity with another unique column (ON DUPLICATE KEY would then overwrite
+ * the row holding that value).
+ */
+int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err);
+
 /* emh_em_new for this repository's entity. */
 int emh_repo_new(emh_repo *r, void **out, emh_error *err);
 /* Shortcuts through the unit of work that flush only obj, at once:

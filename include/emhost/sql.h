@@ -20,6 +20,13 @@
 extern "C" {
 #endif
 
+/* How a dialect writes "insert, or update the row with this key". */
+enum {
+	EMH_SQL_UPSERT_NONE = 0,
+	EMH_SQL_UPSERT_ON_CONFLICT,      /* ... ON CONFLICT ("key") DO UPDATE SET c = excluded.c (SQLite, PostgreSQL) */
+	EMH_SQL_UPSERT_ON_DUPLICATE_KEY, /* ... ON DUPLICATE KEY UPDATE c = VALUES(c) (MySQL, MariaDB) */
+};
+
 struct emh_sql_dialect {
 	char quote;           /* identifier quote: '"' or '`' */
 	bool numbered_params; /* $1, $2 ... (true) or ? (false) */
@@ -38,6 +45,8 @@ struct emh_sql_dialect {
 	 * IDENTITY", "VARCHAR(255)"), written into buf (cap bytes).
 	 */
 	void (*column_type)(const emh_meta *m, int field, char *buf, size_t cap);
+	/* EMH_SQL_UPSERT_*; drivers that set one advertise EMH_CAP_UPSERT. */
+	int upsert;
 };
 
 /* ---- a growable string ---- */

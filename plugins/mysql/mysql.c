@@ -1061,6 +1061,7 @@ static const emh_sql_dialect my_dialect = {
 	.like_escape = " ESCAPE '\\\\'",
 	.begin_sql = "START TRANSACTION",
 	.column_type = my_column_type,
+	.upsert = EMH_SQL_UPSERT_ON_DUPLICATE_KEY,
 };
 
 /* Base name of a reported column type: "varchar(255)" -> "varchar". */

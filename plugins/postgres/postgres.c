@@ -653,6 +653,7 @@ static const emh_sql_dialect pg_dialect = {
 	.limit_all = NULL,
 	.like_escape = " ESCAPE '\\'",
 	.column_type = pg_column_type,
+	.upsert = EMH_SQL_UPSERT_ON_CONFLICT,
 };
 
 /* Which existing column types (pg_type.typname) a field can live in: ones

@@ -848,6 +848,7 @@ static const emh_sql_dialect sq_dialect = {
 	.commit_sql = "COMMIT",
 	.rollback_sql = "ROLLBACK",
 	.column_type = sq_column_type,
+	.upsert = EMH_SQL_UPSERT_ON_CONFLICT, /* 3.24+ */
 };
 
 static bool sq_has(const char *type, const char *word)

@@ -1651,6 +1651,79 @@ static void t_uow(suite *s)
 
 /* ---- unique violations and rollback of a failing flush ---- */
 
+/* ---- upsert (natural keys) ---- */
+
+static void t_upsert(suite *s)
+{
+	emh_error err;
+	emh_em *em;
+	emh_repo *r;
+	conf_kv *kv;
+	int rc;
+
+	diag("upsert");
+	em = xfork(s, NULL);
+	r = xrepo(em, &s->e[T_KV]);
+	if (!r || emh_repo_new(r, (void **)&kv, &err) != 0) {
+		ok(0, "new kv for upsert");
+		emh_em_close(em);
+		return;
+	}
+	kv->k = "up-1";
+	kv->v = "one";
+	rc = emh_repo_upsert(r, kv, &err);
+	if (!(s->caps & EMH_CAP_UPSERT)) {
+		expect_rc(rc, EMH_EUNSUPPORTED, &err, "without EMH_CAP_UPSERT, upsert is EMH_EUNSUPPORTED");
+		emh_em_close(em);
+		na("upsert: insert then overwrite", "driver '%s' reports no upsert (caps: %s)", s->driver, s->capstr);
+		return;
+	}
+	OK_RC(rc, err, "upsert of a new key inserts");
+	conf_kv *again;
+	if (emh_repo_new(r, (void **)&again, &err) == 0) {
+		again->k = "up-1";
+		again->v = "dup";
+		expect_rc(emh_repo_upsert(r, again, &err), EMH_ESTATE, &err,
+			  "upsert of a key this fork already manages: EMH_ESTATE");
+		emh_em_remove(em, again, &err);
+	}
+	emh_em_close(em);
+
+	em = xfork(s, NULL);
+	r = xrepo(em, &s->e[T_KV]);
+	if (r && emh_repo_new(r, (void **)&kv, &err) == 0) {
+		kv->k = "up-1";
+		kv->v = "two";
+		kv->doc = "{\"n\": 2}";
+		OK_RC(emh_repo_upsert(r, kv, &err), err, "upsert of an existing key overwrites it");
+		kv->v = "three";
+		OK_RC(emh_em_flush(em, &err), err, "the upserted object is managed: a change flushes as an update");
+	}
+	emh_em_close(em);
+
+	em = xfork(s, NULL);
+	r = xrepo(em, &s->e[T_KV]);
+	void *p = NULL;
+	if (r && OK_RC(emh_repo_get(r, emh_v_text("up-1"), &p, &err), err, "reload the upserted row")) {
+		is_str(((conf_kv *)p)->v, "three", "it holds the last values");
+		is_json(((conf_kv *)p)->doc, "{\"n\": 2}", "json written by the upsert");
+	}
+	emh_query *q;
+	int64_t n = -1;
+	if (r && emh_repo_query(r, &q, &err) == 0) {
+		emh_q_where(q, emh_q_eq(q, "k", emh_v_text("up-1")));
+		emh_repo_count(r, q, &n, &err);
+	}
+	is_int(n, 1, "one row for the key");
+	if (p)
+		OK_RC(emh_repo_remove(r, p, &err), err, "remove the upserted row (later cases count kv rows)");
+	emh_repo *ur = xrepo(em, &s->e[T_USER]);
+	void *u;
+	if (ur && emh_repo_new(ur, &u, &err) == 0)
+		expect_rc(emh_repo_upsert(ur, u, &err), EMH_EINVAL, &err, "upsert of an entity with a generated key: EMH_EINVAL");
+	emh_em_close(em);
+}
+
 static void t_conflict(suite *s)
 {
 	emh_error err;
@@ -2467,6 +2540,7 @@ int main(int argc, char **argv)
 		t_query(&s);
 		t_uow(&s);
 		t_conflict(&s);
+		t_upsert(&s);
 		t_transactions(&s);
 		t_readonly_clear(&s);
 		t_errors(&s);

@@ -214,6 +214,42 @@ int main(void)
 	like_str(ps ? ps->sql : NULL, "WHERE (\"qty\" >= $1 AND \"price\" < $2) LIMIT $3 OFFSET $4", "numbered parameters");
 	ok(ps && ps->id != s1->id, "statement ids are unique within the context");
 
+	/* upsert: natural keys only; MySQL's form refused with another unique column */
+	typedef struct kv {
+		const char *k;
+		const char *v;
+	} kv;
+	static const emh_field kv_fields[] = {EMH_FIELD(kv, k, EMH_T_TEXT, EMH_F_PK), EMH_FIELD(kv, v, EMH_T_TEXT, 0)};
+	static const emh_entity kv_entity = EMH_ENTITY(kv, "kv", kv_fields);
+	emh_sql_dialect oc = dq, odk = dq;
+	oc.upsert = EMH_SQL_UPSERT_ON_CONFLICT;
+	odk.upsert = EMH_SQL_UPSERT_ON_DUPLICATE_KEY;
+	odk.quote = '`';
+	emh__meta mk;
+	memset(&mk, 0, sizeof mk);
+	mk.ctx = &ctx;
+	mk.pub.entity = &kv_entity;
+	emh__sql_prepare_meta(&mk, &oc, &err);
+	is_str(mk.st_upsert ? mk.st_upsert->sql : NULL,
+	       "INSERT INTO \"kv\" (\"k\", \"v\") VALUES (?, ?) ON CONFLICT (\"k\") DO UPDATE SET \"v\" = excluded.\"v\"",
+	       "upsert, ON CONFLICT form");
+	emh__sql_free_meta(&mk);
+	emh__sql_prepare_meta(&mk, &odk, &err);
+	is_str(mk.st_upsert ? mk.st_upsert->sql : NULL,
+	       "INSERT INTO `kv` (`k`, `v`) VALUES (?, ?) ON DUPLICATE KEY UPDATE `v` = VALUES(`v`)",
+	       "upsert, ON DUPLICATE KEY form");
+	emh__sql_free_meta(&mk);
+	emh__meta mi;
+	memset(&mi, 0, sizeof mi);
+	mi.ctx = &ctx;
+	mi.pub.entity = &item_entity;
+	emh__sql_prepare_meta(&mi, &odk, &err);
+	ok(mi.st_upsert == NULL, "no ON DUPLICATE KEY upsert for an entity with another unique column");
+	emh__sql_free_meta(&mi);
+	emh__sql_prepare_meta(&mi, &oc, &err);
+	ok(mi.st_upsert != NULL, "ON CONFLICT names the key: other unique columns still raise a conflict");
+	emh__sql_free_meta(&mi);
+
 	emh_buf ddl = EMH_BUF_INIT;
 	emh_sql_create_table(&dq, &m.pub, &ddl);
 	is_str(ddl.ptr,
