@@ -11,18 +11,8 @@
 #include <emhost/emhost.h>
 
 #include "../tap.h"
+#include "../fault.h"
 
-typedef struct fault_item {
-	int64_t id;
-	const char *name;
-	int64_t n;
-} fault_item;
-
-static const emh_field fault_item_fields[] = {
-	EMH_FIELD(fault_item, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
-	EMH_FIELD(fault_item, name, EMH_T_TEXT, 0),
-	EMH_FIELD(fault_item, n, EMH_T_INT64, 0),
-};
 static char g_table[64];
 static emh_entity g_item;
 
@@ -36,58 +26,6 @@ static emh_entity g_item;
 #define BOUND_MS ACQUIRE_MS
 
 static const char *g_script, *g_state;
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int server(const char *cmd)
-{
-	char line[2048];
-	snprintf(line, sizeof line, "'%s' %s '%s'", g_script, cmd, g_state);
-	return system(line);
-}
-
-static int insert_rows(emh_host *h, const char *ctx, int n, const char *prefix, emh_error *err)
-{
-	emh_em *em;
-	emh_repo *r;
-	int rc = emh_host_fork(h, ctx, &em, err);
-	if (rc)
-		return rc;
-	if ((rc = emh_em_repo(em, &g_item, &r, err)) == 0) {
-		for (int i = 0; i < n && rc == 0; i++) {
-			fault_item *it;
-			char name[64];
-			rc = emh_repo_new(r, (void **)&it, err);
-			if (rc)
-				break;
-			snprintf(name, sizeof name, "%s-%d", prefix, i);
-			it->name = emh_em_strdup(em, name);
-			it->n = i;
-		}
-		if (rc == 0)
-			rc = emh_em_flush(em, err);
-	}
-	emh_em_close(em);
-	return rc;
-}
-
-static int count_rows(emh_host *h, const char *ctx, int64_t *n, emh_error *err)
-{
-	emh_em *em;
-	emh_repo *r;
-	int rc = emh_host_fork(h, ctx, &em, err);
-	if (rc)
-		return rc;
-	if ((rc = emh_em_repo(em, &g_item, &r, err)) == 0)
-		rc = emh_repo_count(r, NULL, n, err);
-	emh_em_close(em);
-	return rc;
-}
 
 int main(void)
 {
@@ -147,7 +85,7 @@ int main(void)
 		rc = emh_host_sync_schema(h, "lite", &err);
 		is_int(rc, 0, "sync lite");
 	}
-	rc = insert_rows(h, "mg", NROWS, "before", &err);
+	rc = fault_insert(h, "mg", &g_item, NROWS, "before", &err);
 	is_int(rc, 0, "%d rows written on mg", NROWS);
 	/* Fill the pool with several idle connections that the stop will break. */
 	{
@@ -163,15 +101,15 @@ int main(void)
 			emh_em_close(ems[i]);
 	}
 
-	rc = server("stop");
+	rc = fault_server(g_script, "stop", g_state);
 	is_int(rc, 0, "server stopped");
 
 	int unavailable = 0, other = 0, slow = 0;
 	for (int i = 0; i < 6; i++) {
 		int64_t n = 0;
-		double t0 = now_ms();
-		rc = count_rows(h, "mg", &n, &err);
-		double dt = now_ms() - t0;
+		double t0 = fault_now_ms();
+		rc = fault_count(h, "mg", &g_item, &n, &err);
+		double dt = fault_now_ms() - t0;
 		if (rc == EMH_EUNAVAILABLE)
 			unavailable++;
 		else
@@ -187,38 +125,38 @@ int main(void)
 	is_int(other, 0, "no other outcome");
 	is_int(slow, 0, "each returned within acquire_timeout_ms (%d ms)", ACQUIRE_MS);
 	{
-		double t0 = now_ms();
+		double t0 = fault_now_ms();
 		rc = emh_host_ping(h, "mg", &err);
-		is_int(rc, EMH_EUNAVAILABLE, "ping: EMH_EUNAVAILABLE (%.0f ms)", now_ms() - t0);
+		is_int(rc, EMH_EUNAVAILABLE, "ping: EMH_EUNAVAILABLE (%.0f ms)", fault_now_ms() - t0);
 	}
 
 	if (have_lite) {
 		int64_t n = -1;
-		rc = insert_rows(h, "lite", 5, "lite", &err);
+		rc = fault_insert(h, "lite", &g_item, 5, "lite", &err);
 		is_int(rc, 0, "sqlite context still writes");
-		rc = count_rows(h, "lite", &n, &err);
+		rc = fault_count(h, "lite", &g_item, &n, &err);
 		ok(rc == 0 && n == 5, "sqlite context still reads (%lld rows)", (long long)n);
 	} else {
 		skip(2, "no sqlite driver");
 	}
 
-	rc = server("restart");
+	rc = fault_server(g_script, "restart", g_state);
 	is_int(rc, 0, "server restarted on the same port");
 	{
 		int64_t n = -1;
-		double t0 = now_ms();
-		rc = count_rows(h, "mg", &n, &err);
+		double t0 = fault_now_ms();
+		rc = fault_count(h, "mg", &g_item, &n, &err);
 		is_int(rc, 0, "the next fork works without restarting the host");
 		if (rc)
 			diag("%s", err.message);
-		diag("first fork after restart took %.0f ms", now_ms() - t0);
+		diag("first fork after restart took %.0f ms", fault_now_ms() - t0);
 		if (persistent && strcmp(persistent, "1") == 0)
 			is_int(n, NROWS, "every row written before the stop is there");
 		else
 			skip(1, "the test server keeps data in memory only (mongo-wire/CongoDB): rows written "
 				"before a restart are gone, so 'data intact' cannot hold; checked with mongod");
 	}
-	rc = insert_rows(h, "mg", 3, "after", &err);
+	rc = fault_insert(h, "mg", &g_item, 3, "after", &err);
 	is_int(rc, 0, "writes work again");
 	rc = emh_host_ping(h, "mg", &err);
 	is_int(rc, 0, "ping works again");

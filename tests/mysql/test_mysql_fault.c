@@ -12,37 +12,20 @@
 #include <emhost/emhost.h>
 
 #include "../tap.h"
+#include "../fault.h"
 
 #define NTESTS 19
 #define TABLE "emh_myfault_items"
 #define ACQUIRE_MS 3000
 
-typedef struct fault_item {
-	int64_t id;
-	const char *name;
-	int64_t n;
-} fault_item;
-
-static const emh_field fault_fields[] = {
-	EMH_FIELD(fault_item, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
-	EMH_FIELD(fault_item, name, EMH_T_TEXT, 0),
-	EMH_FIELD(fault_item, n, EMH_T_INT64, 0),
-};
-static const emh_entity fault_entity = EMH_ENTITY(fault_item, TABLE, fault_fields);
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+static const emh_entity fault_entity = EMH_ENTITY(fault_item, TABLE, fault_item_fields);
 
 static int server(const char *cmd)
 {
-	char line[2048];
-	const char *src = getenv("EMH_SRCDIR"), *state = getenv("EMH_TEST_STATE_DIR");
-	snprintf(line, sizeof line, "'%s/scripts/servers/mariadb.sh' %s '%s' >&2", src ? src : ".", cmd, state);
-	return system(line);
+	char script[1024];
+	const char *src = getenv("EMH_SRCDIR");
+	snprintf(script, sizeof script, "%s/scripts/servers/mariadb.sh", src ? src : ".");
+	return fault_server(script, cmd, getenv("EMH_TEST_STATE_DIR"));
 }
 
 /* Load key in ctx; the loaded name into name (when given). */
@@ -148,10 +131,10 @@ int main(void)
 	is_int(rc, 0, "mariadb.sh stop");
 
 	for (int attempt = 1; attempt <= 4; attempt++) {
-		double t0 = now_ms();
+		double t0 = fault_now_ms();
 		memset(&err, 0, sizeof err);
 		rc = get_item(h, "my", first, NULL, 0, &err);
-		double ms = now_ms() - t0;
+		double ms = fault_now_ms() - t0;
 		if (attempt == 1) {
 			is_str(emh_status_name(rc), "EMH_EUNAVAILABLE", "a load with the server down is EMH_EUNAVAILABLE");
 			ok(strcmp(err.context, "my") == 0, "the error names the context (%s)", err.context);

@@ -11,18 +11,8 @@
 #include <emhost/emhost.h>
 
 #include "../tap.h"
+#include "../fault.h"
 
-typedef struct fault_item {
-	int64_t id;
-	const char *name;
-	int64_t n;
-} fault_item;
-
-static const emh_field fault_item_fields[] = {
-	EMH_FIELD(fault_item, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
-	EMH_FIELD(fault_item, name, EMH_T_TEXT, 0),
-	EMH_FIELD(fault_item, n, EMH_T_INT64, 0),
-};
 static char g_table[64]; /* pgt_fault_<pid> */
 static emh_entity fault_item_entity = EMH_ENTITY(fault_item, g_table, fault_item_fields);
 
@@ -47,58 +37,6 @@ static void url_password(const char *url)
 	colon = strchr(p, ':');
 	if (at && colon && colon < at && (size_t)(at - colon - 1) < sizeof g_pw)
 		snprintf(g_pw, sizeof g_pw, "%.*s", (int)(at - colon - 1), colon + 1);
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int server(const char *cmd)
-{
-	char line[2048];
-	snprintf(line, sizeof line, "'%s' %s '%s'", g_script, cmd, g_state);
-	return system(line);
-}
-
-static int insert_rows(emh_host *h, const char *ctx, int n, const char *prefix, emh_error *err)
-{
-	emh_em *em;
-	emh_repo *r;
-	int rc = emh_host_fork(h, ctx, &em, err);
-	if (rc)
-		return rc;
-	if ((rc = emh_em_repo(em, &fault_item_entity, &r, err)) == 0) {
-		for (int i = 0; i < n && rc == 0; i++) {
-			fault_item *it;
-			char name[64];
-			rc = emh_repo_new(r, (void **)&it, err);
-			if (rc)
-				break;
-			snprintf(name, sizeof name, "%s-%d", prefix, i);
-			it->name = emh_em_strdup(em, name);
-			it->n = i;
-		}
-		if (rc == 0)
-			rc = emh_em_flush(em, err);
-	}
-	emh_em_close(em);
-	return rc;
-}
-
-static int count_rows(emh_host *h, const char *ctx, int64_t *n, emh_error *err)
-{
-	emh_em *em;
-	emh_repo *r;
-	int rc = emh_host_fork(h, ctx, &em, err);
-	if (rc)
-		return rc;
-	if ((rc = emh_em_repo(em, &fault_item_entity, &r, err)) == 0)
-		rc = emh_repo_count(r, NULL, n, err);
-	emh_em_close(em);
-	return rc;
 }
 
 int main(void)
@@ -162,7 +100,7 @@ int main(void)
 		rc = emh_host_sync_schema(h, "lite", &err);
 		is_int(rc, 0, "sync lite");
 	}
-	rc = insert_rows(h, "pg", NROWS, "before", &err);
+	rc = fault_insert(h, "pg", &fault_item_entity, NROWS, "before", &err);
 	is_int(rc, 0, "%d rows committed on pg", NROWS);
 	/* Fill the pool with several idle connections that the stop will kill. */
 	{
@@ -179,15 +117,15 @@ int main(void)
 			emh_em_close(ems[i]);
 	}
 
-	rc = server("stop");
+	rc = fault_server(g_script, "stop", g_state);
 	is_int(rc, 0, "server stopped");
 
 	int unavailable = 0, other = 0, slow = 0;
 	for (int i = 0; i < 6; i++) {
 		int64_t n = 0;
-		double t0 = now_ms();
-		rc = count_rows(h, "pg", &n, &err);
-		double dt = now_ms() - t0;
+		double t0 = fault_now_ms();
+		rc = fault_count(h, "pg", &fault_item_entity, &n, &err);
+		double dt = fault_now_ms() - t0;
 		if (rc == EMH_EUNAVAILABLE)
 			unavailable++;
 		else
@@ -207,27 +145,27 @@ int main(void)
 
 	if (have_lite) {
 		int64_t n = -1;
-		rc = insert_rows(h, "lite", 5, "lite", &err);
+		rc = fault_insert(h, "lite", &fault_item_entity, 5, "lite", &err);
 		is_int(rc, 0, "sqlite context still writes");
-		rc = count_rows(h, "lite", &n, &err);
+		rc = fault_count(h, "lite", &fault_item_entity, &n, &err);
 		ok(rc == 0 && n == 5, "sqlite context still reads (%lld rows)", (long long)n);
 	} else {
 		skip(2, "no sqlite driver");
 	}
 
-	rc = server("restart");
+	rc = fault_server(g_script, "restart", g_state);
 	is_int(rc, 0, "server restarted on the same port");
 	{
 		int64_t n = -1;
-		double t0 = now_ms();
-		rc = count_rows(h, "pg", &n, &err);
+		double t0 = fault_now_ms();
+		rc = fault_count(h, "pg", &fault_item_entity, &n, &err);
 		is_int(rc, 0, "the next fork works without restarting the host");
 		if (rc)
 			diag("%s", err.message);
 		is_int(n, NROWS, "every row committed before the stop is there");
-		diag("first fork after restart took %.0f ms", now_ms() - t0);
+		diag("first fork after restart took %.0f ms", fault_now_ms() - t0);
 	}
-	rc = insert_rows(h, "pg", 3, "after", &err);
+	rc = fault_insert(h, "pg", &fault_item_entity, 3, "after", &err);
 	is_int(rc, 0, "writes work again");
 	rc = emh_host_ping(h, "pg", &err);
 	is_int(rc, 0, "ping works again");
