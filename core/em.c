@@ -199,11 +199,12 @@ static int ensure_conn(emh_em *em, emh_error *err)
 	return sync_pending(em, err);
 }
 
-/* A status that says the connection itself may be in a bad state. */
+/* A status after which the connection is pinged before its next reuse: any
+ * but the everyday answers (a driver may report a bad value while the server
+ * has in fact closed the connection). */
 static bool conn_suspect(int rc)
 {
-	return rc != EMH_ECONFLICT && rc != EMH_ENOTFOUND && rc != EMH_EINVAL && rc != EMH_ERETRY &&
-	       rc != EMH_ESCHEMA;
+	return rc != EMH_ECONFLICT && rc != EMH_ENOTFOUND;
 }
 
 /* After a driver call failed: drop a lost connection at once. */

@@ -272,7 +272,7 @@ static int my_code(unsigned no)
  */
 static void my_redact(char *dst, size_t cap, const char *msg)
 {
-	static const char *const marks[] = {"entry '", "value: '", "value '", "near '", NULL};
+	static const char *const marks[] = {"entry '", "value: '", "value '", "value of '", "near '", NULL};
 	const char *start = NULL, *end = NULL;
 	for (size_t i = 0; marks[i] && !start; i++) {
 		const char *p = strstr(msg, marks[i]);
@@ -314,6 +314,10 @@ static int my_fail(emh_error *err, unsigned no, const char *sqlstate, const char
 {
 	char clean[EMH_ERROR_MSG_MAX], key[96];
 	int code = my_code(no);
+	/* SQLSTATE class 08 (e.g. 1153 packet too large, 08S01) means the server
+	 * closed the connection: say so, so that the core discards it. */
+	if (sqlstate && strncmp(sqlstate, "08", 2) == 0)
+		code = EMH_EUNAVAILABLE;
 	if (!msg || !*msg)
 		msg = "unknown error";
 	if (code == EMH_ECONFLICT && table)
@@ -332,8 +336,9 @@ static int my_fail(emh_error *err, unsigned no, const char *sqlstate, const char
 		else if (no == MY_ER_NET_PACKET_TOO_LARGE || no == MY_CR_NET_PACKET_TOO_LARGE)
 			emh_error_set(err, code,
 				      "%s%s%s%s: %s (mysql error %u; a value is larger than max_allowed_packet, "
-				      "see docs/drivers/mysql.md)",
-				      what, table ? " on table '" : "", table ? table : "", table ? "'" : "", clean, no);
+				      "see docs/drivers/mysql.md%s)",
+				      what, table ? " on table '" : "", table ? table : "", table ? "'" : "", clean, no,
+				      code == EMH_EUNAVAILABLE ? "; the server closed the connection" : "");
 		else if (table)
 			emh_error_set(err, code, "%s on table '%s': %s (mysql error %u)", what, table, clean, no);
 		else
@@ -1077,8 +1082,10 @@ static bool my_type_is(const char *type, const char *const *names)
 static bool my_compatible(const emh_meta *m, int field, const char *type)
 {
 	static const char *const small_ints[] = {"tinyint", "smallint", "mediumint", "int", "integer", NULL};
+	/* Not "bit": the client library returns BIT as bytes, which no integer
+	 * field can read. */
 	static const char *const ints[] = {"tinyint", "smallint", "mediumint", "int", "integer",
-					   "bigint", "bit", "bool", "boolean", NULL};
+					   "bigint", "bool", "boolean", NULL};
 	static const char *const reals[] = {"double", "float", "real", "decimal", "numeric", NULL};
 	static const char *const texts[] = {"varchar", "char", "text", "tinytext", "mediumtext",
 					    "longtext", NULL};

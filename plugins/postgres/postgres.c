@@ -275,11 +275,15 @@ static int pg_connect_fail(const emh_params *p, PGconn *pg, const char *why, emh
 	pg_clean_message(msg, sizeof msg, why ? why : (pg ? PQerrorMessage(pg) : "out of memory"),
 			 emh_params_get(p, "password"));
 	state = pg_connect_sqlstate(msg);
-	emh_error_set(err, EMH_EUNAVAILABLE, "cannot connect to database '%s' as '%s': %s",
+	/* Refused credentials (28xxx) or an unknown database (3D000) are the
+	 * configuration's fault, not an outage (host.h's contract). */
+	int code = state && (strncmp(state, "28", 2) == 0 || strcmp(state, "3D000") == 0) ? EMH_ECONFIG
+											    : EMH_EUNAVAILABLE;
+	emh_error_set(err, code, "cannot connect to database '%s' as '%s': %s",
 		      db ? db : "(default)", user ? user : "(default)", *msg ? msg : "unknown error");
 	pg_error_state(err, state, false);
 	PQfinish(pg);
-	return EMH_EUNAVAILABLE;
+	return code;
 }
 
 /*
@@ -540,9 +544,14 @@ static int pg_execute(emh_conn *c, const char *text, emh_error *err)
 	}
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && s != PGRES_EMPTY_QUERY)
 		rc = pg_fail(c, res, "execute", err);
-	PQclear(res);
-	if (strcasestr(text, "deallocate") || strcasestr(text, "discard"))
+	/* Forget every prepared statement only when the server dropped them all;
+	 * a single one dropped by name is noticed (26000) and re-prepared by
+	 * pg_stmt_exec.  Guessing from the text would misfire on any SQL that
+	 * merely contains the word. */
+	const char *tag = res && rc == 0 ? PQcmdStatus(res) : NULL;
+	if (tag && (strcmp(tag, "DISCARD ALL") == 0 || strcmp(tag, "DEALLOCATE ALL") == 0))
 		pg_forget_prepared(c);
+	PQclear(res);
 	return rc;
 }
 
@@ -1310,19 +1319,68 @@ static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, b
  * The first execution on a connection, and the first statement after
  * begin(), go out pipelined with their PREPARE / BEGIN in one round trip.
  */
+/*
+ * The server's copy of a cached statement can go away or go stale behind the
+ * driver's back: dropped by a raw DEALLOCATE (26000), already there though
+ * the driver thought not (42P05), or planned for a column type that an ALTER
+ * TABLE changed since (0A000 "cached plan must not change result type").
+ * Fix the bookkeeping; the caller resends once when no transaction was open
+ * (inside one, the failed statement aborted it, and the next transaction
+ * re-prepares).
+ */
+static bool pg_stale_statement(emh_conn *c, const emh_stmt *st, const char *name, const emh_error *err)
+{
+	if (!err)
+		return false;
+	if (strcmp(err->sqlstate, "26000") == 0) {
+		c->prepared[st->id] = 0;
+	} else if (strcmp(err->sqlstate, "42P05") == 0) {
+		c->prepared[st->id] = 1;
+	} else if (strcmp(err->sqlstate, "0A000") == 0 && strstr(err->message, "cached plan")) {
+		if (PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
+			char sql[48];
+			snprintf(sql, sizeof sql, "DEALLOCATE \"%s\"", name);
+			PQclear(PQexec(c->pg, sql));
+		}
+		c->prepared[st->id] = 0;
+	} else {
+		return false;
+	}
+	return PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+}
+
+static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, const char *name, emh_rowsink *sink,
+			     emh_error *err);
+
 static int pg_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_rowsink *sink,
 			emh_error *err)
 {
-	char name[24], what[120];
+	char name[24];
+	emh_error local;
+	int rc;
+
+	if (!err)
+		err = &local;
+	snprintf(name, sizeof name, "emh_%" PRIu32, st->id);
+	if ((rc = pg_prepared_reserve(c, st->id, err)) || (rc = pg_params_reserve(c, st->nparams, err)) ||
+	    (rc = pg_bind(c, st, params, err)))
+		return rc;
+	rc = pg_stmt_exec_once(c, st, name, sink, err);
+	/* rc > 0 is the sink's "enough rows", not an error (err is untouched) */
+	if (rc < 0 && pg_stale_statement(c, st, name, err))
+		rc = pg_stmt_exec_once(c, st, name, sink, err);
+	return rc;
+}
+
+static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, const char *name, emh_rowsink *sink,
+			     emh_error *err)
+{
+	char what[120];
 	PGresult *res;
 	ExecStatusType s;
 	bool prepare, begin;
 	int rc;
 
-	snprintf(name, sizeof name, "emh_%" PRIu32, st->id);
-	if ((rc = pg_prepared_reserve(c, st->id, err)) || (rc = pg_params_reserve(c, st->nparams, err)) ||
-	    (rc = pg_bind(c, st, params, err)))
-		return rc;
 	prepare = !c->prepared[st->id];
 	begin = c->begin_pending;
 	if (prepare || begin) {

@@ -102,7 +102,10 @@ static int add_ctx(emh_host *h, const char *name, const char *const *kv, emh_err
 /* Checks shared by every connection failure. */
 static void check_conn_error(int rc, const emh_error *err, const char *ctx, const char *sqlstate, const char *what)
 {
-	is_int(rc, EMH_EUNAVAILABLE, "%s: EMH_EUNAVAILABLE", what);
+	/* refused credentials and an unknown database are configuration errors; the rest outages */
+	int want = sqlstate && (strncmp(sqlstate, "28", 2) == 0 || strcmp(sqlstate, "3D000") == 0) ? EMH_ECONFIG
+												   : EMH_EUNAVAILABLE;
+	is_int(rc, want, "%s: %s", what, emh_status_name(want));
 	diag("%s: [%s] %s (sqlstate %s, native %d)", what, err->context, err->message, err->sqlstate, err->native);
 	ok(strcmp(err->context, ctx) == 0 || strstr(err->message, ctx) != NULL, "%s: error names context '%s'", what,
 	   ctx);
@@ -553,6 +556,74 @@ static void test_statement_cache(emh_host *h)
 	}
 }
 
+/* Raw SQL can drop or stale the driver's prepared statements behind its back. */
+typedef struct pgt_alt {
+	int64_t id;
+	int64_t v;
+} pgt_alt;
+static const emh_field pgt_alt_fields[] = {
+	EMH_FIELD(pgt_alt, id, EMH_T_INT64, EMH_F_PK),
+	EMH_FIELD(pgt_alt, v, EMH_T_INT64, 0),
+};
+static char g_alt[64];
+static emh_entity pgt_alt_entity = EMH_ENTITY(pgt_alt, g_alt, pgt_alt_fields);
+
+static void test_statement_invalidation(emh_host *h)
+{
+	emh_em *em;
+	emh_repo *r;
+	emh_error err;
+	pgt_item *it;
+	pgt_alt *a;
+	char sql[256];
+
+	if (fork_repo(h, "victim", &pgt_item_entity, &em, &r, &err)) {
+		ok(0, "fork: %s", err.message);
+		return;
+	}
+	is_int(emh_repo_get(r, emh_v_int64(g_k1), (void **)&it, &err), 0, "get (prepares the shape)");
+	is_int(emh_em_execute(em, "SELECT 'a discarded or deallocated word' AS w", &err), 0,
+	       "raw SQL that merely mentions discard/deallocate");
+	emh_em_clear(em);
+	is_int(emh_repo_get(r, emh_v_int64(g_k2), (void **)&it, &err), 0, "the cached statements still work");
+	is_int(emh_em_execute(em, "DEALLOCATE ALL; SELECT 1", &err), 0, "raw DEALLOCATE ALL (not the last command)");
+	emh_em_clear(em);
+	int rc = emh_repo_get(r, emh_v_int64(g_k1), (void **)&it, &err);
+	is_int(rc, 0, "a dropped statement is prepared again (26000 noticed)");
+	if (rc)
+		diag("%s [%s]", err.message, err.sqlstate);
+	emh_em_close(em);
+
+	snprintf(sql, sizeof sql, "CREATE TABLE \"%s\" (id bigint PRIMARY KEY, v integer NOT NULL); "
+				  "INSERT INTO \"%s\" VALUES (1, 7)", g_alt, g_alt);
+	if (emh_host_fork(h, "victim", &em, &err) || emh_em_execute(em, sql, &err)) {
+		ok(0, "create %s: %s", g_alt, err.message);
+		return;
+	}
+	emh_em_close(em);
+	if (emh_host_register_entity(h, "victim", &pgt_alt_entity, &err) ||
+	    fork_repo(h, "victim", &pgt_alt_entity, &em, &r, &err)) {
+		ok(0, "alt entity: %s", err.message);
+		return;
+	}
+	rc = emh_repo_get(r, emh_v_int64(1), (void **)&a, &err);
+	is_int(rc, 0, "get from an integer column (prepared)");
+	if (rc)
+		diag("%s [%s]", err.message, err.sqlstate);
+	snprintf(sql, sizeof sql, "ALTER TABLE \"%s\" ALTER COLUMN v TYPE bigint", g_alt);
+	is_int(emh_em_execute(em, sql, &err), 0, "ALTER COLUMN TYPE behind the cached statement");
+	emh_em_clear(em);
+	rc = emh_repo_get(r, emh_v_int64(1), (void **)&a, &err);
+	is_int(rc, 0, "the stale plan is prepared again (0A000 noticed)");
+	if (rc)
+		diag("%s [%s]", err.message, err.sqlstate);
+	else
+		is_int(a->v, 7, "and reads the row");
+	snprintf(sql, sizeof sql, "DROP TABLE \"%s\"", g_alt);
+	emh_em_execute(em, sql, &err);
+	emh_em_close(em);
+}
+
 static void test_schema_mismatch(emh_host *h)
 {
 	emh_em *em;
@@ -743,6 +814,7 @@ int main(void)
 
 	plan_lazy();
 	snprintf(g_items, sizeof g_items, "pgt_items_%ld", (long)getpid());
+	snprintf(g_alt, sizeof g_alt, "pgt_alt_%ld", (long)getpid());
 	snprintf(g_bad, sizeof g_bad, "pgt_bad_%ld", (long)getpid());
 	if (!url || !*url) {
 		need_server(1, "postgres: EMH_TEST_PG_URL not set (run scripts/servers/pg.sh start)");
@@ -780,6 +852,7 @@ int main(void)
 	test_conflict_and_invalid(h);
 	test_roundtrip(h);
 	test_statement_cache(h);
+	test_statement_invalidation(h);
 	test_deadlock(h, g_k1, g_k2);
 	test_schema_mismatch(h);
 	test_pool_bound(h);
