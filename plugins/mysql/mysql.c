@@ -981,15 +981,17 @@ static int my_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params
 			emh_error *err)
 {
 	MYSQL_STMT *s = NULL;
-	bool stale;
+	bool stale = false;
 	int rc = my_thread_enter(err);
 	if (rc)
 		return rc;
 	for (int attempt = 0;; attempt++) {
 		if ((rc = my_stmt_get(c, st, &s, err)))
 			return rc;
+		stale = false;
 		rc = my_stmt_run(c, st, s, params, sink, &stale, err);
-		if (rc && stale && attempt == 0) {
+		/* rc > 0 is the sink's "enough rows": delivered, never resent */
+		if (rc < 0 && stale && attempt == 0) {
 			my_stmt_drop(c, st->id);
 			continue;
 		}
