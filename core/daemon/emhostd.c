@@ -5,6 +5,15 @@
  * SIGTERM or SIGINT, when it stops accepting, lets the requests in flight
  * finish (bounded by server.shutdown_timeout_ms), closes the pools and
  * exits 0.
+ *
+ * Exit status: 0 after a clean stop (requests still queued at the shutdown
+ * deadline are answered 503 and do not change that); 3 when a handler was
+ * still running at the deadline (plus a short grace): the daemon then
+ * exits without closing its pools -- the databases roll back the open
+ * transactions when the connections drop.  (A health ping still running
+ * then also makes it exit without closing the pools, with status 0.)  A
+ * second SIGTERM or SIGINT while stopping ends the process at once (killed
+ * by that signal).  1 on a startup failure, 2 on a usage error.
  */
 #include "config.h"
 
@@ -28,12 +37,55 @@
 #define DEFAULT_THREADS 4
 #define DEFAULT_MAX_BODY (1024 * 1024)
 #define DEFAULT_SHUTDOWN_MS 10000
+#define EXIT_ABANDONED 3
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+/*
+ * msg fit for one log line: control characters and bytes that are not
+ * UTF-8 become \xNN.  Messages carry request text (paths, methods) and
+ * database text; a newline in them must not forge a line.
+ */
+static const char *log_clean(const char *msg, char *out, size_t cap)
+{
+	const unsigned char *p = (const unsigned char *)(msg ? msg : "");
+	size_t o = 0;
+	while (*p && o + 5 < cap) {
+		size_t n = 0;
+		if (*p >= 0x20 && *p < 0x7F)
+			n = 1;
+		else if (*p >= 0xC2 && *p <= 0xF4) {
+			n = *p >= 0xF0 ? 4 : *p >= 0xE0 ? 3 : 2;
+			for (size_t i = 1; i < n; i++)
+				if ((p[i] & 0xC0) != 0x80)
+					n = 0;
+			/* overlong, surrogate and out-of-range forms */
+			if (n == 3 && ((*p == 0xE0 && p[1] < 0xA0) || (*p == 0xED && p[1] > 0x9F)))
+				n = 0;
+			if (n == 4 && ((*p == 0xF0 && p[1] < 0x90) || (*p == 0xF4 && p[1] > 0x8F)))
+				n = 0;
+		}
+		if (n && o + n < cap) {
+			memcpy(out + o, p, n);
+			o += n;
+			p += n;
+		} else {
+			snprintf(out + o, 5, "\\x%02X", *p);
+			o += 4;
+			p++;
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
 
 /* "2024-05-01T12:00:00.123Z emhostd: info [context] message" on stderr. */
 static void log_stderr(void *ud, int level, const char *context, const char *msg)
 {
+	char clean[4 * 2048 + 8], cctx[4 * 64 + 8];
+	msg = log_clean(msg, clean, sizeof clean);
+	if (context)
+		context = log_clean(context, cctx, sizeof cctx);
 	struct timespec ts;
 	struct tm tm;
 	char when[32];
@@ -57,7 +109,10 @@ static void usage(FILE *f)
 		"      --ready-file FILE  write the server's URL to FILE once it accepts requests\n"
 		"  -v, --verbose          more log output (repeat for debug)\n"
 		"  -q, --quiet            only warnings and errors\n"
-		"  -h, --help             this help\n");
+		"  -h, --help             this help\n"
+		"SIGTERM/SIGINT stop it gracefully within server.shutdown_timeout_ms; a second one at once.\n"
+		"exit status: 0 stopped cleanly, 1 startup failure, 2 usage, 3 handlers abandoned at the\n"
+		"shutdown deadline (pools not closed)\n");
 }
 
 /* An integer server setting, or def; a malformed value is reported and def used. */
@@ -90,6 +145,32 @@ static int write_ready_file(const char *path, const char *url)
 		return -1;
 	}
 	return 0;
+}
+
+/* The first signal started a graceful stop; a second one ends it now. */
+struct second_signal {
+	sigset_t sigs;
+	const char *ready_file;
+};
+
+static void *second_signal_main(void *arg)
+{
+	struct second_signal *ss = arg;
+	int sig = 0;
+	while (sigwait(&ss->sigs, &sig) != 0)
+		;
+	log_stderr(NULL, EMH_LOG_WARN, NULL, sig == SIGINT ? "second SIGINT: exiting at once" :
+			  "second SIGTERM: exiting at once");
+	if (ss->ready_file)
+		unlink(ss->ready_file);
+	fflush(stderr);
+	signal(sig, SIG_DFL);
+	sigset_t one;
+	sigemptyset(&one);
+	sigaddset(&one, sig);
+	pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+	raise(sig);
+	_exit(128 + sig);
 }
 
 int main(int argc, char **argv)
@@ -161,8 +242,8 @@ int main(int argc, char **argv)
 		emh_host_free(h);
 		return 1;
 	}
-	emh_host_log(h, EMH_LOG_INFO, NULL, "listening on %s (%u threads, max body %zu bytes)", emhd_url(srv),
-		     o.threads, o.max_body);
+	emh_host_log(h, EMH_LOG_INFO, NULL, "listening on %s (%u threads, queue of %u, max body %zu bytes)",
+		     emhd_url(srv), o.threads, emhd_queue_max(srv), o.max_body);
 	if (ready_file && write_ready_file(ready_file, emhd_url(srv)) != 0)
 		emh_host_log(h, EMH_LOG_WARN, NULL, "cannot write ready file '%s': %s", ready_file, strerror(errno));
 
@@ -171,9 +252,35 @@ int main(int argc, char **argv)
 		;
 	emh_host_log(h, EMH_LOG_INFO, NULL, "%s: stopping (waiting up to %u ms for requests in flight)",
 		     sig == SIGINT ? "SIGINT" : "SIGTERM", shutdown_ms);
-	unsigned left = emhd_stop(srv, shutdown_ms);
-	if (left)
-		emh_host_log(h, EMH_LOG_WARN, NULL, "%u request(s) still in flight at the shutdown timeout", left);
+	static struct second_signal ss;
+	ss.sigs = sigs;
+	ss.ready_file = ready_file;
+	pthread_t watcher;
+	if (pthread_create(&watcher, NULL, second_signal_main, &ss) == 0)
+		pthread_detach(watcher);
+	emhd_stop_stats st;
+	int rc = emhd_stop(srv, shutdown_ms, &st);
+	if (st.refused)
+		emh_host_log(h, EMH_LOG_WARN, NULL, "%u queued request(s) answered 503 at the shutdown deadline",
+			     st.refused);
+	if (st.unanswered)
+		emh_host_log(h, EMH_LOG_WARN, NULL, "%u request(s) still open at the shutdown deadline were dropped",
+			     st.unanswered);
+	if (rc != 0) {
+		if (st.abandoned)
+			emh_host_log(h, EMH_LOG_ERROR, NULL,
+				     "%u handler(s) still running at the shutdown deadline (%u ms): exiting without"
+				     " closing the pools (their transactions roll back when the connections drop)",
+				     st.abandoned, shutdown_ms);
+		if (st.probes)
+			emh_host_log(h, EMH_LOG_WARN, NULL,
+				     "%u health ping(s) still running: exiting without closing the pools", st.probes);
+		if (ready_file)
+			unlink(ready_file);
+		fflush(stdout);
+		fflush(stderr);
+		_exit(st.abandoned ? EXIT_ABANDONED : 0);
+	}
 	emh_host_free(h);
 	if (ready_file)
 		unlink(ready_file);

@@ -17,6 +17,7 @@ typedef struct emhd_opts {
 	unsigned threads;    /* libmicrohttpd I/O threads (its thread pool), and as many handler workers */
 	size_t max_body;     /* request bodies above this get 413 */
 	unsigned conn_timeout_s; /* idle keep-alive connections are closed after this */
+	unsigned queue_max;  /* requests waiting for a worker before more get 503; 0 = 4 x threads */
 } emhd_opts;
 
 /*
@@ -28,15 +29,30 @@ int emhd_start(emh_host *h, const emhd_opts *o, emhd_server **out, char *errbuf,
 /* The address actually bound, as "http://127.0.0.1:8080" (port 0 resolved). */
 const char *emhd_url(const emhd_server *s);
 
-/*
- * Graceful stop: stop accepting connections, answer requests already in
- * flight (responses then carry "Connection: close"), wait up to timeout_ms
- * for them, then stop the worker threads and free s.  Returns the number of
- * requests still unanswered when the wait ended (0 = clean).
- */
-unsigned emhd_stop(emhd_server *s, unsigned timeout_ms);
+/* What emhd_stop did. */
+typedef struct emhd_stop_stats {
+	unsigned refused;    /* requests queued at the deadline, answered 503 without running */
+	unsigned abandoned;  /* handlers still running when the wait ended */
+	unsigned unanswered; /* other requests open when the wait ended (slow uploads, unsent answers) */
+	unsigned probes;     /* health pings still running */
+} emhd_stop_stats;
 
-/* HTTP status for an EMH_E* code: 404 409 400 503 or 500. */
+/*
+ * Graceful stop, bounded by timeout_ms: stop accepting connections and
+ * answer the requests in flight (responses then carry "Connection: close").
+ * At the deadline nothing more starts: requests still queued, and new ones
+ * on open connections, get 503; handlers still running get a short grace.
+ * Returns 0 when everything stopped and s is freed.  Returns -1 when a
+ * handler (or a health ping) was still running: s is left as it is, the
+ * host must not be freed (forks are open) and the caller should exit the
+ * process.  st (may be NULL) gets the counts.
+ */
+int emhd_stop(emhd_server *s, unsigned timeout_ms, emhd_stop_stats *st);
+
+/* The work queue's cap (emhd_opts.queue_max, or its default). */
+unsigned emhd_queue_max(const emhd_server *s);
+
+/* HTTP status for an EMH_E* code: 404 409 400 503 (EMH_EUNAVAILABLE, EMH_ETIMEOUT, EMH_ERETRY) or 500. */
 int emhd_http_status(int code);
 
 #endif

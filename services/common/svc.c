@@ -18,10 +18,56 @@ int svc_reply_json(emh_response *res, int status, json_t *j, emh_error *err)
 	return emh_response_set_owned(res, status, "application/json", s, strlen(s), err);
 }
 
+const char *svc_clean(const char *s, char *out, size_t cap)
+{
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	size_t o = 0;
+	if (!cap)
+		return out;
+	while (*p) {
+		size_t n = 0;
+		unsigned char lo = 0x80, hi = 0xBF;
+		if (*p >= 0x20 && *p < 0x7F)
+			n = 1;
+		else if (*p >= 0xC2 && *p <= 0xDF)
+			n = 2;
+		else if (*p >= 0xE0 && *p <= 0xEF) {
+			n = 3;
+			lo = *p == 0xE0 ? 0xA0 : 0x80;
+			hi = *p == 0xED ? 0x9F : 0xBF;
+		} else if (*p >= 0xF0 && *p <= 0xF4) {
+			n = 4;
+			lo = *p == 0xF0 ? 0x90 : 0x80;
+			hi = *p == 0xF4 ? 0x8F : 0xBF;
+		}
+		if (n > 1 && (p[1] < lo || p[1] > hi))
+			n = 0;
+		for (size_t i = 2; i < n; i++)
+			if ((p[i] & 0xC0) != 0x80)
+				n = 0;
+		if (n) {
+			if (o + n >= cap)
+				break;
+			memcpy(out + o, p, n);
+			o += n;
+			p += n;
+		} else {
+			if (o + 4 >= cap)
+				break;
+			snprintf(out + o, 5, "\\x%02X", *p);
+			o += 4;
+			p++;
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
 int svc_reply_method(emh_response *res, const emh_request *req, const char *allow, emh_error *err)
 {
-	char msg[256];
-	snprintf(msg, sizeof msg, "method %s is not allowed here (allowed: %s)", req->method, allow);
+	char msg[256], method[64];
+	snprintf(msg, sizeof msg, "method %s is not allowed here (allowed: %s)",
+		 svc_clean(req->method, method, sizeof method), allow);
 	json_t *j = json_pack("{s:{s:s,s:s,s:s}}", "error", "code", "method_not_allowed", "message", msg, "context", "");
 	int rc = svc_reply_json(res, 405, j, err);
 	return rc ? rc : emh_response_add_header(res, "Allow", allow, err);
@@ -137,15 +183,28 @@ json_t *svc_json_time(emh_time t)
 	return json_string(out);
 }
 
+static int64_t svc_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 int svc_flush(emh_em *em, emh_error *err)
 {
-	int rc = 0;
-	for (int attempt = 0; attempt < 5; attempt++) {
-		rc = emh_em_flush(em, err);
-		if (rc != EMH_ERETRY)
-			break;
-		struct timespec ts = {0, (long)(1 + attempt) * 2000000};
+	int64_t start = svc_mono_ns();
+	long pause_ms = 2;
+	for (int attempt = 1;; attempt++) {
+		int rc = emh_em_flush(em, err);
+		if (rc != EMH_ERETRY || attempt >= SVC_FLUSH_TRIES)
+			return rc;
+		/* one try may itself wait a whole busy timeout: the budget is
+		 * for all of them, and no try starts past it */
+		if (svc_mono_ns() - start + pause_ms * 1000000 >= (int64_t)SVC_FLUSH_BUDGET_MS * 1000000)
+			return rc;
+		struct timespec ts = {0, pause_ms * 1000000};
 		nanosleep(&ts, NULL);
+		if (pause_ms < 100)
+			pause_ms *= 2;
 	}
-	return rc;
 }

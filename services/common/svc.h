@@ -4,6 +4,7 @@
 #define EMH_SERVICES_SVC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -54,11 +55,27 @@ json_t *svc_json_time(emh_time t);
 /* An int64 as a JSON integer (jansson's json_int_t is long long). */
 static inline json_t *svc_json_int(int64_t v) { return json_integer((json_int_t)v); }
 
+/* svc_flush's limits: tries, and the time after which no new try starts. */
+#define SVC_FLUSH_TRIES 10
+#define SVC_FLUSH_BUDGET_MS 2000
+
 /*
- * emh_em_flush, retried (at most 5 times) while it fails with EMH_ERETRY: a
- * deadlock, serialization failure or busy database the driver says to
- * retry.  A failed flush leaves the fork as it was, so retrying is safe.
+ * emh_em_flush, retried while it fails with EMH_ERETRY (a deadlock,
+ * serialization failure or busy database the driver says to retry), with
+ * a growing pause, at most SVC_FLUSH_TRIES times and never starting a try
+ * SVC_FLUSH_BUDGET_MS after the first (one try may wait a whole busy
+ * timeout: a locked SQLite database).  A failed flush leaves the fork as it
+ * was, so retrying is safe.  A last EMH_ERETRY is returned as is: the
+ * daemon answers it 503 with Retry-After.
  */
 int svc_flush(emh_em *em, emh_error *err);
+
+/*
+ * s fit for an error message (a JSON string): control characters and
+ * bytes that are not valid UTF-8 become "\xNN".  Request text -- a path, a
+ * method -- may be anything.  Cut at a character boundary to fit cap.
+ * Returns out.
+ */
+const char *svc_clean(const char *s, char *out, size_t cap);
 
 #endif

@@ -160,8 +160,11 @@ static int users_handle(emh_scope *scope, const emh_request *req, emh_response *
 	int rc;
 	bool collection = strcmp(req->path, "") == 0 || strcmp(req->path, "/") == 0;
 	bool item = !collection && svc_path_id(req->path, "/", &id);
-	if (!collection && !item)
-		return emh_error_set(err, EMH_ENOTFOUND, "no route /users%s: use /users or /users/<id>", req->path);
+	if (!collection && !item) {
+		char path[256];
+		return emh_error_set(err, EMH_ENOTFOUND, "no route /users%s: use /users or /users/<id>",
+				     svc_clean(req->path, path, sizeof path));
+	}
 	const char *m = req->method;
 	if (collection && strcmp(m, "POST") != 0 && strcmp(m, "GET") != 0)
 		return svc_reply_method(res, req, "GET, POST", err);

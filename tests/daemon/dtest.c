@@ -11,7 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -254,6 +258,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 	header_value(p, len, "Content-Type", r->ctype, sizeof r->ctype);
 	header_value(p, len, "Location", r->location, sizeof r->location);
 	header_value(p, len, "Allow", r->allow, sizeof r->allow);
+	header_value(p, len, "Retry-After", r->retry_after, sizeof r->retry_after);
 	return len;
 }
 
@@ -319,6 +324,93 @@ long dtest_http(CURL *c, const char *base, const char *method, const char *path,
 	}
 	curl_slist_free_all(hdrs);
 	return out->status;
+}
+
+int dtest_connect(const char *base)
+{
+	const char *hp = strstr(base, "://");
+	hp = hp ? hp + 3 : base;
+	char host[128];
+	snprintf(host, sizeof host, "%s", hp);
+	char *colon = strrchr(host, ':');
+	if (!colon)
+		return -1;
+	*colon = '\0';
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		return -1;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -1;
+	struct timeval tv = {30, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+long dtest_raw(const char *base, const char *req, size_t len, dtest_resp *out)
+{
+	memset(out, 0, sizeof *out);
+	int fd = dtest_connect(base);
+	if (fd < 0) {
+		snprintf(out->curl_error, sizeof out->curl_error, "connect: %s", strerror(errno));
+		return 0;
+	}
+	size_t sent = 0;
+	while (sent < len) {
+		ssize_t k = send(fd, req + sent, len - sent, MSG_NOSIGNAL);
+		if (k <= 0)
+			break;
+		sent += (size_t)k;
+	}
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	for (;;) {
+		if (n + 4096 + 1 > cap) {
+			cap = cap ? cap * 2 : 8192;
+			char *b = realloc(buf, cap);
+			if (!b)
+				break;
+			buf = b;
+		}
+		ssize_t k = recv(fd, buf + n, cap - n - 1, 0);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+	}
+	close(fd);
+	if (!buf || n == 0) {
+		free(buf);
+		snprintf(out->curl_error, sizeof out->curl_error, "no answer");
+		return 0;
+	}
+	buf[n] = '\0';
+	int st = 0;
+	if (sscanf(buf, "HTTP/1.%*d %d", &st) != 1)
+		st = 0;
+	char *hend = strstr(buf, "\r\n\r\n");
+	if (hend) {
+		for (char *line = strstr(buf, "\r\n"); line && line < hend; line = strstr(line + 2, "\r\n")) {
+			const char *l = line + 2;
+			size_t ll = (size_t)(strstr(l, "\r\n") - l);
+			header_value(l, ll, "Content-Type", out->ctype, sizeof out->ctype);
+			header_value(l, ll, "Retry-After", out->retry_after, sizeof out->retry_after);
+			header_value(l, ll, "Allow", out->allow, sizeof out->allow);
+		}
+		out->len = n - (size_t)(hend + 4 - buf);
+		out->body = malloc(out->len + 1);
+		if (out->body) {
+			memcpy(out->body, hend + 4, out->len);
+			out->body[out->len] = '\0';
+		}
+	}
+	free(buf);
+	out->status = st;
+	return st;
 }
 
 void dtest_resp_free(dtest_resp *r)

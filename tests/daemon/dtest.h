@@ -65,6 +65,7 @@ typedef struct dtest_resp {
 	char ctype[128];
 	char location[128];
 	char allow[128];
+	char retry_after[32];
 	char curl_error[CURL_ERROR_SIZE];
 	double seconds;
 } dtest_resp;
@@ -80,6 +81,17 @@ CURL *dtest_curl(void);
 long dtest_http(CURL *c, const char *base, const char *method, const char *path, const char *body, size_t len,
 		bool chunked, dtest_resp *out);
 void dtest_resp_free(dtest_resp *r);
+/*
+ * Send len raw bytes (a whole request, however malformed) to the daemon at
+ * base ("http://127.0.0.1:PORT") on a new connection and read the answer
+ * until the server closes (send "Connection: close").  Fills status, body,
+ * ctype and retry_after of out.  Returns out->status (0 on failure).
+ */
+long dtest_raw(const char *base, const char *req, size_t len, dtest_resp *out);
+
+/* A TCP connection to base, or -1. */
+int dtest_connect(const char *base);
+
 /* The body parsed as JSON, or NULL. */
 json_t *dtest_json(const dtest_resp *r);
 

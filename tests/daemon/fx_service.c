@@ -66,6 +66,9 @@ static void fx_fini(emh_svc *svc, void *state) { fx_inited--; }
  *   GET  /em-as-repo                  emh_scope_repo_at on the EM-only need
  *   GET  /state                       the state from init
  *   GET  /forks                       number of forks the scope holds
+ *   POST /raw-conflict                a statement the database refuses as a
+ *                                     duplicate key (the driver's text in err)
+ *   POST /raw-invalid                 one it refuses as a datatype mismatch
  */
 static int fx_handle(emh_scope *scope, const emh_request *req, emh_response *res, emh_error *err)
 {
@@ -112,6 +115,17 @@ static int fx_handle(emh_scope *scope, const emh_request *req, emh_response *res
 			return rc;
 		snprintf(buf, sizeof buf, "%zu", emh_scope_forks_open(scope));
 		return fx_reply(res, 200, buf, err);
+	}
+	if (strcmp(req->path, "/raw-conflict") == 0 || strcmp(req->path, "/raw-invalid") == 0) {
+		emh_em *em;
+		if ((rc = emh_scope_em_at(scope, NEED_DEFAULT_EM, &em, err)))
+			return rc;
+		/* returned as the driver filled err: the daemon must not show it */
+		return emh_em_execute(em,
+				      strcmp(req->path, "/raw-conflict") == 0
+					      ? "INSERT INTO fx_notes (id, text) VALUES (424242, 'secret-row'), (424242, 'secret-row')"
+					      : "INSERT INTO fx_notes (id, text) VALUES ('not-a-number', 'secret-row')",
+				      err);
 	}
 	return emh_error_set(err, EMH_ENOTFOUND, "no route '%s'", req->path);
 }

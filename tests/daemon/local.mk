@@ -71,6 +71,11 @@ tests_daemon_t_shutdown_SOURCES = tests/daemon/t_shutdown.c $(DTEST_SOURCES) ser
 tests_daemon_t_shutdown_CFLAGS = $(DTEST_CFLAGS)
 tests_daemon_t_shutdown_LDADD = core/libemhost.la $(DTEST_LIBS)
 TESTS += tests/daemon/t_shutdown
+check_PROGRAMS += tests/daemon/t_robust
+tests_daemon_t_robust_SOURCES = tests/daemon/t_robust.c $(DTEST_SOURCES)
+tests_daemon_t_robust_CFLAGS = $(DTEST_CFLAGS) $(SQLITE3_CFLAGS)
+tests_daemon_t_robust_LDADD = $(DTEST_LIBS) $(SQLITE3_LIBS)
+TESTS += tests/daemon/t_robust
 # needs the test servers (scripts/test-servers.sh, EMH_TEST_STATE_DIR): skips loudly without
 check_PROGRAMS += tests/daemon/t_fault
 tests_daemon_t_fault_SOURCES = tests/daemon/t_fault.c $(DTEST_SOURCES)
