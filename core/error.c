@@ -92,3 +92,69 @@ int emh__error_in_context(emh_error *err, int code, const char *name)
 	err->code = code;
 	return code;
 }
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	if (c < 0x80)
+		return 1;
+	size_t n;
+	unsigned char lo = 0x80, hi = 0xBF;
+	if (c >= 0xC2 && c <= 0xDF)
+		n = 2;
+	else if (c >= 0xE0 && c <= 0xEF) {
+		n = 3;
+		if (c == 0xE0)
+			lo = 0xA0;
+		else if (c == 0xED)
+			hi = 0x9F; /* no surrogates */
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		n = 4;
+		if (c == 0xF0)
+			lo = 0x90;
+		else if (c == 0xF4)
+			hi = 0x8F;
+	} else {
+		return 0;
+	}
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xBF)
+			return 0;
+	return n;
+}
+
+/*
+ * s made fit for a JSON string and a log line: bytes that are not valid
+ * UTF-8, and control characters, become "\xNN".  Request text (a path, a
+ * method) reaches error messages, and jansson refuses invalid UTF-8.  Cut
+ * at a character boundary when out is too small.
+ */
+const char *emh_text_clean(const char *s, char *out, size_t cap)
+{
+	size_t o = 0;
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	while (*p) {
+		size_t n = utf8_seq(p);
+		if (n == 1 && (*p < 0x20 || *p == 0x7F))
+			n = 0;
+		if (n) {
+			if (o + n >= cap)
+				break;
+			memcpy(out + o, p, n);
+			o += n;
+			p += n;
+		} else {
+			if (o + 4 >= cap)
+				break;
+			snprintf(out + o, 5, "\\x%02X", *p);
+			o += 4;
+			p++;
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+

@@ -41,51 +41,13 @@
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-/*
- * msg fit for one log line: control characters and bytes that are not
- * UTF-8 become \xNN.  Messages carry request text (paths, methods) and
- * database text; a newline in them must not forge a line.
- */
-static const char *log_clean(const char *msg, char *out, size_t cap)
-{
-	const unsigned char *p = (const unsigned char *)(msg ? msg : "");
-	size_t o = 0;
-	while (*p && o + 5 < cap) {
-		size_t n = 0;
-		if (*p >= 0x20 && *p < 0x7F)
-			n = 1;
-		else if (*p >= 0xC2 && *p <= 0xF4) {
-			n = *p >= 0xF0 ? 4 : *p >= 0xE0 ? 3 : 2;
-			for (size_t i = 1; i < n; i++)
-				if ((p[i] & 0xC0) != 0x80)
-					n = 0;
-			/* overlong, surrogate and out-of-range forms */
-			if (n == 3 && ((*p == 0xE0 && p[1] < 0xA0) || (*p == 0xED && p[1] > 0x9F)))
-				n = 0;
-			if (n == 4 && ((*p == 0xF0 && p[1] < 0x90) || (*p == 0xF4 && p[1] > 0x8F)))
-				n = 0;
-		}
-		if (n && o + n < cap) {
-			memcpy(out + o, p, n);
-			o += n;
-			p += n;
-		} else {
-			snprintf(out + o, 5, "\\x%02X", *p);
-			o += 4;
-			p++;
-		}
-	}
-	out[o] = '\0';
-	return out;
-}
-
 /* "2024-05-01T12:00:00.123Z emhostd: info [context] message" on stderr. */
 static void log_stderr(void *ud, int level, const char *context, const char *msg)
 {
 	char clean[4 * 2048 + 8], cctx[4 * 64 + 8];
-	msg = log_clean(msg, clean, sizeof clean);
+	msg = emh_text_clean(msg, clean, sizeof clean);
 	if (context)
-		context = log_clean(context, cctx, sizeof cctx);
+		context = emh_text_clean(context, cctx, sizeof cctx);
 	struct timespec ts;
 	struct tm tm;
 	char when[32];

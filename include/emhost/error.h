@@ -95,6 +95,15 @@ int emh_error_prefix(emh_error *err, int code, const char *fmt, ...)
 /* Set err->context (if err is not NULL) and return err->code or code when err is NULL. */
 int emh_error_context(emh_error *err, int code, const char *context);
 
+/*
+ * Copy s into out (cap bytes, NUL-terminated) for a message or a log line:
+ * valid UTF-8 is kept, control characters and bytes that are not valid UTF-8
+ * are written as \xNN, and the result is cut at a character boundary.
+ * s may be NULL (""); returns out.  For text that came from outside (a
+ * request path, a key) before it goes into an error, a log or JSON.
+ */
+const char *emh_text_clean(const char *s, char *out, size_t cap);
+
 /* Reset err to "no error". */
 void emh_error_clear(emh_error *err);
 

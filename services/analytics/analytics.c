@@ -151,7 +151,7 @@ static int analytics_handle(emh_scope *scope, const emh_request *req, emh_respon
 	}
 	char path[256];
 	return emh_error_set(err, EMH_ENOTFOUND, "no route /analytics%s: use /analytics/events or /analytics/counts",
-			     svc_clean(req->path, path, sizeof path));
+			     emh_text_clean(req->path, path, sizeof path));
 }
 
 EMH_SERVICE_EXPORT const emh_service emh_service_descriptor = {

@@ -18,56 +18,11 @@ int svc_reply_json(emh_response *res, int status, json_t *j, emh_error *err)
 	return emh_response_set_owned(res, status, "application/json", s, strlen(s), err);
 }
 
-const char *svc_clean(const char *s, char *out, size_t cap)
-{
-	const unsigned char *p = (const unsigned char *)(s ? s : "");
-	size_t o = 0;
-	if (!cap)
-		return out;
-	while (*p) {
-		size_t n = 0;
-		unsigned char lo = 0x80, hi = 0xBF;
-		if (*p >= 0x20 && *p < 0x7F)
-			n = 1;
-		else if (*p >= 0xC2 && *p <= 0xDF)
-			n = 2;
-		else if (*p >= 0xE0 && *p <= 0xEF) {
-			n = 3;
-			lo = *p == 0xE0 ? 0xA0 : 0x80;
-			hi = *p == 0xED ? 0x9F : 0xBF;
-		} else if (*p >= 0xF0 && *p <= 0xF4) {
-			n = 4;
-			lo = *p == 0xF0 ? 0x90 : 0x80;
-			hi = *p == 0xF4 ? 0x8F : 0xBF;
-		}
-		if (n > 1 && (p[1] < lo || p[1] > hi))
-			n = 0;
-		for (size_t i = 2; i < n; i++)
-			if ((p[i] & 0xC0) != 0x80)
-				n = 0;
-		if (n) {
-			if (o + n >= cap)
-				break;
-			memcpy(out + o, p, n);
-			o += n;
-			p += n;
-		} else {
-			if (o + 4 >= cap)
-				break;
-			snprintf(out + o, 5, "\\x%02X", *p);
-			o += 4;
-			p++;
-		}
-	}
-	out[o] = '\0';
-	return out;
-}
-
 int svc_reply_method(emh_response *res, const emh_request *req, const char *allow, emh_error *err)
 {
 	char msg[256], method[64];
 	snprintf(msg, sizeof msg, "method %s is not allowed here (allowed: %s)",
-		 svc_clean(req->method, method, sizeof method), allow);
+		 emh_text_clean(req->method, method, sizeof method), allow);
 	json_t *j = json_pack("{s:{s:s,s:s,s:s}}", "error", "code", "method_not_allowed", "message", msg, "context", "");
 	int rc = svc_reply_json(res, 405, j, err);
 	return rc ? rc : emh_response_add_header(res, "Allow", allow, err);

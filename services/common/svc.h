@@ -70,12 +70,4 @@ static inline json_t *svc_json_int(int64_t v) { return json_integer((json_int_t)
  */
 int svc_flush(emh_em *em, emh_error *err);
 
-/*
- * s fit for an error message (a JSON string): control characters and
- * bytes that are not valid UTF-8 become "\xNN".  Request text -- a path, a
- * method -- may be anything.  Cut at a character boundary to fit cap.
- * Returns out.
- */
-const char *svc_clean(const char *s, char *out, size_t cap);
-
 #endif

@@ -31,7 +31,7 @@ static int profile_handle(emh_scope *scope, const emh_request *req, emh_response
 	if (!svc_path_id(req->path, "/", &id)) {
 		char path[256];
 		return emh_error_set(err, EMH_ENOTFOUND, "no route /profile%s: use /profile/<user id>",
-				     svc_clean(req->path, path, sizeof path));
+				     emh_text_clean(req->path, path, sizeof path));
 	}
 	if (strcmp(req->method, "GET") != 0)
 		return svc_reply_method(res, req, "GET", err);

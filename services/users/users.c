@@ -163,7 +163,7 @@ static int users_handle(emh_scope *scope, const emh_request *req, emh_response *
 	if (!collection && !item) {
 		char path[256];
 		return emh_error_set(err, EMH_ENOTFOUND, "no route /users%s: use /users or /users/<id>",
-				     svc_clean(req->path, path, sizeof path));
+				     emh_text_clean(req->path, path, sizeof path));
 	}
 	const char *m = req->method;
 	if (collection && strcmp(m, "POST") != 0 && strcmp(m, "GET") != 0)
