@@ -102,7 +102,7 @@ int main(void)
 	/* text from outside, made fit for messages */
 	char tc[32];
 	is_str(emh_text_clean("caf\xc3\xa9 ok", tc, sizeof tc), "caf\xc3\xa9 ok", "valid UTF-8 kept");
-	is_str(emh_text_clean("a\xffb\nc", tc, sizeof tc), "a\\xFFb\\x0Ac", "invalid byte and newline escaped");
+	is_str(emh_text_clean("a\xff" "b\nc", tc, sizeof tc), "a\\xFFb\\x0Ac", "invalid byte and newline escaped");
 	is_str(emh_text_clean("\xed\xa0\x80", tc, sizeof tc), "\\xED\\xA0\\x80", "a UTF-16 surrogate is not UTF-8");
 	is_str(emh_text_clean("ab\xc3\xa9", tc, 4), "ab", "cut at a character boundary");
 	is_str(emh_text_clean(NULL, tc, sizeof tc), "", "NULL is empty");
