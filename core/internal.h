@@ -180,6 +180,8 @@ const emh__driver *emh__host_driver(const emh_host *h, const char *name);
 int emh__load_plugins(emh_host *h, const char *dir, emh_error *err);
 int emh__add_driver(emh_host *h, const emh_driver *d, void *dl, const char *file, emh_error *err);
 void emh__unload_drivers(emh_host *h);
+const void *emh__plugin_open(const char *path, const char *symbol, const char *kind, void **dl, char *why,
+			     size_t cap);
 
 /* ---- SQL compilation (sql.c) ---- */
 int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err);

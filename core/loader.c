@@ -130,29 +130,48 @@ static int so_filter(const struct dirent *e)
 	return n > 3 && strcmp(e->d_name + n - 3, ".so") == 0;
 }
 
-static int load_one(emh_host *h, const char *path, emh_error *err)
+/*
+ * Open a plugin file with the checks every plugin gets, drivers and service
+ * modules alike: a regular file, not writable by others, ELF; dlopen with
+ * RTLD_NOW | RTLD_LOCAL (a missing symbol fails now, not mid-request); its one
+ * descriptor symbol.  Returns the symbol with *dl open, or NULL with *dl
+ * closed and why[] saying why ("not an emhost <kind>").
+ */
+const void *emh__plugin_open(const char *path, const char *symbol, const char *kind, void **dl, char *why,
+			     size_t cap)
 {
 	struct stat st;
+	*dl = NULL;
 	if (stat(path, &st) != 0)
-		return refuse(h, path, "cannot stat: %s", strerror(errno));
+		return snprintf(why, cap, "cannot stat: %s", strerror(errno)), NULL;
 	if (!S_ISREG(st.st_mode))
-		return refuse(h, path, "not a regular file");
+		return snprintf(why, cap, "not a regular file"), NULL;
 	if (st.st_mode & S_IWOTH)
-		return refuse(h, path, "file is writable by others (mode %03o): fix with chmod o-w",
-			      (unsigned)(st.st_mode & 0777));
+		return snprintf(why, cap, "file is writable by others (mode %03o): fix with chmod o-w",
+				(unsigned)(st.st_mode & 0777)), NULL;
 	if (!is_elf(path))
-		return refuse(h, path, "not an ELF shared object");
-	void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!dl) {
+		return snprintf(why, cap, "not an ELF shared object"), NULL;
+	if (!(*dl = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
 		const char *e = dlerror();
-		return refuse(h, path, "dlopen failed: %s (check its dependencies with ldd)", e ? e : "?");
+		return snprintf(why, cap, "dlopen failed: %s (check its dependencies with ldd)", e ? e : "?"), NULL;
 	}
 	dlerror();
-	const emh_driver *d = dlsym(dl, EMH_DRIVER_SYMBOL);
-	if (!d) {
-		dlclose(dl);
-		return refuse(h, path, "no symbol '%s': not an emhost driver plugin", EMH_DRIVER_SYMBOL);
+	const void *sym = dlsym(*dl, symbol);
+	if (!sym) {
+		dlclose(*dl);
+		*dl = NULL;
+		snprintf(why, cap, "no symbol '%s': not an emhost %s", symbol, kind);
 	}
+	return sym;
+}
+
+static int load_one(emh_host *h, const char *path, emh_error *err)
+{
+	char why[512];
+	void *dl;
+	const emh_driver *d = emh__plugin_open(path, EMH_DRIVER_SYMBOL, "driver plugin", &dl, why, sizeof why);
+	if (!d)
+		return refuse(h, path, "%s", why);
 	int rc = emh__add_driver(h, d, dl, path, err);
 	if (rc != 1)
 		dlclose(dl);

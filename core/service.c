@@ -329,49 +329,14 @@ static int desc_check(const emh_service *src, emh_service *local, char *why, siz
 	return 0;
 }
 
-static bool is_elf(const char *path)
-{
-	unsigned char magic[4] = {0};
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	ssize_t n = read(fd, magic, sizeof magic);
-	close(fd);
-	return n == 4 && magic[0] == 0x7f && magic[1] == 'E' && magic[2] == 'L' && magic[3] == 'F';
-}
-
 /* Open a module file and find its descriptor, checked.  *dl stays open on success. */
 static int module_open(const char *path, void **dl, const emh_service **src, emh_service *local,
 		       emh_error *err)
 {
 	char why[512];
-	struct stat st;
-	if (stat(path, &st) != 0)
-		return emh_error_set(err, EMH_EPLUGIN, "service module '%s': cannot stat: %s", path,
-				     strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return emh_error_set(err, EMH_EPLUGIN, "service module '%s': not a regular file", path);
-	if (st.st_mode & S_IWOTH)
-		return emh_error_set(err, EMH_EPLUGIN,
-				     "service module '%s': file is writable by others (mode %03o): fix with chmod o-w",
-				     path, (unsigned)(st.st_mode & 0777));
-	if (!is_elf(path))
-		return emh_error_set(err, EMH_EPLUGIN, "service module '%s': not an ELF shared object", path);
-	*dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!*dl) {
-		const char *e = dlerror();
-		return emh_error_set(err, EMH_EPLUGIN,
-				     "service module '%s': dlopen failed: %s (check its dependencies with ldd)",
-				     path, e ? e : "?");
-	}
-	dlerror();
-	*src = dlsym(*dl, EMH_SERVICE_SYMBOL);
 	int rc;
-	if (!*src) {
-		rc = emh_error_set(err, EMH_EPLUGIN, "service module '%s': no symbol '%s': not an emhost service",
-				   path, EMH_SERVICE_SYMBOL);
-		goto out_close;
-	}
+	if (!(*src = emh__plugin_open(path, EMH_SERVICE_SYMBOL, "service", dl, why, sizeof why)))
+		return emh_error_set(err, EMH_EPLUGIN, "service module '%s': %s", path, why);
 	rc = desc_check(*src, local, why, sizeof why);
 	if (rc) {
 		emh_error_set(err, rc, "service module '%s': %s", path, why);

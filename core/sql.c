@@ -623,8 +623,11 @@ const emh_stmt *emh__sql_query_stmt(emh__meta *m, const emh_sql_dialect *d, cons
 	return st;
 }
 
-static void count_params(const emh_cond *c, size_t *n)
+/* The values of c's subtree in binding order into *out (when out is not
+ * NULL); returns how many there are. */
+static size_t walk_params(const emh_cond *c, emh_value **out)
 {
+	size_t n = 0;
 	switch (c->op) {
 	case EMH_OP_IS_NULL:
 	case EMH_OP_NOT_NULL:
@@ -633,41 +636,24 @@ static void count_params(const emh_cond *c, size_t *n)
 	case EMH_OP_OR:
 	case EMH_OP_NOT:
 		for (size_t i = 0; i < c->nkids; i++)
-			count_params(c->kids[i], n);
+			n += walk_params(c->kids[i], out);
 		break;
 	default:
-		*n += c->nvals;
+		for (size_t i = 0; out && i < c->nvals; i++)
+			*(*out)++ = c->vals[i];
+		n = c->nvals;
 	}
+	return n;
 }
 
 size_t emh__query_nparams(const emh_query *q, bool count)
 {
-	size_t n = 0;
 	if (!q)
 		return 0;
-	if (q->where)
-		count_params(q->where, &n);
+	size_t n = q->where ? walk_params(q->where, NULL) : 0;
 	if (!count)
 		n += (q->limit >= 0) + (q->offset >= 0);
 	return n;
-}
-
-static void fill_params(const emh_cond *c, emh_value **out)
-{
-	switch (c->op) {
-	case EMH_OP_IS_NULL:
-	case EMH_OP_NOT_NULL:
-		break;
-	case EMH_OP_AND:
-	case EMH_OP_OR:
-	case EMH_OP_NOT:
-		for (size_t i = 0; i < c->nkids; i++)
-			fill_params(c->kids[i], out);
-		break;
-	default:
-		for (size_t i = 0; i < c->nvals; i++)
-			*(*out)++ = c->vals[i];
-	}
 }
 
 void emh__query_params(const emh_query *q, bool count, emh_value *out)
@@ -675,7 +661,7 @@ void emh__query_params(const emh_query *q, bool count, emh_value *out)
 	if (!q)
 		return;
 	if (q->where)
-		fill_params(q->where, &out);
+		walk_params(q->where, &out);
 	if (!count) {
 		if (q->limit >= 0)
 			*out++ = emh_v_int64(q->limit);
