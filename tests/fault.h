@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <emhost/emhost.h>
@@ -77,6 +78,27 @@ static inline int fault_count(emh_host *h, const char *ctx, const emh_entity *e,
 		rc = emh_repo_count(r, NULL, n, err);
 	emh_em_close(em);
 	return rc;
+}
+
+/* The counters and state of context name (strings not kept); false when absent. */
+static inline bool fault_context_info(emh_host *h, const char *name, emh_context_info *out)
+{
+	emh_context_info *v;
+	size_t n;
+	emh_error err;
+	bool found = false;
+	if (emh_host_contexts(h, &v, &n, &err) != 0)
+		return false;
+	for (size_t i = 0; i < n && !found; i++)
+		if (strcmp(v[i].name, name) == 0) {
+			*out = v[i];
+			out->name = out->driver = NULL;
+			out->settings = NULL;
+			out->nsettings = 0;
+			found = true;
+		}
+	emh_context_info_free(v, n);
+	return found;
 }
 
 #endif

@@ -170,18 +170,11 @@ int main(void)
 	rc = emh_host_ping(h, "pg", &err);
 	is_int(rc, 0, "ping works again");
 	{
-		emh_context_info *infos;
-		size_t n;
-		if (emh_host_contexts(h, &infos, &n, &err) == 0) {
-			for (size_t i = 0; i < n; i++)
-				if (strcmp(infos[i].name, "pg") == 0) {
-					ok(infos[i].up, "context pg reported up again");
-					diag("pg pool: opened %llu discarded %llu unavailable errors %llu",
-					     (unsigned long long)infos[i].opened,
-					     (unsigned long long)infos[i].discarded,
-					     (unsigned long long)infos[i].errors[-EMH_EUNAVAILABLE]);
-				}
-			emh_context_info_free(infos, n);
+		emh_context_info ci;
+		if (fault_context_info(h, "pg", &ci)) {
+			ok(ci.up, "context pg reported up again");
+			diag("pg pool: opened %llu discarded %llu unavailable errors %llu", (unsigned long long)ci.opened,
+			     (unsigned long long)ci.discarded, (unsigned long long)ci.errors[-EMH_EUNAVAILABLE]);
 		}
 	}
 	{
