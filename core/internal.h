@@ -58,9 +58,10 @@ struct emh_params {
 
 /* ---- loaded drivers ---- */
 typedef struct emh__driver {
-	emh_driver d;   /* zero-extended local copy */
+	emh_driver d;   /* zero-extended local copy; d.params points at params */
 	void *dl;       /* dlopen handle, NULL for static */
 	char *file;
+	emh_param_spec *params; /* the plugin's key specs, each zero-extended to this ABI, { NULL } ended */
 } emh__driver;
 
 /* ---- pool ---- */

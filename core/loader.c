@@ -79,6 +79,41 @@ static const char *check_members(const emh_driver *d)
 	return NULL;
 }
 
+/* The 1.0 size of an emh_param_spec entry: a plugin built then sets no param_spec_size. */
+#define PARAM_SPEC_MIN_SIZE offsetof(emh_param_spec, def)
+#define PARAM_SPEC_MAX 256
+
+/*
+ * Copy the plugin's key specs, read with the stride it was built with, into a
+ * zero-extended array of this ABI's entries, so everything after the loader
+ * reads d.params as one layout.  NULL with why set when the array is bad.
+ */
+static emh_param_spec *params_copy(const emh_driver *d, const char **why)
+{
+	size_t stride = d->param_spec_size ? d->param_spec_size : PARAM_SPEC_MIN_SIZE;
+	size_t n = 0;
+	*why = NULL;
+	if (stride < PARAM_SPEC_MIN_SIZE) {
+		*why = "param_spec_size is smaller than an ABI 1.0 emh_param_spec";
+		return NULL;
+	}
+	const unsigned char *p = (const unsigned char *)d->params;
+	while (p && ((const emh_param_spec *)(const void *)(p + n * stride))->key)
+		if (++n > PARAM_SPEC_MAX) {
+			*why = "params has no { NULL } terminator within 256 entries";
+			return NULL;
+		}
+	emh_param_spec *out = calloc(n + 1, sizeof *out);
+	if (!out) {
+		*why = "out of memory";
+		return NULL;
+	}
+	size_t each = stride < sizeof *out ? stride : sizeof *out;
+	for (size_t i = 0; i < n; i++)
+		memcpy(&out[i], p + i * stride, each);
+	return out;
+}
+
 int emh__add_driver(emh_host *h, const emh_driver *src, void *dl, const char *file, emh_error *err)
 {
 	if (!src)
@@ -99,15 +134,25 @@ int emh__add_driver(emh_host *h, const emh_driver *src, void *dl, const char *fi
 		if (strcmp(h->drivers[i].d.name, local.name) == 0)
 			return refuse(h, file, "duplicate driver name '%s' (already loaded from %s)", local.name,
 				      h->drivers[i].file);
+	emh_param_spec *params = params_copy(&local, &why);
+	if (!params)
+		return strcmp(why, "out of memory") == 0 ? emh_error_set(err, EMH_ENOMEM, "out of memory")
+							 : refuse(h, file, "%s", why);
+	local.params = params;
 	emh__driver *nd = realloc(h->drivers, (h->ndrivers + 1) * sizeof *nd);
-	if (!nd)
+	if (!nd) {
+		free(params);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	}
 	h->drivers = nd;
 	nd[h->ndrivers].d = local;
 	nd[h->ndrivers].dl = dl;
+	nd[h->ndrivers].params = params;
 	nd[h->ndrivers].file = strdup(file);
-	if (!nd[h->ndrivers].file)
+	if (!nd[h->ndrivers].file) {
+		free(params);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	}
 	h->ndrivers++;
 	emh__log(&h->log, EMH_LOG_INFO, NULL, "driver '%s' %s loaded from %s", local.name, local.version, file);
 	return 1; /* kept */
@@ -212,6 +257,7 @@ void emh__unload_drivers(emh_host *h)
 		if (h->drivers[i].dl)
 			dlclose(h->drivers[i].dl);
 		free(h->drivers[i].file);
+		free(h->drivers[i].params);
 	}
 	free(h->drivers);
 	h->drivers = NULL;

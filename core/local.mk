@@ -5,7 +5,7 @@ core_libemhost_core_la_SOURCES = \
 	core/internal.h core/cfg.h core/arena.h core/query_int.h \
 	core/error.c core/log.c core/arena.c core/config.c core/params.c \
 	core/loader.c core/host.c core/pool.c \
-	core/entity.c core/query.c core/sql.c core/em.c core/service.c
+	core/entity.c core/query.c core/buf.c core/sql.c core/em.c core/service.c
 core_libemhost_core_la_CFLAGS = $(AM_CFLAGS) $(LIBCONFIG_CFLAGS)
 core_libemhost_core_la_LIBADD = $(LIBCONFIG_LIBS) $(AX_PTHREAD_LIBS)
 
@@ -17,4 +17,4 @@ core_libemhost_la_LDFLAGS = -no-undefined -version-info 0:0:0 -export-symbols-re
 emhostincludedir = $(includedir)/emhost
 emhostinclude_HEADERS = include/emhost/emhost.h include/emhost/error.h include/emhost/entity.h \
 	include/emhost/query.h include/emhost/host.h include/emhost/em.h include/emhost/driver.h \
-	include/emhost/sql.h include/emhost/service.h
+	include/emhost/sql.h include/emhost/buf.h include/emhost/service.h

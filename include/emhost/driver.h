@@ -55,11 +55,12 @@ extern "C" {
 #endif
 
 #define EMH_DRIVER_ABI_MAJOR 1u
-#define EMH_DRIVER_ABI_MINOR 0u
+#define EMH_DRIVER_ABI_MINOR 1u
 #define EMH_DRIVER_ABI_VERSION ((EMH_DRIVER_ABI_MAJOR << 16) | EMH_DRIVER_ABI_MINOR)
 #define EMH_DRIVER_SYMBOL "emh_driver_descriptor"
 #define EMH_DRIVER_HEADER                                                      \
-	.abi_version = EMH_DRIVER_ABI_VERSION, .struct_size = sizeof(emh_driver)
+	.abi_version = EMH_DRIVER_ABI_VERSION, .struct_size = sizeof(emh_driver), \
+	.param_spec_size = sizeof(emh_param_spec)
 #define EMH_DRIVER_EXPORT __attribute__((visibility("default")))
 
 /* Capability bits.  Append-only. */
@@ -102,7 +103,12 @@ const char *emh_params_instance(const emh_params *p);
 void emh_params_log(const emh_params *p, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* What keys a driver accepts in a context; anything else is a config error. */
+/*
+ * What keys a driver accepts in a context; anything else is a config error.
+ * The array's stride is the descriptor's param_spec_size (set by
+ * EMH_DRIVER_HEADER), so members appended here never shift an older
+ * plugin's array: the loader reads each entry zero-extended.
+ */
 enum { EMH_PARAM_STRING = 1, EMH_PARAM_INT = 2, EMH_PARAM_BOOL = 3 };
 enum { EMH_PARAM_SECRET = 1u << 0 };
 typedef struct emh_param_spec {
@@ -110,7 +116,30 @@ typedef struct emh_param_spec {
 	int kind;       /* EMH_PARAM_* */
 	unsigned flags; /* EMH_PARAM_SECRET: masked wherever it is printed */
 	const char *help;
+	/* ABI 1.1 */
+	const char *def;  /* the value used when the key is unset (shown by check-config), or NULL */
+	long long min, max; /* EMH_PARAM_INT: the accepted range, checked at start-up; min == max == 0: any */
 } emh_param_spec;
+
+/* How the core reads a URL of one of the driver's schemes (emh_driver.url_form). */
+enum {
+	/*
+	 * scheme://user:password@host:port/database?key=value&...: split into the
+	 * settings user, password (secret), host, port, database and one per query
+	 * key (each must be a key the driver accepts).  One host only.
+	 */
+	EMH_URL_NETWORK = 0,
+	/* scheme:///abs/path, scheme://rel/path, scheme::memory: -> the setting path. */
+	EMH_URL_FILE = 1,
+	/*
+	 * Kept whole as the setting "url" and handed to the driver, which parses
+	 * it (several hosts, options only the client library knows).  The core
+	 * only finds the userinfo (it ends at the last '@' before the path) to
+	 * mark the URL secret and mask its password wherever it is shown.
+	 * Settings given as single keys override what the URL says.
+	 */
+	EMH_URL_WHOLE = 2,
+};
 
 /* ---- entity metadata as registered in a context ---- */
 
@@ -229,10 +258,35 @@ typedef struct emh_driver {
 	int (*remove)(emh_conn *c, const emh_meta *m, const emh_value *key, emh_error *err);
 	int (*find)(emh_conn *c, const emh_meta *m, const emh_query *q, emh_rowsink *sink, emh_error *err);
 	int (*count)(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *n, emh_error *err);
+
+	/* ---- ABI 1.1 ---- */
+
+	/* sizeof(emh_param_spec) the plugin was built with (EMH_DRIVER_HEADER sets
+	 * it); 0 in 1.0 plugins, whose entries have the 1.0 size. */
+	uint32_t param_spec_size;
+	/* EMH_URL_*: how URLs of url_schemes are read (0 = EMH_URL_NETWORK). */
+	int url_form;
+	/*
+	 * Remove the table/collection of m with everything in it; no error when
+	 * it does not exist.  For tests and tools (emh_host_drop_schema).
+	 * Optional: with a dialect and no drop, the core sends DROP TABLE.
+	 */
+	int (*drop)(emh_conn *c, const emh_meta *m, emh_error *err);
+	/*
+	 * Document drivers: insert vals, or replace the row with vals' key (never
+	 * generated), in one operation.  Required when a document driver
+	 * advertises EMH_CAP_UPSERT.
+	 */
+	int (*upsert)(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_error *err);
 } emh_driver;
 
 _Static_assert(offsetof(emh_driver, abi_version) == 0, "abi_version must come first");
 _Static_assert(offsetof(emh_driver, struct_size) == 4, "struct_size must come second");
+/* The 1.0 layouts, pinned: a plugin built against 1.0 headers must keep loading. */
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(offsetof(emh_param_spec, def) == 24, "emh_param_spec 1.0 members must keep their layout");
+_Static_assert(offsetof(emh_driver, param_spec_size) == 224, "emh_driver 1.0 members must keep their layout");
+#endif
 
 #ifdef __cplusplus
 }

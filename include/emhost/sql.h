@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <emhost/buf.h>
 #include <emhost/driver.h>
 
 #ifdef __cplusplus
@@ -49,21 +50,6 @@ struct emh_sql_dialect {
 	int upsert;
 };
 
-/* ---- a growable string ---- */
-
-typedef struct emh_buf {
-	char *ptr;  /* NUL-terminated; NULL until the first append */
-	size_t len;
-	size_t cap;
-	bool oom;   /* an append failed; the content is incomplete */
-} emh_buf;
-
-#define EMH_BUF_INIT {0}
-void emh_buf_release(emh_buf *b);
-void emh_buf_reset(emh_buf *b);
-void emh_buf_add(emh_buf *b, const char *s, size_t n);
-void emh_buf_adds(emh_buf *b, const char *s);
-void emh_buf_addf(emh_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append s quoted with the dialect's identifier quote. */
 void emh_buf_ident(emh_buf *b, const emh_sql_dialect *d, const char *s);
 

@@ -21,8 +21,10 @@ tests_fixtures_fx_zzdup_la_SOURCES = $(UNIT_FX_SRC)
 tests_fixtures_fx_zzdup_la_LDFLAGS = $(UNIT_FX_LDFLAGS)
 
 UNIT_LIBS = core/libemhost.la
-check_PROGRAMS += tests/unit/test_loader tests/unit/test_pool tests/unit/test_host tests/unit/test_entity tests/unit/test_em
-TESTS += tests/unit/test_loader tests/unit/test_pool tests/unit/test_host tests/unit/test_entity tests/unit/test_em
+check_PROGRAMS += tests/unit/test_abi tests/unit/test_loader tests/unit/test_pool tests/unit/test_host tests/unit/test_entity tests/unit/test_em
+TESTS += tests/unit/test_abi tests/unit/test_loader tests/unit/test_pool tests/unit/test_host tests/unit/test_entity tests/unit/test_em
+tests_unit_test_abi_SOURCES = tests/unit/test_abi.c tests/unit/memdrv.c tests/unit/memdrv.h tests/tap.h
+tests_unit_test_abi_LDADD = $(UNIT_LIBS)
 tests_unit_test_loader_SOURCES = tests/unit/test_loader.c tests/tap.h
 tests_unit_test_loader_LDADD = $(UNIT_LIBS)
 tests_unit_test_pool_SOURCES = tests/unit/test_pool.c tests/unit/memdrv.c tests/unit/memdrv.h tests/tap.h
