@@ -1,7 +1,10 @@
 # Test fragments, one per owner.
+# The shared setup (tests/fixture.h): add it to a test's SOURCES.
+FIXTURE_SOURCES = tests/fixture.c tests/fixture.h tests/tap.h
 include $(srcdir)/tests/unit/local.mk
 include $(srcdir)/tests/config/local.mk
 include $(srcdir)/tests/conformance/local.mk
+include $(srcdir)/tests/sqlite/local.mk
 include $(srcdir)/tests/postgres/local.mk
 include $(srcdir)/tests/mysql/local.mk
 include $(srcdir)/tests/mongo/local.mk
