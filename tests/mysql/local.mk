@@ -1,7 +1,7 @@
 # tests/mysql: the MySQL/MariaDB driver against a real server (EMH_TEST_MYSQL_URL; see scripts/servers/mariadb.sh).
 if HAVE_MYSQL
 check_PROGRAMS += tests/mysql/test_mysql_errors
-tests_mysql_test_mysql_errors_SOURCES = tests/mysql/test_mysql_errors.c
+tests_mysql_test_mysql_errors_SOURCES = tests/mysql/test_mysql_errors.c $(FIXTURE_SOURCES)
 tests_mysql_test_mysql_errors_LDADD = core/libemhost.la
 # fault.sh runs tests/fault/test_fault, ordered after every other test by tests/local.mk.
 TESTS += tests/mysql/conformance.sh tests/mysql/test_mysql_errors tests/mysql/fault.sh
