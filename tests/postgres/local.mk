@@ -3,7 +3,7 @@
 if HAVE_POSTGRES
 TESTS += tests/postgres/conformance.sh tests/postgres/test_pg_errors tests/postgres/fault.sh
 check_PROGRAMS += tests/postgres/test_pg_errors
-tests_postgres_test_pg_errors_SOURCES = tests/postgres/test_pg_errors.c tests/tap.h
+tests_postgres_test_pg_errors_SOURCES = tests/postgres/test_pg_errors.c $(FIXTURE_SOURCES)
 tests_postgres_test_pg_errors_LDADD = core/libemhost.la $(AX_PTHREAD_LIBS)
 # fault.sh runs tests/fault/test_fault, ordered after every other test by tests/local.mk.
 endif
