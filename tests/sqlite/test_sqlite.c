@@ -561,20 +561,16 @@ static void test_writers(emh_host *h, const char *ctx, const char *what)
 
 static void test_file_writers(const fixture *fx)
 {
-	char env_path[1200], file[1100];
+	static const emh_entity *const entities[] = {&item_entity, NULL};
+	char file[1100];
 	emh_error err;
+
 	diag("a file database: three writer threads");
+	emh_host *h = fixture_sqlite_host(fx, "w.db", NULL, entities);
+	is_int(emh_host_sync_schema(h, NULL, &err), 0, "sync");
+	test_writers(h, NULL, "file");
 	fixture_path(fx, "w.db", file, sizeof file);
-	snprintf(env_path, sizeof env_path, "EMH_CONTEXT_W_PATH=%s", file);
-	const char *env[] = {"EMH_CONTEXT_W_DRIVER=sqlite", env_path, "EMH_DEFAULT_CONTEXT=w", NULL};
-	emh_host *h = host_new(fx, env, &err);
-	if (!ok(h != NULL, "host with a file context")) {
-		diag("%s", err.message);
-		return;
-	}
-	fixture_register(h, "w", &item_entity);
-	is_int(emh_host_sync_schema(h, "w", &err), 0, "sync");
-	test_writers(h, "w", "file");
+	is_raw(file, "SELECT count(*) FROM sq_items", "120", "file: the rows are in the default context's file");
 	emh_host_free(h);
 }
 
