@@ -267,8 +267,11 @@ static void fault_setup(fault_run *fr)
 		bail("emh_host_new: %s", err.message);
 	kv[n++] = "url";
 	kv[n++] = fr->url;
-	for (const char *const *s = d->settings; *s; s++)
+	for (const char *const *s = d->settings; *s; s++) {
+		if (n + 1 >= sizeof kv / sizeof kv[0])
+			bail("too many settings for context '%s'", d->ctx);
 		kv[n++] = *s;
+	}
 	kv[n] = NULL;
 	if (emh_host_add_context(fr->h, d->ctx, kv, &err))
 		bail("context '%s' (url from %s): %s", d->ctx, d->url_var, err.message);
