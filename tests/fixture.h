@@ -30,7 +30,7 @@ typedef struct fixture {
  */
 void fixture_init(fixture *fx, const char *tag);
 
-/* Remove the directory and everything in it (hosts using it are freed first). */
+/* Remove the directory and everything in it (free the hosts using it first). */
 void fixture_release(fixture *fx);
 
 /* "<dir>/<name>" into buf; bails when it does not fit. */
