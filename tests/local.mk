@@ -1,16 +1,21 @@
 # Test fragments, one per owner.
+# The shared setup (tests/fixture.h): add it to a test's SOURCES.
+FIXTURE_SOURCES = tests/fixture.c tests/fixture.h tests/tap.h
 include $(srcdir)/tests/unit/local.mk
 include $(srcdir)/tests/config/local.mk
 include $(srcdir)/tests/conformance/local.mk
+include $(srcdir)/tests/sqlite/local.mk
+include $(srcdir)/tests/fault/local.mk
 include $(srcdir)/tests/postgres/local.mk
 include $(srcdir)/tests/mysql/local.mk
 include $(srcdir)/tests/mongo/local.mk
 include $(srcdir)/tests/daemon/local.mk
-EXTRA_DIST += tests/tap.h tests/tap.sh tests/fault.h
+EXTRA_DIST += tests/tap.h tests/tap.sh
 
-# Fault tests stop and restart the shared test servers, so they run one at a
-# time and after every other test (under make check -j they would otherwise
-# pull a server from under a running test).
+# Fault tests stop and restart the shared test servers (tests/<driver>/fault.sh
+# runs tests/fault/test_fault DRIVER), so they run one at a time and after every
+# other test (under make check -j they would otherwise pull a server from under
+# a running test).
 FAULT_TESTS = tests/postgres/fault.sh tests/mysql/fault.sh tests/mongo/fault.sh tests/daemon/t_fault
 emh_logs = $(addsuffix .log,$(basename $(filter %.sh,$(1))) $(filter-out %.sh,$(1)))
 emh_fault_logs = $(call emh_logs,$(filter $(FAULT_TESTS),$(TESTS)))

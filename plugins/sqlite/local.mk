@@ -4,12 +4,5 @@ plugins_sqlite_sqlite_la_SOURCES = plugins/sqlite/sqlite.c
 plugins_sqlite_sqlite_la_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS)
 plugins_sqlite_sqlite_la_LDFLAGS = $(PLUGIN_LDFLAGS)
 plugins_sqlite_sqlite_la_LIBADD = core/libemhost.la $(SQLITE3_LIBS)
-
-# The driver through the host API (loads plugins-build/sqlite.so) plus its descriptor.
-check_PROGRAMS += plugins/sqlite/test_sqlite
-TESTS += plugins/sqlite/test_sqlite
-plugins_sqlite_test_sqlite_SOURCES = plugins/sqlite/test_sqlite.c
-plugins_sqlite_test_sqlite_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
-plugins_sqlite_test_sqlite_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS)
-plugins_sqlite_test_sqlite_LDADD = core/libemhost.la $(SQLITE3_LIBS)
+# Its test is tests/sqlite/test_sqlite.c.
 endif

@@ -1066,21 +1066,11 @@ static int t_query_seed(suite *s, int64_t *ids)
 	return rc;
 }
 
-static void t_query(suite *s)
-{
-	int64_t ids[QROWS];
-	emh_em *em;
-	emh_repo *r;
-	emh_query *q;
-	emh_error err;
-	int rc;
-
-	diag("queries: every operator, nesting, ordering, paging, count, exists, find_one");
-	if (t_query_seed(s, ids))
-		return;
-	em = xfork(s, NULL);
-	r = xrepo(em, &s->e[T_Q]);
-
+/*
+ * Q(flags, want, label, builder calls...): a fresh query on r, built by the
+ * calls, then run and compared by q_expect; W(c) sets its condition.  For
+ * the t_query_* subtests, which each have r and q in scope.
+ */
 #define Q(flags, want, label, ...)                                                                 \
 	do {                                                                                       \
 		q = xquery(r);                                                                     \
@@ -1088,7 +1078,15 @@ static void t_query(suite *s)
 		q_expect(r, q, (flags), (want), (label));                                          \
 	} while (0)
 #define W(c) emh_q_where(q, (c))
+/* paging needs a total order: n, then the key */
+#define BY_N_ID emh_q_order_by(q, "n", false); emh_q_order_by(q, "id", false)
 
+/* Comparisons on every type. */
+static void t_query_compare(emh_repo *r)
+{
+	emh_query *q;
+
+	diag("queries: comparisons on int32, int64, double, bool, text, timestamp");
 	Q(0, "alpha,beta,gamma,delta,Alpha,50%,5_0,500,a\\b,alphabet", "no condition (every row)", (void)0);
 	/* comparisons on int32 */
 	Q(0, "beta,a\\b", "eq int32", W(emh_q_eq(q, "n", emh_v_int32(2))));
@@ -1124,7 +1122,13 @@ static void t_query(suite *s)
 	  W(emh_q_and(q, emh_q_ge(q, "ts", emh_v_time(5000)), emh_q_lt(q, "ts", emh_v_time(8000)))));
 	Q(0, "a\\b", "eq timestamp with an int64 value", W(emh_q_eq(q, "ts", emh_v_int64(9000))));
 	Q(0, "alphabet", "gt timestamp", W(emh_q_gt(q, "ts", emh_v_time(9500))));
-	/* IN */
+}
+
+static void t_query_in_like(emh_repo *r)
+{
+	emh_query *q;
+
+	diag("queries: IN lists, LIKE patterns and escapes");
 	{
 		const emh_value ns[] = {emh_v_int32(1), emh_v_int32(3), emh_v_int32(5)};
 		const emh_value names[] = {emh_v_text("beta"), emh_v_text("delta"), emh_v_text("nope")};
@@ -1162,7 +1166,13 @@ static void t_query(suite *s)
 		emh_like_escape(pat, sizeof pat, "50%");
 		Q(0, "50%", "like with emh_like_escape('50%')", W(emh_q_like(q, "name", pat)));
 	}
-	/* NULL tests */
+}
+
+static void t_query_logic(emh_repo *r)
+{
+	emh_query *q;
+
+	diag("queries: NULL tests, AND / OR / NOT nesting");
 	Q(0, "beta,delta,5_0", "is_null", W(emh_q_is_null(q, "opt")));
 	Q(0, "alpha,gamma,Alpha,50%,500,a\\b,alphabet", "not_null", W(emh_q_not_null(q, "opt")));
 	Q(0, "alpha,Alpha,a\\b", "eq on a nullable column skips NULLs", W(emh_q_eq(q, "opt", emh_v_text("x"))));
@@ -1184,7 +1194,13 @@ static void t_query(suite *s)
 	Q(0, "alpha", "not(not(eq))", W(emh_q_not(q, emh_q_not(q, emh_q_eq(q, "n", emh_v_int32(1))))));
 	Q(0, "alpha,Alpha", "where replaced by a later where",
 	  W(emh_q_eq(q, "n", emh_v_int32(2))); W(emh_q_like(q, "name", "_lpha")));
-	/* ordering by several fields */
+}
+
+static void t_query_order_paging(emh_repo *r)
+{
+	emh_query *q;
+
+	diag("queries: ordering by several fields, limit and offset");
 	Q(QX_ORDERED, "alphabet,50%,5_0,delta,gamma,beta,a\\b,Alpha,alpha,500", "order x desc, n asc",
 	  emh_q_order_by(q, "x", true); emh_q_order_by(q, "n", false));
 	Q(QX_ORDERED, "alphabet,500,50%,delta,beta,5_0,Alpha,gamma,a\\b,alpha", "order flag asc, n desc",
@@ -1194,7 +1210,6 @@ static void t_query(suite *s)
 	Q(QX_ORDERED, "a\\b,5_0,Alpha,gamma,alpha", "where flag, order ts desc",
 	  W(emh_q_eq(q, "flag", emh_v_bool(true))); emh_q_order_by(q, "ts", true));
 	/* paging on a total order (n asc, id asc) */
-#define BY_N_ID emh_q_order_by(q, "n", false); emh_q_order_by(q, "id", false)
 	Q(QX_ORDERED | QX_NOCOUNT, "alpha,beta,a\\b,gamma,delta,Alpha,50%,5_0,500,alphabet", "order n, id (ties by key)",
 	  BY_N_ID);
 	Q(QX_ORDERED | QX_NOCOUNT, "alpha,beta,a\\b", "limit 3", BY_N_ID; emh_q_limit(q, 3));
@@ -1207,8 +1222,15 @@ static void t_query(suite *s)
 	  BY_N_ID; emh_q_limit(q, 100));
 	Q(QX_ORDERED | QX_NOCOUNT, "delta,50%", "where + order + limit 2 offset 1",
 	  W(emh_q_eq(q, "flag", emh_v_bool(false))); BY_N_ID; emh_q_limit(q, 2); emh_q_offset(q, 1));
+}
 
-	/* count and exists */
+static void t_query_count_find_one(emh_repo *r)
+{
+	emh_query *q;
+	emh_error err;
+	int rc;
+
+	diag("queries: count, exists, find_one");
 	int64_t n = -1;
 	bool yes = false;
 	rc = emh_repo_count(r, NULL, &n, &err);
@@ -1252,8 +1274,14 @@ static void t_query(suite *s)
 	W(emh_q_eq(q, "n", emh_v_int32(42)));
 	rc = emh_repo_find_one(r, q, &p, &err);
 	expect_rc(rc, EMH_ENOTFOUND, &err, "find_one without a match is EMH_ENOTFOUND");
+}
 
-	/* builder mistakes surface at the call that runs the query */
+/* Builder mistakes surface at the call that runs the query. */
+static void t_query_errors(emh_repo *r)
+{
+	emh_query *q;
+
+	diag("queries: builder mistakes are EMH_EINVAL at find");
 	q = xquery(r);
 	W(emh_q_eq(q, "no_such_field", emh_v_int32(1)));
 	q_error(r, q, "unknown field");
@@ -1272,9 +1300,17 @@ static void t_query(suite *s)
 	q = xquery(r);
 	emh_q_order_by(q, "no_such_field", false);
 	q_error(r, q, "order by an unknown field");
-	emh_em_close(em);
+}
 
-	/* identity map */
+/* One object per (entity, key) in a fork, another in another fork. */
+static void t_identity_map(suite *s, const int64_t *ids)
+{
+	emh_em *em;
+	emh_repo *r;
+	emh_query *q;
+	emh_error err;
+	int rc;
+
 	diag("identity map");
 	emh_em *em2;
 	void *p1 = NULL, *p2 = NULL, *p3 = NULL;
@@ -1317,14 +1353,36 @@ static void t_query(suite *s)
 	rc = emh_repo_get(r, emh_v_int64(-5), &p3, &err);
 	expect_rc(rc, EMH_ENOTFOUND, &err, "get by a negative key is EMH_ENOTFOUND");
 	emh_em_close(em);
+}
+
+static void t_query(suite *s)
+{
+	int64_t ids[QROWS];
+
+	diag("queries: every operator, nesting, ordering, paging, count, exists, find_one");
+	if (t_query_seed(s, ids))
+		return;
+	emh_em *em = xfork(s, NULL);
+	emh_repo *r = xrepo(em, &s->e[T_Q]);
+	t_query_compare(r);
+	t_query_in_like(r);
+	t_query_logic(r);
+	t_query_order_paging(r);
+	t_query_count_find_one(r);
+	t_query_errors(r);
+	emh_em_close(em);
+	t_identity_map(s, ids);
+}
 #undef Q
 #undef W
 #undef BY_N_ID
-}
 
 /* ---- unit of work ---- */
 
-/* A committed user row; returns its id or 0 (diagnosed). */
+/*
+ * A committed user row; returns its id, or 0 after a failed test: the
+ * cases that need the row are left out, so the failure must show.
+ */
 static int64_t user_seed(suite *s, const char *email, int64_t a, const char *b)
 {
 	emh_em *em = xfork(s, NULL);
@@ -1344,33 +1402,35 @@ static int64_t user_seed(suite *s, const char *email, int64_t a, const char *b)
 		id = rc ? 0 : u->id;
 	}
 	if (rc) {
-		diag("seeding user '%s' failed:", email);
+		ok(0, "seed user '%s' (the cases that need it are left out)", email);
 		diag_err(rc, &err);
 	}
 	emh_em_close(em);
 	return id;
 }
 
+/* User id loaded in em; NULL after a failed test (the cases that need it are left out). */
 static conf_user *user_get(emh_em *em, suite *s, int64_t id)
 {
 	void *p = NULL;
 	emh_error err;
 	int rc = emh_repo_get(xrepo(em, &s->e[T_USER]), emh_v_int64(id), &p, &err);
 	if (rc) {
-		diag("loading user %" PRId64 " failed:", id);
+		ok(0, "load user %" PRId64 " (the cases that need it are left out)", id);
 		diag_err(rc, &err);
 		return NULL;
 	}
 	return p;
 }
 
+/* A new user object in em; NULL after a failed test (the cases that need it are left out). */
 static conf_user *user_new(emh_em *em, suite *s, const char *email)
 {
 	void *p = NULL;
 	emh_error err;
 	int rc = emh_em_new(em, &s->e[T_USER], &p, &err);
 	if (rc) {
-		diag("emh_em_new failed:");
+		ok(0, "new user '%s' (the cases that need it are left out)", email);
 		diag_err(rc, &err);
 		return NULL;
 	}
@@ -1391,17 +1451,16 @@ static const char *user_email(suite *s, int64_t id, char *buf, size_t cap)
 	return buf;
 }
 
-static void t_uow(suite *s)
+/* new + flush: generated keys written back, in creation order */
+static void t_uow_insert(suite *s)
 {
 	emh_error err;
-	emh_em *em, *em2;
-	emh_repo *r;
+	emh_em *em;
 	conf_user *u1, *u2, *u3;
 	char buf[128];
 	int rc;
 
-	diag("unit of work");
-	/* new + flush: generated keys written back, in creation order */
+	diag("unit of work: inserts and generated keys");
 	em = xfork(s, NULL);
 	u1 = user_new(em, s, "gen-1");
 	u2 = user_new(em, s, "gen-2");
@@ -1417,9 +1476,19 @@ static void t_uow(suite *s)
 		}
 	}
 	emh_em_close(em);
+}
 
-	/* update sends changed columns only: fork A and fork B change different fields of one row */
-	int64_t id = user_seed(s, "partial", 1, "one");
+/* An update sends changed columns only: forks A and B change different fields of one row. */
+static void t_uow_update(suite *s)
+{
+	emh_error err;
+	emh_em *em, *em2;
+	conf_user *u1, *u2;
+	int64_t id;
+	int rc;
+
+	diag("unit of work: updates send changed columns only; NULLs through updates");
+	id = user_seed(s, "partial", 1, "one");
 	if (id) {
 		em = xfork(s, NULL);
 		em2 = xfork(s, NULL);
@@ -1460,8 +1529,19 @@ static void t_uow(suite *s)
 		ok(u1 && u1->b == NULL && emh_em_is_null(em, u1, "c") && u1->a == 2, "NULLs written by update read back");
 		emh_em_close(em);
 	}
+}
 
-	/* remove + flush deletes; removing a new object just drops it */
+/* remove + flush deletes; removing a new object just drops it */
+static void t_uow_remove(suite *s)
+{
+	emh_error err;
+	emh_em *em;
+	conf_user *u1;
+	char buf[128];
+	int64_t id;
+	int rc;
+
+	diag("unit of work: removes");
 	id = user_seed(s, "to-remove", 1, NULL);
 	if (id) {
 		em = xfork(s, NULL);
@@ -1481,8 +1561,17 @@ static void t_uow(suite *s)
 	OK_RC(rc, err, "new + remove + flush");
 	emh_em_close(em);
 	is_int(count_text(s, T_USER, "email", "new-then-removed"), 0, "a removed new object is never inserted");
+}
 
-	/* a mixed flush: insert, update and delete of unrelated rows all apply */
+/* A mixed flush: insert, update and delete of unrelated rows all apply. */
+static void t_uow_mixed(suite *s)
+{
+	emh_error err;
+	emh_em *em;
+	conf_user *u1, *u2, *u3;
+	int rc;
+
+	diag("unit of work: one flush with an insert, an update and a delete");
 	int64_t upd = user_seed(s, "mix-upd", 1, NULL), del = user_seed(s, "mix-del", 1, NULL);
 	if (upd && del) {
 		em = xfork(s, NULL);
@@ -1504,6 +1593,15 @@ static void t_uow(suite *s)
 		ok(u2 && u2->a == 99, "mixed flush: updated column written");
 		emh_em_close(em);
 	}
+}
+
+static void t_uow_flush_order(suite *s)
+{
+	emh_error err;
+	emh_em *em;
+	conf_user *u1, *u2;
+	char buf[128];
+	int rc;
 
 	/*
 	 * Order: inserts, then updates, then deletes.  Each case below frees a
@@ -1589,8 +1687,19 @@ static void t_uow(suite *s)
 		OK_RC(rc, err, "delete X, flush, insert X's value, flush: succeeds");
 		emh_em_close(em);
 	}
+}
 
-	/* repository shortcuts flush only their object */
+/* Repository shortcuts flush only their object. */
+static void t_uow_shortcuts(suite *s)
+{
+	emh_error err;
+	emh_em *em;
+	emh_repo *r;
+	conf_user *u1, *u2;
+	char buf[128];
+	int rc;
+
+	diag("unit of work: emh_repo_insert / update / remove");
 	em = xfork(s, NULL);
 	r = xrepo(em, &s->e[T_USER]);
 	u1 = user_new(em, s, "shortcut-pending");
@@ -1615,8 +1724,18 @@ static void t_uow(suite *s)
 	}
 	emh_em_close(em);
 	is_int(count_text(s, T_USER, "email", "shortcut-pending"), 0, "closing a fork discards unflushed objects");
+}
 
-	/* updating a row another fork deleted */
+/* Updating a row another fork deleted; an object of another fork. */
+static void t_uow_other_forks(suite *s)
+{
+	emh_error err;
+	emh_em *em, *em2;
+	conf_user *u1, *u2;
+	int64_t id;
+	int rc;
+
+	diag("unit of work: rows and objects of other forks");
 	id = user_seed(s, "stale", 1, NULL);
 	if (id) {
 		em = xfork(s, NULL);
@@ -1647,6 +1766,17 @@ static void t_uow(suite *s)
 		emh_em_close(em);
 		emh_em_close(em2);
 	}
+}
+
+static void t_uow(suite *s)
+{
+	t_uow_insert(s);
+	t_uow_update(s);
+	t_uow_remove(s);
+	t_uow_mixed(s);
+	t_uow_flush_order(s);
+	t_uow_shortcuts(s);
+	t_uow_other_forks(s);
 }
 
 /* ---- unique violations and rollback of a failing flush ---- */
@@ -1685,19 +1815,26 @@ static void t_upsert(suite *s)
 		again->v = "dup";
 		expect_rc(emh_repo_upsert(r, again, &err), EMH_ESTATE, &err,
 			  "upsert of a key this fork already manages: EMH_ESTATE");
-		emh_em_remove(em, again, &err);
+		if (emh_em_remove(em, again, &err))
+			diag("  dropping the refused object: %s", err.message);
+	} else {
+		ok(0, "new kv for the second upsert");
+		diag("  %s", err.message);
 	}
 	emh_em_close(em);
 
 	em = xfork(s, NULL);
 	r = xrepo(em, &s->e[T_KV]);
-	if (r && emh_repo_new(r, (void **)&kv, &err) == 0) {
+	if (emh_repo_new(r, (void **)&kv, &err) == 0) {
 		kv->k = "up-1";
 		kv->v = "two";
 		kv->doc = "{\"n\": 2}";
 		OK_RC(emh_repo_upsert(r, kv, &err), err, "upsert of an existing key overwrites it");
 		kv->v = "three";
 		OK_RC(emh_em_flush(em, &err), err, "the upserted object is managed: a change flushes as an update");
+	} else {
+		ok(0, "new kv for the overwriting upsert");
+		diag("  %s", err.message);
 	}
 	emh_em_close(em);
 
@@ -1719,8 +1856,10 @@ static void t_upsert(suite *s)
 		OK_RC(emh_repo_remove(r, p, &err), err, "remove the upserted row (later cases count kv rows)");
 	emh_repo *ur = xrepo(em, &s->e[T_USER]);
 	void *u;
-	if (ur && emh_repo_new(ur, &u, &err) == 0)
+	if (emh_repo_new(ur, &u, &err) == 0)
 		expect_rc(emh_repo_upsert(ur, u, &err), EMH_EINVAL, &err, "upsert of an entity with a generated key: EMH_EINVAL");
+	else
+		ok(0, "new user for the generated-key upsert: %s", err.message);
 	emh_em_close(em);
 }
 

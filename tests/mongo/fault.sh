@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# tests/mongo/fault.sh: run the MongoDB fault test (it stops and restarts the test server)
-# and make sure the server is running again afterwards, whatever happened.
+# tests/mongo/fault.sh: the fault program (tests/fault/test_fault) against the MongoDB test
+# server.  It stops and restarts the server: whatever happens, the server runs again
+# afterwards.  EMH_TEST_WRAPPER runs the program under a tool (valgrind).
 #
 # $EMH_TEST_STATE_DIR/mongo/use.lock: tests using the server hold it shared
 # (conformance.sh, test_mongo); this test holds it exclusively, so in a parallel
@@ -18,4 +19,4 @@ if [ -n "${EMH_TEST_STATE_DIR:-}" ] && [ -n "${EMH_TEST_MONGO_URI:-}" ]; then
 	trap 'exit 1' INT TERM HUP
 fi
 # shellcheck disable=SC2086 # the wrapper is a command line
-${EMH_TEST_WRAPPER:-} "${EMH_BUILDDIR:-.}/tests/mongo/test_mongo_fault" 9>&-
+${EMH_TEST_WRAPPER:-} "${EMH_BUILDDIR:-.}/tests/fault/test_fault" mongo 9>&-

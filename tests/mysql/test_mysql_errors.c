@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* tests/mysql/test_mysql_errors.c: MySQL driver errors, text/time/blob round trips and pool bounds against a real server. */
+/*
+ * tests/mysql/test_mysql_errors.c: MySQL driver errors, text/time/blob round
+ * trips and pool bounds against a real server.  Each subtest is a static
+ * function announced by a TAP comment; setup that fails bails out.
+ */
 #include "config.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -14,6 +19,7 @@
 
 #include <emhost/emhost.h>
 
+#include "../fixture.h"
 #include "../tap.h"
 
 #define NTESTS 83
@@ -155,7 +161,8 @@ static int load_item(emh_host *h, int64_t id, myt_item *out, char *note, size_t 
 		if (data) {
 			*data = NULL;
 			if (it->data.data) {
-				*data = malloc(it->data.len ? it->data.len : 1);
+				if (!(*data = malloc(it->data.len ? it->data.len : 1)))
+					bail("out of memory");
 				memcpy(*data, it->data.data, it->data.len);
 			}
 		}
@@ -282,17 +289,14 @@ static void lock_close(lock_pair *lp)
 static void check_lock_wait(lock_pair *lp)
 {
 	emh_error err;
+	diag("a lock wait timeout is EMH_ERETRY, retryable");
 	int rc = lock_open(lp, 0, &err);
 	if (rc == 0)
 		rc = lock_open(lp, 1, &err);
 	if (rc == 0)
 		rc = emh_em_execute(lp->em[1], "SET SESSION innodb_lock_wait_timeout = 1", &err);
-	if (rc) {
-		diag("%s", err.message);
-		skip(4, "lock setup failed");
-		lock_close(lp);
-		return;
-	}
+	if (rc)
+		bail("two forks holding rows x and y in transactions: %s", err.message);
 	lp->x_of[0]->n = 100;
 	is_int(emh_em_flush(lp->em[0], &err), 0, "fork A updates x inside its transaction");
 	lp->x_of[1]->n = 200;
@@ -302,9 +306,11 @@ static void check_lock_wait(lock_pair *lp)
 	ok(err.native == 1205 && err.retryable, "native 1205, retryable (native %d)", err.native);
 	diag("%s", err.message);
 	/* Put the pooled connection's setting back before it is reused. */
-	emh_em_rollback(lp->em[1], &err);
-	rc = emh_em_execute(lp->em[1], "SET SESSION innodb_lock_wait_timeout = DEFAULT", &err);
-	is_int(rc, 0, "the connection is usable after the lock timeout");
+	rc = emh_em_rollback(lp->em[1], &err);
+	if (rc == 0)
+		rc = emh_em_execute(lp->em[1], "SET SESSION innodb_lock_wait_timeout = DEFAULT", &err);
+	if (!ok(rc == 0, "the connection is usable after the lock timeout (rollback, then a statement)"))
+		diag("%s", err.message);
 	lock_close(lp);
 }
 
@@ -321,22 +327,19 @@ static void check_deadlock(lock_pair *lp)
 {
 	emh_error err;
 	pthread_t th;
+	diag("a deadlock is EMH_ERETRY, retryable");
 	int rc = lock_open(lp, 0, &err);
 	if (rc == 0)
 		rc = lock_open(lp, 1, &err);
-	if (rc) {
-		diag("%s", err.message);
-		skip(3, "lock setup failed");
-		lock_close(lp);
-		return;
-	}
+	if (rc)
+		bail("two forks holding rows x and y in transactions: %s", err.message);
 	lp->x_of[0]->n = 1;
 	rc = emh_em_flush(lp->em[0], &err);
 	lp->y_of[1]->n = 2;
 	if (rc == 0)
 		rc = emh_em_flush(lp->em[1], &err);
 	is_int(rc, 0, "A holds x, B holds y");
-	pthread_create(&th, NULL, lock_thread, lp);
+	fixture_thread(&th, lock_thread, lp);
 	struct timespec ts = {0, 300 * 1000000};
 	nanosleep(&ts, NULL);
 	lp->x_of[1]->n = 4;
@@ -353,33 +356,14 @@ static void check_deadlock(lock_pair *lp)
 	lock_close(lp);
 }
 
-int main(void)
+/* ---- the subtests, in the order main runs them ---- */
+
+/* Bad password, closed port, unknown database: the right code, the context named, no password. */
+static void test_connection_errors(emh_host *h)
 {
-	const char *url = getenv("EMH_TEST_MYSQL_URL");
-	const char *state = getenv("EMH_TEST_STATE_DIR");
 	emh_error err;
-	emh_host *h;
-	emh_em *em;
-	int rc, lockfd = -1;
 
-	plan(NTESTS);
-	if (!url || !*url) {
-		need_server(NTESTS, "mysql: EMH_TEST_MYSQL_URL not set (scripts/servers/mariadb.sh start DIR)");
-		return done_testing();
-	}
-	if (parse_url(url) != 0)
-		bail("cannot parse EMH_TEST_MYSQL_URL (want mysql://user:password@host:port/database)");
-	/* The fault test stops the server: hold a shared lock so it waits for us. */
-	if (state) {
-		char lp[1024];
-		snprintf(lp, sizeof lp, "%s/mariadb.lock", state);
-		lockfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-		if (lockfd >= 0)
-			flock(lockfd, LOCK_SH);
-	}
-	h = host_open(url);
-
-	/* ---- 1. connection errors (5 x 3 + 3 checks) ---- */
+	diag("connection errors: codes, context names, no passwords");
 	{
 		char badurl[512];
 		snprintf(badurl, sizeof badurl, "mysql://%s:wrong-secret-4711@%s:%s/%s", u_user, u_host, u_port, u_db);
@@ -397,33 +381,37 @@ int main(void)
 				    "password", u_pw, "database", "emh_no_such_db", NULL};
 		check_bad_context(h, "nodb", kv, EMH_ECONFIG, "emh_no_such_db", u_pw);
 	}
-	{
-		emh_context_info *ci;
-		size_t n;
-		bool found = false, leak = false, down = false;
-		if (emh_host_contexts(h, &ci, &n, &err) == 0) {
-			for (size_t i = 0; i < n; i++) {
-				if (strcmp(ci[i].name, "badpw") == 0) {
-					found = true;
-					down = !ci[i].up;
-				}
-				if (strstr(ci[i].last_error, "wrong-secret-4711"))
-					leak = true;
-				for (size_t k = 0; k < ci[i].nsettings; k++)
-					if (ci[i].settings[k].value && (strstr(ci[i].settings[k].value, "wrong-secret-4711") ||
-									strstr(ci[i].settings[k].value, u_pw)))
-						leak = true;
-			}
-			emh_context_info_free(ci, n);
+	emh_context_info *ci;
+	size_t n;
+	bool found = false, leak = false, down = false;
+	if (emh_host_contexts(h, &ci, &n, &err) != 0)
+		bail("emh_host_contexts: %s", err.message);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(ci[i].name, "badpw") == 0) {
+			found = true;
+			down = !ci[i].up;
 		}
-		ok(found, "emh_host_contexts lists the failing context");
-		ok(down, "the failing context is reported down");
-		ok(!leak, "no password in context settings or last errors");
+		if (strstr(ci[i].last_error, "wrong-secret-4711"))
+			leak = true;
+		for (size_t k = 0; k < ci[i].nsettings; k++)
+			if (ci[i].settings[k].value && (strstr(ci[i].settings[k].value, "wrong-secret-4711") ||
+							strstr(ci[i].settings[k].value, u_pw)))
+				leak = true;
 	}
+	emh_context_info_free(ci, n);
+	ok(found, "emh_host_contexts lists the failing context");
+	ok(down, "the failing context is reported down");
+	ok(!leak, "no password in context settings or last errors");
+}
 
-	/* ---- 2. schema ---- */
-	if (emh_host_fork(h, "my", &em, &err) != 0)
-		bail("fork: %s", err.message);
+static void test_schema_sync(emh_host *h)
+{
+	emh_error err;
+	emh_em *em;
+	int rc;
+
+	diag("schema: the table created, then left alone");
+	em = fixture_fork(h, "my");
 	rc = emh_em_execute(em, "DROP TABLE IF EXISTS " TABLE, &err);
 	is_int(rc, 0, "drop the test table");
 	emh_em_close(em);
@@ -431,91 +419,99 @@ int main(void)
 	is_int(rc, 0, "register the entity");
 	rc = emh_host_sync_schema(h, "my", &err);
 	if (!ok(rc == 0, "schema sync creates the table"))
-		diag("%s", err.message);
+		bail("the other subtests need the table: %s", err.message);
 	rc = emh_host_sync_schema(h, "my", &err);
 	ok(rc == 0, "schema sync again is a no-op");
+}
 
-	/* ---- 3. round trips ---- */
-	const char *emoji = "\xF0\x9F\x98\x80 grin, \xF0\x9D\x84\x9E clef, \xE2\x82\xAC euro, \xC3\xA9";
-	size_t blen = 1024 * 1024;
-	unsigned char *blob = malloc(blen);
-	for (size_t i = 0; i < blen; i++)
-		blob[i] = (unsigned char)((i * 131 + 7) ^ (i >> 9));
-	blob[0] = 0;
-	blob[blen - 1] = 0xFF;
-	myt_item base = {.email = "a@x", .note = emoji, .at = INT64_C(1700000000123456),
-			 .data = {blob, blen}, .flag = true, .n = -5, .score = 2.5,
-			 .doc = "{\"k\": [1, 2],  \"s\": \"\xF0\x9F\x98\x80\"}"};
-	int64_t id = insert_item(h, base, &err, &rc);
-	ok(rc == 0 && id > 0, "insert with a 1 MiB blob gets a generated key (%lld)", (long long)id);
-	if (rc)
-		diag("%s", err.message);
+/* The row every later subtest builds on: 4-byte UTF-8, a 1 MiB blob, JSON. */
+static myt_item base_item(const unsigned char *blob, size_t blen)
+{
+	return (myt_item){.email = "a@x",
+			  .note = "\xF0\x9F\x98\x80 grin, \xF0\x9D\x84\x9E clef, \xE2\x82\xAC euro, \xC3\xA9",
+			  .at = INT64_C(1700000000123456), .data = {blob, blen}, .flag = true, .n = -5, .score = 2.5,
+			  .doc = "{\"k\": [1, 2],  \"s\": \"\xF0\x9F\x98\x80\"}"};
+}
+
+/* Text, time, blob, JSON and extreme timestamps written and read back; returns the base row's key. */
+static int64_t test_round_trips(emh_host *h, const myt_item *base)
+{
+	emh_error err;
+	int rc;
+
+	diag("round trips: 4-byte UTF-8, microseconds, a 1 MiB blob, JSON verbatim, extreme timestamps");
+	int64_t id = insert_item(h, *base, &err, &rc);
+	if (!ok(rc == 0 && id > 0, "insert with a 1 MiB blob gets a generated key (%lld)", (long long)id))
+		bail("the other subtests need this row: %s", err.message);
 	{
 		myt_item got;
 		char note[512];
 		unsigned char *data = NULL;
 		rc = load_item(h, id, &got, note, sizeof note, &data);
 		is_int(rc, 0, "reload in a new fork");
-		is_str(note, emoji, "4-byte UTF-8 text round-trips byte for byte");
-		is_int(got.at, base.at, "DATETIME(6) keeps microseconds");
-		ok(data && got.data.len == blen && memcmp(data, blob, blen) == 0, "1 MiB blob round-trips");
+		is_str(note, base->note, "4-byte UTF-8 text round-trips byte for byte");
+		is_int(got.at, base->at, "DATETIME(6) keeps microseconds");
+		ok(data && got.data.len == base->data.len && memcmp(data, base->data.data, base->data.len) == 0,
+		   "1 MiB blob round-trips");
 		ok(got.flag == true && got.n == -5 && got.score == 2.5, "bool, int32, double round-trip");
 		free(data);
 	}
 	{
-		emh_em *e2;
-		emh_repo *r;
+		emh_em *e2 = fixture_fork(h, "my");
+		emh_repo *r = fixture_repo(e2, &myt_entity);
 		myt_item *it;
-		if (emh_host_fork(h, "my", &e2, &err) == 0 && emh_em_repo(e2, &myt_entity, &r, &err) == 0 &&
-		    emh_repo_get(r, emh_v_int64(id), (void **)&it, &err) == 0)
-			is_str(it->doc, base.doc, "json is stored verbatim (LONGTEXT, not reformatted)");
+		if (emh_repo_get(r, emh_v_int64(id), (void **)&it, &err) == 0)
+			is_str(it->doc, base->doc, "json is stored verbatim (LONGTEXT, not reformatted)");
 		else
 			ok(0, "json reload: %s", err.message);
 		emh_em_close(e2);
 	}
-	{
-		static const int64_t stamps[] = {0, -1, INT64_C(-62135596800000000) /* 0001-01-01 */,
-						 INT64_C(253402300799999999) /* 9999-12-31 23:59:59.999999 */,
-						 INT64_C(951782400000001) /* 2000-02-29 00:00:00.000001 */,
-						 INT64_C(-86400000000) + 1};
-		for (size_t i = 0; i < sizeof stamps / sizeof stamps[0]; i++) {
-			char email[32], note[64];
-			myt_item t = {.email = email, .at = stamps[i], .n = (int32_t)i}, got;
-			snprintf(email, sizeof email, "ts%zu@x", i);
-			int64_t tid = insert_item(h, t, &err, &rc);
-			if (rc == 0)
-				rc = load_item(h, tid, &got, note, sizeof note, NULL);
-			ok(rc == 0 && got.at == stamps[i], "timestamp %lld us round-trips", (long long)stamps[i]);
-			if (rc)
-				diag("%s", err.message);
-			else if (got.at != stamps[i])
-				diag("got %lld", (long long)got.at);
-		}
+	static const int64_t stamps[] = {0, -1, INT64_C(-62135596800000000) /* 0001-01-01 */,
+					 INT64_C(253402300799999999) /* 9999-12-31 23:59:59.999999 */,
+					 INT64_C(951782400000001) /* 2000-02-29 00:00:00.000001 */,
+					 INT64_C(-86400000000) + 1};
+	for (size_t i = 0; i < sizeof stamps / sizeof stamps[0]; i++) {
+		char email[32], note[64];
+		myt_item t = {.email = email, .at = stamps[i], .n = (int32_t)i}, got;
+		snprintf(email, sizeof email, "ts%zu@x", i);
+		int64_t tid = insert_item(h, t, &err, &rc);
+		if (rc == 0)
+			rc = load_item(h, tid, &got, note, sizeof note, NULL);
+		ok(rc == 0 && got.at == stamps[i], "timestamp %lld us round-trips", (long long)stamps[i]);
+		if (rc)
+			diag("%s", err.message);
+		else if (got.at != stamps[i])
+			diag("got %lld", (long long)got.at);
 	}
 	{
-		char email[1024], note[64];
+		char email[1024];
 		size_t o = 0;
 		for (int i = 0; i < 255; i++) {
 			memcpy(email + o, "\xF0\x9F\x98\x80", 4);
 			o += 4;
 		}
 		email[o] = '\0';
-		myt_item t = {.email = email}, got;
-		int64_t tid = insert_item(h, t, &err, &rc);
+		myt_item t = {.email = email};
+		insert_item(h, t, &err, &rc);
 		ok(rc == 0, "a unique text of 255 four-byte characters fits (VARCHAR(255), utf8mb4)");
 		if (rc)
 			diag("%s", err.message);
 		int64_t n = -1;
 		rc = count_where_email(h, false, email, &n);
 		ok(rc == 0 && n == 1, "and is found by equality");
-		(void)tid;
-		(void)got;
-		(void)note;
 	}
+	return id;
+}
 
-	/* ---- 4. errors on statements ---- */
+/* A duplicate unique value and a too-long text: the code, native error, SQLSTATE, message. */
+static void test_statement_errors(emh_host *h, const myt_item *base)
+{
+	emh_error err;
+	int rc;
+
+	diag("statement errors: a duplicate, a value too long");
 	{
-		myt_item t = base;
+		myt_item t = *base;
 		t.data = (emh_blob){NULL, 0};
 		memset(&err, 0, sizeof err);
 		insert_item(h, t, &err, &rc);
@@ -539,156 +535,235 @@ int main(void)
 		is_int(err.native, 1406, "native error 1406 (data too long)");
 		diag("%s", err.message);
 	}
-	{
-		myt_item t = {.email = "Case@x"};
-		int64_t a = insert_item(h, t, &err, &rc);
-		t.email = "case@x";
-		int64_t b = insert_item(h, t, &err, &rc);
-		ok(a > 0 && b > 0, "unique text is case-sensitive ('Case@x' and 'case@x' both insert)");
-		t.email = "case@x ";
-		int64_t c = insert_item(h, t, &err, &rc);
-		ok(c > 0, "trailing spaces are significant (NO PAD collation)");
-		if (c <= 0)
-			diag("%s", err.message);
-		int64_t n = -1;
-		rc = count_where_email(h, false, "case@x", &n);
-		ok(rc == 0 && n == 1, "equality is exact (1 row, got %lld)", (long long)n);
-		rc = count_where_email(h, true, "C%", &n);
-		ok(rc == 0 && n == 1, "LIKE is case-sensitive (1 row, got %lld)", (long long)n);
-		rc = count_where_email(h, true, "case@x\\ ", &n);
-		ok(rc == 0 && n == 1, "LIKE with a backslash escape (1 row, got %lld)", (long long)n);
-	}
-	{
-		/* Two forks hold the same row.  B writes n = 7; A then writes n = 7 too:
-		 * the row matches but does not change, which must count as found
-		 * (CLIENT_FOUND_ROWS).  Then B deletes it and A's next update matches
-		 * nothing: EMH_ENOTFOUND. */
-		myt_item t = {.email = "found-rows@x", .n = 1};
-		int64_t fid = insert_item(h, t, &err, &rc);
-		emh_em *ea = NULL, *eb = NULL;
-		emh_repo *ra, *rb;
-		myt_item *a, *b;
-		rc = emh_host_fork(h, "my", &ea, &err);
-		if (rc == 0)
-			rc = emh_host_fork(h, "my", &eb, &err);
-		if (rc == 0 && (rc = emh_em_repo(ea, &myt_entity, &ra, &err)) == 0 &&
-		    (rc = emh_em_repo(eb, &myt_entity, &rb, &err)) == 0 &&
-		    (rc = emh_repo_get(ra, emh_v_int64(fid), (void **)&a, &err)) == 0 &&
-		    (rc = emh_repo_get(rb, emh_v_int64(fid), (void **)&b, &err)) == 0) {
-			b->n = 7;
-			is_int(emh_repo_update(rb, b, &err), 0, "fork B updates n");
-			a->n = 7;
-			rc = emh_repo_update(ra, a, &err);
-			is_str(emh_status_name(rc), "EMH_OK", "fork A writing the same value counts the row as found");
-			if (rc)
-				diag("%s", err.message);
-			is_int(emh_repo_remove(rb, b, &err), 0, "fork B deletes the row");
-			a->n = 8;
-			rc = emh_repo_update(ra, a, &err);
-			is_str(emh_status_name(rc), "EMH_ENOTFOUND", "fork A updating the deleted row gets EMH_ENOTFOUND");
-		} else {
-			diag("%s", err.message);
-			skip(4, "cannot load the row in two forks");
+}
+
+/* Unique text, equality and LIKE are exact: case and trailing spaces count. */
+static void test_text_comparison(emh_host *h)
+{
+	emh_error err;
+	int rc;
+
+	diag("text comparison: case-sensitive, trailing spaces significant, LIKE escapes");
+	myt_item t = {.email = "Case@x"};
+	int64_t a = insert_item(h, t, &err, &rc);
+	t.email = "case@x";
+	int64_t b = insert_item(h, t, &err, &rc);
+	ok(a > 0 && b > 0, "unique text is case-sensitive ('Case@x' and 'case@x' both insert)");
+	t.email = "case@x ";
+	int64_t c = insert_item(h, t, &err, &rc);
+	ok(c > 0, "trailing spaces are significant (NO PAD collation)");
+	if (c <= 0)
+		diag("%s", err.message);
+	int64_t n = -1;
+	rc = count_where_email(h, false, "case@x", &n);
+	ok(rc == 0 && n == 1, "equality is exact (1 row, got %lld)", (long long)n);
+	rc = count_where_email(h, true, "C%", &n);
+	ok(rc == 0 && n == 1, "LIKE is case-sensitive (1 row, got %lld)", (long long)n);
+	rc = count_where_email(h, true, "case@x\\ ", &n);
+	ok(rc == 0 && n == 1, "LIKE with a backslash escape (1 row, got %lld)", (long long)n);
+}
+
+/*
+ * Two forks hold the same row.  B writes n = 7; A then writes n = 7 too:
+ * the row matches but does not change, which must count as found
+ * (CLIENT_FOUND_ROWS).  Then B deletes it and A's next update matches
+ * nothing: EMH_ENOTFOUND.
+ */
+static void test_found_rows(emh_host *h)
+{
+	emh_error err;
+	emh_em *ea, *eb;
+	emh_repo *ra, *rb;
+	myt_item *a, *b;
+	int rc;
+
+	diag("an update that changes nothing still finds its row (CLIENT_FOUND_ROWS)");
+	myt_item t = {.email = "found-rows@x", .n = 1};
+	int64_t fid = insert_item(h, t, &err, &rc);
+	if (rc)
+		bail("insert the row two forks share: %s", err.message);
+	ea = fixture_fork(h, "my");
+	eb = fixture_fork(h, "my");
+	ra = fixture_repo(ea, &myt_entity);
+	rb = fixture_repo(eb, &myt_entity);
+	if ((rc = emh_repo_get(ra, emh_v_int64(fid), (void **)&a, &err)) != 0 ||
+	    (rc = emh_repo_get(rb, emh_v_int64(fid), (void **)&b, &err)) != 0)
+		bail("load the row in two forks: %s", err.message);
+	b->n = 7;
+	is_int(emh_repo_update(rb, b, &err), 0, "fork B updates n");
+	a->n = 7;
+	rc = emh_repo_update(ra, a, &err);
+	is_str(emh_status_name(rc), "EMH_OK", "fork A writing the same value counts the row as found");
+	if (rc)
+		diag("%s", err.message);
+	is_int(emh_repo_remove(rb, b, &err), 0, "fork B deletes the row");
+	a->n = 8;
+	rc = emh_repo_update(ra, a, &err);
+	is_str(emh_status_name(rc), "EMH_ENOTFOUND", "fork A updating the deleted row gets EMH_ENOTFOUND");
+	emh_em_close(ea);
+	emh_em_close(eb);
+}
+
+/* Lock wait timeout and deadlock: EMH_ERETRY, retryable. */
+static void test_locks(emh_host *h)
+{
+	emh_error err;
+	int rc;
+	myt_item t = {.email = "lock-x@x"};
+	int64_t xid = insert_item(h, t, &err, &rc);
+	if (rc)
+		bail("insert row x: %s", err.message);
+	t.email = "lock-y@x";
+	int64_t yid = insert_item(h, t, &err, &rc);
+	if (rc)
+		bail("insert row y: %s", err.message);
+	lock_pair lp = {.h = h, .x = xid, .y = yid};
+	check_lock_wait(&lp);
+	check_deadlock(&lp);
+}
+
+/* 8 threads x 40 forks on a pool of 3: the pool never exceeds its max. */
+static void test_pool_bound(emh_host *h, const char *url, int64_t id)
+{
+	const char *kv[] = {"url", url, "pool.max", "3", "pool.acquire_timeout_ms", "20000", NULL};
+	emh_error err;
+	int rc;
+
+	diag("the pool never exceeds its max");
+	rc = emh_host_add_context(h, "pooled", kv, &err);
+	if (!ok(rc == 0, "add a context with pool.max = 3"))
+		bail("%s", err.message);
+	rc = emh_host_register_entity(h, "pooled", &myt_entity, &err);
+	if (!ok(rc == 0, "register the entity there"))
+		bail("%s", err.message);
+	pool_run pr = {.h = h, .id = id};
+	pthread_mutex_init(&pr.mu, NULL);
+	pthread_t th[8], sampler;
+	fixture_thread(&sampler, pool_sampler, &pr);
+	for (int i = 0; i < 8; i++)
+		fixture_thread(&th[i], pool_worker, &pr);
+	for (int i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	pr.stop = 1;
+	pthread_join(sampler, NULL);
+	is_int(pr.failures, 0, "8 threads x 40 forks on a pool of 3: every load works");
+	ok(pr.max_total <= 3, "connections never above pool.max (max seen %u)", pr.max_total);
+	ok(pr.max_in_use >= 1, "the sampler saw connections in use (max %u)", pr.max_in_use);
+	emh_context_info *ci;
+	size_t n;
+	bool found = false;
+	if (emh_host_contexts(h, &ci, &n, &err) != 0)
+		bail("emh_host_contexts: %s", err.message);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(ci[i].name, "pooled") == 0) {
+			found = true;
+			ok(ci[i].opened - ci[i].discarded <= 3, "opened %llu, discarded %llu: at most 3 live",
+			   (unsigned long long)ci[i].opened, (unsigned long long)ci[i].discarded);
+			ok(ci[i].acquires >= 320, "every fork acquired (%llu)", (unsigned long long)ci[i].acquires);
 		}
-		emh_em_close(ea);
-		emh_em_close(eb);
-	}
+	emh_context_info_free(ci, n);
+	if (!found)
+		bail("context 'pooled' is not listed");
+	pthread_mutex_destroy(&pr.mu);
+}
 
-	/* ---- lock wait timeout and deadlock: EMH_ERETRY, retryable ---- */
-	{
-		myt_item t = {.email = "lock-x@x"};
-		int64_t xid = insert_item(h, t, &err, &rc);
-		t.email = "lock-y@x";
-		int64_t yid = insert_item(h, t, &err, &rc);
-		lock_pair lp = {.h = h, .x = xid, .y = yid};
-		check_lock_wait(&lp);
-		check_deadlock(&lp);
-	}
+/* begin, a savepoint rolled back, commit: only the outer insert stays. */
+static void test_transactions(emh_host *h)
+{
+	emh_error err;
+	emh_em *e1;
+	emh_repo *r;
+	myt_item *a, *b;
+	int64_t n;
+	int rc;
 
-	/* ---- 5. the pool never exceeds its max ---- */
-	{
-		const char *kv[] = {"url", url, "pool.max", "3", "pool.acquire_timeout_ms", "20000", NULL};
-		rc = emh_host_add_context(h, "pooled", kv, &err);
-		is_int(rc, 0, "add a context with pool.max = 3");
-		rc = emh_host_register_entity(h, "pooled", &myt_entity, &err);
-		is_int(rc, 0, "register the entity there");
-		pool_run pr = {.h = h, .id = id};
-		pthread_mutex_init(&pr.mu, NULL);
-		pthread_t th[8], sampler;
-		pthread_create(&sampler, NULL, pool_sampler, &pr);
-		for (int i = 0; i < 8; i++)
-			pthread_create(&th[i], NULL, pool_worker, &pr);
-		for (int i = 0; i < 8; i++)
-			pthread_join(th[i], NULL);
-		pr.stop = 1;
-		pthread_join(sampler, NULL);
-		is_int(pr.failures, 0, "8 threads x 40 forks on a pool of 3: every load works");
-		ok(pr.max_total <= 3, "connections never above pool.max (max seen %u)", pr.max_total);
-		ok(pr.max_in_use >= 1, "the sampler saw connections in use (max %u)", pr.max_in_use);
-		emh_context_info *ci;
-		size_t n;
-		if (emh_host_contexts(h, &ci, &n, &err) == 0) {
-			for (size_t i = 0; i < n; i++)
-				if (strcmp(ci[i].name, "pooled") == 0) {
-					ok(ci[i].opened - ci[i].discarded <= 3, "opened %llu, discarded %llu: at most 3 live",
-					   (unsigned long long)ci[i].opened, (unsigned long long)ci[i].discarded);
-					ok(ci[i].acquires >= 320, "every fork acquired (%llu)",
-					   (unsigned long long)ci[i].acquires);
-				}
-			emh_context_info_free(ci, n);
-		} else
-			skip(2, "emh_host_contexts failed");
-		pthread_mutex_destroy(&pr.mu);
-	}
+	diag("transactions and savepoints");
+	e1 = fixture_fork(h, "my");
+	r = fixture_repo(e1, &myt_entity);
+	is_int(emh_em_begin(e1, &err), 0, "begin");
+	a = fixture_new(r);
+	a->email = "tx-outer@x";
+	is_int(emh_em_flush(e1, &err), 0, "flush inside the transaction");
+	is_int(emh_em_begin(e1, &err), 0, "nested begin (savepoint)");
+	b = fixture_new(r);
+	b->email = "tx-inner@x";
+	is_int(emh_em_flush(e1, &err), 0, "flush inside the savepoint");
+	is_int(emh_em_rollback(e1, &err), 0, "roll back to the savepoint");
+	is_int(emh_em_commit(e1, &err), 0, "commit the outer level");
+	emh_em_close(e1);
+	n = -1;
+	rc = count_where_email(h, false, "tx-outer@x", &n);
+	ok(rc == 0 && n == 1, "the outer insert is committed (%lld)", (long long)n);
+	n = -1;
+	rc = count_where_email(h, false, "tx-inner@x", &n);
+	ok(rc == 0 && n == 0, "the inner insert was rolled back (%lld)", (long long)n);
+}
 
-	/* ---- 6. transactions and savepoints ---- */
-	{
-		emh_em *e1;
-		emh_repo *r;
-		myt_item *a, *b;
-		int64_t n = -1;
-		rc = emh_host_fork(h, "my", &e1, &err);
-		if (rc == 0)
-			rc = emh_em_repo(e1, &myt_entity, &r, &err);
-		if (rc == 0) {
-			is_int(emh_em_begin(e1, &err), 0, "begin");
-			emh_repo_new(r, (void **)&a, &err);
-			a->email = "tx-outer@x";
-			is_int(emh_em_flush(e1, &err), 0, "flush inside the transaction");
-			is_int(emh_em_begin(e1, &err), 0, "nested begin (savepoint)");
-			emh_repo_new(r, (void **)&b, &err);
-			b->email = "tx-inner@x";
-			is_int(emh_em_flush(e1, &err), 0, "flush inside the savepoint");
-			is_int(emh_em_rollback(e1, &err), 0, "roll back to the savepoint");
-			is_int(emh_em_commit(e1, &err), 0, "commit the outer level");
-			emh_em_close(e1);
-			count_where_email(h, false, "tx-outer@x", &n);
-			is_int(n, 1, "the outer insert is committed");
-			count_where_email(h, false, "tx-inner@x", &n);
-			is_int(n, 0, "the inner insert was rolled back");
-		} else {
-			emh_em_close(e1);
-			skip(7, "no fork");
-		}
+/* Raw execute: several statements, results drained, errors mapped. */
+static void test_raw_execute(emh_host *h)
+{
+	emh_error err;
+	emh_em *em = fixture_fork(h, "my");
+	int rc;
+
+	diag("raw statements");
+	rc = emh_em_execute(em, "CREATE TABLE IF NOT EXISTS emh_mytest_raw (a INT); "
+				"INSERT INTO emh_mytest_raw VALUES (1); SELECT * FROM emh_mytest_raw; "
+				"DROP TABLE emh_mytest_raw;",
+			    &err);
+	is_int(rc, 0, "raw execute runs several statements and drains their results");
+	if (rc)
+		diag("%s", err.message);
+	rc = emh_em_execute(em, "SELECT 1", &err);
+	is_int(rc, 0, "the connection is usable afterwards");
+	rc = emh_em_execute(em, "SELEKT nonsense", &err);
+	ok(rc == EMH_EDRIVER && err.native == 1064, "a syntax error is EMH_EDRIVER with native 1064 (%s)",
+	   emh_status_name(rc));
+	emh_em_close(em);
+}
+
+int main(void)
+{
+	const char *url = getenv("EMH_TEST_MYSQL_URL");
+	const char *state = getenv("EMH_TEST_STATE_DIR");
+	int lockfd = -1;
+
+	plan(NTESTS);
+	if (!url || !*url) {
+		need_server(NTESTS, "mysql: EMH_TEST_MYSQL_URL not set (scripts/servers/mariadb.sh start DIR)");
+		return done_testing();
 	}
-	{
-		/* Raw execute: several statements, results drained. */
-		rc = emh_host_fork(h, "my", &em, &err);
-		if (rc == 0)
-			rc = emh_em_execute(em, "CREATE TABLE IF NOT EXISTS emh_mytest_raw (a INT); "
-						"INSERT INTO emh_mytest_raw VALUES (1); SELECT * FROM emh_mytest_raw; "
-						"DROP TABLE emh_mytest_raw;",
-					    &err);
-		is_int(rc, 0, "raw execute runs several statements and drains their results");
-		if (rc)
-			diag("%s", err.message);
-		rc = emh_em_execute(em, "SELECT 1", &err);
-		is_int(rc, 0, "the connection is usable afterwards");
-		rc = emh_em_execute(em, "SELEKT nonsense", &err);
-		ok(rc == EMH_EDRIVER && err.native == 1064, "a syntax error is EMH_EDRIVER with native 1064 (%s)",
-		   emh_status_name(rc));
-		emh_em_close(em);
+	if (parse_url(url) != 0)
+		bail("cannot parse EMH_TEST_MYSQL_URL (want mysql://user:password@host:port/database)");
+	/* The fault test stops the server: hold a shared lock so it waits for us. */
+	if (state) {
+		char lp[1024];
+		snprintf(lp, sizeof lp, "%s/mariadb.lock", state);
+		if ((lockfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0 || flock(lockfd, LOCK_SH) != 0)
+			bail("lock %s (the fault test waits on it): %s", lp, strerror(errno));
 	}
+	emh_host *h = host_open(url);
+
+	size_t blen = 1024 * 1024;
+	unsigned char *blob = malloc(blen);
+	if (!blob)
+		bail("out of memory");
+	for (size_t i = 0; i < blen; i++)
+		blob[i] = (unsigned char)((i * 131 + 7) ^ (i >> 9));
+	blob[0] = 0;
+	blob[blen - 1] = 0xFF;
+	const myt_item base = base_item(blob, blen);
+
+	test_connection_errors(h);
+	test_schema_sync(h);
+	int64_t id = test_round_trips(h, &base);
+	test_statement_errors(h, &base);
+	test_text_comparison(h);
+	test_found_rows(h);
+	test_locks(h);
+	test_pool_bound(h, url, id);
+	test_transactions(h);
+	test_raw_execute(h);
 
 	free(blob);
 	emh_host_free(h);

@@ -1,8 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* tests/postgres/test_pg_errors.c: the postgres driver against a real server: connection errors, error mapping, round trips, statement cache, pool bound. */
+/*
+ * tests/postgres/test_pg_errors.c: the postgres driver against a real
+ * server: connection errors, error mapping, round trips, statement cache,
+ * pool bound.  Each subtest is a static function announced by a TAP
+ * comment; setup that fails bails out.
+ */
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -16,6 +22,7 @@
 
 #include <emhost/emhost.h>
 
+#include "../fixture.h"
 #include "../tap.h"
 
 typedef struct pgt_item {
@@ -116,6 +123,27 @@ static void check_conn_error(int rc, const emh_error *err, const char *ctx, cons
 		is_str(err->sqlstate, sqlstate, "%s: sqlstate %s", what, sqlstate);
 }
 
+/*
+ * A loopback TCP socket on a port the kernel picked, its number into port.
+ * listening: it accepts connections and never answers (the caller closes
+ * the returned descriptor); otherwise it is closed at once and nothing
+ * listens there.
+ */
+static int loopback_port(bool listening, char *port, size_t cap)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) != 0 || (listening && listen(fd, 16) != 0))
+		bail("a loopback socket for a test port: %s", strerror(errno));
+	snprintf(port, cap, "%u", ntohs(a.sin_port));
+	if (listening)
+		return fd;
+	close(fd);
+	return -1;
+}
+
 static void test_connect_errors(emh_host *h)
 {
 	emh_error err;
@@ -123,6 +151,7 @@ static void test_connect_errors(emh_host *h)
 	int rc;
 	double t0;
 
+	diag("connection errors: wrong password, unreachable, missing database, silent server, bad settings");
 	/* wrong password, through the URL */
 	snprintf(url, sizeof url, "postgres://%s:WrongPassw0rd@%s:%s/%s", g_user, g_host, g_port, g_db);
 	if (add_ctx(h, "badpw", (const char *const[]){"url", url, NULL}, &err) == 0) {
@@ -158,15 +187,7 @@ static void test_connect_errors(emh_host *h)
 	}
 
 	/* unreachable: a port nothing listens on */
-	{
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		socklen_t len = sizeof a;
-		bind(fd, (struct sockaddr *)&a, sizeof a);
-		getsockname(fd, (struct sockaddr *)&a, &len);
-		snprintf(port, sizeof port, "%u", ntohs(a.sin_port));
-		close(fd);
-	}
+	loopback_port(false, port, sizeof port);
 	snprintf(url, sizeof url, "postgres://%s:%s@127.0.0.1:%s/%s", g_user, g_pw, port, g_db);
 	if (add_ctx(h, "down", (const char *const[]){"url", url, NULL}, &err) == 0) {
 		t0 = now_s();
@@ -189,13 +210,7 @@ static void test_connect_errors(emh_host *h)
 
 	/* a server that accepts TCP but never answers: connect_timeout_ms holds */
 	{
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		socklen_t len = sizeof a;
-		bind(fd, (struct sockaddr *)&a, sizeof a);
-		listen(fd, 16);
-		getsockname(fd, (struct sockaddr *)&a, &len);
-		snprintf(port, sizeof port, "%u", ntohs(a.sin_port));
+		int fd = loopback_port(true, port, sizeof port);
 		snprintf(url, sizeof url, "postgres://%s:%s@127.0.0.1:%s/%s?connect_timeout_ms=300&sslmode=disable",
 			 g_user, g_pw, port, g_db);
 		if (add_ctx(h, "mute", (const char *const[]){"url", url, NULL}, &err) == 0) {
@@ -242,16 +257,15 @@ static void test_conflict_and_invalid(emh_host *h)
 	pgt_item *a, *b;
 	int rc;
 
-	if (fork_repo(h, "pg", &pgt_item_entity, &em, &r, &err)) {
-		ok(0, "fork: %s", err.message);
-		return;
-	}
-	emh_repo_new(r, (void **)&a, &err);
+	diag("a unique violation and invalid JSON: codes, SQLSTATEs, messages");
+	em = fixture_fork(h, "pg");
+	r = fixture_repo(em, &pgt_item_entity);
+	a = fixture_new(r);
 	a->email = "dup@example.com";
 	a->score = 1;
 	rc = emh_repo_insert(r, a, &err);
 	is_int(rc, 0, "first insert of an email");
-	emh_repo_new(r, (void **)&b, &err);
+	b = fixture_new(r);
 	b->email = "dup@example.com";
 	rc = emh_repo_insert(r, b, &err);
 	is_int(rc, EMH_ECONFLICT, "second insert of the same email: EMH_ECONFLICT");
@@ -262,11 +276,9 @@ static void test_conflict_and_invalid(emh_host *h)
 	ok(strcmp(err.context, "pg") == 0 || strstr(err.message, "pg"), "conflict: names the context");
 	emh_em_close(em);
 
-	if (fork_repo(h, "pg", &pgt_item_entity, &em, &r, &err)) {
-		ok(0, "fork: %s", err.message);
-		return;
-	}
-	emh_repo_new(r, (void **)&a, &err);
+	em = fixture_fork(h, "pg");
+	r = fixture_repo(em, &pgt_item_entity);
+	a = fixture_new(r);
 	a->email = "badjson@example.com";
 	a->doc = "{not json";
 	rc = emh_repo_insert(r, a, &err);
@@ -302,16 +314,14 @@ static void test_roundtrip(emh_host *h)
 	emh_error err;
 	int rc;
 
+	diag("round trips: timestamps, bytea, doubles, JSON, UTF-8, empty and NULL, infinity, LIKE");
 	for (int i = 0; i < 256; i++)
 		bytes[i] = (unsigned char)i;
-	if (fork_repo(h, "pg", &pgt_item_entity, &em, &r, &err)) {
-		ok(0, "fork: %s", err.message);
-		return;
-	}
+	em = fixture_fork(h, "pg");
+	r = fixture_repo(em, &pgt_item_entity);
 	for (size_t i = 0; i < NTS; i++) {
-		pgt_item *it;
+		pgt_item *it = fixture_new(r);
 		char email[64];
-		emh_repo_new(r, (void **)&it, &err);
 		snprintf(email, sizeof email, "rt%zu@example.com", i);
 		it->email = emh_em_strdup(em, email);
 		it->n = ints[i % 5];
@@ -323,14 +333,13 @@ static void test_roundtrip(emh_host *h)
 		it->note = utf8;
 	}
 	{
-		pgt_item *e1, *e2;
-		emh_repo_new(r, (void **)&e1, &err);
+		pgt_item *e1 = fixture_new(r), *e2 = fixture_new(r);
 		e1->email = "empty@example.com";
 		e1->data = (emh_blob){"", 0};
 		e1->note = "";
-		emh_repo_new(r, (void **)&e2, &err);
 		e2->email = "null@example.com";
-		emh_em_set_null(em, e2, "at", true, &err);
+		if (emh_em_set_null(em, e2, "at", true, &err))
+			bail("set_null: %s", err.message);
 		rc = emh_em_flush(em, &err);
 		is_int(rc, 0, "round trip: flush of %zu rows", NTS + 2);
 		if (rc)
@@ -339,9 +348,8 @@ static void test_roundtrip(emh_host *h)
 		id_null = e2->id;
 	}
 	{
-		emh_query *q;
-		emh_list l;
-		emh_repo_query(r, &q, &err);
+		emh_query *q = fixture_query(r);
+		emh_list l = {0};
 		emh_q_where(q, emh_q_like(q, "email", "rt%"));
 		emh_q_order_by(q, "id", false);
 		rc = emh_repo_find(r, q, &l, &err);
@@ -352,10 +360,8 @@ static void test_roundtrip(emh_host *h)
 	}
 	emh_em_close(em);
 
-	if (fork_repo(h, "pg", &pgt_item_entity, &em, &r, &err)) {
-		ok(0, "fork: %s", err.message);
-		return;
-	}
+	em = fixture_fork(h, "pg");
+	r = fixture_repo(em, &pgt_item_entity);
 	int bad_ts = 0, bad_blob = 0, bad_other = 0;
 	for (size_t i = 0; i < NTS; i++) {
 		pgt_item *it;
@@ -383,8 +389,10 @@ static void test_roundtrip(emh_host *h)
 	is_int(bad_other, 0, "int32 extremes, bool, doubles bit-exact, JSON verbatim, UTF-8 text round-trip");
 	{
 		pgt_item *e1 = NULL, *e2 = NULL;
-		emh_repo_get(r, emh_v_int64(id_empty), (void **)&e1, &err);
-		emh_repo_get(r, emh_v_int64(id_null), (void **)&e2, &err);
+		if (emh_repo_get(r, emh_v_int64(id_empty), (void **)&e1, &err))
+			diag("get the empty row: %s", err.message);
+		if (emh_repo_get(r, emh_v_int64(id_null), (void **)&e2, &err))
+			diag("get the NULL row: %s", err.message);
 		ok(e1 && e1->data.data != NULL && e1->data.len == 0, "empty bytea stays empty, not NULL");
 		ok(e1 && e1->note && e1->note[0] == '\0', "empty text stays empty, not NULL");
 		ok(e2 && e2->data.data == NULL && e2->doc == NULL && e2->note == NULL, "NULL blob/json/text stay NULL");
@@ -399,28 +407,28 @@ static void test_roundtrip(emh_host *h)
 		snprintf(sql, sizeof sql, "UPDATE %s SET at = 'infinity' WHERE email = 'null@example.com'", g_items);
 		rc = emh_em_execute(em, sql, &err);
 		is_int(rc, 0, "raw update to infinity");
-		if (fork_repo(h, "pg", &pgt_item_entity, &em2, &r2, &err) == 0) {
-			emh_repo_get(r2, emh_v_int64(id_null), (void **)&e3, &err);
-			ok(e3 && e3->at == INT64_MAX, "timestamp 'infinity' reads as INT64_MAX");
-			emh_em_close(em2);
-		}
+		em2 = fixture_fork(h, "pg");
+		r2 = fixture_repo(em2, &pgt_item_entity);
+		rc = emh_repo_get(r2, emh_v_int64(id_null), (void **)&e3, &err);
+		ok(rc == 0 && e3 && e3->at == INT64_MAX, "timestamp 'infinity' reads as INT64_MAX");
+		emh_em_close(em2);
 	}
 	{
 		/* LIKE is case-sensitive; backslash escapes */
 		emh_query *q;
 		int64_t n = -1;
-		emh_repo_query(r, &q, &err);
+		q = fixture_query(r);
 		emh_q_where(q, emh_q_like(q, "email", "RT%"));
-		emh_repo_count(r, q, &n, &err);
-		is_int(n, 0, "LIKE is case-sensitive");
-		emh_repo_query(r, &q, &err);
+		rc = emh_repo_count(r, q, &n, &err);
+		is_int(rc ? -1 : n, 0, "LIKE is case-sensitive");
+		q = fixture_query(r);
 		emh_q_where(q, emh_q_like(q, "note", "%\\\\ back"));
-		emh_repo_count(r, q, &n, &err);
-		is_int(n, (int64_t)NTS, "LIKE with an escaped backslash");
-		emh_repo_query(r, &q, &err);
+		rc = emh_repo_count(r, q, &n, &err);
+		is_int(rc ? -1 : n, (int64_t)NTS, "LIKE with an escaped backslash");
+		q = fixture_query(r);
 		emh_q_where(q, emh_q_like(q, "email", "rt\\_%"));
-		emh_repo_count(r, q, &n, &err);
-		is_int(n, 0, "LIKE with an escaped underscore matches it literally");
+		rc = emh_repo_count(r, q, &n, &err);
+		is_int(rc ? -1 : n, 0, "LIKE with an escaped underscore matches it literally");
 	}
 	emh_em_close(em);
 }
@@ -474,11 +482,14 @@ static void test_statement_cache(emh_host *h)
 	int rc;
 	int64_t key1 = 0, key2 = 0;
 
+	diag("the statement cache: one prepare per shape and connection, again after a lost connection");
 	/* two keys to load */
-	if (fork_repo(h, "pg", &pgt_item_entity, &em, &r, &err) == 0) {
+	{
 		emh_list l;
 		emh_query *q;
-		emh_repo_query(r, &q, &err);
+		em = fixture_fork(h, "pg");
+		r = fixture_repo(em, &pgt_item_entity);
+		q = fixture_query(r);
 		emh_q_order_by(q, "id", false);
 		emh_q_limit(q, 2);
 		if (emh_repo_find(r, q, &l, &err) == 0 && l.count == 2) {
@@ -499,10 +510,8 @@ static void test_statement_cache(emh_host *h)
 		ok(0, "victim context: %s", err.message);
 		return;
 	}
-	if (fork_repo(h, "victim", &pgt_item_entity, &em, &r, &err)) {
-		ok(0, "fork: %s", err.message);
-		return;
-	}
+	em = fixture_fork(h, "victim");
+	r = fixture_repo(em, &pgt_item_entity);
 	rc = emh_repo_get(r, emh_v_int64(key1), (void **)&it, &err);
 	is_int(rc, 0, "get by key");
 	rc = emh_repo_get(r, emh_v_int64(key2), (void **)&it, &err);
@@ -510,16 +519,17 @@ static void test_statement_cache(emh_host *h)
 	is_int(count_prepared(em, get_tail, &err), 1, "the get shape is prepared once on the connection");
 	emh_em_close(em);
 
-	if (fork_repo(h, "victim", &pgt_item_entity, &em, &r, &err) == 0) {
-		rc = emh_repo_get(r, emh_v_int64(key1), (void **)&it, &err);
-		is_int(rc, 0, "a later fork reuses the prepared statement");
-		is_int(count_prepared(em, get_tail, &err), 1, "still one prepared get");
-		emh_em_close(em);
-	}
+	em = fixture_fork(h, "victim");
+	r = fixture_repo(em, &pgt_item_entity);
+	rc = emh_repo_get(r, emh_v_int64(key1), (void **)&it, &err);
+	is_int(rc, 0, "a later fork reuses the prepared statement");
+	is_int(count_prepared(em, get_tail, &err), 1, "still one prepared get");
+	emh_em_close(em);
 
 	/* kill the victim's backend from another connection */
-	if (emh_host_fork(h, "pg", &em, &err) == 0) {
+	{
 		char sql[256];
+		em = fixture_fork(h, "pg");
 		snprintf(sql, sizeof sql,
 			 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '%s'", appname);
 		rc = emh_em_execute(em, sql, &err);
@@ -528,22 +538,22 @@ static void test_statement_cache(emh_host *h)
 	}
 	usleep(200 * 1000);
 
-	if (fork_repo(h, "victim", &pgt_item_entity, &em, &r, &err) == 0) {
-		rc = emh_repo_get(r, emh_v_int64(key1), (void **)&it, &err);
-		ok(rc == 0 || rc == EMH_EUNAVAILABLE, "first use of the killed connection: ok or EMH_EUNAVAILABLE (%s)",
-		   rc ? err.message : "ok");
-		if (rc)
-			diag("killed connection: %s [%s]", err.message, err.sqlstate);
-		emh_em_close(em);
-	}
-	if (fork_repo(h, "victim", &pgt_item_entity, &em, &r, &err) == 0) {
-		rc = emh_repo_get(r, emh_v_int64(key1), (void **)&it, &err);
-		is_int(rc, 0, "next fork works on a fresh connection, re-preparing");
-		if (rc)
-			diag("%s", err.message);
-		is_int(count_prepared(em, get_tail, &err), 1, "the fresh connection prepared the get shape again");
-		emh_em_close(em);
-	}
+	em = fixture_fork(h, "victim");
+	r = fixture_repo(em, &pgt_item_entity);
+	rc = emh_repo_get(r, emh_v_int64(key1), (void **)&it, &err);
+	ok(rc == 0 || rc == EMH_EUNAVAILABLE, "first use of the killed connection: ok or EMH_EUNAVAILABLE (%s)",
+	   rc ? err.message : "ok");
+	if (rc)
+		diag("killed connection: %s [%s]", err.message, err.sqlstate);
+	emh_em_close(em);
+	em = fixture_fork(h, "victim");
+	r = fixture_repo(em, &pgt_item_entity);
+	rc = emh_repo_get(r, emh_v_int64(key1), (void **)&it, &err);
+	is_int(rc, 0, "next fork works on a fresh connection, re-preparing");
+	if (rc)
+		diag("%s", err.message);
+	is_int(count_prepared(em, get_tail, &err), 1, "the fresh connection prepared the get shape again");
+	emh_em_close(em);
 	g_k1 = key1;
 	g_k2 = key2;
 
@@ -577,10 +587,9 @@ static void test_statement_invalidation(emh_host *h)
 	pgt_alt *a;
 	char sql[256];
 
-	if (fork_repo(h, "victim", &pgt_item_entity, &em, &r, &err)) {
-		ok(0, "fork: %s", err.message);
-		return;
-	}
+	diag("statements dropped or made stale behind the driver's back are prepared again");
+	em = fixture_fork(h, "victim");
+	r = fixture_repo(em, &pgt_item_entity);
 	is_int(emh_repo_get(r, emh_v_int64(g_k1), (void **)&it, &err), 0, "get (prepares the shape)");
 	is_int(emh_em_execute(em, "SELECT 'a discarded or deallocated word' AS w", &err), 0,
 	       "raw SQL that merely mentions discard/deallocate");
@@ -620,7 +629,7 @@ static void test_statement_invalidation(emh_host *h)
 	else
 		is_int(a->v, 7, "and reads the row");
 	snprintf(sql, sizeof sql, "DROP TABLE \"%s\"", g_alt);
-	emh_em_execute(em, sql, &err);
+	is_int(emh_em_execute(em, sql, &err), 0, "drop %s", g_alt);
 	emh_em_close(em);
 }
 
@@ -630,8 +639,10 @@ static void test_schema_mismatch(emh_host *h)
 	emh_error err;
 	int rc;
 
-	if (emh_host_fork(h, "pg", &em, &err) == 0) {
+	diag("a schema mismatch names the table and the column");
+	{
 		char sql[200];
+		em = fixture_fork(h, "pg");
 		snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s; CREATE TABLE %s (id bigint PRIMARY KEY, email integer)",
 			 g_bad, g_bad);
 		rc = emh_em_execute(em, sql, &err);
@@ -704,9 +715,11 @@ static void test_deadlock(emh_host *h, int64_t k1, int64_t k2)
 	deadlocker a = {.h = h, .first = k1, .second = k2, .bar = &bar};
 	deadlocker b = {.h = h, .first = k2, .second = k1, .bar = &bar};
 
-	pthread_barrier_init(&bar, NULL, 2);
-	pthread_create(&t1, NULL, deadlock_thread, &a);
-	pthread_create(&t2, NULL, deadlock_thread, &b);
+	diag("a deadlock is EMH_ERETRY, retryable");
+	if (pthread_barrier_init(&bar, NULL, 2) != 0)
+		bail("pthread_barrier_init failed");
+	fixture_thread(&t1, deadlock_thread, &a);
+	fixture_thread(&t2, deadlock_thread, &b);
 	pthread_join(t1, NULL);
 	pthread_join(t2, NULL);
 	pthread_barrier_destroy(&bar);
@@ -743,10 +756,11 @@ static void *worker(void *arg)
 			char email[64];
 			pgt_item *n;
 			snprintf(email, sizeof email, "thread%ld-%d@example.com", t, i);
-			emh_repo_new(r, (void **)&n, &err);
-			n->email = emh_em_strdup(em, email);
-			n->n = (int32_t)i;
-			rc = emh_em_flush(em, &err);
+			if ((rc = emh_repo_new(r, (void **)&n, &err)) == 0) {
+				n->email = emh_em_strdup(em, email);
+				n->n = (int32_t)i;
+				rc = emh_em_flush(em, &err);
+			}
 		}
 		if (rc) {
 			atomic_fetch_add(&g_thread_failures, 1);
@@ -764,33 +778,31 @@ static void test_pool_bound(emh_host *h)
 	emh_error err;
 	pthread_t th[8];
 
-	if (fork_repo(h, "pg", &pgt_item_entity, &em, &r, &err)) {
-		ok(0, "fork: %s", err.message);
-		return;
-	}
+	diag("8 threads on a pool of 4");
+	em = fixture_fork(h, "pg");
+	r = fixture_repo(em, &pgt_item_entity);
 	for (int i = 0; i < 16; i++) {
-		pgt_item *it;
+		pgt_item *it = fixture_new(r);
 		char email[64];
-		emh_repo_new(r, (void **)&it, &err);
 		snprintf(email, sizeof email, "pool%d@example.com", i);
 		it->email = emh_em_strdup(em, email);
 	}
 	int rc = emh_em_flush(em, &err);
 	is_int(rc, 0, "pool: seed rows");
 	{
-		emh_query *q;
+		emh_query *q = fixture_query(r);
 		emh_list l;
-		emh_repo_query(r, &q, &err);
 		emh_q_where(q, emh_q_like(q, "email", "pool%"));
-		if (emh_repo_find(r, q, &l, &err) == 0)
-			for (size_t i = 0; i < l.count && i < 16; i++)
-				g_keys[i] = ((pgt_item *)l.items[i])->id;
+		if ((rc = emh_repo_find(r, q, &l, &err)) != 0 || l.count != 16)
+			bail("the 16 pool rows: %s", rc ? err.message : "not all found");
+		for (size_t i = 0; i < l.count; i++)
+			g_keys[i] = ((pgt_item *)l.items[i])->id;
 	}
 	emh_em_close(em);
 
 	g_host_handle = h;
 	for (long i = 0; i < 8; i++)
-		pthread_create(&th[i], NULL, worker, (void *)i);
+		fixture_thread(&th[i], worker, (void *)i);
 	for (int i = 0; i < 8; i++)
 		pthread_join(th[i], NULL);
 	is_int(atomic_load(&g_thread_failures), 0, "8 threads x 40 forks on a pool of 4: no failures");
@@ -834,10 +846,10 @@ int main(void)
 	    emh_host_register_entity(h, "pg", &pg_prep_entity, &err))
 		bail("context pg: %s", err.message);
 	{
-		emh_em *em;
+		emh_em *em = fixture_fork(h, "pg");
 		char sql[120];
 		snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", g_items);
-		if (emh_host_fork(h, "pg", &em, &err) || emh_em_execute(em, sql, &err))
+		if (emh_em_execute(em, sql, &err))
 			bail("drop %s: %s", g_items, err.message);
 		emh_em_close(em);
 	}
@@ -861,10 +873,9 @@ int main(void)
 		emh_em *em;
 		char sql[200];
 		snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s, %s", g_items, g_bad);
-		if (emh_host_fork(h, "pg", &em, &err) == 0) {
-			emh_em_execute(em, sql, &err);
-			emh_em_close(em);
-		}
+		em = fixture_fork(h, "pg");
+		is_int(emh_em_execute(em, sql, &err), 0, "drop the test tables");
+		emh_em_close(em);
 	}
 	emh_host_free(h);
 	return done_testing();

@@ -36,8 +36,7 @@ static emh_host *host_with(const emh_driver *d, const char *const *env, emh_erro
 	const emh_driver *statics[] = {d};
 	emh_host_opts o = {.no_plugins = true, .drivers = statics, .ndrivers = 1, .envp = env};
 	emh_host *h = NULL;
-	emh_host_new(&o, &h, err);
-	return h;
+	return emh_host_new(&o, &h, err) == 0 ? h : NULL;
 }
 
 int main(void)
@@ -63,12 +62,12 @@ int main(void)
 	emh_context_info *ci;
 	size_t n;
 	bool masked = false;
-	if (emh_host_contexts(h, &ci, &n, &err) == 0) {
-		for (size_t i = 0; i < ci[0].nsettings; i++)
-			if (strcmp(ci[0].settings[i].key, "token") == 0)
-				masked = strcmp(ci[0].settings[i].value, "********") == 0;
-		emh_context_info_free(ci, n);
-	}
+	if (emh_host_contexts(h, &ci, &n, &err) != 0)
+		bail("emh_host_contexts: %s", err.message);
+	for (size_t i = 0; i < ci[0].nsettings; i++)
+		if (strcmp(ci[0].settings[i].key, "token") == 0)
+			masked = strcmp(ci[0].settings[i].value, "********") == 0;
+	emh_context_info_free(ci, n);
 	ok(masked, "its third key keeps its secret flag");
 	emh_host_free(h);
 

@@ -86,7 +86,7 @@ int main(void)
 	like_str(err.message, "both marked EMH_F_PK", "two keys refused");
 	emh_entity badtab = item_entity;
 	badtab.table = "items; drop";
-	emh_entity_validate(&badtab, &err);
+	is_int(emh_entity_validate(&badtab, &err), EMH_EINVAL, "a bad table name is EMH_EINVAL");
 	like_str(err.message, "table name 'items; drop' is not a valid identifier", "bad table name refused");
 	ok(emh_ident_valid("_a1") && !emh_ident_valid("1a") && !emh_ident_valid("") && !emh_ident_valid("a\"b"),
 	   "identifier rule [A-Za-z_][A-Za-z0-9_]*");
@@ -213,7 +213,8 @@ int main(void)
 	mp.ctx = &ctx;
 	mp.pub.entity = &item_entity;
 	mp.pub.generated = true;
-	emh__sql_prepare_meta(&mp, &pg, &err);
+	if (emh__sql_prepare_meta(&mp, &pg, &err))
+		bail("compile the statements for numbered parameters: %s", err.message);
 	emh_query *pq = emh__query_new(&arena, &item_entity);
 	emh_q_where(pq, emh_q_and(pq, emh_q_ge(pq, "qty", emh_v_int32(1)), emh_q_lt(pq, "price", emh_v_double(2))));
 	emh_q_limit(pq, 10);
@@ -237,12 +238,14 @@ int main(void)
 	memset(&mk, 0, sizeof mk);
 	mk.ctx = &ctx;
 	mk.pub.entity = &kv_entity;
-	emh__sql_prepare_meta(&mk, &oc, &err);
+	if (emh__sql_prepare_meta(&mk, &oc, &err))
+		bail("compile kv for ON CONFLICT: %s", err.message);
 	is_str(mk.st_upsert ? mk.st_upsert->sql : NULL,
 	       "INSERT INTO \"kv\" (\"k\", \"v\") VALUES (?, ?) ON CONFLICT (\"k\") DO UPDATE SET \"v\" = excluded.\"v\"",
 	       "upsert, ON CONFLICT form");
 	emh__sql_free_meta(&mk);
-	emh__sql_prepare_meta(&mk, &odk, &err);
+	if (emh__sql_prepare_meta(&mk, &odk, &err))
+		bail("compile kv for ON DUPLICATE KEY: %s", err.message);
 	is_str(mk.st_upsert ? mk.st_upsert->sql : NULL,
 	       "INSERT INTO `kv` (`k`, `v`) VALUES (?, ?) ON DUPLICATE KEY UPDATE `v` = VALUES(`v`)",
 	       "upsert, ON DUPLICATE KEY form");
@@ -251,15 +254,17 @@ int main(void)
 	memset(&mi, 0, sizeof mi);
 	mi.ctx = &ctx;
 	mi.pub.entity = &item_entity;
-	emh__sql_prepare_meta(&mi, &odk, &err);
+	if (emh__sql_prepare_meta(&mi, &odk, &err))
+		bail("compile item for ON DUPLICATE KEY: %s", err.message);
 	ok(mi.st_upsert == NULL, "no ON DUPLICATE KEY upsert for an entity with another unique column");
 	emh__sql_free_meta(&mi);
-	emh__sql_prepare_meta(&mi, &oc, &err);
+	if (emh__sql_prepare_meta(&mi, &oc, &err))
+		bail("compile item for ON CONFLICT: %s", err.message);
 	ok(mi.st_upsert != NULL, "ON CONFLICT names the key: other unique columns still raise a conflict");
 	emh__sql_free_meta(&mi);
 
 	emh_buf ddl = EMH_BUF_INIT;
-	emh_sql_create_table(&dq, &m.pub, &ddl);
+	is_int(emh_sql_create_table(&dq, &m.pub, &ddl), 0, "CREATE TABLE written");
 	is_str(ddl.ptr,
 	       "CREATE TABLE IF NOT EXISTS \"items\" (\"id\" int64 PRIMARY KEY, \"item_name\" text NOT NULL UNIQUE, "
 	       "\"qty\" int32 NOT NULL, \"price\" double, \"active\" bool NOT NULL, \"data\" blob, \"at\" timestamp, \"meta\" json)",
@@ -267,10 +272,10 @@ int main(void)
 	is_int(emh_sql_index_count(&m.pub), 2, "one single-field index and one composite");
 	emh_buf_reset(&ddl);
 	const char *iname;
-	emh_sql_create_index(&dq, &m.pub, 0, true, &ddl, &iname);
+	is_int(emh_sql_create_index(&dq, &m.pub, 0, true, &ddl, &iname), 0, "CREATE INDEX written");
 	is_str(ddl.ptr, "CREATE INDEX IF NOT EXISTS \"items_qty_idx\" ON \"items\" (\"qty\")", "secondary index");
 	emh_buf_reset(&ddl);
-	emh_sql_create_index(&dq, &m.pub, 1, false, &ddl, &iname);
+	is_int(emh_sql_create_index(&dq, &m.pub, 1, false, &ddl, &iname), 0, "CREATE UNIQUE INDEX written");
 	is_str(ddl.ptr, "CREATE UNIQUE INDEX \"item_qty_price\" ON \"items\" (\"qty\", \"price\")", "composite unique index");
 	const char *names[] = {"ID", "item_name", "qty"}, *types[] = {"int64", "text", "int32"};
 	is_int(emh_sql_check_columns(&m.pub, names, types, 3, NULL, &err), EMH_ESCHEMA, "missing column detected");

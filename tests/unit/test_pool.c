@@ -10,6 +10,7 @@
 
 #include <emhost/emhost.h>
 
+#include "../fixture.h"
 #include "../tap.h"
 #include "memdrv.h"
 
@@ -32,8 +33,7 @@ static emh_host *host_with(const char *const *env, emh_error *err)
 {
 	emh_host_opts o = {.no_plugins = true, .drivers = drivers, .ndrivers = 1, .envp = env};
 	emh_host *h = NULL;
-	emh_host_new(&o, &h, err);
-	return h;
+	return emh_host_new(&o, &h, err) == 0 ? h : NULL;
 }
 
 static int exec_on(emh_host *h, const char *ctx, const char *what, emh_error *err)
@@ -52,17 +52,21 @@ static emh_context_info info_of(emh_host *h, const char *name)
 	emh_context_info *v, out = {0};
 	size_t n;
 	emh_error err;
-	if (emh_host_contexts(h, &v, &n, &err) == 0) {
-		for (size_t i = 0; i < n; i++)
-			if (strcmp(v[i].name, name) == 0) {
-				out = v[i];
-				out.settings = NULL;
-				out.nsettings = 0;
-				out.name = NULL;
-				out.driver = NULL;
-			}
-		emh_context_info_free(v, n);
-	}
+	bool found = false;
+	if (emh_host_contexts(h, &v, &n, &err) != 0)
+		bail("emh_host_contexts: %s", err.message);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].name, name) == 0) {
+			out = v[i];
+			out.settings = NULL;
+			out.nsettings = 0;
+			out.name = NULL;
+			out.driver = NULL;
+			found = true;
+		}
+	emh_context_info_free(v, n);
+	if (!found)
+		bail("context '%s' is not listed", name);
 	return out;
 }
 
@@ -106,7 +110,7 @@ int main(void)
 	worker w[8];
 	for (int i = 0; i < 8; i++) {
 		w[i] = (worker){.h = h};
-		pthread_create(&t[i], NULL, work, &w[i]);
+		fixture_thread(&t[i], work, &w[i]);
 	}
 	int okn = 0, failed = 0;
 	for (int i = 0; i < 8; i++) {
@@ -124,8 +128,7 @@ int main(void)
 	ok(ci.acquires >= 1600, "acquires counted (%llu)", (unsigned long long)ci.acquires);
 
 	/* acquire timeout on a pool of 1 */
-	emh_em *holder;
-	emh_host_fork(h, "q", &holder, &err);
+	emh_em *holder = fixture_fork(h, "q");
 	is_int(emh_em_execute(holder, "ok", &err), 0, "first fork takes q's only connection");
 	double t0 = now_ms();
 	int rc = exec_on(h, "q", "ok", &err);
@@ -141,8 +144,7 @@ int main(void)
 
 	/* a lost connection is discarded, never handed out again */
 	int opened = atomic_load(&md.opened), live = atomic_load(&md.live);
-	emh_em *lf;
-	emh_host_fork(h, "q", &lf, &err);
+	emh_em *lf = fixture_fork(h, "q");
 	is_int(emh_em_execute(lf, "ok", &err), 0, "a fork uses a pooled connection");
 	is_int(emh_em_execute(lf, "lose", &err), EMH_EUNAVAILABLE, "connection loss maps to EMH_EUNAVAILABLE");
 	emh_em_close(lf);
@@ -156,8 +158,9 @@ int main(void)
 	ci = info_of(h, "p");
 	unsigned idle_before = ci.idle;
 	uint64_t disc_before = ci.discarded;
-	emh_host_fork(h, "p", &lf, &err);
-	emh_em_execute(lf, "ok", &err);
+	lf = fixture_fork(h, "p");
+	if (emh_em_execute(lf, "ok", &err))
+		bail("a statement on p before losing its connection: %s", err.message);
 	is_int(emh_em_execute(lf, "lose", &err), EMH_EUNAVAILABLE, "a connection of p is lost");
 	emh_em_close(lf);
 	ci = info_of(h, "p");
@@ -178,15 +181,14 @@ int main(void)
 	is_int(emh_host_register_entity(h, "p", &thing_entity, &err), 0, "register an entity on p");
 	opened = atomic_load(&md.opened);
 	atomic_fetch_add(&md.generation, 1);
-	emh_em *rf;
-	emh_repo *rr;
+	emh_em *rf = fixture_fork(h, "p");
+	emh_repo *rr = fixture_repo(rf, &thing_entity);
 	int64_t cnt = -1;
-	emh_host_fork(h, "p", &rf, &err);
-	emh_em_repo(rf, &thing_entity, &rr, &err);
 	is_int(emh_repo_count(rr, NULL, &cnt, &err), 0, "first read after a silent server restart succeeds (stale connection, read resent)");
 	emh_em_close(rf);
 	ok(atomic_load(&md.opened) > opened, "on a fresh connection");
-	exec_on(h, "p", "ok", &err); /* warm every idle connection of p again */
+	if (exec_on(h, "p", "ok", &err)) /* warm every idle connection of p again */
+		bail("warming p: %s", err.message);
 	atomic_fetch_add(&md.generation, 1);
 	is_int(exec_on(h, "p", "write", &err), EMH_EUNAVAILABLE,
 	       "a write on a stale connection is not resent (the server may have applied it)");

@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* plugins/sqlite/test_sqlite.c: the SQLite driver through the host API, plus its descriptor. */
+/*
+ * tests/sqlite/test_sqlite.c: the SQLite driver through the host API, plus
+ * its descriptor.  Each subtest is a static function announced by a TAP
+ * comment; the database files live in one fixture directory.
+ */
 #include "config.h"
 
 #include <dlfcn.h>
-#include <ftw.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +21,8 @@
 #include <emhost/emhost.h>
 #include <emhost/sql.h>
 
-#include "tap.h"
+#include "../fixture.h"
+#include "../tap.h"
 
 typedef struct sq_item {
 	int64_t id;
@@ -68,9 +73,6 @@ static const emh_field tag_fields[] = {
 };
 static const emh_entity tag_entity = EMH_ENTITY(sq_tag, "sq_tags", tag_fields);
 
-static char dir[64];
-static char plugdir[4096];
-
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -91,13 +93,11 @@ static int is_int_ok(long long got, long long want, const char *name)
 	return got == want;
 }
 
-static emh_host *host_new(const char *const *env, emh_error *err)
+/* A host on envp; NULL (the error in err) when it cannot start. */
+static emh_host *host_new(const fixture *fx, const char *const *env, emh_error *err)
 {
-	emh_host_opts o = {.plugin_dir = plugdir, .envp = env, .log_level = EMH_LOG_WARN};
-	emh_host *h = NULL;
-	if (emh_host_new(&o, &h, err) != 0)
-		return NULL;
-	return h;
+	emh_host *h;
+	return fixture_host(fx, env, &h, err) == 0 ? h : NULL;
 }
 
 static int item_add(emh_em *em, const char *name, int64_t counter, sq_item **out, emh_error *err)
@@ -119,6 +119,14 @@ static int item_add(emh_em *em, const char *name, int64_t counter, sq_item **out
 	return rc;
 }
 
+/* A row the checks after it depend on: bail when it cannot be inserted. */
+static void item_seed(emh_em *em, const char *name, int64_t counter)
+{
+	emh_error err;
+	if (item_add(em, name, counter, NULL, &err))
+		bail("insert item '%s' in context '%s': %s", name, emh_em_context(em), err.message);
+}
+
 /* Number of items in context ctx, through a fresh fork; -1 on error. */
 static int64_t item_count(emh_host *h, const char *ctx)
 {
@@ -126,8 +134,10 @@ static int64_t item_count(emh_host *h, const char *ctx)
 	emh_repo *r;
 	emh_error err;
 	int64_t n = -1;
-	if (emh_host_fork(h, ctx, &em, &err))
+	if (emh_host_fork(h, ctx, &em, &err)) {
+		diag("fork '%s': %s", ctx ? ctx : "(default)", err.message);
 		return -1;
+	}
 	if (emh_em_repo(em, &item_entity, &r, &err) || emh_repo_count(r, NULL, &n, &err)) {
 		diag("count on '%s': %s", ctx ? ctx : "(default)", err.message);
 		n = -1;
@@ -147,6 +157,8 @@ static char *raw_text(const char *file, const char *sql)
 		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
 			out = strdup((const char *)sqlite3_column_text(st, 0));
 		sqlite3_finalize(st);
+	} else {
+		diag("raw '%s' on %s: %s", sql, file, sqlite3_errmsg(db));
 	}
 	sqlite3_close(db);
 	return out;
@@ -159,18 +171,28 @@ static void is_raw(const char *file, const char *sql, const char *want, const ch
 	free(got);
 }
 
+/* Run sql on a raw read-write connection to file: setup, so bail when it fails. */
+static void raw_exec(const char *file, const char *sql)
+{
+	sqlite3 *db = NULL;
+	char *msg = NULL;
+	if (sqlite3_open(file, &db) != SQLITE_OK)
+		bail("sqlite3_open %s: %s", file, sqlite3_errmsg(db));
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		bail("raw '%s' on %s: %s", sql, file, msg ? msg : "?");
+	sqlite3_close(db);
+}
+
 /* ---- the descriptor ---- */
 
-static void test_descriptor(void)
+static void test_descriptor(const fixture *fx)
 {
-	char so[4200];
-	snprintf(so, sizeof so, "%s/sqlite.so", plugdir);
+	char so[1100];
+	diag("the descriptor: ABI, caps, dialect, parameters, one exported symbol");
+	snprintf(so, sizeof so, "%s/sqlite.so", fx->plugin_dir);
 	void *dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-	ok(dl != NULL, "dlopen %s", so);
-	if (!dl) {
-		diag("%s", dlerror());
-		return;
-	}
+	if (!ok(dl != NULL, "dlopen %s", so))
+		bail("cannot load the plugin under test: %s", dlerror());
 	const emh_driver *d = dlsym(dl, EMH_DRIVER_SYMBOL);
 	ok(d != NULL, "exports %s", EMH_DRIVER_SYMBOL);
 	if (d) {
@@ -189,6 +211,8 @@ static void test_descriptor(void)
 		for (const emh_param_spec *p = d->params; p && p->key; p++)
 			nkeys++;
 		is_int(nkeys, 5, "five parameters");
+	} else {
+		skip(8, "no descriptor");
 	}
 	ok(dlsym(dl, "sq_connect") == NULL && dlsym(dl, "sq_stmt_exec") == NULL, "nothing else exported");
 	dlclose(dl);
@@ -196,44 +220,59 @@ static void test_descriptor(void)
 
 /* ---- a file database ---- */
 
-static void test_file(void)
+/* What the file-database subtests share: one host on t.db, two rows. */
+typedef struct file_db {
+	emh_host *h;
+	char file[1100];
+	int64_t ida, idb; /* "Alice" and "alice" */
+} file_db;
+
+/* A host on a file from a URL; the schema, made twice; the file as SQLite sees it. */
+static bool file_open(const fixture *fx, file_db *fd)
 {
-	char file[128], env_url[192], env_busy[64];
+	char env_url[1200];
 	emh_error err;
-	emh_em *em, *em2;
+	int rc;
+
+	diag("a file database: the host, the schema");
+	fixture_path(fx, "t.db", fd->file, sizeof fd->file);
+	snprintf(env_url, sizeof env_url, "EMH_CONTEXT_T_URL=sqlite://%s", fd->file);
+	const char *env[] = {env_url, "EMH_CONTEXT_T_BUSY_TIMEOUT_MS=200", "EMH_DEFAULT_CONTEXT=t", NULL};
+
+	fd->h = host_new(fx, env, &err);
+	if (!ok(fd->h != NULL, "host with a file context from a URL")) {
+		diag("%s", err.message);
+		return false;
+	}
+	is_str(emh_host_context_driver(fd->h, "t"), "sqlite", "context driver");
+	is_int(emh_host_ping(fd->h, "t", &err), 0, "ping");
+	is_int(emh_host_register_entity(fd->h, "t", &item_entity, &err), 0, "register entity");
+	is_int(emh_host_register_entity(fd->h, "t", &tag_entity, &err), 0, "register a text-keyed entity");
+	rc = emh_host_sync_schema(fd->h, "t", &err);
+	if (!is_int_ok(rc, 0, "sync schema"))
+		diag("%s", err.message);
+	is_int(emh_host_sync_schema(fd->h, "t", &err), 0, "sync schema again (idempotent)");
+	is_raw(fd->file, "PRAGMA journal_mode", "wal", "journal_mode is wal");
+	is_raw(fd->file, "SELECT type FROM pragma_table_info('sq_items') WHERE name='id'", "INTEGER",
+	       "generated key column is INTEGER");
+	is_raw(fd->file, "SELECT count(*) FROM sqlite_master WHERE type='index' AND name='sq_items_counter_idx'", "1",
+	       "secondary index created");
+	is_raw(fd->file, "SELECT \"notnull\" || pk FROM pragma_table_info('sq_tags') WHERE name='code'", "11",
+	       "a text primary key is NOT NULL");
+	return true;
+}
+
+/* Generated keys; every type written, stored and read back; NULL versus empty. */
+static bool file_types(file_db *fd)
+{
+	emh_error err;
+	emh_em *em;
 	emh_repo *r;
 	sq_item *a = NULL, *b = NULL, *got;
 	int rc;
 
-	snprintf(file, sizeof file, "%s/t.db", dir);
-	snprintf(env_url, sizeof env_url, "EMH_CONTEXT_T_URL=sqlite://%s", file);
-	snprintf(env_busy, sizeof env_busy, "EMH_CONTEXT_T_BUSY_TIMEOUT_MS=200");
-	const char *env[] = {env_url, env_busy, "EMH_DEFAULT_CONTEXT=t", NULL};
-
-	emh_host *h = host_new(env, &err);
-	ok(h != NULL, "host with a file context from a URL");
-	if (!h) {
-		diag("%s", err.message);
-		return;
-	}
-	is_str(emh_host_context_driver(h, "t"), "sqlite", "context driver");
-	is_int(emh_host_ping(h, "t", &err), 0, "ping");
-	is_int(emh_host_register_entity(h, "t", &item_entity, &err), 0, "register entity");
-	is_int(emh_host_register_entity(h, "t", &tag_entity, &err), 0, "register a text-keyed entity");
-	rc = emh_host_sync_schema(h, "t", &err);
-	if (!is_int_ok(rc, 0, "sync schema"))
-		diag("%s", err.message);
-	is_int(emh_host_sync_schema(h, "t", &err), 0, "sync schema again (idempotent)");
-	is_raw(file, "PRAGMA journal_mode", "wal", "journal_mode is wal");
-	is_raw(file, "SELECT type FROM pragma_table_info('sq_items') WHERE name='id'", "INTEGER",
-	       "generated key column is INTEGER");
-	is_raw(file, "SELECT count(*) FROM sqlite_master WHERE type='index' AND name='sq_items_counter_idx'", "1",
-	       "secondary index created");
-	is_raw(file, "SELECT \"notnull\" || pk FROM pragma_table_info('sq_tags') WHERE name='code'", "11",
-	       "a text primary key is NOT NULL");
-
-	/* insert, generated keys */
-	emh_host_fork(h, "t", &em, &err);
+	diag("a file database: generated keys, every type, NULL and empty values");
+	em = fixture_fork(fd->h, "t");
 	rc = item_add(em, "Alice", 10, &a, &err);
 	if (!is_int_ok(rc, 0, "insert"))
 		diag("%s", err.message);
@@ -243,10 +282,10 @@ static void test_file(void)
 	   a ? (long long)a->id : -1, b ? (long long)b->id : -1);
 	if (!a || !b) {
 		emh_em_close(em);
-		emh_host_free(h);
-		return;
+		return false;
 	}
-	int64_t ida = a->id, idb = b->id; /* a and b die with the fork */
+	fd->ida = a->id; /* a and b die with the fork */
+	fd->idb = b->id;
 
 	/* every type round-trips; empty blob vs NULL blob */
 	a->flag = true;
@@ -261,19 +300,19 @@ static void test_file(void)
 	if (!is_int_ok(rc, 0, "flush an update of several columns"))
 		diag("%s", err.message);
 	emh_em_close(em);
-	is_raw(file, "SELECT typeof(at) || ':' || at FROM sq_items WHERE name='Alice'", "integer:1700000000123456",
-	       "timestamp stored as INTEGER microseconds");
-	is_raw(file, "SELECT typeof(data) || ':' || length(data) FROM sq_items WHERE name='Alice'", "blob:0",
+	is_raw(fd->file, "SELECT typeof(at) || ':' || at FROM sq_items WHERE name='Alice'",
+	       "integer:1700000000123456", "timestamp stored as INTEGER microseconds");
+	is_raw(fd->file, "SELECT typeof(data) || ':' || length(data) FROM sq_items WHERE name='Alice'", "blob:0",
 	       "empty blob stored as an empty blob");
-	is_raw(file, "SELECT typeof(data) FROM sq_items WHERE name='alice'", "null", "NULL blob stored as NULL");
-	is_raw(file, "SELECT typeof(at) FROM sq_items WHERE name='alice'", "null", "NULL timestamp stored as NULL");
+	is_raw(fd->file, "SELECT typeof(data) FROM sq_items WHERE name='alice'", "null", "NULL blob stored as NULL");
+	is_raw(fd->file, "SELECT typeof(at) FROM sq_items WHERE name='alice'", "null", "NULL timestamp stored as NULL");
 
-	emh_host_fork(h, "t", &em, &err);
-	emh_em_repo(em, &item_entity, &r, &err);
+	em = fixture_fork(fd->h, "t");
+	r = fixture_repo(em, &item_entity);
 	got = NULL;
-	rc = emh_repo_get(r, emh_v_int64(ida), (void **)&got, &err);
+	rc = emh_repo_get(r, emh_v_int64(fd->ida), (void **)&got, &err);
 	is_int(rc, 0, "get by key");
-	if (got) {
+	if (rc == 0 && got) {
 		is_str(got->name, "Alice", "text");
 		is_int(got->counter, 10, "int64");
 		ok(got->score == -1.25, "double");
@@ -286,36 +325,49 @@ static void test_file(void)
 		skip(8, "no row");
 	}
 	got = NULL;
-	rc = emh_repo_get(r, emh_v_int64(idb), (void **)&got, &err);
+	rc = emh_repo_get(r, emh_v_int64(fd->idb), (void **)&got, &err);
 	ok(rc == 0 && got, "get the second row");
-	ok(got && got->data.data == NULL, "NULL blob comes back NULL");
-	ok(got && got->doc == NULL, "NULL json comes back NULL");
-	ok(got && emh_em_is_null(em, got, "at"), "NULL timestamp comes back NULL");
+	ok(rc == 0 && got && got->data.data == NULL, "NULL blob comes back NULL");
+	ok(rc == 0 && got && got->doc == NULL, "NULL json comes back NULL");
+	ok(rc == 0 && got && emh_em_is_null(em, got, "at"), "NULL timestamp comes back NULL");
 	rc = emh_repo_get(r, emh_v_int64(999999), (void **)&got, &err);
 	is_int(rc, EMH_ENOTFOUND, "get of a missing key");
+	emh_em_close(em);
+	return true;
+}
 
-	/* LIKE is case-sensitive; backslash escapes */
+/* LIKE (case, escapes), find with conditions and paging, a unique violation. */
+static void file_queries(file_db *fd)
+{
+	emh_error err;
+	emh_em *em;
+	emh_repo *r;
 	emh_query *q;
+	emh_list list = {0};
 	int64_t n = -1;
-	emh_repo_query(r, &q, &err);
+	int rc;
+
+	diag("a file database: LIKE, find, unique violations");
+	em = fixture_fork(fd->h, "t");
+	r = fixture_repo(em, &item_entity);
+	q = fixture_query(r);
 	emh_q_where(q, emh_q_like(q, "name", "Al%"));
 	rc = emh_repo_count(r, q, &n, &err);
 	ok(rc == 0 && n == 1, "LIKE 'Al%%' is case-sensitive (%lld)", (long long)n);
 	emh_em_close(em);
 
-	emh_host_fork(h, "t", &em, &err);
-	item_add(em, "50%off", 1, NULL, &err);
-	item_add(em, "50xoff", 2, NULL, &err);
-	emh_em_repo(em, &item_entity, &r, &err);
-	emh_repo_query(r, &q, &err);
+	em = fixture_fork(fd->h, "t");
+	item_seed(em, "50%off", 1);
+	item_seed(em, "50xoff", 2);
+	r = fixture_repo(em, &item_entity);
+	q = fixture_query(r);
 	emh_q_where(q, emh_q_like(q, "name", "50\\%off"));
 	n = -1;
 	rc = emh_repo_count(r, q, &n, &err);
 	ok(rc == 0 && n == 1, "LIKE with an escaped %% (%lld)", (long long)n);
 
 	/* find with conditions, order, offset without limit */
-	emh_list list = {0};
-	emh_repo_query(r, &q, &err);
+	q = fixture_query(r);
 	emh_q_where(q, emh_q_ge(q, "counter", emh_v_int64(2)));
 	emh_q_order_by(q, "counter", true);
 	emh_q_offset(q, 1);
@@ -331,29 +383,38 @@ static void test_file(void)
 	is_int(err.native, SQLITE_CONSTRAINT_UNIQUE, "native code is SQLITE_CONSTRAINT_UNIQUE");
 	ok(strstr(err.message, "Alice") == NULL, "message holds no bound value: %s", err.message);
 	emh_em_close(em);
+}
 
-	/* update and delete */
-	emh_host_fork(h, "t", &em, &err);
-	emh_em_repo(em, &item_entity, &r, &err);
-	got = NULL;
-	emh_repo_get(r, emh_v_int64(idb), (void **)&got, &err);
-	if (got) {
+/* Update and remove through the repository; raw execute; foreign keys on. */
+static void file_writes(file_db *fd)
+{
+	emh_error err;
+	emh_em *em;
+	emh_repo *r;
+	sq_item *got = NULL;
+	int rc;
+
+	diag("a file database: update, remove, raw statements, foreign keys");
+	em = fixture_fork(fd->h, "t");
+	r = fixture_repo(em, &item_entity);
+	rc = emh_repo_get(r, emh_v_int64(fd->idb), (void **)&got, &err);
+	if (rc == 0 && got) {
 		got->counter = 77;
 		is_int(emh_repo_update(r, got, &err), 0, "update");
 		is_int(emh_repo_remove(r, got, &err), 0, "remove");
 	} else {
+		diag("get %lld: %s", (long long)fd->idb, err.message);
 		skip(2, "no row");
 	}
 	emh_em_close(em);
-	is_int(item_count(h, "t"), 3, "three rows left");
+	is_int(item_count(fd->h, "t"), 3, "three rows left");
 
-	/* raw execute, several statements; foreign keys are on */
-	emh_host_fork(h, "t", &em, &err);
+	em = fixture_fork(fd->h, "t");
 	rc = emh_em_execute(em, "CREATE TABLE IF NOT EXISTS notes (x TEXT); INSERT INTO notes VALUES ('a');"
 				"\n-- a comment\nINSERT INTO notes VALUES ('b');", &err);
 	if (!is_int_ok(rc, 0, "execute several statements"))
 		diag("%s", err.message);
-	is_raw(file, "SELECT count(*) FROM notes", "2", "both inserts ran");
+	is_raw(fd->file, "SELECT count(*) FROM notes", "2", "both inserts ran");
 	rc = emh_em_execute(em, "INSERT INTO notes VALUES ('c'); INSERT INTO nosuch VALUES (1)", &err);
 	is_int(rc, EMH_EDRIVER, "execute stops at a failing statement");
 	like_str(err.message, "no such table", "its message");
@@ -363,30 +424,47 @@ static void test_file(void)
 	is_int(rc, EMH_EINVAL, "foreign keys are enforced: orphan insert is EMH_EINVAL");
 	is_int(err.native, SQLITE_CONSTRAINT_FOREIGNKEY, "native SQLITE_CONSTRAINT_FOREIGNKEY");
 	emh_em_close(em);
+}
 
-	/* transactions and savepoints */
-	int64_t before = item_count(h, "t");
-	emh_host_fork(h, "t", &em, &err);
+static void file_transactions(file_db *fd)
+{
+	emh_error err;
+	emh_em *em;
+	int64_t before = item_count(fd->h, "t");
+
+	diag("a file database: transactions and savepoints");
+	em = fixture_fork(fd->h, "t");
 	is_int(emh_em_begin(em, &err), 0, "begin");
-	item_add(em, "tx-rolled-back", 5, NULL, &err);
+	item_seed(em, "tx-rolled-back", 5);
 	is_int(emh_em_rollback(em, &err), 0, "rollback");
-	is_int(item_count(h, "t"), before, "rolled back insert is gone");
+	is_int(item_count(fd->h, "t"), before, "rolled back insert is gone");
 	is_int(emh_em_begin(em, &err), 0, "begin again");
-	item_add(em, "tx-kept", 5, NULL, &err);
+	item_seed(em, "tx-kept", 5);
 	is_int(emh_em_begin(em, &err), 0, "nested begin (savepoint)");
 	is_int(emh_em_tx_depth(em), 2, "depth 2");
-	item_add(em, "tx-inner", 5, NULL, &err);
+	item_seed(em, "tx-inner", 5);
 	is_int(emh_em_rollback(em, &err), 0, "rollback to the savepoint");
 	is_int(emh_em_commit(em, &err), 0, "commit the outer transaction");
 	emh_em_close(em);
-	is_int(item_count(h, "t"), before + 1, "outer insert kept, inner one rolled back");
+	is_int(item_count(fd->h, "t"), before + 1, "outer insert kept, inner one rolled back");
+}
 
-	/* busy: another connection holds the write lock */
-	sqlite3 *raw;
-	sqlite3_open(file, &raw);
+/* Another connection holds the write lock: busy_timeout_ms, then EMH_ERETRY; WAL readers. */
+static void file_locks(file_db *fd)
+{
+	emh_error err;
+	emh_em *em, *em2;
+	emh_repo *r2;
+	sqlite3 *raw = NULL;
+	int64_t n = -1, before = item_count(fd->h, "t");
+	int rc;
+
+	diag("a file database: a busy write lock, a reader beside a writer (WAL)");
+	if (sqlite3_open(fd->file, &raw) != SQLITE_OK)
+		bail("sqlite3_open %s: %s", fd->file, sqlite3_errmsg(raw));
 	rc = sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	is_int(rc, SQLITE_OK, "raw connection takes the write lock");
-	emh_host_fork(h, "t", &em, &err);
+	em = fixture_fork(fd->h, "t");
 	double t0 = now_ms();
 	rc = item_add(em, "busy", 1, NULL, &err);
 	double waited = now_ms() - t0;
@@ -394,7 +472,8 @@ static void test_file(void)
 	ok(err.retryable, "and retryable");
 	is_int(err.native & 0xff, SQLITE_BUSY, "native SQLITE_BUSY");
 	ok(waited >= 150 && waited < 3000, "waited for busy_timeout_ms=200 (%.0f ms)", waited);
-	sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL);
+	if (sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK)
+		bail("raw ROLLBACK: %s", sqlite3_errmsg(raw));
 	sqlite3_close(raw);
 	rc = emh_em_flush(em, &err);
 	if (!is_int_ok(rc, 0, "the same flush succeeds once the lock is gone"))
@@ -402,21 +481,31 @@ static void test_file(void)
 	emh_em_close(em);
 
 	/* two forks at once: WAL lets a reader run beside an open write transaction */
-	emh_host_fork(h, "t", &em, &err);
-	emh_host_fork(h, "t", &em2, &err);
-	emh_em_begin(em, &err);
-	item_add(em, "uncommitted", 1, NULL, &err);
-	emh_repo *r2;
-	emh_em_repo(em2, &item_entity, &r2, &err);
-	n = -1;
+	em = fixture_fork(fd->h, "t");
+	em2 = fixture_fork(fd->h, "t");
+	if (emh_em_begin(em, &err))
+		bail("begin: %s", err.message);
+	item_seed(em, "uncommitted", 1);
+	r2 = fixture_repo(em2, &item_entity);
 	rc = emh_repo_count(r2, NULL, &n, &err);
-	ok(rc == 0 && n == before + 2, "a second fork reads committed rows during a write transaction (%lld)",
+	ok(rc == 0 && n == before + 1, "a second fork reads committed rows during a write transaction (%lld)",
 	   (long long)n);
-	emh_em_commit(em, &err);
+	if (emh_em_commit(em, &err))
+		bail("commit: %s", err.message);
 	emh_em_close(em);
 	emh_em_close(em2);
+}
 
-	emh_host_free(h);
+static void test_file(const fixture *fx)
+{
+	file_db fd = {0};
+	if (file_open(fx, &fd) && file_types(&fd)) {
+		file_queries(&fd);
+		file_writes(&fd);
+		file_transactions(&fd);
+		file_locks(&fd);
+	}
+	emh_host_free(fd.h);
 }
 
 /* ---- writers in several threads queue on BEGIN IMMEDIATE ---- */
@@ -444,6 +533,7 @@ static void *writer(void *p)
 			emh_em_close(em);
 		} else {
 			a->failed++;
+			snprintf(a->msg, sizeof a->msg, "%s", err.message);
 		}
 	}
 	return NULL;
@@ -456,7 +546,7 @@ static void test_writers(emh_host *h, const char *ctx, const char *what)
 	int64_t before = item_count(h, ctx);
 	for (int i = 0; i < 3; i++) {
 		args[i] = (writer_arg){.h = h, .ctx = ctx, .id = i, .n = 40};
-		pthread_create(&th[i], NULL, writer, &args[i]);
+		fixture_thread(&th[i], writer, &args[i]);
 	}
 	int failed = 0;
 	for (int i = 0; i < 3; i++) {
@@ -469,56 +559,62 @@ static void test_writers(emh_host *h, const char *ctx, const char *what)
 	is_int(item_count(h, ctx), before + 120, "%s: every row is there", what);
 }
 
-static void test_file_writers(void)
+static void test_file_writers(const fixture *fx)
 {
-	char env_path[192];
+	static const emh_entity *const entities[] = {&item_entity, NULL};
+	char file[1100];
 	emh_error err;
-	snprintf(env_path, sizeof env_path, "EMH_CONTEXT_W_PATH=%s/w.db", dir);
-	const char *env[] = {"EMH_CONTEXT_W_DRIVER=sqlite", env_path, "EMH_DEFAULT_CONTEXT=w", NULL};
-	emh_host *h = host_new(env, &err);
-	ok(h != NULL, "host with a file context");
-	if (!h) {
-		diag("%s", err.message);
-		return;
-	}
-	emh_host_register_entity(h, "w", &item_entity, &err);
-	is_int(emh_host_sync_schema(h, "w", &err), 0, "sync");
-	test_writers(h, "w", "file");
+
+	diag("a file database: three writer threads");
+	emh_host *h = fixture_sqlite_host(fx, "w.db", NULL, entities);
+	is_int(emh_host_sync_schema(h, NULL, &err), 0, "sync");
+	test_writers(h, NULL, "file");
+	fixture_path(fx, "w.db", file, sizeof file);
+	is_raw(file, "SELECT count(*) FROM sq_items", "120", "file: the rows are in the default context's file");
 	emh_host_free(h);
 }
 
 /* ---- settings ---- */
 
-static void test_settings(void)
+/* journal_mode and foreign_keys change what the file does. */
+static void settings_accepted(const fixture *fx)
 {
-	char env_path[192], file[128];
+	char env_path[1200], file[1100];
 	emh_error err;
-	snprintf(file, sizeof file, "%s/j.db", dir);
-	snprintf(env_path, sizeof env_path, "EMH_CONTEXT_J_PATH=%s", file);
 
+	fixture_path(fx, "j.db", file, sizeof file);
+	snprintf(env_path, sizeof env_path, "EMH_CONTEXT_J_PATH=%s", file);
 	const char *env[] = {"EMH_CONTEXT_J_DRIVER=sqlite", env_path, "EMH_CONTEXT_J_JOURNAL_MODE=delete",
 			     "EMH_CONTEXT_J_FOREIGN_KEYS=false", "EMH_DEFAULT_CONTEXT=j", NULL};
-	emh_host *h = host_new(env, &err);
-	ok(h != NULL, "journal_mode and foreign_keys settings accepted");
-	if (h) {
-		is_int(emh_host_ping(h, "j", &err), 0, "ping opens the file");
-		is_raw(file, "PRAGMA journal_mode", "delete", "journal_mode=delete: the file is not switched to WAL");
-		emh_em *em;
-		emh_host_fork(h, "j", &em, &err);
-		int rc = emh_em_execute(em, "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
-					    "CREATE TABLE child (pid INTEGER REFERENCES parent (id));"
-					    "INSERT INTO child VALUES (42)", &err);
-		is_int(rc, 0, "foreign_keys=false: orphan insert allowed");
-		emh_em_close(em);
-		emh_host_free(h);
-	} else {
+	emh_host *h = host_new(fx, env, &err);
+	if (!ok(h != NULL, "journal_mode and foreign_keys settings accepted")) {
 		diag("%s", err.message);
 		skip(3, "no host");
+		return;
 	}
+	is_int(emh_host_ping(h, "j", &err), 0, "ping opens the file");
+	is_raw(file, "PRAGMA journal_mode", "delete", "journal_mode=delete: the file is not switched to WAL");
+	emh_em *em = fixture_fork(h, "j");
+	int rc = emh_em_execute(em, "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+				    "CREATE TABLE child (pid INTEGER REFERENCES parent (id));"
+				    "INSERT INTO child VALUES (42)", &err);
+	is_int(rc, 0, "foreign_keys=false: orphan insert allowed");
+	emh_em_close(em);
+	emh_host_free(h);
+}
 
+/* A bad setting stops the host; a missing directory or a file that is no database does not. */
+static void settings_refused(const fixture *fx)
+{
+	char env_path[1200], file[1100];
+	emh_error err;
+	emh_host *h;
+
+	fixture_path(fx, "j.db", file, sizeof file);
+	snprintf(env_path, sizeof env_path, "EMH_CONTEXT_J_PATH=%s", file);
 	const char *bad[] = {"EMH_CONTEXT_J_DRIVER=sqlite", env_path, "EMH_CONTEXT_J_JOURNAL_MODE=wal; DROP",
 			     "EMH_DEFAULT_CONTEXT=j", NULL};
-	h = host_new(bad, &err);
+	h = host_new(fx, bad, &err);
 	ok(h == NULL, "a bad journal_mode is refused");
 	if (!h)
 		like_str(err.message, "journal_mode", "the message names the setting");
@@ -528,7 +624,7 @@ static void test_settings(void)
 
 	const char *nodir[] = {"EMH_CONTEXT_X_DRIVER=sqlite", "EMH_CONTEXT_X_PATH=/nonexistent-emh-dir/sub/x.db",
 			       "EMH_DEFAULT_CONTEXT=x", NULL};
-	h = host_new(nodir, &err);
+	h = host_new(fx, nodir, &err);
 	ok(h != NULL, "a context whose directory is missing does not stop the host");
 	if (h) {
 		int rc = emh_host_ping(h, "x", &err);
@@ -540,120 +636,113 @@ static void test_settings(void)
 		skip(2, "no host");
 	}
 
-	snprintf(file, sizeof file, "%s/notadb.db", dir);
+	fixture_path(fx, "notadb.db", file, sizeof file);
 	FILE *f = fopen(file, "w");
-	fputs("this is not a database file, just some text that is long enough to hold a header ...\n", f);
-	fclose(f);
+	if (!f || fputs("this is not a database file, just some text that is long enough to hold a header ...\n", f) < 0 ||
+	    fclose(f) != 0)
+		bail("write %s: %s", file, strerror(errno));
 	snprintf(env_path, sizeof env_path, "EMH_CONTEXT_N_PATH=%s", file);
 	const char *notdb[] = {"EMH_CONTEXT_N_DRIVER=sqlite", env_path, "EMH_DEFAULT_CONTEXT=n", NULL};
-	h = host_new(notdb, &err);
-	if (h) {
-		int rc = emh_host_ping(h, "n", &err);
-		is_int(rc, EMH_EUNAVAILABLE, "a file that is not a database: EMH_EUNAVAILABLE");
-		like_str(err.message, "notadb.db", "message names the file");
-		emh_host_free(h);
-	} else {
+	h = host_new(fx, notdb, &err);
+	if (!ok(h != NULL, "a file that is not a database does not stop the host")) {
 		diag("%s", err.message);
 		skip(2, "no host");
+		return;
 	}
+	int rc = emh_host_ping(h, "n", &err);
+	is_int(rc, EMH_EUNAVAILABLE, "a file that is not a database: EMH_EUNAVAILABLE");
+	like_str(err.message, "notadb.db", "message names the file");
+	emh_host_free(h);
 }
 
 /* ---- schema mismatch ---- */
 
-static void test_schema(void)
+/* Sync entity e onto the file as it is now: a fresh host each time. */
+static int schema_sync(const fixture *fx, const char *const *env, const emh_entity *e, emh_error *err)
 {
-	char env_path[192], file[128];
+	emh_host *h = host_new(fx, env, err);
+	if (!h)
+		bail("host on the schema file: %s", err->message);
+	fixture_register(h, "s", e);
+	int rc = emh_host_sync_schema(h, "s", err);
+	emh_host_free(h);
+	return rc;
+}
+
+static void test_schema(const fixture *fx)
+{
+	char env_path[1200], file[1100];
 	emh_error err;
-	snprintf(file, sizeof file, "%s/s.db", dir);
+	int rc;
+
+	diag("schema mismatch: column types, missing columns, the generated key");
+	fixture_path(fx, "s.db", file, sizeof file);
 	snprintf(env_path, sizeof env_path, "EMH_CONTEXT_S_PATH=%s", file);
 	const char *env[] = {"EMH_CONTEXT_S_DRIVER=sqlite", env_path, "EMH_DEFAULT_CONTEXT=s", NULL};
+	raw_exec(file, "CREATE TABLE sq_things (id INTEGER PRIMARY KEY, label VARCHAR(20), score TEXT);"
+		       "CREATE TABLE sq_tags (code TEXT PRIMARY KEY);");
 
-	sqlite3 *raw;
-	sqlite3_open(file, &raw);
-	sqlite3_exec(raw, "CREATE TABLE sq_things (id INTEGER PRIMARY KEY, label VARCHAR(20), score TEXT);"
-			  "CREATE TABLE sq_tags (code TEXT PRIMARY KEY);",
-		     NULL, NULL, NULL);
-	sqlite3_close(raw);
-
-	emh_host *h = host_new(env, &err);
-	ok(h != NULL, "host");
-	if (!h) {
+	emh_host *h = host_new(fx, env, &err);
+	if (!ok(h != NULL, "host")) {
 		diag("%s", err.message);
 		return;
 	}
-	emh_host_register_entity(h, "s", &thing_entity, &err);
-	int rc = emh_host_sync_schema(h, "s", &err);
+	emh_host_free(h);
+	rc = schema_sync(fx, env, &thing_entity, &err);
 	is_int(rc, EMH_ESCHEMA, "incompatible column type: EMH_ESCHEMA");
 	like_str(err.message, "sq_things", "names the table");
 	like_str(err.message, "score", "names the column");
-	emh_host_free(h);
 
-	h = host_new(env, &err);
-	emh_host_register_entity(h, "s", &tag_entity, &err);
-	rc = emh_host_sync_schema(h, "s", &err);
+	rc = schema_sync(fx, env, &tag_entity, &err);
 	is_int(rc, EMH_ESCHEMA, "missing column: EMH_ESCHEMA");
 	like_str(err.message, "weight", "names the column");
-	emh_host_free(h);
 
-	sqlite3_open(file, &raw);
-	sqlite3_exec(raw, "DROP TABLE sq_things;"
-			  "CREATE TABLE sq_things (id BIGINT PRIMARY KEY, label TEXT, score DOUBLE)",
-		     NULL, NULL, NULL);
-	sqlite3_close(raw);
-	h = host_new(env, &err);
-	emh_host_register_entity(h, "s", &thing_entity, &err);
-	rc = emh_host_sync_schema(h, "s", &err);
+	raw_exec(file, "DROP TABLE sq_things;"
+		       "CREATE TABLE sq_things (id BIGINT PRIMARY KEY, label TEXT, score DOUBLE)");
+	rc = schema_sync(fx, env, &thing_entity, &err);
 	is_int(rc, EMH_ESCHEMA, "generated key not INTEGER (not the rowid): EMH_ESCHEMA");
 	like_str(err.message, "id", "names the key column");
-	emh_host_free(h);
 
-	sqlite3_open(file, &raw);
-	sqlite3_exec(raw, "DROP TABLE sq_things;"
-			  "CREATE TABLE sq_things (id integer PRIMARY KEY, label NVARCHAR(40), score DOUBLE PRECISION,"
-			  " extra INT)",
-		     NULL, NULL, NULL);
-	sqlite3_close(raw);
-	h = host_new(env, &err);
-	emh_host_register_entity(h, "s", &thing_entity, &err);
-	rc = emh_host_sync_schema(h, "s", &err);
+	raw_exec(file, "DROP TABLE sq_things;"
+		       "CREATE TABLE sq_things (id integer PRIMARY KEY, label NVARCHAR(40), score DOUBLE PRECISION,"
+		       " extra INT)");
+	rc = schema_sync(fx, env, &thing_entity, &err);
 	if (!is_int_ok(rc, 0, "affinity-equivalent types and an extra column are accepted"))
 		diag("%s", err.message);
-	emh_host_free(h);
 }
 
 /* ---- in-memory databases ---- */
 
-static void test_memory(void)
+static void test_memory(const fixture *fx)
 {
 	emh_error err;
 	const char *env[] = {"EMH_CONTEXT_M_URL=sqlite::memory:", "EMH_CONTEXT_M_POOL_MAX_LIFETIME_MS=1",
 			     "EMH_DEFAULT_CONTEXT=m", NULL};
-	emh_host *h = host_new(env, &err);
-	ok(h != NULL, "host with an in-memory context");
-	if (!h) {
+	diag("in-memory databases: shared by the pool, one per host");
+	emh_host *h = host_new(fx, env, &err);
+	if (!ok(h != NULL, "host with an in-memory context")) {
 		diag("%s", err.message);
 		return;
 	}
-	emh_host_register_entity(h, "m", &item_entity, &err);
+	fixture_register(h, "m", &item_entity);
 	int rc = emh_host_sync_schema(h, "m", &err);
 	if (!is_int_ok(rc, 0, "sync schema in memory"))
 		diag("%s", err.message);
 
-	emh_em *a, *b;
-	emh_host_fork(h, "m", &a, &err);
+	emh_em *a = fixture_fork(h, "m"), *b;
 	rc = item_add(a, "one", 1, NULL, &err);
 	is_int(rc, 0, "insert in fork a");
-	emh_host_fork(h, "m", &b, &err);
-	emh_repo *rb;
+	b = fixture_fork(h, "m");
+	emh_repo *rb = fixture_repo(b, &item_entity), *ra;
 	int64_t n = -1;
-	emh_em_repo(b, &item_entity, &rb, &err);
 	rc = emh_repo_count(rb, NULL, &n, &err);
 	ok(rc == 0 && n == 1, "fork b, on another connection, sees it (%lld)", (long long)n);
-	item_add(b, "two", 2, NULL, &err);
-	emh_repo *ra;
-	emh_em_repo(a, &item_entity, &ra, &err);
+	item_seed(b, "two", 2);
+	ra = fixture_repo(a, &item_entity);
 	n = -1;
-	emh_repo_count(ra, NULL, &n, &err);
+	rc = emh_repo_count(ra, NULL, &n, &err);
+	if (rc)
+		diag("count in fork a: %s", err.message);
 	is_int(n, 2, "and fork a sees fork b's row");
 	emh_em_close(a);
 	emh_em_close(b);
@@ -667,56 +756,56 @@ static void test_memory(void)
 	emh_context_info *infos = NULL;
 	size_t ninfo = 0;
 	uint64_t opened = 0;
-	if (emh_host_contexts(h, &infos, &ninfo, &err) == 0) {
-		for (size_t i = 0; i < ninfo; i++)
-			if (strcmp(infos[i].name, "m") == 0)
-				opened = infos[i].opened;
-		emh_context_info_free(infos, ninfo);
-	}
+	if (emh_host_contexts(h, &infos, &ninfo, &err) != 0)
+		bail("emh_host_contexts: %s", err.message);
+	for (size_t i = 0; i < ninfo; i++)
+		if (strcmp(infos[i].name, "m") == 0)
+			opened = infos[i].opened;
+	emh_context_info_free(infos, ninfo);
 	ok(opened >= 4, "the pool did close and reopen connections meanwhile (opened %llu)",
 	   (unsigned long long)opened);
 	test_writers(h, "m", "memory");
 
-	emh_host *h2 = host_new(env, &err);
-	ok(h2 != NULL, "a second host with a context of the same name");
-	if (h2) {
-		emh_host_register_entity(h2, "m", &item_entity, &err);
-		emh_host_sync_schema(h2, "m", &err);
+	emh_host *h2 = host_new(fx, env, &err);
+	if (ok(h2 != NULL, "a second host with a context of the same name")) {
+		fixture_register(h2, "m", &item_entity);
+		fixture_sync(h2, "m");
 		is_int(item_count(h2, "m"), 0, "has its own in-memory database");
 		emh_host_free(h2);
+	} else {
+		diag("%s", err.message);
+		skip(1, "no second host");
 	}
 	is_int(item_count(h, "m"), 122, "the first one is untouched");
 	emh_host_free(h);
 }
 
 /* A user-given shared-cache URI: table locks (SQLITE_LOCKED) are waited on up to busy_timeout_ms. */
-static void test_shared_cache(void)
+static void test_shared_cache(const fixture *fx)
 {
 	emh_error err;
 	const char *env[] = {"EMH_CONTEXT_C_DRIVER=sqlite",
 			     "EMH_CONTEXT_C_PATH=file:emh-sq-test-shared?mode=memory&cache=shared",
 			     "EMH_CONTEXT_C_BUSY_TIMEOUT_MS=150", "EMH_CONTEXT_C_POOL_MAX_LIFETIME_MS=1",
 			     "EMH_DEFAULT_CONTEXT=c", NULL};
-	emh_host *h = host_new(env, &err);
-	ok(h != NULL, "host with a shared-cache URI path");
-	if (!h) {
+	diag("a shared-cache URI: table locks");
+	emh_host *h = host_new(fx, env, &err);
+	if (!ok(h != NULL, "host with a shared-cache URI path")) {
 		diag("%s", err.message);
 		return;
 	}
-	emh_em *a, *b;
-	emh_host_register_entity(h, "c", &item_entity, &err);
-	emh_host_fork(h, "c", &a, &err);
+	fixture_register(h, "c", &item_entity);
 	/* a keeps its connection for the whole test, and with it the database */
+	emh_em *a = fixture_fork(h, "c"), *b;
 	int rc = emh_host_sync_schema(h, "c", &err);
 	is_int(rc, 0, "sync");
 	rc = emh_em_begin(a, &err);
 	if (!is_int_ok(rc, 0, "fork a begins"))
 		diag("%s", err.message);
-	item_add(a, "locked", 1, NULL, &err);
-	emh_host_fork(h, "c", &b, &err);
-	emh_repo *rb;
+	item_seed(a, "locked", 1);
+	b = fixture_fork(h, "c");
+	emh_repo *rb = fixture_repo(b, &item_entity);
 	int64_t n = -1;
-	emh_em_repo(b, &item_entity, &rb, &err);
 	double t0 = now_ms();
 	rc = emh_repo_count(rb, NULL, &n, &err);
 	double waited = now_ms() - t0;
@@ -735,28 +824,22 @@ static void test_shared_cache(void)
 	emh_host_free(h);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 int main(void)
 {
-	const char *bd = getenv("EMH_BUILDDIR");
-	snprintf(plugdir, sizeof plugdir, "%s/plugins-build", bd ? bd : ".");
-	snprintf(dir, sizeof dir, "/tmp/emh-sqtest-XXXXXX");
-	if (!mkdtemp(dir))
-		bail("mkdtemp failed");
-	diag("sqlite %s, files in %s", sqlite3_libversion(), dir);
+	fixture fx;
+	fixture_init(&fx, "sqtest");
+	diag("sqlite %s, files in %s", sqlite3_libversion(), fx.dir);
 
-	test_descriptor();
-	test_file();
-	test_file_writers();
-	test_settings();
-	test_schema();
-	test_memory();
-	test_shared_cache();
+	test_descriptor(&fx);
+	test_file(&fx);
+	test_file_writers(&fx);
+	diag("settings: accepted, refused, files that cannot be opened");
+	settings_accepted(&fx);
+	settings_refused(&fx);
+	test_schema(&fx);
+	test_memory(&fx);
+	test_shared_cache(&fx);
 
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	fixture_release(&fx);
 	return done_testing();
 }
