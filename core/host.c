@@ -9,7 +9,6 @@
  */
 #include "config.h"
 
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,8 +180,10 @@ void emh_host_free(emh_host *h)
 {
 	if (!h)
 		return;
-	if (h->services_free)
-		h->services_free(h);
+	unsigned svcs = atomic_load(&h->services_alive);
+	if (svcs)
+		emh__log(&h->log, EMH_LOG_ERROR, NULL,
+			 "host freed before %u services object(s) on it: free them first (emh_services_free)", svcs);
 	for (size_t i = 0; i < h->nctx; i++) {
 		unsigned refs = atomic_load(&h->ctxs[i]->refs);
 		if (refs)
@@ -192,9 +193,6 @@ void emh_host_free(emh_host *h)
 	}
 	free(h->ctxs);
 	free(h->byname);
-	for (size_t i = h->nunload; i-- > 0;)
-		dlclose(h->unload[i]);
-	free(h->unload);
 	emh__config_release(&h->cfg);
 	emh__unload_drivers(h);
 	free(h->dinfo);

@@ -239,10 +239,7 @@ struct emh_host {
 	emh__refused *refused;
 	size_t nrefused;
 	emh_refused_info *rinfo;
-	void *services;                     /* core/service.c's state */
-	void (*services_free)(emh_host *h); /* set by core/service.c */
-	void **unload;                      /* service modules to dlclose after the contexts */
-	size_t nunload;
+	_Atomic unsigned services_alive; /* emh_services objects on this host, to warn when freed before them */
 	/* removals that had to wait for forks, and wakeups sent by the last fork of one (tests) */
 	_Atomic uint64_t removals_waited, removals_woken;
 };

@@ -68,8 +68,10 @@ typedef struct emh_host_opts {
 int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err);
 
 /*
- * Free the host: every fork must be closed before.  Closes every pooled
- * connection, unloads plugins.  emh_host_free(NULL) is a no-op.
+ * Free the host: every fork must be closed before, and every services
+ * object on it freed (emh_services_free, service.h): services are a layer
+ * over the host and die first.  Closes every pooled connection, unloads
+ * plugins.  emh_host_free(NULL) is a no-op.
  */
 void emh_host_free(emh_host *h);
 
