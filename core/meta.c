@@ -283,7 +283,9 @@ int emh__meta_sync(emh__meta *m, emh_conn *conn, bool force, emh_error *err)
 	return rc;
 }
 
-int emh_host_sync_schema(emh_host *h, const char *name, emh_error *err)
+/* Run fn on every entity of the context, on one pooled connection; stops at the first failure. */
+static int each_meta(emh_host *h, const char *name, int (*fn)(emh__meta *m, emh_conn *conn, emh_error *err),
+		     emh_error *err)
 {
 	emh_context *c = emh__host_get_context(h, name, err);
 	if (!c)
@@ -292,7 +294,7 @@ int emh_host_sync_schema(emh_host *h, const char *name, emh_error *err)
 	int rc = emh__pool_acquire(&c->pool, &pc, err);
 	if (rc == 0) {
 		for (emh__meta *m = atomic_load(&c->metas); m && rc == 0; m = m->next)
-			rc = emh__meta_sync(m, pc->conn, true, err);
+			rc = fn(m, pc->conn, err);
 		emh__pool_release(&c->pool, pc, rc);
 	}
 	if (rc)
@@ -301,10 +303,20 @@ int emh_host_sync_schema(emh_host *h, const char *name, emh_error *err)
 	return rc;
 }
 
+static int meta_sync_now(emh__meta *m, emh_conn *conn, emh_error *err) { return emh__meta_sync(m, conn, true, err); }
+
+int emh_host_sync_schema(emh_host *h, const char *name, emh_error *err)
+{
+	return each_meta(h, name, meta_sync_now, err);
+}
+
 /* Drop m's table: the driver's drop, else DROP TABLE through execute.  Marks it unsynced. */
 static int meta_drop(emh__meta *m, emh_conn *conn, emh_error *err)
 {
 	const emh_driver *d = &m->ctx->drv->d;
+	if (!d->drop && !d->dialect)
+		return emh_error_set(err, EMH_EUNSUPPORTED, "driver '%s' cannot drop tables (it has no drop member)",
+				     d->name);
 	int rc;
 	pthread_mutex_lock(&m->sync_mu);
 	if (d->drop) {
@@ -319,27 +331,10 @@ static int meta_drop(emh__meta *m, emh_conn *conn, emh_error *err)
 	if (rc == 0 && atomic_exchange_explicit(&m->synced, 0, memory_order_acq_rel))
 		atomic_fetch_add_explicit(&m->ctx->unsynced, 1, memory_order_release);
 	pthread_mutex_unlock(&m->sync_mu);
-	return rc;
+	return rc ? emh_error_prefix(err, rc, "drop of table '%s': ", m->pub.entity->table) : 0;
 }
 
 int emh_host_drop_schema(emh_host *h, const char *name, emh_error *err)
 {
-	emh_context *c = emh__host_get_context(h, name, err);
-	if (!c)
-		return EMH_ENOCONTEXT;
-	emh__pconn *pc;
-	int rc;
-	if (!c->drv->d.drop && !c->drv->d.dialect)
-		rc = emh_error_set(err, EMH_EUNSUPPORTED, "driver '%s' cannot drop tables (it has no drop member)",
-				   c->drv->d.name);
-	else if ((rc = emh__pool_acquire(&c->pool, &pc, err)) == 0) {
-		for (emh__meta *m = atomic_load(&c->metas); m && rc == 0; m = m->next)
-			if ((rc = meta_drop(m, pc->conn, err)) != 0)
-				emh_error_prefix(err, rc, "drop of table '%s': ", m->pub.entity->table);
-		emh__pool_release(&c->pool, pc, rc);
-	}
-	if (rc)
-		emh__error_in_context(err, rc, c->name);
-	emh__context_put(c);
-	return rc;
+	return each_meta(h, name, meta_drop, err);
 }
