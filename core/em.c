@@ -866,12 +866,14 @@ static emh__meta *repo_meta(emh_repo *r) { return r->m; }
 int emh_em_repo(emh_em *em, const emh_entity *e, emh_repo **out, emh_error *err)
 {
 	*out = NULL;
-	for (emh_repo *r = em->repos; r; r = r->next)
-		if (r->m->pub.entity == e) {
+	/* By meta, not by pointer: e may be the caller's declaration or the
+	 * host's copy of it, and both name the same repository. */
+	emh__meta *m = e ? emh__context_meta(em->ctx, e) : NULL;
+	for (emh_repo *r = em->repos; m && r; r = r->next)
+		if (r->m == m) {
 			*out = r;
 			return 0;
 		}
-	emh__meta *m = e ? emh__context_meta(em->ctx, e) : NULL;
 	if (!m) {
 		char list[512];
 		size_t off = 0;

@@ -1,10 +1,18 @@
 /* SPDX-License-Identifier: MIT */
-/* core/entity.c: entity declarations: validation, identifiers, values. */
+/*
+ * core/entity.c: entity declarations: validation, identifiers, values, and
+ * the host's own deep copy of a declaration (taken at registration, so that
+ * nothing a context holds points into the caller's memory).
+ */
 #include "config.h"
 
+#include <stdalign.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <emhost/entity.h>
+
+#include "internal.h"
 
 static const char *const type_names[] = {
 	[EMH_T_BOOL] = "bool",     [EMH_T_INT32] = "int32", [EMH_T_INT64] = "int64",
@@ -163,4 +171,95 @@ int emh_entity_validate(const emh_entity *e, emh_error *err)
 						     en, ix->name, *fp);
 	}
 	return 0;
+}
+
+/* ---- the host's copy ---- */
+
+static size_t str_size(const char *s) { return s ? strlen(s) + 1 : 0; }
+
+static size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+/* Copy s into the string area and advance it; NULL stays NULL. */
+static const char *str_put(char **area, const char *s)
+{
+	if (!s)
+		return NULL;
+	size_t n = strlen(s) + 1;
+	char *d = memcpy(*area, s, n);
+	*area += n;
+	return d;
+}
+
+emh_entity *emh__entity_dup(const emh_entity *e)
+{
+	size_t nrefs = 0, strs = str_size(e->name) + str_size(e->table);
+	for (size_t i = 0; i < e->nfields; i++)
+		strs += str_size(e->fields[i].name) + str_size(e->fields[i].column);
+	for (size_t i = 0; i < e->nindexes; i++) {
+		strs += str_size(e->indexes[i].name);
+		for (const char *const *f = e->indexes[i].fields; *f; f++, nrefs++)
+			strs += str_size(*f);
+		nrefs++; /* each list's NULL */
+	}
+	/* One block: entity, fields, indexes, index field lists, strings. */
+	size_t off_fields = align_up(sizeof(emh_entity), alignof(emh_field));
+	size_t off_indexes = align_up(off_fields + e->nfields * sizeof(emh_field), alignof(emh_index));
+	size_t off_refs = align_up(off_indexes + e->nindexes * sizeof(emh_index), alignof(const char *));
+	size_t off_strs = off_refs + nrefs * sizeof(const char *);
+	char *block = malloc(off_strs + strs);
+	if (!block)
+		return NULL;
+	emh_entity *d = (emh_entity *)block;
+	emh_field *fields = (emh_field *)(block + off_fields);
+	emh_index *indexes = (emh_index *)(block + off_indexes);
+	const char **refs = (const char **)(block + off_refs);
+	char *area = block + off_strs;
+
+	*d = *e;
+	d->name = str_put(&area, e->name);
+	d->table = str_put(&area, e->table);
+	d->fields = fields;
+	for (size_t i = 0; i < e->nfields; i++) {
+		fields[i] = e->fields[i];
+		fields[i].name = str_put(&area, e->fields[i].name);
+		fields[i].column = str_put(&area, e->fields[i].column);
+	}
+	d->indexes = e->nindexes ? indexes : NULL;
+	for (size_t i = 0; i < e->nindexes; i++) {
+		indexes[i] = e->indexes[i];
+		indexes[i].name = str_put(&area, e->indexes[i].name);
+		indexes[i].fields = refs;
+		for (const char *const *f = e->indexes[i].fields; *f; f++)
+			*refs++ = str_put(&area, *f);
+		*refs++ = NULL;
+	}
+	return d;
+}
+
+bool emh__entity_same(const emh_entity *a, const emh_entity *b)
+{
+	if (a == b)
+		return true;
+	if (strcmp(a->name, b->name) != 0 || strcmp(a->table, b->table) != 0 || a->size != b->size ||
+	    a->nfields != b->nfields || a->nindexes != b->nindexes)
+		return false;
+	for (size_t i = 0; i < a->nfields; i++) {
+		const emh_field *x = &a->fields[i], *y = &b->fields[i];
+		if (strcmp(x->name, y->name) != 0 || strcmp(x->column, y->column) != 0 ||
+		    x->type != y->type || x->flags != y->flags || x->offset != y->offset ||
+		    x->size != y->size || x->ckind != y->ckind)
+			return false;
+	}
+	for (size_t i = 0; i < a->nindexes; i++) {
+		const emh_index *x = &a->indexes[i], *y = &b->indexes[i];
+		if (strcmp(x->name, y->name) != 0 || x->unique != y->unique)
+			return false;
+		size_t k = 0;
+		for (; x->fields[k] && y->fields[k]; k++)
+			if (strcmp(x->fields[k], y->fields[k]) != 0)
+				return false;
+		if (x->fields[k] || y->fields[k])
+			return false;
+	}
+	return true;
 }

@@ -102,13 +102,38 @@ void emh__pool_note(emh__pool *p, const emh_error *e);
 /* Close every idle connection; the caller guarantees none is in use. */
 void emh__pool_destroy(emh__pool *p);
 
-/* ---- entity metadata registered in a context ---- */
+/* ---- entities (entity.c) ---- */
+
+/*
+ * A deep copy of a valid entity (names, table, fields with their names and
+ * columns, indexes with their field-name lists) in one malloc'd block, freed
+ * with free().  NULL on out of memory.
+ */
+emh_entity *emh__entity_dup(const emh_entity *e);
+/* Same structure (names, table, size, fields, indexes), wherever each lives. */
+bool emh__entity_same(const emh_entity *a, const emh_entity *b);
+
+/* ---- entity metadata registered in a context (meta.c) ---- */
 typedef struct emh__stmtcache emh__stmtcache;
 
+/*
+ * A caller's pointer an entity was registered with: only ever compared,
+ * never dereferenced, so the memory behind it may go away (a service module
+ * unloaded).  Nodes are linked once and freed with their meta; a forgotten
+ * key is set to NULL (readers walk the list without a lock) and the node is
+ * reused by a later registration.
+ */
+typedef struct emh__meta_key {
+	const emh_entity *_Atomic key;
+	unsigned holds;              /* registrations holding it; under the context's mu */
+	struct emh__meta_key *next;  /* set before the node is published, then fixed */
+} emh__meta_key;
+
 typedef struct emh__meta {
-	emh_meta pub; /* first: drivers get &pub */
+	emh_meta pub; /* first: drivers get &pub; pub.entity is the host's copy */
 	struct emh_context *ctx;
 	struct emh__meta *next;
+	emh__meta_key *_Atomic keys;
 	size_t obj_size;          /* header + struct, rounded */
 	uint64_t nullable_scalars; /* bit i: field i is a nullable scalar */
 	_Atomic int synced;
@@ -119,9 +144,35 @@ typedef struct emh__meta {
 	emh__stmtcache *cache; /* update masks and query shapes */
 } emh__meta;
 
-/* ---- contexts ---- */
+/* The meta of e in c, found by the host's copy or by a registration key; NULL when none.  Lock-free. */
+emh__meta *emh__context_meta(struct emh_context *c, const emh_entity *e);
+/*
+ * emh_host_register_entity, also giving the host's copy (*copy, may be NULL):
+ * what the service layer keeps instead of the module's pointer.
+ */
+int emh__meta_register(emh_host *h, const char *name, const emh_entity *e, const emh_entity **copy,
+		       emh_error *err);
+/*
+ * Release one registration of key in context name: once none holds it, the
+ * key no longer finds the meta, so memory later mapped at that address can
+ * never match.  The meta and its copy stay (the context may still use them).
+ * For the service layer when it unloads a module.  No-op for unknown names.
+ */
+void emh__meta_forget(emh_host *h, const char *name, const emh_entity *key);
+/* Sync one entity's schema on conn (once per context unless forced). */
+int emh__meta_sync(emh__meta *m, emh_conn *conn, bool force, emh_error *err);
+/* Free a meta of a context being freed. */
+void emh__meta_free(emh__meta *m);
+
+/* ---- contexts (context.c) ---- */
+
+/* In emh_context.refs: the context is being removed; no reference is taken after it is set. */
+#define EMH__CTX_REMOVING 0x80000000u
+
 typedef struct emh_context {
 	char *name;
+	uint64_t hash; /* of name, for the host's table */
+	emh_host *host;
 	emh__ctxconf conf;
 	const emh__driver *drv;
 	struct emh_params params;
@@ -129,10 +180,15 @@ typedef struct emh_context {
 	emh_dctx *dctx;
 	emh__pool pool;
 	bool is_default, required, schema_sync;
+	/*
+	 * Open forks (and lookups in flight), with EMH__CTX_REMOVING once removal
+	 * began: one word, so exactly one emh__context_put sees the last
+	 * reference of a context being removed, and that one wakes the remover.
+	 */
 	_Atomic unsigned refs;
-	_Atomic bool removing;
-	pthread_mutex_t mu; /* registration, removal wait */
+	pthread_mutex_t mu; /* registration; the removal handshake (drained) */
 	pthread_cond_t cv;
+	bool drained;       /* under mu: the last reference went during removal */
 	emh__meta *_Atomic metas;
 	_Atomic uint32_t next_stmt_id;
 	uint32_t next_meta_id;
@@ -144,8 +200,22 @@ typedef struct emh_context {
 	void *_Atomic spare_em; /* one closed fork kept for the next: saves a malloc/free pair */
 } emh_context;
 
+/* Create a context from its configuration (taken over: *conf is zeroed on success). */
+int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_error *err);
+/* Free a context nobody references any more (pool, driver state, metas). */
+void emh__context_free(emh_context *c);
+/* Add c to the host's array and name table; EMH_ECONFIG for a duplicate name.  Host lock held for writing. */
+int emh__context_insert(emh_host *h, emh_context *c, emh_error *err);
+/* The context called name, or NULL.  Host lock held (either side). */
+emh_context *emh__context_find_locked(const emh_host *h, const char *name);
+/* "a, b, c": the context names in configuration order.  Host lock held. */
+const char *emh__context_list_locked(const emh_host *h, char *buf, size_t cap);
+/* Take a connection, ping it, give it back; errors name the context. */
+int emh__context_ping(emh_context *c, emh_error *err);
+/* Look up a context (NULL = default) and take a reference (dropped by emh__context_put). */
+emh_context *emh__host_get_context(emh_host *h, const char *name, emh_error *err);
+void emh__context_put(emh_context *c);
 void emh__context_count_error(emh_context *c, int code);
-emh__meta *emh__context_meta(emh_context *c, const emh_entity *e);
 
 /* ---- the host ---- */
 typedef struct emh__refused {
@@ -157,9 +227,11 @@ struct emh_host {
 	emh__config cfg;
 	char **env; /* NULL-terminated copy of the environment used */
 	emh__logger log;
-	pthread_rwlock_t lock; /* contexts array */
-	emh_context **ctxs;
+	pthread_rwlock_t lock; /* the contexts: ctxs and byname */
+	emh_context **ctxs;    /* configuration order */
 	size_t nctx, ctxcap;
+	emh_context **byname;  /* open addressing on emh_context.hash, linear probing, at most half full */
+	size_t nbyname;        /* slots: 0 or a power of two */
 	emh_context *def;
 	emh__driver *drivers;
 	size_t ndrivers;
@@ -167,15 +239,16 @@ struct emh_host {
 	emh__refused *refused;
 	size_t nrefused;
 	emh_refused_info *rinfo;
-	void *services;                     /* core/service.c's state */
-	void (*services_free)(emh_host *h); /* set by core/service.c */
-	void **unload;                      /* service modules to dlclose after the contexts */
-	size_t nunload;
+	_Atomic unsigned services_alive; /* emh_services objects on this host, to warn when freed before them */
+	/* removals that had to wait for forks, and wakeups sent by the last fork of one (tests) */
+	_Atomic uint64_t removals_waited, removals_woken;
 };
 
 const emh__config *emh__host_config(const emh_host *h);
 const char *const *emh__host_env(const emh_host *h);
 const emh__driver *emh__host_driver(const emh_host *h, const char *name);
+/* "a, b": the loaded drivers' names. */
+const char *emh__driver_list(const emh_host *h, char *buf, size_t cap);
 
 /* loader.c */
 int emh__load_plugins(emh_host *h, const char *dir, emh_error *err);
@@ -194,11 +267,6 @@ const emh_stmt *emh__sql_query_stmt(emh__meta *m, const emh_sql_dialect *d, cons
 size_t emh__query_nparams(const emh_query *q, bool count);
 void emh__query_params(const emh_query *q, bool count, emh_value *out);
 int emh__query_error(const emh_query *q, emh_error *err);
-
-/* host.c */
-emh_context *emh__host_get_context(emh_host *h, const char *name, emh_error *err);
-void emh__context_put(emh_context *c);
-int emh__meta_sync(emh__meta *m, emh_conn *conn, bool force, emh_error *err);
 
 /* ---- fork internals used by service.c ---- */
 emh_context *emh__em_context(const emh_em *em);

@@ -159,7 +159,8 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 				    : emh_error_set(err, EMH_ENOMEM, "out of memory");
 			if (rc) {
 				free(pc);
-				emh__pool_note(p, err);
+				emh__pool_note(p, err); /* health shows the driver's words; callers get the context's name */
+				emh__error_in_context(err, rc, p->ctxname);
 				pthread_mutex_lock(&p->mu);
 				p->total--;
 				p->in_use--;

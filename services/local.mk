@@ -1,7 +1,7 @@
 # services: the bundled service modules (users, analytics, profile), built as
 # modules into one directory, services/.libs/, which is the service_dir of a
 # build-tree host (scripts/quickstart.sh, tests/daemon).  Installed into
-# $(pkglibdir)/services, emh_host_load_services' default.
+# $(pkglibdir)/services, emh_services_load's default.
 if HAVE_DAEMON
 servicedir = $(pkglibdir)/services
 service_LTLIBRARIES = services/users.la services/analytics.la services/profile.la

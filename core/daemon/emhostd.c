@@ -181,12 +181,14 @@ int main(int argc, char **argv)
 		log_stderr(NULL, EMH_LOG_ERROR, err.context[0] ? err.context : NULL, err.message);
 		return 1;
 	}
-	if (emh_host_load_services(h, &err) != 0) {
+	emh_services *svcs = NULL;
+	if (emh_services_new(h, &svcs, &err) != 0 || emh_services_load(svcs, &err) != 0) {
 		emh_host_log(h, EMH_LOG_ERROR, err.context[0] ? err.context : NULL, "%s", err.message);
+		emh_services_free(svcs);
 		emh_host_free(h);
 		return 1;
 	}
-	if (!emh_host_service_at(h, 0))
+	if (!emh_services_at(svcs, 0))
 		emh_host_log(h, EMH_LOG_WARN, NULL, "no service configured: only /_emhost/ answers");
 
 	const char *cfg_listen = emh_host_server_setting(h, "listen");
@@ -199,8 +201,9 @@ int main(int argc, char **argv)
 	unsigned shutdown_ms = (unsigned)server_int(h, "shutdown_timeout_ms", DEFAULT_SHUTDOWN_MS, 0);
 	emhd_server *srv;
 	char why[512];
-	if (emhd_start(h, &o, &srv, why, sizeof why) != 0) {
+	if (emhd_start(svcs, &o, &srv, why, sizeof why) != 0) {
 		emh_host_log(h, EMH_LOG_ERROR, NULL, "%s", why);
+		emh_services_free(svcs);
 		emh_host_free(h);
 		return 1;
 	}
@@ -243,6 +246,7 @@ int main(int argc, char **argv)
 		fflush(stderr);
 		_exit(st.abandoned ? EXIT_ABANDONED : 0);
 	}
+	emh_services_free(svcs);
 	emh_host_free(h);
 	if (ready_file)
 		unlink(ready_file);

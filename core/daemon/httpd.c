@@ -87,6 +87,7 @@ typedef struct emhd_prober {
 
 struct emhd_server {
 	emh_host *host;
+	emh_services *svcs;
 	struct MHD_Daemon *mhd;
 	size_t max_body;
 	char url[128];
@@ -665,7 +666,7 @@ static void service_into(emhd_req *r, struct MHD_Connection *conn, emh_response 
 	};
 	emh_error err;
 	emh_scope *scope = NULL;
-	int rc = emh_scope_open(srv->host, name, &scope, &err);
+	int rc = emh_scope_open(srv->svcs, name, &scope, &err);
 	if (rc == 0) {
 		rc = emh_scope_handle(scope, &req, res, &err);
 		/* forks close (connections go back to their pools) before the reply is sent */
@@ -1038,7 +1039,7 @@ static void server_free(emhd_server *s)
 	free(s);
 }
 
-int emhd_start(emh_host *h, const emhd_opts *o, emhd_server **out, char *errbuf, size_t cap)
+int emhd_start(emh_services *svcs, const emhd_opts *o, emhd_server **out, char *errbuf, size_t cap)
 {
 	*out = NULL;
 	struct sockaddr_storage ss;
@@ -1050,9 +1051,10 @@ int emhd_start(emh_host *h, const emhd_opts *o, emhd_server **out, char *errbuf,
 		snprintf(errbuf, cap, "out of memory");
 		return -1;
 	}
-	srv->host = h;
+	srv->host = emh_services_host(svcs);
+	srv->svcs = svcs;
 	srv->max_body = o->max_body;
-	while (emh_host_service_at(h, srv->nsvc))
+	while (emh_services_at(svcs, srv->nsvc))
 		srv->nsvc++;
 	srv->metrics = calloc(srv->nsvc + 2, sizeof *srv->metrics);
 	if (!srv->metrics) {
@@ -1061,7 +1063,7 @@ int emhd_start(emh_host *h, const emhd_opts *o, emhd_server **out, char *errbuf,
 		return -1;
 	}
 	for (size_t i = 0; i < srv->nsvc; i++)
-		srv->metrics[i].name = emh_svc_name(emh_host_service_at(h, i));
+		srv->metrics[i].name = emh_svc_name(emh_services_at(svcs, i));
 	srv->metrics[srv->nsvc].name = "_emhost";
 	srv->metrics[srv->nsvc + 1].name = "_unrouted";
 	pthread_mutex_init(&srv->qmu, NULL);

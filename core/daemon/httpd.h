@@ -21,10 +21,11 @@ typedef struct emhd_opts {
 } emhd_opts;
 
 /*
- * Start serving the services of h.  h must outlive the server.  On failure
- * errbuf says why (bad listen address, port in use).  Returns 0 or -1.
+ * Start serving the services of svcs (and the health of its host).  svcs
+ * must outlive the server.  On failure errbuf says why (bad listen address,
+ * port in use).  Returns 0 or -1.
  */
-int emhd_start(emh_host *h, const emhd_opts *o, emhd_server **out, char *errbuf, size_t cap);
+int emhd_start(emh_services *svcs, const emhd_opts *o, emhd_server **out, char *errbuf, size_t cap);
 
 /* The address actually bound, as "http://127.0.0.1:8080" (port 0 resolved). */
 const char *emhd_url(const emhd_server *s);

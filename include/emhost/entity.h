@@ -159,7 +159,8 @@ typedef struct emh_index {
 
 /*
  * An entity: the description of a C struct stored as one table or collection.
- * User-declared, const, and must outlive every host it is registered in.
+ * User-declared and const; a host copies it when it is registered
+ * (emh_host_register_entity), so it need not outlive the registration.
  *
  *   static const emh_field user_fields[] = {
  *       EMH_FIELD(user, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),

@@ -68,8 +68,10 @@ typedef struct emh_host_opts {
 int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err);
 
 /*
- * Free the host: every fork must be closed before.  Closes every pooled
- * connection, unloads plugins.  emh_host_free(NULL) is a no-op.
+ * Free the host: every fork must be closed before, and every services
+ * object on it freed (emh_services_free, service.h): services are a layer
+ * over the host and die first.  Closes every pooled connection, unloads
+ * plugins.  emh_host_free(NULL) is a no-op.
  */
 void emh_host_free(emh_host *h);
 
@@ -84,13 +86,28 @@ int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err);
 
 /*
  * Register an entity in a context (NULL = default).  The entity is validated
- * (emh_entity_validate) and must outlive the host.  Registering the same
- * entity twice is a no-op; another entity on the same table is EMH_ECONFIG.
- * When the context has schema = "sync", the table and its indexes are
- * created on first use (or now, if the database is reachable).
- * Thread-safe.
+ * (emh_entity_validate) and copied: the context keeps its own deep copy
+ * (names, table, fields, indexes) and drivers and forks use that, so *e may
+ * go away after the call.  Its address stays a key: emh_em_repo(em, e) and
+ * emh_em_new(em, e) find the entity by it, as by the host's copy
+ * (emh_host_entity); the address is only compared, never read again.
+ * Registering the same entity twice is a no-op; a structurally identical
+ * declaration at another address (two modules compiled with the same one)
+ * adds that address as another key of the same entity; another entity on
+ * the same table is EMH_ECONFIG.  When the context has schema = "sync", the
+ * table and its indexes are created on first use (or now, if the database
+ * is reachable).  Thread-safe.
  */
 int emh_host_register_entity(emh_host *h, const char *name, const emh_entity *e, emh_error *err);
+
+/*
+ * The host's copy of the entity registered on table in the context (NULL =
+ * default), into *out: borrowed until the context is removed or the host
+ * freed, and accepted wherever that context asks for an entity.  Returns 0,
+ * EMH_ENOCONTEXT, EMH_ENOENTITY (the message lists the tables).  Thread-safe.
+ */
+int emh_host_entity(emh_host *h, const char *name, const char *table, const emh_entity **out,
+		    emh_error *err);
 
 /*
  * Add a context at run time.  kv is a NULL-terminated list of key, value
@@ -104,8 +121,9 @@ int emh_host_add_context(emh_host *h, const char *name, const char *const *kv, e
 /*
  * Remove a context at run time: new forks on it fail at once with
  * EMH_ENOCONTEXT; the call waits until every open fork on it has closed
- * (and so given its connection back), then closes its pool.  The default
- * context cannot be removed (EMH_ESTATE).  Thread-safe.
+ * (and so given its connection back; the last one to close wakes it), then
+ * closes its pool.  The default context cannot be removed (EMH_ESTATE).
+ * Never call it while holding a fork of that context.  Thread-safe.
  */
 int emh_host_remove_context(emh_host *h, const char *name, emh_error *err);
 
@@ -123,6 +141,19 @@ int emh_host_ping(emh_host *h, const char *name, emh_error *err);
  * and column of an incompatible existing table).  Thread-safe.
  */
 int emh_host_sync_schema(emh_host *h, const char *name, emh_error *err);
+
+/*
+ * Drop the table or collection of every entity registered in the context,
+ * rows and all: the driver's drop member when it has one, else (SQL
+ * drivers) DROP TABLE IF EXISTS with the table quoted by the dialect.  The
+ * entities stay registered and count as not synced, so with schema = "sync"
+ * the next fork that takes a connection creates the tables again
+ * (emh_host_sync_schema does it at once).  For tests and tools: run it while
+ * no fork uses those tables.  Returns 0, EMH_ENOCONTEXT, EMH_EUNSUPPORTED (a
+ * driver with neither drop nor a dialect), or the first failure, naming the
+ * table.  Thread-safe.
+ */
+int emh_host_drop_schema(emh_host *h, const char *name, emh_error *err);
 
 /*
  * Effective value of a context setting ("host", "port", "path", "url",

@@ -37,6 +37,19 @@
  * repositories; each fork is made on first ask and closed with the scope.
  * Nothing is flushed implicitly: a handler that does not flush loses its
  * changes.  Asking for something the service did not declare is refused.
+ *
+ * Lifecycle: services are a layer over the host.  The caller makes an
+ * emh_services on a host, loads or adds services into it, opens scopes on
+ * it, and frees it before the host:
+ *
+ *   emh_host_new -> emh_services_new -> emh_services_load / _add
+ *     -> emh_scope_open ... emh_scope_close (per unit of work)
+ *   -> emh_services_free (fini of each service, module unloaded at once)
+ *   -> emh_host_free
+ *
+ * The host keeps its own copy of every entity a service registered, so the
+ * contexts go on working after the services object is gone; the module's
+ * entity addresses stop being keys for them when it is unloaded.
  */
 #ifndef EMHOST_SERVICE_H
 #define EMHOST_SERVICE_H
@@ -62,7 +75,9 @@ extern "C" {
 	.abi_version = EMH_SERVICE_ABI_VERSION, .struct_size = sizeof(emh_service)
 #define EMH_SERVICE_EXPORT __attribute__((visibility("default")))
 
-/* A service loaded in a host (opaque); lives until the host is freed. */
+/* The services loaded on one host (opaque); made and freed by the caller. */
+typedef struct emh_services emh_services;
+/* A service loaded into an emh_services (opaque); lives until that is freed. */
 typedef struct emh_svc emh_svc;
 /* One unit of work of a service (opaque); used by one thread at a time. */
 typedef struct emh_scope emh_scope;
@@ -75,8 +90,10 @@ typedef struct emh_response emh_response;
  * One need.  context is the context name as the module knows it (NULL = the
  * host's default context; remapped under the name "default").  entity NULL
  * asks for an entity manager only; otherwise for the repository of entity
- * in that context (which implies the entity manager).  The entity must be
- * static data of the module.
+ * in that context (which implies the entity manager).  The entity should
+ * be static data of the module: the host registers a copy of it, and the
+ * module's address is how emh_scope_repo finds the need while the module is
+ * loaded.
  */
 typedef struct emh_need {
 	const char *context;
@@ -137,8 +154,9 @@ const char *emh_request_arg(const emh_request *req, const char *name);
  *          EMH_E* code with err filled: the caller maps it (the daemon to an
  *          HTTP status and a JSON error body).  Runs on many threads at
  *          once, each with its own scope.
- * fini     optional; called once when the host is freed (every scope must
- *          be closed by then): release state, do no database work.
+ * fini     optional; called once when the services object is freed (every
+ *          scope must be closed by then), before the host: release state, do
+ *          no database work.  The module is unloaded right after.
  */
 typedef struct emh_service {
 	uint32_t abi_version; /* EMH_SERVICE_ABI_VERSION */
@@ -159,24 +177,43 @@ typedef struct emh_service {
 _Static_assert(offsetof(emh_service, abi_version) == 0, "abi_version must come first");
 _Static_assert(offsetof(emh_service, struct_size) == 4, "struct_size must come second");
 
-/* ---- loading and registration ---- */
+/* ---- the services object: loading and registration ---- */
 
 /*
- * Load every service named in the configuration's services list, in order,
- * from service_dir (the file's service_dir, else the compiled-in
+ * A new, empty services object on h, into *out: what loads services and
+ * opens their scopes.  h must outlive it (free it with emh_services_free
+ * before emh_host_free).  Several may share a host.  Returns 0, EMH_EINVAL,
+ * EMH_ENOMEM.
+ */
+int emh_services_new(emh_host *h, emh_services **out, emh_error *err);
+
+/*
+ * Free the services object: for each service, in reverse load order, its
+ * fini, then its module is unloaded at once.  Every scope must be closed
+ * before.  The contexts keep the entities the services registered (the
+ * host's copies), so forks on them go on working.  NULL is a no-op.
+ */
+void emh_services_free(emh_services *s);
+
+/* The host s was made on. */
+emh_host *emh_services_host(const emh_services *s);
+
+/*
+ * Load every service named in the host configuration's services list, in
+ * order, from service_dir (the file's service_dir, else the compiled-in
  * $(pkglibdir)/services; a relative directory is taken from the current
  * directory): module M is the file M.so.  For each, resolve and register its
  * needs and run its init.  Stops at the first failure, which names the
  * file or service and the reason ("service 'billing' needs context
- * 'ledger'; contexts: default, analytics").  Services loaded before a
- * failure stay loaded.  Call once, after emh_host_new and before serving.
- * Returns 0, EMH_EPLUGIN (file refused), EMH_ENOCONTEXT, EMH_ENOENTITY,
- * EMH_ECONFIG, EMH_ENOMEM, or init's code.
+ * 'ledger'; contexts: default, analytics"); the module that failed is
+ * unloaded at once, services loaded before it stay loaded.  Call once,
+ * before serving.  Returns 0, EMH_EPLUGIN (file refused), EMH_ENOCONTEXT,
+ * EMH_ENOENTITY, EMH_ECONFIG, EMH_ENOMEM, or init's code.
  */
-int emh_host_load_services(emh_host *h, emh_error *err);
+int emh_services_load(emh_services *s, emh_error *err);
 
 /*
- * Options for emh_host_add_service.  Zero-initialise:
+ * Options for emh_services_add.  Zero-initialise:
  *   name      mount name (NULL = desc->name)
  *   remap     "declared", "actual", ... NULL: context names to remap
  *   settings  "key", "value", ... NULL: what emh_svc_setting answers
@@ -189,12 +226,17 @@ typedef struct emh_service_opts {
 
 /*
  * Register a statically linked service (tests, embedders), checked, resolved
- * and initialised exactly like a module.  desc must outlive the host.
- * opts may be NULL.  Errors as for emh_host_load_services; a second service
- * of the same name is EMH_ECONFIG.  Thread-safe.
+ * and initialised exactly like a module.  desc must outlive s.  opts may be
+ * NULL.  Errors as for emh_services_load; a second service of the same name
+ * is EMH_ECONFIG.  Thread-safe.
  */
-int emh_host_add_service(emh_host *h, const emh_service *desc, const emh_service_opts *opts,
-			 emh_error *err);
+int emh_services_add(emh_services *s, const emh_service *desc, const emh_service_opts *opts,
+		     emh_error *err);
+
+/* The service mounted as name, or NULL.  Borrowed until s is freed.  Thread-safe. */
+emh_svc *emh_services_get(emh_services *s, const char *name);
+/* Service number i in load order, or NULL past the end.  Thread-safe. */
+emh_svc *emh_services_at(emh_services *s, size_t i);
 
 /*
  * Check a service module file without keeping it: open it as the loader
@@ -210,11 +252,6 @@ int emh_service_check_file(const char *path, emh_error *err);
  */
 const char *emh_host_server_setting(const emh_host *h, const char *key);
 
-/* The service mounted as name, or NULL.  Borrowed until the host is freed. */
-emh_svc *emh_host_service(emh_host *h, const char *name);
-/* Service number i in load order, or NULL past the end. */
-emh_svc *emh_host_service_at(emh_host *h, size_t i);
-
 /* ---- a loaded service ---- */
 
 /* Mount name. */
@@ -225,11 +262,14 @@ const emh_service *emh_svc_descriptor(const emh_svc *svc);
 const char *emh_svc_file(const emh_svc *svc);
 /* The host. */
 emh_host *emh_svc_host(const emh_svc *svc);
+/* The services object it was loaded into: to open scopes of itself
+ * (emh_scope_open(emh_svc_services(svc), emh_svc_name(svc), ...)). */
+emh_services *emh_svc_services(const emh_svc *svc);
 /* The context a declared context name (NULL = default) resolved to, or NULL
  * when the service did not declare it. */
 const char *emh_svc_context(const emh_svc *svc, const char *declared);
 /* A setting of the service's configuration entry (other than name, module,
- * contexts), or NULL.  Borrowed until the host is freed. */
+ * contexts), or NULL.  Borrowed until the services object is freed. */
 const char *emh_svc_setting(const emh_svc *svc, const char *key);
 /* Log through the host's sink, prefixed with the service's name. */
 void emh_svc_log(const emh_svc *svc, int level, const char *fmt, ...)
@@ -238,11 +278,12 @@ void emh_svc_log(const emh_svc *svc, int level, const char *fmt, ...)
 /* ---- scopes ---- */
 
 /*
- * Open a scope of the service mounted as service.  Does no I/O and opens no
- * fork.  Returns 0, EMH_ENOSERVICE (the message lists the services),
- * EMH_ENOMEM.  Thread-safe.
+ * Open a scope of the service mounted as service in s.  Does no I/O and
+ * opens no fork.  Returns 0, EMH_ENOSERVICE (the message lists the
+ * services), EMH_ENOMEM, EMH_EINVAL (s is not a services object: before
+ * emhost 1.1 this took the host).  Thread-safe.
  */
-int emh_scope_open(emh_host *h, const char *service, emh_scope **out, emh_error *err);
+int emh_scope_open(emh_services *s, const char *service, emh_scope **out, emh_error *err);
 
 /*
  * Close the scope: every fork it opened is closed (rolling back an open

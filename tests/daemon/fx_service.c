@@ -12,7 +12,7 @@
  *   FX_SMALL     struct_size smaller than ABI 1.0's minimum
  *   FX_NOHANDLE  handle is NULL
  *   FX_NOSYM     exports no descriptor
- *   FX_INITFAIL  init fails with EMH_EUNAVAILABLE
+ *   FX_INITFAIL  registers the note entity, then init fails with EMH_EUNAVAILABLE
  */
 #include "config.h"
 
@@ -167,6 +167,9 @@ static const emh_need fx_needs[] = { EMH_NEED_REPO(&fx_note_entity, NULL) };
 static const emh_need fx_needs[] = { EMH_NEED_REPO(&fx_clash_entity, NULL) };
 #elif defined(FX_LEDGER)
 static const emh_need fx_needs[] = { EMH_NEED_EM(NULL), EMH_NEED_EM("ledger") };
+#elif defined(FX_INITFAIL)
+/* registered before init fails: the module is unloaded at once all the same */
+static const emh_need fx_needs[] = { EMH_NEED_REPO(&fx_note_entity, NULL) };
 #else
 static const emh_need fx_needs[] = { EMH_NEED_EM(NULL) };
 #endif

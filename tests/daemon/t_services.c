@@ -3,10 +3,12 @@
  * tests/daemon/t_services.c: service modules and dependency injection with
  * fixture modules built as real shared objects (tests/daemon/.libs/fx_*.so)
  * on SQLite contexts: loading, ABI refusals, missing and remapped contexts,
- * entity clashes, scopes (lazy forks, undeclared needs, no implicit flush).
+ * entity clashes, scopes (lazy forks, undeclared needs, no implicit flush),
+ * and contexts that keep working after the modules are unloaded.
  */
 #include "config.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +24,8 @@
 
 static char tmp[256], fxdir[1024], plugdir[1024];
 
-/* Write a config whose services section is services_body, and make a host. */
-static int host_with(const char *services_body, emh_host **h, emh_error *err)
+/* Write a config whose services section is services_body, and make a host and its services. */
+static int host_with(const char *services_body, emh_host **h, emh_services **svcs, emh_error *err)
 {
 	char path[512];
 	snprintf(path, sizeof path, "%s/emhost.conf", tmp);
@@ -41,15 +43,35 @@ static int host_with(const char *services_body, emh_host **h, emh_error *err)
 	fclose(f);
 	emh_host_opts o = {.config_path = path, .plugin_dir = plugdir, .log_level = EMH_LOG_ERROR};
 	*h = NULL;
+	*svcs = NULL;
 	int rc = emh_host_new(&o, h, err);
 	if (rc)
 		return rc;
-	rc = emh_host_load_services(*h, err);
-	return rc;
+	if ((rc = emh_services_new(*h, svcs, err)) != 0)
+		return rc;
+	return emh_services_load(*svcs, err);
+}
+
+/* Services first: they are a layer over the host. */
+static void host_free(emh_host *h, emh_services *svcs)
+{
+	emh_services_free(svcs);
+	emh_host_free(h);
+}
+
+/* host_with as one test named what; on failure says why, frees and returns false. */
+static bool host_loaded(const char *services_body, const char *what, emh_host **h, emh_services **svcs)
+{
+	emh_error err;
+	if (ok(host_with(services_body, h, svcs, &err) == 0, "%s", what))
+		return true;
+	diag("%s", err.message);
+	host_free(*h, *svcs);
+	return false;
 }
 
 /* Run one request on service svc; returns the handler's code, body into buf. */
-static int call(emh_host *h, const char *svc, const char *method, const char *path, const char *query,
+static int call(emh_services *svcs, const char *svc, const char *method, const char *path, const char *query,
 		const char *body, char *buf, size_t cap, emh_error *err)
 {
 	emh_kv args[4];
@@ -68,7 +90,7 @@ static int call(emh_host *h, const char *svc, const char *method, const char *pa
 			   .nargs = nargs, .body = body, .body_len = body ? strlen(body) : 0};
 	emh_scope *scope;
 	buf[0] = '\0';
-	int rc = emh_scope_open(h, svc, &scope, err);
+	int rc = emh_scope_open(svcs, svc, &scope, err);
 	if (rc)
 		return rc;
 	emh_response *res = emh_response_new();
@@ -100,31 +122,32 @@ static unsigned forks_open(emh_host *h, const char *ctx)
 static void test_good(void)
 {
 	emh_host *h;
+	emh_services *svcs;
 	emh_error err;
 	char buf[256];
 	int rc = host_with("{ name = \"good\"; module = \"fx_good\"; contexts = { analytics = \"analytics_eu\"; };"
 			   "  settings = { greeting = \"hi there\"; }; }",
-			   &h, &err);
+			   &h, &svcs, &err);
 	if (!ok(rc == 0, "fixture service loads with a remapped context")) {
 		diag("%s", err.message);
-		emh_host_free(h);
+		host_free(h, svcs);
 		skip(19, "no host");
 		return;
 	}
-	emh_svc *svc = emh_host_service(h, "good");
-	ok(svc != NULL, "emh_host_service finds it by name");
+	emh_svc *svc = emh_services_get(svcs, "good");
+	ok(svc != NULL, "emh_services_get finds it by name");
 	is_str(emh_svc_context(svc, "analytics"), "analytics_eu", "declared 'analytics' resolved through the remap");
 	is_str(emh_svc_context(svc, NULL), "default", "declared NULL resolved to the default context");
 	ok(emh_svc_context(svc, "billing") == NULL, "an undeclared context resolves to nothing");
-	ok(emh_host_service_at(h, 0) == svc && emh_host_service_at(h, 1) == NULL, "emh_host_service_at lists it");
+	ok(emh_services_at(svcs, 0) == svc && emh_services_at(svcs, 1) == NULL, "emh_services_at lists it");
 	like_str(emh_svc_file(svc), "fx_good.so", "emh_svc_file names the module");
 
-	is_int(call(h, "good", "GET", "/state", NULL, NULL, buf, sizeof buf, &err), 0, "handler runs");
+	is_int(call(svcs, "good", "GET", "/state", NULL, NULL, buf, sizeof buf, &err), 0, "handler runs");
 	is_str(buf, "hi there", "init saw the service's settings and its state reaches the scope");
 
 	/* forks are lazy and close with the scope */
 	emh_scope *scope;
-	emh_scope_open(h, "good", &scope, &err);
+	emh_scope_open(svcs, "good", &scope, &err);
 	is_int(emh_scope_forks_open(scope), 0, "a new scope has opened no fork");
 	is_int(forks_open(h, "default") + forks_open(h, "analytics_eu"), 0, "and the host counts none");
 	emh_em *em, *em2;
@@ -135,21 +158,21 @@ static void test_good(void)
 	is_int(forks_open(h, "default"), 1, "one fork open on 'default' while the scope lives");
 	emh_scope_close(scope);
 	is_int(forks_open(h, "default"), 0, "closing the scope closed the fork");
-	is_int(call(h, "good", "GET", "/forks", NULL, NULL, buf, sizeof buf, &err), 0, "scope with every need asked");
+	is_int(call(svcs, "good", "GET", "/forks", NULL, NULL, buf, sizeof buf, &err), 0, "scope with every need asked");
 	is_str(buf, "2", "three needs on two contexts share two forks");
 
 	/* nothing is flushed implicitly; the remap reaches the data */
-	call(h, "good", "POST", "/add", "ctx=analytics", "lost", buf, sizeof buf, &err);
-	call(h, "good", "GET", "/count", "ctx=analytics", NULL, buf, sizeof buf, &err);
+	call(svcs, "good", "POST", "/add", "ctx=analytics", "lost", buf, sizeof buf, &err);
+	call(svcs, "good", "GET", "/count", "ctx=analytics", NULL, buf, sizeof buf, &err);
 	is_str(buf, "0", "an unflushed insert is discarded when the scope closes");
-	is_int(call(h, "good", "POST", "/add", "ctx=analytics&flush=1", "kept", buf, sizeof buf, &err), 0,
+	is_int(call(svcs, "good", "POST", "/add", "ctx=analytics&flush=1", "kept", buf, sizeof buf, &err), 0,
 	       "flushed insert");
-	call(h, "good", "GET", "/count", "ctx=analytics", NULL, buf, sizeof buf, &err);
+	call(svcs, "good", "GET", "/count", "ctx=analytics", NULL, buf, sizeof buf, &err);
 	is_str(buf, "1", "a flushed insert stays");
 	emh_em *raw;
 	emh_repo *repo;
 	int64_t n = -1;
-	/* the module's copy of the entity is the one registered in the host */
+	/* the module's declaration is a key of the entity registered in the host */
 	const emh_entity *note = emh_svc_descriptor(svc)->needs[0].entity;
 	if (emh_host_fork(h, "analytics_eu", &raw, &err) == 0 && emh_em_repo(raw, note, &repo, &err) == 0)
 		emh_repo_count(repo, NULL, &n, &err);
@@ -157,23 +180,23 @@ static void test_good(void)
 		diag("%s", err.message);
 	emh_em_close(raw);
 	is_int(n, 1, "the row is in the remapped context analytics_eu");
-	call(h, "good", "GET", "/count", NULL, NULL, buf, sizeof buf, &err);
+	call(svcs, "good", "GET", "/count", NULL, NULL, buf, sizeof buf, &err);
 	is_str(buf, "0", "and not in the default context");
 
 	/* undeclared needs at run time */
-	rc = call(h, "good", "GET", "/undeclared-context", NULL, NULL, buf, sizeof buf, &err);
+	rc = call(svcs, "good", "GET", "/undeclared-context", NULL, NULL, buf, sizeof buf, &err);
 	is_int(rc, EMH_ENOCONTEXT, "an undeclared context is refused");
 	like_str(err.message, "did not declare context 'billing' (declares: analytics, default)",
 		 "the error names the context and what was declared");
-	rc = call(h, "good", "GET", "/undeclared-entity", NULL, NULL, buf, sizeof buf, &err);
+	rc = call(svcs, "good", "GET", "/undeclared-entity", NULL, NULL, buf, sizeof buf, &err);
 	is_int(rc, EMH_ENOENTITY, "an undeclared entity is refused");
 	like_str(err.message, "entity 'fx_other' in context 'default'", "the error names entity and context");
-	is_int(call(h, "good", "GET", "/em-as-repo", NULL, NULL, buf, sizeof buf, &err), EMH_EINVAL,
+	is_int(call(svcs, "good", "GET", "/em-as-repo", NULL, NULL, buf, sizeof buf, &err), EMH_EINVAL,
 	       "a repository asked of an EM-only need is refused");
-	is_int(call(h, "good", "GET", "/nowhere", NULL, NULL, buf, sizeof buf, &err), EMH_ENOTFOUND,
+	is_int(call(svcs, "good", "GET", "/nowhere", NULL, NULL, buf, sizeof buf, &err), EMH_ENOTFOUND,
 	       "the handler's own error comes back");
 
-	rc = call(h, "nosuch", "GET", "/", NULL, NULL, buf, sizeof buf, &err);
+	rc = call(svcs, "nosuch", "GET", "/", NULL, NULL, buf, sizeof buf, &err);
 	is_int(rc, EMH_ENOSERVICE, "a scope of an unknown service is refused");
 	like_str(err.message, "no service 'nosuch' (services: good)", "listing the services");
 
@@ -181,28 +204,29 @@ static void test_good(void)
 	const emh_service *desc = emh_svc_descriptor(svc);
 	const char *remap[] = {"analytics", "default", NULL};
 	emh_service_opts so = {.name = "good_local", .remap = remap};
-	rc = emh_host_add_service(h, desc, &so, &err);
-	is_int(rc, 0, "emh_host_add_service registers a static service with a remap");
-	is_str(emh_svc_context(emh_host_service(h, "good_local"), "analytics"), "default",
+	rc = emh_services_add(svcs, desc, &so, &err);
+	is_int(rc, 0, "emh_services_add registers a static service with a remap");
+	is_str(emh_svc_context(emh_services_get(svcs, "good_local"), "analytics"), "default",
 	       "its 'analytics' is the default context");
-	is_str(emh_svc_file(emh_host_service(h, "good_local")), "(static)", "and it says it is static");
-	call(h, "good_local", "GET", "/count", "ctx=analytics", NULL, buf, sizeof buf, &err);
+	is_str(emh_svc_file(emh_services_get(svcs, "good_local")), "(static)", "and it says it is static");
+	call(svcs, "good_local", "GET", "/count", "ctx=analytics", NULL, buf, sizeof buf, &err);
 	is_str(buf, "0", "the same code now reads the default context");
 	so.remap = NULL;
-	is_int(emh_host_add_service(h, desc, &so, &err), EMH_ECONFIG, "a second service of the same name is refused");
-	emh_host_free(h);
+	is_int(emh_services_add(svcs, desc, &so, &err), EMH_ECONFIG, "a second service of the same name is refused");
+	host_free(h, svcs);
 }
 
 /* Load failures: each config is expected to fail with code and message. */
 static void expect_fail(const char *body, int code, const char *msg, const char *name)
 {
 	emh_host *h;
+	emh_services *svcs;
 	emh_error err;
 	memset(&err, 0, sizeof err);
-	int rc = host_with(body, &h, &err);
+	int rc = host_with(body, &h, &svcs, &err);
 	is_int(rc, code, "%s: refused", name);
 	like_str(err.message, msg, "%s: message", name);
-	emh_host_free(h);
+	host_free(h, svcs);
 }
 
 static void test_failures(void)
@@ -239,18 +263,19 @@ static void test_failures(void)
 
 	/* the same entity compiled into two modules resolves to one */
 	emh_host *h;
+	emh_services *svcs;
 	emh_error err;
 	char buf[64];
-	int rc = host_with("{ name = \"good\"; module = \"fx_good\"; contexts = { analytics = \"analytics_eu\"; }; },"
-			   "{ name = \"twin\"; module = \"fx_twin\"; }",
-			   &h, &err);
-	if (!ok(rc == 0, "two modules declaring the same entity load together"))
-		diag("%s", err.message);
-	call(h, "good", "POST", "/add", "flush=1", "twin", buf, sizeof buf, &err);
-	rc = call(h, "twin", "GET", "/", NULL, NULL, buf, sizeof buf, &err);
-	is_int(rc, 0, "the second module's repository works");
-	is_str(buf, "1", "and sees the row the first one wrote");
-	emh_host_free(h);
+	int rc;
+	if (host_loaded("{ name = \"good\"; module = \"fx_good\"; contexts = { analytics = \"analytics_eu\"; }; },"
+			"{ name = \"twin\"; module = \"fx_twin\"; }",
+			"two modules declaring the same entity load together", &h, &svcs)) {
+		call(svcs, "good", "POST", "/add", "flush=1", "twin", buf, sizeof buf, &err);
+		rc = call(svcs, "twin", "GET", "/", NULL, NULL, buf, sizeof buf, &err);
+		is_int(rc, 0, "the second module's repository works");
+		is_str(buf, "1", "and sees the row the first one wrote");
+		host_free(h, svcs);
+	}
 
 	/* a module writable by others is refused */
 	char src[1200], dst[512], dir[512];
@@ -279,6 +304,107 @@ static void test_failures(void)
 	rmdir(dir);
 }
 
+/* Is the module file loaded in this process?  RTLD_NOLOAD only looks. */
+static bool module_mapped(const char *module)
+{
+	char path[1200];
+	snprintf(path, sizeof path, "%s/%s.so", fxdir, module);
+	void *dl = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+	if (dl)
+		dlclose(dl);
+	return dl != NULL;
+}
+
+/* Insert a note through the host's copy, then find it by a query, get it by key and count. */
+static void use_notes(emh_host *h, const char *ctx, const emh_entity *copy, const char *text, int64_t want)
+{
+	emh_em *em;
+	emh_repo *repo;
+	emh_error err;
+	fx_note *n, *got = NULL;
+	emh_query *q;
+	emh_list ls = {0};
+	int64_t count = -1;
+	if (emh_host_fork(h, ctx, &em, &err) != 0 || emh_em_repo(em, copy, &repo, &err) != 0)
+		bail("%s: %s", ctx, err.message);
+	int rc = emh_repo_new(repo, (void **)&n, &err);
+	if (rc == 0) {
+		n->text = text;
+		rc = emh_em_flush(em, &err);
+	}
+	is_int(rc, 0, "%s: insert and flush through the host's copy", ctx);
+	if (emh_repo_query(repo, &q, &err) == 0) {
+		emh_q_where(q, emh_q_eq(q, "text", emh_v_text(text)));
+		rc = emh_repo_find(repo, q, &ls, &err);
+	}
+	ok(rc == 0 && ls.count == 1, "%s: a query finds it", ctx);
+	emh_em_close(em);
+	if (emh_host_fork(h, ctx, &em, &err) != 0 || emh_em_repo(em, copy, &repo, &err) != 0)
+		bail("%s: %s", ctx, err.message);
+	rc = emh_repo_get(repo, emh_v_int64(n->id), (void **)&got, &err);
+	ok(rc == 0 && got && strcmp(got->text, text) == 0, "%s: another fork gets it by key", ctx);
+	emh_repo_count(repo, NULL, &count, &err);
+	is_int(count, want, "%s: count", ctx);
+	emh_em_close(em);
+}
+
+/*
+ * Issue 10's defect: contexts pointed into the service modules that
+ * registered their entities, so a module could only be closed after the
+ * contexts, through a hook in the host; and when that hook could not
+ * allocate its unload array it closed the modules at once, leaving the
+ * contexts pointing into unmapped memory.  Now a context keeps its own deep
+ * copy of every entity: freeing the services object runs each fini and
+ * unloads the module at once, and the contexts go on working on the copies
+ * (under ASan, in the sanitizer run, any read of the unmapped module is
+ * reported).  The old out-of-memory path is gone by construction: unloading
+ * allocates nothing and nothing in a context points into a module.
+ */
+static void test_unload_keeps_contexts(void)
+{
+	emh_host *h;
+	emh_services *svcs;
+	emh_error err;
+	char buf[64];
+	if (!host_loaded("{ name = \"good\"; module = \"fx_good\"; contexts = { analytics = \"analytics_eu\"; }; },"
+			 "{ name = \"twin\"; module = \"fx_twin\"; }",
+			 "two modules registering the note entity load", &h, &svcs))
+		return;
+	int64_t before = -1, before_eu = -1;
+	call(svcs, "good", "POST", "/add", "flush=1", "by the module", buf, sizeof buf, &err);
+	call(svcs, "good", "GET", "/count", NULL, NULL, buf, sizeof buf, &err);
+	before = strtoll(buf, NULL, 10);
+	call(svcs, "good", "GET", "/count", "ctx=analytics", NULL, buf, sizeof buf, &err);
+	before_eu = strtoll(buf, NULL, 10);
+	const emh_entity *module_entity = emh_svc_descriptor(emh_services_get(svcs, "good"))->needs[0].entity;
+	const emh_entity *copy = NULL, *copy_eu = NULL;
+	ok(emh_host_entity(h, NULL, "fx_notes", &copy, &err) == 0 &&
+	   emh_host_entity(h, "analytics_eu", "fx_notes", &copy_eu, &err) == 0,
+	   "the host has its copy of the entity in both contexts");
+	ok(copy && copy != module_entity && copy_eu != module_entity && copy != copy_eu,
+	   "one copy per context, none of them the module's");
+	ok(module_mapped("fx_good") && module_mapped("fx_twin"), "both modules are mapped while loaded");
+
+	emh_services_free(svcs);
+	ok(!module_mapped("fx_good") && !module_mapped("fx_twin"), "freeing the services unmapped both modules");
+	use_notes(h, "default", copy, "after unload", before + 1);
+	use_notes(h, "analytics_eu", copy_eu, "after unload, eu", before_eu + 1);
+	is_int(emh_host_sync_schema(h, NULL, &err), 0, "schema sync reads the copy, not the module");
+	emh_host_free(h);
+
+	/* A module that registered an entity and then failed its init is
+	 * unloaded at once (no orphan kept for the host), and the context keeps
+	 * the entity it registered. */
+	int rc = host_with("{ name = \"x\"; module = \"fx_initfail\"; }", &h, &svcs, &err);
+	is_int(rc, EMH_EUNAVAILABLE, "a module whose init fails after registering is refused");
+	ok(!module_mapped("fx_initfail"), "and unmapped at once");
+	if (h && emh_host_entity(h, NULL, "fx_notes", &copy, &err) == 0)
+		use_notes(h, "default", copy, "after a failed load", before + 2);
+	else
+		ok(0, "the entity it registered stays in the context: %s", err.message);
+	host_free(h, svcs);
+}
+
 int main(void)
 {
 	const char *b = getenv("EMH_BUILDDIR");
@@ -300,6 +426,7 @@ int main(void)
 	}
 	test_good();
 	test_failures();
+	test_unload_keeps_contexts();
 	const char *files[] = {"emhost.conf", "default.db", "eu.db", "default.db-wal", "default.db-shm",
 			       "eu.db-wal", "eu.db-shm", "default.db-journal", "eu.db-journal", NULL};
 	for (int i = 0; files[i]; i++) {

@@ -23,6 +23,13 @@ tests_fixtures_fx_zzdup_la_LDFLAGS = $(UNIT_FX_LDFLAGS)
 UNIT_LIBS = core/libemhost.la
 check_PROGRAMS += tests/unit/test_abi tests/unit/test_loader tests/unit/test_pool tests/unit/test_host tests/unit/test_entity tests/unit/test_em
 TESTS += tests/unit/test_abi tests/unit/test_loader tests/unit/test_pool tests/unit/test_host tests/unit/test_entity tests/unit/test_em
+# Contexts and registered entities; they read the host's internals (removal counters, keys).
+check_PROGRAMS += tests/unit/test_context tests/unit/test_meta
+TESTS += tests/unit/test_context tests/unit/test_meta
+tests_unit_test_context_SOURCES = tests/unit/test_context.c tests/tap.h
+tests_unit_test_context_LDADD = core/libemhost_core.la $(LIBCONFIG_LIBS)
+tests_unit_test_meta_SOURCES = tests/unit/test_meta.c tests/unit/memdrv.c tests/unit/memdrv.h tests/tap.h
+tests_unit_test_meta_LDADD = core/libemhost_core.la $(LIBCONFIG_LIBS)
 tests_unit_test_abi_SOURCES = tests/unit/test_abi.c tests/unit/memdrv.c tests/unit/memdrv.h tests/tap.h
 tests_unit_test_abi_LDADD = $(UNIT_LIBS)
 tests_unit_test_loader_SOURCES = tests/unit/test_loader.c tests/tap.h

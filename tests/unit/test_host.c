@@ -3,6 +3,7 @@
  * tests/unit/test_host.c: hosts and contexts: two hosts in one process,
  * contexts added and removed at run time, registration and lookup errors,
  * cross-context objects.  Uses the real SQLite plugin from plugins-build.
+ * (test_context.c: contexts at scale and removal; test_meta.c: registration.)
  */
 #include "config.h"
 
@@ -26,6 +27,8 @@ static const emh_field note_fields[] = {
 };
 static const emh_entity note_entity = EMH_ENTITY(note, "notes", note_fields);
 static const emh_entity note_twin = EMH_ENTITY(note, "notes", note_fields);
+static const emh_field other_fields[] = {EMH_FIELD(note, id, EMH_T_INT64, EMH_F_PK)};
+static const emh_entity note_other = EMH_ENTITY(note, "notes", other_fields);
 
 static char plugdir[512], tmp[64];
 
@@ -139,7 +142,15 @@ int main(void)
 	is_int(emh_host_fork(h1, "nosuch", &em, &err), EMH_ENOCONTEXT, "fork of an unknown context");
 	like_str(err.message, "no context 'nosuch' (contexts: default)", "lists the contexts");
 	is_int(emh_host_register_entity(h1, NULL, &note_entity, &err), 0, "registering twice is a no-op");
-	is_int(emh_host_register_entity(h1, NULL, &note_twin, &err), EMH_ECONFIG, "another entity on the same table");
+	is_int(emh_host_register_entity(h1, NULL, &note_twin, &err), 0,
+	       "the same declaration at another address is accepted");
+	emh_repo *r1, *r2;
+	if (emh_host_fork(h1, NULL, &em, &err) != 0)
+		bail("fork: %s", err.message);
+	ok(emh_em_repo(em, &note_entity, &r1, &err) == 0 && emh_em_repo(em, &note_twin, &r2, &err) == 0 && r1 == r2,
+	   "as another name of the same entity");
+	emh_em_close(em);
+	is_int(emh_host_register_entity(h1, NULL, &note_other, &err), EMH_ECONFIG, "another entity on the same table");
 	like_str(err.message, "both map to table 'notes'", "is refused, naming the table");
 
 	/* contexts added and removed at run time (tenants) */

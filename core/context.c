@@ -1,0 +1,418 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/context.c: contexts: creation from configuration, lookup by name,
+ * add and remove at run time, ping.
+ *
+ * The host owns two views of its contexts under one rwlock: an array in
+ * configuration order (introspection, error lists) and an open-addressing
+ * hash table by name, so a fork finds a named context in constant time
+ * whatever the number of tenants.  Forks take the read side; add and remove
+ * the write side.  The default context is never removed, so em.c forks it
+ * without any lock.
+ *
+ * A context counts its references (open forks, registrations and pings in
+ * flight) in one atomic word whose top bit says "being removed".  Removal
+ * takes the context out of the table and sets that bit under the write lock,
+ * so no reference is taken after it and the count only falls: exactly one
+ * emh__context_put sees the last reference go, and it wakes the remover.
+ * There is no timed wait to fall back on, because no wakeup can be missed.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+/* ---- the name table ---- */
+
+/* FNV-1a: names are short identifiers; this is all the mixing they need. */
+static uint64_t name_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+/* Slot of name in the table, or of the empty slot where it would go. */
+static size_t table_slot(const emh_host *h, const char *name, uint64_t hash)
+{
+	size_t mask = h->nbyname - 1, i = (size_t)hash & mask;
+	for (emh_context *c; (c = h->byname[i]) != NULL; i = (i + 1) & mask)
+		if (c->hash == hash && strcmp(c->name, name) == 0)
+			break;
+	return i;
+}
+
+/* Make room for one more entry: the table stays at most half full. */
+static int table_reserve(emh_host *h)
+{
+	if ((h->nctx + 1) * 2 <= h->nbyname)
+		return 0;
+	size_t n = h->nbyname ? h->nbyname * 2 : 16;
+	emh_context **old = h->byname;
+	size_t nold = h->nbyname;
+	if (!(h->byname = calloc(n, sizeof *h->byname))) {
+		h->byname = old;
+		return EMH_ENOMEM;
+	}
+	h->nbyname = n;
+	for (size_t i = 0; i < nold; i++)
+		if (old[i])
+			h->byname[table_slot(h, old[i]->name, old[i]->hash)] = old[i];
+	free(old);
+	return 0;
+}
+
+/*
+ * Remove c by shifting back the entries after it that probed past its slot
+ * (no tombstones: a long-lived host adding and removing tenants keeps short
+ * probe sequences).
+ */
+static void table_delete(emh_host *h, const emh_context *c)
+{
+	size_t mask = h->nbyname - 1, i = table_slot(h, c->name, c->hash);
+	if (h->byname[i] != c)
+		return;
+	for (size_t j = (i + 1) & mask; h->byname[j]; j = (j + 1) & mask) {
+		size_t home = (size_t)h->byname[j]->hash & mask;
+		/* Does j's home lie cyclically in (i, j]?  Then it stays. */
+		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+		if (!stays) {
+			h->byname[i] = h->byname[j];
+			i = j;
+		}
+	}
+	h->byname[i] = NULL;
+}
+
+emh_context *emh__context_find_locked(const emh_host *h, const char *name)
+{
+	if (!name)
+		return h->def;
+	if (!h->nbyname)
+		return NULL;
+	return h->byname[table_slot(h, name, name_hash(name))];
+}
+
+const char *emh__context_list_locked(const emh_host *h, char *buf, size_t cap)
+{
+	size_t off = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < h->nctx && off < cap; i++)
+		off += (size_t)snprintf(buf + off, cap - off, "%s%s", i ? ", " : "", h->ctxs[i]->name);
+	if (h->nctx == 0)
+		snprintf(buf, cap, "none configured");
+	return buf;
+}
+
+int emh__context_insert(emh_host *h, emh_context *c, emh_error *err)
+{
+	emh_context *dup = emh__context_find_locked(h, c->name);
+	if (dup)
+		return emh_error_set(err, EMH_ECONFIG, "duplicate context name '%s' (%s and %s)", c->name,
+				     dup->conf.origin ? dup->conf.origin : "?", c->conf.origin ? c->conf.origin : "?");
+	if (h->nctx == h->ctxcap) {
+		size_t cap = h->ctxcap ? h->ctxcap * 2 : 8;
+		emh_context **n = realloc(h->ctxs, cap * sizeof *n);
+		if (!n)
+			return emh_error_set(err, EMH_ENOMEM, "out of memory");
+		h->ctxs = n;
+		h->ctxcap = cap;
+	}
+	if (table_reserve(h) != 0)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	h->byname[table_slot(h, c->name, c->hash)] = c;
+	h->ctxs[h->nctx++] = c;
+	return 0;
+}
+
+/* ---- references ---- */
+
+emh_context *emh__host_get_context(emh_host *h, const char *name, emh_error *err)
+{
+	pthread_rwlock_rdlock(&h->lock);
+	/* Found under the read lock means not being removed: removal takes it
+	 * out of the table under the write lock before it marks it. */
+	emh_context *c = emh__context_find_locked(h, name);
+	if (c) {
+		atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+		pthread_rwlock_unlock(&h->lock);
+		return c;
+	}
+	char list[1024];
+	emh__context_list_locked(h, list, sizeof list);
+	pthread_rwlock_unlock(&h->lock);
+	if (!name)
+		emh_error_set(err, EMH_ENOCONTEXT, "no default context (contexts: %s)", list);
+	else
+		emh_error_set(err, EMH_ENOCONTEXT, "no context '%s' (contexts: %s)", name, list);
+	return NULL;
+}
+
+void emh__context_put(emh_context *c)
+{
+	unsigned old = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
+	if (old != (EMH__CTX_REMOVING | 1))
+		return;
+	/* The last reference of a context being removed.  The remover frees c
+	 * as soon as it sees drained, so c is not touched after unlocking. */
+	atomic_fetch_add_explicit(&c->host->removals_woken, 1, memory_order_relaxed);
+	pthread_mutex_lock(&c->mu);
+	c->drained = true;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+void emh__context_count_error(emh_context *c, int code)
+{
+	int k = -code;
+	if (k > 0 && k < EMH__ERRKINDS)
+		atomic_fetch_add_explicit(&c->errors[k], 1, memory_order_relaxed);
+}
+
+/* ---- create and free ---- */
+
+void emh__context_free(emh_context *c)
+{
+	if (!c)
+		return;
+	emh__pool_destroy(&c->pool);
+	free(atomic_exchange(&c->spare_em, NULL));
+	if (c->dctx && c->drv && c->drv->d.context_close)
+		c->drv->d.context_close(c->dctx);
+	emh__meta *m = atomic_load(&c->metas);
+	while (m) {
+		emh__meta *n = m->next;
+		emh__meta_free(m);
+		m = n;
+	}
+	emh__ctxconf_release(&c->conf);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	free(c);
+}
+
+static bool truthy(const char *v)
+{
+	return v && (strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcasecmp(v, "yes") == 0 ||
+		     strcasecmp(v, "on") == 0);
+}
+
+/* The driver a context names, or an error naming the refused plugin or the loaded drivers. */
+static int context_driver(emh_host *h, const emh__ctxconf *conf, const emh__driver **out, emh_error *err)
+{
+	const char *dname = emh__ctxconf_get(conf, "driver");
+	const char *origin = conf->origin ? conf->origin : "config";
+	if (!dname) {
+		emh_error_set(err, EMH_ECONFIG, "%s: context '%s' has no driver (set driver or url)", origin,
+			      conf->name);
+		return emh_error_context(err, EMH_ECONFIG, conf->name);
+	}
+	if ((*out = emh__host_driver(h, dname)) != NULL)
+		return 0;
+	for (size_t i = 0; i < h->nrefused; i++) {
+		const char *base = strrchr(h->refused[i].file, '/');
+		base = base ? base + 1 : h->refused[i].file;
+		size_t n = strlen(dname);
+		if (strncmp(base, dname, n) == 0 && strcmp(base + n, ".so") == 0) {
+			emh_error_set(err, EMH_EPLUGIN, "context '%s' needs driver '%s', but plugin '%s' was refused: %s",
+				      conf->name, dname, h->refused[i].file, h->refused[i].reason);
+			return emh_error_context(err, EMH_EPLUGIN, conf->name);
+		}
+	}
+	char list[512];
+	emh_error_set(err, EMH_EPLUGIN, "%s: context '%s' names unknown driver '%s' (loaded drivers: %s)", origin,
+		      conf->name, dname, emh__driver_list(h, list, sizeof list));
+	return emh_error_context(err, EMH_EPLUGIN, conf->name);
+}
+
+int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_error *err)
+{
+	*out = NULL;
+	const emh__driver *drv;
+	int rc = context_driver(h, conf, &drv, err);
+	if (rc)
+		return rc;
+	if ((rc = emh__config_check_context(conf, &drv->d, emh__host_env(h), err)) != 0)
+		return emh_error_context(err, rc, conf->name);
+
+	emh_context *c = calloc(1, sizeof *c);
+	if (!c)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	c->conf = *conf;
+	memset(conf, 0, sizeof *conf);
+	c->name = c->conf.name;
+	c->hash = name_hash(c->name);
+	c->host = h;
+	c->drv = drv;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	static _Atomic unsigned long serial; /* only makes instance strings unique; no host state */
+	snprintf(c->instance, sizeof c->instance, "%s-%p-%lu", c->name, (void *)h,
+		 atomic_fetch_add(&serial, 1) + 1);
+	c->params = (struct emh_params){.context = c->name, .instance = c->instance, .settings = &c->conf.s,
+					.log = &h->log};
+	c->required = truthy(emh__ctxconf_get(&c->conf, "required"));
+	const char *schema = emh__ctxconf_get(&c->conf, "schema");
+	c->schema_sync = schema && strcmp(schema, "sync") == 0;
+	if (drv->d.context_open && (rc = drv->d.context_open(&c->params, &c->dctx, err)) != 0)
+		goto out_free;
+	if ((rc = emh__pool_init(&c->pool, drv, c->dctx, &c->params, &c->conf, err)) != 0)
+		goto out_free;
+	*out = c;
+	return 0;
+out_free:
+	emh__error_in_context(err, rc, c->name);
+	emh__context_free(c);
+	return rc;
+}
+
+/* ---- run-time use ---- */
+
+int emh__context_ping(emh_context *c, emh_error *err)
+{
+	emh_error local;
+	if (!err)
+		err = &local;
+	emh__pconn *pc;
+	int rc = emh__pool_acquire(&c->pool, &pc, err);
+	if (rc)
+		return emh__error_in_context(err, rc, c->name);
+	rc = c->drv->d.ping(pc->conn, err);
+	emh__pool_release(&c->pool, pc, rc);
+	emh__pool_note(&c->pool, rc ? err : NULL);
+	return rc ? emh__error_in_context(err, rc, c->name) : 0;
+}
+
+int emh_host_ping(emh_host *h, const char *name, emh_error *err)
+{
+	emh_context *c = emh__host_get_context(h, name, err);
+	if (!c)
+		return EMH_ENOCONTEXT;
+	int rc = emh__context_ping(c, err);
+	emh__context_put(c);
+	return rc;
+}
+
+/* Settings of an added context from its key, value list: the URL first (it
+ * sets the connection keys), then single keys, which may override it. */
+static int conf_from_kv(emh_host *h, emh__ctxconf *conf, const char *const *kv, emh_error *err)
+{
+	const char *name = conf->name;
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; kv && kv[i]; i += 2) {
+			if (!kv[i + 1])
+				return emh_error_set(err, EMH_EINVAL, "context '%s': key '%s' has no value", name, kv[i]);
+			bool is_url = strcmp(kv[i], "url") == 0;
+			if (is_url != (pass == 0))
+				continue;
+			char *v;
+			int rc = emh__config_expand(kv[i + 1], emh__host_env(h), "api", &v, err);
+			if (rc)
+				return rc;
+			if (is_url) {
+				const emh_driver *dl[64];
+				size_t nd = h->ndrivers < 64 ? h->ndrivers : 64;
+				for (size_t j = 0; j < nd; j++)
+					dl[j] = &h->drivers[j].d;
+				rc = emh__url_apply(conf, v, "api", dl, nd, err);
+			} else {
+				rc = emh__settings_set(&conf->s, kv[i], v, "api", NULL, 0, strcmp(kv[i], "password") == 0);
+			}
+			free(v);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+int emh_host_add_context(emh_host *h, const char *name, const char *const *kv, emh_error *err)
+{
+	if (!h || !name || !emh_ident_valid(name))
+		return emh_error_set(err, EMH_EINVAL, "context name '%s' is not a valid identifier",
+				     name ? name : "(null)");
+	emh__ctxconf conf = {0};
+	emh_context *c;
+	int rc;
+	if (!(conf.name = strdup(name)) || !(conf.origin = strdup("api"))) {
+		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
+		goto out_release;
+	}
+	if ((rc = conf_from_kv(h, &conf, kv, err)) != 0 || (rc = emh__context_create(h, &conf, &c, err)) != 0)
+		goto out_release;
+	if (c->required && (rc = emh__context_ping(c, err)) != 0)
+		goto out_free;
+	pthread_rwlock_wrlock(&h->lock);
+	rc = emh__context_insert(h, c, err);
+	pthread_rwlock_unlock(&h->lock);
+	if (rc)
+		goto out_free;
+	return 0;
+out_free:
+	emh__context_free(c);
+	return rc;
+out_release:
+	emh__ctxconf_release(&conf);
+	return rc;
+}
+
+int emh_host_remove_context(emh_host *h, const char *name, emh_error *err)
+{
+	pthread_rwlock_wrlock(&h->lock);
+	emh_context *c = name ? emh__context_find_locked(h, name) : NULL;
+	if (!c) {
+		char list[1024];
+		emh__context_list_locked(h, list, sizeof list);
+		pthread_rwlock_unlock(&h->lock);
+		return emh_error_set(err, EMH_ENOCONTEXT, "no context '%s' (contexts: %s)", name ? name : "(null)",
+				     list);
+	}
+	if (c == h->def) {
+		pthread_rwlock_unlock(&h->lock);
+		return emh_error_set(err, EMH_ESTATE, "context '%s' is the default and cannot be removed", name);
+	}
+	table_delete(h, c);
+	for (size_t i = 0; i < h->nctx; i++)
+		if (h->ctxs[i] == c) {
+			memmove(&h->ctxs[i], &h->ctxs[i + 1], (h->nctx - i - 1) * sizeof *h->ctxs);
+			h->nctx--;
+			break;
+		}
+	/* Out of the table first, then marked: every reference still to come
+	 * is a put, so the one that reaches zero is the last. */
+	unsigned open = atomic_fetch_or_explicit(&c->refs, EMH__CTX_REMOVING, memory_order_acq_rel);
+	pthread_rwlock_unlock(&h->lock);
+	if (open) {
+		atomic_fetch_add_explicit(&h->removals_waited, 1, memory_order_relaxed);
+		pthread_mutex_lock(&c->mu);
+		while (!c->drained)
+			pthread_cond_wait(&c->cv, &c->mu);
+		pthread_mutex_unlock(&c->mu);
+	}
+	emh__log(&h->log, EMH_LOG_INFO, c->name, "context removed");
+	emh__context_free(c);
+	return 0;
+}
+
+const char *emh_host_context_setting(emh_host *h, const char *name, const char *key)
+{
+	pthread_rwlock_rdlock(&h->lock);
+	emh_context *c = emh__context_find_locked(h, name);
+	const char *v = c ? emh__ctxconf_get(&c->conf, key) : NULL;
+	pthread_rwlock_unlock(&h->lock);
+	return v;
+}
+
+const char *emh_host_context_driver(emh_host *h, const char *name)
+{
+	pthread_rwlock_rdlock(&h->lock);
+	emh_context *c = emh__context_find_locked(h, name);
+	const char *v = c ? c->drv->d.name : NULL;
+	pthread_rwlock_unlock(&h->lock);
+	return v;
+}

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/scope.c: scopes, one unit of work of one service.  A scope maps the
+ * service's needs, resolved once at load (service.c), to forks made on first
+ * ask and to repositories of the host's copies of the declared entities; it
+ * closes every fork it made.  A request pays no lookup by name beyond the
+ * service's.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "service_int.h"
+
+struct emh_scope {
+	emh_svc *svc;
+	size_t nopen;
+	emh_em **ems;     /* per svc->ctx */
+	emh_repo **repos; /* per need */
+};
+
+int emh_scope_open(emh_services *s, const char *service, emh_scope **out, emh_error *err)
+{
+	*out = NULL;
+	if (!s || !service)
+		return emh_error_set(err, EMH_EINVAL, "no services object or service name given");
+	if (s->magic != EMH__SERVICES_MAGIC)
+		return emh_error_set(err, EMH_EINVAL,
+				     "emh_scope_open: first argument is not an emh_services (scopes are opened on "
+				     "the services object since emhost 1.1, not on the host)");
+	emh_svc *svc;
+	char list[1024] = "";
+	pthread_rwlock_rdlock(&s->lock);
+	if (!(svc = emh__services_find_locked(s, service)))
+		for (size_t i = 0; i < s->n; i++)
+			emh__list_add(list, sizeof list, s->v[i]->name);
+	pthread_rwlock_unlock(&s->lock);
+	if (!svc)
+		return emh_error_set(err, EMH_ENOSERVICE, "no service '%s' (services: %s)", service,
+				     list[0] ? list : "none");
+	emh_scope *sc = calloc(1, sizeof *sc + (svc->nctx + svc->nneeds) * sizeof(void *));
+	if (!sc)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	sc->svc = svc;
+	sc->ems = (emh_em **)(sc + 1);
+	sc->repos = (emh_repo **)(sc->ems + svc->nctx);
+	*out = sc;
+	return 0;
+}
+
+void emh_scope_close(emh_scope *scope)
+{
+	if (!scope)
+		return;
+	for (size_t i = 0; i < scope->svc->nctx; i++)
+		emh_em_close(scope->ems[i]);
+	free(scope);
+}
+
+int emh_scope_handle(emh_scope *scope, const emh_request *req, emh_response *res, emh_error *err)
+{
+	if (!scope || !req || !res)
+		return emh_error_set(err, EMH_EINVAL, "scope, request and response are required");
+	emh_error scratch;
+	if (!err)
+		err = &scratch;
+	emh_error_clear(err);
+	int rc = scope->svc->desc.handle(scope, req, res, err);
+	if (rc && err->code != rc) {
+		/* the handler returned a code without saying why */
+		emh_error_set(err, rc, "service '%s': %s", scope->svc->name, emh_strerror(rc));
+	}
+	return rc;
+}
+
+/* The fork of context index ci, made on first ask. */
+static int scope_fork(emh_scope *scope, size_t ci, emh_em **out, emh_error *err)
+{
+	if (!scope->ems[ci]) {
+		int rc = emh_host_fork(scope->svc->host, scope->svc->ctx[ci], &scope->ems[ci], err);
+		if (rc)
+			return rc;
+		scope->nopen++;
+	}
+	*out = scope->ems[ci];
+	return 0;
+}
+
+int emh_scope_em(emh_scope *scope, const char *context, emh_em **out, emh_error *err)
+{
+	*out = NULL;
+	if (!scope)
+		return emh_error_set(err, EMH_EINVAL, "no scope given");
+	emh_svc *s = scope->svc;
+	for (size_t i = 0; i < s->nneeds; i++) {
+		const char *d = s->needs[i].declared;
+		if ((!d && !context) || (d && context && strcmp(d, context) == 0))
+			return scope_fork(scope, s->needs[i].ctx, out, err);
+	}
+	char list[512];
+	return emh_error_set(err, EMH_ENOCONTEXT, "service '%s' did not declare context '%s' (declares: %s)",
+			     s->name, emh__declared_name(context), emh__declared_list(&s->desc, list, sizeof list));
+}
+
+static int scope_repo_need(emh_scope *scope, size_t i, emh_repo **out, emh_error *err)
+{
+	if (!scope->repos[i]) {
+		emh_em *em;
+		int rc = scope_fork(scope, scope->svc->needs[i].ctx, &em, err);
+		if (rc)
+			return rc;
+		if ((rc = emh_em_repo(em, scope->svc->needs[i].reg, &scope->repos[i], err)) != 0)
+			return rc;
+	}
+	*out = scope->repos[i];
+	return 0;
+}
+
+int emh_scope_repo(emh_scope *scope, const emh_entity *e, const char *context, emh_repo **out, emh_error *err)
+{
+	*out = NULL;
+	if (!scope || !e)
+		return emh_error_set(err, EMH_EINVAL, "no scope or entity given");
+	emh_svc *s = scope->svc;
+	for (size_t i = 0; i < s->nneeds; i++) {
+		const char *d = s->needs[i].declared;
+		if (s->needs[i].entity == e && ((!d && !context) || (d && context && strcmp(d, context) == 0)))
+			return scope_repo_need(scope, i, out, err);
+	}
+	return emh_error_set(err, EMH_ENOENTITY,
+			     "service '%s' did not declare a repository of entity '%s' in context '%s'",
+			     s->name, e->name ? e->name : "?", emh__declared_name(context));
+}
+
+int emh_scope_em_at(emh_scope *scope, size_t need, emh_em **out, emh_error *err)
+{
+	*out = NULL;
+	if (!scope || need >= scope->svc->nneeds)
+		return emh_error_set(err, EMH_EINVAL, "service '%s' has no need %zu",
+				     scope ? scope->svc->name : "?", need);
+	return scope_fork(scope, scope->svc->needs[need].ctx, out, err);
+}
+
+int emh_scope_repo_at(emh_scope *scope, size_t need, emh_repo **out, emh_error *err)
+{
+	*out = NULL;
+	if (!scope || need >= scope->svc->nneeds)
+		return emh_error_set(err, EMH_EINVAL, "service '%s' has no need %zu",
+				     scope ? scope->svc->name : "?", need);
+	if (!scope->svc->needs[need].entity)
+		return emh_error_set(err, EMH_EINVAL, "service '%s': need %zu declares no entity",
+				     scope->svc->name, need);
+	return scope_repo_need(scope, need, out, err);
+}
+
+void *emh_scope_state(const emh_scope *scope) { return scope ? scope->svc->state : NULL; }
+emh_svc *emh_scope_service(const emh_scope *scope) { return scope ? scope->svc : NULL; }
+size_t emh_scope_forks_open(const emh_scope *scope) { return scope ? scope->nopen : 0; }

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/service_int.h: what the services layer's files share (never
+ * installed): the loaded service and the services object (service.c), which
+ * scopes (scope.c) read.
+ */
+#ifndef EMH_CORE_SERVICE_INT_H
+#define EMH_CORE_SERVICE_INT_H
+
+#include <stdio.h>
+#include <string.h>
+
+#include <emhost/service.h>
+
+#include "internal.h"
+
+/* First word of an emh_services: tells one from a host handed in its place
+ * by a caller of the 1.0 emh_scope_open(emh_host *, ...). */
+#define EMH__SERVICES_MAGIC 0x53565353u /* "SSVS" */
+
+typedef struct emh__svc_need {
+	const char *declared;     /* the module's context name, NULL = default (the module's string) */
+	const emh_entity *entity; /* as declared: what the module asks with, a key in the context */
+	const emh_entity *reg;    /* the host's copy in that context; NULL for an EM-only need */
+	size_t ctx;               /* index into emh_svc.ctx */
+} emh__svc_need;
+
+struct emh_svc {
+	emh_services *owner;
+	emh_host *host;
+	char *name;
+	char *file;
+	void *dl; /* NULL for a static service */
+	emh_service desc;
+	void *state;
+	bool inited;
+	emh__svc_need *needs;
+	size_t nneeds;
+	char **ctx; /* distinct contexts of this host the needs resolved to */
+	size_t nctx;
+	emh__settings settings;
+};
+
+struct emh_services {
+	uint32_t magic; /* EMH__SERVICES_MAGIC while alive */
+	emh_host *host;
+	pthread_mutex_t add_mu; /* serialises adding (registration may do I/O) */
+	pthread_rwlock_t lock;  /* v, n: lookups by emh_scope_open */
+	emh_svc **v;            /* load order */
+	size_t n, cap;
+};
+
+/* How errors name a declared context: NULL is "default". */
+static inline const char *emh__declared_name(const char *declared) { return declared ? declared : "default"; }
+
+/* Append s to buf (cap bytes) as a ", "-separated list item. */
+static inline void emh__list_add(char *buf, size_t cap, const char *s)
+{
+	size_t n = strlen(buf);
+	if (n + 1 < cap)
+		snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", s);
+}
+
+/* "default, analytics": the context names a descriptor declares, into buf. */
+const char *emh__declared_list(const emh_service *d, char *buf, size_t cap);
+/* The service mounted as name, or NULL.  s->lock held (either side). */
+emh_svc *emh__services_find_locked(const emh_services *s, const char *name);
+
+#endif

@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/unit/test_context.c: contexts by name at tenant scale (the host's
+ * hash table: add, find, remove, configuration order), removal woken by the
+ * last fork rather than by a timer, and errors of a driver's context_open
+ * and connect naming the context.  A static driver that opens nothing; the
+ * removal counters are read from the host's internals.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <emhost/emhost.h>
+
+#include "../../core/internal.h"
+#include "../tap.h"
+
+/* ---- a driver that opens nothing, and fails where told ---- */
+
+struct emh_conn {
+	int unused;
+};
+
+static int nd_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
+{
+	bool fail;
+	*out = NULL;
+	if (emh_params_bool(p, "fail_open", false, &fail, err) != 0)
+		return EMH_ECONFIG;
+	return fail ? emh_error_set(err, EMH_EDRIVER, "nulldrv: cannot set up the client pool") : 0;
+}
+
+static void nd_context_close(emh_dctx *dc) { (void)dc; }
+
+static int nd_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_error *err)
+{
+	(void)dc;
+	bool fail;
+	if (emh_params_bool(p, "fail_connect", false, &fail, err) != 0)
+		return EMH_ECONFIG;
+	if (fail)
+		return emh_error_set(err, EMH_EUNAVAILABLE, "nulldrv: connection refused");
+	*out = calloc(1, sizeof **out);
+	return *out ? 0 : emh_error_set(err, EMH_ENOMEM, "out of memory");
+}
+
+static void nd_disconnect(emh_conn *c) { free(c); }
+static int nd_ping(emh_conn *c, emh_error *err) { (void)c, (void)err; return 0; }
+static int nd_execute(emh_conn *c, const char *t, emh_error *err) { (void)c, (void)t, (void)err; return 0; }
+static int nd_sync(emh_conn *c, const emh_meta *m, emh_error *err) { (void)c, (void)m, (void)err; return 0; }
+static int nd_insert(emh_conn *c, const emh_meta *m, const emh_value *v, emh_value *k, emh_error *err)
+{
+	(void)c, (void)m, (void)v, (void)k;
+	return emh_error_set(err, EMH_EUNSUPPORTED, "nulldrv stores nothing");
+}
+static int nd_update(emh_conn *c, const emh_meta *m, const emh_value *v, uint64_t mask, emh_error *err)
+{
+	(void)c, (void)m, (void)v, (void)mask;
+	return emh_error_set(err, EMH_EUNSUPPORTED, "nulldrv stores nothing");
+}
+static int nd_remove(emh_conn *c, const emh_meta *m, const emh_value *k, emh_error *err)
+{
+	(void)c, (void)m, (void)k;
+	return emh_error_set(err, EMH_EUNSUPPORTED, "nulldrv stores nothing");
+}
+static int nd_find(emh_conn *c, const emh_meta *m, const emh_query *q, emh_rowsink *s, emh_error *err)
+{
+	(void)c, (void)m, (void)q, (void)s, (void)err;
+	return 0;
+}
+static int nd_count(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *n, emh_error *err)
+{
+	(void)c, (void)m, (void)q, (void)err;
+	*n = 0;
+	return 0;
+}
+
+static const emh_param_spec nd_params[] = {
+	{.key = "fail_open", .kind = EMH_PARAM_BOOL, .help = "context_open fails"},
+	{.key = "fail_connect", .kind = EMH_PARAM_BOOL, .help = "connect fails"},
+	{.key = NULL},
+};
+
+static const emh_driver nulldrv = {
+	EMH_DRIVER_HEADER,
+	.name = "nulldrv",
+	.version = "test",
+	.params = nd_params,
+	.context_open = nd_context_open,
+	.context_close = nd_context_close,
+	.connect = nd_connect,
+	.disconnect = nd_disconnect,
+	.ping = nd_ping,
+	.execute = nd_execute,
+	.sync = nd_sync,
+	.insert = nd_insert,
+	.update = nd_update,
+	.remove = nd_remove,
+	.find = nd_find,
+	.count = nd_count,
+};
+static const emh_driver *const drivers[] = {&nulldrv};
+
+static emh_host *new_host(const char *const *env, emh_error *err)
+{
+	emh_host_opts o = {.no_plugins = true, .drivers = drivers, .ndrivers = 1, .envp = env};
+	emh_host *h = NULL;
+	emh_host_new(&o, &h, err);
+	return h;
+}
+
+static int add(emh_host *h, const char *name, emh_error *err)
+{
+	const char *kv[] = {"driver", "nulldrv", NULL};
+	return emh_host_add_context(h, name, kv, err);
+}
+
+static int fork_close(emh_host *h, const char *name, emh_error *err)
+{
+	emh_em *em;
+	int rc = emh_host_fork(h, name, &em, err);
+	emh_em_close(em);
+	return rc;
+}
+
+/* ---- many contexts ---- */
+
+#define NTENANTS 3000
+
+static void test_many_contexts(void)
+{
+	const char *env[] = {"EMH_CONTEXT_DEFAULT_DRIVER=nulldrv", NULL};
+	emh_error err;
+	emh_host *h = new_host(env, &err);
+	if (!h)
+		bail("host: %s", err.message);
+	char name[32];
+	int fails = 0;
+	for (int i = 0; i < NTENANTS; i++) {
+		snprintf(name, sizeof name, "t%d", i);
+		fails += add(h, name, &err) != 0;
+	}
+	is_int(fails, 0, "%d contexts added at run time", NTENANTS);
+	/* Every other one removed: the table shifts entries back over the holes. */
+	for (int i = 0; i < NTENANTS; i += 2) {
+		snprintf(name, sizeof name, "t%d", i);
+		fails += emh_host_remove_context(h, name, &err) != 0;
+	}
+	is_int(fails, 0, "half of them removed");
+	int found = 0, gone = 0;
+	for (int i = 0; i < NTENANTS; i++) {
+		snprintf(name, sizeof name, "t%d", i);
+		int rc = fork_close(h, name, &err);
+		if (i % 2 && rc == 0)
+			found++;
+		else if (i % 2 == 0 && rc == EMH_ENOCONTEXT)
+			gone++;
+		else
+			diag("%s: fork gave %s", name, emh_status_name(rc));
+		if (i % 2 && emh_host_context_driver(h, name) == NULL)
+			diag("%s: no driver", name);
+	}
+	is_int(found, NTENANTS / 2, "every remaining context is found by name");
+	is_int(gone, NTENANTS / 2, "no removed one is");
+	ok(emh_host_context_driver(h, "t1") && !emh_host_context_driver(h, "t0"),
+	   "setting lookups use the same table");
+
+	emh_context_info *infos;
+	size_t n;
+	bool in_order = emh_host_contexts(h, &infos, &n, &err) == 0 && n == 1 + NTENANTS / 2;
+	for (size_t i = 1; in_order && i < n; i++) {
+		snprintf(name, sizeof name, "t%zu", 2 * i - 1);
+		in_order = strcmp(infos[i].name, name) == 0;
+	}
+	if (in_order)
+		emh_context_info_free(infos, n);
+	ok(in_order, "emh_host_contexts keeps configuration order after removals");
+
+	for (int i = 0; i < NTENANTS; i += 2) {
+		snprintf(name, sizeof name, "t%d", i);
+		fails += add(h, name, &err) != 0;
+	}
+	is_int(fails, 0, "removed names can be added again");
+	is_int(add(h, "t7", &err), EMH_ECONFIG, "a name still present is a duplicate");
+	is_int(fork_close(h, "t0", &err), 0, "a re-added context is found");
+	is_int(fork_close(h, "nosuch", &err), EMH_ENOCONTEXT, "an unknown name is not");
+	like_str(err.message, "no context 'nosuch' (contexts: default, t1, t3", "listing contexts in order");
+	emh_host_free(h);
+}
+
+/* ---- removal is woken by the last fork ---- */
+
+typedef struct remover {
+	emh_host *h;
+	const char *name;
+	int rc;
+	bool done;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+} remover;
+
+static void *remove_main(void *arg)
+{
+	remover *r = arg;
+	emh_error err;
+	int rc = emh_host_remove_context(r->h, r->name, &err);
+	pthread_mutex_lock(&r->mu);
+	r->rc = rc;
+	r->done = true;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
+/*
+ * Join a remover.  The removal has no timer of its own: a missed wakeup
+ * would hang it for ever, so the test gives up after a minute (a hang
+ * guard, not a timing assertion: the remover is woken in microseconds).
+ */
+static bool remover_join(remover *r, pthread_t t)
+{
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += 60;
+	pthread_mutex_lock(&r->mu);
+	while (!r->done)
+		if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0)
+			break;
+	bool done = r->done;
+	pthread_mutex_unlock(&r->mu);
+	if (!done)
+		bail("context removal still waiting after 60 s: the last fork's put did not wake it");
+	pthread_join(t, NULL);
+	return r->rc == 0;
+}
+
+#define ROUNDS 300
+
+static void test_removal_wakeup(void)
+{
+	const char *env[] = {"EMH_CONTEXT_DEFAULT_DRIVER=nulldrv", NULL};
+	emh_error err;
+	emh_host *h = new_host(env, &err);
+	if (!h)
+		bail("host: %s", err.message);
+	int fails = 0;
+
+	/* idle: nothing to wait for */
+	for (int i = 0; i < ROUNDS; i++)
+		fails += add(h, "idle", &err) != 0 || emh_host_remove_context(h, "idle", &err) != 0;
+	is_int(fails, 0, "an idle context added and removed %d times", ROUNDS);
+	is_int((int)atomic_load(&h->removals_waited), 0, "removing an idle context never waits");
+
+	/* the remover is already waiting when the last fork closes */
+	for (int i = 0; i < ROUNDS; i++) {
+		emh_em *a, *b;
+		remover r = {.h = h, .name = "busy"};
+		pthread_mutex_init(&r.mu, NULL);
+		pthread_cond_init(&r.cv, NULL);
+		uint64_t waited = atomic_load(&h->removals_waited);
+		if (add(h, "busy", &err) || emh_host_fork(h, "busy", &a, &err) || emh_host_fork(h, "busy", &b, &err))
+			bail("setup: %s", err.message);
+		pthread_t t;
+		pthread_create(&t, NULL, remove_main, &r);
+		while (atomic_load(&h->removals_waited) == waited)
+			sched_yield(); /* until the remover has seen the forks and gone to wait */
+		emh_em_close(a);
+		emh_em_close(b); /* the last one */
+		fails += !remover_join(&r, t);
+		pthread_cond_destroy(&r.cv);
+		pthread_mutex_destroy(&r.mu);
+	}
+	is_int(fails, 0, "a context whose last fork closes during the wait is removed, %d times", ROUNDS);
+	is_int((int)atomic_load(&h->removals_waited), ROUNDS, "each of those removals waited");
+	is_int((int)atomic_load(&h->removals_woken), ROUNDS, "and each was woken by the last fork's close");
+
+	/* the fork closes while the removal starts: the race the old code lost */
+	uint64_t w0 = atomic_load(&h->removals_waited), k0 = atomic_load(&h->removals_woken);
+	for (int i = 0; i < ROUNDS; i++) {
+		emh_em *a;
+		remover r = {.h = h, .name = "race"};
+		pthread_mutex_init(&r.mu, NULL);
+		pthread_cond_init(&r.cv, NULL);
+		if (add(h, "race", &err) || emh_host_fork(h, "race", &a, &err))
+			bail("setup: %s", err.message);
+		pthread_t t;
+		pthread_create(&t, NULL, remove_main, &r);
+		/* A spin that grows with the round moves the close across the
+		 * remover's start, so some rounds close first and some after. */
+		for (volatile int k = 0; k < i * 300; k++)
+			;
+		emh_em_close(a);
+		fails += !remover_join(&r, t);
+		pthread_cond_destroy(&r.cv);
+		pthread_mutex_destroy(&r.mu);
+	}
+	is_int(fails, 0, "removal racing the last fork's close completes, %d times", ROUNDS);
+	uint64_t waited = atomic_load(&h->removals_waited) - w0, woken = atomic_load(&h->removals_woken) - k0;
+	ok(waited == woken, "every removal that waited was woken by a close (%llu waited, %llu woken)",
+	   (unsigned long long)waited, (unsigned long long)woken);
+	emh_host_free(h);
+}
+
+/* ---- driver errors name the context ---- */
+
+static void test_driver_errors(void)
+{
+	const char *env[] = {"EMH_CONTEXT_DEFAULT_DRIVER=nulldrv", NULL};
+	emh_error err;
+	emh_host *h = new_host(env, &err);
+	if (!h)
+		bail("host: %s", err.message);
+
+	const char *bad_open[] = {"driver", "nulldrv", "fail_open", "true", NULL};
+	memset(&err, 0, sizeof err);
+	is_int(emh_host_add_context(h, "ledger", bad_open, &err), EMH_EDRIVER, "context_open's failure is returned");
+	is_str(err.message, "context 'ledger': nulldrv: cannot set up the client pool",
+	       "prefixed with the context like every context error");
+	is_str(err.context, "ledger", "err.context is set");
+
+	const char *envo[] = {"EMH_CONTEXT_DEFAULT_DRIVER=nulldrv", "EMH_CONTEXT_DEFAULT_FAIL_OPEN=true", NULL};
+	memset(&err, 0, sizeof err);
+	emh_host *h2 = new_host(envo, &err);
+	ok(!h2, "a configured context whose context_open fails stops the host");
+	is_str(err.message, "context 'default': nulldrv: cannot set up the client pool", "naming the context");
+
+	const char *bad_conn[] = {"driver", "nulldrv", "fail_connect", "true", NULL};
+	is_int(emh_host_add_context(h, "down", bad_conn, &err), 0, "a context whose connect fails is added");
+	memset(&err, 0, sizeof err);
+	is_int(emh_host_ping(h, "down", &err), EMH_EUNAVAILABLE, "ping: connect's failure is returned");
+	is_str(err.message, "context 'down': nulldrv: connection refused", "prefixed once");
+	memset(&err, 0, sizeof err);
+	is_int(emh_host_sync_schema(h, "down", &err), EMH_EUNAVAILABLE, "schema sync: connect's failure");
+	is_str(err.message, "context 'down': nulldrv: connection refused", "prefixed once");
+	emh_em *em;
+	memset(&err, 0, sizeof err);
+	if (emh_host_fork(h, "down", &em, &err) != 0)
+		bail("fork: %s", err.message);
+	is_int(emh_em_execute(em, "x", &err), EMH_EUNAVAILABLE, "a fork's first call: connect's failure");
+	is_str(err.message, "context 'down': nulldrv: connection refused", "prefixed once");
+	emh_em_close(em);
+
+	emh_context_info *infos;
+	size_t n;
+	const char *last = NULL;
+	if (emh_host_contexts(h, &infos, &n, &err) == 0) {
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(infos[i].name, "down") == 0)
+				last = infos[i].last_error;
+		is_str(last, "nulldrv: connection refused", "health keeps the driver's words (the context is its row)");
+		emh_context_info_free(infos, n);
+	} else {
+		ok(0, "emh_host_contexts: %s", err.message);
+	}
+	emh_host_free(h);
+}
+
+int main(void)
+{
+	test_many_contexts();
+	test_removal_wakeup();
+	test_driver_errors();
+	return done_testing();
+}
