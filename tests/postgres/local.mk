@@ -4,7 +4,7 @@ if HAVE_POSTGRES
 TESTS += tests/postgres/conformance.sh tests/postgres/test_pg_errors tests/postgres/fault.sh
 check_PROGRAMS += tests/postgres/test_pg_errors tests/postgres/test_pg_fault
 tests_postgres_test_pg_errors_SOURCES = tests/postgres/test_pg_errors.c tests/tap.h
-tests_postgres_test_pg_errors_LDADD = core/libemhost.la $(AX_PTHREAD_LIBS)
+tests_postgres_test_pg_errors_LDADD = core/libemhost.la $(EMH_PTHREAD_LIBS)
 tests_postgres_test_pg_fault_SOURCES = tests/postgres/test_pg_fault.c tests/tap.h
 tests_postgres_test_pg_fault_LDADD = core/libemhost.la
 # fault.sh stops and restarts the server: under `make -j check` it must not
