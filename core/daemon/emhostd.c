@@ -97,7 +97,11 @@ static long server_int(emh_host *h, const char *key, long def, long min)
 static int write_ready_file(const char *path, const char *url)
 {
 	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	if (n < 0 || (size_t)n >= sizeof tmp) {
+		errno = ENAMETOOLONG; /* a cut name would be some other file */
+		return -1;
+	}
 	FILE *f = fopen(tmp, "w");
 	if (!f)
 		return -1;

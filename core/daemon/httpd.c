@@ -89,7 +89,7 @@ struct emhd_server {
 	emh_host *host;
 	struct MHD_Daemon *mhd;
 	size_t max_body;
-	char url[128];
+	char url[sizeof "http://[]:65535" + INET6_ADDRSTRLEN];
 	_Atomic unsigned in_flight;
 	_Atomic bool stopping;
 	_Atomic uint64_t rejected; /* 503s for a full queue */
@@ -215,12 +215,17 @@ static void metrics_record(svc_metrics *m, int status, int64_t ns)
 /* A fixed error body for status, for when a JSON answer cannot be built. */
 static void res_fallback(emh_response *res, int status)
 {
-	char body[160];
-	int n = snprintf(body, sizeof body,
-			 "{\"error\":{\"code\":\"%s\",\"message\":\"the answer could not be encoded\",\"context\":\"\"}}",
-			 error_code_name(status));
+#define FALLBACK_BODY "{\"error\":{\"code\":\"%s\",\"message\":\"the answer could not be encoded\",\"context\":\"\"}}"
+	/* room for the longest code name error_code_name has */
+	char body[sizeof FALLBACK_BODY + sizeof "method_not_allowed"];
+	int n = snprintf(body, sizeof body, FALLBACK_BODY, error_code_name(status));
+#undef FALLBACK_BODY
 	emh_response_reset(res);
-	emh_response_set(res, status, "application/json", body, (size_t)n, NULL);
+	/* n is the length sent: never past the buffer, whatever a new code name is */
+	if (n > 0 && (size_t)n < sizeof body)
+		emh_response_set(res, status, "application/json", body, (size_t)n, NULL);
+	else
+		emh_response_set(res, status, NULL, NULL, 0, NULL);
 }
 
 /* Fill res with a JSON body (takes the reference to j). */
@@ -266,7 +271,7 @@ static void res_emh_error(emhd_server *srv, const char *uri, emh_response *res, 
 {
 	int status = emhd_http_status(err->code);
 	const char *ctx = err->context[0] ? err->context : NULL;
-	char generic[128];
+	char generic[sizeof "context '' is unavailable, retry later" + EMH_ERROR_CTX_MAX];
 	switch (status) {
 	case 500:
 		emh_host_log(srv->host, EMH_LOG_ERROR, ctx, "%s: %s (%s)", uri, err->message, emh_status_name(err->code));
@@ -635,6 +640,8 @@ static enum MHD_Result kv_iter(void *cls, enum MHD_ValueKind kind, const char *k
 static void service_into(emhd_req *r, struct MHD_Connection *conn, emh_response *res)
 {
 	emhd_server *srv = r->srv;
+	/* A service name is an identifier of at most 63 bytes: a longer path
+	 * segment names no service whether it is cut here or not. */
 	char name[128];
 	snprintf(name, sizeof name, "%.*s", (int)r->svc_len, r->svc);
 	/* the path below the service and the raw query, from the raw URI */
@@ -899,8 +906,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	emhd_server *srv = cls;
+	/* one log line: a longer message is cut, and says so */
 	char buf[512];
-	vsnprintf(buf, sizeof buf, fmt, ap);
+	int len = vsnprintf(buf, sizeof buf, fmt, ap);
+	if (len < 0)
+		return;
+	if ((size_t)len >= sizeof buf)
+		memcpy(buf + sizeof buf - sizeof "...", "...", sizeof "...");
 	size_t n = strlen(buf);
 	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
@@ -909,30 +921,45 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- start / stop ---- */
 
+/* n bytes of s into dst as a string; false when they do not fit (never cut:
+ * part of a host name or port is another address). */
+static bool copy_part(char *dst, size_t cap, const char *s, size_t n)
+{
+	if (n >= cap)
+		return false;
+	memcpy(dst, s, n);
+	dst[n] = '\0';
+	return true;
+}
+
 /* "host:port", "[v6]:port", ":port" or "port" into a socket address. */
 static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *sl, char *err, size_t cap)
 {
 	char host[256] = "127.0.0.1", port[16];
 	const char *colon;
+	bool host_fits = true;
 	if (listen[0] == '[') {
 		const char *close = strchr(listen, ']');
 		if (!close || close[1] != ':') {
 			snprintf(err, cap, "listen address '%s': expected [address]:port", listen);
 			return -1;
 		}
-		snprintf(host, sizeof host, "%.*s", (int)(close - listen - 1), listen + 1);
+		host_fits = copy_part(host, sizeof host, listen + 1, (size_t)(close - listen - 1));
 		colon = close + 1;
 	} else if ((colon = strrchr(listen, ':')) != NULL) {
 		if (colon > listen)
-			snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
+			host_fits = copy_part(host, sizeof host, listen, (size_t)(colon - listen));
 	} else {
 		colon = listen - 1; /* just a port */
 	}
-	snprintf(port, sizeof port, "%s", colon + 1);
+	if (!host_fits) {
+		snprintf(err, cap, "listen address '%s': host is longer than %zu bytes", listen, sizeof host - 1);
+		return -1;
+	}
 	char *end;
-	long pn = strtol(port, &end, 10);
-	if (!port[0] || *end || pn < 0 || pn > 65535) {
-		snprintf(err, cap, "listen address '%s': bad port '%s'", listen, port);
+	long pn = copy_part(port, sizeof port, colon + 1, strlen(colon + 1)) ? strtol(port, &end, 10) : -1;
+	if (pn < 0 || !port[0] || *end || pn > 65535) {
+		snprintf(err, cap, "listen address '%s': bad port '%s'", listen, colon + 1);
 		return -1;
 	}
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
