@@ -80,8 +80,8 @@ static void service_into(emhd_req *r, struct MHD_Connection *conn, emh_response 
 		.nargs = args->n,
 		.headers = hdrs->v,
 		.nheaders = hdrs->n,
-		.body = r->body,
-		.body_len = r->len,
+		.body = r->body.ptr,
+		.body_len = r->body.len,
 	};
 	emh_error err;
 	emh_scope *scope = NULL;
@@ -187,7 +187,7 @@ void emhd__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	atomic_fetch_sub(&r->srv->in_flight, 1);
 	emh_response_free(r->res);
-	free(r->body);
+	emh_buf_release(&r->body);
 	free(r->uri);
 	free(r);
 	*con_cls = NULL;
@@ -252,36 +252,21 @@ enum MHD_Result emhd__on_access(void *cls, struct MHD_Connection *conn, const ch
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 		*upload_data_size = 0;
+		r->received += n;
 		if (r->too_large) {
 			/* libmicrohttpd (0.9.75) takes no response while a body is
 			 * being received: the rest of a chunked body too large is
 			 * read and dropped, up to a bound, past which the
 			 * connection is closed unanswered */
-			r->len += n;
-			return r->len > srv->max_body + discard_max(srv) ? MHD_NO : MHD_YES;
+			return r->received > srv->max_body + discard_max(srv) ? MHD_NO : MHD_YES;
 		}
-		if (r->len + n > srv->max_body) {
+		if (r->received > srv->max_body) {
 			r->too_large = true; /* the 413 goes when the body ends */
-			free(r->body);
-			r->body = NULL;
-			r->cap = 0;
-			r->len += n;
+			emh_buf_release(&r->body);
 			return MHD_YES;
 		}
-		if (r->len + n + 1 > r->cap) {
-			size_t cap = r->cap ? r->cap : 1024;
-			while (cap < r->len + n + 1)
-				cap *= 2;
-			char *b = realloc(r->body, cap);
-			if (!b)
-				return MHD_NO;
-			r->body = b;
-			r->cap = cap;
-		}
-		memcpy(r->body + r->len, upload_data, n);
-		r->len += n;
-		r->body[r->len] = '\0';
-		return MHD_YES;
+		emh_buf_add(&r->body, upload_data, n);
+		return r->body.oom ? MHD_NO : MHD_YES;
 	}
 	if (r->too_large) {
 		char msg[128];

@@ -25,6 +25,8 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include <emhost/buf.h>
+
 #include "httpd.h"
 
 /* latency buckets (bucket_le in metrics.c) */
@@ -95,8 +97,8 @@ typedef struct emhd_req {
 	bool started;         /* the access handler saw the headers */
 	bool too_large;
 	bool answered;        /* a response is queued on the connection */
-	char *body;
-	size_t len, cap;
+	emh_buf body;         /* the body read so far; empty once it is too large */
+	size_t received;      /* body bytes received, kept or dropped */
 	int64_t t0;
 	svc_metrics *m;
 	const char *svc;      /* service name the path routes to (borrowed), or NULL */

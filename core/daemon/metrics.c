@@ -33,9 +33,9 @@ void emhd__metrics_record(svc_metrics *m, int status, int64_t ns)
 	atomic_fetch_add_explicit(&m->by_status[k], 1, memory_order_relaxed);
 }
 
-static void prom_header(FILE *f, const char *name, const char *type, const char *help)
+static void prom_header(emh_buf *b, const char *name, const char *type, const char *help)
 {
-	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	emh_buf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 enum MHD_Result emhd__serve_metrics(struct MHD_Connection *conn, emhd_req *r)
@@ -46,19 +46,13 @@ enum MHD_Result emhd__serve_metrics(struct MHD_Connection *conn, emhd_req *r)
 	emh_error err;
 	if (emh_host_contexts(srv->host, &infos, &n, &err) != 0)
 		return emhd__reply_error(conn, r, 500, emh_strerror(err.code), NULL);
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	if (!f) {
-		emh_context_info_free(infos, n);
-		return emhd__reply_error(conn, r, 500, "out of memory", NULL);
-	}
+	emh_buf out = EMH_BUF_INIT; /* out of memory shows once, at the end */
 #define PER_CTX(metric, type, help, fmt, expr)                                                \
 	do {                                                                                  \
-		prom_header(f, metric, type, help);                                           \
+		prom_header(&out, metric, type, help);                                        \
 		for (size_t i = 0; i < n; i++) {                                              \
 			const emh_context_info *c = &infos[i];                                \
-			fprintf(f, metric "{context=\"%s\"} " fmt "\n", c->name, expr);      \
+			emh_buf_addf(&out, metric "{context=\"%s\"} " fmt "\n", c->name, expr); \
 		}                                                                             \
 	} while (0)
 	PER_CTX("emhost_context_up", "gauge", "1 when the last connection attempt succeeded.", "%d", c->up ? 1 : 0);
@@ -79,15 +73,15 @@ enum MHD_Result emhd__serve_metrics(struct MHD_Connection *conn, emhd_req *r)
 	PER_CTX("emhost_queries_total", "counter", "Statements and commands sent to the database.", "%llu",
 		(unsigned long long)c->queries);
 #undef PER_CTX
-	prom_header(f, "emhost_errors_total", "counter", "Errors by kind.");
+	prom_header(&out, "emhost_errors_total", "counter", "Errors by kind.");
 	for (size_t i = 0; i < n; i++)
 		for (int k = 1; k < 32; k++)
 			if (infos[i].errors[k])
-				fprintf(f, "emhost_errors_total{context=\"%s\",kind=\"%s\"} %llu\n", infos[i].name,
+				emh_buf_addf(&out, "emhost_errors_total{context=\"%s\",kind=\"%s\"} %llu\n", infos[i].name,
 					emh_status_name(-k), (unsigned long long)infos[i].errors[k]);
 	emh_context_info_free(infos, n);
 
-	prom_header(f, "emhost_http_requests_total", "counter", "HTTP requests answered, by service and status.");
+	prom_header(&out, "emhost_http_requests_total", "counter", "HTTP requests answered, by service and status.");
 	for (size_t s = 0; s < srv->nsvc + 2; s++) {
 		const svc_metrics *m = &srv->metrics[s];
 		for (size_t k = 0; k < NSTATUS; k++) {
@@ -95,49 +89,51 @@ enum MHD_Result emhd__serve_metrics(struct MHD_Connection *conn, emhd_req *r)
 			if (!v)
 				continue;
 			if (k < NSTATUS - 1)
-				fprintf(f, "emhost_http_requests_total{service=\"%s\",code=\"%d\"} %llu\n", m->name,
+				emh_buf_addf(&out, "emhost_http_requests_total{service=\"%s\",code=\"%d\"} %llu\n", m->name,
 					status_slots[k], (unsigned long long)v);
 			else
-				fprintf(f, "emhost_http_requests_total{service=\"%s\",code=\"other\"} %llu\n", m->name,
+				emh_buf_addf(&out, "emhost_http_requests_total{service=\"%s\",code=\"other\"} %llu\n", m->name,
 					(unsigned long long)v);
 		}
 	}
-	prom_header(f, "emhost_http_request_duration_seconds", "histogram",
+	prom_header(&out, "emhost_http_request_duration_seconds", "histogram",
 		    "Time from the request's headers to its response being queued.");
 	for (size_t s = 0; s < srv->nsvc + 2; s++) {
 		const svc_metrics *m = &srv->metrics[s];
 		uint64_t cum = 0;
 		for (size_t b = 0; b < NBUCKETS; b++) {
 			cum += atomic_load_explicit(&m->buckets[b], memory_order_relaxed);
-			fprintf(f, "emhost_http_request_duration_seconds_bucket{service=\"%s\",le=\"%g\"} %llu\n",
+			emh_buf_addf(&out, "emhost_http_request_duration_seconds_bucket{service=\"%s\",le=\"%g\"} %llu\n",
 				m->name, bucket_le[b], (unsigned long long)cum);
 		}
 		/* +Inf and _count from the same loads as the buckets: never below them */
 		cum += atomic_load_explicit(&m->buckets[NBUCKETS], memory_order_relaxed);
-		fprintf(f, "emhost_http_request_duration_seconds_bucket{service=\"%s\",le=\"+Inf\"} %llu\n", m->name,
+		emh_buf_addf(&out, "emhost_http_request_duration_seconds_bucket{service=\"%s\",le=\"+Inf\"} %llu\n", m->name,
 			(unsigned long long)cum);
-		fprintf(f, "emhost_http_request_duration_seconds_sum{service=\"%s\"} %.6f\n", m->name,
+		emh_buf_addf(&out, "emhost_http_request_duration_seconds_sum{service=\"%s\"} %.6f\n", m->name,
 			(double)atomic_load_explicit(&m->sum_ns, memory_order_relaxed) / 1e9);
-		fprintf(f, "emhost_http_request_duration_seconds_count{service=\"%s\"} %llu\n", m->name,
+		emh_buf_addf(&out, "emhost_http_request_duration_seconds_count{service=\"%s\"} %llu\n", m->name,
 			(unsigned long long)cum);
 	}
 	pthread_mutex_lock(&srv->qmu);
 	unsigned qlen = srv->qlen, busy = srv->busy;
 	pthread_mutex_unlock(&srv->qmu);
-	prom_header(f, "emhost_http_queued", "gauge", "Requests waiting for a worker.");
-	fprintf(f, "emhost_http_queued %u\n", qlen);
-	prom_header(f, "emhost_http_queue_max", "gauge", "Requests that may wait for a worker; more get 503.");
-	fprintf(f, "emhost_http_queue_max %u\n", srv->qmax);
-	prom_header(f, "emhost_http_workers_busy", "gauge", "Workers running a handler.");
-	fprintf(f, "emhost_http_workers_busy %u\n", busy);
-	prom_header(f, "emhost_http_rejected_total", "counter", "Requests answered 503 because the queue was full.");
-	fprintf(f, "emhost_http_rejected_total %llu\n", (unsigned long long)atomic_load(&srv->rejected));
-	prom_header(f, "emhost_http_in_flight", "gauge", "Requests being received or handled.");
-	fprintf(f, "emhost_http_in_flight %u\n", atomic_load(&srv->in_flight));
-	emh_response *res = fclose(f) == 0 ? emh_response_new() : NULL;
-	if (!res || emh_response_set_owned(res, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len, NULL) != 0) {
+	prom_header(&out, "emhost_http_queued", "gauge", "Requests waiting for a worker.");
+	emh_buf_addf(&out, "emhost_http_queued %u\n", qlen);
+	prom_header(&out, "emhost_http_queue_max", "gauge", "Requests that may wait for a worker; more get 503.");
+	emh_buf_addf(&out, "emhost_http_queue_max %u\n", srv->qmax);
+	prom_header(&out, "emhost_http_workers_busy", "gauge", "Workers running a handler.");
+	emh_buf_addf(&out, "emhost_http_workers_busy %u\n", busy);
+	prom_header(&out, "emhost_http_rejected_total", "counter", "Requests answered 503 because the queue was full.");
+	emh_buf_addf(&out, "emhost_http_rejected_total %llu\n", (unsigned long long)atomic_load(&srv->rejected));
+	prom_header(&out, "emhost_http_in_flight", "gauge", "Requests being received or handled.");
+	emh_buf_addf(&out, "emhost_http_in_flight %u\n", atomic_load(&srv->in_flight));
+	size_t len = out.len;
+	char *text = emh_buf_take(&out);
+	emh_response *res = text ? emh_response_new() : NULL;
+	if (!res || emh_response_set_owned(res, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL) != 0) {
 		if (!res)
-			free(buf);
+			free(text);
 		emh_response_free(res);
 		return emhd__reply_error(conn, r, 500, "out of memory", NULL);
 	}
