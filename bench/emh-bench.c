@@ -41,6 +41,7 @@
 
 #include <ctype.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -490,7 +491,13 @@ static int bench_add_default(emh_host *h, char *name, size_t cap, char *file, si
 	emh_host_remove_context(h, name, NULL);
 
 	snprintf(name, cap, "bench_file");
-	snprintf(file, fcap, "%s/emh-bench-%ld.db", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid());
+	const char *tmpdir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	int n = snprintf(file, fcap, "%s/emh-bench-%ld.db", tmpdir, (long)getpid());
+	if (n < 0 || (size_t)n >= fcap) {
+		printf("# bench sqlite: TMPDIR '%s' is too long for a database file name\n", tmpdir);
+		file[0] = '\0';
+		return EMH_EINVAL;
+	}
 	rc = emh_host_add_context(h, name, (const char *const[]){"driver", "sqlite", "path", file, NULL}, &err);
 	if (rc) {
 		printf("# bench sqlite: cannot add a sqlite context: %s: %s\n", emh_status_name(rc), err.message);
@@ -505,30 +512,32 @@ static int bench_add_default(emh_host *h, char *name, size_t cap, char *file, si
 static void remove_db_files(const char *file)
 {
 	static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-	char p[300];
+	char p[PATH_MAX + sizeof "-journal"];
 	for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
-		snprintf(p, sizeof p, "%s%s", file, suffix[i]);
-		unlink(p);
+		int n = snprintf(p, sizeof p, "%s%s", file, suffix[i]);
+		if (n > 0 && (size_t)n < sizeof p) /* a cut name is some other file */
+			unlink(p);
 	}
 }
 
 /* The configured name matching want case-insensitively (EMH_CONTEXT_PG_URL
- * makes a context that --context pg should find), else want itself. */
-static const char *resolve_ctx(emh_host *h, const char *want, char *buf, size_t cap)
+ * makes a context that --context pg should find), else want itself: a
+ * malloc'd copy the caller frees, NULL when out of memory. */
+static char *resolve_ctx(emh_host *h, const char *want)
 {
 	emh_context_info *infos = NULL;
 	size_t n = 0;
-	const char *out = want;
+	const char *found = want;
 
 	if (emh_host_contexts(h, &infos, &n, NULL) != 0)
-		return want;
+		return strdup(want);
 	for (size_t i = 0; i < n; i++) {
 		if (strcasecmp(infos[i].name, want) == 0) {
-			snprintf(buf, cap, "%s", infos[i].name);
-			out = buf;
+			found = infos[i].name;
 			break;
 		}
 	}
+	char *out = strdup(found);
 	emh_context_info_free(infos, n);
 	return out;
 }
@@ -545,7 +554,7 @@ int main(int argc, char **argv)
 	const char **envp = NULL;
 	size_t nctx = 0, rows = 10000;
 	double secs = 1.0;
-	char pbuf[4096], defname[32], deffile[300] = "";
+	char pbuf[PATH_MAX], defname[32], deffile[PATH_MAX] = "";
 	emh_host_opts opts;
 	emh_host *h = NULL;
 	emh_error err;
@@ -585,7 +594,12 @@ int main(int argc, char **argv)
 	if (!pdir)
 		pdir = getenv("EMH_PLUGIN_DIR");
 	if (!pdir && getenv("EMH_BUILDDIR")) {
-		snprintf(pbuf, sizeof pbuf, "%s/plugins-build", getenv("EMH_BUILDDIR"));
+		int n = snprintf(pbuf, sizeof pbuf, "%s/plugins-build", getenv("EMH_BUILDDIR"));
+		if (n < 0 || (size_t)n >= sizeof pbuf) {
+			fprintf(stderr, "emh-bench: EMH_BUILDDIR is too long for a plugin directory\n");
+			free(ctxs);
+			return 2;
+		}
 		pdir = pbuf;
 	}
 	memset(&opts, 0, sizeof opts);
@@ -631,9 +645,10 @@ int main(int argc, char **argv)
 		ctxs[nctx++] = defname;
 	}
 	for (size_t i = 0; i < nctx; i++) {
-		char name[128];
-		if (bench_context(h, resolve_ctx(h, ctxs[i], name, sizeof name), rows, secs))
+		char *name = resolve_ctx(h, ctxs[i]);
+		if (!name || bench_context(h, name, rows, secs))
 			status = 1;
+		free(name);
 	}
 out_free:
 	emh_host_free(h);

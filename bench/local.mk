@@ -34,7 +34,7 @@ bench_emh_bench_CPPFLAGS += -DBENCH_HAVE_MONGO
 bench_emh_bench_CFLAGS += $(MONGOC_CFLAGS)
 bench_emh_bench_LDADD += $(MONGOC_LIBS)
 endif
-bench_emh_bench_LDADD += $(AX_PTHREAD_LIBS)
+bench_emh_bench_LDADD += $(EMH_PTHREAD_LIBS)
 
 # Speed is measured here, never asserted by a test.
 bench: bench/emh-bench$(EXEEXT) plugins-build.stamp bench-http

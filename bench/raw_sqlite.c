@@ -73,9 +73,14 @@ static void *raw_sq_open(emh_host *h, const char *ctx)
 		goto out_close;
 	}
 	sqlite3_busy_timeout(r->db, busy ? atoi(busy) : 5000);
-	snprintf(sql, sizeof sql, "PRAGMA foreign_keys=ON; PRAGMA synchronous=%s",
-		 sync && strspn(sync, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") == strlen(sync)
-			 ? sync : "NORMAL");
+	int n = snprintf(sql, sizeof sql, "PRAGMA foreign_keys=ON; PRAGMA synchronous=%s",
+			 sync && strspn(sync, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") ==
+					 strlen(sync)
+				 ? sync : "NORMAL");
+	if (n < 0 || (size_t)n >= sizeof sql) { /* cut, it would be another setting */
+		fprintf(stderr, "raw sqlite: synchronous '%s' is not a setting SQLite has\n", sync);
+		goto out_close;
+	}
 	if (sqlite3_exec(r->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
 		fprintf(stderr, "raw sqlite: '%s': %s\n", sql, sqlite3_errmsg(r->db));
 		goto out_close;

@@ -8,11 +8,11 @@ core_libemhost_core_la_SOURCES = \
 	core/entity.c core/query.c core/buf.c core/sql.c core/em.c \
 	core/service.c core/scope.c core/response.c
 core_libemhost_core_la_CFLAGS = $(AM_CFLAGS) $(LIBCONFIG_CFLAGS)
-core_libemhost_core_la_LIBADD = $(LIBCONFIG_LIBS) $(AX_PTHREAD_LIBS)
+core_libemhost_core_la_LIBADD = $(LIBCONFIG_LIBS) $(EMH_PTHREAD_LIBS)
 
 lib_LTLIBRARIES += core/libemhost.la
 core_libemhost_la_SOURCES = core/version.c
-core_libemhost_la_LIBADD = core/libemhost_core.la $(LIBCONFIG_LIBS) $(AX_PTHREAD_LIBS)
+core_libemhost_la_LIBADD = core/libemhost_core.la $(LIBCONFIG_LIBS) $(EMH_PTHREAD_LIBS)
 core_libemhost_la_LDFLAGS = -no-undefined -version-info 0:0:0 -export-symbols-regex '^emh_[a-z]'
 
 emhostincludedir = $(includedir)/emhost

@@ -1,4 +1,4 @@
 # core/cli: the emhost command-line tool (public API only).
 bin_PROGRAMS += core/cli/emhost
 core_cli_emhost_SOURCES = core/cli/emhost.c
-core_cli_emhost_LDADD = core/libemhost.la $(AX_PTHREAD_LIBS)
+core_cli_emhost_LDADD = core/libemhost.la $(EMH_PTHREAD_LIBS)

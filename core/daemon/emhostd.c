@@ -72,6 +72,7 @@ static void usage(FILE *f)
 		"  -v, --verbose          more log output (repeat for debug)\n"
 		"  -q, --quiet            only warnings and errors\n"
 		"  -h, --help             this help\n"
+		"      --version          print the version and exit\n"
 		"SIGTERM/SIGINT stop it gracefully within server.shutdown_timeout_ms; a second one at once.\n"
 		"exit status: 0 stopped cleanly, 1 startup failure, 2 usage, 3 handlers abandoned at the\n"
 		"shutdown deadline (pools not closed)\n");
@@ -97,7 +98,11 @@ static long server_int(emh_host *h, const char *key, long def, long min)
 static int write_ready_file(const char *path, const char *url)
 {
 	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	if (n < 0 || (size_t)n >= sizeof tmp) {
+		errno = ENAMETOOLONG; /* a cut name would be some other file */
+		return -1;
+	}
 	FILE *f = fopen(tmp, "w");
 	if (!f)
 		return -1;
@@ -143,7 +148,8 @@ int main(int argc, char **argv)
 		{"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
 		{"plugin-dir", required_argument, NULL, 'p'}, {"ready-file", required_argument, NULL, 'R'},
 		{"verbose", no_argument, NULL, 'v'},         {"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
+		{"help", no_argument, NULL, 'h'},            {"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "c:l:p:vqh", longopts, NULL)) != -1) {
@@ -155,6 +161,7 @@ int main(int argc, char **argv)
 		case 'v': if (level < EMH_LOG_DEBUG) level++; break;
 		case 'q': level = EMH_LOG_WARN; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': printf("emhostd %s\n", EMH_VERSION_STRING); return 0;
 		default: usage(stderr); return 2;
 		}
 	}

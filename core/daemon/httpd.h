@@ -23,7 +23,8 @@ typedef struct emhd_opts {
 /*
  * Start serving the services of svcs (and the health of its host).  svcs
  * must outlive the server.  On failure errbuf says why (bad listen address,
- * port in use).  Returns 0 or -1.
+ * port in use), cut to cap bytes like snprintf: it is a message, not data.
+ * Returns 0 or -1.
  */
 int emhd_start(emh_services *svcs, const emhd_opts *o, emhd_server **out, char *errbuf, size_t cap);
 

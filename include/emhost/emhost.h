@@ -9,7 +9,22 @@
 #include <emhost/host.h>
 #include <emhost/em.h>
 #include <emhost/service.h>
+#include <emhost/version.h>
 
-#define EMH_VERSION_STRING "0.1.0"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * The version of the library the program runs with, as "0.1.0" (static
+ * storage, never freed).  EMH_VERSION_STRING is the version of the headers
+ * it was compiled with; the two differ only when a program built against
+ * one release runs with another.  Thread-safe.
+ */
+const char *emh_version(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -20,8 +20,10 @@ int svc_reply_json(emh_response *res, int status, json_t *j, emh_error *err)
 
 int svc_reply_method(emh_response *res, const emh_request *req, const char *allow, emh_error *err)
 {
-	char msg[256], method[64];
-	snprintf(msg, sizeof msg, "method %s is not allowed here (allowed: %s)",
+	/* allow is the service's own short list: a longer one is cut in the
+	 * message only (the Allow header has it whole) */
+	char method[64], msg[sizeof "method  is not allowed here (allowed: )" + sizeof method + 128];
+	snprintf(msg, sizeof msg, "method %s is not allowed here (allowed: %.128s)",
 		 emh_text_clean(req->method, method, sizeof method), allow);
 	json_t *j = json_pack("{s:{s:s,s:s,s:s}}", "error", "code", "method_not_allowed", "message", msg, "context", "");
 	int rc = svc_reply_json(res, 405, j, err);

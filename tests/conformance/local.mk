@@ -6,7 +6,7 @@
 check_PROGRAMS += tests/conformance/emh-conformance
 tests_conformance_emh_conformance_SOURCES = tests/conformance/emh-conformance.c tests/tap.h
 tests_conformance_emh_conformance_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
-tests_conformance_emh_conformance_LDADD = core/libemhost.la $(AX_PTHREAD_LIBS)
+tests_conformance_emh_conformance_LDADD = core/libemhost.la $(EMH_PTHREAD_LIBS)
 
 TESTS += tests/conformance/sqlite.sh
 EXTRA_DIST += tests/conformance/sqlite.sh

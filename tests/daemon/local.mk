@@ -99,3 +99,11 @@ bench-http: $(BENCH_HTTP_PROG) $(BENCH_HTTP_DEPS)
 	@if test -n '$(BENCH_HTTP_PROG)'; then \
 	  EMH_BUILDDIR='$(abs_top_builddir)' EMH_SRCDIR='$(abs_top_srcdir)' tests/daemon/emh-bench-http; \
 	else echo "bench-http: skipped (needs emhostd, libcurl and the sqlite driver)"; fi
+
+# emhostd's command line: listen addresses it must refuse (no HTTP client needed).
+if HAVE_DAEMON
+if HAVE_SQLITE
+TESTS += tests/daemon/listen.sh
+endif
+endif
+EXTRA_DIST += tests/daemon/listen.sh

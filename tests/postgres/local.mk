@@ -4,7 +4,7 @@ if HAVE_POSTGRES
 TESTS += tests/postgres/conformance.sh tests/postgres/test_pg_errors tests/postgres/fault.sh
 check_PROGRAMS += tests/postgres/test_pg_errors
 tests_postgres_test_pg_errors_SOURCES = tests/postgres/test_pg_errors.c $(FIXTURE_SOURCES)
-tests_postgres_test_pg_errors_LDADD = core/libemhost.la $(AX_PTHREAD_LIBS)
+tests_postgres_test_pg_errors_LDADD = core/libemhost.la $(EMH_PTHREAD_LIBS)
 # fault.sh runs tests/fault/test_fault, ordered after every other test by tests/local.mk.
 endif
 EXTRA_DIST += tests/postgres/conformance.sh tests/postgres/fault.sh

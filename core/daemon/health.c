@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/daemon/health.c: GET /_emhost/health.  Answered on the I/O thread
+ * from the contexts' state, never from a database call there.  A request
+ * first asks one prober thread per context to ping it (so a database that
+ * went down, or came back, since the last request is seen) and waits for
+ * those pings at most HEALTH_WAIT_MS, suspended like a service request but
+ * on no worker; the health timer resumes it.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "httpd_int.h"
+
+/* How long a health request waits for its pings before answering from the
+ * state the contexts are in. */
+#define HEALTH_WAIT_MS 1000
+
+/*
+ * Health from the contexts' state (what the last connect, ping or lost
+ * connection said), never from a database call here: this runs on an I/O
+ * thread.  The probers' pings, when they answered in time, are part of
+ * that state.  Why a context is down goes to the log, not to the answer.
+ */
+void emhd__health_into(emhd_server *srv, emh_response *res)
+{
+	emh_context_info *infos;
+	size_t n;
+	emh_error err;
+	if (emh_host_contexts(srv->host, &infos, &n, &err) != 0) {
+		emhd__res_emh_error(srv, "/_emhost/health", res, &err);
+		return;
+	}
+	bool healthy = true;
+	json_t *ctxs = json_object();
+	for (size_t i = 0; i < n; i++) {
+		const emh_context_info *c = &infos[i];
+		if (c->required && !c->up)
+			healthy = false;
+		json_object_set_new(ctxs, c->name,
+				    json_pack("{s:s,s:s,s:b,s:b}", "status", c->up ? "up" : "down", "driver",
+					      c->driver ? c->driver : "", "required", c->required, "default",
+					      c->is_default));
+	}
+	emh_context_info_free(infos, n);
+	emhd__res_json(res, healthy ? 200 : 503, json_pack("{s:s,s:o}", "status", healthy ? "up" : "down", "contexts", ctxs));
+}
+
+/* Has every prober finished round hgen?  Under hmu. */
+static bool probes_done(const emhd_server *srv)
+{
+	for (size_t i = 0; i < srv->nprobers; i++)
+		if (srv->probers[i].running && srv->probers[i].done_gen < srv->hgen)
+			return false;
+	return true;
+}
+
+/*
+ * Is the pool of context name saturated (every connection lent, none idle)?
+ * Then its state is current -- requests are using it -- and a ping would
+ * only wait for a connection.
+ */
+static bool pool_saturated(emh_host *h, const char *name)
+{
+	emh_context_info *infos;
+	size_t n;
+	bool full = false;
+	if (emh_host_contexts(h, &infos, &n, NULL) != 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(infos[i].name, name) == 0)
+			full = infos[i].idle == 0 && (int)infos[i].in_use >= infos[i].pool_max;
+	emh_context_info_free(infos, n);
+	return full;
+}
+
+/* One ping of p's context, retried once: a failed ping discards its
+ * connection, and a second one tells a pool holding a connection broken by
+ * an earlier outage (the server is back) from a database that is down now. */
+static void probe(emhd_prober *p)
+{
+	emhd_server *srv = p->srv;
+	if (pool_saturated(srv->host, p->context))
+		return;
+	emh_error err;
+	int rc = emh_host_ping(srv->host, p->context, &err);
+	if (rc && rc != EMH_ETIMEOUT)
+		rc = emh_host_ping(srv->host, p->context, &err);
+	if (rc == EMH_ETIMEOUT)
+		return; /* no connection free: busy, not down */
+	if (rc && !p->was_down)
+		emh_host_log(srv->host, EMH_LOG_WARN, p->context, "health: context is down: %s", err.message);
+	else if (!rc && p->was_down)
+		emh_host_log(srv->host, EMH_LOG_INFO, p->context, "health: context is up again");
+	p->was_down = rc != 0;
+}
+
+static void *prober_main(void *arg)
+{
+	emhd_prober *p = arg;
+	emhd_server *srv = p->srv;
+	pthread_mutex_lock(&srv->hmu);
+	for (;;) {
+		while (p->done_gen >= srv->hgen && !srv->hstop)
+			pthread_cond_wait(&srv->hcv, &srv->hmu);
+		if (srv->hstop)
+			break;
+		uint64_t gen = srv->hgen;
+		pthread_mutex_unlock(&srv->hmu);
+		probe(p);
+		pthread_mutex_lock(&srv->hmu);
+		p->done_gen = gen;
+		pthread_cond_broadcast(&srv->hcv);
+	}
+	p->running = false;
+	pthread_cond_broadcast(&srv->hcv);
+	pthread_mutex_unlock(&srv->hmu);
+	return NULL;
+}
+
+/* Answers the health requests of a round when its pings are done or its
+ * time is up, whichever comes first. */
+static void *health_timer_main(void *arg)
+{
+	emhd_server *srv = arg;
+	pthread_mutex_lock(&srv->hmu);
+	for (;;) {
+		while (!srv->hwait && !srv->hstop)
+			pthread_cond_wait(&srv->hcv, &srv->hmu);
+		if (!srv->hwait)
+			break; /* stopping, nobody waiting */
+		while (!srv->hstop && !probes_done(srv) && now_ns() < srv->hdeadline) {
+			struct timespec ts = abs_mono(srv->hdeadline);
+			pthread_cond_timedwait(&srv->hcv, &srv->hmu, &ts);
+		}
+		emhd_req *w = srv->hwait;
+		srv->hwait = NULL;
+		pthread_mutex_unlock(&srv->hmu);
+		while (w) {
+			emhd_req *next = w->next;
+			struct MHD_Connection *conn = w->conn;
+			atomic_store_explicit(&w->done, true, memory_order_release);
+			MHD_resume_connection(conn); /* w may be gone from here on */
+			w = next;
+		}
+		pthread_mutex_lock(&srv->hmu);
+	}
+	pthread_mutex_unlock(&srv->hmu);
+	return NULL;
+}
+
+/* GET /_emhost/health: start (or join) a round of pings and wait for it, suspended. */
+enum MHD_Result emhd__serve_health(struct MHD_Connection *conn, emhd_req *r)
+{
+	emhd_server *srv = r->srv;
+	r->health = true;
+	if (!(r->res = emh_response_new()))
+		return MHD_NO;
+	pthread_mutex_lock(&srv->hmu);
+	if (srv->hstop || !srv->htimer_running || srv->nprobers == 0) {
+		pthread_mutex_unlock(&srv->hmu);
+		emhd__health_into(srv, r->res);
+		return emhd__queue_response(conn, r, r->res);
+	}
+	if (!srv->hwait) {
+		srv->hgen++;
+		srv->hdeadline = now_ns() + (int64_t)HEALTH_WAIT_MS * 1000000;
+		pthread_cond_broadcast(&srv->hcv);
+	}
+	r->conn = conn;
+	MHD_suspend_connection(conn);
+	r->next = srv->hwait;
+	srv->hwait = r;
+	pthread_mutex_unlock(&srv->hmu);
+	return MHD_YES;
+}
+
+/* Start the health timer and one prober per context; without them health
+ * answers from the state alone. */
+void emhd__health_start(emhd_server *srv)
+{
+	emh_context_info *infos;
+	size_t n;
+	if (emh_host_contexts(srv->host, &infos, &n, NULL) != 0)
+		return;
+	emhd_prober *pr = calloc(n ? n : 1, sizeof *pr);
+	if (!pr) {
+		emh_context_info_free(infos, n);
+		return;
+	}
+	pthread_mutex_lock(&srv->hmu);
+	srv->probers = pr;
+	srv->nprobers = n;
+	for (size_t i = 0; i < n; i++) {
+		pr[i].srv = srv;
+		if (!(pr[i].context = strdup(infos[i].name)))
+			continue;
+		pr[i].running = pthread_create(&pr[i].th, NULL, prober_main, &pr[i]) == 0;
+	}
+	srv->htimer_running = pthread_create(&srv->htimer, NULL, health_timer_main, srv) == 0;
+	pthread_mutex_unlock(&srv->hmu);
+	emh_context_info_free(infos, n);
+}
+
+/*
+ * Stop health probing: waiting health requests are answered now; probers
+ * in a ping get until deadline to finish.  Returns how many are still
+ * pinging (they hold a fork of the host: it must not be freed then).
+ */
+unsigned emhd__health_stop(emhd_server *srv, int64_t deadline)
+{
+	pthread_mutex_lock(&srv->hmu);
+	srv->hstop = true;
+	pthread_cond_broadcast(&srv->hcv);
+	bool timer = srv->htimer_running;
+	srv->htimer_running = false;
+	for (;;) {
+		unsigned left = 0;
+		for (size_t i = 0; i < srv->nprobers; i++)
+			left += srv->probers[i].running;
+		if (!left || now_ns() >= deadline)
+			break;
+		struct timespec ts = abs_mono(deadline);
+		pthread_cond_timedwait(&srv->hcv, &srv->hmu, &ts);
+	}
+	pthread_mutex_unlock(&srv->hmu);
+	if (timer)
+		pthread_join(srv->htimer, NULL); /* it only resumes connections */
+	unsigned stuck = 0;
+	for (size_t i = 0; i < srv->nprobers; i++) {
+		emhd_prober *p = &srv->probers[i];
+		if (!p->context)
+			continue;
+		pthread_mutex_lock(&srv->hmu);
+		bool running = p->running;
+		pthread_mutex_unlock(&srv->hmu);
+		if (running) {
+			stuck++;
+			continue;
+		}
+		pthread_join(p->th, NULL);
+		free(p->context);
+		p->context = NULL;
+	}
+	return stuck;
+}
