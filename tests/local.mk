@@ -1,4 +1,5 @@
 # Test fragments, one per owner.
+include $(srcdir)/tests/fixtures/local.mk
 include $(srcdir)/tests/unit/local.mk
 include $(srcdir)/tests/config/local.mk
 include $(srcdir)/tests/conformance/local.mk
