@@ -180,6 +180,8 @@ static int op_call(emh_em *em, emh__op *o, emh_error *err)
 		return d->execute(c, o->text, err);
 	case OP_SYNC:
 		return emh__meta_sync(o->m, c, false, err);
+	case OP_UPSERT:
+		return d->upsert(c, &o->m->pub, o->params, err);
 	}
 	return emh_error_set(err, EMH_EINVAL, "unknown operation");
 }

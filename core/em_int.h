@@ -44,12 +44,12 @@ struct emh_repo {
 };
 
 /* One driver call (em.c runs it; uow.c builds the writes). */
-enum { OP_STMT = 1, OP_INSERT, OP_UPDATE, OP_REMOVE, OP_FIND, OP_COUNT, OP_EXECUTE, OP_SYNC };
+enum { OP_STMT = 1, OP_INSERT, OP_UPDATE, OP_REMOVE, OP_FIND, OP_COUNT, OP_EXECUTE, OP_SYNC, OP_UPSERT };
 typedef struct emh__op {
 	int kind;
 	emh__meta *m;
 	const emh_stmt *st;
-	const emh_value *params; /* OP_STMT; vals for OP_INSERT/UPDATE; key for OP_REMOVE */
+	const emh_value *params; /* OP_STMT; vals for OP_INSERT/UPDATE/UPSERT; key for OP_REMOVE */
 	emh_rowsink *sink;
 	uint64_t mask;
 	emh_value *key;

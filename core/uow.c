@@ -626,10 +626,11 @@ int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err)
 	if ((rc = emh__em_conn(em, err)) != 0)
 		return rc;
 	uint64_t caps = emh__em_caps(em);
-	if (!emh__em_is_sql(em) || !(caps & EMH_CAP_UPSERT))
+	bool sql = emh__em_is_sql(em);
+	if (!(caps & EMH_CAP_UPSERT))
 		return emh__em_fail(em, emh_error_set(err, EMH_EUNSUPPORTED, "driver '%s' cannot upsert",
 						  em->ctx->drv->d.name), err);
-	if (!m->st_upsert)
+	if (sql && !m->st_upsert)
 		return emh__em_fail(em, emh_error_set(err, EMH_EUNSUPPORTED,
 						  "driver '%s' cannot upsert entity '%s': its ON DUPLICATE KEY would also "
 						  "fire on the entity's other unique columns and overwrite another row",
@@ -643,7 +644,10 @@ int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err)
 	if (sp && (rc = tx_send(em, TX_BEGIN, level, err)) != 0)
 		return rc;
 	emh_rowsink rs = {0};
-	emh__op x = {.kind = OP_STMT, .m = m, .st = m->st_upsert, .params = vals, .sink = &rs};
+	/* A SQL driver runs the dialect's statement; a document driver (the
+	 * loader made sure it has the member) its own upsert. */
+	emh__op x = sql ? (emh__op){.kind = OP_STMT, .m = m, .st = m->st_upsert, .params = vals, .sink = &rs}
+			: (emh__op){.kind = OP_UPSERT, .m = m, .params = vals};
 	rc = emh__em_run(em, &x, err);
 	if (sp) {
 		emh_error ignored;
