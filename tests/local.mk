@@ -7,6 +7,7 @@ include $(srcdir)/tests/postgres/local.mk
 include $(srcdir)/tests/mysql/local.mk
 include $(srcdir)/tests/mongo/local.mk
 include $(srcdir)/tests/daemon/local.mk
+include $(srcdir)/tests/abi/local.mk
 EXTRA_DIST += tests/tap.h tests/tap.sh tests/fault.h
 
 # Fault tests stop and restart the shared test servers, so they run one at a
