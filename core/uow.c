@@ -561,37 +561,33 @@ static int flush(emh_em *em, emh__obj *only, emh_error *err)
 
 int emh_em_flush(emh_em *em, emh_error *err) { return flush(em, NULL, err); }
 
-static int repo_obj(emh_repo *r, void *obj, emh__obj **out, emh_error *err)
+/* obj's header, if obj is an object of this fork and of r's entity, in
+ * state want (else EMH_ESTATE: "<call>: object of entity 'e' is <not_what>"). */
+static int repo_obj(emh_repo *r, void *obj, int want, const char *call, const char *not_what, emh__obj **out,
+		    emh_error *err)
 {
 	int rc = emh__em_own(r->em, obj, out, err);
 	if (rc == 0 && (*out)->m != r->m)
 		return emh__em_fail(r->em, emh_error_set(err, EMH_EINVAL, "object of entity '%s' given to the repository of '%s'",
 						     (*out)->m->pub.entity->name, r->m->pub.entity->name), err);
+	if (rc == 0 && want && (*out)->state != want)
+		return emh__em_fail(r->em, emh_error_set(err, EMH_ESTATE, "%s: object of entity '%s' is %s", call,
+							 r->m->pub.entity->name, not_what), err);
 	return rc;
 }
 
 int emh_repo_insert(emh_repo *r, void *obj, emh_error *err)
 {
 	emh__obj *o;
-	int rc = repo_obj(r, obj, &o, err);
-	if (rc)
-		return rc;
-	if (o->state != ST_NEW)
-		return emh__em_fail(r->em, emh_error_set(err, EMH_ESTATE, "emh_repo_insert: object of entity '%s' is not new",
-						     r->m->pub.entity->name), err);
-	return flush(r->em, o, err);
+	int rc = repo_obj(r, obj, ST_NEW, "emh_repo_insert", "not new", &o, err);
+	return rc ? rc : flush(r->em, o, err);
 }
 
 int emh_repo_update(emh_repo *r, void *obj, emh_error *err)
 {
 	emh__obj *o;
-	int rc = repo_obj(r, obj, &o, err);
-	if (rc)
-		return rc;
-	if (o->state != ST_MANAGED)
-		return emh__em_fail(r->em, emh_error_set(err, EMH_ESTATE, "emh_repo_update: object of entity '%s' is not stored",
-						     r->m->pub.entity->name), err);
-	return flush(r->em, o, err);
+	int rc = repo_obj(r, obj, ST_MANAGED, "emh_repo_update", "not stored", &o, err);
+	return rc ? rc : flush(r->em, o, err);
 }
 
 int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err)
@@ -603,12 +599,9 @@ int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err)
 	emh__meta *m = r->m;
 	const emh_entity *e = m->pub.entity;
 	emh__obj *o;
-	int rc = repo_obj(r, obj, &o, err);
+	int rc = repo_obj(r, obj, ST_NEW, "emh_repo_upsert", "not new", &o, err);
 	if (rc)
 		return rc;
-	if (o->state != ST_NEW)
-		return emh__em_fail(em, emh_error_set(err, EMH_ESTATE, "emh_repo_upsert: object of entity '%s' is not new",
-						  e->name), err);
 	if (m->pub.generated)
 		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
 						  "entity '%s' has a generated key: upsert needs a key set by the caller",
@@ -665,7 +658,7 @@ int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err)
 int emh_repo_remove(emh_repo *r, void *obj, emh_error *err)
 {
 	emh__obj *o;
-	int rc = repo_obj(r, obj, &o, err);
+	int rc = repo_obj(r, obj, 0, NULL, NULL, &o, err);
 	if (rc)
 		return rc;
 	if ((rc = emh_em_remove(r->em, obj, err)) != 0)
