@@ -94,8 +94,9 @@ static const char *missing(const member *m, size_t n, char *buf, size_t cap)
 			off += (size_t)snprintf(buf + off, cap - off, "%s'%s'", off ? ", " : "", m[i].name);
 	return off ? buf : NULL;
 }
-#define MISSING(buf, ...) missing((const member[]){__VA_ARGS__}, sizeof((const member[]){__VA_ARGS__}) / sizeof(member), \
-				  buf, sizeof buf)
+#define MISSING(buf, ...)                                                                    \
+	missing((const member[]){__VA_ARGS__}, sizeof((const member[]){__VA_ARGS__}) / sizeof(member), buf, \
+		sizeof buf)
 #define M(d, x) {#x, (d)->x != NULL}
 
 /*
