@@ -3,9 +3,12 @@
  * core/loader.c: driver plugins.  Every *.so of the plugin directory is
  * opened with RTLD_NOW | RTLD_LOCAL (a missing symbol fails now, not
  * mid-request, and libpq/libmysqlclient/libmongoc never collide), its one
- * descriptor symbol is validated before any of its code runs, and a refusal
- * is a warning naming the file and the reason.  It stops the host only when a
- * configured context needs that driver (host.c).
+ * descriptor symbol is validated before any of its code runs -- ABI, size,
+ * a file named after its driver, the members of its kind, every capability
+ * bit against the members that serve it -- and a refusal is a warning naming
+ * the file and the reason.  It stops the host only when a configured context
+ * needs that driver (host.c).  Static drivers get the same checks but the
+ * file name's.
  */
 #include "config.h"
 
@@ -48,35 +51,159 @@ static int refuse(emh_host *h, const char *file, const char *fmt, ...)
 	return 0;
 }
 
-/* Why a descriptor cannot be used, or NULL.  d is the zero-extended copy. */
-static const char *check_members(const emh_driver *d)
+/* The capability bits this host knows, for refusals that name them.  A bit
+ * appended to driver.h gets its line here and its check in check_caps. */
+static const struct {
+	uint64_t bit;
+	const char *name;
+} cap_names[] = {
+	{EMH_CAP_TRANSACTIONS, "EMH_CAP_TRANSACTIONS"}, {EMH_CAP_SAVEPOINTS, "EMH_CAP_SAVEPOINTS"},
+	{EMH_CAP_RETURNING, "EMH_CAP_RETURNING"},       {EMH_CAP_UPSERT, "EMH_CAP_UPSERT"},
+	{EMH_CAP_TWO_PHASE, "EMH_CAP_TWO_PHASE"},       {EMH_CAP_SQL, "EMH_CAP_SQL"},
+	{EMH_CAP_ATOMIC_FLUSH, "EMH_CAP_ATOMIC_FLUSH"},
+};
+#define NCAPS (sizeof cap_names / sizeof cap_names[0])
+#define CAPS_KNOWN ((UINT64_C(1) << NCAPS) - 1)
+_Static_assert(EMH_CAP_ATOMIC_FLUSH == UINT64_C(1) << (NCAPS - 1), "cap_names must list every EMH_CAP_* bit");
+
+/* "EMH_CAP_UPSERT (bit 3)" */
+static const char *cap_str(uint64_t bit, char *buf, size_t cap)
 {
-	if (!d->name || !emh_ident_valid(d->name))
-		return "descriptor has no valid name";
+	for (size_t i = 0; i < NCAPS; i++)
+		if (cap_names[i].bit == bit) {
+			snprintf(buf, cap, "%s (bit %zu)", cap_names[i].name, i);
+			return buf;
+		}
+	snprintf(buf, cap, "bit %d", __builtin_ctzll(bit));
+	return buf;
+}
+
+/* A member's name and whether the descriptor sets it. */
+typedef struct member {
+	const char *name;
+	bool set;
+} member;
+
+/* "'rollback'" or "'find', 'count'": the members of m[] that are not set; NULL when all are. */
+static const char *missing(const member *m, size_t n, char *buf, size_t cap)
+{
+	size_t off = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		if (!m[i].set && off < cap)
+			off += (size_t)snprintf(buf + off, cap - off, "%s'%s'", off ? ", " : "", m[i].name);
+	return off ? buf : NULL;
+}
+#define MISSING(buf, ...)                                                                    \
+	missing((const member[]){__VA_ARGS__}, sizeof((const member[]){__VA_ARGS__}) / sizeof(member), buf, \
+		sizeof buf)
+#define M(d, x) {#x, (d)->x != NULL}
+
+/*
+ * The capability bits against the members that serve them, for both kinds of
+ * driver (d->dialect set: SQL; NULL: document).  False with why[] naming the
+ * bit and the missing member.
+ */
+static bool check_caps(const emh_driver *d, char *why, size_t cap)
+{
+	char b1[64], b2[64], miss[160];
+	const emh_sql_dialect *dl = d->dialect;
+	uint64_t caps = d->caps;
+	if (caps & ~CAPS_KNOWN) {
+		uint64_t bad = caps & ~CAPS_KNOWN;
+		snprintf(why, cap, "unknown capability %s (caps 0x%llx): this host knows bits 0-%zu, %s to %s",
+			 cap_str(bad & -bad, b1, sizeof b1), (unsigned long long)caps, NCAPS - 1, cap_names[0].name,
+			 cap_names[NCAPS - 1].name);
+		return false;
+	}
+	if ((caps & EMH_CAP_SQL) && !(dl && d->stmt_exec)) {
+		snprintf(why, cap, "advertises %s without %s", cap_str(EMH_CAP_SQL, b1, sizeof b1),
+			 MISSING(miss, M(d, dialect), M(d, stmt_exec)));
+		return false;
+	}
+	if ((caps & EMH_CAP_TRANSACTIONS) && !dl &&
+	    MISSING(miss, M(d, begin), M(d, commit), M(d, rollback))) {
+		snprintf(why, cap, "advertises %s without %s (a driver without a dialect implements begin, commit and rollback)",
+			 cap_str(EMH_CAP_TRANSACTIONS, b1, sizeof b1), miss);
+		return false;
+	}
+	/* Savepoints nest inside a transaction, and a flush is made atomic by one. */
+	static const uint64_t needs_tx[] = {EMH_CAP_SAVEPOINTS, EMH_CAP_ATOMIC_FLUSH};
+	for (size_t i = 0; i < sizeof needs_tx / sizeof *needs_tx; i++)
+		if ((caps & needs_tx[i]) && !(caps & EMH_CAP_TRANSACTIONS)) {
+			snprintf(why, cap, "advertises %s without %s", cap_str(needs_tx[i], b1, sizeof b1),
+				 cap_str(EMH_CAP_TRANSACTIONS, b2, sizeof b2));
+			return false;
+		}
+	if ((caps & EMH_CAP_SAVEPOINTS) && !dl &&
+	    MISSING(miss, M(d, savepoint), M(d, release), M(d, rollback_to))) {
+		snprintf(why, cap,
+			 "advertises %s without %s (a driver without a dialect implements savepoint, release and rollback_to)",
+			 cap_str(EMH_CAP_SAVEPOINTS, b1, sizeof b1), miss);
+		return false;
+	}
+	if ((caps & EMH_CAP_RETURNING) && !(dl && dl->returning)) {
+		snprintf(why, cap, "advertises %s %s", cap_str(EMH_CAP_RETURNING, b1, sizeof b1),
+			 dl ? "but its dialect says returning = false"
+			    : "without a 'dialect' (INSERT ... RETURNING is SQL; a document driver's insert returns the key)");
+		return false;
+	}
+	if ((caps & EMH_CAP_UPSERT) && dl && dl->upsert == EMH_SQL_UPSERT_NONE) {
+		snprintf(why, cap, "advertises %s but its dialect has no upsert style",
+			 cap_str(EMH_CAP_UPSERT, b1, sizeof b1));
+		return false;
+	}
+	if ((caps & EMH_CAP_UPSERT) && !dl && !d->upsert) {
+		snprintf(why, cap, "advertises %s without 'upsert' (a document driver implements it)",
+			 cap_str(EMH_CAP_UPSERT, b1, sizeof b1));
+		return false;
+	}
+	if (caps & EMH_CAP_TWO_PHASE) {
+		snprintf(why, cap, "advertises %s, which no member of this ABI serves (the bit is reserved)",
+			 cap_str(EMH_CAP_TWO_PHASE, b1, sizeof b1));
+		return false;
+	}
+	return true;
+}
+
+/* Why a descriptor cannot be used: false with why[] set.  d is the zero-extended copy. */
+static bool check_members(const emh_driver *d, char *why, size_t cap)
+{
+	char miss[160];
 	if (!d->version)
-		return "descriptor has no version";
-	if (!d->connect || !d->disconnect || !d->ping || !d->execute || !d->sync)
-		return "a required member is NULL (connect, disconnect, ping, execute, sync)";
-	bool sql = d->dialect && d->stmt_exec;
-	bool doc = d->insert && d->update && d->remove && d->find && d->count;
+		return snprintf(why, cap, "descriptor has no version"), false;
+	if (MISSING(miss, M(d, connect), M(d, disconnect), M(d, ping), M(d, execute), M(d, sync)))
+		return snprintf(why, cap, "required member %s is NULL (every driver sets connect, disconnect, ping, execute, sync)",
+				miss), false;
 	if (!!d->dialect != !!d->stmt_exec)
-		return "dialect and stmt_exec must be set together (a SQL driver has both, a document driver neither)";
-	if (!sql && !doc)
-		return "neither SQL members (dialect, stmt_exec) nor entity members (insert, update, remove, find, count) are all set";
-	if (sql && !d->dialect->column_type)
-		return "dialect has no column_type";
-	if ((d->caps & EMH_CAP_SQL) && !sql)
-		return "advertises EMH_CAP_SQL without dialect and stmt_exec";
-	if ((d->caps & EMH_CAP_TRANSACTIONS) && !d->dialect && !(d->begin && d->commit && d->rollback))
-		return "advertises EMH_CAP_TRANSACTIONS without begin, commit and rollback";
-	if ((d->caps & EMH_CAP_SAVEPOINTS) && !d->dialect &&
-	    !(d->savepoint && d->release && d->rollback_to))
-		return "advertises EMH_CAP_SAVEPOINTS without savepoint, release and rollback_to";
-	if ((d->caps & EMH_CAP_UPSERT) && d->dialect && d->dialect->upsert == EMH_SQL_UPSERT_NONE)
-		return "advertises EMH_CAP_UPSERT but its dialect has no upsert style";
+		return snprintf(why, cap, "'%s' is set without '%s' (a SQL driver sets both, a document driver neither)",
+				d->dialect ? "dialect" : "stmt_exec", d->dialect ? "stmt_exec" : "dialect"), false;
+	if (d->dialect && !d->dialect->column_type)
+		return snprintf(why, cap, "dialect has no column_type"), false;
+	if (!d->dialect && !d->insert && !d->update && !d->remove && !d->find && !d->count)
+		return snprintf(why, cap, "neither a SQL driver (dialect, stmt_exec) nor a document driver "
+				"(insert, update, remove, find, count)"), false;
+	if (!d->dialect && MISSING(miss, M(d, insert), M(d, update), M(d, remove), M(d, find), M(d, count)))
+		return snprintf(why, cap, "document driver (no dialect) without %s: it implements insert, update, remove, "
+				"find and count", miss), false;
 	if (!!d->context_open != !!d->context_close)
-		return "context_open and context_close must be set together";
-	return NULL;
+		return snprintf(why, cap, "context_open and context_close must be set together"), false;
+	return check_caps(d, why, cap);
+}
+
+/* A plugin file must be named after its driver (postgres.so provides
+ * postgres): otherwise a stray copy could serve a context in the real one's
+ * place, and a context could not find which file to blame. */
+static bool check_file_name(const char *path, const char *name, char *why, size_t cap)
+{
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	size_t n = strlen(name);
+	if (strncmp(base, name, n) == 0 && strcmp(base + n, ".so") == 0)
+		return true;
+	snprintf(why, cap, "file '%s' declares driver '%s': a plugin file is named after its driver (%s.so)", base,
+		 name, name);
+	return false;
 }
 
 /* The 1.0 size of an emh_param_spec entry: a plugin built then sets no param_spec_size. */
@@ -127,13 +254,28 @@ int emh__add_driver(emh_host *h, const emh_driver *src, void *dl, const char *fi
 	emh_driver local;
 	memset(&local, 0, sizeof local);
 	memcpy(&local, src, src->struct_size < sizeof local ? src->struct_size : sizeof local);
-	const char *why = check_members(&local);
-	if (why)
-		return refuse(h, file, "%s", why);
+	if ((src->abi_version & 0xffff) > EMH_DRIVER_ABI_MINOR && (local.caps & ~CAPS_KNOWN)) {
+		/* Built against a newer minor: its newer bits are like its newer
+		 * members, ignored (this host uses none of them).  A bit unknown to
+		 * the minor a plugin was built for is a bug: check_caps refuses it. */
+		emh__log(&h->log, EMH_LOG_INFO, NULL, "plugin '%s' (ABI %u.%u): capability bits 0x%llx are newer than "
+			 "this host's ABI %u.%u and are ignored", file, EMH_DRIVER_ABI_MAJOR,
+			 (unsigned)(src->abi_version & 0xffff), (unsigned long long)(local.caps & ~CAPS_KNOWN),
+			 EMH_DRIVER_ABI_MAJOR, EMH_DRIVER_ABI_MINOR);
+		local.caps &= CAPS_KNOWN;
+	}
+	char reason[512];
+	if (!local.name || !emh_ident_valid(local.name))
+		return refuse(h, file, "descriptor has no valid name");
+	if (dl && !check_file_name(file, local.name, reason, sizeof reason))
+		return refuse(h, file, "%s", reason);
+	if (!check_members(&local, reason, sizeof reason))
+		return refuse(h, file, "%s", reason);
 	for (size_t i = 0; i < h->ndrivers; i++)
 		if (strcmp(h->drivers[i].d.name, local.name) == 0)
 			return refuse(h, file, "duplicate driver name '%s' (already loaded from %s)", local.name,
 				      h->drivers[i].file);
+	const char *why;
 	emh_param_spec *params = params_copy(&local, &why);
 	if (!params)
 		return strcmp(why, "out of memory") == 0 ? emh_error_set(err, EMH_ENOMEM, "out of memory")

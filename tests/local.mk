@@ -1,6 +1,7 @@
 # Test fragments, one per owner.
 # The shared setup (tests/fixture.h): add it to a test's SOURCES.
 FIXTURE_SOURCES = tests/fixture.c tests/fixture.h tests/tap.h
+include $(srcdir)/tests/fixtures/local.mk
 include $(srcdir)/tests/unit/local.mk
 include $(srcdir)/tests/config/local.mk
 include $(srcdir)/tests/conformance/local.mk
@@ -10,6 +11,7 @@ include $(srcdir)/tests/postgres/local.mk
 include $(srcdir)/tests/mysql/local.mk
 include $(srcdir)/tests/mongo/local.mk
 include $(srcdir)/tests/daemon/local.mk
+include $(srcdir)/tests/abi/local.mk
 EXTRA_DIST += tests/tap.h tests/tap.sh
 
 # Fault tests stop and restart the shared test servers (tests/<driver>/fault.sh

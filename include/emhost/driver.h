@@ -15,18 +15,29 @@
  * The loader checks the ABI major and struct_size, copies min(struct_size,
  * sizeof(emh_driver)) bytes into a zeroed local copy (an older plugin's
  * missing members read as NULL; a newer plugin's extra ones are ignored),
- * then checks the required members.  Members are only ever appended.
+ * then checks before running any plugin code:
+ *  - the file is named after the driver: postgres.so provides "postgres"
+ *    (a plugin named otherwise is refused; statically registered drivers,
+ *    which have no file, are not concerned);
+ *  - the required members, and the members of its kind (below);
+ *  - every capability bit against the members that serve it (see EMH_CAP_*);
+ *    a bit this ABI does not define is refused, unless the plugin was built
+ *    against a newer minor: then it is ignored like its newer members.
+ * Every refusal names the file, the member or bit, and why.  Members are
+ * only ever appended.
  *
  * Two kinds of driver:
  *  - SQL drivers set .dialect and .stmt_exec.  The core compiles every
- *    entity operation (get, find, count, insert, update, delete) to SQL
- *    through the dialect, caches the text per (entity, query shape) and
+ *    entity operation (get, find, count, insert, update, delete, upsert) to
+ *    SQL through the dialect, caches the text per (entity, query shape) and
  *    calls stmt_exec with bound parameters.  begin/commit/rollback and
  *    savepoints may be left NULL: the core then sends the dialect's SQL
  *    through .execute.
- *  - Other drivers (documents) leave .dialect NULL and implement the
- *    entity members .insert .update .remove .find .count themselves, plus
- *    begin/commit/rollback if they advertise EMH_CAP_TRANSACTIONS.
+ *  - Document drivers leave .dialect and .stmt_exec NULL and implement the
+ *    entity members .insert .update .remove .find .count themselves (the
+ *    contract is above those members), plus begin/commit/rollback when they
+ *    advertise EMH_CAP_TRANSACTIONS, the savepoint members with
+ *    EMH_CAP_SAVEPOINTS and .upsert with EMH_CAP_UPSERT.
  *
  * Threading: a connection is used by one thread at a time; different
  * connections of a driver are used concurrently.  Drivers keep no per-host
@@ -36,7 +47,11 @@
  * Errors: fill emh_error with a portable code, the native code and SQLSTATE,
  * and .retryable; never put a password or bound values in the message.  The
  * core adds the context's name.  Map connection loss to EMH_EUNAVAILABLE:
- * the core then discards that connection.
+ * the core then discards that connection; a unique violation (key, unique
+ * field, unique index) to EMH_ECONFLICT.  .native is the client library's
+ * own error number and 0 when it has none (an in-memory store, a protocol
+ * without numbers): never invent one.  The conformance suite checks it is
+ * kept (non-zero) unless run with --no-native-codes.
  */
 #ifndef EMHOST_DRIVER_H
 #define EMHOST_DRIVER_H
@@ -63,14 +78,27 @@ extern "C" {
 	.param_spec_size = sizeof(emh_param_spec)
 #define EMH_DRIVER_EXPORT __attribute__((visibility("default")))
 
-/* Capability bits.  Append-only. */
-#define EMH_CAP_TRANSACTIONS (UINT64_C(1) << 0) /* begin/commit/rollback */
-#define EMH_CAP_SAVEPOINTS (UINT64_C(1) << 1)   /* nested transactions */
-#define EMH_CAP_RETURNING (UINT64_C(1) << 2)    /* INSERT ... RETURNING */
+/*
+ * Capability bits.  Append-only.  Each is checked at load against the members
+ * that serve it: a driver never advertises what it cannot do.  A bit added
+ * here also gets its line in core/loader.c, which refuses bits it does not know.
+ */
+/* begin/commit/rollback: the members, or with a dialect its SQL */
+#define EMH_CAP_TRANSACTIONS (UINT64_C(1) << 0)
+/* nested transactions: savepoint/release/rollback_to, or with a dialect its
+ * SQL; needs EMH_CAP_TRANSACTIONS */
+#define EMH_CAP_SAVEPOINTS (UINT64_C(1) << 1)
+/* INSERT ... RETURNING: SQL drivers whose dialect says .returning */
+#define EMH_CAP_RETURNING (UINT64_C(1) << 2)
+/* emh_repo_upsert: a dialect with an upsert style (sql.h), or the .upsert member */
 #define EMH_CAP_UPSERT (UINT64_C(1) << 3)
+/* reserved: no member serves it yet, so the loader refuses it */
 #define EMH_CAP_TWO_PHASE (UINT64_C(1) << 4)
-#define EMH_CAP_SQL (UINT64_C(1) << 5)          /* has .dialect + .stmt_exec */
-#define EMH_CAP_ATOMIC_FLUSH (UINT64_C(1) << 6) /* a flush is all-or-nothing */
+/* has .dialect + .stmt_exec */
+#define EMH_CAP_SQL (UINT64_C(1) << 5)
+/* a flush (in a transaction) is all-or-nothing; needs EMH_CAP_TRANSACTIONS.
+ * Without it, what a failed flush sent before the failure stays stored. */
+#define EMH_CAP_ATOMIC_FLUSH (UINT64_C(1) << 6)
 
 /* A driver's connection: each driver defines struct emh_conn in its own .c. */
 typedef struct emh_conn emh_conn;
@@ -247,11 +275,55 @@ typedef struct emh_driver {
 			 emh_rowsink *sink, emh_error *err);
 
 	/*
-	 * Document drivers.  vals holds one value per field of the entity, in
-	 * field order.  insert: a generated key field is NULL in vals and its
-	 * value is written to *key.  update: mask has bit i set for each
-	 * changed field i; EMH_ENOTFOUND when no row has that key.  find
-	 * delivers rows in field order through sink.
+	 * Document drivers: the entity operations.  The contract (the conformance
+	 * suite checks it; tests/fixtures/memdoc.c is a complete small example):
+	 *
+	 * Values.  vals holds one value per field of m->entity, in field order,
+	 * each of the field's own type (or NULL); text, json and blob bytes are
+	 * borrowed for the call only: copy what you keep.  Text is UTF-8 without
+	 * NUL bytes; a blob may be empty (len 0, not NULL).  Condition values in a
+	 * query are of the field's type too: the core converts int32 <-> int64 and
+	 * refuses what does not fit, so a driver never compares mixed types.
+	 * Values a driver delivers to a sink may be EMH_T_INT32 or EMH_T_INT64 for
+	 * any integer field (int32, int64, timestamp) -- a document store may hold
+	 * either -- and the core converts them; they must fit the field.
+	 *
+	 * insert: a generated key field (m->generated) is NULL in vals; the driver
+	 *   makes the key -- positive, unique, ascending in the order of inserts --
+	 *   and writes it to *key as EMH_T_INT32 or EMH_T_INT64.  Otherwise *key is
+	 *   not read.
+	 * update: vals holds every field (vals[m->pk] is the key, which never
+	 *   changes); mask has bit i set for each changed field i, never 0.
+	 *   EMH_ENOTFOUND when no row has that key.
+	 * remove: the row with that key; removing a row that is not there
+	 *   succeeds (0), as SQL's DELETE of no row does: another fork may have
+	 *   removed it first.
+	 * Uniqueness: the driver (its database) enforces the key, EMH_F_UNIQUE
+	 *   fields and unique emh_index entries on insert, update and upsert, with
+	 *   EMH_ECONFLICT; the core never checks.  NULLs never conflict (several
+	 *   rows may hold NULL in a unique field, as in SQL).
+	 * find: the rows matching q through sink, each as one value per field in
+	 *   field order (borrowed until sink->row returns).  q is NULL for "every
+	 *   row, no order, no limit" (emh_repo_find(r, NULL)); every emh_query_*
+	 *   accessor accepts NULL.  A non-zero return of sink->row ends the find at
+	 *   once and is returned as it is (1: enough rows, e.g. a lookup by key).
+	 *   Limit -1: none, 0: no rows; offset -1 or 0: none.  Without ordering
+	 *   keys rows come in any order, and ties of the keys too (order by the
+	 *   key last for stable pages).  Where NULLs sort is the driver's choice
+	 *   (document it): SQLite, MySQL and MongoDB put them first ascending,
+	 *   PostgreSQL last; the suite does not order by nullable fields.
+	 * count: the number of rows matching q (NULL: all); limit, offset and
+	 *   ordering do not apply.
+	 * Conditions follow SQL's three-valued logic: a comparison, IN or LIKE on
+	 *   a NULL field is unknown, and so is its NOT, so neither `a = 1` nor
+	 *   `not (a = 1)` matches a row whose a is NULL; AND and OR combine
+	 *   unknowns as SQL does; a row matches when its condition is true.  IN
+	 *   with no values is false for every row, NULL or not.  Text compares
+	 *   byte for byte, case-sensitively; doubles and timestamps (microseconds)
+	 *   exactly.  LIKE: '%' any run of characters, '_' exactly one character
+	 *   (a UTF-8 code point, not a byte: "\xC3\xA9" matches '_'), a backslash
+	 *   makes the next character literal; the pattern arrives unprocessed.
+	 *   Blobs take eq/ne only, json only the null tests.
 	 */
 	int (*insert)(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_value *key, emh_error *err);
 	int (*update)(emh_conn *c, const emh_meta *m, const emh_value *vals, uint64_t mask, emh_error *err);
@@ -269,13 +341,18 @@ typedef struct emh_driver {
 	/*
 	 * Remove the table/collection of m with everything in it; no error when
 	 * it does not exist.  For tests and tools (emh_host_drop_schema).
-	 * Optional: with a dialect and no drop, the core sends DROP TABLE.
+	 * Optional: SQL drivers may leave it NULL (the core then sends the
+	 * dialect's DROP TABLE through .execute); a document driver without it
+	 * cannot have its tables dropped by the host.
 	 */
 	int (*drop)(emh_conn *c, const emh_meta *m, emh_error *err);
 	/*
-	 * Document drivers: insert vals, or replace the row with vals' key (never
-	 * generated), in one operation.  Required when a document driver
-	 * advertises EMH_CAP_UPSERT.
+	 * Document drivers (emh_repo_upsert): insert vals, or replace every field
+	 * of the row with vals' key, in one operation.  vals as for insert, but
+	 * the key is always set (upsert is refused for generated keys before the
+	 * driver sees it); EMH_ECONFLICT when another unique field or index would
+	 * be broken.  Required when a document driver advertises EMH_CAP_UPSERT,
+	 * unused with a dialect (the core compiles the dialect's upsert).
 	 */
 	int (*upsert)(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_error *err);
 } emh_driver;

@@ -69,7 +69,8 @@ int emh_em_new(emh_em *em, const emh_entity *e, void **out, emh_error *err);
 
 /*
  * Schedule obj for deletion at the next flush (an object new since the last
- * flush is simply dropped).  obj must come from this fork:
+ * flush is simply dropped; a row that another fork deleted first counts as
+ * deleted, as SQL's DELETE of no row does).  obj must come from this fork:
  * EMH_ECROSSCTX when it was loaded by a fork of another context, EMH_EINVAL
  * when by another fork of this context.
  */
@@ -81,7 +82,10 @@ int emh_em_remove(emh_em *em, void *obj, emh_error *err);
  * only, then deletes.  Generated keys are written back into the objects.  On
  * failure everything this flush wrote is rolled back, err names the entity
  * and key, and the fork's state is as before the call, so fix and retry, or
- * close.  Returns 0, EMH_ECONFLICT, EMH_ENOTFOUND (updated row is gone),
+ * close -- on a context with EMH_CAP_ATOMIC_FLUSH (emh_em_caps).  Without it
+ * (MongoDB without a replica set, a driver without transactions) the changes
+ * sent before the failing one stay written and their objects count as
+ * stored; the failing one and the rest stay pending.  Returns 0, EMH_ECONFLICT, EMH_ENOTFOUND (updated row is gone),
  * EMH_EUNAVAILABLE, EMH_ETIMEOUT, EMH_EINVAL (NULL in a non-nullable field),
  * EMH_EDRIVER, ...
  */

@@ -1,25 +1,4 @@
-# Core unit tests (lead).  Fixture plugins are real shared objects.
-UNIT_FX_LDFLAGS = -module -avoid-version -no-undefined -rpath /nowhere
-UNIT_FX_SRC = tests/fixtures/fx_driver.c
-check_LTLIBRARIES += tests/fixtures/fx_good.la tests/fixtures/fx_badabi.la tests/fixtures/fx_small.la \
-	tests/fixtures/fx_nosym.la tests/fixtures/fx_noconnect.la tests/fixtures/fx_zzdup.la
-tests_fixtures_fx_good_la_SOURCES = $(UNIT_FX_SRC)
-tests_fixtures_fx_good_la_LDFLAGS = $(UNIT_FX_LDFLAGS)
-tests_fixtures_fx_badabi_la_SOURCES = $(UNIT_FX_SRC)
-tests_fixtures_fx_badabi_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_BAD_ABI -DFX_NAME='"fx_badabi"'
-tests_fixtures_fx_badabi_la_LDFLAGS = $(UNIT_FX_LDFLAGS)
-tests_fixtures_fx_small_la_SOURCES = $(UNIT_FX_SRC)
-tests_fixtures_fx_small_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_SMALL -DFX_NAME='"fx_small"'
-tests_fixtures_fx_small_la_LDFLAGS = $(UNIT_FX_LDFLAGS)
-tests_fixtures_fx_nosym_la_SOURCES = $(UNIT_FX_SRC)
-tests_fixtures_fx_nosym_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_NO_SYMBOL
-tests_fixtures_fx_nosym_la_LDFLAGS = $(UNIT_FX_LDFLAGS)
-tests_fixtures_fx_noconnect_la_SOURCES = $(UNIT_FX_SRC)
-tests_fixtures_fx_noconnect_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_NO_CONNECT -DFX_NAME='"fx_noconnect"'
-tests_fixtures_fx_noconnect_la_LDFLAGS = $(UNIT_FX_LDFLAGS)
-tests_fixtures_fx_zzdup_la_SOURCES = $(UNIT_FX_SRC)
-tests_fixtures_fx_zzdup_la_LDFLAGS = $(UNIT_FX_LDFLAGS)
-
+# Core unit tests (lead).  test_loader's fixture plugins: tests/fixtures/local.mk.
 UNIT_LIBS = core/libemhost.la
 check_PROGRAMS += tests/unit/test_abi tests/unit/test_loader tests/unit/test_pool tests/unit/test_host tests/unit/test_entity tests/unit/test_em
 TESTS += tests/unit/test_abi tests/unit/test_loader tests/unit/test_pool tests/unit/test_host tests/unit/test_entity tests/unit/test_em

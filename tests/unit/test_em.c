@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/unit/test_em.c: entity-manager bookkeeping corner cases on a real
- * SQLite file (the conformance suite covers the common paths on every
- * driver): rollback after remove, members re-pointed at equal content, a
- * commit that fails inside the callback form.
+ * tests/unit/test_em.c: entity-manager corner cases (the conformance suite
+ * covers the common paths on every driver).  On a real SQLite file:
+ * rollback after remove, members re-pointed at equal content, a commit that
+ * fails inside the callback form.  On memdoc (tests/fixtures/memdoc.c, a
+ * document driver loaded as a plugin): the document-driver contract as the
+ * core keeps it -- upsert through the driver's member, find and count with
+ * no query, removing a row that is already gone.
  */
 #include "config.h"
 
@@ -11,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <emhost/driver.h> /* EMH_CAP_* */
 #include <emhost/emhost.h>
 
 #include "../tap.h"
@@ -32,11 +36,9 @@ static int insert_orphan(emh_em *em, void *ud, emh_error *err)
 	return emh_em_execute(em, "INSERT INTO child (parent) VALUES (12345)", err);
 }
 
-int main(void)
+static void t_sqlite_bookkeeping(const char *b)
 {
-	const char *b = getenv("EMH_BUILDDIR");
-	if (!b)
-		bail("EMH_BUILDDIR is not set (run through make check)");
+	diag("bookkeeping on sqlite");
 	char plugdir[512], dir[64], url[128];
 	snprintf(plugdir, sizeof plugdir, "%s/plugins-build", b);
 	snprintf(dir, sizeof dir, "/tmp/emh-em-XXXXXX");
@@ -126,5 +128,110 @@ int main(void)
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		diag("could not remove %s", dir);
+}
+
+/* A natural (text) key, for upsert. */
+typedef struct kv {
+	const char *k;
+	const char *v;
+	int32_t n;
+} kv;
+static const emh_field kv_fields[] = {
+	EMH_FIELD(kv, k, EMH_T_TEXT, EMH_F_PK),
+	EMH_FIELD(kv, v, EMH_T_TEXT, EMH_F_UNIQUE),
+	EMH_FIELD(kv, n, EMH_T_INT32, 0),
+};
+static const emh_entity kv_entity = EMH_ENTITY(kv, "kv", kv_fields);
+
+static int kv_put(emh_em *em, const char *k, const char *v, int32_t n, emh_error *err)
+{
+	emh_repo *r;
+	kv *x;
+	int rc = emh_em_repo(em, &kv_entity, &r, err);
+	if (rc == 0 && (rc = emh_repo_new(r, (void **)&x, err)) == 0) {
+		*x = (kv){.k = k, .v = v, .n = n};
+		rc = emh_repo_upsert(r, x, err);
+	}
+	return rc;
+}
+
+static void t_document(const char *b)
+{
+	diag("the document-driver contract on memdoc");
+	char dir[64], src[512], cmd[1200];
+	snprintf(dir, sizeof dir, "/tmp/emh-em-doc-XXXXXX");
+	if (!mkdtemp(dir))
+		bail("mkdtemp");
+	snprintf(src, sizeof src, "%s/tests/fixtures/.libs/memdoc.so", b);
+	snprintf(cmd, sizeof cmd, "cp '%s' '%s/memdoc.so' && chmod 755 '%s' '%s/memdoc.so'", src, dir, dir, dir);
+	if (system(cmd) != 0)
+		bail("cannot copy %s", src);
+	const char *env[] = {"EMH_CONTEXT_DEFAULT_DRIVER=memdoc", "EMH_CONTEXT_DEFAULT_SCHEMA=sync", NULL};
+	emh_host_opts o = {.plugin_dir = dir, .envp = env};
+	emh_host *h;
+	emh_error err;
+	if (emh_host_new(&o, &h, &err) || emh_host_register_entity(h, NULL, &item_entity, &err) ||
+	    emh_host_register_entity(h, NULL, &kv_entity, &err))
+		bail("memdoc host: %s", err.message);
+	emh_em *em, *other;
+	emh_repo *r, *ro;
+	uint64_t caps = 0;
+	if (emh_host_fork(h, NULL, &em, &err) || emh_em_caps(em, &caps, &err))
+		bail("fork: %s", err.message);
+	ok(caps & EMH_CAP_UPSERT, "memdoc advertises upsert (and has the member, or the loader would refuse it)");
+
+	/* upsert reaches the document driver's member */
+	is_int(kv_put(em, "a", "one", 1, &err), 0, "upsert of a new key inserts it through the driver's upsert");
+	emh_em_close(em);
+	emh_host_fork(h, NULL, &em, &err);
+	is_int(kv_put(em, "a", "two", 2, &err), 0, "upsert of an existing key overwrites it");
+	emh_em_close(em);
+	emh_host_fork(h, NULL, &em, &err);
+	kv *got = NULL;
+	if (emh_em_repo(em, &kv_entity, &r, &err) == 0 && emh_repo_get(r, emh_v_text("a"), (void **)&got, &err) == 0)
+		ok(strcmp(got->v, "two") == 0 && got->n == 2, "the row holds the upserted values");
+	else
+		ok(0, "reload the upserted row: %s", err.message);
+	is_int(kv_put(em, "b", "two", 3, &err), EMH_ECONFLICT, "an upsert breaking a unique field: EMH_ECONFLICT");
+	like_str(err.message, "context 'default': ", "naming the context");
+
+	/* find and count with no query: every row */
+	emh_list l = {0};
+	int64_t n = -1;
+	is_int(emh_repo_find(r, NULL, &l, &err), 0, "find with no query");
+	is_int((int)l.count, 1, "returns every row");
+	is_int(emh_repo_count(r, NULL, &n, &err), 0, "count with no query");
+	is_int((int)n, 1, "counts every row");
+	emh_em_close(em);
+
+	/* removing a row another fork removed first */
+	item *it = NULL, *same = NULL;
+	emh_host_fork(h, NULL, &em, &err);
+	emh_host_fork(h, NULL, &other, &err);
+	if (emh_em_repo(em, &item_entity, &r, &err) || emh_em_repo(other, &item_entity, &ro, &err) ||
+	    emh_repo_new(r, (void **)&it, &err))
+		bail("repo: %s", err.message);
+	it->name = "gone";
+	is_int(emh_em_flush(em, &err), 0, "insert on memdoc");
+	ok(it->id > 0, "the generated key is written back (%lld)", (long long)it->id);
+	is_int(emh_repo_get(ro, emh_v_int64(it->id), (void **)&same, &err), 0, "another fork loads it");
+	is_int(same ? emh_repo_remove(ro, same, &err) : -1, 0, "and removes it");
+	is_int(emh_repo_remove(r, it, &err), 0, "removing the row that is already gone succeeds, as SQL's DELETE does");
+	emh_em_close(other);
+	emh_em_close(em);
+
+	emh_host_free(h);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		diag("could not remove %s", dir);
+}
+
+int main(void)
+{
+	const char *b = getenv("EMH_BUILDDIR");
+	if (!b)
+		bail("EMH_BUILDDIR is not set (run through make check)");
+	t_sqlite_bookkeeping(b);
+	t_document(b);
 	return done_testing();
 }

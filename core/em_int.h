@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/em_int.h: the fork's structures, shared by em.c (forks, connections
+ * and driver calls, objects, the identity map, repositories) and uow.c (the
+ * unit of work: change sets, flush, transactions and their rollback journal).
+ * Core only, never installed.
+ */
+#ifndef EMH_CORE_EM_INT_H
+#define EMH_CORE_EM_INT_H
+
+#include <string.h>
+
+#include "internal.h"
+
+#define OBJ_MAGIC 0x454d484fu /* "EMHO" */
+#define EM_INLINE 640
+
+/* An object's state in its fork. */
+enum { ST_NEW = 1, ST_MANAGED, ST_REMOVED, ST_DELETED, ST_DETACHED };
+
+/* A row callback's "enough rows, no error" (drivers return it as is). */
+#define EMH__STOP 1
+
+/* The hidden header in front of every object a fork hands out. */
+typedef struct emh__obj {
+	_Alignas(16) uint32_t magic;
+	uint8_t state;
+	emh_em *em;
+	emh_context *ctx;
+	emh__meta *m;
+	struct emh__obj *next;  /* tracked objects, creation order */
+	struct emh__obj *inext; /* identity map chain */
+	void *snap;             /* struct as last loaded/flushed; NULL when new */
+	uint64_t nulls, snap_nulls;
+} emh__obj;
+
+#define HDR(p) ((emh__obj *)((char *)(p) - sizeof(emh__obj)))
+#define OBJ(h) ((void *)((char *)(h) + sizeof(emh__obj)))
+
+struct emh_repo {
+	emh_em *em;
+	emh__meta *m;
+	emh_repo *next;
+};
+
+/* One driver call (em.c runs it; uow.c builds the writes). */
+enum { OP_STMT = 1, OP_INSERT, OP_UPDATE, OP_REMOVE, OP_FIND, OP_COUNT, OP_EXECUTE, OP_SYNC, OP_UPSERT };
+typedef struct emh__op {
+	int kind;
+	emh__meta *m;
+	const emh_stmt *st;
+	const emh_value *params; /* OP_STMT; vals for OP_INSERT/UPDATE/UPSERT; key for OP_REMOVE */
+	emh_rowsink *sink;
+	uint64_t mask;
+	emh_value *key;
+	const emh_query *q;
+	int64_t *count;
+	const char *text;
+} emh__op;
+
+/* Bookkeeping to restore when a transaction level is rolled back (uow.c). */
+typedef struct emh__jentry {
+	struct emh__jentry *next;
+	emh__obj *o;
+	int depth;
+	int kind;     /* OP_INSERT, OP_UPDATE or OP_REMOVE */
+	uint8_t state;
+	void *snap;
+	uint64_t snap_nulls;
+	bool key_set; /* a generated key was written by the flush */
+	int64_t old_key;
+} emh__jentry;
+
+struct emh_em {
+	emh_host *host;
+	emh_context *ctx;
+	emh__pconn *pc;
+	int pc_status;   /* worst status seen on pc, for the pool */
+	bool conn_used;  /* a statement ran on pc in this fork */
+	bool readonly, loaded;
+	bool caps_known;
+	bool tx_failed;
+	int tx_depth;
+	uint64_t caps;
+	emh__obj *head, *tail;
+	emh__obj **imap;
+	size_t icap, in;
+	emh_repo *repos;
+	emh__jentry *journal;
+	emh__arena arena;
+	_Alignas(16) unsigned char inline_buf[EM_INLINE];
+};
+
+/* ---- values of objects (small, on every field of a flush or load: inline) ---- */
+
+static inline bool emh__is_ptr_type(emh_type t) { return t == EMH_T_TEXT || t == EMH_T_JSON || t == EMH_T_BLOB; }
+
+/* Field i of obj (o's struct, or its snapshot) as a value; text/blob borrowed. */
+static inline emh_value emh__obj_value(const emh__obj *o, const void *obj, const emh_field *f, int i)
+{
+	const char *p = (const char *)obj + f->offset;
+	emh_value v = {.type = f->type};
+	if (!emh__is_ptr_type(f->type) && (o->nulls >> i) & 1) {
+		v.is_null = true;
+		return v;
+	}
+	switch (f->type) {
+	case EMH_T_BOOL: memcpy(&v.u.b, p, sizeof(bool)); break;
+	case EMH_T_INT32: memcpy(&v.u.i32, p, sizeof(int32_t)); break;
+	case EMH_T_INT64:
+	case EMH_T_TIMESTAMP: memcpy(&v.u.i64, p, sizeof(int64_t)); break;
+	case EMH_T_DOUBLE: memcpy(&v.u.d, p, sizeof(double)); break;
+	case EMH_T_TEXT:
+	case EMH_T_JSON: {
+		const char *s;
+		memcpy(&s, p, sizeof s);
+		v.is_null = s == NULL;
+		v.u.s.ptr = s;
+		v.u.s.len = s ? strlen(s) : 0;
+		break;
+	}
+	case EMH_T_BLOB: {
+		emh_blob b;
+		memcpy(&b, p, sizeof b);
+		v.is_null = b.data == NULL;
+		v.u.s.ptr = b.data;
+		v.u.s.len = b.len;
+		break;
+	}
+	}
+	return v;
+}
+
+/* An integer (or bool, or double cut to an integer) value as int64. */
+static inline int64_t emh__value_i64(const emh_value *v)
+{
+	switch (v->type) {
+	case EMH_T_INT32: return v->u.i32;
+	case EMH_T_BOOL: return v->u.b;
+	case EMH_T_DOUBLE: return (int64_t)v->u.d;
+	default: return v->u.i64;
+	}
+}
+
+static inline bool emh__em_is_sql(const emh_em *em) { return em->ctx->drv->d.dialect != NULL; }
+
+/* ---- em.c ---- */
+
+/* Name the context in err and count the error; returns rc. */
+int emh__em_fail(emh_em *em, int rc, emh_error *err);
+/* Take a connection from the pool if the fork has none (and sync pending schema on it). */
+int emh__em_conn(emh_em *em, emh_error *err);
+/* Give the fork's connection back to the pool with the worst status seen on it. */
+void emh__em_conn_release(emh_em *em);
+/* After a driver call failed with rc: drop a lost connection, mark a suspect one. */
+void emh__em_conn_failed(emh_em *em, int rc, const emh_error *err);
+/* rc says the fork's idle connection went stale before anything ran on it
+ * in this fork, outside a transaction: safe to resend a read (or BEGIN). */
+bool emh__em_stale_first_use(const emh_em *em, int rc);
+/* Run a driver call on the fork's connection (retrying a read once on a stale one). */
+int emh__em_run(emh_em *em, emh__op *o, emh_error *err);
+/* The driver's capabilities that hold on the fork's connection (taken first). */
+uint64_t emh__em_caps(emh_em *em);
+/* obj's header, if obj is an object of this fork. */
+int emh__em_own(emh_em *em, void *obj, emh__obj **out, emh_error *err);
+
+/* The key an object is known by: as stored (its snapshot), else as set. */
+emh_value emh__obj_key(const emh__obj *o);
+int64_t emh__obj_key_read(const emh__obj *o);
+void emh__obj_key_write(emh__obj *o, int64_t k);
+
+emh__obj *emh__imap_find(emh_em *em, emh__meta *m, const emh_value *k);
+void emh__imap_add(emh_em *em, emh__obj *o);
+void emh__imap_del(emh_em *em, emh__obj *o);
+
+/* ---- uow.c ---- */
+
+/* Close the innermost transaction level: commit, or roll back and restore
+ * the bookkeeping of what was flushed inside it. */
+int emh__tx_end(emh_em *em, bool commit, emh_error *err);
+
+#endif
