@@ -132,14 +132,16 @@ static emh_cond *q_not_like(emh_query *q, const void *arg)
 	return emh_q_not(q, emh_q_like(q, "txt", arg));
 }
 
-/* The stored document of key id, as relaxed extended JSON (malloc'd) or NULL. */
-static char *raw_doc(const char *table, int64_t id)
+/* The stored document with _id key (its first value), as canonical extended JSON (malloc'd) or NULL. */
+static char *raw_doc_by(const char *table, const bson_t *key)
 {
 	mongoc_collection_t *coll = mongoc_client_get_collection(g_raw, g_db, table);
 	bson_t filter = BSON_INITIALIZER;
+	bson_iter_t it;
 	const bson_t *doc;
 	char *out = NULL;
-	BSON_APPEND_INT64(&filter, "_id", id);
+	if (bson_iter_init(&it, key) && bson_iter_next(&it))
+		bson_append_iter(&filter, "_id", 3, &it);
 	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
 	if (mongoc_cursor_next(cur, &doc)) {
 		char *s = bson_as_canonical_extended_json(doc, NULL);
@@ -149,6 +151,44 @@ static char *raw_doc(const char *table, int64_t id)
 	mongoc_cursor_destroy(cur);
 	bson_destroy(&filter);
 	mongoc_collection_destroy(coll);
+	return out;
+}
+
+static char *raw_doc(const char *table, int64_t id)
+{
+	bson_t key = BSON_INITIALIZER;
+	BSON_APPEND_INT64(&key, "k", id);
+	char *out = raw_doc_by(table, &key);
+	bson_destroy(&key);
+	return out;
+}
+
+/* JSON text without the spaces outside strings, into out (cap bytes). */
+static void json_strip(const char *in, char *out, size_t cap)
+{
+	size_t x = 0;
+	bool in_str = false;
+	for (const char *p = in; *p && x + 1 < cap; p++) {
+		if (*p == '"' && (p == in || p[-1] != '\\'))
+			in_str = !in_str;
+		if (in_str || *p != ' ')
+			out[x++] = *p;
+	}
+	out[x] = '\0';
+}
+
+/* The json field of row id as read back through emhost (malloc'd), or NULL. */
+static char *read_js(int64_t id, emh_error *err)
+{
+	emh_em *em;
+	emh_repo *r;
+	mt_doc *d = NULL;
+	char *out = NULL;
+	if (emh_host_fork(g_host, "mg", &em, err))
+		return NULL;
+	if (emh_em_repo(em, &g_doc, &r, err) == 0 && emh_repo_get(r, emh_v_int64(id), (void **)&d, err) == 0)
+		out = strdup(d->js ? d->js : "(null)");
+	emh_em_close(em);
 	return out;
 }
 
@@ -232,35 +272,17 @@ static void test_verbatim(void)
 		if (rc)
 			diag("%s", err.message);
 		is_int(rc, 0, "insert json %s", docs[i]);
-		emh_em *em;
-		emh_repo *r;
-		mt_doc *d = NULL;
-		if (emh_host_fork(g_host, "mg", &em, &err) == 0 && emh_em_repo(em, &g_doc, &r, &err) == 0 &&
-		    emh_repo_get(r, emh_v_int64(id), (void **)&d, &err) == 0) {
-			/* stored as text (utf8) or as a document, either way exactly this JSON (modulo spaces) */
+		/* stored as text (utf8) or as a document, either way exactly this JSON (modulo spaces) */
+		char *js = read_js(id, &err);
+		if (js) {
 			char a[512], b[512];
-			size_t x = 0, y = 0;
-			bool in = false;
-			for (const char *p = docs[i]; *p && x + 1 < sizeof a; p++) {
-				if (*p == '"' && (p == docs[i] || p[-1] != '\\'))
-					in = !in;
-				if (in || *p != ' ')
-					a[x++] = *p;
-			}
-			a[x] = '\0';
-			in = false;
-			for (const char *p = d->js ? d->js : ""; *p && y + 1 < sizeof b; p++) {
-				if (*p == '"' && (p == d->js || p[-1] != '\\'))
-					in = !in;
-				if (in || *p != ' ')
-					b[y++] = *p;
-			}
-			b[y] = '\0';
+			json_strip(docs[i], a, sizeof a);
+			json_strip(js, b, sizeof b);
 			is_str(b, a, "json %zu reads back as written (modulo whitespace)", i);
 		} else {
 			ok(0, "json %zu reads back: %s", i, err.message);
 		}
-		emh_em_close(em);
+		free(js);
 		char *raw = raw_doc(g_doc_table, id);
 		if (i == 3)
 			like_str(raw, "\"plain\" : [ { \"$numberInt\" : \"1\" }", "a plain object is stored as an embedded document");
@@ -336,14 +358,42 @@ static void test_like(void)
 	}
 }
 
+/* What each thread of run_threads gets first in its argument. */
+typedef struct thr_arg {
+	int t, rc;
+	char msg[EMH_ERROR_MSG_MAX];
+} thr_arg;
+
+/* Run fn on n (at most 16) threads at once, each with its element of args
+ * (size bytes each, a thr_arg first); returns how many set rc. */
+static int run_threads(int n, void *(*fn)(void *), void *args, size_t size)
+{
+	pthread_t th[16];
+	int failed = 0;
+	for (int t = 0; t < n; t++) {
+		thr_arg *a = (thr_arg *)(void *)((char *)args + (size_t)t * size);
+		a->t = t;
+		a->rc = 0;
+		if (pthread_create(&th[t], NULL, fn, a))
+			bail("pthread_create failed");
+	}
+	for (int t = 0; t < n; t++) {
+		thr_arg *a = (thr_arg *)(void *)((char *)args + (size_t)t * size);
+		pthread_join(th[t], NULL);
+		if (a->rc) {
+			failed++;
+			diag("thread %d: %s", t, a->msg);
+		}
+	}
+	return failed;
+}
+
 /* Generated keys from 8 threads at once are unique. */
 #define KEY_THREADS 8
 #define KEY_PER_THREAD 40
 typedef struct key_arg {
-	int t;
+	thr_arg base;
 	int64_t ids[KEY_PER_THREAD];
-	int rc;
-	char msg[EMH_ERROR_MSG_MAX];
 } key_arg;
 
 static void *key_worker(void *p)
@@ -351,12 +401,11 @@ static void *key_worker(void *p)
 	key_arg *a = p;
 	emh_error err;
 	char tag[32];
-	a->rc = 0;
-	for (int i = 0; i < KEY_PER_THREAD && !a->rc; i++) {
-		snprintf(tag, sizeof tag, "k%d-%d", a->t, i);
-		a->rc = insert_doc(tag, "key", NULL, &a->ids[i], &err);
-		if (a->rc)
-			snprintf(a->msg, sizeof a->msg, "%s", err.message);
+	for (int i = 0; i < KEY_PER_THREAD && !a->base.rc; i++) {
+		snprintf(tag, sizeof tag, "k%d-%d", a->base.t, i);
+		a->base.rc = insert_doc(tag, "key", NULL, &a->ids[i], &err);
+		if (a->base.rc)
+			snprintf(a->base.msg, sizeof a->base.msg, "%s", err.message);
 	}
 	return NULL;
 }
@@ -369,24 +418,13 @@ static int cmp_i64(const void *a, const void *b)
 
 static void test_keys(void)
 {
-	pthread_t th[KEY_THREADS];
 	static key_arg args[KEY_THREADS];
 	static int64_t all[KEY_THREADS * KEY_PER_THREAD];
-	int failed = 0;
 
 	diag("generated keys from %d threads", KEY_THREADS);
-	for (int t = 0; t < KEY_THREADS; t++) {
-		args[t].t = t;
-		pthread_create(&th[t], NULL, key_worker, &args[t]);
-	}
-	for (int t = 0; t < KEY_THREADS; t++) {
-		pthread_join(th[t], NULL);
-		if (args[t].rc) {
-			failed++;
-			diag("thread %d: %s", t, args[t].msg);
-		}
+	int failed = run_threads(KEY_THREADS, key_worker, args, sizeof args[0]);
+	for (int t = 0; t < KEY_THREADS; t++)
 		memcpy(all + t * KEY_PER_THREAD, args[t].ids, sizeof args[t].ids);
-	}
 	is_int(failed, 0, "every thread inserted %d rows", KEY_PER_THREAD);
 	qsort(all, KEY_THREADS * KEY_PER_THREAD, sizeof all[0], cmp_i64);
 	int dups = 0, zero = 0;
@@ -537,6 +575,118 @@ static void test_layout(void)
 	emh_em_close(em);
 }
 
+/* "[[...]]" nested depth levels deep (malloc'd). */
+static char *nested(size_t depth)
+{
+	char *s = malloc(2 * depth + 1);
+	if (!s)
+		bail("out of memory");
+	memset(s, '[', depth);
+	memset(s + depth, ']', depth);
+	s[2 * depth] = '\0';
+	return s;
+}
+
+/* Insert js as a new row's json: accepted, read back as written, stored as text (as_text) or an array. */
+static void json_kept(const char *name, const char *js, bool as_text)
+{
+	emh_error err;
+	int64_t id = 0;
+	char tag[48];
+	snprintf(tag, sizeof tag, "je-%s", name);
+	int rc = insert_doc(tag, NULL, js, &id, &err);
+	if (rc)
+		diag("%s", err.message);
+	is_int(rc, 0, "json %s is accepted", name);
+	char *back = read_js(id, &err);
+	size_t cap = strlen(js) + 1;
+	char *a = malloc(cap), *b = malloc(cap + (back ? strlen(back) : 0));
+	if (!a || !b)
+		bail("out of memory");
+	json_strip(js, a, cap);
+	json_strip(back ? back : "", b, cap + (back ? strlen(back) : 0));
+	ok(strcmp(a, b) == 0, "json %s reads back as written (modulo whitespace)", name);
+	char *raw = raw_doc(g_doc_table, id);
+	if (as_text)
+		like_str(raw, "\"js\" : \"", "json %s is stored as its text", name);
+	else
+		like_str(raw, "\"js\" : [", "json %s is stored as an array", name);
+	free(raw);
+	free(a);
+	free(b);
+	free(back);
+}
+
+/*
+ * What the json reader accepts and refuses.  jansson refuses some texts RFC
+ * 8259 allows (numbers beyond int64/double, \u0000, lone surrogates): those
+ * are still accepted and kept as text.  Refusals are EMH_EINVAL naming the
+ * field and a byte offset, never quoting the value.
+ */
+static void test_json_edges(void)
+{
+	static const struct {
+		const char *name, *js;
+	} keep[] = {
+		{"beyond-double", "[1e400, -1e400, 2.5]"},
+		{"beyond-int64", "{\"n\": 99999999999999999999, \"m\": -99999999999999999999}"},
+		{"nul-in-name", "{\"k\\u0000\": 1}"},
+		{"nul-in-string", "[\"a\\u0000b\"]"},
+		{"lone-surrogates", "[\"\\ud834\", \"\\udd1e\", \"\\ud834\\u0041\"]"},
+		{"surrogate-pair", "[\"\\ud834\\udd1e\"]"},
+		{"duplicate-names", "{\"a\": 1, \"a\": 2}"},
+		{"numbers-as-written", "[0.1, -0, 1E+2, 1.0e-400]"},
+	};
+	emh_error err;
+	int rc;
+
+	diag("json: valid texts jansson refuses, nesting limits, refusals");
+	for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
+		json_kept(keep[i].name, keep[i].js, true);
+
+	char *js = nested(91);
+	json_kept("91-levels", js, false);
+	free(js);
+	js = nested(92);
+	json_kept("92-levels", js, true);
+	free(js);
+	js = nested(1001);
+	json_kept("1001-levels", js, true);
+	free(js);
+	js = nested(1002);
+	rc = insert_doc("je-1002", NULL, js, NULL, &err);
+	is_int(rc, EMH_EINVAL, "json nested 1002 levels is EMH_EINVAL");
+	like_str(err.message, "field 'js': invalid json: nested deeper than 1000 levels", "and says so");
+	free(js);
+	js = nested(5000);
+	rc = insert_doc("je-5000", NULL, js, NULL, &err);
+	is_int(rc, EMH_EINVAL, "json nested 5000 levels is EMH_EINVAL");
+	free(js);
+
+	static const struct {
+		const char *js;
+		int at;
+	} bad[] = {
+		{"[1e400,]", 8},           /* a replaced number does not hide an error after it */
+		{"[\"\\ud834\" 1]", 11},   /* nor does a replaced escape */
+		{"[01e400]", 2},           /* not a number: never replaced */
+		{"[\"\\u00zz\"]", 7},
+		{"[\"\xff\"]", 2},         /* not UTF-8 */
+		{"{\"a\":1} x", 9},
+		{"{\"secret\": tru}", 14},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char at[32];
+		rc = insert_doc("je-bad", NULL, bad[i].js, NULL, &err);
+		is_int(rc, EMH_EINVAL, "invalid json %zu is EMH_EINVAL", i);
+		like_str(err.message, "field 'js': invalid json: ", "invalid json %zu: the message names the field", i);
+		snprintf(at, sizeof at, " at byte %d", bad[i].at);
+		like_str(err.message, at, "invalid json %zu: and the byte offset", i);
+	}
+	ok(strstr(err.message, "secret") == NULL && strstr(err.message, "tru") == NULL,
+	   "the message does not quote the value: %s", err.message);
+}
+
 /* Contexts from parameters (no url) and bad parameters. */
 static void test_params(const char *uri)
 {
@@ -649,6 +799,7 @@ int main(void)
 	test_keys();
 	test_errors();
 	test_layout();
+	test_json_edges();
 	test_params(uri);
 
 	{
