@@ -224,12 +224,12 @@ static void conn_failed(emh_em *em, int rc, const emh_error *err)
 }
 
 /* One driver call. */
-enum { OP_STMT = 1, OP_INSERT, OP_UPDATE, OP_REMOVE, OP_FIND, OP_COUNT, OP_EXECUTE, OP_SYNC };
+enum { OP_STMT = 1, OP_INSERT, OP_UPDATE, OP_REMOVE, OP_FIND, OP_COUNT, OP_EXECUTE, OP_SYNC, OP_UPSERT };
 typedef struct op {
 	int kind;
 	emh__meta *m;
 	const emh_stmt *st;
-	const emh_value *params; /* OP_STMT; vals for OP_INSERT/UPDATE; key for OP_REMOVE */
+	const emh_value *params; /* OP_STMT; vals for OP_INSERT/UPDATE/UPSERT; key for OP_REMOVE */
 	emh_rowsink *sink;
 	uint64_t mask;
 	emh_value *key;
@@ -259,6 +259,8 @@ static int op_call(emh_em *em, op *o, emh_error *err)
 		return d->execute(c, o->text, err);
 	case OP_SYNC:
 		return emh__meta_sync(o->m, c, false, err);
+	case OP_UPSERT:
+		return d->upsert(c, &o->m->pub, o->params, err);
 	}
 	return emh_error_set(err, EMH_EINVAL, "unknown operation");
 }
@@ -1594,10 +1596,10 @@ int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err)
 	if ((rc = ensure_conn(em, err)) != 0)
 		return rc;
 	uint64_t caps = em_caps(em);
-	if (!is_sql(em) || !(caps & EMH_CAP_UPSERT))
+	if (!(caps & EMH_CAP_UPSERT) || (!is_sql(em) && !em->ctx->drv->d.upsert))
 		return fail_ctx(em, emh_error_set(err, EMH_EUNSUPPORTED, "driver '%s' cannot upsert",
 						  em->ctx->drv->d.name), err);
-	if (!m->st_upsert)
+	if (is_sql(em) && !m->st_upsert)
 		return fail_ctx(em, emh_error_set(err, EMH_EUNSUPPORTED,
 						  "driver '%s' cannot upsert entity '%s': its ON DUPLICATE KEY would also "
 						  "fire on the entity's other unique columns and overwrite another row",
@@ -1612,6 +1614,8 @@ int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err)
 		return rc;
 	emh_rowsink rs = {0};
 	op x = {.kind = OP_STMT, .m = m, .st = m->st_upsert, .params = vals, .sink = &rs};
+	if (!is_sql(em)) /* a document driver's own upsert member */
+		x = (op){.kind = OP_UPSERT, .m = m, .params = vals};
 	rc = run(em, &x, err);
 	if (sp) {
 		emh_error ignored;

@@ -412,9 +412,11 @@ static int mg_command_ping(emh_dctx *dc, mongoc_client_t *client, emh_error *err
 }
 
 /*
- * Transactions need a replica set member (hello has setName) or a mongos
- * (msg "isdbgrid"), with sessions (logicalSessionTimeoutMinutes).  Read from
- * the topology's last hello, so this costs no round trip.
+ * What holds on this connection's server.  Upsert (a replace with upsert on
+ * _id) works on any server.  Transactions need a replica set member (hello
+ * has setName) or a mongos (msg "isdbgrid"), with sessions
+ * (logicalSessionTimeoutMinutes).  Read from the topology's last hello, so
+ * this costs no round trip.
  */
 static uint64_t mg_server_caps(mongoc_client_t *client)
 {
@@ -426,7 +428,7 @@ static uint64_t mg_server_caps(mongoc_client_t *client)
 
 	sd = mongoc_client_select_server(client, true, NULL, &e);
 	if (!sd)
-		return 0;
+		return EMH_CAP_UPSERT;
 	hello = mongoc_server_description_hello_response(sd);
 	if (bson_iter_init_find(&it, hello, "setName") && BSON_ITER_HOLDS_UTF8(&it))
 		replset = true;
@@ -437,7 +439,7 @@ static uint64_t mg_server_caps(mongoc_client_t *client)
 	    !BSON_ITER_HOLDS_NULL(&it))
 		sessions = true;
 	mongoc_server_description_destroy(sd);
-	return (replset || mongos) && sessions ? EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH : 0;
+	return EMH_CAP_UPSERT | ((replset || mongos) && sessions ? EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH : 0);
 }
 
 static int mg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_error *err)
@@ -651,7 +653,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.name = "mongo",
 	.version = "1.0",
 	.description = "MongoDB through libmongoc (transactions on replica sets and mongos)",
-	.caps = EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH,
+	.caps = EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH | EMH_CAP_UPSERT,
 	.url_schemes = mg_schemes,
 	.params = mg_params,
 	.context_open = mg_context_open,
@@ -670,4 +672,5 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.remove = mg_remove,
 	.find = mg_find,
 	.count = mg_count,
+	.upsert = mg_upsert,
 };

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * plugins/mongo/mongo_crud.c: the entity operations of a document driver
- * (insert, update, remove, find, count) and generated keys.
+ * (insert, upsert, update, remove, find, count) and generated keys.
  */
 #include "config.h"
 
@@ -151,6 +151,57 @@ int mg_insert(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_value *
 	if (key)
 		*key = k;
 	return 0;
+}
+
+/*
+ * Insert vals, or replace the document with their key: replace_one({_id:
+ * key}, document, {upsert: true}), one operation the server applies
+ * atomically.  The replacement is the whole document, so what it leaves out
+ * (a NULL in a unique nullable field) is gone afterwards, as when a row is
+ * overwritten.  A clash on another unique field is EMH_ECONFLICT.
+ */
+int mg_upsert(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_error *err)
+{
+	const emh_entity *e = m->entity;
+	const emh_value *k = &vals[m->pk];
+	mongoc_collection_t *coll;
+	int rc;
+
+	if ((rc = mg_coll_get(c, m, &coll, err)))
+		return rc;
+	if (k->is_null)
+		return emh_error_set(err, EMH_EINVAL, "entity '%s': primary key '%s' is null", e->name,
+				     e->fields[m->pk].name);
+	/* Two upserts of one new key at once both find no document; the second
+	 * insert meets a duplicate on _id.  Sent again, it finds the document and
+	 * replaces it (MongoDB 4.2+ servers retry so themselves). */
+	for (int attempt = 0;; attempt++) {
+		bson_t filter = BSON_INITIALIZER, doc = BSON_INITIALIZER, opts, reply;
+		bson_error_t be;
+
+		if ((rc = mg_append_value(&filter, "_id", &e->fields[m->pk], k, err)) ||
+		    (rc = mg_doc_build(&doc, m, vals, k, err)) || (rc = mg_opts(c, &opts, err))) {
+			bson_destroy(&filter);
+			bson_destroy(&doc);
+			return rc;
+		}
+		BSON_APPEND_BOOL(&opts, "upsert", true);
+		bool ok = mongoc_collection_replace_one(coll, &filter, &doc, &opts, &reply, &be);
+		bson_destroy(&filter);
+		bson_destroy(&doc);
+		bson_destroy(&opts);
+		if (ok) {
+			bson_destroy(&reply);
+			return 0;
+		}
+		if (!c->in_txn && mg_is_dup(&be) && mg_dup_on_id(&be) && attempt < 2) {
+			bson_destroy(&reply);
+			continue;
+		}
+		rc = mg_fail(c->dc, err, &be, &reply, "upsert", e->table);
+		bson_destroy(&reply);
+		return rc;
+	}
 }
 
 int mg_update(emh_conn *c, const emh_meta *m, const emh_value *vals, uint64_t mask, emh_error *err)

@@ -8,7 +8,7 @@
  *   mongo_value.c   emhost values <-> BSON fields (the storage layout below)
  *   mongo_json.c    json fields: JSON text <-> BSON (jansson reads, our writer writes)
  *   mongo_filter.c  emh_query -> BSON filter, sort, skip and limit
- *   mongo_crud.c    insert, update, remove, find, count, generated keys
+ *   mongo_crud.c    insert, update, upsert, remove, find, count, generated keys
  *   mongo_schema.c  sync (collections, indexes), raw commands
  *
  * The plugin exports only emh_driver_descriptor (libtool's
@@ -160,6 +160,7 @@ void mg_find_opts(bson_t *opts, const emh_meta *m, const emh_query *q);
 /* ---- mongo_crud.c: entity operations ---- */
 
 int mg_insert(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_value *key, emh_error *err);
+int mg_upsert(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_error *err);
 int mg_update(emh_conn *c, const emh_meta *m, const emh_value *vals, uint64_t mask, emh_error *err);
 int mg_remove(emh_conn *c, const emh_meta *m, const emh_value *key, emh_error *err);
 int mg_find(emh_conn *c, const emh_meta *m, const emh_query *q, emh_rowsink *sink, emh_error *err);

@@ -51,8 +51,21 @@ static const emh_field mt_kv_fields[] = {
 	EMH_FIELD(mt_kv, v, EMH_T_INT32, 0),
 };
 
-static char g_doc_table[64], g_kv_table[64];
-static emh_entity g_doc = {0}, g_kv = {0};
+/* A natural key and a unique nullable field, for upsert. */
+typedef struct mt_up {
+	const char *k;
+	const char *mail; /* unique and nullable: absent when NULL */
+	int64_t n;
+} mt_up;
+
+static const emh_field mt_up_fields[] = {
+	EMH_FIELD(mt_up, k, EMH_T_TEXT, EMH_F_PK),
+	EMH_FIELD(mt_up, mail, EMH_T_TEXT, EMH_F_NULLABLE | EMH_F_UNIQUE),
+	EMH_FIELD(mt_up, n, EMH_T_INT64, 0),
+};
+
+static char g_doc_table[64], g_kv_table[64], g_up_table[64];
+static emh_entity g_doc = {0}, g_kv = {0}, g_up = {0};
 
 static emh_host *g_host;
 static mongoc_client_t *g_raw;
@@ -687,6 +700,85 @@ static void test_json_edges(void)
 	   "the message does not quote the value: %s", err.message);
 }
 
+/* Upsert one mt_up in its own fork. */
+static int upsert_up(const char *k, const char *mail, int64_t n, emh_error *err)
+{
+	emh_em *em;
+	emh_repo *r;
+	mt_up *u;
+	int rc = emh_host_fork(g_host, "mg", &em, err);
+	if (rc)
+		return rc;
+	if ((rc = emh_em_repo(em, &g_up, &r, err)) == 0 && (rc = emh_repo_new(r, (void **)&u, err)) == 0) {
+		u->k = k;
+		u->mail = mail;
+		u->n = n;
+		rc = emh_repo_upsert(r, u, err);
+	}
+	emh_em_close(em);
+	return rc;
+}
+
+static char *raw_up(const char *k)
+{
+	bson_t key = BSON_INITIALIZER;
+	BSON_APPEND_UTF8(&key, "k", k);
+	char *out = raw_doc_by(g_up_table, &key);
+	bson_destroy(&key);
+	return out;
+}
+
+#define UP_THREADS 8
+
+static void *up_worker(void *p)
+{
+	thr_arg *a = p;
+	emh_error err;
+	a->rc = upsert_up("race", NULL, a->t, &err);
+	if (a->rc)
+		snprintf(a->msg, sizeof a->msg, "%s", err.message);
+	return NULL;
+}
+
+/* Upsert replaces the whole document; another unique field still conflicts. */
+static void test_upsert(void)
+{
+	emh_error err;
+	char *raw;
+	int rc;
+
+	diag("upsert");
+	rc = upsert_up("a", "a@example.org", 1, &err);
+	is_int(rc, 0, "upsert of a new key");
+	raw = raw_up("a");
+	like_str(raw, "\"mail\" : \"a@example.org\"", "the document is inserted");
+	free(raw);
+	rc = upsert_up("a", NULL, 2, &err);
+	is_int(rc, 0, "upsert of the same key with a NULL mail");
+	raw = raw_up("a");
+	ok(raw && strstr(raw, "\"mail\"") == NULL && strstr(raw, "\"2\"") != NULL,
+	   "the document is replaced whole: the NULL unique field is gone, n is 2 (%s)", raw ? raw : "none");
+	free(raw);
+	rc = upsert_up("b", "b@example.org", 3, &err);
+	is_int(rc, 0, "upsert key 'b' with mail b@");
+	rc = upsert_up("a", "b@example.org", 4, &err);
+	is_int(rc, EMH_ECONFLICT, "upsert of 'a' with b's mail is EMH_ECONFLICT");
+	is_int(err.native, 11000, "native code 11000");
+	ok(strstr(err.message, "mail") != NULL && strstr(err.message, "b@example.org") == NULL,
+	   "the message names the index, not the value: %s", err.message);
+
+	static thr_arg args[UP_THREADS];
+	int failed = run_threads(UP_THREADS, up_worker, args, sizeof args[0]);
+	is_int(failed, 0, "%d threads upserting one new key all succeed", UP_THREADS);
+	mongoc_collection_t *coll = mongoc_client_get_collection(g_raw, g_db, g_up_table);
+	bson_t filter = BSON_INITIALIZER;
+	BSON_APPEND_UTF8(&filter, "_id", "race");
+	int64_t n = mongoc_collection_count_documents(coll, &filter, NULL, NULL, NULL, NULL);
+	is_int(n, 1, "one document for the key");
+	bson_destroy(&filter);
+	mongoc_collection_destroy(coll);
+}
+
 /* Contexts from parameters (no url) and bad parameters. */
 static void test_params(const char *uri)
 {
@@ -765,10 +857,13 @@ int main(void)
 	}
 	snprintf(g_doc_table, sizeof g_doc_table, "mgt_%ld_doc", (long)getpid());
 	snprintf(g_kv_table, sizeof g_kv_table, "mgt_%ld_kv", (long)getpid());
+	snprintf(g_up_table, sizeof g_up_table, "mgt_%ld_up", (long)getpid());
 	g_doc = (emh_entity){.name = "mt_doc", .table = g_doc_table, .size = sizeof(mt_doc), .fields = mt_doc_fields,
 			     .nfields = sizeof mt_doc_fields / sizeof mt_doc_fields[0]};
 	g_kv = (emh_entity){.name = "mt_kv", .table = g_kv_table, .size = sizeof(mt_kv), .fields = mt_kv_fields,
 			    .nfields = sizeof mt_kv_fields / sizeof mt_kv_fields[0]};
+	g_up = (emh_entity){.name = "mt_up", .table = g_up_table, .size = sizeof(mt_up), .fields = mt_up_fields,
+			    .nfields = sizeof mt_up_fields / sizeof mt_up_fields[0]};
 
 	mongoc_init();
 	mongoc_uri_t *u = mongoc_uri_new_with_error(uri, &be);
@@ -785,7 +880,8 @@ int main(void)
 		bail("emh_host_new: %s", err.message);
 	if (emh_host_add_context(g_host, "mg", (const char *const[]){"url", uri, "pool.max", "8", NULL}, &err) ||
 	    emh_host_register_entity(g_host, "mg", &g_doc, &err) ||
-	    emh_host_register_entity(g_host, "mg", &g_kv, &err))
+	    emh_host_register_entity(g_host, "mg", &g_kv, &err) ||
+	    emh_host_register_entity(g_host, "mg", &g_up, &err))
 		bail("context mg: %s", err.message);
 	int rc = emh_host_sync_schema(g_host, "mg", &err);
 	if (rc)
@@ -800,13 +896,15 @@ int main(void)
 	test_errors();
 	test_layout();
 	test_json_edges();
+	test_upsert();
 	test_params(uri);
 
 	{
 		emh_em *em;
-		char cmd[128];
+		char cmd[256];
 		if (emh_host_fork(g_host, "mg", &em, &err) == 0) {
-			snprintf(cmd, sizeof cmd, "{\"drop\": \"%s\"} {\"drop\": \"%s\"}", g_doc_table, g_kv_table);
+			snprintf(cmd, sizeof cmd, "{\"drop\": \"%s\"} {\"drop\": \"%s\"} {\"drop\": \"%s\"}", g_doc_table,
+				 g_kv_table, g_up_table);
 			rc = emh_em_execute(em, cmd, &err);
 			is_int(rc, 0, "drop the test collections");
 			emh_em_close(em);
