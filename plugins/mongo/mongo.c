@@ -672,5 +672,6 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.remove = mg_remove,
 	.find = mg_find,
 	.count = mg_count,
+	.drop = mg_drop,
 	.upsert = mg_upsert,
 };

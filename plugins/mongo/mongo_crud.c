@@ -29,6 +29,14 @@ static int mg_reply_count(const bson_t *reply, const char *key, int64_t *out)
 	return -1;
 }
 
+/* The collection of the key counters on this connection. */
+static int mg_counters_get(emh_conn *c, emh_error *err)
+{
+	if (!c->counters)
+		c->counters = mongoc_client_get_collection(c->client, c->dc->database, MG_COUNTERS);
+	return c->counters ? 0 : emh_error_set(err, EMH_ENOMEM, "out of memory");
+}
+
 /*
  * Next generated key of collection table: an atomic findAndModify {$inc}
  * with upsert on its counter document.  Never inside the transaction (no
@@ -41,13 +49,10 @@ static int mg_next_id(emh_conn *c, const char *table, int64_t *out, emh_error *e
 	bson_t query = BSON_INITIALIZER, update = BSON_INITIALIZER, inc, reply;
 	bson_error_t e;
 	bson_iter_t it, val;
-	int rc = 0;
+	int rc;
 
-	if (!c->counters) {
-		c->counters = mongoc_client_get_collection(c->client, c->dc->database, MG_COUNTERS);
-		if (!c->counters)
-			return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	}
+	if ((rc = mg_counters_get(c, err)))
+		return rc;
 	fm = mongoc_find_and_modify_opts_new();
 	if (!fm)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
@@ -79,6 +84,22 @@ out:
 	mongoc_find_and_modify_opts_destroy(fm);
 	bson_destroy(&query);
 	bson_destroy(&update);
+	return rc;
+}
+
+int mg_key_reset(emh_conn *c, const char *table, emh_error *err)
+{
+	bson_t filter = BSON_INITIALIZER, reply;
+	bson_error_t be;
+	int rc;
+
+	if ((rc = mg_counters_get(c, err)))
+		return rc;
+	BSON_APPEND_UTF8(&filter, "_id", table);
+	if (!mongoc_collection_delete_one(c->counters, &filter, NULL, &reply, &be))
+		rc = mg_fail(c->dc, err, &be, &reply, "key counter reset", MG_COUNTERS);
+	bson_destroy(&reply);
+	bson_destroy(&filter);
 	return rc;
 }
 

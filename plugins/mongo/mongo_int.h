@@ -9,7 +9,7 @@
  *   mongo_json.c    json fields: JSON text <-> BSON (jansson reads, our writer writes)
  *   mongo_filter.c  emh_query -> BSON filter, sort, skip and limit
  *   mongo_crud.c    insert, update, upsert, remove, find, count, generated keys
- *   mongo_schema.c  sync (collections, indexes), raw commands
+ *   mongo_schema.c  sync (collections, indexes), drop, raw commands
  *
  * The plugin exports only emh_driver_descriptor (libtool's
  * -export-symbols-regex; the functions below are hidden as well), so the
@@ -165,10 +165,13 @@ int mg_update(emh_conn *c, const emh_meta *m, const emh_value *vals, uint64_t ma
 int mg_remove(emh_conn *c, const emh_meta *m, const emh_value *key, emh_error *err);
 int mg_find(emh_conn *c, const emh_meta *m, const emh_query *q, emh_rowsink *sink, emh_error *err);
 int mg_count(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *n, emh_error *err);
+/* Forget the generated-key counter of collection table (the next key is 1). */
+int mg_key_reset(emh_conn *c, const char *table, emh_error *err);
 
 /* ---- mongo_schema.c: collections, indexes, raw commands ---- */
 
 int mg_sync(emh_conn *c, const emh_meta *m, emh_error *err);
+int mg_drop(emh_conn *c, const emh_meta *m, emh_error *err);
 int mg_execute(emh_conn *c, const char *text, emh_error *err);
 
 #pragma GCC visibility pop

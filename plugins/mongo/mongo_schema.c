@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * plugins/mongo/mongo_schema.c: an entity's collection and indexes (sync)
- * and raw commands (execute).
+ * plugins/mongo/mongo_schema.c: an entity's collection and indexes (sync,
+ * drop) and raw commands (execute).
  */
 #include "config.h"
 
@@ -120,6 +120,25 @@ int mg_sync(emh_conn *c, const emh_meta *m, emh_error *err)
 				     err);
 	}
 	return rc;
+}
+
+/*
+ * Drop the collection of m and its key counter, as DROP TABLE takes a
+ * table's sequence with it: a collection made again numbers its keys from 1.
+ * A collection that does not exist is no error.  Outside any transaction
+ * (MongoDB has no transactional drop).
+ */
+int mg_drop(emh_conn *c, const emh_meta *m, emh_error *err)
+{
+	mongoc_collection_t *coll;
+	bson_error_t be;
+	int rc;
+
+	if ((rc = mg_coll_get(c, m, &coll, err)))
+		return rc;
+	if (!mongoc_collection_drop_with_opts(coll, NULL, &be) && be.code != MG_E_NAMESPACE_NOT_FOUND)
+		return mg_fail(c->dc, err, &be, NULL, "drop", m->entity->table);
+	return mg_key_reset(c, m->entity->table, err);
 }
 
 /*

@@ -2,6 +2,7 @@
 /* tests/mongo/test_mongo.c: the mongo driver against a real server: verbatim values, like, keys, errors, storage layout. */
 #include "config.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 
 #include <mongoc/mongoc.h>
 
+#include <emhost/driver.h>
 #include <emhost/emhost.h>
 
 #include "../tap.h"
@@ -64,12 +66,49 @@ static const emh_field mt_up_fields[] = {
 	EMH_FIELD(mt_up, n, EMH_T_INT64, 0),
 };
 
-static char g_doc_table[64], g_kv_table[64], g_up_table[64];
-static emh_entity g_doc = {0}, g_kv = {0}, g_up = {0};
+/* Generated keys and a unique field, for drop. */
+typedef struct mt_dr {
+	int64_t id;
+	const char *name; /* unique */
+} mt_dr;
+
+static const emh_field mt_dr_fields[] = {
+	EMH_FIELD(mt_dr, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(mt_dr, name, EMH_T_TEXT, EMH_F_UNIQUE),
+};
+
+static char g_doc_table[64], g_kv_table[64], g_up_table[64], g_dr_table[64];
+static emh_entity g_doc = {0}, g_kv = {0}, g_up = {0}, g_dr = {0};
 
 static emh_host *g_host;
 static mongoc_client_t *g_raw;
 static char g_db[64];
+
+/*
+ * The driver's drop member, reached before the core calls it: the test
+ * registers the mongo plugin's own descriptor a second time, statically, as
+ * "mongo_probe", whose execute runs drop on g_dr's collection for the text
+ * "probe-drop" (and on a collection the driver reserves for
+ * "probe-drop-reserved"), and passes anything else to the plugin.
+ */
+static const emh_driver *g_mongo; /* the plugin's descriptor (dlsym) */
+static emh_driver g_probe;
+
+static int probe_execute(emh_conn *c, const char *text, emh_error *err)
+{
+	static const emh_entity reserved = {.name = "mt_reserved", .table = "emh_counters", .size = sizeof(mt_dr),
+					    .fields = mt_dr_fields, .nfields = 2};
+	/* ids far from the context's own entities' (the driver caches by id) */
+	emh_meta m = {.entity = &g_dr, .pk = 0, .generated = true, .id = 1000, .context = "mgprobe"};
+	if (strcmp(text, "probe-drop") == 0)
+		return g_mongo->drop(c, &m, err);
+	if (strcmp(text, "probe-drop-reserved") == 0) {
+		m.entity = &reserved;
+		m.id = 1001;
+		return g_mongo->drop(c, &m, err);
+	}
+	return g_mongo->execute(c, text, err);
+}
 
 /* ---- helpers ---- */
 
@@ -779,6 +818,90 @@ static void test_upsert(void)
 	mongoc_collection_destroy(coll);
 }
 
+static int insert_dr(const char *name, int64_t *id, emh_error *err)
+{
+	emh_em *em;
+	emh_repo *r;
+	mt_dr *d;
+	int rc = emh_host_fork(g_host, "mg", &em, err);
+	if (rc)
+		return rc;
+	if ((rc = emh_em_repo(em, &g_dr, &r, err)) == 0 && (rc = emh_repo_new(r, (void **)&d, err)) == 0) {
+		d->name = name;
+		if ((rc = emh_repo_insert(r, d, err)) == 0)
+			*id = d->id;
+	}
+	emh_em_close(em);
+	return rc;
+}
+
+static int probe_run(const char *text, emh_error *err)
+{
+	emh_em *em;
+	int rc = emh_host_fork(g_host, "mgprobe", &em, err);
+	if (rc)
+		return rc;
+	rc = emh_em_execute(em, text, err);
+	emh_em_close(em);
+	return rc;
+}
+
+static bool raw_has_collection(const char *name)
+{
+	mongoc_database_t *db = mongoc_client_get_database(g_raw, g_db);
+	bool has = mongoc_database_has_collection(db, name, NULL);
+	mongoc_database_destroy(db);
+	return has;
+}
+
+/* drop: the collection and its key counter go; a missing one is fine; sync makes it again. */
+static void test_drop(const char *uri)
+{
+	emh_error err;
+	int64_t id = 0;
+	int rc;
+
+	diag("drop");
+	if (!uri) {
+		skip(12, "cannot parse EMH_TEST_MONGO_URI into host and port");
+		return;
+	}
+	for (int i = 0; i < 3; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "dr%d", i);
+		rc = insert_dr(name, &id, &err);
+	}
+	ok(rc == 0 && id == 3, "three rows with generated keys 1..3 (last %lld)", (long long)id);
+	ok(raw_has_collection(g_dr_table), "the collection exists");
+	rc = probe_run("probe-drop", &err);
+	if (rc)
+		diag("%s", err.message);
+	is_int(rc, 0, "drop");
+	ok(!raw_has_collection(g_dr_table), "the collection is gone");
+	mongoc_collection_t *counters = mongoc_client_get_collection(g_raw, g_db, "emh_counters");
+	bson_t filter = BSON_INITIALIZER;
+	BSON_APPEND_UTF8(&filter, "_id", g_dr_table);
+	is_int(mongoc_collection_count_documents(counters, &filter, NULL, NULL, NULL, NULL), 0,
+	       "its key counter is gone");
+	rc = probe_run("probe-drop", &err);
+	is_int(rc, 0, "dropping a missing collection succeeds");
+	rc = probe_run("probe-drop-reserved", &err);
+	is_int(rc, EMH_EINVAL, "the counters collection is never dropped");
+	ok(mongoc_collection_count_documents(counters, &(bson_t)BSON_INITIALIZER, NULL, NULL, NULL, NULL) > 0,
+	   "the other counters are kept");
+	bson_destroy(&filter);
+	mongoc_collection_destroy(counters);
+
+	rc = emh_host_sync_schema(g_host, "mg", &err);
+	is_int(rc, 0, "sync makes the collection again");
+	rc = insert_dr("again", &id, &err);
+	ok(rc == 0 && id == 1, "keys start at 1 again (got %lld)", (long long)id);
+	rc = insert_dr("again", &id, &err);
+	is_int(rc, EMH_ECONFLICT, "the unique index is back");
+	rc = probe_run("{\"ping\": 1}", &err);
+	is_int(rc, 0, "other commands pass through the probe");
+}
+
 /* Contexts from parameters (no url) and bad parameters. */
 static void test_params(const char *uri)
 {
@@ -858,31 +981,61 @@ int main(void)
 	snprintf(g_doc_table, sizeof g_doc_table, "mgt_%ld_doc", (long)getpid());
 	snprintf(g_kv_table, sizeof g_kv_table, "mgt_%ld_kv", (long)getpid());
 	snprintf(g_up_table, sizeof g_up_table, "mgt_%ld_up", (long)getpid());
+	snprintf(g_dr_table, sizeof g_dr_table, "mgt_%ld_dr", (long)getpid());
 	g_doc = (emh_entity){.name = "mt_doc", .table = g_doc_table, .size = sizeof(mt_doc), .fields = mt_doc_fields,
 			     .nfields = sizeof mt_doc_fields / sizeof mt_doc_fields[0]};
 	g_kv = (emh_entity){.name = "mt_kv", .table = g_kv_table, .size = sizeof(mt_kv), .fields = mt_kv_fields,
 			    .nfields = sizeof mt_kv_fields / sizeof mt_kv_fields[0]};
 	g_up = (emh_entity){.name = "mt_up", .table = g_up_table, .size = sizeof(mt_up), .fields = mt_up_fields,
 			    .nfields = sizeof mt_up_fields / sizeof mt_up_fields[0]};
+	g_dr = (emh_entity){.name = "mt_dr", .table = g_dr_table, .size = sizeof(mt_dr), .fields = mt_dr_fields,
+			    .nfields = sizeof mt_dr_fields / sizeof mt_dr_fields[0]};
 
 	mongoc_init();
 	mongoc_uri_t *u = mongoc_uri_new_with_error(uri, &be);
 	if (!u)
 		bail("EMH_TEST_MONGO_URI: %s", be.message);
 	snprintf(g_db, sizeof g_db, "%s", mongoc_uri_get_database(u) ? mongoc_uri_get_database(u) : "emh");
+	const mongoc_host_list_t *hl = mongoc_uri_get_hosts(u);
+	char host[256] = "", port[16] = "";
+	if (hl) {
+		snprintf(host, sizeof host, "%s", hl->host);
+		snprintf(port, sizeof port, "%u", (unsigned)hl->port);
+	}
 	g_raw = mongoc_client_new_from_uri(u);
 	mongoc_uri_destroy(u);
 
 	snprintf(plugin_dir, sizeof plugin_dir, "%s/plugins-build", builddir ? builddir : ".");
+	/* The plugin the host loads from plugin_dir (dlopen hands back the same
+	 * object), registered once more as the drop probe. */
+	char plugin[1100];
+	snprintf(plugin, sizeof plugin, "%s/mongo.so", plugin_dir);
+	void *dl = dlopen(plugin, RTLD_NOW | RTLD_LOCAL);
+	if (!dl || !(g_mongo = dlsym(dl, EMH_DRIVER_SYMBOL)))
+		bail("%s: %s", plugin, dlerror());
+	if (!g_mongo->drop || !g_mongo->upsert)
+		bail("%s: no drop or upsert member", plugin);
+	g_probe = *g_mongo;
+	g_probe.name = "mongo_probe";
+	g_probe.url_schemes = NULL;
+	g_probe.execute = probe_execute;
+	const emh_driver *statics[] = {&g_probe};
 	const char *envp[] = {NULL};
-	emh_host_opts o = {.plugin_dir = plugin_dir, .envp = envp, .log_level = EMH_LOG_ERROR};
+	emh_host_opts o = {.plugin_dir = plugin_dir, .drivers = statics, .ndrivers = 1, .envp = envp,
+			   .log_level = EMH_LOG_ERROR};
 	if (emh_host_new(&o, &g_host, &err))
 		bail("emh_host_new: %s", err.message);
 	if (emh_host_add_context(g_host, "mg", (const char *const[]){"url", uri, "pool.max", "8", NULL}, &err) ||
 	    emh_host_register_entity(g_host, "mg", &g_doc, &err) ||
 	    emh_host_register_entity(g_host, "mg", &g_kv, &err) ||
-	    emh_host_register_entity(g_host, "mg", &g_up, &err))
+	    emh_host_register_entity(g_host, "mg", &g_up, &err) ||
+	    emh_host_register_entity(g_host, "mg", &g_dr, &err))
 		bail("context mg: %s", err.message);
+	if (hl && emh_host_add_context(g_host, "mgprobe",
+				       (const char *const[]){"driver", "mongo_probe", "host", host, "port", port,
+							     "database", g_db, NULL},
+				       &err))
+		bail("context mgprobe: %s", err.message);
 	int rc = emh_host_sync_schema(g_host, "mg", &err);
 	if (rc)
 		diag("%s", err.message);
@@ -897,20 +1050,22 @@ int main(void)
 	test_layout();
 	test_json_edges();
 	test_upsert();
+	test_drop(hl ? uri : NULL);
 	test_params(uri);
 
 	{
 		emh_em *em;
 		char cmd[256];
 		if (emh_host_fork(g_host, "mg", &em, &err) == 0) {
-			snprintf(cmd, sizeof cmd, "{\"drop\": \"%s\"} {\"drop\": \"%s\"} {\"drop\": \"%s\"}", g_doc_table,
-				 g_kv_table, g_up_table);
+			snprintf(cmd, sizeof cmd, "{\"drop\": \"%s\"} {\"drop\": \"%s\"} {\"drop\": \"%s\"} {\"drop\": \"%s\"}",
+				 g_doc_table, g_kv_table, g_up_table, g_dr_table);
 			rc = emh_em_execute(em, cmd, &err);
 			is_int(rc, 0, "drop the test collections");
 			emh_em_close(em);
 		}
 	}
 	emh_host_free(g_host);
+	dlclose(dl);
 	mongoc_client_destroy(g_raw);
 	mongoc_cleanup();
 	return done_testing();
