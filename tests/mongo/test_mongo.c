@@ -2,6 +2,7 @@
 /* tests/mongo/test_mongo.c: the mongo driver against a real server: verbatim values, like, keys, errors, storage layout. */
 #include "config.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 
 #include <mongoc/mongoc.h>
 
+#include <emhost/driver.h>
 #include <emhost/emhost.h>
 
 #include "../tap.h"
@@ -51,12 +53,62 @@ static const emh_field mt_kv_fields[] = {
 	EMH_FIELD(mt_kv, v, EMH_T_INT32, 0),
 };
 
-static char g_doc_table[64], g_kv_table[64];
-static emh_entity g_doc = {0}, g_kv = {0};
+/* A natural key and a unique nullable field, for upsert. */
+typedef struct mt_up {
+	const char *k;
+	const char *mail; /* unique and nullable: absent when NULL */
+	int64_t n;
+} mt_up;
+
+static const emh_field mt_up_fields[] = {
+	EMH_FIELD(mt_up, k, EMH_T_TEXT, EMH_F_PK),
+	EMH_FIELD(mt_up, mail, EMH_T_TEXT, EMH_F_NULLABLE | EMH_F_UNIQUE),
+	EMH_FIELD(mt_up, n, EMH_T_INT64, 0),
+};
+
+/* Generated keys and a unique field, for drop. */
+typedef struct mt_dr {
+	int64_t id;
+	const char *name; /* unique */
+} mt_dr;
+
+static const emh_field mt_dr_fields[] = {
+	EMH_FIELD(mt_dr, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(mt_dr, name, EMH_T_TEXT, EMH_F_UNIQUE),
+};
+
+static char g_doc_table[64], g_kv_table[64], g_up_table[64], g_dr_table[64];
+static emh_entity g_doc = {0}, g_kv = {0}, g_up = {0}, g_dr = {0};
 
 static emh_host *g_host;
 static mongoc_client_t *g_raw;
 static char g_db[64];
+
+/*
+ * The driver's drop member, reached before the core calls it: the test
+ * registers the mongo plugin's own descriptor a second time, statically, as
+ * "mongo_probe", whose execute runs drop on g_dr's collection for the text
+ * "probe-drop" (and on a collection the driver reserves for
+ * "probe-drop-reserved"), and passes anything else to the plugin.
+ */
+static const emh_driver *g_mongo; /* the plugin's descriptor (dlsym) */
+static emh_driver g_probe;
+
+static int probe_execute(emh_conn *c, const char *text, emh_error *err)
+{
+	static const emh_entity reserved = {.name = "mt_reserved", .table = "emh_counters", .size = sizeof(mt_dr),
+					    .fields = mt_dr_fields, .nfields = 2};
+	/* ids far from the context's own entities' (the driver caches by id) */
+	emh_meta m = {.entity = &g_dr, .pk = 0, .generated = true, .id = 1000, .context = "mgprobe"};
+	if (strcmp(text, "probe-drop") == 0)
+		return g_mongo->drop(c, &m, err);
+	if (strcmp(text, "probe-drop-reserved") == 0) {
+		m.entity = &reserved;
+		m.id = 1001;
+		return g_mongo->drop(c, &m, err);
+	}
+	return g_mongo->execute(c, text, err);
+}
 
 /* ---- helpers ---- */
 
@@ -132,14 +184,16 @@ static emh_cond *q_not_like(emh_query *q, const void *arg)
 	return emh_q_not(q, emh_q_like(q, "txt", arg));
 }
 
-/* The stored document of key id, as relaxed extended JSON (malloc'd) or NULL. */
-static char *raw_doc(const char *table, int64_t id)
+/* The stored document with _id key (its first value), as canonical extended JSON (malloc'd) or NULL. */
+static char *raw_doc_by(const char *table, const bson_t *key)
 {
 	mongoc_collection_t *coll = mongoc_client_get_collection(g_raw, g_db, table);
 	bson_t filter = BSON_INITIALIZER;
+	bson_iter_t it;
 	const bson_t *doc;
 	char *out = NULL;
-	BSON_APPEND_INT64(&filter, "_id", id);
+	if (bson_iter_init(&it, key) && bson_iter_next(&it))
+		bson_append_iter(&filter, "_id", 3, &it);
 	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
 	if (mongoc_cursor_next(cur, &doc)) {
 		char *s = bson_as_canonical_extended_json(doc, NULL);
@@ -149,6 +203,44 @@ static char *raw_doc(const char *table, int64_t id)
 	mongoc_cursor_destroy(cur);
 	bson_destroy(&filter);
 	mongoc_collection_destroy(coll);
+	return out;
+}
+
+static char *raw_doc(const char *table, int64_t id)
+{
+	bson_t key = BSON_INITIALIZER;
+	BSON_APPEND_INT64(&key, "k", id);
+	char *out = raw_doc_by(table, &key);
+	bson_destroy(&key);
+	return out;
+}
+
+/* JSON text without the spaces outside strings, into out (cap bytes). */
+static void json_strip(const char *in, char *out, size_t cap)
+{
+	size_t x = 0;
+	bool in_str = false;
+	for (const char *p = in; *p && x + 1 < cap; p++) {
+		if (*p == '"' && (p == in || p[-1] != '\\'))
+			in_str = !in_str;
+		if (in_str || *p != ' ')
+			out[x++] = *p;
+	}
+	out[x] = '\0';
+}
+
+/* The json field of row id as read back through emhost (malloc'd), or NULL. */
+static char *read_js(int64_t id, emh_error *err)
+{
+	emh_em *em;
+	emh_repo *r;
+	mt_doc *d = NULL;
+	char *out = NULL;
+	if (emh_host_fork(g_host, "mg", &em, err))
+		return NULL;
+	if (emh_em_repo(em, &g_doc, &r, err) == 0 && emh_repo_get(r, emh_v_int64(id), (void **)&d, err) == 0)
+		out = strdup(d->js ? d->js : "(null)");
+	emh_em_close(em);
 	return out;
 }
 
@@ -232,35 +324,17 @@ static void test_verbatim(void)
 		if (rc)
 			diag("%s", err.message);
 		is_int(rc, 0, "insert json %s", docs[i]);
-		emh_em *em;
-		emh_repo *r;
-		mt_doc *d = NULL;
-		if (emh_host_fork(g_host, "mg", &em, &err) == 0 && emh_em_repo(em, &g_doc, &r, &err) == 0 &&
-		    emh_repo_get(r, emh_v_int64(id), (void **)&d, &err) == 0) {
-			/* stored as text (utf8) or as a document, either way exactly this JSON (modulo spaces) */
+		/* stored as text (utf8) or as a document, either way exactly this JSON (modulo spaces) */
+		char *js = read_js(id, &err);
+		if (js) {
 			char a[512], b[512];
-			size_t x = 0, y = 0;
-			bool in = false;
-			for (const char *p = docs[i]; *p && x + 1 < sizeof a; p++) {
-				if (*p == '"' && (p == docs[i] || p[-1] != '\\'))
-					in = !in;
-				if (in || *p != ' ')
-					a[x++] = *p;
-			}
-			a[x] = '\0';
-			in = false;
-			for (const char *p = d->js ? d->js : ""; *p && y + 1 < sizeof b; p++) {
-				if (*p == '"' && (p == d->js || p[-1] != '\\'))
-					in = !in;
-				if (in || *p != ' ')
-					b[y++] = *p;
-			}
-			b[y] = '\0';
+			json_strip(docs[i], a, sizeof a);
+			json_strip(js, b, sizeof b);
 			is_str(b, a, "json %zu reads back as written (modulo whitespace)", i);
 		} else {
 			ok(0, "json %zu reads back: %s", i, err.message);
 		}
-		emh_em_close(em);
+		free(js);
 		char *raw = raw_doc(g_doc_table, id);
 		if (i == 3)
 			like_str(raw, "\"plain\" : [ { \"$numberInt\" : \"1\" }", "a plain object is stored as an embedded document");
@@ -336,14 +410,42 @@ static void test_like(void)
 	}
 }
 
+/* What each thread of run_threads gets first in its argument. */
+typedef struct thr_arg {
+	int t, rc;
+	char msg[EMH_ERROR_MSG_MAX];
+} thr_arg;
+
+/* Run fn on n (at most 16) threads at once, each with its element of args
+ * (size bytes each, a thr_arg first); returns how many set rc. */
+static int run_threads(int n, void *(*fn)(void *), void *args, size_t size)
+{
+	pthread_t th[16];
+	int failed = 0;
+	for (int t = 0; t < n; t++) {
+		thr_arg *a = (thr_arg *)(void *)((char *)args + (size_t)t * size);
+		a->t = t;
+		a->rc = 0;
+		if (pthread_create(&th[t], NULL, fn, a))
+			bail("pthread_create failed");
+	}
+	for (int t = 0; t < n; t++) {
+		thr_arg *a = (thr_arg *)(void *)((char *)args + (size_t)t * size);
+		pthread_join(th[t], NULL);
+		if (a->rc) {
+			failed++;
+			diag("thread %d: %s", t, a->msg);
+		}
+	}
+	return failed;
+}
+
 /* Generated keys from 8 threads at once are unique. */
 #define KEY_THREADS 8
 #define KEY_PER_THREAD 40
 typedef struct key_arg {
-	int t;
+	thr_arg base;
 	int64_t ids[KEY_PER_THREAD];
-	int rc;
-	char msg[EMH_ERROR_MSG_MAX];
 } key_arg;
 
 static void *key_worker(void *p)
@@ -351,12 +453,11 @@ static void *key_worker(void *p)
 	key_arg *a = p;
 	emh_error err;
 	char tag[32];
-	a->rc = 0;
-	for (int i = 0; i < KEY_PER_THREAD && !a->rc; i++) {
-		snprintf(tag, sizeof tag, "k%d-%d", a->t, i);
-		a->rc = insert_doc(tag, "key", NULL, &a->ids[i], &err);
-		if (a->rc)
-			snprintf(a->msg, sizeof a->msg, "%s", err.message);
+	for (int i = 0; i < KEY_PER_THREAD && !a->base.rc; i++) {
+		snprintf(tag, sizeof tag, "k%d-%d", a->base.t, i);
+		a->base.rc = insert_doc(tag, "key", NULL, &a->ids[i], &err);
+		if (a->base.rc)
+			snprintf(a->base.msg, sizeof a->base.msg, "%s", err.message);
 	}
 	return NULL;
 }
@@ -369,24 +470,13 @@ static int cmp_i64(const void *a, const void *b)
 
 static void test_keys(void)
 {
-	pthread_t th[KEY_THREADS];
 	static key_arg args[KEY_THREADS];
 	static int64_t all[KEY_THREADS * KEY_PER_THREAD];
-	int failed = 0;
 
 	diag("generated keys from %d threads", KEY_THREADS);
-	for (int t = 0; t < KEY_THREADS; t++) {
-		args[t].t = t;
-		pthread_create(&th[t], NULL, key_worker, &args[t]);
-	}
-	for (int t = 0; t < KEY_THREADS; t++) {
-		pthread_join(th[t], NULL);
-		if (args[t].rc) {
-			failed++;
-			diag("thread %d: %s", t, args[t].msg);
-		}
+	int failed = run_threads(KEY_THREADS, key_worker, args, sizeof args[0]);
+	for (int t = 0; t < KEY_THREADS; t++)
 		memcpy(all + t * KEY_PER_THREAD, args[t].ids, sizeof args[t].ids);
-	}
 	is_int(failed, 0, "every thread inserted %d rows", KEY_PER_THREAD);
 	qsort(all, KEY_THREADS * KEY_PER_THREAD, sizeof all[0], cmp_i64);
 	int dups = 0, zero = 0;
@@ -537,6 +627,281 @@ static void test_layout(void)
 	emh_em_close(em);
 }
 
+/* "[[...]]" nested depth levels deep (malloc'd). */
+static char *nested(size_t depth)
+{
+	char *s = malloc(2 * depth + 1);
+	if (!s)
+		bail("out of memory");
+	memset(s, '[', depth);
+	memset(s + depth, ']', depth);
+	s[2 * depth] = '\0';
+	return s;
+}
+
+/* Insert js as a new row's json: accepted, read back as written, stored as text (as_text) or an array. */
+static void json_kept(const char *name, const char *js, bool as_text)
+{
+	emh_error err;
+	int64_t id = 0;
+	char tag[48];
+	snprintf(tag, sizeof tag, "je-%s", name);
+	int rc = insert_doc(tag, NULL, js, &id, &err);
+	if (rc)
+		diag("%s", err.message);
+	is_int(rc, 0, "json %s is accepted", name);
+	char *back = read_js(id, &err);
+	size_t cap = strlen(js) + 1;
+	char *a = malloc(cap), *b = malloc(cap + (back ? strlen(back) : 0));
+	if (!a || !b)
+		bail("out of memory");
+	json_strip(js, a, cap);
+	json_strip(back ? back : "", b, cap + (back ? strlen(back) : 0));
+	ok(strcmp(a, b) == 0, "json %s reads back as written (modulo whitespace)", name);
+	char *raw = raw_doc(g_doc_table, id);
+	if (as_text)
+		like_str(raw, "\"js\" : \"", "json %s is stored as its text", name);
+	else
+		like_str(raw, "\"js\" : [", "json %s is stored as an array", name);
+	free(raw);
+	free(a);
+	free(b);
+	free(back);
+}
+
+/*
+ * What the json reader accepts and refuses.  jansson refuses some texts RFC
+ * 8259 allows (numbers beyond int64/double, \u0000, lone surrogates): those
+ * are still accepted and kept as text.  Refusals are EMH_EINVAL naming the
+ * field and a byte offset, never quoting the value.
+ */
+static void test_json_edges(void)
+{
+	static const struct {
+		const char *name, *js;
+	} keep[] = {
+		{"beyond-double", "[1e400, -1e400, 2.5]"},
+		{"beyond-int64", "{\"n\": 99999999999999999999, \"m\": -99999999999999999999}"},
+		{"nul-in-name", "{\"k\\u0000\": 1}"},
+		{"nul-in-string", "[\"a\\u0000b\"]"},
+		{"lone-surrogates", "[\"\\ud834\", \"\\udd1e\", \"\\ud834\\u0041\"]"},
+		{"surrogate-pair", "[\"\\ud834\\udd1e\"]"},
+		{"duplicate-names", "{\"a\": 1, \"a\": 2}"},
+		{"numbers-as-written", "[0.1, -0, 1E+2, 1.0e-400]"},
+	};
+	emh_error err;
+	int rc;
+
+	diag("json: valid texts jansson refuses, nesting limits, refusals");
+	for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
+		json_kept(keep[i].name, keep[i].js, true);
+
+	char *js = nested(91);
+	json_kept("91-levels", js, false);
+	free(js);
+	js = nested(92);
+	json_kept("92-levels", js, true);
+	free(js);
+	js = nested(1001);
+	json_kept("1001-levels", js, true);
+	free(js);
+	js = nested(1002);
+	rc = insert_doc("je-1002", NULL, js, NULL, &err);
+	is_int(rc, EMH_EINVAL, "json nested 1002 levels is EMH_EINVAL");
+	like_str(err.message, "field 'js': invalid json: nested deeper than 1000 levels", "and says so");
+	free(js);
+	js = nested(5000);
+	rc = insert_doc("je-5000", NULL, js, NULL, &err);
+	is_int(rc, EMH_EINVAL, "json nested 5000 levels is EMH_EINVAL");
+	free(js);
+
+	static const struct {
+		const char *js;
+		int at;
+	} bad[] = {
+		{"[1e400,]", 8},           /* a replaced number does not hide an error after it */
+		{"[\"\\ud834\" 1]", 11},   /* nor does a replaced escape */
+		{"[01e400]", 2},           /* not a number: never replaced */
+		{"[\"\\u00zz\"]", 7},
+		{"[\"\xff\"]", 2},         /* not UTF-8 */
+		{"{\"a\":1} x", 9},
+		{"{\"secret\": tru}", 14},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char at[32];
+		rc = insert_doc("je-bad", NULL, bad[i].js, NULL, &err);
+		is_int(rc, EMH_EINVAL, "invalid json %zu is EMH_EINVAL", i);
+		like_str(err.message, "field 'js': invalid json: ", "invalid json %zu: the message names the field", i);
+		snprintf(at, sizeof at, " at byte %d", bad[i].at);
+		like_str(err.message, at, "invalid json %zu: and the byte offset", i);
+	}
+	ok(strstr(err.message, "secret") == NULL && strstr(err.message, "tru") == NULL,
+	   "the message does not quote the value: %s", err.message);
+}
+
+/* Upsert one mt_up in its own fork. */
+static int upsert_up(const char *k, const char *mail, int64_t n, emh_error *err)
+{
+	emh_em *em;
+	emh_repo *r;
+	mt_up *u;
+	int rc = emh_host_fork(g_host, "mg", &em, err);
+	if (rc)
+		return rc;
+	if ((rc = emh_em_repo(em, &g_up, &r, err)) == 0 && (rc = emh_repo_new(r, (void **)&u, err)) == 0) {
+		u->k = k;
+		u->mail = mail;
+		u->n = n;
+		rc = emh_repo_upsert(r, u, err);
+	}
+	emh_em_close(em);
+	return rc;
+}
+
+static char *raw_up(const char *k)
+{
+	bson_t key = BSON_INITIALIZER;
+	BSON_APPEND_UTF8(&key, "k", k);
+	char *out = raw_doc_by(g_up_table, &key);
+	bson_destroy(&key);
+	return out;
+}
+
+#define UP_THREADS 8
+
+static void *up_worker(void *p)
+{
+	thr_arg *a = p;
+	emh_error err;
+	a->rc = upsert_up("race", NULL, a->t, &err);
+	if (a->rc)
+		snprintf(a->msg, sizeof a->msg, "%s", err.message);
+	return NULL;
+}
+
+/* Upsert replaces the whole document; another unique field still conflicts. */
+static void test_upsert(void)
+{
+	emh_error err;
+	char *raw;
+	int rc;
+
+	diag("upsert");
+	rc = upsert_up("a", "a@example.org", 1, &err);
+	is_int(rc, 0, "upsert of a new key");
+	raw = raw_up("a");
+	like_str(raw, "\"mail\" : \"a@example.org\"", "the document is inserted");
+	free(raw);
+	rc = upsert_up("a", NULL, 2, &err);
+	is_int(rc, 0, "upsert of the same key with a NULL mail");
+	raw = raw_up("a");
+	ok(raw && strstr(raw, "\"mail\"") == NULL && strstr(raw, "\"2\"") != NULL,
+	   "the document is replaced whole: the NULL unique field is gone, n is 2 (%s)", raw ? raw : "none");
+	free(raw);
+	rc = upsert_up("b", "b@example.org", 3, &err);
+	is_int(rc, 0, "upsert key 'b' with mail b@");
+	rc = upsert_up("a", "b@example.org", 4, &err);
+	is_int(rc, EMH_ECONFLICT, "upsert of 'a' with b's mail is EMH_ECONFLICT");
+	is_int(err.native, 11000, "native code 11000");
+	ok(strstr(err.message, "mail") != NULL && strstr(err.message, "b@example.org") == NULL,
+	   "the message names the index, not the value: %s", err.message);
+
+	static thr_arg args[UP_THREADS];
+	int failed = run_threads(UP_THREADS, up_worker, args, sizeof args[0]);
+	is_int(failed, 0, "%d threads upserting one new key all succeed", UP_THREADS);
+	mongoc_collection_t *coll = mongoc_client_get_collection(g_raw, g_db, g_up_table);
+	bson_t filter = BSON_INITIALIZER;
+	BSON_APPEND_UTF8(&filter, "_id", "race");
+	int64_t n = mongoc_collection_count_documents(coll, &filter, NULL, NULL, NULL, NULL);
+	is_int(n, 1, "one document for the key");
+	bson_destroy(&filter);
+	mongoc_collection_destroy(coll);
+}
+
+static int insert_dr(const char *name, int64_t *id, emh_error *err)
+{
+	emh_em *em;
+	emh_repo *r;
+	mt_dr *d;
+	int rc = emh_host_fork(g_host, "mg", &em, err);
+	if (rc)
+		return rc;
+	if ((rc = emh_em_repo(em, &g_dr, &r, err)) == 0 && (rc = emh_repo_new(r, (void **)&d, err)) == 0) {
+		d->name = name;
+		if ((rc = emh_repo_insert(r, d, err)) == 0)
+			*id = d->id;
+	}
+	emh_em_close(em);
+	return rc;
+}
+
+static int probe_run(const char *text, emh_error *err)
+{
+	emh_em *em;
+	int rc = emh_host_fork(g_host, "mgprobe", &em, err);
+	if (rc)
+		return rc;
+	rc = emh_em_execute(em, text, err);
+	emh_em_close(em);
+	return rc;
+}
+
+static bool raw_has_collection(const char *name)
+{
+	mongoc_database_t *db = mongoc_client_get_database(g_raw, g_db);
+	bool has = mongoc_database_has_collection(db, name, NULL);
+	mongoc_database_destroy(db);
+	return has;
+}
+
+/* drop: the collection and its key counter go; a missing one is fine; sync makes it again. */
+static void test_drop(const char *uri)
+{
+	emh_error err;
+	int64_t id = 0;
+	int rc;
+
+	diag("drop");
+	if (!uri) {
+		skip(12, "cannot parse EMH_TEST_MONGO_URI into host and port");
+		return;
+	}
+	for (int i = 0; i < 3; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "dr%d", i);
+		rc = insert_dr(name, &id, &err);
+	}
+	ok(rc == 0 && id == 3, "three rows with generated keys 1..3 (last %lld)", (long long)id);
+	ok(raw_has_collection(g_dr_table), "the collection exists");
+	rc = probe_run("probe-drop", &err);
+	if (rc)
+		diag("%s", err.message);
+	is_int(rc, 0, "drop");
+	ok(!raw_has_collection(g_dr_table), "the collection is gone");
+	mongoc_collection_t *counters = mongoc_client_get_collection(g_raw, g_db, "emh_counters");
+	bson_t filter = BSON_INITIALIZER;
+	BSON_APPEND_UTF8(&filter, "_id", g_dr_table);
+	is_int(mongoc_collection_count_documents(counters, &filter, NULL, NULL, NULL, NULL), 0,
+	       "its key counter is gone");
+	rc = probe_run("probe-drop", &err);
+	is_int(rc, 0, "dropping a missing collection succeeds");
+	rc = probe_run("probe-drop-reserved", &err);
+	is_int(rc, EMH_EINVAL, "the counters collection is never dropped");
+	ok(mongoc_collection_count_documents(counters, &(bson_t)BSON_INITIALIZER, NULL, NULL, NULL, NULL) > 0,
+	   "the other counters are kept");
+	bson_destroy(&filter);
+	mongoc_collection_destroy(counters);
+
+	rc = emh_host_sync_schema(g_host, "mg", &err);
+	is_int(rc, 0, "sync makes the collection again");
+	rc = insert_dr("again", &id, &err);
+	ok(rc == 0 && id == 1, "keys start at 1 again (got %lld)", (long long)id);
+	rc = insert_dr("again", &id, &err);
+	is_int(rc, EMH_ECONFLICT, "the unique index is back");
+	rc = probe_run("{\"ping\": 1}", &err);
+	is_int(rc, 0, "other commands pass through the probe");
+}
+
 /* Contexts from parameters (no url) and bad parameters. */
 static void test_params(const char *uri)
 {
@@ -615,28 +980,62 @@ int main(void)
 	}
 	snprintf(g_doc_table, sizeof g_doc_table, "mgt_%ld_doc", (long)getpid());
 	snprintf(g_kv_table, sizeof g_kv_table, "mgt_%ld_kv", (long)getpid());
+	snprintf(g_up_table, sizeof g_up_table, "mgt_%ld_up", (long)getpid());
+	snprintf(g_dr_table, sizeof g_dr_table, "mgt_%ld_dr", (long)getpid());
 	g_doc = (emh_entity){.name = "mt_doc", .table = g_doc_table, .size = sizeof(mt_doc), .fields = mt_doc_fields,
 			     .nfields = sizeof mt_doc_fields / sizeof mt_doc_fields[0]};
 	g_kv = (emh_entity){.name = "mt_kv", .table = g_kv_table, .size = sizeof(mt_kv), .fields = mt_kv_fields,
 			    .nfields = sizeof mt_kv_fields / sizeof mt_kv_fields[0]};
+	g_up = (emh_entity){.name = "mt_up", .table = g_up_table, .size = sizeof(mt_up), .fields = mt_up_fields,
+			    .nfields = sizeof mt_up_fields / sizeof mt_up_fields[0]};
+	g_dr = (emh_entity){.name = "mt_dr", .table = g_dr_table, .size = sizeof(mt_dr), .fields = mt_dr_fields,
+			    .nfields = sizeof mt_dr_fields / sizeof mt_dr_fields[0]};
 
 	mongoc_init();
 	mongoc_uri_t *u = mongoc_uri_new_with_error(uri, &be);
 	if (!u)
 		bail("EMH_TEST_MONGO_URI: %s", be.message);
 	snprintf(g_db, sizeof g_db, "%s", mongoc_uri_get_database(u) ? mongoc_uri_get_database(u) : "emh");
+	const mongoc_host_list_t *hl = mongoc_uri_get_hosts(u);
+	char host[256] = "", port[16] = "";
+	if (hl) {
+		snprintf(host, sizeof host, "%s", hl->host);
+		snprintf(port, sizeof port, "%u", (unsigned)hl->port);
+	}
 	g_raw = mongoc_client_new_from_uri(u);
 	mongoc_uri_destroy(u);
 
 	snprintf(plugin_dir, sizeof plugin_dir, "%s/plugins-build", builddir ? builddir : ".");
+	/* The plugin the host loads from plugin_dir (dlopen hands back the same
+	 * object), registered once more as the drop probe. */
+	char plugin[1100];
+	snprintf(plugin, sizeof plugin, "%s/mongo.so", plugin_dir);
+	void *dl = dlopen(plugin, RTLD_NOW | RTLD_LOCAL);
+	if (!dl || !(g_mongo = dlsym(dl, EMH_DRIVER_SYMBOL)))
+		bail("%s: %s", plugin, dlerror());
+	if (!g_mongo->drop || !g_mongo->upsert)
+		bail("%s: no drop or upsert member", plugin);
+	g_probe = *g_mongo;
+	g_probe.name = "mongo_probe";
+	g_probe.url_schemes = NULL;
+	g_probe.execute = probe_execute;
+	const emh_driver *statics[] = {&g_probe};
 	const char *envp[] = {NULL};
-	emh_host_opts o = {.plugin_dir = plugin_dir, .envp = envp, .log_level = EMH_LOG_ERROR};
+	emh_host_opts o = {.plugin_dir = plugin_dir, .drivers = statics, .ndrivers = 1, .envp = envp,
+			   .log_level = EMH_LOG_ERROR};
 	if (emh_host_new(&o, &g_host, &err))
 		bail("emh_host_new: %s", err.message);
 	if (emh_host_add_context(g_host, "mg", (const char *const[]){"url", uri, "pool.max", "8", NULL}, &err) ||
 	    emh_host_register_entity(g_host, "mg", &g_doc, &err) ||
-	    emh_host_register_entity(g_host, "mg", &g_kv, &err))
+	    emh_host_register_entity(g_host, "mg", &g_kv, &err) ||
+	    emh_host_register_entity(g_host, "mg", &g_up, &err) ||
+	    emh_host_register_entity(g_host, "mg", &g_dr, &err))
 		bail("context mg: %s", err.message);
+	if (hl && emh_host_add_context(g_host, "mgprobe",
+				       (const char *const[]){"driver", "mongo_probe", "host", host, "port", port,
+							     "database", g_db, NULL},
+				       &err))
+		bail("context mgprobe: %s", err.message);
 	int rc = emh_host_sync_schema(g_host, "mg", &err);
 	if (rc)
 		diag("%s", err.message);
@@ -649,19 +1048,24 @@ int main(void)
 	test_keys();
 	test_errors();
 	test_layout();
+	test_json_edges();
+	test_upsert();
+	test_drop(hl ? uri : NULL);
 	test_params(uri);
 
 	{
 		emh_em *em;
-		char cmd[128];
+		char cmd[256];
 		if (emh_host_fork(g_host, "mg", &em, &err) == 0) {
-			snprintf(cmd, sizeof cmd, "{\"drop\": \"%s\"} {\"drop\": \"%s\"}", g_doc_table, g_kv_table);
+			snprintf(cmd, sizeof cmd, "{\"drop\": \"%s\"} {\"drop\": \"%s\"} {\"drop\": \"%s\"} {\"drop\": \"%s\"}",
+				 g_doc_table, g_kv_table, g_up_table, g_dr_table);
 			rc = emh_em_execute(em, cmd, &err);
 			is_int(rc, 0, "drop the test collections");
 			emh_em_close(em);
 		}
 	}
 	emh_host_free(g_host);
+	dlclose(dl);
 	mongoc_client_destroy(g_raw);
 	mongoc_cleanup();
 	return done_testing();

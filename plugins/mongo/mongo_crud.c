@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * plugins/mongo/mongo_crud.c: the entity operations of a document driver
+ * (insert, upsert, update, remove, find, count) and generated keys.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mongoc/mongoc.h>
+
+#include <emhost/driver.h>
+
+#include "mongo_int.h"
+
+#define MG_KEY_RETRIES 16
+
+static int mg_reply_count(const bson_t *reply, const char *key, int64_t *out)
+{
+	bson_iter_t it;
+	if (bson_iter_init_find(&it, reply, key) && BSON_ITER_HOLDS_NUMBER(&it)) {
+		*out = bson_iter_as_int64(&it);
+		return 0;
+	}
+	return -1;
+}
+
+/* The collection of the key counters on this connection. */
+static int mg_counters_get(emh_conn *c, emh_error *err)
+{
+	if (!c->counters)
+		c->counters = mongoc_client_get_collection(c->client, c->dc->database, MG_COUNTERS);
+	return c->counters ? 0 : emh_error_set(err, EMH_ENOMEM, "out of memory");
+}
+
+/*
+ * Next generated key of collection table: an atomic findAndModify {$inc}
+ * with upsert on its counter document.  Never inside the transaction (no
+ * session), so concurrent transactions do not conflict on the counter; a
+ * rolled back insert leaves a gap, as an SQL sequence does.
+ */
+static int mg_next_id(emh_conn *c, const char *table, int64_t *out, emh_error *err)
+{
+	mongoc_find_and_modify_opts_t *fm;
+	bson_t query = BSON_INITIALIZER, update = BSON_INITIALIZER, inc, reply;
+	bson_error_t e;
+	bson_iter_t it, val;
+	int rc;
+
+	if ((rc = mg_counters_get(c, err)))
+		return rc;
+	fm = mongoc_find_and_modify_opts_new();
+	if (!fm)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	BSON_APPEND_UTF8(&query, "_id", table);
+	BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &inc);
+	BSON_APPEND_INT64(&inc, "seq", 1);
+	bson_append_document_end(&update, &inc);
+	mongoc_find_and_modify_opts_set_update(fm, &update);
+	mongoc_find_and_modify_opts_set_flags(fm, MONGOC_FIND_AND_MODIFY_UPSERT | MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+	for (int attempt = 0;; attempt++) {
+		if (mongoc_collection_find_and_modify_with_opts(c->counters, &query, fm, &reply, &e))
+			break;
+		/* Two first upserts of the same counter race on its _id: retry. */
+		if (mg_is_dup(&e) && attempt < 3) {
+			bson_destroy(&reply);
+			continue;
+		}
+		rc = mg_fail(c->dc, err, &e, &reply, "key generation", MG_COUNTERS);
+		bson_destroy(&reply);
+		goto out;
+	}
+	if (bson_iter_init_find(&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+	    bson_iter_recurse(&it, &val) && bson_iter_find(&val, "seq") && BSON_ITER_HOLDS_NUMBER(&val))
+		*out = bson_iter_as_int64(&val);
+	else
+		rc = emh_error_set(err, EMH_EDRIVER, "key generation for '%s': no counter in the reply", table);
+	bson_destroy(&reply);
+out:
+	mongoc_find_and_modify_opts_destroy(fm);
+	bson_destroy(&query);
+	bson_destroy(&update);
+	return rc;
+}
+
+int mg_key_reset(emh_conn *c, const char *table, emh_error *err)
+{
+	bson_t filter = BSON_INITIALIZER, reply;
+	bson_error_t be;
+	int rc;
+
+	if ((rc = mg_counters_get(c, err)))
+		return rc;
+	BSON_APPEND_UTF8(&filter, "_id", table);
+	if (!mongoc_collection_delete_one(c->counters, &filter, NULL, &reply, &be))
+		rc = mg_fail(c->dc, err, &be, &reply, "key counter reset", MG_COUNTERS);
+	bson_destroy(&reply);
+	bson_destroy(&filter);
+	return rc;
+}
+
+/* The whole document of vals with k as _id; a NULL in a unique nullable field is left out. */
+static int mg_doc_build(bson_t *doc, const emh_meta *m, const emh_value *vals, const emh_value *k, emh_error *err)
+{
+	const emh_entity *e = m->entity;
+	int rc = mg_append_value(doc, "_id", &e->fields[m->pk], k, err);
+	for (size_t i = 0; i < e->nfields && !rc; i++) {
+		const emh_field *f = &e->fields[i];
+		if ((int)i == m->pk || (vals[i].is_null && mg_null_absent(f)))
+			continue;
+		rc = mg_append_value(doc, f->column, f, &vals[i], err);
+	}
+	return rc;
+}
+
+int mg_insert(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_value *key, emh_error *err)
+{
+	const emh_entity *e = m->entity;
+	const emh_field *kf = &e->fields[m->pk];
+	mongoc_collection_t *coll;
+	bool generate = vals[m->pk].is_null;
+	emh_value k = vals[m->pk];
+	int rc;
+
+	if ((rc = mg_coll_get(c, m, &coll, err)))
+		return rc;
+	if (generate && !m->generated)
+		return emh_error_set(err, EMH_EINVAL, "entity '%s': primary key '%s' is null", e->name, kf->name);
+
+	/* A generated key can meet a document inserted with an explicit key: a
+	 * duplicate on _id then takes the next number. */
+	for (int attempt = 0;; attempt++) {
+		bson_t doc = BSON_INITIALIZER, opts, reply;
+		bson_error_t be;
+
+		if (generate) {
+			int64_t id = 0;
+			if ((rc = mg_next_id(c, e->table, &id, err)))
+				return rc;
+			if (kf->type == EMH_T_INT32) {
+				if (id > INT32_MAX)
+					return emh_error_set(err, EMH_EINVAL, "entity '%s': generated key %" PRId64
+							     " overflows int32", e->name, id);
+				k = emh_v_int32((int32_t)id);
+			} else {
+				k = emh_v_int64(id);
+			}
+		}
+		if ((rc = mg_doc_build(&doc, m, vals, &k, err)) || (rc = mg_opts(c, &opts, err))) {
+			bson_destroy(&doc);
+			return rc;
+		}
+		bool ok = mongoc_collection_insert_one(coll, &doc, &opts, &reply, &be);
+		bson_destroy(&doc);
+		bson_destroy(&opts);
+		if (ok) {
+			bson_destroy(&reply);
+			break;
+		}
+		if (generate && !c->in_txn && mg_is_dup(&be) && mg_dup_on_id(&be) && attempt < MG_KEY_RETRIES) {
+			bson_destroy(&reply);
+			continue;
+		}
+		rc = mg_fail(c->dc, err, &be, &reply, "insert", e->table);
+		bson_destroy(&reply);
+		return rc;
+	}
+	if (key)
+		*key = k;
+	return 0;
+}
+
+/*
+ * Insert vals, or replace the document with their key: replace_one({_id:
+ * key}, document, {upsert: true}), one operation the server applies
+ * atomically.  The replacement is the whole document, so what it leaves out
+ * (a NULL in a unique nullable field) is gone afterwards, as when a row is
+ * overwritten.  A clash on another unique field is EMH_ECONFLICT.
+ */
+int mg_upsert(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_error *err)
+{
+	const emh_entity *e = m->entity;
+	const emh_value *k = &vals[m->pk];
+	mongoc_collection_t *coll;
+	int rc;
+
+	if ((rc = mg_coll_get(c, m, &coll, err)))
+		return rc;
+	if (k->is_null)
+		return emh_error_set(err, EMH_EINVAL, "entity '%s': primary key '%s' is null", e->name,
+				     e->fields[m->pk].name);
+	/* Two upserts of one new key at once both find no document; the second
+	 * insert meets a duplicate on _id.  Sent again, it finds the document and
+	 * replaces it (MongoDB 4.2+ servers retry so themselves). */
+	for (int attempt = 0;; attempt++) {
+		bson_t filter = BSON_INITIALIZER, doc = BSON_INITIALIZER, opts, reply;
+		bson_error_t be;
+
+		if ((rc = mg_append_value(&filter, "_id", &e->fields[m->pk], k, err)) ||
+		    (rc = mg_doc_build(&doc, m, vals, k, err)) || (rc = mg_opts(c, &opts, err))) {
+			bson_destroy(&filter);
+			bson_destroy(&doc);
+			return rc;
+		}
+		BSON_APPEND_BOOL(&opts, "upsert", true);
+		bool ok = mongoc_collection_replace_one(coll, &filter, &doc, &opts, &reply, &be);
+		bson_destroy(&filter);
+		bson_destroy(&doc);
+		bson_destroy(&opts);
+		if (ok) {
+			bson_destroy(&reply);
+			return 0;
+		}
+		if (!c->in_txn && mg_is_dup(&be) && mg_dup_on_id(&be) && attempt < 2) {
+			bson_destroy(&reply);
+			continue;
+		}
+		rc = mg_fail(c->dc, err, &be, &reply, "upsert", e->table);
+		bson_destroy(&reply);
+		return rc;
+	}
+}
+
+int mg_update(emh_conn *c, const emh_meta *m, const emh_value *vals, uint64_t mask, emh_error *err)
+{
+	const emh_entity *e = m->entity;
+	mongoc_collection_t *coll;
+	bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set, unset, opts, reply;
+	bson_error_t be;
+	bool have_set = false, have_unset = false, ok;
+	int64_t matched = 0;
+	int rc;
+
+	if ((rc = mg_coll_get(c, m, &coll, err)))
+		goto out_filter;
+	if ((rc = mg_append_value(&filter, "_id", &e->fields[m->pk], &vals[m->pk], err)))
+		goto out_filter;
+	for (size_t i = 0; i < e->nfields; i++)
+		if ((int)i != m->pk && (mask & (UINT64_C(1) << i))) {
+			if (vals[i].is_null && mg_null_absent(&e->fields[i]))
+				have_unset = true;
+			else
+				have_set = true;
+		}
+	if (have_set) {
+		bson_append_document_begin(&update, "$set", -1, &set);
+		for (size_t i = 0; i < e->nfields && !rc; i++) {
+			const emh_field *f = &e->fields[i];
+			if ((int)i == m->pk || !(mask & (UINT64_C(1) << i)) || (vals[i].is_null && mg_null_absent(f)))
+				continue;
+			rc = mg_append_value(&set, f->column, f, &vals[i], err);
+		}
+		bson_append_document_end(&update, &set);
+	}
+	if (have_unset) {
+		bson_append_document_begin(&update, "$unset", -1, &unset);
+		for (size_t i = 0; i < e->nfields; i++)
+			if ((int)i != m->pk && (mask & (UINT64_C(1) << i)) && vals[i].is_null &&
+			    mg_null_absent(&e->fields[i]))
+				bson_append_utf8(&unset, e->fields[i].column, -1, "", 0);
+		bson_append_document_end(&update, &unset);
+	}
+	if (rc || (rc = mg_opts(c, &opts, err)))
+		goto out_filter;
+	if (!have_set && !have_unset) {
+		/* Nothing changed: still say whether the document exists. */
+		bson_append_int64(&opts, "limit", -1, 1);
+		matched = mongoc_collection_count_documents(coll, &filter, &opts, NULL, &reply, &be);
+		ok = matched >= 0;
+	} else {
+		ok = mongoc_collection_update_one(coll, &filter, &update, &opts, &reply, &be);
+		if (ok && mg_reply_count(&reply, "matchedCount", &matched))
+			matched = 1;
+	}
+	bson_destroy(&opts);
+	if (!ok)
+		rc = mg_fail(c->dc, err, &be, &reply, "update", e->table);
+	else if (matched == 0)
+		rc = emh_error_set(err, EMH_ENOTFOUND, "update of '%s': no document with that key", e->table);
+	bson_destroy(&reply);
+out_filter:
+	bson_destroy(&filter);
+	bson_destroy(&update);
+	return rc;
+}
+
+int mg_remove(emh_conn *c, const emh_meta *m, const emh_value *key, emh_error *err)
+{
+	const emh_entity *e = m->entity;
+	mongoc_collection_t *coll;
+	bson_t filter = BSON_INITIALIZER, opts, reply;
+	bson_error_t be;
+	int rc;
+
+	if ((rc = mg_coll_get(c, m, &coll, err)) ||
+	    (rc = mg_append_value(&filter, "_id", &e->fields[m->pk], key, err)) || (rc = mg_opts(c, &opts, err))) {
+		bson_destroy(&filter);
+		return rc;
+	}
+	/* Deleting a document that is already gone succeeds, as an SQL DELETE
+	 * of no row does. */
+	if (!mongoc_collection_delete_one(coll, &filter, &opts, &reply, &be))
+		rc = mg_fail(c->dc, err, &be, &reply, "delete", e->table);
+	bson_destroy(&reply);
+	bson_destroy(&opts);
+	bson_destroy(&filter);
+	return rc;
+}
+
+int mg_find(emh_conn *c, const emh_meta *m, const emh_query *q, emh_rowsink *sink, emh_error *err)
+{
+	mongoc_collection_t *coll;
+	mongoc_cursor_t *cur;
+	const bson_t *doc;
+	bson_t filter, opts;
+	bson_error_t be;
+	int rc;
+
+	if ((rc = mg_coll_get(c, m, &coll, err)))
+		return rc;
+	if ((rc = mg_filter(&filter, m, q, err)))
+		return rc;
+	if (q && emh_query_limit(q) == 0) { /* Mongo reads limit 0 as "no limit" */
+		bson_destroy(&filter);
+		return 0;
+	}
+	if ((rc = mg_opts(c, &opts, err))) {
+		bson_destroy(&filter);
+		return rc;
+	}
+	mg_find_opts(&opts, m, q);
+	cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+	bson_destroy(&filter);
+	bson_destroy(&opts);
+	while (!rc && mongoc_cursor_next(cur, &doc))
+		rc = mg_deliver(doc, m, sink, err);
+	if (!rc && mongoc_cursor_error_document(cur, &be, &doc))
+		rc = mg_fail(c->dc, err, &be, doc, "find", m->entity->table);
+	mongoc_cursor_destroy(cur);
+	return rc;
+}
+
+int mg_count(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *n, emh_error *err)
+{
+	mongoc_collection_t *coll;
+	bson_t filter, opts, reply;
+	bson_error_t be;
+	int rc;
+
+	if ((rc = mg_coll_get(c, m, &coll, err)) || (rc = mg_filter(&filter, m, q, err)))
+		return rc;
+	if ((rc = mg_opts(c, &opts, err))) {
+		bson_destroy(&filter);
+		return rc;
+	}
+	*n = mongoc_collection_count_documents(coll, &filter, &opts, NULL, &reply, &be);
+	if (*n < 0)
+		rc = mg_fail(c->dc, err, &be, &reply, "count", m->entity->table);
+	bson_destroy(&reply);
+	bson_destroy(&opts);
+	bson_destroy(&filter);
+	return rc;
+}
+
