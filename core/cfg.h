@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * core/cfg.h: the configuration model (internal).  libconfig is parsed in
- * config.c only; its types never leave it.  Every value is kept as a string
+ * cfg_file.c only; its types never leave it.  Every value is kept as a string
  * with its origin ("etc/emhost.conf:12", "env EMH_CONTEXT_PG_HOST", "url",
  * "api", "default") so that `emhost check-config` can say where it came from.
  */

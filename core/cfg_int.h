@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/cfg_int.h: what the configuration files (core/cfg_*.c) share among
+ * themselves and no other part of the core needs.  The rest of the core
+ * sees core/cfg.h only.
+ *
+ *   cfg_model.c   settings, contexts, services, release, lookups, small helpers
+ *   cfg_expand.c  ${VAR} expansion
+ *   cfg_file.c    the libconfig file (the one file that includes libconfig.h)
+ *   cfg_url.c     connection URLs, in the forms the drivers declare
+ *   cfg_env.c     EMH_CONTEXT_* and EMH_DEFAULT_CONTEXT
+ *   cfg_check.c   the common keys, value kinds and ranges, a context against its driver
+ */
+#ifndef EMH_CORE_CFG_INT_H
+#define EMH_CORE_CFG_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cfg.h"
+
+static inline int emh__cfg_oom(emh_error *err) { return emh_error_set(err, EMH_ENOMEM, "out of memory"); }
+
+/* ---- cfg_model.c ---- */
+
+bool emh__in_list(const char *const *list, const char *s);
+/* A context or service name: [a-z_][a-z0-9_]*. */
+bool emh__valid_ident(const char *s);
+/* An environment variable name s[0..n): [A-Za-z_][A-Za-z0-9_]*. */
+bool emh__valid_varname(const char *s, size_t n);
+/* Levenshtein distance, for "did you mean" hints; 64 or more for long strings. */
+size_t emh__edit_distance(const char *a, const char *b);
+
+emh__setting *emh__settings_find_mut(emh__settings *s, const char *key);
+/* Remove key, keeping the order of the others; absent is fine. */
+void emh__settings_remove(emh__settings *s, const char *key);
+/* Replace the single setting st (a top-level key) with copies.  Returns 0 or EMH_ENOMEM. */
+int emh__setting_assign(emh__setting *st, const char *key, const char *value, const char *origin,
+			const char *path, int ltype);
+/* Append a zeroed context; NULL when memory ran out. */
+emh__ctxconf *emh__config_add_context(emh__config *cfg);
+emh__ctxconf *emh__config_find_context(emh__config *cfg, const char *name);
+
+/* ---- cfg_check.c ---- */
+
+bool emh__parse_ll(const char *s, long long *out);
+const emh_param_spec *emh__spec_find(const emh_param_spec *specs, const char *key);
+/* Where a setting of a context is, for errors: "FILE:LINE: contexts.[1].port". */
+void emh__setting_where(const char *ctxname, const emh__setting *st, char *buf, size_t cap);
+/*
+ * Check st's value against kind and rewrite it in canonical form (integers
+ * in decimal, booleans "true"/"false").
+ */
+int emh__setting_check_kind(const char *ctxname, emh__setting *st, int kind, emh_error *err);
+/* Checks of the common keys beyond the kind: the values schema takes, pool ranges. */
+int emh__setting_check_common(const char *ctxname, emh__setting *st, emh_error *err);
+
+/* ---- cfg_url.c ---- */
+
+/*
+ * Apply the url written in a context of the file: its pieces fill only the
+ * keys c does not set itself (explicit keys of the file win).
+ */
+int emh__url_fill(emh__ctxconf *c, const char *url, const char *origin, const emh_driver *const *drivers,
+		  size_t ndrivers, emh_error *err);
+
+#endif
