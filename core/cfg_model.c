@@ -113,7 +113,28 @@ static void setting_release(emh__setting *st)
 	free(st->value);
 	free(st->origin);
 	free(st->path);
+	free(st->shown);
 	*st = (emh__setting){ 0 };
+}
+
+const char *emh__setting_shown(const emh__setting *st)
+{
+	if (st->secret)
+		return st->shown ? st->shown : "********";
+	return st->value ? st->value : "";
+}
+
+int emh__settings_set_shown(emh__settings *s, const char *key, const char *shown)
+{
+	emh__setting *st = emh__settings_find_mut(s, key);
+	if (!st)
+		return EMH_EINVAL;
+	char *d = xstrdup(shown);
+	if (shown && !d)
+		return EMH_ENOMEM;
+	free(st->shown);
+	st->shown = d;
+	return 0;
 }
 
 int emh__settings_set(emh__settings *s, const char *key, const char *value, const char *origin,

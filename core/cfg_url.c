@@ -1,5 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* core/cfg_url.c: connection URLs (scheme://user:password@host:port/database?k=v) into settings. */
+/*
+ * core/cfg_url.c: connection URLs into settings.  The core knows no driver
+ * by name: a URL's scheme picks the loaded driver that declares it
+ * (emh_driver.url_schemes), and that driver's url_form says how the rest is
+ * read (EMH_URL_NETWORK: split into keys; EMH_URL_FILE: a path;
+ * EMH_URL_WHOLE: kept whole for the driver).  Whatever the form, the URL is
+ * kept as the setting "url", secret when it has userinfo or a password, with
+ * a printable form whose passwords are masked.
+ */
 #include "config.h"
 
 #include <ctype.h>
@@ -8,20 +16,39 @@
 #include <string.h>
 #include <strings.h>
 
+#include <emhost/buf.h>
+
 #include "cfg_int.h"
 
-/* The pieces a URL can set: replaced as a whole when an environment URL is given. */
+/* The connection keys a URL gives: a URL from the environment or the API replaces them as a whole. */
 static const char *const url_keys[] = { "driver", "url", "host", "port", "user", "database", "path", NULL };
 
-static const struct {
-	const char *scheme, *driver;
-} builtin_schemes[] = {
-	{ "sqlite", "sqlite" },	    { "sqlite3", "sqlite" },	 { "postgres", "postgres" },
-	{ "postgresql", "postgres" }, { "mysql", "mysql" },	     { "mariadb", "mysql" },
-	{ "mongodb", "mongo" },	    { "mongodb+srv", "mongo" },
+#define URL_MASK "********"
+
+/* A URL taken apart; offsets and lengths point into the URL string. */
+struct url {
+	const char *text;
+	const emh_driver *drv;
+	size_t slen;            /* the scheme, text[0..slen) */
+	emh__settings pieces;   /* NETWORK/FILE: keys to set (value, secret) */
+	emh__settings covered;  /* WHOLE: query keys the URL names (values unused) */
+	bool userinfo;          /* user[:password]@ present: the URL is secret */
+	bool password;          /* a password in the userinfo or the query */
+	emh_buf shown;          /* text[0..shown_at) with its passwords masked, built as they are found */
+	size_t shown_at;
 };
 
-/* ---- URLs ---- */
+static void url_release(struct url *u)
+{
+	emh__settings_release(&u->pieces);
+	emh__settings_release(&u->covered);
+	emh_buf_release(&u->shown);
+}
+
+static int url_bad(const char *origin, const char *what, emh_error *err)
+{
+	return emh_error_set(err, EMH_ECONFIG, "%s: %s", origin, what);
+}
 
 static int hexval(int c)
 {
@@ -35,6 +62,7 @@ static int hexval(int c)
 static int pct_decode(const char *s, size_t n, const char *origin, const char *what, char **out, emh_error *err)
 {
 	char *d = malloc(n + 1), *w = d;
+	*out = NULL;
 	if (!d)
 		return emh__cfg_oom(err);
 	for (size_t i = 0; i < n; i++) {
@@ -42,11 +70,8 @@ static int pct_decode(const char *s, size_t n, const char *origin, const char *w
 			*w++ = s[i];
 			continue;
 		}
-		if (i + 2 >= n) {
-			free(d);
-			return emh_error_set(err, EMH_ECONFIG, "%s: bad percent-escape in the %s of the url", origin, what);
-		}
-		int h = hexval((unsigned char)s[i + 1]), l = hexval((unsigned char)s[i + 2]);
+		int h = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
+		int l = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
 		if (h < 0 || l < 0 || (h == 0 && l == 0)) {
 			free(d);
 			return emh_error_set(err, EMH_ECONFIG, "%s: bad percent-escape in the %s of the url", origin, what);
@@ -59,73 +84,38 @@ static int pct_decode(const char *s, size_t n, const char *origin, const char *w
 	return 0;
 }
 
-static const char *scheme_driver(const char *scheme, const emh_driver *const *drivers, size_t ndrivers)
-{
-	for (size_t i = 0; i < ndrivers; i++) {
-		const emh_driver *d = drivers[i];
-		if (!d || !d->name)
-			continue;
-		for (const char *const *s = d->url_schemes; s && *s; s++)
-			if (strcasecmp(*s, scheme) == 0)
-				return d->name;
-		if (strcasecmp(d->name, scheme) == 0)
-			return d->name;
-	}
-	for (size_t i = 0; i < sizeof builtin_schemes / sizeof *builtin_schemes; i++)
-		if (strcasecmp(builtin_schemes[i].scheme, scheme) == 0)
-			return builtin_schemes[i].driver;
-	return NULL;
-}
-
-/* One piece of a URL to set. */
-struct url_piece {
-	char *key, *value;
-	bool secret;
-};
-
-struct url_parts {
-	struct url_piece v[64];
-	size_t n;
-	bool has_password;
-};
-
-static void url_parts_release(struct url_parts *u)
-{
-	for (size_t i = 0; i < u->n; i++) {
-		free(u->v[i].key);
-		free(u->v[i].value);
-	}
-	u->n = 0;
-}
-
-/* Add a piece; value is taken over (freed on failure). */
-static int url_add(struct url_parts *u, const char *key, char *value, bool secret, const char *origin, emh_error *err)
-{
-	if (!value)
-		return emh__cfg_oom(err);
-	if (u->n == sizeof u->v / sizeof *u->v) {
-		free(value);
-		return emh_error_set(err, EMH_ECONFIG, "%s: too many query parameters in the url", origin);
-	}
-	char *k = strdup(key);
-	if (!k) {
-		free(value);
-		return emh__cfg_oom(err);
-	}
-	u->v[u->n++] = (struct url_piece){ k, value, secret };
-	return 0;
-}
-
-static int url_add_decoded(struct url_parts *u, const char *key, const char *s, size_t n, bool secret,
-			   const char *origin, emh_error *err)
+/* Set piece key to the decoded s[0..n). */
+static int url_piece(struct url *u, const char *key, const char *s, size_t n, bool secret, const char *origin,
+		     emh_error *err)
 {
 	char *v;
 	int rc = pct_decode(s, n, origin, key, &v, err);
-	return rc ? rc : url_add(u, key, v, secret, origin, err);
+	if (rc)
+		return rc;
+	rc = emh__settings_set(&u->pieces, key, v, NULL, NULL, 0, secret);
+	free(v);
+	return rc ? emh__cfg_oom(err) : 0;
 }
 
-static int url_query(struct url_parts *u, const char *q, const char *origin, emh_error *err)
+/* A password at text[off..off+len), found after any earlier one: masked in the printable form. */
+static void url_mask(struct url *u, size_t off, size_t len)
 {
+	emh_buf_add(&u->shown, u->text + u->shown_at, off - u->shown_at);
+	emh_buf_adds(&u->shown, URL_MASK);
+	u->shown_at = off + len;
+	u->password = true;
+}
+
+/*
+ * The query from text[off] on: key[=value]&...  split: each key becomes a
+ * piece (a key without '=' is "true"); else the keys are only noted as
+ * covered.  A key naming a password (any case: password, sslpassword, ...)
+ * is secret and its value masked.  An '@' in a key is what is left of a
+ * password holding an unescaped '?': refused rather than guessed.
+ */
+static int url_query(struct url *u, size_t off, bool split, const char *origin, emh_error *err)
+{
+	const char *q = u->text + off;
 	while (*q) {
 		size_t len = strcspn(q, "&");
 		if (len) {
@@ -134,16 +124,26 @@ static int url_query(struct url_parts *u, const char *q, const char *origin, emh
 			char *k;
 			int rc;
 			if (klen == 0)
-				return emh_error_set(err, EMH_ECONFIG, "%s: empty parameter name in the url query", origin);
+				return url_bad(origin, "empty parameter name in the url query", err);
+			if (memchr(q, '@', klen))
+				return url_bad(origin,
+					       "'@' in a parameter name of the url query (percent-encode '?' and '@' "
+					       "in a password: %3F, %40)",
+					       err);
 			if ((rc = pct_decode(q, klen, origin, "query", &k, err)))
 				return rc;
-			bool secret = strcasecmp(k, "password") == 0;
-			if (secret)
-				u->has_password = true;
-			if (eq)
-				rc = url_add_decoded(u, k, eq + 1, len - klen - 1, secret, origin, err);
+			bool secret = false;
+			for (const char *p = k; *p && !secret; p++)
+				secret = strncasecmp(p, "password", 8) == 0;
+			if (secret && eq)
+				url_mask(u, (size_t)(eq + 1 - u->text), len - klen - 1);
+			u->password = u->password || secret;
+			if (split && eq)
+				rc = url_piece(u, k, eq + 1, len - klen - 1, secret, origin, err);
+			else if (split)
+				rc = emh__settings_set(&u->pieces, k, "true", NULL, NULL, 0, secret) ? emh__cfg_oom(err) : 0;
 			else
-				rc = url_add(u, k, strdup("true"), secret, origin, err);
+				rc = emh__settings_set(&u->covered, k, NULL, NULL, NULL, 0, false) ? emh__cfg_oom(err) : 0;
 			free(k);
 			if (rc)
 				return rc;
@@ -155,191 +155,276 @@ static int url_query(struct url_parts *u, const char *q, const char *origin, emh
 	return 0;
 }
 
-/* sqlite:///abs, sqlite://rel, sqlite::memory:, sqlite:path [?k=v...] */
-static int url_split_file(struct url_parts *u, const char *rest, const char *origin, emh_error *err)
+/* EMH_URL_FILE: scheme:///abs, scheme://rel, scheme::memory:, scheme:path [?k=v...] */
+static int url_file(struct url *u, const char *origin, emh_error *err)
 {
-	if (strncmp(rest, "//", 2) == 0)
-		rest += 2;
-	size_t plen = strcspn(rest, "?");
+	size_t off = u->slen + 1;
+	if (strncmp(u->text + off, "//", 2) == 0)
+		off += 2;
+	size_t plen = strcspn(u->text + off, "?");
 	if (plen == 0)
-		return emh_error_set(err, EMH_ECONFIG, "%s: the url names no database file (sqlite:///path or sqlite::memory:)",
-				     origin);
-	int rc = url_add_decoded(u, "path", rest, plen, false, origin, err);
-	if (!rc && rest[plen] == '?')
-		rc = url_query(u, rest + plen + 1, origin, err);
+		return emh_error_set(err, EMH_ECONFIG,
+				     "%s: the url names no file (%.*s:///abs/path, %.*s://rel/path or %.*s::memory:)",
+				     origin, (int)u->slen, u->text, (int)u->slen, u->text, (int)u->slen, u->text);
+	int rc = url_piece(u, "path", u->text + off, plen, false, origin, err);
+	if (!rc && u->text[off + plen] == '?')
+		rc = url_query(u, off + plen + 1, true, origin, err);
 	return rc;
 }
 
-/* //[user[:password]@]host[:port][,host[:port]...][/database][?k=v&...] */
-static int url_split_net(struct url_parts *u, const char *rest, const char *origin, emh_error *err)
+/*
+ * The authority after "//" at text[off]: [user[:password]@]hosts.  The
+ * userinfo ends at the last '@' before the query, so a password holding an
+ * unescaped '@' or '/' (postgres://app:2024/SEKRIT@h:1/app) is still read as
+ * a password, never as a host or a database name.  Sets *hosts (where the hosts start) and
+ * returns the offset where the authority ends.  whole: such a '/' is refused
+ * instead, since the driver's client library would read the URL otherwise.
+ */
+static int url_authority(struct url *u, size_t off, bool whole, const char *origin, size_t *hosts, size_t *end,
+			 emh_error *err)
 {
-	int rc;
-	if (strncmp(rest, "//", 2) != 0)
-		return emh_error_set(err, EMH_ECONFIG, "%s: expected '//' after the url scheme", origin);
-	rest += 2;
-	size_t alen = strcspn(rest, "/?");
-	const char *auth = rest, *at = NULL;
-	for (size_t i = 0; i < alen; i++)
-		if (auth[i] == '@')
-			at = auth + i; /* the last '@': an unescaped one in a password still works */
-	const char *hosts = auth;
-	if (at) {
-		size_t ulen = (size_t)(at - auth);
-		const char *colon = memchr(auth, ':', ulen);
-		size_t namelen = colon ? (size_t)(colon - auth) : ulen;
-		if (namelen && (rc = url_add_decoded(u, "user", auth, namelen, false, origin, err)))
-			return rc;
-		if (colon) {
-			u->has_password = true;
-			if ((rc = url_add_decoded(u, "password", colon + 1, ulen - namelen - 1, true, origin, err)))
-				return rc;
-		}
-		hosts = at + 1;
+	const char *a = u->text + off, *at = NULL;
+	size_t alen = strcspn(a, "/?"), before_query = strcspn(a, "?");
+	for (size_t i = 0; i < before_query; i++)
+		if (a[i] == '@')
+			at = a + i;
+	if (at && (size_t)(at - a) > alen) {
+		if (whole)
+			return url_bad(origin,
+				       "'/' in the userinfo of the url: percent-encode it (%2F), and an '@' in the "
+				       "path (%40)",
+				       err);
+		alen = (size_t)(at - a) + 1 + strcspn(at + 1, "/?");
 	}
-	/* several hosts (mongodb replica sets, libpq multi-host): the first is "host" */
-	size_t hlen = (size_t)(auth + alen - hosts);
-	size_t first = 0;
-	while (first < hlen && hosts[first] != ',')
+	*hosts = off;
+	*end = off + alen;
+	if (!at)
+		return 0;
+	size_t ulen = (size_t)(at - a);
+	const char *colon = memchr(a, ':', ulen);
+	size_t namelen = colon ? (size_t)(colon - a) : ulen;
+	int rc = 0;
+	u->userinfo = true;
+	if (colon)
+		url_mask(u, off + namelen + 1, ulen - namelen - 1);
+	if (!whole && namelen)
+		rc = url_piece(u, "user", a, namelen, false, origin, err);
+	if (!rc && !whole && colon)
+		rc = url_piece(u, "password", colon + 1, ulen - namelen - 1, true, origin, err);
+	*hosts = off + ulen + 1;
+	return rc;
+}
+
+/* The first host of hosts[0..hlen) ("h:1,h2:2" or "[::1]:5432") into host and port. */
+static int url_first_host(struct url *u, const char *h, size_t hlen, const char *origin, emh_error *err)
+{
+	size_t first = 0, namelen;
+	const char *port = NULL;
+	int rc = 0;
+	while (first < hlen && h[first] != ',')
 		first++;
-	const char *h = hosts, *port = NULL;
-	size_t namelen = first;
 	if (first && h[0] == '[') {
 		const char *close = memchr(h, ']', first);
 		if (!close)
-			return emh_error_set(err, EMH_ECONFIG, "%s: unterminated '[' in the url host", origin);
-		if ((rc = url_add_decoded(u, "host", h + 1, (size_t)(close - h - 1), false, origin, err)))
+			return url_bad(origin, "unterminated '[' in the url host", err);
+		if ((rc = url_piece(u, "host", h + 1, (size_t)(close - h - 1), false, origin, err)))
 			return rc;
-		namelen = 0;
 		if (close + 1 < h + first) {
 			if (close[1] != ':')
-				return emh_error_set(err, EMH_ECONFIG, "%s: bad url host", origin);
+				return url_bad(origin, "bad url host", err);
 			port = close + 2;
 		}
 	} else {
 		const char *colon = memchr(h, ':', first);
-		if (colon) {
-			namelen = (size_t)(colon - h);
-			port = colon + 1;
-		}
-		if (namelen && (rc = url_add_decoded(u, "host", h, namelen, false, origin, err)))
+		namelen = colon ? (size_t)(colon - h) : first;
+		port = colon ? colon + 1 : NULL;
+		if (namelen && (rc = url_piece(u, "host", h, namelen, false, origin, err)))
 			return rc;
 	}
-	if (port) {
-		size_t plen = (size_t)(h + first - port);
-		long n = 0;
-		if (plen == 0 || plen > 5)
-			return emh_error_set(err, EMH_ECONFIG, "%s: bad port in the url", origin);
-		for (size_t i = 0; i < plen; i++) {
-			if (!isdigit((unsigned char)port[i]))
-				return emh_error_set(err, EMH_ECONFIG, "%s: bad port in the url", origin);
-			n = n * 10 + (port[i] - '0');
-		}
-		if (n < 1 || n > 65535)
-			return emh_error_set(err, EMH_ECONFIG, "%s: port %ld out of range in the url", origin, n);
-		char buf[8];
-		snprintf(buf, sizeof buf, "%ld", n);
-		if ((rc = url_add(u, "port", strdup(buf), false, origin, err)))
-			return rc;
+	if (!port)
+		return 0;
+	size_t plen = (size_t)(h + first - port);
+	long n = 0;
+	if (plen == 0 || plen > 5)
+		return url_bad(origin, "bad port in the url", err);
+	for (size_t i = 0; i < plen; i++) {
+		if (!isdigit((unsigned char)port[i]))
+			return url_bad(origin, "bad port in the url", err);
+		n = n * 10 + (port[i] - '0');
 	}
-	rest += alen;
+	if (n < 1 || n > 65535)
+		return emh_error_set(err, EMH_ECONFIG, "%s: port %ld out of range in the url", origin, n);
+	char buf[8];
+	snprintf(buf, sizeof buf, "%ld", n);
+	return emh__settings_set(&u->pieces, "port", buf, NULL, NULL, 0, false) ? emh__cfg_oom(err) : 0;
+}
+
+/*
+ * EMH_URL_NETWORK: //[user[:password]@]host[:port][,host[:port]...][/database][?k=v&...]
+ * into user, password, host, port (the first host's), database and each query key.
+ */
+static int url_network(struct url *u, const char *origin, emh_error *err)
+{
+	size_t off = u->slen + 1, hosts, end;
+	int rc;
+	if (strncmp(u->text + off, "//", 2) != 0)
+		return url_bad(origin, "expected '//' after the url scheme", err);
+	if ((rc = url_authority(u, off + 2, false, origin, &hosts, &end, err)) ||
+	    (rc = url_first_host(u, u->text + hosts, end - hosts, origin, err)))
+		return rc;
+	const char *rest = u->text + end;
 	if (*rest == '/') {
-		rest++;
-		size_t dlen = strcspn(rest, "?");
-		if (dlen && (rc = url_add_decoded(u, "database", rest, dlen, false, origin, err)))
+		size_t dlen = strcspn(++rest, "?");
+		if (dlen && (rc = url_piece(u, "database", rest, dlen, false, origin, err)))
 			return rc;
 		rest += dlen;
 	}
-	if (*rest == '?')
-		return url_query(u, rest + 1, origin, err);
-	return 0;
+	return *rest == '?' ? url_query(u, (size_t)(rest + 1 - u->text), true, origin, err) : 0;
+}
+
+/*
+ * EMH_URL_WHOLE: anything after the scheme, kept whole for the driver.  Only
+ * the userinfo (of a //authority) and the query keys are looked at: to mark
+ * the URL secret, mask its passwords, and know which keys it covers.
+ */
+static int url_whole(struct url *u, const char *origin, emh_error *err)
+{
+	size_t off = u->slen + 1, hosts, end = off;
+	int rc;
+	if (strncmp(u->text + off, "//", 2) == 0 &&
+	    (rc = url_authority(u, off + 2, true, origin, &hosts, &end, err)))
+		return rc;
+	const char *q = strchr(u->text + end, '?');
+	return q ? url_query(u, (size_t)(q + 1 - u->text), false, origin, err) : 0;
+}
+
+/* The loaded driver declaring the scheme text[0..slen), or NULL. */
+static const emh_driver *scheme_driver(const char *text, size_t slen, const emh_driver *const *drivers,
+				       size_t ndrivers)
+{
+	for (size_t i = 0; i < ndrivers; i++)
+		for (const char *const *s = drivers[i] ? drivers[i]->url_schemes : NULL; s && *s; s++)
+			if (strlen(*s) == slen && strncasecmp(*s, text, slen) == 0)
+				return drivers[i];
+	return NULL;
+}
+
+static int err_unknown_scheme(const struct url *u, const char *origin, const emh_driver *const *drivers,
+			      size_t ndrivers, emh_error *err)
+{
+	emh_buf list = EMH_BUF_INIT;
+	for (size_t i = 0; i < ndrivers; i++)
+		for (const char *const *s = drivers[i] ? drivers[i]->url_schemes : NULL; s && *s; s++)
+			emh_buf_addf(&list, "%s%s", list.len ? ", " : "", *s);
+	int rc = emh_error_set(err, EMH_ECONFIG, "%s: unknown url scheme '%.*s' (%s%s)", origin, (int)u->slen,
+			       u->text, list.len ? "schemes of the loaded drivers: " : "",
+			       list.len ? list.ptr : "no loaded driver declares a url scheme");
+	emh_buf_release(&list);
+	return rc;
+}
+
+/* Take url apart as its scheme's driver declares.  Errors never echo the URL. */
+static int url_parse(struct url *u, const char *url, const char *origin, const emh_driver *const *drivers,
+		     size_t ndrivers, emh_error *err)
+{
+	*u = (struct url){ .text = url };
+	while (isalnum((unsigned char)url[u->slen]) || (url[u->slen] && strchr("+.-", url[u->slen])))
+		u->slen++;
+	if (u->slen == 0 || url[u->slen] != ':' || !isalpha((unsigned char)url[0]))
+		return url_bad(origin, "not a url (expected scheme://... or scheme:path)", err);
+	if (!(u->drv = scheme_driver(url, u->slen, drivers, ndrivers)))
+		return err_unknown_scheme(u, origin, drivers, ndrivers, err);
+	switch (u->drv->url_form) {
+	case EMH_URL_FILE: return url_file(u, origin, err);
+	case EMH_URL_WHOLE: return url_whole(u, origin, err);
+	case EMH_URL_NETWORK: return url_network(u, origin, err);
+	default:
+		return emh_error_set(err, EMH_ECONFIG, "%s: driver '%s' declares an unknown url_form %d", origin,
+				     u->drv->name, u->drv->url_form);
+	}
+}
+
+/* The URL with every password replaced by URL_MASK (a malloc'd string), or NULL when out of memory. */
+static char *url_masked(struct url *u)
+{
+	emh_buf_adds(&u->shown, u->text + u->shown_at);
+	u->shown_at = strlen(u->text);
+	return emh_buf_take(&u->shown);
 }
 
 /* The origin of the "url" key itself: "url (X)" -> "X". */
-static void url_self_origin(const char *origin, char *buf, size_t cap)
+static char *url_self_origin(const char *origin)
 {
 	size_t n = strlen(origin);
 	if (strncmp(origin, "url (", 5) == 0 && n > 6 && origin[n - 1] == ')')
-		snprintf(buf, cap, "%.*s", (int)(n - 6), origin + 5);
-	else
-		snprintf(buf, cap, "%s", origin);
+		return strndup(origin + 5, n - 6);
+	return strdup(origin);
+}
+
+/* Keep url as the setting "url" of c (fill: the file's own, already there), secret and masked as parsed. */
+static int url_keep(emh__ctxconf *c, struct url *u, const char *origin, bool fill)
+{
+	bool secret = u->userinfo || u->password;
+	emh__setting *self = emh__settings_find_mut(&c->s, "url");
+	if (!(self && fill)) {
+		char *selforigin = url_self_origin(origin);
+		int rc = selforigin ? emh__settings_set(&c->s, "url", u->text, selforigin, NULL, 0, secret) : EMH_ENOMEM;
+		free(selforigin);
+		if (rc)
+			return rc;
+		self = emh__settings_find_mut(&c->s, "url");
+	}
+	self->secret = self->secret || secret;
+	if (!self->secret)
+		return 0;
+	char *shown = url_masked(u);
+	int rc = shown ? emh__settings_set_shown(&c->s, "url", shown) : EMH_ENOMEM;
+	free(shown);
+	return rc;
 }
 
 /*
  * Apply url to c.  fill: only keys c does not have yet (a url written in the
  * file next to explicit keys: the explicit keys win); else the URL replaces
- * every connection key c had (and its password/password_env when the URL
- * carries a password).
+ * every connection key c had, its password/password_env when the URL
+ * carries a password, and the keys a whole URL's query names.
  */
 static int url_apply(emh__ctxconf *c, const char *url, const char *origin, const emh_driver *const *drivers,
 		     size_t ndrivers, bool fill, emh_error *err)
 {
-	struct url_parts u = { .n = 0 };
-	char scheme[32], selforigin[256];
-	int rc = 0;
-	size_t slen = 0;
-
-	while (url[slen] && (isalnum((unsigned char)url[slen]) || strchr("+.-", url[slen])))
-		slen++;
-	if (slen == 0 || url[slen] != ':' || !isalpha((unsigned char)url[0]) || slen >= sizeof scheme)
-		return emh_error_set(err, EMH_ECONFIG, "%s: not a url (expected scheme://... or sqlite:///path)", origin);
-	memcpy(scheme, url, slen);
-	scheme[slen] = '\0';
-	for (char *s = scheme; *s; s++)
-		*s = (char)tolower((unsigned char)*s);
-	const char *driver = scheme_driver(scheme, drivers, ndrivers);
-	if (!driver) {
-		char list[200];
-		size_t n = 0;
-		list[0] = '\0';
-		for (size_t i = 0; i < ndrivers; i++)
-			for (const char *const *s = drivers[i] ? drivers[i]->url_schemes : NULL; s && *s; s++)
-				n += (size_t)snprintf(list + n, n < sizeof list ? sizeof list - n : 0, "%s, ", *s);
-		for (size_t i = 0; i < sizeof builtin_schemes / sizeof *builtin_schemes && n < sizeof list; i++)
-			n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", builtin_schemes[i].scheme,
-					      i + 1 < sizeof builtin_schemes / sizeof *builtin_schemes ? ", " : "");
-		return emh_error_set(err, EMH_ECONFIG, "%s: unknown url scheme '%s' (known: %s)", origin, scheme, list);
-	}
-	const char *rest = url + slen + 1;
-	if (strcmp(scheme, "sqlite") == 0 || strcmp(scheme, "sqlite3") == 0)
-		rc = url_split_file(&u, rest, origin, err);
-	else
-		rc = url_split_net(&u, rest, origin, err);
+	struct url u;
+	int rc = url_parse(&u, url, origin, drivers, ndrivers, err);
 	if (rc)
-		goto out_release_parts;
-
+		goto out_release;
 	if (!fill) {
 		for (const char *const *k = url_keys; *k; k++)
 			emh__settings_remove(&c->s, *k);
-		if (u.has_password) {
+		if (u.password) {
 			emh__settings_remove(&c->s, "password");
 			emh__settings_remove(&c->s, "password_env");
 		}
+		for (size_t i = 0; i < u.covered.n; i++)
+			emh__settings_remove(&c->s, u.covered.v[i].key);
 	}
-	url_self_origin(origin, selforigin, sizeof selforigin);
-	emh__setting *self = emh__settings_find_mut(&c->s, "url");
-	if (self && fill) {
-		self->secret = self->secret || u.has_password;
-	} else if ((rc = emh__settings_set(&c->s, "url", url, selforigin, NULL, 0, u.has_password))) {
+	if (url_keep(c, &u, origin, fill) ||
+	    (!(fill && emh__settings_find(&c->s, "driver")) &&
+	     emh__settings_set(&c->s, "driver", u.drv->name, origin, NULL, 0, false))) {
 		rc = emh__cfg_oom(err);
-		goto out_release_parts;
+		goto out_release;
 	}
-	if (!(fill && emh__settings_find(&c->s, "driver")) &&
-	    emh__settings_set(&c->s, "driver", driver, origin, NULL, 0, false)) {
-		rc = emh__cfg_oom(err);
-		goto out_release_parts;
-	}
-	for (size_t i = 0; i < u.n; i++) {
-		if (fill && emh__settings_find(&c->s, u.v[i].key))
+	for (size_t i = 0; i < u.pieces.n; i++) {
+		const emh__setting *p = &u.pieces.v[i];
+		if (fill && emh__settings_find(&c->s, p->key))
 			continue;
-		if (fill && strcmp(u.v[i].key, "password") == 0 && emh__settings_find(&c->s, "password_env"))
+		if (fill && strcmp(p->key, "password") == 0 && emh__settings_find(&c->s, "password_env"))
 			continue;
-		if (emh__settings_set(&c->s, u.v[i].key, u.v[i].value, origin, NULL, 0, u.v[i].secret)) {
+		if (emh__settings_set(&c->s, p->key, p->value, origin, NULL, 0, p->secret)) {
 			rc = emh__cfg_oom(err);
-			goto out_release_parts;
+			goto out_release;
 		}
 	}
-out_release_parts:
-	url_parts_release(&u);
+out_release:
+	url_release(&u);
 	return rc;
 }
 

@@ -2213,6 +2213,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.description = "MongoDB through libmongoc (transactions on replica sets and mongos)",
 	.caps = EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH,
 	.url_schemes = mg_schemes,
+	.url_form = EMH_URL_NETWORK, /* EMH_URL_WHOLE once the driver reads the whole "url" */
 	.params = mg_params,
 	.context_open = mg_context_open,
 	.context_close = mg_context_close,

@@ -1340,6 +1340,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.caps = EMH_CAP_SQL | EMH_CAP_TRANSACTIONS | EMH_CAP_SAVEPOINTS | EMH_CAP_UPSERT |
 		EMH_CAP_ATOMIC_FLUSH,
 	.url_schemes = my_schemes,
+	.url_form = EMH_URL_NETWORK,
 	.params = my_params,
 	.connect = my_connect,
 	.disconnect = my_disconnect,

@@ -1415,6 +1415,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.caps = EMH_CAP_SQL | EMH_CAP_TRANSACTIONS | EMH_CAP_SAVEPOINTS | EMH_CAP_RETURNING | EMH_CAP_UPSERT |
 		EMH_CAP_ATOMIC_FLUSH,
 	.url_schemes = pg_url_schemes,
+	.url_form = EMH_URL_NETWORK, /* EMH_URL_WHOLE once the driver reads the whole "url" */
 	.params = pg_params,
 	.connect = pg_connect,
 	.disconnect = pg_disconnect,

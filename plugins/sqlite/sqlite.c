@@ -1031,7 +1031,7 @@ out_rollback:
 /* ---- the descriptor ---- */
 
 
-static const char *const sq_schemes[] = {"sqlite", NULL};
+static const char *const sq_schemes[] = {"sqlite", "sqlite3", NULL};
 
 EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	EMH_DRIVER_HEADER,
@@ -1041,6 +1041,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.caps = EMH_CAP_SQL | EMH_CAP_TRANSACTIONS | EMH_CAP_SAVEPOINTS | EMH_CAP_ATOMIC_FLUSH |
 		EMH_CAP_RETURNING | EMH_CAP_UPSERT,
 	.url_schemes = sq_schemes,
+	.url_form = EMH_URL_FILE,
 	.params = sq_params,
 	.context_open = sq_context_open,
 	.context_close = sq_context_close,

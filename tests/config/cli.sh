@@ -29,7 +29,7 @@ for v in $(env | sed -n 's/^\(EMH_CONTEXT_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$
 unset EMH_CONFIG EMH_DEFAULT_CONTEXT EMH_PLUGIN_DIR EMH_TEST_CLI_PW 2>/dev/null || true
 
 # The secrets the fixtures and the environment hold: none may ever be printed.
-SECRETS="Sw0rdfish-In-File Url-Secret-42 Env-Secret-77 Env-Url-Secret-99"
+SECRETS="Sw0rdfish-In-File Url-Secret-42 Env-Secret-77 Env-Url-Secret-99 SEKRIT-Slash-55"
 
 # run ARGS...: emhost with ARGS; stdout in $tmp/out, stderr in $tmp/err, status in $st.
 # Everything printed is also kept in $tmp/all for the password check at the end.
@@ -195,7 +195,7 @@ if [ -f "$plugins/postgres.so" ]; then
 	EMH_TEST_CLI_PW=Env-Secret-77 run check-config -c "$files/secrets.conf"
 	status 0 "check-config with secrets"
 	outline "^  password +\*{8} +$files/secrets\.conf:8$" "file password masked, origin kept"
-	outline "^  url +\*{8} +$files/secrets\.conf:9$" "url with a password masked"
+	outline "^  url +postgres://bob:\*{8}@127\.0\.0\.1:1/db +$files/secrets\.conf:9$" "url shown with its password masked"
 	outline "^  password +\*{8} +url \($files/secrets\.conf:9\)$" "url password masked"
 	outline "^  password +\*{8} +env EMH_TEST_CLI_PW$" "password_env resolved and masked"
 	outline "^  user +bob +url \($files/secrets\.conf:9\)$" "url user shown"
@@ -209,15 +209,23 @@ if [ -f "$plugins/postgres.so" ]; then
 	err "$files/secrets.conf:11: contexts.[3].password_env: environment variable 'EMH_TEST_CLI_PW' is not set" "names the variable and FILE:LINE"
 	EMH_CONTEXT_ENVPG_URL="postgresql://carl:Env-Url-Secret-99@127.0.0.1:1/x" run -p "$plugins" check-config
 	status 0 "env url with a password"
-	outline "^  url +\*{8} +env EMH_CONTEXT_ENVPG_URL$" "env url masked"
+	outline "^  url +postgresql://carl:\*{8}@127\.0\.0\.1:1/x +env EMH_CONTEXT_ENVPG_URL$" "env url shown with its password masked"
 	EMH_CONTEXT_ENVPG_URL="postgresql://carl:Env-Url-Secret-99@127.0.0.1:1/x" run -p "$plugins" contexts
 	status 1 "env url context unreachable"
 	EMH_CONTEXT_ENVPG_URL="postgresql://carl:Env-Url-Secret-99@127.0.0.1:bad/x" run -p "$plugins" check-config
 	status 1 "bad env url"
 	err "url (env EMH_CONTEXT_ENVPG_URL): bad port in the url" "bad url names the variable"
+	# a '/' in the password (issue 11): read as part of the password, never as the database
+	EMH_CONTEXT_SLASH_URL="postgres://app:2024/SEKRIT-Slash-55@127.0.0.1:1/app" run -p "$plugins" check-config
+	status 0 "a '/' in a url's password"
+	outline "^  database +app +url \(env EMH_CONTEXT_SLASH_URL\)$" "the database is not taken from the password"
+	outline "^  host +127\.0\.0\.1 +url \(env EMH_CONTEXT_SLASH_URL\)$" "nor the host"
+	outline "^  url +postgres://app:\*{8}@127\.0\.0\.1:1/app +env EMH_CONTEXT_SLASH_URL$" "the url shown masked"
+	EMH_CONTEXT_SLASH_URL="postgres://app:2024/SEKRIT-Slash-55@127.0.0.1:1/app" run -p "$plugins" contexts
+	status 1 "its context is unreachable, and says so without the password"
 else
 	diag "SKIPPING the PostgreSQL secret tests: $plugins/postgres.so is not built (configure found no libpq)"
-	skip 17 "postgres plugin not built"
+	skip 22 "postgres plugin not built"
 fi
 
 # ---- a MongoDB URL with several hosts (no server needed: the driver connects lazily) ----
@@ -228,7 +236,7 @@ if [ -f "$plugins/mongo.so" ]; then
 	outline "^  host +127\.0\.0\.1 +url \(env EMH_CONTEXT_DOCS_URL\)$" "host is the first host"
 	outline "^  port +1 +url \(env EMH_CONTEXT_DOCS_URL\)$" "port is the first port"
 	outline "^  replicaSet +rs0 +url \(env EMH_CONTEXT_DOCS_URL\)$" "query option kept as a key"
-	outline "^  url +\*{8} +env EMH_CONTEXT_DOCS_URL$" "the whole url kept, masked"
+	outline "^  url +mongodb://app:\*{8}@127\.0\.0\.1:1,127\.0\.0\.1:2/appdb\?replicaSet=rs0 +env EMH_CONTEXT_DOCS_URL$" "the whole url kept, its password masked"
 else
 	diag "SKIPPING the MongoDB url tests: $plugins/mongo.so is not built (configure found no libmongoc)"
 	skip 5 "mongo plugin not built"
