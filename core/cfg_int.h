@@ -17,11 +17,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <emhost/buf.h>
+
 #include "cfg.h"
 
 static inline int emh__cfg_oom(emh_error *err) { return emh_error_set(err, EMH_ENOMEM, "out of memory"); }
 
 /* ---- cfg_model.c ---- */
+
+/* A malloc'd formatted string (no size limit), or NULL when out of memory. */
+char *emh__strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 bool emh__in_list(const char *const *list, const char *s);
 /* A context or service name: [a-z_][a-z0-9_]*. */
@@ -45,15 +50,26 @@ emh__ctxconf *emh__config_find_context(emh__config *cfg, const char *name);
 
 bool emh__parse_ll(const char *s, long long *out);
 const emh_param_spec *emh__spec_find(const emh_param_spec *specs, const char *key);
-/* Where a setting of a context is, for errors: "FILE:LINE: contexts.[1].port". */
-void emh__setting_where(const char *ctxname, const emh__setting *st, char *buf, size_t cap);
 /*
- * Check st's value against kind and rewrite it in canonical form (integers
- * in decimal, booleans "true"/"false").
+ * The one range check of the configuration, for every integer key (ports,
+ * pool sizes, timeouts) from any source: EMH_ECONFIG "WHERE: 'KEY' must be
+ * in [MIN, MAX], got V" (V left out for a secret) unless min <= v <= max or
+ * min == max == 0 (any value).
  */
-int emh__setting_check_kind(const char *ctxname, emh__setting *st, int kind, emh_error *err);
-/* Checks of the common keys beyond the kind: the values schema takes, pool ranges. */
-int emh__setting_check_common(const char *ctxname, emh__setting *st, emh_error *err);
+int emh__check_range(const char *where, const char *key, long long v, long long min, long long max, bool secret,
+		     emh_error *err);
+/* Append where st is to b, for errors: "FILE:LINE: contexts.[1].port" or "env X: context 'c', key 'k'". */
+void emh__setting_where(const char *ctxname, const emh__setting *st, emh_buf *b);
+/* Fail with EMH_ECONFIG "WHERE: message" (WHERE as emh__setting_where). */
+int emh__setting_fail(const char *ctxname, const emh__setting *st, emh_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/*
+ * Check st against its spec: secret flag, kind (the value rewritten in
+ * canonical form: integers in decimal, booleans "true"/"false"), range, and
+ * for the common keys their own rules (schema's values, password_env a
+ * variable name).  ctxname names the context where st has no config path.
+ */
+int emh__setting_check(const char *ctxname, emh__setting *st, const emh_param_spec *spec, emh_error *err);
 
 /* ---- cfg_url.c ---- */
 

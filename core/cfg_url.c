@@ -252,8 +252,8 @@ static int url_first_host(struct url *u, const char *h, size_t hlen, const char 
 			return url_bad(origin, "bad port in the url", err);
 		n = n * 10 + (port[i] - '0');
 	}
-	if (n < 1 || n > 65535)
-		return emh_error_set(err, EMH_ECONFIG, "%s: port %ld out of range in the url", origin, n);
+	if ((rc = emh__check_range(origin, "port", n, 1, 65535, false, err)))
+		return rc;
 	char buf[8];
 	snprintf(buf, sizeof buf, "%ld", n);
 	return emh__settings_set(&u->pieces, "port", buf, NULL, NULL, 0, false) ? emh__cfg_oom(err) : 0;

@@ -30,6 +30,9 @@ static const emh_param_spec tdb_params[] = {
 	{ .key = "api_key", .kind = EMH_PARAM_STRING, .flags = EMH_PARAM_SECRET, .help = "a secret driver key" },
 	{ .key = "replicaSet", .kind = EMH_PARAM_STRING, .help = "mongo-style option" },
 	{ .key = "sslpassword", .kind = EMH_PARAM_STRING, .help = "a password-like key the driver forgot to flag" },
+	{ .key = "retries", .kind = EMH_PARAM_INT, .def = "3", .min = 0, .max = 10, .help = "a default and a range" },
+	{ .key = "mode", .kind = EMH_PARAM_STRING, .def = "fast", .help = "a string default" },
+	{ .key = "any_int", .kind = EMH_PARAM_INT, .help = "no range: min == max == 0" },
 	{ .key = NULL },
 };
 static const char *const tdb_schemes[] = { "tdb", "postgres", "postgresql", NULL };

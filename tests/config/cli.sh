@@ -91,6 +91,8 @@ out "context main (driver sqlite, default)" "main context header"
 outline "^  path +$tmp/main\.db +$files/good\.conf:5$" "path with its value and FILE:LINE"
 outline "^  pool\.max +2 +$files/good\.conf:6$" "pool.max flattened with FILE:LINE"
 outline "^  pool\.min +0 +default$" "defaults say so"
+outline "^  busy_timeout_ms +5000 +default$" "an unset driver key with a default is shown, origin default"
+outline "^  foreign_keys +true +default$" "a boolean default"
 out "context mem (driver sqlite)" "mem context header"
 outline "^  path +:memory: +url \($files/good\.conf:7\)$" "url-derived key: origin url (FILE:LINE)"
 outline "^  url +sqlite::memory: +$files/good\.conf:7$" "url itself: FILE:LINE"
@@ -122,6 +124,9 @@ out "context mem (driver sqlite, default)" "EMH_DEFAULT_CONTEXT picks the defaul
 EMH_DEFAULT_CONTEXT=nope run check-config -c "$files/good.conf"
 status 1 "EMH_DEFAULT_CONTEXT naming a missing context"
 err "no context 'nope' (have: main, mem)" "lists the contexts"
+EMH_CONTEXT_MAIN_BUSY_TIMEOUT_MS=-1 run check-config -c "$files/good.conf"
+status 1 "a driver key outside its range"
+err "env EMH_CONTEXT_MAIN_BUSY_TIMEOUT_MS: context 'main', key 'busy_timeout_ms': 'busy_timeout_ms' must be in [0, 2147483647], got -1" "names the variable, the key, the range and the value"
 EMH_CONTEXT_MAIN_POOL_MAX=lots run check-config -c "$files/good.conf"
 status 1 "bad integer from the environment"
 err "env EMH_CONTEXT_MAIN_POOL_MAX" "names the variable"
@@ -215,6 +220,12 @@ if [ -f "$plugins/postgres.so" ]; then
 	EMH_CONTEXT_ENVPG_URL="postgresql://carl:Env-Url-Secret-99@127.0.0.1:bad/x" run -p "$plugins" check-config
 	status 1 "bad env url"
 	err "url (env EMH_CONTEXT_ENVPG_URL): bad port in the url" "bad url names the variable"
+	EMH_CONTEXT_PGX_DRIVER=postgres EMH_CONTEXT_PGX_PORT=70000 run -p "$plugins" check-config
+	status 1 "a port out of range"
+	err "env EMH_CONTEXT_PGX_PORT: context 'pgx', key 'port': 'port' must be in [1, 65535], got 70000" "one message for every port"
+	EMH_CONTEXT_PGX_URL="postgres://u@127.0.0.1:70000/x" run -p "$plugins" check-config
+	status 1 "a url's port out of range"
+	err "url (env EMH_CONTEXT_PGX_URL): 'port' must be in [1, 65535], got 70000" "the same message"
 	# a '/' in the password (issue 11): read as part of the password, never as the database
 	EMH_CONTEXT_SLASH_URL="postgres://app:2024/SEKRIT-Slash-55@127.0.0.1:1/app" run -p "$plugins" check-config
 	status 0 "a '/' in a url's password"
@@ -225,7 +236,7 @@ if [ -f "$plugins/postgres.so" ]; then
 	status 1 "its context is unreachable, and says so without the password"
 else
 	diag "SKIPPING the PostgreSQL secret tests: $plugins/postgres.so is not built (configure found no libpq)"
-	skip 22 "postgres plugin not built"
+	skip 26 "postgres plugin not built"
 fi
 
 # ---- a MongoDB URL with several hosts (no server needed: the driver connects lazily) ----

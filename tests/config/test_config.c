@@ -149,9 +149,9 @@ static void test_parse_errors(void)
 	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; pool = { max = \"many\"; }; } );\n", env,
 	      "contexts.[0].pool.max: expected integer", NULL, "pool.max not an integer");
 	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; pool = { max = 0; }; } );\n", env,
-	      "contexts.[0].pool.max: must be >= 1", NULL, "pool.max >= 1");
+	      "contexts.[0].pool.max: 'pool.max' must be in [1, 2147483647], got 0", NULL, "pool.max >= 1");
 	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; pool = { min = -1; }; } );\n", env,
-	      "contexts.[0].pool.min: must be >= 0", NULL, "pool.min >= 0");
+	      "contexts.[0].pool.min: 'pool.min' must be in [0, 2147483647], got -1", NULL, "pool.min >= 0");
 	fails("contexts = ( { name = \"a\"; driver = 3; } );\n", env, "contexts.[0].driver: expected string", NULL,
 	      "driver must be a string");
 	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; schema = \"auto\"; } );\n", env,
@@ -172,7 +172,7 @@ static void test_parse_errors(void)
 	      "module is a stem, not a path");
 	fails("log_level = \"loud\";\n", env, "log_level: expected one of error, warn, info, debug", NULL,
 	      "log_level values");
-	fails("server = { threads = 0; };\n", env, "server.threads: must be >= 1", NULL, "server.threads >= 1");
+	fails("server = { threads = 0; };\n", env, "server.threads: 'threads' must be in [1, 2147483647], got 0", NULL, "server.threads >= 1");
 	fails("server = { listen = 80; };\n", env, "server.listen: expected string", NULL, "server.listen string");
 }
 
@@ -397,13 +397,83 @@ static void test_check_context(void)
 	rc = emh__config_check_context(ctx(&cfg, "b"), &tdb, env, &err);
 	is_int(rc, EMH_ECONFIG, "pool.max 0 from env");
 	like_str(err.message, "env EMH_CONTEXT_B_POOL_MAX", "names the variable");
-	like_str(err.message, "must be >= 1", "says the bound");
+	like_str(err.message, "'pool.max' must be in [1, 2147483647], got 0", "says the range and the value");
 	emh__config_release(&cfg);
 
 	/* no driver given: only the common keys are valid */
 	rc = load("contexts = ( { name = \"b\"; driver = \"tdb\"; host = \"h\"; } );\n", none, &cfg, &err);
 	rc = emh__config_check_context(ctx(&cfg, "b"), NULL, none, &err);
 	is_int(rc, EMH_ECONFIG, "NULL driver: driver keys unknown");
+	emh__config_release(&cfg);
+}
+
+/* emh_param_spec.def/min/max: defaults filled with origin "default", one range check for every source. */
+static void test_defaults_and_ranges(void)
+{
+	emh__config cfg;
+	emh_error err;
+	const char *const none[] = { NULL };
+	int rc = load("contexts = ( { name = \"a\"; driver = \"tdb\"; any_int = -5000000000L; } );\n", none, &cfg, &err);
+	is_int(rc, 0, "loads");
+	emh__ctxconf *a = ctx(&cfg, "a");
+	is_int(emh__config_check_context(a, &tdb, none, &err), 0, "checks");
+	is_str(emh__ctxconf_get(a, "retries"), "3", "an unset driver key gets its default");
+	is_str(origin_of(a, "retries"), "default", "origin default");
+	is_str(emh__ctxconf_get(a, "mode"), "fast", "string default");
+	ok(emh__ctxconf_get(a, "port") == NULL, "a key without a default stays unset");
+	is_str(emh__ctxconf_get(a, "pool.max"), "8", "common default");
+	is_str(emh__ctxconf_get(a, "any_int"), "-5000000000", "no range: any integer");
+	emh__config_release(&cfg);
+
+	static const struct {
+		const char *text, *env[3], *want, *name;
+	} bad[] = {
+		{ "contexts = (\n { name = \"a\"; driver = \"tdb\";\n   port = 70000; } );\n", { NULL },
+		  "t.conf:3: contexts.[0].port: 'port' must be in [1, 65535], got 70000", "driver key from the file" },
+		{ "contexts = ( { name = \"a\"; driver = \"tdb\"; port = \"${P:-0}\"; } );\n", { NULL },
+		  "contexts.[0].port: 'port' must be in [1, 65535], got 0", "a string spelling an integer" },
+		{ "contexts = ( { name = \"a\"; driver = \"tdb\"; } );\n", { "EMH_CONTEXT_A_PORT=65536", NULL },
+		  "env EMH_CONTEXT_A_PORT: context 'a', key 'port': 'port' must be in [1, 65535], got 65536",
+		  "driver key from the environment" },
+		{ "contexts = ( { name = \"a\"; driver = \"tdb\"; retries = 11; } );\n", { NULL },
+		  "'retries' must be in [0, 10], got 11", "above max" },
+		{ "contexts = ( { name = \"a\"; url = \"postgres://h/db?retries=-1\"; } );\n", { NULL },
+		  "/t.conf:1): context 'a', key 'retries': 'retries' must be in [0, 10], got -1", "from a url's query" },
+		{ "contexts = ( { name = \"a\"; driver = \"tdb\"; } );\n", { "EMH_CONTEXT_A_POOL_IDLE_TIMEOUT_MS=2147483648", NULL },
+		  "'pool.idle_timeout_ms' must be in [0, 2147483647], got 2147483648", "common key from the environment" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		rc = load(bad[i].text, bad[i].env, &cfg, &err);
+		is_int(rc, 0, "%s: loads", bad[i].name);
+		rc = rc ? rc : emh__config_check_context(ctx(&cfg, "a"), &tdb, bad[i].env, &err);
+		is_int(rc, EMH_ECONFIG, "%s: EMH_ECONFIG", bad[i].name);
+		like_str(err.message, bad[i].want, "%s: names where, the key, the range and the value", bad[i].name);
+		emh__config_release(&cfg);
+	}
+	fails("contexts = ( { name = \"a\"; driver = \"tdb\"; pool = { acquire_timeout_ms = 4294967296L; }; } );\n", none,
+	      "contexts.[0].pool.acquire_timeout_ms: 'pool.acquire_timeout_ms' must be in [0, 2147483647], got 4294967296",
+	      NULL, "common key from the file: at parse time");
+	fails("server = { max_body = -1; };\n", none, "server.max_body: 'max_body' must be in [0, 2147483647], got -1",
+	      NULL, "server key");
+
+	/* a driver whose default is not of its kind: named as the default */
+	static const emh_param_spec badspec[] = {
+		{ .key = "n", .kind = EMH_PARAM_INT, .def = "many" },
+		{ .key = "m", .kind = EMH_PARAM_INT, .def = "0", .min = 1, .max = 2 },
+		{ .key = NULL },
+	};
+	emh_driver bd = tdb;
+	bd.params = badspec;
+	rc = load("contexts = ( { name = \"a\"; driver = \"tdb\"; } );\n", none, &cfg, &err);
+	rc = rc ? rc : emh__config_check_context(ctx(&cfg, "a"), &bd, none, &err);
+	is_int(rc, EMH_ECONFIG, "a driver's bad default");
+	like_str(err.message, "default: context 'a', key 'n': expected integer, got 'many'", "is named as the default");
+	emh__config_release(&cfg);
+	bd.params = badspec + 1;
+	rc = load("contexts = ( { name = \"a\"; driver = \"tdb\"; } );\n", none, &cfg, &err);
+	rc = rc ? rc : emh__config_check_context(ctx(&cfg, "a"), &bd, none, &err);
+	is_int(rc, EMH_ECONFIG, "a driver's default outside its range");
+	like_str(err.message, "default: context 'a', key 'm': 'm' must be in [1, 2], got 0", "is named as the default");
 	emh__config_release(&cfg);
 }
 
@@ -440,6 +510,7 @@ int main(void)
 	test_env_overrides();
 	test_env_new_contexts();
 	test_check_context();
+	test_defaults_and_ranges();
 	test_settings_api();
 	return cfgtest_done();
 }

@@ -212,7 +212,8 @@ static void test_bad_urls(void)
 	} bad[] = {
 		{ "redis://u:p@h", "unknown url scheme 'redis' (schemes of the loaded drivers: tdb, postgres, postgresql, "
 				   "sqlite, sqlite3, memdoc, memdoc+srv)", "unknown scheme lists the loaded drivers' schemes" },
-		{ "postgres://u:p@h:99999/db", "port 99999 out of range", "port range" },
+		{ "postgres://u:p@h:99999/db", "url (test): 'port' must be in [1, 65535], got 99999", "port range" },
+		{ "postgres://u:p@h:0/db", "'port' must be in [1, 65535], got 0", "port 0" },
 		{ "postgres://u:p@h:5x/db", "bad port", "bad port" },
 		{ "postgres://u:p%zz@h/db", "bad percent-escape", "bad percent escape" },
 		{ "postgres://u:p%0@h/db", "bad percent-escape", "short percent escape" },
@@ -459,7 +460,8 @@ static void test_host_whole_url(void)
 	is_str(shown, "memdoc://u:********@h1:5432,h2:5433/db?target_session_attrs=read-write",
 	       "contexts show the url with its password masked");
 	ok(!leak, "the password is in no shown value");
-	(void)timeout, (void)torigin;
+	is_str(timeout, "250", "the driver's default for an unset key");
+	is_str(torigin, "default", "with origin default");
 	emh_context_info_free(ci, n);
 	emh_host_free(h);
 }
