@@ -131,8 +131,11 @@ void emh__settings_release(emh__settings *s);
 void emh__ctxconf_release(emh__ctxconf *c);
 void emh__config_release(emh__config *cfg);
 
-/* ${VAR} / ${VAR:-fallback} / $$ expansion of s into a malloc'd *out; where
- * ("api", "FILE:LINE") is named in the error for a missing variable. */
+/*
+ * ${VAR} / ${VAR:-fallback} / $$ expansion of s into a malloc'd *out; where
+ * ("api", "FILE:LINE: path") starts every error (a missing variable, bad
+ * syntax, fallbacks nested more than 16 deep).  Linear in the length of s.
+ */
 int emh__config_expand(const char *s, const char *const *envp, const char *where, char **out, emh_error *err);
 
 /* Look up NAME in envp (NULL = process environment). */

@@ -46,6 +46,11 @@ int emh__setting_assign(emh__setting *st, const char *key, const char *value, co
 emh__ctxconf *emh__config_add_context(emh__config *cfg);
 emh__ctxconf *emh__config_find_context(emh__config *cfg, const char *name);
 
+/* ---- cfg_expand.c ---- */
+
+/* The value of the variable name[0..n) in envp (NULL: the process environment), or NULL. */
+const char *emh__getenv_n(const char *const *envp, const char *name, size_t n);
+
 /* ---- cfg_check.c ---- */
 
 bool emh__parse_ll(const char *s, long long *out);

@@ -63,19 +63,6 @@ bool emh__valid_varname(const char *s, size_t n)
 	return true;
 }
 
-const char *emh__getenv(const char *const *envp, const char *name)
-{
-	if (!name)
-		return NULL;
-	if (!envp)
-		return getenv(name);
-	size_t n = strlen(name);
-	for (; *envp; envp++)
-		if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
-			return *envp + n + 1;
-	return NULL;
-}
-
 /* Levenshtein distance, capped for the short keys compared here. */
 size_t emh__edit_distance(const char *a, const char *b)
 {
