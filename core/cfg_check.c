@@ -211,7 +211,7 @@ static int err_unknown_ctx_key(const emh__ctxconf *c, const emh__setting *st, co
 				hint = sp->key;
 		}
 	int rc = list.oom ? emh__cfg_oom(err)
-			  : emh__setting_fail(c->name, st, err, "unknown key '%s'%s%s%s (%s%s%svalid: %s)", st->key,
+			  : emh__setting_fail(c->name, st, err, "unknown key '%.*s%s'%s%s%s (%s%s%svalid: %s)", EMH__SHOWN(st->key),
 					      d ? " for driver '" : "", d ? d->name : "", d ? "'" : "",
 					      hint ? "did you mean '" : "", hint ? hint : "", hint ? "'? " : "", list.ptr);
 	emh_buf_release(&list);

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * core/cfg_env.c: the environment over the file: EMH_CONTEXT_<NAME>_<KEY>,
- * EMH_CONTEXT_<NAME>_URL, new contexts, EMH_DEFAULT_CONTEXT.
+ * EMH_CONTEXT_<NAME>_URL, new contexts, EMH_DEFAULT_CONTEXT.  No name or
+ * key is ever cut to fit a buffer: they are as long as the environment
+ * makes them, and a context name longer than a name can be is an error.
  */
 #include "config.h"
 
@@ -11,28 +13,17 @@
 #include <string.h>
 #include <strings.h>
 
+#include <emhost/buf.h>
+
 #include "cfg_int.h"
 
 extern char **environ;
-
-/* "a, b, c" of the context names, for error messages. */
-static void context_names(const emh__config *cfg, char *buf, size_t cap)
-{
-	size_t n = 0;
-	buf[0] = '\0';
-	for (size_t i = 0; i < cfg->ncontexts && n < cap; i++)
-		n += (size_t)snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", cfg->contexts[i].name);
-	if (!cfg->ncontexts)
-		snprintf(buf, cap, "none");
-}
-
-/* ---- the environment ---- */
 
 #define ENV_PREFIX "EMH_CONTEXT_"
 
 /* A key a variable can name: KEY as spelled in the variable ("POOL_MAX") and the key. */
 struct envkey {
-	char upper[64];
+	char *upper;
 	const char *key;
 };
 
@@ -43,7 +34,7 @@ struct keyset {
 
 static int keyset_add(struct keyset *ks, const char *key, size_t *cap)
 {
-	if (strcmp(key, "name") == 0 || strlen(key) >= sizeof ks->v[0].upper)
+	if (strcmp(key, "name") == 0)
 		return 0;
 	for (size_t i = 0; i < ks->n; i++)
 		if (strcmp(ks->v[i].key, key) == 0)
@@ -56,12 +47,12 @@ static int keyset_add(struct keyset *ks, const char *key, size_t *cap)
 		ks->v = v;
 		*cap = ncap;
 	}
-	struct envkey *e = &ks->v[ks->n++];
-	e->key = key;
-	size_t i = 0;
-	for (; key[i]; i++)
-		e->upper[i] = key[i] == '.' ? '_' : (char)toupper((unsigned char)key[i]);
-	e->upper[i] = '\0';
+	char *upper = strdup(key);
+	if (!upper)
+		return EMH_ENOMEM;
+	for (char *u = upper; *u; u++)
+		*u = *u == '.' ? '_' : (char)toupper((unsigned char)*u);
+	ks->v[ks->n++] = (struct envkey){ .upper = upper, .key = key };
 	return 0;
 }
 
@@ -167,6 +158,8 @@ static void envstate_release(struct envstate *st)
 		free(st->vars[i].key);
 	}
 	free(st->vars);
+	for (size_t i = 0; i < st->ks.n; i++)
+		free(st->ks.v[i].upper);
 	free(st->ks.v);
 	for (size_t i = 0; i < st->nnames; i++)
 		free(st->names[i]);
@@ -268,17 +261,20 @@ static int env_split(struct envstate *st, emh_error *err)
 		struct envvar *ev = &st->vars[i];
 		if (ev->ctx)
 			continue;
-		char names[200] = "", keys[300] = "";
-		size_t n = 0;
-		for (size_t j = 0; j < st->nnames && n < sizeof names; j++)
-			n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", n ? ", " : "", st->names[j]);
-		n = 0;
-		for (size_t j = 0; j < st->ks.n && n < sizeof keys; j++)
-			n += (size_t)snprintf(keys + n, sizeof keys - n, "%s%s", n ? ", " : "", st->ks.v[j].upper);
-		return emh_error_set(err, EMH_ECONFIG,
-				     "env %s: cannot tell the context from the key: expected %s<NAME>_<KEY> with "
-				     "NAME a context (%s) or KEY one of %s",
-				     ev->var, ENV_PREFIX, *names ? names : "none", keys);
+		emh_buf names = EMH_BUF_INIT, keys = EMH_BUF_INIT;
+		for (size_t j = 0; j < st->nnames; j++)
+			emh_buf_addf(&names, "%s%s", names.len ? ", " : "", st->names[j]);
+		for (size_t j = 0; j < st->ks.n; j++)
+			emh_buf_addf(&keys, "%s%s", keys.len ? ", " : "", st->ks.v[j].upper);
+		int rc = names.oom || keys.oom
+				 ? emh__cfg_oom(err)
+				 : emh_error_set(err, EMH_ECONFIG,
+						 "env %s: cannot tell the context from the key: expected %s<NAME>_<KEY> "
+						 "with NAME a context (%s) or KEY one of %s",
+						 ev->var, ENV_PREFIX, names.len ? names.ptr : "none", keys.ptr);
+		emh_buf_release(&names);
+		emh_buf_release(&keys);
+		return rc;
 	}
 	return 0;
 }
@@ -286,8 +282,6 @@ static int env_split(struct envstate *st, emh_error *err)
 static int env_apply_var(emh__config *cfg, const struct envvar *ev, emh_error *err)
 {
 	emh__ctxconf *c = emh__config_find_context(cfg, ev->ctx);
-	char origin[300];
-	snprintf(origin, sizeof origin, "env %s", ev->var);
 	if (strcmp(ev->key, "password") == 0) {
 		const emh__setting *pe = emh__settings_find(&c->s, "password_env");
 		if (pe && strncmp(pe->origin, "env ", 4) != 0)
@@ -299,50 +293,167 @@ static int env_apply_var(emh__config *cfg, const struct envvar *ev, emh_error *e
 	}
 	const emh_param_spec *spec = emh__spec_find(emh__common_context_keys, ev->key);
 	bool secret = spec && (spec->flags & EMH_PARAM_SECRET);
-	if (emh__settings_set(&c->s, ev->key, ev->value, origin, NULL, 0, secret))
-		return emh__cfg_oom(err);
-	return 0;
+	char *origin = emh__strf("env %s", ev->var);
+	int rc = origin ? emh__settings_set(&c->s, ev->key, ev->value, origin, NULL, 0, secret) : EMH_ENOMEM;
+	free(origin);
+	return rc ? emh__cfg_oom(err) : 0;
+}
+
+/* "a, b, c" of the context names ("none"), for error messages; NULL when out of memory. */
+static char *context_names(const emh__config *cfg)
+{
+	emh_buf b = EMH_BUF_INIT;
+	for (size_t i = 0; i < cfg->ncontexts; i++)
+		emh_buf_addf(&b, "%s%s", b.len ? ", " : "", cfg->contexts[i].name);
+	if (!cfg->ncontexts)
+		emh_buf_adds(&b, "none");
+	return emh_buf_take(&b);
+}
+
+/* The context whose name is env's, any case (EMH_DEFAULT_CONTEXT=ANALYTICS names "analytics"). */
+static const emh__ctxconf *context_by_env_name(const emh__config *cfg, const char *env)
+{
+	for (size_t i = 0; i < cfg->ncontexts; i++)
+		if (strcmp(cfg->contexts[i].name, env) == 0)
+			return &cfg->contexts[i];
+	for (size_t i = 0; i < cfg->ncontexts; i++)
+		if (strcasecmp(cfg->contexts[i].name, env) == 0)
+			return &cfg->contexts[i];
+	return NULL;
 }
 
 /* Pick the default context; see docs/configuration.md. */
-static int resolve_default(emh__config *cfg, const char *const *envp, emh_error *err)
+static int resolve_default(emh__config *cfg, const char *const *envp, const char *names, emh_error *err)
 {
-	char names[300];
-	const char *env = emh__getenv(envp, "EMH_DEFAULT_CONTEXT");
-	context_names(cfg, names, sizeof names);
+	const char *env = emh__getenv(envp, "EMH_DEFAULT_CONTEXT"), *pick = NULL, *origin = "default";
 	if (env && *env) {
-		/* EMH_DEFAULT_CONTEXT=ANALYTICS, spelt like the variables, names "analytics" too */
-		char lower[128];
-		size_t k = 0;
-		for (; env[k] && k + 1 < sizeof lower; k++)
-			lower[k] = (char)tolower((unsigned char)env[k]);
-		lower[k] = '\0';
-		const char *pick = emh__config_find_context(cfg, env) ? env : emh__config_find_context(cfg, lower) ? lower : NULL;
-		if (!pick)
+		/* never cut to fit: a longer value cannot name a context, and says so (issue 11 item 6) */
+		if (strlen(env) > EMH__NAME_MAX)
+			return emh_error_set(err, EMH_ECONFIG,
+					     "env EMH_DEFAULT_CONTEXT: '%.*s%s' (%zu bytes) is longer than a context name "
+					     "can be (%d bytes)",
+					     EMH__SHOWN(env), strlen(env), EMH__NAME_MAX);
+		const emh__ctxconf *c = context_by_env_name(cfg, env);
+		if (!c)
 			return emh_error_set(err, EMH_ECONFIG, "env EMH_DEFAULT_CONTEXT: no context '%s' (have: %s)", env,
 					     names);
-		return emh__setting_assign(&cfg->default_context, "default_context", pick, "env EMH_DEFAULT_CONTEXT", NULL, 0)
-			       ? emh__cfg_oom(err)
-			       : 0;
-	}
-	if (cfg->default_context.value) {
+		pick = c->name;
+		origin = "env EMH_DEFAULT_CONTEXT";
+	} else if (cfg->default_context.value) {
 		if (!emh__config_find_context(cfg, cfg->default_context.value))
 			return emh_error_set(err, EMH_ECONFIG, "%s: default_context: no context '%s' (have: %s)",
 					     cfg->default_context.origin, cfg->default_context.value, names);
 		return 0;
-	}
-	const char *pick = NULL;
-	if (emh__config_find_context(cfg, "default"))
+	} else if (emh__config_find_context(cfg, "default")) {
 		pick = "default";
-	else if (cfg->ncontexts == 1)
+	} else if (cfg->ncontexts == 1) {
 		pick = cfg->contexts[0].name;
-	else if (cfg->ncontexts > 1)
+	} else if (cfg->ncontexts > 1) {
 		return emh_error_set(err, EMH_ECONFIG,
 				     "%s: several contexts and none is the default: set default_context, name one "
 				     "'default', or set EMH_DEFAULT_CONTEXT (have: %s)",
 				     cfg->path ? cfg->path : "environment", names);
-	if (pick && emh__setting_assign(&cfg->default_context, "default_context", pick, "default", NULL, 0))
+	}
+	if (pick && emh__setting_assign(&cfg->default_context, "default_context", pick, origin, NULL, 0))
 		return emh__cfg_oom(err);
+	return 0;
+}
+
+/* 1. a url written in the file: its pieces fill what the context does not set */
+static int fill_file_urls(emh__config *cfg, const emh_driver *const *drivers, size_t ndrivers, emh_error *err)
+{
+	for (size_t i = 0; i < cfg->ncontexts; i++) {
+		emh__ctxconf *c = &cfg->contexts[i];
+		const emh__setting *u = emh__settings_find(&c->s, "url");
+		if (!u || !u->path)
+			continue;
+		char *origin = emh__strf("url (%s)", u->origin), *url = strdup(u->value);
+		int rc = origin && url ? emh__url_fill(c, url, origin, drivers, ndrivers, err) : emh__cfg_oom(err);
+		free(origin);
+		free(url);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* New contexts named by the variables, in name order so the result does not depend on the environment's. */
+static int create_contexts(emh__config *cfg, struct envstate *st, size_t nfile, emh_error *err)
+{
+	if (st->nnames > nfile)
+		qsort(st->names + nfile, st->nnames - nfile, sizeof *st->names, cmp_str);
+	for (size_t i = nfile; i < st->nnames; i++) {
+		const struct envvar *creator = NULL;
+		for (size_t j = 0; j < st->nvars; j++) {
+			const struct envvar *ev = &st->vars[j];
+			if (strcmp(ev->ctx, st->names[i]) != 0)
+				continue;
+			if (!creator || strcmp(ev->key, "driver") == 0 ||
+			    (strcmp(ev->key, "url") == 0 && strcmp(creator->key, "driver") != 0))
+				creator = ev;
+		}
+		const char *problem = emh__name_problem(st->names[i]);
+		if (problem)
+			return emh_error_set(err, EMH_ECONFIG, "env %s: '%.*s%s' is not a valid context name (%s)",
+					     creator->var, EMH__SHOWN(st->names[i]), problem);
+		emh__ctxconf *c = emh__config_add_context(cfg);
+		if (!c || !(c->name = strdup(st->names[i])) || !(c->origin = emh__strf("env %s", creator->var)))
+			return emh__cfg_oom(err);
+	}
+	return 0;
+}
+
+/* URLs first (they replace the connection keys), then single keys over them. */
+static int apply_vars(emh__config *cfg, const struct envstate *st, const emh_driver *const *drivers,
+		      size_t ndrivers, emh_error *err)
+{
+	for (size_t i = 0; i < st->nvars; i++) {
+		const struct envvar *ev = &st->vars[i];
+		if (strcmp(ev->key, "url") != 0)
+			continue;
+		char *origin = emh__strf("url (env %s)", ev->var);
+		int rc = origin ? emh__url_apply(emh__config_find_context(cfg, ev->ctx), ev->value, origin, drivers,
+						 ndrivers, err)
+				: emh__cfg_oom(err);
+		free(origin);
+		if (rc)
+			return rc;
+	}
+	for (size_t i = 0; i < st->nvars; i++) {
+		int rc = strcmp(st->vars[i].key, "url") != 0 ? env_apply_var(cfg, &st->vars[i], err) : 0;
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* 3. every context needs a driver by now: say how to give one. */
+static int require_drivers(const emh__config *cfg, const struct envstate *st, size_t nfile, emh_error *err)
+{
+	for (size_t i = 0; i < cfg->ncontexts; i++) {
+		const emh__ctxconf *c = &cfg->contexts[i];
+		if (emh__ctxconf_get(c, "driver"))
+			continue;
+		char *up = strdup(c->name);
+		if (!up)
+			return emh__cfg_oom(err);
+		for (char *u = up; *u; u++)
+			*u = (char)toupper((unsigned char)*u);
+		const struct envvar *touched = NULL;
+		for (size_t j = 0; j < st->nvars && !touched; j++)
+			if (strcmp(st->vars[j].ctx, c->name) == 0)
+				touched = &st->vars[j];
+		int rc = touched ? emh_error_set(err, EMH_ECONFIG,
+						 "env %s: context '%s' has no driver (set EMH_CONTEXT_%s_DRIVER or "
+						 "EMH_CONTEXT_%s_URL%s)",
+						 touched->var, c->name, up, up, i < nfile ? ", or driver in the file" : "")
+				 : emh_error_set(err, EMH_ECONFIG,
+						 "%s: context '%s' has no 'driver' (set driver or url, or "
+						 "EMH_CONTEXT_%s_DRIVER or EMH_CONTEXT_%s_URL)",
+						 c->origin, c->name, up, up);
+		free(up);
+		return rc;
+	}
 	return 0;
 }
 
@@ -350,26 +461,11 @@ int emh__config_apply_env(emh__config *cfg, const char *const *envp, const emh_d
 			  size_t ndrivers, emh_error *err)
 {
 	struct envstate st = { 0 };
-	int rc = 0;
+	char *names = NULL;
+	int rc;
 
-	/* 1. a url written in the file: its pieces fill what the context does not set */
-	for (size_t i = 0; i < cfg->ncontexts; i++) {
-		emh__ctxconf *c = &cfg->contexts[i];
-		const emh__setting *u = emh__settings_find(&c->s, "url");
-		if (!u || !u->path)
-			continue;
-		char origin[300];
-		snprintf(origin, sizeof origin, "url (%s)", u->origin);
-		char *url = strdup(u->value);
-		if (!url) {
-			rc = emh__cfg_oom(err);
-			goto out_release;
-		}
-		rc = emh__url_fill(c, url, origin, drivers, ndrivers, err);
-		free(url);
-		if (rc)
-			goto out_release;
-	}
+	if ((rc = fill_file_urls(cfg, drivers, ndrivers, err)))
+		goto out_release;
 
 	/* 2. EMH_CONTEXT_<NAME>_<KEY> */
 	if (env_collect(&st, envp) || env_keyset(&st, drivers, ndrivers)) {
@@ -390,79 +486,18 @@ int emh__config_apply_env(emh__config *cfg, const char *const *envp, const emh_d
 					   st.vars[i].var);
 			goto out_release;
 		}
-
-	/* new contexts, in name order so the result does not depend on the environment's order */
-	if (st.nnames > nfile)
-		qsort(st.names + nfile, st.nnames - nfile, sizeof *st.names, cmp_str);
-	for (size_t i = nfile; i < st.nnames; i++) {
-		const struct envvar *creator = NULL;
-		for (size_t j = 0; j < st.nvars; j++) {
-			const struct envvar *ev = &st.vars[j];
-			if (strcmp(ev->ctx, st.names[i]) != 0)
-				continue;
-			if (!creator || strcmp(ev->key, "driver") == 0 || (strcmp(ev->key, "url") == 0 &&
-									   strcmp(creator->key, "driver") != 0))
-				creator = ev;
-		}
-		if (!emh__valid_ident(st.names[i])) {
-			rc = emh_error_set(err, EMH_ECONFIG, "env %s: '%s' is not a valid context name", creator->var,
-					   st.names[i]);
-			goto out_release;
-		}
-		emh__ctxconf *c = emh__config_add_context(cfg);
-		char origin[300];
-		snprintf(origin, sizeof origin, "env %s", creator->var);
-		if (!c || !(c->name = strdup(st.names[i])) || !(c->origin = strdup(origin))) {
-			rc = emh__cfg_oom(err);
-			goto out_release;
-		}
-	}
-
-	/* URLs first (they replace the connection keys), then single keys over them */
-	for (size_t i = 0; i < st.nvars; i++) {
-		const struct envvar *ev = &st.vars[i];
-		if (strcmp(ev->key, "url") != 0)
-			continue;
-		char origin[300];
-		snprintf(origin, sizeof origin, "url (env %s)", ev->var);
-		if ((rc = emh__url_apply(emh__config_find_context(cfg, ev->ctx), ev->value, origin, drivers, ndrivers, err)))
-			goto out_release;
-	}
-	for (size_t i = 0; i < st.nvars; i++)
-		if (strcmp(st.vars[i].key, "url") != 0 && (rc = env_apply_var(cfg, &st.vars[i], err)))
-			goto out_release;
-
-	/* 3. every context needs a driver by now */
-	for (size_t i = 0; i < cfg->ncontexts; i++) {
-		emh__ctxconf *c = &cfg->contexts[i];
-		if (emh__ctxconf_get(c, "driver"))
-			continue;
-		char up[128];
-		size_t k = 0;
-		for (; c->name[k] && k + 1 < sizeof up; k++)
-			up[k] = (char)toupper((unsigned char)c->name[k]);
-		up[k] = '\0';
-		const struct envvar *touched = NULL;
-		for (size_t j = 0; j < st.nvars && !touched; j++)
-			if (strcmp(st.vars[j].ctx, c->name) == 0)
-				touched = &st.vars[j];
-		if (touched)
-			rc = emh_error_set(err, EMH_ECONFIG,
-					   "env %s: context '%s' has no driver (set EMH_CONTEXT_%s_DRIVER or "
-					   "EMH_CONTEXT_%s_URL%s)",
-					   touched->var, c->name, up, up, i < nfile ? ", or driver in the file" : "");
-		else
-			rc = emh_error_set(err, EMH_ECONFIG,
-					   "%s: context '%s' has no 'driver' (set driver or url, or "
-					   "EMH_CONTEXT_%s_DRIVER or EMH_CONTEXT_%s_URL)",
-					   c->origin, c->name, up, up);
+	if ((rc = create_contexts(cfg, &st, nfile, err)) || (rc = apply_vars(cfg, &st, drivers, ndrivers, err)) ||
+	    (rc = require_drivers(cfg, &st, nfile, err)))
 		goto out_release;
-	}
 
 	/* 4. the default context */
-	rc = resolve_default(cfg, envp, err);
+	if (!(names = context_names(cfg)))
+		rc = emh__cfg_oom(err);
+	else
+		rc = resolve_default(cfg, envp, names, err);
 
 out_release:
+	free(names);
 	envstate_release(&st);
 	if (rc)
 		emh__config_release(cfg);

@@ -80,10 +80,14 @@ static int expand_ref(struct expansion *x, int depth, bool emit)
 	bool use_fallback = fallback && !(v && *v);
 	if (emit && v && !use_fallback)
 		emh_buf_adds(x->out, v);
-	else if (emit && !fallback)
+	else if (emit && !fallback) {
+		/* named whole up to 64 bytes, so the rest of the message survives a very long name */
+		int shown = j - name > 64 ? 64 : (int)(j - name);
+		const char *more = j - name > 64 ? "..." : "";
 		return emh_error_set(x->err, EMH_ECONFIG,
-				     "%s: environment variable '%.*s' is not set (write ${%.*s:-fallback} for a default)",
-				     x->where, (int)(j - name), s + name, (int)(j - name), s + name);
+				     "%s: environment variable '%.*s%s' is not set (write ${%.*s%s:-fallback} for a default)",
+				     x->where, shown, s + name, more, shown, s + name, more);
+	}
 	x->i = fallback ? j + 2 : j + 1;
 	return fallback ? expand_run(x, depth + 1, emit && use_fallback) : 0;
 }

@@ -106,7 +106,7 @@ static int err_unknown(const struct parser *p, const config_setting_t *cs, const
 			hint = *v;
 	}
 	int rc = list.oom ? emh__cfg_oom(p->err)
-			  : err_at(p, cs, path, "unknown %s key '%s' (%s%s%svalid: %s)", what, key,
+			  : err_at(p, cs, path, "unknown %s key '%.*s%s' (%s%s%svalid: %s)", what, EMH__SHOWN(key),
 				   hint ? "did you mean '" : "", hint ? hint : "", hint ? "'? " : "", list.ptr);
 	emh_buf_release(&list);
 	return rc;
@@ -196,10 +196,11 @@ static int parse_top_string(struct parser *p, const config_setting_t *cs, emh__s
 	int rc = cs_string(p, cs, key, &v);
 	if (rc)
 		return rc;
+	const char *problem = strcmp(key, "default_context") == 0 ? emh__name_problem(v) : NULL;
 	if (strcmp(key, "log_level") == 0 && !emh__in_list(log_levels, v))
 		rc = err_at(p, cs, key, "expected one of error, warn, info, debug, got '%s'", v);
-	else if (strcmp(key, "default_context") == 0 && !emh__valid_ident(v))
-		rc = err_at(p, cs, key, "'%s' is not a valid context name ([a-z_][a-z0-9_]*)", v);
+	else if (problem)
+		rc = err_at(p, cs, key, "'%.*s%s' is not a valid context name (%s)", EMH__SHOWN(v), problem);
 	else
 		rc = cs_store(p, cs, key, key, v, EMH_PARAM_STRING, NULL, into);
 	free(v);
@@ -257,11 +258,9 @@ static int parse_context_key(struct parser *p, emh__ctxconf *c, const config_set
 	if ((rc = cs_string(p, m, path, &c->name)))
 		return rc;
 	*name_cs = m;
-	if (!emh__valid_ident(c->name))
-		return err_at(p, m, path,
-			      "'%s' is not a valid context name (lowercase letters, digits and '_', not starting "
-			      "with a digit)",
-			      c->name);
+	const char *problem = emh__name_problem(c->name);
+	if (problem)
+		return err_at(p, m, path, "'%.*s%s' is not a valid context name (%s)", EMH__SHOWN(c->name), problem);
 	return 0;
 }
 
@@ -309,8 +308,9 @@ static int parse_service_group(struct parser *p, emh__svcconf *sv, const config_
 		int ltype = EMH_PARAM_STRING, rc = 0;
 		if (!epath)
 			rc = emh__cfg_oom(p->err);
-		else if (remap && !(rc = cs_string(p, e, epath, &val)) && !emh__valid_ident(val))
-			rc = err_at(p, e, epath, "'%s' is not a valid context name", val);
+		else if (remap && !(rc = cs_string(p, e, epath, &val)) && emh__name_problem(val))
+			rc = err_at(p, e, epath, "'%.*s%s' is not a valid context name (%s)", EMH__SHOWN(val),
+				    emh__name_problem(val));
 		else if (!remap)
 			rc = cs_scalar(p, e, epath, true, &val, &ltype);
 		if (!rc)
@@ -335,8 +335,10 @@ static int parse_service_key(struct parser *p, emh__svcconf *sv, const config_se
 		if ((rc = cs_string(p, m, path, &sv->name)))
 			return rc;
 		*name_cs = m;
-		if (!emh__valid_ident(sv->name))
-			return err_at(p, m, path, "'%s' is not a valid service name ([a-z_][a-z0-9_]*)", sv->name);
+		const char *problem = emh__name_problem(sv->name);
+		if (problem)
+			return err_at(p, m, path, "'%.*s%s' is not a valid service name (%s)", EMH__SHOWN(sv->name),
+				      problem);
 		return 0;
 	}
 	if (strcmp(key, "module") == 0) {

@@ -29,8 +29,14 @@ static inline int emh__cfg_oom(emh_error *err) { return emh_error_set(err, EMH_E
 char *emh__strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 bool emh__in_list(const char *const *list, const char *s);
-/* A context or service name: [a-z_][a-z0-9_]*. */
-bool emh__valid_ident(const char *s);
+/*
+ * Context and service names: [a-z_][a-z0-9_]*, at most EMH__NAME_MAX bytes
+ * (what emh_error.context and identifiers hold).  Why s is not one, or NULL.
+ */
+#define EMH__NAME_MAX 63
+const char *emh__name_problem(const char *s);
+/* printf arguments for "%.*s%s": s in a message, at most 64 bytes of it and then "...". */
+#define EMH__SHOWN(s) (int)(strlen(s) > 64 ? 64 : strlen(s)), (s), (strlen(s) > 64 ? "..." : "")
 /* An environment variable name s[0..n): [A-Za-z_][A-Za-z0-9_]*. */
 bool emh__valid_varname(const char *s, size_t n);
 /* Levenshtein distance, for "did you mean" hints; 64 or more for long strings. */

@@ -41,15 +41,15 @@ bool emh__in_list(const char *const *list, const char *s)
 	return false;
 }
 
-/* A context or service name: [a-z_][a-z0-9_]*. */
-bool emh__valid_ident(const char *s)
+const char *emh__name_problem(const char *s)
 {
 	if (!s || !(*s == '_' || (*s >= 'a' && *s <= 'z')))
-		return false;
-	for (s++; *s; s++)
-		if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')))
-			return false;
-	return true;
+		return "lowercase letters, digits and '_', not starting with a digit";
+	size_t n = 1;
+	for (const char *p = s + 1; *p; p++, n++)
+		if (!(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+			return "lowercase letters, digits and '_', not starting with a digit";
+	return n > EMH__NAME_MAX ? "longer than 63 bytes" : NULL;
 }
 
 /* An environment variable name: [A-Za-z_][A-Za-z0-9_]*. */

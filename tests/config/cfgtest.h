@@ -33,6 +33,8 @@ static const emh_param_spec tdb_params[] = {
 	{ .key = "retries", .kind = EMH_PARAM_INT, .def = "3", .min = 0, .max = 10, .help = "a default and a range" },
 	{ .key = "mode", .kind = EMH_PARAM_STRING, .def = "fast", .help = "a string default" },
 	{ .key = "any_int", .kind = EMH_PARAM_INT, .help = "no range: min == max == 0" },
+	{ .key = "opts.a_driver_key_longer_than_the_sixty_four_bytes_a_buffer_once_held", .kind = EMH_PARAM_STRING,
+	  .help = "a long key with a dot, set from the environment" },
 	{ .key = NULL },
 };
 static const char *const tdb_schemes[] = { "tdb", "postgres", "postgresql", NULL };

@@ -2,6 +2,8 @@
 /* tests/config/test_config.c: the configuration file, the environment, checks against a driver. */
 #include "config.h"
 
+#include <sys/stat.h>
+
 #include "cfgtest.h"
 
 /* ---- the tests ---- */
@@ -477,6 +479,108 @@ static void test_defaults_and_ranges(void)
 	emh__config_release(&cfg);
 }
 
+/* A string of n copies of c (static storage, one at a time per slot). */
+static const char *rep(int slot, char c, size_t n)
+{
+	static char buf[4][1200];
+	if (n >= sizeof buf[slot])
+		bail("rep: %zu is too long", n);
+	memset(buf[slot], c, n);
+	buf[slot][n] = '\0';
+	return buf[slot];
+}
+
+/* Issue 11 item 6 and its kin: no name, key or variable is ever cut to fit; too long is an error naming it. */
+static void test_long_names(void)
+{
+	emh__config cfg;
+	emh_error err;
+	char text[4000], var[1500];
+	const char *const none[] = { NULL };
+
+	/* the issue: a 127-byte context and EMH_DEFAULT_CONTEXT = it + more used to select it */
+	snprintf(text, sizeof text, "contexts = ( { name = \"%s\"; driver = \"sqlite\"; }, { name = \"b\"; driver = \"sqlite\"; } );\n",
+		 rep(0, 'n', 127));
+	snprintf(var, sizeof var, "EMH_DEFAULT_CONTEXT=%sXYZ", rep(1, 'N', 127));
+	int rc = load(text, (const char *const[]){ var, NULL }, &cfg, &err);
+	is_int(rc, EMH_ECONFIG, "a 127-byte context name and a longer EMH_DEFAULT_CONTEXT: an error, not a pick");
+	like_str(err.message, "is not a valid context name (longer than 63 bytes)", "the name is too long");
+	emh__config_release(&cfg);
+
+	snprintf(text, sizeof text, "contexts = ( { name = \"%s\"; driver = \"sqlite\"; }, { name = \"b\"; driver = \"sqlite\"; } );\n",
+		 rep(0, 'n', 63));
+	snprintf(var, sizeof var, "EMH_DEFAULT_CONTEXT=%s", rep(1, 'N', 63));
+	rc = load(text, (const char *const[]){ var, NULL }, &cfg, &err);
+	is_int(rc, 0, "a 63-byte name is fine, and EMH_DEFAULT_CONTEXT in capitals names it");
+	is_str(cfg.default_context.value, rep(0, 'n', 63), "the default");
+	emh__config_release(&cfg);
+	snprintf(var, sizeof var, "EMH_DEFAULT_CONTEXT=%s", rep(1, 'n', 64));
+	rc = load(text, (const char *const[]){ var, NULL }, &cfg, &err);
+	is_int(rc, EMH_ECONFIG, "EMH_DEFAULT_CONTEXT one byte longer than a name");
+	like_str(err.message, "(64 bytes) is longer than a context name can be (63 bytes)", "says so");
+	like_str(err.message, rep(0, 'n', 64), "naming it");
+	emh__config_release(&cfg);
+	snprintf(var, sizeof var, "EMH_DEFAULT_CONTEXT=%s", rep(1, 'n', 1000));
+	rc = load(text, (const char *const[]){ var, NULL }, &cfg, &err);
+	like_str(err.message, "...' (1000 bytes) is longer than a context name can be", "a very long one: its start and size");
+	emh__config_release(&cfg);
+
+	/* context and service names from the file and the environment */
+	snprintf(text, sizeof text, "contexts = ( { name = \"%s\"; driver = \"sqlite\"; } );\n", rep(0, 'c', 64));
+	fails(text, none, "contexts.[0].name: '", "(longer than 63 bytes)", "a 64-byte context name in the file");
+	snprintf(text, sizeof text, "services = ( { name = \"%s\"; } );\n", rep(0, 's', 64));
+	fails(text, none, "is not a valid service name (longer than 63 bytes)", NULL, "a 64-byte service name");
+	snprintf(var, sizeof var, "EMH_CONTEXT_%s_DRIVER=sqlite", rep(1, 'E', 64));
+	fails(NULL, (const char *const[]){ var, NULL }, "is not a valid context name (longer than 63 bytes)", "env EMH_CONTEXT_EEEE",
+	      "a 64-byte context name from the environment names the variable");
+
+	/* a long driver key with a '.' set from the environment (a 64-byte buffer used to drop it) */
+	rc = load("contexts = ( { name = \"a\"; driver = \"tdb\"; } );\n",
+		  (const char *const[]){ "EMH_CONTEXT_A_OPTS_A_DRIVER_KEY_LONGER_THAN_THE_SIXTY_FOUR_BYTES_A_BUFFER_ONCE_HELD=v",
+					 NULL },
+		  &cfg, &err);
+	is_int(rc, 0, "a 70-byte driver key from the environment");
+	is_str(emh__ctxconf_get(ctx(&cfg, "a"), "opts.a_driver_key_longer_than_the_sixty_four_bytes_a_buffer_once_held"),
+	       "v", "sets that key");
+	is_int(emh__config_check_context(ctx(&cfg, "a"), &tdb, none, &err), 0, "and checks");
+	emh__config_release(&cfg);
+
+	/* a password_env variable of 400 bytes: its origin whole */
+	snprintf(var, sizeof var, "%s=pw", rep(1, 'P', 400));
+	snprintf(text, sizeof text, "contexts = ( { name = \"a\"; driver = \"tdb\"; password_env = \"%s\"; } );\n",
+		 rep(0, 'P', 400));
+	const char *env[] = { var, NULL };
+	rc = load(text, env, &cfg, &err);
+	rc = rc ? rc : emh__config_check_context(ctx(&cfg, "a"), &tdb, env, &err);
+	is_int(rc, 0, "a 400-byte password_env");
+	char want[500];
+	snprintf(want, sizeof want, "env %s", rep(0, 'P', 400));
+	is_str(origin_of(ctx(&cfg, "a"), "password"), want, "the password's origin names the variable whole");
+	is_int(emh__config_check_context(ctx(&cfg, "a"), &tdb, env, &err), 0, "checking again agrees");
+	emh__config_release(&cfg);
+
+	/* a configuration file deep in directories: FILE:LINE whole (a 256-byte buffer used to cut it) */
+	char dir[700];
+	snprintf(dir, sizeof dir, "%s/%s", tmpdir, rep(0, 'd', 200));
+	if (mkdir(dir, 0700) != 0)
+		bail("mkdir %s", dir);
+	snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/%s", rep(1, 'e', 200));
+	if (mkdir(dir, 0700) != 0)
+		bail("mkdir %s", dir);
+	char path[800];
+	snprintf(path, sizeof path, "%s/deep.conf", dir);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		bail("cannot write %s", path);
+	fputs("contexts = (\n { name = \"a\"; driver = \"sqlite\";\n   path = \"x.db\"; } );\n", f);
+	fclose(f);
+	rc = emh__config_parse(&cfg, path, none, &err);
+	is_int(rc, 0, "a file with a %zu-byte path", strlen(path));
+	snprintf(want, sizeof want, "%s:3", path);
+	is_str(rc ? NULL : origin_of(&cfg.contexts[0], "path"), want, "origins carry its whole path");
+	emh__config_release(&cfg);
+}
+
 static void test_settings_api(void)
 {
 	emh__settings s = { 0 };
@@ -511,6 +615,7 @@ int main(void)
 	test_env_new_contexts();
 	test_check_context();
 	test_defaults_and_ranges();
+	test_long_names();
 	test_settings_api();
 	return cfgtest_done();
 }
