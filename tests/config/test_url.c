@@ -10,6 +10,7 @@
 #include <emhost/emhost.h>
 
 #include "cfgtest.h"
+#include "internal.h" /* struct emh_params, to read settings as a driver does */
 #include "../unit/memdrv.h"
 
 /*
@@ -424,6 +425,26 @@ static void test_passwords(void)
 	emh__config_release(&cfg);
 }
 
+/* What a driver reads through emh_params never echoes a secret in its errors. */
+static void test_params_no_echo(void)
+{
+	emh__settings s = { 0 };
+	if (emh__settings_set(&s, "password", "Pw-Params-1", "f:1", NULL, 0, true) ||
+	    emh__settings_set(&s, "port", "x1", "f:2", NULL, 0, false))
+		bail("out of memory");
+	struct emh_params p = { .context = "a", .settings = &s };
+	long long v;
+	bool b;
+	emh_error err;
+	is_int(emh_params_int(&p, "password", 0, &v, &err), EMH_ECONFIG, "a secret read as an integer");
+	ok(strstr(err.message, "Pw-Params-1") == NULL, "the error does not show it");
+	is_int(emh_params_bool(&p, "password", false, &b, &err), EMH_ECONFIG, "a secret read as a boolean");
+	ok(strstr(err.message, "Pw-Params-1") == NULL, "the error does not show it");
+	is_int(emh_params_int(&p, "port", 0, &v, &err), EMH_ECONFIG, "a bad integer");
+	like_str(err.message, "f:2: 'port' must be an integer, got 'x1'", "is shown when not secret");
+	emh__settings_release(&s);
+}
+
 /* The whole path through a host: the driver gets the url intact, emh_host_contexts masks it. */
 static void test_host_whole_url(void)
 {
@@ -476,6 +497,7 @@ int main(void)
 	test_bad_urls();
 	test_file_url();
 	test_passwords();
+	test_params_no_echo();
 	test_host_whole_url();
 	return cfgtest_done();
 }
