@@ -238,7 +238,7 @@ void emh__config_release(emh__config *cfg)
 }
 
 int emh__setting_assign(emh__setting *st, const char *key, const char *value, const char *origin,
-		      const char *path, int ltype)
+			const char *path, int ltype)
 {
 	setting_release(st);
 	st->key = xstrdup(key);

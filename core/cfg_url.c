@@ -176,9 +176,10 @@ static int url_file(struct url *u, const char *origin, emh_error *err)
  * The authority after "//" at text[off]: [user[:password]@]hosts.  The
  * userinfo ends at the last '@' before the query, so a password holding an
  * unescaped '@' or '/' (postgres://app:2024/SEKRIT@h:1/app) is still read as
- * a password, never as a host or a database name.  Sets *hosts (where the hosts start) and
- * returns the offset where the authority ends.  whole: such a '/' is refused
- * instead, since the driver's client library would read the URL otherwise.
+ * a password, never as a host or a database name.  Sets *hosts and *end to
+ * where the hosts start and the authority ends.  whole: such a '/' is
+ * refused instead, since the driver's client library would read the URL
+ * otherwise.
  */
 static int url_authority(struct url *u, size_t off, bool whole, const char *origin, size_t *hosts, size_t *end,
 			 emh_error *err)

@@ -499,7 +499,8 @@ static void test_long_names(void)
 	const char *const none[] = { NULL };
 
 	/* the issue: a 127-byte context and EMH_DEFAULT_CONTEXT = it + more used to select it */
-	snprintf(text, sizeof text, "contexts = ( { name = \"%s\"; driver = \"sqlite\"; }, { name = \"b\"; driver = \"sqlite\"; } );\n",
+	snprintf(text, sizeof text,
+		 "contexts = ( { name = \"%s\"; driver = \"sqlite\"; }, { name = \"b\"; driver = \"sqlite\"; } );\n",
 		 rep(0, 'n', 127));
 	snprintf(var, sizeof var, "EMH_DEFAULT_CONTEXT=%sXYZ", rep(1, 'N', 127));
 	int rc = load(text, (const char *const[]){ var, NULL }, &cfg, &err);
@@ -507,7 +508,8 @@ static void test_long_names(void)
 	like_str(err.message, "is not a valid context name (longer than 63 bytes)", "the name is too long");
 	emh__config_release(&cfg);
 
-	snprintf(text, sizeof text, "contexts = ( { name = \"%s\"; driver = \"sqlite\"; }, { name = \"b\"; driver = \"sqlite\"; } );\n",
+	snprintf(text, sizeof text,
+		 "contexts = ( { name = \"%s\"; driver = \"sqlite\"; }, { name = \"b\"; driver = \"sqlite\"; } );\n",
 		 rep(0, 'n', 63));
 	snprintf(var, sizeof var, "EMH_DEFAULT_CONTEXT=%s", rep(1, 'N', 63));
 	rc = load(text, (const char *const[]){ var, NULL }, &cfg, &err);
@@ -531,8 +533,8 @@ static void test_long_names(void)
 	snprintf(text, sizeof text, "services = ( { name = \"%s\"; } );\n", rep(0, 's', 64));
 	fails(text, none, "is not a valid service name (longer than 63 bytes)", NULL, "a 64-byte service name");
 	snprintf(var, sizeof var, "EMH_CONTEXT_%s_DRIVER=sqlite", rep(1, 'E', 64));
-	fails(NULL, (const char *const[]){ var, NULL }, "is not a valid context name (longer than 63 bytes)", "env EMH_CONTEXT_EEEE",
-	      "a 64-byte context name from the environment names the variable");
+	fails(NULL, (const char *const[]){ var, NULL }, "is not a valid context name (longer than 63 bytes)",
+	      "env EMH_CONTEXT_EEEE", "a 64-byte context name from the environment names the variable");
 
 	/* a long driver key with a '.' set from the environment (a 64-byte buffer used to drop it) */
 	rc = load("contexts = ( { name = \"a\"; driver = \"tdb\"; } );\n",
