@@ -255,7 +255,7 @@ static int url_first_host(struct url *u, const char *h, size_t hlen, const char 
 	}
 	if ((rc = emh__check_range(origin, "port", n, 1, 65535, false, err)))
 		return rc;
-	char buf[8];
+	char buf[24];
 	snprintf(buf, sizeof buf, "%ld", n);
 	return emh__settings_set(&u->pieces, "port", buf, NULL, NULL, 0, false) ? emh__cfg_oom(err) : 0;
 }

@@ -555,21 +555,19 @@ static void test_long_names(void)
 	rc = load(text, env, &cfg, &err);
 	rc = rc ? rc : emh__config_check_context(ctx(&cfg, "a"), &tdb, env, &err);
 	is_int(rc, 0, "a 400-byte password_env");
-	char want[500];
+	char want[1600];
 	snprintf(want, sizeof want, "env %s", rep(0, 'P', 400));
 	is_str(origin_of(ctx(&cfg, "a"), "password"), want, "the password's origin names the variable whole");
 	is_int(emh__config_check_context(ctx(&cfg, "a"), &tdb, env, &err), 0, "checking again agrees");
 	emh__config_release(&cfg);
 
 	/* a configuration file deep in directories: FILE:LINE whole (a 256-byte buffer used to cut it) */
-	char dir[700];
-	snprintf(dir, sizeof dir, "%s/%s", tmpdir, rep(0, 'd', 200));
-	if (mkdir(dir, 0700) != 0)
+	char top[1500], dir[3000];
+	snprintf(top, sizeof top, "%s/%s", tmpdir, rep(0, 'd', 200));
+	snprintf(dir, sizeof dir, "%s/%s", top, rep(1, 'e', 200));
+	if (mkdir(top, 0700) != 0 || mkdir(dir, 0700) != 0)
 		bail("mkdir %s", dir);
-	snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/%s", rep(1, 'e', 200));
-	if (mkdir(dir, 0700) != 0)
-		bail("mkdir %s", dir);
-	char path[800];
+	char path[3100];
 	snprintf(path, sizeof path, "%s/deep.conf", dir);
 	FILE *f = fopen(path, "w");
 	if (!f)
