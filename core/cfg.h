@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * core/cfg.h: the configuration model (internal).  libconfig is parsed in
- * config.c only; its types never leave it.  Every value is kept as a string
+ * cfg_file.c only; its types never leave it.  Every value is kept as a string
  * with its origin ("etc/emhost.conf:12", "env EMH_CONTEXT_PG_HOST", "url",
  * "api", "default") so that `emhost check-config` can say where it came from.
  */
@@ -21,7 +21,8 @@ typedef struct emh__setting {
 	char *origin; /* "FILE:LINE", "env NAME", "url (env NAME)", "api", "default" */
 	char *path;   /* config path for errors: "contexts.[1].port"; NULL outside the file */
 	int ltype;    /* EMH_PARAM_* kind the value had in the file, 0 for env/url strings */
-	bool secret;  /* never printed: password, or a URL with a password */
+	bool secret;  /* never printed: password, or a URL with userinfo or a password */
+	char *shown;  /* a secret's printable form (a URL with its passwords masked); NULL: "********" */
 } emh__setting;
 
 typedef struct emh__settings {
@@ -85,14 +86,20 @@ int emh__config_apply_env(emh__config *cfg, const char *const *envp,
 			  const emh_driver *const *drivers, size_t ndrivers, emh_error *err);
 
 /*
- * Parse a connection URL into settings of c (origin as given):
- *   sqlite:///abs/path, sqlite://rel/path, sqlite::memory:  -> driver, path
- *   postgres:// postgresql:// mysql:// mongodb://
- *      user:password@host:port/database?key=value&...    -> driver, user,
- *      password (secret), host, port, database, and each query key
- * Percent-escapes are decoded.  The URL itself is kept as "url" (secret
- * when it holds a password).  scheme -> driver uses the drivers' url_schemes
- * when given, else the built-in names above.
+ * Apply a connection URL to c (origin as given, e.g. "url (env X)", "api"):
+ * the scheme picks the driver that declares it in url_schemes (unknown:
+ * EMH_ECONFIG listing the loaded drivers' schemes), and its url_form says
+ * how the rest is read:
+ *   EMH_URL_FILE     scheme:///abs, scheme://rel, scheme::memory: -> path
+ *   EMH_URL_NETWORK  user:password@host:port/database?key=value -> user,
+ *                    password (secret), host, port, database, each query key
+ *   EMH_URL_WHOLE    nothing split: the driver reads "url" itself
+ * Percent-escapes are decoded; the userinfo ends at the last '@' before the
+ * query.  The URL is kept as "url", secret when it has userinfo or a
+ * password, shown with its passwords masked.  It replaces the connection
+ * keys c had (driver, url, host, port, user, database, path, the password
+ * keys when it carries a password, the keys a whole URL's query names).
+ * Errors never echo the URL.
  */
 int emh__url_apply(emh__ctxconf *c, const char *url, const char *origin,
 		   const emh_driver *const *drivers, size_t ndrivers, emh_error *err);
@@ -110,15 +117,25 @@ int emh__config_check_context(emh__ctxconf *c, const emh_driver *d, const char *
 /* Lookup helpers: the setting / value of key, NULL when absent. */
 const emh__setting *emh__settings_find(const emh__settings *s, const char *key);
 const char *emh__ctxconf_get(const emh__ctxconf *c, const char *key);
+/*
+ * What to print for st wherever settings are shown (emh_host_contexts,
+ * check-config): the value, or for a secret its masked form.  Borrowed from st.
+ */
+const char *emh__setting_shown(const emh__setting *st);
 /* Add or replace key (copies everything).  Returns 0 or EMH_ENOMEM. */
 int emh__settings_set(emh__settings *s, const char *key, const char *value, const char *origin,
 		      const char *path, int ltype, bool secret);
+/* Set the printable form of the secret key (copied); 0, or EMH_ENOMEM, or EMH_EINVAL when key is absent. */
+int emh__settings_set_shown(emh__settings *s, const char *key, const char *shown);
 void emh__settings_release(emh__settings *s);
 void emh__ctxconf_release(emh__ctxconf *c);
 void emh__config_release(emh__config *cfg);
 
-/* ${VAR} / ${VAR:-fallback} / $$ expansion of s into a malloc'd *out; where
- * ("api", "FILE:LINE") is named in the error for a missing variable. */
+/*
+ * ${VAR} / ${VAR:-fallback} / $$ expansion of s into a malloc'd *out; where
+ * ("api", "FILE:LINE: path") starts every error (a missing variable, bad
+ * syntax, fallbacks nested more than 16 deep).  Linear in the length of s.
+ */
 int emh__config_expand(const char *s, const char *const *envp, const char *where, char **out, emh_error *err);
 
 /* Look up NAME in envp (NULL = process environment). */

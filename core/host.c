@@ -230,7 +230,7 @@ int emh_host_contexts(emh_host *h, emh_context_info **out, size_t *n, emh_error 
 		bytes += strlen(c->name) + strlen(c->drv->d.name) + 2;
 		for (size_t j = 0; j < c->conf.s.n; j++) {
 			const emh__setting *st = &c->conf.s.v[j];
-			bytes += strlen(st->key) + strlen(st->secret ? "********" : st->value ? st->value : "") +
+			bytes += strlen(st->key) + strlen(emh__setting_shown(st)) +
 				 strlen(st->origin ? st->origin : "default") + 3;
 		}
 	}
@@ -254,7 +254,7 @@ int emh_host_contexts(emh_host *h, emh_context_info **out, size_t *n, emh_error 
 		for (size_t j = 0; j < c->conf.s.n; j++, si++) {
 			const emh__setting *st = &c->conf.s.v[j];
 			si->key = info_str(&area, st->key);
-			si->value = info_str(&area, st->secret ? "********" : st->value ? st->value : "");
+			si->value = info_str(&area, emh__setting_shown(st));
 			si->origin = info_str(&area, st->origin ? st->origin : "default");
 			ci->nsettings++;
 		}

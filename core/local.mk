@@ -2,8 +2,10 @@
 # internals (emh__*) directly; the installed library exports only emh_[a-z]*.
 noinst_LTLIBRARIES += core/libemhost_core.la
 core_libemhost_core_la_SOURCES = \
-	core/internal.h core/cfg.h core/arena.h core/query_int.h core/service_int.h \
-	core/error.c core/log.c core/arena.c core/config.c core/params.c \
+	core/internal.h core/cfg.h core/cfg_int.h core/arena.h core/query_int.h core/service_int.h \
+	core/error.c core/log.c core/arena.c \
+	core/cfg_model.c core/cfg_expand.c core/cfg_file.c core/cfg_url.c core/cfg_env.c core/cfg_check.c \
+	core/params.c \
 	core/loader.c core/host.c core/context.c core/meta.c core/pool.c \
 	core/entity.c core/query.c core/buf.c core/sql.c core/em_int.h core/em.c core/uow.c \
 	core/service.c core/scope.c core/response.c

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* core/params.c: the read-only view of a context's settings handed to drivers. */
+/* core/params.c: the read-only view of a context's settings handed to drivers (secrets never echoed). */
 #include "config.h"
 
 #include <errno.h>
@@ -29,7 +29,7 @@ int emh_params_int(const emh_params *p, const char *key, long long def, long lon
 	long long v = strtoll(s->value, &end, 10);
 	if (errno || end == s->value || *end)
 		return emh_error_set(err, EMH_ECONFIG, "%s: '%s' must be an integer, got '%s'",
-				     s->origin ? s->origin : "setting", key, s->value);
+				     s->origin ? s->origin : "setting", key, emh__setting_shown(s));
 	*out = v;
 	return 0;
 }
@@ -48,7 +48,7 @@ int emh_params_bool(const emh_params *p, const char *key, bool def, bool *out, e
 			return *out = false, 0;
 	}
 	return emh_error_set(err, EMH_ECONFIG, "%s: '%s' must be true or false, got '%s'",
-			     s->origin ? s->origin : "setting", key, s->value);
+			     s->origin ? s->origin : "setting", key, emh__setting_shown(s));
 }
 
 const char *emh_params_context(const emh_params *p) { return p ? p->context : NULL; }

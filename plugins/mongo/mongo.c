@@ -623,17 +623,20 @@ static int mg_rollback(emh_conn *c, emh_error *err)
 
 static const char *const mg_schemes[] = {"mongodb", "mongodb+srv", NULL};
 
+/* No default where the url's own option would otherwise apply (host, port, timeouts, appName). */
 static const emh_param_spec mg_params[] = {
-	{"host", EMH_PARAM_STRING, 0, "server host name or address, without url (default 127.0.0.1)"},
-	{"port", EMH_PARAM_INT, 0, "server port, without url (default 27017)"},
-	{"user", EMH_PARAM_STRING, 0, "user name (none: no authentication)"},
-	{"database", EMH_PARAM_STRING, 0, "database (default: the url's, else \"emh\")"},
-	{"auth_source", EMH_PARAM_STRING, 0, "database holding the user (default: MongoDB's rule)"},
-	{"server_selection_timeout_ms", EMH_PARAM_INT, 0,
-	 "how long an operation waits for a usable server before EMH_EUNAVAILABLE (default 2000)"},
-	{"connect_timeout_ms", EMH_PARAM_INT, 0, "TCP connect timeout (default libmongoc's, 10000)"},
-	{"app_name", EMH_PARAM_STRING, 0, "client name shown in the server's logs (default \"emhost\")"},
-#define MG_URI_OPTION(k) {k, EMH_PARAM_STRING, 0, "MongoDB connection string option " k}
+	{.key = "host", .kind = EMH_PARAM_STRING, .help = "server host name or address, without url (unset: 127.0.0.1)"},
+	{.key = "port", .kind = EMH_PARAM_INT, .min = 1, .max = 65535,
+	 .help = "server port, without url (unset: 27017)"},
+	{.key = "user", .kind = EMH_PARAM_STRING, .help = "user name (none: no authentication)"},
+	{.key = "database", .kind = EMH_PARAM_STRING, .help = "database (unset: the url's, else \"emh\")"},
+	{.key = "auth_source", .kind = EMH_PARAM_STRING, .help = "database holding the user (unset: MongoDB's rule)"},
+	{.key = "server_selection_timeout_ms", .kind = EMH_PARAM_INT, .min = 0, .max = INT32_MAX,
+	 .help = "how long an operation waits for a usable server before EMH_EUNAVAILABLE (unset: the url's, else 2000)"},
+	{.key = "connect_timeout_ms", .kind = EMH_PARAM_INT, .min = 0, .max = INT32_MAX,
+	 .help = "TCP connect timeout (unset: libmongoc's, 10000)"},
+	{.key = "app_name", .kind = EMH_PARAM_STRING, .help = "client name shown in the server's logs (unset: \"emhost\")"},
+#define MG_URI_OPTION(k) {.key = k, .kind = EMH_PARAM_STRING, .help = "MongoDB connection string option " k}
 	MG_URI_OPTION("replicaSet"), MG_URI_OPTION("authSource"), MG_URI_OPTION("authMechanism"),
 	MG_URI_OPTION("appName"), MG_URI_OPTION("compressors"), MG_URI_OPTION("w"),
 	MG_URI_OPTION("readPreference"), MG_URI_OPTION("tls"), MG_URI_OPTION("directConnection"),
@@ -645,7 +648,7 @@ static const emh_param_spec mg_params[] = {
 	MG_URI_OPTION("tlsAllowInvalidCertificates"), MG_URI_OPTION("tlsAllowInvalidHostnames"),
 	MG_URI_OPTION("tlsInsecure"), MG_URI_OPTION("zlibCompressionLevel"),
 #undef MG_URI_OPTION
-	{NULL, 0, 0, NULL},
+	{.key = NULL},
 };
 
 EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
@@ -655,6 +658,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.description = "MongoDB through libmongoc (transactions on replica sets and mongos)",
 	.caps = EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH | EMH_CAP_UPSERT,
 	.url_schemes = mg_schemes,
+	.url_form = EMH_URL_NETWORK, /* EMH_URL_WHOLE once the driver reads the whole "url" */
 	.params = mg_params,
 	.context_open = mg_context_open,
 	.context_close = mg_context_close,

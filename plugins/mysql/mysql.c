@@ -409,20 +409,21 @@ static int my_execute(emh_conn *c, const char *text, emh_error *err)
 /* ---- connect ---- */
 
 static const emh_param_spec my_params[] = {
-	{"host", EMH_PARAM_STRING, 0,
-	 "server host name or address (unset or \"localhost\": the Unix socket)"},
-	{"port", EMH_PARAM_INT, 0, "TCP port (default 3306)"},
-	{"socket", EMH_PARAM_STRING, 0, "Unix socket path, used when host is unset or \"localhost\""},
-	{"database", EMH_PARAM_STRING, 0, "database (schema) to use"},
-	{"user", EMH_PARAM_STRING, 0, "user name (default: the login name)"},
-	{"connect_timeout_ms", EMH_PARAM_INT, 0,
-	 "connect timeout in milliseconds, rounded up to whole seconds (default 10000)"},
-	{"read_timeout_ms", EMH_PARAM_INT, 0,
-	 "give up on a server silent this long during a query, rounded up to seconds (default: never)"},
-	{"write_timeout_ms", EMH_PARAM_INT, 0,
-	 "give up on a write blocked this long, rounded up to seconds (default: never)"},
-	{"charset", EMH_PARAM_STRING, 0, "connection character set: utf8mb4 (default) or utf8mb3"},
-	{NULL, 0, 0, NULL},
+	{.key = "host", .kind = EMH_PARAM_STRING,
+	 .help = "server host name or address (unset or \"localhost\": the Unix socket)"},
+	{.key = "port", .kind = EMH_PARAM_INT, .min = 1, .max = 65535, .help = "TCP port (unset: the library's, 3306)"},
+	{.key = "socket", .kind = EMH_PARAM_STRING, .help = "Unix socket path, used when host is unset or \"localhost\""},
+	{.key = "database", .kind = EMH_PARAM_STRING, .help = "database (schema) to use"},
+	{.key = "user", .kind = EMH_PARAM_STRING, .help = "user name (unset: the login name)"},
+	{.key = "connect_timeout_ms", .kind = EMH_PARAM_INT, .def = "10000", .min = 0, .max = 86400000,
+	 .help = "connect timeout in milliseconds, rounded up to whole seconds"},
+	{.key = "read_timeout_ms", .kind = EMH_PARAM_INT, .def = "0", .min = 0, .max = 86400000,
+	 .help = "give up on a server silent this long during a query, rounded up to seconds; 0 = never"},
+	{.key = "write_timeout_ms", .kind = EMH_PARAM_INT, .def = "0", .min = 0, .max = 86400000,
+	 .help = "give up on a write blocked this long, rounded up to seconds; 0 = never"},
+	{.key = "charset", .kind = EMH_PARAM_STRING, .def = "utf8mb4",
+	 .help = "connection character set: utf8mb4 or utf8mb3"},
+	{.key = NULL},
 };
 
 static int my_param_ms(const emh_params *p, const char *key, long long def, unsigned *secs, emh_error *err)
@@ -1340,6 +1341,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.caps = EMH_CAP_SQL | EMH_CAP_TRANSACTIONS | EMH_CAP_SAVEPOINTS | EMH_CAP_UPSERT |
 		EMH_CAP_ATOMIC_FLUSH,
 	.url_schemes = my_schemes,
+	.url_form = EMH_URL_NETWORK,
 	.params = my_params,
 	.connect = my_connect,
 	.disconnect = my_disconnect,

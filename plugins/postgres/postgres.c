@@ -221,17 +221,23 @@ static int pg_command(emh_conn *c, const char *sql, const char *what, emh_error 
 
 static const char *const pg_url_schemes[] = {"postgres", "postgresql", NULL};
 
+/* No default where unset means "libpq's" (PGHOST, PGPORT, PGSSLMODE, PGAPPNAME...). */
 static const emh_param_spec pg_params[] = {
-	{"host", EMH_PARAM_STRING, 0, "server host name, address or unix socket directory (libpq default when unset)"},
-	{"port", EMH_PARAM_INT, 0, "server port (default 5432)"},
-	{"database", EMH_PARAM_STRING, 0, "database name (default: the user name)"},
-	{"user", EMH_PARAM_STRING, 0, "role to connect as"},
-	{"sslmode", EMH_PARAM_STRING, 0, "disable, allow, prefer (default), require, verify-ca or verify-full"},
-	{"sslrootcert", EMH_PARAM_STRING, 0, "file of CA certificates for verify-ca / verify-full"},
-	{"connect_timeout_ms", EMH_PARAM_INT, 0, "deadline for establishing a connection in ms (default 5000, 0 = none)"},
-	{"application_name", EMH_PARAM_STRING, 0, "application_name reported to the server (default emhost)"},
-	{"options", EMH_PARAM_STRING, 0, "server options sent at connection start, e.g. \"-c search_path=app\""},
-	{NULL, 0, 0, NULL},
+	{.key = "host", .kind = EMH_PARAM_STRING,
+	 .help = "server host name, address or unix socket directory (unset: libpq's)"},
+	{.key = "port", .kind = EMH_PARAM_INT, .min = 1, .max = 65535, .help = "server port (unset: libpq's, 5432)"},
+	{.key = "database", .kind = EMH_PARAM_STRING, .help = "database name (unset: the user name)"},
+	{.key = "user", .kind = EMH_PARAM_STRING, .help = "role to connect as"},
+	{.key = "sslmode", .kind = EMH_PARAM_STRING,
+	 .help = "disable, allow, prefer, require, verify-ca or verify-full (unset: libpq's, prefer)"},
+	{.key = "sslrootcert", .kind = EMH_PARAM_STRING, .help = "file of CA certificates for verify-ca / verify-full"},
+	{.key = "connect_timeout_ms", .kind = EMH_PARAM_INT, .def = "5000", .min = 0, .max = INT32_MAX,
+	 .help = "deadline for establishing a connection in ms; 0 = none"},
+	{.key = "application_name", .kind = EMH_PARAM_STRING,
+	 .help = "application_name reported to the server (unset: PGAPPNAME, else emhost)"},
+	{.key = "options", .kind = EMH_PARAM_STRING,
+	 .help = "server options sent at connection start, e.g. \"-c search_path=app\""},
+	{.key = NULL},
 };
 
 static const char *const pg_sslmodes[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL};
@@ -1415,6 +1421,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.caps = EMH_CAP_SQL | EMH_CAP_TRANSACTIONS | EMH_CAP_SAVEPOINTS | EMH_CAP_RETURNING | EMH_CAP_UPSERT |
 		EMH_CAP_ATOMIC_FLUSH,
 	.url_schemes = pg_url_schemes,
+	.url_form = EMH_URL_NETWORK, /* EMH_URL_WHOLE once the driver reads the whole "url" */
 	.params = pg_params,
 	.connect = pg_connect,
 	.disconnect = pg_disconnect,

@@ -179,12 +179,14 @@ static int sq_step_done(emh_conn *c, sqlite3_stmt *st, const char *what, emh_err
 /* ---- settings ---- */
 
 static const emh_param_spec sq_params[] = {
-	{"path", EMH_PARAM_STRING, 0, "database file, or \":memory:\" (required)"},
-	{"busy_timeout_ms", EMH_PARAM_INT, 0, "how long to wait for a lock (default 5000)"},
-	{"journal_mode", EMH_PARAM_STRING, 0, "wal, delete, truncate, persist, memory or off (default wal; files only)"},
-	{"synchronous", EMH_PARAM_STRING, 0, "off, normal, full or extra (default normal; files only)"},
-	{"foreign_keys", EMH_PARAM_BOOL, 0, "enforce foreign keys (default true)"},
-	{NULL, 0, 0, NULL},
+	{.key = "path", .kind = EMH_PARAM_STRING, .help = "database file, or \":memory:\" (required)"},
+	{.key = "busy_timeout_ms", .kind = EMH_PARAM_INT, .def = "5000", .min = 0, .max = INT_MAX,
+	 .help = "how long to wait for a lock"},
+	{.key = "journal_mode", .kind = EMH_PARAM_STRING, .def = "wal",
+	 .help = "wal, delete, truncate, persist, memory or off (files only)"},
+	{.key = "synchronous", .kind = EMH_PARAM_STRING, .def = "normal", .help = "off, normal, full or extra (files only)"},
+	{.key = "foreign_keys", .kind = EMH_PARAM_BOOL, .def = "true", .help = "enforce foreign keys"},
+	{.key = NULL},
 };
 
 /* Copy v lower-cased into out when it is one of the NULL-terminated words. */
@@ -1031,7 +1033,7 @@ out_rollback:
 /* ---- the descriptor ---- */
 
 
-static const char *const sq_schemes[] = {"sqlite", NULL};
+static const char *const sq_schemes[] = {"sqlite", "sqlite3", NULL};
 
 EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	EMH_DRIVER_HEADER,
@@ -1041,6 +1043,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.caps = EMH_CAP_SQL | EMH_CAP_TRANSACTIONS | EMH_CAP_SAVEPOINTS | EMH_CAP_ATOMIC_FLUSH |
 		EMH_CAP_RETURNING | EMH_CAP_UPSERT,
 	.url_schemes = sq_schemes,
+	.url_form = EMH_URL_FILE,
 	.params = sq_params,
 	.context_open = sq_context_open,
 	.context_close = sq_context_close,

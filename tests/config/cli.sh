@@ -29,7 +29,7 @@ for v in $(env | sed -n 's/^\(EMH_CONTEXT_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$
 unset EMH_CONFIG EMH_DEFAULT_CONTEXT EMH_PLUGIN_DIR EMH_TEST_CLI_PW 2>/dev/null || true
 
 # The secrets the fixtures and the environment hold: none may ever be printed.
-SECRETS="Sw0rdfish-In-File Url-Secret-42 Env-Secret-77 Env-Url-Secret-99"
+SECRETS="Sw0rdfish-In-File Url-Secret-42 Env-Secret-77 Env-Url-Secret-99 SEKRIT-Slash-55"
 
 # run ARGS...: emhost with ARGS; stdout in $tmp/out, stderr in $tmp/err, status in $st.
 # Everything printed is also kept in $tmp/all for the password check at the end.
@@ -91,6 +91,8 @@ out "context main (driver sqlite, default)" "main context header"
 outline "^  path +$tmp/main\.db +$files/good\.conf:5$" "path with its value and FILE:LINE"
 outline "^  pool\.max +2 +$files/good\.conf:6$" "pool.max flattened with FILE:LINE"
 outline "^  pool\.min +0 +default$" "defaults say so"
+outline "^  busy_timeout_ms +5000 +default$" "an unset driver key with a default is shown, origin default"
+outline "^  foreign_keys +true +default$" "a boolean default"
 out "context mem (driver sqlite)" "mem context header"
 outline "^  path +:memory: +url \($files/good\.conf:7\)$" "url-derived key: origin url (FILE:LINE)"
 outline "^  url +sqlite::memory: +$files/good\.conf:7$" "url itself: FILE:LINE"
@@ -122,6 +124,9 @@ out "context mem (driver sqlite, default)" "EMH_DEFAULT_CONTEXT picks the defaul
 EMH_DEFAULT_CONTEXT=nope run check-config -c "$files/good.conf"
 status 1 "EMH_DEFAULT_CONTEXT naming a missing context"
 err "no context 'nope' (have: main, mem)" "lists the contexts"
+EMH_CONTEXT_MAIN_BUSY_TIMEOUT_MS=-1 run check-config -c "$files/good.conf"
+status 1 "a driver key outside its range"
+err "env EMH_CONTEXT_MAIN_BUSY_TIMEOUT_MS: context 'main', key 'busy_timeout_ms': 'busy_timeout_ms' must be in [0, 2147483647], got -1" "names the variable, the key, the range and the value"
 EMH_CONTEXT_MAIN_POOL_MAX=lots run check-config -c "$files/good.conf"
 status 1 "bad integer from the environment"
 err "env EMH_CONTEXT_MAIN_POOL_MAX" "names the variable"
@@ -195,7 +200,7 @@ if [ -f "$plugins/postgres.so" ]; then
 	EMH_TEST_CLI_PW=Env-Secret-77 run check-config -c "$files/secrets.conf"
 	status 0 "check-config with secrets"
 	outline "^  password +\*{8} +$files/secrets\.conf:8$" "file password masked, origin kept"
-	outline "^  url +\*{8} +$files/secrets\.conf:9$" "url with a password masked"
+	outline "^  url +postgres://bob:\*{8}@127\.0\.0\.1:1/db +$files/secrets\.conf:9$" "url shown with its password masked"
 	outline "^  password +\*{8} +url \($files/secrets\.conf:9\)$" "url password masked"
 	outline "^  password +\*{8} +env EMH_TEST_CLI_PW$" "password_env resolved and masked"
 	outline "^  user +bob +url \($files/secrets\.conf:9\)$" "url user shown"
@@ -209,15 +214,29 @@ if [ -f "$plugins/postgres.so" ]; then
 	err "$files/secrets.conf:11: contexts.[3].password_env: environment variable 'EMH_TEST_CLI_PW' is not set" "names the variable and FILE:LINE"
 	EMH_CONTEXT_ENVPG_URL="postgresql://carl:Env-Url-Secret-99@127.0.0.1:1/x" run -p "$plugins" check-config
 	status 0 "env url with a password"
-	outline "^  url +\*{8} +env EMH_CONTEXT_ENVPG_URL$" "env url masked"
+	outline "^  url +postgresql://carl:\*{8}@127\.0\.0\.1:1/x +env EMH_CONTEXT_ENVPG_URL$" "env url shown with its password masked"
 	EMH_CONTEXT_ENVPG_URL="postgresql://carl:Env-Url-Secret-99@127.0.0.1:1/x" run -p "$plugins" contexts
 	status 1 "env url context unreachable"
 	EMH_CONTEXT_ENVPG_URL="postgresql://carl:Env-Url-Secret-99@127.0.0.1:bad/x" run -p "$plugins" check-config
 	status 1 "bad env url"
 	err "url (env EMH_CONTEXT_ENVPG_URL): bad port in the url" "bad url names the variable"
+	EMH_CONTEXT_PGX_DRIVER=postgres EMH_CONTEXT_PGX_PORT=70000 run -p "$plugins" check-config
+	status 1 "a port out of range"
+	err "env EMH_CONTEXT_PGX_PORT: context 'pgx', key 'port': 'port' must be in [1, 65535], got 70000" "one message for every port"
+	EMH_CONTEXT_PGX_URL="postgres://u@127.0.0.1:70000/x" run -p "$plugins" check-config
+	status 1 "a url's port out of range"
+	err "url (env EMH_CONTEXT_PGX_URL): 'port' must be in [1, 65535], got 70000" "the same message"
+	# a '/' in the password (issue 11): read as part of the password, never as the database
+	EMH_CONTEXT_SLASH_URL="postgres://app:2024/SEKRIT-Slash-55@127.0.0.1:1/app" run -p "$plugins" check-config
+	status 0 "a '/' in a url's password"
+	outline "^  database +app +url \(env EMH_CONTEXT_SLASH_URL\)$" "the database is not taken from the password"
+	outline "^  host +127\.0\.0\.1 +url \(env EMH_CONTEXT_SLASH_URL\)$" "nor the host"
+	outline "^  url +postgres://app:\*{8}@127\.0\.0\.1:1/app +env EMH_CONTEXT_SLASH_URL$" "the url shown masked"
+	EMH_CONTEXT_SLASH_URL="postgres://app:2024/SEKRIT-Slash-55@127.0.0.1:1/app" run -p "$plugins" contexts
+	status 1 "its context is unreachable, and says so without the password"
 else
 	diag "SKIPPING the PostgreSQL secret tests: $plugins/postgres.so is not built (configure found no libpq)"
-	skip 17 "postgres plugin not built"
+	skip 26 "postgres plugin not built"
 fi
 
 # ---- a MongoDB URL with several hosts (no server needed: the driver connects lazily) ----
@@ -228,7 +247,7 @@ if [ -f "$plugins/mongo.so" ]; then
 	outline "^  host +127\.0\.0\.1 +url \(env EMH_CONTEXT_DOCS_URL\)$" "host is the first host"
 	outline "^  port +1 +url \(env EMH_CONTEXT_DOCS_URL\)$" "port is the first port"
 	outline "^  replicaSet +rs0 +url \(env EMH_CONTEXT_DOCS_URL\)$" "query option kept as a key"
-	outline "^  url +\*{8} +env EMH_CONTEXT_DOCS_URL$" "the whole url kept, masked"
+	outline "^  url +mongodb://app:\*{8}@127\.0\.0\.1:1,127\.0\.0\.1:2/appdb\?replicaSet=rs0 +env EMH_CONTEXT_DOCS_URL$" "the whole url kept, its password masked"
 else
 	diag "SKIPPING the MongoDB url tests: $plugins/mongo.so is not built (configure found no libmongoc)"
 	skip 5 "mongo plugin not built"
