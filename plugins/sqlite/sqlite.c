@@ -16,6 +16,7 @@
 
 #include <emhost/driver.h>
 #include <emhost/host.h>
+#include <emhost/prepcache.h>
 #include <emhost/sql.h>
 
 /* Statement ids above this are prepared per call instead of cached (ids are
@@ -47,17 +48,11 @@ struct emh_dctx {
 	sqlite3 *keeper; /* in-memory databases only */
 };
 
-typedef struct sq_slot {
-	sqlite3_stmt *stmt;
-	const char *sql; /* the core's text the statement was prepared from */
-} sq_slot;
-
 struct emh_conn {
 	sqlite3 *db;
 	const emh_dctx *dc;
 	int busy_ms;
-	sq_slot *slots; /* prepared statements indexed by emh_stmt.id */
-	size_t nslots;
+	emh_prepcache *stmts; /* sqlite3_stmt * of each emh_stmt, by id */
 	sqlite3_stmt *ping, *begin, *commit, *rollback;
 };
 
@@ -358,13 +353,18 @@ out_free:
 
 /* ---- connections ---- */
 
+/* Destroy callback of the statement cache. */
+static void sq_finalize(void *stmt, void *arg)
+{
+	(void)arg;
+	sqlite3_finalize(stmt);
+}
+
 static void sq_disconnect(emh_conn *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->nslots; i++)
-		sqlite3_finalize(c->slots[i].stmt);
-	free(c->slots);
+	emh_prepcache_free(c->stmts);
 	sqlite3_finalize(c->ping);
 	sqlite3_finalize(c->begin);
 	sqlite3_finalize(c->commit);
@@ -444,6 +444,8 @@ static int sq_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	c->dc = dc;
 	c->busy_ms = dc->cfg.busy_ms;
+	if ((rc = emh_prepcache_new(sq_finalize, NULL, &c->stmts, err)) != 0)
+		goto out_close;
 
 	rc = sqlite3_open_v2(dc->path, &c->db, sq_open_flags, NULL);
 	if (rc != SQLITE_OK) {
@@ -601,30 +603,14 @@ static int sq_stmt_get(emh_conn *c, const emh_stmt *st, sqlite3_stmt **out, bool
 		*owned = true;
 		return sq_stmt_prepare(c, st, 0, out, err);
 	}
-	if (st->id >= c->nslots) {
-		size_t n = c->nslots ? c->nslots : 16;
-		while (n <= st->id)
-			n *= 2;
-		sq_slot *s = realloc(c->slots, n * sizeof *s);
-		if (!s)
-			return emh_error_set(err, EMH_ENOMEM, "out of memory");
-		memset(s + c->nslots, 0, (n - c->nslots) * sizeof *s);
-		c->slots = s;
-		c->nslots = n;
-	}
-	sq_slot *slot = &c->slots[st->id];
-	if (slot->stmt && slot->sql == st->sql) {
-		*out = slot->stmt;
+	*out = emh_prepcache_get(c->stmts, st->id, st);
+	if (*out)
 		return 0;
-	}
-	/* Empty, or the id now stands for another text: (re)prepare. */
-	sqlite3_finalize(slot->stmt);
-	slot->stmt = NULL;
-	slot->sql = NULL;
+	/* Not prepared yet, or the id stood for another statement (put destroys that one). */
 	int rc = sq_stmt_prepare(c, st, SQLITE_PREPARE_PERSISTENT, out, err);
-	if (!rc) {
-		slot->stmt = *out;
-		slot->sql = st->sql;
+	if (!rc && (rc = emh_prepcache_put(c->stmts, st->id, st, *out, err)) != 0) {
+		sqlite3_finalize(*out);
+		*out = NULL;
 	}
 	return rc;
 }
