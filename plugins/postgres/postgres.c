@@ -15,6 +15,7 @@
 #include <libpq-fe.h>
 
 #include <emhost/driver.h>
+#include <emhost/prepcache.h>
 #include <emhost/sql.h>
 
 /*
@@ -51,9 +52,8 @@ struct emh_conn {
 	PGconn *pg;
 	/* BEGIN asked for but not sent yet: it goes out with the next statement */
 	bool begin_pending;
-	/* prepared[id] != 0: statement "emh_<id>" is prepared on this connection */
-	unsigned char *prepared;
-	size_t nprepared;
+	/* statements prepared on this connection, as "emh_<id>", by id (PG_PREPARED each) */
+	emh_prepcache *stmts;
 	/* parameter scratch, grown to the largest statement seen */
 	const char **pvals;
 	int *plens;
@@ -65,6 +65,13 @@ struct emh_conn {
 	Oid *rowtypes;
 	size_t rowcap;
 };
+
+/*
+ * The statement cache's handle for a statement prepared on the server: the
+ * server keeps it by name, so the client has nothing to release.
+ */
+static char pg_prepared_mark;
+#define PG_PREPARED ((void *)&pg_prepared_mark)
 
 /* ---- errors ---- */
 
@@ -341,7 +348,7 @@ static void pg_conn_free(emh_conn *c)
 	if (!c)
 		return;
 	PQfinish(c->pg);
-	free(c->prepared);
+	emh_prepcache_free(c->stmts);
 	free(c->pvals);
 	free(c->plens);
 	free(c->pfmts);
@@ -424,9 +431,13 @@ static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	c = calloc(1, sizeof *c);
 	if (!c)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	if ((rc = emh_prepcache_new(NULL, NULL, &c->stmts, err)) != 0) {
+		free(c);
+		return rc;
+	}
 	c->pg = PQconnectStartParams(kw, val, 0);
 	if (!c->pg) {
-		free(c);
+		pg_conn_free(c);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory starting a connection");
 	}
 	PQsetNoticeProcessor(c->pg, pg_notice_ignore, NULL);
@@ -503,8 +514,7 @@ static int pg_ping(emh_conn *c, emh_error *err)
 /* Forget every prepared statement (after DEALLOCATE / DISCARD in raw SQL). */
 static void pg_forget_prepared(emh_conn *c)
 {
-	if (c->prepared)
-		memset(c->prepared, 0, c->nprepared);
+	emh_prepcache_clear(c->stmts);
 }
 
 /* Bring a COPY started by raw SQL to an end so the connection stays usable. */
@@ -884,26 +894,6 @@ static int pg_grow(void **p, size_t *cap, size_t want, size_t elem)
 	return 0;
 }
 
-/* Make c->prepared[id] addressable. */
-static int pg_prepared_reserve(emh_conn *c, uint32_t id, emh_error *err)
-{
-	size_t want;
-	unsigned char *np;
-
-	if (id < c->nprepared)
-		return 0;
-	want = c->nprepared ? c->nprepared : 16;
-	while (want <= id)
-		want *= 2;
-	np = realloc(c->prepared, want);
-	if (!np)
-		return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	memset(np + c->nprepared, 0, want - c->nprepared);
-	c->prepared = np;
-	c->nprepared = want;
-	return 0;
-}
-
 static int64_t pg_value_int(const emh_value *v)
 {
 	switch (v->type) {
@@ -1256,8 +1246,8 @@ static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, b
 				rc = pg_fail(c, res, step < nsteps - 1 && begin && step == 0 ? "begin" : what, err);
 			step++;
 		} else {
-			if (prepare && step == nsteps - 2)
-				c->prepared[st->id] = 1;
+			if (prepare && step == nsteps - 2) /* reserved by pg_stmt_exec: cannot fail */
+				(void)emh_prepcache_put(c->stmts, st->id, st, PG_PREPARED, NULL);
 			if (step == nsteps - 1 && !rc) {
 				*out = res;
 				res = NULL;
@@ -1299,8 +1289,8 @@ static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, b
 		res = PQprepare(c->pg, name, st->sql, st->nparams, oids);
 		if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
 			rc = pg_fail(c, res, pg_stmt_what(st, what, sizeof what), err);
-		else
-			c->prepared[st->id] = 1;
+		else /* reserved by pg_stmt_exec: cannot fail */
+			(void)emh_prepcache_put(c->stmts, st->id, st, PG_PREPARED, NULL);
 		PQclear(res);
 		if (oids != oids_local)
 			free(oids);
@@ -1333,16 +1323,16 @@ static bool pg_stale_statement(emh_conn *c, const emh_stmt *st, const char *name
 	if (!err)
 		return false;
 	if (strcmp(err->sqlstate, "26000") == 0) {
-		c->prepared[st->id] = 0;
+		emh_prepcache_drop(c->stmts, st->id);
 	} else if (strcmp(err->sqlstate, "42P05") == 0) {
-		c->prepared[st->id] = 1;
+		(void)emh_prepcache_put(c->stmts, st->id, st, PG_PREPARED, NULL); /* reserved: cannot fail */
 	} else if (strcmp(err->sqlstate, "0A000") == 0 && strstr(err->message, "cached plan")) {
 		if (PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
 			char sql[48];
 			snprintf(sql, sizeof sql, "DEALLOCATE \"%s\"", name);
 			PQclear(PQexec(c->pg, sql));
 		}
-		c->prepared[st->id] = 0;
+		emh_prepcache_drop(c->stmts, st->id);
 	} else {
 		return false;
 	}
@@ -1362,7 +1352,7 @@ static int pg_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params
 	if (!err)
 		err = &local;
 	snprintf(name, sizeof name, "emh_%" PRIu32, st->id);
-	if ((rc = pg_prepared_reserve(c, st->id, err)) || (rc = pg_params_reserve(c, st->nparams, err)) ||
+	if ((rc = emh_prepcache_reserve(c->stmts, st->id, err)) || (rc = pg_params_reserve(c, st->nparams, err)) ||
 	    (rc = pg_bind(c, st, params, err)))
 		return rc;
 	rc = pg_stmt_exec_once(c, st, name, sink, err);
@@ -1381,7 +1371,7 @@ static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, const char *name, 
 	bool prepare, begin;
 	int rc;
 
-	prepare = !c->prepared[st->id];
+	prepare = !emh_prepcache_get(c->stmts, st->id, st);
 	begin = c->begin_pending;
 	if (prepare || begin) {
 		c->begin_pending = false;
