@@ -14,6 +14,7 @@
 
 #include <emhost/driver.h>
 #include <emhost/host.h> /* EMH_LOG_* for emh_params_log */
+#include <emhost/prepcache.h>
 #include <emhost/sql.h>
 
 /*
@@ -176,15 +177,9 @@ typedef struct my_col {
 	my_flag error;
 } my_col;
 
-typedef struct my_cached {
-	MYSQL_STMT *h;
-	const emh_stmt *st;
-} my_cached;
-
 struct emh_conn {
 	MYSQL *my;
-	my_cached *stmts; /* indexed by emh_stmt.id */
-	size_t nstmts;
+	emh_prepcache *stmts; /* MYSQL_STMT * of each emh_stmt, by id */
 	MYSQL_BIND *pbind;
 	my_param *pval;
 	size_t npcap;
@@ -437,15 +432,19 @@ static int my_param_ms(const emh_params *p, const char *key, long long def, unsi
 	return 0;
 }
 
+/* Destroy callback of the statement cache (called on the connection's thread). */
+static void my_stmt_close(void *h, void *arg)
+{
+	(void)arg;
+	mysql_stmt_close(h);
+}
+
 static void my_disconnect(emh_conn *c)
 {
 	if (!c)
 		return;
 	my_thread_enter(NULL);
-	for (size_t i = 0; i < c->nstmts; i++)
-		if (c->stmts[i].h)
-			mysql_stmt_close(c->stmts[i].h);
-	free(c->stmts);
+	emh_prepcache_free(c->stmts);
 	if (c->my)
 		mysql_close(c->my);
 	for (size_t i = 0; i < c->nrcap; i++)
@@ -496,6 +495,8 @@ static int my_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	c = calloc(1, sizeof *c);
 	if (!c)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	if ((rc = emh_prepcache_new(my_stmt_close, NULL, &c->stmts, err)))
+		goto out_free;
 	if (sock && (!host || strcmp(host, "localhost") == 0))
 		snprintf(c->where, sizeof c->where, "socket '%s'", sock);
 	else if (!host || strcmp(host, "localhost") == 0)
@@ -672,40 +673,23 @@ static const char *my_table_of(const emh_stmt *st)
 	return st->meta && st->meta->entity ? st->meta->entity->table : NULL;
 }
 
-static void my_stmt_drop(emh_conn *c, uint32_t id)
-{
-	if (id < c->nstmts && c->stmts[id].h) {
-		mysql_stmt_close(c->stmts[id].h);
-		c->stmts[id].h = NULL;
-		c->stmts[id].st = NULL;
-	}
-}
-
 /* The connection's prepared handle for st, preparing it on first use. */
 static int my_stmt_get(emh_conn *c, const emh_stmt *st, MYSQL_STMT **out, emh_error *err)
 {
-	MYSQL_STMT *h;
-	if (st->id >= c->nstmts) {
-		size_t n = c->nstmts ? c->nstmts : 16;
-		while (n <= st->id)
-			n *= 2;
-		my_cached *v = realloc(c->stmts, n * sizeof *v);
-		if (!v)
-			return emh_error_set(err, EMH_ENOMEM, "out of memory");
-		memset(v + c->nstmts, 0, (n - c->nstmts) * sizeof *v);
-		c->stmts = v;
-		c->nstmts = n;
-	}
-	if (c->stmts[st->id].h && c->stmts[st->id].st == st) {
-		*out = c->stmts[st->id].h;
+	MYSQL_STMT *h = emh_prepcache_get(c->stmts, st->id, st);
+	int rc;
+	if (h) {
+		*out = h;
 		return 0;
 	}
-	my_stmt_drop(c, st->id);
+	/* Not prepared yet, or the id stood for another statement: close that
+	 * one first (max_prepared_stmt_count limits them server-wide). */
+	emh_prepcache_drop(c->stmts, st->id);
 	h = mysql_stmt_init(c->my);
 	if (!h)
 		return emh_error_set(err, EMH_ENOMEM, "mysql_stmt_init: out of memory");
 	if (mysql_stmt_prepare(h, st->sql, (unsigned long)st->sql_len) != 0) {
-		int rc = my_stmt_fail(h, "preparing a statement", my_table_of(st), err);
+		rc = my_stmt_fail(h, "preparing a statement", my_table_of(st), err);
 		mysql_stmt_close(h);
 		return rc;
 	}
@@ -715,8 +699,10 @@ static int my_stmt_get(emh_conn *c, const emh_stmt *st, MYSQL_STMT **out, emh_er
 		return emh_error_set(err, EMH_EPLUGIN, "statement on table '%s' has %lu parameters, %u bound",
 				     my_table_of(st) ? my_table_of(st) : "?", got, (unsigned)st->nparams);
 	}
-	c->stmts[st->id].h = h;
-	c->stmts[st->id].st = st;
+	if ((rc = emh_prepcache_put(c->stmts, st->id, st, h, err))) {
+		mysql_stmt_close(h);
+		return rc;
+	}
 	*out = h;
 	return 0;
 }
@@ -992,7 +978,7 @@ static int my_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params
 		rc = my_stmt_run(c, st, s, params, sink, &stale, err);
 		/* rc > 0 is the sink's "enough rows": delivered, never resent */
 		if (rc < 0 && stale && attempt == 0) {
-			my_stmt_drop(c, st->id);
+			emh_prepcache_drop(c->stmts, st->id);
 			continue;
 		}
 		return rc;
