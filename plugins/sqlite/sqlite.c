@@ -356,6 +356,7 @@ out_close:
 
 /* ---- the descriptor ---- */
 
+
 static const char *const sq_schemes[] = {"sqlite", NULL};
 
 EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
