@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <time.h>
 
 #include <sqlite3.h>
@@ -48,14 +49,24 @@ int sq_prepare(emh_conn *c, const char *sql, int len, unsigned flags, sqlite3_st
 	return 0;
 }
 
-/* Run a statement that returns nothing useful to its end, then reset it. */
-static int sq_step_done(emh_conn *c, sqlite3_stmt *st, const char *what, emh_error *err)
+/*
+ * Run a statement to its end, then reset it.  When out is not NULL, the
+ * first non-NULL text in its first column (a PRAGMA's answer) is copied
+ * there (cap bytes; "" when there is none); other rows are ignored.
+ */
+int sq_step_done(emh_conn *c, sqlite3_stmt *st, const char *what, char *out, size_t cap, emh_error *err)
 {
 	int waited = 0, rc;
+	if (out && cap)
+		out[0] = '\0';
 	for (;;) {
 		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW)
+		if (rc == SQLITE_ROW) {
+			const unsigned char *t = out && cap && !out[0] ? sqlite3_column_text(st, 0) : NULL;
+			if (t)
+				snprintf(out, cap, "%s", (const char *)t);
 			continue;
+		}
 		if (rc == SQLITE_DONE)
 			break;
 		if (sq_locked_wait(sqlite3_extended_errcode(c->db), c->busy_ms, &waited)) {
@@ -80,7 +91,7 @@ static int sq_cached(emh_conn *c, sqlite3_stmt **slot, const char *sql, emh_erro
 		if (rc)
 			return rc;
 	}
-	return sq_step_done(c, *slot, sql, err);
+	return sq_step_done(c, *slot, sql, NULL, 0, err);
 }
 
 int sq_ping(emh_conn *c, emh_error *err)
@@ -129,7 +140,7 @@ int sq_execute(emh_conn *c, const char *text, emh_error *err)
 		if (rc)
 			return rc;
 		if (st) { /* NULL for whitespace or a comment */
-			rc = sq_step_done(c, st, "execute", err);
+			rc = sq_step_done(c, st, "execute", NULL, 0, err);
 			sqlite3_finalize(st);
 			if (rc)
 				return rc;

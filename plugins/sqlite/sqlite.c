@@ -236,26 +236,7 @@ static int sq_pragma(emh_conn *c, const char *sql, char *out, size_t cap, emh_er
 	int rc = sq_prepare(c, sql, -1, 0, &st, NULL, err);
 	if (rc)
 		return rc;
-	if (out && cap)
-		out[0] = '\0';
-	int waited = 0;
-	for (;;) {
-		int s = sqlite3_step(st);
-		if (s == SQLITE_ROW) {
-			const unsigned char *t = sqlite3_column_text(st, 0);
-			if (out && cap && t && !out[0])
-				snprintf(out, cap, "%s", (const char *)t);
-			continue;
-		}
-		if (s == SQLITE_DONE)
-			break;
-		if (sq_locked_wait(sqlite3_extended_errcode(c->db), c->busy_ms, &waited)) {
-			sqlite3_reset(st);
-			continue;
-		}
-		rc = sq_fail(c->db, s, sql, err);
-		break;
-	}
+	rc = sq_step_done(c, st, sql, out, cap, err);
 	sqlite3_finalize(st);
 	return rc;
 }

@@ -8,6 +8,7 @@
 #define EMH_SQLITE_INT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <sqlite3.h>
 
@@ -53,6 +54,7 @@ int sq_fail(sqlite3 *db, int rc, const char *what, emh_error *err);
 bool sq_locked_wait(int rc, int busy_ms, int *waited_ms);
 int sq_prepare(emh_conn *c, const char *sql, int len, unsigned flags, sqlite3_stmt **out, const char **tail,
 	       emh_error *err);
+int sq_step_done(emh_conn *c, sqlite3_stmt *st, const char *what, char *out, size_t cap, emh_error *err);
 int sq_ping(emh_conn *c, emh_error *err);
 int sq_begin(emh_conn *c, emh_error *err);
 int sq_commit(emh_conn *c, emh_error *err);
