@@ -27,16 +27,24 @@ static void fake_destroy(void *handle, void *arg)
 	db->calls++;
 }
 
+/* A cache whose handles are slots of db (or markers, with db NULL). */
+static emh_prepcache *cache_new(fake_db *db)
+{
+	emh_prepcache *pc = NULL;
+	emh_error err;
+	if (emh_prepcache_new(db ? fake_destroy : NULL, db, &pc, &err) != 0)
+		bail("emh_prepcache_new: %s", err.message);
+	return pc;
+}
+
 static void lookups(void)
 {
 	diag("lookups by (id, key)");
 	fake_db db = {0};
-	emh_prepcache *pc = NULL;
+	emh_prepcache *pc = cache_new(&db);
 	emh_error err;
 	int key_a, key_b;
 
-	if (emh_prepcache_new(fake_destroy, &db, &pc, &err) != 0)
-		bail("emh_prepcache_new: %s", err.message);
 	ok(emh_prepcache_get(pc, 0, &key_a) == NULL, "an empty cache has nothing at id 0");
 	ok(emh_prepcache_get(pc, 4000000000u, &key_a) == NULL, "nor at a huge id (nothing allocated)");
 	is_int(emh_prepcache_put(pc, 3, &key_a, &db.destroyed[0], &err), 0, "put at id 3");
@@ -56,12 +64,10 @@ static void replacing(void)
 {
 	diag("replacing, dropping, clearing");
 	fake_db db = {0};
-	emh_prepcache *pc = NULL;
+	emh_prepcache *pc = cache_new(&db);
 	emh_error err;
 	int key_a, key_b;
 
-	if (emh_prepcache_new(fake_destroy, &db, &pc, &err) != 0)
-		bail("emh_prepcache_new: %s", err.message);
 	emh_prepcache_put(pc, 5, &key_a, &db.destroyed[0], &err);
 	emh_prepcache_put(pc, 5, &key_a, &db.destroyed[0], &err);
 	is_int(db.calls, 0, "putting the same handle again destroys nothing");
@@ -95,12 +101,10 @@ static void markers(void)
 {
 	diag("markers without a destroy callback, reserve");
 	static const char on_server = 1; /* a statement that lives only on the server */
-	emh_prepcache *pc = NULL;
+	emh_prepcache *pc = cache_new(NULL);
 	emh_error err;
 	int key;
 
-	if (emh_prepcache_new(NULL, NULL, &pc, &err) != 0)
-		bail("emh_prepcache_new: %s", err.message);
 	is_int(emh_prepcache_reserve(pc, 300, &err), 0, "reserve id 300");
 	ok(emh_prepcache_get(pc, 300, &key) == NULL, "reserving caches nothing");
 	is_int(emh_prepcache_put(pc, 300, &key, (void *)(uintptr_t)&on_server, &err), 0, "put a marker");
