@@ -4,8 +4,8 @@
  * statements): its descriptor, its keys, and opening and closing
  * connections.  The other files: errors.c (SQLSTATEs and messages),
  * session.c (ping, raw SQL, transactions), statements.c (compiled
- * statements), values.c (the binary format), schema.c (dialect and schema
- * sync).
+ * statements and the binary format of their values), schema.c (dialect and
+ * schema sync).
  */
 #include "config.h"
 

@@ -52,12 +52,6 @@ int pg_savepoint(emh_conn *c, const char *name, emh_error *err);
 int pg_release(emh_conn *c, const char *name, emh_error *err);
 int pg_rollback_to(emh_conn *c, const char *name, emh_error *err);
 
-/* values.c */
-Oid pg_type_oid(emh_type t);
-int pg_bind(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_error *err);
-bool pg_readable(Oid oid, emh_type want);
-int pg_decode(Oid oid, const char *p, int len, emh_type want, emh_value *v, const char *col, emh_error *err);
-
 /* statements.c */
 int pg_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_rowsink *sink, emh_error *err);
 
