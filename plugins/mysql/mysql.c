@@ -4,8 +4,8 @@
  * statements through the client library): its descriptor, its keys, the
  * library's process-wide and per-thread state, and opening and closing
  * connections.  The other files: errors.c (error numbers and messages),
- * session.c (ping, raw SQL), statements.c (compiled statements), values.c
- * (MYSQL_BIND and MYSQL_TIME), schema.c (dialect and schema sync).
+ * session.c (ping, raw SQL), statements.c (compiled statements, their
+ * MYSQL_BIND values and timestamps), schema.c (dialect and schema sync).
  */
 #include "config.h"
 

@@ -133,11 +133,6 @@ int my_run_text(emh_conn *c, const char *text, size_t len, const char *what, con
 int my_execute(emh_conn *c, const char *text, emh_error *err);
 int my_ping(emh_conn *c, emh_error *err);
 
-/* values.c */
-int my_bind_param(MYSQL_BIND *b, my_param *pv, emh_type type, const emh_value *v, unsigned i, emh_error *err);
-void my_bind_col(MYSQL_BIND *b, my_col *col, emh_type t);
-emh_value my_col_value(const my_col *col, emh_type t);
-
 /* statements.c */
 int my_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_rowsink *sink, emh_error *err);
 
