@@ -22,8 +22,6 @@
 
 #include "mysql_int.h"
 
-/* ---- dialect and schema sync ---- */
-
 /* True when field i is the key, unique, indexed, or in a composite index. */
 static bool my_field_indexed(const emh_meta *m, int i)
 {

@@ -16,8 +16,6 @@
 
 #include "postgres_int.h"
 
-/* ---- errors ---- */
-
 /* PostgreSQL's own packing of a SQLSTATE into an int (MAKE_SQLSTATE in
  * utils/elog.h): 6 bits per character, first character lowest. */
 static int pg_sqlstate_pack(const char *s)
