@@ -21,3 +21,7 @@ emhostincludedir = $(includedir)/emhost
 emhostinclude_HEADERS = include/emhost/emhost.h include/emhost/error.h include/emhost/entity.h \
 	include/emhost/query.h include/emhost/host.h include/emhost/em.h include/emhost/driver.h \
 	include/emhost/sql.h include/emhost/buf.h include/emhost/service.h
+
+# The drivers' per-connection prepared-statement cache (emhost/prepcache.h).
+core_libemhost_core_la_SOURCES += core/prepcache.c
+emhostinclude_HEADERS += include/emhost/prepcache.h

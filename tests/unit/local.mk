@@ -22,3 +22,9 @@ tests_unit_test_em_LDADD = $(UNIT_LIBS)
 # test_entity checks the SQL compiler's text and cache: it links the internals.
 tests_unit_test_entity_SOURCES = tests/unit/test_entity.c tests/tap.h
 tests_unit_test_entity_LDADD = core/libemhost_core.la $(LIBCONFIG_LIBS)
+
+# The drivers' prepared-statement cache (core/prepcache.c).
+check_PROGRAMS += tests/unit/test_prepcache
+TESTS += tests/unit/test_prepcache
+tests_unit_test_prepcache_SOURCES = tests/unit/test_prepcache.c tests/tap.h
+tests_unit_test_prepcache_LDADD = $(UNIT_LIBS)

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/* plugins/sqlite/errors.c: SQLite result codes as portable emhost errors. */
+#include "config.h"
+
+#include <sqlite3.h>
+
+#include <emhost/error.h>
+
+#include "sqlite_int.h"
+
+/*
+ * Portable code of a SQLite (extended) result code.  Unique and primary-key
+ * violations are conflicts; other constraints are invalid data; busy and
+ * locked are transient (retry the transaction); a file that cannot be read
+ * any more makes the connection unusable, so the core discards it.
+ */
+static int sq_code(int ext)
+{
+	switch (ext) {
+	case SQLITE_CONSTRAINT_UNIQUE:
+	case SQLITE_CONSTRAINT_PRIMARYKEY:
+	case SQLITE_CONSTRAINT_ROWID:
+		return EMH_ECONFLICT;
+	default:
+		break;
+	}
+	switch (ext & 0xff) {
+	case SQLITE_CONSTRAINT:
+	case SQLITE_TOOBIG:
+	case SQLITE_MISMATCH:
+		return EMH_EINVAL;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return EMH_ERETRY;
+	case SQLITE_CANTOPEN:
+	case SQLITE_IOERR:
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return EMH_EUNAVAILABLE;
+	case SQLITE_NOMEM:
+		return EMH_ENOMEM;
+	default:
+		return EMH_EDRIVER;
+	}
+}
+
+/* Fill err from a failed call on db: what + SQLite's message (which names
+ * tables, columns and constraints but never bound values). */
+int sq_fail(sqlite3 *db, int rc, const char *what, emh_error *err)
+{
+	int ext = db ? sqlite3_extended_errcode(db) : rc;
+	const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+
+	/* sqlite3_extended_errcode reports the latest call on db; when that
+	 * succeeded in between (a reset) trust the code we were handed. */
+	if ((ext & 0xff) != (rc & 0xff)) {
+		ext = rc;
+		msg = sqlite3_errstr(rc);
+	}
+	int code = sq_code(ext);
+	emh_error_set(err, code, "sqlite: %s: %s", what, msg);
+	if (err) {
+		err->native = ext;
+		err->retryable = code == EMH_ERETRY;
+	}
+	return code;
+}

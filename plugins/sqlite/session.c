@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * plugins/sqlite/session.c: running SQL on a connection outside compiled
+ * statements: waiting on shared-cache locks, prepare and step, ping,
+ * transactions, raw SQL.
+ */
+#include "config.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include <emhost/driver.h>
+
+#include "sqlite_int.h"
+
+/* ---- waiting on shared-cache table locks ---- */
+
+/*
+ * SQLITE_LOCKED_SHAREDCACHE is what a shared-cache database (a
+ * "file:...?cache=shared" path) reports instead of SQLITE_BUSY, and the busy
+ * handler is not called for it.  Wait for it here, polling with short sleeps
+ * up to the busy timeout.  Returns true when the caller should try again.
+ * (The in-memory databases this driver makes use the memdb VFS, which
+ * reports SQLITE_BUSY and so honours busy_timeout by itself.)
+ */
+bool sq_locked_wait(int rc, int busy_ms, int *waited_ms)
+{
+	if (rc != SQLITE_LOCKED_SHAREDCACHE || *waited_ms >= busy_ms)
+		return false;
+	int step = *waited_ms < 10 ? 1 : 5;
+	struct timespec ts = {0, step * 1000000L};
+	nanosleep(&ts, NULL);
+	*waited_ms += step;
+	return true;
+}
+
+int sq_prepare(emh_conn *c, const char *sql, int len, unsigned flags, sqlite3_stmt **out,
+	       const char **tail, emh_error *err)
+{
+	int waited = 0, rc;
+	do
+		rc = sqlite3_prepare_v3(c->db, sql, len, flags, out, tail);
+	while (rc != SQLITE_OK && sq_locked_wait(sqlite3_extended_errcode(c->db), c->busy_ms, &waited));
+	if (rc != SQLITE_OK)
+		return sq_fail(c->db, rc, "prepare", err);
+	return 0;
+}
+
+/*
+ * Run a statement to its end, then reset it.  When out is not NULL, the
+ * first non-NULL text in its first column (a PRAGMA's answer) is copied
+ * there (cap bytes; "" when there is none); other rows are ignored.
+ */
+int sq_step_done(emh_conn *c, sqlite3_stmt *st, const char *what, char *out, size_t cap, emh_error *err)
+{
+	int waited = 0, rc;
+	if (out && cap)
+		out[0] = '\0';
+	for (;;) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			const unsigned char *t = out && cap && !out[0] ? sqlite3_column_text(st, 0) : NULL;
+			if (t)
+				snprintf(out, cap, "%s", (const char *)t);
+			continue;
+		}
+		if (rc == SQLITE_DONE)
+			break;
+		if (sq_locked_wait(sqlite3_extended_errcode(c->db), c->busy_ms, &waited)) {
+			sqlite3_reset(st);
+			continue;
+		}
+		rc = sq_fail(c->db, rc, what, err);
+		sqlite3_reset(st);
+		return rc;
+	}
+	sqlite3_reset(st);
+	return 0;
+}
+
+/* ---- commands ---- */
+
+/* Step a cached single-statement command (BEGIN, COMMIT, ping ...). */
+static int sq_cached(emh_conn *c, sqlite3_stmt **slot, const char *sql, emh_error *err)
+{
+	if (!*slot) {
+		int rc = sq_prepare(c, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL, err);
+		if (rc)
+			return rc;
+	}
+	return sq_step_done(c, *slot, sql, NULL, 0, err);
+}
+
+int sq_ping(emh_conn *c, emh_error *err)
+{
+	return sq_cached(c, &c->ping, "SELECT 1", err);
+}
+
+/*
+ * BEGIN IMMEDIATE takes the write lock at once, waiting for it through the
+ * busy timeout.  A deferred BEGIN would take it at the first write, and in
+ * WAL mode a transaction that has read and then finds another writer
+ * committed meanwhile fails with SQLITE_BUSY_SNAPSHOT without waiting, so
+ * several writers would abort each other instead of queueing.  The cost:
+ * explicit read-only transactions also serialise with writers.
+ */
+int sq_begin(emh_conn *c, emh_error *err)
+{
+	return sq_cached(c, &c->begin, "BEGIN IMMEDIATE", err);
+}
+
+int sq_commit(emh_conn *c, emh_error *err)
+{
+	return sq_cached(c, &c->commit, "COMMIT", err);
+}
+
+/* SQLite rolls a transaction back by itself on some errors (out of memory,
+ * disk full, I/O); rolling back then is not an error. */
+int sq_rollback(emh_conn *c, emh_error *err)
+{
+	if (sqlite3_get_autocommit(c->db))
+		return 0;
+	return sq_cached(c, &c->rollback, "ROLLBACK", err);
+}
+
+/* Raw SQL: every statement of text in turn, rows ignored.  Statements
+ * before a failing one keep their effect (as with sqlite3_exec). */
+int sq_execute(emh_conn *c, const char *text, emh_error *err)
+{
+	const char *sql = text;
+	int rc = 0;
+
+	while (sql && *sql) {
+		sqlite3_stmt *st = NULL;
+		const char *tail = NULL;
+		rc = sq_prepare(c, sql, -1, 0, &st, &tail, err);
+		if (rc)
+			return rc;
+		if (st) { /* NULL for whitespace or a comment */
+			rc = sq_step_done(c, st, "execute", NULL, 0, err);
+			sqlite3_finalize(st);
+			if (rc)
+				return rc;
+		}
+		if (tail == sql)
+			break;
+		sql = tail;
+	}
+	return 0;
+}
