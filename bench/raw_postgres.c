@@ -38,7 +38,7 @@ static int raw_pg_prepare(PGconn *pg, const char *name, const char *sql, int n, 
 
 static void *raw_pg_open(emh_host *h, const char *ctx)
 {
-	const char *kw[12], *val[12];
+	const char *kw[14], *val[14];
 	int n = 0;
 	raw_pg *raw;
 #define RAW_KW(k, v)                                                           \
@@ -50,6 +50,9 @@ static void *raw_pg_open(emh_host *h, const char *ctx)
 			n++;                                                   \
 		}                                                              \
 	} while (0)
+	/* the context's whole URL first, as emhost's driver does; single keys override it */
+	const char *url = emh_host_context_setting(h, ctx, "url");
+	RAW_KW("dbname", url);
 	RAW_KW("host", emh_host_context_setting(h, ctx, "host"));
 	RAW_KW("port", emh_host_context_setting(h, ctx, "port"));
 	RAW_KW("dbname", emh_host_context_setting(h, ctx, "database"));
@@ -64,7 +67,7 @@ static void *raw_pg_open(emh_host *h, const char *ctx)
 	raw = calloc(1, sizeof *raw);
 	if (!raw)
 		return NULL;
-	raw->pg = PQconnectdbParams(kw, val, 0);
+	raw->pg = PQconnectdbParams(kw, val, url && *url ? 1 : 0);
 	if (!raw->pg || PQstatus(raw->pg) != CONNECTION_OK) {
 		fprintf(stderr, "raw postgres: cannot connect for context '%s'\n", ctx);
 		PQfinish(raw->pg);

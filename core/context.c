@@ -252,8 +252,9 @@ int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	static _Atomic unsigned long serial; /* only makes instance strings unique; no host state */
-	snprintf(c->instance, sizeof c->instance, "%s-%p-%lu", c->name, (void *)h,
-		 atomic_fetch_add(&serial, 1) + 1);
+	/* the unique part first: a long name is what gets cut, never the pointer or serial */
+	emh__msgf(c->instance, sizeof c->instance, "%p-%lu-%s", (void *)h, atomic_fetch_add(&serial, 1) + 1,
+		  c->name);
 	c->params = (struct emh_params){.context = c->name, .instance = c->instance, .settings = &c->conf.s,
 					.log = &h->log};
 	c->required = truthy(emh__ctxconf_get(&c->conf, "required"));

@@ -8,6 +8,8 @@
 
 #include <emhost/error.h>
 
+#include "internal.h"
+
 const char *emh_strerror(int code)
 {
 	switch (code) {
@@ -45,6 +47,26 @@ int emh_error_set(emh_error *err, int code, const char *fmt, ...)
 	return code;
 }
 
+/* Back a cut string off to a UTF-8 character boundary (n bytes were kept). */
+static void cut_at_char(char *buf, size_t n)
+{
+	while (n > 0 && ((unsigned char)buf[n] & 0xc0) == 0x80)
+		n--;
+	buf[n] = '\0';
+}
+
+void emh__msgf(char *buf, size_t cap, const char *fmt, ...)
+{
+	if (!cap)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, cap, fmt, ap);
+	va_end(ap);
+	if (n >= 0 && (size_t)n >= cap)
+		cut_at_char(buf, cap - 1); /* a message is bounded: the cut is meant */
+}
+
 int emh_error_prefix(emh_error *err, int code, const char *fmt, ...)
 {
 	if (!err)
@@ -54,7 +76,7 @@ int emh_error_prefix(emh_error *err, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(prefix, sizeof prefix, fmt, ap);
 	va_end(ap);
-	snprintf(msg, sizeof msg, "%s%s", prefix, err->message);
+	emh__msgf(msg, sizeof msg, "%s%s", prefix, err->message);
 	memcpy(err->message, msg, sizeof msg);
 	return err->code ? err->code : code;
 }
@@ -85,7 +107,7 @@ int emh__error_in_context(emh_error *err, int code, const char *name)
 	snprintf(needle, sizeof needle, "context '%s'", name);
 	if (!strstr(err->message, needle)) {
 		char msg[EMH_ERROR_MSG_MAX];
-		snprintf(msg, sizeof msg, "context '%s': %s", name, err->message);
+		emh__msgf(msg, sizeof msg, "context '%s': %s", name, err->message);
 		memcpy(err->message, msg, sizeof msg);
 	}
 	snprintf(err->context, sizeof err->context, "%s", name);

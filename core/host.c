@@ -162,10 +162,7 @@ int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err)
 		if (!c->required)
 			continue;
 		if ((rc = emh__context_ping(c, err)) != 0) {
-			char msg[EMH_ERROR_MSG_MAX];
-			snprintf(msg, sizeof msg, "required %s", err ? err->message : "context is down");
-			if (err)
-				memcpy(err->message, msg, sizeof msg);
+			emh_error_prefix(err, rc, "required ");
 			goto out_free;
 		}
 	}

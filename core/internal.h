@@ -37,6 +37,9 @@ static inline int64_t emh__coarse_ns(void)
 
 /* error.c */
 int emh__error_in_context(emh_error *err, int code, const char *name);
+/* snprintf for messages, which are bounded: a longer one is cut, on purpose,
+ * at a UTF-8 character boundary. */
+void emh__msgf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- logging ---- */
 typedef struct emh__logger {
@@ -62,6 +65,7 @@ typedef struct emh__driver {
 	void *dl;       /* dlopen handle, NULL for static */
 	char *file;
 	emh_param_spec *params; /* the plugin's key specs, each zero-extended to this ABI, { NULL } ended */
+	emh_sql_dialect *dialect; /* d.dialect's zero-extended copy (SQL drivers), else NULL */
 } emh__driver;
 
 /* ---- pool ---- */
@@ -176,7 +180,7 @@ typedef struct emh_context {
 	emh__ctxconf conf;
 	const emh__driver *drv;
 	struct emh_params params;
-	char instance[64];
+	char instance[128]; /* "<host>-<serial>-<name>": unique whatever the name's length */
 	emh_dctx *dctx;
 	emh__pool pool;
 	bool is_default, required, schema_sync;

@@ -281,18 +281,35 @@ int emh__add_driver(emh_host *h, const emh_driver *src, void *dl, const char *fi
 		return strcmp(why, "out of memory") == 0 ? emh_error_set(err, EMH_ENOMEM, "out of memory")
 							 : refuse(h, file, "%s", why);
 	local.params = params;
+	/* The dialect is driver data without a size of its own: its members
+	 * appended in minor N exist only in drivers built against N or later,
+	 * so an older driver's is copied up to the size its minor knew and the
+	 * rest reads as zero. */
+	emh_sql_dialect *dialect = NULL;
+	if (local.dialect) {
+		size_t have = (local.abi_version & 0xffff) >= 1 ? sizeof *dialect : EMH__SQL_DIALECT_1_0_SIZE;
+		if (!(dialect = calloc(1, sizeof *dialect))) {
+			free(params);
+			return emh_error_set(err, EMH_ENOMEM, "out of memory");
+		}
+		memcpy(dialect, local.dialect, have);
+		local.dialect = dialect;
+	}
 	emh__driver *nd = realloc(h->drivers, (h->ndrivers + 1) * sizeof *nd);
 	if (!nd) {
 		free(params);
+		free(dialect);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
 	h->drivers = nd;
 	nd[h->ndrivers].d = local;
 	nd[h->ndrivers].dl = dl;
 	nd[h->ndrivers].params = params;
+	nd[h->ndrivers].dialect = dialect;
 	nd[h->ndrivers].file = strdup(file);
 	if (!nd[h->ndrivers].file) {
 		free(params);
+		free(dialect);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
 	h->ndrivers++;
@@ -400,6 +417,7 @@ void emh__unload_drivers(emh_host *h)
 			dlclose(h->drivers[i].dl);
 		free(h->drivers[i].file);
 		free(h->drivers[i].params);
+		free(h->drivers[i].dialect);
 	}
 	free(h->drivers);
 	h->drivers = NULL;

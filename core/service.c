@@ -129,7 +129,7 @@ static int desc_check(const emh_service *src, emh_service *local, char *why, siz
 		}
 		emh_error e;
 		if (n->entity && emh_entity_validate(n->entity, &e) != 0) {
-			snprintf(why, cap, "service '%s': need %zu: %s", local->name, i, e.message);
+			emh__msgf(why, cap, "service '%s': need %zu: %s", local->name, i, e.message);
 			return EMH_EPLUGIN;
 		}
 	}
@@ -533,7 +533,9 @@ int emh_services_load(emh_services *s, emh_error *err)
 					     sc->origin ? sc->origin : "", sc->origin ? ": " : "",
 					     sc->name ? sc->name : "?", module ? module : "");
 		char path[4200];
-		snprintf(path, sizeof path, "%s/%s.so", dir, module);
+		if ((size_t)snprintf(path, sizeof path, "%s/%s.so", dir, module) >= sizeof path)
+			return emh_error_set(err, EMH_ECONFIG, "service '%s': module path '%s/%s.so' is too long",
+					     sc->name ? sc->name : "?", dir, module);
 		void *dl = NULL;
 		const emh_service *src;
 		emh_service local;

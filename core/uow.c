@@ -533,8 +533,8 @@ static int flush(emh_em *em, emh__obj *only, emh_error *err)
 			snprintf(prefix, sizeof prefix, "context '%s': ", em->ctx->name);
 			if (strncmp(inner, prefix, strlen(prefix)) == 0)
 				inner += strlen(prefix);
-			snprintf(msg, sizeof msg, "%sflush of '%s' (%s) failed: %s", prefix, bad->m->pub.entity->name,
-				 key, inner);
+			emh__msgf(msg, sizeof msg, "%sflush of '%s' (%s) failed: %s", prefix, bad->m->pub.entity->name,
+				  key, inner);
 			memcpy(err->message, msg, sizeof msg);
 		}
 		if (atomic) {

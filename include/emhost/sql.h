@@ -28,6 +28,14 @@ enum {
 	EMH_SQL_UPSERT_ON_DUPLICATE_KEY, /* ... ON DUPLICATE KEY UPDATE c = VALUES(c) (MySQL, MariaDB) */
 };
 
+/*
+ * A SQL driver's dialect: static data of the driver.  Members are only ever
+ * appended; since the struct carries no size, the loader copies a driver's
+ * dialect up to the members of the ABI minor the driver was built against
+ * (emh_driver.abi_version) and zero-fills the rest, so a member appended in
+ * minor N reads as 0/NULL from an older driver.  Give every new member a
+ * zero value that means "as before".
+ */
 struct emh_sql_dialect {
 	char quote;           /* identifier quote: '"' or '`' */
 	bool numbered_params; /* $1, $2 ... (true) or ? (false) */
@@ -48,7 +56,11 @@ struct emh_sql_dialect {
 	void (*column_type)(const emh_meta *m, int field, char *buf, size_t cap);
 	/* EMH_SQL_UPSERT_*; drivers that set one advertise EMH_CAP_UPSERT. */
 	int upsert;
+	/* ---- ABI 1.1 (read only from drivers built against 1.1 or later) ---- */
 };
+
+/* The size of the members of ABI 1.0 (what a 1.0 driver's dialect holds). */
+#define EMH__SQL_DIALECT_1_0_SIZE (offsetof(emh_sql_dialect, upsert) + sizeof(int))
 
 /* Append s quoted with the dialect's identifier quote. */
 void emh_buf_ident(emh_buf *b, const emh_sql_dialect *d, const char *s);

@@ -313,13 +313,14 @@ static int mg_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 		if (!uri)
 			return emh_error_set(err, EMH_ECONFIG, "invalid host '%s' or port %lld", host, port);
 	}
-	/* The URL's own credentials win; the settings fill what it lacks
-	 * (e.g. a URL with a user and password_env). */
-	if (user && *user && !mongoc_uri_get_username(uri) && !mongoc_uri_set_username(uri, user)) {
+	/* Single settings override the URL (EMH_URL_WHOLE): the core dropped
+	 * the ones of lower precedence when it applied the URL, so a user or
+	 * password still set was set on purpose (password_env, an env key). */
+	if (user && *user && !mongoc_uri_set_username(uri, user)) {
 		rc = emh_error_set(err, EMH_ECONFIG, "invalid user name");
 		goto out_free_uri;
 	}
-	if (password && *password && !mongoc_uri_get_password(uri) && !mongoc_uri_set_password(uri, password)) {
+	if (password && *password && !mongoc_uri_set_password(uri, password)) {
 		rc = emh_error_set(err, EMH_ECONFIG, "invalid password (not UTF-8)");
 		goto out_free_uri;
 	}
@@ -658,7 +659,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.description = "MongoDB through libmongoc (transactions on replica sets and mongos)",
 	.caps = EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH | EMH_CAP_UPSERT,
 	.url_schemes = mg_schemes,
-	.url_form = EMH_URL_NETWORK, /* EMH_URL_WHOLE once the driver reads the whole "url" */
+	.url_form = EMH_URL_WHOLE, /* libmongoc reads it: replica sets, readPreference, ... */
 	.params = mg_params,
 	.context_open = mg_context_open,
 	.context_close = mg_context_close,

@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,16 +168,124 @@ static void pg_conn_free(emh_conn *c)
 }
 
 /*
+ * Why libpq refused a URL, without ever quoting its password: libpq quotes
+ * the part it cannot read, so a message quoting anything inside the
+ * password is withheld.  An emhost key written as a query option
+ * (?connect_timeout_ms=) gets a hint: a whole URL holds libpq's options only.
+ */
+static int pg_url_refusal(const char *url, const char *why, emh_error *err)
+{
+	const char *q1 = strchr(why, '"'), *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
+	size_t qn = q2 ? (size_t)(q2 - q1 - 1) : 0;
+	const char *auth = strstr(url, "://"), *at = NULL;
+	auth = auth ? auth + 3 : url;
+	for (const char *x = auth; *x && *x != '?' && *x != '#'; x++)
+		if (*x == '@')
+			at = x; /* the userinfo ends at the last '@' before the query */
+	const char *pw = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	size_t pwn = pw ? (size_t)(at - pw - 1) : 0;
+	/* A quoted piece can hold password text only by lying inside the
+	 * password or by crossing its ':' or '@' boundary. */
+	bool quotes_pw = pw && qn &&
+			 (memchr(q1 + 1, ':', qn) || memchr(q1 + 1, '@', qn) || memmem(pw + 1, pwn, q1 + 1, qn));
+	if (quotes_pw)
+		return emh_error_set(err, EMH_ECONFIG, "url: libpq cannot read it (its message is withheld: "
+						      "it quotes part of the password)");
+	if (qn && strstr(why, "invalid URI query parameter"))
+		for (const emh_param_spec *sp = pg_params; sp->key; sp++)
+			if (strlen(sp->key) == qn && memcmp(sp->key, q1 + 1, qn) == 0)
+				return emh_error_set(err, EMH_ECONFIG,
+						     "url: '%s' is an emhost key, not a libpq option: a postgres "
+						     "url holds libpq's options only, so set '%s' beside it",
+						     sp->key, sp->key);
+	size_t n = strlen(why);
+	while (n && (why[n - 1] == '\n' || why[n - 1] == ' '))
+		n--;
+	return emh_error_set(err, EMH_ECONFIG, "url: %.*s", (int)n, why);
+}
+
+/*
+ * A context's URL is libpq's to read (url_form EMH_URL_WHOLE: several hosts,
+ * target_session_attrs, every option libpq knows).  Check it now, at
+ * start-up, so a typo stops the host instead of failing every connect:
+ * libpq parses it (unknown options and malformed URLs are refused there),
+ * and the values we can judge without a server are judged here.
+ */
+static int pg_url_check(const char *url, emh_error *err)
+{
+	char *why = NULL;
+	PQconninfoOption *opts = PQconninfoParse(url, &why);
+	if (!opts) {
+		int rc = !why ? emh_error_set(err, EMH_ENOMEM, "out of memory") : pg_url_refusal(url, why, err);
+		PQfreemem(why);
+		return rc;
+	}
+	int rc = 0;
+	for (PQconninfoOption *o = opts; o->keyword && rc == 0; o++) {
+		if (!o->val)
+			continue;
+		if (strcmp(o->keyword, "port") == 0) {
+			/* "5432", or one per host: "5432,5433" (an empty one is the default) */
+			for (const char *q = o->val; rc == 0; q++) {
+				char *end = (char *)q;
+				long v = *q && *q != ',' ? strtol(q, &end, 10) : 5432;
+				if (v < 1 || v > 65535 || (*end && *end != ','))
+					rc = emh_error_set(err, EMH_ECONFIG, "url: 'port' must be in [1, 65535], got '%s'",
+							   o->val);
+				q = end;
+				if (!*q)
+					break;
+			}
+		} else if (strcmp(o->keyword, "sslmode") == 0) {
+			size_t i;
+			for (i = 0; pg_sslmodes[i] && strcmp(pg_sslmodes[i], o->val) != 0; i++)
+				;
+			if (!pg_sslmodes[i])
+				rc = emh_error_set(err, EMH_ECONFIG, "url: sslmode '%s' is not one of disable, allow, "
+								      "prefer, require, verify-ca, verify-full",
+						   o->val);
+		}
+	}
+	PQconninfoFree(opts);
+	return rc;
+}
+
+/* No per-context state: this only checks the URL before the host starts. */
+static int pg_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
+{
+	const char *url = emh_params_get(p, "url");
+	*out = NULL;
+	return url && *url ? pg_url_check(url, err) : 0;
+}
+
+static void pg_context_close(emh_dctx *dc) { (void)dc; }
+
+/* The URL's own options= (libpq "options"), to keep beside ours. */
+static char *pg_url_options(const char *url)
+{
+	PQconninfoOption *opts = PQconninfoParse(url, NULL);
+	char *v = NULL;
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (strcmp(o->keyword, "options") == 0 && o->val)
+			v = strdup(o->val);
+	PQconninfoFree(opts);
+	return v;
+}
+
+/*
  * Open a connection.  Every setting goes to libpq as a keyword array
- * (PQconnectStartParams with expand_dbname = 0), never pasted into a
- * conninfo string, so a value cannot smuggle in another keyword.  The
+ * (PQconnectStartParams), never pasted into a conninfo string, so a value
+ * cannot smuggle in another keyword.  A context's whole URL goes first as
+ * the one expanded "dbname" (expand_dbname = 1 expands only the first
+ * occurrence); single settings come after it and so override it.  The
  * session is pinned to UTF8, TimeZone UTC and standard_conforming_strings
  * (the dialect's LIKE ... ESCAPE '\' depends on it).
  */
 static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_error *err)
 {
-	const char *kw[16], *val[16];
+	const char *kw[18], *val[18];
 	int n = 0;
+	const char *url = emh_params_get(p, "url");
 	long long port = 0, timeout_ms = 0;
 	char portbuf[24], optbuf[1024];
 	const char *s;
@@ -205,8 +314,13 @@ static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 					     s);
 	}
 	s = emh_params_get(p, "options");
-	if ((size_t)snprintf(optbuf, sizeof optbuf, "-c TimeZone=UTC -c standard_conforming_strings=on%s%s",
-			     s ? " " : "", s ? s : "") >= sizeof optbuf)
+	char *url_opts = url && *url && !s ? pg_url_options(url) : NULL;
+	if (url_opts)
+		s = url_opts;
+	int on = snprintf(optbuf, sizeof optbuf, "-c TimeZone=UTC -c standard_conforming_strings=on%s%s",
+			  s ? " " : "", s ? s : "");
+	free(url_opts);
+	if ((size_t)on >= sizeof optbuf)
 		return emh_error_set(err, EMH_ECONFIG, "options is too long (at most 960 bytes)");
 
 #define PG_KW(k, v)                                                            \
@@ -218,6 +332,8 @@ static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 			n++;                                                   \
 		}                                                              \
 	} while (0)
+	if (url && *url)
+		PG_KW("dbname", url); /* first: the one dbname libpq expands */
 	PG_KW("host", emh_params_get(p, "host"));
 	if (port > 0) {
 		snprintf(portbuf, sizeof portbuf, "%lld", port);
@@ -243,7 +359,7 @@ static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 		free(c);
 		return rc;
 	}
-	c->pg = PQconnectStartParams(kw, val, 0);
+	c->pg = PQconnectStartParams(kw, val, url && *url ? 1 : 0);
 	if (!c->pg) {
 		pg_conn_free(c);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory starting a connection");
@@ -298,8 +414,10 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.caps = EMH_CAP_SQL | EMH_CAP_TRANSACTIONS | EMH_CAP_SAVEPOINTS | EMH_CAP_RETURNING | EMH_CAP_UPSERT |
 		EMH_CAP_ATOMIC_FLUSH,
 	.url_schemes = pg_url_schemes,
-	.url_form = EMH_URL_NETWORK, /* EMH_URL_WHOLE once the driver reads the whole "url" */
+	.url_form = EMH_URL_WHOLE, /* libpq reads it: several hosts, target_session_attrs, ... */
 	.params = pg_params,
+	.context_open = pg_context_open,
+	.context_close = pg_context_close,
 	.connect = pg_connect,
 	.disconnect = pg_disconnect,
 	.ping = pg_ping,

@@ -49,6 +49,7 @@ out() { grep -qF -- "$1" "$tmp/out"; ok $? "$2"; grep -qF -- "$1" "$tmp/out" || 
 err() { grep -qF -- "$1" "$tmp/err"; ok $? "$2"; grep -qF -- "$1" "$tmp/err" || { diag "stderr lacks: $1"; diag "$(cat "$tmp/err")"; }; }
 # outline REGEX NAME: some stdout line matches the extended regex.
 outline() { grep -qE -- "$1" "$tmp/out"; ok $? "$2"; grep -qE -- "$1" "$tmp/out" || { diag "no stdout line matches: $1"; diag "$(cat "$tmp/out")"; }; }
+nooutline() { ! grep -qE -- "$1" "$tmp/out"; ok $? "$2"; ! grep -qE -- "$1" "$tmp/out" || { diag "a stdout line matches: $1"; diag "$(cat "$tmp/out")"; }; }
 
 # ---- the real SQLite plugin is a dependency of this test ----
 [ -f "$plugins/sqlite.so" ]; ok $? "the sqlite plugin is built ($plugins/sqlite.so)"
@@ -201,9 +202,9 @@ if [ -f "$plugins/postgres.so" ]; then
 	status 0 "check-config with secrets"
 	outline "^  password +\*{8} +$files/secrets\.conf:8$" "file password masked, origin kept"
 	outline "^  url +postgres://bob:\*{8}@127\.0\.0\.1:1/db +$files/secrets\.conf:9$" "url shown with its password masked"
-	outline "^  password +\*{8} +url \($files/secrets\.conf:9\)$" "url password masked"
 	outline "^  password +\*{8} +env EMH_TEST_CLI_PW$" "password_env resolved and masked"
-	outline "^  user +bob +url \($files/secrets\.conf:9\)$" "url user shown"
+	# postgres URLs are libpq's to read (EMH_URL_WHOLE): kept whole, nothing split out of them
+	nooutline "^  (host|port|user|password|database) .*url \($files/secrets\.conf:9\)$" "no key is split out of a whole url"
 	EMH_TEST_CLI_PW=Env-Secret-77 run contexts -c "$files/secrets.conf"
 	status 1 "contexts with unreachable databases"
 	outline "^main +sqlite +yes +reachable$" "sqlite reachable"
@@ -219,24 +220,35 @@ if [ -f "$plugins/postgres.so" ]; then
 	status 1 "env url context unreachable"
 	EMH_CONTEXT_ENVPG_URL="postgresql://carl:Env-Url-Secret-99@127.0.0.1:bad/x" run -p "$plugins" check-config
 	status 1 "bad env url"
-	err "url (env EMH_CONTEXT_ENVPG_URL): bad port in the url" "bad url names the variable"
+	err "context 'envpg': url: 'port' must be in [1, 65535], got 'bad'" "a bad port in the url is refused at start-up"
+	EMH_CONTEXT_ENVPG_URL="postgresql://carl@127.0.0.1:1/x?nosuchoption=1" run -p "$plugins" check-config
+	status 1 "an option libpq does not know"
+	err "context 'envpg': url: invalid URI query parameter: \"nosuchoption\"" "is refused at start-up with libpq's reason"
+	EMH_CONTEXT_ENVPG_URL="postgresql://carl:Env-Url-Secret-99@127.0.0.1:1/x?connect_timeout_ms=300" run -p "$plugins" check-config
+	status 1 "an emhost key in a postgres url's query"
+	err "context 'envpg': url: 'connect_timeout_ms' is an emhost key, not a libpq option" "is refused with a hint"
+	EMH_CONTEXT_ENVPG_URL="postgresql://carl@127.0.0.1:1,127.0.0.1:2/x?target_session_attrs=read-write" \
+		run -p "$plugins" check-config
+	status 0 "a multi-host url with target_session_attrs is accepted"
+	outline "^  url +postgresql://carl@127\.0\.0\.1:1,127\.0\.0\.1:2/x\?target_session_attrs=read-write +env EMH_CONTEXT_ENVPG_URL$" "and kept whole"
 	EMH_CONTEXT_PGX_DRIVER=postgres EMH_CONTEXT_PGX_PORT=70000 run -p "$plugins" check-config
 	status 1 "a port out of range"
 	err "env EMH_CONTEXT_PGX_PORT: context 'pgx', key 'port': 'port' must be in [1, 65535], got 70000" "one message for every port"
 	EMH_CONTEXT_PGX_URL="postgres://u@127.0.0.1:70000/x" run -p "$plugins" check-config
 	status 1 "a url's port out of range"
-	err "url (env EMH_CONTEXT_PGX_URL): 'port' must be in [1, 65535], got 70000" "the same message"
-	# a '/' in the password (issue 11): read as part of the password, never as the database
+	err "url: 'port' must be in [1, 65535], got '70000'" "the same message"
+	# a '/' in the password (issue 11): libpq would read it as the path, so it is refused, unprinted
 	EMH_CONTEXT_SLASH_URL="postgres://app:2024/SEKRIT-Slash-55@127.0.0.1:1/app" run -p "$plugins" check-config
-	status 0 "a '/' in a url's password"
-	outline "^  database +app +url \(env EMH_CONTEXT_SLASH_URL\)$" "the database is not taken from the password"
-	outline "^  host +127\.0\.0\.1 +url \(env EMH_CONTEXT_SLASH_URL\)$" "nor the host"
+	status 1 "a '/' in a whole url's password is refused"
+	err "'/'" "saying why"
+	EMH_CONTEXT_SLASH_URL="postgres://app:2024%2FSEKRIT-Slash-55@127.0.0.1:1/app" run -p "$plugins" check-config
+	status 0 "percent-encoded, it is accepted"
 	outline "^  url +postgres://app:\*{8}@127\.0\.0\.1:1/app +env EMH_CONTEXT_SLASH_URL$" "the url shown masked"
-	EMH_CONTEXT_SLASH_URL="postgres://app:2024/SEKRIT-Slash-55@127.0.0.1:1/app" run -p "$plugins" contexts
+	EMH_CONTEXT_SLASH_URL="postgres://app:2024%2FSEKRIT-Slash-55@127.0.0.1:1/app" run -p "$plugins" contexts
 	status 1 "its context is unreachable, and says so without the password"
 else
 	diag "SKIPPING the PostgreSQL secret tests: $plugins/postgres.so is not built (configure found no libpq)"
-	skip 26 "postgres plugin not built"
+	skip 31 "postgres plugin not built"
 fi
 
 # ---- a MongoDB URL with several hosts (no server needed: the driver connects lazily) ----
@@ -244,13 +256,11 @@ if [ -f "$plugins/mongo.so" ]; then
 	EMH_CONTEXT_DOCS_URL="mongodb://app:Env-Url-Secret-99@127.0.0.1:1,127.0.0.1:2/appdb?replicaSet=rs0" \
 		run -p "$plugins" check-config
 	status 0 "mongodb url with several hosts"
-	outline "^  host +127\.0\.0\.1 +url \(env EMH_CONTEXT_DOCS_URL\)$" "host is the first host"
-	outline "^  port +1 +url \(env EMH_CONTEXT_DOCS_URL\)$" "port is the first port"
-	outline "^  replicaSet +rs0 +url \(env EMH_CONTEXT_DOCS_URL\)$" "query option kept as a key"
+	nooutline "^  (host|port|user|password|database|replicaSet) .*url \(env EMH_CONTEXT_DOCS_URL\)$" "libmongoc's to read: nothing split out of it"
 	outline "^  url +mongodb://app:\*{8}@127\.0\.0\.1:1,127\.0\.0\.1:2/appdb\?replicaSet=rs0 +env EMH_CONTEXT_DOCS_URL$" "the whole url kept, its password masked"
 else
 	diag "SKIPPING the MongoDB url tests: $plugins/mongo.so is not built (configure found no libmongoc)"
-	skip 5 "mongo plugin not built"
+	skip 3 "mongo plugin not built"
 fi
 
 # ---- no secret ever printed, by any command above ----

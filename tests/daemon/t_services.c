@@ -278,7 +278,7 @@ static void test_failures(void)
 	}
 
 	/* a module writable by others is refused */
-	char src[1200], dst[512], dir[512];
+	char src[1200], dst[600], dir[512];
 	snprintf(dir, sizeof dir, "%s/wdir", tmp);
 	mkdir(dir, 0755);
 	snprintf(src, sizeof src, "%s/fx_good.so", fxdir);
@@ -415,7 +415,7 @@ int main(void)
 	snprintf(tmp, sizeof tmp, "/tmp/emh-tsvc-XXXXXX");
 	if (!mkdtemp(tmp))
 		bail("mkdtemp: %s", strerror(errno));
-	char f[600];
+	char f[1100];
 	snprintf(f, sizeof f, "%s/fx_good.so", fxdir);
 	if (access(f, R_OK) != 0)
 		bail("fixture modules not built: %s", f);

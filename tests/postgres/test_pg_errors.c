@@ -211,9 +211,8 @@ static void test_connect_errors(emh_host *h)
 	/* a server that accepts TCP but never answers: connect_timeout_ms holds */
 	{
 		int fd = loopback_port(true, port, sizeof port);
-		snprintf(url, sizeof url, "postgres://%s:%s@127.0.0.1:%s/%s?connect_timeout_ms=300&sslmode=disable",
-			 g_user, g_pw, port, g_db);
-		if (add_ctx(h, "mute", (const char *const[]){"url", url, NULL}, &err) == 0) {
+		snprintf(url, sizeof url, "postgres://%s:%s@127.0.0.1:%s/%s?sslmode=disable", g_user, g_pw, port, g_db);
+		if (add_ctx(h, "mute", (const char *const[]){"url", url, "connect_timeout_ms", "300", NULL}, &err) == 0) {
 			t0 = now_s();
 			rc = emh_host_ping(h, "mute", &err);
 			double dt = now_s() - t0;
@@ -641,7 +640,7 @@ static void test_schema_mismatch(emh_host *h)
 
 	diag("a schema mismatch names the table and the column");
 	{
-		char sql[200];
+		char sql[400];
 		em = fixture_fork(h, "pg");
 		snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s; CREATE TABLE %s (id bigint PRIMARY KEY, email integer)",
 			 g_bad, g_bad);

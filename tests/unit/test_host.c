@@ -203,6 +203,27 @@ int main(void)
 	emh_em_close(em);
 	emh_host_free(h1);
 
+	/* Two hosts, one long context name on sqlite::memory:: each must get its
+	 * own database.  The instance string that names it once held the name
+	 * first and was cut at 64 bytes, so the part that told the hosts apart
+	 * was lost and both opened one shared in-memory database. */
+	{
+		const char *long_name = "tenant_with_a_rather_long_name_to_fill_the_instance_buffer_x";
+		const char *mem[] = {"url", "sqlite::memory:", "schema", "sync", NULL};
+		emh_host *a = new_host(env1, &err), *b = new_host(env2, &err);
+		if (!a || !b)
+			bail("hosts: %s", err.message);
+		if (emh_host_add_context(a, long_name, mem, &err) || emh_host_add_context(b, long_name, mem, &err) ||
+		    emh_host_register_entity(a, long_name, &note_entity, &err) ||
+		    emh_host_register_entity(b, long_name, &note_entity, &err))
+			bail("long-named contexts: %s", err.message);
+		is_int(add_note(a, long_name, "only in a", &err), 0, "a row in host a's long-named memory context");
+		is_int(count_notes(b, long_name), 0, "host b's context of the same long name is another database");
+		is_int(count_notes(a, long_name), 1, "host a sees its row");
+		emh_host_free(a);
+		emh_host_free(b);
+	}
+
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
 	if (system(cmd) != 0)
