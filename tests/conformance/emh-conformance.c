@@ -29,9 +29,8 @@
  * "ok N - case # SKIP not applicable: reason", never left out.
  *
  * Isolation: every table is named conf_<pid>_<name>, created with
- * emh_host_sync_schema and dropped at the end (SQL drivers: DROP TABLE; mongo:
- * the command document {"drop": "<collection>"}; other drivers: left behind,
- * said in a diag line).
+ * emh_host_sync_schema and dropped at the end with emh_host_drop_schema (the
+ * driver's drop member, or DROP TABLE for a SQL driver without one).
  *
  * Comparison rules: timestamps compare exactly (microseconds), doubles
  * exactly (they must round-trip bit for bit), text and blobs byte for byte.
@@ -185,7 +184,7 @@ typedef struct suite {
 	char driver[64];
 	uint64_t caps;
 	char capstr[256];
-	bool sql, mongo;
+	bool sql;
 	bool no_native; /* --no-native-codes */
 	bool have_other;
 	char tables[T__N][64];
@@ -680,7 +679,6 @@ static int suite_setup(suite *s)
 	emh_caps_string(s->caps, s->capstr, sizeof s->capstr);
 	diag("capabilities: %s", s->capstr[0] ? s->capstr : "(none)");
 	s->sql = (s->caps & EMH_CAP_SQL) != 0;
-	s->mongo = strcmp(s->driver, "mongo") == 0;
 
 	for (int t = 0; t < T__N; t++) {
 		if (t == T_UNREG)
@@ -2567,28 +2565,13 @@ static void t_threads(suite *s)
 
 /* ---- tear down ---- */
 
+/* Drop every table of the suite through the driver (its drop member, or
+ * DROP TABLE for a SQL driver without one): no driver is known by name. */
 static void suite_drop(suite *s)
 {
 	emh_error err;
-
-	if (!s->sql && !s->mongo) {
-		diag("driver '%s' is neither SQL nor mongo: leaving the conf_%ld_* tables behind", s->driver,
-		     (long)getpid());
-		return;
-	}
-	emh_em *em = xfork(s, NULL);
-	for (int t = 0; t < T__N; t++) {
-		char cmd[160];
-		if (t == T_UNREG)
-			continue;
-		if (s->sql)
-			snprintf(cmd, sizeof cmd, "DROP TABLE %s", s->tables[t]);
-		else
-			snprintf(cmd, sizeof cmd, "{\"drop\": \"%s\"}", s->tables[t]);
-		int rc = emh_em_execute(em, cmd, &err);
-		OK_RC(rc, err, "drop %s (emh_em_execute '%s')", s->tables[t], cmd);
-	}
-	emh_em_close(em);
+	int rc = emh_host_drop_schema(s->h, s->ctx, &err);
+	OK_RC(rc, err, "drop the suite's tables (emh_host_drop_schema)");
 }
 
 /* ---- main ---- */

@@ -46,7 +46,6 @@ typedef struct fault_driver {
 	/* A failing fork returns within this: not a performance figure, just
 	 * "it returned an error instead of hanging". */
 	double bound_ms;
-	bool document;              /* drop the table with {"drop": T}, not DROP TABLE */
 	const char *persistent_var; /* "1" there when the server keeps data across a restart; NULL: always */
 } fault_driver;
 
@@ -66,7 +65,7 @@ static const fault_driver fault_drivers[] = {
 	{.name = "mysql", .ctx = "my", .url_var = "EMH_TEST_MYSQL_URL", .server = "mariadb", .settings = my_settings,
 	 .pool_max = 2, .bound_ms = 3000 + 1000},
 	{.name = "mongo", .ctx = "mg", .url_var = "EMH_TEST_MONGO_URI", .server = "mongo", .settings = mg_settings,
-	 .pool_max = 4, .bound_ms = 3000, .document = true, .persistent_var = "EMH_TEST_MONGO_PERSISTENT"},
+	 .pool_max = 4, .bound_ms = 3000, .persistent_var = "EMH_TEST_MONGO_PERSISTENT"},
 };
 
 typedef struct fault_item {
@@ -237,20 +236,10 @@ static bool driver_loaded(const fault_run *fr, const char *name)
 	return false;
 }
 
+/* Drop the context's tables through the driver, whatever its kind. */
 static int fault_drop(const fault_run *fr, emh_error *err)
 {
-	emh_em *em;
-	char cmd[160];
-	if (fr->d->document)
-		snprintf(cmd, sizeof cmd, "{\"drop\": \"%s\"}", fr->table);
-	else
-		snprintf(cmd, sizeof cmd, "DROP TABLE IF EXISTS %s", fr->table);
-	int rc = emh_host_fork(fr->h, fr->d->ctx, &em, err);
-	if (rc)
-		return rc;
-	rc = emh_em_execute(em, cmd, err);
-	emh_em_close(em);
-	return rc;
+	return emh_host_drop_schema(fr->h, fr->d->ctx, err);
 }
 
 /* The host, the context under test, a SQLite context beside it when the driver is built. */
