@@ -264,6 +264,14 @@ int emh__add_driver(emh_host *h, const emh_driver *src, void *dl, const char *fi
 			 EMH_DRIVER_ABI_MAJOR, EMH_DRIVER_ABI_MINOR);
 		local.caps &= CAPS_KNOWN;
 	}
+	if ((src->abi_version & 0xffff) == 0) {
+		/* ABI 1.0 had no url_form: the 1.0 core read "sqlite:" URLs as file
+		 * paths and every other scheme as a network URL.  A 1.0 plugin gets
+		 * that reading still, so its URLs mean what they meant. */
+		for (const char *const *sc = local.url_schemes; sc && *sc; sc++)
+			if (strcmp(*sc, "sqlite") == 0)
+				local.url_form = EMH_URL_FILE;
+	}
 	char reason[512];
 	if (!local.name || !emh_ident_valid(local.name))
 		return refuse(h, file, "descriptor has no valid name");
