@@ -2571,7 +2571,10 @@ static void suite_drop(suite *s)
 {
 	emh_error err;
 	int rc = emh_host_drop_schema(s->h, s->ctx, &err);
-	OK_RC(rc, err, "drop the suite's tables (emh_host_drop_schema)");
+	if (rc == EMH_EUNSUPPORTED) /* drop is an optional member (ABI 1.1); a 1.0 driver has none */
+		skip(1, "not applicable: the driver has no drop member, the suite's tables stay behind");
+	else
+		OK_RC(rc, err, "drop the suite's tables (emh_host_drop_schema)");
 }
 
 /* ---- main ---- */
