@@ -157,7 +157,7 @@ int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err)
 	}
 	if (h->def)
 		h->def->is_default = true;
-	for (size_t i = 0; i < h->nctx; i++) {
+	for (size_t i = 0; i < h->nctx && !opts->offline; i++) {
 		emh_context *c = h->ctxs[i];
 		if (!c->required)
 			continue;

@@ -42,6 +42,9 @@ typedef void (*emh_log_fn)(void *ud, int level, const char *context, const char 
  *   log, log_ud   log sink (NULL = stderr)
  *   log_level     EMH_LOG_*; lines above it are dropped (default 0 = ERROR;
  *                 use EMH_LOG_WARN or more to see plugin refusals)
+ *   offline       connect to no database: required contexts are not
+ *                 checked (`emhost check-config --offline`).  Everything
+ *                 else is validated as usual.
  */
 typedef struct emh_host_opts {
 	const char *config_path;
@@ -53,12 +56,13 @@ typedef struct emh_host_opts {
 	emh_log_fn log;
 	void *log_ud;
 	int log_level;
+	bool offline;
 } emh_host_opts;
 
 /*
  * Read the configuration (file, then environment), load the driver plugins,
  * and create every context.  No connection is opened except to check each
- * context marked required = true.  On failure *out is NULL and err says
+ * context marked required = true (none with opts->offline).  On failure *out is NULL and err says
  * what and where ("FILE:LINE: message").
  * Returns 0, EMH_ECONFIG, EMH_EPLUGIN (a configured context needs a driver
  * that was refused or is missing), the connection error of a required
