@@ -45,6 +45,12 @@ const emh_param_spec emh__common_context_keys[] = {
 	  .help = "close a connection idle this long, above pool.min; 0 = never" },
 	{ .key = "pool.max_lifetime_ms", .kind = EMH_PARAM_INT, .def = "0", .min = 0, .max = INT32_MAX,
 	  .help = "replace a connection older than this; 0 = never" },
+	{ .key = "log_queries", .kind = EMH_PARAM_BOOL, .def = "false",
+	  .help = "log every statement with its duration (info), parameters masked" },
+	{ .key = "log_query_values", .kind = EMH_PARAM_BOOL, .def = "false",
+	  .help = "show parameter values in the query log, except on entities with a secret field" },
+	{ .key = "slow_query_ms", .kind = EMH_PARAM_INT, .def = "0", .min = 0, .max = INT32_MAX,
+	  .help = "log statements that take at least this long, at warning; 0 = none" },
 	{ .key = NULL },
 };
 

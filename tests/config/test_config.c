@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include "cfg_int.h"
 #include "cfgtest.h"
 
 /* ---- the tests ---- */
@@ -612,7 +613,11 @@ static void test_settings_api(void)
 	size_t n = 0;
 	while (emh__common_context_keys[n].key)
 		n++;
-	is_int(n, 13, "13 common keys");
+	is_int(n, 16, "16 common keys");
+	ok(emh__spec_find(emh__common_context_keys, "log_queries") &&
+		   emh__spec_find(emh__common_context_keys, "log_query_values") &&
+		   emh__spec_find(emh__common_context_keys, "slow_query_ms"),
+	   "the query log's keys are common keys");
 }
 
 int main(void)
