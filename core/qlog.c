@@ -31,7 +31,8 @@ static const double bound_s[EMH__Q_BUCKETS] = {
 	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 };
 static const char *const op_names[EMH__Q_NOPS] = {
-	"get", "find", "count", "insert", "update", "delete", "upsert", "execute", "sync", "begin", "commit", "rollback",
+	"get", "find", "count", "insert", "update", "delete",
+	"upsert", "execute", "sync", "begin", "commit", "rollback",
 };
 _Static_assert(sizeof op_names / sizeof *op_names == EMH__Q_NOPS, "a name for every operation");
 
@@ -263,7 +264,8 @@ int emh_host_query_stats(emh_host *h, emh_query_stats **out, size_t *n, emh_erro
 				cum[k * EMH__Q_BUCKETS + (size_t)b] = run += slot[b];
 			/* count from the same loads as the buckets: never below them */
 			s->count = total;
-			s->sum_seconds = (double)atomic_load_explicit(&c->qstats.sum_ns[op], memory_order_relaxed) / 1e9;
+			uint64_t sum = atomic_load_explicit(&c->qstats.sum_ns[op], memory_order_relaxed);
+			s->sum_seconds = (double)sum / 1e9;
 			k++;
 		}
 	}

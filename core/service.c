@@ -387,7 +387,8 @@ static int svc_register_entities(emh_services *s, emh_svc *svc, emh_error *err)
 		if (rc == 0)
 			continue;
 		const emh_svc *owner;
-		const emh__svc_need *theirs = rc == EMH_ECONFIG ? entity_owner(s->v, s->n, ctx, n->entity, &owner) : NULL;
+		const emh__svc_need *theirs =
+			rc == EMH_ECONFIG ? entity_owner(s->v, s->n, ctx, n->entity, &owner) : NULL;
 		if (theirs)
 			return err_entity_clash(svc, n, owner, theirs, err);
 		emh_error_set(err, rc, "service '%s' needs entity '%s' in context '%s': %s", svc->name,
@@ -663,7 +664,8 @@ static int svc_check_entities(emh_services *s, emh_svc *const *done, size_t ndon
 			emh_error_set(err, EMH_ECONFIG,
 				      "service '%s' needs entity '%s' in context '%s': context '%s': entities '%s' and "
 				      "'%s' both map to table '%s'",
-				      svc->name, n->entity->name, ctx, ctx, other->name, n->entity->name, n->entity->table);
+				      svc->name, n->entity->name, ctx, ctx, other->name, n->entity->name,
+				      n->entity->table);
 			return emh_error_context(err, EMH_ECONFIG, ctx);
 		}
 	}

@@ -192,7 +192,7 @@ static int cmd_check_config(emh_host *h, const char *path, bool offline)
 	}
 	printf("\nconfiguration ok: %zu context%s, %zu driver%s", n, n == 1 ? "" : "s", ndrv, ndrv == 1 ? "" : "s");
 	if (nrequired)
-		printf("; %s", offline ? "required databases not contacted (--offline)" : "required databases reachable");
+		printf("; required databases %s", offline ? "not contacted (--offline)" : "reachable");
 	printf("\n");
 	emh_context_info_free(ci, n);
 	return 0;

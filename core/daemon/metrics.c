@@ -90,18 +90,20 @@ enum MHD_Result emhd__serve_metrics(struct MHD_Connection *conn, emhd_req *r)
 	}
 	prom_header(&out, "emhost_query_duration_seconds", "histogram",
 		    "Database calls of forks by context and operation, from the call to the driver's answer.");
+#define QD "emhost_query_duration_seconds"
 	for (size_t i = 0; i < nq; i++) {
 		const emh_query_stats *q = &qs[i];
 		for (size_t b = 0; b < q->nbuckets; b++)
-			emh_buf_addf(&out, "emhost_query_duration_seconds_bucket{context=\"%s\",op=\"%s\",le=\"%g\"} %llu\n",
-				q->context, q->op, q->le[b], (unsigned long long)q->cumulative[b]);
-		emh_buf_addf(&out, "emhost_query_duration_seconds_bucket{context=\"%s\",op=\"%s\",le=\"+Inf\"} %llu\n",
-			q->context, q->op, (unsigned long long)q->count);
-		emh_buf_addf(&out, "emhost_query_duration_seconds_sum{context=\"%s\",op=\"%s\"} %.6f\n", q->context, q->op,
-			q->sum_seconds);
-		emh_buf_addf(&out, "emhost_query_duration_seconds_count{context=\"%s\",op=\"%s\"} %llu\n", q->context,
-			q->op, (unsigned long long)q->count);
+			emh_buf_addf(&out, QD "_bucket{context=\"%s\",op=\"%s\",le=\"%g\"} %llu\n", q->context, q->op,
+				q->le[b], (unsigned long long)q->cumulative[b]);
+		/* +Inf and _count are the count: never below the buckets, taken from the same loads */
+		emh_buf_addf(&out, QD "_bucket{context=\"%s\",op=\"%s\",le=\"+Inf\"} %llu\n", q->context, q->op,
+			(unsigned long long)q->count);
+		emh_buf_addf(&out, QD "_sum{context=\"%s\",op=\"%s\"} %.6f\n", q->context, q->op, q->sum_seconds);
+		emh_buf_addf(&out, QD "_count{context=\"%s\",op=\"%s\"} %llu\n", q->context, q->op,
+			(unsigned long long)q->count);
 	}
+#undef QD
 	emh_query_stats_free(qs);
 
 	prom_header(&out, "emhost_http_requests_total", "counter", "HTTP requests answered, by service and status.");

@@ -288,8 +288,8 @@ static void test_failures(void)
 		    "no handle");
 	expect_fail("{ name = \"x\"; module = \"fx_nosym\"; }", EMH_EPLUGIN,
 		    "no symbol 'emh_service_descriptor': not an emhost service", "no descriptor symbol");
-	expect_fail("{ name = \"x\"; module = \"fx_missing\"; }", EMH_EPLUGIN, "service 'x': no module 'fx_missing.so' in ",
-		    "missing module file");
+	expect_fail("{ name = \"x\"; module = \"fx_missing\"; }", EMH_EPLUGIN,
+		    "service 'x': no module 'fx_missing.so' in ", "missing module file");
 	expect_fail("{ name = \"x\"; module = \"fx_god\"; }", EMH_EPLUGIN, "(did you mean 'fx_good'? modules there: ",
 		    "misspelt module: the closest one is suggested");
 	expect_fail_as("{ name = \"x\"; module = \"fx_initfail\"; }", EMH_EUNAVAILABLE,
