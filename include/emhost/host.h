@@ -42,9 +42,10 @@ typedef void (*emh_log_fn)(void *ud, int level, const char *context, const char 
  *   log, log_ud   log sink (NULL = stderr)
  *   log_level     EMH_LOG_*; lines above it are dropped (default 0 = ERROR;
  *                 use EMH_LOG_WARN or more to see plugin refusals)
- *   offline       connect to no database: required contexts are not
- *                 checked (`emhost check-config --offline`).  Everything
- *                 else is validated as usual.
+ *   offline       do not ping the required contexts when the host
+ *                 starts, so emh_host_new contacts no database server
+ *                 (`emhost check-config --offline`); everything else is
+ *                 validated as usual.  Later calls connect as always.
  */
 typedef struct emh_host_opts {
 	const char *config_path;
