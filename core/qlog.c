@@ -156,11 +156,7 @@ static void params_add(emh_buf *b, const emh__op *o, bool show)
 	emh_buf_release(&p);
 }
 
-/*
- * Log a call of context c that took ns and returned rc, whose statement is
- * in b: warning when slow, info when every call is logged.  Is it logged at
- * all?  The caller asks first with qlog_level.
- */
+/* Log a call of context c that took ns and returned rc, whose statement is in b, at level (qlog_level's). */
 static void qlog_line(const emh_context *c, int level, emh_buf *b, int rc, int64_t ns)
 {
 	if (b->oom)
@@ -204,14 +200,17 @@ void emh__qlog_op(emh_em *em, const emh__op *o, int op, int rc, int64_t ns)
 	emh_buf_release(&b);
 }
 
-void emh__qlog_tx(emh_em *em, const char *text, const char *name, int rc, int64_t ns)
+void emh__qlog_tx(emh_em *em, int op, const char *text, const char *name, int rc, int64_t ns)
 {
 	const emh_context *c = em->ctx;
 	int level = qlog_level(&c->qlog, ns);
 	if (level < 0 || level > c->host->log.level)
 		return;
 	emh_buf b = EMH_BUF_INIT;
-	emh_buf_addf(&b, "%s%s", text, name);
+	if (c->drv->d.dialect)
+		emh_buf_addf(&b, "%s%s", text, name);
+	else /* a document driver's own transaction call, not SQL */
+		emh_buf_addf(&b, "%s %s%s%s", c->drv->d.name, op_names[op], *name ? " " : "", name);
 	qlog_line(c, level, &b, rc, ns);
 	emh_buf_release(&b);
 }

@@ -80,7 +80,11 @@ void emh__qlog_init(emh__qlog *q, const emh__ctxconf *conf);
  */
 void emh__qlog_op(struct emh_em *em, const struct emh__op *o, int op, int rc, int64_t ns);
 
-/* The same for a transaction step of em: the statement sent is text then name ("BEGIN", "SAVEPOINT " "emh_sp_2"). */
-void emh__qlog_tx(struct emh_em *em, const char *text, const char *name, int rc, int64_t ns);
+/*
+ * The same for a transaction step of em (op EMH__Q_BEGIN, _COMMIT or
+ * _ROLLBACK): a SQL driver's statement is text then name ("BEGIN",
+ * "SAVEPOINT " "emh_sp_2"), a document driver's "mongo begin".
+ */
+void emh__qlog_tx(struct emh_em *em, int op, const char *text, const char *name, int rc, int64_t ns);
 
 #endif

@@ -106,7 +106,7 @@ static int tx_send(emh_em *em, tx_step step, int level, emh_error *err)
 	int qop = step == TX_BEGIN ? EMH__Q_BEGIN : step == TX_COMMIT ? EMH__Q_COMMIT : EMH__Q_ROLLBACK;
 	emh__qstats_add(&em->ctx->qstats, qop, ns);
 	if (em->ctx->qlog.on)
-		emh__qlog_tx(em, verb ? verb : what, name, rc, ns);
+		emh__qlog_tx(em, qop, verb ? verb : what, name, rc, ns);
 	em->conn_used = true;
 	if (rc) {
 		emh__em_conn_failed(em, rc, err);
