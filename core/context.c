@@ -260,6 +260,7 @@ int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_
 	c->required = truthy(emh__ctxconf_get(&c->conf, "required"));
 	const char *schema = emh__ctxconf_get(&c->conf, "schema");
 	c->schema_sync = schema && strcmp(schema, "sync") == 0;
+	emh__qlog_init(&c->qlog, &c->conf);
 	if (drv->d.context_open && (rc = drv->d.context_open(&c->params, &c->dctx, err)) != 0)
 		goto out_free;
 	if ((rc = emh__pool_init(&c->pool, drv, c->dctx, &c->params, &c->conf, err)) != 0)

@@ -206,6 +206,30 @@ static int sync_pending(emh_em *em, emh_error *err)
 	return 0;
 }
 
+/* The operation a call counts as, for the histograms and the query log. */
+static int op_qop(const emh__op *o)
+{
+	switch (o->kind) {
+	case OP_STMT:
+		switch (o->st->kind) {
+		case EMH_STMT_SELECT: return o->m && o->st == o->m->st_get ? EMH__Q_GET : EMH__Q_FIND;
+		case EMH_STMT_COUNT: return EMH__Q_COUNT;
+		case EMH_STMT_INSERT: return o->m && o->st == o->m->st_upsert ? EMH__Q_UPSERT : EMH__Q_INSERT;
+		case EMH_STMT_UPDATE: return EMH__Q_UPDATE;
+		case EMH_STMT_DELETE: return EMH__Q_DELETE;
+		default: return o->m && o->st == o->m->st_upsert ? EMH__Q_UPSERT : EMH__Q_EXECUTE;
+		}
+	case OP_INSERT: return EMH__Q_INSERT;
+	case OP_UPDATE: return EMH__Q_UPDATE;
+	case OP_REMOVE: return EMH__Q_DELETE;
+	case OP_FIND: return o->get ? EMH__Q_GET : EMH__Q_FIND;
+	case OP_COUNT: return EMH__Q_COUNT;
+	case OP_SYNC: return EMH__Q_SYNC;
+	case OP_UPSERT: return EMH__Q_UPSERT;
+	default: return EMH__Q_EXECUTE;
+	}
+}
+
 /* A call that only reads: safe to send again if its connection was stale. */
 static bool op_reads(const emh__op *o)
 {
@@ -244,7 +268,7 @@ int emh__em_run(emh_em *em, emh__op *o, emh_error *err)
 		if ((rc = emh__em_run(em, &s, err)) != 0)
 			return rc;
 	}
-	atomic_fetch_add_explicit(&em->ctx->queries, 1, memory_order_relaxed);
+	int64_t t0 = emh__now_ns();
 	rc = op_call(em, o, err);
 	if (emh__em_stale_first_use(em, rc) && op_reads(o)) {
 		em->pc_status = EMH_EUNAVAILABLE;
@@ -255,6 +279,12 @@ int emh__em_run(emh_em *em, emh__op *o, emh_error *err)
 			o->sink->affected = o->sink->last_id = 0;
 		rc = op_call(em, o, err);
 	}
+	/* the call, a resend included, into the histogram (which counts it); the log only when asked */
+	int64_t ns = emh__now_ns() - t0;
+	int qop = op_qop(o);
+	emh__qstats_add(&em->ctx->qstats, qop, ns);
+	if (em->ctx->qlog.on)
+		emh__qlog_op(em, o, qop, rc == EMH__STOP ? 0 : rc, ns);
 	if (em->pc)
 		em->conn_used = true;
 	if (rc == EMH__STOP)
@@ -770,7 +800,7 @@ int emh_repo_get(emh_repo *r, emh_value key, void **out, emh_error *err)
 		emh_q_where(q, emh_q_eq(q, kf->name, key));
 		if ((rc = emh__query_error(q, err)) != 0)
 			return emh__em_fail(em, rc, err);
-		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = &ls.base};
+		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = &ls.base, .get = true};
 		rc = emh__em_run(em, &o, err);
 	}
 	if (rc)

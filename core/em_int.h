@@ -56,6 +56,7 @@ typedef struct emh__op {
 	const emh_query *q;
 	int64_t *count;
 	const char *text;
+	bool get; /* OP_FIND of emh_repo_get: counted and logged as a get */
 } emh__op;
 
 /* Bookkeeping to restore when a transaction level is rolled back (uow.c). */

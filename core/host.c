@@ -157,7 +157,7 @@ int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err)
 	}
 	if (h->def)
 		h->def->is_default = true;
-	for (size_t i = 0; i < h->nctx; i++) {
+	for (size_t i = 0; i < h->nctx && !opts->offline; i++) {
 		emh_context *c = h->ctxs[i];
 		if (!c->required)
 			continue;
@@ -270,7 +270,7 @@ int emh_host_contexts(emh_host *h, emh_context_info **out, size_t *n, emh_error 
 		ci->opened = atomic_load(&c->pool.opened);
 		ci->discarded = atomic_load(&c->pool.discarded);
 		ci->forks_open = atomic_load(&c->forks_open);
-		ci->queries = atomic_load(&c->queries);
+		ci->queries = emh__qstats_total(&c->qstats);
 		for (int k = 0; k < EMH__ERRKINDS && k < 32; k++)
 			ci->errors[k] = atomic_load(&c->errors[k]);
 	}

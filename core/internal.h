@@ -16,6 +16,7 @@
 
 #include "arena.h"
 #include "cfg.h"
+#include "qlog.h"
 
 #define EMH__ERRKINDS 32
 
@@ -197,11 +198,12 @@ typedef struct emh_context {
 	_Atomic uint32_t next_stmt_id;
 	uint32_t next_meta_id;
 	_Atomic uint64_t caps;  /* driver caps & server caps, once known (else 0) */
-	_Atomic uint64_t queries;
 	_Atomic uint64_t errors[EMH__ERRKINDS];
 	_Atomic unsigned forks_open;
 	_Atomic int unsynced;   /* registered entities whose schema is not synced yet */
 	void *_Atomic spare_em; /* one closed fork kept for the next: saves a malloc/free pair */
+	emh__qlog qlog;         /* log_queries, slow_query_ms (qlog.c) */
+	emh__qstats qstats;     /* durations of the database calls, which also count them */
 } emh_context;
 
 /* Create a context from its configuration (taken over: *conf is zeroed on success). */

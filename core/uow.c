@@ -70,11 +70,13 @@ static int tx_send(emh_em *em, tx_step step, int level, emh_error *err)
 {
 	const emh_driver *d = &em->ctx->drv->d;
 	emh_conn *c = em->pc->conn;
+	int64_t t0 = emh__now_ns();
+	const char *what = NULL, *verb = NULL; /* what is sent, or verb and name (a savepoint) */
+	char name[32] = "";
 	int rc;
 	if (level <= 1) {
-		const char *sql;
-		tx_fn fn = tx_member(d, step, &sql);
-		rc = fn ? fn(c, err) : d->execute(c, sql, err);
+		tx_fn fn = tx_member(d, step, &what);
+		rc = fn ? fn(c, err) : d->execute(c, what, err);
 		if (step == TX_BEGIN && emh__em_stale_first_use(em, rc)) {
 			/* BEGIN on a connection that went stale while idle: harmless to resend. */
 			em->pc_status = EMH_EUNAVAILABLE;
@@ -82,11 +84,9 @@ static int tx_send(emh_em *em, tx_step step, int level, emh_error *err)
 			if ((rc = emh__em_conn(em, err)) != 0)
 				return rc;
 			c = em->pc->conn;
-			rc = fn ? fn(c, err) : d->execute(c, sql, err);
+			rc = fn ? fn(c, err) : d->execute(c, what, err);
 		}
 	} else {
-		char name[32];
-		const char *verb;
 		snprintf(name, sizeof name, "emh_sp_%d", level);
 		sp_fn fn = sp_member(d, step, &verb);
 		if (fn) {
@@ -102,6 +102,11 @@ static int tx_send(emh_em *em, tx_step step, int level, emh_error *err)
 			}
 		}
 	}
+	int64_t ns = emh__now_ns() - t0;
+	int qop = step == TX_BEGIN ? EMH__Q_BEGIN : step == TX_COMMIT ? EMH__Q_COMMIT : EMH__Q_ROLLBACK;
+	emh__qstats_add(&em->ctx->qstats, qop, ns);
+	if (em->ctx->qlog.on)
+		emh__qlog_tx(em, qop, verb ? verb : what, name, rc, ns);
 	em->conn_used = true;
 	if (rc) {
 		emh__em_conn_failed(em, rc, err);

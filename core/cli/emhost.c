@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* core/cli/emhost.c: the emhost tool: check-config, plugins, contexts (public API only). */
+/*
+ * core/cli/emhost.c: the emhost tool: check-config, plugins, contexts
+ * (public API only; the server section is read by the daemon's own
+ * srvconf.c, so that check-config refuses what emhostd refuses).
+ */
 #include "config.h"
 
 #include <getopt.h>
@@ -11,6 +15,9 @@
 
 #include <emhost/driver.h>
 #include <emhost/emhost.h>
+#include <emhost/service.h>
+
+#include "../daemon/srvconf.h"
 
 enum { EXIT_USAGE = 2 };
 
@@ -18,9 +25,12 @@ static const char usage_text[] =
 	"usage: emhost [-c FILE] [-p PLUGIN_DIR] COMMAND\n"
 	"\n"
 	"commands:\n"
-	"  check-config   validate the configuration, load the plugins and print every\n"
+	"  check-config   validate everything emhostd validates before it serves (the\n"
+	"                 configuration, the plugins, the service modules with their\n"
+	"                 needs and remaps, the server section and listen address, and\n"
+	"                 that every required database answers) and print every\n"
 	"                 context's effective settings with where each came from\n"
-	"                 (secrets masked); exit 1 when the configuration is invalid\n"
+	"                 (secrets masked); exit 1 with emhostd's message when invalid\n"
 	"  plugins        list the loaded drivers (name, version, ABI, capabilities, file)\n"
 	"                 and every refused plugin file with the reason\n"
 	"  contexts       list the contexts with their driver, which is the default, and\n"
@@ -30,6 +40,8 @@ static const char usage_text[] =
 	"  -c, --config FILE       configuration file (default: $EMH_CONFIG, else none:\n"
 	"                          contexts come from EMH_CONTEXT_* variables only)\n"
 	"  -p, --plugin-dir DIR    load driver plugins from DIR (overrides plugin_dir)\n"
+	"      --offline           check-config without connecting to any database\n"
+	"                          (required contexts are not pinged): for CI\n"
 	"  -h, --help              show this help\n"
 	"      --version           show the version\n"
 	"\n"
@@ -116,14 +128,38 @@ static const char *shown(const emh_setting_info *s)
 	return s->value ? s->value : "";
 }
 
-static int cmd_check_config(emh_host *h, const char *path)
+/*
+ * What emhostd checks between emh_host_new and serving, in its order: the
+ * services list (modules, needs, remaps; nothing initialised) and the
+ * server section with its listen address, into *o.  0 or 1.
+ */
+static int check_services_and_server(emh_host *h, emhd_opts *o, unsigned *shutdown_ms)
+{
+	emh_services *svcs = NULL;
+	emh_error err;
+	if (emh_services_new(h, &svcs, &err) != 0 || emh_services_check(svcs, &err) != 0) {
+		emh_services_free(svcs);
+		return fail("%s", err.message);
+	}
+	emh_services_free(svcs);
+	char why[512];
+	if (emhd_conf_read(h, NULL, o, shutdown_ms, why, sizeof why) != 0)
+		return fail("%s", why);
+	return 0;
+}
+
+static int cmd_check_config(emh_host *h, const char *path, bool offline)
 {
 	const emh_driver_info *drv;
 	size_t ndrv = emh_host_drivers(h, &drv);
 	emh_context_info *ci;
-	size_t n;
+	size_t n, nrequired = 0;
 	emh_error err;
+	emhd_opts o;
+	unsigned shutdown_ms;
 
+	if (check_services_and_server(h, &o, &shutdown_ms) != 0)
+		return 1;
 	if (emh_host_contexts(h, &ci, &n, &err))
 		return fail("%s", err.message);
 	printf("configuration: %s\n", path ? path : "(no file: environment only)");
@@ -131,13 +167,17 @@ static int cmd_check_config(emh_host *h, const char *path)
 	for (size_t i = 0; i < ndrv; i++)
 		printf("%s %s %s", i ? "," : "", drv[i].name, drv[i].version);
 	printf("%s\n", ndrv ? "" : " none");
+	printf("server: listen %s, %u thread%s, max body %zu bytes, shutdown timeout %u ms\n", o.listen, o.threads,
+	       o.threads == 1 ? "" : "s", o.max_body, shutdown_ms);
 	const char *def = emh_host_default_context(h);
 	printf("default context: %s\n", def ? def : "(none)");
 	for (size_t i = 0; i < n; i++) {
 		const emh_context_info *c = &ci[i];
 		size_t kw = 3, vw = 5;
+		nrequired += c->required;
+		/* a required context was pinged by emh_host_new: it answered, or we would not be here */
 		printf("\ncontext %s (driver %s%s%s)\n", c->name, c->driver, c->is_default ? ", default" : "",
-		       c->required ? ", required" : "");
+		       !c->required ? "" : offline ? ", required, not contacted" : ", required, reachable");
 		for (size_t j = 0; j < c->nsettings; j++) {
 			size_t kl = strlen(c->settings[j].key), vl = strlen(shown(&c->settings[j]));
 			kw = kl > kw ? kl : kw;
@@ -150,7 +190,10 @@ static int cmd_check_config(emh_host *h, const char *path)
 			printf("  %-*s  %-*s  %s\n", (int)kw, c->settings[j].key, (int)vw, shown(&c->settings[j]),
 			       c->settings[j].origin ? c->settings[j].origin : "");
 	}
-	printf("\nconfiguration ok: %zu context%s, %zu driver%s\n", n, n == 1 ? "" : "s", ndrv, ndrv == 1 ? "" : "s");
+	printf("\nconfiguration ok: %zu context%s, %zu driver%s", n, n == 1 ? "" : "s", ndrv, ndrv == 1 ? "" : "s");
+	if (nrequired)
+		printf("; required databases %s", offline ? "not contacted (--offline)" : "reachable");
+	printf("\n");
 	emh_context_info_free(ci, n);
 	return 0;
 }
@@ -233,9 +276,11 @@ int main(int argc, char **argv)
 		{ "plugin-dir", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "offline", no_argument, NULL, 'O' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = getenv("EMH_CONFIG"), *plugin_dir = NULL;
+	bool offline = false;
 	int ch;
 
 	if (config && !*config)
@@ -248,6 +293,9 @@ int main(int argc, char **argv)
 			break;
 		case 'p':
 			plugin_dir = optarg;
+			break;
+		case 'O':
+			offline = true;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -289,6 +337,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "emhost: unexpected argument '%s' after '%s'\n", argv[optind + 1], cmd);
 		return EXIT_USAGE;
 	}
+	if (offline && !check) {
+		fprintf(stderr, "emhost: --offline applies to check-config only\n");
+		return EXIT_USAGE;
+	}
 
 	struct logbuf lb = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	emh_host_opts opts = {
@@ -297,6 +349,7 @@ int main(int argc, char **argv)
 		.log = log_sink,
 		.log_ud = &lb,
 		.log_level = EMH_LOG_WARN,
+		.offline = offline,
 	};
 	emh_host *h = NULL;
 	emh_error err;
@@ -309,7 +362,7 @@ int main(int argc, char **argv)
 		pthread_mutex_destroy(&lb.mu);
 		return 1;
 	}
-	int status = check ? cmd_check_config(h, config) : run(h);
+	int status = check ? cmd_check_config(h, config, offline) : run(h);
 	emh_host_free(h);
 	pthread_mutex_destroy(&lb.mu);
 	if (fflush(stdout) != 0)

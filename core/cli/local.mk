@@ -1,4 +1,5 @@
 # core/cli: the emhost command-line tool (public API only).
 bin_PROGRAMS += core/cli/emhost
-core_cli_emhost_SOURCES = core/cli/emhost.c
+# srvconf: the server section, read and checked exactly as emhostd does (check-config)
+core_cli_emhost_SOURCES = core/cli/emhost.c core/daemon/srvconf.c core/daemon/srvconf.h core/daemon/httpd.h
 core_cli_emhost_LDADD = core/libemhost.la $(EMH_PTHREAD_LIBS)

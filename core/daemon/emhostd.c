@@ -32,11 +32,8 @@
 #include <emhost/service.h>
 
 #include "httpd.h"
+#include "srvconf.h"
 
-#define DEFAULT_LISTEN "127.0.0.1:8080"
-#define DEFAULT_THREADS 4
-#define DEFAULT_MAX_BODY (1024 * 1024)
-#define DEFAULT_SHUTDOWN_MS 10000
 #define EXIT_ABANDONED 3
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -76,23 +73,6 @@ static void usage(FILE *f)
 		"SIGTERM/SIGINT stop it gracefully within server.shutdown_timeout_ms; a second one at once.\n"
 		"exit status: 0 stopped cleanly, 1 startup failure, 2 usage, 3 handlers abandoned at the\n"
 		"shutdown deadline (pools not closed)\n");
-}
-
-/* An integer server setting, or def; a malformed value is reported and def used. */
-static long server_int(emh_host *h, const char *key, long def, long min)
-{
-	const char *v = emh_host_server_setting(h, key);
-	if (!v)
-		return def;
-	char *end;
-	errno = 0;
-	long n = strtol(v, &end, 10);
-	if (errno || *end || n < min) {
-		emh_host_log(h, EMH_LOG_WARN, NULL, "server.%s = '%s' is not an integer >= %ld; using %ld", key, v,
-			     min, def);
-		return def;
-	}
-	return n;
 }
 
 static int write_ready_file(const char *path, const char *url)
@@ -198,17 +178,13 @@ int main(int argc, char **argv)
 	if (!emh_services_at(svcs, 0))
 		emh_host_log(h, EMH_LOG_WARN, NULL, "no service configured: only /_emhost/ answers");
 
-	const char *cfg_listen = emh_host_server_setting(h, "listen");
-	emhd_opts o = {
-		.listen = listen ? listen : cfg_listen ? cfg_listen : DEFAULT_LISTEN,
-		.threads = (unsigned)server_int(h, "threads", DEFAULT_THREADS, 1),
-		.max_body = (size_t)server_int(h, "max_body", DEFAULT_MAX_BODY, 0),
-		.conn_timeout_s = 30,
-	};
-	unsigned shutdown_ms = (unsigned)server_int(h, "shutdown_timeout_ms", DEFAULT_SHUTDOWN_MS, 0);
+	/* the server section, read and checked as `emhost check-config` does */
+	emhd_opts o;
+	unsigned shutdown_ms;
 	emhd_server *srv;
 	char why[512];
-	if (emhd_start(svcs, &o, &srv, why, sizeof why) != 0) {
+	if (emhd_conf_read(h, listen, &o, &shutdown_ms, why, sizeof why) != 0 ||
+	    emhd_start(svcs, &o, &srv, why, sizeof why) != 0) {
 		emh_host_log(h, EMH_LOG_ERROR, NULL, "%s", why);
 		emh_services_free(svcs);
 		emh_host_free(h);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * core/daemon/server.c: start and stop emhostd's HTTP front.  Start parses
- * the listen address, starts the workers, the health threads and
+ * the listen address (srvconf.c), starts the workers, the health threads and
  * libmicrohttpd's I/O threads.  Shutdown is bounded by its timeout:
  * requests in flight are answered; at the deadline, requests still queued
  * get 503 without reaching their handler, and a handler still running is
@@ -12,7 +12,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include <unistd.h>
 
 #include "httpd_int.h"
+#include "srvconf.h"
 
 /* After the shutdown deadline: time for the 503s of refused requests to be
  * written, and for a handler finishing just then. */
@@ -51,59 +51,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	emh_host_log(srv->host, EMH_LOG_WARN, NULL, "http: %s", buf);
 }
 
-/* n bytes of s into dst as a string; false when they do not fit (never cut:
- * part of a host name or port is another address). */
-static bool copy_part(char *dst, size_t cap, const char *s, size_t n)
-{
-	if (n >= cap)
-		return false;
-	memcpy(dst, s, n);
-	dst[n] = '\0';
-	return true;
-}
-
-/* "host:port", "[v6]:port", ":port" or "port" into a socket address. */
-static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *sl, char *err, size_t cap)
-{
-	char host[256] = "127.0.0.1", port[16];
-	const char *colon;
-	bool host_fits = true;
-	if (listen[0] == '[') {
-		const char *close = strchr(listen, ']');
-		if (!close || close[1] != ':') {
-			snprintf(err, cap, "listen address '%s': expected [address]:port", listen);
-			return -1;
-		}
-		host_fits = copy_part(host, sizeof host, listen + 1, (size_t)(close - listen - 1));
-		colon = close + 1;
-	} else if ((colon = strrchr(listen, ':')) != NULL) {
-		if (colon > listen)
-			host_fits = copy_part(host, sizeof host, listen, (size_t)(colon - listen));
-	} else {
-		colon = listen - 1; /* just a port */
-	}
-	if (!host_fits) {
-		snprintf(err, cap, "listen address '%s': host is longer than %zu bytes", listen, sizeof host - 1);
-		return -1;
-	}
-	char *end;
-	long pn = copy_part(port, sizeof port, colon + 1, strlen(colon + 1)) ? strtol(port, &end, 10) : -1;
-	if (pn < 0 || !port[0] || *end || pn > 65535) {
-		snprintf(err, cap, "listen address '%s': bad port '%s'", listen, colon + 1);
-		return -1;
-	}
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
-	int rc = getaddrinfo(host, port, &hints, &ai);
-	if (rc) {
-		snprintf(err, cap, "listen address '%s': %s", listen, gai_strerror(rc));
-		return -1;
-	}
-	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-	*sl = ai->ai_addrlen;
-	freeaddrinfo(ai);
-	return 0;
-}
-
 /* Stop the workers and the health threads (all idle by now) and free s; MHD is already stopped. */
 static void server_free(emhd_server *s)
 {
@@ -130,7 +77,7 @@ int emhd_start(emh_services *svcs, const emhd_opts *o, emhd_server **out, char *
 	*out = NULL;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	if (parse_listen(o->listen ? o->listen : "127.0.0.1:8080", &ss, &sl, errbuf, cap) != 0)
+	if (emhd_listen_parse(o->listen ? o->listen : EMHD_DEFAULT_LISTEN, &ss, &sl, errbuf, cap) != 0)
 		return -1;
 	emhd_server *srv = calloc(1, sizeof *srv);
 	if (!srv) {
@@ -182,7 +129,7 @@ int emhd_start(emh_services *svcs, const emhd_opts *o, emhd_server **out, char *
 				    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
 				    MHD_OPTION_END);
 	if (!srv->mhd) {
-		snprintf(errbuf, cap, "cannot listen on %s: %s", o->listen ? o->listen : "127.0.0.1:8080",
+		snprintf(errbuf, cap, "cannot listen on %s: %s", o->listen ? o->listen : EMHD_DEFAULT_LISTEN,
 			 errno ? strerror(errno) : "libmicrohttpd refused to start");
 		server_free(srv);
 		return -1;

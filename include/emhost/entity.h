@@ -88,6 +88,8 @@ enum {
 	EMH_F_NULLABLE = 1u << 2,  /* may be NULL */
 	EMH_F_UNIQUE = 1u << 3,    /* unique index on this column */
 	EMH_F_INDEXED = 1u << 4,   /* secondary (non-unique) index on this column */
+	EMH_F_SECRET = 1u << 5,    /* never logged: with log_query_values, no value of a statement
+				    * on this entity is shown (a password hash, a token) */
 };
 
 /* C kind of a struct member, recorded by EMH_FIELD through _Generic so that a

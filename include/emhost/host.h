@@ -42,6 +42,10 @@ typedef void (*emh_log_fn)(void *ud, int level, const char *context, const char 
  *   log, log_ud   log sink (NULL = stderr)
  *   log_level     EMH_LOG_*; lines above it are dropped (default 0 = ERROR;
  *                 use EMH_LOG_WARN or more to see plugin refusals)
+ *   offline       do not ping the required contexts when the host
+ *                 starts, so emh_host_new contacts no database server
+ *                 (`emhost check-config --offline`); everything else is
+ *                 validated as usual.  Later calls connect as always.
  */
 typedef struct emh_host_opts {
 	const char *config_path;
@@ -53,12 +57,13 @@ typedef struct emh_host_opts {
 	emh_log_fn log;
 	void *log_ud;
 	int log_level;
+	bool offline;
 } emh_host_opts;
 
 /*
  * Read the configuration (file, then environment), load the driver plugins,
  * and create every context.  No connection is opened except to check each
- * context marked required = true.  On failure *out is NULL and err says
+ * context marked required = true (none with opts->offline).  On failure *out is NULL and err says
  * what and where ("FILE:LINE: message").
  * Returns 0, EMH_ECONFIG, EMH_EPLUGIN (a configured context needs a driver
  * that was refused or is missing), the connection error of a required
@@ -220,6 +225,33 @@ typedef struct emh_refused_info {
 /* Loaded drivers and refused plugin files; borrowed until the host is freed. */
 size_t emh_host_drivers(const emh_host *h, const emh_driver_info **out);
 size_t emh_host_refused(const emh_host *h, const emh_refused_info **out);
+
+/*
+ * How long one operation took in one context: a histogram of every
+ * database call a fork sent, as /_emhost/metrics shows it
+ * (emhost_query_duration_seconds).  op is "get", "find", "count",
+ * "insert", "update", "delete", "upsert", "execute" (raw SQL), "sync"
+ * (schema), "begin", "commit" or "rollback" (savepoints included).
+ */
+typedef struct emh_query_stats {
+	const char *context;
+	const char *op;
+	uint64_t count;             /* calls */
+	double sum_seconds;         /* their total duration */
+	size_t nbuckets;
+	const double *le;           /* nbuckets upper bounds in seconds, ascending */
+	const uint64_t *cumulative; /* cumulative[i]: calls that took at most le[i] seconds */
+} emh_query_stats;
+
+/*
+ * Snapshot of the query durations: one entry per context and operation
+ * that has run at least once, in configuration order.  *out is owned by the
+ * caller (one block with its strings), freed with emh_query_stats_free.
+ * Counting costs the calls a few relaxed atomic adds; reading takes the
+ * host's read lock.  Returns 0 or EMH_ENOMEM.  Thread-safe.
+ */
+int emh_host_query_stats(emh_host *h, emh_query_stats **out, size_t *n, emh_error *err);
+void emh_query_stats_free(emh_query_stats *stats);
 
 /* Names of capability bits, "transactions,savepoints,..." into buf. */
 const char *emh_caps_string(uint64_t caps, char *buf, size_t cap);

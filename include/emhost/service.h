@@ -213,6 +213,19 @@ emh_host *emh_services_host(const emh_services *s);
 int emh_services_load(emh_services *s, emh_error *err);
 
 /*
+ * Check the configuration's services list as emh_services_load would, and
+ * load nothing: each module found in service_dir, opened and its
+ * descriptor checked, its needs resolved to contexts of the host through
+ * the remaps (a remap of a context the module does not declare, a context
+ * the host lacks), no two different entities on one table of a context.
+ * No entity is registered, no init runs, no database is touched, and every
+ * module is closed again before the call returns.  What it cannot tell is
+ * what init would refuse.  For `emhost check-config`.  Returns 0 or the
+ * error emh_services_load would give for the first problem.  Thread-safe.
+ */
+int emh_services_check(emh_services *s, emh_error *err);
+
+/*
  * Options for emh_services_add.  Zero-initialise:
  *   name      mount name (NULL = desc->name)
  *   remap     "declared", "actual", ... NULL: context names to remap

@@ -100,10 +100,11 @@ bench-http: $(BENCH_HTTP_PROG) $(BENCH_HTTP_DEPS)
 	  EMH_BUILDDIR='$(abs_top_builddir)' EMH_SRCDIR='$(abs_top_srcdir)' tests/daemon/emh-bench-http; \
 	else echo "bench-http: skipped (needs emhostd, libcurl and the sqlite driver)"; fi
 
-# emhostd's command line: listen addresses it must refuse (no HTTP client needed).
+# emhostd's command line: listen addresses it must refuse (no HTTP client needed);
+# emhost check-config refusing what emhostd refuses, with the same message.
 if HAVE_DAEMON
 if HAVE_SQLITE
-TESTS += tests/daemon/listen.sh
+TESTS += tests/daemon/listen.sh tests/daemon/preflight.sh
 endif
 endif
-EXTRA_DIST += tests/daemon/listen.sh
+EXTRA_DIST += tests/daemon/listen.sh tests/daemon/preflight.sh
