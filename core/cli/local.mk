@@ -2,3 +2,5 @@
 bin_PROGRAMS += core/cli/emhost
 core_cli_emhost_SOURCES = core/cli/emhost.c
 core_cli_emhost_LDADD = core/libemhost.la $(EMH_PTHREAD_LIBS)
+# where the shipped systemd unit has emhostd write its pid (emhost reload's default)
+core_cli_emhost_CPPFLAGS = $(AM_CPPFLAGS) -DEMH_PID_FILE='"/run/emhost/emhostd.pid"'
