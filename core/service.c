@@ -521,8 +521,12 @@ int emh_services_load(emh_services *s, emh_error *err)
 	if (!cfg || cfg->nservices == 0)
 		return 0;
 	char dir[4096];
+	/* as for plugins: the file's, else $EMH_SERVICE_DIR, else the compiled-in one */
+	const char *env_dir = emh__getenv(emh__host_env(s->host), "EMH_SERVICE_DIR");
 	if (cfg->service_dir.value && cfg->service_dir.value[0])
 		snprintf(dir, sizeof dir, "%s", cfg->service_dir.value);
+	else if (env_dir && env_dir[0])
+		snprintf(dir, sizeof dir, "%s", env_dir);
 	else
 		default_service_dir(dir, sizeof dir);
 	for (size_t i = 0; i < cfg->nservices; i++) {

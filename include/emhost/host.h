@@ -33,8 +33,9 @@ typedef void (*emh_log_fn)(void *ud, int level, const char *context, const char 
  *
  *   config_path   libconfig file, or NULL for none (contexts then come from
  *                 the environment only)
- *   plugin_dir    overrides the file's plugin_dir; NULL = file's, else the
- *                 compiled-in $(pkglibdir)/plugins
+ *   plugin_dir    overrides the file's plugin_dir; NULL = file's, else
+ *                 $EMH_PLUGIN_DIR of envp, else the compiled-in
+ *                 $(pkglibdir)/plugins
  *   no_plugins    load no plugin directory at all (tests with static drivers)
  *   drivers       statically registered drivers, checked like plugins
  *   envp          the environment to read (NULL-terminated "K=V"); NULL

@@ -206,9 +206,10 @@ emh_host *emh_services_host(const emh_services *s);
 
 /*
  * Load every service named in the host configuration's services list, in
- * order, from service_dir (the file's service_dir, else the compiled-in
- * $(pkglibdir)/services; a relative directory is taken from the current
- * directory): module M is the file M.so.  For each, resolve and register its
+ * order, from service_dir (the file's service_dir, else $EMH_SERVICE_DIR of
+ * the host's environment, else the compiled-in $(pkglibdir)/services; a
+ * relative directory is taken from the current directory): module M is the
+ * file M.so.  For each, resolve and register its
  * needs and run its init.  Stops at the first failure, which names the
  * file or service and the reason ("service 'billing' needs context
  * 'ledger'; contexts: default, analytics"); the module that failed is
