@@ -59,7 +59,6 @@ static void take_request_id(emhd_server *srv, struct MHD_Connection *conn, emhd_
 	const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
 	if (rid_valid(v)) {
 		snprintf(r->rid, sizeof r->rid, "%s", v);
-		r->rid_given = true;
 		return;
 	}
 	unsigned long long n = atomic_fetch_add_explicit(&srv->rid_next, 1, memory_order_relaxed) + 1;
@@ -68,6 +67,7 @@ static void take_request_id(emhd_server *srv, struct MHD_Connection *conn, emhd_
 		emh_host_log(srv->host, EMH_LOG_DEBUG, NULL, "X-Request-Id of %zu bytes is not 1-%d visible characters: "
 			     "replaced", strlen(v), EMHD_RID_MAX);
 }
+
 /* A chunked body over max_body is read on (and dropped) for at least this
  * much more, so that a client that sends it whole gets its 413. */
 #define DISCARD_MIN (1024 * 1024)

@@ -114,7 +114,6 @@ typedef struct emhd_req {
 	struct MHD_Connection *conn;
 	const char *method;   /* MHD's, valid for the request */
 	char rid[EMHD_RID_MAX + 1]; /* X-Request-Id: the client's when valid, else generated */
-	bool rid_given;       /* the client sent a valid one */
 	bool health;          /* /_emhost/health rather than a service */
 	emh_response *res;    /* the answer the worker prepared */
 	_Atomic bool done;
