@@ -23,8 +23,9 @@ enum { EMH_LOG_ERROR = 0, EMH_LOG_WARN = 1, EMH_LOG_INFO = 2, EMH_LOG_DEBUG = 3 
 
 /*
  * Where log lines go.  context is the context the line concerns or NULL.
- * Called from any thread; must be thread-safe.  The default writes
- * "emhost: LEVEL [context] message" to stderr.
+ * Called from any thread; must be thread-safe, and must not call back into
+ * the host (a reload logs the plugins it loads while it holds the host's
+ * lock).  The default writes "emhost: LEVEL [context] message" to stderr.
  */
 typedef void (*emh_log_fn)(void *ud, int level, const char *context, const char *msg);
 
