@@ -175,7 +175,8 @@ static int plan_existing(emh_host *h, plan *pl, emh_context *c, emh__ctxconf *co
 				     "context '%s': its driver cannot change while it runs ('%s' -> '%s'); restart, "
 				     "or give the database a new context name",
 				     c->name, c->drv->d.name, dname ? dname : "none");
-	int rc = emh__config_check_context(conf, &c->drv->d, (const char *const *)pl->env, err);
+	/* the environment of this reload: swapped into the host by now */
+	int rc = emh__config_check_context(conf, &c->drv->d, emh__host_env(h), err);
 	if (rc)
 		return emh_error_context(err, rc, c->name);
 	emh_buf keys = EMH_BUF_INIT;

@@ -286,6 +286,23 @@ int main(void)
 	like_str(nr ? ri[nr - 1].reason : NULL, "not an ELF", "with its reason");
 
 	emh_host_free(h);
+
+	/* ---- the environment is read again: a password from it that changed is a connection change ---- */
+	snprintf(c2, sizeof c2, "{ name = \"default\"; driver = \"sqlite\"; path = \"%s/pw.db\"; password_env = \"PW\"; }",
+		 fx.dir);
+	write_conf("contexts = (\n  %s\n);\n", c2);
+	const char *const env1[] = {"PW=first", NULL}, *const env2[] = {"PW=second", NULL};
+	ho.envp = env1;
+	ho.plugin_dir = fx.plugin_dir;
+	if (emh_host_new(&ho, &h, &err) != 0)
+		bail("emh_host_new: %s", err.message);
+	emh_reload_opts eo = {.envp = env1};
+	is_int(emh_host_reload(h, &eo, sum, sizeof sum, &err), 0, "the same environment: no change");
+	eo.envp = env2;
+	is_int(emh_host_reload(h, &eo, sum, sizeof sum, &err), EMH_ECONFIG, "a new value of password_env's variable");
+	like_str(err.message, "context 'default': password cannot change while it runs", "is refused, naming the key");
+	ok(!strstr(err.message, "second") && !strstr(err.message, "first"), "and never the values");
+	emh_host_free(h);
 	fixture_release(&fx);
 	return done_testing();
 }
