@@ -35,9 +35,12 @@ static const emh_param_spec server_specs[] = {
 	{ .key = "max_body", .kind = EMH_PARAM_INT, .min = 0, .max = INT32_MAX, .help = "largest request body, bytes" },
 	{ .key = "shutdown_timeout_ms", .kind = EMH_PARAM_INT, .min = 0, .max = INT32_MAX,
 	  .help = "how long to wait for running requests at shutdown" },
+	{ .key = "reuse_port", .kind = EMH_PARAM_BOOL,
+	  .help = "share the listen address with other processes (SO_REUSEPORT); off: a second daemon is refused" },
 	{ .key = NULL },
 };
-static const char *const server_keys[] = { "listen", "threads", "max_body", "shutdown_timeout_ms", NULL };
+static const char *const server_keys[] = { "listen", "threads", "max_body", "shutdown_timeout_ms", "reuse_port",
+					    NULL };
 
 struct parser {
 	emh__config *cfg;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <emhost/buf.h>
 #include <emhost/driver.h>
 #include <emhost/em.h>
 #include <emhost/host.h>
@@ -106,6 +107,13 @@ void emh__pool_release(emh__pool *p, emh__pconn *pc, int status);
 void emh__pool_note(emh__pool *p, const emh_error *e);
 /* Close every idle connection; the caller guarantees none is in use. */
 void emh__pool_destroy(emh__pool *p);
+/*
+ * Apply conf's pool.* settings to a pool in use (a reload): waiters see a
+ * larger max at once; idle connections above a smaller max are closed now,
+ * connections in use above it when they are given back.  Returns 0 or
+ * EMH_ECONFIG (0 <= min <= max, max >= 1), leaving the pool as it was.
+ */
+int emh__pool_configure(emh__pool *p, const emh__ctxconf *conf, emh_error *err);
 
 /* ---- entities (entity.c) ---- */
 
@@ -212,6 +220,8 @@ int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_
 void emh__context_free(emh_context *c);
 /* Add c to the host's array and name table; EMH_ECONFIG for a duplicate name.  Host lock held for writing. */
 int emh__context_insert(emh_host *h, emh_context *c, emh_error *err);
+/* Take c out of the host's array and name table (no reference is waited for).  Host lock held for writing. */
+void emh__context_unlink_locked(emh_host *h, emh_context *c);
 /* The context called name, or NULL.  Host lock held (either side). */
 emh_context *emh__context_find_locked(const emh_host *h, const char *name);
 /* "a, b, c": the context names in configuration order.  Host lock held. */
@@ -230,8 +240,10 @@ typedef struct emh__refused {
 } emh__refused;
 
 struct emh_host {
-	emh__config cfg;
-	char **env; /* NULL-terminated copy of the environment used */
+	emh__config cfg; /* as read at start: services and the server section keep pointing into it */
+	/* NULL-terminated copy of the environment used; a reload swaps in a new
+	 * one (the old stays allocated until the host is freed, readers go lock-free) */
+	_Atomic(char **) env;
 	emh__logger log;
 	pthread_rwlock_t lock; /* the contexts: ctxs and byname */
 	emh_context **ctxs;    /* configuration order */
@@ -239,12 +251,26 @@ struct emh_host {
 	emh_context **byname;  /* open addressing on emh_context.hash, linear probing, at most half full */
 	size_t nbyname;        /* slots: 0 or a power of two */
 	emh_context *def;
-	emh__driver *drivers;
-	size_t ndrivers;
+	/*
+	 * Loaded drivers, each allocated on its own so that contexts can keep
+	 * pointers to them while a reload appends more.  drivers, refused and
+	 * the introspection arrays change only under the write side of lock
+	 * (reload); after start-up, readers take the read side.
+	 */
+	emh__driver **drivers;
+	size_t ndrivers, capdrivers;
 	emh_driver_info *dinfo;
+	size_t ndinfo;
 	emh__refused *refused;
 	size_t nrefused;
 	emh_refused_info *rinfo;
+	size_t nrinfo;
+	char *plugin_dir;      /* the directory plugins were loaded from, NULL for none (reload rescans it) */
+	pthread_mutex_t reload_mu; /* one reload at a time */
+	/* Memory that callers may still borrow (introspection arrays, replaced
+	 * settings, an old environment): freed with the host, never before. */
+	void **retired;
+	size_t nretired;
 	_Atomic unsigned services_alive; /* emh_services objects on this host, to warn when freed before them */
 	/* removals that had to wait for forks, and wakeups sent by the last fork of one (tests) */
 	_Atomic uint64_t removals_waited, removals_woken;
@@ -252,12 +278,23 @@ struct emh_host {
 
 const emh__config *emh__host_config(const emh_host *h);
 const char *const *emh__host_env(const emh_host *h);
+/* Keep p allocated until the host is freed (it may still be borrowed).  Host lock or reload_mu held. */
+void emh__host_retire(emh_host *h, void *p);
+/* A copy of envp (NULL = the process environment), NULL-terminated; NULL on out of memory. */
+char **emh__env_copy(const char *const *envp);
 const emh__driver *emh__host_driver(const emh_host *h, const char *name);
 /* "a, b": the loaded drivers' names. */
 const char *emh__driver_list(const emh_host *h, char *buf, size_t cap);
 
 /* loader.c */
 int emh__load_plugins(emh_host *h, const char *dir, emh_error *err);
+/*
+ * Load the plugin files of dir that no loaded driver came from (a file
+ * refused before is tried again: its old refusal goes), appending the
+ * names of the drivers loaded to *loaded (", "-separated).  Host lock held
+ * for writing.  Returns 0 or EMH_ENOMEM.
+ */
+int emh__rescan_plugins(emh_host *h, const char *dir, emh_buf *loaded, emh_error *err);
 int emh__add_driver(emh_host *h, const emh_driver *d, void *dl, const char *file, emh_error *err);
 void emh__unload_drivers(emh_host *h);
 const void *emh__plugin_open(const char *path, const char *symbol, const char *kind, void **dl, char *why,

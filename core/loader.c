@@ -280,9 +280,9 @@ int emh__add_driver(emh_host *h, const emh_driver *src, void *dl, const char *fi
 	if (!check_members(&local, reason, sizeof reason))
 		return refuse(h, file, "%s", reason);
 	for (size_t i = 0; i < h->ndrivers; i++)
-		if (strcmp(h->drivers[i].d.name, local.name) == 0)
+		if (strcmp(h->drivers[i]->d.name, local.name) == 0)
 			return refuse(h, file, "duplicate driver name '%s' (already loaded from %s)", local.name,
-				      h->drivers[i].file);
+				      h->drivers[i]->file);
 	const char *why;
 	emh_param_spec *params = params_copy(&local, &why);
 	if (!params)
@@ -303,24 +303,27 @@ int emh__add_driver(emh_host *h, const emh_driver *src, void *dl, const char *fi
 		memcpy(dialect, local.dialect, have);
 		local.dialect = dialect;
 	}
-	emh__driver *nd = realloc(h->drivers, (h->ndrivers + 1) * sizeof *nd);
-	if (!nd) {
+	/* Each driver on its own: contexts keep pointers to it while a reload
+	 * appends more to the array. */
+	emh__driver *nd = calloc(1, sizeof *nd);
+	char *fcopy = strdup(file);
+	if (h->ndrivers == h->capdrivers) {
+		size_t cap = h->capdrivers ? 2 * h->capdrivers : 8;
+		emh__driver **v = nd && fcopy ? realloc(h->drivers, cap * sizeof *v) : NULL;
+		if (v) {
+			h->drivers = v;
+			h->capdrivers = cap;
+		}
+	}
+	if (!nd || !fcopy || h->ndrivers == h->capdrivers) {
+		free(nd);
+		free(fcopy);
 		free(params);
 		free(dialect);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
-	h->drivers = nd;
-	nd[h->ndrivers].d = local;
-	nd[h->ndrivers].dl = dl;
-	nd[h->ndrivers].params = params;
-	nd[h->ndrivers].dialect = dialect;
-	nd[h->ndrivers].file = strdup(file);
-	if (!nd[h->ndrivers].file) {
-		free(params);
-		free(dialect);
-		return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	}
-	h->ndrivers++;
+	*nd = (emh__driver){.d = local, .dl = dl, .file = fcopy, .params = params, .dialect = dialect};
+	h->drivers[h->ndrivers++] = nd;
 	emh__log(&h->log, EMH_LOG_INFO, NULL, "driver '%s' %s loaded from %s", local.name, local.version, file);
 	return 1; /* kept */
 }
@@ -390,18 +393,36 @@ static int load_one(emh_host *h, const char *path, emh_error *err)
 	return rc < 0 ? rc : 0;
 }
 
-int emh__load_plugins(emh_host *h, const char *dir, emh_error *err)
+/* Was path loaded as a driver already? */
+static bool loaded_from(const emh_host *h, const char *path)
 {
-	struct stat st;
-	if (stat(dir, &st) != 0) {
-		emh__log(&h->log, EMH_LOG_WARN, NULL, "plugin directory '%s': %s", dir, strerror(errno));
-		return refuse(h, dir, "plugin directory cannot be read: %s", strerror(errno));
-	}
-	if (!S_ISDIR(st.st_mode))
-		return refuse(h, dir, "plugin_dir is not a directory");
-	if (st.st_mode & S_IWOTH)
-		return refuse(h, dir, "plugin directory is writable by others (mode %03o): no plugin loaded from it",
-			      (unsigned)(st.st_mode & 0777));
+	for (size_t i = 0; i < h->ndrivers; i++)
+		if (strcmp(h->drivers[i]->file, path) == 0)
+			return true;
+	return false;
+}
+
+/* Forget the refusal of path, if any: it is about to be tried again.  Its
+ * strings may still be borrowed (emh_host_refused), so they are retired. */
+static void unrefuse(emh_host *h, const char *path)
+{
+	for (size_t i = 0; i < h->nrefused; i++)
+		if (strcmp(h->refused[i].file, path) == 0) {
+			emh__host_retire(h, h->refused[i].file);
+			emh__host_retire(h, h->refused[i].reason);
+			memmove(&h->refused[i], &h->refused[i + 1], (h->nrefused - i - 1) * sizeof *h->refused);
+			h->nrefused--;
+			return;
+		}
+}
+
+/*
+ * Load the *.so files of dir in name order.  At a rescan (loaded not NULL)
+ * files a driver came from are skipped, a file refused before is tried
+ * again, and the names of the drivers loaded are appended to *loaded.
+ */
+static int scan_dir(emh_host *h, const char *dir, emh_buf *loaded, emh_error *err)
+{
 	struct dirent **names;
 	int n = scandir(dir, &names, so_filter, alphasort);
 	if (n < 0)
@@ -409,27 +430,68 @@ int emh__load_plugins(emh_host *h, const char *dir, emh_error *err)
 	int rc = 0;
 	for (int i = 0; i < n; i++) {
 		char path[4096];
-		snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
-		if (rc == 0)
+		int len = snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
+		if (rc == 0 && len > 0 && (size_t)len < sizeof path && !(loaded && loaded_from(h, path))) {
+			size_t before = h->ndrivers;
+			if (loaded)
+				unrefuse(h, path);
 			rc = load_one(h, path, err);
+			if (loaded && h->ndrivers > before)
+				emh_buf_addf(loaded, "%s%s", loaded->len ? ", " : "", h->drivers[before]->d.name);
+		}
 		free(names[i]);
 	}
 	free(names);
 	return rc;
 }
 
+/* The directory itself: readable, a directory, not writable by others. */
+static int check_dir(emh_host *h, const char *dir)
+{
+	struct stat st;
+	if (stat(dir, &st) != 0) {
+		emh__log(&h->log, EMH_LOG_WARN, NULL, "plugin directory '%s': %s", dir, strerror(errno));
+		int rc = refuse(h, dir, "plugin directory cannot be read: %s", strerror(errno));
+		return rc ? rc : 1;
+	}
+	int rc = 0;
+	if (!S_ISDIR(st.st_mode))
+		rc = refuse(h, dir, "plugin_dir is not a directory");
+	else if (st.st_mode & S_IWOTH)
+		rc = refuse(h, dir, "plugin directory is writable by others (mode %03o): no plugin loaded from it",
+			    (unsigned)(st.st_mode & 0777));
+	else
+		return 0;
+	return rc ? rc : 1;
+}
+
+int emh__rescan_plugins(emh_host *h, const char *dir, emh_buf *loaded, emh_error *err)
+{
+	unrefuse(h, dir); /* a directory refused at start may be fine now */
+	int rc = check_dir(h, dir);
+	return rc < 0 ? emh_error_set(err, rc, "out of memory") : rc > 0 ? 0 : scan_dir(h, dir, loaded, err);
+}
+
+int emh__load_plugins(emh_host *h, const char *dir, emh_error *err)
+{
+	int rc = check_dir(h, dir);
+	return rc < 0 ? rc : rc > 0 ? 0 : scan_dir(h, dir, NULL, err);
+}
+
 void emh__unload_drivers(emh_host *h)
 {
 	for (size_t i = 0; i < h->ndrivers; i++) {
-		if (h->drivers[i].dl)
-			dlclose(h->drivers[i].dl);
-		free(h->drivers[i].file);
-		free(h->drivers[i].params);
-		free(h->drivers[i].dialect);
+		emh__driver *d = h->drivers[i];
+		if (d->dl)
+			dlclose(d->dl);
+		free(d->file);
+		free(d->params);
+		free(d->dialect);
+		free(d);
 	}
 	free(h->drivers);
 	h->drivers = NULL;
-	h->ndrivers = 0;
+	h->ndrivers = h->capdrivers = 0;
 	for (size_t i = 0; i < h->nrefused; i++) {
 		free(h->refused[i].file);
 		free(h->refused[i].reason);

@@ -537,10 +537,14 @@ static void default_service_dir(char *buf, size_t cap)
 }
 
 /* The directory modules are loaded from: service_dir, else the compiled-in one. */
-static void config_service_dir(const emh__config *cfg, char *buf, size_t cap)
+/* As for plugins: the file's service_dir, else $EMH_SERVICE_DIR, else the compiled-in one. */
+static void config_service_dir(emh_host *h, const emh__config *cfg, char *buf, size_t cap)
 {
+	const char *env_dir = emh__getenv(emh__host_env(h), "EMH_SERVICE_DIR");
 	if (cfg->service_dir.value && cfg->service_dir.value[0])
 		snprintf(buf, cap, "%s", cfg->service_dir.value);
+	else if (env_dir && env_dir[0])
+		snprintf(buf, cap, "%s", env_dir);
 	else
 		default_service_dir(buf, cap);
 }
@@ -606,7 +610,7 @@ int emh_services_load(emh_services *s, emh_error *err)
 	if (!cfg || cfg->nservices == 0)
 		return 0;
 	char dir[4096];
-	config_service_dir(cfg, dir, sizeof dir);
+	config_service_dir(s->host, cfg, dir, sizeof dir);
 	for (size_t i = 0; i < cfg->nservices; i++) {
 		const emh__svcconf *sc = &cfg->services[i];
 		char path[4200];
@@ -685,7 +689,7 @@ int emh_services_check(emh_services *s, emh_error *err)
 	if (!done)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	char dir[4096];
-	config_service_dir(cfg, dir, sizeof dir);
+	config_service_dir(s->host, cfg, dir, sizeof dir);
 	size_t ndone = 0;
 	int rc = 0;
 	pthread_mutex_lock(&s->add_mu);

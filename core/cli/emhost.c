@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * core/cli/emhost.c: the emhost tool: check-config, plugins, contexts
+ * core/cli/emhost.c: the emhost tool: check-config, plugins, contexts, reload
  * (public API only; the server section is read by the daemon's own
  * srvconf.c, so that check-config refuses what emhostd refuses).
  */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,8 @@ static const char usage_text[] =
 	"                 and every refused plugin file with the reason\n"
 	"  contexts       list the contexts with their driver, which is the default, and\n"
 	"                 whether each is reachable; exit 1 when one is not\n"
+	"  reload         make the running emhostd reload its configuration (SIGHUP to the\n"
+	"                 pid in --pid-file); it logs what changed or why it refused\n"
 	"\n"
 	"options:\n"
 	"  -c, --config FILE       configuration file (default: $EMH_CONFIG, else none:\n"
@@ -42,6 +46,7 @@ static const char usage_text[] =
 	"  -p, --plugin-dir DIR    load driver plugins from DIR (overrides plugin_dir)\n"
 	"      --offline           check-config without connecting to any database\n"
 	"                          (required contexts are not pinged): for CI\n"
+	"      --pid-file FILE     emhostd's pid file, for reload (default " EMH_PID_FILE ")\n"
 	"  -h, --help              show this help\n"
 	"      --version           show the version\n"
 	"\n"
@@ -269,6 +274,42 @@ static int cmd_contexts(emh_host *h)
 	return status;
 }
 
+/*
+ * emhost reload: SIGHUP to the emhostd whose pid the file holds.  The pid
+ * is checked to be an emhostd first (/proc), so that a stale pid file
+ * never signals whatever process got that number since.
+ */
+static int cmd_reload(const char *pid_file)
+{
+	FILE *f = fopen(pid_file, "r");
+	if (!f)
+		return fail("cannot read pid file '%s': %s (is emhostd running with --pid-file?)", pid_file,
+			    strerror(errno));
+	long pid = 0;
+	char extra;
+	int n = fscanf(f, "%ld%c", &pid, &extra);
+	fclose(f);
+	if (n < 1 || pid <= 1)
+		return fail("pid file '%s' holds no process id", pid_file);
+	char path[64], comm[64] = "";
+	snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+	if ((f = fopen(path, "r")) != NULL) {
+		if (!fgets(comm, sizeof comm, f))
+			comm[0] = '\0';
+		fclose(f);
+		comm[strcspn(comm, "\n")] = '\0';
+		if (strcmp(comm, "emhostd") != 0 && strcmp(comm, "lt-emhostd") != 0) /* lt-: libtool's, in a build tree */
+			return fail("process %ld of pid file '%s' is '%s', not emhostd (a stale pid file?)", pid,
+				    pid_file, comm);
+	}
+	if (kill((pid_t)pid, SIGHUP) != 0)
+		return fail("cannot signal emhostd (pid %ld): %s%s", pid, strerror(errno),
+			    errno == EPERM ? " (run as the daemon's user or root)"
+			    : errno == ESRCH ? " (a stale pid file?)" : "");
+	printf("sent SIGHUP to emhostd (pid %ld): its log says what the reload changed, or why it refused it\n", pid);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -277,9 +318,10 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "offline", no_argument, NULL, 'O' },
+		{ "pid-file", required_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *config = getenv("EMH_CONFIG"), *plugin_dir = NULL;
+	const char *config = getenv("EMH_CONFIG"), *plugin_dir = NULL, *pid_file = EMH_PID_FILE;
 	bool offline = false;
 	int ch;
 
@@ -296,6 +338,9 @@ int main(int argc, char **argv)
 			break;
 		case 'O':
 			offline = true;
+			break;
+		case 'P':
+			pid_file = optarg;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -325,12 +370,14 @@ int main(int argc, char **argv)
 	const char *cmd = argv[optind];
 	int (*run)(emh_host *) = NULL;
 	bool check = strcmp(cmd, "check-config") == 0;
+	bool reload = strcmp(cmd, "reload") == 0;
 	if (strcmp(cmd, "plugins") == 0)
 		run = cmd_plugins;
 	else if (strcmp(cmd, "contexts") == 0)
 		run = cmd_contexts;
-	else if (!check) {
-		fprintf(stderr, "emhost: unknown command '%s' (commands: check-config, plugins, contexts)\n", cmd);
+	else if (!check && !reload) {
+		fprintf(stderr, "emhost: unknown command '%s' (commands: check-config, plugins, contexts, reload)\n",
+			cmd);
 		return EXIT_USAGE;
 	}
 	if (optind + 1 < argc) {
@@ -341,6 +388,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "emhost: --offline applies to check-config only\n");
 		return EXIT_USAGE;
 	}
+	if (reload) /* the daemon reads its own configuration: no host here */
+		return cmd_reload(pid_file);
 
 	struct logbuf lb = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	emh_host_opts opts = {

@@ -25,10 +25,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "httpd_int.h"
 
 #define MAX_KV 64
+
+/*
+ * The request a thread is working on, so that every line logged meanwhile
+ * -- by the core, a driver or a service, all through the host's sink --
+ * carries its id.  Per thread, not per process: two servers in one process
+ * each set it on their own threads.
+ */
+static _Thread_local const char *current_rid;
+
+void emhd__set_request(const emhd_req *r) { current_rid = r && r->rid[0] ? r->rid : NULL; }
+
+const char *emhd_request_id(void) { return current_rid; }
+
+/* A client's X-Request-Id is kept when it is 1 to EMHD_RID_MAX visible ASCII characters. */
+static bool rid_valid(const char *v)
+{
+	size_t n = 0;
+	for (; v && v[n]; n++)
+		if (n >= EMHD_RID_MAX || (unsigned char)v[n] < 0x21 || (unsigned char)v[n] > 0x7e)
+			return false;
+	return n > 0;
+}
+
+/* The request's id: the client's when valid, else "<prefix>-<counter>", unique in this process. */
+static void take_request_id(emhd_server *srv, struct MHD_Connection *conn, emhd_req *r)
+{
+	const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+	if (rid_valid(v)) {
+		snprintf(r->rid, sizeof r->rid, "%s", v);
+		return;
+	}
+	unsigned long long n = atomic_fetch_add_explicit(&srv->rid_next, 1, memory_order_relaxed) + 1;
+	snprintf(r->rid, sizeof r->rid, "%08x-%llx", (unsigned)srv->rid_prefix, n);
+	if (v)
+		emh_host_log(srv->host, EMH_LOG_DEBUG, NULL, "X-Request-Id of %zu bytes is not 1-%d visible characters: "
+			     "replaced", strlen(v), EMHD_RID_MAX);
+}
+
 /* A chunked body over max_body is read on (and dropped) for at least this
  * much more, so that a client that sends it whole gets its 413. */
 #define DISCARD_MIN (1024 * 1024)
@@ -72,6 +111,14 @@ static void service_into(emhd_req *r, struct MHD_Connection *conn, emh_response 
 	args->n = hdrs->n = 0;
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, kv_iter, args);
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, kv_iter, hdrs);
+	/* the handler sees the id the answer and the log carry, given or generated */
+	size_t ri = 0;
+	while (ri < hdrs->n && strcasecmp(hdrs->v[ri].name, "X-Request-Id") != 0)
+		ri++;
+	if (ri < hdrs->n)
+		hdrs->v[ri].value = r->rid;
+	else if (hdrs->n < MAX_KV)
+		hdrs->v[hdrs->n++] = (emh_kv){.name = "X-Request-Id", .value = r->rid};
 	emh_request req = {
 		.method = r->method,
 		.path = path,
@@ -90,6 +137,16 @@ static void service_into(emhd_req *r, struct MHD_Connection *conn, emh_response 
 		rc = emh_scope_handle(scope, &req, res, &err);
 		/* forks close (connections go back to their pools) before the reply is sent */
 		emh_scope_close(scope);
+		int status = emh_response_status(res);
+		if (status < 100 || status > 599) {
+			/* whatever the handler returned: a status that is none is a server bug */
+			emh_host_log(srv->host, EMH_LOG_ERROR, NULL,
+				     "%s: service '%s' answered HTTP status %d, which is not one (100-599): sent 500",
+				     r->uri, name, status);
+			emh_response_reset(res);
+			emhd__res_error(res, 500, "the service answered with an invalid HTTP status", NULL);
+			rc = 0;
+		}
 	}
 	if (rc) {
 		emh_response_reset(res);
@@ -116,7 +173,9 @@ void *emhd__worker_main(void *arg)
 		srv->busy++;
 		pthread_mutex_unlock(&srv->qmu);
 		struct MHD_Connection *conn = r->conn;
+		emhd__set_request(r);
 		service_into(r, conn, r->res);
+		emhd__set_request(NULL);
 		atomic_store_explicit(&r->done, true, memory_order_release);
 		MHD_resume_connection(conn); /* r may be gone from here on */
 		pthread_mutex_lock(&srv->qmu);
@@ -220,20 +279,17 @@ static size_t discard_max(const emhd_server *srv)
 	return srv->max_body > DISCARD_MIN ? srv->max_body : DISCARD_MIN;
 }
 
-enum MHD_Result emhd__on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-				const char *version, const char *upload_data, size_t *upload_data_size,
-				void **con_cls)
+static enum MHD_Result access_request(emhd_server *srv, struct MHD_Connection *conn, emhd_req *r, const char *url,
+				      const char *method, const char *upload_data, size_t *upload_data_size)
 {
-	emhd_server *srv = cls;
-	emhd_req *r = *con_cls;
-	if (!r || !r->uri)
-		return MHD_NO; /* out of memory in emhd__on_uri: drop the connection */
 	if (r->answered) {
 		*upload_data_size = 0; /* answered early (413): the rest is dropped */
 		return MHD_YES;
 	}
 	if (!r->started) {
 		r->started = true;
+		take_request_id(srv, conn, r);
+		emhd__set_request(r);
 		route(r);
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl) {
@@ -290,4 +346,18 @@ enum MHD_Result emhd__on_access(void *cls, struct MHD_Connection *conn, const ch
 	if (r->svc_len == 0)
 		return emhd__reply_error(conn, r, 404, "no service in the path: use /<service>/...", NULL);
 	return dispatch(conn, r, method);
+}
+
+enum MHD_Result emhd__on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+				const char *version, const char *upload_data, size_t *upload_data_size,
+				void **con_cls)
+{
+	emhd_req *r = *con_cls;
+	if (!r || !r->uri)
+		return MHD_NO; /* out of memory in emhd__on_uri: drop the connection */
+	/* lines logged on this I/O thread for the request carry its id */
+	emhd__set_request(r);
+	enum MHD_Result ret = access_request(cls, conn, r, url, method, upload_data, upload_data_size);
+	emhd__set_request(NULL);
+	return ret;
 }

@@ -18,6 +18,7 @@ typedef struct emhd_opts {
 	size_t max_body;     /* request bodies above this get 413 */
 	unsigned conn_timeout_s; /* idle keep-alive connections are closed after this */
 	unsigned queue_max;  /* requests waiting for a worker before more get 503; 0 = 4 x threads */
+	bool reuse_port;     /* SO_REUSEPORT: share the address with other processes (off: "address already in use") */
 } emhd_opts;
 
 /*
@@ -56,5 +57,15 @@ unsigned emhd_queue_max(const emhd_server *s);
 
 /* HTTP status for an EMH_E* code: 404 409 400 503 (EMH_EUNAVAILABLE, EMH_ETIMEOUT, EMH_ERETRY) or 500. */
 int emhd_http_status(int code);
+
+/*
+ * The request id of the request the calling thread is working on (an I/O
+ * thread answering it, or the worker running its handler), or NULL: the
+ * log sink adds it to every line logged meanwhile, whoever logs it.
+ */
+const char *emhd_request_id(void);
+
+/* The host's contexts changed (a reload): health probes the new set. */
+void emhd_contexts_changed(emhd_server *s);
 
 #endif

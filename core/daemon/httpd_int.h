@@ -54,7 +54,11 @@ typedef struct emhd_prober {
 	uint64_t done_gen; /* the last round it finished (under hmu) */
 	bool running;      /* the thread exists and has not exited */
 	bool was_down;     /* what its last ping said, for logging changes */
+	bool gone;         /* its context was removed (a reload): the thread ended */
 } emhd_prober;
+
+/* Longest X-Request-Id taken from a request; a longer one is replaced. */
+#define EMHD_RID_MAX 128
 
 struct emhd_server {
 	emh_host *host;
@@ -65,6 +69,8 @@ struct emhd_server {
 	_Atomic unsigned in_flight;
 	_Atomic bool stopping;
 	_Atomic uint64_t rejected; /* 503s for a full queue */
+	uint32_t rid_prefix;       /* random per start: ids of two runs differ */
+	_Atomic uint64_t rid_next; /* generated request ids: prefix-counter */
 	size_t nsvc;        /* services at start; metrics[nsvc] = "_emhost", [nsvc+1] = "_unrouted" */
 	svc_metrics *metrics;
 	/* the handler queue and its workers */
@@ -85,8 +91,8 @@ struct emhd_server {
 	int64_t hdeadline;      /* when round hgen's waiters are answered regardless */
 	struct emhd_req *hwait; /* health requests suspended for round hgen */
 	bool hstop;
-	emhd_prober *probers;
-	size_t nprobers;
+	emhd_prober **probers;  /* one allocation each: their threads keep pointers while a reload adds more */
+	size_t nprobers, capprobers;
 	pthread_t htimer;
 	bool htimer_running;
 };
@@ -107,6 +113,7 @@ typedef struct emhd_req {
 	/* handed to a worker or to the health timer */
 	struct MHD_Connection *conn;
 	const char *method;   /* MHD's, valid for the request */
+	char rid[EMHD_RID_MAX + 1]; /* X-Request-Id: the client's when valid, else generated */
 	bool health;          /* /_emhost/health rather than a service */
 	emh_response *res;    /* the answer the worker prepared */
 	_Atomic bool done;
@@ -127,6 +134,9 @@ static inline struct timespec abs_mono(int64_t ns)
 }
 
 /* ---- httpd.c ---- */
+
+/* The request the calling thread works on, for the log sink (NULL: none). */
+void emhd__set_request(const emhd_req *r);
 
 void *emhd__worker_main(void *arg);
 void *emhd__on_uri(void *cls, const char *uri, struct MHD_Connection *conn);

@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "httpd_int.h"
 
@@ -156,8 +157,11 @@ enum MHD_Result emhd__queue_response(struct MHD_Connection *conn, emhd_req *r, c
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	for (size_t i = 0; i < emh_response_nheaders(res); i++) {
 		const emh_kv *h = emh_response_header(res, i);
-		MHD_add_response_header(resp, h->name, h->value);
+		if (strcasecmp(h->name, "X-Request-Id") != 0) /* the daemon's is the one that is logged */
+			MHD_add_response_header(resp, h->name, h->value);
 	}
+	if (r->rid[0])
+		MHD_add_response_header(resp, "X-Request-Id", r->rid);
 	/* while draining for shutdown, keep-alive clients are told to go */
 	if (atomic_load(&r->srv->stopping))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");

@@ -98,6 +98,7 @@ int emhd_conf_read(const emh_host *h, const char *listen_override, emhd_opts *o,
 		   size_t cap)
 {
 	const char *listen = emh_host_server_setting(h, "listen");
+	const char *reuse = emh_host_server_setting(h, "reuse_port"); /* a bool the parser checked */
 	long long threads, max_body, shutdown;
 	if (server_int(h, "threads", DEFAULT_THREADS, &threads, err, cap) ||
 	    server_int(h, "max_body", DEFAULT_MAX_BODY, &max_body, err, cap) ||
@@ -108,6 +109,8 @@ int emhd_conf_read(const emh_host *h, const char *listen_override, emhd_opts *o,
 		.threads = threads > 0 ? (unsigned)threads : 1,
 		.max_body = (size_t)max_body,
 		.conn_timeout_s = 30,
+		.reuse_port = reuse && (strcmp(reuse, "true") == 0 || strcmp(reuse, "1") == 0 ||
+					strcmp(reuse, "yes") == 0 || strcmp(reuse, "on") == 0),
 	};
 	*shutdown_ms = (unsigned)shutdown;
 	struct sockaddr_storage ss;

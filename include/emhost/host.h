@@ -23,8 +23,9 @@ enum { EMH_LOG_ERROR = 0, EMH_LOG_WARN = 1, EMH_LOG_INFO = 2, EMH_LOG_DEBUG = 3 
 
 /*
  * Where log lines go.  context is the context the line concerns or NULL.
- * Called from any thread; must be thread-safe.  The default writes
- * "emhost: LEVEL [context] message" to stderr.
+ * Called from any thread; must be thread-safe, and must not call back into
+ * the host (a reload logs the plugins it loads while it holds the host's
+ * lock).  The default writes "emhost: LEVEL [context] message" to stderr.
  */
 typedef void (*emh_log_fn)(void *ud, int level, const char *context, const char *msg);
 
@@ -33,8 +34,9 @@ typedef void (*emh_log_fn)(void *ud, int level, const char *context, const char 
  *
  *   config_path   libconfig file, or NULL for none (contexts then come from
  *                 the environment only)
- *   plugin_dir    overrides the file's plugin_dir; NULL = file's, else the
- *                 compiled-in $(pkglibdir)/plugins
+ *   plugin_dir    overrides the file's plugin_dir; NULL = file's, else
+ *                 $EMH_PLUGIN_DIR of envp, else the compiled-in
+ *                 $(pkglibdir)/plugins
  *   no_plugins    load no plugin directory at all (tests with static drivers)
  *   drivers       statically registered drivers, checked like plugins
  *   envp          the environment to read (NULL-terminated "K=V"); NULL
@@ -133,6 +135,56 @@ int emh_host_add_context(emh_host *h, const char *name, const char *const *kv, e
 int emh_host_remove_context(emh_host *h, const char *name, emh_error *err);
 
 /*
+ * Options for emh_host_reload.  Zero-initialise:
+ *
+ *   envp    the environment to read now ("K=V", NULL-terminated); NULL
+ *           means the process environment.  Copied during the call.
+ *   pinned  "context", "who", ..., NULL: contexts something outside the
+ *           host relies on (emhostd passes each service's contexts as
+ *           "service 'users'"); a reload that would remove one is refused,
+ *           naming who uses it.
+ */
+typedef struct emh_reload_opts {
+	const char *const *envp;
+	const char *const *pinned;
+} emh_reload_opts;
+
+/*
+ * Read the host's configuration file and the environment again and apply
+ * the difference to the running host:
+ *
+ *   - contexts new in the configuration are created (a required one is
+ *     pinged first) and added;
+ *   - contexts gone from it are removed: new forks on them fail with
+ *     EMH_ENOCONTEXT at once, the call waits for the forks still open on
+ *     them (as emh_host_remove_context); contexts added through
+ *     emh_host_add_context are not the file's and stay;
+ *   - changed pool.* settings apply to the live pools (a larger max serves
+ *     waiting forks at once; connections above a smaller max are closed
+ *     when idle);
+ *   - driver plugins dropped into the plugin directory since start are
+ *     loaded (a file refused before is tried again).
+ *
+ * Everything else is refused with nothing changed, and so is a
+ * configuration with an error: a context's driver or connection settings
+ * (any key but pool.*), the default context, removing a pinned or the
+ * default context.  A refused reload keeps only the drivers it loaded.
+ * Services and the server section are not reloaded (a change to them is
+ * logged as applying at the next start).  Forks open during the reload are
+ * never failed by it.  The outcome is logged ("reload: added contexts a,
+ * b; removed c; pool of d: max 8 -> 16; drivers loaded: memdoc", or
+ * "reload refused, ...: <why>"), and summary (cap bytes, may be NULL) gets
+ * the same line after "reload: " on success.
+ *
+ * Returns 0, EMH_ECONFIG (the file, or a change that cannot apply live),
+ * EMH_EPLUGIN (a new context names a driver that is not loaded), the
+ * connection error of a new required context, EMH_ENOMEM.  Thread-safe;
+ * reloads run one at a time.  Never call it while holding a fork of a
+ * context it removes.
+ */
+int emh_host_reload(emh_host *h, const emh_reload_opts *opts, char *summary, size_t cap, emh_error *err);
+
+/*
  * Take a connection from the context's pool, ping it and give it back.
  * Returns 0 or the error of the connection (EMH_EUNAVAILABLE, EMH_ETIMEOUT,
  * ...).  Thread-safe.
@@ -222,7 +274,8 @@ typedef struct emh_refused_info {
 	const char *reason;
 } emh_refused_info;
 
-/* Loaded drivers and refused plugin files; borrowed until the host is freed. */
+/* Loaded drivers and refused plugin files; borrowed until the host is freed
+ * (a reload that loads a driver makes a new array; the old one stays valid). */
 size_t emh_host_drivers(const emh_host *h, const emh_driver_info **out);
 size_t emh_host_refused(const emh_host *h, const emh_refused_info **out);
 

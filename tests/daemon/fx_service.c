@@ -69,6 +69,10 @@ static void fx_fini(emh_svc *svc, void *state) { fx_inited--; }
  *   POST /raw-conflict                a statement the database refuses as a
  *                                     duplicate key (the driver's text in err)
  *   POST /raw-invalid                 one it refuses as a datatype mismatch
+ *   GET  /status?code=N               answers status N (999: a handler bug)
+ *   GET  /ctype                       sets a content type, then adds a Content-Type header
+ *   GET  /arg?v=...                   the decoded argument v, in brackets
+ *   GET  /reqid                       its X-Request-Id, logged through the service's log
  */
 static int fx_handle(emh_scope *scope, const emh_request *req, emh_response *res, emh_error *err)
 {
@@ -126,6 +130,27 @@ static int fx_handle(emh_scope *scope, const emh_request *req, emh_response *res
 					      ? "INSERT INTO fx_notes (id, text) VALUES (424242, 'secret-row'), (424242, 'secret-row')"
 					      : "INSERT INTO fx_notes (id, text) VALUES ('not-a-number', 'secret-row')",
 				      err);
+	}
+	/* the service API's edges (t_ops) */
+	if (strcmp(req->path, "/status") == 0) {
+		const char *code = emh_request_arg(req, "code");
+		return emh_response_set(res, code ? atoi(code) : 200, "text/plain", "status", 6, err);
+	}
+	if (strcmp(req->path, "/ctype") == 0) {
+		if ((rc = fx_reply(res, 200, "typed", err)))
+			return rc;
+		return emh_response_add_header(res, "content-type", "application/x-fx", err);
+	}
+	if (strcmp(req->path, "/arg") == 0) {
+		const char *v = emh_request_arg(req, "v");
+		char out[256];
+		snprintf(out, sizeof out, "[%s]", v ? v : "(none)");
+		return fx_reply(res, 200, out, err);
+	}
+	if (strcmp(req->path, "/reqid") == 0) {
+		const char *v = emh_request_header(req, "X-Request-Id");
+		emh_svc_log(emh_scope_service(scope), EMH_LOG_WARN, "fx saw request %s", v ? v : "(none)");
+		return fx_reply(res, 200, v ? v : "(none)", err);
 	}
 	return emh_error_set(err, EMH_ENOTFOUND, "no route '%s'", req->path);
 }

@@ -71,6 +71,18 @@ tests_daemon_t_shutdown_SOURCES = tests/daemon/t_shutdown.c $(DTEST_SOURCES) ser
 tests_daemon_t_shutdown_CFLAGS = $(DTEST_CFLAGS)
 tests_daemon_t_shutdown_LDADD = core/libemhost.la $(DTEST_LIBS)
 TESTS += tests/daemon/t_shutdown
+# the service API's edges through the daemon, and request ids
+check_PROGRAMS += tests/daemon/t_edges
+tests_daemon_t_edges_SOURCES = tests/daemon/t_edges.c $(DTEST_SOURCES)
+tests_daemon_t_edges_CFLAGS = $(DTEST_CFLAGS)
+tests_daemon_t_edges_LDADD = $(DTEST_LIBS)
+TESTS += tests/daemon/t_edges
+# SIGHUP reloads under load, and systemd's notify protocol
+check_PROGRAMS += tests/daemon/t_reload
+tests_daemon_t_reload_SOURCES = tests/daemon/t_reload.c $(DTEST_SOURCES)
+tests_daemon_t_reload_CFLAGS = $(DTEST_CFLAGS)
+tests_daemon_t_reload_LDADD = $(DTEST_LIBS)
+TESTS += tests/daemon/t_reload
 check_PROGRAMS += tests/daemon/t_robust
 tests_daemon_t_robust_SOURCES = tests/daemon/t_robust.c $(DTEST_SOURCES)
 tests_daemon_t_robust_CFLAGS = $(DTEST_CFLAGS) $(SQLITE3_CFLAGS)
@@ -101,10 +113,11 @@ bench-http: $(BENCH_HTTP_PROG) $(BENCH_HTTP_DEPS)
 	else echo "bench-http: skipped (needs emhostd, libcurl and the sqlite driver)"; fi
 
 # emhostd's command line: listen addresses it must refuse (no HTTP client needed);
-# emhost check-config refusing what emhostd refuses, with the same message.
+# emhost check-config refusing what emhostd refuses, with the same message;
+# an address in use, journald priorities, SIGHUP and emhost reload.
 if HAVE_DAEMON
 if HAVE_SQLITE
-TESTS += tests/daemon/listen.sh tests/daemon/preflight.sh
+TESTS += tests/daemon/listen.sh tests/daemon/preflight.sh tests/daemon/ops.sh
 endif
 endif
-EXTRA_DIST += tests/daemon/listen.sh tests/daemon/preflight.sh
+EXTRA_DIST += tests/daemon/listen.sh tests/daemon/preflight.sh tests/daemon/ops.sh

@@ -250,28 +250,32 @@ static void test_errors(void)
 }
 
 /* Is there a line in the daemon's log holding both a and b? */
-static bool log_line_has(const char *a, const char *b)
+/* A line of the daemon's log holding a, b and c (c may be NULL). */
+static bool log_line_has3(const char *a, const char *b, const char *c)
 {
 	FILE *f = fopen(d.log, "r");
 	char line[4096];
 	bool found = false;
 	while (f && !found && fgets(line, sizeof line, f))
-		found = strstr(line, a) && strstr(line, b);
+		found = strstr(line, a) && strstr(line, b) && (!c || strstr(line, c));
 	if (f)
 		fclose(f);
 	return found;
 }
 
+static bool log_line_has(const char *a, const char *b) { return log_line_has3(a, b, NULL); }
+
 /* The default context has log_queries = true: statements, parameters masked. */
 static void test_query_log(void)
 {
-	ok(log_line_has("[default] query (", "INSERT INTO \"users\" (\"name\", \"email\") VALUES (?, ?)"),
+	/* "info [default] req=ID: query (0.1 ms): ...": the request's id sits between */
+	ok(log_line_has3("[default] ", " query (", "INSERT INTO \"users\" (\"name\", \"email\") VALUES (?, ?)"),
 	   "log_queries: the users' inserts are logged");
-	ok(log_line_has("[default] query (", "[$1=?, $2=?]"), "with their parameters masked");
-	ok(log_line_has("[default] query (", "ms): SELECT"), "and the reads, with their durations");
+	ok(log_line_has3("[default] req=", " query (", "[$1=?, $2=?]"), "with their parameters masked, under the request's id");
+	ok(log_line_has3("[default] ", " query (", "ms): SELECT"), "and the reads, with their durations");
 	ok(!log_line_has("query (", "example.com") && !log_line_has("query (", "Ada"),
 	   "no value of a statement is in the log");
-	ok(!log_line_has("[analytics] query (", ""), "a context without log_queries logs no statement");
+	ok(!log_line_has("[analytics] ", " query ("), "a context without log_queries logs no statement");
 }
 
 static void test_health_metrics(bool have_remote)
