@@ -194,6 +194,32 @@ static int em_insert_flush(bench *b)
 	return rc ? em_fail(b, "insert", rc) : 0;
 }
 
+static int em_update_where(bench *b)
+{
+	emh_em *em;
+	emh_repo *r;
+	emh_query *q;
+	emh_sets *s;
+	int64_t n = 0;
+	int rc = emh_host_fork(b->h, b->ctx, &em, &b->err);
+	if (rc)
+		return em_fail(b, "fork", rc);
+	rc = emh_em_repo(em, &bench_entity, &r, &b->err);
+	if (!rc)
+		rc = emh_repo_query(r, &q, &b->err);
+	if (!rc)
+		rc = emh_repo_sets(r, &s, &b->err);
+	if (!rc) {
+		emh_q_where(q, emh_q_eq(q, "id", emh_v_int64(pick_id(b))));
+		emh_sets_add(s, "counter", emh_v_int64(1));
+		rc = emh_repo_update_where(r, q, s, &n, &b->err);
+		if (!rc && n != 1)
+			rc = emh_error_set(&b->err, EMH_EINVAL, "matched %lld rows", (long long)n);
+	}
+	emh_em_close(em);
+	return rc ? em_fail(b, "update_where", rc) : 0;
+}
+
 static int em_fork_close(bench *b)
 {
 	emh_em *em;
@@ -220,6 +246,11 @@ static int raw_get_by_key(bench *b)
 static int raw_update(bench *b)
 {
 	return b->ops->update(b->raw, pick_id(b), ++b->counter) ? raw_fail(b, "update") : 0;
+}
+
+static int raw_update_where(bench *b)
+{
+	return b->ops->update_where(b->raw, pick_id(b), 1) ? raw_fail(b, "update_where") : 0;
 }
 
 static int raw_insert(bench *b)
@@ -402,6 +433,7 @@ static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs)
 		{"get_by_key", raw_get_by_key, em_get_by_key},
 		{"update_flush", raw_update, em_update_flush},
 		{"insert_flush", raw_insert, em_insert_flush},
+		{"update_where", raw_update_where, em_update_where},
 	};
 	bench b;
 	int status = 0;
