@@ -19,46 +19,58 @@
 #include "em_int.h"
 #include "query_int.h"
 
-/*
- * A set list.  Its query (never run) gives it what a query has: the entity,
- * the fork's arena, and the first mistake of a builder call with its
- * message; values are checked and copied by query.c's rules.
- */
+/* A set list: the assignments so far, or the first mistake of a builder call. */
 struct emh_sets {
-	emh_query *q;
+	const emh_entity *e;
+	emh__arena *arena; /* the fork's: the list, its values and the message live there */
 	emh_set *v;
 	size_t n, cap;
 	uint64_t fields; /* bit i: field i is assigned */
+	int err_code;
+	const char *err_msg;
 };
 
 int emh_repo_sets(emh_repo *r, emh_sets **out, emh_error *err)
 {
-	emh__arena *a = &r->em->arena;
-	emh_sets *s = emh__arena_zalloc(a, sizeof *s);
-	if (!s || !(s->q = emh__query_new(a, r->m->pub.entity))) {
-		*out = NULL;
-		return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	}
+	emh_sets *s = emh__arena_zalloc(&r->em->arena, sizeof *s);
 	*out = s;
+	if (!s)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	s->e = r->m->pub.entity;
+	s->arena = &r->em->arena;
 	return 0;
 }
 
 static void sets_fail(emh_sets *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void sets_fail(emh_sets *s, int code, const char *fmt, ...)
 {
-	if (s->q->err_code)
+	char msg[256];
+	if (s->err_code)
 		return;
-	s->q->err_code = code;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(s->q->err_msg, sizeof s->q->err_msg, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	s->err_code = code;
+	s->err_msg = emh__arena_strndup(s->arena, msg, strlen(msg));
+	if (!s->err_msg)
+		s->err_msg = "out of memory";
+}
+
+/* v checked and converted for field f by the rules of query values (query.c), copied into the arena. */
+static bool sets_check(emh_sets *s, const emh_field *f, emh_value v, emh_value *out)
+{
+	emh_query q = {.e = s->e, .arena = s->arena};
+	if (emh__query_value(&q, f, v, out))
+		return true;
+	sets_fail(s, q.err_code, "%s", q.err_msg);
+	return false;
 }
 
 /* The index of field, when it may be assigned (once, never the key or the version); else -1, kept in s. */
 static int sets_field(emh_sets *s, const char *field)
 {
-	const emh_entity *e = s->q->e;
+	const emh_entity *e = s->e;
 	int i = emh_entity_field_index(e, field);
 	if (i < 0)
 		sets_fail(s, EMH_EINVAL, "no field '%s' in entity '%s'", field ? field : "(null)", e->name);
@@ -76,8 +88,8 @@ static int sets_field(emh_sets *s, const char *field)
 static void sets_push(emh_sets *s, int field, int op, emh_value v)
 {
 	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 4;
-		emh_set *nv = emh__arena_alloc(s->q->arena, cap * sizeof *nv);
+		size_t cap = s->cap ? s->cap * 2 : 2;
+		emh_set *nv = emh__arena_alloc(s->arena, cap * sizeof *nv);
 		if (!nv) {
 			sets_fail(s, EMH_ENOMEM, "out of memory");
 			return;
@@ -93,19 +105,19 @@ static void sets_push(emh_sets *s, int field, int op, emh_value v)
 
 void emh_sets_value(emh_sets *s, const char *field, emh_value v)
 {
-	if (!s || s->q->err_code)
+	if (!s || s->err_code)
 		return;
 	int i = sets_field(s, field);
 	if (i < 0)
 		return;
-	const emh_field *f = &s->q->e->fields[i];
+	const emh_field *f = &s->e->fields[i];
 	emh_value out = emh_v_null(f->type);
 	if (v.is_null) {
 		if (!(f->flags & EMH_F_NULLABLE)) {
 			sets_fail(s, EMH_EINVAL, "field '%s' is not nullable: it cannot be set to NULL", f->name);
 			return;
 		}
-	} else if (!emh__query_value(s->q, f, v, &out)) {
+	} else if (!sets_check(s, f, v, &out)) {
 		return;
 	}
 	sets_push(s, i, EMH_SET_VALUE, out);
@@ -113,12 +125,12 @@ void emh_sets_value(emh_sets *s, const char *field, emh_value v)
 
 void emh_sets_add(emh_sets *s, const char *field, emh_value delta)
 {
-	if (!s || s->q->err_code)
+	if (!s || s->err_code)
 		return;
 	int i = sets_field(s, field);
 	if (i < 0)
 		return;
-	const emh_field *f = &s->q->e->fields[i];
+	const emh_field *f = &s->e->fields[i];
 	emh_value out;
 	if (f->type != EMH_T_INT32 && f->type != EMH_T_INT64 && f->type != EMH_T_DOUBLE) {
 		sets_fail(s, EMH_EINVAL, "field '%s' is %s: only int32, int64 and double fields take a delta", f->name,
@@ -139,7 +151,7 @@ void emh_sets_add(emh_sets *s, const char *field, emh_value delta)
 	/* A whole delta on a double field is the same number as a double. */
 	if (f->type == EMH_T_DOUBLE && (delta.type == EMH_T_INT32 || delta.type == EMH_T_INT64))
 		delta = emh_v_double(delta.type == EMH_T_INT32 ? (double)delta.u.i32 : (double)delta.u.i64);
-	if (emh__query_value(s->q, f, delta, &out))
+	if (sets_check(s, f, delta, &out))
 		sets_push(s, i, EMH_SET_ADD, out);
 }
 
@@ -228,14 +240,14 @@ int emh_repo_update_where(emh_repo *r, const emh_query *q, const emh_sets *sets,
 	if (!sets)
 		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL, "emh_repo_update_where on '%s': sets is NULL",
 						  e->name), err);
-	if (sets->q->arena != &em->arena || sets->q->e != e)
+	if (sets->arena != &em->arena || sets->e != e)
 		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
 						  "emh_repo_update_where on '%s': the set list is of another fork or "
 						  "entity (make it with emh_repo_sets on this repository)",
 						  e->name), err);
-	if (sets->q->err_code)
-		return emh__em_fail(em, emh_error_set(err, sets->q->err_code, "update of '%s': %s", e->name,
-						  sets->q->err_msg), err);
+	if (sets->err_code)
+		return emh__em_fail(em, emh_error_set(err, sets->err_code, "update of '%s': %s", e->name, sets->err_msg),
+				err);
 	if (sets->n == 0)
 		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL, "update of '%s': the set list is empty", e->name),
 				err);
