@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,7 +286,7 @@ static void retry_backoff(int attempt, uint64_t *rng)
 	uint64_t r = *rng * UINT64_C(2685821657736338717);
 	int64_t us = cap_us / 2 + (int64_t)(r % (uint64_t)(cap_us / 2 + 1));
 	struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000};
-	while (nanosleep(&ts, &ts) != 0)
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
 }
 
@@ -304,8 +305,13 @@ int emh_em_transaction_retry_opts(emh_em *em, const emh_tx_opts *opts, emh_tx_fn
 						  "whole transaction, so it must be the outermost"), err);
 	uint64_t rng = (uint64_t)(uintptr_t)em ^ (uint64_t)emh__now_ns() ^ UINT64_C(0x9E3779B97F4A7C15);
 	for (int attempt = 1;; attempt++) {
-		int rc = tx_run(em, opts, fn, ud, err);
-		if (rc == 0 || attempt >= max_attempts || !(rc == EMH_ERETRY || err->retryable))
+		/* Each attempt's own error: a retryable flag left from an earlier
+		 * attempt must not make a later, different failure look retryable. */
+		emh_error e = {0};
+		int rc = tx_run(em, opts, fn, ud, &e);
+		if (rc)
+			*err = e;
+		if (rc == 0 || attempt >= max_attempts || !(rc == EMH_ERETRY || e.retryable))
 			return rc;
 		/* Rolled back: what fn loaded may be out of date, so it starts over
 		 * from the rows as they are now. */

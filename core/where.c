@@ -67,9 +67,13 @@ static bool sets_check(emh_sets *s, const emh_field *f, emh_value v, emh_value *
 	return false;
 }
 
-/* The index of field, when it may be assigned (once, never the key or the version); else -1, kept in s. */
-static int sets_field(emh_sets *s, const char *field)
+/* The field called field and its index, when it may be assigned (once,
+ * never the key or the version); else NULL, the mistake kept in s.  NULL
+ * too after an earlier mistake: the first one is reported. */
+static const emh_field *sets_field(emh_sets *s, const char *field, int *index)
 {
+	if (!s || s->err_code)
+		return NULL;
 	const emh_entity *e = s->e;
 	int i = emh_entity_field_index(e, field);
 	if (i < 0)
@@ -81,8 +85,8 @@ static int sets_field(emh_sets *s, const char *field)
 	else if (s->fields & (UINT64_C(1) << i))
 		sets_fail(s, EMH_EINVAL, "field '%s' is assigned twice", field);
 	else
-		return i;
-	return -1;
+		return *index = i, &e->fields[i];
+	return NULL;
 }
 
 static void sets_push(emh_sets *s, int field, int op, emh_value v)
@@ -105,12 +109,10 @@ static void sets_push(emh_sets *s, int field, int op, emh_value v)
 
 void emh_sets_value(emh_sets *s, const char *field, emh_value v)
 {
-	if (!s || s->err_code)
+	int i;
+	const emh_field *f = sets_field(s, field, &i);
+	if (!f)
 		return;
-	int i = sets_field(s, field);
-	if (i < 0)
-		return;
-	const emh_field *f = &s->e->fields[i];
 	emh_value out = emh_v_null(f->type);
 	if (v.is_null) {
 		if (!(f->flags & EMH_F_NULLABLE)) {
@@ -125,12 +127,10 @@ void emh_sets_value(emh_sets *s, const char *field, emh_value v)
 
 void emh_sets_add(emh_sets *s, const char *field, emh_value delta)
 {
-	if (!s || s->err_code)
+	int i;
+	const emh_field *f = sets_field(s, field, &i);
+	if (!f)
 		return;
-	int i = sets_field(s, field);
-	if (i < 0)
-		return;
-	const emh_field *f = &s->e->fields[i];
 	emh_value out;
 	if (f->type != EMH_T_INT32 && f->type != EMH_T_INT64 && f->type != EMH_T_DOUBLE) {
 		sets_fail(s, EMH_EINVAL, "field '%s' is %s: only int32, int64 and double fields take a delta", f->name,

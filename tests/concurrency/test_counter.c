@@ -69,6 +69,7 @@ static const char *const mode_names[] = {"version", "guarded", "serial"};
 
 typedef struct run {
 	emh_host *h;
+	const char *ctx;     /* the driver's context */
 	const emh_entity *e; /* vcounter or counter */
 	int mode;
 	int64_t id;
@@ -131,7 +132,7 @@ static void *worker_main(void *arg)
 	for (int i = 0; i < r->ops; i++) {
 		emh_em *em;
 		emh_error err;
-		int rc = emh_host_fork(r->h, NULL, &em, &err);
+		int rc = emh_host_fork(r->h, r->ctx, &em, &err);
 		incr in = {.r = r};
 		if (rc == 0) {
 			switch (r->mode) {
@@ -161,7 +162,7 @@ static void *worker_main(void *arg)
 
 static int64_t value_of(run *r)
 {
-	emh_em *em = fixture_fork(r->h, NULL);
+	emh_em *em = fixture_fork(r->h, r->ctx);
 	emh_repo *repo = fixture_repo(em, r->e);
 	void *p;
 	emh_error err;
@@ -183,8 +184,8 @@ static double now_s(void)
 
 static void run_mode(const char *driver, emh_host *h, const emh_entity *e, int mode, int threads, int ops)
 {
-	run r = {.h = h, .e = e, .mode = mode, .ops = ops};
-	emh_em *em = fixture_fork(h, NULL);
+	run r = {.h = h, .ctx = driver, .e = e, .mode = mode, .ops = ops};
+	emh_em *em = fixture_fork(h, driver);
 	counter *c = fixture_new(fixture_repo(em, e));
 	emh_error err;
 	if (emh_em_flush(em, &err))
@@ -231,30 +232,19 @@ static int env_int(const char *name, int def)
 
 #define TESTS_PER_DRIVER 6
 
-static void run_driver(const fixture *fx, const char *driver, const char *url, long pid, int threads, int ops,
-		       int serial_ops)
+/* The three modes on the context named after the driver (registered and synced by main). */
+static void run_driver(emh_host *h, const char *driver, const emh_entity *ve, const emh_entity *ce, int threads,
+		       int ops, int serial_ops)
 {
-	char url_var[600], pool_var[64], tables[2][64];
-	snprintf(url_var, sizeof url_var, "EMH_CONTEXT_DEFAULT_URL=%s", url);
-	snprintf(pool_var, sizeof pool_var, "EMH_CONTEXT_DEFAULT_POOL_MAX=%d", threads);
-	const char *env[] = {url_var, pool_var, "EMH_CONTEXT_DEFAULT_POOL_ACQUIRE_TIMEOUT_MS=30000", NULL};
-	snprintf(tables[0], sizeof tables[0], "conc_%ld_vcounter", pid);
-	snprintf(tables[1], sizeof tables[1], "conc_%ld_counter", pid);
-	emh_entity ve = EMH_ENTITY(vcounter, tables[0], vcounter_fields);
-	emh_entity ce = EMH_ENTITY(counter, tables[1], counter_fields);
-	emh_host *h;
+	fixture_register(h, driver, ve);
+	fixture_register(h, driver, ce);
+	fixture_sync(h, driver);
+	run_mode(driver, h, ve, MODE_VERSION, threads, ops);
+	run_mode(driver, h, ce, MODE_GUARDED, threads, ops);
+	run_mode(driver, h, ce, MODE_SERIAL, threads, serial_ops);
 	emh_error err;
-	if (fixture_host(fx, env, &h, &err))
-		bail("%s: host on %s: %s", driver, "EMH_CONTEXT_DEFAULT_URL", err.message);
-	fixture_register(h, NULL, &ve);
-	fixture_register(h, NULL, &ce);
-	fixture_sync(h, NULL);
-	run_mode(driver, h, &ve, MODE_VERSION, threads, ops);
-	run_mode(driver, h, &ce, MODE_GUARDED, threads, ops);
-	run_mode(driver, h, &ce, MODE_SERIAL, threads, serial_ops);
-	if (emh_host_drop_schema(h, NULL, &err))
+	if (emh_host_drop_schema(h, driver, &err))
 		diag("%s: drop the test tables: %s", driver, err.message);
-	emh_host_free(h);
 }
 
 int main(void)
@@ -269,6 +259,12 @@ int main(void)
 	fixture_init(&fx, "counter");
 	diag("%d threads x %d increments (serializable: %d) per mode (EMH_TEST_CONC_THREADS, EMH_TEST_CONC_OPS, "
 	     "EMH_TEST_CONC_SERIAL_OPS)", threads, ops, serial_ops);
+	/* One host for both servers, a context each ("postgres", "mysql"), each
+	 * with a connection per thread. */
+	char vars[2][3][700], tables[2][64];
+	const char *env[8];
+	size_t nenv = 0;
+	bool use[2] = {false, false};
 	for (int i = 0; i < 2; i++) {
 		char so[1100];
 		snprintf(so, sizeof so, "%s/%s.so", fx.plugin_dir, names[i]);
@@ -283,7 +279,29 @@ int main(void)
 			need_server(TESTS_PER_DRIVER, why);
 			continue;
 		}
-		run_driver(&fx, names[i], urls[i], (long)getpid(), threads, ops, serial_ops);
+		const char *up = i ? "MYSQL" : "POSTGRES";
+		snprintf(vars[i][0], sizeof vars[i][0], "EMH_CONTEXT_%s_URL=%s", up, urls[i]);
+		snprintf(vars[i][1], sizeof vars[i][1], "EMH_CONTEXT_%s_POOL_MAX=%d", up, threads);
+		snprintf(vars[i][2], sizeof vars[i][2], "EMH_CONTEXT_%s_POOL_ACQUIRE_TIMEOUT_MS=30000", up);
+		for (int k = 0; k < 3; k++)
+			env[nenv++] = vars[i][k];
+		use[i] = true;
+	}
+	if (use[0] || use[1]) {
+		env[nenv++] = use[0] ? "EMH_DEFAULT_CONTEXT=postgres" : "EMH_DEFAULT_CONTEXT=mysql";
+		env[nenv] = NULL;
+		emh_host *h;
+		emh_error err;
+		if (fixture_host(&fx, env, &h, &err))
+			bail("host on the test servers: %s", err.message);
+		snprintf(tables[0], sizeof tables[0], "conc_%ld_vcounter", (long)getpid());
+		snprintf(tables[1], sizeof tables[1], "conc_%ld_counter", (long)getpid());
+		emh_entity ve = EMH_ENTITY(vcounter, tables[0], vcounter_fields);
+		emh_entity ce = EMH_ENTITY(counter, tables[1], counter_fields);
+		for (int i = 0; i < 2; i++)
+			if (use[i])
+				run_driver(h, names[i], &ve, &ce, threads, ops, serial_ops);
+		emh_host_free(h);
 	}
 	fixture_release(&fx);
 	return done_testing();

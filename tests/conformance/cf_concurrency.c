@@ -93,34 +93,6 @@ typedef struct cc {
 
 static const char *st(int rc) { return rc == 0 ? "EMH_OK" : emh_status_name(rc); }
 
-static int expect(int rc, int want, const emh_error *err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int expect(int rc, int want, const emh_error *err, const char *fmt, ...)
-{
-	char name[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(name, sizeof name, fmt, ap);
-	va_end(ap);
-	if (ok(rc == want, "%s", name))
-		return 1;
-	diag("  got %s: %s", st(rc), rc ? err->message : "");
-	diag("  expected %s", st(want));
-	return 0;
-}
-#define OK(rc, err, ...) expect((rc), 0, &(err), __VA_ARGS__)
-
-static void na(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void na(const char *name, const char *fmt, ...)
-{
-	char why[512];
-	va_list ap;
-	va_start(ap, fmt);
-	memcpy(why, "not applicable: ", 16);
-	vsnprintf(why + 16, sizeof why - 16, fmt, ap);
-	va_end(ap);
-	skip_named(name, why);
-}
-
 static emh_em *fork_(cc *c)
 {
 	emh_em *em = NULL;
@@ -248,20 +220,20 @@ static void t_version_basics(cc *c)
 	v->qty = 1;
 	v->version = 42; /* emhost's to set */
 	rc = emh_em_flush(em, &err);
-	OK(rc, err, "versions: insert of a versioned object");
+	OK_RC(rc, err, "versions: insert of a versioned object");
 	is_int(v->version, 1, "versions: insert sets the version to 1");
 	is_int(ver_row(c, v->id).version, 1, "versions: and stores it");
 	v->qty = 2;
 	rc = emh_em_flush(em, &err);
-	OK(rc, err, "versions: update");
+	OK_RC(rc, err, "versions: update");
 	is_int(v->version, 2, "versions: each flushed update moves it on by one (object)");
 	is_int(ver_row(c, v->id).version, 2, "versions: and in the row");
 	rc = emh_em_flush(em, &err);
-	OK(rc, err, "versions: a flush with nothing changed");
+	OK_RC(rc, err, "versions: a flush with nothing changed");
 	is_int(ver_row(c, v->id).version, 2, "versions: writes nothing, the version stays");
 	v->version = 7;
 	rc = emh_em_flush(em, &err);
-	expect(rc, EMH_EINVAL, &err, "versions: changing the version member yourself is EMH_EINVAL");
+	expect_rc(rc, EMH_EINVAL, &err, "versions: changing the version member yourself is EMH_EINVAL");
 	like_str(err.message, "version", "versions: the message names the version field");
 	v->version = 2;
 	emh_em_close(em);
@@ -273,7 +245,7 @@ static void t_version_basics(cc *c)
 		bail("new cf_tver: %s", err.message);
 	t->qty = 1;
 	rc = emh_em_flush(em, &err);
-	OK(rc, err, "versions (timestamp): insert");
+	OK_RC(rc, err, "versions (timestamp): insert");
 	ok(t->stamp > INT64_C(1500000000000000), "versions (timestamp): insert sets it to the current time (%" PRId64 ")",
 	   (int64_t)t->stamp);
 	emh_time prev = t->stamp;
@@ -289,10 +261,10 @@ static void t_version_basics(cc *c)
 	cf_tver *t2 = get(em2, c, E_TVER, t->id);
 	is_int(t2->stamp, t->stamp, "versions (timestamp): the row holds the last one, to the microsecond");
 	t2->qty = 100;
-	OK(emh_em_flush(em2, &err), err, "versions (timestamp): another fork updates it");
+	OK_RC(emh_em_flush(em2, &err), err, "versions (timestamp): another fork updates it");
 	t->qty = 200;
 	rc = emh_em_flush(em, &err);
-	expect(rc, EMH_ECONFLICT, &err, "versions (timestamp): the stale fork's update is EMH_ECONFLICT");
+	expect_rc(rc, EMH_ECONFLICT, &err, "versions (timestamp): the stale fork's update is EMH_ECONFLICT");
 	emh_em_close(em2);
 	emh_em_close(em);
 }
@@ -304,11 +276,11 @@ static void t_version_conflicts(cc *c)
 	emh_em *a = fork_(c), *b = fork_(c);
 	cf_ver *va = get(a, c, E_VER, id), *vb = get(b, c, E_VER, id);
 	va->qty = 11;
-	OK(emh_em_flush(a, &err), err, "conflict: fork A updates the row (version 1 -> 2)");
+	OK_RC(emh_em_flush(a, &err), err, "conflict: fork A updates the row (version 1 -> 2)");
 	vb->qty = 12;
 	memset(&err, 0, sizeof err);
 	int rc = emh_em_flush(b, &err);
-	expect(rc, EMH_ECONFLICT, &err, "conflict: fork B's update of version 1 is EMH_ECONFLICT");
+	expect_rc(rc, EMH_ECONFLICT, &err, "conflict: fork B's update of version 1 is EMH_ECONFLICT");
 	ok(err.retryable, "conflict: retryable");
 	like_str(err.message, "changed by someone else since it was loaded", "conflict: saying why");
 	char want[96];
@@ -321,29 +293,29 @@ static void t_version_conflicts(cc *c)
 	   row.version);
 
 	/* refresh: B starts over from the row */
-	OK(emh_em_refresh(b, vb, &err), err, "conflict: B refreshes its object");
+	OK_RC(emh_em_refresh(b, vb, &err), err, "conflict: B refreshes its object");
 	ok(vb->qty == 11 && vb->version == 2, "conflict: refresh drops B's change and loads version 2");
 	vb->qty = 13;
-	OK(emh_em_flush(b, &err), err, "conflict: B's update on the fresh version succeeds");
+	OK_RC(emh_em_flush(b, &err), err, "conflict: B's update on the fresh version succeeds");
 	is_int(ver_row(c, id).version, 3, "conflict: version 3");
 
 	/* delete of a changed row */
 	cf_ver *va2 = va; /* A still holds version 2 */
-	OK(emh_em_remove(a, va2, &err), err, "conflict: A removes its (stale) object");
+	OK_RC(emh_em_remove(a, va2, &err), err, "conflict: A removes its (stale) object");
 	rc = emh_em_flush(a, &err);
-	expect(rc, EMH_ECONFLICT, &err, "conflict: the delete of a row changed since is EMH_ECONFLICT");
+	expect_rc(rc, EMH_ECONFLICT, &err, "conflict: the delete of a row changed since is EMH_ECONFLICT");
 	ok(err.retryable, "conflict: retryable too");
 	is_int(ver_row(c, id).qty, 13, "conflict: the row is still there");
-	OK(emh_em_refresh(a, va2, &err), err, "conflict: A refreshes (cancelling its removal)");
+	OK_RC(emh_em_refresh(a, va2, &err), err, "conflict: A refreshes (cancelling its removal)");
 	is_int(va2->version, 3, "conflict: at version 3");
-	OK(emh_em_remove(a, va2, &err), err, "conflict: A removes it again");
-	OK(emh_em_flush(a, &err), err, "conflict: the delete at the current version succeeds");
+	OK_RC(emh_em_remove(a, va2, &err), err, "conflict: A removes it again");
+	OK_RC(emh_em_flush(a, &err), err, "conflict: the delete at the current version succeeds");
 	emh_em_close(a);
 	emh_em_close(b);
 	emh_em *f = fork_(c);
 	void *gone = NULL;
 	rc = emh_repo_get(repo(f, c, E_VER), emh_v_int64(id), &gone, &err);
-	expect(rc, EMH_ENOTFOUND, &err, "conflict: the row is gone");
+	expect_rc(rc, EMH_ENOTFOUND, &err, "conflict: the row is gone");
 	emh_em_close(f);
 }
 
@@ -357,7 +329,7 @@ static void t_version_rollback(cc *c)
 	vx->qty = 5;
 	vy->qty = 5;
 	int rc = emh_em_flush(em, &err);
-	expect(rc, EMH_ECONFLICT, &err, "rollback: a flush of x (fine) and y (changed since) fails on y");
+	expect_rc(rc, EMH_ECONFLICT, &err, "rollback: a flush of x (fine) and y (changed since) fails on y");
 	is_int(vy->version, 1, "rollback: y keeps its version");
 	if (c->atomic) {
 		is_int(vx->version, 1, "rollback: x, flushed before y, has its version back too");
@@ -378,14 +350,14 @@ static void t_version_rollback(cc *c)
 	em = fork_(c);
 	vx = get(em, c, E_VER, x);
 	int64_t before = vx->version;
-	OK(emh_em_begin(em, &err), err, "rollback: begin");
+	OK_RC(emh_em_begin(em, &err), err, "rollback: begin");
 	vx->qty = 6;
-	OK(emh_em_flush(em, &err), err, "rollback: flush inside the transaction");
+	OK_RC(emh_em_flush(em, &err), err, "rollback: flush inside the transaction");
 	is_int(vx->version, before + 1, "rollback: the version moved on");
-	OK(emh_em_rollback(em, &err), err, "rollback: roll back");
+	OK_RC(emh_em_rollback(em, &err), err, "rollback: roll back");
 	is_int(vx->version, before, "rollback: a rolled back transaction restores the version");
 	is_int(ver_row(c, x).version, before, "rollback: as the row has it");
-	OK(emh_em_flush(em, &err), err, "rollback: the change, pending again, flushes");
+	OK_RC(emh_em_flush(em, &err), err, "rollback: the change, pending again, flushes");
 	is_int(ver_row(c, x).qty, 6, "rollback: and is stored");
 	emh_em_close(em);
 }
@@ -438,14 +410,14 @@ static void t_update_where(cc *c)
 	emh_sets_add(s, "price", emh_v_double(0.5));
 	int64_t n = -1;
 	rc = emh_repo_update_where(r, q, s, &n, &err);
-	OK(rc, err, "update_where: three rows by a condition");
+	OK_RC(rc, err, "update_where: three rows by a condition");
 	is_int(n, 3, "update_where: affected 3");
 	cf_stock *m0 = get(em, c, E_STOCK, ids[0]);
 	ok(m0->note && strcmp(m0->note, "on sale") == 0 && m0->price == 1.5, "update_where: value and double delta stored");
 	s = sets(r);
 	emh_sets_value(s, "note", emh_v_null(EMH_T_TEXT));
 	rc = emh_repo_update_where(r, q, s, &n, &err);
-	OK(rc, err, "update_where: set a nullable field to NULL");
+	OK_RC(rc, err, "update_where: set a nullable field to NULL");
 	ok(get(em, c, E_STOCK, ids[1]) && ((cf_stock *)get(em, c, E_STOCK, ids[1]))->note == NULL,
 	   "update_where: the field is NULL");
 	q = query(r);
@@ -453,7 +425,7 @@ static void t_update_where(cc *c)
 	s = sets(r);
 	emh_sets_value(s, "stock", emh_v_int64(0));
 	rc = emh_repo_update_where(r, q, s, &n, &err);
-	OK(rc, err, "update_where: no row matches");
+	OK_RC(rc, err, "update_where: no row matches");
 	is_int(n, 0, "update_where: affected 0");
 	emh_em_close(em);
 }
@@ -466,7 +438,7 @@ static void t_stale(cc *c)
 	emh_em *em = fork_(c);
 	cf_stock *p = get(em, c, E_STOCK, id);
 	update_where_stock(em, c, id, 4, &rc, &err);
-	OK(rc, err, "stale: update_where in the fork that holds the object");
+	OK_RC(rc, err, "stale: update_where in the fork that holds the object");
 	is_int(p->stock, 10, "stale: the object is not changed behind your back");
 	cf_stock *again = get(em, c, E_STOCK, id);
 	ok(again == p, "stale: a later get returns the same object (identity)");
@@ -475,11 +447,11 @@ static void t_stale(cc *c)
 	/* with unflushed changes: kept, and only they are written */
 	p->note = "mine";
 	update_where_stock(em, c, id, 1, &rc, &err);
-	OK(rc, err, "stale: another update_where while the object has a change");
+	OK_RC(rc, err, "stale: another update_where while the object has a change");
 	again = get(em, c, E_STOCK, id);
 	ok(again == p && p->stock == 6 && p->note && strcmp(p->note, "mine") == 0,
 	   "stale: an object with unflushed changes is not reloaded (they are kept)");
-	OK(emh_em_flush(em, &err), err, "stale: its flush");
+	OK_RC(emh_em_flush(em, &err), err, "stale: its flush");
 	emh_em *f = fork_(c);
 	cf_stock *row = get(f, c, E_STOCK, id);
 	ok(row->stock == 5 && row->note && strcmp(row->note, "mine") == 0,
@@ -492,11 +464,11 @@ static void t_stale(cc *c)
 	emh_q_where(q, emh_q_eq(q, "id", emh_v_int64(id)));
 	int64_t n = -1;
 	rc = emh_repo_delete_where(r, q, &n, &err);
-	OK(rc, err, "delete_where: by key");
+	OK_RC(rc, err, "delete_where: by key");
 	is_int(n, 1, "delete_where: affected 1");
 	void *gone = NULL;
 	rc = emh_repo_get(r, emh_v_int64(id), &gone, &err);
-	expect(rc, EMH_ENOTFOUND, &err, "delete_where: a get of the deleted row's object, stale, is EMH_ENOTFOUND");
+	expect_rc(rc, EMH_ENOTFOUND, &err, "delete_where: a get of the deleted row's object, stale, is EMH_ENOTFOUND");
 	rc = emh_repo_delete_where(r, q, &n, &err);
 	ok(rc == 0 && n == 0, "delete_where: again: affected 0");
 	emh_em_close(em);
@@ -511,11 +483,11 @@ static void t_stale(cc *c)
 	emh_sets *s = sets(rb);
 	emh_sets_add(s, "qty", emh_v_int64(1));
 	rc = emh_repo_update_where(rb, q, s, &n, &err);
-	OK(rc, err, "versions: update_where on a versioned entity");
+	OK_RC(rc, err, "versions: update_where on a versioned entity");
 	is_int(ver_row(c, vid).version, 2, "versions: update_where moved the row's version on");
 	va->qty = 50;
 	rc = emh_em_flush(a, &err);
-	expect(rc, EMH_ECONFLICT, &err, "versions: an object loaded before it then fails its flush");
+	expect_rc(rc, EMH_ECONFLICT, &err, "versions: an object loaded before it then fails its flush");
 	emh_em_close(a);
 	emh_em_close(b);
 }
@@ -551,25 +523,25 @@ static void t_where_errors(cc *c)
 		else
 			emh_sets_value(s, bad[i].field, v);
 		int rc = emh_repo_update_where(r, NULL, s, &n, &err);
-		if (expect(rc, EMH_EINVAL, &err, "update_where refuses %s: EMH_EINVAL", bad[i].name))
+		if (expect_rc(rc, EMH_EINVAL, &err, "update_where refuses %s: EMH_EINVAL", bad[i].name))
 			like_str(err.message, bad[i].says, "update_where: %s: saying why", bad[i].name);
 	}
 	emh_sets *s = sets(r);
 	emh_sets_value(s, "stock", emh_v_int64(1));
 	emh_sets_value(s, "stock", emh_v_int64(2));
-	expect(emh_repo_update_where(r, NULL, s, &n, &err), EMH_EINVAL, &err, "update_where refuses a field set twice");
-	expect(emh_repo_update_where(r, NULL, sets(r), &n, &err), EMH_EINVAL, &err, "update_where refuses an empty set list");
+	expect_rc(emh_repo_update_where(r, NULL, s, &n, &err), EMH_EINVAL, &err, "update_where refuses a field set twice");
+	expect_rc(emh_repo_update_where(r, NULL, sets(r), &n, &err), EMH_EINVAL, &err, "update_where refuses an empty set list");
 	s = sets(rv);
 	emh_sets_value(s, "version", emh_v_int64(9));
-	expect(emh_repo_update_where(rv, NULL, s, &n, &err), EMH_EINVAL, &err, "update_where refuses the version field");
+	expect_rc(emh_repo_update_where(rv, NULL, s, &n, &err), EMH_EINVAL, &err, "update_where refuses the version field");
 	s = sets(r);
 	emh_sets_value(s, "stock", emh_v_int64(1));
-	expect(emh_repo_update_where(rv, NULL, s, &n, &err), EMH_EINVAL, &err,
+	expect_rc(emh_repo_update_where(rv, NULL, s, &n, &err), EMH_EINVAL, &err,
 	       "update_where refuses a set list of another entity");
 	emh_query *q = query(r);
 	emh_q_limit(q, 1);
-	expect(emh_repo_update_where(r, q, s, &n, &err), EMH_EINVAL, &err, "update_where refuses a query with a limit");
-	expect(emh_repo_delete_where(r, q, &n, &err), EMH_EINVAL, &err, "delete_where refuses a query with a limit");
+	expect_rc(emh_repo_update_where(r, q, s, &n, &err), EMH_EINVAL, &err, "update_where refuses a query with a limit");
+	expect_rc(emh_repo_delete_where(r, q, &n, &err), EMH_EINVAL, &err, "delete_where refuses a query with a limit");
 	emh_em_close(em);
 
 	em = fork_(c);
@@ -578,7 +550,7 @@ static void t_where_errors(cc *c)
 	r = repo(em, c, E_STOCK);
 	s = sets(r);
 	emh_sets_value(s, "stock", emh_v_int64(1));
-	expect(emh_repo_update_where(r, NULL, s, &n, &err), EMH_ESTATE, &err, "update_where on a read-only fork: EMH_ESTATE");
+	expect_rc(emh_repo_update_where(r, NULL, s, &n, &err), EMH_ESTATE, &err, "update_where on a read-only fork: EMH_ESTATE");
 	emh_em_close(em);
 }
 
@@ -600,35 +572,35 @@ static void t_locks(cc *c)
 	if (!c->locks) {
 		rc = c->tx ? emh_em_begin(a, &err) : 0;
 		rc = rc ? rc : lock_get(a, c, x, EMH_LOCK_UPDATE, EMH_LOCK_WAIT, &p, &err);
-		expect(rc, EMH_EUNSUPPORTED, &err, "locks: without EMH_CAP_LOCKS (caps: %s) a locked get is EMH_EUNSUPPORTED",
+		expect_rc(rc, EMH_EUNSUPPORTED, &err, "locks: without EMH_CAP_LOCKS (caps: %s) a locked get is EMH_EUNSUPPORTED",
 		       c->cx->capstr);
 		emh_em_close(a);
 		return;
 	}
 	rc = lock_get(a, c, x, EMH_LOCK_UPDATE, EMH_LOCK_WAIT, &p, &err);
-	expect(rc, EMH_ESTATE, &err, "locks: a locked get outside a transaction is EMH_ESTATE");
+	expect_rc(rc, EMH_ESTATE, &err, "locks: a locked get outside a transaction is EMH_ESTATE");
 	emh_query *q = query(repo(a, c, E_STOCK));
 	emh_q_where(q, emh_q_eq(q, "id", emh_v_int64(x)));
 	emh_q_lock(q, EMH_LOCK_UPDATE, EMH_LOCK_WAIT);
 	int64_t n;
-	expect(emh_repo_count(repo(a, c, E_STOCK), q, &n, &err), EMH_EINVAL, &err, "locks: counting with a lock is EMH_EINVAL");
+	expect_rc(emh_repo_count(repo(a, c, E_STOCK), q, &n, &err), EMH_EINVAL, &err, "locks: counting with a lock is EMH_EINVAL");
 
 	/* a locked load reloads the identity map's object */
 	cf_stock *ax = get(a, c, E_STOCK, x);
 	emh_em *w = fork_(c);
 	((cf_stock *)get(w, c, E_STOCK, x))->stock = 4;
-	OK(emh_em_flush(w, &err), err, "locks: another fork changes the row A has loaded");
+	OK_RC(emh_em_flush(w, &err), err, "locks: another fork changes the row A has loaded");
 	emh_em_close(w);
-	OK(emh_em_begin(a, &err), err, "locks: A begins");
+	OK_RC(emh_em_begin(a, &err), err, "locks: A begins");
 	rc = lock_get(a, c, x, EMH_LOCK_UPDATE, EMH_LOCK_WAIT, &p, &err);
-	OK(rc, err, "locks: A's get FOR UPDATE");
+	OK_RC(rc, err, "locks: A's get FOR UPDATE");
 	ok(p == ax && ax->stock == 4, "locks: returns A's object, reloaded from the locked row");
 	emh_list l;
-	OK(emh_repo_find(repo(a, c, E_STOCK), q, &l, &err), err, "locks: a locked find inside the transaction");
+	OK_RC(emh_repo_find(repo(a, c, E_STOCK), q, &l, &err), err, "locks: a locked find inside the transaction");
 	ok(l.count == 1 && l.items[0] == ax, "locks: finds the row, the same object");
 	ax->note = "changed";
 	rc = lock_get(a, c, x, EMH_LOCK_UPDATE, EMH_LOCK_WAIT, &p, &err);
-	expect(rc, EMH_ESTATE, &err, "locks: a locked get of an object with unflushed changes is EMH_ESTATE");
+	expect_rc(rc, EMH_ESTATE, &err, "locks: a locked get of an object with unflushed changes is EMH_ESTATE");
 	ax->note = NULL;
 
 	if (c->serial) {
@@ -641,33 +613,33 @@ static void t_locks(cc *c)
 		return;
 	}
 	emh_em *b = fork_(c);
-	OK(emh_em_begin(b, &err), err, "locks: B begins");
+	OK_RC(emh_em_begin(b, &err), err, "locks: B begins");
 	memset(&err, 0, sizeof err);
 	rc = lock_get(b, c, x, EMH_LOCK_UPDATE, EMH_LOCK_NOWAIT, &p, &err);
-	expect(rc, EMH_ECONFLICT, &err, "locks: B's get FOR UPDATE NOWAIT of the row A locked is EMH_ECONFLICT");
+	expect_rc(rc, EMH_ECONFLICT, &err, "locks: B's get FOR UPDATE NOWAIT of the row A locked is EMH_ECONFLICT");
 	ok(err.retryable, "locks: retryable");
 	emh_em_rollback(b, &err);
-	OK(emh_em_begin(b, &err), err, "locks: B begins again");
+	OK_RC(emh_em_begin(b, &err), err, "locks: B begins again");
 	emh_query *qb = query(repo(b, c, E_STOCK));
 	emh_value both[2] = {emh_v_int64(x), emh_v_int64(y)};
 	emh_q_where(qb, emh_q_in(qb, "id", both, 2));
 	emh_q_lock(qb, EMH_LOCK_UPDATE, EMH_LOCK_SKIP_LOCKED);
 	rc = emh_repo_find(repo(b, c, E_STOCK), qb, &l, &err);
-	OK(rc, err, "locks: B's find of both rows FOR UPDATE SKIP LOCKED");
+	OK_RC(rc, err, "locks: B's find of both rows FOR UPDATE SKIP LOCKED");
 	ok(l.count == 1 && ((cf_stock *)l.items[0])->id == y, "locks: SKIP LOCKED leaves the locked row out");
 	emh_em_rollback(b, &err);
 	emh_em_rollback(a, &err);
 
 	/* share locks share */
-	OK(emh_em_begin(a, &err), err, "locks: A begins");
-	OK(lock_get(a, c, x, EMH_LOCK_SHARE, EMH_LOCK_WAIT, &p, &err), err, "locks: A's get FOR SHARE");
-	OK(emh_em_begin(b, &err), err, "locks: B begins");
-	OK(lock_get(b, c, x, EMH_LOCK_SHARE, EMH_LOCK_NOWAIT, &p, &err), err,
+	OK_RC(emh_em_begin(a, &err), err, "locks: A begins");
+	OK_RC(lock_get(a, c, x, EMH_LOCK_SHARE, EMH_LOCK_WAIT, &p, &err), err, "locks: A's get FOR SHARE");
+	OK_RC(emh_em_begin(b, &err), err, "locks: B begins");
+	OK_RC(lock_get(b, c, x, EMH_LOCK_SHARE, EMH_LOCK_NOWAIT, &p, &err), err,
 	   "locks: B's get FOR SHARE NOWAIT of the same row succeeds (share locks share)");
 	emh_em_rollback(b, &err);
-	OK(emh_em_begin(b, &err), err, "locks: B begins again");
+	OK_RC(emh_em_begin(b, &err), err, "locks: B begins again");
 	rc = lock_get(b, c, x, EMH_LOCK_UPDATE, EMH_LOCK_NOWAIT, &p, &err);
-	expect(rc, EMH_ECONFLICT, &err, "locks: B's get FOR UPDATE NOWAIT of a share-locked row is EMH_ECONFLICT");
+	expect_rc(rc, EMH_ECONFLICT, &err, "locks: B's get FOR UPDATE NOWAIT of a share-locked row is EMH_ECONFLICT");
 	emh_em_close(b);
 	emh_em_close(a);
 }
@@ -679,12 +651,20 @@ typedef struct retry_ud {
 	int64_t id;
 	int attempts;
 	int fail_with; /* a status fn returns itself, 0: none */
+	bool quiet_second; /* the first attempt fails retryably, the next with EMH_EINVAL leaving err alone */
 } retry_ud;
 
 static int retry_fn(emh_em *em, void *arg, emh_error *err)
 {
 	retry_ud *u = arg;
 	u->attempts++;
+	if (u->quiet_second && u->attempts == 1) {
+		emh_error_set(err, EMH_ECONFLICT, "a conflict on purpose");
+		err->retryable = true;
+		return EMH_ECONFLICT;
+	}
+	if (u->quiet_second)
+		return EMH_EINVAL; /* a careless fn: err not filled */
 	if (u->fail_with)
 		return emh_error_set(err, u->fail_with, "failing on purpose (attempt %d)", u->attempts);
 	void *p;
@@ -703,7 +683,7 @@ static void t_retry(cc *c)
 	retry_ud u = {.c = c, .id = id};
 	if (!c->tx) {
 		int rc = emh_em_transaction_retry(em, retry_fn, &u, 3, &err);
-		expect(rc, EMH_EUNSUPPORTED, &err, "retry: without transactions (caps: %s) it is EMH_EUNSUPPORTED",
+		expect_rc(rc, EMH_EUNSUPPORTED, &err, "retry: without transactions (caps: %s) it is EMH_EUNSUPPORTED",
 		       c->cx->capstr);
 		emh_em_close(em);
 		return;
@@ -713,12 +693,12 @@ static void t_retry(cc *c)
 	cf_ver *old = get(em, c, E_VER, id);
 	bump_ver(c, id, 10);
 	int rc = emh_em_transaction_retry(em, retry_fn, &u, 5, &err);
-	OK(rc, err, "retry: a version conflict, then success");
+	OK_RC(rc, err, "retry: a version conflict, then success");
 	is_int(u.attempts, 2, "retry: two attempts (the second reloaded the row: the fork was cleared)");
 	cf_ver row = ver_row(c, id);
 	ok(row.qty == 11 && row.version == 3, "retry: no increment lost (qty %" PRId64 ", version %" PRId64 ")", row.qty,
 	   row.version);
-	expect(emh_em_remove(em, old, &err), EMH_ESTATE, &err, "retry: the object from before the call is detached");
+	expect_rc(emh_em_remove(em, old, &err), EMH_ESTATE, &err, "retry: the object from before the call is detached");
 	is_int(emh_em_tx_depth(em), 0, "retry: no transaction left open");
 
 	u = (retry_ud){.c = c, .id = id, .fail_with = EMH_ERETRY};
@@ -729,10 +709,15 @@ static void t_retry(cc *c)
 	rc = emh_em_transaction_retry(em, retry_fn, &u, 3, &err);
 	ok(rc == EMH_EINVAL && u.attempts == 1, "retry: a failure that is not retryable is not retried (%s, %d)", st(rc),
 	   u.attempts);
+	u = (retry_ud){.c = c, .id = id, .quiet_second = true};
+	rc = emh_em_transaction_retry(em, retry_fn, &u, 5, &err);
+	ok(rc == EMH_EINVAL && u.attempts == 2,
+	   "retry: a later failure is judged by its own error, not by the earlier attempt's retryable flag (%s, %d)",
+	   st(rc), u.attempts);
 	u = (retry_ud){.c = c, .id = id};
-	expect(emh_em_transaction_retry(em, retry_fn, &u, 0, &err), EMH_EINVAL, &err, "retry: max_attempts 0 is EMH_EINVAL");
-	OK(emh_em_begin(em, &err), err, "retry: begin");
-	expect(emh_em_transaction_retry(em, retry_fn, &u, 3, &err), EMH_ESTATE, &err,
+	expect_rc(emh_em_transaction_retry(em, retry_fn, &u, 0, &err), EMH_EINVAL, &err, "retry: max_attempts 0 is EMH_EINVAL");
+	OK_RC(emh_em_begin(em, &err), err, "retry: begin");
+	expect_rc(emh_em_transaction_retry(em, retry_fn, &u, 3, &err), EMH_ESTATE, &err,
 	       "retry: inside a transaction it is EMH_ESTATE");
 	emh_em_rollback(em, &err);
 	emh_em_close(em);
@@ -748,20 +733,20 @@ static void t_refresh(cc *c)
 	cf_stock *p = get(em, c, E_STOCK, id);
 	p->stock = 99;
 	p->note = "unsaved";
-	OK(emh_em_refresh(em, p, &err), err, "refresh: reload an object with changes");
+	OK_RC(emh_em_refresh(em, p, &err), err, "refresh: reload an object with changes");
 	ok(p->stock == 3 && p->note == NULL, "refresh: its fields are the row's again");
-	OK(emh_em_flush(em, &err), err, "refresh: a flush afterwards");
+	OK_RC(emh_em_flush(em, &err), err, "refresh: a flush afterwards");
 	is_int(stock_of(c, id), 3, "refresh: writes nothing (no change left)");
 	cf_stock *n;
 	if (emh_repo_new(repo(em, c, E_STOCK), (void **)&n, &err))
 		bail("new: %s", err.message);
-	expect(emh_em_refresh(em, n, &err), EMH_ESTATE, &err, "refresh: of a new object is EMH_ESTATE");
+	expect_rc(emh_em_refresh(em, n, &err), EMH_ESTATE, &err, "refresh: of a new object is EMH_ESTATE");
 	emh_em *w = fork_(c);
 	emh_repo *rw = repo(w, c, E_STOCK);
-	OK(emh_repo_remove(rw, get(w, c, E_STOCK, id), &err), err, "refresh: another fork deletes the row");
+	OK_RC(emh_repo_remove(rw, get(w, c, E_STOCK, id), &err), err, "refresh: another fork deletes the row");
 	emh_em_close(w);
-	expect(emh_em_refresh(em, p, &err), EMH_ENOTFOUND, &err, "refresh: of a deleted row is EMH_ENOTFOUND");
-	expect(emh_em_remove(em, p, &err), EMH_ESTATE, &err, "refresh: and the object is detached");
+	expect_rc(emh_em_refresh(em, p, &err), EMH_ENOTFOUND, &err, "refresh: of a deleted row is EMH_ENOTFOUND");
+	expect_rc(emh_em_remove(em, p, &err), EMH_ESTATE, &err, "refresh: and the object is detached");
 	emh_em_clear(em); /* the new object is not to be inserted */
 	emh_em_close(em);
 }
@@ -775,7 +760,7 @@ static void t_isolation(cc *c)
 	emh_em *em = fork_(c);
 	if (!c->isolation) {
 		int rc = emh_em_begin_opts(em, &(emh_tx_opts){.isolation = EMH_ISO_SERIALIZABLE}, &err);
-		expect(rc, EMH_EUNSUPPORTED, &err, "isolation: without EMH_CAP_ISOLATION (caps: %s) it is EMH_EUNSUPPORTED",
+		expect_rc(rc, EMH_EUNSUPPORTED, &err, "isolation: without EMH_CAP_ISOLATION (caps: %s) it is EMH_EUNSUPPORTED",
 		       c->cx->capstr);
 		emh_em_close(em);
 		return;
@@ -783,20 +768,20 @@ static void t_isolation(cc *c)
 	int64_t id = seed_stock(c, "iso", 1);
 	for (int iso = EMH_ISO_READ_COMMITTED; iso <= EMH_ISO_SERIALIZABLE; iso++) {
 		int rc = emh_em_begin_opts(em, &(emh_tx_opts){.isolation = iso}, &err);
-		OK(rc, err, "isolation: begin %s", names[iso]);
+		OK_RC(rc, err, "isolation: begin %s", names[iso]);
 		void *p;
 		if (rc == 0) {
-			OK(emh_repo_get(repo(em, c, E_STOCK), emh_v_int64(id), &p, &err), err, "isolation: %s: a read",
+			OK_RC(emh_repo_get(repo(em, c, E_STOCK), emh_v_int64(id), &p, &err), err, "isolation: %s: a read",
 			   names[iso]);
-			OK(emh_em_commit(em, &err), err, "isolation: %s: commit", names[iso]);
+			OK_RC(emh_em_commit(em, &err), err, "isolation: %s: commit", names[iso]);
 		}
 		emh_em_clear(em);
 	}
-	OK(emh_em_begin(em, &err), err, "isolation: begin");
-	expect(emh_em_begin_opts(em, &(emh_tx_opts){.isolation = EMH_ISO_SERIALIZABLE}, &err), EMH_ESTATE, &err,
+	OK_RC(emh_em_begin(em, &err), err, "isolation: begin");
+	expect_rc(emh_em_begin_opts(em, &(emh_tx_opts){.isolation = EMH_ISO_SERIALIZABLE}, &err), EMH_ESTATE, &err,
 	       "isolation: a level inside a transaction is EMH_ESTATE");
 	emh_em_rollback(em, &err);
-	expect(emh_em_begin_opts(em, &(emh_tx_opts){.isolation = 9}, &err), EMH_EINVAL, &err,
+	expect_rc(emh_em_begin_opts(em, &(emh_tx_opts){.isolation = 9}, &err), EMH_EINVAL, &err,
 	       "isolation: an unknown level is EMH_EINVAL");
 
 	/* What a transaction sees of a change committed after its first read. */
@@ -807,14 +792,14 @@ static void t_isolation(cc *c)
 			break;
 		}
 		emh_em_clear(em);
-		OK(emh_em_begin_opts(em, &(emh_tx_opts){.isolation = iso}, &err), err, "isolation: begin %s", names[iso]);
+		OK_RC(emh_em_begin_opts(em, &(emh_tx_opts){.isolation = iso}, &err), err, "isolation: begin %s", names[iso]);
 		cf_stock *v = get(em, c, E_STOCK, id);
 		int64_t seen = v->stock;
 		emh_em *w = fork_(c);
 		((cf_stock *)get(w, c, E_STOCK, id))->stock = seen + 1;
-		OK(emh_em_flush(w, &err), err, "isolation: %s: another fork commits a change", names[iso]);
+		OK_RC(emh_em_flush(w, &err), err, "isolation: %s: another fork commits a change", names[iso]);
 		emh_em_close(w);
-		OK(emh_em_refresh(em, v, &err), err, "isolation: %s: read the row again after it", names[iso]);
+		OK_RC(emh_em_refresh(em, v, &err), err, "isolation: %s: read the row again after it", names[iso]);
 		if (iso == EMH_ISO_READ_COMMITTED)
 			is_int(v->stock, seen + 1, "isolation: read committed sees the commit");
 		else
@@ -838,14 +823,14 @@ void cf_concurrency(const cf_ctx *cx)
 		int rc = emh_host_register_entity(cx->h, cx->ctx, &c.e[t], &err);
 		if (!(cx->caps & EMH_CAP_CONDITIONAL_WRITES) && t != E_STOCK) {
 			/* A version needs conditional writes: refused at registration. */
-			expect(rc, EMH_EUNSUPPORTED, &err, "concurrency: a versioned entity on a driver without "
+			expect_rc(rc, EMH_EUNSUPPORTED, &err, "concurrency: a versioned entity on a driver without "
 							   "EMH_CAP_CONDITIONAL_WRITES is refused");
 			continue;
 		}
-		if (!OK(rc, err, "concurrency: register '%s'", c.tables[t]))
+		if (!OK_RC(rc, err, "concurrency: register '%s'", c.tables[t]))
 			return;
 	}
-	if (!OK(emh_host_sync_schema(cx->h, cx->ctx, &err), err, "concurrency: sync the conf_%ld_* tables", cx->pid))
+	if (!OK_RC(emh_host_sync_schema(cx->h, cx->ctx, &err), err, "concurrency: sync the conf_%ld_* tables", cx->pid))
 		return;
 	c.tx = cx->caps & EMH_CAP_TRANSACTIONS;
 	c.atomic = (cx->caps & EMH_CAP_ATOMIC_FLUSH) && c.tx;
@@ -858,7 +843,7 @@ void cf_concurrency(const cf_ctx *cx)
 		emh_sets *s = sets(r);
 		emh_sets_value(s, "stock", emh_v_int64(1));
 		int64_t n;
-		expect(emh_repo_update_where(r, NULL, s, &n, &err), EMH_EUNSUPPORTED, &err,
+		expect_rc(emh_repo_update_where(r, NULL, s, &n, &err), EMH_EUNSUPPORTED, &err,
 		       "concurrency: without EMH_CAP_CONDITIONAL_WRITES (caps: %s) update_where is EMH_EUNSUPPORTED",
 		       cx->capstr);
 		emh_em_close(em);

@@ -26,6 +26,17 @@ typedef struct cf_ctx {
 	long pid;           /* tables are named conf_<pid>_<name>; emh_host_drop_schema drops them */
 } cf_ctx;
 
+/* ok(rc == want) with the error's code name and message as diagnostics. */
+int expect_rc(int rc, int want, const emh_error *err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#define OK_RC(rc, err, ...) expect_rc((rc), EMH_OK, &(err), __VA_ARGS__)
+
+/*
+ * A case that cannot run on this context, printed as a passing test with a
+ * SKIP directive and its reason ("# SKIP not applicable: why"), so that no
+ * case disappears silently.
+ */
+void na(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* cf_concurrency.c: versions, row locks, conditional writes, retried transactions, refresh, isolation. */
 void cf_concurrency(const cf_ctx *cx);
 
