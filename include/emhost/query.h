@@ -103,8 +103,9 @@ void emh_q_offset(emh_query *q, int64_t n);
 
 /*
  * Row locks (pessimistic locking): the rows q finds are locked until the
- * end of the fork's transaction, so no other transaction can change
- * (EMH_LOCK_UPDATE) or lock for update (EMH_LOCK_SHARE) them meanwhile.
+ * end of the fork's transaction.  EMH_LOCK_UPDATE: no other transaction can
+ * change, delete or lock them meanwhile; EMH_LOCK_SHARE: others may take
+ * share locks too, but none can change, delete or lock them for update.
  * wait says what happens when another transaction holds a conflicting
  * lock: EMH_LOCK_WAIT waits for it, EMH_LOCK_NOWAIT fails at once with
  * EMH_ECONFLICT (retryable), EMH_LOCK_SKIP_LOCKED leaves those rows out
