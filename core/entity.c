@@ -106,7 +106,7 @@ int emh_entity_validate(const emh_entity *e, emh_error *err)
 	if (e->nfields > EMH_ENTITY_MAX_FIELDS)
 		return emh_error_set(err, EMH_EINVAL, "entity '%s' has %zu fields; at most %d", en,
 				     e->nfields, EMH_ENTITY_MAX_FIELDS);
-	int pk = -1;
+	int pk = -1, version = -1;
 	for (size_t i = 0; i < e->nfields; i++) {
 		const emh_field *f = &e->fields[i];
 		const char *fn = f->name ? f->name : "(unnamed)";
@@ -149,6 +149,22 @@ int emh_entity_validate(const emh_entity *e, emh_error *err)
 			if (f->flags & EMH_F_NULLABLE)
 				return emh_error_set(err, EMH_EINVAL,
 						     "entity '%s', field '%s': a primary key cannot be nullable", en, fn);
+		}
+		if (f->flags & EMH_F_VERSION) {
+			if (version >= 0)
+				return emh_error_set(err, EMH_EINVAL,
+						     "entity '%s': fields '%s' and '%s' are both marked EMH_F_VERSION "
+						     "(one version field)",
+						     en, e->fields[version].name, fn);
+			version = (int)i;
+			if (f->type != EMH_T_INT64 && f->type != EMH_T_TIMESTAMP)
+				return emh_error_set(err, EMH_EINVAL,
+						     "entity '%s', field '%s': a version field must be int64 or timestamp",
+						     en, fn);
+			if (f->flags & (EMH_F_PK | EMH_F_NULLABLE))
+				return emh_error_set(err, EMH_EINVAL,
+						     "entity '%s', field '%s': a version field cannot be the key or nullable",
+						     en, fn);
 		}
 		if ((f->flags & EMH_F_GENERATED) &&
 		    (!(f->flags & EMH_F_PK) || (f->type != EMH_T_INT32 && f->type != EMH_T_INT64)))

@@ -149,6 +149,7 @@ typedef struct emh__meta {
 	emh__meta_key *_Atomic keys;
 	size_t obj_size;          /* header + struct, rounded */
 	uint64_t nullable_scalars; /* bit i: field i is a nullable scalar */
+	int version;              /* index of the EMH_F_VERSION field, or -1 */
 	_Atomic int synced;
 	pthread_mutex_t sync_mu;
 	/* SQL drivers: statements compiled at registration */
@@ -212,6 +213,7 @@ typedef struct emh_context {
 	void *_Atomic spare_em; /* one closed fork kept for the next: saves a malloc/free pair */
 	emh__qlog qlog;         /* log_queries, slow_query_ms (qlog.c) */
 	emh__qstats qstats;     /* durations of the database calls, which also count them */
+	_Atomic int64_t version_clock; /* the last timestamp version handed out (µs) */
 } emh_context;
 
 /* Create a context from its configuration (taken over: *conf is zeroed on success). */
@@ -306,6 +308,16 @@ void emh__sql_free_meta(emh__meta *m);
 const emh_stmt *emh__sql_update_stmt(emh__meta *m, const emh_sql_dialect *d, uint64_t mask, emh_error *err);
 const emh_stmt *emh__sql_query_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q,
 				    bool count, emh_error *err);
+/* The SELECT of q ending with a row-lock clause (lock: a driver's lock_clause text, or NULL). */
+const emh_stmt *emh__sql_select_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, const char *lock,
+				     emh_error *err);
+/* sql_where.c: UPDATE (mask != 0: those fields) or DELETE of one row at a
+ * version: parameters the mask's fields in field order, the key, the version. */
+const emh_stmt *emh__sql_versioned_stmt(emh__meta *m, const emh_sql_dialect *d, uint64_t mask, emh_error *err);
+/* sql_where.c: UPDATE of sets (NULL: a DELETE) on the rows q matches (q NULL:
+ * every row): parameters the sets' values in order, then q's. */
+const emh_stmt *emh__sql_where_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, const emh_set *sets,
+				    size_t nsets, emh_error *err);
 /* Parameters of q in the order its compiled statement binds them. */
 size_t emh__query_nparams(const emh_query *q, bool count);
 void emh__query_params(const emh_query *q, bool count, emh_value *out);

@@ -60,11 +60,12 @@ static const struct {
 	{EMH_CAP_TRANSACTIONS, "EMH_CAP_TRANSACTIONS"}, {EMH_CAP_SAVEPOINTS, "EMH_CAP_SAVEPOINTS"},
 	{EMH_CAP_RETURNING, "EMH_CAP_RETURNING"},       {EMH_CAP_UPSERT, "EMH_CAP_UPSERT"},
 	{EMH_CAP_TWO_PHASE, "EMH_CAP_TWO_PHASE"},       {EMH_CAP_SQL, "EMH_CAP_SQL"},
-	{EMH_CAP_ATOMIC_FLUSH, "EMH_CAP_ATOMIC_FLUSH"},
+	{EMH_CAP_ATOMIC_FLUSH, "EMH_CAP_ATOMIC_FLUSH"}, {EMH_CAP_CONDITIONAL_WRITES, "EMH_CAP_CONDITIONAL_WRITES"},
+	{EMH_CAP_LOCKS, "EMH_CAP_LOCKS"},               {EMH_CAP_ISOLATION, "EMH_CAP_ISOLATION"},
 };
 #define NCAPS (sizeof cap_names / sizeof cap_names[0])
 #define CAPS_KNOWN ((UINT64_C(1) << NCAPS) - 1)
-_Static_assert(EMH_CAP_ATOMIC_FLUSH == UINT64_C(1) << (NCAPS - 1), "cap_names must list every EMH_CAP_* bit");
+_Static_assert(EMH_CAP_ISOLATION == UINT64_C(1) << (NCAPS - 1), "cap_names must list every EMH_CAP_* bit");
 
 /* "EMH_CAP_UPSERT (bit 3)" */
 static const char *cap_str(uint64_t bit, char *buf, size_t cap)
@@ -127,8 +128,9 @@ static bool check_caps(const emh_driver *d, char *why, size_t cap)
 			 cap_str(EMH_CAP_TRANSACTIONS, b1, sizeof b1), miss);
 		return false;
 	}
-	/* Savepoints nest inside a transaction, and a flush is made atomic by one. */
-	static const uint64_t needs_tx[] = {EMH_CAP_SAVEPOINTS, EMH_CAP_ATOMIC_FLUSH};
+	/* Savepoints nest inside a transaction, a flush is made atomic by one,
+	 * and an isolation level is a transaction's. */
+	static const uint64_t needs_tx[] = {EMH_CAP_SAVEPOINTS, EMH_CAP_ATOMIC_FLUSH, EMH_CAP_ISOLATION};
 	for (size_t i = 0; i < sizeof needs_tx / sizeof *needs_tx; i++)
 		if ((caps & needs_tx[i]) && !(caps & EMH_CAP_TRANSACTIONS)) {
 			snprintf(why, cap, "advertises %s without %s", cap_str(needs_tx[i], b1, sizeof b1),
@@ -156,6 +158,21 @@ static bool check_caps(const emh_driver *d, char *why, size_t cap)
 	if ((caps & EMH_CAP_UPSERT) && !dl && !d->upsert) {
 		snprintf(why, cap, "advertises %s without 'upsert' (a document driver implements it)",
 			 cap_str(EMH_CAP_UPSERT, b1, sizeof b1));
+		return false;
+	}
+	if ((caps & EMH_CAP_CONDITIONAL_WRITES) && !dl && MISSING(miss, M(d, update_where), M(d, delete_where))) {
+		snprintf(why, cap, "advertises %s without %s (a document driver implements update_where and delete_where)",
+			 cap_str(EMH_CAP_CONDITIONAL_WRITES, b1, sizeof b1), miss);
+		return false;
+	}
+	if ((caps & EMH_CAP_LOCKS) && !(dl && d->lock_clause)) {
+		snprintf(why, cap, "advertises %s %s", cap_str(EMH_CAP_LOCKS, b1, sizeof b1),
+			 dl ? "without 'lock_clause'"
+			    : "without a 'dialect' (row locks are SQL's FOR UPDATE/FOR SHARE in this ABI)");
+		return false;
+	}
+	if ((caps & EMH_CAP_ISOLATION) && !d->begin_isolation) {
+		snprintf(why, cap, "advertises %s without 'begin_isolation'", cap_str(EMH_CAP_ISOLATION, b1, sizeof b1));
 		return false;
 	}
 	if (caps & EMH_CAP_TWO_PHASE) {

@@ -119,8 +119,11 @@ static int meta_new(emh_context *c, const emh_entity *e, emh__meta **out, emh_er
 	m->pub.entity = copy;
 	m->pub.id = c->next_meta_id++;
 	m->pub.context = c->name;
+	m->version = -1;
 	for (size_t i = 0; i < copy->nfields; i++) {
 		const emh_field *f = &copy->fields[i];
+		if (f->flags & EMH_F_VERSION)
+			m->version = (int)i;
 		if (f->flags & EMH_F_PK) {
 			m->pub.pk = (int)i;
 			m->pub.generated = (f->flags & EMH_F_GENERATED) != 0;
@@ -131,6 +134,16 @@ static int meta_new(emh_context *c, const emh_entity *e, emh__meta **out, emh_er
 	}
 	pthread_mutex_init(&m->sync_mu, NULL);
 	int rc;
+	/* A version is checked by a conditional write: a document driver
+	 * without one could only overwrite, so say so now, not at a flush. */
+	if (m->version >= 0 && !c->drv->d.dialect && !(c->drv->d.caps & EMH_CAP_CONDITIONAL_WRITES)) {
+		rc = emh_error_set(err, EMH_EUNSUPPORTED,
+				   "entity '%s' has a version field ('%s'), which driver '%s' cannot check "
+				   "(no EMH_CAP_CONDITIONAL_WRITES)",
+				   e->name, e->fields[m->version].name, c->drv->d.name);
+		emh__meta_free(m);
+		return rc;
+	}
 	if (c->drv->d.dialect && (rc = emh__sql_prepare_meta(m, c->drv->d.dialect, err)) != 0) {
 		emh__meta_free(m);
 		return rc;

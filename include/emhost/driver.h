@@ -60,6 +60,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <emhost/em.h> /* EMH_ISO_* for begin_isolation */
 #include <emhost/entity.h>
 #include <emhost/error.h>
 #include <emhost/host.h> /* EMH_LOG_* for emh_params_log */
@@ -99,6 +100,16 @@ extern "C" {
 /* a flush (in a transaction) is all-or-nothing; needs EMH_CAP_TRANSACTIONS.
  * Without it, what a failed flush sent before the failure stays stored. */
 #define EMH_CAP_ATOMIC_FLUSH (UINT64_C(1) << 6)
+/* emh_repo_update_where/_delete_where and the checks of version fields
+ * (EMH_F_VERSION): SQL drivers through the dialect (the core compiles them,
+ * so every SQL driver has it, advertised or not), document drivers with
+ * .update_where and .delete_where */
+#define EMH_CAP_CONDITIONAL_WRITES (UINT64_C(1) << 7)
+/* row locks (emh_q_lock): SQL drivers with .lock_clause */
+#define EMH_CAP_LOCKS (UINT64_C(1) << 8)
+/* transactions at a chosen isolation level (emh_em_begin_opts): .begin_isolation;
+ * needs EMH_CAP_TRANSACTIONS */
+#define EMH_CAP_ISOLATION (UINT64_C(1) << 9)
 
 /* A driver's connection: each driver defines struct emh_conn in its own .c. */
 typedef struct emh_conn emh_conn;
@@ -355,6 +366,41 @@ typedef struct emh_driver {
 	 * unused with a dialect (the core compiles the dialect's upsert).
 	 */
 	int (*upsert)(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_error *err);
+	/*
+	 * Document drivers (EMH_CAP_CONDITIONAL_WRITES): apply sets to every row
+	 * matching q, or delete those rows, each in one operation, and write the
+	 * number of rows matched (not only those whose values changed) to
+	 * *affected.  q as for count (NULL: every row; no order, limit or offset).
+	 * sets (n >= 1) name each field at most once and never the key; a VALUE
+	 * is of the field's type or NULL (nullable fields only); an ADD is on an
+	 * int32, int64 or double field that is not nullable, with a non-NULL
+	 * delta of the field's type.  Uniqueness as for update (EMH_ECONFLICT).
+	 * The core also sends the checked writes of version fields through them
+	 * (q: key = k AND version = v), so each must be atomic per row.
+	 */
+	int (*update_where)(emh_conn *c, const emh_meta *m, const emh_query *q, const emh_set *sets, size_t n,
+			    int64_t *affected, emh_error *err);
+	int (*delete_where)(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *affected, emh_error *err);
+	/*
+	 * SQL drivers (EMH_CAP_LOCKS): the text that ends a SELECT to lock its
+	 * rows on this connection's server, for mode EMH_LOCK_UPDATE or
+	 * EMH_LOCK_SHARE and wait EMH_LOCK_WAIT, _NOWAIT or _SKIP_LOCKED
+	 * (query.h): static text such as " FOR UPDATE NOWAIT", "" when the
+	 * database needs no clause (its transactions already exclude other
+	 * writers), or NULL when this server cannot (the call is then
+	 * EMH_EUNSUPPORTED).  A lock that cannot be had with NOWAIT (or within a
+	 * lock timeout) must come back as EMH_ECONFLICT with .retryable set; a
+	 * deadlock victim as EMH_ERETRY.
+	 */
+	const char *(*lock_clause)(emh_conn *c, int mode, int wait);
+	/*
+	 * EMH_CAP_ISOLATION: begin a transaction (level 1, like .begin, or the
+	 * dialect's BEGIN) at isolation level EMH_ISO_READ_COMMITTED,
+	 * _REPEATABLE_READ or _SERIALIZABLE (em.h), or a stronger one;
+	 * EMH_EUNSUPPORTED for a level the server does not have.  The
+	 * transaction then ends through commit/rollback as usual.
+	 */
+	int (*begin_isolation)(emh_conn *c, int isolation, emh_error *err);
 } emh_driver;
 
 _Static_assert(offsetof(emh_driver, abi_version) == 0, "abi_version must come first");

@@ -90,6 +90,17 @@ enum {
 	EMH_F_INDEXED = 1u << 4,   /* secondary (non-unique) index on this column */
 	EMH_F_SECRET = 1u << 5,    /* never logged: with log_query_values, no value of a statement
 				    * on this entity is shown (a password hash, a token) */
+	/*
+	 * The version of optimistic locking: an int64 or timestamp field, at
+	 * most one per entity, not the key, not nullable.  emhost sets it on
+	 * insert (1, or the current time) and on every flushed update (+1, or a
+	 * later time: it always changes), and every flushed update and delete
+	 * holds only while the row still has the version it was loaded with:
+	 * otherwise the flush fails with EMH_ECONFLICT, retryable, and rolls
+	 * back.  The member is emhost's: changing it yourself is EMH_EINVAL.
+	 * See docs/concurrency.md.
+	 */
+	EMH_F_VERSION = 1u << 6,
 };
 
 /* C kind of a struct member, recorded by EMH_FIELD through _Generic so that a
@@ -204,8 +215,9 @@ typedef struct emh_entity {
  * Check an entity declaration: identifiers, exactly one primary key of type
  * int32/int64/text, generated only on integer keys, no duplicate names or
  * columns, member types matching field types, offsets inside the struct,
- * indexes naming existing fields.  Errors name the entity and the field.
- * Returns 0 or EMH_EINVAL.  Pure; thread-safe.
+ * indexes naming existing fields, at most one EMH_F_VERSION field (int64 or
+ * timestamp, neither the key nor nullable).  Errors name the entity and the
+ * field.  Returns 0 or EMH_EINVAL.  Pure; thread-safe.
  */
 int emh_entity_validate(const emh_entity *e, emh_error *err);
 

@@ -8,7 +8,8 @@
  *   mongo_value.c   emhost values <-> BSON fields (the storage layout below)
  *   mongo_json.c    json fields: JSON text <-> BSON (jansson reads, our writer writes)
  *   mongo_filter.c  emh_query -> BSON filter, sort, skip and limit
- *   mongo_crud.c    insert, update, upsert, remove, find, count, generated keys
+ *   mongo_crud.c    insert, update, upsert, remove, find, count, generated keys,
+ *                   update_where and delete_where (update_many, delete_many)
  *   mongo_schema.c  sync (collections, indexes), drop, raw commands
  *
  * The plugin exports only emh_driver_descriptor (libtool's
@@ -165,6 +166,9 @@ int mg_update(emh_conn *c, const emh_meta *m, const emh_value *vals, uint64_t ma
 int mg_remove(emh_conn *c, const emh_meta *m, const emh_value *key, emh_error *err);
 int mg_find(emh_conn *c, const emh_meta *m, const emh_query *q, emh_rowsink *sink, emh_error *err);
 int mg_count(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *n, emh_error *err);
+int mg_update_where(emh_conn *c, const emh_meta *m, const emh_query *q, const emh_set *sets, size_t n,
+		    int64_t *affected, emh_error *err);
+int mg_delete_where(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *affected, emh_error *err);
 /* Forget the generated-key counter of collection table (the next key is 1). */
 int mg_key_reset(emh_conn *c, const char *table, emh_error *err);
 

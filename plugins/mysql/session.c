@@ -52,6 +52,51 @@ int my_execute(emh_conn *c, const char *text, emh_error *err)
 	return my_run_text(c, text, strlen(text), "execute", NULL, err);
 }
 
+/* SET TRANSACTION sets the level of the next transaction only. */
+int my_begin_isolation(emh_conn *c, int isolation, emh_error *err)
+{
+	static const char *const sql[] = {
+		[EMH_ISO_READ_COMMITTED] = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION",
+		[EMH_ISO_REPEATABLE_READ] = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; START TRANSACTION",
+		[EMH_ISO_SERIALIZABLE] = "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; START TRANSACTION",
+	};
+	int rc = my_thread_enter(err);
+	if (rc)
+		return rc;
+	if (isolation < EMH_ISO_READ_COMMITTED || isolation > EMH_ISO_SERIALIZABLE)
+		return emh_error_set(err, EMH_EUNSUPPORTED, "begin: no isolation level %d", isolation);
+	return my_run_text(c, sql[isolation], strlen(sql[isolation]), "begin", NULL, err);
+}
+
+/* Row locks with NOWAIT and SKIP LOCKED: MySQL 8.0.1 and MariaDB 10.6 on. */
+static bool my_has_locks(const emh_conn *c)
+{
+	return c->server_version >= (c->mariadb ? 100600UL : 80001UL);
+}
+
+uint64_t my_conn_caps(emh_conn *c)
+{
+	return my_has_locks(c) ? ~UINT64_C(0) : ~EMH_CAP_LOCKS;
+}
+
+/* MariaDB has no FOR SHARE: its share lock is LOCK IN SHARE MODE (which, on
+ * MySQL 8, takes neither NOWAIT nor SKIP LOCKED). */
+const char *my_lock_clause(emh_conn *c, int mode, int wait)
+{
+	static const char *const mysql[3][3] = {
+		[EMH_LOCK_UPDATE] = {" FOR UPDATE", " FOR UPDATE NOWAIT", " FOR UPDATE SKIP LOCKED"},
+		[EMH_LOCK_SHARE] = {" FOR SHARE", " FOR SHARE NOWAIT", " FOR SHARE SKIP LOCKED"},
+	};
+	static const char *const mariadb[3][3] = {
+		[EMH_LOCK_UPDATE] = {" FOR UPDATE", " FOR UPDATE NOWAIT", " FOR UPDATE SKIP LOCKED"},
+		[EMH_LOCK_SHARE] = {" LOCK IN SHARE MODE", " LOCK IN SHARE MODE NOWAIT", " LOCK IN SHARE MODE SKIP LOCKED"},
+	};
+	if (!my_has_locks(c) || mode < EMH_LOCK_UPDATE || mode > EMH_LOCK_SHARE || wait < EMH_LOCK_WAIT ||
+	    wait > EMH_LOCK_SKIP_LOCKED)
+		return NULL;
+	return (c->mariadb ? mariadb : mysql)[mode][wait];
+}
+
 int my_ping(emh_conn *c, emh_error *err)
 {
 	int rc = my_thread_enter(err);

@@ -21,6 +21,8 @@ struct emh_conn {
 	PGconn *pg;
 	/* BEGIN asked for but not sent yet: it goes out with the next statement */
 	bool begin_pending;
+	/* its text: "BEGIN", or "BEGIN ISOLATION LEVEL ..." (static) */
+	const char *begin_sql;
 	/* statements prepared on this connection, as "emh_<id>", by id (PG_PREPARED each) */
 	emh_prepcache *stmts;
 	/* parameter scratch, grown to the largest statement seen */
@@ -46,6 +48,8 @@ int pg_send_begin(emh_conn *c, emh_error *err);
 int pg_ping(emh_conn *c, emh_error *err);
 int pg_execute(emh_conn *c, const char *text, emh_error *err);
 int pg_begin(emh_conn *c, emh_error *err);
+int pg_begin_isolation(emh_conn *c, int isolation, emh_error *err);
+const char *pg_lock_clause(emh_conn *c, int mode, int wait);
 int pg_commit(emh_conn *c, emh_error *err);
 int pg_rollback(emh_conn *c, emh_error *err);
 int pg_savepoint(emh_conn *c, const char *name, emh_error *err);

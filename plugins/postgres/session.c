@@ -23,7 +23,7 @@ int pg_send_begin(emh_conn *c, emh_error *err)
 	if (!c->begin_pending)
 		return 0;
 	c->begin_pending = false;
-	return pg_command(c, "BEGIN", "begin", err);
+	return pg_command(c, c->begin_sql, "begin", err);
 }
 
 /*
@@ -108,7 +108,7 @@ int pg_execute(emh_conn *c, const char *text, emh_error *err)
  * lost: PostgreSQL takes a transaction's snapshot at its first statement,
  * not at BEGIN, and a transaction that runs nothing has nothing to commit.
  */
-int pg_begin(emh_conn *c, emh_error *err)
+static int pg_begin_sql(emh_conn *c, const char *sql, emh_error *err)
 {
 	if (PQstatus(c->pg) != CONNECTION_OK) {
 		emh_error_set(err, EMH_EUNAVAILABLE, "begin: connection lost");
@@ -116,7 +116,40 @@ int pg_begin(emh_conn *c, emh_error *err)
 		return EMH_EUNAVAILABLE;
 	}
 	c->begin_pending = true;
+	c->begin_sql = sql;
 	return 0;
+}
+
+int pg_begin(emh_conn *c, emh_error *err)
+{
+	return pg_begin_sql(c, "BEGIN", err);
+}
+
+/* The level travels with the deferred BEGIN.  PostgreSQL's repeatable read
+ * is snapshot isolation (stronger than the standard's). */
+int pg_begin_isolation(emh_conn *c, int isolation, emh_error *err)
+{
+	static const char *const sql[] = {
+		[EMH_ISO_READ_COMMITTED] = "BEGIN ISOLATION LEVEL READ COMMITTED",
+		[EMH_ISO_REPEATABLE_READ] = "BEGIN ISOLATION LEVEL REPEATABLE READ",
+		[EMH_ISO_SERIALIZABLE] = "BEGIN ISOLATION LEVEL SERIALIZABLE",
+	};
+	if (isolation < EMH_ISO_READ_COMMITTED || isolation > EMH_ISO_SERIALIZABLE)
+		return emh_error_set(err, EMH_EUNSUPPORTED, "begin: no isolation level %d", isolation);
+	return pg_begin_sql(c, sql[isolation], err);
+}
+
+/* Row locks: every form since PostgreSQL 9.5 (the driver needs 10). */
+const char *pg_lock_clause(emh_conn *c, int mode, int wait)
+{
+	static const char *const clause[3][3] = {
+		[EMH_LOCK_UPDATE] = {" FOR UPDATE", " FOR UPDATE NOWAIT", " FOR UPDATE SKIP LOCKED"},
+		[EMH_LOCK_SHARE] = {" FOR SHARE", " FOR SHARE NOWAIT", " FOR SHARE SKIP LOCKED"},
+	};
+	(void)c;
+	if (mode < EMH_LOCK_UPDATE || mode > EMH_LOCK_SHARE || wait < EMH_LOCK_WAIT || wait > EMH_LOCK_SKIP_LOCKED)
+		return NULL;
+	return clause[mode][wait];
 }
 
 /*
@@ -159,7 +192,8 @@ static int pg_savepoint_sql(emh_conn *c, const char *verb, const char *name, con
 	char sql[160];
 	if (!emh_ident_valid(name))
 		return emh_error_set(err, EMH_EINVAL, "invalid savepoint name");
-	snprintf(sql, sizeof sql, "%s%s \"%s\"", c->begin_pending ? "BEGIN; " : "", verb, name);
+	snprintf(sql, sizeof sql, "%s%s%s \"%s\"", c->begin_pending ? c->begin_sql : "", c->begin_pending ? "; " : "",
+		 verb, name);
 	c->begin_pending = false;
 	return pg_command(c, sql, what, err);
 }

@@ -112,6 +112,30 @@ int sq_begin(emh_conn *c, emh_error *err)
 	return sq_cached(c, &c->begin, "BEGIN IMMEDIATE", err);
 }
 
+/*
+ * Every SQLite transaction is serializable (one writer at a time, and in
+ * WAL mode readers see a snapshot), which the SQL standard allows for any
+ * level asked for: every level begins the same BEGIN IMMEDIATE.
+ */
+int sq_begin_isolation(emh_conn *c, int isolation, emh_error *err)
+{
+	(void)isolation;
+	return sq_begin(c, err);
+}
+
+/*
+ * Row locks need no clause: a transaction here began with BEGIN IMMEDIATE
+ * (sq_begin), so it holds the database's write lock, and no other
+ * connection can change a row it read until it ends.  NOWAIT and SKIP
+ * LOCKED have nothing to act on: a second writer already waited (busy
+ * timeout) or failed at its own BEGIN.
+ */
+const char *sq_lock_clause(emh_conn *c, int mode, int wait)
+{
+	(void)c, (void)mode, (void)wait;
+	return "";
+}
+
 int sq_commit(emh_conn *c, emh_error *err)
 {
 	return sq_cached(c, &c->commit, "COMMIT", err);

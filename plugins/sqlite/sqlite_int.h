@@ -57,6 +57,8 @@ int sq_prepare(emh_conn *c, const char *sql, int len, unsigned flags, sqlite3_st
 int sq_step_done(emh_conn *c, sqlite3_stmt *st, const char *what, char *out, size_t cap, emh_error *err);
 int sq_ping(emh_conn *c, emh_error *err);
 int sq_begin(emh_conn *c, emh_error *err);
+int sq_begin_isolation(emh_conn *c, int isolation, emh_error *err);
+const char *sq_lock_clause(emh_conn *c, int mode, int wait);
 int sq_commit(emh_conn *c, emh_error *err);
 int sq_rollback(emh_conn *c, emh_error *err);
 int sq_execute(emh_conn *c, const char *text, emh_error *err);

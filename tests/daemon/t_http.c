@@ -249,15 +249,14 @@ static void test_errors(void)
 	is_int(req("GET", "/users?limit=1", NULL, NULL, NULL), 200, "and the server still answers after them");
 }
 
-/* Is there a line in the daemon's log holding both a and b? */
-/* A line of the daemon's log holding a, b and c (c may be NULL). */
-static bool log_line_has3(const char *a, const char *b, const char *c)
+/* Is there a line in the daemon's log holding a, b and (unless NULL) also? */
+static bool log_line_has3(const char *a, const char *b, const char *also)
 {
 	FILE *f = fopen(d.log, "r");
 	char line[4096];
 	bool found = false;
 	while (f && !found && fgets(line, sizeof line, f))
-		found = strstr(line, a) && strstr(line, b) && (!c || strstr(line, c));
+		found = strstr(line, a) && strstr(line, b) && (!also || strstr(line, also));
 	if (f)
 		fclose(f);
 	return found;
