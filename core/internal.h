@@ -183,7 +183,9 @@ typedef struct emh_context {
 	char instance[128]; /* "<host>-<serial>-<name>": unique whatever the name's length */
 	emh_dctx *dctx;
 	emh__pool pool;
-	bool is_default, required, schema_sync;
+	/* schema_sync: entities are synced (or, with schema_check, checked) at
+	 * registration or a fork's first connection */
+	bool is_default, required, schema_sync, schema_check;
 	/*
 	 * Open forks (and lookups in flight), with EMH__CTX_REMOVING once removal
 	 * began: one word, so exactly one emh__context_put sees the last
@@ -202,6 +204,7 @@ typedef struct emh_context {
 	_Atomic unsigned forks_open;
 	_Atomic int unsynced;   /* registered entities whose schema is not synced yet */
 	void *_Atomic spare_em; /* one closed fork kept for the next: saves a malloc/free pair */
+	char *_Atomic refusal;  /* why forks are refused (migrations, schema check), or NULL; set once */
 } emh_context;
 
 /* Create a context from its configuration (taken over: *conf is zeroed on success). */

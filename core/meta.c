@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "migrate_int.h"
 
 static bool meta_has_key(emh__meta *m, const emh_entity *e)
 {
@@ -204,7 +205,7 @@ int emh__meta_register(emh_host *h, const char *name, const emh_entity *e, const
 	pthread_mutex_lock(&c->pool.mu);
 	bool up = c->pool.up;
 	pthread_mutex_unlock(&c->pool.mu);
-	if (added && c->schema_sync && up) {
+	if (added && c->schema_sync && up && !atomic_load_explicit(&c->refusal, memory_order_acquire)) {
 		/* Now, if the database is reachable (one attempt: a database known
 		 * to be down is not tried for each entity); else the first fork
 		 * that takes a connection does it. */
@@ -275,7 +276,9 @@ int emh__meta_sync(emh__meta *m, emh_conn *conn, bool force, emh_error *err)
 	pthread_mutex_lock(&m->sync_mu);
 	int rc = 0;
 	if (force || !atomic_load(&m->synced)) {
-		rc = m->ctx->drv->d.sync(conn, &m->pub, err);
+		/* schema = "check" compares and refuses instead of creating */
+		rc = m->ctx->schema_check && !force ? emh__schema_check(m, conn, err)
+						    : m->ctx->drv->d.sync(conn, &m->pub, err);
 		if (rc == 0 && !atomic_exchange_explicit(&m->synced, 1, memory_order_acq_rel))
 			atomic_fetch_sub_explicit(&m->ctx->unsynced, 1, memory_order_release);
 	}

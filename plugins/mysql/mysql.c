@@ -256,4 +256,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.sync = my_sync,
 	.dialect = &my_dialect,
 	.stmt_exec = my_stmt_exec,
+	.describe = my_describe,
+	.migrate_lock = my_migrate_lock,
+	.migrate_unlock = my_migrate_unlock,
 };

@@ -431,4 +431,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.rollback_to = pg_rollback_to,
 	.dialect = &pg_dialect,
 	.stmt_exec = pg_stmt_exec,
+	.describe = pg_describe,
+	.migrate_lock = pg_migrate_lock,
+	.migrate_unlock = pg_migrate_unlock,
 };

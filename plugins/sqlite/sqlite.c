@@ -364,4 +364,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.rollback = sq_rollback,
 	.dialect = &sq_dialect,
 	.stmt_exec = sq_stmt_exec,
+	.describe = sq_describe,
+	.migrate_lock = sq_migrate_lock,
+	.migrate_unlock = sq_migrate_unlock,
 };
