@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* core/cli/emhost.c: the emhost tool: check-config, plugins, contexts (public API only). */
+/* core/cli/emhost.c: the emhost tool: check-config, plugins, contexts (public API only);
+ * migrate and schema are in migrate.c. */
 #include "config.h"
 
 #include <getopt.h>
@@ -11,6 +12,8 @@
 
 #include <emhost/driver.h>
 #include <emhost/emhost.h>
+
+#include "cli.h"
 
 enum { EXIT_USAGE = 2 };
 
@@ -25,6 +28,8 @@ static const char usage_text[] =
 	"                 and every refused plugin file with the reason\n"
 	"  contexts       list the contexts with their driver, which is the default, and\n"
 	"                 whether each is reachable; exit 1 when one is not\n"
+	"  migrate        status, up, down, new: the context's migrations (emhost migrate --help)\n"
+	"  schema diff    what would bring a context's database to its entities\n"
 	"\n"
 	"options:\n"
 	"  -c, --config FILE       configuration file (default: $EMH_CONFIG, else none:\n"
@@ -238,6 +243,9 @@ int main(int argc, char **argv)
 	const char *config = getenv("EMH_CONFIG"), *plugin_dir = NULL;
 	int ch;
 
+	if (cli_is_migrate(argc, argv))
+		return cli_migrate_main(argc, argv);
+
 	if (config && !*config)
 		config = NULL;
 	opterr = 0;
@@ -282,7 +290,8 @@ int main(int argc, char **argv)
 	else if (strcmp(cmd, "contexts") == 0)
 		run = cmd_contexts;
 	else if (!check) {
-		fprintf(stderr, "emhost: unknown command '%s' (commands: check-config, plugins, contexts)\n", cmd);
+		fprintf(stderr, "emhost: unknown command '%s' (commands: check-config, plugins, contexts, migrate, schema)\n",
+			cmd);
 		return EXIT_USAGE;
 	}
 	if (optind + 1 < argc) {
