@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <emhost/emhost.h>
 #include <emhost/service.h>
@@ -44,11 +45,20 @@ static const emh_entity fxm_entity = EMH_ENTITY(fxm_thing, "mig_things", fxm_fie
 
 static const emh_need fxm_needs[] = {EMH_NEED_REPO(&fxm_entity, NULL)};
 
+/* Any request: the number of things, as text (a fork of the context: refused when it is). */
 static int fxm_handle(emh_scope *scope, const emh_request *req, emh_response *res, emh_error *err)
 {
-	(void)scope;
+	emh_repo *r;
+	int64_t n;
+	char buf[32];
 	(void)req;
-	return emh_response_set(res, 200, "text/plain", "things", 6, err);
+	int rc = emh_scope_repo_at(scope, 0, &r, err);
+	if (!rc)
+		rc = emh_repo_count(r, NULL, &n, err);
+	if (rc)
+		return rc;
+	int len = snprintf(buf, sizeof buf, "%lld", (long long)n);
+	return emh_response_set(res, 200, "text/plain", buf, (size_t)len, err);
 }
 
 EMH_SERVICE_EXPORT const emh_service emh_service_descriptor = {

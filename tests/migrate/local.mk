@@ -15,3 +15,31 @@ check_PROGRAMS += tests/migrate/test_files
 TESTS += tests/migrate/test_files
 tests_migrate_test_files_SOURCES = tests/migrate/test_files.c $(FIXTURE_SOURCES)
 tests_migrate_test_files_LDADD = core/libemhost_core.la $(LIBCONFIG_LIBS)
+
+# A two-context project on the real test servers, through the emhost tool (test_migrate.c).
+check_PROGRAMS += tests/migrate/test_migrate
+tests_migrate_test_migrate_SOURCES = tests/migrate/test_migrate.c $(FIXTURE_SOURCES)
+tests_migrate_test_migrate_LDADD = core/libemhost.la $(EMH_PTHREAD_LIBS)
+TESTS += tests/migrate/sqlite_postgres.sh tests/migrate/mariadb_mongo.sh
+EXTRA_DIST += tests/migrate/sqlite_postgres.sh tests/migrate/mariadb_mongo.sh
+
+# The start-up policy, refused contexts, schema = "check", new files: SQLite only.
+if HAVE_SQLITE
+check_PROGRAMS += tests/migrate/test_startup
+TESTS += tests/migrate/test_startup
+tests_migrate_test_startup_SOURCES = tests/migrate/test_startup.c $(FIXTURE_SOURCES)
+tests_migrate_test_startup_LDADD = core/libemhost.la $(EMH_PTHREAD_LIBS)
+endif
+
+# emhostd's start-up policy over HTTP (the daemon tests' helpers, tests/daemon/dtest.c).
+if HAVE_DAEMON
+if HAVE_CURL
+if HAVE_SQLITE
+check_PROGRAMS += tests/migrate/t_daemon
+TESTS += tests/migrate/t_daemon
+tests_migrate_t_daemon_SOURCES = tests/migrate/t_daemon.c $(DTEST_SOURCES)
+tests_migrate_t_daemon_CFLAGS = $(DTEST_CFLAGS)
+tests_migrate_t_daemon_LDADD = $(DTEST_LIBS)
+endif
+endif
+endif
