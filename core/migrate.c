@@ -216,6 +216,10 @@ static int run_open(mig_run *r, emh_host *h, const char *context, emh_error *err
 	if ((rc = emh__meta_register(h, r->c->name, &mig_entity, &copy, err)) != 0)
 		return rc;
 	r->m = emh__context_meta(r->c, copy);
+	/* Counted as synced, so that schema = "sync" never creates it at a fork's
+	 * first connection: run_prepare does, under the lock. */
+	if (!atomic_exchange_explicit(&r->m->synced, 1, memory_order_acq_rel))
+		atomic_fetch_sub_explicit(&r->c->unsynced, 1, memory_order_release);
 	return 0;
 }
 
@@ -723,10 +727,15 @@ static int startup_one(emh_host *h, emh_context *c, const char *mode, size_t *re
 				first = &v[i];
 		}
 	if (first) {
+		char which[EMH_ERROR_MSG_MAX];
+		if (first->file)
+			emh__msgf(which, sizeof which, "%s", first->file);
+		else
+			emh__msgf(which, sizeof which, "number %lld '%s'", (long long)first->number, first->name);
 		emh__msgf(why, sizeof why,
-			  "migrate = \"check\": %zu migration%s not applied as in the folder (first: %lld_%s, %s); run "
-			  "`emhost migrate up --context %s`",
-			  pending, pending == 1 ? "" : "s", (long long)first->number, first->name,
+			  "migrate = \"check\": %zu migration%s not applied as in the folder (first: %s, %s); "
+			  "run `emhost migrate up --context %s`",
+			  pending, pending == 1 ? "" : "s", which,
 			  first->state == EMH_MIGRATION_PENDING ? "pending"
 			  : first->state == EMH_MIGRATION_CHANGED ? "file changed since it was applied"
 								  : "applied, its file missing",

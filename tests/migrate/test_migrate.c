@@ -159,6 +159,15 @@ static int cli(const char *conf, const char *const *args)
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
+/* The tool exits with want; its output shown when not. */
+#define cli_is(want, conf, args, ...)                                          \
+	do {                                                                   \
+		int cli_rc_ = cli(conf, args);                                 \
+		is_int(cli_rc_, want, __VA_ARGS__);                            \
+		if (cli_rc_ != (want))                                         \
+			diag("output:\n%s", last_out);                         \
+	} while (0)
+
 /* The tool's output holds want; shown when not. */
 static void out_has(const char *want, const char *name)
 {
@@ -201,7 +210,8 @@ static void states_are(emh_host *h, const tctx *c, const char *want, const char 
 {
 	char got[64];
 	states(h, c, got, sizeof got);
-	is_str(got, want, "%s: %s: migrations are %s", c->name, name, want);
+	if (!ok(strcmp(got, want) == 0, "%s: %s: migrations are %s", c->name, name, want))
+		diag("  got: %s", got);
 }
 
 typedef struct tlog {
@@ -327,22 +337,22 @@ static void write_migrations(const tctx *c)
 static void test_up_down(emh_host *h, const tctx *c)
 {
 	const char *n = c->name;
-	is_int(cli(conf_plain, ARGS("migrate", "status", "--context", n)), 0, "%s: status", n);
+	cli_is(0, conf_plain, ARGS("migrate", "status", "--context", n), "%s: status", n);
 	out_has("0 applied, 3 pending", n);
-	is_int(cli(conf_plain, ARGS("migrate", "up", "--to", "2", "--context", n)), 0, "%s: up --to 2", n);
+	cli_is(0, conf_plain, ARGS("migrate", "up", "--to", "2", "--context", n), "%s: up --to 2", n);
 	out_has("2 migrations applied", n);
 	states_are(h, c, "AAP", "after up --to 2");
 	is_int(rows(h, c, "log"), 2, "%s: the two migrations wrote their rows", n);
-	is_int(cli(conf_plain, ARGS("migrate", "up", "--context", n)), 0, "%s: up", n);
+	cli_is(0, conf_plain, ARGS("migrate", "up", "--context", n), "%s: up", n);
 	out_has("1 migration applied", n);
 	states_are(h, c, "AAA", "after up");
 	is_int(rows(h, c, "log"), 3, "%s: three rows", n);
-	is_int(cli(conf_plain, ARGS("migrate", "up", "--context", n)), 0, "%s: up again", n);
+	cli_is(0, conf_plain, ARGS("migrate", "up", "--context", n), "%s: up again", n);
 	out_has("nothing to apply", n);
-	is_int(cli(conf_plain, ARGS("migrate", "status", "--context", n)), 0, "%s: status", n);
+	cli_is(0, conf_plain, ARGS("migrate", "status", "--context", n), "%s: status", n);
 	out_has("3 applied, 0 pending", n);
 
-	is_int(cli(conf_plain, ARGS("migrate", "down", "--to", "1", "--context", n)), 0, "%s: down --to 1", n);
+	cli_is(0, conf_plain, ARGS("migrate", "down", "--to", "1", "--context", n), "%s: down --to 1", n);
 	out_has("2 migrations undone", n);
 	states_are(h, c, "APP", "after down --to 1");
 	is_int(rows(h, c, "log"), 1, "%s: their rows are gone", n);
@@ -351,7 +361,7 @@ static void test_up_down(emh_host *h, const tctx *c)
 	snprintf(hidden, sizeof hidden, "%s.away", in_dir(c, c->json ? "0001_create.down.json" : "0001_create.down.sql"));
 	if (rename(in_dir(c, c->json ? "0001_create.down.json" : "0001_create.down.sql"), hidden) != 0)
 		bail("rename: %s", strerror(errno));
-	is_int(cli(conf_plain, ARGS("migrate", "down", "--to", "0", "--context", n)), 1,
+	cli_is(1, conf_plain, ARGS("migrate", "down", "--to", "0", "--context", n),
 	       "%s: down refused when a step has no down file", n);
 	out_has("has no down file", n);
 	states_are(h, c, "APP", "nothing undone");
@@ -364,9 +374,9 @@ static void test_tamper_and_duplicates(emh_host *h, const tctx *c)
 	const char *n = c->name, *first = in_dir(c, c->json ? "0001_create.json" : "0001_create.sql");
 	char *saved = read_all(first);
 	write_file(first, "%s%s", saved, c->json ? "\n" : "-- changed\n");
-	is_int(cli(conf_plain, ARGS("migrate", "status", "--context", n)), 1, "%s: status of a changed file fails", n);
+	cli_is(1, conf_plain, ARGS("migrate", "status", "--context", n), "%s: status of a changed file fails", n);
 	out_has("CHANGED", n);
-	is_int(cli(conf_plain, ARGS("migrate", "up", "--context", n)), 1, "%s: up with a changed file fails", n);
+	cli_is(1, conf_plain, ARGS("migrate", "up", "--context", n), "%s: up with a changed file fails", n);
 	out_has("changed since", n);
 	out_has(c->json ? "0001_create.json" : "0001_create.sql", n);
 	states_are(h, c, "CPP", "nothing ran");
@@ -376,7 +386,7 @@ static void test_tamper_and_duplicates(emh_host *h, const tctx *c)
 
 	const char *dup = in_dir(c, c->json ? "0002_other.json" : "0002_other.sql");
 	write_file(dup, c->json ? "[]\n" : "SELECT 1;\n");
-	is_int(cli(conf_plain, ARGS("migrate", "up", "--context", n)), 1, "%s: two migrations numbered 2", n);
+	cli_is(1, conf_plain, ARGS("migrate", "up", "--context", n), "%s: two migrations numbered 2", n);
 	out_has(c->json ? "0002_fill.json" : "0002_fill.sql", n);
 	out_has(c->json ? "0002_other.json" : "0002_other.sql", n);
 	unlink(dup);
@@ -399,7 +409,7 @@ static void test_failure(emh_host *h, const tctx *c)
 			   "CREATE TABLE %st4 (id BIGINT PRIMARY KEY);\n-- no such table:\n"
 			   "INSERT INTO %snowhere (id) VALUES (1);\nINSERT INTO %st4 (id) VALUES (2);\n",
 			   p, p, p);
-	is_int(cli(conf_plain, ARGS("migrate", "up", "--context", n)), 1, "%s: up stops at the failing migration", n);
+	cli_is(1, conf_plain, ARGS("migrate", "up", "--context", n), "%s: up stops at the failing migration", n);
 	out_has("0004_bad", n);
 	out_has("statement 2 of 3 (line 3", n);
 	if (c->transactional) {
@@ -450,7 +460,7 @@ static int applied_in(const char *path)
 static void test_concurrent(emh_host *h, const tctx *c)
 {
 	const char *n = c->name;
-	is_int(cli(conf_plain, ARGS("migrate", "down", "--to", "0", "--context", n)), 0, "%s: down --to 0", n);
+	cli_is(0, conf_plain, ARGS("migrate", "down", "--to", "0", "--context", n), "%s: down --to 0", n);
 	states_are(h, c, "PPP", "all undone");
 	char o1[700], o2[700];
 	fixture_path(&fx, "run1.out", o1, sizeof o1);
@@ -460,6 +470,12 @@ static void test_concurrent(emh_host *h, const tctx *c)
 	int ra = cli_wait(a), rb = cli_wait(b);
 	is_int(ra, 0, "%s: the first of two concurrent runs succeeds", n);
 	is_int(rb, 0, "%s: the second succeeds too (it waited for the lock)", n);
+	for (int k = 0; k < 2; k++)
+		if ((k ? rb : ra) != 0) {
+			char *t = read_all(k ? o2 : o1);
+			diag("output of run %d:\n%s", k + 1, t);
+			free(t);
+		}
 	int na = applied_in(o1), nb = applied_in(o2);
 	is_int(na + nb, 3, "%s: between them they applied each migration once (%d + %d)", n, na, nb);
 	states_are(h, c, "AAA", "after both");
@@ -470,19 +486,19 @@ static void test_schema_diff(emh_host *h, const tctx *c)
 {
 	const char *n = c->name;
 	(void)h;
-	is_int(cli(conf_v1, ARGS("schema", "diff", "--context", n, "--exit-code")), 3,
+	cli_is(3, conf_v1, ARGS("schema", "diff", "--context", n, "--exit-code"),
 	       "%s: schema diff of a new entity differs", n);
 	out_has(c->json ? "\"create\" : \"mig_things\"" : "CREATE TABLE IF NOT EXISTS", n);
-	is_int(cli(conf_v1, ARGS("migrate", "new", "things", "--context", n, "--from-diff")), 0,
+	cli_is(0, conf_v1, ARGS("migrate", "new", "things", "--context", n, "--from-diff"),
 	       "%s: migrate new --from-diff", n);
 	out_has(c->json ? "0004_things.json" : "0004_things.sql", n);
-	is_int(cli(conf_v1, ARGS("migrate", "up", "--context", n)), 0, "%s: the generated migration applies", n);
+	cli_is(0, conf_v1, ARGS("migrate", "up", "--context", n), "%s: the generated migration applies", n);
 	out_has("1 migration applied", n);
-	is_int(cli(conf_v1, ARGS("schema", "diff", "--context", n, "--exit-code")), 0, "%s: then the diff is empty", n);
+	cli_is(0, conf_v1, ARGS("schema", "diff", "--context", n, "--exit-code"), "%s: then the diff is empty", n);
 	out_has("matches the entities", n);
 
 	/* v2: a NOT NULL int field and an index on title */
-	is_int(cli(conf_v2, ARGS("schema", "diff", "--context", n, "--exit-code")), 3,
+	cli_is(3, conf_v2, ARGS("schema", "diff", "--context", n, "--exit-code"),
 	       "%s: a field and an index added: the diff differs", n);
 	out_has("mig_things_title_ix", n);
 	if (!c->json) {
@@ -490,21 +506,21 @@ static void test_schema_diff(emh_host *h, const tctx *c)
 		out_has("score", n);
 		out_has("NOT NULL DEFAULT 0", n);
 	}
-	is_int(cli(conf_v2, ARGS("migrate", "new", "score", "--context", n, "--from-diff")), 0,
+	cli_is(0, conf_v2, ARGS("migrate", "new", "score", "--context", n, "--from-diff"),
 	       "%s: migrate new --from-diff again", n);
 	out_has(c->json ? "0005_score.json" : "0005_score.sql", n);
-	is_int(cli(conf_v2, ARGS("migrate", "up", "--context", n)), 0, "%s: it applies", n);
-	is_int(cli(conf_v2, ARGS("schema", "diff", "--context", n, "--exit-code")), 0, "%s: and the diff is empty", n);
+	cli_is(0, conf_v2, ARGS("migrate", "up", "--context", n), "%s: it applies", n);
+	cli_is(0, conf_v2, ARGS("schema", "diff", "--context", n, "--exit-code"), "%s: and the diff is empty", n);
 	out_has("matches the entities", n);
 
 	/* back to v1: the index is to drop, the column only reported unless --drop */
-	is_int(cli(conf_v1, ARGS("schema", "diff", "--context", n, "--exit-code")), 3,
+	cli_is(3, conf_v1, ARGS("schema", "diff", "--context", n, "--exit-code"),
 	       "%s: the entity without them differs", n);
 	out_has("no entity declares index 'mig_things_title_ix'", n);
 	if (!c->json) {
 		out_has("kept (--drop drops it)", n);
 		ok(!strstr(last_out, "DROP COLUMN"), "%s: an unknown column is not dropped by default", n);
-		is_int(cli(conf_v1, ARGS("schema", "diff", "--context", n, "--drop")), 0, "%s: schema diff --drop", n);
+		cli_is(0, conf_v1, ARGS("schema", "diff", "--context", n, "--drop"), "%s: schema diff --drop", n);
 		out_has("DROP COLUMN", n);
 	}
 }
@@ -573,7 +589,7 @@ int main(int argc, char **argv)
 		clean(h, &ctxs[i]);
 	for (int i = 0; i < 2; i++)
 		write_migrations(&ctxs[i]);
-	is_int(cli(conf_plain, ARGS("migrate", "status", "--all")), 0, "status --all");
+	cli_is(0, conf_plain, ARGS("migrate", "status", "--all"), "status --all");
 	out_has(ctxs[0].name, "status --all");
 	out_has(ctxs[1].name, "status --all");
 	for (int i = 0; i < 2; i++) {
@@ -581,7 +597,7 @@ int main(int argc, char **argv)
 		test_up_down(h, &ctxs[i]);
 		test_tamper_and_duplicates(h, &ctxs[i]);
 	}
-	is_int(cli(conf_plain, ARGS("migrate", "up", "--all")), 0, "up --all applies both folders");
+	cli_is(0, conf_plain, ARGS("migrate", "up", "--all"), "up --all applies both folders");
 	for (int i = 0; i < 2; i++) {
 		states_are(h, &ctxs[i], "AAA", "after up --all");
 		test_failure(h, &ctxs[i]);

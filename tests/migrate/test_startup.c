@@ -263,6 +263,38 @@ static void test_create(void)
 	emh_host_free(h);
 }
 
+/* Status creates nothing, even where schema = "sync" creates every registered table. */
+static void test_status_creates_nothing(void)
+{
+	char dir[600], conf[2048];
+	subdir("nothing", dir, sizeof dir);
+	put(dir, "0001_a.sql", "CREATE TABLE a (x INTEGER);\n");
+	snprintf(conf, sizeof conf,
+		 "contexts = ( { name = \"default\"; url = \"sqlite://%s/nothing.db\"; migrations = \"%s\";"
+		 " schema = \"sync\"; } );\n",
+		 fx.dir, dir);
+	emh_host *h;
+	emh_error err;
+	if (host_from(conf, &h, &err) != 0)
+		bail("host: %s", err.message);
+	emh_migration *v;
+	size_t n;
+	ok(emh_migrate_status(h, NULL, &v, &n, &err) == 0 && n == 1 && v[0].state == EMH_MIGRATION_PENDING,
+	   "status of a fresh database: one pending");
+	if (n)
+		emh_migrations_free(v, n);
+	emh_em *em = fixture_fork(h, NULL);
+	is_int(emh_em_execute(em, "SELECT 1", &err), 0, "a fork's first statement (schema = \"sync\")");
+	ok(emh_em_execute(em, "SELECT * FROM emh_migrations", &err) != 0,
+	   "emh_migrations was created neither by status nor by the fork's sync");
+	emh_em_close(em);
+	is_int(emh_migrate_up(h, NULL, NULL, NULL, &err), 0, "migrate up");
+	em = fixture_fork(h, NULL);
+	is_int(emh_em_execute(em, "SELECT * FROM emh_migrations", &err), 0, "which creates it");
+	emh_em_close(em);
+	emh_host_free(h);
+}
+
 int main(void)
 {
 	plan_lazy();
@@ -271,6 +303,7 @@ int main(void)
 	test_startup();
 	test_schema_check();
 	test_create();
+	test_status_creates_nothing();
 	fixture_release(&fx);
 	return done_testing();
 }
