@@ -178,8 +178,11 @@ static void run_close(mig_run *r)
 	if (r->pc) {
 		if (r->locked) {
 			emh_error e;
-			/* A session lock that cannot be released goes with its connection. */
-			if (r->d->migrate_unlock(r->pc->conn, true, &e) != 0)
+			/* A lock held as a transaction commits what ran under it, unless a
+			 * rollback failed (the failed migration may be in it): then all of
+			 * it goes, records too.  A session lock that cannot be released
+			 * goes with its connection. */
+			if (r->d->migrate_unlock(r->pc->conn, r->pc_status != EMH_EUNAVAILABLE, &e) != 0)
 				r->pc_status = EMH_EUNAVAILABLE;
 		}
 		emh__pool_release(&r->c->pool, r->pc, r->pc_status);
@@ -688,6 +691,16 @@ int emh_migrate_create(emh_host *h, const char *context, const char *name, const
 
 /* ---- start-up policy ---- */
 
+/* e's message without the "context 'x': " the refusal's own message puts in front. */
+static const char *without_context(const emh_error *e, const char *name)
+{
+	size_t n = strlen(name);
+	const char *m = e->message;
+	if (strncmp(m, "context '", 9) == 0 && strncmp(m + 9, name, n) == 0 && strncmp(m + 9 + n, "': ", 3) == 0)
+		return m + 12 + n;
+	return m;
+}
+
 /* "on-start": apply; "check": refuse unless every migration is applied. */
 static int startup_one(emh_host *h, emh_context *c, const char *mode, size_t *refused)
 {
@@ -699,7 +712,7 @@ static int startup_one(emh_host *h, emh_context *c, const char *mode, size_t *re
 		if (emh_migrate_up(h, c->name, NULL, &done, &e) != 0) {
 			if (e.code == EMH_ENOMEM)
 				return EMH_ENOMEM;
-			emh__msgf(why, sizeof why, "migrate = \"on-start\": %s", e.message);
+			emh__msgf(why, sizeof why, "migrate = \"on-start\": %s", without_context(&e, c->name));
 			emh__context_refuse(c, why);
 			(*refused)++;
 			return 0;
@@ -713,7 +726,7 @@ static int startup_one(emh_host *h, emh_context *c, const char *mode, size_t *re
 	if (emh_migrate_status(h, c->name, &v, &n, &e) != 0) {
 		if (e.code == EMH_ENOMEM)
 			return EMH_ENOMEM;
-		emh__msgf(why, sizeof why, "migrate = \"check\": %s", e.message);
+		emh__msgf(why, sizeof why, "migrate = \"check\": %s", without_context(&e, c->name));
 		emh__context_refuse(c, why);
 		(*refused)++;
 		return 0;

@@ -43,8 +43,7 @@ void emhd__health_into(emhd_server *srv, emh_response *res)
 			healthy = false;
 		json_object_set_new(ctxs, c->name,
 				    json_pack("{s:s,s:s,s:b,s:b}", "status", refused ? "refused" : c->up ? "up" : "down",
-					      "driver",
-					      c->driver ? c->driver : "", "required", c->required, "default",
+					      "driver", c->driver ? c->driver : "", "required", c->required, "default",
 					      c->is_default));
 	}
 	emh_context_info_free(infos, n);

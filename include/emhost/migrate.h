@@ -51,7 +51,8 @@ enum {
 
 /*
  * One migration, as a file and as recorded.  Strings belong to the array
- * that holds it.
+ * that holds it.  Handed out in arrays, so its size never changes (what a
+ * later release adds comes through another call).
  *
  *   number, name   from the file name ("0003_add_email.sql": 3, "add_email"),
  *                  or as recorded when the file is missing

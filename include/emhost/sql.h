@@ -37,7 +37,9 @@ enum {
  * zero value that means "as before".
  */
 struct emh_sql_dialect {
-	char quote;           /* identifier quote: '"' or '`' */
+	/* identifier quote: '"' or '`'; '`' also means MySQL's lexical rules when
+	 * the core splits a migration file (backslash escapes, # comments, DELIMITER) */
+	char quote;
 	bool numbered_params; /* $1, $2 ... (true) or ? (false) */
 	bool returning;       /* INSERT ... RETURNING "key" gives the generated key */
 	/* LIMIT to write when only OFFSET is given ("-1" for SQLite, a huge

@@ -176,8 +176,7 @@ int sq_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
 			return sq_fail(c->db, rc, "migration lock (BEGIN EXCLUSIVE)", err);
 		if ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 >= deadline) {
 			emh_error_set(err, EMH_ETIMEOUT,
-				      "sqlite: another connection held database '%s' (a migration run or a writer) for "
-				      "%lld ms",
+				      "sqlite: another migration run (or another writer) held database '%s' for %lld ms",
 				      c->dc ? c->dc->shown : "?", (long long)wait_ms);
 			if (err)
 				err->native = rc;

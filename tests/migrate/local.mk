@@ -21,7 +21,7 @@ check_PROGRAMS += tests/migrate/test_migrate
 tests_migrate_test_migrate_SOURCES = tests/migrate/test_migrate.c $(FIXTURE_SOURCES)
 tests_migrate_test_migrate_LDADD = core/libemhost.la $(EMH_PTHREAD_LIBS)
 TESTS += tests/migrate/sqlite_postgres.sh tests/migrate/mariadb_mongo.sh
-EXTRA_DIST += tests/migrate/sqlite_postgres.sh tests/migrate/mariadb_mongo.sh
+EXTRA_DIST += tests/migrate/sqlite_postgres.sh tests/migrate/mariadb_mongo.sh tests/migrate/project.sh
 
 # The start-up policy, refused contexts, schema = "check", new files: SQLite only.
 if HAVE_SQLITE

@@ -482,6 +482,64 @@ static void test_concurrent(emh_host *h, const tctx *c)
 	is_int(rows(h, c, "log"), 3, "%s: one row per migration, none twice", n);
 }
 
+/* Run text on a fork of c (setup that must work). */
+static void exec_ok(emh_em *em, const char *text)
+{
+	emh_error err;
+	if (emh_em_execute(em, text, &err) != 0)
+		bail("%s: %s", text, err.message);
+}
+
+/* Another session holds the migration lock: a run gives up after lock_wait_ms, saying so. */
+static void test_lock_held(emh_host *h, const tctx *c)
+{
+	static const char my_lock[] = "CONCAT('emh_migrate_', LEFT(SHA2(COALESCE(DATABASE(), ''), 256), 40))";
+	const char *n = c->name;
+	emh_em *em = fixture_fork(h, n);
+	char take[256], give[256];
+	if (strcmp(c->kind, "postgres") == 0) {
+		snprintf(take, sizeof take, "SELECT pg_advisory_lock(1701669889, 0)");
+		snprintf(give, sizeof give, "SELECT pg_advisory_unlock(1701669889, 0)");
+	} else if (strcmp(c->kind, "mysql") == 0) {
+		snprintf(take, sizeof take, "SELECT GET_LOCK(%s, 0)", my_lock);
+		snprintf(give, sizeof give, "SELECT RELEASE_LOCK(%s)", my_lock);
+	} else if (strcmp(c->kind, "sqlite") == 0) {
+		snprintf(take, sizeof take, "BEGIN EXCLUSIVE");
+		snprintf(give, sizeof give, "ROLLBACK");
+	} else {
+		snprintf(take, sizeof take,
+			 "{\"insert\": \"emh_locks\", \"documents\": [{\"_id\": \"migrate\", \"owner\": \"another run\","
+			 " \"expires\": {\"$date\": \"2999-01-01T00:00:00Z\"}}]}");
+		snprintf(give, sizeof give,
+			 "{\"update\": \"emh_locks\", \"updates\": [{\"q\": {\"_id\": \"migrate\"},"
+			 " \"u\": {\"$set\": {\"expires\": {\"$date\": \"2000-01-01T00:00:00Z\"}}}}]}");
+	}
+	exec_ok(em, take);
+	emh_migrate_opts o = {.lock_wait_ms = 300};
+	emh_error err;
+	is_int(emh_migrate_up(h, n, &o, NULL, &err), EMH_ETIMEOUT, "%s: a run gives up while another holds the lock", n);
+	ok(strstr(err.message, "migration lock") && strstr(err.message, "another migration run"), "%s: saying so: %s",
+	   n, err.message);
+	if (c->json)
+		ok(strstr(err.message, "2999-01-01") != NULL, "%s: and until when the lock document holds", n);
+	exec_ok(em, give); /* mongo: the document expired, as if its run had died */
+	emh_em_close(em);
+	is_int(emh_migrate_up(h, n, &o, NULL, &err), 0, "%s: once it is released (expired) a run takes it", n);
+}
+
+/* migrate new NAME --from-diff writes file; it applies; the diff is empty then. */
+static void from_diff(const char *conf, const tctx *c, const char *name, const char *file)
+{
+	const char *n = c->name;
+	cli_is(0, conf, ARGS("migrate", "new", name, "--context", n, "--from-diff"), "%s: migrate new %s --from-diff",
+	       n, name);
+	out_has(file, n);
+	cli_is(0, conf, ARGS("migrate", "up", "--context", n), "%s: the generated %s applies", n, file);
+	out_has("1 migration applied", n);
+	cli_is(0, conf, ARGS("schema", "diff", "--context", n, "--exit-code"), "%s: then the diff is empty", n);
+	out_has("matches the entities", n);
+}
+
 static void test_schema_diff(emh_host *h, const tctx *c)
 {
 	const char *n = c->name;
@@ -489,13 +547,7 @@ static void test_schema_diff(emh_host *h, const tctx *c)
 	cli_is(3, conf_v1, ARGS("schema", "diff", "--context", n, "--exit-code"),
 	       "%s: schema diff of a new entity differs", n);
 	out_has(c->json ? "\"create\" : \"mig_things\"" : "CREATE TABLE IF NOT EXISTS", n);
-	cli_is(0, conf_v1, ARGS("migrate", "new", "things", "--context", n, "--from-diff"),
-	       "%s: migrate new --from-diff", n);
-	out_has(c->json ? "0004_things.json" : "0004_things.sql", n);
-	cli_is(0, conf_v1, ARGS("migrate", "up", "--context", n), "%s: the generated migration applies", n);
-	out_has("1 migration applied", n);
-	cli_is(0, conf_v1, ARGS("schema", "diff", "--context", n, "--exit-code"), "%s: then the diff is empty", n);
-	out_has("matches the entities", n);
+	from_diff(conf_v1, c, "things", c->json ? "0004_things.json" : "0004_things.sql");
 
 	/* v2: a NOT NULL int field and an index on title */
 	cli_is(3, conf_v2, ARGS("schema", "diff", "--context", n, "--exit-code"),
@@ -506,12 +558,7 @@ static void test_schema_diff(emh_host *h, const tctx *c)
 		out_has("score", n);
 		out_has("NOT NULL DEFAULT 0", n);
 	}
-	cli_is(0, conf_v2, ARGS("migrate", "new", "score", "--context", n, "--from-diff"),
-	       "%s: migrate new --from-diff again", n);
-	out_has(c->json ? "0005_score.json" : "0005_score.sql", n);
-	cli_is(0, conf_v2, ARGS("migrate", "up", "--context", n), "%s: it applies", n);
-	cli_is(0, conf_v2, ARGS("schema", "diff", "--context", n, "--exit-code"), "%s: and the diff is empty", n);
-	out_has("matches the entities", n);
+	from_diff(conf_v2, c, "score", c->json ? "0005_score.json" : "0005_score.sql");
 
 	/* back to v1: the index is to drop, the column only reported unless --drop */
 	cli_is(3, conf_v1, ARGS("schema", "diff", "--context", n, "--exit-code"),
@@ -602,6 +649,7 @@ int main(int argc, char **argv)
 		states_are(h, &ctxs[i], "AAA", "after up --all");
 		test_failure(h, &ctxs[i]);
 		test_concurrent(h, &ctxs[i]);
+		test_lock_held(h, &ctxs[i]);
 		test_schema_diff(h, &ctxs[i]);
 	}
 	for (int i = 0; i < 2; i++)
