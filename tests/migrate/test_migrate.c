@@ -636,6 +636,10 @@ int main(int argc, char **argv)
 		clean(h, &ctxs[i]);
 	for (int i = 0; i < 2; i++)
 		write_migrations(&ctxs[i]);
+	cli_is(2, conf_plain, ARGS("migrate", "down", "--all"), "down without --to is a usage error");
+	out_has("migrate down needs --to N", "usage");
+	cli_is(2, conf_plain, ARGS("migrate", "up", "--all", "--context", ctxs[0].name), "--context with --all");
+	cli_is(2, conf_plain, ARGS("migrate", "sideways"), "an unknown subcommand");
 	cli_is(0, conf_plain, ARGS("migrate", "status", "--all"), "status --all");
 	out_has(ctxs[0].name, "status --all");
 	out_has(ctxs[1].name, "status --all");
