@@ -35,6 +35,13 @@ int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err)
 	} else if (!(c = emh__host_get_context(h, name, err))) {
 		return EMH_ENOCONTEXT;
 	}
+	const char *refused = atomic_load_explicit(&c->refusal, memory_order_acquire);
+	if (refused) {
+		emh_error_set(err, EMH_ESCHEMA, "context '%s' refuses forks: %s", c->name, refused);
+		emh_error_context(err, EMH_ESCHEMA, c->name);
+		emh__context_put(c);
+		return EMH_ESCHEMA;
+	}
 	emh_em *em = atomic_exchange_explicit(&c->spare_em, NULL, memory_order_acquire);
 	if (!em && !(em = malloc(sizeof *em))) {
 		emh__context_put(c);

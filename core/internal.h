@@ -193,7 +193,9 @@ typedef struct emh_context {
 	char instance[128]; /* "<host>-<serial>-<name>": unique whatever the name's length */
 	emh_dctx *dctx;
 	emh__pool pool;
-	bool is_default, required, schema_sync;
+	/* schema_sync: entities are synced (or, with schema_check, checked) at
+	 * registration or a fork's first connection */
+	bool is_default, required, schema_sync, schema_check;
 	/*
 	 * Open forks (and lookups in flight), with EMH__CTX_REMOVING once removal
 	 * began: one word, so exactly one emh__context_put sees the last
@@ -214,6 +216,7 @@ typedef struct emh_context {
 	emh__qlog qlog;         /* log_queries, slow_query_ms (qlog.c) */
 	emh__qstats qstats;     /* durations of the database calls, which also count them */
 	_Atomic int64_t version_clock; /* the last timestamp version handed out (µs) */
+	char *_Atomic refusal;  /* why forks are refused (migrations, schema check), or NULL; set once */
 } emh_context;
 
 /* Create a context from its configuration (taken over: *conf is zeroed on success). */

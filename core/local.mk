@@ -26,3 +26,8 @@ emhostinclude_HEADERS = include/emhost/emhost.h include/emhost/error.h include/e
 # The drivers' per-connection prepared-statement cache (emhost/prepcache.h).
 core_libemhost_core_la_SOURCES += core/prepcache.c
 emhostinclude_HEADERS += include/emhost/prepcache.h
+
+# Per-context migrations and the schema diff (emhost/migrate.h, docs/migrations.md).
+core_libemhost_core_la_SOURCES += core/migrate_int.h core/sha256.c core/migrate_files.c core/migrate.c \
+	core/schema_diff.c
+emhostinclude_HEADERS += include/emhost/migrate.h

@@ -2,7 +2,8 @@
 /*
  * core/cli/emhost.c: the emhost tool: check-config, plugins, contexts, reload
  * (public API only; the server section is read by the daemon's own
- * srvconf.c, so that check-config refuses what emhostd refuses).
+ * srvconf.c, so that check-config refuses what emhostd refuses); migrate and
+ * schema are in migrate.c.
  */
 #include "config.h"
 
@@ -20,6 +21,8 @@
 #include <emhost/service.h>
 
 #include "../daemon/srvconf.h"
+
+#include "cli.h"
 
 enum { EXIT_USAGE = 2 };
 
@@ -39,6 +42,8 @@ static const char usage_text[] =
 	"                 whether each is reachable; exit 1 when one is not\n"
 	"  reload         make the running emhostd reload its configuration (SIGHUP to the\n"
 	"                 pid in --pid-file); it logs what changed or why it refused\n"
+	"  migrate        status, up, down, new: the context's migrations (emhost migrate --help)\n"
+	"  schema diff    what would bring a context's database to its entities\n"
 	"\n"
 	"options:\n"
 	"  -c, --config FILE       configuration file (default: $EMH_CONFIG, else none:\n"
@@ -325,6 +330,9 @@ int main(int argc, char **argv)
 	bool offline = false;
 	int ch;
 
+	if (cli_is_migrate(argc, argv))
+		return cli_migrate_main(argc, argv);
+
 	if (config && !*config)
 		config = NULL;
 	opterr = 0;
@@ -376,7 +384,7 @@ int main(int argc, char **argv)
 	else if (strcmp(cmd, "contexts") == 0)
 		run = cmd_contexts;
 	else if (!check && !reload) {
-		fprintf(stderr, "emhost: unknown command '%s' (commands: check-config, plugins, contexts, reload)\n",
+		fprintf(stderr, "emhost: unknown command '%s' (commands: check-config, plugins, contexts, reload, migrate, schema)\n",
 			cmd);
 		return EXIT_USAGE;
 	}

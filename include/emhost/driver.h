@@ -232,6 +232,8 @@ typedef struct emh_rowsink {
 } emh_rowsink;
 
 typedef struct emh_sql_dialect emh_sql_dialect; /* see emhost/sql.h */
+typedef struct emh_table_desc emh_table_desc;   /* see emhost/sql.h */
+typedef struct emh_schema_diff emh_schema_diff; /* see emhost/migrate.h */
 
 /* ---- the descriptor ---- */
 
@@ -401,6 +403,45 @@ typedef struct emh_driver {
 	 * transaction then ends through commit/rollback as usual.
 	 */
 	int (*begin_isolation)(emh_conn *c, int isolation, emh_error *err);
+	/*
+	 * SQL drivers (schema diff, schema = "check", emhost migrate): describe
+	 * the table called table as the database has it, through the builder
+	 * calls of emhost/sql.h (emh_table_desc_column, emh_table_desc_index):
+	 * every column with its type as the database names it and its
+	 * nullability, and every index other than the primary key's with its
+	 * columns in order.  Indexes an entity cannot declare (on expressions,
+	 * partial ones) are left out.  EMH_ENOTFOUND when there is no such table
+	 * (a driver may then still give emh_table_desc_create_suffix).
+	 * Optional: without it, schema diff and check are EMH_EUNSUPPORTED.
+	 */
+	int (*describe)(emh_conn *c, const char *table, emh_table_desc *out, emh_error *err);
+	/*
+	 * Document drivers (schema diff, schema = "check"): compare the
+	 * collection of m with the entity and add to out, with
+	 * emh_schema_diff_add (emhost/migrate.h), one change per difference, each
+	 * with the command (in the text .execute reads) that removes it: the
+	 * collection to create, missing indexes, indexes the entity does not
+	 * declare (with EMH_DIFF_DROP in flags or not: they are always listed).
+	 * Optional, as describe is for SQL drivers.
+	 */
+	int (*diff)(emh_conn *c, const emh_meta *m, unsigned flags, emh_schema_diff *out, emh_error *err);
+	/*
+	 * emhost migrate: take the lock that lets one migration run at a time
+	 * on this context's database, on this connection, waiting up to wait_ms
+	 * for a run that holds it; EMH_ETIMEOUT (naming what holds it when the
+	 * driver can tell) when it is still held then.  *in_txn says how it is
+	 * held: false, a lock of the session (PostgreSQL advisory lock, MySQL
+	 * GET_LOCK, a MongoDB lock document with an expiry), dropped with the
+	 * connection; true, a transaction (SQLite BEGIN EXCLUSIVE): the core then
+	 * runs each migration in a savepoint and migrate_unlock ends it.  Taking
+	 * it again while holding it renews it (a lock with an expiry is
+	 * extended) and returns at once.  migrate_unlock releases it: commit says
+	 * whether a transaction that holds it commits (true) or rolls back.
+	 * Optional, both or neither: without them emhost migrate refuses the
+	 * context (EMH_EUNSUPPORTED).
+	 */
+	int (*migrate_lock)(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err);
+	int (*migrate_unlock)(emh_conn *c, bool commit, emh_error *err);
 } emh_driver;
 
 _Static_assert(offsetof(emh_driver, abi_version) == 0, "abi_version must come first");

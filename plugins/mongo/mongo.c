@@ -547,9 +547,9 @@ int mg_coll_get(emh_conn *c, const emh_meta *m, mongoc_collection_t **out, emh_e
 			return emh_error_set(err, EMH_EINVAL,
 					     "entity '%s': column '_id' is reserved for the primary key "
 					     "by the mongo driver", e->name);
-	if (strcmp(e->table, MG_COUNTERS) == 0)
+	if (strcmp(e->table, MG_COUNTERS) == 0 || strcmp(e->table, MG_LOCKS) == 0)
 		return emh_error_set(err, EMH_EINVAL, "entity '%s': collection '%s' is reserved by the mongo driver",
-				     e->name, MG_COUNTERS);
+				     e->name, e->table);
 	mongoc_collection_t *coll = mongoc_client_get_collection(c->client, c->dc->database, e->table);
 	if (!coll)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
@@ -682,4 +682,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.upsert = mg_upsert,
 	.update_where = mg_update_where,
 	.delete_where = mg_delete_where,
+	.diff = mg_diff,
+	.migrate_lock = mg_migrate_lock,
+	.migrate_unlock = mg_migrate_unlock,
 };

@@ -278,4 +278,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.stmt_exec = my_stmt_exec,
 	.lock_clause = my_lock_clause,
 	.begin_isolation = my_begin_isolation,
+	.describe = my_describe,
+	.migrate_lock = my_migrate_lock,
+	.migrate_unlock = my_migrate_unlock,
 };

@@ -120,6 +120,7 @@ struct emh_conn {
 	emh_value *rvals;
 	size_t nrcap;
 	char collation[64]; /* table collation, found at the first sync */
+	bool migrate_locked; /* holds the migration lock (GET_LOCK) */
 	char where[192];    /* "'host:port'" or "socket '/path'", for messages */
 	bool mariadb;       /* the server is MariaDB (its SQL differs: LOCK IN SHARE MODE) */
 	unsigned long server_version; /* major * 10000 + minor * 100 + patch */
@@ -139,12 +140,27 @@ int my_ping(emh_conn *c, emh_error *err);
 int my_begin_isolation(emh_conn *c, int isolation, emh_error *err);
 const char *my_lock_clause(emh_conn *c, int mode, int wait);
 uint64_t my_conn_caps(emh_conn *c);
+int my_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err);
+int my_migrate_unlock(emh_conn *c, bool commit, emh_error *err);
 
 /* statements.c */
 int my_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_rowsink *sink, emh_error *err);
 
 /* schema.c */
 extern const emh_sql_dialect my_dialect;
+/* Rows of strings from a catalogue query (row-major, n rows of ncols). */
+typedef struct my_strtab {
+	char **v;
+	size_t n, ncols;
+} my_strtab;
+/*
+ * Run a catalogue query with at most one string parameter (bound, never
+ * pasted) and collect its rows as strings (NULL as ""), each cut at 511 bytes.
+ */
+int my_select_strings(emh_conn *c, const char *sql, const char *param, unsigned ncols, my_strtab *out,
+		      const char *what, const char *table, emh_error *err);
+void my_strtab_release(my_strtab *t);
+int my_describe(emh_conn *c, const char *table, emh_table_desc *out, emh_error *err);
 int my_sync(emh_conn *c, const emh_meta *m, emh_error *err);
 
 #endif

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <mysql.h>
@@ -112,4 +113,52 @@ int my_ping(emh_conn *c, emh_error *err)
 		return EMH_EUNAVAILABLE;
 	}
 	return 0;
+}
+
+/* ---- the migration lock ---- */
+
+/* GET_LOCK names are server-wide: this one is of the connection's database. */
+#define MY_LOCK_NAME "CONCAT('emh_migrate_', LEFT(SHA2(COALESCE(DATABASE(), ''), 256), 40))"
+
+int my_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
+{
+	*in_txn = false;
+	if (c->migrate_locked)
+		return 0;
+	int rc = my_thread_enter(err);
+	if (rc)
+		return rc;
+	char secs[32];
+	snprintf(secs, sizeof secs, "%lld", (long long)((wait_ms + 999) / 1000));
+	my_strtab t;
+	if ((rc = my_select_strings(c, "SELECT GET_LOCK(" MY_LOCK_NAME ", ?)", secs, 1, &t, "migration lock", NULL,
+				    err)) != 0)
+		return rc;
+	const char *got = t.n ? t.v[0] : "";
+	if (strcmp(got, "1") == 0)
+		c->migrate_locked = true;
+	else if (strcmp(got, "0") == 0)
+		rc = emh_error_set(err, EMH_ETIMEOUT,
+				   "another migration run held the database's migration lock (GET_LOCK) for %s s", secs);
+	else
+		rc = emh_error_set(err, EMH_EDRIVER, "GET_LOCK of the migration lock failed");
+	my_strtab_release(&t);
+	return rc;
+}
+
+int my_migrate_unlock(emh_conn *c, bool commit, emh_error *err)
+{
+	(void)commit; /* a lock of the session: nothing to commit */
+	if (!c->migrate_locked)
+		return 0;
+	my_strtab t;
+	int rc = my_thread_enter(err);
+	if (!rc)
+		rc = my_select_strings(c, "SELECT RELEASE_LOCK(" MY_LOCK_NAME ")", NULL, 1, &t, "migration unlock", NULL,
+				       err);
+	if (!rc) {
+		c->migrate_locked = false;
+		my_strtab_release(&t);
+	}
+	return rc;
 }

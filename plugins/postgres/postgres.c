@@ -433,4 +433,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.stmt_exec = pg_stmt_exec,
 	.lock_clause = pg_lock_clause,
 	.begin_isolation = pg_begin_isolation,
+	.describe = pg_describe,
+	.migrate_lock = pg_migrate_lock,
+	.migrate_unlock = pg_migrate_unlock,
 };

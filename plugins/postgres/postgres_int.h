@@ -23,6 +23,8 @@ struct emh_conn {
 	bool begin_pending;
 	/* its text: "BEGIN", or "BEGIN ISOLATION LEVEL ..." (static) */
 	const char *begin_sql;
+	/* holds the migration lock (a session advisory lock) */
+	bool migrate_locked;
 	/* statements prepared on this connection, as "emh_<id>", by id (PG_PREPARED each) */
 	emh_prepcache *stmts;
 	/* parameter scratch, grown to the largest statement seen */
@@ -55,6 +57,8 @@ int pg_rollback(emh_conn *c, emh_error *err);
 int pg_savepoint(emh_conn *c, const char *name, emh_error *err);
 int pg_release(emh_conn *c, const char *name, emh_error *err);
 int pg_rollback_to(emh_conn *c, const char *name, emh_error *err);
+int pg_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err);
+int pg_migrate_unlock(emh_conn *c, bool commit, emh_error *err);
 
 /* statements.c */
 int pg_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_rowsink *sink, emh_error *err);
@@ -62,5 +66,6 @@ int pg_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_r
 /* schema.c */
 extern const emh_sql_dialect pg_dialect;
 int pg_sync(emh_conn *c, const emh_meta *m, emh_error *err);
+int pg_describe(emh_conn *c, const char *table, emh_table_desc *out, emh_error *err);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -211,4 +212,66 @@ int pg_release(emh_conn *c, const char *name, emh_error *err)
 int pg_rollback_to(emh_conn *c, const char *name, emh_error *err)
 {
 	return pg_savepoint_sql(c, "ROLLBACK TO SAVEPOINT", name, "rollback to savepoint", err);
+}
+
+/* ---- the migration lock ---- */
+
+/* A session advisory lock of its own key pair ("emh_" + 1; sync's locks use "emh_" + 0). */
+#define PG_MIGRATE_LOCK "1701669889, 0"
+
+/* One pg_try_advisory_lock: *got says whether it was free. */
+static int pg_try_lock(emh_conn *c, bool *got, emh_error *err)
+{
+	PGresult *res = PQexec(c->pg, "SELECT pg_try_advisory_lock(" PG_MIGRATE_LOCK ")");
+	int rc = 0;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		rc = pg_fail(c, res, "migration lock", err);
+	else
+		*got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return rc;
+}
+
+/*
+ * Polled rather than waited for in pg_advisory_lock: the wait stays bounded
+ * by wait_ms without touching the session's lock_timeout.
+ */
+int pg_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
+{
+	*in_txn = false;
+	if (c->migrate_locked)
+		return 0;
+	int rc;
+	if ((rc = pg_send_begin(c, err)) != 0)
+		return rc;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	int64_t deadline = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + wait_ms;
+	for (;;) {
+		bool got = false;
+		if ((rc = pg_try_lock(c, &got, err)) != 0)
+			return rc;
+		if (got) {
+			c->migrate_locked = true;
+			return 0;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 >= deadline)
+			return emh_error_set(err, EMH_ETIMEOUT,
+					     "another migration run held the database's migration lock (advisory lock "
+					     PG_MIGRATE_LOCK ") for %lld ms", (long long)wait_ms);
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+int pg_migrate_unlock(emh_conn *c, bool commit, emh_error *err)
+{
+	(void)commit; /* a session lock: nothing to commit */
+	if (!c->migrate_locked)
+		return 0;
+	int rc = pg_command(c, "SELECT pg_advisory_unlock(" PG_MIGRATE_LOCK ")", "migration unlock", err);
+	if (rc == 0)
+		c->migrate_locked = false;
+	return rc;
 }

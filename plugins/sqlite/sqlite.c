@@ -366,4 +366,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.stmt_exec = sq_stmt_exec,
 	.lock_clause = sq_lock_clause,
 	.begin_isolation = sq_begin_isolation,
+	.describe = sq_describe,
+	.migrate_lock = sq_migrate_lock,
+	.migrate_unlock = sq_migrate_unlock,
 };
