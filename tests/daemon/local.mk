@@ -4,7 +4,8 @@ FX_LDFLAGS = -module -avoid-version -rpath /nowhere
 FX_SOURCES = tests/daemon/fx_service.c tests/daemon/fx_entities.h
 check_LTLIBRARIES += tests/daemon/fx_good.la tests/daemon/fx_twin.la tests/daemon/fx_clash.la \
 	tests/daemon/fx_ledger.la tests/daemon/fx_badabi.la tests/daemon/fx_small.la \
-	tests/daemon/fx_nohandle.la tests/daemon/fx_nosym.la tests/daemon/fx_initfail.la
+	tests/daemon/fx_nohandle.la tests/daemon/fx_nosym.la tests/daemon/fx_initfail.la \
+	tests/daemon/fx_sym8.la tests/daemon/fx_huge.la
 tests_daemon_fx_good_la_SOURCES = $(FX_SOURCES)
 tests_daemon_fx_good_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_GOOD
 tests_daemon_fx_good_la_LDFLAGS = $(FX_LDFLAGS)
@@ -41,6 +42,14 @@ tests_daemon_fx_initfail_la_SOURCES = $(FX_SOURCES)
 tests_daemon_fx_initfail_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_INITFAIL
 tests_daemon_fx_initfail_la_LDFLAGS = $(FX_LDFLAGS)
 tests_daemon_fx_initfail_la_LIBADD = core/libemhost.la
+tests_daemon_fx_sym8_la_SOURCES = $(FX_SOURCES)
+tests_daemon_fx_sym8_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_SYM8
+tests_daemon_fx_sym8_la_LDFLAGS = $(FX_LDFLAGS)
+tests_daemon_fx_sym8_la_LIBADD = core/libemhost.la
+tests_daemon_fx_huge_la_SOURCES = $(FX_SOURCES)
+tests_daemon_fx_huge_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_HUGE
+tests_daemon_fx_huge_la_LDFLAGS = $(FX_LDFLAGS)
+tests_daemon_fx_huge_la_LIBADD = core/libemhost.la
 
 if HAVE_SQLITE
 check_PROGRAMS += tests/daemon/t_services

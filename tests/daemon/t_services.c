@@ -250,7 +250,7 @@ static void test_failures(void)
 		    "no handle");
 	expect_fail("{ name = \"x\"; module = \"fx_nosym\"; }", EMH_EPLUGIN,
 		    "no symbol 'emh_service_descriptor': not an emhost service", "no descriptor symbol");
-	expect_fail("{ name = \"x\"; module = \"fx_missing\"; }", EMH_EPLUGIN, "fx_missing.so': cannot stat",
+	expect_fail("{ name = \"x\"; module = \"fx_missing\"; }", EMH_EPLUGIN, "fx_missing.so': cannot open",
 		    "missing module file");
 	expect_fail("{ name = \"x\"; module = \"fx_initfail\"; }", EMH_EUNAVAILABLE,
 		    "service 'x': init failed: cache server", "init failure");
