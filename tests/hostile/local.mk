@@ -7,3 +7,10 @@ tests_hostile_test_plugin_files_SOURCES = tests/hostile/test_plugin_files.c test
 tests_hostile_test_plugin_files_LDADD = core/libemhost.la
 TESTS += tests/hostile/plugins_cli.sh
 EXTRA_DIST += tests/hostile/plugins_cli.sh
+# Field size limits (max_len) on SQLite and memdoc.
+if HAVE_SQLITE
+check_PROGRAMS += tests/hostile/test_maxlen
+TESTS += tests/hostile/test_maxlen
+tests_hostile_test_maxlen_SOURCES = tests/hostile/test_maxlen.c $(FIXTURE_SOURCES)
+tests_hostile_test_maxlen_LDADD = core/libemhost.la
+endif
