@@ -36,6 +36,7 @@
 #define DEFAULT_LISTEN "127.0.0.1:8080"
 #define DEFAULT_THREADS 4
 #define DEFAULT_MAX_BODY (1024 * 1024)
+#define DEFAULT_MAX_RESPONSE (8 * 1024 * 1024)
 #define DEFAULT_SHUTDOWN_MS 10000
 #define EXIT_ABANDONED 3
 
@@ -203,6 +204,7 @@ int main(int argc, char **argv)
 		.listen = listen ? listen : cfg_listen ? cfg_listen : DEFAULT_LISTEN,
 		.threads = (unsigned)server_int(h, "threads", DEFAULT_THREADS, 1),
 		.max_body = (size_t)server_int(h, "max_body", DEFAULT_MAX_BODY, 0),
+		.max_response = (size_t)server_int(h, "max_response", DEFAULT_MAX_RESPONSE, 1024),
 		.conn_timeout_s = 30,
 	};
 	unsigned shutdown_ms = (unsigned)server_int(h, "shutdown_timeout_ms", DEFAULT_SHUTDOWN_MS, 0);

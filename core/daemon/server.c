@@ -140,6 +140,7 @@ int emhd_start(emh_services *svcs, const emhd_opts *o, emhd_server **out, char *
 	srv->host = emh_services_host(svcs);
 	srv->svcs = svcs;
 	srv->max_body = o->max_body;
+	srv->max_response = o->max_response;
 	while (emh_services_at(svcs, srv->nsvc))
 		srv->nsvc++;
 	srv->metrics = calloc(srv->nsvc + 2, sizeof *srv->metrics);

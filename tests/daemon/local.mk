@@ -85,6 +85,12 @@ tests_daemon_t_robust_SOURCES = tests/daemon/t_robust.c $(DTEST_SOURCES)
 tests_daemon_t_robust_CFLAGS = $(DTEST_CFLAGS) $(SQLITE3_CFLAGS)
 tests_daemon_t_robust_LDADD = $(DTEST_LIBS) $(SQLITE3_LIBS)
 TESTS += tests/daemon/t_robust
+# field and answer size limits, slow readers on a small pool (issue 11)
+check_PROGRAMS += tests/daemon/t_limits
+tests_daemon_t_limits_SOURCES = tests/daemon/t_limits.c $(DTEST_SOURCES) services/common/entities.h
+tests_daemon_t_limits_CFLAGS = $(DTEST_CFLAGS)
+tests_daemon_t_limits_LDADD = core/libemhost.la $(DTEST_LIBS)
+TESTS += tests/daemon/t_limits
 # needs the test servers (scripts/test-servers.sh, EMH_TEST_STATE_DIR): skips loudly without
 check_PROGRAMS += tests/daemon/t_fault
 tests_daemon_t_fault_SOURCES = tests/daemon/t_fault.c $(DTEST_SOURCES)
