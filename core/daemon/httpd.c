@@ -3,11 +3,12 @@
  * core/daemon/httpd.c: emhostd's request path.  libmicrohttpd runs a pool of
  * I/O threads (each with its own epoll loop); a request is read whole
  * (bodies above server.max_body are refused with 413 before any service
- * sees them), routed by its first path segment to a service, and handled in a
- * scope of its own that closes before the answer is queued (call.c).  Errors become JSON bodies
- * with one status mapping (reply.c); /_emhost/health (health.c) and
- * /_emhost/metrics (metrics.c) report the contexts and per-service request
- * latency; start and the bounded stop are in server.c.
+ * sees them), routed by its first path segment to a service, and handled in
+ * a scope of its own that closes before the answer is queued (call.c).
+ * Errors become JSON bodies with one status mapping (reply.c);
+ * /_emhost/health (health.c) and /_emhost/metrics (metrics.c) report the
+ * contexts and per-service request latency; start and the bounded stop are
+ * in server.c.
  *
  * Handlers block on databases (a pool acquire, a server that stopped
  * answering), so they never run on an I/O thread, where they would stall

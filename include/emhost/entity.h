@@ -130,7 +130,7 @@ enum {
  *            later stays readable and may be flushed with other changes.
  *
  * ABI: emh_field is an array element in code built against the 1.0
- * headers, so it may not grow.  max_len (appended in 1.1) sits in what was
+ * headers, so it may not grow.  max_len, added since, sits in what was
  * the padding after ckind; a static (or static const) array of 1.0
  * declarations has that padding zeroed by the C standard, so it reads as 0,
  * no limit.  An emh_field built at run time in automatic or allocated
