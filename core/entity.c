@@ -126,6 +126,10 @@ int emh_entity_validate(const emh_entity *e, emh_error *err)
 		if (f->offset + f->size > e->size)
 			return emh_error_set(err, EMH_EINVAL,
 					     "entity '%s', field '%s': member lies outside the struct", en, fn);
+		if (f->max_len && f->type != EMH_T_TEXT && f->type != EMH_T_JSON && f->type != EMH_T_BLOB)
+			return emh_error_set(err, EMH_EINVAL,
+					     "entity '%s', field '%s': max_len %u on a %s field (it limits text, json and "
+					     "blob fields)", en, fn, (unsigned)f->max_len, emh_type_name(f->type));
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(e->fields[j].name, f->name) == 0)
 				return emh_error_set(err, EMH_EINVAL,
@@ -263,7 +267,7 @@ bool emh__entity_same(const emh_entity *a, const emh_entity *b)
 		const emh_field *x = &a->fields[i], *y = &b->fields[i];
 		if (strcmp(x->name, y->name) != 0 || strcmp(x->column, y->column) != 0 ||
 		    x->type != y->type || x->flags != y->flags || x->offset != y->offset ||
-		    x->size != y->size || x->ckind != y->ckind)
+		    x->size != y->size || x->ckind != y->ckind || x->max_len != y->max_len)
 			return false;
 	}
 	for (size_t i = 0; i < a->nindexes; i++) {

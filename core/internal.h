@@ -300,10 +300,32 @@ int emh__load_plugins(emh_host *h, const char *dir, emh_error *err);
  * for writing.  Returns 0 or EMH_ENOMEM.
  */
 int emh__rescan_plugins(emh_host *h, const char *dir, emh_buf *loaded, emh_error *err);
-int emh__add_driver(emh_host *h, const emh_driver *d, void *dl, const char *file, emh_error *err);
+/* One plugin file: loaded into h, or a refusal recorded in h.  Negative only for out of memory. */
+int emh__load_plugin(emh_host *h, const char *path, emh_error *err);
+/* fn(ud, "dir/x.so") for every *.so of dir in name order, until fn returns non-zero (returned);
+ * *list_errno is the errno of a directory that cannot be listed, else 0. */
+int emh__plugin_foreach(const char *dir, int (*fn)(void *ud, const char *path), void *ud, int *list_errno);
+/* The plugin directory: given (the options'), else the file's plugin_dir, else $EMH_PLUGIN_DIR,
+ * else the compiled-in one. */
+const char *emh__plugin_dir_for(const char *given, const emh__config *cfg, const char *const *env);
+/* sym_size: the size of the plugin's descriptor symbol (dl != NULL); static drivers have none. */
+int emh__add_driver(emh_host *h, const emh_driver *d, size_t sym_size, void *dl, const char *file,
+		    emh_error *err);
 void emh__unload_drivers(emh_host *h);
-const void *emh__plugin_open(const char *path, const char *symbol, const char *kind, void **dl, char *why,
-			     size_t cap);
+/* Open a plugin file (checked), its descriptor symbol and the symbol's size; what it checks is
+ * above its definition. */
+const void *emh__plugin_open(const emh__logger *log, const char *path, const char *symbol, const char *kind,
+			     void **dl, size_t *sym_size, char *why, size_t cap);
+/* A directory plugins are loaded from: not writable by others; its group may, with a warning. */
+bool emh__plugin_dir_ok(const emh__logger *log, const char *dir, const char *what, char *why, size_t cap);
+/*
+ * A plugin's descriptor is read only inside its symbol: the symbol holds at
+ * least an ABI <major>.0 descriptor (min bytes) and struct_size claims no
+ * more than it has (an 8-byte object claiming a whole descriptor would have
+ * its neighbours read as pointers).  False with why[] set.
+ */
+bool emh__desc_fits(const char *symbol, size_t sym_size, size_t min, unsigned major, const void *desc, char *why,
+		    size_t cap);
 
 /* ---- SQL compilation (sql.c) ---- */
 int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err);

@@ -390,20 +390,30 @@ static void describe_key(const emh__obj *o, char *buf, size_t cap)
 		snprintf(buf, cap, "%s %lld", o->m->pub.entity->fields[o->m->pub.pk].name, (long long)emh__value_i64(&k));
 }
 
-/* NULL in a non-nullable field is caught before anything is sent. */
+/*
+ * NULL in a non-nullable field, and a value longer than its field's max_len
+ * (bytes), are caught before anything is sent.  Only the fields in mask:
+ * what a flush writes.
+ */
 static int check_not_null(emh_em *em, const emh__obj *o, uint64_t mask, emh_error *err)
 {
 	const emh_entity *e = o->m->pub.entity;
 	for (size_t i = 0; i < e->nfields; i++) {
 		const emh_field *f = &e->fields[i];
-		if (!(mask & (UINT64_C(1) << i)) || (f->flags & EMH_F_NULLABLE))
+		if (!(mask & (UINT64_C(1) << i)) || ((f->flags & EMH_F_NULLABLE) && !f->max_len))
 			continue;
 		if ((int)i == o->m->pub.pk && o->m->pub.generated && o->state == ST_NEW)
 			continue;
 		emh_value v = emh__obj_value(o, OBJ(o), f, (int)i);
-		if (v.is_null) {
+		bool too_long = !v.is_null && f->max_len && v.u.s.len > f->max_len;
+		if ((v.is_null && !(f->flags & EMH_F_NULLABLE)) || too_long) {
 			char key[96];
 			describe_key(o, key, sizeof key);
+			if (too_long)
+				return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
+								  "entity '%s' (%s): field '%s' is %zu bytes, longer than "
+								  "its max_len of %u", e->name, key, f->name, v.u.s.len,
+								  (unsigned)f->max_len), err);
 			return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
 							  "entity '%s' (%s): field '%s' is NULL but not nullable",
 							  e->name, key, f->name), err);

@@ -30,7 +30,7 @@ void emhd__health_into(emhd_server *srv, emh_response *res)
 	size_t n;
 	emh_error err;
 	if (emh_host_contexts(srv->host, &infos, &n, &err) != 0) {
-		emhd__res_emh_error(srv, "/_emhost/health", res, &err);
+		emhd__res_emh_error(srv->host, "/_emhost/health", res, &err);
 		return;
 	}
 	bool healthy = true;

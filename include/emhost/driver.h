@@ -12,10 +12,12 @@
  *       .connect = sq_connect, ...
  *   };
  *
- * The loader checks the ABI major and struct_size, copies min(struct_size,
- * sizeof(emh_driver)) bytes into a zeroed local copy (an older plugin's
- * missing members read as NULL; a newer plugin's extra ones are ignored),
- * then checks before running any plugin code:
+ * The loader checks the file (an ELF object for this machine, every segment
+ * inside it), the ABI major and struct_size (never more than the symbol's
+ * own size), copies min(struct_size, sizeof(emh_driver)) bytes into a
+ * zeroed local copy (an older plugin's missing members read as NULL; a
+ * newer plugin's extra ones are ignored), then checks before calling any
+ * member (the plugin's constructors have run: they run inside dlopen):
  *  - the file is named after the driver: postgres.so provides "postgres"
  *    (a plugin named otherwise is refused; statically registered drivers,
  *    which have no file, are not concerned);
