@@ -283,7 +283,7 @@ struct emh_host {
 
 const emh__config *emh__host_config(const emh_host *h);
 const char *const *emh__host_env(const emh_host *h);
-/* Keep p allocated until the host is freed (it may still be borrowed).  Host lock or reload_mu held. */
+/* Keep p allocated until the host is freed (it may still be borrowed).  Host lock held for writing. */
 void emh__host_retire(emh_host *h, void *p);
 /* A copy of envp (NULL = the process environment), NULL-terminated; NULL on out of memory. */
 char **emh__env_copy(const char *const *envp);

@@ -68,9 +68,14 @@ static void plan_release(emh_host *h, plan *pl, bool applied)
 {
 	if (pl->env_swapped && !applied) /* back to the environment the host had */
 		pl->env = atomic_exchange_explicit(&h->env, pl->env, memory_order_acq_rel);
-	if (pl->env_swapped)
-		env_retire(h, pl->env); /* the one not in use: readers may hold it */
-	else
+	if (pl->env_swapped) {
+		/* the one not in use: readers may hold it.  The retired list is
+		 * shared with emh_host_drivers/emh_host_refused, which hold only
+		 * the host lock, not reload_mu. */
+		pthread_rwlock_wrlock(&h->lock);
+		env_retire(h, pl->env);
+		pthread_rwlock_unlock(&h->lock);
+	} else
 		env_free(pl->env);
 	for (size_t i = 0; i < pl->nadded; i++)
 		if (!applied)

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -120,6 +121,27 @@ static void *waiter_main(void *arg)
 	if (rc)
 		diag("waiter: %s", err.message);
 	return (void *)rc;
+}
+
+/* Lists the drivers and the refused plugins until told to stop. */
+typedef struct looker {
+	emh_host *h;
+	atomic_bool stop;
+	unsigned long rounds, bad;
+} looker;
+
+static void *looker_main(void *arg)
+{
+	looker *lk = arg;
+	while (!atomic_load(&lk->stop)) {
+		const emh_driver_info *di;
+		const emh_refused_info *ri;
+		size_t nd = emh_host_drivers(lk->h, &di), nr = emh_host_refused(lk->h, &ri);
+		if (nd < 2 || nr < 1 || !strstr(ri[nr - 1].reason, "not an ELF"))
+			lk->bad++;
+		lk->rounds++;
+	}
+	return NULL;
 }
 
 int main(void)
@@ -284,6 +306,31 @@ int main(void)
 	is_str(sum, "no change", "loads nothing twice");
 	is_int(emh_host_refused(h, &ri), nr, "and lists a refused file once, however often it is tried");
 	like_str(nr ? ri[nr - 1].reason : NULL, "not an ELF", "with its reason");
+
+	/* ---- introspection while reloads run: both keep memory callers may
+	 * still borrow (a reload the environment it replaced, emh_host_refused
+	 * the refusals it replaced) in one list, which must not be grown by
+	 * both at once (under ASan a reload wrote into the list's old block) ---- */
+	{
+		enum { NENV = 256 };
+		static char envbuf[NENV][32];
+		static const char *bigenv[NENV + 1];
+		for (int i = 0; i < NENV; i++) {
+			snprintf(envbuf[i], sizeof envbuf[i], "RELOAD_TEST_VAR_%d=%d", i, i);
+			bigenv[i] = envbuf[i];
+		}
+		emh_reload_opts bo = {.envp = bigenv};
+		looker lk = {.h = h};
+		pthread_t lt;
+		fixture_thread(&lt, looker_main, &lk);
+		int failed = 0;
+		for (int i = 0; i < 150 && !failed; i++)
+			failed = emh_host_reload(h, &bo, sum, sizeof sum, &err) != 0;
+		atomic_store(&lk.stop, true);
+		pthread_join(lt, NULL);
+		is_int(failed, 0, "150 reloads while another thread lists drivers and refused plugins");
+		ok(lk.rounds > 0 && lk.bad == 0, "every listing was whole (%lu rounds)", lk.rounds);
+	}
 
 	emh_host_free(h);
 
