@@ -623,7 +623,17 @@ static int split_json(splitter *sp)
 int emh__split(const char *text, size_t len, int how, emh__span **out, size_t *n, emh_error *err)
 {
 	splitter sp = {.s = text, .len = len, .line = 1, .how = how, .delim = ";", .dlen = 1, .err = err};
-	int rc = how == EMH__SPLIT_JSON ? split_json(&sp) : split_sql(&sp);
+	/* Statements go to the driver as C strings: one would end at a NUL byte,
+	 * inside a string or comment too, and what follows it would never run
+	 * though the file's checksum is recorded as applied. */
+	const char *nul = memchr(text, '\0', len);
+	int rc;
+	if (nul) {
+		advance_to(&sp, (size_t)(nul - text));
+		rc = split_fail(&sp, sp.line, "a NUL byte: a migration is text");
+	} else {
+		rc = how == EMH__SPLIT_JSON ? split_json(&sp) : split_sql(&sp);
+	}
 	if (rc) {
 		free(sp.v);
 		*out = NULL;

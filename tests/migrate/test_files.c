@@ -101,8 +101,25 @@ static void split_fails(int how, const char *text, const char *want, const char 
 	free(sp);
 }
 
+/* A NUL byte anywhere (a statement would end there when handed to the driver) is refused, naming its line. */
+static void split_nul(int how, const char *name)
+{
+	static const char text[] = "SELECT 1;\nSELECT '\0'; DROP TABLE t;\n";
+	emh__span *sp = NULL;
+	size_t n = 0;
+	emh_error err;
+	emh_error_clear(&err);
+	int rc = emh__split(text, sizeof text - 1, how, &sp, &n, &err);
+	is_int(rc, EMH_EINVAL, "%s: a NUL byte is refused", name);
+	like_str(err.message, "line 2: a NUL byte", "%s: naming its line", name);
+	free(sp);
+}
+
 static void test_split_sql(void)
 {
+	split_nul(EMH__SPLIT_SQL, "SQL");
+	split_nul(EMH__SPLIT_MYSQL, "MySQL");
+	split_nul(EMH__SPLIT_JSON, "JSON");
 	split_is(EMH__SPLIT_SQL, "CREATE TABLE a (x int);\n\nINSERT INTO a VALUES (1);\n",
 		 (const char *[]){"CREATE TABLE a (x int)", "INSERT INTO a VALUES (1)", NULL}, (unsigned[]){1, 3},
 		 "two statements, first lines");
