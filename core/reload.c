@@ -393,6 +393,7 @@ static int plan_apply(emh_host *h, plan *pl, emh_error *err)
 		list_add(&line, "removed", pl->removed[i], i == 0);
 	if (pl->summary.len)
 		emh_buf_addf(&line, "%s%s", line.len ? "; " : "", pl->summary.ptr);
+	line.oom |= pl->summary.oom; /* a part missing is no summary */
 	emh_buf_release(&pl->summary);
 	pl->summary = line;
 
@@ -420,8 +421,9 @@ int emh_host_reload(emh_host *h, const emh_reload_opts *opts, char *summary, siz
 	pthread_mutex_lock(&h->reload_mu);
 	plan pl = {.summary = EMH_BUF_INIT, .loaded = EMH_BUF_INIT, .later = EMH_BUF_INIT};
 	int rc = plan_make(h, &pl, opts, err);
+	bool applied = false; /* then the host holds the added contexts and the new environment */
 	if (rc == 0)
-		rc = plan_apply(h, &pl, err);
+		applied = (rc = plan_apply(h, &pl, err)) == 0;
 	emh_buf *b = &pl.summary;
 	if (rc == 0 && pl.loaded.len)
 		emh_buf_addf(b, "%sdrivers loaded: %s", b->len ? "; " : "", pl.loaded.ptr);
@@ -433,7 +435,8 @@ int emh_host_reload(emh_host *h, const emh_reload_opts *opts, char *summary, siz
 			 pl.loaded.len ? " (drivers loaded: " : "", pl.loaded.len ? pl.loaded.ptr : "",
 			 pl.loaded.len ? ")" : "");
 	} else if (b->oom) {
-		rc = oom(err);
+		/* applied all the same: only the line saying what changed is lost */
+		emh__log(&h->log, EMH_LOG_WARN, NULL, "reload: applied (out of memory for the list of changes)");
 	} else {
 		emh__log(&h->log, EMH_LOG_INFO, NULL, "reload: %s", b->ptr);
 		if (pl.later.len)
@@ -442,7 +445,7 @@ int emh_host_reload(emh_host *h, const emh_reload_opts *opts, char *summary, siz
 		if (summary && cap)
 			snprintf(summary, cap, "%s", b->ptr);
 	}
-	plan_release(h, &pl, rc == 0);
+	plan_release(h, &pl, applied);
 	pthread_mutex_unlock(&h->reload_mu);
 	return rc;
 }
