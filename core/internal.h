@@ -296,8 +296,9 @@ int emh__load_plugins(emh_host *h, const char *dir, emh_error *err);
 /*
  * Load the plugin files of dir that no loaded driver came from (a file
  * refused before is tried again: its old refusal goes), appending the
- * names of the drivers loaded to *loaded (", "-separated).  Host lock held
- * for writing.  Returns 0 or EMH_ENOMEM.
+ * names of the drivers loaded to *loaded (", "-separated).  For a reload
+ * (reload_mu held): it takes the host lock for writing around each change
+ * only, never across a dlopen.  Returns 0 or EMH_ENOMEM.
  */
 int emh__rescan_plugins(emh_host *h, const char *dir, emh_buf *loaded, emh_error *err);
 /* One plugin file: loaded into h, or a refusal recorded in h.  Negative only for out of memory. */

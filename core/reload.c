@@ -280,13 +280,8 @@ static int plan_make(emh_host *h, plan *pl, const emh_reload_opts *opts, emh_err
 		return oom(err);
 	if ((rc = emh__config_parse(&pl->cfg, h->cfg.path, (const char *const *)pl->env, err)) != 0)
 		return rc;
-	if (h->plugin_dir) {
-		pthread_rwlock_wrlock(&h->lock);
-		rc = emh__rescan_plugins(h, h->plugin_dir, &pl->loaded, err);
-		pthread_rwlock_unlock(&h->lock);
-		if (rc)
-			return rc;
-	}
+	if (h->plugin_dir && (rc = emh__rescan_plugins(h, h->plugin_dir, &pl->loaded, err)) != 0)
+		return rc;
 	pthread_rwlock_rdlock(&h->lock);
 	size_t nd = h->ndrivers;
 	const emh_driver **dlist = calloc(nd + 1, sizeof *dlist);

@@ -307,6 +307,41 @@ int main(void)
 	is_int(emh_host_refused(h, &ri), nr, "and lists a refused file once, however often it is tried");
 	like_str(nr ? ri[nr - 1].reason : NULL, "not an ELF", "with its reason");
 
+	/* ---- a plugin's constructors run inside dlopen, for as long as they
+	 * take: forks go on meanwhile (the host lock is not held across it) ---- */
+	{
+		char gate[300], path[400];
+		fixture_path(&fx, "gate", gate, sizeof gate);
+		if (mkdir(gate, 0755) != 0)
+			bail("mkdir %s: %s", gate, strerror(errno));
+		setenv("FX_GATE_DIR", gate, 1);
+		snprintf(src, sizeof src, "%s/tests/fixtures/.libs/fx_ctorgate.so", getenv("EMH_BUILDDIR"));
+		copy_plugin(src, "fx_ctorgate.so");
+		reloader rg = {.h = h};
+		pthread_t gt;
+		fixture_thread(&gt, reload_main, &rg);
+		snprintf(path, sizeof path, "%s/started", gate);
+		for (int i = 0; access(path, F_OK) != 0; i++) {
+			if (i > 60000)
+				bail("fx_ctorgate's constructor never started");
+			usleep(1000);
+		}
+		emh_em *em = fixture_fork(h, "a");
+		is_int(emh_em_execute(em, "SELECT 1", &err), 0, "a fork works while a plugin's constructor runs");
+		emh_em_close(em);
+		snprintf(path, sizeof path, "%s/open", gate);
+		FILE *gf = fopen(path, "w");
+		if (!gf)
+			bail("cannot write %s", path);
+		fclose(gf);
+		pthread_join(gt, NULL);
+		snprintf(path, sizeof path, "%s/gave-up", gate);
+		ok(access(path, F_OK) != 0, "before the constructor returned (it did not wait for the fork)");
+		is_int(rg.rc, 0, "the reload then loads the plugin");
+		is_str(rg.summary, "drivers loaded: fx_ctorgate", "and says so");
+		unsetenv("FX_GATE_DIR");
+	}
+
 	/* ---- introspection while reloads run: both keep memory callers may
 	 * still borrow (a reload the environment it replaced, emh_host_refused
 	 * the refusals it replaced) in one list, which must not be grown by
