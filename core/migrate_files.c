@@ -10,7 +10,8 @@
  * comment rules of each family, PostgreSQL's dollar quoting, blocks whose
  * semicolons do not end the statement (a SQLite trigger's BEGIN ... END,
  * PostgreSQL's BEGIN ATOMIC ... END), and the mysql client's DELIMITER
- * lines; a quote, comment or block left open is an error before anything
+ * lines (and its executable comments, opened by slash-star-bang, which are
+ * statement text); a quote, comment or block left open is an error before anything
  * runs.
  */
 #include "config.h"
@@ -481,6 +482,19 @@ static int split_sql(splitter *sp)
 		}
 		if (mysql && c == '#') {
 			skip_line(sp);
+			continue;
+		}
+		if (mysql && c == '/' && d == '*' && i + 2 < sp->len &&
+		    (s[i + 2] == '!' || (s[i + 2] == 'M' && i + 3 < sp->len && s[i + 3] == '!'))) {
+			/* An executable comment (slash-star-bang, MariaDB's also with M!
+			 * before the bang) is code the server runs: the mysql client
+			 * reads it as statement text, delimiters and all, and so does
+			 * this (mysqldump writes whole statements so). */
+			if (start == SIZE_MAX) {
+				start = i;
+				start_line = sp->line;
+			}
+			sp->i += s[i + 2] == '!' ? 3 : 4;
 			continue;
 		}
 		if (c == '/' && d == '*') {

@@ -174,6 +174,16 @@ static void test_split_sql(void)
 
 static void test_split_mysql(void)
 {
+	split_is(EMH__SPLIT_MYSQL, "/*!40101 SET NAMES utf8 */;\n/*M!100100 SET @x = 1 */;\n/* plain */;\nSELECT 1;",
+		 (const char *[]){"/*!40101 SET NAMES utf8 */", "/*M!100100 SET @x = 1 */", "SELECT 1", NULL},
+		 (const unsigned[]){1, 2, 4}, "executable comments are statements, a plain comment is none");
+	split_is(EMH__SPLIT_MYSQL,
+		 "DELIMITER ;;\n/*!50003 CREATE*/ /*!50003 TRIGGER t BEFORE INSERT ON a FOR EACH ROW "
+		 "BEGIN SET NEW.x = 1; END */;;\nDELIMITER ;\nSELECT 2;",
+		 (const char *[]){"/*!50003 CREATE*/ /*!50003 TRIGGER t BEFORE INSERT ON a FOR EACH ROW BEGIN SET NEW.x = "
+				  "1; END */",
+				  "SELECT 2", NULL},
+		 NULL, "a trigger as mysqldump writes it");
 	split_is(EMH__SPLIT_MYSQL, "INSERT INTO a VALUES ('x\\';y', \"q;\\\"\"); SELECT `a;b` FROM t",
 		 (const char *[]){"INSERT INTO a VALUES ('x\\';y', \"q;\\\"\")", "SELECT `a;b` FROM t", NULL}, NULL,
 		 "backslash escapes, double-quoted strings, backquoted names");
