@@ -19,10 +19,13 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "migrate_int.h"
 
@@ -268,9 +271,22 @@ int emh__file_read(const char *path, char **text, size_t *len, emh_error *err)
 {
 	*text = NULL;
 	*len = 0;
-	FILE *f = fopen(path, "rb");
-	if (!f)
+	/* O_NONBLOCK: a FIFO named like a migration must not hang the run (it is refused below) */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+	if (fd < 0)
 		return emh_error_set(err, EMH_EIO, "cannot read '%s': %s", path, strerror(errno));
+	const char *why = fstat(fd, &st) != 0 ? strerror(errno) : !S_ISREG(st.st_mode) ? "not a regular file" : NULL;
+	if (why) {
+		close(fd);
+		return emh_error_set(err, EMH_EIO, "cannot read '%s': %s", path, why);
+	}
+	FILE *f = fdopen(fd, "rb");
+	if (!f) {
+		int e = errno;
+		close(fd);
+		return emh_error_set(err, EMH_EIO, "cannot read '%s': %s", path, strerror(e));
+	}
 	char *buf = NULL;
 	size_t n = 0, cap = 0;
 	int rc = 0;

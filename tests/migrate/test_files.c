@@ -304,6 +304,21 @@ static void test_folder(void)
 	fixture_path(&fx, "nowhere", dir, sizeof dir);
 	rc = emh__migdir_read(dir, "sqlite", "sql", &d, &err);
 	ok(rc == EMH_ECONFIG && strstr(err.message, "nowhere"), "a folder that does not exist: %s", err.message);
+
+	/* a FIFO named like a migration: reading it is refused, not waited on
+	 * (the alarm turns a wait for a writer that never comes into a failure) */
+	char path[600], *text = NULL;
+	size_t len;
+	folder(dir, sizeof dir, "fifo", (const char *[]){NULL});
+	snprintf(path, sizeof path, "%s/0001_a.sql", dir);
+	if (mkfifo(path, 0644) != 0)
+		bail("mkfifo %s: %s", path, strerror(errno));
+	alarm(60);
+	rc = emh__file_read(path, &text, &len, &err);
+	alarm(0);
+	is_int(rc, EMH_EIO, "a FIFO is not read as a migration");
+	like_str(err.message, "not a regular file", "saying why");
+	free(text);
 }
 
 int main(void)
