@@ -283,7 +283,7 @@ struct emh_host {
 
 const emh__config *emh__host_config(const emh_host *h);
 const char *const *emh__host_env(const emh_host *h);
-/* Keep p allocated until the host is freed (it may still be borrowed).  Host lock or reload_mu held. */
+/* Keep p allocated until the host is freed (it may still be borrowed).  Host lock held for writing. */
 void emh__host_retire(emh_host *h, void *p);
 /* A copy of envp (NULL = the process environment), NULL-terminated; NULL on out of memory. */
 char **emh__env_copy(const char *const *envp);
@@ -296,8 +296,9 @@ int emh__load_plugins(emh_host *h, const char *dir, emh_error *err);
 /*
  * Load the plugin files of dir that no loaded driver came from (a file
  * refused before is tried again: its old refusal goes), appending the
- * names of the drivers loaded to *loaded (", "-separated).  Host lock held
- * for writing.  Returns 0 or EMH_ENOMEM.
+ * names of the drivers loaded to *loaded (", "-separated).  For a reload
+ * (reload_mu held): it takes the host lock for writing around each change
+ * only, never across a dlopen.  Returns 0 or EMH_ENOMEM.
  */
 int emh__rescan_plugins(emh_host *h, const char *dir, emh_buf *loaded, emh_error *err);
 /* One plugin file: loaded into h, or a refusal recorded in h.  Negative only for out of memory. */

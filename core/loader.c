@@ -668,14 +668,27 @@ typedef struct rescan {
 static int rescan_each(void *ud, const char *path)
 {
 	rescan *r = ud;
-	if (loaded_from(r->h, path))
+	emh_host *h = r->h;
+	char why[512];
+	void *dl;
+	size_t size;
+	/* drivers change only in a reload, and this is one: read without the lock */
+	if (loaded_from(h, path))
 		return 0;
-	size_t before = r->h->ndrivers;
-	unrefuse(r->h, path);
-	int rc = emh__load_plugin(r->h, path, NULL);
-	if (r->h->ndrivers > before)
-		emh_buf_addf(r->loaded, "%s%s", r->loaded->len ? ", " : "", r->h->drivers[before]->d.name);
-	return rc;
+	/* The file is opened, checked and dlopened -- its constructors run, for
+	 * as long as they take -- without the host lock, so forks go on. */
+	const emh_driver *d = emh__plugin_open(&h->log, path, EMH_DRIVER_SYMBOL, "driver plugin", &dl, &size, why,
+					       sizeof why);
+	pthread_rwlock_wrlock(&h->lock);
+	size_t before = h->ndrivers;
+	unrefuse(h, path);
+	int rc = d ? emh__add_driver(h, d, size, dl, path, NULL) : refuse(h, path, "%s", why);
+	if (h->ndrivers > before)
+		emh_buf_addf(r->loaded, "%s%s", r->loaded->len ? ", " : "", h->drivers[before]->d.name);
+	pthread_rwlock_unlock(&h->lock);
+	if (d && rc != 1)
+		dlclose(dl);
+	return rc < 0 ? rc : 0;
 }
 
 int emh__plugin_foreach(const char *dir, int (*fn)(void *ud, const char *path), void *ud, int *list_errno)
@@ -698,18 +711,32 @@ int emh__plugin_foreach(const char *dir, int (*fn)(void *ud, const char *path), 
 
 static int load_each(void *h, const char *path) { return emh__load_plugin(h, path, NULL); }
 
+/* A refusal of the directory, in place of the one it may have had. */
+static int refuse_dir(emh_host *h, const char *dir, const char *why)
+{
+	pthread_rwlock_wrlock(&h->lock);
+	unrefuse(h, dir);
+	int rc = why ? refuse(h, dir, "%s", why) : 0;
+	pthread_rwlock_unlock(&h->lock);
+	return rc;
+}
+
 int emh__rescan_plugins(emh_host *h, const char *dir, emh_buf *loaded, emh_error *err)
 {
 	char why[512];
 	int list_errno;
-	unrefuse(h, dir); /* a directory refused at start may be fine now */
+	/* a directory refused at start may be fine now */
 	if (!emh__plugin_dir_ok(&h->log, dir, "plugin directory", why, sizeof why)) {
-		int rc = refuse(h, dir, "%s", why);
+		int rc = refuse_dir(h, dir, why);
 		return rc < 0 ? emh_error_set(err, rc, "out of memory") : 0;
 	}
-	int rc = emh__plugin_foreach(dir, rescan_each, &(rescan){.h = h, .loaded = loaded}, &list_errno);
-	if (list_errno)
-		rc = refuse(h, dir, "cannot list plugin directory: %s", strerror(list_errno));
+	int rc = refuse_dir(h, dir, NULL);
+	if (rc == 0)
+		rc = emh__plugin_foreach(dir, rescan_each, &(rescan){.h = h, .loaded = loaded}, &list_errno);
+	if (rc == 0 && list_errno) {
+		snprintf(why, sizeof why, "cannot list plugin directory: %s", strerror(list_errno));
+		rc = refuse_dir(h, dir, why);
+	}
 	return rc < 0 ? emh_error_set(err, rc, "out of memory") : 0;
 }
 

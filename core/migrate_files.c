@@ -10,7 +10,8 @@
  * comment rules of each family, PostgreSQL's dollar quoting, blocks whose
  * semicolons do not end the statement (a SQLite trigger's BEGIN ... END,
  * PostgreSQL's BEGIN ATOMIC ... END), and the mysql client's DELIMITER
- * lines; a quote, comment or block left open is an error before anything
+ * lines (and its executable comments, opened by slash-star-bang, which are
+ * statement text); a quote, comment or block left open is an error before anything
  * runs.
  */
 #include "config.h"
@@ -18,10 +19,13 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "migrate_int.h"
 
@@ -267,9 +271,22 @@ int emh__file_read(const char *path, char **text, size_t *len, emh_error *err)
 {
 	*text = NULL;
 	*len = 0;
-	FILE *f = fopen(path, "rb");
-	if (!f)
+	/* O_NONBLOCK: a FIFO named like a migration must not hang the run (it is refused below) */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+	if (fd < 0)
 		return emh_error_set(err, EMH_EIO, "cannot read '%s': %s", path, strerror(errno));
+	const char *why = fstat(fd, &st) != 0 ? strerror(errno) : !S_ISREG(st.st_mode) ? "not a regular file" : NULL;
+	if (why) {
+		close(fd);
+		return emh_error_set(err, EMH_EIO, "cannot read '%s': %s", path, why);
+	}
+	FILE *f = fdopen(fd, "rb");
+	if (!f) {
+		int e = errno;
+		close(fd);
+		return emh_error_set(err, EMH_EIO, "cannot read '%s': %s", path, strerror(e));
+	}
 	char *buf = NULL;
 	size_t n = 0, cap = 0;
 	int rc = 0;
@@ -483,6 +500,19 @@ static int split_sql(splitter *sp)
 			skip_line(sp);
 			continue;
 		}
+		if (mysql && c == '/' && d == '*' && i + 2 < sp->len &&
+		    (s[i + 2] == '!' || (s[i + 2] == 'M' && i + 3 < sp->len && s[i + 3] == '!'))) {
+			/* An executable comment (slash-star-bang, MariaDB's also with M!
+			 * before the bang) is code the server runs: the mysql client
+			 * reads it as statement text, delimiters and all, and so does
+			 * this (mysqldump writes whole statements so). */
+			if (start == SIZE_MAX) {
+				start = i;
+				start_line = sp->line;
+			}
+			sp->i += s[i + 2] == '!' ? 3 : 4;
+			continue;
+		}
 		if (c == '/' && d == '*') {
 			if ((rc = skip_block_comment(sp)))
 				return rc;
@@ -623,7 +653,17 @@ static int split_json(splitter *sp)
 int emh__split(const char *text, size_t len, int how, emh__span **out, size_t *n, emh_error *err)
 {
 	splitter sp = {.s = text, .len = len, .line = 1, .how = how, .delim = ";", .dlen = 1, .err = err};
-	int rc = how == EMH__SPLIT_JSON ? split_json(&sp) : split_sql(&sp);
+	/* Statements go to the driver as C strings: one would end at a NUL byte,
+	 * inside a string or comment too, and what follows it would never run
+	 * though the file's checksum is recorded as applied. */
+	const char *nul = memchr(text, '\0', len);
+	int rc;
+	if (nul) {
+		advance_to(&sp, (size_t)(nul - text));
+		rc = split_fail(&sp, sp.line, "a NUL byte: a migration is text");
+	} else {
+		rc = how == EMH__SPLIT_JSON ? split_json(&sp) : split_sql(&sp);
+	}
 	if (rc) {
 		free(sp.v);
 		*out = NULL;

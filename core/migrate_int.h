@@ -81,7 +81,7 @@ typedef struct emh__span {
  * Split text (len bytes) into statements without their terminators, empty
  * ones (blanks and comments) left out, into *out (malloc'd, *n entries).
  * EMH_EINVAL with the line when a quote, comment or block is not closed
- * (JSON: when text is not an array of objects); EMH_ENOMEM.
+ * (JSON: when text is not an array of objects), or at a NUL byte; EMH_ENOMEM.
  */
 int emh__split(const char *text, size_t len, int how, emh__span **out, size_t *n, emh_error *err);
 

@@ -68,9 +68,14 @@ static void plan_release(emh_host *h, plan *pl, bool applied)
 {
 	if (pl->env_swapped && !applied) /* back to the environment the host had */
 		pl->env = atomic_exchange_explicit(&h->env, pl->env, memory_order_acq_rel);
-	if (pl->env_swapped)
-		env_retire(h, pl->env); /* the one not in use: readers may hold it */
-	else
+	if (pl->env_swapped) {
+		/* the one not in use: readers may hold it.  The retired list is
+		 * shared with emh_host_drivers/emh_host_refused, which hold only
+		 * the host lock, not reload_mu. */
+		pthread_rwlock_wrlock(&h->lock);
+		env_retire(h, pl->env);
+		pthread_rwlock_unlock(&h->lock);
+	} else
 		env_free(pl->env);
 	for (size_t i = 0; i < pl->nadded; i++)
 		if (!applied)
@@ -275,13 +280,8 @@ static int plan_make(emh_host *h, plan *pl, const emh_reload_opts *opts, emh_err
 		return oom(err);
 	if ((rc = emh__config_parse(&pl->cfg, h->cfg.path, (const char *const *)pl->env, err)) != 0)
 		return rc;
-	if (h->plugin_dir) {
-		pthread_rwlock_wrlock(&h->lock);
-		rc = emh__rescan_plugins(h, h->plugin_dir, &pl->loaded, err);
-		pthread_rwlock_unlock(&h->lock);
-		if (rc)
-			return rc;
-	}
+	if (h->plugin_dir && (rc = emh__rescan_plugins(h, h->plugin_dir, &pl->loaded, err)) != 0)
+		return rc;
 	pthread_rwlock_rdlock(&h->lock);
 	size_t nd = h->ndrivers;
 	const emh_driver **dlist = calloc(nd + 1, sizeof *dlist);
@@ -388,6 +388,7 @@ static int plan_apply(emh_host *h, plan *pl, emh_error *err)
 		list_add(&line, "removed", pl->removed[i], i == 0);
 	if (pl->summary.len)
 		emh_buf_addf(&line, "%s%s", line.len ? "; " : "", pl->summary.ptr);
+	line.oom |= pl->summary.oom; /* a part missing is no summary */
 	emh_buf_release(&pl->summary);
 	pl->summary = line;
 
@@ -415,8 +416,9 @@ int emh_host_reload(emh_host *h, const emh_reload_opts *opts, char *summary, siz
 	pthread_mutex_lock(&h->reload_mu);
 	plan pl = {.summary = EMH_BUF_INIT, .loaded = EMH_BUF_INIT, .later = EMH_BUF_INIT};
 	int rc = plan_make(h, &pl, opts, err);
+	bool applied = false; /* then the host holds the added contexts and the new environment */
 	if (rc == 0)
-		rc = plan_apply(h, &pl, err);
+		applied = (rc = plan_apply(h, &pl, err)) == 0;
 	emh_buf *b = &pl.summary;
 	if (rc == 0 && pl.loaded.len)
 		emh_buf_addf(b, "%sdrivers loaded: %s", b->len ? "; " : "", pl.loaded.ptr);
@@ -428,7 +430,8 @@ int emh_host_reload(emh_host *h, const emh_reload_opts *opts, char *summary, siz
 			 pl.loaded.len ? " (drivers loaded: " : "", pl.loaded.len ? pl.loaded.ptr : "",
 			 pl.loaded.len ? ")" : "");
 	} else if (b->oom) {
-		rc = oom(err);
+		/* applied all the same: only the line saying what changed is lost */
+		emh__log(&h->log, EMH_LOG_WARN, NULL, "reload: applied (out of memory for the list of changes)");
 	} else {
 		emh__log(&h->log, EMH_LOG_INFO, NULL, "reload: %s", b->ptr);
 		if (pl.later.len)
@@ -437,7 +440,7 @@ int emh_host_reload(emh_host *h, const emh_reload_opts *opts, char *summary, siz
 		if (summary && cap)
 			snprintf(summary, cap, "%s", b->ptr);
 	}
-	plan_release(h, &pl, rc == 0);
+	plan_release(h, &pl, applied);
 	pthread_mutex_unlock(&h->reload_mu);
 	return rc;
 }

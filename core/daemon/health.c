@@ -214,7 +214,29 @@ static void prober_add(emhd_server *srv, const char *name)
 	srv->probers[srv->nprobers++] = p;
 }
 
-/* Probers for the contexts that have none (all of them at start). */
+/*
+ * Join and free the probers whose context went (a reload removed it): each
+ * ended its thread, which keeps its stack until joined -- a daemon whose
+ * reloads add and remove contexts would pile them up.  Under hmu: a prober
+ * sets running = false under it as its last step, so the join is immediate.
+ */
+static void probers_reap(emhd_server *srv)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < srv->nprobers; i++) {
+		emhd_prober *p = srv->probers[i];
+		if (p->gone && !p->running) {
+			pthread_join(p->th, NULL);
+			free(p->context);
+			free(p);
+		} else {
+			srv->probers[k++] = p;
+		}
+	}
+	srv->nprobers = k;
+}
+
+/* Probers for the contexts that have none (all of them at start); the ended ones go. */
 static void probers_sync(emhd_server *srv)
 {
 	emh_context_info *infos;
@@ -222,6 +244,7 @@ static void probers_sync(emhd_server *srv)
 	if (emh_host_contexts(srv->host, &infos, &n, NULL) != 0)
 		return;
 	pthread_mutex_lock(&srv->hmu);
+	probers_reap(srv);
 	for (size_t i = 0; i < n && !srv->hstop; i++) {
 		bool have = false;
 		for (size_t j = 0; j < srv->nprobers && !have; j++)
@@ -242,7 +265,8 @@ void emhd__health_start(emhd_server *srv)
 	pthread_mutex_unlock(&srv->hmu);
 }
 
-/* A removed context's prober ends by itself at its next ping (the context is gone). */
+/* A removed context's prober ends by itself at its next ping (the context is
+ * gone); the next reload joins it. */
 void emhd_contexts_changed(emhd_server *s) { probers_sync(s); }
 
 /*

@@ -174,7 +174,8 @@ typedef struct emh_reload_opts {
  * never failed by it.  The outcome is logged ("reload: added contexts a,
  * b; removed c; pool of d: max 8 -> 16; drivers loaded: memdoc", or
  * "reload refused, ...: <why>"), and summary (cap bytes, may be NULL) gets
- * the same line after "reload: " on success.
+ * the same line after "reload: " on success (empty when memory ran out for
+ * it: the reload still applied).
  *
  * Returns 0, EMH_ECONFIG (the file, or a change that cannot apply live),
  * EMH_EPLUGIN (a new context names a driver that is not loaded), the

@@ -8,7 +8,8 @@
  * serving the configuration it has.  emhostd speaks systemd's notify
  * protocol to a socket the test binds: READY=1 at start, RELOADING=1 with
  * MONOTONIC_USEC and READY=1 again around each reload, STOPPING=1 on
- * SIGTERM.
+ * SIGTERM.  A context added and removed by 40 reloads leaves no health
+ * prober thread behind.
  */
 #include "config.h"
 
@@ -113,6 +114,33 @@ static void copy_file(const char *from, const char *to)
 		bail("cannot run: %s", cmd);
 }
 
+/* The address space of process pid in kB (VmSize), 0 when unknown: a
+ * thread's stack stays in it until the thread is joined. */
+static long vm_kb(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+	FILE *f = fopen(path, "r");
+	long kb = 0;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "VmSize: %ld kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+/* The stack size of a new thread in kB (the daemon's: it inherits the limits). */
+static long stack_kb(void)
+{
+	pthread_attr_t a;
+	size_t sz = 0;
+	pthread_attr_init(&a);
+	pthread_attr_getstacksize(&a, &sz);
+	pthread_attr_destroy(&a);
+	return (long)(sz / 1024);
+}
+
 static char *get(const char *path, long *status)
 {
 	CURL *c = dtest_curl();
@@ -196,6 +224,30 @@ int main(void)
 	free(metrics);
 	while (atomic_load(&requests) < before + 200)
 		usleep(1000);
+
+	/* ---- a context added and removed again and again: the health prober
+	 * of each removed one ends, and is joined, leaving no thread stack ---- */
+	char churn[2048];
+	snprintf(churn, sizeof churn, "%s,\n  { name = \"churn\"; driver = \"sqlite\"; path = \"%s/churn.db\"; }", extra,
+		 dir);
+	long vm_warm = 0;
+	int served = 0;
+	for (int i = 0; i < 40; i++) {
+		write_config("w", config_text(conf, sizeof conf, i % 2 ? extra : churn, "8"));
+		kill(d.pid, SIGHUP);
+		notification(buf, sizeof buf);
+		served += strstr(notification(buf, sizeof buf), "STATUS=serving") != NULL;
+		/* a round of pings: the prober of a removed context finds it gone */
+		free(get("/_emhost/health", &status));
+		if (i == 9)
+			vm_warm = vm_kb(d.pid);
+	}
+	long vm_end = vm_kb(d.pid), stack = stack_kb();
+	is_int(served, 40, "40 reloads adding and removing context 'churn' all applied");
+	/* 15 stacks left behind would be 15 x stack; allow some allocator growth */
+	ok(vm_warm > 0 && stack > 0 && vm_end - vm_warm < 4 * stack,
+	   "the last 30 of them leave no thread stack behind (%ld kB of address space, then %ld; a stack is %ld kB)",
+	   vm_warm, vm_end, stack);
 
 	/* ---- reloads it refuses: the daemon serves on as it was ---- */
 	write_config("a", "contexts = oops\n");

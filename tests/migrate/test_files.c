@@ -101,8 +101,25 @@ static void split_fails(int how, const char *text, const char *want, const char 
 	free(sp);
 }
 
+/* A NUL byte anywhere (a statement would end there when handed to the driver) is refused, naming its line. */
+static void split_nul(int how, const char *name)
+{
+	static const char text[] = "SELECT 1;\nSELECT '\0'; DROP TABLE t;\n";
+	emh__span *sp = NULL;
+	size_t n = 0;
+	emh_error err;
+	emh_error_clear(&err);
+	int rc = emh__split(text, sizeof text - 1, how, &sp, &n, &err);
+	is_int(rc, EMH_EINVAL, "%s: a NUL byte is refused", name);
+	like_str(err.message, "line 2: a NUL byte", "%s: naming its line", name);
+	free(sp);
+}
+
 static void test_split_sql(void)
 {
+	split_nul(EMH__SPLIT_SQL, "SQL");
+	split_nul(EMH__SPLIT_MYSQL, "MySQL");
+	split_nul(EMH__SPLIT_JSON, "JSON");
 	split_is(EMH__SPLIT_SQL, "CREATE TABLE a (x int);\n\nINSERT INTO a VALUES (1);\n",
 		 (const char *[]){"CREATE TABLE a (x int)", "INSERT INTO a VALUES (1)", NULL}, (unsigned[]){1, 3},
 		 "two statements, first lines");
@@ -157,6 +174,16 @@ static void test_split_sql(void)
 
 static void test_split_mysql(void)
 {
+	split_is(EMH__SPLIT_MYSQL, "/*!40101 SET NAMES utf8 */;\n/*M!100100 SET @x = 1 */;\n/* plain */;\nSELECT 1;",
+		 (const char *[]){"/*!40101 SET NAMES utf8 */", "/*M!100100 SET @x = 1 */", "SELECT 1", NULL},
+		 (const unsigned[]){1, 2, 4}, "executable comments are statements, a plain comment is none");
+	split_is(EMH__SPLIT_MYSQL,
+		 "DELIMITER ;;\n/*!50003 CREATE*/ /*!50003 TRIGGER t BEFORE INSERT ON a FOR EACH ROW "
+		 "BEGIN SET NEW.x = 1; END */;;\nDELIMITER ;\nSELECT 2;",
+		 (const char *[]){"/*!50003 CREATE*/ /*!50003 TRIGGER t BEFORE INSERT ON a FOR EACH ROW BEGIN SET NEW.x = "
+				  "1; END */",
+				  "SELECT 2", NULL},
+		 NULL, "a trigger as mysqldump writes it");
 	split_is(EMH__SPLIT_MYSQL, "INSERT INTO a VALUES ('x\\';y', \"q;\\\"\"); SELECT `a;b` FROM t",
 		 (const char *[]){"INSERT INTO a VALUES ('x\\';y', \"q;\\\"\")", "SELECT `a;b` FROM t", NULL}, NULL,
 		 "backslash escapes, double-quoted strings, backquoted names");
@@ -277,6 +304,21 @@ static void test_folder(void)
 	fixture_path(&fx, "nowhere", dir, sizeof dir);
 	rc = emh__migdir_read(dir, "sqlite", "sql", &d, &err);
 	ok(rc == EMH_ECONFIG && strstr(err.message, "nowhere"), "a folder that does not exist: %s", err.message);
+
+	/* a FIFO named like a migration: reading it is refused, not waited on
+	 * (the alarm turns a wait for a writer that never comes into a failure) */
+	char path[600], *text = NULL;
+	size_t len;
+	folder(dir, sizeof dir, "fifo", (const char *[]){NULL});
+	snprintf(path, sizeof path, "%s/0001_a.sql", dir);
+	if (mkfifo(path, 0644) != 0)
+		bail("mkfifo %s: %s", path, strerror(errno));
+	alarm(60);
+	rc = emh__file_read(path, &text, &len, &err);
+	alarm(0);
+	is_int(rc, EMH_EIO, "a FIFO is not read as a migration");
+	like_str(err.message, "not a regular file", "saying why");
+	free(text);
 }
 
 int main(void)

@@ -34,3 +34,9 @@ check_PROGRAMS += tests/unit/test_reload
 TESTS += tests/unit/test_reload
 tests_unit_test_reload_SOURCES = tests/unit/test_reload.c $(FIXTURE_SOURCES)
 tests_unit_test_reload_LDADD = $(UNIT_LIBS)
+
+# emh_host_reload when a realloc fails, each in turn (the build without sanitizers).
+check_PROGRAMS += tests/unit/test_reload_oom
+TESTS += tests/unit/test_reload_oom
+tests_unit_test_reload_oom_SOURCES = tests/unit/test_reload_oom.c $(FIXTURE_SOURCES)
+tests_unit_test_reload_oom_LDADD = $(UNIT_LIBS)

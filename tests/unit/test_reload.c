@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -120,6 +121,27 @@ static void *waiter_main(void *arg)
 	if (rc)
 		diag("waiter: %s", err.message);
 	return (void *)rc;
+}
+
+/* Lists the drivers and the refused plugins until told to stop. */
+typedef struct looker {
+	emh_host *h;
+	atomic_bool stop;
+	unsigned long rounds, bad;
+} looker;
+
+static void *looker_main(void *arg)
+{
+	looker *lk = arg;
+	while (!atomic_load(&lk->stop)) {
+		const emh_driver_info *di;
+		const emh_refused_info *ri;
+		size_t nd = emh_host_drivers(lk->h, &di), nr = emh_host_refused(lk->h, &ri);
+		if (nd < 2 || nr < 1 || !strstr(ri[nr - 1].reason, "not an ELF"))
+			lk->bad++;
+		lk->rounds++;
+	}
+	return NULL;
 }
 
 int main(void)
@@ -284,6 +306,66 @@ int main(void)
 	is_str(sum, "no change", "loads nothing twice");
 	is_int(emh_host_refused(h, &ri), nr, "and lists a refused file once, however often it is tried");
 	like_str(nr ? ri[nr - 1].reason : NULL, "not an ELF", "with its reason");
+
+	/* ---- a plugin's constructors run inside dlopen, for as long as they
+	 * take: forks go on meanwhile (the host lock is not held across it) ---- */
+	{
+		char gate[300], path[400];
+		fixture_path(&fx, "gate", gate, sizeof gate);
+		if (mkdir(gate, 0755) != 0)
+			bail("mkdir %s: %s", gate, strerror(errno));
+		setenv("FX_GATE_DIR", gate, 1);
+		snprintf(src, sizeof src, "%s/tests/fixtures/.libs/fx_ctorgate.so", getenv("EMH_BUILDDIR"));
+		copy_plugin(src, "fx_ctorgate.so");
+		reloader rg = {.h = h};
+		pthread_t gt;
+		fixture_thread(&gt, reload_main, &rg);
+		snprintf(path, sizeof path, "%s/started", gate);
+		for (int i = 0; access(path, F_OK) != 0; i++) {
+			if (i > 60000)
+				bail("fx_ctorgate's constructor never started");
+			usleep(1000);
+		}
+		emh_em *em = fixture_fork(h, "a");
+		is_int(emh_em_execute(em, "SELECT 1", &err), 0, "a fork works while a plugin's constructor runs");
+		emh_em_close(em);
+		snprintf(path, sizeof path, "%s/open", gate);
+		FILE *gf = fopen(path, "w");
+		if (!gf)
+			bail("cannot write %s", path);
+		fclose(gf);
+		pthread_join(gt, NULL);
+		snprintf(path, sizeof path, "%s/gave-up", gate);
+		ok(access(path, F_OK) != 0, "before the constructor returned (it did not wait for the fork)");
+		is_int(rg.rc, 0, "the reload then loads the plugin");
+		is_str(rg.summary, "drivers loaded: fx_ctorgate", "and says so");
+		unsetenv("FX_GATE_DIR");
+	}
+
+	/* ---- introspection while reloads run: both keep memory callers may
+	 * still borrow (a reload the environment it replaced, emh_host_refused
+	 * the refusals it replaced) in one list, which must not be grown by
+	 * both at once (under ASan a reload wrote into the list's old block) ---- */
+	{
+		enum { NENV = 256 };
+		static char envbuf[NENV][32];
+		static const char *bigenv[NENV + 1];
+		for (int i = 0; i < NENV; i++) {
+			snprintf(envbuf[i], sizeof envbuf[i], "RELOAD_TEST_VAR_%d=%d", i, i);
+			bigenv[i] = envbuf[i];
+		}
+		emh_reload_opts bo = {.envp = bigenv};
+		looker lk = {.h = h};
+		pthread_t lt;
+		fixture_thread(&lt, looker_main, &lk);
+		int failed = 0;
+		for (int i = 0; i < 150 && !failed; i++)
+			failed = emh_host_reload(h, &bo, sum, sizeof sum, &err) != 0;
+		atomic_store(&lk.stop, true);
+		pthread_join(lt, NULL);
+		is_int(failed, 0, "150 reloads while another thread lists drivers and refused plugins");
+		ok(lk.rounds > 0 && lk.bad == 0, "every listing was whole (%lu rounds)", lk.rounds);
+	}
 
 	emh_host_free(h);
 
