@@ -568,6 +568,8 @@ static int reload(emh_em *em, emh__obj *o, const emh_value *cols, emh_error *err
 {
 	const emh_entity *e = o->m->pub.entity;
 	char *obj = OBJ(o);
+	if (emh__journal_reload(em, o))
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	o->nulls = 0;
 	for (size_t i = 0; i < e->nfields; i++) {
 		const emh_field *f = &e->fields[i];
@@ -965,6 +967,8 @@ int emh_repo_get_opts(emh_repo *r, emh_value key, const emh_get_opts *opts, void
 	}
 	if (have) {
 		/* Stale, and its row is gone: deleted by a set-based delete. */
+		if (emh__journal_reload(em, have))
+			return emh__em_fail(em, emh_error_set(err, EMH_ENOMEM, "out of memory"), err);
 		emh__imap_del(em, have);
 		have->state = ST_DETACHED;
 	}
@@ -988,6 +992,8 @@ int emh_em_refresh(emh_em *em, void *obj, emh_error *err)
 		return rc;
 	if (ls.n)
 		return 0;
+	if (emh__journal_reload(em, o))
+		return emh__em_fail(em, emh_error_set(err, EMH_ENOMEM, "out of memory"), err);
 	emh__imap_del(em, o);
 	o->state = ST_DETACHED;
 	return not_found(em, o->m, &key, " any more: the object is detached", err);

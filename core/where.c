@@ -192,6 +192,11 @@ static int where_send(emh_repo *r, const emh_query *q, const emh_set *sets, size
 	emh_em *em = r->em;
 	emh__meta *m = r->m;
 	int rc;
+	/* Inside a transaction, a rollback must know the write ran: taken
+	 * before anything is sent, so that it cannot fail after. */
+	emh__jentry *j = NULL;
+	if (em->tx_depth > 0 && !(j = emh__arena_alloc(&em->arena, sizeof *j)))
+		return emh__em_fail(em, emh_error_set(err, EMH_ENOMEM, "out of memory"), err);
 	if (emh__em_is_sql(em)) {
 		const emh_stmt *st = emh__sql_where_stmt(m, em->ctx->drv->d.dialect, q, sets, nsets, err);
 		if (!st)
@@ -222,6 +227,10 @@ static int where_send(emh_repo *r, const emh_query *q, const emh_set *sets, size
 		return rc;
 	}
 	emh__em_mark_stale(em, m);
+	if (j) {
+		*j = (emh__jentry){.next = em->journal, .depth = em->tx_depth, .kind = OP_UPDATE_WHERE, .m = m};
+		em->journal = j;
+	}
 	return 0;
 }
 
