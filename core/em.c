@@ -940,6 +940,10 @@ int emh_repo_get_opts(emh_repo *r, emh_value key, const emh_get_opts *opts, void
 						  m->pub.entity->name, emh_type_name(kf->type)), err);
 	if (kint) {
 		int64_t k = emh__value_i64(&key);
+		/* Cut to int32 it would name another row (2^32 + 1 is key 1). */
+		if (kf->type == EMH_T_INT32 && (k < INT32_MIN || k > INT32_MAX))
+			return emh__em_fail(em, emh_error_set(err, EMH_EINVAL, "entity '%s': key %lld does not fit int32",
+							  m->pub.entity->name, (long long)k), err);
 		key.type = kf->type;
 		if (kf->type == EMH_T_INT32)
 			key.u.i32 = (int32_t)k;

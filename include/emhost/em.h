@@ -216,7 +216,8 @@ int emh_em_repo(emh_em *em, const emh_entity *e, emh_repo **out, emh_error *err)
 emh_em *emh_repo_em(const emh_repo *r);
 
 /*
- * Load by primary key (int32/int64 keys take emh_v_int64 too).  In a normal
+ * Load by primary key (int32/int64 keys take emh_v_int64 too; a value outside
+ * an int32 key's range is EMH_EINVAL, as in a query).  In a normal
  * fork the identity map is asked first and the loaded object enters it.
  * Returns 0, EMH_ENOTFOUND, or the database error.
  */

@@ -29,6 +29,17 @@ static const emh_field item_fields[] = {
 };
 static const emh_entity item_entity = EMH_ENTITY(item, "items", item_fields);
 
+/* An int32 key set by the caller. */
+typedef struct small {
+	int32_t id;
+	const char *name;
+} small;
+static const emh_field small_fields[] = {
+	EMH_FIELD(small, id, EMH_T_INT32, EMH_F_PK),
+	EMH_FIELD(small, name, EMH_T_TEXT, 0),
+};
+static const emh_entity small_entity = EMH_ENTITY(small, "smalls", small_fields);
+
 static int insert_orphan(emh_em *em, void *ud, emh_error *err)
 {
 	(void)ud;
@@ -49,11 +60,13 @@ static void t_sqlite_bookkeeping(const char *b)
 	emh_host_opts o = {.plugin_dir = plugdir, .envp = env};
 	emh_host *h;
 	emh_error err;
-	if (emh_host_new(&o, &h, &err) || emh_host_register_entity(h, NULL, &item_entity, &err))
+	if (emh_host_new(&o, &h, &err) || emh_host_register_entity(h, NULL, &item_entity, &err) ||
+	    emh_host_register_entity(h, NULL, &small_entity, &err))
 		bail("host: %s", err.message);
 	emh_em *em;
 	emh_repo *r;
 	item *it, *got;
+	int rc;
 
 	/* insert in a transaction, remove it (not flushed), roll back */
 	emh_host_fork(h, NULL, &em, &err);
@@ -114,12 +127,29 @@ static void t_sqlite_bookkeeping(const char *b)
 	is_int(emh_em_flush(em, &err), 0, "so the caller's buffer may be freed (no read of it: ASan/valgrind)");
 	emh_em_close(em);
 
+	/* an int32 key asked for with an int64 value outside int32 */
+	emh_host_fork(h, NULL, &em, &err);
+	small *sm = NULL, *sg = NULL;
+	if (emh_em_repo(em, &small_entity, &r, &err) || emh_repo_new(r, (void **)&sm, &err))
+		bail("small: %s", err.message);
+	*sm = (small){.id = 1, .name = "one"};
+	is_int(emh_em_flush(em, &err), 0, "a row with int32 key 1");
+	emh_em_close(em);
+	emh_host_fork(h, NULL, &em, &err);
+	emh_em_repo(em, &small_entity, &r, &err);
+	rc = emh_repo_get(r, emh_v_int64(INT64_C(4294967297)), (void **)&sg, &err);
+	ok(rc == EMH_EINVAL && sg == NULL,
+	   "get of an int32 key with 2^32 + 1 is EMH_EINVAL, not the row with key 1 (%s)", emh_status_name(rc));
+	like_str(err.message, "does not fit int32", "saying why");
+	is_int(emh_repo_get(r, emh_v_int64(1), (void **)&sg, &err), 0, "an int64 value inside int32 finds its row");
+	emh_em_close(em);
+
 	/* commit failing inside emh_em_transaction */
 	emh_host_fork(h, NULL, &em, &err);
 	emh_em_execute(em, "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
 			   "CREATE TABLE child (parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)",
 		       &err);
-	int rc = emh_em_transaction(em, insert_orphan, NULL, &err);
+	rc = emh_em_transaction(em, insert_orphan, NULL, &err);
 	ok(rc != 0, "a commit that fails is reported by the callback form (%s)", emh_status_name(rc));
 	is_int(emh_em_tx_depth(em), 0, "and the level is rolled back, not left open");
 	is_int(emh_em_execute(em, "INSERT INTO parent (id) VALUES (1)", &err), 0, "the fork works on");
