@@ -262,6 +262,9 @@ static int op_qop(const emh__op *o)
 	case OP_COUNT: return EMH__Q_COUNT;
 	case OP_SYNC: return EMH__Q_SYNC;
 	case OP_UPSERT: return EMH__Q_UPSERT;
+	/* what a SQL driver's UPDATE/DELETE statement of the same write counts as */
+	case OP_UPDATE_WHERE: return EMH__Q_UPDATE;
+	case OP_DELETE_WHERE: return EMH__Q_DELETE;
 	default: return EMH__Q_EXECUTE;
 	}
 }
