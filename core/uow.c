@@ -322,9 +322,13 @@ static int tx_run(emh_em *em, const emh_tx_opts *opts, emh_tx_fn fn, void *ud, e
 		return rc;
 	int level = em->tx_depth;
 	rc = fn(em, ud, err);
-	if (rc == 0 && em->tx_depth != level)
+	if (rc == 0 && em->tx_depth > level)
 		rc = emh_error_set(err, EMH_ESTATE, "context '%s': the transaction callback left %d level(s) open",
 				   em->ctx->name, em->tx_depth - level);
+	else if (rc == 0 && em->tx_depth < level)
+		rc = emh_error_set(err, EMH_ESTATE,
+				   "context '%s': the transaction callback closed %d level(s) it did not open",
+				   em->ctx->name, level - em->tx_depth);
 	if (rc == 0 && (rc = emh_em_commit(em, err)) == 0)
 		return 0;
 	/* fn failed, or the commit did (the level is then still open): roll

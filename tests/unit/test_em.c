@@ -51,6 +51,12 @@ static const emh_field small_fields[] = {
 };
 static const emh_entity small_entity = EMH_ENTITY(small, "smalls", small_fields);
 
+static int commit_itself(emh_em *em, void *ud, emh_error *err)
+{
+	(void)ud;
+	return emh_em_commit(em, err);
+}
+
 static int insert_orphan(emh_em *em, void *ud, emh_error *err)
 {
 	(void)ud;
@@ -185,6 +191,9 @@ static void t_sqlite_bookkeeping(const char *b)
 	ok(rc != 0, "a commit that fails is reported by the callback form (%s)", emh_status_name(rc));
 	is_int(emh_em_tx_depth(em), 0, "and the level is rolled back, not left open");
 	is_int(emh_em_execute(em, "INSERT INTO parent (id) VALUES (1)", &err), 0, "the fork works on");
+	rc = emh_em_transaction(em, commit_itself, NULL, &err);
+	is_int(rc, EMH_ESTATE, "a callback that ends the level it was given is EMH_ESTATE");
+	like_str(err.message, "closed 1 level(s) it did not open", "saying so (not '-1 level(s) open')");
 	emh_em_close(em);
 
 	emh_host_free(h);
