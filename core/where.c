@@ -121,6 +121,11 @@ void emh_sets_value(emh_sets *s, const char *field, emh_value v)
 		}
 	} else if (!sets_check(s, f, v, &out)) {
 		return;
+	} else if (f->max_len && out.u.s.len > f->max_len) {
+		/* A write like a flush's: its limit holds here too (entity.h). */
+		sets_fail(s, EMH_EINVAL, "field '%s' is %zu bytes, longer than its max_len of %u", f->name, out.u.s.len,
+			  (unsigned)f->max_len);
+		return;
 	}
 	sets_push(s, i, EMH_SET_VALUE, out);
 }

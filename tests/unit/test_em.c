@@ -47,7 +47,7 @@ typedef struct small {
 } small;
 static const emh_field small_fields[] = {
 	EMH_FIELD(small, id, EMH_T_INT32, EMH_F_PK),
-	EMH_FIELD(small, name, EMH_T_TEXT, 0),
+	EMH_FIELD_LEN(small, name, EMH_T_TEXT, 0, 8),
 };
 static const emh_entity small_entity = EMH_ENTITY(small, "smalls", small_fields);
 
@@ -180,6 +180,20 @@ static void t_sqlite_bookkeeping(const char *b)
 	   "get of an int32 key with 2^32 + 1 is EMH_EINVAL, not the row with key 1 (%s)", emh_status_name(rc));
 	like_str(err.message, "does not fit int32", "saying why");
 	is_int(emh_repo_get(r, emh_v_int64(1), (void **)&sg, &err), 0, "an int64 value inside int32 finds its row");
+
+	/* max_len holds for a set-based update as for a flush (entity.h) */
+	emh_query *q = NULL;
+	emh_sets *s = NULL;
+	if (emh_repo_query(r, &q, &err) || emh_repo_sets(r, &s, &err))
+		bail("small: %s", err.message);
+	emh_q_where(q, emh_q_eq(q, "id", emh_v_int32(1)));
+	emh_sets_value(s, "name", emh_v_text("nine char"));
+	int64_t affected = -1;
+	rc = emh_repo_update_where(r, q, s, &affected, &err);
+	is_int(rc, EMH_EINVAL, "update_where of a value longer than the field's max_len is EMH_EINVAL");
+	like_str(err.message, "max_len of 8", "naming the limit");
+	ok(affected == 0 && emh_em_refresh(em, sg, &err) == 0 && strcmp(sg->name, "one") == 0,
+	   "and writes nothing");
 	emh_em_close(em);
 
 	/* commit failing inside emh_em_transaction */
