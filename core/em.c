@@ -18,6 +18,25 @@
 #include "em_int.h"
 #include "query_int.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define EMH__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EMH__ASAN 1
+#endif
+#endif
+#ifdef EMH__ASAN
+#include <sanitizer/asan_interface.h>
+/* A closed fork kept as the context's spare is still allocated: poisoned,
+ * so that a closed fork, or an object in its inline arena, used after
+ * emh_em_close is reported as ASan reports a use after free. */
+#define SPARE_POISON(em) ASAN_POISON_MEMORY_REGION((em), sizeof(emh_em))
+#define SPARE_UNPOISON(em) ASAN_UNPOISON_MEMORY_REGION((em), sizeof(emh_em))
+#else
+#define SPARE_POISON(em) ((void)(em))
+#define SPARE_UNPOISON(em) ((void)(em))
+#endif
+
 emh_context *emh__em_context(const emh_em *em) { return em->ctx; }
 
 /* ---- fork / close ---- */
@@ -43,7 +62,9 @@ int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err)
 		return EMH_ESCHEMA;
 	}
 	emh_em *em = atomic_exchange_explicit(&c->spare_em, NULL, memory_order_acquire);
-	if (!em && !(em = malloc(sizeof *em))) {
+	if (em)
+		SPARE_UNPOISON(em);
+	else if (!(em = malloc(sizeof *em))) {
 		emh__context_put(c);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
@@ -83,9 +104,13 @@ void emh_em_close(emh_em *em)
 	emh_context *c = em->ctx;
 	atomic_fetch_sub_explicit(&c->forks_open, 1, memory_order_relaxed);
 	void *none = NULL;
+	/* Poisoned before it is published: once it is, another thread may take it. */
+	SPARE_POISON(em);
 	if (!atomic_compare_exchange_strong_explicit(&c->spare_em, &none, em, memory_order_release,
-						     memory_order_relaxed))
+						     memory_order_relaxed)) {
+		SPARE_UNPOISON(em);
 		free(em);
+	}
 	/* Last: once the fork is released the context may be freed (removal). */
 	emh__context_put(c);
 }
@@ -237,6 +262,9 @@ static int op_qop(const emh__op *o)
 	case OP_COUNT: return EMH__Q_COUNT;
 	case OP_SYNC: return EMH__Q_SYNC;
 	case OP_UPSERT: return EMH__Q_UPSERT;
+	/* what a SQL driver's UPDATE/DELETE statement of the same write counts as */
+	case OP_UPDATE_WHERE: return EMH__Q_UPDATE;
+	case OP_DELETE_WHERE: return EMH__Q_DELETE;
 	default: return EMH__Q_EXECUTE;
 	}
 }
@@ -568,6 +596,8 @@ static int reload(emh_em *em, emh__obj *o, const emh_value *cols, emh_error *err
 {
 	const emh_entity *e = o->m->pub.entity;
 	char *obj = OBJ(o);
+	if (emh__journal_reload(em, o))
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	o->nulls = 0;
 	for (size_t i = 0; i < e->nfields; i++) {
 		const emh_field *f = &e->fields[i];
@@ -938,6 +968,10 @@ int emh_repo_get_opts(emh_repo *r, emh_value key, const emh_get_opts *opts, void
 						  m->pub.entity->name, emh_type_name(kf->type)), err);
 	if (kint) {
 		int64_t k = emh__value_i64(&key);
+		/* Cut to int32 it would name another row (2^32 + 1 is key 1). */
+		if (kf->type == EMH_T_INT32 && (k < INT32_MIN || k > INT32_MAX))
+			return emh__em_fail(em, emh_error_set(err, EMH_EINVAL, "entity '%s': key %lld does not fit int32",
+							  m->pub.entity->name, (long long)k), err);
 		key.type = kf->type;
 		if (kf->type == EMH_T_INT32)
 			key.u.i32 = (int32_t)k;
@@ -965,6 +999,8 @@ int emh_repo_get_opts(emh_repo *r, emh_value key, const emh_get_opts *opts, void
 	}
 	if (have) {
 		/* Stale, and its row is gone: deleted by a set-based delete. */
+		if (emh__journal_reload(em, have))
+			return emh__em_fail(em, emh_error_set(err, EMH_ENOMEM, "out of memory"), err);
 		emh__imap_del(em, have);
 		have->state = ST_DETACHED;
 	}
@@ -988,6 +1024,8 @@ int emh_em_refresh(emh_em *em, void *obj, emh_error *err)
 		return rc;
 	if (ls.n)
 		return 0;
+	if (emh__journal_reload(em, o))
+		return emh__em_fail(em, emh_error_set(err, EMH_ENOMEM, "out of memory"), err);
 	emh__imap_del(em, o);
 	o->state = ST_DETACHED;
 	return not_found(em, o->m, &key, " any more: the object is detached", err);

@@ -69,19 +69,29 @@ typedef struct emh__op {
 	size_t nsets;
 } emh__op;
 
-/* Bookkeeping to restore when a transaction level is rolled back (uow.c). */
+/*
+ * Bookkeeping to restore when a transaction level is rolled back (uow.c).
+ * kind: OP_INSERT, OP_UPDATE or OP_REMOVE (a flush wrote o); OP_FIND (o was
+ * loaded over, or detached because its row was gone: fields holds what it
+ * was); OP_UPDATE_WHERE (a set-based write on m's rows: whatever the fork
+ * read of them since is suspect).
+ */
 typedef struct emh__jentry {
 	struct emh__jentry *next;
 	emh__obj *o;
 	int depth;
-	int kind;     /* OP_INSERT, OP_UPDATE or OP_REMOVE */
+	int kind;
 	uint8_t state;
+	uint8_t flags; /* OP_FIND: o->flags */
 	void *snap;
 	uint64_t snap_nulls;
 	bool key_set; /* a generated key was written by the flush */
 	int64_t old_key;
 	bool version_set; /* the flush wrote the version field (EMH_F_VERSION) */
 	int64_t old_version;
+	void *fields;   /* OP_FIND: a copy of o's struct */
+	uint64_t nulls; /* OP_FIND: o->nulls */
+	emh__meta *m;   /* OP_UPDATE_WHERE */
 } emh__jentry;
 
 struct emh_em {
@@ -207,5 +217,9 @@ int64_t emh__version_time(emh_context *c, int64_t after);
 /* Close the innermost transaction level: commit, or roll back and restore
  * the bookkeeping of what was flushed inside it. */
 int emh__tx_end(emh_em *em, bool commit, emh_error *err);
+/* Inside a transaction, before o (in the fork's map) is loaded over or
+ * detached for a missing row: keep what it holds, restored if the level is
+ * rolled back.  0, or EMH_ENOMEM with nothing changed. */
+int emh__journal_reload(emh_em *em, emh__obj *o);
 
 #endif

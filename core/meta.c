@@ -210,8 +210,10 @@ int emh__meta_register(emh_host *h, const char *name, const emh_entity *e, const
 	rc = meta_resolve(c, e, &m, &added, err);
 	pthread_mutex_unlock(&c->mu);
 	if (rc) {
+		/* Named before the reference goes: a removal waiting for it frees c. */
+		rc = emh_error_context(err, rc, c->name);
 		emh__context_put(c);
-		return emh_error_context(err, rc, c->name);
+		return rc;
 	}
 	if (copy)
 		*copy = m->pub.entity;

@@ -191,9 +191,31 @@ static void journal_revert(emh_em *em, int depth)
 		emh__jentry *j = em->journal;
 		emh__obj *o = j->o;
 		em->journal = j->next;
+		if (j->kind == OP_UPDATE_WHERE) {
+			/* What the fork loaded of m's rows since may hold the
+			 * write's effects: reloaded when next loaded. */
+			emh__em_mark_stale(em, j->m);
+			continue;
+		}
 		if (j->version_set)
 			emh__obj_version_write(o, j->old_version);
 		switch (j->kind) {
+		case OP_FIND: {
+			/* Loaded over (or detached) inside the level: what it held
+			 * before, in the map again if it was, and stale, since its
+			 * row may have moved on since it was loaded. */
+			bool was = j->state == ST_MANAGED || j->state == ST_REMOVED;
+			bool is = o->state == ST_MANAGED || o->state == ST_REMOVED;
+			memcpy(OBJ(o), j->fields, o->m->pub.entity->size);
+			o->nulls = j->nulls;
+			o->snap = j->snap;
+			o->snap_nulls = j->snap_nulls;
+			o->state = j->state;
+			o->flags = j->flags | OBJF_STALE;
+			if (was && !is)
+				emh__imap_add(em, o);
+			break;
+		}
 		case OP_INSERT: {
 			/* Never stored: out of the identity map (found by the key it
 			 * was stored with, the snapshot's), key reset, new again --
@@ -221,6 +243,44 @@ static void journal_revert(emh_em *em, int depth)
 			break;
 		}
 	}
+}
+
+int emh__journal_reload(emh_em *em, emh__obj *o)
+{
+	if (em->tx_depth == 0)
+		return 0;
+	const emh_entity *e = o->m->pub.entity;
+	emh__jentry *j = emh__arena_alloc(&em->arena, sizeof *j);
+	char *copy = j ? emh__arena_memdup(&em->arena, OBJ(o), e->size) : NULL;
+	if (!copy)
+		return EMH_ENOMEM;
+	/* A text/blob member set by the caller and not flushed points at the
+	 * caller's memory: copied, so a rollback never brings back a pointer
+	 * the caller had every reason to think dropped. */
+	for (size_t i = 0; i < e->nfields; i++) {
+		const emh_field *f = &e->fields[i];
+		if (!emh__is_ptr_type(f->type))
+			continue;
+		emh_value v = emh__obj_value(o, copy, f, (int)i);
+		if (v.is_null || (o->snap && emh__obj_value(o, o->snap, f, (int)i).u.s.ptr == v.u.s.ptr))
+			continue;
+		if (f->type == EMH_T_BLOB) {
+			emh_blob b = {emh__arena_memdup(&em->arena, v.u.s.ptr, v.u.s.len), v.u.s.len};
+			if (!b.data)
+				return EMH_ENOMEM;
+			memcpy(copy + f->offset, &b, sizeof b);
+		} else {
+			char *str = emh__arena_strndup(&em->arena, v.u.s.ptr, v.u.s.len);
+			if (!str)
+				return EMH_ENOMEM;
+			memcpy(copy + f->offset, &str, sizeof str);
+		}
+	}
+	*j = (emh__jentry){.next = em->journal, .o = o, .depth = em->tx_depth, .kind = OP_FIND, .state = o->state,
+			   .flags = o->flags, .snap = o->snap, .snap_nulls = o->snap_nulls, .fields = copy,
+			   .nulls = o->nulls};
+	em->journal = j;
+	return 0;
 }
 
 int emh__tx_end(emh_em *em, bool commit, emh_error *err)
@@ -262,9 +322,13 @@ static int tx_run(emh_em *em, const emh_tx_opts *opts, emh_tx_fn fn, void *ud, e
 		return rc;
 	int level = em->tx_depth;
 	rc = fn(em, ud, err);
-	if (rc == 0 && em->tx_depth != level)
+	if (rc == 0 && em->tx_depth > level)
 		rc = emh_error_set(err, EMH_ESTATE, "context '%s': the transaction callback left %d level(s) open",
 				   em->ctx->name, em->tx_depth - level);
+	else if (rc == 0 && em->tx_depth < level)
+		rc = emh_error_set(err, EMH_ESTATE,
+				   "context '%s': the transaction callback closed %d level(s) it did not open",
+				   em->ctx->name, level - em->tx_depth);
 	if (rc == 0 && (rc = emh_em_commit(em, err)) == 0)
 		return 0;
 	/* fn failed, or the commit did (the level is then still open): roll

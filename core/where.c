@@ -121,6 +121,11 @@ void emh_sets_value(emh_sets *s, const char *field, emh_value v)
 		}
 	} else if (!sets_check(s, f, v, &out)) {
 		return;
+	} else if (f->max_len && out.u.s.len > f->max_len) {
+		/* A write like a flush's: its limit holds here too (entity.h). */
+		sets_fail(s, EMH_EINVAL, "field '%s' is %zu bytes, longer than its max_len of %u", f->name, out.u.s.len,
+			  (unsigned)f->max_len);
+		return;
 	}
 	sets_push(s, i, EMH_SET_VALUE, out);
 }
@@ -192,6 +197,11 @@ static int where_send(emh_repo *r, const emh_query *q, const emh_set *sets, size
 	emh_em *em = r->em;
 	emh__meta *m = r->m;
 	int rc;
+	/* Inside a transaction, a rollback must know the write ran: taken
+	 * before anything is sent, so that it cannot fail after. */
+	emh__jentry *j = NULL;
+	if (em->tx_depth > 0 && !(j = emh__arena_alloc(&em->arena, sizeof *j)))
+		return emh__em_fail(em, emh_error_set(err, EMH_ENOMEM, "out of memory"), err);
 	if (emh__em_is_sql(em)) {
 		const emh_stmt *st = emh__sql_where_stmt(m, em->ctx->drv->d.dialect, q, sets, nsets, err);
 		if (!st)
@@ -222,6 +232,10 @@ static int where_send(emh_repo *r, const emh_query *q, const emh_set *sets, size
 		return rc;
 	}
 	emh__em_mark_stale(em, m);
+	if (j) {
+		*j = (emh__jentry){.next = em->journal, .depth = em->tx_depth, .kind = OP_UPDATE_WHERE, .m = m};
+		em->journal = j;
+	}
 	return 0;
 }
 

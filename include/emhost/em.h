@@ -105,7 +105,11 @@ void emh_em_clear(emh_em *em);
  * fork's bookkeeping of everything flushed inside that level, so the fork
  * again matches the database: an object inserted there is new again (its
  * generated key reset; the next flush inserts it again), an updated one is
- * changed again, a deleted one is managed again.  Closing a fork with an
+ * changed again, a deleted one is managed again; an object reloaded or
+ * detached inside it holds what it held before (marked stale: the next
+ * get or find reloads it when it has no unflushed changes), and after a
+ * set-based write inside it (emh_repo_update_where, _delete_where) every
+ * object of that entity is marked stale.  Closing a fork with an
  * open transaction rolls it back.  commit/rollback with no open transaction
  * is EMH_ESTATE; EMH_EUNSUPPORTED when the context has no transactions (or
  * no savepoints, for nesting).  A single-statement flush outside a
@@ -212,7 +216,8 @@ int emh_em_repo(emh_em *em, const emh_entity *e, emh_repo **out, emh_error *err)
 emh_em *emh_repo_em(const emh_repo *r);
 
 /*
- * Load by primary key (int32/int64 keys take emh_v_int64 too).  In a normal
+ * Load by primary key (int32/int64 keys take emh_v_int64 too; a value outside
+ * an int32 key's range is EMH_EINVAL, as in a query).  In a normal
  * fork the identity map is asked first and the loaded object enters it.
  * Returns 0, EMH_ENOTFOUND, or the database error.
  */

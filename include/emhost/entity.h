@@ -137,8 +137,9 @@ enum {
  *   max_len  text, json and blob fields: the longest value a flush accepts,
  *            in bytes (UTF-8 text: bytes, not characters); 0 = no limit.
  *            A longer value is refused by emh_em_flush (and the immediate
- *            repository calls) with EMH_EINVAL naming the entity, the field
- *            and the limit, before anything is sent.  Only values that are
+ *            repository calls, and emh_repo_update_where's set lists) with
+ *            EMH_EINVAL naming the entity, the field and the limit, before
+ *            anything is sent.  Only values that are
  *            written are checked: a row loaded longer than a limit added
  *            later stays readable and may be flushed with other changes.
  *

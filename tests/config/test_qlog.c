@@ -321,7 +321,7 @@ static void test_off(void)
 static void test_document(bool have)
 {
 	if (!have) {
-		skip(4, "memdoc fixture driver not built");
+		skip(6, "memdoc fixture driver not built");
 		return;
 	}
 	cap_clear();
@@ -334,6 +334,25 @@ static void test_document(bool have)
 	ok(cap_find("docs", "query (", "memdoc get notes", NULL) >= 0, "a get by key is a get");
 	ok(cap_find("docs", "query (", "memdoc find notes", "[$1=?]", NULL) >= 0, "a find with its query's parameter");
 	ok(!cap_any("Doc-Value-41") && !cap_any("Doc-Secret-43"), "no value");
+
+	/* set-based writes through the driver's members: an update and a delete, as on SQL */
+	emh_em *em = fixture_fork(h, "docs");
+	emh_repo *r = fixture_repo(em, &note_entity);
+	emh_query *q = fixture_query(r);
+	emh_q_where(q, emh_q_eq(q, "id", emh_v_int64(id)));
+	emh_sets *s;
+	emh_error err;
+	int64_t n;
+	if (emh_repo_sets(r, &s, &err) != 0)
+		bail("[docs] sets: %s", err.message);
+	emh_sets_value(s, "text", emh_v_text("Doc-Value-44"));
+	if (emh_repo_update_where(r, q, s, &n, &err) != 0 || emh_repo_delete_where(r, q, &n, &err) != 0)
+		bail("[docs] update_where/delete_where: %s", err.message);
+	emh_em_close(em);
+	ok(cap_find("docs", "query (", "memdoc update notes", NULL) >= 0, "a document update_where is an update");
+	ok(cap_find("docs", "query (", "memdoc delete notes", NULL) >= 0, "a document delete_where is a delete");
+	if (cap_find("docs", "memdoc execute", NULL) >= 0)
+		cap_dump("docs");
 }
 
 /* Every call counted, by context and operation; the counts are emh_context_info.queries. */

@@ -492,6 +492,89 @@ static void t_stale(cc *c)
 	emh_em_close(b);
 }
 
+/*
+ * A set-based write inside a transaction that is then rolled back: what the
+ * fork read of its effects inside the level (a stale object reloaded, a row
+ * loaded for the first time, a deleted row's object detached) is undone with
+ * it, so the fork matches the database again (em.h).
+ */
+static void t_where_rollback(cc *c)
+{
+	emh_error err;
+	int rc;
+	if (!c->tx) {
+		na("where rollback: a rolled back set-based write leaves no trace in the fork",
+		   "driver '%s' has no transactions here (caps: %s)", c->cx->driver, c->cx->capstr);
+		return;
+	}
+	int64_t id = seed_stock(c, "wrb", 10), other = seed_stock(c, "wrb", 10);
+	emh_em *em = fork_(c);
+	cf_stock *p = get(em, c, E_STOCK, id);
+	OK_RC(emh_em_begin(em, &err), err, "where rollback: begin");
+	update_where_stock(em, c, id, 3, &rc, &err);
+	OK_RC(rc, err, "where rollback: update_where of a loaded row inside the transaction");
+	update_where_stock(em, c, other, 3, &rc, &err);
+	OK_RC(rc, err, "where rollback: and of a row not loaded yet");
+	ok(get(em, c, E_STOCK, id) == p && p->stock == 7, "where rollback: the stale object reloads 7 inside it");
+	cf_stock *o = get(em, c, E_STOCK, other);
+	is_int(o->stock, 7, "where rollback: the other row loads 7 inside it");
+	OK_RC(emh_em_rollback(em, &err), err, "where rollback: roll back");
+	bool same = get(em, c, E_STOCK, id) == p;
+	ok(same && p->stock == 10,
+	   "where rollback: the reloaded object is the row's again after the rollback (stock %" PRId64 ")", p->stock);
+	same = get(em, c, E_STOCK, other) == o;
+	ok(same && o->stock == 10,
+	   "where rollback: so is the object first loaded inside the transaction (stock %" PRId64 ")", o->stock);
+	p->stock += 1;
+	OK_RC(emh_em_flush(em, &err), err, "where rollback: a change after it");
+	is_int(stock_of(c, id), 11, "where rollback: is made on the row as it is (10 + 1, not 7 + 1)");
+
+	/* delete_where: the object detached inside the level is managed again */
+	OK_RC(emh_em_begin(em, &err), err, "where rollback: begin (delete_where)");
+	emh_repo *r = repo(em, c, E_STOCK);
+	emh_query *q = query(r);
+	emh_q_where(q, emh_q_eq(q, "id", emh_v_int64(id)));
+	int64_t n = -1;
+	OK_RC(emh_repo_delete_where(r, q, &n, &err), err, "where rollback: delete_where inside the transaction");
+	void *gone = NULL;
+	rc = emh_repo_get(r, emh_v_int64(id), &gone, &err);
+	expect_rc(rc, EMH_ENOTFOUND, &err, "where rollback: its object's get is EMH_ENOTFOUND inside it");
+	OK_RC(emh_em_rollback(em, &err), err, "where rollback: roll back");
+	same = get(em, c, E_STOCK, id) == p;
+	ok(same && p->stock == 11,
+	   "where rollback: the row is back, and the fork's object for it is the same one, managed (stock %" PRId64 ")",
+	   p->stock);
+	p->stock = 12;
+	OK_RC(emh_em_flush(em, &err), err, "where rollback: a change of it");
+	is_int(stock_of(c, id), 12, "where rollback: is stored (not dropped as a detached object's)");
+	emh_em_close(em);
+
+	/* a version field: a flushed change, then a set-based write, then a reload, all rolled back */
+	int64_t vid = seed_ver(c, 1);
+	em = fork_(c);
+	cf_ver *v = get(em, c, E_VER, vid);
+	OK_RC(emh_em_begin(em, &err), err, "where rollback: begin (versions)");
+	v->qty = 5;
+	OK_RC(emh_em_flush(em, &err), err, "where rollback: flush of a change (version 1 -> 2)");
+	emh_repo *rv = repo(em, c, E_VER);
+	q = query(rv);
+	emh_q_where(q, emh_q_eq(q, "id", emh_v_int64(vid)));
+	emh_sets *s = sets(rv);
+	emh_sets_add(s, "qty", emh_v_int64(100));
+	OK_RC(emh_repo_update_where(rv, q, s, &n, &err), err, "where rollback: update_where qty + 100 (version 3)");
+	same = get(em, c, E_VER, vid) == v;
+	ok(same && v->qty == 105 && v->version == 3, "where rollback: the object reloads 105, 3");
+	OK_RC(emh_em_rollback(em, &err), err, "where rollback: roll back");
+	ok(v->qty == 5 && v->version == 1,
+	   "where rollback: the object holds its own change again at version 1 (qty %" PRId64 ", version %" PRId64 ")",
+	   v->qty, v->version);
+	OK_RC(emh_em_flush(em, &err), err, "where rollback: its change, pending again, flushes");
+	cf_ver row = ver_row(c, vid);
+	ok(row.qty == 5 && row.version == 2,
+	   "where rollback: the row has that change only (qty %" PRId64 ", version %" PRId64 ")", row.qty, row.version);
+	emh_em_close(em);
+}
+
 static void t_where_errors(cc *c)
 {
 	emh_error err;
@@ -857,6 +940,7 @@ void cf_concurrency(const cf_ctx *cx)
 	t_version_rollback(&c);
 	t_update_where(&c);
 	t_stale(&c);
+	t_where_rollback(&c);
 	t_where_errors(&c);
 	t_locks(&c);
 	t_retry(&c);

@@ -19,6 +19,17 @@
 
 #include "../tap.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifdef TEST_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 typedef struct item {
 	int64_t id;
 	const char *name;
@@ -28,6 +39,23 @@ static const emh_field item_fields[] = {
 	EMH_FIELD(item, name, EMH_T_TEXT, 0),
 };
 static const emh_entity item_entity = EMH_ENTITY(item, "items", item_fields);
+
+/* An int32 key set by the caller. */
+typedef struct small {
+	int32_t id;
+	const char *name;
+} small;
+static const emh_field small_fields[] = {
+	EMH_FIELD(small, id, EMH_T_INT32, EMH_F_PK),
+	EMH_FIELD_LEN(small, name, EMH_T_TEXT, 0, 8),
+};
+static const emh_entity small_entity = EMH_ENTITY(small, "smalls", small_fields);
+
+static int commit_itself(emh_em *em, void *ud, emh_error *err)
+{
+	(void)ud;
+	return emh_em_commit(em, err);
+}
 
 static int insert_orphan(emh_em *em, void *ud, emh_error *err)
 {
@@ -49,11 +77,13 @@ static void t_sqlite_bookkeeping(const char *b)
 	emh_host_opts o = {.plugin_dir = plugdir, .envp = env};
 	emh_host *h;
 	emh_error err;
-	if (emh_host_new(&o, &h, &err) || emh_host_register_entity(h, NULL, &item_entity, &err))
+	if (emh_host_new(&o, &h, &err) || emh_host_register_entity(h, NULL, &item_entity, &err) ||
+	    emh_host_register_entity(h, NULL, &small_entity, &err))
 		bail("host: %s", err.message);
 	emh_em *em;
 	emh_repo *r;
 	item *it, *got;
+	int rc;
 
 	/* insert in a transaction, remove it (not flushed), roll back */
 	emh_host_fork(h, NULL, &em, &err);
@@ -77,6 +107,7 @@ static void t_sqlite_bookkeeping(const char *b)
 	is_int(emh_em_flush(em, &err), 0, "a new object reusing the freed key");
 	ok(emh_repo_get(r, emh_v_int64(n2->id), (void **)&got, &err) == 0 && got == n2,
 	   "is found by its key (identity map intact)");
+	int64_t n2_id = n2->id; /* n2 lives in the fork's arena: read it before the close */
 	emh_em_close(em);
 
 	/* insert, delete, both in one level, rolled back */
@@ -103,7 +134,8 @@ static void t_sqlite_bookkeeping(const char *b)
 	/* a member pointed at other memory with equal content */
 	emh_host_fork(h, NULL, &em, &err);
 	emh_em_repo(em, &item_entity, &r, &err);
-	emh_repo_get(r, emh_v_int64(n2->id), (void **)&got, &err);
+	if (emh_repo_get(r, emh_v_int64(n2_id), (void **)&got, &err))
+		bail("get item %lld: %s", (long long)n2_id, err.message);
 	char *mine = strdup(got->name);
 	got->name = mine;
 	is_int(emh_em_flush(em, &err), 0, "flush with an equal but re-pointed text member");
@@ -112,15 +144,70 @@ static void t_sqlite_bookkeeping(const char *b)
 	is_int(emh_em_flush(em, &err), 0, "so the caller's buffer may be freed (no read of it: ASan/valgrind)");
 	emh_em_close(em);
 
+	/* A closed fork is kept as its context's spare: under ASan it and the
+	 * objects in its inline arena are poisoned, so a use after
+	 * emh_em_close is reported, not read from the next fork's memory. */
+	emh_host_fork(h, NULL, &em, &err);
+	emh_em_repo(em, &item_entity, &r, &err);
+	item *inl = NULL;
+	emh_repo_new(r, (void **)&inl, &err);
+	emh_em *closed = em;
+	emh_em_close(em);
+#ifdef TEST_ASAN
+	ok(__asan_address_is_poisoned(inl), "ASan: an object of a closed fork is poisoned");
+	ok(__asan_address_is_poisoned(closed), "ASan: so is the closed fork");
+	emh_host_fork(h, NULL, &em, &err);
+	ok(em == closed && !__asan_address_is_poisoned(em), "ASan: the next fork reuses it, unpoisoned");
+	emh_em_close(em);
+#else
+	(void)inl;
+	(void)closed;
+	skip(3, "not an ASan build (scripts/test.sh --sanitizers runs it)");
+#endif
+
+	/* an int32 key asked for with an int64 value outside int32 */
+	emh_host_fork(h, NULL, &em, &err);
+	small *sm = NULL, *sg = NULL;
+	if (emh_em_repo(em, &small_entity, &r, &err) || emh_repo_new(r, (void **)&sm, &err))
+		bail("small: %s", err.message);
+	*sm = (small){.id = 1, .name = "one"};
+	is_int(emh_em_flush(em, &err), 0, "a row with int32 key 1");
+	emh_em_close(em);
+	emh_host_fork(h, NULL, &em, &err);
+	emh_em_repo(em, &small_entity, &r, &err);
+	rc = emh_repo_get(r, emh_v_int64(INT64_C(4294967297)), (void **)&sg, &err);
+	ok(rc == EMH_EINVAL && sg == NULL,
+	   "get of an int32 key with 2^32 + 1 is EMH_EINVAL, not the row with key 1 (%s)", emh_status_name(rc));
+	like_str(err.message, "does not fit int32", "saying why");
+	is_int(emh_repo_get(r, emh_v_int64(1), (void **)&sg, &err), 0, "an int64 value inside int32 finds its row");
+
+	/* max_len holds for a set-based update as for a flush (entity.h) */
+	emh_query *q = NULL;
+	emh_sets *s = NULL;
+	if (emh_repo_query(r, &q, &err) || emh_repo_sets(r, &s, &err))
+		bail("small: %s", err.message);
+	emh_q_where(q, emh_q_eq(q, "id", emh_v_int32(1)));
+	emh_sets_value(s, "name", emh_v_text("nine char"));
+	int64_t affected = -1;
+	rc = emh_repo_update_where(r, q, s, &affected, &err);
+	is_int(rc, EMH_EINVAL, "update_where of a value longer than the field's max_len is EMH_EINVAL");
+	like_str(err.message, "max_len of 8", "naming the limit");
+	ok(affected == 0 && emh_em_refresh(em, sg, &err) == 0 && strcmp(sg->name, "one") == 0,
+	   "and writes nothing");
+	emh_em_close(em);
+
 	/* commit failing inside emh_em_transaction */
 	emh_host_fork(h, NULL, &em, &err);
 	emh_em_execute(em, "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
 			   "CREATE TABLE child (parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)",
 		       &err);
-	int rc = emh_em_transaction(em, insert_orphan, NULL, &err);
+	rc = emh_em_transaction(em, insert_orphan, NULL, &err);
 	ok(rc != 0, "a commit that fails is reported by the callback form (%s)", emh_status_name(rc));
 	is_int(emh_em_tx_depth(em), 0, "and the level is rolled back, not left open");
 	is_int(emh_em_execute(em, "INSERT INTO parent (id) VALUES (1)", &err), 0, "the fork works on");
+	rc = emh_em_transaction(em, commit_itself, NULL, &err);
+	is_int(rc, EMH_ESTATE, "a callback that ends the level it was given is EMH_ESTATE");
+	like_str(err.message, "closed 1 level(s) it did not open", "saying so (not '-1 level(s) open')");
 	emh_em_close(em);
 
 	emh_host_free(h);
