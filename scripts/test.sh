@@ -8,8 +8,11 @@
 #   `make check`, stops the servers.
 #   --sanitizers  also builds in _build-san/ with ASan+UBSan and runs the suite there,
 #                 and builds the fuzz targets in _build-fuzz/ (clang, --enable-fuzzing)
-#                 and runs each for FUZZ_SECONDS (default 30): `make fuzz-smoke`
-# The last line is "N passed, N failed, N skipped", counted from the TAP results.
+#                 and runs each on a repeatable sequence of inputs: `make fuzz-smoke`
+#                 with FUZZ_SEED (default 1) and FUZZ_RUNS (default 20000) inputs, at most
+#                 FUZZ_SECONDS (default 60) each; FUZZ_SEED=0 searches with a random seed
+# The line before the last counts the skipped tests; the last line is
+# "N passed, N failed", counted from the TAP results.
 set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 san=0
@@ -67,9 +70,10 @@ if [ $san -eq 1 ]; then
 fi
 
 if [ $san -eq 1 ]; then
-	echo "== fuzz: make fuzz-smoke (${FUZZ_SECONDS:-30} s per target)" >&2
+	export FUZZ_SEED=${FUZZ_SEED:-1} FUZZ_RUNS=${FUZZ_RUNS:-20000}
+	echo "== fuzz: make fuzz-smoke (seed $FUZZ_SEED, $FUZZ_RUNS inputs, at most ${FUZZ_SECONDS:-60} s per target)" >&2
 	find "$src/_build-fuzz" -name '*.trs' -delete 2>/dev/null
-	make -C "$src/_build-fuzz" fuzz-smoke FUZZ_SECONDS="${FUZZ_SECONDS:-30}" >"$src/_build-fuzz/fuzz.out" 2>&1 || {
+	make -C "$src/_build-fuzz" fuzz-smoke FUZZ_SECONDS="${FUZZ_SECONDS:-60}" >"$src/_build-fuzz/fuzz.out" 2>&1 || {
 		status=1
 		grep -E '^(FAIL|ERROR):|input:' "$src/_build-fuzz/fuzz.out" >&2
 	}
@@ -87,5 +91,6 @@ while read -r res; do
 	esac
 done < <(find "${dirs[@]}" -name '*.trs' -exec sed -n 's/^:test-result: //p' {} + 2>/dev/null)
 [ $status -ne 0 ] && [ $failed -eq 0 ] && failed=1 # a harness failure with no TAP failure still fails
-echo "$passed passed, $failed failed, $skipped skipped"
+echo "$skipped skipped"
+echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -97,7 +97,8 @@ endif
 endif
 
 
-# Each target for FUZZ_SECONDS (default 30) from its corpus and crash inputs; new
+# Each target for FUZZ_SECONDS (default 30) from its corpus and crash inputs
+# (FUZZ_SEED and FUZZ_RUNS from the environment make a run repeatable); new
 # inputs and crash artifacts go to tests/fuzz/out/<target>/, never into the source tree.
 FUZZ_SECONDS = 30
 if FUZZING

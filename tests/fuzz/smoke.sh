@@ -5,6 +5,11 @@
 # corpus and crash inputs.  TAP, one result per target.  New inputs and crash
 # artifacts go to tests/fuzz/out/<target>/ of the build tree; a crash names the file
 # to commit under tests/fuzz/regress/<target>/ once it is fixed.
+#   FUZZ_SEED  libFuzzer's -seed (default 0: a new random seed each run)
+#   FUZZ_RUNS  stop after this many inputs (FUZZ_SECONDS still caps the time)
+# With both set a run is repeatable: the same inputs in the same order (CI sets them,
+# so CI fails on what the commit changed, not on what a lucky seed found; a search
+# for new findings is a run without them).
 set -u
 if [ -z "${EMH_BUILDDIR:-}" ] || [ -z "${EMH_SRCDIR:-}" ]; then
 	echo "Bail out! EMH_BUILDDIR / EMH_SRCDIR are not set (run through make fuzz-smoke)"
@@ -12,6 +17,8 @@ if [ -z "${EMH_BUILDDIR:-}" ] || [ -z "${EMH_SRCDIR:-}" ]; then
 fi
 . "$EMH_SRCDIR/tests/tap.sh"
 secs=${FUZZ_SECONDS:-30}
+seed=${FUZZ_SEED:-0}
+runs=${FUZZ_RUNS:--1}
 targets=${FUZZ_TARGETS:-config env expand url request mongo_json}
 export EMH_BUILDDIR EMH_SRCDIR
 # leaks count as findings; a report names the input
@@ -22,6 +29,7 @@ export ASAN_OPTIONS UBSAN_OPTIONS
 for t in $targets; do
 	bin="$EMH_BUILDDIR/tests/fuzz/fuzz-$t"
 	out="$EMH_BUILDDIR/tests/fuzz/out/$t"
+	rm -rf "$out/new" # a repeatable run starts from the committed inputs only
 	mkdir -p "$out/new"
 	if [ ! -x "$bin" ]; then
 		ok 1 "$t: $bin is not built"
@@ -29,12 +37,12 @@ for t in $targets; do
 	fi
 	set -- "$out/new" "$EMH_SRCDIR/tests/fuzz/corpus/$t"
 	[ -d "$EMH_SRCDIR/tests/fuzz/regress/$t" ] && set -- "$@" "$EMH_SRCDIR/tests/fuzz/regress/$t"
-	"$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+	"$bin" -seed="$seed" -runs="$runs" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
 		-artifact_prefix="$out/" "$@" >"$out/log" 2>&1
 	st=$?
-	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/log" | tail -1)
+	n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/log" | tail -1)
 	if [ $st -eq 0 ]; then
-		ok 0 "$t: ${secs} s, ${runs:-?} inputs, no crash, leak or sanitizer report"
+		ok 0 "$t: ${n:-?} inputs (seed $seed, at most ${secs} s), no crash, leak or sanitizer report"
 	else
 		ok 1 "$t: the fuzzer stopped with status $st"
 		grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|artifact_prefix|Test unit written)' "$out/log" | head -20 |
