@@ -63,6 +63,7 @@ void emh_em_close(emh_em *em)
 {
 	if (!em)
 		return;
+	emh__iter_close_all(em);
 	while (em->tx_depth > 0) {
 		emh_error e;
 		if (emh__tx_end(em, false, &e) != 0 && em->pc) {
@@ -182,6 +183,8 @@ static int op_call(emh_em *em, emh__op *o, emh_error *err)
 		return emh__meta_sync(o->m, c, false, err);
 	case OP_UPSERT:
 		return d->upsert(c, &o->m->pub, o->params, err);
+	case OP_AGGREGATE:
+		return d->aggregate(c, &o->m->pub, o->q, o->agg, o->sink, err);
 	}
 	return emh_error_set(err, EMH_EINVAL, "unknown operation");
 }
@@ -209,7 +212,7 @@ static int sync_pending(emh_em *em, emh_error *err)
 /* A call that only reads: safe to send again if its connection was stale. */
 static bool op_reads(const emh__op *o)
 {
-	return o->kind == OP_FIND || o->kind == OP_COUNT ||
+	return o->kind == OP_FIND || o->kind == OP_COUNT || o->kind == OP_AGGREGATE ||
 	       (o->kind == OP_STMT && (o->st->kind == EMH_STMT_SELECT || o->st->kind == EMH_STMT_COUNT));
 }
 
@@ -314,8 +317,8 @@ int64_t emh__obj_key_read(const emh__obj *o)
 	return emh__value_i64(&v);
 }
 
-/* Write a loaded value into a struct member (strings copied into the arena). */
-static int store(emh_em *em, emh__obj *o, void *obj, const emh_field *f, int i, const emh_value *v)
+/* Write a loaded value into a struct member (strings copied into arena). */
+static int store(emh__arena *arena, emh__obj *o, void *obj, const emh_field *f, int i, const emh_value *v)
 {
 	char *p = (char *)obj + f->offset;
 	if (v->is_null) {
@@ -347,14 +350,14 @@ static int store(emh_em *em, emh__obj *o, void *obj, const emh_field *f, int i, 
 	}
 	case EMH_T_TEXT:
 	case EMH_T_JSON: {
-		char *s = emh__arena_strndup(&em->arena, v->u.s.ptr ? v->u.s.ptr : "", v->u.s.len);
+		char *s = emh__arena_strndup(arena, v->u.s.ptr ? v->u.s.ptr : "", v->u.s.len);
 		if (!s)
 			return EMH_ENOMEM;
 		memcpy(p, &s, sizeof s);
 		break;
 	}
 	case EMH_T_BLOB: {
-		emh_blob b = {emh__arena_memdup(&em->arena, v->u.s.ptr, v->u.s.len), v->u.s.len};
+		emh_blob b = {emh__arena_memdup(arena, v->u.s.ptr, v->u.s.len), v->u.s.len};
 		if (!b.data)
 			return EMH_ENOMEM;
 		memcpy(p, &b, sizeof b);
@@ -364,9 +367,9 @@ static int store(emh_em *em, emh__obj *o, void *obj, const emh_field *f, int i, 
 	return 0;
 }
 
-static emh__obj *obj_alloc(emh_em *em, emh__meta *m)
+static emh__obj *obj_alloc(emh_em *em, emh__arena *arena, emh__meta *m)
 {
-	emh__obj *o = emh__arena_zalloc(&em->arena, sizeof(emh__obj) + m->pub.entity->size);
+	emh__obj *o = emh__arena_zalloc(arena, sizeof(emh__obj) + m->pub.entity->size);
 	if (o) {
 		o->magic = OBJ_MAGIC;
 		o->em = em;
@@ -496,37 +499,54 @@ typedef struct load_sink {
 } load_sink;
 
 
+/* A new object of m holding a loaded row, from arena; not tracked yet. */
+static emh__obj *obj_load(emh_em *em, emh__arena *arena, emh__meta *m, const emh_value *cols)
+{
+	const emh_entity *e = m->pub.entity;
+	emh__obj *o = obj_alloc(em, arena, m);
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < e->nfields; i++)
+		if (store(arena, o, OBJ(o), &e->fields[i], (int)i, &cols[i]))
+			return NULL;
+	return o;
+}
+
+int emh__em_load_detached(emh_em *em, emh__meta *m, emh__arena *arena, const emh_value *cols, void **out,
+			  emh_error *err)
+{
+	emh__obj *o = obj_load(em, arena, m, cols);
+	if (!o)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	o->state = ST_DETACHED;
+	*out = OBJ(o);
+	return 0;
+}
+
 /* The object for a row: the one already in the identity map, or a new one. */
 static int materialize(emh_em *em, emh__meta *m, const emh_value *cols, void **out, emh_error *err)
 {
 	const emh_entity *e = m->pub.entity;
 	*out = NULL;
-	if (!em->readonly) {
-		emh__obj *have = emh__imap_find(em, m, &cols[m->pub.pk]);
-		if (have) {
-			if (have->state == ST_MANAGED || have->state == ST_NEW)
-				*out = OBJ(have);
-			return 0; /* removed in this fork: not returned */
-		}
+	if (em->readonly)
+		return emh__em_load_detached(em, m, &em->arena, cols, out, err);
+	emh__obj *have = emh__imap_find(em, m, &cols[m->pub.pk]);
+	if (have) {
+		if (have->state == ST_MANAGED || have->state == ST_NEW)
+			*out = OBJ(have);
+		return 0; /* removed in this fork: not returned */
 	}
-	emh__obj *o = obj_alloc(em, m);
+	emh__obj *o = obj_load(em, &em->arena, m, cols);
 	if (!o)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	void *obj = OBJ(o);
-	for (size_t i = 0; i < e->nfields; i++)
-		if (store(em, o, obj, &e->fields[i], (int)i, &cols[i]))
-			return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	if (em->readonly) {
-		o->state = ST_DETACHED;
-	} else {
-		/* The snapshot shares the loaded strings: they are never written. */
-		if (!(o->snap = emh__arena_memdup(&em->arena, obj, e->size)))
-			return emh_error_set(err, EMH_ENOMEM, "out of memory");
-		o->snap_nulls = o->nulls;
-		o->state = ST_MANAGED;
-		track(em, o);
-		emh__imap_add(em, o);
-	}
+	/* The snapshot shares the loaded strings: they are never written. */
+	if (!(o->snap = emh__arena_memdup(&em->arena, obj, e->size)))
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	o->snap_nulls = o->nulls;
+	o->state = ST_MANAGED;
+	track(em, o);
+	emh__imap_add(em, o);
 	*out = obj;
 	return 0;
 }
@@ -599,7 +619,7 @@ int emh_repo_query(emh_repo *r, emh_query **out, emh_error *err)
 	return *out ? 0 : emh_error_set(err, EMH_ENOMEM, "out of memory");
 }
 
-static int check_query(emh_repo *r, const emh_query *q, emh_error *err)
+int emh__repo_check_query(emh_repo *r, const emh_query *q, emh_error *err)
 {
 	if (!q)
 		return 0;
@@ -613,6 +633,34 @@ static int check_query(emh_repo *r, const emh_query *q, emh_error *err)
 	return rc ? emh__em_fail(r->em, rc, err) : 0;
 }
 
+/* Run the compiled statement st of m with q's parameters (count: a count's). */
+static int run_query_stmt(emh_em *em, emh__meta *m, const emh_stmt *st, const emh_query *q, bool count,
+			  emh_rowsink *sink, emh_error *err)
+{
+	size_t np = emh__query_nparams(q, count);
+	emh_value stackp[32], *params = np <= 32 ? stackp : malloc(np * sizeof *params);
+	if (!params)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	emh__query_params(q, count, params);
+	emh__op o = {.kind = OP_STMT, .m = m, .st = st, .params = params, .sink = sink};
+	int rc = emh__em_run(em, &o, err);
+	if (params != stackp)
+		free(params);
+	return rc;
+}
+
+int emh__em_find_run(emh_em *em, emh__meta *m, const emh_query *q, emh_rowsink *sink, emh_error *err)
+{
+	if (!emh__em_is_sql(em)) {
+		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = sink};
+		return emh__em_run(em, &o, err);
+	}
+	const emh_stmt *st = emh__sql_query_stmt(m, em->ctx->drv->d.dialect, q, false, err);
+	if (!st)
+		return emh__em_fail(em, err ? err->code : EMH_ENOMEM, err);
+	return run_query_stmt(em, m, st, q, false, sink, err);
+}
+
 static int find_into(emh_repo *r, const emh_query *q, load_sink *ls, emh_error *err)
 {
 	emh_error local;
@@ -620,30 +668,27 @@ static int find_into(emh_repo *r, const emh_query *q, load_sink *ls, emh_error *
 		err = &local;
 	emh_em *em = r->em;
 	emh__meta *m = repo_meta(r);
-	int rc = check_query(r, q, err);
-	if (rc)
+	int rc = emh__repo_check_query(r, q, err);
+	if (rc || (rc = emh__em_filter(em, m, q, &q, err)) != 0)
 		return rc;
 	ls->base.row = load_row;
 	ls->em = em;
 	ls->m = m;
 	em->loaded = true;
-	if (!emh__em_is_sql(em)) {
-		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = &ls->base};
-		return emh__em_run(em, &o, err);
+	return emh__em_find_run(em, m, q, &ls->base, err);
+}
+
+/* A load sink's items as a list (its one-item slot copied into the arena). */
+static int list_of(emh_em *em, load_sink *ls, void ***items, emh_error *err)
+{
+	if (ls->items != &ls->one) {
+		*items = ls->items;
+		return 0;
 	}
-	const emh_stmt *st = emh__sql_query_stmt(m, em->ctx->drv->d.dialect, q, false, err);
-	if (!st)
-		return emh__em_fail(em, err ? err->code : EMH_ENOMEM, err);
-	size_t np = emh__query_nparams(q, false);
-	emh_value stackp[32], *params = np <= 32 ? stackp : malloc(np * sizeof *params);
-	if (!params)
+	if (!(*items = emh__arena_alloc(&em->arena, sizeof **items)))
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	emh__query_params(q, false, params);
-	emh__op o = {.kind = OP_STMT, .m = m, .st = st, .params = params, .sink = &ls->base};
-	rc = emh__em_run(em, &o, err);
-	if (params != stackp)
-		free(params);
-	return rc;
+	(*items)[0] = ls->one;
+	return 0;
 }
 
 int emh_repo_find(emh_repo *r, const emh_query *q, emh_list *out, emh_error *err)
@@ -652,15 +697,8 @@ int emh_repo_find(emh_repo *r, const emh_query *q, emh_list *out, emh_error *err
 	out->items = NULL;
 	out->count = 0;
 	int rc = find_into(r, q, &ls, err);
-	if (rc)
+	if (rc || (rc = list_of(r->em, &ls, &out->items, err)) != 0)
 		return rc;
-	if (ls.items == &ls.one) {
-		if (!(out->items = emh__arena_alloc(&r->em->arena, sizeof *out->items)))
-			return emh_error_set(err, EMH_ENOMEM, "out of memory");
-		out->items[0] = ls.one;
-	} else {
-		out->items = ls.items;
-	}
 	out->count = ls.n;
 	return 0;
 }
@@ -690,16 +728,9 @@ static int count_row(emh_rowsink *s, const emh_value *cols, emh_error *err)
 	return 0;
 }
 
-int emh_repo_count(emh_repo *r, const emh_query *q, int64_t *n, emh_error *err)
+/* Count the rows of q (checked and filtered). */
+static int count_run(emh_em *em, emh__meta *m, const emh_query *q, int64_t *n, emh_error *err)
 {
-	emh_error local;
-	if (!err)
-		err = &local;
-	emh_em *em = r->em;
-	emh__meta *m = r->m;
-	int rc = check_query(r, q, err);
-	if (rc)
-		return rc;
 	*n = 0;
 	if (!emh__em_is_sql(em)) {
 		emh__op o = {.kind = OP_COUNT, .m = m, .q = q, .count = n};
@@ -708,18 +739,22 @@ int emh_repo_count(emh_repo *r, const emh_query *q, int64_t *n, emh_error *err)
 	const emh_stmt *st = emh__sql_query_stmt(m, em->ctx->drv->d.dialect, q, true, err);
 	if (!st)
 		return emh__em_fail(em, err ? err->code : EMH_ENOMEM, err);
-	size_t np = emh__query_nparams(q, true);
-	emh_value stackp[32], *params = np <= 32 ? stackp : malloc(np * sizeof *params);
-	if (!params)
-		return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	emh__query_params(q, true, params);
 	count_sink cs = {.base.row = count_row};
-	emh__op o = {.kind = OP_STMT, .m = m, .st = st, .params = params, .sink = &cs.base};
-	rc = emh__em_run(em, &o, err);
-	if (params != stackp)
-		free(params);
+	int rc = run_query_stmt(em, m, st, q, true, &cs.base, err);
 	*n = cs.n;
 	return rc;
+}
+
+int emh_repo_count(emh_repo *r, const emh_query *q, int64_t *n, emh_error *err)
+{
+	emh_error local;
+	if (!err)
+		err = &local;
+	*n = 0;
+	int rc = emh__repo_check_query(r, q, err);
+	if (rc || (rc = emh__em_filter(r->em, r->m, q, &q, err)) != 0)
+		return rc;
+	return count_run(r->em, r->m, q, n, err);
 }
 
 int emh_repo_exists(emh_repo *r, const emh_query *q, bool *out, emh_error *err)
@@ -728,6 +763,30 @@ int emh_repo_exists(emh_repo *r, const emh_query *q, bool *out, emh_error *err)
 	int rc = emh_repo_count(r, q, &n, err);
 	*out = n > 0;
 	return rc;
+}
+
+int emh_repo_find_page(emh_repo *r, const emh_query *q, emh_page *out, emh_error *err)
+{
+	emh_error local;
+	if (!err)
+		err = &local;
+	load_sink ls = {0};
+	*out = (emh_page){.items = NULL, .count = 0, .total = 0};
+	int rc = find_into(r, q, &ls, err);
+	if (rc || (rc = list_of(r->em, &ls, &out->items, err)) != 0)
+		return rc;
+	out->count = ls.n;
+	/* A page shorter than its limit (or an empty first page) ends the
+	 * rows: it tells the total, and the count is not sent. */
+	int64_t limit = q ? q->limit : -1, offset = q && q->offset > 0 ? q->offset : 0;
+	if ((limit < 0 || (int64_t)ls.n < limit) && (ls.n > 0 || offset == 0)) {
+		out->total = offset + (int64_t)ls.n;
+		return 0;
+	}
+	const emh_query *fq;
+	if ((rc = emh__em_filter(r->em, r->m, q, &fq, err)) != 0)
+		return rc;
+	return count_run(r->em, r->m, fq, &out->total, err);
 }
 
 int emh_repo_get(emh_repo *r, emh_value key, void **out, emh_error *err)
@@ -748,9 +807,25 @@ int emh_repo_get(emh_repo *r, emh_value key, void **out, emh_error *err)
 		else
 			key.u.i64 = k;
 	}
+	/* A filtered entity: the parameters first (unset is EMH_ESTATE, even
+	 * for an object already in the map), and the key through the query
+	 * path, which adds the filter. */
+	const emh_query *fq = NULL;
+	if (m->filters) {
+		emh_query *q = emh__query_new(&em->arena, m->pub.entity);
+		if (!q)
+			return emh_error_set(err, EMH_ENOMEM, "out of memory");
+		emh_q_where(q, emh_q_eq(q, kf->name, key));
+		int rc = emh__query_error(q, err);
+		if (rc)
+			return emh__em_fail(em, rc, err);
+		if ((rc = emh__em_filter(em, m, q, &fq, err)) != 0)
+			return rc;
+	}
 	if (!em->readonly) {
 		emh__obj *have = emh__imap_find(em, m, &key);
-		if (have && (have->state == ST_MANAGED || have->state == ST_NEW)) {
+		if (have && (have->state == ST_MANAGED || have->state == ST_NEW) &&
+		    (!m->filters || emh__filter_match(em, have))) {
 			*out = OBJ(have);
 			return 0;
 		}
@@ -760,18 +835,20 @@ int emh_repo_get(emh_repo *r, emh_value key, void **out, emh_error *err)
 	load_sink ls = {.max = 1, .base.row = load_row, .em = em, .m = m};
 	em->loaded = true;
 	int rc;
-	if (emh__em_is_sql(em)) {
+	if (emh__em_is_sql(em) && !fq) {
 		emh__op o = {.kind = OP_STMT, .m = m, .st = m->st_get, .params = &key, .sink = &ls.base};
 		rc = emh__em_run(em, &o, err);
 	} else {
-		emh_query *q = emh__query_new(&em->arena, m->pub.entity);
-		if (!q)
-			return emh_error_set(err, EMH_ENOMEM, "out of memory");
-		emh_q_where(q, emh_q_eq(q, kf->name, key));
-		if ((rc = emh__query_error(q, err)) != 0)
-			return emh__em_fail(em, rc, err);
-		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = &ls.base};
-		rc = emh__em_run(em, &o, err);
+		if (!fq) {
+			emh_query *q = emh__query_new(&em->arena, m->pub.entity);
+			if (!q)
+				return emh_error_set(err, EMH_ENOMEM, "out of memory");
+			emh_q_where(q, emh_q_eq(q, kf->name, key));
+			if ((rc = emh__query_error(q, err)) != 0)
+				return emh__em_fail(em, rc, err);
+			fq = q;
+		}
+		rc = emh__em_find_run(em, m, fq, &ls.base, err);
 	}
 	if (rc)
 		return rc;
@@ -806,7 +883,7 @@ int emh_repo_new(emh_repo *r, void **out, emh_error *err)
 	if (em->readonly)
 		return emh__em_fail(em, emh_error_set(err, EMH_ESTATE, "the fork is read-only: cannot create '%s'",
 						  r->m->pub.entity->name), err);
-	emh__obj *o = obj_alloc(em, r->m);
+	emh__obj *o = obj_alloc(em, &em->arena, r->m);
 	if (!o)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	o->state = ST_NEW;

@@ -44,7 +44,7 @@ struct emh_repo {
 };
 
 /* One driver call (em.c runs it; uow.c builds the writes). */
-enum { OP_STMT = 1, OP_INSERT, OP_UPDATE, OP_REMOVE, OP_FIND, OP_COUNT, OP_EXECUTE, OP_SYNC, OP_UPSERT };
+enum { OP_STMT = 1, OP_INSERT, OP_UPDATE, OP_REMOVE, OP_FIND, OP_COUNT, OP_EXECUTE, OP_SYNC, OP_UPSERT, OP_AGGREGATE };
 typedef struct emh__op {
 	int kind;
 	emh__meta *m;
@@ -56,6 +56,7 @@ typedef struct emh__op {
 	const emh_query *q;
 	int64_t *count;
 	const char *text;
+	const emh_agg *agg; /* OP_AGGREGATE */
 } emh__op;
 
 /* Bookkeeping to restore when a transaction level is rolled back (uow.c). */
@@ -70,6 +71,12 @@ typedef struct emh__jentry {
 	bool key_set; /* a generated key was written by the flush */
 	int64_t old_key;
 } emh__jentry;
+
+/* A fork parameter (emh_em_set_param): name and value in the fork's arena. */
+typedef struct emh__param {
+	const char *name;
+	emh_value v;
+} emh__param;
 
 struct emh_em {
 	emh_host *host;
@@ -87,6 +94,9 @@ struct emh_em {
 	size_t icap, in;
 	emh_repo *repos;
 	emh__jentry *journal;
+	emh__param *params; /* filter parameters */
+	size_t nparams, pcap;
+	struct emh_iter *iters; /* open iterators, closed with the fork */
 	emh__arena arena;
 	_Alignas(16) unsigned char inline_buf[EM_INLINE];
 };
@@ -172,6 +182,47 @@ void emh__obj_key_write(emh__obj *o, int64_t k);
 emh__obj *emh__imap_find(emh_em *em, emh__meta *m, const emh_value *k);
 void emh__imap_add(emh_em *em, emh__obj *o);
 void emh__imap_del(emh_em *em, emh__obj *o);
+
+/*
+ * Run q (already checked and filtered; NULL: every row) on the fork's
+ * connection, delivering rows of m's fields to sink: the dialect's compiled
+ * statement, or the document driver's find.
+ */
+int emh__em_find_run(emh_em *em, emh__meta *m, const emh_query *q, emh_rowsink *sink, emh_error *err);
+/*
+ * An object for a loaded row that enters no identity map and takes no
+ * snapshot (state ST_DETACHED), allocated with its strings from arena: for
+ * read-only forks and iterators.
+ */
+int emh__em_load_detached(emh_em *em, emh__meta *m, emh__arena *arena, const emh_value *cols, void **out,
+			  emh_error *err);
+/* q is a valid query of r's entity, made by this fork (or NULL). */
+int emh__repo_check_query(emh_repo *r, const emh_query *q, emh_error *err);
+
+/* ---- filter.c: global filters (EMH_F_FILTER) ---- */
+
+/*
+ * The query to run for q on m (see query_int.h): q itself when m has no
+ * filter field or q is unfiltered, else a copy narrowed by filter =
+ * parameter for each filter field.  EMH_ESTATE naming the entity and the
+ * parameter when one is unset, EMH_EINVAL when its value does not suit the
+ * field.  q was checked (emh__repo_check_query).
+ */
+int emh__em_filter(emh_em *em, emh__meta *m, const emh_query *q, const emh_query **out, emh_error *err);
+/* Insert and upsert of o: write the parameters into its filter fields (a
+ * field left zero/NULL), refusing another value (EMH_EINVAL). */
+int emh__filter_stamp(emh_em *em, emh__obj *o, emh_error *err);
+/* Update (mask: changed fields) or removal (mask 0) of o: the object as
+ * stored has this fork's values, and the update changes no filter field. */
+int emh__filter_check_write(emh_em *em, emh__obj *o, uint64_t mask, emh_error *err);
+/* An identity-map hit for get: does o, as stored, have this fork's filter
+ * values?  (The parameters are known to be set.) */
+bool emh__filter_match(emh_em *em, const emh__obj *o);
+
+/* ---- iter.c ---- */
+
+/* Close every iterator still open on the fork (its close). */
+void emh__iter_close_all(emh_em *em);
 
 /* ---- uow.c ---- */
 

@@ -326,7 +326,7 @@ size_t emh_host_refused(const emh_host *h, const emh_refused_info **out)
 const char *emh_caps_string(uint64_t caps, char *buf, size_t cap)
 {
 	static const char *const names[] = {"transactions", "savepoints", "returning", "upsert",
-					    "two-phase",    "sql",        "atomic-flush"};
+					    "two-phase",    "sql",        "atomic-flush", "aggregate"};
 	size_t off = 0;
 	buf[0] = '\0';
 	for (size_t i = 0; i < sizeof names / sizeof *names && off < cap; i++)

@@ -140,6 +140,7 @@ typedef struct emh__meta {
 	emh__meta_key *_Atomic keys;
 	size_t obj_size;          /* header + struct, rounded */
 	uint64_t nullable_scalars; /* bit i: field i is a nullable scalar */
+	uint64_t filters;          /* bit i: field i is an EMH_F_FILTER field */
 	_Atomic int synced;
 	pthread_mutex_t sync_mu;
 	/* SQL drivers: statements compiled at registration */

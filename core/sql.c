@@ -18,6 +18,7 @@
 
 #include "internal.h"
 #include "query_int.h"
+#include "sql_int.h"
 
 void emh_buf_ident(emh_buf *b, const emh_sql_dialect *d, const char *s)
 {
@@ -30,15 +31,7 @@ void emh_buf_ident(emh_buf *b, const emh_sql_dialect *d, const char *s)
 
 /* ---- statements ---- */
 
-typedef struct stmt_builder {
-	emh_buf sql;
-	const emh_sql_dialect *d;
-	emh_type params[EMH_QUERY_MAX_IN + 2 * EMH_ENTITY_MAX_FIELDS + 64];
-	size_t nparams;
-	bool too_many;
-} stmt_builder;
-
-static void add_param(stmt_builder *sb, emh_type t)
+void emh__sql_param(stmt_builder *sb, emh_type t)
 {
 	if (sb->nparams >= sizeof sb->params / sizeof *sb->params) {
 		sb->too_many = true;
@@ -52,7 +45,7 @@ static void add_param(stmt_builder *sb, emh_type t)
 }
 
 /* One allocation: the stmt, its type arrays and its text. */
-static emh_stmt *stmt_finish(stmt_builder *sb, emh__meta *m, int kind, const emh_type *cols, size_t ncols,
+emh_stmt *emh__sql_finish(stmt_builder *sb, emh__meta *m, int kind, const emh_type *cols, size_t ncols,
 			     emh_error *err)
 {
 	if (sb->sql.oom || sb->too_many) {
@@ -83,7 +76,7 @@ static emh_stmt *stmt_finish(stmt_builder *sb, emh__meta *m, int kind, const emh
 	return st;
 }
 
-static stmt_builder *sb_new(const emh_sql_dialect *d)
+stmt_builder *emh__sql_builder(const emh_sql_dialect *d)
 {
 	stmt_builder *sb = malloc(sizeof *sb);
 	if (sb) {
@@ -114,7 +107,7 @@ static void where_key(stmt_builder *sb, const emh__meta *m)
 	emh_buf_adds(&sb->sql, " WHERE ");
 	emh_buf_ident(&sb->sql, sb->d, k->column);
 	emh_buf_adds(&sb->sql, " = ");
-	add_param(sb, k->type);
+	emh__sql_param(sb, k->type);
 }
 
 static const char *const cmp_sql[] = {
@@ -122,14 +115,14 @@ static const char *const cmp_sql[] = {
 	[EMH_OP_LE] = " <= ", [EMH_OP_GT] = " > ", [EMH_OP_GE] = " >= ",
 };
 
-static void compile_cond(stmt_builder *sb, const emh_entity *e, const emh_cond *c)
+void emh__sql_cond(stmt_builder *sb, const emh_entity *e, const emh_cond *c)
 {
 	const emh_field *f = c->field >= 0 ? &e->fields[c->field] : NULL;
 	switch (c->op) {
 	case EMH_OP_EQ: case EMH_OP_NE: case EMH_OP_LT: case EMH_OP_LE: case EMH_OP_GT: case EMH_OP_GE:
 		emh_buf_ident(&sb->sql, sb->d, f->column);
 		emh_buf_adds(&sb->sql, cmp_sql[c->op]);
-		add_param(sb, f->type);
+		emh__sql_param(sb, f->type);
 		break;
 	case EMH_OP_IN:
 		if (c->nvals == 0) {
@@ -141,14 +134,14 @@ static void compile_cond(stmt_builder *sb, const emh_entity *e, const emh_cond *
 		for (size_t i = 0; i < c->nvals; i++) {
 			if (i)
 				emh_buf_adds(&sb->sql, ", ");
-			add_param(sb, f->type);
+			emh__sql_param(sb, f->type);
 		}
 		emh_buf_adds(&sb->sql, ")");
 		break;
 	case EMH_OP_LIKE:
 		emh_buf_ident(&sb->sql, sb->d, f->column);
 		emh_buf_adds(&sb->sql, " LIKE ");
-		add_param(sb, EMH_T_TEXT);
+		emh__sql_param(sb, EMH_T_TEXT);
 		emh_buf_adds(&sb->sql, sb->d->like_escape ? sb->d->like_escape : "");
 		break;
 	case EMH_OP_IS_NULL:
@@ -162,13 +155,13 @@ static void compile_cond(stmt_builder *sb, const emh_entity *e, const emh_cond *
 		for (size_t i = 0; i < c->nkids; i++) {
 			if (i)
 				emh_buf_adds(&sb->sql, c->op == EMH_OP_AND ? " AND " : " OR ");
-			compile_cond(sb, e, c->kids[i]);
+			emh__sql_cond(sb, e, c->kids[i]);
 		}
 		emh_buf_adds(&sb->sql, ")");
 		break;
 	case EMH_OP_NOT:
 		emh_buf_adds(&sb->sql, "NOT (");
-		compile_cond(sb, e, c->kids[0]);
+		emh__sql_cond(sb, e, c->kids[0]);
 		emh_buf_adds(&sb->sql, ")");
 		break;
 	}
@@ -190,13 +183,16 @@ static bool has_other_unique(const emh_entity *e)
  * INSERT of every column, then the dialect's way of updating the row with the
  * same key.  MySQL's ON DUPLICATE KEY fires on any unique index, which for an
  * entity with another unique column would overwrite a different row: no
- * statement then (emh_repo_upsert says why).
+ * statement then (emh_repo_upsert says why).  An entity with global filters
+ * updates the existing row only when its filter columns are the new row's
+ * (ON CONFLICT ... DO UPDATE ... WHERE; no row changed then tells the key is
+ * another tenant's); ON DUPLICATE KEY has no such condition: no statement.
  */
 static int compile_upsert(emh__meta *m, const emh_sql_dialect *d, stmt_builder *sb, emh_error *err)
 {
 	const emh_entity *e = m->pub.entity;
 	const emh_field *k = &e->fields[m->pub.pk];
-	if (d->upsert == EMH_SQL_UPSERT_ON_DUPLICATE_KEY && has_other_unique(e))
+	if (d->upsert == EMH_SQL_UPSERT_ON_DUPLICATE_KEY && (has_other_unique(e) || m->filters))
 		return 0;
 	sb->nparams = 0;
 	emh_buf_adds(&sb->sql, "INSERT INTO ");
@@ -211,7 +207,7 @@ static int compile_upsert(emh__meta *m, const emh_sql_dialect *d, stmt_builder *
 	for (size_t i = 0; i < e->nfields; i++) {
 		if (i)
 			emh_buf_adds(&sb->sql, ", ");
-		add_param(sb, e->fields[i].type);
+		emh__sql_param(sb, e->fields[i].type);
 	}
 	emh_buf_adds(&sb->sql, ")");
 	bool on_conflict = d->upsert == EMH_SQL_UPSERT_ON_CONFLICT;
@@ -227,9 +223,14 @@ static int compile_upsert(emh__meta *m, const emh_sql_dialect *d, stmt_builder *
 			emh_buf_ident(&sb->sql, d, k->column);
 		}
 	}
+	/* Filter columns are equal when the WHERE below holds: not set, unless
+	 * there is nothing else (DO UPDATE needs one assignment). */
+	uint64_t keep = m->filters;
+	if ((keep | (UINT64_C(1) << m->pub.pk)) == (e->nfields == 64 ? ~UINT64_C(0) : (UINT64_C(1) << e->nfields) - 1))
+		keep &= keep - 1;
 	size_t n = 0;
 	for (size_t i = 0; i < e->nfields; i++) {
-		if ((int)i == m->pub.pk)
+		if ((int)i == m->pub.pk || ((keep >> i) & 1))
 			continue;
 		if (n++)
 			emh_buf_adds(&sb->sql, ", ");
@@ -239,7 +240,17 @@ static int compile_upsert(emh__meta *m, const emh_sql_dialect *d, stmt_builder *
 		if (!on_conflict)
 			emh_buf_adds(&sb->sql, ")");
 	}
-	m->st_upsert = stmt_finish(sb, m, EMH_STMT_INSERT, NULL, 0, err);
+	for (size_t i = 0, w = 0; i < e->nfields; i++) {
+		if (!((m->filters >> i) & 1))
+			continue;
+		emh_buf_adds(&sb->sql, w++ ? " AND " : " WHERE ");
+		emh_buf_ident(&sb->sql, d, e->table);
+		emh_buf_adds(&sb->sql, ".");
+		emh_buf_ident(&sb->sql, d, e->fields[i].column);
+		emh_buf_adds(&sb->sql, " = excluded.");
+		emh_buf_ident(&sb->sql, d, e->fields[i].column);
+	}
+	m->st_upsert = emh__sql_finish(sb, m, EMH_STMT_INSERT, NULL, 0, err);
 	return m->st_upsert ? 0 : (err ? err->code : EMH_ENOMEM);
 }
 
@@ -248,26 +259,26 @@ int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err
 	const emh_entity *e = m->pub.entity;
 	const emh_field *k = &e->fields[m->pub.pk];
 	emh_type cols[EMH_ENTITY_MAX_FIELDS];
-	stmt_builder *sb = sb_new(d);
+	stmt_builder *sb = emh__sql_builder(d);
 	if (!sb)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	int rc = 0;
 
 	select_list(sb, e, cols);
 	where_key(sb, m);
-	if (!(m->st_get = stmt_finish(sb, m, EMH_STMT_SELECT, cols, e->nfields, err)))
+	if (!(m->st_get = emh__sql_finish(sb, m, EMH_STMT_SELECT, cols, e->nfields, err)))
 		goto out_fail;
 
 	sb->nparams = 0;
 	select_list(sb, e, cols);
-	if (!(m->st_select_all = stmt_finish(sb, m, EMH_STMT_SELECT, cols, e->nfields, err)))
+	if (!(m->st_select_all = emh__sql_finish(sb, m, EMH_STMT_SELECT, cols, e->nfields, err)))
 		goto out_fail;
 
 	sb->nparams = 0;
 	emh_buf_adds(&sb->sql, "SELECT COUNT(*) FROM ");
 	emh_buf_ident(&sb->sql, d, e->table);
 	emh_type cnt = EMH_T_INT64;
-	if (!(m->st_count_all = stmt_finish(sb, m, EMH_STMT_COUNT, &cnt, 1, err)))
+	if (!(m->st_count_all = emh__sql_finish(sb, m, EMH_STMT_COUNT, &cnt, 1, err)))
 		goto out_fail;
 
 	sb->nparams = 0;
@@ -289,7 +300,7 @@ int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err
 			continue;
 		if (ncol++)
 			emh_buf_adds(&sb->sql, ", ");
-		add_param(sb, e->fields[i].type);
+		emh__sql_param(sb, e->fields[i].type);
 	}
 	emh_buf_adds(&sb->sql, ")");
 	bool ret = m->pub.generated && d->returning;
@@ -297,7 +308,7 @@ int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err
 		emh_buf_adds(&sb->sql, " RETURNING ");
 		emh_buf_ident(&sb->sql, d, k->column);
 	}
-	if (!(m->st_insert = stmt_finish(sb, m, EMH_STMT_INSERT, &k->type, ret ? 1 : 0, err)))
+	if (!(m->st_insert = emh__sql_finish(sb, m, EMH_STMT_INSERT, &k->type, ret ? 1 : 0, err)))
 		goto out_fail;
 
 	if (d->upsert && !m->pub.generated) {
@@ -309,7 +320,7 @@ int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err
 	emh_buf_adds(&sb->sql, "DELETE FROM ");
 	emh_buf_ident(&sb->sql, d, e->table);
 	where_key(sb, m);
-	if (!(m->st_delete = stmt_finish(sb, m, EMH_STMT_DELETE, NULL, 0, err)))
+	if (!(m->st_delete = emh__sql_finish(sb, m, EMH_STMT_DELETE, NULL, 0, err)))
 		goto out_fail;
 	free(sb);
 	return 0;
@@ -404,10 +415,8 @@ static emh__stmtcache *meta_cache(emh__meta *m)
 	return c;
 }
 
-typedef emh_stmt *(*compile_fn)(emh__meta *m, const emh_sql_dialect *d, const void *arg, emh_error *err);
-
-static const emh_stmt *cached(emh__meta *m, const emh_sql_dialect *d, const unsigned char *key, size_t klen,
-			      compile_fn fn, const void *arg, emh_error *err)
+const emh_stmt *emh__sql_cached(emh__meta *m, const emh_sql_dialect *d, const unsigned char *key, size_t klen,
+				 emh__sql_compile_fn fn, const void *arg, emh_error *err)
 {
 	emh__stmtcache *c = meta_cache(m);
 	if (!c)
@@ -442,7 +451,7 @@ static emh_stmt *compile_update(emh__meta *m, const emh_sql_dialect *d, const vo
 {
 	uint64_t mask = *(const uint64_t *)arg;
 	const emh_entity *e = m->pub.entity;
-	stmt_builder *sb = sb_new(d);
+	stmt_builder *sb = emh__sql_builder(d);
 	if (!sb)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
 	emh_buf_adds(&sb->sql, "UPDATE ");
@@ -456,10 +465,10 @@ static emh_stmt *compile_update(emh__meta *m, const emh_sql_dialect *d, const vo
 			emh_buf_adds(&sb->sql, ", ");
 		emh_buf_ident(&sb->sql, d, e->fields[i].column);
 		emh_buf_adds(&sb->sql, " = ");
-		add_param(sb, e->fields[i].type);
+		emh__sql_param(sb, e->fields[i].type);
 	}
 	where_key(sb, m);
-	emh_stmt *st = stmt_finish(sb, m, EMH_STMT_UPDATE, NULL, 0, err);
+	emh_stmt *st = emh__sql_finish(sb, m, EMH_STMT_UPDATE, NULL, 0, err);
 	free(sb);
 	return st;
 }
@@ -468,25 +477,25 @@ const emh_stmt *emh__sql_update_stmt(emh__meta *m, const emh_sql_dialect *d, uin
 {
 	unsigned char key[9] = {'U'};
 	memcpy(key + 1, &mask, sizeof mask);
-	return cached(m, d, key, sizeof key, compile_update, &mask, err);
+	return emh__sql_cached(m, d, key, sizeof key, compile_update, &mask, err);
 }
 
 /* Shape of a query: everything its SQL text depends on, never its values. */
-static void shape_cond(emh_buf *b, const emh_cond *c)
+void emh__sql_shape_cond(emh_buf *b, const emh_cond *c)
 {
 	uint32_t n = (uint32_t)(c->op == EMH_OP_IN ? c->nvals : c->nkids);
 	unsigned char hdr[6] = {(unsigned char)c->op, (unsigned char)(c->field + 1), (unsigned char)n,
 				(unsigned char)(n >> 8), (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
 	emh_buf_add(b, (const char *)hdr, sizeof hdr);
 	for (size_t i = 0; i < c->nkids; i++)
-		shape_cond(b, c->kids[i]);
+		emh__sql_shape_cond(b, c->kids[i]);
 }
 
 static void shape_of(emh_buf *b, const emh_query *q, bool count)
 {
 	emh_buf_add(b, count ? "C" : "S", 1);
 	if (q->where)
-		shape_cond(b, q->where);
+		emh__sql_shape_cond(b, q->where);
 	emh_buf_add(b, "|", 1);
 	if (!count) {
 		for (size_t i = 0; i < q->norder; i++) {
@@ -509,7 +518,7 @@ static emh_stmt *compile_query(emh__meta *m, const emh_sql_dialect *d, const voi
 	const emh_query *q = qa->q;
 	const emh_entity *e = m->pub.entity;
 	emh_type cols[EMH_ENTITY_MAX_FIELDS];
-	stmt_builder *sb = sb_new(d);
+	stmt_builder *sb = emh__sql_builder(d);
 	if (!sb)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
 	if (qa->count) {
@@ -520,7 +529,7 @@ static emh_stmt *compile_query(emh__meta *m, const emh_sql_dialect *d, const voi
 	}
 	if (q->where) {
 		emh_buf_adds(&sb->sql, " WHERE ");
-		compile_cond(sb, e, q->where);
+		emh__sql_cond(sb, e, q->where);
 	}
 	if (!qa->count) {
 		for (size_t i = 0; i < q->norder; i++) {
@@ -530,18 +539,18 @@ static emh_stmt *compile_query(emh__meta *m, const emh_sql_dialect *d, const voi
 		}
 		if (q->limit >= 0) {
 			emh_buf_adds(&sb->sql, " LIMIT ");
-			add_param(sb, EMH_T_INT64);
+			emh__sql_param(sb, EMH_T_INT64);
 		} else if (q->offset >= 0 && d->limit_all) {
 			emh_buf_addf(&sb->sql, " LIMIT %s", d->limit_all);
 		}
 		if (q->offset >= 0) {
 			emh_buf_adds(&sb->sql, " OFFSET ");
-			add_param(sb, EMH_T_INT64);
+			emh__sql_param(sb, EMH_T_INT64);
 		}
 	}
 	emh_type cnt = EMH_T_INT64;
-	emh_stmt *st = qa->count ? stmt_finish(sb, m, EMH_STMT_COUNT, &cnt, 1, err)
-				 : stmt_finish(sb, m, EMH_STMT_SELECT, cols, e->nfields, err);
+	emh_stmt *st = qa->count ? emh__sql_finish(sb, m, EMH_STMT_COUNT, &cnt, 1, err)
+				 : emh__sql_finish(sb, m, EMH_STMT_SELECT, cols, e->nfields, err);
 	free(sb);
 	return st;
 }
@@ -558,7 +567,7 @@ const emh_stmt *emh__sql_query_stmt(emh__meta *m, const emh_sql_dialect *d, cons
 		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
 	}
 	query_arg qa = {q, count};
-	const emh_stmt *st = cached(m, d, (const unsigned char *)b.ptr, b.len, compile_query, &qa, err);
+	const emh_stmt *st = emh__sql_cached(m, d, (const unsigned char *)b.ptr, b.len, compile_query, &qa, err);
 	emh_buf_release(&b);
 	return st;
 }

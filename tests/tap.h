@@ -17,8 +17,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * The counters.  A program of several files defines TAP_SHARED in each, and
+ * TAP_SHARED_DEFINE in the one that owns them, so that every file numbers
+ * the same test sequence.
+ */
+#if defined(TAP_SHARED) && !defined(TAP_SHARED_DEFINE)
+extern int tap__n, tap__failed, tap__planned;
+extern pthread_mutex_t tap__mu;
+#elif defined(TAP_SHARED)
+int tap__n, tap__failed, tap__planned = -1;
+pthread_mutex_t tap__mu = PTHREAD_MUTEX_INITIALIZER;
+#else
 static int tap__n, tap__failed, tap__planned = -1;
 static pthread_mutex_t tap__mu = PTHREAD_MUTEX_INITIALIZER;
+#endif
 
 static inline void plan(int n) { tap__planned = n; printf("1..%d\n", n); fflush(stdout); }
 static inline void plan_lazy(void) { tap__planned = -1; }

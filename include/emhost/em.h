@@ -121,6 +121,21 @@ int emh_em_transaction(emh_em *em, emh_tx_fn fn, void *ud, emh_error *err);
 /* Current transaction depth (0 = none). */
 int emh_em_tx_depth(const emh_em *em);
 
+/*
+ * Set the fork's parameter name (an identifier) to v: the value of every
+ * global filter field called name (EMH_F_FILTER, entity.h) from now on.  v
+ * is copied; its type must suit the fields it filters (int32 and int64 mix
+ * freely, checked where it is used); NULL, blob, json and double values are
+ * refused.  Setting it again replaces the value: objects loaded under the
+ * old one stay in the identity map, but a get answers only with objects of
+ * the current value, and objects stored with another are neither updated
+ * nor removed.  Returns 0, EMH_EINVAL, EMH_ENOMEM.
+ */
+int emh_em_set_param(emh_em *em, const char *name, emh_value v, emh_error *err);
+/* The value of parameter name, or NULL when unset; borrowed until it is set
+ * again or the fork closes. */
+const emh_value *emh_em_param(const emh_em *em, const char *name);
+
 /* Run raw statements (DDL, migrations) on the fork's connection. */
 int emh_em_execute(emh_em *em, const char *sql, emh_error *err);
 
@@ -165,6 +180,65 @@ int emh_repo_find_one(emh_repo *r, const emh_query *q, void **out, emh_error *er
 /* Number of matching rows (limit/offset/order ignored). */
 int emh_repo_count(emh_repo *r, const emh_query *q, int64_t *n, emh_error *err);
 int emh_repo_exists(emh_repo *r, const emh_query *q, bool *out, emh_error *err);
+
+/* One page of objects and the number of rows of every page together. */
+typedef struct emh_page {
+	void **items;  /* in the fork's arena, like a list's */
+	size_t count;
+	int64_t total; /* rows matching q, limit and offset ignored */
+} emh_page;
+
+/*
+ * Find and count in one call, for paged listings: items as emh_repo_find
+ * gives them, total as emh_repo_count would.  Two statements (the count is
+ * left out when the page itself tells the total: a short page, or an empty
+ * one at offset 0), so outside a transaction a concurrent write may fall
+ * between them; inside one they see the same rows on a REPEATABLE READ or
+ * stricter database.  Returns what find or count return.
+ */
+int emh_repo_find_page(emh_repo *r, const emh_query *q, emh_page *out, emh_error *err);
+
+/*
+ * Iterators: stream every row of a query in constant memory.
+ *
+ *   emh_iter *it;
+ *   void *obj;
+ *   int rc = emh_repo_iter(r, q, &it, &err);
+ *   if (rc == 0) {
+ *       while ((rc = emh_iter_next(it, &obj, &err)) == 1)
+ *           use(obj);
+ *       emh_iter_close(it);
+ *   }
+ *   // rc 0: every row was read; rc < 0: err says why
+ *
+ * Rows are read in pages (keyset paging: each page is one statement that
+ * continues after the last row of the one before, by the query's ordering
+ * with the primary key as the last key, NULL-aware), so a table of any size
+ * costs the memory of one page, and other calls may use the fork between
+ * two emh_iter_next.  The objects are read-only: not in the identity map
+ * (not merged with this fork's unflushed changes), never flushed, and each
+ * is valid only until the next emh_iter_next or emh_iter_close on its
+ * iterator -- copy what you keep.  Pages run in the fork's transaction when
+ * one is open; otherwise rows written meanwhile may or may not appear (never
+ * twice, never a row skipped that existed throughout).  q's limit and offset
+ * apply to the whole iteration; ordering by a blob or json field is refused.
+ * Global filters apply.  The iterator lives until emh_iter_close or the
+ * fork's close.  Returns 0, EMH_EINVAL, EMH_ESTATE (a filter parameter
+ * unset), EMH_ENOMEM; it runs nothing until the first emh_iter_next.
+ */
+typedef struct emh_iter emh_iter;
+int emh_repo_iter(emh_repo *r, const emh_query *q, emh_iter **out, emh_error *err);
+/* Rows per page (1 to 100000; default 1000), before the first emh_iter_next:
+ * EMH_ESTATE after it, EMH_EINVAL out of range. */
+int emh_iter_set_page_size(emh_iter *it, size_t rows, emh_error *err);
+/*
+ * The next object into *obj: returns 1 when there is one, 0 at the end (obj
+ * NULL), or a negative status with err filled; after an error every further
+ * call is EMH_ESTATE.
+ */
+int emh_iter_next(emh_iter *it, void **obj, emh_error *err);
+/* Free the iterator and its page; NULL is a no-op. */
+void emh_iter_close(emh_iter *it);
 
 /*
  * Insert obj, or -- when a row with its key already exists -- overwrite that

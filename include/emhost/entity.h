@@ -88,6 +88,20 @@ enum {
 	EMH_F_NULLABLE = 1u << 2,  /* may be NULL */
 	EMH_F_UNIQUE = 1u << 3,    /* unique index on this column */
 	EMH_F_INDEXED = 1u << 4,   /* secondary (non-unique) index on this column */
+	/*
+	 * A global filter, for the "shared database with a tenant column"
+	 * pattern: the field is bound to the fork parameter named after the
+	 * field (emh_em_set_param(em, "tenant_id", v), or emh_scope_set_param for
+	 * every fork of a scope).  Every read of the entity (get, find, count,
+	 * exists, aggregate, iterators, pages) adds `field = parameter`; every
+	 * insert and upsert stores the parameter in the field; an update may not
+	 * change it, and an object stored with another value is neither updated
+	 * nor removed.  Touching the entity while the parameter is unset is
+	 * EMH_ESTATE -- never an unfiltered read; emh_q_unfiltered opts one query
+	 * out.  Not on the primary key, not nullable; bool, int32, int64, text or
+	 * timestamp.  Several filter fields each have their own parameter.
+	 */
+	EMH_F_FILTER = 1u << 5,
 };
 
 /* C kind of a struct member, recorded by EMH_FIELD through _Generic so that a

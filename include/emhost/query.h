@@ -100,6 +100,12 @@ void emh_q_order_by(emh_query *q, const char *field, bool descending);
 void emh_q_limit(emh_query *q, int64_t n);
 /* Skip the first n rows (n >= 0). */
 void emh_q_offset(emh_query *q, int64_t n);
+/*
+ * Opt this query out of the entity's global filters (EMH_F_FILTER): it then
+ * reads every row, whatever the fork's parameters -- for administration
+ * across tenants.  Said explicitly, per query; writes stay filtered.
+ */
+void emh_q_unfiltered(emh_query *q);
 
 /* Accessors for drivers (driver.h) and for tests. */
 const emh_entity *emh_query_entity(const emh_query *q);

@@ -57,6 +57,17 @@ struct emh_sql_dialect {
 	/* EMH_SQL_UPSERT_*; drivers that set one advertise EMH_CAP_UPSERT. */
 	int upsert;
 	/* ---- ABI 1.1 (read only from drivers built against 1.1 or later) ---- */
+	/*
+	 * Aggregates: the type names that make a SUM of an integer column read
+	 * as int64 and an AVG of one as a double: CAST(SUM("c") AS <cast_int64>)
+	 * (PostgreSQL: "BIGINT" -- its SUM(bigint) is numeric) and
+	 * AVG(CAST("c" AS <cast_double>)) ("DOUBLE PRECISION"; MySQL "DOUBLE",
+	 * whose AVG of integers is a DECIMAL cut to 4 decimals).  NULL: no
+	 * cast (SQLite; MySQL's DECIMAL sums, which its client library converts
+	 * to int64 and reports when they do not fit).
+	 */
+	const char *cast_int64;
+	const char *cast_double;
 };
 
 /* The size of the members of ABI 1.0 (what a 1.0 driver's dialect holds). */

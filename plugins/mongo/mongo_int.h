@@ -9,6 +9,7 @@
  *   mongo_json.c    json fields: JSON text <-> BSON (jansson reads, our writer writes)
  *   mongo_filter.c  emh_query -> BSON filter, sort, skip and limit
  *   mongo_crud.c    insert, update, upsert, remove, find, count, generated keys
+ *   mongo_agg.c     aggregates as an aggregation pipeline
  *   mongo_schema.c  sync (collections, indexes), drop, raw commands
  *
  * The plugin exports only emh_driver_descriptor (libtool's
@@ -167,6 +168,11 @@ int mg_find(emh_conn *c, const emh_meta *m, const emh_query *q, emh_rowsink *sin
 int mg_count(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *n, emh_error *err);
 /* Forget the generated-key counter of collection table (the next key is 1). */
 int mg_key_reset(emh_conn *c, const char *table, emh_error *err);
+
+/* ---- mongo_agg.c: aggregates ---- */
+
+int mg_aggregate(emh_conn *c, const emh_meta *m, const emh_query *q, const emh_agg *a, emh_rowsink *sink,
+		 emh_error *err);
 
 /* ---- mongo_schema.c: collections, indexes, raw commands ---- */
 

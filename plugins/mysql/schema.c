@@ -90,6 +90,10 @@ const emh_sql_dialect my_dialect = {
 	.begin_sql = "START TRANSACTION",
 	.column_type = my_column_type,
 	.upsert = EMH_SQL_UPSERT_ON_DUPLICATE_KEY,
+	/* AVG of integers is a DECIMAL cut to 4 decimals: averaged as DOUBLE.
+	 * SUM's DECIMAL is read as int64 by the client library, which reports a
+	 * sum that does not fit (no CAST: it would clamp it). */
+	.cast_double = "DOUBLE",
 };
 
 /* Base name of a reported column type: "varchar(255)" -> "varchar". */

@@ -46,6 +46,10 @@ const emh_sql_dialect pg_dialect = {
 	.like_escape = " ESCAPE '\\'",
 	.column_type = pg_column_type,
 	.upsert = EMH_SQL_UPSERT_ON_CONFLICT,
+	/* SUM(bigint) and AVG are numeric, which the binary decoder does not read;
+	 * a sum beyond bigint fails the cast (22003). */
+	.cast_int64 = "BIGINT",
+	.cast_double = "DOUBLE PRECISION",
 };
 
 /* Which existing column types (pg_type.typname) a field can live in: ones

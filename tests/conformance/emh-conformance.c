@@ -59,7 +59,8 @@
 #include <emhost/driver.h>
 #include <emhost/emhost.h>
 
-#include "tap.h"
+#define TAP_SHARED_DEFINE
+#include "conformance.h"
 
 /* ---- entities (tables are named at run time) ---- */
 
@@ -169,7 +170,6 @@ static const emh_field conf_unreg_fields[] = {
 	EMH_FIELD(conf_unreg, name, EMH_T_TEXT, 0),
 };
 
-enum { T_ALL, T_Q, T_USER, T_KV, T_THR, T_UNREG, T__N };
 static const char *const table_suffix[T__N] = {"all", "q", "user", "kv", "thr", "unreg"};
 
 #define OTHER_CTX "conf_other"
@@ -177,30 +177,14 @@ static const char *const table_suffix[T__N] = {"all", "q", "user", "kv", "thr", 
 #define THREADS 8
 #define THR_ROWS 40
 
-/* Everything the cases share; one per run, passed around explicitly. */
-typedef struct suite {
-	emh_host *h;
-	char ctx[128];
-	char driver[64];
-	uint64_t caps;
-	char capstr[256];
-	bool sql;
-	bool no_native; /* --no-native-codes */
-	bool have_other;
-	char tables[T__N][64];
-	emh_entity e[T__N];
-	unsigned char *big; /* BIG_BLOB bytes */
-	char *longtxt;      /* 1000 characters */
-} suite;
-
 /* ---- small helpers ---- */
 
-static const char *st_name(int rc)
+const char *st_name(int rc)
 {
 	return rc == 0 ? "EMH_OK" : emh_status_name(rc);
 }
 
-static void diag_err(int rc, const emh_error *err)
+void diag_err(int rc, const emh_error *err)
 {
 	if (rc == 0) {
 		diag("  got EMH_OK");
@@ -211,10 +195,7 @@ static void diag_err(int rc, const emh_error *err)
 		diag("  native %d sqlstate '%s' context '%s'", err->native, err->sqlstate, err->context);
 }
 
-/* ok(rc == want) with the error's code name and message as diagnostics. */
-static int expect_rc(int rc, int want, const emh_error *err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int expect_rc(int rc, int want, const emh_error *err, const char *fmt, ...)
+int expect_rc(int rc, int want, const emh_error *err, const char *fmt, ...)
 {
 	char name[512];
 	va_list ap;
@@ -228,14 +209,8 @@ static int expect_rc(int rc, int want, const emh_error *err, const char *fmt, ..
 	diag("  expected %s", st_name(want));
 	return 0;
 }
-#define OK_RC(rc, err, ...) expect_rc((rc), EMH_OK, &(err), __VA_ARGS__)
 
-/*
- * A case that cannot run on this context, printed as a passing test with a
- * SKIP directive and its reason, so that no case disappears silently.
- */
-static void na(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void na(const char *name, const char *fmt, ...)
+void na(const char *name, const char *fmt, ...)
 {
 	char why[512];
 	va_list ap;
@@ -249,7 +224,7 @@ static void na(const char *name, const char *fmt, ...)
 	pthread_mutex_unlock(&tap__mu);
 }
 
-static emh_em *xfork(suite *s, const char *ctx)
+emh_em *xfork(suite *s, const char *ctx)
 {
 	emh_em *em = NULL;
 	emh_error err;
@@ -259,7 +234,7 @@ static emh_em *xfork(suite *s, const char *ctx)
 	return em;
 }
 
-static emh_repo *xrepo(emh_em *em, const emh_entity *e)
+emh_repo *xrepo(emh_em *em, const emh_entity *e)
 {
 	emh_repo *r = NULL;
 	emh_error err;
@@ -270,7 +245,7 @@ static emh_repo *xrepo(emh_em *em, const emh_entity *e)
 	return r;
 }
 
-static emh_query *xquery(emh_repo *r)
+emh_query *xquery(emh_repo *r)
 {
 	emh_query *q = NULL;
 	emh_error err;
@@ -2671,6 +2646,7 @@ int main(int argc, char **argv)
 		t_uow(&s);
 		t_conflict(&s);
 		t_upsert(&s);
+		cf_query(&s);
 		t_transactions(&s);
 		t_readonly_clear(&s);
 		t_errors(&s);

@@ -4,7 +4,8 @@
 # file in every `make check`; the other drivers' wrappers live in their own
 # test folders and call $(EMH_BUILDDIR)/tests/conformance/emh-conformance.
 check_PROGRAMS += tests/conformance/emh-conformance
-tests_conformance_emh_conformance_SOURCES = tests/conformance/emh-conformance.c tests/tap.h
+tests_conformance_emh_conformance_SOURCES = tests/conformance/emh-conformance.c tests/conformance/conformance.h \
+	tests/conformance/cf_query.c tests/tap.h
 tests_conformance_emh_conformance_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
 tests_conformance_emh_conformance_LDADD = core/libemhost.la $(EMH_PTHREAD_LIBS)
 
