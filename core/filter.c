@@ -25,17 +25,26 @@ static emh__param *param_find(const emh_em *em, const char *name)
 	return NULL;
 }
 
+int emh__param_check(const char *name, const emh_value *v, emh_error *err)
+{
+	if (!emh_ident_valid(name))
+		return emh_error_set(err, EMH_EINVAL, "'%s' is not a parameter name (an identifier)",
+				     name ? name : "(null)");
+	if (v->is_null || v->type == EMH_T_DOUBLE || v->type == EMH_T_BLOB || v->type == EMH_T_JSON ||
+	    v->type < 1 || v->type > EMH_T__MAX)
+		return emh_error_set(err, EMH_EINVAL,
+				     "parameter '%s': a filter value is a non-NULL bool, int32, int64, text or "
+				     "timestamp, not %s%s", name, v->is_null ? "NULL " : "", emh_type_name(v->type));
+	return 0;
+}
+
 int emh_em_set_param(emh_em *em, const char *name, emh_value v, emh_error *err)
 {
-	if (!em || !emh_ident_valid(name))
-		return emh_error_set(err, EMH_EINVAL, "emh_em_set_param: '%s' is not a parameter name (an identifier)",
-				     name ? name : "(null)");
-	if (v.is_null || v.type == EMH_T_DOUBLE || v.type == EMH_T_BLOB || v.type == EMH_T_JSON ||
-	    v.type < 1 || v.type > EMH_T__MAX)
-		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
-						  "parameter '%s': a filter value is a non-NULL bool, int32, int64, "
-						  "text or timestamp, not %s%s",
-						  name, v.is_null ? "NULL " : "", emh_type_name(v.type)), err);
+	if (!em)
+		return emh_error_set(err, EMH_EINVAL, "emh_em_set_param: no fork given");
+	int rc = emh__param_check(name, &v, err);
+	if (rc)
+		return emh__em_fail(em, rc, err);
 	if (v.type == EMH_T_TEXT) {
 		char *s = emh__arena_strndup(&em->arena, v.u.s.ptr ? v.u.s.ptr : "", v.u.s.len);
 		if (!s)

@@ -275,5 +275,7 @@ int emh__query_error(const emh_query *q, emh_error *err);
 
 /* ---- fork internals used by service.c ---- */
 emh_context *emh__em_context(const emh_em *em);
+/* Can v be the value of fork parameter name (emh_em_set_param)?  0 or EMH_EINVAL. */
+int emh__param_check(const char *name, const emh_value *v, emh_error *err);
 
 #endif
