@@ -139,6 +139,7 @@ static const struct {
 	{"fx_capupsql", "advertises EMH_CAP_UPSERT (bit 3) but its dialect has no upsert style"},
 	{"fx_cap2pc", "advertises EMH_CAP_TWO_PHASE (bit 4), which no member of this ABI serves"},
 	{"fx_capunknown", "unknown capability bit 40 (caps 0x10000000000)"},
+	{"fx_capagg", "advertises EMH_CAP_AGGREGATE (bit 7) without 'aggregate'"},
 };
 #define NFIXTURES (sizeof fixtures / sizeof fixtures[0])
 
