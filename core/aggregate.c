@@ -480,7 +480,8 @@ static int agg_check(emh_repo *r, const emh_query *q, const emh_agg *a, emh_erro
 	if (!a)
 		rc = emh_error_set(err, EMH_EINVAL, "emh_repo_aggregate: no aggregate specification given");
 	else if (a->arena != &em->arena)
-		rc = emh_error_set(err, EMH_EINVAL, "aggregate specification of another fork given to this fork's repository");
+		rc = emh_error_set(err, EMH_EINVAL,
+				   "aggregate specification of another fork given to this fork's repository");
 	else if (a->e != e)
 		rc = emh_error_set(err, EMH_EINVAL, "aggregate on entity '%s' given to the repository of '%s'", a->e->name,
 				   e->name);

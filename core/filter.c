@@ -121,7 +121,8 @@ static int filter_value(emh_em *em, const emh__meta *m, int i, emh_value *out, e
 						  e->name, f->name, f->name), err);
 	if (r < 0)
 		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
-						  "entity '%s': parameter '%s' is %s, which does not suit its %s filter field",
+						  "entity '%s': parameter '%s' is %s, which does not suit its %s "
+						  "filter field",
 						  e->name, f->name, emh_type_name(param_find(em, f->name)->v.type),
 						  emh_type_name(f->type)), err);
 	return 0;

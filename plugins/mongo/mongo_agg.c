@@ -11,8 +11,10 @@
  *   $match    the having conditions, on a<i>
  *   $sort, $limit
  *
- * Group keys go through $ifNull so that a missing field and a null one form
- * one group, as NULLs do in SQL.  Timestamps group, compare and sort by
+ * Group keys of nullable fields go through $ifNull so that a missing field
+ * and a null one form one group, as NULLs do in SQL; a field that cannot be
+ * NULL needs neither that nor the NULL sum, so its pipeline is the one a
+ * user would write.  Timestamps group, compare and sort by
  * their microseconds (<column>.us).  A sum of integers that MongoDB could
  * only give as a double beyond int64 is an error, never a rounded value.
  */
@@ -38,6 +40,11 @@ static const char *mg_agg_ref(const emh_meta *m, int fi, char *buf, size_t cap)
 	return buf;
 }
 
+static bool mg_nullable(const emh_meta *m, int fi)
+{
+	return (m->entity->fields[fi].flags & EMH_F_NULLABLE) != 0;
+}
+
 /* The $group stage: group keys and accumulators. */
 static void mg_agg_group(bson_t *stage, const emh_meta *m, const emh_agg *a)
 {
@@ -55,6 +62,10 @@ static void mg_agg_group(bson_t *stage, const emh_meta *m, const emh_agg *a)
 			emh_type t;
 			emh_agg_col(a, i, &fn, &fi, &t);
 			snprintf(key, sizeof key, "g%zu", i);
+			if (!mg_nullable(m, fi)) {
+				bson_append_utf8(&id, key, -1, mg_agg_ref(m, fi, ref, sizeof ref), -1);
+				continue;
+			}
 			bson_append_document_begin(&id, key, -1, &inull);
 			bson_append_array_begin(&inull, "$ifNull", -1, &arr);
 			bson_append_utf8(&arr, "0", -1, mg_agg_ref(m, fi, ref, sizeof ref), -1);
@@ -91,7 +102,7 @@ static void mg_agg_group(bson_t *stage, const emh_meta *m, const emh_agg *a)
 			break;
 		}
 		bson_append_document_end(&group, &acc);
-		if (fn == EMH_AGG_SUM) {
+		if (fn == EMH_AGG_SUM && mg_nullable(m, fi)) {
 			/* null when the group has no non-null value (see $addFields) */
 			snprintf(key, sizeof key, "h%zu", i);
 			bson_append_document_begin(&group, key, -1, &acc);
@@ -102,8 +113,8 @@ static void mg_agg_group(bson_t *stage, const emh_meta *m, const emh_agg *a)
 	bson_append_document_end(stage, &group);
 }
 
-/* The $addFields stage of SUM and COUNT DISTINCT columns; false when none. */
-static bool mg_agg_fix(bson_t *stage, const emh_agg *a)
+/* The $addFields stage of SUM (of nullable fields) and COUNT DISTINCT columns; false when none. */
+static bool mg_agg_fix(bson_t *stage, const emh_meta *m, const emh_agg *a)
 {
 	bson_t fields, expr, args, eq, diff, nulls;
 	char key[32], ref[32];
@@ -115,7 +126,7 @@ static bool mg_agg_fix(bson_t *stage, const emh_agg *a)
 		emh_type t;
 		emh_agg_col(a, i, &fn, &fi, &t);
 		snprintf(key, sizeof key, "a%zu", i);
-		if (fn == EMH_AGG_SUM) {
+		if (fn == EMH_AGG_SUM && mg_nullable(m, fi)) {
 			/* a<i>: {$cond: [{$eq: ["$h<i>", null]}, null, "$a<i>"]} */
 			bson_append_document_begin(&fields, key, -1, &expr);
 			bson_append_array_begin(&expr, "$cond", -1, &args);
@@ -223,7 +234,7 @@ static int mg_agg_pipeline(bson_t *p, const emh_meta *m, const emh_query *q, con
 	mg_agg_group(&stage, m, a);
 	bson_append_document_end(p, &stage);
 	bson_t fix = BSON_INITIALIZER;
-	if (mg_agg_fix(&fix, a)) {
+	if (mg_agg_fix(&fix, m, a)) {
 		snprintf(key, sizeof key, "%u", n++);
 		bson_append_document(p, key, -1, &fix);
 	}
@@ -306,7 +317,8 @@ static int mg_agg_value(const bson_t *doc, const emh_meta *m, const emh_agg *a, 
 	case EMH_T_TIMESTAMP:
 		if (!mg_agg_int(&it, &x)) {
 			if (fn == EMH_AGG_SUM && BSON_ITER_HOLDS_DOUBLE(&it))
-				return emh_error_set(err, EMH_EINVAL, "aggregate on '%s': the sum of '%s' does not fit int64",
+				return emh_error_set(err, EMH_EINVAL,
+						     "aggregate on '%s': the sum of '%s' does not fit int64",
 						     m->entity->table, m->entity->fields[fi].name);
 			break;
 		}

@@ -1086,7 +1086,8 @@ static void t_filter_writes(qsuite *qs, const int64_t *a_ids, const int64_t *b_i
 		rc = emh_repo_get(r, emh_v_int64(b_ids[0]), &again, &err);
 		expect_rc(rc, EMH_ENOTFOUND, &err, "%s: B's object in A's identity map is not returned by get", W);
 		o->v = 999;
-		expect_rc(emh_em_flush(em, &err), EMH_ESTATE, &err, "%s: updating B's object from a fork of A is EMH_ESTATE", W);
+		expect_rc(emh_em_flush(em, &err), EMH_ESTATE, &err, "%s: updating B's object from a fork of A is EMH_ESTATE",
+			  W);
 		o->v = 1;
 		expect_rc(emh_repo_remove(r, obj, &err), EMH_ESTATE, &err,
 			  "%s: removing B's object from a fork of A is EMH_ESTATE", W);

@@ -156,7 +156,8 @@ static void t_scopes(emh_host *h)
 	char out[256];
 	if (emh_services_new(h, &svcs, &err) != 0 || emh_services_add(svcs, &svc_desc, NULL, &err) != 0)
 		bail("services: %s", err.message);
-	is_int(call(svcs, "acme", false, "POST", "a1", out, sizeof out, &err), 0, "acme adds a note (parameter set on the scope first)");
+	is_int(call(svcs, "acme", false, "POST", "a1", out, sizeof out, &err), 0,
+	       "acme adds a note (parameter set on the scope first)");
 	is_int(call(svcs, "acme", true, "POST", "a2", out, sizeof out, &err), 0,
 	       "acme adds a note (parameter set after the scope opened its fork)");
 	is_int(call(svcs, "globex", false, "POST", "g1", out, sizeof out, &err), 0, "globex adds a note");
