@@ -19,7 +19,9 @@
 #endif
 
 #ifdef PEAK_ASAN
-#include <sanitizer/allocator_interface.h>
+/* The sanitizer runtime's own count (sanitizer/allocator_interface.h, which
+ * not every compiler installation ships). */
+size_t __sanitizer_get_current_allocated_bytes(void);
 #endif
 
 bool peak_asan(void)
