@@ -111,3 +111,25 @@ size_t peak_sampler_stop(peak_sampler *p)
 	pthread_mutex_destroy(&p->mu);
 	return p->max;
 }
+
+void peak_measure_start(peak_measure *pm)
+{
+	pm->rss0 = peak_rss_now();
+	pm->reset = peak_rss_reset();
+	pm->heap0 = peak_heap_live();
+	peak_sampler_start(&pm->sampler);
+}
+
+void peak_measure_stop(peak_measure *pm)
+{
+	size_t heap = peak_sampler_stop(&pm->sampler);
+	long long hwm = peak_rss_hwm();
+	pm->heap_growth = (long long)heap - (long long)pm->heap0;
+	pm->rss_growth = -1;
+	if (peak_asan())
+		pm->rss_why = "AddressSanitizer keeps freed memory in its quarantine: RSS is not the program's";
+	else if (!pm->reset || pm->rss0 < 0 || hwm < 0)
+		pm->rss_why = "/proc/self/clear_refs or VmHWM is not available";
+	else
+		pm->rss_why = NULL, pm->rss_growth = hwm - pm->rss0;
+}

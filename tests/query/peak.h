@@ -37,4 +37,21 @@ void peak_sampler_start(peak_sampler *p);
 /* Stop it; the largest live heap seen (including one last sample). */
 size_t peak_sampler_stop(peak_sampler *p);
 
+/*
+ * One measurement around a piece of code: start, run it, stop.  Then
+ * heap_growth is the sampled live heap's peak over its start, and
+ * rss_growth the peak RSS over the RSS at the start -- or -1 with rss_why
+ * saying why RSS says nothing here (AddressSanitizer, no /proc support).
+ */
+typedef struct peak_measure {
+	peak_sampler sampler;
+	size_t heap0;
+	long long rss0;
+	bool reset;
+	long long heap_growth, rss_growth;
+	const char *rss_why;
+} peak_measure;
+void peak_measure_start(peak_measure *pm);
+void peak_measure_stop(peak_measure *pm);
+
 #endif

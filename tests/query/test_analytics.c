@@ -133,14 +133,10 @@ int main(void)
 	if (get_counts(svcs, &j, &err) != 0) /* warm up: statements, the module's first request */
 		bail("GET /analytics/counts: %s", err.message);
 	json_decref(j);
-	long long rss0 = peak_rss_now();
-	bool hwm = peak_rss_reset();
-	size_t heap0 = peak_heap_live();
-	peak_sampler ps;
-	peak_sampler_start(&ps);
+	peak_measure pm;
+	peak_measure_start(&pm);
 	int rc = get_counts(svcs, &j, &err);
-	size_t heap_peak = peak_sampler_stop(&ps);
-	long long rss_peak = peak_rss_hwm();
+	peak_measure_stop(&pm);
 	if (!ok(rc == 0 && j, "GET /analytics/counts answers"))
 		diag("  %s", err.message);
 	is_int(json_integer_value(json_object_get(j, "total")), rows, "total: every event");
@@ -152,17 +148,14 @@ int main(void)
 		is_int(json_integer_value(json_object_get(counts, type)), hand_count(rows, k), "count of %s", type);
 	}
 	json_decref(j);
-	long long growth = (long long)heap_peak - (long long)heap0;
-	diag("live heap during the request: +%lld kB", growth >> 10);
-	ok(growth < BOUND, "the live heap grows by less than %lld MB over %" PRId64 " events", BOUND >> 20, rows);
-	if (peak_asan()) {
-		skip_named("peak RSS stays within the bound",
-			   "AddressSanitizer keeps freed memory in its quarantine: RSS is not the program's");
-	} else if (!hwm || rss0 < 0 || rss_peak < 0) {
-		skip_named("peak RSS stays within the bound", "/proc/self/clear_refs or VmHWM is not available");
+	diag("live heap during the request: +%lld kB", pm.heap_growth >> 10);
+	ok(pm.heap_growth < BOUND, "the live heap grows by less than %lld MB over %" PRId64 " events", BOUND >> 20,
+	   rows);
+	if (pm.rss_why) {
+		skip_named("peak RSS stays within the bound", pm.rss_why);
 	} else {
-		diag("RSS during the request: +%lld kB", (rss_peak - rss0) >> 10);
-		ok(rss_peak - rss0 < BOUND, "peak RSS grows by less than %lld MB", BOUND >> 20);
+		diag("RSS during the request: +%lld kB", pm.rss_growth >> 10);
+		ok(pm.rss_growth < BOUND, "peak RSS grows by less than %lld MB", BOUND >> 20);
 	}
 
 	emh_services_free(svcs);

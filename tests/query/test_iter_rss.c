@@ -118,27 +118,17 @@ int main(void)
 		;
 	emh_iter_close(it);
 
-	long long rss0 = peak_rss_now();
-	bool hwm = peak_rss_reset();
-	size_t heap0 = peak_heap_live();
-	peak_sampler ps;
-	peak_sampler_start(&ps);
+	peak_measure pm;
+	peak_measure_start(&pm);
 	iterate_all(r, rows);
-	size_t heap_peak = peak_sampler_stop(&ps);
-	long long rss_peak = peak_rss_hwm();
-
-	long long heap_growth = (long long)heap_peak - (long long)heap0;
-	diag("live heap: %zu kB before, peak %zu kB (+%lld kB)", heap0 >> 10, heap_peak >> 10, heap_growth >> 10);
-	ok(heap_growth < BOUND, "the live heap grows by less than %lld MB over %" PRId64 " rows", BOUND >> 20, rows);
-	if (peak_asan()) {
-		skip_named("peak RSS stays within the bound",
-			   "AddressSanitizer keeps freed memory in its quarantine: RSS is not the program's");
-	} else if (!hwm || rss0 < 0 || rss_peak < 0) {
-		skip_named("peak RSS stays within the bound", "/proc/self/clear_refs or VmHWM is not available");
+	peak_measure_stop(&pm);
+	diag("live heap: %zu kB before, +%lld kB at the peak", pm.heap0 >> 10, pm.heap_growth >> 10);
+	ok(pm.heap_growth < BOUND, "the live heap grows by less than %lld MB over %" PRId64 " rows", BOUND >> 20, rows);
+	if (pm.rss_why) {
+		skip_named("peak RSS stays within the bound", pm.rss_why);
 	} else {
-		diag("RSS: %lld kB before, peak %lld kB (+%lld kB)", rss0 >> 10, rss_peak >> 10, (rss_peak - rss0) >> 10);
-		ok(rss_peak - rss0 < BOUND, "peak RSS grows by less than %lld MB over %" PRId64 " rows", BOUND >> 20,
-		   rows);
+		diag("RSS: %lld kB before, +%lld kB at the peak", pm.rss0 >> 10, pm.rss_growth >> 10);
+		ok(pm.rss_growth < BOUND, "peak RSS grows by less than %lld MB over %" PRId64 " rows", BOUND >> 20, rows);
 	}
 
 	emh_em_close(em);
