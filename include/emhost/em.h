@@ -154,6 +154,15 @@ bool emh_em_is_null(const emh_em *em, const void *obj, const char *field);
 /* ---- repositories ---- */
 
 /*
+ * Global filters: for an entity with EMH_F_FILTER fields (entity.h), every
+ * call below that reads (get, find, find_one, count, exists, find_page,
+ * iterators, emh_repo_aggregate) sees only the rows whose filter fields
+ * equal the fork's parameters, an object found in the identity map
+ * included; writes stamp (insert, upsert) or check (update, remove) them.
+ * With a parameter unset each of them is EMH_ESTATE and sends nothing.
+ */
+
+/*
  * The repository of entity e in this fork's context; borrowed until the fork
  * closes (asking twice returns the same one).  EMH_ENOENTITY, naming the
  * entity and the context, when e is not registered there.
