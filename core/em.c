@@ -789,6 +789,17 @@ int emh_repo_find_page(emh_repo *r, const emh_query *q, emh_page *out, emh_error
 	return count_run(r->em, r->m, fq, &out->total, err);
 }
 
+/* The query of one key, filtered: a get through the query path. */
+static int key_query(emh_em *em, emh__meta *m, emh_value key, const emh_query **out, emh_error *err)
+{
+	emh_query *q = emh__query_new(&em->arena, m->pub.entity);
+	if (!q)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	emh_q_where(q, emh_q_eq(q, m->pub.entity->fields[m->pub.pk].name, key));
+	int rc = emh__query_error(q, err);
+	return rc ? emh__em_fail(em, rc, err) : emh__em_filter(em, m, q, out, err);
+}
+
 int emh_repo_get(emh_repo *r, emh_value key, void **out, emh_error *err)
 {
 	emh_em *em = r->em;
@@ -810,18 +821,10 @@ int emh_repo_get(emh_repo *r, emh_value key, void **out, emh_error *err)
 	/* A filtered entity: the parameters first (unset is EMH_ESTATE, even
 	 * for an object already in the map), and the key through the query
 	 * path, which adds the filter. */
-	const emh_query *fq = NULL;
-	if (m->filters) {
-		emh_query *q = emh__query_new(&em->arena, m->pub.entity);
-		if (!q)
-			return emh_error_set(err, EMH_ENOMEM, "out of memory");
-		emh_q_where(q, emh_q_eq(q, kf->name, key));
-		int rc = emh__query_error(q, err);
-		if (rc)
-			return emh__em_fail(em, rc, err);
-		if ((rc = emh__em_filter(em, m, q, &fq, err)) != 0)
-			return rc;
-	}
+	const emh_query *kq = NULL;
+	int rc;
+	if (m->filters && (rc = key_query(em, m, key, &kq, err)) != 0)
+		return rc;
 	if (!em->readonly) {
 		emh__obj *have = emh__imap_find(em, m, &key);
 		if (have && (have->state == ST_MANAGED || have->state == ST_NEW) &&
@@ -834,21 +837,13 @@ int emh_repo_get(emh_repo *r, emh_value key, void **out, emh_error *err)
 	}
 	load_sink ls = {.max = 1, .base.row = load_row, .em = em, .m = m};
 	em->loaded = true;
-	int rc;
-	if (emh__em_is_sql(em) && !fq) {
+	if (!kq && emh__em_is_sql(em)) {
 		emh__op o = {.kind = OP_STMT, .m = m, .st = m->st_get, .params = &key, .sink = &ls.base};
 		rc = emh__em_run(em, &o, err);
 	} else {
-		if (!fq) {
-			emh_query *q = emh__query_new(&em->arena, m->pub.entity);
-			if (!q)
-				return emh_error_set(err, EMH_ENOMEM, "out of memory");
-			emh_q_where(q, emh_q_eq(q, kf->name, key));
-			if ((rc = emh__query_error(q, err)) != 0)
-				return emh__em_fail(em, rc, err);
-			fq = q;
-		}
-		rc = emh__em_find_run(em, m, fq, &ls.base, err);
+		rc = kq ? 0 : key_query(em, m, key, &kq, err);
+		if (rc == 0)
+			rc = emh__em_find_run(em, m, kq, &ls.base, err);
 	}
 	if (rc)
 		return rc;

@@ -46,7 +46,7 @@ void emh__sql_param(stmt_builder *sb, emh_type t)
 
 /* One allocation: the stmt, its type arrays and its text. */
 emh_stmt *emh__sql_finish(stmt_builder *sb, emh__meta *m, int kind, const emh_type *cols, size_t ncols,
-			     emh_error *err)
+			  emh_error *err)
 {
 	if (sb->sql.oom || sb->too_many) {
 		emh_buf_release(&sb->sql);
