@@ -83,8 +83,8 @@ static bool col_ref(emh_agg *a, const char *name, emh__aggref *ref, const char *
 static void col_add(emh_agg *a, bool group, emh__aggcol c, const char *name)
 {
 	emh__aggref dup;
-	if (a->ngroups + a->naggs >= EMH__AGG_MAX_COLS) {
-		fail(a, EMH_EINVAL, "more than %d result columns", EMH__AGG_MAX_COLS);
+	if (a->ngroups + a->naggs >= EMH_AGG_MAX_COLS) {
+		fail(a, EMH_EINVAL, "more than %d result columns", EMH_AGG_MAX_COLS);
 		return;
 	}
 	if (!name[0] || strlen(name) > 63) {
@@ -97,7 +97,7 @@ static void col_add(emh_agg *a, bool group, emh__aggcol c, const char *name)
 	}
 	emh__aggcol **v = group ? &a->groups : &a->aggs;
 	size_t *n = group ? &a->ngroups : &a->naggs;
-	if (!*v && !(*v = emh__arena_alloc(a->arena, EMH__AGG_MAX_COLS * sizeof **v))) {
+	if (!*v && !(*v = emh__arena_alloc(a->arena, EMH_AGG_MAX_COLS * sizeof **v))) {
 		fail(a, EMH_ENOMEM, "out of memory");
 		return;
 	}
@@ -240,12 +240,12 @@ void emh_agg_having(emh_agg *a, const char *column, emh_op op, emh_value v)
 		     emh_type_name(c->type), v.is_null ? "NULL " : "", emh_type_name(v.type));
 		return;
 	}
-	if (!a->having && !(a->having = emh__arena_alloc(a->arena, EMH__AGG_MAX_COLS * sizeof *a->having))) {
+	if (!a->having && !(a->having = emh__arena_alloc(a->arena, EMH_AGG_MAX_COLS * sizeof *a->having))) {
 		fail(a, EMH_ENOMEM, "out of memory");
 		return;
 	}
-	if (a->nhaving == EMH__AGG_MAX_COLS) {
-		fail(a, EMH_EINVAL, "more than %d having conditions", EMH__AGG_MAX_COLS);
+	if (a->nhaving == EMH_AGG_MAX_COLS) {
+		fail(a, EMH_EINVAL, "more than %d having conditions", EMH_AGG_MAX_COLS);
 		return;
 	}
 	a->having[a->nhaving++] = h;
@@ -256,12 +256,12 @@ void emh_agg_order_by(emh_agg *a, const char *column, bool descending)
 	emh__aggref ref;
 	if (!a || !col_ref(a, column, &ref, "order by"))
 		return;
-	if (!a->order && !(a->order = emh__arena_alloc(a->arena, EMH__AGG_MAX_COLS * sizeof *a->order))) {
+	if (!a->order && !(a->order = emh__arena_alloc(a->arena, EMH_AGG_MAX_COLS * sizeof *a->order))) {
 		fail(a, EMH_ENOMEM, "out of memory");
 		return;
 	}
-	if (a->norder == EMH__AGG_MAX_COLS) {
-		fail(a, EMH_EINVAL, "more than %d ordering keys", EMH__AGG_MAX_COLS);
+	if (a->norder == EMH_AGG_MAX_COLS) {
+		fail(a, EMH_EINVAL, "more than %d ordering keys", EMH_AGG_MAX_COLS);
 		return;
 	}
 	a->order[a->norder++] = (emh__aggorder){.col = ref, .desc = descending};
@@ -434,7 +434,7 @@ static bool holds(emh_op op, const emh_value *x, const emh_value *y)
 static int rows_empty_group(rows_sink *rs, emh_error *err)
 {
 	const emh_agg *a = rs->a;
-	emh_value row[EMH__AGG_MAX_COLS];
+	emh_value row[EMH_AGG_MAX_COLS];
 	for (size_t i = 0; i < a->naggs; i++) {
 		const emh__aggcol *c = &a->aggs[i];
 		bool count = c->fn == EMH_AGG_COUNT || c->fn == EMH_AGG_COUNT_DISTINCT;

@@ -67,18 +67,24 @@ int emh_repo_iter(emh_repo *r, const emh_query *q, emh_iter **out, emh_error *er
 	*it = (emh_iter){.em = em, .m = m, .base = q, .page = ITER_PAGE, .remaining = q ? q->limit : -1};
 	emh__arena_init(&it->arena, NULL, 0);
 	emh__arena_init(&it->keyarena, NULL, 0);
-	/* The ordering, made total by the key: keys after the key add nothing. */
+	/* The ordering, made total by the key: keys after the key add nothing,
+	 * and neither does a field ordered by a second time. */
 	bool by_key = false;
+	uint64_t seen = 0;
 	for (size_t i = 0; q && i < q->norder && !by_key; i++) {
-		emh_type t = e->fields[q->order[i].field].type;
+		int fi = q->order[i].field;
+		emh_type t = e->fields[fi].type;
 		if (t == EMH_T_BLOB || t == EMH_T_JSON) {
 			free(it);
 			return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
 							  "iterator on '%s': cannot page by the %s field '%s'", e->name,
-							  emh_type_name(t), e->fields[q->order[i].field].name), err);
+							  emh_type_name(t), e->fields[fi].name), err);
 		}
+		if ((seen >> fi) & 1)
+			continue;
+		seen |= UINT64_C(1) << fi;
 		it->keys[it->nkeys++] = q->order[i];
-		by_key = q->order[i].field == m->pub.pk;
+		by_key = fi == m->pub.pk;
 	}
 	if (!by_key)
 		it->keys[it->nkeys++] = (emh__order){.field = m->pub.pk, .desc = false};

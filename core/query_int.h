@@ -101,8 +101,6 @@ struct emh_agg {
 	char err_msg[256];
 };
 
-#define EMH__AGG_MAX_COLS 32
-
 /* Start an aggregate specification on e allocating from arena.  NULL on out of memory. */
 emh_agg *emh__agg_new(emh__arena *arena, const emh_entity *e);
 /* The column index of a reference (groups first). */

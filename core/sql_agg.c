@@ -92,7 +92,7 @@ static emh_stmt *compile_agg(emh__meta *m, const emh_sql_dialect *d, const void 
 	const emh_agg *a = aa->a;
 	const emh_entity *e = m->pub.entity;
 	size_t ncols = a->ngroups + a->naggs;
-	emh_type cols[EMH__AGG_MAX_COLS];
+	emh_type cols[EMH_AGG_MAX_COLS];
 	stmt_builder *sb = emh__sql_builder(d);
 	if (!sb)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;

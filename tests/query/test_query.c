@@ -182,6 +182,46 @@ static void t_scopes(emh_host *h)
 	emh_services_free(svcs);
 }
 
+/* ---- iterators ---- */
+
+/* An ordering that names one field 100 times pages like the field once. */
+static void t_iter_keys(emh_host *h)
+{
+	emh_em *em = fixture_fork(h, NULL);
+	emh_repo *r = fixture_repo(em, &note_entity);
+	emh_error err;
+	emh_em_set_param(em, "tenant", emh_v_text("iter"), &err);
+	for (int i = 0; i < 10; i++) {
+		note *n = fixture_new(r);
+		n->text = "x";
+		n->owner = 9 - i % 5;
+	}
+	if (emh_em_flush(em, &err) != 0)
+		bail("flush: %s", err.message);
+	emh_query *q = fixture_query(r);
+	for (int i = 0; i < 100; i++)
+		emh_q_order_by(q, "owner", i % 2 != 0);
+	emh_iter *it;
+	void *obj;
+	int rc = emh_repo_iter(r, q, &it, &err), n = 0, more = 0;
+	int64_t last_owner = -1, last_id = 0;
+	bool sorted = true;
+	if (rc == 0)
+		rc = emh_iter_set_page_size(it, 3, &err);
+	while (rc == 0 && (more = emh_iter_next(it, &obj, &err)) == 1) {
+		const note *o = obj;
+		sorted &= o->owner > last_owner || (o->owner == last_owner && o->id > last_id);
+		last_owner = o->owner;
+		last_id = o->id;
+		n++;
+	}
+	emh_iter_close(it);
+	ok(rc == 0 && more == 0, "an iterator ordered 100 times by one field runs");
+	is_int(n, 10, "it reads every row once");
+	ok(sorted, "in the order of the first key, ties by the key");
+	emh_em_close(em);
+}
+
 int main(void)
 {
 	fixture fx;
@@ -191,6 +231,7 @@ int main(void)
 	fixture_sync(h, NULL);
 	t_params(h);
 	t_scopes(h);
+	t_iter_keys(h);
 	emh_host_free(h);
 	fixture_release(&fx);
 	return done_testing();
