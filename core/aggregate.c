@@ -66,6 +66,24 @@ int emh_repo_agg(emh_repo *r, emh_agg **out, emh_error *err)
 	return *out ? 0 : emh_error_set(err, EMH_ENOMEM, "out of memory");
 }
 
+/* Room for element n of an arena array (*v, *cap): 4 at first, then doubled,
+ * so that a small specification fits a fork's inline arena. */
+static bool grow(emh__arena *ar, void *v, size_t n, size_t *cap, size_t size)
+{
+	void **pv = v;
+	if (n < *cap)
+		return true;
+	size_t nc = *cap ? *cap * 2 : 4;
+	void *nv = emh__arena_alloc(ar, nc * size);
+	if (!nv)
+		return false;
+	if (n)
+		memcpy(nv, *pv, n * size);
+	*pv = nv;
+	*cap = nc;
+	return true;
+}
+
 /* The column called name, or false (the mistake kept when what is set). */
 static bool col_ref(emh_agg *a, const char *name, emh__aggref *ref, const char *what)
 {
@@ -97,7 +115,7 @@ static void col_add(emh_agg *a, bool group, emh__aggcol c, const char *name)
 	}
 	emh__aggcol **v = group ? &a->groups : &a->aggs;
 	size_t *n = group ? &a->ngroups : &a->naggs;
-	if (!*v && !(*v = emh__arena_alloc(a->arena, EMH_AGG_MAX_COLS * sizeof **v))) {
+	if (!grow(a->arena, v, *n, group ? &a->gcap : &a->acap, sizeof **v)) {
 		fail(a, EMH_ENOMEM, "out of memory");
 		return;
 	}
@@ -240,12 +258,12 @@ void emh_agg_having(emh_agg *a, const char *column, emh_op op, emh_value v)
 		     emh_type_name(c->type), v.is_null ? "NULL " : "", emh_type_name(v.type));
 		return;
 	}
-	if (!a->having && !(a->having = emh__arena_alloc(a->arena, EMH_AGG_MAX_COLS * sizeof *a->having))) {
-		fail(a, EMH_ENOMEM, "out of memory");
-		return;
-	}
 	if (a->nhaving == EMH_AGG_MAX_COLS) {
 		fail(a, EMH_EINVAL, "more than %d having conditions", EMH_AGG_MAX_COLS);
+		return;
+	}
+	if (!grow(a->arena, &a->having, a->nhaving, &a->hcap, sizeof *a->having)) {
+		fail(a, EMH_ENOMEM, "out of memory");
 		return;
 	}
 	a->having[a->nhaving++] = h;
@@ -256,12 +274,12 @@ void emh_agg_order_by(emh_agg *a, const char *column, bool descending)
 	emh__aggref ref;
 	if (!a || !col_ref(a, column, &ref, "order by"))
 		return;
-	if (!a->order && !(a->order = emh__arena_alloc(a->arena, EMH_AGG_MAX_COLS * sizeof *a->order))) {
-		fail(a, EMH_ENOMEM, "out of memory");
-		return;
-	}
 	if (a->norder == EMH_AGG_MAX_COLS) {
 		fail(a, EMH_EINVAL, "more than %d ordering keys", EMH_AGG_MAX_COLS);
+		return;
+	}
+	if (!grow(a->arena, &a->order, a->norder, &a->ocap, sizeof *a->order)) {
+		fail(a, EMH_ENOMEM, "out of memory");
 		return;
 	}
 	a->order[a->norder++] = (emh__aggorder){.col = ref, .desc = descending};

@@ -91,11 +91,11 @@ struct emh_agg {
 	const emh_entity *e;
 	emh__arena *arena;
 	emh__aggcol *groups, *aggs;
-	size_t ngroups, naggs;
+	size_t ngroups, naggs, gcap, acap;
 	emh__having *having;
-	size_t nhaving;
+	size_t nhaving, hcap;
 	emh__aggorder *order;
-	size_t norder;
+	size_t norder, ocap;
 	int64_t limit;
 	int err_code;
 	char err_msg[256];
