@@ -1,6 +1,7 @@
 # tests/conformance: one TAP program run unchanged against any context of any
 # driver (emh-conformance --context NAME, contexts from -c FILE and/or
-# EMH_CONTEXT_<NAME>_* variables).  sqlite.sh runs it on a temporary SQLite
+# EMH_CONTEXT_<NAME>_* variables): emh-conformance.c and one cf_<topic>.c per
+# later topic, sharing conformance.h.  sqlite.sh runs it on a temporary SQLite
 # file in every `make check`; the other drivers' wrappers live in their own
 # test folders and call $(EMH_BUILDDIR)/tests/conformance/emh-conformance.
 check_PROGRAMS += tests/conformance/emh-conformance
