@@ -492,8 +492,8 @@ static int agg_check(emh_repo *r, const emh_query *q, const emh_agg *a, emh_erro
 {
 	emh_em *em = emh_repo_em(r);
 	const emh_entity *e = r->m->pub.entity;
-	int rc = emh__repo_check_query(r, q, err);
-	if (rc)
+	int rc = emh__em_check_query(r, q, err);
+	if (rc || (rc = emh__em_refuse_lock(em, q, "an aggregate", err)) != 0)
 		return rc;
 	if (!a)
 		rc = emh_error_set(err, EMH_EINVAL, "emh_repo_aggregate: no aggregate specification given");
@@ -539,7 +539,7 @@ int emh_repo_aggregate(emh_repo *r, const emh_query *q, const emh_agg *a, emh_ro
 		if (!params)
 			return emh_error_set(err, EMH_ENOMEM, "out of memory");
 		emh__sql_agg_params(q, a, params);
-		emh__op o = {.kind = OP_STMT, .m = m, .st = st, .params = params, .sink = &rs.base};
+		emh__op o = {.kind = OP_STMT, .m = m, .st = st, .params = params, .sink = &rs.base, .agg = a};
 		rc = emh__em_run(em, &o, err);
 		if (params != stackp)
 			free(params);

@@ -58,8 +58,9 @@ int emh_repo_iter(emh_repo *r, const emh_query *q, emh_iter **out, emh_error *er
 	emh_em *em = r->em;
 	emh__meta *m = r->m;
 	const emh_entity *e = m->pub.entity;
-	int rc = emh__repo_check_query(r, q, err);
-	if (rc || (rc = emh__em_filter(em, m, q, &q, err)) != 0)
+	int rc = emh__em_check_query(r, q, err);
+	if (rc || (rc = emh__em_refuse_lock(em, q, "an iterator", err)) != 0 ||
+	    (rc = emh__em_filter(em, m, q, &q, err)) != 0)
 		return rc;
 	emh_iter *it = calloc(1, sizeof *it);
 	if (!it)

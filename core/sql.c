@@ -16,8 +16,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
-#include "query_int.h"
 #include "sql_int.h"
 
 void emh_buf_ident(emh_buf *b, const emh_sql_dialect *d, const char *s)
@@ -31,7 +29,9 @@ void emh_buf_ident(emh_buf *b, const emh_sql_dialect *d, const char *s)
 
 /* ---- statements ---- */
 
-void emh__sql_param(stmt_builder *sb, emh_type t)
+typedef emh__sqlb stmt_builder; /* sql_int.h */
+
+static void add_param(stmt_builder *sb, emh_type t)
 {
 	if (sb->nparams >= sizeof sb->params / sizeof *sb->params) {
 		sb->too_many = true;
@@ -45,8 +45,8 @@ void emh__sql_param(stmt_builder *sb, emh_type t)
 }
 
 /* One allocation: the stmt, its type arrays and its text. */
-emh_stmt *emh__sql_finish(stmt_builder *sb, emh__meta *m, int kind, const emh_type *cols, size_t ncols,
-			  emh_error *err)
+static emh_stmt *stmt_finish(stmt_builder *sb, emh__meta *m, int kind, const emh_type *cols, size_t ncols,
+			     emh_error *err)
 {
 	if (sb->sql.oom || sb->too_many) {
 		emh_buf_release(&sb->sql);
@@ -76,7 +76,7 @@ emh_stmt *emh__sql_finish(stmt_builder *sb, emh__meta *m, int kind, const emh_ty
 	return st;
 }
 
-stmt_builder *emh__sql_builder(const emh_sql_dialect *d)
+static stmt_builder *sb_new(const emh_sql_dialect *d)
 {
 	stmt_builder *sb = malloc(sizeof *sb);
 	if (sb) {
@@ -107,7 +107,7 @@ static void where_key(stmt_builder *sb, const emh__meta *m)
 	emh_buf_adds(&sb->sql, " WHERE ");
 	emh_buf_ident(&sb->sql, sb->d, k->column);
 	emh_buf_adds(&sb->sql, " = ");
-	emh__sql_param(sb, k->type);
+	add_param(sb, k->type);
 }
 
 static const char *const cmp_sql[] = {
@@ -115,14 +115,14 @@ static const char *const cmp_sql[] = {
 	[EMH_OP_LE] = " <= ", [EMH_OP_GT] = " > ", [EMH_OP_GE] = " >= ",
 };
 
-void emh__sql_cond(stmt_builder *sb, const emh_entity *e, const emh_cond *c)
+static void compile_cond(stmt_builder *sb, const emh_entity *e, const emh_cond *c)
 {
 	const emh_field *f = c->field >= 0 ? &e->fields[c->field] : NULL;
 	switch (c->op) {
 	case EMH_OP_EQ: case EMH_OP_NE: case EMH_OP_LT: case EMH_OP_LE: case EMH_OP_GT: case EMH_OP_GE:
 		emh_buf_ident(&sb->sql, sb->d, f->column);
 		emh_buf_adds(&sb->sql, cmp_sql[c->op]);
-		emh__sql_param(sb, f->type);
+		add_param(sb, f->type);
 		break;
 	case EMH_OP_IN:
 		if (c->nvals == 0) {
@@ -134,14 +134,14 @@ void emh__sql_cond(stmt_builder *sb, const emh_entity *e, const emh_cond *c)
 		for (size_t i = 0; i < c->nvals; i++) {
 			if (i)
 				emh_buf_adds(&sb->sql, ", ");
-			emh__sql_param(sb, f->type);
+			add_param(sb, f->type);
 		}
 		emh_buf_adds(&sb->sql, ")");
 		break;
 	case EMH_OP_LIKE:
 		emh_buf_ident(&sb->sql, sb->d, f->column);
 		emh_buf_adds(&sb->sql, " LIKE ");
-		emh__sql_param(sb, EMH_T_TEXT);
+		add_param(sb, EMH_T_TEXT);
 		emh_buf_adds(&sb->sql, sb->d->like_escape ? sb->d->like_escape : "");
 		break;
 	case EMH_OP_IS_NULL:
@@ -155,13 +155,13 @@ void emh__sql_cond(stmt_builder *sb, const emh_entity *e, const emh_cond *c)
 		for (size_t i = 0; i < c->nkids; i++) {
 			if (i)
 				emh_buf_adds(&sb->sql, c->op == EMH_OP_AND ? " AND " : " OR ");
-			emh__sql_cond(sb, e, c->kids[i]);
+			compile_cond(sb, e, c->kids[i]);
 		}
 		emh_buf_adds(&sb->sql, ")");
 		break;
 	case EMH_OP_NOT:
 		emh_buf_adds(&sb->sql, "NOT (");
-		emh__sql_cond(sb, e, c->kids[0]);
+		compile_cond(sb, e, c->kids[0]);
 		emh_buf_adds(&sb->sql, ")");
 		break;
 	}
@@ -207,7 +207,7 @@ static int compile_upsert(emh__meta *m, const emh_sql_dialect *d, stmt_builder *
 	for (size_t i = 0; i < e->nfields; i++) {
 		if (i)
 			emh_buf_adds(&sb->sql, ", ");
-		emh__sql_param(sb, e->fields[i].type);
+		add_param(sb, e->fields[i].type);
 	}
 	emh_buf_adds(&sb->sql, ")");
 	bool on_conflict = d->upsert == EMH_SQL_UPSERT_ON_CONFLICT;
@@ -250,7 +250,7 @@ static int compile_upsert(emh__meta *m, const emh_sql_dialect *d, stmt_builder *
 		emh_buf_adds(&sb->sql, " = excluded.");
 		emh_buf_ident(&sb->sql, d, e->fields[i].column);
 	}
-	m->st_upsert = emh__sql_finish(sb, m, EMH_STMT_INSERT, NULL, 0, err);
+	m->st_upsert = stmt_finish(sb, m, EMH_STMT_INSERT, NULL, 0, err);
 	return m->st_upsert ? 0 : (err ? err->code : EMH_ENOMEM);
 }
 
@@ -259,26 +259,26 @@ int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err
 	const emh_entity *e = m->pub.entity;
 	const emh_field *k = &e->fields[m->pub.pk];
 	emh_type cols[EMH_ENTITY_MAX_FIELDS];
-	stmt_builder *sb = emh__sql_builder(d);
+	stmt_builder *sb = sb_new(d);
 	if (!sb)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	int rc = 0;
 
 	select_list(sb, e, cols);
 	where_key(sb, m);
-	if (!(m->st_get = emh__sql_finish(sb, m, EMH_STMT_SELECT, cols, e->nfields, err)))
+	if (!(m->st_get = stmt_finish(sb, m, EMH_STMT_SELECT, cols, e->nfields, err)))
 		goto out_fail;
 
 	sb->nparams = 0;
 	select_list(sb, e, cols);
-	if (!(m->st_select_all = emh__sql_finish(sb, m, EMH_STMT_SELECT, cols, e->nfields, err)))
+	if (!(m->st_select_all = stmt_finish(sb, m, EMH_STMT_SELECT, cols, e->nfields, err)))
 		goto out_fail;
 
 	sb->nparams = 0;
 	emh_buf_adds(&sb->sql, "SELECT COUNT(*) FROM ");
 	emh_buf_ident(&sb->sql, d, e->table);
 	emh_type cnt = EMH_T_INT64;
-	if (!(m->st_count_all = emh__sql_finish(sb, m, EMH_STMT_COUNT, &cnt, 1, err)))
+	if (!(m->st_count_all = stmt_finish(sb, m, EMH_STMT_COUNT, &cnt, 1, err)))
 		goto out_fail;
 
 	sb->nparams = 0;
@@ -300,7 +300,7 @@ int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err
 			continue;
 		if (ncol++)
 			emh_buf_adds(&sb->sql, ", ");
-		emh__sql_param(sb, e->fields[i].type);
+		add_param(sb, e->fields[i].type);
 	}
 	emh_buf_adds(&sb->sql, ")");
 	bool ret = m->pub.generated && d->returning;
@@ -308,7 +308,7 @@ int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err
 		emh_buf_adds(&sb->sql, " RETURNING ");
 		emh_buf_ident(&sb->sql, d, k->column);
 	}
-	if (!(m->st_insert = emh__sql_finish(sb, m, EMH_STMT_INSERT, &k->type, ret ? 1 : 0, err)))
+	if (!(m->st_insert = stmt_finish(sb, m, EMH_STMT_INSERT, &k->type, ret ? 1 : 0, err)))
 		goto out_fail;
 
 	if (d->upsert && !m->pub.generated) {
@@ -320,7 +320,7 @@ int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err
 	emh_buf_adds(&sb->sql, "DELETE FROM ");
 	emh_buf_ident(&sb->sql, d, e->table);
 	where_key(sb, m);
-	if (!(m->st_delete = emh__sql_finish(sb, m, EMH_STMT_DELETE, NULL, 0, err)))
+	if (!(m->st_delete = stmt_finish(sb, m, EMH_STMT_DELETE, NULL, 0, err)))
 		goto out_fail;
 	free(sb);
 	return 0;
@@ -415,8 +415,10 @@ static emh__stmtcache *meta_cache(emh__meta *m)
 	return c;
 }
 
-const emh_stmt *emh__sql_cached(emh__meta *m, const emh_sql_dialect *d, const unsigned char *key, size_t klen,
-				 emh__sql_compile_fn fn, const void *arg, emh_error *err)
+typedef emh__sql_compile_fn compile_fn;
+
+static const emh_stmt *cached(emh__meta *m, const emh_sql_dialect *d, const unsigned char *key, size_t klen,
+			      compile_fn fn, const void *arg, emh_error *err)
 {
 	emh__stmtcache *c = meta_cache(m);
 	if (!c)
@@ -451,7 +453,7 @@ static emh_stmt *compile_update(emh__meta *m, const emh_sql_dialect *d, const vo
 {
 	uint64_t mask = *(const uint64_t *)arg;
 	const emh_entity *e = m->pub.entity;
-	stmt_builder *sb = emh__sql_builder(d);
+	stmt_builder *sb = sb_new(d);
 	if (!sb)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
 	emh_buf_adds(&sb->sql, "UPDATE ");
@@ -465,10 +467,10 @@ static emh_stmt *compile_update(emh__meta *m, const emh_sql_dialect *d, const vo
 			emh_buf_adds(&sb->sql, ", ");
 		emh_buf_ident(&sb->sql, d, e->fields[i].column);
 		emh_buf_adds(&sb->sql, " = ");
-		emh__sql_param(sb, e->fields[i].type);
+		add_param(sb, e->fields[i].type);
 	}
 	where_key(sb, m);
-	emh_stmt *st = emh__sql_finish(sb, m, EMH_STMT_UPDATE, NULL, 0, err);
+	emh_stmt *st = stmt_finish(sb, m, EMH_STMT_UPDATE, NULL, 0, err);
 	free(sb);
 	return st;
 }
@@ -477,25 +479,25 @@ const emh_stmt *emh__sql_update_stmt(emh__meta *m, const emh_sql_dialect *d, uin
 {
 	unsigned char key[9] = {'U'};
 	memcpy(key + 1, &mask, sizeof mask);
-	return emh__sql_cached(m, d, key, sizeof key, compile_update, &mask, err);
+	return cached(m, d, key, sizeof key, compile_update, &mask, err);
 }
 
 /* Shape of a query: everything its SQL text depends on, never its values. */
-void emh__sql_shape_cond(emh_buf *b, const emh_cond *c)
+static void shape_cond(emh_buf *b, const emh_cond *c)
 {
 	uint32_t n = (uint32_t)(c->op == EMH_OP_IN ? c->nvals : c->nkids);
 	unsigned char hdr[6] = {(unsigned char)c->op, (unsigned char)(c->field + 1), (unsigned char)n,
 				(unsigned char)(n >> 8), (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
 	emh_buf_add(b, (const char *)hdr, sizeof hdr);
 	for (size_t i = 0; i < c->nkids; i++)
-		emh__sql_shape_cond(b, c->kids[i]);
+		shape_cond(b, c->kids[i]);
 }
 
 static void shape_of(emh_buf *b, const emh_query *q, bool count)
 {
 	emh_buf_add(b, count ? "C" : "S", 1);
 	if (q->where)
-		emh__sql_shape_cond(b, q->where);
+		shape_cond(b, q->where);
 	emh_buf_add(b, "|", 1);
 	if (!count) {
 		for (size_t i = 0; i < q->norder; i++) {
@@ -510,6 +512,7 @@ static void shape_of(emh_buf *b, const emh_query *q, bool count)
 typedef struct query_arg {
 	const emh_query *q;
 	bool count;
+	const char *lock; /* row-lock clause ending a SELECT, or NULL */
 } query_arg;
 
 static emh_stmt *compile_query(emh__meta *m, const emh_sql_dialect *d, const void *arg, emh_error *err)
@@ -518,7 +521,7 @@ static emh_stmt *compile_query(emh__meta *m, const emh_sql_dialect *d, const voi
 	const emh_query *q = qa->q;
 	const emh_entity *e = m->pub.entity;
 	emh_type cols[EMH_ENTITY_MAX_FIELDS];
-	stmt_builder *sb = emh__sql_builder(d);
+	stmt_builder *sb = sb_new(d);
 	if (!sb)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
 	if (qa->count) {
@@ -529,7 +532,7 @@ static emh_stmt *compile_query(emh__meta *m, const emh_sql_dialect *d, const voi
 	}
 	if (q->where) {
 		emh_buf_adds(&sb->sql, " WHERE ");
-		emh__sql_cond(sb, e, q->where);
+		compile_cond(sb, e, q->where);
 	}
 	if (!qa->count) {
 		for (size_t i = 0; i < q->norder; i++) {
@@ -539,37 +542,56 @@ static emh_stmt *compile_query(emh__meta *m, const emh_sql_dialect *d, const voi
 		}
 		if (q->limit >= 0) {
 			emh_buf_adds(&sb->sql, " LIMIT ");
-			emh__sql_param(sb, EMH_T_INT64);
+			add_param(sb, EMH_T_INT64);
 		} else if (q->offset >= 0 && d->limit_all) {
 			emh_buf_addf(&sb->sql, " LIMIT %s", d->limit_all);
 		}
 		if (q->offset >= 0) {
 			emh_buf_adds(&sb->sql, " OFFSET ");
-			emh__sql_param(sb, EMH_T_INT64);
+			add_param(sb, EMH_T_INT64);
 		}
+		if (qa->lock)
+			emh_buf_adds(&sb->sql, qa->lock);
 	}
 	emh_type cnt = EMH_T_INT64;
-	emh_stmt *st = qa->count ? emh__sql_finish(sb, m, EMH_STMT_COUNT, &cnt, 1, err)
-				 : emh__sql_finish(sb, m, EMH_STMT_SELECT, cols, e->nfields, err);
+	emh_stmt *st = qa->count ? stmt_finish(sb, m, EMH_STMT_COUNT, &cnt, 1, err)
+				 : stmt_finish(sb, m, EMH_STMT_SELECT, cols, e->nfields, err);
 	free(sb);
+	return st;
+}
+
+/* The statement of q (a count, or a SELECT ending with lock when not NULL). */
+static const emh_stmt *query_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, bool count,
+				  const char *lock, emh_error *err)
+{
+	if (lock && !*lock)
+		lock = NULL;
+	if (!lock && (!q || (!q->where && (count || (q->norder == 0 && q->limit < 0 && q->offset < 0)))))
+		return count ? m->st_count_all : m->st_select_all;
+	emh_buf b = EMH_BUF_INIT;
+	shape_of(&b, q, count);
+	if (lock) /* the clause is the server's text (driver.h lock_clause): part of the shape */
+		emh_buf_addf(&b, "L%s", lock);
+	if (b.oom) {
+		emh_buf_release(&b);
+		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
+	}
+	query_arg qa = {q, count, lock};
+	const emh_stmt *st = cached(m, d, (const unsigned char *)b.ptr, b.len, compile_query, &qa, err);
+	emh_buf_release(&b);
 	return st;
 }
 
 const emh_stmt *emh__sql_query_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, bool count,
 				    emh_error *err)
 {
-	if (!q || (!q->where && (count || (q->norder == 0 && q->limit < 0 && q->offset < 0))))
-		return count ? m->st_count_all : m->st_select_all;
-	emh_buf b = EMH_BUF_INIT;
-	shape_of(&b, q, count);
-	if (b.oom) {
-		emh_buf_release(&b);
-		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
-	}
-	query_arg qa = {q, count};
-	const emh_stmt *st = emh__sql_cached(m, d, (const unsigned char *)b.ptr, b.len, compile_query, &qa, err);
-	emh_buf_release(&b);
-	return st;
+	return query_stmt(m, d, q, count, NULL, err);
+}
+
+const emh_stmt *emh__sql_select_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, const char *lock,
+				     emh_error *err)
+{
+	return query_stmt(m, d, q, false, lock, err);
 }
 
 /* The values of c's subtree in binding order into *out (when out is not
@@ -639,6 +661,26 @@ void emh__sql_free_meta(emh__meta *m)
 		free(c);
 		m->cache = NULL;
 	}
+}
+
+/* ---- the builder for the other compile files (sql_int.h) ---- */
+
+emh__sqlb *emh__sqlb_new(const emh_sql_dialect *d) { return sb_new(d); }
+void emh__sqlb_param(emh__sqlb *sb, emh_type t) { add_param(sb, t); }
+void emh__sqlb_where_key(emh__sqlb *sb, const emh__meta *m) { where_key(sb, m); }
+void emh__sqlb_cond(emh__sqlb *sb, const emh_entity *e, const emh_cond *c) { compile_cond(sb, e, c); }
+void emh__sql_shape_cond(emh_buf *b, const emh_cond *c) { shape_cond(b, c); }
+
+emh_stmt *emh__sqlb_finish(emh__sqlb *sb, emh__meta *m, int kind, const emh_type *cols, size_t ncols,
+			   emh_error *err)
+{
+	return stmt_finish(sb, m, kind, cols, ncols, err);
+}
+
+const emh_stmt *emh__sql_cached(emh__meta *m, const emh_sql_dialect *d, const unsigned char *key, size_t klen,
+				emh__sql_compile_fn fn, const void *arg, emh_error *err)
+{
+	return cached(m, d, key, klen, fn, arg, err);
 }
 
 /* ---- DDL helpers for drivers ---- */

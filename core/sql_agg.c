@@ -24,7 +24,7 @@
 static bool is_int(emh_type t) { return t == EMH_T_INT32 || t == EMH_T_INT64; }
 
 /* The SQL of result column c: the group column or the aggregate. */
-static void agg_expr(stmt_builder *sb, const emh_entity *e, const emh__aggcol *c)
+static void agg_expr(emh__sqlb *sb, const emh_entity *e, const emh__aggcol *c)
 {
 	const emh_sql_dialect *d = sb->d;
 	const emh_field *f = c->field >= 0 ? &e->fields[c->field] : NULL;
@@ -93,7 +93,7 @@ static emh_stmt *compile_agg(emh__meta *m, const emh_sql_dialect *d, const void 
 	const emh_entity *e = m->pub.entity;
 	size_t ncols = a->ngroups + a->naggs;
 	emh_type cols[EMH_AGG_MAX_COLS];
-	stmt_builder *sb = emh__sql_builder(d);
+	emh__sqlb *sb = emh__sqlb_new(d);
 	if (!sb)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
 	emh_buf_adds(&sb->sql, "SELECT ");
@@ -108,7 +108,7 @@ static emh_stmt *compile_agg(emh__meta *m, const emh_sql_dialect *d, const void 
 	emh_buf_ident(&sb->sql, d, e->table);
 	if (q && q->where) {
 		emh_buf_adds(&sb->sql, " WHERE ");
-		emh__sql_cond(sb, e, q->where);
+		emh__sqlb_cond(sb, e, q->where);
 	}
 	for (size_t i = 0; i < a->ngroups; i++) {
 		emh_buf_adds(&sb->sql, i ? ", " : " GROUP BY ");
@@ -120,16 +120,16 @@ static emh_stmt *compile_agg(emh__meta *m, const emh_sql_dialect *d, const void 
 		emh_buf_adds(&sb->sql, i ? " AND " : " HAVING ");
 		agg_expr(sb, e, c);
 		emh_buf_adds(&sb->sql, cmp_sql[h->op]);
-		emh__sql_param(sb, c->type);
+		emh__sqlb_param(sb, c->type);
 	}
 	for (size_t i = 0; i < a->norder; i++)
 		emh_buf_addf(&sb->sql, "%s%zu %s", i ? ", " : " ORDER BY ", emh__agg_col(a, a->order[i].col) + 1,
 			     a->order[i].desc ? "DESC" : "ASC");
 	if (a->limit >= 0) {
 		emh_buf_adds(&sb->sql, " LIMIT ");
-		emh__sql_param(sb, EMH_T_INT64);
+		emh__sqlb_param(sb, EMH_T_INT64);
 	}
-	emh_stmt *st = emh__sql_finish(sb, m, EMH_STMT_SELECT, cols, ncols, err);
+	emh_stmt *st = emh__sqlb_finish(sb, m, EMH_STMT_SELECT, cols, ncols, err);
 	free(sb);
 	return st;
 }

@@ -1,40 +1,48 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * core/sql_int.h: what the SQL compiler's files share (core only): the
- * statement builder, conditions, query shapes and the per-entity statement
- * cache of core/sql.c, used by core/sql_agg.c (aggregates).
+ * core/sql_int.h: the statement builder of the SQL compiler, shared by the
+ * files that compile statements (sql.c: entity statements and queries;
+ * sql_where.c: set-based and versioned writes; sql_agg.c: aggregates).
+ * Core only, never installed.
  */
 #ifndef EMH_CORE_SQL_INT_H
 #define EMH_CORE_SQL_INT_H
 
+#include <emhost/buf.h>
+
 #include "internal.h"
 #include "query_int.h"
 
-/* A statement being written: its text and the types of its parameters. */
-typedef struct stmt_builder {
+/* SQL text being written and the types of its parameters, in order. */
+typedef struct emh__sqlb {
 	emh_buf sql;
 	const emh_sql_dialect *d;
 	emh_type params[EMH_QUERY_MAX_IN + 2 * EMH_ENTITY_MAX_FIELDS + 64];
 	size_t nparams;
 	bool too_many;
-} stmt_builder;
+} emh__sqlb;
 
-/* A new builder for dialect d (malloc'd: free() it); NULL on out of memory. */
-stmt_builder *emh__sql_builder(const emh_sql_dialect *d);
-/* Append a parameter placeholder of type t ($n or ?). */
-void emh__sql_param(stmt_builder *sb, emh_type t);
-/* The statement written so far, in one allocation (free()); the builder's
- * text is released and may be reused.  NULL with err on failure. */
-emh_stmt *emh__sql_finish(stmt_builder *sb, emh__meta *m, int kind, const emh_type *cols, size_t ncols,
-			  emh_error *err);
-/* Append condition c of entity e (values as parameters, in walk order). */
-void emh__sql_cond(stmt_builder *sb, const emh_entity *e, const emh_cond *c);
-/* Append the shape of c (operators, fields, IN sizes; never values) to b. */
+/* A builder for dialect d (malloc'd: its parameter array is large); NULL on out of memory. */
+emh__sqlb *emh__sqlb_new(const emh_sql_dialect *d);
+/* Append the next parameter's placeholder ($n or ?), of type t. */
+void emh__sqlb_param(emh__sqlb *sb, emh_type t);
+/* Append " WHERE <key> = ?". */
+void emh__sqlb_where_key(emh__sqlb *sb, const emh__meta *m);
+/* Append condition c of entity e, its values as parameters. */
+void emh__sqlb_cond(emh__sqlb *sb, const emh_entity *e, const emh_cond *c);
+/* The statement written so far, in one allocation (the builder's text is
+ * released; the builder itself is the caller's to free).  NULL with err set. */
+emh_stmt *emh__sqlb_finish(emh__sqlb *sb, emh__meta *m, int kind, const emh_type *cols, size_t ncols,
+			   emh_error *err);
+
+/* Append the shape of c (operators, fields, IN sizes: what its SQL depends on) to b. */
 void emh__sql_shape_cond(emh_buf *b, const emh_cond *c);
 
-/* Compile the statement a cache key stands for (arg: the caller's). */
+/*
+ * The statement cached in m under key (klen bytes, a shape), compiled by fn
+ * (with arg) on first use.  Thread-safe; the statement lives as long as m.
+ */
 typedef emh_stmt *(*emh__sql_compile_fn)(emh__meta *m, const emh_sql_dialect *d, const void *arg, emh_error *err);
-/* The statement cached under key in m's cache, compiled by fn on first use. */
 const emh_stmt *emh__sql_cached(emh__meta *m, const emh_sql_dialect *d, const unsigned char *key, size_t klen,
 				emh__sql_compile_fn fn, const void *arg, emh_error *err);
 

@@ -18,14 +18,16 @@
 #include <string.h>
 
 /*
- * The counters.  A program of several files defines TAP_SHARED in each, and
- * TAP_SHARED_DEFINE in the one that owns them, so that every file numbers
- * the same test sequence.
+ * One program, one count.  A test built from several files defines
+ * EMH_TAP_SHARED in all of them and EMH_TAP_OWNER in the one that holds the
+ * counters (its main); a single-file test needs neither.
  */
-#if defined(TAP_SHARED) && !defined(TAP_SHARED_DEFINE)
+#if defined(EMH_TAP_SHARED) && !defined(EMH_TAP_OWNER)
 extern int tap__n, tap__failed, tap__planned;
 extern pthread_mutex_t tap__mu;
-#elif defined(TAP_SHARED)
+#elif defined(EMH_TAP_SHARED)
+extern int tap__n, tap__failed, tap__planned;
+extern pthread_mutex_t tap__mu;
 int tap__n, tap__failed, tap__planned = -1;
 pthread_mutex_t tap__mu = PTHREAD_MUTEX_INITIALIZER;
 #else

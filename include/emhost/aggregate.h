@@ -122,7 +122,8 @@ void emh_agg_limit(emh_agg *a, int64_t n);
 
 /*
  * Compute a over the rows q matches (q NULL: every row; q's ordering, limit
- * and offset are refused -- they belong to a), global filters applied.
+ * and offset are refused -- they belong to a -- and so is a lock), global
+ * filters applied.
  * *out receives the rows, in the fork's arena until it closes.  Returns 0,
  * EMH_EINVAL (a mistake kept by a builder call, a spec or query of another
  * repository), EMH_EUNSUPPORTED (no EMH_CAP_AGGREGATE), EMH_ESTATE (a filter

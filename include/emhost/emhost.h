@@ -10,6 +10,7 @@
 #include <emhost/em.h>
 #include <emhost/aggregate.h>
 #include <emhost/service.h>
+#include <emhost/migrate.h>
 #include <emhost/version.h>
 
 #ifdef __cplusplus

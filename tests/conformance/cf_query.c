@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <emhost/driver.h>
 
@@ -863,6 +862,29 @@ static void t_pages(qsuite *qs)
 	emh_em_close(em);
 }
 
+/* ---- locked queries ---- */
+
+/* What loads no object refuses a lock, on every driver, before anything else. */
+static void t_locked(qsuite *qs)
+{
+	emh_em *em = xfork(qs->s, NULL);
+	emh_repo *r = xrepo(em, &qs->e[Q_AGG]);
+	emh_error err;
+	emh_query *q = xquery(r);
+	emh_q_where(q, emh_q_not_null(q, "grp"));
+	emh_q_lock(q, EMH_LOCK_UPDATE, EMH_LOCK_WAIT);
+	emh_agg *a = xagg(r);
+	emh_rows *rows;
+	emh_agg_count(a, NULL);
+	expect_rc(emh_repo_aggregate(r, q, a, &rows, &err), EMH_EINVAL, &err, "locks: an aggregate of a locked query is EMH_EINVAL");
+	emh_iter *it = NULL;
+	expect_rc(emh_repo_iter(r, q, &it, &err), EMH_EINVAL, &err, "locks: an iterator over a locked query is EMH_EINVAL");
+	emh_iter_close(it);
+	emh_page p;
+	expect_rc(emh_repo_find_page(r, q, &p, &err), EMH_EINVAL, &err, "locks: find_page of a locked query is EMH_EINVAL");
+	emh_em_close(em);
+}
+
 /* ---- global filters ---- */
 
 #define TEN_A "tenant-a"
@@ -957,6 +979,12 @@ static void t_filter_unset(qsuite *qs)
 	} else {
 		na("filters, tenant unset: aggregate is EMH_ESTATE", "driver '%s' has no EMH_CAP_AGGREGATE", qs->s->driver);
 	}
+	emh_sets *s = NULL;
+	if (emh_repo_sets(r, &s, &err))
+		bail("set list: %s", err.message);
+	emh_sets_add(s, "v", emh_v_int64(1));
+	expect_rc(emh_repo_update_where(r, q, s, &n, &err), EMH_ESTATE, &err, "%s: update_where is EMH_ESTATE", W);
+	expect_rc(emh_repo_delete_where(r, NULL, &n, &err), EMH_ESTATE, &err, "%s: delete_where is EMH_ESTATE", W);
 	emh_repo_new(r, &obj, &err);
 	((conf_ten *)obj)->name = "orphan";
 	expect_rc(emh_em_flush(em, &err), EMH_ESTATE, &err, "%s: an insert is EMH_ESTATE", W);
@@ -1140,6 +1168,77 @@ static void t_filter_writes(qsuite *qs, const int64_t *a_ids, const int64_t *b_i
 	emh_em_close(em);
 }
 
+/* The entries of one tenant ('a' or 'b') of a ten_dump, in order; with add
+ * (a name, or "" for every row) each value raised by delta. */
+static void ten_part(const char *dump, char tenant, const char *add, int64_t delta, char *out, size_t cap)
+{
+	out[0] = '\0';
+	for (const char *p = dump; *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		char name[64];
+		int64_t v;
+		if (len > 2 && p[0] == tenant && sscanf(p + 2, "%63[^:]:%" SCNd64, name, &v) == 2) {
+			size_t used = strlen(out);
+			if (!*add || strcmp(add, name) == 0)
+				v += delta;
+			snprintf(out + used, cap - used, "%s%c:%s:%" PRId64, used ? "," : "", tenant, name, v);
+		}
+		p += len + (end != NULL);
+	}
+}
+
+/* update_where and delete_where of a fork of A reach A's rows only. */
+static void t_filter_set_writes(qsuite *qs)
+{
+	const char *W = "filters, set-based writes";
+	if (!(qs->s->caps & EMH_CAP_CONDITIONAL_WRITES)) {
+		na(W, "driver '%s' has no EMH_CAP_CONDITIONAL_WRITES", qs->s->driver);
+		return;
+	}
+	char before[1024], after[1024], want[1024], got[1024];
+	emh_error err;
+	int64_t n = -1;
+	ten_dump(qs, before, sizeof before);
+	emh_em *em = ten_fork(qs, TEN_A);
+	emh_repo *r = xrepo(em, &qs->e[Q_TEN]);
+	emh_sets *s = NULL, *move = NULL;
+	if (emh_repo_sets(r, &s, &err) || emh_repo_sets(r, &move, &err))
+		bail("set list: %s", err.message);
+	emh_sets_add(s, "v", emh_v_int64(100));
+	emh_query *q = xquery(r);
+	emh_q_where(q, emh_q_eq(q, "name", emh_v_text("shared")));
+	int rc = emh_repo_update_where(r, q, s, &n, &err);
+	if (OK_RC(rc, err, "%s: update_where of a name both tenants use", W))
+		is_int(n, 1, "%s: it matched A's row only", W);
+	rc = emh_repo_update_where(r, NULL, s, &n, &err);
+	if (OK_RC(rc, err, "%s: update_where of every row", W))
+		is_int(n, 4, "%s: it matched A's 4 rows only", W);
+	q = xquery(r);
+	emh_q_where(q, emh_q_eq(q, "name", emh_v_text("only-b")));
+	rc = emh_repo_delete_where(r, q, &n, &err);
+	if (OK_RC(rc, err, "%s: delete_where of a name only B has", W))
+		is_int(n, 0, "%s: it matched nothing", W);
+	emh_sets_value(move, "tenant", emh_v_text(TEN_B));
+	expect_rc(emh_repo_update_where(r, NULL, move, &n, &err), EMH_EINVAL, &err,
+		  "%s: a set list assigning the filter field is EMH_EINVAL", W);
+	q = xquery(r);
+	emh_q_unfiltered(q);
+	expect_rc(emh_repo_delete_where(r, q, &n, &err), EMH_EINVAL, &err,
+		  "%s: an emh_q_unfiltered query is EMH_EINVAL (writes stay filtered)", W);
+	emh_em_close(em);
+
+	ten_dump(qs, after, sizeof after);
+	ten_part(before, 'b', "", 0, want, sizeof want);
+	ten_part(after, 'b', "", 0, got, sizeof got);
+	is_str(got, want, "%s: B's rows are as they were", W);
+	char mid[1024];
+	ten_part(before, 'a', "shared", 100, mid, sizeof mid);
+	ten_part(mid, 'a', "", 100, want, sizeof want);
+	ten_part(after, 'a', "", 0, got, sizeof got);
+	is_str(got, want, "%s: A's rows got both updates", W);
+}
+
 static void t_filter_upsert(qsuite *qs)
 {
 	const char *W = "filters, upsert";
@@ -1212,6 +1311,7 @@ static void t_filters(qsuite *qs)
 	t_filter_reads(qs, TEN_A, a_ids, 4, b_ids, 3);
 	t_filter_reads(qs, TEN_B, b_ids, 3, a_ids, 4);
 	t_filter_writes(qs, a_ids, b_ids);
+	t_filter_set_writes(qs);
 	t_filter_upsert(qs);
 }
 
@@ -1221,10 +1321,9 @@ void cf_query(suite *s)
 {
 	qsuite qs = {.s = s};
 	emh_error err;
-	long pid = (long)getpid();
 	qs.agg = (s->caps & EMH_CAP_AGGREGATE) != 0;
 	for (int t = 0; t < Q__N; t++)
-		snprintf(qs.tables[t], sizeof qs.tables[t], "conf_%ld_%s", pid, q_suffix[t]);
+		snprintf(qs.tables[t], sizeof qs.tables[t], "conf_%ld_%s", s->pid, q_suffix[t]);
 	qs.e[Q_AGG] = (emh_entity)EMH_ENTITY(conf_agg, qs.tables[Q_AGG], conf_agg_fields);
 	qs.e[Q_AGGBIG] = (emh_entity)EMH_ENTITY(conf_aggbig, qs.tables[Q_AGGBIG], conf_aggbig_fields);
 	qs.e[Q_TEN] = (emh_entity)EMH_ENTITY(conf_ten, qs.tables[Q_TEN], conf_ten_fields);
@@ -1240,5 +1339,6 @@ void cf_query(suite *s)
 	t_aggregates(&qs);
 	t_iter(&qs);
 	t_pages(&qs);
+	t_locked(&qs);
 	t_filters(&qs);
 }

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/conformance/conformance.h: what the conformance suite's files
- * share: the suite's state and the helpers of emh-conformance.c.  Each
- * topic file (cf_*.c) exports one function that main() runs.
+ * tests/conformance/conformance.h: what emh-conformance.c (the suite's main,
+ * its set-up and first cases) hands to the suite's other files, one topic
+ * each (cf_<topic>.c): the suite's state and its helpers.  Every file is
+ * built with EMH_TAP_SHARED, so the TAP count is the program's;
+ * emh-conformance.c owns it.
  */
 #ifndef EMH_TESTS_CONFORMANCE_H
 #define EMH_TESTS_CONFORMANCE_H
@@ -10,23 +12,26 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <emhost/driver.h> /* EMH_CAP_* */
 #include <emhost/emhost.h>
 
-#define TAP_SHARED
 #include "tap.h"
 
 enum { T_ALL, T_Q, T_USER, T_KV, T_THR, T_UNREG, T__N };
 
-/* Everything the cases share; one per run, passed around explicitly. */
+/* Everything the cases share: the context under test, set up and
+ * reachable, and the suite's entities; one per run, passed around
+ * explicitly. */
 typedef struct suite {
 	emh_host *h;
-	char ctx[128];
-	char driver[64];
-	uint64_t caps;
-	char capstr[256];
+	char ctx[128];    /* the context's name */
+	char driver[64];  /* its driver's name, for messages */
+	uint64_t caps;    /* emh_em_caps on it */
+	char capstr[256]; /* the same, as emh_caps_string writes it */
 	bool sql;
 	bool no_native; /* --no-native-codes */
 	bool have_other;
+	long pid; /* tables are named conf_<pid>_<name>; emh_host_drop_schema drops them */
 	char tables[T__N][64];
 	emh_entity e[T__N];
 	unsigned char *big; /* BIG_BLOB bytes */
@@ -40,11 +45,14 @@ void diag_err(int rc, const emh_error *err);
 /* ok(rc == want) with the error's code name and message as diagnostics. */
 int expect_rc(int rc, int want, const emh_error *err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 #define OK_RC(rc, err, ...) expect_rc((rc), EMH_OK, &(err), __VA_ARGS__)
+
 /*
  * A case that cannot run on this context, printed as a passing test with a
- * SKIP directive and its reason, so that no case disappears silently.
+ * SKIP directive and its reason ("# SKIP not applicable: why"), so that no
+ * case disappears silently.
  */
 void na(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* A fork of ctx (NULL: the context under test), a repository, a query; bail on failure. */
 emh_em *xfork(suite *s, const char *ctx);
 emh_repo *xrepo(emh_em *em, const emh_entity *e);
@@ -52,5 +60,7 @@ emh_query *xquery(emh_repo *r);
 
 /* cf_query.c: aggregates, iterators, pages, global filters. */
 void cf_query(suite *s);
+/* cf_concurrency.c: versions, row locks, conditional writes, retried transactions, refresh, isolation. */
+void cf_concurrency(const suite *cx);
 
 #endif

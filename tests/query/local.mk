@@ -11,7 +11,8 @@ tests_query_test_query_LDADD = core/libemhost.la $(EMH_PTHREAD_LIBS)
 if HAVE_DAEMON
 check_PROGRAMS += tests/query/test_analytics
 TESTS += tests/query/test_analytics
-tests_query_test_analytics_SOURCES = tests/query/test_analytics.c $(PEAK_SOURCES) $(FIXTURE_SOURCES)
+tests_query_test_analytics_SOURCES = tests/query/test_analytics.c $(PEAK_SOURCES) $(FIXTURE_SOURCES) \
+	services/common/entities.h
 tests_query_test_analytics_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS)
 tests_query_test_analytics_LDADD = core/libemhost.la $(MHD_LIBS) $(EMH_PTHREAD_LIBS)
 endif

@@ -21,6 +21,7 @@
 
 #include <emhost/service.h>
 
+#include "../../services/common/entities.h" /* the events table as the service declares it */
 #include "../fixture.h"
 #include "peak.h"
 #include "../tap.h"
@@ -28,22 +29,6 @@
 #define NTYPES 5
 #define BOUND (8ll << 20)
 #define SAMPLE 20000
-
-/* The events table as the service declares it (services/common/entities.h). */
-typedef struct event {
-	int64_t id;
-	int64_t user_id;
-	const char *type;
-	emh_time created_at;
-} event;
-
-static const emh_field event_fields[] = {
-	EMH_FIELD(event, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
-	EMH_FIELD(event, user_id, EMH_T_INT64, EMH_F_INDEXED),
-	EMH_FIELD(event, type, EMH_T_TEXT, EMH_F_INDEXED),
-	EMH_FIELD(event, created_at, EMH_T_TIMESTAMP, 0),
-};
-static const emh_entity event_entity = EMH_ENTITY(event, "events", event_fields);
 
 /* Events of type "t<k>": i % 7 folded onto 5 types, so the counts differ. */
 static int64_t hand_count(int64_t rows, int k)

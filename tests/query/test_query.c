@@ -44,6 +44,7 @@ static void t_declarations(void)
 		{0, EMH_F_PK | EMH_F_GENERATED | EMH_F_FILTER, "on the primary key"},
 		{1, EMH_F_FILTER | EMH_F_NULLABLE, "on a nullable field"},
 		{3, EMH_F_FILTER, "on a double field"},
+		{4, EMH_F_FILTER | EMH_F_VERSION, "on the version field"},
 	};
 	emh_error err;
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

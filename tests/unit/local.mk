@@ -28,3 +28,9 @@ check_PROGRAMS += tests/unit/test_prepcache
 TESTS += tests/unit/test_prepcache
 tests_unit_test_prepcache_SOURCES = tests/unit/test_prepcache.c tests/tap.h
 tests_unit_test_prepcache_LDADD = $(UNIT_LIBS)
+
+# emh_host_reload: contexts added, removed and changed, a driver loaded after start.
+check_PROGRAMS += tests/unit/test_reload
+TESTS += tests/unit/test_reload
+tests_unit_test_reload_SOURCES = tests/unit/test_reload.c $(FIXTURE_SOURCES)
+tests_unit_test_reload_LDADD = $(UNIT_LIBS)
