@@ -41,7 +41,16 @@ typedef struct bench_raw_ops {
 	/* One statement, no transaction: UPDATE counter = counter + delta WHERE id = ?
 	 * (emh_repo_update_where). 0 = one row matched. */
 	int (*update_where)(void *raw, int64_t id, int64_t delta);
+	/*
+	 * SELECT counter, COUNT(*), SUM(score) FROM table WHERE id >= lo AND
+	 * id < hi GROUP BY counter, reading every value; *groups gets the number
+	 * of rows.  0 = ok.  (MongoDB: the $match/$group pipeline.)
+	 */
+	int (*aggregate)(void *raw, int64_t lo, int64_t hi, int64_t *groups);
 } bench_raw_ops;
+
+/* Rows an aggregate workload groups: ids [lo, lo + BENCH_AGG_WINDOW). */
+#define BENCH_AGG_WINDOW 100
 
 /* Defined in bench/raw_<driver>.c when that driver is built. */
 extern const bench_raw_ops bench_raw_sqlite, bench_raw_postgres, bench_raw_mysql, bench_raw_mongo;

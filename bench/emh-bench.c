@@ -224,6 +224,40 @@ static int em_update_where(bench *b)
 	return rc ? em_fail(b, "update_where", rc) : 0;
 }
 
+/* GROUP BY counter over a window of ids: count and sum, every value read. */
+static int em_aggregate(bench *b)
+{
+	emh_em *em;
+	emh_repo *r;
+	emh_query *q;
+	emh_agg *a;
+	emh_rows *rows;
+	int64_t lo = pick_id(b);
+	int rc = emh_host_fork(b->h, b->ctx, &em, &b->err);
+	if (rc)
+		return em_fail(b, "fork", rc);
+	if ((rc = emh_em_repo(em, &bench_entity, &r, &b->err)) == 0 && (rc = emh_repo_query(r, &q, &b->err)) == 0 &&
+	    (rc = emh_repo_agg(r, &a, &b->err)) == 0) {
+		emh_q_where(q, emh_q_and(q, emh_q_ge(q, "id", emh_v_int64(lo)),
+					 emh_q_lt(q, "id", emh_v_int64(lo + BENCH_AGG_WINDOW))));
+		emh_agg_group_by(a, "counter");
+		emh_agg_count(a, "n");
+		emh_agg_sum(a, "score", "total");
+		rc = emh_repo_aggregate(r, q, a, &rows, &b->err);
+	}
+	if (!rc) {
+		size_t n = emh_rows_count(rows);
+		for (size_t i = 0; i < n; i++)
+			b->sink += (size_t)emh_rows_value(rows, i, 0)->u.i64 + (size_t)emh_rows_value(rows, i, 1)->u.i64 +
+				   (size_t)emh_rows_value(rows, i, 2)->u.d;
+		if (n == 0)
+			rc = emh_error_set(&b->err, EMH_ENOTFOUND, "no group in [%lld, %lld)", (long long)lo,
+					   (long long)(lo + BENCH_AGG_WINDOW));
+	}
+	emh_em_close(em);
+	return rc ? em_fail(b, "aggregate", rc) : 0;
+}
+
 static int em_fork_close(bench *b)
 {
 	emh_em *em;
@@ -255,6 +289,15 @@ static int raw_update(bench *b)
 static int raw_update_where(bench *b)
 {
 	return b->ops->update_where(b->raw, pick_id(b), 1) ? raw_fail(b, "update_where") : 0;
+}
+
+static int raw_aggregate(bench *b)
+{
+	int64_t lo = pick_id(b), groups = 0;
+	if (b->ops->aggregate(b->raw, lo, lo + BENCH_AGG_WINDOW, &groups) || groups == 0)
+		return raw_fail(b, "aggregate");
+	b->sink += (size_t)groups;
+	return 0;
 }
 
 static int raw_insert(bench *b)
@@ -438,6 +481,7 @@ static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs,
 		{"update_flush", raw_update, em_update_flush},
 		{"insert_flush", raw_insert, em_insert_flush},
 		{"update_where", raw_update_where, em_update_where},
+		{"aggregate", raw_aggregate, em_aggregate},
 	};
 	bench b;
 	int status = 0;

@@ -24,6 +24,8 @@
  *               then insert_one {_id: seq, name, counter, score} (in a
  *               transaction under the same condition as update)
  *   update_where update_many {_id: id} {$inc: {counter: delta}}, alone
+ *   aggregate   aggregate [{$match: {_id: {$gte: lo, $lt: hi}}},
+ *               {$group: {_id: "$counter", n: {$sum: 1}, total: {$sum: "$score"}}}]
  */
 typedef struct raw_mg {
 	mongoc_client_pool_t *pool;
@@ -312,6 +314,52 @@ out:
 	return rc;
 }
 
+static int raw_mg_aggregate(void *raw, int64_t lo, int64_t hi, int64_t *groups)
+{
+	raw_mg *r = raw;
+	bson_t pipeline = BSON_INITIALIZER, stage, match, range, group, acc;
+	const bson_t *doc;
+	bson_error_t e;
+	volatile double sink = 0;
+	int rc = 0;
+
+	BSON_APPEND_DOCUMENT_BEGIN(&pipeline, "0", &stage);
+	BSON_APPEND_DOCUMENT_BEGIN(&stage, "$match", &match);
+	BSON_APPEND_DOCUMENT_BEGIN(&match, "_id", &range);
+	BSON_APPEND_INT64(&range, "$gte", lo);
+	BSON_APPEND_INT64(&range, "$lt", hi);
+	bson_append_document_end(&match, &range);
+	bson_append_document_end(&stage, &match);
+	bson_append_document_end(&pipeline, &stage);
+	BSON_APPEND_DOCUMENT_BEGIN(&pipeline, "1", &stage);
+	BSON_APPEND_DOCUMENT_BEGIN(&stage, "$group", &group);
+	BSON_APPEND_UTF8(&group, "_id", "$counter");
+	BSON_APPEND_DOCUMENT_BEGIN(&group, "n", &acc);
+	BSON_APPEND_INT32(&acc, "$sum", 1);
+	bson_append_document_end(&group, &acc);
+	BSON_APPEND_DOCUMENT_BEGIN(&group, "total", &acc);
+	BSON_APPEND_UTF8(&acc, "$sum", "$score");
+	bson_append_document_end(&group, &acc);
+	bson_append_document_end(&stage, &group);
+	bson_append_document_end(&pipeline, &stage);
+	mongoc_cursor_t *cur = mongoc_collection_aggregate(r->coll, MONGOC_QUERY_NONE, &pipeline, NULL, NULL);
+	*groups = 0;
+	while (mongoc_cursor_next(cur, &doc)) {
+		bson_iter_t it;
+		if (bson_iter_init(&it, doc))
+			while (bson_iter_next(&it))
+				sink += BSON_ITER_HOLDS_NUMBER(&it) ? bson_iter_as_double(&it) : 0;
+		(*groups)++;
+	}
+	if (mongoc_cursor_error(cur, &e)) {
+		fprintf(stderr, "raw mongo: aggregate: %s\n", e.message);
+		rc = -1;
+	}
+	mongoc_cursor_destroy(cur);
+	bson_destroy(&pipeline);
+	return rc;
+}
+
 const bench_raw_ops bench_raw_mongo = {
 	.driver = "mongo",
 	.open = raw_mg_open,
@@ -320,4 +368,5 @@ const bench_raw_ops bench_raw_mongo = {
 	.update = raw_mg_update,
 	.insert = raw_mg_insert,
 	.update_where = raw_mg_update_where,
+	.aggregate = raw_mg_aggregate,
 };

@@ -18,7 +18,7 @@ typedef bool raw_flag;
 
 typedef struct raw_my {
 	MYSQL *my;
-	MYSQL_STMT *get, *upd, *ins, *updw;
+	MYSQL_STMT *get, *upd, *ins, *updw, *agg;
 	/* get: one key in, four columns out */
 	long long key;
 	MYSQL_BIND get_in[1], get_out[4];
@@ -36,11 +36,18 @@ typedef struct raw_my {
 	long long i_counter;
 	double i_score;
 	MYSQL_BIND ins_in[3];
+	/* aggregate: lo, hi in; counter, count, sum out */
+	long long a_lo, a_hi, a_counter, a_count;
+	double a_sum;
+	MYSQL_BIND agg_in[2], agg_out[3];
+	raw_flag a_null[3], a_err[3];
 } raw_my;
 
 static const char raw_get_sql[] = "SELECT `id`, `name`, `counter`, `score` FROM `" BENCH_TABLE "` WHERE `id` = ?";
 static const char raw_update_sql[] = "UPDATE `" BENCH_TABLE "` SET `counter` = ? WHERE `id` = ?";
 static const char raw_update_where_sql[] = "UPDATE `" BENCH_TABLE "` SET `counter` = `counter` + ? WHERE `id` = ?";
+static const char raw_agg_sql[] = "SELECT `counter`, COUNT(*), SUM(`score`) FROM `" BENCH_TABLE
+				  "` WHERE `id` >= ? AND `id` < ? GROUP BY `counter`";
 static const char raw_insert_sql[] = "INSERT INTO `" BENCH_TABLE "` (`name`, `counter`, `score`) VALUES (?, ?, ?)";
 
 static MYSQL_STMT *raw_my_prepare(MYSQL *my, const char *sql)
@@ -69,6 +76,8 @@ static void raw_my_close(void *p)
 		mysql_stmt_close(raw->ins);
 	if (raw->updw)
 		mysql_stmt_close(raw->updw);
+	if (raw->agg)
+		mysql_stmt_close(raw->agg);
 	mysql_close(raw->my);
 	free(raw);
 }
@@ -108,7 +117,8 @@ static void *raw_my_open(emh_host *h, const char *ctx)
 	}
 	if (!(raw->get = raw_my_prepare(raw->my, raw_get_sql)) || !(raw->upd = raw_my_prepare(raw->my, raw_update_sql)) ||
 	    !(raw->ins = raw_my_prepare(raw->my, raw_insert_sql)) ||
-	    !(raw->updw = raw_my_prepare(raw->my, raw_update_where_sql))) {
+	    !(raw->updw = raw_my_prepare(raw->my, raw_update_where_sql)) ||
+	    !(raw->agg = raw_my_prepare(raw->my, raw_agg_sql))) {
 		raw_my_close(raw);
 		return NULL;
 	}
@@ -140,6 +150,18 @@ static void *raw_my_open(emh_host *h, const char *ctx)
 	memset(&raw->ins_in[2], 0, sizeof raw->ins_in[2]);
 	raw->ins_in[2].buffer_type = MYSQL_TYPE_DOUBLE;
 	raw->ins_in[2].buffer = &raw->i_score;
+
+	raw_my_bind_ll(&raw->agg_in[0], &raw->a_lo);
+	raw_my_bind_ll(&raw->agg_in[1], &raw->a_hi);
+	raw_my_bind_ll(&raw->agg_out[0], &raw->a_counter);
+	raw_my_bind_ll(&raw->agg_out[1], &raw->a_count);
+	memset(&raw->agg_out[2], 0, sizeof raw->agg_out[2]);
+	raw->agg_out[2].buffer_type = MYSQL_TYPE_DOUBLE;
+	raw->agg_out[2].buffer = &raw->a_sum;
+	for (int i = 0; i < 3; i++) {
+		raw->agg_out[i].is_null = &raw->a_null[i];
+		raw->agg_out[i].error = &raw->a_err[i];
+	}
 	return raw;
 }
 
@@ -229,6 +251,26 @@ static int raw_my_insert(void *p, const char *name, int64_t counter, double scor
 	return id > 0 ? 0 : -1;
 }
 
+static int raw_my_aggregate(void *p, int64_t lo, int64_t hi, int64_t *groups)
+{
+	raw_my *raw = p;
+	int f;
+	volatile double sink = 0;
+	raw->a_lo = lo;
+	raw->a_hi = hi;
+	*groups = 0;
+	/* Stored as the driver does, so that the two read the same way. */
+	if (mysql_stmt_bind_param(raw->agg, raw->agg_in) != 0 || mysql_stmt_execute(raw->agg) != 0 ||
+	    mysql_stmt_store_result(raw->agg) != 0 || mysql_stmt_bind_result(raw->agg, raw->agg_out) != 0)
+		return -1;
+	while ((f = mysql_stmt_fetch(raw->agg)) == 0) {
+		sink += (double)raw->a_counter + (double)raw->a_count + raw->a_sum;
+		(*groups)++;
+	}
+	mysql_stmt_free_result(raw->agg);
+	return f == MYSQL_NO_DATA ? 0 : -1;
+}
+
 const bench_raw_ops bench_raw_mysql = {
 	.driver = "mysql",
 	.open = raw_my_open,
@@ -237,4 +279,5 @@ const bench_raw_ops bench_raw_mysql = {
 	.update = raw_my_update,
 	.insert = raw_my_insert,
 	.update_where = raw_my_update_where,
+	.aggregate = raw_my_aggregate,
 };

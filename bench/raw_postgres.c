@@ -25,6 +25,8 @@ static const char raw_get_sql[] =
 static const char raw_update_sql[] = "UPDATE \"" BENCH_TABLE "\" SET \"counter\" = $1 WHERE \"id\" = $2";
 static const char raw_update_where_sql[] =
 	"UPDATE \"" BENCH_TABLE "\" SET \"counter\" = \"counter\" + $1 WHERE \"id\" = $2";
+static const char raw_agg_sql[] = "SELECT \"counter\", COUNT(*), SUM(\"score\") FROM \"" BENCH_TABLE
+				  "\" WHERE \"id\" >= $1 AND \"id\" < $2 GROUP BY \"counter\"";
 static const char raw_insert_sql[] =
 	"INSERT INTO \"" BENCH_TABLE "\" (\"name\", \"counter\", \"score\") VALUES ($1, $2, $3) RETURNING \"id\"";
 
@@ -81,7 +83,8 @@ static void *raw_pg_open(emh_host *h, const char *ctx)
 	if (raw_pg_prepare(raw->pg, "raw_get", raw_get_sql, 1, get_t) ||
 	    raw_pg_prepare(raw->pg, "raw_update", raw_update_sql, 2, upd_t) ||
 	    raw_pg_prepare(raw->pg, "raw_update_where", raw_update_where_sql, 2, upd_t) ||
-	    raw_pg_prepare(raw->pg, "raw_insert", raw_insert_sql, 3, ins_t)) {
+	    raw_pg_prepare(raw->pg, "raw_insert", raw_insert_sql, 3, ins_t) ||
+	    raw_pg_prepare(raw->pg, "raw_agg", raw_agg_sql, 2, upd_t)) {
 		PQfinish(raw->pg);
 		free(raw);
 		return NULL;
@@ -200,6 +203,31 @@ static int raw_pg_insert(void *p, const char *name, int64_t counter, double scor
 	return rc;
 }
 
+static int raw_pg_aggregate(void *p, int64_t lo, int64_t hi, int64_t *groups)
+{
+	raw_pg *raw = p;
+	uint64_t b[2] = {htobe64((uint64_t)lo), htobe64((uint64_t)hi)};
+	const char *vals[2] = {(const char *)&b[0], (const char *)&b[1]};
+	static const int lens[2] = {8, 8}, fmts[2] = {1, 1};
+	PGresult *r = PQexecPrepared(raw->pg, "raw_agg", 2, vals, lens, fmts, 1);
+	int rc = -1;
+	if (r && PQresultStatus(r) == PGRES_TUPLES_OK) {
+		volatile double sink = 0;
+		int n = PQntuples(r);
+		for (int i = 0; i < n; i++) {
+			uint64_t sb = raw_be64(PQgetvalue(r, i, 2));
+			double d;
+			memcpy(&d, &sb, 8);
+			sink += (double)(int64_t)raw_be64(PQgetvalue(r, i, 0)) +
+				(double)(int64_t)raw_be64(PQgetvalue(r, i, 1)) + d;
+		}
+		*groups = n;
+		rc = 0;
+	}
+	PQclear(r);
+	return rc;
+}
+
 const bench_raw_ops bench_raw_postgres = {
 	.driver = "postgres",
 	.open = raw_pg_open,
@@ -208,4 +236,5 @@ const bench_raw_ops bench_raw_postgres = {
 	.update = raw_pg_update,
 	.insert = raw_pg_insert,
 	.update_where = raw_pg_update_where,
+	.aggregate = raw_pg_aggregate,
 };

@@ -12,7 +12,7 @@
 
 typedef struct raw_sq {
 	sqlite3 *db;
-	sqlite3_stmt *get, *begin, *commit, *rollback, *update, *insert, *update_where;
+	sqlite3_stmt *get, *begin, *commit, *rollback, *update, *insert, *update_where, *agg;
 	char name[256]; /* last name read, so reading it is real work */
 } raw_sq;
 
@@ -28,6 +28,7 @@ static void raw_sq_close(void *raw)
 	sqlite3_finalize(r->update);
 	sqlite3_finalize(r->insert);
 	sqlite3_finalize(r->update_where);
+	sqlite3_finalize(r->agg);
 	sqlite3_close_v2(r->db);
 	free(r);
 }
@@ -92,7 +93,9 @@ static void *raw_sq_open(emh_host *h, const char *ctx)
 	    raw_sq_prep(r, "UPDATE " BENCH_TABLE " SET counter = ? WHERE id = ?", &r->update) ||
 	    raw_sq_prep(r, "UPDATE " BENCH_TABLE " SET counter = counter + ? WHERE id = ?", &r->update_where) ||
 	    raw_sq_prep(r, "INSERT INTO " BENCH_TABLE " (name, counter, score) VALUES (?, ?, ?) RETURNING id",
-			&r->insert))
+			&r->insert) ||
+	    raw_sq_prep(r, "SELECT counter, COUNT(*), SUM(score) FROM " BENCH_TABLE " WHERE id >= ? AND id < ? "
+			   "GROUP BY counter", &r->agg))
 		goto out_close;
 	return r;
 
@@ -183,6 +186,23 @@ static int raw_sq_insert(void *raw, const char *name, int64_t counter, double sc
 	return rc;
 }
 
+static int raw_sq_aggregate(void *raw, int64_t lo, int64_t hi, int64_t *groups)
+{
+	raw_sq *r = raw;
+	int rc;
+	volatile double sink = 0;
+	sqlite3_bind_int64(r->agg, 1, lo);
+	sqlite3_bind_int64(r->agg, 2, hi);
+	*groups = 0;
+	while ((rc = sqlite3_step(r->agg)) == SQLITE_ROW) {
+		sink += (double)sqlite3_column_int64(r->agg, 0) + (double)sqlite3_column_int64(r->agg, 1) +
+			sqlite3_column_double(r->agg, 2);
+		(*groups)++;
+	}
+	sqlite3_reset(r->agg);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 const bench_raw_ops bench_raw_sqlite = {
 	.driver = "sqlite",
 	.open = raw_sq_open,
@@ -191,4 +211,5 @@ const bench_raw_ops bench_raw_sqlite = {
 	.update = raw_sq_update,
 	.insert = raw_sq_insert,
 	.update_where = raw_sq_update_where,
+	.aggregate = raw_sq_aggregate,
 };

@@ -63,3 +63,19 @@ void emh__arena_release(emh__arena *a)
 	a->blocks = NULL;
 	a->ptr = a->end = NULL;
 }
+
+void emh__arena_reset(emh__arena *a)
+{
+	emh__arena_block *keep = a->blocks;
+	if (!keep) {
+		a->ptr = a->end = NULL;
+		return;
+	}
+	for (emh__arena_block *b = keep->next, *next; b; b = next) {
+		next = b->next;
+		free(b);
+	}
+	keep->next = NULL;
+	a->ptr = keep->data;
+	a->end = keep->data + keep->cap;
+}

@@ -51,5 +51,12 @@ void *emh__arena_memdup(emh__arena *a, const void *p, size_t n);
 char *emh__arena_strndup(emh__arena *a, const char *s, size_t n);
 /* Free every heap block; the inline buffer is the caller's. */
 void emh__arena_release(emh__arena *a);
+/*
+ * Free everything allocated so far but keep the newest heap block (the
+ * largest but for an oversized request) to allocate from again: memory
+ * reused round after round, for an arena refilled in rounds (an iterator's
+ * pages).  An inline buffer is no longer used after it.
+ */
+void emh__arena_reset(emh__arena *a);
 
 #endif

@@ -91,6 +91,7 @@ void emh_em_close(emh_em *em)
 {
 	if (!em)
 		return;
+	emh__iter_close_all(em);
 	while (em->tx_depth > 0) {
 		emh_error e;
 		if (emh__tx_end(em, false, &e) != 0 && em->pc) {
@@ -218,6 +219,8 @@ static int op_call(emh_em *em, emh__op *o, emh_error *err)
 		return d->update_where(c, &o->m->pub, o->q, o->sets, o->nsets, o->count, err);
 	case OP_DELETE_WHERE:
 		return d->delete_where(c, &o->m->pub, o->q, o->count, err);
+	case OP_AGGREGATE:
+		return d->aggregate(c, &o->m->pub, o->q, o->agg, o->sink, err);
 	}
 	return emh_error_set(err, EMH_EINVAL, "unknown operation");
 }
@@ -245,10 +248,12 @@ static int sync_pending(emh_em *em, emh_error *err)
 /* The operation a call counts as, for the histograms and the query log. */
 static int op_qop(const emh__op *o)
 {
+	if (o->agg) /* a SQL driver's aggregate is a statement, a document driver's OP_AGGREGATE */
+		return EMH__Q_AGGREGATE;
 	switch (o->kind) {
 	case OP_STMT:
 		switch (o->st->kind) {
-		case EMH_STMT_SELECT: return o->m && o->st == o->m->st_get ? EMH__Q_GET : EMH__Q_FIND;
+		case EMH_STMT_SELECT: return o->get || (o->m && o->st == o->m->st_get) ? EMH__Q_GET : EMH__Q_FIND;
 		case EMH_STMT_COUNT: return EMH__Q_COUNT;
 		case EMH_STMT_INSERT: return o->m && o->st == o->m->st_upsert ? EMH__Q_UPSERT : EMH__Q_INSERT;
 		case EMH_STMT_UPDATE: return EMH__Q_UPDATE;
@@ -272,7 +277,7 @@ static int op_qop(const emh__op *o)
 /* A call that only reads: safe to send again if its connection was stale. */
 static bool op_reads(const emh__op *o)
 {
-	return o->kind == OP_FIND || o->kind == OP_COUNT ||
+	return o->kind == OP_FIND || o->kind == OP_COUNT || o->kind == OP_AGGREGATE ||
 	       (o->kind == OP_STMT && (o->st->kind == EMH_STMT_SELECT || o->st->kind == EMH_STMT_COUNT));
 }
 
@@ -400,8 +405,8 @@ int64_t emh__obj_key_read(const emh__obj *o)
 	return emh__value_i64(&v);
 }
 
-/* Write a loaded value into a struct member (strings copied into the arena). */
-static int store(emh_em *em, emh__obj *o, void *obj, const emh_field *f, int i, const emh_value *v)
+/* Write a loaded value into a struct member (strings copied into arena). */
+static int store(emh__arena *arena, emh__obj *o, void *obj, const emh_field *f, int i, const emh_value *v)
 {
 	char *p = (char *)obj + f->offset;
 	if (v->is_null) {
@@ -433,14 +438,14 @@ static int store(emh_em *em, emh__obj *o, void *obj, const emh_field *f, int i, 
 	}
 	case EMH_T_TEXT:
 	case EMH_T_JSON: {
-		char *s = emh__arena_strndup(&em->arena, v->u.s.ptr ? v->u.s.ptr : "", v->u.s.len);
+		char *s = emh__arena_strndup(arena, v->u.s.ptr ? v->u.s.ptr : "", v->u.s.len);
 		if (!s)
 			return EMH_ENOMEM;
 		memcpy(p, &s, sizeof s);
 		break;
 	}
 	case EMH_T_BLOB: {
-		emh_blob b = {emh__arena_memdup(&em->arena, v->u.s.ptr, v->u.s.len), v->u.s.len};
+		emh_blob b = {emh__arena_memdup(arena, v->u.s.ptr, v->u.s.len), v->u.s.len};
 		if (!b.data)
 			return EMH_ENOMEM;
 		memcpy(p, &b, sizeof b);
@@ -450,9 +455,9 @@ static int store(emh_em *em, emh__obj *o, void *obj, const emh_field *f, int i, 
 	return 0;
 }
 
-static emh__obj *obj_alloc(emh_em *em, emh__meta *m)
+static emh__obj *obj_alloc(emh_em *em, emh__arena *arena, emh__meta *m)
 {
-	emh__obj *o = emh__arena_zalloc(&em->arena, sizeof(emh__obj) + m->pub.entity->size);
+	emh__obj *o = emh__arena_zalloc(arena, sizeof(emh__obj) + m->pub.entity->size);
 	if (o) {
 		o->magic = OBJ_MAGIC;
 		o->em = em;
@@ -602,7 +607,7 @@ static int reload(emh_em *em, emh__obj *o, const emh_value *cols, emh_error *err
 	for (size_t i = 0; i < e->nfields; i++) {
 		const emh_field *f = &e->fields[i];
 		memset(obj + f->offset, 0, f->size);
-		if (store(em, o, obj, f, (int)i, &cols[i]))
+		if (store(&em->arena, o, obj, f, (int)i, &cols[i]))
 			return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
 	if (!(o->snap = emh__arena_memdup(&em->arena, obj, e->size)))
@@ -637,34 +642,51 @@ static int map_hit(emh_em *em, emh__obj *have, const emh_value *cols, int mode, 
 }
 
 
+/* A new object of m holding a loaded row, from arena; not tracked yet. */
+static emh__obj *obj_load(emh_em *em, emh__arena *arena, emh__meta *m, const emh_value *cols)
+{
+	const emh_entity *e = m->pub.entity;
+	emh__obj *o = obj_alloc(em, arena, m);
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < e->nfields; i++)
+		if (store(arena, o, OBJ(o), &e->fields[i], (int)i, &cols[i]))
+			return NULL;
+	return o;
+}
+
+int emh__em_load_detached(emh_em *em, emh__meta *m, emh__arena *arena, const emh_value *cols, void **out,
+			  emh_error *err)
+{
+	emh__obj *o = obj_load(em, arena, m, cols);
+	if (!o)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	o->state = ST_DETACHED;
+	*out = OBJ(o);
+	return 0;
+}
+
 /* The object for a row: the one already in the identity map, or a new one. */
 static int materialize(emh_em *em, emh__meta *m, const emh_value *cols, int mode, void **out, emh_error *err)
 {
 	const emh_entity *e = m->pub.entity;
 	*out = NULL;
-	if (!em->readonly) {
-		emh__obj *have = emh__imap_find(em, m, &cols[m->pub.pk]);
-		if (have)
-			return map_hit(em, have, cols, mode, out, err);
-	}
-	emh__obj *o = obj_alloc(em, m);
+	if (em->readonly)
+		return emh__em_load_detached(em, m, &em->arena, cols, out, err);
+	emh__obj *have = emh__imap_find(em, m, &cols[m->pub.pk]);
+	if (have)
+		return map_hit(em, have, cols, mode, out, err);
+	emh__obj *o = obj_load(em, &em->arena, m, cols);
 	if (!o)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	void *obj = OBJ(o);
-	for (size_t i = 0; i < e->nfields; i++)
-		if (store(em, o, obj, &e->fields[i], (int)i, &cols[i]))
-			return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	if (em->readonly) {
-		o->state = ST_DETACHED;
-	} else {
-		/* The snapshot shares the loaded strings: they are never written. */
-		if (!(o->snap = emh__arena_memdup(&em->arena, obj, e->size)))
-			return emh_error_set(err, EMH_ENOMEM, "out of memory");
-		o->snap_nulls = o->nulls;
-		o->state = ST_MANAGED;
-		track(em, o);
-		emh__imap_add(em, o);
-	}
+	/* The snapshot shares the loaded strings: they are never written. */
+	if (!(o->snap = emh__arena_memdup(&em->arena, obj, e->size)))
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	o->snap_nulls = o->nulls;
+	o->state = ST_MANAGED;
+	track(em, o);
+	emh__imap_add(em, o);
 	*out = obj;
 	return 0;
 }
@@ -751,6 +773,14 @@ int emh__em_check_query(emh_repo *r, const emh_query *q, emh_error *err)
 	return rc ? emh__em_fail(r->em, rc, err) : 0;
 }
 
+int emh__em_refuse_lock(emh_em *em, const emh_query *q, const char *what, emh_error *err)
+{
+	if (!q || !q->lock)
+		return 0;
+	return emh__em_fail(em, emh_error_set(err, EMH_EINVAL, "%s of '%s' locks no rows: find them with the locked query",
+					  what, q->e->name), err);
+}
+
 static const char *const lock_names[] = {"", "FOR UPDATE", "FOR SHARE"};
 static const char *const wait_names[] = {"", " NOWAIT", " SKIP LOCKED"};
 
@@ -780,7 +810,45 @@ static int lock_check(emh_em *em, const emh_query *q, const char **clause, emh_e
 	return 0;
 }
 
-/* Run q (NULL: every row; checked) on m's rows into ls: a locked query loads its rows fresh. */
+/* Run the compiled statement st of m with q's parameters (count: a count's;
+ * get: a lookup by key, counted as one). */
+static int run_query_stmt(emh_em *em, emh__meta *m, const emh_stmt *st, const emh_query *q, bool count, bool get,
+			  emh_rowsink *sink, emh_error *err)
+{
+	size_t np = emh__query_nparams(q, count);
+	emh_value stackp[32], *params = np <= 32 ? stackp : malloc(np * sizeof *params);
+	if (!params)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	emh__query_params(q, count, params);
+	emh__op o = {.kind = OP_STMT, .m = m, .st = st, .params = params, .sink = sink, .get = get};
+	int rc = emh__em_run(em, &o, err);
+	if (params != stackp)
+		free(params);
+	return rc;
+}
+
+/* q's rows into sink: the dialect's SELECT (ending with lock when not NULL),
+ * or the document driver's find (get: a lookup by key, counted as one). */
+static int select_run(emh_em *em, emh__meta *m, const emh_query *q, const char *lock, bool get, emh_rowsink *sink,
+		      emh_error *err)
+{
+	if (!emh__em_is_sql(em)) {
+		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = sink, .get = get};
+		return emh__em_run(em, &o, err);
+	}
+	const emh_stmt *st = emh__sql_select_stmt(m, em->ctx->drv->d.dialect, q, lock, err);
+	if (!st)
+		return emh__em_fail(em, err ? err->code : EMH_ENOMEM, err);
+	return run_query_stmt(em, m, st, q, false, get, sink, err);
+}
+
+int emh__em_find_run(emh_em *em, emh__meta *m, const emh_query *q, emh_rowsink *sink, emh_error *err)
+{
+	return select_run(em, m, q, NULL, false, sink, err);
+}
+
+/* Run q (NULL: every row; checked and filtered) on m's rows into ls: a
+ * locked query loads its rows fresh. */
 static int run_select(emh_em *em, emh__meta *m, const emh_query *q, load_sink *ls, emh_error *err)
 {
 	const char *lock = NULL;
@@ -795,23 +863,7 @@ static int run_select(emh_em *em, emh__meta *m, const emh_query *q, load_sink *l
 	ls->em = em;
 	ls->m = m;
 	em->loaded = true;
-	if (!emh__em_is_sql(em)) {
-		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = &ls->base, .get = ls->get};
-		return emh__em_run(em, &o, err);
-	}
-	const emh_stmt *st = emh__sql_select_stmt(m, em->ctx->drv->d.dialect, q, lock, err);
-	if (!st)
-		return emh__em_fail(em, err ? err->code : EMH_ENOMEM, err);
-	size_t np = emh__query_nparams(q, false);
-	emh_value stackp[32], *params = np <= 32 ? stackp : malloc(np * sizeof *params);
-	if (!params)
-		return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	emh__query_params(q, false, params);
-	emh__op o = {.kind = OP_STMT, .m = m, .st = st, .params = params, .sink = &ls->base};
-	rc = emh__em_run(em, &o, err);
-	if (params != stackp)
-		free(params);
-	return rc;
+	return select_run(em, m, q, lock, ls->get, &ls->base, err);
 }
 
 static int find_into(emh_repo *r, const emh_query *q, load_sink *ls, emh_error *err)
@@ -819,8 +871,24 @@ static int find_into(emh_repo *r, const emh_query *q, load_sink *ls, emh_error *
 	emh_error local;
 	if (!err)
 		err = &local;
+	emh__meta *m = repo_meta(r);
 	int rc = emh__em_check_query(r, q, err);
-	return rc ? rc : run_select(r->em, repo_meta(r), q, ls, err);
+	if (rc || (rc = emh__em_filter(r->em, m, q, &q, err)) != 0)
+		return rc;
+	return run_select(r->em, m, q, ls, err);
+}
+
+/* A load sink's items as a list (its one-item slot copied into the arena). */
+static int list_of(emh_em *em, load_sink *ls, void ***items, emh_error *err)
+{
+	if (ls->items != &ls->one) {
+		*items = ls->items;
+		return 0;
+	}
+	if (!(*items = emh__arena_alloc(&em->arena, sizeof **items)))
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	(*items)[0] = ls->one;
+	return 0;
 }
 
 int emh_repo_find(emh_repo *r, const emh_query *q, emh_list *out, emh_error *err)
@@ -829,15 +897,8 @@ int emh_repo_find(emh_repo *r, const emh_query *q, emh_list *out, emh_error *err
 	out->items = NULL;
 	out->count = 0;
 	int rc = find_into(r, q, &ls, err);
-	if (rc)
+	if (rc || (rc = list_of(r->em, &ls, &out->items, err)) != 0)
 		return rc;
-	if (ls.items == &ls.one) {
-		if (!(out->items = emh__arena_alloc(&r->em->arena, sizeof *out->items)))
-			return emh_error_set(err, EMH_ENOMEM, "out of memory");
-		out->items[0] = ls.one;
-	} else {
-		out->items = ls.items;
-	}
 	out->count = ls.n;
 	return 0;
 }
@@ -867,21 +928,10 @@ static int count_row(emh_rowsink *s, const emh_value *cols, emh_error *err)
 	return 0;
 }
 
-int emh_repo_count(emh_repo *r, const emh_query *q, int64_t *n, emh_error *err)
+/* Count the rows of q (checked and filtered). */
+static int count_run(emh_em *em, emh__meta *m, const emh_query *q, int64_t *n, emh_error *err)
 {
-	emh_error local;
-	if (!err)
-		err = &local;
-	emh_em *em = r->em;
-	emh__meta *m = r->m;
-	int rc = emh__em_check_query(r, q, err);
-	if (rc)
-		return rc;
 	*n = 0;
-	if (q && q->lock)
-		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
-						  "a count of '%s' locks no rows: find them with the locked query",
-						  m->pub.entity->name), err);
 	if (!emh__em_is_sql(em)) {
 		emh__op o = {.kind = OP_COUNT, .m = m, .q = q, .count = n};
 		return emh__em_run(em, &o, err);
@@ -889,18 +939,23 @@ int emh_repo_count(emh_repo *r, const emh_query *q, int64_t *n, emh_error *err)
 	const emh_stmt *st = emh__sql_query_stmt(m, em->ctx->drv->d.dialect, q, true, err);
 	if (!st)
 		return emh__em_fail(em, err ? err->code : EMH_ENOMEM, err);
-	size_t np = emh__query_nparams(q, true);
-	emh_value stackp[32], *params = np <= 32 ? stackp : malloc(np * sizeof *params);
-	if (!params)
-		return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	emh__query_params(q, true, params);
 	count_sink cs = {.base.row = count_row};
-	emh__op o = {.kind = OP_STMT, .m = m, .st = st, .params = params, .sink = &cs.base};
-	rc = emh__em_run(em, &o, err);
-	if (params != stackp)
-		free(params);
+	int rc = run_query_stmt(em, m, st, q, true, false, &cs.base, err);
 	*n = cs.n;
 	return rc;
+}
+
+int emh_repo_count(emh_repo *r, const emh_query *q, int64_t *n, emh_error *err)
+{
+	emh_error local;
+	if (!err)
+		err = &local;
+	*n = 0;
+	int rc = emh__em_check_query(r, q, err);
+	if (rc || (rc = emh__em_refuse_lock(r->em, q, "a count", err)) != 0 ||
+	    (rc = emh__em_filter(r->em, r->m, q, &q, err)) != 0)
+		return rc;
+	return count_run(r->em, r->m, q, n, err);
 }
 
 int emh_repo_exists(emh_repo *r, const emh_query *q, bool *out, emh_error *err)
@@ -911,16 +966,60 @@ int emh_repo_exists(emh_repo *r, const emh_query *q, bool *out, emh_error *err)
 	return rc;
 }
 
+int emh_repo_find_page(emh_repo *r, const emh_query *q, emh_page *out, emh_error *err)
+{
+	emh_error local;
+	if (!err)
+		err = &local;
+	load_sink ls = {0};
+	*out = (emh_page){.items = NULL, .count = 0, .total = 0};
+	/* Checked before the lock test reads q (find_into checks it again). */
+	int rc = emh__em_check_query(r, q, err);
+	if (rc || (rc = emh__em_refuse_lock(r->em, q, "a page", err)) != 0)
+		return rc;
+	if ((rc = find_into(r, q, &ls, err)) != 0 || (rc = list_of(r->em, &ls, &out->items, err)) != 0)
+		return rc;
+	out->count = ls.n;
+	/* A page shorter than its limit (or an empty first page) ends the
+	 * rows: it tells the total, and the count is not sent. */
+	int64_t limit = q ? q->limit : -1, offset = q && q->offset > 0 ? q->offset : 0;
+	if ((limit < 0 || (int64_t)ls.n < limit) && (ls.n > 0 || offset == 0)) {
+		out->total = offset + (int64_t)ls.n;
+		return 0;
+	}
+	const emh_query *fq;
+	if ((rc = emh__em_filter(r->em, r->m, q, &fq, err)) != 0)
+		return rc;
+	return count_run(r->em, r->m, fq, &out->total, err);
+}
+
+/* The query of one key, locked as lock/wait say, and filtered (a filtered
+ * entity's parameters are checked here: unset is EMH_ESTATE). */
+static int key_query(emh_em *em, emh__meta *m, emh_value key, int lock, int wait, const emh_query **out,
+		     emh_error *err)
+{
+	emh_query *q = emh__query_new(&em->arena, m->pub.entity);
+	if (!q)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	emh_q_where(q, emh_q_eq(q, m->pub.entity->fields[m->pub.pk].name, key));
+	emh_q_lock(q, lock, wait);
+	int rc = emh__query_error(q, err);
+	return rc ? emh__em_fail(em, rc, err) : emh__em_filter(em, m, q, out, err);
+}
+
 /*
  * Load the row with key into ls (its mode says what becomes of the map's
- * object), locked as lock/wait say.  A plain SQL lookup runs the statement
- * compiled at registration; anything else is a query on the key.
+ * object), locked as lock/wait say, through kq when the caller made the key
+ * query already.  A plain SQL lookup of an unfiltered entity runs the
+ * statement compiled at registration; anything else is a query on the key,
+ * filtered.
  */
-static int load_key(emh_em *em, emh__meta *m, emh_value key, int lock, int wait, load_sink *ls, emh_error *err)
+static int load_key(emh_em *em, emh__meta *m, emh_value key, const emh_query *kq, int lock, int wait, load_sink *ls,
+		    emh_error *err)
 {
 	ls->max = 1;
 	ls->get = true;
-	if (emh__em_is_sql(em) && !lock) {
+	if (!kq && emh__em_is_sql(em) && !lock && !m->filters) {
 		ls->base.row = load_row;
 		ls->em = em;
 		ls->m = m;
@@ -928,13 +1027,8 @@ static int load_key(emh_em *em, emh__meta *m, emh_value key, int lock, int wait,
 		emh__op o = {.kind = OP_STMT, .m = m, .st = m->st_get, .params = &key, .sink = &ls->base};
 		return emh__em_run(em, &o, err);
 	}
-	emh_query *q = emh__query_new(&em->arena, m->pub.entity);
-	if (!q)
-		return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	emh_q_where(q, emh_q_eq(q, m->pub.entity->fields[m->pub.pk].name, key));
-	emh_q_lock(q, lock, wait);
-	int rc = emh__query_error(q, err);
-	return rc ? emh__em_fail(em, rc, err) : run_select(em, m, q, ls, err);
+	int rc = kq ? 0 : key_query(em, m, key, lock, wait, &kq, err);
+	return rc ? rc : run_select(em, m, kq, ls, err);
 }
 
 /* "no 'user' with id 5" */
@@ -978,11 +1072,19 @@ int emh_repo_get_opts(emh_repo *r, emh_value key, const emh_get_opts *opts, void
 		else
 			key.u.i64 = k;
 	}
+	/* A filtered entity: the key query (with the filter) first, so that an
+	 * unset parameter is EMH_ESTATE even for an object already in the map. */
+	const emh_query *kq = NULL;
+	int rc;
+	if (m->filters && (rc = key_query(em, m, key, lock, wait, &kq, err)) != 0)
+		return rc;
 	emh__obj *have = NULL;
 	if (!em->readonly && !lock) {
 		have = emh__imap_find(em, m, &key);
 		if (have && have->state != ST_MANAGED && have->state != ST_NEW)
 			return not_found(em, m, &key, "", err); /* removed in this fork */
+		if (have && m->filters && !emh__filter_match(em, have))
+			return not_found(em, m, &key, "", err); /* stored outside this fork's filter */
 		if (have && !((have->flags & OBJF_STALE) && !emh__obj_changed(have))) {
 			*out = OBJ(have);
 			return 0;
@@ -990,8 +1092,7 @@ int emh_repo_get_opts(emh_repo *r, emh_value key, const emh_get_opts *opts, void
 	}
 	/* Not in the map, stale and clean (reloaded in place), or locked. */
 	load_sink ls = {0};
-	int rc = load_key(em, m, key, lock, wait, &ls, err);
-	if (rc)
+	if ((rc = load_key(em, m, key, kq, lock, wait, &ls, err)) != 0)
 		return rc;
 	if (ls.n) {
 		*out = ls.items[0];
@@ -1020,7 +1121,7 @@ int emh_em_refresh(emh_em *em, void *obj, emh_error *err)
 	/* The key as stored: a changed key member is one of the changes dropped. */
 	emh_value key = emh__obj_key(o);
 	load_sink ls = {.mode = LOAD_FORCE};
-	if ((rc = load_key(em, o->m, key, EMH_LOCK_NONE, EMH_LOCK_WAIT, &ls, err)) != 0)
+	if ((rc = load_key(em, o->m, key, NULL, EMH_LOCK_NONE, EMH_LOCK_WAIT, &ls, err)) != 0)
 		return rc;
 	if (ls.n)
 		return 0;
@@ -1055,7 +1156,7 @@ int emh_repo_new(emh_repo *r, void **out, emh_error *err)
 	if (em->readonly)
 		return emh__em_fail(em, emh_error_set(err, EMH_ESTATE, "the fork is read-only: cannot create '%s'",
 						  r->m->pub.entity->name), err);
-	emh__obj *o = obj_alloc(em, r->m);
+	emh__obj *o = obj_alloc(em, &em->arena, r->m);
 	if (!o)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	o->state = ST_NEW;

@@ -51,7 +51,7 @@ struct emh_repo {
 /* One driver call (em.c runs it; uow.c builds the writes). */
 enum {
 	OP_STMT = 1, OP_INSERT, OP_UPDATE, OP_REMOVE, OP_FIND, OP_COUNT, OP_EXECUTE, OP_SYNC, OP_UPSERT,
-	OP_UPDATE_WHERE, OP_DELETE_WHERE,
+	OP_UPDATE_WHERE, OP_DELETE_WHERE, OP_AGGREGATE,
 };
 typedef struct emh__op {
 	int kind;
@@ -64,9 +64,10 @@ typedef struct emh__op {
 	const emh_query *q;      /* OP_FIND, OP_COUNT, OP_UPDATE_WHERE, OP_DELETE_WHERE */
 	int64_t *count;          /* OP_COUNT; rows matched by OP_UPDATE_WHERE/OP_DELETE_WHERE */
 	const char *text;
-	bool get; /* OP_FIND of emh_repo_get: counted and logged as a get */
+	bool get; /* OP_FIND or OP_STMT of emh_repo_get: counted and logged as a get */
 	const emh_set *sets;     /* OP_UPDATE_WHERE */
 	size_t nsets;
+	const emh_agg *agg;      /* OP_AGGREGATE; also a SQL aggregate's OP_STMT (counted as an aggregate) */
 } emh__op;
 
 /*
@@ -94,6 +95,12 @@ typedef struct emh__jentry {
 	emh__meta *m;   /* OP_UPDATE_WHERE */
 } emh__jentry;
 
+/* A fork parameter (emh_em_set_param): name and value in the fork's arena. */
+typedef struct emh__param {
+	const char *name;
+	emh_value v;
+} emh__param;
+
 struct emh_em {
 	emh_host *host;
 	emh_context *ctx;
@@ -110,6 +117,9 @@ struct emh_em {
 	size_t icap, in;
 	emh_repo *repos;
 	emh__jentry *journal;
+	emh__param *params; /* filter parameters */
+	size_t nparams, pcap;
+	struct emh_iter *iters; /* open iterators, closed with the fork */
 	emh__arena arena;
 	_Alignas(16) unsigned char inline_buf[EM_INLINE];
 };
@@ -199,12 +209,54 @@ void emh__obj_version_write(emh__obj *o, int64_t v);
 /* The checks every call taking a query makes: q (may be NULL) is of r's
  * fork and entity and holds no builder mistake. */
 int emh__em_check_query(emh_repo *r, const emh_query *q, emh_error *err);
+/* EMH_EINVAL when q (checked) is locked (emh_q_lock): for the calls that
+ * load no objects to lock ("a count", "an aggregate", ...: what). */
+int emh__em_refuse_lock(emh_em *em, const emh_query *q, const char *what, emh_error *err);
 /* Mark every object of m in the fork's identity map stale (a set-based write ran). */
 void emh__em_mark_stale(emh_em *em, emh__meta *m);
 
 emh__obj *emh__imap_find(emh_em *em, emh__meta *m, const emh_value *k);
 void emh__imap_add(emh_em *em, emh__obj *o);
 void emh__imap_del(emh_em *em, emh__obj *o);
+
+/*
+ * Run q (already checked and filtered; NULL: every row) on the fork's
+ * connection, delivering rows of m's fields to sink: the dialect's compiled
+ * statement, or the document driver's find.
+ */
+int emh__em_find_run(emh_em *em, emh__meta *m, const emh_query *q, emh_rowsink *sink, emh_error *err);
+/*
+ * An object for a loaded row that enters no identity map and takes no
+ * snapshot (state ST_DETACHED), allocated with its strings from arena: for
+ * read-only forks and iterators.
+ */
+int emh__em_load_detached(emh_em *em, emh__meta *m, emh__arena *arena, const emh_value *cols, void **out,
+			  emh_error *err);
+
+/* ---- filter.c: global filters (EMH_F_FILTER) ---- */
+
+/*
+ * The query to run for q on m (see query_int.h): q itself when m has no
+ * filter field or q is unfiltered, else a copy narrowed by filter =
+ * parameter for each filter field.  EMH_ESTATE naming the entity and the
+ * parameter when one is unset, EMH_EINVAL when its value does not suit the
+ * field.  q was checked (emh__em_check_query).
+ */
+int emh__em_filter(emh_em *em, emh__meta *m, const emh_query *q, const emh_query **out, emh_error *err);
+/* Insert and upsert of o: write the parameters into its filter fields (a
+ * field left zero/NULL), refusing another value (EMH_EINVAL). */
+int emh__filter_stamp(emh_em *em, emh__obj *o, emh_error *err);
+/* Update (mask: changed fields) or removal (mask 0) of o: the object as
+ * stored has this fork's values, and the update changes no filter field. */
+int emh__filter_check_write(emh_em *em, emh__obj *o, uint64_t mask, emh_error *err);
+/* An identity-map hit for get: does o, as stored, have this fork's filter
+ * values?  (The parameters are known to be set.) */
+bool emh__filter_match(emh_em *em, const emh__obj *o);
+
+/* ---- iter.c ---- */
+
+/* Close every iterator still open on the fork (its close). */
+void emh__iter_close_all(emh_em *em);
 
 /* ---- uow.c ---- */
 

@@ -175,6 +175,17 @@ int emh_entity_validate(const emh_entity *e, emh_error *err)
 			return emh_error_set(err, EMH_EINVAL,
 					     "entity '%s', field '%s': EMH_F_GENERATED needs an int32/int64 primary key",
 					     en, fn);
+		/* A filter compares with `=` and is written by every insert: a
+		 * NULL would match nothing, and a key or a json/blob/double has
+		 * no use as a tenant; a version changes with every update, which
+		 * a filter field never does. */
+		if ((f->flags & EMH_F_FILTER) &&
+		    ((f->flags & (EMH_F_PK | EMH_F_NULLABLE | EMH_F_VERSION)) || f->type == EMH_T_DOUBLE ||
+		     f->type == EMH_T_BLOB || f->type == EMH_T_JSON))
+			return emh_error_set(err, EMH_EINVAL,
+					     "entity '%s', field '%s': EMH_F_FILTER needs a non-nullable bool, int32, "
+					     "int64, text or timestamp field that is neither the primary key nor the "
+					     "version", en, fn);
 	}
 	if (pk < 0)
 		return emh_error_set(err, EMH_EINVAL, "entity '%s' has no primary key (mark one field EMH_F_PK)", en);

@@ -150,6 +150,7 @@ typedef struct emh__meta {
 	size_t obj_size;          /* header + struct, rounded */
 	uint64_t nullable_scalars; /* bit i: field i is a nullable scalar */
 	int version;              /* index of the EMH_F_VERSION field, or -1 */
+	uint64_t filters;          /* bit i: field i is an EMH_F_FILTER field */
 	_Atomic int synced;
 	pthread_mutex_t sync_mu;
 	/* SQL drivers: statements compiled at registration */
@@ -351,5 +352,7 @@ int emh__query_error(const emh_query *q, emh_error *err);
 
 /* ---- fork internals used by service.c ---- */
 emh_context *emh__em_context(const emh_em *em);
+/* Can v be the value of fork parameter name (emh_em_set_param)?  0 or EMH_EINVAL. */
+int emh__param_check(const char *name, const emh_value *v, emh_error *err);
 
 #endif

@@ -8,8 +8,8 @@ core_libemhost_core_la_SOURCES = \
 	core/params.c \
 	core/loader.c core/probe.c core/host.c core/context.c core/reload.c core/meta.c core/pool.c \
 	core/entity.c core/query.c core/buf.c core/sql.c core/em_int.h core/em.c core/uow.c \
-	core/sql_int.h core/sql_where.c core/where.c \
-	core/service.c core/scope.c core/response.c core/qlog.h core/qlog.c
+	core/sql_int.h core/sql_where.c core/where.c core/sql_agg.c core/aggregate.c core/filter.c \
+	core/iter.c core/service.c core/scope.c core/response.c core/qlog.h core/qlog.c
 core_libemhost_core_la_CFLAGS = $(AM_CFLAGS) $(LIBCONFIG_CFLAGS)
 core_libemhost_core_la_LIBADD = $(LIBCONFIG_LIBS) $(EMH_PTHREAD_LIBS)
 
@@ -21,7 +21,8 @@ core_libemhost_la_LDFLAGS = -no-undefined -version-info 0:0:0 -export-symbols-re
 emhostincludedir = $(includedir)/emhost
 emhostinclude_HEADERS = include/emhost/emhost.h include/emhost/error.h include/emhost/entity.h \
 	include/emhost/query.h include/emhost/host.h include/emhost/em.h include/emhost/driver.h \
-	include/emhost/sql.h include/emhost/buf.h include/emhost/service.h
+	include/emhost/sql.h include/emhost/buf.h include/emhost/service.h \
+	include/emhost/aggregate.h
 
 # The drivers' per-connection prepared-statement cache (emhost/prepcache.h).
 core_libemhost_core_la_SOURCES += core/prepcache.c

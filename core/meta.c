@@ -132,6 +132,8 @@ static int meta_new(emh_context *c, const emh_entity *e, emh__meta **out, emh_er
 		if ((f->flags & EMH_F_NULLABLE) && f->type != EMH_T_TEXT && f->type != EMH_T_JSON &&
 		    f->type != EMH_T_BLOB)
 			m->nullable_scalars |= UINT64_C(1) << i;
+		if (f->flags & EMH_F_FILTER)
+			m->filters |= UINT64_C(1) << i;
 	}
 	pthread_mutex_init(&m->sync_mu, NULL);
 	int rc;

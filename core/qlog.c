@@ -32,7 +32,7 @@ static const double bound_s[EMH__Q_BUCKETS] = {
 };
 static const char *const op_names[EMH__Q_NOPS] = {
 	"get", "find", "count", "insert", "update", "delete",
-	"upsert", "execute", "sync", "begin", "commit", "rollback",
+	"upsert", "execute", "sync", "begin", "commit", "rollback", "aggregate",
 };
 _Static_assert(sizeof op_names / sizeof *op_names == EMH__Q_NOPS, "a name for every operation");
 

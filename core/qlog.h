@@ -33,6 +33,7 @@ enum {
 	EMH__Q_BEGIN,
 	EMH__Q_COMMIT,
 	EMH__Q_ROLLBACK,
+	EMH__Q_AGGREGATE,
 	EMH__Q_NOPS
 };
 

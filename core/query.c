@@ -341,6 +341,52 @@ void emh_q_lock(emh_query *q, int mode, int wait)
 	}
 }
 
+void emh_q_unfiltered(emh_query *q)
+{
+	if (q)
+		q->unfiltered = true;
+}
+
+emh_query *emh__query_copy(emh__arena *arena, const emh_entity *e, const emh_query *q)
+{
+	emh_query *c = emh__query_new(arena, e);
+	if (!c || !q)
+		return c;
+	*c = *q;
+	c->arena = arena;
+	/* The ordering is copied: a copy may get keys of its own (an
+	 * iterator's tie-breaker) without touching q's. */
+	c->order = NULL;
+	c->norder = c->ordcap = 0;
+	if (q->norder) {
+		if (!(c->order = emh__arena_alloc(arena, (q->norder + 1) * sizeof *c->order)))
+			return NULL;
+		memcpy(c->order, q->order, q->norder * sizeof *c->order);
+		c->norder = q->norder;
+		c->ordcap = q->norder + 1;
+	}
+	return c;
+}
+
+void emh__query_restrict(emh_query *q, emh_cond *c)
+{
+	if (!c)
+		return;
+	if (!q->where) {
+		q->where = c;
+		return;
+	}
+	emh_cond *both = cond_new(q, EMH_OP_AND, -1);
+	if (!both || !(both->kids = emh__arena_alloc(q->arena, 2 * sizeof *both->kids))) {
+		fail(q, EMH_ENOMEM, "out of memory");
+		return;
+	}
+	both->kids[0] = c;
+	both->kids[1] = q->where;
+	both->nkids = 2;
+	q->where = both;
+}
+
 const emh_entity *emh_query_entity(const emh_query *q) { return q ? q->e : NULL; }
 const emh_cond *emh_query_cond(const emh_query *q) { return q ? q->where : NULL; }
 size_t emh_query_norder(const emh_query *q) { return q ? q->norder : 0; }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* core/query_int.h: the query and condition structures (core only). */
+/* core/query_int.h: the query, condition and aggregate structures (core only). */
 #ifndef EMH_CORE_QUERY_INT_H
 #define EMH_CORE_QUERY_INT_H
 
+#include <emhost/aggregate.h>
 #include <emhost/query.h>
 
 #include "arena.h"
@@ -30,6 +31,7 @@ struct emh_query {
 	size_t norder, ordcap;
 	int64_t limit, offset;
 	int lock, lock_wait; /* emh_q_lock: EMH_LOCK_* */
+	bool unfiltered; /* emh_q_unfiltered: global filters do not apply */
 	int err_code;
 	char err_msg[256];
 };
@@ -44,5 +46,80 @@ emh_query *emh__query_new(emh__arena *arena, const emh_entity *e);
  * For other builders that take values (emh_sets).
  */
 bool emh__query_value(emh_query *q, const emh_field *f, emh_value v, emh_value *out);
+
+/*
+ * A copy of q in arena (q NULL: a new query on e, every row): the same
+ * condition, ordering (copied, so the copy may add keys), limit and offset.
+ * The caller narrows it with emh__query_restrict.  NULL on out of memory.
+ */
+emh_query *emh__query_copy(emh__arena *arena, const emh_entity *e, const emh_query *q);
+
+/* Narrow q: its condition becomes (c AND the old one), c first; c was built
+ * on q (NULL: no change). */
+void emh__query_restrict(emh_query *q, emh_cond *c);
+
+/*
+ * Global filters (EMH_F_FILTER) are applied by turning a query into the
+ * filtered query: emh__em_filter (em_int.h) gives back q itself when the
+ * entity has no filter field or q is emh_q_unfiltered, and otherwise a copy
+ * of q whose condition is (filter = parameter AND ... AND q's condition),
+ * or fails with EMH_ESTATE when a parameter is unset.  Whatever reads or
+ * writes rows by query -- find, count, aggregate, iterators, pages,
+ * update_where, delete_where -- runs the query it returns, never q itself.
+ */
+
+/* ---- aggregates (emhost/aggregate.h) ---- */
+
+/* A result column: a group field (fn 0) or an aggregate. */
+typedef struct emh__aggcol {
+	int fn;        /* 0 for a group column, else EMH_AGG_* */
+	int field;     /* field index; -1 for the count of rows */
+	emh_type type; /* of the result value */
+	const char *name;
+} emh__aggcol;
+
+/* A column named by a builder call: group i, or aggregate i. */
+typedef struct emh__aggref {
+	bool group;
+	size_t i;
+} emh__aggref;
+
+typedef struct emh__having {
+	emh__aggref col;
+	emh_op op;
+	emh_value v; /* of the column's type */
+} emh__having;
+
+typedef struct emh__aggorder {
+	emh__aggref col;
+	bool desc;
+} emh__aggorder;
+
+/* Result columns are the groups (in emh_agg_group_by order), then the aggregates. */
+struct emh_agg {
+	const emh_entity *e;
+	emh__arena *arena;
+	emh__aggcol *groups, *aggs;
+	size_t ngroups, naggs, gcap, acap;
+	emh__having *having;
+	size_t nhaving, hcap;
+	emh__aggorder *order;
+	size_t norder, ocap;
+	int64_t limit;
+	int err_code;
+	char err_msg[256];
+};
+
+/* Start an aggregate specification on e allocating from arena.  NULL on out of memory. */
+emh_agg *emh__agg_new(emh__arena *arena, const emh_entity *e);
+/* The column index of a reference (groups first). */
+static inline size_t emh__agg_col(const emh_agg *a, emh__aggref r) { return r.group ? r.i : a->ngroups + r.i; }
+/* Column i (groups first). */
+static inline const emh__aggcol *emh__agg_colp(const emh_agg *a, size_t i)
+{
+	return i < a->ngroups ? &a->groups[i] : &a->aggs[i - a->ngroups];
+}
+/* The kept builder error of a, with its message ("aggregate on 'e': ..."), or 0. */
+int emh__agg_error(const emh_agg *a, emh_error *err);
 
 #endif

@@ -13,11 +13,19 @@
 
 #include "service_int.h"
 
+/* A parameter set on the scope (emh_scope_set_param): name and text malloc'd. */
+typedef struct scope_param {
+	char *name;
+	emh_value v;
+} scope_param;
+
 struct emh_scope {
 	emh_svc *svc;
 	size_t nopen;
 	emh_em **ems;     /* per svc->ctx */
 	emh_repo **repos; /* per need */
+	scope_param *params;
+	size_t nparams;
 };
 
 int emh_scope_open(emh_services *s, const char *service, emh_scope **out, emh_error *err)
@@ -55,6 +63,12 @@ void emh_scope_close(emh_scope *scope)
 		return;
 	for (size_t i = 0; i < scope->svc->nctx; i++)
 		emh_em_close(scope->ems[i]);
+	for (size_t i = 0; i < scope->nparams; i++) {
+		free(scope->params[i].name);
+		if (scope->params[i].v.type == EMH_T_TEXT)
+			free((void *)scope->params[i].v.u.s.ptr);
+	}
+	free(scope->params);
 	free(scope);
 }
 
@@ -82,6 +96,9 @@ static int scope_fork(emh_scope *scope, size_t ci, emh_em **out, emh_error *err)
 		if (rc)
 			return rc;
 		scope->nopen++;
+		for (size_t i = 0; i < scope->nparams; i++)
+			if ((rc = emh_em_set_param(scope->ems[ci], scope->params[i].name, scope->params[i].v, err)) != 0)
+				return rc;
 	}
 	*out = scope->ems[ci];
 	return 0;
@@ -152,6 +169,48 @@ int emh_scope_repo_at(emh_scope *scope, size_t need, emh_repo **out, emh_error *
 		return emh_error_set(err, EMH_EINVAL, "service '%s': need %zu declares no entity",
 				     scope->svc->name, need);
 	return scope_repo_need(scope, need, out, err);
+}
+
+int emh_scope_set_param(emh_scope *scope, const char *name, emh_value v, emh_error *err)
+{
+	if (!scope)
+		return emh_error_set(err, EMH_EINVAL, "no scope given");
+	int rc = emh__param_check(name, &v, err);
+	if (rc)
+		return rc;
+	scope_param *p = NULL;
+	for (size_t i = 0; i < scope->nparams && !p; i++)
+		if (strcmp(scope->params[i].name, name) == 0)
+			p = &scope->params[i];
+	char *text = NULL;
+	if (v.type == EMH_T_TEXT) {
+		if (!(text = malloc(v.u.s.len + 1)))
+			return emh_error_set(err, EMH_ENOMEM, "out of memory");
+		memcpy(text, v.u.s.ptr, v.u.s.len);
+		text[v.u.s.len] = '\0';
+		v.u.s.ptr = text;
+	}
+	if (!p) {
+		scope_param *nv = realloc(scope->params, (scope->nparams + 1) * sizeof *nv);
+		char *n = nv ? strdup(name) : NULL;
+		if (!n) {
+			if (nv)
+				scope->params = nv;
+			free(text);
+			return emh_error_set(err, EMH_ENOMEM, "out of memory");
+		}
+		scope->params = nv;
+		p = &nv[scope->nparams++];
+		*p = (scope_param){.name = n};
+	} else if (p->v.type == EMH_T_TEXT) {
+		free((void *)p->v.u.s.ptr);
+	}
+	p->v = v;
+	/* The forks open now; scope_fork sets it on the later ones. */
+	for (size_t i = 0; i < scope->svc->nctx; i++)
+		if (scope->ems[i] && (rc = emh_em_set_param(scope->ems[i], name, v, err)) != 0)
+			return rc;
+	return 0;
 }
 
 void *emh_scope_state(const emh_scope *scope) { return scope ? scope->svc->state : NULL; }

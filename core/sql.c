@@ -183,13 +183,16 @@ static bool has_other_unique(const emh_entity *e)
  * INSERT of every column, then the dialect's way of updating the row with the
  * same key.  MySQL's ON DUPLICATE KEY fires on any unique index, which for an
  * entity with another unique column would overwrite a different row: no
- * statement then (emh_repo_upsert says why).
+ * statement then (emh_repo_upsert says why).  An entity with global filters
+ * updates the existing row only when its filter columns are the new row's
+ * (ON CONFLICT ... DO UPDATE ... WHERE; no row changed then tells the key is
+ * another tenant's); ON DUPLICATE KEY has no such condition: no statement.
  */
 static int compile_upsert(emh__meta *m, const emh_sql_dialect *d, stmt_builder *sb, emh_error *err)
 {
 	const emh_entity *e = m->pub.entity;
 	const emh_field *k = &e->fields[m->pub.pk];
-	if (d->upsert == EMH_SQL_UPSERT_ON_DUPLICATE_KEY && has_other_unique(e))
+	if (d->upsert == EMH_SQL_UPSERT_ON_DUPLICATE_KEY && (has_other_unique(e) || m->filters))
 		return 0;
 	sb->nparams = 0;
 	emh_buf_adds(&sb->sql, "INSERT INTO ");
@@ -220,9 +223,14 @@ static int compile_upsert(emh__meta *m, const emh_sql_dialect *d, stmt_builder *
 			emh_buf_ident(&sb->sql, d, k->column);
 		}
 	}
+	/* Filter columns are equal when the WHERE below holds: not set, unless
+	 * there is nothing else (DO UPDATE needs one assignment). */
+	uint64_t keep = m->filters;
+	if ((keep | (UINT64_C(1) << m->pub.pk)) == (e->nfields == 64 ? ~UINT64_C(0) : (UINT64_C(1) << e->nfields) - 1))
+		keep &= keep - 1;
 	size_t n = 0;
 	for (size_t i = 0; i < e->nfields; i++) {
-		if ((int)i == m->pub.pk)
+		if ((int)i == m->pub.pk || ((keep >> i) & 1))
 			continue;
 		if (n++)
 			emh_buf_adds(&sb->sql, ", ");
@@ -231,6 +239,16 @@ static int compile_upsert(emh__meta *m, const emh_sql_dialect *d, stmt_builder *
 		emh_buf_ident(&sb->sql, d, e->fields[i].column);
 		if (!on_conflict)
 			emh_buf_adds(&sb->sql, ")");
+	}
+	for (size_t i = 0, w = 0; i < e->nfields; i++) {
+		if (!((m->filters >> i) & 1))
+			continue;
+		emh_buf_adds(&sb->sql, w++ ? " AND " : " WHERE ");
+		emh_buf_ident(&sb->sql, d, e->table);
+		emh_buf_adds(&sb->sql, ".");
+		emh_buf_ident(&sb->sql, d, e->fields[i].column);
+		emh_buf_adds(&sb->sql, " = excluded.");
+		emh_buf_ident(&sb->sql, d, e->fields[i].column);
 	}
 	m->st_upsert = stmt_finish(sb, m, EMH_STMT_INSERT, NULL, 0, err);
 	return m->st_upsert ? 0 : (err ? err->code : EMH_ENOMEM);

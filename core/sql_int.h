@@ -2,7 +2,8 @@
 /*
  * core/sql_int.h: the statement builder of the SQL compiler, shared by the
  * files that compile statements (sql.c: entity statements and queries;
- * sql_where.c: set-based and versioned writes).  Core only, never installed.
+ * sql_where.c: set-based and versioned writes; sql_agg.c: aggregates).
+ * Core only, never installed.
  */
 #ifndef EMH_CORE_SQL_INT_H
 #define EMH_CORE_SQL_INT_H
@@ -44,5 +45,14 @@ void emh__sql_shape_cond(emh_buf *b, const emh_cond *c);
 typedef emh_stmt *(*emh__sql_compile_fn)(emh__meta *m, const emh_sql_dialect *d, const void *arg, emh_error *err);
 const emh_stmt *emh__sql_cached(emh__meta *m, const emh_sql_dialect *d, const unsigned char *key, size_t klen,
 				emh__sql_compile_fn fn, const void *arg, emh_error *err);
+
+/* ---- sql_agg.c ---- */
+
+/* The statement of aggregate a over q (checked and filtered; may be NULL). */
+const emh_stmt *emh__sql_agg_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, const emh_agg *a,
+				  emh_error *err);
+/* Its parameters, in binding order: q's condition, having values, limit. */
+size_t emh__sql_agg_nparams(const emh_query *q, const emh_agg *a);
+void emh__sql_agg_params(const emh_query *q, const emh_agg *a, emh_value *out);
 
 #endif

@@ -803,6 +803,13 @@ static int flush(emh_em *em, emh__obj *only, emh_error *err)
 			} else {
 				continue;
 			}
+			/* Global filters: an insert is stamped with the fork's
+			 * parameters, an update or removal must stay inside them. */
+			if (o->m->filters && p.kind == OP_INSERT && (rc = emh__filter_stamp(em, o, err)) != 0)
+				break;
+			if (o->m->filters && p.kind != OP_INSERT &&
+			    (rc = emh__filter_check_write(em, o, p.kind == OP_UPDATE ? p.mask : 0, err)) != 0)
+				break;
 			if (p.kind != OP_REMOVE && (rc = check_not_null(em, o, p.mask, err)) != 0)
 				break;
 			if (n == cap) {
@@ -937,7 +944,8 @@ int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err)
 						  "entity '%s' has a version field ('%s'): an upsert would overwrite the row "
 						  "without checking it (get it, change it and flush instead)",
 						  e->name, e->fields[m->version].name), err);
-	if ((rc = check_not_null(em, o, ~UINT64_C(0), err)) != 0)
+	if ((m->filters && (rc = emh__filter_stamp(em, o, err)) != 0) ||
+	    (rc = check_not_null(em, o, ~UINT64_C(0), err)) != 0)
 		return rc;
 	emh_value key = emh__obj_key(o);
 	if (emh__imap_find(em, m, &key)) {
@@ -956,9 +964,12 @@ int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err)
 						  em->ctx->drv->d.name), err);
 	if (sql && !m->st_upsert)
 		return emh__em_fail(em, emh_error_set(err, EMH_EUNSUPPORTED,
-						  "driver '%s' cannot upsert entity '%s': its ON DUPLICATE KEY would also "
-						  "fire on the entity's other unique columns and overwrite another row",
-						  em->ctx->drv->d.name, e->name), err);
+						  "driver '%s' cannot upsert entity '%s': its ON DUPLICATE KEY %s",
+						  em->ctx->drv->d.name, e->name,
+						  m->filters ? "cannot be kept inside the entity's global filter (it would "
+							       "overwrite another tenant's row with the same key)"
+							     : "would also fire on the entity's other unique columns and "
+							       "overwrite another row"), err);
 	emh_value vals[EMH_ENTITY_MAX_FIELDS];
 	for (size_t i = 0; i < e->nfields; i++)
 		vals[i] = emh__obj_value(o, OBJ(o), &e->fields[i], (int)i);
@@ -973,6 +984,13 @@ int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err)
 	emh__op x = sql ? (emh__op){.kind = OP_STMT, .m = m, .st = m->st_upsert, .params = vals, .sink = &rs}
 			: (emh__op){.kind = OP_UPSERT, .m = m, .params = vals};
 	rc = emh__em_run(em, &x, err);
+	/* A filtered entity's statement updates a row only inside the filter
+	 * (ON CONFLICT ... WHERE): nothing changed means the key is another
+	 * tenant's row. */
+	if (rc == 0 && sql && m->filters && rs.affected == 0)
+		rc = emh__em_fail(em, emh_error_set(err, EMH_ECONFLICT,
+						  "upsert of '%s': a row with this key exists outside this fork's filter",
+						  e->name), err);
 	if (sp) {
 		emh_error ignored;
 		if (rc == 0)

@@ -163,10 +163,16 @@ void emh_sets_add(emh_sets *s, const char *field, emh_value delta)
 /* ---- the writes ---- */
 
 /* What both writes check before anything is sent. */
-static int where_check(emh_repo *r, const emh_query *q, const char *call, emh_error *err)
+/*
+ * The checks of a set-based write of the rows *q matches, before anything is
+ * sent; *q becomes the query to send: with global filters, the filtered one
+ * (emh__em_filter), so that no such write reaches another tenant's rows.
+ */
+static int where_check(emh_repo *r, const emh_query **qp, const char *call, emh_error *err)
 {
 	emh_em *em = r->em;
 	const emh_entity *e = r->m->pub.entity;
+	const emh_query *q = *qp;
 	int rc = emh__em_check_query(r, q, err);
 	if (rc)
 		return rc;
@@ -175,13 +181,18 @@ static int where_check(emh_repo *r, const emh_query *q, const char *call, emh_er
 						  "%s on '%s': the query may hold conditions only (no order, limit, "
 						  "offset or lock)",
 						  call, e->name), err);
+	if (q && q->unfiltered && r->m->filters)
+		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
+						  "%s on '%s': writes stay inside the global filters, so an "
+						  "emh_q_unfiltered query cannot choose the rows",
+						  call, e->name), err);
 	if (em->readonly)
 		return emh__em_fail(em, emh_error_set(err, EMH_ESTATE, "%s on '%s': the fork is read-only", call, e->name),
 				err);
 	if (em->tx_failed)
 		return emh_error_set(err, EMH_ESTATE, "context '%s': the transaction failed; roll it back first",
 				     em->ctx->name);
-	if ((rc = emh__em_conn(em, err)) != 0)
+	if ((rc = emh__em_filter(em, r->m, q, qp, err)) != 0 || (rc = emh__em_conn(em, err)) != 0)
 		return rc;
 	if (!(emh__em_caps(em) & EMH_CAP_CONDITIONAL_WRITES))
 		return emh__em_fail(em, emh_error_set(err, EMH_EUNSUPPORTED,
@@ -265,7 +276,15 @@ int emh_repo_update_where(emh_repo *r, const emh_query *q, const emh_sets *sets,
 	if (sets->n == 0)
 		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL, "update of '%s': the set list is empty", e->name),
 				err);
-	int rc = where_check(r, q, "emh_repo_update_where", err);
+	if (sets->fields & m->filters) {
+		/* As for a flushed update (filter.c): rows never move between the
+		 * values of a filter field. */
+		const emh_field *f = &e->fields[__builtin_ctzll(sets->fields & m->filters)];
+		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
+						  "entity '%s': field '%s' is a filter field and cannot change",
+						  e->name, f->name), err);
+	}
+	int rc = where_check(r, &q, "emh_repo_update_where", err);
 	if (rc)
 		return rc;
 	emh_set all[EMH_ENTITY_MAX_FIELDS];
@@ -293,7 +312,7 @@ int emh_repo_delete_where(emh_repo *r, const emh_query *q, int64_t *affected, em
 		err = &local;
 	if (affected)
 		*affected = 0;
-	int rc = where_check(r, q, "emh_repo_delete_where", err);
+	int rc = where_check(r, &q, "emh_repo_delete_where", err);
 	if (rc)
 		return rc;
 	rc = where_send(r, q, NULL, 0, &n, err);

@@ -16,6 +16,7 @@ include $(srcdir)/tests/concurrency/local.mk
 include $(srcdir)/tests/migrate/local.mk
 include $(srcdir)/tests/hostile/local.mk
 include $(srcdir)/tests/fuzz/local.mk
+include $(srcdir)/tests/query/local.mk
 EXTRA_DIST += tests/tap.h tests/tap.sh
 
 # Fault tests stop and restart the shared test servers (tests/<driver>/fault.sh

@@ -62,6 +62,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <emhost/aggregate.h>
 #include <emhost/em.h> /* EMH_ISO_* for begin_isolation */
 #include <emhost/entity.h>
 #include <emhost/error.h>
@@ -112,6 +113,9 @@ extern "C" {
 /* transactions at a chosen isolation level (emh_em_begin_opts): .begin_isolation;
  * needs EMH_CAP_TRANSACTIONS */
 #define EMH_CAP_ISOLATION (UINT64_C(1) << 9)
+/* emh_repo_aggregate: SQL drivers (the core compiles it; the driver decodes
+ * columns by col_types as always), or a document driver's .aggregate member */
+#define EMH_CAP_AGGREGATE (UINT64_C(1) << 10)
 
 /* A driver's connection: each driver defines struct emh_conn in its own .c. */
 typedef struct emh_conn emh_conn;
@@ -366,7 +370,10 @@ typedef struct emh_driver {
 	 * of the row with vals' key, in one operation.  vals as for insert, but
 	 * the key is always set (upsert is refused for generated keys before the
 	 * driver sees it); EMH_ECONFLICT when another unique field or index would
-	 * be broken.  Required when a document driver advertises EMH_CAP_UPSERT,
+	 * be broken, and when the row with that key holds other values in the
+	 * entity's EMH_F_FILTER fields than vals (another tenant's row: never
+	 * replaced; MongoDB: the filter fields join _id in the replace's filter,
+	 * so the upsert's insert meets the duplicate key).  Required when a document driver advertises EMH_CAP_UPSERT,
 	 * unused with a dialect (the core compiles the dialect's upsert).
 	 */
 	int (*upsert)(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_error *err);
@@ -444,7 +451,42 @@ typedef struct emh_driver {
 	 */
 	int (*migrate_lock)(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err);
 	int (*migrate_unlock)(emh_conn *c, bool commit, emh_error *err);
+	/*
+	 * Where NULLs sort (EMH_NULLS_*): what the core's keyset paging
+	 * (emh_repo_iter) needs to continue after a row whose ordering key is
+	 * NULL.  0 = EMH_NULLS_LOW.
+	 */
+	int null_order;
+	/*
+	 * Document drivers (emh_repo_aggregate): deliver the result rows of a
+	 * over the rows q matches (q may be NULL: every row) to sink, one value
+	 * per result column (emh_agg_ncols; read the spec through the emh_agg_*
+	 * accessors of emhost/aggregate.h), in that order:
+	 *  - group columns: the field's value, typed as for find; the rows whose
+	 *    field is NULL (or absent) form one group;
+	 *  - EMH_AGG_COUNT: rows of the group; COUNT_DISTINCT: distinct non-NULL
+	 *    values; both int32 or int64;
+	 *  - SUM of an integer field: int32 or int64 -- a sum beyond int64 is an
+	 *    error, never a wrapped or rounded value; SUM of a double field, AVG:
+	 *    double; MIN/MAX: the field's type; SUM, AVG, MIN and MAX are NULL
+	 *    when the group holds no non-NULL value (not 0).
+	 * Having conditions (all must hold; a NULL never satisfies one), the
+	 * order (NULLs where find puts them) and the limit (-1: none, 0: no row)
+	 * apply to the result rows.  Without group columns deliver the one row,
+	 * or none when no row matched q: the core then supplies SQL's answer
+	 * (count 0, the rest NULL) and applies having to it.  Global filters are
+	 * already in q.  Required when a document driver advertises
+	 * EMH_CAP_AGGREGATE, unused with a dialect.
+	 */
+	int (*aggregate)(emh_conn *c, const emh_meta *m, const emh_query *q, const emh_agg *a,
+			 emh_rowsink *sink, emh_error *err);
 } emh_driver;
+
+/* emh_driver.null_order */
+enum {
+	EMH_NULLS_LOW = 0,  /* NULL sorts before every value ascending (SQLite, MySQL, MongoDB) */
+	EMH_NULLS_HIGH = 1, /* after every value ascending (PostgreSQL) */
+};
 
 _Static_assert(offsetof(emh_driver, abi_version) == 0, "abi_version must come first");
 _Static_assert(offsetof(emh_driver, struct_size) == 4, "struct_size must come second");

@@ -188,6 +188,21 @@ int emh_em_refresh(emh_em *em, void *obj, emh_error *err);
 /* Current transaction depth (0 = none). */
 int emh_em_tx_depth(const emh_em *em);
 
+/*
+ * Set the fork's parameter name (an identifier) to v: the value of every
+ * global filter field called name (EMH_F_FILTER, entity.h) from now on.  v
+ * is copied; its type must suit the fields it filters (int32 and int64 mix
+ * freely, checked where it is used); NULL, blob, json and double values are
+ * refused.  Setting it again replaces the value: objects loaded under the
+ * old one stay in the identity map, but a get answers only with objects of
+ * the current value, and objects stored with another are neither updated
+ * nor removed.  Returns 0, EMH_EINVAL, EMH_ENOMEM.
+ */
+int emh_em_set_param(emh_em *em, const char *name, emh_value v, emh_error *err);
+/* The value of parameter name, or NULL when unset; borrowed until it is set
+ * again or the fork closes. */
+const emh_value *emh_em_param(const emh_em *em, const char *name);
+
 /* Run raw statements (DDL, migrations) on the fork's connection. */
 int emh_em_execute(emh_em *em, const char *sql, emh_error *err);
 
@@ -204,6 +219,18 @@ int emh_em_set_null(emh_em *em, void *obj, const char *field, bool is_null, emh_
 bool emh_em_is_null(const emh_em *em, const void *obj, const char *field);
 
 /* ---- repositories ---- */
+
+/*
+ * Global filters: for an entity with EMH_F_FILTER fields (entity.h), every
+ * call below that reads (get, find, find_one, count, exists, find_page,
+ * iterators, emh_repo_aggregate) sees only the rows whose filter fields
+ * equal the fork's parameters, an object found in the identity map
+ * included; writes stamp (insert, upsert) or check (update, remove) them,
+ * and set-based writes (update_where, delete_where) add them to their
+ * condition (an emh_q_unfiltered query or a set list assigning a filter
+ * field is EMH_EINVAL there).  With a parameter unset each of them is
+ * EMH_ESTATE and sends nothing.
+ */
 
 /*
  * The repository of entity e in this fork's context; borrowed until the fork
@@ -248,6 +275,65 @@ int emh_repo_find_one(emh_repo *r, const emh_query *q, void **out, emh_error *er
 int emh_repo_count(emh_repo *r, const emh_query *q, int64_t *n, emh_error *err);
 int emh_repo_exists(emh_repo *r, const emh_query *q, bool *out, emh_error *err);
 
+/* One page of objects and the number of rows of every page together. */
+typedef struct emh_page {
+	void **items;  /* in the fork's arena, like a list's */
+	size_t count;
+	int64_t total; /* rows matching q, limit and offset ignored */
+} emh_page;
+
+/*
+ * Find and count in one call, for paged listings: items as emh_repo_find
+ * gives them, total as emh_repo_count would.  Two statements (the count is
+ * left out when the page itself tells the total: a short page, or an empty
+ * one at offset 0), so outside a transaction a concurrent write may fall
+ * between them; inside one they see the same rows on a REPEATABLE READ or
+ * stricter database.  Returns what find or count return.
+ */
+int emh_repo_find_page(emh_repo *r, const emh_query *q, emh_page *out, emh_error *err);
+
+/*
+ * Iterators: stream every row of a query in constant memory.
+ *
+ *   emh_iter *it;
+ *   void *obj;
+ *   int rc = emh_repo_iter(r, q, &it, &err);
+ *   if (rc == 0) {
+ *       while ((rc = emh_iter_next(it, &obj, &err)) == 1)
+ *           use(obj);
+ *       emh_iter_close(it);
+ *   }
+ *   // rc 0: every row was read; rc < 0: err says why
+ *
+ * Rows are read in pages (keyset paging: each page is one statement that
+ * continues after the last row of the one before, by the query's ordering
+ * with the primary key as the last key, NULL-aware), so a table of any size
+ * costs the memory of one page, and other calls may use the fork between
+ * two emh_iter_next.  The objects are read-only: not in the identity map
+ * (not merged with this fork's unflushed changes), never flushed, and each
+ * is valid only until the next emh_iter_next or emh_iter_close on its
+ * iterator -- copy what you keep.  Pages run in the fork's transaction when
+ * one is open; otherwise rows written meanwhile may or may not appear (never
+ * twice, never a row skipped that existed throughout).  q's limit and offset
+ * apply to the whole iteration; ordering by a blob or json field is refused.
+ * Global filters apply.  The iterator lives until emh_iter_close or the
+ * fork's close.  Returns 0, EMH_EINVAL, EMH_ESTATE (a filter parameter
+ * unset), EMH_ENOMEM; it runs nothing until the first emh_iter_next.
+ */
+typedef struct emh_iter emh_iter;
+int emh_repo_iter(emh_repo *r, const emh_query *q, emh_iter **out, emh_error *err);
+/* Rows per page (1 to 100000; default 1000), before the first emh_iter_next:
+ * EMH_ESTATE after it, EMH_EINVAL out of range. */
+int emh_iter_set_page_size(emh_iter *it, size_t rows, emh_error *err);
+/*
+ * The next object into *obj: returns 1 when there is one, 0 at the end (obj
+ * NULL), or a negative status with err filled; after an error every further
+ * call is EMH_ESTATE.
+ */
+int emh_iter_next(emh_iter *it, void **obj, emh_error *err);
+/* Free the iterator and its page; NULL is a no-op. */
+void emh_iter_close(emh_iter *it);
+
 /*
  * Insert obj, or -- when a row with its key already exists -- overwrite that
  * row's other columns with obj's, in one statement, at once.  obj must be new
@@ -280,7 +366,7 @@ int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err);
  *   emh_repo_update_where(products, q, s, &n, &err);    n == 0: not enough stock
  *
  * The query takes conditions only (order, limit, offset or a lock are
- * EMH_EINVAL).  On an entity with a version field each updated row's version
+ * EMH_EINVAL).  Global filters apply (see the repositories below).  On an entity with a version field each updated row's version
  * changes too (+1, or the current time), so objects loaded before fail
  * their versioned flush.  Every object of the entity in this fork's
  * identity map is marked stale: the next get or find of it reloads it from

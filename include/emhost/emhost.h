@@ -8,6 +8,7 @@
 #include <emhost/query.h>
 #include <emhost/host.h>
 #include <emhost/em.h>
+#include <emhost/aggregate.h>
 #include <emhost/service.h>
 #include <emhost/migrate.h>
 #include <emhost/version.h>

@@ -101,6 +101,21 @@ enum {
 	 * See docs/concurrency.md.
 	 */
 	EMH_F_VERSION = 1u << 6,
+	/*
+	 * A global filter, for the "shared database with a tenant column"
+	 * pattern: the field is bound to the fork parameter named after the
+	 * field (emh_em_set_param(em, "tenant_id", v), or emh_scope_set_param for
+	 * every fork of a scope).  Every read of the entity (get, find, count,
+	 * exists, aggregate, iterators, pages) adds `field = parameter`; every
+	 * insert and upsert stores the parameter in the field; an update may not
+	 * change it, and an object stored with another value is neither updated
+	 * nor removed.  Touching the entity while the parameter is unset is
+	 * EMH_ESTATE -- never an unfiltered read; emh_q_unfiltered opts one query
+	 * out (reads only).  Not on the primary key or the version, not
+	 * nullable; bool, int32, int64, text or timestamp.  Several filter
+	 * fields each have their own parameter.
+	 */
+	EMH_F_FILTER = 1u << 7,
 };
 
 /* C kind of a struct member, recorded by EMH_FIELD through _Generic so that a

@@ -285,7 +285,8 @@ size_t emh_host_refused(const emh_host *h, const emh_refused_info **out);
  * database call a fork sent, as /_emhost/metrics shows it
  * (emhost_query_duration_seconds).  op is "get", "find", "count",
  * "insert", "update", "delete", "upsert", "execute" (raw SQL), "sync"
- * (schema), "begin", "commit" or "rollback" (savepoints included).
+ * (schema), "begin", "commit", "rollback" (savepoints included) or
+ * "aggregate".
  */
 typedef struct emh_query_stats {
 	const char *context;

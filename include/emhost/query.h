@@ -100,6 +100,12 @@ void emh_q_order_by(emh_query *q, const char *field, bool descending);
 void emh_q_limit(emh_query *q, int64_t n);
 /* Skip the first n rows (n >= 0). */
 void emh_q_offset(emh_query *q, int64_t n);
+/*
+ * Opt this query out of the entity's global filters (EMH_F_FILTER): it then
+ * reads every row, whatever the fork's parameters -- for administration
+ * across tenants.  Said explicitly, per query; writes stay filtered.
+ */
+void emh_q_unfiltered(emh_query *q);
 
 /*
  * Row locks (pessimistic locking): the rows q finds are locked until the
@@ -123,7 +129,9 @@ void emh_q_offset(emh_query *q, int64_t n);
  * it is EMH_ESTATE, since the lock would end with the statement.  It loads
  * rows fresh: an object of the identity map is reloaded from its locked row
  * (EMH_ESTATE when it has unflushed changes: lock before you change).
- * Counting locks nothing: emh_repo_count of a locked query is EMH_EINVAL.
+ * Counting locks nothing: emh_repo_count of a locked query is EMH_EINVAL,
+ * and so are emh_repo_find_page, emh_repo_iter and emh_repo_aggregate of
+ * one (they load no objects to lock either).
  * mode 0 (EMH_LOCK_NONE) removes the lock.
  */
 enum { EMH_LOCK_NONE = 0, EMH_LOCK_UPDATE = 1, EMH_LOCK_SHARE = 2 };

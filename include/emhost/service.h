@@ -338,6 +338,15 @@ int emh_scope_repo(emh_scope *scope, const emh_entity *e, const char *context, e
 int emh_scope_em_at(emh_scope *scope, size_t need, emh_em **out, emh_error *err);
 int emh_scope_repo_at(emh_scope *scope, size_t need, emh_repo **out, emh_error *err);
 
+/*
+ * Set the fork parameter name to v (emh_em_set_param) on every fork of the
+ * scope: the ones open now and every one it opens later.  For global filters
+ * (EMH_F_FILTER): a handler sets the tenant once per request, before it
+ * reads.  v is copied.  Returns 0, EMH_EINVAL (name or value as
+ * emh_em_set_param refuses them), EMH_ENOMEM.
+ */
+int emh_scope_set_param(emh_scope *scope, const char *name, emh_value v, emh_error *err);
+
 /* The service's state from init, the service, and the number of forks the
  * scope holds open. */
 void *emh_scope_state(const emh_scope *scope);

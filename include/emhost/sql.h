@@ -83,6 +83,17 @@ struct emh_sql_dialect {
 	 * such columns are refused.
 	 */
 	void (*column_default)(const emh_meta *m, int field, char *buf, size_t cap);
+	/*
+	 * Aggregates: the type names that make a SUM of an integer column read
+	 * as int64 and an AVG of one as a double: CAST(SUM("c") AS <cast_int64>)
+	 * (PostgreSQL: "BIGINT" -- its SUM(bigint) is numeric) and
+	 * AVG(CAST("c" AS <cast_double>)) ("DOUBLE PRECISION"; MySQL "DOUBLE",
+	 * whose AVG of integers is a DECIMAL cut to 4 decimals).  NULL: no
+	 * cast (SQLite; MySQL's DECIMAL sums, which its client library converts
+	 * to int64 and reports when they do not fit).
+	 */
+	const char *cast_int64;
+	const char *cast_double;
 };
 
 /* emh_sql_dialect.alter: how an existing column's type and nullability change. */

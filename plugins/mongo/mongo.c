@@ -429,7 +429,7 @@ static uint64_t mg_server_caps(mongoc_client_t *client)
 
 	sd = mongoc_client_select_server(client, true, NULL, &e);
 	if (!sd)
-		return EMH_CAP_UPSERT | EMH_CAP_CONDITIONAL_WRITES;
+		return EMH_CAP_UPSERT | EMH_CAP_CONDITIONAL_WRITES | EMH_CAP_AGGREGATE;
 	hello = mongoc_server_description_hello_response(sd);
 	if (bson_iter_init_find(&it, hello, "setName") && BSON_ITER_HOLDS_UTF8(&it))
 		replset = true;
@@ -440,7 +440,7 @@ static uint64_t mg_server_caps(mongoc_client_t *client)
 	    !BSON_ITER_HOLDS_NULL(&it))
 		sessions = true;
 	mongoc_server_description_destroy(sd);
-	return EMH_CAP_UPSERT | EMH_CAP_CONDITIONAL_WRITES |
+	return EMH_CAP_UPSERT | EMH_CAP_CONDITIONAL_WRITES | EMH_CAP_AGGREGATE |
 	       ((replset || mongos) && sessions ? EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH : 0);
 }
 
@@ -658,7 +658,8 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.name = "mongo",
 	.version = "1.0",
 	.description = "MongoDB through libmongoc (transactions on replica sets and mongos)",
-	.caps = EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH | EMH_CAP_UPSERT | EMH_CAP_CONDITIONAL_WRITES,
+	.caps = EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH | EMH_CAP_UPSERT | EMH_CAP_CONDITIONAL_WRITES |
+		EMH_CAP_AGGREGATE,
 	.url_schemes = mg_schemes,
 	.url_form = EMH_URL_WHOLE, /* libmongoc reads it: replica sets, readPreference, ... */
 	.params = mg_params,
@@ -685,4 +686,5 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.diff = mg_diff,
 	.migrate_lock = mg_migrate_lock,
 	.migrate_unlock = mg_migrate_unlock,
+	.aggregate = mg_aggregate,
 };

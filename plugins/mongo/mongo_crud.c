@@ -179,7 +179,10 @@ int mg_insert(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_value *
  * key}, document, {upsert: true}), one operation the server applies
  * atomically.  The replacement is the whole document, so what it leaves out
  * (a NULL in a unique nullable field) is gone afterwards, as when a row is
- * overwritten.  A clash on another unique field is EMH_ECONFLICT.
+ * overwritten.  A clash on another unique field is EMH_ECONFLICT.  The
+ * entity's filter fields (EMH_F_FILTER) join _id in the filter: a document
+ * of another tenant with that key does not match, so the upsert's insert
+ * meets the duplicate _id (EMH_ECONFLICT) instead of replacing it.
  */
 int mg_upsert(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_error *err)
 {
@@ -200,8 +203,11 @@ int mg_upsert(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_error *
 		bson_t filter = BSON_INITIALIZER, doc = BSON_INITIALIZER, opts, reply;
 		bson_error_t be;
 
-		if ((rc = mg_append_value(&filter, "_id", &e->fields[m->pk], k, err)) ||
-		    (rc = mg_doc_build(&doc, m, vals, k, err)) || (rc = mg_opts(c, &opts, err))) {
+		rc = mg_append_value(&filter, "_id", &e->fields[m->pk], k, err);
+		for (size_t i = 0; i < e->nfields && !rc; i++)
+			if (e->fields[i].flags & EMH_F_FILTER)
+				rc = mg_append_value(&filter, e->fields[i].column, &e->fields[i], &vals[i], err);
+		if (rc || (rc = mg_doc_build(&doc, m, vals, k, err)) || (rc = mg_opts(c, &opts, err))) {
 			bson_destroy(&filter);
 			bson_destroy(&doc);
 			return rc;

@@ -10,6 +10,7 @@
  *   mongo_filter.c  emh_query -> BSON filter, sort, skip and limit
  *   mongo_crud.c    insert, update, upsert, remove, find, count, generated keys,
  *                   update_where and delete_where (update_many, delete_many)
+ *   mongo_agg.c     aggregates as an aggregation pipeline
  *   mongo_schema.c  sync (collections, indexes), drop, raw commands
  *   mongo_migrate.c the migration lock (a document with an expiry), schema diff (indexes)
  *
@@ -175,6 +176,11 @@ int mg_update_where(emh_conn *c, const emh_meta *m, const emh_query *q, const em
 int mg_delete_where(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *affected, emh_error *err);
 /* Forget the generated-key counter of collection table (the next key is 1). */
 int mg_key_reset(emh_conn *c, const char *table, emh_error *err);
+
+/* ---- mongo_agg.c: aggregates ---- */
+
+int mg_aggregate(emh_conn *c, const emh_meta *m, const emh_query *q, const emh_agg *a, emh_rowsink *sink,
+		 emh_error *err);
 
 /* ---- mongo_schema.c: collections, indexes, raw commands ---- */
 

@@ -113,6 +113,10 @@ const emh_sql_dialect my_dialect = {
 	.drop_index_on_table = true,
 	.column_fits = my_column_fits,
 	.column_default = my_column_default,
+	/* AVG of integers is a DECIMAL cut to 4 decimals: averaged as DOUBLE.
+	 * SUM's DECIMAL is read as int64 by the client library, which reports a
+	 * sum that does not fit (no CAST: it would clamp it). */
+	.cast_double = "DOUBLE",
 };
 
 /* Base name of a reported column type: "varchar(255)" -> "varchar". */

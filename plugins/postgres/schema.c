@@ -65,6 +65,10 @@ const emh_sql_dialect pg_dialect = {
 	.alter = EMH_SQL_ALTER_COLUMN,
 	.column_fits = pg_type_compatible,
 	.column_default = pg_column_default,
+	/* SUM(bigint) and AVG are numeric, which the binary decoder does not read;
+	 * a sum beyond bigint fails the cast (22003). */
+	.cast_int64 = "BIGINT",
+	.cast_double = "DOUBLE PRECISION",
 };
 
 /* Which existing column types (pg_type.typname) a field can live in: ones

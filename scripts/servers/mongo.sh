@@ -138,6 +138,8 @@ write_congo_fixes() { # congo-dir
 //    types a BigInt as a number, so $lt/$gt/sort compare it with numbers as mongod
 //    does (and the server's own sort compares BigInt and number by value); the server
 //    JSON.stringify()s values for index keys: BigInt gets a toJSON.
+//    Its $sum and $avg accumulators skipped such values (mingo's isNumber says no
+//    to a BigInt): they are summed as doubles, as mongod sums longs that overflow.
 // 3. hello replied with a topologyVersion, which makes a 4.4+ driver's monitor use
 //    "awaitable hello" (the server should hold the reply up to maxAwaitTimeMS); the
 //    server answered at once, so every client's monitor sent hello in a busy loop,
@@ -151,6 +153,11 @@ Module.prototype._compile = function (content, filename) {
     const from = 'function typeOf(v) {\n  const t = typeof v;\n';
     if (!content.includes(from)) throw new Error(`congo-fixes: unexpected ${filename}`);
     content = content.replace(from, `${from}  if (t === "bigint") return "number";\n`);
+  }
+  if (/[\\/]mingo[\\/]cjs[\\/]operators[\\/]accumulator[\\/](sum|avg)\.js$/.test(filename)) {
+    const from = '(0, import_push.$push)(coll, expr, options)';
+    if (!content.includes(from)) throw new Error(`congo-fixes: unexpected ${filename}`);
+    content = content.replace(from, `${from}.map((v) => typeof v === "bigint" ? Number(v) : v)`);
   }
   return origCompile.call(this, content, filename);
 };

@@ -91,38 +91,50 @@ static int events_list(emh_repo *repo, const emh_request *req, emh_response *res
 	return svc_reply_json(res, 200, json_pack("{s:o}", "events", arr), err);
 }
 
+/* Add n to the count of type in counts. */
+static void count_add(json_t *counts, const char *type, int64_t n)
+{
+	json_t *have = json_object_get(counts, type);
+	json_object_set_new(counts, type, json_integer(have ? json_integer_value(have) + n : n));
+}
+
 /*
- * Count per type.  The query API has no GROUP BY, so this reads the events
- * in pages on a read-only fork (no identity map, no snapshots) and counts.
+ * Count per type: one aggregate (GROUP BY type, or a $group pipeline), so
+ * the service holds one row per type whatever the number of events.  A
+ * context whose driver has no aggregates is read through an iterator
+ * instead: one page at a time, constant memory too.
  */
 static int events_counts(emh_repo *repo, emh_response *res, emh_error *err)
 {
-	int rc = emh_em_set_readonly(emh_repo_em(repo), err);
-	if (rc)
-		return rc;
 	json_t *counts = json_object();
-	int64_t total = 0, last_id = 0;
-	for (;;) {
-		emh_query *q;
-		emh_list list;
-		if ((rc = emh_repo_query(repo, &q, err)))
-			break;
-		emh_q_where(q, emh_q_gt(q, "id", emh_v_int64(last_id)));
-		emh_q_order_by(q, "id", false);
-		emh_q_limit(q, 1000);
-		if ((rc = emh_repo_find(repo, q, &list, err)))
-			break;
-		for (size_t i = 0; i < list.count; i++) {
-			const event *e = list.items[i];
-			const char *type = e->type ? e->type : "";
-			json_t *n = json_object_get(counts, type);
-			json_object_set_new(counts, type, json_integer(n ? json_integer_value(n) + 1 : 1));
-			last_id = e->id;
+	int64_t total = 0;
+	emh_agg *a;
+	emh_rows *rows;
+	int rc = emh_repo_agg(repo, &a, err);
+	if (rc)
+		goto out_counts;
+	emh_agg_group_by(a, "type");
+	emh_agg_count(a, "n");
+	rc = emh_repo_aggregate(repo, NULL, a, &rows, err);
+	if (rc == 0) {
+		for (size_t i = 0; i < emh_rows_count(rows); i++) {
+			const emh_value *type = emh_rows_value(rows, i, 0), *n = emh_rows_value(rows, i, 1);
+			count_add(counts, type->is_null ? "" : type->u.s.ptr, n->u.i64);
+			total += n->u.i64;
 		}
-		total += (int64_t)list.count;
-		if (list.count < 1000)
-			break;
+	} else if (rc == EMH_EUNSUPPORTED) {
+		emh_iter *it;
+		void *obj;
+		if ((rc = emh_repo_iter(repo, NULL, &it, err)) != 0)
+			goto out_counts;
+		while ((rc = emh_iter_next(it, &obj, err)) == 1) {
+			const event *e = obj;
+			count_add(counts, e->type ? e->type : "", 1);
+			total++;
+		}
+		emh_iter_close(it);
 	}
+out_counts:
 	if (rc) {
 		json_decref(counts);
 		return rc;

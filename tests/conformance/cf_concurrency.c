@@ -81,7 +81,7 @@ enum { E_VER, E_TVER, E_STOCK, E__N };
 static const char *const table_suffix[E__N] = {"ver", "tver", "stock"};
 
 typedef struct cc {
-	const cf_ctx *cx;
+	const suite *cx;
 	char tables[E__N][64];
 	emh_entity e[E__N];
 	bool tx, locks, isolation, atomic; /* capabilities */
@@ -894,7 +894,7 @@ static void t_isolation(cc *c)
 
 /* ---- entry ---- */
 
-void cf_concurrency(const cf_ctx *cx)
+void cf_concurrency(const suite *cx)
 {
 	cc c = {.cx = cx};
 	emh_error err;

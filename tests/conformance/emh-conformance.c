@@ -170,7 +170,6 @@ static const emh_field conf_unreg_fields[] = {
 	EMH_FIELD(conf_unreg, name, EMH_T_TEXT, 0),
 };
 
-enum { T_ALL, T_Q, T_USER, T_KV, T_THR, T_UNREG, T__N };
 static const char *const table_suffix[T__N] = {"all", "q", "user", "kv", "thr", "unreg"};
 
 #define OTHER_CTX "conf_other"
@@ -178,30 +177,14 @@ static const char *const table_suffix[T__N] = {"all", "q", "user", "kv", "thr", 
 #define THREADS 8
 #define THR_ROWS 40
 
-/* Everything the cases share; one per run, passed around explicitly. */
-typedef struct suite {
-	emh_host *h;
-	char ctx[128];
-	char driver[64];
-	uint64_t caps;
-	char capstr[256];
-	bool sql;
-	bool no_native; /* --no-native-codes */
-	bool have_other;
-	char tables[T__N][64];
-	emh_entity e[T__N];
-	unsigned char *big; /* BIG_BLOB bytes */
-	char *longtxt;      /* 1000 characters */
-} suite;
-
 /* ---- small helpers ---- */
 
-static const char *st_name(int rc)
+const char *st_name(int rc)
 {
 	return rc == 0 ? "EMH_OK" : emh_status_name(rc);
 }
 
-static void diag_err(int rc, const emh_error *err)
+void diag_err(int rc, const emh_error *err)
 {
 	if (rc == 0) {
 		diag("  got EMH_OK");
@@ -243,7 +226,7 @@ void na(const char *name, const char *fmt, ...)
 	pthread_mutex_unlock(&tap__mu);
 }
 
-static emh_em *xfork(suite *s, const char *ctx)
+emh_em *xfork(suite *s, const char *ctx)
 {
 	emh_em *em = NULL;
 	emh_error err;
@@ -253,7 +236,7 @@ static emh_em *xfork(suite *s, const char *ctx)
 	return em;
 }
 
-static emh_repo *xrepo(emh_em *em, const emh_entity *e)
+emh_repo *xrepo(emh_em *em, const emh_entity *e)
 {
 	emh_repo *r = NULL;
 	emh_error err;
@@ -264,7 +247,7 @@ static emh_repo *xrepo(emh_em *em, const emh_entity *e)
 	return r;
 }
 
-static emh_query *xquery(emh_repo *r)
+emh_query *xquery(emh_repo *r)
 {
 	emh_query *q = NULL;
 	emh_error err;
@@ -608,10 +591,9 @@ static void is_json(const char *got, const char *want, const char *label)
 
 static void suite_entities(suite *s)
 {
-	long pid = (long)getpid();
-
+	s->pid = (long)getpid();
 	for (int t = 0; t < T__N; t++)
-		snprintf(s->tables[t], sizeof s->tables[t], "conf_%ld_%s", pid, table_suffix[t]);
+		snprintf(s->tables[t], sizeof s->tables[t], "conf_%ld_%s", s->pid, table_suffix[t]);
 	s->e[T_ALL] = (emh_entity)EMH_ENTITY(conf_all, s->tables[T_ALL], conf_all_fields);
 	s->e[T_Q] = (emh_entity)EMH_ENTITY(conf_q, s->tables[T_Q], conf_q_fields);
 	s->e[T_USER] = (emh_entity)EMH_ENTITY(conf_user, s->tables[T_USER], conf_user_fields);
@@ -682,7 +664,7 @@ static int suite_setup(suite *s)
 			return -1;
 	}
 	rc = emh_host_sync_schema(s->h, s->ctx, &err);
-	if (!OK_RC(rc, err, "sync schema (create the conf_%ld_* tables)", (long)getpid()))
+	if (!OK_RC(rc, err, "sync schema (create the conf_%ld_* tables)", s->pid))
 		return -1;
 	rc = emh_host_sync_schema(s->h, s->ctx, &err);
 	OK_RC(rc, err, "sync schema again is a no-op");
@@ -2668,13 +2650,13 @@ int main(int argc, char **argv)
 		t_uow(&s);
 		t_conflict(&s);
 		t_upsert(&s);
+		cf_query(&s);
 		t_transactions(&s);
 		t_readonly_clear(&s);
 		t_errors(&s);
 		t_injection(&s);
 		t_threads(&s);
-		cf_concurrency(&(cf_ctx){.h = s.h, .ctx = s.ctx, .driver = s.driver, .caps = s.caps,
-					 .capstr = s.capstr, .pid = (long)getpid()});
+		cf_concurrency(&s);
 		suite_drop(&s);
 	}
 	emh_host_free(s.h);

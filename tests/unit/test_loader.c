@@ -143,6 +143,7 @@ static const struct {
 	{"fx_caplocks", "advertises EMH_CAP_LOCKS (bit 8) without a 'dialect'"},
 	{"fx_caplocksql", "advertises EMH_CAP_LOCKS (bit 8) without 'lock_clause'"},
 	{"fx_capiso", "advertises EMH_CAP_ISOLATION (bit 9) without 'begin_isolation'"},
+	{"fx_capagg", "advertises EMH_CAP_AGGREGATE (bit 10) without 'aggregate'"},
 };
 #define NFIXTURES (sizeof fixtures / sizeof fixtures[0])
 
