@@ -262,7 +262,7 @@ int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_
 	c->schema_sync = schema && strcmp(schema, "sync") == 0;
 	if (drv->d.context_open && (rc = drv->d.context_open(&c->params, &c->dctx, err)) != 0)
 		goto out_free;
-	if ((rc = emh__pool_init(&c->pool, drv, c->dctx, &c->params, &c->conf, err)) != 0)
+	if ((rc = emh__pool_init(&c->pool, &h->budget, drv, c->dctx, &c->params, &c->conf, err)) != 0)
 		goto out_free;
 	*out = c;
 	return 0;

@@ -92,6 +92,7 @@ int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	pthread_rwlock_init(&h->lock, NULL);
 	h->log = (emh__logger){.fn = opts->log, .ud = opts->log_ud, .level = opts->log_level};
+	emh__budget_init(&h->budget, &h->log);
 	int rc;
 	if (!(h->env = copy_env(opts->envp))) {
 		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
@@ -124,7 +125,7 @@ int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err)
 		dlist[i] = &h->drivers[i].d;
 	rc = emh__config_apply_env(&h->cfg, (const char *const *)h->env, dlist, h->ndrivers, err);
 	free(dlist);
-	if (rc)
+	if (rc || (rc = emh__budget_set_max(&h->budget, &h->cfg.max_connections, err)) != 0)
 		goto out_free;
 
 	for (size_t i = 0; i < h->cfg.ncontexts; i++) {
@@ -181,6 +182,7 @@ void emh_host_free(emh_host *h)
 	if (svcs)
 		emh__log(&h->log, EMH_LOG_ERROR, NULL,
 			 "host freed before %u services object(s) on it: free them first (emh_services_free)", svcs);
+	emh__budget_stop(&h->budget); /* the reaper walks the pools */
 	for (size_t i = 0; i < h->nctx; i++) {
 		unsigned refs = atomic_load(&h->ctxs[i]->refs);
 		if (refs)
@@ -195,6 +197,7 @@ void emh_host_free(emh_host *h)
 	free(h->dinfo);
 	free(h->rinfo);
 	free_env(h->env);
+	emh__budget_destroy(&h->budget);
 	pthread_rwlock_destroy(&h->lock);
 	free(h);
 }
@@ -255,12 +258,14 @@ int emh_host_contexts(emh_host *h, emh_context_info **out, size_t *n, emh_error 
 			si->origin = info_str(&area, st->origin ? st->origin : "default");
 			ci->nsettings++;
 		}
-		pthread_mutex_lock(&c->pool.mu);
 		ci->pool_min = c->pool.min;
 		ci->pool_max = c->pool.max;
+		pthread_mutex_lock(&h->budget.mu);
 		ci->in_use = c->pool.in_use;
 		ci->idle = c->pool.nidle;
-		ci->waiting = c->pool.waiting;
+		ci->waiting = c->pool.waiting + c->pool.budget_waiting;
+		pthread_mutex_unlock(&h->budget.mu);
+		pthread_mutex_lock(&c->pool.mu);
 		ci->up = c->pool.up;
 		snprintf(ci->last_error, sizeof ci->last_error, "%s", c->pool.last_error);
 		pthread_mutex_unlock(&c->pool.mu);
@@ -277,6 +282,29 @@ int emh_host_contexts(emh_host *h, emh_context_info **out, size_t *n, emh_error 
 	pthread_rwlock_unlock(&h->lock);
 	*out = infos;
 	*n = nc;
+	return 0;
+}
+
+int emh_host_budget(emh_host *h, emh_budget_info *out, size_t size)
+{
+	if (!h || !out)
+		return EMH_EINVAL;
+	emh__budget *b = &h->budget;
+	emh_budget_info bi = {.nofile = b->nofile};
+	pthread_mutex_lock(&b->mu);
+	bi.max_connections = b->max_conns;
+	bi.connections = b->conns;
+	bi.max_fds = b->max_fds;
+	bi.fds = b->fds;
+	bi.idle = b->idle_conns;
+	bi.waiting = b->waiting;
+	snprintf(bi.origin, sizeof bi.origin, "%s", b->origin);
+	pthread_mutex_unlock(&b->mu);
+	bi.evicted = atomic_load(&b->evicted);
+	bi.reaped = atomic_load(&b->reaped);
+	bi.waits = atomic_load(&b->waits);
+	bi.timeouts = atomic_load(&b->timeouts);
+	memcpy(out, &bi, size < sizeof bi ? size : sizeof bi);
 	return 0;
 }
 

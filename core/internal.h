@@ -69,9 +69,14 @@ typedef struct emh__driver {
 } emh__driver;
 
 /* ---- pool ---- */
+typedef struct emh__pool emh__pool;
+
+/* A pooled connection.  Its links and times are the host budget's (under its mu). */
 typedef struct emh__pconn {
 	emh_conn *conn;
-	struct emh__pconn *next;
+	emh__pool *pool;
+	struct emh__pconn *next, *prev;         /* the pool's idle list, most recently used first */
+	struct emh__pconn *lru_next, *lru_prev; /* the host's idle list, longest idle first */
 	int64_t created_ns;
 	int64_t idle_since_ns;
 	uint32_t epoch;
@@ -79,31 +84,77 @@ typedef struct emh__pconn {
 	bool fresh;   /* opened for this acquire */
 } emh__pconn;
 
-typedef struct emh__pool {
+/*
+ * The host's connection budget: every connection of every context counts
+ * against max_conns and, at what its driver says it costs, against max_fds
+ * (a share of RLIMIT_NOFILE).  One mutex guards the budget and the
+ * connection state of every pool of the host (idle lists, counts), so that
+ * making room -- closing the longest-idle connection of any context -- is
+ * O(1) and needs no lock order between pools.  Connections are opened and
+ * closed outside it.  Counts include connections being opened or closed, so
+ * they never understate the descriptors in use.
+ */
+typedef struct emh__budget {
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv;            /* acquires waiting for room */
+	unsigned max_conns, max_fds;
+	unsigned conns, fds;          /* open, being opened or being closed */
+	unsigned idle_conns, idle_fds; /* of which idle (in the LRU), so could be closed for room */
+	unsigned waiting;
+	emh__pconn *lru_head, *lru_tail;
+	int64_t min_idle_timeout_ns;  /* smallest idle timeout of any pool (a lower bound), INT64_MAX: none */
+	/* the reaper: one thread, started with the first idle connection */
+	pthread_cond_t reap_cv;
+	pthread_t reaper;
+	bool reaper_started, reaper_running, reaper_stop;
+	int64_t reap_at;              /* when the reaper wakes next (INT64_MAX: when told) */
+	long long nofile;             /* RLIMIT_NOFILE soft limit read at start (-1: unlimited) */
+	const char *origin;           /* where max_conns came from (borrowed from the host) */
+	const emh__logger *log;
+	_Atomic uint64_t evicted, reaped, waits, timeouts;
+} emh__budget;
+
+/* An empty budget; max_fds (and max_conns, until set) from RLIMIT_NOFILE (docs/configuration.md "Many tenants"). */
+void emh__budget_init(emh__budget *b, const emh__logger *log);
+/* max_conns from the setting (value NULL: as many as max_fds); EMH_ECONFIG for a value out of range. */
+int emh__budget_set_max(emh__budget *b, const emh__setting *max_connections, emh_error *err);
+/* Stop the reaper.  Before the pools go: it walks them. */
+void emh__budget_stop(emh__budget *b);
+/* After every pool is destroyed. */
+void emh__budget_destroy(emh__budget *b);
+
+struct emh__pool {
+	pthread_mutex_t mu; /* up, last_error */
+	pthread_cond_t cv;  /* acquires waiting for a connection of this pool (with the budget's mu) */
+	emh__budget *b;
+	/* under b->mu: */
 	emh__pconn *idle;
-	unsigned nidle, in_use, total, waiting;
+	unsigned nidle, in_use, total, waiting, budget_waiting;
+	unsigned closing;   /* taken out to be closed, not closed yet (destroy waits for 0) */
+	bool destroying;
+	uint32_t epoch;
+	/* fixed at init: */
+	unsigned cost;      /* file descriptors of one connection */
 	int min, max;
 	int64_t acquire_timeout_ns, idle_timeout_ns, max_lifetime_ns;
-	uint32_t epoch;
 	const emh__driver *drv;
 	emh_dctx *dctx;
 	const emh_params *params;
 	const char *ctxname;
+	/* under mu: */
 	bool up;
 	char last_error[EMH_ERROR_MSG_MAX];
-	_Atomic uint64_t acquires, wait_ns, timeouts, opened, discarded;
-} emh__pool;
+	_Atomic uint64_t acquires, wait_ns, timeouts, opened, discarded, evicted, reaped;
+};
 
-int emh__pool_init(emh__pool *p, const emh__driver *drv, emh_dctx *dctx, const emh_params *params,
-		   const emh__ctxconf *conf, emh_error *err);
+int emh__pool_init(emh__pool *p, emh__budget *b, const emh__driver *drv, emh_dctx *dctx,
+		   const emh_params *params, const emh__ctxconf *conf, emh_error *err);
 int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err);
 /* status: 0 fine; EMH_EUNAVAILABLE: discard; other error: ping before reuse. */
 void emh__pool_release(emh__pool *p, emh__pconn *pc, int status);
 /* Record the context as up (e NULL) or down with e's message, for health. */
 void emh__pool_note(emh__pool *p, const emh_error *e);
-/* Close every idle connection; the caller guarantees none is in use. */
+/* Close every idle connection, after those other threads are closing; the caller guarantees none is in use. */
 void emh__pool_destroy(emh__pool *p);
 
 /* ---- entities (entity.c) ---- */
@@ -244,6 +295,7 @@ struct emh_host {
 	size_t nrefused;
 	emh_refused_info *rinfo;
 	_Atomic unsigned services_alive; /* emh_services objects on this host, to warn when freed before them */
+	emh__budget budget;    /* connections of every context */
 	/* removals that had to wait for forks, and wakeups sent by the last fork of one (tests) */
 	_Atomic uint64_t removals_waited, removals_woken;
 };

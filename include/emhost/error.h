@@ -36,7 +36,8 @@ extern "C" {
 	X(ENOENTITY, -15, "entity not registered in this context")            \
 	X(EIO, -16, "input/output error")                                     \
 	X(ERETRY, -17, "transient failure, retry the transaction")            \
-	X(ENOSERVICE, -18, "no such service")
+	X(ENOSERVICE, -18, "no such service")                                \
+	X(ENOFD, -19, "out of file descriptors")
 
 enum emh_status {
 	EMH_OK = 0,
