@@ -135,11 +135,16 @@ static void take_for_close(emh__pconn *pc, emh__pconn **list)
 	*list = pc;
 }
 
-/* Close what take_for_close collected, then give back its budget.  Budget's mu not held. */
-static unsigned close_list(emh__budget *b, emh__pconn *list)
+/*
+ * Close what take_for_close collected, then give back its budget -- to
+ * heir first, when given: the pool whose new connection these made room
+ * for takes that room in the same step, so nobody else can.  Budget's mu
+ * not held.
+ */
+static unsigned close_list(emh__budget *b, emh__pconn *list, const emh__pool *heir)
 {
 	unsigned n = 0;
-	if (!list)
+	if (!list && !heir)
 		return 0;
 	for (emh__pconn *pc = list; pc; pc = pc->next, n++)
 		pc->pool->drv->d.disconnect(pc->conn);
@@ -150,6 +155,10 @@ static unsigned close_list(emh__budget *b, emh__pconn *list)
 		b->fds -= p->cost;
 		if (--p->closing == 0 && p->destroying)
 			pthread_cond_broadcast(&p->cv); /* p may be freed once we unlock */
+	}
+	if (heir) {
+		b->conns++;
+		b->fds += heir->cost;
 	}
 	if (b->waiting)
 		pthread_cond_broadcast(&b->cv);
@@ -245,15 +254,22 @@ static bool budget_fits(const emh__budget *b, unsigned conns, unsigned fds, unsi
 /*
  * Reserve room for a new connection of p, closing idle connections of any
  * context, longest idle first, when the budget is full.  Victims stay
- * counted until close_list has closed them (before p connects), so the
- * counts never understate what is open.  False when even closing every idle
+ * counted until close_list has closed them (before p connects), and hands
+ * their room to p (*heir) in the same step: the counts never understate
+ * what is open nor pass the budget.  False when even closing every idle
  * connection would not make room: the caller waits.
  */
-static bool budget_reserve(emh__budget *b, emh__pool *p, emh__pconn **victims)
+static bool budget_reserve(emh__budget *b, emh__pool *p, emh__pconn **victims, bool *heir)
 {
 	unsigned vconns = 0, vfds = 0;
+	if (budget_fits(b, 0, 0, p->cost)) {
+		b->conns++;
+		b->fds += p->cost;
+		return true;
+	}
 	if (!budget_fits(b, b->idle_conns, b->idle_fds, p->cost))
 		return false;
+	*heir = true;
 	while (!budget_fits(b, vconns, vfds, p->cost)) {
 		emh__pconn *pc = b->lru_head;
 		idle_unlink(b, pc);
@@ -263,8 +279,6 @@ static bool budget_reserve(emh__budget *b, emh__pool *p, emh__pconn **victims)
 		atomic_fetch_add_explicit(&pc->pool->evicted, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&b->evicted, 1, memory_order_relaxed);
 	}
-	b->conns++;
-	b->fds += p->cost;
 	return true;
 }
 
@@ -331,7 +345,7 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 	atomic_fetch_add_explicit(&p->acquires, 1, memory_order_relaxed);
 	for (;;) {
 		emh__pconn *drop = NULL, *pc = NULL;
-		bool need_ping = false, open_new = false;
+		bool need_ping = false, open_new = false, heir = false;
 		pthread_mutex_lock(&b->mu);
 		for (;;) {
 			int64_t now = emh__coarse_ns();
@@ -355,7 +369,7 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 				deadline = start + p->acquire_timeout_ns;
 			}
 			bool below_max = p->total < (unsigned)p->max;
-			if (below_max && budget_reserve(b, p, &drop)) {
+			if (below_max && budget_reserve(b, p, &drop, &heir)) {
 				p->total++;
 				open_new = true;
 				break;
@@ -368,7 +382,7 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 					atomic_fetch_add_explicit(&b->timeouts, 1, memory_order_relaxed);
 				atomic_fetch_add_explicit(&p->wait_ns, (uint64_t)(emh__now_ns() - start),
 							  memory_order_relaxed);
-				close_list(b, drop);
+				close_list(b, drop, NULL);
 				return acquire_timeout(p, below_max, max_conns, max_fds, err);
 			}
 			struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
@@ -395,7 +409,7 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 		pthread_mutex_unlock(&b->mu);
 		/* Victims and expired connections first: their descriptors go
 		 * before the new connection takes its own. */
-		close_list(b, drop);
+		close_list(b, drop, heir ? p : NULL);
 		if (open_new) {
 			pc = calloc(1, sizeof *pc);
 			int rc = pc ? p->drv->d.connect(p->params, p->dctx, &pc->conn, err)
@@ -463,7 +477,7 @@ void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
 		p->epoch++;
 		pthread_cond_broadcast(&p->cv);
 		pthread_mutex_unlock(&b->mu);
-		atomic_fetch_add_explicit(&p->discarded, close_list(b, drop), memory_order_relaxed);
+		atomic_fetch_add_explicit(&p->discarded, close_list(b, drop, NULL), memory_order_relaxed);
 		return;
 	}
 	if (status)
@@ -505,7 +519,7 @@ void emh__pool_destroy(emh__pool *p)
 		take_for_close(pc, &drop);
 	}
 	pthread_mutex_unlock(&b->mu);
-	close_list(b, drop);
+	close_list(b, drop, NULL);
 	/* Connections of this pool that an eviction or the reaper is closing
 	 * now: the driver's context state must outlive them. */
 	pthread_mutex_lock(&b->mu);
@@ -566,7 +580,7 @@ static void *reaper_main(void *arg)
 		if (drop || next <= now) {
 			b->reap_at = now; /* busy: releases meanwhile need not wake us */
 			pthread_mutex_unlock(&b->mu);
-			atomic_fetch_add_explicit(&b->reaped, close_list(b, drop), memory_order_relaxed);
+			atomic_fetch_add_explicit(&b->reaped, close_list(b, drop, NULL), memory_order_relaxed);
 			pthread_mutex_lock(&b->mu);
 			continue;
 		}
