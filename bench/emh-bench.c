@@ -5,6 +5,7 @@
  *
  * Usage:
  *   emh-bench [-c FILE] [-p DIR] [--context NAME]... [--seconds S] [--rows N]
+ *   emh-bench [-p DIR] --tenants [N,N,...] [--tenant-dir DIR] [--tenant-journal MODE] [--seconds S]
  *
  *   -c FILE          libconfig file with contexts (optional)
  *   -p DIR           plugin directory; default $EMH_PLUGIN_DIR, else
@@ -14,6 +15,8 @@
  *                    an in-memory SQLite context is added and measured
  *   --seconds S      measuring time of each side per round (default 1)
  *   --rows N         rows filled through emhost before measuring (default 10000)
+ *   --tenants LIST   instead: the tenants workload (bench/tenants.c) for each
+ *                    count of SQLite contexts in LIST (default 1,100,10000)
  *
  * For each context: bench_item (bench/bench.h) is registered, its table
  * synced and emptied, N rows are inserted through emhost, then every
@@ -544,12 +547,14 @@ static char *resolve_ctx(emh_host *h, const char *want)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: emh-bench [-c FILE] [-p DIR] [--context NAME]... [--seconds S] [--rows N]\n");
+	fprintf(f, "usage: emh-bench [-c FILE] [-p DIR] [--context NAME]... [--seconds S] [--rows N]\n"
+		   "       emh-bench [-p DIR] --tenants [N,N,...] [--tenant-dir DIR] [--tenant-journal MODE] "
+		   "[--seconds S]\n");
 }
 
 int main(int argc, char **argv)
 {
-	const char *cfg = NULL, *pdir = NULL;
+	const char *cfg = NULL, *pdir = NULL, *tenants = NULL, *tdir = NULL, *tjournal = "memory";
 	const char **ctxs = calloc((size_t)argc + 1, sizeof *ctxs);
 	const char **envp = NULL;
 	size_t nctx = 0, rows = 10000;
@@ -576,6 +581,13 @@ int main(int argc, char **argv)
 			secs = atof(argv[++i]);
 		else if (strcmp(a, "--rows") == 0 && i + 1 < argc)
 			rows = (size_t)strtoull(argv[++i], NULL, 10);
+		else if (strcmp(a, "--tenants") == 0)
+			tenants = i + 1 < argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9' ? argv[++i]
+												 : "1,100,10000";
+		else if (strcmp(a, "--tenant-dir") == 0 && i + 1 < argc)
+			tdir = argv[++i];
+		else if (strcmp(a, "--tenant-journal") == 0 && i + 1 < argc)
+			tjournal = argv[++i];
 		else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 			usage(stdout);
 			free(ctxs);
@@ -601,6 +613,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		pdir = pbuf;
+	}
+	if (tenants) {
+		free(ctxs);
+		return bench_tenants(pdir, tenants, tdir, tjournal, secs) ? 1 : 0;
 	}
 	memset(&opts, 0, sizeof opts);
 	opts.config_path = cfg;

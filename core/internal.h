@@ -225,34 +225,36 @@ void emh__meta_free(emh__meta *m);
 #define EMH__CTX_REMOVING 0x80000000u
 
 typedef struct emh_context {
+	/* A lookup, a fork and its close read and write these: one cache line,
+	 * which matters when thousands of contexts take turns. */
 	char *name;
 	uint64_t hash; /* of name, for the host's table */
-	emh_host *host;
-	emh__ctxconf conf;
-	const emh__driver *drv;
-	struct emh_params params;
-	char instance[128]; /* "<host>-<serial>-<name>": unique whatever the name's length */
-	emh_dctx *dctx;
-	emh__pool pool;
-	bool is_default, required, schema_sync;
 	/*
 	 * Open forks (and lookups in flight), with EMH__CTX_REMOVING once removal
 	 * began: one word, so exactly one emh__context_put sees the last
 	 * reference of a context being removed, and that one wakes the remover.
 	 */
 	_Atomic unsigned refs;
+	_Atomic unsigned forks_open;
+	void *_Atomic spare_em; /* one closed fork kept for the next: saves a malloc/free pair */
+	emh__meta *_Atomic metas;
+	const emh__driver *drv;
+	_Atomic int unsynced;   /* registered entities whose schema is not synced yet */
+	bool is_default, required, schema_sync;
+	emh_host *host;
+	emh__ctxconf conf;
+	struct emh_params params;
+	char instance[128]; /* "<host>-<serial>-<name>": unique whatever the name's length */
+	emh_dctx *dctx;
+	emh__pool pool;
 	pthread_mutex_t mu; /* registration; the removal handshake (drained) */
 	pthread_cond_t cv;
 	bool drained;       /* under mu: the last reference went during removal */
-	emh__meta *_Atomic metas;
 	_Atomic uint32_t next_stmt_id;
 	uint32_t next_meta_id;
 	_Atomic uint64_t caps;  /* driver caps & server caps, once known (else 0) */
 	_Atomic uint64_t queries;
 	_Atomic uint64_t errors[EMH__ERRKINDS];
-	_Atomic unsigned forks_open;
-	_Atomic int unsynced;   /* registered entities whose schema is not synced yet */
-	void *_Atomic spare_em; /* one closed fork kept for the next: saves a malloc/free pair */
 } emh_context;
 
 /* Create a context from its configuration (taken over: *conf is zeroed on success). */

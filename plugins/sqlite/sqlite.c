@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,13 +158,29 @@ static void sq_context_close(emh_dctx *dc)
 static const int sq_open_flags =
 	SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
 
+/*
+ * Once per process, before SQLite initialises: no initial bulk allocation
+ * for each connection's page cache.  SQLite's default sets 20 pages aside
+ * per connection (~86 kB of its ~106 kB), read or not; a host of thousands
+ * of mostly idle tenants pays that for each (issue 12).  Pages then come
+ * one at a time as they are read.  An application that started SQLite
+ * first keeps its own settings (sqlite3_config then refuses, harmlessly).
+ */
+static void sq_process_init(void)
+{
+	sqlite3_config(SQLITE_CONFIG_PAGECACHE, (void *)NULL, 0, 0);
+}
+
 /* Check the settings; for an in-memory database create it now and keep it.
  * Files are not touched: a missing file or directory fails at connect. */
 static int sq_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	const char *path;
 	emh_dctx *dc = calloc(1, sizeof *dc);
 	int rc;
+
+	pthread_once(&once, sq_process_init);
 
 	*out = NULL;
 	if (!dc)
