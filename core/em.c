@@ -35,8 +35,11 @@ int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err)
 	} else if (!(c = emh__host_get_context(h, name, err))) {
 		return EMH_ENOCONTEXT;
 	}
-	emh_em *em = atomic_exchange_explicit(&c->spare_em, NULL, memory_order_acquire);
-	if (!em && !(em = malloc(sizeof *em))) {
+	/* No spare kept per context: malloc's per-thread cache hands back the
+	 * block this thread freed last, warm, where a spare of each of thousands
+	 * of tenants would be cold memory (and ~800 bytes each). */
+	emh_em *em = malloc(sizeof *em);
+	if (!em) {
 		emh__context_put(c);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
@@ -75,10 +78,7 @@ void emh_em_close(emh_em *em)
 	emh__arena_release(&em->arena);
 	emh_context *c = em->ctx;
 	atomic_fetch_sub_explicit(&c->forks_open, 1, memory_order_relaxed);
-	void *none = NULL;
-	if (!atomic_compare_exchange_strong_explicit(&c->spare_em, &none, em, memory_order_release,
-						     memory_order_relaxed))
-		free(em);
+	free(em);
 	/* Last: once the fork is released the context may be freed (removal). */
 	emh__context_put(c);
 }

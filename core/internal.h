@@ -225,9 +225,12 @@ void emh__meta_free(emh__meta *m);
 #define EMH__CTX_REMOVING 0x80000000u
 
 typedef struct emh_context {
-	/* A lookup, a fork and its close read and write these: one cache line,
-	 * which matters when thousands of contexts take turns. */
-	char *name;
+	/*
+	 * A lookup, a fork and its close read and write these, and the name:
+	 * the context is 64-byte aligned, so they share its first cache line
+	 * (names up to 39 bytes whole), which matters when thousands of
+	 * contexts take turns.
+	 */
 	uint64_t hash; /* of name, for the host's table */
 	/*
 	 * Open forks (and lookups in flight), with EMH__CTX_REMOVING once removal
@@ -236,7 +239,8 @@ typedef struct emh_context {
 	 */
 	_Atomic unsigned refs;
 	_Atomic unsigned forks_open;
-	void *_Atomic spare_em; /* one closed fork kept for the next: saves a malloc/free pair */
+	char *name;         /* name_buf */
+	char name_buf[64];  /* a copy of conf.name: at most 63 bytes */
 	emh__meta *_Atomic metas;
 	const emh__driver *drv;
 	_Atomic int unsynced;   /* registered entities whose schema is not synced yet */
@@ -280,6 +284,12 @@ typedef struct emh__refused {
 	char *reason;
 } emh__refused;
 
+/* A slot of the host's name table: the hash beside the context, so probing touches no context. */
+typedef struct emh__ctxslot {
+	uint64_t hash;
+	struct emh_context *c; /* NULL: empty */
+} emh__ctxslot;
+
 struct emh_host {
 	emh__config cfg;
 	char **env; /* NULL-terminated copy of the environment used */
@@ -287,7 +297,7 @@ struct emh_host {
 	pthread_rwlock_t lock; /* the contexts: ctxs and byname */
 	emh_context **ctxs;    /* configuration order */
 	size_t nctx, ctxcap;
-	emh_context **byname;  /* open addressing on emh_context.hash, linear probing, at most half full */
+	emh__ctxslot *byname;  /* open addressing on emh_context.hash, linear probing, at most half full */
 	size_t nbyname;        /* slots: 0 or a power of two */
 	emh_context *def;
 	emh__driver *drivers;

@@ -348,8 +348,9 @@ static void test_ten_thousand(emh_host *h, int n, long seconds)
 	ok(max_fds_seen <= bi.max_fds, "the budget was kept: %u of %u descriptors at most", max_fds_seen, bi.max_fds);
 	ok(max_real - others <= (int)bi.max_fds, "so were the process's descriptors: %d at most, %d of them not "
 	   "connections'", max_real, others);
-	ok(bi.evicted > 0, "idle connections of other tenants were closed for room (%llu)",
-	   (unsigned long long)bi.evicted);
+	/* 3 descriptors a tenant (WAL): fewer tenants than that fit without closing any */
+	ok(bi.evicted > 0 || (unsigned long)n * 3 <= bi.max_fds,
+	   "idle connections of other tenants were closed for room (%llu)", (unsigned long long)bi.evicted);
 
 	/* removals: reported; asserted only as "did not hang" */
 	qsort(r.remove_ms, (size_t)r.nremoved, sizeof *r.remove_ms, cmp_double);
