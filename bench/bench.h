@@ -24,6 +24,8 @@ typedef struct bench_item {
 } bench_item;
 
 #define BENCH_TABLE "emh_bench_items"
+/* bench_item's entity (bench/emh-bench.c). */
+extern const emh_entity bench_entity;
 
 typedef struct bench_raw_ops {
 	const char *driver; /* "sqlite", "postgres", "mysql", "mongo" */

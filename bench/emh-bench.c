@@ -66,7 +66,7 @@ static const emh_field bench_fields[] = {
 	EMH_FIELD(bench_item, counter, EMH_T_INT64, 0),
 	EMH_FIELD(bench_item, score, EMH_T_DOUBLE, 0),
 };
-static const emh_entity bench_entity = EMH_ENTITY(bench_item, BENCH_TABLE, bench_fields);
+const emh_entity bench_entity = EMH_ENTITY(bench_item, BENCH_TABLE, bench_fields);
 
 #define ROUNDS 3
 

@@ -41,14 +41,6 @@
 
 #include "bench.h"
 
-static const emh_field tenant_fields[] = {
-	EMH_FIELD(bench_item, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
-	EMH_FIELD(bench_item, name, EMH_T_TEXT, 0),
-	EMH_FIELD(bench_item, counter, EMH_T_INT64, 0),
-	EMH_FIELD(bench_item, score, EMH_T_DOUBLE, 0),
-};
-static const emh_entity tenant_entity = EMH_ENTITY(bench_item, BENCH_TABLE, tenant_fields);
-
 typedef struct tenants {
 	emh_host *h;
 	char (*names)[24];
@@ -103,7 +95,7 @@ static int fork_get(tenants *t)
 	int rc = emh_host_fork(t->h, pick(t), &em, &t->err);
 	if (rc)
 		return rc;
-	rc = emh_em_repo(em, &tenant_entity, &r, &t->err);
+	rc = emh_em_repo(em, &bench_entity, &r, &t->err);
 	if (!rc)
 		rc = emh_repo_get(r, emh_v_int64(1), &p, &t->err);
 	if (!rc)
@@ -143,7 +135,7 @@ static int add_one(tenants *t, const char *dir, const char *journal, size_t i)
 	const char *kv[] = {"driver", "sqlite", "path", path, "journal_mode", journal, "synchronous", "off",
 			    "pool.max", "1", NULL};
 	int rc = emh_host_add_context(t->h, t->names[i], kv, &t->err);
-	return rc ? rc : emh_host_register_entity(t->h, t->names[i], &tenant_entity, &t->err);
+	return rc ? rc : emh_host_register_entity(t->h, t->names[i], &bench_entity, &t->err);
 }
 
 /* Its table and one row (id 1), which leaves one idle connection. */
@@ -157,7 +149,7 @@ static int fill_one(tenants *t, size_t i)
 		rc = emh_host_fork(t->h, t->names[i], &em, &t->err);
 	if (rc)
 		return rc;
-	rc = emh_em_repo(em, &tenant_entity, &r, &t->err);
+	rc = emh_em_repo(em, &bench_entity, &r, &t->err);
 	if (!rc)
 		rc = emh_repo_new(r, &p, &t->err);
 	if (!rc) {

@@ -40,6 +40,16 @@ static long long conf_int(const emh__ctxconf *c, const char *key, long long def)
 	return v ? strtoll(v, NULL, 10) : def;
 }
 
+/* Waits end at CLOCK_MONOTONIC deadlines: a clock change never stretches them. */
+static void cond_init_mono(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 int emh__pool_init(emh__pool *p, emh__budget *b, const emh__driver *drv, emh_dctx *dctx,
 		   const emh_params *params, const emh__ctxconf *conf, emh_error *err)
 {
@@ -59,11 +69,7 @@ int emh__pool_init(emh__pool *p, emh__budget *b, const emh__driver *drv, emh_dct
 		return emh_error_set(err, EMH_ECONFIG, "context '%s': pool needs 0 <= min <= max and max >= 1",
 				     p->ctxname);
 	p->up = true;
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_mono(&p->cv);
 	pthread_mutex_init(&p->mu, NULL);
 	if (p->idle_timeout_ns > 0) {
 		pthread_mutex_lock(&b->mu);
@@ -189,15 +195,6 @@ static unsigned fds_for_connections(long long nofile)
 	long long reserve = 32 + (nofile / 4 < 1024 ? nofile / 4 : 1024);
 	long long n = nofile > 2 * reserve ? nofile - reserve : nofile / 2;
 	return n > 0 ? (unsigned)n : 1;
-}
-
-static void cond_init_mono(pthread_cond_t *cv)
-{
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(cv, &ca);
-	pthread_condattr_destroy(&ca);
 }
 
 void emh__budget_init(emh__budget *b, const emh__logger *log)

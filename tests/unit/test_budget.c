@@ -50,28 +50,6 @@ static emh_budget_info budget_of(emh_host *h)
 	return bi;
 }
 
-static emh_context_info info_of(emh_host *h, const char *name)
-{
-	emh_context_info *v, out = {0};
-	size_t n;
-	emh_error err;
-	bool found = false;
-	if (emh_host_contexts(h, &v, &n, &err) != 0)
-		bail("emh_host_contexts: %s", err.message);
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(v[i].name, name) == 0) {
-			out = v[i];
-			out.settings = NULL;
-			out.nsettings = 0;
-			out.name = out.driver = NULL;
-			found = true;
-		}
-	emh_context_info_free(v, n);
-	if (!found)
-		bail("context '%s' is not listed", name);
-	return out;
-}
-
 static int exec_on(emh_host *h, const char *ctx, const char *what, emh_error *err)
 {
 	emh_em *em;
@@ -192,15 +170,15 @@ static void test_eviction(void)
 	is_int(exec_on(h, "a", "ok", &err), 0, "a again: its connection is now the most recently used");
 	is_int(budget_of(h).connections, 2, "the budget is full");
 	is_int(exec_on(h, "c", "ok", &err), 0, "c needs one: it gets one");
-	is_int(info_of(h, "b").idle, 0, "b's connection, the longest idle, was closed for it");
-	is_int(info_of(h, "a").idle, 1, "a's stayed");
-	is_int(info_of(h, "c").idle, 1, "c's is idle now");
+	is_int(fixture_info(h, "b").idle, 0, "b's connection, the longest idle, was closed for it");
+	is_int(fixture_info(h, "a").idle, 1, "a's stayed");
+	is_int(fixture_info(h, "c").idle, 1, "c's is idle now");
 	emh_budget_info bi = budget_of(h);
 	is_int(bi.evicted, 1, "one eviction counted");
 	is_int(bi.connections, 2, "still 2 open");
 	is_int(bi.idle, 2, "both idle");
 	is_int(exec_on(h, "b", "ok", &err), 0, "b again: a's connection goes");
-	is_int(info_of(h, "a").idle, 0, "a holds none");
+	is_int(fixture_info(h, "a").idle, 0, "a holds none");
 	is_int(atomic_load(&md.max_live) - live, 2, "never more than 2 connections were open");
 	is_int(atomic_load(&md.live) - live, 2, "2 are open");
 	emh_host_free(h);
@@ -235,7 +213,7 @@ static void test_wait_and_timeout(void)
 		 "the message says the host's budget, not the database, is exhausted");
 	ok(err.retryable, "retryable");
 	is_str(err.context, "d", "err.context is set");
-	emh_context_info di = info_of(h, "d");
+	emh_context_info di = fixture_info(h, "d");
 	ok(di.up && !di.last_error[0], "the context is not marked down");
 	is_int(di.timeouts, 1, "the context counts the timeout");
 	emh_budget_info bi = budget_of(h);
@@ -248,11 +226,11 @@ static void test_wait_and_timeout(void)
 	for (int i = 0; i < 1000 && budget_of(h).waiting == 0; i++)
 		usleep(1000);
 	is_int(budget_of(h).waiting, 1, "a fork on c waits for room");
-	is_int(info_of(h, "c").waiting, 1, "counted as waiting on c");
+	is_int(fixture_info(h, "c").waiting, 1, "counted as waiting on c");
 	emh_em_close(ha); /* a's connection goes idle: c closes it and takes the room */
 	pthread_join(t, NULL);
 	is_int(w.rc, 0, "it gets a connection once a's comes back (not after its 10 s timeout)");
-	is_int(info_of(h, "a").idle, 0, "a's idle connection made the room");
+	is_int(fixture_info(h, "a").idle, 0, "a's idle connection made the room");
 	is_int(budget_of(h).waits, 2, "that wait counted");
 	emh_em_close(hb);
 	emh_host_free(h);
@@ -300,14 +278,14 @@ static void test_reaping(void)
 	is_int(exec_on(h, "r", "ok", &err), 0, "r (min 0) uses a connection");
 	is_int(atomic_load(&md.live) - live, 4, "4 connections open");
 	/* no timing assertion: wait (at most 10 s) for the reaper */
-	for (int i = 0; i < 1000 && (info_of(h, "r").idle || info_of(h, "k").idle > 1); i++)
+	for (int i = 0; i < 1000 && (fixture_info(h, "r").idle || fixture_info(h, "k").idle > 1); i++)
 		usleep(10000);
-	emh_context_info ri = info_of(h, "r");
+	emh_context_info ri = fixture_info(h, "r");
 	is_int(ri.idle + ri.in_use, 0, "r holds no connection after its idle timeout, with no further use");
-	is_int(info_of(h, "k").idle, 1, "k keeps pool.min = 1 of its 2");
+	is_int(fixture_info(h, "k").idle, 1, "k keeps pool.min = 1 of its 2");
 	usleep(300000);
-	is_int(info_of(h, "k").idle, 1, "and still does 3 idle timeouts later");
-	is_int(info_of(h, "n").idle, 1, "n's connection is never reaped");
+	is_int(fixture_info(h, "k").idle, 1, "and still does 3 idle timeouts later");
+	is_int(fixture_info(h, "n").idle, 1, "n's connection is never reaped");
 	emh_budget_info bi = budget_of(h);
 	is_int(bi.reaped, 2, "2 reaped");
 	is_int(bi.connections, 2, "the budget counts the 2 left");
@@ -328,7 +306,7 @@ static void test_nofd(void)
 	is_str(emh_strerror(EMH_ENOFD), "out of file descriptors", "its message");
 	like_str(err.message, "context 'a': memdrv: socket: out of file descriptors", "the driver's words, in context");
 	ok(err.retryable, "retryable");
-	emh_context_info ai = info_of(h, "a");
+	emh_context_info ai = fixture_info(h, "a");
 	ok(ai.up && !ai.last_error[0], "the context is not down (not 'database down')");
 	is_int(budget_of(h).connections, 0, "the failed connect gave its room back");
 	atomic_store(&md.nofd, 0);
@@ -345,7 +323,7 @@ typedef struct stress {
 	emh_host *h;
 	atomic_int stop;
 	atomic_int ok, timeouts, nocontext, other;
-	char other_msg[EMH_ERROR_MSG_MAX];
+	char other_msg[EMH_ERROR_MSG_MAX + 16];
 } stress;
 
 static void *stress_worker(void *arg)
