@@ -77,6 +77,7 @@ static void t_sqlite_bookkeeping(const char *b)
 	is_int(emh_em_flush(em, &err), 0, "a new object reusing the freed key");
 	ok(emh_repo_get(r, emh_v_int64(n2->id), (void **)&got, &err) == 0 && got == n2,
 	   "is found by its key (identity map intact)");
+	int64_t n2_id = n2->id; /* n2 dies with its fork */
 	emh_em_close(em);
 
 	/* insert, delete, both in one level, rolled back */
@@ -103,7 +104,7 @@ static void t_sqlite_bookkeeping(const char *b)
 	/* a member pointed at other memory with equal content */
 	emh_host_fork(h, NULL, &em, &err);
 	emh_em_repo(em, &item_entity, &r, &err);
-	emh_repo_get(r, emh_v_int64(n2->id), (void **)&got, &err);
+	emh_repo_get(r, emh_v_int64(n2_id), (void **)&got, &err);
 	char *mine = strdup(got->name);
 	got->name = mine;
 	is_int(emh_em_flush(em, &err), 0, "flush with an equal but re-pointed text member");
