@@ -144,7 +144,7 @@ struct emh__pool {
 	/* under mu: */
 	bool up;
 	char last_error[EMH_ERROR_MSG_MAX];
-	_Atomic uint64_t acquires, wait_ns, timeouts, opened, discarded, evicted, reaped;
+	_Atomic uint64_t acquires, wait_ns, timeouts, opened, discarded;
 };
 
 int emh__pool_init(emh__pool *p, emh__budget *b, const emh__driver *drv, emh_dctx *dctx,

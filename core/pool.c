@@ -273,7 +273,6 @@ static bool budget_reserve(emh__budget *b, emh__pool *p, emh__pconn **victims, b
 		take_for_close(pc, victims);
 		vconns++;
 		vfds += pc->pool->cost;
-		atomic_fetch_add_explicit(&pc->pool->evicted, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&b->evicted, 1, memory_order_relaxed);
 	}
 	return true;
@@ -560,7 +559,6 @@ static int64_t reap_due(emh__budget *b, int64_t now, emh__pconn **drop)
 		}
 		idle_unlink(b, pc);
 		take_for_close(pc, drop);
-		atomic_fetch_add_explicit(&p->reaped, 1, memory_order_relaxed);
 	}
 	return next;
 }
