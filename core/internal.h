@@ -154,7 +154,7 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err);
 void emh__pool_release(emh__pool *p, emh__pconn *pc, int status);
 /* Record the context as up (e NULL) or down with e's message, for health. */
 void emh__pool_note(emh__pool *p, const emh_error *e);
-/* Close every idle connection, after those other threads are closing; the caller guarantees none is in use. */
+/* Close every idle connection and wait for those that other threads are closing; none may be in use. */
 void emh__pool_destroy(emh__pool *p);
 
 /* ---- entities (entity.c) ---- */
