@@ -19,6 +19,11 @@
  * closed by another thread (eviction, the reaper) is counted in its pool's
  * `closing`, so that destroying the pool waits for it: its driver state must
  * outlive the close.
+ *
+ * A reload changes a live pool's limits (emh__pool_configure) and the
+ * budget's max (emh__budget_set_max) under the same mutex: idle connections
+ * above a lowered limit are closed at once, connections in use above it
+ * when they are given back.
  */
 #include "config.h"
 
@@ -50,33 +55,59 @@ static void cond_init_mono(pthread_cond_t *cv)
 	pthread_condattr_destroy(&ca);
 }
 
+/* The pool.* settings of a context. */
+typedef struct pool_limits {
+	int min, max;
+	int64_t acquire_timeout_ns, idle_timeout_ns, max_lifetime_ns;
+} pool_limits;
+
+static int limits_read(const emh__ctxconf *conf, const char *ctxname, pool_limits *l, emh_error *err)
+{
+	*l = (pool_limits){
+		.min = (int)conf_int(conf, "pool.min", 0),
+		.max = (int)conf_int(conf, "pool.max", 8),
+		.acquire_timeout_ns = conf_int(conf, "pool.acquire_timeout_ms", 5000) * 1000000LL,
+		.idle_timeout_ns = conf_int(conf, "pool.idle_timeout_ms", 300000) * 1000000LL,
+		.max_lifetime_ns = conf_int(conf, "pool.max_lifetime_ms", 0) * 1000000LL,
+	};
+	if (l->max < 1 || l->min < 0 || l->min > l->max)
+		return emh_error_set(err, EMH_ECONFIG, "context '%s': pool needs 0 <= min <= max and max >= 1",
+				     ctxname);
+	return 0;
+}
+
+/* The limits into p; the reaper's lower bound follows a shorter idle timeout.  Budget's mu held. */
+static void limits_apply(emh__budget *b, emh__pool *p, const pool_limits *l)
+{
+	p->min = l->min;
+	p->max = l->max;
+	p->acquire_timeout_ns = l->acquire_timeout_ns;
+	p->idle_timeout_ns = l->idle_timeout_ns;
+	p->max_lifetime_ns = l->max_lifetime_ns;
+	if (l->idle_timeout_ns > 0 && l->idle_timeout_ns < b->min_idle_timeout_ns)
+		b->min_idle_timeout_ns = l->idle_timeout_ns;
+}
+
 int emh__pool_init(emh__pool *p, emh__budget *b, const emh__driver *drv, emh_dctx *dctx,
 		   const emh_params *params, const emh__ctxconf *conf, emh_error *err)
 {
-	memset(p, 0, sizeof *p);
+	memset(p, 0, sizeof *p); /* destroying it is a no-op until drv is set */
+	pool_limits l;
+	int rc = limits_read(conf, params->context, &l, err);
+	if (rc)
+		return rc;
 	p->b = b;
 	p->drv = drv;
 	p->dctx = dctx;
 	p->params = params;
 	p->ctxname = params->context;
 	p->cost = drv->d.conn_fds ? drv->d.conn_fds(dctx) : 1;
-	p->min = (int)conf_int(conf, "pool.min", 0);
-	p->max = (int)conf_int(conf, "pool.max", 8);
-	p->acquire_timeout_ns = conf_int(conf, "pool.acquire_timeout_ms", 5000) * 1000000LL;
-	p->idle_timeout_ns = conf_int(conf, "pool.idle_timeout_ms", 300000) * 1000000LL;
-	p->max_lifetime_ns = conf_int(conf, "pool.max_lifetime_ms", 0) * 1000000LL;
-	if (p->max < 1 || p->min < 0 || p->min > p->max)
-		return emh_error_set(err, EMH_ECONFIG, "context '%s': pool needs 0 <= min <= max and max >= 1",
-				     p->ctxname);
 	p->up = true;
 	cond_init_mono(&p->cv);
 	pthread_mutex_init(&p->mu, NULL);
-	if (p->idle_timeout_ns > 0) {
-		pthread_mutex_lock(&b->mu);
-		if (p->idle_timeout_ns < b->min_idle_timeout_ns)
-			b->min_idle_timeout_ns = p->idle_timeout_ns;
-		pthread_mutex_unlock(&b->mu);
-	}
+	pthread_mutex_lock(&b->mu);
+	limits_apply(b, p, &l);
+	pthread_mutex_unlock(&b->mu);
 	return 0;
 }
 
@@ -234,12 +265,22 @@ int emh__budget_set_max(emh__budget *b, const emh__setting *max_connections, emh
 				 "LimitNOFILE=) to open that many",
 				 max, origin, b->nofile, b->max_fds);
 	}
+	emh__pconn *drop = NULL;
 	pthread_mutex_lock(&b->mu);
 	b->max_conns = max;
 	b->origin = origin;
+	/* Lowered by a reload: idle connections above it go now, longest idle
+	 * first; those in use go when they are given back. */
+	for (unsigned over = b->conns > max ? b->conns - max : 0; over && b->lru_head; over--) {
+		emh__pconn *pc = b->lru_head;
+		idle_unlink(b, pc);
+		take_for_close(pc, &drop);
+		atomic_fetch_add_explicit(&b->evicted, 1, memory_order_relaxed);
+	}
 	if (b->waiting)
 		pthread_cond_broadcast(&b->cv);
 	pthread_mutex_unlock(&b->mu);
+	close_list(b, drop, NULL);
 	return 0;
 }
 
@@ -307,19 +348,27 @@ void emh__pool_note(emh__pool *p, const emh_error *e)
 	pthread_mutex_unlock(&p->mu);
 }
 
+/* What an acquire that waited in vain reports: the limits as they were
+ * when it gave up (a reload may change them once the lock is let go). */
+typedef struct timeout_seen {
+	bool budget; /* waited for the host's budget, not for the pool's max */
+	int pool_max;
+	unsigned max_conns, max_fds;
+	int64_t timeout_ns;
+} timeout_seen;
+
 /* The error of an acquire that waited in vain, for the pool's max or the host's budget. */
-static int acquire_timeout(const emh__pool *p, bool budget, unsigned max_conns, unsigned max_fds,
-			   emh_error *err)
+static int acquire_timeout(const emh__pool *p, const timeout_seen *t, emh_error *err)
 {
-	long long ms = (long long)(p->acquire_timeout_ns / 1000000);
-	if (!budget)
+	long long ms = (long long)(t->timeout_ns / 1000000);
+	if (!t->budget)
 		return emh_error_set(err, EMH_ETIMEOUT, "context '%s': no connection free within %lld ms (pool max %d)",
-				     p->ctxname, ms, p->max);
+				     p->ctxname, ms, t->pool_max);
 	emh_error_set(err, EMH_ETIMEOUT,
 		      "context '%s': the host's connection budget (%u connections, %u file descriptors) is "
 		      "exhausted: every connection is in use and none came free within %lld ms (raise "
 		      "max_connections or the file descriptor limit, or lower pool.max)",
-		      p->ctxname, max_conns, max_fds, ms);
+		      p->ctxname, t->max_conns, t->max_fds, ms);
 	if (err)
 		err->retryable = true;
 	return EMH_ETIMEOUT;
@@ -371,7 +420,8 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 				break;
 			}
 			if (emh__now_ns() >= deadline) {
-				unsigned max_conns = b->max_conns, max_fds = b->max_fds;
+				timeout_seen t = {.budget = below_max, .pool_max = p->max, .max_conns = b->max_conns,
+						  .max_fds = b->max_fds, .timeout_ns = deadline - start};
 				pthread_mutex_unlock(&b->mu);
 				atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
 				if (below_max)
@@ -379,7 +429,7 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 				atomic_fetch_add_explicit(&p->wait_ns, (uint64_t)(emh__now_ns() - start),
 							  memory_order_relaxed);
 				close_list(b, drop, NULL);
-				return acquire_timeout(p, below_max, max_conns, max_fds, err);
+				return acquire_timeout(p, &t, err);
 			}
 			struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
 			if (below_max) {
@@ -452,6 +502,24 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 
 static void reaper_start(emh__budget *b);
 
+/*
+ * An idle connection falls due at due: wake the reaper when that is before
+ * it would wake anyway.  True when the reaper is still to be started (by the
+ * caller, once the lock is let go; it starts with the first connection that
+ * can expire).  Budget's mu held.
+ */
+static bool reaper_arm(emh__budget *b, int64_t due)
+{
+	if (due < b->reap_at) {
+		b->reap_at = due;
+		pthread_cond_signal(&b->reap_cv);
+	}
+	if (b->reaper_started)
+		return false;
+	b->reaper_started = true;
+	return true;
+}
+
 void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
 {
 	if (!pc)
@@ -476,6 +544,14 @@ void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
 		atomic_fetch_add_explicit(&p->discarded, close_list(b, drop, NULL), memory_order_relaxed);
 		return;
 	}
+	if (p->total > (unsigned)p->max || b->conns > b->max_conns) {
+		/* the pool's max or the budget was lowered while it was lent (a reload) */
+		emh__pconn *drop = NULL;
+		take_for_close(pc, &drop);
+		pthread_mutex_unlock(&b->mu);
+		atomic_fetch_add_explicit(&p->discarded, close_list(b, drop, NULL), memory_order_relaxed);
+		return;
+	}
 	if (status)
 		pc->suspect = true;
 	pc->idle_since_ns = emh__coarse_ns();
@@ -486,16 +562,7 @@ void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
 		/* Any budget waiter can use it (by closing it if it is another
 		 * context's); they are few, and only when the budget is full. */
 		pthread_cond_broadcast(&b->cv);
-	bool start = false;
-	if (p->idle_timeout_ns > 0) {
-		int64_t due = pc->idle_since_ns + p->idle_timeout_ns;
-		if (due < b->reap_at) {
-			b->reap_at = due;
-			pthread_cond_signal(&b->reap_cv);
-		}
-		start = !b->reaper_started;
-		b->reaper_started = true;
-	}
+	bool start = p->idle_timeout_ns > 0 && reaper_arm(b, pc->idle_since_ns + p->idle_timeout_ns);
 	pthread_mutex_unlock(&b->mu);
 	if (start)
 		reaper_start(b);
@@ -525,6 +592,40 @@ void emh__pool_destroy(emh__pool *p)
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
 	p->drv = NULL;
+}
+
+int emh__pool_configure(emh__pool *p, const emh__ctxconf *conf, emh_error *err)
+{
+	pool_limits l;
+	int rc = limits_read(conf, p->ctxname, &l, err);
+	if (rc)
+		return rc;
+	emh__budget *b = p->b;
+	emh__pconn *drop = NULL;
+	pthread_mutex_lock(&b->mu);
+	limits_apply(b, p, &l);
+	/* above a smaller max: the longest idle of the pool go (the last of its
+	 * most-recently-used-first list) */
+	emh__pconn *last = p->idle;
+	while (last && last->next)
+		last = last->next;
+	while (last && p->total > (unsigned)p->max) {
+		emh__pconn *prev = last->prev;
+		idle_unlink(b, last);
+		take_for_close(last, &drop);
+		last = prev;
+	}
+	/* waiters look again: there may be room now */
+	pthread_cond_broadcast(&p->cv);
+	if (b->waiting)
+		pthread_cond_broadcast(&b->cv);
+	/* the reaper again, for a new idle timeout: its next wake is now due */
+	bool start = l.idle_timeout_ns > 0 && p->idle && reaper_arm(b, emh__coarse_ns());
+	pthread_mutex_unlock(&b->mu);
+	atomic_fetch_add_explicit(&p->discarded, close_list(b, drop, NULL), memory_order_relaxed);
+	if (start)
+		reaper_start(b);
+	return 0;
 }
 
 /* ---- the reaper ---- */

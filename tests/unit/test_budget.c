@@ -4,8 +4,10 @@
  * the file descriptors RLIMIT_NOFILE leaves connections), closing the
  * longest-idle connection of any context for room, waiting and timing out
  * when none is idle, idle connections reaped after idle_timeout_ms, and
- * EMH_ENOFD never marking a context down.  On memdrv, whose connections the
- * test counts; each subtest is a function announced by a TAP comment.
+ * EMH_ENOFD never marking a context down, and a reload changing
+ * max_connections and pool limits on a running host.  On memdrv, whose
+ * connections the test counts; each subtest is a function announced by a
+ * TAP comment.
  */
 #include "config.h"
 
@@ -314,6 +316,103 @@ static void test_nofd(void)
 	emh_host_free(h);
 }
 
+/* ---- a reload changes the limits of a running host ---- */
+
+/* The budget test's file: max_connections m; a (pool max amax, idle timeout a_idle_ms), b (pool max 3). */
+static void reload_conf(const char *path, int m, int amax, int a_idle_ms)
+{
+	char text[512];
+	snprintf(text, sizeof text,
+		 "max_connections = %d;\ndefault_context = \"a\";\ncontexts = (\n"
+		 "  { name = \"a\"; driver = \"memdrv\"; pool = { max = %d; idle_timeout_ms = %d; }; },\n"
+		 "  { name = \"b\"; driver = \"memdrv\"; pool = { max = 3; acquire_timeout_ms = 10000; }; }\n);\n",
+		 m, amax, a_idle_ms);
+	write_file(path, text);
+}
+
+static void test_reload(void)
+{
+	static const char *const no_env[] = {NULL};
+	const emh_reload_opts ro = {.envp = no_env};
+	emh_error err;
+	char path[256], sum[512];
+	diag("a reload lowers and raises max_connections and pool limits on the live budget");
+	fixture_path(&fx, "reload.conf", path, sizeof path);
+	reload_conf(path, 4, 3, 300000);
+	emh_host *h = host_with(path, no_env, &err);
+	if (!h)
+		bail("host: %s", err.message);
+	int live = atomic_load(&md.live);
+	emh_em *a1 = holding(h, "a"), *a2 = holding(h, "a"), *a3 = holding(h, "a");
+	emh_em_close(a1);
+	emh_em_close(a2);
+	emh_em_close(a3);
+	is_int(exec_on(h, "b", "ok", &err), 0, "b uses a connection");
+	is_int(budget_of(h).idle, 4, "4 connections idle, a's the longest");
+
+	reload_conf(path, 2, 3, 300000);
+	is_int(emh_host_reload(h, &ro, sum, sizeof sum, &err), 0, "reload lowering max_connections to 2");
+	like_str(sum, "max_connections 4 -> 2", "the summary says so");
+	emh_budget_info bi = budget_of(h);
+	ok(bi.max_connections == 2 && bi.connections == 2, "the budget is 2, and 2 are open (%u)", bi.connections);
+	like_str(bi.origin, "reload.conf:1", "its origin is the file");
+	is_int(atomic_load(&md.live) - live, 2, "the driver agrees");
+	ok(fixture_info(h, "a").idle == 1 && fixture_info(h, "b").idle == 1,
+	   "the longest idle went first: a keeps 1 of its 3, b its 1");
+
+	/* above a lowered budget, a connection given back is closed, not kept */
+	reload_conf(path, 4, 3, 300000);
+	is_int(emh_host_reload(h, &ro, sum, sizeof sum, &err), 0, "max_connections back to 4");
+	emh_em *ha = holding(h, "a"), *b1 = holding(h, "b"), *b2 = holding(h, "b");
+	reload_conf(path, 1, 3, 300000);
+	is_int(emh_host_reload(h, &ro, sum, sizeof sum, &err), 0, "max_connections 1 with 3 in use");
+	is_int(budget_of(h).connections, 3, "none is closed under its fork");
+	emh_em_close(b1);
+	emh_em_close(b2);
+	emh_em_close(ha);
+	bi = budget_of(h);
+	ok(bi.connections == 1 && bi.idle == 1, "given back, 2 were closed and 1 kept (%u open, %u idle)", bi.connections,
+	   bi.idle);
+	is_int(atomic_load(&md.live) - live, 1, "the driver agrees");
+
+	/* a raised budget serves a fork already waiting for it */
+	ha = holding(h, "a");
+	waiter w = {.h = h, .ctx = "b"};
+	pthread_t t;
+	fixture_thread(&t, wait_for_one, &w);
+	for (int i = 0; i < 1000 && budget_of(h).waiting == 0; i++)
+		usleep(1000);
+	is_int(budget_of(h).waiting, 1, "a fork on b waits for the budget");
+	reload_conf(path, 3, 3, 300000);
+	is_int(emh_host_reload(h, &ro, sum, sizeof sum, &err), 0, "reload raising max_connections to 3");
+	pthread_join(t, NULL);
+	is_int(w.rc, 0, "the waiting fork got its connection (not after its 10 s timeout)");
+
+	/* a pool max lowered while its connections are lent */
+	emh_em *a2b = holding(h, "a"), *a3b = holding(h, "a");
+	reload_conf(path, 3, 1, 300000);
+	is_int(emh_host_reload(h, &ro, sum, sizeof sum, &err), 0, "reload lowering a's pool max to 1 with 3 in use");
+	like_str(sum, "pool of a: max 3 -> 1", "the summary says so");
+	uint64_t discarded = fixture_info(h, "a").discarded;
+	emh_em_close(ha);
+	emh_em_close(a2b);
+	emh_em_close(a3b);
+	emh_context_info ai = fixture_info(h, "a");
+	ok(ai.idle == 1 && ai.in_use == 0, "a keeps 1 connection of the 3 given back (%u idle)", ai.idle);
+	is_int(ai.discarded - discarded, 2, "2 closed as they came back");
+
+	/* a shorter idle timeout reaps connections already idle: the reaper looks again */
+	is_int(exec_on(h, "b", "ok", &err), 0, "b uses a connection again");
+	reload_conf(path, 3, 1, 50);
+	is_int(emh_host_reload(h, &ro, sum, sizeof sum, &err), 0, "reload lowering a's idle_timeout_ms to 50");
+	for (int i = 0; i < 1000 && fixture_info(h, "a").idle; i++)
+		usleep(10000);
+	is_int(fixture_info(h, "a").idle, 0, "a's idle connection was reaped (not after the old 300 s)");
+	is_int(fixture_info(h, "b").idle, 1, "b's, under its own timeout, stays");
+	emh_host_free(h);
+	is_int(atomic_load(&md.live), live, "every connection closed with the host");
+}
+
 /* ---- many threads, contexts coming and going, a small budget ---- */
 
 #define NCTX 40
@@ -416,6 +515,7 @@ int main(void)
 	test_fd_cost();
 	test_reaping();
 	test_nofd();
+	test_reload();
 	test_stress();
 	fixture_release(&fx);
 	return done_testing();
