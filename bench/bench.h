@@ -24,6 +24,8 @@ typedef struct bench_item {
 } bench_item;
 
 #define BENCH_TABLE "emh_bench_items"
+/* bench_item's entity (bench/emh-bench.c). */
+extern const emh_entity bench_entity;
 
 typedef struct bench_raw_ops {
 	const char *driver; /* "sqlite", "postgres", "mysql", "mongo" */
@@ -54,5 +56,12 @@ typedef struct bench_raw_ops {
 
 /* Defined in bench/raw_<driver>.c when that driver is built. */
 extern const bench_raw_ops bench_raw_sqlite, bench_raw_postgres, bench_raw_mysql, bench_raw_mongo;
+
+/*
+ * The tenants workload (bench/tenants.c): for each count in list ("1,100,10000"),
+ * that many SQLite contexts in files under base (NULL: /dev/shm or $TMPDIR),
+ * journal_mode journal; prints RSS per idle context and ns per fork.  0 or -1.
+ */
+int bench_tenants(const char *plugin_dir, const char *list, const char *base, const char *journal, double secs);
 
 #endif

@@ -5,6 +5,7 @@
  *
  * Usage:
  *   emh-bench [-c FILE] [-p DIR] [--context NAME]... [--seconds S] [--rows N] [--rounds R] [--workload W]
+ *   emh-bench [-p DIR] --tenants [N,N,...] [--tenant-dir DIR] [--tenant-journal MODE] [--seconds S]
  *
  *   -c FILE          libconfig file with contexts (optional)
  *   -p DIR           plugin directory; default $EMH_PLUGIN_DIR, else
@@ -17,6 +18,8 @@
  *   --rounds R       alternating rounds per side, the best of each kept (default 3);
  *                    more, shorter rounds ride out a machine whose load comes and goes
  *   --workload W     measure only workload W (get_by_key, update_flush, ...)
+ *   --tenants LIST   instead: the tenants workload (bench/tenants.c) for each
+ *                    count of SQLite contexts in LIST (default 1,100,10000)
  *
  * For each context: bench_item (bench/bench.h) is registered, its table
  * synced and emptied, N rows are inserted through emhost, then every
@@ -66,7 +69,7 @@ static const emh_field bench_fields[] = {
 	EMH_FIELD(bench_item, counter, EMH_T_INT64, 0),
 	EMH_FIELD(bench_item, score, EMH_T_DOUBLE, 0),
 };
-static const emh_entity bench_entity = EMH_ENTITY(bench_item, BENCH_TABLE, bench_fields);
+const emh_entity bench_entity = EMH_ENTITY(bench_item, BENCH_TABLE, bench_fields);
 
 #define ROUNDS 3 /* default of --rounds */
 
@@ -630,12 +633,14 @@ static char *resolve_ctx(emh_host *h, const char *want)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: emh-bench [-c FILE] [-p DIR] [--context NAME]... [--seconds S] [--rows N] [--rounds R] "
-		   "[--workload W]\n");
+		   "[--workload W]\n"
+		   "       emh-bench [-p DIR] --tenants [N,N,...] [--tenant-dir DIR] [--tenant-journal MODE] "
+		   "[--seconds S]\n");
 }
 
 int main(int argc, char **argv)
 {
-	const char *cfg = NULL, *pdir = NULL;
+	const char *cfg = NULL, *pdir = NULL, *tenants = NULL, *tdir = NULL, *tjournal = "memory";
 	const char **ctxs = calloc((size_t)argc + 1, sizeof *ctxs);
 	const char **envp = NULL;
 	size_t nctx = 0, rows = 10000;
@@ -668,6 +673,13 @@ int main(int argc, char **argv)
 			rounds = atoi(argv[++i]);
 		else if (strcmp(a, "--workload") == 0 && i + 1 < argc)
 			only = argv[++i];
+		else if (strcmp(a, "--tenants") == 0)
+			tenants = i + 1 < argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9' ? argv[++i]
+												 : "1,100,10000";
+		else if (strcmp(a, "--tenant-dir") == 0 && i + 1 < argc)
+			tdir = argv[++i];
+		else if (strcmp(a, "--tenant-journal") == 0 && i + 1 < argc)
+			tjournal = argv[++i];
 		else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 			usage(stdout);
 			free(ctxs);
@@ -693,6 +705,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		pdir = pbuf;
+	}
+	if (tenants) {
+		free(ctxs);
+		return bench_tenants(pdir, tenants, tdir, tjournal, secs) ? 1 : 0;
 	}
 	memset(&opts, 0, sizeof opts);
 	opts.config_path = cfg;

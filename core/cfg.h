@@ -50,6 +50,7 @@ typedef struct emh__config {
 	emh__setting default_context;
 	emh__setting service_dir;
 	emh__setting log_level;
+	emh__setting max_connections; /* the host's connection budget; value NULL: derived from RLIMIT_NOFILE */
 	emh__settings server;       /* "listen", "threads", "max_body", "shutdown_timeout_ms" */
 	emh__ctxconf *contexts;
 	size_t ncontexts;
@@ -73,7 +74,8 @@ extern const emh_param_spec emh__common_context_keys[];
 int emh__config_parse(emh__config *cfg, const char *path, const char *const *envp, emh_error *err);
 
 /*
- * Apply the environment: EMH_CONTEXT_<NAME>_<KEY>=value (NAME is the context
+ * Apply the environment: EMH_MAX_CONNECTIONS over the file's max_connections,
+ * EMH_CONTEXT_<NAME>_<KEY>=value (NAME is the context
  * name upper-cased; KEY a context key upper-cased with '.' as '_', e.g.
  * POOL_MAX; NAME/KEY split by matching known context names and known keys of
  * the common set and of every driver given), EMH_CONTEXT_<NAME>_URL (whole

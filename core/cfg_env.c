@@ -359,6 +359,23 @@ static int resolve_default(emh__config *cfg, const char *const *envp, const char
 	return 0;
 }
 
+/* EMH_MAX_CONNECTIONS over the file's max_connections (the host's budget). */
+static int apply_max_connections(emh__config *cfg, const char *const *envp, emh_error *err)
+{
+	const char *env = emh__getenv(envp, "EMH_MAX_CONNECTIONS");
+	long long n;
+	if (!env || !*env)
+		return 0;
+	if (!emh__parse_ll(env, &n))
+		return emh_error_set(err, EMH_ECONFIG, "env EMH_MAX_CONNECTIONS: expected integer, got '%.*s%s'",
+				     EMH__SHOWN(env));
+	int rc = emh__check_range("env EMH_MAX_CONNECTIONS", "max_connections", n, 1, INT32_MAX, false, err);
+	if (!rc && emh__setting_assign(&cfg->max_connections, "max_connections", env, "env EMH_MAX_CONNECTIONS",
+				       NULL, EMH_PARAM_INT))
+		rc = emh__cfg_oom(err);
+	return rc;
+}
+
 /* 1. a url written in the file: its pieces fill what the context does not set */
 static int fill_file_urls(emh__config *cfg, const emh_driver *const *drivers, size_t ndrivers, emh_error *err)
 {
@@ -471,7 +488,7 @@ int emh__config_apply_env(emh__config *cfg, const char *const *envp, const emh_d
 	char *names = NULL;
 	int rc;
 
-	if ((rc = fill_file_urls(cfg, drivers, ndrivers, err)))
+	if ((rc = apply_max_connections(cfg, envp, err)) || (rc = fill_file_urls(cfg, drivers, ndrivers, err)))
 		goto out_release;
 
 	/* 2. EMH_CONTEXT_<NAME>_<KEY> */

@@ -22,7 +22,12 @@
 #include "cfg_int.h"
 
 static const char *const top_keys[] = { "plugin_dir", "default_context", "service_dir", "log_level",
-					"contexts", "services", "server", NULL };
+					"contexts", "services", "server", "max_connections", NULL };
+/* The host's connection budget (docs/configuration.md "Many tenants"). */
+static const emh_param_spec max_connections_spec = {
+	.key = "max_connections", .kind = EMH_PARAM_INT, .min = 1, .max = INT32_MAX,
+	.help = "most connections open at once over every context",
+};
 static const char *const pool_keys[] = { "min", "max", "acquire_timeout_ms", "idle_timeout_ms",
 					 "max_lifetime_ms", NULL };
 static const char *const service_keys[] = { "name", "module", "contexts", "settings", NULL };
@@ -210,6 +215,18 @@ static int parse_top_string(struct parser *p, const config_setting_t *cs, emh__s
 		rc = cs_store(p, cs, key, key, v, EMH_PARAM_STRING, NULL, into);
 	free(v);
 	return rc;
+}
+
+/* An integer top-level key (a string may spell it: "${MAX:-100}"), kept as one setting. */
+static int parse_top_int(struct parser *p, const config_setting_t *cs, const emh_param_spec *spec, emh__setting *into)
+{
+	char *v;
+	int ltype, rc = cs_scalar(p, cs, spec->key, false, &v, &ltype);
+	if (rc)
+		return rc;
+	rc = cs_store(p, cs, spec->key, spec->key, v, ltype, NULL, into);
+	free(v);
+	return rc ? rc : emh__setting_check(NULL, into, spec, p->err);
 }
 
 static int parse_server(struct parser *p, const config_setting_t *g)
@@ -446,6 +463,8 @@ static int parse_root(struct parser *p, const config_setting_t *root)
 			rc = parse_list(p, m, parse_service);
 		else if (strcmp(key, "server") == 0)
 			rc = parse_server(p, m);
+		else if (strcmp(key, "max_connections") == 0)
+			rc = parse_top_int(p, m, &max_connections_spec, &cfg->max_connections);
 		else
 			rc = err_unknown(p, m, key, "top-level", top_keys);
 		if (rc)

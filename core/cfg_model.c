@@ -227,6 +227,7 @@ void emh__config_release(emh__config *cfg)
 	setting_release(&cfg->default_context);
 	setting_release(&cfg->service_dir);
 	setting_release(&cfg->log_level);
+	setting_release(&cfg->max_connections);
 	emh__settings_release(&cfg->server);
 	for (size_t i = 0; i < cfg->ncontexts; i++)
 		emh__ctxconf_release(&cfg->contexts[i]);

@@ -37,12 +37,15 @@ static uint64_t name_hash(const char *s)
 	return h;
 }
 
-/* Slot of name in the table, or of the empty slot where it would go. */
+/*
+ * Slot of name in the table, or of the empty slot where it would go.  The
+ * hash sits in the slot, so probing past other names touches no context.
+ */
 static size_t table_slot(const emh_host *h, const char *name, uint64_t hash)
 {
 	size_t mask = h->nbyname - 1, i = (size_t)hash & mask;
-	for (emh_context *c; (c = h->byname[i]) != NULL; i = (i + 1) & mask)
-		if (c->hash == hash && strcmp(c->name, name) == 0)
+	for (const emh__ctxslot *e; (e = &h->byname[i])->c != NULL; i = (i + 1) & mask)
+		if (e->hash == hash && strcmp(e->c->name, name) == 0)
 			break;
 	return i;
 }
@@ -53,7 +56,7 @@ static int table_reserve(emh_host *h)
 	if ((h->nctx + 1) * 2 <= h->nbyname)
 		return 0;
 	size_t n = h->nbyname ? h->nbyname * 2 : 16;
-	emh_context **old = h->byname;
+	emh__ctxslot *old = h->byname;
 	size_t nold = h->nbyname;
 	if (!(h->byname = calloc(n, sizeof *h->byname))) {
 		h->byname = old;
@@ -61,8 +64,8 @@ static int table_reserve(emh_host *h)
 	}
 	h->nbyname = n;
 	for (size_t i = 0; i < nold; i++)
-		if (old[i])
-			h->byname[table_slot(h, old[i]->name, old[i]->hash)] = old[i];
+		if (old[i].c)
+			h->byname[table_slot(h, old[i].c->name, old[i].hash)] = old[i];
 	free(old);
 	return 0;
 }
@@ -75,10 +78,10 @@ static int table_reserve(emh_host *h)
 static void table_delete(emh_host *h, const emh_context *c)
 {
 	size_t mask = h->nbyname - 1, i = table_slot(h, c->name, c->hash);
-	if (h->byname[i] != c)
+	if (h->byname[i].c != c)
 		return;
-	for (size_t j = (i + 1) & mask; h->byname[j]; j = (j + 1) & mask) {
-		size_t home = (size_t)h->byname[j]->hash & mask;
+	for (size_t j = (i + 1) & mask; h->byname[j].c; j = (j + 1) & mask) {
+		size_t home = (size_t)h->byname[j].hash & mask;
 		/* Does j's home lie cyclically in (i, j]?  Then it stays. */
 		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
 		if (!stays) {
@@ -86,7 +89,7 @@ static void table_delete(emh_host *h, const emh_context *c)
 			i = j;
 		}
 	}
-	h->byname[i] = NULL;
+	h->byname[i] = (emh__ctxslot){0};
 }
 
 emh_context *emh__context_find_locked(const emh_host *h, const char *name)
@@ -95,7 +98,7 @@ emh_context *emh__context_find_locked(const emh_host *h, const char *name)
 		return h->def;
 	if (!h->nbyname)
 		return NULL;
-	return h->byname[table_slot(h, name, name_hash(name))];
+	return h->byname[table_slot(h, name, name_hash(name))].c;
 }
 
 const char *emh__context_list_locked(const emh_host *h, char *buf, size_t cap)
@@ -125,7 +128,7 @@ int emh__context_insert(emh_host *h, emh_context *c, emh_error *err)
 	}
 	if (table_reserve(h) != 0)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	h->byname[table_slot(h, c->name, c->hash)] = c;
+	h->byname[table_slot(h, c->name, c->hash)] = (emh__ctxslot){.hash = c->hash, .c = c};
 	h->ctxs[h->nctx++] = c;
 	return 0;
 }
@@ -195,7 +198,6 @@ void emh__context_free(emh_context *c)
 	if (!c)
 		return;
 	emh__pool_destroy(&c->pool);
-	free(atomic_exchange(&c->spare_em, NULL));
 	if (c->dctx && c->drv && c->drv->d.context_close)
 		c->drv->d.context_close(c->dctx);
 	emh__meta *m = atomic_load(&c->metas);
@@ -267,12 +269,19 @@ int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_
 	if ((rc = emh__config_check_context(conf, &drv->d, emh__host_env(h), err)) != 0)
 		return emh_error_context(err, rc, conf->name);
 
-	emh_context *c = calloc(1, sizeof *c);
+	/* On a cache line of its own: a fork's lookup reads the first one only. */
+	size_t size = (sizeof(emh_context) + 63) & ~(size_t)63;
+	emh_context *c = aligned_alloc(64, size);
 	if (!c)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	memset(c, 0, size);
+	if (strlen(conf->name) >= sizeof c->name_buf) { /* context names are at most 63 bytes */
+		free(c);
+		return emh_error_set(err, EMH_EINVAL, "context name '%.64s...' is too long", conf->name);
+	}
 	c->conf = *conf;
 	memset(conf, 0, sizeof *conf);
-	c->name = c->conf.name;
+	c->name = strcpy(c->name_buf, c->conf.name);
 	c->hash = name_hash(c->name);
 	c->host = h;
 	c->drv = drv;
@@ -291,7 +300,7 @@ int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_
 	emh__qlog_init(&c->qlog, &c->conf);
 	if (drv->d.context_open && (rc = drv->d.context_open(&c->params, &c->dctx, err)) != 0)
 		goto out_free;
-	if ((rc = emh__pool_init(&c->pool, drv, c->dctx, &c->params, &c->conf, err)) != 0)
+	if ((rc = emh__pool_init(&c->pool, &h->budget, drv, c->dctx, &c->params, &c->conf, err)) != 0)
 		goto out_free;
 	*out = c;
 	return 0;

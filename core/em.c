@@ -18,25 +18,6 @@
 #include "em_int.h"
 #include "query_int.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define EMH__ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define EMH__ASAN 1
-#endif
-#endif
-#ifdef EMH__ASAN
-#include <sanitizer/asan_interface.h>
-/* A closed fork kept as the context's spare is still allocated: poisoned,
- * so that a closed fork, or an object in its inline arena, used after
- * emh_em_close is reported as ASan reports a use after free. */
-#define SPARE_POISON(em) ASAN_POISON_MEMORY_REGION((em), sizeof(emh_em))
-#define SPARE_UNPOISON(em) ASAN_UNPOISON_MEMORY_REGION((em), sizeof(emh_em))
-#else
-#define SPARE_POISON(em) ((void)(em))
-#define SPARE_UNPOISON(em) ((void)(em))
-#endif
-
 emh_context *emh__em_context(const emh_em *em) { return em->ctx; }
 
 /* ---- fork / close ---- */
@@ -61,10 +42,11 @@ int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err)
 		emh__context_put(c);
 		return EMH_ESCHEMA;
 	}
-	emh_em *em = atomic_exchange_explicit(&c->spare_em, NULL, memory_order_acquire);
-	if (em)
-		SPARE_UNPOISON(em);
-	else if (!(em = malloc(sizeof *em))) {
+	/* No spare kept per context: malloc's per-thread cache hands back the
+	 * block this thread freed last, warm, where a spare of each of thousands
+	 * of tenants would be cold memory (and ~800 bytes each). */
+	emh_em *em = malloc(sizeof *em);
+	if (!em) {
 		emh__context_put(c);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
@@ -104,14 +86,7 @@ void emh_em_close(emh_em *em)
 	emh__arena_release(&em->arena);
 	emh_context *c = em->ctx;
 	atomic_fetch_sub_explicit(&c->forks_open, 1, memory_order_relaxed);
-	void *none = NULL;
-	/* Poisoned before it is published: once it is, another thread may take it. */
-	SPARE_POISON(em);
-	if (!atomic_compare_exchange_strong_explicit(&c->spare_em, &none, em, memory_order_release,
-						     memory_order_relaxed)) {
-		SPARE_UNPOISON(em);
-		free(em);
-	}
+	free(em);
 	/* Last: once the fork is released the context may be freed (removal). */
 	emh__context_put(c);
 }

@@ -104,6 +104,7 @@ int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err)
 	pthread_rwlock_init(&h->lock, NULL);
 	pthread_mutex_init(&h->reload_mu, NULL);
 	h->log = (emh__logger){.fn = opts->log, .ud = opts->log_ud, .level = opts->log_level};
+	emh__budget_init(&h->budget, &h->log);
 	int rc;
 	char **env = emh__env_copy(opts->envp);
 	atomic_init(&h->env, env);
@@ -138,7 +139,7 @@ int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err)
 		dlist[i] = &h->drivers[i]->d;
 	rc = emh__config_apply_env(&h->cfg, (const char *const *)env, dlist, h->ndrivers, err);
 	free(dlist);
-	if (rc)
+	if (rc || (rc = emh__budget_set_max(&h->budget, &h->cfg.max_connections, err)) != 0)
 		goto out_free;
 
 	for (size_t i = 0; i < h->cfg.ncontexts; i++) {
@@ -195,6 +196,7 @@ void emh_host_free(emh_host *h)
 	if (svcs)
 		emh__log(&h->log, EMH_LOG_ERROR, NULL,
 			 "host freed before %u services object(s) on it: free them first (emh_services_free)", svcs);
+	emh__budget_stop(&h->budget); /* the reaper walks the pools */
 	for (size_t i = 0; i < h->nctx; i++) {
 		unsigned refs = atomic_load(&h->ctxs[i]->refs);
 		if (refs)
@@ -213,6 +215,7 @@ void emh_host_free(emh_host *h)
 	for (size_t i = 0; i < h->nretired; i++)
 		free(h->retired[i]);
 	free(h->retired);
+	emh__budget_destroy(&h->budget);
 	pthread_mutex_destroy(&h->reload_mu);
 	pthread_rwlock_destroy(&h->lock);
 	free(h);
@@ -274,12 +277,14 @@ int emh_host_contexts(emh_host *h, emh_context_info **out, size_t *n, emh_error 
 			si->origin = info_str(&area, st->origin ? st->origin : "default");
 			ci->nsettings++;
 		}
-		pthread_mutex_lock(&c->pool.mu);
+		pthread_mutex_lock(&h->budget.mu); /* the limits too: a reload changes them under it */
 		ci->pool_min = c->pool.min;
 		ci->pool_max = c->pool.max;
 		ci->in_use = c->pool.in_use;
 		ci->idle = c->pool.nidle;
-		ci->waiting = c->pool.waiting;
+		ci->waiting = c->pool.waiting + c->pool.budget_waiting;
+		pthread_mutex_unlock(&h->budget.mu);
+		pthread_mutex_lock(&c->pool.mu);
 		ci->up = c->pool.up;
 		snprintf(ci->last_error, sizeof ci->last_error, "%s", c->pool.last_error);
 		pthread_mutex_unlock(&c->pool.mu);
@@ -296,6 +301,29 @@ int emh_host_contexts(emh_host *h, emh_context_info **out, size_t *n, emh_error 
 	pthread_rwlock_unlock(&h->lock);
 	*out = infos;
 	*n = nc;
+	return 0;
+}
+
+int emh_host_budget(emh_host *h, emh_budget_info *out, size_t size)
+{
+	if (!h || !out)
+		return EMH_EINVAL;
+	emh__budget *b = &h->budget;
+	emh_budget_info bi = {.nofile = b->nofile};
+	pthread_mutex_lock(&b->mu);
+	bi.max_connections = b->max_conns;
+	bi.connections = b->conns;
+	bi.max_fds = b->max_fds;
+	bi.fds = b->fds;
+	bi.idle = b->idle_conns;
+	bi.waiting = b->waiting;
+	snprintf(bi.origin, sizeof bi.origin, "%s", b->origin);
+	pthread_mutex_unlock(&b->mu);
+	bi.evicted = atomic_load(&b->evicted);
+	bi.reaped = atomic_load(&b->reaped);
+	bi.waits = atomic_load(&b->waits);
+	bi.timeouts = atomic_load(&b->timeouts);
+	memcpy(out, &bi, size < sizeof bi ? size : sizeof bi);
 	return 0;
 }
 

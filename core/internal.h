@@ -71,9 +71,14 @@ typedef struct emh__driver {
 } emh__driver;
 
 /* ---- pool ---- */
+typedef struct emh__pool emh__pool;
+
+/* A pooled connection.  Its links and times are the host budget's (under its mu). */
 typedef struct emh__pconn {
 	emh_conn *conn;
-	struct emh__pconn *next;
+	emh__pool *pool;
+	struct emh__pconn *next, *prev;         /* the pool's idle list, most recently used first */
+	struct emh__pconn *lru_next, *lru_prev; /* the host's idle list, longest idle first */
 	int64_t created_ns;
 	int64_t idle_since_ns;
 	uint32_t epoch;
@@ -81,36 +86,89 @@ typedef struct emh__pconn {
 	bool fresh;   /* opened for this acquire */
 } emh__pconn;
 
-typedef struct emh__pool {
+/*
+ * The host's connection budget: every connection of every context counts
+ * against max_conns and, at what its driver says it costs, against max_fds
+ * (a share of RLIMIT_NOFILE).  One mutex guards the budget and the
+ * connection state of every pool of the host (idle lists, counts), so that
+ * making room -- closing the longest-idle connection of any context -- is
+ * O(1) and needs no lock order between pools.  Connections are opened and
+ * closed outside it.  Counts include connections being opened or closed, so
+ * they never understate the descriptors in use.
+ */
+typedef struct emh__budget {
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv;            /* acquires waiting for room */
+	unsigned max_conns, max_fds;
+	unsigned conns, fds;          /* open, being opened or being closed */
+	unsigned idle_conns, idle_fds; /* of which idle (in the LRU), so could be closed for room */
+	unsigned waiting;
+	emh__pconn *lru_head, *lru_tail;
+	int64_t min_idle_timeout_ns;  /* smallest idle timeout of any pool (a lower bound), INT64_MAX: none */
+	/* the reaper: one thread, started with the first idle connection */
+	pthread_cond_t reap_cv;
+	pthread_t reaper;
+	bool reaper_started, reaper_running, reaper_stop;
+	int64_t reap_at;              /* when the reaper wakes next (INT64_MAX: when told) */
+	long long nofile;             /* RLIMIT_NOFILE soft limit read at start (-1: unlimited) */
+	const char *origin;           /* where max_conns came from (borrowed from the host) */
+	const emh__logger *log;
+	_Atomic uint64_t evicted, reaped, waits, timeouts;
+} emh__budget;
+
+/* An empty budget; max_fds (and max_conns, until set) from RLIMIT_NOFILE (docs/configuration.md "Many tenants"). */
+void emh__budget_init(emh__budget *b, const emh__logger *log);
+/*
+ * max_conns from the setting (value NULL: as many as max_fds); EMH_ECONFIG
+ * for a value out of range.  At start, or on a reload: idle connections
+ * above a lowered max are closed at once, those in use when given back.
+ * The setting's origin is borrowed until the host is freed.
+ */
+int emh__budget_set_max(emh__budget *b, const emh__setting *max_connections, emh_error *err);
+/* Stop the reaper.  Before the pools go: it walks them. */
+void emh__budget_stop(emh__budget *b);
+/* After every pool is destroyed. */
+void emh__budget_destroy(emh__budget *b);
+
+struct emh__pool {
+	pthread_mutex_t mu; /* up, last_error */
+	pthread_cond_t cv;  /* acquires waiting for a connection of this pool (with the budget's mu) */
+	emh__budget *b;
+	/* under b->mu: */
 	emh__pconn *idle;
-	unsigned nidle, in_use, total, waiting;
+	unsigned nidle, in_use, total, waiting, budget_waiting;
+	unsigned closing;   /* taken out to be closed, not closed yet (destroy waits for 0) */
+	bool destroying;
+	uint32_t epoch;
+	/* the pool.* limits, under b->mu too (a reload changes them): */
 	int min, max;
 	int64_t acquire_timeout_ns, idle_timeout_ns, max_lifetime_ns;
-	uint32_t epoch;
+	/* fixed at init: */
+	unsigned cost;      /* file descriptors of one connection */
 	const emh__driver *drv;
 	emh_dctx *dctx;
 	const emh_params *params;
 	const char *ctxname;
+	/* under mu: */
 	bool up;
 	char last_error[EMH_ERROR_MSG_MAX];
 	_Atomic uint64_t acquires, wait_ns, timeouts, opened, discarded;
-} emh__pool;
+};
 
-int emh__pool_init(emh__pool *p, const emh__driver *drv, emh_dctx *dctx, const emh_params *params,
-		   const emh__ctxconf *conf, emh_error *err);
+int emh__pool_init(emh__pool *p, emh__budget *b, const emh__driver *drv, emh_dctx *dctx,
+		   const emh_params *params, const emh__ctxconf *conf, emh_error *err);
 int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err);
 /* status: 0 fine; EMH_EUNAVAILABLE: discard; other error: ping before reuse. */
 void emh__pool_release(emh__pool *p, emh__pconn *pc, int status);
 /* Record the context as up (e NULL) or down with e's message, for health. */
 void emh__pool_note(emh__pool *p, const emh_error *e);
-/* Close every idle connection; the caller guarantees none is in use. */
+/* Close every idle connection and wait for those that other threads are closing; none may be in use. */
 void emh__pool_destroy(emh__pool *p);
 /*
- * Apply conf's pool.* settings to a pool in use (a reload): waiters see a
- * larger max at once; idle connections above a smaller max are closed now,
- * connections in use above it when they are given back.  Returns 0 or
+ * Apply conf's pool.* settings to a pool in use (a reload), under the
+ * budget's mutex: waiters see a larger max at once; idle connections above
+ * a smaller max are closed now, connections in use above it when they are
+ * given back; the reaper looks again for a new idle timeout.  Returns 0 or
  * EMH_ECONFIG (0 <= min <= max, max >= 1), leaving the pool as it was.
  */
 int emh__pool_configure(emh__pool *p, const emh__ctxconf *conf, emh_error *err);
@@ -185,40 +243,58 @@ void emh__meta_free(emh__meta *m);
 #define EMH__CTX_REMOVING 0x80000000u
 
 typedef struct emh_context {
-	char *name;
+	/*
+	 * A lookup, a fork and its close read and write these, and the name:
+	 * the context is 64-byte aligned, so they share its first cache line
+	 * (names up to 39 bytes whole), which matters when thousands of
+	 * contexts take turns.
+	 */
 	uint64_t hash; /* of name, for the host's table */
-	emh_host *host;
-	emh__ctxconf conf;
-	const emh__driver *drv;
-	struct emh_params params;
-	char instance[128]; /* "<host>-<serial>-<name>": unique whatever the name's length */
-	emh_dctx *dctx;
-	emh__pool pool;
-	/* schema_sync: entities are synced (or, with schema_check, checked) at
-	 * registration or a fork's first connection */
-	bool is_default, required, schema_sync, schema_check;
 	/*
 	 * Open forks (and lookups in flight), with EMH__CTX_REMOVING once removal
 	 * began: one word, so exactly one emh__context_put sees the last
 	 * reference of a context being removed, and that one wakes the remover.
 	 */
 	_Atomic unsigned refs;
+	_Atomic unsigned forks_open;
+	char *name;         /* name_buf */
+	char name_buf[64];  /* a copy of conf.name: at most 63 bytes */
+	/*
+	 * The second line: what a fork reads next (refusal at the fork, metas
+	 * and unsynced at its first connection) and what every call tests
+	 * (schema_sync, qlog.on; see the assertions below the struct).
+	 */
+	emh__meta *_Atomic metas;
+	const emh__driver *drv;
+	char *_Atomic refusal;  /* why forks are refused (migrations, schema check), or NULL; set once */
+	_Atomic int unsynced;   /* registered entities whose schema is not synced yet */
+	/* schema_sync: entities are synced (or, with schema_check, checked) at
+	 * registration or a fork's first connection */
+	bool is_default, required, schema_sync, schema_check;
+	emh__qlog qlog;         /* log_queries, slow_query_ms (qlog.c); .on first */
+	emh_host *host;
+	emh__ctxconf conf;
+	struct emh_params params;
+	char instance[128]; /* "<host>-<serial>-<name>": unique whatever the name's length */
+	emh_dctx *dctx;
+	emh__pool pool;
 	pthread_mutex_t mu; /* registration; the removal handshake (drained) */
 	pthread_cond_t cv;
 	bool drained;       /* under mu: the last reference went during removal */
-	emh__meta *_Atomic metas;
 	_Atomic uint32_t next_stmt_id;
 	uint32_t next_meta_id;
 	_Atomic uint64_t caps;  /* driver caps & server caps, once known (else 0) */
 	_Atomic uint64_t errors[EMH__ERRKINDS];
-	_Atomic unsigned forks_open;
-	_Atomic int unsynced;   /* registered entities whose schema is not synced yet */
-	void *_Atomic spare_em; /* one closed fork kept for the next: saves a malloc/free pair */
-	emh__qlog qlog;         /* log_queries, slow_query_ms (qlog.c) */
-	emh__qstats qstats;     /* durations of the database calls, which also count them */
 	_Atomic int64_t version_clock; /* the last timestamp version handed out (µs) */
-	char *_Atomic refusal;  /* why forks are refused (migrations, schema check), or NULL; set once */
+	emh__qstats qstats;     /* durations of the database calls, which also count them */
 } emh_context;
+#if UINTPTR_MAX == UINT64_MAX
+/* The fork path's fields stay in the context's first two cache lines. */
+_Static_assert(offsetof(emh_context, name_buf) + 40 <= 64, "a context's first line holds names up to 39 bytes");
+_Static_assert(offsetof(emh_context, qlog.on) < 128 && offsetof(emh_context, schema_sync) < 128 &&
+		       offsetof(emh_context, refusal) < 128,
+	       "what every fork and call reads stays in a context's second cache line");
+#endif
 
 /* Create a context from its configuration (taken over: *conf is zeroed on success). */
 int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_error *err);
@@ -245,6 +321,12 @@ typedef struct emh__refused {
 	char *reason;
 } emh__refused;
 
+/* A slot of the host's name table: the hash beside the context, so probing touches no context. */
+typedef struct emh__ctxslot {
+	uint64_t hash;
+	struct emh_context *c; /* NULL: empty */
+} emh__ctxslot;
+
 struct emh_host {
 	emh__config cfg; /* as read at start: services and the server section keep pointing into it */
 	/* NULL-terminated copy of the environment used; a reload swaps in a new
@@ -254,7 +336,7 @@ struct emh_host {
 	pthread_rwlock_t lock; /* the contexts: ctxs and byname */
 	emh_context **ctxs;    /* configuration order */
 	size_t nctx, ctxcap;
-	emh_context **byname;  /* open addressing on emh_context.hash, linear probing, at most half full */
+	emh__ctxslot *byname;  /* open addressing on emh_context.hash, linear probing, at most half full */
 	size_t nbyname;        /* slots: 0 or a power of two */
 	emh_context *def;
 	/*
@@ -278,6 +360,7 @@ struct emh_host {
 	void **retired;
 	size_t nretired;
 	_Atomic unsigned services_alive; /* emh_services objects on this host, to warn when freed before them */
+	emh__budget budget;    /* connections of every context */
 	/* removals that had to wait for forks, and wakeups sent by the last fork of one (tests) */
 	_Atomic uint64_t removals_waited, removals_woken;
 };

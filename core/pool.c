@@ -1,20 +1,38 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * core/pool.c: the connection pool of a context.
+ * core/pool.c: the connection pool of a context, within the host's
+ * connection budget.
  *
- * Connections are opened lazily, up to max; an idle one is reused LIFO (the
- * warmest first).  A connection that saw an error is pinged before reuse; one
- * that lost its server (EMH_EUNAVAILABLE) is discarded together with every
- * idle connection, and bumps the pool's epoch so that the connections in use
- * at that moment are pinged before their next use.
- * Connecting and pinging happen outside the lock.
+ * Connections are opened lazily, up to the pool's max and within the
+ * budget; an idle one is reused LIFO (the warmest first).  A connection that
+ * saw an error is pinged before reuse; one that lost its server
+ * (EMH_EUNAVAILABLE) is discarded together with every idle connection, and
+ * bumps the pool's epoch so that the connections in use at that moment are
+ * pinged before their next use.
+ *
+ * Every idle connection of the host is also on one list, longest idle first
+ * (the budget's LRU).  When the budget is full, an acquire that needs a new
+ * connection closes connections from the head of that list, whatever their
+ * context; only when none is idle does it wait.  The state of every pool
+ * lives under the budget's mutex (core/internal.h says why); connecting,
+ * pinging and closing happen outside it.  A connection taken out to be
+ * closed by another thread (eviction, the reaper) is counted in its pool's
+ * `closing`, so that destroying the pool waits for it: its driver state must
+ * outlive the close.
+ *
+ * A reload changes a live pool's limits (emh__pool_configure) and the
+ * budget's max (emh__budget_set_max) under the same mutex: idle connections
+ * above a lowered limit are closed at once, connections in use above it
+ * when they are given back.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "internal.h"
 
@@ -25,6 +43,16 @@ static long long conf_int(const emh__ctxconf *c, const char *key, long long def)
 {
 	const char *v = emh__ctxconf_get(c, key);
 	return v ? strtoll(v, NULL, 10) : def;
+}
+
+/* Waits end at CLOCK_MONOTONIC deadlines: a clock change never stretches them. */
+static void cond_init_mono(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
 }
 
 /* The pool.* settings of a context. */
@@ -48,43 +76,259 @@ static int limits_read(const emh__ctxconf *conf, const char *ctxname, pool_limit
 	return 0;
 }
 
-static void limits_apply(emh__pool *p, const pool_limits *l)
+/* The limits into p; the reaper's lower bound follows a shorter idle timeout.  Budget's mu held. */
+static void limits_apply(emh__budget *b, emh__pool *p, const pool_limits *l)
 {
 	p->min = l->min;
 	p->max = l->max;
 	p->acquire_timeout_ns = l->acquire_timeout_ns;
 	p->idle_timeout_ns = l->idle_timeout_ns;
 	p->max_lifetime_ns = l->max_lifetime_ns;
+	if (l->idle_timeout_ns > 0 && l->idle_timeout_ns < b->min_idle_timeout_ns)
+		b->min_idle_timeout_ns = l->idle_timeout_ns;
 }
 
-int emh__pool_init(emh__pool *p, const emh__driver *drv, emh_dctx *dctx, const emh_params *params,
-		   const emh__ctxconf *conf, emh_error *err)
+int emh__pool_init(emh__pool *p, emh__budget *b, const emh__driver *drv, emh_dctx *dctx,
+		   const emh_params *params, const emh__ctxconf *conf, emh_error *err)
 {
-	memset(p, 0, sizeof *p);
+	memset(p, 0, sizeof *p); /* destroying it is a no-op until drv is set */
+	pool_limits l;
+	int rc = limits_read(conf, params->context, &l, err);
+	if (rc)
+		return rc;
+	p->b = b;
 	p->drv = drv;
 	p->dctx = dctx;
 	p->params = params;
 	p->ctxname = params->context;
-	pool_limits l;
-	int rc = limits_read(conf, p->ctxname, &l, err);
-	if (rc)
-		return rc;
-	limits_apply(p, &l);
+	p->cost = drv->d.conn_fds ? drv->d.conn_fds(dctx) : 1;
 	p->up = true;
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_mono(&p->cv);
 	pthread_mutex_init(&p->mu, NULL);
+	pthread_mutex_lock(&b->mu);
+	limits_apply(b, p, &l);
+	pthread_mutex_unlock(&b->mu);
 	return 0;
 }
 
-static void conn_close(emh__pool *p, emh__pconn *pc)
+/* ---- idle lists (budget's mu held) ---- */
+
+/* Make pc idle: first on its pool's list, last on the host's. */
+static void idle_push(emh__budget *b, emh__pconn *pc)
 {
-	p->drv->d.disconnect(pc->conn);
-	free(pc);
+	emh__pool *p = pc->pool;
+	pc->prev = NULL;
+	pc->next = p->idle;
+	if (p->idle)
+		p->idle->prev = pc;
+	p->idle = pc;
+	p->nidle++;
+	pc->lru_next = NULL;
+	pc->lru_prev = b->lru_tail;
+	if (b->lru_tail)
+		b->lru_tail->lru_next = pc;
+	else
+		b->lru_head = pc;
+	b->lru_tail = pc;
+	b->idle_conns++;
+	b->idle_fds += p->cost;
 }
+
+/* Take pc off both idle lists. */
+static void idle_unlink(emh__budget *b, emh__pconn *pc)
+{
+	emh__pool *p = pc->pool;
+	if (pc->prev)
+		pc->prev->next = pc->next;
+	else
+		p->idle = pc->next;
+	if (pc->next)
+		pc->next->prev = pc->prev;
+	p->nidle--;
+	if (pc->lru_prev)
+		pc->lru_prev->lru_next = pc->lru_next;
+	else
+		b->lru_head = pc->lru_next;
+	if (pc->lru_next)
+		pc->lru_next->lru_prev = pc->lru_prev;
+	else
+		b->lru_tail = pc->lru_prev;
+	b->idle_conns--;
+	b->idle_fds -= p->cost;
+}
+
+/*
+ * pc leaves its pool (no longer idle or in use) to be closed by this
+ * thread: onto *list for close_list.  Its budget stays counted until then.
+ */
+static void take_for_close(emh__pconn *pc, emh__pconn **list)
+{
+	emh__pool *p = pc->pool;
+	p->total--;
+	p->closing++;
+	if (p->waiting)
+		pthread_cond_signal(&p->cv); /* below max again */
+	pc->next = *list;
+	*list = pc;
+}
+
+/*
+ * Close what take_for_close collected, then give back its budget -- to
+ * heir first, when given: the pool whose new connection these made room
+ * for takes that room in the same step, so nobody else can.  Budget's mu
+ * not held.
+ */
+static unsigned close_list(emh__budget *b, emh__pconn *list, const emh__pool *heir)
+{
+	unsigned n = 0;
+	if (!list && !heir)
+		return 0;
+	for (emh__pconn *pc = list; pc; pc = pc->next, n++)
+		pc->pool->drv->d.disconnect(pc->conn);
+	pthread_mutex_lock(&b->mu);
+	for (emh__pconn *pc = list; pc; pc = pc->next) {
+		emh__pool *p = pc->pool;
+		b->conns--;
+		b->fds -= p->cost;
+		if (--p->closing == 0 && p->destroying)
+			pthread_cond_broadcast(&p->cv); /* p may be freed once we unlock */
+	}
+	if (heir) {
+		b->conns++;
+		b->fds += heir->cost;
+	}
+	if (b->waiting)
+		pthread_cond_broadcast(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+	while (list) {
+		emh__pconn *next = list->next;
+		free(list);
+		list = next;
+	}
+	return n;
+}
+
+/* ---- the budget ---- */
+
+/* Most idle connections the reaper looks at before it lets go of the lock. */
+#define EMH__REAP_BATCH 1024
+
+/*
+ * The file descriptors connections may hold: RLIMIT_NOFILE's soft limit
+ * less room for the application's own (a daemon's client sockets, files,
+ * pipes): 32 and a quarter of the limit, at most 1024 -- and at least half
+ * the limit.  1024 -> 736, 4096 -> 3040, 65536 -> 64480.
+ */
+static unsigned fds_for_connections(long long nofile)
+{
+	if (nofile < 0 || nofile > (1LL << 30))
+		nofile = 1LL << 30;
+	long long reserve = 32 + (nofile / 4 < 1024 ? nofile / 4 : 1024);
+	long long n = nofile > 2 * reserve ? nofile - reserve : nofile / 2;
+	return n > 0 ? (unsigned)n : 1;
+}
+
+void emh__budget_init(emh__budget *b, const emh__logger *log)
+{
+	memset(b, 0, sizeof *b);
+	pthread_mutex_init(&b->mu, NULL);
+	cond_init_mono(&b->cv);
+	cond_init_mono(&b->reap_cv);
+	b->log = log;
+	b->min_idle_timeout_ns = INT64_MAX;
+	b->reap_at = INT64_MAX;
+	struct rlimit rl;
+	b->nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (long long)rl.rlim_cur : -1;
+	b->max_fds = fds_for_connections(b->nofile);
+	b->max_conns = b->max_fds;
+	b->origin = "default";
+}
+
+int emh__budget_set_max(emh__budget *b, const emh__setting *max_connections, emh_error *err)
+{
+	unsigned max = b->max_fds;
+	const char *origin = "default";
+	if (max_connections->value) {
+		/* checked when read (file or environment); this guards other callers */
+		char *end;
+		errno = 0;
+		long long n = strtoll(max_connections->value, &end, 10);
+		if (errno || *end || n < 1 || n > INT32_MAX)
+			return emh_error_set(err, EMH_ECONFIG, "%s: 'max_connections' must be in [1, %d]",
+					     max_connections->origin ? max_connections->origin : "config", INT32_MAX);
+		max = (unsigned)n;
+		origin = max_connections->origin ? max_connections->origin : "config";
+		if (max > b->max_fds)
+			emh__log(b->log, EMH_LOG_WARN, NULL,
+				 "max_connections %u (%s): the file descriptor limit (RLIMIT_NOFILE %lld) leaves "
+				 "connections %u descriptors, which bounds them first; raise it (ulimit -n, "
+				 "LimitNOFILE=) to open that many",
+				 max, origin, b->nofile, b->max_fds);
+	}
+	emh__pconn *drop = NULL;
+	pthread_mutex_lock(&b->mu);
+	b->max_conns = max;
+	b->origin = origin;
+	/* Lowered by a reload: idle connections above it go now, longest idle
+	 * first; those in use go when they are given back. */
+	for (unsigned over = b->conns > max ? b->conns - max : 0; over && b->lru_head; over--) {
+		emh__pconn *pc = b->lru_head;
+		idle_unlink(b, pc);
+		take_for_close(pc, &drop);
+		atomic_fetch_add_explicit(&b->evicted, 1, memory_order_relaxed);
+	}
+	if (b->waiting)
+		pthread_cond_broadcast(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+	close_list(b, drop, NULL);
+	return 0;
+}
+
+static bool budget_fits(const emh__budget *b, unsigned conns, unsigned fds, unsigned cost)
+{
+	return b->conns - conns + 1 <= b->max_conns && b->fds - fds + cost <= b->max_fds;
+}
+
+/*
+ * Reserve room for a new connection of p, closing idle connections of any
+ * context, longest idle first, when the budget is full.  Victims stay
+ * counted until close_list has closed them (before p connects), and hands
+ * their room to p (*heir) in the same step: the counts never understate
+ * what is open nor pass the budget.  False when even closing every idle
+ * connection would not make room: the caller waits.
+ */
+static bool budget_reserve(emh__budget *b, emh__pool *p, emh__pconn **victims, bool *heir)
+{
+	unsigned vconns = 0, vfds = 0;
+	if (budget_fits(b, 0, 0, p->cost)) {
+		b->conns++;
+		b->fds += p->cost;
+		return true;
+	}
+	if (!budget_fits(b, b->idle_conns, b->idle_fds, p->cost))
+		return false;
+	*heir = true;
+	while (!budget_fits(b, vconns, vfds, p->cost)) {
+		emh__pconn *pc = b->lru_head;
+		idle_unlink(b, pc);
+		take_for_close(pc, victims);
+		vconns++;
+		vfds += pc->pool->cost;
+		atomic_fetch_add_explicit(&b->evicted, 1, memory_order_relaxed);
+	}
+	return true;
+}
+
+/* Give back the room of a connection that was never opened. */
+static void budget_unreserve(emh__budget *b, const emh__pool *p)
+{
+	b->conns--;
+	b->fds -= p->cost;
+	if (b->waiting)
+		pthread_cond_broadcast(&b->cv);
+}
+
+/* ---- acquire and release ---- */
 
 /* Is an idle connection too old to hand out?  Called with the lock held. */
 static bool expired(const emh__pool *p, const emh__pconn *pc, int64_t now)
@@ -104,6 +348,32 @@ void emh__pool_note(emh__pool *p, const emh_error *e)
 	pthread_mutex_unlock(&p->mu);
 }
 
+/* What an acquire that waited in vain reports: the limits as they were
+ * when it gave up (a reload may change them once the lock is let go). */
+typedef struct timeout_seen {
+	bool budget; /* waited for the host's budget, not for the pool's max */
+	int pool_max;
+	unsigned max_conns, max_fds;
+	int64_t timeout_ns;
+} timeout_seen;
+
+/* The error of an acquire that waited in vain, for the pool's max or the host's budget. */
+static int acquire_timeout(const emh__pool *p, const timeout_seen *t, emh_error *err)
+{
+	long long ms = (long long)(t->timeout_ns / 1000000);
+	if (!t->budget)
+		return emh_error_set(err, EMH_ETIMEOUT, "context '%s': no connection free within %lld ms (pool max %d)",
+				     p->ctxname, ms, t->pool_max);
+	emh_error_set(err, EMH_ETIMEOUT,
+		      "context '%s': the host's connection budget (%u connections, %u file descriptors) is "
+		      "exhausted: every connection is in use and none came free within %lld ms (raise "
+		      "max_connections or the file descriptor limit, or lower pool.max)",
+		      p->ctxname, t->max_conns, t->max_fds, ms);
+	if (err)
+		err->retryable = true;
+	return EMH_ETIMEOUT;
+}
+
 /*
  * The fast path (an idle connection is there) reads only the coarse clock;
  * the precise one is read when the caller has to wait or connect, which is
@@ -111,29 +381,24 @@ void emh__pool_note(emh__pool *p, const emh_error *e)
  */
 int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 {
+	emh__budget *b = p->b;
 	emh_error local;
 	if (!err)
 		err = &local; /* the pool records the message of a failed connect */
 	int64_t start = 0, deadline = 0;
+	bool waited_budget = false;
 	atomic_fetch_add_explicit(&p->acquires, 1, memory_order_relaxed);
 	for (;;) {
-		emh__pconn *reap = NULL, *pc = NULL;
-		bool need_ping = false, open_new = false;
-		pthread_mutex_lock(&p->mu);
+		emh__pconn *drop = NULL, *pc = NULL;
+		bool need_ping = false, open_new = false, heir = false;
+		pthread_mutex_lock(&b->mu);
 		for (;;) {
 			int64_t now = emh__coarse_ns();
-			while (p->idle) {
-				pc = p->idle;
-				p->idle = pc->next;
-				p->nidle--;
-				if (expired(p, pc, now)) {
-					p->total--;
-					pc->next = reap;
-					reap = pc;
-					pc = NULL;
-					continue;
-				}
-				break;
+			while ((pc = p->idle) != NULL) {
+				idle_unlink(b, pc);
+				if (!expired(p, pc, now))
+					break;
+				take_for_close(pc, &drop);
 			}
 			if (pc) {
 				/* Pinged before reuse: after an error, after a lost
@@ -148,56 +413,72 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 				start = emh__now_ns();
 				deadline = start + p->acquire_timeout_ns;
 			}
-			if (p->total < (unsigned)p->max) {
+			bool below_max = p->total < (unsigned)p->max;
+			if (below_max && budget_reserve(b, p, &drop, &heir)) {
 				p->total++;
 				open_new = true;
 				break;
 			}
 			if (emh__now_ns() >= deadline) {
-				pthread_mutex_unlock(&p->mu);
+				timeout_seen t = {.budget = below_max, .pool_max = p->max, .max_conns = b->max_conns,
+						  .max_fds = b->max_fds, .timeout_ns = deadline - start};
+				pthread_mutex_unlock(&b->mu);
 				atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
+				if (below_max)
+					atomic_fetch_add_explicit(&b->timeouts, 1, memory_order_relaxed);
 				atomic_fetch_add_explicit(&p->wait_ns, (uint64_t)(emh__now_ns() - start),
 							  memory_order_relaxed);
-				while (reap) {
-					emh__pconn *n = reap->next;
-					conn_close(p, reap);
-					reap = n;
-				}
-				return emh_error_set(err, EMH_ETIMEOUT,
-						     "context '%s': no connection free within %lld ms (pool max %d)",
-						     p->ctxname, (long long)(p->acquire_timeout_ns / 1000000), p->max);
+				close_list(b, drop, NULL);
+				return acquire_timeout(p, &t, err);
 			}
 			struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
-			p->waiting++;
-			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-			p->waiting--;
+			if (below_max) {
+				/* Room in the pool, none in the budget, nothing idle anywhere:
+				 * any connection closed or given back makes room. */
+				if (!waited_budget) {
+					waited_budget = true;
+					atomic_fetch_add_explicit(&b->waits, 1, memory_order_relaxed);
+				}
+				b->waiting++;
+				p->budget_waiting++;
+				pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+				p->budget_waiting--;
+				b->waiting--;
+			} else {
+				p->waiting++;
+				pthread_cond_timedwait(&p->cv, &b->mu, &ts);
+				p->waiting--;
+			}
 		}
 		p->in_use++;
 		uint32_t epoch = p->epoch;
-		pthread_mutex_unlock(&p->mu);
-		while (reap) {
-			emh__pconn *n = reap->next;
-			conn_close(p, reap);
-			reap = n;
-		}
+		pthread_mutex_unlock(&b->mu);
+		/* Victims and expired connections first: their descriptors go
+		 * before the new connection takes its own. */
+		close_list(b, drop, heir ? p : NULL);
 		if (open_new) {
 			pc = calloc(1, sizeof *pc);
 			int rc = pc ? p->drv->d.connect(p->params, p->dctx, &pc->conn, err)
 				    : emh_error_set(err, EMH_ENOMEM, "out of memory");
 			if (rc) {
 				free(pc);
-				emh__pool_note(p, err); /* health shows the driver's words; callers get the context's name */
-				emh__error_in_context(err, rc, p->ctxname);
-				pthread_mutex_lock(&p->mu);
+				/* Out of descriptors is this process's state, not the
+				 * database's: the context stays up. */
+				if (rc != EMH_ENOFD)
+					emh__pool_note(p, err); /* health shows the driver's words */
+				emh__error_in_context(err, rc, p->ctxname); /* callers get the context's name */
+				pthread_mutex_lock(&b->mu);
 				p->total--;
 				p->in_use--;
+				budget_unreserve(b, p);
 				pthread_cond_signal(&p->cv);
-				pthread_mutex_unlock(&p->mu);
+				pthread_mutex_unlock(&b->mu);
 				atomic_fetch_add_explicit(&p->wait_ns, (uint64_t)(emh__now_ns() - start),
 							  memory_order_relaxed);
 				return rc;
 			}
 			atomic_fetch_add_explicit(&p->opened, 1, memory_order_relaxed);
+			pc->pool = p;
 			pc->created_ns = emh__coarse_ns();
 			pc->epoch = epoch;
 			pc->fresh = true;
@@ -219,64 +500,95 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 	}
 }
 
+static void reaper_start(emh__budget *b);
+
+/*
+ * An idle connection falls due at due: wake the reaper when that is before
+ * it would wake anyway.  True when the reaper is still to be started (by the
+ * caller, once the lock is let go; it starts with the first connection that
+ * can expire).  Budget's mu held.
+ */
+static bool reaper_arm(emh__budget *b, int64_t due)
+{
+	if (due < b->reap_at) {
+		b->reap_at = due;
+		pthread_cond_signal(&b->reap_cv);
+	}
+	if (b->reaper_started)
+		return false;
+	b->reaper_started = true;
+	return true;
+}
+
 void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
 {
 	if (!pc)
 		return;
-	pthread_mutex_lock(&p->mu);
+	emh__budget *b = p->b;
+	pthread_mutex_lock(&b->mu);
 	p->in_use--;
 	if (status == EMH_EUNAVAILABLE) {
 		/* The server went away: the idle connections are almost surely
 		 * dead too, and pinging each one would cost a full timeout while
 		 * it is down.  Drop them; the ones in use get pinged (epoch). */
-		emh__pconn *idle = p->idle;
-		unsigned n = p->nidle;
-		p->idle = NULL;
-		p->nidle = 0;
-		p->total -= 1 + n;
+		emh__pconn *drop = NULL;
+		take_for_close(pc, &drop);
+		while (p->idle) {
+			emh__pconn *idle = p->idle;
+			idle_unlink(b, idle);
+			take_for_close(idle, &drop);
+		}
 		p->epoch++;
 		pthread_cond_broadcast(&p->cv);
-		pthread_mutex_unlock(&p->mu);
-		atomic_fetch_add_explicit(&p->discarded, 1 + n, memory_order_relaxed);
-		conn_close(p, pc);
-		while (idle) {
-			emh__pconn *next = idle->next;
-			conn_close(p, idle);
-			idle = next;
-		}
+		pthread_mutex_unlock(&b->mu);
+		atomic_fetch_add_explicit(&p->discarded, close_list(b, drop, NULL), memory_order_relaxed);
 		return;
 	}
-	if (p->total > (unsigned)p->max) {
-		/* max was lowered while it was lent (a reload) */
-		p->total--;
-		pthread_mutex_unlock(&p->mu);
-		atomic_fetch_add_explicit(&p->discarded, 1, memory_order_relaxed);
-		conn_close(p, pc);
+	if (p->total > (unsigned)p->max || b->conns > b->max_conns) {
+		/* the pool's max or the budget was lowered while it was lent (a reload) */
+		emh__pconn *drop = NULL;
+		take_for_close(pc, &drop);
+		pthread_mutex_unlock(&b->mu);
+		atomic_fetch_add_explicit(&p->discarded, close_list(b, drop, NULL), memory_order_relaxed);
 		return;
 	}
 	if (status)
 		pc->suspect = true;
 	pc->idle_since_ns = emh__coarse_ns();
-	pc->next = p->idle;
-	p->idle = pc;
-	p->nidle++;
-	pthread_cond_signal(&p->cv);
-	pthread_mutex_unlock(&p->mu);
+	idle_push(b, pc);
+	if (p->waiting)
+		pthread_cond_signal(&p->cv);
+	else if (b->waiting)
+		/* Any budget waiter can use it (by closing it if it is another
+		 * context's); they are few, and only when the budget is full. */
+		pthread_cond_broadcast(&b->cv);
+	bool start = p->idle_timeout_ns > 0 && reaper_arm(b, pc->idle_since_ns + p->idle_timeout_ns);
+	pthread_mutex_unlock(&b->mu);
+	if (start)
+		reaper_start(b);
 }
 
 void emh__pool_destroy(emh__pool *p)
 {
 	if (!p->drv)
 		return;
-	emh__pconn *pc = p->idle;
-	while (pc) {
-		emh__pconn *n = pc->next;
-		conn_close(p, pc);
-		pc = n;
+	emh__budget *b = p->b;
+	emh__pconn *drop = NULL;
+	pthread_mutex_lock(&b->mu);
+	p->destroying = true;
+	while (p->idle) {
+		emh__pconn *pc = p->idle;
+		idle_unlink(b, pc);
+		take_for_close(pc, &drop);
 	}
-	p->idle = NULL;
-	p->nidle = 0;
-	p->total = 0;
+	pthread_mutex_unlock(&b->mu);
+	close_list(b, drop, NULL);
+	/* Connections of this pool that an eviction or the reaper is closing
+	 * now: the driver's context state must outlive them. */
+	pthread_mutex_lock(&b->mu);
+	while (p->closing)
+		pthread_cond_wait(&p->cv, &b->mu);
+	pthread_mutex_unlock(&b->mu);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
 	p->drv = NULL;
@@ -288,27 +600,135 @@ int emh__pool_configure(emh__pool *p, const emh__ctxconf *conf, emh_error *err)
 	int rc = limits_read(conf, p->ctxname, &l, err);
 	if (rc)
 		return rc;
-	emh__pconn *surplus = NULL;
-	unsigned n = 0;
-	pthread_mutex_lock(&p->mu);
-	limits_apply(p, &l);
-	while (p->idle && p->total > (unsigned)p->max) {
-		emh__pconn *pc = p->idle;
-		p->idle = pc->next;
-		p->nidle--;
-		p->total--;
-		pc->next = surplus;
-		surplus = pc;
-		n++;
+	emh__budget *b = p->b;
+	emh__pconn *drop = NULL;
+	pthread_mutex_lock(&b->mu);
+	limits_apply(b, p, &l);
+	/* above a smaller max: the longest idle of the pool go (the last of its
+	 * most-recently-used-first list) */
+	emh__pconn *last = p->idle;
+	while (last && last->next)
+		last = last->next;
+	while (last && p->total > (unsigned)p->max) {
+		emh__pconn *prev = last->prev;
+		idle_unlink(b, last);
+		take_for_close(last, &drop);
+		last = prev;
 	}
-	/* waiters look again: there may be room now, or a shorter timeout */
+	/* waiters look again: there may be room now */
 	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
-	atomic_fetch_add_explicit(&p->discarded, n, memory_order_relaxed);
-	while (surplus) {
-		emh__pconn *next = surplus->next;
-		conn_close(p, surplus);
-		surplus = next;
-	}
+	if (b->waiting)
+		pthread_cond_broadcast(&b->cv);
+	/* the reaper again, for a new idle timeout: its next wake is now due */
+	bool start = l.idle_timeout_ns > 0 && p->idle && reaper_arm(b, emh__coarse_ns());
+	pthread_mutex_unlock(&b->mu);
+	atomic_fetch_add_explicit(&p->discarded, close_list(b, drop, NULL), memory_order_relaxed);
+	if (start)
+		reaper_start(b);
 	return 0;
+}
+
+/* ---- the reaper ---- */
+
+/*
+ * Take out the idle connections past their pool's idle_timeout_ms (above
+ * pool.min), oldest first; stop at the first that no pool's timeout can
+ * have passed.  Returns when the next one falls due (INT64_MAX: none
+ * known), or now when the batch ran out.  Lock held.
+ */
+static int64_t reap_due(emh__budget *b, int64_t now, emh__pconn **drop)
+{
+	int64_t next = INT64_MAX;
+	unsigned walked = 0;
+	if (b->min_idle_timeout_ns == INT64_MAX)
+		return INT64_MAX;
+	for (emh__pconn *pc = b->lru_head, *nx; pc; pc = nx) {
+		nx = pc->lru_next;
+		if (now - pc->idle_since_ns < b->min_idle_timeout_ns) {
+			int64_t due = pc->idle_since_ns + b->min_idle_timeout_ns;
+			return due < next ? due : next;
+		}
+		if (++walked > EMH__REAP_BATCH)
+			return now;
+		emh__pool *p = pc->pool;
+		if (p->idle_timeout_ns <= 0 || p->total <= (unsigned)p->min)
+			continue; /* kept: a release above min makes it due again */
+		int64_t due = pc->idle_since_ns + p->idle_timeout_ns;
+		if (due > now) {
+			next = due < next ? due : next;
+			continue;
+		}
+		idle_unlink(b, pc);
+		take_for_close(pc, drop);
+	}
+	return next;
+}
+
+/* One thread per host: sleeps until the next idle connection falls due. */
+static void *reaper_main(void *arg)
+{
+	emh__budget *b = arg;
+	pthread_mutex_lock(&b->mu);
+	while (!b->reaper_stop) {
+		emh__pconn *drop = NULL;
+		/* the precise clock: idle times are coarse stamps, which lag it */
+		int64_t now = emh__now_ns(), next = reap_due(b, now, &drop);
+		if (drop || next <= now) {
+			b->reap_at = now; /* busy: releases meanwhile need not wake us */
+			pthread_mutex_unlock(&b->mu);
+			atomic_fetch_add_explicit(&b->reaped, close_list(b, drop, NULL), memory_order_relaxed);
+			pthread_mutex_lock(&b->mu);
+			continue;
+		}
+		b->reap_at = next;
+		if (next == INT64_MAX) {
+			pthread_cond_wait(&b->reap_cv, &b->mu);
+		} else {
+			struct timespec ts = {.tv_sec = next / 1000000000, .tv_nsec = next % 1000000000};
+			pthread_cond_timedwait(&b->reap_cv, &b->mu, &ts);
+		}
+	}
+	pthread_mutex_unlock(&b->mu);
+	return NULL;
+}
+
+/* Started by the first release of a connection that can expire; all signals blocked in it. */
+static void reaper_start(emh__budget *b)
+{
+	sigset_t all, old;
+	pthread_t th;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(&th, NULL, reaper_main, b);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_mutex_lock(&b->mu);
+	if (rc == 0) {
+		b->reaper = th;
+		b->reaper_running = true;
+	}
+	pthread_mutex_unlock(&b->mu);
+	if (rc)
+		emh__log(b->log, EMH_LOG_WARN, NULL,
+			 "cannot start the idle connection reaper (%s): idle connections are closed only when "
+			 "their context is used again",
+			 strerror(rc));
+}
+
+void emh__budget_stop(emh__budget *b)
+{
+	pthread_mutex_lock(&b->mu);
+	b->reaper_stop = true;
+	pthread_cond_signal(&b->reap_cv);
+	bool running = b->reaper_running;
+	b->reaper_running = false;
+	pthread_mutex_unlock(&b->mu);
+	if (running)
+		pthread_join(b->reaper, NULL);
+}
+
+void emh__budget_destroy(emh__budget *b)
+{
+	pthread_mutex_destroy(&b->mu);
+	pthread_cond_destroy(&b->cv);
+	pthread_cond_destroy(&b->reap_cv);
 }

@@ -6,6 +6,10 @@
  * pool settings applied to the live pools, and driver plugins dropped into
  * the plugin directory since start are loaded.
  *
+ * The host's connection budget (max_connections, EMH_MAX_CONNECTIONS)
+ * applies live too: connections above a lowered budget close as they go
+ * idle (core/pool.c).
+ *
  * A reload is planned first and applied only when the whole plan holds:
  * a configuration with an error, or one asking for a change that cannot
  * apply to a running context (its driver or connection settings, the
@@ -45,6 +49,7 @@ typedef struct plan {
 	size_t nchanged;
 	char **removed;
 	size_t nremoved;
+	bool max_changed; /* max_connections (the host's budget) */
 	emh_buf summary;  /* what changed, one line */
 	emh_buf loaded;   /* drivers loaded by the rescan */
 	emh_buf later;    /* sections that apply at the next start */
@@ -323,6 +328,7 @@ static int plan_make(emh_host *h, plan *pl, const emh_reload_opts *opts, emh_err
 	if ((rc = plan_removed(h, pl, opts->pinned, err)) != 0)
 		return rc;
 	note_later(&h->cfg, &pl->cfg, &pl->later);
+	pl->max_changed = !same_str(h->cfg.max_connections.value, pl->cfg.max_connections.value);
 	return 0;
 }
 
@@ -350,6 +356,24 @@ static void apply_pool_settings(emh_host *h, plan *pl, const pool_change *pc)
 	}
 }
 
+/*
+ * The new max_connections into the host's configuration, its old strings
+ * retired (the budget borrows the origin, emh_host_budget copies it), and
+ * "max_connections 100 -> 50" into the summary.  Host lock held for writing.
+ */
+static void apply_max_connections(emh_host *h, plan *pl)
+{
+	emh__setting *st = &h->cfg.max_connections;
+	const char *nv = pl->cfg.max_connections.value;
+	emh_buf_addf(&pl->summary, "%smax_connections %s -> %s", pl->summary.len ? "; " : "",
+		     st->value ? st->value : "default", nv ? nv : "default");
+	char *old[] = {st->key, st->value, st->origin, st->path, st->shown};
+	for (size_t i = 0; i < sizeof old / sizeof *old; i++)
+		emh__host_retire(h, old[i]);
+	*st = pl->cfg.max_connections;
+	pl->cfg.max_connections = (emh__setting){0};
+}
+
 /* "; what a, b", one name at a time */
 static void list_add(emh_buf *b, const char *what, const char *name, bool first)
 {
@@ -375,10 +399,15 @@ static int plan_apply(emh_host *h, plan *pl, emh_error *err)
 	}
 	for (size_t i = 0; i < pl->nchanged; i++)
 		apply_pool_settings(h, pl, &pl->changed[i]);
+	if (pl->max_changed)
+		apply_max_connections(h, pl);
 	pthread_rwlock_unlock(&h->lock);
 	for (size_t i = 0; i < pl->nchanged; i++)
 		if ((rc = emh__pool_configure(&pl->changed[i].c->pool, &pl->changed[i].c->conf, err)) != 0)
 			emh__log(&h->log, EMH_LOG_ERROR, pl->changed[i].c->name, "reload: %s", err->message);
+	/* only reloads write it (reload_mu held); checked when read, as at start */
+	if (pl->max_changed && (rc = emh__budget_set_max(&h->budget, &h->cfg.max_connections, err)) != 0)
+		emh__log(&h->log, EMH_LOG_ERROR, NULL, "reload: %s", err->message);
 
 	/* "added contexts a, b; removed c; pool of d: ..." */
 	emh_buf line = EMH_BUF_INIT;

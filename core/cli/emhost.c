@@ -42,8 +42,10 @@ static const char usage_text[] =
 	"                 plugin whose code crashes or exits while loading is listed as\n"
 	"                 refused instead of ending emhost (use it when emhost dies\n"
 	"                 loading plugins)\n"
-	"  contexts       list the contexts with their driver, which is the default, and\n"
-	"                 whether each is reachable; exit 1 when one is not\n"
+	"  contexts       list the contexts with their driver, which is the default, the\n"
+	"                 connections each holds (open, idle, in use) and whether each is\n"
+	"                 reachable, then the host's connection budget; exit 1 when one\n"
+	"                 is not reachable\n"
 	"  reload         make the running emhostd reload its configuration (SIGHUP to the\n"
 	"                 pid in --pid-file); it logs what changed or why it refused\n"
 	"  migrate        status, up, down, new: the context's migrations (emhost migrate --help)\n"
@@ -337,6 +339,10 @@ static int cmd_plugins_probe(const emh_host_opts *opts, struct logbuf *lb)
 	return rc ? 1 : 0;
 }
 
+/*
+ * Each context pinged first, then listed with the connections it holds
+ * (this process's: the ping's, now idle), and the host's budget last.
+ */
 static int cmd_contexts(emh_host *h)
 {
 	emh_context_info *ci;
@@ -347,6 +353,22 @@ static int cmd_contexts(emh_host *h)
 
 	if (emh_host_contexts(h, &ci, &n, &err))
 		return fail("%s", err.message);
+	emh_error *pinged = calloc(n ? n : 1, sizeof *pinged);
+	if (!pinged) {
+		emh_context_info_free(ci, n);
+		return fail("out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		emh_error_clear(&pinged[i]);
+		pinged[i].code = emh_host_ping(h, ci[i].name, &pinged[i]);
+	}
+	emh_context_info_free(ci, n);
+	size_t n2;
+	if (emh_host_contexts(h, &ci, &n2, &err)) {
+		free(pinged);
+		return fail("%s", err.message);
+	}
+	n = n2 < n ? n2 : n;
 	for (size_t i = 0; i < n; i++) {
 		size_t l = strlen(ci[i].name);
 		nw = l > nw ? l : nw;
@@ -356,19 +378,29 @@ static int cmd_contexts(emh_host *h)
 	if (n == 0)
 		printf("no contexts\n");
 	else
-		printf("%-*s  %-*s  %-7s  %s\n", (int)nw, "NAME", (int)dw, "DRIVER", "DEFAULT", "STATUS");
+		printf("%-*s  %-*s  %-7s  %4s  %4s  %6s  %s\n", (int)nw, "NAME", (int)dw, "DRIVER", "DEFAULT", "OPEN",
+		       "IDLE", "IN-USE", "STATUS");
 	for (size_t i = 0; i < n; i++) {
-		emh_error_clear(&err);
-		int rc = emh_host_ping(h, ci[i].name, &err);
-		printf("%-*s  %-*s  %-7s  ", (int)nw, ci[i].name, (int)dw, ci[i].driver, ci[i].is_default ? "yes" : "no");
+		int rc = pinged[i].code;
+		printf("%-*s  %-*s  %-7s  %4u  %4u  %6u  ", (int)nw, ci[i].name, (int)dw, ci[i].driver,
+		       ci[i].is_default ? "yes" : "no", ci[i].in_use + ci[i].idle, ci[i].idle, ci[i].in_use);
 		if (rc == 0) {
 			printf("reachable\n");
 		} else {
-			printf("error: %s\n", *err.message ? err.message : emh_strerror(rc));
+			printf("error: %s\n", *pinged[i].message ? pinged[i].message : emh_strerror(rc));
 			status = 1;
 		}
 	}
-	emh_context_info_free(ci, n);
+	emh_context_info_free(ci, n2);
+	free(pinged);
+	emh_budget_info bi;
+	emh_host_budget(h, &bi, sizeof bi);
+	printf("budget: %u of %u connections open, %u of %u file descriptors (max_connections: %s; RLIMIT_NOFILE ",
+	       bi.connections, bi.max_connections, bi.fds, bi.max_fds, bi.origin);
+	if (bi.nofile < 0)
+		printf("unlimited)\n");
+	else
+		printf("%lld)\n", bi.nofile);
 	return status;
 }
 

@@ -33,6 +33,8 @@ void emhd__health_into(emhd_server *srv, emh_response *res)
 		emhd__res_emh_error(srv->host, "/_emhost/health", res, &err);
 		return;
 	}
+	emh_budget_info bi;
+	emh_host_budget(srv->host, &bi, sizeof bi);
 	bool healthy = true;
 	json_t *ctxs = json_object();
 	for (size_t i = 0; i < n; i++) {
@@ -42,12 +44,19 @@ void emhd__health_into(emhd_server *srv, emh_response *res)
 		if (c->required && (!c->up || refused))
 			healthy = false;
 		json_object_set_new(ctxs, c->name,
-				    json_pack("{s:s,s:s,s:b,s:b}", "status", refused ? "refused" : c->up ? "up" : "down",
-					      "driver", c->driver ? c->driver : "", "required", c->required, "default",
-					      c->is_default));
+				    json_pack("{s:s,s:s,s:b,s:b,s:{s:I,s:I,s:I,s:I}}", "status",
+					      refused ? "refused" : c->up ? "up" : "down", "driver", c->driver ? c->driver : "",
+					      "required", c->required, "default", c->is_default, "connections", "open",
+					      (json_int_t)(c->in_use + c->idle), "idle", (json_int_t)c->idle, "in_use",
+					      (json_int_t)c->in_use, "waiting", (json_int_t)c->waiting));
 	}
 	emh_context_info_free(infos, n);
-	emhd__res_json(res, healthy ? 200 : 503, json_pack("{s:s,s:o}", "status", healthy ? "up" : "down", "contexts", ctxs));
+	/* The host's connection budget: what is open against what may be. */
+	json_t *budget = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "connections", (json_int_t)bi.connections,
+				   "max_connections", (json_int_t)bi.max_connections, "fds", (json_int_t)bi.fds, "max_fds",
+				   (json_int_t)bi.max_fds, "idle", (json_int_t)bi.idle, "waiting", (json_int_t)bi.waiting);
+	emhd__res_json(res, healthy ? 200 : 503,
+		       json_pack("{s:s,s:o,s:o}", "status", healthy ? "up" : "down", "contexts", ctxs, "budget", budget));
 }
 
 /* Has every prober finished round hgen?  Under hmu. */
@@ -89,12 +98,12 @@ static bool probe(emhd_prober *p)
 		return true;
 	emh_error err;
 	int rc = emh_host_ping(srv->host, p->context, &err);
-	if (rc && rc != EMH_ETIMEOUT && rc != EMH_ENOCONTEXT)
+	if (rc && rc != EMH_ETIMEOUT && rc != EMH_ENOFD && rc != EMH_ENOCONTEXT)
 		rc = emh_host_ping(srv->host, p->context, &err);
 	if (rc == EMH_ENOCONTEXT)
 		return false;
-	if (rc == EMH_ETIMEOUT)
-		return true; /* no connection free: busy, not down */
+	if (rc == EMH_ETIMEOUT || rc == EMH_ENOFD)
+		return true; /* no connection free (pool, budget, descriptors): busy, not down */
 	if (rc && !p->was_down)
 		emh_host_log(srv->host, EMH_LOG_WARN, p->context, "health: context is down: %s", err.message);
 	else if (!rc && p->was_down)

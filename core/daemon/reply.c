@@ -25,6 +25,7 @@ int emhd_http_status(int code)
 		return 400;
 	case EMH_EUNAVAILABLE:
 	case EMH_ETIMEOUT:
+	case EMH_ENOFD: /* out of file descriptors: back-pressure, like a full pool */
 	case EMH_ERETRY: /* still failing after the service's retries: try later */
 		return 503;
 	default:

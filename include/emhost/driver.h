@@ -480,6 +480,15 @@ typedef struct emh_driver {
 	 */
 	int (*aggregate)(emh_conn *c, const emh_meta *m, const emh_query *q, const emh_agg *a,
 			 emh_rowsink *sink, emh_error *err);
+	/*
+	 * The most file descriptors one connection of the context dc holds (its
+	 * socket; a database file with its journal or WAL), which the host's
+	 * connection budget counts (max_connections, RLIMIT_NOFILE).  Called
+	 * once, after context_open.  Optional: NULL counts 1; 0 is right for a
+	 * connection that holds none (an in-memory database).  A driver whose
+	 * connect fails with EMFILE/ENFILE returns EMH_ENOFD.
+	 */
+	unsigned (*conn_fds)(const emh_dctx *dc);
 } emh_driver;
 
 /* emh_driver.null_order */

@@ -36,7 +36,8 @@ extern "C" {
 	X(ENOENTITY, -15, "entity not registered in this context")            \
 	X(EIO, -16, "input/output error")                                     \
 	X(ERETRY, -17, "transient failure, retry the transaction")            \
-	X(ENOSERVICE, -18, "no such service")
+	X(ENOSERVICE, -18, "no such service")                                \
+	X(ENOFD, -19, "out of file descriptors")
 
 enum emh_status {
 	EMH_OK = 0,
@@ -58,7 +59,9 @@ enum emh_status {
  *   sqlstate   the five-character SQLSTATE where the database gave one, else ""
  *   retryable  true when retrying the whole transaction may succeed (deadlock,
  *              serialization failure, SQLite busy; a stale version or a lock
- *              not available, both EMH_ECONFLICT -- never a unique violation)
+ *              not available, both EMH_ECONFLICT -- never a unique violation;
+ *              the host's connection budget full, EMH_ETIMEOUT; out of file
+ *              descriptors, EMH_ENOFD)
  *   context    name of the context the failure concerns, else ""
  *   message    what went wrong and where, for humans; never holds a password
  *              or SQL text with values

@@ -262,6 +262,37 @@ typedef struct emh_context_info {
 int emh_host_contexts(emh_host *h, emh_context_info **out, size_t *n, emh_error *err);
 void emh_context_info_free(emh_context_info *infos, size_t n);
 
+/*
+ * The host's connection budget (docs/configuration.md, "Many tenants").
+ * Every connection of every context counts once against max_connections
+ * and, at what its driver says one holds (a SQLite file in WAL mode 3, a
+ * socket 1, an in-memory database 0), against the file descriptors
+ * RLIMIT_NOFILE leaves connections.  A context's own open/idle/in-use
+ * counts are in emh_context_info (open = in_use + idle).
+ */
+typedef struct emh_budget_info {
+	unsigned max_connections; /* the limit: max_connections, EMH_MAX_CONNECTIONS, else max_fds */
+	unsigned connections;     /* open (or being opened or closed) over every context */
+	unsigned max_fds;         /* descriptors connections may hold, from RLIMIT_NOFILE */
+	unsigned fds;             /* what the connections above hold */
+	unsigned idle;            /* of the connections, idle: closed first when room is needed */
+	unsigned waiting;         /* acquires waiting for room right now */
+	long long nofile;         /* RLIMIT_NOFILE soft limit when the host started, -1 unlimited */
+	uint64_t evicted;         /* idle connections closed to make room for another context's */
+	uint64_t reaped;          /* idle connections closed after pool.idle_timeout_ms */
+	uint64_t waits;           /* acquires that waited for room */
+	uint64_t timeouts;        /* of those, acquires that gave up (EMH_ETIMEOUT) */
+	char origin[128];         /* of max_connections: "FILE:LINE", "env EMH_MAX_CONNECTIONS", "default" */
+} emh_budget_info;
+
+/*
+ * Snapshot of the host's connection budget into *out.  size is sizeof *out
+ * as the caller was compiled: the struct may grow, and members past size are
+ * neither written nor read.  Returns 0, or EMH_EINVAL for a NULL argument.
+ * Thread-safe.
+ */
+int emh_host_budget(emh_host *h, emh_budget_info *out, size_t size);
+
 typedef struct emh_driver_info {
 	const char *name;
 	const char *version;

@@ -2,6 +2,9 @@
 /* plugins/sqlite/errors.c: SQLite result codes as portable emhost errors. */
 #include "config.h"
 
+#include <errno.h>
+#include <string.h>
+
 #include <sqlite3.h>
 
 #include <emhost/error.h>
@@ -44,6 +47,13 @@ static int sq_code(int ext)
 	}
 }
 
+int sq_out_of_fds(sqlite3 *db, int ext)
+{
+	int e = db ? sqlite3_system_errno(db) : 0;
+	bool fileop = (ext & 0xff) == SQLITE_CANTOPEN || (ext & 0xff) == SQLITE_IOERR;
+	return fileop && (e == EMFILE || e == ENFILE) ? e : 0;
+}
+
 /* Fill err from a failed call on db: what + SQLite's message (which names
  * tables, columns and constraints but never bound values). */
 int sq_fail(sqlite3 *db, int rc, const char *what, emh_error *err)
@@ -56,6 +66,17 @@ int sq_fail(sqlite3 *db, int rc, const char *what, emh_error *err)
 	if ((ext & 0xff) != (rc & 0xff)) {
 		ext = rc;
 		msg = sqlite3_errstr(rc);
+	}
+	int fd_errno = sq_out_of_fds(db, ext);
+	if (fd_errno) {
+		/* The process's limit, not the database: retry once descriptors are free. */
+		emh_error_set(err, EMH_ENOFD, "sqlite: %s: %s: out of file descriptors (%s)", what, msg,
+			      strerror(fd_errno));
+		if (err) {
+			err->native = ext;
+			err->retryable = true;
+		}
+		return EMH_ENOFD;
 	}
 	int code = sq_code(ext);
 	emh_error_set(err, code, "sqlite: %s: %s", what, msg);

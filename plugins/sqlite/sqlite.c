@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,13 +158,29 @@ static void sq_context_close(emh_dctx *dc)
 static const int sq_open_flags =
 	SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
 
+/*
+ * Once per process, before SQLite initialises: no initial bulk allocation
+ * for each connection's page cache.  SQLite's default sets 20 pages aside
+ * per connection (~86 kB of its ~106 kB), read or not; a host of thousands
+ * of mostly idle tenants pays that for each (issue 12).  Pages then come
+ * one at a time as they are read.  An application that started SQLite
+ * first keeps its own settings (sqlite3_config then refuses, harmlessly).
+ */
+static void sq_process_init(void)
+{
+	sqlite3_config(SQLITE_CONFIG_PAGECACHE, (void *)NULL, 0, 0);
+}
+
 /* Check the settings; for an in-memory database create it now and keep it.
  * Files are not touched: a missing file or directory fails at connect. */
 static int sq_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	const char *path;
 	emh_dctx *dc = calloc(1, sizeof *dc);
 	int rc;
+
+	pthread_once(&once, sq_process_init);
 
 	*out = NULL;
 	if (!dc)
@@ -288,11 +305,18 @@ static int sq_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	rc = sqlite3_open_v2(dc->path, &c->db, sq_open_flags, NULL);
 	if (rc != SQLITE_OK) {
 		int ext = c->db ? sqlite3_extended_errcode(c->db) : rc;
-		emh_error_set(err, EMH_EUNAVAILABLE, "cannot open sqlite database '%s': %s", dc->shown,
-			      c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
-		if (err)
+		int fd_errno = sq_out_of_fds(c->db, ext);
+		/* Out of descriptors is the process's state: the database is fine. */
+		int code = fd_errno ? EMH_ENOFD : EMH_EUNAVAILABLE;
+		emh_error_set(err, code, "cannot open sqlite database '%s': %s%s%s%s", dc->shown,
+			      c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc),
+			      fd_errno ? ": out of file descriptors (" : "", fd_errno ? strerror(fd_errno) : "",
+			      fd_errno ? ")" : "");
+		if (err) {
 			err->native = ext;
-		rc = EMH_EUNAVAILABLE;
+			err->retryable = fd_errno != 0;
+		}
+		rc = code;
 		goto out_close;
 	}
 	sqlite3_extended_result_codes(c->db, 1);
@@ -317,7 +341,7 @@ static int sq_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 			rc = sq_pragma(c, sql, NULL, 0, err);
 	}
 	if (rc) {
-		if (err && (rc == EMH_EDRIVER || rc == EMH_EUNAVAILABLE)) {
+		if (err && (rc == EMH_EDRIVER || rc == EMH_EUNAVAILABLE || rc == EMH_ENOFD)) {
 			/* A file that is not a database shows up here, not at open. */
 			char msg[EMH_ERROR_MSG_MAX];
 			int native = err->native;
@@ -335,6 +359,23 @@ static int sq_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 out_close:
 	sq_disconnect(c);
 	return rc;
+}
+
+/*
+ * File descriptors of one connection, for the host's budget: the database
+ * file, its WAL and the WAL index (shared by the process's connections to
+ * one file, counted for each to stay on the safe side), or the rollback
+ * journal while a transaction writes; none in memory.
+ */
+static unsigned sq_conn_fds(const emh_dctx *dc)
+{
+	if (!dc || dc->in_memory)
+		return 0;
+	if (strcmp(dc->cfg.journal, "wal") == 0)
+		return 3;
+	if (strcmp(dc->cfg.journal, "memory") == 0 || strcmp(dc->cfg.journal, "off") == 0)
+		return 1;
+	return 2;
 }
 
 /* ---- the descriptor ---- */
@@ -370,4 +411,5 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.describe = sq_describe,
 	.migrate_lock = sq_migrate_lock,
 	.migrate_unlock = sq_migrate_unlock,
+	.conn_fds = sq_conn_fds,
 };

@@ -49,6 +49,8 @@ struct emh_conn {
 
 /* errors.c */
 int sq_fail(sqlite3 *db, int rc, const char *what, emh_error *err);
+/* EMFILE or ENFILE when the call on db that failed with ext ran out of file descriptors, else 0. */
+int sq_out_of_fds(sqlite3 *db, int ext);
 
 /* session.c */
 bool sq_locked_wait(int rc, int busy_ms, int *waited_ms);

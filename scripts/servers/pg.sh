@@ -21,6 +21,7 @@
 #
 # With EMH_TEST_PG_EXTERNAL_URL set, `start` only records that URL (an
 # existing server you manage); stop/restart then do nothing.
+# EMH_PG_MAX_CONNECTIONS sets the new cluster's max_connections (default 100).
 #
 # As root, the server runs as the `postgres` user (it refuses to run as
 # root), and STATE_DIR and STATE_DIR/pg get o+x so that user can traverse
@@ -248,7 +249,7 @@ start() {
 		fsync = off
 		synchronous_commit = off
 		full_page_writes = off
-		max_connections = 100
+		max_connections = ${EMH_PG_MAX_CONNECTIONS:-100}
 		password_encryption = 'scram-sha-256'
 		log_min_messages = warning
 	EOF

@@ -197,9 +197,10 @@ err "junk.so" "check-config warns about refused plugins on stderr"
 # ---- contexts ----
 run contexts -c "$files/good.conf"
 status 0 "contexts, all reachable"
-outline "^NAME +DRIVER +DEFAULT +STATUS$" "header"
-outline "^main +sqlite +yes +reachable$" "main: default, reachable"
-outline "^mem +sqlite +no +reachable$" "mem: reachable"
+outline "^NAME +DRIVER +DEFAULT +OPEN +IDLE +IN-USE +STATUS$" "header"
+outline "^main +sqlite +yes +1 +1 +0 +reachable$" "main: default, its ping's connection idle, reachable"
+outline "^mem +sqlite +no +1 +1 +0 +reachable$" "mem: reachable"
+outline "^budget: 2 of [0-9]+ connections open, 3 of [0-9]+ file descriptors \(max_connections: default; RLIMIT_NOFILE [0-9a-z]+\)$" "the host's budget: 2 connections, a file in WAL mode holding 3 descriptors, one in memory none"
 
 # ---- secrets (PostgreSQL driver, no server needed) ----
 if [ -f "$plugins/postgres.so" ]; then
@@ -212,9 +213,9 @@ if [ -f "$plugins/postgres.so" ]; then
 	nooutline "^  (host|port|user|password|database) .*url \($files/secrets\.conf:9\)$" "no key is split out of a whole url"
 	EMH_TEST_CLI_PW=Env-Secret-77 run contexts -c "$files/secrets.conf"
 	status 1 "contexts with unreachable databases"
-	outline "^main +sqlite +yes +reachable$" "sqlite reachable"
-	outline "^pgfile +postgres +no +error: .+" "unreachable context shows its error"
-	outline "^pgurl +postgres +no +error: .+" "unreachable url context shows its error"
+	outline "^main +sqlite +yes +1 +1 +0 +reachable$" "sqlite reachable"
+	outline "^pgfile +postgres +no +0 +0 +0 +error: .+" "unreachable context shows its error"
+	outline "^pgurl +postgres +no +0 +0 +0 +error: .+" "unreachable url context shows its error"
 	run check-config -c "$files/secrets.conf"
 	status 1 "password_env variable missing"
 	err "$files/secrets.conf:11: contexts.[3].password_env: environment variable 'EMH_TEST_CLI_PW' is not set" "names the variable and FILE:LINE"

@@ -289,6 +289,19 @@ static void test_health_metrics(bool have_remote)
 	is_str(dtest_jstr(j, "contexts", "analytics", "status", NULL), "up", "analytics is up");
 	ok(json_is_true(json_object_get(json_object_get(json_object_get(j, "contexts"), "default"), "required")),
 	   "default is marked required");
+	/* connections per context and the host's budget (issue 12) */
+	json_t *dc = json_object_get(json_object_get(json_object_get(j, "contexts"), "default"), "connections");
+	json_int_t open = json_integer_value(json_object_get(dc, "open")),
+		   idle = json_integer_value(json_object_get(dc, "idle")),
+		   in_use = json_integer_value(json_object_get(dc, "in_use"));
+	ok(json_is_integer(json_object_get(dc, "open")) && open >= 1 && open == idle + in_use,
+	   "default's connections: open %lld = idle %lld + in use %lld (its health ping's at least)", (long long)open,
+	   (long long)idle, (long long)in_use);
+	json_t *bj = json_object_get(j, "budget");
+	json_int_t used = json_integer_value(json_object_get(bj, "connections")),
+		   max = json_integer_value(json_object_get(bj, "max_connections"));
+	ok(used >= open && max >= used && json_integer_value(json_object_get(bj, "max_fds")) > 0,
+	   "the host's budget: %lld of %lld connections", (long long)used, (long long)max);
 	if (have_remote) {
 		is_str(dtest_jstr(j, "contexts", "remote", "status", NULL), "down",
 		       "a context whose database is down is reported down");

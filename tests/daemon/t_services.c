@@ -378,10 +378,11 @@ static void use_notes(emh_host *h, const char *ctx, const emh_entity *copy, cons
 		rc = emh_repo_find(repo, q, &ls, &err);
 	}
 	ok(rc == 0 && ls.count == 1, "%s: a query finds it", ctx);
+	int64_t id = n->id; /* n dies with its fork */
 	emh_em_close(em);
 	if (emh_host_fork(h, ctx, &em, &err) != 0 || emh_em_repo(em, copy, &repo, &err) != 0)
 		bail("%s: %s", ctx, err.message);
-	rc = emh_repo_get(repo, emh_v_int64(n->id), (void **)&got, &err);
+	rc = emh_repo_get(repo, emh_v_int64(id), (void **)&got, &err);
 	ok(rc == 0 && got && strcmp(got->text, text) == 0, "%s: another fork gets it by key", ctx);
 	emh_repo_count(repo, NULL, &count, &err);
 	is_int(count, want, "%s: count", ctx);

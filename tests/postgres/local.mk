@@ -6,5 +6,11 @@ check_PROGRAMS += tests/postgres/test_pg_errors
 tests_postgres_test_pg_errors_SOURCES = tests/postgres/test_pg_errors.c $(FIXTURE_SOURCES)
 tests_postgres_test_pg_errors_LDADD = core/libemhost.la $(EMH_PTHREAD_LIBS)
 # fault.sh runs tests/fault/test_fault, ordered after every other test by tests/local.mk.
+# tenants.sh: 200 tenants on a dedicated cluster with max_connections = 50 (issue 12).
+TESTS += tests/postgres/tenants.sh
+check_PROGRAMS += tests/postgres/test_pg_tenants
+tests_postgres_test_pg_tenants_SOURCES = tests/postgres/test_pg_tenants.c $(FIXTURE_SOURCES)
+tests_postgres_test_pg_tenants_CFLAGS = $(AM_CFLAGS) $(LIBPQ_CFLAGS)
+tests_postgres_test_pg_tenants_LDADD = core/libemhost.la $(LIBPQ_LIBS) $(EMH_PTHREAD_LIBS)
 endif
-EXTRA_DIST += tests/postgres/conformance.sh tests/postgres/fault.sh
+EXTRA_DIST += tests/postgres/conformance.sh tests/postgres/fault.sh tests/postgres/tenants.sh

@@ -29,6 +29,12 @@ TESTS += tests/unit/test_prepcache
 tests_unit_test_prepcache_SOURCES = tests/unit/test_prepcache.c tests/tap.h
 tests_unit_test_prepcache_LDADD = $(UNIT_LIBS)
 
+# The host's connection budget, eviction, waits, reaping (on memdrv).
+check_PROGRAMS += tests/unit/test_budget
+TESTS += tests/unit/test_budget
+tests_unit_test_budget_SOURCES = tests/unit/test_budget.c tests/unit/memdrv.c tests/unit/memdrv.h $(FIXTURE_SOURCES)
+tests_unit_test_budget_LDADD = $(UNIT_LIBS)
+
 # emh_host_reload: contexts added, removed and changed, a driver loaded after start.
 check_PROGRAMS += tests/unit/test_reload
 TESTS += tests/unit/test_reload

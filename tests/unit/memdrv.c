@@ -20,6 +20,12 @@ static int md_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	if (atomic_load(&md.down))
 		return emh_error_set(err, EMH_EUNAVAILABLE, "memdrv: connection refused (server '%s' down)",
 				     emh_params_context(p));
+	if (atomic_load(&md.nofd)) {
+		emh_error_set(err, EMH_ENOFD, "memdrv: socket: out of file descriptors (Too many open files)");
+		if (err)
+			err->retryable = true;
+		return EMH_ENOFD;
+	}
 	*out = malloc(sizeof **out);
 	if (!*out)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
@@ -93,6 +99,13 @@ static int md_count(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t 
 	return alive(c, err);
 }
 
+static unsigned md_conn_fds(const emh_dctx *dc)
+{
+	(void)dc;
+	int n = atomic_load(&md.conn_fds);
+	return n > 0 ? (unsigned)n : 1;
+}
+
 const emh_driver memdrv = {
 	EMH_DRIVER_HEADER,
 	.name = "memdrv",
@@ -107,4 +120,5 @@ const emh_driver memdrv = {
 	.remove = md_remove,
 	.find = md_find,
 	.count = md_count,
+	.conn_fds = md_conn_fds,
 };

@@ -19,17 +19,6 @@
 
 #include "../tap.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-#ifdef TEST_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-
 typedef struct item {
 	int64_t id;
 	const char *name;
@@ -143,27 +132,6 @@ static void t_sqlite_bookkeeping(const char *b)
 	free(mine);
 	is_int(emh_em_flush(em, &err), 0, "so the caller's buffer may be freed (no read of it: ASan/valgrind)");
 	emh_em_close(em);
-
-	/* A closed fork is kept as its context's spare: under ASan it and the
-	 * objects in its inline arena are poisoned, so a use after
-	 * emh_em_close is reported, not read from the next fork's memory. */
-	emh_host_fork(h, NULL, &em, &err);
-	emh_em_repo(em, &item_entity, &r, &err);
-	item *inl = NULL;
-	emh_repo_new(r, (void **)&inl, &err);
-	emh_em *closed = em;
-	emh_em_close(em);
-#ifdef TEST_ASAN
-	ok(__asan_address_is_poisoned(inl), "ASan: an object of a closed fork is poisoned");
-	ok(__asan_address_is_poisoned(closed), "ASan: so is the closed fork");
-	emh_host_fork(h, NULL, &em, &err);
-	ok(em == closed && !__asan_address_is_poisoned(em), "ASan: the next fork reuses it, unpoisoned");
-	emh_em_close(em);
-#else
-	(void)inl;
-	(void)closed;
-	skip(3, "not an ASan build (scripts/test.sh --sanitizers runs it)");
-#endif
 
 	/* an int32 key asked for with an int64 value outside int32 */
 	emh_host_fork(h, NULL, &em, &err);
