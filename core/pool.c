@@ -6,7 +6,8 @@
  * warmest first).  A connection that saw an error is pinged before reuse; one
  * that lost its server (EMH_EUNAVAILABLE) is discarded together with every
  * idle connection, and bumps the pool's epoch so that the connections in use
- * at that moment are pinged before their next use.
+ * at that moment are pinged before their next use; one whose call passed its
+ * deadline (EMH_ETIMEOUT) is discarded alone.
  * Connecting and pinging happen outside the lock.
  */
 #include "config.h"
@@ -68,12 +69,23 @@ static bool expired(const emh__pool *p, const emh__pconn *pc, int64_t now)
 	       p->total > (unsigned)p->min;
 }
 
+/*
+ * EMH_ETIMEOUT never marks the context down: a deadline that passed, or a
+ * server with no connection slot free (PostgreSQL 53300), is slowness or
+ * back-pressure, and the server may well answer the next call.  Its
+ * message is kept as last_error all the same, until a success clears it.
+ */
 void emh__pool_note(emh__pool *p, const emh_error *e)
 {
 	pthread_mutex_lock(&p->mu);
-	p->up = e == NULL;
-	if (e)
+	if (!e) {
+		p->up = true;
+		p->last_error[0] = '\0';
+	} else {
+		if (e->code != EMH_ETIMEOUT)
+			p->up = false;
 		snprintf(p->last_error, sizeof p->last_error, "%s", e->message);
+	}
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -217,6 +229,18 @@ void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
 			conn_close(p, idle);
 			idle = next;
 		}
+		return;
+	}
+	if (status == EMH_ETIMEOUT) {
+		/* A call past its deadline: the connection may still be inside it
+		 * (an answer on its way, a server stopped mid-call), so it is
+		 * closed, never reused.  The others stay: one slow call says
+		 * nothing about them. */
+		p->total--;
+		pthread_cond_signal(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+		atomic_fetch_add_explicit(&p->discarded, 1, memory_order_relaxed);
+		conn_close(p, pc);
 		return;
 	}
 	if (status)

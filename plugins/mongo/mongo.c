@@ -345,7 +345,8 @@ static int mg_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 		mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, (int32_t)sst);
 	else if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
 		mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, MG_DEFAULT_SST_MS);
-	if (cto >= 0)
+	/* The URL's own connectTimeoutMS wins over connect_timeout_ms (which has a default). */
+	if (cto > 0 && !mongoc_uri_has_option(uri, MONGOC_URI_CONNECTTIMEOUTMS))
 		mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, (int32_t)cto);
 	if (app_name && *app_name && !mongoc_uri_set_appname(uri, app_name)) {
 		rc = emh_error_set(err, EMH_ECONFIG, "invalid app_name (at most 128 bytes)");
@@ -634,8 +635,6 @@ static const emh_param_spec mg_params[] = {
 	{.key = "auth_source", .kind = EMH_PARAM_STRING, .help = "database holding the user (unset: MongoDB's rule)"},
 	{.key = "server_selection_timeout_ms", .kind = EMH_PARAM_INT, .min = 0, .max = INT32_MAX,
 	 .help = "how long an operation waits for a usable server before EMH_EUNAVAILABLE (unset: the url's, else 2000)"},
-	{.key = "connect_timeout_ms", .kind = EMH_PARAM_INT, .min = 0, .max = INT32_MAX,
-	 .help = "TCP connect timeout (unset: libmongoc's, 10000)"},
 	{.key = "app_name", .kind = EMH_PARAM_STRING, .help = "client name shown in the server's logs (unset: \"emhost\")"},
 #define MG_URI_OPTION(k) {.key = k, .kind = EMH_PARAM_STRING, .help = "MongoDB connection string option " k}
 	MG_URI_OPTION("replicaSet"), MG_URI_OPTION("authSource"), MG_URI_OPTION("authMechanism"),

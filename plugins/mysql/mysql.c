@@ -28,7 +28,7 @@
 #define MY_SESSION_SQL                                                         \
 	"SET SESSION time_zone = '+00:00', "                                   \
 	"SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'"
-#define MY_DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define MY_DEFAULT_CONNECT_TIMEOUT_MS 5000
 
 /* ---- process-wide library state ---- */
 
@@ -101,8 +101,6 @@ static const emh_param_spec my_params[] = {
 	{.key = "socket", .kind = EMH_PARAM_STRING, .help = "Unix socket path, used when host is unset or \"localhost\""},
 	{.key = "database", .kind = EMH_PARAM_STRING, .help = "database (schema) to use"},
 	{.key = "user", .kind = EMH_PARAM_STRING, .help = "user name (unset: the login name)"},
-	{.key = "connect_timeout_ms", .kind = EMH_PARAM_INT, .def = "10000", .min = 0, .max = 86400000,
-	 .help = "connect timeout in milliseconds, rounded up to whole seconds"},
 	{.key = "read_timeout_ms", .kind = EMH_PARAM_INT, .def = "0", .min = 0, .max = 86400000,
 	 .help = "give up on a server silent this long during a query, rounded up to seconds; 0 = never"},
 	{.key = "write_timeout_ms", .kind = EMH_PARAM_INT, .def = "0", .min = 0, .max = 86400000,

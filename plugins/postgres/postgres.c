@@ -41,14 +41,16 @@ static const emh_param_spec pg_params[] = {
 	{.key = "sslmode", .kind = EMH_PARAM_STRING,
 	 .help = "disable, allow, prefer, require, verify-ca or verify-full (unset: libpq's, prefer)"},
 	{.key = "sslrootcert", .kind = EMH_PARAM_STRING, .help = "file of CA certificates for verify-ca / verify-full"},
-	{.key = "connect_timeout_ms", .kind = EMH_PARAM_INT, .def = "5000", .min = 0, .max = INT32_MAX,
-	 .help = "deadline for establishing a connection in ms; 0 = none"},
 	{.key = "application_name", .kind = EMH_PARAM_STRING,
 	 .help = "application_name reported to the server (unset: PGAPPNAME, else emhost)"},
 	{.key = "options", .kind = EMH_PARAM_STRING,
 	 .help = "server options sent at connection start, e.g. \"-c search_path=app\""},
 	{.key = NULL},
 };
+
+/* Keys every context has (core/cfg_check.c) that look like libpq options, for
+ * the hint when one is written in a URL's query. */
+static const char *const pg_common_keys[] = {"connect_timeout_ms", "statement_timeout_ms", NULL};
 
 static const char *const pg_sslmodes[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL};
 
@@ -191,13 +193,20 @@ static int pg_url_refusal(const char *url, const char *why, emh_error *err)
 	if (quotes_pw)
 		return emh_error_set(err, EMH_ECONFIG, "url: libpq cannot read it (its message is withheld: "
 						      "it quotes part of the password)");
-	if (qn && strstr(why, "invalid URI query parameter"))
-		for (const emh_param_spec *sp = pg_params; sp->key; sp++)
+	if (qn && strstr(why, "invalid URI query parameter")) {
+		const char *key = NULL;
+		for (const emh_param_spec *sp = pg_params; !key && sp->key; sp++)
 			if (strlen(sp->key) == qn && memcmp(sp->key, q1 + 1, qn) == 0)
-				return emh_error_set(err, EMH_ECONFIG,
-						     "url: '%s' is an emhost key, not a libpq option: a postgres "
-						     "url holds libpq's options only, so set '%s' beside it",
-						     sp->key, sp->key);
+				key = sp->key;
+		for (const char *const *k = pg_common_keys; !key && *k; k++)
+			if (strlen(*k) == qn && memcmp(*k, q1 + 1, qn) == 0)
+				key = *k;
+		if (key)
+			return emh_error_set(err, EMH_ECONFIG,
+					     "url: '%s' is an emhost key, not a libpq option: a postgres "
+					     "url holds libpq's options only, so set '%s' beside it",
+					     key, key);
+	}
 	size_t n = strlen(why);
 	while (n && (why[n - 1] == '\n' || why[n - 1] == ' '))
 		n--;

@@ -602,7 +602,7 @@ static void test_settings_api(void)
 	size_t n = 0;
 	while (emh__common_context_keys[n].key)
 		n++;
-	is_int(n, 13, "13 common keys");
+	is_int(n, 15, "15 common keys");
 }
 
 int main(void)

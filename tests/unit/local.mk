@@ -28,3 +28,9 @@ check_PROGRAMS += tests/unit/test_prepcache
 TESTS += tests/unit/test_prepcache
 tests_unit_test_prepcache_SOURCES = tests/unit/test_prepcache.c tests/tap.h
 tests_unit_test_prepcache_LDADD = $(UNIT_LIBS)
+
+# EMH_ETIMEOUT from a driver: the connection discarded, the context not down (core/pool.c, core/em.c).
+check_PROGRAMS += tests/unit/test_timeout
+TESTS += tests/unit/test_timeout
+tests_unit_test_timeout_SOURCES = tests/unit/test_timeout.c tests/unit/memdrv.c tests/unit/memdrv.h $(FIXTURE_SOURCES)
+tests_unit_test_timeout_LDADD = $(UNIT_LIBS)

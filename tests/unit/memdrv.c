@@ -20,6 +20,13 @@ static int md_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	if (atomic_load(&md.down))
 		return emh_error_set(err, EMH_EUNAVAILABLE, "memdrv: connection refused (server '%s' down)",
 				     emh_params_context(p));
+	if (atomic_load(&md.busy)) {
+		emh_error_set(err, EMH_ETIMEOUT, "memdrv: too many clients already (server '%s')",
+			      emh_params_context(p));
+		if (err)
+			err->retryable = true;
+		return EMH_ETIMEOUT;
+	}
 	*out = malloc(sizeof **out);
 	if (!*out)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
@@ -59,6 +66,12 @@ static int md_execute(emh_conn *c, const char *t, emh_error *err)
 		return emh_error_set(err, EMH_EDRIVER, "memdrv: statement failed");
 	if (strcmp(t, "lose") == 0)
 		return emh_error_set(err, EMH_EUNAVAILABLE, "memdrv: connection lost");
+	if (strcmp(t, "slow") == 0) {
+		emh_error_set(err, EMH_ETIMEOUT, "memdrv: no answer within the deadline");
+		if (err)
+			err->retryable = true;
+		return EMH_ETIMEOUT;
+	}
 	if (strcmp(t, "hold") == 0)
 		usleep((useconds_t)atomic_load(&md.hold_us));
 	return 0;

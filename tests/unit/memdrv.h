@@ -6,6 +6,9 @@
  * restarted").  execute() understands a few words:
  *   "hold"  sleep md.hold_us then succeed   "fail"  EMH_EDRIVER
  *   "lose"  EMH_EUNAVAILABLE (connection lost)
+ *   "slow"  EMH_ETIMEOUT (the call passed its deadline)
+ * With md.busy set, new connections are refused with EMH_ETIMEOUT, as a
+ * server with no connection slot free refuses them (back-pressure).
  */
 #ifndef EMH_TESTS_MEMDRV_H
 #define EMH_TESTS_MEMDRV_H
@@ -15,7 +18,7 @@
 #include <emhost/driver.h>
 
 typedef struct memdrv_state {
-	atomic_int live, max_live, opened, pings, down, generation, hold_us;
+	atomic_int live, max_live, opened, pings, down, generation, hold_us, busy;
 } memdrv_state;
 
 extern memdrv_state md;
