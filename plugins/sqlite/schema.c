@@ -138,7 +138,7 @@ static int sq_table_info(emh_conn *c, const emh_meta *m, char ***names, char ***
 				sqlite3_reset(st);
 				continue;
 			}
-			rc = sq_fail(c->db, s, "table_info", err);
+			rc = sq_fail(c, s, "table_info", err);
 			break;
 		}
 		if (*n == cap) {
@@ -197,6 +197,7 @@ int sq_sync(emh_conn *c, const emh_meta *m, emh_error *err)
 
 	if (own_tx && (rc = sq_begin(c, err)) != 0)
 		return rc;
+	sq_deadline_start(c);
 	rc = sq_table_info(c, m, &names, &types, &n, err);
 	if (rc)
 		goto out_rollback;
