@@ -27,13 +27,18 @@ int pg_send_begin(emh_conn *c, emh_error *err)
 }
 
 /*
- * A live connection answers an empty query.  A transaction left open (the
- * core always ends its own; raw SQL may not) is rolled back first, so a
- * pooled connection never carries one to its next user.
+ * A live connection answers an empty query, within the ping's deadline (a
+ * stopped server must not hold the pool's check of an idle connection).  A
+ * transaction left open (the core always ends its own; raw SQL may not) is
+ * rolled back first, so a pooled connection never carries one to its next
+ * user.
  */
 int pg_ping(emh_conn *c, emh_error *err)
 {
 	PGTransactionStatusType ts;
+	int rc = pg_call(c, c->ping_ms, c->ping_key, err);
+	if (rc)
+		return rc;
 	if (PQstatus(c->pg) != CONNECTION_OK) {
 		emh_error_set(err, EMH_EUNAVAILABLE, "connection lost");
 		pg_error_state(err, "08006", false);
@@ -52,21 +57,6 @@ static void pg_forget_prepared(emh_conn *c)
 	emh_prepcache_clear(c->stmts);
 }
 
-/* Bring a COPY started by raw SQL to an end so the connection stays usable. */
-static void pg_drain_copy(emh_conn *c, ExecStatusType s)
-{
-	PGresult *r;
-	if (s == PGRES_COPY_IN)
-		PQputCopyEnd(c->pg, "COPY is not supported through emhost");
-	else if (s == PGRES_COPY_OUT) {
-		char *buf;
-		while (PQgetCopyData(c->pg, &buf, 0) > 0)
-			PQfreemem(buf);
-	}
-	while ((r = PQgetResult(c->pg)) != NULL)
-		PQclear(r);
-}
-
 /*
  * Raw SQL through the simple protocol: several statements, run as one
  * implicit transaction unless they hold their own BEGIN/COMMIT.
@@ -75,16 +65,16 @@ int pg_execute(emh_conn *c, const char *text, emh_error *err)
 {
 	PGresult *res;
 	ExecStatusType s;
-	int rc = pg_send_begin(c, err);
+	int rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err);
 
-	if (rc)
+	if (rc || (rc = pg_send_begin(c, err)) || (rc = pg_run(c, text, "execute", &res, err)))
 		return rc;
-	res = PQexec(c->pg, text);
 	s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 
 	if (s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH) {
 		PQclear(res);
-		pg_drain_copy(c, s);
+		if ((rc = pg_copy_drain(c, s, "execute", err)))
+			return rc;
 		return emh_error_set(err, EMH_EUNSUPPORTED, "COPY is not supported through execute");
 	}
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && s != PGRES_EMPTY_QUERY)
@@ -126,13 +116,14 @@ int pg_begin(emh_conn *c, emh_error *err)
 int pg_commit(emh_conn *c, emh_error *err)
 {
 	PGresult *res;
-	int rc = 0;
+	int rc;
 
 	if (c->begin_pending) {
 		c->begin_pending = false;
 		return 0;
 	}
-	res = PQexec(c->pg, "COMMIT");
+	if ((rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err)) || (rc = pg_run(c, "COMMIT", "commit", &res, err)))
+		return rc;
 	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
 		rc = pg_fail(c, res, "commit", err);
 	} else if (strcmp(PQcmdStatus(res), "ROLLBACK") == 0) {
@@ -150,15 +141,19 @@ int pg_rollback(emh_conn *c, emh_error *err)
 		c->begin_pending = false;
 		return 0;
 	}
-	return pg_command(c, "ROLLBACK", "rollback", err);
+	int rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err);
+	return rc ? rc : pg_command(c, "ROLLBACK", "rollback", err);
 }
 
 /* Savepoint commands; a deferred BEGIN goes in the same simple-protocol message. */
 static int pg_savepoint_sql(emh_conn *c, const char *verb, const char *name, const char *what, emh_error *err)
 {
 	char sql[160];
+	int rc;
 	if (!emh_ident_valid(name))
 		return emh_error_set(err, EMH_EINVAL, "invalid savepoint name");
+	if ((rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err)))
+		return rc;
 	snprintf(sql, sizeof sql, "%s%s \"%s\"", c->begin_pending ? "BEGIN; " : "", verb, name);
 	c->begin_pending = false;
 	return pg_command(c, sql, what, err);
