@@ -271,15 +271,12 @@ static int my_table_collation(emh_conn *c, const char **out, emh_error *err)
 	return 0;
 }
 
-int my_sync(emh_conn *c, const emh_meta *m, emh_error *err)
+static int my_sync_run(emh_conn *c, const emh_meta *m, emh_error *err)
 {
 	const char *table = m->entity->table, *coll, *name;
 	emh_buf b = EMH_BUF_INIT;
 	my_strtab cols = {0}, idx = {0};
-	int rc = my_thread_enter(err);
-	if (rc)
-		return rc;
-	rc = my_select_strings(c,
+	int rc = my_select_strings(c,
 			       "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS"
 			       " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
 			       table, 2, &cols, "reading the columns", table, err);
@@ -349,4 +346,10 @@ out:
 	my_strtab_release(&cols);
 	my_strtab_release(&idx);
 	return rc;
+}
+
+int my_sync(emh_conn *c, const emh_meta *m, emh_error *err)
+{
+	int rc = my_call_enter(c, err);
+	return rc ? rc : my_deadline(c, my_sync_run(c, m, err), err);
 }

@@ -44,17 +44,19 @@ static bool my_blank(const char *s)
 
 int my_execute(emh_conn *c, const char *text, emh_error *err)
 {
-	int rc = my_thread_enter(err);
+	int rc = my_call_enter(c, err);
 	if (rc)
 		return rc;
 	if (!text || my_blank(text))
 		return 0;
-	return my_run_text(c, text, strlen(text), "execute", NULL, err);
+	return my_deadline(c, my_run_text(c, text, strlen(text), "execute", NULL, err), err);
 }
 
+/* A stopped server holds the ping for the read timeout (the client library
+ * takes its timeouts at connect only): statement_timeout_ms, not connect_timeout_ms. */
 int my_ping(emh_conn *c, emh_error *err)
 {
-	int rc = my_thread_enter(err);
+	int rc = my_call_enter(c, err);
 	if (rc)
 		return rc;
 	if (mysql_ping(c->my) != 0) {
@@ -64,7 +66,7 @@ int my_ping(emh_conn *c, emh_error *err)
 			err->code = EMH_EUNAVAILABLE;
 			err->retryable = false;
 		}
-		return EMH_EUNAVAILABLE;
+		return my_deadline(c, EMH_EUNAVAILABLE, err);
 	}
 	return 0;
 }
