@@ -189,9 +189,18 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 			emh__pool_note(p, NULL);
 		} else if (need_ping) {
 			emh_error perr;
-			if (p->drv->d.ping(pc->conn, &perr) != 0) {
-				/* Broken: never hand it out again; try the next one. */
+			int prc = p->drv->d.ping(pc->conn, &perr);
+			if (prc != 0) {
+				/* Broken: never hand it out again; try the next one.  A
+				 * check that passed its deadline is the answer for now:
+				 * a fresh connect to a server that does not answer would
+				 * only wait its own deadline again. */
 				emh__pool_release(p, pc, EMH_EUNAVAILABLE);
+				if (prc == EMH_ETIMEOUT) {
+					*err = perr;
+					emh__pool_note(p, err);
+					return emh__error_in_context(err, prc, p->ctxname);
+				}
 				continue;
 			}
 			pc->suspect = false;

@@ -134,17 +134,18 @@ void mg_call(emh_conn *c)
  * libmongoc words a read that waited out socketTimeoutMS as it words a
  * closed connection ("socket error or timeout"), so the time the call took
  * (since since_ms, when known) tells them apart.  A server selection that
- * failed on such an error, rather than on a refused connect, met a server
- * that accepts connections but does not answer (or closes them at once: no
- * free slot).
+ * expired met a server that accepts connections but does not answer (or
+ * closes them at once: no free slot) when the server's last error, in
+ * brackets, is such an error or when there is none yet (its check was still
+ * waiting); a refused connect ("Failed to connect") is a server down.
  */
 static bool mg_timed_out(const emh_dctx *dc, int64_t since_ms, const bson_error_t *e)
 {
-	bool unclear = strstr(e->message, "timeout") != NULL;
+	const char *why = strchr(e->message, '[');
 	if (e->domain == MONGOC_ERROR_SERVER_SELECTION)
-		return unclear && !strstr(e->message, "Failed to connect");
-	return e->domain == MONGOC_ERROR_STREAM && unclear && dc && dc->sock_ms > 0 && since_ms > 0 &&
-	       mg_now_ms() - since_ms >= dc->sock_ms - 100;
+		return !why || (strstr(why, "timeout") && !strstr(why, "Failed to connect"));
+	return e->domain == MONGOC_ERROR_STREAM && strstr(e->message, "timeout") && dc && dc->sock_ms > 0 &&
+	       since_ms > 0 && mg_now_ms() - since_ms >= dc->sock_ms - 100;
 }
 
 static int mg_fail_at(emh_dctx *dc, int64_t since_ms, emh_error *err, const bson_error_t *e, const bson_t *reply,

@@ -54,6 +54,12 @@ static int alive(emh_conn *c, emh_error *err)
 static int md_ping(emh_conn *c, emh_error *err)
 {
 	atomic_fetch_add(&md.pings, 1);
+	if (atomic_load(&md.slow_ping)) {
+		emh_error_set(err, EMH_ETIMEOUT, "memdrv: ping: no answer within the deadline");
+		if (err)
+			err->retryable = true;
+		return EMH_ETIMEOUT;
+	}
 	return alive(c, err);
 }
 

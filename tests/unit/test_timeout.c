@@ -3,8 +3,10 @@
  * tests/unit/test_timeout.c: what the core does with EMH_ETIMEOUT from a
  * driver: a call past its deadline loses its connection (never pooled
  * again) but not the idle ones, and the context is not reported down; a
- * server refusing connections for lack of slots (back-pressure) is not
- * "down" either; last_error clears once the context works again.
+ * check of an idle connection past its deadline is the acquire's answer (no
+ * second wait on a fresh connect); a server refusing connections for lack
+ * of slots (back-pressure) is not "down" either; last_error clears once the
+ * context works again.
  */
 #include "config.h"
 
@@ -88,6 +90,25 @@ static void test_call_past_deadline(emh_host *h)
 	is_int(emh_host_ping(h, "t", &err), 0, "ping after it");
 }
 
+static void test_ping_past_deadline(emh_host *h)
+{
+	emh_error err;
+	diag("the check of an idle connection passes its deadline: EMH_ETIMEOUT at once, no connect tried");
+	is_int(exec_on(h, "t", "fail", &err), EMH_EDRIVER, "an error marks the connection for a check");
+	int opened = atomic_load(&md.opened), pings = atomic_load(&md.pings);
+	atomic_store(&md.slow_ping, 1);
+	int rc = exec_on(h, "t", "ok", &err);
+	atomic_store(&md.slow_ping, 0);
+	is_int(rc, EMH_ETIMEOUT, "the fork's call fails with the check's EMH_ETIMEOUT");
+	like_str(err.message, "context 't'", "naming the context");
+	is_int(atomic_load(&md.pings), pings + 1, "one check");
+	is_int(atomic_load(&md.opened), opened, "and no new connection tried after it");
+	emh_context_info ci = info_of(h, "t");
+	ok(ci.up, "the context is not reported down");
+	like_str(ci.last_error, "ping", "last_error says why: %s", ci.last_error);
+	is_int(exec_on(h, "t", "ok", &err), 0, "the next fork works");
+}
+
 static void test_back_pressure(emh_host *h)
 {
 	emh_error err;
@@ -133,6 +154,7 @@ int main(void)
 	if (!ok(emh_host_new(&o, &h, &err) == 0, "host with two memdrv contexts starts"))
 		bail("host: %s", err.message);
 	test_call_past_deadline(h);
+	test_ping_past_deadline(h);
 	test_back_pressure(h);
 	test_last_error_cleared(h);
 	emh_host_free(h);
