@@ -59,7 +59,8 @@ static int pg_timed_out(emh_conn *c, const char *what, emh_error *err)
 /*
  * Wait until the socket is readable (or writable, when write) or the
  * deadline passes.  0: ready (or the socket failed: the caller's next libpq
- * call reports why); EMH_ETIMEOUT: past the deadline.
+ * call reports why); EMH_ETIMEOUT: past the deadline; EMH_EUNAVAILABLE: poll
+ * itself failed (the connection is abandoned: waiting cannot go on).
  */
 static int pg_wait_io(emh_conn *c, bool write, const char *what, emh_error *err)
 {
@@ -75,8 +76,15 @@ static int pg_wait_io(emh_conn *c, bool write, const char *what, emh_error *err)
 		if (pfd.fd < 0)
 			return 0;
 		int r = poll(&pfd, 1, wait);
-		if (r > 0 || (r < 0 && errno != EINTR))
+		if (r > 0)
 			return 0;
+		if (r < 0 && errno != EINTR) {
+			c->abandoned = true;
+			emh_error_set(err, EMH_EUNAVAILABLE, "%s%swaiting for the server: %s", what ? what : "",
+				      what ? ": " : "", strerror(errno));
+			pg_error_state(err, "08006", false);
+			return EMH_EUNAVAILABLE;
+		}
 	}
 }
 
