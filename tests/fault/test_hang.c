@@ -376,14 +376,8 @@ static void case_silent(const hang_driver *d, const char *url)
 	t0 = now_ms();
 	rc = emh_host_ping(g_host, ctx, &err);
 	is_timeout(rc, &err, ctx, t0, CONNECT_MS > STMT_MS ? CONNECT_MS : STMT_MS, "silent server, ping");
-	emh_context_info *v;
-	size_t n;
-	if (emh_host_contexts(g_host, &v, &n, &err) == 0) {
-		for (size_t i = 0; i < n; i++)
-			if (strcmp(v[i].name, ctx) == 0)
-				ok(v[i].last_error[0] != '\0', "silent server: last_error says why: %s", v[i].last_error);
-		emh_context_info_free(v, n);
-	}
+	emh_context_info ci = fixture_context_info(g_host, ctx);
+	ok(ci.last_error[0] != '\0', "silent server: last_error says why: %s", ci.last_error);
 	remove_ctx(ctx);
 	relay_stop(&r);
 }

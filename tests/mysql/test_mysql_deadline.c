@@ -30,29 +30,6 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static emh_context_info info_of(emh_host *h, const char *name)
-{
-	emh_context_info *v, out = {0};
-	size_t n;
-	emh_error err;
-	bool found = false;
-	if (emh_host_contexts(h, &v, &n, &err))
-		bail("emh_host_contexts: %s", err.message);
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(v[i].name, name) == 0) {
-			out = v[i];
-			out.settings = NULL;
-			out.nsettings = 0;
-			out.name = NULL;
-			out.driver = NULL;
-			found = true;
-		}
-	emh_context_info_free(v, n);
-	if (!found)
-		bail("context '%s' is not listed", name);
-	return out;
-}
-
 /* SELECT SLEEP(20) on ctx: EMH_ETIMEOUT within bound_ms, with native code want_native (or want_native2). */
 static void sleep_times_out(emh_host *h, const char *ctx, double bound_ms, int want_native, int want_native2,
 			    const char *key, const char *what)
@@ -61,7 +38,7 @@ static void sleep_times_out(emh_host *h, const char *ctx, double bound_ms, int w
 	emh_em *em = fixture_fork(h, ctx);
 	if (emh_em_execute(em, "SELECT 1", &err))
 		bail("'%s': %s", ctx, err.message);
-	uint64_t discarded = info_of(h, ctx).discarded;
+	uint64_t discarded = fixture_context_info(h, ctx).discarded;
 	double t0 = now_ms();
 	int rc = emh_em_execute(em, "SELECT SLEEP(20)", &err);
 	double took = now_ms() - t0;
@@ -74,10 +51,10 @@ static void sleep_times_out(emh_host *h, const char *ctx, double bound_ms, int w
 	if (key)
 		like_str(err.message, key, "%s: and the deadline's key", what);
 	ok(took < bound_ms, "%s: returned instead of hanging (%.0f ms, bound %.0f ms)", what, took, bound_ms);
-	is_int((int)(info_of(h, ctx).discarded - discarded), 1, "%s: the connection was discarded", what);
+	is_int((int)(fixture_context_info(h, ctx).discarded - discarded), 1, "%s: the connection was discarded", what);
 	is_int(emh_em_execute(em, "SELECT 1", &err), 0, "%s: the fork goes on, on a fresh connection", what);
 	emh_em_close(em);
-	ok(info_of(h, ctx).up, "%s: the context is not reported down", what);
+	ok(fixture_context_info(h, ctx).up, "%s: the context is not reported down", what);
 }
 
 int main(void)

@@ -53,29 +53,6 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static emh_context_info info_of(emh_host *h, const char *name)
-{
-	emh_context_info *v, out = {0};
-	size_t n;
-	emh_error err;
-	bool found = false;
-	if (emh_host_contexts(h, &v, &n, &err))
-		bail("emh_host_contexts: %s", err.message);
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(v[i].name, name) == 0) {
-			out = v[i];
-			out.settings = NULL;
-			out.nsettings = 0;
-			out.name = NULL;
-			out.driver = NULL;
-			found = true;
-		}
-	emh_context_info_free(v, n);
-	if (!found)
-		bail("context '%s' is not listed", name);
-	return out;
-}
-
 static void add_ctx(emh_host *h, const char *name, const char *const *kv)
 {
 	emh_error err;
@@ -119,7 +96,7 @@ static void test_server_side_timeout(emh_host *h, const char *url)
 	emh_em *em = fixture_fork(h, "srv");
 	if (emh_em_execute(em, "SET statement_timeout = 150", &err))
 		bail("SET statement_timeout: %s", err.message);
-	uint64_t discarded = info_of(h, "srv").discarded;
+	uint64_t discarded = fixture_context_info(h, "srv").discarded;
 	double t0 = now_ms();
 	int rc = emh_em_execute(em, "SELECT pg_sleep(20)", &err);
 	double took = now_ms() - t0;
@@ -128,10 +105,10 @@ static void test_server_side_timeout(emh_host *h, const char *url)
 	ok(err.retryable, "retryable");
 	is_str(err.context, "srv", "naming the context");
 	ok(took < 150 + 1000, "returned at the server's deadline (%.0f ms for 150 ms)", took);
-	is_int((int)(info_of(h, "srv").discarded - discarded), 1, "the connection was discarded, not pooled");
+	is_int((int)(fixture_context_info(h, "srv").discarded - discarded), 1, "the connection was discarded, not pooled");
 	is_int(emh_em_execute(em, "SELECT 1", &err), 0, "the same fork goes on, on a fresh connection");
 	emh_em_close(em);
-	ok(info_of(h, "srv").up, "the context is not reported down");
+	ok(fixture_context_info(h, "srv").up, "the context is not reported down");
 }
 
 /*
@@ -197,14 +174,14 @@ static void test_too_many_connections(emh_host *h)
 	is_str(err.sqlstate, "53300", "sqlstate 53300 (too_many_connections)");
 	ok(err.retryable, "retryable");
 	like_str(err.message, "context 'lim'", "naming the context: %s", err.message);
-	emh_context_info ci = info_of(h, "lim");
+	emh_context_info ci = fixture_context_info(h, "lim");
 	ok(ci.up, "the context is not marked down");
 	like_str(ci.last_error, "too many connections", "last_error says why: %s", ci.last_error);
 	emh_em_close(a);
 	is_int(emh_em_execute(b, "SELECT 1", &err), 0, "once a slot is free, the same fork works");
 	emh_em_close(b);
 	is_int(emh_host_ping(h, "lim", &err), 0, "ping");
-	ci = info_of(h, "lim");
+	ci = fixture_context_info(h, "lim");
 	ok(ci.up && ci.last_error[0] == '\0', "last_error cleared after the recovery ('%s')", ci.last_error);
 
 	if (emh_host_remove_context(h, "lim", &err))

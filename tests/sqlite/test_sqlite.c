@@ -513,21 +513,6 @@ static void test_file(const fixture *fx)
 /* Never ends on its own: counts an endless recursive sequence. */
 #define SQ_ENDLESS "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
 
-static uint64_t ctx_discarded(emh_host *h, const char *name)
-{
-	emh_context_info *v;
-	size_t n;
-	emh_error err;
-	uint64_t d = 0;
-	if (emh_host_contexts(h, &v, &n, &err))
-		bail("emh_host_contexts: %s", err.message);
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(v[i].name, name) == 0)
-			d = v[i].discarded;
-	emh_context_info_free(v, n);
-	return d;
-}
-
 /*
  * A statement past statement_timeout_ms is interrupted (the progress
  * handler): EMH_ETIMEOUT, retryable, its connection discarded, an open
@@ -551,7 +536,7 @@ static void test_deadline(const fixture *fx)
 
 	emh_em *em = fixture_fork(h, "d");
 	item_seed(em, "before", 1);
-	uint64_t discarded = ctx_discarded(h, "d");
+	uint64_t discarded = fixture_context_info(h, "d").discarded;
 	double t0 = now_ms();
 	int rc = emh_em_execute(em, SQ_ENDLESS, &err);
 	double took = now_ms() - t0;
@@ -561,7 +546,7 @@ static void test_deadline(const fixture *fx)
 	like_str(err.message, "context 'd'", "naming the context");
 	like_str(err.message, "statement_timeout_ms=300", "and the deadline: %s", err.message);
 	is_int(err.native & 0xff, SQLITE_INTERRUPT, "native SQLITE_INTERRUPT");
-	is_int((int)(ctx_discarded(h, "d") - discarded), 1, "its connection was discarded");
+	is_int((int)(fixture_context_info(h, "d").discarded - discarded), 1, "its connection was discarded");
 	is_int(item_count(h, "d"), 1, "the context serves the next fork");
 	item_seed(em, "same fork, next call", 2);
 	emh_em_close(em);

@@ -31,29 +31,6 @@ static int exec_on(emh_host *h, const char *ctx, const char *what, emh_error *er
 	return rc;
 }
 
-static emh_context_info info_of(emh_host *h, const char *name)
-{
-	emh_context_info *v, out = {0};
-	size_t n;
-	emh_error err;
-	bool found = false;
-	if (emh_host_contexts(h, &v, &n, &err) != 0)
-		bail("emh_host_contexts: %s", err.message);
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(v[i].name, name) == 0) {
-			out = v[i];
-			out.settings = NULL;
-			out.nsettings = 0;
-			out.name = NULL;
-			out.driver = NULL;
-			found = true;
-		}
-	emh_context_info_free(v, n);
-	if (!found)
-		bail("context '%s' is not listed", name);
-	return out;
-}
-
 /* Two connections of ctx left idle in its pool. */
 static void warm_two(emh_host *h, const char *ctx)
 {
@@ -70,7 +47,7 @@ static void test_call_past_deadline(emh_host *h)
 	emh_error err;
 	diag("a call past its deadline: its connection is closed, the idle ones stay");
 	warm_two(h, "t");
-	emh_context_info before = info_of(h, "t");
+	emh_context_info before = fixture_context_info(h, "t");
 	int live = atomic_load(&md.live);
 	is_int((int)before.idle, 2, "two idle connections to start with");
 
@@ -78,7 +55,7 @@ static void test_call_past_deadline(emh_host *h)
 	is_int(rc, EMH_ETIMEOUT, "the call comes back as EMH_ETIMEOUT");
 	ok(err.retryable, "retryable");
 	is_str(err.context, "t", "naming the context");
-	emh_context_info ci = info_of(h, "t");
+	emh_context_info ci = fixture_context_info(h, "t");
 	is_int(atomic_load(&md.live), live - 1, "its connection was closed, not given back");
 	is_int((int)(ci.discarded - before.discarded), 1, "one discard counted");
 	is_int((int)ci.idle, 1, "the other idle connection was kept");
@@ -103,7 +80,7 @@ static void test_ping_past_deadline(emh_host *h)
 	like_str(err.message, "context 't'", "naming the context");
 	is_int(atomic_load(&md.pings), pings + 1, "one check");
 	is_int(atomic_load(&md.opened), opened, "and no new connection tried after it");
-	emh_context_info ci = info_of(h, "t");
+	emh_context_info ci = fixture_context_info(h, "t");
 	ok(ci.up, "the context is not reported down");
 	like_str(ci.last_error, "ping", "last_error says why: %s", ci.last_error);
 	is_int(exec_on(h, "t", "ok", &err), 0, "the next fork works");
@@ -118,12 +95,12 @@ static void test_back_pressure(emh_host *h)
 	is_int(rc, EMH_ETIMEOUT, "the refused connect comes back as EMH_ETIMEOUT");
 	ok(err.retryable, "retryable");
 	like_str(err.message, "context 'b'", "naming the context");
-	emh_context_info ci = info_of(h, "b");
+	emh_context_info ci = fixture_context_info(h, "b");
 	ok(ci.up, "the context is still reported up");
 	like_str(ci.last_error, "too many clients", "last_error says why: %s", ci.last_error);
 	atomic_store(&md.busy, 0);
 	is_int(exec_on(h, "b", "ok", &err), 0, "a slot free again: the next fork works");
-	ci = info_of(h, "b");
+	ci = fixture_context_info(h, "b");
 	ok(ci.up && ci.last_error[0] == '\0', "last_error cleared by the successful connect ('%s')", ci.last_error);
 }
 
@@ -134,11 +111,11 @@ static void test_last_error_cleared(emh_host *h)
 	atomic_store(&md.down, 1);
 	is_int(exec_on(h, "b", "ok", &err), EMH_EUNAVAILABLE, "database down: EMH_EUNAVAILABLE");
 	is_int(exec_on(h, "b", "ok", &err), EMH_EUNAVAILABLE, "and again from a refused connect");
-	emh_context_info ci = info_of(h, "b");
+	emh_context_info ci = fixture_context_info(h, "b");
 	ok(!ci.up && strstr(ci.last_error, "refused"), "down, with its last error: %s", ci.last_error);
 	atomic_store(&md.down, 0);
 	is_int(emh_host_ping(h, "b", &err), 0, "back: a ping succeeds");
-	ci = info_of(h, "b");
+	ci = fixture_context_info(h, "b");
 	ok(ci.up, "reported up again");
 	is_str(ci.last_error, "", "last_error no longer shows the old failure");
 }
