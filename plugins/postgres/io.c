@@ -152,8 +152,14 @@ int pg_copy_drain(emh_conn *c, ExecStatusType s, const char *what, emh_error *er
 	PGresult *res;
 	int rc;
 	if (s == PGRES_COPY_IN) {
-		/* non-blocking: 0 means "queued no room yet"; pg_collect flushes */
-		(void)PQputCopyEnd(c->pg, "COPY is not supported through emhost");
+		/* non-blocking: 0 means no room to queue it yet; pg_collect flushes it */
+		int r;
+		while ((r = PQputCopyEnd(c->pg, "COPY is not supported through emhost")) == 0) {
+			if ((rc = pg_wait_io(c, true, what, err)) != 0)
+				return rc;
+			if (PQflush(c->pg) < 0)
+				break;
+		}
 	} else if (s == PGRES_COPY_OUT) {
 		for (;;) {
 			char *buf;

@@ -6,7 +6,8 @@
  * server-side statement timeout (57014, here one set by hand) is
  * EMH_ETIMEOUT, "too many connections" (53300) is retryable EMH_ETIMEOUT
  * that does not mark the context down, and last_error clears once the
- * context works again.  (A server that stops answering: tests/fault/test_hang.)
+ * context works again; COPY in raw SQL is refused and drained without
+ * blocking.  (A server that stops answering: tests/fault/test_hang.)
  * Time bounds only tell "returned" from "hung".
  */
 #include "config.h"
@@ -111,6 +112,21 @@ static void test_server_side_timeout(emh_host *h, const char *url)
 	ok(fixture_context_info(h, "srv").up, "the context is not reported down");
 }
 
+/* COPY in raw SQL is refused and drained under the deadline: the connection stays usable. */
+static void test_copy_drained(emh_host *h)
+{
+	emh_error err;
+	diag("COPY through execute: refused, drained without blocking, the connection usable");
+	emh_em *em = fixture_fork(h, "srv");
+	is_int(emh_em_execute(em, "COPY (SELECT g FROM generate_series(1, 50000) g) TO STDOUT", &err),
+	       EMH_EUNSUPPORTED, "COPY TO STDOUT: EMH_EUNSUPPORTED");
+	is_int(emh_em_execute(em, "SELECT 1", &err), 0, "the same connection answers next");
+	is_int(emh_em_execute(em, "CREATE TEMP TABLE emh_copy_in (x int); COPY emh_copy_in FROM STDIN", &err),
+	       EMH_EUNSUPPORTED, "COPY FROM STDIN: EMH_EUNSUPPORTED");
+	is_int(emh_em_execute(em, "SELECT 1", &err), 0, "the same connection answers next");
+	emh_em_close(em);
+}
+
 /*
  * The test server's unix socket directory (scripts/servers/pg.sh writes it to
  * STATE_DIR/pg/root), where the postgres superuser is trusted: only there can
@@ -211,6 +227,7 @@ int main(void)
 		bail("host: %s", err.message);
 	test_session_timeout(h, url);
 	test_server_side_timeout(h, url);
+	test_copy_drained(h);
 	test_too_many_connections(h);
 	emh_host_free(h);
 	fixture_release(&fx);
