@@ -138,6 +138,9 @@ void emh__config_release(emh__config *cfg);
  */
 int emh__config_expand(const char *s, const char *const *envp, const char *where, char **out, emh_error *err);
 
+/* Levenshtein distance, for "did you mean" hints (keys, modules); 64 or more for long strings. */
+size_t emh__edit_distance(const char *a, const char *b);
+
 /* Look up NAME in envp (NULL = process environment). */
 const char *emh__getenv(const char *const *envp, const char *name);
 

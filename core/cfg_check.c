@@ -30,8 +30,13 @@ const emh_param_spec emh__common_context_keys[] = {
 	{ .key = "required", .kind = EMH_PARAM_BOOL, .def = "false",
 	  .help = "check the database at start-up and refuse to start when it is down" },
 	{ .key = "schema", .kind = EMH_PARAM_STRING, .def = "none",
-	  .help = "\"none\" or \"sync\": create missing tables and indexes" },
-	{ .key = "migrations", .kind = EMH_PARAM_STRING, .help = "directory of migration scripts for the context" },
+	  .help = "\"none\"; \"sync\": create missing tables and indexes; \"check\": refuse to serve when the "
+		  "database differs from the entities" },
+	{ .key = "migrations", .kind = EMH_PARAM_STRING,
+	  .help = "folder of the context's migration files (emhost migrate; docs/migrations.md)" },
+	{ .key = "migrate", .kind = EMH_PARAM_STRING, .def = "none",
+	  .help = "at emhostd start: \"none\"; \"on-start\": apply pending migrations; \"check\": refuse to "
+		  "serve while any is pending" },
 	{ .key = "password", .kind = EMH_PARAM_STRING, .flags = EMH_PARAM_SECRET, .help = "password (never printed)" },
 	{ .key = "password_env", .kind = EMH_PARAM_STRING,
 	  .help = "name of the environment variable holding the password" },
@@ -50,6 +55,12 @@ const emh_param_spec emh__common_context_keys[] = {
 		  "is closed; 0 = none" },
 	{ .key = "connect_timeout_ms", .kind = EMH_PARAM_INT, .def = "5000", .min = 0, .max = INT32_MAX,
 	  .help = "deadline for opening a connection and for checking an idle one before reuse; 0 = none" },
+	{ .key = "log_queries", .kind = EMH_PARAM_BOOL, .def = "false",
+	  .help = "log every statement with its duration (info), parameters masked" },
+	{ .key = "log_query_values", .kind = EMH_PARAM_BOOL, .def = "false",
+	  .help = "show parameter values in the query log, except on entities with a secret field" },
+	{ .key = "slow_query_ms", .kind = EMH_PARAM_INT, .def = "0", .min = 0, .max = INT32_MAX,
+	  .help = "log statements that take at least this long, at warning; 0 = none" },
 	{ .key = NULL },
 };
 
@@ -174,8 +185,14 @@ const emh_param_spec *emh__spec_find(const emh_param_spec *specs, const char *ke
 /* The checks of a common key beyond its kind and range: the values schema takes, password_env a name. */
 static int setting_check_common(const char *ctxname, emh__setting *st, emh_error *err)
 {
-	if (strcmp(st->key, "schema") == 0 && strcmp(st->value, "none") != 0 && strcmp(st->value, "sync") != 0)
-		return emh__setting_fail(ctxname, st, err, "expected \"none\" or \"sync\", got '%s'", st->value);
+	if (strcmp(st->key, "schema") == 0 && strcmp(st->value, "none") != 0 && strcmp(st->value, "sync") != 0 &&
+	    strcmp(st->value, "check") != 0)
+		return emh__setting_fail(ctxname, st, err, "expected \"none\", \"sync\" or \"check\", got '%s'",
+					 st->value);
+	if (strcmp(st->key, "migrate") == 0 && strcmp(st->value, "none") != 0 && strcmp(st->value, "on-start") != 0 &&
+	    strcmp(st->value, "check") != 0)
+		return emh__setting_fail(ctxname, st, err, "expected \"none\", \"on-start\" or \"check\", got '%s'",
+					 st->value);
 	if (strcmp(st->key, "password_env") == 0 && !emh__valid_varname(st->value, strlen(st->value)))
 		return emh__setting_fail(ctxname, st, err, "'%s' is not an environment variable name", st->value);
 	return 0;
@@ -203,24 +220,64 @@ int emh__setting_check(const char *ctxname, emh__setting *st, const emh_param_sp
 
 /* ---- checking a context against its driver ---- */
 
-static int err_unknown_ctx_key(const emh__ctxconf *c, const emh__setting *st, const emh_driver *d,
-			       emh_error *err)
+/* The valid key of sets closest to key, within two edits; NULL when none is. */
+static const char *closest_key(const char *key, const emh_param_spec *const *sets, size_t nsets)
+{
+	const char *best = NULL;
+	size_t bestd = 3;
+	for (size_t s = 0; s < nsets; s++)
+		for (const emh_param_spec *sp = sets[s]; sp && sp->key; sp++) {
+			size_t d = emh__edit_distance(key, sp->key);
+			if (d < bestd) {
+				bestd = d;
+				best = sp->key;
+			}
+		}
+	return best;
+}
+
+/*
+ * "unknown key 'k' [for driver 'd'] (did you mean 'x'? valid: ...)": the
+ * keys of listed[] are named, the hint is the closest key of hinted[] (the
+ * listed ones and maybe more), more ends the list.
+ */
+static int err_unknown_ctx_key(const emh__ctxconf *c, const emh__setting *st, const char *dname,
+			       const emh_param_spec *const *listed, size_t nlisted,
+			       const emh_param_spec *const *hinted, size_t nhinted, const char *more, emh_error *err)
 {
 	emh_buf list = EMH_BUF_INIT;
-	const char *hint = NULL;
-	const emh_param_spec *sets[2] = { d ? d->params : NULL, emh__common_context_keys };
-	for (int s = 0; s < 2; s++)
-		for (const emh_param_spec *sp = sets[s]; sp && sp->key; sp++) {
+	const char *hint = closest_key(st->key, hinted, nhinted);
+	for (size_t s = 0; s < nlisted; s++)
+		for (const emh_param_spec *sp = listed[s]; sp && sp->key; sp++)
 			emh_buf_addf(&list, "%s%s", list.len ? ", " : "", sp->key);
-			if (!hint && emh__edit_distance(st->key, sp->key) <= 2)
-				hint = sp->key;
-		}
 	int rc = list.oom ? emh__cfg_oom(err)
-			  : emh__setting_fail(c->name, st, err, "unknown key '%.*s%s'%s%s%s (%s%s%svalid: %s)", EMH__SHOWN(st->key),
-					      d ? " for driver '" : "", d ? d->name : "", d ? "'" : "",
-					      hint ? "did you mean '" : "", hint ? hint : "", hint ? "'? " : "", list.ptr);
+			  : emh__setting_fail(c->name, st, err, "unknown key '%.*s%s'%s%s%s (%s%s%svalid: %s%s)",
+					      EMH__SHOWN(st->key), dname ? " for driver '" : "", dname ? dname : "",
+					      dname ? "'" : "", hint ? "did you mean '" : "", hint ? hint : "",
+					      hint ? "'? " : "", list.ptr, more);
 	emh_buf_release(&list);
 	return rc;
+}
+
+int emh__config_check_unknown_keys(const emh__ctxconf *c, const emh_driver *const *drivers, size_t ndrivers,
+				   emh_error *err)
+{
+	for (size_t i = 0; i < c->s.n; i++) {
+		const emh__setting *st = &c->s.v[i];
+		bool known = strcmp(st->key, "name") != 0 && emh__spec_find(emh__common_context_keys, st->key);
+		for (size_t d = 0; d < ndrivers && !known; d++)
+			known = drivers[d] && emh__spec_find(drivers[d]->params, st->key);
+		if (known)
+			continue;
+		/* the hint may be any driver's key; the list names the common ones */
+		const emh_param_spec *sets[65] = { emh__common_context_keys };
+		size_t nsets = 1;
+		for (size_t d = 0; d < ndrivers && nsets < sizeof sets / sizeof *sets; d++)
+			if (drivers[d])
+				sets[nsets++] = drivers[d]->params;
+		return err_unknown_ctx_key(c, st, NULL, sets, 1, sets, nsets, ", and the keys of its driver", err);
+	}
+	return 0;
 }
 
 /* password_env resolved into a secret password now, so a missing variable fails at start-up. */
@@ -278,8 +335,10 @@ int emh__config_check_context(emh__ctxconf *c, const emh_driver *d, const char *
 		const emh_param_spec *spec = emh__spec_find(emh__common_context_keys, st->key);
 		if (!spec && d)
 			spec = emh__spec_find(d->params, st->key);
-		if (!spec || strcmp(st->key, "name") == 0)
-			return err_unknown_ctx_key(c, st, d, err);
+		if (!spec || strcmp(st->key, "name") == 0) {
+			const emh_param_spec *sets[2] = { d ? d->params : NULL, emh__common_context_keys };
+			return err_unknown_ctx_key(c, st, d ? d->name : NULL, sets, 2, sets, 2, "", err);
+		}
 		if ((rc = emh__setting_check(c->name, st, spec, err)))
 			return rc;
 	}
@@ -295,5 +354,9 @@ int emh__config_check_context(emh__ctxconf *c, const emh_driver *d, const char *
 	if (a > b)
 		return emh__setting_fail(c->name, mn, err, "pool.min (%lld) is greater than pool.max (%lld, %s)", a, b,
 					 mx->origin);
+	const emh__setting *mig = emh__settings_find(&c->s, "migrate");
+	if (strcmp(mig->value, "none") != 0 && !emh__settings_find(&c->s, "migrations"))
+		return emh__setting_fail(c->name, mig, err, "migrate = \"%s\" needs the context's migrations folder "
+					 "(migrations = \"DIR\")", mig->value);
 	return 0;
 }

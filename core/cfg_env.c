@@ -427,13 +427,20 @@ static int apply_vars(emh__config *cfg, const struct envstate *st, const emh_dri
 	return 0;
 }
 
-/* 3. every context needs a driver by now: say how to give one. */
-static int require_drivers(const emh__config *cfg, const struct envstate *st, size_t nfile, emh_error *err)
+/*
+ * 3. every context needs a driver by now: say how to give one -- unless a
+ * key no driver knows explains it (drvier = "sqlite"): that is said first.
+ */
+static int require_drivers(const emh__config *cfg, const struct envstate *st, size_t nfile,
+			   const emh_driver *const *drivers, size_t ndrivers, emh_error *err)
 {
 	for (size_t i = 0; i < cfg->ncontexts; i++) {
 		const emh__ctxconf *c = &cfg->contexts[i];
 		if (emh__ctxconf_get(c, "driver"))
 			continue;
+		int rc = emh__config_check_unknown_keys(c, drivers, ndrivers, err);
+		if (rc)
+			return rc;
 		char *up = strdup(c->name);
 		if (!up)
 			return emh__cfg_oom(err);
@@ -443,14 +450,14 @@ static int require_drivers(const emh__config *cfg, const struct envstate *st, si
 		for (size_t j = 0; j < st->nvars && !touched; j++)
 			if (strcmp(st->vars[j].ctx, c->name) == 0)
 				touched = &st->vars[j];
-		int rc = touched ? emh_error_set(err, EMH_ECONFIG,
-						 "env %s: context '%s' has no driver (set EMH_CONTEXT_%s_DRIVER or "
-						 "EMH_CONTEXT_%s_URL%s)",
-						 touched->var, c->name, up, up, i < nfile ? ", or driver in the file" : "")
-				 : emh_error_set(err, EMH_ECONFIG,
-						 "%s: context '%s' has no 'driver' (set driver or url, or "
-						 "EMH_CONTEXT_%s_DRIVER or EMH_CONTEXT_%s_URL)",
-						 c->origin, c->name, up, up);
+		rc = touched ? emh_error_set(err, EMH_ECONFIG,
+					     "env %s: context '%s' has no driver (set EMH_CONTEXT_%s_DRIVER or "
+					     "EMH_CONTEXT_%s_URL%s)",
+					     touched->var, c->name, up, up, i < nfile ? ", or driver in the file" : "")
+			     : emh_error_set(err, EMH_ECONFIG,
+					     "%s: context '%s' has no 'driver' (set driver or url, or "
+					     "EMH_CONTEXT_%s_DRIVER or EMH_CONTEXT_%s_URL)",
+					     c->origin, c->name, up, up);
 		free(up);
 		return rc;
 	}
@@ -487,7 +494,7 @@ int emh__config_apply_env(emh__config *cfg, const char *const *envp, const emh_d
 			goto out_release;
 		}
 	if ((rc = create_contexts(cfg, &st, nfile, err)) || (rc = apply_vars(cfg, &st, drivers, ndrivers, err)) ||
-	    (rc = require_drivers(cfg, &st, nfile, err)))
+	    (rc = require_drivers(cfg, &st, nfile, drivers, ndrivers, err)))
 		goto out_release;
 
 	/* 4. the default context */

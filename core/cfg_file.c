@@ -33,11 +33,16 @@ static const emh_param_spec server_specs[] = {
 	{ .key = "listen", .kind = EMH_PARAM_STRING, .help = "address:port to listen on" },
 	{ .key = "threads", .kind = EMH_PARAM_INT, .min = 1, .max = INT32_MAX, .help = "worker threads" },
 	{ .key = "max_body", .kind = EMH_PARAM_INT, .min = 0, .max = INT32_MAX, .help = "largest request body, bytes" },
+	{ .key = "max_response", .kind = EMH_PARAM_INT, .min = 1024, .max = INT32_MAX,
+	  .help = "largest answer of a service, bytes (default 8388608); a larger one is a 500" },
 	{ .key = "shutdown_timeout_ms", .kind = EMH_PARAM_INT, .min = 0, .max = INT32_MAX,
 	  .help = "how long to wait for running requests at shutdown" },
+	{ .key = "reuse_port", .kind = EMH_PARAM_BOOL,
+	  .help = "share the listen address with other processes (SO_REUSEPORT); off: a second daemon is refused" },
 	{ .key = NULL },
 };
-static const char *const server_keys[] = { "listen", "threads", "max_body", "shutdown_timeout_ms", NULL };
+static const char *const server_keys[] = { "listen", "threads", "max_body", "shutdown_timeout_ms", "reuse_port",
+					    "max_response", NULL };
 
 struct parser {
 	emh__config *cfg;
@@ -264,6 +269,23 @@ static int parse_context_key(struct parser *p, emh__ctxconf *c, const config_set
 	return 0;
 }
 
+/*
+ * A context without a name, and a key two edits from "name" that is no
+ * common key: the likely misspelling is named.  Only asked, not asserted:
+ * a driver may have such a key ("mode"), and drivers are not loaded yet.
+ */
+static int err_no_name(const struct parser *p, const config_setting_t *g, const char *path)
+{
+	for (int i = 0; i < config_setting_length(g); i++) {
+		const char *key = config_setting_name(config_setting_get_elem(g, (unsigned)i));
+		if (!emh__spec_find(emh__common_context_keys, key) && strcmp(key, "pool") != 0 &&
+		    emh__edit_distance(key, "name") <= 2)
+			return err_at(p, g, path, "context has no 'name' (is '%.*s%s' a misspelling of it?)",
+				      EMH__SHOWN(key));
+	}
+	return err_at(p, g, path, "context has no 'name'");
+}
+
 static int parse_context(struct parser *p, const config_setting_t *g, int idx)
 {
 	char path[32];
@@ -283,7 +305,7 @@ static int parse_context(struct parser *p, const config_setting_t *g, int idx)
 			return rc;
 	}
 	if (!c->name)
-		return err_at(p, g, path, "context has no 'name'");
+		return err_no_name(p, g, path);
 	for (size_t i = 0; i + 1 < p->cfg->ncontexts; i++)
 		if (strcmp(p->cfg->contexts[i].name, c->name) == 0) {
 			char npath[48];

@@ -39,8 +39,6 @@ const char *emh__name_problem(const char *s);
 #define EMH__SHOWN(s) (int)(strlen(s) > 64 ? 64 : strlen(s)), (s), (strlen(s) > 64 ? "..." : "")
 /* An environment variable name s[0..n): [A-Za-z_][A-Za-z0-9_]*. */
 bool emh__valid_varname(const char *s, size_t n);
-/* Levenshtein distance, for "did you mean" hints; 64 or more for long strings. */
-size_t emh__edit_distance(const char *a, const char *b);
 
 emh__setting *emh__settings_find_mut(emh__settings *s, const char *key);
 /* Remove key, keeping the order of the others; absent is fine. */
@@ -81,6 +79,15 @@ int emh__setting_fail(const char *ctxname, const emh__setting *st, emh_error *er
  * variable name).  ctxname names the context where st has no config path.
  */
 int emh__setting_check(const char *ctxname, emh__setting *st, const emh_param_spec *spec, emh_error *err);
+/*
+ * For a context that names no driver (yet): EMH_ECONFIG for the first key
+ * that neither the common set nor any of the drivers knows, with the
+ * closest valid key as a hint ("unknown key 'drvier' (did you mean
+ * 'driver'? ...)"), so a misspelt key is reported before what it left
+ * missing.  0 when every key is known to some driver.
+ */
+int emh__config_check_unknown_keys(const emh__ctxconf *c, const emh_driver *const *drivers, size_t ndrivers,
+				   emh_error *err);
 
 /* ---- cfg_url.c ---- */
 

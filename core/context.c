@@ -130,6 +130,17 @@ int emh__context_insert(emh_host *h, emh_context *c, emh_error *err)
 	return 0;
 }
 
+void emh__context_unlink_locked(emh_host *h, emh_context *c)
+{
+	table_delete(h, c);
+	for (size_t i = 0; i < h->nctx; i++)
+		if (h->ctxs[i] == c) {
+			memmove(&h->ctxs[i], &h->ctxs[i + 1], (h->nctx - i - 1) * sizeof *h->ctxs);
+			h->nctx--;
+			break;
+		}
+}
+
 /* ---- references ---- */
 
 emh_context *emh__host_get_context(emh_host *h, const char *name, emh_error *err)
@@ -169,6 +180,9 @@ void emh__context_put(emh_context *c)
 
 void emh__context_count_error(emh_context *c, int code)
 {
+	/* "no such row" is an answer (an HTTP 404), not a failure of the database */
+	if (code == EMH_ENOTFOUND)
+		return;
 	int k = -code;
 	if (k > 0 && k < EMH__ERRKINDS)
 		atomic_fetch_add_explicit(&c->errors[k], 1, memory_order_relaxed);
@@ -191,6 +205,7 @@ void emh__context_free(emh_context *c)
 		m = n;
 	}
 	emh__ctxconf_release(&c->conf);
+	free(atomic_load(&c->refusal));
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
 	free(c);
@@ -202,16 +217,11 @@ static bool truthy(const char *v)
 		     strcasecmp(v, "on") == 0);
 }
 
-/* The driver a context names, or an error naming the refused plugin or the loaded drivers. */
-static int context_driver(emh_host *h, const emh__ctxconf *conf, const emh__driver **out, emh_error *err)
+/* The driver called dname, or an error naming the refused plugin or the loaded drivers.  Host lock held. */
+static int context_driver_locked(emh_host *h, const emh__ctxconf *conf, const char *dname, const emh__driver **out,
+				 emh_error *err)
 {
-	const char *dname = emh__ctxconf_get(conf, "driver");
 	const char *origin = conf->origin ? conf->origin : "config";
-	if (!dname) {
-		emh_error_set(err, EMH_ECONFIG, "%s: context '%s' has no driver (set driver or url)", origin,
-			      conf->name);
-		return emh_error_context(err, EMH_ECONFIG, conf->name);
-	}
 	if ((*out = emh__host_driver(h, dname)) != NULL)
 		return 0;
 	for (size_t i = 0; i < h->nrefused; i++) {
@@ -228,6 +238,23 @@ static int context_driver(emh_host *h, const emh__ctxconf *conf, const emh__driv
 	emh_error_set(err, EMH_EPLUGIN, "%s: context '%s' names unknown driver '%s' (loaded drivers: %s)", origin,
 		      conf->name, dname, emh__driver_list(h, list, sizeof list));
 	return emh_error_context(err, EMH_EPLUGIN, conf->name);
+}
+
+/* The driver a context names. */
+static int context_driver(emh_host *h, const emh__ctxconf *conf, const emh__driver **out, emh_error *err)
+{
+	const char *dname = emh__ctxconf_get(conf, "driver");
+	const char *origin = conf->origin ? conf->origin : "config";
+	if (!dname) {
+		emh_error_set(err, EMH_ECONFIG, "%s: context '%s' has no driver (set driver or url)", origin,
+			      conf->name);
+		return emh_error_context(err, EMH_ECONFIG, conf->name);
+	}
+	/* a reload may be appending drivers and refusals */
+	pthread_rwlock_rdlock(&h->lock);
+	int rc = context_driver_locked(h, conf, dname, out, err);
+	pthread_rwlock_unlock(&h->lock);
+	return rc;
 }
 
 int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_error *err)
@@ -259,7 +286,9 @@ int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_
 					.log = &h->log};
 	c->required = truthy(emh__ctxconf_get(&c->conf, "required"));
 	const char *schema = emh__ctxconf_get(&c->conf, "schema");
-	c->schema_sync = schema && strcmp(schema, "sync") == 0;
+	c->schema_check = schema && strcmp(schema, "check") == 0;
+	c->schema_sync = c->schema_check || (schema && strcmp(schema, "sync") == 0);
+	emh__qlog_init(&c->qlog, &c->conf);
 	if (drv->d.context_open && (rc = drv->d.context_open(&c->params, &c->dctx, err)) != 0)
 		goto out_free;
 	if ((rc = emh__pool_init(&c->pool, drv, c->dctx, &c->params, &c->conf, err)) != 0)
@@ -317,9 +346,11 @@ static int conf_from_kv(emh_host *h, emh__ctxconf *conf, const char *const *kv, 
 				return rc;
 			if (is_url) {
 				const emh_driver *dl[64];
+				pthread_rwlock_rdlock(&h->lock); /* drivers stay; the array may move in a reload */
 				size_t nd = h->ndrivers < 64 ? h->ndrivers : 64;
 				for (size_t j = 0; j < nd; j++)
-					dl[j] = &h->drivers[j].d;
+					dl[j] = &h->drivers[j]->d;
+				pthread_rwlock_unlock(&h->lock);
 				rc = emh__url_apply(conf, v, "api", dl, nd, err);
 			} else {
 				rc = emh__settings_set(&conf->s, kv[i], v, "api", NULL, 0, strcmp(kv[i], "password") == 0);
@@ -377,13 +408,7 @@ int emh_host_remove_context(emh_host *h, const char *name, emh_error *err)
 		pthread_rwlock_unlock(&h->lock);
 		return emh_error_set(err, EMH_ESTATE, "context '%s' is the default and cannot be removed", name);
 	}
-	table_delete(h, c);
-	for (size_t i = 0; i < h->nctx; i++)
-		if (h->ctxs[i] == c) {
-			memmove(&h->ctxs[i], &h->ctxs[i + 1], (h->nctx - i - 1) * sizeof *h->ctxs);
-			h->nctx--;
-			break;
-		}
+	emh__context_unlink_locked(h, c);
 	/* Out of the table first, then marked: every reference still to come
 	 * is a put, so the one that reaches zero is the last. */
 	unsigned open = atomic_fetch_or_explicit(&c->refs, EMH__CTX_REMOVING, memory_order_acq_rel);

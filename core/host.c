@@ -18,22 +18,33 @@
 
 extern char **environ;
 
-#ifndef EMH_PLUGIN_DIR
-#define EMH_PLUGIN_DIR "/usr/local/lib/emhost/plugins"
-#endif
-
 const emh__config *emh__host_config(const emh_host *h) { return &h->cfg; }
-const char *const *emh__host_env(const emh_host *h) { return (const char *const *)h->env; }
+
+const char *const *emh__host_env(const emh_host *h)
+{
+	return (const char *const *)atomic_load_explicit(&((emh_host *)h)->env, memory_order_acquire);
+}
 
 const emh__driver *emh__host_driver(const emh_host *h, const char *name)
 {
 	for (size_t i = 0; i < h->ndrivers; i++)
-		if (strcmp(h->drivers[i].d.name, name) == 0)
-			return &h->drivers[i];
+		if (strcmp(h->drivers[i]->d.name, name) == 0)
+			return h->drivers[i];
 	return NULL;
 }
 
-static char **copy_env(const char *const *envp)
+void emh__host_retire(emh_host *h, void *p)
+{
+	if (!p)
+		return;
+	void **v = realloc(h->retired, (h->nretired + 1) * sizeof *v);
+	if (!v)
+		return; /* kept by nobody: leaked, which is still better than freed while borrowed */
+	h->retired = v;
+	h->retired[h->nretired++] = p;
+}
+
+char **emh__env_copy(const char *const *envp)
 {
 	const char *const *src = envp ? envp : (const char *const *)environ;
 	size_t n = 0;
@@ -64,7 +75,7 @@ const char *emh__driver_list(const emh_host *h, char *buf, size_t cap)
 	size_t off = 0;
 	buf[0] = '\0';
 	for (size_t i = 0; i < h->ndrivers && off < cap; i++)
-		off += (size_t)snprintf(buf + off, cap - off, "%s%s", i ? ", " : "", h->drivers[i].d.name);
+		off += (size_t)snprintf(buf + off, cap - off, "%s%s", i ? ", " : "", h->drivers[i]->d.name);
 	if (h->ndrivers == 0)
 		snprintf(buf, cap, "none");
 	return buf;
@@ -91,27 +102,30 @@ int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err)
 	if (!h)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	pthread_rwlock_init(&h->lock, NULL);
+	pthread_mutex_init(&h->reload_mu, NULL);
 	h->log = (emh__logger){.fn = opts->log, .ud = opts->log_ud, .level = opts->log_level};
 	int rc;
-	if (!(h->env = copy_env(opts->envp))) {
+	char **env = emh__env_copy(opts->envp);
+	atomic_init(&h->env, env);
+	if (!env) {
 		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
 		goto out_free;
 	}
-	if ((rc = emh__config_parse(&h->cfg, opts->config_path, (const char *const *)h->env, err)) != 0)
+	if ((rc = emh__config_parse(&h->cfg, opts->config_path, (const char *const *)env, err)) != 0)
 		goto out_free;
 	int lv = level_from_name(h->cfg.log_level.value);
 	if (lv > h->log.level)
 		h->log.level = lv;
 
 	for (size_t i = 0; i < opts->ndrivers; i++)
-		if ((rc = emh__add_driver(h, opts->drivers[i], NULL, "(static)", err)) < 0)
+		if ((rc = emh__add_driver(h, opts->drivers[i], 0, NULL, "(static)", err)) < 0)
 			goto out_free;
 	if (!opts->no_plugins) {
-		const char *dir = opts->plugin_dir ? opts->plugin_dir
-			: h->cfg.plugin_dir.value  ? h->cfg.plugin_dir.value
-			: emh__getenv((const char *const *)h->env, "EMH_PLUGIN_DIR")
-			? emh__getenv((const char *const *)h->env, "EMH_PLUGIN_DIR")
-			: EMH_PLUGIN_DIR;
+		const char *dir = emh__plugin_dir_for(opts->plugin_dir, &h->cfg, (const char *const *)h->env);
+		if (!(h->plugin_dir = strdup(dir))) {
+			rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
+			goto out_free;
+		}
 		if ((rc = emh__load_plugins(h, dir, err)) != 0)
 			goto out_free;
 	}
@@ -121,8 +135,8 @@ int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err)
 		goto out_free;
 	}
 	for (size_t i = 0; i < h->ndrivers; i++)
-		dlist[i] = &h->drivers[i].d;
-	rc = emh__config_apply_env(&h->cfg, (const char *const *)h->env, dlist, h->ndrivers, err);
+		dlist[i] = &h->drivers[i]->d;
+	rc = emh__config_apply_env(&h->cfg, (const char *const *)env, dlist, h->ndrivers, err);
 	free(dlist);
 	if (rc)
 		goto out_free;
@@ -157,7 +171,7 @@ int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err)
 	}
 	if (h->def)
 		h->def->is_default = true;
-	for (size_t i = 0; i < h->nctx; i++) {
+	for (size_t i = 0; i < h->nctx && !opts->offline; i++) {
 		emh_context *c = h->ctxs[i];
 		if (!c->required)
 			continue;
@@ -194,7 +208,12 @@ void emh_host_free(emh_host *h)
 	emh__unload_drivers(h);
 	free(h->dinfo);
 	free(h->rinfo);
-	free_env(h->env);
+	free(h->plugin_dir);
+	free_env(atomic_load(&h->env));
+	for (size_t i = 0; i < h->nretired; i++)
+		free(h->retired[i]);
+	free(h->retired);
+	pthread_mutex_destroy(&h->reload_mu);
 	pthread_rwlock_destroy(&h->lock);
 	free(h);
 }
@@ -270,7 +289,7 @@ int emh_host_contexts(emh_host *h, emh_context_info **out, size_t *n, emh_error 
 		ci->opened = atomic_load(&c->pool.opened);
 		ci->discarded = atomic_load(&c->pool.discarded);
 		ci->forks_open = atomic_load(&c->forks_open);
-		ci->queries = atomic_load(&c->queries);
+		ci->queries = emh__qstats_total(&c->qstats);
 		for (int k = 0; k < EMH__ERRKINDS && k < 32; k++)
 			ci->errors[k] = atomic_load(&c->errors[k]);
 	}
@@ -286,47 +305,70 @@ void emh_context_info_free(emh_context_info *infos, size_t n)
 	free(infos);
 }
 
+/*
+ * The introspection arrays are rebuilt when a reload changed what they
+ * show; the old ones stay allocated (retired), as callers may still read
+ * them.  Built under the write side of the lock: two callers may ask at once.
+ */
 size_t emh_host_drivers(const emh_host *h, const emh_driver_info **out)
 {
 	emh_host *mh = (emh_host *)h;
-	if (!mh->dinfo && h->ndrivers) {
-		mh->dinfo = calloc(h->ndrivers, sizeof *mh->dinfo);
-		if (!mh->dinfo) {
+	pthread_rwlock_wrlock(&mh->lock);
+	if (mh->ndinfo != h->ndrivers) {
+		emh_driver_info *v = calloc(h->ndrivers, sizeof *v);
+		if (!v) {
+			pthread_rwlock_unlock(&mh->lock);
 			*out = NULL;
 			return 0;
 		}
 		for (size_t i = 0; i < h->ndrivers; i++) {
-			const emh_driver *d = &h->drivers[i].d;
-			mh->dinfo[i] = (emh_driver_info){.name = d->name, .version = d->version,
-							 .abi_major = d->abi_version >> 16,
-							 .abi_minor = d->abi_version & 0xffff, .caps = d->caps,
-							 .file = h->drivers[i].file};
+			const emh_driver *d = &h->drivers[i]->d;
+			v[i] = (emh_driver_info){.name = d->name, .version = d->version,
+						 .abi_major = d->abi_version >> 16, .abi_minor = d->abi_version & 0xffff,
+						 .caps = d->caps, .file = h->drivers[i]->file};
 		}
+		emh__host_retire(mh, mh->dinfo);
+		mh->dinfo = v;
+		mh->ndinfo = h->ndrivers;
 	}
-	*out = h->dinfo;
-	return h->ndrivers;
+	*out = mh->dinfo;
+	size_t n = mh->ndinfo;
+	pthread_rwlock_unlock(&mh->lock);
+	return n;
 }
 
 size_t emh_host_refused(const emh_host *h, const emh_refused_info **out)
 {
 	emh_host *mh = (emh_host *)h;
-	if (!mh->rinfo && h->nrefused) {
-		mh->rinfo = calloc(h->nrefused, sizeof *mh->rinfo);
-		if (!mh->rinfo) {
+	pthread_rwlock_wrlock(&mh->lock);
+	/* a rescan may replace refusals without changing their number: compare the entries */
+	bool same = mh->nrinfo == h->nrefused;
+	for (size_t i = 0; same && i < h->nrefused; i++)
+		same = mh->rinfo[i].file == h->refused[i].file && mh->rinfo[i].reason == h->refused[i].reason;
+	if (!same) {
+		emh_refused_info *v = h->nrefused ? calloc(h->nrefused, sizeof *v) : NULL;
+		if (!v && h->nrefused) {
+			pthread_rwlock_unlock(&mh->lock);
 			*out = NULL;
 			return 0;
 		}
 		for (size_t i = 0; i < h->nrefused; i++)
-			mh->rinfo[i] = (emh_refused_info){.file = h->refused[i].file, .reason = h->refused[i].reason};
+			v[i] = (emh_refused_info){.file = h->refused[i].file, .reason = h->refused[i].reason};
+		emh__host_retire(mh, mh->rinfo);
+		mh->rinfo = v;
+		mh->nrinfo = h->nrefused;
 	}
-	*out = h->rinfo;
-	return h->nrefused;
+	*out = mh->rinfo;
+	size_t n = mh->nrinfo;
+	pthread_rwlock_unlock(&mh->lock);
+	return n;
 }
 
 const char *emh_caps_string(uint64_t caps, char *buf, size_t cap)
 {
 	static const char *const names[] = {"transactions", "savepoints", "returning", "upsert",
-					    "two-phase",    "sql",        "atomic-flush"};
+					    "two-phase",    "sql",        "atomic-flush", "conditional-writes",
+					    "locks",        "isolation"};
 	size_t off = 0;
 	buf[0] = '\0';
 	for (size_t i = 0; i < sizeof names / sizeof *names && off < cap; i++)

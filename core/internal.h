@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <emhost/buf.h>
 #include <emhost/driver.h>
 #include <emhost/em.h>
 #include <emhost/host.h>
@@ -16,6 +17,7 @@
 
 #include "arena.h"
 #include "cfg.h"
+#include "qlog.h"
 
 #define EMH__ERRKINDS 32
 
@@ -107,6 +109,13 @@ void emh__pool_release(emh__pool *p, emh__pconn *pc, int status);
 void emh__pool_note(emh__pool *p, const emh_error *e);
 /* Close every idle connection; the caller guarantees none is in use. */
 void emh__pool_destroy(emh__pool *p);
+/*
+ * Apply conf's pool.* settings to a pool in use (a reload): waiters see a
+ * larger max at once; idle connections above a smaller max are closed now,
+ * connections in use above it when they are given back.  Returns 0 or
+ * EMH_ECONFIG (0 <= min <= max, max >= 1), leaving the pool as it was.
+ */
+int emh__pool_configure(emh__pool *p, const emh__ctxconf *conf, emh_error *err);
 
 /* ---- entities (entity.c) ---- */
 
@@ -142,6 +151,7 @@ typedef struct emh__meta {
 	emh__meta_key *_Atomic keys;
 	size_t obj_size;          /* header + struct, rounded */
 	uint64_t nullable_scalars; /* bit i: field i is a nullable scalar */
+	int version;              /* index of the EMH_F_VERSION field, or -1 */
 	_Atomic int synced;
 	pthread_mutex_t sync_mu;
 	/* SQL drivers: statements compiled at registration */
@@ -185,7 +195,9 @@ typedef struct emh_context {
 	char instance[128]; /* "<host>-<serial>-<name>": unique whatever the name's length */
 	emh_dctx *dctx;
 	emh__pool pool;
-	bool is_default, required, schema_sync;
+	/* schema_sync: entities are synced (or, with schema_check, checked) at
+	 * registration or a fork's first connection */
+	bool is_default, required, schema_sync, schema_check;
 	/*
 	 * Open forks (and lookups in flight), with EMH__CTX_REMOVING once removal
 	 * began: one word, so exactly one emh__context_put sees the last
@@ -199,11 +211,14 @@ typedef struct emh_context {
 	_Atomic uint32_t next_stmt_id;
 	uint32_t next_meta_id;
 	_Atomic uint64_t caps;  /* driver caps & server caps, once known (else 0) */
-	_Atomic uint64_t queries;
 	_Atomic uint64_t errors[EMH__ERRKINDS];
 	_Atomic unsigned forks_open;
 	_Atomic int unsynced;   /* registered entities whose schema is not synced yet */
 	void *_Atomic spare_em; /* one closed fork kept for the next: saves a malloc/free pair */
+	emh__qlog qlog;         /* log_queries, slow_query_ms (qlog.c) */
+	emh__qstats qstats;     /* durations of the database calls, which also count them */
+	_Atomic int64_t version_clock; /* the last timestamp version handed out (µs) */
+	char *_Atomic refusal;  /* why forks are refused (migrations, schema check), or NULL; set once */
 } emh_context;
 
 /* Create a context from its configuration (taken over: *conf is zeroed on success). */
@@ -212,6 +227,8 @@ int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_
 void emh__context_free(emh_context *c);
 /* Add c to the host's array and name table; EMH_ECONFIG for a duplicate name.  Host lock held for writing. */
 int emh__context_insert(emh_host *h, emh_context *c, emh_error *err);
+/* Take c out of the host's array and name table (no reference is waited for).  Host lock held for writing. */
+void emh__context_unlink_locked(emh_host *h, emh_context *c);
 /* The context called name, or NULL.  Host lock held (either side). */
 emh_context *emh__context_find_locked(const emh_host *h, const char *name);
 /* "a, b, c": the context names in configuration order.  Host lock held. */
@@ -230,8 +247,10 @@ typedef struct emh__refused {
 } emh__refused;
 
 struct emh_host {
-	emh__config cfg;
-	char **env; /* NULL-terminated copy of the environment used */
+	emh__config cfg; /* as read at start: services and the server section keep pointing into it */
+	/* NULL-terminated copy of the environment used; a reload swaps in a new
+	 * one (the old stays allocated until the host is freed, readers go lock-free) */
+	_Atomic(char **) env;
 	emh__logger log;
 	pthread_rwlock_t lock; /* the contexts: ctxs and byname */
 	emh_context **ctxs;    /* configuration order */
@@ -239,12 +258,26 @@ struct emh_host {
 	emh_context **byname;  /* open addressing on emh_context.hash, linear probing, at most half full */
 	size_t nbyname;        /* slots: 0 or a power of two */
 	emh_context *def;
-	emh__driver *drivers;
-	size_t ndrivers;
+	/*
+	 * Loaded drivers, each allocated on its own so that contexts can keep
+	 * pointers to them while a reload appends more.  drivers, refused and
+	 * the introspection arrays change only under the write side of lock
+	 * (reload); after start-up, readers take the read side.
+	 */
+	emh__driver **drivers;
+	size_t ndrivers, capdrivers;
 	emh_driver_info *dinfo;
+	size_t ndinfo;
 	emh__refused *refused;
 	size_t nrefused;
 	emh_refused_info *rinfo;
+	size_t nrinfo;
+	char *plugin_dir;      /* the directory plugins were loaded from, NULL for none (reload rescans it) */
+	pthread_mutex_t reload_mu; /* one reload at a time */
+	/* Memory that callers may still borrow (introspection arrays, replaced
+	 * settings, an old environment): freed with the host, never before. */
+	void **retired;
+	size_t nretired;
 	_Atomic unsigned services_alive; /* emh_services objects on this host, to warn when freed before them */
 	/* removals that had to wait for forks, and wakeups sent by the last fork of one (tests) */
 	_Atomic uint64_t removals_waited, removals_woken;
@@ -252,16 +285,49 @@ struct emh_host {
 
 const emh__config *emh__host_config(const emh_host *h);
 const char *const *emh__host_env(const emh_host *h);
+/* Keep p allocated until the host is freed (it may still be borrowed).  Host lock or reload_mu held. */
+void emh__host_retire(emh_host *h, void *p);
+/* A copy of envp (NULL = the process environment), NULL-terminated; NULL on out of memory. */
+char **emh__env_copy(const char *const *envp);
 const emh__driver *emh__host_driver(const emh_host *h, const char *name);
 /* "a, b": the loaded drivers' names. */
 const char *emh__driver_list(const emh_host *h, char *buf, size_t cap);
 
 /* loader.c */
 int emh__load_plugins(emh_host *h, const char *dir, emh_error *err);
-int emh__add_driver(emh_host *h, const emh_driver *d, void *dl, const char *file, emh_error *err);
+/*
+ * Load the plugin files of dir that no loaded driver came from (a file
+ * refused before is tried again: its old refusal goes), appending the
+ * names of the drivers loaded to *loaded (", "-separated).  Host lock held
+ * for writing.  Returns 0 or EMH_ENOMEM.
+ */
+int emh__rescan_plugins(emh_host *h, const char *dir, emh_buf *loaded, emh_error *err);
+/* One plugin file: loaded into h, or a refusal recorded in h.  Negative only for out of memory. */
+int emh__load_plugin(emh_host *h, const char *path, emh_error *err);
+/* fn(ud, "dir/x.so") for every *.so of dir in name order, until fn returns non-zero (returned);
+ * *list_errno is the errno of a directory that cannot be listed, else 0. */
+int emh__plugin_foreach(const char *dir, int (*fn)(void *ud, const char *path), void *ud, int *list_errno);
+/* The plugin directory: given (the options'), else the file's plugin_dir, else $EMH_PLUGIN_DIR,
+ * else the compiled-in one. */
+const char *emh__plugin_dir_for(const char *given, const emh__config *cfg, const char *const *env);
+/* sym_size: the size of the plugin's descriptor symbol (dl != NULL); static drivers have none. */
+int emh__add_driver(emh_host *h, const emh_driver *d, size_t sym_size, void *dl, const char *file,
+		    emh_error *err);
 void emh__unload_drivers(emh_host *h);
-const void *emh__plugin_open(const char *path, const char *symbol, const char *kind, void **dl, char *why,
-			     size_t cap);
+/* Open a plugin file (checked), its descriptor symbol and the symbol's size; what it checks is
+ * above its definition. */
+const void *emh__plugin_open(const emh__logger *log, const char *path, const char *symbol, const char *kind,
+			     void **dl, size_t *sym_size, char *why, size_t cap);
+/* A directory plugins are loaded from: not writable by others; its group may, with a warning. */
+bool emh__plugin_dir_ok(const emh__logger *log, const char *dir, const char *what, char *why, size_t cap);
+/*
+ * A plugin's descriptor is read only inside its symbol: the symbol holds at
+ * least an ABI <major>.0 descriptor (min bytes) and struct_size claims no
+ * more than it has (an 8-byte object claiming a whole descriptor would have
+ * its neighbours read as pointers).  False with why[] set.
+ */
+bool emh__desc_fits(const char *symbol, size_t sym_size, size_t min, unsigned major, const void *desc, char *why,
+		    size_t cap);
 
 /* ---- SQL compilation (sql.c) ---- */
 int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err);
@@ -269,6 +335,16 @@ void emh__sql_free_meta(emh__meta *m);
 const emh_stmt *emh__sql_update_stmt(emh__meta *m, const emh_sql_dialect *d, uint64_t mask, emh_error *err);
 const emh_stmt *emh__sql_query_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q,
 				    bool count, emh_error *err);
+/* The SELECT of q ending with a row-lock clause (lock: a driver's lock_clause text, or NULL). */
+const emh_stmt *emh__sql_select_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, const char *lock,
+				     emh_error *err);
+/* sql_where.c: UPDATE (mask != 0: those fields) or DELETE of one row at a
+ * version: parameters the mask's fields in field order, the key, the version. */
+const emh_stmt *emh__sql_versioned_stmt(emh__meta *m, const emh_sql_dialect *d, uint64_t mask, emh_error *err);
+/* sql_where.c: UPDATE of sets (NULL: a DELETE) on the rows q matches (q NULL:
+ * every row): parameters the sets' values in order, then q's. */
+const emh_stmt *emh__sql_where_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, const emh_set *sets,
+				    size_t nsets, emh_error *err);
 /* Parameters of q in the order its compiled statement binds them. */
 size_t emh__query_nparams(const emh_query *q, bool count);
 void emh__query_params(const emh_query *q, bool count, emh_value *out);

@@ -28,6 +28,36 @@ static long long conf_int(const emh__ctxconf *c, const char *key, long long def)
 	return v ? strtoll(v, NULL, 10) : def;
 }
 
+/* The pool.* settings of a context. */
+typedef struct pool_limits {
+	int min, max;
+	int64_t acquire_timeout_ns, idle_timeout_ns, max_lifetime_ns;
+} pool_limits;
+
+static int limits_read(const emh__ctxconf *conf, const char *ctxname, pool_limits *l, emh_error *err)
+{
+	*l = (pool_limits){
+		.min = (int)conf_int(conf, "pool.min", 0),
+		.max = (int)conf_int(conf, "pool.max", 8),
+		.acquire_timeout_ns = conf_int(conf, "pool.acquire_timeout_ms", 5000) * 1000000LL,
+		.idle_timeout_ns = conf_int(conf, "pool.idle_timeout_ms", 300000) * 1000000LL,
+		.max_lifetime_ns = conf_int(conf, "pool.max_lifetime_ms", 0) * 1000000LL,
+	};
+	if (l->max < 1 || l->min < 0 || l->min > l->max)
+		return emh_error_set(err, EMH_ECONFIG, "context '%s': pool needs 0 <= min <= max and max >= 1",
+				     ctxname);
+	return 0;
+}
+
+static void limits_apply(emh__pool *p, const pool_limits *l)
+{
+	p->min = l->min;
+	p->max = l->max;
+	p->acquire_timeout_ns = l->acquire_timeout_ns;
+	p->idle_timeout_ns = l->idle_timeout_ns;
+	p->max_lifetime_ns = l->max_lifetime_ns;
+}
+
 int emh__pool_init(emh__pool *p, const emh__driver *drv, emh_dctx *dctx, const emh_params *params,
 		   const emh__ctxconf *conf, emh_error *err)
 {
@@ -36,14 +66,11 @@ int emh__pool_init(emh__pool *p, const emh__driver *drv, emh_dctx *dctx, const e
 	p->dctx = dctx;
 	p->params = params;
 	p->ctxname = params->context;
-	p->min = (int)conf_int(conf, "pool.min", 0);
-	p->max = (int)conf_int(conf, "pool.max", 8);
-	p->acquire_timeout_ns = conf_int(conf, "pool.acquire_timeout_ms", 5000) * 1000000LL;
-	p->idle_timeout_ns = conf_int(conf, "pool.idle_timeout_ms", 300000) * 1000000LL;
-	p->max_lifetime_ns = conf_int(conf, "pool.max_lifetime_ms", 0) * 1000000LL;
-	if (p->max < 1 || p->min < 0 || p->min > p->max)
-		return emh_error_set(err, EMH_ECONFIG, "context '%s': pool needs 0 <= min <= max and max >= 1",
-				     p->ctxname);
+	pool_limits l;
+	int rc = limits_read(conf, p->ctxname, &l, err);
+	if (rc)
+		return rc;
+	limits_apply(p, &l);
 	p->up = true;
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -240,13 +267,15 @@ void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
 		}
 		return;
 	}
-	if (status == EMH_ETIMEOUT) {
+	if (status == EMH_ETIMEOUT || p->total > (unsigned)p->max) {
 		/* A call past its deadline: the connection may still be inside it
 		 * (an answer on its way, a server stopped mid-call), so it is
-		 * closed, never reused.  The others stay: one slow call says
-		 * nothing about them. */
+		 * closed, never reused; the others stay, one slow call says
+		 * nothing about them.  Or max was lowered while it was lent (a
+		 * reload).  Either way a waiter may now open one in its place. */
 		p->total--;
-		pthread_cond_signal(&p->cv);
+		if (p->total < (unsigned)p->max)
+			pthread_cond_signal(&p->cv);
 		pthread_mutex_unlock(&p->mu);
 		atomic_fetch_add_explicit(&p->discarded, 1, memory_order_relaxed);
 		conn_close(p, pc);
@@ -278,4 +307,35 @@ void emh__pool_destroy(emh__pool *p)
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
 	p->drv = NULL;
+}
+
+int emh__pool_configure(emh__pool *p, const emh__ctxconf *conf, emh_error *err)
+{
+	pool_limits l;
+	int rc = limits_read(conf, p->ctxname, &l, err);
+	if (rc)
+		return rc;
+	emh__pconn *surplus = NULL;
+	unsigned n = 0;
+	pthread_mutex_lock(&p->mu);
+	limits_apply(p, &l);
+	while (p->idle && p->total > (unsigned)p->max) {
+		emh__pconn *pc = p->idle;
+		p->idle = pc->next;
+		p->nidle--;
+		p->total--;
+		pc->next = surplus;
+		surplus = pc;
+		n++;
+	}
+	/* waiters look again: there may be room now, or a shorter timeout */
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	atomic_fetch_add_explicit(&p->discarded, n, memory_order_relaxed);
+	while (surplus) {
+		emh__pconn *next = surplus->next;
+		conn_close(p, surplus);
+		surplus = next;
+	}
+	return 0;
 }

@@ -83,8 +83,16 @@ int emh_response_set_owned(emh_response *res, int status, const char *content_ty
 		return emh_error_set(err, EMH_EINVAL, "no response given");
 	}
 	if (status < 100 || status > 599) {
+		/* A handler bug, not the client's: the status is kept (without the
+		 * body) so that whoever sends the response sees it -- the daemon
+		 * answers 500 and logs it -- whatever the handler does with this error. */
 		free(body);
-		return emh_error_set(err, EMH_EINVAL, "HTTP status %d is out of range", status);
+		free(res->content_type);
+		free(res->body);
+		res->content_type = res->body = NULL;
+		res->len = 0;
+		res->status = status;
+		return emh_error_set(err, EMH_EINVAL, "HTTP status %d is out of range (100-599)", status);
 	}
 	char *ct = NULL;
 	if (content_type && !(ct = strdup(content_type))) {
@@ -119,6 +127,15 @@ int emh_response_add_header(emh_response *res, const char *name, const char *val
 		return emh_error_set(err, EMH_EINVAL, "response header needs a name and a value");
 	if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
 		return emh_error_set(err, EMH_EINVAL, "response header '%s' holds CR, LF or ':'", name);
+	if (strcasecmp(name, "Content-Type") == 0) {
+		/* the response has one content type: this replaces it rather than sending two */
+		char *ct = strdup(value);
+		if (!ct)
+			return emh_error_set(err, EMH_ENOMEM, "out of memory");
+		free(res->content_type);
+		res->content_type = ct;
+		return 0;
+	}
 	if (res->nheaders == res->capheaders) {
 		size_t cap = res->capheaders ? res->capheaders * 2 : 4;
 		emh_kv *v = realloc(res->headers, cap * sizeof *v);

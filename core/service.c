@@ -20,12 +20,15 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "service_int.h"
 
@@ -83,14 +86,18 @@ static bool module_name_valid(const char *s)
 
 /*
  * Copy src into *local the way the ABI promises (zero-extended, extra members
- * ignored) and check it.  On refusal, why says what is wrong.
+ * ignored) and check it.  sym_size is the size of a module's descriptor
+ * symbol, 0 for a static descriptor.  On refusal, why says what is wrong.
  */
-static int desc_check(const emh_service *src, emh_service *local, char *why, size_t cap)
+static int desc_check(const emh_service *src, size_t sym_size, emh_service *local, char *why, size_t cap)
 {
 	if (!src) {
 		snprintf(why, cap, "descriptor is NULL");
 		return EMH_EPLUGIN;
 	}
+	if (sym_size && !emh__desc_fits(EMH_SERVICE_SYMBOL, sym_size, SVC_MIN_STRUCT_SIZE, EMH_SERVICE_ABI_MAJOR, src,
+					why, cap))
+		return EMH_EPLUGIN;
 	if ((src->abi_version >> 16) != EMH_SERVICE_ABI_MAJOR) {
 		snprintf(why, cap, "service ABI major %u, this host speaks %u (rebuild the module against this emhost)",
 			 (unsigned)(src->abi_version >> 16), EMH_SERVICE_ABI_MAJOR);
@@ -136,15 +143,24 @@ static int desc_check(const emh_service *src, emh_service *local, char *why, siz
 	return 0;
 }
 
-/* Open a module file and find its descriptor, checked.  *dl stays open on success. */
-static int module_open(const char *path, void **dl, const emh_service **src, emh_service *local,
-		       emh_error *err)
+/*
+ * Open a module file and find its descriptor, checked: the directory it is
+ * in as a plugin directory, the file as every plugin file (loader.c).  *dl
+ * stays open on success.
+ */
+static int module_open(const emh__logger *log, const char *path, void **dl, const emh_service **src,
+		       emh_service *local, emh_error *err)
 {
-	char why[512];
+	char why[512], dir[4096];
+	size_t size;
 	int rc;
-	if (!(*src = emh__plugin_open(path, EMH_SERVICE_SYMBOL, "service", dl, why, sizeof why)))
+	const char *slash = strrchr(path, '/');
+	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1, slash ? path : ".");
+	if (!emh__plugin_dir_ok(log, dir, "service directory", why, sizeof why))
 		return emh_error_set(err, EMH_EPLUGIN, "service module '%s': %s", path, why);
-	rc = desc_check(*src, local, why, sizeof why);
+	if (!(*src = emh__plugin_open(log, path, EMH_SERVICE_SYMBOL, "service module", dl, &size, why, sizeof why)))
+		return emh_error_set(err, EMH_EPLUGIN, "service module '%s': %s", path, why);
+	rc = desc_check(*src, size, local, why, sizeof why);
 	if (rc) {
 		emh_error_set(err, rc, "service module '%s': %s", path, why);
 		goto out_close;
@@ -163,7 +179,7 @@ int emh_service_check_file(const char *path, emh_error *err)
 	emh_service local;
 	if (!path)
 		return emh_error_set(err, EMH_EINVAL, "no service module path given");
-	int rc = module_open(path, &dl, &src, &local, err);
+	int rc = module_open(NULL, path, &dl, &src, &local, err);
 	if (rc == 0)
 		dlclose(dl);
 	return rc;
@@ -334,23 +350,35 @@ static int svc_resolve_contexts(emh_svc *s, const emh__settings *remap, emh_erro
 }
 
 /*
- * The loaded service that registered a different entity on table in
- * context ctx, for a refusal that names it; NULL when it was not a service.
- * Called with s->add_mu held (v changes only under it).
+ * The service of v[0..n) that needs a different entity on e's table in
+ * context ctx, for a refusal that names it; NULL when none does.  For the
+ * loaded services, called with s->add_mu held (v changes only under it).
  */
-static const emh__svc_need *entity_owner(const emh_services *s, const char *ctx, const emh_entity *e,
+static const emh__svc_need *entity_owner(emh_svc *const *v, size_t n, const char *ctx, const emh_entity *e,
 					 const emh_svc **owner)
 {
-	for (size_t i = 0; i < s->n; i++)
-		for (size_t j = 0; j < s->v[i]->nneeds; j++) {
-			const emh__svc_need *n = &s->v[i]->needs[j];
-			if (n->entity && strcmp(s->v[i]->ctx[n->ctx], ctx) == 0 &&
-			    strcmp(n->entity->table, e->table) == 0 && !emh__entity_same(n->entity, e)) {
-				*owner = s->v[i];
-				return n;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < v[i]->nneeds; j++) {
+			const emh__svc_need *nd = &v[i]->needs[j];
+			if (nd->entity && strcmp(v[i]->ctx[nd->ctx], ctx) == 0 &&
+			    strcmp(nd->entity->table, e->table) == 0 && !emh__entity_same(nd->entity, e)) {
+				*owner = v[i];
+				return nd;
 			}
 		}
 	return NULL;
+}
+
+/* The refusal of svc's need n because owner's need theirs puts another entity on its table. */
+static int err_entity_clash(const emh_svc *svc, const emh__svc_need *n, const emh_svc *owner,
+			    const emh__svc_need *theirs, emh_error *err)
+{
+	const char *ctx = svc->ctx[n->ctx];
+	emh_error_set(err, EMH_ECONFIG,
+		      "service '%s' needs entity '%s' on table '%s' in context '%s', but service '%s' "
+		      "registered a different entity '%s' on that table",
+		      svc->name, n->entity->name, n->entity->table, ctx, owner->name, theirs->entity->name);
+	return emh_error_context(err, EMH_ECONFIG, ctx);
 }
 
 /*
@@ -372,17 +400,41 @@ static int svc_register_entities(emh_services *s, emh_svc *svc, emh_error *err)
 		if (rc == 0)
 			continue;
 		const emh_svc *owner;
-		const emh__svc_need *theirs = rc == EMH_ECONFIG ? entity_owner(s, ctx, n->entity, &owner) : NULL;
+		const emh__svc_need *theirs =
+			rc == EMH_ECONFIG ? entity_owner(s->v, s->n, ctx, n->entity, &owner) : NULL;
 		if (theirs)
-			emh_error_set(err, rc,
-				      "service '%s' needs entity '%s' on table '%s' in context '%s', but service '%s' "
-				      "registered a different entity '%s' on that table",
-				      svc->name, n->entity->name, n->entity->table, ctx, owner->name, theirs->entity->name);
-		else
-			emh_error_set(err, rc, "service '%s' needs entity '%s' in context '%s': %s", svc->name,
-				      n->entity->name, ctx, e.message);
+			return err_entity_clash(svc, n, owner, theirs, err);
+		emh_error_set(err, rc, "service '%s' needs entity '%s' in context '%s': %s", svc->name,
+			      n->entity->name, ctx, e.message);
 		return emh_error_context(err, rc, ctx);
 	}
+	return 0;
+}
+
+/*
+ * A new service of s called name (valid, not loaded yet) for the checked
+ * descriptor local of file; it holds no module yet.  Called with s->add_mu
+ * held.
+ */
+static int svc_new(emh_services *s, const emh_service *local, const char *file, const char *name, emh_svc **out,
+		   emh_error *err)
+{
+	*out = NULL;
+	if (!emh_ident_valid(name))
+		return emh_error_set(err, EMH_ECONFIG, "service name '%s' is not a valid identifier", name);
+	/* Only adding changes v, and we hold add_mu: no read lock needed. */
+	emh_svc *dup = emh__services_find_locked(s, name);
+	if (dup)
+		return emh_error_set(err, EMH_ECONFIG, "service '%s' is already loaded (from %s)", name, dup->file);
+	emh_svc *svc = calloc(1, sizeof *svc);
+	if (!svc || !(svc->name = strdup(name)) || !(svc->file = strdup(file))) {
+		svc_unload(svc);
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	}
+	svc->owner = s;
+	svc->host = s->host;
+	svc->desc = *local;
+	*out = svc;
 	return 0;
 }
 
@@ -402,26 +454,10 @@ static int svc_add(emh_services *s, const emh_service *local, void *dl, const ch
 	int rc;
 	emh_svc *svc = NULL;
 	pthread_mutex_lock(&s->add_mu);
-	if (!emh_ident_valid(name)) {
-		rc = emh_error_set(err, EMH_ECONFIG, "service name '%s' is not a valid identifier", name);
+	if ((rc = svc_new(s, local, file, name, &svc, err)) != 0)
 		goto out_unlock;
-	}
-	/* Only adding changes v, and we hold add_mu: no read lock needed. */
-	emh_svc *dup = emh__services_find_locked(s, name);
-	if (dup) {
-		rc = emh_error_set(err, EMH_ECONFIG, "service '%s' is already loaded (from %s)", name, dup->file);
-		goto out_unlock;
-	}
-	svc = calloc(1, sizeof *svc);
-	if (!svc || !(svc->name = strdup(name)) || !(svc->file = strdup(file))) {
-		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
-		goto out_unlock;
-	}
-	svc->owner = s;
-	svc->host = s->host;
 	svc->dl = dl;
 	dl = NULL;
-	svc->desc = *local;
 	svc->settings = *settings;
 	memset(settings, 0, sizeof *settings);
 	if ((rc = svc_resolve_contexts(svc, remap, err)) != 0 || (rc = svc_register_entities(s, svc, err)) != 0)
@@ -490,7 +526,7 @@ int emh_services_add(emh_services *s, const emh_service *desc, const emh_service
 	emh_service local;
 	if (!s)
 		return emh_error_set(err, EMH_EINVAL, "no services object given");
-	int rc = desc_check(desc, &local, why, sizeof why);
+	int rc = desc_check(desc, 0, &local, why, sizeof why);
 	if (rc)
 		return emh_error_set(err, rc, "service (static): %s", why);
 	emh__settings remap = {0}, settings = {0};
@@ -513,6 +549,72 @@ static void default_service_dir(char *buf, size_t cap)
 		snprintf(buf, cap, "%s/../services", p);
 }
 
+/* The directory modules are loaded from: service_dir, else the compiled-in one. */
+/* As for plugins: the file's service_dir, else $EMH_SERVICE_DIR, else the compiled-in one. */
+static void config_service_dir(emh_host *h, const emh__config *cfg, char *buf, size_t cap)
+{
+	const char *env_dir = emh__getenv(emh__host_env(h), "EMH_SERVICE_DIR");
+	if (cfg->service_dir.value && cfg->service_dir.value[0])
+		snprintf(buf, cap, "%s", cfg->service_dir.value);
+	else if (env_dir && env_dir[0])
+		snprintf(buf, cap, "%s", env_dir);
+	else
+		default_service_dir(buf, cap);
+}
+
+/*
+ * A configured module that is not in dir: say so with where it was asked
+ * for, the closest module there and the ones there are (a misspelt module
+ * is the usual cause).
+ */
+static int err_no_module(const emh__svcconf *sc, const char *module, const char *dir, emh_error *err)
+{
+	char have[1024] = "", best[256] = "";
+	size_t bestd = 3;
+	struct dirent **names;
+	int n = scandir(dir, &names, NULL, alphasort);
+	for (int i = 0; i < n; i++) {
+		const char *f = names[i]->d_name;
+		size_t len = strlen(f);
+		if (len > 3 && f[0] != '.' && strcmp(f + len - 3, ".so") == 0) {
+			char stem[256];
+			snprintf(stem, sizeof stem, "%.*s", (int)(len - 3), f);
+			emh__list_add(have, sizeof have, stem);
+			size_t d = emh__edit_distance(module, stem);
+			if (d < bestd) {
+				bestd = d;
+				snprintf(best, sizeof best, "%s", stem);
+			}
+		}
+		free(names[i]);
+	}
+	if (n >= 0)
+		free(names);
+	return emh_error_set(err, EMH_EPLUGIN, "%s%sservice '%s': no module '%s.so' in %s (%s%s%smodules there: %s)",
+			     sc->origin ? sc->origin : "", sc->origin ? ": " : "", sc->name ? sc->name : "?", module,
+			     dir, best[0] ? "did you mean '" : "", best, best[0] ? "'? " : "",
+			     n < 0 ? strerror(errno) : have[0] ? have : "none");
+}
+
+/* Open the module of the configured service sc from dir, checked (as module_open); its file into path. */
+static int config_module_open(const emh__logger *log, const emh__svcconf *sc, const char *dir, char *path,
+			      size_t cap, void **dl, emh_service *local, emh_error *err)
+{
+	const char *module = sc->module ? sc->module : sc->name;
+	const emh_service *src;
+	if (!module_name_valid(module))
+		return emh_error_set(err, EMH_ECONFIG, "%s%sservice '%s': module name '%s' is not a file stem",
+				     sc->origin ? sc->origin : "", sc->origin ? ": " : "", sc->name ? sc->name : "?",
+				     module ? module : "");
+	if ((size_t)snprintf(path, cap, "%s/%s.so", dir, module) >= cap)
+		return emh_error_set(err, EMH_ECONFIG, "service '%s': module path '%s/%s.so' is too long",
+				     sc->name ? sc->name : "?", dir, module);
+	struct stat st;
+	if (stat(path, &st) != 0 && errno == ENOENT)
+		return err_no_module(sc, module, dir, err);
+	return module_open(log, path, dl, &src, local, err);
+}
+
 int emh_services_load(emh_services *s, emh_error *err)
 {
 	if (!s)
@@ -521,25 +623,13 @@ int emh_services_load(emh_services *s, emh_error *err)
 	if (!cfg || cfg->nservices == 0)
 		return 0;
 	char dir[4096];
-	if (cfg->service_dir.value && cfg->service_dir.value[0])
-		snprintf(dir, sizeof dir, "%s", cfg->service_dir.value);
-	else
-		default_service_dir(dir, sizeof dir);
+	config_service_dir(s->host, cfg, dir, sizeof dir);
 	for (size_t i = 0; i < cfg->nservices; i++) {
 		const emh__svcconf *sc = &cfg->services[i];
-		const char *module = sc->module ? sc->module : sc->name;
-		if (!module_name_valid(module))
-			return emh_error_set(err, EMH_ECONFIG, "%s%sservice '%s': module name '%s' is not a file stem",
-					     sc->origin ? sc->origin : "", sc->origin ? ": " : "",
-					     sc->name ? sc->name : "?", module ? module : "");
 		char path[4200];
-		if ((size_t)snprintf(path, sizeof path, "%s/%s.so", dir, module) >= sizeof path)
-			return emh_error_set(err, EMH_ECONFIG, "service '%s': module path '%s/%s.so' is too long",
-					     sc->name ? sc->name : "?", dir, module);
 		void *dl = NULL;
-		const emh_service *src;
 		emh_service local;
-		int rc = module_open(path, &dl, &src, &local, err);
+		int rc = config_module_open(&s->host->log, sc, dir, path, sizeof path, &dl, &local, err);
 		if (rc)
 			return rc;
 		emh__settings settings = {0};
@@ -558,6 +648,88 @@ int emh_services_load(emh_services *s, emh_error *err)
 			return rc;
 	}
 	return 0;
+}
+
+/*
+ * What registering svc's entities would refuse, without registering: a
+ * different entity on the same table of a context, needed by a loaded
+ * service, by one checked before (done), by svc itself, or registered in
+ * the host by the application.  Messages as svc_register_entities'.
+ */
+static int svc_check_entities(emh_services *s, emh_svc *const *done, size_t ndone, emh_svc *svc, emh_error *err)
+{
+	for (size_t i = 0; i < svc->nneeds; i++) {
+		const emh__svc_need *n = &svc->needs[i], *theirs;
+		const emh_svc *owner;
+		if (!n->entity)
+			continue;
+		const char *ctx = svc->ctx[n->ctx];
+		if ((theirs = entity_owner(s->v, s->n, ctx, n->entity, &owner)) ||
+		    (theirs = entity_owner(done, ndone, ctx, n->entity, &owner)))
+			return err_entity_clash(svc, n, owner, theirs, err);
+		const emh_entity *have = NULL, *other = NULL;
+		for (size_t j = 0; j < i && !other; j++) {
+			const emh_entity *e = svc->needs[j].entity;
+			if (e && svc->needs[j].ctx == n->ctx && strcmp(e->table, n->entity->table) == 0 &&
+			    !emh__entity_same(e, n->entity))
+				other = e;
+		}
+		if (!other && emh_host_entity(s->host, ctx, n->entity->table, &have, NULL) == 0 &&
+		    !emh__entity_same(have, n->entity))
+			other = have;
+		if (other) {
+			emh_error_set(err, EMH_ECONFIG,
+				      "service '%s' needs entity '%s' in context '%s': context '%s': entities '%s' and "
+				      "'%s' both map to table '%s'",
+				      svc->name, n->entity->name, ctx, ctx, other->name, n->entity->name,
+				      n->entity->table);
+			return emh_error_context(err, EMH_ECONFIG, ctx);
+		}
+	}
+	return 0;
+}
+
+int emh_services_check(emh_services *s, emh_error *err)
+{
+	if (!s)
+		return emh_error_set(err, EMH_EINVAL, "no services object given");
+	const emh__config *cfg = emh__host_config(s->host);
+	if (!cfg || cfg->nservices == 0)
+		return 0;
+	/* Every module stays open until the end: the entities of the ones
+	 * checked are compared with the next ones'. */
+	emh_svc **done = calloc(cfg->nservices, sizeof *done);
+	if (!done)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	char dir[4096];
+	config_service_dir(s->host, cfg, dir, sizeof dir);
+	size_t ndone = 0;
+	int rc = 0;
+	pthread_mutex_lock(&s->add_mu);
+	for (size_t i = 0; i < cfg->nservices && rc == 0; i++) {
+		const emh__svcconf *sc = &cfg->services[i];
+		char path[4200];
+		void *dl = NULL;
+		emh_service local;
+		emh_svc *svc = NULL;
+		if ((rc = config_module_open(&s->host->log, sc, dir, path, sizeof path, &dl, &local, err)) != 0)
+			break;
+		if ((rc = svc_new(s, &local, path, sc->name, &svc, err)) != 0) {
+			dlclose(dl);
+			break;
+		}
+		svc->dl = dl;
+		if ((rc = svc_resolve_contexts(svc, &sc->remap, err)) != 0 ||
+		    (rc = svc_check_entities(s, done, ndone, svc, err)) != 0)
+			svc_unload(svc);
+		else
+			done[ndone++] = svc;
+	}
+	pthread_mutex_unlock(&s->add_mu);
+	while (ndone > 0)
+		svc_unload(done[--ndone]);
+	free(done);
+	return rc;
 }
 
 const char *emh_host_server_setting(const emh_host *h, const char *key)

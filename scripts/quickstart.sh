@@ -22,7 +22,8 @@ echo "quickstart: building in $bdir (first time: a minute or two)" >&2
 	exit 1
 }
 
-# etc/emhost.conf reads these through ${VAR:-default}: point it at the build.
+# etc/emhost.conf names no plugin or service directory: the compiled-in ones
+# are where `make install` puts them, so point the host at the build instead.
 export EMH_PLUGIN_DIR="$bdir/plugins-build"
 export EMH_SERVICE_DIR="$bdir/services/.libs"
 export EMH_DATA="${EMH_DATA:-$src/var}"

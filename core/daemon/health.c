@@ -30,18 +30,20 @@ void emhd__health_into(emhd_server *srv, emh_response *res)
 	size_t n;
 	emh_error err;
 	if (emh_host_contexts(srv->host, &infos, &n, &err) != 0) {
-		emhd__res_emh_error(srv, "/_emhost/health", res, &err);
+		emhd__res_emh_error(srv->host, "/_emhost/health", res, &err);
 		return;
 	}
 	bool healthy = true;
 	json_t *ctxs = json_object();
 	for (size_t i = 0; i < n; i++) {
 		const emh_context_info *c = &infos[i];
-		if (c->required && !c->up)
+		/* refused: its migrations or schema are not what the code needs (the log says why) */
+		bool refused = emh_host_context_refusal(srv->host, c->name) != NULL;
+		if (c->required && (!c->up || refused))
 			healthy = false;
 		json_object_set_new(ctxs, c->name,
-				    json_pack("{s:s,s:s,s:b,s:b}", "status", c->up ? "up" : "down", "driver",
-					      c->driver ? c->driver : "", "required", c->required, "default",
+				    json_pack("{s:s,s:s,s:b,s:b}", "status", refused ? "refused" : c->up ? "up" : "down",
+					      "driver", c->driver ? c->driver : "", "required", c->required, "default",
 					      c->is_default));
 	}
 	emh_context_info_free(infos, n);
@@ -52,7 +54,7 @@ void emhd__health_into(emhd_server *srv, emh_response *res)
 static bool probes_done(const emhd_server *srv)
 {
 	for (size_t i = 0; i < srv->nprobers; i++)
-		if (srv->probers[i].running && srv->probers[i].done_gen < srv->hgen)
+		if (srv->probers[i]->running && srv->probers[i]->done_gen < srv->hgen)
 			return false;
 	return true;
 }
@@ -78,23 +80,27 @@ static bool pool_saturated(emh_host *h, const char *name)
 
 /* One ping of p's context, retried once: a failed ping discards its
  * connection, and a second one tells a pool holding a connection broken by
- * an earlier outage (the server is back) from a database that is down now. */
-static void probe(emhd_prober *p)
+ * an earlier outage (the server is back) from a database that is down now.
+ * False when the context is gone (removed by a reload). */
+static bool probe(emhd_prober *p)
 {
 	emhd_server *srv = p->srv;
 	if (pool_saturated(srv->host, p->context))
-		return;
+		return true;
 	emh_error err;
 	int rc = emh_host_ping(srv->host, p->context, &err);
-	if (rc && rc != EMH_ETIMEOUT)
+	if (rc && rc != EMH_ETIMEOUT && rc != EMH_ENOCONTEXT)
 		rc = emh_host_ping(srv->host, p->context, &err);
+	if (rc == EMH_ENOCONTEXT)
+		return false;
 	if (rc == EMH_ETIMEOUT)
-		return; /* no connection free: busy, not down */
+		return true; /* no connection free: busy, not down */
 	if (rc && !p->was_down)
 		emh_host_log(srv->host, EMH_LOG_WARN, p->context, "health: context is down: %s", err.message);
 	else if (!rc && p->was_down)
 		emh_host_log(srv->host, EMH_LOG_INFO, p->context, "health: context is up again");
 	p->was_down = rc != 0;
+	return true;
 }
 
 static void *prober_main(void *arg)
@@ -109,10 +115,14 @@ static void *prober_main(void *arg)
 			break;
 		uint64_t gen = srv->hgen;
 		pthread_mutex_unlock(&srv->hmu);
-		probe(p);
+		bool alive = probe(p);
 		pthread_mutex_lock(&srv->hmu);
 		p->done_gen = gen;
 		pthread_cond_broadcast(&srv->hcv);
+		if (!alive) {
+			p->gone = true;
+			break;
+		}
 	}
 	p->running = false;
 	pthread_cond_broadcast(&srv->hcv);
@@ -177,32 +187,63 @@ enum MHD_Result emhd__serve_health(struct MHD_Connection *conn, emhd_req *r)
 	return MHD_YES;
 }
 
-/* Start the health timer and one prober per context; without them health
- * answers from the state alone. */
-void emhd__health_start(emhd_server *srv)
+/* A prober for context name, started; under hmu.  Without one, health
+ * answers for that context from its state alone. */
+static void prober_add(emhd_server *srv, const char *name)
+{
+	if (srv->nprobers == srv->capprobers) {
+		size_t cap = srv->capprobers ? 2 * srv->capprobers : 8;
+		emhd_prober **v = realloc(srv->probers, cap * sizeof *v);
+		if (!v)
+			return;
+		srv->probers = v;
+		srv->capprobers = cap;
+	}
+	emhd_prober *p = calloc(1, sizeof *p);
+	if (!p || !(p->context = strdup(name))) {
+		free(p);
+		return;
+	}
+	p->srv = srv;
+	p->running = true;
+	if (pthread_create(&p->th, NULL, prober_main, p) != 0) {
+		free(p->context);
+		free(p);
+		return;
+	}
+	srv->probers[srv->nprobers++] = p;
+}
+
+/* Probers for the contexts that have none (all of them at start). */
+static void probers_sync(emhd_server *srv)
 {
 	emh_context_info *infos;
 	size_t n;
 	if (emh_host_contexts(srv->host, &infos, &n, NULL) != 0)
 		return;
-	emhd_prober *pr = calloc(n ? n : 1, sizeof *pr);
-	if (!pr) {
-		emh_context_info_free(infos, n);
-		return;
-	}
 	pthread_mutex_lock(&srv->hmu);
-	srv->probers = pr;
-	srv->nprobers = n;
-	for (size_t i = 0; i < n; i++) {
-		pr[i].srv = srv;
-		if (!(pr[i].context = strdup(infos[i].name)))
-			continue;
-		pr[i].running = pthread_create(&pr[i].th, NULL, prober_main, &pr[i]) == 0;
+	for (size_t i = 0; i < n && !srv->hstop; i++) {
+		bool have = false;
+		for (size_t j = 0; j < srv->nprobers && !have; j++)
+			have = !srv->probers[j]->gone && strcmp(srv->probers[j]->context, infos[i].name) == 0;
+		if (!have)
+			prober_add(srv, infos[i].name);
 	}
-	srv->htimer_running = pthread_create(&srv->htimer, NULL, health_timer_main, srv) == 0;
 	pthread_mutex_unlock(&srv->hmu);
 	emh_context_info_free(infos, n);
 }
+
+/* Start the health timer and one prober per context. */
+void emhd__health_start(emhd_server *srv)
+{
+	probers_sync(srv);
+	pthread_mutex_lock(&srv->hmu);
+	srv->htimer_running = pthread_create(&srv->htimer, NULL, health_timer_main, srv) == 0;
+	pthread_mutex_unlock(&srv->hmu);
+}
+
+/* A removed context's prober ends by itself at its next ping (the context is gone). */
+void emhd_contexts_changed(emhd_server *s) { probers_sync(s); }
 
 /*
  * Stop health probing: waiting health requests are answered now; probers
@@ -219,7 +260,7 @@ unsigned emhd__health_stop(emhd_server *srv, int64_t deadline)
 	for (;;) {
 		unsigned left = 0;
 		for (size_t i = 0; i < srv->nprobers; i++)
-			left += srv->probers[i].running;
+			left += srv->probers[i]->running;
 		if (!left || now_ns() >= deadline)
 			break;
 		struct timespec ts = abs_mono(deadline);
@@ -230,7 +271,7 @@ unsigned emhd__health_stop(emhd_server *srv, int64_t deadline)
 		pthread_join(srv->htimer, NULL); /* it only resumes connections */
 	unsigned stuck = 0;
 	for (size_t i = 0; i < srv->nprobers; i++) {
-		emhd_prober *p = &srv->probers[i];
+		emhd_prober *p = srv->probers[i];
 		if (!p->context)
 			continue;
 		pthread_mutex_lock(&srv->hmu);

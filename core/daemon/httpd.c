@@ -3,11 +3,12 @@
  * core/daemon/httpd.c: emhostd's request path.  libmicrohttpd runs a pool of
  * I/O threads (each with its own epoll loop); a request is read whole
  * (bodies above server.max_body are refused with 413 before any service
- * sees them), routed by its first path segment to a service, and handled in a
- * scope of its own that closes with the request.  Errors become JSON bodies
- * with one status mapping (reply.c); /_emhost/health (health.c) and
- * /_emhost/metrics (metrics.c) report the contexts and per-service request
- * latency; start and the bounded stop are in server.c.
+ * sees them), routed by its first path segment to a service, and handled in
+ * a scope of its own that closes before the answer is queued (call.c).
+ * Errors become JSON bodies with one status mapping (reply.c);
+ * /_emhost/health (health.c) and /_emhost/metrics (metrics.c) report the
+ * contexts and per-service request latency; start and the bounded stop are
+ * in server.c.
  *
  * Handlers block on databases (a pool acquire, a server that stopped
  * answering), so they never run on an I/O thread, where they would stall
@@ -25,10 +26,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "httpd_int.h"
 
 #define MAX_KV 64
+
+/*
+ * The request a thread is working on, so that every line logged meanwhile
+ * -- by the core, a driver or a service, all through the host's sink --
+ * carries its id.  Per thread, not per process: two servers in one process
+ * each set it on their own threads.
+ */
+static _Thread_local const char *current_rid;
+
+void emhd__set_request(const emhd_req *r) { current_rid = r && r->rid[0] ? r->rid : NULL; }
+
+const char *emhd_request_id(void) { return current_rid; }
+
+/* A client's X-Request-Id is kept when it is 1 to EMHD_RID_MAX visible ASCII characters. */
+static bool rid_valid(const char *v)
+{
+	size_t n = 0;
+	for (; v && v[n]; n++)
+		if (n >= EMHD_RID_MAX || (unsigned char)v[n] < 0x21 || (unsigned char)v[n] > 0x7e)
+			return false;
+	return n > 0;
+}
+
+/* The request's id: the client's when valid, else "<prefix>-<counter>", unique in this process. */
+static void take_request_id(emhd_server *srv, struct MHD_Connection *conn, emhd_req *r)
+{
+	const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+	if (rid_valid(v)) {
+		snprintf(r->rid, sizeof r->rid, "%s", v);
+		return;
+	}
+	unsigned long long n = atomic_fetch_add_explicit(&srv->rid_next, 1, memory_order_relaxed) + 1;
+	snprintf(r->rid, sizeof r->rid, "%08x-%llx", (unsigned)srv->rid_prefix, n);
+	if (v)
+		emh_host_log(srv->host, EMH_LOG_DEBUG, NULL, "X-Request-Id of %zu bytes is not 1-%d visible characters: "
+			     "replaced", strlen(v), EMHD_RID_MAX);
+}
+
 /* A chunked body over max_body is read on (and dropped) for at least this
  * much more, so that a client that sends it whole gets its 413. */
 #define DISCARD_MIN (1024 * 1024)
@@ -49,22 +89,12 @@ static enum MHD_Result kv_iter(void *cls, enum MHD_ValueKind kind, const char *k
 	return MHD_YES;
 }
 
-/* Run the request in its service's scope; the answer goes to res.  Worker thread. */
+/* Run the request through emhd_call_service with what libmicrohttpd parsed.  Worker thread. */
 static void service_into(emhd_req *r, struct MHD_Connection *conn, emh_response *res)
 {
-	emhd_server *srv = r->srv;
-	/* A service name is an identifier of at most 63 bytes: a longer path
-	 * segment names no service whether it is cut here or not. */
-	char name[128];
-	snprintf(name, sizeof name, "%.*s", (int)r->svc_len, r->svc);
-	/* the path below the service and the raw query, from the raw URI */
-	const char *rest = r->svc + r->svc_len;
-	const char *q = strchr(rest, '?');
-	char *path = strndup(rest, q ? (size_t)(q - rest) : strlen(rest));
 	kv_collect *args = malloc(2 * sizeof *args);
-	if (!path || !args) {
-		free(path);
-		free(args);
+	if (!args) {
+		emh_response_reset(res);
 		emhd__res_error(res, 500, "out of memory", NULL);
 		return;
 	}
@@ -72,10 +102,17 @@ static void service_into(emhd_req *r, struct MHD_Connection *conn, emh_response 
 	args->n = hdrs->n = 0;
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, kv_iter, args);
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, kv_iter, hdrs);
-	emh_request req = {
+	/* the handler sees the id the answer and the log carry, given or generated */
+	size_t ri = 0;
+	while (ri < hdrs->n && strcasecmp(hdrs->v[ri].name, "X-Request-Id") != 0)
+		ri++;
+	if (ri < hdrs->n)
+		hdrs->v[ri].value = r->rid;
+	else if (hdrs->n < MAX_KV)
+		hdrs->v[hdrs->n++] = (emh_kv){.name = "X-Request-Id", .value = r->rid};
+	emhd_call c = {
 		.method = r->method,
-		.path = path,
-		.query = q ? q + 1 : "",
+		.uri = r->uri,
 		.args = args->v,
 		.nargs = args->n,
 		.headers = hdrs->v,
@@ -83,20 +120,8 @@ static void service_into(emhd_req *r, struct MHD_Connection *conn, emh_response 
 		.body = r->body.ptr,
 		.body_len = r->body.len,
 	};
-	emh_error err;
-	emh_scope *scope = NULL;
-	int rc = emh_scope_open(srv->svcs, name, &scope, &err);
-	if (rc == 0) {
-		rc = emh_scope_handle(scope, &req, res, &err);
-		/* forks close (connections go back to their pools) before the reply is sent */
-		emh_scope_close(scope);
-	}
-	if (rc) {
-		emh_response_reset(res);
-		emhd__res_emh_error(srv, r->uri, res, &err);
-	}
+	emhd_call_service(r->srv->svcs, &c, r->srv->max_response, res);
 	free(args);
-	free(path);
 }
 
 void *emhd__worker_main(void *arg)
@@ -116,7 +141,9 @@ void *emhd__worker_main(void *arg)
 		srv->busy++;
 		pthread_mutex_unlock(&srv->qmu);
 		struct MHD_Connection *conn = r->conn;
+		emhd__set_request(r);
 		service_into(r, conn, r->res);
+		emhd__set_request(NULL);
 		atomic_store_explicit(&r->done, true, memory_order_release);
 		MHD_resume_connection(conn); /* r may be gone from here on */
 		pthread_mutex_lock(&srv->qmu);
@@ -197,10 +224,8 @@ void emhd__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void route(emhd_req *r)
 {
 	emhd_server *srv = r->srv;
-	const char *p = r->uri ? r->uri : "";
-	if (*p == '/')
-		p++;
-	size_t n = strcspn(p, "/?");
+	const char *p;
+	size_t n = emhd_route(r->uri, &p);
 	r->svc = p;
 	r->svc_len = n;
 	if (n == 7 && strncmp(p, "_emhost", 7) == 0) {
@@ -220,20 +245,17 @@ static size_t discard_max(const emhd_server *srv)
 	return srv->max_body > DISCARD_MIN ? srv->max_body : DISCARD_MIN;
 }
 
-enum MHD_Result emhd__on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-				const char *version, const char *upload_data, size_t *upload_data_size,
-				void **con_cls)
+static enum MHD_Result access_request(emhd_server *srv, struct MHD_Connection *conn, emhd_req *r, const char *url,
+				      const char *method, const char *upload_data, size_t *upload_data_size)
 {
-	emhd_server *srv = cls;
-	emhd_req *r = *con_cls;
-	if (!r || !r->uri)
-		return MHD_NO; /* out of memory in emhd__on_uri: drop the connection */
 	if (r->answered) {
 		*upload_data_size = 0; /* answered early (413): the rest is dropped */
 		return MHD_YES;
 	}
 	if (!r->started) {
 		r->started = true;
+		take_request_id(srv, conn, r);
+		emhd__set_request(r);
 		route(r);
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl) {
@@ -277,7 +299,10 @@ enum MHD_Result emhd__on_access(void *cls, struct MHD_Connection *conn, const ch
 		/* resumed by its worker, or by the health timer */
 		if (r->health)
 			emhd__health_into(srv, r->res);
-		return emhd__queue_response(conn, r, r->res);
+		enum MHD_Result ret = emhd__queue_response(conn, r, r->res);
+		/* libmicrohttpd has its copy: the client may read it slowly, ours goes now */
+		emh_response_reset(r->res);
+		return ret;
 	}
 	if (r->m == &srv->metrics[srv->nsvc]) {
 		if (strcmp(url, "/_emhost/health") == 0 && strcmp(method, "GET") == 0)
@@ -290,4 +315,18 @@ enum MHD_Result emhd__on_access(void *cls, struct MHD_Connection *conn, const ch
 	if (r->svc_len == 0)
 		return emhd__reply_error(conn, r, 404, "no service in the path: use /<service>/...", NULL);
 	return dispatch(conn, r, method);
+}
+
+enum MHD_Result emhd__on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+				const char *version, const char *upload_data, size_t *upload_data_size,
+				void **con_cls)
+{
+	emhd_req *r = *con_cls;
+	if (!r || !r->uri)
+		return MHD_NO; /* out of memory in emhd__on_uri: drop the connection */
+	/* lines logged on this I/O thread for the request carry its id */
+	emhd__set_request(r);
+	enum MHD_Result ret = access_request(cls, conn, r, url, method, upload_data, upload_data_size);
+	emhd__set_request(NULL);
+	return ret;
 }

@@ -4,8 +4,10 @@
  * installed): the server and request structures, and the functions one file
  * calls in another, prefixed emhd__.
  *
- *   httpd.c    the request path: libmicrohttpd callbacks, routing, the work
- *              queue and its workers, running a request in its service's scope
+ *   httpd.c    the request path: libmicrohttpd callbacks, the work queue and
+ *              its workers
+ *   call.c     a request's way to its service without a socket: routing,
+ *              the service's scope, the answer's size cap
  *   reply.c    answers: the status mapping, JSON error bodies, queueing a
  *              response on its connection
  *   health.c   /_emhost/health: per-context probers and the health timer
@@ -54,17 +56,24 @@ typedef struct emhd_prober {
 	uint64_t done_gen; /* the last round it finished (under hmu) */
 	bool running;      /* the thread exists and has not exited */
 	bool was_down;     /* what its last ping said, for logging changes */
+	bool gone;         /* its context was removed (a reload): the thread ended */
 } emhd_prober;
+
+/* Longest X-Request-Id taken from a request; a longer one is replaced. */
+#define EMHD_RID_MAX 128
 
 struct emhd_server {
 	emh_host *host;
 	emh_services *svcs;
 	struct MHD_Daemon *mhd;
 	size_t max_body;
+	size_t max_response;
 	char url[sizeof "http://[]:65535" + INET6_ADDRSTRLEN];
 	_Atomic unsigned in_flight;
 	_Atomic bool stopping;
 	_Atomic uint64_t rejected; /* 503s for a full queue */
+	uint32_t rid_prefix;       /* random per start: ids of two runs differ */
+	_Atomic uint64_t rid_next; /* generated request ids: prefix-counter */
 	size_t nsvc;        /* services at start; metrics[nsvc] = "_emhost", [nsvc+1] = "_unrouted" */
 	svc_metrics *metrics;
 	/* the handler queue and its workers */
@@ -85,8 +94,8 @@ struct emhd_server {
 	int64_t hdeadline;      /* when round hgen's waiters are answered regardless */
 	struct emhd_req *hwait; /* health requests suspended for round hgen */
 	bool hstop;
-	emhd_prober *probers;
-	size_t nprobers;
+	emhd_prober **probers;  /* one allocation each: their threads keep pointers while a reload adds more */
+	size_t nprobers, capprobers;
 	pthread_t htimer;
 	bool htimer_running;
 };
@@ -107,6 +116,7 @@ typedef struct emhd_req {
 	/* handed to a worker or to the health timer */
 	struct MHD_Connection *conn;
 	const char *method;   /* MHD's, valid for the request */
+	char rid[EMHD_RID_MAX + 1]; /* X-Request-Id: the client's when valid, else generated */
 	bool health;          /* /_emhost/health rather than a service */
 	emh_response *res;    /* the answer the worker prepared */
 	_Atomic bool done;
@@ -128,6 +138,9 @@ static inline struct timespec abs_mono(int64_t ns)
 
 /* ---- httpd.c ---- */
 
+/* The request the calling thread works on, for the log sink (NULL: none). */
+void emhd__set_request(const emhd_req *r);
+
 void *emhd__worker_main(void *arg);
 void *emhd__on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
 void emhd__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe);
@@ -140,8 +153,8 @@ enum MHD_Result emhd__on_access(void *cls, struct MHD_Connection *conn, const ch
 void emhd__res_json(emh_response *res, int status, json_t *j);
 /* An error body; message and context are cleaned (they may hold request text). */
 void emhd__res_error(emh_response *res, int status, const char *message, const char *context);
-/* The error body of an EMH_E* failure (database text replaced, and logged). */
-void emhd__res_emh_error(emhd_server *srv, const char *uri, emh_response *res, const emh_error *err);
+/* The error body of an EMH_E* failure (database text replaced, and logged through h). */
+void emhd__res_emh_error(emh_host *h, const char *uri, emh_response *res, const emh_error *err);
 /* 503 with Retry-After into res, for a request no handler will see. */
 void emhd__res_refused(emh_response *res, const char *why);
 /* Queue res on the connection (body copied); records metrics, logs at debug. */

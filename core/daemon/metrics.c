@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * core/daemon/metrics.c: GET /_emhost/metrics, in Prometheus text format:
- * the contexts' pools and errors, and per service the requests answered by
+ * the contexts' pools and errors, their database calls' durations per
+ * operation (counted by the core), per service the requests answered by
  * status and a latency histogram, counted with relaxed atomics as each
- * response is queued.
+ * response is queued, and the build.
  */
 #include "config.h"
 
@@ -81,6 +82,30 @@ enum MHD_Result emhd__serve_metrics(struct MHD_Connection *conn, emhd_req *r)
 					emh_status_name(-k), (unsigned long long)infos[i].errors[k]);
 	emh_context_info_free(infos, n);
 
+	emh_query_stats *qs;
+	size_t nq;
+	if (emh_host_query_stats(srv->host, &qs, &nq, &err) != 0) {
+		emh_buf_release(&out);
+		return emhd__reply_error(conn, r, 500, emh_strerror(err.code), NULL);
+	}
+	prom_header(&out, "emhost_query_duration_seconds", "histogram",
+		    "Database calls of forks by context and operation, from the call to the driver's answer.");
+#define QD "emhost_query_duration_seconds"
+	for (size_t i = 0; i < nq; i++) {
+		const emh_query_stats *q = &qs[i];
+		for (size_t b = 0; b < q->nbuckets; b++)
+			emh_buf_addf(&out, QD "_bucket{context=\"%s\",op=\"%s\",le=\"%g\"} %llu\n", q->context, q->op,
+				q->le[b], (unsigned long long)q->cumulative[b]);
+		/* +Inf and _count are the count: never below the buckets, taken from the same loads */
+		emh_buf_addf(&out, QD "_bucket{context=\"%s\",op=\"%s\",le=\"+Inf\"} %llu\n", q->context, q->op,
+			(unsigned long long)q->count);
+		emh_buf_addf(&out, QD "_sum{context=\"%s\",op=\"%s\"} %.6f\n", q->context, q->op, q->sum_seconds);
+		emh_buf_addf(&out, QD "_count{context=\"%s\",op=\"%s\"} %llu\n", q->context, q->op,
+			(unsigned long long)q->count);
+	}
+#undef QD
+	emh_query_stats_free(qs);
+
 	prom_header(&out, "emhost_http_requests_total", "counter", "HTTP requests answered, by service and status.");
 	for (size_t s = 0; s < srv->nsvc + 2; s++) {
 		const svc_metrics *m = &srv->metrics[s];
@@ -128,6 +153,8 @@ enum MHD_Result emhd__serve_metrics(struct MHD_Connection *conn, emhd_req *r)
 	emh_buf_addf(&out, "emhost_http_rejected_total %llu\n", (unsigned long long)atomic_load(&srv->rejected));
 	prom_header(&out, "emhost_http_in_flight", "gauge", "Requests being received or handled.");
 	emh_buf_addf(&out, "emhost_http_in_flight %u\n", atomic_load(&srv->in_flight));
+	prom_header(&out, "emhost_build_info", "gauge", "The emhost version serving, as a label; always 1.");
+	emh_buf_addf(&out, "emhost_build_info{version=\"%s\"} 1\n", EMH_VERSION_STRING);
 	size_t len = out.len;
 	char *text = emh_buf_take(&out);
 	emh_response *res = text ? emh_response_new() : NULL;

@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "httpd_int.h"
 
@@ -100,14 +101,14 @@ static bool error_from_driver(const emh_error *err)
  * messages a driver wrote -- may hold SQL, values or server details, so it
  * is replaced by a fixed text for its code and logged in full.
  */
-void emhd__res_emh_error(emhd_server *srv, const char *uri, emh_response *res, const emh_error *err)
+void emhd__res_emh_error(emh_host *h, const char *uri, emh_response *res, const emh_error *err)
 {
 	int status = emhd_http_status(err->code);
 	const char *ctx = err->context[0] ? err->context : NULL;
 	char generic[sizeof "context '' is unavailable, retry later" + EMH_ERROR_CTX_MAX];
 	switch (status) {
 	case 500:
-		emh_host_log(srv->host, EMH_LOG_ERROR, ctx, "%s: %s (%s)", uri, err->message, emh_status_name(err->code));
+		emh_host_log(h, EMH_LOG_ERROR, ctx, "%s: %s (%s)", uri, err->message, emh_status_name(err->code));
 		emhd__res_error(res, status, emh_strerror(err->code), ctx);
 		return;
 	case 503:
@@ -115,13 +116,13 @@ void emhd__res_emh_error(emhd_server *srv, const char *uri, emh_response *res, c
 			snprintf(generic, sizeof generic, "context '%s' is unavailable, retry later", ctx);
 		else
 			snprintf(generic, sizeof generic, "a database is unavailable, retry later");
-		emh_host_log(srv->host, EMH_LOG_WARN, ctx, "%s: %s (%s)", uri, err->message, emh_status_name(err->code));
+		emh_host_log(h, EMH_LOG_WARN, ctx, "%s: %s (%s)", uri, err->message, emh_status_name(err->code));
 		emhd__res_error(res, status, generic, ctx);
 		return;
 	case 400:
 	case 409:
 		if (error_from_driver(err)) {
-			emh_host_log(srv->host, EMH_LOG_WARN, ctx, "%s: %s (%s)", uri, err->message,
+			emh_host_log(h, EMH_LOG_WARN, ctx, "%s: %s (%s)", uri, err->message,
 				     emh_status_name(err->code));
 			emhd__res_error(res, status, status == 409 ? "conflict" : "invalid argument", ctx);
 			return;
@@ -130,7 +131,7 @@ void emhd__res_emh_error(emhd_server *srv, const char *uri, emh_response *res, c
 	default:
 		break;
 	}
-	emh_host_log(srv->host, EMH_LOG_DEBUG, ctx, "%s: %s", uri, err->message);
+	emh_host_log(h, EMH_LOG_DEBUG, ctx, "%s: %s", uri, err->message);
 	emhd__res_error(res, status, err->message, ctx);
 }
 
@@ -156,8 +157,11 @@ enum MHD_Result emhd__queue_response(struct MHD_Connection *conn, emhd_req *r, c
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	for (size_t i = 0; i < emh_response_nheaders(res); i++) {
 		const emh_kv *h = emh_response_header(res, i);
-		MHD_add_response_header(resp, h->name, h->value);
+		if (strcasecmp(h->name, "X-Request-Id") != 0) /* the daemon's is the one that is logged */
+			MHD_add_response_header(resp, h->name, h->value);
 	}
+	if (r->rid[0])
+		MHD_add_response_header(resp, "X-Request-Id", r->rid);
 	/* while draining for shutdown, keep-alive clients are told to go */
 	if (atomic_load(&r->srv->stopping))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");

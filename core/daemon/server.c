@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * core/daemon/server.c: start and stop emhostd's HTTP front.  Start parses
- * the listen address, starts the workers, the health threads and
+ * the listen address (srvconf.c), starts the workers, the health threads and
  * libmicrohttpd's I/O threads.  Shutdown is bounded by its timeout:
  * requests in flight are answered; at the deadline, requests still queued
  * get 503 without reaching their handler, and a handler still running is
@@ -12,15 +12,16 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "httpd_int.h"
+#include "srvconf.h"
 
 /* After the shutdown deadline: time for the 503s of refused requests to be
  * written, and for a handler finishing just then. */
@@ -51,57 +52,39 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	emh_host_log(srv->host, EMH_LOG_WARN, NULL, "http: %s", buf);
 }
 
-/* n bytes of s into dst as a string; false when they do not fit (never cut:
- * part of a host name or port is another address). */
-static bool copy_part(char *dst, size_t cap, const char *s, size_t n)
+/*
+ * The listening socket, made here rather than by libmicrohttpd so that its
+ * options are ours: SO_REUSEADDR (a restart binds while the old daemon's
+ * connections linger in TIME_WAIT, and on Linux it never lets two sockets
+ * listen on one address), SO_REUSEPORT only when asked for -- with it a
+ * second daemon on the same address would silently get part of the
+ * requests.  Returns the socket, or -1 with err set.
+ */
+static int listen_socket(const struct sockaddr_storage *ss, socklen_t sl, bool reuse_port, const char *listen_addr,
+			 char *err, size_t cap)
 {
-	if (n >= cap)
-		return false;
-	memcpy(dst, s, n);
-	dst[n] = '\0';
-	return true;
-}
-
-/* "host:port", "[v6]:port", ":port" or "port" into a socket address. */
-static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *sl, char *err, size_t cap)
-{
-	char host[256] = "127.0.0.1", port[16];
-	const char *colon;
-	bool host_fits = true;
-	if (listen[0] == '[') {
-		const char *close = strchr(listen, ']');
-		if (!close || close[1] != ':') {
-			snprintf(err, cap, "listen address '%s': expected [address]:port", listen);
-			return -1;
-		}
-		host_fits = copy_part(host, sizeof host, listen + 1, (size_t)(close - listen - 1));
-		colon = close + 1;
-	} else if ((colon = strrchr(listen, ':')) != NULL) {
-		if (colon > listen)
-			host_fits = copy_part(host, sizeof host, listen, (size_t)(colon - listen));
-	} else {
-		colon = listen - 1; /* just a port */
-	}
-	if (!host_fits) {
-		snprintf(err, cap, "listen address '%s': host is longer than %zu bytes", listen, sizeof host - 1);
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, cap, "cannot listen on %s: socket: %s", listen_addr, strerror(errno));
 		return -1;
 	}
-	char *end;
-	long pn = copy_part(port, sizeof port, colon + 1, strlen(colon + 1)) ? strtol(port, &end, 10) : -1;
-	if (pn < 0 || !port[0] || *end || pn > 65535) {
-		snprintf(err, cap, "listen address '%s': bad port '%s'", listen, colon + 1);
+	int one = 1;
+	const char *what = "setsockopt SO_REUSEADDR";
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+	    (reuse_port && (what = "setsockopt SO_REUSEPORT",
+			    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)) ||
+	    (what = "bind", bind(fd, (const struct sockaddr *)ss, sl) != 0) ||
+	    (what = "listen", listen(fd, SOMAXCONN) != 0)) {
+		int e = errno;
+		if (e == EADDRINUSE)
+			snprintf(err, cap, "cannot listen on %s: address already in use (another emhostd? "
+				 "server.reuse_port = true shares an address on purpose)", listen_addr);
+		else
+			snprintf(err, cap, "cannot listen on %s: %s: %s", listen_addr, what, strerror(e));
+		close(fd);
 		return -1;
 	}
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
-	int rc = getaddrinfo(host, port, &hints, &ai);
-	if (rc) {
-		snprintf(err, cap, "listen address '%s': %s", listen, gai_strerror(rc));
-		return -1;
-	}
-	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-	*sl = ai->ai_addrlen;
-	freeaddrinfo(ai);
-	return 0;
+	return fd;
 }
 
 /* Stop the workers and the health threads (all idle by now) and free s; MHD is already stopped. */
@@ -115,6 +98,8 @@ static void server_free(emhd_server *s)
 	for (unsigned i = 0; i < s->nworkers; i++)
 		pthread_join(s->workers[i], NULL);
 	free(s->workers);
+	for (size_t i = 0; i < s->nprobers; i++)
+		free(s->probers[i]);
 	free(s->probers);
 	pthread_cond_destroy(&s->hcv);
 	pthread_mutex_destroy(&s->hmu);
@@ -130,20 +115,33 @@ int emhd_start(emh_services *svcs, const emhd_opts *o, emhd_server **out, char *
 	*out = NULL;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	if (parse_listen(o->listen ? o->listen : "127.0.0.1:8080", &ss, &sl, errbuf, cap) != 0)
+	const char *listen_addr = o->listen ? o->listen : EMHD_DEFAULT_LISTEN;
+	if (emhd_listen_parse(listen_addr, &ss, &sl, errbuf, cap) != 0)
 		return -1;
+	int lfd = listen_socket(&ss, sl, o->reuse_port, listen_addr, errbuf, cap);
+	if (lfd < 0)
+		return -1;
+	/* the port actually bound (":0" asks the kernel for one) */
+	sl = sizeof ss;
+	getsockname(lfd, (struct sockaddr *)&ss, &sl);
 	emhd_server *srv = calloc(1, sizeof *srv);
 	if (!srv) {
+		close(lfd);
 		snprintf(errbuf, cap, "out of memory");
 		return -1;
 	}
 	srv->host = emh_services_host(svcs);
 	srv->svcs = svcs;
+	/* only tells two runs' ids apart: no need for more than a cheap seed when getrandom fails */
+	if (getrandom(&srv->rid_prefix, sizeof srv->rid_prefix, GRND_NONBLOCK) != (ssize_t)sizeof srv->rid_prefix)
+		srv->rid_prefix = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16);
 	srv->max_body = o->max_body;
+	srv->max_response = o->max_response;
 	while (emh_services_at(svcs, srv->nsvc))
 		srv->nsvc++;
 	srv->metrics = calloc(srv->nsvc + 2, sizeof *srv->metrics);
 	if (!srv->metrics) {
+		close(lfd);
 		free(srv);
 		snprintf(errbuf, cap, "out of memory");
 		return -1;
@@ -164,6 +162,7 @@ int emhd_start(emh_services *svcs, const emhd_opts *o, emhd_server **out, char *
 		if (pthread_create(&srv->workers[srv->nworkers], NULL, emhd__worker_main, srv) != 0)
 			break;
 	if (srv->nworkers == 0) {
+		close(lfd);
 		snprintf(errbuf, cap, "cannot start worker threads");
 		server_free(srv);
 		return -1;
@@ -174,26 +173,30 @@ int emhd_start(emh_services *svcs, const emhd_opts *o, emhd_server **out, char *
 		flags |= MHD_USE_IPv6;
 	srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, emhd__on_access, srv,
 				    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, /* first, or MHD logs before it */
-				    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+				    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
 				    MHD_OPTION_THREAD_POOL_SIZE, nthreads,
 				    MHD_OPTION_URI_LOG_CALLBACK, emhd__on_uri, srv,
 				    MHD_OPTION_NOTIFY_COMPLETED, emhd__on_completed, srv,
 				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)(o->conn_timeout_s ? o->conn_timeout_s : 30),
-				    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
 				    MHD_OPTION_END);
 	if (!srv->mhd) {
-		snprintf(errbuf, cap, "cannot listen on %s: %s", o->listen ? o->listen : "127.0.0.1:8080",
+		snprintf(errbuf, cap, "cannot listen on %s: %s", listen_addr,
 			 errno ? strerror(errno) : "libmicrohttpd refused to start");
+		/* lfd is not closed: whether a failed start closed it already is not
+		 * documented, and a second close could hit another thread's file; the
+		 * process exits on this path */
 		server_free(srv);
 		return -1;
 	}
-	const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
-	unsigned port = di ? di->port : 0;
+	unsigned port = 0;
 	char host[INET6_ADDRSTRLEN] = "127.0.0.1";
-	if (ss.ss_family == AF_INET)
+	if (ss.ss_family == AF_INET) {
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof host);
-	else if (ss.ss_family == AF_INET6)
+		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof host);
+		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
 	if (ss.ss_family == AF_INET6)
 		snprintf(srv->url, sizeof srv->url, "http://[%s]:%u", host, port);
 	else

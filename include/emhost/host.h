@@ -23,8 +23,9 @@ enum { EMH_LOG_ERROR = 0, EMH_LOG_WARN = 1, EMH_LOG_INFO = 2, EMH_LOG_DEBUG = 3 
 
 /*
  * Where log lines go.  context is the context the line concerns or NULL.
- * Called from any thread; must be thread-safe.  The default writes
- * "emhost: LEVEL [context] message" to stderr.
+ * Called from any thread; must be thread-safe, and must not call back into
+ * the host (a reload logs the plugins it loads while it holds the host's
+ * lock).  The default writes "emhost: LEVEL [context] message" to stderr.
  */
 typedef void (*emh_log_fn)(void *ud, int level, const char *context, const char *msg);
 
@@ -33,8 +34,9 @@ typedef void (*emh_log_fn)(void *ud, int level, const char *context, const char 
  *
  *   config_path   libconfig file, or NULL for none (contexts then come from
  *                 the environment only)
- *   plugin_dir    overrides the file's plugin_dir; NULL = file's, else the
- *                 compiled-in $(pkglibdir)/plugins
+ *   plugin_dir    overrides the file's plugin_dir; NULL = file's, else
+ *                 $EMH_PLUGIN_DIR of envp, else the compiled-in
+ *                 $(pkglibdir)/plugins
  *   no_plugins    load no plugin directory at all (tests with static drivers)
  *   drivers       statically registered drivers, checked like plugins
  *   envp          the environment to read (NULL-terminated "K=V"); NULL
@@ -42,6 +44,10 @@ typedef void (*emh_log_fn)(void *ud, int level, const char *context, const char 
  *   log, log_ud   log sink (NULL = stderr)
  *   log_level     EMH_LOG_*; lines above it are dropped (default 0 = ERROR;
  *                 use EMH_LOG_WARN or more to see plugin refusals)
+ *   offline       do not ping the required contexts when the host
+ *                 starts, so emh_host_new contacts no database server
+ *                 (`emhost check-config --offline`); everything else is
+ *                 validated as usual.  Later calls connect as always.
  */
 typedef struct emh_host_opts {
 	const char *config_path;
@@ -53,12 +59,13 @@ typedef struct emh_host_opts {
 	emh_log_fn log;
 	void *log_ud;
 	int log_level;
+	bool offline;
 } emh_host_opts;
 
 /*
  * Read the configuration (file, then environment), load the driver plugins,
  * and create every context.  No connection is opened except to check each
- * context marked required = true.  On failure *out is NULL and err says
+ * context marked required = true (none with opts->offline).  On failure *out is NULL and err says
  * what and where ("FILE:LINE: message").
  * Returns 0, EMH_ECONFIG, EMH_EPLUGIN (a configured context needs a driver
  * that was refused or is missing), the connection error of a required
@@ -126,6 +133,56 @@ int emh_host_add_context(emh_host *h, const char *name, const char *const *kv, e
  * Never call it while holding a fork of that context.  Thread-safe.
  */
 int emh_host_remove_context(emh_host *h, const char *name, emh_error *err);
+
+/*
+ * Options for emh_host_reload.  Zero-initialise:
+ *
+ *   envp    the environment to read now ("K=V", NULL-terminated); NULL
+ *           means the process environment.  Copied during the call.
+ *   pinned  "context", "who", ..., NULL: contexts something outside the
+ *           host relies on (emhostd passes each service's contexts as
+ *           "service 'users'"); a reload that would remove one is refused,
+ *           naming who uses it.
+ */
+typedef struct emh_reload_opts {
+	const char *const *envp;
+	const char *const *pinned;
+} emh_reload_opts;
+
+/*
+ * Read the host's configuration file and the environment again and apply
+ * the difference to the running host:
+ *
+ *   - contexts new in the configuration are created (a required one is
+ *     pinged first) and added;
+ *   - contexts gone from it are removed: new forks on them fail with
+ *     EMH_ENOCONTEXT at once, the call waits for the forks still open on
+ *     them (as emh_host_remove_context); contexts added through
+ *     emh_host_add_context are not the file's and stay;
+ *   - changed pool.* settings apply to the live pools (a larger max serves
+ *     waiting forks at once; connections above a smaller max are closed
+ *     when idle);
+ *   - driver plugins dropped into the plugin directory since start are
+ *     loaded (a file refused before is tried again).
+ *
+ * Everything else is refused with nothing changed, and so is a
+ * configuration with an error: a context's driver or connection settings
+ * (any key but pool.*), the default context, removing a pinned or the
+ * default context.  A refused reload keeps only the drivers it loaded.
+ * Services and the server section are not reloaded (a change to them is
+ * logged as applying at the next start).  Forks open during the reload are
+ * never failed by it.  The outcome is logged ("reload: added contexts a,
+ * b; removed c; pool of d: max 8 -> 16; drivers loaded: memdoc", or
+ * "reload refused, ...: <why>"), and summary (cap bytes, may be NULL) gets
+ * the same line after "reload: " on success.
+ *
+ * Returns 0, EMH_ECONFIG (the file, or a change that cannot apply live),
+ * EMH_EPLUGIN (a new context names a driver that is not loaded), the
+ * connection error of a new required context, EMH_ENOMEM.  Thread-safe;
+ * reloads run one at a time.  Never call it while holding a fork of a
+ * context it removes.
+ */
+int emh_host_reload(emh_host *h, const emh_reload_opts *opts, char *summary, size_t cap, emh_error *err);
 
 /*
  * Take a connection from the context's pool, ping it and give it back.
@@ -217,9 +274,64 @@ typedef struct emh_refused_info {
 	const char *reason;
 } emh_refused_info;
 
-/* Loaded drivers and refused plugin files; borrowed until the host is freed. */
+/* Loaded drivers and refused plugin files; borrowed until the host is freed
+ * (a reload that loads a driver makes a new array; the old one stays valid). */
 size_t emh_host_drivers(const emh_host *h, const emh_driver_info **out);
 size_t emh_host_refused(const emh_host *h, const emh_refused_info **out);
+
+/*
+ * How long one operation took in one context: a histogram of every
+ * database call a fork sent, as /_emhost/metrics shows it
+ * (emhost_query_duration_seconds).  op is "get", "find", "count",
+ * "insert", "update", "delete", "upsert", "execute" (raw SQL), "sync"
+ * (schema), "begin", "commit" or "rollback" (savepoints included).
+ */
+typedef struct emh_query_stats {
+	const char *context;
+	const char *op;
+	uint64_t count;             /* calls */
+	double sum_seconds;         /* their total duration */
+	size_t nbuckets;
+	const double *le;           /* nbuckets upper bounds in seconds, ascending */
+	const uint64_t *cumulative; /* cumulative[i]: calls that took at most le[i] seconds */
+} emh_query_stats;
+
+/*
+ * Snapshot of the query durations: one entry per context and operation
+ * that has run at least once, in configuration order.  *out is owned by the
+ * caller (one block with its strings), freed with emh_query_stats_free.
+ * Counting costs the calls a few relaxed atomic adds; reading takes the
+ * host's read lock.  Returns 0 or EMH_ENOMEM.  Thread-safe.
+ */
+int emh_host_query_stats(emh_host *h, emh_query_stats **out, size_t *n, emh_error *err);
+void emh_query_stats_free(emh_query_stats *stats);
+
+/*
+ * One plugin file's verdict from emh_host_probe_plugins: driver is what
+ * emh_host_drivers would list for it (it loads), or NULL and refused says
+ * why it was refused, or how the process that loaded it ended ("its process
+ * was killed by signal 11 (Segmentation fault) while loading: ...").  file
+ * is the plugin's path, or the directory's when the whole directory is
+ * refused.  Everything is borrowed for the call.
+ */
+typedef void (*emh_probe_fn)(void *ud, const char *file, const emh_driver_info *driver, const char *refused);
+
+/*
+ * Check the driver plugins emh_host_new(opts) would load (the same
+ * directory: opts->plugin_dir, the file's plugin_dir, $EMH_PLUGIN_DIR, the
+ * compiled-in one), each in a process of its own: the child loads the file
+ * with every check of the loader and reports over a pipe.  A plugin's
+ * constructors run inside dlopen, before any check of its descriptor can
+ * happen; a plugin that crashes or exits there, or never returns (10 s), is
+ * reported as that file's refusal instead of ending the caller.  fn gets
+ * every *.so file in name order.  Log lines (the children's too) go to
+ * opts->log.  Only config_path, plugin_dir, no_plugins, envp and the log
+ * options are used; no context is created.
+ * Forks: for tools (`emhost plugins --probe`), not for a process running
+ * threads that hold locks.  Returns 0, or EMH_ECONFIG / EMH_ENOMEM when the
+ * configuration file cannot be read.
+ */
+int emh_host_probe_plugins(const emh_host_opts *opts, emh_probe_fn fn, void *ud, emh_error *err);
 
 /* Names of capability bits, "transactions,savepoints,..." into buf. */
 const char *emh_caps_string(uint64_t caps, char *buf, size_t cap);

@@ -121,8 +121,14 @@ typedef struct emh_kv {
  *   path     the path below the service's mount: "/42" for "/users/42",
  *            "" for "/users"; not decoded
  *   query    the raw query string without '?', "" when none
- *   args     the query arguments, percent-decoded, in order
- *   headers  the request headers (names as sent)
+ *   args     the query arguments, in order, decoded as HTML forms encode
+ *            them (application/x-www-form-urlencoded): %XX escapes are
+ *            decoded and '+' is a space, so "?q=a+b" gives "a b" and a
+ *            literal plus is sent as %2B ("?email=ada%2Bshop%40example.com"
+ *            gives "ada+shop@example.com"); query holds the text undecoded
+ *   headers  the request headers (names as sent); the daemon adds
+ *            X-Request-Id when the client sent none, so a handler always
+ *            finds the id its log lines and its answer carry
  *   body     the request body, body_len bytes (not NUL-terminated; NULL
  *            when there is none)
  */
@@ -200,9 +206,10 @@ emh_host *emh_services_host(const emh_services *s);
 
 /*
  * Load every service named in the host configuration's services list, in
- * order, from service_dir (the file's service_dir, else the compiled-in
- * $(pkglibdir)/services; a relative directory is taken from the current
- * directory): module M is the file M.so.  For each, resolve and register its
+ * order, from service_dir (the file's service_dir, else $EMH_SERVICE_DIR of
+ * the host's environment, else the compiled-in $(pkglibdir)/services; a
+ * relative directory is taken from the current directory): module M is the
+ * file M.so.  For each, resolve and register its
  * needs and run its init.  Stops at the first failure, which names the
  * file or service and the reason ("service 'billing' needs context
  * 'ledger'; contexts: default, analytics"); the module that failed is
@@ -211,6 +218,19 @@ emh_host *emh_services_host(const emh_services *s);
  * EMH_ENOENTITY, EMH_ECONFIG, EMH_ENOMEM, or init's code.
  */
 int emh_services_load(emh_services *s, emh_error *err);
+
+/*
+ * Check the configuration's services list as emh_services_load would, and
+ * load nothing: each module found in service_dir, opened and its
+ * descriptor checked, its needs resolved to contexts of the host through
+ * the remaps (a remap of a context the module does not declare, a context
+ * the host lacks), no two different entities on one table of a context.
+ * No entity is registered, no init runs, no database is touched, and every
+ * module is closed again before the call returns.  What it cannot tell is
+ * what init would refuse.  For `emhost check-config`.  Returns 0 or the
+ * error emh_services_load would give for the first problem.  Thread-safe.
+ */
+int emh_services_check(emh_services *s, emh_error *err);
 
 /*
  * Options for emh_services_add.  Zero-initialise:
@@ -334,14 +354,21 @@ void emh_response_free(emh_response *res);
 
 /*
  * Set status, content type (NULL = none) and body (len bytes copied; body
- * may be NULL for none).  Returns 0 or EMH_ENOMEM.
+ * may be NULL for none).  Returns 0, EMH_ENOMEM, or EMH_EINVAL for a status
+ * outside 100-599: that is a bug of the handler, not of the request, so the
+ * status is kept (the body dropped) and emhostd answers 500 and logs it,
+ * whatever the handler returns.
  */
 int emh_response_set(emh_response *res, int status, const char *content_type, const void *body,
 		     size_t len, emh_error *err);
 /* Take ownership of a malloc'd body instead of copying it (freed with free()). */
 int emh_response_set_owned(emh_response *res, int status, const char *content_type, char *body,
 			   size_t len, emh_error *err);
-/* Add a response header (copied).  Returns 0, EMH_EINVAL (CR/LF in it), EMH_ENOMEM. */
+/*
+ * Add a response header (copied).  "Content-Type" (any case) replaces the
+ * content type instead of adding a second one.  Returns 0, EMH_EINVAL
+ * (CR/LF in it, ':' in the name), EMH_ENOMEM.
+ */
 int emh_response_add_header(emh_response *res, const char *name, const char *value,
 			    emh_error *err);
 

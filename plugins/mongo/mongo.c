@@ -402,7 +402,10 @@ static int mg_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 	 * everything.  Waiting for a usable server is part of connecting, so it
 	 * is at most connect_timeout_ms (2 s when that is longer: a server that
 	 * is down is reported that fast).  socketTimeoutMS ends a call whose
-	 * server does not answer; 0 leaves libmongoc's (5 minutes).
+	 * server does not answer; 0 leaves libmongoc's (5 minutes).  A read is
+	 * one attempt, not libmongoc's two (retryReads), or a read on a silent
+	 * server would take twice the deadline; writes keep retryWrites, whose
+	 * second attempt is what makes a write safe to retry on a replica set.
 	 */
 	if (sst >= 0)
 		mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, (int32_t)sst);
@@ -413,6 +416,8 @@ static int mg_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 		mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, (int32_t)cto);
 	if (stmt > 0 && !mongoc_uri_has_option(uri, MONGOC_URI_SOCKETTIMEOUTMS))
 		mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, (int32_t)stmt);
+	if (stmt > 0 && !mongoc_uri_has_option(uri, MONGOC_URI_RETRYREADS))
+		mongoc_uri_set_option_as_bool(uri, MONGOC_URI_RETRYREADS, false);
 	if (app_name && *app_name && !mongoc_uri_set_appname(uri, app_name)) {
 		rc = emh_error_set(err, EMH_ECONFIG, "invalid app_name (at most 128 bytes)");
 		goto out_free_uri;
@@ -501,7 +506,7 @@ static uint64_t mg_server_caps(mongoc_client_t *client)
 
 	sd = mongoc_client_select_server(client, true, NULL, &e);
 	if (!sd)
-		return EMH_CAP_UPSERT;
+		return EMH_CAP_UPSERT | EMH_CAP_CONDITIONAL_WRITES;
 	hello = mongoc_server_description_hello_response(sd);
 	if (bson_iter_init_find(&it, hello, "setName") && BSON_ITER_HOLDS_UTF8(&it))
 		replset = true;
@@ -512,7 +517,8 @@ static uint64_t mg_server_caps(mongoc_client_t *client)
 	    !BSON_ITER_HOLDS_NULL(&it))
 		sessions = true;
 	mongoc_server_description_destroy(sd);
-	return EMH_CAP_UPSERT | ((replset || mongos) && sessions ? EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH : 0);
+	return EMH_CAP_UPSERT | EMH_CAP_CONDITIONAL_WRITES |
+	       ((replset || mongos) && sessions ? EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH : 0);
 }
 
 static int mg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_error *err)
@@ -631,9 +637,9 @@ int mg_coll_get(emh_conn *c, const emh_meta *m, mongoc_collection_t **out, emh_e
 			return emh_error_set(err, EMH_EINVAL,
 					     "entity '%s': column '_id' is reserved for the primary key "
 					     "by the mongo driver", e->name);
-	if (strcmp(e->table, MG_COUNTERS) == 0)
+	if (strcmp(e->table, MG_COUNTERS) == 0 || strcmp(e->table, MG_LOCKS) == 0)
 		return emh_error_set(err, EMH_EINVAL, "entity '%s': collection '%s' is reserved by the mongo driver",
-				     e->name, MG_COUNTERS);
+				     e->name, e->table);
 	mongoc_collection_t *coll = mongoc_client_get_collection(c->client, c->dc->database, e->table);
 	if (!coll)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
@@ -746,7 +752,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.name = "mongo",
 	.version = "1.0",
 	.description = "MongoDB through libmongoc (transactions on replica sets and mongos)",
-	.caps = EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH | EMH_CAP_UPSERT,
+	.caps = EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH | EMH_CAP_UPSERT | EMH_CAP_CONDITIONAL_WRITES,
 	.url_schemes = mg_schemes,
 	.url_form = EMH_URL_WHOLE, /* libmongoc reads it: replica sets, readPreference, ... */
 	.params = mg_params,
@@ -768,4 +774,9 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.count = mg_count,
 	.drop = mg_drop,
 	.upsert = mg_upsert,
+	.update_where = mg_update_where,
+	.delete_where = mg_delete_where,
+	.diff = mg_diff,
+	.migrate_lock = mg_migrate_lock,
+	.migrate_unlock = mg_migrate_unlock,
 };

@@ -166,6 +166,24 @@ static void my_disconnect(emh_conn *c)
 }
 
 /*
+ * Which server this is, from its version string ("8.0.36", "10.11.19-MariaDB-0+deb12u1";
+ * MariaDB once prefixed "5.5.5-" for old replication clients): what its SQL
+ * can say differs (conn_caps, lock_clause).
+ */
+static void my_server_kind(emh_conn *c, const char *info)
+{
+	unsigned long major = 0, minor = 0, patch = 0;
+	if (!info)
+		info = "";
+	c->mariadb = strstr(info, "MariaDB") != NULL;
+	if (c->mariadb && strncmp(info, "5.5.5-", 6) == 0)
+		info += 6;
+	if (sscanf(info, "%lu.%lu.%lu", &major, &minor, &patch) < 2)
+		major = minor = patch = 0;
+	c->server_version = major * 10000 + minor * 100 + patch;
+}
+
+/*
  * The server's own statement deadline, set per session: a live server then
  * stops a statement at statement_timeout_ms by itself (MariaDB: 1969,
  * max_statement_time in seconds, every statement; MySQL 8: 3024,
@@ -176,9 +194,8 @@ static void my_disconnect(emh_conn *c)
 static int my_session_setup(emh_conn *c, long long stmt_ms, emh_error *err)
 {
 	char sql[256];
-	const char *info = mysql_get_server_info(c->my);
 	size_t n = (size_t)snprintf(sql, sizeof sql, "%s", MY_SESSION_SQL);
-	if (stmt_ms > 0 && info && strstr(info, "MariaDB"))
+	if (stmt_ms > 0 && c->mariadb)
 		n += (size_t)snprintf(sql + n, sizeof sql - n, ", SESSION max_statement_time = %lld.%03lld",
 				      stmt_ms / 1000, stmt_ms % 1000);
 	else if (stmt_ms > 0)
@@ -259,6 +276,7 @@ static int my_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	if (!wto)
 		wto = sto;
 	c->rto_s = rto;
+	c->stmt_ms = stmt_ms;
 	if (cto)
 		mysql_options(c->my, MYSQL_OPT_CONNECT_TIMEOUT, &cto);
 	if (rto)
@@ -299,6 +317,7 @@ static int my_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 		}
 		goto out_free;
 	}
+	my_server_kind(c, mysql_get_server_info(c->my));
 	c->call_ms = my_now_ms();
 	if ((rc = my_deadline(c, my_session_setup(c, stmt_ms, err), err)))
 		goto out_free;
@@ -320,7 +339,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.version = "1.0",
 	.description = "MySQL 8 and MariaDB 10.11+ through the C client library (server-side prepared statements)",
 	.caps = EMH_CAP_SQL | EMH_CAP_TRANSACTIONS | EMH_CAP_SAVEPOINTS | EMH_CAP_UPSERT |
-		EMH_CAP_ATOMIC_FLUSH,
+		EMH_CAP_ATOMIC_FLUSH | EMH_CAP_CONDITIONAL_WRITES | EMH_CAP_LOCKS | EMH_CAP_ISOLATION,
 	.url_schemes = my_schemes,
 	.url_form = EMH_URL_NETWORK,
 	.params = my_params,
@@ -329,6 +348,12 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.ping = my_ping,
 	.execute = my_execute,
 	.sync = my_sync,
+	.conn_caps = my_conn_caps,
 	.dialect = &my_dialect,
 	.stmt_exec = my_stmt_exec,
+	.lock_clause = my_lock_clause,
+	.begin_isolation = my_begin_isolation,
+	.describe = my_describe,
+	.migrate_lock = my_migrate_lock,
+	.migrate_unlock = my_migrate_unlock,
 };

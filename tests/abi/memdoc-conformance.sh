@@ -13,7 +13,7 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/emh-conf-memdoc.XXXXXX") || { echo "Bail out! mktemp failed"; exit 1; }
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
-cp "$EMH_BUILDDIR/tests/fixtures/.libs/memdoc.so" "$tmp/" || { echo "Bail out! memdoc.so is not built"; exit 1; }
+cp "${MEMDOC_SO:-$EMH_BUILDDIR/tests/fixtures/.libs/memdoc.so}" "$tmp/memdoc.so" || { echo "Bail out! memdoc.so is not built"; exit 1; }
 # sqlite, when built, serves the suite's second context (the cross-context case)
 [ -e "$EMH_BUILDDIR/plugins-build/sqlite.so" ] && cp "$EMH_BUILDDIR/plugins-build/sqlite.so" "$tmp/"
 chmod 755 "$tmp" "$tmp"/*.so

@@ -59,6 +59,7 @@ run --help
 status 0 "--help"
 out "usage: emhost" "--help prints the usage"
 out "check-config" "--help lists check-config"
+out "--offline" "--help lists --offline"
 run -h
 status 0 "-h"
 run --version
@@ -94,6 +95,12 @@ outline "^  pool\.max +2 +$files/good\.conf:6$" "pool.max flattened with FILE:LI
 outline "^  pool\.min +0 +default$" "defaults say so"
 outline "^  busy_timeout_ms +5000 +default$" "an unset driver key with a default is shown, origin default"
 outline "^  foreign_keys +true +default$" "a boolean default"
+outline "^  log_queries +false +default$" "the query log's keys are shown with their defaults"
+outline "^  slow_query_ms +0 +default$" "slow_query_ms too"
+outline "^  statement_timeout_ms +30000 +default$" "the deadlines' keys are shown with their defaults"
+outline "^  connect_timeout_ms +5000 +default$" "connect_timeout_ms too"
+out "server: listen 127.0.0.1:8080, 4 threads, max body 1048576 bytes, shutdown timeout 10000 ms" \
+	"the server section emhostd would use (its defaults)"
 out "context mem (driver sqlite)" "mem context header"
 outline "^  path +:memory: +url \($files/good\.conf:7\)$" "url-derived key: origin url (FILE:LINE)"
 outline "^  url +sqlite::memory: +$files/good\.conf:7$" "url itself: FILE:LINE"

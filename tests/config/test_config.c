@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include "cfg_int.h"
 #include "cfgtest.h"
 
 /* ---- the tests ---- */
@@ -157,13 +158,17 @@ static void test_parse_errors(void)
 	fails("contexts = ( { name = \"a\"; driver = 3; } );\n", env, "contexts.[0].driver: expected string", NULL,
 	      "driver must be a string");
 	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; schema = \"auto\"; } );\n", env,
-	      "contexts.[0].schema: expected \"none\" or \"sync\"", NULL, "schema values");
+	      "contexts.[0].schema: expected \"none\", \"sync\" or \"check\"", NULL, "schema values");
+	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; migrate = \"always\"; } );\n", env,
+	      "contexts.[0].migrate: expected \"none\", \"on-start\" or \"check\"", NULL, "migrate values");
 	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; opts = (1, 2); } );\n", env,
 	      "contexts.[0].opts: expected a string, integer or boolean, not a list", NULL, "aggregate driver key");
 	fails("contexts = { name = \"a\"; };\n", env, "contexts: expected a list", NULL, "contexts must be a list");
 	fails("contexts = ( \"a\" );\n", env, "contexts.[0]: expected a group", NULL, "context must be a group");
 	fails("contexts = (\n { driver = \"sqlite\"; }\n);\n", env, at(2), "contexts.[0]: context has no 'name'",
 	      "context without a name");
+	fails("contexts = (\n { nmae = \"a\"; driver = \"sqlite\"; }\n);\n", env, at(2),
+	      "contexts.[0]: context has no 'name' (is 'nmae' a misspelling of it?)", "a misspelt name is suggested");
 	fails("contexts = ( { name = \"Main\"; driver = \"sqlite\"; } );\n", env, "'Main' is not a valid context name",
 	      NULL, "context names are lowercase identifiers");
 	fails("contexts = (\n { name = \"a\"; driver = \"sqlite\"; },\n\n { name = \"a\"; driver = \"tdb\"; }\n);\n",
@@ -323,6 +328,14 @@ static void test_env_new_contexts(void)
 	      "context 'lonely' has no driver", "new context without a driver names the variable");
 	fails("contexts = ( { name = \"a\"; host = \"h\"; } );\n", (const char *const[]){ NULL }, at(1),
 	      "context 'a' has no 'driver'", "file context without a driver");
+	/* issue 13: a misspelt key is reported before the driver it left missing */
+	fails("contexts = ( { name = \"x\"; drvier = \"sqlite\"; } );\n", (const char *const[]){ NULL },
+	      "contexts.[0].drvier: unknown key 'drvier' (did you mean 'driver'? valid: name, driver, url,",
+	      "and the keys of its driver)", "drvier: unknown key first, with the hint");
+	fails("contexts = ( { name = \"x\"; path = \"p\"; sslmod = \"on\"; } );\n", (const char *const[]){ NULL },
+	      "unknown key 'sslmod' (did you mean 'sslmode'?", NULL, "the hint may be any driver's key");
+	fails("contexts = ( { name = \"x\"; path = \"p\"; mode = \"slow\"; } );\n", (const char *const[]){ NULL },
+	      "context 'x' has no 'driver'", NULL, "keys some driver knows: the missing driver is what is said");
 	fails("contexts = ( { name = \"a\"; host = \"h\"; } );\n", (const char *const[]){ "EMH_CONTEXT_A_PORT=1", NULL },
 	      "env EMH_CONTEXT_A_PORT", "has no driver", "env-touched context without driver names the variable");
 	fails(NULL, (const char *const[]){ "EMH_CONTEXT_X_DRIVER=sqlite", "EMH_CONTEXT_Y_DRIVER=sqlite", NULL },
@@ -602,7 +615,14 @@ static void test_settings_api(void)
 	size_t n = 0;
 	while (emh__common_context_keys[n].key)
 		n++;
-	is_int(n, 15, "15 common keys");
+	is_int(n, 19, "19 common keys");
+	ok(emh__spec_find(emh__common_context_keys, "log_queries") &&
+		   emh__spec_find(emh__common_context_keys, "log_query_values") &&
+		   emh__spec_find(emh__common_context_keys, "slow_query_ms"),
+	   "the query log's keys are common keys");
+	ok(emh__spec_find(emh__common_context_keys, "statement_timeout_ms") &&
+		   emh__spec_find(emh__common_context_keys, "connect_timeout_ms"),
+	   "the deadlines' keys are common keys");
 }
 
 int main(void)

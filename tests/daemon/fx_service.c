@@ -13,6 +13,8 @@
  *   FX_NOHANDLE  handle is NULL
  *   FX_NOSYM     exports no descriptor
  *   FX_INITFAIL  registers the note entity, then init fails with EMH_EUNAVAILABLE
+ *   FX_SYM8      a descriptor symbol of 8 bytes (ABI, struct_size) claiming a whole descriptor
+ *   FX_HUGE      struct_size 0xffffffff
  */
 #include "config.h"
 
@@ -29,6 +31,13 @@
 
 EMH_SERVICE_EXPORT int fx_nothing_here;
 int fx_nothing_here = 1;
+
+#elif defined(FX_SYM8)
+
+/* Read as a whole descriptor, its neighbours would be taken for pointers. */
+EMH_SERVICE_EXPORT const struct {
+	uint32_t abi_version, struct_size;
+} emh_service_descriptor = {EMH_SERVICE_ABI_VERSION, sizeof(emh_service)};
 
 #else
 
@@ -69,6 +78,10 @@ static void fx_fini(emh_svc *svc, void *state) { fx_inited--; }
  *   POST /raw-conflict                a statement the database refuses as a
  *                                     duplicate key (the driver's text in err)
  *   POST /raw-invalid                 one it refuses as a datatype mismatch
+ *   GET  /status?code=N               answers status N (999: a handler bug)
+ *   GET  /ctype                       sets a content type, then adds a Content-Type header
+ *   GET  /arg?v=...                   the decoded argument v, in brackets
+ *   GET  /reqid                       its X-Request-Id, logged through the service's log
  */
 static int fx_handle(emh_scope *scope, const emh_request *req, emh_response *res, emh_error *err)
 {
@@ -126,6 +139,27 @@ static int fx_handle(emh_scope *scope, const emh_request *req, emh_response *res
 					      ? "INSERT INTO fx_notes (id, text) VALUES (424242, 'secret-row'), (424242, 'secret-row')"
 					      : "INSERT INTO fx_notes (id, text) VALUES ('not-a-number', 'secret-row')",
 				      err);
+	}
+	/* the service API's edges (t_ops) */
+	if (strcmp(req->path, "/status") == 0) {
+		const char *code = emh_request_arg(req, "code");
+		return emh_response_set(res, code ? atoi(code) : 200, "text/plain", "status", 6, err);
+	}
+	if (strcmp(req->path, "/ctype") == 0) {
+		if ((rc = fx_reply(res, 200, "typed", err)))
+			return rc;
+		return emh_response_add_header(res, "content-type", "application/x-fx", err);
+	}
+	if (strcmp(req->path, "/arg") == 0) {
+		const char *v = emh_request_arg(req, "v");
+		char out[256];
+		snprintf(out, sizeof out, "[%s]", v ? v : "(none)");
+		return fx_reply(res, 200, out, err);
+	}
+	if (strcmp(req->path, "/reqid") == 0) {
+		const char *v = emh_request_header(req, "X-Request-Id");
+		emh_svc_log(emh_scope_service(scope), EMH_LOG_WARN, "fx saw request %s", v ? v : "(none)");
+		return fx_reply(res, 200, v ? v : "(none)", err);
 	}
 	return emh_error_set(err, EMH_ENOTFOUND, "no route '%s'", req->path);
 }
@@ -186,6 +220,8 @@ EMH_SERVICE_EXPORT const emh_service emh_service_descriptor = {
 	.abi_version = (2u << 16), .struct_size = sizeof(emh_service),
 #elif defined(FX_SMALL)
 	.abi_version = EMH_SERVICE_ABI_VERSION, .struct_size = offsetof(emh_service, needs),
+#elif defined(FX_HUGE)
+	.abi_version = EMH_SERVICE_ABI_VERSION, .struct_size = 0xffffffffu,
 #else
 	EMH_SERVICE_HEADER,
 #endif

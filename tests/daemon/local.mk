@@ -4,7 +4,8 @@ FX_LDFLAGS = -module -avoid-version -rpath /nowhere
 FX_SOURCES = tests/daemon/fx_service.c tests/daemon/fx_entities.h
 check_LTLIBRARIES += tests/daemon/fx_good.la tests/daemon/fx_twin.la tests/daemon/fx_clash.la \
 	tests/daemon/fx_ledger.la tests/daemon/fx_badabi.la tests/daemon/fx_small.la \
-	tests/daemon/fx_nohandle.la tests/daemon/fx_nosym.la tests/daemon/fx_initfail.la
+	tests/daemon/fx_nohandle.la tests/daemon/fx_nosym.la tests/daemon/fx_initfail.la \
+	tests/daemon/fx_sym8.la tests/daemon/fx_huge.la
 tests_daemon_fx_good_la_SOURCES = $(FX_SOURCES)
 tests_daemon_fx_good_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_GOOD
 tests_daemon_fx_good_la_LDFLAGS = $(FX_LDFLAGS)
@@ -41,6 +42,14 @@ tests_daemon_fx_initfail_la_SOURCES = $(FX_SOURCES)
 tests_daemon_fx_initfail_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_INITFAIL
 tests_daemon_fx_initfail_la_LDFLAGS = $(FX_LDFLAGS)
 tests_daemon_fx_initfail_la_LIBADD = core/libemhost.la
+tests_daemon_fx_sym8_la_SOURCES = $(FX_SOURCES)
+tests_daemon_fx_sym8_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_SYM8
+tests_daemon_fx_sym8_la_LDFLAGS = $(FX_LDFLAGS)
+tests_daemon_fx_sym8_la_LIBADD = core/libemhost.la
+tests_daemon_fx_huge_la_SOURCES = $(FX_SOURCES)
+tests_daemon_fx_huge_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_HUGE
+tests_daemon_fx_huge_la_LDFLAGS = $(FX_LDFLAGS)
+tests_daemon_fx_huge_la_LIBADD = core/libemhost.la
 
 if HAVE_SQLITE
 check_PROGRAMS += tests/daemon/t_services
@@ -71,11 +80,29 @@ tests_daemon_t_shutdown_SOURCES = tests/daemon/t_shutdown.c $(DTEST_SOURCES) ser
 tests_daemon_t_shutdown_CFLAGS = $(DTEST_CFLAGS)
 tests_daemon_t_shutdown_LDADD = core/libemhost.la $(DTEST_LIBS)
 TESTS += tests/daemon/t_shutdown
+# the service API's edges through the daemon, and request ids
+check_PROGRAMS += tests/daemon/t_edges
+tests_daemon_t_edges_SOURCES = tests/daemon/t_edges.c $(DTEST_SOURCES)
+tests_daemon_t_edges_CFLAGS = $(DTEST_CFLAGS)
+tests_daemon_t_edges_LDADD = $(DTEST_LIBS)
+TESTS += tests/daemon/t_edges
+# SIGHUP reloads under load, and systemd's notify protocol
+check_PROGRAMS += tests/daemon/t_reload
+tests_daemon_t_reload_SOURCES = tests/daemon/t_reload.c $(DTEST_SOURCES)
+tests_daemon_t_reload_CFLAGS = $(DTEST_CFLAGS)
+tests_daemon_t_reload_LDADD = $(DTEST_LIBS)
+TESTS += tests/daemon/t_reload
 check_PROGRAMS += tests/daemon/t_robust
 tests_daemon_t_robust_SOURCES = tests/daemon/t_robust.c $(DTEST_SOURCES)
 tests_daemon_t_robust_CFLAGS = $(DTEST_CFLAGS) $(SQLITE3_CFLAGS)
 tests_daemon_t_robust_LDADD = $(DTEST_LIBS) $(SQLITE3_LIBS)
 TESTS += tests/daemon/t_robust
+# field and answer size limits, slow readers on a small pool (issue 11)
+check_PROGRAMS += tests/daemon/t_limits
+tests_daemon_t_limits_SOURCES = tests/daemon/t_limits.c $(DTEST_SOURCES) services/common/entities.h
+tests_daemon_t_limits_CFLAGS = $(DTEST_CFLAGS)
+tests_daemon_t_limits_LDADD = core/libemhost.la $(DTEST_LIBS)
+TESTS += tests/daemon/t_limits
 # needs the test servers (scripts/test-servers.sh, EMH_TEST_STATE_DIR): skips loudly without
 check_PROGRAMS += tests/daemon/t_fault
 tests_daemon_t_fault_SOURCES = tests/daemon/t_fault.c $(DTEST_SOURCES)
@@ -100,10 +127,12 @@ bench-http: $(BENCH_HTTP_PROG) $(BENCH_HTTP_DEPS)
 	  EMH_BUILDDIR='$(abs_top_builddir)' EMH_SRCDIR='$(abs_top_srcdir)' tests/daemon/emh-bench-http; \
 	else echo "bench-http: skipped (needs emhostd, libcurl and the sqlite driver)"; fi
 
-# emhostd's command line: listen addresses it must refuse (no HTTP client needed).
+# emhostd's command line: listen addresses it must refuse (no HTTP client needed);
+# emhost check-config refusing what emhostd refuses, with the same message;
+# an address in use, journald priorities, SIGHUP and emhost reload.
 if HAVE_DAEMON
 if HAVE_SQLITE
-TESTS += tests/daemon/listen.sh
+TESTS += tests/daemon/listen.sh tests/daemon/preflight.sh tests/daemon/ops.sh
 endif
 endif
-EXTRA_DIST += tests/daemon/listen.sh
+EXTRA_DIST += tests/daemon/listen.sh tests/daemon/preflight.sh tests/daemon/ops.sh

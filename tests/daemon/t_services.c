@@ -4,7 +4,9 @@
  * fixture modules built as real shared objects (tests/daemon/.libs/fx_*.so)
  * on SQLite contexts: loading, ABI refusals, missing and remapped contexts,
  * entity clashes, scopes (lazy forks, undeclared needs, no implicit flush),
- * and contexts that keep working after the modules are unloaded.
+ * contexts that keep working after the modules are unloaded, and
+ * emh_services_check (check-config) refusing what loading refuses while
+ * loading nothing.
  */
 #include "config.h"
 
@@ -24,8 +26,15 @@
 
 static char tmp[256], fxdir[1024], plugdir[1024];
 
-/* Write a config whose services section is services_body, and make a host and its services. */
-static int host_with(const char *services_body, emh_host **h, emh_services **svcs, emh_error *err)
+/* Services first: they are a layer over the host. */
+static void host_free(emh_host *h, emh_services *svcs)
+{
+	emh_services_free(svcs);
+	emh_host_free(h);
+}
+
+/* Write a config whose services section is services_body, and make a host on it (offline: no ping). */
+static int host_on(const char *services_body, bool offline, emh_host **h, emh_error *err)
 {
 	char path[512];
 	snprintf(path, sizeof path, "%s/emhost.conf", tmp);
@@ -41,10 +50,16 @@ static int host_with(const char *services_body, emh_host **h, emh_services **svc
 		"services = ( %s );\n",
 		fxdir, tmp, tmp, services_body);
 	fclose(f);
-	emh_host_opts o = {.config_path = path, .plugin_dir = plugdir, .log_level = EMH_LOG_ERROR};
+	emh_host_opts o = {.config_path = path, .plugin_dir = plugdir, .log_level = EMH_LOG_ERROR, .offline = offline};
 	*h = NULL;
+	return emh_host_new(&o, h, err);
+}
+
+/* Write a config whose services section is services_body, and make a host and its services. */
+static int host_with(const char *services_body, emh_host **h, emh_services **svcs, emh_error *err)
+{
 	*svcs = NULL;
-	int rc = emh_host_new(&o, h, err);
+	int rc = host_on(services_body, false, h, err);
 	if (rc)
 		return rc;
 	if ((rc = emh_services_new(*h, svcs, err)) != 0)
@@ -52,11 +67,16 @@ static int host_with(const char *services_body, emh_host **h, emh_services **svc
 	return emh_services_load(*svcs, err);
 }
 
-/* Services first: they are a layer over the host. */
-static void host_free(emh_host *h, emh_services *svcs)
+/* What emh_services_check says of services_body, on an offline host (`emhost check-config --offline`). */
+static int check_with(const char *services_body, emh_error *err)
 {
-	emh_services_free(svcs);
-	emh_host_free(h);
+	emh_host *h;
+	emh_services *svcs = NULL;
+	int rc = host_on(services_body, true, &h, err);
+	if (rc == 0 && (rc = emh_services_new(h, &svcs, err)) == 0)
+		rc = emh_services_check(svcs, err);
+	host_free(h, svcs);
+	return rc;
 }
 
 /* host_with as one test named what; on failure says why, frees and returns false. */
@@ -216,17 +236,35 @@ static void test_good(void)
 	host_free(h, svcs);
 }
 
-/* Load failures: each config is expected to fail with code and message. */
-static void expect_fail(const char *body, int code, const char *msg, const char *name)
+/*
+ * Load failures: each config is expected to fail with code and message,
+ * and emh_services_check (what `emhost check-config` runs) to refuse it
+ * the same way, word for word, without loading anything -- except what
+ * only init can tell (checked says whether the check sees it).
+ */
+static void expect_fail_as(const char *body, int code, const char *msg, const char *name, bool checked)
 {
 	emh_host *h;
 	emh_services *svcs;
-	emh_error err;
+	emh_error err, cerr;
 	memset(&err, 0, sizeof err);
+	memset(&cerr, 0, sizeof cerr);
 	int rc = host_with(body, &h, &svcs, &err);
 	is_int(rc, code, "%s: refused", name);
 	like_str(err.message, msg, "%s: message", name);
 	host_free(h, svcs);
+	rc = check_with(body, &cerr);
+	if (!checked) {
+		is_int(rc, 0, "%s: emh_services_check passes (only init tells)", name);
+		return;
+	}
+	is_int(rc, code, "%s: emh_services_check refuses it too", name);
+	is_str(cerr.message, err.message, "%s: with the same message", name);
+}
+
+static void expect_fail(const char *body, int code, const char *msg, const char *name)
+{
+	expect_fail_as(body, code, msg, name, true);
 }
 
 static void test_failures(void)
@@ -250,10 +288,12 @@ static void test_failures(void)
 		    "no handle");
 	expect_fail("{ name = \"x\"; module = \"fx_nosym\"; }", EMH_EPLUGIN,
 		    "no symbol 'emh_service_descriptor': not an emhost service", "no descriptor symbol");
-	expect_fail("{ name = \"x\"; module = \"fx_missing\"; }", EMH_EPLUGIN, "fx_missing.so': cannot stat",
-		    "missing module file");
-	expect_fail("{ name = \"x\"; module = \"fx_initfail\"; }", EMH_EUNAVAILABLE,
-		    "service 'x': init failed: cache server", "init failure");
+	expect_fail("{ name = \"x\"; module = \"fx_missing\"; }", EMH_EPLUGIN,
+		    "service 'x': no module 'fx_missing.so' in ", "missing module file");
+	expect_fail("{ name = \"x\"; module = \"fx_god\"; }", EMH_EPLUGIN, "(did you mean 'fx_good'? modules there: ",
+		    "misspelt module: the closest one is suggested");
+	expect_fail_as("{ name = \"x\"; module = \"fx_initfail\"; }", EMH_EUNAVAILABLE,
+		       "service 'x': init failed: cache server", "init failure", false);
 	expect_fail("{ name = \"good\"; module = \"fx_good\"; contexts = { analytics = \"analytics_eu\"; }; },"
 		    "{ name = \"clash\"; module = \"fx_clash\"; }",
 		    EMH_ECONFIG,
@@ -405,6 +445,59 @@ static void test_unload_keeps_contexts(void)
 	host_free(h, svcs);
 }
 
+/*
+ * emh_services_check loads nothing: no module stays mapped, no entity is
+ * registered, no database is touched (the contexts are SQLite files with
+ * schema = "sync": a registration would create them), and an entity the
+ * application registered on a table is refused as load refuses it.
+ */
+static void test_check_loads_nothing(void)
+{
+	const char *two = "{ name = \"good\"; module = \"fx_good\"; contexts = { analytics = \"analytics_eu\"; }; },"
+			  "{ name = \"twin\"; module = \"fx_twin\"; }";
+	char db[600], eu[600];
+	snprintf(db, sizeof db, "%s/default.db", tmp);
+	snprintf(eu, sizeof eu, "%s/eu.db", tmp);
+	unlink(db);
+	unlink(eu);
+	emh_host *h;
+	emh_services *svcs = NULL;
+	emh_error err;
+	const emh_entity *copy;
+	int rc = host_on(two, true, &h, &err);
+	if (rc == 0 && (rc = emh_services_new(h, &svcs, &err)) == 0)
+		rc = emh_services_check(svcs, &err);
+	is_int(rc, 0, "check: two modules declaring the same entity pass");
+	if (rc)
+		diag("%s", err.message);
+	ok(!module_mapped("fx_good") && !module_mapped("fx_twin"), "check: no module stays mapped");
+	is_int(h ? emh_host_entity(h, NULL, "fx_notes", &copy, &err) : -1, EMH_ENOENTITY,
+	       "check: no entity is registered");
+	ok(access(db, F_OK) != 0 && access(eu, F_OK) != 0, "check: no database file was created");
+	ok(emh_services_at(svcs, 0) == NULL, "check: no service is loaded");
+	host_free(h, svcs);
+
+	/* an entity the application registered: the same refusal, word for word */
+	emh_error lerr, cerr;
+	memset(&lerr, 0, sizeof lerr);
+	memset(&cerr, 0, sizeof cerr);
+	int lrc = -1, crc = -1;
+	const char *good = "{ name = \"good\"; module = \"fx_good\"; contexts = { analytics = \"analytics_eu\"; }; }";
+	if (host_on(good, true, &h, &err) == 0 && emh_host_register_entity(h, NULL, &fx_clash_entity, &err) == 0 &&
+	    emh_services_new(h, &svcs, &err) == 0) {
+		crc = emh_services_check(svcs, &cerr);
+		lrc = emh_services_load(svcs, &lerr);
+	}
+	is_int(crc, EMH_ECONFIG, "check: a module's entity on a table the application registered another on");
+	like_str(cerr.message, "service 'good' needs entity 'fx_note' in context 'default': context 'default': "
+			       "entities 'fx_clash' and 'fx_note' both map to table 'fx_notes'", "check: names both");
+	is_int(lrc, crc, "load refuses it too");
+	is_str(lerr.message, cerr.message, "with the same message");
+	host_free(h, svcs);
+	unlink(db);
+	unlink(eu);
+}
+
 int main(void)
 {
 	const char *b = getenv("EMH_BUILDDIR");
@@ -426,6 +519,7 @@ int main(void)
 	}
 	test_good();
 	test_failures();
+	test_check_loads_nothing();
 	test_unload_keeps_contexts();
 	const char *files[] = {"emhost.conf", "default.db", "eu.db", "default.db-wal", "default.db-shm",
 			       "eu.db-wal", "eu.db-shm", "default.db-journal", "eu.db-journal", NULL};

@@ -16,6 +16,8 @@
  *                   mid-session: a call on a live connection times out
  *                   (meanwhile a SQLite context serves), so do a new
  *                   connection and a ping; relaying again, the context works
+ *   muted catalog   the same for the schema diff's and migrate's calls
+ *                   (describing a table, taking the migration lock)
  *   SIGSTOP         (PostgreSQL, when scripts/servers/pg.sh started it) the
  *                   whole cluster stopped mid-call: the call, a ping and a
  *                   connect time out; after SIGCONT the context serves.  The
@@ -41,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -239,16 +242,22 @@ static bool driver_loaded(const char *name)
 	return false;
 }
 
-static void add_ctx(const char *name, const char *url, int stmt_ms)
+/* A context on url with these deadlines; migrations: its migration folder (NULL: none). */
+static void add_ctx_mig(const char *name, const char *url, int stmt_ms, const char *migrations)
 {
 	emh_error err;
 	char cto[16], sto[16];
 	snprintf(cto, sizeof cto, "%d", CONNECT_MS);
 	snprintf(sto, sizeof sto, "%d", stmt_ms);
 	const char *kv[] = {"url", url, "statement_timeout_ms", sto, "connect_timeout_ms", cto, "pool.max", "3",
-			    "pool.acquire_timeout_ms", "20000", NULL};
+			    "pool.acquire_timeout_ms", "20000", migrations ? "migrations" : NULL, migrations, NULL};
 	if (emh_host_add_context(g_host, name, kv, &err))
 		bail("add context '%s': %s", name, err.message);
+}
+
+static void add_ctx(const char *name, const char *url, int stmt_ms)
+{
+	add_ctx_mig(name, url, stmt_ms, NULL);
 }
 
 static void remove_ctx(const char *name)
@@ -382,18 +391,37 @@ static void case_silent(const hang_driver *d, const char *url)
 	relay_stop(&r);
 }
 
+/* A relay in front of d's server, into r; murl: url through it. */
+static void relay_to(const hang_driver *d, const char *url, relay *r, char *murl, size_t cap)
+{
+	int upstream;
+	if (!url_with_port(url, 1, &upstream, murl, cap) || upstream <= 0)
+		bail("%s: no port in %s", d->name, d->url_var);
+	relay_start(r, upstream);
+	url_with_port(url, r->port, &upstream, murl, cap);
+}
+
+/* Relaying again, ctx serves; then it and the relay go. */
+static void relay_end(const hang_driver *d, relay *r, const char *ctx)
+{
+	emh_error err;
+	atomic_store(&r->mute, false);
+	int rc = probe_once(ctx, d->probe, &err);
+	is_int(rc, 0, "%s: relaying again, the context serves", d->name);
+	if (rc)
+		diag("%s", err.message);
+	remove_ctx(ctx);
+	relay_stop(r);
+}
+
 static void case_muted(const hang_driver *d, const char *url)
 {
 	relay r;
 	char murl[1024], ctx[32];
-	int upstream;
 	emh_error err;
 	hung_call h;
 	snprintf(ctx, sizeof ctx, "%.8s_muted", d->name);
-	if (!url_with_port(url, 1, &upstream, murl, sizeof murl) || upstream <= 0)
-		bail("%s: no port in %s", d->name, d->url_var);
-	relay_start(&r, upstream);
-	url_with_port(url, r.port, &upstream, murl, sizeof murl);
+	relay_to(d, url, &r, murl, sizeof murl);
 	diag("%s: a server that stops answering mid-session (statement_timeout_ms=%d)", d->name, LONG_STMT_MS);
 	add_ctx(ctx, murl, LONG_STMT_MS);
 
@@ -415,13 +443,50 @@ static void case_muted(const hang_driver *d, const char *url)
 	rc = emh_host_ping(g_host, ctx, &err);
 	is_timeout(rc, &err, ctx, t0, LONG_STMT_MS, "muted server, ping");
 
-	atomic_store(&r.mute, false);
-	rc = probe_once(ctx, d->probe, &err);
-	is_int(rc, 0, "%s: relaying again, the context serves", d->name);
-	if (rc)
-		diag("%s", err.message);
-	remove_ctx(ctx);
-	relay_stop(&r);
+	relay_end(d, &r, ctx);
+}
+
+/*
+ * The calls of the schema diff (describing a table) and of emhost migrate
+ * (the migration lock) on a live connection whose server stops answering:
+ * each returns EMH_ETIMEOUT at statement_timeout_ms like any other call
+ * (the lock's own wait, 60 s here, does not stretch one call's deadline).
+ */
+static void case_muted_catalog(const hang_driver *d, const char *url)
+{
+	relay r;
+	char murl[1024], ctx[32], mig[1100];
+	emh_error err;
+	snprintf(ctx, sizeof ctx, "%.8s_mcat", d->name);
+	relay_to(d, url, &r, murl, sizeof murl);
+	fixture_path(&g_fx, "migrations", mig, sizeof mig);
+	if (mkdir(mig, 0700) != 0 && errno != EEXIST)
+		bail("mkdir %s: %s", mig, strerror(errno));
+	diag("%s: schema diff and migration lock on a server that stops answering (statement_timeout_ms=%d)",
+	     d->name, LONG_STMT_MS);
+	add_ctx_mig(ctx, murl, LONG_STMT_MS, mig);
+	fixture_register(g_host, ctx, &note_entity);
+
+	for (int k = 0; k < 2; k++) {
+		/* a live idle connection, checked less than a second ago: taken without a ping */
+		int rc = probe_once(ctx, d->probe, &err);
+		if (rc)
+			bail("%s through the relay: %s", d->name, err.message);
+		atomic_store(&r.mute, true);
+		double t0 = now_ms();
+		if (k == 0) {
+			emh_schema_diff *diff = NULL;
+			rc = emh_schema_diff_new(g_host, ctx, 0, &diff, &err);
+			emh_schema_diff_free(diff);
+			is_timeout(rc, &err, ctx, t0, LONG_STMT_MS, "muted server, schema diff (describing a table)");
+		} else {
+			emh_migrate_opts o = {.lock_wait_ms = 60000};
+			rc = emh_migrate_up(g_host, ctx, &o, NULL, &err);
+			is_timeout(rc, &err, ctx, t0, LONG_STMT_MS, "muted server, migrate up (taking the lock)");
+		}
+		atomic_store(&r.mute, false);
+	}
+	relay_end(d, &r, ctx);
 }
 
 /* ---- PostgreSQL stopped with SIGSTOP ---- */
@@ -589,6 +654,7 @@ int main(void)
 		}
 		case_silent(d, url);
 		case_muted(d, url);
+		case_muted_catalog(d, url);
 		if (strcmp(d->name, "postgres") == 0)
 			case_pg_sigstop(url);
 	}

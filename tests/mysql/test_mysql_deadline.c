@@ -7,15 +7,18 @@
  * 1.5 s shows it) and its error (1969 / 3024) is EMH_ETIMEOUT; the
  * socket read timeout (here the older read_timeout_ms, which wins) ends a
  * call the server does not answer in time, as EMH_ETIMEOUT too.  Either
- * way the connection is discarded and the context stays up.  (A server that
- * stops answering altogether: tests/fault/test_hang.)  Time bounds only
- * tell "returned" from "hung".
+ * way the connection is discarded and the context stays up.  The migration
+ * lock's wait is its own deadline, longer than statement_timeout_ms: the
+ * server's statement deadline does not cut it short.  (A server that stops
+ * answering altogether: tests/fault/test_hang.)  Time bounds only tell
+ * "returned" from "hung".
  */
 #include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <emhost/emhost.h>
@@ -57,6 +60,50 @@ static void sleep_times_out(emh_host *h, const char *ctx, double bound_ms, int w
 	ok(fixture_context_info(h, ctx).up, "%s: the context is not reported down", what);
 }
 
+/* The lock name the driver takes (plugins/mysql/session.c), here of the connection's database. */
+#define MIGRATE_LOCK "CONCAT('emh_migrate_', LEFT(SHA2(COALESCE(DATABASE(), ''), 256), 40))"
+
+/*
+ * Another session holds the migration lock for longer than the statement
+ * deadline: a run on a context with statement_timeout_ms=1500 waits its
+ * lock_wait_ms (4 s) and says the lock was held, instead of ending at the
+ * server's max_statement_time / the read timeout (1969 / 2013).  The
+ * contexts name no database, so the lock is not the one tests/migrate
+ * takes on the test database at the same time.
+ */
+static void lock_wait_outlasts_statement(emh_host *h, const fixture *fx, const char *url)
+{
+	char nodb[1024], mig[1100];
+	const char *auth = strstr(url, "://");
+	size_t cut = auth ? (size_t)(auth + 3 - url) + strcspn(auth + 3, "/?") : strlen(url);
+	snprintf(nodb, sizeof nodb, "%.*s", (int)cut, url);
+	fixture_path(fx, "migrations", mig, sizeof mig);
+	if (mkdir(mig, 0700) != 0)
+		bail("mkdir %s", mig);
+	emh_error err;
+	if (emh_host_add_context(h, "holder", (const char *const[]){"url", nodb, NULL}, &err) ||
+	    emh_host_add_context(h, "mig",
+				 (const char *const[]){"url", nodb, "statement_timeout_ms", "1500", "migrations", mig,
+						       NULL},
+				 &err))
+		bail("contexts: %s", err.message);
+	emh_em *holder = fixture_fork(h, "holder");
+	if (emh_em_execute(holder, "SELECT GET_LOCK(" MIGRATE_LOCK ", 0)", &err))
+		bail("holder: %s", err.message);
+	emh_migrate_opts o = {.lock_wait_ms = 4000};
+	double t0 = now_ms();
+	int rc = emh_migrate_up(h, "mig", &o, NULL, &err);
+	diag("after %.0f ms: %s", now_ms() - t0, err.message);
+	is_int(rc, EMH_ETIMEOUT, "a lock wait longer than statement_timeout_ms: EMH_ETIMEOUT");
+	like_str(err.message, "another migration run held the database's migration lock", "the lock was held, "
+		 "not a statement past its deadline");
+	like_str(err.message, "for 4000 ms", "for the whole lock wait");
+	if (emh_em_execute(holder, "SELECT RELEASE_LOCK(" MIGRATE_LOCK ")", &err))
+		bail("holder: %s", err.message);
+	emh_em_close(holder);
+	ok(fixture_context_info(h, "mig").up, "the context is not reported down");
+}
+
 int main(void)
 {
 	const char *url = getenv("EMH_TEST_MYSQL_URL");
@@ -85,6 +132,9 @@ int main(void)
 	diag("the socket read timeout (read_timeout_ms wins over statement_timeout_ms)");
 	sleep_times_out(h, "rd", 1000 + 1000, 2013, 2013, "read_timeout_ms=1000",
 			"a read that waited out read_timeout_ms");
+
+	diag("the migration lock's wait is its own deadline");
+	lock_wait_outlasts_statement(h, &fx, url);
 
 	emh_host_free(h);
 	fixture_release(&fx);

@@ -34,3 +34,9 @@ check_PROGRAMS += tests/unit/test_timeout
 TESTS += tests/unit/test_timeout
 tests_unit_test_timeout_SOURCES = tests/unit/test_timeout.c tests/unit/memdrv.c tests/unit/memdrv.h $(FIXTURE_SOURCES)
 tests_unit_test_timeout_LDADD = $(UNIT_LIBS)
+
+# emh_host_reload: contexts added, removed and changed, a driver loaded after start.
+check_PROGRAMS += tests/unit/test_reload
+TESTS += tests/unit/test_reload
+tests_unit_test_reload_SOURCES = tests/unit/test_reload.c $(FIXTURE_SOURCES)
+tests_unit_test_reload_LDADD = $(UNIT_LIBS)

@@ -77,6 +77,25 @@ int main(void)
 	like_str(err.message, "depth", "naming the key");
 	emh_host_free(h);
 
+	/* ABI 1.0 had no url_form: its core read "sqlite:" URLs as file paths.  A
+	 * 1.0 driver answering that scheme keeps that reading (zero-extended it
+	 * would be a network URL, and the path a host and a database). */
+	static const char *const sq_schemes[] = {"sqlite", NULL};
+	static const spec_1_0 sq_params[] = {
+		{"path", EMH_PARAM_STRING, 0, "file"}, {"busy_timeout_ms", EMH_PARAM_INT, 0, "busy"}, {NULL, 0, 0, NULL}};
+	emh_driver sq10 = d10;
+	sq10.name = "sq10";
+	sq10.url_schemes = sq_schemes;
+	sq10.params = (const emh_param_spec *)(const void *)sq_params;
+	const char *sqenv[] = {"EMH_CONTEXT_F_URL=sqlite:///var/lib/app/x.db", NULL};
+	h = host_with(&sq10, sqenv, &err);
+	ok(h != NULL, "a 1.0 driver of the sqlite: scheme takes a sqlite:/// URL");
+	if (!h)
+		diag("%s", err.message);
+	is_str(h ? emh_host_context_setting(h, "f", "path") : NULL, "/var/lib/app/x.db", "read as a file path");
+	is_str(h ? emh_host_context_setting(h, "f", "host") : NULL, NULL, "not as a host");
+	emh_host_free(h);
+
 	/* a current driver whose param_spec_size is too small for even 1.0 entries */
 	emh_driver tiny = memdrv;
 	tiny.name = "mdtiny";

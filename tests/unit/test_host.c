@@ -210,18 +210,18 @@ int main(void)
 	{
 		const char *long_name = "tenant_with_a_rather_long_name_to_fill_the_instance_buffer_x";
 		const char *mem[] = {"url", "sqlite::memory:", "schema", "sync", NULL};
-		emh_host *a = new_host(env1, &err), *b = new_host(env2, &err);
-		if (!a || !b)
+		emh_host *a = new_host(env1, &err), *hb = new_host(env2, &err);
+		if (!a || !hb)
 			bail("hosts: %s", err.message);
-		if (emh_host_add_context(a, long_name, mem, &err) || emh_host_add_context(b, long_name, mem, &err) ||
+		if (emh_host_add_context(a, long_name, mem, &err) || emh_host_add_context(hb, long_name, mem, &err) ||
 		    emh_host_register_entity(a, long_name, &note_entity, &err) ||
-		    emh_host_register_entity(b, long_name, &note_entity, &err))
+		    emh_host_register_entity(hb, long_name, &note_entity, &err))
 			bail("long-named contexts: %s", err.message);
 		is_int(add_note(a, long_name, "only in a", &err), 0, "a row in host a's long-named memory context");
-		is_int(count_notes(b, long_name), 0, "host b's context of the same long name is another database");
+		is_int(count_notes(hb, long_name), 0, "host b's context of the same long name is another database");
 		is_int(count_notes(a, long_name), 1, "host a sees its row");
 		emh_host_free(a);
-		emh_host_free(b);
+		emh_host_free(hb);
 	}
 
 	char cmd[128];

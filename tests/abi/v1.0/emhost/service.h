@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * emhost/service.h: the service module ABI, dependency injection, scopes.
+ *
+ * A service is a shared object in the host's service_dir exporting exactly one
+ * symbol, EMH_SERVICE_SYMBOL, a const emh_service filled with designated
+ * initialisers that start with EMH_SERVICE_HEADER:
+ *
+ *   static const emh_need users_needs[] = {
+ *       EMH_NEED_REPO(&user_entity, NULL),        // users in the default context
+ *   };
+ *   EMH_SERVICE_EXPORT const emh_service emh_service_descriptor = {
+ *       EMH_SERVICE_HEADER,
+ *       .name = "users", .version = "1.0",
+ *       .needs = users_needs, .nneeds = EMH_NEEDS_COUNT(users_needs),
+ *       .handle = users_handle,
+ *   };
+ *
+ * The loader opens the file with RTLD_NOW | RTLD_LOCAL, checks the ABI major
+ * and struct_size, copies min(struct_size, sizeof(emh_service)) bytes into a
+ * zeroed local copy (an older module's missing members read as NULL, a newer
+ * module's extra ones are ignored) and checks the required members.  Members
+ * are only ever appended.  Every refusal names the file and the reason.
+ *
+ * Dependency injection: a service declares what it needs as data (emh_need):
+ * an entity manager of a context, or a repository of (entity, context).
+ * Context names are the module's own; the host's configuration may remap
+ * them (services = ({ name = "stats"; module = "analytics";
+ * contexts = { analytics = "analytics_eu"; }; })), so one module serves
+ * different deployments.  At load the host resolves every need, registers
+ * each entity in its context (tables created when the context has
+ * schema = "sync"), and refuses the service if anything is missing, naming
+ * the service, the need and what exists.
+ *
+ * A scope is one unit of work of one service (an HTTP request, a queue
+ * message, a timer tick).  It hands out the declared entity managers and
+ * repositories; each fork is made on first ask and closed with the scope.
+ * Nothing is flushed implicitly: a handler that does not flush loses its
+ * changes.  Asking for something the service did not declare is refused.
+ */
+#ifndef EMHOST_SERVICE_H
+#define EMHOST_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <emhost/em.h>
+#include <emhost/entity.h>
+#include <emhost/error.h>
+#include <emhost/host.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EMH_SERVICE_ABI_MAJOR 1u
+#define EMH_SERVICE_ABI_MINOR 0u
+#define EMH_SERVICE_ABI_VERSION ((EMH_SERVICE_ABI_MAJOR << 16) | EMH_SERVICE_ABI_MINOR)
+#define EMH_SERVICE_SYMBOL "emh_service_descriptor"
+#define EMH_SERVICE_HEADER                                                     \
+	.abi_version = EMH_SERVICE_ABI_VERSION, .struct_size = sizeof(emh_service)
+#define EMH_SERVICE_EXPORT __attribute__((visibility("default")))
+
+/* A service loaded in a host (opaque); lives until the host is freed. */
+typedef struct emh_svc emh_svc;
+/* One unit of work of a service (opaque); used by one thread at a time. */
+typedef struct emh_scope emh_scope;
+/* What a handler answers (opaque); see emh_response_* below. */
+typedef struct emh_response emh_response;
+
+/* ---- needs ---- */
+
+/*
+ * One need.  context is the context name as the module knows it (NULL = the
+ * host's default context; remapped under the name "default").  entity NULL
+ * asks for an entity manager only; otherwise for the repository of entity
+ * in that context (which implies the entity manager).  The entity must be
+ * static data of the module.
+ */
+typedef struct emh_need {
+	const char *context;
+	const emh_entity *entity;
+} emh_need;
+
+#define EMH_NEED_EM(ctx) { .context = (ctx), .entity = NULL }
+#define EMH_NEED_REPO(ent, ctx) { .context = (ctx), .entity = (ent) }
+#define EMH_NEEDS_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- requests ---- */
+
+/* A name/value pair: a header or a decoded query argument. */
+typedef struct emh_kv {
+	const char *name;
+	const char *value;
+} emh_kv;
+
+/*
+ * A request given to a handler, filled by whoever opened the scope (the
+ * daemon, a test, a queue worker).  Everything is borrowed for the duration
+ * of the handle call.  Members are only ever appended; zero-initialise.
+ *
+ *   method   "GET", "POST", ...
+ *   path     the path below the service's mount: "/42" for "/users/42",
+ *            "" for "/users"; not decoded
+ *   query    the raw query string without '?', "" when none
+ *   args     the query arguments, percent-decoded, in order
+ *   headers  the request headers (names as sent)
+ *   body     the request body, body_len bytes (not NUL-terminated; NULL
+ *            when there is none)
+ */
+typedef struct emh_request {
+	const char *method;
+	const char *path;
+	const char *query;
+	const emh_kv *args;
+	size_t nargs;
+	const emh_kv *headers;
+	size_t nheaders;
+	const char *body;
+	size_t body_len;
+} emh_request;
+
+/* Value of the first header called name (case-insensitive), or NULL. */
+const char *emh_request_header(const emh_request *req, const char *name);
+/* Value of the first query argument called name, or NULL. */
+const char *emh_request_arg(const emh_request *req, const char *name);
+
+/* ---- the descriptor ---- */
+
+/*
+ * init     optional; called once when the service is loaded, after every
+ *          need was resolved.  *state is handed back by emh_scope_state and
+ *          to fini.  A non-zero return refuses the service (err says why).
+ * handle   required; called once per scope given to emh_scope_handle.
+ *          Answer with emh_response_set*() and return 0, or return an
+ *          EMH_E* code with err filled: the caller maps it (the daemon to an
+ *          HTTP status and a JSON error body).  Runs on many threads at
+ *          once, each with its own scope.
+ * fini     optional; called once when the host is freed (every scope must
+ *          be closed by then): release state, do no database work.
+ */
+typedef struct emh_service {
+	uint32_t abi_version; /* EMH_SERVICE_ABI_VERSION */
+	uint32_t struct_size; /* sizeof(emh_service) the module was built with */
+
+	const char *name;    /* required: the default mount name, an identifier */
+	const char *version; /* required */
+	const char *description;
+
+	const emh_need *needs;
+	size_t nneeds;
+
+	int (*init)(emh_svc *svc, void **state, emh_error *err);
+	int (*handle)(emh_scope *scope, const emh_request *req, emh_response *res, emh_error *err);
+	void (*fini)(emh_svc *svc, void *state);
+} emh_service;
+
+_Static_assert(offsetof(emh_service, abi_version) == 0, "abi_version must come first");
+_Static_assert(offsetof(emh_service, struct_size) == 4, "struct_size must come second");
+
+/* ---- loading and registration ---- */
+
+/*
+ * Load every service named in the configuration's services list, in order,
+ * from service_dir (the file's service_dir, else the compiled-in
+ * $(pkglibdir)/services; a relative directory is taken from the current
+ * directory): module M is the file M.so.  For each, resolve and register its
+ * needs and run its init.  Stops at the first failure, which names the
+ * file or service and the reason ("service 'billing' needs context
+ * 'ledger'; contexts: default, analytics").  Services loaded before a
+ * failure stay loaded.  Call once, after emh_host_new and before serving.
+ * Returns 0, EMH_EPLUGIN (file refused), EMH_ENOCONTEXT, EMH_ENOENTITY,
+ * EMH_ECONFIG, EMH_ENOMEM, or init's code.
+ */
+int emh_host_load_services(emh_host *h, emh_error *err);
+
+/*
+ * Options for emh_host_add_service.  Zero-initialise:
+ *   name      mount name (NULL = desc->name)
+ *   remap     "declared", "actual", ... NULL: context names to remap
+ *   settings  "key", "value", ... NULL: what emh_svc_setting answers
+ */
+typedef struct emh_service_opts {
+	const char *name;
+	const char *const *remap;
+	const char *const *settings;
+} emh_service_opts;
+
+/*
+ * Register a statically linked service (tests, embedders), checked, resolved
+ * and initialised exactly like a module.  desc must outlive the host.
+ * opts may be NULL.  Errors as for emh_host_load_services; a second service
+ * of the same name is EMH_ECONFIG.  Thread-safe.
+ */
+int emh_host_add_service(emh_host *h, const emh_service *desc, const emh_service_opts *opts,
+			 emh_error *err);
+
+/*
+ * Check a service module file without keeping it: open it as the loader
+ * would and check its descriptor.  For `emhost` and tests.  Returns 0 or
+ * EMH_EPLUGIN with the reason.
+ */
+int emh_service_check_file(const char *path, emh_error *err);
+
+/*
+ * A setting of the configuration's server section ("listen", "threads",
+ * "max_body", "shutdown_timeout_ms"), ${VAR} expanded, or NULL when unset.
+ * Borrowed until the host is freed.  For the daemon in front of services.
+ */
+const char *emh_host_server_setting(const emh_host *h, const char *key);
+
+/* The service mounted as name, or NULL.  Borrowed until the host is freed. */
+emh_svc *emh_host_service(emh_host *h, const char *name);
+/* Service number i in load order, or NULL past the end. */
+emh_svc *emh_host_service_at(emh_host *h, size_t i);
+
+/* ---- a loaded service ---- */
+
+/* Mount name. */
+const char *emh_svc_name(const emh_svc *svc);
+/* The descriptor as the loader copied it. */
+const emh_service *emh_svc_descriptor(const emh_svc *svc);
+/* The .so it came from, or "(static)". */
+const char *emh_svc_file(const emh_svc *svc);
+/* The host. */
+emh_host *emh_svc_host(const emh_svc *svc);
+/* The context a declared context name (NULL = default) resolved to, or NULL
+ * when the service did not declare it. */
+const char *emh_svc_context(const emh_svc *svc, const char *declared);
+/* A setting of the service's configuration entry (other than name, module,
+ * contexts), or NULL.  Borrowed until the host is freed. */
+const char *emh_svc_setting(const emh_svc *svc, const char *key);
+/* Log through the host's sink, prefixed with the service's name. */
+void emh_svc_log(const emh_svc *svc, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- scopes ---- */
+
+/*
+ * Open a scope of the service mounted as service.  Does no I/O and opens no
+ * fork.  Returns 0, EMH_ENOSERVICE (the message lists the services),
+ * EMH_ENOMEM.  Thread-safe.
+ */
+int emh_scope_open(emh_host *h, const char *service, emh_scope **out, emh_error *err);
+
+/*
+ * Close the scope: every fork it opened is closed (rolling back an open
+ * transaction and discarding unflushed changes).  NULL is a no-op.
+ */
+void emh_scope_close(emh_scope *scope);
+
+/*
+ * Run the service's handler in this scope.  res collects the answer
+ * (emh_response_new).  Returns what the handler returned.
+ */
+int emh_scope_handle(emh_scope *scope, const emh_request *req, emh_response *res, emh_error *err);
+
+/*
+ * The entity manager of a declared context (NULL = the default), forked on
+ * first ask; borrowed until the scope closes.  EMH_ENOCONTEXT naming what the
+ * service declared when context is not one of its needs; errors of
+ * emh_host_fork otherwise.
+ */
+int emh_scope_em(emh_scope *scope, const char *context, emh_em **out, emh_error *err);
+
+/*
+ * The repository of a declared (entity, context) need, borrowed until the
+ * scope closes.  EMH_ENOENTITY naming the entity and context when the
+ * service did not declare that pair.
+ */
+int emh_scope_repo(emh_scope *scope, const emh_entity *e, const char *context, emh_repo **out,
+		   emh_error *err);
+
+/* The same by the index of the need in the descriptor's needs array:
+ * emh_scope_repo_at is EMH_EINVAL for a need without an entity. */
+int emh_scope_em_at(emh_scope *scope, size_t need, emh_em **out, emh_error *err);
+int emh_scope_repo_at(emh_scope *scope, size_t need, emh_repo **out, emh_error *err);
+
+/* The service's state from init, the service, and the number of forks the
+ * scope holds open. */
+void *emh_scope_state(const emh_scope *scope);
+emh_svc *emh_scope_service(const emh_scope *scope);
+size_t emh_scope_forks_open(const emh_scope *scope);
+
+/* ---- responses ---- */
+
+/* A new empty response (status 200, no body).  NULL on out of memory. */
+emh_response *emh_response_new(void);
+/* Empty it again for reuse. */
+void emh_response_reset(emh_response *res);
+void emh_response_free(emh_response *res);
+
+/*
+ * Set status, content type (NULL = none) and body (len bytes copied; body
+ * may be NULL for none).  Returns 0 or EMH_ENOMEM.
+ */
+int emh_response_set(emh_response *res, int status, const char *content_type, const void *body,
+		     size_t len, emh_error *err);
+/* Take ownership of a malloc'd body instead of copying it (freed with free()). */
+int emh_response_set_owned(emh_response *res, int status, const char *content_type, char *body,
+			   size_t len, emh_error *err);
+/* Add a response header (copied).  Returns 0, EMH_EINVAL (CR/LF in it), EMH_ENOMEM. */
+int emh_response_add_header(emh_response *res, const char *name, const char *value,
+			    emh_error *err);
+
+int emh_response_status(const emh_response *res);
+const char *emh_response_content_type(const emh_response *res);
+/* Body and its length; borrowed until the response is reset or freed. */
+const char *emh_response_body(const emh_response *res, size_t *len);
+size_t emh_response_nheaders(const emh_response *res);
+const emh_kv *emh_response_header(const emh_response *res, size_t i);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
