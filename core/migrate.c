@@ -530,7 +530,12 @@ static int run_one(mig_run *r, const emh_migration *m, bool up, const emh_migrat
 				 transactional ? " (so it was rolled back)" : "");
 	if (transactional) {
 		emh_error e;
-		if (rc) {
+		if (rc == EMH_ETIMEOUT) {
+			/* Past its deadline the connection is closed alone, which
+			 * rolls the transaction back; a ROLLBACK sent on it would
+			 * fail and have the pool drop every idle connection too. */
+			r->pc_status = EMH_ETIMEOUT;
+		} else if (rc) {
 			if (tx(r, TX_ROLLBACK, &e) != 0)
 				r->pc_status = EMH_EUNAVAILABLE;
 		} else if ((rc = tx(r, TX_COMMIT, r->err)) != 0) {

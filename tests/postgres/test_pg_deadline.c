@@ -7,7 +7,7 @@
  * EMH_ETIMEOUT, "too many connections" (53300) is retryable EMH_ETIMEOUT
  * that does not mark the context down, and last_error clears once the
  * context works again; COPY in raw SQL is refused and drained without
- * blocking.  (A server that stops answering: tests/fault/test_hang.)
+ * blocking; a migration past its deadline costs its own connection only.  (A server that stops answering: tests/fault/test_hang.)
  * Time bounds only tell "returned" from "hung".
  */
 #include "config.h"
@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -208,6 +209,83 @@ static void test_too_many_connections(emh_host *h)
 	emh_em_close(su);
 }
 
+/*
+ * A migration (one transaction: PostgreSQL's DDL is transactional) whose
+ * statement passes the client-side deadline: EMH_ETIMEOUT, and only its own
+ * connection is closed; the context's idle ones stay pooled and it is not
+ * reported down.  A database of its own, so that the migration lock and
+ * emh_migrations are not the ones tests/migrate uses at the same time;
+ * "-c statement_timeout=0" leaves the deadline to the client alone.
+ */
+static void test_migration_deadline(emh_host *h, const fixture *fx)
+{
+	char dir[1024], db[64], sql[256], url[700], mig[1100], file[1200];
+	emh_error err;
+	pg_socket_dir(dir, sizeof dir);
+	if (!dir[0]) {
+		skip(1, "migration past its deadline: the test server was not started by scripts/servers/pg.sh (no "
+			"superuser to create a database)");
+		return;
+	}
+	diag("a migration past its deadline: EMH_ETIMEOUT, its connection alone discarded");
+	snprintf(db, sizeof db, "emh_dlmig_%ld", (long)getpid());
+	add_ctx(h, "su_mig", (const char *const[]){"driver", "postgres", "host", dir, "port", g_port, "user",
+						   "postgres", "database", g_db, NULL});
+	emh_em *su = fixture_fork(h, "su_mig");
+	snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
+	if (emh_em_execute(su, sql, &err))
+		bail("%s: %s", sql, err.message);
+	snprintf(sql, sizeof sql, "CREATE DATABASE %s OWNER \"%s\"", db, g_user);
+	if (emh_em_execute(su, sql, &err))
+		bail("%s: %s", sql, err.message);
+	emh_em_close(su);
+
+	fixture_path(fx, "pg_migrations", mig, sizeof mig);
+	if (mkdir(mig, 0700) != 0)
+		bail("mkdir %s", mig);
+	snprintf(file, sizeof file, "%s/0001_slow.sql", mig);
+	FILE *f = fopen(file, "w");
+	if (!f || fputs("CREATE TABLE slow_t (x int);\nSELECT pg_sleep(20);\n", f) < 0 || fclose(f) != 0)
+		bail("write %s", file);
+	snprintf(url, sizeof url, "postgres://%s:%s@%s:%s/%s", g_user, g_pw, g_host, g_port, db);
+	add_ctx(h, "migdl",
+		(const char *const[]){"url", url, "options", "-c statement_timeout=0", "statement_timeout_ms", "400",
+				      "pool.max", "3", "migrations", mig, NULL});
+
+	/* two idle connections: a transaction holds one while another fork opens a second */
+	emh_em *a = fixture_fork(h, "migdl"), *b = fixture_fork(h, "migdl");
+	if (emh_em_begin(a, &err) || emh_em_execute(a, "SELECT 1", &err) || emh_em_execute(b, "SELECT 1", &err) ||
+	    emh_em_commit(a, &err))
+		bail("two connections on 'migdl': %s", err.message);
+	emh_em_close(a);
+	emh_em_close(b);
+	emh_context_info before = fixture_context_info(h, "migdl");
+	is_int((int)before.idle, 2, "two idle connections before the migration");
+
+	emh_migrate_opts o = {.lock_wait_ms = 5000};
+	double t0 = now_ms();
+	int rc = emh_migrate_up(h, "migdl", &o, NULL, &err);
+	double took = now_ms() - t0;
+	is_int(rc, EMH_ETIMEOUT, "a migration past statement_timeout_ms: EMH_ETIMEOUT");
+	if (rc)
+		diag("%s", err.message);
+	ok(took < 400 + 1000 * 3, "returned at the deadline, not after the statement (%.0f ms)", took);
+	emh_context_info after = fixture_context_info(h, "migdl");
+	is_int((int)(after.discarded - before.discarded), 1, "its connection alone was discarded");
+	is_int((int)after.idle, 1, "the other idle connection stayed pooled");
+	ok(after.up, "the context is not reported down");
+	emh_em *c = fixture_fork(h, "migdl");
+	is_int(emh_em_execute(c, "SELECT 1", &err), 0, "the context serves on");
+	emh_em_close(c);
+
+	if (emh_host_remove_context(h, "migdl", &err))
+		bail("remove 'migdl': %s", err.message);
+	su = fixture_fork(h, "su_mig");
+	snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", db);
+	is_int(emh_em_execute(su, sql, &err), 0, "drop database %s", db);
+	emh_em_close(su);
+}
+
 int main(void)
 {
 	const char *url = getenv("EMH_TEST_PG_URL");
@@ -229,6 +307,7 @@ int main(void)
 	test_server_side_timeout(h, url);
 	test_copy_drained(h);
 	test_too_many_connections(h);
+	test_migration_deadline(h, &fx);
 	emh_host_free(h);
 	fixture_release(&fx);
 	return done_testing();
