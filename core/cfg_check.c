@@ -50,6 +50,11 @@ const emh_param_spec emh__common_context_keys[] = {
 	  .help = "close a connection idle this long, above pool.min; 0 = never" },
 	{ .key = "pool.max_lifetime_ms", .kind = EMH_PARAM_INT, .def = "0", .min = 0, .max = INT32_MAX,
 	  .help = "replace a connection older than this; 0 = never" },
+	{ .key = "statement_timeout_ms", .kind = EMH_PARAM_INT, .def = "30000", .min = 0, .max = INT32_MAX,
+	  .help = "deadline of every database call: past it the call fails with EMH_ETIMEOUT and its connection "
+		  "is closed; 0 = none" },
+	{ .key = "connect_timeout_ms", .kind = EMH_PARAM_INT, .def = "5000", .min = 0, .max = INT32_MAX,
+	  .help = "deadline for opening a connection and for checking an idle one before reuse; 0 = none" },
 	{ .key = "log_queries", .kind = EMH_PARAM_BOOL, .def = "false",
 	  .help = "log every statement with its duration (info), parameters masked" },
 	{ .key = "log_query_values", .kind = EMH_PARAM_BOOL, .def = "false",

@@ -151,7 +151,7 @@ static bool conn_suspect(int rc)
 	return rc != EMH_ECONFLICT && rc != EMH_ENOTFOUND;
 }
 
-/* After a driver call failed: drop a lost connection at once. */
+/* After a driver call failed: drop a lost connection, or one whose call timed out, at once. */
 void emh__em_conn_failed(emh_em *em, int rc, const emh_error *err)
 {
 	if (rc == EMH_EUNAVAILABLE) {
@@ -159,6 +159,13 @@ void emh__em_conn_failed(emh_em *em, int rc, const emh_error *err)
 		static const emh_error lost = {.code = EMH_EUNAVAILABLE, .message = "connection lost"};
 		emh__pool_note(&em->ctx->pool, err ? err : &lost);
 		em->pc_status = EMH_EUNAVAILABLE;
+		emh__em_conn_release(em);
+		if (em->tx_depth > 0)
+			em->tx_failed = true;
+	} else if (rc == EMH_ETIMEOUT) {
+		/* Past its deadline: the connection may still be busy with the
+		 * call, so the pool closes it; the context is not down for it. */
+		em->pc_status = EMH_ETIMEOUT;
 		emh__em_conn_release(em);
 		if (em->tx_depth > 0)
 			em->tx_failed = true;

@@ -158,9 +158,11 @@ struct emh__pool {
 int emh__pool_init(emh__pool *p, emh__budget *b, const emh__driver *drv, emh_dctx *dctx,
 		   const emh_params *params, const emh__ctxconf *conf, emh_error *err);
 int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err);
-/* status: 0 fine; EMH_EUNAVAILABLE: discard; other error: ping before reuse. */
+/* status: 0 fine; EMH_EUNAVAILABLE: discard it and the idle ones; EMH_ETIMEOUT: discard it;
+ * other error: ping before reuse. */
 void emh__pool_release(emh__pool *p, emh__pconn *pc, int status);
-/* Record the context as up (e NULL) or down with e's message, for health. */
+/* Record the context as up (e NULL: last_error cleared) or down with e's message, for health;
+ * EMH_ETIMEOUT keeps the message but does not mark it down. */
 void emh__pool_note(emh__pool *p, const emh_error *e);
 /* Close every idle connection and wait for those that other threads are closing; none may be in use. */
 void emh__pool_destroy(emh__pool *p);

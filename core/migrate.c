@@ -181,8 +181,10 @@ static void run_close(mig_run *r)
 			/* A lock held as a transaction commits what ran under it, unless a
 			 * rollback failed (the failed migration may be in it): then all of
 			 * it goes, records too.  A session lock that cannot be released
-			 * goes with its connection. */
-			if (r->d->migrate_unlock(r->pc->conn, r->pc_status != EMH_EUNAVAILABLE, &e) != 0)
+			 * goes with its connection (one whose call passed its deadline
+			 * is closed anyway, and alone). */
+			if (r->d->migrate_unlock(r->pc->conn, r->pc_status != EMH_EUNAVAILABLE, &e) != 0 &&
+			    r->pc_status != EMH_ETIMEOUT)
 				r->pc_status = EMH_EUNAVAILABLE;
 		}
 		emh__pool_release(&r->c->pool, r->pc, r->pc_status);
@@ -528,7 +530,12 @@ static int run_one(mig_run *r, const emh_migration *m, bool up, const emh_migrat
 				 transactional ? " (so it was rolled back)" : "");
 	if (transactional) {
 		emh_error e;
-		if (rc) {
+		if (rc == EMH_ETIMEOUT) {
+			/* Past its deadline the connection is closed alone, which
+			 * rolls the transaction back; a ROLLBACK sent on it would
+			 * fail and have the pool drop every idle connection too. */
+			r->pc_status = EMH_ETIMEOUT;
+		} else if (rc) {
 			if (tx(r, TX_ROLLBACK, &e) != 0)
 				r->pc_status = EMH_EUNAVAILABLE;
 		} else if ((rc = tx(r, TX_COMMIT, r->err)) != 0) {

@@ -8,7 +8,8 @@
  * saw an error is pinged before reuse; one that lost its server
  * (EMH_EUNAVAILABLE) is discarded together with every idle connection, and
  * bumps the pool's epoch so that the connections in use at that moment are
- * pinged before their next use.
+ * pinged before their next use; one whose call passed its deadline
+ * (EMH_ETIMEOUT) is discarded alone.
  *
  * Every idle connection of the host is also on one list, longest idle first
  * (the budget's LRU).  When the budget is full, an acquire that needs a new
@@ -339,12 +340,23 @@ static bool expired(const emh__pool *p, const emh__pconn *pc, int64_t now)
 	       p->total > (unsigned)p->min;
 }
 
+/*
+ * EMH_ETIMEOUT never marks the context down: a deadline that passed, or a
+ * server with no connection slot free (PostgreSQL 53300), is slowness or
+ * back-pressure, and the server may well answer the next call.  Its
+ * message is kept as last_error all the same, until a success clears it.
+ */
 void emh__pool_note(emh__pool *p, const emh_error *e)
 {
 	pthread_mutex_lock(&p->mu);
-	p->up = e == NULL;
-	if (e)
+	if (!e) {
+		p->up = true;
+		p->last_error[0] = '\0';
+	} else {
+		if (e->code != EMH_ETIMEOUT)
+			p->up = false;
 		snprintf(p->last_error, sizeof p->last_error, "%s", e->message);
+	}
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -485,9 +497,18 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 			emh__pool_note(p, NULL);
 		} else if (need_ping) {
 			emh_error perr;
-			if (p->drv->d.ping(pc->conn, &perr) != 0) {
-				/* Broken: never hand it out again; try the next one. */
+			int prc = p->drv->d.ping(pc->conn, &perr);
+			if (prc != 0) {
+				/* Broken: never hand it out again; try the next one.  A
+				 * check that passed its deadline is the answer for now:
+				 * a fresh connect to a server that does not answer would
+				 * only wait its own deadline again. */
 				emh__pool_release(p, pc, EMH_EUNAVAILABLE);
+				if (prc == EMH_ETIMEOUT) {
+					*err = perr;
+					emh__pool_note(p, err);
+					return emh__error_in_context(err, prc, p->ctxname);
+				}
 				continue;
 			}
 			pc->suspect = false;
@@ -544,8 +565,13 @@ void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
 		atomic_fetch_add_explicit(&p->discarded, close_list(b, drop, NULL), memory_order_relaxed);
 		return;
 	}
-	if (p->total > (unsigned)p->max || b->conns > b->max_conns) {
-		/* the pool's max or the budget was lowered while it was lent (a reload) */
+	if (status == EMH_ETIMEOUT || p->total > (unsigned)p->max || b->conns > b->max_conns) {
+		/* A call past its deadline: the connection may still be inside it
+		 * (an answer on its way, a server stopped mid-call), so it is
+		 * closed, never reused; the others stay, one slow call says
+		 * nothing about them.  Or the pool's max or the budget was lowered
+		 * while it was lent (a reload).  Either way a waiter may now open
+		 * one in its place (take_for_close signals it). */
 		emh__pconn *drop = NULL;
 		take_for_close(pc, &drop);
 		pthread_mutex_unlock(&b->mu);

@@ -450,8 +450,11 @@ static size_t wanted_indexes(const emh_meta *m, want_idx *w, size_t cap)
 	size_t n = 0;
 	for (size_t f = 0; f < e->nfields && n < cap; f++) {
 		unsigned fl = e->fields[f].flags;
-		if ((fl & EMH_F_INDEXED) && !(fl & (EMH_F_UNIQUE | EMH_F_PK)))
-			w[n++] = (want_idx){.cols = {e->fields[f].column}, .ncols = 1, .sql_index = (int)n};
+		if ((fl & EMH_F_INDEXED) && !(fl & (EMH_F_UNIQUE | EMH_F_PK))) {
+			/* n read and incremented in one expression would be unsequenced */
+			w[n] = (want_idx){.cols = {e->fields[f].column}, .ncols = 1, .sql_index = (int)n};
+			n++;
+		}
 	}
 	for (size_t k = 0; k < e->nindexes && n < cap; k++) {
 		want_idx *x = &w[n];

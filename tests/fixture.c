@@ -163,24 +163,24 @@ void fixture_thread(pthread_t *t, void *(*fn)(void *), void *arg)
 		bail("pthread_create: %s", strerror(rc));
 }
 
-emh_context_info fixture_info(emh_host *h, const char *ctx)
+emh_context_info fixture_context_info(emh_host *h, const char *name)
 {
 	emh_context_info *v, out = {0};
 	size_t n;
 	emh_error err;
 	bool found = false;
-	if (emh_host_contexts(h, &v, &n, &err) != 0)
+	if (emh_host_contexts(h, &v, &n, &err))
 		bail("emh_host_contexts: %s", err.message);
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(v[i].name, ctx) == 0) {
+	for (size_t i = 0; i < n && !found; i++)
+		if (strcmp(v[i].name, name) == 0) {
 			out = v[i];
+			out.name = out.driver = NULL;
 			out.settings = NULL;
 			out.nsettings = 0;
-			out.name = out.driver = NULL;
 			found = true;
 		}
 	emh_context_info_free(v, n);
 	if (!found)
-		bail("context '%s' is not listed", ctx);
+		bail("context '%s' is not listed", name);
 	return out;
 }

@@ -60,7 +60,8 @@ emh_repo *fixture_repo(emh_em *em, const emh_entity *e);
 emh_query *fixture_query(emh_repo *r);
 void *fixture_new(emh_repo *r);
 void fixture_thread(pthread_t *t, void *(*fn)(void *), void *arg);
-/* Context ctx's entry of emh_host_contexts, its strings and settings cleared (they die with the snapshot). */
-emh_context_info fixture_info(emh_host *h, const char *ctx);
+/* The introspection record of context name (its numbers and state; the
+ * string members are not kept: NULL); bails when it is not listed. */
+emh_context_info fixture_context_info(emh_host *h, const char *name);
 
 #endif

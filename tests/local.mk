@@ -23,10 +23,11 @@ EXTRA_DIST += tests/tap.h tests/tap.sh
 # runs tests/fault/test_fault DRIVER), so they run one at a time and after every
 # other test (under make check -j they would otherwise pull a server from under
 # a running test).
-FAULT_TESTS = tests/postgres/fault.sh tests/mysql/fault.sh tests/mongo/fault.sh tests/daemon/t_fault
+FAULT_TESTS = tests/postgres/fault.sh tests/mysql/fault.sh tests/mongo/fault.sh tests/daemon/t_fault tests/fault/hang.sh
 emh_logs = $(addsuffix .log,$(basename $(filter %.sh,$(1))) $(filter-out %.sh,$(1)))
 emh_fault_logs = $(call emh_logs,$(filter $(FAULT_TESTS),$(TESTS)))
 $(word 1,$(emh_fault_logs)): $(call emh_logs,$(filter-out $(FAULT_TESTS),$(TESTS)))
 $(word 2,$(emh_fault_logs)): $(word 1,$(emh_fault_logs))
 $(word 3,$(emh_fault_logs)): $(word 2,$(emh_fault_logs))
 $(word 4,$(emh_fault_logs)): $(word 3,$(emh_fault_logs))
+$(word 5,$(emh_fault_logs)): $(word 4,$(emh_fault_logs))

@@ -24,7 +24,7 @@ extern "C" {
 	X(ENOTFOUND, -3, "not found")                                         \
 	X(ECONFLICT, -4, "conflict (a unique value, a row changed since it was loaded, or a lock held)") \
 	X(EUNAVAILABLE, -5, "database unavailable")                           \
-	X(ETIMEOUT, -6, "timed out waiting for a pooled connection")          \
+	X(ETIMEOUT, -6, "timed out (past a deadline, or no connection free)") \
 	X(ECONFIG, -7, "configuration error")                                 \
 	X(EPLUGIN, -8, "plugin error")                                        \
 	X(ECROSSCTX, -9, "object belongs to another context")                 \

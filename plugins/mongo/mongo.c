@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <mongoc/mongoc.h>
 
@@ -25,6 +26,9 @@
 
 #define MG_DEFAULT_DB "emh"
 #define MG_DEFAULT_SST_MS 2000
+/* The common keys' defaults (core/cfg_check.c), should a host not fill them. */
+#define MG_DEFAULT_CONNECT_MS 5000
+#define MG_DEFAULT_STATEMENT_MS 30000
 
 /* Process-wide libmongoc state (not per host): initialisation and the log handler. */
 static pthread_once_t mg_once = PTHREAD_ONCE_INIT;
@@ -112,8 +116,40 @@ bool mg_dup_on_id(const bson_error_t *e)
 	return strcmp(index, "_id_") == 0;
 }
 
-int mg_fail(emh_dctx *dc, emh_error *err, const bson_error_t *e, const bson_t *reply, const char *what,
-	    const char *coll)
+int64_t mg_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void mg_call(emh_conn *c)
+{
+	c->call_ms = mg_now_ms();
+}
+
+/*
+ * A failure that is a deadline, not a lost server (EMH_ETIMEOUT: the
+ * context is not marked down, the connection is discarded alone).
+ * libmongoc words a read that waited out socketTimeoutMS as it words a
+ * closed connection ("socket error or timeout"), so the time the call took
+ * (since since_ms, when known) tells them apart.  A server selection that
+ * expired met a server that accepts connections but does not answer (or
+ * closes them at once: no free slot) when the server's last error, in
+ * brackets, is such an error or when there is none yet (its check was still
+ * waiting); a refused connect ("Failed to connect") is a server down.
+ */
+static bool mg_timed_out(const emh_dctx *dc, int64_t since_ms, const bson_error_t *e)
+{
+	const char *why = strchr(e->message, '[');
+	if (e->domain == MONGOC_ERROR_SERVER_SELECTION)
+		return !why || (strstr(why, "timeout") && !strstr(why, "Failed to connect"));
+	return e->domain == MONGOC_ERROR_STREAM && strstr(e->message, "timeout") && dc && dc->sock_ms > 0 &&
+	       since_ms > 0 && mg_now_ms() - since_ms >= dc->sock_ms - 100;
+}
+
+static int mg_fail_at(emh_dctx *dc, int64_t since_ms, emh_error *err, const bson_error_t *e, const bson_t *reply,
+		      const char *what, const char *coll)
 {
 	int code = EMH_EDRIVER, rc;
 	bool transient = reply && mongoc_error_has_label(reply, "TransientTransactionError");
@@ -128,11 +164,22 @@ int mg_fail(emh_dctx *dc, emh_error *err, const bson_error_t *e, const bson_t *r
 		 * the SQL drivers report them (retrying cannot help). */
 		rc = emh_error_set(err, EMH_ECONFIG, "%s%s%s%s: authentication or authorization failed: %s", what,
 				   on, coll, on_end, e->message);
+	} else if (mg_timed_out(dc, since_ms, e)) {
+		if (e->domain == MONGOC_ERROR_SERVER_SELECTION)
+			rc = emh_error_set(err, EMH_ETIMEOUT, "no answer from mongodb during %s%s%s%s: %s", what, on,
+					   coll, on_end, e->message);
+		else
+			rc = emh_error_set(err, EMH_ETIMEOUT, "no answer from mongodb within %s=%d during %s%s%s%s: %s",
+					   dc->sock_key, (int)dc->sock_ms, what, on, coll, on_end, e->message);
 	} else if (e->domain == MONGOC_ERROR_SERVER_SELECTION || e->domain == MONGOC_ERROR_STREAM ||
 	    e->domain == MONGOC_ERROR_PROTOCOL ||
 	    ((e->domain == MONGOC_ERROR_SERVER || e->domain == MONGOC_ERROR_QUERY) &&
 	     mg_code_unavailable(e->code))) {
 		rc = emh_error_set(err, EMH_EUNAVAILABLE, "mongodb unavailable during %s%s%s%s: %s", what, on,
+				   coll, on_end, e->message);
+	} else if ((e->domain == MONGOC_ERROR_SERVER || e->domain == MONGOC_ERROR_QUERY) &&
+		   e->code == MG_E_MAX_TIME_EXPIRED) {
+		rc = emh_error_set(err, EMH_ETIMEOUT, "%s%s%s%s: past maxTimeMS (statement_timeout_ms): %s", what, on,
 				   coll, on_end, e->message);
 	} else if (mg_is_dup(e)) {
 		char index[128];
@@ -147,11 +194,17 @@ int mg_fail(emh_dctx *dc, emh_error *err, const bson_error_t *e, const bson_t *r
 	}
 	if (err) {
 		err->native = (int)e->code;
-		err->retryable = transient || rc == EMH_ERETRY;
+		err->retryable = transient || rc == EMH_ERETRY || rc == EMH_ETIMEOUT;
 	}
 	if (rc == EMH_EUNAVAILABLE && dc)
 		atomic_fetch_add(&dc->down_gen, 1);
 	return rc;
+}
+
+int mg_fail(emh_conn *c, emh_error *err, const bson_error_t *e, const bson_t *reply, const char *what,
+	    const char *coll)
+{
+	return mg_fail_at(c->dc, c->call_ms, err, e, reply, what, coll);
 }
 
 /* ---- context and connections ---- */
@@ -285,7 +338,7 @@ static int mg_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 	const char *database = emh_params_get(p, "database");
 	const char *auth_source = emh_params_get(p, "auth_source");
 	const char *app_name = emh_params_get(p, "app_name");
-	long long sst, cto, port, pool_max;
+	long long sst, cto, stmt, port, pool_max;
 	mongoc_uri_t *uri = NULL;
 	bson_error_t e;
 	emh_dctx *dc;
@@ -294,7 +347,8 @@ static int mg_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 	pthread_once(&mg_once, mg_init_once);
 	*out = NULL;
 	if ((rc = mg_param_int(p, "server_selection_timeout_ms", -1, -1, INT32_MAX, &sst, err)) ||
-	    (rc = mg_param_int(p, "connect_timeout_ms", -1, -1, INT32_MAX, &cto, err)) ||
+	    (rc = mg_param_int(p, "connect_timeout_ms", MG_DEFAULT_CONNECT_MS, 0, INT32_MAX, &cto, err)) ||
+	    (rc = mg_param_int(p, "statement_timeout_ms", MG_DEFAULT_STATEMENT_MS, 0, INT32_MAX, &stmt, err)) ||
 	    (rc = mg_param_int(p, "port", 27017, 1, 65535, &port, err)) ||
 	    (rc = mg_param_int(p, "pool.max", 10, 0, INT32_MAX, &pool_max, err)))
 		return rc;
@@ -341,12 +395,29 @@ static int mg_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 		rc = emh_error_set(err, EMH_ECONFIG, "invalid database name '%s'", database);
 		goto out_free_uri;
 	}
+	/*
+	 * The deadlines.  The URL's own options (or the same options given as
+	 * settings) win over the common keys, which always have a value;
+	 * server_selection_timeout_ms, the driver's own key, wins over
+	 * everything.  Waiting for a usable server is part of connecting, so it
+	 * is at most connect_timeout_ms (2 s when that is longer: a server that
+	 * is down is reported that fast).  socketTimeoutMS ends a call whose
+	 * server does not answer; 0 leaves libmongoc's (5 minutes).  A read is
+	 * one attempt, not libmongoc's two (retryReads), or a read on a silent
+	 * server would take twice the deadline; writes keep retryWrites, whose
+	 * second attempt is what makes a write safe to retry on a replica set.
+	 */
 	if (sst >= 0)
 		mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, (int32_t)sst);
 	else if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
-		mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, MG_DEFAULT_SST_MS);
-	if (cto >= 0)
+		mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
+					       cto > 0 && cto < MG_DEFAULT_SST_MS ? (int32_t)cto : MG_DEFAULT_SST_MS);
+	if (cto > 0 && !mongoc_uri_has_option(uri, MONGOC_URI_CONNECTTIMEOUTMS))
 		mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, (int32_t)cto);
+	if (stmt > 0 && !mongoc_uri_has_option(uri, MONGOC_URI_SOCKETTIMEOUTMS))
+		mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, (int32_t)stmt);
+	if (stmt > 0 && !mongoc_uri_has_option(uri, MONGOC_URI_RETRYREADS))
+		mongoc_uri_set_option_as_bool(uri, MONGOC_URI_RETRYREADS, false);
 	if (app_name && *app_name && !mongoc_uri_set_appname(uri, app_name)) {
 		rc = emh_error_set(err, EMH_ECONFIG, "invalid app_name (at most 128 bytes)");
 		goto out_free_uri;
@@ -358,6 +429,11 @@ static int mg_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
 		goto out_free_uri;
 	}
+	dc->stmt_ms = stmt;
+	dc->sock_ms = mongoc_uri_get_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, 0);
+	dc->sock_key = mongoc_uri_has_option(uri, MONGOC_URI_SOCKETTIMEOUTMS) && dc->sock_ms != stmt
+			       ? "socketTimeoutMS"
+			       : "statement_timeout_ms";
 	/* emhost's pool is the one that limits: libmongoc's must never be the
 	 * one that blocks, so it is at least as large. */
 	int32_t mongoc_max = mongoc_uri_get_option_as_int32(uri, MONGOC_URI_MAXPOOLSIZE, 100);
@@ -398,13 +474,14 @@ static int mg_command_ping(emh_dctx *dc, mongoc_client_t *client, emh_error *err
 {
 	bson_t cmd = BSON_INITIALIZER, reply;
 	bson_error_t e;
+	int64_t t0 = mg_now_ms();
 	bool ok;
 
 	BSON_APPEND_INT32(&cmd, "ping", 1);
 	ok = mongoc_client_command_simple(client, "admin", &cmd, NULL, &reply, &e);
 	bson_destroy(&cmd);
 	if (!ok) {
-		int rc = mg_fail(dc, err, &e, &reply, "ping", NULL);
+		int rc = mg_fail_at(dc, t0, err, &e, &reply, "ping", NULL);
 		bson_destroy(&reply);
 		return rc;
 	}
@@ -505,6 +582,7 @@ static void mg_disconnect(emh_conn *c)
  */
 static int mg_ping(emh_conn *c, emh_error *err)
 {
+	mg_call(c);
 	unsigned gen = atomic_load(&c->dc->down_gen);
 	if (c->gen != gen)
 		return emh_error_set(err, EMH_EUNAVAILABLE,
@@ -531,6 +609,18 @@ int mg_opts(emh_conn *c, bson_t *opts, emh_error *err)
 		return emh_error_set(err, EMH_EDRIVER, "cannot attach the session: %s", e.message);
 	}
 	return 0;
+}
+
+/*
+ * A read's maxTimeMS (find, count): the server stops it at
+ * statement_timeout_ms by itself (error 50, EMH_ETIMEOUT), which libmongoc
+ * documents for these operations.  Writes get none: socketTimeoutMS bounds
+ * the wait for them.
+ */
+void mg_max_time(const emh_conn *c, bson_t *opts)
+{
+	if (c->dc->stmt_ms > 0)
+		bson_append_int64(opts, "maxTimeMS", -1, c->dc->stmt_ms);
 }
 
 /* The collection handle of entity m on this connection (cached by m->id). */
@@ -580,6 +670,8 @@ int mg_coll_get(emh_conn *c, const emh_meta *m, mongoc_collection_t **out, emh_e
 static int mg_begin(emh_conn *c, emh_error *err)
 {
 	bson_error_t be;
+
+	mg_call(c);
 	if (!(c->caps & EMH_CAP_TRANSACTIONS))
 		return emh_error_set(err, EMH_EUNSUPPORTED,
 				     "the mongodb server is standalone: transactions need a replica set or mongos");
@@ -588,10 +680,10 @@ static int mg_begin(emh_conn *c, emh_error *err)
 	if (!c->session) {
 		c->session = mongoc_client_start_session(c->client, NULL, &be);
 		if (!c->session)
-			return mg_fail(c->dc, err, &be, NULL, "start session", NULL);
+			return mg_fail(c, err, &be, NULL, "start session", NULL);
 	}
 	if (!mongoc_client_session_start_transaction(c->session, NULL, &be))
-		return mg_fail(c->dc, err, &be, NULL, "start transaction", NULL);
+		return mg_fail(c, err, &be, NULL, "start transaction", NULL);
 	c->in_txn = true;
 	return 0;
 }
@@ -601,11 +693,13 @@ static int mg_commit(emh_conn *c, emh_error *err)
 	bson_t reply;
 	bson_error_t be;
 	int rc = 0;
+
+	mg_call(c);
 	if (!c->in_txn)
 		return emh_error_set(err, EMH_ESTATE, "no open transaction");
 	c->in_txn = false;
 	if (!mongoc_client_session_commit_transaction(c->session, &reply, &be))
-		rc = mg_fail(c->dc, err, &be, &reply, "commit", NULL);
+		rc = mg_fail(c, err, &be, &reply, "commit", NULL);
 	bson_destroy(&reply);
 	return rc;
 }
@@ -613,11 +707,13 @@ static int mg_commit(emh_conn *c, emh_error *err)
 static int mg_rollback(emh_conn *c, emh_error *err)
 {
 	bson_error_t be;
+
+	mg_call(c);
 	if (!c->in_txn)
 		return emh_error_set(err, EMH_ESTATE, "no open transaction");
 	c->in_txn = false;
 	if (!mongoc_client_session_abort_transaction(c->session, &be))
-		return mg_fail(c->dc, err, &be, NULL, "rollback", NULL);
+		return mg_fail(c, err, &be, NULL, "rollback", NULL);
 	return 0;
 }
 
@@ -635,8 +731,6 @@ static const emh_param_spec mg_params[] = {
 	{.key = "auth_source", .kind = EMH_PARAM_STRING, .help = "database holding the user (unset: MongoDB's rule)"},
 	{.key = "server_selection_timeout_ms", .kind = EMH_PARAM_INT, .min = 0, .max = INT32_MAX,
 	 .help = "how long an operation waits for a usable server before EMH_EUNAVAILABLE (unset: the url's, else 2000)"},
-	{.key = "connect_timeout_ms", .kind = EMH_PARAM_INT, .min = 0, .max = INT32_MAX,
-	 .help = "TCP connect timeout (unset: libmongoc's, 10000)"},
 	{.key = "app_name", .kind = EMH_PARAM_STRING, .help = "client name shown in the server's logs (unset: \"emhost\")"},
 #define MG_URI_OPTION(k) {.key = k, .kind = EMH_PARAM_STRING, .help = "MongoDB connection string option " k}
 	MG_URI_OPTION("replicaSet"), MG_URI_OPTION("authSource"), MG_URI_OPTION("authMechanism"),

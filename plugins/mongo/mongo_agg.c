@@ -358,11 +358,13 @@ int mg_aggregate(emh_conn *c, const emh_meta *m, const emh_query *q, const emh_a
 
 	if (emh_agg_max_rows(a) == 0) /* $limit takes no 0 */
 		return 0;
+	mg_call(c);
 	if ((rc = mg_coll_get(c, m, &coll, err)) || (rc = mg_agg_pipeline(&pipeline, m, q, a, err)) ||
 	    (rc = mg_opts(c, &opts, err))) {
 		bson_destroy(&pipeline);
 		return rc;
 	}
+	mg_max_time(c, &opts); /* a read: the server stops it at statement_timeout_ms */
 	cur = mongoc_collection_aggregate(coll, MONGOC_QUERY_NONE, &pipeline, &opts, NULL);
 	bson_destroy(&pipeline);
 	bson_destroy(&opts);
@@ -373,7 +375,7 @@ int mg_aggregate(emh_conn *c, const emh_meta *m, const emh_query *q, const emh_a
 			rc = sink->row(sink, vals, err);
 	}
 	if (!rc && mongoc_cursor_error_document(cur, &be, &doc))
-		rc = mg_fail(c->dc, err, &be, doc, "aggregate", m->entity->table);
+		rc = mg_fail(c, err, &be, doc, "aggregate", m->entity->table);
 	mongoc_cursor_destroy(cur);
 	return rc;
 }

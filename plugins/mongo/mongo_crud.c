@@ -70,7 +70,7 @@ static int mg_next_id(emh_conn *c, const char *table, int64_t *out, emh_error *e
 			bson_destroy(&reply);
 			continue;
 		}
-		rc = mg_fail(c->dc, err, &e, &reply, "key generation", MG_COUNTERS);
+		rc = mg_fail(c, err, &e, &reply, "key generation", MG_COUNTERS);
 		bson_destroy(&reply);
 		goto out;
 	}
@@ -97,7 +97,7 @@ int mg_key_reset(emh_conn *c, const char *table, emh_error *err)
 		return rc;
 	BSON_APPEND_UTF8(&filter, "_id", table);
 	if (!mongoc_collection_delete_one(c->counters, &filter, NULL, &reply, &be))
-		rc = mg_fail(c->dc, err, &be, &reply, "key counter reset", MG_COUNTERS);
+		rc = mg_fail(c, err, &be, &reply, "key counter reset", MG_COUNTERS);
 	bson_destroy(&reply);
 	bson_destroy(&filter);
 	return rc;
@@ -126,6 +126,7 @@ int mg_insert(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_value *
 	emh_value k = vals[m->pk];
 	int rc;
 
+	mg_call(c);
 	if ((rc = mg_coll_get(c, m, &coll, err)))
 		return rc;
 	if (generate && !m->generated)
@@ -165,7 +166,7 @@ int mg_insert(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_value *
 			bson_destroy(&reply);
 			continue;
 		}
-		rc = mg_fail(c->dc, err, &be, &reply, "insert", e->table);
+		rc = mg_fail(c, err, &be, &reply, "insert", e->table);
 		bson_destroy(&reply);
 		return rc;
 	}
@@ -191,6 +192,7 @@ int mg_upsert(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_error *
 	mongoc_collection_t *coll;
 	int rc;
 
+	mg_call(c);
 	if ((rc = mg_coll_get(c, m, &coll, err)))
 		return rc;
 	if (k->is_null)
@@ -225,7 +227,7 @@ int mg_upsert(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_error *
 			bson_destroy(&reply);
 			continue;
 		}
-		rc = mg_fail(c->dc, err, &be, &reply, "upsert", e->table);
+		rc = mg_fail(c, err, &be, &reply, "upsert", e->table);
 		bson_destroy(&reply);
 		return rc;
 	}
@@ -241,6 +243,7 @@ int mg_update(emh_conn *c, const emh_meta *m, const emh_value *vals, uint64_t ma
 	int64_t matched = 0;
 	int rc;
 
+	mg_call(c);
 	if ((rc = mg_coll_get(c, m, &coll, err)))
 		goto out_filter;
 	if ((rc = mg_append_value(&filter, "_id", &e->fields[m->pk], &vals[m->pk], err)))
@@ -275,6 +278,7 @@ int mg_update(emh_conn *c, const emh_meta *m, const emh_value *vals, uint64_t ma
 	if (!have_set && !have_unset) {
 		/* Nothing changed: still say whether the document exists. */
 		bson_append_int64(&opts, "limit", -1, 1);
+		mg_max_time(c, &opts);
 		matched = mongoc_collection_count_documents(coll, &filter, &opts, NULL, &reply, &be);
 		ok = matched >= 0;
 	} else {
@@ -284,7 +288,7 @@ int mg_update(emh_conn *c, const emh_meta *m, const emh_value *vals, uint64_t ma
 	}
 	bson_destroy(&opts);
 	if (!ok)
-		rc = mg_fail(c->dc, err, &be, &reply, "update", e->table);
+		rc = mg_fail(c, err, &be, &reply, "update", e->table);
 	else if (matched == 0)
 		rc = emh_error_set(err, EMH_ENOTFOUND, "update of '%s': no document with that key", e->table);
 	bson_destroy(&reply);
@@ -302,6 +306,7 @@ int mg_remove(emh_conn *c, const emh_meta *m, const emh_value *key, emh_error *e
 	bson_error_t be;
 	int rc;
 
+	mg_call(c);
 	if ((rc = mg_coll_get(c, m, &coll, err)) ||
 	    (rc = mg_append_value(&filter, "_id", &e->fields[m->pk], key, err)) || (rc = mg_opts(c, &opts, err))) {
 		bson_destroy(&filter);
@@ -310,7 +315,7 @@ int mg_remove(emh_conn *c, const emh_meta *m, const emh_value *key, emh_error *e
 	/* Deleting a document that is already gone succeeds, as an SQL DELETE
 	 * of no row does. */
 	if (!mongoc_collection_delete_one(coll, &filter, &opts, &reply, &be))
-		rc = mg_fail(c->dc, err, &be, &reply, "delete", e->table);
+		rc = mg_fail(c, err, &be, &reply, "delete", e->table);
 	bson_destroy(&reply);
 	bson_destroy(&opts);
 	bson_destroy(&filter);
@@ -326,6 +331,7 @@ int mg_find(emh_conn *c, const emh_meta *m, const emh_query *q, emh_rowsink *sin
 	bson_error_t be;
 	int rc;
 
+	mg_call(c);
 	if ((rc = mg_coll_get(c, m, &coll, err)))
 		return rc;
 	if ((rc = mg_filter(&filter, m, q, err)))
@@ -339,13 +345,14 @@ int mg_find(emh_conn *c, const emh_meta *m, const emh_query *q, emh_rowsink *sin
 		return rc;
 	}
 	mg_find_opts(&opts, m, q);
+	mg_max_time(c, &opts);
 	cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
 	bson_destroy(&filter);
 	bson_destroy(&opts);
 	while (!rc && mongoc_cursor_next(cur, &doc))
 		rc = mg_deliver(doc, m, sink, err);
 	if (!rc && mongoc_cursor_error_document(cur, &be, &doc))
-		rc = mg_fail(c->dc, err, &be, doc, "find", m->entity->table);
+		rc = mg_fail(c, err, &be, doc, "find", m->entity->table);
 	mongoc_cursor_destroy(cur);
 	return rc;
 }
@@ -357,15 +364,17 @@ int mg_count(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *n, emh
 	bson_error_t be;
 	int rc;
 
+	mg_call(c);
 	if ((rc = mg_coll_get(c, m, &coll, err)) || (rc = mg_filter(&filter, m, q, err)))
 		return rc;
 	if ((rc = mg_opts(c, &opts, err))) {
 		bson_destroy(&filter);
 		return rc;
 	}
+	mg_max_time(c, &opts);
 	*n = mongoc_collection_count_documents(coll, &filter, &opts, NULL, &reply, &be);
 	if (*n < 0)
-		rc = mg_fail(c->dc, err, &be, &reply, "count", m->entity->table);
+		rc = mg_fail(c, err, &be, &reply, "count", m->entity->table);
 	bson_destroy(&reply);
 	bson_destroy(&opts);
 	bson_destroy(&filter);
@@ -389,6 +398,7 @@ int mg_update_where(emh_conn *c, const emh_meta *m, const emh_query *q, const em
 	static const char *const ops[] = {"$set", "$unset", "$inc"};
 	int rc;
 
+	mg_call(c);
 	*affected = 0;
 	if ((rc = mg_coll_get(c, m, &coll, err)) || (rc = mg_filter(&filter, m, q, err))) {
 		bson_destroy(&update);
@@ -416,7 +426,7 @@ int mg_update_where(emh_conn *c, const emh_meta *m, const emh_query *q, const em
 	}
 	if (!rc && !(rc = mg_opts(c, &opts, err))) {
 		if (!mongoc_collection_update_many(coll, &filter, &update, &opts, &reply, &be))
-			rc = mg_fail(c->dc, err, &be, &reply, "update", e->table);
+			rc = mg_fail(c, err, &be, &reply, "update", e->table);
 		else if (mg_reply_count(&reply, "matchedCount", affected))
 			rc = emh_error_set(err, EMH_EDRIVER, "update of '%s': no matchedCount in the reply", e->table);
 		bson_destroy(&reply);
@@ -435,12 +445,13 @@ int mg_delete_where(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t 
 	bson_error_t be;
 	int rc;
 
+	mg_call(c);
 	*affected = 0;
 	if ((rc = mg_coll_get(c, m, &coll, err)) || (rc = mg_filter(&filter, m, q, err)))
 		return rc;
 	if (!(rc = mg_opts(c, &opts, err))) {
 		if (!mongoc_collection_delete_many(coll, &filter, &opts, &reply, &be))
-			rc = mg_fail(c->dc, err, &be, &reply, "delete", m->entity->table);
+			rc = mg_fail(c, err, &be, &reply, "delete", m->entity->table);
 		else if (mg_reply_count(&reply, "deletedCount", affected))
 			rc = emh_error_set(err, EMH_EDRIVER, "delete of '%s': no deletedCount in the reply",
 					   m->entity->table);

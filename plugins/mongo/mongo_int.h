@@ -66,6 +66,7 @@ enum {
 	MG_E_AUTHENTICATION_FAILED = 18,
 	MG_E_HOST_NOT_FOUND = 7,
 	MG_E_NAMESPACE_NOT_FOUND = 26,
+	MG_E_MAX_TIME_EXPIRED = 50,
 	MG_E_NAMESPACE_EXISTS = 48,
 	MG_E_NETWORK_TIMEOUT = 89,
 	MG_E_SHUTDOWN_IN_PROGRESS = 91,
@@ -89,6 +90,9 @@ struct emh_dctx {
 	uint32_t max_pool;
 	atomic_bool warned_standalone; /* the "no transactions" warning, once per context */
 	atomic_uint down_gen;          /* bumped each time an operation finds the server gone */
+	long long stmt_ms;             /* statement_timeout_ms: maxTimeMS of reads; 0 = none */
+	int32_t sock_ms;               /* the URI's socketTimeoutMS in effect (0: libmongoc's) */
+	const char *sock_key;          /* the setting it comes from, for messages */
 };
 
 /* Per-connection facts about one entity, cached by emh_meta.id. */
@@ -107,6 +111,7 @@ struct emh_conn {
 	mg_coll *colls;
 	size_t ncolls;
 	mongoc_collection_t *counters;
+	int64_t call_ms; /* when the call in progress started (CLOCK_MONOTONIC ms) */
 	bool migrate_locked;    /* holds the migration lock */
 	char migrate_owner[25]; /* this connection's mark on the lock document (an ObjectId's hex) */
 };
@@ -118,15 +123,21 @@ bool mg_is_dup(const bson_error_t *e);
 /* Is e a duplicate key on the _id index (the key itself, not another unique field)? */
 bool mg_dup_on_id(const bson_error_t *e);
 /*
- * Map a libmongoc failure of operation what (on collection coll, or NULL) to
- * an emhost status, fill err and return the status.  An unavailable server
- * bumps dc->down_gen (dc may be NULL).  The message never quotes the
- * server's duplicate-key text, which holds the duplicated value.
+ * Map a libmongoc failure of operation what (on collection coll, or NULL) of
+ * the call in progress on c to an emhost status, fill err and return the
+ * status.  An unavailable server bumps c->dc->down_gen; a call past its
+ * deadline is EMH_ETIMEOUT.  The message never quotes the server's
+ * duplicate-key text, which holds the duplicated value.
  */
-int mg_fail(emh_dctx *dc, emh_error *err, const bson_error_t *e, const bson_t *reply, const char *what,
+int mg_fail(emh_conn *c, emh_error *err, const bson_error_t *e, const bson_t *reply, const char *what,
 	    const char *coll);
+int64_t mg_now_ms(void);
+/* Every entry point on a connection starts with this: the call's start, for mg_fail. */
+void mg_call(emh_conn *c);
 /* Initialise opts (the caller destroys it): the session while a transaction is open. */
 int mg_opts(emh_conn *c, bson_t *opts, emh_error *err);
+/* Append a read's maxTimeMS (statement_timeout_ms) to opts, unless it is 0. */
+void mg_max_time(const emh_conn *c, bson_t *opts);
 /* The collection handle of entity m on this connection (cached by m->id; borrowed). */
 int mg_coll_get(emh_conn *c, const emh_meta *m, mongoc_collection_t **out, emh_error *err);
 

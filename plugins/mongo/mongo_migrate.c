@@ -28,17 +28,11 @@
 #define MG_LOCK_ID "migrate"
 #define MG_LOCK_LEASE_MS (10 * 60 * 1000)
 
-static int64_t mg_now_ms(void)
+/* Wall-clock ms: the lock document's expiry is read by other hosts. */
+static int64_t mg_wall_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mg_mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -58,10 +52,10 @@ static int mg_lock_update(emh_conn *c, mongoc_collection_t *coll, const bson_t *
 	int rc = 0;
 	bson_append_document_begin(&update, "$set", -1, &set);
 	BSON_APPEND_UTF8(&set, "owner", c->migrate_owner);
-	BSON_APPEND_DATE_TIME(&set, "expires", mg_now_ms() + MG_LOCK_LEASE_MS);
+	BSON_APPEND_DATE_TIME(&set, "expires", mg_wall_ms() + MG_LOCK_LEASE_MS);
 	bson_append_document_end(&update, &set);
 	if (!mongoc_collection_update_one(coll, filter, &update, NULL, &reply, &be))
-		rc = mg_fail(c->dc, err, &be, &reply, "migration lock", MG_LOCKS);
+		rc = mg_fail(c, err, &be, &reply, "migration lock", MG_LOCKS);
 	else
 		*matched = mg_matched(&reply) > 0;
 	bson_destroy(&reply);
@@ -76,17 +70,18 @@ static int mg_lock_try(emh_conn *c, mongoc_collection_t *coll, bool *got, emh_er
 	bson_error_t be;
 	int rc = 0;
 	*got = false;
+	mg_call(c); /* each attempt is one call, timed on its own (the wait is the caller's deadline) */
 	BSON_APPEND_UTF8(&doc, "_id", MG_LOCK_ID);
 	BSON_APPEND_UTF8(&doc, "owner", c->migrate_owner);
-	BSON_APPEND_DATE_TIME(&doc, "expires", mg_now_ms() + MG_LOCK_LEASE_MS);
+	BSON_APPEND_DATE_TIME(&doc, "expires", mg_wall_ms() + MG_LOCK_LEASE_MS);
 	if (mongoc_collection_insert_one(coll, &doc, NULL, NULL, &be)) {
 		*got = true;
 	} else if (!mg_is_dup(&be)) {
-		rc = mg_fail(c->dc, err, &be, NULL, "migration lock", MG_LOCKS);
+		rc = mg_fail(c, err, &be, NULL, "migration lock", MG_LOCKS);
 	} else {
 		BSON_APPEND_UTF8(&filter, "_id", MG_LOCK_ID);
 		bson_append_document_begin(&filter, "expires", -1, &lt);
-		BSON_APPEND_DATE_TIME(&lt, "$lt", mg_now_ms());
+		BSON_APPEND_DATE_TIME(&lt, "$lt", mg_wall_ms());
 		bson_append_document_end(&filter, &lt);
 		rc = mg_lock_update(c, coll, &filter, got, err);
 	}
@@ -119,6 +114,7 @@ int mg_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
 	if (!coll)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	int rc = 0;
+	mg_call(c);
 	if (c->migrate_locked) {
 		/* Renew: only while this connection still owns it. */
 		bson_t filter = BSON_INITIALIZER;
@@ -139,7 +135,7 @@ int mg_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
 	bson_oid_t oid;
 	bson_oid_init(&oid, NULL);
 	bson_oid_to_string(&oid, c->migrate_owner);
-	int64_t deadline = mg_mono_ms() + wait_ms;
+	int64_t deadline = mg_now_ms() + wait_ms;
 	for (;;) {
 		bool got = false;
 		if ((rc = mg_lock_try(c, coll, &got, err)) != 0)
@@ -148,7 +144,7 @@ int mg_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
 			c->migrate_locked = true;
 			break;
 		}
-		if (mg_mono_ms() >= deadline) {
+		if (mg_now_ms() >= deadline) {
 			int64_t until = mg_lock_expiry(coll);
 			char when[40] = "?";
 			if (until) {
@@ -175,6 +171,7 @@ int mg_migrate_unlock(emh_conn *c, bool commit, emh_error *err)
 	(void)commit; /* not a transaction */
 	if (!c->migrate_locked)
 		return 0;
+	mg_call(c);
 	mongoc_collection_t *coll = mongoc_client_get_collection(c->client, c->dc->database, MG_LOCKS);
 	if (!coll)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
@@ -184,7 +181,7 @@ int mg_migrate_unlock(emh_conn *c, bool commit, emh_error *err)
 	BSON_APPEND_UTF8(&filter, "_id", MG_LOCK_ID);
 	BSON_APPEND_UTF8(&filter, "owner", c->migrate_owner);
 	if (!mongoc_collection_delete_one(coll, &filter, NULL, NULL, &be))
-		rc = mg_fail(c->dc, err, &be, NULL, "migration unlock", MG_LOCKS);
+		rc = mg_fail(c, err, &be, NULL, "migration unlock", MG_LOCKS);
 	else
 		c->migrate_locked = false;
 	bson_destroy(&filter);
@@ -252,7 +249,7 @@ static int mg_listed(emh_conn *c, const char *table, mg_index **out, size_t *n, 
 	bson_destroy(&opts);
 	mongoc_database_destroy(db);
 	if (!names)
-		return db ? mg_fail(c->dc, err, &be, NULL, "listing collections", table)
+		return db ? mg_fail(c, err, &be, NULL, "listing collections", table)
 			  : emh_error_set(err, EMH_ENOMEM, "out of memory");
 	*exists = false;
 	for (char **p = names; *p; p++)
@@ -291,7 +288,7 @@ static int mg_listed(emh_conn *c, const char *table, mg_index **out, size_t *n, 
 				snprintf(x->paths[x->npaths++], MG_PATH_MAX, "%s", bson_iter_key(&key));
 	}
 	if (!rc && (!cur || mongoc_cursor_error(cur, &be)))
-		rc = cur ? mg_fail(c->dc, err, &be, NULL, "listing indexes", table)
+		rc = cur ? mg_fail(c, err, &be, NULL, "listing indexes", table)
 			 : emh_error_set(err, EMH_ENOMEM, "out of memory");
 	mongoc_cursor_destroy(cur);
 	mongoc_collection_destroy(coll);
@@ -351,6 +348,7 @@ int mg_diff(emh_conn *c, const emh_meta *m, unsigned flags, emh_schema_diff *out
 	int rc;
 	if (!want)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	mg_call(c);
 	nwant = mg_wanted(m, want, cap);
 	if ((rc = mg_listed(c, table, &have, &nhave, &exists, err)) != 0)
 		goto out;

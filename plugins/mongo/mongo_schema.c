@@ -65,7 +65,7 @@ static int mg_create_index(emh_conn *c, const emh_meta *m, const char *name, con
 					   "collection '%s' column '%s': cannot create unique index '%s': "
 					   "duplicate values exist", table, column, name);
 		else
-			rc = mg_fail(c->dc, err, &be, &reply, "create index", table);
+			rc = mg_fail(c, err, &be, &reply, "create index", table);
 		if (err && rc == EMH_ESCHEMA)
 			err->native = (int)be.code;
 	}
@@ -82,11 +82,12 @@ int mg_sync(emh_conn *c, const emh_meta *m, emh_error *err)
 	bson_error_t be;
 	int rc;
 
+	mg_call(c);
 	if ((rc = mg_coll_get(c, m, &coll, err)))
 		return rc;
 	BSON_APPEND_UTF8(&cmd, "create", e->table);
 	if (mg_run_command(c, &cmd, false, &reply, &be) && be.code != MG_E_NAMESPACE_EXISTS)
-		rc = mg_fail(c->dc, err, &be, &reply, "create collection", e->table);
+		rc = mg_fail(c, err, &be, &reply, "create collection", e->table);
 	bson_destroy(&reply);
 	bson_destroy(&cmd);
 	if (rc)
@@ -134,10 +135,11 @@ int mg_drop(emh_conn *c, const emh_meta *m, emh_error *err)
 	bson_error_t be;
 	int rc;
 
+	mg_call(c);
 	if ((rc = mg_coll_get(c, m, &coll, err)))
 		return rc;
 	if (!mongoc_collection_drop_with_opts(coll, NULL, &be) && be.code != MG_E_NAMESPACE_NOT_FOUND)
-		return mg_fail(c->dc, err, &be, NULL, "drop", m->entity->table);
+		return mg_fail(c, err, &be, NULL, "drop", m->entity->table);
 	return mg_key_reset(c, m->entity->table, err);
 }
 
@@ -181,6 +183,7 @@ int mg_execute(emh_conn *c, const char *text, emh_error *err)
 	bson_error_t be;
 	int rc = 0, got;
 
+	mg_call(c);
 	r = bson_json_data_reader_new(false, 0);
 	if (!r)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
@@ -216,9 +219,9 @@ int mg_execute(emh_conn *c, const char *text, emh_error *err)
 			bool drop = bson_iter_init(&it, &cmds[i]) && bson_iter_next(&it) &&
 				    strcmp(bson_iter_key(&it), "drop") == 0;
 			if (!(drop && be.code == MG_E_NAMESPACE_NOT_FOUND))
-				rc = mg_fail(c->dc, err, &be, &reply, "command", NULL);
+				rc = mg_fail(c, err, &be, &reply, "command", NULL);
 		} else if (mg_write_error(&reply, &be)) {
-			rc = mg_fail(c->dc, err, &be, &reply, "command", NULL);
+			rc = mg_fail(c, err, &be, &reply, "command", NULL);
 		}
 		bson_destroy(&reply);
 	}

@@ -57,6 +57,9 @@ static int my_code(unsigned no)
 	case MY_ER_LOCK_WAIT_TIMEOUT:
 	case MY_ER_LOCK_NOWAIT:
 		return EMH_ECONFLICT;
+	case MY_ER_STATEMENT_TIMEOUT:
+	case MY_ER_QUERY_TIMEOUT:
+		return EMH_ETIMEOUT;
 	case MY_ER_ACCESS_DENIED:
 	case MY_ER_DBACCESS_DENIED:
 	case MY_ER_ACCESS_DENIED_NO_PASSWORD:
@@ -172,7 +175,7 @@ static int my_fail(emh_error *err, unsigned no, const char *sqlstate, const char
 		err->native = (int)no;
 		if (sqlstate)
 			snprintf(err->sqlstate, sizeof err->sqlstate, "%s", sqlstate);
-		err->retryable = code == EMH_ERETRY || lock;
+		err->retryable = code == EMH_ERETRY || code == EMH_ETIMEOUT || lock;
 	}
 	return code;
 }
@@ -185,4 +188,22 @@ int my_conn_fail(emh_conn *c, const char *what, const char *table, emh_error *er
 int my_stmt_fail(MYSQL_STMT *s, const char *what, const char *table, emh_error *err)
 {
 	return my_fail(err, mysql_stmt_errno(s), mysql_stmt_sqlstate(s), mysql_stmt_error(s), what, table);
+}
+
+/*
+ * The client library reports a read that waited out its timeout as a lost
+ * connection (2013), like any other: the time the call took tells them
+ * apart.  The connection is discarded either way.
+ */
+int my_deadline(emh_conn *c, int rc, emh_error *err)
+{
+	if (rc != EMH_EUNAVAILABLE || !c->rto_s || my_now_ms() - c->call_ms < (int64_t)c->rto_s * 1000 - 100)
+		return rc;
+	emh_error_prefix(err, rc, "no answer from the server within %s=%lld (a %u s read timeout): ", c->rto_key,
+			 c->rto_ms, c->rto_s);
+	if (err) {
+		err->code = EMH_ETIMEOUT;
+		err->retryable = true;
+	}
+	return EMH_ETIMEOUT;
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <mysql.h>
 
@@ -28,7 +29,9 @@
 #define MY_SESSION_SQL                                                         \
 	"SET SESSION time_zone = '+00:00', "                                   \
 	"SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'"
-#define MY_DEFAULT_CONNECT_TIMEOUT_MS 10000
+/* The common keys' defaults (core/cfg_check.c), should a host not fill them. */
+#define MY_DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define MY_DEFAULT_STATEMENT_TIMEOUT_MS 30000
 
 /* ---- process-wide library state ---- */
 
@@ -92,6 +95,20 @@ int my_thread_enter(emh_error *err)
 	return 0;
 }
 
+int64_t my_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int my_call_enter(emh_conn *c, emh_error *err)
+{
+	int rc = my_thread_enter(err);
+	c->call_ms = my_now_ms();
+	return rc;
+}
+
 /* ---- connect ---- */
 
 static const emh_param_spec my_params[] = {
@@ -101,12 +118,11 @@ static const emh_param_spec my_params[] = {
 	{.key = "socket", .kind = EMH_PARAM_STRING, .help = "Unix socket path, used when host is unset or \"localhost\""},
 	{.key = "database", .kind = EMH_PARAM_STRING, .help = "database (schema) to use"},
 	{.key = "user", .kind = EMH_PARAM_STRING, .help = "user name (unset: the login name)"},
-	{.key = "connect_timeout_ms", .kind = EMH_PARAM_INT, .def = "10000", .min = 0, .max = 86400000,
-	 .help = "connect timeout in milliseconds, rounded up to whole seconds"},
 	{.key = "read_timeout_ms", .kind = EMH_PARAM_INT, .def = "0", .min = 0, .max = 86400000,
-	 .help = "give up on a server silent this long during a query, rounded up to seconds; 0 = never"},
+	 .help = "give up on a server silent this long during a call, rounded up to seconds; "
+		 "0 = statement_timeout_ms's"},
 	{.key = "write_timeout_ms", .kind = EMH_PARAM_INT, .def = "0", .min = 0, .max = 86400000,
-	 .help = "give up on a write blocked this long, rounded up to seconds; 0 = never"},
+	 .help = "give up on a write blocked this long, rounded up to seconds; 0 = statement_timeout_ms's"},
 	{.key = "charset", .kind = EMH_PARAM_STRING, .def = "utf8mb4",
 	 .help = "connection character set: utf8mb4 or utf8mb3"},
 	{.key = NULL},
@@ -167,6 +183,26 @@ static void my_server_kind(emh_conn *c, const char *info)
 	c->server_version = major * 10000 + minor * 100 + patch;
 }
 
+/*
+ * The server's own statement deadline, set per session: a live server then
+ * stops a statement at statement_timeout_ms by itself (MariaDB: 1969,
+ * max_statement_time in seconds, every statement; MySQL 8: 3024,
+ * MAX_EXECUTION_TIME in ms, SELECTs only).  The socket read timeout, the
+ * same value rounded up to seconds, is for a server that does not answer at
+ * all.
+ */
+static int my_session_setup(emh_conn *c, long long stmt_ms, emh_error *err)
+{
+	char sql[256];
+	size_t n = (size_t)snprintf(sql, sizeof sql, "%s", MY_SESSION_SQL);
+	if (stmt_ms > 0 && c->mariadb)
+		n += (size_t)snprintf(sql + n, sizeof sql - n, ", SESSION max_statement_time = %lld.%03lld",
+				      stmt_ms / 1000, stmt_ms % 1000);
+	else if (stmt_ms > 0)
+		n += (size_t)snprintf(sql + n, sizeof sql - n, ", SESSION MAX_EXECUTION_TIME = %lld", stmt_ms);
+	return my_run_text(c, sql, n, "setting up the session", NULL, err);
+}
+
 static int my_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_error *err)
 {
 	const char *host = emh_params_get(p, "host");
@@ -175,8 +211,8 @@ static int my_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	const char *user = emh_params_get(p, "user");
 	const char *pw = emh_params_get(p, "password");
 	const char *cs = emh_params_get(p, "charset");
-	unsigned cto, rto, wto;
-	long long port;
+	unsigned cto, rto, wto, sto;
+	long long port, stmt_ms, rto_ms = 0;
 	emh_conn *c;
 	int rc;
 
@@ -188,8 +224,14 @@ static int my_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 		return emh_error_set(err, EMH_ECONFIG, "'port' must be between 1 and 65535, not %lld", port);
 	if ((rc = my_param_ms(p, "connect_timeout_ms", MY_DEFAULT_CONNECT_TIMEOUT_MS, &cto, err)) ||
 	    (rc = my_param_ms(p, "read_timeout_ms", 0, &rto, err)) ||
-	    (rc = my_param_ms(p, "write_timeout_ms", 0, &wto, err)))
+	    (rc = my_param_ms(p, "write_timeout_ms", 0, &wto, err)) ||
+	    (rc = emh_params_int(p, "statement_timeout_ms", MY_DEFAULT_STATEMENT_TIMEOUT_MS, &stmt_ms, err)) ||
+	    (rc = emh_params_int(p, "read_timeout_ms", 0, &rto_ms, err)))
 		return rc;
+	if (stmt_ms < 0 || stmt_ms > INT32_MAX)
+		return emh_error_set(err, EMH_ECONFIG, "'statement_timeout_ms' must be between 0 and %d, not %lld",
+				     INT32_MAX, stmt_ms);
+	sto = (unsigned)((stmt_ms + 999) / 1000);
 	if (!cs || !*cs)
 		cs = "utf8mb4";
 	if (strcmp(cs, "utf8mb4") != 0 && strcmp(cs, "utf8mb3") != 0 && strcmp(cs, "utf8") != 0)
@@ -218,6 +260,23 @@ static int my_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 		rc = emh_error_set(err, EMH_ENOMEM, "mysql_init: out of memory");
 		goto out_free;
 	}
+	/*
+	 * Timeouts count whole seconds.  The read and write timeouts are the
+	 * call's deadline unless read_timeout_ms / write_timeout_ms say
+	 * otherwise (they win).  MariaDB Connector/C applies the read timeout
+	 * once per read (measured: a silent server ends a call after it, not
+	 * three times it as old libmysqlclient documentation says), so rounding
+	 * up keeps a call within statement_timeout_ms + 1 s.  The connect
+	 * timeout covers the server's greeting too.
+	 */
+	c->rto_key = rto ? "read_timeout_ms" : "statement_timeout_ms";
+	c->rto_ms = rto ? rto_ms : stmt_ms;
+	if (!rto)
+		rto = sto;
+	if (!wto)
+		wto = sto;
+	c->rto_s = rto;
+	c->stmt_ms = stmt_ms;
 	if (cto)
 		mysql_options(c->my, MYSQL_OPT_CONNECT_TIMEOUT, &cto);
 	if (rto)
@@ -226,6 +285,7 @@ static int my_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 		mysql_options(c->my, MYSQL_OPT_WRITE_TIMEOUT, &wto);
 	mysql_options(c->my, MYSQL_SET_CHARSET_NAME, cs);
 
+	int64_t t0 = my_now_ms();
 	if (!mysql_real_connect(c->my, host, user, pw, db, (unsigned)port, sock,
 				CLIENT_FOUND_ROWS | CLIENT_MULTI_STATEMENTS)) {
 		char what[400];
@@ -241,11 +301,26 @@ static int my_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 				err->retryable = false;
 			}
 		}
+		/* A server that accepted but did not greet us within the connect
+		 * timeout (the library calls that a lost connection too), or one
+		 * with every connection slot taken (1040): EMH_ETIMEOUT, like a
+		 * call past its deadline; neither marks the context down. */
+		bool silent = rc == EMH_EUNAVAILABLE && cto && my_now_ms() - t0 >= (int64_t)cto * 1000 - 100;
+		if (silent || mysql_errno(c->my) == MY_ER_CON_COUNT) {
+			if (silent)
+				emh_error_prefix(err, rc, "no answer within connect_timeout_ms (%u s): ", cto);
+			rc = EMH_ETIMEOUT;
+			if (err) {
+				err->code = rc;
+				err->retryable = true;
+			}
+		}
 		goto out_free;
 	}
-	if ((rc = my_run_text(c, MY_SESSION_SQL, strlen(MY_SESSION_SQL), "setting up the session", NULL, err)))
-		goto out_free;
 	my_server_kind(c, mysql_get_server_info(c->my));
+	c->call_ms = my_now_ms();
+	if ((rc = my_deadline(c, my_session_setup(c, stmt_ms, err), err)))
+		goto out_free;
 	emh_params_log(p, EMH_LOG_DEBUG, "mysql: connected to %s, server %s", c->where,
 		       mysql_get_server_info(c->my));
 	*out = c;

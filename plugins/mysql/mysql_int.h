@@ -65,6 +65,8 @@ enum {
 	MY_ER_DUP_ENTRY_WITH_KEY_NAME = 1586,
 	MY_ER_NEED_REPREPARE = 1615,
 	MY_ER_ACCESS_DENIED_NO_PASSWORD = 1698,
+	MY_ER_STATEMENT_TIMEOUT = 1969, /* MariaDB: max_statement_time exceeded */
+	MY_ER_QUERY_TIMEOUT = 3024,     /* MySQL 8: MAX_EXECUTION_TIME exceeded */
 	MY_ER_CONNECTION_KILLED = 1927, /* MariaDB */
 	MY_ER_CLIENT_INTERACTION_TIMEOUT = 4031, /* MySQL 8 */
 	MY_ER_LOCK_NOWAIT = 3572,               /* MySQL 8 */
@@ -124,14 +126,27 @@ struct emh_conn {
 	char where[192];    /* "'host:port'" or "socket '/path'", for messages */
 	bool mariadb;       /* the server is MariaDB (its SQL differs: LOCK IN SHARE MODE) */
 	unsigned long server_version; /* major * 10000 + minor * 100 + patch */
+	/* The socket read timeout in whole seconds (0: none), the setting in ms it
+	 * comes from and its key; when the call in progress started (ms). */
+	unsigned rto_s;
+	long long rto_ms;
+	const char *rto_key;
+	int64_t call_ms;
+	long long stmt_ms; /* statement_timeout_ms: the session's own statement deadline (0: none) */
 };
 
 /* mysql.c */
 int my_thread_enter(emh_error *err);
+/* Every entry point on a connection starts with this: my_thread_enter, and the call's start time. */
+int my_call_enter(emh_conn *c, emh_error *err);
+int64_t my_now_ms(void);
 
 /* errors.c */
 int my_conn_fail(emh_conn *c, const char *what, const char *table, emh_error *err);
 int my_stmt_fail(MYSQL_STMT *s, const char *what, const char *table, emh_error *err);
+/* Every entry point on a connection ends with this: a lost connection after
+ * the read timeout's wait is the call's deadline, EMH_ETIMEOUT. */
+int my_deadline(emh_conn *c, int rc, emh_error *err);
 
 /* session.c */
 int my_run_text(emh_conn *c, const char *text, size_t len, const char *what, const char *table, emh_error *err);

@@ -303,15 +303,12 @@ static int my_table_collation(emh_conn *c, const char **out, emh_error *err)
 	return 0;
 }
 
-int my_sync(emh_conn *c, const emh_meta *m, emh_error *err)
+static int my_sync_run(emh_conn *c, const emh_meta *m, emh_error *err)
 {
 	const char *table = m->entity->table, *coll, *name;
 	emh_buf b = EMH_BUF_INIT;
 	my_strtab cols = {0}, idx = {0};
-	int rc = my_thread_enter(err);
-	if (rc)
-		return rc;
-	rc = my_select_strings(c,
+	int rc = my_select_strings(c,
 			       "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS"
 			       " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
 			       table, 2, &cols, "reading the columns", table, err);
@@ -383,16 +380,20 @@ out:
 	return rc;
 }
 
+int my_sync(emh_conn *c, const emh_meta *m, emh_error *err)
+{
+	int rc = my_call_enter(c, err);
+	return rc ? rc : my_deadline(c, my_sync_run(c, m, err), err);
+}
+
 /* ---- describing a table (schema diff, schema = "check") ---- */
 
 /* Columns and indexes from information_schema; indexes on expressions (no column) left out. */
-int my_describe(emh_conn *c, const char *table, emh_table_desc *out, emh_error *err)
+static int my_describe_run(emh_conn *c, const char *table, emh_table_desc *out, emh_error *err)
 {
 	my_strtab cols = {0}, idx = {0};
 	const char *coll;
-	int rc = my_thread_enter(err);
-	if (rc)
-		return rc;
+	int rc;
 	/* What a new table gets after its columns, as sync creates it. */
 	if ((rc = my_table_collation(c, &coll, err)) != 0)
 		return rc;
@@ -436,4 +437,10 @@ int my_describe(emh_conn *c, const char *table, emh_table_desc *out, emh_error *
 	my_strtab_release(&cols);
 	my_strtab_release(&idx);
 	return rc;
+}
+
+int my_describe(emh_conn *c, const char *table, emh_table_desc *out, emh_error *err)
+{
+	int rc = my_call_enter(c, err);
+	return rc ? rc : my_deadline(c, my_describe_run(c, table, out, err), err);
 }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <mysql.h>
 
@@ -45,12 +46,12 @@ static bool my_blank(const char *s)
 
 int my_execute(emh_conn *c, const char *text, emh_error *err)
 {
-	int rc = my_thread_enter(err);
+	int rc = my_call_enter(c, err);
 	if (rc)
 		return rc;
 	if (!text || my_blank(text))
 		return 0;
-	return my_run_text(c, text, strlen(text), "execute", NULL, err);
+	return my_deadline(c, my_run_text(c, text, strlen(text), "execute", NULL, err), err);
 }
 
 /* SET TRANSACTION sets the level of the next transaction only. */
@@ -61,12 +62,12 @@ int my_begin_isolation(emh_conn *c, int isolation, emh_error *err)
 		[EMH_ISO_REPEATABLE_READ] = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; START TRANSACTION",
 		[EMH_ISO_SERIALIZABLE] = "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; START TRANSACTION",
 	};
-	int rc = my_thread_enter(err);
+	int rc = my_call_enter(c, err);
 	if (rc)
 		return rc;
 	if (isolation < EMH_ISO_READ_COMMITTED || isolation > EMH_ISO_SERIALIZABLE)
 		return emh_error_set(err, EMH_EUNSUPPORTED, "begin: no isolation level %d", isolation);
-	return my_run_text(c, sql[isolation], strlen(sql[isolation]), "begin", NULL, err);
+	return my_deadline(c, my_run_text(c, sql[isolation], strlen(sql[isolation]), "begin", NULL, err), err);
 }
 
 /* Row locks with NOWAIT and SKIP LOCKED: MySQL 8.0.1 and MariaDB 10.6 on. */
@@ -98,9 +99,11 @@ const char *my_lock_clause(emh_conn *c, int mode, int wait)
 	return (c->mariadb ? mariadb : mysql)[mode][wait];
 }
 
+/* A stopped server holds the ping for the read timeout (the client library
+ * takes its timeouts at connect only): statement_timeout_ms, not connect_timeout_ms. */
 int my_ping(emh_conn *c, emh_error *err)
 {
-	int rc = my_thread_enter(err);
+	int rc = my_call_enter(c, err);
 	if (rc)
 		return rc;
 	if (mysql_ping(c->my) != 0) {
@@ -110,7 +113,7 @@ int my_ping(emh_conn *c, emh_error *err)
 			err->code = EMH_EUNAVAILABLE;
 			err->retryable = false;
 		}
-		return EMH_EUNAVAILABLE;
+		return my_deadline(c, EMH_EUNAVAILABLE, err);
 	}
 	return 0;
 }
@@ -120,6 +123,14 @@ int my_ping(emh_conn *c, emh_error *err)
 /* GET_LOCK names are server-wide: this one is of the connection's database. */
 #define MY_LOCK_NAME "CONCAT('emh_migrate_', LEFT(SHA2(COALESCE(DATABASE(), ''), 256), 40))"
 
+/*
+ * The wait is its own deadline, wait_ms, but each GET_LOCK is a call under
+ * statement_timeout_ms (the socket read timeout, the session's
+ * max_statement_time / MAX_EXECUTION_TIME would end a longer one as a
+ * timeout and lose the connection): it waits in slices of whole seconds
+ * within half of the shorter of the two, and polls when that is under a
+ * second.
+ */
 int my_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
 {
 	*in_txn = false;
@@ -128,22 +139,41 @@ int my_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
 	int rc = my_thread_enter(err);
 	if (rc)
 		return rc;
-	char secs[32];
-	snprintf(secs, sizeof secs, "%lld", (long long)((wait_ms + 999) / 1000));
-	my_strtab t;
-	if ((rc = my_select_strings(c, "SELECT GET_LOCK(" MY_LOCK_NAME ", ?)", secs, 1, &t, "migration lock", NULL,
-				    err)) != 0)
-		return rc;
-	const char *got = t.n ? t.v[0] : "";
-	if (strcmp(got, "1") == 0)
-		c->migrate_locked = true;
-	else if (strcmp(got, "0") == 0)
-		rc = emh_error_set(err, EMH_ETIMEOUT,
-				   "another migration run held the database's migration lock (GET_LOCK) for %s s", secs);
-	else
-		rc = emh_error_set(err, EMH_EDRIVER, "GET_LOCK of the migration lock failed");
-	my_strtab_release(&t);
-	return rc;
+	long long cap_ms = c->stmt_ms;
+	if (c->rto_s && (!cap_ms || (long long)c->rto_s * 1000 < cap_ms))
+		cap_ms = (long long)c->rto_s * 1000;
+	int64_t deadline = my_now_ms() + wait_ms;
+	for (;;) {
+		c->call_ms = my_now_ms();
+		int64_t left = deadline - c->call_ms;
+		long long slice = left > 0 ? (left + 999) / 1000 : 0;
+		if (cap_ms && slice > cap_ms / 2000)
+			slice = cap_ms / 2000;
+		char secs[32];
+		snprintf(secs, sizeof secs, "%lld", slice);
+		my_strtab t;
+		rc = my_select_strings(c, "SELECT GET_LOCK(" MY_LOCK_NAME ", ?)", secs, 1, &t, "migration lock", NULL,
+				       err);
+		if (rc)
+			return my_deadline(c, rc, err);
+		const char *got = t.n ? t.v[0] : "";
+		bool held = strcmp(got, "0") == 0;
+		if (strcmp(got, "1") == 0)
+			c->migrate_locked = true;
+		else if (!held)
+			rc = emh_error_set(err, EMH_EDRIVER, "GET_LOCK of the migration lock failed");
+		my_strtab_release(&t);
+		if (!held)
+			return rc;
+		if (my_now_ms() >= deadline)
+			return emh_error_set(err, EMH_ETIMEOUT,
+					     "another migration run held the database's migration lock (GET_LOCK) for "
+					     "%lld ms", (long long)wait_ms);
+		if (slice == 0) {
+			struct timespec ts = {0, 50 * 1000000L};
+			nanosleep(&ts, NULL);
+		}
+	}
 }
 
 int my_migrate_unlock(emh_conn *c, bool commit, emh_error *err)
@@ -152,10 +182,12 @@ int my_migrate_unlock(emh_conn *c, bool commit, emh_error *err)
 	if (!c->migrate_locked)
 		return 0;
 	my_strtab t;
-	int rc = my_thread_enter(err);
+	int rc = my_call_enter(c, err);
 	if (!rc)
-		rc = my_select_strings(c, "SELECT RELEASE_LOCK(" MY_LOCK_NAME ")", NULL, 1, &t, "migration unlock", NULL,
-				       err);
+		rc = my_deadline(c,
+				 my_select_strings(c, "SELECT RELEASE_LOCK(" MY_LOCK_NAME ")", NULL, 1, &t,
+						   "migration unlock", NULL, err),
+				 err);
 	if (!rc) {
 		c->migrate_locked = false;
 		my_strtab_release(&t);

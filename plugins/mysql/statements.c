@@ -429,12 +429,12 @@ int my_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_r
 {
 	MYSQL_STMT *s = NULL;
 	bool stale = false;
-	int rc = my_thread_enter(err);
+	int rc = my_call_enter(c, err);
 	if (rc)
 		return rc;
 	for (int attempt = 0;; attempt++) {
 		if ((rc = my_stmt_get(c, st, &s, err)))
-			return rc;
+			return my_deadline(c, rc, err);
 		stale = false;
 		rc = my_stmt_run(c, st, s, params, sink, &stale, err);
 		/* rc > 0 is the sink's "enough rows": delivered, never resent */
@@ -442,6 +442,6 @@ int my_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_r
 			emh_prepcache_drop(c->stmts, st->id);
 			continue;
 		}
-		return rc;
+		return my_deadline(c, rc, err);
 	}
 }

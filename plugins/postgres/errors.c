@@ -28,20 +28,27 @@ static int pg_sqlstate_pack(const char *s)
 
 /*
  * Portable code for a SQLSTATE.  Class 08 (connection exception) and the
- * shutdown/too-many-connections states mean the server is gone or refuses
- * us; 40001/40P01 (serialization failure, deadlock) are worth retrying the
- * transaction, and so is 55P03 (a lock not available: NOWAIT, lock_timeout),
- * a conflict with the transaction holding it.
+ * shutdown states mean the server is gone or refuses us; 40001/40P01
+ * (serialization failure, deadlock) are worth retrying the transaction, and
+ * so is 55P03 (a lock not available: NOWAIT, lock_timeout), a conflict with
+ * the transaction holding it.  57014 (a statement cancelled:
+ * statement_timeout, or a cancel request) is a call past its deadline, and
+ * 53300 (too many connections) back-pressure: both EMH_ETIMEOUT, retryable,
+ * and neither marks the context down.
  */
-static int pg_sqlstate_code(const char *s, bool *retryable)
+int pg_sqlstate_code(const char *s, bool *retryable)
 {
 	*retryable = false;
 	if (!s || strlen(s) != 5)
 		return EMH_EDRIVER;
 	if (strcmp(s, "23505") == 0)
 		return EMH_ECONFLICT;
+	if (strcmp(s, "57014") == 0 || strcmp(s, "53300") == 0) {
+		*retryable = true;
+		return EMH_ETIMEOUT;
+	}
 	if (strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 ||
-	    strcmp(s, "57P03") == 0 || strcmp(s, "53300") == 0)
+	    strcmp(s, "57P03") == 0)
 		return EMH_EUNAVAILABLE;
 	if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0) {
 		*retryable = true;
@@ -159,12 +166,14 @@ int pg_fail(emh_conn *c, const PGresult *res, const char *what, emh_error *err)
 	return code;
 }
 
-/* Run a command through the simple protocol; 0 or the mapped failure. */
+/* Run a command through the simple protocol under the call's deadline; 0 or the mapped failure. */
 int pg_command(emh_conn *c, const char *sql, const char *what, emh_error *err)
 {
-	PGresult *res = PQexec(c->pg, sql);
+	PGresult *res;
+	int rc = pg_run(c, sql, what, &res, err);
+	if (rc)
+		return rc;
 	ExecStatusType s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-	int rc = 0;
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && s != PGRES_EMPTY_QUERY)
 		rc = pg_fail(c, res, what, err);
 	PQclear(res);

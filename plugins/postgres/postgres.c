@@ -25,7 +25,9 @@
 
 #include "postgres_int.h"
 
+/* The common keys' defaults (core/cfg_check.c), should a host not fill them. */
 #define PG_DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define PG_DEFAULT_STATEMENT_TIMEOUT_MS 30000
 
 /* ---- parameters and connection ---- */
 
@@ -41,8 +43,6 @@ static const emh_param_spec pg_params[] = {
 	{.key = "sslmode", .kind = EMH_PARAM_STRING,
 	 .help = "disable, allow, prefer, require, verify-ca or verify-full (unset: libpq's, prefer)"},
 	{.key = "sslrootcert", .kind = EMH_PARAM_STRING, .help = "file of CA certificates for verify-ca / verify-full"},
-	{.key = "connect_timeout_ms", .kind = EMH_PARAM_INT, .def = "5000", .min = 0, .max = INT32_MAX,
-	 .help = "deadline for establishing a connection in ms; 0 = none"},
 	{.key = "application_name", .kind = EMH_PARAM_STRING,
 	 .help = "application_name reported to the server (unset: PGAPPNAME, else emhost)"},
 	{.key = "options", .kind = EMH_PARAM_STRING,
@@ -50,14 +50,11 @@ static const emh_param_spec pg_params[] = {
 	{.key = NULL},
 };
 
-static const char *const pg_sslmodes[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL};
+/* Keys every context has (core/cfg_check.c) that look like libpq options, for
+ * the hint when one is written in a URL's query. */
+static const char *const pg_common_keys[] = {"connect_timeout_ms", "statement_timeout_ms", NULL};
 
-static int64_t pg_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static const char *const pg_sslmodes[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL};
 
 /*
  * Best-effort SQLSTATE for a failed connection attempt.  libpq does not
@@ -74,30 +71,41 @@ static const char *pg_connect_sqlstate(const char *msg)
 		return "28000";
 	if (strstr(msg, "database \"") && strstr(msg, "does not exist"))
 		return "3D000";
-	if (strstr(msg, "too many clients") || strstr(msg, "remaining connection slots"))
+	if (strstr(msg, "too many clients") || strstr(msg, "remaining connection slots") ||
+	    strstr(msg, "too many connections for"))
 		return "53300";
 	if (strstr(msg, "starting up") || strstr(msg, "shutting down") || strstr(msg, "in recovery mode"))
 		return "57P03";
 	return "08001";
 }
 
-static int pg_connect_fail(const emh_params *p, PGconn *pg, const char *why, emh_error *err)
+/*
+ * Refused credentials (28xxx) or an unknown database (3D000) are the
+ * configuration's fault, not an outage (host.h's contract).  A server with
+ * no connection slot free (53300) and one that did not answer within
+ * connect_timeout_ms (timed_out) are EMH_ETIMEOUT, retryable: back-pressure
+ * or a stopped server, which does not mark the context down.
+ */
+static int pg_connect_fail(const emh_params *p, PGconn *pg, const char *why, bool timed_out, emh_error *err)
 {
 	const char *db = emh_params_get(p, "database");
 	const char *user = emh_params_get(p, "user");
 	const char *state;
 	char msg[400];
+	int code;
 
 	pg_clean_message(msg, sizeof msg, why ? why : (pg ? PQerrorMessage(pg) : "out of memory"),
 			 emh_params_get(p, "password"));
-	state = pg_connect_sqlstate(msg);
-	/* Refused credentials (28xxx) or an unknown database (3D000) are the
-	 * configuration's fault, not an outage (host.h's contract). */
-	int code = state && (strncmp(state, "28", 2) == 0 || strcmp(state, "3D000") == 0) ? EMH_ECONFIG
-											    : EMH_EUNAVAILABLE;
+	state = timed_out ? "08001" : pg_connect_sqlstate(msg);
+	if (timed_out || strcmp(state, "53300") == 0)
+		code = EMH_ETIMEOUT;
+	else if (strncmp(state, "28", 2) == 0 || strcmp(state, "3D000") == 0)
+		code = EMH_ECONFIG;
+	else
+		code = EMH_EUNAVAILABLE;
 	emh_error_set(err, code, "cannot connect to database '%s' as '%s': %s",
 		      db ? db : "(default)", user ? user : "(default)", *msg ? msg : "unknown error");
-	pg_error_state(err, state, false);
+	pg_error_state(err, state, code == EMH_ETIMEOUT);
 	PQfinish(pg);
 	return code;
 }
@@ -118,11 +126,11 @@ static int pg_connect_wait(const emh_params *p, PGconn *pg, long long timeout_ms
 		if (st == PGRES_POLLING_OK)
 			return 0;
 		if (st == PGRES_POLLING_FAILED)
-			return pg_connect_fail(p, pg, NULL, err);
+			return pg_connect_fail(p, pg, NULL, false, err);
 		struct pollfd pfd = {.fd = PQsocket(pg), .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
 		int wait = -1;
 		if (pfd.fd < 0)
-			return pg_connect_fail(p, pg, NULL, err);
+			return pg_connect_fail(p, pg, NULL, false, err);
 		if (deadline) {
 			int64_t left = deadline - pg_now_ms();
 			if (left <= 0)
@@ -133,7 +141,7 @@ static int pg_connect_wait(const emh_params *p, PGconn *pg, long long timeout_ms
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			return pg_connect_fail(p, pg, strerror(errno), err);
+			return pg_connect_fail(p, pg, strerror(errno), false, err);
 		if (r == 0)
 			continue; /* the deadline check above decides */
 		st = PQconnectPoll(pg);
@@ -141,7 +149,7 @@ static int pg_connect_wait(const emh_params *p, PGconn *pg, long long timeout_ms
 timed_out:;
 	char why[128];
 	snprintf(why, sizeof why, "no connection within connect_timeout_ms=%lld", timeout_ms);
-	return pg_connect_fail(p, pg, why, err);
+	return pg_connect_fail(p, pg, why, true, err);
 }
 
 /* Server notices ("relation ... already exists, skipping") would go to
@@ -191,13 +199,20 @@ static int pg_url_refusal(const char *url, const char *why, emh_error *err)
 	if (quotes_pw)
 		return emh_error_set(err, EMH_ECONFIG, "url: libpq cannot read it (its message is withheld: "
 						      "it quotes part of the password)");
-	if (qn && strstr(why, "invalid URI query parameter"))
-		for (const emh_param_spec *sp = pg_params; sp->key; sp++)
+	if (qn && strstr(why, "invalid URI query parameter")) {
+		const char *key = NULL;
+		for (const emh_param_spec *sp = pg_params; !key && sp->key; sp++)
 			if (strlen(sp->key) == qn && memcmp(sp->key, q1 + 1, qn) == 0)
-				return emh_error_set(err, EMH_ECONFIG,
-						     "url: '%s' is an emhost key, not a libpq option: a postgres "
-						     "url holds libpq's options only, so set '%s' beside it",
-						     sp->key, sp->key);
+				key = sp->key;
+		for (const char *const *k = pg_common_keys; !key && *k; k++)
+			if (strlen(*k) == qn && memcmp(*k, q1 + 1, qn) == 0)
+				key = *k;
+		if (key)
+			return emh_error_set(err, EMH_ECONFIG,
+					     "url: '%s' is an emhost key, not a libpq option: a postgres "
+					     "url holds libpq's options only, so set '%s' beside it",
+					     key, key);
+	}
 	size_t n = strlen(why);
 	while (n && (why[n - 1] == '\n' || why[n - 1] == ' '))
 		n--;
@@ -260,14 +275,37 @@ static int pg_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 
 static void pg_context_close(emh_dctx *dc) { (void)dc; }
 
-/* The URL's own options= (libpq "options"), to keep beside ours. */
-static char *pg_url_options(const char *url)
+/*
+ * TCP keepalives and tcp_user_timeout on every connection: a peer that
+ * vanished (host down, network cut) is detected on an idle pooled
+ * connection within about a minute instead of the kernel's quarter of an
+ * hour, and data the peer never acknowledges errors the socket after the
+ * same minute.  Calls have their own, usually shorter, deadline.  A URL that
+ * sets one of these keywords keeps its value.  Unix sockets ignore them.
+ */
+static const struct {
+	const char *key, *val;
+} pg_tcp_defaults[] = {
+	{"keepalives", "1"},           {"keepalives_idle", "30"},        {"keepalives_interval", "10"},
+	{"keepalives_count", "3"},     {"tcp_user_timeout", "60000"},
+};
+#define PG_NTCP (sizeof pg_tcp_defaults / sizeof pg_tcp_defaults[0])
+
+/* What a URL itself says: its options= (libpq "options", kept beside ours)
+ * and which of pg_tcp_defaults it sets (url_has[i]). */
+static char *pg_url_facts(const char *url, bool *url_has)
 {
 	PQconninfoOption *opts = PQconninfoParse(url, NULL);
 	char *v = NULL;
-	for (PQconninfoOption *o = opts; o && o->keyword; o++)
-		if (strcmp(o->keyword, "options") == 0 && o->val)
+	for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+		if (!o->val)
+			continue;
+		if (strcmp(o->keyword, "options") == 0)
 			v = strdup(o->val);
+		for (size_t i = 0; i < PG_NTCP; i++)
+			if (strcmp(o->keyword, pg_tcp_defaults[i].key) == 0)
+				url_has[i] = true;
+	}
 	PQconninfoFree(opts);
 	return v;
 }
@@ -279,15 +317,22 @@ static char *pg_url_options(const char *url)
  * the one expanded "dbname" (expand_dbname = 1 expands only the first
  * occurrence); single settings come after it and so override it.  The
  * session is pinned to UTF8, TimeZone UTC and standard_conforming_strings
- * (the dialect's LIKE ... ESCAPE '\' depends on it).
+ * (the dialect's LIKE ... ESCAPE '\' depends on it), and its
+ * statement_timeout is statement_timeout_ms: a live server then stops a
+ * statement at the deadline by itself (the driver's own wait gives up at
+ * the same moment and closes the connection, which a stopped server could
+ * not be asked to do).  An options value that sets statement_timeout comes
+ * after ours and wins on the server.  The connection is put in non-blocking
+ * mode: no send may wait for a server that stopped reading.
  */
 static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_error *err)
 {
-	const char *kw[18], *val[18];
+	const char *kw[24], *val[24];
 	int n = 0;
 	const char *url = emh_params_get(p, "url");
-	long long port = 0, timeout_ms = 0;
-	char portbuf[24], optbuf[1024];
+	long long port = 0, timeout_ms = 0, stmt_ms = 0;
+	char portbuf[24], optbuf[1100], stmtopt[40] = "";
+	bool url_has[PG_NTCP] = {false};
 	const char *s;
 	emh_conn *c;
 	int rc;
@@ -301,8 +346,17 @@ static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	rc = emh_params_int(p, "connect_timeout_ms", PG_DEFAULT_CONNECT_TIMEOUT_MS, &timeout_ms, err);
 	if (rc)
 		return rc;
-	if (timeout_ms < 0)
-		return emh_error_set(err, EMH_ECONFIG, "connect_timeout_ms must be >= 0 (got %lld)", timeout_ms);
+	if (timeout_ms < 0 || timeout_ms > INT32_MAX)
+		return emh_error_set(err, EMH_ECONFIG, "connect_timeout_ms must be in [0, %d] (got %lld)", INT32_MAX,
+				     timeout_ms);
+	rc = emh_params_int(p, PG_STMT_KEY, PG_DEFAULT_STATEMENT_TIMEOUT_MS, &stmt_ms, err);
+	if (rc)
+		return rc;
+	if (stmt_ms < 0 || stmt_ms > INT32_MAX)
+		return emh_error_set(err, EMH_ECONFIG, "statement_timeout_ms must be in [0, %d] (got %lld)", INT32_MAX,
+				     stmt_ms);
+	if (stmt_ms > 0)
+		snprintf(stmtopt, sizeof stmtopt, " -c statement_timeout=%lld", stmt_ms);
 	s = emh_params_get(p, "sslmode");
 	if (s) {
 		size_t i;
@@ -314,10 +368,10 @@ static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 					     s);
 	}
 	s = emh_params_get(p, "options");
-	char *url_opts = url && *url && !s ? pg_url_options(url) : NULL;
-	if (url_opts)
+	char *url_opts = url && *url ? pg_url_facts(url, url_has) : NULL;
+	if (url_opts && !s)
 		s = url_opts;
-	int on = snprintf(optbuf, sizeof optbuf, "-c TimeZone=UTC -c standard_conforming_strings=on%s%s",
+	int on = snprintf(optbuf, sizeof optbuf, "-c TimeZone=UTC -c standard_conforming_strings=on%s%s%s", stmtopt,
 			  s ? " " : "", s ? s : "");
 	free(url_opts);
 	if ((size_t)on >= sizeof optbuf)
@@ -348,6 +402,9 @@ static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	PG_KW("fallback_application_name", "emhost");
 	PG_KW("client_encoding", "UTF8");
 	PG_KW("options", optbuf);
+	for (size_t i = 0; i < PG_NTCP; i++)
+		if (!url_has[i])
+			PG_KW(pg_tcp_defaults[i].key, pg_tcp_defaults[i].val);
 #undef PG_KW
 	kw[n] = NULL;
 	val[n] = NULL;
@@ -369,7 +426,7 @@ static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 		PGconn *pg = c->pg;
 		c->pg = NULL;
 		pg_conn_free(c);
-		return pg_connect_fail(p, pg, NULL, err);
+		return pg_connect_fail(p, pg, NULL, false, err);
 	}
 	{
 		PGconn *pg = c->pg;
@@ -381,6 +438,14 @@ static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 		}
 		c->pg = pg;
 	}
+	c->stmt_ms = (int)stmt_ms;
+	c->ping_ms = (int)(timeout_ms && (!stmt_ms || timeout_ms < stmt_ms) ? timeout_ms : stmt_ms);
+	c->ping_key = c->ping_ms == timeout_ms ? "connect_timeout_ms" : PG_STMT_KEY;
+	if (PQsetnonblocking(c->pg, 1) != 0) {
+		rc = pg_fail(c, NULL, "session setup", err);
+		pg_conn_free(c);
+		return rc;
+	}
 	if (PQserverVersion(c->pg) < 100000) {
 		int v = PQserverVersion(c->pg);
 		pg_conn_free(c);
@@ -390,7 +455,9 @@ static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	}
 	s = PQparameterStatus(c->pg, "standard_conforming_strings");
 	if (!s || strcmp(s, "on") != 0) {
-		rc = pg_command(c, "SET standard_conforming_strings = on", "session setup", err);
+		rc = pg_call(c, c->ping_ms, c->ping_key, err);
+		if (!rc)
+			rc = pg_command(c, "SET standard_conforming_strings = on", "session setup", err);
 		if (rc) {
 			pg_conn_free(c);
 			return rc;

@@ -37,13 +37,45 @@ struct emh_conn {
 	emh_value *row;
 	Oid *rowtypes;
 	size_t rowcap;
+	/* deadlines in ms (0: none): of a call (statement_timeout_ms), of a ping
+	 * (the smaller of that and connect_timeout_ms) */
+	int stmt_ms, ping_ms;
+	const char *ping_key; /* the key ping_ms comes from */
+	/* the call in progress: CLOCK_MONOTONIC ms it must end by (0: none), and
+	 * its length and key for messages */
+	int64_t deadline_ms;
+	int deadline_len;
+	const char *deadline_key;
+	/* a call passed its deadline: the connection is never used again */
+	bool abandoned;
 };
 
 /* errors.c */
+/* Portable code of a SQLSTATE (EMH_EDRIVER when unknown); *retryable set. */
+int pg_sqlstate_code(const char *s, bool *retryable);
 void pg_clean_message(char *dst, size_t cap, const char *src, const char *password);
 void pg_error_state(emh_error *err, const char *state, bool retryable);
 int pg_fail(emh_conn *c, const PGresult *res, const char *what, emh_error *err);
 int pg_command(emh_conn *c, const char *sql, const char *what, emh_error *err);
+
+/* io.c: round trips under the call's deadline */
+#define PG_STMT_KEY "statement_timeout_ms"
+int64_t pg_now_ms(void);
+/* Every entry point starts with this: the call's deadline, ms from now (0:
+ * none) and the key it comes from; EMH_EUNAVAILABLE on an abandoned connection. */
+int pg_call(emh_conn *c, int ms, const char *key, emh_error *err);
+/* The next result of what was sent (*out NULL: no more), or EMH_ETIMEOUT
+ * (its message starts with what, unless NULL). */
+int pg_result(emh_conn *c, const char *what, PGresult **out, emh_error *err);
+/* Every result of what was sent; *out the last (PQexec's rule), or EMH_ETIMEOUT. */
+int pg_collect(emh_conn *c, const char *what, PGresult **out, emh_error *err);
+/* PQexec and PQexecParams (text parameters) under the deadline: 0 with *out
+ * the result to check (may be NULL), or the failure to send, or EMH_ETIMEOUT. */
+int pg_run(emh_conn *c, const char *sql, const char *what, PGresult **out, emh_error *err);
+int pg_run_params(emh_conn *c, const char *sql, int n, const char *const *vals, const char *what, PGresult **out,
+		  emh_error *err);
+/* End a COPY that raw SQL started, so the connection stays usable. */
+int pg_copy_drain(emh_conn *c, ExecStatusType s, const char *what, emh_error *err);
 
 /* session.c */
 int pg_send_begin(emh_conn *c, emh_error *err);

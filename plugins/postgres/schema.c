@@ -112,12 +112,14 @@ static int pg_table_columns(emh_conn *c, const emh_meta *m, PGresult **res, cons
 	const char *pv[1] = {qname};
 	int rows;
 
+	char what[128];
 	snprintf(qname, sizeof qname, "\"%s\"", m->entity->table);
-	*res = PQexecParams(c->pg, sql, 1, NULL, pv, NULL, NULL, 0);
+	snprintf(what, sizeof what, "schema sync of '%s': reading columns", m->entity->table);
+	int rc = pg_run_params(c, sql, 1, pv, what, res, err);
+	if (rc)
+		return rc;
 	if (!*res || PQresultStatus(*res) != PGRES_TUPLES_OK) {
-		char what[128];
-		snprintf(what, sizeof what, "schema sync of '%s': reading columns", m->entity->table);
-		int rc = pg_fail(c, *res, what, err);
+		rc = pg_fail(c, *res, what, err);
 		PQclear(*res);
 		*res = NULL;
 		return rc;
@@ -163,6 +165,8 @@ int pg_sync(emh_conn *c, const emh_meta *m, emh_error *err)
 	int rc;
 
 	snprintf(what, sizeof what, "schema sync of '%s'", table);
+	if ((rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err)))
+		return rc;
 	if (c->begin_pending) {
 		rc = pg_send_begin(c, err);
 		if (rc)
@@ -176,8 +180,11 @@ int pg_sync(emh_conn *c, const emh_meta *m, emh_error *err)
 	}
 	{
 		const char *pv[1] = {table};
-		PGresult *res = PQexecParams(c->pg, "SELECT pg_advisory_xact_lock(1701669888, hashtext($1))", 1,
-					     NULL, pv, NULL, NULL, 0);
+		PGresult *res;
+		rc = pg_run_params(c, "SELECT pg_advisory_xact_lock(1701669888, hashtext($1))", 1, pv, what, &res,
+				   err);
+		if (rc)
+			goto out_rollback;
 		if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
 			rc = pg_fail(c, res, what, err);
 			PQclear(res);
@@ -230,9 +237,10 @@ int pg_sync(emh_conn *c, const emh_meta *m, emh_error *err)
 	return 0;
 
 out_rollback:
-	if (own_tx && PQstatus(c->pg) == CONNECTION_OK) {
-		PGresult *r = PQexec(c->pg, "ROLLBACK");
-		PQclear(r);
+	if (own_tx && PQstatus(c->pg) == CONNECTION_OK && !c->abandoned) {
+		PGresult *r;
+		if (pg_run(c, "ROLLBACK", what, &r, NULL) == 0)
+			PQclear(r);
 	}
 	free(names);
 	free(types);
@@ -249,8 +257,9 @@ static PGresult *pg_catalog_query(emh_conn *c, const char *sql, const char *tabl
 	char qname[160];
 	const char *pv[1] = {qname};
 	snprintf(qname, sizeof qname, "\"%s\"", table);
-	*rc = 0;
-	PGresult *res = PQexecParams(c->pg, sql, 1, NULL, pv, NULL, NULL, 0);
+	PGresult *res;
+	if ((*rc = pg_run_params(c, sql, 1, pv, "describing a table", &res, err)) != 0)
+		return NULL;
 	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
 		*rc = pg_fail(c, res, "describing a table", err);
 		PQclear(res);
@@ -284,7 +293,8 @@ int pg_describe(emh_conn *c, const char *table, emh_table_desc *out, emh_error *
 		"  AND k.n <= COALESCE((to_jsonb(ix) ->> 'indnkeyatts')::int, ix.indnatts)"
 		" ORDER BY ic.relname, k.n";
 	int rc;
-	if (c->begin_pending && (rc = pg_send_begin(c, err)) != 0)
+	if ((rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err)) != 0 ||
+	    (c->begin_pending && (rc = pg_send_begin(c, err)) != 0))
 		return rc;
 	PGresult *res = pg_catalog_query(c, cols_sql, table, err, &rc);
 	if (!res)

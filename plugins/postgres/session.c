@@ -28,13 +28,18 @@ int pg_send_begin(emh_conn *c, emh_error *err)
 }
 
 /*
- * A live connection answers an empty query.  A transaction left open (the
- * core always ends its own; raw SQL may not) is rolled back first, so a
- * pooled connection never carries one to its next user.
+ * A live connection answers an empty query, within the ping's deadline (a
+ * stopped server must not hold the pool's check of an idle connection).  A
+ * transaction left open (the core always ends its own; raw SQL may not) is
+ * rolled back first, so a pooled connection never carries one to its next
+ * user.
  */
 int pg_ping(emh_conn *c, emh_error *err)
 {
 	PGTransactionStatusType ts;
+	int rc = pg_call(c, c->ping_ms, c->ping_key, err);
+	if (rc)
+		return rc;
 	if (PQstatus(c->pg) != CONNECTION_OK) {
 		emh_error_set(err, EMH_EUNAVAILABLE, "connection lost");
 		pg_error_state(err, "08006", false);
@@ -53,21 +58,6 @@ static void pg_forget_prepared(emh_conn *c)
 	emh_prepcache_clear(c->stmts);
 }
 
-/* Bring a COPY started by raw SQL to an end so the connection stays usable. */
-static void pg_drain_copy(emh_conn *c, ExecStatusType s)
-{
-	PGresult *r;
-	if (s == PGRES_COPY_IN)
-		PQputCopyEnd(c->pg, "COPY is not supported through emhost");
-	else if (s == PGRES_COPY_OUT) {
-		char *buf;
-		while (PQgetCopyData(c->pg, &buf, 0) > 0)
-			PQfreemem(buf);
-	}
-	while ((r = PQgetResult(c->pg)) != NULL)
-		PQclear(r);
-}
-
 /*
  * Raw SQL through the simple protocol: several statements, run as one
  * implicit transaction unless they hold their own BEGIN/COMMIT.
@@ -76,16 +66,16 @@ int pg_execute(emh_conn *c, const char *text, emh_error *err)
 {
 	PGresult *res;
 	ExecStatusType s;
-	int rc = pg_send_begin(c, err);
+	int rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err);
 
-	if (rc)
+	if (rc || (rc = pg_send_begin(c, err)) || (rc = pg_run(c, text, "execute", &res, err)))
 		return rc;
-	res = PQexec(c->pg, text);
 	s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 
 	if (s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH) {
 		PQclear(res);
-		pg_drain_copy(c, s);
+		if ((rc = pg_copy_drain(c, s, "execute", err)))
+			return rc;
 		return emh_error_set(err, EMH_EUNSUPPORTED, "COPY is not supported through execute");
 	}
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && s != PGRES_EMPTY_QUERY)
@@ -160,13 +150,14 @@ const char *pg_lock_clause(emh_conn *c, int mode, int wait)
 int pg_commit(emh_conn *c, emh_error *err)
 {
 	PGresult *res;
-	int rc = 0;
+	int rc;
 
 	if (c->begin_pending) {
 		c->begin_pending = false;
 		return 0;
 	}
-	res = PQexec(c->pg, "COMMIT");
+	if ((rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err)) || (rc = pg_run(c, "COMMIT", "commit", &res, err)))
+		return rc;
 	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
 		rc = pg_fail(c, res, "commit", err);
 	} else if (strcmp(PQcmdStatus(res), "ROLLBACK") == 0) {
@@ -184,15 +175,19 @@ int pg_rollback(emh_conn *c, emh_error *err)
 		c->begin_pending = false;
 		return 0;
 	}
-	return pg_command(c, "ROLLBACK", "rollback", err);
+	int rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err);
+	return rc ? rc : pg_command(c, "ROLLBACK", "rollback", err);
 }
 
 /* Savepoint commands; a deferred BEGIN goes in the same simple-protocol message. */
 static int pg_savepoint_sql(emh_conn *c, const char *verb, const char *name, const char *what, emh_error *err)
 {
 	char sql[160];
+	int rc;
 	if (!emh_ident_valid(name))
 		return emh_error_set(err, EMH_EINVAL, "invalid savepoint name");
+	if ((rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err)))
+		return rc;
 	snprintf(sql, sizeof sql, "%s%s%s \"%s\"", c->begin_pending ? c->begin_sql : "", c->begin_pending ? "; " : "",
 		 verb, name);
 	c->begin_pending = false;
@@ -219,11 +214,14 @@ int pg_rollback_to(emh_conn *c, const char *name, emh_error *err)
 /* A session advisory lock of its own key pair ("emh_" + 1; sync's locks use "emh_" + 0). */
 #define PG_MIGRATE_LOCK "1701669889, 0"
 
-/* One pg_try_advisory_lock: *got says whether it was free. */
+/* One pg_try_advisory_lock, a call with its own deadline: *got says whether it was free. */
 static int pg_try_lock(emh_conn *c, bool *got, emh_error *err)
 {
-	PGresult *res = PQexec(c->pg, "SELECT pg_try_advisory_lock(" PG_MIGRATE_LOCK ")");
-	int rc = 0;
+	PGresult *res;
+	int rc;
+	if ((rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err)) != 0 ||
+	    (rc = pg_run(c, "SELECT pg_try_advisory_lock(" PG_MIGRATE_LOCK ")", "migration lock", &res, err)) != 0)
+		return rc;
 	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 		rc = pg_fail(c, res, "migration lock", err);
 	else
@@ -234,7 +232,8 @@ static int pg_try_lock(emh_conn *c, bool *got, emh_error *err)
 
 /*
  * Polled rather than waited for in pg_advisory_lock: the wait stays bounded
- * by wait_ms without touching the session's lock_timeout.
+ * by wait_ms, its own deadline, without touching the session's lock_timeout
+ * and whatever statement_timeout_ms is (each try is a short call under it).
  */
 int pg_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
 {
@@ -242,11 +241,9 @@ int pg_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
 	if (c->migrate_locked)
 		return 0;
 	int rc;
-	if ((rc = pg_send_begin(c, err)) != 0)
+	if ((rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err)) != 0 || (rc = pg_send_begin(c, err)) != 0)
 		return rc;
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	int64_t deadline = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + wait_ms;
+	int64_t deadline = pg_now_ms() + wait_ms;
 	for (;;) {
 		bool got = false;
 		if ((rc = pg_try_lock(c, &got, err)) != 0)
@@ -255,8 +252,7 @@ int pg_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
 			c->migrate_locked = true;
 			return 0;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 >= deadline)
+		if (pg_now_ms() >= deadline)
 			return emh_error_set(err, EMH_ETIMEOUT,
 					     "another migration run held the database's migration lock (advisory lock "
 					     PG_MIGRATE_LOCK ") for %lld ms", (long long)wait_ms);
@@ -270,7 +266,9 @@ int pg_migrate_unlock(emh_conn *c, bool commit, emh_error *err)
 	(void)commit; /* a session lock: nothing to commit */
 	if (!c->migrate_locked)
 		return 0;
-	int rc = pg_command(c, "SELECT pg_advisory_unlock(" PG_MIGRATE_LOCK ")", "migration unlock", err);
+	int rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err);
+	if (rc == 0)
+		rc = pg_command(c, "SELECT pg_advisory_unlock(" PG_MIGRATE_LOCK ")", "migration unlock", err);
 	if (rc == 0)
 		c->migrate_locked = false;
 	return rc;

@@ -440,7 +440,16 @@ static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, b
 	}
 	/* Each step yields one result then NULL; the Sync yields PIPELINE_SYNC. */
 	while (!synced) {
-		PGresult *res = PQgetResult(c->pg);
+		PGresult *res;
+		int wrc = pg_result(c, what, &res, err);
+		if (wrc) {
+			/* past the deadline: the connection is abandoned as it is */
+			if (*out)
+				PQclear(*out);
+			*out = NULL;
+			rc = wrc;
+			goto out_free;
+		}
 		if (!res) {
 			/* one NULL ends each step; more means the connection is gone */
 			if (PQstatus(c->pg) == CONNECTION_BAD || ++nulls > nsteps) {
@@ -495,6 +504,7 @@ static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, b
 	int rc = 0;
 
 	*out = NULL;
+	pg_stmt_what(st, what, sizeof what);
 	if (begin && (rc = pg_command(c, c->begin_sql, "begin", err)))
 		return rc;
 	if (prepare) {
@@ -502,19 +512,23 @@ static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, b
 			return emh_error_set(err, EMH_ENOMEM, "out of memory");
 		for (uint16_t i = 0; i < st->nparams; i++)
 			oids[i] = pg_type_oid(st->param_types[i]);
-		res = PQprepare(c->pg, name, st->sql, st->nparams, oids);
-		if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
-			rc = pg_fail(c, res, pg_stmt_what(st, what, sizeof what), err);
-		else /* reserved by pg_stmt_exec_once: cannot fail */
-			(void)emh_prepcache_put(c->stmts, st->id, st, PG_PREPARED, NULL);
-		PQclear(res);
+		if (!PQsendPrepare(c->pg, name, st->sql, st->nparams, oids))
+			rc = pg_fail(c, NULL, what, err);
+		else if ((rc = pg_collect(c, what, &res, err)) == 0) {
+			if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+				rc = pg_fail(c, res, what, err);
+			else /* reserved by pg_stmt_exec_once: cannot fail */
+				(void)emh_prepcache_put(c->stmts, st->id, st, PG_PREPARED, NULL);
+			PQclear(res);
+		}
 		if (oids != oids_local)
 			free(oids);
 		if (rc)
 			return rc;
 	}
-	*out = PQexecPrepared(c->pg, name, st->nparams, c->pvals, c->plens, c->pfmts, 1);
-	return 0;
+	if (!PQsendQueryPrepared(c->pg, name, st->nparams, c->pvals, c->plens, c->pfmts, 1))
+		return pg_fail(c, NULL, what, err);
+	return pg_collect(c, what, out, err);
 }
 #endif
 
@@ -538,8 +552,11 @@ static bool pg_stale_statement(emh_conn *c, const emh_stmt *st, const char *name
 	} else if (strcmp(err->sqlstate, "0A000") == 0 && strstr(err->message, "cached plan")) {
 		if (PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
 			char sql[48];
+			PGresult *res;
 			snprintf(sql, sizeof sql, "DEALLOCATE \"%s\"", name);
-			PQclear(PQexec(c->pg, sql));
+			if (pg_run(c, sql, "deallocate", &res, NULL) != 0)
+				return false;
+			PQclear(res);
 		}
 		emh_prepcache_drop(c->stmts, st->id);
 	} else {
@@ -567,8 +584,11 @@ static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, const char *name, 
 		rc = pg_exec_pipeline(c, st, name, begin, prepare, &res, err);
 		if (rc)
 			return rc;
-	} else {
-		res = PQexecPrepared(c->pg, name, st->nparams, c->pvals, c->plens, c->pfmts, 1);
+	} else if (!PQsendQueryPrepared(c->pg, name, st->nparams, c->pvals, c->plens, c->pfmts, 1)) {
+		return pg_fail(c, NULL, pg_stmt_what(st, what, sizeof what), err);
+	} else if ((rc = pg_collect(c, NULL, &res, err)) != 0) {
+		/* named only now: the fast path formats no text */
+		return emh_error_prefix(err, rc, "%s: ", pg_stmt_what(st, what, sizeof what));
 	}
 	s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 	if (s == PGRES_TUPLES_OK) {
@@ -603,7 +623,8 @@ int pg_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_r
 	if (!err)
 		err = &local;
 	snprintf(name, sizeof name, "emh_%" PRIu32, st->id);
-	if ((rc = pg_params_reserve(c, st->nparams, err)) || (rc = pg_bind(c, st, params, err)))
+	if ((rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err)) || (rc = pg_params_reserve(c, st->nparams, err)) ||
+	    (rc = pg_bind(c, st, params, err)))
 		return rc;
 	rc = pg_stmt_exec_once(c, st, name, sink, err);
 	/* rc > 0 is the sink's "enough rows", not an error (err is untouched) */

@@ -15,7 +15,8 @@
  * Portable code of a SQLite (extended) result code.  Unique and primary-key
  * violations are conflicts; other constraints are invalid data; busy and
  * locked are transient (retry the transaction); a file that cannot be read
- * any more makes the connection unusable, so the core discards it.
+ * any more makes the connection unusable, so the core discards it; an
+ * interrupted statement passed its deadline (the progress handler).
  */
 static int sq_code(int ext)
 {
@@ -42,6 +43,8 @@ static int sq_code(int ext)
 		return EMH_EUNAVAILABLE;
 	case SQLITE_NOMEM:
 		return EMH_ENOMEM;
+	case SQLITE_INTERRUPT:
+		return EMH_ETIMEOUT;
 	default:
 		return EMH_EDRIVER;
 	}
@@ -54,10 +57,11 @@ int sq_out_of_fds(sqlite3 *db, int ext)
 	return fileop && (e == EMFILE || e == ENFILE) ? e : 0;
 }
 
-/* Fill err from a failed call on db: what + SQLite's message (which names
+/* Fill err from a failed call on c: what + SQLite's message (which names
  * tables, columns and constraints but never bound values). */
-int sq_fail(sqlite3 *db, int rc, const char *what, emh_error *err)
+int sq_fail(emh_conn *c, int rc, const char *what, emh_error *err)
 {
+	sqlite3 *db = c ? c->db : NULL;
 	int ext = db ? sqlite3_extended_errcode(db) : rc;
 	const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
 
@@ -79,10 +83,14 @@ int sq_fail(sqlite3 *db, int rc, const char *what, emh_error *err)
 		return EMH_ENOFD;
 	}
 	int code = sq_code(ext);
-	emh_error_set(err, code, "sqlite: %s: %s", what, msg);
+	if (code == EMH_ETIMEOUT && c)
+		emh_error_set(err, code, "sqlite: %s: interrupted past its deadline (statement_timeout_ms=%d)", what,
+			      c->dc->cfg.stmt_ms);
+	else
+		emh_error_set(err, code, "sqlite: %s: %s", what, msg);
 	if (err) {
 		err->native = ext;
-		err->retryable = code == EMH_ERETRY;
+		err->retryable = code == EMH_ERETRY || code == EMH_ETIMEOUT;
 	}
 	return code;
 }

@@ -156,7 +156,7 @@ static int sq_table_info(emh_conn *c, const emh_meta *m, char ***names, char ***
 				sqlite3_reset(st);
 				continue;
 			}
-			rc = sq_fail(c->db, s, "table_info", err);
+			rc = sq_fail(c, s, "table_info", err);
 			break;
 		}
 		if (*n == cap) {
@@ -215,6 +215,7 @@ int sq_sync(emh_conn *c, const emh_meta *m, emh_error *err)
 
 	if (own_tx && (rc = sq_begin(c, err)) != 0)
 		return rc;
+	sq_deadline_start(c);
 	rc = sq_table_info(c, m, &names, &types, &n, err);
 	if (rc)
 		goto out_rollback;
@@ -281,7 +282,7 @@ static int sq_rows(emh_conn *c, sqlite3_stmt *st, int (*fn)(sqlite3_stmt *st, vo
 			sqlite3_reset(st);
 			continue;
 		}
-		rc = sq_fail(c->db, s, what, err);
+		rc = sq_fail(c, s, what, err);
 		break;
 	}
 	return rc;
@@ -360,6 +361,7 @@ int sq_describe(emh_conn *c, const char *table, emh_table_desc *out, emh_error *
 		" FROM pragma_index_list(?1) AS il, pragma_index_info(il.name) AS ii ORDER BY il.seq, ii.seqno";
 	sqlite3_stmt *st = NULL;
 	sq_idx_acc acc = {.t = out};
+	sq_deadline_start(c);
 	int rc = sq_prepare(c, cols_sql, -1, 0, &st, NULL, err);
 	if (rc)
 		return rc;

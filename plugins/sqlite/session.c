@@ -16,6 +16,35 @@
 
 #include "sqlite_int.h"
 
+/* ---- the deadline of a call ---- */
+
+static int64_t sq_coarse_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The coarse clock (a few ms) costs a few ns: cheap enough for every call. */
+void sq_deadline_start(emh_conn *c)
+{
+	int ms = c->dc->cfg.stmt_ms;
+	c->deadline_ns = ms > 0 ? sq_coarse_ns() + (int64_t)ms * 1000000 : 0;
+}
+
+/*
+ * Called by SQLite every SQ_PROGRESS_OPS virtual-machine steps of a
+ * statement: returning non-zero interrupts it (SQLITE_INTERRUPT, as
+ * sqlite3_interrupt would, rolling back an explicit transaction when the
+ * statement wrote).  Waits for a lock happen in the busy handler, not
+ * between steps: they stay under busy_timeout_ms.
+ */
+int sq_progress(void *arg)
+{
+	const emh_conn *c = arg;
+	return c->deadline_ns && sq_coarse_ns() > c->deadline_ns;
+}
+
 /* ---- waiting on shared-cache table locks ---- */
 
 /*
@@ -45,7 +74,7 @@ int sq_prepare(emh_conn *c, const char *sql, int len, unsigned flags, sqlite3_st
 		rc = sqlite3_prepare_v3(c->db, sql, len, flags, out, tail);
 	while (rc != SQLITE_OK && sq_locked_wait(sqlite3_extended_errcode(c->db), c->busy_ms, &waited));
 	if (rc != SQLITE_OK)
-		return sq_fail(c->db, rc, "prepare", err);
+		return sq_fail(c, rc, "prepare", err);
 	return 0;
 }
 
@@ -73,7 +102,7 @@ int sq_step_done(emh_conn *c, sqlite3_stmt *st, const char *what, char *out, siz
 			sqlite3_reset(st);
 			continue;
 		}
-		rc = sq_fail(c->db, rc, what, err);
+		rc = sq_fail(c, rc, what, err);
 		sqlite3_reset(st);
 		return rc;
 	}
@@ -86,6 +115,7 @@ int sq_step_done(emh_conn *c, sqlite3_stmt *st, const char *what, char *out, siz
 /* Step a cached single-statement command (BEGIN, COMMIT, ping ...). */
 static int sq_cached(emh_conn *c, sqlite3_stmt **slot, const char *sql, emh_error *err)
 {
+	sq_deadline_start(c);
 	if (!*slot) {
 		int rc = sq_prepare(c, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL, err);
 		if (rc)
@@ -157,6 +187,7 @@ int sq_execute(emh_conn *c, const char *text, emh_error *err)
 	const char *sql = text;
 	int rc = 0;
 
+	sq_deadline_start(c);
 	while (sql && *sql) {
 		sqlite3_stmt *st = NULL;
 		const char *tail = NULL;
@@ -178,27 +209,37 @@ int sq_execute(emh_conn *c, const char *text, emh_error *err)
 
 /* ---- the migration lock ---- */
 
+static int64_t sq_now_ms(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
 /*
  * The lock is an exclusive transaction: no other connection writes the
  * database while it is held, so another run waits here (the busy handler,
- * then once more until wait_ms) and finds every migration recorded.
+ * then once more until wait_ms) and finds every migration recorded.  The
+ * wait is its own deadline: the busy handler waits no longer than what is
+ * left of wait_ms (busy_timeout_ms is put back after).
  */
 int sq_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
 {
 	*in_txn = true;
 	if (!sqlite3_get_autocommit(c->db))
 		return 0; /* held: this transaction is the lock */
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	int64_t deadline = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + wait_ms;
+	int64_t deadline = sq_now_ms() + wait_ms;
 	for (;;) {
+		int64_t left = deadline - sq_now_ms();
+		sqlite3_busy_timeout(c->db, left <= 0 ? 0 : left < c->busy_ms ? (int)left : c->busy_ms);
+		sq_deadline_start(c);
 		int rc = sqlite3_exec(c->db, "BEGIN EXCLUSIVE", NULL, NULL, NULL);
+		sqlite3_busy_timeout(c->db, c->busy_ms);
 		if (rc == SQLITE_OK)
 			return 0;
-		clock_gettime(CLOCK_MONOTONIC, &now);
 		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
-			return sq_fail(c->db, rc, "migration lock (BEGIN EXCLUSIVE)", err);
-		if ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 >= deadline) {
+			return sq_fail(c, rc, "migration lock (BEGIN EXCLUSIVE)", err);
+		if (sq_now_ms() >= deadline) {
 			emh_error_set(err, EMH_ETIMEOUT,
 				      "sqlite: another migration run (or another writer) held database '%s' for %lld ms",
 				      c->dc ? c->dc->shown : "?", (long long)wait_ms);

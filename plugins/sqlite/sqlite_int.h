@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <sqlite3.h>
 
@@ -19,6 +20,7 @@
 /* Settings of a context, read once by context_open. */
 typedef struct sq_cfg {
 	int busy_ms;
+	int stmt_ms;       /* statement_timeout_ms: a call's deadline; 0 = none */
 	bool foreign_keys;
 	bool memory;       /* path was ":memory:" */
 	char journal[16];  /* validated PRAGMA journal_mode value, files only */
@@ -43,16 +45,24 @@ struct emh_conn {
 	sqlite3 *db;
 	const emh_dctx *dc;
 	int busy_ms;
+	/* CLOCK_MONOTONIC_COARSE ns past which the progress handler interrupts the
+	 * statement running (set as each call starts); 0 = none */
+	int64_t deadline_ns;
 	emh_prepcache *stmts; /* sqlite3_stmt * of each emh_stmt, by id */
 	sqlite3_stmt *ping, *begin, *commit, *rollback;
 };
 
 /* errors.c */
-int sq_fail(sqlite3 *db, int rc, const char *what, emh_error *err);
+/* Fill err from a failed call on c (NULL: only rc is known). */
+int sq_fail(emh_conn *c, int rc, const char *what, emh_error *err);
 /* EMFILE or ENFILE when the call on db that failed with ext ran out of file descriptors, else 0. */
 int sq_out_of_fds(sqlite3 *db, int ext);
 
 /* session.c */
+/* Start a call's deadline (statement_timeout_ms from now); every entry point calls it. */
+void sq_deadline_start(emh_conn *c);
+/* The progress handler: non-zero (interrupt) once the deadline of c (its argument) passed. */
+int sq_progress(void *arg);
 bool sq_locked_wait(int rc, int busy_ms, int *waited_ms);
 int sq_prepare(emh_conn *c, const char *sql, int len, unsigned flags, sqlite3_stmt **out, const char **tail,
 	       emh_error *err);

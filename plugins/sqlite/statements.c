@@ -185,6 +185,7 @@ int sq_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_r
 	bool owned, rows = false;
 	int rc, waited = 0;
 
+	sq_deadline_start(c);
 	rc = sq_stmt_get(c, st, &s, &owned, err);
 	if (rc)
 		return rc;
@@ -219,7 +220,7 @@ int sq_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_r
 			sqlite3_reset(s);
 			continue;
 		}
-		rc = sq_fail(c->db, r, st->kind == EMH_STMT_SELECT || st->kind == EMH_STMT_COUNT ? "query"
+		rc = sq_fail(c, r, st->kind == EMH_STMT_SELECT || st->kind == EMH_STMT_COUNT ? "query"
 				 : st->kind == EMH_STMT_INSERT ? "insert"
 				 : st->kind == EMH_STMT_UPDATE ? "update"
 				 : st->kind == EMH_STMT_DELETE ? "delete" : "statement",

@@ -97,6 +97,8 @@ outline "^  busy_timeout_ms +5000 +default$" "an unset driver key with a default
 outline "^  foreign_keys +true +default$" "a boolean default"
 outline "^  log_queries +false +default$" "the query log's keys are shown with their defaults"
 outline "^  slow_query_ms +0 +default$" "slow_query_ms too"
+outline "^  statement_timeout_ms +30000 +default$" "the deadlines' keys are shown with their defaults"
+outline "^  connect_timeout_ms +5000 +default$" "connect_timeout_ms too"
 out "server: listen 127.0.0.1:8080, 4 threads, max body 1048576 bytes, shutdown timeout 10000 ms" \
 	"the server section emhostd would use (its defaults)"
 out "context mem (driver sqlite)" "mem context header"

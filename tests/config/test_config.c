@@ -615,11 +615,14 @@ static void test_settings_api(void)
 	size_t n = 0;
 	while (emh__common_context_keys[n].key)
 		n++;
-	is_int(n, 17, "17 common keys");
+	is_int(n, 19, "19 common keys");
 	ok(emh__spec_find(emh__common_context_keys, "log_queries") &&
 		   emh__spec_find(emh__common_context_keys, "log_query_values") &&
 		   emh__spec_find(emh__common_context_keys, "slow_query_ms"),
 	   "the query log's keys are common keys");
+	ok(emh__spec_find(emh__common_context_keys, "statement_timeout_ms") &&
+		   emh__spec_find(emh__common_context_keys, "connect_timeout_ms"),
+	   "the deadlines' keys are common keys");
 }
 
 int main(void)

@@ -508,6 +508,79 @@ static void test_file(const fixture *fx)
 	emh_host_free(fd.h);
 }
 
+/* ---- the deadline of a call (statement_timeout_ms) ---- */
+
+/* Never ends on its own: counts an endless recursive sequence. */
+#define SQ_ENDLESS "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+
+/*
+ * A statement past statement_timeout_ms is interrupted (the progress
+ * handler): EMH_ETIMEOUT, retryable, its connection discarded, an open
+ * transaction spoiled until rolled back.  A wait for a lock is not cut by
+ * the deadline: busy_timeout_ms governs it.  The time bounds only tell
+ * "returned" from "hung".
+ */
+static void test_deadline(const fixture *fx)
+{
+	char file[1100], url[1200];
+	emh_error err;
+	fixture_path(fx, "deadline.db", file, sizeof file);
+	snprintf(url, sizeof url, "EMH_CONTEXT_D_URL=sqlite://%s", file);
+	const char *env[] = {url, "EMH_CONTEXT_D_STATEMENT_TIMEOUT_MS=300", "EMH_CONTEXT_D_BUSY_TIMEOUT_MS=1500",
+			     "EMH_CONTEXT_D_SCHEMA=sync", NULL};
+	diag("a call past statement_timeout_ms: interrupted, EMH_ETIMEOUT, connection discarded");
+	emh_host *h = host_new(fx, env, &err);
+	if (!h)
+		bail("host with a sqlite context 'd': %s", err.message);
+	fixture_register(h, "d", &item_entity);
+
+	emh_em *em = fixture_fork(h, "d");
+	item_seed(em, "before", 1);
+	uint64_t discarded = fixture_context_info(h, "d").discarded;
+	double t0 = now_ms();
+	int rc = emh_em_execute(em, SQ_ENDLESS, &err);
+	double took = now_ms() - t0;
+	is_int(rc, EMH_ETIMEOUT, "an endless statement comes back as EMH_ETIMEOUT");
+	ok(took < 300 + 1000, "at its deadline instead of hanging (%.0f ms for 300 ms)", took);
+	ok(err.retryable, "retryable");
+	like_str(err.message, "context 'd'", "naming the context");
+	like_str(err.message, "statement_timeout_ms=300", "and the deadline: %s", err.message);
+	is_int(err.native & 0xff, SQLITE_INTERRUPT, "native SQLITE_INTERRUPT");
+	is_int((int)(fixture_context_info(h, "d").discarded - discarded), 1, "its connection was discarded");
+	is_int(item_count(h, "d"), 1, "the context serves the next fork");
+	item_seed(em, "same fork, next call", 2);
+	emh_em_close(em);
+
+	diag("inside a transaction: the transaction is spoiled until rolled back");
+	em = fixture_fork(h, "d");
+	if (emh_em_begin(em, &err))
+		bail("begin: %s", err.message);
+	item_seed(em, "in the transaction", 3);
+	if (emh_em_flush(em, &err))
+		bail("flush: %s", err.message);
+	is_int(emh_em_execute(em, SQ_ENDLESS, &err), EMH_ETIMEOUT, "the endless statement times out");
+	is_int(emh_em_execute(em, "SELECT 1", &err), EMH_ESTATE, "the next call is refused: the transaction is gone");
+	is_int(emh_em_rollback(em, &err), 0, "rollback");
+	emh_em_close(em);
+	is_int(item_count(h, "d"), 2, "nothing of the transaction stayed");
+
+	diag("a wait for a lock stays under busy_timeout_ms, past the deadline");
+	sqlite3 *raw = NULL;
+	if (sqlite3_open(file, &raw) != SQLITE_OK || sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL))
+		bail("raw write lock on %s: %s", file, sqlite3_errmsg(raw));
+	em = fixture_fork(h, "d");
+	t0 = now_ms();
+	rc = item_add(em, "locked out", 4, NULL, &err);
+	took = now_ms() - t0;
+	is_int(rc, EMH_ERETRY, "an insert behind a held lock ends as EMH_ERETRY, not EMH_ETIMEOUT");
+	ok(took >= 1000 && took < 1500 + 3000, "after busy_timeout_ms=1500 (%.0f ms), not statement_timeout_ms=300",
+	   took);
+	emh_em_close(em);
+	sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(raw);
+	emh_host_free(h);
+}
+
 /* ---- writers in several threads queue on BEGIN IMMEDIATE ---- */
 
 typedef struct writer_arg {
@@ -833,6 +906,7 @@ int main(void)
 	test_descriptor(&fx);
 	test_file(&fx);
 	test_file_writers(&fx);
+	test_deadline(&fx);
 	diag("settings: accepted, refused, files that cannot be opened");
 	settings_accepted(&fx);
 	settings_refused(&fx);

@@ -35,6 +35,12 @@ TESTS += tests/unit/test_budget
 tests_unit_test_budget_SOURCES = tests/unit/test_budget.c tests/unit/memdrv.c tests/unit/memdrv.h $(FIXTURE_SOURCES)
 tests_unit_test_budget_LDADD = $(UNIT_LIBS)
 
+# EMH_ETIMEOUT from a driver: the connection discarded, the context not down (core/pool.c, core/em.c).
+check_PROGRAMS += tests/unit/test_timeout
+TESTS += tests/unit/test_timeout
+tests_unit_test_timeout_SOURCES = tests/unit/test_timeout.c tests/unit/memdrv.c tests/unit/memdrv.h $(FIXTURE_SOURCES)
+tests_unit_test_timeout_LDADD = $(UNIT_LIBS)
+
 # emh_host_reload: contexts added, removed and changed, a driver loaded after start.
 check_PROGRAMS += tests/unit/test_reload
 TESTS += tests/unit/test_reload

@@ -26,6 +26,13 @@ static int md_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 			err->retryable = true;
 		return EMH_ENOFD;
 	}
+	if (atomic_load(&md.busy)) {
+		emh_error_set(err, EMH_ETIMEOUT, "memdrv: too many clients already (server '%s')",
+			      emh_params_context(p));
+		if (err)
+			err->retryable = true;
+		return EMH_ETIMEOUT;
+	}
 	*out = malloc(sizeof **out);
 	if (!*out)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
@@ -53,6 +60,12 @@ static int alive(emh_conn *c, emh_error *err)
 static int md_ping(emh_conn *c, emh_error *err)
 {
 	atomic_fetch_add(&md.pings, 1);
+	if (atomic_load(&md.slow_ping)) {
+		emh_error_set(err, EMH_ETIMEOUT, "memdrv: ping: no answer within the deadline");
+		if (err)
+			err->retryable = true;
+		return EMH_ETIMEOUT;
+	}
 	return alive(c, err);
 }
 
@@ -65,6 +78,12 @@ static int md_execute(emh_conn *c, const char *t, emh_error *err)
 		return emh_error_set(err, EMH_EDRIVER, "memdrv: statement failed");
 	if (strcmp(t, "lose") == 0)
 		return emh_error_set(err, EMH_EUNAVAILABLE, "memdrv: connection lost");
+	if (strcmp(t, "slow") == 0) {
+		emh_error_set(err, EMH_ETIMEOUT, "memdrv: no answer within the deadline");
+		if (err)
+			err->retryable = true;
+		return EMH_ETIMEOUT;
+	}
 	if (strcmp(t, "hold") == 0)
 		usleep((useconds_t)atomic_load(&md.hold_us));
 	return 0;

@@ -172,15 +172,15 @@ static void test_eviction(void)
 	is_int(exec_on(h, "a", "ok", &err), 0, "a again: its connection is now the most recently used");
 	is_int(budget_of(h).connections, 2, "the budget is full");
 	is_int(exec_on(h, "c", "ok", &err), 0, "c needs one: it gets one");
-	is_int(fixture_info(h, "b").idle, 0, "b's connection, the longest idle, was closed for it");
-	is_int(fixture_info(h, "a").idle, 1, "a's stayed");
-	is_int(fixture_info(h, "c").idle, 1, "c's is idle now");
+	is_int(fixture_context_info(h, "b").idle, 0, "b's connection, the longest idle, was closed for it");
+	is_int(fixture_context_info(h, "a").idle, 1, "a's stayed");
+	is_int(fixture_context_info(h, "c").idle, 1, "c's is idle now");
 	emh_budget_info bi = budget_of(h);
 	is_int(bi.evicted, 1, "one eviction counted");
 	is_int(bi.connections, 2, "still 2 open");
 	is_int(bi.idle, 2, "both idle");
 	is_int(exec_on(h, "b", "ok", &err), 0, "b again: a's connection goes");
-	is_int(fixture_info(h, "a").idle, 0, "a holds none");
+	is_int(fixture_context_info(h, "a").idle, 0, "a holds none");
 	is_int(atomic_load(&md.max_live) - live, 2, "never more than 2 connections were open");
 	is_int(atomic_load(&md.live) - live, 2, "2 are open");
 	emh_host_free(h);
@@ -215,7 +215,7 @@ static void test_wait_and_timeout(void)
 		 "the message says the host's budget, not the database, is exhausted");
 	ok(err.retryable, "retryable");
 	is_str(err.context, "d", "err.context is set");
-	emh_context_info di = fixture_info(h, "d");
+	emh_context_info di = fixture_context_info(h, "d");
 	ok(di.up && !di.last_error[0], "the context is not marked down");
 	is_int(di.timeouts, 1, "the context counts the timeout");
 	emh_budget_info bi = budget_of(h);
@@ -228,11 +228,11 @@ static void test_wait_and_timeout(void)
 	for (int i = 0; i < 1000 && budget_of(h).waiting == 0; i++)
 		usleep(1000);
 	is_int(budget_of(h).waiting, 1, "a fork on c waits for room");
-	is_int(fixture_info(h, "c").waiting, 1, "counted as waiting on c");
+	is_int(fixture_context_info(h, "c").waiting, 1, "counted as waiting on c");
 	emh_em_close(ha); /* a's connection goes idle: c closes it and takes the room */
 	pthread_join(t, NULL);
 	is_int(w.rc, 0, "it gets a connection once a's comes back (not after its 10 s timeout)");
-	is_int(fixture_info(h, "a").idle, 0, "a's idle connection made the room");
+	is_int(fixture_context_info(h, "a").idle, 0, "a's idle connection made the room");
 	is_int(budget_of(h).waits, 2, "that wait counted");
 	emh_em_close(hb);
 	emh_host_free(h);
@@ -280,14 +280,14 @@ static void test_reaping(void)
 	is_int(exec_on(h, "r", "ok", &err), 0, "r (min 0) uses a connection");
 	is_int(atomic_load(&md.live) - live, 4, "4 connections open");
 	/* no timing assertion: wait (at most 10 s) for the reaper */
-	for (int i = 0; i < 1000 && (fixture_info(h, "r").idle || fixture_info(h, "k").idle > 1); i++)
+	for (int i = 0; i < 1000 && (fixture_context_info(h, "r").idle || fixture_context_info(h, "k").idle > 1); i++)
 		usleep(10000);
-	emh_context_info ri = fixture_info(h, "r");
+	emh_context_info ri = fixture_context_info(h, "r");
 	is_int(ri.idle + ri.in_use, 0, "r holds no connection after its idle timeout, with no further use");
-	is_int(fixture_info(h, "k").idle, 1, "k keeps pool.min = 1 of its 2");
+	is_int(fixture_context_info(h, "k").idle, 1, "k keeps pool.min = 1 of its 2");
 	usleep(300000);
-	is_int(fixture_info(h, "k").idle, 1, "and still does 3 idle timeouts later");
-	is_int(fixture_info(h, "n").idle, 1, "n's connection is never reaped");
+	is_int(fixture_context_info(h, "k").idle, 1, "and still does 3 idle timeouts later");
+	is_int(fixture_context_info(h, "n").idle, 1, "n's connection is never reaped");
 	emh_budget_info bi = budget_of(h);
 	is_int(bi.reaped, 2, "2 reaped");
 	is_int(bi.connections, 2, "the budget counts the 2 left");
@@ -308,7 +308,7 @@ static void test_nofd(void)
 	is_str(emh_strerror(EMH_ENOFD), "out of file descriptors", "its message");
 	like_str(err.message, "context 'a': memdrv: socket: out of file descriptors", "the driver's words, in context");
 	ok(err.retryable, "retryable");
-	emh_context_info ai = fixture_info(h, "a");
+	emh_context_info ai = fixture_context_info(h, "a");
 	ok(ai.up && !ai.last_error[0], "the context is not down (not 'database down')");
 	is_int(budget_of(h).connections, 0, "the failed connect gave its room back");
 	atomic_store(&md.nofd, 0);
@@ -357,7 +357,7 @@ static void test_reload(void)
 	ok(bi.max_connections == 2 && bi.connections == 2, "the budget is 2, and 2 are open (%u)", bi.connections);
 	like_str(bi.origin, "reload.conf:1", "its origin is the file");
 	is_int(atomic_load(&md.live) - live, 2, "the driver agrees");
-	ok(fixture_info(h, "a").idle == 1 && fixture_info(h, "b").idle == 1,
+	ok(fixture_context_info(h, "a").idle == 1 && fixture_context_info(h, "b").idle == 1,
 	   "the longest idle went first: a keeps 1 of its 3, b its 1");
 
 	/* above a lowered budget, a connection given back is closed, not kept */
@@ -393,11 +393,11 @@ static void test_reload(void)
 	reload_conf(path, 3, 1, 300000);
 	is_int(emh_host_reload(h, &ro, sum, sizeof sum, &err), 0, "reload lowering a's pool max to 1 with 3 in use");
 	like_str(sum, "pool of a: max 3 -> 1", "the summary says so");
-	uint64_t discarded = fixture_info(h, "a").discarded;
+	uint64_t discarded = fixture_context_info(h, "a").discarded;
 	emh_em_close(ha);
 	emh_em_close(a2b);
 	emh_em_close(a3b);
-	emh_context_info ai = fixture_info(h, "a");
+	emh_context_info ai = fixture_context_info(h, "a");
 	ok(ai.idle == 1 && ai.in_use == 0, "a keeps 1 connection of the 3 given back (%u idle)", ai.idle);
 	is_int(ai.discarded - discarded, 2, "2 closed as they came back");
 
@@ -405,10 +405,10 @@ static void test_reload(void)
 	is_int(exec_on(h, "b", "ok", &err), 0, "b uses a connection again");
 	reload_conf(path, 3, 1, 50);
 	is_int(emh_host_reload(h, &ro, sum, sizeof sum, &err), 0, "reload lowering a's idle_timeout_ms to 50");
-	for (int i = 0; i < 1000 && fixture_info(h, "a").idle; i++)
+	for (int i = 0; i < 1000 && fixture_context_info(h, "a").idle; i++)
 		usleep(10000);
-	is_int(fixture_info(h, "a").idle, 0, "a's idle connection was reaped (not after the old 300 s)");
-	is_int(fixture_info(h, "b").idle, 1, "b's, under its own timeout, stays");
+	is_int(fixture_context_info(h, "a").idle, 0, "a's idle connection was reaped (not after the old 300 s)");
+	is_int(fixture_context_info(h, "b").idle, 1, "b's, under its own timeout, stays");
 	emh_host_free(h);
 	is_int(atomic_load(&md.live), live, "every connection closed with the host");
 }

@@ -98,7 +98,7 @@ int main(void)
 	is_int(okn, 1600, "8 threads x 200 uses of a pool of 3 all succeed");
 	is_int(failed, 0, "no acquire failed");
 	ok(atomic_load(&md.max_live) <= 3, "never more than max=3 connections open (saw %d)", atomic_load(&md.max_live));
-	emh_context_info ci = fixture_info(h, "p");
+	emh_context_info ci = fixture_context_info(h, "p");
 	is_int(ci.in_use, 0, "every connection came back");
 	ok(ci.opened <= 3 && ci.idle == ci.opened, "connections reused: opened %llu, idle %u",
 	   (unsigned long long)ci.opened, ci.idle);
@@ -116,7 +116,7 @@ int main(void)
 	ok(el >= 140 && el < 2000, "acquire timeout honoured: waited %.0f ms for 150 ms", el);
 	emh_em_close(holder);
 	is_int(exec_on(h, "q", "ok", &err), 0, "after the holder closes, the connection is free again");
-	ci = fixture_info(h, "q");
+	ci = fixture_context_info(h, "q");
 	is_int((int)ci.timeouts, 1, "the timeout is counted");
 
 	/* a lost connection is discarded, never handed out again */
@@ -128,11 +128,11 @@ int main(void)
 	is_int(atomic_load(&md.live), live - 1, "the lost connection was closed");
 	is_int(exec_on(h, "q", "ok", &err), 0, "next fork works");
 	is_int(atomic_load(&md.opened), opened + 1, "on a new connection");
-	ci = fixture_info(h, "q");
+	ci = fixture_context_info(h, "q");
 	is_int((int)ci.discarded, 1, "discard counted");
 
 	/* on p, with idle connections: a lost one takes the idle ones with it */
-	ci = fixture_info(h, "p");
+	ci = fixture_context_info(h, "p");
 	unsigned idle_before = ci.idle;
 	uint64_t disc_before = ci.discarded;
 	lf = fixture_fork(h, "p");
@@ -140,7 +140,7 @@ int main(void)
 		bail("a statement on p before losing its connection: %s", err.message);
 	is_int(emh_em_execute(lf, "lose", &err), EMH_EUNAVAILABLE, "a connection of p is lost");
 	emh_em_close(lf);
-	ci = fixture_info(h, "p");
+	ci = fixture_context_info(h, "p");
 	ok(idle_before >= 2, "p had several idle connections (%u)", idle_before);
 	is_int((int)(ci.discarded - disc_before), (int)idle_before, "the lost one and every idle one were discarded");
 	is_int(ci.idle, 0, "no idle connection left to ping one by one");
@@ -185,16 +185,16 @@ int main(void)
 	is_int(rc, EMH_EUNAVAILABLE, "database down: EMH_EUNAVAILABLE");
 	ok(el < 1000, "returned promptly (%.0f ms), not after the 2000 ms acquire timeout", el);
 	like_str(err.message, "context 'p'", "error names the context");
-	ci = fixture_info(h, "p");
+	ci = fixture_context_info(h, "p");
 	ok(!ci.up && ci.last_error[0], "context reported down with its last error: %s", ci.last_error);
 	t0 = now_ms();
 	is_int(exec_on(h, "p", "ok", &err), EMH_EUNAVAILABLE, "still down: the next fork gets EMH_EUNAVAILABLE too");
 	ok(now_ms() - t0 < 1000, "promptly, from a failed connect");
-	ci = fixture_info(h, "p");
+	ci = fixture_context_info(h, "p");
 	ok(!ci.up && strstr(ci.last_error, "refused"), "the last error is the refused connect: %s", ci.last_error);
 	atomic_store(&md.down, 0);
 	is_int(exec_on(h, "p", "ok", &err), 0, "database back: next use succeeds with no restart");
-	ci = fixture_info(h, "p");
+	ci = fixture_context_info(h, "p");
 	ok(ci.up, "context reported up again");
 	emh_host_free(h);
 	is_int(atomic_load(&md.live), 0, "freeing the host closed every connection");

@@ -249,6 +249,13 @@ int main(void)
 	is_str(err.context, "a", "err.context is the context");
 	is_str(names(h, buf, sizeof buf, NULL, NULL), "default,a,b", "the new context d of the same file was not added");
 
+	/* the deadlines are built into each connection when it opens (docs/operations.md) */
+	snprintf(c4, sizeof c4, "{ name = \"a\"; driver = \"sqlite\"; path = \"%s/a.db\"; statement_timeout_ms = 1000; "
+		 "pool = { max = 2; acquire_timeout_ms = 120000; }; }", fx.dir);
+	write_conf("default_context = \"default\";\ncontexts = (\n  %s,\n  %s,\n  %s\n);\n", c1, c4, c3);
+	is_int(emh_host_reload(h, &ropts, sum, sizeof sum, &err), EMH_ECONFIG, "a changed statement_timeout_ms is refused");
+	like_str(err.message, "context 'a': statement_timeout_ms cannot change while it runs", "naming the key");
+
 	write_conf("default_context = \"default\";\ncontexts = (\n  %s,\n  %s\n);\n", c2, c3);
 	is_int(emh_host_reload(h, &ropts, sum, sizeof sum, &err), EMH_ECONFIG, "removing the default context is refused");
 	like_str(err.message, "default_context: no context 'default'", "saying why");
