@@ -72,6 +72,7 @@ void emh_em_close(emh_em *em)
 		}
 	}
 	emh__em_conn_release(em);
+	emh__em_unlink(em);
 	emh__arena_release(&em->arena);
 	emh_context *c = em->ctx;
 	atomic_fetch_sub_explicit(&c->forks_open, 1, memory_order_relaxed);
@@ -527,7 +528,7 @@ typedef struct load_sink {
 
 
 /* The object for a row: the one already in the identity map, or a new one. */
-static int materialize(emh_em *em, emh__meta *m, const emh_value *cols, void **out, emh_error *err)
+int emh__em_materialize(emh_em *em, emh__meta *m, const emh_value *cols, void **out, emh_error *err)
 {
 	const emh_entity *e = m->pub.entity;
 	*out = NULL;
@@ -565,7 +566,7 @@ static int load_row(emh_rowsink *s, const emh_value *cols, emh_error *err)
 {
 	load_sink *ls = (load_sink *)s;
 	void *obj;
-	int rc = materialize(ls->em, ls->m, cols, &obj, err);
+	int rc = emh__em_materialize(ls->em, ls->m, cols, &obj, err);
 	if (rc || !obj)
 		return rc;
 	if (ls->n == 0 && !ls->items) {
@@ -643,6 +644,30 @@ static int check_query(emh_repo *r, const emh_query *q, emh_error *err)
 	return rc ? emh__em_fail(r->em, rc, err) : 0;
 }
 
+int emh__em_scan(emh_em *em, emh__meta *m, const emh_query *q, emh_rowsink *sink, emh_error *err)
+{
+	int rc;
+	if (q && (rc = emh__query_error(q, err)) != 0)
+		return emh__em_fail(em, rc, err);
+	if (!emh__em_is_sql(em)) {
+		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = sink};
+		return emh__em_run(em, &o, err);
+	}
+	const emh_stmt *st = emh__sql_query_stmt(m, em->ctx->drv->d.dialect, q, false, err);
+	if (!st)
+		return emh__em_fail(em, err ? err->code : EMH_ENOMEM, err);
+	size_t np = emh__query_nparams(q, false);
+	emh_value stackp[32], *params = np <= 32 ? stackp : malloc(np * sizeof *params);
+	if (!params)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	emh__query_params(q, false, params);
+	emh__op o = {.kind = OP_STMT, .m = m, .st = st, .params = params, .sink = sink};
+	rc = emh__em_run(em, &o, err);
+	if (params != stackp)
+		free(params);
+	return rc;
+}
+
 static int find_into(emh_repo *r, const emh_query *q, load_sink *ls, emh_error *err)
 {
 	emh_error local;
@@ -657,23 +682,7 @@ static int find_into(emh_repo *r, const emh_query *q, load_sink *ls, emh_error *
 	ls->em = em;
 	ls->m = m;
 	em->loaded = true;
-	if (!emh__em_is_sql(em)) {
-		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = &ls->base};
-		return emh__em_run(em, &o, err);
-	}
-	const emh_stmt *st = emh__sql_query_stmt(m, em->ctx->drv->d.dialect, q, false, err);
-	if (!st)
-		return emh__em_fail(em, err ? err->code : EMH_ENOMEM, err);
-	size_t np = emh__query_nparams(q, false);
-	emh_value stackp[32], *params = np <= 32 ? stackp : malloc(np * sizeof *params);
-	if (!params)
-		return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	emh__query_params(q, false, params);
-	emh__op o = {.kind = OP_STMT, .m = m, .st = st, .params = params, .sink = &ls->base};
-	rc = emh__em_run(em, &o, err);
-	if (params != stackp)
-		free(params);
-	return rc;
+	return emh__em_scan(em, m, q, &ls->base, err);
 }
 
 int emh_repo_find(emh_repo *r, const emh_query *q, emh_list *out, emh_error *err)
@@ -692,7 +701,7 @@ int emh_repo_find(emh_repo *r, const emh_query *q, emh_list *out, emh_error *err
 		out->items = ls.items;
 	}
 	out->count = ls.n;
-	return 0;
+	return q && q->nwith ? emh__rel_load_with(r->em, q, out->items, out->count, err) : 0;
 }
 
 int emh_repo_find_one(emh_repo *r, const emh_query *q, void **out, emh_error *err)
@@ -706,7 +715,7 @@ int emh_repo_find_one(emh_repo *r, const emh_query *q, void **out, emh_error *er
 		return emh__em_fail(r->em, emh_error_set(err, EMH_ENOTFOUND, "no '%s' matches the query",
 						     r->m->pub.entity->name), err);
 	*out = ls.items[0];
-	return 0;
+	return q && q->nwith ? emh__rel_load_with(r->em, q, ls.items, 1, err) : 0;
 }
 
 typedef struct count_sink {

@@ -25,3 +25,6 @@ emhostinclude_HEADERS = include/emhost/emhost.h include/emhost/error.h include/e
 # The drivers' per-connection prepared-statement cache (emhost/prepcache.h).
 core_libemhost_core_la_SOURCES += core/prepcache.c
 emhostinclude_HEADERS += include/emhost/prepcache.h
+
+# Relations between entities, within and across contexts (issue 16).
+core_libemhost_core_la_SOURCES += core/relation.c core/relation_int.h

@@ -142,7 +142,8 @@ int emh_em_begin(emh_em *em, emh_error *err)
 		return rc;
 	if ((rc = tx_send(em, TX_BEGIN, em->tx_depth + 1, err)) != 0)
 		return rc;
-	em->tx_depth++;
+	if (em->tx_depth++ == 0)
+		emh__rel_begin_note(em);
 	return 0;
 }
 
@@ -502,6 +503,12 @@ static int flush(emh_em *em, emh__obj *only, emh_error *err)
 		}
 	}
 	if (rc || n == 0) {
+		free(v);
+		return rc;
+	}
+	/* Checked references and on_delete restrict ask other contexts, before
+	 * this flush writes anything. */
+	if ((rc = emh__rel_flush_check(em, only, err)) != 0) {
 		free(v);
 		return rc;
 	}

@@ -12,6 +12,7 @@ include $(srcdir)/tests/mysql/local.mk
 include $(srcdir)/tests/mongo/local.mk
 include $(srcdir)/tests/daemon/local.mk
 include $(srcdir)/tests/abi/local.mk
+include $(srcdir)/tests/relations/local.mk
 EXTRA_DIST += tests/tap.h tests/tap.sh
 
 # Fault tests stop and restart the shared test servers (tests/<driver>/fault.sh

@@ -100,6 +100,14 @@ void emh_q_order_by(emh_query *q, const char *field, bool descending);
 void emh_q_limit(emh_query *q, int64_t n);
 /* Skip the first n rows (n >= 0). */
 void emh_q_offset(emh_query *q, int64_t n);
+/*
+ * Eager-load relation path (as emh_em_load: "author", "posts.comments") on
+ * the objects emh_repo_find / emh_repo_find_one return, right after the
+ * find: one query per target context per level, whatever the number of
+ * rows.  Repeatable (each path is loaded, in the order given; at most 8).
+ * An unknown relation is reported by the find.
+ */
+void emh_q_with(emh_query *q, const char *path);
 
 /* Accessors for drivers (driver.h) and for tests. */
 const emh_entity *emh_query_entity(const emh_query *q);
