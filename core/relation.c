@@ -383,9 +383,8 @@ static ssize_t keyset_find(const keyset *s, const emh_value *k)
 	}
 }
 
-static int keyset_grow(keyset *s)
+static int keyset_grow(keyset *s, size_t ns)
 {
-	size_t ns = s->nslot ? s->nslot * 2 : 64;
 	uint32_t *sl = calloc(ns, sizeof *sl);
 	if (!sl)
 		return EMH_ENOMEM;
@@ -410,7 +409,7 @@ static int keyset_add(keyset *s, const emh_value *in, ssize_t *idx)
 		return 0;
 	if ((*idx = keyset_find(s, &k)) >= 0)
 		return 0;
-	if ((s->n + 1) * 2 > s->nslot && keyset_grow(s) != 0)
+	if ((s->n + 1) * 2 > s->nslot && keyset_grow(s, s->nslot ? s->nslot * 2 : 64) != 0)
 		return EMH_ENOMEM;
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 64;
@@ -433,6 +432,18 @@ static int keyset_add(keyset *s, const emh_value *in, ssize_t *idx)
 	s->v[s->n] = k;
 	*idx = (ssize_t)s->n++;
 	return 0;
+}
+
+/* Room for n keys without growing (an empty set; a hint: 0 on failure too). */
+static void keyset_reserve(keyset *s, size_t n)
+{
+	size_t ns = 64;
+	while (ns < 2 * n)
+		ns *= 2;
+	if (n > 64 && (s->v = malloc(n * sizeof *s->v)) != NULL)
+		s->cap = n;
+	if (ns > 64)
+		keyset_grow(s, ns);
 }
 
 static void keyset_release(keyset *s)
@@ -594,12 +605,20 @@ static int rel_row(emh_rowsink *base, const emh_value *cols, emh_error *err)
 	}
 }
 
-/* Bucket of n keys: the next power of two, at most EMH_QUERY_MAX_IN. */
+/*
+ * Bucket of n keys: up to 8 exact, then four steps per power of two (9-16
+ * by 2, 17-32 by 4, ... 100 -> 112), at most EMH_QUERY_MAX_IN: at most a
+ * quarter more keys than asked, and some thirty statement shapes per
+ * relation whatever the batch sizes.
+ */
 static size_t bucket(size_t n)
 {
-	size_t b = 1;
-	while (b < n)
-		b *= 2;
+	size_t p = 8;
+	if (n <= p)
+		return n;
+	while (p < n)
+		p *= 2;
+	size_t step = p / 8, b = (n + step - 1) / step * step;
 	return b > EMH_QUERY_MAX_IN ? EMH_QUERY_MAX_IN : b;
 }
 
@@ -692,13 +711,8 @@ static int load_by_pk(const hop *h, const keyset *keys, void **tobj, emh__arena 
 	if (keys->n && !(map = malloc(keys->n * sizeof *map)))
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	for (size_t i = 0; i < keys->n && rc == 0; i++) {
-		emh__obj *have = NULL;
-		if (!g->readonly) {
-			emh_value k = keys->v[i];
-			if (k.type != EMH_T_TEXT)
-				k.type = tpk->type;
-			have = emh__imap_find(g, tm, &k);
-		}
+		/* the identity map compares integer keys of either width as int64 */
+		emh__obj *have = g->readonly ? NULL : emh__imap_find(g, tm, &keys->v[i]);
 		if (have) {
 			tobj[i] = have->state == ST_MANAGED || have->state == ST_NEW ? OBJ(have) : NULL;
 			continue;
@@ -735,6 +749,7 @@ static int load_hop(emh_em *em, void *const *objs, size_t n, const hop *h, objse
 	int rc = 0;
 	if (!kid)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	keyset_reserve(&keys, n);
 	const size_t DONE = SIZE_MAX - 1, NOKEY = SIZE_MAX; /* kid[i] when not a key's index */
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		emh__obj *o = HDR(objs[i]);
@@ -864,8 +879,10 @@ static int load_path(emh_em *em, emh__meta *m0, void *const *objs, size_t n, con
 		f = hops[i].g;
 		m = hops[i].tm;
 	}
+	/* the queries of a load are built here; most fit the first block */
+	_Alignas(16) unsigned char first[8192];
 	emh__arena scratch;
-	emh__arena_init(&scratch, NULL, 0);
+	emh__arena_init(&scratch, first, sizeof first);
 	objset cur = {0}, nxt = {0};
 	void *const *lv = objs;
 	size_t ln = n;
@@ -1093,8 +1110,9 @@ int emh__rel_flush_check(emh_em *em, emh__obj *only, emh_error *err)
 		any |= atomic_load_explicit(&m->rel_flags, memory_order_acquire);
 	if (!(any & (EMH_REL_CHECKED | EMH_REL_RESTRICT)))
 		return 0;
+	_Alignas(16) unsigned char first[4096];
 	emh__arena scratch;
-	emh__arena_init(&scratch, NULL, 0);
+	emh__arena_init(&scratch, first, sizeof first);
 	int rc = 0;
 	for (emh__meta *m = atomic_load_explicit(&em->ctx->metas, memory_order_acquire); m && rc == 0; m = m->next) {
 		if (!(atomic_load_explicit(&m->rel_flags, memory_order_acquire) & (EMH_REL_CHECKED | EMH_REL_RESTRICT)))
