@@ -12,7 +12,7 @@
 
 #include <emhost/entity.h>
 
-#include "internal.h"
+#include "relation_int.h"
 
 static const char *const type_names[] = {
 	[EMH_T_BOOL] = "bool",     [EMH_T_INT32] = "int32", [EMH_T_INT64] = "int64",
@@ -371,6 +371,37 @@ emh_entity *emh__entity_dup(const emh_entity *e)
 	return d;
 }
 
+emh__rel *emh__rel_dup(const emh_field *f, unsigned idx)
+{
+	emh_relation r;
+	emh__relation_read(f->relation, &r);
+	const emh_entity *t = r.target, *j = r.kind == EMH_REL_MANY_TO_MANY ? r.through : NULL;
+	size_t n = sizeof(emh__rel) + str_size(f->name) + str_size(r.key) + str_size(r.context) + str_size(t->name) +
+		   str_size(t->table) + (j ? str_size(j->name) + str_size(j->table) + str_size(r.through_key) : 0);
+	emh__rel *x = calloc(1, n);
+	if (!x)
+		return NULL;
+	char *area = (char *)(x + 1);
+	x->index = idx;
+	x->kind = r.kind;
+	x->flags = r.flags;
+	x->offset = f->offset;
+	x->key_col = -1;
+	x->name = str_put(&area, f->name);
+	x->key = str_put(&area, r.key);
+	x->context = str_put(&area, r.context);
+	x->target_name = str_put(&area, t->name);
+	x->target_table = str_put(&area, t->table);
+	x->target_print = emh__entity_print(t);
+	if (j) {
+		x->through_name = str_put(&area, j->name);
+		x->through_table = str_put(&area, j->table);
+		x->through_key = str_put(&area, r.through_key);
+		x->through_print = emh__entity_print(j);
+	}
+	return x;
+}
+
 /* The next column field of e from *i on (advancing *i past it), or NULL. */
 static const emh_field *next_column(const emh_entity *e, size_t *i)
 {
@@ -420,7 +451,9 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 	return h;
 }
 
-static uint64_t fnv_str(uint64_t h, const char *s) { return fnv(h, s, strlen(s) + 1); }
+/* NULL hashes as the empty string's terminator alone: the print of a target
+ * that is not a valid entity is never equal to a registered one's anyway. */
+static uint64_t fnv_str(uint64_t h, const char *s) { return s ? fnv(h, s, strlen(s) + 1) : fnv(h, "", 1); }
 
 uint64_t emh__entity_print(const emh_entity *e)
 {
@@ -434,7 +467,7 @@ uint64_t emh__entity_print(const emh_entity *e)
 	}
 	for (size_t k = 0; k < e->nindexes; k++) {
 		h = fnv(fnv_str(h, e->indexes[k].name), &e->indexes[k].unique, sizeof(bool));
-		for (const char *const *fp = e->indexes[k].fields; *fp; fp++)
+		for (const char *const *fp = e->indexes[k].fields; fp && *fp; fp++)
 			h = fnv_str(h, *fp);
 	}
 	return h;

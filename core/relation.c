@@ -34,51 +34,7 @@
 
 /* ---- the host's copy of a relation ---- */
 
-static size_t str_size(const char *s) { return s ? strlen(s) + 1 : 0; }
-
-static const char *str_put(char **area, const char *s)
-{
-	if (!s)
-		return NULL;
-	size_t n = strlen(s) + 1;
-	char *d = memcpy(*area, s, n);
-	*area += n;
-	return d;
-}
-
 static bool str_same(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
-
-/* A copy of relation field f (of a valid declaration), with index idx; NULL on out of memory. */
-static emh__rel *rel_copy(const emh_field *f, unsigned idx)
-{
-	emh_relation r;
-	emh__relation_read(f->relation, &r);
-	const emh_entity *t = r.target, *j = r.kind == EMH_REL_MANY_TO_MANY ? r.through : NULL;
-	size_t n = sizeof(emh__rel) + str_size(f->name) + str_size(r.key) + str_size(r.context) + str_size(t->name) +
-		   str_size(t->table) + (j ? str_size(j->name) + str_size(j->table) + str_size(r.through_key) : 0);
-	emh__rel *x = calloc(1, n);
-	if (!x)
-		return NULL;
-	char *area = (char *)(x + 1);
-	x->index = idx;
-	x->kind = r.kind;
-	x->flags = r.flags;
-	x->offset = f->offset;
-	x->key_col = -1;
-	x->name = str_put(&area, f->name);
-	x->key = str_put(&area, r.key);
-	x->context = str_put(&area, r.context);
-	x->target_name = str_put(&area, t->name);
-	x->target_table = str_put(&area, t->table);
-	x->target_print = emh__entity_print(t);
-	if (j) {
-		x->through_name = str_put(&area, j->name);
-		x->through_table = str_put(&area, j->table);
-		x->through_key = str_put(&area, r.through_key);
-		x->through_print = emh__entity_print(j);
-	}
-	return x;
-}
 
 static bool rel_same(const emh__rel *a, const emh__rel *b)
 {
@@ -109,7 +65,7 @@ int emh__meta_add_relations(emh__meta *m, const emh_entity *e, emh_error *err)
 		const emh_field *f = &e->fields[i];
 		if (f->type != EMH_T_RELATION)
 			continue;
-		emh__rel *x = rel_copy(f, next);
+		emh__rel *x = emh__rel_dup(f, next);
 		if (!x) {
 			rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
 			break;
@@ -326,6 +282,19 @@ static int rel_find(emh_em *em, const emh__meta *m, const char *name, const emh_
 
 /* ---- key sets ---- */
 
+/* v with room for element n (of size bytes; *cap of them now): v itself, or
+ * a copy twice as large (v freed), or NULL (v kept) when out of memory. */
+static void *grown(void *v, size_t n, size_t *cap, size_t size)
+{
+	if (n < *cap)
+		return v;
+	size_t c = *cap ? *cap * 2 : 64;
+	void *nv = realloc(v, c * size);
+	if (nv)
+		*cap = c;
+	return nv;
+}
+
 /*
  * Distinct keys in insertion order with a hash index: integers of either
  * width as int64, text by bytes (borrowed, or copied into copy).  Also a set
@@ -411,14 +380,10 @@ static int keyset_add(keyset *s, const emh_value *in, ssize_t *idx)
 		return 0;
 	if ((s->n + 1) * 2 > s->nslot && keyset_grow(s, s->nslot ? s->nslot * 2 : 64) != 0)
 		return EMH_ENOMEM;
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 64;
-		emh_value *v = realloc(s->v, cap * sizeof *v);
-		if (!v)
-			return EMH_ENOMEM;
-		s->v = v;
-		s->cap = cap;
-	}
+	emh_value *v = grown(s->v, s->n, &s->cap, sizeof *v);
+	if (!v)
+		return EMH_ENOMEM;
+	s->v = v;
 	if (k.type == EMH_T_TEXT && s->copy) {
 		char *p = emh__arena_strndup(s->copy, k.u.s.ptr ? k.u.s.ptr : "", k.u.s.len);
 		if (!p)
@@ -471,14 +436,10 @@ static int objset_add(objset *s, void *obj)
 		return EMH_ENOMEM;
 	if (s->seen.n == before)
 		return 0;
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 64;
-		void **v = realloc(s->v, cap * sizeof *v);
-		if (!v)
-			return EMH_ENOMEM;
-		s->v = v;
-		s->cap = cap;
-	}
+	void **v = grown(s->v, s->n, &s->cap, sizeof *v);
+	if (!v)
+		return EMH_ENOMEM;
+	s->v = v;
 	s->v[s->n++] = obj;
 	return 0;
 }
@@ -516,14 +477,10 @@ typedef struct pairs {
 
 static int pairs_add(pairs *p, size_t k, void *obj, size_t other)
 {
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 64;
-		pair *v = realloc(p->v, cap * sizeof *v);
-		if (!v)
-			return EMH_ENOMEM;
-		p->v = v;
-		p->cap = cap;
-	}
+	pair *v = grown(p->v, p->n, &p->cap, sizeof *v);
+	if (!v)
+		return EMH_ENOMEM;
+	p->v = v;
 	p->v[p->n++] = (pair){k, obj, other};
 	return 0;
 }
@@ -1010,14 +967,11 @@ static int written_here(emh_em *em, emh__obj *only, emh__meta *tm, keyset *here,
 			return EMH_ENOMEM;
 		if (here->n == before)
 			continue; /* NULL, or seen */
-		if (here->n > cap) {
-			cap = cap ? cap * 2 : 64;
-			uint8_t *s = realloc(*state, cap);
-			if (!s)
-				return EMH_ENOMEM;
-			*state = s;
-		}
-		(*state)[ki] = o->state;
+		uint8_t *st = grown(*state, (size_t)ki, &cap, 1);
+		if (!st)
+			return EMH_ENOMEM;
+		*state = st;
+		st[ki] = o->state;
 	}
 	return 0;
 }

@@ -45,6 +45,10 @@ typedef struct emh__em_owner {
 
 /* ---- registration (meta.c, under the context's mu) ---- */
 
+/* The host's copy of relation field f of a valid declaration, index idx, in
+ * one malloc'd block (entity.c, beside the entity's copy); NULL on out of memory. */
+emh__rel *emh__rel_dup(const emh_field *f, unsigned idx);
+
 /*
  * Add the relations of declaration e to m (a registration of e): new ones
  * are appended, one declared again must be the same.  Checks everything

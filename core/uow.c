@@ -618,7 +618,7 @@ int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err)
 		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
 						  "entity '%s' has a generated key: upsert needs a key set by the caller",
 						  e->name), err);
-	if ((rc = check_not_null(em, o, ~UINT64_C(0), err)) != 0)
+	if ((rc = check_not_null(em, o, ~UINT64_C(0), err)) != 0 || (rc = emh__rel_flush_check(em, o, err)) != 0)
 		return rc;
 	emh_value key = emh__obj_key(o);
 	if (emh__imap_find(em, m, &key)) {

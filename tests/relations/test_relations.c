@@ -59,6 +59,13 @@ typedef struct r_group {
 	const char *name;
 } r_group;
 
+/* One per user, keyed by the user's id (a natural key: upserted). */
+typedef struct r_bio {
+	int64_t user_id;
+	const char *text;
+	struct r_user *user;
+} r_bio;
+
 typedef struct r_member {
 	int64_t id;
 	int64_t user_id;
@@ -66,8 +73,8 @@ typedef struct r_member {
 } r_member;
 
 /* Tables are named per process: runs share the test servers. */
-static char t_users[64], t_posts[64], t_comments[64], t_groups[64], t_members[64];
-static emh_entity user_entity, post_entity, comment_entity, group_entity, member_entity;
+static char t_users[64], t_posts[64], t_comments[64], t_groups[64], t_members[64], t_bios[64];
+static emh_entity user_entity, post_entity, comment_entity, group_entity, member_entity, bio_entity;
 
 static const emh_field user_fields[] = {
 	EMH_FIELD(r_user, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
@@ -94,6 +101,11 @@ static const emh_field group_fields[] = {
 	EMH_FIELD(r_group, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
 	EMH_FIELD(r_group, name, EMH_T_TEXT, 0),
 };
+static const emh_field bio_fields[] = {
+	EMH_FIELD(r_bio, user_id, EMH_T_INT64, EMH_F_PK),
+	EMH_FIELD(r_bio, text, EMH_T_TEXT, 0),
+	EMH_BELONGS_TO(r_bio, user, &user_entity, "user_id", EMH_REL_CHECKED),
+};
 static const emh_field member_fields[] = {
 	EMH_FIELD(r_member, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
 	EMH_FIELD(r_member, user_id, EMH_T_INT64, EMH_F_INDEXED),
@@ -104,6 +116,7 @@ static emh_entity post_entity = EMH_ENTITY(r_post, t_posts, post_fields);
 static emh_entity comment_entity = EMH_ENTITY(r_comment, t_comments, comment_fields);
 static emh_entity group_entity = EMH_ENTITY(r_group, t_groups, group_fields);
 static emh_entity member_entity = EMH_ENTITY(r_member, t_members, member_fields);
+static emh_entity bio_entity = EMH_ENTITY(r_bio, t_bios, bio_fields);
 
 /* Declarations the registration must refuse, or take as the same entity. */
 static const emh_field bad_key_fields[] = {
@@ -608,6 +621,18 @@ static void t_checked(run *r)
 	check(rc, &err, "%s: an update that keeps the key", r->label);
 	is_queries(r, q0, 0, 1, 0, "an unchanged key is not checked again");
 
+	/* an upsert writes a key too */
+	emh_repo *rb = fixture_repo(b, &bio_entity);
+	r_bio *bio = fixture_new(rb);
+	bio->user_id = MISSING_ID;
+	bio->text = "nobody";
+	rc = emh_repo_upsert(rb, bio, &err);
+	ok(rc == EMH_ECONFLICT && strstr(err.message, "context 'users'"),
+	   "%s: an upsert of a missing checked key: EMH_ECONFLICT", r->label);
+	bio->user_id = r->users[4];
+	rc = emh_repo_upsert(rb, bio, &err);
+	check(rc, &err, "%s: an upsert of an existing one", r->label);
+
 	/* on_delete restrict: a user with posts elsewhere */
 	void *x;
 	emh_repo *ru = fixture_repo(u, &user_entity);
@@ -783,6 +808,7 @@ static emh_host *make_host(const fixture *fx, run *r, const char *blog_url, cons
 	fixture_register(h, "blog", &post_entity);
 	fixture_register(h, "blog", &group_entity);
 	fixture_register(h, "blog", &member_entity);
+	fixture_register(h, "blog", &bio_entity);
 	fixture_register(h, "notes", &comment_entity);
 	/* fresh tables: a server may keep an earlier run's */
 	const char *ctxs[] = {"users", "blog", "notes"};
@@ -986,6 +1012,7 @@ int main(void)
 	snprintf(t_comments, sizeof t_comments, "rel_%ld_comments", pid);
 	snprintf(t_groups, sizeof t_groups, "rel_%ld_groups", pid);
 	snprintf(t_members, sizeof t_members, "rel_%ld_members", pid);
+	snprintf(t_bios, sizeof t_bios, "rel_%ld_bios", pid);
 	const char *nb = getenv("EMH_TEST_REL_PARENTS");
 	size_t nbig = nb && atol(nb) > 0 ? (size_t)atol(nb) : 10000;
 
