@@ -156,6 +156,22 @@ static emh_entity bad_type_entity = EMH_ENTITY(r_comment, "rel_bad", bad_type_fi
 static emh_entity plain_user_entity = EMH_ENTITY(r_user, t_users, plain_user_fields);
 static emh_entity other_posts_entity = EMH_ENTITY(r_user, t_users, other_posts_fields);
 
+/* A relation to its own entity, both ways. */
+typedef struct r_emp {
+	int64_t id;
+	int64_t manager_id;
+	struct r_emp *manager;
+	emh_list reports;
+} r_emp;
+static const emh_entity emp_entity;
+static const emh_field emp_fields[] = {
+	EMH_FIELD(r_emp, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(r_emp, manager_id, EMH_T_INT64, EMH_F_NULLABLE | EMH_F_INDEXED),
+	EMH_BELONGS_TO(r_emp, manager, &emp_entity, "manager_id", EMH_REL_CHECKED),
+	EMH_HAS_MANY(r_emp, reports, &emp_entity, "manager_id", EMH_REL_RESTRICT),
+};
+static const emh_entity emp_entity = EMH_ENTITY(r_emp, "rel_emp", emp_fields);
+
 #define NUSERS 20
 #define NGROUPS 3
 #define MISSING_ID 900000000
@@ -842,6 +858,68 @@ static void run_all(const fixture *fx, const char *label, const char *blog_url, 
 
 /* ---- registration ---- */
 
+static uint64_t default_queries(emh_host *h)
+{
+	emh_context_info *ci;
+	size_t n;
+	uint64_t q = 0;
+	if (emh_host_contexts(h, &ci, &n, NULL) != 0)
+		bail("emh_host_contexts");
+	for (size_t i = 0; i < n; i++)
+		q += ci[i].queries;
+	emh_context_info_free(ci, n);
+	return q;
+}
+
+/* Employees and their managers, one table: the fork is its own target. */
+static void t_self(emh_host *h)
+{
+	emh_error err;
+	fixture_register(h, NULL, &emp_entity);
+	fixture_sync(h, NULL);
+	emh_em *em = fixture_fork(h, NULL);
+	emh_repo *re = fixture_repo(em, &emp_entity);
+	r_emp *boss = fixture_new(re);
+	emh_em_set_null(em, boss, "manager_id", true, NULL);
+	if (emh_em_flush(em, &err))
+		bail("insert the boss: %s", err.message);
+	for (int i = 0; i < 2; i++)
+		((r_emp *)fixture_new(re))->manager_id = boss->id;
+	int rc = emh_em_flush(em, &err);
+	check(rc, &err, "self: reports of a checked manager in the same table");
+	int64_t boss_id = boss->id;
+	emh_em_close(em);
+
+	em = fixture_fork(h, NULL);
+	re = fixture_repo(em, &emp_entity);
+	emh_list all;
+	if (emh_repo_find(re, NULL, &all, &err) || all.count != 3)
+		bail("find employees: %s", err.message);
+	uint64_t q0 = default_queries(h);
+	rc = emh_em_load(em, all.items, all.count, "reports.manager", &err);
+	check(rc, &err, "self: load 'reports.manager'");
+	is_int(default_queries(h) - q0, 1, "self: one query; the managers are the fork's own objects");
+	r_emp *b = NULL;
+	for (size_t i = 0; i < all.count; i++)
+		if (((r_emp *)all.items[i])->id == boss_id)
+			b = all.items[i];
+	ok(b && b->reports.count == 2 && ((r_emp *)b->reports.items[0])->manager == b &&
+		   ((r_emp *)b->reports.items[1])->manager == b && !emh_em_loaded(em, b, "manager"),
+	   "self: the boss has two reports, whose manager is the boss object");
+	rc = emh_repo_remove(re, b, &err);
+	ok(rc == EMH_ECONFLICT, "self: deleting the boss alone: EMH_ECONFLICT (restrict)");
+	emh_em_close(em);
+	em = fixture_fork(h, NULL);
+	re = fixture_repo(em, &emp_entity);
+	if (emh_repo_find(re, NULL, &all, &err))
+		bail("find employees: %s", err.message);
+	for (size_t i = 0; i < all.count; i++)
+		emh_em_remove(em, all.items[i], NULL);
+	rc = emh_em_flush(em, &err);
+	check(rc, &err, "self: the boss deleted with the reports in one flush");
+	emh_em_close(em);
+}
+
 static void t_registration(const fixture *fx)
 {
 	emh_error err;
@@ -879,6 +957,7 @@ static void t_registration(const fixture *fx)
 	rc = emh_em_load(em, &xv, 1, "posts", &err);
 	ok(rc == EMH_ENOCONTEXT, "its objects have the merged relations (no fork holds posts here: EMH_ENOCONTEXT)");
 	emh_em_close(em);
+	t_self(h);
 	emh_host_free(h);
 }
 
