@@ -475,8 +475,12 @@ typedef struct pairs {
 	size_t n, cap;
 } pairs;
 
-static int pairs_add(pairs *p, size_t k, void *obj, size_t other)
+static inline int pairs_add(pairs *p, size_t k, void *obj, size_t other)
 {
+	if (p->n < p->cap) { /* the common case, once per row: no call */
+		p->v[p->n++] = (pair){k, obj, other};
+		return 0;
+	}
 	pair *v = grown(p->v, p->n, &p->cap, sizeof *v);
 	if (!v)
 		return EMH_ENOMEM;
