@@ -38,6 +38,9 @@ typedef struct bench_raw_ops {
 	int (*update)(void *raw, int64_t id, int64_t counter);
 	/* INSERT (name, counter, score) and read the generated id. 0 = ok. */
 	int (*insert)(void *raw, const char *name, int64_t counter, double score);
+	/* One statement, no transaction: UPDATE counter = counter + delta WHERE id = ?
+	 * (emh_repo_update_where). 0 = one row matched. */
+	int (*update_where)(void *raw, int64_t id, int64_t delta);
 } bench_raw_ops;
 
 /*

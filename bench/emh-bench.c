@@ -4,7 +4,7 @@
  * the same database.
  *
  * Usage:
- *   emh-bench [-c FILE] [-p DIR] [--context NAME]... [--seconds S] [--rows N]
+ *   emh-bench [-c FILE] [-p DIR] [--context NAME]... [--seconds S] [--rows N] [--rounds R] [--workload W]
  *
  *   -c FILE          libconfig file with contexts (optional)
  *   -p DIR           plugin directory; default $EMH_PLUGIN_DIR, else
@@ -14,11 +14,14 @@
  *                    an in-memory SQLite context is added and measured
  *   --seconds S      measuring time of each side per round (default 1)
  *   --rows N         rows filled through emhost before measuring (default 10000)
+ *   --rounds R       alternating rounds per side, the best of each kept (default 3);
+ *                    more, shorter rounds ride out a machine whose load comes and goes
+ *   --workload W     measure only workload W (get_by_key, update_flush, ...)
  *
  * For each context: bench_item (bench/bench.h) is registered, its table
  * synced and emptied, N rows are inserted through emhost, then every
  * workload runs on the raw side (bench_raw_<driver>, chosen by the context's
- * driver) and on emhost alternately: a warm-up, then 3 rounds of S seconds
+ * driver) and on emhost alternately: a warm-up, then R rounds of S seconds
  * per side, keeping the best rate of each side.  One line per workload:
  *
  *   bench <driver> <workload> raw_ops_s=N emhost_ops_s=N ratio=R
@@ -70,7 +73,7 @@ static const emh_field bench_fields[] = {
 };
 static const emh_entity bench_entity = EMH_ENTITY(bench_item, BENCH_TABLE, bench_fields);
 
-#define ROUNDS 3
+#define ROUNDS 3 /* default of --rounds */
 
 /* State of the context being measured. */
 typedef struct bench {
@@ -84,6 +87,7 @@ typedef struct bench {
 	uint64_t rng;
 	int64_t counter;
 	uint64_t seq;
+	int rounds;  /* --rounds */
 	size_t sink; /* bytes read, so loads are not optimised away */
 	emh_error err;
 	char failed[EMH_ERROR_MSG_MAX + 64];
@@ -199,6 +203,32 @@ static int em_insert_flush(bench *b)
 	return rc ? em_fail(b, "insert", rc) : 0;
 }
 
+static int em_update_where(bench *b)
+{
+	emh_em *em;
+	emh_repo *r;
+	emh_query *q;
+	emh_sets *s;
+	int64_t n = 0;
+	int rc = emh_host_fork(b->h, b->ctx, &em, &b->err);
+	if (rc)
+		return em_fail(b, "fork", rc);
+	rc = emh_em_repo(em, &bench_entity, &r, &b->err);
+	if (!rc)
+		rc = emh_repo_query(r, &q, &b->err);
+	if (!rc)
+		rc = emh_repo_sets(r, &s, &b->err);
+	if (!rc) {
+		emh_q_where(q, emh_q_eq(q, "id", emh_v_int64(pick_id(b))));
+		emh_sets_add(s, "counter", emh_v_int64(1));
+		rc = emh_repo_update_where(r, q, s, &n, &b->err);
+		if (!rc && n != 1)
+			rc = emh_error_set(&b->err, EMH_EINVAL, "matched %lld rows", (long long)n);
+	}
+	emh_em_close(em);
+	return rc ? em_fail(b, "update_where", rc) : 0;
+}
+
 static int em_fork_close(bench *b)
 {
 	emh_em *em;
@@ -225,6 +255,11 @@ static int raw_get_by_key(bench *b)
 static int raw_update(bench *b)
 {
 	return b->ops->update(b->raw, pick_id(b), ++b->counter) ? raw_fail(b, "update") : 0;
+}
+
+static int raw_update_where(bench *b)
+{
+	return b->ops->update_where(b->raw, pick_id(b), 1) ? raw_fail(b, "update_where") : 0;
 }
 
 static int raw_insert(bench *b)
@@ -260,7 +295,7 @@ static double bench_run(bench *b, bench_op op, double secs)
 	return (double)n / (t - t0);
 }
 
-/* Best rates of raw and emhost over ROUNDS alternating rounds after a warm-up. */
+/* Best rates of raw and emhost over b->rounds alternating rounds after a warm-up. */
 static int bench_pair(bench *b, bench_op raw, bench_op em, double secs, double *best_raw, double *best_em)
 {
 	double warm = secs / 4 < 0.2 ? secs / 4 : 0.2;
@@ -268,7 +303,7 @@ static int bench_pair(bench *b, bench_op raw, bench_op em, double secs, double *
 	*best_raw = *best_em = 0;
 	if ((raw && bench_run(b, raw, warm) < 0) || bench_run(b, em, warm) < 0)
 		return -1;
-	for (int round = 0; round < ROUNDS; round++) {
+	for (int round = 0; round < b->rounds; round++) {
 		double r = raw ? bench_run(b, raw, secs) : 0;
 		if (r < 0)
 			return -1;
@@ -398,7 +433,7 @@ static int bench_prepare(bench *b, size_t rows)
 }
 
 /* Measure every workload on one context; returns 0 or -1 (printed). */
-static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs)
+static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs, int rounds, const char *only)
 {
 	static const struct {
 		const char *name;
@@ -407,6 +442,7 @@ static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs)
 		{"get_by_key", raw_get_by_key, em_get_by_key},
 		{"update_flush", raw_update, em_update_flush},
 		{"insert_flush", raw_insert, em_insert_flush},
+		{"update_where", raw_update_where, em_update_where},
 	};
 	bench b;
 	int status = 0;
@@ -415,6 +451,7 @@ static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs)
 	b.h = h;
 	b.ctx = ctx;
 	b.rng = UINT64_C(0x9E3779B97F4A7C15);
+	b.rounds = rounds;
 	b.driver = emh_host_context_driver(h, ctx);
 	if (!b.driver) {
 		char up[64];
@@ -436,7 +473,7 @@ static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs)
 		return -1;
 	}
 	printf("# bench %s: context '%s', %zu rows, %.2f s per side and round, best of %d rounds\n", b.driver, ctx,
-	       rows, secs, ROUNDS);
+	       rows, secs, rounds);
 	fflush(stdout);
 	if (bench_prepare(&b, rows)) {
 		status = -1;
@@ -444,6 +481,8 @@ static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs)
 	}
 	for (size_t w = 0; w < sizeof workloads / sizeof workloads[0]; w++) {
 		double raw, em;
+		if (only && strcmp(only, workloads[w].name) != 0)
+			continue;
 		if (bench_pair(&b, workloads[w].raw, workloads[w].em, secs, &raw, &em)) {
 			printf("# bench %s %s: failed: %s\n", b.driver, workloads[w].name, b.failed);
 			status = -1;
@@ -454,6 +493,8 @@ static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs)
 		fflush(stdout);
 	}
 	double raw_unused, fc;
+	if (only && strcmp(only, "fork_close") != 0)
+		goto out_close;
 	if (bench_pair(&b, NULL, em_fork_close, secs, &raw_unused, &fc) || fc <= 0) {
 		printf("# bench %s fork_close: failed: %s\n", b.driver, b.failed);
 		status = -1;
@@ -551,7 +592,8 @@ static char *resolve_ctx(emh_host *h, const char *want)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: emh-bench [-c FILE] [-p DIR] [--context NAME]... [--seconds S] [--rows N]\n");
+	fprintf(f, "usage: emh-bench [-c FILE] [-p DIR] [--context NAME]... [--seconds S] [--rows N] [--rounds R] "
+		   "[--workload W]\n");
 }
 
 int main(int argc, char **argv)
@@ -561,6 +603,8 @@ int main(int argc, char **argv)
 	const char **envp = NULL;
 	size_t nctx = 0, rows = 10000;
 	double secs = 1.0;
+	int rounds = ROUNDS;
+	const char *only = NULL;
 	char pbuf[PATH_MAX], defname[32], deffile[PATH_MAX] = "";
 	emh_host_opts opts;
 	emh_host *h = NULL;
@@ -583,6 +627,10 @@ int main(int argc, char **argv)
 			secs = atof(argv[++i]);
 		else if (strcmp(a, "--rows") == 0 && i + 1 < argc)
 			rows = (size_t)strtoull(argv[++i], NULL, 10);
+		else if (strcmp(a, "--rounds") == 0 && i + 1 < argc)
+			rounds = atoi(argv[++i]);
+		else if (strcmp(a, "--workload") == 0 && i + 1 < argc)
+			only = argv[++i];
 		else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 			usage(stdout);
 			free(ctxs);
@@ -593,8 +641,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (secs <= 0 || rows == 0) {
-		fprintf(stderr, "emh-bench: --seconds and --rows must be positive\n");
+	if (secs <= 0 || rows == 0 || rounds < 1 || rounds > 1000) {
+		fprintf(stderr, "emh-bench: --seconds and --rows must be positive, --rounds 1 to 1000\n");
 		free(ctxs);
 		return 2;
 	}
@@ -653,7 +701,7 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < nctx; i++) {
 		char *name = resolve_ctx(h, ctxs[i]);
-		if (!name || bench_context(h, name, rows, secs))
+		if (!name || bench_context(h, name, rows, secs, rounds, only))
 			status = 1;
 		free(name);
 	}

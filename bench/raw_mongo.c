@@ -23,6 +23,7 @@
  *               document of the collection (the driver's key generator),
  *               then insert_one {_id: seq, name, counter, score} (in a
  *               transaction under the same condition as update)
+ *   update_where update_many {_id: id} {$inc: {counter: delta}}, alone
  */
 typedef struct raw_mg {
 	mongoc_client_pool_t *pool;
@@ -230,6 +231,28 @@ out:
 	return rc;
 }
 
+static int raw_mg_update_where(void *raw, int64_t id, int64_t delta)
+{
+	raw_mg *r = raw;
+	bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, inc, reply;
+	bson_iter_t it;
+	bson_error_t e;
+	int rc = -1;
+
+	BSON_APPEND_INT64(&filter, "_id", id);
+	BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &inc);
+	BSON_APPEND_INT64(&inc, "counter", delta);
+	bson_append_document_end(&update, &inc);
+	if (!mongoc_collection_update_many(r->coll, &filter, &update, NULL, &reply, &e))
+		fprintf(stderr, "raw mongo: update_many: %s\n", e.message);
+	else if (bson_iter_init_find(&it, &reply, "matchedCount") && bson_iter_as_int64(&it) == 1)
+		rc = 0;
+	bson_destroy(&reply);
+	bson_destroy(&filter);
+	bson_destroy(&update);
+	return rc;
+}
+
 static int raw_mg_insert(void *raw, const char *name, int64_t counter, double score)
 {
 	raw_mg *r = raw;
@@ -296,4 +319,5 @@ const bench_raw_ops bench_raw_mongo = {
 	.get_by_key = raw_mg_get_by_key,
 	.update = raw_mg_update,
 	.insert = raw_mg_insert,
+	.update_where = raw_mg_update_where,
 };

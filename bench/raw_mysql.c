@@ -18,7 +18,7 @@ typedef bool raw_flag;
 
 typedef struct raw_my {
 	MYSQL *my;
-	MYSQL_STMT *get, *upd, *ins;
+	MYSQL_STMT *get, *upd, *ins, *updw;
 	/* get: one key in, four columns out */
 	long long key;
 	MYSQL_BIND get_in[1], get_out[4];
@@ -40,6 +40,7 @@ typedef struct raw_my {
 
 static const char raw_get_sql[] = "SELECT `id`, `name`, `counter`, `score` FROM `" BENCH_TABLE "` WHERE `id` = ?";
 static const char raw_update_sql[] = "UPDATE `" BENCH_TABLE "` SET `counter` = ? WHERE `id` = ?";
+static const char raw_update_where_sql[] = "UPDATE `" BENCH_TABLE "` SET `counter` = `counter` + ? WHERE `id` = ?";
 static const char raw_insert_sql[] = "INSERT INTO `" BENCH_TABLE "` (`name`, `counter`, `score`) VALUES (?, ?, ?)";
 
 static MYSQL_STMT *raw_my_prepare(MYSQL *my, const char *sql)
@@ -66,6 +67,8 @@ static void raw_my_close(void *p)
 		mysql_stmt_close(raw->upd);
 	if (raw->ins)
 		mysql_stmt_close(raw->ins);
+	if (raw->updw)
+		mysql_stmt_close(raw->updw);
 	mysql_close(raw->my);
 	free(raw);
 }
@@ -104,7 +107,8 @@ static void *raw_my_open(emh_host *h, const char *ctx)
 		return NULL;
 	}
 	if (!(raw->get = raw_my_prepare(raw->my, raw_get_sql)) || !(raw->upd = raw_my_prepare(raw->my, raw_update_sql)) ||
-	    !(raw->ins = raw_my_prepare(raw->my, raw_insert_sql))) {
+	    !(raw->ins = raw_my_prepare(raw->my, raw_insert_sql)) ||
+	    !(raw->updw = raw_my_prepare(raw->my, raw_update_where_sql))) {
 		raw_my_close(raw);
 		return NULL;
 	}
@@ -197,6 +201,17 @@ out_rollback:
 	return -1;
 }
 
+/* The same binds as update: (delta, id). */
+static int raw_my_update_where(void *p, int64_t id, int64_t delta)
+{
+	raw_my *raw = p;
+	raw->u_counter = delta;
+	raw->u_id = id;
+	if (mysql_stmt_bind_param(raw->updw, raw->upd_in) != 0 || mysql_stmt_execute(raw->updw) != 0)
+		return -1;
+	return mysql_stmt_affected_rows(raw->updw) == 1 ? 0 : -1;
+}
+
 static int raw_my_insert(void *p, const char *name, int64_t counter, double score)
 {
 	raw_my *raw = p;
@@ -221,4 +236,5 @@ const bench_raw_ops bench_raw_mysql = {
 	.get_by_key = raw_my_get_by_key,
 	.update = raw_my_update,
 	.insert = raw_my_insert,
+	.update_where = raw_my_update_where,
 };

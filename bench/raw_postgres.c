@@ -23,6 +23,8 @@ typedef struct raw_pg {
 static const char raw_get_sql[] =
 	"SELECT \"id\", \"name\", \"counter\", \"score\" FROM \"" BENCH_TABLE "\" WHERE \"id\" = $1";
 static const char raw_update_sql[] = "UPDATE \"" BENCH_TABLE "\" SET \"counter\" = $1 WHERE \"id\" = $2";
+static const char raw_update_where_sql[] =
+	"UPDATE \"" BENCH_TABLE "\" SET \"counter\" = \"counter\" + $1 WHERE \"id\" = $2";
 static const char raw_insert_sql[] =
 	"INSERT INTO \"" BENCH_TABLE "\" (\"name\", \"counter\", \"score\") VALUES ($1, $2, $3) RETURNING \"id\"";
 
@@ -78,6 +80,7 @@ static void *raw_pg_open(emh_host *h, const char *ctx)
 			 ins_t[] = {RAW_TEXTOID, RAW_INT8OID, RAW_FLOAT8OID};
 	if (raw_pg_prepare(raw->pg, "raw_get", raw_get_sql, 1, get_t) ||
 	    raw_pg_prepare(raw->pg, "raw_update", raw_update_sql, 2, upd_t) ||
+	    raw_pg_prepare(raw->pg, "raw_update_where", raw_update_where_sql, 2, upd_t) ||
 	    raw_pg_prepare(raw->pg, "raw_insert", raw_insert_sql, 3, ins_t)) {
 		PQfinish(raw->pg);
 		free(raw);
@@ -165,6 +168,18 @@ static int raw_pg_update(void *p, int64_t id, int64_t counter)
 	return raw_pg_command(raw, "COMMIT");
 }
 
+static int raw_pg_update_where(void *p, int64_t id, int64_t delta)
+{
+	raw_pg *raw = p;
+	uint64_t b[2] = {htobe64((uint64_t)delta), htobe64((uint64_t)id)};
+	const char *vals[2] = {(const char *)&b[0], (const char *)&b[1]};
+	static const int lens[2] = {8, 8}, fmts[2] = {1, 1};
+	PGresult *r = PQexecPrepared(raw->pg, "raw_update_where", 2, vals, lens, fmts, 1);
+	int rc = r && PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdTuples(r), "1") == 0 ? 0 : -1;
+	PQclear(r);
+	return rc;
+}
+
 static int raw_pg_insert(void *p, const char *name, int64_t counter, double score)
 {
 	raw_pg *raw = p;
@@ -192,4 +207,5 @@ const bench_raw_ops bench_raw_postgres = {
 	.get_by_key = raw_pg_get_by_key,
 	.update = raw_pg_update,
 	.insert = raw_pg_insert,
+	.update_where = raw_pg_update_where,
 };

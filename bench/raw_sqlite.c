@@ -12,7 +12,7 @@
 
 typedef struct raw_sq {
 	sqlite3 *db;
-	sqlite3_stmt *get, *begin, *commit, *rollback, *update, *insert;
+	sqlite3_stmt *get, *begin, *commit, *rollback, *update, *insert, *update_where;
 	char name[256]; /* last name read, so reading it is real work */
 } raw_sq;
 
@@ -27,6 +27,7 @@ static void raw_sq_close(void *raw)
 	sqlite3_finalize(r->rollback);
 	sqlite3_finalize(r->update);
 	sqlite3_finalize(r->insert);
+	sqlite3_finalize(r->update_where);
 	sqlite3_close_v2(r->db);
 	free(r);
 }
@@ -89,6 +90,7 @@ static void *raw_sq_open(emh_host *h, const char *ctx)
 	    raw_sq_prep(r, "BEGIN IMMEDIATE", &r->begin) || raw_sq_prep(r, "COMMIT", &r->commit) ||
 	    raw_sq_prep(r, "ROLLBACK", &r->rollback) ||
 	    raw_sq_prep(r, "UPDATE " BENCH_TABLE " SET counter = ? WHERE id = ?", &r->update) ||
+	    raw_sq_prep(r, "UPDATE " BENCH_TABLE " SET counter = counter + ? WHERE id = ?", &r->update_where) ||
 	    raw_sq_prep(r, "INSERT INTO " BENCH_TABLE " (name, counter, score) VALUES (?, ?, ?) RETURNING id",
 			&r->insert))
 		goto out_close;
@@ -158,6 +160,14 @@ out_rollback:
 	return -1;
 }
 
+static int raw_sq_update_where(void *raw, int64_t id, int64_t delta)
+{
+	raw_sq *r = raw;
+	sqlite3_bind_int64(r->update_where, 1, delta);
+	sqlite3_bind_int64(r->update_where, 2, id);
+	return raw_sq_done(r->update_where) || sqlite3_changes(r->db) != 1 ? -1 : 0;
+}
+
 static int raw_sq_insert(void *raw, const char *name, int64_t counter, double score)
 {
 	raw_sq *r = raw;
@@ -180,4 +190,5 @@ const bench_raw_ops bench_raw_sqlite = {
 	.get_by_key = raw_sq_get_by_key,
 	.update = raw_sq_update,
 	.insert = raw_sq_insert,
+	.update_where = raw_sq_update_where,
 };

@@ -30,8 +30,13 @@ const emh_param_spec emh__common_context_keys[] = {
 	{ .key = "required", .kind = EMH_PARAM_BOOL, .def = "false",
 	  .help = "check the database at start-up and refuse to start when it is down" },
 	{ .key = "schema", .kind = EMH_PARAM_STRING, .def = "none",
-	  .help = "\"none\" or \"sync\": create missing tables and indexes" },
-	{ .key = "migrations", .kind = EMH_PARAM_STRING, .help = "directory of migration scripts for the context" },
+	  .help = "\"none\"; \"sync\": create missing tables and indexes; \"check\": refuse to serve when the "
+		  "database differs from the entities" },
+	{ .key = "migrations", .kind = EMH_PARAM_STRING,
+	  .help = "folder of the context's migration files (emhost migrate; docs/migrations.md)" },
+	{ .key = "migrate", .kind = EMH_PARAM_STRING, .def = "none",
+	  .help = "at emhostd start: \"none\"; \"on-start\": apply pending migrations; \"check\": refuse to "
+		  "serve while any is pending" },
 	{ .key = "password", .kind = EMH_PARAM_STRING, .flags = EMH_PARAM_SECRET, .help = "password (never printed)" },
 	{ .key = "password_env", .kind = EMH_PARAM_STRING,
 	  .help = "name of the environment variable holding the password" },
@@ -175,8 +180,14 @@ const emh_param_spec *emh__spec_find(const emh_param_spec *specs, const char *ke
 /* The checks of a common key beyond its kind and range: the values schema takes, password_env a name. */
 static int setting_check_common(const char *ctxname, emh__setting *st, emh_error *err)
 {
-	if (strcmp(st->key, "schema") == 0 && strcmp(st->value, "none") != 0 && strcmp(st->value, "sync") != 0)
-		return emh__setting_fail(ctxname, st, err, "expected \"none\" or \"sync\", got '%s'", st->value);
+	if (strcmp(st->key, "schema") == 0 && strcmp(st->value, "none") != 0 && strcmp(st->value, "sync") != 0 &&
+	    strcmp(st->value, "check") != 0)
+		return emh__setting_fail(ctxname, st, err, "expected \"none\", \"sync\" or \"check\", got '%s'",
+					 st->value);
+	if (strcmp(st->key, "migrate") == 0 && strcmp(st->value, "none") != 0 && strcmp(st->value, "on-start") != 0 &&
+	    strcmp(st->value, "check") != 0)
+		return emh__setting_fail(ctxname, st, err, "expected \"none\", \"on-start\" or \"check\", got '%s'",
+					 st->value);
 	if (strcmp(st->key, "password_env") == 0 && !emh__valid_varname(st->value, strlen(st->value)))
 		return emh__setting_fail(ctxname, st, err, "'%s' is not an environment variable name", st->value);
 	return 0;
@@ -338,5 +349,9 @@ int emh__config_check_context(emh__ctxconf *c, const emh_driver *d, const char *
 	if (a > b)
 		return emh__setting_fail(c->name, mn, err, "pool.min (%lld) is greater than pool.max (%lld, %s)", a, b,
 					 mx->origin);
+	const emh__setting *mig = emh__settings_find(&c->s, "migrate");
+	if (strcmp(mig->value, "none") != 0 && !emh__settings_find(&c->s, "migrations"))
+		return emh__setting_fail(c->name, mig, err, "migrate = \"%s\" needs the context's migrations folder "
+					 "(migrations = \"DIR\")", mig->value);
 	return 0;
 }

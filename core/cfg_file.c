@@ -33,6 +33,8 @@ static const emh_param_spec server_specs[] = {
 	{ .key = "listen", .kind = EMH_PARAM_STRING, .help = "address:port to listen on" },
 	{ .key = "threads", .kind = EMH_PARAM_INT, .min = 1, .max = INT32_MAX, .help = "worker threads" },
 	{ .key = "max_body", .kind = EMH_PARAM_INT, .min = 0, .max = INT32_MAX, .help = "largest request body, bytes" },
+	{ .key = "max_response", .kind = EMH_PARAM_INT, .min = 1024, .max = INT32_MAX,
+	  .help = "largest answer of a service, bytes (default 8388608); a larger one is a 500" },
 	{ .key = "shutdown_timeout_ms", .kind = EMH_PARAM_INT, .min = 0, .max = INT32_MAX,
 	  .help = "how long to wait for running requests at shutdown" },
 	{ .key = "reuse_port", .kind = EMH_PARAM_BOOL,
@@ -40,7 +42,7 @@ static const emh_param_spec server_specs[] = {
 	{ .key = NULL },
 };
 static const char *const server_keys[] = { "listen", "threads", "max_body", "shutdown_timeout_ms", "reuse_port",
-					    NULL };
+					    "max_response", NULL };
 
 struct parser {
 	emh__config *cfg;

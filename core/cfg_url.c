@@ -111,7 +111,10 @@ static void url_mask(struct url *u, size_t off, size_t len)
  * piece (a key without '=' is "true"); else the keys are only noted as
  * covered.  A key naming a password (any case: password, sslpassword, ...)
  * is secret and its value masked.  An '@' in a key is what is left of a
- * password holding an unescaped '?': refused rather than guessed.
+ * password holding an unescaped '?': refused rather than guessed.  A split
+ * query may not set "url" or "driver", which the URL itself gives: they
+ * would replace the URL kept (secret) by one shown in clear, or switch the
+ * driver (found by tests/fuzz/fuzz_url.c).
  */
 static int url_query(struct url *u, size_t off, bool split, const char *origin, emh_error *err)
 {
@@ -132,6 +135,12 @@ static int url_query(struct url *u, size_t off, bool split, const char *origin, 
 					       err);
 			if ((rc = pct_decode(q, klen, origin, "query", &k, err)))
 				return rc;
+			if (split && (strcmp(k, "url") == 0 || strcmp(k, "driver") == 0)) {
+				rc = emh_error_set(err, EMH_ECONFIG, "%s: the url query sets '%s', which the url itself "
+						   "gives", origin, k);
+				free(k);
+				return rc;
+			}
 			bool secret = false;
 			for (const char *p = k; *p && !secret; p++)
 				secret = strncasecmp(p, "password", 8) == 0;

@@ -205,6 +205,7 @@ void emh__context_free(emh_context *c)
 		m = n;
 	}
 	emh__ctxconf_release(&c->conf);
+	free(atomic_load(&c->refusal));
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
 	free(c);
@@ -285,7 +286,8 @@ int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_
 					.log = &h->log};
 	c->required = truthy(emh__ctxconf_get(&c->conf, "required"));
 	const char *schema = emh__ctxconf_get(&c->conf, "schema");
-	c->schema_sync = schema && strcmp(schema, "sync") == 0;
+	c->schema_check = schema && strcmp(schema, "check") == 0;
+	c->schema_sync = c->schema_check || (schema && strcmp(schema, "sync") == 0);
 	emh__qlog_init(&c->qlog, &c->conf);
 	if (drv->d.context_open && (rc = drv->d.context_open(&c->params, &c->dctx, err)) != 0)
 		goto out_free;

@@ -35,6 +35,13 @@ int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err)
 	} else if (!(c = emh__host_get_context(h, name, err))) {
 		return EMH_ENOCONTEXT;
 	}
+	const char *refused = atomic_load_explicit(&c->refusal, memory_order_acquire);
+	if (refused) {
+		emh_error_set(err, EMH_ESCHEMA, "context '%s' refuses forks: %s", c->name, refused);
+		emh_error_context(err, EMH_ESCHEMA, c->name);
+		emh__context_put(c);
+		return EMH_ESCHEMA;
+	}
 	emh_em *em = atomic_exchange_explicit(&c->spare_em, NULL, memory_order_acquire);
 	if (!em && !(em = malloc(sizeof *em))) {
 		emh__context_put(c);
@@ -183,6 +190,10 @@ static int op_call(emh_em *em, emh__op *o, emh_error *err)
 		return emh__meta_sync(o->m, c, false, err);
 	case OP_UPSERT:
 		return d->upsert(c, &o->m->pub, o->params, err);
+	case OP_UPDATE_WHERE:
+		return d->update_where(c, &o->m->pub, o->q, o->sets, o->nsets, o->count, err);
+	case OP_DELETE_WHERE:
+		return d->delete_where(c, &o->m->pub, o->q, o->count, err);
 	}
 	return emh_error_set(err, EMH_EINVAL, "unknown operation");
 }
@@ -302,6 +313,9 @@ uint64_t emh__em_caps(emh_em *em)
 	if (!em->caps_known && em->pc) {
 		const emh_driver *d = &em->ctx->drv->d;
 		em->caps = d->caps & (d->conn_caps ? d->conn_caps(em->pc->conn) : ~UINT64_C(0));
+		/* The core compiles conditional writes for every SQL driver. */
+		if (d->dialect)
+			em->caps |= EMH_CAP_CONDITIONAL_WRITES;
 		em->caps_known = true;
 		atomic_store_explicit(&em->ctx->caps, em->caps, memory_order_relaxed);
 	}
@@ -337,6 +351,20 @@ void emh__obj_key_write(emh__obj *o, int64_t k)
 	} else {
 		memcpy(p, &k, sizeof k);
 	}
+}
+
+int64_t emh__obj_version(const emh__obj *o, bool stored)
+{
+	const emh__meta *m = o->m;
+	int64_t v;
+	memcpy(&v, (const char *)(stored && o->snap ? o->snap : OBJ(o)) + m->pub.entity->fields[m->version].offset,
+	       sizeof v);
+	return v;
+}
+
+void emh__obj_version_write(emh__obj *o, int64_t v)
+{
+	memcpy((char *)OBJ(o) + o->m->pub.entity->fields[o->m->version].offset, &v, sizeof v);
 }
 
 int64_t emh__obj_key_read(const emh__obj *o)
@@ -516,6 +544,14 @@ void emh_em_clear(emh_em *em)
 
 /* ---- loading ---- */
 
+/*
+ * What a load does with a row whose object is already in the identity map:
+ * LOAD_MAP returns that object (reloaded when stale and unchanged), LOAD_FRESH
+ * (a locked load) reloads it unless it has unflushed changes (an error),
+ * LOAD_FORCE (emh_em_refresh) reloads it whatever it holds.
+ */
+enum { LOAD_MAP = 0, LOAD_FRESH, LOAD_FORCE };
+
 typedef struct load_sink {
 	emh_rowsink base;
 	emh_em *em;
@@ -524,21 +560,63 @@ typedef struct load_sink {
 	void *one;
 	size_t n, cap;
 	size_t max; /* stop after this many (get, find_one) */
+	int mode;   /* LOAD_* */
+	bool get;   /* a lookup by key: counted and logged as a get */
 } load_sink;
+
+/* Overwrite the fields of o (managed) with a row: stored, unchanged, fresh. */
+static int reload(emh_em *em, emh__obj *o, const emh_value *cols, emh_error *err)
+{
+	const emh_entity *e = o->m->pub.entity;
+	char *obj = OBJ(o);
+	o->nulls = 0;
+	for (size_t i = 0; i < e->nfields; i++) {
+		const emh_field *f = &e->fields[i];
+		memset(obj + f->offset, 0, f->size);
+		if (store(em, o, obj, f, (int)i, &cols[i]))
+			return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	}
+	if (!(o->snap = emh__arena_memdup(&em->arena, obj, e->size)))
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	o->snap_nulls = o->nulls;
+	o->flags &= (uint8_t)~OBJF_STALE;
+	o->state = ST_MANAGED;
+	return 0;
+}
+
+/* The identity map's object for a row, reloaded as mode says (load_sink). */
+static int map_hit(emh_em *em, emh__obj *have, const emh_value *cols, int mode, void **out, emh_error *err)
+{
+	int rc = 0;
+	if (mode == LOAD_FORCE) {
+		rc = reload(em, have, cols, err);
+	} else if (have->state != ST_MANAGED) {
+		return 0; /* removed in this fork: not returned */
+	} else if (mode == LOAD_FRESH || (have->flags & OBJF_STALE)) {
+		if (!emh__obj_changed(have))
+			rc = reload(em, have, cols, err);
+		else if (mode == LOAD_FRESH)
+			/* A stale object's changes are kept (em.h); a lock must not
+			 * pretend they were made on the row it just locked. */
+			return emh_error_set(err, EMH_ESTATE,
+					     "entity '%s': a locked load of an object with unflushed changes (lock "
+					     "it before changing it, or flush or refresh it first)",
+					     have->m->pub.entity->name);
+	}
+	*out = rc ? NULL : OBJ(have);
+	return rc;
+}
 
 
 /* The object for a row: the one already in the identity map, or a new one. */
-int emh__em_materialize(emh_em *em, emh__meta *m, const emh_value *cols, void **out, emh_error *err)
+static int materialize(emh_em *em, emh__meta *m, const emh_value *cols, int mode, void **out, emh_error *err)
 {
 	const emh_entity *e = m->pub.entity;
 	*out = NULL;
 	if (!em->readonly) {
 		emh__obj *have = emh__imap_find(em, m, &cols[m->pub.pk]);
-		if (have) {
-			if (have->state == ST_MANAGED || have->state == ST_NEW)
-				*out = OBJ(have);
-			return 0; /* removed in this fork: not returned */
-		}
+		if (have)
+			return map_hit(em, have, cols, mode, out, err);
 	}
 	emh__obj *o = obj_alloc(em, m);
 	if (!o)
@@ -562,11 +640,16 @@ int emh__em_materialize(emh_em *em, emh__meta *m, const emh_value *cols, void **
 	return 0;
 }
 
+int emh__em_materialize(emh_em *em, emh__meta *m, const emh_value *cols, void **out, emh_error *err)
+{
+	return materialize(em, m, cols, LOAD_MAP, out, err);
+}
+
 static int load_row(emh_rowsink *s, const emh_value *cols, emh_error *err)
 {
 	load_sink *ls = (load_sink *)s;
 	void *obj;
-	int rc = emh__em_materialize(ls->em, ls->m, cols, &obj, err);
+	int rc = materialize(ls->em, ls->m, cols, ls->mode, &obj, err);
 	if (rc || !obj)
 		return rc;
 	if (ls->n == 0 && !ls->items) {
@@ -630,7 +713,7 @@ int emh_repo_query(emh_repo *r, emh_query **out, emh_error *err)
 	return *out ? 0 : emh_error_set(err, EMH_ENOMEM, "out of memory");
 }
 
-static int check_query(emh_repo *r, const emh_query *q, emh_error *err)
+int emh__em_check_query(emh_repo *r, const emh_query *q, emh_error *err)
 {
 	if (!q)
 		return 0;
@@ -644,16 +727,44 @@ static int check_query(emh_repo *r, const emh_query *q, emh_error *err)
 	return rc ? emh__em_fail(r->em, rc, err) : 0;
 }
 
-int emh__em_scan(emh_em *em, emh__meta *m, const emh_query *q, emh_rowsink *sink, emh_error *err)
+static const char *const lock_names[] = {"", "FOR UPDATE", "FOR SHARE"};
+static const char *const wait_names[] = {"", " NOWAIT", " SKIP LOCKED"};
+
+/*
+ * What a locked query needs: a context with row locks (the clause the server
+ * speaks in *clause) and an open transaction, since a lock lasts until the
+ * transaction ends and would otherwise end with its own statement.
+ */
+static int lock_check(emh_em *em, const emh_query *q, const char **clause, emh_error *err)
 {
-	int rc;
-	if (q && (rc = emh__query_error(q, err)) != 0)
-		return emh__em_fail(em, rc, err);
+	const emh_driver *d = &em->ctx->drv->d;
+	int rc = emh__em_conn(em, err);
+	if (rc)
+		return rc;
+	if (!(emh__em_caps(em) & EMH_CAP_LOCKS))
+		return emh__em_fail(em, emh_error_set(err, EMH_EUNSUPPORTED,
+						  "driver '%s' has no row locks on this server (EMH_CAP_LOCKS)", d->name),
+				err);
+	if (em->tx_depth == 0)
+		return emh__em_fail(em, emh_error_set(err, EMH_ESTATE,
+						  "a locked load of '%s' needs a transaction (emh_em_begin): "
+						  "its lock would end with the statement",
+						  q->e->name), err);
+	if (!(*clause = d->lock_clause(em->pc->conn, q->lock, q->lock_wait)))
+		return emh__em_fail(em, emh_error_set(err, EMH_EUNSUPPORTED, "driver '%s' cannot lock rows %s%s on this server",
+						  d->name, lock_names[q->lock], wait_names[q->lock_wait]), err);
+	return 0;
+}
+
+/* Run q (NULL: every row; checked) on m's rows, each row to sink; lock: the clause, or NULL. */
+static int scan(emh_em *em, emh__meta *m, const emh_query *q, const char *lock, emh_rowsink *sink, bool get,
+		emh_error *err)
+{
 	if (!emh__em_is_sql(em)) {
-		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = sink};
+		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = sink, .get = get};
 		return emh__em_run(em, &o, err);
 	}
-	const emh_stmt *st = emh__sql_query_stmt(m, em->ctx->drv->d.dialect, q, false, err);
+	const emh_stmt *st = emh__sql_select_stmt(m, em->ctx->drv->d.dialect, q, lock, err);
 	if (!st)
 		return emh__em_fail(em, err ? err->code : EMH_ENOMEM, err);
 	size_t np = emh__query_nparams(q, false);
@@ -662,10 +773,38 @@ int emh__em_scan(emh_em *em, emh__meta *m, const emh_query *q, emh_rowsink *sink
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	emh__query_params(q, false, params);
 	emh__op o = {.kind = OP_STMT, .m = m, .st = st, .params = params, .sink = sink};
-	rc = emh__em_run(em, &o, err);
+	int rc = emh__em_run(em, &o, err);
 	if (params != stackp)
 		free(params);
 	return rc;
+}
+
+int emh__em_scan(emh_em *em, emh__meta *m, const emh_query *q, emh_rowsink *sink, emh_error *err)
+{
+	int rc;
+	if (q && (rc = emh__query_error(q, err)) != 0)
+		return emh__em_fail(em, rc, err);
+	if (q && q->lock) /* the relation's own queries: never locked */
+		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL, "a relation's query cannot lock rows"), err);
+	return scan(em, m, q, NULL, sink, false, err);
+}
+
+/* Run q (NULL: every row; checked) on m's rows into ls: a locked query loads its rows fresh. */
+static int run_select(emh_em *em, emh__meta *m, const emh_query *q, load_sink *ls, emh_error *err)
+{
+	const char *lock = NULL;
+	int rc;
+	if (q && q->lock) {
+		if ((rc = lock_check(em, q, &lock, err)) != 0)
+			return rc;
+		if (ls->mode == LOAD_MAP)
+			ls->mode = LOAD_FRESH;
+	}
+	ls->base.row = load_row;
+	ls->em = em;
+	ls->m = m;
+	em->loaded = true;
+	return scan(em, m, q, lock, &ls->base, ls->get, err);
 }
 
 static int find_into(emh_repo *r, const emh_query *q, load_sink *ls, emh_error *err)
@@ -673,16 +812,8 @@ static int find_into(emh_repo *r, const emh_query *q, load_sink *ls, emh_error *
 	emh_error local;
 	if (!err)
 		err = &local;
-	emh_em *em = r->em;
-	emh__meta *m = repo_meta(r);
-	int rc = check_query(r, q, err);
-	if (rc)
-		return rc;
-	ls->base.row = load_row;
-	ls->em = em;
-	ls->m = m;
-	em->loaded = true;
-	return emh__em_scan(em, m, q, &ls->base, err);
+	int rc = emh__em_check_query(r, q, err);
+	return rc ? rc : run_select(r->em, repo_meta(r), q, ls, err);
 }
 
 int emh_repo_find(emh_repo *r, const emh_query *q, emh_list *out, emh_error *err)
@@ -736,10 +867,14 @@ int emh_repo_count(emh_repo *r, const emh_query *q, int64_t *n, emh_error *err)
 		err = &local;
 	emh_em *em = r->em;
 	emh__meta *m = r->m;
-	int rc = check_query(r, q, err);
+	int rc = emh__em_check_query(r, q, err);
 	if (rc)
 		return rc;
 	*n = 0;
+	if (q && q->lock)
+		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
+						  "a count of '%s' locks no rows: find them with the locked query",
+						  m->pub.entity->name), err);
 	if (!emh__em_is_sql(em)) {
 		emh__op o = {.kind = OP_COUNT, .m = m, .q = q, .count = n};
 		return emh__em_run(em, &o, err);
@@ -769,11 +904,56 @@ int emh_repo_exists(emh_repo *r, const emh_query *q, bool *out, emh_error *err)
 	return rc;
 }
 
+/*
+ * Load the row with key into ls (its mode says what becomes of the map's
+ * object), locked as lock/wait say.  A plain SQL lookup runs the statement
+ * compiled at registration; anything else is a query on the key.
+ */
+static int load_key(emh_em *em, emh__meta *m, emh_value key, int lock, int wait, load_sink *ls, emh_error *err)
+{
+	ls->max = 1;
+	ls->get = true;
+	if (emh__em_is_sql(em) && !lock) {
+		ls->base.row = load_row;
+		ls->em = em;
+		ls->m = m;
+		em->loaded = true;
+		emh__op o = {.kind = OP_STMT, .m = m, .st = m->st_get, .params = &key, .sink = &ls->base};
+		return emh__em_run(em, &o, err);
+	}
+	emh_query *q = emh__query_new(&em->arena, m->pub.entity);
+	if (!q)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	emh_q_where(q, emh_q_eq(q, m->pub.entity->fields[m->pub.pk].name, key));
+	emh_q_lock(q, lock, wait);
+	int rc = emh__query_error(q, err);
+	return rc ? emh__em_fail(em, rc, err) : run_select(em, m, q, ls, err);
+}
+
+/* "no 'user' with id 5" */
+static int not_found(emh_em *em, emh__meta *m, const emh_value *key, const char *suffix, emh_error *err)
+{
+	const emh_field *kf = &m->pub.entity->fields[m->pub.pk];
+	if (key->type == EMH_T_TEXT)
+		emh_error_set(err, EMH_ENOTFOUND, "no '%s' with %s '%.*s'%s", m->pub.entity->name, kf->name,
+			      (int)(key->u.s.len > 64 ? 64 : key->u.s.len), key->u.s.ptr, suffix);
+	else
+		emh_error_set(err, EMH_ENOTFOUND, "no '%s' with %s %lld%s", m->pub.entity->name, kf->name,
+			      (long long)emh__value_i64(key), suffix);
+	return emh__em_fail(em, EMH_ENOTFOUND, err);
+}
+
 int emh_repo_get(emh_repo *r, emh_value key, void **out, emh_error *err)
+{
+	return emh_repo_get_opts(r, key, NULL, out, err);
+}
+
+int emh_repo_get_opts(emh_repo *r, emh_value key, const emh_get_opts *opts, void **out, emh_error *err)
 {
 	emh_em *em = r->em;
 	emh__meta *m = r->m;
 	const emh_field *kf = &m->pub.entity->fields[m->pub.pk];
+	int lock = opts ? opts->lock : EMH_LOCK_NONE, wait = opts ? opts->wait : EMH_LOCK_WAIT;
 	*out = NULL;
 	bool kint = key.type == EMH_T_INT32 || key.type == EMH_T_INT64;
 	if (key.is_null || (kf->type == EMH_T_TEXT ? key.type != EMH_T_TEXT : !kint))
@@ -787,45 +967,60 @@ int emh_repo_get(emh_repo *r, emh_value key, void **out, emh_error *err)
 		else
 			key.u.i64 = k;
 	}
-	if (!em->readonly) {
-		emh__obj *have = emh__imap_find(em, m, &key);
-		if (have && (have->state == ST_MANAGED || have->state == ST_NEW)) {
+	emh__obj *have = NULL;
+	if (!em->readonly && !lock) {
+		have = emh__imap_find(em, m, &key);
+		if (have && have->state != ST_MANAGED && have->state != ST_NEW)
+			return not_found(em, m, &key, "", err); /* removed in this fork */
+		if (have && !((have->flags & OBJF_STALE) && !emh__obj_changed(have))) {
 			*out = OBJ(have);
 			return 0;
 		}
-		if (have)
-			goto out_notfound;
 	}
-	load_sink ls = {.max = 1, .base.row = load_row, .em = em, .m = m};
-	em->loaded = true;
-	int rc;
-	if (emh__em_is_sql(em)) {
-		emh__op o = {.kind = OP_STMT, .m = m, .st = m->st_get, .params = &key, .sink = &ls.base};
-		rc = emh__em_run(em, &o, err);
-	} else {
-		emh_query *q = emh__query_new(&em->arena, m->pub.entity);
-		if (!q)
-			return emh_error_set(err, EMH_ENOMEM, "out of memory");
-		emh_q_where(q, emh_q_eq(q, kf->name, key));
-		if ((rc = emh__query_error(q, err)) != 0)
-			return emh__em_fail(em, rc, err);
-		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = &ls.base, .get = true};
-		rc = emh__em_run(em, &o, err);
-	}
+	/* Not in the map, stale and clean (reloaded in place), or locked. */
+	load_sink ls = {0};
+	int rc = load_key(em, m, key, lock, wait, &ls, err);
 	if (rc)
 		return rc;
 	if (ls.n) {
 		*out = ls.items[0];
 		return 0;
 	}
-out_notfound:
-	if (key.type == EMH_T_TEXT)
-		emh_error_set(err, EMH_ENOTFOUND, "no '%s' with %s '%.*s'", m->pub.entity->name, kf->name,
-			      (int)(key.u.s.len > 64 ? 64 : key.u.s.len), key.u.s.ptr);
-	else
-		emh_error_set(err, EMH_ENOTFOUND, "no '%s' with %s %lld", m->pub.entity->name, kf->name,
-			      (long long)emh__value_i64(&key));
-	return emh__em_fail(em, EMH_ENOTFOUND, err);
+	if (have) {
+		/* Stale, and its row is gone: deleted by a set-based delete. */
+		emh__imap_del(em, have);
+		have->state = ST_DETACHED;
+	}
+	return not_found(em, m, &key, lock && wait == EMH_LOCK_SKIP_LOCKED ? " (or it is locked)" : "", err);
+}
+
+int emh_em_refresh(emh_em *em, void *obj, emh_error *err)
+{
+	emh__obj *o;
+	int rc = emh__em_own(em, obj, &o, err);
+	if (rc)
+		return rc;
+	if (o->state != ST_MANAGED && o->state != ST_REMOVED)
+		return emh__em_fail(em, emh_error_set(err, EMH_ESTATE, "emh_em_refresh: object of entity '%s' is %s",
+						  o->m->pub.entity->name,
+						  o->state == ST_NEW ? "new (never stored)" : "not managed"), err);
+	/* The key as stored: a changed key member is one of the changes dropped. */
+	emh_value key = emh__obj_key(o);
+	load_sink ls = {.mode = LOAD_FORCE};
+	if ((rc = load_key(em, o->m, key, EMH_LOCK_NONE, EMH_LOCK_WAIT, &ls, err)) != 0)
+		return rc;
+	if (ls.n)
+		return 0;
+	emh__imap_del(em, o);
+	o->state = ST_DETACHED;
+	return not_found(em, o->m, &key, " any more: the object is detached", err);
+}
+
+void emh__em_mark_stale(emh_em *em, emh__meta *m)
+{
+	for (emh__obj *o = em->head; o; o = o->next)
+		if (o->m == m && (o->state == ST_MANAGED || o->state == ST_REMOVED))
+			o->flags |= OBJF_STALE;
 }
 
 /* ---- new objects, removal marks, NULL flags ---- */

@@ -18,6 +18,10 @@
 
 /* An object's state in its fork. */
 enum { ST_NEW = 1, ST_MANAGED, ST_REMOVED, ST_DELETED, ST_DETACHED };
+/* emh__obj.flags */
+enum {
+	OBJF_STALE = 1u << 0, /* a set-based write may have changed its row: reload it when clean */
+};
 
 /* A row callback's "enough rows, no error" (drivers return it as is). */
 #define EMH__STOP 1
@@ -26,6 +30,7 @@ enum { ST_NEW = 1, ST_MANAGED, ST_REMOVED, ST_DELETED, ST_DETACHED };
 typedef struct emh__obj {
 	_Alignas(16) uint32_t magic;
 	uint8_t state;
+	uint8_t flags; /* OBJF_* */
 	uint16_t rel_loaded; /* bit r->index: relation r was loaded (in the padding: no larger header) */
 	emh_em *em;
 	emh_context *ctx;
@@ -46,7 +51,10 @@ struct emh_repo {
 };
 
 /* One driver call (em.c runs it; uow.c builds the writes). */
-enum { OP_STMT = 1, OP_INSERT, OP_UPDATE, OP_REMOVE, OP_FIND, OP_COUNT, OP_EXECUTE, OP_SYNC, OP_UPSERT };
+enum {
+	OP_STMT = 1, OP_INSERT, OP_UPDATE, OP_REMOVE, OP_FIND, OP_COUNT, OP_EXECUTE, OP_SYNC, OP_UPSERT,
+	OP_UPDATE_WHERE, OP_DELETE_WHERE,
+};
 typedef struct emh__op {
 	int kind;
 	emh__meta *m;
@@ -55,10 +63,12 @@ typedef struct emh__op {
 	emh_rowsink *sink;
 	uint64_t mask;
 	emh_value *key;
-	const emh_query *q;
-	int64_t *count;
+	const emh_query *q;      /* OP_FIND, OP_COUNT, OP_UPDATE_WHERE, OP_DELETE_WHERE */
+	int64_t *count;          /* OP_COUNT; rows matched by OP_UPDATE_WHERE/OP_DELETE_WHERE */
 	const char *text;
 	bool get; /* OP_FIND of emh_repo_get: counted and logged as a get */
+	const emh_set *sets;     /* OP_UPDATE_WHERE */
+	size_t nsets;
 } emh__op;
 
 /* Bookkeeping to restore when a transaction level is rolled back (uow.c). */
@@ -72,6 +82,8 @@ typedef struct emh__jentry {
 	uint64_t snap_nulls;
 	bool key_set; /* a generated key was written by the flush */
 	int64_t old_key;
+	bool version_set; /* the flush wrote the version field (EMH_F_VERSION) */
+	int64_t old_version;
 } emh__jentry;
 
 struct emh_em {
@@ -183,11 +195,27 @@ emh_value emh__obj_key(const emh__obj *o);
 int64_t emh__obj_key_read(const emh__obj *o);
 void emh__obj_key_write(emh__obj *o, int64_t k);
 
+/* The version field of o (its entity has one): as set in the object, or as stored (snapshot). */
+int64_t emh__obj_version(const emh__obj *o, bool stored);
+void emh__obj_version_write(emh__obj *o, int64_t v);
+
+/* The checks every call taking a query makes: q (may be NULL) is of r's
+ * fork and entity and holds no builder mistake. */
+int emh__em_check_query(emh_repo *r, const emh_query *q, emh_error *err);
+/* Mark every object of m in the fork's identity map stale (a set-based write ran). */
+void emh__em_mark_stale(emh_em *em, emh__meta *m);
+
 emh__obj *emh__imap_find(emh_em *em, emh__meta *m, const emh_value *k);
 void emh__imap_add(emh_em *em, emh__obj *o);
 void emh__imap_del(emh_em *em, emh__obj *o);
 
 /* ---- uow.c ---- */
+
+/* Fields of a managed object changed since its snapshot (0: none). */
+uint64_t emh__obj_changed(emh__obj *o);
+/* A timestamp version of context c later than after and than any handed out
+ * before in this process (µs since the epoch). */
+int64_t emh__version_time(emh_context *c, int64_t after);
 
 /* Close the innermost transaction level: commit, or roll back and restore
  * the bookkeeping of what was flushed inside it. */

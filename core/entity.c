@@ -224,21 +224,20 @@ int emh_entity_validate(const emh_entity *e, emh_error *err)
 	if (nrels > EMH_ENTITY_MAX_RELATIONS)
 		return emh_error_set(err, EMH_EINVAL, "entity '%s' has %zu relations; at most %d", en, nrels,
 				     EMH_ENTITY_MAX_RELATIONS);
-	int pk = -1;
+	int pk = -1, version = -1;
 	for (size_t i = 0; i < e->nfields; i++) {
 		const emh_field *f = &e->fields[i];
 		const char *fn = f->name ? f->name : "(unnamed)";
 		if (!f->name || !*f->name)
 			return emh_error_set(err, EMH_EINVAL, "entity '%s': field %zu has no name", en, i);
-		for (size_t j = 0; j < i; j++) {
+		for (size_t j = 0; j < i; j++)
 			if (strcmp(e->fields[j].name, f->name) == 0)
 				return emh_error_set(err, EMH_EINVAL,
 						     "entity '%s': duplicate field '%s'", en, fn);
-			if (!is_rel(f) && !is_rel(&e->fields[j]) && strcmp(e->fields[j].column, f->column) == 0)
-				return emh_error_set(err, EMH_EINVAL,
-						     "entity '%s': fields '%s' and '%s' share column '%s'",
-						     en, e->fields[j].name, fn, f->column);
-		}
+		if (is_rel(f) && f->max_len)
+			return emh_error_set(err, EMH_EINVAL,
+					     "entity '%s', field '%s': max_len %u on a relation (it limits text, json and "
+					     "blob fields)", en, fn, (unsigned)f->max_len);
 		if (is_rel(f))
 			continue; /* checked below, once the primary key is known */
 		if (!emh_ident_valid(f->column))
@@ -255,6 +254,16 @@ int emh_entity_validate(const emh_entity *e, emh_error *err)
 		if (f->offset + f->size > e->size)
 			return emh_error_set(err, EMH_EINVAL,
 					     "entity '%s', field '%s': member lies outside the struct", en, fn);
+		if (f->max_len && f->type != EMH_T_TEXT && f->type != EMH_T_JSON && f->type != EMH_T_BLOB)
+			return emh_error_set(err, EMH_EINVAL,
+					     "entity '%s', field '%s': max_len %u on a %s field (it limits text, json and "
+					     "blob fields)", en, fn, (unsigned)f->max_len, emh_type_name(f->type));
+		/* After the column is known to be an identifier: never a NULL to strcmp. */
+		for (size_t j = 0; j < i; j++)
+			if (!is_rel(&e->fields[j]) && strcmp(e->fields[j].column, f->column) == 0)
+				return emh_error_set(err, EMH_EINVAL,
+						     "entity '%s': fields '%s' and '%s' share column '%s'",
+						     en, e->fields[j].name, fn, f->column);
 		if (f->flags & EMH_F_PK) {
 			if (pk >= 0)
 				return emh_error_set(err, EMH_EINVAL,
@@ -269,6 +278,22 @@ int emh_entity_validate(const emh_entity *e, emh_error *err)
 			if (f->flags & EMH_F_NULLABLE)
 				return emh_error_set(err, EMH_EINVAL,
 						     "entity '%s', field '%s': a primary key cannot be nullable", en, fn);
+		}
+		if (f->flags & EMH_F_VERSION) {
+			if (version >= 0)
+				return emh_error_set(err, EMH_EINVAL,
+						     "entity '%s': fields '%s' and '%s' are both marked EMH_F_VERSION "
+						     "(one version field)",
+						     en, e->fields[version].name, fn);
+			version = (int)i;
+			if (f->type != EMH_T_INT64 && f->type != EMH_T_TIMESTAMP)
+				return emh_error_set(err, EMH_EINVAL,
+						     "entity '%s', field '%s': a version field must be int64 or timestamp",
+						     en, fn);
+			if (f->flags & (EMH_F_PK | EMH_F_NULLABLE))
+				return emh_error_set(err, EMH_EINVAL,
+						     "entity '%s', field '%s': a version field cannot be the key or nullable",
+						     en, fn);
 		}
 		if ((f->flags & EMH_F_GENERATED) &&
 		    (!(f->flags & EMH_F_PK) || (f->type != EMH_T_INT32 && f->type != EMH_T_INT64)))
@@ -427,7 +452,7 @@ bool emh__entity_same(const emh_entity *a, const emh_entity *b)
 		}
 		if (strcmp(x->name, y->name) != 0 || strcmp(x->column, y->column) != 0 ||
 		    x->type != y->type || x->flags != y->flags || x->offset != y->offset ||
-		    x->size != y->size || x->ckind != y->ckind)
+		    x->size != y->size || x->ckind != y->ckind || x->max_len != y->max_len)
 			return false;
 	}
 	for (size_t i = 0; i < a->nindexes; i++) {

@@ -18,10 +18,6 @@
 
 extern char **environ;
 
-#ifndef EMH_PLUGIN_DIR
-#define EMH_PLUGIN_DIR "/usr/local/lib/emhost/plugins"
-#endif
-
 const emh__config *emh__host_config(const emh_host *h) { return &h->cfg; }
 
 const char *const *emh__host_env(const emh_host *h)
@@ -122,14 +118,10 @@ int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err)
 		h->log.level = lv;
 
 	for (size_t i = 0; i < opts->ndrivers; i++)
-		if ((rc = emh__add_driver(h, opts->drivers[i], NULL, "(static)", err)) < 0)
+		if ((rc = emh__add_driver(h, opts->drivers[i], 0, NULL, "(static)", err)) < 0)
 			goto out_free;
 	if (!opts->no_plugins) {
-		const char *dir = opts->plugin_dir ? opts->plugin_dir
-			: h->cfg.plugin_dir.value  ? h->cfg.plugin_dir.value
-			: emh__getenv((const char *const *)env, "EMH_PLUGIN_DIR")
-			? emh__getenv((const char *const *)env, "EMH_PLUGIN_DIR")
-			: EMH_PLUGIN_DIR;
+		const char *dir = emh__plugin_dir_for(opts->plugin_dir, &h->cfg, (const char *const *)h->env);
 		if (!(h->plugin_dir = strdup(dir))) {
 			rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
 			goto out_free;
@@ -375,7 +367,8 @@ size_t emh_host_refused(const emh_host *h, const emh_refused_info **out)
 const char *emh_caps_string(uint64_t caps, char *buf, size_t cap)
 {
 	static const char *const names[] = {"transactions", "savepoints", "returning", "upsert",
-					    "two-phase",    "sql",        "atomic-flush"};
+					    "two-phase",    "sql",        "atomic-flush", "conditional-writes",
+					    "locks",        "isolation"};
 	size_t off = 0;
 	buf[0] = '\0';
 	for (size_t i = 0; i < sizeof names / sizeof *names && off < cap; i++)

@@ -159,6 +159,7 @@ typedef struct emh__meta {
 	emh__meta_key *_Atomic keys;
 	size_t obj_size;          /* header + struct, rounded */
 	uint64_t nullable_scalars; /* bit i: field i is a nullable scalar */
+	int version;              /* index of the EMH_F_VERSION field, or -1 */
 	_Atomic int synced;
 	pthread_mutex_t sync_mu;
 	/* SQL drivers: statements compiled at registration */
@@ -208,7 +209,9 @@ typedef struct emh_context {
 	char instance[128]; /* "<host>-<serial>-<name>": unique whatever the name's length */
 	emh_dctx *dctx;
 	emh__pool pool;
-	bool is_default, required, schema_sync;
+	/* schema_sync: entities are synced (or, with schema_check, checked) at
+	 * registration or a fork's first connection */
+	bool is_default, required, schema_sync, schema_check;
 	/*
 	 * Open forks (and lookups in flight), with EMH__CTX_REMOVING once removal
 	 * began: one word, so exactly one emh__context_put sees the last
@@ -228,6 +231,8 @@ typedef struct emh_context {
 	void *_Atomic spare_em; /* one closed fork kept for the next: saves a malloc/free pair */
 	emh__qlog qlog;         /* log_queries, slow_query_ms (qlog.c) */
 	emh__qstats qstats;     /* durations of the database calls, which also count them */
+	_Atomic int64_t version_clock; /* the last timestamp version handed out (µs) */
+	char *_Atomic refusal;  /* why forks are refused (migrations, schema check), or NULL; set once */
 } emh_context;
 
 /* Create a context from its configuration (taken over: *conf is zeroed on success). */
@@ -312,10 +317,32 @@ int emh__load_plugins(emh_host *h, const char *dir, emh_error *err);
  * for writing.  Returns 0 or EMH_ENOMEM.
  */
 int emh__rescan_plugins(emh_host *h, const char *dir, emh_buf *loaded, emh_error *err);
-int emh__add_driver(emh_host *h, const emh_driver *d, void *dl, const char *file, emh_error *err);
+/* One plugin file: loaded into h, or a refusal recorded in h.  Negative only for out of memory. */
+int emh__load_plugin(emh_host *h, const char *path, emh_error *err);
+/* fn(ud, "dir/x.so") for every *.so of dir in name order, until fn returns non-zero (returned);
+ * *list_errno is the errno of a directory that cannot be listed, else 0. */
+int emh__plugin_foreach(const char *dir, int (*fn)(void *ud, const char *path), void *ud, int *list_errno);
+/* The plugin directory: given (the options'), else the file's plugin_dir, else $EMH_PLUGIN_DIR,
+ * else the compiled-in one. */
+const char *emh__plugin_dir_for(const char *given, const emh__config *cfg, const char *const *env);
+/* sym_size: the size of the plugin's descriptor symbol (dl != NULL); static drivers have none. */
+int emh__add_driver(emh_host *h, const emh_driver *d, size_t sym_size, void *dl, const char *file,
+		    emh_error *err);
 void emh__unload_drivers(emh_host *h);
-const void *emh__plugin_open(const char *path, const char *symbol, const char *kind, void **dl, char *why,
-			     size_t cap);
+/* Open a plugin file (checked), its descriptor symbol and the symbol's size; what it checks is
+ * above its definition. */
+const void *emh__plugin_open(const emh__logger *log, const char *path, const char *symbol, const char *kind,
+			     void **dl, size_t *sym_size, char *why, size_t cap);
+/* A directory plugins are loaded from: not writable by others; its group may, with a warning. */
+bool emh__plugin_dir_ok(const emh__logger *log, const char *dir, const char *what, char *why, size_t cap);
+/*
+ * A plugin's descriptor is read only inside its symbol: the symbol holds at
+ * least an ABI <major>.0 descriptor (min bytes) and struct_size claims no
+ * more than it has (an 8-byte object claiming a whole descriptor would have
+ * its neighbours read as pointers).  False with why[] set.
+ */
+bool emh__desc_fits(const char *symbol, size_t sym_size, size_t min, unsigned major, const void *desc, char *why,
+		    size_t cap);
 
 /* ---- SQL compilation (sql.c) ---- */
 int emh__sql_prepare_meta(emh__meta *m, const emh_sql_dialect *d, emh_error *err);
@@ -323,6 +350,16 @@ void emh__sql_free_meta(emh__meta *m);
 const emh_stmt *emh__sql_update_stmt(emh__meta *m, const emh_sql_dialect *d, uint64_t mask, emh_error *err);
 const emh_stmt *emh__sql_query_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q,
 				    bool count, emh_error *err);
+/* The SELECT of q ending with a row-lock clause (lock: a driver's lock_clause text, or NULL). */
+const emh_stmt *emh__sql_select_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, const char *lock,
+				     emh_error *err);
+/* sql_where.c: UPDATE (mask != 0: those fields) or DELETE of one row at a
+ * version: parameters the mask's fields in field order, the key, the version. */
+const emh_stmt *emh__sql_versioned_stmt(emh__meta *m, const emh_sql_dialect *d, uint64_t mask, emh_error *err);
+/* sql_where.c: UPDATE of sets (NULL: a DELETE) on the rows q matches (q NULL:
+ * every row): parameters the sets' values in order, then q's. */
+const emh_stmt *emh__sql_where_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, const emh_set *sets,
+				    size_t nsets, emh_error *err);
 /* Parameters of q in the order its compiled statement binds them. */
 size_t emh__query_nparams(const emh_query *q, bool count);
 void emh__query_params(const emh_query *q, bool count, emh_value *out);

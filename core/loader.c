@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * core/loader.c: driver plugins.  Every *.so of the plugin directory is
- * opened with RTLD_NOW | RTLD_LOCAL (a missing symbol fails now, not
- * mid-request, and libpq/libmysqlclient/libmongoc never collide), its one
- * descriptor symbol is validated before any of its code runs -- ABI, size,
- * a file named after its driver, the members of its kind, every capability
- * bit against the members that serve it -- and a refusal is a warning naming
- * the file and the reason.  It stops the host only when a configured context
+ * checked as a file (ELF, every segment inside it: emh__plugin_open), opened
+ * with RTLD_NOW | RTLD_LOCAL (a missing symbol fails now, not mid-request,
+ * and libpq/libmysqlclient/libmongoc never collide; its constructors run
+ * there), and its one descriptor symbol is validated before any of its
+ * members is called -- the symbol's size, ABI, struct size, a file named
+ * after its driver, the members of its kind, every capability bit against
+ * the members that serve it -- and a refusal is a warning naming the file
+ * and the reason.  It stops the host only when a configured context
  * needs that driver (host.c).  Static drivers get the same checks but the
  * file name's.
  */
@@ -14,8 +16,11 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,11 +65,12 @@ static const struct {
 	{EMH_CAP_TRANSACTIONS, "EMH_CAP_TRANSACTIONS"}, {EMH_CAP_SAVEPOINTS, "EMH_CAP_SAVEPOINTS"},
 	{EMH_CAP_RETURNING, "EMH_CAP_RETURNING"},       {EMH_CAP_UPSERT, "EMH_CAP_UPSERT"},
 	{EMH_CAP_TWO_PHASE, "EMH_CAP_TWO_PHASE"},       {EMH_CAP_SQL, "EMH_CAP_SQL"},
-	{EMH_CAP_ATOMIC_FLUSH, "EMH_CAP_ATOMIC_FLUSH"},
+	{EMH_CAP_ATOMIC_FLUSH, "EMH_CAP_ATOMIC_FLUSH"}, {EMH_CAP_CONDITIONAL_WRITES, "EMH_CAP_CONDITIONAL_WRITES"},
+	{EMH_CAP_LOCKS, "EMH_CAP_LOCKS"},               {EMH_CAP_ISOLATION, "EMH_CAP_ISOLATION"},
 };
 #define NCAPS (sizeof cap_names / sizeof cap_names[0])
 #define CAPS_KNOWN ((UINT64_C(1) << NCAPS) - 1)
-_Static_assert(EMH_CAP_ATOMIC_FLUSH == UINT64_C(1) << (NCAPS - 1), "cap_names must list every EMH_CAP_* bit");
+_Static_assert(EMH_CAP_ISOLATION == UINT64_C(1) << (NCAPS - 1), "cap_names must list every EMH_CAP_* bit");
 
 /* "EMH_CAP_UPSERT (bit 3)" */
 static const char *cap_str(uint64_t bit, char *buf, size_t cap)
@@ -127,8 +133,9 @@ static bool check_caps(const emh_driver *d, char *why, size_t cap)
 			 cap_str(EMH_CAP_TRANSACTIONS, b1, sizeof b1), miss);
 		return false;
 	}
-	/* Savepoints nest inside a transaction, and a flush is made atomic by one. */
-	static const uint64_t needs_tx[] = {EMH_CAP_SAVEPOINTS, EMH_CAP_ATOMIC_FLUSH};
+	/* Savepoints nest inside a transaction, a flush is made atomic by one,
+	 * and an isolation level is a transaction's. */
+	static const uint64_t needs_tx[] = {EMH_CAP_SAVEPOINTS, EMH_CAP_ATOMIC_FLUSH, EMH_CAP_ISOLATION};
 	for (size_t i = 0; i < sizeof needs_tx / sizeof *needs_tx; i++)
 		if ((caps & needs_tx[i]) && !(caps & EMH_CAP_TRANSACTIONS)) {
 			snprintf(why, cap, "advertises %s without %s", cap_str(needs_tx[i], b1, sizeof b1),
@@ -156,6 +163,21 @@ static bool check_caps(const emh_driver *d, char *why, size_t cap)
 	if ((caps & EMH_CAP_UPSERT) && !dl && !d->upsert) {
 		snprintf(why, cap, "advertises %s without 'upsert' (a document driver implements it)",
 			 cap_str(EMH_CAP_UPSERT, b1, sizeof b1));
+		return false;
+	}
+	if ((caps & EMH_CAP_CONDITIONAL_WRITES) && !dl && MISSING(miss, M(d, update_where), M(d, delete_where))) {
+		snprintf(why, cap, "advertises %s without %s (a document driver implements update_where and delete_where)",
+			 cap_str(EMH_CAP_CONDITIONAL_WRITES, b1, sizeof b1), miss);
+		return false;
+	}
+	if ((caps & EMH_CAP_LOCKS) && !(dl && d->lock_clause)) {
+		snprintf(why, cap, "advertises %s %s", cap_str(EMH_CAP_LOCKS, b1, sizeof b1),
+			 dl ? "without 'lock_clause'"
+			    : "without a 'dialect' (row locks are SQL's FOR UPDATE/FOR SHARE in this ABI)");
+		return false;
+	}
+	if ((caps & EMH_CAP_ISOLATION) && !d->begin_isolation) {
+		snprintf(why, cap, "advertises %s without 'begin_isolation'", cap_str(EMH_CAP_ISOLATION, b1, sizeof b1));
 		return false;
 	}
 	if (caps & EMH_CAP_TWO_PHASE) {
@@ -241,10 +263,15 @@ static emh_param_spec *params_copy(const emh_driver *d, const char **why)
 	return out;
 }
 
-int emh__add_driver(emh_host *h, const emh_driver *src, void *dl, const char *file, emh_error *err)
+int emh__add_driver(emh_host *h, const emh_driver *src, size_t sym_size, void *dl, const char *file,
+		    emh_error *err)
 {
+	char reason[512];
 	if (!src)
 		return refuse(h, file, "descriptor is NULL");
+	if (dl && !emh__desc_fits(EMH_DRIVER_SYMBOL, sym_size, MIN_STRUCT_SIZE, EMH_DRIVER_ABI_MAJOR, src, reason,
+				  sizeof reason))
+		return refuse(h, file, "%s", reason);
 	if ((src->abi_version >> 16) != EMH_DRIVER_ABI_MAJOR)
 		return refuse(h, file, "ABI major %u, this host speaks %u (rebuild the plugin against this emhost)",
 			      (unsigned)(src->abi_version >> 16), EMH_DRIVER_ABI_MAJOR);
@@ -272,7 +299,6 @@ int emh__add_driver(emh_host *h, const emh_driver *src, void *dl, const char *fi
 			if (strcmp(*sc, "sqlite") == 0)
 				local.url_form = EMH_URL_FILE;
 	}
-	char reason[512];
 	if (!local.name || !emh_ident_valid(local.name))
 		return refuse(h, file, "descriptor has no valid name");
 	if (dl && !check_file_name(file, local.name, reason, sizeof reason))
@@ -328,15 +354,264 @@ int emh__add_driver(emh_host *h, const emh_driver *src, void *dl, const char *fi
 	return 1; /* kept */
 }
 
-static bool is_elf(const char *path)
+/* ---- the plugin file ---- */
+
+bool emh__desc_fits(const char *symbol, size_t sym_size, size_t min, unsigned major, const void *desc, char *why,
+		    size_t cap)
 {
-	unsigned char magic[4] = {0};
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (sym_size < min)
+		return snprintf(why, cap, "symbol '%s' is %zu bytes, smaller than an ABI %u.0 descriptor (%zu bytes)",
+				symbol, sym_size, major, min), false;
+	uint32_t struct_size; /* the second member of every descriptor (pinned in driver.h, service.h) */
+	memcpy(&struct_size, (const char *)desc + sizeof(uint32_t), sizeof struct_size);
+	if (struct_size > sym_size)
+		return snprintf(why, cap, "descriptor struct_size %u is larger than its symbol '%s' (%zu bytes): "
+				"the loader would read past it", (unsigned)struct_size, symbol, sym_size), false;
+	return true;
+}
+
+/* This host's ELF class, byte order and machine: a plugin must match them. */
+#if UINTPTR_MAX == UINT64_MAX
+#define HOST_CLASS ELFCLASS64
+#else
+#define HOST_CLASS ELFCLASS32
+#endif
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define HOST_DATA ELFDATA2LSB
+#else
+#define HOST_DATA ELFDATA2MSB
+#endif
+#if defined(__x86_64__)
+#define HOST_MACHINE EM_X86_64
+#elif defined(__aarch64__)
+#define HOST_MACHINE EM_AARCH64
+#elif defined(__i386__)
+#define HOST_MACHINE EM_386
+#elif defined(__arm__)
+#define HOST_MACHINE EM_ARM
+#elif defined(__riscv)
+#define HOST_MACHINE EM_RISCV
+#elif defined(__powerpc64__)
+#define HOST_MACHINE EM_PPC64
+#elif defined(__s390x__)
+#define HOST_MACHINE EM_S390
+#else
+#define HOST_MACHINE EM_NONE /* not listed here: dlopen alone checks the machine */
+#endif
+
+/* "LOAD", "DYNAMIC", ...: the program header types a refusal may name. */
+static const char *segment_type(uint32_t t, char *buf, size_t cap)
+{
+	switch (t) {
+	case PT_LOAD: return "LOAD";
+	case PT_DYNAMIC: return "DYNAMIC";
+	case PT_INTERP: return "INTERP";
+	case PT_NOTE: return "NOTE";
+	case PT_PHDR: return "PHDR";
+	case PT_TLS: return "TLS";
+	case PT_GNU_EH_FRAME: return "GNU_EH_FRAME";
+	case PT_GNU_RELRO: return "GNU_RELRO";
+	default: break;
+	}
+	snprintf(buf, cap, "type 0x%x", (unsigned)t);
+	return buf;
+}
+
+/*
+ * Can dlopen map the ELF object in fd (size bytes) without touching a byte
+ * past its end?  It maps every loadable segment from the file and relocates
+ * in place: a segment that runs past the end (a half-copied file) is a
+ * SIGBUS in the middle of dlopen, before any message.  So the header, every
+ * program header and every segment's file range are checked against the
+ * size first, overflow-safe.  False with why[] set.
+ */
+static bool elf_check(int fd, uint64_t size, char *why, size_t cap)
+{
+	ElfW(Ehdr) eh;
+	ssize_t got = pread(fd, &eh, sizeof eh, 0);
+	if (got < 0)
+		return snprintf(why, cap, "cannot read its ELF header: %s", strerror(errno)), false;
+	if (got < SELFMAG || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
+		return snprintf(why, cap, "not an ELF shared object"), false;
+	if (size < sizeof eh || got != (ssize_t)sizeof eh)
+		return snprintf(why, cap, "truncated: %llu bytes, shorter than an ELF header (%zu bytes)",
+				(unsigned long long)size, sizeof eh), false;
+	if (eh.e_ident[EI_CLASS] != HOST_CLASS)
+		return snprintf(why, cap, "a %s ELF object, this host is %s",
+				eh.e_ident[EI_CLASS] == ELFCLASS32 ? "32-bit" : eh.e_ident[EI_CLASS] == ELFCLASS64 ? "64-bit" : "malformed",
+				HOST_CLASS == ELFCLASS64 ? "64-bit" : "32-bit"), false;
+	if (eh.e_ident[EI_DATA] != HOST_DATA)
+		return snprintf(why, cap, "an ELF object of the other byte order"), false;
+	if (eh.e_type != ET_DYN)
+		return snprintf(why, cap, "not an ELF shared object (ELF type %u)", (unsigned)eh.e_type), false;
+	if (HOST_MACHINE != EM_NONE && eh.e_machine != HOST_MACHINE)
+		return snprintf(why, cap, "built for ELF machine %u, this host is machine %u", (unsigned)eh.e_machine,
+				(unsigned)HOST_MACHINE), false;
+	if (eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum == 0 || eh.e_phnum == PN_XNUM)
+		return snprintf(why, cap, "malformed ELF header: %u program headers of %u bytes", (unsigned)eh.e_phnum,
+				(unsigned)eh.e_phentsize), false;
+	uint64_t phsize = (uint64_t)eh.e_phnum * sizeof(ElfW(Phdr)), phend;
+	if (__builtin_add_overflow((uint64_t)eh.e_phoff, phsize, &phend) || phend > size)
+		return snprintf(why, cap, "truncated: its program headers end at byte %llu, file has %llu",
+				(unsigned long long)eh.e_phoff + (unsigned long long)phsize, (unsigned long long)size), false;
+	ElfW(Phdr) *ph = malloc(phsize);
+	if (!ph)
+		return snprintf(why, cap, "out of memory"), false;
+	bool good = pread(fd, ph, phsize, (off_t)eh.e_phoff) == (ssize_t)phsize;
+	if (!good)
+		snprintf(why, cap, "cannot read its program headers: %s", strerror(errno));
+	unsigned nload = 0;
+	for (unsigned i = 0; good && i < eh.e_phnum; i++) {
+		uint64_t off = ph[i].p_offset, len = ph[i].p_filesz, end;
+		char tb[24];
+		if (ph[i].p_type == PT_LOAD)
+			nload++;
+		if (__builtin_add_overflow(off, len, &end)) {
+			good = false;
+			snprintf(why, cap, "malformed: segment %u (%s) has offset %llu + size %llu past 2^64", i,
+				 segment_type(ph[i].p_type, tb, sizeof tb), (unsigned long long)off, (unsigned long long)len);
+		} else if (len && end > size) {
+			good = false;
+			snprintf(why, cap, "truncated: segment %u (%s) ends at byte %llu, file has %llu", i,
+				 segment_type(ph[i].p_type, tb, sizeof tb), (unsigned long long)end, (unsigned long long)size);
+		} else if (ph[i].p_type == PT_LOAD && len > ph[i].p_memsz) {
+			good = false;
+			snprintf(why, cap, "malformed: segment %u (LOAD) has %llu bytes in the file but %llu in memory", i,
+				 (unsigned long long)len, (unsigned long long)ph[i].p_memsz);
+		}
+	}
+	free(ph);
+	if (good && nload == 0)
+		return snprintf(why, cap, "malformed: no loadable segment"), false;
+	return good;
+}
+
+/* "staff" for a group id, or its number. */
+static const char *group_name(gid_t gid, char *buf, size_t cap)
+{
+	struct group gr, *res = NULL;
+	char tmp[1024];
+	if (getgrgid_r(gid, &gr, tmp, sizeof tmp, &res) == 0 && res)
+		snprintf(buf, cap, "'%s'", res->gr_name);
+	else
+		snprintf(buf, cap, "%u", (unsigned)gid);
+	return buf;
+}
+
+/*
+ * A directory plugins are loaded from: refused when others may write it
+ * (they could put any file there, or rename one over a plugin); a warning
+ * naming it when its group may, since every member of that group can.
+ * False with why[] set.
+ */
+bool emh__plugin_dir_ok(const emh__logger *log, const char *dir, const char *what, char *why, size_t cap)
+{
+	struct stat st;
+	if (stat(dir, &st) != 0)
+		return snprintf(why, cap, "%s cannot be read: %s", what, strerror(errno)), false;
+	if (!S_ISDIR(st.st_mode))
+		return snprintf(why, cap, "%s: not a directory", what), false;
+	if (st.st_mode & S_IWOTH)
+		return snprintf(why, cap, "%s is writable by others (mode %03o): no plugin is loaded from it", what,
+				(unsigned)(st.st_mode & 0777)), false;
+	if (st.st_mode & S_IWGRP) {
+		char g[96];
+		emh__log(log, EMH_LOG_WARN, NULL, "%s '%s' is writable by its group %s (mode %03o): every member can "
+			 "replace what is loaded from it (fix with chmod g-w)", what, dir, group_name(st.st_gid, g, sizeof g),
+			 (unsigned)(st.st_mode & 0777));
+	}
+	return true;
+}
+
+/*
+ * Open a plugin file with the checks every plugin gets, drivers and service
+ * modules alike: a regular file, not writable by others (its group: a
+ * warning), an ELF shared object for this machine whose segments all lie
+ * inside the file; then dlopen with RTLD_NOW | RTLD_LOCAL (a missing symbol
+ * fails now, not mid-request) and its one descriptor symbol with the
+ * symbol's size, which bounds what the caller may read of it.  Returns the
+ * symbol with *dl open, or NULL with *dl closed and why[] saying why ("not
+ * an emhost <kind>").
+ *
+ * The file is opened once and checked through that descriptor; dlopen then
+ * opens it again by path, so a file renamed over it in between would be
+ * loaded unchecked.  Afterwards the path must still name the file that was
+ * checked, or the plugin is refused: what runs is then always the checked
+ * file, but a swapped-in file's constructors (or a truncated one's SIGBUS)
+ * happen inside that window.  dlopen("/proc/self/fd/N") would close it, at
+ * the price of every crash report and symbolizer naming the plugin
+ * "/proc/self/fd/N", and it would not help against what matters in
+ * practice, a deploy writing into the file in place (same inode).  The
+ * window needs write access to the directory, which the checks above keep
+ * to its owner and group.
+ *
+ * A plugin's constructors run inside dlopen, before its descriptor is seen:
+ * the line "loading <kind> 'FILE'" is logged (info) just before, so that the
+ * last line of a process killed by one names the file.
+ */
+const void *emh__plugin_open(const emh__logger *log, const char *path, const char *symbol, const char *kind,
+			     void **dl, size_t *sym_size, char *why, size_t cap)
+{
+	struct stat st, now;
+	const void *sym = NULL;
+	*dl = NULL;
+	*sym_size = 0;
+	/* O_NONBLOCK: a FIFO named like a plugin must not hang the start; it is refused below */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
-		return false;
-	ssize_t n = read(fd, magic, sizeof magic);
+		return snprintf(why, cap, "cannot open: %s", strerror(errno)), NULL;
+	if (fstat(fd, &st) != 0) {
+		snprintf(why, cap, "cannot stat: %s", strerror(errno));
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, cap, "not a regular file");
+		goto out_close;
+	}
+	if (st.st_mode & S_IWOTH) {
+		snprintf(why, cap, "file is writable by others (mode %03o): fix with chmod o-w",
+			 (unsigned)(st.st_mode & 0777));
+		goto out_close;
+	}
+	if (!elf_check(fd, (uint64_t)st.st_size, why, cap))
+		goto out_close;
+	if (st.st_mode & S_IWGRP) {
+		char g[96];
+		emh__log(log, EMH_LOG_WARN, NULL, "%s '%s' is writable by its group %s (mode %03o): every member can "
+			 "replace it (fix with chmod g-w)", kind, path, group_name(st.st_gid, g, sizeof g),
+			 (unsigned)(st.st_mode & 0777));
+	}
+	emh__log(log, EMH_LOG_INFO, NULL, "loading %s '%s'", kind, path);
+	if (!(*dl = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
+		const char *e = dlerror();
+		snprintf(why, cap, "dlopen failed: %s (check its dependencies with ldd)", e ? e : "?");
+		goto out_close;
+	}
+	if (stat(path, &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
+		snprintf(why, cap, "the file was replaced while it was being loaded: try again");
+		goto out_dlclose;
+	}
+	dlerror();
+	if (!(sym = dlsym(*dl, symbol))) {
+		snprintf(why, cap, "no symbol '%s': not an emhost %s", symbol, kind);
+		goto out_dlclose;
+	}
+	Dl_info info;
+	const ElfW(Sym) *es = NULL;
+	if (!dladdr1(sym, &info, (void **)&es, RTLD_DL_SYMENT) || !es || info.dli_saddr != sym) {
+		sym = NULL;
+		snprintf(why, cap, "cannot find the size of symbol '%s'", symbol);
+		goto out_dlclose;
+	}
+	*sym_size = es->st_size;
 	close(fd);
-	return n == 4 && magic[0] == 0x7f && magic[1] == 'E' && magic[2] == 'L' && magic[3] == 'F';
+	return sym;
+out_dlclose:
+	dlclose(*dl);
+	*dl = NULL;
+out_close:
+	close(fd);
+	return sym;
 }
 
 static int so_filter(const struct dirent *e)
@@ -345,49 +620,16 @@ static int so_filter(const struct dirent *e)
 	return n > 3 && strcmp(e->d_name + n - 3, ".so") == 0;
 }
 
-/*
- * Open a plugin file with the checks every plugin gets, drivers and service
- * modules alike: a regular file, not writable by others, ELF; dlopen with
- * RTLD_NOW | RTLD_LOCAL (a missing symbol fails now, not mid-request); its one
- * descriptor symbol.  Returns the symbol with *dl open, or NULL with *dl
- * closed and why[] saying why ("not an emhost <kind>").
- */
-const void *emh__plugin_open(const char *path, const char *symbol, const char *kind, void **dl, char *why,
-			     size_t cap)
-{
-	struct stat st;
-	*dl = NULL;
-	if (stat(path, &st) != 0)
-		return snprintf(why, cap, "cannot stat: %s", strerror(errno)), NULL;
-	if (!S_ISREG(st.st_mode))
-		return snprintf(why, cap, "not a regular file"), NULL;
-	if (st.st_mode & S_IWOTH)
-		return snprintf(why, cap, "file is writable by others (mode %03o): fix with chmod o-w",
-				(unsigned)(st.st_mode & 0777)), NULL;
-	if (!is_elf(path))
-		return snprintf(why, cap, "not an ELF shared object"), NULL;
-	if (!(*dl = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
-		const char *e = dlerror();
-		return snprintf(why, cap, "dlopen failed: %s (check its dependencies with ldd)", e ? e : "?"), NULL;
-	}
-	dlerror();
-	const void *sym = dlsym(*dl, symbol);
-	if (!sym) {
-		dlclose(*dl);
-		*dl = NULL;
-		snprintf(why, cap, "no symbol '%s': not an emhost %s", symbol, kind);
-	}
-	return sym;
-}
-
-static int load_one(emh_host *h, const char *path, emh_error *err)
+int emh__load_plugin(emh_host *h, const char *path, emh_error *err)
 {
 	char why[512];
 	void *dl;
-	const emh_driver *d = emh__plugin_open(path, EMH_DRIVER_SYMBOL, "driver plugin", &dl, why, sizeof why);
+	size_t size;
+	const emh_driver *d = emh__plugin_open(&h->log, path, EMH_DRIVER_SYMBOL, "driver plugin", &dl, &size, why,
+					       sizeof why);
 	if (!d)
 		return refuse(h, path, "%s", why);
-	int rc = emh__add_driver(h, d, dl, path, err);
+	int rc = emh__add_driver(h, d, size, dl, path, err);
 	if (rc != 1)
 		dlclose(dl);
 	return rc < 0 ? rc : 0;
@@ -416,66 +658,81 @@ static void unrefuse(emh_host *h, const char *path)
 		}
 }
 
-/*
- * Load the *.so files of dir in name order.  At a rescan (loaded not NULL)
- * files a driver came from are skipped, a file refused before is tried
- * again, and the names of the drivers loaded are appended to *loaded.
- */
-static int scan_dir(emh_host *h, const char *dir, emh_buf *loaded, emh_error *err)
+/* A rescan's step: a file no driver came from is tried (again), and the
+ * name of a driver it gives is appended to *loaded. */
+typedef struct rescan {
+	emh_host *h;
+	emh_buf *loaded;
+} rescan;
+
+static int rescan_each(void *ud, const char *path)
+{
+	rescan *r = ud;
+	if (loaded_from(r->h, path))
+		return 0;
+	size_t before = r->h->ndrivers;
+	unrefuse(r->h, path);
+	int rc = emh__load_plugin(r->h, path, NULL);
+	if (r->h->ndrivers > before)
+		emh_buf_addf(r->loaded, "%s%s", r->loaded->len ? ", " : "", r->h->drivers[before]->d.name);
+	return rc;
+}
+
+int emh__plugin_foreach(const char *dir, int (*fn)(void *ud, const char *path), void *ud, int *list_errno)
 {
 	struct dirent **names;
 	int n = scandir(dir, &names, so_filter, alphasort);
-	if (n < 0)
-		return refuse(h, dir, "cannot list plugin directory: %s", strerror(errno));
+	*list_errno = n < 0 ? errno : 0;
 	int rc = 0;
 	for (int i = 0; i < n; i++) {
 		char path[4096];
 		int len = snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
-		if (rc == 0 && len > 0 && (size_t)len < sizeof path && !(loaded && loaded_from(h, path))) {
-			size_t before = h->ndrivers;
-			if (loaded)
-				unrefuse(h, path);
-			rc = load_one(h, path, err);
-			if (loaded && h->ndrivers > before)
-				emh_buf_addf(loaded, "%s%s", loaded->len ? ", " : "", h->drivers[before]->d.name);
-		}
+		if (rc == 0 && len > 0 && (size_t)len < sizeof path) /* a longer name is no file of dir's */
+			rc = fn(ud, path);
 		free(names[i]);
 	}
-	free(names);
+	if (n >= 0)
+		free(names);
 	return rc;
 }
 
-/* The directory itself: readable, a directory, not writable by others. */
-static int check_dir(emh_host *h, const char *dir)
-{
-	struct stat st;
-	if (stat(dir, &st) != 0) {
-		emh__log(&h->log, EMH_LOG_WARN, NULL, "plugin directory '%s': %s", dir, strerror(errno));
-		int rc = refuse(h, dir, "plugin directory cannot be read: %s", strerror(errno));
-		return rc ? rc : 1;
-	}
-	int rc = 0;
-	if (!S_ISDIR(st.st_mode))
-		rc = refuse(h, dir, "plugin_dir is not a directory");
-	else if (st.st_mode & S_IWOTH)
-		rc = refuse(h, dir, "plugin directory is writable by others (mode %03o): no plugin loaded from it",
-			    (unsigned)(st.st_mode & 0777));
-	else
-		return 0;
-	return rc ? rc : 1;
-}
+static int load_each(void *h, const char *path) { return emh__load_plugin(h, path, NULL); }
 
 int emh__rescan_plugins(emh_host *h, const char *dir, emh_buf *loaded, emh_error *err)
 {
+	char why[512];
+	int list_errno;
 	unrefuse(h, dir); /* a directory refused at start may be fine now */
-	int rc = check_dir(h, dir);
-	return rc < 0 ? emh_error_set(err, rc, "out of memory") : rc > 0 ? 0 : scan_dir(h, dir, loaded, err);
+	if (!emh__plugin_dir_ok(&h->log, dir, "plugin directory", why, sizeof why)) {
+		int rc = refuse(h, dir, "%s", why);
+		return rc < 0 ? emh_error_set(err, rc, "out of memory") : 0;
+	}
+	int rc = emh__plugin_foreach(dir, rescan_each, &(rescan){.h = h, .loaded = loaded}, &list_errno);
+	if (list_errno)
+		rc = refuse(h, dir, "cannot list plugin directory: %s", strerror(list_errno));
+	return rc < 0 ? emh_error_set(err, rc, "out of memory") : 0;
 }
 
 int emh__load_plugins(emh_host *h, const char *dir, emh_error *err)
 {
-	int rc = check_dir(h, dir);
-	return rc < 0 ? rc : rc > 0 ? 0 : scan_dir(h, dir, NULL, err);
+	char why[512];
+	int list_errno;
+	if (!emh__plugin_dir_ok(&h->log, dir, "plugin directory", why, sizeof why))
+		return refuse(h, dir, "%s", why);
+	int rc = emh__plugin_foreach(dir, load_each, h, &list_errno);
+	if (list_errno)
+		return refuse(h, dir, "cannot list plugin directory: %s", strerror(list_errno));
+	return rc < 0 ? emh_error_set(err, rc, "out of memory") : rc;
+}
+
+#ifndef EMH_PLUGIN_DIR
+#define EMH_PLUGIN_DIR "/usr/local/lib/emhost/plugins"
+#endif
+
+const char *emh__plugin_dir_for(const char *given, const emh__config *cfg, const char *const *env)
+{
+	const char *e = emh__getenv(env, "EMH_PLUGIN_DIR");
+	return given ? given : cfg->plugin_dir.value ? cfg->plugin_dir.value : e ? e : EMH_PLUGIN_DIR;
 }
 
 void emh__unload_drivers(emh_host *h)

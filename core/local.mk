@@ -6,8 +6,9 @@ core_libemhost_core_la_SOURCES = \
 	core/error.c core/log.c core/arena.c \
 	core/cfg_model.c core/cfg_expand.c core/cfg_file.c core/cfg_url.c core/cfg_env.c core/cfg_check.c \
 	core/params.c \
-	core/loader.c core/host.c core/context.c core/reload.c core/meta.c core/pool.c \
+	core/loader.c core/probe.c core/host.c core/context.c core/reload.c core/meta.c core/pool.c \
 	core/entity.c core/query.c core/buf.c core/sql.c core/em_int.h core/em.c core/uow.c \
+	core/sql_int.h core/sql_where.c core/where.c \
 	core/service.c core/scope.c core/response.c core/qlog.h core/qlog.c
 core_libemhost_core_la_CFLAGS = $(AM_CFLAGS) $(LIBCONFIG_CFLAGS)
 core_libemhost_core_la_LIBADD = $(LIBCONFIG_LIBS) $(EMH_PTHREAD_LIBS)
@@ -25,6 +26,11 @@ emhostinclude_HEADERS = include/emhost/emhost.h include/emhost/error.h include/e
 # The drivers' per-connection prepared-statement cache (emhost/prepcache.h).
 core_libemhost_core_la_SOURCES += core/prepcache.c
 emhostinclude_HEADERS += include/emhost/prepcache.h
+
+# Per-context migrations and the schema diff (emhost/migrate.h, docs/migrations.md).
+core_libemhost_core_la_SOURCES += core/migrate_int.h core/sha256.c core/migrate_files.c core/migrate.c \
+	core/schema_diff.c
+emhostinclude_HEADERS += include/emhost/migrate.h
 
 # Relations between entities, within and across contexts (issue 16).
 core_libemhost_core_la_SOURCES += core/relation.c core/relation_int.h

@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
+#include "migrate_int.h"
 #include "relation_int.h"
 
 static bool meta_has_key(emh__meta *m, const emh_entity *e)
@@ -121,8 +123,11 @@ static int meta_new(emh_context *c, const emh_entity *e, emh__meta **out, emh_er
 	m->print = emh__entity_print(copy);
 	m->pub.id = c->next_meta_id++;
 	m->pub.context = c->name;
+	m->version = -1;
 	for (size_t i = 0; i < copy->nfields; i++) {
 		const emh_field *f = &copy->fields[i];
+		if (f->flags & EMH_F_VERSION)
+			m->version = (int)i;
 		if (f->flags & EMH_F_PK) {
 			m->pub.pk = (int)i;
 			m->pub.generated = (f->flags & EMH_F_GENERATED) != 0;
@@ -133,6 +138,16 @@ static int meta_new(emh_context *c, const emh_entity *e, emh__meta **out, emh_er
 	}
 	pthread_mutex_init(&m->sync_mu, NULL);
 	int rc;
+	/* A version is checked by a conditional write: a document driver
+	 * without one could only overwrite, so say so now, not at a flush. */
+	if (m->version >= 0 && !c->drv->d.dialect && !(c->drv->d.caps & EMH_CAP_CONDITIONAL_WRITES)) {
+		rc = emh_error_set(err, EMH_EUNSUPPORTED,
+				   "entity '%s' has a version field ('%s'), which driver '%s' cannot check "
+				   "(no EMH_CAP_CONDITIONAL_WRITES)",
+				   e->name, e->fields[m->version].name, c->drv->d.name);
+		emh__meta_free(m);
+		return rc;
+	}
 	if (c->drv->d.dialect && (rc = emh__sql_prepare_meta(m, c->drv->d.dialect, err)) != 0) {
 		emh__meta_free(m);
 		return rc;
@@ -217,7 +232,9 @@ int emh__meta_register(emh_host *h, const char *name, const emh_entity *e, const
 	pthread_mutex_lock(&c->pool.mu);
 	bool up = c->pool.up;
 	pthread_mutex_unlock(&c->pool.mu);
-	if (added && c->schema_sync && up) {
+	/* emh_migrations (the core's own) is created by `migrate up` only: status creates nothing */
+	if (added && c->schema_sync && up && !atomic_load_explicit(&c->refusal, memory_order_acquire) &&
+	    strcmp(e->table, EMH__MIGRATIONS_TABLE) != 0) {
 		/* Now, if the database is reachable (one attempt: a database known
 		 * to be down is not tried for each entity); else the first fork
 		 * that takes a connection does it. */
@@ -226,6 +243,10 @@ int emh__meta_register(emh_host *h, const char *name, const emh_entity *e, const
 		if (emh__pool_acquire(&c->pool, &pc, &ignored) == 0) {
 			rc = emh__meta_sync(m, pc->conn, false, err);
 			emh__pool_release(&c->pool, pc, rc);
+			/* schema = "check": a difference refuses the context, not the
+			 * registration (the daemon goes on serving the others) */
+			if (rc == EMH_ESCHEMA && c->schema_check && atomic_load(&c->refusal))
+				rc = 0;
 			if (rc)
 				emh__error_in_context(err, rc, c->name);
 		}
@@ -288,7 +309,9 @@ int emh__meta_sync(emh__meta *m, emh_conn *conn, bool force, emh_error *err)
 	pthread_mutex_lock(&m->sync_mu);
 	int rc = 0;
 	if (force || !atomic_load(&m->synced)) {
-		rc = m->ctx->drv->d.sync(conn, &m->pub, err);
+		/* schema = "check" compares and refuses instead of creating */
+		rc = m->ctx->schema_check && !force ? emh__schema_check(m, conn, err)
+						    : m->ctx->drv->d.sync(conn, &m->pub, err);
 		if (rc == 0 && !atomic_exchange_explicit(&m->synced, 1, memory_order_acq_rel))
 			atomic_fetch_sub_explicit(&m->ctx->unsynced, 1, memory_order_release);
 	}

@@ -118,6 +118,11 @@ static bool value_for(emh_query *q, const emh_field *f, emh_value v, emh_value *
 	return true;
 }
 
+bool emh__query_value(emh_query *q, const emh_field *f, emh_value v, emh_value *out)
+{
+	return value_for(q, f, v, out);
+}
+
 static emh_cond *cond_new(emh_query *q, emh_op op, int field)
 {
 	emh_cond *c = emh__arena_zalloc(q->arena, sizeof *c);
@@ -347,6 +352,20 @@ void emh_q_with(emh_query *q, const char *path)
 	q->nwith++;
 }
 
+void emh_q_lock(emh_query *q, int mode, int wait)
+{
+	if (!q)
+		return;
+	if (mode < EMH_LOCK_NONE || mode > EMH_LOCK_SHARE)
+		fail(q, EMH_EINVAL, "emh_q_lock: mode %d is not EMH_LOCK_NONE, _UPDATE or _SHARE", mode);
+	else if (wait < EMH_LOCK_WAIT || wait > EMH_LOCK_SKIP_LOCKED)
+		fail(q, EMH_EINVAL, "emh_q_lock: wait %d is not EMH_LOCK_WAIT, _NOWAIT or _SKIP_LOCKED", wait);
+	else {
+		q->lock = mode;
+		q->lock_wait = mode ? wait : EMH_LOCK_WAIT;
+	}
+}
+
 const emh_entity *emh_query_entity(const emh_query *q) { return q ? q->e : NULL; }
 const emh_cond *emh_query_cond(const emh_query *q) { return q ? q->where : NULL; }
 size_t emh_query_norder(const emh_query *q) { return q ? q->norder : 0; }
@@ -357,6 +376,12 @@ void emh_query_order(const emh_query *q, size_t i, int *field, bool *descending)
 }
 int64_t emh_query_limit(const emh_query *q) { return q ? q->limit : -1; }
 int64_t emh_query_offset(const emh_query *q) { return q ? q->offset : -1; }
+int emh_query_lock(const emh_query *q, int *wait)
+{
+	if (wait)
+		*wait = q ? q->lock_wait : EMH_LOCK_WAIT;
+	return q ? q->lock : EMH_LOCK_NONE;
+}
 emh_op emh_cond_op(const emh_cond *c) { return c->op; }
 int emh_cond_field(const emh_cond *c) { return c->field; }
 size_t emh_cond_nvalues(const emh_cond *c) { return c->nvals; }

@@ -31,6 +31,7 @@ struct emh_query {
 	int64_t limit, offset;
 	const char **with; /* emh_q_with: relation paths loaded on what a find returns */
 	size_t nwith;
+	int lock, lock_wait; /* emh_q_lock: EMH_LOCK_* */
 	int err_code;
 	char err_msg[256];
 };
@@ -40,5 +41,13 @@ struct emh_query {
 
 /* Start a query on e allocating from arena. NULL on out of memory. */
 emh_query *emh__query_new(emh__arena *arena, const emh_entity *e);
+
+/*
+ * v checked against field f as a condition value is (the field's type, with
+ * int32/int64/timestamp mixing and ranges checked; NULL refused) and copied
+ * into q's arena: true with *out set, or false with the mistake kept in q.
+ * For other builders that take values (emh_sets).
+ */
+bool emh__query_value(emh_query *q, const emh_field *f, emh_value v, emh_value *out);
 
 #endif

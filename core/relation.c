@@ -496,7 +496,7 @@ static inline int pairs_add(pairs *p, size_t k, void *obj, size_t other)
  * (of column col) exist, nothing materialised.  FIRST: keep the first row
  * (col's key and the row's primary key), skipping rows this fork removes.
  */
-enum { SINK_OBJ, SINK_JOIN, SINK_PROBE, SINK_FIRST };
+enum { SINK_OBJ, SINK_JOIN, SINK_PROBE, SINK_FIRST, SINK_KEYS };
 
 typedef struct rel_sink {
 	emh_rowsink base;
@@ -509,6 +509,7 @@ typedef struct rel_sink {
 	pairs *out;
 	bool *found;
 	bool got;
+	bool immediate;        /* SINK_FIRST: no flush, removals this fork has not sent yet count for nothing */
 	char first_buf[2][72]; /* SINK_FIRST: the row's key (col) and primary key, as text */
 } rel_sink;
 
@@ -526,7 +527,10 @@ static int rel_row(emh_rowsink *base, const emh_value *cols, emh_error *err)
 {
 	rel_sink *s = (rel_sink *)base;
 	emh_value k;
-	ssize_t ki = key_norm(&cols[s->col], &k) ? keyset_find(s->keys, &k) : -1;
+	ssize_t ki;
+	if (s->mode == SINK_KEYS) /* every row's column col, into right */
+		return keyset_add(s->right, &cols[s->col], &ki) ? emh_error_set(err, EMH_ENOMEM, "out of memory") : 0;
+	ki = key_norm(&cols[s->col], &k) ? keyset_find(s->keys, &k) : -1;
 	switch (s->mode) {
 	case SINK_OBJ: {
 		if (ki < 0)
@@ -555,7 +559,7 @@ static int rel_row(emh_rowsink *base, const emh_value *cols, emh_error *err)
 		return 0;
 	default: {
 		const emh_value *pk = &cols[s->tm->pub.pk];
-		emh__obj *gone = s->g->readonly ? NULL : emh__imap_find(s->g, s->tm, pk);
+		emh__obj *gone = s->g->readonly || s->immediate ? NULL : emh__imap_find(s->g, s->tm, pk);
 		if (ki < 0 || (gone && gone->state == ST_REMOVED))
 			return 0; /* removed by the flush being checked */
 		s->got = true;
@@ -980,42 +984,41 @@ static int written_here(emh_em *em, emh__obj *only, emh__meta *tm, keyset *here,
 	return 0;
 }
 
-/* Checked belongs_to r of m: every key this flush writes exists in the target context. */
-static int check_refs(emh_em *em, emh__obj *only, emh__meta *m, const emh__rel *r, emh__arena *scratch,
-		      emh_error *err)
+/*
+ * Checked belongs_to r of m: every one of keys exists in the target context.
+ * flush: the keys of a flush of em (only, when set, the one object flushed),
+ * which may insert or delete targets in the same fork; else an immediate
+ * write (emh_repo_update_where) that changes nothing else.
+ */
+static int refs_exist(emh_em *em, emh__meta *m, const emh__rel *r, const keyset *keys, bool flush,
+		      emh__obj *only, const char *what, emh__arena *scratch, emh_error *err)
 {
-	keyset keys = {0}, here = {0};
+	keyset here = {0};
 	bool *found = NULL;
 	uint8_t *state = NULL;
 	hop h;
 	int rc = 0;
-	for (emh__obj *o = NULL; rc == 0 && (o = flush_next(em, only, o));) {
-		emh_value k;
-		ssize_t ki;
-		if (o->m == m && checked_key(o, r, &k) && keyset_add(&keys, &k, &ki) != 0)
-			rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
-	}
-	if (rc || keys.n == 0 || (rc = rel_resolve(em, m, r, &h, err)) != 0)
+	if (keys->n == 0 || (rc = rel_resolve(em, m, r, &h, err)) != 0)
 		goto out;
-	if (!(found = calloc(keys.n, sizeof *found))) {
+	if (!(found = calloc(keys->n, sizeof *found))) {
 		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
 		goto out;
 	}
-	rel_sink s = {.mode = SINK_PROBE, .g = h.g, .tm = h.tm, .col = h.tm->pub.pk, .keys = &keys, .found = found};
-	if ((rc = run_in(h.g, h.tm, h.tm->pub.entity->fields[h.tm->pub.pk].name, &keys, false, &s, scratch, err)) != 0)
+	rel_sink s = {.mode = SINK_PROBE, .g = h.g, .tm = h.tm, .col = h.tm->pub.pk, .keys = keys, .found = found};
+	if ((rc = run_in(h.g, h.tm, h.tm->pub.entity->fields[h.tm->pub.pk].name, keys, false, &s, scratch, err)) != 0)
 		goto out;
-	if (h.g == em && written_here(em, only, h.tm, &here, &state) != 0) {
+	if (flush && h.g == em && written_here(em, only, h.tm, &here, &state) != 0) {
 		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < keys.n; i++) {
-		ssize_t w = keyset_find(&here, &keys.v[i]);
+	for (size_t i = 0; i < keys->n; i++) {
+		ssize_t w = keyset_find(&here, &keys->v[i]);
 		if (w >= 0 ? state[w] == ST_NEW : found[i])
 			continue;
 		char kt[80];
 		emh_error_set(err, EMH_ECONFLICT,
-			      "context '%s': flush of '%s': %s %s has no '%s' in context '%s' (checked relation '%s')",
-			      em->ctx->name, m->pub.entity->name, r->key, key_text(&keys.v[i], kt, sizeof kt),
+			      "context '%s': %s of '%s': %s %s has no '%s' in context '%s' (checked relation '%s')",
+			      em->ctx->name, what, m->pub.entity->name, r->key, key_text(&keys->v[i], kt, sizeof kt),
 			      r->target_name, h.g->ctx->name, r->name);
 		rc = rel_fail(em, EMH_ECONFLICT, err);
 		break;
@@ -1023,9 +1026,49 @@ static int check_refs(emh_em *em, emh__obj *only, emh__meta *m, const emh__rel *
 out:
 	free(found);
 	free(state);
-	keyset_release(&keys);
 	keyset_release(&here);
 	return rc;
+}
+
+/* Checked belongs_to r of m: every key this flush writes exists in the target context. */
+static int check_refs(emh_em *em, emh__obj *only, emh__meta *m, const emh__rel *r, emh__arena *scratch,
+		      emh_error *err)
+{
+	keyset keys = {0};
+	int rc = 0;
+	for (emh__obj *o = NULL; rc == 0 && (o = flush_next(em, only, o));) {
+		emh_value k;
+		ssize_t ki;
+		if (o->m == m && checked_key(o, r, &k) && keyset_add(&keys, &k, &ki) != 0)
+			rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
+	}
+	if (rc == 0)
+		rc = refs_exist(em, m, r, &keys, true, only, "flush", scratch, err);
+	keyset_release(&keys);
+	return rc;
+}
+
+/* on_delete restrict of has_many/has_one r of m: none of the parents keys (deleted) has children. */
+static int no_children(emh_em *em, emh__meta *m, const emh__rel *r, const keyset *keys, bool flush,
+		       emh__arena *scratch, emh_error *err)
+{
+	hop h;
+	int rc = 0;
+	if (keys->n == 0 || (rc = rel_resolve(em, m, r, &h, err)) != 0)
+		return rc;
+	/* Children this same flush deletes do not count: the sink skips them,
+	 * so the first row is only enough when no such child can exist. */
+	rel_sink s = {.mode = SINK_FIRST, .g = h.g, .tm = h.tm, .keys = keys, .immediate = !flush,
+		      .col = emh__entity_column(h.tm->pub.entity, r->key)};
+	if ((rc = run_in(h.g, h.tm, r->key, keys, !flush || h.g != em, &s, scratch, err)) != 0 || !s.got)
+		return rc;
+	emh_error_set(err, EMH_ECONFLICT,
+		      "context '%s': cannot delete '%s' %s %s: '%s' %s %s in context '%s' refers to it "
+		      "(relation '%s' restricts deletes)",
+		      em->ctx->name, m->pub.entity->name, m->pub.entity->fields[m->pub.pk].name, s.first_buf[0],
+		      r->target_name, h.tm->pub.entity->fields[h.tm->pub.pk].name, s.first_buf[1], h.g->ctx->name,
+		      r->name);
+	return rel_fail(em, EMH_ECONFLICT, err);
 }
 
 /* on_delete restrict of has_many/has_one r of m: no parent this flush deletes has children. */
@@ -1033,7 +1076,6 @@ static int check_restrict(emh_em *em, emh__obj *only, emh__meta *m, const emh__r
 			  emh_error *err)
 {
 	keyset keys = {0};
-	hop h;
 	int rc = 0;
 	for (emh__obj *o = NULL; rc == 0 && (o = flush_next(em, only, o));) {
 		emh_value k = emh__obj_key(o);
@@ -1041,22 +1083,8 @@ static int check_restrict(emh_em *em, emh__obj *only, emh__meta *m, const emh__r
 		if (o->m == m && o->state == ST_REMOVED && keyset_add(&keys, &k, &ki) != 0)
 			rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
-	if (rc || keys.n == 0 || (rc = rel_resolve(em, m, r, &h, err)) != 0)
-		goto out;
-	/* Children this same flush deletes do not count: the sink skips them,
-	 * so the first row is only enough when no such child can exist. */
-	rel_sink s = {.mode = SINK_FIRST, .g = h.g, .tm = h.tm, .keys = &keys,
-		      .col = emh__entity_column(h.tm->pub.entity, r->key)};
-	if ((rc = run_in(h.g, h.tm, r->key, &keys, h.g != em, &s, scratch, err)) != 0 || !s.got)
-		goto out;
-	emh_error_set(err, EMH_ECONFLICT,
-		      "context '%s': cannot delete '%s' %s %s: '%s' %s %s in context '%s' refers to it "
-		      "(relation '%s' restricts deletes)",
-		      em->ctx->name, m->pub.entity->name, m->pub.entity->fields[m->pub.pk].name, s.first_buf[0],
-		      r->target_name, h.tm->pub.entity->fields[h.tm->pub.pk].name, s.first_buf[1], h.g->ctx->name,
-		      r->name);
-	rc = rel_fail(em, EMH_ECONFLICT, err);
-out:
+	if (rc == 0)
+		rc = no_children(em, m, r, &keys, true, scratch, err);
 	keyset_release(&keys);
 	return rc;
 }
@@ -1081,6 +1109,54 @@ int emh__rel_flush_check(emh_em *em, emh__obj *only, emh_error *err)
 			else if (r->flags & EMH_REL_RESTRICT)
 				rc = check_restrict(em, only, m, r, &scratch, err);
 	}
+	emh__arena_release(&scratch);
+	return rc;
+}
+
+int emh__rel_where_check(emh_em *em, emh__meta *m, const emh_query *q, const emh_set *sets, size_t nsets,
+			 emh_error *err)
+{
+	unsigned want = sets ? EMH_REL_CHECKED : EMH_REL_RESTRICT;
+	if (!(atomic_load_explicit(&m->rel_flags, memory_order_acquire) & want))
+		return 0;
+	_Alignas(16) unsigned char first[4096];
+	emh__arena scratch;
+	emh__arena_init(&scratch, first, sizeof first);
+	keyset keys = {.copy = &scratch}; /* a row's text is the driver's only while it is read */
+	int rc = 0;
+	if (!sets) {
+		/* The parents the delete will remove: their keys first, one query. */
+		rel_sink s = {.mode = SINK_KEYS, .g = em, .tm = m, .col = m->pub.pk, .right = &keys};
+		s.base.row = rel_row;
+		rc = emh__em_scan(em, m, q, &s.base, err);
+	}
+	for (const emh__rel *r = atomic_load_explicit(&m->rels, memory_order_acquire); r && rc == 0; r = r->next) {
+		if (!(r->flags & want))
+			continue;
+		if (!sets) {
+			rc = no_children(em, m, r, &keys, false, &scratch, err);
+			continue;
+		}
+		for (size_t i = 0; i < nsets && rc == 0; i++) {
+			ssize_t ki;
+			if (sets[i].field != r->key_col)
+				continue;
+			if (sets[i].op != EMH_SET_VALUE) {
+				emh_error_set(err, EMH_EINVAL,
+					      "context '%s': update_where of '%s': '%s' is the key of checked relation '%s': "
+					      "set it to a value, not by adding to it",
+					      em->ctx->name, m->pub.entity->name, r->key, r->name);
+				rc = rel_fail(em, EMH_EINVAL, err);
+			} else if (keyset_add(&keys, &sets[i].value, &ki) != 0) {
+				rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
+			} else {
+				rc = refs_exist(em, m, r, &keys, false, NULL, "update_where", &scratch, err);
+			}
+			keyset_release(&keys);
+			keys.copy = &scratch;
+		}
+	}
+	keyset_release(&keys);
 	emh__arena_release(&scratch);
 	return rc;
 }

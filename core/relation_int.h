@@ -73,6 +73,12 @@ int emh__rel_load_with(emh_em *em, const emh_query *q, void *const *objs, size_t
 /* The checks of a flush (checked references, on_delete restrict), before it
  * writes anything; only, when set, is the one object flushed. */
 int emh__rel_flush_check(emh_em *em, struct emh__obj *only, emh_error *err);
+/* The checks of an immediate set-based write of m's rows matching q, before
+ * it is sent: an update (sets) that sets a checked belongs_to's key to a value
+ * missing in the target context, or (sets NULL) a delete of parents that a
+ * restricting has_many/has_one's children refer to, is EMH_ECONFLICT. */
+int emh__rel_where_check(emh_em *em, emh__meta *m, const emh_query *q, const emh_set *sets, size_t nsets,
+			 emh_error *err);
 /* em begins a transaction at depth 0: warn (once) when a fork of another
  * context of its scope or group has one open. */
 void emh__rel_begin_note(emh_em *em);

@@ -87,14 +87,18 @@ static bool module_name_valid(const char *s)
 
 /*
  * Copy src into *local the way the ABI promises (zero-extended, extra members
- * ignored) and check it.  On refusal, why says what is wrong.
+ * ignored) and check it.  sym_size is the size of a module's descriptor
+ * symbol, 0 for a static descriptor.  On refusal, why says what is wrong.
  */
-static int desc_check(const emh_service *src, emh_service *local, char *why, size_t cap)
+static int desc_check(const emh_service *src, size_t sym_size, emh_service *local, char *why, size_t cap)
 {
 	if (!src) {
 		snprintf(why, cap, "descriptor is NULL");
 		return EMH_EPLUGIN;
 	}
+	if (sym_size && !emh__desc_fits(EMH_SERVICE_SYMBOL, sym_size, SVC_MIN_STRUCT_SIZE, EMH_SERVICE_ABI_MAJOR, src,
+					why, cap))
+		return EMH_EPLUGIN;
 	if ((src->abi_version >> 16) != EMH_SERVICE_ABI_MAJOR) {
 		snprintf(why, cap, "service ABI major %u, this host speaks %u (rebuild the module against this emhost)",
 			 (unsigned)(src->abi_version >> 16), EMH_SERVICE_ABI_MAJOR);
@@ -140,15 +144,24 @@ static int desc_check(const emh_service *src, emh_service *local, char *why, siz
 	return 0;
 }
 
-/* Open a module file and find its descriptor, checked.  *dl stays open on success. */
-static int module_open(const char *path, void **dl, const emh_service **src, emh_service *local,
-		       emh_error *err)
+/*
+ * Open a module file and find its descriptor, checked: the directory it is
+ * in as a plugin directory, the file as every plugin file (loader.c).  *dl
+ * stays open on success.
+ */
+static int module_open(const emh__logger *log, const char *path, void **dl, const emh_service **src,
+		       emh_service *local, emh_error *err)
 {
-	char why[512];
+	char why[512], dir[4096];
+	size_t size;
 	int rc;
-	if (!(*src = emh__plugin_open(path, EMH_SERVICE_SYMBOL, "service", dl, why, sizeof why)))
+	const char *slash = strrchr(path, '/');
+	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1, slash ? path : ".");
+	if (!emh__plugin_dir_ok(log, dir, "service directory", why, sizeof why))
 		return emh_error_set(err, EMH_EPLUGIN, "service module '%s': %s", path, why);
-	rc = desc_check(*src, local, why, sizeof why);
+	if (!(*src = emh__plugin_open(log, path, EMH_SERVICE_SYMBOL, "service module", dl, &size, why, sizeof why)))
+		return emh_error_set(err, EMH_EPLUGIN, "service module '%s': %s", path, why);
+	rc = desc_check(*src, size, local, why, sizeof why);
 	if (rc) {
 		emh_error_set(err, rc, "service module '%s': %s", path, why);
 		goto out_close;
@@ -167,7 +180,7 @@ int emh_service_check_file(const char *path, emh_error *err)
 	emh_service local;
 	if (!path)
 		return emh_error_set(err, EMH_EINVAL, "no service module path given");
-	int rc = module_open(path, &dl, &src, &local, err);
+	int rc = module_open(NULL, path, &dl, &src, &local, err);
 	if (rc == 0)
 		dlclose(dl);
 	return rc;
@@ -605,7 +618,7 @@ int emh_services_add(emh_services *s, const emh_service *desc, const emh_service
 	emh_service local;
 	if (!s)
 		return emh_error_set(err, EMH_EINVAL, "no services object given");
-	int rc = desc_check(desc, &local, why, sizeof why);
+	int rc = desc_check(desc, 0, &local, why, sizeof why);
 	if (rc)
 		return emh_error_set(err, rc, "service (static): %s", why);
 	emh__settings remap = {0}, settings = {0};
@@ -676,8 +689,8 @@ static int err_no_module(const emh__svcconf *sc, const char *module, const char 
 }
 
 /* Open the module of the configured service sc from dir, checked (as module_open); its file into path. */
-static int config_module_open(const emh__svcconf *sc, const char *dir, char *path, size_t cap, void **dl,
-			      emh_service *local, emh_error *err)
+static int config_module_open(const emh__logger *log, const emh__svcconf *sc, const char *dir, char *path,
+			      size_t cap, void **dl, emh_service *local, emh_error *err)
 {
 	const char *module = sc->module ? sc->module : sc->name;
 	const emh_service *src;
@@ -691,7 +704,7 @@ static int config_module_open(const emh__svcconf *sc, const char *dir, char *pat
 	struct stat st;
 	if (stat(path, &st) != 0 && errno == ENOENT)
 		return err_no_module(sc, module, dir, err);
-	return module_open(path, dl, &src, local, err);
+	return module_open(log, path, dl, &src, local, err);
 }
 
 int emh_services_load(emh_services *s, emh_error *err)
@@ -708,7 +721,7 @@ int emh_services_load(emh_services *s, emh_error *err)
 		char path[4200];
 		void *dl = NULL;
 		emh_service local;
-		int rc = config_module_open(sc, dir, path, sizeof path, &dl, &local, err);
+		int rc = config_module_open(&s->host->log, sc, dir, path, sizeof path, &dl, &local, err);
 		if (rc)
 			return rc;
 		emh__settings settings = {0};
@@ -791,7 +804,7 @@ int emh_services_check(emh_services *s, emh_error *err)
 		void *dl = NULL;
 		emh_service local;
 		emh_svc *svc = NULL;
-		if ((rc = config_module_open(sc, dir, path, sizeof path, &dl, &local, err)) != 0)
+		if ((rc = config_module_open(&s->host->log, sc, dir, path, sizeof path, &dl, &local, err)) != 0)
 			break;
 		if ((rc = svc_new(s, &local, path, sc->name, &svc, err)) != 0) {
 			dlclose(dl);

@@ -16,8 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
-#include "query_int.h"
+#include "sql_int.h"
 
 void emh_buf_ident(emh_buf *b, const emh_sql_dialect *d, const char *s)
 {
@@ -30,13 +29,7 @@ void emh_buf_ident(emh_buf *b, const emh_sql_dialect *d, const char *s)
 
 /* ---- statements ---- */
 
-typedef struct stmt_builder {
-	emh_buf sql;
-	const emh_sql_dialect *d;
-	emh_type params[EMH_QUERY_MAX_IN + 2 * EMH_ENTITY_MAX_FIELDS + 64];
-	size_t nparams;
-	bool too_many;
-} stmt_builder;
+typedef emh__sqlb stmt_builder; /* sql_int.h */
 
 static void add_param(stmt_builder *sb, emh_type t)
 {
@@ -404,7 +397,7 @@ static emh__stmtcache *meta_cache(emh__meta *m)
 	return c;
 }
 
-typedef emh_stmt *(*compile_fn)(emh__meta *m, const emh_sql_dialect *d, const void *arg, emh_error *err);
+typedef emh__sql_compile_fn compile_fn;
 
 static const emh_stmt *cached(emh__meta *m, const emh_sql_dialect *d, const unsigned char *key, size_t klen,
 			      compile_fn fn, const void *arg, emh_error *err)
@@ -501,6 +494,7 @@ static void shape_of(emh_buf *b, const emh_query *q, bool count)
 typedef struct query_arg {
 	const emh_query *q;
 	bool count;
+	const char *lock; /* row-lock clause ending a SELECT, or NULL */
 } query_arg;
 
 static emh_stmt *compile_query(emh__meta *m, const emh_sql_dialect *d, const void *arg, emh_error *err)
@@ -538,6 +532,8 @@ static emh_stmt *compile_query(emh__meta *m, const emh_sql_dialect *d, const voi
 			emh_buf_adds(&sb->sql, " OFFSET ");
 			add_param(sb, EMH_T_INT64);
 		}
+		if (qa->lock)
+			emh_buf_adds(&sb->sql, qa->lock);
 	}
 	emh_type cnt = EMH_T_INT64;
 	emh_stmt *st = qa->count ? stmt_finish(sb, m, EMH_STMT_COUNT, &cnt, 1, err)
@@ -546,21 +542,38 @@ static emh_stmt *compile_query(emh__meta *m, const emh_sql_dialect *d, const voi
 	return st;
 }
 
-const emh_stmt *emh__sql_query_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, bool count,
-				    emh_error *err)
+/* The statement of q (a count, or a SELECT ending with lock when not NULL). */
+static const emh_stmt *query_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, bool count,
+				  const char *lock, emh_error *err)
 {
-	if (!q || (!q->where && (count || (q->norder == 0 && q->limit < 0 && q->offset < 0))))
+	if (lock && !*lock)
+		lock = NULL;
+	if (!lock && (!q || (!q->where && (count || (q->norder == 0 && q->limit < 0 && q->offset < 0)))))
 		return count ? m->st_count_all : m->st_select_all;
 	emh_buf b = EMH_BUF_INIT;
 	shape_of(&b, q, count);
+	if (lock) /* the clause is the server's text (driver.h lock_clause): part of the shape */
+		emh_buf_addf(&b, "L%s", lock);
 	if (b.oom) {
 		emh_buf_release(&b);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
 	}
-	query_arg qa = {q, count};
+	query_arg qa = {q, count, lock};
 	const emh_stmt *st = cached(m, d, (const unsigned char *)b.ptr, b.len, compile_query, &qa, err);
 	emh_buf_release(&b);
 	return st;
+}
+
+const emh_stmt *emh__sql_query_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, bool count,
+				    emh_error *err)
+{
+	return query_stmt(m, d, q, count, NULL, err);
+}
+
+const emh_stmt *emh__sql_select_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, const char *lock,
+				     emh_error *err)
+{
+	return query_stmt(m, d, q, false, lock, err);
 }
 
 /* The values of c's subtree in binding order into *out (when out is not
@@ -630,6 +643,26 @@ void emh__sql_free_meta(emh__meta *m)
 		free(c);
 		m->cache = NULL;
 	}
+}
+
+/* ---- the builder for the other compile files (sql_int.h) ---- */
+
+emh__sqlb *emh__sqlb_new(const emh_sql_dialect *d) { return sb_new(d); }
+void emh__sqlb_param(emh__sqlb *sb, emh_type t) { add_param(sb, t); }
+void emh__sqlb_where_key(emh__sqlb *sb, const emh__meta *m) { where_key(sb, m); }
+void emh__sqlb_cond(emh__sqlb *sb, const emh_entity *e, const emh_cond *c) { compile_cond(sb, e, c); }
+void emh__sql_shape_cond(emh_buf *b, const emh_cond *c) { shape_cond(b, c); }
+
+emh_stmt *emh__sqlb_finish(emh__sqlb *sb, emh__meta *m, int kind, const emh_type *cols, size_t ncols,
+			   emh_error *err)
+{
+	return stmt_finish(sb, m, kind, cols, ncols, err);
+}
+
+const emh_stmt *emh__sql_cached(emh__meta *m, const emh_sql_dialect *d, const unsigned char *key, size_t klen,
+				emh__sql_compile_fn fn, const void *arg, emh_error *err)
+{
+	return cached(m, d, key, klen, fn, arg, err);
 }
 
 /* ---- DDL helpers for drivers ---- */

@@ -12,11 +12,14 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "em_int.h"
+#include "query_int.h"
 
 /* ---- transactions ---- */
 
@@ -64,9 +67,21 @@ static sp_fn sp_member(const emh_driver *d, tx_step step, const char **verb)
 	return d->rollback_to;
 }
 
-/* Send step of transaction level `level` on the fork's connection: the
- * driver's member when it has one, else the dialect's SQL through execute. */
-static int tx_send(emh_em *em, tx_step step, int level, emh_error *err)
+/* Level 1's step on c: the driver's member when it has one, else the
+ * dialect's SQL through execute; a BEGIN at an isolation level (iso > 0)
+ * through the driver's begin_isolation. */
+static int tx_send1(const emh_driver *d, emh_conn *c, tx_step step, int iso, emh_error *err)
+{
+	const char *sql;
+	tx_fn fn = tx_member(d, step, &sql);
+	if (step == TX_BEGIN && iso)
+		return d->begin_isolation(c, iso, err);
+	return fn ? fn(c, err) : d->execute(c, sql, err);
+}
+
+/* Send step of transaction level `level` on the fork's connection (iso: the
+ * isolation level of a BEGIN at level 1, 0 for the default). */
+static int tx_send_iso(emh_em *em, tx_step step, int level, int iso, emh_error *err)
 {
 	const emh_driver *d = &em->ctx->drv->d;
 	emh_conn *c = em->pc->conn;
@@ -75,8 +90,8 @@ static int tx_send(emh_em *em, tx_step step, int level, emh_error *err)
 	char name[32] = "";
 	int rc;
 	if (level <= 1) {
-		tx_fn fn = tx_member(d, step, &what);
-		rc = fn ? fn(c, err) : d->execute(c, what, err);
+		tx_member(d, step, &what); /* the text the log shows */
+		rc = tx_send1(d, c, step, iso, err);
 		if (step == TX_BEGIN && emh__em_stale_first_use(em, rc)) {
 			/* BEGIN on a connection that went stale while idle: harmless to resend. */
 			em->pc_status = EMH_EUNAVAILABLE;
@@ -84,7 +99,7 @@ static int tx_send(emh_em *em, tx_step step, int level, emh_error *err)
 			if ((rc = emh__em_conn(em, err)) != 0)
 				return rc;
 			c = em->pc->conn;
-			rc = fn ? fn(c, err) : d->execute(c, what, err);
+			rc = tx_send1(d, c, step, iso, err);
 		}
 	} else {
 		snprintf(name, sizeof name, "emh_sp_%d", level);
@@ -115,6 +130,11 @@ static int tx_send(emh_em *em, tx_step step, int level, emh_error *err)
 	return 0;
 }
 
+static int tx_send(emh_em *em, tx_step step, int level, emh_error *err)
+{
+	return tx_send_iso(em, step, level, 0, err);
+}
+
 static int tx_check(emh_em *em, bool nested, emh_error *err)
 {
 	int rc = emh__em_conn(em, err);
@@ -132,20 +152,37 @@ static int tx_check(emh_em *em, bool nested, emh_error *err)
 	return 0;
 }
 
-int emh_em_begin(emh_em *em, emh_error *err)
+static const char *const iso_names[] = {"default", "read committed", "repeatable read", "serializable"};
+
+int emh_em_begin_opts(emh_em *em, const emh_tx_opts *opts, emh_error *err)
 {
+	int iso = opts ? opts->isolation : EMH_ISO_DEFAULT;
 	if (em->tx_failed)
 		return emh_error_set(err, EMH_ESTATE, "context '%s': the transaction failed; roll it back first",
 				     em->ctx->name);
+	if (iso < EMH_ISO_DEFAULT || iso > EMH_ISO_SERIALIZABLE)
+		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL, "isolation level %d is not an EMH_ISO_* value", iso),
+				err);
+	if (iso && em->tx_depth > 0)
+		return emh__em_fail(em, emh_error_set(err, EMH_ESTATE,
+						  "isolation level %s inside a transaction: a level is the outermost "
+						  "transaction's (a savepoint has none of its own)",
+						  iso_names[iso]), err);
 	int rc = tx_check(em, em->tx_depth > 0, err);
 	if (rc)
 		return rc;
-	if ((rc = tx_send(em, TX_BEGIN, em->tx_depth + 1, err)) != 0)
+	if (iso && !(emh__em_caps(em) & EMH_CAP_ISOLATION))
+		return emh__em_fail(em, emh_error_set(err, EMH_EUNSUPPORTED,
+						  "driver '%s' cannot choose an isolation level (%s) on this server",
+						  em->ctx->drv->d.name, iso_names[iso]), err);
+	if ((rc = tx_send_iso(em, TX_BEGIN, em->tx_depth + 1, iso, err)) != 0)
 		return rc;
 	if (em->tx_depth++ == 0)
 		emh__rel_begin_note(em);
 	return 0;
 }
+
+int emh_em_begin(emh_em *em, emh_error *err) { return emh_em_begin_opts(em, NULL, err); }
 
 /* Undo the bookkeeping of flushes made at transaction level >= depth. */
 static void journal_revert(emh_em *em, int depth)
@@ -155,6 +192,8 @@ static void journal_revert(emh_em *em, int depth)
 		emh__jentry *j = em->journal;
 		emh__obj *o = j->o;
 		em->journal = j->next;
+		if (j->version_set)
+			emh__obj_version_write(o, j->old_version);
 		switch (j->kind) {
 		case OP_INSERT: {
 			/* Never stored: out of the identity map (found by the key it
@@ -216,9 +255,10 @@ int emh__tx_end(emh_em *em, bool commit, emh_error *err)
 int emh_em_commit(emh_em *em, emh_error *err) { return emh__tx_end(em, true, err); }
 int emh_em_rollback(emh_em *em, emh_error *err) { return emh__tx_end(em, false, err); }
 
-int emh_em_transaction(emh_em *em, emh_tx_fn fn, void *ud, emh_error *err)
+/* emh_em_transaction, begun with opts. */
+static int tx_run(emh_em *em, const emh_tx_opts *opts, emh_tx_fn fn, void *ud, emh_error *err)
 {
-	int rc = emh_em_begin(em, err);
+	int rc = emh_em_begin_opts(em, opts, err);
 	if (rc)
 		return rc;
 	int level = em->tx_depth;
@@ -237,13 +277,70 @@ int emh_em_transaction(emh_em *em, emh_tx_fn fn, void *ud, emh_error *err)
 	return rc;
 }
 
+int emh_em_transaction(emh_em *em, emh_tx_fn fn, void *ud, emh_error *err)
+{
+	return tx_run(em, NULL, fn, ud, err);
+}
+
+/* Sleep before retry attempt+1: random in [c/2, c], c = min(1 ms << (attempt - 1), 100 ms). */
+static void retry_backoff(int attempt, uint64_t *rng)
+{
+	int64_t cap_us = attempt >= 8 ? 100000 : (int64_t)1000 << (attempt - 1);
+	if (cap_us > 100000)
+		cap_us = 100000;
+	/* xorshift64*: per call, seeded by the caller; no shared state. */
+	*rng ^= *rng >> 12;
+	*rng ^= *rng << 25;
+	*rng ^= *rng >> 27;
+	uint64_t r = *rng * UINT64_C(2685821657736338717);
+	int64_t us = cap_us / 2 + (int64_t)(r % (uint64_t)(cap_us / 2 + 1));
+	struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+int emh_em_transaction_retry_opts(emh_em *em, const emh_tx_opts *opts, emh_tx_fn fn, void *ud, int max_attempts,
+				  emh_error *err)
+{
+	emh_error local;
+	if (!err)
+		err = &local;
+	if (max_attempts < 1)
+		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL, "emh_em_transaction_retry: max_attempts %d < 1",
+						  max_attempts), err);
+	if (em->tx_depth > 0)
+		return emh__em_fail(em, emh_error_set(err, EMH_ESTATE,
+						  "emh_em_transaction_retry inside a transaction: a retry restarts the "
+						  "whole transaction, so it must be the outermost"), err);
+	uint64_t rng = (uint64_t)(uintptr_t)em ^ (uint64_t)emh__now_ns() ^ UINT64_C(0x9E3779B97F4A7C15);
+	for (int attempt = 1;; attempt++) {
+		/* Each attempt's own error: a retryable flag left from an earlier
+		 * attempt must not make a later, different failure look retryable. */
+		emh_error e = {0};
+		int rc = tx_run(em, opts, fn, ud, &e);
+		if (rc)
+			*err = e;
+		if (rc == 0 || attempt >= max_attempts || !(rc == EMH_ERETRY || e.retryable))
+			return rc;
+		/* Rolled back: what fn loaded may be out of date, so it starts over
+		 * from the rows as they are now. */
+		emh_em_clear(em);
+		retry_backoff(attempt, &rng);
+	}
+}
+
+int emh_em_transaction_retry(emh_em *em, emh_tx_fn fn, void *ud, int max_attempts, emh_error *err)
+{
+	return emh_em_transaction_retry_opts(em, NULL, fn, ud, max_attempts, err);
+}
+
 /*
  * Changed fields of a managed object, by comparison with its snapshot.  A
  * text/json/blob member pointed at other memory with the same content is
  * pointed back at the stored copy: unchanged, and the caller's buffer is
  * no longer referenced.
  */
-static uint64_t changed_mask(emh__obj *o)
+uint64_t emh__obj_changed(emh__obj *o)
 {
 	const emh_entity *e = o->m->pub.entity;
 	char *cur = OBJ(o);
@@ -278,6 +375,8 @@ typedef struct pend {
 	uint64_t mask;
 	bool key_set;
 	int64_t old_key;
+	bool version_set; /* the version member was written (EMH_F_VERSION) */
+	int64_t old_version;
 } pend;
 
 static void describe_key(const emh__obj *o, char *buf, size_t cap)
@@ -292,20 +391,30 @@ static void describe_key(const emh__obj *o, char *buf, size_t cap)
 		snprintf(buf, cap, "%s %lld", o->m->pub.entity->fields[o->m->pub.pk].name, (long long)emh__value_i64(&k));
 }
 
-/* NULL in a non-nullable field is caught before anything is sent. */
+/*
+ * NULL in a non-nullable field, and a value longer than its field's max_len
+ * (bytes), are caught before anything is sent.  Only the fields in mask:
+ * what a flush writes.
+ */
 static int check_not_null(emh_em *em, const emh__obj *o, uint64_t mask, emh_error *err)
 {
 	const emh_entity *e = o->m->pub.entity;
 	for (size_t i = 0; i < e->nfields; i++) {
 		const emh_field *f = &e->fields[i];
-		if (!(mask & (UINT64_C(1) << i)) || (f->flags & EMH_F_NULLABLE))
+		if (!(mask & (UINT64_C(1) << i)) || ((f->flags & EMH_F_NULLABLE) && !f->max_len))
 			continue;
 		if ((int)i == o->m->pub.pk && o->m->pub.generated && o->state == ST_NEW)
 			continue;
 		emh_value v = emh__obj_value(o, OBJ(o), f, (int)i);
-		if (v.is_null) {
+		bool too_long = !v.is_null && f->max_len && v.u.s.len > f->max_len;
+		if ((v.is_null && !(f->flags & EMH_F_NULLABLE)) || too_long) {
 			char key[96];
 			describe_key(o, key, sizeof key);
+			if (too_long)
+				return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
+								  "entity '%s' (%s): field '%s' is %zu bytes, longer than "
+								  "its max_len of %u", e->name, key, f->name, v.u.s.len,
+								  (unsigned)f->max_len), err);
 			return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
 							  "entity '%s' (%s): field '%s' is NULL but not nullable",
 							  e->name, key, f->name), err);
@@ -328,6 +437,134 @@ static int key_row(emh_rowsink *s, const emh_value *cols, emh_error *err)
 	return 0;
 }
 
+/* ---- versions (EMH_F_VERSION) ---- */
+
+int64_t emh__version_time(emh_context *c, int64_t after)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	int64_t last = atomic_load_explicit(&c->version_clock, memory_order_relaxed), next;
+	/* Later than the row's version and than any this context handed out, so
+	 * a version always changes even when the clock does not move on (or
+	 * steps back) between two writes. */
+	do {
+		next = now > last ? now : last + 1;
+		if (next <= after)
+			next = after + 1;
+	} while (!atomic_compare_exchange_weak_explicit(&c->version_clock, &last, next, memory_order_relaxed,
+							memory_order_relaxed));
+	return next;
+}
+
+/* Write the version p's write gives its object: 1 or now for an insert,
+ * the stored one + 1 (or a later time) for an update; the old member is
+ * kept to restore if the flush fails. */
+static void version_next(emh_em *em, pend *p)
+{
+	emh__obj *o = p->o;
+	const emh_field *f = &o->m->pub.entity->fields[o->m->version];
+	int64_t stored = p->kind == OP_INSERT ? 0 : emh__obj_version(o, true);
+	p->old_version = emh__obj_version(o, false);
+	p->version_set = true;
+	if (f->type == EMH_T_TIMESTAMP)
+		emh__obj_version_write(o, emh__version_time(em->ctx, stored));
+	else
+		emh__obj_version_write(o, stored + 1);
+}
+
+/* The row was not at the version the object was loaded with. */
+static int version_conflict(emh_em *em, int64_t expected, emh_error *err)
+{
+	emh_error_set(err, EMH_ECONFLICT,
+		      "changed by someone else since it was loaded (its version %lld is not the row's any more, "
+		      "or the row is gone)",
+		      (long long)expected);
+	if (err)
+		err->retryable = true;
+	return emh__em_fail(em, EMH_ECONFLICT, err);
+}
+
+/* key = k AND version = v, for a document driver's conditional write: built
+ * on the caller's stack (the driver reads it through the accessors only). */
+typedef struct version_query {
+	emh_query q;
+	emh_cond and_, key, ver;
+	emh_cond *kids[2];
+	emh_value kv, vv;
+} version_query;
+
+static const emh_query *version_query_init(version_query *vq, emh_em *em, const emh__meta *m, emh_value key,
+					   int64_t version)
+{
+	const emh_entity *e = m->pub.entity;
+	emh_value vv = {.type = e->fields[m->version].type};
+	vv.u.i64 = version;
+	*vq = (version_query){
+		.q = {.e = e, .arena = &em->arena, .limit = -1, .offset = -1},
+		.kv = key,
+		.vv = vv,
+	};
+	vq->key = (emh_cond){.op = EMH_OP_EQ, .field = m->pub.pk, .q = &vq->q, .vals = &vq->kv, .nvals = 1};
+	vq->ver = (emh_cond){.op = EMH_OP_EQ, .field = m->version, .q = &vq->q, .vals = &vq->vv, .nvals = 1};
+	vq->kids[0] = &vq->key;
+	vq->kids[1] = &vq->ver;
+	vq->and_ = (emh_cond){.op = EMH_OP_AND, .field = -1, .q = &vq->q, .kids = vq->kids, .nkids = 2};
+	vq->q.where = &vq->and_;
+	return &vq->q;
+}
+
+/*
+ * The update or delete of a versioned object: it holds only while the row
+ * still has the version the object was loaded with.  SQL: "... WHERE key = ?
+ * AND version = ?"; a document driver: its update_where/delete_where on that
+ * condition.  No row matched: EMH_ECONFLICT, retryable.
+ */
+static int send_versioned(emh_em *em, pend *p, emh_value key, emh_error *err)
+{
+	emh__obj *o = p->o;
+	emh__meta *m = o->m;
+	const emh_entity *e = m->pub.entity;
+	int64_t expected = emh__obj_version(o, true), affected = 0;
+	uint64_t mask = 0;
+	int rc;
+	if (p->kind == OP_UPDATE) {
+		version_next(em, p);
+		mask = p->mask | UINT64_C(1) << m->version;
+	}
+	if (emh__em_is_sql(em)) {
+		emh_value vals[EMH_ENTITY_MAX_FIELDS + 2];
+		size_t n = 0;
+		const emh_stmt *st = emh__sql_versioned_stmt(m, em->ctx->drv->d.dialect, mask, err);
+		if (!st)
+			return emh__em_fail(em, err ? err->code : EMH_ENOMEM, err);
+		for (size_t i = 0; i < e->nfields; i++)
+			if (mask & (UINT64_C(1) << i))
+				vals[n++] = emh__obj_value(o, OBJ(o), &e->fields[i], (int)i);
+		vals[n] = key;
+		vals[n + 1] = (emh_value){.type = e->fields[m->version].type, .u.i64 = expected};
+		emh_rowsink rs = {0};
+		emh__op x = {.kind = OP_STMT, .m = m, .st = st, .params = vals, .sink = &rs};
+		if ((rc = emh__em_run(em, &x, err)) != 0)
+			return rc;
+		affected = rs.affected;
+	} else {
+		version_query vq;
+		emh_set sets[EMH_ENTITY_MAX_FIELDS];
+		size_t n = 0;
+		for (size_t i = 0; i < e->nfields; i++)
+			if (mask & (UINT64_C(1) << i))
+				sets[n++] = (emh_set){.field = (int)i, .op = EMH_SET_VALUE,
+						      .value = emh__obj_value(o, OBJ(o), &e->fields[i], (int)i)};
+		emh__op x = {.kind = n ? OP_UPDATE_WHERE : OP_DELETE_WHERE, .m = m,
+			     .q = version_query_init(&vq, em, m, key, expected), .sets = sets, .nsets = n,
+			     .count = &affected};
+		if ((rc = emh__em_run(em, &x, err)) != 0)
+			return rc;
+	}
+	return affected ? 0 : version_conflict(em, expected, err);
+}
+
 static int send_one(emh_em *em, pend *p, emh_error *err)
 {
 	emh__obj *o = p->o;
@@ -336,6 +573,8 @@ static int send_one(emh_em *em, pend *p, emh_error *err)
 	emh_value vals[EMH_ENTITY_MAX_FIELDS + 1];
 	size_t n = 0;
 	int rc;
+	if (p->kind == OP_INSERT && m->version >= 0)
+		version_next(em, p);
 	if (p->kind == OP_INSERT) {
 		if (emh__em_is_sql(em)) {
 			for (size_t i = 0; i < e->nfields; i++)
@@ -370,6 +609,8 @@ static int send_one(emh_em *em, pend *p, emh_error *err)
 	/* The WHERE key is the one the row was loaded with. */
 	emh__obj snapo = *o;
 	emh_value key = emh__obj_value(&snapo, o->snap, &e->fields[m->pub.pk], m->pub.pk);
+	if (m->version >= 0)
+		return send_versioned(em, p, key, err);
 	if (p->kind == OP_UPDATE) {
 		if (emh__em_is_sql(em)) {
 			const emh_stmt *st = emh__sql_update_stmt(m, em->ctx->drv->d.dialect, p->mask, err);
@@ -411,7 +652,8 @@ static int settle(emh_em *em, pend *p, int depth)
 		if (!j)
 			return EMH_ENOMEM;
 		*j = (emh__jentry){.next = em->journal, .o = o, .depth = depth, .kind = p->kind, .state = o->state, .snap = o->snap,
-			      .snap_nulls = o->snap_nulls, .key_set = p->key_set, .old_key = p->old_key};
+			      .snap_nulls = o->snap_nulls, .key_set = p->key_set, .old_key = p->old_key,
+			      .version_set = p->version_set, .old_version = p->old_version};
 		em->journal = j;
 	}
 	if (p->kind == OP_REMOVE) {
@@ -472,7 +714,7 @@ static int flush(emh_em *em, emh__obj *only, emh_error *err)
 				p.kind = OP_INSERT;
 				p.mask = ~UINT64_C(0);
 			} else if (pass == 1 && o->state == ST_MANAGED) {
-				if (!(p.mask = changed_mask(o)))
+				if (!(p.mask = emh__obj_changed(o)))
 					continue;
 				if (p.mask & (UINT64_C(1) << o->m->pub.pk)) {
 					char key[96];
@@ -480,6 +722,16 @@ static int flush(emh_em *em, emh__obj *only, emh_error *err)
 					rc = emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
 									"entity '%s' (%s): the primary key of a stored object cannot change",
 									o->m->pub.entity->name, key), err);
+					break;
+				}
+				if (o->m->version >= 0 && (p.mask & (UINT64_C(1) << o->m->version))) {
+					char key[96];
+					describe_key(o, key, sizeof key);
+					rc = emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
+									"entity '%s' (%s): field '%s' is its version, which "
+									"emhost sets: it cannot be changed",
+									o->m->pub.entity->name, key,
+									o->m->pub.entity->fields[o->m->version].name), err);
 					break;
 				}
 				p.kind = OP_UPDATE;
@@ -549,15 +801,20 @@ static int flush(emh_em *em, emh__obj *only, emh_error *err)
 				  key, inner);
 			memcpy(err->message, msg, sizeof msg);
 		}
+		/* What did not stay written gets its key and version back: everything
+		 * when the flush was rolled back, else the failing one. */
+		for (size_t i = atomic ? 0 : done; i < n; i++) {
+			if (v[i].key_set)
+				emh__obj_key_write(v[i].o, v[i].old_key);
+			if (v[i].version_set)
+				emh__obj_version_write(v[i].o, v[i].old_version);
+		}
 		if (atomic) {
 			emh_error ignored;
 			if (em->pc && wrap)
 				tx_send(em, TX_ROLLBACK, level, &ignored);
 			else if (em->tx_depth > 0)
 				em->tx_failed = true; /* no savepoint: the whole transaction is spoiled */
-			for (size_t i = 0; i < n; i++)
-				if (v[i].key_set)
-					emh__obj_key_write(v[i].o, v[i].old_key);
 			free(v);
 			return rc;
 		}
@@ -618,6 +875,11 @@ int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err)
 		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
 						  "entity '%s' has a generated key: upsert needs a key set by the caller",
 						  e->name), err);
+	if (m->version >= 0)
+		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
+						  "entity '%s' has a version field ('%s'): an upsert would overwrite the row "
+						  "without checking it (get it, change it and flush instead)",
+						  e->name, e->fields[m->version].name), err);
 	if ((rc = check_not_null(em, o, ~UINT64_C(0), err)) != 0 || (rc = emh__rel_flush_check(em, o, err)) != 0)
 		return rc;
 	emh_value key = emh__obj_key(o);

@@ -13,7 +13,8 @@ what=${1:-build}
 build_pkgs=(gcc make autoconf automake libtool pkg-config libconfig-dev libsqlite3-dev
 	libpq-dev default-libmysqlclient-dev libmongoc-dev libbson-dev libmicrohttpd-dev
 	libjansson-dev libcurl4-openssl-dev curl)
-test_pkgs=(postgresql mariadb-server nodejs npm wrk valgrind sqlite3 procps iproute2)
+# clang + libclang-rt-14-dev: the fuzz targets (tests/fuzz, libFuzzer) that scripts/test.sh --sanitizers runs
+test_pkgs=(postgresql mariadb-server nodejs npm wrk valgrind sqlite3 procps iproute2 clang libclang-rt-14-dev)
 pkgs=("${build_pkgs[@]}")
 [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
 

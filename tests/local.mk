@@ -12,6 +12,10 @@ include $(srcdir)/tests/mysql/local.mk
 include $(srcdir)/tests/mongo/local.mk
 include $(srcdir)/tests/daemon/local.mk
 include $(srcdir)/tests/abi/local.mk
+include $(srcdir)/tests/concurrency/local.mk
+include $(srcdir)/tests/migrate/local.mk
+include $(srcdir)/tests/hostile/local.mk
+include $(srcdir)/tests/fuzz/local.mk
 include $(srcdir)/tests/relations/local.mk
 EXTRA_DIST += tests/tap.h tests/tap.sh
 

@@ -17,8 +17,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * One program, one count.  A test built from several files defines
+ * EMH_TAP_SHARED in all of them and EMH_TAP_OWNER in the one that holds the
+ * counters (its main); a single-file test needs neither.
+ */
+#if defined(EMH_TAP_SHARED) && !defined(EMH_TAP_OWNER)
+extern int tap__n, tap__failed, tap__planned;
+extern pthread_mutex_t tap__mu;
+#elif defined(EMH_TAP_SHARED)
+extern int tap__n, tap__failed, tap__planned;
+extern pthread_mutex_t tap__mu;
+int tap__n, tap__failed, tap__planned = -1;
+pthread_mutex_t tap__mu = PTHREAD_MUTEX_INITIALIZER;
+#else
 static int tap__n, tap__failed, tap__planned = -1;
 static pthread_mutex_t tap__mu = PTHREAD_MUTEX_INITIALIZER;
+#endif
 
 static inline void plan(int n) { tap__planned = n; printf("1..%d\n", n); fflush(stdout); }
 static inline void plan_lazy(void) { tap__planned = -1; }

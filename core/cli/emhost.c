@@ -2,7 +2,8 @@
 /*
  * core/cli/emhost.c: the emhost tool: check-config, plugins, contexts, reload
  * (public API only; the server section is read by the daemon's own
- * srvconf.c, so that check-config refuses what emhostd refuses).
+ * srvconf.c, so that check-config refuses what emhostd refuses); migrate and
+ * schema are in migrate.c.
  */
 #include "config.h"
 
@@ -21,6 +22,8 @@
 
 #include "../daemon/srvconf.h"
 
+#include "cli.h"
+
 enum { EXIT_USAGE = 2 };
 
 static const char usage_text[] =
@@ -35,10 +38,16 @@ static const char usage_text[] =
 	"                 (secrets masked); exit 1 with emhostd's message when invalid\n"
 	"  plugins        list the loaded drivers (name, version, ABI, capabilities, file)\n"
 	"                 and every refused plugin file with the reason\n"
+	"  plugins --probe  the same, each plugin loaded in a process of its own: a\n"
+	"                 plugin whose code crashes or exits while loading is listed as\n"
+	"                 refused instead of ending emhost (use it when emhost dies\n"
+	"                 loading plugins)\n"
 	"  contexts       list the contexts with their driver, which is the default, and\n"
 	"                 whether each is reachable; exit 1 when one is not\n"
 	"  reload         make the running emhostd reload its configuration (SIGHUP to the\n"
 	"                 pid in --pid-file); it logs what changed or why it refused\n"
+	"  migrate        status, up, down, new: the context's migrations (emhost migrate --help)\n"
+	"  schema diff    what would bring a context's database to its entities\n"
 	"\n"
 	"options:\n"
 	"  -c, --config FILE       configuration file (default: $EMH_CONFIG, else none:\n"
@@ -61,10 +70,15 @@ struct logbuf {
 	bool direct; /* print at once instead of holding */
 };
 
+/* Log text names files and values from outside: no terminal escape reaches the terminal. */
+#define CLEAN_MAX (4 * EMH_ERROR_MSG_MAX)
+
 static void log_print(int level, const char *context, const char *msg)
 {
 	const char *lv = level <= EMH_LOG_ERROR ? "error" : level == EMH_LOG_WARN ? "warning" : "info";
-	char needle[EMH_ERROR_CTX_MAX + 4];
+	char needle[EMH_ERROR_CTX_MAX + 4], cmsg[CLEAN_MAX], cctx[4 * EMH_ERROR_CTX_MAX];
+	msg = emh_text_clean(msg, cmsg, sizeof cmsg);
+	context = context ? emh_text_clean(context, cctx, sizeof cctx) : NULL;
 	snprintf(needle, sizeof needle, "'%s'", context ? context : "");
 	if (context && !strstr(msg, needle))
 		fprintf(stderr, "emhost: %s: context '%s': %s\n", lv, context, msg);
@@ -79,8 +93,10 @@ static void log_sink(void *ud, int level, const char *context, const char *msg)
 	if (lb->direct) {
 		log_print(level, context, msg);
 	} else {
-		char line[EMH_ERROR_MSG_MAX + 200];
+		char line[CLEAN_MAX + 4 * EMH_ERROR_CTX_MAX + 64], cmsg[CLEAN_MAX], cctx[4 * EMH_ERROR_CTX_MAX];
 		const char *lv = level <= EMH_LOG_ERROR ? "error" : level == EMH_LOG_WARN ? "warning" : "info";
+		msg = emh_text_clean(msg, cmsg, sizeof cmsg);
+		context = context ? emh_text_clean(context, cctx, sizeof cctx) : NULL;
 		if (context)
 			snprintf(line, sizeof line, "emhost: %s: context '%s': %s", lv, context, msg);
 		else
@@ -203,18 +219,18 @@ static int cmd_check_config(emh_host *h, const char *path, bool offline)
 	return 0;
 }
 
-static int cmd_plugins(emh_host *h)
+/* One column of `plugins`: text from a plugin file (its name, version, file name, dlerror()), cleaned. */
+#define COL_MAX 1024
+
+static void print_plugins(const emh_driver_info *drv, size_t ndrv, const emh_refused_info *ref, size_t nref)
 {
-	const emh_driver_info *drv;
-	const emh_refused_info *ref;
-	size_t ndrv = emh_host_drivers(h, &drv), nref = emh_host_refused(h, &ref);
 	size_t nw = 4, vw = 7, cw = 12;
-	char caps[512];
+	char caps[512], name[COL_MAX], version[COL_MAX], file[COL_MAX], reason[4 * 512];
 
 	for (size_t i = 0; i < ndrv; i++) {
-		size_t l = strlen(drv[i].name);
+		size_t l = strlen(emh_text_clean(drv[i].name, name, sizeof name));
 		nw = l > nw ? l : nw;
-		l = strlen(drv[i].version);
+		l = strlen(emh_text_clean(drv[i].version, version, sizeof version));
 		vw = l > vw ? l : vw;
 		l = strlen(emh_caps_string(drv[i].caps, caps, sizeof caps));
 		cw = l > cw ? l : cw;
@@ -225,8 +241,9 @@ static int cmd_plugins(emh_host *h)
 		for (size_t i = 0; i < ndrv; i++) {
 			char abi[24];
 			snprintf(abi, sizeof abi, "%u.%u", drv[i].abi_major, drv[i].abi_minor);
-			printf("%-*s  %-*s  %-5s  %-*s  %s\n", (int)nw, drv[i].name, (int)vw, drv[i].version, abi, (int)cw,
-			       emh_caps_string(drv[i].caps, caps, sizeof caps), drv[i].file);
+			printf("%-*s  %-*s  %-5s  %-*s  %s\n", (int)nw, emh_text_clean(drv[i].name, name, sizeof name),
+			       (int)vw, emh_text_clean(drv[i].version, version, sizeof version), abi, (int)cw,
+			       emh_caps_string(drv[i].caps, caps, sizeof caps), emh_text_clean(drv[i].file, file, sizeof file));
 		}
 	} else {
 		printf("no drivers loaded\n");
@@ -234,9 +251,90 @@ static int cmd_plugins(emh_host *h)
 	if (nref) {
 		printf("\nrefused:\n");
 		for (size_t i = 0; i < nref; i++)
-			printf("  %s: %s\n", ref[i].file, ref[i].reason);
+			printf("  %s: %s\n", emh_text_clean(ref[i].file, file, sizeof file),
+			       emh_text_clean(ref[i].reason, reason, sizeof reason));
 	}
+}
+
+static int cmd_plugins(emh_host *h)
+{
+	const emh_driver_info *drv;
+	const emh_refused_info *ref;
+	size_t ndrv = emh_host_drivers(h, &drv), nref = emh_host_refused(h, &ref);
+	print_plugins(drv, ndrv, ref, nref);
 	return 0;
+}
+
+/* What emh_host_probe_plugins reported, copied (its strings are borrowed for the call). */
+struct probed {
+	emh_driver_info *drv;
+	size_t ndrv;
+	emh_refused_info *ref;
+	size_t nref;
+	bool oom;
+};
+
+static char *dup_or(struct probed *p, const char *s)
+{
+	char *d = strdup(s ? s : "");
+	p->oom |= !d;
+	return d;
+}
+
+static void on_probed(void *ud, const char *file, const emh_driver_info *driver, const char *refused)
+{
+	struct probed *p = ud;
+	if (driver) {
+		emh_driver_info *v = realloc(p->drv, (p->ndrv + 1) * sizeof *v);
+		if (!v) {
+			p->oom = true;
+			return;
+		}
+		p->drv = v;
+		v[p->ndrv] = *driver;
+		v[p->ndrv].name = dup_or(p, driver->name);
+		v[p->ndrv].version = dup_or(p, driver->version);
+		v[p->ndrv].file = dup_or(p, file);
+		p->ndrv++;
+	} else {
+		emh_refused_info *v = realloc(p->ref, (p->nref + 1) * sizeof *v);
+		if (!v) {
+			p->oom = true;
+			return;
+		}
+		p->ref = v;
+		v[p->nref].file = dup_or(p, file);
+		v[p->nref].reason = dup_or(p, refused);
+		p->nref++;
+	}
+}
+
+static int cmd_plugins_probe(const emh_host_opts *opts, struct logbuf *lb)
+{
+	struct probed p = {0};
+	emh_error err;
+	emh_error_clear(&err);
+	int rc = emh_host_probe_plugins(opts, on_probed, &p, &err);
+	/* the refusals are listed below; other lines only when the probe itself failed */
+	log_release(lb, rc != 0);
+	if (rc)
+		fail("%s", *err.message ? err.message : emh_strerror(rc));
+	else if (p.oom)
+		rc = fail("out of memory");
+	else
+		print_plugins(p.drv, p.ndrv, p.ref, p.nref);
+	for (size_t i = 0; i < p.ndrv; i++) {
+		free((char *)p.drv[i].name);
+		free((char *)p.drv[i].version);
+		free((char *)p.drv[i].file);
+	}
+	for (size_t i = 0; i < p.nref; i++) {
+		free((char *)p.ref[i].file);
+		free((char *)p.ref[i].reason);
+	}
+	free(p.drv);
+	free(p.ref);
+	return rc ? 1 : 0;
 }
 
 static int cmd_contexts(emh_host *h)
@@ -319,11 +417,15 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ "offline", no_argument, NULL, 'O' },
 		{ "pid-file", required_argument, NULL, 'P' },
+		{ "probe", no_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = getenv("EMH_CONFIG"), *plugin_dir = NULL, *pid_file = EMH_PID_FILE;
-	bool offline = false;
+	bool offline = false, probe = false;
 	int ch;
+
+	if (cli_is_migrate(argc, argv))
+		return cli_migrate_main(argc, argv);
 
 	if (config && !*config)
 		config = NULL;
@@ -349,6 +451,9 @@ int main(int argc, char **argv)
 			printf("emhost %s (driver ABI %u.%u)\n", EMH_VERSION_STRING, EMH_DRIVER_ABI_MAJOR,
 			       EMH_DRIVER_ABI_MINOR);
 			return 0;
+		case 'B':
+			probe = true;
+			break;
 		case ':':
 			fprintf(stderr, "emhost: option '%s' needs an argument\n", argv[optind - 1]);
 			fputs("emhost: try 'emhost --help'\n", stderr);
@@ -376,7 +481,7 @@ int main(int argc, char **argv)
 	else if (strcmp(cmd, "contexts") == 0)
 		run = cmd_contexts;
 	else if (!check && !reload) {
-		fprintf(stderr, "emhost: unknown command '%s' (commands: check-config, plugins, contexts, reload)\n",
+		fprintf(stderr, "emhost: unknown command '%s' (commands: check-config, plugins, contexts, reload, migrate, schema)\n",
 			cmd);
 		return EXIT_USAGE;
 	}
@@ -386,6 +491,10 @@ int main(int argc, char **argv)
 	}
 	if (offline && !check) {
 		fprintf(stderr, "emhost: --offline applies to check-config only\n");
+		return EXIT_USAGE;
+	}
+	if (probe && run != cmd_plugins) {
+		fprintf(stderr, "emhost: --probe goes with 'plugins' only\n");
 		return EXIT_USAGE;
 	}
 	if (reload) /* the daemon reads its own configuration: no host here */
@@ -400,6 +509,13 @@ int main(int argc, char **argv)
 		.log_level = EMH_LOG_WARN,
 		.offline = offline,
 	};
+	if (probe) {
+		int status = cmd_plugins_probe(&opts, &lb);
+		pthread_mutex_destroy(&lb.mu);
+		if (fflush(stdout) != 0)
+			return fail("cannot write the output");
+		return status;
+	}
 	emh_host *h = NULL;
 	emh_error err;
 	emh_error_clear(&err);

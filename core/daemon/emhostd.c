@@ -332,6 +332,12 @@ int main(int argc, char **argv)
 		log_stderr(&sink, EMH_LOG_ERROR, err.context[0] ? err.context : NULL, err.message);
 		return 1;
 	}
+	/* migrate = "on-start" | "check": before the services, which may use the tables */
+	if (emh_migrate_startup(h, NULL, &err) != 0) {
+		emh_host_log(h, EMH_LOG_ERROR, NULL, "%s", err.message);
+		emh_host_free(h);
+		return 1;
+	}
 	emh_services *svcs = NULL;
 	if (emh_services_new(h, &svcs, &err) != 0 || emh_services_load(svcs, &err) != 0) {
 		emh_host_log(h, EMH_LOG_ERROR, err.context[0] ? err.context : NULL, "%s", err.message);

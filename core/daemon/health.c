@@ -30,18 +30,20 @@ void emhd__health_into(emhd_server *srv, emh_response *res)
 	size_t n;
 	emh_error err;
 	if (emh_host_contexts(srv->host, &infos, &n, &err) != 0) {
-		emhd__res_emh_error(srv, "/_emhost/health", res, &err);
+		emhd__res_emh_error(srv->host, "/_emhost/health", res, &err);
 		return;
 	}
 	bool healthy = true;
 	json_t *ctxs = json_object();
 	for (size_t i = 0; i < n; i++) {
 		const emh_context_info *c = &infos[i];
-		if (c->required && !c->up)
+		/* refused: its migrations or schema are not what the code needs (the log says why) */
+		bool refused = emh_host_context_refusal(srv->host, c->name) != NULL;
+		if (c->required && (!c->up || refused))
 			healthy = false;
 		json_object_set_new(ctxs, c->name,
-				    json_pack("{s:s,s:s,s:b,s:b}", "status", c->up ? "up" : "down", "driver",
-					      c->driver ? c->driver : "", "required", c->required, "default",
+				    json_pack("{s:s,s:s,s:b,s:b}", "status", refused ? "refused" : c->up ? "up" : "down",
+					      "driver", c->driver ? c->driver : "", "required", c->required, "default",
 					      c->is_default));
 	}
 	emh_context_info_free(infos, n);

@@ -3,11 +3,12 @@
  * core/daemon/httpd.c: emhostd's request path.  libmicrohttpd runs a pool of
  * I/O threads (each with its own epoll loop); a request is read whole
  * (bodies above server.max_body are refused with 413 before any service
- * sees them), routed by its first path segment to a service, and handled in a
- * scope of its own that closes with the request.  Errors become JSON bodies
- * with one status mapping (reply.c); /_emhost/health (health.c) and
- * /_emhost/metrics (metrics.c) report the contexts and per-service request
- * latency; start and the bounded stop are in server.c.
+ * sees them), routed by its first path segment to a service, and handled in
+ * a scope of its own that closes before the answer is queued (call.c).
+ * Errors become JSON bodies with one status mapping (reply.c);
+ * /_emhost/health (health.c) and /_emhost/metrics (metrics.c) report the
+ * contexts and per-service request latency; start and the bounded stop are
+ * in server.c.
  *
  * Handlers block on databases (a pool acquire, a server that stopped
  * answering), so they never run on an I/O thread, where they would stall
@@ -88,22 +89,12 @@ static enum MHD_Result kv_iter(void *cls, enum MHD_ValueKind kind, const char *k
 	return MHD_YES;
 }
 
-/* Run the request in its service's scope; the answer goes to res.  Worker thread. */
+/* Run the request through emhd_call_service with what libmicrohttpd parsed.  Worker thread. */
 static void service_into(emhd_req *r, struct MHD_Connection *conn, emh_response *res)
 {
-	emhd_server *srv = r->srv;
-	/* A service name is an identifier of at most 63 bytes: a longer path
-	 * segment names no service whether it is cut here or not. */
-	char name[128];
-	snprintf(name, sizeof name, "%.*s", (int)r->svc_len, r->svc);
-	/* the path below the service and the raw query, from the raw URI */
-	const char *rest = r->svc + r->svc_len;
-	const char *q = strchr(rest, '?');
-	char *path = strndup(rest, q ? (size_t)(q - rest) : strlen(rest));
 	kv_collect *args = malloc(2 * sizeof *args);
-	if (!path || !args) {
-		free(path);
-		free(args);
+	if (!args) {
+		emh_response_reset(res);
 		emhd__res_error(res, 500, "out of memory", NULL);
 		return;
 	}
@@ -119,10 +110,9 @@ static void service_into(emhd_req *r, struct MHD_Connection *conn, emh_response 
 		hdrs->v[ri].value = r->rid;
 	else if (hdrs->n < MAX_KV)
 		hdrs->v[hdrs->n++] = (emh_kv){.name = "X-Request-Id", .value = r->rid};
-	emh_request req = {
+	emhd_call c = {
 		.method = r->method,
-		.path = path,
-		.query = q ? q + 1 : "",
+		.uri = r->uri,
 		.args = args->v,
 		.nargs = args->n,
 		.headers = hdrs->v,
@@ -130,30 +120,8 @@ static void service_into(emhd_req *r, struct MHD_Connection *conn, emh_response 
 		.body = r->body.ptr,
 		.body_len = r->body.len,
 	};
-	emh_error err;
-	emh_scope *scope = NULL;
-	int rc = emh_scope_open(srv->svcs, name, &scope, &err);
-	if (rc == 0) {
-		rc = emh_scope_handle(scope, &req, res, &err);
-		/* forks close (connections go back to their pools) before the reply is sent */
-		emh_scope_close(scope);
-		int status = emh_response_status(res);
-		if (status < 100 || status > 599) {
-			/* whatever the handler returned: a status that is none is a server bug */
-			emh_host_log(srv->host, EMH_LOG_ERROR, NULL,
-				     "%s: service '%s' answered HTTP status %d, which is not one (100-599): sent 500",
-				     r->uri, name, status);
-			emh_response_reset(res);
-			emhd__res_error(res, 500, "the service answered with an invalid HTTP status", NULL);
-			rc = 0;
-		}
-	}
-	if (rc) {
-		emh_response_reset(res);
-		emhd__res_emh_error(srv, r->uri, res, &err);
-	}
+	emhd_call_service(r->srv->svcs, &c, r->srv->max_response, res);
 	free(args);
-	free(path);
 }
 
 void *emhd__worker_main(void *arg)
@@ -256,10 +224,8 @@ void emhd__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void route(emhd_req *r)
 {
 	emhd_server *srv = r->srv;
-	const char *p = r->uri ? r->uri : "";
-	if (*p == '/')
-		p++;
-	size_t n = strcspn(p, "/?");
+	const char *p;
+	size_t n = emhd_route(r->uri, &p);
 	r->svc = p;
 	r->svc_len = n;
 	if (n == 7 && strncmp(p, "_emhost", 7) == 0) {
@@ -333,7 +299,10 @@ static enum MHD_Result access_request(emhd_server *srv, struct MHD_Connection *c
 		/* resumed by its worker, or by the health timer */
 		if (r->health)
 			emhd__health_into(srv, r->res);
-		return emhd__queue_response(conn, r, r->res);
+		enum MHD_Result ret = emhd__queue_response(conn, r, r->res);
+		/* libmicrohttpd has its copy: the client may read it slowly, ours goes now */
+		emh_response_reset(r->res);
+		return ret;
 	}
 	if (r->m == &srv->metrics[srv->nsvc]) {
 		if (strcmp(url, "/_emhost/health") == 0 && strcmp(method, "GET") == 0)

@@ -19,6 +19,7 @@ typedef struct emhd_opts {
 	unsigned conn_timeout_s; /* idle keep-alive connections are closed after this */
 	unsigned queue_max;  /* requests waiting for a worker before more get 503; 0 = 4 x threads */
 	bool reuse_port;     /* SO_REUSEPORT: share the address with other processes (off: "address already in use") */
+	size_t max_response; /* a service's answer above this is a 500 with a fixed body; 0 = no cap */
 } emhd_opts;
 
 /*
@@ -67,5 +68,34 @@ const char *emhd_request_id(void);
 
 /* The host's contexts changed (a reload): health probes the new set. */
 void emhd_contexts_changed(emhd_server *s);
+/* ---- the request path without a socket (call.c) ---- */
+
+/* One request as the HTTP front hands it to a service. */
+typedef struct emhd_call {
+	const char *method;
+	const char *uri;       /* raw path and query: "/users/7?x=1" */
+	const emh_kv *args;    /* the query's arguments, decoded */
+	size_t nargs;
+	const emh_kv *headers;
+	size_t nheaders;
+	const char *body;      /* may be NULL when body_len is 0 */
+	size_t body_len;
+} emhd_call;
+
+/*
+ * Route c by the first segment of its path to a service of svcs and run it
+ * in a scope of its own, closed before this returns (every fork closed,
+ * every connection back in its pool: nothing is held while a client reads
+ * the answer).  The answer goes to res (reset first): the service's, the
+ * error body of a failure (database text replaced and logged, reply.c), a
+ * 404 for a path without a service, or a fixed 500 with a log line when
+ * the body is over max_response bytes (0: no cap), never part of it.  The
+ * HTTP front's workers call it; so do the fuzzer and its replay in make
+ * check (tests/fuzz), which then run the real request path.  Thread-safe.
+ */
+void emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_response, emh_response *res);
+
+/* The service segment of a raw URI ("/users/7?x" -> "users"): its length, *name its start. */
+size_t emhd_route(const char *uri, const char **name);
 
 #endif

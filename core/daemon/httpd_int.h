@@ -4,8 +4,10 @@
  * installed): the server and request structures, and the functions one file
  * calls in another, prefixed emhd__.
  *
- *   httpd.c    the request path: libmicrohttpd callbacks, routing, the work
- *              queue and its workers, running a request in its service's scope
+ *   httpd.c    the request path: libmicrohttpd callbacks, the work queue and
+ *              its workers
+ *   call.c     a request's way to its service without a socket: routing,
+ *              the service's scope, the answer's size cap
  *   reply.c    answers: the status mapping, JSON error bodies, queueing a
  *              response on its connection
  *   health.c   /_emhost/health: per-context probers and the health timer
@@ -65,6 +67,7 @@ struct emhd_server {
 	emh_services *svcs;
 	struct MHD_Daemon *mhd;
 	size_t max_body;
+	size_t max_response;
 	char url[sizeof "http://[]:65535" + INET6_ADDRSTRLEN];
 	_Atomic unsigned in_flight;
 	_Atomic bool stopping;
@@ -150,8 +153,8 @@ enum MHD_Result emhd__on_access(void *cls, struct MHD_Connection *conn, const ch
 void emhd__res_json(emh_response *res, int status, json_t *j);
 /* An error body; message and context are cleaned (they may hold request text). */
 void emhd__res_error(emh_response *res, int status, const char *message, const char *context);
-/* The error body of an EMH_E* failure (database text replaced, and logged). */
-void emhd__res_emh_error(emhd_server *srv, const char *uri, emh_response *res, const emh_error *err);
+/* The error body of an EMH_E* failure (database text replaced, and logged through h). */
+void emhd__res_emh_error(emh_host *h, const char *uri, emh_response *res, const emh_error *err);
 /* 503 with Retry-After into res, for a request no handler will see. */
 void emhd__res_refused(emh_response *res, const char *why);
 /* Queue res on the connection (body copied); records metrics, logs at debug. */

@@ -101,14 +101,14 @@ static bool error_from_driver(const emh_error *err)
  * messages a driver wrote -- may hold SQL, values or server details, so it
  * is replaced by a fixed text for its code and logged in full.
  */
-void emhd__res_emh_error(emhd_server *srv, const char *uri, emh_response *res, const emh_error *err)
+void emhd__res_emh_error(emh_host *h, const char *uri, emh_response *res, const emh_error *err)
 {
 	int status = emhd_http_status(err->code);
 	const char *ctx = err->context[0] ? err->context : NULL;
 	char generic[sizeof "context '' is unavailable, retry later" + EMH_ERROR_CTX_MAX];
 	switch (status) {
 	case 500:
-		emh_host_log(srv->host, EMH_LOG_ERROR, ctx, "%s: %s (%s)", uri, err->message, emh_status_name(err->code));
+		emh_host_log(h, EMH_LOG_ERROR, ctx, "%s: %s (%s)", uri, err->message, emh_status_name(err->code));
 		emhd__res_error(res, status, emh_strerror(err->code), ctx);
 		return;
 	case 503:
@@ -116,13 +116,13 @@ void emhd__res_emh_error(emhd_server *srv, const char *uri, emh_response *res, c
 			snprintf(generic, sizeof generic, "context '%s' is unavailable, retry later", ctx);
 		else
 			snprintf(generic, sizeof generic, "a database is unavailable, retry later");
-		emh_host_log(srv->host, EMH_LOG_WARN, ctx, "%s: %s (%s)", uri, err->message, emh_status_name(err->code));
+		emh_host_log(h, EMH_LOG_WARN, ctx, "%s: %s (%s)", uri, err->message, emh_status_name(err->code));
 		emhd__res_error(res, status, generic, ctx);
 		return;
 	case 400:
 	case 409:
 		if (error_from_driver(err)) {
-			emh_host_log(srv->host, EMH_LOG_WARN, ctx, "%s: %s (%s)", uri, err->message,
+			emh_host_log(h, EMH_LOG_WARN, ctx, "%s: %s (%s)", uri, err->message,
 				     emh_status_name(err->code));
 			emhd__res_error(res, status, status == 409 ? "conflict" : "invalid argument", ctx);
 			return;
@@ -131,7 +131,7 @@ void emhd__res_emh_error(emhd_server *srv, const char *uri, emh_response *res, c
 	default:
 		break;
 	}
-	emh_host_log(srv->host, EMH_LOG_DEBUG, ctx, "%s: %s", uri, err->message);
+	emh_host_log(h, EMH_LOG_DEBUG, ctx, "%s: %s", uri, err->message);
 	emhd__res_error(res, status, err->message, ctx);
 }
 

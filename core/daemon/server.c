@@ -136,6 +136,7 @@ int emhd_start(emh_services *svcs, const emhd_opts *o, emhd_server **out, char *
 	if (getrandom(&srv->rid_prefix, sizeof srv->rid_prefix, GRND_NONBLOCK) != (ssize_t)sizeof srv->rid_prefix)
 		srv->rid_prefix = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16);
 	srv->max_body = o->max_body;
+	srv->max_response = o->max_response;
 	while (emh_services_at(svcs, srv->nsvc))
 		srv->nsvc++;
 	srv->metrics = calloc(srv->nsvc + 2, sizeof *srv->metrics);

@@ -20,6 +20,7 @@
 
 #define DEFAULT_THREADS 4
 #define DEFAULT_MAX_BODY (1024 * 1024)
+#define DEFAULT_MAX_RESPONSE (8 * 1024 * 1024)
 #define DEFAULT_SHUTDOWN_MS 10000
 
 /* n bytes of s into dst as a string; false when they do not fit (never cut:
@@ -99,15 +100,17 @@ int emhd_conf_read(const emh_host *h, const char *listen_override, emhd_opts *o,
 {
 	const char *listen = emh_host_server_setting(h, "listen");
 	const char *reuse = emh_host_server_setting(h, "reuse_port"); /* a bool the parser checked */
-	long long threads, max_body, shutdown;
+	long long threads, max_body, max_response, shutdown;
 	if (server_int(h, "threads", DEFAULT_THREADS, &threads, err, cap) ||
 	    server_int(h, "max_body", DEFAULT_MAX_BODY, &max_body, err, cap) ||
+	    server_int(h, "max_response", DEFAULT_MAX_RESPONSE, &max_response, err, cap) ||
 	    server_int(h, "shutdown_timeout_ms", DEFAULT_SHUTDOWN_MS, &shutdown, err, cap))
 		return -1;
 	*o = (emhd_opts){
 		.listen = listen_override ? listen_override : listen ? listen : EMHD_DEFAULT_LISTEN,
 		.threads = threads > 0 ? (unsigned)threads : 1,
 		.max_body = (size_t)max_body,
+		.max_response = (size_t)max_response,
 		.conn_timeout_s = 30,
 		.reuse_port = reuse && (strcmp(reuse, "true") == 0 || strcmp(reuse, "1") == 0 ||
 					strcmp(reuse, "yes") == 0 || strcmp(reuse, "on") == 0),

@@ -12,10 +12,12 @@
  *       .connect = sq_connect, ...
  *   };
  *
- * The loader checks the ABI major and struct_size, copies min(struct_size,
- * sizeof(emh_driver)) bytes into a zeroed local copy (an older plugin's
- * missing members read as NULL; a newer plugin's extra ones are ignored),
- * then checks before running any plugin code:
+ * The loader checks the file (an ELF object for this machine, every segment
+ * inside it), the ABI major and struct_size (never more than the symbol's
+ * own size), copies min(struct_size, sizeof(emh_driver)) bytes into a
+ * zeroed local copy (an older plugin's missing members read as NULL; a
+ * newer plugin's extra ones are ignored), then checks before calling any
+ * member (the plugin's constructors have run: they run inside dlopen):
  *  - the file is named after the driver: postgres.so provides "postgres"
  *    (a plugin named otherwise is refused; statically registered drivers,
  *    which have no file, are not concerned);
@@ -60,6 +62,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <emhost/em.h> /* EMH_ISO_* for begin_isolation */
 #include <emhost/entity.h>
 #include <emhost/error.h>
 #include <emhost/host.h> /* EMH_LOG_* for emh_params_log */
@@ -99,6 +102,16 @@ extern "C" {
 /* a flush (in a transaction) is all-or-nothing; needs EMH_CAP_TRANSACTIONS.
  * Without it, what a failed flush sent before the failure stays stored. */
 #define EMH_CAP_ATOMIC_FLUSH (UINT64_C(1) << 6)
+/* emh_repo_update_where/_delete_where and the checks of version fields
+ * (EMH_F_VERSION): SQL drivers through the dialect (the core compiles them,
+ * so every SQL driver has it, advertised or not), document drivers with
+ * .update_where and .delete_where */
+#define EMH_CAP_CONDITIONAL_WRITES (UINT64_C(1) << 7)
+/* row locks (emh_q_lock): SQL drivers with .lock_clause */
+#define EMH_CAP_LOCKS (UINT64_C(1) << 8)
+/* transactions at a chosen isolation level (emh_em_begin_opts): .begin_isolation;
+ * needs EMH_CAP_TRANSACTIONS */
+#define EMH_CAP_ISOLATION (UINT64_C(1) << 9)
 
 /* A driver's connection: each driver defines struct emh_conn in its own .c. */
 typedef struct emh_conn emh_conn;
@@ -221,6 +234,8 @@ typedef struct emh_rowsink {
 } emh_rowsink;
 
 typedef struct emh_sql_dialect emh_sql_dialect; /* see emhost/sql.h */
+typedef struct emh_table_desc emh_table_desc;   /* see emhost/sql.h */
+typedef struct emh_schema_diff emh_schema_diff; /* see emhost/migrate.h */
 
 /* ---- the descriptor ---- */
 
@@ -355,6 +370,80 @@ typedef struct emh_driver {
 	 * unused with a dialect (the core compiles the dialect's upsert).
 	 */
 	int (*upsert)(emh_conn *c, const emh_meta *m, const emh_value *vals, emh_error *err);
+	/*
+	 * Document drivers (EMH_CAP_CONDITIONAL_WRITES): apply sets to every row
+	 * matching q, or delete those rows, each in one operation, and write the
+	 * number of rows matched (not only those whose values changed) to
+	 * *affected.  q as for count (NULL: every row; no order, limit or offset).
+	 * sets (n >= 1) name each field at most once and never the key; a VALUE
+	 * is of the field's type or NULL (nullable fields only); an ADD is on an
+	 * int32, int64 or double field that is not nullable, with a non-NULL
+	 * delta of the field's type.  Uniqueness as for update (EMH_ECONFLICT).
+	 * The core also sends the checked writes of version fields through them
+	 * (q: key = k AND version = v), so each must be atomic per row.
+	 */
+	int (*update_where)(emh_conn *c, const emh_meta *m, const emh_query *q, const emh_set *sets, size_t n,
+			    int64_t *affected, emh_error *err);
+	int (*delete_where)(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *affected, emh_error *err);
+	/*
+	 * SQL drivers (EMH_CAP_LOCKS): the text that ends a SELECT to lock its
+	 * rows on this connection's server, for mode EMH_LOCK_UPDATE or
+	 * EMH_LOCK_SHARE and wait EMH_LOCK_WAIT, _NOWAIT or _SKIP_LOCKED
+	 * (query.h): static text such as " FOR UPDATE NOWAIT", "" when the
+	 * database needs no clause (its transactions already exclude other
+	 * writers), or NULL when this server cannot (the call is then
+	 * EMH_EUNSUPPORTED).  A lock that cannot be had with NOWAIT (or within a
+	 * lock timeout) must come back as EMH_ECONFLICT with .retryable set; a
+	 * deadlock victim as EMH_ERETRY.
+	 */
+	const char *(*lock_clause)(emh_conn *c, int mode, int wait);
+	/*
+	 * EMH_CAP_ISOLATION: begin a transaction (level 1, like .begin, or the
+	 * dialect's BEGIN) at isolation level EMH_ISO_READ_COMMITTED,
+	 * _REPEATABLE_READ or _SERIALIZABLE (em.h), or a stronger one;
+	 * EMH_EUNSUPPORTED for a level the server does not have.  The
+	 * transaction then ends through commit/rollback as usual.
+	 */
+	int (*begin_isolation)(emh_conn *c, int isolation, emh_error *err);
+	/*
+	 * SQL drivers (schema diff, schema = "check", emhost migrate): describe
+	 * the table called table as the database has it, through the builder
+	 * calls of emhost/sql.h (emh_table_desc_column, emh_table_desc_index):
+	 * every column with its type as the database names it and its
+	 * nullability, and every index other than the primary key's with its
+	 * columns in order.  Indexes an entity cannot declare (on expressions,
+	 * partial ones) are left out.  EMH_ENOTFOUND when there is no such table
+	 * (a driver may then still give emh_table_desc_create_suffix).
+	 * Optional: without it, schema diff and check are EMH_EUNSUPPORTED.
+	 */
+	int (*describe)(emh_conn *c, const char *table, emh_table_desc *out, emh_error *err);
+	/*
+	 * Document drivers (schema diff, schema = "check"): compare the
+	 * collection of m with the entity and add to out, with
+	 * emh_schema_diff_add (emhost/migrate.h), one change per difference, each
+	 * with the command (in the text .execute reads) that removes it: the
+	 * collection to create, missing indexes, indexes the entity does not
+	 * declare (with EMH_DIFF_DROP in flags or not: they are always listed).
+	 * Optional, as describe is for SQL drivers.
+	 */
+	int (*diff)(emh_conn *c, const emh_meta *m, unsigned flags, emh_schema_diff *out, emh_error *err);
+	/*
+	 * emhost migrate: take the lock that lets one migration run at a time
+	 * on this context's database, on this connection, waiting up to wait_ms
+	 * for a run that holds it; EMH_ETIMEOUT (naming what holds it when the
+	 * driver can tell) when it is still held then.  *in_txn says how it is
+	 * held: false, a lock of the session (PostgreSQL advisory lock, MySQL
+	 * GET_LOCK, a MongoDB lock document with an expiry), dropped with the
+	 * connection; true, a transaction (SQLite BEGIN EXCLUSIVE): the core then
+	 * runs each migration in a savepoint and migrate_unlock ends it.  Taking
+	 * it again while holding it renews it (a lock with an expiry is
+	 * extended) and returns at once.  migrate_unlock releases it: commit says
+	 * whether a transaction that holds it commits (true) or rolls back.
+	 * Optional, both or neither: without them emhost migrate refuses the
+	 * context (EMH_EUNSUPPORTED).
+	 */
+	int (*migrate_lock)(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err);
+	int (*migrate_unlock)(emh_conn *c, bool commit, emh_error *err);
 } emh_driver;
 
 _Static_assert(offsetof(emh_driver, abi_version) == 0, "abi_version must come first");

@@ -81,7 +81,11 @@ int emh_em_remove(emh_em *em, void *obj, emh_error *err);
  * close -- on a context with EMH_CAP_ATOMIC_FLUSH (emh_em_caps).  Without it
  * (MongoDB without a replica set, a driver without transactions) the changes
  * sent before the failing one stay written and their objects count as
- * stored; the failing one and the rest stay pending.  Returns 0, EMH_ECONFLICT, EMH_ENOTFOUND (updated row is gone),
+ * stored; the failing one and the rest stay pending.  An entity with a
+ * version field (EMH_F_VERSION) has its updates and deletes checked against
+ * the version it was loaded with: a row changed or removed since is
+ * EMH_ECONFLICT with err.retryable set.  Returns 0, EMH_ECONFLICT (unique
+ * violation, or a version conflict), EMH_ENOTFOUND (updated row is gone),
  * EMH_EUNAVAILABLE, EMH_ETIMEOUT, EMH_EINVAL (NULL in a non-nullable field),
  * EMH_EDRIVER, ...
  */
@@ -113,6 +117,65 @@ int emh_em_rollback(emh_em *em, emh_error *err);
  */
 typedef int (*emh_tx_fn)(emh_em *em, void *ud, emh_error *err);
 int emh_em_transaction(emh_em *em, emh_tx_fn fn, void *ud, emh_error *err);
+
+/*
+ * Isolation levels of emh_em_begin_opts.  EMH_ISO_DEFAULT is the server's
+ * own default (PostgreSQL: read committed; MySQL/MariaDB: repeatable read;
+ * SQLite: serializable).  Where a driver has a level it gives it; a driver
+ * may give a stronger one (the SQL standard allows it): SQLite gives
+ * serializable for every level.  A level the context does not have is
+ * EMH_EUNSUPPORTED (MongoDB: no EMH_CAP_ISOLATION; its transactions read a
+ * snapshot).  Under repeatable read and serializable, a transaction that
+ * cannot be serialised with another fails with EMH_ERETRY (retryable):
+ * run such transactions through emh_em_transaction_retry_opts.
+ */
+typedef enum emh_isolation {
+	EMH_ISO_DEFAULT = 0,
+	EMH_ISO_READ_COMMITTED = 1,
+	EMH_ISO_REPEATABLE_READ = 2,
+	EMH_ISO_SERIALIZABLE = 3,
+} emh_isolation;
+
+/* Options of a transaction; zeroed means emh_em_begin's. */
+typedef struct emh_tx_opts {
+	int isolation; /* EMH_ISO_* */
+} emh_tx_opts;
+
+/*
+ * emh_em_begin with options (opts may be NULL).  An isolation level other
+ * than EMH_ISO_DEFAULT is for the outermost level only: EMH_ESTATE inside a
+ * transaction; EMH_EUNSUPPORTED where the context lacks EMH_CAP_ISOLATION or
+ * that level; EMH_EINVAL for a value that is not an EMH_ISO_*.
+ */
+int emh_em_begin_opts(emh_em *em, const emh_tx_opts *opts, emh_error *err);
+
+/*
+ * Run fn in a transaction (emh_em_transaction) and, when it fails in a way
+ * that retrying may cure -- err.retryable (a version conflict, a lock not
+ * available with NOWAIT) or EMH_ERETRY (deadlock, serialization failure,
+ * SQLite busy) -- roll back, clear the fork (emh_em_clear: fn then loads
+ * fresh rows; objects from before the call are detached), wait, and run fn
+ * again, at most max_attempts times in all (>= 1).  The wait before attempt
+ * n+1 is random in [c/2, c], c = min(1 ms << (n - 1), 100 ms): bounded, and
+ * spread so that the transactions that collided do not collide again.
+ * Returns 0, or the status (and err) of the last attempt, or of the first
+ * failure that is not retryable.  Must be called outside a transaction
+ * (EMH_ESTATE): a retry restarts the whole transaction.  fn may run several
+ * times: it must not have effects outside the fork that a retry would
+ * repeat.  EMH_EINVAL for max_attempts < 1.
+ */
+int emh_em_transaction_retry(emh_em *em, emh_tx_fn fn, void *ud, int max_attempts, emh_error *err);
+/* The same, each attempt begun with opts (an isolation level). */
+int emh_em_transaction_retry_opts(emh_em *em, const emh_tx_opts *opts, emh_tx_fn fn, void *ud,
+				  int max_attempts, emh_error *err);
+
+/*
+ * Reload obj (managed, or pending removal) from its row, over its
+ * unflushed changes: every field is the stored value again, a pending
+ * removal is cancelled.  EMH_ENOTFOUND when the row is gone (obj is then
+ * detached); EMH_ESTATE when obj was never stored or is detached.
+ */
+int emh_em_refresh(emh_em *em, void *obj, emh_error *err);
 
 /* Current transaction depth (0 = none). */
 int emh_em_tx_depth(const emh_em *em);
@@ -151,6 +214,20 @@ emh_em *emh_repo_em(const emh_repo *r);
  */
 int emh_repo_get(emh_repo *r, emh_value key, void **out, emh_error *err);
 
+/*
+ * emh_repo_get with options (opts may be NULL: emh_repo_get).  lock and wait
+ * lock the row as emh_q_lock does (query.h: inside a transaction only,
+ * EMH_EUNSUPPORTED without EMH_CAP_LOCKS, a no-op on SQLite): the row is read
+ * from the database even when the identity map has it, and the map's object
+ * is reloaded from it (EMH_ESTATE when it has unflushed changes).  With
+ * EMH_LOCK_SKIP_LOCKED a row locked by another transaction is EMH_ENOTFOUND.
+ */
+typedef struct emh_get_opts {
+	int lock; /* EMH_LOCK_NONE, EMH_LOCK_UPDATE, EMH_LOCK_SHARE */
+	int wait; /* EMH_LOCK_WAIT, EMH_LOCK_NOWAIT, EMH_LOCK_SKIP_LOCKED */
+} emh_get_opts;
+int emh_repo_get_opts(emh_repo *r, emh_value key, const emh_get_opts *opts, void **out, emh_error *err);
+
 /* A new query on this repository's entity (see query.h). */
 int emh_repo_query(emh_repo *r, emh_query **out, emh_error *err);
 
@@ -166,7 +243,8 @@ int emh_repo_exists(emh_repo *r, const emh_query *q, bool *out, emh_error *err);
  * Insert obj, or -- when a row with its key already exists -- overwrite that
  * row's other columns with obj's, in one statement, at once.  obj must be new
  * (emh_repo_new) with its primary key set by the caller: upsert is for
- * natural keys, so an entity with a generated key is EMH_EINVAL.  Afterwards
+ * natural keys, so an entity with a generated key is EMH_EINVAL, and so is
+ * one with a version field (an overwrite would skip its check).  Afterwards
  * obj is managed like a loaded object.  EMH_ESTATE when this fork already
  * manages another object with that key (change that one and flush);
  * EMH_EUNSUPPORTED when the context lacks EMH_CAP_UPSERT, and on MySQL for an
@@ -174,6 +252,46 @@ int emh_repo_exists(emh_repo *r, const emh_query *q, bool *out, emh_error *err);
  * the row holding that value).
  */
 int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err);
+
+/*
+ * Guarded set-based writes: one statement, no object loaded.
+ *
+ * emh_repo_sets makes an empty set list for this repository's entity
+ * (emh_sets_value, emh_sets_add: query.h), valid until the fork closes.
+ *
+ * emh_repo_update_where applies sets to every row q matches (q NULL: every
+ * row) in one statement, and emh_repo_delete_where deletes those rows;
+ * *affected (may be NULL) is the number of rows matched.  The condition is
+ * the guard: "UPDATE products SET stock = stock - 3 WHERE id = 7 AND stock
+ * >= 3" is
+ *
+ *   emh_q_where(q, emh_q_and(q, emh_q_eq(q, "id", emh_v_int64(7)),
+ *                               emh_q_ge(q, "stock", emh_v_int64(3))));
+ *   emh_sets_add(s, "stock", emh_v_int64(-3));
+ *   emh_repo_update_where(products, q, s, &n, &err);    n == 0: not enough stock
+ *
+ * The query takes conditions only (order, limit, offset or a lock are
+ * EMH_EINVAL).  On an entity with a version field each updated row's version
+ * changes too (+1, or the current time), so objects loaded before fail
+ * their versioned flush.  Every object of the entity in this fork's
+ * identity map is marked stale: the next get or find of it reloads it from
+ * its row -- unless it has unflushed changes, which are kept (its flush
+ * writes only the fields you changed, and with a version field fails with
+ * EMH_ECONFLICT; emh_em_refresh drops them).
+ *
+ * Both are sent at once, not at the next flush, and run inside the fork's
+ * transaction when one is open (a failure then spoils that transaction:
+ * roll it back).  EMH_EUNSUPPORTED without EMH_CAP_CONDITIONAL_WRITES;
+ * EMH_ESTATE on a read-only fork.  Relations are checked as a flush checks
+ * them (entity.h): a checked key set to a value missing in the target
+ * context, or a delete of parents a restricting relation's children refer
+ * to, is EMH_ECONFLICT before anything is sent (a delete reads the matched
+ * keys first); adding to a checked key is EMH_EINVAL.
+ */
+int emh_repo_sets(emh_repo *r, emh_sets **out, emh_error *err);
+int emh_repo_update_where(emh_repo *r, const emh_query *q, const emh_sets *sets, int64_t *affected,
+			  emh_error *err);
+int emh_repo_delete_where(emh_repo *r, const emh_query *q, int64_t *affected, emh_error *err);
 
 /* emh_em_new for this repository's entity. */
 int emh_repo_new(emh_repo *r, void **out, emh_error *err);

@@ -9,6 +9,7 @@
 #include <emhost/host.h>
 #include <emhost/em.h>
 #include <emhost/service.h>
+#include <emhost/migrate.h>
 #include <emhost/version.h>
 
 #ifdef __cplusplus

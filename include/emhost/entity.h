@@ -103,6 +103,17 @@ enum {
 	EMH_F_INDEXED = 1u << 4,   /* secondary (non-unique) index on this column */
 	EMH_F_SECRET = 1u << 5,    /* never logged: with log_query_values, no value of a statement
 				    * on this entity is shown (a password hash, a token) */
+	/*
+	 * The version of optimistic locking: an int64 or timestamp field, at
+	 * most one per entity, not the key, not nullable.  emhost sets it on
+	 * insert (1, or the current time) and on every flushed update (+1, or a
+	 * later time: it always changes), and every flushed update and delete
+	 * holds only while the row still has the version it was loaded with:
+	 * otherwise the flush fails with EMH_ECONFLICT, retryable, and rolls
+	 * back.  The member is emhost's: changing it yourself is EMH_EINVAL.
+	 * See docs/concurrency.md.
+	 */
+	EMH_F_VERSION = 1u << 6,
 };
 
 /* C kind of a struct member, recorded by EMH_FIELD through _Generic so that a
@@ -129,21 +140,36 @@ enum {
 struct emh_relation;
 
 /*
- * One field of an entity.  Declare with EMH_FIELD / EMH_FIELD_COL, or a
- * relation with EMH_BELONGS_TO & co. (below); the struct is plain data so a
- * declaration can be a static const array.
+ * One field of an entity.  Declare with EMH_FIELD / EMH_FIELD_COL (or the
+ * _LEN forms, which set max_len), or a relation with EMH_BELONGS_TO & co.
+ * (below); the struct is plain data so a declaration can be a static const
+ * array.
  *
- *   name    the member name; queries and errors use it
- *   column  the column (SQL) or document field (Mongo) name; must match
- *           [A-Za-z_][A-Za-z0-9_]*
- *   relation  instead of column, for type EMH_T_RELATION: the relation's
- *           description (the two share their place, so the struct keeps the
- *           layout of ABI 1.0 and code reading .column is unchanged)
- *   type    EMH_T_*
- *   flags   EMH_F_*
- *   offset  offsetof(struct, member)
- *   size    sizeof the member
- *   ckind   EMH_CK_* of the member, filled by the macros
+ *   name     the member name; queries and errors use it
+ *   column   the column (SQL) or document field (Mongo) name; must match
+ *            [A-Za-z_][A-Za-z0-9_]*
+ *   relation instead of column, for type EMH_T_RELATION: the relation's
+ *            description (the two share their place, so the struct keeps the
+ *            layout of ABI 1.0 and code reading .column is unchanged)
+ *   type     EMH_T_*
+ *   flags    EMH_F_*
+ *   offset   offsetof(struct, member)
+ *   size     sizeof the member
+ *   ckind    EMH_CK_* of the member, filled by the macros
+ *   max_len  text, json and blob fields: the longest value a flush accepts,
+ *            in bytes (UTF-8 text: bytes, not characters); 0 = no limit.
+ *            A longer value is refused by emh_em_flush (and the immediate
+ *            repository calls) with EMH_EINVAL naming the entity, the field
+ *            and the limit, before anything is sent.  Only values that are
+ *            written are checked: a row loaded longer than a limit added
+ *            later stays readable and may be flushed with other changes.
+ *
+ * ABI: emh_field is an array element in code built against the 1.0
+ * headers, so it may not grow.  max_len, added since, sits in what was
+ * the padding after ckind; a static (or static const) array of 1.0
+ * declarations has that padding zeroed by the C standard, so it reads as 0,
+ * no limit.  An emh_field built at run time in automatic or allocated
+ * storage by 1.0 code should be zeroed first (memset or an initialiser).
  */
 typedef struct emh_field {
 	const char *name;
@@ -156,7 +182,17 @@ typedef struct emh_field {
 	size_t offset;
 	size_t size;
 	int ckind;
+	uint32_t max_len;
 } emh_field;
+
+/* max_len lives in the 1.0 padding: the element size and every 1.0 member
+ * stay where they were.  LP64 only: an ILP32 emh_field had no padding, and
+ * there it grows from 28 to 32 bytes (entities must be rebuilt). */
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(emh_field) == 48, "emh_field is an array element of 1.0 entities: it may not grow");
+_Static_assert(offsetof(emh_field, ckind) == 40 && offsetof(emh_field, max_len) == 44,
+	       "emh_field 1.0 members must keep their layout; max_len fills the padding after ckind");
+#endif
 
 #define EMH__MEMBER(T, m) (((T *)0)->m)
 
@@ -166,11 +202,20 @@ typedef struct emh_field {
 
 /* Field stored under another column name. */
 #define EMH_FIELD_COL(T, m, column_, type_, flags_)                            \
+	EMH_FIELD_COL_LEN(T, m, column_, type_, flags_, 0)
+
+/* A text, json or blob field of at most max_len_ bytes:
+ * EMH_FIELD_LEN(user, name, EMH_T_TEXT, 0, 200). */
+#define EMH_FIELD_LEN(T, m, type_, flags_, max_len_)                           \
+	EMH_FIELD_COL_LEN(T, m, #m, type_, flags_, max_len_)
+
+#define EMH_FIELD_COL_LEN(T, m, column_, type_, flags_, max_len_)              \
 	{                                                                      \
 		.name = #m, .column = (column_), .type = (type_),              \
 		.flags = (flags_), .offset = offsetof(T, m),                   \
 		.size = sizeof(EMH__MEMBER(T, m)),                             \
 		.ckind = EMH__CKIND(EMH__MEMBER(T, m)),                        \
+		.max_len = (max_len_),                                         \
 	}
 
 /*
@@ -353,11 +398,13 @@ typedef struct emh_entity {
  * Check an entity declaration: identifiers, exactly one primary key of type
  * int32/int64/text, generated only on integer keys, no duplicate names or
  * columns, member types matching field types, offsets inside the struct,
- * indexes naming existing columns; for each relation, its kind, flags and
- * member type, and key fields that exist on the side the kind says with
- * types matching the keys they hold (the target and join entities are read
- * for their fields only).  Errors name the entity and the field.
- * Returns 0 or EMH_EINVAL.  Pure; thread-safe.
+ * max_len only on text, json and blob fields, indexes naming existing
+ * columns, at most one EMH_F_VERSION field (int64 or timestamp, neither the
+ * key nor nullable); for each relation, its kind, flags and member type, and
+ * key fields that exist on the side the kind says with types matching the
+ * keys they hold (the target and join entities are read for their fields
+ * only).  Errors name the entity and the field.  Returns 0 or EMH_EINVAL.
+ * Pure; thread-safe.
  */
 int emh_entity_validate(const emh_entity *e, emh_error *err);
 

@@ -22,7 +22,7 @@ extern "C" {
 	X(ENOMEM, -1, "out of memory")                                        \
 	X(EINVAL, -2, "invalid argument")                                     \
 	X(ENOTFOUND, -3, "not found")                                         \
-	X(ECONFLICT, -4, "conflict (unique constraint violated)")             \
+	X(ECONFLICT, -4, "conflict (a unique value, a row changed since it was loaded, or a lock held)") \
 	X(EUNAVAILABLE, -5, "database unavailable")                           \
 	X(ETIMEOUT, -6, "timed out waiting for a pooled connection")          \
 	X(ECONFIG, -7, "configuration error")                                 \
@@ -57,7 +57,8 @@ enum emh_status {
  *   native     the driver's own error number (errno, MySQL error, Mongo code), 0 if none
  *   sqlstate   the five-character SQLSTATE where the database gave one, else ""
  *   retryable  true when retrying the whole transaction may succeed (deadlock,
- *              serialization failure, SQLite busy)
+ *              serialization failure, SQLite busy; a stale version or a lock
+ *              not available, both EMH_ECONFLICT -- never a unique violation)
  *   context    name of the context the failure concerns, else ""
  *   message    what went wrong and where, for humans; never holds a password
  *              or SQL text with values

@@ -306,6 +306,33 @@ typedef struct emh_query_stats {
 int emh_host_query_stats(emh_host *h, emh_query_stats **out, size_t *n, emh_error *err);
 void emh_query_stats_free(emh_query_stats *stats);
 
+/*
+ * One plugin file's verdict from emh_host_probe_plugins: driver is what
+ * emh_host_drivers would list for it (it loads), or NULL and refused says
+ * why it was refused, or how the process that loaded it ended ("its process
+ * was killed by signal 11 (Segmentation fault) while loading: ...").  file
+ * is the plugin's path, or the directory's when the whole directory is
+ * refused.  Everything is borrowed for the call.
+ */
+typedef void (*emh_probe_fn)(void *ud, const char *file, const emh_driver_info *driver, const char *refused);
+
+/*
+ * Check the driver plugins emh_host_new(opts) would load (the same
+ * directory: opts->plugin_dir, the file's plugin_dir, $EMH_PLUGIN_DIR, the
+ * compiled-in one), each in a process of its own: the child loads the file
+ * with every check of the loader and reports over a pipe.  A plugin's
+ * constructors run inside dlopen, before any check of its descriptor can
+ * happen; a plugin that crashes or exits there, or never returns (10 s), is
+ * reported as that file's refusal instead of ending the caller.  fn gets
+ * every *.so file in name order.  Log lines (the children's too) go to
+ * opts->log.  Only config_path, plugin_dir, no_plugins, envp and the log
+ * options are used; no context is created.
+ * Forks: for tools (`emhost plugins --probe`), not for a process running
+ * threads that hold locks.  Returns 0, or EMH_ECONFIG / EMH_ENOMEM when the
+ * configuration file cannot be read.
+ */
+int emh_host_probe_plugins(const emh_host_opts *opts, emh_probe_fn fn, void *ud, emh_error *err);
+
 /* Names of capability bits, "transactions,savepoints,..." into buf. */
 const char *emh_caps_string(uint64_t caps, char *buf, size_t cap);
 

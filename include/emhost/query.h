@@ -109,6 +109,61 @@ void emh_q_offset(emh_query *q, int64_t n);
  */
 void emh_q_with(emh_query *q, const char *path);
 
+/*
+ * Row locks (pessimistic locking): the rows q finds are locked until the
+ * end of the fork's transaction.  EMH_LOCK_UPDATE: no other transaction can
+ * change, delete or lock them meanwhile; EMH_LOCK_SHARE: others may take
+ * share locks too, but none can change, delete or lock them for update.
+ * wait says what happens when another transaction holds a conflicting
+ * lock: EMH_LOCK_WAIT waits for it, EMH_LOCK_NOWAIT fails at once with
+ * EMH_ECONFLICT (retryable), EMH_LOCK_SKIP_LOCKED leaves those rows out
+ * (a work queue's "take the next free job").
+ *
+ * SQL: FOR UPDATE / FOR SHARE (MariaDB: LOCK IN SHARE MODE) [NOWAIT | SKIP
+ * LOCKED] on PostgreSQL, MySQL 8 and MariaDB 10.6+.  SQLite has no row
+ * locks: its transactions (BEGIN IMMEDIATE) already hold the database's
+ * write lock, so no other writer can change any row until they end, and the
+ * lock is a no-op there (wait included).  A context without EMH_CAP_LOCKS
+ * (MongoDB, older MySQL servers) refuses a locked query with
+ * EMH_EUNSUPPORTED.
+ *
+ * A locked query runs only inside a transaction (emh_em_begin): outside one
+ * it is EMH_ESTATE, since the lock would end with the statement.  It loads
+ * rows fresh: an object of the identity map is reloaded from its locked row
+ * (EMH_ESTATE when it has unflushed changes: lock before you change).
+ * Counting locks nothing: emh_repo_count of a locked query is EMH_EINVAL.
+ * mode 0 (EMH_LOCK_NONE) removes the lock.
+ */
+enum { EMH_LOCK_NONE = 0, EMH_LOCK_UPDATE = 1, EMH_LOCK_SHARE = 2 };
+enum { EMH_LOCK_WAIT = 0, EMH_LOCK_NOWAIT = 1, EMH_LOCK_SKIP_LOCKED = 2 };
+void emh_q_lock(emh_query *q, int mode, int wait);
+
+/*
+ * Assignments of a set-based update (emh_repo_update_where, em.h), made by
+ * emh_repo_sets and filled by the calls below.  Like a query, a set list
+ * belongs to its fork, copies the values given into the fork's arena, and
+ * keeps the first mistake to report it from the call that uses it: an
+ * unknown field, the key, the version field, a value of the wrong type
+ * (the query rules: int32 and int64 mix, a timestamp takes int64), NULL in
+ * a non-nullable field, a field assigned twice, a delta on a field that is
+ * not int32/int64/double or that is nullable (field + delta on NULL is NULL
+ * in SQL and an error in MongoDB, so it is refused everywhere).
+ */
+typedef struct emh_sets emh_sets;
+/* field = v (a NULL value for a nullable field). */
+void emh_sets_value(emh_sets *s, const char *field, emh_value v);
+/* field = field + delta: int32/int64 fields take an integer, double fields a
+ * double or an integer; a negative delta subtracts. */
+void emh_sets_add(emh_sets *s, const char *field, emh_value delta);
+
+/* One assignment as drivers get it (emh_driver.update_where). */
+enum { EMH_SET_VALUE = 1, EMH_SET_ADD = 2 };
+typedef struct emh_set {
+	int field;       /* index into the entity's fields */
+	int op;          /* EMH_SET_VALUE: field = value; EMH_SET_ADD: field = field + value */
+	emh_value value; /* of the field's own type; ADD: never NULL */
+} emh_set;
+
 /* Accessors for drivers (driver.h) and for tests. */
 const emh_entity *emh_query_entity(const emh_query *q);
 /* The condition tree, or NULL for "every row". */
@@ -119,6 +174,8 @@ void emh_query_order(const emh_query *q, size_t i, int *field, bool *descending)
 /* -1 when not set. */
 int64_t emh_query_limit(const emh_query *q);
 int64_t emh_query_offset(const emh_query *q);
+/* EMH_LOCK_* of q (0: none) and its wait mode in *wait (may be NULL). */
+int emh_query_lock(const emh_query *q, int *wait);
 
 /* Read-only view of a condition node, for drivers that do not speak SQL. */
 emh_op emh_cond_op(const emh_cond *c);

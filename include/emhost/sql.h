@@ -37,7 +37,9 @@ enum {
  * zero value that means "as before".
  */
 struct emh_sql_dialect {
-	char quote;           /* identifier quote: '"' or '`' */
+	/* identifier quote: '"' or '`'; '`' also means MySQL's lexical rules when
+	 * the core splits a migration file (backslash escapes, # comments, DELIMITER) */
+	char quote;
 	bool numbered_params; /* $1, $2 ... (true) or ? (false) */
 	bool returning;       /* INSERT ... RETURNING "key" gives the generated key */
 	/* LIMIT to write when only OFFSET is given ("-1" for SQLite, a huge
@@ -57,6 +59,37 @@ struct emh_sql_dialect {
 	/* EMH_SQL_UPSERT_*; drivers that set one advertise EMH_CAP_UPSERT. */
 	int upsert;
 	/* ---- ABI 1.1 (read only from drivers built against 1.1 or later) ---- */
+	/*
+	 * DDL runs inside transactions (PostgreSQL, SQLite): a migration is then
+	 * applied and recorded in one.  false: each DDL statement commits by
+	 * itself (MySQL), so a migration that fails part-way leaves what ran.
+	 */
+	bool transactional_ddl;
+	/* How schema diff alters an existing column (EMH_SQL_ALTER_*); 0: it cannot. */
+	int alter;
+	/* Dropping an index is "DROP INDEX name ON table" (MySQL), not "DROP INDEX name". */
+	bool drop_index_on_table;
+	/*
+	 * Does an existing column of type (as .describe reports it) serve field
+	 * as this driver would create it now?  What sync accepts, and stricter
+	 * where the driver needs another type (MySQL: an indexed text field is
+	 * VARCHAR, not LONGTEXT).  NULL: any type serves.
+	 */
+	bool (*column_fits)(const emh_meta *m, int field, const char *type);
+	/*
+	 * The literal a NOT NULL field's column gets as DEFAULT when schema diff
+	 * adds it to a table that may hold rows ("0", "FALSE", "''"), written
+	 * into buf (cap bytes); left empty when there is none.  NULL: none, so
+	 * such columns are refused.
+	 */
+	void (*column_default)(const emh_meta *m, int field, char *buf, size_t cap);
+};
+
+/* emh_sql_dialect.alter: how an existing column's type and nullability change. */
+enum {
+	EMH_SQL_ALTER_NONE = 0,   /* not in place (SQLite: rebuild the table) */
+	EMH_SQL_ALTER_COLUMN = 1, /* ALTER COLUMN c TYPE t / SET NOT NULL / DROP NOT NULL; DROP CONSTRAINT (PostgreSQL) */
+	EMH_SQL_ALTER_MODIFY = 2, /* MODIFY COLUMN c <whole definition> (MySQL) */
 };
 
 /* The size of the members of ABI 1.0 (what a 1.0 driver's dialect holds). */
@@ -89,6 +122,24 @@ int emh_sql_create_index(const emh_sql_dialect *d, const emh_meta *m, size_t i,
 int emh_sql_check_columns(const emh_meta *m, const char *const *names, const char *const *types,
 			  size_t n, bool (*compatible)(const emh_meta *m, int field, const char *type),
 			  emh_error *err);
+
+/*
+ * What a driver's .describe fills (emh_driver): the builder calls below
+ * copy what they are given.  Each returns 0 or EMH_ENOMEM.
+ *
+ * emh_table_desc_column: one column: its name, its type as the database
+ *   names it ("int8", "varchar(255)", "INTEGER") and whether it takes NULL.
+ * emh_table_desc_index: one index: name, whether it is unique, whether it
+ *   belongs to a constraint (a UNIQUE constraint's index, which DROP INDEX
+ *   cannot remove), and its ncolumns column names in order.
+ * emh_table_desc_create_suffix: text a new table of this database gets
+ *   after its column list (MySQL: " ENGINE=InnoDB DEFAULT CHARSET=...
+ *   COLLATE=..."), also when .describe returns EMH_ENOTFOUND.
+ */
+int emh_table_desc_column(emh_table_desc *t, const char *name, const char *type, bool nullable);
+int emh_table_desc_index(emh_table_desc *t, const char *name, bool unique, bool constraint,
+			 const char *const *columns, size_t ncolumns);
+int emh_table_desc_create_suffix(emh_table_desc *t, const char *suffix);
 
 #ifdef __cplusplus
 }

@@ -429,7 +429,7 @@ static uint64_t mg_server_caps(mongoc_client_t *client)
 
 	sd = mongoc_client_select_server(client, true, NULL, &e);
 	if (!sd)
-		return EMH_CAP_UPSERT;
+		return EMH_CAP_UPSERT | EMH_CAP_CONDITIONAL_WRITES;
 	hello = mongoc_server_description_hello_response(sd);
 	if (bson_iter_init_find(&it, hello, "setName") && BSON_ITER_HOLDS_UTF8(&it))
 		replset = true;
@@ -440,7 +440,8 @@ static uint64_t mg_server_caps(mongoc_client_t *client)
 	    !BSON_ITER_HOLDS_NULL(&it))
 		sessions = true;
 	mongoc_server_description_destroy(sd);
-	return EMH_CAP_UPSERT | ((replset || mongos) && sessions ? EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH : 0);
+	return EMH_CAP_UPSERT | EMH_CAP_CONDITIONAL_WRITES |
+	       ((replset || mongos) && sessions ? EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH : 0);
 }
 
 static int mg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_error *err)
@@ -546,9 +547,9 @@ int mg_coll_get(emh_conn *c, const emh_meta *m, mongoc_collection_t **out, emh_e
 			return emh_error_set(err, EMH_EINVAL,
 					     "entity '%s': column '_id' is reserved for the primary key "
 					     "by the mongo driver", e->name);
-	if (strcmp(e->table, MG_COUNTERS) == 0)
+	if (strcmp(e->table, MG_COUNTERS) == 0 || strcmp(e->table, MG_LOCKS) == 0)
 		return emh_error_set(err, EMH_EINVAL, "entity '%s': collection '%s' is reserved by the mongo driver",
-				     e->name, MG_COUNTERS);
+				     e->name, e->table);
 	mongoc_collection_t *coll = mongoc_client_get_collection(c->client, c->dc->database, e->table);
 	if (!coll)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
@@ -657,7 +658,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.name = "mongo",
 	.version = "1.0",
 	.description = "MongoDB through libmongoc (transactions on replica sets and mongos)",
-	.caps = EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH | EMH_CAP_UPSERT,
+	.caps = EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH | EMH_CAP_UPSERT | EMH_CAP_CONDITIONAL_WRITES,
 	.url_schemes = mg_schemes,
 	.url_form = EMH_URL_WHOLE, /* libmongoc reads it: replica sets, readPreference, ... */
 	.params = mg_params,
@@ -679,4 +680,9 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.count = mg_count,
 	.drop = mg_drop,
 	.upsert = mg_upsert,
+	.update_where = mg_update_where,
+	.delete_where = mg_delete_where,
+	.diff = mg_diff,
+	.migrate_lock = mg_migrate_lock,
+	.migrate_unlock = mg_migrate_unlock,
 };

@@ -366,3 +366,81 @@ int mg_count(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *n, emh
 	return rc;
 }
 
+/*
+ * Set-based update: update_many(filter of q, {$set, $unset, $inc}), one
+ * operation applied to each document atomically; *affected is the number of
+ * documents matched (modified or not), as the SQL drivers report.  A NULL
+ * in a unique nullable field is $unset (stored absent, see mongo_int.h).
+ */
+int mg_update_where(emh_conn *c, const emh_meta *m, const emh_query *q, const emh_set *sets, size_t n,
+		    int64_t *affected, emh_error *err)
+{
+	const emh_entity *e = m->entity;
+	mongoc_collection_t *coll;
+	bson_t filter, update = BSON_INITIALIZER, part, opts, reply;
+	bson_error_t be;
+	/* one pass per operator: $set, $unset, $inc */
+	static const char *const ops[] = {"$set", "$unset", "$inc"};
+	int rc;
+
+	*affected = 0;
+	if ((rc = mg_coll_get(c, m, &coll, err)) || (rc = mg_filter(&filter, m, q, err))) {
+		bson_destroy(&update);
+		return rc;
+	}
+	for (int k = 0; k < 3 && !rc; k++) {
+		bool open = false;
+		for (size_t i = 0; i < n && !rc; i++) {
+			const emh_field *f = &e->fields[sets[i].field];
+			bool unset = sets[i].op == EMH_SET_VALUE && sets[i].value.is_null && mg_null_absent(f);
+			int which = sets[i].op == EMH_SET_ADD ? 2 : unset ? 1 : 0;
+			if (which != k)
+				continue;
+			if (!open) {
+				bson_append_document_begin(&update, ops[k], -1, &part);
+				open = true;
+			}
+			if (unset)
+				bson_append_utf8(&part, f->column, -1, "", 0);
+			else
+				rc = mg_append_value(&part, f->column, f, &sets[i].value, err);
+		}
+		if (open)
+			bson_append_document_end(&update, &part);
+	}
+	if (!rc && !(rc = mg_opts(c, &opts, err))) {
+		if (!mongoc_collection_update_many(coll, &filter, &update, &opts, &reply, &be))
+			rc = mg_fail(c->dc, err, &be, &reply, "update", e->table);
+		else if (mg_reply_count(&reply, "matchedCount", affected))
+			rc = emh_error_set(err, EMH_EDRIVER, "update of '%s': no matchedCount in the reply", e->table);
+		bson_destroy(&reply);
+		bson_destroy(&opts);
+	}
+	bson_destroy(&filter);
+	bson_destroy(&update);
+	return rc;
+}
+
+/* Set-based delete: delete_many(filter of q); *affected = deletedCount. */
+int mg_delete_where(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *affected, emh_error *err)
+{
+	mongoc_collection_t *coll;
+	bson_t filter, opts, reply;
+	bson_error_t be;
+	int rc;
+
+	*affected = 0;
+	if ((rc = mg_coll_get(c, m, &coll, err)) || (rc = mg_filter(&filter, m, q, err)))
+		return rc;
+	if (!(rc = mg_opts(c, &opts, err))) {
+		if (!mongoc_collection_delete_many(coll, &filter, &opts, &reply, &be))
+			rc = mg_fail(c->dc, err, &be, &reply, "delete", m->entity->table);
+		else if (mg_reply_count(&reply, "deletedCount", affected))
+			rc = emh_error_set(err, EMH_EDRIVER, "delete of '%s': no deletedCount in the reply",
+					   m->entity->table);
+		bson_destroy(&reply);
+		bson_destroy(&opts);
+	}
+	bson_destroy(&filter);
+	return rc;
+}

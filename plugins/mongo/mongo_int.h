@@ -8,8 +8,10 @@
  *   mongo_value.c   emhost values <-> BSON fields (the storage layout below)
  *   mongo_json.c    json fields: JSON text <-> BSON (jansson reads, our writer writes)
  *   mongo_filter.c  emh_query -> BSON filter, sort, skip and limit
- *   mongo_crud.c    insert, update, upsert, remove, find, count, generated keys
+ *   mongo_crud.c    insert, update, upsert, remove, find, count, generated keys,
+ *                   update_where and delete_where (update_many, delete_many)
  *   mongo_schema.c  sync (collections, indexes), drop, raw commands
+ *   mongo_migrate.c the migration lock (a document with an expiry), schema diff (indexes)
  *
  * The plugin exports only emh_driver_descriptor (libtool's
  * -export-symbols-regex; the functions below are hidden as well), so the
@@ -50,6 +52,7 @@
 #pragma GCC visibility push(hidden)
 
 #define MG_COUNTERS "emh_counters"
+#define MG_LOCKS "emh_locks" /* the migration lock's document */
 #define MG_TS_DATE "t"
 #define MG_TS_US "us"
 /* Room for a field's path in a document: a column (at most 63 bytes) + ".us". */
@@ -103,6 +106,8 @@ struct emh_conn {
 	mg_coll *colls;
 	size_t ncolls;
 	mongoc_collection_t *counters;
+	bool migrate_locked;    /* holds the migration lock */
+	char migrate_owner[25]; /* this connection's mark on the lock document (an ObjectId's hex) */
 };
 
 /* ---- mongo.c: errors and connections ---- */
@@ -165,6 +170,9 @@ int mg_update(emh_conn *c, const emh_meta *m, const emh_value *vals, uint64_t ma
 int mg_remove(emh_conn *c, const emh_meta *m, const emh_value *key, emh_error *err);
 int mg_find(emh_conn *c, const emh_meta *m, const emh_query *q, emh_rowsink *sink, emh_error *err);
 int mg_count(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *n, emh_error *err);
+int mg_update_where(emh_conn *c, const emh_meta *m, const emh_query *q, const emh_set *sets, size_t n,
+		    int64_t *affected, emh_error *err);
+int mg_delete_where(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *affected, emh_error *err);
 /* Forget the generated-key counter of collection table (the next key is 1). */
 int mg_key_reset(emh_conn *c, const char *table, emh_error *err);
 
@@ -173,6 +181,12 @@ int mg_key_reset(emh_conn *c, const char *table, emh_error *err);
 int mg_sync(emh_conn *c, const emh_meta *m, emh_error *err);
 int mg_drop(emh_conn *c, const emh_meta *m, emh_error *err);
 int mg_execute(emh_conn *c, const char *text, emh_error *err);
+
+/* ---- mongo_migrate.c: the migration lock, schema diff ---- */
+
+int mg_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err);
+int mg_migrate_unlock(emh_conn *c, bool commit, emh_error *err);
+int mg_diff(emh_conn *c, const emh_meta *m, unsigned flags, emh_schema_diff *out, emh_error *err);
 
 #pragma GCC visibility pop
 

@@ -142,6 +142,32 @@ int mg_drop(emh_conn *c, const emh_meta *m, emh_error *err)
 }
 
 /*
+ * A write command (insert, update, delete ...) answers ok: 1 even when a
+ * document failed: the failure is in writeErrors (or writeConcernError).
+ * The first one into *be, as a server error; false when there is none.
+ */
+static bool mg_write_error(const bson_t *reply, bson_error_t *be)
+{
+	static const char *const keys[] = {"writeErrors.0", "writeConcernError"};
+	for (size_t k = 0; k < 2; k++) {
+		bson_iter_t it, code, msg;
+		if (!bson_iter_init(&it, reply) || !bson_iter_find_descendant(&it, keys[k], &it) ||
+		    !BSON_ITER_HOLDS_DOCUMENT(&it))
+			continue;
+		bson_iter_t sub;
+		bson_iter_recurse(&it, &sub);
+		code = sub;
+		msg = sub;
+		bson_set_error(be, MONGOC_ERROR_SERVER,
+			       bson_iter_find(&code, "code") ? (uint32_t)bson_iter_as_int64(&code) : 0, "%s",
+			       bson_iter_find(&msg, "errmsg") && BSON_ITER_HOLDS_UTF8(&msg) ? bson_iter_utf8(&msg, NULL)
+											  : "write error");
+		return true;
+	}
+	return false;
+}
+
+/*
  * Raw commands: text holds one or more JSON command documents (extended JSON
  * allowed: these are the user's own commands), run in order on the
  * context's database.  All are parsed before any runs.  A {"drop": ...} of a
@@ -191,6 +217,8 @@ int mg_execute(emh_conn *c, const char *text, emh_error *err)
 				    strcmp(bson_iter_key(&it), "drop") == 0;
 			if (!(drop && be.code == MG_E_NAMESPACE_NOT_FOUND))
 				rc = mg_fail(c->dc, err, &be, &reply, "command", NULL);
+		} else if (mg_write_error(&reply, &be)) {
+			rc = mg_fail(c->dc, err, &be, &reply, "command", NULL);
 		}
 		bson_destroy(&reply);
 	}

@@ -49,8 +49,14 @@ static int my_code(unsigned no)
 	case MY_ER_DUP_KEY:
 		return EMH_ECONFLICT;
 	case MY_ER_LOCK_DEADLOCK:
-	case MY_ER_LOCK_WAIT_TIMEOUT:
+	case MY_ER_CHECKREAD:
 		return EMH_ERETRY;
+	/* A lock that could not be had: NOWAIT (MariaDB reports it as a lock
+	 * wait timeout) or innodb_lock_wait_timeout.  A conflict with the
+	 * transaction holding it, retryable (my_fail). */
+	case MY_ER_LOCK_WAIT_TIMEOUT:
+	case MY_ER_LOCK_NOWAIT:
+		return EMH_ECONFLICT;
 	case MY_ER_ACCESS_DENIED:
 	case MY_ER_DBACCESS_DENIED:
 	case MY_ER_ACCESS_DENIED_NO_PASSWORD:
@@ -137,10 +143,11 @@ static int my_fail(emh_error *err, unsigned no, const char *sqlstate, const char
 		code = EMH_EUNAVAILABLE;
 	if (!msg || !*msg)
 		msg = "unknown error";
-	if (code == EMH_ECONFLICT && table)
+	bool lock = no == MY_ER_LOCK_WAIT_TIMEOUT || no == MY_ER_LOCK_NOWAIT;
+	if (code == EMH_ECONFLICT && !lock && table)
 		emh_error_set(err, code, "duplicate value for unique key '%s' of table '%s' (mysql error %u)",
 			      my_dup_key_name(msg, key, sizeof key), table, no);
-	else if (code == EMH_ECONFLICT)
+	else if (code == EMH_ECONFLICT && !lock)
 		emh_error_set(err, code, "%s: duplicate value for unique key '%s' (mysql error %u)", what,
 			      my_dup_key_name(msg, key, sizeof key), no);
 	else {
@@ -165,7 +172,7 @@ static int my_fail(emh_error *err, unsigned no, const char *sqlstate, const char
 		err->native = (int)no;
 		if (sqlstate)
 			snprintf(err->sqlstate, sizeof err->sqlstate, "%s", sqlstate);
-		err->retryable = code == EMH_ERETRY;
+		err->retryable = code == EMH_ERETRY || lock;
 	}
 	return code;
 }

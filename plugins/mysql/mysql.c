@@ -149,6 +149,24 @@ static void my_disconnect(emh_conn *c)
 	free(c);
 }
 
+/*
+ * Which server this is, from its version string ("8.0.36", "10.11.19-MariaDB-0+deb12u1";
+ * MariaDB once prefixed "5.5.5-" for old replication clients): what its SQL
+ * can say differs (conn_caps, lock_clause).
+ */
+static void my_server_kind(emh_conn *c, const char *info)
+{
+	unsigned long major = 0, minor = 0, patch = 0;
+	if (!info)
+		info = "";
+	c->mariadb = strstr(info, "MariaDB") != NULL;
+	if (c->mariadb && strncmp(info, "5.5.5-", 6) == 0)
+		info += 6;
+	if (sscanf(info, "%lu.%lu.%lu", &major, &minor, &patch) < 2)
+		major = minor = patch = 0;
+	c->server_version = major * 10000 + minor * 100 + patch;
+}
+
 static int my_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_error *err)
 {
 	const char *host = emh_params_get(p, "host");
@@ -227,6 +245,7 @@ static int my_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	}
 	if ((rc = my_run_text(c, MY_SESSION_SQL, strlen(MY_SESSION_SQL), "setting up the session", NULL, err)))
 		goto out_free;
+	my_server_kind(c, mysql_get_server_info(c->my));
 	emh_params_log(p, EMH_LOG_DEBUG, "mysql: connected to %s, server %s", c->where,
 		       mysql_get_server_info(c->my));
 	*out = c;
@@ -245,7 +264,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.version = "1.0",
 	.description = "MySQL 8 and MariaDB 10.11+ through the C client library (server-side prepared statements)",
 	.caps = EMH_CAP_SQL | EMH_CAP_TRANSACTIONS | EMH_CAP_SAVEPOINTS | EMH_CAP_UPSERT |
-		EMH_CAP_ATOMIC_FLUSH,
+		EMH_CAP_ATOMIC_FLUSH | EMH_CAP_CONDITIONAL_WRITES | EMH_CAP_LOCKS | EMH_CAP_ISOLATION,
 	.url_schemes = my_schemes,
 	.url_form = EMH_URL_NETWORK,
 	.params = my_params,
@@ -254,6 +273,12 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.ping = my_ping,
 	.execute = my_execute,
 	.sync = my_sync,
+	.conn_caps = my_conn_caps,
 	.dialect = &my_dialect,
 	.stmt_exec = my_stmt_exec,
+	.lock_clause = my_lock_clause,
+	.begin_isolation = my_begin_isolation,
+	.describe = my_describe,
+	.migrate_lock = my_migrate_lock,
+	.migrate_unlock = my_migrate_unlock,
 };

@@ -52,7 +52,8 @@ enum {
 	MY_ER_NET_READ_ERROR = 1158,
 	MY_ER_NET_WRITE_INTERRUPTED = 1161,
 	MY_ER_BLOB_KEY_WITHOUT_LENGTH = 1170,
-	MY_ER_LOCK_WAIT_TIMEOUT = 1205,
+	MY_ER_CHECKREAD = 1020, /* "Record has changed since last read" (MariaDB snapshot isolation) */
+	MY_ER_LOCK_WAIT_TIMEOUT = 1205, /* also MariaDB's NOWAIT */
 	MY_ER_LOCK_DEADLOCK = 1213,
 	MY_ER_UNKNOWN_STMT_HANDLER = 1243,
 	MY_ER_NOT_SUPPORTED_AUTH_MODE = 1251,
@@ -66,6 +67,7 @@ enum {
 	MY_ER_ACCESS_DENIED_NO_PASSWORD = 1698,
 	MY_ER_CONNECTION_KILLED = 1927, /* MariaDB */
 	MY_ER_CLIENT_INTERACTION_TIMEOUT = 4031, /* MySQL 8 */
+	MY_ER_LOCK_NOWAIT = 3572,               /* MySQL 8 */
 	MY_CR_CONNECTION_ERROR = 2002,
 	MY_CR_CONN_HOST_ERROR = 2003,
 	MY_CR_UNKNOWN_HOST = 2005,
@@ -118,7 +120,10 @@ struct emh_conn {
 	emh_value *rvals;
 	size_t nrcap;
 	char collation[64]; /* table collation, found at the first sync */
+	bool migrate_locked; /* holds the migration lock (GET_LOCK) */
 	char where[192];    /* "'host:port'" or "socket '/path'", for messages */
+	bool mariadb;       /* the server is MariaDB (its SQL differs: LOCK IN SHARE MODE) */
+	unsigned long server_version; /* major * 10000 + minor * 100 + patch */
 };
 
 /* mysql.c */
@@ -132,12 +137,30 @@ int my_stmt_fail(MYSQL_STMT *s, const char *what, const char *table, emh_error *
 int my_run_text(emh_conn *c, const char *text, size_t len, const char *what, const char *table, emh_error *err);
 int my_execute(emh_conn *c, const char *text, emh_error *err);
 int my_ping(emh_conn *c, emh_error *err);
+int my_begin_isolation(emh_conn *c, int isolation, emh_error *err);
+const char *my_lock_clause(emh_conn *c, int mode, int wait);
+uint64_t my_conn_caps(emh_conn *c);
+int my_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err);
+int my_migrate_unlock(emh_conn *c, bool commit, emh_error *err);
 
 /* statements.c */
 int my_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_rowsink *sink, emh_error *err);
 
 /* schema.c */
 extern const emh_sql_dialect my_dialect;
+/* Rows of strings from a catalogue query (row-major, n rows of ncols). */
+typedef struct my_strtab {
+	char **v;
+	size_t n, ncols;
+} my_strtab;
+/*
+ * Run a catalogue query with at most one string parameter (bound, never
+ * pasted) and collect its rows as strings (NULL as ""), each cut at 511 bytes.
+ */
+int my_select_strings(emh_conn *c, const char *sql, const char *param, unsigned ncols, my_strtab *out,
+		      const char *what, const char *table, emh_error *err);
+void my_strtab_release(my_strtab *t);
+int my_describe(emh_conn *c, const char *table, emh_table_desc *out, emh_error *err);
 int my_sync(emh_conn *c, const emh_meta *m, emh_error *err);
 
 #endif

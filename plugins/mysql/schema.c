@@ -80,6 +80,24 @@ static void my_column_type(const emh_meta *m, int field, char *buf, size_t cap)
 	}
 }
 
+static bool my_column_fits(const emh_meta *m, int field, const char *type);
+
+/*
+ * DEFAULT of a NOT NULL column added to a table with rows: the zero of its
+ * type.  LONGTEXT and LONGBLOB take an expression in parentheses (MariaDB
+ * 10.2.1+, MySQL 8.0.13+), not a literal.
+ */
+static void my_column_default(const emh_meta *m, int field, char *buf, size_t cap)
+{
+	switch (m->entity->fields[field].type) {
+	case EMH_T_TEXT: snprintf(buf, cap, "%s", my_field_indexed(m, field) ? "''" : "('')"); break;
+	case EMH_T_JSON: snprintf(buf, cap, "('null')"); break;
+	case EMH_T_BLOB: snprintf(buf, cap, "('')"); break;
+	case EMH_T_TIMESTAMP: snprintf(buf, cap, "'1970-01-01 00:00:00'"); break;
+	default: snprintf(buf, cap, "0"); break;
+	}
+}
+
 const emh_sql_dialect my_dialect = {
 	.quote = '`',
 	.numbered_params = false,
@@ -90,6 +108,11 @@ const emh_sql_dialect my_dialect = {
 	.begin_sql = "START TRANSACTION",
 	.column_type = my_column_type,
 	.upsert = EMH_SQL_UPSERT_ON_DUPLICATE_KEY,
+	.transactional_ddl = false, /* every DDL statement commits */
+	.alter = EMH_SQL_ALTER_MODIFY,
+	.drop_index_on_table = true,
+	.column_fits = my_column_fits,
+	.column_default = my_column_default,
 };
 
 /* Base name of a reported column type: "varchar(255)" -> "varchar". */
@@ -138,13 +161,7 @@ static bool my_compatible(const emh_meta *m, int field, const char *type)
 	}
 }
 
-/* Rows of strings from a catalogue query (row-major, n rows of ncols). */
-typedef struct my_strtab {
-	char **v;
-	size_t n, ncols;
-} my_strtab;
-
-static void my_strtab_release(my_strtab *t)
+void my_strtab_release(my_strtab *t)
 {
 	for (size_t i = 0; i < t->n * t->ncols; i++)
 		free(t->v[i]);
@@ -153,13 +170,24 @@ static void my_strtab_release(my_strtab *t)
 	t->n = 0;
 }
 
+/* What sync accepts, except that an indexed text field needs VARCHAR (InnoDB
+ * indexes no LONGTEXT without a prefix length, which would make uniqueness inexact). */
+static bool my_column_fits(const emh_meta *m, int field, const char *type)
+{
+	static const char *const short_texts[] = {"varchar", "char", NULL};
+	if (!my_compatible(m, field, type))
+		return false;
+	return m->entity->fields[field].type != EMH_T_TEXT || !my_field_indexed(m, field) ||
+	       my_type_is(type, short_texts);
+}
+
 /*
  * Run a catalogue query with at most one string parameter (a table name:
  * bound, never pasted) and collect its rows as strings, each cut at 511 bytes
  * (names and type names are far shorter).
  */
-static int my_select_strings(emh_conn *c, const char *sql, const char *param, unsigned ncols,
-			     my_strtab *out, const char *what, const char *table, emh_error *err)
+int my_select_strings(emh_conn *c, const char *sql, const char *param, unsigned ncols, my_strtab *out,
+		      const char *what, const char *table, emh_error *err)
 {
 	enum { CAP = 512, MAXCOLS = 4 };
 	char bufs[MAXCOLS][CAP];
@@ -346,6 +374,61 @@ int my_sync(emh_conn *c, const emh_meta *m, emh_error *err)
 	}
 out:
 	emh_buf_release(&b);
+	my_strtab_release(&cols);
+	my_strtab_release(&idx);
+	return rc;
+}
+
+/* ---- describing a table (schema diff, schema = "check") ---- */
+
+/* Columns and indexes from information_schema; indexes on expressions (no column) left out. */
+int my_describe(emh_conn *c, const char *table, emh_table_desc *out, emh_error *err)
+{
+	my_strtab cols = {0}, idx = {0};
+	const char *coll;
+	int rc = my_thread_enter(err);
+	if (rc)
+		return rc;
+	/* What a new table gets after its columns, as sync creates it. */
+	if ((rc = my_table_collation(c, &coll, err)) != 0)
+		return rc;
+	char suffix[160];
+	snprintf(suffix, sizeof suffix, " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=%s", coll);
+	if (emh_table_desc_create_suffix(out, suffix))
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	rc = my_select_strings(c,
+			       "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS"
+			       " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+			       table, 3, &cols, "reading the columns", table, err);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < cols.n && !rc; i++)
+		if (emh_table_desc_column(out, cols.v[i * 3], cols.v[i * 3 + 1], strcmp(cols.v[i * 3 + 2], "YES") == 0))
+			rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
+	if (!rc && cols.n == 0)
+		rc = EMH_ENOTFOUND;
+	if (!rc)
+		rc = my_select_strings(c,
+				       "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS"
+				       " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME <> 'PRIMARY'"
+				       " ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+				       table, 3, &idx, "reading the indexes", table, err);
+	const char *icols[EMH_ENTITY_MAX_FIELDS];
+	size_t n = 0;
+	bool skip = false;
+	for (size_t i = 0; !rc && i < idx.n; i++) {
+		const char *name = idx.v[i * 3];
+		if (!idx.v[i * 3 + 2][0] || n == EMH_ENTITY_MAX_FIELDS)
+			skip = true;
+		else
+			icols[n++] = idx.v[i * 3 + 2];
+		if (i + 1 < idx.n && strcmp(idx.v[(i + 1) * 3], name) == 0)
+			continue;
+		if (!skip && emh_table_desc_index(out, name, strcmp(idx.v[i * 3 + 1], "0") == 0, false, icols, n))
+			rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
+		n = 0;
+		skip = false;
+	}
 	my_strtab_release(&cols);
 	my_strtab_release(&idx);
 	return rc;

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <mysql.h>
@@ -52,6 +53,51 @@ int my_execute(emh_conn *c, const char *text, emh_error *err)
 	return my_run_text(c, text, strlen(text), "execute", NULL, err);
 }
 
+/* SET TRANSACTION sets the level of the next transaction only. */
+int my_begin_isolation(emh_conn *c, int isolation, emh_error *err)
+{
+	static const char *const sql[] = {
+		[EMH_ISO_READ_COMMITTED] = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION",
+		[EMH_ISO_REPEATABLE_READ] = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; START TRANSACTION",
+		[EMH_ISO_SERIALIZABLE] = "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; START TRANSACTION",
+	};
+	int rc = my_thread_enter(err);
+	if (rc)
+		return rc;
+	if (isolation < EMH_ISO_READ_COMMITTED || isolation > EMH_ISO_SERIALIZABLE)
+		return emh_error_set(err, EMH_EUNSUPPORTED, "begin: no isolation level %d", isolation);
+	return my_run_text(c, sql[isolation], strlen(sql[isolation]), "begin", NULL, err);
+}
+
+/* Row locks with NOWAIT and SKIP LOCKED: MySQL 8.0.1 and MariaDB 10.6 on. */
+static bool my_has_locks(const emh_conn *c)
+{
+	return c->server_version >= (c->mariadb ? 100600UL : 80001UL);
+}
+
+uint64_t my_conn_caps(emh_conn *c)
+{
+	return my_has_locks(c) ? ~UINT64_C(0) : ~EMH_CAP_LOCKS;
+}
+
+/* MariaDB has no FOR SHARE: its share lock is LOCK IN SHARE MODE (which, on
+ * MySQL 8, takes neither NOWAIT nor SKIP LOCKED). */
+const char *my_lock_clause(emh_conn *c, int mode, int wait)
+{
+	static const char *const mysql[3][3] = {
+		[EMH_LOCK_UPDATE] = {" FOR UPDATE", " FOR UPDATE NOWAIT", " FOR UPDATE SKIP LOCKED"},
+		[EMH_LOCK_SHARE] = {" FOR SHARE", " FOR SHARE NOWAIT", " FOR SHARE SKIP LOCKED"},
+	};
+	static const char *const mariadb[3][3] = {
+		[EMH_LOCK_UPDATE] = {" FOR UPDATE", " FOR UPDATE NOWAIT", " FOR UPDATE SKIP LOCKED"},
+		[EMH_LOCK_SHARE] = {" LOCK IN SHARE MODE", " LOCK IN SHARE MODE NOWAIT", " LOCK IN SHARE MODE SKIP LOCKED"},
+	};
+	if (!my_has_locks(c) || mode < EMH_LOCK_UPDATE || mode > EMH_LOCK_SHARE || wait < EMH_LOCK_WAIT ||
+	    wait > EMH_LOCK_SKIP_LOCKED)
+		return NULL;
+	return (c->mariadb ? mariadb : mysql)[mode][wait];
+}
+
 int my_ping(emh_conn *c, emh_error *err)
 {
 	int rc = my_thread_enter(err);
@@ -67,4 +113,52 @@ int my_ping(emh_conn *c, emh_error *err)
 		return EMH_EUNAVAILABLE;
 	}
 	return 0;
+}
+
+/* ---- the migration lock ---- */
+
+/* GET_LOCK names are server-wide: this one is of the connection's database. */
+#define MY_LOCK_NAME "CONCAT('emh_migrate_', LEFT(SHA2(COALESCE(DATABASE(), ''), 256), 40))"
+
+int my_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
+{
+	*in_txn = false;
+	if (c->migrate_locked)
+		return 0;
+	int rc = my_thread_enter(err);
+	if (rc)
+		return rc;
+	char secs[32];
+	snprintf(secs, sizeof secs, "%lld", (long long)((wait_ms + 999) / 1000));
+	my_strtab t;
+	if ((rc = my_select_strings(c, "SELECT GET_LOCK(" MY_LOCK_NAME ", ?)", secs, 1, &t, "migration lock", NULL,
+				    err)) != 0)
+		return rc;
+	const char *got = t.n ? t.v[0] : "";
+	if (strcmp(got, "1") == 0)
+		c->migrate_locked = true;
+	else if (strcmp(got, "0") == 0)
+		rc = emh_error_set(err, EMH_ETIMEOUT,
+				   "another migration run held the database's migration lock (GET_LOCK) for %s s", secs);
+	else
+		rc = emh_error_set(err, EMH_EDRIVER, "GET_LOCK of the migration lock failed");
+	my_strtab_release(&t);
+	return rc;
+}
+
+int my_migrate_unlock(emh_conn *c, bool commit, emh_error *err)
+{
+	(void)commit; /* a lock of the session: nothing to commit */
+	if (!c->migrate_locked)
+		return 0;
+	my_strtab t;
+	int rc = my_thread_enter(err);
+	if (!rc)
+		rc = my_select_strings(c, "SELECT RELEASE_LOCK(" MY_LOCK_NAME ")", NULL, 1, &t, "migration unlock", NULL,
+				       err);
+	if (!rc) {
+		c->migrate_locked = false;
+		my_strtab_release(&t);
+	}
+	return rc;
 }

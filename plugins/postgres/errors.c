@@ -29,7 +29,9 @@ static int pg_sqlstate_pack(const char *s)
 /*
  * Portable code for a SQLSTATE.  Class 08 (connection exception) and the
  * shutdown/too-many-connections states mean the server is gone or refuses
- * us; 40001/40P01 (and 55P03, a lock not available) are worth retrying.
+ * us; 40001/40P01 (serialization failure, deadlock) are worth retrying the
+ * transaction, and so is 55P03 (a lock not available: NOWAIT, lock_timeout),
+ * a conflict with the transaction holding it.
  */
 static int pg_sqlstate_code(const char *s, bool *retryable)
 {
@@ -41,9 +43,13 @@ static int pg_sqlstate_code(const char *s, bool *retryable)
 	if (strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 ||
 	    strcmp(s, "57P03") == 0 || strcmp(s, "53300") == 0)
 		return EMH_EUNAVAILABLE;
-	if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0 || strcmp(s, "55P03") == 0) {
+	if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0) {
 		*retryable = true;
 		return EMH_ERETRY;
+	}
+	if (strcmp(s, "55P03") == 0) {
+		*retryable = true;
+		return EMH_ECONFLICT;
 	}
 	if (strcmp(s, "23502") == 0 || strcmp(s, "23514") == 0 || strncmp(s, "22", 2) == 0)
 		return EMH_EINVAL;

@@ -412,7 +412,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.version = "1.0",
 	.description = "PostgreSQL 10+ through libpq (binary prepared statements)",
 	.caps = EMH_CAP_SQL | EMH_CAP_TRANSACTIONS | EMH_CAP_SAVEPOINTS | EMH_CAP_RETURNING | EMH_CAP_UPSERT |
-		EMH_CAP_ATOMIC_FLUSH,
+		EMH_CAP_ATOMIC_FLUSH | EMH_CAP_CONDITIONAL_WRITES | EMH_CAP_LOCKS | EMH_CAP_ISOLATION,
 	.url_schemes = pg_url_schemes,
 	.url_form = EMH_URL_WHOLE, /* libpq reads it: several hosts, target_session_attrs, ... */
 	.params = pg_params,
@@ -431,4 +431,9 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.rollback_to = pg_rollback_to,
 	.dialect = &pg_dialect,
 	.stmt_exec = pg_stmt_exec,
+	.lock_clause = pg_lock_clause,
+	.begin_isolation = pg_begin_isolation,
+	.describe = pg_describe,
+	.migrate_lock = pg_migrate_lock,
+	.migrate_unlock = pg_migrate_unlock,
 };

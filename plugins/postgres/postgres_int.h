@@ -21,6 +21,10 @@ struct emh_conn {
 	PGconn *pg;
 	/* BEGIN asked for but not sent yet: it goes out with the next statement */
 	bool begin_pending;
+	/* its text: "BEGIN", or "BEGIN ISOLATION LEVEL ..." (static) */
+	const char *begin_sql;
+	/* holds the migration lock (a session advisory lock) */
+	bool migrate_locked;
 	/* statements prepared on this connection, as "emh_<id>", by id (PG_PREPARED each) */
 	emh_prepcache *stmts;
 	/* parameter scratch, grown to the largest statement seen */
@@ -46,11 +50,15 @@ int pg_send_begin(emh_conn *c, emh_error *err);
 int pg_ping(emh_conn *c, emh_error *err);
 int pg_execute(emh_conn *c, const char *text, emh_error *err);
 int pg_begin(emh_conn *c, emh_error *err);
+int pg_begin_isolation(emh_conn *c, int isolation, emh_error *err);
+const char *pg_lock_clause(emh_conn *c, int mode, int wait);
 int pg_commit(emh_conn *c, emh_error *err);
 int pg_rollback(emh_conn *c, emh_error *err);
 int pg_savepoint(emh_conn *c, const char *name, emh_error *err);
 int pg_release(emh_conn *c, const char *name, emh_error *err);
 int pg_rollback_to(emh_conn *c, const char *name, emh_error *err);
+int pg_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err);
+int pg_migrate_unlock(emh_conn *c, bool commit, emh_error *err);
 
 /* statements.c */
 int pg_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_rowsink *sink, emh_error *err);
@@ -58,5 +66,6 @@ int pg_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_r
 /* schema.c */
 extern const emh_sql_dialect pg_dialect;
 int pg_sync(emh_conn *c, const emh_meta *m, emh_error *err);
+int pg_describe(emh_conn *c, const char *table, emh_table_desc *out, emh_error *err);
 
 #endif

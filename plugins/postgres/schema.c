@@ -38,6 +38,21 @@ static void pg_column_type(const emh_meta *m, int field, char *buf, size_t cap)
 	snprintf(buf, cap, "%s", t);
 }
 
+static bool pg_type_compatible(const emh_meta *m, int field, const char *type);
+
+/* DEFAULT of a NOT NULL column added to a table with rows: the zero of its type. */
+static void pg_column_default(const emh_meta *m, int field, char *buf, size_t cap)
+{
+	switch (m->entity->fields[field].type) {
+	case EMH_T_BOOL: snprintf(buf, cap, "false"); break;
+	case EMH_T_TEXT: snprintf(buf, cap, "''"); break;
+	case EMH_T_JSON: snprintf(buf, cap, "'null'"); break;
+	case EMH_T_BLOB: snprintf(buf, cap, "''::bytea"); break;
+	case EMH_T_TIMESTAMP: snprintf(buf, cap, "'1970-01-01 00:00:00+00'"); break;
+	default: snprintf(buf, cap, "0"); break;
+	}
+}
+
 const emh_sql_dialect pg_dialect = {
 	.quote = '"',
 	.numbered_params = true,
@@ -46,6 +61,10 @@ const emh_sql_dialect pg_dialect = {
 	.like_escape = " ESCAPE '\\'",
 	.column_type = pg_column_type,
 	.upsert = EMH_SQL_UPSERT_ON_CONFLICT,
+	.transactional_ddl = true,
+	.alter = EMH_SQL_ALTER_COLUMN,
+	.column_fits = pg_type_compatible,
+	.column_default = pg_column_default,
 };
 
 /* Which existing column types (pg_type.typname) a field can live in: ones
@@ -215,5 +234,83 @@ out_rollback:
 	free(types);
 	PQclear(cols);
 	emh_buf_release(&sql);
+	return rc;
+}
+
+/* ---- describing a table (schema diff, schema = "check") ---- */
+
+/* Run a catalogue query with the quoted table name as $1. */
+static PGresult *pg_catalog_query(emh_conn *c, const char *sql, const char *table, emh_error *err, int *rc)
+{
+	char qname[160];
+	const char *pv[1] = {qname};
+	snprintf(qname, sizeof qname, "\"%s\"", table);
+	*rc = 0;
+	PGresult *res = PQexecParams(c->pg, sql, 1, NULL, pv, NULL, NULL, 0);
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		*rc = pg_fail(c, res, "describing a table", err);
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
+/*
+ * Columns from pg_attribute, indexes from pg_index: one row per key column
+ * (INCLUDE columns left out: indnkeyatts, read through to_jsonb so that
+ * servers before 11, which lack it, take every column); indexes on
+ * expressions and partial ones left out.
+ */
+int pg_describe(emh_conn *c, const char *table, emh_table_desc *out, emh_error *err)
+{
+	static const char cols_sql[] =
+		"SELECT a.attname::text, t.typname::text, NOT a.attnotnull FROM pg_catalog.pg_attribute a"
+		" JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
+		" WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+	static const char idx_sql[] =
+		"SELECT ic.relname::text, ix.indisunique,"
+		" EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = ix.indexrelid"
+		"  AND k.conrelid = ix.indrelid AND k.contype IN ('u', 'x')),"
+		" a.attname::text"
+		" FROM pg_catalog.pg_index ix JOIN pg_catalog.pg_class ic ON ic.oid = ix.indexrelid"
+		" CROSS JOIN LATERAL unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)"
+		" JOIN pg_catalog.pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.attnum"
+		" WHERE ix.indrelid = to_regclass($1) AND NOT ix.indisprimary AND ix.indexprs IS NULL"
+		"  AND ix.indpred IS NULL"
+		"  AND k.n <= COALESCE((to_jsonb(ix) ->> 'indnkeyatts')::int, ix.indnatts)"
+		" ORDER BY ic.relname, k.n";
+	int rc;
+	if (c->begin_pending && (rc = pg_send_begin(c, err)) != 0)
+		return rc;
+	PGresult *res = pg_catalog_query(c, cols_sql, table, err, &rc);
+	if (!res)
+		return rc;
+	int n = PQntuples(res);
+	for (int i = 0; i < n && !rc; i++)
+		if (emh_table_desc_column(out, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+					  strcmp(PQgetvalue(res, i, 2), "t") == 0))
+			rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
+	PQclear(res);
+	if (rc)
+		return rc;
+	if (n == 0)
+		return EMH_ENOTFOUND;
+	if (!(res = pg_catalog_query(c, idx_sql, table, err, &rc)))
+		return rc;
+	n = PQntuples(res);
+	const char *cols[EMH_ENTITY_MAX_FIELDS];
+	size_t ncols = 0;
+	for (int i = 0; i < n && !rc; i++) {
+		const char *name = PQgetvalue(res, i, 0);
+		if (ncols < EMH_ENTITY_MAX_FIELDS)
+			cols[ncols++] = PQgetvalue(res, i, 3);
+		if (i + 1 < n && strcmp(PQgetvalue(res, i + 1, 0), name) == 0)
+			continue; /* more columns of this index */
+		if (emh_table_desc_index(out, name, strcmp(PQgetvalue(res, i, 1), "t") == 0,
+					 strcmp(PQgetvalue(res, i, 2), "t") == 0, cols, ncols))
+			rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
+		ncols = 0;
+	}
+	PQclear(res);
 	return rc;
 }

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -23,7 +24,7 @@ int pg_send_begin(emh_conn *c, emh_error *err)
 	if (!c->begin_pending)
 		return 0;
 	c->begin_pending = false;
-	return pg_command(c, "BEGIN", "begin", err);
+	return pg_command(c, c->begin_sql, "begin", err);
 }
 
 /*
@@ -108,7 +109,7 @@ int pg_execute(emh_conn *c, const char *text, emh_error *err)
  * lost: PostgreSQL takes a transaction's snapshot at its first statement,
  * not at BEGIN, and a transaction that runs nothing has nothing to commit.
  */
-int pg_begin(emh_conn *c, emh_error *err)
+static int pg_begin_sql(emh_conn *c, const char *sql, emh_error *err)
 {
 	if (PQstatus(c->pg) != CONNECTION_OK) {
 		emh_error_set(err, EMH_EUNAVAILABLE, "begin: connection lost");
@@ -116,7 +117,40 @@ int pg_begin(emh_conn *c, emh_error *err)
 		return EMH_EUNAVAILABLE;
 	}
 	c->begin_pending = true;
+	c->begin_sql = sql;
 	return 0;
+}
+
+int pg_begin(emh_conn *c, emh_error *err)
+{
+	return pg_begin_sql(c, "BEGIN", err);
+}
+
+/* The level travels with the deferred BEGIN.  PostgreSQL's repeatable read
+ * is snapshot isolation (stronger than the standard's). */
+int pg_begin_isolation(emh_conn *c, int isolation, emh_error *err)
+{
+	static const char *const sql[] = {
+		[EMH_ISO_READ_COMMITTED] = "BEGIN ISOLATION LEVEL READ COMMITTED",
+		[EMH_ISO_REPEATABLE_READ] = "BEGIN ISOLATION LEVEL REPEATABLE READ",
+		[EMH_ISO_SERIALIZABLE] = "BEGIN ISOLATION LEVEL SERIALIZABLE",
+	};
+	if (isolation < EMH_ISO_READ_COMMITTED || isolation > EMH_ISO_SERIALIZABLE)
+		return emh_error_set(err, EMH_EUNSUPPORTED, "begin: no isolation level %d", isolation);
+	return pg_begin_sql(c, sql[isolation], err);
+}
+
+/* Row locks: every form since PostgreSQL 9.5 (the driver needs 10). */
+const char *pg_lock_clause(emh_conn *c, int mode, int wait)
+{
+	static const char *const clause[3][3] = {
+		[EMH_LOCK_UPDATE] = {" FOR UPDATE", " FOR UPDATE NOWAIT", " FOR UPDATE SKIP LOCKED"},
+		[EMH_LOCK_SHARE] = {" FOR SHARE", " FOR SHARE NOWAIT", " FOR SHARE SKIP LOCKED"},
+	};
+	(void)c;
+	if (mode < EMH_LOCK_UPDATE || mode > EMH_LOCK_SHARE || wait < EMH_LOCK_WAIT || wait > EMH_LOCK_SKIP_LOCKED)
+		return NULL;
+	return clause[mode][wait];
 }
 
 /*
@@ -159,7 +193,8 @@ static int pg_savepoint_sql(emh_conn *c, const char *verb, const char *name, con
 	char sql[160];
 	if (!emh_ident_valid(name))
 		return emh_error_set(err, EMH_EINVAL, "invalid savepoint name");
-	snprintf(sql, sizeof sql, "%s%s \"%s\"", c->begin_pending ? "BEGIN; " : "", verb, name);
+	snprintf(sql, sizeof sql, "%s%s%s \"%s\"", c->begin_pending ? c->begin_sql : "", c->begin_pending ? "; " : "",
+		 verb, name);
 	c->begin_pending = false;
 	return pg_command(c, sql, what, err);
 }
@@ -177,4 +212,66 @@ int pg_release(emh_conn *c, const char *name, emh_error *err)
 int pg_rollback_to(emh_conn *c, const char *name, emh_error *err)
 {
 	return pg_savepoint_sql(c, "ROLLBACK TO SAVEPOINT", name, "rollback to savepoint", err);
+}
+
+/* ---- the migration lock ---- */
+
+/* A session advisory lock of its own key pair ("emh_" + 1; sync's locks use "emh_" + 0). */
+#define PG_MIGRATE_LOCK "1701669889, 0"
+
+/* One pg_try_advisory_lock: *got says whether it was free. */
+static int pg_try_lock(emh_conn *c, bool *got, emh_error *err)
+{
+	PGresult *res = PQexec(c->pg, "SELECT pg_try_advisory_lock(" PG_MIGRATE_LOCK ")");
+	int rc = 0;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		rc = pg_fail(c, res, "migration lock", err);
+	else
+		*got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return rc;
+}
+
+/*
+ * Polled rather than waited for in pg_advisory_lock: the wait stays bounded
+ * by wait_ms without touching the session's lock_timeout.
+ */
+int pg_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
+{
+	*in_txn = false;
+	if (c->migrate_locked)
+		return 0;
+	int rc;
+	if ((rc = pg_send_begin(c, err)) != 0)
+		return rc;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	int64_t deadline = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + wait_ms;
+	for (;;) {
+		bool got = false;
+		if ((rc = pg_try_lock(c, &got, err)) != 0)
+			return rc;
+		if (got) {
+			c->migrate_locked = true;
+			return 0;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 >= deadline)
+			return emh_error_set(err, EMH_ETIMEOUT,
+					     "another migration run held the database's migration lock (advisory lock "
+					     PG_MIGRATE_LOCK ") for %lld ms", (long long)wait_ms);
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+int pg_migrate_unlock(emh_conn *c, bool commit, emh_error *err)
+{
+	(void)commit; /* a session lock: nothing to commit */
+	if (!c->migrate_locked)
+		return 0;
+	int rc = pg_command(c, "SELECT pg_advisory_unlock(" PG_MIGRATE_LOCK ")", "migration unlock", err);
+	if (rc == 0)
+		c->migrate_locked = false;
+	return rc;
 }

@@ -431,7 +431,7 @@ static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, b
 		rc = pg_fail(c, NULL, what, err);
 		goto out_free;
 	}
-	if ((begin && !PQsendQueryParams(c->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0)) ||
+	if ((begin && !PQsendQueryParams(c->pg, c->begin_sql, 0, NULL, NULL, NULL, NULL, 0)) ||
 	    (prepare && !PQsendPrepare(c->pg, name, st->sql, st->nparams, oids)) ||
 	    !PQsendQueryPrepared(c->pg, name, st->nparams, c->pvals, c->plens, c->pfmts, 1) ||
 	    !PQpipelineSync(c->pg)) {
@@ -495,7 +495,7 @@ static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, b
 	int rc = 0;
 
 	*out = NULL;
-	if (begin && (rc = pg_command(c, "BEGIN", "begin", err)))
+	if (begin && (rc = pg_command(c, c->begin_sql, "begin", err)))
 		return rc;
 	if (prepare) {
 		if (st->nparams > 32 && !(oids = malloc(st->nparams * sizeof *oids)))

@@ -49,6 +49,20 @@ static void sq_column_type(const emh_meta *m, int field, char *buf, size_t cap)
 	snprintf(buf, cap, "%s", t);
 }
 
+static bool sq_type_compatible(const emh_meta *m, int field, const char *type);
+
+/* DEFAULT of a NOT NULL column added to a table with rows: the zero of its type. */
+static void sq_column_default(const emh_meta *m, int field, char *buf, size_t cap)
+{
+	switch (m->entity->fields[field].type) {
+	case EMH_T_DOUBLE: snprintf(buf, cap, "0.0"); break;
+	case EMH_T_TEXT: snprintf(buf, cap, "''"); break;
+	case EMH_T_JSON: snprintf(buf, cap, "'null'"); break;
+	case EMH_T_BLOB: snprintf(buf, cap, "X''"); break;
+	default: snprintf(buf, cap, "0"); break; /* bool, integers, timestamp (microseconds) */
+	}
+}
+
 const emh_sql_dialect sq_dialect = {
 	.quote = '"',
 	.numbered_params = false,
@@ -60,6 +74,10 @@ const emh_sql_dialect sq_dialect = {
 	.rollback_sql = "ROLLBACK",
 	.column_type = sq_column_type,
 	.upsert = EMH_SQL_UPSERT_ON_CONFLICT, /* 3.24+ */
+	.transactional_ddl = true,
+	.alter = EMH_SQL_ALTER_NONE, /* ALTER TABLE changes no column's type or nullability */
+	.column_fits = sq_type_compatible,
+	.column_default = sq_column_default,
 };
 
 static bool sq_has(const char *type, const char *word)
@@ -236,5 +254,130 @@ out_rollback:
 	emh_buf_release(&b);
 	sq_strv_free(names, n);
 	sq_strv_free(types, n);
+	return rc;
+}
+
+/* ---- describing a table (schema diff, schema = "check") ---- */
+
+/* Step a prepared catalogue query to its end, handing each row to fn. */
+static int sq_rows(emh_conn *c, sqlite3_stmt *st, int (*fn)(sqlite3_stmt *st, void *arg), void *arg,
+		   const char *what, emh_error *err)
+{
+	int waited = 0, rc = 0;
+	bool rows = false;
+	for (;;) {
+		int s = sqlite3_step(st);
+		if (s == SQLITE_DONE)
+			break;
+		if (s == SQLITE_ROW) {
+			rows = true;
+			if (fn(st, arg) != 0) {
+				rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
+				break;
+			}
+			continue;
+		}
+		if (!rows && sq_locked_wait(sqlite3_extended_errcode(c->db), c->busy_ms, &waited)) {
+			sqlite3_reset(st);
+			continue;
+		}
+		rc = sq_fail(c->db, s, what, err);
+		break;
+	}
+	return rc;
+}
+
+static const char *sq_text(sqlite3_stmt *st, int col)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+	return t ? (const char *)t : "";
+}
+
+
+/* Columns, then index rows (one per column of an index, in order; an index
+ * is added when the next one begins). */
+typedef struct sq_idx_acc {
+	emh_table_desc *t;
+	size_t columns;
+	char name[256];
+	bool unique, constraint, skip;
+	char *cols[EMH_ENTITY_MAX_FIELDS];
+	size_t ncols;
+} sq_idx_acc;
+
+static int sq_idx_flush(sq_idx_acc *a)
+{
+	int rc = 0;
+	if (a->name[0] && !a->skip)
+		rc = emh_table_desc_index(a->t, a->name, a->unique, a->constraint, (const char *const *)a->cols, a->ncols);
+	for (size_t i = 0; i < a->ncols; i++)
+		free(a->cols[i]);
+	a->ncols = 0;
+	a->name[0] = '\0';
+	return rc;
+}
+
+static int sq_desc_column(sqlite3_stmt *st, void *arg)
+{
+	sq_idx_acc *a = arg;
+	/* A primary key takes no NULL whatever notnull says (an INTEGER
+	 * PRIMARY KEY is the rowid; others are created NOT NULL). */
+	bool nullable = sqlite3_column_int(st, 2) == 0 && sqlite3_column_int(st, 3) == 0;
+	a->columns++;
+	return emh_table_desc_column(a->t, sq_text(st, 0), sq_text(st, 1), nullable);
+}
+
+static int sq_desc_index(sqlite3_stmt *st, void *arg)
+{
+	sq_idx_acc *a = arg;
+	const char *name = sq_text(st, 0);
+	if (strcmp(name, a->name) != 0) {
+		if (sq_idx_flush(a))
+			return -1;
+		snprintf(a->name, sizeof a->name, "%s", name);
+		const char *origin = sq_text(st, 2);
+		a->unique = sqlite3_column_int(st, 1) != 0;
+		a->constraint = strcmp(origin, "u") == 0;
+		/* the key's own index, partial indexes: nothing an entity declares */
+		a->skip = strcmp(origin, "pk") == 0 || sqlite3_column_int(st, 3) != 0;
+	}
+	if (sqlite3_column_type(st, 4) == SQLITE_NULL) { /* an expression */
+		a->skip = true;
+		return 0;
+	}
+	if (a->ncols == EMH_ENTITY_MAX_FIELDS) {
+		a->skip = true;
+		return 0;
+	}
+	return (a->cols[a->ncols] = strdup(sq_text(st, 4))) != NULL ? (a->ncols++, 0) : -1;
+}
+
+int sq_describe(emh_conn *c, const char *table, emh_table_desc *out, emh_error *err)
+{
+	static const char cols_sql[] = "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid";
+	static const char idx_sql[] =
+		"SELECT il.name, il.\"unique\", il.origin, il.partial, ii.name"
+		" FROM pragma_index_list(?1) AS il, pragma_index_info(il.name) AS ii ORDER BY il.seq, ii.seqno";
+	sqlite3_stmt *st = NULL;
+	sq_idx_acc acc = {.t = out};
+	int rc = sq_prepare(c, cols_sql, -1, 0, &st, NULL, err);
+	if (rc)
+		return rc;
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	rc = sq_rows(c, st, sq_desc_column, &acc, "describing a table", err);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc)
+		return rc;
+	if (acc.columns == 0)
+		return EMH_ENOTFOUND;
+	if ((rc = sq_prepare(c, idx_sql, -1, 0, &st, NULL, err)) != 0)
+		return rc;
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	rc = sq_rows(c, st, sq_desc_index, &acc, "describing the indexes of a table", err);
+	if (!rc && sq_idx_flush(&acc))
+		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
+	sq_idx_flush(&acc);
+	sqlite3_finalize(st);
 	return rc;
 }

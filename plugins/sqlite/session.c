@@ -112,6 +112,30 @@ int sq_begin(emh_conn *c, emh_error *err)
 	return sq_cached(c, &c->begin, "BEGIN IMMEDIATE", err);
 }
 
+/*
+ * Every SQLite transaction is serializable (one writer at a time, and in
+ * WAL mode readers see a snapshot), which the SQL standard allows for any
+ * level asked for: every level begins the same BEGIN IMMEDIATE.
+ */
+int sq_begin_isolation(emh_conn *c, int isolation, emh_error *err)
+{
+	(void)isolation;
+	return sq_begin(c, err);
+}
+
+/*
+ * Row locks need no clause: a transaction here began with BEGIN IMMEDIATE
+ * (sq_begin), so it holds the database's write lock, and no other
+ * connection can change a row it read until it ends.  NOWAIT and SKIP
+ * LOCKED have nothing to act on: a second writer already waited (busy
+ * timeout) or failed at its own BEGIN.
+ */
+const char *sq_lock_clause(emh_conn *c, int mode, int wait)
+{
+	(void)c, (void)mode, (void)wait;
+	return "";
+}
+
 int sq_commit(emh_conn *c, emh_error *err)
 {
 	return sq_cached(c, &c->commit, "COMMIT", err);
@@ -150,4 +174,48 @@ int sq_execute(emh_conn *c, const char *text, emh_error *err)
 		sql = tail;
 	}
 	return 0;
+}
+
+/* ---- the migration lock ---- */
+
+/*
+ * The lock is an exclusive transaction: no other connection writes the
+ * database while it is held, so another run waits here (the busy handler,
+ * then once more until wait_ms) and finds every migration recorded.
+ */
+int sq_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
+{
+	*in_txn = true;
+	if (!sqlite3_get_autocommit(c->db))
+		return 0; /* held: this transaction is the lock */
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	int64_t deadline = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + wait_ms;
+	for (;;) {
+		int rc = sqlite3_exec(c->db, "BEGIN EXCLUSIVE", NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			return 0;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+			return sq_fail(c->db, rc, "migration lock (BEGIN EXCLUSIVE)", err);
+		if ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 >= deadline) {
+			emh_error_set(err, EMH_ETIMEOUT,
+				      "sqlite: another migration run (or another writer) held database '%s' for %lld ms",
+				      c->dc ? c->dc->shown : "?", (long long)wait_ms);
+			if (err)
+				err->native = rc;
+			return EMH_ETIMEOUT;
+		}
+		struct timespec ts = {0, 20 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+int sq_migrate_unlock(emh_conn *c, bool commit, emh_error *err)
+{
+	if (sqlite3_get_autocommit(c->db))
+		return 0;
+	if (commit)
+		return sq_commit(c, err);
+	return sq_rollback(c, err);
 }

@@ -348,7 +348,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.version = "1.0",
 	.description = "SQLite files and shared in-memory databases",
 	.caps = EMH_CAP_SQL | EMH_CAP_TRANSACTIONS | EMH_CAP_SAVEPOINTS | EMH_CAP_ATOMIC_FLUSH |
-		EMH_CAP_RETURNING | EMH_CAP_UPSERT,
+		EMH_CAP_RETURNING | EMH_CAP_UPSERT | EMH_CAP_CONDITIONAL_WRITES | EMH_CAP_LOCKS | EMH_CAP_ISOLATION,
 	.url_schemes = sq_schemes,
 	.url_form = EMH_URL_FILE,
 	.params = sq_params,
@@ -364,4 +364,9 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.rollback = sq_rollback,
 	.dialect = &sq_dialect,
 	.stmt_exec = sq_stmt_exec,
+	.lock_clause = sq_lock_clause,
+	.begin_isolation = sq_begin_isolation,
+	.describe = sq_describe,
+	.migrate_lock = sq_migrate_lock,
+	.migrate_unlock = sq_migrate_unlock,
 };

@@ -57,9 +57,13 @@ int sq_prepare(emh_conn *c, const char *sql, int len, unsigned flags, sqlite3_st
 int sq_step_done(emh_conn *c, sqlite3_stmt *st, const char *what, char *out, size_t cap, emh_error *err);
 int sq_ping(emh_conn *c, emh_error *err);
 int sq_begin(emh_conn *c, emh_error *err);
+int sq_begin_isolation(emh_conn *c, int isolation, emh_error *err);
+const char *sq_lock_clause(emh_conn *c, int mode, int wait);
 int sq_commit(emh_conn *c, emh_error *err);
 int sq_rollback(emh_conn *c, emh_error *err);
 int sq_execute(emh_conn *c, const char *text, emh_error *err);
+int sq_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err);
+int sq_migrate_unlock(emh_conn *c, bool commit, emh_error *err);
 
 /* statements.c */
 int sq_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_rowsink *sink, emh_error *err);
@@ -67,5 +71,6 @@ int sq_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_r
 /* schema.c */
 extern const emh_sql_dialect sq_dialect;
 int sq_sync(emh_conn *c, const emh_meta *m, emh_error *err);
+int sq_describe(emh_conn *c, const char *table, emh_table_desc *out, emh_error *err);
 
 #endif

@@ -26,11 +26,14 @@ typedef struct user {
 	emh_list events;   /* profile: the user's events, once loaded */
 } user;
 
+/* Limits in bytes (max_len): a display name, and the longest address SMTP carries (RFC 5321). */
+#define USER_NAME_MAX 200
+#define USER_EMAIL_MAX 254
 /* The columns of every declaration of users. */
 #define USER_COLUMNS                                                           \
 	EMH_FIELD(user, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),          \
-	EMH_FIELD(user, name, EMH_T_TEXT, 0),                                  \
-	EMH_FIELD(user, email, EMH_T_TEXT, EMH_F_UNIQUE)
+	EMH_FIELD_LEN(user, name, EMH_T_TEXT, 0, USER_NAME_MAX),               \
+	EMH_FIELD_LEN(user, email, EMH_T_TEXT, EMH_F_UNIQUE, USER_EMAIL_MAX)
 
 static const emh_field user_fields[] = {USER_COLUMNS};
 static SVC_UNUSED const emh_entity user_entity = EMH_ENTITY(user, "users", user_fields);
@@ -43,10 +46,12 @@ typedef struct event {
 	emh_time created_at; /* when the event was recorded */
 } event;
 
+/* An event type is a short name ("login", "page_view"). */
+#define EVENT_TYPE_MAX 64
 static const emh_field event_fields[] = {
 	EMH_FIELD(event, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
 	EMH_FIELD(event, user_id, EMH_T_INT64, EMH_F_INDEXED),
-	EMH_FIELD(event, type, EMH_T_TEXT, EMH_F_INDEXED),
+	EMH_FIELD_LEN(event, type, EMH_T_TEXT, EMH_F_INDEXED, EVENT_TYPE_MAX),
 	EMH_FIELD(event, created_at, EMH_T_TIMESTAMP, 0),
 };
 static SVC_UNUSED const emh_entity event_entity = EMH_ENTITY(event, "events", event_fields);

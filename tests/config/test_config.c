@@ -158,7 +158,9 @@ static void test_parse_errors(void)
 	fails("contexts = ( { name = \"a\"; driver = 3; } );\n", env, "contexts.[0].driver: expected string", NULL,
 	      "driver must be a string");
 	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; schema = \"auto\"; } );\n", env,
-	      "contexts.[0].schema: expected \"none\" or \"sync\"", NULL, "schema values");
+	      "contexts.[0].schema: expected \"none\", \"sync\" or \"check\"", NULL, "schema values");
+	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; migrate = \"always\"; } );\n", env,
+	      "contexts.[0].migrate: expected \"none\", \"on-start\" or \"check\"", NULL, "migrate values");
 	fails("contexts = ( { name = \"a\"; driver = \"sqlite\"; opts = (1, 2); } );\n", env,
 	      "contexts.[0].opts: expected a string, integer or boolean, not a list", NULL, "aggregate driver key");
 	fails("contexts = { name = \"a\"; };\n", env, "contexts: expected a list", NULL, "contexts must be a list");
@@ -613,7 +615,7 @@ static void test_settings_api(void)
 	size_t n = 0;
 	while (emh__common_context_keys[n].key)
 		n++;
-	is_int(n, 16, "16 common keys");
+	is_int(n, 17, "17 common keys");
 	ok(emh__spec_find(emh__common_context_keys, "log_queries") &&
 		   emh__spec_find(emh__common_context_keys, "log_query_values") &&
 		   emh__spec_find(emh__common_context_keys, "slow_query_ms"),

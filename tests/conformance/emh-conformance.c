@@ -59,7 +59,8 @@
 #include <emhost/driver.h>
 #include <emhost/emhost.h>
 
-#include "tap.h"
+#define EMH_TAP_OWNER /* the program's TAP count (tap.h): the cf_*.c files add to it */
+#include "conformance.h"
 
 /* ---- entities (tables are named at run time) ---- */
 
@@ -290,10 +291,8 @@ static void diag_err(int rc, const emh_error *err)
 		diag("  native %d sqlstate '%s' context '%s'", err->native, err->sqlstate, err->context);
 }
 
-/* ok(rc == want) with the error's code name and message as diagnostics. */
-static int expect_rc(int rc, int want, const emh_error *err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int expect_rc(int rc, int want, const emh_error *err, const char *fmt, ...)
+/* conformance.h */
+int expect_rc(int rc, int want, const emh_error *err, const char *fmt, ...)
 {
 	char name[512];
 	va_list ap;
@@ -307,14 +306,9 @@ static int expect_rc(int rc, int want, const emh_error *err, const char *fmt, ..
 	diag("  expected %s", st_name(want));
 	return 0;
 }
-#define OK_RC(rc, err, ...) expect_rc((rc), EMH_OK, &(err), __VA_ARGS__)
 
-/*
- * A case that cannot run on this context, printed as a passing test with a
- * SKIP directive and its reason, so that no case disappears silently.
- */
-static void na(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void na(const char *name, const char *fmt, ...)
+/* conformance.h */
+void na(const char *name, const char *fmt, ...)
 {
 	char why[512];
 	va_list ap;
@@ -3002,6 +2996,8 @@ int main(int argc, char **argv)
 		t_injection(&s);
 		t_relations(&s);
 		t_threads(&s);
+		cf_concurrency(&(cf_ctx){.h = s.h, .ctx = s.ctx, .driver = s.driver, .caps = s.caps,
+					 .capstr = s.capstr, .pid = (long)getpid()});
 		suite_drop(&s);
 	}
 	emh_host_free(s.h);

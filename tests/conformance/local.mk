@@ -4,8 +4,10 @@
 # file in every `make check`; the other drivers' wrappers live in their own
 # test folders and call $(EMH_BUILDDIR)/tests/conformance/emh-conformance.
 check_PROGRAMS += tests/conformance/emh-conformance
-tests_conformance_emh_conformance_SOURCES = tests/conformance/emh-conformance.c tests/tap.h
-tests_conformance_emh_conformance_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
+# One program from several files, one topic each (conformance.h); they share its TAP count.
+tests_conformance_emh_conformance_SOURCES = tests/conformance/emh-conformance.c tests/conformance/conformance.h \
+	tests/conformance/cf_concurrency.c tests/tap.h
+tests_conformance_emh_conformance_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests -DEMH_TAP_SHARED
 tests_conformance_emh_conformance_LDADD = core/libemhost.la $(EMH_PTHREAD_LIBS)
 
 TESTS += tests/conformance/sqlite.sh

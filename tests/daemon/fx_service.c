@@ -13,6 +13,8 @@
  *   FX_NOHANDLE  handle is NULL
  *   FX_NOSYM     exports no descriptor
  *   FX_INITFAIL  registers the note entity, then init fails with EMH_EUNAVAILABLE
+ *   FX_SYM8      a descriptor symbol of 8 bytes (ABI, struct_size) claiming a whole descriptor
+ *   FX_HUGE      struct_size 0xffffffff
  */
 #include "config.h"
 
@@ -29,6 +31,13 @@
 
 EMH_SERVICE_EXPORT int fx_nothing_here;
 int fx_nothing_here = 1;
+
+#elif defined(FX_SYM8)
+
+/* Read as a whole descriptor, its neighbours would be taken for pointers. */
+EMH_SERVICE_EXPORT const struct {
+	uint32_t abi_version, struct_size;
+} emh_service_descriptor = {EMH_SERVICE_ABI_VERSION, sizeof(emh_service)};
 
 #else
 
@@ -211,6 +220,8 @@ EMH_SERVICE_EXPORT const emh_service emh_service_descriptor = {
 	.abi_version = (2u << 16), .struct_size = sizeof(emh_service),
 #elif defined(FX_SMALL)
 	.abi_version = EMH_SERVICE_ABI_VERSION, .struct_size = offsetof(emh_service, needs),
+#elif defined(FX_HUGE)
+	.abi_version = EMH_SERVICE_ABI_VERSION, .struct_size = 0xffffffffu,
 #else
 	EMH_SERVICE_HEADER,
 #endif

@@ -4,7 +4,8 @@ FX_LDFLAGS = -module -avoid-version -rpath /nowhere
 FX_SOURCES = tests/daemon/fx_service.c tests/daemon/fx_entities.h
 check_LTLIBRARIES += tests/daemon/fx_good.la tests/daemon/fx_twin.la tests/daemon/fx_clash.la \
 	tests/daemon/fx_ledger.la tests/daemon/fx_badabi.la tests/daemon/fx_small.la \
-	tests/daemon/fx_nohandle.la tests/daemon/fx_nosym.la tests/daemon/fx_initfail.la
+	tests/daemon/fx_nohandle.la tests/daemon/fx_nosym.la tests/daemon/fx_initfail.la \
+	tests/daemon/fx_sym8.la tests/daemon/fx_huge.la
 tests_daemon_fx_good_la_SOURCES = $(FX_SOURCES)
 tests_daemon_fx_good_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_GOOD
 tests_daemon_fx_good_la_LDFLAGS = $(FX_LDFLAGS)
@@ -41,6 +42,14 @@ tests_daemon_fx_initfail_la_SOURCES = $(FX_SOURCES)
 tests_daemon_fx_initfail_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_INITFAIL
 tests_daemon_fx_initfail_la_LDFLAGS = $(FX_LDFLAGS)
 tests_daemon_fx_initfail_la_LIBADD = core/libemhost.la
+tests_daemon_fx_sym8_la_SOURCES = $(FX_SOURCES)
+tests_daemon_fx_sym8_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_SYM8
+tests_daemon_fx_sym8_la_LDFLAGS = $(FX_LDFLAGS)
+tests_daemon_fx_sym8_la_LIBADD = core/libemhost.la
+tests_daemon_fx_huge_la_SOURCES = $(FX_SOURCES)
+tests_daemon_fx_huge_la_CPPFLAGS = $(AM_CPPFLAGS) -DFX_HUGE
+tests_daemon_fx_huge_la_LDFLAGS = $(FX_LDFLAGS)
+tests_daemon_fx_huge_la_LIBADD = core/libemhost.la
 
 if HAVE_SQLITE
 check_PROGRAMS += tests/daemon/t_services
@@ -88,6 +97,12 @@ tests_daemon_t_robust_SOURCES = tests/daemon/t_robust.c $(DTEST_SOURCES)
 tests_daemon_t_robust_CFLAGS = $(DTEST_CFLAGS) $(SQLITE3_CFLAGS)
 tests_daemon_t_robust_LDADD = $(DTEST_LIBS) $(SQLITE3_LIBS)
 TESTS += tests/daemon/t_robust
+# field and answer size limits, slow readers on a small pool (issue 11)
+check_PROGRAMS += tests/daemon/t_limits
+tests_daemon_t_limits_SOURCES = tests/daemon/t_limits.c $(DTEST_SOURCES) services/common/entities.h
+tests_daemon_t_limits_CFLAGS = $(DTEST_CFLAGS)
+tests_daemon_t_limits_LDADD = core/libemhost.la $(DTEST_LIBS)
+TESTS += tests/daemon/t_limits
 # needs the test servers (scripts/test-servers.sh, EMH_TEST_STATE_DIR): skips loudly without
 check_PROGRAMS += tests/daemon/t_fault
 tests_daemon_t_fault_SOURCES = tests/daemon/t_fault.c $(DTEST_SOURCES)

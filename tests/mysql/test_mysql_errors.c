@@ -22,7 +22,7 @@
 #include "../fixture.h"
 #include "../tap.h"
 
-#define NTESTS 83
+#define NTESTS 84
 #define TABLE "emh_mytest_items"
 
 typedef struct myt_item {
@@ -285,11 +285,12 @@ static void lock_close(lock_pair *lp)
 	}
 }
 
-/* A holds x; B, with innodb_lock_wait_timeout = 1, updates x: 1205 after a second. */
+/* A holds x; B, with innodb_lock_wait_timeout = 1, updates x: 1205 after a second.  A lock
+ * that cannot be had (MariaDB's NOWAIT is the same error) is a conflict, retryable. */
 static void check_lock_wait(lock_pair *lp)
 {
 	emh_error err;
-	diag("a lock wait timeout is EMH_ERETRY, retryable");
+	diag("a lock wait timeout is EMH_ECONFLICT, retryable");
 	int rc = lock_open(lp, 0, &err);
 	if (rc == 0)
 		rc = lock_open(lp, 1, &err);
@@ -302,7 +303,8 @@ static void check_lock_wait(lock_pair *lp)
 	lp->x_of[1]->n = 200;
 	memset(&err, 0, sizeof err);
 	rc = emh_em_flush(lp->em[1], &err);
-	is_str(emh_status_name(rc), "EMH_ERETRY", "fork B waiting for x past the lock timeout gets EMH_ERETRY");
+	is_str(emh_status_name(rc), "EMH_ECONFLICT", "fork B waiting for x past the lock timeout gets EMH_ECONFLICT");
+	like_str(err.message, "Lock wait timeout", "saying the lock could not be had (not a duplicate key)");
 	ok(err.native == 1205 && err.retryable, "native 1205, retryable (native %d)", err.native);
 	diag("%s", err.message);
 	/* Put the pooled connection's setting back before it is reused. */
@@ -604,7 +606,7 @@ static void test_found_rows(emh_host *h)
 	emh_em_close(eb);
 }
 
-/* Lock wait timeout and deadlock: EMH_ERETRY, retryable. */
+/* Lock wait timeout (EMH_ECONFLICT) and deadlock (EMH_ERETRY), both retryable. */
 static void test_locks(emh_host *h)
 {
 	emh_error err;

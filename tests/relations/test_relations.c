@@ -676,6 +676,83 @@ static void t_checked(run *r)
 	emh_em_close(u);
 }
 
+/* The set-based writes check the same: a key set by update_where, the parents delete_where removes. */
+static void t_where(run *r)
+{
+	emh_error err;
+	emh_em *u = fixture_fork(r->h, "users"), *b = fixture_fork(r->h, "blog");
+	emh_repo *rp = fixture_repo(b, &post_entity), *ru = fixture_repo(u, &user_entity);
+	emh_em_link(b, u, NULL);
+	emh_list ps = all_posts(b);
+	r_post *p = ps.items[0];
+	int64_t pid = p->id, author = p->author_id, n = -1;
+	emh_query *q = fixture_query(rp);
+	emh_q_where(q, emh_q_eq(q, "id", emh_v_int64(pid)));
+	emh_sets *s;
+	if (emh_repo_sets(rp, &s, &err))
+		bail("emh_repo_sets: %s", err.message);
+	emh_sets_value(s, "author_id", emh_v_int64(MISSING_ID));
+	qsnap q0 = snap(r);
+	int rc = emh_repo_update_where(rp, q, s, &n, &err);
+	ok(rc == EMH_ECONFLICT && n == 0, "%s: update_where setting a missing checked key: EMH_ECONFLICT", r->label);
+	char key[32];
+	snprintf(key, sizeof key, "%d", MISSING_ID);
+	ok(strstr(err.message, "context 'blog'") && strstr(err.message, "context 'users'") && strstr(err.message, key),
+	   "%s: the error names both contexts and the key", r->label);
+	diag("  %s", err.message);
+	is_queries(r, q0, 1, 0, 0, "one query in the target context, nothing written");
+
+	emh_sets *s2;
+	if (emh_repo_sets(rp, &s2, &err))
+		bail("emh_repo_sets: %s", err.message);
+	emh_sets_value(s2, "author_id", emh_v_int64(r->users[1]));
+	rc = emh_repo_update_where(rp, q, s2, &n, &err);
+	check(rc, &err, "%s: update_where setting an existing key", r->label);
+	is_int(n, 1, "%s: one row updated", r->label);
+
+	emh_sets *s3;
+	if (emh_repo_sets(rp, &s3, &err))
+		bail("emh_repo_sets: %s", err.message);
+	emh_sets_add(s3, "author_id", emh_v_int64(1));
+	rc = emh_repo_update_where(rp, q, s3, &n, &err);
+	ok(rc == EMH_EINVAL && strstr(err.message, "author"), "%s: update_where adding to a checked key: EMH_EINVAL",
+	   r->label);
+	emh_sets *s4; /* back as seeded */
+	if (emh_repo_sets(rp, &s4, &err))
+		bail("emh_repo_sets: %s", err.message);
+	emh_sets_value(s4, "author_id", emh_v_int64(author));
+	if (emh_repo_update_where(rp, q, s4, &n, &err))
+		bail("restore post %lld: %s", (long long)pid, err.message);
+
+	/* delete_where: the parents' keys (one query), then their children elsewhere (one) */
+	emh_query *qu = fixture_query(ru);
+	emh_q_where(qu, emh_q_eq(qu, "id", emh_v_int64(r->users[3])));
+	q0 = snap(r);
+	rc = emh_repo_delete_where(ru, qu, &n, &err);
+	ok(rc == EMH_ECONFLICT && n == 0, "%s: delete_where of a user with posts in another context: EMH_ECONFLICT",
+	   r->label);
+	snprintf(key, sizeof key, "%lld", (long long)r->users[3]);
+	ok(strstr(err.message, "context 'users'") && strstr(err.message, "context 'blog'") && strstr(err.message, key) &&
+		   strstr(err.message, "restricts"),
+	   "%s: the error names both contexts and the user", r->label);
+	is_queries(r, q0, 1, 1, 0, "the parents' keys, then one query in the children's context");
+	void *x;
+	rc = emh_repo_get(ru, emh_v_int64(r->users[3]), &x, &err);
+	check(rc, &err, "%s: the user is still there", r->label);
+
+	r_user *lone = fixture_new(ru);
+	lone->name = "lone where";
+	if (emh_em_flush(u, &err))
+		bail("insert a user: %s", err.message);
+	emh_query *ql = fixture_query(ru);
+	emh_q_where(ql, emh_q_eq(ql, "id", emh_v_int64(lone->id)));
+	rc = emh_repo_delete_where(ru, ql, &n, &err);
+	check(rc, &err, "%s: delete_where of a user without posts", r->label);
+	is_int(n, 1, "%s: one user deleted", r->label);
+	emh_em_close(b);
+	emh_em_close(u);
+}
+
 static void t_tx_warning(run *r)
 {
 	emh_error err;
@@ -847,6 +924,7 @@ static void run_all(const fixture *fx, const char *label, const char *blog_url, 
 	t_paths(&r);
 	t_errors(&r);
 	t_checked(&r);
+	t_where(&r);
 	t_tx_warning(&r);
 	t_big(&r, nbig);
 	const char *ctxs[] = {"users", "blog", "notes"};

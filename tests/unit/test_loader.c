@@ -139,6 +139,10 @@ static const struct {
 	{"fx_capupsql", "advertises EMH_CAP_UPSERT (bit 3) but its dialect has no upsert style"},
 	{"fx_cap2pc", "advertises EMH_CAP_TWO_PHASE (bit 4), which no member of this ABI serves"},
 	{"fx_capunknown", "unknown capability bit 40 (caps 0x10000000000)"},
+	{"fx_capcond", "advertises EMH_CAP_CONDITIONAL_WRITES (bit 7) without 'update_where', 'delete_where'"},
+	{"fx_caplocks", "advertises EMH_CAP_LOCKS (bit 8) without a 'dialect'"},
+	{"fx_caplocksql", "advertises EMH_CAP_LOCKS (bit 8) without 'lock_clause'"},
+	{"fx_capiso", "advertises EMH_CAP_ISOLATION (bit 9) without 'begin_isolation'"},
 };
 #define NFIXTURES (sizeof fixtures / sizeof fixtures[0])
 

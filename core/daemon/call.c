@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/daemon/call.c: a request's way to its service, without a socket:
+ * routing by the first path segment, the service's scope (opened, handled,
+ * closed -- every fork closed and every connection back in its pool before
+ * the answer goes out, so no client reading slowly holds a database
+ * connection), the error bodies, and the cap on the answer's size.  The
+ * HTTP front calls it from its workers with what libmicrohttpd parsed;
+ * tests/fuzz calls it with what a fuzzer made up, so both run this code.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "httpd_int.h"
+
+size_t emhd_route(const char *uri, const char **name)
+{
+	const char *p = uri ? uri : "";
+	if (*p == '/')
+		p++;
+	*name = p;
+	return strcspn(p, "/?");
+}
+
+/* The answer is over the cap: a fixed 500 in its place, never part of it. */
+static void over_cap(emh_host *h, const char *uri, emh_response *res, size_t len, size_t cap)
+{
+	char u[512];
+	emh_host_log(h, EMH_LOG_ERROR, NULL, "%s: the answer of %zu bytes is over server.max_response (%zu bytes): "
+		     "answered 500 instead", emh_text_clean(uri, u, sizeof u), len, cap);
+	emh_response_reset(res);
+	emhd__res_error(res, 500, "the answer is too large", NULL);
+}
+
+void emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_response, emh_response *res)
+{
+	emh_host *h = emh_services_host(svcs);
+	const char *seg;
+	size_t n = emhd_route(c->uri, &seg);
+	emh_response_reset(res);
+	if (n == 0) {
+		emhd__res_error(res, 404, "no service in the path: use /<service>/...", NULL);
+		return;
+	}
+	/* A service name is an identifier of at most 63 bytes: a longer path
+	 * segment names no service whether it is cut here or not. */
+	char name[128];
+	snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), seg);
+	/* the path below the service and the raw query */
+	const char *rest = seg + n, *q = strchr(rest, '?');
+	char *path = strndup(rest, q ? (size_t)(q - rest) : strlen(rest));
+	if (!path) {
+		emhd__res_error(res, 500, "out of memory", NULL);
+		return;
+	}
+	emh_request req = {
+		.method = c->method,
+		.path = path,
+		.query = q ? q + 1 : "",
+		.args = c->args,
+		.nargs = c->nargs,
+		.headers = c->headers,
+		.nheaders = c->nheaders,
+		.body = c->body,
+		.body_len = c->body_len,
+	};
+	emh_error err;
+	emh_scope *scope = NULL;
+	int rc = emh_scope_open(svcs, name, &scope, &err);
+	if (rc == 0) {
+		rc = emh_scope_handle(scope, &req, res, &err);
+		/* forks close (connections go back to their pools) before the reply is sent */
+		emh_scope_close(scope);
+		int status = emh_response_status(res);
+		if (status < 100 || status > 599) {
+			/* whatever the handler returned: a status that is none is a server bug */
+			char u[512];
+			emh_host_log(h, EMH_LOG_ERROR, NULL,
+				     "%s: service '%s' answered HTTP status %d, which is not one (100-599): sent 500",
+				     emh_text_clean(c->uri, u, sizeof u), name, status);
+			emh_response_reset(res);
+			emhd__res_error(res, 500, "the service answered with an invalid HTTP status", NULL);
+			rc = 0;
+		}
+	}
+	if (rc) {
+		emh_response_reset(res);
+		emhd__res_emh_error(h, c->uri, res, &err);
+	}
+	free(path);
+	size_t len;
+	emh_response_body(res, &len);
+	if (max_response && len > max_response)
+		over_cap(h, c->uri, res, len, max_response);
+}

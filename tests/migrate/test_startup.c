@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/migrate/test_startup.c: the start-up policy and refused contexts,
+ * on SQLite files (no server needed): migrate = "on-start" applies, a
+ * failing one refuses that context only, migrate = "check" refuses a
+ * context with a pending migration, schema = "check" refuses one whose
+ * table differs from its entity; a refused context's forks fail saying
+ * why while the others serve.  Also: the keys' checks, emh_migrate_create
+ * numbering, what emh_migrate_* refuse.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <emhost/emhost.h>
+
+#include "../fixture.h"
+#include "../tap.h"
+
+static fixture fx;
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		bail("cannot write %s: %s", path, strerror(errno));
+	fputs(text, f);
+	fclose(f);
+}
+
+/* <dir>/<sub>, made. */
+static const char *subdir(const char *sub, char *buf, size_t cap)
+{
+	fixture_path(&fx, sub, buf, cap);
+	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+		bail("mkdir %s: %s", buf, strerror(errno));
+	return buf;
+}
+
+static void put(const char *dir, const char *name, const char *text)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	write_file(path, text);
+}
+
+static int host_from(const char *conf_text, emh_host **h, emh_error *err)
+{
+	char conf[600];
+	fixture_path(&fx, "t.conf", conf, sizeof conf);
+	write_file(conf, conf_text);
+	emh_host_opts o = {.config_path = conf, .plugin_dir = fx.plugin_dir, .log_level = EMH_LOG_ERROR};
+	return emh_host_new(&o, h, err);
+}
+
+/* A fork of the context: 0, or its error in err. */
+static int try_fork(emh_host *h, const char *ctx, emh_error *err)
+{
+	emh_em *em;
+	int rc = emh_host_fork(h, ctx, &em, err);
+	if (rc == 0)
+		emh_em_close(em);
+	return rc;
+}
+
+typedef struct thing {
+	int64_t id;
+	const char *title;
+	int32_t score;
+} thing;
+static const emh_field thing_fields[] = {
+	EMH_FIELD(thing, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(thing, title, EMH_T_TEXT, 0),
+	EMH_FIELD(thing, score, EMH_T_INT32, 0),
+};
+static const emh_entity thing_entity = EMH_ENTITY(thing, "things", thing_fields);
+
+static void test_keys(void)
+{
+	emh_host *h;
+	emh_error err;
+	char conf[2048];
+	snprintf(conf, sizeof conf, "contexts = ( { name = \"default\"; url = \"sqlite://%s/k.db\"; migrate = \"check\"; } );\n",
+		 fx.dir);
+	is_int(host_from(conf, &h, &err), EMH_ECONFIG, "migrate without a migrations folder is refused");
+	ok(strstr(err.message, "migrate = \"check\" needs the context's migrations folder") != NULL, "saying so: %s",
+	   err.message);
+	snprintf(conf, sizeof conf, "contexts = ( { name = \"default\"; url = \"sqlite://%s/k.db\"; schema = \"strict\"; } );\n",
+		 fx.dir);
+	is_int(host_from(conf, &h, &err), EMH_ECONFIG, "an unknown schema value is refused");
+	ok(strstr(err.message, "\"check\"") != NULL, "listing check among the values: %s", err.message);
+}
+
+static void test_startup(void)
+{
+	char good[600], bad[600], old[600], conf[4096];
+	subdir("good", good, sizeof good);
+	subdir("bad", bad, sizeof bad);
+	subdir("old", old, sizeof old);
+	put(good, "0001_things.sql", "CREATE TABLE things (id INTEGER PRIMARY KEY, title TEXT NOT NULL, score INTEGER NOT NULL);\n");
+	put(good, "0002_one.sql", "INSERT INTO things (title, score) VALUES ('one', 1);\n");
+	put(bad, "0001_ok.sql", "CREATE TABLE a (x INTEGER);\n");
+	put(bad, "0002_broken.sql", "CREATE TABLE b (x INTEGER);\nINSERT INTO nowhere VALUES (1);\n");
+	put(old, "0001_x.sql", "CREATE TABLE x (x INTEGER);\n");
+	snprintf(conf, sizeof conf,
+		 "contexts = (\n"
+		 "  { name = \"default\"; url = \"sqlite://%s/good.db\"; migrations = \"%s\"; migrate = \"on-start\"; },\n"
+		 "  { name = \"bad\"; url = \"sqlite://%s/bad.db\"; migrations = \"%s\"; migrate = \"on-start\"; },\n"
+		 "  { name = \"old\"; url = \"sqlite://%s/old.db\"; migrations = \"%s\"; migrate = \"check\"; },\n"
+		 "  { name = \"plain\"; url = \"sqlite://%s/plain.db\"; }\n);\n",
+		 fx.dir, good, fx.dir, bad, fx.dir, old, fx.dir);
+	emh_host *h;
+	emh_error err;
+	if (host_from(conf, &h, &err) != 0)
+		bail("host: %s", err.message);
+	size_t refused = 99;
+	is_int(emh_migrate_startup(h, &refused, &err), 0, "start-up policy runs");
+	is_int(refused, 2, "two contexts refused: the failing migration's and the pending one's");
+
+	ok(emh_host_context_refusal(h, "default") == NULL, "on-start: a context whose migrations ran serves");
+	is_int(try_fork(h, NULL, &err), 0, "its forks work");
+	emh_migration *v;
+	size_t n;
+	ok(emh_migrate_status(h, NULL, &v, &n, &err) == 0 && n == 2 && v[0].state == EMH_MIGRATION_APPLIED &&
+		   v[1].state == EMH_MIGRATION_APPLIED,
+	   "both its migrations were applied at start");
+	if (n)
+		emh_migrations_free(v, n);
+
+	const char *why = emh_host_context_refusal(h, "bad");
+	ok(why && strstr(why, "on-start") && strstr(why, "0002_broken.sql"), "on-start: a failing migration refuses "
+	   "its context, naming the file: %s", why ? why : "(none)");
+	is_int(try_fork(h, "bad", &err), EMH_ESCHEMA, "a fork of the refused context fails");
+	ok(strstr(err.message, "context 'bad' refuses forks") && strstr(err.message, "0002_broken.sql"),
+	   "saying why: %s", err.message);
+	is_str(err.context, "bad", "naming the context in err.context");
+	ok(emh_migrate_status(h, "bad", &v, &n, &err) == 0 && n == 2 && v[0].state == EMH_MIGRATION_APPLIED &&
+		   v[1].state == EMH_MIGRATION_PENDING,
+	   "the migration before the failing one stays applied");
+	if (n)
+		emh_migrations_free(v, n);
+
+	why = emh_host_context_refusal(h, "old");
+	ok(why && strstr(why, "check") && strstr(why, "1 migration not applied") && strstr(why, "0001_x"),
+	   "check: a pending migration refuses the context: %s", why ? why : "(none)");
+	is_int(try_fork(h, "old", &err), EMH_ESCHEMA, "its forks fail");
+	ok(emh_migrate_status(h, "old", &v, &n, &err) == 0 && n == 1 && v[0].state == EMH_MIGRATION_PENDING,
+	   "check applied nothing");
+	if (n)
+		emh_migrations_free(v, n);
+
+	ok(emh_host_context_refusal(h, "plain") == NULL && try_fork(h, "plain", &err) == 0,
+	   "a context without a policy is left alone");
+	emh_host_free(h);
+
+	/* once applied (by hand, as `emhost migrate up` would), check lets it serve */
+	if (host_from(conf, &h, &err) != 0)
+		bail("host: %s", err.message);
+	is_int(emh_migrate_up(h, "old", NULL, NULL, &err), 0, "migrate up of the checked context");
+	is_int(emh_migrate_startup(h, &refused, &err), 0, "start-up policy again");
+	ok(emh_host_context_refusal(h, "old") == NULL, "check: nothing pending, the context serves");
+	ok(emh_host_context_refusal(h, "bad") != NULL, "the broken one is refused again");
+	emh_host_free(h);
+}
+
+static void test_schema_check(void)
+{
+	char dir[600], conf[4096];
+	subdir("schema", dir, sizeof dir);
+	put(dir, "0001_things.sql", "CREATE TABLE things (id INTEGER PRIMARY KEY, title TEXT NOT NULL);\n");
+	snprintf(conf, sizeof conf,
+		 "contexts = (\n"
+		 "  { name = \"default\"; url = \"sqlite://%s/ok.db\"; migrations = \"%s\"; schema = \"check\"; },\n"
+		 "  { name = \"stale\"; url = \"sqlite://%s/stale.db\"; migrations = \"%s\"; schema = \"check\"; }\n);\n",
+		 fx.dir, dir, fx.dir, dir);
+	emh_host *h;
+	emh_error err;
+	if (host_from(conf, &h, &err) != 0)
+		bail("host: %s", err.message);
+	is_int(emh_migrate_up(h, "stale", NULL, NULL, &err), 0, "the stale database: a table without 'score'");
+	is_int(emh_migrate_up(h, NULL, NULL, NULL, &err), 0, "the other: the same migration");
+	emh_em *em = fixture_fork(h, NULL);
+	is_int(emh_em_execute(em, "ALTER TABLE things ADD COLUMN score INTEGER NOT NULL DEFAULT 0", &err), 0,
+	       "which gets the column by hand");
+	emh_em_close(em);
+
+	is_int(emh_host_register_entity(h, "stale", &thing_entity, &err), 0,
+	       "registering on a table that differs succeeds (the context is refused, not the registration)");
+	const char *why = emh_host_context_refusal(h, "stale");
+	ok(why && strstr(why, "schema = \"check\"") && strstr(why, "'things'") && strstr(why, "score"),
+	   "schema = \"check\" refuses the context, naming table and change: %s", why ? why : "(none)");
+	is_int(try_fork(h, "stale", &err), EMH_ESCHEMA, "its forks fail");
+
+	is_int(emh_host_register_entity(h, NULL, &thing_entity, &err), 0, "registering where the table matches");
+	ok(emh_host_context_refusal(h, NULL) == NULL, "that context serves");
+	em = fixture_fork(h, NULL);
+	emh_repo *r = fixture_repo(em, &thing_entity);
+	thing *t = fixture_new(r);
+	t->title = "x";
+	t->score = 3;
+	is_int(emh_em_flush(em, &err), 0, "and writes through the checked entity");
+	emh_em_close(em);
+	ok(emh_host_drop_schema(h, NULL, &err) == 0, "(tables dropped)");
+	emh_host_free(h);
+
+	if (host_from(conf, &h, &err) != 0)
+		bail("host: %s", err.message);
+	is_int(emh_host_set_schema_mode(h, "stale", "auto", &err), EMH_EINVAL, "an unknown schema mode is refused");
+	is_int(emh_host_set_schema_mode(h, "stale", "none", &err), 0, "schema mode none (what schema diff does)");
+	is_int(emh_host_register_entity(h, "stale", &thing_entity, &err), 0, "then registering checks nothing");
+	ok(emh_host_context_refusal(h, "stale") == NULL && try_fork(h, "stale", &err) == 0, "and refuses nothing");
+	emh_schema_diff *d;
+	is_int(emh_schema_diff_new(h, "stale", 0, &d, &err), 0, "the diff of that context");
+	ok(emh_schema_diff_differs(d) && emh_schema_diff_count(d) == 1 &&
+		   emh_schema_diff_at(d, 0)->kind == EMH_CHANGE_ADD_COLUMN,
+	   "one change: the column to add");
+	const char *script = emh_schema_diff_script(d);
+	ok(script && strstr(script, "ALTER TABLE \"things\" ADD COLUMN \"score\" INTEGER NOT NULL DEFAULT 0;"),
+	   "as a statement: %s", script ? script : "(null)");
+	emh_schema_diff_free(d);
+	emh_host_free(h);
+}
+
+static void test_create(void)
+{
+	char dir[600], conf[2048], path[1024];
+	subdir("create", dir, sizeof dir);
+	snprintf(conf, sizeof conf,
+		 "contexts = ( { name = \"default\"; url = \"sqlite://%s/c.db\"; migrations = \"%s\"; },\n"
+		 "  { name = \"nofolder\"; url = \"sqlite://%s/n.db\"; } );\n",
+		 fx.dir, dir, fx.dir);
+	emh_host *h;
+	emh_error err;
+	if (host_from(conf, &h, &err) != 0)
+		bail("host: %s", err.message);
+	is_int(emh_migrate_create(h, NULL, "first", NULL, path, sizeof path, &err), 0, "a first migration file");
+	ok(strstr(path, "/0001_first.sql") != NULL, "numbered 0001: %s", path);
+	put(dir, "0009_nine.sql", "SELECT 1;\n");
+	is_int(emh_migrate_create(h, NULL, "tenth", "SELECT 10;\n", path, sizeof path, &err), 0, "after 0009");
+	ok(strstr(path, "/0010_tenth.sql") != NULL, "comes 0010: %s", path);
+	FILE *f = fopen(path, "r");
+	char line[64] = "";
+	if (f) {
+		if (!fgets(line, sizeof line, f))
+			line[0] = '\0';
+		fclose(f);
+	}
+	is_str(line, "SELECT 10;\n", "holding the text given");
+	is_int(emh_migrate_create(h, NULL, "bad name", NULL, path, sizeof path, &err), EMH_EINVAL,
+	       "a name with a space is refused");
+	is_int(emh_migrate_create(h, "nofolder", "x", NULL, path, sizeof path, &err), EMH_ECONFIG,
+	       "a context without a folder");
+	ok(strstr(err.message, "no migrations folder") != NULL, "saying so: %s", err.message);
+	emh_migration *v;
+	size_t n;
+	is_int(emh_migrate_status(h, "nofolder", &v, &n, &err), EMH_ECONFIG, "status of a context without a folder");
+	is_int(emh_migrate_up(h, "nosuch", NULL, NULL, &err), EMH_ENOCONTEXT, "up of an unknown context");
+	emh_host_free(h);
+}
+
+/* Status creates nothing, even where schema = "sync" creates every registered table. */
+static void test_status_creates_nothing(void)
+{
+	char dir[600], conf[2048];
+	subdir("nothing", dir, sizeof dir);
+	put(dir, "0001_a.sql", "CREATE TABLE a (x INTEGER);\n");
+	snprintf(conf, sizeof conf,
+		 "contexts = ( { name = \"default\"; url = \"sqlite://%s/nothing.db\"; migrations = \"%s\";"
+		 " schema = \"sync\"; } );\n",
+		 fx.dir, dir);
+	emh_host *h;
+	emh_error err;
+	if (host_from(conf, &h, &err) != 0)
+		bail("host: %s", err.message);
+	emh_migration *v;
+	size_t n;
+	ok(emh_migrate_status(h, NULL, &v, &n, &err) == 0 && n == 1 && v[0].state == EMH_MIGRATION_PENDING,
+	   "status of a fresh database: one pending");
+	if (n)
+		emh_migrations_free(v, n);
+	emh_em *em = fixture_fork(h, NULL);
+	is_int(emh_em_execute(em, "SELECT 1", &err), 0, "a fork's first statement (schema = \"sync\")");
+	ok(emh_em_execute(em, "SELECT * FROM emh_migrations", &err) != 0,
+	   "emh_migrations was created neither by status nor by the fork's sync");
+	emh_em_close(em);
+	is_int(emh_migrate_up(h, NULL, NULL, NULL, &err), 0, "migrate up");
+	em = fixture_fork(h, NULL);
+	is_int(emh_em_execute(em, "SELECT * FROM emh_migrations", &err), 0, "which creates it");
+	emh_em_close(em);
+	emh_host_free(h);
+}
+
+int main(void)
+{
+	plan_lazy();
+	fixture_init(&fx, "migstart");
+	test_keys();
+	test_startup();
+	test_schema_check();
+	test_create();
+	test_status_creates_nothing();
+	fixture_release(&fx);
+	return done_testing();
+}
