@@ -494,7 +494,8 @@ static inline int pairs_add(pairs *p, size_t k, void *obj, size_t other)
  * target's fork, pair it with the key its column col holds.  JOIN: a join
  * row: pair col's key with col2's, added to right.  PROBE: note which keys
  * (of column col) exist, nothing materialised.  FIRST: keep the first row
- * (col's key and the row's primary key), skipping rows this fork removes.
+ * (col's key and the row's primary key), skipping rows this fork removes
+ * (unless immediate).  KEYS: every row's col into right (keys unused).
  */
 enum { SINK_OBJ, SINK_JOIN, SINK_PROBE, SINK_FIRST, SINK_KEYS };
 

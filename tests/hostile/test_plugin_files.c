@@ -130,6 +130,20 @@ static bool loaded(emh_host *h, const char *name)
 
 /* ---- truncated and malformed ELF files ---- */
 
+/* The last loadable segment of an ELF image: the data that relocation writes into. */
+static int last_load(const unsigned char *so, const char *name)
+{
+	const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)so;
+	const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(so + eh->e_phoff);
+	int last = -1;
+	for (int i = 0; i < eh->e_phnum; i++)
+		if (ph[i].p_type == PT_LOAD && ph[i].p_filesz)
+			last = i;
+	if (last < 0)
+		bail("%s has no loadable segment", name);
+	return last;
+}
+
 static void t_truncated(void)
 {
 	char good[600], dir[300], want[200];
@@ -138,13 +152,7 @@ static void t_truncated(void)
 	unsigned char *so = slurp(good, &len);
 	const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)so;
 	const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(so + eh->e_phoff);
-	/* the last loadable segment: the data that relocation writes into */
-	int last = -1;
-	for (int i = 0; i < eh->e_phnum; i++)
-		if (ph[i].p_type == PT_LOAD && ph[i].p_filesz)
-			last = i;
-	if (last < 0)
-		bail("%s has no loadable segment", good);
+	int last = last_load(so, good);
 	size_t seg_end = ph[last].p_offset + ph[last].p_filesz, mid = ph[last].p_offset + ph[last].p_filesz / 2;
 	size_t phend = eh->e_phoff + (size_t)eh->e_phnum * sizeof *ph;
 	diag("fx_good.so: %zu bytes, %u program headers end at %zu, segment %d ends at %zu", len,
@@ -300,7 +308,9 @@ static void t_probe(void)
 	}
 	fixture_file("fixtures", "fx_good.so", src, sizeof src);
 	unsigned char *so = slurp(src, &len);
-	spit(dir, "half.so", so, len / 2, 0755);
+	/* cut inside the last segment: half the file may lie past every segment */
+	const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(so + ((const ElfW(Ehdr) *)so)->e_phoff) + last_load(so, src);
+	spit(dir, "half.so", so, ph->p_offset + ph->p_filesz / 2, 0755);
 	free(so);
 
 	const char *noenv[] = {NULL};
