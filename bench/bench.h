@@ -54,6 +54,13 @@ typedef struct bench_raw_ops {
 /* Rows an aggregate workload groups: ids [lo, lo + BENCH_AGG_WINDOW). */
 #define BENCH_AGG_WINDOW 100
 
+/*
+ * The relations workload (bench/relations.c): posts of 100 users, the users
+ * in an in-memory SQLite context it adds, the posts in context ctx, loaded
+ * through a relation vs by hand; prints its line.  0, or -1 (printed).
+ */
+int bench_relations(emh_host *h, const char *ctx, const char *driver, double secs);
+
 /* Defined in bench/raw_<driver>.c when that driver is built. */
 extern const bench_raw_ops bench_raw_sqlite, bench_raw_postgres, bench_raw_mysql, bench_raw_mongo;
 

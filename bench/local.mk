@@ -6,7 +6,7 @@
 # Each driver's raw side is bench/raw_<driver>.c (bench_raw_ops, bench/bench.h),
 # compiled in when that driver is configured.
 noinst_PROGRAMS += bench/emh-bench
-bench_emh_bench_SOURCES = bench/emh-bench.c bench/bench.h bench/tenants.c
+bench_emh_bench_SOURCES = bench/emh-bench.c bench/bench.h bench/tenants.c bench/relations.c
 bench_emh_bench_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/bench
 bench_emh_bench_CFLAGS = $(AM_CFLAGS)
 bench_emh_bench_LDADD = core/libemhost.la

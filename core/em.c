@@ -83,6 +83,7 @@ void emh_em_close(emh_em *em)
 		}
 	}
 	emh__em_conn_release(em);
+	emh__em_unlink(em);
 	emh__arena_release(&em->arena);
 	emh_context *c = em->ctx;
 	atomic_fetch_sub_explicit(&c->forks_open, 1, memory_order_relaxed);
@@ -673,6 +674,11 @@ static int materialize(emh_em *em, emh__meta *m, const emh_value *cols, int mode
 	return 0;
 }
 
+int emh__em_materialize(emh_em *em, emh__meta *m, const emh_value *cols, void **out, emh_error *err)
+{
+	return materialize(em, m, cols, LOAD_MAP, out, err);
+}
+
 static int load_row(emh_rowsink *s, const emh_value *cols, emh_error *err)
 {
 	load_sink *ls = (load_sink *)s;
@@ -829,6 +835,22 @@ int emh__em_find_run(emh_em *em, emh__meta *m, const emh_query *q, emh_rowsink *
 	return select_run(em, m, q, NULL, false, sink, err);
 }
 
+/* What a relation reads (relation.c: loads, checked keys, a restricting
+ * delete's keys): q checked, never locked, and inside the global filters
+ * like any find -- an eager load or a reference check sees no other
+ * tenant's rows. */
+int emh__em_scan(emh_em *em, emh__meta *m, const emh_query *q, emh_rowsink *sink, emh_error *err)
+{
+	int rc;
+	if (q && (rc = emh__query_error(q, err)) != 0)
+		return emh__em_fail(em, rc, err);
+	if (q && q->lock) /* the relation's own queries: never locked */
+		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL, "a relation's query cannot lock rows"), err);
+	if ((rc = emh__em_filter(em, m, q, &q, err)) != 0)
+		return rc;
+	return select_run(em, m, q, NULL, false, sink, err);
+}
+
 /* Run q (NULL: every row; checked and filtered) on m's rows into ls: a
  * locked query loads its rows fresh. */
 static int run_select(emh_em *em, emh__meta *m, const emh_query *q, load_sink *ls, emh_error *err)
@@ -882,7 +904,7 @@ int emh_repo_find(emh_repo *r, const emh_query *q, emh_list *out, emh_error *err
 	if (rc || (rc = list_of(r->em, &ls, &out->items, err)) != 0)
 		return rc;
 	out->count = ls.n;
-	return 0;
+	return q && q->nwith ? emh__rel_load_with(r->em, q, out->items, out->count, err) : 0;
 }
 
 int emh_repo_find_one(emh_repo *r, const emh_query *q, void **out, emh_error *err)
@@ -896,7 +918,7 @@ int emh_repo_find_one(emh_repo *r, const emh_query *q, void **out, emh_error *er
 		return emh__em_fail(r->em, emh_error_set(err, EMH_ENOTFOUND, "no '%s' matches the query",
 						     r->m->pub.entity->name), err);
 	*out = ls.items[0];
-	return 0;
+	return q && q->nwith ? emh__rel_load_with(r->em, q, ls.items, 1, err) : 0;
 }
 
 typedef struct count_sink {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "relation_int.h"
 
 #define OBJ_MAGIC 0x454d484fu /* "EMHO" */
 #define EM_INLINE 640
@@ -30,6 +31,7 @@ typedef struct emh__obj {
 	_Alignas(16) uint32_t magic;
 	uint8_t state;
 	uint8_t flags; /* OBJF_* */
+	uint16_t rel_loaded; /* bit r->index: relation r was loaded (in the padding: no larger header) */
 	emh_em *em;
 	emh_context *ctx;
 	emh__meta *m;
@@ -120,6 +122,11 @@ struct emh_em {
 	emh__param *params; /* filter parameters */
 	size_t nparams, pcap;
 	struct emh_iter *iters; /* open iterators, closed with the fork */
+	/* relations (relation.c): the scope that made the fork, and the forks
+	 * the application linked to it (a ring; NULL when alone) */
+	const emh__em_owner *owner;
+	void *owner_ud;
+	emh_em *link_next, *link_prev;
 	emh__arena arena;
 	_Alignas(16) unsigned char inline_buf[EM_INLINE];
 };
@@ -196,6 +203,12 @@ int emh__em_run(emh_em *em, emh__op *o, emh_error *err);
 uint64_t emh__em_caps(emh_em *em);
 /* obj's header, if obj is an object of this fork. */
 int emh__em_own(emh_em *em, void *obj, emh__obj **out, emh_error *err);
+/* The object for a row (cols: every column of m): the one the identity map
+ * holds, or a new one; *out NULL when this fork removed that row. */
+int emh__em_materialize(emh_em *em, emh__meta *m, const emh_value *cols, void **out, emh_error *err);
+/* Run q (NULL: every row) on m's table through the fork, each row's columns
+ * to sink as the driver gives them (nothing materialised).  q is checked. */
+int emh__em_scan(emh_em *em, emh__meta *m, const emh_query *q, emh_rowsink *sink, emh_error *err);
 
 /* The key an object is known by: as stored (its snapshot), else as set. */
 emh_value emh__obj_key(const emh__obj *o);

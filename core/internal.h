@@ -183,11 +183,21 @@ int emh__pool_configure(emh__pool *p, const emh__ctxconf *conf, emh_error *err);
  * with free().  NULL on out of memory.
  */
 emh_entity *emh__entity_dup(const emh_entity *e);
-/* Same structure (names, table, size, fields, indexes), wherever each lives. */
+/* Same structure (names, table, size, column fields, indexes), wherever each
+ * lives; relation fields are not compared (they are merged per table). */
 bool emh__entity_same(const emh_entity *a, const emh_entity *b);
+/* A fingerprint of what emh__entity_same compares: equal for a declaration and its copy. */
+uint64_t emh__entity_print(const emh_entity *e);
+/* A declaration's relation zero-extended to this version (valid declarations only). */
+void emh__relation_read(const emh_relation *src, emh_relation *out);
+/* Index of the column field name of a declaration or copy (relations skipped), or -1. */
+int emh__entity_column(const emh_entity *e, const char *name);
+/* The primary key field of a declaration or copy, or NULL. */
+const emh_field *emh__entity_pk(const emh_entity *e);
 
 /* ---- entity metadata registered in a context (meta.c) ---- */
 typedef struct emh__stmtcache emh__stmtcache;
+struct emh__rel;
 
 /*
  * A caller's pointer an entity was registered with: only ever compared,
@@ -217,6 +227,12 @@ typedef struct emh__meta {
 	emh_stmt *st_get, *st_insert, *st_delete, *st_count_all, *st_select_all;
 	emh_stmt *st_upsert; /* NULL when the dialect cannot upsert this entity */
 	emh__stmtcache *cache; /* update masks and query shapes */
+	/* relations (relation.c): every registration's, merged; append-only,
+	 * published like keys; nrels and additions under the context's mu */
+	struct emh__rel *_Atomic rels;
+	unsigned nrels;
+	_Atomic unsigned rel_flags; /* EMH_REL_* of its relations: a flush tests it */
+	uint64_t print;             /* structure fingerprint of the copy: how relations find it */
 } emh__meta;
 
 /* The meta of e in c, found by the host's copy or by a registration key; NULL when none.  Lock-free. */
@@ -363,6 +379,7 @@ struct emh_host {
 	size_t nretired;
 	_Atomic unsigned services_alive; /* emh_services objects on this host, to warn when freed before them */
 	emh__budget budget;    /* connections of every context */
+	_Atomic bool xtx_warned; /* linked forks of two contexts had transactions open at once (logged once) */
 	/* removals that had to wait for forks, and wakeups sent by the last fork of one (tests) */
 	_Atomic uint64_t removals_waited, removals_woken;
 };

@@ -32,3 +32,6 @@ emhostinclude_HEADERS += include/emhost/prepcache.h
 core_libemhost_core_la_SOURCES += core/migrate_int.h core/sha256.c core/migrate_files.c core/migrate.c \
 	core/schema_diff.c
 emhostinclude_HEADERS += include/emhost/migrate.h
+
+# Relations between entities, within and across contexts (issue 16).
+core_libemhost_core_la_SOURCES += core/relation.c core/relation_int.h

@@ -26,6 +26,7 @@
 
 #include "internal.h"
 #include "migrate_int.h"
+#include "relation_int.h"
 
 static bool meta_has_key(emh__meta *m, const emh_entity *e)
 {
@@ -97,6 +98,7 @@ static void key_release(emh__meta *m, const emh_entity *e, bool all)
 void emh__meta_free(emh__meta *m)
 {
 	emh__sql_free_meta(m);
+	emh__meta_free_relations(m);
 	pthread_mutex_destroy(&m->sync_mu);
 	for (emh__meta_key *k = atomic_load(&m->keys), *n; k; k = n) {
 		n = k->next;
@@ -118,6 +120,7 @@ static int meta_new(emh_context *c, const emh_entity *e, emh__meta **out, emh_er
 	}
 	m->ctx = c;
 	m->pub.entity = copy;
+	m->print = emh__entity_print(copy);
 	m->pub.id = c->next_meta_id++;
 	m->pub.context = c->name;
 	m->version = -1;
@@ -155,10 +158,17 @@ static int meta_new(emh_context *c, const emh_entity *e, emh__meta **out, emh_er
 	return 0;
 }
 
-/* One more key e on m, for meta_resolve. */
+/* One more key e on m, with e's relations, for meta_resolve. */
 static int meta_alias(emh__meta *m, const emh_entity *e, emh__meta **out, emh_error *err)
 {
-	if (m->pub.entity != e && key_hold(m, e) != 0)
+	if (m->pub.entity == e) {
+		*out = m; /* the host's copy: no key, no relations */
+		return 0;
+	}
+	int rc = emh__meta_add_relations(m, e, err);
+	if (rc)
+		return rc;
+	if (key_hold(m, e) != 0)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	*out = m;
 	return 0;
@@ -187,6 +197,10 @@ static int meta_resolve(emh_context *c, const emh_entity *e, emh__meta **out, bo
 	int rc = meta_new(c, e, &m, err);
 	if (rc)
 		return rc;
+	if ((rc = emh__meta_add_relations(m, e, err)) != 0) {
+		emh__meta_free(m);
+		return rc;
+	}
 	m->next = atomic_load_explicit(&c->metas, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->unsynced, 1, memory_order_relaxed);
 	atomic_store_explicit(&c->metas, m, memory_order_release);

@@ -327,6 +327,31 @@ void emh_q_offset(emh_query *q, int64_t n)
 		q->offset = n;
 }
 
+void emh_q_with(emh_query *q, const char *path)
+{
+	if (!q)
+		return;
+	if (!path || !*path) {
+		fail(q, EMH_EINVAL, "with: no relation path given");
+		return;
+	}
+	if (q->nwith == EMH__QUERY_MAX_WITH) {
+		fail(q, EMH_EINVAL, "with '%s': at most %d relation paths", path, EMH__QUERY_MAX_WITH);
+		return;
+	}
+	if (!q->with && !(q->with = emh__arena_alloc(q->arena, EMH__QUERY_MAX_WITH * sizeof *q->with))) {
+		fail(q, EMH_ENOMEM, "out of memory");
+		return;
+	}
+	/* Checked against the entity's relations by the find: the query sees
+	 * the host's copy, which holds columns only. */
+	if (!(q->with[q->nwith] = emh__arena_strndup(q->arena, path, strlen(path)))) {
+		fail(q, EMH_ENOMEM, "out of memory");
+		return;
+	}
+	q->nwith++;
+}
+
 void emh_q_lock(emh_query *q, int mode, int wait)
 {
 	if (!q)

@@ -30,11 +30,16 @@ struct emh_query {
 	emh__order *order;
 	size_t norder, ordcap;
 	int64_t limit, offset;
+	const char **with; /* emh_q_with: relation paths loaded on what a find returns */
+	size_t nwith;
 	int lock, lock_wait; /* emh_q_lock: EMH_LOCK_* */
 	bool unfiltered; /* emh_q_unfiltered: global filters do not apply */
 	int err_code;
 	char err_msg[256];
 };
+
+/* At most this many emh_q_with paths per query. */
+#define EMH__QUERY_MAX_WITH 8
 
 /* Start a query on e allocating from arena. NULL on out of memory. */
 emh_query *emh__query_new(emh__arena *arena, const emh_entity *e);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "relation_int.h"
 #include "service_int.h"
 
 /* A parameter set on the scope (emh_scope_set_param): name and text malloc'd. */
@@ -88,6 +89,8 @@ int emh_scope_handle(emh_scope *scope, const emh_request *req, emh_response *res
 	return rc;
 }
 
+static const emh__em_owner scope_owner;
+
 /* The fork of context index ci, made on first ask. */
 static int scope_fork(emh_scope *scope, size_t ci, emh_em **out, emh_error *err)
 {
@@ -96,6 +99,8 @@ static int scope_fork(emh_scope *scope, size_t ci, emh_em **out, emh_error *err)
 		if (rc)
 			return rc;
 		scope->nopen++;
+		/* its relations lead to the scope's other forks */
+		emh__em_set_owner(scope->ems[ci], &scope_owner, scope);
 		for (size_t i = 0; i < scope->nparams; i++)
 			if ((rc = emh_em_set_param(scope->ems[ci], scope->params[i].name, scope->params[i].v, err)) != 0)
 				return rc;
@@ -103,6 +108,42 @@ static int scope_fork(emh_scope *scope, size_t ci, emh_em **out, emh_error *err)
 	*out = scope->ems[ci];
 	return 0;
 }
+
+/* The scope's fork of the context relation r targets, as resolved when the service loaded. */
+static int scope_rel_fork(void *ud, emh_em *em, const emh__rel *r, emh_em **out, emh_error *err)
+{
+	emh_scope *scope = ud;
+	emh_svc *s = scope->svc;
+	for (size_t i = 0; i < s->nrels; i++)
+		if (s->rels[i].rel == r)
+			return scope_fork(scope, s->rels[i].ctx, out, err);
+	emh_error_set(err, EMH_ENOCONTEXT,
+		      "service '%s' did not declare the context of relation '%s' (to entity '%s'): declare a "
+		      "repository of '%s' and the entity with the relation",
+		      s->name, r->name, r->target_name, r->target_name);
+	return emh_error_context(err, EMH_ENOCONTEXT, emh_em_context(em));
+}
+
+/* A fork of the scope begins a transaction while another one has one open: say so, once per service. */
+static void scope_begin(void *ud, emh_em *em)
+{
+	emh_scope *scope = ud;
+	emh_svc *s = scope->svc;
+	for (size_t i = 0; i < s->nctx; i++) {
+		emh_em *f = scope->ems[i];
+		if (!f || f == em || emh_em_tx_depth(f) == 0)
+			continue;
+		if (!atomic_exchange_explicit(&s->xtx_warned, true, memory_order_relaxed))
+			emh_svc_log(s, EMH_LOG_WARN,
+				    "a transaction begins on context '%s' while one is open on context '%s' in the same "
+				    "scope: the two commit separately, no transaction spans two databases "
+				    "(docs/cross-context.md; logged once)",
+				    emh_em_context(em), emh_em_context(f));
+		return;
+	}
+}
+
+static const emh__em_owner scope_owner = {.rel_fork = scope_rel_fork, .begin = scope_begin};
 
 int emh_scope_em(emh_scope *scope, const char *context, emh_em **out, emh_error *err)
 {

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "relation_int.h"
 #include "service_int.h"
 
 /* The descriptor must reach at least the last required member of ABI 1.0. */
@@ -251,6 +252,7 @@ static void svc_unload(emh_svc *s)
 	for (size_t i = 0; i < s->nctx; i++)
 		free(s->ctx[i]);
 	free(s->ctx);
+	free(s->rels);
 	free(s->needs);
 	emh__settings_release(&s->settings);
 	free(s->name);
@@ -411,6 +413,95 @@ static int svc_register_entities(emh_services *s, emh_svc *svc, emh_error *err)
 	return 0;
 }
 
+/* Is need n the entity e (the same declaration, or one of the same structure)? */
+static bool need_is(const emh__svc_need *n, const emh_entity *e, bool e_valid)
+{
+	return n->entity && (n->entity == e || (e_valid && emh__entity_same(n->entity, e)));
+}
+
+/* The relation called name of the entity svc registered for need n; NULL if none. */
+static const emh__rel *need_rel(emh_svc *svc, const emh__svc_need *n, const char *name)
+{
+	emh_context *c = emh__host_get_context(svc->host, svc->ctx[n->ctx], NULL);
+	if (!c)
+		return NULL;
+	const emh__meta *m = emh__context_meta(c, n->reg);
+	const emh__rel *r = m ? emh__meta_rel(m, name) : NULL;
+	emh__context_put(c);
+	return r;
+}
+
+/*
+ * Resolve the relations of svc's entities through its needs: a relation's
+ * target (and a many_to_many's join entity) must be an entity the service
+ * declares, in one context (or the one the relation names), so that a
+ * scope finds its fork without looking anything up by name.  With store,
+ * after registration, the resolution is kept for the scopes; without, it is
+ * only checked (emh_services_check).
+ */
+static int svc_resolve_relations(emh_svc *svc, bool store, emh_error *err)
+{
+	char list[512];
+	for (size_t i = 0; i < svc->nneeds; i++) {
+		const emh__svc_need *n = &svc->needs[i];
+		const emh_entity *e = n->entity;
+		for (size_t f = 0; e && f < e->nfields; f++) {
+			if (e->fields[f].type != EMH_T_RELATION)
+				continue;
+			const char *rn = e->fields[f].name;
+			emh_relation rl;
+			emh__relation_read(e->fields[f].relation, &rl);
+			bool tvalid = emh_entity_validate(rl.target, NULL) == 0;
+			ssize_t ci = -1;
+			for (size_t j = 0; j < svc->nneeds; j++) {
+				const emh__svc_need *t = &svc->needs[j];
+				if (!need_is(t, rl.target, tvalid) ||
+				    (rl.context && strcmp(emh__declared_name(t->declared), rl.context) != 0))
+					continue;
+				if (ci >= 0 && (size_t)ci != t->ctx)
+					return emh_error_set(err, EMH_ECONFIG,
+							     "service '%s': relation '%s' of entity '%s' targets entity '%s', "
+							     "which the service declares in contexts '%s' and '%s' (name one "
+							     "in the relation's context)",
+							     svc->name, rn, e->name, rl.target->name, svc->ctx[ci],
+							     svc->ctx[t->ctx]);
+				ci = (ssize_t)t->ctx;
+			}
+			if (ci < 0)
+				return emh_error_set(err, EMH_ENOENTITY,
+						     "service '%s': relation '%s' of entity '%s' targets entity '%s'%s%s%s, "
+						     "which the service does not declare (declares contexts: %s; add "
+						     "EMH_NEED_REPO of it)",
+						     svc->name, rn, e->name, rl.target->name, rl.context ? " in context '" : "",
+						     rl.context ? rl.context : "", rl.context ? "'" : "",
+						     emh__declared_list(&svc->desc, list, sizeof list));
+			if (rl.kind == EMH_REL_MANY_TO_MANY) {
+				bool jvalid = emh_entity_validate(rl.through, NULL) == 0, have = false;
+				for (size_t j = 0; j < svc->nneeds && !have; j++)
+					have = need_is(&svc->needs[j], rl.through, jvalid) && svc->needs[j].ctx == (size_t)ci;
+				if (!have)
+					return emh_error_set(err, EMH_ENOENTITY,
+							     "service '%s': relation '%s' of entity '%s' joins through entity "
+							     "'%s', which the service does not declare in context '%s' (the "
+							     "target's)",
+							     svc->name, rn, e->name, rl.through->name, svc->ctx[ci]);
+			}
+			if (!store)
+				continue;
+			const emh__rel *r = need_rel(svc, n, rn);
+			if (!r)
+				return emh_error_set(err, EMH_ENOENTITY, "service '%s': relation '%s' of entity '%s' is not "
+						     "registered in context '%s'", svc->name, rn, e->name, svc->ctx[n->ctx]);
+			emh__svc_rel *v = realloc(svc->rels, (svc->nrels + 1) * sizeof *v);
+			if (!v)
+				return emh_error_set(err, EMH_ENOMEM, "out of memory");
+			svc->rels = v;
+			v[svc->nrels++] = (emh__svc_rel){.rel = r, .ctx = (size_t)ci};
+		}
+	}
+	return 0;
+}
+
 /*
  * A new service of s called name (valid, not loaded yet) for the checked
  * descriptor local of file; it holds no module yet.  Called with s->add_mu
@@ -460,7 +551,8 @@ static int svc_add(emh_services *s, const emh_service *local, void *dl, const ch
 	dl = NULL;
 	svc->settings = *settings;
 	memset(settings, 0, sizeof *settings);
-	if ((rc = svc_resolve_contexts(svc, remap, err)) != 0 || (rc = svc_register_entities(s, svc, err)) != 0)
+	if ((rc = svc_resolve_contexts(svc, remap, err)) != 0 || (rc = svc_register_entities(s, svc, err)) != 0 ||
+	    (rc = svc_resolve_relations(svc, true, err)) != 0)
 		goto out_unlock;
 	if (svc->desc.init) {
 		err->code = 0;
@@ -720,7 +812,8 @@ int emh_services_check(emh_services *s, emh_error *err)
 		}
 		svc->dl = dl;
 		if ((rc = svc_resolve_contexts(svc, &sc->remap, err)) != 0 ||
-		    (rc = svc_check_entities(s, done, ndone, svc, err)) != 0)
+		    (rc = svc_check_entities(s, done, ndone, svc, err)) != 0 ||
+		    (rc = svc_resolve_relations(svc, false, err)) != 0)
 			svc_unload(svc);
 		else
 			done[ndone++] = svc;

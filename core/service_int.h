@@ -25,6 +25,13 @@ typedef struct emh__svc_need {
 	size_t ctx;               /* index into emh_svc.ctx */
 } emh__svc_need;
 
+/* A relation of an entity the service registered, and the context (index
+ * into emh_svc.ctx) its target resolved to when the service loaded. */
+typedef struct emh__svc_rel {
+	const struct emh__rel *rel; /* the meta's relation (lives with the context) */
+	size_t ctx;
+} emh__svc_rel;
+
 struct emh_svc {
 	emh_services *owner;
 	emh_host *host;
@@ -38,6 +45,9 @@ struct emh_svc {
 	size_t nneeds;
 	char **ctx; /* distinct contexts of this host the needs resolved to */
 	size_t nctx;
+	emh__svc_rel *rels; /* the relations of its entities, resolved at load */
+	size_t nrels;
+	_Atomic bool xtx_warned; /* a scope had transactions open on two contexts (logged once) */
 	emh__settings settings;
 };
 

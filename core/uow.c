@@ -177,7 +177,8 @@ int emh_em_begin_opts(emh_em *em, const emh_tx_opts *opts, emh_error *err)
 						  em->ctx->drv->d.name, iso_names[iso]), err);
 	if ((rc = tx_send_iso(em, TX_BEGIN, em->tx_depth + 1, iso, err)) != 0)
 		return rc;
-	em->tx_depth++;
+	if (em->tx_depth++ == 0)
+		emh__rel_begin_note(em);
 	return 0;
 }
 
@@ -828,6 +829,12 @@ static int flush(emh_em *em, emh__obj *only, emh_error *err)
 		free(v);
 		return rc;
 	}
+	/* Checked references and on_delete restrict ask other contexts, before
+	 * this flush writes anything. */
+	if ((rc = emh__rel_flush_check(em, only, err)) != 0) {
+		free(v);
+		return rc;
+	}
 	if ((rc = emh__em_conn(em, err)) != 0) {
 		free(v);
 		return rc;
@@ -945,7 +952,7 @@ int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err)
 						  "without checking it (get it, change it and flush instead)",
 						  e->name, e->fields[m->version].name), err);
 	if ((m->filters && (rc = emh__filter_stamp(em, o, err)) != 0) ||
-	    (rc = check_not_null(em, o, ~UINT64_C(0), err)) != 0)
+	    (rc = check_not_null(em, o, ~UINT64_C(0), err)) != 0 || (rc = emh__rel_flush_check(em, o, err)) != 0)
 		return rc;
 	emh_value key = emh__obj_key(o);
 	if (emh__imap_find(em, m, &key)) {

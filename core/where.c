@@ -18,6 +18,7 @@
 
 #include "em_int.h"
 #include "query_int.h"
+#include "relation_int.h"
 
 /* A set list: the assignments so far, or the first mistake of a builder call. */
 struct emh_sets {
@@ -298,6 +299,8 @@ int emh_repo_update_where(emh_repo *r, const emh_query *q, const emh_sets *sets,
 				      ? (emh_set){m->version, EMH_SET_VALUE, emh_v_time(emh__version_time(em->ctx, 0))}
 				      : (emh_set){m->version, EMH_SET_ADD, emh_v_int64(1)};
 	}
+	if ((rc = emh__rel_where_check(em, m, q, sets->v, sets->n, err)) != 0)
+		return rc;
 	rc = where_send(r, q, all, nall, &n, err);
 	if (affected)
 		*affected = n;
@@ -314,6 +317,8 @@ int emh_repo_delete_where(emh_repo *r, const emh_query *q, int64_t *affected, em
 		*affected = 0;
 	int rc = where_check(r, &q, "emh_repo_delete_where", err);
 	if (rc)
+		return rc;
+	if ((rc = emh__rel_where_check(r->em, r->m, q, NULL, 0, err)) != 0)
 		return rc;
 	rc = where_send(r, q, NULL, 0, &n, err);
 	if (affected)

@@ -31,11 +31,7 @@ extern "C" {
  */
 typedef struct emh_repo emh_repo;
 
-/* A list of objects; items and objects live in the fork's arena. */
-typedef struct emh_list {
-	void **items;
-	size_t count;
-} emh_list;
+/* emh_list (entity.h): a list of objects; items and objects live in the fork's arena. */
 
 /*
  * Close the fork: roll back an open transaction, give the connection back to
@@ -377,7 +373,11 @@ int emh_repo_upsert(emh_repo *r, void *obj, emh_error *err);
  * Both are sent at once, not at the next flush, and run inside the fork's
  * transaction when one is open (a failure then spoils that transaction:
  * roll it back).  EMH_EUNSUPPORTED without EMH_CAP_CONDITIONAL_WRITES;
- * EMH_ESTATE on a read-only fork.
+ * EMH_ESTATE on a read-only fork.  Relations are checked as a flush checks
+ * them (entity.h): a checked key set to a value missing in the target
+ * context, or a delete of parents a restricting relation's children refer
+ * to, is EMH_ECONFLICT before anything is sent (a delete reads the matched
+ * keys first); adding to a checked key is EMH_EINVAL.
  */
 int emh_repo_sets(emh_repo *r, emh_sets **out, emh_error *err);
 int emh_repo_update_where(emh_repo *r, const emh_query *q, const emh_sets *sets, int64_t *affected,
@@ -391,6 +391,65 @@ int emh_repo_new(emh_repo *r, void **out, emh_error *err);
 int emh_repo_insert(emh_repo *r, void *obj, emh_error *err);
 int emh_repo_update(emh_repo *r, void *obj, emh_error *err);
 int emh_repo_remove(emh_repo *r, void *obj, emh_error *err);
+
+/* ---- relations (entity.h declares them) ---- */
+
+/*
+ * Load relation path of the n objects objs, all of one entity and of this
+ * fork: path is a relation of that entity ("posts"), or relations of the
+ * entities reached, dot-separated ("posts.comments", "author.posts").  Each
+ * level costs one query per target context -- the keys of every object of
+ * the level de-duplicated and sent as IN lists of at most EMH_QUERY_MAX_IN
+ * keys, so one query per 1,000 distinct keys -- never one per object; a
+ * many_to_many level costs two there (the join rows, then the targets).
+ * belongs_to keys whose target the target fork already manages are not
+ * asked for again.  An object whose relation is already loaded is not
+ * queried again, but its targets go on to the next level.
+ *
+ * The relation members are filled: a pointer (NULL when the key is NULL or
+ * has no target row: "loaded, none") or an emh_list whose items live in
+ * this fork's arena; has_many lists are ordered by the target's primary key,
+ * many_to_many lists by the join's.  Targets are loaded through the target
+ * context's fork, so they honour its identity map (the same row is the same
+ * object) and live until that fork closes.
+ *
+ * The target fork: in a scope, the scope's fork of the context the service
+ * declared for the target entity (resolved when the service loaded);
+ * otherwise this fork (same context) or a fork linked to it with
+ * emh_em_link.  No I/O happens before every level's fork and entities are
+ * known.  Returns 0, EMH_EINVAL (no such relation: the message lists the
+ * entity's relations; objects of another entity or fork), EMH_ENOCONTEXT (no
+ * fork for the target: the message names the target entity and where it is
+ * registered), EMH_ENOENTITY, or a database error (err names the context).
+ * Objects filled before a failure keep what they got.
+ */
+int emh_em_load(emh_em *em, void *const *objs, size_t n, const char *path, emh_error *err);
+
+/*
+ * True when relation (a relation name of obj's entity) of obj was loaded;
+ * false when it was not, or obj is not an object of this fork, or there is
+ * no such relation.  Tells "not loaded" (member NULL/empty, false) from
+ * "loaded, none" (member NULL/empty, true).
+ */
+bool emh_em_loaded(const emh_em *em, const void *obj, const char *relation);
+
+/*
+ * The number of rows relation of obj would load, counted in the target
+ * context without loading them: one COUNT query (belongs_to and has_one:
+ * 0 or 1; many_to_many: the join rows).  Forks as for emh_em_load.
+ */
+int emh_em_count_related(emh_em *em, const void *obj, const char *relation, int64_t *n, emh_error *err);
+
+/*
+ * Link two forks of different contexts, so that relations loaded or checked
+ * through one find the other: forks linked to one another form a group, and
+ * linking a fork of another group merges the two.  Outside a scope this is
+ * how an application gives the target forks; a scope's forks find each other
+ * without it.  Linked forks belong to one thread (like a fork).  Closing a
+ * fork takes it out of its group.  EMH_EINVAL when the group already has a
+ * fork of other's context (or other is em).
+ */
+int emh_em_link(emh_em *em, emh_em *other, emh_error *err);
 
 #ifdef __cplusplus
 }

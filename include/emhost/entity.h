@@ -24,8 +24,11 @@ extern "C" {
  *   EMH_T_BLOB       emh_blob       (data == NULL = SQL NULL; len 0 with data != NULL = empty)
  *   EMH_T_TIMESTAMP  emh_time       (int64_t microseconds since 1970-01-01 UTC)
  *   EMH_T_JSON       const char *   (JSON text; NULL = SQL NULL)
+ *   EMH_T_RELATION   T * or emh_list (a relation, not a column: see "Relations")
  *
- * Numbers are append-only (they cross the driver ABI).
+ * Numbers are append-only (they cross the driver ABI).  EMH_T__MAX is the
+ * last column type: a relation is never a column, and no driver ever sees
+ * one (the host's copy of an entity holds its columns only).
  */
 typedef enum emh_type {
 	EMH_T_BOOL = 1,
@@ -38,6 +41,9 @@ typedef enum emh_type {
 	EMH_T_JSON = 8,
 } emh_type;
 #define EMH_T__MAX 8
+/* A relation field's type.  Not an enumerator: code that switches over the
+ * column types (every driver) needs no case for what it never meets. */
+#define EMH_T_RELATION ((emh_type)9)
 
 /* Name of a type ("int64"); "?" for unknown values. */
 const char *emh_type_name(emh_type t);
@@ -48,6 +54,13 @@ typedef struct emh_blob {
 	const void *data;
 	size_t len;
 } emh_blob;
+
+/* A list of objects; items and objects live in a fork's arena (em.h).  Also
+ * the member type of a has_many or many_to_many relation. */
+typedef struct emh_list {
+	void **items;
+	size_t count;
+} emh_list;
 
 /*
  * A typed value: query arguments, bound parameters, and rows coming back from
@@ -128,22 +141,31 @@ enum {
 	EMH_CK_DOUBLE,
 	EMH_CK_STRING,
 	EMH_CK_BLOB,
+	EMH_CK_PTR,  /* a pointer to an object: belongs_to, has_one */
+	EMH_CK_LIST, /* emh_list: has_many, many_to_many */
 };
 
 #define EMH__CKIND(x)                                                          \
 	_Generic((x), bool: EMH_CK_BOOL, int32_t: EMH_CK_INT32,                \
 		 int64_t: EMH_CK_INT64, double: EMH_CK_DOUBLE,                 \
 		 const char *: EMH_CK_STRING, char *: EMH_CK_STRING,           \
-		 emh_blob: EMH_CK_BLOB, default: EMH_CK_OTHER)
+		 emh_blob: EMH_CK_BLOB, emh_list: EMH_CK_LIST,                 \
+		 default: EMH_CK_OTHER)
+
+struct emh_relation;
 
 /*
  * One field of an entity.  Declare with EMH_FIELD / EMH_FIELD_COL (or the
- * _LEN forms, which set max_len); the struct is plain data so a declaration
- * can be a static const array.
+ * _LEN forms, which set max_len), or a relation with EMH_BELONGS_TO & co.
+ * (below); the struct is plain data so a declaration can be a static const
+ * array.
  *
  *   name     the member name; queries and errors use it
  *   column   the column (SQL) or document field (Mongo) name; must match
  *            [A-Za-z_][A-Za-z0-9_]*
+ *   relation instead of column, for type EMH_T_RELATION: the relation's
+ *            description (the two share their place, so the struct keeps the
+ *            layout of ABI 1.0 and code reading .column is unchanged)
  *   type     EMH_T_*
  *   flags    EMH_F_*
  *   offset   offsetof(struct, member)
@@ -167,7 +189,10 @@ enum {
  */
 typedef struct emh_field {
 	const char *name;
-	const char *column;
+	union {
+		const char *column;
+		const struct emh_relation *relation; /* EMH_T_RELATION */
+	};
 	emh_type type;
 	unsigned flags;
 	size_t offset;
@@ -210,6 +235,128 @@ _Static_assert(offsetof(emh_field, ckind) == 40 && offsetof(emh_field, max_len) 
 	}
 
 /*
+ * ---- Relations ----
+ *
+ * A relation is declared beside the columns, as a field of type
+ * EMH_T_RELATION whose member is a typed pointer (belongs_to, has_one) or an
+ * emh_list (has_many, many_to_many) of the C struct:
+ *
+ *   typedef struct post { int64_t id; int64_t author_id; const char *title;
+ *                         user *author; } post;
+ *   typedef struct user { int64_t id; const char *name; emh_list posts; } user;
+ *
+ *   static const emh_entity user_entity, post_entity;   // declared first: they point at each other
+ *   static const emh_field post_fields[] = {
+ *       EMH_FIELD(post, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+ *       EMH_FIELD(post, author_id, EMH_T_INT64, EMH_F_INDEXED),
+ *       EMH_FIELD(post, title, EMH_T_TEXT, 0),
+ *       EMH_BELONGS_TO(post, author, &user_entity, "author_id", EMH_REL_CHECKED),
+ *   };
+ *   static const emh_field user_fields[] = {
+ *       EMH_FIELD(user, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+ *       EMH_FIELD(user, name, EMH_T_TEXT, 0),
+ *       EMH_HAS_MANY(user, posts, &post_entity, "author_id", 0),
+ *   };
+ *
+ * The member stays NULL / empty until the relation is loaded (emh_em_load,
+ * emh_q_with); emh_em_loaded tells "not loaded" from "loaded, none".  It is
+ * never stored: the key column is what the database holds.  The macros build
+ * the emh_relation as a compound literal, so the fields array must be at file
+ * scope (static storage).
+ *
+ *   belongs_to    key = a field of this entity holding the target's primary key
+ *   has_many      key = the field of the target holding this entity's primary key
+ *   has_one       the same, loading the first match (lowest primary key)
+ *   many_to_many  through = a join entity registered in the target's context,
+ *                 key = its field holding this entity's key, through_key = its
+ *                 field holding the target's key
+ *
+ * The target (and join) entity may live in this context or in another one,
+ * of any driver.  Which context: for a service, the one of its needs that
+ * holds the target entity, resolved when the service loads (the service must
+ * declare it); for an application's forks, the fork it links (emh_em_link)
+ * whose context has the target registered.  context names it explicitly
+ * when the target is registered in several (a service's declared name, or a
+ * context of the host).
+ *
+ * Flags:
+ *   EMH_REL_CHECKED   belongs_to: every flush checks that each key written by
+ *                     an insert, or changed by an update, exists in the target
+ *                     context (one query per target context and flush), and
+ *                     fails with EMH_ECONFLICT naming both contexts and the key
+ *   EMH_REL_RESTRICT  has_many, has_one: on_delete = restrict: a flush that
+ *                     deletes a parent that still has children is refused
+ *                     with EMH_ECONFLICT (one query per relation and flush)
+ * No database enforces a key across two databases; see docs/cross-context.md
+ * for what these checks can and cannot promise.
+ */
+typedef enum emh_rel_kind {
+	EMH_REL_BELONGS_TO = 1,
+	EMH_REL_HAS_MANY = 2,
+	EMH_REL_HAS_ONE = 3,
+	EMH_REL_MANY_TO_MANY = 4,
+} emh_rel_kind;
+
+enum {
+	EMH_REL_CHECKED = 1u << 0,
+	EMH_REL_RESTRICT = 1u << 1,
+};
+
+/*
+ * A relation's description.  struct_size comes first and is set by the
+ * macros: members are only ever appended, and the host reads a declaration
+ * at the size it was built with (later members read as zero).
+ */
+typedef struct emh_relation {
+	uint32_t struct_size;              /* sizeof(emh_relation) of the declaration */
+	emh_rel_kind kind;                 /* EMH_REL_* kind */
+	const struct emh_entity *target;   /* the related entity */
+	const char *key;                   /* see the kinds above */
+	const struct emh_entity *through;  /* many_to_many: the join entity */
+	const char *through_key;           /* many_to_many: the join's field holding the target's key */
+	unsigned flags;                    /* EMH_REL_CHECKED, EMH_REL_RESTRICT */
+	const char *context;               /* the target's context, when it must be named; else NULL */
+} emh_relation;
+
+/* At most this many relations per entity (besides its EMH_ENTITY_MAX_FIELDS columns). */
+#define EMH_ENTITY_MAX_RELATIONS 16
+
+#define EMH__RELATION(T, m, ckind_, ...)                                       \
+	{                                                                      \
+		.name = #m,                                                    \
+		.relation = &(const emh_relation){                             \
+			.struct_size = sizeof(emh_relation), __VA_ARGS__},     \
+		.type = EMH_T_RELATION, .offset = offsetof(T, m),              \
+		.size = sizeof(EMH__MEMBER(T, m)), .ckind = (ckind_),          \
+	}
+/* The member must be a pointer: *member does not compile otherwise. */
+#define EMH__CK_PTR_OF(T, m) ((int)(EMH_CK_PTR + 0 * sizeof(*EMH__MEMBER(T, m))))
+
+/* T.m (a pointer to the target's struct) is the target whose key is in field key_. */
+#define EMH_BELONGS_TO(T, m, target_, key_, flags_)                            \
+	EMH__RELATION(T, m, EMH__CK_PTR_OF(T, m), .kind = EMH_REL_BELONGS_TO,  \
+		      .target = (target_), .key = (key_), .flags = (flags_))
+/* T.m (an emh_list) holds the targets whose field key_ holds T's key. */
+#define EMH_HAS_MANY(T, m, target_, key_, flags_)                              \
+	EMH__RELATION(T, m, EMH__CKIND(EMH__MEMBER(T, m)), .kind = EMH_REL_HAS_MANY, \
+		      .target = (target_), .key = (key_), .flags = (flags_))
+/* T.m (a pointer) is the first target whose field key_ holds T's key. */
+#define EMH_HAS_ONE(T, m, target_, key_, flags_)                               \
+	EMH__RELATION(T, m, EMH__CK_PTR_OF(T, m), .kind = EMH_REL_HAS_ONE,     \
+		      .target = (target_), .key = (key_), .flags = (flags_))
+/* T.m (an emh_list) holds the targets joined through join_: its field left_
+ * holds T's key, its field right_ the target's. */
+#define EMH_MANY_TO_MANY(T, m, target_, join_, left_, right_)                  \
+	EMH__RELATION(T, m, EMH__CKIND(EMH__MEMBER(T, m)), .kind = EMH_REL_MANY_TO_MANY, \
+		      .target = (target_), .through = (join_), .key = (left_),  \
+		      .through_key = (right_))
+/* Any relation, members given by name, e.g. to name the target's context:
+ *   EMH_RELATION(post, author, .kind = EMH_REL_BELONGS_TO, .target = &user_entity,
+ *                .key = "author_id", .context = "accounts") */
+#define EMH_RELATION(T, m, ...)                                                \
+	EMH__RELATION(T, m, EMH__CKIND(EMH__MEMBER(T, m)), __VA_ARGS__)
+
+/*
  * A composite index: fields by member name, NULL-terminated.
  *   static const char *const by_owner_day[] = {"owner", "day", NULL};
  *   static const emh_index ev_indexes[] = {{"ev_owner_day", by_owner_day, true}};
@@ -223,7 +370,9 @@ typedef struct emh_index {
 /*
  * An entity: the description of a C struct stored as one table or collection.
  * User-declared and const; a host copies it when it is registered
- * (emh_host_register_entity), so it need not outlive the registration.
+ * (emh_host_register_entity), so it need not outlive the registration.  The
+ * copy (emh_host_entity, emh_query_entity, what drivers get) holds the
+ * column fields only, in declaration order: relations are kept beside it.
  *
  *   static const emh_field user_fields[] = {
  *       EMH_FIELD(user, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
@@ -231,7 +380,7 @@ typedef struct emh_index {
  *   };
  *   static const emh_entity user_entity = EMH_ENTITY(user, "users", user_fields);
  *
- * At most EMH_ENTITY_MAX_FIELDS fields.
+ * At most EMH_ENTITY_MAX_FIELDS columns and EMH_ENTITY_MAX_RELATIONS relations.
  */
 typedef struct emh_entity {
 	const char *name;  /* entity name, for errors: the struct's name */
@@ -265,9 +414,12 @@ typedef struct emh_entity {
  * Check an entity declaration: identifiers, exactly one primary key of type
  * int32/int64/text, generated only on integer keys, no duplicate names or
  * columns, member types matching field types, offsets inside the struct,
- * max_len only on text, json and blob fields, indexes naming existing fields,
- * at most one EMH_F_VERSION field (int64 or timestamp, neither the key nor
- * nullable).  Errors name the entity and the field.  Returns 0 or EMH_EINVAL.
+ * max_len only on text, json and blob fields, indexes naming existing
+ * columns, at most one EMH_F_VERSION field (int64 or timestamp, neither the
+ * key nor nullable); for each relation, its kind, flags and member type, and
+ * key fields that exist on the side the kind says with types matching the
+ * keys they hold (the target and join entities are read for their fields
+ * only).  Errors name the entity and the field.  Returns 0 or EMH_EINVAL.
  * Pure; thread-safe.
  */
 int emh_entity_validate(const emh_entity *e, emh_error *err);
@@ -275,7 +427,8 @@ int emh_entity_validate(const emh_entity *e, emh_error *err);
 /* True when s matches [A-Za-z_][A-Za-z0-9_]* and is at most 63 bytes. */
 bool emh_ident_valid(const char *s);
 
-/* Index of the field whose member name is name, or -1. */
+/* Index of the field whose member name is name, or -1 (a relation's too,
+ * in a declaration; the host's copies have column fields only). */
 int emh_entity_field_index(const emh_entity *e, const char *name);
 
 #ifdef __cplusplus

@@ -106,6 +106,14 @@ void emh_q_offset(emh_query *q, int64_t n);
  * across tenants.  Said explicitly, per query; writes stay filtered.
  */
 void emh_q_unfiltered(emh_query *q);
+/*
+ * Eager-load relation path (as emh_em_load: "author", "posts.comments") on
+ * the objects emh_repo_find / emh_repo_find_one return, right after the
+ * find: one query per target context per level, whatever the number of
+ * rows.  Repeatable (each path is loaded, in the order given; at most 8).
+ * An unknown relation is reported by the find.
+ */
+void emh_q_with(emh_query *q, const char *path);
 
 /*
  * Row locks (pessimistic locking): the rows q finds are locked until the

@@ -13,21 +13,29 @@
 
 #define SVC_UNUSED __attribute__((unused))
 
-/* A user of the `users` service, table "users" of the default context. */
+/*
+ * A user of the `users` service, table "users" of the default context.
+ * events is a relation the `profile` service declares (its own declaration
+ * of users: the same columns, so the host takes both for one entity); it
+ * stays empty for everyone else.
+ */
 typedef struct user {
 	int64_t id;        /* generated */
 	const char *name;
 	const char *email; /* unique */
+	emh_list events;   /* profile: the user's events, once loaded */
 } user;
 
 /* Limits in bytes (max_len): a display name, and the longest address SMTP carries (RFC 5321). */
 #define USER_NAME_MAX 200
 #define USER_EMAIL_MAX 254
-static const emh_field user_fields[] = {
-	EMH_FIELD(user, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
-	EMH_FIELD_LEN(user, name, EMH_T_TEXT, 0, USER_NAME_MAX),
-	EMH_FIELD_LEN(user, email, EMH_T_TEXT, EMH_F_UNIQUE, USER_EMAIL_MAX),
-};
+/* The columns of every declaration of users. */
+#define USER_COLUMNS                                                           \
+	EMH_FIELD(user, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),          \
+	EMH_FIELD_LEN(user, name, EMH_T_TEXT, 0, USER_NAME_MAX),               \
+	EMH_FIELD_LEN(user, email, EMH_T_TEXT, EMH_F_UNIQUE, USER_EMAIL_MAX)
+
+static const emh_field user_fields[] = {USER_COLUMNS};
 static SVC_UNUSED const emh_entity user_entity = EMH_ENTITY(user, "users", user_fields);
 
 /* An analytics event, table/collection "events" of the analytics context. */

@@ -2,10 +2,13 @@
 /*
  * services/profile/profile.c: the `profile` service, one read across two
  * contexts: the user from the default context and their events from
- * "analytics", through two forks of one scope (never a join: the databases
- * may be of different kinds).
+ * "analytics".  The user declares the relation (has_many events by
+ * user_id), so the events come with one query in the analytics context,
+ * through the scope's fork of it (never a join: the databases may be of
+ * different kinds).
  *
- *   GET /profile/<id> -> 200 {"user":{...},"events":[...],"counts":{type:n}} | 404
+ *   GET /profile/<id> -> 200 {"user":{...},"events":[...],"event_count":n,
+ *                            "recent_counts":{type:n}} | 404
  */
 #include "config.h"
 
@@ -17,9 +20,17 @@
 #include "../common/entities.h"
 #include "../common/svc.h"
 
+/* Users with their events: the relation resolves to NEED_EVENTS's context
+ * (a remap of "analytics" moves it along) when the service loads. */
+static const emh_field profile_user_fields[] = {
+	USER_COLUMNS,
+	EMH_HAS_MANY(user, events, &event_entity, "user_id", 0),
+};
+static const emh_entity profile_user_entity = EMH_ENTITY(user, "users", profile_user_fields);
+
 enum { NEED_USERS, NEED_EVENTS };
 static const emh_need profile_needs[] = {
-	[NEED_USERS] = EMH_NEED_REPO(&user_entity, NULL),
+	[NEED_USERS] = EMH_NEED_REPO(&profile_user_entity, NULL),
 	[NEED_EVENTS] = EMH_NEED_REPO(&event_entity, "analytics"),
 };
 
@@ -50,27 +61,21 @@ static int profile_handle(emh_scope *scope, const emh_request *req, emh_response
 	}
 	if (rc)
 		return rc;
-	emh_query *q;
-	emh_list list;
-	int64_t total;
-	if ((rc = emh_repo_query(events, &q, err)))
+	void *obj = u;
+	if ((rc = emh_em_load(emh_repo_em(users), &obj, 1, "events", err)))
 		return rc;
-	emh_q_where(q, emh_q_eq(q, "user_id", emh_v_int64(id)));
-	if ((rc = emh_repo_count(events, q, &total, err)))
-		return rc;
-	emh_q_order_by(q, "id", true);
-	emh_q_limit(q, PROFILE_EVENTS_MAX);
-	if ((rc = emh_repo_find(events, q, &list, err)))
-		return rc;
+	/* the newest first (the list is ordered by key), at most PROFILE_EVENTS_MAX */
+	const emh_list *list = &u->events;
 	json_t *arr = json_array(), *counts = json_object();
-	for (size_t i = 0; i < list.count; i++) {
-		const event *e = list.items[i];
+	for (size_t i = list->count; i-- > 0 && list->count - i <= PROFILE_EVENTS_MAX;) {
+		const event *e = list->items[i];
 		const char *type = e->type ? e->type : "";
 		json_array_append_new(arr, json_pack("{s:o,s:s,s:o}", "id", svc_json_int(e->id), "type", type,
 						     "created_at", svc_json_time(e->created_at)));
 		json_t *n = json_object_get(counts, type);
 		json_object_set_new(counts, type, json_integer(n ? json_integer_value(n) + 1 : 1));
 	}
+	int64_t total = (int64_t)list->count;
 	json_t *j = json_pack("{s:{s:o,s:s,s:s},s:o,s:o,s:o}", "user", "id", svc_json_int(u->id), "name",
 			      u->name ? u->name : "", "email", u->email ? u->email : "", "events", arr,
 			      "event_count", svc_json_int(total), "recent_counts", counts);

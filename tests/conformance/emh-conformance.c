@@ -170,6 +170,85 @@ static const emh_field conf_unreg_fields[] = {
 	EMH_FIELD(conf_unreg, name, EMH_T_TEXT, 0),
 };
 
+/*
+ * Relations: parents with children and tags (through a join) in the context
+ * under test, and items whose owner lives in a second context.  Relations
+ * point at entities, so these are file-scope (tables named in
+ * suite_entities).
+ */
+typedef struct cr_parent {
+	int64_t id;
+	const char *name;
+	emh_list children;
+	emh_list tags;
+} cr_parent;
+typedef struct cr_child {
+	int64_t id;
+	int64_t parent_id;
+	const char *label;
+	struct cr_parent *parent;
+} cr_child;
+typedef struct cr_tag {
+	int64_t id;
+	const char *name;
+} cr_tag;
+typedef struct cr_join {
+	int64_t id;
+	int64_t parent_id;
+	int64_t tag_id;
+} cr_join;
+typedef struct cr_owner {
+	const char *code; /* a text key */
+	const char *name;
+} cr_owner;
+typedef struct cr_item {
+	int64_t id;
+	const char *owner_code;
+	struct cr_owner *owner;
+} cr_item;
+
+enum { R_PARENT, R_CHILD, R_TAG, R_JOIN, R_OWNER, R_ITEM, R__N };
+static char rel_tables[R__N][64];
+static emh_entity cr_parent_entity, cr_child_entity, cr_tag_entity, cr_join_entity, cr_owner_entity, cr_item_entity;
+
+static const emh_field cr_parent_fields[] = {
+	EMH_FIELD(cr_parent, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(cr_parent, name, EMH_T_TEXT, 0),
+	EMH_HAS_MANY(cr_parent, children, &cr_child_entity, "parent_id", EMH_REL_RESTRICT),
+	EMH_MANY_TO_MANY(cr_parent, tags, &cr_tag_entity, &cr_join_entity, "parent_id", "tag_id"),
+};
+static const emh_field cr_child_fields[] = {
+	EMH_FIELD(cr_child, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(cr_child, parent_id, EMH_T_INT64, EMH_F_INDEXED),
+	EMH_FIELD(cr_child, label, EMH_T_TEXT, 0),
+	EMH_BELONGS_TO(cr_child, parent, &cr_parent_entity, "parent_id", EMH_REL_CHECKED),
+};
+static const emh_field cr_tag_fields[] = {
+	EMH_FIELD(cr_tag, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(cr_tag, name, EMH_T_TEXT, 0),
+};
+static const emh_field cr_join_fields[] = {
+	EMH_FIELD(cr_join, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(cr_join, parent_id, EMH_T_INT64, EMH_F_INDEXED),
+	EMH_FIELD(cr_join, tag_id, EMH_T_INT64, 0),
+};
+static const emh_field cr_owner_fields[] = {
+	EMH_FIELD(cr_owner, code, EMH_T_TEXT, EMH_F_PK),
+	EMH_FIELD(cr_owner, name, EMH_T_TEXT, 0),
+};
+static const emh_field cr_item_fields[] = {
+	EMH_FIELD(cr_item, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(cr_item, owner_code, EMH_T_TEXT, EMH_F_INDEXED),
+	EMH_BELONGS_TO(cr_item, owner, &cr_owner_entity, "owner_code", EMH_REL_CHECKED),
+};
+static emh_entity cr_parent_entity = EMH_ENTITY(cr_parent, rel_tables[R_PARENT], cr_parent_fields);
+static emh_entity cr_child_entity = EMH_ENTITY(cr_child, rel_tables[R_CHILD], cr_child_fields);
+static emh_entity cr_tag_entity = EMH_ENTITY(cr_tag, rel_tables[R_TAG], cr_tag_fields);
+static emh_entity cr_join_entity = EMH_ENTITY(cr_join, rel_tables[R_JOIN], cr_join_fields);
+static emh_entity cr_owner_entity = EMH_ENTITY(cr_owner, rel_tables[R_OWNER], cr_owner_fields);
+static emh_entity cr_item_entity = EMH_ENTITY(cr_item, rel_tables[R_ITEM], cr_item_fields);
+static const char *const rel_suffix[R__N] = {"rparent", "rchild", "rtag", "rjoin", "rowner", "ritem"};
+
 static const char *const table_suffix[T__N] = {"all", "q", "user", "kv", "thr", "unreg"};
 
 #define OTHER_CTX "conf_other"
@@ -594,6 +673,8 @@ static void suite_entities(suite *s)
 	s->pid = (long)getpid();
 	for (int t = 0; t < T__N; t++)
 		snprintf(s->tables[t], sizeof s->tables[t], "conf_%ld_%s", s->pid, table_suffix[t]);
+	for (int t = 0; t < R__N; t++)
+		snprintf(rel_tables[t], sizeof rel_tables[t], "conf_%ld_%s", s->pid, rel_suffix[t]);
 	s->e[T_ALL] = (emh_entity)EMH_ENTITY(conf_all, s->tables[T_ALL], conf_all_fields);
 	s->e[T_Q] = (emh_entity)EMH_ENTITY(conf_q, s->tables[T_Q], conf_q_fields);
 	s->e[T_USER] = (emh_entity)EMH_ENTITY(conf_user, s->tables[T_USER], conf_user_fields);
@@ -2539,6 +2620,247 @@ static void t_threads(suite *s)
 	emh_em_close(em);
 }
 
+/* ---- relations ---- */
+
+/* Queries context ctx has received so far. */
+static uint64_t ctx_queries(suite *s, const char *ctx)
+{
+	emh_context_info *ci = NULL;
+	size_t n = 0;
+	emh_error err;
+	uint64_t q = 0;
+	if (emh_host_contexts(s->h, &ci, &n, &err) != 0)
+		bail("emh_host_contexts: %s", err.message);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(ci[i].name, ctx) == 0)
+			q = ci[i].queries;
+	emh_context_info_free(ci, n);
+	return q;
+}
+
+#define REL_PARENTS 1200 /* past EMH_QUERY_MAX_IN: two IN lists */
+#define REL_SMALL 30
+
+static void t_relations_here(suite *s)
+{
+	emh_error err;
+	int rc;
+	const emh_entity *ents[] = {&cr_parent_entity, &cr_child_entity, &cr_tag_entity, &cr_join_entity};
+	for (size_t i = 0; i < 4; i++)
+		if ((rc = emh_host_register_entity(s->h, s->ctx, ents[i], &err)) != 0)
+			break;
+	if (rc == 0)
+		rc = emh_host_sync_schema(s->h, s->ctx, &err);
+	if (!OK_RC(rc, err, "relations: register and sync parents, children, tags and their join"))
+		return;
+	emh_em *em = xfork(s, NULL);
+	emh_repo *rp = xrepo(em, &cr_parent_entity), *rc_ = xrepo(em, &cr_child_entity), *rt = xrepo(em, &cr_tag_entity),
+		 *rj = xrepo(em, &cr_join_entity);
+	void *pv[REL_PARENTS], *tv[3];
+	for (size_t i = 0; i < REL_PARENTS; i++) {
+		emh_repo_new(rp, &pv[i], &err);
+		((cr_parent *)pv[i])->name = "p";
+	}
+	for (size_t i = 0; i < 3; i++) {
+		emh_repo_new(rt, &tv[i], &err);
+		((cr_tag *)tv[i])->name = i == 0 ? "red" : i == 1 ? "green" : "blue";
+	}
+	rc = emh_em_flush(em, &err);
+	if (!OK_RC(rc, err, "insert %d parents and 3 tags", REL_PARENTS)) {
+		emh_em_close(em);
+		return;
+	}
+	size_t nchildren = 0;
+	for (size_t i = 0; i < REL_PARENTS; i++) {
+		for (size_t k = 0; k < (i < REL_SMALL ? i % 3 : i % 200 == 0); k++, nchildren++) {
+			void *c;
+			emh_repo_new(rc_, &c, &err);
+			((cr_child *)c)->parent_id = ((cr_parent *)pv[i])->id;
+			((cr_child *)c)->label = "c";
+		}
+		if (i < REL_SMALL) {
+			void *j;
+			emh_repo_new(rj, &j, &err);
+			((cr_join *)j)->parent_id = ((cr_parent *)pv[i])->id;
+			((cr_join *)j)->tag_id = ((cr_tag *)tv[i % 3])->id;
+		}
+	}
+	rc = emh_em_flush(em, &err);
+	OK_RC(rc, err, "insert %zu children with a checked reference to their parent", nchildren);
+	/* the objects die with their fork: keep the keys */
+	static int64_t pid[REL_PARENTS], tid[3];
+	for (size_t i = 0; i < REL_PARENTS; i++)
+		pid[i] = ((cr_parent *)pv[i])->id;
+	for (size_t i = 0; i < 3; i++)
+		tid[i] = ((cr_tag *)tv[i])->id;
+	emh_em_close(em);
+
+	/* has_many on a small batch, then a big one */
+	em = xfork(s, NULL);
+	void *small[REL_SMALL];
+	for (size_t i = 0; i < REL_SMALL; i++)
+		emh_repo_get(xrepo(em, &cr_parent_entity), emh_v_int64(pid[i]), &small[i], &err);
+	uint64_t q0 = ctx_queries(s, s->ctx);
+	rc = emh_em_load(em, small, REL_SMALL, "children", &err);
+	OK_RC(rc, err, "relations: load 'children' of %d parents", REL_SMALL);
+	is_int(ctx_queries(s, s->ctx) - q0, 1, "relations: one query for the batch");
+	bool each = true;
+	for (size_t i = 0; i < REL_SMALL; i++) {
+		const cr_parent *p = small[i];
+		each &= p->children.count == i % 3 && emh_em_loaded(em, p, "children");
+		for (size_t k = 0; k < p->children.count; k++)
+			each &= ((cr_child *)p->children.items[k])->parent_id == p->id;
+	}
+	ok(each, "relations: every parent has its children (none: loaded and empty)");
+	q0 = ctx_queries(s, s->ctx);
+	rc = emh_em_load(em, ((cr_parent *)small[5])->children.items, 2, "parent", &err);
+	ok(rc == 0 && ((cr_child *)((cr_parent *)small[5])->children.items[1])->parent == small[5] &&
+		   ctx_queries(s, s->ctx) == q0,
+	   "relations: belongs_to of managed parents: the same objects, no query");
+	q0 = ctx_queries(s, s->ctx);
+	rc = emh_em_load(em, small, REL_SMALL, "tags", &err);
+	OK_RC(rc, err, "relations: load 'tags' (many_to_many)");
+	is_int(ctx_queries(s, s->ctx) - q0, 2, "relations: many_to_many: the join rows, then the tags");
+	each = true;
+	for (size_t i = 0; i < REL_SMALL; i++) {
+		const cr_parent *p = small[i];
+		each &= p->tags.count == 1 && ((cr_tag *)p->tags.items[0])->id == tid[i % 3];
+	}
+	ok(each, "relations: every parent has its tag");
+	int64_t n = -1;
+	rc = emh_em_count_related(em, small[2], "children", &n, &err);
+	ok(rc == 0 && n == 2, "relations: emh_em_count_related counts 2 children");
+	emh_em_close(em);
+
+	em = xfork(s, NULL);
+	emh_repo *rp2 = xrepo(em, &cr_parent_entity);
+	emh_list all;
+	emh_query *q = xquery(rp2);
+	emh_q_order_by(q, "id", false);
+	rc = emh_repo_find(rp2, q, &all, &err);
+	if (OK_RC(rc, err, "relations: find the %d parents", REL_PARENTS) && all.count == REL_PARENTS) {
+		q0 = ctx_queries(s, s->ctx);
+		rc = emh_em_load(em, all.items, all.count, "children", &err);
+		OK_RC(rc, err, "relations: load 'children' of %d parents", REL_PARENTS);
+		is_int(ctx_queries(s, s->ctx) - q0, 2, "relations: %d keys, two IN lists of at most %d", REL_PARENTS,
+		       EMH_QUERY_MAX_IN);
+		size_t got = 0;
+		for (size_t i = 0; i < all.count; i++)
+			got += ((cr_parent *)all.items[i])->children.count;
+		is_int(got, nchildren, "relations: every child reached");
+	}
+	emh_em_close(em);
+
+	/* checked reference and on_delete restrict in one context */
+	em = xfork(s, NULL);
+	void *c, *p;
+	emh_repo_new(xrepo(em, &cr_child_entity), &c, &err);
+	((cr_child *)c)->parent_id = 999999999;
+	((cr_child *)c)->label = "orphan";
+	rc = emh_em_flush(em, &err);
+	if (expect_rc(rc, EMH_ECONFLICT, &err, "relations: a child of a missing parent: EMH_ECONFLICT"))
+		like_str(err.message, "999999999", "relations: the error names the missing key");
+	emh_em_clear(em);
+	rc = emh_repo_get(xrepo(em, &cr_parent_entity), emh_v_int64(pid[2]), &p, &err);
+	if (rc == 0)
+		rc = emh_em_remove(em, p, &err);
+	if (rc == 0)
+		rc = emh_em_flush(em, &err);
+	expect_rc(rc, EMH_ECONFLICT, &err, "relations: deleting a parent with children (restrict): EMH_ECONFLICT");
+	rc = emh_em_load(em, &p, 1, "children", &err);
+	for (size_t k = 0; rc == 0 && k < ((cr_parent *)p)->children.count; k++)
+		rc = emh_em_remove(em, ((cr_parent *)p)->children.items[k], &err);
+	if (rc == 0)
+		rc = emh_em_flush(em, &err);
+	OK_RC(rc, err, "relations: the parent deleted with its children in one flush");
+	emh_em_close(em);
+}
+
+/* A checked belongs_to with a text key, to an entity of a second context. */
+static void t_relations_across(suite *s)
+{
+	const char *other = "conf_rel_other";
+	emh_error err;
+	int rc;
+	if (!driver_loaded(s, "sqlite")) {
+		na("relations across two contexts", "the sqlite driver is not loaded (the second context is in-memory SQLite)");
+		return;
+	}
+	rc = emh_host_add_context(s->h, other, (const char *const[]){"driver", "sqlite", "path", ":memory:", NULL}, &err);
+	if (rc == 0)
+		rc = emh_host_register_entity(s->h, other, &cr_owner_entity, &err);
+	if (rc == 0)
+		rc = emh_host_register_entity(s->h, s->ctx, &cr_item_entity, &err);
+	if (rc == 0)
+		rc = emh_host_sync_schema(s->h, other, &err);
+	if (rc == 0)
+		rc = emh_host_sync_schema(s->h, s->ctx, &err);
+	if (!OK_RC(rc, err, "relations: owners in a second context '%s', items here", other))
+		return;
+	emh_em *fo = xfork(s, other), *fi = xfork(s, NULL);
+	rc = emh_em_link(fi, fo, &err);
+	const char *codes[] = {"a'b", "x", "z\\%"};
+	for (size_t i = 0; rc == 0 && i < 3; i++) {
+		void *o;
+		emh_repo_new(xrepo(fo, &cr_owner_entity), &o, &err);
+		((cr_owner *)o)->code = codes[i];
+		((cr_owner *)o)->name = "owner";
+	}
+	if (rc == 0)
+		rc = emh_em_flush(fo, &err);
+	for (size_t i = 0; rc == 0 && i < 6; i++) {
+		void *it;
+		emh_repo_new(xrepo(fi, &cr_item_entity), &it, &err);
+		((cr_item *)it)->owner_code = codes[i % 3];
+	}
+	uint64_t q0 = ctx_queries(s, other);
+	if (rc == 0)
+		rc = emh_em_flush(fi, &err);
+	OK_RC(rc, err, "relations: items referring to owners in '%s' (checked)", other);
+	is_int(ctx_queries(s, other) - q0, 1, "relations: their keys checked with one query there");
+	void *bad;
+	emh_repo_new(xrepo(fi, &cr_item_entity), &bad, &err);
+	((cr_item *)bad)->owner_code = "nobody";
+	rc = emh_em_flush(fi, &err);
+	if (expect_rc(rc, EMH_ECONFLICT, &err, "relations: an item of a missing owner: EMH_ECONFLICT")) {
+		like_str(err.message, other, "relations: the error names the owners' context");
+		like_str(err.message, s->ctx, "relations: and this one");
+	}
+	emh_em_close(fi);
+	emh_em_close(fo);
+
+	fo = xfork(s, other);
+	fi = xfork(s, NULL);
+	emh_em_link(fo, fi, NULL);
+	emh_list items;
+	rc = emh_repo_find(xrepo(fi, &cr_item_entity), NULL, &items, &err);
+	q0 = ctx_queries(s, other);
+	if (rc == 0)
+		rc = emh_em_load(fi, items.items, items.count, "owner", &err);
+	OK_RC(rc, err, "relations: load 'owner' of the items from the second context");
+	is_int(ctx_queries(s, other) - q0, 1, "relations: one query in the owners' context");
+	bool each = rc == 0 && items.count == 6;
+	for (size_t i = 0; each && i < items.count; i++) {
+		const cr_item *it = items.items[i];
+		each &= it->owner && strcmp(it->owner->code, it->owner_code) == 0;
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(((cr_item *)items.items[k])->owner_code, it->owner_code) == 0)
+				each &= ((cr_item *)items.items[k])->owner == it->owner;
+	}
+	ok(each, "relations: every item has its owner (text keys), one object per owner");
+	emh_em_close(fi);
+	emh_em_close(fo);
+	rc = emh_host_remove_context(s->h, other, &err);
+	OK_RC(rc, err, "relations: remove context '%s'", other);
+}
+
+static void t_relations(suite *s)
+{
+	diag("relations: has_many, belongs_to, many_to_many, counts and checks here; a belongs_to across contexts");
+	t_relations_here(s);
+	t_relations_across(s);
+}
+
 /* ---- tear down ---- */
 
 /* Drop every table of the suite through the driver (its drop member, or
@@ -2655,6 +2977,7 @@ int main(int argc, char **argv)
 		t_readonly_clear(&s);
 		t_errors(&s);
 		t_injection(&s);
+		t_relations(&s);
 		t_threads(&s);
 		cf_concurrency(&s);
 		suite_drop(&s);
