@@ -411,7 +411,9 @@ int emh_repo_remove(emh_repo *r, void *obj, emh_error *err);
  * this fork's arena; has_many lists are ordered by the target's primary key,
  * many_to_many lists by the join's.  Targets are loaded through the target
  * context's fork, so they honour its identity map (the same row is the same
- * object) and live until that fork closes.
+ * object) and live until that fork closes, and its global filters: a
+ * filtered target entity shows that fork's tenant only (EMH_ESTATE when its
+ * parameter is unset), and so do the checks of checked references.
  *
  * The target fork: in a scope, the scope's fork of the context the service
  * declared for the target entity (resolved when the service loaded);

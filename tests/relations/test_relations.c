@@ -172,6 +172,36 @@ static const emh_field emp_fields[] = {
 };
 static const emh_entity emp_entity = EMH_ENTITY(r_emp, "rel_emp", emp_fields);
 
+/* Shops (not filtered) and their items, filtered by tenant (EMH_F_FILTER). */
+typedef struct r_shop {
+	int64_t id;
+	const char *name;
+	emh_list items;
+} r_shop;
+typedef struct r_titem {
+	int64_t id;
+	int64_t shop_id;
+	const char *tenant;
+	const char *label;
+	struct r_shop *shop;
+} r_titem;
+static const emh_entity shop_entity, titem_entity;
+static const emh_field shop_fields[] = {
+	EMH_FIELD(r_shop, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(r_shop, name, EMH_T_TEXT, 0),
+	EMH_HAS_MANY(r_shop, items, &titem_entity, "shop_id", 0),
+};
+static const emh_field titem_fields[] = {
+	EMH_FIELD(r_titem, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(r_titem, shop_id, EMH_T_INT64, EMH_F_INDEXED),
+	EMH_FIELD(r_titem, tenant, EMH_T_TEXT, EMH_F_FILTER),
+	EMH_FIELD(r_titem, label, EMH_T_TEXT, 0),
+	EMH_BELONGS_TO(r_titem, shop, &shop_entity, "shop_id", EMH_REL_CHECKED),
+};
+static const emh_entity shop_entity = EMH_ENTITY(r_shop, "rel_shop", shop_fields);
+static const emh_entity titem_entity = EMH_ENTITY(r_titem, "rel_titem", titem_fields);
+static void t_filtered(emh_host *h);
+
 #define NUSERS 20
 #define NGROUPS 3
 #define MISSING_ID 900000000
@@ -1036,6 +1066,7 @@ static void t_registration(const fixture *fx)
 	ok(rc == EMH_ENOCONTEXT, "its objects have the merged relations (no fork holds posts here: EMH_ENOCONTEXT)");
 	emh_em_close(em);
 	t_self(h);
+	t_filtered(h);
 	emh_host_free(h);
 }
 
@@ -1156,6 +1187,77 @@ static void t_services(const fixture *fx)
 	emh_host_free(r.h);
 	fixture_release(&f2);
 	pthread_mutex_destroy(&r.mu);
+}
+
+/* A fork of tenant `tenant` (NULL: the parameter left unset). */
+static emh_em *tenant_fork(emh_host *h, const char *tenant)
+{
+	emh_error err;
+	emh_em *em = fixture_fork(h, NULL);
+	if (tenant && emh_em_set_param(em, "tenant", emh_v_text(tenant), &err))
+		bail("set tenant: %s", err.message);
+	return em;
+}
+
+/* What a relation reads stays inside the global filters, as a find does:
+ * eager loading a filtered entity shows the fork's tenant only, and with
+ * the parameter unset it is EMH_ESTATE, never an unfiltered read. */
+static void t_filtered(emh_host *h)
+{
+	emh_error err;
+	fixture_register(h, NULL, &shop_entity);
+	fixture_register(h, NULL, &titem_entity);
+	fixture_sync(h, NULL);
+	emh_em *em = tenant_fork(h, "a");
+	r_shop *shop = fixture_new(fixture_repo(em, &shop_entity));
+	shop->name = "corner";
+	if (emh_em_flush(em, &err))
+		bail("insert the shop: %s", err.message);
+	int64_t shop_id = shop->id;
+	for (int i = 0; i < 2; i++) {
+		r_titem *it = fixture_new(fixture_repo(em, &titem_entity));
+		it->shop_id = shop_id;
+		it->label = "a's";
+	}
+	check(emh_em_flush(em, &err), &err, "filtered: tenant a's two items");
+	emh_em_close(em);
+	em = tenant_fork(h, "b");
+	r_titem *bi = fixture_new(fixture_repo(em, &titem_entity));
+	bi->shop_id = shop_id;
+	bi->label = "b's";
+	check(emh_em_flush(em, &err), &err, "filtered: tenant b's item in the same shop (a checked reference)");
+	emh_em_close(em);
+
+	em = tenant_fork(h, "a");
+	void *sv = NULL;
+	if (emh_repo_get(fixture_repo(em, &shop_entity), emh_v_int64(shop_id), &sv, &err))
+		bail("get the shop: %s", err.message);
+	int rc = emh_em_load(em, &sv, 1, "items", &err);
+	check(rc, &err, "filtered: tenant a loads the shop's items");
+	shop = sv;
+	bool only_a = shop->items.count == 2;
+	for (size_t i = 0; i < shop->items.count; i++)
+		only_a = only_a && strcmp(((r_titem *)shop->items.items[i])->tenant, "a") == 0;
+	ok(only_a, "filtered: a relation load sees tenant a's 2 items, not b's (got %zu)", shop->items.count);
+	emh_em_close(em);
+
+	em = tenant_fork(h, "b");
+	emh_query *q = fixture_query(fixture_repo(em, &shop_entity));
+	emh_q_with(q, "items");
+	emh_list shops;
+	rc = emh_repo_find(fixture_repo(em, &shop_entity), q, &shops, &err);
+	check(rc, &err, "filtered: tenant b finds shops with their items (emh_q_with)");
+	ok(rc == 0 && shops.count == 1 && ((r_shop *)shops.items[0])->items.count == 1 &&
+		   strcmp(((r_titem *)((r_shop *)shops.items[0])->items.items[0])->label, "b's") == 0,
+	   "filtered: ... and sees its one item only");
+	emh_em_close(em);
+
+	em = tenant_fork(h, NULL);
+	if (emh_repo_get(fixture_repo(em, &shop_entity), emh_v_int64(shop_id), &sv, &err))
+		bail("get the shop: %s", err.message);
+	rc = emh_em_load(em, &sv, 1, "items", &err);
+	is_int(rc, EMH_ESTATE, "filtered: with the tenant unset a relation load is EMH_ESTATE");
+	emh_em_close(em);
 }
 
 int main(void)
