@@ -493,7 +493,8 @@ static int agg_check(emh_repo *r, const emh_query *q, const emh_agg *a, emh_erro
 	emh_em *em = emh_repo_em(r);
 	const emh_entity *e = r->m->pub.entity;
 	int rc = emh__em_check_query(r, q, err);
-	if (rc || (rc = emh__em_refuse_lock(em, q, "an aggregate", err)) != 0)
+	if (rc || (rc = emh__em_refuse_lock(em, q, "an aggregate", err)) != 0 ||
+	    (rc = emh__em_refuse_with(em, q, "an aggregate", err)) != 0)
 		return rc;
 	if (!a)
 		rc = emh_error_set(err, EMH_EINVAL, "emh_repo_aggregate: no aggregate specification given");

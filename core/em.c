@@ -769,6 +769,16 @@ int emh__em_refuse_lock(emh_em *em, const emh_query *q, const char *what, emh_er
 					  what, q->e->name), err);
 }
 
+int emh__em_refuse_with(emh_em *em, const emh_query *q, const char *what, emh_error *err)
+{
+	if (!q || !q->nwith)
+		return 0;
+	return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
+					  "%s of '%s' loads no relations: emh_q_with('%s') is for emh_repo_find, "
+					  "_find_one and _find_page (emh_em_load loads relations of any objects)",
+					  what, q->e->name, q->with[0]), err);
+}
+
 static const char *const lock_names[] = {"", "FOR UPDATE", "FOR SHARE"};
 static const char *const wait_names[] = {"", " NOWAIT", " SKIP LOCKED"};
 
@@ -957,6 +967,7 @@ int emh_repo_count(emh_repo *r, const emh_query *q, int64_t *n, emh_error *err)
 	*n = 0;
 	int rc = emh__em_check_query(r, q, err);
 	if (rc || (rc = emh__em_refuse_lock(r->em, q, "a count", err)) != 0 ||
+	    (rc = emh__em_refuse_with(r->em, q, "a count", err)) != 0 ||
 	    (rc = emh__em_filter(r->em, r->m, q, &q, err)) != 0)
 		return rc;
 	return count_run(r->em, r->m, q, n, err);
@@ -989,12 +1000,14 @@ int emh_repo_find_page(emh_repo *r, const emh_query *q, emh_page *out, emh_error
 	int64_t limit = q ? q->limit : -1, offset = q && q->offset > 0 ? q->offset : 0;
 	if ((limit < 0 || (int64_t)ls.n < limit) && (ls.n > 0 || offset == 0)) {
 		out->total = offset + (int64_t)ls.n;
-		return 0;
+	} else {
+		const emh_query *fq;
+		if ((rc = emh__em_filter(r->em, r->m, q, &fq, err)) != 0 ||
+		    (rc = count_run(r->em, r->m, fq, &out->total, err)) != 0)
+			return rc;
 	}
-	const emh_query *fq;
-	if ((rc = emh__em_filter(r->em, r->m, q, &fq, err)) != 0)
-		return rc;
-	return count_run(r->em, r->m, fq, &out->total, err);
+	/* the page's relations, as emh_repo_find loads them */
+	return q && q->nwith ? emh__rel_load_with(r->em, q, out->items, out->count, err) : 0;
 }
 
 /* The query of one key, locked as lock/wait say, and filtered (a filtered

@@ -225,6 +225,9 @@ int emh__em_check_query(emh_repo *r, const emh_query *q, emh_error *err);
 /* EMH_EINVAL when q (checked) is locked (emh_q_lock): for the calls that
  * load no objects to lock ("a count", "an aggregate", ...: what). */
 int emh__em_refuse_lock(emh_em *em, const emh_query *q, const char *what, emh_error *err);
+/* EMH_EINVAL naming what (an aggregate, an iterator, a count) when q has
+ * relation paths to load (emh_q_with): only the finds load them. */
+int emh__em_refuse_with(emh_em *em, const emh_query *q, const char *what, emh_error *err);
 /* Mark every object of m in the fork's identity map stale (a set-based write ran). */
 void emh__em_mark_stale(emh_em *em, emh__meta *m);
 

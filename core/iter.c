@@ -60,6 +60,7 @@ int emh_repo_iter(emh_repo *r, const emh_query *q, emh_iter **out, emh_error *er
 	const emh_entity *e = m->pub.entity;
 	int rc = emh__em_check_query(r, q, err);
 	if (rc || (rc = emh__em_refuse_lock(em, q, "an iterator", err)) != 0 ||
+	    (rc = emh__em_refuse_with(em, q, "an iterator", err)) != 0 ||
 	    (rc = emh__em_filter(em, m, q, &q, err)) != 0)
 		return rc;
 	emh_iter *it = calloc(1, sizeof *it);

@@ -177,10 +177,10 @@ static int where_check(emh_repo *r, const emh_query **qp, const char *call, emh_
 	int rc = emh__em_check_query(r, q, err);
 	if (rc)
 		return rc;
-	if (q && (q->norder || q->limit >= 0 || q->offset >= 0 || q->lock))
+	if (q && (q->norder || q->limit >= 0 || q->offset >= 0 || q->lock || q->nwith))
 		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
 						  "%s on '%s': the query may hold conditions only (no order, limit, "
-						  "offset or lock)",
+						  "offset, lock or relations to load)",
 						  call, e->name), err);
 	if (q && q->unfiltered && r->m->filters)
 		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,

@@ -108,10 +108,14 @@ void emh_q_offset(emh_query *q, int64_t n);
 void emh_q_unfiltered(emh_query *q);
 /*
  * Eager-load relation path (as emh_em_load: "author", "posts.comments") on
- * the objects emh_repo_find / emh_repo_find_one return, right after the
- * find: one query per target context per level, whatever the number of
- * rows.  Repeatable (each path is loaded, in the order given; at most 8).
- * An unknown relation is reported by the find.
+ * the objects emh_repo_find / emh_repo_find_one / emh_repo_find_page
+ * return, right after the find: one query per target context per level,
+ * whatever the number of rows.  Repeatable (each path is loaded, in the
+ * order given; at most 8).  An unknown relation is reported by the find.
+ * What loads no objects to fill refuses such a query with EMH_EINVAL rather
+ * than ignore the paths: emh_repo_count, emh_repo_iter (call emh_em_load
+ * on the objects it returns), emh_repo_aggregate, update_where and
+ * delete_where.
  */
 void emh_q_with(emh_query *q, const char *path);
 

@@ -22,6 +22,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <emhost/aggregate.h>
 #include <emhost/emhost.h>
 #include <emhost/service.h>
 
@@ -1250,6 +1251,35 @@ static void t_filtered(emh_host *h)
 	ok(rc == 0 && shops.count == 1 && ((r_shop *)shops.items[0])->items.count == 1 &&
 		   strcmp(((r_titem *)((r_shop *)shops.items[0])->items.items[0])->label, "b's") == 0,
 	   "filtered: ... and sees its one item only");
+	emh_em_close(em);
+
+	/* emh_q_with on a page loads as a find does; what loads no objects refuses it */
+	em = tenant_fork(h, "a");
+	emh_repo *rs = fixture_repo(em, &shop_entity);
+	q = fixture_query(rs);
+	emh_q_with(q, "items");
+	emh_q_limit(q, 1);
+	emh_page pg;
+	rc = emh_repo_find_page(rs, q, &pg, &err);
+	check(rc, &err, "with: find_page of shops with their items");
+	ok(rc == 0 && pg.count == 1 && pg.total == 1 && emh_em_loaded(em, pg.items[0], "items") &&
+		   ((r_shop *)pg.items[0])->items.count == 2,
+	   "with: the page's shop has its (tenant a's) 2 items loaded");
+	int64_t n = 0;
+	is_int(emh_repo_count(rs, q, &n, &err), EMH_EINVAL, "with: a count of such a query is EMH_EINVAL");
+	emh_iter *it = NULL;
+	is_int(emh_repo_iter(rs, q, &it, &err), EMH_EINVAL, "with: an iterator over it is EMH_EINVAL");
+	emh_iter_close(it);
+	emh_agg *a = NULL;
+	if (emh_repo_agg(rs, &a, &err))
+		bail("agg: %s", err.message);
+	emh_agg_count(a, NULL);
+	emh_rows *rows = NULL;
+	q = fixture_query(rs);
+	emh_q_with(q, "items");
+	is_int(emh_repo_aggregate(rs, q, a, &rows, &err), EMH_EINVAL, "with: an aggregate of it is EMH_EINVAL");
+	is_int(emh_repo_delete_where(rs, q, &n, &err), EMH_EINVAL, "with: delete_where of it is EMH_EINVAL");
+	ok(strstr(err.message, "relations") != NULL, "with: ... saying why: %s", err.message);
 	emh_em_close(em);
 
 	em = tenant_fork(h, NULL);
