@@ -7,22 +7,23 @@ if HAVE_DAEMON
 servicedir = $(pkglibdir)/services
 service_LTLIBRARIES = services/users.la services/analytics.la services/profile.la services/shop.la
 SERVICE_LDFLAGS = -module -avoid-version -no-undefined -export-symbols-regex '^emh_service_descriptor$$'
-SERVICE_COMMON = services/common/svc.c services/common/svc.h services/common/entities.h
+SERVICE_COMMON = services/common/entities.h
 
 services_users_la_SOURCES = services/users/users.c $(SERVICE_COMMON)
 services_users_la_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS)
 services_users_la_LDFLAGS = $(SERVICE_LDFLAGS)
-services_users_la_LIBADD = core/libemhost.la $(MHD_LIBS)
+services_users_la_LIBADD = core/web/libemhost-web.la core/libemhost.la $(MHD_LIBS)
 
 services_analytics_la_SOURCES = services/analytics/analytics.c $(SERVICE_COMMON)
 services_analytics_la_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS)
 services_analytics_la_LDFLAGS = $(SERVICE_LDFLAGS)
-services_analytics_la_LIBADD = core/libemhost.la $(MHD_LIBS)
+services_analytics_la_LIBADD = core/web/libemhost-web.la core/libemhost.la $(MHD_LIBS)
 
 services_profile_la_SOURCES = services/profile/profile.c $(SERVICE_COMMON)
 services_profile_la_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS)
 services_profile_la_LDFLAGS = $(SERVICE_LDFLAGS)
-services_profile_la_LIBADD = core/libemhost.la $(MHD_LIBS)
+services_profile_la_LIBADD = core/web/libemhost-web.la core/libemhost.la $(MHD_LIBS)
+
 # the shop example: the toolkit alone (emhost/web.h), no helper of its own
 services_shop_la_SOURCES = services/shop/shop.c
 services_shop_la_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS)

@@ -342,3 +342,28 @@ int emh_web_retry(emh_scope *scope, emh_web_work_fn fn, void *ud, int max_attemp
 		sleep_us(cap / 2 + (long)(rand_r(&seed) % (unsigned)(cap / 2 + 1)));
 	}
 }
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int emh_web_flush(emh_em *em, emh_error *err)
+{
+	int64_t start = mono_ms();
+	long pause_ms = 2;
+	for (int attempt = 1;; attempt++) {
+		int rc = emh_em_flush(em, err);
+		if (rc != EMH_ERETRY || attempt >= EMH_WEB_FLUSH_TRIES)
+			return rc;
+		/* one try may itself wait a whole busy timeout: the budget is
+		 * for all of them, and no try starts past it */
+		if (mono_ms() - start + pause_ms >= EMH_WEB_FLUSH_BUDGET_MS)
+			return rc;
+		sleep_us(pause_ms * 1000);
+		if (pause_ms < 100)
+			pause_ms *= 2;
+	}
+}

@@ -195,6 +195,22 @@ typedef int (*emh_web_work_fn)(emh_scope *scope, void *ud, emh_error *err);
  */
 int emh_web_retry(emh_scope *scope, emh_web_work_fn fn, void *ud, int max_attempts, emh_error *err);
 
+/* emh_web_flush's limits: tries, and the time after which no new try starts. */
+#define EMH_WEB_FLUSH_TRIES 10
+#define EMH_WEB_FLUSH_BUDGET_MS 2000
+
+/*
+ * emh_em_flush, tried again while it fails with EMH_ERETRY (a deadlock, a
+ * serialization failure, a busy SQLite: what the driver says to retry),
+ * with a growing pause, at most EMH_WEB_FLUSH_TRIES times and never
+ * starting a try EMH_WEB_FLUSH_BUDGET_MS after the first (one try may wait
+ * a whole busy timeout).  A failed flush leaves the fork as it was, so the
+ * same changes are sent again; for a unit of work that must reload what it
+ * read, use emh_web_retry.  A last EMH_ERETRY is returned as it is (503
+ * with Retry-After).
+ */
+int emh_web_flush(emh_em *em, emh_error *err);
+
 /* ---- OpenAPI ---- */
 
 /*
