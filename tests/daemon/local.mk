@@ -139,6 +139,8 @@ bench-http: $(BENCH_HTTP_PROG) $(BENCH_HTTP_DEPS)
 if HAVE_DAEMON
 if HAVE_SQLITE
 TESTS += tests/daemon/listen.sh tests/daemon/preflight.sh tests/daemon/ops.sh
+# GET /_emhost/openapi.json checked by a real OpenAPI 3.1 validator (npm, cached)
+TESTS += tests/daemon/openapi.sh
 endif
 endif
-EXTRA_DIST += tests/daemon/listen.sh tests/daemon/preflight.sh tests/daemon/ops.sh
+EXTRA_DIST += tests/daemon/listen.sh tests/daemon/preflight.sh tests/daemon/ops.sh tests/daemon/openapi.sh
