@@ -148,7 +148,8 @@ static const char *const error_statuses[][2] = {
 	{"503", "a database is unavailable: retry later (see Retry-After)"},
 };
 
-static json_t *operation(const char *svc, const emh_service *d, const emh_route *r, json_t *params, json_t *schemas)
+static json_t *operation(const char *svc, const emh_service *d, const emh_route *r, json_t *params, json_t *schemas,
+			 json_t *ids)
 {
 	const emh_route_doc *doc = r->doc;
 	unsigned flags = doc ? doc->flags : 0;
@@ -157,6 +158,10 @@ static json_t *operation(const char *svc, const emh_service *d, const emh_route 
 	for (const char *p = r->path; *p && o + 1 < sizeof opid; p++)
 		opid[o++] = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ? *p : '_';
 	opid[o] = '\0';
+	/* "/a-b" and "/a_b" read alike: a later one gets a number */
+	for (int n = 2; json_object_get(ids, opid) && n < 1000 && o + 5 < sizeof opid; n++)
+		snprintf(opid + o, sizeof opid - o, "_%d", n);
+	json_object_set_new(ids, opid, json_true());
 	json_t *op = json_pack("{s:s,s:[s]}", "operationId", opid, "tags", svc);
 	if (doc && doc->summary)
 		json_object_set_new(op, "summary", json_string(doc->summary));
@@ -226,8 +231,8 @@ static void lower(char *s)
 
 json_t *emh_web_openapi(emh_services *s, const char *title)
 {
-	json_t *paths = json_object(), *schemas = json_object();
-	if (!paths || !schemas)
+	json_t *paths = json_object(), *schemas = json_object(), *ids = json_object();
+	if (!paths || !schemas || !ids)
 		goto oom;
 	json_object_set_new(schemas, "Error", error_schema());
 	emh_svc *svc;
@@ -254,14 +259,16 @@ json_t *emh_web_openapi(emh_services *s, const char *title)
 				item = json_object();
 				json_object_set_new(paths, path, item);
 			}
-			json_object_set_new(item, method, operation(mount, d, r, params, schemas));
+			json_object_set_new(item, method, operation(mount, d, r, params, schemas, ids));
 			json_decref(params);
 		}
 	}
+	json_decref(ids);
 	return json_pack("{s:s,s:{s:s,s:s},s:o,s:{s:o}}", "openapi", "3.1.0", "info", "title", title ? title : "emhost",
 			 "version", PACKAGE_VERSION, "paths", paths, "components", "schemas", schemas);
 oom:
 	json_decref(paths);
 	json_decref(schemas);
+	json_decref(ids);
 	return NULL;
 }

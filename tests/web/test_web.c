@@ -399,12 +399,21 @@ static void test_refusals(void)
 	static const emh_route shadow3[] = {EMH_ROUTE("PUT", "/a/:id", r_dummy), EMH_ROUTE("PUT", "/a/12", r_dummy)};
 	refused(shadow3, 2, "PUT /a/:id and PUT /a/12", "an int parameter and a numeric literal");
 	static const emh_route fine[] = {EMH_ROUTE("GET", "/a/:id", r_dummy), EMH_ROUTE("GET", "/a/all", r_dummy),
-					 EMH_ROUTE("POST", "/a/{n:text}", r_dummy)};
+					 EMH_ROUTE("POST", "/a/{n:text}", r_dummy), EMH_ROUTE("GET", "/x-y", r_dummy),
+					 EMH_ROUTE("GET", "/x_y", r_dummy)};
 	emh_error err;
 	emh_services *svcs;
 	emh_services_new(host, &svcs, &err);
-	emh_service d = {EMH_SERVICE_HEADER, .name = "fine", .version = "1", .routes = fine, .nroutes = 3};
+	emh_service d = {EMH_SERVICE_HEADER, .name = "fine", .version = "1", .routes = fine, .nroutes = 5};
 	is_int(emh_services_add(svcs, &d, NULL, &err), 0, "an int parameter beside a word, another method: no shadow");
+	json_t *doc = emh_web_openapi(svcs, NULL);
+	json_t *paths = json_object_get(doc, "paths");
+	const char *id1 = json_string_value(json_object_get(json_object_get(json_object_get(paths, "/fine/x-y"), "get"),
+							    "operationId"));
+	const char *id2 = json_string_value(json_object_get(json_object_get(json_object_get(paths, "/fine/x_y"), "get"),
+							    "operationId"));
+	ok(id1 && id2 && strcmp(id1, id2) != 0, "paths that read alike get distinct operationIds (%s, %s)", id1, id2);
+	json_decref(doc);
 	emh_services_free(svcs);
 	static const emh_route badpat[] = {EMH_ROUTE("GET", "/a/{n:float}", r_dummy)};
 	refused(badpat, 1, "parameter 'n' has type 'float'", "an unknown parameter type");
