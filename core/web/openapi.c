@@ -151,7 +151,11 @@ static const char *const error_statuses[][2] = {
 static json_t *operation(const char *svc, const emh_service *d, const emh_route *r, json_t *params, json_t *schemas,
 			 json_t *ids)
 {
-	const emh_route_doc *doc = r->doc;
+	/* a zero-extended copy: a doc built with fewer members reads the rest as 0 */
+	emh_route_doc dc = {0};
+	if (r->doc)
+		memcpy(&dc, r->doc, r->doc->struct_size < sizeof dc ? r->doc->struct_size : sizeof dc);
+	const emh_route_doc *doc = r->doc ? &dc : NULL;
 	unsigned flags = doc ? doc->flags : 0;
 	char opid[256];
 	size_t o = (size_t)snprintf(opid, sizeof opid, "%s_%s", svc, r->method);

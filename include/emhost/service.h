@@ -13,8 +13,19 @@
  *       EMH_SERVICE_HEADER,
  *       .name = "users", .version = "1.0",
  *       .needs = users_needs, .nneeds = EMH_NEEDS_COUNT(users_needs),
- *       .handle = users_handle,
+ *       .routes = users_routes, .nroutes = EMH_ROUTES_COUNT(users_routes),
  *   };
+ *
+ * where users_routes is a table of declared routes (ABI 1.1, see emh_route):
+ *
+ *   static const emh_route users_routes[] = {
+ *       EMH_ROUTE("GET", "/:id", get_user),   // GET /users/42
+ *       EMH_ROUTE("POST", "", create_user),    // POST /users
+ *   };
+ *
+ * (A 1.0 module has one handle function instead, and keeps working.)  The
+ * toolkit for what handlers do -- JSON of entities, standard answers,
+ * listings, OpenAPI -- is emhost/web.h (libemhost-web).
  *
  * The loader opens the file with RTLD_NOW | RTLD_LOCAL, checks the ABI major
  * and struct_size, copies min(struct_size, sizeof(emh_service)) bytes into a
