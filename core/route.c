@@ -143,6 +143,17 @@ static bool seg_overlap(const seg *a, const seg *b)
 	return true; /* two parameters: an integer is text too */
 }
 
+/* Is method m one of the ", "-separated list? (A token, not a substring:
+ * "GE" is not in "GET".) */
+static bool list_has(const char *list, const char *m)
+{
+	size_t n = strlen(m);
+	for (const char *p = list; (p = strstr(p, m)); p += n)
+		if ((p == list || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
 static bool method_valid(const char *m)
 {
 	if (!m || !*m || strlen(m) > 16)
@@ -344,7 +355,7 @@ int emh__routes_dispatch(emh_scope *scope, const emh_svc *svc, const emh_request
 		const emh_route *r = &d->routes[i];
 		pattern_parse(r->path, pat, &np, why, sizeof why);
 		if (strcmp(r->method, method) != 0) {
-			if (route_match(pat, np, path, n, NULL, NULL) && !strstr(allow, r->method))
+			if (route_match(pat, np, path, n, NULL, NULL) && !list_has(allow, r->method))
 				emh__list_add(allow, sizeof allow, r->method);
 			continue;
 		}

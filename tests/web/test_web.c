@@ -105,6 +105,8 @@ static const emh_route routes[] = {
 	EMH_ROUTE("GET", "/items/:id", r_get),
 	EMH_ROUTE("DELETE", "/items/{id:int64}", r_get),
 	EMH_ROUTE("GET", "/by-name/{name:text}", r_name),
+	EMH_ROUTE("GE", "/items/:id", r_get), /* a method inside another's name */
+	EMH_ROUTE("PUT", "/items/{id:int64}", r_get),
 };
 
 static const emh_service web_svc = {
@@ -304,7 +306,7 @@ static void test_routes(void)
 	       EMH_ENOTFOUND, "an id beyond int64 matches no route");
 	is_int(call(svcs, "shopweb", "PATCH", "/items/1", NULL, NULL, 0, NULL, res, &err), 0, "a wrong method answers");
 	is_int(emh_response_status(res), 405, "405");
-	is_str(res_header(res, "Allow"), "GET, DELETE", "Allow lists the path's methods");
+	is_str(res_header(res, "Allow"), "GET, DELETE, GE, PUT", "Allow lists the path's methods, each once");
 	json_t *j = res_json(res);
 	is_str(json_string_value(json_object_get(json_object_get(j, "error"), "code")), "method_not_allowed",
 	       "with the standard error body");
