@@ -9,7 +9,7 @@ core_libemhost_core_la_SOURCES = \
 	core/loader.c core/probe.c core/host.c core/context.c core/reload.c core/meta.c core/pool.c \
 	core/entity.c core/query.c core/buf.c core/sql.c core/em_int.h core/em.c core/uow.c \
 	core/sql_int.h core/sql_where.c core/where.c core/sql_agg.c core/aggregate.c core/filter.c \
-	core/iter.c core/service.c core/scope.c core/response.c core/qlog.h core/qlog.c
+	core/iter.c core/service.c core/route.c core/scope.c core/response.c core/qlog.h core/qlog.c
 core_libemhost_core_la_CFLAGS = $(AM_CFLAGS) $(LIBCONFIG_CFLAGS)
 core_libemhost_core_la_LIBADD = $(LIBCONFIG_LIBS) $(EMH_PTHREAD_LIBS)
 

@@ -81,12 +81,34 @@ int emh_scope_handle(emh_scope *scope, const emh_request *req, emh_response *res
 	if (!err)
 		err = &scratch;
 	emh_error_clear(err);
-	int rc = scope->svc->desc.handle(scope, req, res, err);
+	/* the 1.0 members only: a caller built against 1.0 has no more, and the
+	 * 1.1 ones (params, route) are the router's to set */
+	emh_request r = {
+		.method = req->method, .path = req->path ? req->path : "", .query = req->query,
+		.args = req->args, .nargs = req->nargs, .headers = req->headers, .nheaders = req->nheaders,
+		.body = req->body, .body_len = req->body_len,
+	};
+	int rc = scope->svc->desc.nroutes ? emh__routes_dispatch(scope, scope->svc, &r, res, err)
+					  : scope->svc->desc.handle(scope, &r, res, err);
 	if (rc && err->code != rc) {
 		/* the handler returned a code without saying why */
 		emh_error_set(err, rc, "service '%s': %s", scope->svc->name, emh_strerror(rc));
 	}
 	return rc;
+}
+
+void emh_scope_reset(emh_scope *scope)
+{
+	if (!scope)
+		return;
+	for (size_t i = 0; i < scope->svc->nctx; i++) {
+		emh_em *em = scope->ems[i];
+		if (!em)
+			continue;
+		while (emh_em_tx_depth(em) > 0 && emh_em_rollback(em, NULL) == 0)
+			;
+		emh_em_clear(em);
+	}
 }
 
 static const emh__em_owner scope_owner;

@@ -119,10 +119,13 @@ static int desc_check(const emh_service *src, size_t sym_size, emh_service *loca
 		snprintf(why, cap, "service '%s': descriptor has no version", local->name);
 		return EMH_EPLUGIN;
 	}
-	if (!local->handle) {
-		snprintf(why, cap, "service '%s': required member handle is NULL", local->name);
+	if (!local->handle && !local->nroutes) {
+		snprintf(why, cap, "service '%s': required member handle is NULL (and no routes are declared)",
+			 local->name);
 		return EMH_EPLUGIN;
 	}
+	if (emh__routes_check(local, why, cap) != 0)
+		return EMH_EPLUGIN;
 	if (local->nneeds > SVC_MAX_NEEDS || (local->nneeds && !local->needs)) {
 		snprintf(why, cap, "service '%s': needs array is missing or longer than %d", local->name,
 			 SVC_MAX_NEEDS);

@@ -76,4 +76,14 @@ const char *emh__declared_list(const emh_service *d, char *buf, size_t cap);
 /* The service mounted as name, or NULL.  s->lock held (either side). */
 emh_svc *emh__services_find_locked(const emh_services *s, const char *name);
 
+/* ---- route.c ---- */
+
+/* Check the descriptor's route table (patterns, functions, shadowing pairs);
+ * -1 with why naming the service and the route(s). */
+int emh__routes_check(const emh_service *d, char *why, size_t cap);
+/* Match req against the service's routes and run the route (or handle, or
+ * answer 405, or EMH_ENOTFOUND). */
+int emh__routes_dispatch(emh_scope *scope, const emh_svc *svc, const emh_request *req, emh_response *res,
+			 emh_error *err);
+
 #endif

@@ -32,3 +32,5 @@ $(word 2,$(emh_fault_logs)): $(word 1,$(emh_fault_logs))
 $(word 3,$(emh_fault_logs)): $(word 2,$(emh_fault_logs))
 $(word 4,$(emh_fault_logs)): $(word 3,$(emh_fault_logs))
 $(word 5,$(emh_fault_logs)): $(word 4,$(emh_fault_logs))
+include $(srcdir)/tests/web/local.mk
+include $(srcdir)/tests/docs/local.mk

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <emhost/web.h>
+
 #include "httpd_int.h"
 
 size_t emhd_route(const char *uri, const char **name)
@@ -86,10 +88,10 @@ void emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_respon
 			rc = 0;
 		}
 	}
-	if (rc) {
-		emh_response_reset(res);
-		emhd__res_emh_error(h, c->uri, res, &err);
-	}
+	/* a handler's own 4xx error body (per-field errors) is kept when its
+	 * status is the one its code maps to; anything else is mapped */
+	if (rc)
+		emh_web_answer(res, rc, &err, h, c->uri);
 	free(path);
 	size_t len;
 	emh_response_body(res, &len);

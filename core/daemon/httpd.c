@@ -7,8 +7,9 @@
  * a scope of its own that closes before the answer is queued (call.c).
  * Errors become JSON bodies with one status mapping (reply.c);
  * /_emhost/health (health.c) and /_emhost/metrics (metrics.c) report the
- * contexts and per-service request latency; start and the bounded stop are
- * in server.c.
+ * contexts and per-service request latency, /_emhost/openapi.json describes
+ * the services' declared routes (emhost/web.h); start and the bounded stop
+ * are in server.c.
  *
  * Handlers block on databases (a pool acquire, a server that stopped
  * answering), so they never run on an I/O thread, where they would stall
@@ -27,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <emhost/web.h>
 
 #include "httpd_int.h"
 
@@ -245,6 +248,19 @@ static size_t discard_max(const emhd_server *srv)
 	return srv->max_body > DISCARD_MIN ? srv->max_body : DISCARD_MIN;
 }
 
+/* GET /_emhost/openapi.json: the services' declared routes as OpenAPI 3.1,
+ * built from their descriptors (no database work: on the I/O thread). */
+static enum MHD_Result serve_openapi(struct MHD_Connection *conn, emhd_req *r)
+{
+	emh_response *res = emh_response_new();
+	if (!res)
+		return MHD_NO;
+	emhd__res_json(res, 200, emh_web_openapi(r->srv->svcs, "emhost services"));
+	enum MHD_Result ret = emhd__queue_response(conn, r, res);
+	emh_response_free(res);
+	return ret;
+}
+
 static enum MHD_Result access_request(emhd_server *srv, struct MHD_Connection *conn, emhd_req *r, const char *url,
 				      const char *method, const char *upload_data, size_t *upload_data_size)
 {
@@ -309,8 +325,10 @@ static enum MHD_Result access_request(emhd_server *srv, struct MHD_Connection *c
 			return emhd__serve_health(conn, r);
 		if (strcmp(url, "/_emhost/metrics") == 0 && strcmp(method, "GET") == 0)
 			return emhd__serve_metrics(conn, r);
-		return emhd__reply_error(conn, r, 404, "no such endpoint (have GET /_emhost/health, GET /_emhost/metrics)",
-				   NULL);
+		if (strcmp(url, "/_emhost/openapi.json") == 0 && strcmp(method, "GET") == 0)
+			return serve_openapi(conn, r);
+		return emhd__reply_error(conn, r, 404, "no such endpoint (have GET /_emhost/health, GET /_emhost/metrics, "
+				   "GET /_emhost/openapi.json)", NULL);
 	}
 	if (r->svc_len == 0)
 		return emhd__reply_error(conn, r, 404, "no service in the path: use /<service>/...", NULL);

@@ -7,5 +7,5 @@ core_daemon_emhostd_SOURCES = core/daemon/emhostd.c core/daemon/httpd.h core/dae
 # the configuration read when -c is not given: what make install puts there
 core_daemon_emhostd_CPPFLAGS = $(AM_CPPFLAGS) -DEMH_CONFIG_FILE='"$(sysconfdir)/emhost/emhost.conf"'
 core_daemon_emhostd_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS)
-core_daemon_emhostd_LDADD = core/libemhost.la $(MHD_LIBS)
+core_daemon_emhostd_LDADD = core/web/libemhost-web.la core/libemhost.la $(MHD_LIBS)
 endif

@@ -129,6 +129,15 @@ enum {
 	 * fields each have their own parameter.
 	 */
 	EMH_F_FILTER = 1u << 7,
+	/*
+	 * For the service toolkit (emhost/web.h), which maps entities to JSON;
+	 * the core and drivers ignore them.  READONLY: set by the service, not
+	 * the client -- ignored (or refused) in a request body; a generated key
+	 * and a version field are read-only without it.  HIDDEN: never
+	 * serialised (a password hash), still accepted in a request body.
+	 */
+	EMH_F_READONLY = 1u << 8,
+	EMH_F_HIDDEN = 1u << 9,
 };
 
 /* C kind of a struct member, recorded by EMH_FIELD through _Generic so that a

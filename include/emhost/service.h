@@ -13,8 +13,19 @@
  *       EMH_SERVICE_HEADER,
  *       .name = "users", .version = "1.0",
  *       .needs = users_needs, .nneeds = EMH_NEEDS_COUNT(users_needs),
- *       .handle = users_handle,
+ *       .routes = users_routes, .nroutes = EMH_ROUTES_COUNT(users_routes),
  *   };
+ *
+ * where users_routes is a table of declared routes (ABI 1.1, see emh_route):
+ *
+ *   static const emh_route users_routes[] = {
+ *       EMH_ROUTE("GET", "/:id", get_user),   // GET /users/42
+ *       EMH_ROUTE("POST", "", create_user),    // POST /users
+ *   };
+ *
+ * (A 1.0 module has one handle function instead, and keeps working.)  The
+ * toolkit for what handlers do -- JSON of entities, standard answers,
+ * listings, OpenAPI -- is emhost/web.h (libemhost-web).
  *
  * The loader opens the file with RTLD_NOW | RTLD_LOCAL, checks the ABI major
  * and struct_size, copies min(struct_size, sizeof(emh_service)) bytes into a
@@ -68,7 +79,7 @@ extern "C" {
 #endif
 
 #define EMH_SERVICE_ABI_MAJOR 1u
-#define EMH_SERVICE_ABI_MINOR 0u
+#define EMH_SERVICE_ABI_MINOR 1u
 #define EMH_SERVICE_ABI_VERSION ((EMH_SERVICE_ABI_MAJOR << 16) | EMH_SERVICE_ABI_MINOR)
 #define EMH_SERVICE_SYMBOL "emh_service_descriptor"
 #define EMH_SERVICE_HEADER                                                     \
@@ -131,6 +142,11 @@ typedef struct emh_kv {
  *            finds the id its log lines and its answer carry
  *   body     the request body, body_len bytes (not NUL-terminated; NULL
  *            when there is none)
+ *   params   (1.1) the path parameters of the declared route that matched
+ *            (emh_route), in the order of the pattern, values %XX-decoded;
+ *            set by emh_scope_handle, which passes a copy of the request
+ *            to the route's function (the caller leaves them zero)
+ *   route    (1.1) that route, or NULL for a service without routes
  */
 typedef struct emh_request {
 	const char *method;
@@ -142,12 +158,102 @@ typedef struct emh_request {
 	size_t nheaders;
 	const char *body;
 	size_t body_len;
+	/* 1.1 */
+	const emh_kv *params;
+	size_t nparams;
+	const struct emh_route *route;
 } emh_request;
 
 /* Value of the first header called name (case-insensitive), or NULL. */
 const char *emh_request_header(const emh_request *req, const char *name);
 /* Value of the first query argument called name, or NULL. */
 const char *emh_request_arg(const emh_request *req, const char *name);
+/* Value of the path parameter called name of the matched route, or NULL. */
+const char *emh_request_param(const emh_request *req, const char *name);
+/*
+ * The path parameter called name as an int64: the route's pattern already
+ * refused any other text (an int64 parameter that is not one does not
+ * match), so this is 0 only for a parameter the route does not have.
+ */
+int64_t emh_request_param_int64(const emh_request *req, const char *name);
+
+/* ---- declared routes (service ABI 1.1) ---- */
+
+/* What handle and every route function look like. */
+typedef int (*emh_handler_fn)(emh_scope *scope, const emh_request *req, emh_response *res, emh_error *err);
+
+/* Route flags (emh_route_doc.flags): what the answer is, for OpenAPI. */
+enum {
+	EMH_ROUTE_LIST = 1u << 0,       /* reply is a page: {items_key: [reply...], total, limit, offset},
+					 * and the route takes ?limit=&offset= (emh_web_list) */
+	EMH_ROUTE_CREATED = 1u << 1,    /* answers 201 + Location */
+	EMH_ROUTE_NO_CONTENT = 1u << 2, /* answers 204, no body */
+	EMH_ROUTE_PARTIAL = 1u << 3,    /* body fields are all optional (an update) */
+};
+
+/*
+ * What a route is, for documentation (GET /_emhost/openapi.json).  Members
+ * are only ever appended; struct_size (set by EMH_ROUTE_DOC) says how many
+ * a declaration has.
+ *   summary    one line
+ *   body       the request body is an object of this entity (its writable
+ *              fields: not read-only, generated, version or hidden), or NULL
+ *   reply      the answer is an object (or a page: EMH_ROUTE_LIST) of this
+ *              entity (its fields but hidden ones), or NULL
+ *   items_key  EMH_ROUTE_LIST: the member holding the items (NULL = "items")
+ */
+typedef struct emh_route_doc {
+	uint32_t struct_size;
+	const char *summary;
+	const emh_entity *body;
+	const emh_entity *reply;
+	unsigned flags;
+	const char *items_key;
+} emh_route_doc;
+
+/*
+ * One declared route: method ("GET", "POST", ...: an upper-case token) and
+ * the path below the service's mount ("" or "/" is the mount itself).  A
+ * path is segments separated by '/': a literal ([A-Za-z0-9._~-]+), or a
+ * parameter -- ":id" is an int64 ("-" and digits, in range), "{name:text}"
+ * is any non-empty segment (%XX-decoded), "{id:int64}" the same as ":id".
+ * A trailing '/' of a request path is ignored.  The route's fn is called
+ * like handle, with req->params and req->route set.
+ *
+ * emh_scope_handle matches the table: no route for the path is
+ * EMH_ENOTFOUND; a path that only other methods have is answered 405 with
+ * an Allow header listing them (and returns 0).  A service may have
+ * routes and handle both: handle then gets what no route's path matches.
+ * Checked at load: a malformed pattern, a missing fn, or two routes of one
+ * method that can match the same path (a shadowing pair: "/:id" and
+ * "/{name:text}", or "/{x:text}" and "/all") refuse the service, naming
+ * both.  An array element: emh_route never grows (doc does).
+ */
+typedef struct emh_route {
+	const char *method;
+	const char *path;
+	emh_handler_fn fn;
+	const emh_route_doc *doc;
+} emh_route;
+
+/* A route without documentation, and one with: EMH_ROUTE_DOC("GET", "/:id",
+ * get_user, .summary = "a user", .reply = &user_entity).  The doc is a
+ * compound literal: the table must be at file scope. */
+#define EMH_ROUTE(m, p, f) { .method = (m), .path = (p), .fn = (f), .doc = NULL }
+#define EMH_ROUTE_DOC(m, p, f, ...)                                            \
+	{                                                                      \
+		.method = (m), .path = (p), .fn = (f),                         \
+		.doc = &(const emh_route_doc){                                 \
+			.struct_size = sizeof(emh_route_doc), __VA_ARGS__},    \
+	}
+#define EMH_ROUTES_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Service flags (emh_service.flags). */
+enum {
+	/* the toolkit's JSON (emhost/web.h) gives int64 values beyond +-2^53
+	 * as strings, and OpenAPI says so: for clients whose numbers are doubles */
+	EMH_SVC_INT64_STRINGS = 1u << 0,
+};
 
 /* ---- the descriptor ---- */
 
@@ -155,7 +261,8 @@ const char *emh_request_arg(const emh_request *req, const char *name);
  * init     optional; called once when the service is loaded, after every
  *          need was resolved.  *state is handed back by emh_scope_state and
  *          to fini.  A non-zero return refuses the service (err says why).
- * handle   required; called once per scope given to emh_scope_handle.
+ * handle   required unless routes are given (1.1); called once per scope
+ *          given to emh_scope_handle (with routes: for paths no route has).
  *          Answer with emh_response_set*() and return 0, or return an
  *          EMH_E* code with err filled: the caller maps it (the daemon to an
  *          HTTP status and a JSON error body).  Runs on many threads at
@@ -163,6 +270,8 @@ const char *emh_request_arg(const emh_request *req, const char *name);
  * fini     optional; called once when the services object is freed (every
  *          scope must be closed by then), before the host: release state, do
  *          no database work.  The module is unloaded right after.
+ * routes   (1.1) the declared routes, nroutes of them (see emh_route)
+ * flags    (1.1) EMH_SVC_*
  */
 typedef struct emh_service {
 	uint32_t abi_version; /* EMH_SERVICE_ABI_VERSION */
@@ -178,6 +287,11 @@ typedef struct emh_service {
 	int (*init)(emh_svc *svc, void **state, emh_error *err);
 	int (*handle)(emh_scope *scope, const emh_request *req, emh_response *res, emh_error *err);
 	void (*fini)(emh_svc *svc, void *state);
+
+	/* 1.1 */
+	const emh_route *routes;
+	size_t nroutes;
+	unsigned flags;
 } emh_service;
 
 _Static_assert(offsetof(emh_service, abi_version) == 0, "abi_version must come first");
@@ -346,6 +460,13 @@ int emh_scope_repo_at(emh_scope *scope, size_t need, emh_repo **out, emh_error *
  * emh_em_set_param refuses them), EMH_ENOMEM.
  */
 int emh_scope_set_param(emh_scope *scope, const char *name, emh_value v, emh_error *err);
+
+/*
+ * Make the scope as new for another try of its unit of work: every fork it
+ * opened rolls back an open transaction and forgets its objects
+ * (emh_em_clear); the forks stay open.  For retry wrappers (emh_web_retry).
+ */
+void emh_scope_reset(emh_scope *scope);
 
 /* The service's state from init, the service, and the number of forks the
  * scope holds open. */

@@ -4,91 +4,52 @@
  * context it knows as "analytics" (remap it per deployment).
  *
  *   POST /analytics/events   {"user_id","type"} -> 201 + the event
- *   GET  /analytics/events?user_id=&limit=&offset= -> 200 {"events":[...]}
+ *   GET  /analytics/events?user_id=&limit=&offset= -> 200 {"events":[...],"total":n,...}
  *   GET  /analytics/counts                        -> 200 {"counts":{type:n},"total":n}
  */
 #include "config.h"
 
-#include <stdio.h>
-#include <string.h>
-
 #include <emhost/emhost.h>
 #include <emhost/service.h>
+#include <emhost/web.h>
 
 #include "../common/entities.h"
-#include "../common/svc.h"
 
 enum { NEED_EVENTS };
 static const emh_need analytics_needs[] = {
 	[NEED_EVENTS] = EMH_NEED_REPO(&event_entity, "analytics"),
 };
 
-#define TYPE_MAX 64
-
-static json_t *event_json(const event *e)
+static int events_create(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
 {
-	return json_pack("{s:o,s:o,s:s,s:o}", "id", svc_json_int(e->id), "user_id", svc_json_int(e->user_id),
-			 "type", e->type ? e->type : "", "created_at", svc_json_time(e->created_at));
-}
-
-static int events_create(emh_repo *repo, const emh_request *req, emh_response *res, emh_error *err)
-{
-	json_t *body;
-	const char *type;
-	int64_t user_id;
+	emh_repo *r;
 	event *e;
-	int rc = svc_body_object(req, &body, err);
-	if (rc)
+	int rc;
+	if ((rc = emh_scope_repo_at(s, NEED_EVENTS, &r, err)) || (rc = emh_repo_new(r, (void **)&e, err)) ||
+	    (rc = emh_web_read_body(req, emh_repo_em(r), &event_entity, e, EMH_JSON_IGNORE_UNKNOWN, res, err)))
 		return rc;
-	if ((rc = svc_member_int(body, "user_id", true, &user_id, NULL, err)) ||
-	    (rc = svc_member_string(body, "type", true, &type, err)))
-		goto out_body;
-	if (user_id <= 0 || strlen(type) > TYPE_MAX) {
-		rc = emh_error_set(err, EMH_EINVAL, "'user_id' must be positive and 'type' at most %d bytes", TYPE_MAX);
-		goto out_body;
-	}
-	emh_em *em = emh_repo_em(repo);
-	if ((rc = emh_repo_new(repo, (void **)&e, err)))
-		goto out_body;
-	e->user_id = user_id;
-	e->created_at = svc_now();
-	if (!(e->type = emh_em_strdup(em, type))) {
-		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
-		goto out_body;
-	}
-	if ((rc = svc_flush(em, err)))
-		goto out_body;
-	rc = svc_reply_json(res, 201, event_json(e), err);
-out_body:
-	json_decref(body);
-	return rc;
+	if (e->user_id <= 0)
+		return emh_error_set(err, EMH_EINVAL, "'user_id' must be positive");
+	e->created_at = emh_web_now();
+	if ((rc = emh_web_flush(emh_repo_em(r), err)))
+		return rc;
+	return emh_web_reply_object(res, 201, emh_repo_em(r), &event_entity, e, 0, err);
 }
 
-static int events_list(emh_repo *repo, const emh_request *req, emh_response *res, emh_error *err)
+static int events_list(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
 {
-	int64_t user_id, limit, offset;
-	int rc;
-	if ((rc = svc_arg_int(req, "user_id", 0, INT64_MAX / 2, &user_id, err)) ||
-	    (rc = svc_arg_int(req, "limit", 100, 1000, &limit, err)) ||
-	    (rc = svc_arg_int(req, "offset", 0, INT64_MAX / 2, &offset, err)))
-		return rc;
-	if ((rc = emh_em_set_readonly(emh_repo_em(repo), err)))
-		return rc;
+	emh_repo *r;
 	emh_query *q;
-	emh_list list;
-	if ((rc = emh_repo_query(repo, &q, err)))
+	int64_t user_id;
+	int rc;
+	if ((rc = emh_web_arg_int64(req, "user_id", 0, 0, INT64_MAX / 2, &user_id, err)) ||
+	    (rc = emh_scope_repo_at(s, NEED_EVENTS, &r, err)) || (rc = emh_em_set_readonly(emh_repo_em(r), err)) ||
+	    (rc = emh_repo_query(r, &q, err)))
 		return rc;
 	if (emh_request_arg(req, "user_id"))
 		emh_q_where(q, emh_q_eq(q, "user_id", emh_v_int64(user_id)));
 	emh_q_order_by(q, "id", false);
-	emh_q_limit(q, limit);
-	emh_q_offset(q, offset);
-	if ((rc = emh_repo_find(repo, q, &list, err)))
-		return rc;
-	json_t *arr = json_array();
-	for (size_t i = 0; i < list.count; i++)
-		json_array_append_new(arr, event_json(list.items[i]));
-	return svc_reply_json(res, 200, json_pack("{s:o}", "events", arr), err);
+	return emh_web_list(r, q, req, &(emh_web_list_opts){.default_limit = 100, .items_key = "events"}, res, err);
 }
 
 /* Add n to the count of type in counts. */
@@ -104,14 +65,17 @@ static void count_add(json_t *counts, const char *type, int64_t n)
  * context whose driver has no aggregates is read through an iterator
  * instead: one page at a time, constant memory too.
  */
-static int events_counts(emh_repo *repo, emh_response *res, emh_error *err)
+static int events_counts(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
 {
+	emh_repo *repo;
+	int rc = emh_scope_repo_at(s, NEED_EVENTS, &repo, err);
+	if (rc)
+		return rc;
 	json_t *counts = json_object();
 	int64_t total = 0;
 	emh_agg *a;
 	emh_rows *rows;
-	int rc = emh_repo_agg(repo, &a, err);
-	if (rc)
+	if ((rc = emh_repo_agg(repo, &a, err)))
 		goto out_counts;
 	emh_agg_group_by(a, "type");
 	emh_agg_count(a, "n");
@@ -139,32 +103,16 @@ out_counts:
 		json_decref(counts);
 		return rc;
 	}
-	return svc_reply_json(res, 200, json_pack("{s:o,s:o}", "counts", counts, "total", svc_json_int(total)), err);
+	return emh_web_reply_json(res, 200, json_pack("{s:o,s:I}", "counts", counts, "total", (json_int_t)total), err);
 }
 
-static int analytics_handle(emh_scope *scope, const emh_request *req, emh_response *res, emh_error *err)
-{
-	emh_repo *repo;
-	int rc;
-	const char *m = req->method;
-	if (strcmp(req->path, "/events") == 0 || strcmp(req->path, "/events/") == 0) {
-		if (strcmp(m, "POST") != 0 && strcmp(m, "GET") != 0)
-			return svc_reply_method(res, req, "GET, POST", err);
-		if ((rc = emh_scope_repo_at(scope, NEED_EVENTS, &repo, err)))
-			return rc;
-		return strcmp(m, "POST") == 0 ? events_create(repo, req, res, err) : events_list(repo, req, res, err);
-	}
-	if (strcmp(req->path, "/counts") == 0) {
-		if (strcmp(m, "GET") != 0)
-			return svc_reply_method(res, req, "GET", err);
-		if ((rc = emh_scope_repo_at(scope, NEED_EVENTS, &repo, err)))
-			return rc;
-		return events_counts(repo, res, err);
-	}
-	char path[256];
-	return emh_error_set(err, EMH_ENOTFOUND, "no route /analytics%s: use /analytics/events or /analytics/counts",
-			     emh_text_clean(req->path, path, sizeof path));
-}
+static const emh_route analytics_routes[] = {
+	EMH_ROUTE_DOC("POST", "/events", events_create, .summary = "record an event", .body = &event_entity,
+		      .reply = &event_entity, .flags = EMH_ROUTE_CREATED),
+	EMH_ROUTE_DOC("GET", "/events", events_list, .summary = "list events (?user_id=)", .reply = &event_entity,
+		      .flags = EMH_ROUTE_LIST, .items_key = "events"),
+	EMH_ROUTE_DOC("GET", "/counts", events_counts, .summary = "events counted by type"),
+};
 
 EMH_SERVICE_EXPORT const emh_service emh_service_descriptor = {
 	EMH_SERVICE_HEADER,
@@ -173,5 +121,6 @@ EMH_SERVICE_EXPORT const emh_service emh_service_descriptor = {
 	.description = "analytics: record events and count them (context 'analytics')",
 	.needs = analytics_needs,
 	.nneeds = EMH_NEEDS_COUNT(analytics_needs),
-	.handle = analytics_handle,
+	.routes = analytics_routes,
+	.nroutes = EMH_ROUTES_COUNT(analytics_routes),
 };

@@ -52,7 +52,7 @@ static const emh_field event_fields[] = {
 	EMH_FIELD(event, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
 	EMH_FIELD(event, user_id, EMH_T_INT64, EMH_F_INDEXED),
 	EMH_FIELD_LEN(event, type, EMH_T_TEXT, EMH_F_INDEXED, EVENT_TYPE_MAX),
-	EMH_FIELD(event, created_at, EMH_T_TIMESTAMP, 0),
+	EMH_FIELD(event, created_at, EMH_T_TIMESTAMP, EMH_F_READONLY), /* set by the service */
 };
 static SVC_UNUSED const emh_entity event_entity = EMH_ENTITY(event, "events", event_fields);
 

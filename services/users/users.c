@@ -1,190 +1,136 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * services/users/users.c: the `users` service, CRUD over one entity in the
- * default context.
+ * default context, with declared routes and the toolkit (emhost/web.h).
  *
  *   POST   /users            {"name","email"} -> 201 + the user with its id
- *   GET    /users?limit=&offset=               -> 200 {"users":[...]}
+ *   GET    /users?limit=&offset=               -> 200 {"users":[...],"total":n,...}
  *   GET    /users/<id>                          -> 200 user | 404
  *   PUT    /users/<id>       {"name"?,"email"?} -> 200 user | 404 | 409
  *   DELETE /users/<id>                          -> 204 | 404
  *
  * A duplicate email is the database's unique constraint, surfacing as
- * EMH_ECONFLICT from any driver: 409.
+ * EMH_ECONFLICT from any driver: 409.  Members the service does not know
+ * are ignored, as they always were.
  */
 #include "config.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include <emhost/emhost.h>
 #include <emhost/service.h>
+#include <emhost/web.h>
 
 #include "../common/entities.h"
-#include "../common/svc.h"
 
-/* Needs, by index: the users repository of the default context. */
 enum { NEED_USERS };
 static const emh_need users_needs[] = {
 	[NEED_USERS] = EMH_NEED_REPO(&user_entity, NULL),
 };
 
-static json_t *user_json(const user *u)
+/* The body of a user: the toolkit's checks, then an address that is one. */
+static int read_user(const emh_request *req, emh_repo *r, user *u, unsigned flags, emh_response *res,
+		     emh_error *err)
 {
-	return json_pack("{s:o,s:s,s:s}", "id", svc_json_int(u->id), "name", u->name ? u->name : "", "email",
-			 u->email ? u->email : "");
+	const char *email = u->email;
+	int rc = emh_web_read_body(req, emh_repo_em(r), &user_entity, u, flags | EMH_JSON_IGNORE_UNKNOWN, res, err);
+	if (rc == 0 && u->email != email && !strchr(u->email, '@'))
+		rc = emh_error_set(err, EMH_EINVAL, "member 'email' must be an email address");
+	return rc;
 }
 
-/* A conflict names the email, not the database's constraint text. */
-static int users_flush(emh_em *em, const char *email, emh_error *err)
+/* Flush; a conflict names the email, not the database's constraint text. */
+static int users_flush(emh_repo *r, const user *u, emh_error *err)
 {
-	int rc = svc_flush(em, err);
+	int rc = emh_web_flush(emh_repo_em(r), err);
 	if (rc == EMH_ECONFLICT) {
-		emh_error_set(err, rc, "a user with email '%s' already exists", email ? email : "");
-		emh_error_context(err, rc, emh_em_context(em));
+		emh_error_set(err, rc, "a user with email '%s' already exists", u->email ? u->email : "");
+		emh_error_context(err, rc, emh_em_context(emh_repo_em(r)));
 	}
 	return rc;
 }
 
-static int users_create(emh_repo *repo, const emh_request *req, emh_response *res, emh_error *err)
+/* The user of the route's <id>; EMH_ENOTFOUND naming it. */
+static int user_at(emh_scope *s, const emh_request *req, emh_repo **r, user **u, emh_error *err)
 {
-	json_t *body;
-	const char *name, *email;
-	user *u;
-	int rc = svc_body_object(req, &body, err);
-	if (rc)
-		return rc;
-	if ((rc = svc_member_string(body, "name", true, &name, err)) ||
-	    (rc = svc_member_string(body, "email", true, &email, err)))
-		goto out_body;
-	if (!strchr(email, '@')) {
-		rc = emh_error_set(err, EMH_EINVAL, "member 'email' must be an email address");
-		goto out_body;
-	}
-	emh_em *em = emh_repo_em(repo);
-	if ((rc = emh_repo_new(repo, (void **)&u, err)))
-		goto out_body;
-	u->name = emh_em_strdup(em, name);
-	u->email = emh_em_strdup(em, email);
-	if (!u->name || !u->email) {
-		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
-		goto out_body;
-	}
-	if ((rc = users_flush(em, email, err)))
-		goto out_body;
-	char location[64];
-	snprintf(location, sizeof location, "/users/%lld", (long long)u->id);
-	if ((rc = svc_reply_json(res, 201, user_json(u), err)) == 0)
-		rc = emh_response_add_header(res, "Location", location, err);
-out_body:
-	json_decref(body);
-	return rc;
-}
-
-static int users_list(emh_repo *repo, const emh_request *req, emh_response *res, emh_error *err)
-{
-	int64_t limit, offset;
-	int rc;
-	if ((rc = svc_arg_int(req, "limit", 20, 1000, &limit, err)) ||
-	    (rc = svc_arg_int(req, "offset", 0, INT64_MAX / 2, &offset, err)))
-		return rc;
-	if ((rc = emh_em_set_readonly(emh_repo_em(repo), err)))
-		return rc;
-	emh_query *q;
-	emh_list list;
-	if ((rc = emh_repo_query(repo, &q, err)))
-		return rc;
-	emh_q_order_by(q, "id", false);
-	emh_q_limit(q, limit);
-	emh_q_offset(q, offset);
-	if ((rc = emh_repo_find(repo, q, &list, err)))
-		return rc;
-	json_t *arr = json_array();
-	for (size_t i = 0; i < list.count; i++)
-		json_array_append_new(arr, user_json(list.items[i]));
-	return svc_reply_json(res, 200,
-			      json_pack("{s:o,s:o,s:o}", "users", arr, "limit", svc_json_int(limit), "offset",
-					svc_json_int(offset)),
-			      err);
-}
-
-static int users_get(emh_repo *repo, int64_t id, user **out, emh_error *err)
-{
-	int rc = emh_repo_get(repo, emh_v_int64(id), (void **)out, err);
-	if (rc == EMH_ENOTFOUND) {
+	int64_t id = emh_request_param_int64(req, "id");
+	int rc = emh_scope_repo_at(s, NEED_USERS, r, err);
+	if (rc == 0 && (rc = emh_repo_get(*r, emh_v_int64(id), (void **)u, err)) == EMH_ENOTFOUND) {
 		emh_error_set(err, rc, "no user %lld", (long long)id);
-		return emh_error_context(err, rc, emh_em_context(emh_repo_em(repo)));
+		emh_error_context(err, rc, emh_em_context(emh_repo_em(*r)));
 	}
 	return rc;
 }
 
-static int users_update(emh_repo *repo, int64_t id, const emh_request *req, emh_response *res, emh_error *err)
+static int users_create(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
 {
-	json_t *body;
-	const char *name, *email;
+	emh_repo *r;
 	user *u;
-	int rc = svc_body_object(req, &body, err);
-	if (rc)
-		return rc;
-	if ((rc = svc_member_string(body, "name", false, &name, err)) ||
-	    (rc = svc_member_string(body, "email", false, &email, err)))
-		goto out_body;
-	if (!name && !email) {
-		rc = emh_error_set(err, EMH_EINVAL, "nothing to update: give 'name' and/or 'email'");
-		goto out_body;
-	}
-	if (email && !strchr(email, '@')) {
-		rc = emh_error_set(err, EMH_EINVAL, "member 'email' must be an email address");
-		goto out_body;
-	}
-	if ((rc = users_get(repo, id, &u, err)))
-		goto out_body;
-	emh_em *em = emh_repo_em(repo);
-	if (name && !(u->name = emh_em_strdup(em, name)))
-		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
-	if (email && !(u->email = emh_em_strdup(em, email)))
-		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
-	if (rc || (rc = users_flush(em, email, err)))
-		goto out_body;
-	rc = svc_reply_json(res, 200, user_json(u), err);
-out_body:
-	json_decref(body);
-	return rc;
-}
-
-static int users_handle(emh_scope *scope, const emh_request *req, emh_response *res, emh_error *err)
-{
-	emh_repo *repo;
-	user *u;
-	int64_t id;
 	int rc;
-	bool collection = strcmp(req->path, "") == 0 || strcmp(req->path, "/") == 0;
-	bool item = !collection && svc_path_id(req->path, "/", &id);
-	if (!collection && !item) {
-		char path[256];
-		return emh_error_set(err, EMH_ENOTFOUND, "no route /users%s: use /users or /users/<id>",
-				     emh_text_clean(req->path, path, sizeof path));
-	}
-	const char *m = req->method;
-	if (collection && strcmp(m, "POST") != 0 && strcmp(m, "GET") != 0)
-		return svc_reply_method(res, req, "GET, POST", err);
-	if (item && strcmp(m, "GET") != 0 && strcmp(m, "PUT") != 0 && strcmp(m, "DELETE") != 0)
-		return svc_reply_method(res, req, "GET, PUT, DELETE", err);
-	if ((rc = emh_scope_repo_at(scope, NEED_USERS, &repo, err)))
+	if ((rc = emh_scope_repo_at(s, NEED_USERS, &r, err)) || (rc = emh_repo_new(r, (void **)&u, err)) ||
+	    (rc = read_user(req, r, u, 0, res, err)) || (rc = users_flush(r, u, err)))
 		return rc;
-	if (collection)
-		return strcmp(m, "POST") == 0 ? users_create(repo, req, res, err) : users_list(repo, req, res, err);
-	if (strcmp(m, "PUT") == 0)
-		return users_update(repo, id, req, res, err);
-	if (strcmp(m, "GET") == 0) {
-		if ((rc = emh_em_set_readonly(emh_repo_em(repo), err)) || (rc = users_get(repo, id, &u, err)))
-			return rc;
-		return svc_reply_json(res, 200, user_json(u), err);
-	}
-	if ((rc = users_get(repo, id, &u, err)) || (rc = emh_repo_remove(repo, u, err)))
+	return emh_web_reply_created(s, res, "", emh_repo_em(r), &user_entity, u, err);
+}
+
+static int users_list(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
+{
+	emh_repo *r;
+	int rc;
+	if ((rc = emh_scope_repo_at(s, NEED_USERS, &r, err)) || (rc = emh_em_set_readonly(emh_repo_em(r), err)))
+		return rc;
+	return emh_web_list(r, NULL, req, &(emh_web_list_opts){.items_key = "users"}, res, err);
+}
+
+static int users_get(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
+{
+	emh_repo *r;
+	user *u;
+	int rc;
+	if ((rc = emh_scope_repo_at(s, NEED_USERS, &r, err)) || (rc = emh_em_set_readonly(emh_repo_em(r), err)) ||
+	    (rc = user_at(s, req, &r, &u, err)))
+		return rc;
+	return emh_web_reply_object(res, 200, emh_repo_em(r), &user_entity, u, 0, err);
+}
+
+static int users_update(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
+{
+	emh_repo *r;
+	user *u;
+	int rc;
+	if ((rc = user_at(s, req, &r, &u, err)))
+		return rc;
+	const char *name = u->name, *email = u->email;
+	if ((rc = read_user(req, r, u, EMH_JSON_PARTIAL, res, err)))
+		return rc;
+	if (u->name == name && u->email == email)
+		return emh_error_set(err, EMH_EINVAL, "nothing to update: give 'name' and/or 'email'");
+	if ((rc = users_flush(r, u, err)))
+		return rc;
+	return emh_web_reply_object(res, 200, emh_repo_em(r), &user_entity, u, 0, err);
+}
+
+static int users_delete(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
+{
+	emh_repo *r;
+	user *u;
+	int rc;
+	if ((rc = user_at(s, req, &r, &u, err)) || (rc = emh_em_remove(emh_repo_em(r), u, err)) ||
+	    (rc = emh_web_flush(emh_repo_em(r), err)))
 		return rc;
 	return emh_response_set(res, 204, NULL, NULL, 0, err);
 }
+
+static const emh_route users_routes[] = {
+	EMH_ROUTE_DOC("GET", "", users_list, .summary = "list users", .reply = &user_entity,
+		      .flags = EMH_ROUTE_LIST, .items_key = "users"),
+	EMH_ROUTE_DOC("POST", "", users_create, .summary = "add a user", .body = &user_entity, .reply = &user_entity,
+		      .flags = EMH_ROUTE_CREATED),
+	EMH_ROUTE_DOC("GET", "/:id", users_get, .summary = "a user", .reply = &user_entity),
+	EMH_ROUTE_DOC("PUT", "/:id", users_update, .summary = "change a user's name or email", .body = &user_entity,
+		      .reply = &user_entity, .flags = EMH_ROUTE_PARTIAL),
+	EMH_ROUTE_DOC("DELETE", "/:id", users_delete, .summary = "remove a user", .flags = EMH_ROUTE_NO_CONTENT),
+};
 
 EMH_SERVICE_EXPORT const emh_service emh_service_descriptor = {
 	EMH_SERVICE_HEADER,
@@ -193,5 +139,6 @@ EMH_SERVICE_EXPORT const emh_service emh_service_descriptor = {
 	.description = "users: create, read, list, update and delete users (default context)",
 	.needs = users_needs,
 	.nneeds = EMH_NEEDS_COUNT(users_needs),
-	.handle = users_handle,
+	.routes = users_routes,
+	.nroutes = EMH_ROUTES_COUNT(users_routes),
 };

@@ -64,6 +64,7 @@ const char *dtest_service_dir(const char *dir, char *buf, size_t cap)
 	static const char *const mods[][2] = {
 		{"services/.libs", "users"},         {"services/.libs", "analytics"},
 		{"services/.libs", "profile"},       {"tests/daemon/.libs", "fx_good"},
+		{"services/.libs", "shop"},
 	};
 	for (size_t i = 0; i < sizeof mods / sizeof mods[0]; i++) {
 		char src[1024], dst[1024];

@@ -103,6 +103,12 @@ tests_daemon_t_limits_SOURCES = tests/daemon/t_limits.c $(DTEST_SOURCES) service
 tests_daemon_t_limits_CFLAGS = $(DTEST_CFLAGS)
 tests_daemon_t_limits_LDADD = core/libemhost.la $(DTEST_LIBS)
 TESTS += tests/daemon/t_limits
+# the shop example: every route and error, compensation, 8 clients x 300 orders (issue 18)
+check_PROGRAMS += tests/daemon/t_shop
+tests_daemon_t_shop_SOURCES = tests/daemon/t_shop.c $(DTEST_SOURCES)
+tests_daemon_t_shop_CFLAGS = $(DTEST_CFLAGS) $(SQLITE3_CFLAGS)
+tests_daemon_t_shop_LDADD = $(DTEST_LIBS) $(SQLITE3_LIBS)
+TESTS += tests/daemon/t_shop
 # needs the test servers (scripts/test-servers.sh, EMH_TEST_STATE_DIR): skips loudly without
 check_PROGRAMS += tests/daemon/t_fault
 tests_daemon_t_fault_SOURCES = tests/daemon/t_fault.c $(DTEST_SOURCES)
@@ -133,6 +139,8 @@ bench-http: $(BENCH_HTTP_PROG) $(BENCH_HTTP_DEPS)
 if HAVE_DAEMON
 if HAVE_SQLITE
 TESTS += tests/daemon/listen.sh tests/daemon/preflight.sh tests/daemon/ops.sh
+# GET /_emhost/openapi.json checked by a real OpenAPI 3.1 validator (npm, cached)
+TESTS += tests/daemon/openapi.sh
 endif
 endif
-EXTRA_DIST += tests/daemon/listen.sh tests/daemon/preflight.sh tests/daemon/ops.sh
+EXTRA_DIST += tests/daemon/listen.sh tests/daemon/preflight.sh tests/daemon/ops.sh tests/daemon/openapi.sh

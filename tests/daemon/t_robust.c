@@ -6,7 +6,7 @@
  *
  *   - health and metrics answer while every worker is stuck on the lock;
  *     a full work queue answers 503 + Retry-After at once;
- *   - a locked database answers 503 (not 500) within svc_flush's budget,
+ *   - a locked database answers 503 (not 500) within emh_web_flush's budget,
  *     with a generic message (the driver's text goes to the log only);
  *   - driver text of a 409/400 never reaches the client; health has no
  *     last_error;
@@ -211,7 +211,7 @@ static void test_stuck_workers(void)
 	curl_easy_cleanup(c);
 }
 
-/* A database that stays locked: 503 within svc_flush's budget, generic text. */
+/* A database that stays locked: 503 within emh_web_flush's budget, generic text. */
 static void test_locked(void)
 {
 	sqlite3 *db = lock_db("app.db");
@@ -220,7 +220,7 @@ static void test_locked(void)
 	is_int(p.status, 503, "POST while the database stays locked -> 503, not 500");
 	is_str(p.code, "unavailable", "error.code unavailable");
 	is_str(p.retry_after, "1", "with Retry-After: 1");
-	ok(p.seconds >= 1.5 && p.seconds < 4.0, "after svc_flush's 2 s budget, not 5 busy timeouts (%.2f s)", p.seconds);
+	ok(p.seconds >= 1.5 && p.seconds < 4.0, "after emh_web_flush's 2 s budget, not 5 busy timeouts (%.2f s)", p.seconds);
 	unlock_db(db);
 
 	/* the message: generic, naming the context; the driver's in the log */
@@ -472,7 +472,7 @@ int main(void)
 	if (st != 0)
 		dtest_log_tail(&d, 30);
 
-	/* a short busy timeout: svc_flush's budget is what bounds a locked write */
+	/* a short busy timeout: emh_web_flush's budget is what bounds a locked write */
 	if (start("300", "threads = 2; shutdown_timeout_ms = 5000;") != 0) {
 		ok(0, "emhostd starts (busy timeout 300 ms)");
 		return done_testing();

@@ -68,13 +68,13 @@ TESTS += tests/fuzz/replay-request
 tests_fuzz_replay_request_SOURCES = tests/fuzz/fuzz_request.c $(FUZZ_CALL_SOURCES) $(FUZZ_COMMON) $(FUZZ_REPLAY)
 tests_fuzz_replay_request_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_TARGET='"request"'
 tests_fuzz_replay_request_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS)
-tests_fuzz_replay_request_LDADD = core/libemhost.la $(MHD_LIBS)
+tests_fuzz_replay_request_LDADD = core/web/libemhost-web.la core/libemhost.la $(MHD_LIBS)
 if FUZZING
 noinst_PROGRAMS += tests/fuzz/fuzz-request
 tests_fuzz_fuzz_request_SOURCES = tests/fuzz/fuzz_request.c $(FUZZ_CALL_SOURCES) $(FUZZ_COMMON)
 tests_fuzz_fuzz_request_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS)
 tests_fuzz_fuzz_request_LDFLAGS = -fsanitize=fuzzer
-tests_fuzz_fuzz_request_LDADD = core/libemhost.la $(MHD_LIBS)
+tests_fuzz_fuzz_request_LDADD = core/web/libemhost-web.la core/libemhost.la $(MHD_LIBS)
 endif
 endif
 endif

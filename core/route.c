@@ -1,0 +1,403 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/route.c: a service's declared routes (emh_route, service ABI 1.1):
+ * their patterns checked when the service loads (syntax, and no two routes
+ * of one method that can match one path), and a request matched against
+ * them by emh_scope_handle -- the route's function called with the path
+ * parameters, EMH_ENOTFOUND for a path no route has, 405 with Allow for a
+ * path only other methods have.  Here rather than in the daemon so that
+ * every caller of emh_scope_handle (tests, queue workers) routes the same.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service_int.h"
+
+/* Segments of a pattern or a path: enough for any sane API. */
+#define ROUTE_MAX_SEGS 16
+
+typedef enum seg_kind { SEG_LIT, SEG_INT, SEG_TEXT } seg_kind;
+
+typedef struct seg {
+	seg_kind kind;
+	const char *s; /* literal text, or the parameter's name */
+	size_t n;
+} seg;
+
+static bool lit_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+	       c == '~' || c == '-';
+}
+
+static bool ident_n(const char *s, size_t n)
+{
+	if (n == 0 || n > 63 || (s[0] >= '0' && s[0] <= '9'))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+		      s[i] == '_'))
+			return false;
+	return true;
+}
+
+/* Split a pattern into segs; -1 with why on a malformed one. */
+static int pattern_parse(const char *p, seg *segs, size_t *nsegs, char *why, size_t cap)
+{
+	size_t n = 0;
+	if (*p == '/')
+		p++;
+	while (*p) {
+		const char *e = strchr(p, '/');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len == 0 && !e)
+			break; /* a trailing '/' */
+		if (n == ROUTE_MAX_SEGS) {
+			snprintf(why, cap, "more than %d segments", ROUTE_MAX_SEGS);
+			return -1;
+		}
+		seg *s = &segs[n++];
+		if (len > 0 && p[0] == ':') {
+			*s = (seg){.kind = SEG_INT, .s = p + 1, .n = len - 1};
+		} else if (len > 2 && p[0] == '{' && p[len - 1] == '}') {
+			const char *colon = memchr(p, ':', len);
+			size_t nl = colon ? (size_t)(colon - p - 1) : len - 2;
+			*s = (seg){.kind = SEG_TEXT, .s = p + 1, .n = nl};
+			if (colon) {
+				size_t tl = (size_t)(p + len - 1 - (colon + 1));
+				if (tl == 5 && strncmp(colon + 1, "int64", 5) == 0)
+					s->kind = SEG_INT;
+				else if (!(tl == 4 && strncmp(colon + 1, "text", 4) == 0)) {
+					snprintf(why, cap, "parameter '%.*s' has type '%.*s' (int64 or text)", (int)nl,
+						 p + 1, (int)tl, colon + 1);
+					return -1;
+				}
+			}
+		} else {
+			*s = (seg){.kind = SEG_LIT, .s = p, .n = len};
+			for (size_t i = 0; i < len; i++)
+				if (!lit_char(p[i])) {
+					snprintf(why, cap, "segment '%.*s' is neither a literal ([A-Za-z0-9._~-]) nor a "
+						 "parameter (:name, {name:text})", (int)len, p);
+					return -1;
+				}
+			if (len == 0) {
+				snprintf(why, cap, "an empty segment");
+				return -1;
+			}
+		}
+		if (s->kind != SEG_LIT) {
+			if (!ident_n(s->s, s->n)) {
+				snprintf(why, cap, "parameter name '%.*s' is not an identifier", (int)s->n, s->s);
+				return -1;
+			}
+			for (size_t k = 0; k + 1 < n; k++)
+				if (segs[k].kind != SEG_LIT && segs[k].n == s->n && strncmp(segs[k].s, s->s, s->n) == 0) {
+					snprintf(why, cap, "parameter '%.*s' appears twice", (int)s->n, s->s);
+					return -1;
+				}
+		}
+		p += len + (e ? 1 : 0);
+	}
+	*nsegs = n;
+	return 0;
+}
+
+/* An int64 in decimal: "-"? digits, in range, no sign '+' or spaces. */
+static bool int64_text(const char *s, size_t n, int64_t *out)
+{
+	char buf[24];
+	if (n == 0 || n >= sizeof buf)
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	const char *d = buf[0] == '-' ? buf + 1 : buf;
+	if (!*d)
+		return false;
+	for (const char *q = d; *q; q++)
+		if (*q < '0' || *q > '9')
+			return false;
+	errno = 0;
+	char *end;
+	long long v = strtoll(buf, &end, 10);
+	if (errno || *end)
+		return false;
+	if (out)
+		*out = v;
+	return true;
+}
+
+/* Can segment a and segment b of two patterns match one path segment? */
+static bool seg_overlap(const seg *a, const seg *b)
+{
+	if (a->kind == SEG_LIT && b->kind == SEG_LIT)
+		return a->n == b->n && memcmp(a->s, b->s, a->n) == 0;
+	if (a->kind == SEG_LIT || b->kind == SEG_LIT) {
+		const seg *l = a->kind == SEG_LIT ? a : b, *p = a->kind == SEG_LIT ? b : a;
+		return p->kind == SEG_TEXT || int64_text(l->s, l->n, NULL);
+	}
+	return true; /* two parameters: an integer is text too */
+}
+
+/* Is method m one of the ", "-separated list? (A token, not a substring:
+ * "GE" is not in "GET".) */
+static bool list_has(const char *list, const char *m)
+{
+	size_t n = strlen(m);
+	for (const char *p = list; (p = strstr(p, m)); p += n)
+		if ((p == list || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
+static bool method_valid(const char *m)
+{
+	if (!m || !*m || strlen(m) > 16)
+		return false;
+	for (; *m; m++)
+		if (*m < 'A' || *m > 'Z')
+			return false;
+	return true;
+}
+
+int emh__routes_check(const emh_service *d, char *why, size_t cap)
+{
+	if (d->nroutes && !d->routes) {
+		snprintf(why, cap, "service '%s': nroutes is %zu but routes is NULL", d->name, d->nroutes);
+		return -1;
+	}
+	seg a[ROUTE_MAX_SEGS], b[ROUTE_MAX_SEGS];
+	size_t na, nb;
+	char sub[160];
+	for (size_t i = 0; i < d->nroutes; i++) {
+		const emh_route *r = &d->routes[i];
+		const char *path = r->path ? r->path : "(null)";
+		if (!method_valid(r->method)) {
+			snprintf(why, cap, "service '%s': route %zu (%s): method '%s' is not an upper-case token", d->name,
+				 i, path, r->method ? r->method : "(null)");
+			return -1;
+		}
+		if (!r->path || !r->fn) {
+			snprintf(why, cap, "service '%s': route %zu (%s %s): %s is NULL", d->name, i, r->method, path,
+				 r->path ? "fn" : "path");
+			return -1;
+		}
+		if ((r->path[0] && r->path[0] != '/') || pattern_parse(r->path, a, &na, sub, sizeof sub) != 0) {
+			snprintf(why, cap, "service '%s': route %s %s: %s", d->name, r->method, r->path,
+				 r->path[0] && r->path[0] != '/' ? "the path must start with '/'" : sub);
+			return -1;
+		}
+		if (r->doc && r->doc->struct_size < offsetof(emh_route_doc, summary) + sizeof(void *)) {
+			snprintf(why, cap, "service '%s': route %s %s: doc struct_size %u is too small", d->name,
+				 r->method, r->path, (unsigned)r->doc->struct_size);
+			return -1;
+		}
+		for (size_t j = 0; j < i; j++) {
+			const emh_route *o = &d->routes[j];
+			if (strcmp(o->method, r->method) != 0)
+				continue;
+			pattern_parse(o->path, b, &nb, sub, sizeof sub);
+			if (na != nb)
+				continue;
+			bool overlap = true;
+			for (size_t k = 0; k < na && overlap; k++)
+				overlap = seg_overlap(&a[k], &b[k]);
+			if (overlap) {
+				snprintf(why, cap, "service '%s': routes %s %s and %s %s shadow each other (a path can "
+					 "match both)", d->name, o->method, o->path, r->method, r->path);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decode n bytes of s into a new string; NULL when malformed, holding
+ * a NUL, or out of memory (the first two: the segment matches no text). */
+static char *pct_decode(const char *s, size_t n)
+{
+	char *out = malloc(n + 1), *o = out;
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '%') {
+			int hi = i + 1 < n ? hexval(s[i + 1]) : -1, lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+				free(out);
+				return NULL;
+			}
+			*o++ = (char)(hi * 16 + lo);
+			i += 2;
+		} else {
+			*o++ = s[i];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Split a request path (below the mount, undecoded) into segments; false
+ * when it has too many or an empty one inside ("/a//b"). */
+static bool path_split(const char *p, seg *segs, size_t *nsegs)
+{
+	size_t n = 0;
+	if (*p == '/')
+		p++;
+	while (*p) {
+		const char *e = strchr(p, '/');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len == 0)
+			return !e[1] ? (*nsegs = n, true) : false;
+		if (n == ROUTE_MAX_SEGS)
+			return false;
+		segs[n++] = (seg){.kind = SEG_LIT, .s = p, .n = len};
+		p += len + (e ? 1 : 0);
+	}
+	*nsegs = n;
+	return true;
+}
+
+/* Does pattern (parsed) match the path's segments?  Parameters into kv
+ * (decoded: free the values) when kv is not NULL. */
+static bool route_match(const seg *pat, size_t np, const seg *path, size_t n, emh_kv *kv, size_t *nkv)
+{
+	if (np != n)
+		return false;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		const seg *s = &pat[i], *v = &path[i];
+		if (s->kind == SEG_LIT) {
+			if (s->n != v->n || memcmp(s->s, v->s, v->n) != 0)
+				goto fail;
+			continue;
+		}
+		if (s->kind == SEG_INT && !int64_text(v->s, v->n, NULL))
+			goto fail;
+		char *val = s->kind == SEG_INT ? strndup(v->s, v->n) : pct_decode(v->s, v->n);
+		if (!val)
+			goto fail;
+		if (!kv) {
+			free(val);
+			continue;
+		}
+		char *name = strndup(s->s, s->n);
+		if (!name) {
+			free(val);
+			goto fail;
+		}
+		kv[k++] = (emh_kv){.name = name, .value = val};
+	}
+	if (nkv)
+		*nkv = k;
+	return true;
+fail:
+	while (kv && k > 0) {
+		k--;
+		free((char *)kv[k].name);
+		free((char *)kv[k].value);
+	}
+	return false;
+}
+
+/* The JSON string of s (already cleaned of control characters) into out. */
+static void json_quote(const char *s, char *out, size_t cap)
+{
+	size_t o = 0;
+	out[o++] = '"';
+	for (; *s && o + 3 < cap; s++) {
+		if (*s == '"' || *s == '\\')
+			out[o++] = '\\';
+		out[o++] = *s;
+	}
+	out[o++] = '"';
+	out[o] = '\0';
+}
+
+/* 405 with Allow: the error body every emhost error answer has. */
+static int answer_405(const emh_svc *svc, const emh_request *req, const char *allow, emh_response *res,
+		      emh_error *err)
+{
+	char m[64], p[256], msg[512], q[2 * sizeof msg + 4], body[sizeof q + 128];
+	snprintf(msg, sizeof msg, "method %s is not allowed on /%s%s (allowed: %s)",
+		 emh_text_clean(req->method, m, sizeof m), svc->name, emh_text_clean(req->path, p, sizeof p), allow);
+	json_quote(msg, q, sizeof q);
+	int n = snprintf(body, sizeof body, "{\"error\":{\"code\":\"method_not_allowed\",\"message\":%s,\"context\":\"\"}}",
+			 q);
+	int rc = emh_response_set(res, 405, "application/json", body, (size_t)n, err);
+	return rc ? rc : emh_response_add_header(res, "Allow", allow, err);
+}
+
+int emh__routes_dispatch(emh_scope *scope, const emh_svc *svc, const emh_request *req, emh_response *res,
+			 emh_error *err)
+{
+	const emh_service *d = &svc->desc;
+	seg path[ROUTE_MAX_SEGS], pat[ROUTE_MAX_SEGS];
+	size_t n = 0, np;
+	char why[8], allow[256] = "";
+	const char *method = req->method ? req->method : "";
+	bool split = path_split(req->path ? req->path : "", path, &n);
+	for (size_t i = 0; split && i < d->nroutes; i++) {
+		const emh_route *r = &d->routes[i];
+		pattern_parse(r->path, pat, &np, why, sizeof why);
+		if (strcmp(r->method, method) != 0) {
+			if (route_match(pat, np, path, n, NULL, NULL) && !list_has(allow, r->method))
+				emh__list_add(allow, sizeof allow, r->method);
+			continue;
+		}
+		emh_kv kv[ROUTE_MAX_SEGS];
+		size_t nkv = 0;
+		if (!route_match(pat, np, path, n, kv, &nkv))
+			continue;
+		emh_request copy = *req;
+		copy.params = kv;
+		copy.nparams = nkv;
+		copy.route = r;
+		int rc = r->fn(scope, &copy, res, err);
+		for (size_t k = 0; k < nkv; k++) {
+			free((char *)kv[k].name);
+			free((char *)kv[k].value);
+		}
+		return rc;
+	}
+	if (d->handle)
+		return d->handle(scope, req, res, err);
+	if (allow[0])
+		return answer_405(svc, req, allow, res, err);
+	char m[64], p[256];
+	return emh_error_set(err, EMH_ENOTFOUND, "no route %s /%s%s", emh_text_clean(method, m, sizeof m), svc->name,
+			     emh_text_clean(req->path, p, sizeof p));
+}
+
+const char *emh_request_param(const emh_request *req, const char *name)
+{
+	if (!req || !name)
+		return NULL;
+	for (size_t i = 0; i < req->nparams; i++)
+		if (strcmp(req->params[i].name, name) == 0)
+			return req->params[i].value;
+	return NULL;
+}
+
+int64_t emh_request_param_int64(const emh_request *req, const char *name)
+{
+	const char *v = emh_request_param(req, name);
+	int64_t out = 0;
+	if (v && !int64_text(v, strlen(v), &out))
+		out = 0;
+	return out;
+}

@@ -1,0 +1,456 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/web/test_web.c: the service toolkit (emhost/web.h) and declared
+ * routes (service ABI 1.1) without a daemon: entities to and from JSON with
+ * every field type and per-field problems, RFC 3339 times, the one error
+ * mapping, routes matched by emh_scope_handle (parameters, 404, 405 +
+ * Allow, a fallback handle) and refused at load (shadowing pairs named,
+ * malformed patterns), paged listings, the retry wrapper and the OpenAPI
+ * document's shape, on a SQLite default context.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <emhost/emhost.h>
+#include <emhost/service.h>
+#include <emhost/web.h>
+
+#include "../fixture.h"
+#include "../tap.h"
+
+typedef struct item {
+	int64_t id;
+	const char *name;
+	int32_t qty;
+	bool active;
+	double price;
+	emh_blob data;
+	emh_time created_at;
+	const char *meta;
+	const char *secret;
+	int64_t big;
+	const char *note; /* nullable */
+	int64_t rank;     /* nullable scalar */
+} item;
+
+static const emh_field item_fields[] = {
+	EMH_FIELD(item, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD_LEN(item, name, EMH_T_TEXT, 0, 8),
+	EMH_FIELD(item, qty, EMH_T_INT32, 0),
+	EMH_FIELD(item, active, EMH_T_BOOL, 0),
+	EMH_FIELD(item, price, EMH_T_DOUBLE, 0),
+	EMH_FIELD_LEN(item, data, EMH_T_BLOB, EMH_F_NULLABLE, 4),
+	EMH_FIELD(item, created_at, EMH_T_TIMESTAMP, EMH_F_READONLY),
+	EMH_FIELD(item, meta, EMH_T_JSON, EMH_F_NULLABLE),
+	EMH_FIELD(item, secret, EMH_T_TEXT, EMH_F_HIDDEN | EMH_F_NULLABLE),
+	EMH_FIELD(item, big, EMH_T_INT64, EMH_F_NULLABLE),
+	EMH_FIELD(item, note, EMH_T_TEXT, EMH_F_NULLABLE),
+	EMH_FIELD(item, rank, EMH_T_INT64, EMH_F_NULLABLE),
+};
+static const emh_entity item_entity = EMH_ENTITY(item, "web_items", item_fields);
+
+static fixture fx;
+static emh_host *host;
+
+/* ---- a service with routes ---- */
+
+static int r_get(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
+{
+	char body[128];
+	int n = snprintf(body, sizeof body, "get %lld", (long long)emh_request_param_int64(req, "id"));
+	return emh_response_set(res, 200, "text/plain", body, (size_t)n, err);
+}
+
+static int r_name(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
+{
+	const char *v = emh_request_param(req, "name");
+	return emh_response_set(res, 200, "text/plain", v, strlen(v), err);
+}
+
+static int r_list(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
+{
+	emh_repo *repo;
+	int rc = emh_scope_repo_at(s, 0, &repo, err);
+	return rc ? rc : emh_web_list(repo, NULL, req, &(emh_web_list_opts){.max_limit = 3}, res, err);
+}
+
+static int r_create(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
+{
+	emh_repo *repo;
+	item *it;
+	int rc;
+	if ((rc = emh_scope_repo_at(s, 0, &repo, err)) || (rc = emh_repo_new(repo, (void **)&it, err)) ||
+	    (rc = emh_web_read_body(req, emh_repo_em(repo), &item_entity, it, 0, res, err)))
+		return rc;
+	it->created_at = emh_web_now();
+	if ((rc = emh_em_flush(emh_repo_em(repo), err)))
+		return rc;
+	return emh_web_reply_created(s, res, "/items", emh_repo_em(repo), &item_entity, it, err);
+}
+
+static int fallback(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
+{
+	return emh_response_set(res, 200, "text/plain", "fallback", 8, err);
+}
+
+static const emh_need needs[] = {EMH_NEED_REPO(&item_entity, NULL)};
+
+static const emh_route routes[] = {
+	EMH_ROUTE_DOC("GET", "/items", r_list, .summary = "list", .reply = &item_entity, .flags = EMH_ROUTE_LIST),
+	EMH_ROUTE_DOC("POST", "/items", r_create, .body = &item_entity, .reply = &item_entity,
+		      .flags = EMH_ROUTE_CREATED),
+	EMH_ROUTE("GET", "/items/:id", r_get),
+	EMH_ROUTE("DELETE", "/items/{id:int64}", r_get),
+	EMH_ROUTE("GET", "/by-name/{name:text}", r_name),
+	EMH_ROUTE("GE", "/items/:id", r_get), /* a method inside another's name */
+	EMH_ROUTE("PUT", "/items/{id:int64}", r_get),
+};
+
+static const emh_service web_svc = {
+	EMH_SERVICE_HEADER,
+	.name = "shopweb",
+	.version = "1",
+	.needs = needs,
+	.nneeds = 1,
+	.routes = routes,
+	.nroutes = EMH_ROUTES_COUNT(routes),
+};
+
+/* Run one request through a scope; the answer's status, body into buf. */
+static int call(emh_services *svcs, const char *svc, const char *method, const char *path, const char *query,
+		const emh_kv *args, size_t nargs, const char *body, emh_response *res, emh_error *err)
+{
+	emh_scope *scope;
+	emh_response_reset(res);
+	int rc = emh_scope_open(svcs, svc, &scope, err);
+	if (rc)
+		return rc;
+	emh_request req = {.method = method, .path = path, .query = query ? query : "", .args = args, .nargs = nargs,
+			   .body = body, .body_len = body ? strlen(body) : 0};
+	rc = emh_scope_handle(scope, &req, res, err);
+	emh_scope_close(scope);
+	emh_web_answer(res, rc, err, NULL, path);
+	return rc;
+}
+
+static json_t *res_json(const emh_response *res)
+{
+	size_t len;
+	const char *b = emh_response_body(res, &len);
+	return b ? json_loadb(b, len, 0, NULL) : NULL;
+}
+
+static const char *res_header(const emh_response *res, const char *name)
+{
+	for (size_t i = 0; i < emh_response_nheaders(res); i++)
+		if (strcmp(emh_response_header(res, i)->name, name) == 0)
+			return emh_response_header(res, i)->value;
+	return NULL;
+}
+
+static void test_json(void)
+{
+	emh_error err;
+	emh_em *em = fixture_fork(host, NULL);
+	emh_repo *repo = fixture_repo(em, &item_entity);
+	item *it = fixture_new(repo);
+	json_t *in = json_loads("{\"name\":\"pen\",\"qty\":3,\"active\":true,\"price\":1.5,\"data\":\"AQID\","
+				"\"meta\":{\"a\":[1,2]},\"secret\":\"pw\",\"big\":9007199254740993,\"note\":null,"
+				"\"created_at\":\"2001-01-01T00:00:00Z\",\"id\":77}",
+				0, NULL);
+	json_t *problems = NULL;
+	is_int(emh_json_into_object(em, &item_entity, in, it, 0, &problems, &err), 0, "a good body is read");
+	json_decref(in);
+	ok(problems == NULL, "with no problems");
+	is_str(it->name, "pen", "text");
+	is_int(it->qty, 3, "int32");
+	ok(it->active && it->price == 1.5, "bool and double");
+	ok(it->data.len == 3 && memcmp(it->data.data, "\1\2\3", 3) == 0, "base64 decoded into the blob");
+	is_str(it->meta, "{\"a\":[1,2]}", "a JSON member kept as JSON text");
+	is_str(it->secret, "pw", "a hidden field is accepted on input");
+	ok(it->big == 9007199254740993LL, "int64 beyond 2^53 exact");
+	ok(it->id == 0 && it->created_at == 0, "the generated key and a read-only field are ignored");
+	it->created_at = 1714564800123456LL;
+	emh_em_set_null(em, it, "rank", true, NULL);
+
+	json_t *out = emh_json_from_object(em, &item_entity, it, 0);
+	ok(!json_object_get(out, "secret"), "a hidden field is never serialised");
+	is_str(json_string_value(json_object_get(out, "created_at")), "2024-05-01T12:00:00.123456Z",
+	       "a timestamp as RFC 3339 UTC");
+	is_str(json_string_value(json_object_get(out, "data")), "AQID", "a blob as base64");
+	ok(json_is_object(json_object_get(out, "meta")), "a JSON field as its value");
+	ok(json_is_integer(json_object_get(out, "big")), "int64 as a number by default");
+	ok(json_is_null(json_object_get(out, "note")) && json_is_null(json_object_get(out, "rank")),
+	   "NULL text and a NULL scalar as null");
+	json_decref(out);
+	out = emh_json_from_object(em, &item_entity, it, EMH_JSON_INT64_STRINGS);
+	is_str(json_string_value(json_object_get(out, "big")), "9007199254740993", "beyond 2^53 as a string when asked");
+	ok(json_is_integer(json_object_get(out, "qty")), "small numbers stay numbers");
+	json_decref(out);
+
+	/* every problem, and nothing written */
+	in = json_loads("{\"name\":\"far too long\",\"qty\":4294967296,\"active\":\"yes\",\"pad\":1,"
+			"\"data\":\"!!\"}", 0, NULL);
+	is_int(emh_json_into_object(em, &item_entity, in, it, EMH_JSON_REFUSE_READONLY, &problems, &err), EMH_EINVAL,
+	       "a bad body is EMH_EINVAL");
+	like_str(err.message, "invalid request body: ", "the message says so");
+	like_str(err.message, "more)", "and counts the other problems");
+	size_t np = json_array_size(problems);
+	is_int(np, 6, "six problems: too long, range, type, unknown, base64, missing price");
+	char kinds[256] = "";
+	for (size_t i = 0; i < np; i++) {
+		json_t *p = json_array_get(problems, i);
+		strcat(kinds, json_string_value(json_object_get(p, "field")));
+		strcat(kinds, ":");
+		strcat(kinds, json_string_value(json_object_get(p, "problem")));
+		strcat(kinds, " ");
+	}
+	like_str(kinds, "name:too_long", "too long");
+	like_str(kinds, "qty:type", "an int32 out of range");
+	like_str(kinds, "active:type", "wrong type");
+	like_str(kinds, "pad:unknown", "an unknown member");
+	like_str(kinds, "data:type", "bad base64");
+	like_str(kinds, "price:missing", "a missing required field");
+	is_str(it->name, "pen", "nothing was written");
+	json_decref(problems);
+	json_decref(in);
+
+	in = json_loads("{\"id\":5,\"pad\":1}", 0, NULL);
+	is_int(emh_json_into_object(em, &item_entity, in, it, EMH_JSON_PARTIAL | EMH_JSON_REFUSE_READONLY, &problems,
+				    &err),
+	       EMH_EINVAL, "a read-only member refused when asked");
+	like_str(err.message, "field 'id' is read-only", "naming it");
+	json_decref(problems);
+	is_int(emh_json_into_object(em, &item_entity, in, it, EMH_JSON_PARTIAL | EMH_JSON_IGNORE_UNKNOWN, NULL, &err), 0,
+	       "partial, unknown ignored: nothing required");
+	json_decref(in);
+	in = json_loads("{\"name\":\"n\",\"qty\":1,\"active\":false,\"price\":2,\"data\":\"AQIDBAU=\"}", 0, NULL);
+	emh_json_into_object(em, &item_entity, in, it, 0, NULL, &err);
+	like_str(err.message, "field 'data' is 5 bytes, longer than its max_len of 4", "a blob's max_len is its bytes");
+	json_decref(in);
+	emh_em_close(em);
+
+	emh_time t;
+	ok(emh_web_time_parse("2024-05-01T14:00:00.5+02:00", &t) && t == 1714564800500000LL, "an offset is applied");
+	ok(!emh_web_time_parse("2023-02-29T00:00:00Z", &t), "no 29 February in 2023");
+	ok(!emh_web_time_parse("2024-05-01 12:00", &t), "a time without seconds or zone is refused");
+}
+
+static void test_mapping(void)
+{
+	is_int(emh_web_status(EMH_EINVAL), 400, "EINVAL 400");
+	is_int(emh_web_status(EMH_ENOTFOUND), 404, "ENOTFOUND 404");
+	is_int(emh_web_status(EMH_ECONFLICT), 409, "ECONFLICT 409");
+	is_int(emh_web_status(EMH_ERETRY), 503, "ERETRY 503");
+	is_int(emh_web_status(EMH_EDRIVER), 500, "EDRIVER 500");
+	emh_response *res = emh_response_new();
+	emh_error err;
+	emh_error_set(&err, EMH_ECONFLICT, "duplicate key value violates unique constraint \"x\"");
+	err.native = 23505;
+	emh_web_answer_error(res, &err, NULL, "/x");
+	json_t *j = res_json(res);
+	is_int(emh_response_status(res), 409, "a driver's conflict -> 409");
+	is_str(json_string_value(json_object_get(json_object_get(j, "error"), "message")), "conflict",
+	       "with a fixed message, never the database's text");
+	json_decref(j);
+	emh_error_set(&err, EMH_EUNAVAILABLE, "connection refused");
+	emh_error_context(&err, EMH_EUNAVAILABLE, "orders");
+	emh_web_answer_error(res, &err, NULL, "/x");
+	is_int(emh_response_status(res), 503, "unavailable -> 503");
+	is_str(res_header(res, "Retry-After"), "1", "with Retry-After");
+	emh_response_free(res);
+}
+
+static int attempts;
+static int flaky(emh_scope *s, void *ud, emh_error *err)
+{
+	attempts++;
+	if (attempts < 3)
+		return emh_error_set(err, EMH_ERETRY, "busy");
+	return *(int *)ud;
+}
+static int never(emh_scope *s, void *ud, emh_error *err)
+{
+	attempts++;
+	return emh_error_set(err, EMH_ECONFLICT, "a unique value");
+}
+
+static void test_routes(void)
+{
+	emh_error err;
+	emh_services *svcs;
+	if (emh_services_new(host, &svcs, &err))
+		bail("emh_services_new: %s", err.message);
+	is_int(emh_services_add(svcs, &web_svc, NULL, &err), 0, "a service with routes and no handle loads");
+	if (err.code)
+		diag("%s", err.message);
+	emh_response *res = emh_response_new();
+	size_t len;
+
+	is_int(call(svcs, "shopweb", "GET", "/items/42", NULL, NULL, 0, NULL, res, &err), 0, "GET /items/42 routed");
+	ok(strncmp(emh_response_body(res, &len), "get 42", 6) == 0, "with :id as an int64");
+	is_int(call(svcs, "shopweb", "DELETE", "/items/-7/", NULL, NULL, 0, NULL, res, &err), 0,
+	       "{id:int64}, negative, trailing slash");
+	ok(strncmp(emh_response_body(res, &len), "get -7", 6) == 0, "the parameter read");
+	is_int(call(svcs, "shopweb", "GET", "/by-name/a%20b", NULL, NULL, 0, NULL, res, &err), 0, "a text parameter");
+	const char *b = emh_response_body(res, &len);
+	ok(len == 3 && strncmp(b, "a b", 3) == 0, "decoded");
+	is_int(call(svcs, "shopweb", "GET", "/items/abc", NULL, NULL, 0, NULL, res, &err), EMH_ENOTFOUND,
+	       "a non-integer id matches no route");
+	is_int(emh_response_status(res), 404, "404");
+	like_str(err.message, "no route GET /shopweb/items/abc", "naming the path");
+	is_int(call(svcs, "shopweb", "GET", "/items/99999999999999999999", NULL, NULL, 0, NULL, res, &err),
+	       EMH_ENOTFOUND, "an id beyond int64 matches no route");
+	is_int(call(svcs, "shopweb", "PATCH", "/items/1", NULL, NULL, 0, NULL, res, &err), 0, "a wrong method answers");
+	is_int(emh_response_status(res), 405, "405");
+	is_str(res_header(res, "Allow"), "GET, DELETE, GE, PUT", "Allow lists the path's methods, each once");
+	json_t *j = res_json(res);
+	is_str(json_string_value(json_object_get(json_object_get(j, "error"), "code")), "method_not_allowed",
+	       "with the standard error body");
+	json_decref(j);
+
+	/* a body with problems: 400 with every field */
+	is_int(call(svcs, "shopweb", "POST", "/items", NULL, NULL, 0, "{\"name\":1,\"bogus\":true}", res, &err),
+	       EMH_EINVAL, "a bad body");
+	is_int(emh_response_status(res), 400, "400");
+	j = res_json(res);
+	json_t *fields = json_object_get(json_object_get(j, "error"), "fields");
+	ok(json_array_size(fields) >= 5, "listing every bad field (%zu)", json_array_size(fields));
+	json_decref(j);
+	is_int(call(svcs, "shopweb", "POST", "/items", NULL, NULL, 0, "{\"name\":", res, &err), EMH_EINVAL,
+	       "malformed JSON");
+	like_str(err.message, "malformed JSON", "says so");
+	for (int i = 0; i < 5; i++) {
+		char body[160];
+		snprintf(body, sizeof body, "{\"name\":\"n%d\",\"qty\":%d,\"active\":true,\"price\":1}", i, i);
+		call(svcs, "shopweb", "POST", "/items", NULL, NULL, 0, body, res, &err);
+	}
+	is_int(emh_response_status(res), 201, "POST -> 201");
+	like_str(res_header(res, "Location"), "/shopweb/items/", "with a Location under the mount");
+	emh_kv args[] = {{"limit", "2"}, {"offset", "1"}};
+	is_int(call(svcs, "shopweb", "GET", "/items", NULL, args, 2, NULL, res, &err), 0, "a listing");
+	j = res_json(res);
+	is_int(json_array_size(json_object_get(j, "items")), 2, "a page of 2");
+	is_int(json_integer_value(json_object_get(j, "total")), 5, "of 5 in all");
+	is_str(json_string_value(json_object_get(json_array_get(json_object_get(j, "items"), 0), "name")), "n1",
+	       "from offset 1, by key");
+	json_decref(j);
+	emh_kv bad[] = {{"limit", "4"}};
+	is_int(call(svcs, "shopweb", "GET", "/items", NULL, bad, 1, NULL, res, &err), EMH_EINVAL,
+	       "a limit over the maximum");
+	is_int(emh_response_status(res), 400, "-> 400");
+
+	/* the retry wrapper */
+	emh_scope *scope;
+	emh_scope_open(svcs, "shopweb", &scope, &err);
+	int final = 0;
+	attempts = 0;
+	is_int(emh_web_retry(scope, flaky, &final, 5, &err), 0, "retried until it worked");
+	is_int(attempts, 3, "three attempts");
+	attempts = 0;
+	is_int(emh_web_retry(scope, never, NULL, 5, &err), EMH_ECONFLICT, "a failure retrying cannot cure");
+	is_int(attempts, 1, "is not retried");
+	attempts = 0;
+	final = 0;
+	is_int(emh_web_retry(scope, flaky, &final, 2, &err), EMH_ERETRY, "at most max_attempts");
+	emh_scope_close(scope);
+
+	json_t *doc = emh_web_openapi(svcs, "t");
+	is_str(json_string_value(json_object_get(doc, "openapi")), "3.1.0", "OpenAPI 3.1");
+	json_t *paths = json_object_get(doc, "paths");
+	ok(json_object_get(json_object_get(paths, "/shopweb/items/{id}"), "get") &&
+	   json_object_get(json_object_get(paths, "/shopweb/items/{id}"), "delete"),
+	   "a path per pattern, a method per route");
+	ok(json_object_get(json_object_get(json_object_get(paths, "/shopweb/items"), "post"), "requestBody"),
+	   "a request body from the route's doc");
+	json_t *schemas = json_object_get(json_object_get(doc, "components"), "schemas");
+	ok(json_object_get(schemas, "item") && json_object_get(schemas, "itemInput") && json_object_get(schemas, "Error"),
+	   "schemas of the entity, its input and the error body");
+	ok(!json_object_get(json_object_get(json_object_get(schemas, "item"), "properties"), "secret"),
+	   "no hidden field in the answer's schema");
+	ok(!json_object_get(json_object_get(json_object_get(schemas, "itemInput"), "properties"), "id"),
+	   "no read-only field in the input's schema");
+	json_decref(doc);
+	emh_response_free(res);
+	emh_services_free(svcs);
+}
+
+static int r_dummy(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err) { return 0; }
+
+static void refused(const emh_route *rt, size_t n, const char *want, const char *what)
+{
+	emh_error err;
+	emh_services *svcs;
+	emh_services_new(host, &svcs, &err);
+	emh_service d = {EMH_SERVICE_HEADER, .name = "bad", .version = "1", .routes = rt, .nroutes = n,
+			 .handle = NULL};
+	is_int(emh_services_add(svcs, &d, NULL, &err), EMH_EPLUGIN, "%s: refused", what);
+	like_str(err.message, want, "%s: naming it", what);
+	emh_services_free(svcs);
+}
+
+static void test_refusals(void)
+{
+	static const emh_route shadow1[] = {EMH_ROUTE("GET", "/a/:id", r_dummy), EMH_ROUTE("GET", "/a/{n:text}", r_dummy)};
+	refused(shadow1, 2, "routes GET /a/:id and GET /a/{n:text} shadow each other", "an int and a text parameter");
+	static const emh_route shadow2[] = {EMH_ROUTE("GET", "/a/{n:text}", r_dummy), EMH_ROUTE("GET", "/a/all", r_dummy)};
+	refused(shadow2, 2, "GET /a/{n:text} and GET /a/all", "a text parameter and a literal");
+	static const emh_route shadow3[] = {EMH_ROUTE("PUT", "/a/:id", r_dummy), EMH_ROUTE("PUT", "/a/12", r_dummy)};
+	refused(shadow3, 2, "PUT /a/:id and PUT /a/12", "an int parameter and a numeric literal");
+	static const emh_route fine[] = {EMH_ROUTE("GET", "/a/:id", r_dummy), EMH_ROUTE("GET", "/a/all", r_dummy),
+					 EMH_ROUTE("POST", "/a/{n:text}", r_dummy), EMH_ROUTE("GET", "/x-y", r_dummy),
+					 EMH_ROUTE("GET", "/x_y", r_dummy)};
+	emh_error err;
+	emh_services *svcs;
+	emh_services_new(host, &svcs, &err);
+	emh_service d = {EMH_SERVICE_HEADER, .name = "fine", .version = "1", .routes = fine, .nroutes = 5};
+	is_int(emh_services_add(svcs, &d, NULL, &err), 0, "an int parameter beside a word, another method: no shadow");
+	json_t *doc = emh_web_openapi(svcs, NULL);
+	json_t *paths = json_object_get(doc, "paths");
+	const char *id1 = json_string_value(json_object_get(json_object_get(json_object_get(paths, "/fine/x-y"), "get"),
+							    "operationId"));
+	const char *id2 = json_string_value(json_object_get(json_object_get(json_object_get(paths, "/fine/x_y"), "get"),
+							    "operationId"));
+	ok(id1 && id2 && strcmp(id1, id2) != 0, "paths that read alike get distinct operationIds (%s, %s)", id1, id2);
+	json_decref(doc);
+	emh_services_free(svcs);
+	static const emh_route badpat[] = {EMH_ROUTE("GET", "/a/{n:float}", r_dummy)};
+	refused(badpat, 1, "parameter 'n' has type 'float'", "an unknown parameter type");
+	static const emh_route badlit[] = {EMH_ROUTE("GET", "/a b", r_dummy)};
+	refused(badlit, 1, "segment 'a b'", "a literal with a space");
+	static const emh_route badm[] = {EMH_ROUTE("get", "/a", r_dummy)};
+	refused(badm, 1, "method 'get'", "a lower-case method");
+	static const emh_route nofn[] = {EMH_ROUTE("GET", "/a", NULL)};
+	refused(nofn, 1, "fn is NULL", "a route without a function");
+
+	/* routes and a handle: the handle gets the rest */
+	static const emh_route some[] = {EMH_ROUTE("GET", "/x", r_get)};
+	emh_services_new(host, &svcs, &err);
+	emh_service both = {EMH_SERVICE_HEADER, .name = "both", .version = "1", .routes = some, .nroutes = 1,
+			    .handle = fallback};
+	emh_services_add(svcs, &both, NULL, &err);
+	emh_response *res = emh_response_new();
+	size_t len;
+	is_int(call(svcs, "both", "GET", "/elsewhere", NULL, NULL, 0, NULL, res, &err), 0, "an unrouted path");
+	ok(strncmp(emh_response_body(res, &len), "fallback", 8) == 0, "goes to handle");
+	emh_response_free(res);
+	emh_services_free(svcs);
+}
+
+int main(void)
+{
+	plan_lazy();
+	fixture_init(&fx, "web");
+	host = fixture_sqlite_host(&fx, "web.db", NULL, (const emh_entity *const[]){&item_entity, NULL});
+	fixture_sync(host, NULL);
+	test_json();
+	test_mapping();
+	test_routes();
+	test_refusals();
+	emh_host_free(host);
+	fixture_release(&fx);
+	return done_testing();
+}
