@@ -421,7 +421,8 @@ start() {
 	fi
 	port=$(cat "$D/port")
 	record_env "mysql://$DBUSER:$(cat "$D/password")@127.0.0.1:$port/$DB" "$port" "$run/sock"
-	[ "${EMH_TEST_MYSQL_REPLICA:-1}" != 0 ] && [ "${1:-}" != primary ] && start_replica "$user"
+	# (after a `stop`, which stops both, a restart brings the replica back too)
+	[ "${EMH_TEST_MYSQL_REPLICA:-1}" != 0 ] && start_replica "$user"
 	return 0
 }
 
@@ -437,7 +438,7 @@ restart)
 	[ -n "$kind" ] || die "nothing to restart: '$STATE_DIR' has no mariadb server (run start first)"
 	[ "$kind" != external ] || exit 0
 	stop_server
-	start primary
+	start
 	;;
 replica-stop)
 	stop_replica

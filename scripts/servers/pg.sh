@@ -16,7 +16,8 @@
 #         Already running: does nothing.
 # stop    stops the server by the PID it recorded (fast shutdown); keeps the data.
 #         Idempotent.
-# restart stops it and starts it again on the SAME port with the same data.
+# restart stops it and starts it again on the SAME port with the same data
+#         (and the standby, when a `stop` stopped it).
 # status  exit 0 when running.
 # standby-stop / standby-start  stop the streaming standby, start it again
 #         on the same port (replica tests; nothing else uses it).
@@ -339,6 +340,12 @@ restart)
 	for _ in $(seq 1 100); do port_open "$port" || break; sleep 0.1; done
 	port_open "$port" && die "port $port is still in use after stopping the server"
 	launch "$port" || die "port $port was taken by another process; cannot restart on it"
+	# a `stop` stopped the standby too: bring it back on its port
+	if [ -f "$D/standby-port" ] && ! { [ -f "$D/standby-pid" ] && kill -0 "$(cat "$D/standby-pid")" 2>/dev/null; }; then
+		sport=$(cat "$D/standby-port")
+		for _ in $(seq 1 100); do port_open "$sport" || break; sleep 0.1; done
+		launch "$sport" standby standby- || die "port $sport was taken; cannot restart the standby on it"
+	fi
 	;;
 status)
 	if [ "$(cat "$D/kind" 2>/dev/null || true)" = external ]; then
