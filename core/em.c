@@ -307,6 +307,51 @@ bool emh__em_stale_first_use(const emh_em *em, int rc)
  * write is never sent twice (the server may have applied it); the pool pings
  * connections idle for more than a second, which covers writes.
  */
+/* How long a replica may take to reach a fork's token before the read goes to the primary. */
+#define REPLAY_WAIT_MS 20
+/* How often a replica's lag is measured (by the fork that takes it then). */
+#define LAG_EVERY_NS (500 * 1000000LL)
+
+/*
+ * The checks a fork's new replica connection passes before its first read:
+ * replayed past the fork's token (then the token is spent: the fork keeps
+ * this replica, so later reads are no older); its lag within
+ * max_replica_lag_ms, measured every LAG_EVERY_NS.  0 fine, 1 the primary
+ * serves the fork's reads instead, else an error of the replica's.
+ */
+static int replica_admit(emh_em *em, emh__replica *r, emh_error *err)
+{
+	const emh_driver *d = &em->ctx->drv->d;
+	int rc;
+	if (em->ctx->max_replica_lag_ms > 0 && d->lag_ms) {
+		int64_t now = emh__coarse_ns(), at = atomic_load_explicit(&r->lag_at_ns, memory_order_relaxed);
+		if (now - at >= LAG_EVERY_NS &&
+		    atomic_compare_exchange_strong_explicit(&r->lag_at_ns, &at, now, memory_order_relaxed,
+							    memory_order_relaxed)) {
+			int64_t lag = -1;
+			if ((rc = d->lag_ms(em->rpc->conn, &lag, err)) != 0)
+				return rc;
+			atomic_store_explicit(&r->lag_ms, lag, memory_order_relaxed);
+		}
+		if (atomic_load_explicit(&r->lag_ms, memory_order_relaxed) > em->ctx->max_replica_lag_ms)
+			return 1;
+	}
+	if (em->after) {
+		bool yes = false;
+		if (!d->replayed)
+			return 1;
+		if ((rc = d->replayed(em->rpc->conn, em->after, REPLAY_WAIT_MS, &yes, err)) != 0)
+			return rc;
+		if (!yes) {
+			atomic_fetch_add_explicit(&r->stale, 1, memory_order_relaxed);
+			em->primary_only = true; /* the rest of the fork too: its reads stay no older */
+			return 1;
+		}
+		em->after = NULL;
+	}
+	return 0;
+}
+
 /*
  * A read on a replica (docs/replicas.md): the fork's replica connection,
  * taken from the next healthy replica at its first routed read.  1: no
@@ -335,6 +380,19 @@ static int replica_run(emh_em *em, emh__op *o, emh_error *err)
 			em->rep = r;
 			em->rpc_status = 0;
 			em->rconn_used = false;
+			if ((rc = replica_admit(em, r, &e)) != 0) {
+				em->rpc_status = rc == 1 ? 0 : rc;
+				replica_release(em);
+				if (rc == 1)
+					return 1;
+				if (rc == EMH_EINVAL) { /* a token this driver cannot read: the caller's */
+					*err = e;
+					return emh__em_fail(em, rc, err);
+				}
+				emh__replica_note(r, rc, &e);
+				atomic_fetch_add_explicit(&r->fallbacks, 1, memory_order_relaxed);
+				return 1;
+			}
 		}
 		emh__replica *r = em->rep;
 		int64_t t0 = emh__now_ns();
@@ -448,6 +506,32 @@ int emh_em_caps(emh_em *em, uint64_t *caps, emh_error *err)
 	if (rc)
 		return rc;
 	*caps = emh__em_caps(em);
+	return 0;
+}
+
+int emh_em_token(emh_em *em, char *buf, size_t len, emh_error *err)
+{
+	const emh_driver *d = &em->ctx->drv->d;
+	if (!buf || len < 2)
+		return emh_error_set(err, EMH_EINVAL, "emh_em_token: no room for a token");
+	if (!d->position)
+		return emh__em_fail(em, emh_error_set(err, EMH_EUNSUPPORTED, "driver '%s' has no replication positions "
+						  "(EMH_CAP_REPLICAS)", d->name), err);
+	if (em->tx_depth > 0)
+		return emh__em_fail(em, emh_error_set(err, EMH_ESTATE, "emh_em_token inside a transaction: its writes "
+						  "are not committed yet"), err);
+	int rc = emh__em_conn(em, err);
+	if (rc)
+		return rc;
+	char pos[256];
+	if ((rc = d->position(em->pc->conn, pos, sizeof pos, err)) != 0) {
+		emh__em_conn_failed(em, rc, err);
+		return emh__em_fail(em, rc, err);
+	}
+	em->conn_used = true;
+	if (strlen(pos) >= len)
+		return emh_error_set(err, EMH_EINVAL, "emh_em_token: the token needs %zu bytes", strlen(pos) + 1);
+	memcpy(buf, pos, strlen(pos) + 1);
 	return 0;
 }
 

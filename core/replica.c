@@ -221,8 +221,9 @@ static bool replica_usable(emh_context *c, emh__replica *r, int64_t now)
 	if (until && now < until)
 		return false;
 	if (c->max_replica_lag_ms > 0) {
+		/* lagging: skipped until its lag is due to be measured again (em.c measures it) */
 		int64_t lag = atomic_load_explicit(&r->lag_ms, memory_order_relaxed);
-		if (lag > c->max_replica_lag_ms)
+		if (lag > c->max_replica_lag_ms && now - atomic_load_explicit(&r->lag_at_ns, memory_order_relaxed) < BACKOFF_MIN_NS)
 			return false;
 	}
 	return true;

@@ -24,6 +24,7 @@
 #           EMH_TEST_MYSQL_REPLICA_URL='mysql://emh:PASSWORD@127.0.0.1:PORT2/emh_test'
 #           EMH_TEST_MYSQL_REPLICA_PORT
 #           EMH_TEST_MYSQL_ADMIN_URL='mysql://emh_admin:PASSWORD@127.0.0.1:PORT/emh_test'
+#           EMH_TEST_MYSQL_REPLICA_ADMIN_URL (the same user on the replica)
 # (emh_admin may stop and start the replica's SQL thread: the tests' pause).
 # `stop` stops both.
 #
@@ -365,7 +366,8 @@ record_replica_env() {
 	pw=$(cat "$D/password")
 	for line in "export EMH_TEST_MYSQL_REPLICA_URL='mysql://$DBUSER:$pw@127.0.0.1:$(cat "$D/replica-port")/$DB'" \
 		"export EMH_TEST_MYSQL_REPLICA_PORT='$(cat "$D/replica-port")'" \
-		"export EMH_TEST_MYSQL_ADMIN_URL='mysql://emh_admin:$pw@127.0.0.1:$(cat "$D/port")/$DB'"; do
+		"export EMH_TEST_MYSQL_ADMIN_URL='mysql://emh_admin:$pw@127.0.0.1:$(cat "$D/port")/$DB'" \
+		"export EMH_TEST_MYSQL_REPLICA_ADMIN_URL='mysql://emh_admin:$pw@127.0.0.1:$(cat "$D/replica-port")/$DB'"; do
 		grep -qxF "$line" "$STATE_DIR/env" || echo "$line" >>"$STATE_DIR/env"
 	done
 }

@@ -178,11 +178,11 @@ launch() {
 	die "the server does not accept TCP connections on 127.0.0.1:$port (see $D/log)"
 }
 
-psql_admin() { # sql
+psql_admin() { # sql [database]
 	local bin r
 	bin=$(cat "$D/bindir")
 	r=$(root_dir)
-	as_pg "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$r" -p "$(cat "$D/port")" -U postgres -d postgres -c "$1" \
+	as_pg "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$r" -p "$(cat "$D/port")" -U postgres -d "${2:-postgres}" -c "$1" \
 		>>"$D/log" 2>&1 </dev/null
 }
 
@@ -305,7 +305,7 @@ start() {
 	if [ "${EMH_TEST_PG_STANDBY:-1}" != 0 ]; then
 		# The replica tests pause replay and read the standby's lag as emh.
 		psql_admin "GRANT EXECUTE ON FUNCTION pg_wal_replay_pause() TO $ROLE;
-			GRANT EXECUTE ON FUNCTION pg_wal_replay_resume() TO $ROLE; GRANT pg_read_all_stats TO $ROLE" ||
+			GRANT EXECUTE ON FUNCTION pg_wal_replay_resume() TO $ROLE; GRANT pg_read_all_stats TO $ROLE" "$DB" ||
 			{ stop_server; die "cannot grant the replay functions to '$ROLE' (see $D/log)"; }
 		start_standby
 	fi

@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,9 @@ typedef struct server {
 	const char *script;      /* scripts/servers/<script>.sh */
 	const char *stop, *start; /* its commands for the replica alone */
 	const char *setup;       /* DDL on the primary */
+	const char *admin;       /* a URL of the replica that may pause its replay */
+	const char *pause, *resume;
+	bool lag;                /* the driver measures lag */
 } server;
 
 static void sleep_ms(int ms)
@@ -59,10 +63,10 @@ static void sleep_ms(int ms)
 }
 
 /* -1: the read failed; else who.standby of the server that answered in a fresh fork (opts may be NULL). */
-static int who_answers(emh_host *h, const emh_fork_opts *opts, emh_error *err)
+static int who_answers_in(emh_host *h, const char *ctx, const emh_fork_opts *opts, emh_error *err)
 {
 	emh_em *em;
-	if (emh_host_fork_opts(h, "r", opts, &em, err))
+	if (emh_host_fork_opts(h, ctx, opts, &em, err))
 		return -1;
 	emh_repo *r;
 	who *w = NULL;
@@ -72,6 +76,106 @@ static int who_answers(emh_host *h, const emh_fork_opts *opts, emh_error *err)
 	int out = rc || !w ? -1 : (int)w->standby;
 	emh_em_close(em);
 	return out;
+}
+
+static int who_answers(emh_host *h, const emh_fork_opts *opts, emh_error *err)
+{
+	return who_answers_in(h, "r", opts, err);
+}
+
+/* In a fresh fork (opts may be NULL): 1 when item id is found with v, 0 when not found, -1 error. */
+static int item_seen(emh_host *h, const emh_fork_opts *opts, int64_t id, const char *v, int *standby)
+{
+	emh_error err;
+	emh_em *em;
+	if (emh_host_fork_opts(h, "r", opts, &em, &err))
+		return -1;
+	emh_repo *r = fixture_repo(em, &item_entity), *rw = fixture_repo(em, &who_entity);
+	item *it = NULL;
+	who *w = NULL;
+	int rc = emh_repo_get(r, emh_v_int64(id), (void **)&it, &err);
+	int out = rc == EMH_ENOTFOUND ? 0 : rc ? -1 : strcmp(it->v, v) == 0;
+	if (rc && rc != EMH_ENOTFOUND)
+		diag("item %lld: %s", (long long)id, err.message);
+	*standby = emh_repo_get(rw, emh_v_int64(1), (void **)&w, &err) == 0 ? (int)w->standby : -1;
+	emh_em_close(em);
+	return out;
+}
+
+static void admin(emh_host *h, const char *sql)
+{
+	emh_error err;
+	emh_em *em = fixture_fork(h, "s");
+	if (emh_em_execute(em, sql, &err))
+		bail("on the replica: %s: %s", sql, err.message);
+	emh_em_close(em);
+}
+
+/*
+ * The causal token with the replica's replay paused: a fork opened with it
+ * never reads older data (it reads the primary) while a fork without it
+ * reads the stale replica; resumed, the token's forks read the replica.
+ */
+static void test_token(emh_host *h, const server *s)
+{
+	emh_error err;
+	const char *kv[] = {"url", s->admin, NULL};
+	if (emh_host_add_context(h, "s", kv, &err))
+		bail("%s: the replica's own context: %s", s->name, err.message);
+	admin(h, s->pause);
+	emh_em *em = fixture_fork(h, "r");
+	item *it = fixture_new(fixture_repo(em, &item_entity));
+	it->id = 9;
+	it->v = "nine";
+	ok(emh_em_flush(em, &err) == 0, "%s: token: insert a row with the replica paused", s->name);
+	char tok[256] = "";
+	int rc = emh_em_token(em, tok, sizeof tok, &err);
+	ok(rc == 0 && tok[0], "%s: emh_em_token after the flush (%s)", s->name, rc ? err.message : tok);
+	emh_em_close(em);
+	int standby = -1;
+	int seen = item_seen(h, NULL, 9, "nine", &standby);
+	ok(seen == 0 && standby == 1, "%s: token: without it a fork reads the paused replica, which lacks the row "
+	   "(seen %d, standby %d)", s->name, seen, standby);
+	emh_fork_opts after = {.after = tok};
+	seen = item_seen(h, &after, 9, "nine", &standby);
+	ok(seen == 1 && standby == 0, "%s: token: with it the fork reads the row, from the primary (seen %d, standby %d)",
+	   s->name, seen, standby);
+	if (s->lag) {
+		/* measured lag: the paused standby falls behind while the primary commits */
+		char rurl[2048];
+		snprintf(rurl, sizeof rurl, "%s", s->rurl);
+		const char *lkv[] = {"url", s->url, "replica_urls", rurl, "max_replica_lag_ms", "500", NULL};
+		if (emh_host_add_context(h, "l", lkv, &err))
+			bail("%s: a context with max_replica_lag_ms: %s", s->name, err.message);
+		fixture_register(h, "l", &who_entity);
+		sleep_ms(1200); /* the last replayed commit (before the pause) is older than 500 ms by now */
+		is_int(who_answers_in(h, "l", NULL, &err), 0, "%s: lag: a replica further behind than max_replica_lag_ms "
+		       "serves no reads", s->name);
+	}
+	admin(h, s->resume);
+	if (s->lag) {
+		int got = -1;
+		for (int waited = 0; waited < 20000 && got != 1; waited += 100) {
+			if ((got = who_answers_in(h, "l", NULL, &err)) != 1)
+				sleep_ms(100);
+		}
+		is_int(got, 1, "%s: lag: caught up, the replica serves reads again", s->name);
+	}
+	for (int waited = 0; waited < 20000; waited += 100) {
+		if ((seen = item_seen(h, &after, 9, "nine", &standby)) == 1 && standby == 1)
+			break;
+		sleep_ms(100);
+	}
+	ok(seen == 1 && standby == 1, "%s: token: replay resumed, the token's fork reads the row on the replica",
+	   s->name);
+	char small[2];
+	em = fixture_fork(h, "r");
+	is_int(emh_em_token(em, small, sizeof small, &err), EMH_EINVAL, "%s: a token buffer too small is EMH_EINVAL",
+	       s->name);
+	emh_em_close(em);
+	emh_fork_opts bad = {.after = "not a position"};
+	emh_fork_opts *bp = &bad;
+	ok(who_answers(h, bp, &err) != 1, "%s: a malformed token never reads the replica", s->name);
 }
 
 /* Wait (bounded) until a fresh fork's read is answered by the replica (want 1). */
@@ -150,6 +254,8 @@ static void test_server(const fixture *fx, const server *s)
 	ok(rc == 0 && w && w->standby == 0, "%s: inside a transaction the fork reads the primary", s->name);
 	emh_em_rollback(em, &err);
 	emh_em_close(em);
+
+	test_token(h, s);
 
 	/* the replica stopped: reads go to the primary, with no error */
 	ok(run_script(s, s->stop) == 0, "%s: %s.sh %s", s->name, s->script, s->stop);
@@ -292,21 +398,25 @@ int main(void)
 		 .script = "pg", .stop = "standby-stop", .start = "standby-start",
 		 .setup = "DROP TABLE IF EXISTS emh_rep_item; CREATE TABLE emh_rep_item (id bigint PRIMARY KEY, v text); "
 			  "CREATE OR REPLACE VIEW emh_rep_who AS SELECT 1::bigint AS id, "
-			  "pg_is_in_recovery()::int::bigint AS standby"},
+			  "pg_is_in_recovery()::int::bigint AS standby",
+		 .admin = getenv("EMH_TEST_PG_STANDBY_URL"), .pause = "SELECT pg_wal_replay_pause()",
+		 .resume = "SELECT pg_wal_replay_resume()", .lag = true},
 		{.name = "mysql", .url = getenv("EMH_TEST_MYSQL_URL"), .rurl = getenv("EMH_TEST_MYSQL_REPLICA_URL"),
 		 .script = "mariadb", .stop = "replica-stop", .start = "replica-start",
 		 .setup = "DROP TABLE IF EXISTS emh_rep_item; CREATE TABLE emh_rep_item (id BIGINT PRIMARY KEY, v TEXT); "
 			  "CREATE OR REPLACE FUNCTION emh_rep_standby() RETURNS BIGINT NOT DETERMINISTIC "
 			  "RETURN @@server_id = 2; "
-			  "CREATE OR REPLACE VIEW emh_rep_who AS SELECT CAST(1 AS SIGNED) AS id, emh_rep_standby() AS standby"},
+			  "CREATE OR REPLACE VIEW emh_rep_who AS SELECT CAST(1 AS SIGNED) AS id, emh_rep_standby() AS standby",
+		 .admin = getenv("EMH_TEST_MYSQL_REPLICA_ADMIN_URL"), .pause = "STOP SLAVE SQL_THREAD",
+		 .resume = "START SLAVE SQL_THREAD"},
 	};
 	for (size_t i = 0; i < sizeof servers / sizeof *servers; i++) {
 		const server *s = &servers[i];
-		if (!s->url || !s->rurl || !getenv("EMH_TEST_STATE_DIR")) {
+		if (!s->url || !s->rurl || !s->admin || !getenv("EMH_TEST_STATE_DIR")) {
 			char why[160];
 			snprintf(why, sizeof why, "%s replica: the test servers with their replicas are not running "
 				 "(scripts/test-servers.sh start)", s->name);
-			need_server(15, why);
+			need_server(22, why);
 			continue;
 		}
 		test_server(&fx, s);
