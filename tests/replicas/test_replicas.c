@@ -388,6 +388,43 @@ static void test_config(const fixture *fx)
 		emh_host_free(h);
 }
 
+/*
+ * libpq's own failover: a two-host URL whose first host is down (a closed
+ * port) connects to the second; target_session_attrs=read-write on a URL
+ * listing the standby first finds the primary.
+ */
+static void test_multihost(const fixture *fx, const char *url, const char *standby_url)
+{
+	char user[128], pw[128], host[128], port[16], db[128], sport[16] = "";
+	const char *p = strstr(url, "://");
+	if (!p || sscanf(p + 3, "%127[^:]:%127[^@]@%127[^:]:%15[^/]/%127[^?]", user, pw, host, port, db) != 5)
+		bail("cannot read the test server's URL");
+	const char *sp = standby_url ? strrchr(standby_url, ':') : NULL;
+	if (sp)
+		sscanf(sp + 1, "%15[0-9]", sport);
+	char two[1024], rw[1024], v1[1100], v2[1100];
+	/* port 1: nothing listens there (a privileged port, never a test server) */
+	snprintf(two, sizeof two, "postgres://%s:%s@%s:1,%s:%s/%s?connect_timeout=2", user, pw, host, host, port, db);
+	snprintf(rw, sizeof rw, "postgres://%s:%s@%s:%s,%s:%s/%s?target_session_attrs=read-write", user, pw, host,
+		 sport[0] ? sport : "1", host, port, db);
+	snprintf(v1, sizeof v1, "EMH_CONTEXT_R_URL=%s", two);
+	snprintf(v2, sizeof v2, "EMH_CONTEXT_W_URL=%s", rw);
+	const char *env[] = {v1, v2, "EMH_DEFAULT_CONTEXT=r", NULL};
+	emh_host *h;
+	emh_error err;
+	if (fixture_host(fx, env, &h, &err))
+		bail("multi-host URLs: %s", err.message);
+	fixture_register(h, "r", &who_entity);
+	fixture_register(h, "w", &who_entity);
+	int ok_forks = 0;
+	for (int i = 0; i < 3; i++)
+		ok_forks += who_answers_in(h, "r", NULL, &err) == 0;
+	is_int(ok_forks, 3, "libpq two-host URL, the first host down: every fork reads on the second");
+	is_int(who_answers_in(h, "w", NULL, &err), 0,
+	       "libpq target_session_attrs=read-write with the standby listed first: the primary answers");
+	emh_host_free(h);
+}
+
 int main(void)
 {
 	fixture fx;
@@ -416,10 +453,12 @@ int main(void)
 			char why[160];
 			snprintf(why, sizeof why, "%s replica: the test servers with their replicas are not running "
 				 "(scripts/test-servers.sh start)", s->name);
-			need_server(22, why);
+			need_server(strcmp(s->name, "pg") == 0 ? 25 : 21, why);
 			continue;
 		}
 		test_server(&fx, s);
+		if (strcmp(s->name, "pg") == 0)
+			test_multihost(&fx, s->url, s->rurl);
 	}
 	fixture_release(&fx);
 	return done_testing();
