@@ -20,6 +20,8 @@
 
 emh_context *emh__em_context(const emh_em *em) { return em->ctx; }
 
+bool emh__em_wrote(const emh_em *em) { return em->wrote; }
+
 /* ---- fork / close ---- */
 
 int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err)

@@ -199,8 +199,7 @@ typedef struct emh__replica {
 	_Atomic unsigned fails;        /* consecutive failures, for the back-off */
 	_Atomic int64_t lag_ms;        /* last measured lag, -1 unknown */
 	_Atomic int64_t lag_at_ns;     /* when it was measured (0: never) */
-	_Atomic uint64_t queries, errors, fallbacks, stale; /* stale: reads sent to the primary for a token */
-	char last_error[EMH_ERROR_MSG_MAX]; /* under pool.mu */
+	_Atomic uint64_t queries, errors, fallbacks, stale; /* stale: forks whose token it had not replayed */
 } emh__replica;
 
 /* Build and open the replicas the context's settings list (replicas.N.*, replica_urls). */
@@ -496,6 +495,8 @@ int emh__query_error(const emh_query *q, emh_error *err);
 
 /* ---- fork internals used by service.c ---- */
 emh_context *emh__em_context(const emh_em *em);
+/* Did the fork send a write (its reads then stay on the primary)? */
+bool emh__em_wrote(const emh_em *em);
 /* Can v be the value of fork parameter name (emh_em_set_param)?  0 or EMH_EINVAL. */
 int emh__param_check(const char *name, const emh_value *v, emh_error *err);
 

@@ -270,3 +270,51 @@ void emh__replica_note(emh__replica *r, int rc, const emh_error *err)
 		 "replica %u (%s) failed (%s); reads go elsewhere for %lld ms", r->index, r->shown,
 		 err ? err->message : "?", (long long)(back / 1000000));
 }
+
+int emh_host_replicas(emh_host *h, emh_replica_info **out, size_t *n, emh_error *err)
+{
+	if (!h || !out || !n)
+		return emh_error_set(err, EMH_EINVAL, "emh_host_replicas: an argument is NULL");
+	*out = NULL;
+	*n = 0;
+	pthread_rwlock_rdlock(&h->lock);
+	size_t total = 0;
+	for (size_t i = 0; i < h->nctx; i++)
+		total += h->ctxs[i]->nreplicas;
+	emh_replica_info *v = total ? calloc(total, sizeof *v) : NULL;
+	if (total && !v) {
+		pthread_rwlock_unlock(&h->lock);
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	}
+	int64_t now = emh__coarse_ns();
+	size_t k = 0;
+	for (size_t i = 0; i < h->nctx; i++) {
+		emh_context *c = h->ctxs[i];
+		for (unsigned j = 0; j < c->nreplicas; j++) {
+			emh__replica *r = &c->replicas[j];
+			emh_replica_info *ri = &v[k++];
+			snprintf(ri->context, sizeof ri->context, "%s", c->name);
+			ri->index = r->index;
+			snprintf(ri->where, sizeof ri->where, "%s", r->shown);
+			int64_t until = atomic_load_explicit(&r->down_until_ns, memory_order_relaxed);
+			ri->up = !until || now >= until;
+			ri->lag_ms = atomic_load_explicit(&r->lag_ms, memory_order_relaxed);
+			ri->lagging = c->max_replica_lag_ms > 0 && ri->lag_ms > c->max_replica_lag_ms;
+			ri->queries = atomic_load_explicit(&r->queries, memory_order_relaxed);
+			ri->errors = atomic_load_explicit(&r->errors, memory_order_relaxed);
+			ri->fallbacks = atomic_load_explicit(&r->fallbacks, memory_order_relaxed);
+			ri->stale = atomic_load_explicit(&r->stale, memory_order_relaxed);
+			pthread_mutex_lock(&r->pool.b->mu);
+			ri->in_use = r->pool.in_use;
+			ri->idle = r->pool.nidle;
+			pthread_mutex_unlock(&r->pool.b->mu);
+			pthread_mutex_lock(&r->pool.mu);
+			snprintf(ri->last_error, sizeof ri->last_error, "%s", r->pool.up ? "" : r->pool.last_error);
+			pthread_mutex_unlock(&r->pool.mu);
+		}
+	}
+	pthread_rwlock_unlock(&h->lock);
+	*out = v;
+	*n = k;
+	return 0;
+}

@@ -283,6 +283,27 @@ int emh_host_contexts(emh_host *h, emh_context_info **out, size_t *n, emh_error 
 void emh_context_info_free(emh_context_info *infos, size_t n);
 
 /*
+ * The read replicas of every context (docs/replicas.md), one entry each, in
+ * configuration order.  Plain values only: the array is one malloc'd block,
+ * freed with free().  emh_context_info keeps its size: replicas are here.
+ */
+typedef struct emh_replica_info {
+	char context[64];
+	unsigned index;        /* 1-based: replicas.N.*, then replica_urls in order */
+	char where[256];       /* its URL with passwords masked, or host:port */
+	bool up;               /* false while skipped after a failure (back-off) */
+	bool lagging;          /* its measured lag is above max_replica_lag_ms */
+	int64_t lag_ms;        /* last measured lag, -1 when never measured */
+	uint64_t queries;      /* reads it answered */
+	uint64_t errors;       /* calls on it that failed */
+	uint64_t fallbacks;    /* reads sent to the primary because it failed */
+	uint64_t stale;        /* forks whose token it had not replayed yet (they read the primary) */
+	unsigned in_use, idle; /* its pool */
+	char last_error[EMH_ERROR_MSG_MAX];
+} emh_replica_info;
+int emh_host_replicas(emh_host *h, emh_replica_info **out, size_t *n, emh_error *err);
+
+/*
  * The host's connection budget (docs/configuration.md, "Many tenants").
  * Every connection of every context counts once against max_connections
  * and, at what its driver says one holds (a SQLite file in WAL mode 3, a

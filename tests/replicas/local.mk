@@ -6,3 +6,9 @@ check_PROGRAMS += tests/replicas/test_replicas
 TESTS += tests/replicas/test_replicas
 tests_replicas_test_replicas_SOURCES = tests/replicas/test_replicas.c $(FIXTURE_SOURCES)
 tests_replicas_test_replicas_LDADD = core/libemhost.la $(EMH_PTHREAD_LIBS)
+# emhostd with a replica: X-Emhost-After in and out, replica metrics and health
+check_PROGRAMS += tests/replicas/t_daemon
+TESTS += tests/replicas/t_daemon
+tests_replicas_t_daemon_SOURCES = tests/replicas/t_daemon.c $(DTEST_SOURCES)
+tests_replicas_t_daemon_CFLAGS = $(DTEST_CFLAGS)
+tests_replicas_t_daemon_LDADD = core/libemhost.la $(DTEST_LIBS)

@@ -271,6 +271,19 @@ static void test_server(const fixture *fx, const server *s)
 	is_int(primary, 10, "%s: every read went to the primary", s->name);
 	emh_context_info ci = ctx_info(h);
 	ok(ci.up, "%s: the context itself stays up", s->name);
+	emh_replica_info *reps;
+	size_t nr;
+	if (emh_host_replicas(h, &reps, &nr, &err))
+		bail("emh_host_replicas: %s", err.message);
+	const emh_replica_info *mine = NULL;
+	for (size_t i = 0; i < nr; i++)
+		if (strcmp(reps[i].context, "r") == 0)
+			mine = &reps[i];
+	ok(mine && !mine->up && mine->fallbacks >= 1 && mine->queries >= 1 && mine->last_error[0] &&
+		   strstr(mine->where, ":********@"),
+	   "%s: emh_host_replicas: down, its reads and fallbacks counted, why it is down, its URL masked (%s)",
+	   s->name, mine ? mine->where : "missing");
+	free(reps);
 
 	ok(run_script(s, s->start) == 0, "%s: %s.sh %s", s->name, s->script, s->start);
 	ok(wait_for(h, 1, 40000) == 1, "%s: the replica back, reads land on it again", s->name);
@@ -453,7 +466,7 @@ int main(void)
 			char why[160];
 			snprintf(why, sizeof why, "%s replica: the test servers with their replicas are not running "
 				 "(scripts/test-servers.sh start)", s->name);
-			need_server(strcmp(s->name, "pg") == 0 ? 25 : 21, why);
+			need_server(strcmp(s->name, "pg") == 0 ? 26 : 22, why);
 			continue;
 		}
 		test_server(&fx, s);
