@@ -342,8 +342,12 @@ static int replica_admit(emh_em *em, emh__replica *r, emh_error *err)
 		bool yes = false;
 		if (!d->replayed)
 			return 1;
-		if ((rc = d->replayed(em->rpc->conn, em->after, REPLAY_WAIT_MS, &yes, err)) != 0)
-			return rc;
+		if ((rc = d->replayed(em->rpc->conn, em->after, REPLAY_WAIT_MS, &yes, err)) != 0) {
+			if (rc == EMH_EUNAVAILABLE || rc == EMH_ETIMEOUT || rc == EMH_EINVAL)
+				return rc;
+			em->primary_only = true; /* the server refused the token: this fork reads the primary */
+			return 1;
+		}
 		if (!yes) {
 			atomic_fetch_add_explicit(&r->stale, 1, memory_order_relaxed);
 			em->primary_only = true; /* the rest of the fork too: its reads stay no older */
