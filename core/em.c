@@ -300,15 +300,6 @@ bool emh__em_stale_first_use(const emh_em *em, int rc)
 	return rc == EMH_EUNAVAILABLE && em->pc && !em->conn_used && !em->pc->fresh && em->tx_depth == 0;
 }
 
-/*
- * Run a driver call on the fork's connection.  A pooled connection that
- * went stale while idle (server restarted) fails its first statement: when
- * the call only reads, nothing else has run on it in this fork and no
- * transaction is open, it is discarded and the call retried once on a fresh
- * connection, so the first request after a database restart succeeds.  A
- * write is never sent twice (the server may have applied it); the pool pings
- * connections idle for more than a second, which covers writes.
- */
 /* How long a replica may take to reach a fork's token before the read goes to the primary. */
 #define REPLAY_WAIT_MS 20
 /* How often a replica's lag is measured (by the fork that takes it then). */
@@ -444,6 +435,15 @@ static bool replica_routed(const emh_em *em, const emh__op *o)
 	       op_reads(o) && !(o->m && em->ctx->schema_sync && !atomic_load_explicit(&o->m->synced, memory_order_acquire));
 }
 
+/*
+ * Run a driver call on the fork's connection.  A pooled connection that
+ * went stale while idle (server restarted) fails its first statement: when
+ * the call only reads, nothing else has run on it in this fork and no
+ * transaction is open, it is discarded and the call retried once on a fresh
+ * connection, so the first request after a database restart succeeds.  A
+ * write is never sent twice (the server may have applied it); the pool pings
+ * connections idle for more than a second, which covers writes.
+ */
 int emh__em_run(emh_em *em, emh__op *o, emh_error *err)
 {
 	emh_error local;
