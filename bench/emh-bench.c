@@ -30,6 +30,10 @@
  *   bench <driver> <workload> raw_ops_s=N emhost_ops_s=N ratio=R
  *   bench <driver> fork_close ns_per_op=N
  *   bench <driver> relations hand_ops_s=N emhost_ops_s=N ratio=R
+ *   bench <driver> get_by_key_replica raw_ops_s=N emhost_ops_s=N ratio=R replica_share=S
+ *
+ * get_by_key_replica runs for a context with replica_urls (docs/replicas.md):
+ * emhost's reads go to the replica, the raw side reads that same replica.
  *
  * relations (bench/relations.c) is emhost against emhost: the posts of 100
  * users in another context through a relation, against the hand-written IN
@@ -92,6 +96,7 @@ typedef struct bench {
 	uint64_t seq;
 	int rounds;  /* --rounds */
 	size_t sink; /* bytes read, so loads are not optimised away */
+	uint64_t gets; /* emhost get_by_key operations run */
 	emh_error err;
 	char failed[EMH_ERROR_MSG_MAX + 64];
 } bench;
@@ -152,6 +157,7 @@ static int em_get_by_key(bench *b)
 	int rc = emh_host_fork(b->h, b->ctx, &em, &b->err);
 	if (rc)
 		return em_fail(b, "fork", rc);
+	b->gets++;
 	rc = emh_em_repo(em, &bench_entity, &r, &b->err);
 	if (!rc)
 		rc = emh_repo_get(r, emh_v_int64(pick_id(b)), &p, &b->err);
@@ -171,6 +177,7 @@ static int em_update_flush(bench *b)
 	int rc = emh_host_fork(b->h, b->ctx, &em, &b->err);
 	if (rc)
 		return em_fail(b, "fork", rc);
+	b->gets++;
 	rc = emh_em_repo(em, &bench_entity, &r, &b->err);
 	if (!rc)
 		rc = emh_repo_get(r, emh_v_int64(pick_id(b)), &p, &b->err);
@@ -478,6 +485,79 @@ static int bench_prepare(bench *b, size_t rows)
 	return 0;
 }
 
+/* Reads the replicas of ctx answered so far (emh_host_replicas). */
+static uint64_t replica_reads(emh_host *h, const char *ctx)
+{
+	emh_replica_info *ri;
+	size_t n;
+	uint64_t sum = 0;
+	if (emh_host_replicas(h, &ri, &n, NULL) != 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(ri[i].context, ctx) == 0)
+			sum += ri[i].queries;
+	free(ri);
+	return sum;
+}
+
+/*
+ * get_by_key_replica (a context with replicas, docs/replicas.md): emhost's
+ * get_by_key, whose reads go to the replica, against the raw client on that
+ * same replica (its first URL, through a context added for the raw side).
+ * replica_share: of emhost's gets, the fraction a replica answered.
+ */
+static int bench_replica(bench *b, const char *urls, double secs)
+{
+	char url[2048];
+	snprintf(url, sizeof url, "%.*s", (int)strcspn(urls, ","), urls);
+	const char *kv[] = {"url", url, NULL};
+	if (emh_host_add_context(b->h, "bench_replica", kv, &b->err)) {
+		printf("# bench %s get_by_key_replica: %s\n", b->driver, b->err.message);
+		return -1;
+	}
+	int status = 0;
+	void *raw = NULL, *primary = b->raw;
+	/* the replica has replayed the fill (the table too) once it has the last row */
+	if (emh_host_register_entity(b->h, "bench_replica", &bench_entity, &b->err) == 0) {
+		for (double t0 = now_s(); now_s() - t0 < 60;) {
+			emh_em *em = NULL;
+			emh_repo *rp;
+			void *obj;
+			int rc = emh_host_fork(b->h, "bench_replica", &em, &b->err);
+			if (!rc && (rc = emh_em_repo(em, &bench_entity, &rp, &b->err)) == 0)
+				rc = emh_repo_get(rp, emh_v_int64(b->ids[b->nids - 1]), &obj, &b->err);
+			emh_em_close(em);
+			if (!rc)
+				break;
+			struct timespec ts = {0, 50000000L};
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (!(raw = b->ops->open(b->h, "bench_replica"))) {
+		printf("# bench %s get_by_key_replica: the raw side cannot open the replica\n", b->driver);
+		status = -1;
+		goto out_remove;
+	}
+	b->raw = raw;
+	uint64_t before = replica_reads(b->h, b->ctx), gets0 = b->gets;
+	double r, e;
+	if (bench_pair(b, raw_get_by_key, em_get_by_key, secs, &r, &e)) {
+		printf("# bench %s get_by_key_replica: failed: %s\n", b->driver, b->failed);
+		status = -1;
+	} else {
+		uint64_t gets = b->gets - gets0;
+		double share = gets ? (double)(replica_reads(b->h, b->ctx) - before) / (double)gets : 0;
+		printf("bench %s get_by_key_replica raw_ops_s=%.0f emhost_ops_s=%.0f ratio=%.3f replica_share=%.3f\n",
+		       b->driver, r, e, r > 0 ? e / r : 0.0, share);
+	}
+	b->raw = primary;
+	b->ops->close(raw);
+out_remove:
+	emh_host_remove_context(b->h, "bench_replica", NULL);
+	fflush(stdout);
+	return status;
+}
+
 /* Measure every workload on one context; returns 0 or -1 (printed). */
 static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs, int rounds, const char *only)
 {
@@ -550,6 +630,9 @@ static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs,
 		fflush(stdout);
 	}
 	if ((!only || strcmp(only, "relations") == 0) && bench_relations(h, ctx, b.driver, secs))
+		status = -1;
+	const char *rurls = emh_host_context_setting(h, ctx, "replica_urls");
+	if (rurls && (!only || strcmp(only, "get_by_key_replica") == 0) && bench_replica(&b, rurls, secs))
 		status = -1;
 out_close:
 	if (b.raw)

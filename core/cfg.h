@@ -116,6 +116,13 @@ int emh__url_apply(emh__ctxconf *c, const char *url, const char *origin,
 int emh__config_check_context(emh__ctxconf *c, const emh_driver *d, const char *const *envp,
 			      emh_error *err);
 
+/*
+ * A replica's own key "replicas.N.KEY" (N >= 1): KEY, with *n = N; NULL for
+ * any other key.  KEY must be one a replica may set (connection keys, the
+ * password keys, pool.*, timeouts, the driver's own): *ok says whether it is.
+ */
+const char *emh__replica_key(const char *key, unsigned *n, bool *ok);
+
 /* Lookup helpers: the setting / value of key, NULL when absent. */
 const emh__setting *emh__settings_find(const emh__settings *s, const char *key);
 const char *emh__ctxconf_get(const emh__ctxconf *c, const char *key);

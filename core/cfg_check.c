@@ -61,6 +61,12 @@ const emh_param_spec emh__common_context_keys[] = {
 	  .help = "show parameter values in the query log, except on entities with a secret field" },
 	{ .key = "slow_query_ms", .kind = EMH_PARAM_INT, .def = "0", .min = 0, .max = INT32_MAX,
 	  .help = "log statements that take at least this long, at warning; 0 = none" },
+	{ .key = "replica_urls", .kind = EMH_PARAM_STRING, .flags = EMH_PARAM_SECRET,
+	  .help = "read replicas as comma-separated URLs, each with the context's settings and its own pool "
+		  "(docs/replicas.md); replicas = ( { url = ...; }, ... ) in the file" },
+	{ .key = "max_replica_lag_ms", .kind = EMH_PARAM_INT, .def = "0", .min = 0, .max = INT32_MAX,
+	  .help = "a replica measured further behind than this serves no reads until it catches up; 0 = not "
+		  "measured" },
 	{ .key = NULL },
 };
 
@@ -220,6 +226,35 @@ int emh__setting_check(const char *ctxname, emh__setting *st, const emh_param_sp
 
 /* ---- checking a context against its driver ---- */
 
+/* Keys only the context itself has: a replica takes them from it. */
+static const char *const primary_only_keys[] = { "name", "driver", "required", "schema", "migrations", "migrate",
+						  "replica_urls", "max_replica_lag_ms", NULL };
+
+const char *emh__replica_key(const char *key, unsigned *n, bool *ok)
+{
+	if (strncmp(key, "replicas.", 9) != 0)
+		return NULL;
+	char *end;
+	unsigned long v = strtoul(key + 9, &end, 10);
+	if (end == key + 9 || *end != '.' || v == 0 || v > 64 || key[9] == '0')
+		return NULL;
+	*n = (unsigned)v;
+	*ok = !emh__in_list(primary_only_keys, end + 1) && strncmp(end + 1, "replicas.", 9) != 0;
+	return end + 1;
+}
+
+/* The spec a replica's key "replicas.N.KEY" is checked with (KEY's), or NULL: unknown. */
+static const emh_param_spec *replica_spec(const char *key, const emh_driver *d)
+{
+	unsigned n;
+	bool ok;
+	const char *sub = emh__replica_key(key, &n, &ok);
+	if (!sub || !ok)
+		return NULL;
+	const emh_param_spec *spec = emh__spec_find(emh__common_context_keys, sub);
+	return spec ? spec : d ? emh__spec_find(d->params, sub) : NULL;
+}
+
 /* The valid key of sets closest to key, within two edits; NULL when none is. */
 static const char *closest_key(const char *key, const emh_param_spec *const *sets, size_t nsets)
 {
@@ -266,7 +301,8 @@ int emh__config_check_unknown_keys(const emh__ctxconf *c, const emh_driver *cons
 		const emh__setting *st = &c->s.v[i];
 		bool known = strcmp(st->key, "name") != 0 && emh__spec_find(emh__common_context_keys, st->key);
 		for (size_t d = 0; d < ndrivers && !known; d++)
-			known = drivers[d] && emh__spec_find(drivers[d]->params, st->key);
+			known = drivers[d] && (emh__spec_find(drivers[d]->params, st->key) || replica_spec(st->key, drivers[d]));
+		known = known || replica_spec(st->key, NULL);
 		if (known)
 			continue;
 		/* the hint may be any driver's key; the list names the common ones */
@@ -335,6 +371,8 @@ int emh__config_check_context(emh__ctxconf *c, const emh_driver *d, const char *
 		const emh_param_spec *spec = emh__spec_find(emh__common_context_keys, st->key);
 		if (!spec && d)
 			spec = emh__spec_find(d->params, st->key);
+		if (!spec)
+			spec = replica_spec(st->key, d);
 		if (!spec || strcmp(st->key, "name") == 0) {
 			const emh_param_spec *sets[2] = { d ? d->params : NULL, emh__common_context_keys };
 			return err_unknown_ctx_key(c, st, d ? d->name : NULL, sets, 2, sets, 2, "", err);

@@ -267,6 +267,59 @@ static int parse_pool(struct parser *p, emh__ctxconf *c, const config_setting_t 
 	return 0;
 }
 
+/*
+ * replicas = ( { url = "..."; }, { host = ...; port = ...; pool = { ... }; } ):
+ * replica N's keys flattened to replicas.N.KEY (N from 1), checked as KEY
+ * where KEY is a common one; the driver's keys and what a replica may not
+ * set are checked with the context (emh__config_check_context).
+ */
+static int parse_replicas(struct parser *p, emh__ctxconf *c, const config_setting_t *l, const char *path)
+{
+	if (!config_setting_is_list(l) && !config_setting_is_array(l))
+		return err_at(p, l, path, "expected a list ( { url = ...; }, ... ), not %s", cs_type_name(l));
+	for (int i = 0; i < config_setting_length(l); i++) {
+		const config_setting_t *g = config_setting_get_elem(l, (unsigned)i);
+		char *gpath = emh__strf("%s.[%d]", path, i);
+		int rc = !gpath ? emh__cfg_oom(p->err)
+			 : !config_setting_is_group(g)
+			     ? err_at(p, g, gpath, "expected a group { url = ...; }, not %s", cs_type_name(g))
+			     : 0;
+		for (int j = 0; !rc && j < config_setting_length(g); j++) {
+			const config_setting_t *m = config_setting_get_elem(g, (unsigned)j);
+			const char *key = config_setting_name(m);
+			char *mpath = emh__strf("%s.%s", gpath, key);
+			if (!mpath) {
+				rc = emh__cfg_oom(p->err);
+			} else if (strcmp(key, "pool") == 0 && config_setting_is_group(m)) {
+				for (int k = 0; !rc && k < config_setting_length(m); k++) {
+					const config_setting_t *pm = config_setting_get_elem(m, (unsigned)k);
+					const char *pk = config_setting_name(pm);
+					char *ppath = emh__strf("%s.%s", mpath, pk);
+					char *flat = emh__strf("replicas.%d.pool.%s", i + 1, pk), *spk = emh__strf("pool.%s", pk);
+					rc = !ppath || !flat || !spk ? emh__cfg_oom(p->err)
+					     : !emh__in_list(pool_keys, pk)
+						 ? err_unknown(p, pm, ppath, "pool", pool_keys)
+						 : store_checked(p, pm, flat, ppath, emh__spec_find(emh__common_context_keys, spk),
+								 &c->s);
+					free(ppath);
+					free(flat);
+					free(spk);
+				}
+			} else {
+				char *flat = emh__strf("replicas.%d.%s", i + 1, key);
+				rc = flat ? store_checked(p, m, flat, mpath, emh__spec_find(emh__common_context_keys, key), &c->s)
+					  : emh__cfg_oom(p->err);
+				free(flat);
+			}
+			free(mpath);
+		}
+		free(gpath);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 /* One member of a context group at path. */
 static int parse_context_key(struct parser *p, emh__ctxconf *c, const config_setting_t *m, const char *path,
 			     const config_setting_t **name_cs)
@@ -275,6 +328,8 @@ static int parse_context_key(struct parser *p, emh__ctxconf *c, const config_set
 	int rc;
 	if (strcmp(key, "pool") == 0)
 		return parse_pool(p, c, m, path);
+	if (strcmp(key, "replicas") == 0)
+		return parse_replicas(p, c, m, path);
 	if (strcmp(key, "name") != 0)
 		return store_checked(p, m, key, path, emh__spec_find(emh__common_context_keys, key), &c->s);
 	if ((rc = cs_string(p, m, path, &c->name)))

@@ -197,6 +197,7 @@ void emh__context_free(emh_context *c)
 {
 	if (!c)
 		return;
+	emh__replicas_close(c);
 	emh__pool_destroy(&c->pool);
 	if (c->dctx && c->drv && c->drv->d.context_close)
 		c->drv->d.context_close(c->dctx);
@@ -300,7 +301,8 @@ int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_
 	emh__qlog_init(&c->qlog, &c->conf);
 	if (drv->d.context_open && (rc = drv->d.context_open(&c->params, &c->dctx, err)) != 0)
 		goto out_free;
-	if ((rc = emh__pool_init(&c->pool, &h->budget, drv, c->dctx, &c->params, &c->conf, err)) != 0)
+	if ((rc = emh__pool_init(&c->pool, &h->budget, drv, c->dctx, &c->params, &c->conf, err)) != 0 ||
+	    (rc = emh__replicas_open(c, err)) != 0)
 		goto out_free;
 	*out = c;
 	return 0;

@@ -20,13 +20,23 @@
 
 emh_context *emh__em_context(const emh_em *em) { return em->ctx; }
 
+bool emh__em_wrote(const emh_em *em) { return em->wrote; }
+
 /* ---- fork / close ---- */
 
 int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err)
 {
+	return emh_host_fork_opts(h, name, NULL, out, err);
+}
+
+int emh_host_fork_opts(emh_host *h, const char *name, const emh_fork_opts *opts, emh_em **out, emh_error *err)
+{
 	emh_context *c;
 	if (!h || !out)
 		return emh_error_set(err, EMH_EINVAL, "emh_host_fork: host or out is NULL");
+	if (opts && (opts->flags & ~(unsigned)EMH_FORK_PRIMARY))
+		return emh_error_set(err, EMH_EINVAL, "emh_host_fork_opts: unknown flags 0x%x",
+				     opts->flags & ~(unsigned)EMH_FORK_PRIMARY);
 	*out = NULL;
 	if (h->def && (!name || strcmp(name, h->def->name) == 0)) {
 		/* The default context is never removed: no lock. */
@@ -55,8 +65,27 @@ int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err)
 	em->ctx = c;
 	atomic_fetch_add_explicit(&c->forks_open, 1, memory_order_relaxed);
 	emh__arena_init(&em->arena, em->inline_buf, sizeof em->inline_buf);
+	if (opts) {
+		em->primary_only = opts->flags & EMH_FORK_PRIMARY;
+		if (opts->after && *opts->after && c->nreplicas &&
+		    !(em->after = emh__arena_strndup(&em->arena, opts->after, strlen(opts->after)))) {
+			emh_em_close(em);
+			return emh_error_set(err, EMH_ENOMEM, "out of memory");
+		}
+	}
 	*out = em;
 	return 0;
+}
+
+/* Give the fork's replica connection back. */
+static void replica_release(emh_em *em)
+{
+	if (em->rpc) {
+		emh__pool_release(&em->rep->pool, em->rpc, em->rpc_status);
+		em->rpc = NULL;
+		em->rpc_status = 0;
+		em->rconn_used = false;
+	}
 }
 
 void emh__em_conn_release(emh_em *em)
@@ -83,6 +112,7 @@ void emh_em_close(emh_em *em)
 		}
 	}
 	emh__em_conn_release(em);
+	replica_release(em);
 	emh__em_unlink(em);
 	emh__arena_release(&em->arena);
 	emh_context *c = em->ctx;
@@ -175,10 +205,9 @@ void emh__em_conn_failed(emh_em *em, int rc, const emh_error *err)
 	}
 }
 
-static int op_call(emh_em *em, emh__op *o, emh_error *err)
+static int op_call(emh_em *em, emh_conn *c, emh__op *o, emh_error *err)
 {
 	const emh_driver *d = &em->ctx->drv->d;
-	emh_conn *c = em->pc->conn;
 	switch (o->kind) {
 	case OP_STMT:
 		return d->stmt_exec(c, o->st, o->params, o->sink, err);
@@ -271,6 +300,141 @@ bool emh__em_stale_first_use(const emh_em *em, int rc)
 	return rc == EMH_EUNAVAILABLE && em->pc && !em->conn_used && !em->pc->fresh && em->tx_depth == 0;
 }
 
+/* How long a replica may take to reach a fork's token before the read goes to the primary. */
+#define REPLAY_WAIT_MS 20
+/* How often a replica's lag is measured (by the fork that takes it then). */
+#define LAG_EVERY_NS (500 * 1000000LL)
+
+/*
+ * The checks a fork's new replica connection passes before its first read:
+ * replayed past the fork's token (then the token is spent: the fork keeps
+ * this replica, so later reads are no older); its lag within
+ * max_replica_lag_ms, measured every LAG_EVERY_NS.  0 fine, 1 the primary
+ * serves the fork's reads instead, else an error of the replica's.
+ */
+static int replica_admit(emh_em *em, emh__replica *r, emh_error *err)
+{
+	const emh_driver *d = &em->ctx->drv->d;
+	int rc;
+	if (em->ctx->max_replica_lag_ms > 0 && d->lag_ms) {
+		int64_t now = emh__coarse_ns(), at = atomic_load_explicit(&r->lag_at_ns, memory_order_relaxed);
+		if (now - at >= LAG_EVERY_NS &&
+		    atomic_compare_exchange_strong_explicit(&r->lag_at_ns, &at, now, memory_order_relaxed,
+							    memory_order_relaxed)) {
+			int64_t lag = -1;
+			if ((rc = d->lag_ms(em->rpc->conn, &lag, err)) != 0)
+				return rc;
+			atomic_store_explicit(&r->lag_ms, lag, memory_order_relaxed);
+		}
+		if (atomic_load_explicit(&r->lag_ms, memory_order_relaxed) > em->ctx->max_replica_lag_ms)
+			return 1;
+	}
+	if (em->after) {
+		bool yes = false;
+		if (!d->replayed)
+			return 1;
+		if ((rc = d->replayed(em->rpc->conn, em->after, REPLAY_WAIT_MS, &yes, err)) != 0) {
+			if (rc == EMH_EUNAVAILABLE || rc == EMH_ETIMEOUT || rc == EMH_EINVAL)
+				return rc;
+			em->primary_only = true; /* the server refused the token: this fork reads the primary */
+			return 1;
+		}
+		if (!yes) {
+			atomic_fetch_add_explicit(&r->stale, 1, memory_order_relaxed);
+			em->primary_only = true; /* the rest of the fork too: its reads stay no older */
+			return 1;
+		}
+		em->after = NULL;
+	}
+	return 0;
+}
+
+/*
+ * A read on a replica (docs/replicas.md): the fork's replica connection,
+ * taken from the next healthy replica at its first routed read.  1: no
+ * replica can serve it (none healthy, none past the fork's token, the
+ * replica failed): the caller reads the primary, with no error.  A replica
+ * that fails by losing its connection or its deadline is marked down for a
+ * back-off; any other error (a bad query) is the caller's, as on the
+ * primary.  Rows a failed call delivered before failing reach the sink
+ * again from the primary: the identity map merges them.
+ */
+static int replica_run(emh_em *em, emh__op *o, emh_error *err)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (!em->rpc) {
+			emh__replica *r = emh__replica_pick(em->ctx);
+			if (!r)
+				return 1;
+			emh_error e;
+			int rc = emh__pool_acquire(&r->pool, &em->rpc, &e);
+			if (rc) {
+				em->rpc = NULL;
+				emh__replica_note(r, rc, &e);
+				atomic_fetch_add_explicit(&r->fallbacks, 1, memory_order_relaxed);
+				return 1;
+			}
+			em->rep = r;
+			em->rpc_status = 0;
+			em->rconn_used = false;
+			if ((rc = replica_admit(em, r, &e)) != 0) {
+				em->rpc_status = rc == 1 ? 0 : rc;
+				replica_release(em);
+				if (rc == 1)
+					return 1;
+				if (rc == EMH_EINVAL) { /* a token this driver cannot read: the caller's */
+					*err = e;
+					return emh__em_fail(em, rc, err);
+				}
+				emh__replica_note(r, rc, &e);
+				atomic_fetch_add_explicit(&r->fallbacks, 1, memory_order_relaxed);
+				return 1;
+			}
+		}
+		emh__replica *r = em->rep;
+		int64_t t0 = emh__now_ns();
+		int rc = op_call(em, em->rpc->conn, o, err);
+		int64_t ns = emh__now_ns() - t0;
+		int qop = op_qop(o);
+		emh__qstats_add(&em->ctx->qstats, qop, ns);
+		if (em->ctx->qlog.on)
+			emh__qlog_op(em, o, qop, rc == EMH__STOP ? 0 : rc, ns);
+		if (rc == 0 || rc == EMH__STOP) {
+			atomic_fetch_add_explicit(&r->queries, 1, memory_order_relaxed);
+			emh__replica_note(r, 0, NULL);
+			em->rconn_used = true;
+			return 0;
+		}
+		if (rc != EMH_EUNAVAILABLE && rc != EMH_ETIMEOUT) {
+			atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
+			if (conn_suspect(rc) && !em->rpc_status)
+				em->rpc_status = rc;
+			return emh__em_fail(em, rc, err);
+		}
+		/* a stale idle connection (the replica restarted): one more try on a fresh one */
+		bool stale = rc == EMH_EUNAVAILABLE && !em->rconn_used && !em->rpc->fresh;
+		em->rpc_status = rc;
+		replica_release(em);
+		if (o->sink)
+			o->sink->affected = o->sink->last_id = 0;
+		if (!stale) {
+			emh__replica_note(r, rc, err);
+			atomic_fetch_add_explicit(&r->fallbacks, 1, memory_order_relaxed);
+			return 1;
+		}
+	}
+	return 1;
+}
+
+/* Does this call read from a replica?  Reads only, outside transactions,
+ * before the fork wrote anything, never locked, never before its entity's
+ * table is synced (on the primary), never in a primary-only fork. */
+static bool replica_routed(const emh_em *em, const emh__op *o)
+{
+	return em->ctx->nreplicas && !em->primary_only && !em->wrote && em->tx_depth == 0 && !o->locked &&
+	       op_reads(o) && !(o->m && em->ctx->schema_sync && !atomic_load_explicit(&o->m->synced, memory_order_acquire));
+}
+
 /*
  * Run a driver call on the fork's connection.  A pooled connection that
  * went stale while idle (server restarted) fails its first statement: when
@@ -285,7 +449,10 @@ int emh__em_run(emh_em *em, emh__op *o, emh_error *err)
 	emh_error local;
 	if (!err)
 		err = &local;
-	int rc = emh__em_conn(em, err);
+	int rc;
+	if (replica_routed(em, o) && (rc = replica_run(em, o, err)) <= 0)
+		return rc;
+	rc = emh__em_conn(em, err);
 	if (rc)
 		return rc;
 	if (o->m && em->ctx->schema_sync && o->kind != OP_SYNC &&
@@ -295,8 +462,10 @@ int emh__em_run(emh_em *em, emh__op *o, emh_error *err)
 		if ((rc = emh__em_run(em, &s, err)) != 0)
 			return rc;
 	}
+	if (!op_reads(o) && o->kind != OP_SYNC)
+		em->wrote = true; /* even if it fails: the server may have applied it */
 	int64_t t0 = emh__now_ns();
-	rc = op_call(em, o, err);
+	rc = op_call(em, em->pc->conn, o, err);
 	if (emh__em_stale_first_use(em, rc) && op_reads(o)) {
 		em->pc_status = EMH_EUNAVAILABLE;
 		emh__em_conn_release(em);
@@ -304,7 +473,7 @@ int emh__em_run(emh_em *em, emh__op *o, emh_error *err)
 			return rc;
 		if (o->sink)
 			o->sink->affected = o->sink->last_id = 0;
-		rc = op_call(em, o, err);
+		rc = op_call(em, em->pc->conn, o, err);
 	}
 	/* the call, a resend included, into the histogram (which counts it); the log only when asked */
 	int64_t ns = emh__now_ns() - t0;
@@ -343,6 +512,32 @@ int emh_em_caps(emh_em *em, uint64_t *caps, emh_error *err)
 	if (rc)
 		return rc;
 	*caps = emh__em_caps(em);
+	return 0;
+}
+
+int emh_em_token(emh_em *em, char *buf, size_t len, emh_error *err)
+{
+	const emh_driver *d = &em->ctx->drv->d;
+	if (!buf || len < 2)
+		return emh_error_set(err, EMH_EINVAL, "emh_em_token: no room for a token");
+	if (!d->position)
+		return emh__em_fail(em, emh_error_set(err, EMH_EUNSUPPORTED, "driver '%s' has no replication positions "
+						  "(EMH_CAP_REPLICAS)", d->name), err);
+	if (em->tx_depth > 0)
+		return emh__em_fail(em, emh_error_set(err, EMH_ESTATE, "emh_em_token inside a transaction: its writes "
+						  "are not committed yet"), err);
+	int rc = emh__em_conn(em, err);
+	if (rc)
+		return rc;
+	char pos[256];
+	if ((rc = d->position(em->pc->conn, pos, sizeof pos, err)) != 0) {
+		emh__em_conn_failed(em, rc, err);
+		return emh__em_fail(em, rc, err);
+	}
+	em->conn_used = true;
+	if (strlen(pos) >= len)
+		return emh_error_set(err, EMH_EINVAL, "emh_em_token: the token needs %zu bytes", strlen(pos) + 1);
+	memcpy(buf, pos, strlen(pos) + 1);
 	return 0;
 }
 
@@ -818,7 +1013,8 @@ static int run_query_stmt(emh_em *em, emh__meta *m, const emh_stmt *st, const em
 	if (!params)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	emh__query_params(q, count, params);
-	emh__op o = {.kind = OP_STMT, .m = m, .st = st, .params = params, .sink = sink, .get = get};
+	emh__op o = {.kind = OP_STMT, .m = m, .st = st, .params = params, .sink = sink, .get = get,
+		     .locked = q && q->lock};
 	int rc = emh__em_run(em, &o, err);
 	if (params != stackp)
 		free(params);
@@ -831,7 +1027,7 @@ static int select_run(emh_em *em, emh__meta *m, const emh_query *q, const char *
 		      emh_error *err)
 {
 	if (!emh__em_is_sql(em)) {
-		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = sink, .get = get};
+		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = sink, .get = get, .locked = q && q->lock};
 		return emh__em_run(em, &o, err);
 	}
 	const emh_stmt *st = emh__sql_select_stmt(m, em->ctx->drv->d.dialect, q, lock, err);

@@ -70,6 +70,7 @@ typedef struct emh__op {
 	const emh_set *sets;     /* OP_UPDATE_WHERE */
 	size_t nsets;
 	const emh_agg *agg;      /* OP_AGGREGATE; also a SQL aggregate's OP_STMT (counted as an aggregate) */
+	bool locked;             /* a locked read (emh_q_lock): on the primary, in its transaction */
 } emh__op;
 
 /*
@@ -109,6 +110,15 @@ struct emh_em {
 	emh__pconn *pc;
 	int pc_status;   /* worst status seen on pc, for the pool */
 	bool conn_used;  /* a statement ran on pc in this fork */
+	/* read replicas (docs/replicas.md): the fork's replica connection, taken
+	 * at its first routed read and kept (its reads are monotonic) */
+	bool primary_only; /* emh_host_fork_opts EMH_FORK_PRIMARY */
+	bool wrote;        /* a write was sent: the rest of the fork reads the primary */
+	bool rconn_used;
+	int rpc_status;
+	emh__pconn *rpc;
+	emh__replica *rep;
+	char *after;       /* a causal token (emh_fork_opts.after), in the arena; NULL: none */
 	bool readonly, loaded;
 	bool caps_known;
 	bool tx_failed;

@@ -396,7 +396,7 @@ const char *emh_caps_string(uint64_t caps, char *buf, size_t cap)
 {
 	static const char *const names[] = {"transactions", "savepoints", "returning", "upsert",
 					    "two-phase",    "sql",        "atomic-flush", "conditional-writes",
-					    "locks",        "isolation",    "aggregate"};
+					    "locks",        "isolation",    "aggregate",    "replicas"};
 	size_t off = 0;
 	buf[0] = '\0';
 	for (size_t i = 0; i < sizeof names / sizeof *names && off < cap; i++)

@@ -175,6 +175,42 @@ void emh__pool_destroy(emh__pool *p);
  */
 int emh__pool_configure(emh__pool *p, const emh__ctxconf *conf, emh_error *err);
 
+/* ---- read replicas of a context (replica.c) ---- */
+
+/* A replica's state for routing (emh__replica.state) */
+enum { EMH__REP_UP = 0, EMH__REP_DOWN = 1, EMH__REP_LAGGING = 2 };
+
+/*
+ * One read replica of a context: its own settings (the context's, with the
+ * replica's URL and keys over them), driver state and pool (within the
+ * host's budget).  Health is lock-free: a failure sets down_until (back-off
+ * doubling from 1 s to 30 s), a success clears it.
+ */
+typedef struct emh__replica {
+	struct emh_context *ctx;
+	unsigned index;          /* 1-based, as in replicas.N.* */
+	emh__ctxconf conf;
+	struct emh_params params;
+	char instance[160];
+	emh_dctx *dctx;
+	emh__pool pool;
+	char shown[256];         /* where it is, secrets masked ("url" or host:port) */
+	_Atomic int64_t down_until_ns; /* skipped until then (0: up) */
+	_Atomic unsigned fails;        /* consecutive failures, for the back-off */
+	_Atomic int64_t lag_ms;        /* last measured lag, -1 unknown */
+	_Atomic int64_t lag_at_ns;     /* when it was measured (0: never) */
+	_Atomic uint64_t queries, errors, fallbacks, stale; /* stale: forks whose token it had not replayed */
+} emh__replica;
+
+/* Build and open the replicas the context's settings list (replicas.N.*, replica_urls). */
+int emh__replicas_open(struct emh_context *c, emh_error *err);
+/* Destroy their pools and driver state (no fork may use them). */
+void emh__replicas_close(struct emh_context *c);
+/* The next healthy replica, round robin; NULL when none (the primary then serves). */
+emh__replica *emh__replica_pick(struct emh_context *c);
+/* After a call on r: 0 clears its back-off; EMH_EUNAVAILABLE/EMH_ETIMEOUT marks it down for one. */
+void emh__replica_note(emh__replica *r, int rc, const emh_error *err);
+
 /* ---- entities (entity.c) ---- */
 
 /*
@@ -305,6 +341,11 @@ typedef struct emh_context {
 	_Atomic uint64_t errors[EMH__ERRKINDS];
 	_Atomic int64_t version_clock; /* the last timestamp version handed out (µs) */
 	emh__qstats qstats;     /* durations of the database calls, which also count them */
+	/* read replicas (replica.c): fixed for the context's life */
+	emh__replica *replicas;
+	unsigned nreplicas;
+	_Atomic unsigned replica_next; /* round robin */
+	int64_t max_replica_lag_ms;    /* 0: lag not checked */
 } emh_context;
 #if UINTPTR_MAX == UINT64_MAX
 /* The fork path's fields stay in the context's first two cache lines. */
@@ -454,6 +495,8 @@ int emh__query_error(const emh_query *q, emh_error *err);
 
 /* ---- fork internals used by service.c ---- */
 emh_context *emh__em_context(const emh_em *em);
+/* Did the fork send a write (its reads then stay on the primary)? */
+bool emh__em_wrote(const emh_em *em);
 /* Can v be the value of fork parameter name (emh_em_set_param)?  0 or EMH_EINVAL. */
 int emh__param_check(const char *name, const emh_value *v, emh_error *err);
 

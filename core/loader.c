@@ -67,11 +67,11 @@ static const struct {
 	{EMH_CAP_TWO_PHASE, "EMH_CAP_TWO_PHASE"},       {EMH_CAP_SQL, "EMH_CAP_SQL"},
 	{EMH_CAP_ATOMIC_FLUSH, "EMH_CAP_ATOMIC_FLUSH"}, {EMH_CAP_CONDITIONAL_WRITES, "EMH_CAP_CONDITIONAL_WRITES"},
 	{EMH_CAP_LOCKS, "EMH_CAP_LOCKS"},               {EMH_CAP_ISOLATION, "EMH_CAP_ISOLATION"},
-	{EMH_CAP_AGGREGATE, "EMH_CAP_AGGREGATE"},
+	{EMH_CAP_AGGREGATE, "EMH_CAP_AGGREGATE"},       {EMH_CAP_REPLICAS, "EMH_CAP_REPLICAS"},
 };
 #define NCAPS (sizeof cap_names / sizeof cap_names[0])
 #define CAPS_KNOWN ((UINT64_C(1) << NCAPS) - 1)
-_Static_assert(EMH_CAP_AGGREGATE == UINT64_C(1) << (NCAPS - 1), "cap_names must list every EMH_CAP_* bit");
+_Static_assert(EMH_CAP_REPLICAS == UINT64_C(1) << (NCAPS - 1), "cap_names must list every EMH_CAP_* bit");
 
 /* "EMH_CAP_UPSERT (bit 3)" */
 static const char *cap_str(uint64_t bit, char *buf, size_t cap)
@@ -184,6 +184,10 @@ static bool check_caps(const emh_driver *d, char *why, size_t cap)
 	if ((caps & EMH_CAP_AGGREGATE) && !dl && !d->aggregate) {
 		snprintf(why, cap, "advertises %s without 'aggregate' (a document driver implements it)",
 			 cap_str(EMH_CAP_AGGREGATE, b1, sizeof b1));
+		return false;
+	}
+	if ((caps & EMH_CAP_REPLICAS) && (!d->position || !d->replayed)) {
+		snprintf(why, cap, "advertises %s without 'position' and 'replayed'", cap_str(EMH_CAP_REPLICAS, b1, sizeof b1));
 		return false;
 	}
 	if (caps & EMH_CAP_TWO_PHASE) {

@@ -27,6 +27,8 @@ struct emh_scope {
 	emh_repo **repos; /* per need */
 	scope_param *params;
 	size_t nparams;
+	unsigned fork_flags; /* emh_scope_fork_opts: EMH_FORK_* of every fork it opens */
+	char *after;         /* "ctx=pos;ctx=pos" (emh_scope_fork_opts), malloc'd; NULL: none */
 };
 
 int emh_scope_open(emh_services *s, const char *service, emh_scope **out, emh_error *err)
@@ -70,6 +72,7 @@ void emh_scope_close(emh_scope *scope)
 			free((void *)scope->params[i].v.u.s.ptr);
 	}
 	free(scope->params);
+	free(scope->after);
 	free(scope);
 }
 
@@ -113,11 +116,81 @@ void emh_scope_reset(emh_scope *scope)
 
 static const emh__em_owner scope_owner;
 
+/* The position for context ctx in tokens "ctx=pos;ctx=pos" into buf, or NULL when none is there. */
+static const char *token_for(const char *tokens, const char *ctx, char *buf, size_t cap)
+{
+	size_t n = ctx ? strlen(ctx) : 0;
+	for (const char *t = tokens; t && *t && n;) {
+		const char *end = strchr(t, ';');
+		size_t len = end ? (size_t)(end - t) : strlen(t);
+		while (len && *t == ' ')
+			t++, len--;
+		if (len > n && strncmp(t, ctx, n) == 0 && t[n] == '=' && len - n - 1 < cap) {
+			memcpy(buf, t + n + 1, len - n - 1);
+			buf[len - n - 1] = '\0';
+			return buf;
+		}
+		t = end ? end + 1 : NULL;
+	}
+	return NULL;
+}
+
+int emh_scope_fork_opts(emh_scope *scope, unsigned flags, const char *after, emh_error *err)
+{
+	if (!scope)
+		return emh_error_set(err, EMH_EINVAL, "no scope given");
+	if (flags & ~(unsigned)EMH_FORK_PRIMARY)
+		return emh_error_set(err, EMH_EINVAL, "emh_scope_fork_opts: unknown flags 0x%x",
+				     flags & ~(unsigned)EMH_FORK_PRIMARY);
+	char *copy = after && *after ? strdup(after) : NULL;
+	if (after && *after && !copy)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	free(scope->after);
+	scope->after = copy;
+	scope->fork_flags = flags;
+	return 0;
+}
+
+int emh_scope_token(emh_scope *scope, char *buf, size_t len, emh_error *err)
+{
+	if (!scope || !buf || !len)
+		return emh_error_set(err, EMH_EINVAL, "emh_scope_token: no scope or buffer");
+	emh_buf out = EMH_BUF_INIT;
+	buf[0] = '\0';
+	for (size_t i = 0; i < scope->svc->nctx; i++) {
+		emh_em *em = scope->ems[i];
+		if (!em || !emh__em_wrote(em) || emh_em_tx_depth(em) > 0 ||
+		    !(emh__em_context(em)->drv->d.caps & EMH_CAP_REPLICAS))
+			continue;
+		char pos[256];
+		int rc = emh_em_token(em, pos, sizeof pos, err);
+		if (rc) {
+			emh_buf_release(&out);
+			return rc;
+		}
+		emh_buf_addf(&out, "%s%s=%s", out.len ? ";" : "", emh_em_context(em), pos);
+	}
+	int rc = 0;
+	if (out.oom)
+		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
+	else if (out.len >= len)
+		rc = emh_error_set(err, EMH_EINVAL, "emh_scope_token: the token needs %zu bytes", out.len + 1);
+	else if (out.len)
+		memcpy(buf, out.ptr, out.len + 1);
+	emh_buf_release(&out);
+	return rc;
+}
+
 /* The fork of context index ci, made on first ask. */
 static int scope_fork(emh_scope *scope, size_t ci, emh_em **out, emh_error *err)
 {
 	if (!scope->ems[ci]) {
-		int rc = emh_host_fork(scope->svc->host, scope->svc->ctx[ci], &scope->ems[ci], err);
+		char pos[256];
+		const char *ctxname = scope->svc->ctx[ci] ? scope->svc->ctx[ci]
+							   : emh_host_default_context(scope->svc->host);
+		emh_fork_opts fo = {.flags = scope->fork_flags,
+				    .after = token_for(scope->after, ctxname, pos, sizeof pos)};
+		int rc = emh_host_fork_opts(scope->svc->host, scope->svc->ctx[ci], &fo, &scope->ems[ci], err);
 		if (rc)
 			return rc;
 		scope->nopen++;

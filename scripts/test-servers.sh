@@ -3,7 +3,8 @@
 # scripts/test-servers.sh: start or stop every test server at once.
 #
 # usage: scripts/test-servers.sh start|stop STATE_DIR
-# start: PostgreSQL, MariaDB and a MongoDB-protocol server (scripts/servers/*.sh),
+# start: PostgreSQL with a streaming standby, MariaDB with a GTID replica and a
+#        MongoDB-protocol server (scripts/servers/*.sh),
 #        each on a free loopback port; their URLs are appended to STATE_DIR/env
 #        (source it).  A server that cannot start is reported and left out: the
 #        tests needing it then fail under CI=true and skip loudly elsewhere.

@@ -18,6 +18,7 @@ include $(srcdir)/tests/hostile/local.mk
 include $(srcdir)/tests/fuzz/local.mk
 include $(srcdir)/tests/query/local.mk
 include $(srcdir)/tests/relations/local.mk
+include $(srcdir)/tests/replicas/local.mk
 EXTRA_DIST += tests/tap.h tests/tap.sh
 
 # Fault tests stop and restart the shared test servers (tests/<driver>/fault.sh

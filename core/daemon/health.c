@@ -51,6 +51,25 @@ void emhd__health_into(emhd_server *srv, emh_response *res)
 					      (json_int_t)c->in_use, "waiting", (json_int_t)c->waiting));
 	}
 	emh_context_info_free(infos, n);
+	/* read replicas: listed under their context; one down never makes the host unhealthy (reads fall back) */
+	emh_replica_info *reps;
+	size_t nr;
+	if (emh_host_replicas(srv->host, &reps, &nr, &err) == 0) {
+		for (size_t i = 0; i < nr; i++) {
+			const emh_replica_info *ri = &reps[i];
+			json_t *ctx = json_object_get(ctxs, ri->context), *list;
+			if (!ctx)
+				continue;
+			if (!(list = json_object_get(ctx, "replicas")))
+				json_object_set_new(ctx, "replicas", list = json_array());
+			json_array_append_new(list, json_pack("{s:I,s:s,s:s,s:I,s:I,s:I}", "index", (json_int_t)ri->index,
+							      "where", ri->where,
+							      "status", !ri->up ? "down" : ri->lagging ? "lagging" : "up",
+							      "lag_ms", (json_int_t)ri->lag_ms, "queries",
+							      (json_int_t)ri->queries, "errors", (json_int_t)ri->errors));
+		}
+		free(reps);
+	}
 	/* The host's connection budget: what is open against what may be. */
 	json_t *budget = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "connections", (json_int_t)bi.connections,
 				   "max_connections", (json_int_t)bi.max_connections, "fds", (json_int_t)bi.fds, "max_fds",

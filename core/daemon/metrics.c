@@ -82,6 +82,41 @@ enum MHD_Result emhd__serve_metrics(struct MHD_Connection *conn, emhd_req *r)
 					emh_status_name(-k), (unsigned long long)infos[i].errors[k]);
 	emh_context_info_free(infos, n);
 
+	/* read replicas (docs/replicas.md), one series per context and replica */
+	emh_replica_info *reps;
+	size_t nr;
+	if (emh_host_replicas(srv->host, &reps, &nr, &err) != 0) {
+		emh_buf_release(&out);
+		return emhd__reply_error(conn, r, 500, emh_strerror(err.code), NULL);
+	}
+#define PER_REPLICA(metric, type, help, fmt, expr)                                                           \
+	do {                                                                                                 \
+		prom_header(&out, metric, type, help);                                                       \
+		for (size_t i = 0; i < nr; i++) {                                                            \
+			const emh_replica_info *ri = &reps[i];                                               \
+			emh_buf_addf(&out, metric "{context=\"%s\",replica=\"%u\"} " fmt "\n", ri->context, ri->index, \
+				     expr);                                                                  \
+		}                                                                                            \
+	} while (0)
+	if (nr) {
+		PER_REPLICA("emhost_replica_up", "gauge", "1 unless the replica is skipped after a failure.", "%d",
+			    ri->up ? 1 : 0);
+		PER_REPLICA("emhost_replica_lag_ms", "gauge", "Last measured replication lag (-1: not measured).", "%lld",
+			    (long long)ri->lag_ms);
+		PER_REPLICA("emhost_replica_queries_total", "counter", "Reads the replica answered.", "%llu",
+			    (unsigned long long)ri->queries);
+		PER_REPLICA("emhost_replica_errors_total", "counter", "Calls on the replica that failed.", "%llu",
+			    (unsigned long long)ri->errors);
+		PER_REPLICA("emhost_replica_fallbacks_total", "counter",
+			    "Reads sent to the primary because the replica failed.", "%llu",
+			    (unsigned long long)ri->fallbacks);
+		PER_REPLICA("emhost_replica_stale_total", "counter",
+			    "Forks whose causal token the replica had not replayed (they read the primary).", "%llu",
+			    (unsigned long long)ri->stale);
+	}
+#undef PER_REPLICA
+	free(reps);
+
 	emh_query_stats *qs;
 	size_t nq;
 	if (emh_host_query_stats(srv->host, &qs, &nq, &err) != 0) {

@@ -116,6 +116,8 @@ extern "C" {
 /* emh_repo_aggregate: SQL drivers (the core compiles it; the driver decodes
  * columns by col_types as always), or a document driver's .aggregate member */
 #define EMH_CAP_AGGREGATE (UINT64_C(1) << 10)
+/* causal tokens for read replicas: .position and .replayed */
+#define EMH_CAP_REPLICAS (UINT64_C(1) << 11)
 
 /* A driver's connection: each driver defines struct emh_conn in its own .c. */
 typedef struct emh_conn emh_conn;
@@ -489,6 +491,22 @@ typedef struct emh_driver {
 	 * connect fails with EMFILE/ENFILE returns EMH_ENOFD.
 	 */
 	unsigned (*conn_fds)(const emh_dctx *dc);
+	/*
+	 * Read replicas (EMH_CAP_REPLICAS; docs/replicas.md).  position: on a
+	 * primary's connection outside a transaction, the server's replication
+	 * position, at or past every transaction committed before the call, as
+	 * text into buf (cap bytes with its NUL; PostgreSQL a WAL LSN, MariaDB a
+	 * GTID position).  replayed: on a replica's connection, whether it has
+	 * replayed every transaction up to pos (a position text of this driver;
+	 * EMH_EINVAL for one it cannot read), waiting at most wait_ms for it.
+	 * lag_ms: on a replica's connection, how far behind its primary it is
+	 * in milliseconds (0 caught up), -1 when it cannot tell; optional.
+	 * position and replayed: both or neither.  Zero/NULL: as before (the
+	 * core then routes tokens' reads to the primary and never measures lag).
+	 */
+	int (*position)(emh_conn *c, char *buf, size_t cap, emh_error *err);
+	int (*replayed)(emh_conn *c, const char *pos, int64_t wait_ms, bool *yes, emh_error *err);
+	int (*lag_ms)(emh_conn *c, int64_t *lag, emh_error *err);
 } emh_driver;
 
 /* emh_driver.null_order */

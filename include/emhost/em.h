@@ -91,6 +91,18 @@ int emh_em_remove(emh_em *em, void *obj, emh_error *err);
  */
 int emh_em_flush(emh_em *em, emh_error *err);
 
+/*
+ * A causal token (docs/replicas.md): the primary's replication position
+ * now, which covers everything this fork flushed and committed.  A fork
+ * opened with it (emh_fork_opts.after) reads from a replica only once that
+ * replica has replayed past it, else from the primary: it never sees data
+ * older than this fork's writes.  Text (a PostgreSQL WAL LSN, a MariaDB
+ * GTID position) into buf of len bytes.  EMH_EUNSUPPORTED for a driver
+ * without EMH_CAP_REPLICAS, EMH_ESTATE inside a transaction (commit first),
+ * EMH_EINVAL when buf is too small.
+ */
+int emh_em_token(emh_em *em, char *buf, size_t len, emh_error *err);
+
 /* Detach every object: the identity map and pending changes are emptied.
  * The objects' memory stays valid until the fork closes. */
 void emh_em_clear(emh_em *em);

@@ -92,6 +92,26 @@ void emh_host_free(emh_host *h);
 int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err);
 
 /*
+ * How a fork reads when its context has read replicas (docs/replicas.md).
+ * By default a fork's reads go to a replica (round robin over the healthy
+ * ones; the fork keeps the one it took), except inside a transaction, with
+ * a lock, and for the rest of the fork once it wrote anything; with no
+ * healthy replica they go to the primary, with no error.
+ *  flags  EMH_FORK_PRIMARY: every call on the primary.
+ *  after  a token of emh_em_token (another fork's flush, maybe another
+ *         process's): reads go to a replica only once it has replayed past
+ *         that position, else to the primary.  NULL or "": none.  Copied.
+ * Members are only ever appended; a flag says when one is meant.
+ */
+enum { EMH_FORK_PRIMARY = 1u << 0 };
+typedef struct emh_fork_opts {
+	unsigned flags;
+	const char *after;
+} emh_fork_opts;
+/* emh_host_fork with opts (NULL: as emh_host_fork).  EMH_EINVAL for unknown flags. */
+int emh_host_fork_opts(emh_host *h, const char *name, const emh_fork_opts *opts, emh_em **out, emh_error *err);
+
+/*
  * Register an entity in a context (NULL = default).  The entity is validated
  * (emh_entity_validate) and copied: the context keeps its own deep copy
  * (names, table, fields, indexes) and drivers and forks use that, so *e may
@@ -261,6 +281,27 @@ typedef struct emh_context_info {
  */
 int emh_host_contexts(emh_host *h, emh_context_info **out, size_t *n, emh_error *err);
 void emh_context_info_free(emh_context_info *infos, size_t n);
+
+/*
+ * The read replicas of every context (docs/replicas.md), one entry each, in
+ * configuration order.  Plain values only: the array is one malloc'd block,
+ * freed with free().  emh_context_info keeps its size: replicas are here.
+ */
+typedef struct emh_replica_info {
+	char context[64];
+	unsigned index;        /* 1-based: replicas.N.*, then replica_urls in order */
+	char where[256];       /* its URL with passwords masked, or host:port */
+	bool up;               /* false while skipped after a failure (back-off) */
+	bool lagging;          /* its measured lag is above max_replica_lag_ms */
+	int64_t lag_ms;        /* last measured lag, -1 when never measured */
+	uint64_t queries;      /* reads it answered */
+	uint64_t errors;       /* calls on it that failed */
+	uint64_t fallbacks;    /* reads sent to the primary because it failed */
+	uint64_t stale;        /* forks whose token it had not replayed yet (they read the primary) */
+	unsigned in_use, idle; /* its pool */
+	char last_error[EMH_ERROR_MSG_MAX];
+} emh_replica_info;
+int emh_host_replicas(emh_host *h, emh_replica_info **out, size_t *n, emh_error *err);
 
 /*
  * The host's connection budget (docs/configuration.md, "Many tenants").

@@ -468,6 +468,23 @@ int emh_scope_set_param(emh_scope *scope, const char *name, emh_value v, emh_err
  */
 void emh_scope_reset(emh_scope *scope);
 
+/*
+ * How the forks the scope opens from now on read (docs/replicas.md):
+ * flags EMH_FORK_PRIMARY (emh_fork_opts), and after, causal tokens in the
+ * form emh_scope_token gives, "ctx=pos;ctx=pos" (NULL or "": none): a fork
+ * of a context named there gets its position as emh_fork_opts.after.
+ * Forks already open keep how they were opened.  emhostd sets after from
+ * the X-Emhost-After request header.
+ */
+int emh_scope_fork_opts(emh_scope *scope, unsigned flags, const char *after, emh_error *err);
+/*
+ * The causal tokens of the scope's forks that wrote (outside a
+ * transaction, on a driver with EMH_CAP_REPLICAS) as "ctx=pos;ctx=pos"
+ * into buf, "" when none wrote.  Before emh_scope_close.  emhostd returns
+ * it as the X-Emhost-After response header.
+ */
+int emh_scope_token(emh_scope *scope, char *buf, size_t len, emh_error *err);
+
 /* The service's state from init, the service, and the number of forks the
  * scope holds open. */
 void *emh_scope_state(const emh_scope *scope);

@@ -340,7 +340,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.description = "MySQL 8 and MariaDB 10.11+ through the C client library (server-side prepared statements)",
 	.caps = EMH_CAP_SQL | EMH_CAP_TRANSACTIONS | EMH_CAP_SAVEPOINTS | EMH_CAP_UPSERT |
 		EMH_CAP_ATOMIC_FLUSH | EMH_CAP_CONDITIONAL_WRITES | EMH_CAP_LOCKS | EMH_CAP_ISOLATION |
-		EMH_CAP_AGGREGATE,
+		EMH_CAP_AGGREGATE | EMH_CAP_REPLICAS,
 	.url_schemes = my_schemes,
 	.url_form = EMH_URL_NETWORK,
 	.params = my_params,
@@ -357,4 +357,6 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.describe = my_describe,
 	.migrate_lock = my_migrate_lock,
 	.migrate_unlock = my_migrate_unlock,
+	.position = my_position,
+	.replayed = my_replayed,
 };

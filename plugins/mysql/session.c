@@ -194,3 +194,39 @@ int my_migrate_unlock(emh_conn *c, bool commit, emh_error *err)
 	}
 	return rc;
 }
+
+/* ---- read replicas (EMH_CAP_REPLICAS) ---- */
+
+/* The GTID position of the binary log: it holds every transaction committed before the call. */
+int my_position(emh_conn *c, char *buf, size_t cap, emh_error *err)
+{
+	my_strtab t;
+	int rc = my_call_enter(c, err);
+	if (!rc)
+		rc = my_deadline(c, my_select_strings(c, "SELECT @@gtid_binlog_pos", NULL, 1, &t, "replication position",
+						      NULL, err), err);
+	if (rc)
+		return rc;
+	snprintf(buf, cap, "%s", t.n ? t.v[0] : "");
+	my_strtab_release(&t);
+	return 0;
+}
+
+/* MASTER_GTID_WAIT with a short timeout: 0 when the replica applied pos, -1 when not within it. */
+int my_replayed(emh_conn *c, const char *pos, int64_t wait_ms, bool *yes, emh_error *err)
+{
+	char sql[96];
+	my_strtab t;
+	*yes = false;
+	snprintf(sql, sizeof sql, "SELECT MASTER_GTID_WAIT(?, %lld.%03lld)", (long long)(wait_ms / 1000),
+		 (long long)(wait_ms % 1000));
+	int rc = my_call_enter(c, err);
+	if (!rc)
+		rc = my_deadline(c, my_select_strings(c, sql, pos, 1, &t, "replay position", NULL, err), err);
+	if (rc)
+		return rc;
+	const char *v = t.n ? t.v[0] : "";
+	*yes = strcmp(v, "0") == 0;
+	my_strtab_release(&t);
+	return 0;
+}

@@ -480,7 +480,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.description = "PostgreSQL 10+ through libpq (binary prepared statements)",
 	.caps = EMH_CAP_SQL | EMH_CAP_TRANSACTIONS | EMH_CAP_SAVEPOINTS | EMH_CAP_RETURNING | EMH_CAP_UPSERT |
 		EMH_CAP_ATOMIC_FLUSH | EMH_CAP_CONDITIONAL_WRITES | EMH_CAP_LOCKS | EMH_CAP_ISOLATION |
-		EMH_CAP_AGGREGATE,
+		EMH_CAP_AGGREGATE | EMH_CAP_REPLICAS,
 	.url_schemes = pg_url_schemes,
 	.url_form = EMH_URL_WHOLE, /* libpq reads it: several hosts, target_session_attrs, ... */
 	.params = pg_params,
@@ -505,4 +505,7 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.migrate_lock = pg_migrate_lock,
 	.migrate_unlock = pg_migrate_unlock,
 	.null_order = EMH_NULLS_HIGH, /* ORDER BY puts NULLs last ascending */
+	.position = pg_position,
+	.replayed = pg_replayed,
+	.lag_ms = pg_lag_ms,
 };

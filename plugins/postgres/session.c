@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -271,5 +272,63 @@ int pg_migrate_unlock(emh_conn *c, bool commit, emh_error *err)
 		rc = pg_command(c, "SELECT pg_advisory_unlock(" PG_MIGRATE_LOCK ")", "migration unlock", err);
 	if (rc == 0)
 		c->migrate_locked = false;
+	return rc;
+}
+
+/* ---- read replicas (EMH_CAP_REPLICAS) ---- */
+
+/* One row, one column of sql (with param when not NULL) as text into buf; a call under its deadline. */
+static int pg_scalar(emh_conn *c, const char *sql, const char *param, const char *what, char *buf, size_t cap,
+		     emh_error *err)
+{
+	PGresult *res;
+	int rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err);
+	if (!rc)
+		rc = param ? pg_run_params(c, sql, 1, &param, what, &res, err) : pg_run(c, sql, what, &res, err);
+	if (rc)
+		return rc;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		rc = pg_fail(c, res, what, err);
+	else
+		snprintf(buf, cap, "%s", PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return rc;
+}
+
+/* The WAL insert position: at or past the end of every commit record written before it. */
+int pg_position(emh_conn *c, char *buf, size_t cap, emh_error *err)
+{
+	return pg_scalar(c, "SELECT pg_current_wal_insert_lsn()::text", NULL, "replication position", buf, cap, err);
+}
+
+/* A standby has replayed pos when its last replayed LSN is at or past it (checked once: wait_ms unused). */
+int pg_replayed(emh_conn *c, const char *pos, int64_t wait_ms, bool *yes, emh_error *err)
+{
+	(void)wait_ms;
+	char v[8];
+	*yes = false;
+	int rc = pg_scalar(c, "SELECT COALESCE(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)::text", pos,
+			   "replay position", v, sizeof v, err);
+	if (rc == EMH_EDRIVER && strcmp(err->sqlstate, "22P02") == 0)
+		return emh_error_set(err, EMH_EINVAL, "'%s' is not a PostgreSQL WAL position", pos);
+	*yes = rc == 0 && strcmp(v, "true") == 0;
+	return rc;
+}
+
+/*
+ * How far behind: 0 when everything received is replayed (an idle primary
+ * sends nothing, so the last replayed commit's age would only grow), else
+ * the age of the last replayed commit.
+ */
+int pg_lag_ms(emh_conn *c, int64_t *lag, emh_error *err)
+{
+	char v[32];
+	int rc = pg_scalar(c,
+			   "SELECT CASE WHEN NOT pg_is_in_recovery() THEN -1 "
+			   "WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+			   "ELSE COALESCE((EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) * 1000)::bigint, -1) "
+			   "END::text",
+			   NULL, "replica lag", v, sizeof v, err);
+	*lag = rc ? -1 : strtoll(v, NULL, 10);
 	return rc;
 }

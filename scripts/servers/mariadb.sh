@@ -14,6 +14,19 @@
 #         only records it and stop/restart do nothing.
 # stop    stops the server by the PID it recorded (idempotent); data kept.
 # restart stop + start on the SAME port with the same data (fault tests).
+# replica-stop / replica-start  stop the GTID replica, start it again on the
+#         same port (replica tests; nothing else uses it).
+#
+# Unless EMH_TEST_MYSQL_REPLICA=0, the server writes a binary log (ROW,
+# server_id 1) and `start` also runs a GTID replica of it (server_id 2,
+# read_only, its own data directory initialised once, replicating from the
+# first binlog event, so it gets the database and users too) and appends
+#           EMH_TEST_MYSQL_REPLICA_URL='mysql://emh:PASSWORD@127.0.0.1:PORT2/emh_test'
+#           EMH_TEST_MYSQL_REPLICA_PORT
+#           EMH_TEST_MYSQL_ADMIN_URL='mysql://emh_admin:PASSWORD@127.0.0.1:PORT/emh_test'
+#           EMH_TEST_MYSQL_REPLICA_ADMIN_URL (the same user on the replica)
+# (emh_admin may stop and start the replica's SQL thread: the tests' pause).
+# `stop` stops both.
 #
 # Layout: STATE_DIR/mariadb/{pid,port,password,log,rundir}; the server's own
 # files (data/, tmp/, sock) live in the run directory, which is
@@ -175,6 +188,9 @@ launch() {
 	local port=$1 user=$2 run i useropt=()
 	run=$(cat "$D/rundir")
 	is_root && useropt=(--user="$user")
+	local binlog=(--skip-log-bin)
+	[ "${EMH_TEST_MYSQL_REPLICA:-1}" != 0 ] &&
+		binlog=(--log-bin="$run/data/binlog" --server-id=1 --binlog-format=ROW --log-bin-trust-function-creators=1)
 	echo "--- $(date '+%F %T') starting mariadbd on 127.0.0.1:$port" >>"$D/log"
 	# In a subshell that closes every inherited descriptor above 2 (a test
 	# harness's pipes, a lock) and then becomes mariadbd, so $! is its PID.
@@ -186,7 +202,7 @@ launch() {
 		exec mariadbd --no-defaults "${useropt[@]}" \
 		--datadir="$run/data" --socket="$run/sock" --pid-file="$run/data/mariadbd.pid" \
 		--tmpdir="$run/tmp" --port="$port" --bind-address=127.0.0.1 \
-		--skip-log-bin --skip-name-resolve --performance-schema=OFF \
+		"${binlog[@]}" --skip-name-resolve --performance-schema=OFF \
 		--innodb-buffer-pool-size=64M --innodb-log-file-size=32M \
 		--innodb-flush-log-at-trx-commit=2 --innodb-use-native-aio=0 \
 		--key-buffer-size=1M --aria-pagecache-buffer-size=1M \
@@ -225,6 +241,12 @@ create_user() {
 		CREATE USER IF NOT EXISTS '$DBUSER'@'localhost' IDENTIFIED BY '$pw';
 		GRANT ALL PRIVILEGES ON \`emh\\_%\`.* TO '$DBUSER'@'127.0.0.1';
 		GRANT ALL PRIVILEGES ON \`emh\\_%\`.* TO '$DBUSER'@'localhost';
+		CREATE USER IF NOT EXISTS 'emh_repl'@'127.0.0.1' IDENTIFIED BY '$pw';
+		GRANT REPLICATION SLAVE ON *.* TO 'emh_repl'@'127.0.0.1';
+		GRANT SLAVE MONITOR ON *.* TO '$DBUSER'@'127.0.0.1';
+		GRANT SLAVE MONITOR ON *.* TO '$DBUSER'@'localhost';
+		CREATE USER IF NOT EXISTS 'emh_admin'@'127.0.0.1' IDENTIFIED BY '$pw';
+		GRANT ALL PRIVILEGES ON *.* TO 'emh_admin'@'127.0.0.1';
 		FLUSH PRIVILEGES;
 	SQL
 	then
@@ -232,6 +254,122 @@ create_user() {
 		die "creating database '$DB' and user '$DBUSER' failed (see $D/log)"
 	fi
 	touch "$D/initialised"
+}
+
+replica_alive() {
+	[ -f "$D/replica-pid" ] && kill -0 "$(cat "$D/replica-pid")" 2>/dev/null
+}
+
+stop_replica() {
+	local pid
+	[ -f "$D/replica-pid" ] || return 0
+	pid=$(cat "$D/replica-pid")
+	if replica_alive; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid" 2>/dev/null || true; sleep 0.5; }
+	fi
+	rm -f "$D/replica-pid"
+}
+
+# Start the replica's mariadbd on $1 (its data in $run/rdata); 2: port taken.
+launch_replica() {
+	local port=$1 user=$2 run useropt=()
+	run=$(cat "$D/rundir")
+	is_root && useropt=(--user="$user")
+	echo "--- $(date '+%F %T') starting the replica on 127.0.0.1:$port" >>"$D/log"
+	(
+		for fd in /proc/$BASHPID/fd/*; do
+			fd=${fd##*/}
+			[ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null
+		done
+		exec mariadbd --no-defaults "${useropt[@]}" \
+		--datadir="$run/rdata" --socket="$run/rsock" --pid-file="$run/rdata/mariadbd.pid" \
+		--tmpdir="$run/rtmp" --port="$port" --bind-address=127.0.0.1 \
+		--skip-log-bin --server-id=2 --read-only --relay-log="$run/rdata/relay" \
+		--skip-name-resolve --performance-schema=OFF \
+		--innodb-buffer-pool-size=32M --innodb-log-file-size=32M \
+		--innodb-flush-log-at-trx-commit=2 --innodb-use-native-aio=0 \
+		--key-buffer-size=1M --aria-pagecache-buffer-size=1M \
+		--max-allowed-packet=64M --max-connections=100 \
+		--character-set-server=utf8mb4 --collation-server=utf8mb4_bin
+	) >>"$D/log" 2>&1 </dev/null &
+	local pid=$!
+	echo "$pid" >"$D/replica-pid"
+	for _ in $(seq 1 600); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			rm -f "$D/replica-pid"
+			tail -n 20 "$D/log" | grep -q -i 'address already in use' && return 2
+			tail -n 30 "$D/log" >&2
+			die "the replica's mariadbd exited while starting (log above)"
+		fi
+		if [ -S "$run/rsock" ] && mariadb-admin --no-defaults --protocol=socket --socket="$run/rsock" \
+			--user=root --connect-timeout=2 ping >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	stop_replica
+	die "the replica did not answer within 60 s (see $D/log)"
+}
+
+# The GTID replica: initialised and pointed at the primary the first time,
+# started on its recorded port later (replication resumes where it was).
+start_replica() {
+	local user=$1 run port rc pw
+	run=$(cat "$D/rundir")
+	pw=$(cat "$D/password")
+	replica_alive && { record_replica_env; return 0; }
+	if [ ! -f "$D/replica-installed" ]; then
+		rm -rf "$run/rdata" "$run/rtmp"
+		mkdir -p "$run/rdata" "$run/rtmp"
+		is_root && chown -R "$user:" "$run/rdata" "$run/rtmp"
+		local useropt=()
+		is_root && useropt=(--user="$user")
+		mariadb-install-db --no-defaults "${useropt[@]}" --datadir="$run/rdata" \
+			--auth-root-authentication-method=normal --skip-test-db --skip-name-resolve \
+			>>"$D/log" 2>&1 || die "mariadb-install-db of the replica failed (see $D/log)"
+		touch "$D/replica-installed"
+	fi
+	mkdir -p "$run/rtmp"
+	is_root && chown "$user:" "$run/rtmp"
+	if [ -f "$D/replica-port" ]; then
+		port=$(cat "$D/replica-port")
+		for _ in $(seq 1 100); do port_open "$port" || break; sleep 0.1; done
+		rc=0; launch_replica "$port" "$user" || rc=$?
+		[ $rc -eq 0 ] || die "port $port is in use: cannot restart the replica on it"
+	else
+		for _ in 1 2 3 4 5; do
+			port=$(free_port)
+			rc=0; launch_replica "$port" "$user" || rc=$?
+			[ $rc -eq 2 ] || break
+		done
+		[ $rc -eq 0 ] || die "no free port for the replica after 5 attempts"
+		echo "$port" >"$D/replica-port"
+	fi
+	if [ ! -f "$D/replica-configured" ]; then
+		mariadb --no-defaults --protocol=socket --socket="$run/rsock" --user=root >>"$D/log" 2>&1 <<-SQL ||
+			SET GLOBAL gtid_slave_pos = '';
+			CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$(cat "$D/port"),
+				MASTER_USER='emh_repl', MASTER_PASSWORD='$pw', MASTER_USE_GTID=slave_pos,
+				MASTER_CONNECT_RETRY=1;
+			START SLAVE;
+		SQL
+			{ stop_replica; die "configuring the replica failed (see $D/log)"; }
+		touch "$D/replica-configured"
+	fi
+	record_replica_env
+}
+
+record_replica_env() {
+	local pw line
+	pw=$(cat "$D/password")
+	for line in "export EMH_TEST_MYSQL_REPLICA_URL='mysql://$DBUSER:$pw@127.0.0.1:$(cat "$D/replica-port")/$DB'" \
+		"export EMH_TEST_MYSQL_REPLICA_PORT='$(cat "$D/replica-port")'" \
+		"export EMH_TEST_MYSQL_ADMIN_URL='mysql://emh_admin:$pw@127.0.0.1:$(cat "$D/port")/$DB'" \
+		"export EMH_TEST_MYSQL_REPLICA_ADMIN_URL='mysql://emh_admin:$pw@127.0.0.1:$(cat "$D/replica-port")/$DB'"; do
+		grep -qxF "$line" "$STATE_DIR/env" || echo "$line" >>"$STATE_DIR/env"
+	done
 }
 
 start() {
@@ -285,6 +423,9 @@ start() {
 	fi
 	port=$(cat "$D/port")
 	record_env "mysql://$DBUSER:$(cat "$D/password")@127.0.0.1:$port/$DB" "$port" "$run/sock"
+	# (after a `stop`, which stops both, a restart brings the replica back too)
+	[ "${EMH_TEST_MYSQL_REPLICA:-1}" != 0 ] && start_replica "$user"
+	return 0
 }
 
 case $CMD in
@@ -292,7 +433,7 @@ start)
 	start
 	;;
 stop)
-	[ "$(cat "$D/kind" 2>/dev/null)" = external ] || stop_server
+	[ "$(cat "$D/kind" 2>/dev/null)" = external ] || { stop_replica; stop_server; }
 	;;
 restart)
 	kind=$(cat "$D/kind" 2>/dev/null || true)
@@ -300,6 +441,13 @@ restart)
 	[ "$kind" != external ] || exit 0
 	stop_server
 	start
+	;;
+replica-stop)
+	stop_replica
+	;;
+replica-start)
+	[ -f "$D/replica-configured" ] || die "no replica to start: '$STATE_DIR' has none (run start first)"
+	start_replica "$(server_user)"
 	;;
 status)
 	if [ "$(cat "$D/kind" 2>/dev/null)" = external ]; then

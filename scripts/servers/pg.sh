@@ -16,8 +16,19 @@
 #         Already running: does nothing.
 # stop    stops the server by the PID it recorded (fast shutdown); keeps the data.
 #         Idempotent.
-# restart stops it and starts it again on the SAME port with the same data.
+# restart stops it and starts it again on the SAME port with the same data
+#         (and the standby, when a `stop` stopped it).
 # status  exit 0 when running.
+# standby-stop / standby-start  stop the streaming standby, start it again
+#         on the same port (replica tests; nothing else uses it).
+#
+# Unless EMH_TEST_PG_STANDBY=0, `start` also makes a streaming standby of the
+# new cluster (pg_basebackup -R over the unix socket, STATE_DIR/pg standby
+# data beside the primary's) on another free port and appends
+#           EMH_TEST_PG_STANDBY_URL='postgres://emh:PASSWORD@127.0.0.1:PORT2/emh_test'
+#           EMH_TEST_PG_STANDBY_PORT
+# (the role emh may call pg_wal_replay_pause/_resume and pg_read_all_stats).
+# `stop` stops both.
 #
 # With EMH_TEST_PG_EXTERNAL_URL set, `start` only records that URL (an
 # existing server you manage); stop/restart then do nothing.
@@ -142,12 +153,12 @@ rotate_log() { [ -f "$D/log" ] && mv -f "$D/log" "$D/log.1"; : >"$D/log"; }
 # Start the cluster in $(root_dir)/data on port $1; returns 1 when the port was
 # taken (so the caller can pick another), dies on other failures.
 launch() {
-	local port=$1 bin r pid
+	local port=$1 data=${2:-data} tag=${3:-} bin r pid
 	bin=$(cat "$D/bindir")
 	r=$(root_dir)
 	# pg_ctl hands the server our stdout: the log is opened by this shell, so
 	# the server's user needs no access to STATE_DIR.
-	if ! as_pg "$bin/pg_ctl" -D "$r/data" -w -t 60 -s \
+	if ! as_pg "$bin/pg_ctl" -D "$r/$data" -w -t 60 -s \
 		-o "-p $port -k $r -c listen_addresses=127.0.0.1" start >>"$D/log" 2>&1 </dev/null; then
 		if grep -q 'could not bind\|Address already in use' "$D/log"; then
 			return 1
@@ -155,23 +166,23 @@ launch() {
 		tail -n 20 "$D/log" >&2
 		die "the server did not start (log above, in $D/log)"
 	fi
-	pid=$(head -n 1 "$r/data/postmaster.pid" 2>/dev/null || true)
+	pid=$(head -n 1 "$r/$data/postmaster.pid" 2>/dev/null || true)
 	[ -n "$pid" ] || die "the server started but wrote no postmaster.pid"
-	echo "$pid" >"$D/pid"
-	echo "$port" >"$D/port"
+	echo "$pid" >"$D/${tag}pid"
+	echo "$port" >"$D/${tag}port"
 	for _ in $(seq 1 300); do
 		port_open "$port" && return 0
 		sleep 0.1
 	done
-	stop_server
+	stop_server "$tag"
 	die "the server does not accept TCP connections on 127.0.0.1:$port (see $D/log)"
 }
 
-psql_admin() { # sql
+psql_admin() { # sql [database]
 	local bin r
 	bin=$(cat "$D/bindir")
 	r=$(root_dir)
-	as_pg "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$r" -p "$(cat "$D/port")" -U postgres -d postgres -c "$1" \
+	as_pg "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$r" -p "$(cat "$D/port")" -U postgres -d "${2:-postgres}" -c "$1" \
 		>>"$D/log" 2>&1 </dev/null
 }
 
@@ -187,10 +198,10 @@ record_env() { # url host port user password database kind
 	} >>"$STATE_DIR/env"
 }
 
-stop_server() {
-	local pid
-	[ -f "$D/pid" ] || return 0
-	pid=$(cat "$D/pid")
+stop_server() { # [tag: "standby-"]
+	local pid tag=${1:-}
+	[ -f "$D/${tag}pid" ] || return 0
+	pid=$(cat "$D/${tag}pid")
 	if kill -0 "$pid" 2>/dev/null; then
 		# SIGINT = fast shutdown: sessions are terminated, data is kept.
 		kill -INT "$pid" 2>/dev/null || true
@@ -207,7 +218,29 @@ stop_server() {
 		fi
 		kill -0 "$pid" 2>/dev/null && die "server (pid $pid) did not stop"
 	fi
-	rm -f "$D/pid"
+	rm -f "$D/${tag}pid"
+}
+
+# A streaming standby of the running primary: pg_basebackup -R over the unix
+# socket (trust), started on its own free port with hot_standby on.
+start_standby() {
+	local bin r port pw tries=0
+	bin=$(cat "$D/bindir")
+	r=$(root_dir)
+	pw=$(cat "$D/password")
+	as_pg "$bin/pg_basebackup" -h "$r" -p "$(cat "$D/port")" -U postgres -D "$r/standby" -R -X stream \
+		--no-sync -c fast >>"$D/log" 2>&1 </dev/null ||
+		{ tail -n 20 "$D/log" >&2; die "pg_basebackup failed (log above)"; }
+	while :; do
+		tries=$((tries + 1))
+		[ "$tries" -le 5 ] || die "no free port for the standby after 5 attempts (see $D/log)"
+		port=$(free_port)
+		launch "$port" standby standby- && break
+	done
+	{
+		echo "export EMH_TEST_PG_STANDBY_URL='postgres://$ROLE:$pw@127.0.0.1:$port/$DB'"
+		echo "export EMH_TEST_PG_STANDBY_PORT='$port'"
+	} >>"$STATE_DIR/env"
 }
 
 # ---- commands ----
@@ -241,6 +274,7 @@ start() {
 	# the unix socket (trust) is for this script's setup only.
 	cat >"$r/data/pg_hba.conf" <<-EOF
 		local all all trust
+		local replication all trust
 		host all all 127.0.0.1/32 scram-sha-256
 	EOF
 	cat >>"$r/data/postgresql.conf" <<-EOF
@@ -268,6 +302,13 @@ start() {
 	chmod 600 "$D/password"
 	echo postgres >"$D/kind"
 	record_env "postgres://$ROLE:$pw@127.0.0.1:$port/$DB" 127.0.0.1 "$port" "$ROLE" "$pw" "$DB" postgres
+	if [ "${EMH_TEST_PG_STANDBY:-1}" != 0 ]; then
+		# The replica tests pause replay and read the standby's lag as emh.
+		psql_admin "GRANT EXECUTE ON FUNCTION pg_wal_replay_pause() TO $ROLE;
+			GRANT EXECUTE ON FUNCTION pg_wal_replay_resume() TO $ROLE; GRANT pg_read_all_stats TO $ROLE" "$DB" ||
+			{ stop_server; die "cannot grant the replay functions to '$ROLE' (see $D/log)"; }
+		start_standby
+	fi
 }
 
 case $CMD in
@@ -276,7 +317,19 @@ start)
 	;;
 stop)
 	[ "$(cat "$D/kind" 2>/dev/null || true)" = external ] && exit 0
+	stop_server standby-
 	stop_server
+	;;
+standby-stop)
+	stop_server standby-
+	;;
+standby-start)
+	[ -f "$D/standby-port" ] || die "no standby to start: '$STATE_DIR' has none (run start first)"
+	pid_alive_tag() { [ -f "$D/standby-pid" ] && kill -0 "$(cat "$D/standby-pid")" 2>/dev/null; }
+	pid_alive_tag && exit 0
+	port=$(cat "$D/standby-port")
+	for _ in $(seq 1 100); do port_open "$port" || break; sleep 0.1; done
+	launch "$port" standby standby- || die "port $port was taken by another process; cannot restart the standby on it"
 	;;
 restart)
 	kind=$(cat "$D/kind" 2>/dev/null || true)
@@ -287,6 +340,12 @@ restart)
 	for _ in $(seq 1 100); do port_open "$port" || break; sleep 0.1; done
 	port_open "$port" && die "port $port is still in use after stopping the server"
 	launch "$port" || die "port $port was taken by another process; cannot restart on it"
+	# a `stop` stopped the standby too: bring it back on its port
+	if [ -f "$D/standby-port" ] && ! { [ -f "$D/standby-pid" ] && kill -0 "$(cat "$D/standby-pid")" 2>/dev/null; }; then
+		sport=$(cat "$D/standby-port")
+		for _ in $(seq 1 100); do port_open "$sport" || break; sleep 0.1; done
+		launch "$sport" standby standby- || die "port $sport was taken; cannot restart the standby on it"
+	fi
 	;;
 status)
 	if [ "$(cat "$D/kind" 2>/dev/null || true)" = external ]; then

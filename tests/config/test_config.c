@@ -615,7 +615,11 @@ static void test_settings_api(void)
 	size_t n = 0;
 	while (emh__common_context_keys[n].key)
 		n++;
-	is_int(n, 19, "19 common keys");
+	is_int(n, 21, "21 common keys");
+	ok(emh__spec_find(emh__common_context_keys, "replica_urls") &&
+		   (emh__spec_find(emh__common_context_keys, "replica_urls")->flags & EMH_PARAM_SECRET) &&
+		   emh__spec_find(emh__common_context_keys, "max_replica_lag_ms"),
+	   "the replicas' keys are common keys, replica_urls secret");
 	ok(emh__spec_find(emh__common_context_keys, "log_queries") &&
 		   emh__spec_find(emh__common_context_keys, "log_query_values") &&
 		   emh__spec_find(emh__common_context_keys, "slow_query_ms"),

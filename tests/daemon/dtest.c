@@ -260,6 +260,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 	header_value(p, len, "Location", r->location, sizeof r->location);
 	header_value(p, len, "Allow", r->allow, sizeof r->allow);
 	header_value(p, len, "Retry-After", r->retry_after, sizeof r->retry_after);
+	header_value(p, len, "X-Emhost-After", r->emh_after, sizeof r->emh_after);
 	return len;
 }
 
@@ -401,6 +402,7 @@ long dtest_raw(const char *base, const char *req, size_t len, dtest_resp *out)
 			header_value(l, ll, "Content-Type", out->ctype, sizeof out->ctype);
 			header_value(l, ll, "Retry-After", out->retry_after, sizeof out->retry_after);
 			header_value(l, ll, "Allow", out->allow, sizeof out->allow);
+			header_value(l, ll, "X-Emhost-After", out->emh_after, sizeof out->emh_after);
 		}
 		out->len = n - (size_t)(hend + 4 - buf);
 		out->body = malloc(out->len + 1);

@@ -66,6 +66,7 @@ typedef struct dtest_resp {
 	char location[128];
 	char allow[128];
 	char retry_after[32];
+	char emh_after[256]; /* X-Emhost-After (read replicas' causal tokens) */
 	char curl_error[CURL_ERROR_SIZE];
 	double seconds;
 } dtest_resp;
@@ -85,7 +86,7 @@ void dtest_resp_free(dtest_resp *r);
  * Send len raw bytes (a whole request, however malformed) to the daemon at
  * base ("http://127.0.0.1:PORT") on a new connection and read the answer
  * until the server closes (send "Connection: close").  Fills status, body,
- * ctype and retry_after of out.  Returns out->status (0 on failure).
+ * ctype, retry_after and emh_after of out.  Returns out->status (0 on failure).
  */
 long dtest_raw(const char *base, const char *req, size_t len, dtest_resp *out);
 
