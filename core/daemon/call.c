@@ -72,20 +72,22 @@ void emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_respon
 	emh_error err;
 	emh_scope *scope = NULL;
 	int rc = emh_scope_open(svcs, name, &scope, &err);
-	/* causal reads across requests (docs/replicas.md): the client's tokens in, the writes' out */
-	const char *after = emh_request_header(&req, "X-Emhost-After");
-	if (rc == 0 && after)
-		rc = emh_scope_fork_opts(scope, 0, after, &err);
 	if (rc == 0) {
-		rc = emh_scope_handle(scope, &req, res, &err);
+		/* causal reads across requests (docs/replicas.md): the client's tokens in, the writes' out */
+		const char *after = emh_request_header(&req, "X-Emhost-After");
+		if (after)
+			rc = emh_scope_fork_opts(scope, 0, after, &err);
+		if (rc == 0)
+			rc = emh_scope_handle(scope, &req, res, &err);
 		char tok[1024];
 		emh_error terr;
 		if (rc == 0 && emh_scope_token(scope, tok, sizeof tok, &terr) == 0 && tok[0])
 			emh_response_add_header(res, "X-Emhost-After", tok, &terr);
-		/* forks close (connections go back to their pools) before the reply is sent */
+		/* forks close (connections go back to their pools) before the reply is sent;
+		 * closed whatever failed after the open (the scope is never left behind) */
 		emh_scope_close(scope);
 		int status = emh_response_status(res);
-		if (status < 100 || status > 599) {
+		if (rc == 0 && (status < 100 || status > 599)) {
 			/* whatever the handler returned: a status that is none is a server bug */
 			char u[512];
 			emh_host_log(h, EMH_LOG_ERROR, NULL,
