@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # scripts/quickstart.sh: install what is missing, build emhost, and start
 # emhostd with etc/emhost.conf (SQLite, the bundled services users, analytics
-# and profile), printing its URL and three curl commands to try.
+# profile and the shop example), printing its URL, three curl commands to try
+# and where the routes are described.
 #
 # usage: scripts/quickstart.sh
 #   EMH_BUILD_DIR  build directory (default: ./_build in the source tree)
@@ -39,6 +40,9 @@ In another terminal:
   curl -s -X POST $url/users -d '{"name":"Ada","email":"ada@example.com"}'
   curl -s -X POST $url/analytics/events -d '{"user_id":1,"type":"signup"}'
   curl -s $url/profile/1
+
+Every route of the loaded services (users, analytics, profile, shop):
+  curl -s $url/_emhost/openapi.json
 
 MSG
 exec "$bdir/core/daemon/emhostd" -c "$src/etc/emhost.conf"
