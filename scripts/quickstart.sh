@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # scripts/quickstart.sh: install what is missing, build emhost, and start
-# emhostd with etc/emhost.conf (SQLite, the bundled services users, analytics
+# emhostd with etc/emhost.conf (SQLite, the bundled services users, analytics,
 # profile and the shop example), printing its URL, three curl commands to try
 # and where the routes are described.
 #
