@@ -87,7 +87,7 @@ void emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_respon
 		 * closed whatever failed after the open (the scope is never left behind) */
 		emh_scope_close(scope);
 		int status = emh_response_status(res);
-		if (rc == 0 && (status < 100 || status > 599)) {
+		if (status < 100 || status > 599) {
 			/* whatever the handler returned: a status that is none is a server bug */
 			char u[512];
 			emh_host_log(h, EMH_LOG_ERROR, NULL,
