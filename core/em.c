@@ -438,16 +438,24 @@ static int store(emh__arena *arena, emh__obj *o, void *obj, const emh_field *f, 
 	return 0;
 }
 
-static emh__obj *obj_alloc(emh_em *em, emh__arena *arena, emh__meta *m)
+/* A zeroed header and struct, with extra bytes after them (not zeroed). */
+static emh__obj *obj_alloc_extra(emh_em *em, emh__arena *arena, emh__meta *m, size_t extra)
 {
-	emh__obj *o = emh__arena_zalloc(arena, sizeof(emh__obj) + m->pub.entity->size);
+	size_t n = sizeof(emh__obj) + m->pub.entity->size;
+	emh__obj *o = emh__arena_alloc(arena, n + extra);
 	if (o) {
+		memset(o, 0, n);
 		o->magic = OBJ_MAGIC;
 		o->em = em;
 		o->ctx = em->ctx;
 		o->m = m;
 	}
 	return o;
+}
+
+static emh__obj *obj_alloc(emh_em *em, emh__arena *arena, emh__meta *m)
+{
+	return obj_alloc_extra(em, arena, m, 0);
 }
 
 static void track(emh_em *em, emh__obj *o)
@@ -640,10 +648,10 @@ static int map_hit(emh_em *em, emh__obj *have, const emh_value *cols, int mode, 
 
 
 /* A new object of m holding a loaded row, from arena; not tracked yet. */
-static emh__obj *obj_load(emh_em *em, emh__arena *arena, emh__meta *m, const emh_value *cols)
+static emh__obj *obj_load(emh_em *em, emh__arena *arena, emh__meta *m, const emh_value *cols, size_t extra)
 {
 	const emh_entity *e = m->pub.entity;
-	emh__obj *o = obj_alloc(em, arena, m);
+	emh__obj *o = obj_alloc_extra(em, arena, m, extra);
 	if (!o)
 		return NULL;
 	for (size_t i = 0; i < e->nfields; i++)
@@ -655,7 +663,7 @@ static emh__obj *obj_load(emh_em *em, emh__arena *arena, emh__meta *m, const emh
 int emh__em_load_detached(emh_em *em, emh__meta *m, emh__arena *arena, const emh_value *cols, void **out,
 			  emh_error *err)
 {
-	emh__obj *o = obj_load(em, arena, m, cols);
+	emh__obj *o = obj_load(em, arena, m, cols, 0);
 	if (!o)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	o->state = ST_DETACHED;
@@ -675,13 +683,15 @@ static int materialize(emh_em *em, emh__meta *m, const emh_value *cols, int mode
 	emh__obj *have = imap_find_h(em, m, &cols[m->pub.pk], h);
 	if (have)
 		return map_hit(em, have, cols, mode, out, err);
-	emh__obj *o = obj_load(em, &em->arena, m, cols);
+	/* The snapshot right after the struct, in the same allocation. */
+	size_t at = (e->size + (EMH__ALIGN - 1)) & ~(size_t)(EMH__ALIGN - 1);
+	emh__obj *o = obj_load(em, &em->arena, m, cols, at);
 	if (!o)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	void *obj = OBJ(o);
 	/* The snapshot shares the loaded strings: they are never written. */
-	if (!(o->snap = emh__arena_memdup(&em->arena, obj, e->size)))
-		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	o->snap = (char *)obj + at;
+	memcpy(o->snap, obj, e->size);
 	o->snap_nulls = o->nulls;
 	o->state = ST_MANAGED;
 	track(em, o);
