@@ -482,9 +482,9 @@ const emh_stmt *emh__sql_update_stmt(emh__meta *m, const emh_sql_dialect *d, uin
 	return cached(m, d, key, sizeof key, compile_update, &mask, err);
 }
 
-/* Shape of a query: everything its SQL text depends on, never its values. */
-/* A query's shape (the statement cache's key): on the stack unless the
- * query has very many conditions, so a cached query allocates nothing. */
+/* A query's shape (the statement cache's key) being built: on the stack
+ * unless the query has very many conditions, so a cached query allocates
+ * nothing. */
 typedef struct shape_key {
 	unsigned char *p;
 	size_t len, cap;
@@ -527,6 +527,7 @@ static void shape_add(shape_key *k, const void *s, size_t n)
 	k->len += n;
 }
 
+/* Shape of a query: everything its SQL text depends on, never its values. */
 static void shape_cond(shape_key *b, const emh_cond *c)
 {
 	uint32_t n = (uint32_t)(c->op == EMH_OP_IN ? c->nvals : c->nkids);

@@ -127,10 +127,10 @@ static int sq_bind(sqlite3_stmt *s, const emh_stmt *st, const emh_value *params,
  * borrow SQLite's buffers (valid until the next step or reset).
  *
  * sqlite3_column_type is asked only when the value read could be a NULL
- * (an integer or real 0, a NULL text or blob pointer): NULL reads as exactly
- * those, and nothing else converts into them without also converting the
- * stored type, which a NULL never has.  Columns are mostly NOT NULL and
- * non-zero, so this saves a call per column and row of every result.
+ * (an integer or real 0, a NULL text or blob pointer): a NULL reads as
+ * exactly those, so any other reading is not NULL; and reading a NULL
+ * converts nothing, so the type asked afterwards is still SQLITE_NULL.
+ * Most values are not zero, so this saves a call per column and row.
  */
 static int sq_decode(sqlite3_stmt *s, const emh_stmt *st, emh_value *cols, emh_error *err)
 {
