@@ -13,6 +13,7 @@
 #define EMH_BENCH_H
 
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <emhost/emhost.h>
 
@@ -49,7 +50,45 @@ typedef struct bench_raw_ops {
 	 * of rows.  0 = ok.  (MongoDB: the $match/$group pipeline.)
 	 */
 	int (*aggregate)(void *raw, int64_t lo, int64_t hi, int64_t *groups);
+	/*
+	 * SELECT id, name, counter, score FROM table WHERE id >= lo AND id < hi,
+	 * every row read into a fresh array of bench_item with its name copied,
+	 * as an application keeping the result would (emh_repo_find's list),
+	 * then freed; *rows gets the number of rows.  0 = ok.  NULL: the find
+	 * workload is skipped for this driver.
+	 */
+	int (*find)(void *raw, int64_t lo, int64_t hi, size_t *rows);
 } bench_raw_ops;
+
+/* The result a raw find builds (bench_raw_find_*): items grown by doubling,
+ * each name its own copy. */
+typedef struct bench_rows {
+	bench_item *items;
+	size_t n, cap;
+} bench_rows;
+
+/* Room for one more item (NULL when out of memory); its name is set by the caller. */
+static inline bench_item *bench_rows_push(bench_rows *r)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		bench_item *v = realloc(r->items, cap * sizeof *v);
+		if (!v)
+			return NULL;
+		r->items = v;
+		r->cap = cap;
+	}
+	return &r->items[r->n++];
+}
+
+static inline void bench_rows_free(bench_rows *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		free((char *)r->items[i].name);
+	free(r->items);
+	r->items = NULL;
+	r->n = r->cap = 0;
+}
 
 /* Rows an aggregate workload groups: ids [lo, lo + BENCH_AGG_WINDOW). */
 #define BENCH_AGG_WINDOW 100

@@ -5,6 +5,7 @@
  *
  * Usage:
  *   emh-bench [-c FILE] [-p DIR] [--context NAME]... [--seconds S] [--rows N] [--rounds R] [--workload W]
+ *             [--find LIST]
  *   emh-bench [-p DIR] --tenants [N,N,...] [--tenant-dir DIR] [--tenant-journal MODE] [--seconds S]
  *
  *   -c FILE          libconfig file with contexts (optional)
@@ -17,7 +18,9 @@
  *   --rows N         rows filled through emhost before measuring (default 10000)
  *   --rounds R       alternating rounds per side, the best of each kept (default 3);
  *                    more, shorter rounds ride out a machine whose load comes and goes
- *   --workload W     measure only workload W (get_by_key, update_flush, ...)
+ *   --workload W     measure only workload W (get_by_key, update_flush, ..., find for
+ *                    every size of the find workload, find_N for one)
+ *   --find LIST      result sizes of the find workload (default 1,100,10000,100000)
  *   --tenants LIST   instead: the tenants workload (bench/tenants.c) for each
  *                    count of SQLite contexts in LIST (default 1,100,10000)
  *
@@ -28,12 +31,20 @@
  * per side, keeping the best rate of each side.  One line per workload:
  *
  *   bench <driver> <workload> raw_ops_s=N emhost_ops_s=N ratio=R
+ *   bench <driver> find_<N> raw_ops_s=N emhost_ops_s=N ratio=R
  *   bench <driver> fork_close ns_per_op=N
  *   bench <driver> relations hand_ops_s=N emhost_ops_s=N ratio=R
  *   bench <driver> get_by_key_replica raw_ops_s=N emhost_ops_s=N ratio=R replica_share=S
  *
  * get_by_key_replica runs for a context with replica_urls (docs/replicas.md):
  * emhost's reads go to the replica, the raw side reads that same replica.
+ *
+ * find_<N> reads N consecutive rows (WHERE id >= lo AND id < hi) in a fresh
+ * fork, against the raw side reading them into an array of structs with the
+ * names copied (bench_raw_ops.find).  Its rows are a block of as many rows
+ * as the largest size, inserted through emhost after the other workloads
+ * ran (so --rows stays what they measure on), and both sides check that
+ * they read exactly N rows.
  *
  * relations (bench/relations.c) is emhost against emhost: the posts of 100
  * users in another context through a relation, against the hand-written IN
@@ -91,6 +102,9 @@ typedef struct bench {
 	void *raw;
 	int64_t *ids; /* keys of the filled rows */
 	size_t nids;
+	int64_t *fids; /* keys of the find workload's block, ascending and consecutive */
+	size_t nfids;
+	size_t find_n; /* rows of the find being measured */
 	uint64_t rng;
 	int64_t counter;
 	uint64_t seq;
@@ -273,6 +287,45 @@ static int em_aggregate(bench *b)
 	return rc ? em_fail(b, "aggregate", rc) : 0;
 }
 
+/* The key range of N consecutive rows of the find block: [*lo, *hi). */
+static void pick_range(bench *b, int64_t *lo, int64_t *hi)
+{
+	b->rng ^= b->rng >> 12;
+	b->rng ^= b->rng << 25;
+	b->rng ^= b->rng >> 27;
+	size_t k = (size_t)((b->rng * UINT64_C(2685821657736338717)) % (b->nfids - b->find_n + 1));
+	*lo = b->fids[k];
+	*hi = b->fids[k + b->find_n - 1] + 1;
+}
+
+static int em_find(bench *b)
+{
+	emh_em *em;
+	emh_repo *r;
+	emh_query *q;
+	emh_list l = {0};
+	int64_t lo, hi;
+	pick_range(b, &lo, &hi);
+	int rc = emh_host_fork(b->h, b->ctx, &em, &b->err);
+	if (rc)
+		return em_fail(b, "fork", rc);
+	if ((rc = emh_em_repo(em, &bench_entity, &r, &b->err)) == 0 && (rc = emh_repo_query(r, &q, &b->err)) == 0) {
+		emh_q_where(q, emh_q_and(q, emh_q_ge(q, "id", emh_v_int64(lo)), emh_q_lt(q, "id", emh_v_int64(hi))));
+		rc = emh_repo_find(r, q, &l, &b->err);
+	}
+	if (!rc) {
+		for (size_t i = 0; i < l.count; i++) {
+			const bench_item *it = l.items[i];
+			b->sink += strlen(it->name) + (size_t)it->counter + (size_t)it->score;
+		}
+		if (l.count != b->find_n)
+			rc = emh_error_set(&b->err, EMH_EINVAL, "read %zu rows of [%lld, %lld), expected %zu", l.count,
+					   (long long)lo, (long long)hi, b->find_n);
+	}
+	emh_em_close(em);
+	return rc ? em_fail(b, "find", rc) : 0;
+}
+
 static int em_fork_close(bench *b)
 {
 	emh_em *em;
@@ -312,6 +365,17 @@ static int raw_aggregate(bench *b)
 	if (b->ops->aggregate(b->raw, lo, lo + BENCH_AGG_WINDOW, &groups) || groups == 0)
 		return raw_fail(b, "aggregate");
 	b->sink += (size_t)groups;
+	return 0;
+}
+
+static int raw_find(bench *b)
+{
+	int64_t lo, hi;
+	size_t n = 0;
+	pick_range(b, &lo, &hi);
+	if (b->ops->find(b->raw, lo, hi, &n) || n != b->find_n)
+		return raw_fail(b, "find");
+	b->sink += n;
 	return 0;
 }
 
@@ -403,13 +467,14 @@ static void bench_drop_table(bench *b)
 		printf("# bench %s: could not drop table " BENCH_TABLE ": %s\n", b->driver, b->err.message);
 }
 
-/* Insert rows through emhost, 500 per flush, keeping their keys. */
-static int bench_fill(bench *b, size_t rows)
+/* Insert rows through emhost, 500 per flush, their keys into *ids (malloc'd,
+ * in insertion order; the caller frees it). */
+static int bench_fill(bench *b, size_t rows, int64_t **idsp)
 {
 	size_t done = 0;
+	int64_t *ids = *idsp = malloc((rows ? rows : 1) * sizeof *ids);
 
-	b->ids = malloc((rows ? rows : 1) * sizeof *b->ids);
-	if (!b->ids)
+	if (!ids)
 		return emh_error_set(&b->err, EMH_ENOMEM, "out of memory");
 	while (done < rows) {
 		emh_em *em;
@@ -437,13 +502,12 @@ static int bench_fill(bench *b, size_t rows)
 		if (!rc)
 			rc = emh_em_flush(em, &b->err);
 		for (size_t i = 0; i < n && !rc; i++)
-			b->ids[done + i] = batch[i]->id;
+			ids[done + i] = batch[i]->id;
 		emh_em_close(em);
 		if (rc)
 			return rc;
 		done += n;
 	}
-	b->nids = rows;
 	return 0;
 }
 
@@ -471,7 +535,8 @@ static int bench_prepare(bench *b, size_t rows)
 		       b->ctx);
 		return -1;
 	}
-	rc = bench_fill(b, rows);
+	rc = bench_fill(b, rows, &b->ids);
+	b->nids = rc ? 0 : rows;
 	if (rc) {
 		printf("# bench %s: context '%s': filling %zu rows through emhost failed: %s: %s\n", b->driver,
 		       b->ctx, rows, emh_status_name(rc), b->err.message);
@@ -558,8 +623,74 @@ out_remove:
 	return status;
 }
 
+/* Is workload name (find_<N> for sizes) asked for by --workload only? */
+static bool wanted(const char *only, const char *name)
+{
+	return !only || strcmp(only, name) == 0 || (strcmp(only, "find") == 0 && strncmp(name, "find_", 5) == 0);
+}
+
+/*
+ * The find workload for each size in list: the block of rows it reads is
+ * filled first (as many rows as the largest size), checked consecutive.
+ * 0 or -1 (printed).
+ */
+static int bench_find(bench *b, const char *list, double secs, const char *only)
+{
+	size_t sizes[16], nsizes = 0, max = 0;
+	int status = 0;
+
+	for (const char *p = list; *p && nsizes < sizeof sizes / sizeof sizes[0];) {
+		char *end, name[32];
+		unsigned long long v = strtoull(p, &end, 10);
+		if (end == p || v == 0 || v > 100000000) {
+			printf("# bench %s find: bad --find list '%s'\n", b->driver, list);
+			return -1;
+		}
+		snprintf(name, sizeof name, "find_%llu", v);
+		if (wanted(only, name)) {
+			sizes[nsizes++] = (size_t)v;
+			if (v > max)
+				max = (size_t)v;
+		}
+		p = *end == ',' ? end + 1 : end;
+	}
+	if (!nsizes)
+		return 0;
+	if (!b->ops->find) {
+		printf("# bench %s find: skipped: the raw %s side has no find\n", b->driver, b->driver);
+		return 0;
+	}
+	int rc = bench_fill(b, max, &b->fids);
+	if (rc) {
+		printf("# bench %s find: filling %zu rows through emhost failed: %s: %s\n", b->driver, max,
+		       emh_status_name(rc), b->err.message);
+		return -1;
+	}
+	for (size_t i = 1; i < max; i++)
+		if (b->fids[i] != b->fids[i - 1] + 1) {
+			printf("# bench %s find: the %zu keys emhost generated are not consecutive (%lld after %lld)\n",
+			       b->driver, max, (long long)b->fids[i], (long long)b->fids[i - 1]);
+			return -1;
+		}
+	b->nfids = max;
+	for (size_t i = 0; i < nsizes; i++) {
+		double raw, em;
+		b->find_n = sizes[i];
+		if (bench_pair(b, raw_find, em_find, secs, &raw, &em)) {
+			printf("# bench %s find_%zu: failed: %s\n", b->driver, sizes[i], b->failed);
+			status = -1;
+			continue;
+		}
+		printf("bench %s find_%zu raw_ops_s=%.0f emhost_ops_s=%.0f ratio=%.3f\n", b->driver, sizes[i], raw, em,
+		       raw > 0 ? em / raw : 0.0);
+		fflush(stdout);
+	}
+	return status;
+}
+
 /* Measure every workload on one context; returns 0 or -1 (printed). */
-static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs, int rounds, const char *only)
+static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs, int rounds, const char *only,
+			 const char *find)
 {
 	static const struct {
 		const char *name;
@@ -619,6 +750,8 @@ static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs,
 		       em, raw > 0 ? em / raw : 0.0);
 		fflush(stdout);
 	}
+	if (bench_find(&b, find, secs, only))
+		status = -1;
 	double raw_unused, fc;
 	if (!only || strcmp(only, "fork_close") == 0) {
 		if (bench_pair(&b, NULL, em_fork_close, secs, &raw_unused, &fc) || fc <= 0) {
@@ -639,6 +772,7 @@ out_close:
 		b.ops->close(b.raw);
 	bench_drop_table(&b);
 	free(b.ids);
+	free(b.fids);
 	return status;
 }
 
@@ -723,7 +857,7 @@ static char *resolve_ctx(emh_host *h, const char *want)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: emh-bench [-c FILE] [-p DIR] [--context NAME]... [--seconds S] [--rows N] [--rounds R] "
-		   "[--workload W]\n"
+		   "[--workload W] [--find LIST]\n"
 		   "       emh-bench [-p DIR] --tenants [N,N,...] [--tenant-dir DIR] [--tenant-journal MODE] "
 		   "[--seconds S]\n");
 }
@@ -736,7 +870,7 @@ int main(int argc, char **argv)
 	size_t nctx = 0, rows = 10000;
 	double secs = 1.0;
 	int rounds = ROUNDS;
-	const char *only = NULL;
+	const char *only = NULL, *find = "1,100,10000,100000";
 	char pbuf[PATH_MAX], defname[32], deffile[PATH_MAX] = "";
 	emh_host_opts opts;
 	emh_host *h = NULL;
@@ -763,6 +897,8 @@ int main(int argc, char **argv)
 			rounds = atoi(argv[++i]);
 		else if (strcmp(a, "--workload") == 0 && i + 1 < argc)
 			only = argv[++i];
+		else if (strcmp(a, "--find") == 0 && i + 1 < argc)
+			find = argv[++i];
 		else if (strcmp(a, "--tenants") == 0)
 			tenants = i + 1 < argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9' ? argv[++i]
 												 : "1,100,10000";
@@ -844,7 +980,7 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < nctx; i++) {
 		char *name = resolve_ctx(h, ctxs[i]);
-		if (!name || bench_context(h, name, rows, secs, rounds, only))
+		if (!name || bench_context(h, name, rows, secs, rounds, only, find))
 			status = 1;
 		free(name);
 	}

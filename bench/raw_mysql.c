@@ -18,7 +18,7 @@ typedef bool raw_flag;
 
 typedef struct raw_my {
 	MYSQL *my;
-	MYSQL_STMT *get, *upd, *ins, *updw, *agg;
+	MYSQL_STMT *get, *upd, *ins, *updw, *agg, *find;
 	/* get: one key in, four columns out */
 	long long key;
 	MYSQL_BIND get_in[1], get_out[4];
@@ -48,6 +48,8 @@ static const char raw_update_sql[] = "UPDATE `" BENCH_TABLE "` SET `counter` = ?
 static const char raw_update_where_sql[] = "UPDATE `" BENCH_TABLE "` SET `counter` = `counter` + ? WHERE `id` = ?";
 static const char raw_agg_sql[] = "SELECT `counter`, COUNT(*), SUM(`score`) FROM `" BENCH_TABLE
 				  "` WHERE `id` >= ? AND `id` < ? GROUP BY `counter`";
+static const char raw_find_sql[] =
+	"SELECT `id`, `name`, `counter`, `score` FROM `" BENCH_TABLE "` WHERE `id` >= ? AND `id` < ?";
 static const char raw_insert_sql[] = "INSERT INTO `" BENCH_TABLE "` (`name`, `counter`, `score`) VALUES (?, ?, ?)";
 
 static MYSQL_STMT *raw_my_prepare(MYSQL *my, const char *sql)
@@ -78,6 +80,8 @@ static void raw_my_close(void *p)
 		mysql_stmt_close(raw->updw);
 	if (raw->agg)
 		mysql_stmt_close(raw->agg);
+	if (raw->find)
+		mysql_stmt_close(raw->find);
 	mysql_close(raw->my);
 	free(raw);
 }
@@ -118,7 +122,8 @@ static void *raw_my_open(emh_host *h, const char *ctx)
 	if (!(raw->get = raw_my_prepare(raw->my, raw_get_sql)) || !(raw->upd = raw_my_prepare(raw->my, raw_update_sql)) ||
 	    !(raw->ins = raw_my_prepare(raw->my, raw_insert_sql)) ||
 	    !(raw->updw = raw_my_prepare(raw->my, raw_update_where_sql)) ||
-	    !(raw->agg = raw_my_prepare(raw->my, raw_agg_sql))) {
+	    !(raw->agg = raw_my_prepare(raw->my, raw_agg_sql)) ||
+	    !(raw->find = raw_my_prepare(raw->my, raw_find_sql))) {
 		raw_my_close(raw);
 		return NULL;
 	}
@@ -271,6 +276,44 @@ static int raw_my_aggregate(void *p, int64_t lo, int64_t hi, int64_t *groups)
 	return f == MYSQL_NO_DATA ? 0 : -1;
 }
 
+/* The rows of [lo, hi) into an array of bench_item: the get's result binds
+ * (names cut at 255 bytes; the bench's are short), stored as the driver does. */
+static int raw_my_find(void *p, int64_t lo, int64_t hi, size_t *rows)
+{
+	raw_my *raw = p;
+	bench_rows out = {0};
+	int f, rc = -1;
+	raw->a_lo = lo;
+	raw->a_hi = hi;
+	*rows = 0;
+	if (mysql_stmt_bind_param(raw->find, raw->agg_in) != 0 || mysql_stmt_execute(raw->find) != 0 ||
+	    mysql_stmt_store_result(raw->find) != 0 || mysql_stmt_bind_result(raw->find, raw->get_out) != 0)
+		return -1;
+	while ((f = mysql_stmt_fetch(raw->find)) == 0 || f == MYSQL_DATA_TRUNCATED) {
+		bench_item *it = bench_rows_push(&out);
+		size_t n = raw->r_name_len < sizeof raw->r_name ? raw->r_name_len : sizeof raw->r_name - 1;
+		char *name = it ? malloc(n + 1) : NULL;
+		if (!name) {
+			if (it)
+				out.n--;
+			f = -1;
+			break;
+		}
+		memcpy(name, raw->r_name, n);
+		name[n] = '\0';
+		it->name = name;
+		it->id = raw->r_id;
+		it->counter = raw->r_null[2] ? 0 : raw->r_counter;
+		it->score = raw->r_null[3] ? 0 : raw->r_score;
+	}
+	if (f == MYSQL_NO_DATA)
+		rc = 0;
+	mysql_stmt_free_result(raw->find);
+	*rows = out.n;
+	bench_rows_free(&out);
+	return rc;
+}
+
 const bench_raw_ops bench_raw_mysql = {
 	.driver = "mysql",
 	.open = raw_my_open,
@@ -280,4 +323,5 @@ const bench_raw_ops bench_raw_mysql = {
 	.insert = raw_my_insert,
 	.update_where = raw_my_update_where,
 	.aggregate = raw_my_aggregate,
+	.find = raw_my_find,
 };

@@ -27,6 +27,8 @@ static const char raw_update_where_sql[] =
 	"UPDATE \"" BENCH_TABLE "\" SET \"counter\" = \"counter\" + $1 WHERE \"id\" = $2";
 static const char raw_agg_sql[] = "SELECT \"counter\", COUNT(*), SUM(\"score\") FROM \"" BENCH_TABLE
 				  "\" WHERE \"id\" >= $1 AND \"id\" < $2 GROUP BY \"counter\"";
+static const char raw_find_sql[] = "SELECT \"id\", \"name\", \"counter\", \"score\" FROM \"" BENCH_TABLE
+				   "\" WHERE \"id\" >= $1 AND \"id\" < $2";
 static const char raw_insert_sql[] =
 	"INSERT INTO \"" BENCH_TABLE "\" (\"name\", \"counter\", \"score\") VALUES ($1, $2, $3) RETURNING \"id\"";
 
@@ -84,7 +86,8 @@ static void *raw_pg_open(emh_host *h, const char *ctx)
 	    raw_pg_prepare(raw->pg, "raw_update", raw_update_sql, 2, upd_t) ||
 	    raw_pg_prepare(raw->pg, "raw_update_where", raw_update_where_sql, 2, upd_t) ||
 	    raw_pg_prepare(raw->pg, "raw_insert", raw_insert_sql, 3, ins_t) ||
-	    raw_pg_prepare(raw->pg, "raw_agg", raw_agg_sql, 2, upd_t)) {
+	    raw_pg_prepare(raw->pg, "raw_agg", raw_agg_sql, 2, upd_t) ||
+	    raw_pg_prepare(raw->pg, "raw_find", raw_find_sql, 2, upd_t)) {
 		PQfinish(raw->pg);
 		free(raw);
 		return NULL;
@@ -228,6 +231,43 @@ static int raw_pg_aggregate(void *p, int64_t lo, int64_t hi, int64_t *groups)
 	return rc;
 }
 
+/* The rows of [lo, hi) into an array of bench_item, binary results as the driver reads them. */
+static int raw_pg_find(void *p, int64_t lo, int64_t hi, size_t *rows)
+{
+	raw_pg *raw = p;
+	uint64_t b[2] = {htobe64((uint64_t)lo), htobe64((uint64_t)hi)};
+	const char *vals[2] = {(const char *)&b[0], (const char *)&b[1]};
+	static const int lens[2] = {8, 8}, fmts[2] = {1, 1};
+	PGresult *r = PQexecPrepared(raw->pg, "raw_find", 2, vals, lens, fmts, 1);
+	bench_rows out = {0};
+	int rc = -1;
+	if (r && PQresultStatus(r) == PGRES_TUPLES_OK) {
+		int n = PQntuples(r);
+		rc = 0;
+		for (int i = 0; i < n; i++) {
+			bench_item *it = bench_rows_push(&out);
+			char *name = it ? malloc((size_t)PQgetlength(r, i, 1) + 1) : NULL;
+			if (!name) {
+				if (it)
+					out.n--;
+				rc = -1;
+				break;
+			}
+			memcpy(name, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+			name[PQgetlength(r, i, 1)] = '\0';
+			it->name = name;
+			it->id = (int64_t)raw_be64(PQgetvalue(r, i, 0));
+			it->counter = PQgetisnull(r, i, 2) ? 0 : (int64_t)raw_be64(PQgetvalue(r, i, 2));
+			uint64_t sb = PQgetisnull(r, i, 3) ? 0 : raw_be64(PQgetvalue(r, i, 3));
+			memcpy(&it->score, &sb, 8);
+		}
+	}
+	PQclear(r);
+	*rows = out.n;
+	bench_rows_free(&out);
+	return rc;
+}
+
 const bench_raw_ops bench_raw_postgres = {
 	.driver = "postgres",
 	.open = raw_pg_open,
@@ -237,4 +277,5 @@ const bench_raw_ops bench_raw_postgres = {
 	.insert = raw_pg_insert,
 	.update_where = raw_pg_update_where,
 	.aggregate = raw_pg_aggregate,
+	.find = raw_pg_find,
 };

@@ -12,7 +12,7 @@
 
 typedef struct raw_sq {
 	sqlite3 *db;
-	sqlite3_stmt *get, *begin, *commit, *rollback, *update, *insert, *update_where, *agg;
+	sqlite3_stmt *get, *begin, *commit, *rollback, *update, *insert, *update_where, *agg, *find;
 	char name[256]; /* last name read, so reading it is real work */
 } raw_sq;
 
@@ -29,6 +29,7 @@ static void raw_sq_close(void *raw)
 	sqlite3_finalize(r->insert);
 	sqlite3_finalize(r->update_where);
 	sqlite3_finalize(r->agg);
+	sqlite3_finalize(r->find);
 	sqlite3_close_v2(r->db);
 	free(r);
 }
@@ -95,7 +96,9 @@ static void *raw_sq_open(emh_host *h, const char *ctx)
 	    raw_sq_prep(r, "INSERT INTO " BENCH_TABLE " (name, counter, score) VALUES (?, ?, ?) RETURNING id",
 			&r->insert) ||
 	    raw_sq_prep(r, "SELECT counter, COUNT(*), SUM(score) FROM " BENCH_TABLE " WHERE id >= ? AND id < ? "
-			   "GROUP BY counter", &r->agg))
+			   "GROUP BY counter", &r->agg) ||
+	    raw_sq_prep(r, "SELECT id, name, counter, score FROM " BENCH_TABLE " WHERE id >= ? AND id < ?",
+			&r->find))
 		goto out_close;
 	return r;
 
@@ -203,6 +206,32 @@ static int raw_sq_aggregate(void *raw, int64_t lo, int64_t hi, int64_t *groups)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+static int raw_sq_find(void *raw, int64_t lo, int64_t hi, size_t *rows)
+{
+	raw_sq *r = raw;
+	bench_rows out = {0};
+	int rc;
+	sqlite3_bind_int64(r->find, 1, lo);
+	sqlite3_bind_int64(r->find, 2, hi);
+	while ((rc = sqlite3_step(r->find)) == SQLITE_ROW) {
+		bench_item *it = bench_rows_push(&out);
+		const unsigned char *name = sqlite3_column_text(r->find, 1);
+		if (!it || !(it->name = strdup(name ? (const char *)name : ""))) {
+			if (it)
+				out.n--;
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		it->id = sqlite3_column_int64(r->find, 0);
+		it->counter = sqlite3_column_int64(r->find, 2);
+		it->score = sqlite3_column_double(r->find, 3);
+	}
+	sqlite3_reset(r->find);
+	*rows = out.n;
+	bench_rows_free(&out);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 const bench_raw_ops bench_raw_sqlite = {
 	.driver = "sqlite",
 	.open = raw_sq_open,
@@ -212,4 +241,5 @@ const bench_raw_ops bench_raw_sqlite = {
 	.insert = raw_sq_insert,
 	.update_where = raw_sq_update_where,
 	.aggregate = raw_sq_aggregate,
+	.find = raw_sq_find,
 };

@@ -633,16 +633,24 @@ static int store(emh__arena *arena, emh__obj *o, void *obj, const emh_field *f, 
 	return 0;
 }
 
-static emh__obj *obj_alloc(emh_em *em, emh__arena *arena, emh__meta *m)
+/* A zeroed header and struct, with extra bytes after them (not zeroed). */
+static emh__obj *obj_alloc_extra(emh_em *em, emh__arena *arena, emh__meta *m, size_t extra)
 {
-	emh__obj *o = emh__arena_zalloc(arena, sizeof(emh__obj) + m->pub.entity->size);
+	size_t n = sizeof(emh__obj) + m->pub.entity->size;
+	emh__obj *o = emh__arena_alloc(arena, n + extra);
 	if (o) {
+		memset(o, 0, n);
 		o->magic = OBJ_MAGIC;
 		o->em = em;
 		o->ctx = em->ctx;
 		o->m = m;
 	}
 	return o;
+}
+
+static emh__obj *obj_alloc(emh_em *em, emh__arena *arena, emh__meta *m)
+{
+	return obj_alloc_extra(em, arena, m, 0);
 }
 
 static void track(emh_em *em, emh__obj *o)
@@ -684,16 +692,24 @@ emh_value emh__obj_key(const emh__obj *o)
 	return emh__obj_value(o, o->snap ? o->snap : OBJ(o), &o->m->pub.entity->fields[o->m->pub.pk], o->m->pub.pk);
 }
 
-emh__obj *emh__imap_find(emh_em *em, emh__meta *m, const emh_value *k)
+/* The object of key k with hash h (key_hash_value). */
+static emh__obj *imap_find_h(emh_em *em, emh__meta *m, const emh_value *k, uint64_t h)
 {
 	if (!em->in)
 		return NULL;
-	for (emh__obj *o = em->imap[key_hash_value(m, k) & (em->icap - 1)]; o; o = o->inext)
-		if (o->m == m && key_equal(o, k))
+	for (emh__obj *o = em->imap[h & (em->icap - 1)]; o; o = o->inext)
+		if (o->ihash == h && o->m == m && key_equal(o, k))
 			return o;
 	return NULL;
 }
 
+emh__obj *emh__imap_find(emh_em *em, emh__meta *m, const emh_value *k)
+{
+	return em->in ? imap_find_h(em, m, k, key_hash_value(m, k)) : NULL;
+}
+
+/* Rehashing reads each object's stored hash, not its key: no pass over
+ * every snapshot of a large result. */
 static void imap_grow(emh_em *em)
 {
 	size_t ncap = em->icap ? em->icap * 4 : 8;
@@ -704,8 +720,7 @@ static void imap_grow(emh_em *em)
 		emh__obj *o = em->imap[i];
 		while (o) {
 			emh__obj *n = o->inext;
-			emh_value k = emh__obj_key(o);
-			size_t b = key_hash_value(o->m, &k) & (ncap - 1);
+			size_t b = o->ihash & (ncap - 1);
 			o->inext = nb[b];
 			nb[b] = o;
 			o = n;
@@ -715,25 +730,32 @@ static void imap_grow(emh_em *em)
 	em->icap = ncap;
 }
 
-void emh__imap_add(emh_em *em, emh__obj *o)
+/* Add o, whose key hashes to h. */
+static void imap_add_h(emh_em *em, emh__obj *o, uint64_t h)
 {
 	if (em->in + 1 > em->icap)
 		imap_grow(em);
 	if (!em->icap)
 		return;
-	emh_value k = emh__obj_key(o);
-	size_t b = key_hash_value(o->m, &k) & (em->icap - 1);
+	o->ihash = h;
+	size_t b = h & (em->icap - 1);
 	o->inext = em->imap[b];
 	em->imap[b] = o;
 	em->in++;
 }
 
+void emh__imap_add(emh_em *em, emh__obj *o)
+{
+	emh_value k = emh__obj_key(o);
+	imap_add_h(em, o, key_hash_value(o->m, &k));
+}
+
+/* By the hash o was added with: the bucket it is in, whatever its key became since. */
 void emh__imap_del(emh_em *em, emh__obj *o)
 {
 	if (!em->icap)
 		return;
-	emh_value k = emh__obj_key(o);
-	for (emh__obj **pp = &em->imap[key_hash_value(o->m, &k) & (em->icap - 1)]; *pp; pp = &(*pp)->inext)
+	for (emh__obj **pp = &em->imap[o->ihash & (em->icap - 1)]; *pp; pp = &(*pp)->inext)
 		if (*pp == o) {
 			*pp = o->inext;
 			o->inext = NULL;
@@ -821,10 +843,10 @@ static int map_hit(emh_em *em, emh__obj *have, const emh_value *cols, int mode, 
 
 
 /* A new object of m holding a loaded row, from arena; not tracked yet. */
-static emh__obj *obj_load(emh_em *em, emh__arena *arena, emh__meta *m, const emh_value *cols)
+static emh__obj *obj_load(emh_em *em, emh__arena *arena, emh__meta *m, const emh_value *cols, size_t extra)
 {
 	const emh_entity *e = m->pub.entity;
-	emh__obj *o = obj_alloc(em, arena, m);
+	emh__obj *o = obj_alloc_extra(em, arena, m, extra);
 	if (!o)
 		return NULL;
 	for (size_t i = 0; i < e->nfields; i++)
@@ -836,7 +858,7 @@ static emh__obj *obj_load(emh_em *em, emh__arena *arena, emh__meta *m, const emh
 int emh__em_load_detached(emh_em *em, emh__meta *m, emh__arena *arena, const emh_value *cols, void **out,
 			  emh_error *err)
 {
-	emh__obj *o = obj_load(em, arena, m, cols);
+	emh__obj *o = obj_load(em, arena, m, cols, 0);
 	if (!o)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	o->state = ST_DETACHED;
@@ -851,20 +873,24 @@ static int materialize(emh_em *em, emh__meta *m, const emh_value *cols, int mode
 	*out = NULL;
 	if (em->readonly)
 		return emh__em_load_detached(em, m, &em->arena, cols, out, err);
-	emh__obj *have = emh__imap_find(em, m, &cols[m->pub.pk]);
+	/* The key's hash once, for the lookup and the insert. */
+	uint64_t h = key_hash_value(m, &cols[m->pub.pk]);
+	emh__obj *have = imap_find_h(em, m, &cols[m->pub.pk], h);
 	if (have)
 		return map_hit(em, have, cols, mode, out, err);
-	emh__obj *o = obj_load(em, &em->arena, m, cols);
+	/* The snapshot right after the struct, in the same allocation. */
+	size_t at = (e->size + (EMH__ALIGN - 1)) & ~(size_t)(EMH__ALIGN - 1);
+	emh__obj *o = obj_load(em, &em->arena, m, cols, at);
 	if (!o)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	void *obj = OBJ(o);
 	/* The snapshot shares the loaded strings: they are never written. */
-	if (!(o->snap = emh__arena_memdup(&em->arena, obj, e->size)))
-		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	o->snap = (char *)obj + at;
+	memcpy(o->snap, obj, e->size);
 	o->snap_nulls = o->nulls;
 	o->state = ST_MANAGED;
 	track(em, o);
-	emh__imap_add(em, o);
+	imap_add_h(em, o, h);
 	*out = obj;
 	return 0;
 }

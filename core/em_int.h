@@ -39,6 +39,7 @@ typedef struct emh__obj {
 	struct emh__obj *inext; /* identity map chain */
 	void *snap;             /* struct as last loaded/flushed; NULL when new */
 	uint64_t nulls, snap_nulls;
+	uint64_t ihash; /* its identity-map hash, set when added (in the padding on 64-bit: no larger header) */
 } emh__obj;
 
 #define HDR(p) ((emh__obj *)((char *)(p) - sizeof(emh__obj)))

@@ -482,30 +482,75 @@ const emh_stmt *emh__sql_update_stmt(emh__meta *m, const emh_sql_dialect *d, uin
 	return cached(m, d, key, sizeof key, compile_update, &mask, err);
 }
 
+/* A query's shape (the statement cache's key) being built: on the stack
+ * unless the query has very many conditions, so a cached query allocates
+ * nothing. */
+typedef struct shape_key {
+	unsigned char *p;
+	size_t len, cap;
+	bool oom;
+	unsigned char stack[256];
+} shape_key;
+
+static void shape_init(shape_key *k)
+{
+	k->p = k->stack;
+	k->len = 0;
+	k->cap = sizeof k->stack;
+	k->oom = false;
+}
+
+static void shape_free(shape_key *k)
+{
+	if (k->p != k->stack)
+		free(k->p);
+}
+
+static void shape_add(shape_key *k, const void *s, size_t n)
+{
+	if (k->oom)
+		return;
+	if (n > k->cap - k->len) {
+		size_t cap = k->cap * 2 >= k->len + n ? k->cap * 2 : k->len + n + 64;
+		unsigned char *np = malloc(cap);
+		if (!np) {
+			k->oom = true;
+			return;
+		}
+		memcpy(np, k->p, k->len);
+		if (k->p != k->stack)
+			free(k->p);
+		k->p = np;
+		k->cap = cap;
+	}
+	memcpy(k->p + k->len, s, n);
+	k->len += n;
+}
+
 /* Shape of a query: everything its SQL text depends on, never its values. */
-static void shape_cond(emh_buf *b, const emh_cond *c)
+static void shape_cond(shape_key *b, const emh_cond *c)
 {
 	uint32_t n = (uint32_t)(c->op == EMH_OP_IN ? c->nvals : c->nkids);
 	unsigned char hdr[6] = {(unsigned char)c->op, (unsigned char)(c->field + 1), (unsigned char)n,
 				(unsigned char)(n >> 8), (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
-	emh_buf_add(b, (const char *)hdr, sizeof hdr);
+	shape_add(b, hdr, sizeof hdr);
 	for (size_t i = 0; i < c->nkids; i++)
 		shape_cond(b, c->kids[i]);
 }
 
-static void shape_of(emh_buf *b, const emh_query *q, bool count)
+static void shape_of(shape_key *b, const emh_query *q, bool count)
 {
-	emh_buf_add(b, count ? "C" : "S", 1);
+	shape_add(b, count ? "C" : "S", 1);
 	if (q->where)
 		shape_cond(b, q->where);
-	emh_buf_add(b, "|", 1);
+	shape_add(b, "|", 1);
 	if (!count) {
 		for (size_t i = 0; i < q->norder; i++) {
 			unsigned char o[2] = {(unsigned char)q->order[i].field, q->order[i].desc};
-			emh_buf_add(b, (const char *)o, 2);
+			shape_add(b, o, 2);
 		}
 		unsigned char lo[2] = {q->limit >= 0, q->offset >= 0};
-		emh_buf_add(b, (const char *)lo, 2);
+		shape_add(b, lo, 2);
 	}
 }
 
@@ -568,17 +613,19 @@ static const emh_stmt *query_stmt(emh__meta *m, const emh_sql_dialect *d, const 
 		lock = NULL;
 	if (!lock && (!q || (!q->where && (count || (q->norder == 0 && q->limit < 0 && q->offset < 0)))))
 		return count ? m->st_count_all : m->st_select_all;
-	emh_buf b = EMH_BUF_INIT;
+	shape_key b;
+	shape_init(&b);
 	shape_of(&b, q, count);
-	if (lock) /* the clause is the server's text (driver.h lock_clause): part of the shape */
-		emh_buf_addf(&b, "L%s", lock);
-	if (b.oom) {
-		emh_buf_release(&b);
-		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
+	if (lock) { /* the clause is the server's text (driver.h lock_clause): part of the shape */
+		shape_add(&b, "L", 1);
+		shape_add(&b, lock, strlen(lock));
 	}
-	query_arg qa = {q, count, lock};
-	const emh_stmt *st = cached(m, d, (const unsigned char *)b.ptr, b.len, compile_query, &qa, err);
-	emh_buf_release(&b);
+	const emh_stmt *st = NULL;
+	if (b.oom)
+		emh_error_set(err, EMH_ENOMEM, "out of memory");
+	else
+		st = cached(m, d, b.p, b.len, compile_query, &(query_arg){q, count, lock}, err);
+	shape_free(&b);
 	return st;
 }
 
@@ -669,7 +716,17 @@ emh__sqlb *emh__sqlb_new(const emh_sql_dialect *d) { return sb_new(d); }
 void emh__sqlb_param(emh__sqlb *sb, emh_type t) { add_param(sb, t); }
 void emh__sqlb_where_key(emh__sqlb *sb, const emh__meta *m) { where_key(sb, m); }
 void emh__sqlb_cond(emh__sqlb *sb, const emh_entity *e, const emh_cond *c) { compile_cond(sb, e, c); }
-void emh__sql_shape_cond(emh_buf *b, const emh_cond *c) { shape_cond(b, c); }
+void emh__sql_shape_cond(emh_buf *b, const emh_cond *c)
+{
+	shape_key k;
+	shape_init(&k);
+	shape_cond(&k, c);
+	if (k.oom)
+		b->oom = true;
+	else
+		emh_buf_add(b, (const char *)k.p, k.len);
+	shape_free(&k);
+}
 
 emh_stmt *emh__sqlb_finish(emh__sqlb *sb, emh__meta *m, int kind, const emh_type *cols, size_t ncols,
 			   emh_error *err)

@@ -250,8 +250,9 @@ static bool pg_read_int(Oid oid, const char *p, int len, int64_t *out)
 	return true;
 }
 
-/* Decode one binary field (already known readable) into v of type want. */
-static int pg_decode(Oid oid, const char *p, int len, emh_type want, emh_value *v, const char *col,
+/* Decode one binary field (already known readable) into v of type want;
+ * column col of res, whose name is looked up only for an error. */
+static int pg_decode(Oid oid, const char *p, int len, emh_type want, emh_value *v, const PGresult *res, int col,
 		     emh_error *err)
 {
 	int64_t x;
@@ -269,7 +270,7 @@ static int pg_decode(Oid oid, const char *p, int len, emh_type want, emh_value *
 		if (!pg_read_int(oid, p, len, &x))
 			goto bad;
 		if (x < INT32_MIN || x > INT32_MAX)
-			return emh_error_set(err, EMH_EINVAL, "column '%s': value out of int32 range", col);
+			return emh_error_set(err, EMH_EINVAL, "column '%s': value out of int32 range", PQfname(res, col));
 		v->u.i32 = (int32_t)x;
 		return 0;
 	case EMH_T_INT64:
@@ -311,7 +312,7 @@ static int pg_decode(Oid oid, const char *p, int len, emh_type want, emh_value *
 			if (x == INT32_MAX || x == INT32_MIN) /* +-infinity */
 				v->u.i64 = x == INT32_MAX ? INT64_MAX : INT64_MIN;
 			else if (x > 100000000 || x < -100000000) /* beyond ~273,000 years */
-				return emh_error_set(err, EMH_EINVAL, "column '%s': date out of range", col);
+				return emh_error_set(err, EMH_EINVAL, "column '%s': date out of range", PQfname(res, col));
 			else
 				v->u.i64 = x * INT64_C(86400000000) + PG_EPOCH_OFFSET_US;
 			return 0;
@@ -323,14 +324,14 @@ static int pg_decode(Oid oid, const char *p, int len, emh_type want, emh_value *
 		if (x == INT64_MAX || x == INT64_MIN)
 			v->u.i64 = x;
 		else if (x > INT64_MAX - PG_EPOCH_OFFSET_US)
-			return emh_error_set(err, EMH_EINVAL, "column '%s': timestamp out of range", col);
+			return emh_error_set(err, EMH_EINVAL, "column '%s': timestamp out of range", PQfname(res, col));
 		else
 			v->u.i64 = x + PG_EPOCH_OFFSET_US;
 		return 0;
 	}
 bad:
-	return emh_error_set(err, EMH_EDRIVER, "column '%s': unexpected binary value (type oid %u, %d bytes)", col,
-			     (unsigned)oid, len);
+	return emh_error_set(err, EMH_EDRIVER, "column '%s': unexpected binary value (type oid %u, %d bytes)",
+			     PQfname(res, col), (unsigned)oid, len);
 }
 
 /* ---- executing ---- */
@@ -370,7 +371,7 @@ static int pg_deliver(emh_conn *c, const emh_stmt *st, PGresult *res, emh_rowsin
 				continue;
 			}
 			int rc = pg_decode(c->rowtypes[j], PQgetvalue(res, i, j), PQgetlength(res, i, j),
-					   st->col_types[j], &c->row[j], PQfname(res, j), err);
+					   st->col_types[j], &c->row[j], res, j, err);
 			if (rc)
 				return rc;
 		}

@@ -122,8 +122,16 @@ static int sq_bind(sqlite3_stmt *s, const emh_stmt *st, const emh_value *params,
 	return 0;
 }
 
-/* Decode the current row into cols per st->col_types.  Text and blobs
- * borrow SQLite's buffers (valid until the next step or reset). */
+/*
+ * Decode the current row into cols per st->col_types.  Text and blobs
+ * borrow SQLite's buffers (valid until the next step or reset).
+ *
+ * sqlite3_column_type is asked only when the value read could be a NULL
+ * (an integer or real 0, a NULL text or blob pointer): a NULL reads as
+ * exactly those, so any other reading is not NULL; and reading a NULL
+ * converts nothing, so the type asked afterwards is still SQLITE_NULL.
+ * Most values are not zero, so this saves a call per column and row.
+ */
 static int sq_decode(sqlite3_stmt *s, const emh_stmt *st, emh_value *cols, emh_error *err)
 {
 	static const char empty[1];
@@ -134,29 +142,36 @@ static int sq_decode(sqlite3_stmt *s, const emh_stmt *st, emh_value *cols, emh_e
 
 		memset(v, 0, sizeof *v);
 		v->type = t;
-		if (sqlite3_column_type(s, i) == SQLITE_NULL) {
-			v->is_null = true;
-			continue;
-		}
 		switch (t) {
 		case EMH_T_BOOL:
-			v->u.b = sqlite3_column_int64(s, i) != 0;
-			break;
 		case EMH_T_INT32:
-			v->u.i32 = (int32_t)sqlite3_column_int64(s, i);
-			break;
 		case EMH_T_INT64:
-		case EMH_T_TIMESTAMP:
-			v->u.i64 = sqlite3_column_int64(s, i);
+		case EMH_T_TIMESTAMP: {
+			int64_t x = sqlite3_column_int64(s, i);
+			if (x == 0 && sqlite3_column_type(s, i) == SQLITE_NULL)
+				v->is_null = true;
+			else if (t == EMH_T_BOOL)
+				v->u.b = x != 0;
+			else if (t == EMH_T_INT32)
+				v->u.i32 = (int32_t)x;
+			else
+				v->u.i64 = x;
 			break;
+		}
 		case EMH_T_DOUBLE:
 			v->u.d = sqlite3_column_double(s, i);
+			if (v->u.d == 0 && sqlite3_column_type(s, i) == SQLITE_NULL)
+				v->is_null = true; /* read as +0.0: u stays all zero */
 			break;
 		case EMH_T_TEXT:
 		case EMH_T_JSON: {
 			const unsigned char *p = sqlite3_column_text(s, i);
-			if (!p)
-				return emh_error_set(err, EMH_ENOMEM, "out of memory");
+			if (!p) {
+				if (sqlite3_column_type(s, i) != SQLITE_NULL)
+					return emh_error_set(err, EMH_ENOMEM, "out of memory");
+				v->is_null = true;
+				break;
+			}
 			v->u.s.ptr = (const char *)p;
 			v->u.s.len = (size_t)sqlite3_column_bytes(s, i);
 			break;
@@ -164,8 +179,14 @@ static int sq_decode(sqlite3_stmt *s, const emh_stmt *st, emh_value *cols, emh_e
 		case EMH_T_BLOB: {
 			const void *p = sqlite3_column_blob(s, i);
 			size_t n = (size_t)sqlite3_column_bytes(s, i);
-			if (!p && n)
-				return emh_error_set(err, EMH_ENOMEM, "out of memory");
+			if (!p) {
+				if (sqlite3_column_type(s, i) == SQLITE_NULL) {
+					v->is_null = true;
+					break;
+				}
+				if (n)
+					return emh_error_set(err, EMH_ENOMEM, "out of memory");
+			}
 			v->u.s.ptr = p ? (const char *)p : empty; /* an empty blob is not NULL */
 			v->u.s.len = n;
 			break;
@@ -239,7 +260,9 @@ out_reset:
 	/* Reset ends the statement's read transaction (in autocommit mode) so a
 	 * cached statement never holds a lock between calls. */
 	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
+	/* No sqlite3_clear_bindings: sq_bind binds every parameter before each
+	 * step (the count was checked when the statement was prepared), and a
+	 * binding left from a failed bind is never stepped with. */
 	if (owned)
 		sqlite3_finalize(s);
 	if (cols != stack)

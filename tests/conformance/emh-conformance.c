@@ -909,9 +909,12 @@ static void t_crud(suite *s)
 		 .txt = s->longtxt, .blob = bytes256, .blen = sizeof bytes256,
 		 .js = "{ \"n\" : -1.5,\n \"nested\": {\"deep\": [true, false, null]}, \"u\": \"caf\\u00e9 \\ud83d\\ude00\" }"},
 		{.tag = "nulls", .null_scalars = true},
+		/* zeros are not NULLs (a driver may ask a column's type only when it reads a zero) */
+		{.tag = "zeros", .b = false, .i32 = 0, .i64 = 0, .d = 0.0, .ts = 0, .txt = "", .blob = empty_bytes,
+		 .blen = 0, .js = "{\"z\": 0}"},
 	};
 	const size_t n = sizeof vals / sizeof vals[0];
-	int64_t ids[4];
+	int64_t ids[sizeof vals / sizeof vals[0]];
 
 	diag("crud: every type, NULLs, extremes, UTF-8, empty and %u-byte blobs", BIG_BLOB);
 	crud_insert(s, vals, n, ids);
