@@ -5,6 +5,8 @@
 
 #include <stdbool.h>
 
+/* "emhost: <message>" on stderr; returns 1, the exit status of a failure. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Is the command on this command line `migrate` or `schema`? */
 bool cli_is_migrate(int argc, char **argv);
 /* Run `emhost migrate ...` / `emhost schema ...` from the whole command line; the exit status. */

@@ -131,8 +131,7 @@ static void log_release(struct logbuf *lb, bool print)
 
 /* ---- commands ---- */
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
+int cli_fail(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -162,12 +161,12 @@ static int check_services_and_server(emh_host *h, emhd_opts *o, unsigned *shutdo
 	emh_error err;
 	if (emh_services_new(h, &svcs, &err) != 0 || emh_services_check(svcs, &err) != 0) {
 		emh_services_free(svcs);
-		return fail("%s", err.message);
+		return cli_fail("%s", err.message);
 	}
 	emh_services_free(svcs);
 	char why[512];
 	if (emhd_conf_read(h, NULL, o, shutdown_ms, why, sizeof why) != 0)
-		return fail("%s", why);
+		return cli_fail("%s", why);
 	return 0;
 }
 
@@ -184,7 +183,7 @@ static int cmd_check_config(emh_host *h, const char *path, bool offline)
 	if (check_services_and_server(h, &o, &shutdown_ms) != 0)
 		return 1;
 	if (emh_host_contexts(h, &ci, &n, &err))
-		return fail("%s", err.message);
+		return cli_fail("%s", err.message);
 	printf("configuration: %s\n", path ? path : "(no file: environment only)");
 	printf("drivers:");
 	for (size_t i = 0; i < ndrv; i++)
@@ -320,9 +319,9 @@ static int cmd_plugins_probe(const emh_host_opts *opts, struct logbuf *lb)
 	/* the refusals are listed below; other lines only when the probe itself failed */
 	log_release(lb, rc != 0);
 	if (rc)
-		fail("%s", *err.message ? err.message : emh_strerror(rc));
+		cli_fail("%s", *err.message ? err.message : emh_strerror(rc));
 	else if (p.oom)
-		rc = fail("out of memory");
+		rc = cli_fail("out of memory");
 	else
 		print_plugins(p.drv, p.ndrv, p.ref, p.nref);
 	for (size_t i = 0; i < p.ndrv; i++) {
@@ -352,11 +351,11 @@ static int cmd_contexts(emh_host *h)
 	size_t nw = 4, dw = 6;
 
 	if (emh_host_contexts(h, &ci, &n, &err))
-		return fail("%s", err.message);
+		return cli_fail("%s", err.message);
 	emh_error *pinged = calloc(n ? n : 1, sizeof *pinged);
 	if (!pinged) {
 		emh_context_info_free(ci, n);
-		return fail("out of memory");
+		return cli_fail("out of memory");
 	}
 	for (size_t i = 0; i < n; i++) {
 		emh_error_clear(&pinged[i]);
@@ -366,7 +365,7 @@ static int cmd_contexts(emh_host *h)
 	size_t n2;
 	if (emh_host_contexts(h, &ci, &n2, &err)) {
 		free(pinged);
-		return fail("%s", err.message);
+		return cli_fail("%s", err.message);
 	}
 	n = n2 < n ? n2 : n;
 	for (size_t i = 0; i < n; i++) {
@@ -413,14 +412,14 @@ static int cmd_reload(const char *pid_file)
 {
 	FILE *f = fopen(pid_file, "r");
 	if (!f)
-		return fail("cannot read pid file '%s': %s (is emhostd running with --pid-file?)", pid_file,
+		return cli_fail("cannot read pid file '%s': %s (is emhostd running with --pid-file?)", pid_file,
 			    strerror(errno));
 	long pid = 0;
 	char extra;
 	int n = fscanf(f, "%ld%c", &pid, &extra);
 	fclose(f);
 	if (n < 1 || pid <= 1)
-		return fail("pid file '%s' holds no process id", pid_file);
+		return cli_fail("pid file '%s' holds no process id", pid_file);
 	char path[64], comm[64] = "";
 	snprintf(path, sizeof path, "/proc/%ld/comm", pid);
 	if ((f = fopen(path, "r")) != NULL) {
@@ -429,11 +428,11 @@ static int cmd_reload(const char *pid_file)
 		fclose(f);
 		comm[strcspn(comm, "\n")] = '\0';
 		if (strcmp(comm, "emhostd") != 0 && strcmp(comm, "lt-emhostd") != 0) /* lt-: libtool's, in a build tree */
-			return fail("process %ld of pid file '%s' is '%s', not emhostd (a stale pid file?)", pid,
+			return cli_fail("process %ld of pid file '%s' is '%s', not emhostd (a stale pid file?)", pid,
 				    pid_file, comm);
 	}
 	if (kill((pid_t)pid, SIGHUP) != 0)
-		return fail("cannot signal emhostd (pid %ld): %s%s", pid, strerror(errno),
+		return cli_fail("cannot signal emhostd (pid %ld): %s%s", pid, strerror(errno),
 			    errno == EPERM ? " (run as the daemon's user or root)"
 			    : errno == ESRCH ? " (a stale pid file?)" : "");
 	printf("sent SIGHUP to emhostd (pid %ld): its log says what the reload changed, or why it refused it\n", pid);
@@ -545,7 +544,7 @@ int main(int argc, char **argv)
 		int status = cmd_plugins_probe(&opts, &lb);
 		pthread_mutex_destroy(&lb.mu);
 		if (fflush(stdout) != 0)
-			return fail("cannot write the output");
+			return cli_fail("cannot write the output");
 		return status;
 	}
 	emh_host *h = NULL;
@@ -555,7 +554,7 @@ int main(int argc, char **argv)
 	/* `plugins` lists refusals itself; elsewhere they are warnings worth seeing */
 	log_release(&lb, rc != 0 || run != cmd_plugins);
 	if (rc) {
-		fail("%s", *err.message ? err.message : emh_strerror(rc));
+		cli_fail("%s", *err.message ? err.message : emh_strerror(rc));
 		pthread_mutex_destroy(&lb.mu);
 		return 1;
 	}
@@ -563,6 +562,6 @@ int main(int argc, char **argv)
 	emh_host_free(h);
 	pthread_mutex_destroy(&lb.mu);
 	if (fflush(stdout) != 0)
-		return fail("cannot write the output");
+		return cli_fail("cannot write the output");
 	return status;
 }

@@ -43,18 +43,6 @@ static const char usage_text[] =
 	"\n"
 	"exit status: 0 ok, 1 failure (or a changed or missing migration in status), 2 usage\n";
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("emhost: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	return 1;
-}
-
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
 {
@@ -119,11 +107,11 @@ static int pick_contexts(emh_host *h, const cli_opts *o, bool need_folder, char 
 	if (!o->all) {
 		const char *name = o->context ? o->context : emh_host_default_context(h);
 		if (!name || !emh_host_context_driver(h, name))
-			return fail("no context '%s'", name ? name : "(default)");
+			return cli_fail("no context '%s'", name ? name : "(default)");
 		char **v = calloc(1, sizeof *v);
 		if (!v || !(v[0] = strdup(name))) {
 			free(v);
-			return fail("out of memory");
+			return cli_fail("out of memory");
 		}
 		*out = v;
 		*n = 1;
@@ -133,7 +121,7 @@ static int pick_contexts(emh_host *h, const cli_opts *o, bool need_folder, char 
 	size_t nc;
 	emh_error err;
 	if (emh_host_contexts(h, &ci, &nc, &err))
-		return fail("%s", err.message);
+		return cli_fail("%s", err.message);
 	char **v = calloc(nc ? nc : 1, sizeof *v);
 	size_t k = 0;
 	for (size_t i = 0; v && i < nc; i++) {
@@ -147,7 +135,7 @@ static int pick_contexts(emh_host *h, const cli_opts *o, bool need_folder, char 
 	}
 	emh_context_info_free(ci, nc);
 	if (!v)
-		return fail("out of memory");
+		return cli_fail("out of memory");
 	*out = v;
 	*n = k;
 	return 0;
@@ -192,7 +180,7 @@ static int status_one(emh_host *h, const char *name)
 	int64_t t0 = now_ms();
 	if (emh_migrate_status(h, name, &v, &n, &err) != 0) {
 		printf("context %s: error\n", name);
-		return fail("%s", err.message);
+		return cli_fail("%s", err.message);
 	}
 	size_t applied = 0, pending = 0, changed = 0, missing = 0;
 	size_t w = 4;
@@ -257,7 +245,7 @@ static int run_one(emh_host *h, const char *name, const cli_opts *o, bool up)
 	if (rc) {
 		printf("FAILED\ncontext %s: %zu migration%s %s before the failure (%lld ms)\n", name, done,
 		       done == 1 ? "" : "s", up ? "applied" : "undone", (long long)(now_ms() - t0));
-		return fail("%s", err.message);
+		return cli_fail("%s", err.message);
 	}
 	if (done == 0)
 		printf("context %s: nothing to %s (%lld ms)\n", name, up ? "apply, up to date" : "undo",
@@ -282,12 +270,12 @@ static int cmd_run(emh_host *h, const cli_opts *o, bool up)
 			size_t nv;
 			emh_error err;
 			if (emh_migrate_status(h, names[i], &v, &nv, &err) != 0) {
-				status = fail("%s", err.message);
+				status = cli_fail("%s", err.message);
 				continue;
 			}
 			for (size_t k = 0; k < nv; k++)
 				if (v[k].state == EMH_MIGRATION_CHANGED || v[k].state == EMH_MIGRATION_MISSING) {
-					status = fail("context '%s': migration %04lld_%s is %s: nothing runs in any context",
+					status = cli_fail("context '%s': migration %04lld_%s is %s: nothing runs in any context",
 						      names[i], (long long)v[k].number, v[k].name,
 						      v[k].state == EMH_MIGRATION_CHANGED ? "changed since it was applied"
 											   : "applied but its file is missing");
@@ -313,16 +301,16 @@ static int load_diff(emh_host *h, const char *name, const cli_opts *o, emh_schem
 	emh_error err;
 	*out = NULL;
 	if (emh_host_contexts(h, &ci, &nc, &err))
-		return fail("%s", err.message);
+		return cli_fail("%s", err.message);
 	for (size_t i = 0; i < nc; i++)
 		emh_host_set_schema_mode(h, ci[i].name, "none", NULL);
 	emh_context_info_free(ci, nc);
 	emh_services *svcs = NULL;
 	int status = 0;
 	if (emh_services_new(h, &svcs, &err) != 0 || emh_services_load(svcs, &err) != 0)
-		status = fail("loading the services: %s", err.message);
+		status = cli_fail("loading the services: %s", err.message);
 	if (!status && emh_schema_diff_new(h, name, o->drop ? EMH_DIFF_DROP : 0, out, &err) != 0)
-		status = fail("%s", err.message);
+		status = cli_fail("%s", err.message);
 	emh_services_free(svcs);
 	return status;
 }
@@ -331,7 +319,7 @@ static int cmd_diff(emh_host *h, const cli_opts *o)
 {
 	const char *name = o->context ? o->context : emh_host_default_context(h);
 	if (!name || !emh_host_context_driver(h, name))
-		return fail("no context '%s'", name ? name : "(default)");
+		return cli_fail("no context '%s'", name ? name : "(default)");
 	emh_schema_diff *d;
 	if (load_diff(h, name, o, &d))
 		return 1;
@@ -342,7 +330,7 @@ static int cmd_diff(emh_host *h, const cli_opts *o)
 		const char *script = emh_schema_diff_script(d);
 		if (!script) {
 			emh_schema_diff_free(d);
-			return fail("out of memory");
+			return cli_fail("out of memory");
 		}
 		fputs(script, stdout);
 		for (size_t i = 0; i < emh_schema_diff_count(d); i++) {
@@ -362,7 +350,7 @@ static int cmd_new(emh_host *h, const cli_opts *o)
 {
 	const char *name = o->context ? o->context : emh_host_default_context(h);
 	if (!name || !emh_host_context_driver(h, name))
-		return fail("no context '%s'", name ? name : "(default)");
+		return cli_fail("no context '%s'", name ? name : "(default)");
 	emh_schema_diff *d = NULL;
 	const char *text = NULL;
 	if (o->from_diff) {
@@ -375,14 +363,14 @@ static int cmd_new(emh_host *h, const cli_opts *o)
 		}
 		if (!(text = emh_schema_diff_script(d))) {
 			emh_schema_diff_free(d);
-			return fail("out of memory");
+			return cli_fail("out of memory");
 		}
 	}
 	char path[4096];
 	emh_error err;
 	int status = 0;
 	if (emh_migrate_create(h, name, o->words[2], text, path, sizeof path, &err) != 0)
-		status = fail("%s", err.message);
+		status = cli_fail("%s", err.message);
 	else
 		printf("%s\n", path);
 	emh_schema_diff_free(d);
@@ -491,7 +479,7 @@ int cli_migrate_main(int argc, char **argv)
 	emh_host *h = NULL;
 	emh_error err;
 	if (emh_host_new(&ho, &h, &err) != 0)
-		return fail("%s", *err.message ? err.message : emh_strerror(err.code));
+		return cli_fail("%s", *err.message ? err.message : emh_strerror(err.code));
 	int status;
 	const char *w1 = o.words[1];
 	if (strcmp(o.words[0], "schema") == 0) {
@@ -511,6 +499,6 @@ int cli_migrate_main(int argc, char **argv)
 	}
 	emh_host_free(h);
 	if (fflush(stdout) != 0)
-		return fail("cannot write the output");
+		return cli_fail("cannot write the output");
 	return status;
 }
