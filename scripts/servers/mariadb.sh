@@ -184,14 +184,16 @@ stop_server() {
 
 # Start mariadbd on $1 and wait until it answers.  Returns 2 when the port
 # was taken (the caller may pick another), dies on other failures.
-launch() {
-	local port=$1 user=$2 run i useropt=()
-	run=$(cat "$D/rundir")
+# Start one mariadbd as user on port: WHAT names it in the log, PIDFILE gets
+# its PID, DATA/SOCK/TMP are its directories, the rest are the options that
+# differ between the primary and the replica.  0 once it answers, 2 when the
+# port was taken (the caller tries another); dies otherwise (STOPFN first
+# when it never answered).
+run_mariadbd() {
+	local what=$1 pidfile=$2 stopfn=$3 data=$4 sock=$5 tmp=$6 port=$7 user=$8 useropt=()
+	shift 8
 	is_root && useropt=(--user="$user")
-	local binlog=(--skip-log-bin)
-	[ "${EMH_TEST_MYSQL_REPLICA:-1}" != 0 ] &&
-		binlog=(--log-bin="$run/data/binlog" --server-id=1 --binlog-format=ROW --log-bin-trust-function-creators=1)
-	echo "--- $(date '+%F %T') starting mariadbd on 127.0.0.1:$port" >>"$D/log"
+	echo "--- $(date '+%F %T') starting $what on 127.0.0.1:$port" >>"$D/log"
 	# In a subshell that closes every inherited descriptor above 2 (a test
 	# harness's pipes, a lock) and then becomes mariadbd, so $! is its PID.
 	(
@@ -200,34 +202,74 @@ launch() {
 			[ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null
 		done
 		exec mariadbd --no-defaults "${useropt[@]}" \
-		--datadir="$run/data" --socket="$run/sock" --pid-file="$run/data/mariadbd.pid" \
-		--tmpdir="$run/tmp" --port="$port" --bind-address=127.0.0.1 \
-		"${binlog[@]}" --skip-name-resolve --performance-schema=OFF \
-		--innodb-buffer-pool-size=64M --innodb-log-file-size=32M \
-		--innodb-flush-log-at-trx-commit=2 --innodb-use-native-aio=0 \
-		--key-buffer-size=1M --aria-pagecache-buffer-size=1M \
-		--max-allowed-packet=64M --max-connections=300 \
+		--datadir="$data" --socket="$sock" --pid-file="$data/mariadbd.pid" \
+		--tmpdir="$tmp" --port="$port" --bind-address=127.0.0.1 \
+		"$@" --skip-name-resolve --performance-schema=OFF \
+		--innodb-log-file-size=32M --innodb-flush-log-at-trx-commit=2 --innodb-use-native-aio=0 \
+		--key-buffer-size=1M --aria-pagecache-buffer-size=1M --max-allowed-packet=64M \
 		--character-set-server=utf8mb4 --collation-server=utf8mb4_bin
 	) >>"$D/log" 2>&1 </dev/null &
 	local pid=$!
-	echo "$pid" >"$D/pid"
-	for i in $(seq 1 600); do
+	echo "$pid" >"$pidfile"
+	for _ in $(seq 1 600); do
 		if ! kill -0 "$pid" 2>/dev/null; then
-			rm -f "$D/pid"
-			if tail -n 20 "$D/log" | grep -q -i 'address already in use'; then
-				return 2
-			fi
+			rm -f "$pidfile"
+			tail -n 20 "$D/log" | grep -q -i 'address already in use' && return 2
 			tail -n 30 "$D/log" >&2
-			die "mariadbd exited while starting (log above, full log in $D/log)"
+			die "$what exited while starting (log above, full log in $D/log)"
 		fi
-		if [ -S "$run/sock" ] && mariadb-admin --no-defaults --protocol=socket --socket="$run/sock" \
+		if [ -S "$sock" ] && mariadb-admin --no-defaults --protocol=socket --socket="$sock" \
 			--user=root --connect-timeout=2 ping >/dev/null 2>&1; then
 			return 0
 		fi
 		sleep 0.1
 	done
-	stop_server
-	die "mariadbd did not answer within 60 s (see $D/log)"
+	"$stopfn"
+	die "$what did not answer within 60 s (see $D/log)"
+}
+
+launch() {
+	local port=$1 user=$2 run
+	run=$(cat "$D/rundir")
+	local binlog=(--skip-log-bin)
+	[ "${EMH_TEST_MYSQL_REPLICA:-1}" != 0 ] &&
+		binlog=(--log-bin="$run/data/binlog" --server-id=1 --binlog-format=ROW --log-bin-trust-function-creators=1)
+	run_mariadbd mariadbd "$D/pid" stop_server "$run/data" "$run/sock" "$run/tmp" "$port" "$user" \
+		"${binlog[@]}" --innodb-buffer-pool-size=64M --max-connections=300
+}
+
+# mariadb-install-db into DATA once (MARKER records it), as user.
+install_datadir() {
+	local data=$1 marker=$2 what=$3 user=$4 useropt=()
+	[ -f "$marker" ] && return 0
+	rm -rf "$data"
+	mkdir -p "$data"
+	is_root && chown -R "$user:" "$data"
+	is_root && useropt=(--user="$user")
+	mariadb-install-db --no-defaults "${useropt[@]}" --datadir="$data" \
+		--auth-root-authentication-method=normal --skip-test-db --skip-name-resolve \
+		>>"$D/log" 2>&1 || die "mariadb-install-db of $what failed (see $D/log)"
+	touch "$marker"
+}
+
+# Start with LAUNCHFN on the port recorded in PORTFILE (waiting for it to be
+# free), or on a free port the first time, recorded then.
+launch_on_port() {
+	local launchfn=$1 portfile=$2 what=$3 user=$4 port rc
+	if [ -f "$portfile" ]; then
+		port=$(cat "$portfile")
+		for _ in $(seq 1 100); do port_open "$port" || break; sleep 0.1; done
+		rc=0; "$launchfn" "$port" "$user" || rc=$?
+		[ $rc -eq 0 ] || die "port $port is in use: cannot restart $what on it"
+	else
+		for _ in 1 2 3 4 5; do
+			port=$(free_port)
+			rc=0; "$launchfn" "$port" "$user" || rc=$?
+			[ $rc -eq 2 ] || break
+		done
+		[ $rc -eq 0 ] || die "no free port for $what after 5 attempts"
+		echo "$port" >"$portfile"
+	fi
 }
 
 # First start only: the database and the password user.
@@ -274,79 +316,24 @@ stop_replica() {
 
 # Start the replica's mariadbd on $1 (its data in $run/rdata); 2: port taken.
 launch_replica() {
-	local port=$1 user=$2 run useropt=()
+	local port=$1 user=$2 run
 	run=$(cat "$D/rundir")
-	is_root && useropt=(--user="$user")
-	echo "--- $(date '+%F %T') starting the replica on 127.0.0.1:$port" >>"$D/log"
-	(
-		for fd in /proc/$BASHPID/fd/*; do
-			fd=${fd##*/}
-			[ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null
-		done
-		exec mariadbd --no-defaults "${useropt[@]}" \
-		--datadir="$run/rdata" --socket="$run/rsock" --pid-file="$run/rdata/mariadbd.pid" \
-		--tmpdir="$run/rtmp" --port="$port" --bind-address=127.0.0.1 \
-		--skip-log-bin --server-id=2 --read-only --relay-log="$run/rdata/relay" \
-		--skip-name-resolve --performance-schema=OFF \
-		--innodb-buffer-pool-size=32M --innodb-log-file-size=32M \
-		--innodb-flush-log-at-trx-commit=2 --innodb-use-native-aio=0 \
-		--key-buffer-size=1M --aria-pagecache-buffer-size=1M \
-		--max-allowed-packet=64M --max-connections=100 \
-		--character-set-server=utf8mb4 --collation-server=utf8mb4_bin
-	) >>"$D/log" 2>&1 </dev/null &
-	local pid=$!
-	echo "$pid" >"$D/replica-pid"
-	for _ in $(seq 1 600); do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			rm -f "$D/replica-pid"
-			tail -n 20 "$D/log" | grep -q -i 'address already in use' && return 2
-			tail -n 30 "$D/log" >&2
-			die "the replica's mariadbd exited while starting (log above)"
-		fi
-		if [ -S "$run/rsock" ] && mariadb-admin --no-defaults --protocol=socket --socket="$run/rsock" \
-			--user=root --connect-timeout=2 ping >/dev/null 2>&1; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	stop_replica
-	die "the replica did not answer within 60 s (see $D/log)"
+	run_mariadbd "the replica's mariadbd" "$D/replica-pid" stop_replica "$run/rdata" "$run/rsock" "$run/rtmp" \
+		"$port" "$user" --skip-log-bin --server-id=2 --read-only --relay-log="$run/rdata/relay" \
+		--innodb-buffer-pool-size=32M --max-connections=100
 }
 
 # The GTID replica: initialised and pointed at the primary the first time,
 # started on its recorded port later (replication resumes where it was).
 start_replica() {
-	local user=$1 run port rc pw
+	local user=$1 run pw
 	run=$(cat "$D/rundir")
 	pw=$(cat "$D/password")
 	replica_alive && { record_replica_env; return 0; }
-	if [ ! -f "$D/replica-installed" ]; then
-		rm -rf "$run/rdata" "$run/rtmp"
-		mkdir -p "$run/rdata" "$run/rtmp"
-		is_root && chown -R "$user:" "$run/rdata" "$run/rtmp"
-		local useropt=()
-		is_root && useropt=(--user="$user")
-		mariadb-install-db --no-defaults "${useropt[@]}" --datadir="$run/rdata" \
-			--auth-root-authentication-method=normal --skip-test-db --skip-name-resolve \
-			>>"$D/log" 2>&1 || die "mariadb-install-db of the replica failed (see $D/log)"
-		touch "$D/replica-installed"
-	fi
+	install_datadir "$run/rdata" "$D/replica-installed" "the replica" "$user"
 	mkdir -p "$run/rtmp"
 	is_root && chown "$user:" "$run/rtmp"
-	if [ -f "$D/replica-port" ]; then
-		port=$(cat "$D/replica-port")
-		for _ in $(seq 1 100); do port_open "$port" || break; sleep 0.1; done
-		rc=0; launch_replica "$port" "$user" || rc=$?
-		[ $rc -eq 0 ] || die "port $port is in use: cannot restart the replica on it"
-	else
-		for _ in 1 2 3 4 5; do
-			port=$(free_port)
-			rc=0; launch_replica "$port" "$user" || rc=$?
-			[ $rc -eq 2 ] || break
-		done
-		[ $rc -eq 0 ] || die "no free port for the replica after 5 attempts"
-		echo "$port" >"$D/replica-port"
-	fi
+	launch_on_port launch_replica "$D/replica-port" "the replica" "$user"
 	if [ ! -f "$D/replica-configured" ]; then
 		mariadb --no-defaults --protocol=socket --socket="$run/rsock" --user=root >>"$D/log" 2>&1 <<-SQL ||
 			SET GLOBAL gtid_slave_pos = '';
@@ -373,7 +360,7 @@ record_replica_env() {
 }
 
 start() {
-	local user run port rc tries
+	local user run port
 	if [ -n "${EMH_TEST_MYSQL_URL:-}" ] && [ ! -f "$D/rundir" ]; then
 		echo external >"$D/kind"
 		touch "$STATE_DIR/env"
@@ -391,34 +378,12 @@ start() {
 	run=$(cat "$D/rundir")
 	[ -d "$run" ] || die "run directory '$run' of this state directory is gone"
 	if ! alive; then
-		if [ ! -f "$D/installed" ]; then
-			rm -rf "$run/data" "$run/tmp"
-			mkdir -p "$run/data" "$run/tmp"
-			is_root && chown -R "$user:" "$run"
-			local useropt=()
-			is_root && useropt=(--user="$user")
-			mariadb-install-db --no-defaults "${useropt[@]}" --datadir="$run/data" \
-				--auth-root-authentication-method=normal --skip-test-db --skip-name-resolve \
-				>>"$D/log" 2>&1 || die "mariadb-install-db failed (see $D/log)"
-			touch "$D/installed"
-		fi
+		install_datadir "$run/data" "$D/installed" mariadbd "$user"
+		is_root && chown "$user:" "$run"
 		mkdir -p "$run/tmp"
 		is_root && chown "$user:" "$run/tmp"
 		[ -f "$D/password" ] || { (umask 077; od -An -N12 -tx1 /dev/urandom | tr -d ' \n' >"$D/password"); }
-		if [ -f "$D/port" ]; then
-			port=$(cat "$D/port")
-			for tries in $(seq 1 100); do port_open "$port" || break; sleep 0.1; done
-			rc=0; launch "$port" "$user" || rc=$?
-			[ $rc -eq 0 ] || die "port $port is in use: cannot restart mariadbd on it"
-		else
-			for tries in 1 2 3 4 5; do
-				port=$(free_port)
-				rc=0; launch "$port" "$user" || rc=$?
-				[ $rc -eq 2 ] || break
-			done
-			[ $rc -eq 0 ] || die "no free port for mariadbd after 5 attempts"
-			echo "$port" >"$D/port"
-		fi
+		launch_on_port launch "$D/port" mariadbd "$user"
 		[ -f "$D/initialised" ] || create_user
 	fi
 	port=$(cat "$D/port")
