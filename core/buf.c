@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* core/buf.c: emh_buf, the one growable string of the core, the drivers and the daemon. */
+/* core/buf.c: emh_buf, the one growable string of the core, the drivers and the daemon; and the
+ * core's shared text helpers (text.h). */
 #include "config.h"
 
 #include <stdarg.h>
@@ -9,6 +10,9 @@
 #include <string.h>
 
 #include <emhost/buf.h>
+#include <emhost/error.h>
+
+#include "text.h"
 
 static bool buf_reserve(emh_buf *b, size_t more)
 {
@@ -77,4 +81,41 @@ char *emh_buf_take(emh_buf *b)
 		p = calloc(1, 1);
 	memset(b, 0, sizeof *b);
 	return p;
+}
+
+/* ---- text helpers (text.h) ---- */
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int emh__pct_decode(const char *s, size_t n, char **out)
+{
+	char *d = malloc(n + 1), *w = d;
+	*out = NULL;
+	if (!d)
+		return EMH_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] != '%') {
+			*w++ = s[i];
+			continue;
+		}
+		int hi = i + 2 < n ? hexval(s[i + 1]) : -1, lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+		if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+			free(d);
+			return EMH_EINVAL;
+		}
+		*w++ = (char)(hi * 16 + lo);
+		i += 2;
+	}
+	*w = '\0';
+	*out = d;
+	return 0;
 }

@@ -19,6 +19,7 @@
 #include <emhost/buf.h>
 
 #include "cfg_int.h"
+#include "text.h"
 
 /* The connection keys a URL gives: a URL from the environment or the API replaces them as a whole. */
 static const char *const url_keys[] = { "driver", "url", "host", "port", "user", "database", "path", NULL };
@@ -50,37 +51,14 @@ static int url_bad(const char *origin, const char *what, emh_error *err)
 	return emh_error_set(err, EMH_ECONFIG, "%s: %s", origin, what);
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* Percent-decode s[0..n) into a new string; NULL in *out with rc for errors. */
 static int pct_decode(const char *s, size_t n, const char *origin, const char *what, char **out, emh_error *err)
 {
-	char *d = malloc(n + 1), *w = d;
-	*out = NULL;
-	if (!d)
+	int rc = emh__pct_decode(s, n, out);
+	if (rc == EMH_ENOMEM)
 		return emh__cfg_oom(err);
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] != '%') {
-			*w++ = s[i];
-			continue;
-		}
-		int h = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
-		int l = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
-		if (h < 0 || l < 0 || (h == 0 && l == 0)) {
-			free(d);
-			return emh_error_set(err, EMH_ECONFIG, "%s: bad percent-escape in the %s of the url", origin, what);
-		}
-		*w++ = (char)(h * 16 + l);
-		i += 2;
-	}
-	*w = '\0';
-	*out = d;
+	if (rc)
+		return emh_error_set(err, EMH_ECONFIG, "%s: bad percent-escape in the %s of the url", origin, what);
 	return 0;
 }
 

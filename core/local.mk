@@ -7,7 +7,7 @@ core_libemhost_core_la_SOURCES = \
 	core/cfg_model.c core/cfg_expand.c core/cfg_file.c core/cfg_url.c core/cfg_env.c core/cfg_check.c \
 	core/params.c \
 	core/loader.c core/probe.c core/host.c core/context.c core/reload.c core/meta.c core/pool.c core/replica.c \
-	core/entity.c core/query.c core/buf.c core/sql.c core/em_int.h core/em.c core/uow.c \
+	core/entity.c core/query.c core/buf.c core/text.h core/sql.c core/em_int.h core/em.c core/uow.c \
 	core/sql_int.h core/sql_where.c core/where.c core/sql_agg.c core/aggregate.c core/filter.c \
 	core/iter.c core/service.c core/route.c core/scope.c core/response.c core/qlog.h core/qlog.c
 core_libemhost_core_la_CFLAGS = $(AM_CFLAGS) $(LIBCONFIG_CFLAGS)

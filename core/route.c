@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "service_int.h"
+#include "text.h"
 
 /* Segments of a pattern or a path: enough for any sane API. */
 #define ROUTE_MAX_SEGS 16
@@ -216,39 +217,12 @@ int emh__routes_check(const emh_service *d, char *why, size_t cap)
 	return 0;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decode n bytes of s into a new string; NULL when malformed, holding
  * a NUL, or out of memory (the first two: the segment matches no text). */
 static char *pct_decode(const char *s, size_t n)
 {
-	char *out = malloc(n + 1), *o = out;
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '%') {
-			int hi = i + 1 < n ? hexval(s[i + 1]) : -1, lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-				free(out);
-				return NULL;
-			}
-			*o++ = (char)(hi * 16 + lo);
-			i += 2;
-		} else {
-			*o++ = s[i];
-		}
-	}
-	*o = '\0';
-	return out;
+	char *out;
+	return emh__pct_decode(s, n, &out) == 0 ? out : NULL;
 }
 
 /* Split a request path (below the mount, undecoded) into segments; false
