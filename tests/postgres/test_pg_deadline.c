@@ -2,7 +2,9 @@
 /*
  * tests/postgres/test_pg_deadline.c: the postgres driver's deadlines and
  * back-pressure against the real test server: the session's
- * statement_timeout is statement_timeout_ms (an options value wins), a
+ * statement_timeout is a backstop, statement_timeout_ms + connect_timeout_ms
+ * (an options value wins); a call past its deadline has the server cancel its
+ * statement (pg_stat_activity shows the backend stop running it); a
  * server-side statement timeout (57014, here one set by hand) is
  * EMH_ETIMEOUT, "too many connections" (53300) is retryable EMH_ETIMEOUT
  * that does not mark the context down, and last_error clears once the
@@ -12,6 +14,8 @@
  */
 #include "config.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +38,19 @@ static const emh_field pg_setting_fields[] = {
 	EMH_FIELD(pg_setting, setting, EMH_T_TEXT, 0),
 };
 static const emh_entity pg_setting_entity = EMH_ENTITY(pg_setting, "pg_settings", pg_setting_fields);
+
+/* The server's backends, through an entity on the pg_stat_activity view. */
+typedef struct pg_backend {
+	int32_t pid;
+	const char *application_name;
+	const char *state;
+} pg_backend;
+static const emh_field pg_backend_fields[] = {
+	EMH_FIELD(pg_backend, pid, EMH_T_INT32, EMH_F_PK),
+	EMH_FIELD(pg_backend, application_name, EMH_T_TEXT, 0),
+	EMH_FIELD(pg_backend, state, EMH_T_TEXT, 0),
+};
+static const emh_entity pg_backend_entity = EMH_ENTITY(pg_backend, "pg_stat_activity", pg_backend_fields);
 
 static char g_user[128], g_pw[128], g_host[128], g_port[16], g_db[128];
 
@@ -78,14 +95,21 @@ static void is_server_timeout(emh_host *h, const char *ctx, const char *want, co
 
 static void test_session_timeout(emh_host *h, const char *url)
 {
-	diag("the session's statement_timeout is statement_timeout_ms; an options value wins on the server");
-	add_ctx(h, "st", (const char *const[]){"url", url, "statement_timeout_ms", "4321", NULL});
+	diag("the session's statement_timeout is statement_timeout_ms + connect_timeout_ms (the cancel's bound); "
+	     "an options value wins on the server");
+	add_ctx(h, "st", (const char *const[]){"url", url, "statement_timeout_ms", "4321", "connect_timeout_ms", "1000",
+					       NULL});
+	add_ctx(h, "st_dflt", (const char *const[]){"url", url, "statement_timeout_ms", "4321", NULL});
 	add_ctx(h, "st_opt", (const char *const[]){"url", url, "options", "-c statement_timeout=765", NULL});
 	add_ctx(h, "st_none", (const char *const[]){"url", url, "statement_timeout_ms", "0", NULL});
 	fixture_register(h, "st", &pg_setting_entity);
+	fixture_register(h, "st_dflt", &pg_setting_entity);
 	fixture_register(h, "st_opt", &pg_setting_entity);
 	fixture_register(h, "st_none", &pg_setting_entity);
-	is_server_timeout(h, "st", "4321", "statement_timeout_ms=4321: the server's statement_timeout is 4321");
+	is_server_timeout(h, "st", "5321",
+			  "statement_timeout_ms=4321, connect_timeout_ms=1000: the server's statement_timeout is 5321");
+	is_server_timeout(h, "st_dflt", "9321",
+			  "statement_timeout_ms=4321, connect_timeout_ms by default (5000): the server's is 9321");
 	is_server_timeout(h, "st_opt", "765", "options -c statement_timeout=765: the options value wins");
 	is_server_timeout(h, "st_none", "0", "statement_timeout_ms=0: no server-side timeout either");
 }
@@ -111,6 +135,92 @@ static void test_server_side_timeout(emh_host *h, const char *url)
 	is_int(emh_em_execute(em, "SELECT 1", &err), 0, "the same fork goes on, on a fresh connection");
 	emh_em_close(em);
 	ok(fixture_context_info(h, "srv").up, "the context is not reported down");
+}
+
+/* How many backends of application_name app are running a statement (state 'active'); -1: failed. */
+static int64_t active_backends(emh_host *h, const char *app)
+{
+	emh_error err;
+	emh_em *em = fixture_fork(h, "watch");
+	emh_repo *r = fixture_repo(em, &pg_backend_entity);
+	emh_query *q = NULL;
+	int64_t n = -1;
+	if (emh_repo_query(r, &q, &err) == 0) {
+		emh_q_where(q, emh_q_and(q, emh_q_eq(q, "application_name", emh_v_text(app)),
+					 emh_q_eq(q, "state", emh_v_text("active"))));
+		if (emh_repo_count(r, q, &n, &err) != 0) {
+			diag("pg_stat_activity: %s", err.message);
+			n = -1;
+		}
+	}
+	emh_em_close(em);
+	return n;
+}
+
+/* Poll until app has want active backends, for at most ms; the last count seen. */
+static int64_t await_active(emh_host *h, const char *app, int64_t want, double ms)
+{
+	double until = now_ms() + ms;
+	int64_t n;
+	while ((n = active_backends(h, app)) != want && now_ms() < until) {
+		struct timespec ts = {0, 20 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	return n;
+}
+
+typedef struct slow_call {
+	emh_em *em;
+	int rc;
+	emh_error err;
+	atomic_bool done;
+} slow_call;
+
+static void *slow_main(void *arg)
+{
+	slow_call *s = arg;
+	s->rc = emh_em_execute(s->em, "SELECT pg_sleep(60)", &s->err);
+	atomic_store(&s->done, true);
+	return NULL;
+}
+
+/*
+ * A call past its deadline on a live server, whose own statement_timeout is
+ * off for the session ("-c statement_timeout=0"): nothing but the driver's
+ * cancel request can stop the statement before its 60 s.  The backend is
+ * seen running it while the call waits, and not running it (cancelled, then
+ * gone with the abandoned connection) soon after the call's EMH_ETIMEOUT:
+ * within 20 s, polling, so only a statement that runs on fails.
+ */
+static void test_cancel_at_deadline(emh_host *h, const char *url)
+{
+	char app[64];
+	emh_error err;
+	slow_call s = {0};
+	pthread_t t;
+	diag("a call past its deadline: EMH_ETIMEOUT at once, and the server cancels its statement");
+	snprintf(app, sizeof app, "emh_cancel_%ld", (long)getpid());
+	add_ctx(h, "watch", (const char *const[]){"url", url, NULL});
+	fixture_register(h, "watch", &pg_backend_entity);
+	add_ctx(h, "cxl", (const char *const[]){"url", url, "application_name", app, "options", "-c statement_timeout=0",
+						"statement_timeout_ms", "2000", "pool.max", "2", NULL});
+	s.em = fixture_fork(h, "cxl");
+	if (emh_em_execute(s.em, "SELECT 1", &err))
+		bail("'cxl': %s", err.message);
+	fixture_thread(&t, slow_main, &s);
+	int64_t n = await_active(h, app, 1, 1800);
+	bool running = n == 1 && !atomic_load(&s.done);
+	ok(running, "the backend runs pg_sleep(60) while the call waits (%lld active)", (long long)n);
+	pthread_join(t, NULL);
+	is_int(s.rc, EMH_ETIMEOUT, "pg_sleep(60) past statement_timeout_ms=2000: EMH_ETIMEOUT");
+	like_str(s.err.message, "statement_timeout_ms=2000", "the client's deadline, not the server's: %s", s.err.message);
+	emh_em_close(s.em);
+	n = await_active(h, app, 0, 20000);
+	is_int((int)n, 0, "the server stopped running the statement (cancel request), long before its 60 s");
+	emh_em *em = fixture_fork(h, "cxl");
+	is_int(emh_em_execute(em, "SELECT 1", &err), 0, "the context serves on");
+	emh_em_close(em);
+	ok(fixture_context_info(h, "cxl").up, "the context is not reported down");
 }
 
 /* COPY in raw SQL is refused and drained under the deadline: the connection stays usable. */
@@ -305,6 +415,7 @@ int main(void)
 		bail("host: %s", err.message);
 	test_session_timeout(h, url);
 	test_server_side_timeout(h, url);
+	test_cancel_at_deadline(h, url);
 	test_copy_drained(h);
 	test_too_many_connections(h);
 	test_migration_deadline(h, &fx);
