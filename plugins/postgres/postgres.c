@@ -79,12 +79,24 @@ static const char *pg_connect_sqlstate(const char *msg)
 	return "08001";
 }
 
+/* EMFILE or ENFILE when a connect failed for want of a file descriptor
+ * (libpq words it "could not create socket: " + strerror), else 0.  ENFILE
+ * first: EMFILE's text is the start of its. */
+static int pg_fd_errno(const char *msg)
+{
+	if (strstr(msg, strerror(ENFILE)))
+		return ENFILE;
+	return strstr(msg, strerror(EMFILE)) ? EMFILE : 0;
+}
+
 /*
  * Refused credentials (28xxx) or an unknown database (3D000) are the
  * configuration's fault, not an outage (host.h's contract).  A server with
  * no connection slot free (53300) and one that did not answer within
  * connect_timeout_ms (timed_out) are EMH_ETIMEOUT, retryable: back-pressure
- * or a stopped server, which does not mark the context down.
+ * or a stopped server, which does not mark the context down.  A process out
+ * of file descriptors is EMH_ENOFD, retryable (driver.h): the database is
+ * not down.
  */
 static int pg_connect_fail(const emh_params *p, PGconn *pg, const char *why, bool timed_out, emh_error *err)
 {
@@ -96,6 +108,17 @@ static int pg_connect_fail(const emh_params *p, PGconn *pg, const char *why, boo
 
 	pg_clean_message(msg, sizeof msg, why ? why : (pg ? PQerrorMessage(pg) : "out of memory"),
 			 emh_params_get(p, "password"));
+	int fd_errno = timed_out ? 0 : pg_fd_errno(msg);
+	if (fd_errno) {
+		emh_error_set(err, EMH_ENOFD, "cannot connect to database '%s' as '%s': %s: out of file descriptors",
+			      db ? db : "(default)", user ? user : "(default)", msg);
+		if (err) {
+			err->native = fd_errno;
+			err->retryable = true;
+		}
+		PQfinish(pg);
+		return EMH_ENOFD;
+	}
 	state = timed_out ? "08001" : pg_connect_sqlstate(msg);
 	if (timed_out || strcmp(state, "53300") == 0)
 		code = EMH_ETIMEOUT;

@@ -9,16 +9,25 @@
  * EMH_ETIMEOUT, "too many connections" (53300) is retryable EMH_ETIMEOUT
  * that does not mark the context down, and last_error clears once the
  * context works again; COPY in raw SQL is refused and drained without
- * blocking; a migration past its deadline costs its own connection only.  (A server that stops answering: tests/fault/test_hang.)
- * Time bounds only tell "returned" from "hung".
+ * blocking; every connection has TCP keepalives and tcp_user_timeout (a
+ * URL's own value wins); a connect out of file descriptors is EMH_ENOFD; a
+ * migration past its deadline costs its own connection only.  (A server
+ * that stops answering: tests/fault/test_hang.)  Time bounds only tell
+ * "returned" from "hung".
  */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -223,6 +232,127 @@ static void test_cancel_at_deadline(emh_host *h, const char *url)
 	ok(fixture_context_info(h, "cxl").up, "the context is not reported down");
 }
 
+/* ---- TCP keepalives and tcp_user_timeout ---- */
+
+typedef struct tcp_opts {
+	int keepalive, idle, intvl, cnt, user_timeout;
+} tcp_opts;
+
+/* The options of every TCP socket of this process connected to port, into
+ * out (at most cap); how many there are. */
+static int sockets_to(int port, tcp_opts *out, int cap)
+{
+	int n = 0;
+	for (int fd = 0; fd < 4096 && n < cap; fd++) {
+		struct sockaddr_storage a;
+		socklen_t len = sizeof a;
+		int type = 0;
+		socklen_t tl = sizeof type;
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM ||
+		    getpeername(fd, (struct sockaddr *)&a, &len) != 0)
+			continue;
+		int p = a.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&a)->sin_port)
+			: a.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&a)->sin6_port)
+						  : -1;
+		if (p != port)
+			continue;
+		tcp_opts *o = &out[n++];
+		socklen_t ol = sizeof(int);
+		getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &o->keepalive, &ol);
+		getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &o->idle, &ol);
+		getsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &o->intvl, &ol);
+		getsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &o->cnt, &ol);
+		getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &o->user_timeout, &ol);
+	}
+	return n;
+}
+
+/*
+ * Every connection to the server (this process is the client) has TCP
+ * keepalives (30 s idle, 10 s apart, 3 probes) and tcp_user_timeout 60 s,
+ * unless its URL sets one: a URL's keepalives_idle=45 is kept.
+ */
+static void test_tcp_keepalives(emh_host *h, const char *url)
+{
+	tcp_opts o[64];
+	char kurl[800];
+	emh_error err;
+	int port = atoi(g_port), good = 0;
+	diag("TCP keepalives and tcp_user_timeout on every connection; a URL's own value wins");
+	emh_em *em = fixture_fork(h, "srv");
+	if (emh_em_execute(em, "SELECT 1", &err))
+		bail("'srv': %s", err.message);
+	int n = sockets_to(port, o, 64);
+	for (int i = 0; i < n; i++)
+		good += o[i].keepalive == 1 && o[i].idle == 30 && o[i].intvl == 10 && o[i].cnt == 3 &&
+			o[i].user_timeout == 60000;
+	ok(n > 0 && good == n, "%d of %d connections: SO_KEEPALIVE, TCP_KEEPIDLE 30, TCP_KEEPINTVL 10, TCP_KEEPCNT 3, "
+			       "TCP_USER_TIMEOUT 60000", good, n);
+	emh_em_close(em);
+
+	snprintf(kurl, sizeof kurl, "%s%skeepalives_idle=45", url, strchr(url, '?') ? "&" : "?");
+	add_ctx(h, "kal", (const char *const[]){"url", kurl, NULL});
+	em = fixture_fork(h, "kal");
+	if (emh_em_execute(em, "SELECT 1", &err))
+		bail("'kal': %s", err.message);
+	n = sockets_to(port, o, 64);
+	good = 0;
+	for (int i = 0; i < n; i++)
+		good += o[i].keepalive == 1 && o[i].idle == 45 && o[i].user_timeout == 60000;
+	is_int(good, 1, "the URL's keepalives_idle=45 is kept (the other defaults stay)");
+	emh_em_close(em);
+	if (emh_host_remove_context(h, "kal", &err))
+		bail("remove 'kal': %s", err.message);
+}
+
+/* ---- out of file descriptors ---- */
+
+/*
+ * A connect with no file descriptor left (the soft RLIMIT_NOFILE lowered to
+ * just above the highest open one, the rest taken): EMH_ENOFD, retryable,
+ * "out of file descriptors", not "database down"; the context stays up and
+ * connects once descriptors are back.
+ */
+static void test_out_of_fds(emh_host *h, const char *url)
+{
+	emh_error err;
+	struct rlimit saved, rl;
+	diag("a connect with no file descriptor left: EMH_ENOFD, not 'database down'");
+	add_ctx(h, "nofd", (const char *const[]){"url", url, NULL});
+	if (getrlimit(RLIMIT_NOFILE, &saved) != 0)
+		bail("getrlimit: %s", strerror(errno));
+	int top = open("/dev/null", O_RDONLY);
+	if (top < 0)
+		bail("open /dev/null: %s", strerror(errno));
+	int limit = top + 8, held[16], nheld = 0;
+	held[nheld++] = top;
+	rl = saved;
+	rl.rlim_cur = (rlim_t)limit;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		bail("setrlimit(RLIMIT_NOFILE, %d): %s", limit, strerror(errno));
+	while (nheld < 16) {
+		int fd = open("/dev/null", O_RDONLY);
+		if (fd < 0)
+			break;
+		held[nheld++] = fd;
+	}
+	int rc = nheld < 16 ? emh_host_ping(h, "nofd", &err) : -1;
+	for (int i = 0; i < nheld; i++)
+		close(held[i]);
+	if (setrlimit(RLIMIT_NOFILE, &saved) != 0)
+		bail("restoring RLIMIT_NOFILE: %s", strerror(errno));
+	if (rc == -1)
+		bail("/dev/null kept opening under the lowered limit");
+	is_int(rc, EMH_ENOFD, "EMH_ENOFD");
+	like_str(err.message, "out of file descriptors", "the message says so: %s", err.message);
+	like_str(err.message, "context 'nofd'", "naming the context");
+	ok(err.retryable, "retryable");
+	ok(fixture_context_info(h, "nofd").up, "the context is not marked down");
+	is_int(emh_host_ping(h, "nofd", &err), 0, "descriptors back: it connects");
+	if (emh_host_remove_context(h, "nofd", &err))
+		bail("remove 'nofd': %s", err.message);
+}
+
 /* COPY in raw SQL is refused and drained under the deadline: the connection stays usable. */
 static void test_copy_drained(emh_host *h)
 {
@@ -417,6 +547,8 @@ int main(void)
 	test_server_side_timeout(h, url);
 	test_cancel_at_deadline(h, url);
 	test_copy_drained(h);
+	test_tcp_keepalives(h, url);
+	test_out_of_fds(h, url);
 	test_too_many_connections(h);
 	test_migration_deadline(h, &fx);
 	emh_host_free(h);
