@@ -628,6 +628,9 @@ static void case_pg_sigstop(const char *url)
 	t0 = now_ms();
 	rc = probe_once("pg_stop", "SELECT 1", &err);
 	is_timeout(rc, &err, "pg_stop", t0, CONNECT_MS, "stopped cluster, a fork on a new connection");
+	emh_context_info ci = fixture_context_info(g_host, "pg_stop");
+	ok(ci.up && ci.last_error[0], "stopped cluster: the context is not down, last_error says why: %s",
+	   ci.last_error);
 
 	pg_continue_all();
 	diag("postgres: cluster continued");
@@ -635,6 +638,8 @@ static void case_pg_sigstop(const char *url)
 	is_int(rc, 0, "after SIGCONT the context serves again");
 	if (rc)
 		diag("%s", err.message);
+	ci = fixture_context_info(g_host, "pg_stop");
+	ok(ci.up && !ci.last_error[0], "after SIGCONT last_error is cleared ('%s')", ci.last_error);
 	remove_ctx("pg_stop");
 }
 
