@@ -79,12 +79,24 @@ static const char *pg_connect_sqlstate(const char *msg)
 	return "08001";
 }
 
+/* EMFILE or ENFILE when a connect failed for want of a file descriptor
+ * (libpq words it "could not create socket: " + strerror), else 0.  ENFILE
+ * first: EMFILE's text is the start of its. */
+static int pg_fd_errno(const char *msg)
+{
+	if (strstr(msg, strerror(ENFILE)))
+		return ENFILE;
+	return strstr(msg, strerror(EMFILE)) ? EMFILE : 0;
+}
+
 /*
  * Refused credentials (28xxx) or an unknown database (3D000) are the
  * configuration's fault, not an outage (host.h's contract).  A server with
  * no connection slot free (53300) and one that did not answer within
  * connect_timeout_ms (timed_out) are EMH_ETIMEOUT, retryable: back-pressure
- * or a stopped server, which does not mark the context down.
+ * or a stopped server, which does not mark the context down.  A process out
+ * of file descriptors is EMH_ENOFD, retryable (driver.h): the database is
+ * not down.
  */
 static int pg_connect_fail(const emh_params *p, PGconn *pg, const char *why, bool timed_out, emh_error *err)
 {
@@ -96,6 +108,17 @@ static int pg_connect_fail(const emh_params *p, PGconn *pg, const char *why, boo
 
 	pg_clean_message(msg, sizeof msg, why ? why : (pg ? PQerrorMessage(pg) : "out of memory"),
 			 emh_params_get(p, "password"));
+	int fd_errno = timed_out ? 0 : pg_fd_errno(msg);
+	if (fd_errno) {
+		emh_error_set(err, EMH_ENOFD, "cannot connect to database '%s' as '%s': %s: out of file descriptors",
+			      db ? db : "(default)", user ? user : "(default)", msg);
+		if (err) {
+			err->native = fd_errno;
+			err->retryable = true;
+		}
+		PQfinish(pg);
+		return EMH_ENOFD;
+	}
 	state = timed_out ? "08001" : pg_connect_sqlstate(msg);
 	if (timed_out || strcmp(state, "53300") == 0)
 		code = EMH_ETIMEOUT;
@@ -265,15 +288,35 @@ static int pg_url_check(const char *url, emh_error *err)
 	return rc;
 }
 
-/* No per-context state: this only checks the URL before the host starts. */
+/* How long a cancel request may run, and how far past statement_timeout_ms
+ * the server's own statement_timeout lies: connect_timeout_ms (its default
+ * when 0, "none": a cancel is always bounded). */
+static long long pg_cancel_bound_ms(long long connect_timeout_ms)
+{
+	return connect_timeout_ms > 0 ? connect_timeout_ms : PG_DEFAULT_CONNECT_TIMEOUT_MS;
+}
+
+/* Check the URL before the host starts; the state holds the context's cancel
+ * requests (io.c).  A malformed connect_timeout_ms is pg_connect's to report. */
 static int pg_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 {
 	const char *url = emh_params_get(p, "url");
+	long long cto = PG_DEFAULT_CONNECT_TIMEOUT_MS;
+	int rc;
 	*out = NULL;
-	return url && *url ? pg_url_check(url, err) : 0;
+	if (url && *url && (rc = pg_url_check(url, err)) != 0)
+		return rc;
+	if (emh_params_int(p, "connect_timeout_ms", PG_DEFAULT_CONNECT_TIMEOUT_MS, &cto, NULL) != 0 || cto < 0 ||
+	    cto > INT32_MAX)
+		cto = PG_DEFAULT_CONNECT_TIMEOUT_MS;
+	*out = pg_dctx_new((int)pg_cancel_bound_ms(cto));
+	return *out ? 0 : emh_error_set(err, EMH_ENOMEM, "out of memory");
 }
 
-static void pg_context_close(emh_dctx *dc) { (void)dc; }
+static void pg_context_close(emh_dctx *dc)
+{
+	pg_dctx_free(dc);
+}
 
 /*
  * TCP keepalives and tcp_user_timeout on every connection: a peer that
@@ -317,13 +360,14 @@ static char *pg_url_facts(const char *url, bool *url_has)
  * the one expanded "dbname" (expand_dbname = 1 expands only the first
  * occurrence); single settings come after it and so override it.  The
  * session is pinned to UTF8, TimeZone UTC and standard_conforming_strings
- * (the dialect's LIKE ... ESCAPE '\' depends on it), and its
- * statement_timeout is statement_timeout_ms: a live server then stops a
- * statement at the deadline by itself (the driver's own wait gives up at
- * the same moment and closes the connection, which a stopped server could
- * not be asked to do).  An options value that sets statement_timeout comes
- * after ours and wins on the server.  The connection is put in non-blocking
- * mode: no send may wait for a server that stopped reading.
+ * (the dialect's LIKE ... ESCAPE '\' depends on it).  Its statement_timeout
+ * is a backstop: statement_timeout_ms plus the cancel request's own bound
+ * (connect_timeout_ms), so the client's deadline always decides, its cancel
+ * request stops the statement, and the server's timer ends it only when no
+ * cancel could be sent (io.c, pg_cancel_send).  An options value that sets
+ * statement_timeout comes after ours and wins on the server.  The connection
+ * is put in non-blocking mode: no send may wait for a server that stopped
+ * reading.
  */
 static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_error *err)
 {
@@ -337,7 +381,7 @@ static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	emh_conn *c;
 	int rc;
 
-	(void)dc;
+	pg_cancel_reap(dc); /* collect cancel requests that ended: a place no hot path passes */
 	rc = emh_params_int(p, "port", 0, &port, err);
 	if (rc)
 		return rc;
@@ -355,8 +399,11 @@ static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	if (stmt_ms < 0 || stmt_ms > INT32_MAX)
 		return emh_error_set(err, EMH_ECONFIG, "statement_timeout_ms must be in [0, %d] (got %lld)", INT32_MAX,
 				     stmt_ms);
-	if (stmt_ms > 0)
-		snprintf(stmtopt, sizeof stmtopt, " -c statement_timeout=%lld", stmt_ms);
+	if (stmt_ms > 0) {
+		long long backstop = stmt_ms + pg_cancel_bound_ms(timeout_ms);
+		snprintf(stmtopt, sizeof stmtopt, " -c statement_timeout=%lld",
+			 backstop > INT32_MAX ? (long long)INT32_MAX : backstop);
+	}
 	s = emh_params_get(p, "sslmode");
 	if (s) {
 		size_t i;
@@ -412,6 +459,7 @@ static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	c = calloc(1, sizeof *c);
 	if (!c)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	c->dc = dc;
 	if ((rc = emh_prepcache_new(NULL, NULL, &c->stmts, err)) != 0) {
 		free(c);
 		return rc;

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <sys/types.h>
 
 #include <libpq-fe.h>
 
@@ -48,6 +50,26 @@ struct emh_conn {
 	const char *deadline_key;
 	/* a call passed its deadline: the connection is never used again */
 	bool abandoned;
+	/* its context's state (the cancel requests in flight) */
+	emh_dctx *dc;
+};
+
+/*
+ * A context's state: the cancel requests sent for its calls that passed
+ * their deadline, each a child process (io.c) that may still run.  At most
+ * PG_CANCEL_MAX at once: beyond, a timed-out statement is left to the
+ * server's statement_timeout.
+ */
+#define PG_CANCEL_MAX 16
+struct emh_dctx {
+	pthread_mutex_t lock;
+	/* how long one cancel request may take (connect_timeout_ms, 5000 when 0) */
+	int cancel_ms;
+	/* pid 0: free, -1: being started, > 0: a child not reaped yet */
+	struct pg_canceller {
+		pid_t pid;
+		int64_t due_ms; /* CLOCK_MONOTONIC ms its own timer kills it at */
+	} cancel[PG_CANCEL_MAX];
 };
 
 /* errors.c */
@@ -76,6 +98,12 @@ int pg_run_params(emh_conn *c, const char *sql, int n, const char *const *vals, 
 		  emh_error *err);
 /* End a COPY that raw SQL started, so the connection stays usable. */
 int pg_copy_drain(emh_conn *c, ExecStatusType s, const char *what, emh_error *err);
+/* A context's state, cancel requests bounded by cancel_ms; NULL when out of memory. */
+emh_dctx *pg_dctx_new(int cancel_ms);
+/* Reap its cancel requests (those still running get a short grace, then are killed) and free it. */
+void pg_dctx_free(emh_dctx *dc);
+/* Collect the cancel requests of dc that ended (never waits). */
+void pg_cancel_reap(emh_dctx *dc);
 
 /* session.c */
 int pg_send_begin(emh_conn *c, emh_error *err);

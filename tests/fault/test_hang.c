@@ -23,6 +23,10 @@
  *                   connect time out; after SIGCONT the context serves.  The
  *                   cluster is continued on every way out of this program,
  *                   and hang.sh continues it again should the program die.
+ *   stopped close   (the same) a call past its deadline leaves a cancel
+ *                   request (a child process) waiting on the stopped
+ *                   server; removing its context and freeing a second host
+ *                   with one return at once and leave no process behind.
  *
  * Time bounds say "returned instead of hanging": the deadline plus a second
  * (ten under EMH_TEST_WRAPPER, a tool such as valgrind).
@@ -510,22 +514,12 @@ static void on_fatal(int sig)
 	raise(sig);
 }
 
-/* The postmaster's pid (STATE_DIR/pg/pid) and its children: the whole cluster. */
-static int pg_cluster_pids(const char *state, pid_t *out, int cap)
+/* The processes whose parent is parent (zombies included), into out; how many. */
+static int children_of(long parent, pid_t *out, int cap)
 {
-	char path[1024];
+	char path[64];
 	FILE *f;
-	long pm = 0;
 	int n = 0;
-	snprintf(path, sizeof path, "%s/pg/pid", state);
-	if (!(f = fopen(path, "r")))
-		return 0;
-	if (fscanf(f, "%ld", &pm) != 1)
-		pm = 0;
-	fclose(f);
-	if (pm <= 0)
-		return 0;
-	out[n++] = (pid_t)pm;
 	DIR *dir = opendir("/proc");
 	struct dirent *de;
 	while (dir && (de = readdir(dir)) && n < cap) {
@@ -538,7 +532,7 @@ static int pg_cluster_pids(const char *state, pid_t *out, int cap)
 			continue;
 		if (fgets(stat, sizeof stat, f)) {
 			const char *rp = strrchr(stat, ')'); /* the command may hold spaces */
-			if (rp && sscanf(rp + 1, " %*c %ld", &ppid) == 1 && ppid == pm)
+			if (rp && sscanf(rp + 1, " %*c %ld", &ppid) == 1 && ppid == parent)
 				out[n++] = (pid_t)pid;
 		}
 		fclose(f);
@@ -546,6 +540,31 @@ static int pg_cluster_pids(const char *state, pid_t *out, int cap)
 	if (dir)
 		closedir(dir);
 	return n;
+}
+
+/* The postmaster's pid (STATE_DIR/pg/pid) and its children: the whole cluster. */
+static int pg_cluster_pids(const char *state, pid_t *out, int cap)
+{
+	char path[1024];
+	FILE *f;
+	long pm = 0;
+	snprintf(path, sizeof path, "%s/pg/pid", state);
+	if (!(f = fopen(path, "r")))
+		return 0;
+	if (fscanf(f, "%ld", &pm) != 1)
+		pm = 0;
+	fclose(f);
+	if (pm <= 0)
+		return 0;
+	out[0] = (pid_t)pm;
+	return 1 + children_of(pm, out + 1, cap - 1);
+}
+
+/* This program's child processes: the drivers' cancel requests (zombies included). */
+static int my_children(void)
+{
+	pid_t pids[PG_MAX_PIDS];
+	return children_of((long)getpid(), pids, PG_MAX_PIDS);
 }
 
 static void pg_stop_cluster(const char *state)
@@ -560,13 +579,12 @@ static void pg_stop_cluster(const char *state)
 	diag("postgres: stopped the cluster (%d processes)", n);
 }
 
-static void case_pg_sigstop(const char *url)
+/* The test server's state directory when scripts/servers/pg.sh started it (it can be stopped), else NULL. */
+static const char *pg_stoppable(void)
 {
 	const char *state = getenv("EMH_TEST_STATE_DIR");
 	char kind[32] = "", path[1024];
 	FILE *f;
-	emh_error err;
-	hung_call h;
 	if (state && *state) {
 		snprintf(path, sizeof path, "%s/pg/kind", state);
 		if ((f = fopen(path, "r"))) {
@@ -575,7 +593,15 @@ static void case_pg_sigstop(const char *url)
 			fclose(f);
 		}
 	}
-	if (strncmp(kind, "postgres", 8) != 0) {
+	return strncmp(kind, "postgres", 8) == 0 ? state : NULL;
+}
+
+static void case_pg_sigstop(const char *url)
+{
+	const char *state = pg_stoppable();
+	emh_error err;
+	hung_call h;
+	if (!state) {
 		skip(1, "postgres SIGSTOP: the test server was not started by scripts/servers/pg.sh (it cannot be "
 			"stopped)");
 		return;
@@ -602,6 +628,9 @@ static void case_pg_sigstop(const char *url)
 	t0 = now_ms();
 	rc = probe_once("pg_stop", "SELECT 1", &err);
 	is_timeout(rc, &err, "pg_stop", t0, CONNECT_MS, "stopped cluster, a fork on a new connection");
+	emh_context_info ci = fixture_context_info(g_host, "pg_stop");
+	ok(ci.up && ci.last_error[0], "stopped cluster: the context is not down, last_error says why: %s",
+	   ci.last_error);
 
 	pg_continue_all();
 	diag("postgres: cluster continued");
@@ -609,7 +638,76 @@ static void case_pg_sigstop(const char *url)
 	is_int(rc, 0, "after SIGCONT the context serves again");
 	if (rc)
 		diag("%s", err.message);
+	ci = fixture_context_info(g_host, "pg_stop");
+	ok(ci.up && !ci.last_error[0], "after SIGCONT last_error is cleared ('%s')", ci.last_error);
 	remove_ctx("pg_stop");
+}
+
+/* A fork of ctx on h runs probe: 0 or the failure. */
+static int probe_on(emh_host *h, const char *ctx, emh_error *err)
+{
+	emh_em *em;
+	int rc = emh_host_fork(h, ctx, &em, err);
+	if (rc)
+		return rc;
+	rc = emh_em_execute(em, "SELECT 1", err);
+	emh_em_close(em);
+	return rc;
+}
+
+/*
+ * Calls past their deadline while the cluster is stopped, on a context of
+ * this host and on one of a second host: each leaves a cancel request, a
+ * child process that waits on the stopped server for up to
+ * connect_timeout_ms.  Removing the context and freeing the other host (its
+ * plugins unloaded) return at once, and no child process is left behind.
+ */
+static void case_pg_stopped_close(const char *url)
+{
+	const char *state = pg_stoppable();
+	emh_host *h2;
+	emh_error err;
+	if (!state) {
+		skip(1, "postgres stopped close: the test server was not started by scripts/servers/pg.sh (it cannot "
+			"be stopped)");
+		return;
+	}
+	diag("postgres: contexts closed while their cancel requests wait on a stopped cluster");
+	is_int(my_children(), 0, "no cancel process left from the cases before (their contexts were removed)");
+	if (fixture_host(&g_fx, NULL, &h2, &err))
+		bail("second host: %s", err.message);
+	add_ctx("pg_rm", url, STMT_MS);
+	char cto[16], sto[16];
+	snprintf(cto, sizeof cto, "%d", CONNECT_MS);
+	snprintf(sto, sizeof sto, "%d", STMT_MS);
+	if (emh_host_add_context(h2, "pg_h2", (const char *const[]){"url", url, "statement_timeout_ms", sto,
+								    "connect_timeout_ms", cto, NULL},
+				 &err))
+		bail("add context 'pg_h2': %s", err.message);
+	if (probe_on(g_host, "pg_rm", &err) || probe_on(h2, "pg_h2", &err))
+		bail("pg_rm / pg_h2: %s", err.message);
+
+	pg_stop_cluster(state);
+	double t0 = now_ms();
+	int rc = probe_on(g_host, "pg_rm", &err);
+	is_timeout(rc, &err, "pg_rm", t0, STMT_MS, "stopped cluster, a call on this host");
+	t0 = now_ms();
+	rc = probe_on(h2, "pg_h2", &err);
+	is_timeout(rc, &err, "pg_h2", t0, STMT_MS, "stopped cluster, a call on a second host");
+	int n = my_children();
+	ok(n == 2, "a cancel request (child process) for each call (%d)", n);
+
+	t0 = now_ms();
+	remove_ctx("pg_rm");
+	double took = now_ms() - t0;
+	ok(took < g_slack_ms, "removing the context returned at once (%.0f ms)", took);
+	t0 = now_ms();
+	emh_host_free(h2);
+	took = now_ms() - t0;
+	ok(took < g_slack_ms, "freeing the second host returned at once (%.0f ms)", took);
+	is_int(my_children(), 0, "no cancel process left behind, the cluster still stopped");
+	pg_continue_all();
+	diag("postgres: cluster continued");
 }
 
 int main(void)
@@ -655,8 +753,10 @@ int main(void)
 		case_silent(d, url);
 		case_muted(d, url);
 		case_muted_catalog(d, url);
-		if (strcmp(d->name, "postgres") == 0)
+		if (strcmp(d->name, "postgres") == 0) {
 			case_pg_sigstop(url);
+			case_pg_stopped_close(url);
+		}
 	}
 	emh_host_free(g_host);
 	fixture_release(&g_fx);
