@@ -293,7 +293,9 @@ typedef struct emh_replica_info {
 	char where[256];       /* its URL with passwords masked, or host:port */
 	bool up;               /* false while skipped after a failure (back-off) */
 	bool lagging;          /* its measured lag is above max_replica_lag_ms */
-	int64_t lag_ms;        /* last measured lag, -1 when never measured */
+	int64_t lag_ms;        /* last measured lag, -1 when never measured (or the driver cannot tell),
+	                          INT64_MAX (EMH_LAG_INFINITE) while its replication is stopped or its lag
+	                          cannot be measured */
 	uint64_t queries;      /* reads it answered */
 	uint64_t errors;       /* calls on it that failed */
 	uint64_t fallbacks;    /* reads sent to the primary because it failed */
