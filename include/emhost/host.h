@@ -179,15 +179,17 @@ typedef struct emh_reload_opts {
  *     EMH_ENOCONTEXT at once, the call waits for the forks still open on
  *     them (as emh_host_remove_context); contexts added through
  *     emh_host_add_context are not the file's and stay;
- *   - changed pool.* settings apply to the live pools (a larger max serves
- *     waiting forks at once; connections above a smaller max are closed
- *     when idle);
+ *   - changed pool.* settings apply to the live pools, the read replicas'
+ *     too (a larger max serves waiting forks at once; connections above a
+ *     smaller max are closed when idle), and so do a replica's own
+ *     replicas.N.pool.* values and max_replica_lag_ms;
  *   - driver plugins dropped into the plugin directory since start are
  *     loaded (a file refused before is tried again).
  *
  * Everything else is refused with nothing changed, and so is a
  * configuration with an error: a context's driver or connection settings
- * (any key but pool.*), the default context, removing a pinned or the
+ * (any key but those above), its replicas (their list, URLs and keys, a
+ * replicas.N.pool.* key set or unset), the default context, removing a pinned or the
  * default context.  A refused reload keeps only the drivers it loaded.
  * Services and the server section are not reloaded (a change to them is
  * logged as applying at the next start).  Forks open during the reload are
