@@ -215,9 +215,9 @@ static int plan_replicas(emh_context *c, pool_change *pc, emh_error *err)
 			const emh__setting *other = emh__settings_find(i < a->n ? b : a, st->key);
 			if (other && (same_str(other->value, st->value) || strncmp(st->key, "pool.", 5) == 0))
 				continue;
-			return emh_error_set(err, EMH_ECONFIG, "context '%s': replica %u's %s cannot change while it "
-					     "runs (only its pool settings apply live); restart", c->name, r->index,
-					     st->key);
+			rc = emh_error_set(err, EMH_ECONFIG, "context '%s': replica %u's %s cannot change while it runs "
+					   "(only its pool settings apply live); restart", c->name, r->index, st->key);
+			return emh_error_context(err, rc, c->name);
 		}
 	}
 	return 0;

@@ -189,8 +189,8 @@ typedef struct emh_reload_opts {
  * Everything else is refused with nothing changed, and so is a
  * configuration with an error: a context's driver or connection settings
  * (any key but those above), its replicas (their list, URLs and keys, a
- * replicas.N.pool.* key set or unset), the default context, removing a pinned or the
- * default context.  A refused reload keeps only the drivers it loaded.
+ * replicas.N.pool.* key set or unset), the default context, removing a
+ * pinned or the default context.  A refused reload keeps only the drivers it loaded.
  * Services and the server section are not reloaded (a change to them is
  * logged as applying at the next start).  Forks open during the reload are
  * never failed by it.  The outcome is logged ("reload: added contexts a,

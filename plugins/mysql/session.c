@@ -239,16 +239,17 @@ int my_replayed(emh_conn *c, const char *pos, int64_t wait_ms, bool *yes, emh_er
  * stopped (or not connected to its primary), and no row means the server
  * replicates from nothing: either way it falls behind without bound, which
  * is EMH_LAG_INFINITE, never "cannot tell".  Read by name: the columns
- * differ between versions.
+ * differ between versions (MySQL 8.0.22 on: SHOW REPLICA STATUS,
+ * Seconds_Behind_Source; 8.4 has no SHOW SLAVE STATUS).
  */
 int my_lag_ms(emh_conn *c, int64_t *lag, emh_error *err)
 {
-	static const char sql[] = "SHOW SLAVE STATUS";
+	const char *sql = !c->mariadb && c->server_version >= 80022UL ? "SHOW REPLICA STATUS" : "SHOW SLAVE STATUS";
 	*lag = -1;
 	int rc = my_call_enter(c, err);
 	if (rc)
 		return rc;
-	if (mysql_real_query(c->my, sql, sizeof sql - 1) != 0)
+	if (mysql_real_query(c->my, sql, (unsigned long)strlen(sql)) != 0)
 		return my_deadline(c, my_conn_fail(c, "replica lag", NULL, err), err);
 	MYSQL_RES *res = mysql_store_result(c->my);
 	if (!res)
@@ -256,11 +257,11 @@ int my_lag_ms(emh_conn *c, int64_t *lag, emh_error *err)
 	unsigned nf = mysql_num_fields(res), col = nf;
 	MYSQL_FIELD *fields = mysql_fetch_fields(res);
 	for (unsigned i = 0; i < nf && col == nf; i++)
-		if (strcmp(fields[i].name, "Seconds_Behind_Master") == 0)
+		if (strcmp(fields[i].name, "Seconds_Behind_Master") == 0 || strcmp(fields[i].name, "Seconds_Behind_Source") == 0)
 			col = i;
 	MYSQL_ROW row = col < nf ? mysql_fetch_row(res) : NULL;
 	if (col == nf)
-		rc = emh_error_set(err, EMH_EDRIVER, "replica lag: SHOW SLAVE STATUS has no Seconds_Behind_Master");
+		rc = emh_error_set(err, EMH_EDRIVER, "replica lag: %s has no Seconds_Behind_Master", sql);
 	else if (!row || !row[col])
 		*lag = EMH_LAG_INFINITE;
 	else {

@@ -19,12 +19,10 @@
  */
 #include "config.h"
 
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <emhost/emhost.h>
@@ -107,15 +105,6 @@ int main(void)
 	if (!uri || !*uri) {
 		need_server(12, "mongo: EMH_TEST_MONGO_URI not set (scripts/test-servers.sh start)");
 		return done_testing();
-	}
-	/* a shared hold on the server: the fault tests take it exclusively before stopping it */
-	const char *state = getenv("EMH_TEST_STATE_DIR");
-	if (state && *state) {
-		char lock[1024];
-		snprintf(lock, sizeof lock, "%s/mongo/use.lock", state);
-		int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-		if (fd >= 0 && flock(fd, LOCK_SH) != 0)
-			diag("cannot lock %s", lock);
 	}
 	snprintf(g_table, sizeof g_table, "emh_rs_%ld", (long)getpid());
 	g_item = (emh_entity){.name = "rs_item", .table = g_table, .size = sizeof(rs_item), .fields = rs_item_fields,
