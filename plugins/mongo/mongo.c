@@ -153,18 +153,19 @@ static bool mg_timed_out(const emh_dctx *dc, int64_t since_ms, const bson_error_
  * topology answer its check, none of them suiting (a replica set with no
  * primary now: its secondaries answer; a URL's replicaSet that a server is
  * not a member of: libmongoc drops that server, and an empty topology is
- * answered too)?  Then the set is unavailable, not silent.  What the
- * topology holds goes into why ("127.0.0.1:27017 RSSecondary", or what is
- * missing).
+ * answered too)?  Then the set is unavailable, not silent.  libmongoc lists
+ * only the servers that answered, so the topology's size comes from its
+ * monitoring events (dc->servers).  What the topology holds goes into why
+ * ("127.0.0.1:27017 RSSecondary", or what is missing).
  */
-static bool mg_topology_answered(mongoc_client_t *client, char *why, size_t cap)
+static bool mg_topology_answered(const emh_dctx *dc, mongoc_client_t *client, char *why, size_t cap)
 {
 	size_t n = 0, used = 0;
-	bool answered = true;
 	why[0] = '\0';
-	if (!client)
+	if (!client || !dc)
 		return false;
 	mongoc_server_description_t **sds = mongoc_client_get_server_descriptions(client, &n);
+	bool answered = (int)n >= atomic_load(&dc->servers);
 	for (size_t i = 0; i < n; i++) {
 		const char *type = mongoc_server_description_type(sds[i]);
 		const mongoc_host_list_t *host = mongoc_server_description_host(sds[i]);
@@ -188,7 +189,7 @@ static int mg_fail_at(emh_dctx *dc, mongoc_client_t *client, int64_t since_ms, e
 {
 	int code = EMH_EDRIVER, rc;
 	char topo[256] = "";
-	bool answered = e->domain == MONGOC_ERROR_SERVER_SELECTION && mg_topology_answered(client, topo, sizeof topo);
+	bool answered = e->domain == MONGOC_ERROR_SERVER_SELECTION && mg_topology_answered(dc, client, topo, sizeof topo);
 	bool transient = reply && mongoc_error_has_label(reply, "TransientTransactionError");
 	const char *on = coll ? " on collection '" : "", *on_end = coll ? "'" : "";
 
@@ -365,6 +366,19 @@ static int mg_uri_option(mongoc_uri_t *uri, const char *key, const char *value, 
 	return ok ? 0 : emh_error_set(err, EMH_ECONFIG, "invalid value '%s' for mongodb option '%s'", value, key);
 }
 
+/* The servers in the pool's topology: seeds and members found open, servers dropped close. */
+static void mg_server_opening(const mongoc_apm_server_opening_t *ev)
+{
+	emh_dctx *dc = mongoc_apm_server_opening_get_context(ev);
+	atomic_fetch_add(&dc->servers, 1);
+}
+
+static void mg_server_closed(const mongoc_apm_server_closed_t *ev)
+{
+	emh_dctx *dc = mongoc_apm_server_closed_get_context(ev);
+	atomic_fetch_sub(&dc->servers, 1);
+}
+
 /*
  * Build the URI (from url, else host/port/user/password with setters) and the
  * client pool.  No I/O happens here: libmongoc starts its monitoring thread
@@ -484,6 +498,19 @@ static int mg_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 		goto out_free_dc;
 	}
 	mongoc_client_pool_set_error_api(dc->pool, MONGOC_ERROR_API_VERSION_2);
+	mongoc_apm_callbacks_t *apm = mongoc_apm_callbacks_new();
+	if (!apm) {
+		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
+		goto out_free_pool;
+	}
+	mongoc_apm_set_server_opening_cb(apm, mg_server_opening);
+	mongoc_apm_set_server_closed_cb(apm, mg_server_closed);
+	bool set = mongoc_client_pool_set_apm_callbacks(dc->pool, apm, dc);
+	mongoc_apm_callbacks_destroy(apm);
+	if (!set) {
+		rc = emh_error_set(err, EMH_EDRIVER, "cannot watch the mongodb client pool's servers");
+		goto out_free_pool;
+	}
 	mongoc_client_pool_max_size(dc->pool, dc->max_pool);
 	if (!(app_name && *app_name) && !mongoc_uri_get_appname(uri))
 		mongoc_client_pool_set_appname(dc->pool, "emhost");
@@ -492,6 +519,8 @@ static int mg_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 	*out = dc;
 	return 0;
 
+out_free_pool:
+	mongoc_client_pool_destroy(dc->pool);
 out_free_dc:
 	free(dc->database);
 	free(dc);
