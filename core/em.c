@@ -322,8 +322,15 @@ static int replica_admit(emh_em *em, emh__replica *r, emh_error *err)
 		    atomic_compare_exchange_strong_explicit(&r->lag_at_ns, &at, now, memory_order_relaxed,
 							    memory_order_relaxed)) {
 			int64_t lag = -1;
-			if ((rc = d->lag_ms(em->rpc->conn, &lag, err)) != 0)
+			if ((rc = d->lag_ms(em->rpc->conn, &lag, err)) != 0) {
+				/* unmeasured is not caught up: out until a measurement succeeds */
+				atomic_store_explicit(&r->lag_ms, EMH_LAG_INFINITE, memory_order_relaxed);
+				if (rc != EMH_EUNAVAILABLE && rc != EMH_ETIMEOUT) /* those mark it down, and say so */
+					emh__log(&em->ctx->host->log, EMH_LOG_WARN, em->ctx->name,
+						 "replica %u (%s): its lag cannot be measured (%s); it serves no reads "
+						 "until it can", r->index, r->shown, err->message);
 				return rc;
+			}
 			atomic_store_explicit(&r->lag_ms, lag, memory_order_relaxed);
 		}
 		if (atomic_load_explicit(&r->lag_ms, memory_order_relaxed) > em->ctx->max_replica_lag_ms)

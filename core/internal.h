@@ -204,6 +204,13 @@ typedef struct emh__replica {
 
 /* Build and open the replicas the context's settings list (replicas.N.*, replica_urls). */
 int emh__replicas_open(struct emh_context *c, emh_error *err);
+/*
+ * For a reload: replica r's settings as the context's new configuration
+ * conf makes them (its URL and replicas.N.* keys from conf), checked, into
+ * out (zeroed by the caller; emh__ctxconf_release it).
+ */
+int emh__replica_conf(struct emh_context *c, const emh__ctxconf *conf, const emh__replica *r, emh__ctxconf *out,
+		      emh_error *err);
 /* Destroy their pools and driver state (no fork may use them). */
 void emh__replicas_close(struct emh_context *c);
 /* The next healthy replica, round robin; NULL when none (the primary then serves). */
@@ -341,11 +348,11 @@ typedef struct emh_context {
 	_Atomic uint64_t errors[EMH__ERRKINDS];
 	_Atomic int64_t version_clock; /* the last timestamp version handed out (µs) */
 	emh__qstats qstats;     /* durations of the database calls, which also count them */
-	/* read replicas (replica.c): fixed for the context's life */
+	/* read replicas (replica.c): fixed for the context's life but for their pool settings */
 	emh__replica *replicas;
 	unsigned nreplicas;
 	_Atomic unsigned replica_next; /* round robin */
-	int64_t max_replica_lag_ms;    /* 0: lag not checked */
+	_Atomic int64_t max_replica_lag_ms; /* 0: lag not checked; a reload may change it */
 } emh_context;
 #if UINTPTR_MAX == UINT64_MAX
 /* The fork path's fields stay in the context's first two cache lines. */

@@ -33,10 +33,13 @@
 #include "cfg_int.h"
 #include "internal.h"
 
-/* One existing context whose pool settings change. */
+/* One existing context whose live settings change: pool.*, replicas.N.pool.*, max_replica_lag_ms. */
 typedef struct pool_change {
-	emh_context *c;      /* referenced until the reload ends */
-	emh__ctxconf *conf;  /* its checked new configuration (in plan.cfg) */
+	emh_context *c;       /* referenced until the reload ends */
+	emh__ctxconf *conf;   /* its checked new configuration (in plan.cfg) */
+	emh__ctxconf *rconf;  /* its replicas' new settings, c->nreplicas of them (NULL: none) */
+	bool *rchanged;       /* which replicas' pools change (set while applying) */
+	bool pool;            /* its own pool changes */
 } pool_change;
 
 typedef struct plan {
@@ -86,8 +89,14 @@ static void plan_release(emh_host *h, plan *pl, bool applied)
 		if (!applied)
 			emh__context_free(pl->added[i]);
 	free(pl->added);
-	for (size_t i = 0; i < pl->nchanged; i++)
-		emh__context_put(pl->changed[i].c);
+	for (size_t i = 0; i < pl->nchanged; i++) {
+		pool_change *pc = &pl->changed[i];
+		for (unsigned j = 0; pc->rconf && j < pc->c->nreplicas; j++)
+			emh__ctxconf_release(&pc->rconf[j]);
+		free(pc->rconf);
+		free(pc->rchanged);
+		emh__context_put(pc->c);
+	}
 	free(pl->changed);
 	for (size_t i = 0; i < pl->nremoved; i++)
 		free(pl->removed[i]);
@@ -174,8 +183,53 @@ static const char *pinned_by(const char *const *pinned, const char *name)
 }
 
 /*
+ * Keys a running context takes live: its pool's, its replicas' pools' and
+ * max_replica_lag_ms.  A replica itself (its URL, connection keys, the
+ * list) is fixed for the context's life, as the context's own are.
+ */
+static bool live_key(const char *key)
+{
+	unsigned n;
+	bool ok;
+	const char *sub = emh__replica_key(key, &n, &ok);
+	return strncmp(sub ? sub : key, "pool.", 5) == 0 || (!sub && strcmp(key, "max_replica_lag_ms") == 0);
+}
+
+/* Each replica of c as conf makes it, checked: into pc->rconf. */
+static int plan_replicas(emh_context *c, pool_change *pc, emh_error *err)
+{
+	if (!c->nreplicas)
+		return 0;
+	if (!(pc->rconf = calloc(c->nreplicas, sizeof *pc->rconf)) ||
+	    !(pc->rchanged = calloc(c->nreplicas, sizeof *pc->rchanged)))
+		return oom(err);
+	for (unsigned j = 0; j < c->nreplicas; j++) {
+		const emh__replica *r = &c->replicas[j];
+		int rc = emh__replica_conf(c, pc->conf, r, &pc->rconf[j], err);
+		if (rc)
+			return emh_error_context(err, rc, c->name);
+		/* what the context's keys allowed, checked as the replica ends up with it */
+		const emh__settings *a = &pc->rconf[j].s, *b = &r->conf.s;
+		for (size_t i = 0; i < a->n + b->n; i++) {
+			const emh__setting *st = i < a->n ? &a->v[i] : &b->v[i - a->n];
+			const emh__setting *other = emh__settings_find(i < a->n ? b : a, st->key);
+			if (other && (same_str(other->value, st->value) || strncmp(st->key, "pool.", 5) == 0))
+				continue;
+			rc = emh_error_set(err, EMH_ECONFIG, "context '%s': replica %u's %s cannot change while it runs "
+					   "(only its pool settings apply live); restart", c->name, r->index, st->key);
+			return emh_error_context(err, rc, c->name);
+		}
+	}
+	return 0;
+}
+
+/*
  * An existing context against its new configuration (checked here against
- * the context's driver): pool settings may change, nothing else.
+ * the context's driver): pool settings (its own and its replicas') and
+ * max_replica_lag_ms may change, nothing else.  A replica's pool key that
+ * appears or goes (replicas.N.pool.max set where it was inherited) is
+ * refused too: the context's settings cannot grow or shrink while drivers
+ * read them, and the key shown would be wrong.
  */
 static int plan_existing(emh_host *h, plan *pl, emh_context *c, emh__ctxconf *conf, emh_error *err)
 {
@@ -189,8 +243,8 @@ static int plan_existing(emh_host *h, plan *pl, emh_context *c, emh__ctxconf *co
 	int rc = emh__config_check_context(conf, &c->drv->d, emh__host_env(h), err);
 	if (rc)
 		return emh_error_context(err, rc, c->name);
-	emh_buf keys = EMH_BUF_INIT;
-	bool pool = false;
+	emh_buf keys = EMH_BUF_INIT, moved = EMH_BUF_INIT;
+	bool live = false, pool = false;
 	const emh__settings *sets[2] = {&conf->s, &c->conf.s};
 	for (int k = 0; k < 2; k++)
 		for (size_t i = 0; i < sets[k]->n; i++) {
@@ -198,30 +252,42 @@ static int plan_existing(emh_host *h, plan *pl, emh_context *c, emh__ctxconf *co
 			const emh__setting *other = emh__settings_find(sets[1 - k], st->key);
 			if (other && (k == 1 || same_str(other->value, st->value)))
 				continue; /* the same, or seen from the other side */
-			if (strncmp(st->key, "pool.", 5) == 0)
-				pool = true;
+			if (other && live_key(st->key)) {
+				live = true;
+				pool |= strncmp(st->key, "pool.", 5) == 0;
+			} else if (live_key(st->key))
+				emh_buf_addf(&moved, "%s%s", moved.len ? ", " : "", st->key);
 			else
 				emh_buf_addf(&keys, "%s%s", keys.len ? ", " : "", st->key);
 		}
-	if (keys.len) {
-		/* keys only: values may be secrets */
-		rc = keys.oom ? oom(err)
-			      : emh_error_set(err, EMH_ECONFIG,
-					      "context '%s': %s cannot change while it runs (only pool settings apply "
-					      "live); restart, or give the database a new context name",
-					      c->name, keys.ptr);
-		emh_buf_release(&keys);
-		return emh_error_context(err, rc, c->name);
-	}
+	/* keys only: values may be secrets */
+	if (keys.oom || moved.oom)
+		rc = oom(err);
+	else if (keys.len)
+		rc = emh_error_set(err, EMH_ECONFIG,
+				   "context '%s': %s cannot change while it runs (only pool.*, replicas.N.pool.* and "
+				   "max_replica_lag_ms apply live; replicas are added, removed or moved at a restart); "
+				   "restart, or give the database a new context name",
+				   c->name, keys.ptr);
+	else if (moved.len)
+		rc = emh_error_set(err, EMH_ECONFIG,
+				   "context '%s': %s cannot be set or unset while it runs (a replica's pool key it has "
+				   "may change its value); restart",
+				   c->name, moved.ptr);
 	emh_buf_release(&keys);
-	if (!pool)
+	emh_buf_release(&moved);
+	if (rc)
+		return emh_error_context(err, rc, c->name);
+	if (!live)
 		return 0;
 	pool_change *v = realloc(pl->changed, (pl->nchanged + 1) * sizeof *v);
 	if (!v)
 		return oom(err);
 	pl->changed = v;
-	v[pl->nchanged++] = (pool_change){.c = c, .conf = conf};
-	return 1; /* c's reference now belongs to the plan */
+	v[pl->nchanged] = (pool_change){.c = c, .conf = conf, .pool = pool};
+	/* c's reference belongs to the plan from here, error or not */
+	rc = plan_replicas(c, &v[pl->nchanged++], err);
+	return rc ? rc : 1;
 }
 
 static int plan_new(emh_host *h, plan *pl, emh__ctxconf *conf, emh_error *err)
@@ -315,8 +381,9 @@ static int plan_make(emh_host *h, plan *pl, const emh_reload_opts *opts, emh_err
 		emh_error lookup;
 		emh_context *c = emh__host_get_context(h, conf->name, &lookup);
 		if (c) {
+			size_t held = pl->nchanged;
 			rc = plan_existing(h, pl, c, conf, err);
-			if (rc != 1)
+			if (pl->nchanged == held)
 				emh__context_put(c);
 			rc = rc == 1 ? 0 : rc;
 		} else {
@@ -332,27 +399,52 @@ static int plan_make(emh_host *h, plan *pl, const emh_reload_opts *opts, emh_err
 	return 0;
 }
 
-/* "pool of d: max 8 -> 16, acquire_timeout_ms 5000 -> 2000" into the summary, and the settings shown. */
-static void apply_pool_settings(emh_host *h, plan *pl, const pool_change *pc)
+/*
+ * Every key of nw that live has with another value takes the new value
+ * (the old strings retired: they may be borrowed, emh_host_context_setting;
+ * drivers read no pool key), and its pool.* ones go into the summary as
+ * "pool of WHO: max 8 -> 16, acquire_timeout_ms 5000 -> 2000".  Whether a
+ * pool key changed.  Host lock held for writing.
+ */
+static bool apply_values(emh_host *h, emh_buf *b, const char *who, emh__settings *live, emh__settings *nw)
 {
-	emh_buf *b = &pl->summary;
-	emh_buf_addf(b, "%spool of %s:", b->len ? "; " : "", pc->c->name);
-	bool first = true;
-	for (size_t i = 0; i < pc->conf->s.n; i++) {
-		emh__setting *nw = &pc->conf->s.v[i];
-		emh__setting *st = emh__settings_find_mut(&pc->c->conf.s, nw->key);
-		if (strncmp(nw->key, "pool.", 5) != 0 || !st || same_str(st->value, nw->value))
+	bool pool = false;
+	for (size_t i = 0; i < nw->n; i++) {
+		emh__setting *ns = &nw->v[i];
+		emh__setting *st = emh__settings_find_mut(live, ns->key);
+		if (!st || same_str(st->value, ns->value))
 			continue;
-		emh_buf_addf(b, "%s %s %s -> %s", first ? "" : ",", nw->key + 5, st->value, nw->value);
-		first = false;
-		/* the old strings may be borrowed (emh_host_context_setting); drivers read no pool key */
+		if (strncmp(ns->key, "pool.", 5) == 0) {
+			if (!pool)
+				emh_buf_addf(b, "%spool of %s:", b->len ? "; " : "", who);
+			emh_buf_addf(b, "%s %s %s -> %s", pool ? "," : "", ns->key + 5, st->value, ns->value);
+			pool = true;
+		} else if (strcmp(ns->key, "max_replica_lag_ms") == 0) {
+			emh_buf_addf(b, "%smax_replica_lag_ms of %s: %s -> %s", b->len ? "; " : "", who, st->value,
+				     ns->value);
+		}
 		emh__host_retire(h, st->value);
 		emh__host_retire(h, st->origin);
 		emh__host_retire(h, st->path);
-		st->value = nw->value;
-		st->origin = nw->origin;
-		st->path = nw->path;
-		nw->value = nw->origin = nw->path = NULL;
+		st->value = ns->value;
+		st->origin = ns->origin;
+		st->path = ns->path;
+		ns->value = ns->origin = ns->path = NULL;
+	}
+	return pool;
+}
+
+/* pc's context and replicas take their new live settings.  Host lock held for writing. */
+static void apply_live(emh_host *h, plan *pl, pool_change *pc)
+{
+	emh_context *c = pc->c;
+	apply_values(h, &pl->summary, c->name, &c->conf.s, &pc->conf->s);
+	const char *lag = emh__ctxconf_get(&c->conf, "max_replica_lag_ms");
+	atomic_store_explicit(&c->max_replica_lag_ms, lag ? strtoll(lag, NULL, 10) : 0, memory_order_relaxed);
+	for (unsigned j = 0; pc->rconf && j < c->nreplicas; j++) {
+		char who[96];
+		snprintf(who, sizeof who, "%s replica %u", c->name, c->replicas[j].index);
+		pc->rchanged[j] = apply_values(h, &pl->summary, who, &c->replicas[j].conf.s, &pc->rconf[j].s);
 	}
 }
 
@@ -398,13 +490,21 @@ static int plan_apply(emh_host *h, plan *pl, emh_error *err)
 		return rc;
 	}
 	for (size_t i = 0; i < pl->nchanged; i++)
-		apply_pool_settings(h, pl, &pl->changed[i]);
+		apply_live(h, pl, &pl->changed[i]);
 	if (pl->max_changed)
 		apply_max_connections(h, pl);
 	pthread_rwlock_unlock(&h->lock);
-	for (size_t i = 0; i < pl->nchanged; i++)
-		if ((rc = emh__pool_configure(&pl->changed[i].c->pool, &pl->changed[i].c->conf, err)) != 0)
-			emh__log(&h->log, EMH_LOG_ERROR, pl->changed[i].c->name, "reload: %s", err->message);
+	for (size_t i = 0; i < pl->nchanged; i++) {
+		pool_change *pc = &pl->changed[i];
+		if (pc->pool && (rc = emh__pool_configure(&pc->c->pool, &pc->c->conf, err)) != 0)
+			emh__log(&h->log, EMH_LOG_ERROR, pc->c->name, "reload: %s", err->message);
+		for (unsigned j = 0; pc->rchanged && j < pc->c->nreplicas; j++) {
+			emh__replica *r = &pc->c->replicas[j];
+			if (pc->rchanged[j] && (rc = emh__pool_configure(&r->pool, &r->conf, err)) != 0)
+				emh__log(&h->log, EMH_LOG_ERROR, pc->c->name, "reload: replica %u: %s", r->index,
+					 err->message);
+		}
+	}
 	/* only reloads write it (reload_mu held); checked when read, as at start */
 	if (pl->max_changed && (rc = emh__budget_set_max(&h->budget, &h->cfg.max_connections, err)) != 0)
 		emh__log(&h->log, EMH_LOG_ERROR, NULL, "reload: %s", err->message);

@@ -55,18 +55,19 @@ static size_t driver_list(emh_host *h, const emh_driver **dl)
 }
 
 /*
- * Replica n's settings into r->conf: the context's, then its URL (url,
- * origin) if it has one, then its replicas.n.* keys; checked against the
- * driver like a context's.
+ * Replica `index`'s settings into rc as the context configuration cc makes
+ * them: cc's, then its URL (url, origin) if it has one, then its
+ * replicas.index.* keys; checked against the driver like a context's.
+ * Where it is, masked, into shown.
  */
-static int replica_conf(emh_context *c, emh__replica *r, const char *url, const char *url_origin, emh_error *err)
+static int replica_conf(emh_context *c, const emh__ctxconf *cc, unsigned index, const char *url,
+			const char *url_origin, emh__ctxconf *rc, char *shown, size_t cap, emh_error *err)
 {
-	emh__ctxconf *rc = &r->conf;
 	int rv = 0;
-	if (!(rc->name = strdup(c->name)) || !(rc->origin = emh__strf("replica %u of context '%s'", r->index, c->name)))
+	if (!(rc->name = strdup(c->name)) || !(rc->origin = emh__strf("replica %u of context '%s'", index, c->name)))
 		return emh__cfg_oom(err);
-	for (size_t i = 0; i < c->conf.s.n; i++)
-		if (inherited(c->conf.s.v[i].key) && copy_setting(&rc->s, &c->conf.s.v[i]))
+	for (size_t i = 0; i < cc->s.n; i++)
+		if (inherited(cc->s.v[i].key) && copy_setting(&rc->s, &cc->s.v[i]))
 			return emh__cfg_oom(err);
 	if (url) {
 		const emh_driver *dl[64];
@@ -76,15 +77,15 @@ static int replica_conf(emh_context *c, emh__replica *r, const char *url, const 
 		const char *dname = emh__ctxconf_get(rc, "driver");
 		if (!dname || strcmp(dname, c->drv->d.name) != 0)
 			return emh_error_set(err, EMH_ECONFIG, "%s: replica %u of context '%s' is a '%s' URL; the context's "
-					     "driver is '%s'", url_origin, r->index, c->name, dname ? dname : "?",
+					     "driver is '%s'", url_origin, index, c->name, dname ? dname : "?",
 					     c->drv->d.name);
 	}
-	for (size_t i = 0; i < c->conf.s.n; i++) {
-		const emh__setting *st = &c->conf.s.v[i];
+	for (size_t i = 0; i < cc->s.n; i++) {
+		const emh__setting *st = &cc->s.v[i];
 		unsigned n;
 		bool ok;
 		const char *key = emh__replica_key(st->key, &n, &ok);
-		if (!key || n != r->index || !ok || strcmp(key, "url") == 0)
+		if (!key || n != index || !ok || strcmp(key, "url") == 0)
 			continue;
 		/* the replica's own password replaces both of the context's */
 		if (strcmp(key, "password") == 0 || strcmp(key, "password_env") == 0) {
@@ -99,9 +100,9 @@ static int replica_conf(emh_context *c, emh__replica *r, const char *url, const 
 	const emh__setting *u = emh__settings_find(&rc->s, "url");
 	const char *host = emh__ctxconf_get(rc, "host"), *port = emh__ctxconf_get(rc, "port");
 	if (u && (!host || url))
-		snprintf(r->shown, sizeof r->shown, "%s", emh__setting_shown(u));
+		snprintf(shown, cap, "%s", emh__setting_shown(u));
 	else
-		snprintf(r->shown, sizeof r->shown, "%s%s%s", host ? host : "?", port ? ":" : "", port ? port : "");
+		snprintf(shown, cap, "%s%s%s", host ? host : "?", port ? ":" : "", port ? port : "");
 	return 0;
 }
 
@@ -109,7 +110,7 @@ static int replica_open(emh_context *c, emh__replica *r, const char *url, const 
 {
 	r->ctx = c;
 	atomic_init(&r->lag_ms, -1);
-	int rc = replica_conf(c, r, url, url_origin, err);
+	int rc = replica_conf(c, &c->conf, r->index, url, url_origin, &r->conf, r->shown, sizeof r->shown, err);
 	if (rc)
 		return rc;
 	emh__msgf(r->instance, sizeof r->instance, "%s-replica%u", c->instance, r->index);
@@ -146,7 +147,7 @@ int emh__replicas_open(emh_context *c, emh_error *err)
 {
 	const emh__setting *urls = emh__settings_find(&c->conf.s, "replica_urls");
 	const char *lag = emh__ctxconf_get(&c->conf, "max_replica_lag_ms");
-	c->max_replica_lag_ms = lag ? strtoll(lag, NULL, 10) : 0;
+	atomic_init(&c->max_replica_lag_ms, lag ? strtoll(lag, NULL, 10) : 0);
 	unsigned nkeyed = keyed_replicas(&c->conf), nurls = 0;
 	if (urls)
 		for (const char *s = urls->value; s; s = strchr(s, ','), s = s ? s + 1 : NULL)
@@ -200,6 +201,34 @@ int emh__replicas_open(emh_context *c, emh_error *err)
 	return rc;
 }
 
+int emh__replica_conf(emh_context *c, const emh__ctxconf *conf, const emh__replica *r, emh__ctxconf *out,
+		      emh_error *err)
+{
+	unsigned nkeyed = keyed_replicas(conf);
+	const emh__setting *u = r->index <= nkeyed ? keyed_url(conf, r->index) : emh__settings_find(&conf->s, "replica_urls");
+	char *list = NULL, *url = NULL, *origin = NULL, shown[256];
+	if (u && (!(origin = emh__strf("url (%s)", u->origin)) || !(list = strdup(u->value)))) {
+		free(origin);
+		return emh__cfg_oom(err);
+	}
+	if (u && r->index <= nkeyed)
+		url = list;
+	else if (u) { /* the (index - nkeyed)th of the list, as emh__replicas_open counts them */
+		char *save = NULL;
+		unsigned k = nkeyed;
+		for (char *t = strtok_r(list, ",", &save); t && !url; t = strtok_r(NULL, ",", &save))
+			if (++k == r->index)
+				for (url = t; *url == ' '; url++)
+					;
+	}
+	int rc = u && !url ? emh_error_set(err, EMH_ECONFIG, "context '%s': replica %u is gone from its configuration",
+					  c->name, r->index)
+			   : replica_conf(c, conf, r->index, url, origin, out, shown, sizeof shown, err);
+	free(list);
+	free(origin);
+	return rc;
+}
+
 void emh__replicas_close(emh_context *c)
 {
 	for (unsigned i = 0; i < c->nreplicas; i++) {
@@ -220,10 +249,11 @@ static bool replica_usable(emh_context *c, emh__replica *r, int64_t now)
 	int64_t until = atomic_load_explicit(&r->down_until_ns, memory_order_relaxed);
 	if (until && now < until)
 		return false;
-	if (c->max_replica_lag_ms > 0) {
+	int64_t max = atomic_load_explicit(&c->max_replica_lag_ms, memory_order_relaxed);
+	if (max > 0) {
 		/* lagging: skipped until its lag is due to be measured again (em.c measures it) */
 		int64_t lag = atomic_load_explicit(&r->lag_ms, memory_order_relaxed);
-		if (lag > c->max_replica_lag_ms && now - atomic_load_explicit(&r->lag_at_ns, memory_order_relaxed) < BACKOFF_MIN_NS)
+		if (lag > max && now - atomic_load_explicit(&r->lag_at_ns, memory_order_relaxed) < BACKOFF_MIN_NS)
 			return false;
 	}
 	return true;
@@ -299,7 +329,8 @@ int emh_host_replicas(emh_host *h, emh_replica_info **out, size_t *n, emh_error 
 			int64_t until = atomic_load_explicit(&r->down_until_ns, memory_order_relaxed);
 			ri->up = !until || now >= until;
 			ri->lag_ms = atomic_load_explicit(&r->lag_ms, memory_order_relaxed);
-			ri->lagging = c->max_replica_lag_ms > 0 && ri->lag_ms > c->max_replica_lag_ms;
+			int64_t max = atomic_load_explicit(&c->max_replica_lag_ms, memory_order_relaxed);
+			ri->lagging = max > 0 && ri->lag_ms > max;
 			ri->queries = atomic_load_explicit(&r->queries, memory_order_relaxed);
 			ri->errors = atomic_load_explicit(&r->errors, memory_order_relaxed);
 			ri->fallbacks = atomic_load_explicit(&r->fallbacks, memory_order_relaxed);

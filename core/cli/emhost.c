@@ -44,8 +44,9 @@ static const char usage_text[] =
 	"                 loading plugins)\n"
 	"  contexts       list the contexts with their driver, which is the default, the\n"
 	"                 connections each holds (open, idle, in use) and whether each is\n"
-	"                 reachable, then the host's connection budget; exit 1 when one\n"
-	"                 is not reachable\n"
+	"                 reachable, each one's read replicas (URL masked, connections;\n"
+	"                 not pinged), then the host's connection budget; exit 1 when\n"
+	"                 one is not reachable\n"
 	"  reload         make the running emhostd reload its configuration (SIGHUP to the\n"
 	"                 pid in --pid-file); it logs what changed or why it refused\n"
 	"  migrate        status, up, down, new: the context's migrations (emhost migrate --help)\n"
@@ -339,8 +340,27 @@ static int cmd_plugins_probe(const emh_host_opts *opts, struct logbuf *lb)
 }
 
 /*
+ * Context name's replicas, one line each under its row: where (passwords
+ * masked), its pool's connections, and what this process knows of it (not
+ * pinged: a fresh process has seen no failure; emhostd's /_emhost/health
+ * has the running state).
+ */
+static void print_replicas(const emh_replica_info *reps, size_t nr, const char *name)
+{
+	for (size_t j = 0; j < nr; j++) {
+		const emh_replica_info *ri = &reps[j];
+		if (strcmp(ri->context, name) != 0)
+			continue;
+		printf("  replica %u  %s  open %u idle %u in-use %u  %s%s%s\n", ri->index, ri->where,
+		       ri->in_use + ri->idle, ri->idle, ri->in_use, ri->up ? "not pinged" : "down: ",
+		       ri->up ? "" : ri->last_error, ri->lagging ? " (lagging)" : "");
+	}
+}
+
+/*
  * Each context pinged first, then listed with the connections it holds
- * (this process's: the ping's, now idle), and the host's budget last.
+ * (this process's: the ping's, now idle) and its read replicas, and the
+ * host's budget last.
  */
 static int cmd_contexts(emh_host *h)
 {
@@ -368,6 +388,13 @@ static int cmd_contexts(emh_host *h)
 		return cli_fail("%s", err.message);
 	}
 	n = n2 < n ? n2 : n;
+	emh_replica_info *reps = NULL;
+	size_t nr = 0;
+	if (emh_host_replicas(h, &reps, &nr, &err)) {
+		emh_context_info_free(ci, n2);
+		free(pinged);
+		return cli_fail("%s", err.message);
+	}
 	for (size_t i = 0; i < n; i++) {
 		size_t l = strlen(ci[i].name);
 		nw = l > nw ? l : nw;
@@ -389,7 +416,9 @@ static int cmd_contexts(emh_host *h)
 			printf("error: %s\n", *pinged[i].message ? pinged[i].message : emh_strerror(rc));
 			status = 1;
 		}
+		print_replicas(reps, nr, ci[i].name);
 	}
+	free(reps);
 	emh_context_info_free(ci, n2);
 	free(pinged);
 	emh_budget_info bi;

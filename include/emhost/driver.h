@@ -500,7 +500,11 @@ typedef struct emh_driver {
 	 * replayed every transaction up to pos (a position text of this driver;
 	 * EMH_EINVAL for one it cannot read), waiting at most wait_ms for it.
 	 * lag_ms: on a replica's connection, how far behind its primary it is
-	 * in milliseconds (0 caught up), -1 when it cannot tell; optional.
+	 * in milliseconds (0 caught up); EMH_LAG_INFINITE when its replication
+	 * is stopped or broken (it falls behind without bound: the core takes
+	 * it out of rotation under any max_replica_lag_ms); -1 when it cannot
+	 * tell (not a replica now: a promoted standby), which the core lets
+	 * serve; optional.  An error leaves the replica out until measured.
 	 * position and replayed: both or neither.  Zero/NULL: as before (the
 	 * core then routes tokens' reads to the primary and never measures lag).
 	 */
@@ -508,6 +512,9 @@ typedef struct emh_driver {
 	int (*replayed)(emh_conn *c, const char *pos, int64_t wait_ms, bool *yes, emh_error *err);
 	int (*lag_ms)(emh_conn *c, int64_t *lag, emh_error *err);
 } emh_driver;
+
+/* emh_driver.lag_ms: replication stopped or broken, as far behind as can be. */
+#define EMH_LAG_INFINITE INT64_MAX
 
 /* emh_driver.null_order */
 enum {

@@ -179,16 +179,18 @@ typedef struct emh_reload_opts {
  *     EMH_ENOCONTEXT at once, the call waits for the forks still open on
  *     them (as emh_host_remove_context); contexts added through
  *     emh_host_add_context are not the file's and stay;
- *   - changed pool.* settings apply to the live pools (a larger max serves
- *     waiting forks at once; connections above a smaller max are closed
- *     when idle);
+ *   - changed pool.* settings apply to the live pools, the read replicas'
+ *     too (a larger max serves waiting forks at once; connections above a
+ *     smaller max are closed when idle), and so do a replica's own
+ *     replicas.N.pool.* values and max_replica_lag_ms;
  *   - driver plugins dropped into the plugin directory since start are
  *     loaded (a file refused before is tried again).
  *
  * Everything else is refused with nothing changed, and so is a
  * configuration with an error: a context's driver or connection settings
- * (any key but pool.*), the default context, removing a pinned or the
- * default context.  A refused reload keeps only the drivers it loaded.
+ * (any key but those above), its replicas (their list, URLs and keys, a
+ * replicas.N.pool.* key set or unset), the default context, removing a
+ * pinned or the default context.  A refused reload keeps only the drivers it loaded.
  * Services and the server section are not reloaded (a change to them is
  * logged as applying at the next start).  Forks open during the reload are
  * never failed by it.  The outcome is logged ("reload: added contexts a,
@@ -293,7 +295,9 @@ typedef struct emh_replica_info {
 	char where[256];       /* its URL with passwords masked, or host:port */
 	bool up;               /* false while skipped after a failure (back-off) */
 	bool lagging;          /* its measured lag is above max_replica_lag_ms */
-	int64_t lag_ms;        /* last measured lag, -1 when never measured */
+	int64_t lag_ms;        /* last measured lag, -1 when never measured (or the driver cannot tell),
+	                          INT64_MAX (EMH_LAG_INFINITE) while its replication is stopped or its lag
+	                          cannot be measured */
 	uint64_t queries;      /* reads it answered */
 	uint64_t errors;       /* calls on it that failed */
 	uint64_t fallbacks;    /* reads sent to the primary because it failed */

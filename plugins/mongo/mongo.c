@@ -139,19 +139,57 @@ void mg_call(emh_conn *c)
  * brackets, is such an error or when there is none yet (its check was still
  * waiting); a refused connect ("Failed to connect") is a server down.
  */
-static bool mg_timed_out(const emh_dctx *dc, int64_t since_ms, const bson_error_t *e)
+static bool mg_timed_out(const emh_dctx *dc, int64_t since_ms, const bson_error_t *e, bool answered)
 {
 	const char *why = strchr(e->message, '[');
 	if (e->domain == MONGOC_ERROR_SERVER_SELECTION)
-		return !why || (strstr(why, "timeout") && !strstr(why, "Failed to connect"));
+		return !answered && (!why || (strstr(why, "timeout") && !strstr(why, "Failed to connect")));
 	return e->domain == MONGOC_ERROR_STREAM && strstr(e->message, "timeout") && dc && dc->sock_ms > 0 &&
 	       since_ms > 0 && mg_now_ms() - since_ms >= dc->sock_ms - 100;
 }
 
-static int mg_fail_at(emh_dctx *dc, int64_t since_ms, emh_error *err, const bson_error_t *e, const bson_t *reply,
-		      const char *what, const char *coll)
+/*
+ * After a server selection failed: did every server of the client's
+ * topology answer its check, none of them suiting (a replica set with no
+ * primary now: its secondaries answer; a URL's replicaSet that a server is
+ * not a member of: libmongoc drops that server, and an empty topology is
+ * answered too)?  Then the set is unavailable, not silent.  libmongoc lists
+ * only the servers that answered, so the topology's size comes from its
+ * monitoring events (dc->servers).  What the topology holds goes into why
+ * ("127.0.0.1:27017 RSSecondary", or what is missing).
+ */
+static bool mg_topology_answered(const emh_dctx *dc, mongoc_client_t *client, char *why, size_t cap)
+{
+	size_t n = 0, used = 0;
+	why[0] = '\0';
+	if (!client || !dc)
+		return false;
+	mongoc_server_description_t **sds = mongoc_client_get_server_descriptions(client, &n);
+	bool answered = (int)n >= atomic_load(&dc->servers);
+	for (size_t i = 0; i < n; i++) {
+		const char *type = mongoc_server_description_type(sds[i]);
+		const mongoc_host_list_t *host = mongoc_server_description_host(sds[i]);
+		answered &= strcmp(type, "Unknown") != 0;
+		if (used < cap) {
+			int k = snprintf(why + used, cap - used, "%s%s %s", i ? ", " : "", host->host_and_port, type);
+			used += k > 0 ? (size_t)k : 0;
+		}
+	}
+	mongoc_server_descriptions_destroy_all(sds, n);
+	const char *set = mongoc_uri_get_replica_set(mongoc_client_get_uri(client));
+	if (n == 0 && set)
+		snprintf(why, cap, "no host of the url is a member of replica set '%s'", set);
+	else if (n == 0)
+		snprintf(why, cap, "no host left in the topology");
+	return answered;
+}
+
+static int mg_fail_at(emh_dctx *dc, mongoc_client_t *client, int64_t since_ms, emh_error *err, const bson_error_t *e,
+		      const bson_t *reply, const char *what, const char *coll)
 {
 	int code = EMH_EDRIVER, rc;
+	char topo[256] = "";
+	bool answered = e->domain == MONGOC_ERROR_SERVER_SELECTION && mg_topology_answered(dc, client, topo, sizeof topo);
 	bool transient = reply && mongoc_error_has_label(reply, "TransientTransactionError");
 	const char *on = coll ? " on collection '" : "", *on_end = coll ? "'" : "";
 
@@ -164,7 +202,7 @@ static int mg_fail_at(emh_dctx *dc, int64_t since_ms, emh_error *err, const bson
 		 * the SQL drivers report them (retrying cannot help). */
 		rc = emh_error_set(err, EMH_ECONFIG, "%s%s%s%s: authentication or authorization failed: %s", what,
 				   on, coll, on_end, e->message);
-	} else if (mg_timed_out(dc, since_ms, e)) {
+	} else if (mg_timed_out(dc, since_ms, e, answered)) {
 		if (e->domain == MONGOC_ERROR_SERVER_SELECTION)
 			rc = emh_error_set(err, EMH_ETIMEOUT, "no answer from mongodb during %s%s%s%s: %s", what, on,
 					   coll, on_end, e->message);
@@ -175,8 +213,9 @@ static int mg_fail_at(emh_dctx *dc, int64_t since_ms, emh_error *err, const bson
 	    e->domain == MONGOC_ERROR_PROTOCOL ||
 	    ((e->domain == MONGOC_ERROR_SERVER || e->domain == MONGOC_ERROR_QUERY) &&
 	     mg_code_unavailable(e->code))) {
-		rc = emh_error_set(err, EMH_EUNAVAILABLE, "mongodb unavailable during %s%s%s%s: %s", what, on,
-				   coll, on_end, e->message);
+		rc = emh_error_set(err, EMH_EUNAVAILABLE, "mongodb unavailable during %s%s%s%s: %s%s%s%s", what, on,
+				   coll, on_end, e->message, answered ? " (" : "", answered ? topo : "",
+				   answered ? ")" : "");
 	} else if ((e->domain == MONGOC_ERROR_SERVER || e->domain == MONGOC_ERROR_QUERY) &&
 		   e->code == MG_E_MAX_TIME_EXPIRED) {
 		rc = emh_error_set(err, EMH_ETIMEOUT, "%s%s%s%s: past maxTimeMS (statement_timeout_ms): %s", what, on,
@@ -204,7 +243,7 @@ static int mg_fail_at(emh_dctx *dc, int64_t since_ms, emh_error *err, const bson
 int mg_fail(emh_conn *c, emh_error *err, const bson_error_t *e, const bson_t *reply, const char *what,
 	    const char *coll)
 {
-	return mg_fail_at(c->dc, c->call_ms, err, e, reply, what, coll);
+	return mg_fail_at(c->dc, c->client, c->call_ms, err, e, reply, what, coll);
 }
 
 /* ---- context and connections ---- */
@@ -303,7 +342,9 @@ static int mg_uri_option(mongoc_uri_t *uri, const char *key, const char *value, 
 		ok = false;
 		for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++)
 			if (strcmp(value, modes[k].name) == 0) {
-				mongoc_read_prefs_t *rp = mongoc_read_prefs_new(modes[k].mode);
+				/* the mode only: tags and maxStalenessSeconds of the url stay */
+				mongoc_read_prefs_t *rp = mongoc_read_prefs_copy(mongoc_uri_get_read_prefs_t(uri));
+				mongoc_read_prefs_set_mode(rp, modes[k].mode);
 				mongoc_uri_set_read_prefs_t(uri, rp);
 				mongoc_read_prefs_destroy(rp);
 				ok = true;
@@ -323,6 +364,19 @@ static int mg_uri_option(mongoc_uri_t *uri, const char *key, const char *value, 
 		ok = false;
 	}
 	return ok ? 0 : emh_error_set(err, EMH_ECONFIG, "invalid value '%s' for mongodb option '%s'", value, key);
+}
+
+/* The servers in the pool's topology: seeds and members found open, servers dropped close. */
+static void mg_server_opening(const mongoc_apm_server_opening_t *ev)
+{
+	emh_dctx *dc = mongoc_apm_server_opening_get_context(ev);
+	atomic_fetch_add(&dc->servers, 1);
+}
+
+static void mg_server_closed(const mongoc_apm_server_closed_t *ev)
+{
+	emh_dctx *dc = mongoc_apm_server_closed_get_context(ev);
+	atomic_fetch_sub(&dc->servers, 1);
 }
 
 /*
@@ -444,6 +498,19 @@ static int mg_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 		goto out_free_dc;
 	}
 	mongoc_client_pool_set_error_api(dc->pool, MONGOC_ERROR_API_VERSION_2);
+	mongoc_apm_callbacks_t *apm = mongoc_apm_callbacks_new();
+	if (!apm) {
+		rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
+		goto out_free_pool;
+	}
+	mongoc_apm_set_server_opening_cb(apm, mg_server_opening);
+	mongoc_apm_set_server_closed_cb(apm, mg_server_closed);
+	bool set = mongoc_client_pool_set_apm_callbacks(dc->pool, apm, dc);
+	mongoc_apm_callbacks_destroy(apm);
+	if (!set) {
+		rc = emh_error_set(err, EMH_EDRIVER, "cannot watch the mongodb client pool's servers");
+		goto out_free_pool;
+	}
 	mongoc_client_pool_max_size(dc->pool, dc->max_pool);
 	if (!(app_name && *app_name) && !mongoc_uri_get_appname(uri))
 		mongoc_client_pool_set_appname(dc->pool, "emhost");
@@ -452,6 +519,8 @@ static int mg_context_open(const emh_params *p, emh_dctx **out, emh_error *err)
 	*out = dc;
 	return 0;
 
+out_free_pool:
+	mongoc_client_pool_destroy(dc->pool);
 out_free_dc:
 	free(dc->database);
 	free(dc);
@@ -478,10 +547,11 @@ static int mg_command_ping(emh_dctx *dc, mongoc_client_t *client, emh_error *err
 	bool ok;
 
 	BSON_APPEND_INT32(&cmd, "ping", 1);
-	ok = mongoc_client_command_simple(client, "admin", &cmd, NULL, &reply, &e);
+	/* any server the client's reads may use (readPreference): not always the primary */
+	ok = mongoc_client_command_simple(client, "admin", &cmd, mongoc_client_get_read_prefs(client), &reply, &e);
 	bson_destroy(&cmd);
 	if (!ok) {
-		int rc = mg_fail_at(dc, t0, err, &e, &reply, "ping", NULL);
+		int rc = mg_fail_at(dc, client, t0, err, &e, &reply, "ping", NULL);
 		bson_destroy(&reply);
 		return rc;
 	}
@@ -521,6 +591,42 @@ static uint64_t mg_server_caps(mongoc_client_t *client)
 	       ((replset || mongos) && sessions ? EMH_CAP_TRANSACTIONS | EMH_CAP_ATOMIC_FLUSH : 0);
 }
 
+/*
+ * What the client makes of the URL, as libmongoc parsed it (the hosts, the
+ * replica set, the read preference its reads use): logged at debug level
+ * once per context, so that what a replica-set URL means can be checked.
+ */
+static void mg_describe_client(const emh_params *p, emh_dctx *dc, mongoc_client_t *client)
+{
+	static const char *const modes[] = {
+		[MONGOC_READ_PRIMARY] = "primary", [MONGOC_READ_SECONDARY] = "secondary",
+		[MONGOC_READ_PRIMARY_PREFERRED] = "primaryPreferred",
+		[MONGOC_READ_SECONDARY_PREFERRED] = "secondaryPreferred", [MONGOC_READ_NEAREST] = "nearest",
+	};
+	if (atomic_exchange(&dc->described, true))
+		return;
+	const mongoc_uri_t *uri = mongoc_client_get_uri(client);
+	const mongoc_read_prefs_t *rp = mongoc_client_get_read_prefs(client);
+	char hosts[512] = "";
+	size_t used = 0;
+	for (const mongoc_host_list_t *h = mongoc_uri_get_hosts(uri); h && used < sizeof hosts; h = h->next) {
+		int k = snprintf(hosts + used, sizeof hosts - used, "%s%s", used ? "," : "", h->host_and_port);
+		used += k > 0 ? (size_t)k : 0;
+	}
+	mongoc_read_mode_t mode = mongoc_read_prefs_get_mode(rp);
+	const bson_t *tags = mongoc_read_prefs_get_tags(rp);
+	char *tj = tags && bson_count_keys(tags) ? bson_array_as_json(tags, NULL) : NULL;
+	const char *set = mongoc_uri_get_replica_set(uri);
+	emh_params_log(p, EMH_LOG_DEBUG,
+		       "mongo: client: hosts %s; replicaSet %s; readPreference %s; readPreferenceTags %s; "
+		       "maxStalenessSeconds %lld; serverSelectionTimeoutMS %d",
+		       hosts, set ? set : "(none)",
+		       mode < sizeof modes / sizeof *modes && modes[mode] ? modes[mode] : "?", tj ? tj : "(none)",
+		       (long long)mongoc_read_prefs_get_max_staleness_seconds(rp),
+		       (int)mongoc_uri_get_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 0));
+	bson_free(tj);
+}
+
 static int mg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_error *err)
 {
 	mongoc_client_t *client;
@@ -531,6 +637,7 @@ static int mg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	client = mongoc_client_pool_try_pop(dc->pool);
 	if (!client)
 		return emh_error_set(err, EMH_ETIMEOUT, "libmongoc client pool exhausted (%u clients)", dc->max_pool);
+	mg_describe_client(p, dc, client);
 	/* Selects the server (at most server_selection_timeout_ms) and makes a
 	 * round trip, so a server that is down is reported now. */
 	unsigned gen = atomic_load(&dc->down_gen);

@@ -89,6 +89,8 @@ struct emh_dctx {
 	char *database;
 	uint32_t max_pool;
 	atomic_bool warned_standalone; /* the "no transactions" warning, once per context */
+	atomic_bool described;         /* the client's URL as parsed, logged once per context */
+	atomic_int servers;            /* in the pool's topology, from its monitoring events */
 	atomic_uint down_gen;          /* bumped each time an operation finds the server gone */
 	long long stmt_ms;             /* statement_timeout_ms: maxTimeMS of reads; 0 = none */
 	int32_t sock_ms;               /* the URI's socketTimeoutMS in effect (0: libmongoc's) */

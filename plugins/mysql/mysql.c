@@ -359,4 +359,5 @@ EMH_DRIVER_EXPORT const emh_driver emh_driver_descriptor = {
 	.migrate_unlock = my_migrate_unlock,
 	.position = my_position,
 	.replayed = my_replayed,
+	.lag_ms = my_lag_ms,
 };

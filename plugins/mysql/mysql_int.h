@@ -159,6 +159,7 @@ int my_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err);
 int my_migrate_unlock(emh_conn *c, bool commit, emh_error *err);
 int my_position(emh_conn *c, char *buf, size_t cap, emh_error *err);
 int my_replayed(emh_conn *c, const char *pos, int64_t wait_ms, bool *yes, emh_error *err);
+int my_lag_ms(emh_conn *c, int64_t *lag, emh_error *err);
 
 /* statements.c */
 int my_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_rowsink *sink, emh_error *err);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* plugins/mysql/session.c: what runs on a connection outside compiled statements: raw SQL and ping. */
+/* plugins/mysql/session.c: what runs on a connection outside compiled statements: raw SQL, ping, the
+ * migration lock and the replication position, replay check and lag. */
 #include "config.h"
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -229,4 +231,49 @@ int my_replayed(emh_conn *c, const char *pos, int64_t wait_ms, bool *yes, emh_er
 	*yes = strcmp(v, "0") == 0;
 	my_strtab_release(&t);
 	return 0;
+}
+
+/*
+ * SHOW SLAVE STATUS's Seconds_Behind_Master in ms (whole seconds: the
+ * server counts no finer).  NULL there means the SQL or the IO thread is
+ * stopped (or not connected to its primary), and no row means the server
+ * replicates from nothing: either way it falls behind without bound, which
+ * is EMH_LAG_INFINITE, never "cannot tell".  Read by name: the columns
+ * differ between versions (MySQL 8.0.22 on: SHOW REPLICA STATUS,
+ * Seconds_Behind_Source; 8.4 has no SHOW SLAVE STATUS).
+ */
+int my_lag_ms(emh_conn *c, int64_t *lag, emh_error *err)
+{
+	const char *sql = !c->mariadb && c->server_version >= 80022UL ? "SHOW REPLICA STATUS" : "SHOW SLAVE STATUS";
+	*lag = -1;
+	int rc = my_call_enter(c, err);
+	if (rc)
+		return rc;
+	if (mysql_real_query(c->my, sql, (unsigned long)strlen(sql)) != 0)
+		return my_deadline(c, my_conn_fail(c, "replica lag", NULL, err), err);
+	MYSQL_RES *res = mysql_store_result(c->my);
+	if (!res)
+		return my_deadline(c, my_conn_fail(c, "replica lag", NULL, err), err);
+	unsigned nf = mysql_num_fields(res), col = nf;
+	MYSQL_FIELD *fields = mysql_fetch_fields(res);
+	for (unsigned i = 0; i < nf && col == nf; i++)
+		if (strcmp(fields[i].name, "Seconds_Behind_Master") == 0 || strcmp(fields[i].name, "Seconds_Behind_Source") == 0)
+			col = i;
+	MYSQL_ROW row = col < nf ? mysql_fetch_row(res) : NULL;
+	if (col == nf)
+		rc = emh_error_set(err, EMH_EDRIVER, "replica lag: %s has no Seconds_Behind_Master", sql);
+	else if (!row || !row[col])
+		*lag = EMH_LAG_INFINITE;
+	else {
+		char *end;
+		long long s = strtoll(row[col], &end, 10);
+		if (*end || s < 0)
+			rc = emh_error_set(err, EMH_EDRIVER, "replica lag: Seconds_Behind_Master '%s'", row[col]);
+		else
+			*lag = s > INT64_MAX / 1000 ? EMH_LAG_INFINITE : (int64_t)s * 1000;
+	}
+	mysql_free_result(res);
+	while (mysql_next_result(c->my) == 0) /* none expected; the connection stays in step */
+		mysql_free_result(mysql_store_result(c->my));
+	return rc;
 }

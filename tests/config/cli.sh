@@ -226,6 +226,12 @@ if [ -f "$plugins/postgres.so" ]; then
 	outline "^  url +postgresql://carl:\*{8}@127\.0\.0\.1:1/x +env EMH_CONTEXT_ENVPG_URL$" "env url shown with its password masked"
 	EMH_CONTEXT_ENVPG_URL="postgresql://carl:Env-Url-Secret-99@127.0.0.1:1/x" run -p "$plugins" contexts
 	status 1 "env url context unreachable"
+	EMH_CONTEXT_ENVPG_URL="postgresql://carl:Env-Url-Secret-99@127.0.0.1:1/x" \
+		EMH_CONTEXT_ENVPG_REPLICA_URLS="postgresql://carl:Env-Url-Secret-99@127.0.0.1:2/x" run -p "$plugins" contexts
+	outline "^  replica 1  postgresql://carl:\*{8}@127\.0\.0\.1:2/x  open 0 idle 0 in-use 0  not pinged$" "contexts lists a replica under its context, its password masked"
+	EMH_CONTEXT_ENVPG_URL="postgresql://carl:Env-Url-Secret-99@127.0.0.1:1/x" \
+		EMH_CONTEXT_ENVPG_REPLICA_URLS="postgresql://carl:Env-Url-Secret-99@127.0.0.1:2/x" run -p "$plugins" check-config
+	outline "^  replica_urls +postgresql://carl:\*{8}@127\.0\.0\.1:2/x +env EMH_CONTEXT_ENVPG_REPLICA_URLS$" "check-config shows replica_urls masked, with its origin"
 	EMH_CONTEXT_ENVPG_URL="postgresql://carl:Env-Url-Secret-99@127.0.0.1:bad/x" run -p "$plugins" check-config
 	status 1 "bad env url"
 	err "context 'envpg': url: 'port' must be in [1, 65535], got 'bad'" "a bad port in the url is refused at start-up"
@@ -256,7 +262,7 @@ if [ -f "$plugins/postgres.so" ]; then
 	status 1 "its context is unreachable, and says so without the password"
 else
 	diag "SKIPPING the PostgreSQL secret tests: $plugins/postgres.so is not built (configure found no libpq)"
-	skip 31 "postgres plugin not built"
+	skip 33 "postgres plugin not built"
 fi
 
 # ---- a MongoDB URL with several hosts (no server needed: the driver connects lazily) ----

@@ -12,3 +12,10 @@ TESTS += tests/replicas/t_daemon
 tests_replicas_t_daemon_SOURCES = tests/replicas/t_daemon.c $(DTEST_SOURCES)
 tests_replicas_t_daemon_CFLAGS = $(DTEST_CFLAGS)
 tests_replicas_t_daemon_LDADD = core/libemhost.la $(DTEST_LIBS)
+# MongoDB replica-set URLs against the standalone test server (what can be verified without a replica set)
+if HAVE_MONGO
+check_PROGRAMS += tests/replicas/test_mongo_rs
+TESTS += tests/replicas/test_mongo_rs
+tests_replicas_test_mongo_rs_SOURCES = tests/replicas/test_mongo_rs.c $(FIXTURE_SOURCES)
+tests_replicas_test_mongo_rs_LDADD = core/libemhost.la $(EMH_PTHREAD_LIBS)
+endif

@@ -55,6 +55,7 @@ typedef struct server {
 	const char *admin;       /* a URL of the replica that may pause its replay */
 	const char *pause, *resume;
 	bool lag;                /* the driver measures lag */
+	bool lag_stopped_infinite; /* paused replication is reported as EMH_LAG_INFINITE */
 } server;
 
 static void sleep_ms(int ms)
@@ -152,6 +153,18 @@ static void test_token(emh_host *h, const server *s)
 		sleep_ms(1200); /* the last replayed commit (before the pause) is older than 500 ms by now */
 		is_int(who_answers_in(h, "l", NULL, &err), 0, "%s: lag: a replica further behind than max_replica_lag_ms "
 		       "serves no reads", s->name);
+		emh_replica_info *reps;
+		size_t nr;
+		if (emh_host_replicas(h, &reps, &nr, &err))
+			bail("emh_host_replicas: %s", err.message);
+		const emh_replica_info *li = NULL;
+		for (size_t i = 0; i < nr; i++)
+			if (strcmp(reps[i].context, "l") == 0)
+				li = &reps[i];
+		/* MariaDB's Seconds_Behind_Master is NULL with the SQL thread stopped: no bound */
+		ok(li && li->lagging && li->lag_ms > 500 && (!s->lag_stopped_infinite || li->lag_ms == INT64_MAX),
+		   "%s: lag: emh_host_replicas shows it lagging (lag_ms %lld)", s->name, li ? (long long)li->lag_ms : -2);
+		free(reps);
 	}
 	admin(h, s->resume);
 	if (s->lag) {
@@ -403,6 +416,129 @@ static void test_config(const fixture *fx)
 }
 
 /*
+ * Two forks of ctx open at once, each reading: the first takes the
+ * replica's connection and keeps it; what answered the second (1 the
+ * replica, 0 the primary: the replica's pool had no room).
+ */
+static int second_fork_reads(emh_host *h, const char *ctx)
+{
+	emh_error err;
+	emh_em *a = NULL;
+	int got = -1;
+	if (emh_host_fork(h, ctx, &a, &err) == 0) {
+		emh_repo *r = fixture_repo(a, &who_entity);
+		who *w = NULL;
+		/* -2: the first read did not land on the replica (skipped for its back-off) */
+		got = emh_repo_get(r, emh_v_int64(1), (void **)&w, &err) == 0 && w && w->standby == 1
+			      ? who_answers_in(h, ctx, NULL, &err)
+			      : -2;
+	}
+	emh_em_close(a);
+	return got;
+}
+
+/* second_fork_reads until it says want (a replica whose pool timed out is skipped for a back-off of 1 s). */
+static int second_fork_reads_until(emh_host *h, const char *ctx, int want)
+{
+	int got = -1;
+	for (int waited = 0; waited < 5000; waited += 100) {
+		if ((got = second_fork_reads(h, ctx)) == want)
+			break;
+		sleep_ms(100);
+	}
+	return got;
+}
+
+static int reload_with(emh_host *h, const char *conf, const char *text, char *sum, size_t cap, emh_error *err)
+{
+	static const char *const none[] = {NULL};
+	write_file(conf, text);
+	emh_reload_opts ro = {.envp = none};
+	return emh_host_reload(h, &ro, sum, cap, err);
+}
+
+/*
+ * A reload reaches the replicas' pools: r's replica inherits its pool from
+ * r (max 1: a second fork finds no room and reads the primary), q's has a
+ * pool.max of its own.  r's pool.max 1 -> 2 applies to r's replica too, not
+ * to q's; q's replicas.1.pool.max 1 -> 2 applies to q's replica;
+ * max_replica_lag_ms applies; a replica moved, added or given a pool key
+ * it did not have is refused, saying so, with nothing changed.
+ */
+static void test_reload(const fixture *fx)
+{
+	char prim[1024], rep[1024], conf[1024], text[8192], sum[512];
+	fixture_path(fx, "primary.db", prim, sizeof prim);
+	fixture_path(fx, "replica.db", rep, sizeof rep);
+	fixture_path(fx, "reload.conf", conf, sizeof conf);
+	static const char fmt[] =
+		"default_context = \"r\";\n"
+		"contexts = ( { name = \"r\"; url = \"sqlite://%s\"; pool = { max = %d; acquire_timeout_ms = 100; };\n"
+		"    max_replica_lag_ms = %d; replicas = ( { url = \"sqlite://%s\"; } ); },\n"
+		"  { name = \"q\"; url = \"sqlite://%s\"; pool = { max = %d; acquire_timeout_ms = 100; };\n"
+		"    replicas = ( { url = \"sqlite://%s\"; pool = { max = %d; }; } ); } );\n";
+	snprintf(text, sizeof text, fmt, prim, 1, 0, rep, prim, 1, rep, 1);
+	write_file(conf, text);
+	static const char *const none[] = {NULL};
+	emh_host_opts o = {.config_path = conf, .plugin_dir = fx->plugin_dir, .envp = none, .log_level = EMH_LOG_ERROR};
+	emh_host *h;
+	emh_error err;
+	if (emh_host_new(&o, &h, &err))
+		bail("reload: host: %s", err.message);
+	fixture_register(h, "r", &who_entity);
+	fixture_register(h, "q", &who_entity);
+	is_int(second_fork_reads(h, "r"), 0, "reload: r's replica inherits pool.max 1: a second fork reads the primary");
+
+	snprintf(text, sizeof text, fmt, prim, 2, 500, rep, prim, 2, rep, 1);
+	int rc = reload_with(h, conf, text, sum, sizeof sum, &err);
+	is_int(rc, 0, "reload: r's pool.max 1 -> 2, q's 1 -> 2, r's max_replica_lag_ms 0 -> 500 (%s)",
+	       rc ? err.message : sum);
+	like_str(sum, "pool of r replica 1: max 1 -> 2", "reload: the summary names the replica's pool");
+	like_str(sum, "max_replica_lag_ms of r: 0 -> 500", "reload: and max_replica_lag_ms");
+	ok(!strstr(sum, "q replica"), "reload: q's replica keeps its own pool.max (%s)", sum);
+	is_int(second_fork_reads_until(h, "r", 1), 1, "reload: r's replica pool took max 2: the second fork reads it");
+	is_int(second_fork_reads(h, "q"), 0, "reload: q's replica pool is still max 1");
+	const char *lag = emh_host_context_setting(h, "r", "max_replica_lag_ms");
+	is_str(lag ? lag : "(unset)", "500", "reload: r's max_replica_lag_ms shows the new value");
+
+	snprintf(text, sizeof text, fmt, prim, 2, 500, rep, prim, 2, rep, 2);
+	rc = reload_with(h, conf, text, sum, sizeof sum, &err);
+	ok(rc == 0 && strstr(sum, "pool of q replica 1: max 1 -> 2") && !strstr(sum, "pool of q:"),
+	   "reload: q's replicas.1.pool.max 1 -> 2 (%s)", rc ? err.message : sum);
+	is_int(second_fork_reads_until(h, "q", 1), 1, "reload: q's replica pool took max 2: the second fork reads it");
+
+	/* what a reload refuses: the replica list, a replica's URL, a pool key a replica did not have */
+	char other[1100];
+	snprintf(other, sizeof other, "%s-other", rep);
+	const char *bad[3];
+	char t1[8192], t2[8192], t3[8192];
+	snprintf(t1, sizeof t1, fmt, prim, 2, 500, other, prim, 2, rep, 2);
+	snprintf(t2, sizeof t2,
+		 "default_context = \"r\";\n"
+		 "contexts = ( { name = \"r\"; url = \"sqlite://%s\"; pool = { max = 2; acquire_timeout_ms = 100; };\n"
+		 "    max_replica_lag_ms = 500; replicas = ( { url = \"sqlite://%s\"; }, { url = \"sqlite://%s\"; } ); },\n"
+		 "  { name = \"q\"; url = \"sqlite://%s\"; pool = { max = 2; acquire_timeout_ms = 100; };\n"
+		 "    replicas = ( { url = \"sqlite://%s\"; pool = { max = 2; }; } ); } );\n", prim, rep, rep, prim, rep);
+	snprintf(t3, sizeof t3,
+		 "default_context = \"r\";\n"
+		 "contexts = ( { name = \"r\"; url = \"sqlite://%s\"; pool = { max = 2; acquire_timeout_ms = 100; };\n"
+		 "    max_replica_lag_ms = 500; replicas = ( { url = \"sqlite://%s\"; pool = { min = 1; }; } ); },\n"
+		 "  { name = \"q\"; url = \"sqlite://%s\"; pool = { max = 2; acquire_timeout_ms = 100; };\n"
+		 "    replicas = ( { url = \"sqlite://%s\"; pool = { max = 2; }; } ); } );\n", prim, rep, prim, rep);
+	bad[0] = t1, bad[1] = t2, bad[2] = t3;
+	static const char *const why[] = {"replicas.1.url cannot change", "replicas.2.url cannot change",
+					  "replicas.1.pool.min cannot be set or unset"};
+	static const char *const what[] = {"a replica's URL", "a replica added", "a pool key the replica inherited"};
+	for (int i = 0; i < 3; i++) {
+		rc = reload_with(h, conf, bad[i], sum, sizeof sum, &err);
+		ok(rc == EMH_ECONFIG && strstr(err.message, why[i]), "reload: %s is refused, saying so (%s)", what[i],
+		   rc ? err.message : sum);
+	}
+	is_int(second_fork_reads(h, "r"), 1, "reload: after the refusals r's replica is still in use");
+	emh_host_free(h);
+}
+
+/*
  * libpq's own failover: a two-host URL whose first host is down (a closed
  * port) connects to the second; target_session_attrs=read-write on a URL
  * listing the standby first finds the primary.
@@ -452,6 +588,7 @@ int main(void)
 	fixture fx;
 	fixture_init(&fx, "replicas");
 	test_config(&fx);
+	test_reload(&fx);
 	server servers[] = {
 		{.name = "pg", .url = getenv("EMH_TEST_PG_URL"), .rurl = getenv("EMH_TEST_PG_STANDBY_URL"),
 		 .script = "pg", .stop = "standby-stop", .start = "standby-start",
@@ -467,7 +604,7 @@ int main(void)
 			  "RETURN @@server_id = 2; "
 			  "CREATE OR REPLACE VIEW emh_rep_who AS SELECT CAST(1 AS SIGNED) AS id, emh_rep_standby() AS standby",
 		 .admin = getenv("EMH_TEST_MYSQL_REPLICA_ADMIN_URL"), .pause = "STOP SLAVE SQL_THREAD",
-		 .resume = "START SLAVE SQL_THREAD"},
+		 .resume = "START SLAVE SQL_THREAD", .lag = true, .lag_stopped_infinite = true},
 	};
 	for (size_t i = 0; i < sizeof servers / sizeof *servers; i++) {
 		const server *s = &servers[i];
@@ -475,7 +612,7 @@ int main(void)
 			char why[160];
 			snprintf(why, sizeof why, "%s replica: the test servers with their replicas are not running "
 				 "(scripts/test-servers.sh start)", s->name);
-			need_server(strcmp(s->name, "pg") == 0 ? 26 : 22, why);
+			need_server(strcmp(s->name, "pg") == 0 ? 27 : 25, why);
 			continue;
 		}
 		test_server(&fx, s);
