@@ -7,10 +7,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -183,4 +185,34 @@ emh_context_info fixture_context_info(emh_host *h, const char *name)
 	if (!found)
 		bail("context '%s' is not listed", name);
 	return out;
+}
+
+int fixture_ping_without_fds(emh_host *h, const char *ctx, emh_error *err)
+{
+	struct rlimit saved, rl;
+	if (getrlimit(RLIMIT_NOFILE, &saved) != 0)
+		bail("getrlimit: %s", strerror(errno));
+	int top = open("/dev/null", O_RDONLY);
+	if (top < 0)
+		bail("open /dev/null: %s", strerror(errno));
+	int held[16], nheld = 0;
+	held[nheld++] = top;
+	rl = saved;
+	rl.rlim_cur = (rlim_t)top + 8;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		bail("setrlimit(RLIMIT_NOFILE, %d): %s", top + 8, strerror(errno));
+	while (nheld < 16) {
+		int fd = open("/dev/null", O_RDONLY);
+		if (fd < 0)
+			break;
+		held[nheld++] = fd;
+	}
+	int rc = nheld < 16 ? emh_host_ping(h, ctx, err) : 1;
+	for (int i = 0; i < nheld; i++)
+		close(held[i]);
+	if (setrlimit(RLIMIT_NOFILE, &saved) != 0)
+		bail("restoring RLIMIT_NOFILE: %s", strerror(errno));
+	if (rc == 1)
+		bail("/dev/null kept opening under the lowered descriptor limit");
+	return rc;
 }

@@ -63,5 +63,10 @@ void fixture_thread(pthread_t *t, void *(*fn)(void *), void *arg);
 /* The introspection record of context name (its numbers and state; the
  * string members are not kept: NULL); bails when it is not listed. */
 emh_context_info fixture_context_info(emh_host *h, const char *name);
+/* emh_host_ping(h, ctx) made while the process is out of file descriptors:
+ * the soft RLIMIT_NOFILE lowered to just above the highest open one and the
+ * few left taken; everything is restored before it returns.  Bails when the
+ * limit cannot be lowered or descriptors keep opening under it. */
+int fixture_ping_without_fds(emh_host *h, const char *ctx, emh_error *err);
 
 #endif

@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -203,6 +204,22 @@ static int my_session_setup(emh_conn *c, long long stmt_ms, emh_error *err)
 	return my_run_text(c, sql, n, "setting up the session", NULL, err);
 }
 
+/*
+ * EMFILE or ENFILE when the connect failed for want of a file descriptor,
+ * else 0: the client library reports a socket it could not create (2001
+ * for a Unix socket, 2004 for TCP) with the system's errno in parentheses
+ * at the end of its message, "Can't create TCP/IP socket (24)".
+ */
+static int my_fd_errno(MYSQL *my)
+{
+	unsigned no = mysql_errno(my);
+	if (no != MY_CR_SOCKET_CREATE_ERROR && no != MY_CR_IPSOCK_ERROR)
+		return 0;
+	const char *open = strrchr(mysql_error(my), '(');
+	int e = open ? atoi(open + 1) : 0;
+	return e == EMFILE || e == ENFILE ? e : 0;
+}
+
 static int my_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_error *err)
 {
 	const char *host = emh_params_get(p, "host");
@@ -291,7 +308,19 @@ static int my_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 		char what[400];
 		snprintf(what, sizeof what, "cannot connect to mysql server at %s as user '%s'%s%s%s", c->where,
 			 user ? user : "(login name)", db ? ", database '" : "", db ? db : "", db ? "'" : "");
+		int fd_errno = my_fd_errno(c->my);
 		rc = my_conn_fail(c, what, NULL, err);
+		/* Out of file descriptors: the database is not down (driver.h). */
+		if (fd_errno) {
+			emh_error_prefix(err, rc, "out of file descriptors: ");
+			rc = EMH_ENOFD;
+			if (err) {
+				err->code = rc;
+				err->native = fd_errno;
+				err->retryable = true;
+			}
+			goto out_free;
+		}
 		/* Whatever fails at connect, the connection does not exist: a
 		 * network-class error or an unexpected one is "unavailable". */
 		if (rc == EMH_EDRIVER || rc == EMH_ERETRY) {

@@ -104,6 +104,26 @@ static void lock_wait_outlasts_statement(emh_host *h, const fixture *fx, const c
 	ok(fixture_context_info(h, "mig").up, "the context is not reported down");
 }
 
+/*
+ * A connect with no file descriptor left: EMH_ENOFD, retryable, "out of file
+ * descriptors" (driver.h), not EMH_EUNAVAILABLE marking the context down.
+ */
+static void out_of_fds(emh_host *h, const char *url)
+{
+	emh_error err;
+	diag("a connect with no file descriptor left: EMH_ENOFD, not 'database down'");
+	if (emh_host_add_context(h, "nofd", (const char *const[]){"url", url, NULL}, &err))
+		bail("add 'nofd': %s", err.message);
+	int rc = fixture_ping_without_fds(h, "nofd", &err);
+	is_int(rc, EMH_ENOFD, "EMH_ENOFD");
+	like_str(err.message, "out of file descriptors", "the message says so: %s", err.message);
+	ok(err.retryable, "retryable");
+	ok(fixture_context_info(h, "nofd").up, "the context is not marked down");
+	is_int(emh_host_ping(h, "nofd", &err), 0, "descriptors back: it connects");
+	if (emh_host_remove_context(h, "nofd", &err))
+		bail("remove 'nofd': %s", err.message);
+}
+
 int main(void)
 {
 	const char *url = getenv("EMH_TEST_MYSQL_URL");
@@ -135,6 +155,8 @@ int main(void)
 
 	diag("the migration lock's wait is its own deadline");
 	lock_wait_outlasts_statement(h, &fx, url);
+
+	out_of_fds(h, url);
 
 	emh_host_free(h);
 	fixture_release(&fx);

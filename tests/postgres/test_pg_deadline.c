@@ -18,7 +18,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -26,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -316,33 +314,9 @@ static void test_tcp_keepalives(emh_host *h, const char *url)
 static void test_out_of_fds(emh_host *h, const char *url)
 {
 	emh_error err;
-	struct rlimit saved, rl;
 	diag("a connect with no file descriptor left: EMH_ENOFD, not 'database down'");
 	add_ctx(h, "nofd", (const char *const[]){"url", url, NULL});
-	if (getrlimit(RLIMIT_NOFILE, &saved) != 0)
-		bail("getrlimit: %s", strerror(errno));
-	int top = open("/dev/null", O_RDONLY);
-	if (top < 0)
-		bail("open /dev/null: %s", strerror(errno));
-	int limit = top + 8, held[16], nheld = 0;
-	held[nheld++] = top;
-	rl = saved;
-	rl.rlim_cur = (rlim_t)limit;
-	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-		bail("setrlimit(RLIMIT_NOFILE, %d): %s", limit, strerror(errno));
-	while (nheld < 16) {
-		int fd = open("/dev/null", O_RDONLY);
-		if (fd < 0)
-			break;
-		held[nheld++] = fd;
-	}
-	int rc = nheld < 16 ? emh_host_ping(h, "nofd", &err) : -1;
-	for (int i = 0; i < nheld; i++)
-		close(held[i]);
-	if (setrlimit(RLIMIT_NOFILE, &saved) != 0)
-		bail("restoring RLIMIT_NOFILE: %s", strerror(errno));
-	if (rc == -1)
-		bail("/dev/null kept opening under the lowered limit");
+	int rc = fixture_ping_without_fds(h, "nofd", &err);
 	is_int(rc, EMH_ENOFD, "EMH_ENOFD");
 	like_str(err.message, "out of file descriptors", "the message says so: %s", err.message);
 	like_str(err.message, "context 'nofd'", "naming the context");
