@@ -14,6 +14,9 @@
 # Knobs (environment): EMH_BENCH_ROUNDS (3) EMH_BENCH_SECONDS (5 per run)
 # EMH_BENCH_CONNECTIONS (16) EMH_BENCH_ROWS (1000) EMH_BENCH_WRK_THREADS (2)
 # EMH_BENCH_SERVER_THREADS (unset: each server's default, the cores)
+# EMH_BENCH_EMHOSTD_SERVER: more of emhostd's server section, e.g.
+#   "inline = false; threads = 4;" (the hand-off for every request, as before
+#   the fast path)
 # EMH_BENCH_STRACE=1 also counts emhostd's and raw's syscalls per request
 # (strace -c -f, one short run each).  Every run is bounded: wrk -d, curl -m,
 # timeouts on starts and stops.
@@ -69,6 +72,7 @@ wait_line() {
 start_emhostd() {
 	local threads=
 	[ -n "$sthreads" ] && threads="threads = $sthreads;"
+	threads="$threads ${EMH_BENCH_EMHOSTD_SERVER:-}"
 	cat >"$dir/$1.conf" <<EOF
 plugin_dir = "$B/plugins-build";
 service_dir = "$dir/svc";
@@ -181,7 +185,8 @@ compare() {
 	fi
 }
 
-echo "bench-http: $(nproc) cores, wrk -t$wthreads -c$conns -d${secs}s, server threads: ${sthreads:-default (cores)}"
+echo "bench-http: $(nproc) cores, wrk -t$wthreads -c$conns -d${secs}s, server threads: ${sthreads:-default (cores)}" \
+	"${EMH_BENCH_EMHOSTD_SERVER:+, emhostd: $EMH_BENCH_EMHOSTD_SERVER}"
 
 # ---- SQLite ----
 db=$dir/app.db

@@ -97,6 +97,12 @@ tests_daemon_t_robust_SOURCES = tests/daemon/t_robust.c $(DTEST_SOURCES)
 tests_daemon_t_robust_CFLAGS = $(DTEST_CFLAGS) $(SQLITE3_CFLAGS)
 tests_daemon_t_robust_LDADD = $(DTEST_LIBS) $(SQLITE3_LIBS)
 TESTS += tests/daemon/t_robust
+# the fast path: handlers on the I/O thread, and what is still handed off (issue 19)
+check_PROGRAMS += tests/daemon/t_inline
+tests_daemon_t_inline_SOURCES = tests/daemon/t_inline.c $(DTEST_SOURCES)
+tests_daemon_t_inline_CFLAGS = $(DTEST_CFLAGS) $(SQLITE3_CFLAGS)
+tests_daemon_t_inline_LDADD = $(DTEST_LIBS) $(SQLITE3_LIBS)
+TESTS += tests/daemon/t_inline
 # field and answer size limits, slow readers on a small pool (issue 11)
 check_PROGRAMS += tests/daemon/t_limits
 tests_daemon_t_limits_SOURCES = tests/daemon/t_limits.c $(DTEST_SOURCES) services/common/entities.h
