@@ -180,6 +180,12 @@ compare() {
 	printf '  %-10s %10.0f %10.2f%s\n' raw "$rrps" "$rph" "$([ "$rbad" -gt 0 ] && echo "  ($rbad non-2xx!)")"
 	awk -v a="$erps" -v b="$rrps" -v c="$eph" -v d="$rph" 'BEGIN {
 		printf "  emhostd/raw: req/s %.2f (goal >= 0.80), p99 %.2fx (goal <= 1.5)\n", a / b, c / d }'
+	# the two runs of a round are next to each other in time: their ratio
+	# sees the same neighbours on a shared machine
+	local rr pr
+	rr=$(paste "$dir/e.txt" "$dir/r.txt" | awk '$4 > 0 { print $1 / $4 }' | median)
+	pr=$(paste "$dir/e.txt" "$dir/r.txt" | awk '$5 > 0 { print $2 / $5 }' | median)
+	printf '  median of the rounds'"'"' ratios: req/s %.2f, p99 %.2fx\n' "$rr" "$pr"
 	if [ "${EMH_BENCH_STRACE:-0}" = 1 ] && command -v strace >/dev/null; then
 		echo "  syscalls per request (strace -c -f): emhostd $(syscalls_per_req "$ep" "$eu"), raw $(syscalls_per_req "$rp" "$ru")"
 	fi
