@@ -194,17 +194,22 @@ compare() {
 echo "bench-http: $(nproc) cores, wrk -t$wthreads -c$conns -d${secs}s, server threads: ${sthreads:-default (cores)}" \
 	"${EMH_BENCH_EMHOSTD_SERVER:+, emhostd: $EMH_BENCH_EMHOSTD_SERVER}"
 
-# ---- SQLite ----
-db=$dir/app.db
-start_emhostd sqlite "driver = \"sqlite\"; path = \"$db\";" || exit 1
-eu=$url ep=$pid
-"$B/bench/emh-raw-http" --sqlite "$db" --seed "$rows" || exit 1
-start_raw raw-sqlite --sqlite "$db" || exit 1
-ru=$url rp=$pid
-compare "SQLite (file, WAL)" "$eu" "$ru" "$ep" "$rp" || exit 1
-kill -TERM "$ep" "$rp"
+# measure TITLE NAME CONTEXT-KEYS RAW-ARGS...: both servers on one database, seeded, compared, stopped
+measure() {
+	local title=$1 name=$2 ctx=$3 eu ep ru rp
+	shift 3
+	start_emhostd "$name" "$ctx" || return 1 # its schema sync makes the table
+	eu=$url ep=$pid
+	"$B/bench/emh-raw-http" "$@" --seed "$rows" || return 1
+	start_raw "raw-$name" "$@" || return 1
+	ru=$url rp=$pid
+	compare "$title" "$eu" "$ru" "$ep" "$rp" || return 1
+	kill -TERM "$ep" "$rp"
+}
 
-# ---- PostgreSQL ----
+db=$dir/app.db
+measure "SQLite (file, WAL)" sqlite "driver = \"sqlite\"; path = \"$db\";" --sqlite "$db" || exit 1
+
 pg=${EMH_TEST_PG_URL:-}
 if [ -z "$pg" ] && [ -x "$S/scripts/servers/pg.sh" ]; then
 	pgstate=$dir/pg
@@ -219,9 +224,4 @@ if [ -z "$pg" ]; then
 	echo "bench-http: ****************************************************************"
 	exit 0
 fi
-start_emhostd pg "driver = \"postgres\"; url = \"$pg\";" || exit 1
-eu=$url ep=$pid
-"$B/bench/emh-raw-http" --pg "$pg" --seed "$rows" || exit 1
-start_raw raw-pg --pg "$pg" || exit 1
-ru=$url rp=$pid
-compare "PostgreSQL" "$eu" "$ru" "$ep" "$rp" || exit 1
+measure PostgreSQL pg "driver = \"postgres\"; url = \"$pg\";" --pg "$pg" || exit 1
