@@ -48,3 +48,28 @@ bench: bench/emh-bench$(EXEEXT) plugins-build.stamp bench-http
 bench-tenants: bench/emh-bench$(EXEEXT) plugins-build.stamp
 	EMH_PLUGIN_DIR='$(abs_top_builddir)/plugins-build' ./bench/emh-bench --tenants
 .PHONY: bench bench-tenants
+
+# `make bench-http`: GET /users/<id> through emhostd (the bundled users
+# service) against bench/raw_http.c, a hand-written libmicrohttpd server on the
+# same database, under the same wrk load, rounds alternating; medians and the
+# ratios emhostd/raw (bench/bench-http.sh says which knobs there are).
+if HAVE_DAEMON
+if HAVE_SQLITE
+noinst_PROGRAMS += bench/emh-raw-http
+bench_emh_raw_http_SOURCES = bench/raw_http.c
+bench_emh_raw_http_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(SQLITE3_CFLAGS)
+bench_emh_raw_http_LDADD = $(MHD_LIBS) $(SQLITE3_LIBS) $(EMH_PTHREAD_LIBS)
+if HAVE_POSTGRES
+bench_emh_raw_http_CPPFLAGS = $(AM_CPPFLAGS) -DRAW_HTTP_HAVE_PG
+bench_emh_raw_http_CFLAGS += $(LIBPQ_CFLAGS)
+bench_emh_raw_http_LDADD += $(LIBPQ_LIBS)
+endif
+endif
+endif
+EXTRA_DIST += bench/bench-http.sh
+bench-http: plugins-build.stamp
+	@$(MAKE) $(AM_MAKEFLAGS) all >/dev/null
+	@if test -x bench/emh-raw-http$(EXEEXT) && test -x core/daemon/emhostd$(EXEEXT); then \
+	  EMH_BUILDDIR='$(abs_top_builddir)' EMH_SRCDIR='$(abs_top_srcdir)' '$(abs_top_srcdir)/bench/bench-http.sh'; \
+	else echo "bench-http: needs emhostd and SQLite (configure found no libmicrohttpd or sqlite3): skipped"; fi
+.PHONY: bench-http

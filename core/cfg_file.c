@@ -44,10 +44,12 @@ static const emh_param_spec server_specs[] = {
 	  .help = "how long to wait for running requests at shutdown" },
 	{ .key = "reuse_port", .kind = EMH_PARAM_BOOL,
 	  .help = "share the listen address with other processes (SO_REUSEPORT); off: a second daemon is refused" },
+	{ .key = "inline", .kind = EMH_PARAM_BOOL,
+	  .help = "run GET handlers on SQLite on the I/O thread when a connection is idle (default true)" },
 	{ .key = NULL },
 };
 static const char *const server_keys[] = { "listen", "threads", "max_body", "shutdown_timeout_ms", "reuse_port",
-					    "max_response", NULL };
+					    "max_response", "inline", NULL };
 
 struct parser {
 	emh__config *cfg;

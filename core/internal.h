@@ -161,6 +161,8 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err);
 /* status: 0 fine; EMH_EUNAVAILABLE: discard it and the idle ones; EMH_ETIMEOUT: discard it;
  * other error: ping before reuse. */
 void emh__pool_release(emh__pool *p, emh__pconn *pc, int status);
+/* Whether an idle connection is in p at this instant (nothing taken; another thread may take it first). */
+bool emh__pool_idle_now(emh__pool *p);
 /* Record the context as up (e NULL: last_error cleared) or down with e's message, for health;
  * EMH_ETIMEOUT keeps the message but does not mark it down. */
 void emh__pool_note(emh__pool *p, const emh_error *e);

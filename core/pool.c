@@ -521,6 +521,18 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 	}
 }
 
+/* Additive (issue 19): a hint for a caller that must not wait, e.g. the
+ * daemon deciding whether a handler may run on its I/O thread.  Nothing is
+ * taken: another thread may take the connection first. */
+bool emh__pool_idle_now(emh__pool *p)
+{
+	emh__budget *b = p->b;
+	pthread_mutex_lock(&b->mu);
+	bool idle = p->idle != NULL && !p->destroying;
+	pthread_mutex_unlock(&b->mu);
+	return idle;
+}
+
 static void reaper_start(emh__budget *b);
 
 /*

@@ -838,6 +838,22 @@ const char *emh_host_server_setting(const emh_host *h, const char *key)
 /* ---- a loaded service ---- */
 
 const char *emh_svc_name(const emh_svc *svc) { return svc ? svc->name : NULL; }
+
+bool emh_svc_idle_now(const emh_svc *svc, const char *driver)
+{
+	if (!svc || svc->nctx == 0)
+		return false;
+	for (size_t i = 0; i < svc->nctx; i++) {
+		emh_context *c = emh__host_get_context(svc->host, svc->ctx[i], NULL);
+		if (!c)
+			return false;
+		bool idle = (!driver || strcmp(c->drv->d.name, driver) == 0) && emh__pool_idle_now(&c->pool);
+		emh__context_put(c);
+		if (!idle)
+			return false;
+	}
+	return true;
+}
 const emh_service *emh_svc_descriptor(const emh_svc *svc) { return svc ? &svc->desc : NULL; }
 const char *emh_svc_file(const emh_svc *svc) { return svc ? svc->file : NULL; }
 emh_host *emh_svc_host(const emh_svc *svc) { return svc ? svc->host : NULL; }

@@ -11,15 +11,31 @@
  * the services' declared routes (emhost/web.h); start and the bounded stop
  * are in server.c.
  *
- * Handlers block on databases (a pool acquire, a server that stopped
- * answering), so they never run on an I/O thread, where they would stall
- * every other connection that thread serves: the connection is suspended,
- * the request goes to a bounded queue served by worker threads, and the
- * worker resumes the connection with the answer ready.  A database that
- * hangs then holds workers, not unrelated clients' sockets; once the queue
- * is full, further requests get 503 at once instead of piling up.
- * Health and metrics never wait for a worker: they are answered on the I/O
- * thread.
+ * Handlers may block on databases (a pool acquire, a lock, a server that
+ * stopped answering), and a handler that blocks on an I/O thread stalls
+ * every other connection that thread serves.  So by default the connection
+ * is suspended, the request goes to a bounded queue served by worker
+ * threads, and the worker resumes the connection with the answer ready.  A
+ * database that hangs then holds workers, not unrelated clients' sockets;
+ * once the queue is full, further requests get 503 at once instead of
+ * piling up.  Health and metrics never wait for a worker: they are answered
+ * on the I/O thread.
+ *
+ * The fast path: the hand-off costs more than a key lookup (a suspend, a
+ * futex wake, an eventfd write and epoll changes to resume), so a request
+ * that cannot block runs its handler on the I/O thread instead
+ * (inline_ok).  "Cannot block" means every wait a handler can meet is ruled
+ * out: a GET without a body (HTTP's read-only method: no transaction that
+ * writes, no write lock), no pool acquire that waits (every context of the
+ * service has an idle connection right now, emh_svc_idle_now), and no
+ * database on the other side of a network (contexts on SQLite only: a
+ * server that stops answering would hold the I/O thread until a driver's
+ * timeout; SQLite's own waits are for writers' locks, which WAL readers do
+ * not take).  Everything else is handed off.  The idle check reserves
+ * nothing: if another thread takes the connection first, the handler waits
+ * in the acquire like a worker would, which a pool at least as large as
+ * the threads (the defaults) makes rare.  server.inline = false turns the
+ * fast path off.
  */
 #include "config.h"
 
@@ -92,16 +108,12 @@ static enum MHD_Result kv_iter(void *cls, enum MHD_ValueKind kind, const char *k
 	return MHD_YES;
 }
 
-/* Run the request through emhd_call_service with what libmicrohttpd parsed.  Worker thread. */
+/* Run the request through emhd_call_service with what libmicrohttpd parsed.  A worker,
+ * or the I/O thread on the fast path. */
 static void service_into(emhd_req *r, struct MHD_Connection *conn, emh_response *res)
 {
-	kv_collect *args = malloc(2 * sizeof *args);
-	if (!args) {
-		emh_response_reset(res);
-		emhd__res_error(res, 500, "out of memory", NULL);
-		return;
-	}
-	kv_collect *hdrs = args + 1;
+	kv_collect argv[2]; /* 2 kB on the stack: no allocation per request */
+	kv_collect *args = &argv[0], *hdrs = &argv[1];
 	args->n = hdrs->n = 0;
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, kv_iter, args);
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, kv_iter, hdrs);
@@ -124,7 +136,6 @@ static void service_into(emhd_req *r, struct MHD_Connection *conn, emh_response 
 		.body_len = r->body.len,
 	};
 	emhd_call_service(r->srv->svcs, &c, r->srv->max_response, res);
-	free(args);
 }
 
 void *emhd__worker_main(void *arg)
@@ -191,9 +202,49 @@ static enum MHD_Result dispatch(struct MHD_Connection *conn, emhd_req *r, const 
 		srv->qhead = r;
 	srv->qtail = r;
 	srv->qlen++;
+	atomic_fetch_add_explicit(&srv->handoff_total, 1, memory_order_relaxed);
 	pthread_cond_signal(&srv->qcv);
 	pthread_mutex_unlock(&srv->qmu);
 	return MHD_YES;
+}
+
+void emhd__res_key_free(void *res) { emh_response_free(res); }
+
+/* Whether r's handler cannot block, so may run on the I/O thread (the header says why). */
+static bool inline_ok(const emhd_req *r, const char *method)
+{
+	const emhd_server *srv = r->srv;
+	return srv->inline_driver && r->m->svc && r->body.len == 0 && strcmp(method, "GET") == 0 &&
+	       emh_svc_idle_now(r->m->svc, srv->inline_driver);
+}
+
+/*
+ * The fast path: the handler runs here, on the I/O thread, and the answer is
+ * queued at once; the scope is closed (its connections back in their pools)
+ * before that, as on a worker.  The I/O thread's response object is reused
+ * from request to request (its body is the handler's own allocation, freed
+ * once libmicrohttpd has copied it).
+ */
+static enum MHD_Result serve_inline(struct MHD_Connection *conn, emhd_req *r, const char *method)
+{
+	emhd_server *srv = r->srv;
+	emh_response *res = pthread_getspecific(srv->res_key);
+	if (!res) {
+		if (!(res = emh_response_new()))
+			return MHD_NO;
+		if (pthread_setspecific(srv->res_key, res) != 0) {
+			emh_response_free(res);
+			return MHD_NO;
+		}
+	}
+	r->method = method;
+	atomic_fetch_add_explicit(&srv->inline_total, 1, memory_order_relaxed);
+	atomic_fetch_add(&srv->inline_busy, 1);
+	service_into(r, conn, res);
+	atomic_fetch_sub(&srv->inline_busy, 1);
+	enum MHD_Result ret = emhd__queue_response(conn, r, res);
+	emh_response_reset(res); /* libmicrohttpd has its copy */
+	return ret;
 }
 
 void *emhd__on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -332,6 +383,8 @@ static enum MHD_Result access_request(emhd_server *srv, struct MHD_Connection *c
 	}
 	if (r->svc_len == 0)
 		return emhd__reply_error(conn, r, 404, "no service in the path: use /<service>/...", NULL);
+	if (!atomic_load_explicit(&srv->stopping, memory_order_relaxed) && inline_ok(r, method))
+		return serve_inline(conn, r, method);
 	return dispatch(conn, r, method);
 }
 

@@ -20,6 +20,7 @@ typedef struct emhd_opts {
 	unsigned queue_max;  /* requests waiting for a worker before more get 503; 0 = 4 x threads */
 	bool reuse_port;     /* SO_REUSEPORT: share the address with other processes (off: "address already in use") */
 	size_t max_response; /* a service's answer above this is a 500 with a fixed body; 0 = no cap */
+	bool no_inline;      /* never run a handler on an I/O thread (the fast path, httpd.c), always hand off */
 } emhd_opts;
 
 /*

@@ -39,6 +39,7 @@
 /* Request counts and latency of one service (or of the daemon's own routes). */
 typedef struct svc_metrics {
 	const char *name;
+	const emh_svc *svc; /* NULL for the daemon's own routes and unrouted requests */
 	/* per bucket, not cumulative; [NBUCKETS] counts what is over the last
 	 * bound, so the buckets' sum is the request count (+Inf and _count) */
 	_Atomic uint64_t buckets[NBUCKETS + 1];
@@ -72,6 +73,12 @@ struct emhd_server {
 	_Atomic unsigned in_flight;
 	_Atomic bool stopping;
 	_Atomic uint64_t rejected; /* 503s for a full queue */
+	/* the fast path (httpd.c): handlers run on the I/O thread */
+	const char *inline_driver;    /* contexts of this driver only; NULL: the fast path is off */
+	pthread_key_t res_key;        /* the I/O thread's reused emh_response */
+	bool res_key_made;
+	_Atomic unsigned inline_busy; /* handlers running on I/O threads now */
+	_Atomic uint64_t inline_total, handoff_total; /* handlers run on an I/O thread, by a worker */
 	uint32_t rid_prefix;       /* random per start: ids of two runs differ */
 	_Atomic uint64_t rid_next; /* generated request ids: prefix-counter */
 	size_t nsvc;        /* services at start; metrics[nsvc] = "_emhost", [nsvc+1] = "_unrouted" */
@@ -142,6 +149,8 @@ static inline struct timespec abs_mono(int64_t ns)
 void emhd__set_request(const emhd_req *r);
 
 void *emhd__worker_main(void *arg);
+/* The destructor of an I/O thread's reused response (res_key). */
+void emhd__res_key_free(void *res);
 void *emhd__on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
 void emhd__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe);
 enum MHD_Result emhd__on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,

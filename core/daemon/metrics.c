@@ -184,6 +184,12 @@ enum MHD_Result emhd__serve_metrics(struct MHD_Connection *conn, emhd_req *r)
 	emh_buf_addf(&out, "emhost_http_queue_max %u\n", srv->qmax);
 	prom_header(&out, "emhost_http_workers_busy", "gauge", "Workers running a handler.");
 	emh_buf_addf(&out, "emhost_http_workers_busy %u\n", busy);
+	prom_header(&out, "emhost_http_handled_inline_total", "counter",
+		    "Handlers run on an I/O thread (the fast path: GET, SQLite, an idle connection).");
+	emh_buf_addf(&out, "emhost_http_handled_inline_total %llu\n",
+		     (unsigned long long)atomic_load(&srv->inline_total));
+	prom_header(&out, "emhost_http_handed_off_total", "counter", "Handlers handed to a worker.");
+	emh_buf_addf(&out, "emhost_http_handed_off_total %llu\n", (unsigned long long)atomic_load(&srv->handoff_total));
 	prom_header(&out, "emhost_http_rejected_total", "counter", "Requests answered 503 because the queue was full.");
 	emh_buf_addf(&out, "emhost_http_rejected_total %llu\n", (unsigned long long)atomic_load(&srv->rejected));
 	prom_header(&out, "emhost_http_in_flight", "gauge", "Requests being received or handled.");

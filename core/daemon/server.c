@@ -98,6 +98,9 @@ static void server_free(emhd_server *s)
 	for (unsigned i = 0; i < s->nworkers; i++)
 		pthread_join(s->workers[i], NULL);
 	free(s->workers);
+	/* MHD's I/O threads are gone: their responses were freed as they ended */
+	if (s->res_key_made)
+		pthread_key_delete(s->res_key);
 	for (size_t i = 0; i < s->nprobers; i++)
 		free(s->probers[i]);
 	free(s->probers);
@@ -146,8 +149,10 @@ int emhd_start(emh_services *svcs, const emhd_opts *o, emhd_server **out, char *
 		snprintf(errbuf, cap, "out of memory");
 		return -1;
 	}
-	for (size_t i = 0; i < srv->nsvc; i++)
-		srv->metrics[i].name = emh_svc_name(emh_services_at(svcs, i));
+	for (size_t i = 0; i < srv->nsvc; i++) {
+		srv->metrics[i].svc = emh_services_at(svcs, i);
+		srv->metrics[i].name = emh_svc_name(srv->metrics[i].svc);
+	}
 	srv->metrics[srv->nsvc].name = "_emhost";
 	srv->metrics[srv->nsvc + 1].name = "_unrouted";
 	pthread_mutex_init(&srv->qmu, NULL);
@@ -155,6 +160,9 @@ int emhd_start(emh_services *svcs, const emhd_opts *o, emhd_server **out, char *
 	cond_init_mono(&srv->idle_cv);
 	pthread_mutex_init(&srv->hmu, NULL);
 	cond_init_mono(&srv->hcv);
+	/* the fast path (httpd.c) runs handlers on contexts of this driver only */
+	srv->res_key_made = pthread_key_create(&srv->res_key, emhd__res_key_free) == 0;
+	srv->inline_driver = o->no_inline || !srv->res_key_made ? NULL : "sqlite";
 	unsigned nthreads = o->threads ? o->threads : 1;
 	srv->qmax = o->queue_max ? o->queue_max : 4 * nthreads;
 	srv->workers = calloc(nthreads, sizeof *srv->workers);
@@ -266,7 +274,12 @@ int emhd_stop(emhd_server *s, unsigned timeout_ms, emhd_stop_stats *st)
 		struct timespec ts = abs_mono(until);
 		pthread_cond_timedwait(&s->idle_cv, &s->qmu, &ts);
 	}
-	st->abandoned = s->busy;
+	pthread_mutex_unlock(&s->qmu);
+	/* a handler on an I/O thread (the fast path) has the same grace */
+	while (atomic_load(&s->inline_busy) > 0 && now_ns() < until)
+		sleep_ms(5);
+	pthread_mutex_lock(&s->qmu);
+	st->abandoned = s->busy + atomic_load(&s->inline_busy);
 	pthread_mutex_unlock(&s->qmu);
 
 	/* the 503s and last answers are written before the connections close */

@@ -13,12 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <emhost/service.h>
 
 #include "srvconf.h"
 
-#define DEFAULT_THREADS 4
+/* server.threads by default: one per core, at most the core's default
+ * pool.max (8), so that the workers never outnumber a default pool */
+#define MAX_DEFAULT_THREADS 8
 #define DEFAULT_MAX_BODY (1024 * 1024)
 #define DEFAULT_MAX_RESPONSE (8 * 1024 * 1024)
 #define DEFAULT_SHUTDOWN_MS 10000
@@ -75,6 +78,22 @@ int emhd_listen_parse(const char *listen, struct sockaddr_storage *ss, socklen_t
 	return 0;
 }
 
+/* The default of server.threads: the cores online, 1 to MAX_DEFAULT_THREADS. */
+static long long default_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > MAX_DEFAULT_THREADS ? MAX_DEFAULT_THREADS : n;
+}
+
+/* A boolean the configuration checked (cfg_file.c): "true", "1", "yes", "on" are true. */
+static bool server_bool(const emh_host *h, const char *key, bool def)
+{
+	const char *v = emh_host_server_setting(h, key);
+	if (!v)
+		return def;
+	return strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "on") == 0;
+}
+
 /* An integer server key, or def when unset.  The configuration checked its
  * kind and range (cfg_file.c's server keys); a value that still does not
  * read is refused rather than guessed. */
@@ -99,21 +118,23 @@ int emhd_conf_read(const emh_host *h, const char *listen_override, emhd_opts *o,
 		   size_t cap)
 {
 	const char *listen = emh_host_server_setting(h, "listen");
-	const char *reuse = emh_host_server_setting(h, "reuse_port"); /* a bool the parser checked */
 	long long threads, max_body, max_response, shutdown;
-	if (server_int(h, "threads", DEFAULT_THREADS, &threads, err, cap) ||
+	if (server_int(h, "threads", default_threads(), &threads, err, cap) ||
 	    server_int(h, "max_body", DEFAULT_MAX_BODY, &max_body, err, cap) ||
 	    server_int(h, "max_response", DEFAULT_MAX_RESPONSE, &max_response, err, cap) ||
 	    server_int(h, "shutdown_timeout_ms", DEFAULT_SHUTDOWN_MS, &shutdown, err, cap))
 		return -1;
 	*o = (emhd_opts){
+		/* threads left to the cores: the queue the most of them get, so
+		 * that a machine of few cores does not turn clients away sooner */
+		.queue_max = emh_host_server_setting(h, "threads") ? 0 : 4 * MAX_DEFAULT_THREADS,
 		.listen = listen_override ? listen_override : listen ? listen : EMHD_DEFAULT_LISTEN,
 		.threads = threads > 0 ? (unsigned)threads : 1,
 		.max_body = (size_t)max_body,
 		.max_response = (size_t)max_response,
 		.conn_timeout_s = 30,
-		.reuse_port = reuse && (strcmp(reuse, "true") == 0 || strcmp(reuse, "1") == 0 ||
-					strcmp(reuse, "yes") == 0 || strcmp(reuse, "on") == 0),
+		.reuse_port = server_bool(h, "reuse_port", false),
+		.no_inline = !server_bool(h, "inline", true),
 	};
 	*shutdown_ms = (unsigned)shutdown;
 	struct sockaddr_storage ss;

@@ -29,7 +29,7 @@ int emhd_listen_parse(const char *listen, struct sockaddr_storage *ss, socklen_t
 /*
  * The server section of h's configuration into *o (emhd_start's options)
  * and *shutdown_ms, with the daemon's defaults for what is unset (listen
- * EMHD_DEFAULT_LISTEN, 4 threads, 1 MiB bodies, 8 MiB answers, 10 s to shut down) and
+ * EMHD_DEFAULT_LISTEN, a thread per core up to 8, 1 MiB bodies, 8 MiB answers, 10 s to shut down) and
  * listen_override (emhostd -l; may be NULL) in place of server.listen.
  * The listen address is parsed and resolved as emhd_start will; the
  * configuration already checked each key's type and range.  o->listen is

@@ -405,6 +405,16 @@ const char *emh_svc_context(const emh_svc *svc, const char *declared);
 /* A setting of the service's configuration entry (other than name, module,
  * contexts), or NULL.  Borrowed until the services object is freed. */
 const char *emh_svc_setting(const emh_svc *svc, const char *key);
+/*
+ * Whether a scope of svc could take its connections right now without
+ * waiting: every context its needs resolved to has an idle pooled
+ * connection at this instant and, when driver is not NULL, is served by the
+ * driver of that name.  Nothing is reserved: a connection seen idle may be
+ * taken by another thread before the scope asks.  False for a service with
+ * no context.  For the daemon's choice of running a handler on its I/O
+ * thread.  Thread-safe.
+ */
+bool emh_svc_idle_now(const emh_svc *svc, const char *driver);
 /* Log through the host's sink, prefixed with the service's name. */
 void emh_svc_log(const emh_svc *svc, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

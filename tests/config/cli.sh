@@ -99,8 +99,13 @@ outline "^  log_queries +false +default$" "the query log's keys are shown with t
 outline "^  slow_query_ms +0 +default$" "slow_query_ms too"
 outline "^  statement_timeout_ms +30000 +default$" "the deadlines' keys are shown with their defaults"
 outline "^  connect_timeout_ms +5000 +default$" "connect_timeout_ms too"
-out "server: listen 127.0.0.1:8080, 4 threads, max body 1048576 bytes, shutdown timeout 10000 ms" \
-	"the server section emhostd would use (its defaults)"
+# server.threads defaults to the cores online, 1 to 8
+nthreads=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+[ "$nthreads" -ge 1 ] 2>/dev/null || nthreads=1
+[ "$nthreads" -le 8 ] || nthreads=8
+[ "$nthreads" = 1 ] && tword=thread || tword=threads
+out "server: listen 127.0.0.1:8080, $nthreads $tword, max body 1048576 bytes, shutdown timeout 10000 ms" \
+	"the server section emhostd would use (its defaults: a thread per core, at most 8)"
 out "context mem (driver sqlite)" "mem context header"
 outline "^  path +:memory: +url \($files/good\.conf:7\)$" "url-derived key: origin url (FILE:LINE)"
 outline "^  url +sqlite::memory: +$files/good\.conf:7$" "url itself: FILE:LINE"

@@ -97,6 +97,12 @@ tests_daemon_t_robust_SOURCES = tests/daemon/t_robust.c $(DTEST_SOURCES)
 tests_daemon_t_robust_CFLAGS = $(DTEST_CFLAGS) $(SQLITE3_CFLAGS)
 tests_daemon_t_robust_LDADD = $(DTEST_LIBS) $(SQLITE3_LIBS)
 TESTS += tests/daemon/t_robust
+# the fast path: handlers on the I/O thread, and what is still handed off (issue 19)
+check_PROGRAMS += tests/daemon/t_inline
+tests_daemon_t_inline_SOURCES = tests/daemon/t_inline.c $(DTEST_SOURCES)
+tests_daemon_t_inline_CFLAGS = $(DTEST_CFLAGS) $(SQLITE3_CFLAGS)
+tests_daemon_t_inline_LDADD = $(DTEST_LIBS) $(SQLITE3_LIBS)
+TESTS += tests/daemon/t_inline
 # field and answer size limits, slow readers on a small pool (issue 11)
 check_PROGRAMS += tests/daemon/t_limits
 tests_daemon_t_limits_SOURCES = tests/daemon/t_limits.c $(DTEST_SOURCES) services/common/entities.h
@@ -116,9 +122,9 @@ tests_daemon_t_fault_CFLAGS = $(DTEST_CFLAGS)
 tests_daemon_t_fault_LDADD = $(DTEST_LIBS)
 TESTS += tests/daemon/t_fault
 
-# The cost of the HTTP front: `make bench-http` (the lead's `bench` target
-# depends on it).  The same GET of a user by id, in-process and through
-# emhostd under wrk, in one run.
+# The cost of the HTTP front: `make bench-http-front`.  The same GET of a user
+# by id, in-process and through emhostd under wrk, in one run.  (`make
+# bench-http`, bench/local.mk, compares emhostd with a hand-written server.)
 noinst_PROGRAMS += tests/daemon/emh-bench-http
 tests_daemon_emh_bench_http_SOURCES = tests/daemon/bench_http.c $(DTEST_SOURCES) services/common/entities.h
 tests_daemon_emh_bench_http_CFLAGS = $(DTEST_CFLAGS)
@@ -128,10 +134,10 @@ BENCH_HTTP_DEPS = core/daemon/emhostd$(EXEEXT) $(service_LTLIBRARIES) plugins-bu
 endif
 endif
 endif
-bench-http: $(BENCH_HTTP_PROG) $(BENCH_HTTP_DEPS)
+bench-http-front: $(BENCH_HTTP_PROG) $(BENCH_HTTP_DEPS)
 	@if test -n '$(BENCH_HTTP_PROG)'; then \
 	  EMH_BUILDDIR='$(abs_top_builddir)' EMH_SRCDIR='$(abs_top_srcdir)' tests/daemon/emh-bench-http; \
-	else echo "bench-http: skipped (needs emhostd, libcurl and the sqlite driver)"; fi
+	else echo "bench-http-front: skipped (needs emhostd, libcurl and the sqlite driver)"; fi
 
 # emhostd's command line: listen addresses it must refuse (no HTTP client needed);
 # emhost check-config refusing what emhostd refuses, with the same message;
