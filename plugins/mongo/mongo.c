@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <mongoc/mongoc.h>
 
@@ -184,12 +186,30 @@ static bool mg_topology_answered(const emh_dctx *dc, mongoc_client_t *client, ch
 	return answered;
 }
 
+/*
+ * EMFILE or ENFILE when this process cannot open a socket now, else 0.
+ * libmongoc reports a socket it could not create as "Failed to connect to
+ * target host", without the errno, so after a connection failure the driver
+ * asks the system itself: out of file descriptors is EMH_ENOFD (driver.h),
+ * the database is not down.
+ */
+static int mg_fd_errno(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	return errno == EMFILE || errno == ENFILE ? errno : 0;
+}
+
 static int mg_fail_at(emh_dctx *dc, mongoc_client_t *client, int64_t since_ms, emh_error *err, const bson_error_t *e,
 		      const bson_t *reply, const char *what, const char *coll)
 {
 	int code = EMH_EDRIVER, rc;
 	char topo[256] = "";
 	bool answered = e->domain == MONGOC_ERROR_SERVER_SELECTION && mg_topology_answered(dc, client, topo, sizeof topo);
+	int fd_errno = e->domain == MONGOC_ERROR_SERVER_SELECTION || e->domain == MONGOC_ERROR_STREAM ? mg_fd_errno() : 0;
 	bool transient = reply && mongoc_error_has_label(reply, "TransientTransactionError");
 	const char *on = coll ? " on collection '" : "", *on_end = coll ? "'" : "";
 
@@ -202,6 +222,9 @@ static int mg_fail_at(emh_dctx *dc, mongoc_client_t *client, int64_t since_ms, e
 		 * the SQL drivers report them (retrying cannot help). */
 		rc = emh_error_set(err, EMH_ECONFIG, "%s%s%s%s: authentication or authorization failed: %s", what,
 				   on, coll, on_end, e->message);
+	} else if (fd_errno) {
+		rc = emh_error_set(err, EMH_ENOFD, "cannot reach mongodb during %s%s%s%s: out of file descriptors: %s",
+				   what, on, coll, on_end, e->message);
 	} else if (mg_timed_out(dc, since_ms, e, answered)) {
 		if (e->domain == MONGOC_ERROR_SERVER_SELECTION)
 			rc = emh_error_set(err, EMH_ETIMEOUT, "no answer from mongodb during %s%s%s%s: %s", what, on,
@@ -232,8 +255,8 @@ static int mg_fail_at(emh_dctx *dc, mongoc_client_t *client, int64_t since_ms, e
 		rc = emh_error_set(err, code, "%s%s%s%s: %s", what, on, coll, on_end, e->message);
 	}
 	if (err) {
-		err->native = (int)e->code;
-		err->retryable = transient || rc == EMH_ERETRY || rc == EMH_ETIMEOUT;
+		err->native = fd_errno ? fd_errno : (int)e->code;
+		err->retryable = transient || rc == EMH_ERETRY || rc == EMH_ETIMEOUT || rc == EMH_ENOFD;
 	}
 	if (rc == EMH_EUNAVAILABLE && dc)
 		atomic_fetch_add(&dc->down_gen, 1);

@@ -1,7 +1,7 @@
 # tests/mongo: the MongoDB driver against a real server (EMH_TEST_MONGO_URI; see scripts/servers/mongo.sh).
 if HAVE_MONGO
 check_PROGRAMS += tests/mongo/test_mongo
-tests_mongo_test_mongo_SOURCES = tests/mongo/test_mongo.c tests/tap.h
+tests_mongo_test_mongo_SOURCES = tests/mongo/test_mongo.c $(FIXTURE_SOURCES)
 tests_mongo_test_mongo_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS)
 tests_mongo_test_mongo_LDADD = core/libemhost.la $(MONGOC_LIBS)
 # fault.sh runs tests/fault/test_fault, ordered after every other test by tests/local.mk.

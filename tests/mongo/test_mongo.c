@@ -18,6 +18,7 @@
 #include <emhost/driver.h>
 #include <emhost/emhost.h>
 
+#include "../fixture.h"
 #include "../tap.h"
 
 /* ---- entities (collections named per run) ---- */
@@ -955,6 +956,26 @@ static void test_params(const char *uri)
 	mongoc_uri_destroy(u);
 }
 
+/*
+ * A connect with no file descriptor left: EMH_ENOFD, retryable, "out of file
+ * descriptors" (driver.h), not EMH_EUNAVAILABLE marking the context down.
+ */
+static void test_out_of_fds(const char *uri)
+{
+	emh_error err;
+	diag("a connect with no file descriptor left: EMH_ENOFD, not 'database down'");
+	if (emh_host_add_context(g_host, "nofd", (const char *const[]){"url", uri, NULL}, &err))
+		bail("add 'nofd': %s", err.message);
+	int rc = fixture_ping_without_fds(g_host, "nofd", &err);
+	is_int(rc, EMH_ENOFD, "EMH_ENOFD");
+	like_str(err.message, "out of file descriptors", "the message says so: %s", err.message);
+	ok(err.retryable, "retryable");
+	ok(fixture_context_info(g_host, "nofd").up, "the context is not marked down");
+	is_int(emh_host_ping(g_host, "nofd", &err), 0, "descriptors back: it connects");
+	if (emh_host_remove_context(g_host, "nofd", &err))
+		bail("remove 'nofd': %s", err.message);
+}
+
 int main(void)
 {
 	const char *uri = getenv("EMH_TEST_MONGO_URI");
@@ -1052,6 +1073,7 @@ int main(void)
 	test_upsert();
 	test_drop(hl ? uri : NULL);
 	test_params(uri);
+	test_out_of_fds(uri);
 
 	{
 		emh_em *em;

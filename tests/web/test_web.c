@@ -364,7 +364,7 @@ static void test_routes(void)
 	ok(json_object_get(json_object_get(paths, "/shopweb/items/{id}"), "get") &&
 	   json_object_get(json_object_get(paths, "/shopweb/items/{id}"), "delete"),
 	   "a path per pattern, a method per route");
-	ok(json_object_get(json_object_get(json_object_get(paths, "/shopweb/items"), "post"), "requestBody"),
+	ok(json_object_get(json_object_get(json_object_get(paths, "/shopweb/items"), "post"), "requestBody") != NULL,
 	   "a request body from the route's doc");
 	json_t *schemas = json_object_get(json_object_get(doc, "components"), "schemas");
 	ok(json_object_get(schemas, "item") && json_object_get(schemas, "itemInput") && json_object_get(schemas, "Error"),
