@@ -101,7 +101,7 @@ enum MHD_Result emhd__serve_metrics(struct MHD_Connection *conn, emhd_req *r)
 	if (nr) {
 		PER_REPLICA("emhost_replica_up", "gauge", "1 unless the replica is skipped after a failure.", "%d",
 			    ri->up ? 1 : 0);
-		PER_REPLICA("emhost_replica_lag_ms", "gauge", "Last measured replication lag (-1: not measured).", "%lld",
+		PER_REPLICA("emhost_replica_lag_ms", "gauge", "Last measured replication lag (-1: not measured; 9223372036854775807, INT64_MAX: replication stopped or broken).", "%lld",
 			    (long long)ri->lag_ms);
 		PER_REPLICA("emhost_replica_queries_total", "counter", "Reads the replica answered.", "%llu",
 			    (unsigned long long)ri->queries);
