@@ -374,10 +374,14 @@ static int replica_run(emh_em *em, emh__op *o, emh_error *err)
 			if (!r)
 				return 1;
 			emh_error e;
-			int rc = emh__pool_acquire(&r->pool, &em->rpc, &e);
+			/* A replica with no connection free now is busy, not failing:
+			 * this read goes to the primary at once, without waiting for a
+			 * connection or skipping the replica for a back-off. */
+			int rc = emh__pool_try_acquire(&r->pool, &em->rpc, &e);
 			if (rc) {
 				em->rpc = NULL;
-				emh__replica_note(r, rc, &e);
+				if (rc != EMH__POOL_FULL)
+					emh__replica_note(r, rc, &e);
 				atomic_fetch_add_explicit(&r->fallbacks, 1, memory_order_relaxed);
 				return 1;
 			}

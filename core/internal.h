@@ -158,6 +158,10 @@ struct emh__pool {
 int emh__pool_init(emh__pool *p, emh__budget *b, const emh__driver *drv, emh_dctx *dctx,
 		   const emh_params *params, const emh__ctxconf *conf, emh_error *err);
 int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err);
+/* emh__pool_acquire that never waits: EMH__POOL_FULL (not an error, nothing
+ * recorded) when no connection is idle and none may be opened now. */
+#define EMH__POOL_FULL 1
+int emh__pool_try_acquire(emh__pool *p, emh__pconn **out, emh_error *err);
 /* status: 0 fine; EMH_EUNAVAILABLE: discard it and the idle ones; EMH_ETIMEOUT: discard it;
  * other error: ping before reuse. */
 void emh__pool_release(emh__pool *p, emh__pconn *pc, int status);

@@ -389,9 +389,10 @@ static int acquire_timeout(const emh__pool *p, const timeout_seen *t, emh_error 
 /*
  * The fast path (an idle connection is there) reads only the coarse clock;
  * the precise one is read when the caller has to wait or connect, which is
- * what the acquire-wait metric measures.
+ * what the acquire-wait metric measures.  With nowait, where it would wait
+ * it returns EMH__POOL_FULL instead.
  */
-int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
+static int pool_acquire(emh__pool *p, emh__pconn **out, bool nowait, emh_error *err)
 {
 	emh__budget *b = p->b;
 	emh_error local;
@@ -430,6 +431,11 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 				p->total++;
 				open_new = true;
 				break;
+			}
+			if (nowait) {
+				pthread_mutex_unlock(&b->mu);
+				close_list(b, drop, NULL);
+				return EMH__POOL_FULL;
 			}
 			if (emh__now_ns() >= deadline) {
 				timeout_seen t = {.budget = below_max, .pool_max = p->max, .max_conns = b->max_conns,
@@ -524,6 +530,16 @@ int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 /* Additive (issue 19): a hint for a caller that must not wait, e.g. the
  * daemon deciding whether a handler may run on its I/O thread.  Nothing is
  * taken: another thread may take the connection first. */
+int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
+{
+	return pool_acquire(p, out, false, err);
+}
+
+int emh__pool_try_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
+{
+	return pool_acquire(p, out, true, err);
+}
+
 bool emh__pool_idle_now(emh__pool *p)
 {
 	emh__budget *b = p->b;

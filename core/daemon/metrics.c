@@ -108,7 +108,7 @@ enum MHD_Result emhd__serve_metrics(struct MHD_Connection *conn, emhd_req *r)
 		PER_REPLICA("emhost_replica_errors_total", "counter", "Calls on the replica that failed.", "%llu",
 			    (unsigned long long)ri->errors);
 		PER_REPLICA("emhost_replica_fallbacks_total", "counter",
-			    "Reads sent to the primary because the replica failed.", "%llu",
+			    "Reads sent to the primary because the replica failed or had no connection free.", "%llu",
 			    (unsigned long long)ri->fallbacks);
 		PER_REPLICA("emhost_replica_stale_total", "counter",
 			    "Forks whose causal token the replica had not replayed (they read the primary).", "%llu",

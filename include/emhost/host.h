@@ -300,7 +300,7 @@ typedef struct emh_replica_info {
 	                          cannot be measured */
 	uint64_t queries;      /* reads it answered */
 	uint64_t errors;       /* calls on it that failed */
-	uint64_t fallbacks;    /* reads sent to the primary because it failed */
+	uint64_t fallbacks;    /* reads sent to the primary because it failed or had no connection free */
 	uint64_t stale;        /* forks whose token it had not replayed yet (they read the primary) */
 	unsigned in_use, idle; /* its pool */
 	char last_error[EMH_ERROR_MSG_MAX];
