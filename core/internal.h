@@ -296,6 +296,9 @@ void emh__meta_free(emh__meta *m);
 /* In emh_context.refs: the context is being removed; no reference is taken after it is set. */
 #define EMH__CTX_REMOVING 0x80000000u
 
+/* Every EMH_FORK_* flag this host knows (emh_host_fork_opts, emh_scope_fork_opts). */
+#define EMH__FORK_FLAGS ((unsigned)(EMH_FORK_PRIMARY | EMH_FORK_READONLY))
+
 typedef struct emh_context {
 	/*
 	 * A lookup, a fork and its close read and write these, and the name:
