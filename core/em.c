@@ -585,7 +585,8 @@ int64_t emh__obj_key_read(const emh__obj *o)
 }
 
 /* Write a loaded value into a struct member (strings copied into arena). */
-static int store(emh__arena *arena, emh__obj *o, void *obj, const emh_field *f, int i, const emh_value *v)
+/* Inline: called for every field of every loaded row. */
+static inline int store(emh__arena *arena, emh__obj *o, void *obj, const emh_field *f, int i, const emh_value *v)
 {
 	char *p = (char *)obj + f->offset;
 	if (v->is_null) {
