@@ -41,7 +41,6 @@ void *emh__arena_memdup(emh__arena *a, const void *p, size_t n)
 	return d;
 }
 
-
 void emh__arena_release(emh__arena *a)
 {
 	emh__arena_block *b = a->blocks;

@@ -584,8 +584,8 @@ int64_t emh__obj_key_read(const emh__obj *o)
 	return emh__value_i64(&v);
 }
 
-/* Write a loaded value into a struct member (strings copied into arena). */
-/* Inline: called for every field of every loaded row. */
+/* Write a loaded value into a struct member (strings copied into arena).
+ * Inline: called for every field of every loaded row. */
 static inline int store(emh__arena *arena, emh__obj *o, void *obj, const emh_field *f, int i, const emh_value *v)
 {
 	char *p = (char *)obj + f->offset;
