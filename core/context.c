@@ -209,6 +209,7 @@ void emh__context_free(emh_context *c)
 	}
 	emh__ctxconf_release(&c->conf);
 	free(atomic_load(&c->refusal));
+	free(atomic_load(&c->qstats));
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
 	free(c);
