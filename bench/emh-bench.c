@@ -18,8 +18,8 @@
  *   --rows N         rows filled through emhost before measuring (default 10000)
  *   --rounds R       alternating rounds per side, the best of each kept (default 3);
  *                    more, shorter rounds ride out a machine whose load comes and goes
- *   --workload W     measure only workload W (get_by_key, update_flush, ..., find for
- *                    every size of the find workload, find_N for one)
+ *   --workload W     measure only workload W (get_by_key, get_by_key_ro, update_flush, ...,
+ *                    find for every size of the find workload, find_N or find_ro_N for one)
  *   --find LIST      result sizes of the find workload (default 1,100,10000,100000)
  *   --tenants LIST   instead: the tenants workload (bench/tenants.c) for each
  *                    count of SQLite contexts in LIST (default 1,100,10000)
@@ -32,9 +32,14 @@
  *
  *   bench <driver> <workload> raw_ops_s=N emhost_ops_s=N ratio=R
  *   bench <driver> find_<N> raw_ops_s=N emhost_ops_s=N ratio=R
+ *   bench <driver> find_ro_<N> raw_ops_s=N emhost_ops_s=N ratio=R
  *   bench <driver> fork_close ns_per_op=N
  *   bench <driver> relations hand_ops_s=N emhost_ops_s=N ratio=R
  *   bench <driver> get_by_key_replica raw_ops_s=N emhost_ops_s=N ratio=R replica_share=S
+ *
+ * get_by_key_ro and find_ro_<N> are get_by_key and find_<N> in forks opened
+ * with EMH_FORK_READONLY (no snapshot, no identity map): what a request that
+ * only reads costs when it says so.
  *
  * get_by_key_replica runs for a context with replica_urls (docs/replicas.md):
  * emhost's reads go to the replica, the raw side reads that same replica.
@@ -111,6 +116,7 @@ typedef struct bench {
 	int rounds;  /* --rounds */
 	size_t sink; /* bytes read, so loads are not optimised away */
 	uint64_t gets; /* emhost get_by_key operations run */
+	unsigned fork_flags; /* EMH_FORK_* of the emhost side's forks (get_by_key and find) */
 	emh_error err;
 	char failed[EMH_ERROR_MSG_MAX + 64];
 } bench;
@@ -163,12 +169,19 @@ static int em_fail(bench *b, const char *what, int rc)
 
 /* ---- the workloads, emhost side ---- */
 
+/* A fork of the measured context with b->fork_flags. */
+static int bench_fork(bench *b, emh_em **em)
+{
+	emh_fork_opts fo = {.flags = b->fork_flags};
+	return emh_host_fork_opts(b->h, b->ctx, b->fork_flags ? &fo : NULL, em, &b->err);
+}
+
 static int em_get_by_key(bench *b)
 {
 	emh_em *em;
 	emh_repo *r;
 	void *p;
-	int rc = emh_host_fork(b->h, b->ctx, &em, &b->err);
+	int rc = bench_fork(b, &em);
 	if (rc)
 		return em_fail(b, "fork", rc);
 	b->gets++;
@@ -306,7 +319,7 @@ static int em_find(bench *b)
 	emh_list l = {0};
 	int64_t lo, hi;
 	pick_range(b, &lo, &hi);
-	int rc = emh_host_fork(b->h, b->ctx, &em, &b->err);
+	int rc = bench_fork(b, &em);
 	if (rc)
 		return em_fail(b, "fork", rc);
 	if ((rc = emh_em_repo(em, &bench_entity, &r, &b->err)) == 0 && (rc = emh_repo_query(r, &q, &b->err)) == 0) {
@@ -640,14 +653,15 @@ static int bench_find(bench *b, const char *list, double secs, const char *only)
 	int status = 0;
 
 	for (const char *p = list; *p && nsizes < sizeof sizes / sizeof sizes[0];) {
-		char *end, name[32];
+		char *end, name[32], ro_name[32];
 		unsigned long long v = strtoull(p, &end, 10);
 		if (end == p || v == 0 || v > 100000000) {
 			printf("# bench %s find: bad --find list '%s'\n", b->driver, list);
 			return -1;
 		}
 		snprintf(name, sizeof name, "find_%llu", v);
-		if (wanted(only, name)) {
+		snprintf(ro_name, sizeof ro_name, "find_ro_%llu", v);
+		if (wanted(only, name) || wanted(only, ro_name)) {
 			sizes[nsizes++] = (size_t)v;
 			if (v > max)
 				max = (size_t)v;
@@ -673,15 +687,22 @@ static int bench_find(bench *b, const char *list, double secs, const char *only)
 			return -1;
 		}
 	b->nfids = max;
-	for (size_t i = 0; i < nsizes; i++) {
+	for (size_t i = 0; i < nsizes * 2; i++) {
 		double raw, em;
-		b->find_n = sizes[i];
-		if (bench_pair(b, raw_find, em_find, secs, &raw, &em)) {
-			printf("# bench %s find_%zu: failed: %s\n", b->driver, sizes[i], b->failed);
+		char name[32];
+		b->find_n = sizes[i / 2];
+		snprintf(name, sizeof name, i % 2 ? "find_ro_%zu" : "find_%zu", b->find_n);
+		if (!wanted(only, name))
+			continue;
+		b->fork_flags = i % 2 ? EMH_FORK_READONLY : 0;
+		int failed = bench_pair(b, raw_find, em_find, secs, &raw, &em);
+		b->fork_flags = 0;
+		if (failed) {
+			printf("# bench %s %s: failed: %s\n", b->driver, name, b->failed);
 			status = -1;
 			continue;
 		}
-		printf("bench %s find_%zu raw_ops_s=%.0f emhost_ops_s=%.0f ratio=%.3f\n", b->driver, sizes[i], raw, em,
+		printf("bench %s %s raw_ops_s=%.0f emhost_ops_s=%.0f ratio=%.3f\n", b->driver, name, raw, em,
 		       raw > 0 ? em / raw : 0.0);
 		fflush(stdout);
 	}
@@ -695,12 +716,14 @@ static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs,
 	static const struct {
 		const char *name;
 		bench_op raw, em;
+		unsigned fork_flags;
 	} workloads[] = {
-		{"get_by_key", raw_get_by_key, em_get_by_key},
-		{"update_flush", raw_update, em_update_flush},
-		{"insert_flush", raw_insert, em_insert_flush},
-		{"update_where", raw_update_where, em_update_where},
-		{"aggregate", raw_aggregate, em_aggregate},
+		{"get_by_key", raw_get_by_key, em_get_by_key, 0},
+		{"get_by_key_ro", raw_get_by_key, em_get_by_key, EMH_FORK_READONLY},
+		{"update_flush", raw_update, em_update_flush, 0},
+		{"insert_flush", raw_insert, em_insert_flush, 0},
+		{"update_where", raw_update_where, em_update_where, 0},
+		{"aggregate", raw_aggregate, em_aggregate, 0},
 	};
 	bench b;
 	int status = 0;
@@ -741,7 +764,10 @@ static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs,
 		double raw, em;
 		if (only && strcmp(only, workloads[w].name) != 0)
 			continue;
-		if (bench_pair(&b, workloads[w].raw, workloads[w].em, secs, &raw, &em)) {
+		b.fork_flags = workloads[w].fork_flags;
+		int failed = bench_pair(&b, workloads[w].raw, workloads[w].em, secs, &raw, &em);
+		b.fork_flags = 0;
+		if (failed) {
 			printf("# bench %s %s: failed: %s\n", b.driver, workloads[w].name, b.failed);
 			status = -1;
 			continue;

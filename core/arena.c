@@ -41,17 +41,6 @@ void *emh__arena_memdup(emh__arena *a, const void *p, size_t n)
 	return d;
 }
 
-char *emh__arena_strndup(emh__arena *a, const char *s, size_t n)
-{
-	char *d = emh__arena_alloc(a, n + 1);
-	if (d) {
-		if (n)
-			memcpy(d, s, n);
-		d[n] = '\0';
-	}
-	return d;
-}
-
 void emh__arena_release(emh__arena *a)
 {
 	emh__arena_block *b = a->blocks;

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define EMH__ALIGN 16u
 
@@ -47,8 +48,18 @@ static inline void *emh__arena_alloc(emh__arena *a, size_t n)
 
 void *emh__arena_zalloc(emh__arena *a, size_t n);
 void *emh__arena_memdup(emh__arena *a, const void *p, size_t n);
-/* n bytes of s plus a NUL. */
-char *emh__arena_strndup(emh__arena *a, const char *s, size_t n);
+/* n bytes of s plus a NUL.  Inline: every loaded text value of every row
+ * comes through here. */
+static inline char *emh__arena_strndup(emh__arena *a, const char *s, size_t n)
+{
+	char *d = emh__arena_alloc(a, n + 1);
+	if (d) {
+		if (n)
+			memcpy(d, s, n);
+		d[n] = '\0';
+	}
+	return d;
+}
 /* Free every heap block; the inline buffer is the caller's. */
 void emh__arena_release(emh__arena *a);
 /*

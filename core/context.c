@@ -209,6 +209,7 @@ void emh__context_free(emh_context *c)
 	}
 	emh__ctxconf_release(&c->conf);
 	free(atomic_load(&c->refusal));
+	free(atomic_load(&c->qstats));
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
 	free(c);
@@ -276,13 +277,13 @@ int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_
 	if (!c)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	memset(c, 0, size);
-	if (strlen(conf->name) >= sizeof c->name_buf) { /* context names are at most 63 bytes */
+	if (strlen(conf->name) >= sizeof c->name) { /* context names are at most 63 bytes */
 		free(c);
 		return emh_error_set(err, EMH_EINVAL, "context name '%.64s...' is too long", conf->name);
 	}
 	c->conf = *conf;
 	memset(conf, 0, sizeof *conf);
-	c->name = strcpy(c->name_buf, c->conf.name);
+	strcpy(c->name, c->conf.name);
 	c->hash = name_hash(c->name);
 	c->host = h;
 	c->drv = drv;

@@ -34,10 +34,10 @@ int emh_host_fork_opts(emh_host *h, const char *name, const emh_fork_opts *opts,
 	emh_context *c;
 	if (!h || !out)
 		return emh_error_set(err, EMH_EINVAL, "emh_host_fork: host or out is NULL");
-	if (opts && (opts->flags & ~(unsigned)EMH_FORK_PRIMARY))
-		return emh_error_set(err, EMH_EINVAL, "emh_host_fork_opts: unknown flags 0x%x",
-				     opts->flags & ~(unsigned)EMH_FORK_PRIMARY);
 	*out = NULL;
+	if (opts && (opts->flags & ~EMH__FORK_FLAGS))
+		return emh_error_set(err, EMH_EINVAL, "emh_host_fork_opts: unknown flags 0x%x",
+				     opts->flags & ~EMH__FORK_FLAGS);
 	if (h->def && (!name || strcmp(name, h->def->name) == 0)) {
 		/* The default context is never removed: no lock. */
 		c = h->def;
@@ -67,6 +67,7 @@ int emh_host_fork_opts(emh_host *h, const char *name, const emh_fork_opts *opts,
 	emh__arena_init(&em->arena, em->inline_buf, sizeof em->inline_buf);
 	if (opts) {
 		em->primary_only = opts->flags & EMH_FORK_PRIMARY;
+		em->readonly = opts->flags & EMH_FORK_READONLY;
 		if (opts->after && *opts->after && c->nreplicas &&
 		    !(em->after = emh__arena_strndup(&em->arena, opts->after, strlen(opts->after)))) {
 			emh_em_close(em);
@@ -594,8 +595,9 @@ int64_t emh__obj_key_read(const emh__obj *o)
 	return emh__value_i64(&v);
 }
 
-/* Write a loaded value into a struct member (strings copied into arena). */
-static int store(emh__arena *arena, emh__obj *o, void *obj, const emh_field *f, int i, const emh_value *v)
+/* Write a loaded value into a struct member (strings copied into arena).
+ * Inline: called for every field of every loaded row. */
+static inline int store(emh__arena *arena, emh__obj *o, void *obj, const emh_field *f, int i, const emh_value *v)
 {
 	char *p = (char *)obj + f->offset;
 	if (v->is_null) {

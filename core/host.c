@@ -294,7 +294,7 @@ int emh_host_contexts(emh_host *h, emh_context_info **out, size_t *n, emh_error 
 		ci->opened = atomic_load(&c->pool.opened);
 		ci->discarded = atomic_load(&c->pool.discarded);
 		ci->forks_open = atomic_load(&c->forks_open);
-		ci->queries = emh__qstats_total(&c->qstats);
+		ci->queries = emh__qstats_total(atomic_load_explicit(&c->qstats, memory_order_acquire));
 		for (int k = 0; k < EMH__ERRKINDS && k < 32; k++)
 			ci->errors[k] = atomic_load(&c->errors[k]);
 	}

@@ -39,10 +39,21 @@ _Static_assert(sizeof op_names / sizeof *op_names == EMH__Q_NOPS, "a name for ev
 /* Parameters shown in one line at most; the rest are counted. */
 #define SHOWN_PARAMS 32
 
-uint64_t emh__qstats_total(emh__qstats *s)
+emh__qstats *emh__qstats_make(emh__qstats *_Atomic *slot)
+{
+	emh__qstats *mine = calloc(1, sizeof *mine), *none = NULL;
+	if (!mine)
+		return NULL;
+	if (atomic_compare_exchange_strong_explicit(slot, &none, mine, memory_order_acq_rel, memory_order_acquire))
+		return mine;
+	free(mine); /* another thread's call made them first */
+	return none;
+}
+
+uint64_t emh__qstats_total(const emh__qstats *s)
 {
 	uint64_t n = 0;
-	for (int op = 0; op < EMH__Q_NOPS; op++)
+	for (int op = 0; s && op < EMH__Q_NOPS; op++)
 		for (int b = 0; b <= EMH__Q_BUCKETS; b++)
 			n += atomic_load_explicit(&s->n[op][b], memory_order_relaxed);
 	return n;
@@ -225,10 +236,11 @@ int emh_host_query_stats(emh_host *h, emh_query_stats **out, size_t *n, emh_erro
 	/* Counts only grow: what is not zero now is not zero below either. */
 	size_t ns = 0, bytes = 0;
 	for (size_t i = 0; i < h->nctx; i++) {
+		const emh__qstats *qs = atomic_load_explicit(&h->ctxs[i]->qstats, memory_order_acquire);
 		bytes += strlen(h->ctxs[i]->name) + 1;
-		for (int op = 0; op < EMH__Q_NOPS; op++)
+		for (int op = 0; qs && op < EMH__Q_NOPS; op++)
 			for (int b = 0; b <= EMH__Q_BUCKETS; b++)
-				if (atomic_load_explicit(&h->ctxs[i]->qstats.n[op][b], memory_order_relaxed)) {
+				if (atomic_load_explicit(&qs->n[op][b], memory_order_relaxed)) {
 					ns++;
 					break;
 				}
@@ -244,11 +256,12 @@ int emh_host_query_stats(emh_host *h, emh_query_stats **out, size_t *n, emh_erro
 	size_t k = 0;
 	for (size_t i = 0; i < h->nctx && k < ns; i++) {
 		emh_context *c = h->ctxs[i];
+		const emh__qstats *qs = atomic_load_explicit(&c->qstats, memory_order_acquire);
 		const char *name = NULL;
-		for (int op = 0; op < EMH__Q_NOPS && k < ns; op++) {
+		for (int op = 0; qs && op < EMH__Q_NOPS && k < ns; op++) {
 			uint64_t slot[EMH__Q_BUCKETS + 1], total = 0;
 			for (int b = 0; b <= EMH__Q_BUCKETS; b++)
-				total += slot[b] = atomic_load_explicit(&c->qstats.n[op][b], memory_order_relaxed);
+				total += slot[b] = atomic_load_explicit(&qs->n[op][b], memory_order_relaxed);
 			if (!total)
 				continue;
 			if (!name) {
@@ -263,7 +276,7 @@ int emh_host_query_stats(emh_host *h, emh_query_stats **out, size_t *n, emh_erro
 				cum[k * EMH__Q_BUCKETS + (size_t)b] = run += slot[b];
 			/* count from the same loads as the buckets: never below them */
 			s->count = total;
-			uint64_t sum = atomic_load_explicit(&c->qstats.sum_ns[op], memory_order_relaxed);
+			uint64_t sum = atomic_load_explicit(&qs->sum_ns[op], memory_order_relaxed);
 			s->sum_seconds = (double)sum / 1e9;
 			k++;
 		}

@@ -57,8 +57,17 @@ typedef struct emh__qlog {
 	int64_t slow_ns; /* slow_query_ms: calls at least this long at warning; 0 = none */
 } emh__qlog;
 
-static inline void emh__qstats_add(emh__qstats *s, int op, int64_t ns)
+/* The counters *slot points at, made (zeroed) and published by the first
+ * caller; NULL when out of memory (that call is not counted). */
+emh__qstats *emh__qstats_make(emh__qstats *_Atomic *slot);
+
+/* Count a call of ns into a context's counters (emh_context.qstats),
+ * allocated at its first call: an idle context holds none. */
+static inline void emh__qstats_add(emh__qstats *_Atomic *slot, int op, int64_t ns)
 {
+	emh__qstats *s = atomic_load_explicit(slot, memory_order_acquire);
+	if (!s && !(s = emh__qstats_make(slot)))
+		return;
 	size_t b = 0;
 	while (b < EMH__Q_BUCKETS && ns > emh__q_bound_ns[b])
 		b++;
@@ -66,8 +75,8 @@ static inline void emh__qstats_add(emh__qstats *s, int op, int64_t ns)
 	atomic_fetch_add_explicit(&s->sum_ns[op], (uint64_t)(ns > 0 ? ns : 0), memory_order_relaxed);
 }
 
-/* Calls counted in s, every operation (emh_context_info.queries). */
-uint64_t emh__qstats_total(emh__qstats *s);
+/* Calls counted in s, every operation (emh_context_info.queries); s may be NULL (none). */
+uint64_t emh__qstats_total(const emh__qstats *s);
 
 /* The settings of a context's configuration (log_queries, log_query_values, slow_query_ms). */
 void emh__qlog_init(emh__qlog *q, const emh__ctxconf *conf);

@@ -139,9 +139,8 @@ int emh_scope_fork_opts(emh_scope *scope, unsigned flags, const char *after, emh
 {
 	if (!scope)
 		return emh_error_set(err, EMH_EINVAL, "no scope given");
-	if (flags & ~(unsigned)EMH_FORK_PRIMARY)
-		return emh_error_set(err, EMH_EINVAL, "emh_scope_fork_opts: unknown flags 0x%x",
-				     flags & ~(unsigned)EMH_FORK_PRIMARY);
+	if (flags & ~EMH__FORK_FLAGS)
+		return emh_error_set(err, EMH_EINVAL, "emh_scope_fork_opts: unknown flags 0x%x", flags & ~EMH__FORK_FLAGS);
 	char *copy = after && *after ? strdup(after) : NULL;
 	if (after && *after && !copy)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");

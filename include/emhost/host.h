@@ -92,18 +92,24 @@ void emh_host_free(emh_host *h);
 int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err);
 
 /*
- * How a fork reads when its context has read replicas (docs/replicas.md).
+ * How a fork reads: when its context has read replicas (docs/replicas.md),
+ * and whether it may write.
  * By default a fork's reads go to a replica (round robin over the healthy
  * ones; the fork keeps the one it took), except inside a transaction, with
  * a lock, and for the rest of the fork once it wrote anything; with no
  * healthy replica they go to the primary, with no error.
  *  flags  EMH_FORK_PRIMARY: every call on the primary.
+ *         EMH_FORK_READONLY: the fork is read-only from the start, as after
+ *         emh_em_set_readonly (em.h): loads keep no snapshot and do not
+ *         enter the identity map (a key loaded twice is two objects),
+ *         new/remove/flush and set-based writes are EMH_ESTATE.  The fast
+ *         path for a request that only reads.
  *  after  a token of emh_em_token (another fork's flush, maybe another
  *         process's): reads go to a replica only once it has replayed past
  *         that position, else to the primary.  NULL or "": none.  Copied.
  * Members are only ever appended; a flag says when one is meant.
  */
-enum { EMH_FORK_PRIMARY = 1u << 0 };
+enum { EMH_FORK_PRIMARY = 1u << 0, EMH_FORK_READONLY = 1u << 1 };
 typedef struct emh_fork_opts {
 	unsigned flags;
 	const char *after;

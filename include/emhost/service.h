@@ -480,9 +480,11 @@ void emh_scope_reset(emh_scope *scope);
 
 /*
  * How the forks the scope opens from now on read (docs/replicas.md):
- * flags EMH_FORK_PRIMARY (emh_fork_opts), and after, causal tokens in the
- * form emh_scope_token gives, "ctx=pos;ctx=pos" (NULL or "": none): a fork
- * of a context named there gets its position as emh_fork_opts.after.
+ * flags EMH_FORK_PRIMARY and EMH_FORK_READONLY (emh_fork_opts: a handler
+ * that only reads skips the snapshots and the identity map), and after,
+ * causal tokens in the form emh_scope_token gives, "ctx=pos;ctx=pos" (NULL
+ * or "": none): a fork of a context named there gets its position as
+ * emh_fork_opts.after.
  * Forks already open keep how they were opened.  emhostd sets after from
  * the X-Emhost-After request header.
  */

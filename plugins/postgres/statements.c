@@ -566,6 +566,33 @@ static bool pg_stale_statement(emh_conn *c, const emh_stmt *st, const char *name
 	return PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
 }
 
+/* "emh_<id>", the name a statement is prepared under (name holds 15
+ * bytes).  By hand: snprintf cost more instructions than the rest of what
+ * the driver adds to a get by key. */
+static void pg_stmt_name(char *name, uint32_t id)
+{
+	char digits[10];
+	size_t n = 0;
+	do {
+		digits[n++] = (char)('0' + id % 10);
+		id /= 10;
+	} while (id);
+	memcpy(name, "emh_", 4);
+	for (size_t i = 0; i < n; i++)
+		name[4 + i] = digits[n - 1 - i];
+	name[4 + n] = '\0';
+}
+
+/* PQcmdTuples' row count ("" for a command without one): digits only, so
+ * no strtoll with its locale and sign handling on every statement. */
+static int64_t pg_cmd_count(const char *t)
+{
+	int64_t n = 0;
+	while (t && *t >= '0' && *t <= '9')
+		n = n * 10 + (*t++ - '0');
+	return n;
+}
+
 static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, const char *name, emh_rowsink *sink,
 			     emh_error *err)
 {
@@ -599,10 +626,8 @@ static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, const char *name, 
 		PQclear(res);
 		return rc;
 	}
-	if (sink) {
-		const char *t = PQcmdTuples(res);
-		sink->affected = (t && *t) ? strtoll(t, NULL, 10) : 0;
-	}
+	if (sink)
+		sink->affected = pg_cmd_count(PQcmdTuples(res));
 	PQclear(res);
 	return rc;
 }
@@ -623,7 +648,7 @@ int pg_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_r
 
 	if (!err)
 		err = &local;
-	snprintf(name, sizeof name, "emh_%" PRIu32, st->id);
+	pg_stmt_name(name, st->id);
 	if ((rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err)) || (rc = pg_params_reserve(c, st->nparams, err)) ||
 	    (rc = pg_bind(c, st, params, err)))
 		return rc;

@@ -2225,6 +2225,111 @@ static void t_transactions(suite *s)
 
 /* ---- read-only forks, clear ---- */
 
+/* Do two forks' objects of conf_user hold the same row (NULLs included)? */
+static bool same_user(emh_em *ea, const conf_user *a, emh_em *eb, const conf_user *b)
+{
+	return a->id == b->id && text_eq(a->email, b->email ? b->email : "") && a->a == b->a &&
+	       (a->b == NULL) == (b->b == NULL) && (!a->b || text_eq(a->b, b->b)) &&
+	       emh_em_is_null(ea, a, "c") == emh_em_is_null(eb, b, "c") && (emh_em_is_null(ea, a, "c") || a->c == b->c);
+}
+
+/*
+ * A fork opened read-only (EMH_FORK_READONLY, the fast path for reads: no
+ * snapshot, no identity map) reads exactly what a normal fork reads, get
+ * and find alike, and refuses every write with EMH_ESTATE.
+ */
+static void t_readonly_fork(suite *s)
+{
+	emh_error err;
+	emh_em *ro = NULL;
+	void *pn = NULL;
+	int64_t n = 0;
+	int rc;
+
+	diag("read-only forks opened with EMH_FORK_READONLY");
+	int64_t ids[3] = {user_seed(s, "rof-1", 7, NULL), user_seed(s, "rof-2", -3, "x"), user_seed(s, "rof-3", 0, "")};
+	if (!ids[0] || !ids[1] || !ids[2])
+		return;
+	emh_em *em = xfork(s, NULL);
+	void *p = NULL;
+	rc = emh_repo_get(xrepo(em, &s->e[T_USER]), emh_v_int64(ids[2]), &p, &err);
+	if (!rc)
+		rc = emh_em_set_null(em, p, "c", true, &err);
+	if (!rc)
+		rc = emh_em_flush(em, &err);
+	emh_em_close(em);
+	if (!OK_RC(rc, err, "rof-3's c set to NULL"))
+		return;
+
+	emh_fork_opts fo = {.flags = EMH_FORK_READONLY};
+	rc = emh_host_fork_opts(s->h, s->ctx, &fo, &ro, &err);
+	if (!OK_RC(rc, err, "fork with EMH_FORK_READONLY"))
+		return;
+	em = xfork(s, NULL);
+	emh_repo *rr = xrepo(ro, &s->e[T_USER]), *rn = xrepo(em, &s->e[T_USER]);
+
+	bool same = true;
+	for (size_t i = 0; i < 3 && same; i++) {
+		void *a = NULL, *b = NULL, *b2 = NULL;
+		same = emh_repo_get(rn, emh_v_int64(ids[i]), &a, &err) == 0 &&
+		       emh_repo_get(rr, emh_v_int64(ids[i]), &b, &err) == 0 &&
+		       emh_repo_get(rr, emh_v_int64(ids[i]), &b2, &err) == 0 && same_user(em, a, ro, b) &&
+		       same_user(ro, b, ro, b2) && b != b2;
+	}
+	ok(same, "read-only get: the same row as a normal fork's get (NULLs too), a new object each time");
+	rc = emh_repo_get(rr, emh_v_int64(ids[2] + 1000000), &p, &err);
+	expect_rc(rc, EMH_ENOTFOUND, &err, "read-only get of a missing key: EMH_ENOTFOUND");
+
+	emh_query *qn = NULL, *qr = NULL;
+	emh_list ln = {0}, lr = {0};
+	rc = emh_repo_query(rn, &qn, &err);
+	if (!rc)
+		rc = emh_repo_query(rr, &qr, &err);
+	if (!rc) {
+		emh_q_where(qn, emh_q_like(qn, "email", "rof-%"));
+		emh_q_order_by(qn, "id", false);
+		emh_q_where(qr, emh_q_like(qr, "email", "rof-%"));
+		emh_q_order_by(qr, "id", false);
+		rc = emh_repo_find(rn, qn, &ln, &err);
+	}
+	if (!rc)
+		rc = emh_repo_find(rr, qr, &lr, &err);
+	if (OK_RC(rc, err, "find in both forks")) {
+		same = ln.count == 3 && lr.count == 3;
+		for (size_t i = 0; same && i < ln.count; i++)
+			same = same_user(em, ln.items[i], ro, lr.items[i]);
+		ok(same, "read-only find: the same rows as a normal fork's find (%zu, %zu)", ln.count, lr.count);
+	}
+
+	rc = emh_repo_new(rr, &pn, &err);
+	expect_rc(rc, EMH_ESTATE, &err, "read-only fork: emh_repo_new refused with EMH_ESTATE");
+	like_str(err.message, "read-only", "the error says the fork is read-only");
+	if (lr.count)
+		((conf_user *)lr.items[0])->a = 999;
+	rc = emh_em_flush(ro, &err);
+	expect_rc(rc, EMH_ESTATE, &err, "read-only fork: emh_em_flush refused with EMH_ESTATE");
+	rc = lr.count ? emh_em_remove(ro, lr.items[0], &err) : EMH_ENOMEM;
+	expect_rc(rc, EMH_ESTATE, &err, "read-only fork: emh_em_remove refused with EMH_ESTATE");
+	rc = emh_repo_delete_where(rr, NULL, &n, &err);
+	expect_rc(rc, EMH_ESTATE, &err, "read-only fork: emh_repo_delete_where refused with EMH_ESTATE");
+	rc = emh_em_set_readonly(ro, &err);
+	expect_rc(rc, EMH_ESTATE, &err, "emh_em_set_readonly after a load still says EMH_ESTATE");
+	emh_em_close(ro);
+	emh_em_close(em);
+	conf_user *u = NULL;
+	em = xfork(s, NULL);
+	u = user_get(em, s, ids[0]);
+	ok(u && u->a == 7, "nothing the read-only fork changed was written");
+	emh_em_close(em);
+
+	fo.flags = 1u << 7;
+	ro = (emh_em *)&fo;
+	rc = emh_host_fork_opts(s->h, s->ctx, &fo, &ro, &err);
+	expect_rc(rc, EMH_EINVAL, &err, "an unknown fork flag is EMH_EINVAL");
+	ok(ro == NULL, "and gives no fork");
+}
+
+
 static void t_readonly_clear(suite *s)
 {
 	emh_error err;
@@ -2978,6 +3083,7 @@ int main(int argc, char **argv)
 		cf_query(&s);
 		t_transactions(&s);
 		t_readonly_clear(&s);
+		t_readonly_fork(&s);
 		t_errors(&s);
 		t_injection(&s);
 		t_relations(&s);

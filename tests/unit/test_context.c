@@ -359,10 +359,53 @@ static void test_driver_errors(void)
 	emh_host_free(h);
 }
 
+/* ---- an idle context carries no query counters ---- */
+
+static uint64_t queries_of(emh_host *h, const char *name)
+{
+	emh_context_info *infos;
+	size_t n;
+	uint64_t q = UINT64_MAX;
+	if (emh_host_contexts(h, &infos, &n, NULL) != 0)
+		return q;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(infos[i].name, name) == 0)
+			q = infos[i].queries;
+	emh_context_info_free(infos, n);
+	return q;
+}
+
+static void test_idle_counters(void)
+{
+	emh_error err;
+	emh_host *h = new_host(NULL, &err);
+	if (!h || add(h, "idle", &err) != 0)
+		bail("host or context: %s", err.message);
+	emh_context *c = emh__host_get_context(h, "idle", &err);
+	if (!c)
+		bail("context: %s", err.message);
+	ok(atomic_load(&c->qstats) == NULL, "an added context has no query counters before its first call");
+	is_int((long long)queries_of(h, "idle"), 0, "and counts 0 queries");
+	if (fork_close(h, "idle", &err) != 0)
+		bail("fork: %s", err.message);
+	ok(atomic_load(&c->qstats) == NULL, "a fork that calls nothing makes none");
+	emh_em *em;
+	if (emh_host_fork(h, "idle", &em, &err) != 0)
+		bail("fork: %s", err.message);
+	is_int(emh_em_execute(em, "x", &err), 0, "a call");
+	is_int(emh_em_execute(em, "y", &err), 0, "another");
+	emh_em_close(em);
+	ok(atomic_load(&c->qstats) != NULL, "the first call made them");
+	is_int((long long)queries_of(h, "idle"), 2, "and both calls are counted");
+	emh__context_put(c);
+	emh_host_free(h);
+}
+
 int main(void)
 {
 	test_many_contexts();
 	test_removal_wakeup();
 	test_driver_errors();
+	test_idle_counters();
 	return done_testing();
 }

@@ -152,7 +152,7 @@ int main(void)
 	emh_context ctx;
 	memset(&ctx, 0, sizeof ctx);
 	pthread_mutex_init(&ctx.mu, NULL);
-	ctx.name = "t";
+	strcpy(ctx.name, "t");
 	emh__meta m;
 	memset(&m, 0, sizeof m);
 	m.ctx = &ctx;

@@ -358,6 +358,19 @@ static void test_routes(void)
 	is_int(emh_web_retry(scope, flaky, &final, 2, &err), EMH_ERETRY, "at most max_attempts");
 	emh_scope_close(scope);
 
+	/* a handler that only reads opens its forks read-only */
+	emh_scope_open(svcs, "shopweb", &scope, &err);
+	is_int(emh_scope_fork_opts(scope, 1u << 7, NULL, &err), EMH_EINVAL, "emh_scope_fork_opts: an unknown flag");
+	is_int(emh_scope_fork_opts(scope, EMH_FORK_READONLY, NULL, &err), 0, "emh_scope_fork_opts: EMH_FORK_READONLY");
+	emh_repo *ro = NULL;
+	void *obj = NULL;
+	is_int(emh_scope_repo(scope, &item_entity, NULL, &ro, &err), 0, "a repository of the read-only scope");
+	if (ro) {
+		is_int(emh_repo_new(ro, &obj, &err), EMH_ESTATE, "its fork refuses a new object");
+		like_str(err.message, "read-only", "saying it is read-only");
+	}
+	emh_scope_close(scope);
+
 	json_t *doc = emh_web_openapi(svcs, "t");
 	is_str(json_string_value(json_object_get(doc, "openapi")), "3.1.0", "OpenAPI 3.1");
 	json_t *paths = json_object_get(doc, "paths");
