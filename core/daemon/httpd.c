@@ -31,7 +31,8 @@
  * database on the other side of a network (contexts on SQLite only: a
  * server that stops answering would hold the I/O thread until a driver's
  * timeout; SQLite's own waits are for writers' locks, which WAL readers do
- * not take).  Everything else is handed off.  The idle check reserves
+ * not take, so only database files in WAL mode: in memory and in the
+ * rollback-journal modes a reader waits out a writer's transaction).  Everything else is handed off.  The idle check reserves
  * nothing: if another thread takes the connection first, the handler waits
  * in the acquire like a worker would, which a pool at least as large as
  * the threads (the defaults) makes rare.  server.inline = false turns the
@@ -214,8 +215,8 @@ void emhd__res_key_free(void *res) { emh_response_free(res); }
 static bool inline_ok(const emhd_req *r, const char *method)
 {
 	const emhd_server *srv = r->srv;
-	return srv->inline_driver && r->m->svc && r->body.len == 0 && strcmp(method, "GET") == 0 &&
-	       emh_svc_idle_now(r->m->svc, srv->inline_driver);
+	return srv->inline_driver && r->m->inline_svc && r->body.len == 0 && strcmp(method, "GET") == 0 &&
+	       emh_svc_idle_now(r->m->inline_svc, srv->inline_driver);
 }
 
 /*

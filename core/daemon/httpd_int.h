@@ -39,7 +39,10 @@
 /* Request counts and latency of one service (or of the daemon's own routes). */
 typedef struct svc_metrics {
 	const char *name;
-	const emh_svc *svc; /* NULL for the daemon's own routes and unrouted requests */
+	/* the service when the fast path may serve it (its contexts are SQLite
+	 * files in WAL mode, server.c); NULL for every other service, the
+	 * daemon's own routes and unrouted requests */
+	const emh_svc *inline_svc;
 	/* per bucket, not cumulative; [NBUCKETS] counts what is over the last
 	 * bound, so the buckets' sum is the request count (+Inf and _count) */
 	_Atomic uint64_t buckets[NBUCKETS + 1];

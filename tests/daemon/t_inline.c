@@ -123,22 +123,25 @@ static int blackhole(unsigned *port)
 	return fd;
 }
 
-static int start(const char *server, unsigned hole_port)
+/* db: the default context's file in dir; sqlite: more of its settings. */
+static int start_db(const char *server, unsigned hole_port, const char *db, const char *sqlite)
 {
 	char conf[4096];
 	snprintf(conf, sizeof conf,
 		 "plugin_dir = \"%s\";\n"
 		 "service_dir = \"%s\";\n"
 		 "contexts = (\n"
-		 "  { name = \"default\"; driver = \"sqlite\"; path = \"%s/app.db\"; schema = \"sync\";\n"
+		 "  { name = \"default\"; driver = \"sqlite\"; path = \"%s/%s\"; schema = \"sync\"; %s\n"
 		 "    busy_timeout_ms = 30000; pool = { max = 1; acquire_timeout_ms = 30000; }; },\n"
 		 "  { name = \"analytics\"; driver = \"postgres\"; url = \"postgres://emh:x@127.0.0.1:%u/emh\"; }\n"
 		 ");\n"
 		 "services = ( { name = \"users\"; }, { name = \"good\"; module = \"fx_good\"; } );\n"
 		 "server = { threads = 1; shutdown_timeout_ms = 5000; %s };\n",
-		 plug, svc, dir, hole_port, server);
+		 plug, svc, dir, db, sqlite, hole_port, server);
 	return dtest_start(&d, dir, conf, NULL);
 }
+
+static int start(const char *server, unsigned hole_port) { return start_db(server, hole_port, "app.db", ""); }
 
 /* A POST goes to a worker; a GET with an idle SQLite connection runs on the I/O thread. */
 static void t_paths(void)
@@ -182,6 +185,42 @@ static void t_no_idle(void)
 	is_int(g.status, 200, "the queued GET: 200 through the worker");
 	ok(strstr(g.text, "ann@example.com") != NULL, "with the user (%s)", g.text);
 	ok(metric("emhost_http_handled_inline_total") == inl, "neither ran on the I/O thread");
+}
+
+/*
+ * Not in WAL mode, a reader waits for a writer's lock (busy_timeout_ms): a
+ * GET there is handed off even with an idle connection, and while it waits
+ * the I/O thread still answers.
+ */
+static void t_rollback_journal(void)
+{
+	if (start_db("", 1, "rj.db", "journal_mode = \"delete\";") != 0) {
+		ok(0, "emhostd starts with journal_mode = delete");
+		return;
+	}
+	call k;
+	call_start(&k, "POST", "/users", "{\"name\":\"cy\",\"email\":\"cy@example.com\"}");
+	pthread_join(k.th, NULL);
+	is_int(k.status, 201, "journal_mode = delete: POST /users: 201");
+	is_int(get("/users/1", NULL, 0), 200, "GET /users/1: 200 (the connection is idle after it)");
+	double inl = metric("emhost_http_handled_inline_total");
+	char path[600];
+	snprintf(path, sizeof path, "%s/rj.db", dir);
+	sqlite3 *db = NULL;
+	char *msg = NULL;
+	if (sqlite3_open(path, &db) != SQLITE_OK || sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, &msg) != SQLITE_OK)
+		bail("lock %s: %s", path, msg ? msg : sqlite3_errmsg(db));
+	call g;
+	call_start(&g, "GET", "/users/1", NULL);
+	/* the scrape is answered by the only I/O thread: it is not held by the GET */
+	ok(wait_metric("emhost_http_workers_busy", 1) && !atomic_load(&g.done),
+	   "a GET waiting for a writer's lock waits on the worker, and the I/O thread answers meanwhile");
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(db);
+	pthread_join(g.th, NULL);
+	is_int(g.status, 200, "the GET: 200 once the lock goes (%s)", g.text);
+	ok(metric("emhost_http_handled_inline_total") == inl, "it did not run on the I/O thread");
+	is_int(dtest_stop(&d, SIGTERM, 30000), 0, "emhostd exits 0");
 }
 
 /* A hung database holds the only worker; a GET on SQLite on the only I/O thread is answered meanwhile. */
@@ -240,6 +279,7 @@ int main(void)
 	ok(metric("emhost_http_handled_inline_total") == 0 && metric("emhost_http_handed_off_total") == 2,
 	   "both GETs were handed off");
 	is_int(dtest_stop(&d, SIGTERM, 30000), 0, "emhostd exits 0");
+	t_rollback_journal();
 	dtest_rmtree(dir);
 	return done_testing();
 }
