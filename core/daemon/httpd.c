@@ -34,9 +34,11 @@
  * not take, so only database files in WAL mode: in memory and in the
  * rollback-journal modes a reader waits out a writer's transaction).  Everything else is handed off.  The idle check reserves
  * nothing: if another thread takes the connection first, the handler waits
- * in the acquire like a worker would, which a pool at least as large as
- * the threads (the defaults) makes rare.  server.inline = false turns the
- * fast path off.
+ * in the acquire like a worker would, holding the I/O thread until a
+ * connection comes back.  Only a pool.max of at least twice server.threads
+ * (an I/O thread and a worker each per thread can hold one) rules that
+ * out; the defaults (8, and a thread per core up to 8) do so up to 4 cores.
+ * server.inline = false turns the fast path off.
  */
 #include "config.h"
 
