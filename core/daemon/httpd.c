@@ -32,8 +32,8 @@
  * server that stops answering would hold the I/O thread until a driver's
  * timeout; SQLite's own waits are for writers' locks, which WAL readers do
  * not take, so only database files in WAL mode: in memory and in the
- * rollback-journal modes a reader waits out a writer's transaction).  Everything else is handed off.  The idle check reserves
- * nothing: if another thread takes the connection first, the handler waits
+ * rollback-journal modes a reader waits out a writer's transaction).
+ * Everything else is handed off.  The idle check reserves nothing: if another thread takes the connection first, the handler waits
  * in the acquire like a worker would, holding the I/O thread until a
  * connection comes back.  Only a pool.max of at least twice server.threads
  * (an I/O thread and a worker each per thread can hold one) rules that
