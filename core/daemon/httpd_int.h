@@ -82,6 +82,7 @@ struct emhd_server {
 	bool res_key_made;
 	_Atomic unsigned inline_busy; /* handlers running on I/O threads now */
 	_Atomic uint64_t inline_total, handoff_total; /* handlers run on an I/O thread, by a worker */
+	_Atomic uint64_t inline_missed; /* fast-path requests handed off: their connection was taken first */
 	uint32_t rid_prefix;       /* random per start: ids of two runs differ */
 	_Atomic uint64_t rid_next; /* generated request ids: prefix-counter */
 	size_t nsvc;        /* services at start; metrics[nsvc] = "_emhost", [nsvc+1] = "_unrouted" */
