@@ -21,6 +21,7 @@
 emh_context *emh__em_context(const emh_em *em) { return em->ctx; }
 
 bool emh__em_wrote(const emh_em *em) { return em->wrote; }
+bool emh__em_would_wait(const emh_em *em) { return em->would_wait; }
 
 /* ---- fork / close ---- */
 
@@ -68,6 +69,7 @@ int emh_host_fork_opts(emh_host *h, const char *name, const emh_fork_opts *opts,
 	if (opts) {
 		em->primary_only = opts->flags & EMH_FORK_PRIMARY;
 		em->readonly = opts->flags & EMH_FORK_READONLY;
+		em->nowait = opts->flags & EMH_FORK_NOWAIT;
 		if (opts->after && *opts->after && c->nreplicas &&
 		    !(em->after = emh__arena_strndup(&em->arena, opts->after, strlen(opts->after)))) {
 			emh_em_close(em);
@@ -164,7 +166,16 @@ int emh__em_conn(emh_em *em, emh_error *err)
 		 * it were still open, on another connection, in autocommit. */
 		return emh__em_fail(em, emh_error_set(err, EMH_ESTATE,
 						  "the connection of this transaction was lost; roll it back"), err);
-	int rc = emh__pool_acquire(&em->ctx->pool, &em->pc, err);
+	int rc = em->nowait ? emh__pool_try_acquire(&em->ctx->pool, &em->pc, err)
+			    : emh__pool_acquire(&em->ctx->pool, &em->pc, err);
+	if (rc == EMH__POOL_FULL) {
+		em->would_wait = true;
+		rc = emh_error_set(err, EMH_ETIMEOUT,
+				   "context '%s': no connection free now, and this fork may not wait for one "
+				   "(EMH_FORK_NOWAIT)", em->ctx->name);
+		if (err)
+			err->retryable = true;
+	}
 	if (rc) {
 		em->pc = NULL;
 		return emh__em_fail(em, rc, err);

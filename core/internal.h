@@ -310,7 +310,7 @@ void emh__meta_free(emh__meta *m);
 #define EMH__CTX_REMOVING 0x80000000u
 
 /* Every EMH_FORK_* flag this host knows (emh_host_fork_opts, emh_scope_fork_opts). */
-#define EMH__FORK_FLAGS ((unsigned)(EMH_FORK_PRIMARY | EMH_FORK_READONLY))
+#define EMH__FORK_FLAGS ((unsigned)(EMH_FORK_PRIMARY | EMH_FORK_READONLY | EMH_FORK_NOWAIT))
 
 typedef struct emh_context {
 	/*
@@ -516,6 +516,8 @@ int emh__query_error(const emh_query *q, emh_error *err);
 emh_context *emh__em_context(const emh_em *em);
 /* Did the fork send a write (its reads then stay on the primary)? */
 bool emh__em_wrote(const emh_em *em);
+/* An EMH_FORK_NOWAIT fork refused a call because it would have waited for a connection. */
+bool emh__em_would_wait(const emh_em *em);
 /* Can v be the value of fork parameter name (emh_em_set_param)?  0 or EMH_EINVAL. */
 int emh__param_check(const char *name, const emh_value *v, emh_error *err);
 

@@ -146,8 +146,18 @@ int emh_scope_fork_opts(emh_scope *scope, unsigned flags, const char *after, emh
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	free(scope->after);
 	scope->after = copy;
-	scope->fork_flags = flags;
+	/* NOWAIT stays: whoever runs the scope where it must not block set it,
+	 * and a handler asking for read-only forks must not lift it */
+	scope->fork_flags = flags | (scope->fork_flags & EMH_FORK_NOWAIT);
 	return 0;
+}
+
+bool emh_scope_would_wait(const emh_scope *scope)
+{
+	for (size_t i = 0; scope && i < scope->svc->nctx; i++)
+		if (scope->ems[i] && emh__em_would_wait(scope->ems[i]))
+			return true;
+	return false;
 }
 
 int emh_scope_token(emh_scope *scope, char *buf, size_t len, emh_error *err)

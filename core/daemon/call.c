@@ -37,7 +37,7 @@ static void over_cap(emh_host *h, const char *uri, emh_response *res, size_t len
 	emhd__res_error(res, 500, "the answer is too large", NULL);
 }
 
-void emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_response, emh_response *res)
+int emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_response, emh_response *res)
 {
 	emh_host *h = emh_services_host(svcs);
 	const char *seg;
@@ -45,7 +45,7 @@ void emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_respon
 	emh_response_reset(res);
 	if (n == 0) {
 		emhd__res_error(res, 404, "no service in the path: use /<service>/...", NULL);
-		return;
+		return 0;
 	}
 	/* A service name is an identifier of at most 63 bytes: a longer path
 	 * segment names no service whether it is cut here or not. */
@@ -56,7 +56,7 @@ void emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_respon
 	char *path = strndup(rest, q ? (size_t)(q - rest) : strlen(rest));
 	if (!path) {
 		emhd__res_error(res, 500, "out of memory", NULL);
-		return;
+		return 0;
 	}
 	emh_request req = {
 		.method = c->method,
@@ -75,10 +75,17 @@ void emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_respon
 	if (rc == 0) {
 		/* causal reads across requests (docs/replicas.md): the client's tokens in, the writes' out */
 		const char *after = emh_request_header(&req, "X-Emhost-After");
-		if (after)
-			rc = emh_scope_fork_opts(scope, 0, after, &err);
+		if (after || c->fork_flags)
+			rc = emh_scope_fork_opts(scope, c->fork_flags, after, &err);
 		if (rc == 0)
 			rc = emh_scope_handle(scope, &req, res, &err);
+		if ((c->fork_flags & EMH_FORK_NOWAIT) && emh_scope_would_wait(scope)) {
+			/* the handler met a wait it may not make here: not its answer */
+			emh_scope_close(scope);
+			emh_response_reset(res);
+			free(path);
+			return 1;
+		}
 		char tok[1024];
 		emh_error terr;
 		if (rc == 0 && emh_scope_token(scope, tok, sizeof tok, &terr) == 0 && tok[0])
@@ -107,4 +114,5 @@ void emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_respon
 	emh_response_body(res, &len);
 	if (max_response && len > max_response)
 		over_cap(h, c->uri, res, len, max_response);
+	return 0;
 }

@@ -31,11 +31,15 @@
  * database on the other side of a network (contexts on SQLite only: a
  * server that stops answering would hold the I/O thread until a driver's
  * timeout; SQLite's own waits are for writers' locks, which WAL readers do
- * not take).  Everything else is handed off.  The idle check reserves
- * nothing: if another thread takes the connection first, the handler waits
- * in the acquire like a worker would, which a pool at least as large as
- * the threads (the defaults) makes rare.  server.inline = false turns the
- * fast path off.
+ * not take, so only database files in WAL mode: in memory and in the
+ * rollback-journal modes a reader waits out a writer's transaction).
+ * Everything else is handed off.  The idle check reserves nothing, so the
+ * handler's forks may not wait (EMH_FORK_NOWAIT): if another thread took
+ * the connection first, the call fails at once, emh_scope_would_wait says
+ * so, and the request is handed to a worker, which runs it again (a GET,
+ * safe to repeat).  A GET handler that opens a transaction, locks or
+ * writes can still wait here (SQLite's BEGIN IMMEDIATE waits for writers):
+ * server.inline = false turns the fast path off.
  */
 #include "config.h"
 
@@ -109,8 +113,8 @@ static enum MHD_Result kv_iter(void *cls, enum MHD_ValueKind kind, const char *k
 }
 
 /* Run the request through emhd_call_service with what libmicrohttpd parsed.  A worker,
- * or the I/O thread on the fast path. */
-static void service_into(emhd_req *r, struct MHD_Connection *conn, emh_response *res)
+ * or the I/O thread on the fast path (fork_flags EMH_FORK_NOWAIT); its result. */
+static int service_into(emhd_req *r, struct MHD_Connection *conn, emh_response *res, unsigned fork_flags)
 {
 	kv_collect argv[2]; /* 2 kB on the stack: no allocation per request */
 	kv_collect *args = &argv[0], *hdrs = &argv[1];
@@ -134,8 +138,9 @@ static void service_into(emhd_req *r, struct MHD_Connection *conn, emh_response 
 		.nheaders = hdrs->n,
 		.body = r->body.ptr,
 		.body_len = r->body.len,
+		.fork_flags = fork_flags,
 	};
-	emhd_call_service(r->srv->svcs, &c, r->srv->max_response, res);
+	return emhd_call_service(r->srv->svcs, &c, r->srv->max_response, res);
 }
 
 void *emhd__worker_main(void *arg)
@@ -156,7 +161,7 @@ void *emhd__worker_main(void *arg)
 		pthread_mutex_unlock(&srv->qmu);
 		struct MHD_Connection *conn = r->conn;
 		emhd__set_request(r);
-		service_into(r, conn, r->res);
+		service_into(r, conn, r->res, 0);
 		emhd__set_request(NULL);
 		atomic_store_explicit(&r->done, true, memory_order_release);
 		MHD_resume_connection(conn); /* r may be gone from here on */
@@ -214,8 +219,8 @@ void emhd__res_key_free(void *res) { emh_response_free(res); }
 static bool inline_ok(const emhd_req *r, const char *method)
 {
 	const emhd_server *srv = r->srv;
-	return srv->inline_driver && r->m->svc && r->body.len == 0 && strcmp(method, "GET") == 0 &&
-	       emh_svc_idle_now(r->m->svc, srv->inline_driver);
+	return srv->inline_driver && r->m->inline_svc && r->body.len == 0 && strcmp(method, "GET") == 0 &&
+	       emh_svc_idle_now(r->m->inline_svc, srv->inline_driver);
 }
 
 /*
@@ -238,10 +243,15 @@ static enum MHD_Result serve_inline(struct MHD_Connection *conn, emhd_req *r, co
 		}
 	}
 	r->method = method;
-	atomic_fetch_add_explicit(&srv->inline_total, 1, memory_order_relaxed);
 	atomic_fetch_add(&srv->inline_busy, 1);
-	service_into(r, conn, res);
+	int again = service_into(r, conn, res, EMH_FORK_NOWAIT);
 	atomic_fetch_sub(&srv->inline_busy, 1);
+	if (again) {
+		/* the idle connection went to another thread first: a worker may wait for one */
+		atomic_fetch_add_explicit(&srv->inline_missed, 1, memory_order_relaxed);
+		return dispatch(conn, r, method);
+	}
+	atomic_fetch_add_explicit(&srv->inline_total, 1, memory_order_relaxed);
 	enum MHD_Result ret = emhd__queue_response(conn, r, res);
 	emh_response_reset(res); /* libmicrohttpd has its copy */
 	return ret;

@@ -81,6 +81,7 @@ typedef struct emhd_call {
 	size_t nheaders;
 	const char *body;      /* may be NULL when body_len is 0 */
 	size_t body_len;
+	unsigned fork_flags;   /* EMH_FORK_* of the scope's forks (emh_scope_fork_opts) */
 } emhd_call;
 
 /*
@@ -93,8 +94,11 @@ typedef struct emhd_call {
  * the body is over max_response bytes (0: no cap), never part of it.  The
  * HTTP front's workers call it; so do the fuzzer and its replay in make
  * check (tests/fuzz), which then run the real request path.  Thread-safe.
+ * Returns 0, or 1 when c->fork_flags has EMH_FORK_NOWAIT and a fork would
+ * have waited for a connection (emh_scope_would_wait): res is then empty
+ * and the request is to be run again where waiting is allowed.
  */
-void emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_response, emh_response *res);
+int emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_response, emh_response *res);
 
 /* The service segment of a raw URI ("/users/7?x" -> "users"): its length, *name its start. */
 size_t emhd_route(const char *uri, const char **name);

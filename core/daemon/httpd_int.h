@@ -39,7 +39,10 @@
 /* Request counts and latency of one service (or of the daemon's own routes). */
 typedef struct svc_metrics {
 	const char *name;
-	const emh_svc *svc; /* NULL for the daemon's own routes and unrouted requests */
+	/* the service when the fast path may serve it (its contexts are SQLite
+	 * files in WAL mode, server.c); NULL for every other service, the
+	 * daemon's own routes and unrouted requests */
+	const emh_svc *inline_svc;
 	/* per bucket, not cumulative; [NBUCKETS] counts what is over the last
 	 * bound, so the buckets' sum is the request count (+Inf and _count) */
 	_Atomic uint64_t buckets[NBUCKETS + 1];
@@ -79,6 +82,7 @@ struct emhd_server {
 	bool res_key_made;
 	_Atomic unsigned inline_busy; /* handlers running on I/O threads now */
 	_Atomic uint64_t inline_total, handoff_total; /* handlers run on an I/O thread, by a worker */
+	_Atomic uint64_t inline_missed; /* fast-path requests handed off: their connection was taken first */
 	uint32_t rid_prefix;       /* random per start: ids of two runs differ */
 	_Atomic uint64_t rid_next; /* generated request ids: prefix-counter */
 	size_t nsvc;        /* services at start; metrics[nsvc] = "_emhost", [nsvc+1] = "_unrouted" */

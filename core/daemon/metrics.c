@@ -188,6 +188,10 @@ enum MHD_Result emhd__serve_metrics(struct MHD_Connection *conn, emhd_req *r)
 		    "Handlers run on an I/O thread (the fast path: GET, SQLite, an idle connection).");
 	emh_buf_addf(&out, "emhost_http_handled_inline_total %llu\n",
 		     (unsigned long long)atomic_load(&srv->inline_total));
+	prom_header(&out, "emhost_http_inline_missed_total", "counter",
+		    "Fast-path requests handed to a worker because another thread took their idle connection first.");
+	emh_buf_addf(&out, "emhost_http_inline_missed_total %llu\n",
+		     (unsigned long long)atomic_load(&srv->inline_missed));
 	prom_header(&out, "emhost_http_handed_off_total", "counter", "Handlers handed to a worker.");
 	emh_buf_addf(&out, "emhost_http_handed_off_total %llu\n", (unsigned long long)atomic_load(&srv->handoff_total));
 	prom_header(&out, "emhost_http_rejected_total", "counter", "Requests answered 503 because the queue was full.");

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -113,6 +114,35 @@ static void server_free(emhd_server *s)
 	free(s);
 }
 
+/*
+ * Whether every context svc's needs resolve to is SQLite whose readers never
+ * wait for a writer: a database file in WAL mode (the fast path, httpd.c).
+ * In the rollback-journal modes, and in memory (the memdb VFS locks like a
+ * rollback journal), a read waits for a writer's lock for up to
+ * busy_timeout_ms, which on an I/O thread would stall every connection it
+ * serves.
+ */
+static bool reads_never_wait(const emh_svc *svc)
+{
+	emh_host *h = emh_svc_host(svc);
+	const emh_service *d = emh_svc_descriptor(svc);
+	if (!d || d->nneeds == 0)
+		return false;
+	for (size_t i = 0; i < d->nneeds; i++) {
+		const char *ctx = emh_svc_context(svc, d->needs[i].context);
+		const char *drv = ctx ? emh_host_context_driver(h, ctx) : NULL;
+		if (!drv || strcmp(drv, "sqlite") != 0)
+			return false;
+		const char *path = emh_host_context_setting(h, ctx, "path");
+		const char *journal = emh_host_context_setting(h, ctx, "journal_mode"); /* unset: wal */
+		if (!path || strcmp(path, ":memory:") == 0 ||
+		    (strncmp(path, "file:", 5) == 0 && (strstr(path, "mode=memory") || strstr(path, "vfs=memdb"))) ||
+		    (journal && strcasecmp(journal, "wal") != 0))
+			return false;
+	}
+	return true;
+}
+
 int emhd_start(emh_services *svcs, const emhd_opts *o, emhd_server **out, char *errbuf, size_t cap)
 {
 	*out = NULL;
@@ -150,8 +180,9 @@ int emhd_start(emh_services *svcs, const emhd_opts *o, emhd_server **out, char *
 		return -1;
 	}
 	for (size_t i = 0; i < srv->nsvc; i++) {
-		srv->metrics[i].svc = emh_services_at(svcs, i);
-		srv->metrics[i].name = emh_svc_name(srv->metrics[i].svc);
+		emh_svc *svc = emh_services_at(svcs, i);
+		srv->metrics[i].name = emh_svc_name(svc);
+		srv->metrics[i].inline_svc = reads_never_wait(svc) ? svc : NULL;
 	}
 	srv->metrics[srv->nsvc].name = "_emhost";
 	srv->metrics[srv->nsvc + 1].name = "_unrouted";

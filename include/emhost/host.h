@@ -104,12 +104,18 @@ int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err);
  *         enter the identity map (a key loaded twice is two objects),
  *         new/remove/flush and set-based writes are EMH_ESTATE.  The fast
  *         path for a request that only reads.
+ *         EMH_FORK_NOWAIT: the fork never waits for a connection of its
+ *         primary: where it would wait (the pool at its max, or the host's
+ *         budget full, and nothing idle), the call fails at once with
+ *         EMH_ETIMEOUT, retryable, saying so.  For a caller that must not
+ *         block (emhostd's I/O threads), which then hands the work to a
+ *         thread that may wait (emh_scope_would_wait).
  *  after  a token of emh_em_token (another fork's flush, maybe another
  *         process's): reads go to a replica only once it has replayed past
  *         that position, else to the primary.  NULL or "": none.  Copied.
  * Members are only ever appended; a flag says when one is meant.
  */
-enum { EMH_FORK_PRIMARY = 1u << 0, EMH_FORK_READONLY = 1u << 1 };
+enum { EMH_FORK_PRIMARY = 1u << 0, EMH_FORK_READONLY = 1u << 1, EMH_FORK_NOWAIT = 1u << 2 };
 typedef struct emh_fork_opts {
 	unsigned flags;
 	const char *after;

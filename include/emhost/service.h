@@ -486,7 +486,9 @@ void emh_scope_reset(emh_scope *scope);
  * or "": none): a fork of a context named there gets its position as
  * emh_fork_opts.after.
  * Forks already open keep how they were opened.  emhostd sets after from
- * the X-Emhost-After request header.
+ * the X-Emhost-After request header, and EMH_FORK_NOWAIT when it runs the
+ * handler on an I/O thread (emh_scope_would_wait); once set, NOWAIT stays
+ * for the scope's life (a later call cannot lift it).
  */
 int emh_scope_fork_opts(emh_scope *scope, unsigned flags, const char *after, emh_error *err);
 /*
@@ -496,6 +498,14 @@ int emh_scope_fork_opts(emh_scope *scope, unsigned flags, const char *after, emh
  * it as the X-Emhost-After response header.
  */
 int emh_scope_token(emh_scope *scope, char *buf, size_t len, emh_error *err);
+/*
+ * True when a fork of the scope opened with EMH_FORK_NOWAIT refused a call
+ * because it would have waited for a connection: what the handler answered
+ * is then not the request's answer, and the request is to be run again
+ * where waiting is allowed (emhostd hands it from its I/O thread to a
+ * worker).  Before emh_scope_close.
+ */
+bool emh_scope_would_wait(const emh_scope *scope);
 
 /* The service's state from init, the service, and the number of forks the
  * scope holds open. */

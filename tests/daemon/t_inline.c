@@ -15,7 +15,13 @@
  *     answers: the test's own listener) holds the only worker, and another
  *     client's GET on SQLite is answered meanwhile, while the hung request
  *     is still open; once the "database" goes away the hung one ends too;
- *   - server.inline = false hands every request off.
+ *   - server.inline = false hands every request off;
+ *   - on a database not in WAL mode (journal_mode = delete), where a reader
+ *     waits for a writer's lock, a GET is handed off even with an idle
+ *     connection, and the I/O thread answers while it waits;
+ *   - with 2 I/O threads, a pool of 1 and several clients, an inline
+ *     handler whose connection was taken first is handed off (its fork may
+ *     not wait) and every request is answered and counted once.
  * No timing is asserted: each step waits for what the metrics say.
  */
 #include "config.h"
@@ -123,22 +129,25 @@ static int blackhole(unsigned *port)
 	return fd;
 }
 
-static int start(const char *server, unsigned hole_port)
+/* db: the default context's file in dir; sqlite: more of its settings; threads 1 unless server sets it. */
+static int start_db(const char *server, unsigned hole_port, const char *db, const char *sqlite)
 {
 	char conf[4096];
 	snprintf(conf, sizeof conf,
 		 "plugin_dir = \"%s\";\n"
 		 "service_dir = \"%s\";\n"
 		 "contexts = (\n"
-		 "  { name = \"default\"; driver = \"sqlite\"; path = \"%s/app.db\"; schema = \"sync\";\n"
+		 "  { name = \"default\"; driver = \"sqlite\"; path = \"%s/%s\"; schema = \"sync\"; %s\n"
 		 "    busy_timeout_ms = 30000; pool = { max = 1; acquire_timeout_ms = 30000; }; },\n"
 		 "  { name = \"analytics\"; driver = \"postgres\"; url = \"postgres://emh:x@127.0.0.1:%u/emh\"; }\n"
 		 ");\n"
 		 "services = ( { name = \"users\"; }, { name = \"good\"; module = \"fx_good\"; } );\n"
-		 "server = { threads = 1; shutdown_timeout_ms = 5000; %s };\n",
-		 plug, svc, dir, hole_port, server);
+		 "server = { %s shutdown_timeout_ms = 5000; %s };\n",
+		 plug, svc, dir, db, sqlite, hole_port, strstr(server, "threads") ? "" : "threads = 1;", server);
 	return dtest_start(&d, dir, conf, NULL);
 }
+
+static int start(const char *server, unsigned hole_port) { return start_db(server, hole_port, "app.db", ""); }
 
 /* A POST goes to a worker; a GET with an idle SQLite connection runs on the I/O thread. */
 static void t_paths(void)
@@ -157,15 +166,22 @@ static void t_paths(void)
 	is_int(get("/users/99", NULL, 0), 404, "GET of a missing user on the fast path: 404");
 }
 
-/* A GET whose pool has no idle connection waits for a worker, not on the I/O thread. */
-static void t_no_idle(void)
+/* The database file name in dir, opened and write-locked (BEGIN EXCLUSIVE) by the test. */
+static sqlite3 *lock_db(const char *name)
 {
 	char path[600];
-	snprintf(path, sizeof path, "%s/app.db", dir);
+	snprintf(path, sizeof path, "%s/%s", dir, name);
 	sqlite3 *db = NULL;
 	char *msg = NULL;
 	if (sqlite3_open(path, &db) != SQLITE_OK || sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, &msg) != SQLITE_OK)
 		bail("lock %s: %s", path, msg ? msg : sqlite3_errmsg(db));
+	return db;
+}
+
+/* A GET whose pool has no idle connection waits for a worker, not on the I/O thread. */
+static void t_no_idle(void)
+{
+	sqlite3 *db = lock_db("app.db");
 	double inl = metric("emhost_http_handled_inline_total");
 	call post, g;
 	call_start(&post, "POST", "/users", "{\"name\":\"bob\",\"email\":\"bob@example.com\"}");
@@ -184,6 +200,37 @@ static void t_no_idle(void)
 	ok(metric("emhost_http_handled_inline_total") == inl, "neither ran on the I/O thread");
 }
 
+/*
+ * Not in WAL mode, a reader waits for a writer's lock (busy_timeout_ms): a
+ * GET there is handed off even with an idle connection, and while it waits
+ * the I/O thread still answers.
+ */
+static void t_rollback_journal(void)
+{
+	if (start_db("", 1, "rj.db", "journal_mode = \"delete\";") != 0) {
+		ok(0, "emhostd starts with journal_mode = delete");
+		return;
+	}
+	call k;
+	call_start(&k, "POST", "/users", "{\"name\":\"cy\",\"email\":\"cy@example.com\"}");
+	pthread_join(k.th, NULL);
+	is_int(k.status, 201, "journal_mode = delete: POST /users: 201");
+	is_int(get("/users/1", NULL, 0), 200, "GET /users/1: 200 (the connection is idle after it)");
+	double inl = metric("emhost_http_handled_inline_total");
+	sqlite3 *db = lock_db("rj.db");
+	call g;
+	call_start(&g, "GET", "/users/1", NULL);
+	/* the scrape is answered by the only I/O thread: it is not held by the GET */
+	ok(wait_metric("emhost_http_workers_busy", 1) && !atomic_load(&g.done),
+	   "a GET waiting for a writer's lock waits on the worker, and the I/O thread answers meanwhile");
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(db);
+	pthread_join(g.th, NULL);
+	is_int(g.status, 200, "the GET: 200 once the lock goes (%s)", g.text);
+	ok(metric("emhost_http_handled_inline_total") == inl, "it did not run on the I/O thread");
+	is_int(dtest_stop(&d, SIGTERM, 30000), 0, "emhostd exits 0");
+}
+
 /* A hung database holds the only worker; a GET on SQLite on the only I/O thread is answered meanwhile. */
 static void t_hung(int hole)
 {
@@ -197,6 +244,56 @@ static void t_hung(int hole)
 	close(hole); /* the "database" goes away: the hung connect fails */
 	pthread_join(hung.th, NULL);
 	ok(hung.status >= 500, "the hung request ends with a 5xx once its database goes (%ld)", hung.status);
+}
+
+/*
+ * Many clients on 2 I/O threads against a pool of 1: an inline handler
+ * whose idle connection another thread took first does not wait for it on
+ * the I/O thread (its fork may not wait, EMH_FORK_NOWAIT) but is handed to
+ * a worker (emhost_http_inline_missed_total); every request is answered 200
+ * and is counted once, inline or handed off.
+ */
+enum { RACERS = 4, RACE_GETS = 40 };
+
+static void *race_main(void *arg)
+{
+	int *ok200 = arg;
+	CURL *c = dtest_curl();
+	for (int i = 0; i < RACE_GETS; i++) {
+		dtest_resp r;
+		*ok200 += dtest_http(c, d.url, "GET", "/users/1", NULL, 0, false, &r) == 200;
+		dtest_resp_free(&r);
+	}
+	curl_easy_cleanup(c);
+	return NULL;
+}
+
+static void t_race(void)
+{
+	if (start_db("threads = 2;", 1, "race.db", "") != 0) {
+		ok(0, "emhostd starts with 2 threads");
+		return;
+	}
+	call k;
+	call_start(&k, "POST", "/users", "{\"name\":\"bo\",\"email\":\"bo@example.com\"}");
+	pthread_join(k.th, NULL);
+	is_int(k.status, 201, "race: POST /users: 201");
+	pthread_t th[RACERS];
+	int ok200[RACERS] = {0};
+	for (int i = 0; i < RACERS; i++)
+		pthread_create(&th[i], NULL, race_main, &ok200[i]);
+	int all = 0;
+	for (int i = 0; i < RACERS; i++) {
+		pthread_join(th[i], NULL);
+		all += ok200[i];
+	}
+	is_int(all, RACERS * RACE_GETS, "race: every GET answered 200 (pool max 1, 2 I/O threads, %d clients)", RACERS);
+	double in = metric("emhost_http_handled_inline_total"), off = metric("emhost_http_handed_off_total"),
+	       missed = metric("emhost_http_inline_missed_total");
+	ok(in + off == RACERS * RACE_GETS + 1 && missed >= 0 && missed <= off,
+	   "race: each request counted once (inline %.0f, handed off %.0f of which %.0f missed their connection)", in,
+	   off, missed);
+	is_int(dtest_stop(&d, SIGTERM, 30000), 0, "emhostd exits 0");
 }
 
 int main(void)
@@ -240,6 +337,8 @@ int main(void)
 	ok(metric("emhost_http_handled_inline_total") == 0 && metric("emhost_http_handed_off_total") == 2,
 	   "both GETs were handed off");
 	is_int(dtest_stop(&d, SIGTERM, 30000), 0, "emhostd exits 0");
+	t_rollback_journal();
+	t_race();
 	dtest_rmtree(dir);
 	return done_testing();
 }

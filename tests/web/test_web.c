@@ -371,6 +371,41 @@ static void test_routes(void)
 	}
 	emh_scope_close(scope);
 
+	/* EMH_FORK_NOWAIT: with every connection of the pool held, a call fails
+	 * at once instead of waiting, and emh_scope_would_wait says so (emhostd's
+	 * I/O thread then hands the request to a worker) */
+	emh_em *held[8];
+	for (int i = 0; i < 8; i++) {
+		held[i] = fixture_fork(host, NULL);
+		if (emh_em_execute(held[i], "SELECT 1", &err))
+			bail("holding connection %d: %s", i, err.message);
+	}
+	emh_scope_open(svcs, "shopweb", &scope, &err);
+	is_int(emh_scope_fork_opts(scope, EMH_FORK_NOWAIT, NULL, &err), 0, "emh_scope_fork_opts: EMH_FORK_NOWAIT");
+	ok(!emh_scope_would_wait(scope), "no wait refused before a call");
+	is_int(emh_scope_fork_opts(scope, EMH_FORK_READONLY, NULL, &err), 0, "a handler asks for read-only forks");
+	emh_repo *nw = NULL;
+	is_int(emh_scope_repo(scope, &item_entity, NULL, &nw, &err), 0, "a repository of the scope that may not wait");
+	if (nw) {
+		is_int(emh_repo_get(nw, emh_v_int64(1), &obj, &err), EMH_ETIMEOUT,
+		       "the pool at its max: the call fails at once, EMH_ETIMEOUT");
+		like_str(err.message, "may not wait", "saying why (NOWAIT kept under READONLY): %s", err.message);
+		ok(err.retryable, "retryable");
+	}
+	ok(emh_scope_would_wait(scope), "emh_scope_would_wait: the scope's answer is not the request's");
+	emh_scope_close(scope);
+	emh_em_close(held[0]);
+	emh_scope_open(svcs, "shopweb", &scope, &err);
+	emh_scope_fork_opts(scope, EMH_FORK_NOWAIT, NULL, &err);
+	nw = NULL;
+	emh_scope_repo(scope, &item_entity, NULL, &nw, &err);
+	int got = nw ? emh_repo_get(nw, emh_v_int64(1), &obj, &err) : -100;
+	ok(got == 0 || got == EMH_ENOTFOUND, "a connection free: the same call runs (%d)", got);
+	ok(!emh_scope_would_wait(scope), "and nothing was refused");
+	emh_scope_close(scope);
+	for (int i = 1; i < 8; i++)
+		emh_em_close(held[i]);
+
 	json_t *doc = emh_web_openapi(svcs, "t");
 	is_str(json_string_value(json_object_get(doc, "openapi")), "3.1.0", "OpenAPI 3.1");
 	json_t *paths = json_object_get(doc, "paths");
