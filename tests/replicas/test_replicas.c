@@ -437,6 +437,19 @@ static int second_fork_reads(emh_host *h, const char *ctx)
 	return got;
 }
 
+/* A host started from the configuration text, written to conf. */
+static emh_host *host_from(const fixture *fx, const char *conf, const char *text, const char *what)
+{
+	static const char *const none[] = {NULL};
+	emh_host_opts o = {.config_path = conf, .plugin_dir = fx->plugin_dir, .envp = none, .log_level = EMH_LOG_ERROR};
+	emh_host *h;
+	emh_error err;
+	write_file(conf, text);
+	if (emh_host_new(&o, &h, &err))
+		bail("%s: host: %s", what, err.message);
+	return h;
+}
+
 static int reload_with(emh_host *h, const char *conf, const char *text, char *sum, size_t cap, emh_error *err)
 {
 	static const char *const none[] = {NULL};
@@ -466,13 +479,8 @@ static void test_reload(const fixture *fx)
 		"  { name = \"q\"; url = \"sqlite://%s\"; pool = { max = %d; acquire_timeout_ms = 100; };\n"
 		"    replicas = ( { url = \"sqlite://%s\"; pool = { max = %d; }; } ); } );\n";
 	snprintf(text, sizeof text, fmt, prim, 1, 0, rep, prim, 1, rep, 1);
-	write_file(conf, text);
-	static const char *const none[] = {NULL};
-	emh_host_opts o = {.config_path = conf, .plugin_dir = fx->plugin_dir, .envp = none, .log_level = EMH_LOG_ERROR};
-	emh_host *h;
+	emh_host *h = host_from(fx, conf, text, "reload");
 	emh_error err;
-	if (emh_host_new(&o, &h, &err))
-		bail("reload: host: %s", err.message);
 	fixture_register(h, "r", &who_entity);
 	fixture_register(h, "q", &who_entity);
 	is_int(second_fork_reads(h, "r"), 0, "reload: r's replica inherits pool.max 1: a second fork reads the primary");
@@ -551,13 +559,8 @@ static void test_monotonic(const fixture *fx)
 	snprintf(text, sizeof text,
 		 "contexts = ( { name = \"r\"; url = \"sqlite://%s\";\n"
 		 "  replicas = ( { url = \"sqlite://%s\"; pool = { max = 1; }; } ); } );\n", prim, rep);
-	write_file(conf, text);
-	static const char *const none[] = {NULL};
-	emh_host_opts o = {.config_path = conf, .plugin_dir = fx->plugin_dir, .envp = none, .log_level = EMH_LOG_ERROR};
-	emh_host *h;
+	emh_host *h = host_from(fx, conf, text, "monotonic");
 	emh_error err;
-	if (emh_host_new(&o, &h, &err))
-		bail("monotonic: host: %s", err.message);
 	fixture_register(h, "r", &who_entity);
 	/* b read-only: no identity map, so its second get of the key reads again */
 	emh_fork_opts ro = {.flags = EMH_FORK_READONLY};
