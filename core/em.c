@@ -473,8 +473,14 @@ int emh__em_run(emh_em *em, emh__op *o, emh_error *err)
 	if (!err)
 		err = &local;
 	int rc;
-	if (replica_routed(em, o) && (rc = replica_run(em, o, err)) <= 0)
-		return rc;
+	if (replica_routed(em, o)) {
+		if ((rc = replica_run(em, o, err)) <= 0)
+			return rc;
+		/* The primary answers in a replica's place (none healthy, busy,
+		 * behind, failed): the rest of the fork reads it too, or a later
+		 * read on a replica could miss what this one saw. */
+		em->primary_only = true;
+	}
 	rc = emh__em_conn(em, err);
 	if (rc)
 		return rc;

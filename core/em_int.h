@@ -113,7 +113,7 @@ struct emh_em {
 	bool conn_used;  /* a statement ran on pc in this fork */
 	/* read replicas (docs/replicas.md): the fork's replica connection, taken
 	 * at its first routed read and kept (its reads are monotonic) */
-	bool primary_only; /* emh_host_fork_opts EMH_FORK_PRIMARY */
+	bool primary_only; /* emh_host_fork_opts EMH_FORK_PRIMARY, or a read the primary answered in a replica's place */
 	bool nowait, would_wait; /* EMH_FORK_NOWAIT; a call it refused for that */
 	bool wrote;        /* a write was sent: the rest of the fork reads the primary */
 	bool rconn_used;

@@ -97,7 +97,8 @@ int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err);
  * By default a fork's reads go to a replica (round robin over the healthy
  * ones; the fork keeps the one it took), except inside a transaction, with
  * a lock, and for the rest of the fork once it wrote anything; with no
- * healthy replica they go to the primary, with no error.
+ * healthy replica they go to the primary, with no error, for the rest of the
+ * fork (its reads never go back in time).
  *  flags  EMH_FORK_PRIMARY: every call on the primary.
  *         EMH_FORK_READONLY: the fork is read-only from the start, as after
  *         emh_em_set_readonly (em.h): loads keep no snapshot and do not

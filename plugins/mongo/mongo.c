@@ -368,8 +368,15 @@ static int mg_uri_option(mongoc_uri_t *uri, const char *key, const char *value, 
 				/* the mode only: tags and maxStalenessSeconds of the url stay */
 				mongoc_read_prefs_t *rp = mongoc_read_prefs_copy(mongoc_uri_get_read_prefs_t(uri));
 				mongoc_read_prefs_set_mode(rp, modes[k].mode);
-				mongoc_uri_set_read_prefs_t(uri, rp);
+				/* primary with the url's tags or maxStalenessSeconds: what
+				 * libmongoc refuses in a url, and every call would fail */
+				bool valid = mongoc_read_prefs_is_valid(rp);
+				if (valid)
+					mongoc_uri_set_read_prefs_t(uri, rp);
 				mongoc_read_prefs_destroy(rp);
+				if (!valid)
+					return emh_error_set(err, EMH_ECONFIG, "mongodb option '%s' = '%s' cannot go with the "
+							     "url's readPreferenceTags or maxStalenessSeconds", key, value);
 				ok = true;
 			}
 	} else if (mongoc_uri_option_is_bool(lower)) {
@@ -564,7 +571,9 @@ static void mg_context_close(emh_dctx *dc)
 
 static int mg_command_ping(emh_dctx *dc, mongoc_client_t *client, emh_error *err)
 {
-	bson_t cmd = BSON_INITIALIZER, reply;
+	/* reply initialised here: a call refused before it starts (invalid
+	 * read preferences) leaves it untouched, and mg_fail_at reads it */
+	bson_t cmd = BSON_INITIALIZER, reply = BSON_INITIALIZER;
 	bson_error_t e;
 	int64_t t0 = mg_now_ms();
 	bool ok;

@@ -103,7 +103,7 @@ int main(void)
 	const char *uri = getenv("EMH_TEST_MONGO_URI");
 	plan_lazy();
 	if (!uri || !*uri) {
-		need_server(12, "mongo: EMH_TEST_MONGO_URI not set (scripts/test-servers.sh start)");
+		need_server(13, "mongo: EMH_TEST_MONGO_URI not set (scripts/test-servers.sh start)");
 		return done_testing();
 	}
 	snprintf(g_table, sizeof g_table, "emh_rs_%ld", (long)getpid());
@@ -176,6 +176,24 @@ int main(void)
 	   "the URL's replicaSet reaches the client");
 	is_int(read_in(h, "rs", 1, &err), EMH_EUNAVAILABLE, "the next fork: EMH_EUNAVAILABLE again (%s)",
 	       err.message);
+
+	/*
+	 * A readPreference key of primary next to a URL with tags: libmongoc
+	 * refuses a primary read preference with tags (in a URL too), so the
+	 * context's configuration is refused when it is added.  Before, it was
+	 * taken, and the first connect's ping crashed the process (libmongoc
+	 * refuses the call without initialising its reply).
+	 */
+	char purl[1200];
+	snprintf(purl, sizeof purl, "%sreadPreference=secondary&readPreferenceTags=dc:ny", base);
+	rc = emh_host_add_context(h, "pk", (const char *const[]){"url", purl, "readPreference", "primary", NULL}, &err);
+	ok(rc == EMH_ECONFIG && strstr(err.message, "readPreference"),
+	   "readPreference = primary with the URL's tags is refused as the configuration's error (%d: %s)", rc,
+	   rc ? err.message : "added");
+	if (rc == 0) {
+		if (emh_host_remove_context(h, "pk", &err))
+			bail("remove 'pk': %s", err.message);
+	}
 
 	if (emh_host_drop_schema(h, "sp", &err))
 		diag("dropping the test collection: %s", err.message);

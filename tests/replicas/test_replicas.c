@@ -437,6 +437,19 @@ static int second_fork_reads(emh_host *h, const char *ctx)
 	return got;
 }
 
+/* A host started from the configuration text, written to conf. */
+static emh_host *host_from(const fixture *fx, const char *conf, const char *text, const char *what)
+{
+	static const char *const none[] = {NULL};
+	emh_host_opts o = {.config_path = conf, .plugin_dir = fx->plugin_dir, .envp = none, .log_level = EMH_LOG_ERROR};
+	emh_host *h;
+	emh_error err;
+	write_file(conf, text);
+	if (emh_host_new(&o, &h, &err))
+		bail("%s: host: %s", what, err.message);
+	return h;
+}
+
 static int reload_with(emh_host *h, const char *conf, const char *text, char *sum, size_t cap, emh_error *err)
 {
 	static const char *const none[] = {NULL};
@@ -466,13 +479,8 @@ static void test_reload(const fixture *fx)
 		"  { name = \"q\"; url = \"sqlite://%s\"; pool = { max = %d; acquire_timeout_ms = 100; };\n"
 		"    replicas = ( { url = \"sqlite://%s\"; pool = { max = %d; }; } ); } );\n";
 	snprintf(text, sizeof text, fmt, prim, 1, 0, rep, prim, 1, rep, 1);
-	write_file(conf, text);
-	static const char *const none[] = {NULL};
-	emh_host_opts o = {.config_path = conf, .plugin_dir = fx->plugin_dir, .envp = none, .log_level = EMH_LOG_ERROR};
-	emh_host *h;
+	emh_host *h = host_from(fx, conf, text, "reload");
 	emh_error err;
-	if (emh_host_new(&o, &h, &err))
-		bail("reload: host: %s", err.message);
 	fixture_register(h, "r", &who_entity);
 	fixture_register(h, "q", &who_entity);
 	is_int(second_fork_reads(h, "r"), 0, "reload: r's replica inherits pool.max 1: a second fork reads the primary");
@@ -537,6 +545,47 @@ static void test_reload(const fixture *fx)
 }
 
 /*
+ * A fork's reads never go back in time (docs/replicas.md): a read the
+ * primary answered in the replica's place (its only connection busy) keeps
+ * the rest of the fork on the primary, though the replica is free by its
+ * next read.  Before, that read went to the replica, which may be behind.
+ */
+static void test_monotonic(const fixture *fx)
+{
+	char prim[1024], rep[1024], conf[1024], text[4096];
+	fixture_path(fx, "primary.db", prim, sizeof prim);
+	fixture_path(fx, "replica.db", rep, sizeof rep);
+	fixture_path(fx, "monotonic.conf", conf, sizeof conf);
+	snprintf(text, sizeof text,
+		 "contexts = ( { name = \"r\"; url = \"sqlite://%s\";\n"
+		 "  replicas = ( { url = \"sqlite://%s\"; pool = { max = 1; }; } ); } );\n", prim, rep);
+	emh_host *h = host_from(fx, conf, text, "monotonic");
+	emh_error err;
+	fixture_register(h, "r", &who_entity);
+	/* b read-only: no identity map, so its second get of the key reads again */
+	emh_fork_opts ro = {.flags = EMH_FORK_READONLY};
+	emh_em *a = fixture_fork(h, "r"), *b = NULL;
+	if (emh_host_fork_opts(h, "r", &ro, &b, &err))
+		bail("monotonic: fork: %s", err.message);
+	emh_repo *ra = fixture_repo(a, &who_entity), *rb = fixture_repo(b, &who_entity);
+	who *w = NULL;
+	int rc = emh_repo_get(ra, emh_v_int64(1), (void **)&w, &err);
+	ok(rc == 0 && w && w->standby == 1, "monotonic: fork a reads the replica and keeps its one connection");
+	w = NULL;
+	rc = emh_repo_get(rb, emh_v_int64(1), (void **)&w, &err);
+	ok(rc == 0 && w && w->standby == 0, "monotonic: fork b finds the replica busy and reads the primary");
+	emh_em_close(a);
+	w = NULL;
+	rc = emh_repo_get(rb, emh_v_int64(1), (void **)&w, &err);
+	ok(rc == 0 && w && w->standby == 0,
+	   "monotonic: the replica free again, fork b still reads the primary (never back in time; standby %d)",
+	   rc == 0 && w ? (int)w->standby : -1);
+	emh_em_close(b);
+	is_int(who_answers(h, NULL, &err), 1, "monotonic: a new fork reads the replica again");
+	emh_host_free(h);
+}
+
+/*
  * libpq's own failover: a two-host URL whose first host is down (a closed
  * port) connects to the second; target_session_attrs=read-write on a URL
  * listing the standby first finds the primary.
@@ -587,6 +636,7 @@ int main(void)
 	fixture_init(&fx, "replicas");
 	test_config(&fx);
 	test_reload(&fx);
+	test_monotonic(&fx);
 	server servers[] = {
 		{.name = "pg", .url = getenv("EMH_TEST_PG_URL"), .rurl = getenv("EMH_TEST_PG_STANDBY_URL"),
 		 .script = "pg", .stop = "standby-stop", .start = "standby-start",
