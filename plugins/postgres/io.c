@@ -198,9 +198,16 @@ static void pg_cancel_send(emh_conn *c)
 		/* clone(flags 0): fork's copy of the process, exit signal 0; every
 		 * other argument 0, so their order (which differs by architecture)
 		 * does not matter */
+		/* every signal blocked across the clone: one sent to the process
+		 * group in between must not run the application's handler in the
+		 * child (it sets its own mask first thing) */
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
 		pid_t pid = (pid_t)syscall(SYS_clone, 0UL, 0UL, 0UL, 0UL, 0UL);
 		if (pid == 0)
 			pg_cancel_child(cn, dc->cancel_ms);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		pthread_mutex_lock(&dc->lock);
 		dc->cancel[slot].pid = pid > 0 ? pid : 0;
 		dc->cancel[slot].due_ms = due;
