@@ -503,8 +503,11 @@ typedef struct emh_driver {
 	 * in milliseconds (0 caught up); EMH_LAG_INFINITE when its replication
 	 * is stopped or broken (it falls behind without bound: the core takes
 	 * it out of rotation under any max_replica_lag_ms); -1 when it cannot
-	 * tell (not a replica now: a promoted standby), which the core lets
-	 * serve; optional.  An error leaves the replica out until measured.
+	 * tell, which the core lets serve; optional.  What a server that is no
+	 * replica now reports is the driver's choice, documented in its page:
+	 * PostgreSQL -1 (a promoted standby is the new primary after a
+	 * failover), MariaDB EMH_LAG_INFINITE (no replication status: a server
+	 * cut off from its primary, diverging).  An error leaves the replica out until measured.
 	 * position and replayed: both or neither.  Zero/NULL: as before (the
 	 * core then routes tokens' reads to the primary and never measures lag).
 	 */
