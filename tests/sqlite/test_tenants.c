@@ -12,7 +12,7 @@
  *      contexts are added back to check), the budget kept, removals timed.
  *
  * Knobs: EMH_TEST_TENANTS (contexts, default 10000), EMH_TEST_TENANTS_SECONDS
- * (the run, default 10), EMH_TEST_TENANTS_DIR (where the tenants' files go,
+ * (the run, default 30, as issue 12 asks), EMH_TEST_TENANTS_DIR (where the tenants' files go,
  * default /dev/shm when writable: creating 10,000 databases costs ~10 ms
  * each on a busy disk and ~1 ms in memory, and descriptors are descriptors
  * either way).
@@ -363,7 +363,10 @@ static void test_ten_thousand(emh_host *h, int n, long seconds)
 		     r.remove_ms[r.nremoved - 1]);
 	}
 	is_int(r.nremoved, n / 2, "half the contexts removed during the run");
-	ok(r.nremoved && r.remove_ms[r.nremoved - 1] < 5000, "no removal hung (longest %.1f ms)",
+	/* a removal waits for the forks using the context to close, and a
+	 * write of one may wait out busy_timeout_ms (5000) on a loaded machine:
+	 * "hung" is well past that */
+	ok(r.nremoved && r.remove_ms[r.nremoved - 1] < 15000, "no removal hung (longest %.1f ms)",
 	   r.nremoved ? r.remove_ms[r.nremoved - 1] : 0.0);
 
 	/* every acknowledged write, in every tenant, removed ones added back */
@@ -423,7 +426,7 @@ static void test_ten_thousand(emh_host *h, int n, long seconds)
 int main(void)
 {
 	emh_error err;
-	long n = env_long("EMH_TEST_TENANTS", 10000), seconds = env_long("EMH_TEST_TENANTS_SECONDS", 10);
+	long n = env_long("EMH_TEST_TENANTS", 10000), seconds = env_long("EMH_TEST_TENANTS_SECONDS", 30);
 	if (n < 2 || seconds < 1)
 		bail("EMH_TEST_TENANTS must be at least 2 and EMH_TEST_TENANTS_SECONDS at least 1");
 	fixture_init(&fx, "tenants");
