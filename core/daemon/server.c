@@ -213,7 +213,8 @@ int emhd_start(emh_services *svcs, const emhd_opts *o, emhd_server **out, char *
 	srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, emhd__on_access, srv,
 				    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, /* first, or MHD logs before it */
 				    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
-				    MHD_OPTION_THREAD_POOL_SIZE, nthreads,
+				    /* 1: no pool, the one internal thread (MHD warns of a pool of 1) */
+				    MHD_OPTION_THREAD_POOL_SIZE, nthreads > 1 ? nthreads : 0U,
 				    MHD_OPTION_URI_LOG_CALLBACK, emhd__on_uri, srv,
 				    MHD_OPTION_NOTIFY_COMPLETED, emhd__on_completed, srv,
 				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)(o->conn_timeout_s ? o->conn_timeout_s : 30),
