@@ -10,7 +10,6 @@
  */
 #include "config.h"
 
-#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -365,19 +364,23 @@ static void test_driver_errors(void)
 
 /* ---- long names; a removed context's hot part reused ---- */
 
-static unsigned forks_open_of(emh_host *h, const char *name)
+/* A counter of context name as emh_host_contexts lists it: its open forks, or its queries; UINT64_MAX when not listed. */
+static uint64_t counter_of(emh_host *h, const char *name, bool forks)
 {
 	emh_context_info *infos;
 	size_t n;
-	unsigned f = UINT_MAX;
+	uint64_t v = UINT64_MAX;
 	if (emh_host_contexts(h, &infos, &n, NULL) != 0)
-		return f;
+		return v;
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(infos[i].name, name) == 0)
-			f = infos[i].forks_open;
+			v = forks ? infos[i].forks_open : infos[i].queries;
 	emh_context_info_free(infos, n);
-	return f;
+	return v;
 }
+
+static uint64_t forks_open_of(emh_host *h, const char *name) { return counter_of(h, name, true); }
+static uint64_t queries_of(emh_host *h, const char *name) { return counter_of(h, name, false); }
 
 /* The context a fork of name lands on, "" when the fork fails. */
 static const char *fork_lands(emh_host *h, const char *name, char *buf, size_t cap)
@@ -456,20 +459,6 @@ static void test_long_names_and_reuse(void)
 }
 
 /* ---- an idle context carries no query counters ---- */
-
-static uint64_t queries_of(emh_host *h, const char *name)
-{
-	emh_context_info *infos;
-	size_t n;
-	uint64_t q = UINT64_MAX;
-	if (emh_host_contexts(h, &infos, &n, NULL) != 0)
-		return q;
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(infos[i].name, name) == 0)
-			q = infos[i].queries;
-	emh_context_info_free(infos, n);
-	return q;
-}
 
 static void test_idle_counters(void)
 {
