@@ -16,6 +16,13 @@
  * so no reference is taken after it and the count only falls: exactly one
  * emh__context_put sees the last reference go, and it wakes the remover.
  * There is no timed wait to fall back on, because no wakeup can be missed.
+ *
+ * That count, the open forks, the refusal and the name's first 32 bytes live
+ * in the context's hot part (emh__ctxhot), 64 bytes from the host's slab,
+ * and the table points at it: a fork and its close touch the table slot and
+ * that one line, packed with the other contexts' on few pages, never the
+ * context itself (kilobytes, one or more pages of its own among its pool's
+ * allocations), which with thousands of tenants cost a TLB miss each time.
  */
 #include "config.h"
 
@@ -38,15 +45,37 @@ static uint64_t name_hash(const char *s)
 }
 
 /*
+ * Is hot the part of the context called name?  A name shorter than 32 bytes
+ * is there whole (NUL-padded, so its last byte is 0); a longer one has its
+ * first 32 bytes there and its tail in the context.
+ */
+static bool hot_is(const emh__ctxhot *hot, const char *name)
+{
+	size_t n = sizeof hot->name;
+	if (hot->name[n - 1] == '\0')
+		return strcmp(hot->name, name) == 0;
+	return strncmp(hot->name, name, n) == 0 && strcmp(hot->ctx->name + n, name + n) == 0;
+}
+
+/*
  * Slot of name in the table, or of the empty slot where it would go.  The
  * hash sits in the slot, so probing past other names touches no context.
  */
 static size_t table_slot(const emh_host *h, const char *name, uint64_t hash)
 {
 	size_t mask = h->nbyname - 1, i = (size_t)hash & mask;
-	for (const emh__ctxslot *e; (e = &h->byname[i])->c != NULL; i = (i + 1) & mask)
-		if (e->hash == hash && strcmp(e->c->name, name) == 0)
+	for (const emh__ctxslot *e; (e = &h->byname[i])->hot != NULL; i = (i + 1) & mask)
+		if (e->hash == hash && hot_is(e->hot, name))
 			break;
+	return i;
+}
+
+/* Slot of hot in the table, or of the empty slot ending its probe sequence. */
+static size_t table_slot_of(const emh_host *h, const emh__ctxhot *hot)
+{
+	size_t mask = h->nbyname - 1, i = (size_t)hot->hash & mask;
+	while (h->byname[i].hot != NULL && h->byname[i].hot != hot)
+		i = (i + 1) & mask;
 	return i;
 }
 
@@ -64,8 +93,8 @@ static int table_reserve(emh_host *h)
 	}
 	h->nbyname = n;
 	for (size_t i = 0; i < nold; i++)
-		if (old[i].c)
-			h->byname[table_slot(h, old[i].c->name, old[i].hash)] = old[i];
+		if (old[i].hot)
+			h->byname[table_slot_of(h, old[i].hot)] = old[i];
 	free(old);
 	return 0;
 }
@@ -77,10 +106,10 @@ static int table_reserve(emh_host *h)
  */
 static void table_delete(emh_host *h, const emh_context *c)
 {
-	size_t mask = h->nbyname - 1, i = table_slot(h, c->name, c->hash);
-	if (h->byname[i].c != c)
+	size_t mask = h->nbyname - 1, i = table_slot_of(h, c->hot);
+	if (h->byname[i].hot != c->hot)
 		return;
-	for (size_t j = (i + 1) & mask; h->byname[j].c; j = (j + 1) & mask) {
+	for (size_t j = (i + 1) & mask; h->byname[j].hot; j = (j + 1) & mask) {
 		size_t home = (size_t)h->byname[j].hash & mask;
 		/* Does j's home lie cyclically in (i, j]?  Then it stays. */
 		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
@@ -92,13 +121,20 @@ static void table_delete(emh_host *h, const emh_context *c)
 	h->byname[i] = (emh__ctxslot){0};
 }
 
-emh_context *emh__context_find_locked(const emh_host *h, const char *name)
+/* The hot part of the context called name (NULL = default), or NULL.  Host lock held. */
+static emh__ctxhot *hot_find_locked(const emh_host *h, const char *name)
 {
 	if (!name)
-		return h->def;
+		return h->def ? h->def->hot : NULL;
 	if (!h->nbyname)
 		return NULL;
-	return h->byname[table_slot(h, name, name_hash(name))].c;
+	return h->byname[table_slot(h, name, name_hash(name))].hot;
+}
+
+emh_context *emh__context_find_locked(const emh_host *h, const char *name)
+{
+	emh__ctxhot *hot = hot_find_locked(h, name);
+	return hot ? hot->ctx : NULL;
 }
 
 const char *emh__context_list_locked(const emh_host *h, char *buf, size_t cap)
@@ -128,7 +164,7 @@ int emh__context_insert(emh_host *h, emh_context *c, emh_error *err)
 	}
 	if (table_reserve(h) != 0)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	h->byname[table_slot(h, c->name, c->hash)] = (emh__ctxslot){.hash = c->hash, .c = c};
+	h->byname[table_slot_of(h, c->hot)] = (emh__ctxslot){.hash = c->hot->hash, .hot = c->hot};
 	h->ctxs[h->nctx++] = c;
 	return 0;
 }
@@ -146,16 +182,16 @@ void emh__context_unlink_locked(emh_host *h, emh_context *c)
 
 /* ---- references ---- */
 
-emh_context *emh__host_get_context(emh_host *h, const char *name, emh_error *err)
+emh__ctxhot *emh__host_get_hot(emh_host *h, const char *name, emh_error *err)
 {
 	pthread_rwlock_rdlock(&h->lock);
 	/* Found under the read lock means not being removed: removal takes it
 	 * out of the table under the write lock before it marks it. */
-	emh_context *c = emh__context_find_locked(h, name);
-	if (c) {
-		atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+	emh__ctxhot *hot = hot_find_locked(h, name);
+	if (hot) {
+		atomic_fetch_add_explicit(&hot->refs, 1, memory_order_relaxed);
 		pthread_rwlock_unlock(&h->lock);
-		return c;
+		return hot;
 	}
 	char list[1024];
 	emh__context_list_locked(h, list, sizeof list);
@@ -167,19 +203,28 @@ emh_context *emh__host_get_context(emh_host *h, const char *name, emh_error *err
 	return NULL;
 }
 
-void emh__context_put(emh_context *c)
+emh_context *emh__host_get_context(emh_host *h, const char *name, emh_error *err)
 {
-	unsigned old = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
+	emh__ctxhot *hot = emh__host_get_hot(h, name, err);
+	return hot ? hot->ctx : NULL;
+}
+
+void emh__hot_put(emh__ctxhot *hot)
+{
+	unsigned old = atomic_fetch_sub_explicit(&hot->refs, 1, memory_order_acq_rel);
 	if (old != (EMH__CTX_REMOVING | 1))
 		return;
 	/* The last reference of a context being removed.  The remover frees c
-	 * as soon as it sees drained, so c is not touched after unlocking. */
+	 * (and hot) as soon as it sees drained, so c is not touched after unlocking. */
+	emh_context *c = hot->ctx;
 	atomic_fetch_add_explicit(&c->host->removals_woken, 1, memory_order_relaxed);
 	pthread_mutex_lock(&c->mu);
 	c->drained = true;
 	pthread_cond_signal(&c->cv);
 	pthread_mutex_unlock(&c->mu);
 }
+
+void emh__context_put(emh_context *c) { emh__hot_put(c->hot); }
 
 void emh__context_count_error(emh_context *c, int code)
 {
@@ -189,6 +234,61 @@ void emh__context_count_error(emh_context *c, int code)
 	int k = -code;
 	if (k > 0 && k < EMH__ERRKINDS)
 		atomic_fetch_add_explicit(&c->errors[k], 1, memory_order_relaxed);
+}
+
+/* ---- the hot parts' slab ---- */
+
+/* A context's hot part: from the free list, else the last chunk; a new chunk
+ * twice the last (16 entries, up to 1024 = 64 kB), so that a host of few
+ * contexts takes little and one of thousands packs them in large runs. */
+static emh__ctxhot *hot_alloc(emh__hotslab *s)
+{
+	emh__ctxhot *hot = NULL;
+	pthread_mutex_lock(&s->mu);
+	if ((hot = s->free) != NULL) {
+		s->free = hot->next_free;
+	} else {
+		if (s->used == s->cap) {
+			size_t cap = s->cap ? (s->cap < 1024 ? s->cap * 2 : 1024) : 16;
+			emh__ctxhot **chunks = realloc(s->chunks, (s->nchunks + 1) * sizeof *chunks);
+			if (!chunks)
+				goto out_unlock;
+			s->chunks = chunks;
+			if (!(chunks[s->nchunks] = aligned_alloc(_Alignof(emh__ctxhot), cap * sizeof **chunks)))
+				goto out_unlock;
+			s->nchunks++;
+			s->cap = cap;
+			s->used = 0;
+		}
+		hot = &s->chunks[s->nchunks - 1][s->used++];
+	}
+out_unlock:
+	pthread_mutex_unlock(&s->mu);
+	if (hot)
+		memset(hot, 0, sizeof *hot);
+	return hot;
+}
+
+static void hot_free(emh__hotslab *s, emh__ctxhot *hot)
+{
+	pthread_mutex_lock(&s->mu);
+	hot->next_free = s->free;
+	s->free = hot;
+	pthread_mutex_unlock(&s->mu);
+}
+
+void emh__hotslab_init(emh__hotslab *s)
+{
+	*s = (emh__hotslab){0};
+	pthread_mutex_init(&s->mu, NULL);
+}
+
+void emh__hotslab_destroy(emh__hotslab *s)
+{
+	for (size_t i = 0; i < s->nchunks; i++)
+		free(s->chunks[i]);
+	free(s->chunks);
+	pthread_mutex_destroy(&s->mu);
 }
 
 /* ---- create and free ---- */
@@ -208,7 +308,8 @@ void emh__context_free(emh_context *c)
 		m = n;
 	}
 	emh__ctxconf_release(&c->conf);
-	free(atomic_load(&c->refusal));
+	free(atomic_load(&c->hot->refusal));
+	hot_free(&c->host->hot, c->hot);
 	free(atomic_load(&c->qstats));
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
@@ -271,21 +372,30 @@ int emh__context_create(emh_host *h, emh__ctxconf *conf, emh_context **out, emh_
 	if ((rc = emh__config_check_context(conf, &drv->d, emh__host_env(h), err)) != 0)
 		return emh_error_context(err, rc, conf->name);
 
-	/* On a cache line of its own: a fork's lookup reads the first one only. */
+	/* Cache-line aligned: what every call tests stays in one line (internal.h). */
 	size_t size = (sizeof(emh_context) + 63) & ~(size_t)63;
 	emh_context *c = aligned_alloc(64, size);
 	if (!c)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	memset(c, 0, size);
-	if (strlen(conf->name) >= sizeof c->name) { /* context names are at most 63 bytes */
+	size_t len = strlen(conf->name);
+	if (len >= sizeof c->name) { /* context names are at most 63 bytes */
 		free(c);
 		return emh_error_set(err, EMH_EINVAL, "context name '%.64s...' is too long", conf->name);
+	}
+	emh__ctxhot *hot = hot_alloc(&h->hot);
+	if (!hot) {
+		free(c);
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
 	c->conf = *conf;
 	memset(conf, 0, sizeof *conf);
 	strcpy(c->name, c->conf.name);
-	c->hash = name_hash(c->name);
 	c->host = h;
+	c->hot = hot;
+	hot->ctx = c;
+	hot->hash = name_hash(c->name);
+	memcpy(hot->name, c->name, len < sizeof hot->name ? len : sizeof hot->name);
 	c->drv = drv;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
@@ -423,7 +533,7 @@ int emh_host_remove_context(emh_host *h, const char *name, emh_error *err)
 	emh__context_unlink_locked(h, c);
 	/* Out of the table first, then marked: every reference still to come
 	 * is a put, so the one that reaches zero is the last. */
-	unsigned open = atomic_fetch_or_explicit(&c->refs, EMH__CTX_REMOVING, memory_order_acq_rel);
+	unsigned open = atomic_fetch_or_explicit(&c->hot->refs, EMH__CTX_REMOVING, memory_order_acq_rel);
 	pthread_rwlock_unlock(&h->lock);
 	if (open) {
 		atomic_fetch_add_explicit(&h->removals_waited, 1, memory_order_relaxed);

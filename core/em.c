@@ -32,7 +32,7 @@ int emh_host_fork(emh_host *h, const char *name, emh_em **out, emh_error *err)
 
 int emh_host_fork_opts(emh_host *h, const char *name, const emh_fork_opts *opts, emh_em **out, emh_error *err)
 {
-	emh_context *c;
+	emh__ctxhot *hot;
 	if (!h || !out)
 		return emh_error_set(err, EMH_EINVAL, "emh_host_fork: host or out is NULL");
 	*out = NULL;
@@ -41,16 +41,18 @@ int emh_host_fork_opts(emh_host *h, const char *name, const emh_fork_opts *opts,
 				     opts->flags & ~EMH__FORK_FLAGS);
 	if (h->def && (!name || strcmp(name, h->def->name) == 0)) {
 		/* The default context is never removed: no lock. */
-		c = h->def;
-		atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
-	} else if (!(c = emh__host_get_context(h, name, err))) {
+		hot = h->def->hot;
+		atomic_fetch_add_explicit(&hot->refs, 1, memory_order_relaxed);
+	} else if (!(hot = emh__host_get_hot(h, name, err))) {
 		return EMH_ENOCONTEXT;
 	}
-	const char *refused = atomic_load_explicit(&c->refusal, memory_order_acquire);
+	/* Only hot is touched here and in the close (internal.h, emh__ctxhot). */
+	emh_context *c = hot->ctx;
+	const char *refused = atomic_load_explicit(&hot->refusal, memory_order_acquire);
 	if (refused) {
 		emh_error_set(err, EMH_ESCHEMA, "context '%s' refuses forks: %s", c->name, refused);
 		emh_error_context(err, EMH_ESCHEMA, c->name);
-		emh__context_put(c);
+		emh__hot_put(hot);
 		return EMH_ESCHEMA;
 	}
 	/* No spare kept per context: malloc's per-thread cache hands back the
@@ -58,13 +60,14 @@ int emh_host_fork_opts(emh_host *h, const char *name, const emh_fork_opts *opts,
 	 * of tenants would be cold memory (and ~800 bytes each). */
 	emh_em *em = malloc(sizeof *em);
 	if (!em) {
-		emh__context_put(c);
+		emh__hot_put(hot);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
 	memset(em, 0, offsetof(emh_em, arena));
 	em->host = h;
 	em->ctx = c;
-	atomic_fetch_add_explicit(&c->forks_open, 1, memory_order_relaxed);
+	em->hot = hot;
+	atomic_fetch_add_explicit(&hot->forks_open, 1, memory_order_relaxed);
 	emh__arena_init(&em->arena, em->inline_buf, sizeof em->inline_buf);
 	if (opts) {
 		em->primary_only = opts->flags & EMH_FORK_PRIMARY;
@@ -118,11 +121,11 @@ void emh_em_close(emh_em *em)
 	replica_release(em);
 	emh__em_unlink(em);
 	emh__arena_release(&em->arena);
-	emh_context *c = em->ctx;
-	atomic_fetch_sub_explicit(&c->forks_open, 1, memory_order_relaxed);
+	emh__ctxhot *hot = em->hot;
+	atomic_fetch_sub_explicit(&hot->forks_open, 1, memory_order_relaxed);
 	free(em);
 	/* Last: once the fork is released the context may be freed (removal). */
-	emh__context_put(c);
+	emh__hot_put(hot);
 }
 
 const char *emh_em_context(const emh_em *em) { return em->ctx->name; }

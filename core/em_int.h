@@ -108,6 +108,7 @@ typedef struct emh__param {
 struct emh_em {
 	emh_host *host;
 	emh_context *ctx;
+	emh__ctxhot *hot; /* ctx->hot: what the fork and its close touch (no line of ctx) */
 	emh__pconn *pc;
 	int pc_status;   /* worst status seen on pc, for the pool */
 	bool conn_used;  /* a statement ran on pc in this fork */

@@ -103,6 +103,7 @@ int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	pthread_rwlock_init(&h->lock, NULL);
 	pthread_mutex_init(&h->reload_mu, NULL);
+	emh__hotslab_init(&h->hot);
 	h->log = (emh__logger){.fn = opts->log, .ud = opts->log_ud, .level = opts->log_level};
 	emh__budget_init(&h->budget, &h->log);
 	int rc;
@@ -198,7 +199,7 @@ void emh_host_free(emh_host *h)
 			 "host freed before %u services object(s) on it: free them first (emh_services_free)", svcs);
 	emh__budget_stop(&h->budget); /* the reaper walks the pools */
 	for (size_t i = 0; i < h->nctx; i++) {
-		unsigned refs = atomic_load(&h->ctxs[i]->refs);
+		unsigned refs = atomic_load(&h->ctxs[i]->hot->refs);
 		if (refs)
 			emh__log(&h->log, EMH_LOG_ERROR, h->ctxs[i]->name,
 				 "host freed with %u fork(s) still open on this context", refs);
@@ -206,6 +207,7 @@ void emh_host_free(emh_host *h)
 	}
 	free(h->ctxs);
 	free(h->byname);
+	emh__hotslab_destroy(&h->hot); /* after the last context */
 	emh__config_release(&h->cfg);
 	emh__unload_drivers(h);
 	free(h->dinfo);
@@ -293,7 +295,7 @@ int emh_host_contexts(emh_host *h, emh_context_info **out, size_t *n, emh_error 
 		ci->timeouts = atomic_load(&c->pool.timeouts);
 		ci->opened = atomic_load(&c->pool.opened);
 		ci->discarded = atomic_load(&c->pool.discarded);
-		ci->forks_open = atomic_load(&c->forks_open);
+		ci->forks_open = atomic_load(&c->hot->forks_open);
 		ci->queries = emh__qstats_total(atomic_load_explicit(&c->qstats, memory_order_acquire));
 		for (int k = 0; k < EMH__ERRKINDS && k < 32; k++)
 			ci->errors[k] = atomic_load(&c->errors[k]);

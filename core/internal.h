@@ -306,21 +306,21 @@ void emh__meta_free(emh__meta *m);
 
 /* ---- contexts (context.c) ---- */
 
-/* In emh_context.refs: the context is being removed; no reference is taken after it is set. */
+/* In emh__ctxhot.refs: the context is being removed; no reference is taken after it is set. */
 #define EMH__CTX_REMOVING 0x80000000u
 
 /* Every EMH_FORK_* flag this host knows (emh_host_fork_opts, emh_scope_fork_opts). */
 #define EMH__FORK_FLAGS ((unsigned)(EMH_FORK_PRIMARY | EMH_FORK_READONLY | EMH_FORK_NOWAIT))
 
-typedef struct emh_context {
-	/*
-	 * A lookup, a fork and its close read and write these, and the name:
-	 * the context is 64-byte aligned, so they share its first cache line
-	 * (names up to 39 bytes whole), which matters when thousands of
-	 * contexts take turns: a fork of a cold context costs two cache misses
-	 * (its table slot and this line), not three.
-	 */
-	uint64_t hash; /* of name, for the host's table */
+/*
+ * What a fork and its close touch of a context, and nothing else: 64 bytes,
+ * allocated from the host's slab (context.c), so that the contexts a fork
+ * may pick lie on few pages (a context itself is kilobytes, between its
+ * pool's and driver's allocations: ten thousand of them cover more pages
+ * than the TLB maps).  Its life is the context's.
+ */
+typedef struct emh__ctxhot {
+	_Alignas(64) uint64_t hash; /* of the name, for the host's table */
 	/*
 	 * Open forks (and lookups in flight), with EMH__CTX_REMOVING once removal
 	 * began: one word, so exactly one emh__context_put sees the last
@@ -329,7 +329,28 @@ typedef struct emh_context {
 	_Atomic unsigned refs;
 	_Atomic unsigned forks_open;
 	char *_Atomic refusal; /* why forks are refused (migrations, schema check), or NULL; set once */
-	char name[64];         /* a copy of conf.name: at most 63 bytes */
+	union {
+		struct emh_context *ctx; /* the context (while allocated) */
+		struct emh__ctxhot *next_free; /* in the slab's free list */
+	};
+	/* the name's first 32 bytes, NUL-padded: a name of 32 bytes or more is
+	 * not terminated here, its tail is compared in the context's copy */
+	char name[32];
+} emh__ctxhot;
+_Static_assert(sizeof(emh__ctxhot) == 64, "a context's hot part is one cache line");
+
+/* The hot parts of a host's contexts: chunks that never move; entries freed with their context are reused first. */
+typedef struct emh__hotslab {
+	pthread_mutex_t mu;
+	emh__ctxhot *free;   /* free list, through next_free */
+	emh__ctxhot **chunks;
+	size_t nchunks;
+	size_t used, cap;    /* of the last chunk */
+} emh__hotslab;
+
+typedef struct emh_context {
+	emh__ctxhot *hot; /* refs, forks_open, refusal: what a fork touches (see above) */
+	char name[64];    /* a copy of conf.name: at most 63 bytes */
 	/*
 	 * The second line: what a fork's first connection reads (metas and
 	 * unsynced) and what every call tests (schema_sync, qlog.on; see the
@@ -367,9 +388,6 @@ typedef struct emh_context {
 	_Atomic int64_t max_replica_lag_ms; /* 0: lag not checked; a reload may change it */
 } emh_context;
 #if UINTPTR_MAX == UINT64_MAX
-/* The fork path's fields stay in the context's first two cache lines. */
-_Static_assert(offsetof(emh_context, name) + 40 <= 64 && offsetof(emh_context, refusal) < 64,
-	       "a context's first line holds the refusal and names up to 39 bytes");
 _Static_assert(offsetof(emh_context, qlog.on) < 128 && offsetof(emh_context, schema_sync) < 128,
 	       "what every fork and call reads stays in a context's second cache line");
 #endif
@@ -391,6 +409,12 @@ int emh__context_ping(emh_context *c, emh_error *err);
 /* Look up a context (NULL = default) and take a reference (dropped by emh__context_put). */
 emh_context *emh__host_get_context(emh_host *h, const char *name, emh_error *err);
 void emh__context_put(emh_context *c);
+/* The same on the hot part alone: a fork and its close touch nothing else of a context. */
+emh__ctxhot *emh__host_get_hot(emh_host *h, const char *name, emh_error *err);
+void emh__hot_put(emh__ctxhot *hot);
+/* The slab of a host's hot parts: set up with the host, freed after its last context. */
+void emh__hotslab_init(emh__hotslab *s);
+void emh__hotslab_destroy(emh__hotslab *s);
 void emh__context_count_error(emh_context *c, int code);
 
 /* ---- the host ---- */
@@ -399,10 +423,10 @@ typedef struct emh__refused {
 	char *reason;
 } emh__refused;
 
-/* A slot of the host's name table: the hash beside the context, so probing touches no context. */
+/* A slot of the host's name table: the hash beside the context's hot part, so probing touches neither. */
 typedef struct emh__ctxslot {
 	uint64_t hash;
-	struct emh_context *c; /* NULL: empty */
+	emh__ctxhot *hot; /* NULL: empty */
 } emh__ctxslot;
 
 struct emh_host {
@@ -414,8 +438,9 @@ struct emh_host {
 	pthread_rwlock_t lock; /* the contexts: ctxs and byname */
 	emh_context **ctxs;    /* configuration order */
 	size_t nctx, ctxcap;
-	emh__ctxslot *byname;  /* open addressing on emh_context.hash, linear probing, at most half full */
+	emh__ctxslot *byname;  /* open addressing on emh__ctxhot.hash, linear probing, at most half full */
 	size_t nbyname;        /* slots: 0 or a power of two */
+	emh__hotslab hot;      /* the contexts' hot parts (own mutex: contexts are made outside lock) */
 	emh_context *def;
 	/*
 	 * Loaded drivers, each allocated on its own so that contexts can keep

@@ -237,7 +237,7 @@ int emh__meta_register(emh_host *h, const char *name, const emh_entity *e, const
 	bool up = c->pool.up;
 	pthread_mutex_unlock(&c->pool.mu);
 	/* emh_migrations (the core's own) is created by `migrate up` only: status creates nothing */
-	if (added && c->schema_sync && up && !atomic_load_explicit(&c->refusal, memory_order_acquire) &&
+	if (added && c->schema_sync && up && !atomic_load_explicit(&c->hot->refusal, memory_order_acquire) &&
 	    strcmp(e->table, EMH__MIGRATIONS_TABLE) != 0) {
 		/* Now, if the database is reachable (one attempt: a database known
 		 * to be down is not tried for each entity); else the first fork
@@ -249,7 +249,7 @@ int emh__meta_register(emh_host *h, const char *name, const emh_entity *e, const
 			emh__pool_release(&c->pool, pc, rc);
 			/* schema = "check": a difference refuses the context, not the
 			 * registration (the daemon goes on serving the others) */
-			if (rc == EMH_ESCHEMA && c->schema_check && atomic_load(&c->refusal))
+			if (rc == EMH_ESCHEMA && c->schema_check && atomic_load(&c->hot->refusal))
 				rc = 0;
 			if (rc)
 				emh__error_in_context(err, rc, c->name);

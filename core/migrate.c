@@ -34,7 +34,7 @@ void emh__context_refuse(emh_context *c, const char *why)
 {
 	char *mine = strdup(why && *why ? why : "refused");
 	char *none = NULL;
-	if (mine && !atomic_compare_exchange_strong_explicit(&c->refusal, &none, mine, memory_order_release,
+	if (mine && !atomic_compare_exchange_strong_explicit(&c->hot->refusal, &none, mine, memory_order_release,
 							      memory_order_relaxed))
 		free(mine); /* refused already: the first reason stays */
 	emh__log(&c->host->log, EMH_LOG_ERROR, c->name, "refusing to serve the context: %s", why);
@@ -44,7 +44,7 @@ const char *emh_host_context_refusal(emh_host *h, const char *context)
 {
 	pthread_rwlock_rdlock(&h->lock);
 	emh_context *c = emh__context_find_locked(h, context);
-	const char *why = c ? atomic_load_explicit(&c->refusal, memory_order_acquire) : NULL;
+	const char *why = c ? atomic_load_explicit(&c->hot->refusal, memory_order_acquire) : NULL;
 	pthread_rwlock_unlock(&h->lock);
 	return why;
 }

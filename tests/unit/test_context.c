@@ -3,7 +3,9 @@
  * tests/unit/test_context.c: contexts by name at tenant scale (the host's
  * hash table: add, find, remove, configuration order), removal woken by the
  * last fork rather than by a timer, and errors of a driver's context_open
- * and connect naming the context.  A static driver that opens nothing; the
+ * and connect naming the context; names that differ only past their first
+ * 32 bytes (the part kept beside the fork's counters) and those counters
+ * reused by a later context.  A static driver that opens nothing; the
  * removal counters are read from the host's internals.
  */
 #include "config.h"
@@ -17,6 +19,7 @@
 #include <emhost/emhost.h>
 
 #include "../../core/internal.h"
+#include "../../core/migrate_int.h"
 #include "../tap.h"
 
 /* ---- a driver that opens nothing, and fails where told ---- */
@@ -359,21 +362,103 @@ static void test_driver_errors(void)
 	emh_host_free(h);
 }
 
-/* ---- an idle context carries no query counters ---- */
+/* ---- long names; a removed context's hot part reused ---- */
 
-static uint64_t queries_of(emh_host *h, const char *name)
+/* A counter of context name as emh_host_contexts lists it: its open forks, or its queries; UINT64_MAX when not listed. */
+static uint64_t counter_of(emh_host *h, const char *name, bool forks)
 {
 	emh_context_info *infos;
 	size_t n;
-	uint64_t q = UINT64_MAX;
+	uint64_t v = UINT64_MAX;
 	if (emh_host_contexts(h, &infos, &n, NULL) != 0)
-		return q;
+		return v;
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(infos[i].name, name) == 0)
-			q = infos[i].queries;
+			v = forks ? infos[i].forks_open : infos[i].queries;
 	emh_context_info_free(infos, n);
-	return q;
+	return v;
 }
+
+static uint64_t forks_open_of(emh_host *h, const char *name) { return counter_of(h, name, true); }
+static uint64_t queries_of(emh_host *h, const char *name) { return counter_of(h, name, false); }
+
+/* The context a fork of name lands on, "" when the fork fails. */
+static const char *fork_lands(emh_host *h, const char *name, char *buf, size_t cap)
+{
+	emh_em *em;
+	emh_error err;
+	buf[0] = '\0';
+	if (emh_host_fork(h, name, &em, &err) == 0) {
+		snprintf(buf, cap, "%s", emh_em_context(em));
+		emh_em_close(em);
+	}
+	return buf;
+}
+
+static void test_long_names_and_reuse(void)
+{
+	emh_error err;
+	emh_host *h = new_host(NULL, &err), *h2 = new_host(NULL, &err);
+	if (!h || !h2)
+		bail("host: %s", err.message);
+	/* 31, 32, 33 and 63 bytes, the longer ones alike in their first 32 */
+	const char *names[] = {
+		"abcdefghijklmnopqrstuvwxyz01234",
+		"abcdefghijklmnopqrstuvwxyz012345",
+		"abcdefghijklmnopqrstuvwxyz012345a",
+		"abcdefghijklmnopqrstuvwxyz012345abcdefghijklmnopqrstuvwxyz01234",
+		"abcdefghijklmnopqrstuvwxyz012345abcdefghijklmnopqrstuvwxyz01235",
+	};
+	size_t nn = sizeof names / sizeof *names;
+	int fails = 0;
+	char buf[80];
+	for (size_t i = 0; i < nn; i++)
+		fails += add(h, names[i], &err) != 0;
+	is_int(fails, 0, "names of 31 to 63 bytes, alike in their first 32, added");
+	for (size_t i = 0; i < nn; i++)
+		fails += strcmp(fork_lands(h, names[i], buf, sizeof buf), names[i]) != 0;
+	is_int(fails, 0, "a fork of each lands on its own context");
+	is_int(fork_close(h, "abcdefghijklmnopqrstuvwxyz012345b", &err), EMH_ENOCONTEXT,
+	       "a name alike in its first 32 bytes but no context's is unknown");
+	is_int(fork_close(h, "abcdefghijklmnopqrstuvwxyz0123", &err), EMH_ENOCONTEXT, "so is a prefix of one");
+	is_int(emh_host_remove_context(h, names[3], &err), 0, "the 63-byte one removed");
+	is_int(fork_close(h, names[3], &err), EMH_ENOCONTEXT, "is gone");
+	ok(strcmp(fork_lands(h, names[4], buf, sizeof buf), names[4]) == 0, "its neighbour is still found");
+
+	/* a context refused and busy, removed: whoever gets its hot part next starts clean */
+	emh_em *em;
+	if (add(h, "old", &err) || emh_host_fork(h, "old", &em, &err))
+		bail("setup: %s", err.message);
+	emh_context *c = emh__host_get_context(h, "old", &err);
+	if (!c)
+		bail("context: %s", err.message);
+	emh__context_refuse(c, "test refusal");
+	emh__context_put(c);
+	is_int(fork_close(h, "old", &err), EMH_ESCHEMA, "a refused context refuses forks");
+	emh_em_close(em);
+	is_int(emh_host_remove_context(h, "old", &err), 0, "and is removed once its fork closed");
+	is_int(add(h, "new", &err), 0, "a context added after it");
+	ok(emh_host_context_refusal(h, "new") == NULL, "has no refusal");
+	is_int((int)forks_open_of(h, "new"), 0, "and no fork open");
+	is_int(fork_close(h, "new", &err), 0, "forks");
+
+	/* two hosts: the same names, counters of their own */
+	if (add(h2, names[0], &err) || add(h2, "new", &err))
+		bail("setup: %s", err.message);
+	emh_em *a, *b;
+	if (emh_host_fork(h, "new", &a, &err) || emh_host_fork(h2, names[0], &b, &err))
+		bail("fork: %s", err.message);
+	ok(forks_open_of(h, "new") == 1 && forks_open_of(h2, "new") == 0 && forks_open_of(h2, names[0]) == 1 &&
+		   forks_open_of(h, names[0]) == 0,
+	   "two hosts count the forks of their own contexts");
+	emh_em_close(a);
+	emh_em_close(b);
+	emh_host_free(h2);
+	ok(strcmp(fork_lands(h, names[0], buf, sizeof buf), names[0]) == 0, "freeing one host leaves the other's");
+	emh_host_free(h);
+}
+
+/* ---- an idle context carries no query counters ---- */
 
 static void test_idle_counters(void)
 {
@@ -406,6 +491,7 @@ int main(void)
 	test_many_contexts();
 	test_removal_wakeup();
 	test_driver_errors();
+	test_long_names_and_reuse();
 	test_idle_counters();
 	return done_testing();
 }
