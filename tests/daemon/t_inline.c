@@ -200,6 +200,20 @@ static void t_no_idle(void)
 	ok(metric("emhost_http_handled_inline_total") == inl, "neither ran on the I/O thread");
 }
 
+/* emhostd on a database file of its own (start_db) with user 1 in it; false when it did not start. */
+static bool start_with_user(const char *server, const char *db, const char *sqlite, const char *what)
+{
+	if (start_db(server, 1, db, sqlite) != 0) {
+		ok(0, "%s: emhostd starts", what);
+		return false;
+	}
+	call k;
+	call_start(&k, "POST", "/users", "{\"name\":\"cy\",\"email\":\"cy@example.com\"}");
+	pthread_join(k.th, NULL);
+	is_int(k.status, 201, "%s: POST /users: 201", what);
+	return true;
+}
+
 /*
  * Not in WAL mode, a reader waits for a writer's lock (busy_timeout_ms): a
  * GET there is handed off even with an idle connection, and while it waits
@@ -207,14 +221,8 @@ static void t_no_idle(void)
  */
 static void t_rollback_journal(void)
 {
-	if (start_db("", 1, "rj.db", "journal_mode = \"delete\";") != 0) {
-		ok(0, "emhostd starts with journal_mode = delete");
+	if (!start_with_user("", "rj.db", "journal_mode = \"delete\";", "journal_mode = delete"))
 		return;
-	}
-	call k;
-	call_start(&k, "POST", "/users", "{\"name\":\"cy\",\"email\":\"cy@example.com\"}");
-	pthread_join(k.th, NULL);
-	is_int(k.status, 201, "journal_mode = delete: POST /users: 201");
 	is_int(get("/users/1", NULL, 0), 200, "GET /users/1: 200 (the connection is idle after it)");
 	double inl = metric("emhost_http_handled_inline_total");
 	sqlite3 *db = lock_db("rj.db");
@@ -270,14 +278,8 @@ static void *race_main(void *arg)
 
 static void t_race(void)
 {
-	if (start_db("threads = 2;", 1, "race.db", "") != 0) {
-		ok(0, "emhostd starts with 2 threads");
+	if (!start_with_user("threads = 2;", "race.db", "", "race"))
 		return;
-	}
-	call k;
-	call_start(&k, "POST", "/users", "{\"name\":\"bo\",\"email\":\"bo@example.com\"}");
-	pthread_join(k.th, NULL);
-	is_int(k.status, 201, "race: POST /users: 201");
 	pthread_t th[RACERS];
 	int ok200[RACERS] = {0};
 	for (int i = 0; i < RACERS; i++)
