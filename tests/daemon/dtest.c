@@ -430,6 +430,20 @@ json_t *dtest_json(const dtest_resp *r)
 	return json_loadb(r->body, r->len, 0, NULL);
 }
 
+long dtest_req(CURL *c, const char *base, const char *method, const char *path, const char *body, json_t **j,
+	       dtest_resp *out)
+{
+	dtest_resp local;
+	dtest_resp *r = out ? out : &local;
+	dtest_http(c, base, method, path, body, body ? strlen(body) : 0, false, r);
+	if (j)
+		*j = dtest_json(r);
+	long st = r->status;
+	if (!out)
+		dtest_resp_free(r);
+	return st;
+}
+
 static json_t *jpath(json_t *j, va_list ap)
 {
 	const char *k;

@@ -95,6 +95,13 @@ int dtest_connect(const char *base);
 
 /* The body parsed as JSON, or NULL. */
 json_t *dtest_json(const dtest_resp *r);
+/*
+ * dtest_http without a chunked body, and parsed: returns the status; *j (if
+ * j) the JSON body or NULL; the response in out (free it), or freed when
+ * out is NULL.
+ */
+long dtest_req(CURL *c, const char *base, const char *method, const char *path, const char *body, json_t **j,
+	       dtest_resp *out);
 
 /* The string at a path of object members ("error", "code", NULL), or NULL. */
 const char *dtest_jstr(json_t *j, ...);

@@ -32,15 +32,7 @@ static char dir[256];
 
 static long req(const char *method, const char *path, const char *body, json_t **j, dtest_resp *out)
 {
-	dtest_resp local;
-	dtest_resp *r = out ? out : &local;
-	dtest_http(c, d.url, method, path, body, body ? strlen(body) : 0, false, r);
-	if (j)
-		*j = dtest_json(r);
-	long st = r->status;
-	if (!out)
-		dtest_resp_free(r);
-	return st;
+	return dtest_req(c, d.url, method, path, body, j, out);
 }
 
 /* The problems listed for field in an error body's "fields". */
