@@ -19,7 +19,7 @@ include $(srcdir)/tests/fuzz/local.mk
 include $(srcdir)/tests/query/local.mk
 include $(srcdir)/tests/relations/local.mk
 include $(srcdir)/tests/replicas/local.mk
-EXTRA_DIST += tests/tap.h tests/tap.sh
+EXTRA_DIST += tests/tap.h tests/tap.sh tests/stage.sh
 
 # Fault tests stop and restart the shared test servers (tests/<driver>/fault.sh
 # runs tests/fault/test_fault DRIVER), so they run one at a time and after every

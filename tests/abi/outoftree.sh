@@ -11,13 +11,7 @@
 # it.  The compiler and flags are this build's (tests/abi/toolchain.env), so
 # the sanitizer build checks the sanitizer build.  Runs in every `make check`.
 set -u
-if [ -z "${EMH_BUILDDIR:-}" ] || [ -z "${EMH_SRCDIR:-}" ]; then
-	echo "Bail out! EMH_BUILDDIR / EMH_SRCDIR are not set (run through make check)"
-	exit 1
-fi
-. "$EMH_SRCDIR/tests/tap.sh"
-. "$EMH_BUILDDIR/tests/abi/toolchain.env" || { echo "Bail out! tests/abi/toolchain.env missing"; exit 1; }
-command -v pkg-config >/dev/null 2>&1 || { echo "Bail out! pkg-config is not installed"; exit 1; }
+. "${EMH_SRCDIR:?EMH_SRCDIR is not set (run through make check)}/tests/stage.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/emh-abi.XXXXXX") || { echo "Bail out! mktemp failed"; exit 1; }
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
@@ -25,27 +19,8 @@ stage=$tmp/stage
 work=$tmp/memdoc
 mkdir "$work" || { echo "Bail out! mkdir $work"; exit 1; }
 
-# step STATUS LOG NAME: one test; LOG's last lines as diagnostics when it failed.
-step() { ok "$1" "$3"; [ "$1" -eq 0 ] || diag "$(tail -n 25 "$2")"; return "$1"; }
-# no_warnings LOG NAME: the compiler said nothing of note.
-no_warnings() { ! grep -q 'warning:' "$1"; step $? "$1" "$2"; }
-
-# The makes below are an outside author's, not jobs of the `make check` that runs this.
-unset MAKEFLAGS MFLAGS MAKELEVEL
-
 # ---- 1. install into a staging directory ----
-make -C "$EMH_BUILDDIR" install DESTDIR="$stage" >"$tmp/install.log" 2>&1
-step $? "$tmp/install.log" "make install DESTDIR=<staging directory>" || { done_testing; exit 1; }
-pc=$(find "$stage" -name emhost.pc | head -n 1)
-[ -n "$pc" ]; step $? /dev/null "emhost.pc is installed" || { done_testing; exit 1; }
-
-# pkg-config on the staged emhost.pc, its directories moved into the stage
-# (what a packager's sysroot does), so plugindir and the rest follow.
-PKG_CONFIG_PATH=$(dirname "$pc")
-export PKG_CONFIG_PATH
-var() { pkg-config --variable="$1" emhost; }
-PKG_CONFIG="pkg-config --define-variable=prefix=$stage$(var prefix) --define-variable=libdir=$stage$(var libdir)"
-PKG_CONFIG="$PKG_CONFIG --define-variable=includedir=$stage$(var includedir)"
+stage_install "$stage" "$tmp/install.log" emhost.pc || { done_testing; exit 1; }
 plugindir=$($PKG_CONFIG --variable=plugindir emhost)
 libdir=$($PKG_CONFIG --variable=libdir emhost)
 case $plugindir in "$stage"/*/emhost/plugins) st=0 ;; *) st=1 ;; esac

@@ -10,13 +10,7 @@
 # body's per-field 400, and the OpenAPI document.  The compiler and flags
 # are this build's (tests/abi/toolchain.env).
 set -u
-if [ -z "${EMH_BUILDDIR:-}" ] || [ -z "${EMH_SRCDIR:-}" ]; then
-	echo "Bail out! EMH_BUILDDIR / EMH_SRCDIR are not set (run through make check)"
-	exit 1
-fi
-. "$EMH_SRCDIR/tests/tap.sh"
-. "$EMH_BUILDDIR/tests/abi/toolchain.env" || { echo "Bail out! tests/abi/toolchain.env missing"; exit 1; }
-command -v pkg-config >/dev/null 2>&1 || { echo "Bail out! pkg-config is not installed"; exit 1; }
+. "${EMH_SRCDIR:?EMH_SRCDIR is not set (run through make check)}/tests/stage.sh"
 command -v curl >/dev/null 2>&1 || { echo "1..0 # SKIP no curl program to talk to the daemon"; exit 0; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/emh-docsvc.XXXXXX") || { echo "Bail out! mktemp failed"; exit 1; }
 pid=""
@@ -30,20 +24,8 @@ stage=$tmp/stage
 work=$tmp/notes
 mkdir "$work" || { echo "Bail out! mkdir $work"; exit 1; }
 
-step() { ok "$1" "$3"; [ "$1" -eq 0 ] || diag "$(tail -n 25 "$2")"; return "$1"; }
-no_warnings() { ! grep -q 'warning:' "$1"; step $? "$1" "$2"; }
-unset MAKEFLAGS MFLAGS MAKELEVEL
-
 # ---- 1. install into a staging directory, pkg-config moved into it ----
-make -C "$EMH_BUILDDIR" install DESTDIR="$stage" >"$tmp/install.log" 2>&1
-step $? "$tmp/install.log" "make install DESTDIR=<staging directory>" || { done_testing; exit 1; }
-pc=$(find "$stage" -name emhost-web.pc | head -n 1)
-[ -n "$pc" ]; step $? /dev/null "emhost-web.pc is installed" || { done_testing; exit 1; }
-PKG_CONFIG_PATH=$(dirname "$pc")
-export PKG_CONFIG_PATH
-var() { pkg-config --variable="$1" emhost; }
-PKG_CONFIG="pkg-config --define-variable=prefix=$stage$(var prefix) --define-variable=libdir=$stage$(var libdir)"
-PKG_CONFIG="$PKG_CONFIG --define-variable=includedir=$stage$(var includedir)"
+stage_install "$stage" "$tmp/install.log" emhost-web.pc || { done_testing; exit 1; }
 libdir=$($PKG_CONFIG --variable=libdir emhost)
 servicedir=$($PKG_CONFIG --variable=servicedir emhost)
 plugindir=$($PKG_CONFIG --variable=plugindir emhost)
