@@ -319,6 +319,8 @@ bool emh__em_stale_first_use(const emh_em *em, int rc)
 #define REPLAY_WAIT_MS 20
 /* How often a replica's lag is measured (by the fork that takes it then). */
 #define LAG_EVERY_NS (500 * 1000000LL)
+/* How often a lag that cannot be measured is said again while that lasts. */
+#define LAG_WARN_EVERY_NS (60 * 1000000000LL)
 
 /*
  * The checks a fork's new replica connection passes before its first read:
@@ -340,13 +342,25 @@ static int replica_admit(emh_em *em, emh__replica *r, emh_error *err)
 			if ((rc = d->lag_ms(em->rpc->conn, &lag, err)) != 0) {
 				/* unmeasured is not caught up: out until a measurement succeeds */
 				atomic_store_explicit(&r->lag_ms, EMH_LAG_INFINITE, memory_order_relaxed);
-				if (rc != EMH_EUNAVAILABLE && rc != EMH_ETIMEOUT) /* those mark it down, and say so */
+				/* EUNAVAILABLE and ETIMEOUT mark it down, and say so.  Only
+				 * this thread measures now (lag_at_ns), so no race on the
+				 * warning's time: said once, then once a minute, not at
+				 * every measurement (a missing grant is not fixed in 500 ms). */
+				int64_t said = atomic_load_explicit(&r->lag_warned_ns, memory_order_relaxed);
+				if (rc != EMH_EUNAVAILABLE && rc != EMH_ETIMEOUT && (!said || now - said >= LAG_WARN_EVERY_NS)) {
+					atomic_store_explicit(&r->lag_warned_ns, now ? now : 1, memory_order_relaxed);
 					emh__log(&em->ctx->host->log, EMH_LOG_WARN, em->ctx->name,
 						 "replica %u (%s): its lag cannot be measured (%s); it serves no reads "
-						 "until it can", r->index, r->shown, err->message);
+						 "until it can (said again every minute while this lasts)", r->index,
+						 r->shown, err->message);
+				}
 				return rc;
 			}
 			atomic_store_explicit(&r->lag_ms, lag, memory_order_relaxed);
+			if (atomic_exchange_explicit(&r->lag_warned_ns, 0, memory_order_relaxed))
+				emh__log(&em->ctx->host->log, EMH_LOG_INFO, em->ctx->name,
+					 "replica %u (%s): its lag can be measured again (%lld ms)", r->index, r->shown,
+					 (long long)lag);
 		}
 		if (atomic_load_explicit(&r->lag_ms, memory_order_relaxed) > em->ctx->max_replica_lag_ms)
 			return 1;

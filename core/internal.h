@@ -205,6 +205,7 @@ typedef struct emh__replica {
 	_Atomic unsigned fails;        /* consecutive failures, for the back-off */
 	_Atomic int64_t lag_ms;        /* last measured lag, -1 unknown */
 	_Atomic int64_t lag_at_ns;     /* when it was measured (0: never) */
+	_Atomic int64_t lag_warned_ns; /* when "its lag cannot be measured" was last logged (0: it can be) */
 	_Atomic uint64_t queries, errors, fallbacks, stale; /* stale: forks whose token it had not replayed */
 } emh__replica;
 

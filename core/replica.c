@@ -110,6 +110,7 @@ static int replica_open(emh_context *c, emh__replica *r, const char *url, const 
 {
 	r->ctx = c;
 	atomic_init(&r->lag_ms, -1);
+	atomic_init(&r->lag_warned_ns, 0);
 	int rc = replica_conf(c, &c->conf, r->index, url, url_origin, &r->conf, r->shown, sizeof r->shown, err);
 	if (rc)
 		return rc;

@@ -288,7 +288,7 @@ create_user() {
 		GRANT SLAVE MONITOR ON *.* TO '$DBUSER'@'127.0.0.1';
 		GRANT SLAVE MONITOR ON *.* TO '$DBUSER'@'localhost';
 		CREATE USER IF NOT EXISTS 'emh_admin'@'127.0.0.1' IDENTIFIED BY '$pw';
-		GRANT ALL PRIVILEGES ON *.* TO 'emh_admin'@'127.0.0.1';
+		GRANT ALL PRIVILEGES ON *.* TO 'emh_admin'@'127.0.0.1' WITH GRANT OPTION;
 		FLUSH PRIVILEGES;
 	SQL
 	then

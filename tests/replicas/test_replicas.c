@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -590,6 +591,70 @@ static void test_monotonic(const fixture *fx)
  * port) connects to the second; target_session_attrs=read-write on a URL
  * listing the standby first finds the primary.
  */
+/* Warnings a host logged that contain what (test_lag_unmeasured's sink). */
+typedef struct warn_count {
+	pthread_mutex_t mu;
+	const char *what;
+	int n;
+} warn_count;
+
+static void count_warn(void *ud, int level, const char *context, const char *msg)
+{
+	warn_count *w = ud;
+	(void)context;
+	if (level > EMH_LOG_WARN || !strstr(msg, w->what))
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->n++;
+	pthread_mutex_unlock(&w->mu);
+}
+
+/*
+ * A replica whose lag cannot be measured (its user may not run SHOW SLAVE
+ * STATUS: no SLAVE MONITOR grant) serves no reads, and says why once, not
+ * at every measurement (every 500 ms: before the fix, a warning each time).
+ * The user exists on the replica only (made there, nothing replicates back).
+ */
+static void test_lag_unmeasured(const fixture *fx, const char *url, const char *rurl, const char *radmin)
+{
+	emh_error err;
+	emh_host *a;
+	const char *aenv[] = {NULL};
+	emh_host_opts ao = {.plugin_dir = fx->plugin_dir, .envp = aenv, .log_level = EMH_LOG_ERROR};
+	if (emh_host_new(&ao, &a, &err) || emh_host_add_context(a, "s", (const char *[]){"url", radmin, NULL}, &err))
+		bail("the replica's admin context: %s", err.message);
+	admin(a, "CREATE USER IF NOT EXISTS 'emh_nomon'@'127.0.0.1' IDENTIFIED BY 'nomon-pw-1'");
+	admin(a, "GRANT SELECT ON emh_test.* TO 'emh_nomon'@'127.0.0.1'");
+	emh_host_free(a);
+
+	/* rurl with the user emh_nomon: mysql://USER:PW@HOST... */
+	char nurl[2048];
+	const char *at = strchr(rurl, '@');
+	if (!at || strncmp(rurl, "mysql://", 8) != 0)
+		bail("EMH_TEST_MYSQL_REPLICA_URL has no user part: cannot make emh_nomon's");
+	snprintf(nurl, sizeof nurl, "mysql://emh_nomon:nomon-pw-1%s", at);
+
+	warn_count w = {.mu = PTHREAD_MUTEX_INITIALIZER, .what = "its lag cannot be measured"};
+	const char *env[] = {NULL};
+	emh_host_opts o = {.plugin_dir = fx->plugin_dir, .envp = env, .log = count_warn, .log_ud = &w,
+			   .log_level = EMH_LOG_WARN};
+	emh_host *h;
+	const char *kv[] = {"url", url, "replica_urls", nurl, "max_replica_lag_ms", "500", NULL};
+	if (emh_host_new(&o, &h, &err) || emh_host_add_context(h, "n", kv, &err))
+		bail("a context whose replica cannot measure its lag: %s", err.message);
+	fixture_register(h, "n", &who_entity);
+	/* 1.6 s of reads: four measurements due (one per 500 ms), each failing */
+	int primary = 0, reads = 0;
+	for (int i = 0; i < 16; i++, sleep_ms(100), reads++)
+		primary += who_answers_in(h, "n", NULL, &err) == 0;
+	is_int(primary, reads, "mysql: lag unmeasured: every read is served by the primary");
+	pthread_mutex_lock(&w.mu);
+	int n = w.n;
+	pthread_mutex_unlock(&w.mu);
+	is_int(n, 1, "mysql: lag unmeasured: said once in 1.6 s, not at every measurement");
+	emh_host_free(h);
+}
+
 static void test_multihost(const fixture *fx, const char *url, const char *standby_url)
 {
 	char user[128], pw[128], host[128], port[16], db[128], sport[16] = "";
@@ -660,12 +725,14 @@ int main(void)
 			char why[160];
 			snprintf(why, sizeof why, "%s replica: the test servers with their replicas are not running "
 				 "(scripts/test-servers.sh start)", s->name);
-			need_server(strcmp(s->name, "pg") == 0 ? 27 : 25, why);
+			need_server(strcmp(s->name, "pg") == 0 ? 27 : 27, why);
 			continue;
 		}
 		test_server(&fx, s);
 		if (strcmp(s->name, "pg") == 0)
 			test_multihost(&fx, s->url, s->rurl);
+		else
+			test_lag_unmeasured(&fx, s->url, s->rurl, s->admin);
 	}
 	fixture_release(&fx);
 	return done_testing();
