@@ -626,7 +626,9 @@ static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, const char *name, 
 		PQclear(res);
 		return rc;
 	}
-	if (sink)
+	/* A read's count is its rows, which the sink has: parsing the command
+	 * tag is for writes (and raw statements) only. */
+	if (sink && st->kind != EMH_STMT_SELECT && st->kind != EMH_STMT_COUNT)
 		sink->affected = pg_cmd_count(PQcmdTuples(res));
 	PQclear(res);
 	return rc;
