@@ -267,10 +267,19 @@ static const emh_entity sized_entities[] = {
 	EMH_ENTITY(sz80, "sz80", sz80_fields),
 };
 
+/* The text of field i holding v: 8 to 23 bytes as i grows (json 6), each way the arena copies a short text. */
+static void sized_text(char *buf, size_t cap, const emh_field *f, size_t i, int64_t v)
+{
+	if (f->type == EMH_T_JSON)
+		snprintf(buf, cap, "[%lld]", (long long)v);
+	else
+		snprintf(buf, cap, "t%lld%.*s", (long long)v, (int)(3 * i), "-abcdefghijklmnopqrstuvwxyz0123456789");
+}
+
 /* Field i's value in row r (1: every field set; 2: every nullable one NULL, the key aside). */
 static void sized_set(emh_em *em, const emh_entity *e, void *obj, int r)
 {
-	char txt[32];
+	char txt[64];
 	for (size_t i = 0; i < e->nfields; i++) {
 		const emh_field *f = &e->fields[i];
 		char *p = (char *)obj + f->offset;
@@ -289,7 +298,7 @@ static void sized_set(emh_em *em, const emh_entity *e, void *obj, int r)
 		case EMH_T_TIMESTAMP: *(int64_t *)p = v; break;
 		case EMH_T_DOUBLE: *(double *)p = (double)v + 0.25; break;
 		default:
-			snprintf(txt, sizeof txt, f->type == EMH_T_JSON ? "[%lld]" : "t%lld", (long long)v);
+			sized_text(txt, sizeof txt, f, i, v);
 			*(char **)p = emh_em_strdup(em, txt);
 		}
 	}
@@ -298,7 +307,7 @@ static void sized_set(emh_em *em, const emh_entity *e, void *obj, int r)
 /* Does obj hold row r as sized_set wrote it (n: what field "n" holds instead, unless 0)?  Says what differs. */
 static bool sized_check(emh_em *em, const emh_entity *e, const void *obj, int r, int32_t n, const char *label)
 {
-	char txt[32];
+	char txt[64];
 	bool good = true;
 	for (size_t i = 0; i < e->nfields; i++) {
 		const emh_field *f = &e->fields[i];
@@ -318,7 +327,7 @@ static bool sized_check(emh_em *em, const emh_entity *e, const void *obj, int r,
 			case EMH_T_TIMESTAMP: fine = *(const int64_t *)p == v; break;
 			case EMH_T_DOUBLE: fine = *(const double *)p == (double)v + 0.25; break;
 			default:
-				snprintf(txt, sizeof txt, f->type == EMH_T_JSON ? "[%lld]" : "t%lld", (long long)v);
+				sized_text(txt, sizeof txt, f, i, v);
 				fine = *(char *const *)p && strcmp(*(char *const *)p, txt) == 0;
 			}
 			fine = fine && !emh_em_is_null(em, obj, f->name);
