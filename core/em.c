@@ -615,6 +615,16 @@ int64_t emh__obj_key_read(const emh__obj *o)
 	return emh__value_i64(&v);
 }
 
+/* A text or json value copied into arena, its pointer written at p. */
+static inline int store_text(emh__arena *arena, char *p, const emh_value *v)
+{
+	char *s = emh__arena_strndup(arena, v->u.s.ptr ? v->u.s.ptr : "", v->u.s.len);
+	if (!s)
+		return EMH_ENOMEM;
+	memcpy(p, &s, sizeof s);
+	return 0;
+}
+
 /* Write a loaded value into a struct member (strings copied into arena).
  * Inline: called for every field of every loaded row. */
 static inline int store(emh__arena *arena, emh__obj *o, void *obj, const emh_field *f, int i, const emh_value *v)
@@ -648,13 +658,10 @@ static inline int store(emh__arena *arena, emh__obj *o, void *obj, const emh_fie
 		break;
 	}
 	case EMH_T_TEXT:
-	case EMH_T_JSON: {
-		char *s = emh__arena_strndup(arena, v->u.s.ptr ? v->u.s.ptr : "", v->u.s.len);
-		if (!s)
+	case EMH_T_JSON:
+		if (store_text(arena, p, v))
 			return EMH_ENOMEM;
-		memcpy(p, &s, sizeof s);
 		break;
-	}
 	case EMH_T_BLOB: {
 		emh_blob b = {emh__arena_memdup(arena, v->u.s.ptr, v->u.s.len), v->u.s.len};
 		if (!b.data)
@@ -730,13 +737,10 @@ static inline __attribute__((always_inline)) int store_row(emh__arena *arena, em
 			memcpy(p, &v->u.d, sizeof v->u.d);
 			break;
 		case EMH_T_TEXT:
-		case EMH_T_JSON: {
-			char *s = emh__arena_strndup(arena, v->u.s.ptr ? v->u.s.ptr : "", v->u.s.len);
-			if (!s)
+		case EMH_T_JSON:
+			if (store_text(arena, p, v))
 				return EMH_ENOMEM;
-			memcpy(p, &s, sizeof s);
 			break;
-		}
 		default:
 			if (store(arena, o, obj, f, (int)i, v))
 				return EMH_ENOMEM;

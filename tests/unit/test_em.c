@@ -55,12 +55,12 @@ static int insert_orphan(emh_em *em, void *ud, emh_error *err)
 	return emh_em_execute(em, "INSERT INTO child (parent) VALUES (12345)", err);
 }
 
-static void t_sqlite_bookkeeping(const char *b)
+/* A host on a SQLite file in a new temporary directory (dir, 64 bytes; removed by sqlite_host_free). */
+static emh_host *sqlite_host(const char *b, char *dir)
 {
-	diag("bookkeeping on sqlite");
-	char plugdir[512], dir[64], url[128];
+	char plugdir[512], url[128];
 	snprintf(plugdir, sizeof plugdir, "%s/plugins-build", b);
-	snprintf(dir, sizeof dir, "/tmp/emh-em-XXXXXX");
+	snprintf(dir, 64, "/tmp/emh-em-XXXXXX");
 	if (!mkdtemp(dir))
 		bail("mkdtemp");
 	snprintf(url, sizeof url, "EMH_CONTEXT_DEFAULT_URL=sqlite://%s/em.db", dir);
@@ -68,7 +68,27 @@ static void t_sqlite_bookkeeping(const char *b)
 	emh_host_opts o = {.plugin_dir = plugdir, .envp = env};
 	emh_host *h;
 	emh_error err;
-	if (emh_host_new(&o, &h, &err) || emh_host_register_entity(h, NULL, &item_entity, &err) ||
+	if (emh_host_new(&o, &h, &err))
+		bail("host: %s", err.message);
+	return h;
+}
+
+static void sqlite_host_free(emh_host *h, const char *dir)
+{
+	emh_host_free(h);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		diag("could not remove %s", dir);
+}
+
+static void t_sqlite_bookkeeping(const char *b)
+{
+	diag("bookkeeping on sqlite");
+	char dir[64];
+	emh_host *h = sqlite_host(b, dir);
+	emh_error err;
+	if (emh_host_register_entity(h, NULL, &item_entity, &err) ||
 	    emh_host_register_entity(h, NULL, &small_entity, &err))
 		bail("host: %s", err.message);
 	emh_em *em;
@@ -179,12 +199,7 @@ static void t_sqlite_bookkeeping(const char *b)
 	is_int(rc, EMH_ESTATE, "a callback that ends the level it was given is EMH_ESTATE");
 	like_str(err.message, "closed 1 level(s) it did not open", "saying so (not '-1 level(s) open')");
 	emh_em_close(em);
-
-	emh_host_free(h);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		diag("could not remove %s", dir);
+	sqlite_host_free(h, dir);
 }
 
 /*
@@ -356,18 +371,9 @@ static uint64_t queries_run(emh_host *h)
 static void t_sized_loads(const char *b)
 {
 	diag("loaded objects of every struct size the load path handles");
-	char plugdir[512], dir[64], url[128], label[96];
-	snprintf(plugdir, sizeof plugdir, "%s/plugins-build", b);
-	snprintf(dir, sizeof dir, "/tmp/emh-em-sz-XXXXXX");
-	if (!mkdtemp(dir))
-		bail("mkdtemp");
-	snprintf(url, sizeof url, "EMH_CONTEXT_DEFAULT_URL=sqlite://%s/sz.db", dir);
-	const char *env[] = {url, "EMH_CONTEXT_DEFAULT_SCHEMA=sync", NULL};
-	emh_host_opts o = {.plugin_dir = plugdir, .envp = env};
-	emh_host *h;
+	char dir[64], label[96];
+	emh_host *h = sqlite_host(b, dir);
 	emh_error err;
-	if (emh_host_new(&o, &h, &err))
-		bail("host: %s", err.message);
 	for (size_t k = 0; k < sizeof sized_entities / sizeof sized_entities[0]; k++) {
 		const emh_entity *e = &sized_entities[k];
 		emh_em *em;
@@ -418,11 +424,7 @@ static void t_sized_loads(const char *b)
 		   "%s: the changed field written, every other as it was", label);
 		emh_em_close(em);
 	}
-	emh_host_free(h);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		diag("could not remove %s", dir);
+	sqlite_host_free(h, dir);
 }
 
 /* A natural (text) key, for upsert. */
