@@ -18,7 +18,9 @@ void *emh__arena_grow(emh__arena *a, size_t n)
 	b->cap = cap;
 	b->next = a->blocks;
 	a->blocks = b;
-	if (a->next_size < (1u << 20))
+	if (a->next_size < EMH__ARENA_NEXT)
+		a->next_size = EMH__ARENA_NEXT;
+	else if (a->next_size < (1u << 20))
 		a->next_size *= 2;
 	a->ptr = b->data + n;
 	a->end = b->data + cap;

@@ -629,6 +629,16 @@ int64_t emh__obj_key_read(const emh__obj *o)
 	return emh__value_i64(&v);
 }
 
+/* A text or json value copied into arena, its pointer written at p. */
+static inline int store_text(emh__arena *arena, char *p, const emh_value *v)
+{
+	char *s = emh__arena_strndup(arena, v->u.s.ptr ? v->u.s.ptr : "", v->u.s.len);
+	if (!s)
+		return EMH_ENOMEM;
+	memcpy(p, &s, sizeof s);
+	return 0;
+}
+
 /* Write a loaded value into a struct member (strings copied into arena).
  * Inline: called for every field of every loaded row. */
 static inline int store(emh__arena *arena, emh__obj *o, void *obj, const emh_field *f, int i, const emh_value *v)
@@ -662,13 +672,10 @@ static inline int store(emh__arena *arena, emh__obj *o, void *obj, const emh_fie
 		break;
 	}
 	case EMH_T_TEXT:
-	case EMH_T_JSON: {
-		char *s = emh__arena_strndup(arena, v->u.s.ptr ? v->u.s.ptr : "", v->u.s.len);
-		if (!s)
+	case EMH_T_JSON:
+		if (store_text(arena, p, v))
 			return EMH_ENOMEM;
-		memcpy(p, &s, sizeof s);
 		break;
-	}
 	case EMH_T_BLOB: {
 		emh_blob b = {emh__arena_memdup(arena, v->u.s.ptr, v->u.s.len), v->u.s.len};
 		if (!b.data)
@@ -680,11 +687,88 @@ static inline int store(emh__arena *arena, emh__obj *o, void *obj, const emh_fie
 	return 0;
 }
 
-/* A zeroed header and struct, with extra bytes after them (not zeroed). */
-static emh__obj *obj_alloc_extra(emh_em *em, emh__arena *arena, emh__meta *m, size_t extra)
+/* Round a struct size up to the arena's alignment. */
+static inline size_t round16(size_t n) { return (n + (EMH__ALIGN - 1)) & ~(size_t)(EMH__ALIGN - 1); }
+
+/* Zero n bytes at p, n a multiple of 16: the usual struct sizes as fixed
+ * stores, no call per row. */
+static inline void zero16(void *p, size_t n)
+{
+	switch (n) {
+	case 16: memset(p, 0, 16); break;
+	case 32: memset(p, 0, 32); break;
+	case 48: memset(p, 0, 48); break;
+	case 64: memset(p, 0, 64); break;
+	default: memset(p, 0, n); break;
+	}
+}
+
+/* Copy n bytes, n a multiple of 16 (zero16's sizes inline). */
+static inline void copy16(void *d, const void *s, size_t n)
+{
+	switch (n) {
+	case 16: memcpy(d, s, 16); break;
+	case 32: memcpy(d, s, 32); break;
+	case 48: memcpy(d, s, 48); break;
+	case 64: memcpy(d, s, 64); break;
+	default: memcpy(d, s, n); break;
+	}
+}
+
+/*
+ * Store a row into the zeroed struct obj of o.  A value of its field's own
+ * type (what every SQL driver delivers) is copied from its member with one
+ * switch; any other (a document driver's int32 for an int64 field) is
+ * converted by store().
+ */
+static inline __attribute__((always_inline)) int store_row(emh__arena *arena, emh__obj *o, char *obj,
+							  const emh_entity *e, const emh_value *cols)
+{
+	const emh_field *fields = e->fields;
+	size_t n = e->nfields; /* read once: the stores below may alias e for all the compiler knows */
+	for (size_t i = 0; i < n; i++) {
+		const emh_field *f = &fields[i];
+		const emh_value *v = &cols[i];
+		emh_type t = f->type;
+		char *p = obj + f->offset;
+		if (v->is_null || v->type != t) {
+			if (store(arena, o, obj, f, (int)i, v))
+				return EMH_ENOMEM;
+			continue;
+		}
+		switch (t) {
+		case EMH_T_BOOL:
+			memcpy(p, &v->u.b, sizeof v->u.b);
+			break;
+		case EMH_T_INT32:
+			memcpy(p, &v->u.i32, sizeof v->u.i32);
+			break;
+		case EMH_T_INT64:
+		case EMH_T_TIMESTAMP:
+			memcpy(p, &v->u.i64, sizeof v->u.i64);
+			break;
+		case EMH_T_DOUBLE:
+			memcpy(p, &v->u.d, sizeof v->u.d);
+			break;
+		case EMH_T_TEXT:
+		case EMH_T_JSON:
+			if (store_text(arena, p, v))
+				return EMH_ENOMEM;
+			break;
+		default:
+			if (store(arena, o, obj, f, (int)i, v))
+				return EMH_ENOMEM;
+			break;
+		}
+	}
+	return 0;
+}
+
+/* A zeroed header and struct (a new object). */
+static emh__obj *obj_alloc(emh_em *em, emh__arena *arena, emh__meta *m)
 {
 	size_t n = sizeof(emh__obj) + m->pub.entity->size;
-	emh__obj *o = emh__arena_alloc(arena, n + extra);
+	emh__obj *o = emh__arena_alloc(arena, n);
 	if (o) {
 		memset(o, 0, n);
 		o->magic = OBJ_MAGIC;
@@ -693,11 +777,6 @@ static emh__obj *obj_alloc_extra(emh_em *em, emh__arena *arena, emh__meta *m, si
 		o->m = m;
 	}
 	return o;
-}
-
-static emh__obj *obj_alloc(emh_em *em, emh__arena *arena, emh__meta *m)
-{
-	return obj_alloc_extra(em, arena, m, 0);
 }
 
 static void track(emh_em *em, emh__obj *o)
@@ -711,7 +790,7 @@ static void track(emh_em *em, emh__obj *o)
 
 /* ---- identity map: chained through the headers, buckets in the arena ---- */
 
-static uint64_t key_hash_value(const emh__meta *m, const emh_value *k)
+static inline uint64_t key_hash_value(const emh__meta *m, const emh_value *k)
 {
 	uint64_t h;
 	if (k->type == EMH_T_TEXT) {
@@ -740,7 +819,7 @@ emh_value emh__obj_key(const emh__obj *o)
 }
 
 /* The object of key k with hash h (key_hash_value). */
-static emh__obj *imap_find_h(emh_em *em, emh__meta *m, const emh_value *k, uint64_t h)
+static inline emh__obj *imap_find_h(emh_em *em, emh__meta *m, const emh_value *k, uint64_t h)
 {
 	if (!em->in)
 		return NULL;
@@ -757,7 +836,7 @@ emh__obj *emh__imap_find(emh_em *em, emh__meta *m, const emh_value *k)
 
 /* Rehashing reads each object's stored hash, not its key: no pass over
  * every snapshot of a large result. */
-static void imap_grow(emh_em *em)
+static __attribute__((noinline)) void imap_grow(emh_em *em)
 {
 	size_t ncap = em->icap ? em->icap * 4 : 8;
 	emh__obj **nb = emh__arena_zalloc(&em->arena, ncap * sizeof *nb);
@@ -778,7 +857,7 @@ static void imap_grow(emh_em *em)
 }
 
 /* Add o, whose key hashes to h. */
-static void imap_add_h(emh_em *em, emh__obj *o, uint64_t h)
+static inline void imap_add_h(emh_em *em, emh__obj *o, uint64_t h)
 {
 	if (em->in + 1 > em->icap)
 		imap_grow(em);
@@ -889,23 +968,37 @@ static int map_hit(emh_em *em, emh__obj *have, const emh_value *cols, int mode, 
 }
 
 
-/* A new object of m holding a loaded row, from arena; not tracked yet. */
-static emh__obj *obj_load(emh_em *em, emh__arena *arena, emh__meta *m, const emh_value *cols, size_t extra)
+/*
+ * A new object of m holding a loaded row, from arena; not tracked yet.  One
+ * allocation: header, struct (zeroed to its 16-byte end, then the row) and,
+ * with snap, the snapshot right after it (sharing the loaded strings: they
+ * are never written).
+ */
+static inline __attribute__((always_inline)) emh__obj *obj_load(emh_em *em, emh__arena *arena, emh__meta *m,
+								 const emh_value *cols, bool snap)
 {
 	const emh_entity *e = m->pub.entity;
-	emh__obj *o = obj_alloc_extra(em, arena, m, extra);
+	size_t at = round16(e->size);
+	emh__obj *o = emh__arena_alloc(arena, sizeof *o + (snap ? 2 * at : at));
 	if (!o)
 		return NULL;
-	for (size_t i = 0; i < e->nfields; i++)
-		if (store(arena, o, OBJ(o), &e->fields[i], (int)i, &cols[i]))
-			return NULL;
+	*o = (emh__obj){.magic = OBJ_MAGIC, .em = em, .ctx = em->ctx, .m = m};
+	char *obj = OBJ(o);
+	zero16(obj, at);
+	if (store_row(arena, o, obj, e, cols))
+		return NULL;
+	if (snap) {
+		o->snap = obj + at;
+		copy16(o->snap, obj, at);
+		o->snap_nulls = o->nulls;
+	}
 	return o;
 }
 
 int emh__em_load_detached(emh_em *em, emh__meta *m, emh__arena *arena, const emh_value *cols, void **out,
 			  emh_error *err)
 {
-	emh__obj *o = obj_load(em, arena, m, cols, 0);
+	emh__obj *o = obj_load(em, arena, m, cols, false);
 	if (!o)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	o->state = ST_DETACHED;
@@ -914,9 +1007,9 @@ int emh__em_load_detached(emh_em *em, emh__meta *m, emh__arena *arena, const emh
 }
 
 /* The object for a row: the one already in the identity map, or a new one. */
-static int materialize(emh_em *em, emh__meta *m, const emh_value *cols, int mode, void **out, emh_error *err)
+static inline __attribute__((always_inline)) int materialize(emh_em *em, emh__meta *m, const emh_value *cols,
+							     int mode, void **out, emh_error *err)
 {
-	const emh_entity *e = m->pub.entity;
 	*out = NULL;
 	if (em->readonly)
 		return emh__em_load_detached(em, m, &em->arena, cols, out, err);
@@ -925,20 +1018,13 @@ static int materialize(emh_em *em, emh__meta *m, const emh_value *cols, int mode
 	emh__obj *have = imap_find_h(em, m, &cols[m->pub.pk], h);
 	if (have)
 		return map_hit(em, have, cols, mode, out, err);
-	/* The snapshot right after the struct, in the same allocation. */
-	size_t at = (e->size + (EMH__ALIGN - 1)) & ~(size_t)(EMH__ALIGN - 1);
-	emh__obj *o = obj_load(em, &em->arena, m, cols, at);
+	emh__obj *o = obj_load(em, &em->arena, m, cols, true);
 	if (!o)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	void *obj = OBJ(o);
-	/* The snapshot shares the loaded strings: they are never written. */
-	o->snap = (char *)obj + at;
-	memcpy(o->snap, obj, e->size);
-	o->snap_nulls = o->nulls;
 	o->state = ST_MANAGED;
 	track(em, o);
 	imap_add_h(em, o, h);
-	*out = obj;
+	*out = OBJ(o);
 	return 0;
 }
 

@@ -336,6 +336,28 @@ bad:
 
 /* ---- executing ---- */
 
+/*
+ * How a column of a result is read, fixed once per result from its type oid
+ * and the type asked: the common exact pairs are decoded inline by
+ * pg_deliver, any other (and a value of a surprising length) by pg_decode.
+ */
+enum { PG_K_DECODE, PG_K_INT8, PG_K_INT4, PG_K_FLOAT8, PG_K_TEXT, PG_K_BOOL };
+/* Columns with a plan; a wider result's further columns all go through pg_decode. */
+#define PG_PLAN_COLS 64
+
+static unsigned char pg_plan(Oid oid, emh_type want)
+{
+	switch (want) {
+	case EMH_T_INT64: return oid == PG_INT8OID ? PG_K_INT8 : PG_K_DECODE;
+	case EMH_T_INT32: return oid == PG_INT4OID ? PG_K_INT4 : PG_K_DECODE;
+	case EMH_T_DOUBLE: return oid == PG_FLOAT8OID ? PG_K_FLOAT8 : PG_K_DECODE;
+	case EMH_T_TEXT:
+	case EMH_T_JSON: return oid == PG_TEXTOID || oid == PG_VARCHAROID ? PG_K_TEXT : PG_K_DECODE;
+	case EMH_T_BOOL: return oid == PG_BOOLOID ? PG_K_BOOL : PG_K_DECODE;
+	default: return PG_K_DECODE; /* timestamps and dates shift epochs; bytea, jsonb */
+	}
+}
+
 /* Deliver the rows of res to sink, typed as st->col_types. */
 static int pg_deliver(emh_conn *c, const emh_stmt *st, PGresult *res, emh_rowsink *sink, emh_error *err)
 {
@@ -356,6 +378,7 @@ static int pg_deliver(emh_conn *c, const emh_stmt *st, PGresult *res, emh_rowsin
 			return emh_error_set(err, EMH_ENOMEM, "out of memory");
 		c->rowcap = (size_t)ncols;
 	}
+	unsigned char plan[PG_PLAN_COLS];
 	for (int j = 0; j < ncols; j++) {
 		c->rowtypes[j] = PQftype(res, j);
 		if (PQfformat(res, j) != 1 || !pg_readable(c->rowtypes[j], st->col_types[j]))
@@ -363,15 +386,52 @@ static int pg_deliver(emh_conn *c, const emh_stmt *st, PGresult *res, emh_rowsin
 					     "%s: column '%s' has type oid %u, which cannot be read as %s",
 					     pg_stmt_what(st, what, sizeof what), PQfname(res, j),
 					     (unsigned)c->rowtypes[j], emh_type_name(st->col_types[j]));
+		if (j < PG_PLAN_COLS)
+			plan[j] = pg_plan(c->rowtypes[j], st->col_types[j]);
 	}
 	for (int i = 0; i < nrows; i++) {
 		for (int j = 0; j < ncols; j++) {
-			if (PQgetisnull(res, i, j)) {
-				c->row[j] = emh_v_null(st->col_types[j]);
+			emh_value *v = &c->row[j];
+			/* A NULL reads as the empty string (length 0): only an empty
+			 * value is asked whether it is NULL, one libpq call less for
+			 * every other column of every row. */
+			int len = PQgetlength(res, i, j);
+			if (len == 0 && PQgetisnull(res, i, j)) {
+				*v = emh_v_null(st->col_types[j]);
 				continue;
 			}
-			int rc = pg_decode(c->rowtypes[j], PQgetvalue(res, i, j), PQgetlength(res, i, j),
-					   st->col_types[j], &c->row[j], res, j, err);
+			const char *p = PQgetvalue(res, i, j);
+			v->type = st->col_types[j];
+			v->is_null = false;
+			switch (j < PG_PLAN_COLS ? plan[j] : PG_K_DECODE) {
+			case PG_K_INT8:
+				if (len != 8)
+					break;
+				v->u.i64 = (int64_t)pg_be64(p);
+				continue;
+			case PG_K_INT4:
+				if (len != 4)
+					break;
+				v->u.i32 = (int32_t)pg_be32(p);
+				continue;
+			case PG_K_FLOAT8: {
+				if (len != 8)
+					break;
+				uint64_t u = pg_be64(p);
+				memcpy(&v->u.d, &u, 8);
+				continue;
+			}
+			case PG_K_TEXT:
+				v->u.s.ptr = p;
+				v->u.s.len = (size_t)len;
+				continue;
+			case PG_K_BOOL:
+				if (len != 1)
+					break;
+				v->u.b = p[0] != 0;
+				continue;
+			}
+			int rc = pg_decode(c->rowtypes[j], p, len, st->col_types[j], v, res, j, err);
 			if (rc)
 				return rc;
 		}

@@ -126,11 +126,18 @@ static int sq_bind(sqlite3_stmt *s, const emh_stmt *st, const emh_value *params,
  * Decode the current row into cols per st->col_types.  Text and blobs
  * borrow SQLite's buffers (valid until the next step or reset).
  *
- * sqlite3_column_type is asked only when the value read could be a NULL
- * (an integer or real 0, a NULL text or blob pointer): a NULL reads as
- * exactly those, so any other reading is not NULL; and reading a NULL
- * converts nothing, so the type asked afterwards is still SQLITE_NULL.
- * Most values are not zero, so this saves a call per column and row.
+ * Each column is read through sqlite3_column_value and the sqlite3_value_*
+ * calls on it: one API call per column that takes the connection's mutex
+ * and sets its error state, where sqlite3_column_int64 and _bytes each do.
+ * The value is unprotected, which the sqlite3_value_* calls accept on a
+ * connection no other thread uses at the time (a pooled one; opened
+ * SQLITE_OPEN_NOMUTEX there is no mutex to hold anyway).
+ *
+ * sqlite3_value_type is asked only when the value read could be a NULL (an
+ * integer or real 0, a NULL text or blob pointer): a NULL reads as exactly
+ * those, so any other reading is not NULL; and reading a NULL converts
+ * nothing, so the type asked afterwards is still SQLITE_NULL.  Only the
+ * members a type reads are written (no memset per column).
  */
 static int sq_decode(sqlite3_stmt *s, const emh_stmt *st, emh_value *cols, emh_error *err)
 {
@@ -139,49 +146,57 @@ static int sq_decode(sqlite3_stmt *s, const emh_stmt *st, emh_value *cols, emh_e
 	for (int i = 0; i < st->ncols; i++) {
 		emh_value *v = &cols[i];
 		emh_type t = st->col_types[i];
+		sqlite3_value *sv = sqlite3_column_value(s, i);
 
-		memset(v, 0, sizeof *v);
 		v->type = t;
+		v->is_null = false;
 		switch (t) {
 		case EMH_T_BOOL:
 		case EMH_T_INT32:
 		case EMH_T_INT64:
 		case EMH_T_TIMESTAMP: {
-			int64_t x = sqlite3_column_int64(s, i);
-			if (x == 0 && sqlite3_column_type(s, i) == SQLITE_NULL)
+			int64_t x = sqlite3_value_int64(sv);
+			if (x == 0 && sqlite3_value_type(sv) == SQLITE_NULL)
 				v->is_null = true;
-			else if (t == EMH_T_BOOL)
+			if (t == EMH_T_BOOL) {
+				v->u.i64 = 0; /* the member read and the bytes after it, as for a NULL */
 				v->u.b = x != 0;
-			else if (t == EMH_T_INT32)
+			} else if (t == EMH_T_INT32) {
+				v->u.i64 = 0;
 				v->u.i32 = (int32_t)x;
-			else
+			} else {
 				v->u.i64 = x;
+			}
 			break;
 		}
 		case EMH_T_DOUBLE:
-			v->u.d = sqlite3_column_double(s, i);
-			if (v->u.d == 0 && sqlite3_column_type(s, i) == SQLITE_NULL)
-				v->is_null = true; /* read as +0.0: u stays all zero */
+			v->u.d = sqlite3_value_double(sv);
+			if (v->u.d == 0 && sqlite3_value_type(sv) == SQLITE_NULL)
+				v->is_null = true; /* read as +0.0: u is all zero */
 			break;
 		case EMH_T_TEXT:
 		case EMH_T_JSON: {
-			const unsigned char *p = sqlite3_column_text(s, i);
+			const unsigned char *p = sqlite3_value_text(sv);
 			if (!p) {
-				if (sqlite3_column_type(s, i) != SQLITE_NULL)
+				if (sqlite3_value_type(sv) != SQLITE_NULL)
 					return emh_error_set(err, EMH_ENOMEM, "out of memory");
 				v->is_null = true;
+				v->u.s.ptr = NULL;
+				v->u.s.len = 0;
 				break;
 			}
 			v->u.s.ptr = (const char *)p;
-			v->u.s.len = (size_t)sqlite3_column_bytes(s, i);
+			v->u.s.len = (size_t)sqlite3_value_bytes(sv);
 			break;
 		}
 		case EMH_T_BLOB: {
-			const void *p = sqlite3_column_blob(s, i);
-			size_t n = (size_t)sqlite3_column_bytes(s, i);
+			const void *p = sqlite3_value_blob(sv);
+			size_t n = (size_t)sqlite3_value_bytes(sv);
 			if (!p) {
-				if (sqlite3_column_type(s, i) == SQLITE_NULL) {
+				if (sqlite3_value_type(sv) == SQLITE_NULL) {
 					v->is_null = true;
+					v->u.s.ptr = NULL;
+					v->u.s.len = 0;
 					break;
 				}
 				if (n)

@@ -3,7 +3,9 @@
  * tests/unit/test_em.c: entity-manager corner cases (the conformance suite
  * covers the common paths on every driver).  On a real SQLite file:
  * rollback after remove, members re-pointed at equal content, a commit that
- * fails inside the callback form.  On memdoc (tests/fixtures/memdoc.c, a
+ * fails inside the callback form; loaded objects of every struct size the
+ * load path zeroes and copies by fixed-size stores (16 to 64 bytes, and
+ * larger).  On memdoc (tests/fixtures/memdoc.c, a
  * document driver loaded as a plugin): the document-driver contract as the
  * core keeps it -- upsert through the driver's member, find and count with
  * no query, removing a row that is already gone.
@@ -53,12 +55,12 @@ static int insert_orphan(emh_em *em, void *ud, emh_error *err)
 	return emh_em_execute(em, "INSERT INTO child (parent) VALUES (12345)", err);
 }
 
-static void t_sqlite_bookkeeping(const char *b)
+/* A host on a SQLite file in a new temporary directory (dir, 64 bytes; removed by sqlite_host_free). */
+static emh_host *sqlite_host(const char *b, char *dir)
 {
-	diag("bookkeeping on sqlite");
-	char plugdir[512], dir[64], url[128];
+	char plugdir[512], url[128];
 	snprintf(plugdir, sizeof plugdir, "%s/plugins-build", b);
-	snprintf(dir, sizeof dir, "/tmp/emh-em-XXXXXX");
+	snprintf(dir, 64, "/tmp/emh-em-XXXXXX");
 	if (!mkdtemp(dir))
 		bail("mkdtemp");
 	snprintf(url, sizeof url, "EMH_CONTEXT_DEFAULT_URL=sqlite://%s/em.db", dir);
@@ -66,7 +68,27 @@ static void t_sqlite_bookkeeping(const char *b)
 	emh_host_opts o = {.plugin_dir = plugdir, .envp = env};
 	emh_host *h;
 	emh_error err;
-	if (emh_host_new(&o, &h, &err) || emh_host_register_entity(h, NULL, &item_entity, &err) ||
+	if (emh_host_new(&o, &h, &err))
+		bail("host: %s", err.message);
+	return h;
+}
+
+static void sqlite_host_free(emh_host *h, const char *dir)
+{
+	emh_host_free(h);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		diag("could not remove %s", dir);
+}
+
+static void t_sqlite_bookkeeping(const char *b)
+{
+	diag("bookkeeping on sqlite");
+	char dir[64];
+	emh_host *h = sqlite_host(b, dir);
+	emh_error err;
+	if (emh_host_register_entity(h, NULL, &item_entity, &err) ||
 	    emh_host_register_entity(h, NULL, &small_entity, &err))
 		bail("host: %s", err.message);
 	emh_em *em;
@@ -177,12 +199,232 @@ static void t_sqlite_bookkeeping(const char *b)
 	is_int(rc, EMH_ESTATE, "a callback that ends the level it was given is EMH_ESTATE");
 	like_str(err.message, "closed 1 level(s) it did not open", "saying so (not '-1 level(s) open')");
 	emh_em_close(em);
+	sqlite_host_free(h, dir);
+}
 
-	emh_host_free(h);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		diag("could not remove %s", dir);
+/*
+ * Structs the load path zeroes and snapshots with fixed-size stores: 12, 24,
+ * 40 and 56 bytes (rounded to 16, 32, 48, 64) and 80 (the general case),
+ * with padding between members.  Every non-key field is nullable.
+ */
+typedef struct sz16 {
+	int32_t id;
+	bool b;
+	int32_t n;
+} sz16;
+typedef struct sz32 {
+	int64_t id;
+	const char *s;
+	int32_t n;
+	bool b;
+} sz32;
+typedef struct sz48 {
+	int64_t id;
+	const char *s;
+	double d;
+	int32_t n;
+	bool b;
+	emh_time t;
+} sz48;
+typedef struct sz64 {
+	int64_t id;
+	const char *s;
+	const char *s2;
+	double d;
+	int32_t n;
+	bool b;
+	emh_time t;
+	int64_t x;
+} sz64;
+typedef struct sz80 {
+	int64_t id;
+	bool b;
+	const char *s;
+	bool b2;
+	double d;
+	int32_t n;
+	const char *s2;
+	int64_t x;
+	emh_time t;
+	bool b3;
+} sz80;
+#define NUL EMH_F_NULLABLE
+static const emh_field sz16_fields[] = {
+	EMH_FIELD(sz16, id, EMH_T_INT32, EMH_F_PK), EMH_FIELD(sz16, b, EMH_T_BOOL, NUL),
+	EMH_FIELD(sz16, n, EMH_T_INT32, NUL),
+};
+static const emh_field sz32_fields[] = {
+	EMH_FIELD(sz32, id, EMH_T_INT64, EMH_F_PK), EMH_FIELD(sz32, s, EMH_T_TEXT, NUL),
+	EMH_FIELD(sz32, n, EMH_T_INT32, NUL), EMH_FIELD(sz32, b, EMH_T_BOOL, NUL),
+};
+static const emh_field sz48_fields[] = {
+	EMH_FIELD(sz48, id, EMH_T_INT64, EMH_F_PK), EMH_FIELD(sz48, s, EMH_T_TEXT, NUL),
+	EMH_FIELD(sz48, d, EMH_T_DOUBLE, NUL),      EMH_FIELD(sz48, n, EMH_T_INT32, NUL),
+	EMH_FIELD(sz48, b, EMH_T_BOOL, NUL),        EMH_FIELD(sz48, t, EMH_T_TIMESTAMP, NUL),
+};
+static const emh_field sz64_fields[] = {
+	EMH_FIELD(sz64, id, EMH_T_INT64, EMH_F_PK), EMH_FIELD(sz64, s, EMH_T_TEXT, NUL),
+	EMH_FIELD(sz64, s2, EMH_T_JSON, NUL),       EMH_FIELD(sz64, d, EMH_T_DOUBLE, NUL),
+	EMH_FIELD(sz64, n, EMH_T_INT32, NUL),       EMH_FIELD(sz64, b, EMH_T_BOOL, NUL),
+	EMH_FIELD(sz64, t, EMH_T_TIMESTAMP, NUL),   EMH_FIELD(sz64, x, EMH_T_INT64, NUL),
+};
+static const emh_field sz80_fields[] = {
+	EMH_FIELD(sz80, id, EMH_T_INT64, EMH_F_PK), EMH_FIELD(sz80, b, EMH_T_BOOL, NUL),
+	EMH_FIELD(sz80, s, EMH_T_TEXT, NUL),        EMH_FIELD(sz80, b2, EMH_T_BOOL, NUL),
+	EMH_FIELD(sz80, d, EMH_T_DOUBLE, NUL),      EMH_FIELD(sz80, n, EMH_T_INT32, NUL),
+	EMH_FIELD(sz80, s2, EMH_T_TEXT, NUL),       EMH_FIELD(sz80, x, EMH_T_INT64, NUL),
+	EMH_FIELD(sz80, t, EMH_T_TIMESTAMP, NUL),   EMH_FIELD(sz80, b3, EMH_T_BOOL, NUL),
+};
+#undef NUL
+static const emh_entity sized_entities[] = {
+	EMH_ENTITY(sz16, "sz16", sz16_fields), EMH_ENTITY(sz32, "sz32", sz32_fields),
+	EMH_ENTITY(sz48, "sz48", sz48_fields), EMH_ENTITY(sz64, "sz64", sz64_fields),
+	EMH_ENTITY(sz80, "sz80", sz80_fields),
+};
+
+/* The text of field i holding v: 8 to 23 bytes as i grows (json 6), each way the arena copies a short text. */
+static void sized_text(char *buf, size_t cap, const emh_field *f, size_t i, int64_t v)
+{
+	if (f->type == EMH_T_JSON)
+		snprintf(buf, cap, "[%lld]", (long long)v);
+	else
+		snprintf(buf, cap, "t%lld%.*s", (long long)v, (int)(3 * i), "-abcdefghijklmnopqrstuvwxyz0123456789");
+}
+
+/* Field i's value in row r (1: every field set; 2: every nullable one NULL, the key aside). */
+static void sized_set(emh_em *em, const emh_entity *e, void *obj, int r)
+{
+	char txt[64];
+	for (size_t i = 0; i < e->nfields; i++) {
+		const emh_field *f = &e->fields[i];
+		char *p = (char *)obj + f->offset;
+		int64_t v = (f->flags & EMH_F_PK) ? r : r * 1000 + (int64_t)i + 1;
+		if (r == 2 && !(f->flags & EMH_F_PK)) {
+			if (f->type == EMH_T_TEXT || f->type == EMH_T_JSON)
+				*(char **)p = NULL;
+			else
+				emh_em_set_null(em, obj, f->name, true, NULL);
+			continue;
+		}
+		switch (f->type) {
+		case EMH_T_BOOL: *(bool *)p = true; break;
+		case EMH_T_INT32: *(int32_t *)p = (int32_t)v; break;
+		case EMH_T_INT64:
+		case EMH_T_TIMESTAMP: *(int64_t *)p = v; break;
+		case EMH_T_DOUBLE: *(double *)p = (double)v + 0.25; break;
+		default:
+			sized_text(txt, sizeof txt, f, i, v);
+			*(char **)p = emh_em_strdup(em, txt);
+		}
+	}
+}
+
+/* Does obj hold row r as sized_set wrote it (n: what field "n" holds instead, unless 0)?  Says what differs. */
+static bool sized_check(emh_em *em, const emh_entity *e, const void *obj, int r, int32_t n, const char *label)
+{
+	char txt[64];
+	bool good = true;
+	for (size_t i = 0; i < e->nfields; i++) {
+		const emh_field *f = &e->fields[i];
+		const char *p = (const char *)obj + f->offset;
+		int64_t v = (f->flags & EMH_F_PK) ? r : r * 1000 + (int64_t)i + 1;
+		bool is_n = n && strcmp(f->name, "n") == 0, fine;
+		if (r == 2 && !(f->flags & EMH_F_PK) && !is_n) {
+			fine = emh_em_is_null(em, obj, f->name) &&
+			       ((f->type != EMH_T_TEXT && f->type != EMH_T_JSON) || *(char *const *)p == NULL);
+		} else {
+			if (is_n)
+				v = n;
+			switch (f->type) {
+			case EMH_T_BOOL: fine = *(const bool *)p == true; break;
+			case EMH_T_INT32: fine = *(const int32_t *)p == (int32_t)v; break;
+			case EMH_T_INT64:
+			case EMH_T_TIMESTAMP: fine = *(const int64_t *)p == v; break;
+			case EMH_T_DOUBLE: fine = *(const double *)p == (double)v + 0.25; break;
+			default:
+				sized_text(txt, sizeof txt, f, i, v);
+				fine = *(char *const *)p && strcmp(*(char *const *)p, txt) == 0;
+			}
+			fine = fine && !emh_em_is_null(em, obj, f->name);
+		}
+		if (!fine) {
+			diag("%s: '%s' row %d: field '%s' is not as stored", label, e->name, r, f->name);
+			good = false;
+		}
+	}
+	return good;
+}
+
+/* Statements the default context has run. */
+static uint64_t queries_run(emh_host *h)
+{
+	emh_context_info *ci = NULL;
+	size_t n = 0;
+	emh_error err;
+	if (emh_host_contexts(h, &ci, &n, &err) || n < 1)
+		bail("contexts: %s", err.message);
+	uint64_t q = ci[0].queries;
+	emh_context_info_free(ci, n);
+	return q;
+}
+
+static void t_sized_loads(const char *b)
+{
+	diag("loaded objects of every struct size the load path handles");
+	char dir[64], label[96];
+	emh_host *h = sqlite_host(b, dir);
+	emh_error err;
+	for (size_t k = 0; k < sizeof sized_entities / sizeof sized_entities[0]; k++) {
+		const emh_entity *e = &sized_entities[k];
+		emh_em *em;
+		emh_repo *r;
+		void *obj[2];
+		if (emh_host_register_entity(h, NULL, e, &err) || emh_host_fork(h, NULL, &em, &err) ||
+		    emh_em_repo(em, e, &r, &err) || emh_repo_new(r, &obj[0], &err) || emh_repo_new(r, &obj[1], &err))
+			bail("%s: %s", e->name, err.message);
+		sized_set(em, e, obj[0], 1);
+		sized_set(em, e, obj[1], 2);
+		is_int(emh_em_flush(em, &err), 0, "%s (%zu bytes): two rows stored", e->name, e->size);
+		emh_em_close(em);
+		/* found in a read-only fork, then in one with the identity map (which changes them) */
+		for (int ro = 1; ro >= 0; ro--) {
+			emh_fork_opts fo = {.flags = ro ? EMH_FORK_READONLY : 0};
+			emh_query *q;
+			emh_list l = {0};
+			snprintf(label, sizeof label, "%s, %s fork", e->name, ro ? "read-only" : "read-write");
+			if (emh_host_fork_opts(h, NULL, &fo, &em, &err) || emh_em_repo(em, e, &r, &err) ||
+			    emh_repo_query(r, &q, &err))
+				bail("%s: %s", label, err.message);
+			emh_q_order_by(q, "id", false);
+			is_int(emh_repo_find(r, q, &l, &err), 0, "%s: find", label);
+			ok(l.count == 2 && sized_check(em, e, l.items[0], 1, 0, label) &&
+			   sized_check(em, e, l.items[1], 2, 0, label),
+			   "%s: every value and NULL as stored", label);
+			if (!ro && l.count == 2) {
+				/* the snapshot: nothing changed, nothing written */
+				uint64_t before = queries_run(h);
+				is_int(emh_em_flush(em, &err), 0, "%s: flush of the unchanged rows", label);
+				is_int((int)(queries_run(h) - before), 0, "%s: sends no statement", label);
+				/* one change is written, the rest stays */
+				emh_em_set_null(em, l.items[1], "n", false, NULL);
+				*(int32_t *)((char *)l.items[0] + e->fields[emh_entity_field_index(e, "n")].offset) = 77;
+				*(int32_t *)((char *)l.items[1] + e->fields[emh_entity_field_index(e, "n")].offset) = 78;
+				is_int(emh_em_flush(em, &err), 0, "%s: flush of one changed field per row", label);
+			}
+			emh_em_close(em);
+		}
+		void *got[2] = {NULL, NULL};
+		snprintf(label, sizeof label, "%s, after the update", e->name);
+		emh_host_fork(h, NULL, &em, &err);
+		emh_em_repo(em, e, &r, &err);
+		emh_value k1 = e->fields[0].type == EMH_T_INT32 ? emh_v_int32(1) : emh_v_int64(1);
+		emh_value k2 = e->fields[0].type == EMH_T_INT32 ? emh_v_int32(2) : emh_v_int64(2);
+		ok(emh_repo_get(r, k1, &got[0], &err) == 0 && emh_repo_get(r, k2, &got[1], &err) == 0 &&
+		   sized_check(em, e, got[0], 1, 77, label) && sized_check(em, e, got[1], 2, 78, label),
+		   "%s: the changed field written, every other as it was", label);
+		emh_em_close(em);
+	}
+	sqlite_host_free(h, dir);
 }
 
 /* A natural (text) key, for upsert. */
@@ -287,6 +529,7 @@ int main(void)
 	if (!b)
 		bail("EMH_BUILDDIR is not set (run through make check)");
 	t_sqlite_bookkeeping(b);
+	t_sized_loads(b);
 	t_document(b);
 	return done_testing();
 }
