@@ -3,6 +3,7 @@
 #ifndef EMH_CORE_ARENA_H
 #define EMH_CORE_ARENA_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -17,6 +18,8 @@
  */
 #define EMH__ARENA_FIRST 1008u
 #define EMH__ARENA_NEXT 4096u
+/* Blocks this large and up go back to the arena's block cache, if it has one. */
+#define EMH__ARENA_CACHE_MIN ((size_t)64 * 1024)
 
 typedef struct emh__arena_block {
 	struct emh__arena_block *next;
@@ -24,10 +27,31 @@ typedef struct emh__arena_block {
 	_Alignas(16) unsigned char data[];
 } emh__arena_block;
 
+/*
+ * Large blocks kept for the next arena (a host's forks share one): a fork
+ * that loaded 100,000 rows gives back megabytes, and malloc would trim them
+ * off the heap (or unmap them) at once, for the next large read to fault
+ * them in again, page by page.  Kept up to max bytes; what does not fit is
+ * freed.  Its own lock: taken once per block of 64 kB or more, never on a
+ * small fork's path.
+ */
+typedef struct emh__blockcache {
+	pthread_mutex_t mu;
+	emh__arena_block *head;
+	size_t bytes, max;
+} emh__blockcache;
+
+void emh__blockcache_init(emh__blockcache *c, size_t max);
+/* Free every block kept; no arena may use c any more. */
+void emh__blockcache_destroy(emh__blockcache *c);
+/* Bytes of blocks kept now (for tests and the host's memory figures). */
+size_t emh__blockcache_bytes(emh__blockcache *c);
+
 typedef struct emh__arena {
 	unsigned char *ptr, *end;
 	emh__arena_block *blocks; /* heap blocks, newest first */
 	size_t next_size;
+	emh__blockcache *cache; /* where large blocks come from and go back to; NULL: malloc and free */
 } emh__arena;
 
 /* Start with buf (cap bytes, 16-aligned, caller-owned) as the first block; buf may be NULL. */
@@ -37,6 +61,7 @@ static inline void emh__arena_init(emh__arena *a, void *buf, size_t cap)
 	a->end = buf ? (unsigned char *)buf + cap : NULL;
 	a->blocks = NULL;
 	a->next_size = EMH__ARENA_FIRST;
+	a->cache = NULL;
 }
 
 void *emh__arena_grow(emh__arena *a, size_t n);

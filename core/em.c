@@ -69,6 +69,7 @@ int emh_host_fork_opts(emh_host *h, const char *name, const emh_fork_opts *opts,
 	em->hot = hot;
 	atomic_fetch_add_explicit(&hot->forks_open, 1, memory_order_relaxed);
 	emh__arena_init(&em->arena, em->inline_buf, sizeof em->inline_buf);
+	em->arena.cache = &h->blocks;
 	if (opts) {
 		em->primary_only = opts->flags & EMH_FORK_PRIMARY;
 		em->readonly = opts->flags & EMH_FORK_READONLY;

@@ -104,6 +104,7 @@ int emh_host_new(const emh_host_opts *opts, emh_host **out, emh_error *err)
 	pthread_rwlock_init(&h->lock, NULL);
 	pthread_mutex_init(&h->reload_mu, NULL);
 	emh__hotslab_init(&h->hot);
+	emh__blockcache_init(&h->blocks, EMH__HOST_BLOCK_CACHE);
 	h->log = (emh__logger){.fn = opts->log, .ud = opts->log_ud, .level = opts->log_level};
 	emh__budget_init(&h->budget, &h->log);
 	int rc;
@@ -208,6 +209,7 @@ void emh_host_free(emh_host *h)
 	free(h->ctxs);
 	free(h->byname);
 	emh__hotslab_destroy(&h->hot); /* after the last context */
+	emh__blockcache_destroy(&h->blocks); /* after the last fork */
 	emh__config_release(&h->cfg);
 	emh__unload_drivers(h);
 	free(h->dinfo);

@@ -20,6 +20,10 @@
 #include "qlog.h"
 
 #define EMH__ERRKINDS 32
+/* Bytes of large arena blocks a host keeps for its next forks (arena.h,
+ * emh__blockcache): a read of ~100,000 rows at a time reuses its memory
+ * instead of having malloc trim it and fault it in again. */
+#define EMH__HOST_BLOCK_CACHE ((size_t)32 << 20)
 
 static inline int64_t emh__now_ns(void)
 {
@@ -442,6 +446,7 @@ struct emh_host {
 	emh__ctxslot *byname;  /* open addressing on emh__ctxhot.hash, linear probing, at most half full */
 	size_t nbyname;        /* slots: 0 or a power of two */
 	emh__hotslab hot;      /* the contexts' hot parts (own mutex: contexts are made outside lock) */
+	emh__blockcache blocks; /* large arena blocks the forks gave back, for the next (arena.h) */
 	emh_context *def;
 	/*
 	 * Loaded drivers, each allocated on its own so that contexts can keep

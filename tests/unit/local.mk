@@ -23,6 +23,12 @@ tests_unit_test_em_LDADD = $(UNIT_LIBS)
 tests_unit_test_entity_SOURCES = tests/unit/test_entity.c tests/tap.h
 tests_unit_test_entity_LDADD = core/libemhost_core.la $(LIBCONFIG_LIBS)
 
+# The arena's cache of large blocks, alone and a host's (core/arena.c); reads h->blocks.
+check_PROGRAMS += tests/unit/test_arena
+TESTS += tests/unit/test_arena
+tests_unit_test_arena_SOURCES = tests/unit/test_arena.c $(FIXTURE_SOURCES)
+tests_unit_test_arena_LDADD = core/libemhost_core.la $(LIBCONFIG_LIBS)
+
 # The drivers' prepared-statement cache (core/prepcache.c).
 check_PROGRAMS += tests/unit/test_prepcache
 TESTS += tests/unit/test_prepcache
