@@ -182,17 +182,10 @@ void emh__context_unlink_locked(emh_host *h, emh_context *c)
 
 /* ---- references ---- */
 
-emh__ctxhot *emh__host_get_hot(emh_host *h, const char *name, emh_error *err)
+/* The error of a lookup that found nothing; lets go of the host's read lock.
+ * Out of line: its kilobyte of list keeps the lookup's frame small. */
+static __attribute__((noinline, cold)) void no_context_unlock(emh_host *h, const char *name, emh_error *err)
 {
-	pthread_rwlock_rdlock(&h->lock);
-	/* Found under the read lock means not being removed: removal takes it
-	 * out of the table under the write lock before it marks it. */
-	emh__ctxhot *hot = hot_find_locked(h, name);
-	if (hot) {
-		atomic_fetch_add_explicit(&hot->refs, 1, memory_order_relaxed);
-		pthread_rwlock_unlock(&h->lock);
-		return hot;
-	}
 	char list[1024];
 	emh__context_list_locked(h, list, sizeof list);
 	pthread_rwlock_unlock(&h->lock);
@@ -200,7 +193,21 @@ emh__ctxhot *emh__host_get_hot(emh_host *h, const char *name, emh_error *err)
 		emh_error_set(err, EMH_ENOCONTEXT, "no default context (contexts: %s)", list);
 	else
 		emh_error_set(err, EMH_ENOCONTEXT, "no context '%s' (contexts: %s)", name, list);
-	return NULL;
+}
+
+emh__ctxhot *emh__host_get_hot(emh_host *h, const char *name, emh_error *err)
+{
+	pthread_rwlock_rdlock(&h->lock);
+	/* Found under the read lock means not being removed: removal takes it
+	 * out of the table under the write lock before it marks it. */
+	emh__ctxhot *hot = hot_find_locked(h, name);
+	if (!hot) {
+		no_context_unlock(h, name, err);
+		return NULL;
+	}
+	atomic_fetch_add_explicit(&hot->refs, 1, memory_order_relaxed);
+	pthread_rwlock_unlock(&h->lock);
+	return hot;
 }
 
 emh_context *emh__host_get_context(emh_host *h, const char *name, emh_error *err)

@@ -137,6 +137,10 @@ struct emh__pool {
 	/* under b->mu: */
 	emh__pconn *idle;
 	unsigned nidle, in_use, total, waiting, budget_waiting;
+	/* nidle again, stored (relaxed) wherever the idle list changes and read
+	 * without the lock by emh__pool_idle_now, a hint that reserves nothing:
+	 * the daemon's I/O threads ask it per request and would contend on b->mu */
+	_Atomic unsigned idle_hint;
 	unsigned closing;   /* taken out to be closed, not closed yet (destroy waits for 0) */
 	bool destroying;
 	uint32_t epoch;

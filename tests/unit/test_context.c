@@ -486,6 +486,88 @@ static void test_idle_counters(void)
 	emh_host_free(h);
 }
 
+/* ---- the pool's idle hint, read without the budget's lock ---- */
+
+typedef struct churner {
+	emh_host *h;
+	int failed;
+	atomic_int *running;
+} churner;
+
+static void *churn_main(void *arg)
+{
+	churner *ch = arg;
+	for (int i = 0; i < 2000; i++) {
+		emh_em *em;
+		emh_error e;
+		if (emh_host_fork(ch->h, NULL, &em, &e) != 0 || emh_em_execute(em, "x", &e) != 0)
+			ch->failed++;
+		emh_em_close(em);
+	}
+	atomic_fetch_sub(ch->running, 1);
+	return NULL;
+}
+
+static void test_idle_hint(void)
+{
+	const char *env[] = {"EMH_CONTEXT_DEFAULT_DRIVER=nulldrv", "EMH_CONTEXT_DEFAULT_POOL_MAX=2", NULL};
+	emh_error err;
+	emh_host *h = new_host(env, &err);
+	if (!h)
+		bail("host: %s", err.message);
+	emh_context *c = emh__host_get_context(h, NULL, &err);
+	if (!c)
+		bail("default context: %s", err.message);
+	emh__pool *p = &c->pool;
+	ok(!emh__pool_idle_now(p), "idle hint: none idle before the first call");
+	emh_em *a, *b;
+	if (emh_host_fork(h, NULL, &a, &err) || emh_em_execute(a, "x", &err))
+		bail("fork a: %s", err.message);
+	ok(!emh__pool_idle_now(p), "idle hint: none idle while the only connection is in use");
+	emh_em_close(a);
+	ok(emh__pool_idle_now(p), "idle hint: one idle once it is given back");
+	if (emh_host_fork(h, NULL, &a, &err) || emh_em_execute(a, "x", &err))
+		bail("fork a again: %s", err.message);
+	ok(!emh__pool_idle_now(p), "idle hint: none once a fork took it again");
+	if (emh_host_fork(h, NULL, &b, &err) || emh_em_execute(b, "x", &err))
+		bail("fork b: %s", err.message);
+	emh_em_close(a);
+	emh_em_close(b);
+	if (emh_host_fork(h, NULL, &a, &err) || emh_em_execute(a, "x", &err))
+		bail("fork a, third: %s", err.message);
+	ok(emh__pool_idle_now(p), "idle hint: one of two still idle while the other is in use");
+	emh_em_close(a);
+
+	/* Two threads take and give back while this one reads the hint: the
+	 * hint is a relaxed atomic beside the list (ThreadSanitizer run). */
+	pthread_t t[2];
+	atomic_int running = 2;
+	churner ch[2] = {{.h = h, .running = &running}, {.h = h, .running = &running}};
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, churn_main, &ch[i]);
+	unsigned long seen_idle = 0, reads = 0;
+	while (atomic_load(&running) > 0) {
+		seen_idle += emh__pool_idle_now(p);
+		reads++;
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	is_int(ch[0].failed + ch[1].failed, 0, "idle hint: 4000 forks on two threads, none failed");
+	emh_context_info *all;
+	size_t n = 0;
+	unsigned idle = 0;
+	if (emh_host_contexts(h, &all, &n, &err))
+		bail("emh_host_contexts: %s", err.message);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(all[i].name, "default") == 0)
+			idle = all[i].idle;
+	emh_context_info_free(all, n);
+	ok(idle == 2 && emh__pool_idle_now(p), "idle hint: both idle afterwards, as the list says (%u)", idle);
+	diag("idle hint read %lu times, idle %lu of them", reads, seen_idle);
+	emh__context_put(c);
+	emh_host_free(h);
+}
+
 int main(void)
 {
 	test_many_contexts();
@@ -493,5 +575,6 @@ int main(void)
 	test_driver_errors();
 	test_long_names_and_reuse();
 	test_idle_counters();
+	test_idle_hint();
 	return done_testing();
 }
