@@ -6,9 +6,10 @@
  * The host owns two views of its contexts under one rwlock: an array in
  * configuration order (introspection, error lists) and an open-addressing
  * hash table by name, so a fork finds a named context in constant time
- * whatever the number of tenants.  Forks take the read side; add and remove
- * the write side.  The default context is never removed, so em.c forks it
- * without any lock.
+ * whatever the number of tenants.  Add and remove take the write side.  A
+ * fork looks its context up without the lock (hot_get_unlocked says why
+ * that is safe) and falls back to the read side for what it cannot decide.
+ * The default context is never removed, so em.c forks it without any lookup.
  *
  * A context counts its references (open forks, registrations and pings in
  * flight) in one atomic word whose top bit says "being removed".  Removal

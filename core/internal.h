@@ -337,6 +337,8 @@ typedef struct emh__ctxhot {
 	 * Open forks (and lookups in flight), with EMH__CTX_REMOVING once removal
 	 * began: one word, so exactly one emh__context_put sees the last
 	 * reference of a context being removed, and that one wakes the remover.
+	 * EMH__CTX_HIDDEN until a lookup under the host's lock took it.  Only
+	 * ever written atomically, even when the hot part is reused.
 	 */
 	_Atomic unsigned refs;
 	_Atomic unsigned forks_open;
