@@ -569,12 +569,15 @@ int emh__pool_try_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 	return pool_acquire(p, out, true, err);
 }
 
-/* Additive (issue 19): a hint for a caller that must not wait, e.g. the
+/*
+ * Additive (issue 19): a hint for a caller that must not wait, e.g. the
  * daemon deciding whether a handler may run on its I/O thread.  Nothing is
- * taken: another thread may take the connection first.  No lock: the answer may be stale the moment it is read, as it would be
- * the moment the lock was let go.  A pool being destroyed has none idle
+ * taken: another thread may take the connection first.  No lock either:
+ * the answer may be stale the moment it is read, as it would be the moment
+ * the lock was let go.  A pool being destroyed has none idle
  * (emh__pool_destroy empties the list under the lock, and nothing is given
- * back to it after). */
+ * back to it after).
+ */
 bool emh__pool_idle_now(emh__pool *p)
 {
 	return atomic_load_explicit(&p->idle_hint, memory_order_relaxed) != 0;
