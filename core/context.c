@@ -58,9 +58,12 @@ static bool hot_is(const emh__ctxhot *hot, const char *name)
 	return strncmp(hot->name, name, n) == 0 && strcmp(hot->ctx->name + n, name + n) == 0;
 }
 
+/* Acquire, paired with slot_set's release: a lookup without the lock that
+ * reads a hot part's pointer also sees it allocated and set up (and on x86
+ * both are plain moves). */
 static inline emh__ctxhot *slot_hot(const emh__ctxtable *t, size_t i)
 {
-	return atomic_load_explicit(&t->slot[i].hot, memory_order_relaxed);
+	return atomic_load_explicit(&t->slot[i].hot, memory_order_acquire);
 }
 
 static inline uint64_t slot_hash(const emh__ctxtable *t, size_t i)
@@ -72,7 +75,7 @@ static inline uint64_t slot_hash(const emh__ctxtable *t, size_t i)
 static void slot_set(emh__ctxtable *t, size_t i, uint64_t hash, emh__ctxhot *hot)
 {
 	atomic_store_explicit(&t->slot[i].hash, hash, memory_order_relaxed);
-	atomic_store_explicit(&t->slot[i].hot, hot, memory_order_relaxed);
+	atomic_store_explicit(&t->slot[i].hot, hot, memory_order_release);
 }
 
 /* The table; host lock held (either side), so no atomic ordering is needed. */
