@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -604,8 +605,10 @@ static bool forks_under_write_lock(emh_host *h, const char *name, int *rc)
 	pthread_t t;
 	pthread_rwlock_wrlock(&h->lock);
 	pthread_create(&t, NULL, lone_fork_main, &f);
-	for (int i = 0; i < 200 && !atomic_load(&f.done); i++)
-		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000}, NULL); /* up to 2 s */
+	/* up to half a second: enough for a fork that takes no lock, and a
+	 * shorter wait could only miss a fork that wrongly went without it */
+	for (int i = 0; i < 50 && !atomic_load(&f.done); i++)
+		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000}, NULL);
 	bool done = atomic_load(&f.done);
 	pthread_rwlock_unlock(&h->lock);
 	pthread_join(t, NULL);
@@ -618,6 +621,7 @@ static bool forks_under_write_lock(emh_host *h, const char *name, int *rc)
 typedef struct racer {
 	emh_host *h;
 	atomic_int *stop;
+	atomic_ulong *attempts; /* of both racers */
 	unsigned long forks, absent, wrong, failed;
 } racer;
 
@@ -646,6 +650,7 @@ static void *race_fork_main(void *arg)
 		} else {
 			r->failed++;
 		}
+		atomic_fetch_add_explicit(r->attempts, 1, memory_order_relaxed);
 	}
 	return NULL;
 }
@@ -722,30 +727,37 @@ static void test_lookup_race(void)
 	ok(atomic_load(&hot->refs) == EMH__CTX_REMOVING, "a free hot part says removing: no lookup takes it");
 
 	atomic_int stop = 0;
-	racer r[2] = {{.h = h, .stop = &stop}, {.h = h, .stop = &stop}};
+	atomic_ulong attempts = 0;
+	racer r[2] = {{.h = h, .stop = &stop, .attempts = &attempts}, {.h = h, .stop = &stop, .attempts = &attempts}};
 	pthread_t t[2];
 	for (int i = 0; i < 2; i++)
 		pthread_create(&t[i], NULL, race_fork_main, &r[i]);
 	bool present[RACE_NAMES] = {false};
 	int add_fail = 0, remove_fail = 0, fillers = 0;
 	char filler[32];
-	for (unsigned round = 0; round < 3000; round++) {
+	for (unsigned round = 0; round < 1200; round++) {
 		unsigned i = round % RACE_NAMES;
 		if (present[i])
 			remove_fail += emh_host_remove_context(h, race_name(i), &err) != 0;
 		else
 			add_fail += add(h, race_name(i), &err) != 0;
 		present[i] = !present[i];
-		if (round % 10 == 0 && fillers < 300) { /* the table grows to 1024 slots meanwhile */
+		if (round % 10 == 0) { /* 120 more: the table grows from 16 to 256 slots meanwhile */
 			snprintf(filler, sizeof filler, "filler%d", fillers++);
 			add_fail += add(h, filler, &err) != 0;
 		}
+		/* However the threads are scheduled, they fork meanwhile: 20 tries,
+		 * every name, with some names present and some not (rounds + 1 is
+		 * never a multiple of 6 here). */
+		if (round % 100 == 0)
+			for (unsigned long a = atomic_load(&attempts); atomic_load(&attempts) < a + 20;)
+				sched_yield();
 	}
 	atomic_store(&stop, 1);
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
 	unsigned long forks = r[0].forks + r[1].forks, absent = r[0].absent + r[1].absent;
-	is_int(add_fail + remove_fail, 0, "3000 adds and removals of 6 names beside forks of them, and 300 more added");
+	is_int(add_fail + remove_fail, 0, "1200 adds and removals of 6 names beside forks of them, and 120 more added");
 	ok(forks > 0 && absent > 0, "forks found their context (%lu) or none (%lu)", forks, absent);
 	is_int((int)(r[0].wrong + r[1].wrong), 0, "every fork landed on the context it named");
 	is_int((int)(r[0].failed + r[1].failed), 0, "no other error");
