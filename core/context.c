@@ -6,9 +6,10 @@
  * The host owns two views of its contexts under one rwlock: an array in
  * configuration order (introspection, error lists) and an open-addressing
  * hash table by name, so a fork finds a named context in constant time
- * whatever the number of tenants.  Forks take the read side; add and remove
- * the write side.  The default context is never removed, so em.c forks it
- * without any lock.
+ * whatever the number of tenants.  Add and remove take the write side.  A
+ * fork looks its context up without the lock (hot_get_unlocked says why
+ * that is safe) and falls back to the read side for what it cannot decide.
+ * The default context is never removed, so em.c forks it without any lookup.
  *
  * A context counts its references (open forks, registrations and pings in
  * flight) in one atomic word whose top bit says "being removed".  Removal
@@ -57,68 +58,119 @@ static bool hot_is(const emh__ctxhot *hot, const char *name)
 	return strncmp(hot->name, name, n) == 0 && strcmp(hot->ctx->name + n, name + n) == 0;
 }
 
+/* Acquire, paired with slot_set's release: a lookup without the lock that
+ * reads a hot part's pointer also sees it allocated and set up (and on x86
+ * both are plain moves). */
+static inline emh__ctxhot *slot_hot(const emh__ctxtable *t, size_t i)
+{
+	return atomic_load_explicit(&t->slot[i].hot, memory_order_acquire);
+}
+
+static inline uint64_t slot_hash(const emh__ctxtable *t, size_t i)
+{
+	return atomic_load_explicit(&t->slot[i].hash, memory_order_relaxed);
+}
+
+/* Write lock held: lookups without the lock read the slot meanwhile. */
+static void slot_set(emh__ctxtable *t, size_t i, uint64_t hash, emh__ctxhot *hot)
+{
+	atomic_store_explicit(&t->slot[i].hash, hash, memory_order_relaxed);
+	atomic_store_explicit(&t->slot[i].hot, hot, memory_order_release);
+}
+
+/* The table; host lock held (either side), so no atomic ordering is needed. */
+static emh__ctxtable *table_locked(const emh_host *h)
+{
+	return atomic_load_explicit(&((emh_host *)h)->byname, memory_order_relaxed);
+}
+
 /*
  * Slot of name in the table, or of the empty slot where it would go.  The
  * hash sits in the slot, so probing past other names touches no context.
+ * Host lock held.
  */
-static size_t table_slot(const emh_host *h, const char *name, uint64_t hash)
+static size_t table_slot(const emh__ctxtable *t, const char *name, uint64_t hash)
 {
-	size_t mask = h->nbyname - 1, i = (size_t)hash & mask;
-	for (const emh__ctxslot *e; (e = &h->byname[i])->hot != NULL; i = (i + 1) & mask)
-		if (e->hash == hash && hot_is(e->hot, name))
+	size_t i = (size_t)hash & t->mask;
+	for (emh__ctxhot *hot; (hot = slot_hot(t, i)) != NULL; i = (i + 1) & t->mask)
+		if (slot_hash(t, i) == hash && hot_is(hot, name))
 			break;
 	return i;
 }
 
 /* Slot of hot in the table, or of the empty slot ending its probe sequence. */
-static size_t table_slot_of(const emh_host *h, const emh__ctxhot *hot)
+static size_t table_slot_of(const emh__ctxtable *t, const emh__ctxhot *hot)
 {
-	size_t mask = h->nbyname - 1, i = (size_t)hot->hash & mask;
-	while (h->byname[i].hot != NULL && h->byname[i].hot != hot)
-		i = (i + 1) & mask;
+	size_t i = (size_t)hot->hash & t->mask;
+	for (emh__ctxhot *e; (e = slot_hot(t, i)) != NULL && e != hot;)
+		i = (i + 1) & t->mask;
 	return i;
 }
 
-/* Make room for one more entry: the table stays at most half full. */
+/*
+ * Make room for one more entry: the table stays at most half full.  A
+ * grown table is filled first and published whole; the one it replaces is
+ * kept (new->retired) until the host is freed, because a lookup without the
+ * lock may still be reading it.  Tables only grow, doubling, so those kept
+ * take less than the one in use.
+ */
 static int table_reserve(emh_host *h)
 {
-	if ((h->nctx + 1) * 2 <= h->nbyname)
+	emh__ctxtable *old = table_locked(h);
+	size_t nold = old ? old->mask + 1 : 0;
+	if ((h->nctx + 1) * 2 <= nold)
 		return 0;
-	size_t n = h->nbyname ? h->nbyname * 2 : 16;
-	emh__ctxslot *old = h->byname;
-	size_t nold = h->nbyname;
-	if (!(h->byname = calloc(n, sizeof *h->byname))) {
-		h->byname = old;
+	size_t n = nold ? nold * 2 : 16;
+	emh__ctxtable *t = calloc(1, sizeof *t + n * sizeof t->slot[0]);
+	if (!t)
 		return EMH_ENOMEM;
+	t->mask = n - 1;
+	t->retired = old;
+	for (size_t i = 0; i < nold; i++) {
+		emh__ctxhot *hot = slot_hot(old, i);
+		if (hot)
+			slot_set(t, table_slot_of(t, hot), slot_hash(old, i), hot);
 	}
-	h->nbyname = n;
-	for (size_t i = 0; i < nold; i++)
-		if (old[i].hot)
-			h->byname[table_slot_of(h, old[i].hot)] = old[i];
-	free(old);
+	atomic_store_explicit(&h->byname, t, memory_order_release);
 	return 0;
+}
+
+void emh__context_table_free(emh_host *h)
+{
+	emh__ctxtable *t = table_locked(h);
+	while (t) {
+		emh__ctxtable *next = t->retired;
+		free(t);
+		t = next;
+	}
+	atomic_store_explicit(&h->byname, NULL, memory_order_relaxed);
 }
 
 /*
  * Remove c by shifting back the entries after it that probed past its slot
  * (no tombstones: a long-lived host adding and removing tenants keeps short
- * probe sequences).
+ * probe sequences).  A lookup without the lock that reads the table
+ * meanwhile may miss an entry being moved: it then looks again under the lock.
  */
 static void table_delete(emh_host *h, const emh_context *c)
 {
-	size_t mask = h->nbyname - 1, i = table_slot_of(h, c->hot);
-	if (h->byname[i].hot != c->hot)
+	emh__ctxtable *t = table_locked(h);
+	if (!t)
 		return;
-	for (size_t j = (i + 1) & mask; h->byname[j].hot; j = (j + 1) & mask) {
-		size_t home = (size_t)h->byname[j].hash & mask;
+	size_t mask = t->mask, i = table_slot_of(t, c->hot);
+	if (slot_hot(t, i) != c->hot)
+		return;
+	for (size_t j = (i + 1) & mask; slot_hot(t, j); j = (j + 1) & mask) {
+		uint64_t hash = slot_hash(t, j);
+		size_t home = (size_t)hash & mask;
 		/* Does j's home lie cyclically in (i, j]?  Then it stays. */
 		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
 		if (!stays) {
-			h->byname[i] = h->byname[j];
+			slot_set(t, i, hash, slot_hot(t, j));
 			i = j;
 		}
 	}
-	h->byname[i] = (emh__ctxslot){0};
+	slot_set(t, i, 0, NULL);
 }
 
 /* The hot part of the context called name (NULL = default), or NULL.  Host lock held. */
@@ -126,9 +178,8 @@ static emh__ctxhot *hot_find_locked(const emh_host *h, const char *name)
 {
 	if (!name)
 		return h->def ? h->def->hot : NULL;
-	if (!h->nbyname)
-		return NULL;
-	return h->byname[table_slot(h, name, name_hash(name))].hot;
+	emh__ctxtable *t = table_locked(h);
+	return t ? slot_hot(t, table_slot(t, name, name_hash(name))) : NULL;
 }
 
 emh_context *emh__context_find_locked(const emh_host *h, const char *name)
@@ -164,7 +215,11 @@ int emh__context_insert(emh_host *h, emh_context *c, emh_error *err)
 	}
 	if (table_reserve(h) != 0)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	h->byname[table_slot_of(h, c->hot)] = (emh__ctxslot){.hash = c->hot->hash, .hot = c->hot};
+	/* Still EMH__CTX_HIDDEN: a lookup without the lock cannot take it until
+	 * one under the lock did, i.e. until this write lock was let go without
+	 * taking it out again (a reload's rollback does, and frees it at once). */
+	emh__ctxtable *t = table_locked(h);
+	slot_set(t, table_slot_of(t, c->hot), c->hot->hash, c->hot);
 	h->ctxs[h->nctx++] = c;
 	return 0;
 }
@@ -182,17 +237,10 @@ void emh__context_unlink_locked(emh_host *h, emh_context *c)
 
 /* ---- references ---- */
 
-emh__ctxhot *emh__host_get_hot(emh_host *h, const char *name, emh_error *err)
+/* The error of a lookup that found nothing; lets go of the host's read lock.
+ * Out of line: its kilobyte of list keeps the lookup's frame small. */
+static __attribute__((noinline, cold)) void no_context_unlock(emh_host *h, const char *name, emh_error *err)
 {
-	pthread_rwlock_rdlock(&h->lock);
-	/* Found under the read lock means not being removed: removal takes it
-	 * out of the table under the write lock before it marks it. */
-	emh__ctxhot *hot = hot_find_locked(h, name);
-	if (hot) {
-		atomic_fetch_add_explicit(&hot->refs, 1, memory_order_relaxed);
-		pthread_rwlock_unlock(&h->lock);
-		return hot;
-	}
 	char list[1024];
 	emh__context_list_locked(h, list, sizeof list);
 	pthread_rwlock_unlock(&h->lock);
@@ -200,7 +248,78 @@ emh__ctxhot *emh__host_get_hot(emh_host *h, const char *name, emh_error *err)
 		emh_error_set(err, EMH_ENOCONTEXT, "no default context (contexts: %s)", list);
 	else
 		emh_error_set(err, EMH_ENOCONTEXT, "no context '%s' (contexts: %s)", name, list);
+}
+
+/*
+ * The lookup without the lock, or NULL: then the caller looks again under
+ * it (not found, or found in a state this cannot judge).  What it reads
+ * may change under it -- a slot rewritten, a context removed, its hot part
+ * given to a new context -- and it relies on three things only:
+ *
+ * - Every table it can load stays allocated until the host is freed
+ *   (table_reserve), and so does every hot part (the slab's chunks): what a
+ *   slot points to can be read, whatever it now holds.
+ * - It reads nothing of a hot part but refs before it holds a reference,
+ *   and takes one only while neither EMH__CTX_REMOVING nor EMH__CTX_HIDDEN
+ *   is set, in one compare-and-swap: then the hot part belongs to a context
+ *   that is in the table for good (a lookup under the lock cleared HIDDEN,
+ *   with release, after the context was inserted and set up) and is not
+ *   being removed; a removal that starts after it waits for this reference,
+ *   like any fork's.  A free hot part and one given to a new context have
+ *   HIDDEN set (hot_alloc, atomically: never a plain write to refs).
+ * - Holding the reference, the context cannot go: now its name is stable,
+ *   and it must be the one asked for.  A slot read in passing (another
+ *   context moved into it, a hot part since reused) is caught here, the
+ *   reference put back as any other.
+ */
+static emh__ctxhot *hot_get_unlocked(emh_host *h, const char *name)
+{
+	const emh__ctxtable *t = atomic_load_explicit(&h->byname, memory_order_acquire);
+	if (!t)
+		return NULL;
+	uint64_t hash = name_hash(name);
+	emh__ctxhot *hot = NULL;
+	/* bounded: a table read while it changes need not show an empty slot */
+	for (size_t i = (size_t)hash & t->mask, n = 0; n <= t->mask; i = (i + 1) & t->mask, n++) {
+		if ((hot = slot_hot(t, i)) == NULL)
+			return NULL;
+		if (slot_hash(t, i) == hash)
+			break;
+		hot = NULL;
+	}
+	if (!hot)
+		return NULL;
+	unsigned refs = atomic_load_explicit(&hot->refs, memory_order_relaxed);
+	do {
+		if (refs & (EMH__CTX_REMOVING | EMH__CTX_HIDDEN))
+			return NULL;
+	} while (!atomic_compare_exchange_weak_explicit(&hot->refs, &refs, refs + 1, memory_order_acquire,
+							 memory_order_relaxed));
+	if (hot_is(hot, name))
+		return hot;
+	emh__hot_put(hot);
 	return NULL;
+}
+
+emh__ctxhot *emh__host_get_hot(emh_host *h, const char *name, emh_error *err)
+{
+	emh__ctxhot *hot;
+	if (name && (hot = hot_get_unlocked(h, name)) != NULL)
+		return hot;
+	pthread_rwlock_rdlock(&h->lock);
+	/* Found under the read lock means not being removed: removal takes it
+	 * out of the table under the write lock before it marks it. */
+	hot = hot_find_locked(h, name);
+	if (!hot) {
+		no_context_unlock(h, name, err);
+		return NULL;
+	}
+	/* In the table with no writer: in it for good, so lookups without the
+	 * lock may take it from now on (release: after its setup). */
+	if (atomic_fetch_add_explicit(&hot->refs, 1, memory_order_relaxed) & EMH__CTX_HIDDEN)
+		atomic_fetch_and_explicit(&hot->refs, ~EMH__CTX_HIDDEN, memory_order_release);
+	pthread_rwlock_unlock(&h->lock);
+	return hot;
 }
 
 emh_context *emh__host_get_context(emh_host *h, const char *name, emh_error *err)
@@ -264,8 +383,18 @@ static emh__ctxhot *hot_alloc(emh__hotslab *s)
 	}
 out_unlock:
 	pthread_mutex_unlock(&s->mu);
-	if (hot)
-		memset(hot, 0, sizeof *hot);
+	if (hot) {
+		/* Field by field: a lookup without the lock may still be trying
+		 * refs of the context this hot part had (hot_get_unlocked), so refs
+		 * gets only atomic writes, and says HIDDEN until the context is
+		 * taken under the lock. */
+		atomic_store_explicit(&hot->refs, EMH__CTX_HIDDEN, memory_order_relaxed);
+		atomic_store_explicit(&hot->forks_open, 0, memory_order_relaxed);
+		atomic_store_explicit(&hot->refusal, NULL, memory_order_relaxed);
+		hot->hash = 0;
+		hot->ctx = NULL;
+		memset(hot->name, 0, sizeof hot->name);
+	}
 	return hot;
 }
 
@@ -531,9 +660,17 @@ int emh_host_remove_context(emh_host *h, const char *name, emh_error *err)
 		return emh_error_set(err, EMH_ESTATE, "context '%s' is the default and cannot be removed", name);
 	}
 	emh__context_unlink_locked(h, c);
-	/* Out of the table first, then marked: every reference still to come
-	 * is a put, so the one that reaches zero is the last. */
-	unsigned open = atomic_fetch_or_explicit(&c->hot->refs, EMH__CTX_REMOVING, memory_order_acq_rel);
+	/* Out of the table first, then marked (and HIDDEN cleared, if no lookup
+	 * ever took it): every reference still to come is a put, so the one that
+	 * reaches zero is the last.  A lookup without the lock may take one
+	 * before the mark, from a slot it read before the unlink: a fork begun
+	 * before the removal, waited for like the others. */
+	unsigned open = atomic_load_explicit(&c->hot->refs, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(&c->hot->refs, &open,
+						      (open & ~EMH__CTX_HIDDEN) | EMH__CTX_REMOVING,
+						      memory_order_acq_rel, memory_order_relaxed))
+		;
+	open &= ~EMH__CTX_HIDDEN;
 	pthread_rwlock_unlock(&h->lock);
 	if (open) {
 		atomic_fetch_add_explicit(&h->removals_waited, 1, memory_order_relaxed);

@@ -200,14 +200,14 @@ void emh_host_free(emh_host *h)
 			 "host freed before %u services object(s) on it: free them first (emh_services_free)", svcs);
 	emh__budget_stop(&h->budget); /* the reaper walks the pools */
 	for (size_t i = 0; i < h->nctx; i++) {
-		unsigned refs = atomic_load(&h->ctxs[i]->hot->refs);
+		unsigned refs = atomic_load(&h->ctxs[i]->hot->refs) & ~EMH__CTX_HIDDEN;
 		if (refs)
 			emh__log(&h->log, EMH_LOG_ERROR, h->ctxs[i]->name,
 				 "host freed with %u fork(s) still open on this context", refs);
 		emh__context_free(h->ctxs[i]);
 	}
 	free(h->ctxs);
-	free(h->byname);
+	emh__context_table_free(h);
 	emh__hotslab_destroy(&h->hot); /* after the last context */
 	emh__blockcache_destroy(&h->blocks); /* after the last fork */
 	emh__config_release(&h->cfg);

@@ -141,6 +141,10 @@ struct emh__pool {
 	/* under b->mu: */
 	emh__pconn *idle;
 	unsigned nidle, in_use, total, waiting, budget_waiting;
+	/* nidle again, stored (relaxed) wherever the idle list changes and read
+	 * without the lock by emh__pool_idle_now, a hint that reserves nothing:
+	 * the daemon's I/O threads ask it per request and would contend on b->mu */
+	_Atomic unsigned idle_hint;
 	unsigned closing;   /* taken out to be closed, not closed yet (destroy waits for 0) */
 	bool destroying;
 	uint32_t epoch;
@@ -313,6 +317,14 @@ void emh__meta_free(emh__meta *m);
 
 /* In emh__ctxhot.refs: the context is being removed; no reference is taken after it is set. */
 #define EMH__CTX_REMOVING 0x80000000u
+/*
+ * In emh__ctxhot.refs: not yet taken by a lookup under the host's lock (so
+ * possibly not yet in the table for good: a reload inserts and may take out
+ * again under one hold of the write lock), or the hot part is free.  A
+ * lookup without the lock takes no reference while it or REMOVING is set;
+ * the first lookup under the lock clears it (context.c).
+ */
+#define EMH__CTX_HIDDEN 0x40000000u
 
 /* Every EMH_FORK_* flag this host knows (emh_host_fork_opts, emh_scope_fork_opts). */
 #define EMH__FORK_FLAGS ((unsigned)(EMH_FORK_PRIMARY | EMH_FORK_READONLY | EMH_FORK_NOWAIT))
@@ -330,6 +342,8 @@ typedef struct emh__ctxhot {
 	 * Open forks (and lookups in flight), with EMH__CTX_REMOVING once removal
 	 * began: one word, so exactly one emh__context_put sees the last
 	 * reference of a context being removed, and that one wakes the remover.
+	 * EMH__CTX_HIDDEN until a lookup under the host's lock took it.  Only
+	 * ever written atomically, even when the hot part is reused.
 	 */
 	_Atomic unsigned refs;
 	_Atomic unsigned forks_open;
@@ -405,6 +419,8 @@ void emh__context_free(emh_context *c);
 int emh__context_insert(emh_host *h, emh_context *c, emh_error *err);
 /* Take c out of the host's array and name table (no reference is waited for).  Host lock held for writing. */
 void emh__context_unlink_locked(emh_host *h, emh_context *c);
+/* Free the name table and those it replaced (host free, no lookup running). */
+void emh__context_table_free(emh_host *h);
 /* The context called name, or NULL.  Host lock held (either side). */
 emh_context *emh__context_find_locked(const emh_host *h, const char *name);
 /* "a, b, c": the context names in configuration order.  Host lock held. */
@@ -428,11 +444,19 @@ typedef struct emh__refused {
 	char *reason;
 } emh__refused;
 
-/* A slot of the host's name table: the hash beside the context's hot part, so probing touches neither. */
+/* A slot of the host's name table: the hash beside the context's hot part, so probing touches neither.
+ * Atomic: written under the host's write lock, read by lookups without the lock (context.c). */
 typedef struct emh__ctxslot {
-	uint64_t hash;
-	emh__ctxhot *hot; /* NULL: empty */
+	_Atomic uint64_t hash;
+	emh__ctxhot *_Atomic hot; /* NULL: empty */
 } emh__ctxslot;
+
+/* The name table: open addressing on emh__ctxhot.hash, linear probing, at most half full. */
+typedef struct emh__ctxtable {
+	size_t mask;                   /* slots - 1, slots a power of two */
+	struct emh__ctxtable *retired; /* the smaller table this one replaced: a lookup may still read it */
+	emh__ctxslot slot[];
+} emh__ctxtable;
 
 struct emh_host {
 	emh__config cfg; /* as read at start: services and the server section keep pointing into it */
@@ -443,8 +467,8 @@ struct emh_host {
 	pthread_rwlock_t lock; /* the contexts: ctxs and byname */
 	emh_context **ctxs;    /* configuration order */
 	size_t nctx, ctxcap;
-	emh__ctxslot *byname;  /* open addressing on emh__ctxhot.hash, linear probing, at most half full */
-	size_t nbyname;        /* slots: 0 or a power of two */
+	/* by name (NULL: none yet); changed under the write lock, read by lookups without it */
+	_Atomic(emh__ctxtable *) byname;
 	emh__hotslab hot;      /* the contexts' hot parts (own mutex: contexts are made outside lock) */
 	emh__blockcache blocks; /* large arena blocks the forks gave back, for the next (arena.h) */
 	emh_context *def;

@@ -124,6 +124,7 @@ static void idle_push(emh__budget *b, emh__pconn *pc)
 		p->idle->prev = pc;
 	p->idle = pc;
 	p->nidle++;
+	atomic_store_explicit(&p->idle_hint, p->nidle, memory_order_relaxed);
 	pc->lru_next = NULL;
 	pc->lru_prev = b->lru_tail;
 	if (b->lru_tail)
@@ -146,6 +147,7 @@ static void idle_unlink(emh__budget *b, emh__pconn *pc)
 	if (pc->next)
 		pc->next->prev = pc->prev;
 	p->nidle--;
+	atomic_store_explicit(&p->idle_hint, p->nidle, memory_order_relaxed);
 	if (pc->lru_prev)
 		pc->lru_prev->lru_next = pc->lru_next;
 	else
@@ -387,24 +389,27 @@ static int acquire_timeout(const emh__pool *p, const timeout_seen *t, emh_error 
 }
 
 /*
- * The fast path (an idle connection is there) reads only the coarse clock;
- * the precise one is read when the caller has to wait or connect, which is
- * what the acquire-wait metric measures.  With nowait, where it would wait
- * it returns EMH__POOL_FULL instead.
+ * Everything but the fast path: expired idle connections, a ping before
+ * reuse, a new connection, a wait.  Entered with the budget's mu held (the
+ * fast path looked under it); reads the precise clock when the caller has
+ * to wait or connect, which is what the acquire-wait metric measures.  With
+ * nowait, where it would wait it returns EMH__POOL_FULL instead.
  */
-static int pool_acquire(emh__pool *p, emh__pconn **out, bool nowait, emh_error *err)
+static __attribute__((noinline)) int pool_acquire_slow(emh__pool *p, emh__pconn **out, bool nowait,
+							 emh_error *err)
 {
 	emh__budget *b = p->b;
 	emh_error local;
 	if (!err)
 		err = &local; /* the pool records the message of a failed connect */
 	int64_t start = 0, deadline = 0;
-	bool waited_budget = false;
-	atomic_fetch_add_explicit(&p->acquires, 1, memory_order_relaxed);
+	bool waited_budget = false, locked = true;
 	for (;;) {
 		emh__pconn *drop = NULL, *pc = NULL;
 		bool need_ping = false, open_new = false, heir = false;
-		pthread_mutex_lock(&b->mu);
+		if (!locked)
+			pthread_mutex_lock(&b->mu);
+		locked = false;
 		for (;;) {
 			int64_t now = emh__coarse_ns();
 			while ((pc = p->idle) != NULL) {
@@ -527,9 +532,33 @@ static int pool_acquire(emh__pool *p, emh__pconn **out, bool nowait, emh_error *
 	}
 }
 
-/* Additive (issue 19): a hint for a caller that must not wait, e.g. the
- * daemon deciding whether a handler may run on its I/O thread.  Nothing is
- * taken: another thread may take the connection first. */
+/*
+ * The fast path, one short hold of the lock: the warmest idle connection,
+ * when it has not expired and needs no ping (the conditions the slow path
+ * tests first, in the same order).  The coarse clock is read before the
+ * lock: a release stamped after it only looks younger, which changes no
+ * answer by more than the clock's own coarseness.  The count of acquires
+ * is only ever changed under the lock: a plain add, not a locked one.
+ */
+static inline int pool_acquire(emh__pool *p, emh__pconn **out, bool nowait, emh_error *err)
+{
+	emh__budget *b = p->b;
+	int64_t now = emh__coarse_ns();
+	pthread_mutex_lock(&b->mu);
+	atomic_store_explicit(&p->acquires, atomic_load_explicit(&p->acquires, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	emh__pconn *pc = p->idle;
+	if (!pc || expired(p, pc, now) || pc->suspect || pc->epoch != p->epoch ||
+	    now - pc->idle_since_ns > EMH__VALIDATE_IDLE_NS)
+		return pool_acquire_slow(p, out, nowait, err);
+	idle_unlink(b, pc);
+	pc->fresh = false;
+	p->in_use++;
+	pthread_mutex_unlock(&b->mu);
+	*out = pc;
+	return 0;
+}
+
 int emh__pool_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 {
 	return pool_acquire(p, out, false, err);
@@ -540,13 +569,18 @@ int emh__pool_try_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
 	return pool_acquire(p, out, true, err);
 }
 
+/*
+ * Additive (issue 19): a hint for a caller that must not wait, e.g. the
+ * daemon deciding whether a handler may run on its I/O thread.  Nothing is
+ * taken: another thread may take the connection first.  No lock either:
+ * the answer may be stale the moment it is read, as it would be the moment
+ * the lock was let go.  A pool being destroyed has none idle
+ * (emh__pool_destroy empties the list under the lock, and nothing is given
+ * back to it after).
+ */
 bool emh__pool_idle_now(emh__pool *p)
 {
-	emh__budget *b = p->b;
-	pthread_mutex_lock(&b->mu);
-	bool idle = p->idle != NULL && !p->destroying;
-	pthread_mutex_unlock(&b->mu);
-	return idle;
+	return atomic_load_explicit(&p->idle_hint, memory_order_relaxed) != 0;
 }
 
 static void reaper_start(emh__budget *b);
@@ -569,13 +603,14 @@ static bool reaper_arm(emh__budget *b, int64_t due)
 	return true;
 }
 
-void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
+/*
+ * A release that does not make pc idle: it is closed (and with it every
+ * idle connection of p when the server went away).  Budget's mu held on
+ * entry, let go here.  Out of line: the common release stays small.
+ */
+static __attribute__((noinline)) void release_discard(emh__pool *p, emh__pconn *pc, int status)
 {
-	if (!pc)
-		return;
 	emh__budget *b = p->b;
-	pthread_mutex_lock(&b->mu);
-	p->in_use--;
 	if (status == EMH_EUNAVAILABLE) {
 		/* The server went away: the idle connections are almost surely
 		 * dead too, and pinging each one would cost a full timeout while
@@ -593,17 +628,28 @@ void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
 		atomic_fetch_add_explicit(&p->discarded, close_list(b, drop, NULL), memory_order_relaxed);
 		return;
 	}
-	if (status == EMH_ETIMEOUT || p->total > (unsigned)p->max || b->conns > b->max_conns) {
-		/* A call past its deadline: the connection may still be inside it
-		 * (an answer on its way, a server stopped mid-call), so it is
-		 * closed, never reused; the others stay, one slow call says
-		 * nothing about them.  Or the pool's max or the budget was lowered
-		 * while it was lent (a reload).  Either way a waiter may now open
-		 * one in its place (take_for_close signals it). */
-		emh__pconn *drop = NULL;
-		take_for_close(pc, &drop);
-		pthread_mutex_unlock(&b->mu);
-		atomic_fetch_add_explicit(&p->discarded, close_list(b, drop, NULL), memory_order_relaxed);
+	/* A call past its deadline: the connection may still be inside it (an
+	 * answer on its way, a server stopped mid-call), so it is closed, never
+	 * reused; the others stay, one slow call says nothing about them.  Or
+	 * the pool's max or the budget was lowered while it was lent (a
+	 * reload).  Either way a waiter may now open one in its place
+	 * (take_for_close signals it). */
+	emh__pconn *drop = NULL;
+	take_for_close(pc, &drop);
+	pthread_mutex_unlock(&b->mu);
+	atomic_fetch_add_explicit(&p->discarded, close_list(b, drop, NULL), memory_order_relaxed);
+}
+
+void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
+{
+	if (!pc)
+		return;
+	emh__budget *b = p->b;
+	pthread_mutex_lock(&b->mu);
+	p->in_use--;
+	if (status == EMH_EUNAVAILABLE || status == EMH_ETIMEOUT || p->total > (unsigned)p->max ||
+	    b->conns > b->max_conns) {
+		release_discard(p, pc, status);
 		return;
 	}
 	if (status)

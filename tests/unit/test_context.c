@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -486,6 +487,287 @@ static void test_idle_counters(void)
 	emh_host_free(h);
 }
 
+/* ---- the pool's idle hint, read without the budget's lock ---- */
+
+typedef struct churner {
+	emh_host *h;
+	int failed;
+	atomic_int *running;
+} churner;
+
+static void *churn_main(void *arg)
+{
+	churner *ch = arg;
+	for (int i = 0; i < 2000; i++) {
+		emh_em *em;
+		emh_error e;
+		if (emh_host_fork(ch->h, NULL, &em, &e) != 0 || emh_em_execute(em, "x", &e) != 0)
+			ch->failed++;
+		emh_em_close(em);
+	}
+	atomic_fetch_sub(ch->running, 1);
+	return NULL;
+}
+
+static void test_idle_hint(void)
+{
+	const char *env[] = {"EMH_CONTEXT_DEFAULT_DRIVER=nulldrv", "EMH_CONTEXT_DEFAULT_POOL_MAX=2", NULL};
+	emh_error err;
+	emh_host *h = new_host(env, &err);
+	if (!h)
+		bail("host: %s", err.message);
+	emh_context *c = emh__host_get_context(h, NULL, &err);
+	if (!c)
+		bail("default context: %s", err.message);
+	emh__pool *p = &c->pool;
+	ok(!emh__pool_idle_now(p), "idle hint: none idle before the first call");
+	emh_em *a, *b;
+	if (emh_host_fork(h, NULL, &a, &err) || emh_em_execute(a, "x", &err))
+		bail("fork a: %s", err.message);
+	ok(!emh__pool_idle_now(p), "idle hint: none idle while the only connection is in use");
+	emh_em_close(a);
+	ok(emh__pool_idle_now(p), "idle hint: one idle once it is given back");
+	if (emh_host_fork(h, NULL, &a, &err) || emh_em_execute(a, "x", &err))
+		bail("fork a again: %s", err.message);
+	ok(!emh__pool_idle_now(p), "idle hint: none once a fork took it again");
+	if (emh_host_fork(h, NULL, &b, &err) || emh_em_execute(b, "x", &err))
+		bail("fork b: %s", err.message);
+	emh_em_close(a);
+	emh_em_close(b);
+	if (emh_host_fork(h, NULL, &a, &err) || emh_em_execute(a, "x", &err))
+		bail("fork a, third: %s", err.message);
+	ok(emh__pool_idle_now(p), "idle hint: one of two still idle while the other is in use");
+	emh_em_close(a);
+
+	/* Two threads take and give back while this one reads the hint: the
+	 * hint is a relaxed atomic beside the list (ThreadSanitizer run). */
+	pthread_t t[2];
+	atomic_int running = 2;
+	churner ch[2] = {{.h = h, .running = &running}, {.h = h, .running = &running}};
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, churn_main, &ch[i]);
+	unsigned long seen_idle = 0, reads = 0;
+	while (atomic_load(&running) > 0) {
+		seen_idle += emh__pool_idle_now(p);
+		reads++;
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	is_int(ch[0].failed + ch[1].failed, 0, "idle hint: 4000 forks on two threads, none failed");
+	emh_context_info *all;
+	size_t n = 0;
+	unsigned idle = 0;
+	if (emh_host_contexts(h, &all, &n, &err))
+		bail("emh_host_contexts: %s", err.message);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(all[i].name, "default") == 0)
+			idle = all[i].idle;
+	emh_context_info_free(all, n);
+	ok(idle == 2 && emh__pool_idle_now(p), "idle hint: both idle afterwards, as the list says (%u)", idle);
+	diag("idle hint read %lu times, idle %lu of them", reads, seen_idle);
+	emh__context_put(c);
+	emh_host_free(h);
+}
+
+/* ---- lookups without the host's lock ---- */
+
+/* refs of the context called name, read under the host's lock (0 when there is none). */
+static unsigned refs_of(emh_host *h, const char *name)
+{
+	pthread_rwlock_rdlock(&h->lock);
+	emh_context *c = emh__context_find_locked(h, name);
+	unsigned refs = c ? atomic_load(&c->hot->refs) : 0;
+	pthread_rwlock_unlock(&h->lock);
+	return refs;
+}
+
+typedef struct lone_fork {
+	emh_host *h;
+	const char *name;
+	int rc;
+	atomic_int done;
+} lone_fork;
+
+static void *lone_fork_main(void *arg)
+{
+	lone_fork *f = arg;
+	emh_error e;
+	f->rc = fork_close(f->h, f->name, &e);
+	atomic_store(&f->done, 1);
+	return NULL;
+}
+
+/* A fork and close of name on another thread while this one holds the host's
+ * write lock: done while it is held (without the lock), or only after. */
+static bool forks_under_write_lock(emh_host *h, const char *name, int *rc)
+{
+	lone_fork f = {.h = h, .name = name};
+	pthread_t t;
+	pthread_rwlock_wrlock(&h->lock);
+	pthread_create(&t, NULL, lone_fork_main, &f);
+	/* up to half a second: enough for a fork that takes no lock, and a
+	 * shorter wait could only miss a fork that wrongly went without it */
+	for (int i = 0; i < 50 && !atomic_load(&f.done); i++)
+		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000}, NULL);
+	bool done = atomic_load(&f.done);
+	pthread_rwlock_unlock(&h->lock);
+	pthread_join(t, NULL);
+	*rc = f.rc;
+	return done;
+}
+
+#define RACE_NAMES 6
+
+typedef struct racer {
+	emh_host *h;
+	atomic_int *stop;
+	atomic_ulong *attempts; /* of both racers */
+	unsigned long forks, absent, wrong, failed;
+} racer;
+
+static const char *race_name(unsigned i)
+{
+	static const char *const v[RACE_NAMES] = {"r0", "r1", "r2", "tenant_with_a_name_longer_than_32_a",
+						  "tenant_with_a_name_longer_than_32_b", "r5"};
+	return v[i % RACE_NAMES];
+}
+
+static void *race_fork_main(void *arg)
+{
+	racer *r = arg;
+	for (unsigned i = 0; !atomic_load(r->stop); i++) {
+		const char *name = race_name(i);
+		emh_em *em;
+		emh_error e;
+		int rc = emh_host_fork(r->h, name, &em, &e);
+		if (rc == 0) {
+			r->forks++;
+			if (strcmp(emh_em_context(em), name) != 0)
+				r->wrong++;
+			emh_em_close(em);
+		} else if (rc == EMH_ENOCONTEXT) {
+			r->absent++;
+		} else {
+			r->failed++;
+		}
+		atomic_fetch_add_explicit(r->attempts, 1, memory_order_relaxed);
+	}
+	return NULL;
+}
+
+/*
+ * Forks by name on two threads while this one adds and removes those names
+ * (each removal frees the context's hot part, the next add reuses it under
+ * another name) and grows the table with filler contexts: every fork must
+ * land on the context it named, and every removal end.  Run under
+ * ThreadSanitizer and ASan, this is the check of hot_get_unlocked.
+ */
+static void test_lookup_race(void)
+{
+	const char *env[] = {"EMH_CONTEXT_DEFAULT_DRIVER=nulldrv", NULL};
+	emh_error err;
+	emh_host *h = new_host(env, &err);
+	if (!h)
+		bail("host: %s", err.message);
+
+	/* the states of refs that lookups without the lock rely on */
+	if (add(h, "r0", &err))
+		bail("add r0: %s", err.message);
+	ok(refs_of(h, "r0") == EMH__CTX_HIDDEN, "a context just added is hidden from lookups without the lock");
+	is_int(fork_close(h, "r0", &err), 0, "its first fork (under the lock)");
+	is_int((int)refs_of(h, "r0"), 0, "made it visible to them, with no reference left");
+	emh_em *em;
+	if (emh_host_fork(h, "r0", &em, &err))
+		bail("fork r0: %s", err.message);
+	is_int((int)refs_of(h, "r0"), 1, "a fork without the lock takes one reference");
+	emh_em_close(em);
+	is_int((int)refs_of(h, "r0"), 0, "and its close puts it back");
+	int rc;
+	ok(forks_under_write_lock(h, "r0", &rc) && rc == 0, "a fork needs no lock once its context was seen");
+	if (add(h, "r9", &err))
+		bail("add r9: %s", err.message);
+	ok(!forks_under_write_lock(h, "r9", &rc) && rc == 0,
+	   "a fork of a context never seen waits for the lock, then works");
+	/* A slot read in passing (in the middle of a move, or its hot part since
+	 * given to another context) is caught once the reference is held: here
+	 * r9's slot is made to point at r0's hot part, by hand. */
+	pthread_rwlock_rdlock(&h->lock);
+	emh_context *c0 = emh__context_find_locked(h, "r0"), *c9 = emh__context_find_locked(h, "r9");
+	pthread_rwlock_unlock(&h->lock);
+	if (!c0 || !c9)
+		bail("r0 and r9 not found");
+	emh__ctxtable *tab = atomic_load(&h->byname);
+	size_t s9 = c9->hot->hash & tab->mask;
+	while (atomic_load(&tab->slot[s9].hot) != c9->hot)
+		s9 = (s9 + 1) & tab->mask;
+	pthread_rwlock_wrlock(&h->lock);
+	atomic_store(&tab->slot[s9].hot, c0->hot);
+	pthread_rwlock_unlock(&h->lock);
+	char buf[64];
+	const char *landed = fork_lands(h, "r9", buf, sizeof buf);
+	pthread_rwlock_wrlock(&h->lock);
+	atomic_store(&tab->slot[s9].hot, c9->hot);
+	pthread_rwlock_unlock(&h->lock);
+	ok(strcmp(landed, "r0") != 0, "a slot pointing at another context's hot part is not taken for it (%s)", landed);
+	is_int((int)refs_of(h, "r0"), 0, "the reference taken on it was put back");
+	is_int(emh_host_remove_context(h, "r9", &err), 0, "r9 removed");
+	emh_context *c = emh__host_get_context(h, "r0", &err);
+	emh__ctxhot *hot = c ? c->hot : NULL;
+	if (c)
+		emh__context_put(c);
+	is_int(emh_host_remove_context(h, "r0", &err), 0, "removed");
+	if (add(h, "r1", &err))
+		bail("add r1: %s", err.message);
+	c = emh__host_get_context(h, "r1", &err);
+	ok(c && c->hot == hot && (atomic_load(&c->hot->refs) & ~1u) == 0,
+	   "the next context reuses its hot part (taken once under the lock now)");
+	if (c)
+		emh__context_put(c);
+	is_int(emh_host_remove_context(h, "r1", &err), 0, "and is removed in turn");
+	ok(atomic_load(&hot->refs) == EMH__CTX_REMOVING, "a free hot part says removing: no lookup takes it");
+
+	atomic_int stop = 0;
+	atomic_ulong attempts = 0;
+	racer r[2] = {{.h = h, .stop = &stop, .attempts = &attempts}, {.h = h, .stop = &stop, .attempts = &attempts}};
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, race_fork_main, &r[i]);
+	bool present[RACE_NAMES] = {false};
+	int add_fail = 0, remove_fail = 0, fillers = 0;
+	char filler[32];
+	for (unsigned round = 0; round < 1200; round++) {
+		unsigned i = round % RACE_NAMES;
+		if (present[i])
+			remove_fail += emh_host_remove_context(h, race_name(i), &err) != 0;
+		else
+			add_fail += add(h, race_name(i), &err) != 0;
+		present[i] = !present[i];
+		if (round % 10 == 0) { /* 120 more: the table grows from 16 to 256 slots meanwhile */
+			snprintf(filler, sizeof filler, "filler%d", fillers++);
+			add_fail += add(h, filler, &err) != 0;
+		}
+		/* However the threads are scheduled, they fork meanwhile: 20 tries,
+		 * every name, with some names present and some not (rounds + 1 is
+		 * never a multiple of 6 here). */
+		if (round % 100 == 0)
+			for (unsigned long a = atomic_load(&attempts); atomic_load(&attempts) < a + 20;)
+				sched_yield();
+	}
+	atomic_store(&stop, 1);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	unsigned long forks = r[0].forks + r[1].forks, absent = r[0].absent + r[1].absent;
+	is_int(add_fail + remove_fail, 0, "1200 adds and removals of 6 names beside forks of them, and 120 more added");
+	ok(forks > 0 && absent > 0, "forks found their context (%lu) or none (%lu)", forks, absent);
+	is_int((int)(r[0].wrong + r[1].wrong), 0, "every fork landed on the context it named");
+	is_int((int)(r[0].failed + r[1].failed), 0, "no other error");
+	int left = 0;
+	for (unsigned i = 0; i < RACE_NAMES; i++)
+		left += present[i] && (refs_of(h, race_name(i)) & ~EMH__CTX_HIDDEN) != 0;
+	is_int(left, 0, "no reference left on any context");
+	emh_host_free(h);
+}
+
 int main(void)
 {
 	test_many_contexts();
@@ -493,5 +775,7 @@ int main(void)
 	test_driver_errors();
 	test_long_names_and_reuse();
 	test_idle_counters();
+	test_idle_hint();
+	test_lookup_race();
 	return done_testing();
 }
