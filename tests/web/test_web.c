@@ -52,6 +52,32 @@ static const emh_field item_fields[] = {
 };
 static const emh_entity item_entity = EMH_ENTITY(item, "web_items", item_fields);
 
+/* Every type emh_web_reply_object writes without a jansson tree. */
+typedef struct plain {
+	int64_t id;
+	const char *name;
+	int32_t n32;
+	bool on;
+	emh_time at;
+	emh_blob data; /* nullable */
+	const char *note; /* nullable */
+	int64_t rank;     /* nullable scalar */
+	const char *secret;
+} plain;
+
+static const emh_field plain_fields[] = {
+	EMH_FIELD(plain, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(plain, name, EMH_T_TEXT, 0),
+	EMH_FIELD(plain, n32, EMH_T_INT32, 0),
+	EMH_FIELD(plain, on, EMH_T_BOOL, 0),
+	EMH_FIELD(plain, at, EMH_T_TIMESTAMP, 0),
+	EMH_FIELD(plain, data, EMH_T_BLOB, EMH_F_NULLABLE),
+	EMH_FIELD(plain, note, EMH_T_TEXT, EMH_F_NULLABLE),
+	EMH_FIELD(plain, rank, EMH_T_INT64, EMH_F_NULLABLE),
+	EMH_FIELD(plain, secret, EMH_T_TEXT, EMH_F_HIDDEN | EMH_F_NULLABLE),
+};
+static const emh_entity plain_entity = EMH_ENTITY(plain, "web_plain", plain_fields);
+
 static fixture fx;
 static emh_host *host;
 
@@ -237,6 +263,84 @@ static void test_json(void)
 	ok(emh_web_time_parse("2024-05-01T14:00:00.5+02:00", &t) && t == 1714564800500000LL, "an offset is applied");
 	ok(!emh_web_time_parse("2023-02-29T00:00:00Z", &t), "no 29 February in 2023");
 	ok(!emh_web_time_parse("2024-05-01 12:00", &t), "a time without seconds or zone is refused");
+}
+
+/* emh_web_reply_object's body against json_dumps(emh_json_from_object()): byte for byte, or both refuse. */
+static bool same_text(emh_em *em, const emh_entity *e, const void *obj, unsigned flags, const char *what)
+{
+	emh_error err;
+	emh_response *res = emh_response_new();
+	int rc = emh_web_reply_object(res, 200, em, e, obj, flags, &err);
+	json_t *j = emh_json_from_object(em, e, obj, flags);
+	char *want = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	size_t len = 0;
+	const char *got = emh_response_body(res, &len);
+	bool same = want ? rc == 0 && got && len == strlen(want) && strcmp(got, want) == 0 &&
+				   strcmp(emh_response_content_type(res), "application/json") == 0
+			 : rc == EMH_ENOMEM;
+	if (!same)
+		diag("%s: rc %d, body %s, jansson %s", what, rc, got ? got : "(none)", want ? want : "(refused)");
+	free(want);
+	emh_response_free(res);
+	return same;
+}
+
+static void test_json_text(void)
+{
+	emh_em *em = fixture_fork(host, NULL);
+	emh_repo *repo = fixture_repo(em, &plain_entity);
+	plain *p = fixture_new(repo);
+	static const char *const texts[] = {
+		"", "plain", "quote \" and backslash \\ and slash /", "\b\f\n\r\t", "\x01\x02\x1f\x7f end",
+		"caf\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e", "\xef\xbf\xbf\xf4\x8f\xbf\xbf", "\"", "\\",
+	};
+	static const int64_t ints[] = {0, -1, 1, 9007199254740992LL, 9007199254740993LL, -9007199254740992LL,
+				       -9007199254740993LL, INT64_MAX, INT64_MIN};
+	static const int32_t i32s[] = {0, -7, INT32_MAX, INT32_MIN};
+	static const emh_time times[] = {0, 1714564800123456LL, -1, -86400000001LL};
+	static const unsigned char bytes[] = {0, 0xff, 0xfe, 0x80, 'a'};
+	bool all = true;
+	char what[64];
+	for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+		p->name = texts[i];
+		p->note = i % 2 ? texts[i] : NULL;
+		p->secret = "never shown";
+		p->n32 = i32s[i % 4];
+		p->on = i % 2;
+		p->at = times[i % 4];
+		p->data = i % 3 ? (emh_blob){.data = bytes, .len = i % 6} : (emh_blob){0};
+		emh_em_set_null(em, p, "rank", i % 2, NULL);
+		for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
+			p->id = ints[k];
+			p->rank = ints[(k + i) % (sizeof ints / sizeof ints[0])];
+			snprintf(what, sizeof what, "text %zu, int %zu", i, k);
+			all &= same_text(em, &plain_entity, p, 0, what);
+			all &= same_text(em, &plain_entity, p, EMH_JSON_INT64_STRINGS, what);
+		}
+	}
+	ok(all, "an object's JSON written directly is jansson's text, byte for byte, for every type and escape");
+	all = true;
+	static const char *const bad[] = {"\xff", "a\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "x\xe2\x82",
+					  "\xc3", "\x80"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		p->name = bad[i];
+		snprintf(what, sizeof what, "not UTF-8 %zu", i);
+		all &= same_text(em, &plain_entity, p, 0, what);
+	}
+	ok(all, "text that is not UTF-8 is refused as jansson refuses it");
+	p->name = "ok";
+	ok(same_text(NULL, &plain_entity, p, 0, "no fork"), "without a fork (no NULL lookups) too");
+	emh_em_close(em);
+
+	/* a double and a JSON member: the tree, the same text */
+	em = fixture_fork(host, NULL);
+	item *it = fixture_new(fixture_repo(em, &item_entity));
+	it->name = "pen";
+	it->price = 0.1;
+	it->meta = "{\"b\":[1,2.5,\"x\"]}";
+	ok(same_text(em, &item_entity, it, 0, "double and json"), "an object with a double and a JSON member");
+	emh_em_close(em);
 }
 
 static void test_mapping(void)
@@ -493,9 +597,10 @@ int main(void)
 {
 	plan_lazy();
 	fixture_init(&fx, "web");
-	host = fixture_sqlite_host(&fx, "web.db", NULL, (const emh_entity *const[]){&item_entity, NULL});
+	host = fixture_sqlite_host(&fx, "web.db", NULL, (const emh_entity *const[]){&item_entity, &plain_entity, NULL});
 	fixture_sync(host, NULL);
 	test_json();
+	test_json_text();
 	test_mapping();
 	test_routes();
 	test_refusals();
