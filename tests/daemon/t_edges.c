@@ -130,6 +130,18 @@ static void test_edges(void)
 	curl_easy_cleanup(c);
 }
 
+/* A generated id: "%08x-%llx", lower-case hex. */
+static bool gen_id_ok(const char *v)
+{
+	size_t n = strlen(v);
+	if (n < 10 || n > 25 || v[8] != '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (i != 8 && !((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f')))
+			return false;
+	return v[9] != '0' || n == 10;
+}
+
 static void test_request_ids(void)
 {
 	char val[256], val2[256];
@@ -149,9 +161,19 @@ static void test_request_ids(void)
 	raw = raw_get("/good/reqid", NULL);
 	header_count(raw, "X-Request-Id", val2, sizeof val2);
 	ok(val2[0] && strcmp(val, val2) != 0, "each request gets its own (%s, %s)", val, val2);
+	ok(gen_id_ok(val) && gen_id_ok(val2) && strncmp(val, val2, 9) == 0 &&
+	   strtoull(val2 + 9, NULL, 16) > strtoull(val + 9, NULL, 16),
+	   "generated: 8 hex digits of the run, '-', a hex counter that grows (%s, %s)", val, val2);
 	free(raw);
 
 	char longid[300], hdr[400];
+	memset(longid, 'y', 128);
+	longid[128] = '\0';
+	snprintf(hdr, sizeof hdr, "X-Request-Id: %s\r\n", longid);
+	raw = raw_get("/good/reqid", hdr);
+	header_count(raw, "X-Request-Id", val, sizeof val);
+	is_str(val, longid, "an id of 128 characters is kept whole");
+	free(raw);
 	memset(longid, 'x', 200);
 	longid[200] = '\0';
 	snprintf(hdr, sizeof hdr, "X-Request-Id: %s\r\n", longid);
