@@ -120,6 +120,19 @@ static void test_edges(void)
 	raw = raw_get("/users/987654", NULL);
 	is_int(status_of(raw), 404, "a lookup of a missing user is 404");
 	free(raw);
+
+	/* the path below the service reaches it whole, short (copied on the stack) or long */
+	for (size_t len = 254; len <= 300; len += 46) {
+		char seg[320], path[400], want[400];
+		memset(seg, 'p', len);
+		seg[len] = '\0';
+		snprintf(path, sizeof path, "/good/%s?q=1", seg);
+		snprintf(want, sizeof want, "no route '/%s'", seg);
+		raw = raw_get(path, NULL);
+		ok(status_of(raw) == 404 && strstr(body_of(raw), want), "a path of %zu bytes below the service, whole",
+		   len + 1);
+		free(raw);
+	}
 	dtest_resp m;
 	CURL *c = dtest_curl();
 	dtest_http(c, d.url, "GET", "/_emhost/metrics", NULL, 0, false, &m);

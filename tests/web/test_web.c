@@ -96,6 +96,18 @@ static int r_name(emh_scope *s, const emh_request *req, emh_response *res, emh_e
 	return emh_response_set(res, 200, "text/plain", v, strlen(v), err);
 }
 
+/* "<a>|<b>|<params>": two text parameters and how many the route got. */
+static int r_pair(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
+{
+	const char *a = emh_request_param(req, "a"), *b = emh_request_param(req, "b");
+	size_t n = strlen(a) + strlen(b) + 32;
+	char *body = malloc(n);
+	int len = snprintf(body, n, "%s|%s|%zu", a, b, req->nparams);
+	int rc = emh_response_set(res, 200, "text/plain", body, (size_t)len, err);
+	free(body);
+	return rc;
+}
+
 static int r_list(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
 {
 	emh_repo *repo;
@@ -133,6 +145,7 @@ static const emh_route routes[] = {
 	EMH_ROUTE("GET", "/by-name/{name:text}", r_name),
 	EMH_ROUTE("GE", "/items/:id", r_get), /* a method inside another's name */
 	EMH_ROUTE("PUT", "/items/{id:int64}", r_get),
+	EMH_ROUTE("GET", "/pair/{a:text}/{b}", r_pair),
 };
 
 static const emh_service web_svc = {
@@ -403,6 +416,28 @@ static void test_routes(void)
 	is_int(call(svcs, "shopweb", "GET", "/by-name/a%20b", NULL, NULL, 0, NULL, res, &err), 0, "a text parameter");
 	const char *b = emh_response_body(res, &len);
 	ok(len == 3 && strncmp(b, "a b", 3) == 0, "decoded");
+	/* parameter values: short ones on the dispatcher's stack, long or encoded ones allocated */
+	char path[1400], want[1400], big[700], mid[400];
+	memset(big, 'b', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	memset(mid, 'm', sizeof mid - 1);
+	mid[sizeof mid - 1] = '\0';
+	static const char *const pairs[][3] = {{"x", "y", "x|y|2"}, {"a%2Fz", "q", "a/z|q|2"}};
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(path, sizeof path, "/pair/%s/%s", pairs[i][0], pairs[i][1]);
+		call(svcs, "shopweb", "GET", path, NULL, NULL, 0, NULL, res, &err);
+		b = emh_response_body(res, &len);
+		ok(b && strcmp(b, pairs[i][2]) == 0, "two parameters: %s", pairs[i][2]);
+	}
+	const char *sizes[][2] = {{big, "s"}, {mid, mid}, {"s", big}};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof path, "/pair/%s/%s", sizes[i][0], sizes[i][1]);
+		snprintf(want, sizeof want, "%s|%s|2", sizes[i][0], sizes[i][1]);
+		call(svcs, "shopweb", "GET", path, NULL, NULL, 0, NULL, res, &err);
+		b = emh_response_body(res, &len);
+		ok(b && strcmp(b, want) == 0, "parameters of %zu and %zu bytes read whole", strlen(sizes[i][0]),
+		   strlen(sizes[i][1]));
+	}
 	is_int(call(svcs, "shopweb", "GET", "/items/abc", NULL, NULL, 0, NULL, res, &err), EMH_ENOTFOUND,
 	       "a non-integer id matches no route");
 	is_int(emh_response_status(res), 404, "404");
