@@ -111,27 +111,31 @@ static int pattern_parse(const char *p, seg *segs, size_t *nsegs, char *why, siz
 	return 0;
 }
 
-/* An int64 in decimal: "-"? digits, in range, no sign '+' or spaces. */
+/* An int64 in decimal: "-"? digits, in range, no sign '+' or spaces.
+ * Every path parameter of type int64 is read so on every request: by
+ * hand, not through a copy and strtoll. */
 static bool int64_text(const char *s, size_t n, int64_t *out)
 {
-	char buf[24];
-	if (n == 0 || n >= sizeof buf)
+	if (n == 0 || n > 23) /* as long as it ever was: leading zeros count */
 		return false;
-	memcpy(buf, s, n);
-	buf[n] = '\0';
-	const char *d = buf[0] == '-' ? buf + 1 : buf;
-	if (!*d)
+	bool neg = s[0] == '-';
+	size_t i = neg;
+	if (i == n)
 		return false;
-	for (const char *q = d; *q; q++)
-		if (*q < '0' || *q > '9')
+	while (n - i > 1 && s[i] == '0')
+		i++;
+	if (n - i > 19) /* more digits than INT64_MAX has (or not digits) */
+		return false;
+	uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+	for (; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
 			return false;
-	errno = 0;
-	char *end;
-	long long v = strtoll(buf, &end, 10);
-	if (errno || *end)
+		v = v * 10 + (uint64_t)(s[i] - '0'); /* 19 digits fit in uint64_t */
+	}
+	if (v > lim)
 		return false;
 	if (out)
-		*out = v;
+		*out = neg ? (int64_t)(0 - v) : (int64_t)v;
 	return true;
 }
 

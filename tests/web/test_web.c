@@ -442,6 +442,23 @@ static void test_routes(void)
 	       "a non-integer id matches no route");
 	is_int(emh_response_status(res), 404, "404");
 	like_str(err.message, "no route GET /shopweb/items/abc", "naming the path");
+	static const char *const ids[][2] = {
+		{"-9223372036854775808", "get -9223372036854775808"}, {"9223372036854775807", "get 9223372036854775807"},
+		{"00000000000000000000042", "get 42"}, {"-0", "get 0"},
+		{"9223372036854775808", NULL}, {"-9223372036854775809", NULL}, {"000000000000000000000042", NULL},
+		{"+1", NULL}, {"-", NULL}, {"1 ", NULL}, {"1a", NULL}, {"18446744073709551617", NULL},
+	};
+	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+		char p[64];
+		snprintf(p, sizeof p, "/items/%s", ids[i][0]);
+		int rc = call(svcs, "shopweb", "GET", p, NULL, NULL, 0, NULL, res, &err);
+		b = emh_response_body(res, &len);
+		if (ids[i][1])
+			ok(rc == 0 && b && strcmp(b, ids[i][1]) == 0, "int64 parameter '%s' read as %s", ids[i][0],
+			   ids[i][1] + 4);
+		else
+			is_int(rc, EMH_ENOTFOUND, "'%s' is no int64: no route", ids[i][0]);
+	}
 	is_int(call(svcs, "shopweb", "GET", "/items/99999999999999999999", NULL, NULL, 0, NULL, res, &err),
 	       EMH_ENOTFOUND, "an id beyond int64 matches no route");
 	is_int(call(svcs, "shopweb", "PATCH", "/items/1", NULL, NULL, 0, NULL, res, &err), 0, "a wrong method answers");
