@@ -325,16 +325,29 @@ static bool jt_string(jtext *o, const char *str)
 {
 	const unsigned char *s = (const unsigned char *)str;
 	jt_add(o, "\"", 1);
+	/* 1: a byte that goes out as it is: ASCII from 0x20, but '"' and '\\' */
+	static const unsigned char plain[256] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+		1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+		1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+		1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+		1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+		1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+		1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+		/* 0x80-0xff: 0, UTF-8 checked below */
+	};
 	for (;;) {
 		size_t run = 0, n;
 		/* bytes that go out as they are */
-		while (s[run] >= 0x20 && s[run] != '"' && s[run] != '\\') {
-			if (s[run] < 0x80)
+		for (;;) {
+			while (plain[s[run]])
 				run++;
-			else if ((n = utf8_len(s + run)))
-				run += n;
-			else
+			if (s[run] < 0x80)
+				break; /* NUL, a control character, '"' or '\\' */
+			if (!(n = utf8_len(s + run)))
 				return false;
+			run += n;
 		}
 		jt_add(o, (const char *)s, run);
 		s += run;
