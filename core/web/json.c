@@ -17,6 +17,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include <emhost/buf.h>
 #include <emhost/web.h>
 
 #include "web_int.h"
@@ -271,35 +272,16 @@ json_t *emh_json_from_list(emh_em *em, const emh_entity *e, void *const *items, 
  * not do the same way -- a double, a JSON member, text that is not valid
  * UTF-8 (jansson refuses it) -- sends the caller back to the tree.
  */
-typedef struct jtext {
-	char *p;
-	size_t len, cap;
-	bool oom;
-} jtext;
-
-static bool jt_grow(jtext *o, size_t n)
+/* Append to an emh_buf: the common case inline (a call per piece would cost
+ * more than the piece), growing through emh_buf_add.  The NUL is written
+ * at the end (emh__web_object_text): there is room for it. */
+static inline void jt_add(emh_buf *o, const char *s, size_t n)
 {
-	size_t cap = o->cap ? o->cap : 128;
-	while (cap <= o->len + n)
-		cap *= 2;
-	char *p = realloc(o->p, cap);
-	if (!p) {
-		o->oom = true;
-		return false;
-	}
-	o->p = p;
-	o->cap = cap;
-	return true;
-}
-
-/* Room for n more bytes and the NUL; the common case inline, no call. */
-static inline bool jt_room(jtext *o, size_t n) { return o->len + n < o->cap || jt_grow(o, n); }
-
-static inline void jt_add(jtext *o, const char *s, size_t n)
-{
-	if (jt_room(o, n)) {
-		memcpy(o->p + o->len, s, n);
+	if (o->len + n < o->cap) {
+		memcpy(o->ptr + o->len, s, n);
 		o->len += n;
+	} else {
+		emh_buf_add(o, s, n);
 	}
 }
 
@@ -321,7 +303,7 @@ static size_t utf8_len(const unsigned char *s)
 }
 
 /* s as a JSON string, escaped as jansson escapes; false when s is not UTF-8. */
-static bool jt_string(jtext *o, const char *str)
+static bool jt_string(emh_buf *o, const char *str)
 {
 	const unsigned char *s = (const unsigned char *)str;
 	jt_add(o, "\"", 1);
@@ -377,7 +359,7 @@ static bool jt_string(jtext *o, const char *str)
 	return true;
 }
 
-static void jt_int(jtext *o, int64_t v, bool quoted)
+static void jt_int(emh_buf *o, int64_t v, bool quoted)
 {
 	char buf[24], *e = buf + sizeof buf, *p = e;
 	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
@@ -393,25 +375,20 @@ static void jt_int(jtext *o, int64_t v, bool quoted)
 	jt_add(o, p, (size_t)(e - p));
 }
 
-static void jt_base64(jtext *o, const unsigned char *p, size_t n)
+static void jt_base64(emh_buf *o, const unsigned char *p, size_t n)
 {
-	if (!jt_room(o, 4 * ((n + 2) / 3) + 2))
-		return;
-	char *w = o->p + o->len;
-	*w++ = '"';
+	jt_add(o, "\"", 1);
 	for (size_t i = 0; i < n; i += 3) {
 		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
-		*w++ = b64[v >> 18 & 63];
-		*w++ = b64[v >> 12 & 63];
-		*w++ = i + 1 < n ? b64[v >> 6 & 63] : '=';
-		*w++ = i + 2 < n ? b64[v & 63] : '=';
+		char q[4] = {b64[v >> 18 & 63], b64[v >> 12 & 63], i + 1 < n ? b64[v >> 6 & 63] : '=',
+			     i + 2 < n ? b64[v & 63] : '='};
+		jt_add(o, q, 4);
 	}
-	*w++ = '"';
-	o->len = (size_t)(w - o->p);
+	jt_add(o, "\"", 1);
 }
 
 /* One member's value as field_json() would make it; false: not this way. */
-static bool jt_field(jtext *o, emh_em *em, const emh_field *f, const void *obj, unsigned flags)
+static bool jt_field(emh_buf *o, emh_em *em, const emh_field *f, const void *obj, unsigned flags)
 {
 	const char *m = (const char *)obj + f->offset;
 	if ((f->flags & EMH_F_NULLABLE) && em && emh_em_is_null(em, obj, f->name)) {
@@ -460,10 +437,8 @@ static bool jt_field(jtext *o, emh_em *em, const emh_field *f, const void *obj, 
 
 int emh__web_object_text(emh_em *em, const emh_entity *e, const void *obj, unsigned flags, char **out, size_t *len)
 {
-	jtext o = {0};
+	emh_buf o = EMH_BUF_INIT;
 	bool first = true;
-	if (!jt_grow(&o, 256)) /* one allocation for a small object */
-		return EMH_ENOMEM;
 	jt_add(&o, "{", 1);
 	for (size_t i = 0; i < e->nfields; i++) {
 		const emh_field *f = &e->fields[i];
@@ -480,15 +455,15 @@ int emh__web_object_text(emh_em *em, const emh_entity *e, const void *obj, unsig
 	}
 	jt_add(&o, "}", 1);
 	if (o.oom) {
-		free(o.p);
+		emh_buf_release(&o);
 		return EMH_ENOMEM;
 	}
-	o.p[o.len] = '\0'; /* jt_room keeps a byte for it */
-	*out = o.p;
+	o.ptr[o.len] = '\0'; /* jt_add leaves a byte for it */
+	*out = o.ptr;
 	*len = o.len;
 	return 0;
 out_tree:
-	free(o.p);
+	emh_buf_release(&o);
 	return 1;
 }
 
