@@ -8,12 +8,12 @@
  * path only other methods have.  Here rather than in the daemon so that
  * every caller of emh_scope_handle (tests, queue workers) routes the same.
  * Patterns are parsed once, when the service loads (emh__routes_compile); a
- * request's parameters point to their names there and to values on the
- * dispatcher's stack: a request allocates nothing to be routed.
+ * request's parameters point to their names there and, unless long or
+ * percent-encoded, to values on the dispatcher's stack: routing a request
+ * allocates nothing.
  */
 #include "config.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
