@@ -227,7 +227,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 #endif
 }
 
-/* Users 1..n into the table emhostd created (ids given, existing rows kept). */
+/* Users 1..n into the table emhostd created (ids given, existing rows kept; on
+ * PostgreSQL the key's sequence moved past them). */
 static int seed(server *s, long n)
 {
 	tconn *t = thread_conn(s);
@@ -268,9 +269,18 @@ sqlite_fail:
 		 n);
 	PGresult *r = PQexec(t->pg, sql);
 	int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : 1;
+	PQclear(r);
+	if (rc == 0) {
+		/* the ids were given: the key's sequence moves past them, or the
+		 * next user added through emhost (a test on the same database)
+		 * would take id 1 again and fail as a duplicate */
+		r = PQexec(t->pg, "SELECT setval(pg_get_serial_sequence('users', 'id'), "
+				  "GREATEST((SELECT max(id) FROM users), 1))");
+		rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : 1;
+		PQclear(r);
+	}
 	if (rc)
 		fprintf(stderr, "emh-raw-http: seeding: %s\n", PQerrorMessage(t->pg));
-	PQclear(r);
 	tconn_free(t);
 	return rc;
 #else

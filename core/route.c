@@ -7,10 +7,13 @@
  * parameters, EMH_ENOTFOUND for a path no route has, 405 with Allow for a
  * path only other methods have.  Here rather than in the daemon so that
  * every caller of emh_scope_handle (tests, queue workers) routes the same.
+ * Patterns are parsed once, when the service loads (emh__routes_compile); a
+ * request's parameters point to their names there and, unless long or
+ * percent-encoded, to values on the dispatcher's stack: routing a request
+ * allocates nothing.
  */
 #include "config.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,27 +111,31 @@ static int pattern_parse(const char *p, seg *segs, size_t *nsegs, char *why, siz
 	return 0;
 }
 
-/* An int64 in decimal: "-"? digits, in range, no sign '+' or spaces. */
+/* An int64 in decimal: "-"? digits, in range, no sign '+' or spaces.
+ * Every path parameter of type int64 is read so on every request: by
+ * hand, not through a copy and strtoll. */
 static bool int64_text(const char *s, size_t n, int64_t *out)
 {
-	char buf[24];
-	if (n == 0 || n >= sizeof buf)
+	if (n == 0 || n > 23) /* as long as it ever was: leading zeros count */
 		return false;
-	memcpy(buf, s, n);
-	buf[n] = '\0';
-	const char *d = buf[0] == '-' ? buf + 1 : buf;
-	if (!*d)
+	bool neg = s[0] == '-';
+	size_t i = neg;
+	if (i == n)
 		return false;
-	for (const char *q = d; *q; q++)
-		if (*q < '0' || *q > '9')
+	while (n - i > 1 && s[i] == '0')
+		i++;
+	if (n - i > 19) /* more digits than INT64_MAX has (or not digits) */
+		return false;
+	uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+	for (; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
 			return false;
-	errno = 0;
-	char *end;
-	long long v = strtoll(buf, &end, 10);
-	if (errno || *end)
+		v = v * 10 + (uint64_t)(s[i] - '0'); /* 19 digits fit in uint64_t */
+	}
+	if (v > lim)
 		return false;
 	if (out)
-		*out = v;
+		*out = neg ? (int64_t)(0 - v) : (int64_t)v;
 	return true;
 }
 
@@ -217,6 +224,57 @@ int emh__routes_check(const emh_service *d, char *why, size_t cap)
 	return 0;
 }
 
+/* A route's pattern, parsed once when its service loads. */
+typedef struct route_pat {
+	seg segs[ROUTE_MAX_SEGS];
+	size_t n;
+} route_pat;
+
+struct emh__routes {
+	char *names; /* the parameters' names, each NUL-terminated: what a request's params point to */
+	route_pat pat[];
+};
+
+emh__routes *emh__routes_compile(const emh_service *d)
+{
+	emh__routes *rs = calloc(1, sizeof *rs + (d->nroutes ? d->nroutes : 1) * sizeof rs->pat[0]);
+	if (!rs)
+		return NULL;
+	char why[8];
+	size_t names = 0;
+	for (size_t i = 0; i < d->nroutes; i++) {
+		route_pat *p = &rs->pat[i];
+		pattern_parse(d->routes[i].path, p->segs, &p->n, why, sizeof why); /* checked at load */
+		for (size_t k = 0; k < p->n; k++)
+			if (p->segs[k].kind != SEG_LIT)
+				names += p->segs[k].n + 1;
+	}
+	if (names && !(rs->names = malloc(names))) {
+		free(rs);
+		return NULL;
+	}
+	char *w = rs->names;
+	for (size_t i = 0; i < d->nroutes; i++)
+		for (size_t k = 0; k < rs->pat[i].n; k++) {
+			seg *g = &rs->pat[i].segs[k];
+			if (g->kind == SEG_LIT)
+				continue;
+			memcpy(w, g->s, g->n);
+			w[g->n] = '\0';
+			g->s = w;
+			w += g->n + 1;
+		}
+	return rs;
+}
+
+void emh__routes_free(emh__routes *rs)
+{
+	if (rs) {
+		free(rs->names);
+		free(rs);
+	}
+}
+
 /* Percent-decode n bytes of s into a new string; NULL when malformed, holding
  * a NUL, or out of memory (the first two: the segment matches no text). */
 static char *pct_decode(const char *s, size_t n)
@@ -246,13 +304,33 @@ static bool path_split(const char *p, seg *segs, size_t *nsegs)
 	return true;
 }
 
+/* Where a match's parameter values go: short ones into buf, the rest
+ * malloc'd (owned has their bits). */
+typedef struct param_vals {
+	char buf[512];
+	size_t used;
+	unsigned owned; /* bit k: kv[k].value is malloc'd */
+} param_vals;
+_Static_assert(ROUTE_MAX_SEGS <= sizeof(unsigned) * 8, "a bit per parameter");
+
+static void params_free(emh_kv *kv, size_t n, const param_vals *pv)
+{
+	for (size_t k = 0; k < n; k++)
+		if (pv->owned & (1u << k))
+			free((char *)kv[k].value);
+}
+
 /* Does pattern (parsed) match the path's segments?  Parameters into kv
- * (decoded: free the values) when kv is not NULL. */
-static bool route_match(const seg *pat, size_t np, const seg *path, size_t n, emh_kv *kv, size_t *nkv)
+ * (decoded: params_free with pv) when kv is not NULL; their names are the
+ * pattern's (NUL-terminated: emh__routes_compile). */
+static bool route_match(const seg *pat, size_t np, const seg *path, size_t n, emh_kv *kv, size_t *nkv,
+			param_vals *pv)
 {
 	if (np != n)
 		return false;
 	size_t k = 0;
+	if (pv)
+		pv->used = pv->owned = 0;
 	for (size_t i = 0; i < n; i++) {
 		const seg *s = &pat[i], *v = &path[i];
 		if (s->kind == SEG_LIT) {
@@ -262,29 +340,34 @@ static bool route_match(const seg *pat, size_t np, const seg *path, size_t n, em
 		}
 		if (s->kind == SEG_INT && !int64_text(v->s, v->n, NULL))
 			goto fail;
-		char *val = s->kind == SEG_INT ? strndup(v->s, v->n) : pct_decode(v->s, v->n);
+		/* an integer is digits; text without '%' is itself */
+		bool plain = s->kind == SEG_INT || !memchr(v->s, '%', v->n);
+		if (plain && kv && v->n < sizeof pv->buf - pv->used) {
+			char *val = pv->buf + pv->used;
+			memcpy(val, v->s, v->n);
+			val[v->n] = '\0';
+			pv->used += v->n + 1;
+			kv[k++] = (emh_kv){.name = s->s, .value = val};
+			continue;
+		}
+		if (plain && !kv)
+			continue;
+		char *val = plain ? strndup(v->s, v->n) : pct_decode(v->s, v->n);
 		if (!val)
 			goto fail;
 		if (!kv) {
 			free(val);
 			continue;
 		}
-		char *name = strndup(s->s, s->n);
-		if (!name) {
-			free(val);
-			goto fail;
-		}
-		kv[k++] = (emh_kv){.name = name, .value = val};
+		pv->owned |= 1u << k;
+		kv[k++] = (emh_kv){.name = s->s, .value = val};
 	}
 	if (nkv)
 		*nkv = k;
 	return true;
 fail:
-	while (kv && k > 0) {
-		k--;
-		free((char *)kv[k].name);
-		free((char *)kv[k].value);
-	}
+	if (kv)
+		params_free(kv, k, pv);
 	return false;
 }
 
@@ -320,32 +403,30 @@ int emh__routes_dispatch(emh_scope *scope, const emh_svc *svc, const emh_request
 			 emh_error *err)
 {
 	const emh_service *d = &svc->desc;
-	seg path[ROUTE_MAX_SEGS], pat[ROUTE_MAX_SEGS];
-	size_t n = 0, np;
-	char why[8], allow[256] = "";
+	seg path[ROUTE_MAX_SEGS];
+	size_t n = 0;
+	char allow[256] = "";
 	const char *method = req->method ? req->method : "";
 	bool split = path_split(req->path ? req->path : "", path, &n);
 	for (size_t i = 0; split && i < d->nroutes; i++) {
 		const emh_route *r = &d->routes[i];
-		pattern_parse(r->path, pat, &np, why, sizeof why);
+		const route_pat *p = &svc->routes->pat[i];
 		if (strcmp(r->method, method) != 0) {
-			if (route_match(pat, np, path, n, NULL, NULL) && !list_has(allow, r->method))
+			if (route_match(p->segs, p->n, path, n, NULL, NULL, NULL) && !list_has(allow, r->method))
 				emh__list_add(allow, sizeof allow, r->method);
 			continue;
 		}
 		emh_kv kv[ROUTE_MAX_SEGS];
 		size_t nkv = 0;
-		if (!route_match(pat, np, path, n, kv, &nkv))
+		param_vals pv;
+		if (!route_match(p->segs, p->n, path, n, kv, &nkv, &pv))
 			continue;
 		emh_request copy = *req;
 		copy.params = kv;
 		copy.nparams = nkv;
 		copy.route = r;
 		int rc = r->fn(scope, &copy, res, err);
-		for (size_t k = 0; k < nkv; k++) {
-			free((char *)kv[k].name);
-			free((char *)kv[k].value);
-		}
+		params_free(kv, nkv, &pv);
 		return rc;
 	}
 	if (d->handle)

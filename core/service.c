@@ -257,6 +257,7 @@ static void svc_unload(emh_svc *s)
 	free(s->ctx);
 	free(s->rels);
 	free(s->needs);
+	emh__routes_free(s->routes);
 	emh__settings_release(&s->settings);
 	free(s->name);
 	free(s->file);
@@ -521,7 +522,8 @@ static int svc_new(emh_services *s, const emh_service *local, const char *file, 
 	if (dup)
 		return emh_error_set(err, EMH_ECONFIG, "service '%s' is already loaded (from %s)", name, dup->file);
 	emh_svc *svc = calloc(1, sizeof *svc);
-	if (!svc || !(svc->name = strdup(name)) || !(svc->file = strdup(file))) {
+	if (!svc || !(svc->name = strdup(name)) || !(svc->file = strdup(file)) ||
+	    !(svc->routes = emh__routes_compile(local))) {
 		svc_unload(svc);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}

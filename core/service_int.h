@@ -32,6 +32,9 @@ typedef struct emh__svc_rel {
 	size_t ctx;
 } emh__svc_rel;
 
+/* A service's route patterns, parsed when it loads (route.c). */
+typedef struct emh__routes emh__routes;
+
 struct emh_svc {
 	emh_services *owner;
 	emh_host *host;
@@ -39,6 +42,7 @@ struct emh_svc {
 	char *file;
 	void *dl; /* NULL for a static service */
 	emh_service desc;
+	emh__routes *routes; /* desc.routes parsed (emh__routes_compile) */
 	void *state;
 	bool inited;
 	emh__svc_need *needs;
@@ -81,6 +85,9 @@ emh_svc *emh__services_find_locked(const emh_services *s, const char *name);
 /* Check the descriptor's route table (patterns, functions, shadowing pairs);
  * -1 with why naming the service and the route(s). */
 int emh__routes_check(const emh_service *d, char *why, size_t cap);
+/* The descriptor's route patterns (checked) parsed once; NULL: out of memory. */
+emh__routes *emh__routes_compile(const emh_service *d);
+void emh__routes_free(emh__routes *rs);
 /* Match req against the service's routes and run the route (or handle, or
  * answer 405, or EMH_ENOTFOUND). */
 int emh__routes_dispatch(emh_scope *scope, const emh_svc *svc, const emh_request *req, emh_response *res,

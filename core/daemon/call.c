@@ -50,14 +50,19 @@ int emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_respons
 	/* A service name is an identifier of at most 63 bytes: a longer path
 	 * segment names no service whether it is cut here or not. */
 	char name[128];
-	snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), seg);
-	/* the path below the service and the raw query */
+	size_t nl = n < sizeof name ? n : sizeof name - 1;
+	memcpy(name, seg, nl);
+	name[nl] = '\0';
+	/* the path below the service and the raw query; a short path on the stack */
 	const char *rest = seg + n, *q = strchr(rest, '?');
-	char *path = strndup(rest, q ? (size_t)(q - rest) : strlen(rest));
+	size_t pl = q ? (size_t)(q - rest) : strlen(rest);
+	char pathbuf[256], *path = pl < sizeof pathbuf ? pathbuf : malloc(pl + 1);
 	if (!path) {
 		emhd__res_error(res, 500, "out of memory", NULL);
 		return 0;
 	}
+	memcpy(path, rest, pl);
+	path[pl] = '\0';
 	emh_request req = {
 		.method = c->method,
 		.path = path,
@@ -83,7 +88,8 @@ int emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_respons
 			/* the handler met a wait it may not make here: not its answer */
 			emh_scope_close(scope);
 			emh_response_reset(res);
-			free(path);
+			if (path != pathbuf)
+				free(path);
 			return 1;
 		}
 		char tok[1024];
@@ -109,7 +115,8 @@ int emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_respons
 	 * status is the one its code maps to; anything else is mapped */
 	if (rc)
 		emh_web_answer(res, rc, &err, h, c->uri);
-	free(path);
+	if (path != pathbuf)
+		free(path);
 	size_t len;
 	emh_response_body(res, &len);
 	if (max_response && len > max_response)

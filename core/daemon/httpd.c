@@ -67,26 +67,46 @@ void emhd__set_request(const emhd_req *r) { current_rid = r && r->rid[0] ? r->ri
 
 const char *emhd_request_id(void) { return current_rid; }
 
-/* A client's X-Request-Id is kept when it is 1 to EMHD_RID_MAX visible ASCII characters. */
-static bool rid_valid(const char *v)
+/* A client's X-Request-Id is kept when it is 1 to EMHD_RID_MAX visible ASCII
+ * characters; its length then, else 0. */
+static size_t rid_valid(const char *v)
 {
 	size_t n = 0;
 	for (; v && v[n]; n++)
 		if (n >= EMHD_RID_MAX || (unsigned char)v[n] < 0x21 || (unsigned char)v[n] > 0x7e)
-			return false;
-	return n > 0;
+			return 0;
+	return n;
 }
+
+/* "<prefix>-<counter>" as "%08x-%llx" would write it, without a printf per request. */
+static void rid_format(char *out, uint32_t prefix, uint64_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (int i = 7; i >= 0; i--, prefix >>= 4)
+		out[i] = hex[prefix & 15];
+	out[8] = '-';
+	char tmp[16];
+	size_t k = 0;
+	do
+		tmp[k++] = hex[n & 15];
+	while (n >>= 4);
+	for (size_t i = 0; i < k; i++)
+		out[9 + i] = tmp[k - 1 - i];
+	out[9 + k] = '\0';
+}
+_Static_assert(EMHD_RID_MAX >= 8 + 1 + 16, "a generated request id fits");
 
 /* The request's id: the client's when valid, else "<prefix>-<counter>", unique in this process. */
 static void take_request_id(emhd_server *srv, struct MHD_Connection *conn, emhd_req *r)
 {
 	const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
-	if (rid_valid(v)) {
-		snprintf(r->rid, sizeof r->rid, "%s", v);
+	size_t len = rid_valid(v);
+	if (len) {
+		memcpy(r->rid, v, len + 1);
 		return;
 	}
-	unsigned long long n = atomic_fetch_add_explicit(&srv->rid_next, 1, memory_order_relaxed) + 1;
-	snprintf(r->rid, sizeof r->rid, "%08x-%llx", (unsigned)srv->rid_prefix, n);
+	uint64_t n = atomic_fetch_add_explicit(&srv->rid_next, 1, memory_order_relaxed) + 1;
+	rid_format(r->rid, srv->rid_prefix, n);
 	if (v)
 		emh_host_log(srv->host, EMH_LOG_DEBUG, NULL, "X-Request-Id of %zu bytes is not 1-%d visible characters: "
 			     "replaced", strlen(v), EMHD_RID_MAX);
@@ -260,12 +280,16 @@ static enum MHD_Result serve_inline(struct MHD_Connection *conn, emhd_req *r, co
 void *emhd__on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
 	emhd_server *srv = cls;
-	emhd_req *r = calloc(1, sizeof *r);
+	if (!uri)
+		uri = "/";
+	/* one allocation: the request and its URI after it */
+	size_t len = strlen(uri);
+	emhd_req *r = calloc(1, sizeof *r + len + 1);
 	if (!r)
 		return NULL;
 	r->srv = srv;
 	r->t0 = now_ns();
-	r->uri = strdup(uri ? uri : "/");
+	r->uri = memcpy((char *)(r + 1), uri, len + 1);
 	atomic_fetch_add(&srv->in_flight, 1);
 	return r;
 }
@@ -279,8 +303,7 @@ void emhd__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	atomic_fetch_sub(&r->srv->in_flight, 1);
 	emh_response_free(r->res);
 	emh_buf_release(&r->body);
-	free(r->uri);
-	free(r);
+	free(r); /* and its URI */
 	*con_cls = NULL;
 }
 

@@ -15,6 +15,8 @@
 
 #include <emhost/web.h>
 
+#include "web_int.h"
+
 unsigned emh_web_json_flags(const emh_scope *scope)
 {
 	const emh_service *d = scope ? emh_svc_descriptor(emh_scope_service(scope)) : NULL;
@@ -179,6 +181,14 @@ int emh_web_reply_json(emh_response *res, int status, json_t *j, emh_error *err)
 int emh_web_reply_object(emh_response *res, int status, emh_em *em, const emh_entity *e, const void *obj,
 			 unsigned flags, emh_error *err)
 {
+	char *s;
+	size_t len;
+	int rc = e && obj ? emh__web_object_text(em, e, obj, flags, &s, &len) : 1;
+	if (rc == 0) /* set_owned frees s when it fails */
+		return emh_response_set_owned(res, status, "application/json", s, len, err);
+	if (rc == EMH_ENOMEM)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	/* what only jansson writes so: the tree, as before */
 	return emh_web_reply_json(res, status, emh_json_from_object(em, e, obj, flags), err);
 }
 

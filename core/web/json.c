@@ -17,7 +17,10 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include <emhost/buf.h>
 #include <emhost/web.h>
+
+#include "web_int.h"
 
 /* Beyond this an int64 is not exact in a double (a JavaScript number). */
 #define JSON_SAFE_INT ((int64_t)1 << 53)
@@ -257,6 +260,211 @@ json_t *emh_json_from_list(emh_em *em, const emh_entity *e, void *const *items, 
 		}
 	}
 	return a;
+}
+
+/* ---- to JSON text, without a tree ---- */
+
+/*
+ * An answer of one object is written straight into its body: no jansson
+ * tree (a dozen allocations for three members), no json_dumps.  The text is
+ * byte for byte what json_dumps(emh_json_from_object(), JSON_COMPACT) makes
+ * (tests/web/test_web checks it value by value); whatever this writer does
+ * not do the same way -- a double, a JSON member, text that is not valid
+ * UTF-8 (jansson refuses it) -- sends the caller back to the tree.
+ */
+/* Append to an emh_buf: the common case inline (a call per piece would cost
+ * more than the piece), growing through emh_buf_add.  The NUL is written
+ * at the end (emh__web_object_text): there is room for it. */
+static inline void jt_add(emh_buf *o, const char *s, size_t n)
+{
+	if (o->len + n < o->cap) {
+		memcpy(o->ptr + o->len, s, n);
+		o->len += n;
+	} else {
+		emh_buf_add(o, s, n);
+	}
+}
+
+/* Length of the valid UTF-8 sequence at s (1-4 bytes; no overlong form, no
+ * surrogate, nothing past U+10FFFF), 0 when it is none: jansson's rule. */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned c = s[0];
+	if (c < 0x80)
+		return 1;
+	size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+	if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F) || (c == 0xF0 && s[1] < 0x90) ||
+	    (c == 0xF4 && s[1] > 0x8F))
+		return 0; /* overlong, a surrogate, or past U+10FFFF */
+	return n;
+}
+
+/* s as a JSON string, escaped as jansson escapes; false when s is not UTF-8. */
+static bool jt_string(emh_buf *o, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	jt_add(o, "\"", 1);
+	/* 1: a byte that goes out as it is: ASCII from 0x20, but '"' and '\\' */
+	static const unsigned char plain[256] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+		1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+		1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+		1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+		1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+		1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+		1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+		/* 0x80-0xff: 0, UTF-8 checked below */
+	};
+	for (;;) {
+		size_t run = 0, n;
+		/* bytes that go out as they are */
+		for (;;) {
+			while (plain[s[run]])
+				run++;
+			if (s[run] < 0x80)
+				break; /* NUL, a control character, '"' or '\\' */
+			if (!(n = utf8_len(s + run)))
+				return false;
+			run += n;
+		}
+		jt_add(o, (const char *)s, run);
+		s += run;
+		if (!*s)
+			break;
+		char esc[8] = {'\\', 0};
+		size_t el = 2;
+		switch (*s) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = "0123456789ABCDEF"[*s >> 4];
+			esc[5] = "0123456789ABCDEF"[*s & 15];
+			el = 6;
+			break;
+		}
+		jt_add(o, esc, el);
+		s++;
+	}
+	jt_add(o, "\"", 1);
+	return true;
+}
+
+static void jt_int(emh_buf *o, int64_t v, bool quoted)
+{
+	char buf[24], *e = buf + sizeof buf, *p = e;
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	if (quoted)
+		*--p = '"';
+	do
+		*--p = (char)('0' + u % 10);
+	while (u /= 10);
+	if (v < 0)
+		*--p = '-';
+	if (quoted)
+		*--p = '"';
+	jt_add(o, p, (size_t)(e - p));
+}
+
+static void jt_base64(emh_buf *o, const unsigned char *p, size_t n)
+{
+	jt_add(o, "\"", 1);
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+		char q[4] = {b64[v >> 18 & 63], b64[v >> 12 & 63], i + 1 < n ? b64[v >> 6 & 63] : '=',
+			     i + 2 < n ? b64[v & 63] : '='};
+		jt_add(o, q, 4);
+	}
+	jt_add(o, "\"", 1);
+}
+
+/* One member's value as field_json() would make it; false: not this way. */
+static bool jt_field(emh_buf *o, emh_em *em, const emh_field *f, const void *obj, unsigned flags)
+{
+	const char *m = (const char *)obj + f->offset;
+	if ((f->flags & EMH_F_NULLABLE) && em && emh_em_is_null(em, obj, f->name)) {
+		jt_add(o, "null", 4);
+		return true;
+	}
+	switch (f->type) {
+	case EMH_T_BOOL:
+		if (*(const bool *)m)
+			jt_add(o, "true", 4);
+		else
+			jt_add(o, "false", 5);
+		return true;
+	case EMH_T_INT32:
+		jt_int(o, *(const int32_t *)m, false);
+		return true;
+	case EMH_T_INT64: {
+		int64_t v = *(const int64_t *)m;
+		jt_int(o, v, (flags & EMH_JSON_INT64_STRINGS) && (v > JSON_SAFE_INT || v < -JSON_SAFE_INT));
+		return true;
+	}
+	case EMH_T_TEXT: {
+		const char *s = *(const char *const *)m;
+		if (!s) {
+			jt_add(o, "null", 4);
+			return true;
+		}
+		return jt_string(o, s);
+	}
+	case EMH_T_BLOB: {
+		const emh_blob *b = (const emh_blob *)m;
+		if (b->data)
+			jt_base64(o, b->data, b->len);
+		else
+			jt_add(o, "null", 4);
+		return true;
+	}
+	case EMH_T_TIMESTAMP: {
+		char buf[48];
+		return jt_string(o, emh_web_time_format(*(const emh_time *)m, buf, sizeof buf));
+	}
+	default:
+		return false; /* a double (jansson's own number format), a JSON member, or no type */
+	}
+}
+
+int emh__web_object_text(emh_em *em, const emh_entity *e, const void *obj, unsigned flags, char **out, size_t *len)
+{
+	emh_buf o = EMH_BUF_INIT;
+	bool first = true;
+	jt_add(&o, "{", 1);
+	for (size_t i = 0; i < e->nfields; i++) {
+		const emh_field *f = &e->fields[i];
+		if (!is_column(f) || (f->flags & EMH_F_HIDDEN))
+			continue;
+		if (!first)
+			jt_add(&o, ",", 1);
+		first = false;
+		if (!jt_string(&o, f->name))
+			goto out_tree;
+		jt_add(&o, ":", 1);
+		if (!jt_field(&o, em, f, obj, flags))
+			goto out_tree;
+	}
+	jt_add(&o, "}", 1);
+	if (o.oom) {
+		emh_buf_release(&o);
+		return EMH_ENOMEM;
+	}
+	o.ptr[o.len] = '\0'; /* jt_add leaves a byte for it */
+	*out = o.ptr;
+	*len = o.len;
+	return 0;
+out_tree:
+	emh_buf_release(&o);
+	return 1;
 }
 
 /* ---- from JSON ---- */

@@ -147,6 +147,11 @@ if HAVE_SQLITE
 TESTS += tests/daemon/listen.sh tests/daemon/preflight.sh tests/daemon/ops.sh
 # GET /_emhost/openapi.json checked by a real OpenAPI 3.1 validator (npm, cached)
 TESTS += tests/daemon/openapi.sh
+# bench/raw_http.c's --seed on PostgreSQL leaves the key's sequence past the seeded ids
+if HAVE_POSTGRES
+TESTS += tests/daemon/rawseed.sh
 endif
 endif
-EXTRA_DIST += tests/daemon/listen.sh tests/daemon/preflight.sh tests/daemon/ops.sh tests/daemon/openapi.sh
+endif
+EXTRA_DIST += tests/daemon/listen.sh tests/daemon/preflight.sh tests/daemon/ops.sh tests/daemon/openapi.sh \
+	tests/daemon/rawseed.sh

@@ -120,6 +120,19 @@ static void test_edges(void)
 	raw = raw_get("/users/987654", NULL);
 	is_int(status_of(raw), 404, "a lookup of a missing user is 404");
 	free(raw);
+
+	/* the path below the service reaches it whole, short (copied on the stack) or long */
+	for (size_t len = 254; len <= 300; len += 46) {
+		char seg[320], path[400], want[400];
+		memset(seg, 'p', len);
+		seg[len] = '\0';
+		snprintf(path, sizeof path, "/good/%s?q=1", seg);
+		snprintf(want, sizeof want, "no route '/%s'", seg);
+		raw = raw_get(path, NULL);
+		ok(status_of(raw) == 404 && strstr(body_of(raw), want), "a path of %zu bytes below the service, whole",
+		   len + 1);
+		free(raw);
+	}
 	dtest_resp m;
 	CURL *c = dtest_curl();
 	dtest_http(c, d.url, "GET", "/_emhost/metrics", NULL, 0, false, &m);
@@ -128,6 +141,18 @@ static void test_edges(void)
 	   "they are in the request counts, as 404");
 	dtest_resp_free(&m);
 	curl_easy_cleanup(c);
+}
+
+/* A generated id: "%08x-%llx", lower-case hex. */
+static bool gen_id_ok(const char *v)
+{
+	size_t n = strlen(v);
+	if (n < 10 || n > 25 || v[8] != '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (i != 8 && !((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f')))
+			return false;
+	return v[9] != '0' || n == 10;
 }
 
 static void test_request_ids(void)
@@ -149,9 +174,19 @@ static void test_request_ids(void)
 	raw = raw_get("/good/reqid", NULL);
 	header_count(raw, "X-Request-Id", val2, sizeof val2);
 	ok(val2[0] && strcmp(val, val2) != 0, "each request gets its own (%s, %s)", val, val2);
+	ok(gen_id_ok(val) && gen_id_ok(val2) && strncmp(val, val2, 9) == 0 &&
+	   strtoull(val2 + 9, NULL, 16) > strtoull(val + 9, NULL, 16),
+	   "generated: 8 hex digits of the run, '-', a hex counter that grows (%s, %s)", val, val2);
 	free(raw);
 
 	char longid[300], hdr[400];
+	memset(longid, 'y', 128);
+	longid[128] = '\0';
+	snprintf(hdr, sizeof hdr, "X-Request-Id: %s\r\n", longid);
+	raw = raw_get("/good/reqid", hdr);
+	header_count(raw, "X-Request-Id", val, sizeof val);
+	is_str(val, longid, "an id of 128 characters is kept whole");
+	free(raw);
 	memset(longid, 'x', 200);
 	longid[200] = '\0';
 	snprintf(hdr, sizeof hdr, "X-Request-Id: %s\r\n", longid);

@@ -52,6 +52,32 @@ static const emh_field item_fields[] = {
 };
 static const emh_entity item_entity = EMH_ENTITY(item, "web_items", item_fields);
 
+/* Every type emh_web_reply_object writes without a jansson tree. */
+typedef struct plain {
+	int64_t id;
+	const char *name;
+	int32_t n32;
+	bool on;
+	emh_time at;
+	emh_blob data; /* nullable */
+	const char *note; /* nullable */
+	int64_t rank;     /* nullable scalar */
+	const char *secret;
+} plain;
+
+static const emh_field plain_fields[] = {
+	EMH_FIELD(plain, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(plain, name, EMH_T_TEXT, 0),
+	EMH_FIELD(plain, n32, EMH_T_INT32, 0),
+	EMH_FIELD(plain, on, EMH_T_BOOL, 0),
+	EMH_FIELD(plain, at, EMH_T_TIMESTAMP, 0),
+	EMH_FIELD(plain, data, EMH_T_BLOB, EMH_F_NULLABLE),
+	EMH_FIELD(plain, note, EMH_T_TEXT, EMH_F_NULLABLE),
+	EMH_FIELD(plain, rank, EMH_T_INT64, EMH_F_NULLABLE),
+	EMH_FIELD(plain, secret, EMH_T_TEXT, EMH_F_HIDDEN | EMH_F_NULLABLE),
+};
+static const emh_entity plain_entity = EMH_ENTITY(plain, "web_plain", plain_fields);
+
 static fixture fx;
 static emh_host *host;
 
@@ -68,6 +94,18 @@ static int r_name(emh_scope *s, const emh_request *req, emh_response *res, emh_e
 {
 	const char *v = emh_request_param(req, "name");
 	return emh_response_set(res, 200, "text/plain", v, strlen(v), err);
+}
+
+/* "<a>|<b>|<params>": two text parameters and how many the route got. */
+static int r_pair(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
+{
+	const char *a = emh_request_param(req, "a"), *b = emh_request_param(req, "b");
+	size_t n = strlen(a) + strlen(b) + 32;
+	char *body = malloc(n);
+	int len = snprintf(body, n, "%s|%s|%zu", a, b, req->nparams);
+	int rc = emh_response_set(res, 200, "text/plain", body, (size_t)len, err);
+	free(body);
+	return rc;
 }
 
 static int r_list(emh_scope *s, const emh_request *req, emh_response *res, emh_error *err)
@@ -107,6 +145,7 @@ static const emh_route routes[] = {
 	EMH_ROUTE("GET", "/by-name/{name:text}", r_name),
 	EMH_ROUTE("GE", "/items/:id", r_get), /* a method inside another's name */
 	EMH_ROUTE("PUT", "/items/{id:int64}", r_get),
+	EMH_ROUTE("GET", "/pair/{a:text}/{b}", r_pair),
 };
 
 static const emh_service web_svc = {
@@ -239,6 +278,84 @@ static void test_json(void)
 	ok(!emh_web_time_parse("2024-05-01 12:00", &t), "a time without seconds or zone is refused");
 }
 
+/* emh_web_reply_object's body against json_dumps(emh_json_from_object()): byte for byte, or both refuse. */
+static bool same_text(emh_em *em, const emh_entity *e, const void *obj, unsigned flags, const char *what)
+{
+	emh_error err;
+	emh_response *res = emh_response_new();
+	int rc = emh_web_reply_object(res, 200, em, e, obj, flags, &err);
+	json_t *j = emh_json_from_object(em, e, obj, flags);
+	char *want = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	size_t len = 0;
+	const char *got = emh_response_body(res, &len);
+	bool same = want ? rc == 0 && got && len == strlen(want) && strcmp(got, want) == 0 &&
+				   strcmp(emh_response_content_type(res), "application/json") == 0
+			 : rc == EMH_ENOMEM;
+	if (!same)
+		diag("%s: rc %d, body %s, jansson %s", what, rc, got ? got : "(none)", want ? want : "(refused)");
+	free(want);
+	emh_response_free(res);
+	return same;
+}
+
+static void test_json_text(void)
+{
+	emh_em *em = fixture_fork(host, NULL);
+	emh_repo *repo = fixture_repo(em, &plain_entity);
+	plain *p = fixture_new(repo);
+	static const char *const texts[] = {
+		"", "plain", "quote \" and backslash \\ and slash /", "\b\f\n\r\t", "\x01\x02\x1f\x7f end",
+		"caf\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e", "\xef\xbf\xbf\xf4\x8f\xbf\xbf", "\"", "\\",
+	};
+	static const int64_t ints[] = {0, -1, 1, 9007199254740992LL, 9007199254740993LL, -9007199254740992LL,
+				       -9007199254740993LL, INT64_MAX, INT64_MIN};
+	static const int32_t i32s[] = {0, -7, INT32_MAX, INT32_MIN};
+	static const emh_time times[] = {0, 1714564800123456LL, -1, -86400000001LL};
+	static const unsigned char bytes[] = {0, 0xff, 0xfe, 0x80, 'a'};
+	bool all = true;
+	char what[64];
+	for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+		p->name = texts[i];
+		p->note = i % 2 ? texts[i] : NULL;
+		p->secret = "never shown";
+		p->n32 = i32s[i % 4];
+		p->on = i % 2;
+		p->at = times[i % 4];
+		p->data = i % 3 ? (emh_blob){.data = bytes, .len = i % 6} : (emh_blob){0};
+		emh_em_set_null(em, p, "rank", i % 2, NULL);
+		for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
+			p->id = ints[k];
+			p->rank = ints[(k + i) % (sizeof ints / sizeof ints[0])];
+			snprintf(what, sizeof what, "text %zu, int %zu", i, k);
+			all &= same_text(em, &plain_entity, p, 0, what);
+			all &= same_text(em, &plain_entity, p, EMH_JSON_INT64_STRINGS, what);
+		}
+	}
+	ok(all, "an object's JSON written directly is jansson's text, byte for byte, for every type and escape");
+	all = true;
+	static const char *const bad[] = {"\xff", "a\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "x\xe2\x82",
+					  "\xc3", "\x80"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		p->name = bad[i];
+		snprintf(what, sizeof what, "not UTF-8 %zu", i);
+		all &= same_text(em, &plain_entity, p, 0, what);
+	}
+	ok(all, "text that is not UTF-8 is refused as jansson refuses it");
+	p->name = "ok";
+	ok(same_text(NULL, &plain_entity, p, 0, "no fork"), "without a fork (no NULL lookups) too");
+	emh_em_close(em);
+
+	/* a double and a JSON member: the tree, the same text */
+	em = fixture_fork(host, NULL);
+	item *it = fixture_new(fixture_repo(em, &item_entity));
+	it->name = "pen";
+	it->price = 0.1;
+	it->meta = "{\"b\":[1,2.5,\"x\"]}";
+	ok(same_text(em, &item_entity, it, 0, "double and json"), "an object with a double and a JSON member");
+	emh_em_close(em);
+}
+
 static void test_mapping(void)
 {
 	is_int(emh_web_status(EMH_EINVAL), 400, "EINVAL 400");
@@ -299,10 +416,49 @@ static void test_routes(void)
 	is_int(call(svcs, "shopweb", "GET", "/by-name/a%20b", NULL, NULL, 0, NULL, res, &err), 0, "a text parameter");
 	const char *b = emh_response_body(res, &len);
 	ok(len == 3 && strncmp(b, "a b", 3) == 0, "decoded");
+	/* parameter values: short ones on the dispatcher's stack, long or encoded ones allocated */
+	char path[1400], want[1400], big[700], mid[400];
+	memset(big, 'b', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	memset(mid, 'm', sizeof mid - 1);
+	mid[sizeof mid - 1] = '\0';
+	static const char *const pairs[][3] = {{"x", "y", "x|y|2"}, {"a%2Fz", "q", "a/z|q|2"}};
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(path, sizeof path, "/pair/%s/%s", pairs[i][0], pairs[i][1]);
+		call(svcs, "shopweb", "GET", path, NULL, NULL, 0, NULL, res, &err);
+		b = emh_response_body(res, &len);
+		ok(b && strcmp(b, pairs[i][2]) == 0, "two parameters: %s", pairs[i][2]);
+	}
+	const char *sizes[][2] = {{big, "s"}, {mid, mid}, {"s", big}};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof path, "/pair/%s/%s", sizes[i][0], sizes[i][1]);
+		snprintf(want, sizeof want, "%s|%s|2", sizes[i][0], sizes[i][1]);
+		call(svcs, "shopweb", "GET", path, NULL, NULL, 0, NULL, res, &err);
+		b = emh_response_body(res, &len);
+		ok(b && strcmp(b, want) == 0, "parameters of %zu and %zu bytes read whole", strlen(sizes[i][0]),
+		   strlen(sizes[i][1]));
+	}
 	is_int(call(svcs, "shopweb", "GET", "/items/abc", NULL, NULL, 0, NULL, res, &err), EMH_ENOTFOUND,
 	       "a non-integer id matches no route");
 	is_int(emh_response_status(res), 404, "404");
 	like_str(err.message, "no route GET /shopweb/items/abc", "naming the path");
+	static const char *const ids[][2] = {
+		{"-9223372036854775808", "get -9223372036854775808"}, {"9223372036854775807", "get 9223372036854775807"},
+		{"00000000000000000000042", "get 42"}, {"-0", "get 0"},
+		{"9223372036854775808", NULL}, {"-9223372036854775809", NULL}, {"000000000000000000000042", NULL},
+		{"+1", NULL}, {"-", NULL}, {"1 ", NULL}, {"1a", NULL}, {"18446744073709551617", NULL},
+	};
+	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+		char p[64];
+		snprintf(p, sizeof p, "/items/%s", ids[i][0]);
+		int rc = call(svcs, "shopweb", "GET", p, NULL, NULL, 0, NULL, res, &err);
+		b = emh_response_body(res, &len);
+		if (ids[i][1])
+			ok(rc == 0 && b && strcmp(b, ids[i][1]) == 0, "int64 parameter '%s' read as %s", ids[i][0],
+			   ids[i][1] + 4);
+		else
+			is_int(rc, EMH_ENOTFOUND, "'%s' is no int64: no route", ids[i][0]);
+	}
 	is_int(call(svcs, "shopweb", "GET", "/items/99999999999999999999", NULL, NULL, 0, NULL, res, &err),
 	       EMH_ENOTFOUND, "an id beyond int64 matches no route");
 	is_int(call(svcs, "shopweb", "PATCH", "/items/1", NULL, NULL, 0, NULL, res, &err), 0, "a wrong method answers");
@@ -493,9 +649,10 @@ int main(void)
 {
 	plan_lazy();
 	fixture_init(&fx, "web");
-	host = fixture_sqlite_host(&fx, "web.db", NULL, (const emh_entity *const[]){&item_entity, NULL});
+	host = fixture_sqlite_host(&fx, "web.db", NULL, (const emh_entity *const[]){&item_entity, &plain_entity, NULL});
 	fixture_sync(host, NULL);
 	test_json();
+	test_json_text();
 	test_mapping();
 	test_routes();
 	test_refusals();
