@@ -22,10 +22,12 @@ include $(srcdir)/tests/replicas/local.mk
 EXTRA_DIST += tests/tap.h tests/tap.sh tests/stage.sh
 
 # Fault tests stop and restart the shared test servers (tests/<driver>/fault.sh
-# runs tests/fault/test_fault DRIVER), so they run one at a time and after every
-# other test (under make check -j they would otherwise pull a server from under
-# a running test).
-FAULT_TESTS = tests/postgres/fault.sh tests/mysql/fault.sh tests/mongo/fault.sh tests/daemon/t_fault tests/fault/hang.sh
+# runs tests/fault/test_fault DRIVER; tests/replicas/test_replicas stops and
+# starts the replicas), so they run one at a time and after every other test
+# (under make check -j they would otherwise pull a server from under a running
+# test: tests/replicas/t_daemon once found the standby refusing connections).
+FAULT_TESTS = tests/postgres/fault.sh tests/mysql/fault.sh tests/mongo/fault.sh tests/daemon/t_fault tests/fault/hang.sh \
+	tests/replicas/test_replicas
 emh_logs = $(addsuffix .log,$(basename $(filter %.sh,$(1))) $(filter-out %.sh,$(1)))
 emh_fault_logs = $(call emh_logs,$(filter $(FAULT_TESTS),$(TESTS)))
 $(word 1,$(emh_fault_logs)): $(call emh_logs,$(filter-out $(FAULT_TESTS),$(TESTS)))
@@ -33,5 +35,6 @@ $(word 2,$(emh_fault_logs)): $(word 1,$(emh_fault_logs))
 $(word 3,$(emh_fault_logs)): $(word 2,$(emh_fault_logs))
 $(word 4,$(emh_fault_logs)): $(word 3,$(emh_fault_logs))
 $(word 5,$(emh_fault_logs)): $(word 4,$(emh_fault_logs))
+$(word 6,$(emh_fault_logs)): $(word 5,$(emh_fault_logs))
 include $(srcdir)/tests/web/local.mk
 include $(srcdir)/tests/docs/local.mk

@@ -605,9 +605,10 @@ static bool forks_under_write_lock(emh_host *h, const char *name, int *rc)
 	pthread_t t;
 	pthread_rwlock_wrlock(&h->lock);
 	pthread_create(&t, NULL, lone_fork_main, &f);
-	/* up to half a second: enough for a fork that takes no lock, and a
-	 * shorter wait could only miss a fork that wrongly went without it */
-	for (int i = 0; i < 50 && !atomic_load(&f.done); i++)
+	/* up to two seconds: ample for a fork that takes no lock on a loaded
+	 * (sanitizer, parallel make check) machine, and a shorter wait could
+	 * only miss a fork that wrongly went without it */
+	for (int i = 0; i < 200 && !atomic_load(&f.done); i++)
 		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000}, NULL);
 	bool done = atomic_load(&f.done);
 	pthread_rwlock_unlock(&h->lock);
