@@ -15,12 +15,34 @@
 
 struct emh_response {
 	int status;
-	char *content_type;
+	char *content_type; /* ct_buf, or malloc'd when longer */
 	char *body;
 	size_t len;
 	emh_kv *headers;
 	size_t nheaders, capheaders;
+	char ct_buf[48]; /* every common content type fits: no allocation per answer */
 };
+
+/* Set the content type to a copy of ct (NULL: none); ct may point into
+ * res's own (copied before the old one is freed). */
+static int ct_set(emh_response *res, const char *ct)
+{
+	char *p = NULL, *old = res->content_type;
+	if (ct) {
+		size_t n = strlen(ct);
+		if (n >= sizeof res->ct_buf) {
+			if (!(p = strdup(ct)))
+				return EMH_ENOMEM;
+		} else {
+			memmove(res->ct_buf, ct, n + 1);
+			p = res->ct_buf;
+		}
+	}
+	if (old != res->ct_buf)
+		free(old);
+	res->content_type = p;
+	return 0;
+}
 
 /* ---- requests ---- */
 
@@ -58,7 +80,8 @@ void emh_response_reset(emh_response *res)
 {
 	if (!res)
 		return;
-	free(res->content_type);
+	if (res->content_type != res->ct_buf)
+		free(res->content_type);
 	free(res->body);
 	for (size_t i = 0; i < res->nheaders; i++) {
 		free((char *)res->headers[i].name);
@@ -87,22 +110,19 @@ int emh_response_set_owned(emh_response *res, int status, const char *content_ty
 		 * body) so that whoever sends the response sees it -- the daemon
 		 * answers 500 and logs it -- whatever the handler does with this error. */
 		free(body);
-		free(res->content_type);
+		ct_set(res, NULL);
 		free(res->body);
-		res->content_type = res->body = NULL;
+		res->body = NULL;
 		res->len = 0;
 		res->status = status;
 		return emh_error_set(err, EMH_EINVAL, "HTTP status %d is out of range (100-599)", status);
 	}
-	char *ct = NULL;
-	if (content_type && !(ct = strdup(content_type))) {
+	if (ct_set(res, content_type) != 0) {
 		free(body);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
-	free(res->content_type);
 	free(res->body);
 	res->status = status;
-	res->content_type = ct;
 	res->body = body;
 	res->len = body ? len : 0;
 	return 0;
@@ -129,12 +149,7 @@ int emh_response_add_header(emh_response *res, const char *name, const char *val
 		return emh_error_set(err, EMH_EINVAL, "response header '%s' holds CR, LF or ':'", name);
 	if (strcasecmp(name, "Content-Type") == 0) {
 		/* the response has one content type: this replaces it rather than sending two */
-		char *ct = strdup(value);
-		if (!ct)
-			return emh_error_set(err, EMH_ENOMEM, "out of memory");
-		free(res->content_type);
-		res->content_type = ct;
-		return 0;
+		return ct_set(res, value) ? emh_error_set(err, EMH_ENOMEM, "out of memory") : 0;
 	}
 	if (res->nheaders == res->capheaders) {
 		size_t cap = res->capheaders ? res->capheaders * 2 : 4;
@@ -164,6 +179,18 @@ const char *emh_response_body(const emh_response *res, size_t *len)
 	if (len)
 		*len = res ? res->len : 0;
 	return res ? res->body : NULL;
+}
+
+char *emh_response_take_body(emh_response *res, size_t *len)
+{
+	char *body = res ? res->body : NULL;
+	if (len)
+		*len = body ? res->len : 0;
+	if (res) {
+		res->body = NULL;
+		res->len = 0;
+	}
+	return body;
 }
 
 size_t emh_response_nheaders(const emh_response *res) { return res ? res->nheaders : 0; }

@@ -239,16 +239,18 @@ void emhd__res_key_free(void *res) { emh_response_free(res); }
 static bool inline_ok(const emhd_req *r, const char *method)
 {
 	const emhd_server *srv = r->srv;
+	/* inline_svc is set only for services whose contexts are all of
+	 * inline_driver (server.c): no driver to compare per request */
 	return srv->inline_driver && r->m->inline_svc && r->body.len == 0 && strcmp(method, "GET") == 0 &&
-	       emh_svc_idle_now(r->m->inline_svc, srv->inline_driver);
+	       emh_svc_idle_now(r->m->inline_svc, NULL);
 }
 
 /*
  * The fast path: the handler runs here, on the I/O thread, and the answer is
  * queued at once; the scope is closed (its connections back in their pools)
  * before that, as on a worker.  The I/O thread's response object is reused
- * from request to request (its body is the handler's own allocation, freed
- * once libmicrohttpd has copied it).
+ * from request to request (its body is the handler's own allocation,
+ * handed to libmicrohttpd, which frees it once sent).
  */
 static enum MHD_Result serve_inline(struct MHD_Connection *conn, emhd_req *r, const char *method)
 {
@@ -273,7 +275,7 @@ static enum MHD_Result serve_inline(struct MHD_Connection *conn, emhd_req *r, co
 	}
 	atomic_fetch_add_explicit(&srv->inline_total, 1, memory_order_relaxed);
 	enum MHD_Result ret = emhd__queue_response(conn, r, res);
-	emh_response_reset(res); /* libmicrohttpd has its copy */
+	emh_response_reset(res); /* libmicrohttpd has the body */
 	return ret;
 }
 
@@ -400,7 +402,7 @@ static enum MHD_Result access_request(emhd_server *srv, struct MHD_Connection *c
 		if (r->health)
 			emhd__health_into(srv, r->res);
 		enum MHD_Result ret = emhd__queue_response(conn, r, r->res);
-		/* libmicrohttpd has its copy: the client may read it slowly, ours goes now */
+		/* libmicrohttpd has the body: the client may read it slowly, the rest goes now */
 		emh_response_reset(r->res);
 		return ret;
 	}

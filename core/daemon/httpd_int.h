@@ -170,8 +170,9 @@ void emhd__res_error(emh_response *res, int status, const char *message, const c
 void emhd__res_emh_error(emh_host *h, const char *uri, emh_response *res, const emh_error *err);
 /* 503 with Retry-After into res, for a request no handler will see. */
 void emhd__res_refused(emh_response *res, const char *why);
-/* Queue res on the connection (body copied); records metrics, logs at debug. */
-enum MHD_Result emhd__queue_response(struct MHD_Connection *conn, emhd_req *r, const emh_response *res);
+/* Queue res on the connection: its body is taken out of res and handed to
+ * libmicrohttpd, which frees it once sent; records metrics, logs at debug. */
+enum MHD_Result emhd__queue_response(struct MHD_Connection *conn, emhd_req *r, emh_response *res);
 /* Answer at once from the I/O thread (only for what does no database work). */
 enum MHD_Result emhd__reply_error(struct MHD_Connection *conn, emhd_req *r, int status, const char *message,
 				  const char *context);

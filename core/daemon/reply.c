@@ -46,15 +46,22 @@ void emhd__res_refused(emh_response *res, const char *why)
 }
 
 /* Queue res on the connection (body copied); records metrics, logs at debug. */
-enum MHD_Result emhd__queue_response(struct MHD_Connection *conn, emhd_req *r, const emh_response *res)
+enum MHD_Result emhd__queue_response(struct MHD_Connection *conn, emhd_req *r, emh_response *res)
 {
+	/* The body goes to libmicrohttpd as it is, freed by it when sent: no copy. */
 	size_t len;
-	const char *body = emh_response_body(res, &len);
+	char *body = emh_response_take_body(res, &len);
 	int status = emh_response_status(res);
-	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(len, (void *)(body ? body : ""), MHD_RESPMEM_MUST_COPY);
-	if (!resp)
+	if (body && len == 0) {
+		free(body);
+		body = NULL;
+	}
+	struct MHD_Response *resp = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+					 : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	if (!resp) {
+		free(body);
 		return MHD_NO;
+	}
 	const char *ctype = emh_response_content_type(res);
 	if (ctype)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);

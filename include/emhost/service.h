@@ -545,6 +545,13 @@ int emh_response_status(const emh_response *res);
 const char *emh_response_content_type(const emh_response *res);
 /* Body and its length; borrowed until the response is reset or freed. */
 const char *emh_response_body(const emh_response *res, size_t *len);
+/*
+ * Take the body out of res: the caller owns it (free() it) and res keeps
+ * its status, content type and headers but no body, as if set with none.
+ * NULL (*len 0) when it has none.  For a server handing the body to its
+ * HTTP library without a copy (emhostd does).
+ */
+char *emh_response_take_body(emh_response *res, size_t *len);
 size_t emh_response_nheaders(const emh_response *res);
 const emh_kv *emh_response_header(const emh_response *res, size_t i);
 

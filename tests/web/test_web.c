@@ -645,9 +645,48 @@ static void test_refusals(void)
 	emh_services_free(svcs);
 }
 
+/*
+ * A response's content type (short ones kept in the response itself, long
+ * ones copied, replaced from its own text) and its body taken out for a
+ * server to send without a copy (emh_response_take_body, emhostd's path).
+ */
+static void test_response(void)
+{
+	emh_response *res = emh_response_new();
+	if (!res)
+		bail("out of memory");
+	char *body = strdup("{\"a\":1}");
+	is_int(emh_response_set_owned(res, 201, "application/json", body, 7, NULL), 0, "response: set, short type");
+	is_str(emh_response_content_type(res), "application/json", "response: the short type is kept");
+	char longt[200];
+	memset(longt, 'x', sizeof longt - 1);
+	longt[sizeof longt - 1] = '\0';
+	memcpy(longt, "text/", 5);
+	is_int(emh_response_add_header(res, "content-type", longt, NULL), 0, "response: a 199-byte type replaces it");
+	is_str(emh_response_content_type(res), longt, "response: the long type is kept whole");
+	/* replaced by a suffix of its own text, short then long again: copied before the old is freed */
+	is_int(emh_response_add_header(res, "Content-Type", emh_response_content_type(res) + 180, NULL), 0,
+	       "response: replaced from its own text (a suffix)");
+	is_str(emh_response_content_type(res), longt + 180, "response: that text, intact");
+	is_int(emh_response_add_header(res, "Content-Type", emh_response_content_type(res) + 2, NULL), 0,
+	       "response: replaced from its own short text");
+	is_str(emh_response_content_type(res), longt + 182, "response: intact again");
+	size_t len = 99;
+	char *got = emh_response_take_body(res, &len);
+	ok(got == body && len == 7, "response: take_body hands over the body itself (len %zu)", len);
+	size_t left = 99;
+	ok(emh_response_body(res, &left) == NULL && left == 0, "response: which it no longer has");
+	is_int(emh_response_status(res), 201, "response: the status stays");
+	len = 99;
+	ok(emh_response_take_body(res, &len) == NULL && len == 0, "response: taking twice gives nothing");
+	free(got); /* the taker's: ASan/valgrind see no double free at the reset */
+	emh_response_free(res);
+}
+
 int main(void)
 {
 	plan_lazy();
+	test_response();
 	fixture_init(&fx, "web");
 	host = fixture_sqlite_host(&fx, "web.db", NULL, (const emh_entity *const[]){&item_entity, &plain_entity, NULL});
 	fixture_sync(host, NULL);
