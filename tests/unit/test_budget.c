@@ -497,11 +497,21 @@ static void test_stress(void)
 		diag("first: %s", s.other_msg);
 	ok(atomic_load(&md.max_live) - live <= BUDGET, "never more than %d connections open (saw %d)", BUDGET,
 	   atomic_load(&md.max_live) - live);
+	/* Half the contexts reap after 5 ms idle: the reaper is closing what the
+	 * threads left idle as they stopped, and a connection it closes leaves
+	 * the driver before the budget.  Compared once both counts agree (up to
+	 * 2 s): a real difference stays. */
 	emh_budget_info bi = budget_of(h);
+	int drv = atomic_load(&md.live) - live;
+	for (int i = 0; i < 200 && drv != (int)bi.connections; i++) {
+		usleep(10000);
+		bi = budget_of(h);
+		drv = atomic_load(&md.live) - live;
+	}
 	ok(bi.evicted > 0, "connections were closed for room (%llu) and reaped (%llu)", (unsigned long long)bi.evicted,
 	   (unsigned long long)bi.reaped);
 	ok(bi.connections <= BUDGET && bi.waiting == 0, "the budget is consistent afterwards (%u open)", bi.connections);
-	is_int(atomic_load(&md.live) - live, (int)bi.connections, "the driver agrees");
+	is_int(drv, (int)bi.connections, "the driver agrees");
 	emh_host_free(h);
 	is_int(atomic_load(&md.live), live, "every connection closed with the host");
 }
