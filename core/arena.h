@@ -44,7 +44,7 @@ typedef struct emh__blockcache {
 void emh__blockcache_init(emh__blockcache *c, size_t max);
 /* Free every block kept; no arena may use c any more. */
 void emh__blockcache_destroy(emh__blockcache *c);
-/* Bytes of blocks kept now (for tests and the host's memory figures). */
+/* Bytes of blocks kept now (tests/unit/test_arena reads it). */
 size_t emh__blockcache_bytes(emh__blockcache *c);
 
 typedef struct emh__arena {
@@ -66,12 +66,15 @@ static inline void emh__arena_init(emh__arena *a, void *buf, size_t cap)
 
 void *emh__arena_grow(emh__arena *a, size_t n);
 
+/* n rounded up to the arena's alignment: what an allocation of n takes. */
+static inline size_t emh__arena_round(size_t n) { return (n + (EMH__ALIGN - 1)) & ~(size_t)(EMH__ALIGN - 1); }
+
 /* n bytes aligned to 16; NULL on out of memory.  Not zeroed. */
 static inline void *emh__arena_alloc(emh__arena *a, size_t n)
 {
 	if (n > ((size_t)1 << 40))
 		return NULL; /* a size this large is a corrupt length, not a request */
-	n = (n + (EMH__ALIGN - 1)) & ~(size_t)(EMH__ALIGN - 1);
+	n = emh__arena_round(n);
 	if ((size_t)(a->end - a->ptr) >= n && a->ptr) {
 		void *p = a->ptr;
 		a->ptr += n;

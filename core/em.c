@@ -688,9 +688,6 @@ static inline int store(emh__arena *arena, emh__obj *o, void *obj, const emh_fie
 	return 0;
 }
 
-/* Round a struct size up to the arena's alignment. */
-static inline size_t round16(size_t n) { return (n + (EMH__ALIGN - 1)) & ~(size_t)(EMH__ALIGN - 1); }
-
 /* Zero n bytes at p, n a multiple of 16: the usual struct sizes as fixed
  * stores, no call per row. */
 static inline void zero16(void *p, size_t n)
@@ -979,7 +976,7 @@ static inline __attribute__((always_inline)) emh__obj *obj_load(emh_em *em, emh_
 								 const emh_value *cols, bool snap)
 {
 	const emh_entity *e = m->pub.entity;
-	size_t at = round16(e->size);
+	size_t at = emh__arena_round(e->size);
 	emh__obj *o = emh__arena_alloc(arena, sizeof *o + (snap ? 2 * at : at));
 	if (!o)
 		return NULL;
