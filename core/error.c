@@ -90,10 +90,15 @@ int emh_error_context(emh_error *err, int code, const char *context)
 	return err->code ? err->code : code;
 }
 
+/* Member by member: every member reads empty (the texts from their first
+ * byte), without zeroing ~600 bytes -- emhostd clears one per request. */
 void emh_error_clear(emh_error *err)
 {
-	if (err)
-		memset(err, 0, sizeof *err);
+	if (!err)
+		return;
+	err->code = err->native = 0;
+	err->sqlstate[0] = err->context[0] = err->message[0] = '\0';
+	err->retryable = false;
 }
 
 /* Prefix err's message with "context 'name': " unless it already names it,
