@@ -284,8 +284,7 @@ int emh_host_contexts(emh_host *h, emh_context_info **out, size_t *n, emh_error 
 		pthread_mutex_lock(&h->budget.mu); /* the limits too: a reload changes them under it */
 		ci->pool_min = c->pool.min;
 		ci->pool_max = c->pool.max;
-		ci->in_use = c->pool.in_use;
-		ci->idle = c->pool.nidle;
+		emh__pool_counts(&c->pool, &ci->in_use, &ci->idle);
 		ci->waiting = c->pool.waiting + c->pool.budget_waiting;
 		pthread_mutex_unlock(&h->budget.mu);
 		pthread_mutex_lock(&c->pool.mu);
@@ -319,7 +318,7 @@ int emh_host_budget(emh_host *h, emh_budget_info *out, size_t size)
 	bi.connections = b->conns;
 	bi.max_fds = b->max_fds;
 	bi.fds = b->fds;
-	bi.idle = b->idle_conns;
+	bi.idle = emh__budget_idle(b);
 	bi.waiting = b->waiting;
 	snprintf(bi.origin, sizeof bi.origin, "%s", b->origin);
 	pthread_mutex_unlock(&b->mu);

@@ -113,7 +113,11 @@ typedef struct emh__budget {
 	pthread_cond_t reap_cv;
 	pthread_t reaper;
 	bool reaper_started, reaper_running, reaper_stop;
-	int64_t reap_at;              /* when the reaper wakes next (INT64_MAX: when told) */
+	/* when the reaper wakes next (INT64_MAX: when told); written under mu,
+	 * read without it by a release deciding whether it may park (pool.c) */
+	_Atomic int64_t reap_at;
+	struct emh__pool *pools;      /* every pool of the host, through bnext (the parks to drain) */
+	_Atomic bool park_ok;         /* no budget waiter, not above max_conns: releases may park */
 	long long nofile;             /* RLIMIT_NOFILE soft limit read at start (-1: unlimited) */
 	const char *origin;           /* where max_conns came from (borrowed from the host) */
 	const emh__logger *log;
@@ -129,6 +133,8 @@ void emh__budget_init(emh__budget *b, const emh__logger *log);
  * The setting's origin is borrowed until the host is freed.
  */
 int emh__budget_set_max(emh__budget *b, const emh__setting *max_connections, emh_error *err);
+/* Idle connections of every pool, parked ones included.  Budget's mu held. */
+unsigned emh__budget_idle(const emh__budget *b);
 /* Stop the reaper.  Before the pools go: it walks them. */
 void emh__budget_stop(emh__budget *b);
 /* After every pool is destroyed. */
@@ -147,7 +153,20 @@ struct emh__pool {
 	_Atomic unsigned idle_hint;
 	unsigned closing;   /* taken out to be closed, not closed yet (destroy waits for 0) */
 	bool destroying;
-	uint32_t epoch;
+	_Atomic uint32_t epoch; /* written under b->mu; read without it by an acquire from the park */
+	struct emh__pool *bnext, *bprev; /* the budget's list of pools */
+	/*
+	 * The park (pool.c): one connection given back in good order, taken by
+	 * the next acquire without b->mu.  It counts as in use (in_use), is on
+	 * no idle list, and goes onto them under b->mu whenever anyone needs it
+	 * idle.  park_ok (written under b->mu) says a release may park now; the
+	 * park_* limits are the pool.* limits as the lock-free paths read them.
+	 */
+	emh__pconn *_Atomic park;
+	_Atomic bool park_ok;
+	_Atomic int64_t park_idle_ns; /* older idle than this: the locked path (which pings or closes it) */
+	_Atomic int64_t park_life_ns; /* max_lifetime_ns (0: none) */
+	_Atomic int64_t park_reap_ns; /* idle_timeout_ns (INT64_MAX: none): the reaper must wake before */
 	/* the pool.* limits, under b->mu too (a reload changes them): */
 	int min, max;
 	int64_t acquire_timeout_ns, idle_timeout_ns, max_lifetime_ns;
@@ -173,11 +192,13 @@ int emh__pool_try_acquire(emh__pool *p, emh__pconn **out, emh_error *err);
 /* status: 0 fine; EMH_EUNAVAILABLE: discard it and the idle ones; EMH_ETIMEOUT: discard it;
  * other error: ping before reuse. */
 void emh__pool_release(emh__pool *p, emh__pconn *pc, int status);
-/* Whether an idle connection is in p at this instant (nothing taken; another thread may take it first). */
+/* Whether an idle (or parked) connection is in p at this instant (nothing taken; another thread may take it first). */
 bool emh__pool_idle_now(emh__pool *p);
 /* Record the context as up (e NULL: last_error cleared) or down with e's message, for health;
  * EMH_ETIMEOUT keeps the message but does not mark it down. */
 void emh__pool_note(emh__pool *p, const emh_error *e);
+/* Connections in use and idle, as health shows them (a parked one is idle).  Budget's mu held. */
+void emh__pool_counts(const emh__pool *p, unsigned *in_use, unsigned *idle);
 /* Close every idle connection and wait for those that other threads are closing; none may be in use. */
 void emh__pool_destroy(emh__pool *p);
 /*

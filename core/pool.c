@@ -25,6 +25,24 @@
  * budget's max (emh__budget_set_max) under the same mutex: idle connections
  * above a lowered limit are closed at once, connections in use above it
  * when they are given back.
+ *
+ * The park.  Most acquires take the connection the last release gave back,
+ * and both would otherwise take the budget's lock, the one lock of the host
+ * (internal.h).  So a release in good order (status 0) parks its connection
+ * in a one-place slot of its pool with a compare-and-swap, and the next
+ * acquire takes it with an exchange: no lock, no list edit.  A parked
+ * connection counts as in use (p->in_use) and is on no idle list; whoever
+ * needs it idle -- a waiter, the budget making room, the reaper, a reload,
+ * a server gone, destroy -- moves it onto the lists under the lock
+ * (park_drain).  A release may park only while nobody waits (for the pool or
+ * the budget), nothing is above a limit, and the reaper will wake before the
+ * connection could fall due (park_allowed, from atomics written under the
+ * lock); it reads that again after parking and, if it changed meanwhile,
+ * takes back whatever is parked and gives it back the locked way.  The
+ * writers (under the lock) change the state first and drain second, so one
+ * of the two always sees the other.  An acquire hands a parked connection
+ * out only if the locked path would have, without a ping (park_fresh); else
+ * it makes it idle and takes the locked path.
  */
 #include "config.h"
 
@@ -87,6 +105,43 @@ static void limits_apply(emh__budget *b, emh__pool *p, const pool_limits *l)
 	p->max_lifetime_ns = l->max_lifetime_ns;
 	if (l->idle_timeout_ns > 0 && l->idle_timeout_ns < b->min_idle_timeout_ns)
 		b->min_idle_timeout_ns = l->idle_timeout_ns;
+	int64_t idle = EMH__VALIDATE_IDLE_NS;
+	if (l->idle_timeout_ns > 0 && l->idle_timeout_ns < idle)
+		idle = l->idle_timeout_ns;
+	atomic_store(&p->park_idle_ns, idle);
+	atomic_store(&p->park_life_ns, l->max_lifetime_ns);
+	atomic_store(&p->park_reap_ns, l->idle_timeout_ns > 0 ? l->idle_timeout_ns : INT64_MAX);
+}
+
+/* ---- the park (see the top of this file); budget's mu held unless said ---- */
+
+/* May a release of p park now?  The pool's part: nobody waits for it, not above its max, not going away. */
+static void park_update(emh__pool *p)
+{
+	atomic_store(&p->park_ok, !p->destroying && !p->waiting && p->total <= (unsigned)p->max);
+}
+
+/* The budget's part: nobody waits for room, not above max_conns (a reload lowered it). */
+static void budget_park_update(emh__budget *b)
+{
+	atomic_store(&b->park_ok, !b->waiting && b->conns <= b->max_conns);
+}
+
+/* Without the lock: may a connection of p idle since idle_since be parked?  The reaper must wake before it falls due. */
+static inline bool park_allowed(emh__pool *p, int64_t idle_since)
+{
+	emh__budget *b = p->b;
+	return atomic_load(&p->park_ok) && atomic_load(&b->park_ok) &&
+	       atomic_load(&b->reap_at) - idle_since <= atomic_load_explicit(&p->park_reap_ns, memory_order_relaxed);
+}
+
+/* Without the lock: would the locked fast path hand pc out as it is (not expired, no ping due)? */
+static inline bool park_fresh(emh__pool *p, const emh__pconn *pc, int64_t now)
+{
+	int64_t life = atomic_load_explicit(&p->park_life_ns, memory_order_relaxed);
+	return !pc->suspect && pc->epoch == atomic_load_explicit(&p->epoch, memory_order_relaxed) &&
+	       now - pc->idle_since_ns <= atomic_load_explicit(&p->park_idle_ns, memory_order_relaxed) &&
+	       (life <= 0 || now - pc->created_ns <= life);
 }
 
 int emh__pool_init(emh__pool *p, emh__budget *b, const emh__driver *drv, emh_dctx *dctx,
@@ -108,6 +163,11 @@ int emh__pool_init(emh__pool *p, emh__budget *b, const emh__driver *drv, emh_dct
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_mutex_lock(&b->mu);
 	limits_apply(b, p, &l);
+	p->bnext = b->pools;
+	if (b->pools)
+		b->pools->bprev = p;
+	b->pools = p;
+	park_update(p);
 	pthread_mutex_unlock(&b->mu);
 	return 0;
 }
@@ -161,6 +221,51 @@ static void idle_unlink(emh__budget *b, emh__pconn *pc)
 }
 
 /*
+ * A connection that was parked becomes idle: off the in-use count, onto
+ * both lists -- on the LRU in order of its idle time, which may be older
+ * than that of connections released (the locked way) while it was parked.
+ */
+static void park_to_idle(emh__budget *b, emh__pconn *pc)
+{
+	emh__pool *p = pc->pool;
+	p->in_use--;
+	idle_push(b, pc);
+	emh__pconn *q = pc->lru_prev;
+	if (!q || q->idle_since_ns <= pc->idle_since_ns)
+		return;
+	while (q->lru_prev && q->lru_prev->idle_since_ns > pc->idle_since_ns)
+		q = q->lru_prev;
+	b->lru_tail = pc->lru_prev; /* off the tail, where idle_push put it */
+	b->lru_tail->lru_next = NULL;
+	pc->lru_next = q; /* in before q */
+	pc->lru_prev = q->lru_prev;
+	if (q->lru_prev)
+		q->lru_prev->lru_next = pc;
+	else
+		b->lru_head = pc;
+	q->lru_prev = pc;
+}
+
+/* Make p's parked connection, if any, idle.  True when there was one. */
+static bool park_drain(emh__budget *b, emh__pool *p)
+{
+	emh__pconn *pc = atomic_exchange(&p->park, NULL);
+	if (!pc)
+		return false;
+	park_to_idle(b, pc);
+	return true;
+}
+
+/* park_drain for every pool of the host. */
+static bool park_drain_all(emh__budget *b)
+{
+	bool any = false;
+	for (emh__pool *p = b->pools; p; p = p->bnext)
+		any |= park_drain(b, p);
+	return any;
+}
+
+/*
  * pc leaves its pool (no longer idle or in use) to be closed by this
  * thread: onto *list for close_list.  Its budget stays counted until then.
  */
@@ -169,6 +274,7 @@ static void take_for_close(emh__pconn *pc, emh__pconn **list)
 	emh__pool *p = pc->pool;
 	p->total--;
 	p->closing++;
+	park_update(p);
 	if (p->waiting)
 		pthread_cond_signal(&p->cv); /* below max again */
 	pc->next = *list;
@@ -200,6 +306,7 @@ static unsigned close_list(emh__budget *b, emh__pconn *list, const emh__pool *he
 		b->conns++;
 		b->fds += heir->cost;
 	}
+	budget_park_update(b);
 	if (b->waiting)
 		pthread_cond_broadcast(&b->cv);
 	pthread_mutex_unlock(&b->mu);
@@ -239,12 +346,13 @@ void emh__budget_init(emh__budget *b, const emh__logger *log)
 	cond_init_mono(&b->reap_cv);
 	b->log = log;
 	b->min_idle_timeout_ns = INT64_MAX;
-	b->reap_at = INT64_MAX;
+	atomic_store(&b->reap_at, INT64_MAX);
 	struct rlimit rl;
 	b->nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (long long)rl.rlim_cur : -1;
 	b->max_fds = fds_for_connections(b->nofile);
 	b->max_conns = b->max_fds;
 	b->origin = "default";
+	atomic_store(&b->park_ok, true);
 }
 
 int emh__budget_set_max(emh__budget *b, const emh__setting *max_connections, emh_error *err)
@@ -272,6 +380,8 @@ int emh__budget_set_max(emh__budget *b, const emh__setting *max_connections, emh
 	pthread_mutex_lock(&b->mu);
 	b->max_conns = max;
 	b->origin = origin;
+	budget_park_update(b);
+	park_drain_all(b);
 	/* Lowered by a reload: idle connections above it go now, longest idle
 	 * first; those in use go when they are given back. */
 	for (unsigned over = b->conns > max ? b->conns - max : 0; over && b->lru_head; over--) {
@@ -306,8 +416,11 @@ static bool budget_reserve(emh__budget *b, emh__pool *p, emh__pconn **victims, b
 	if (budget_fits(b, 0, 0, p->cost)) {
 		b->conns++;
 		b->fds += p->cost;
+		budget_park_update(b);
 		return true;
 	}
+	/* parked connections are idle too, and may be the longest idle */
+	park_drain_all(b);
 	if (!budget_fits(b, b->idle_conns, b->idle_fds, p->cost))
 		return false;
 	*heir = true;
@@ -327,6 +440,7 @@ static void budget_unreserve(emh__budget *b, const emh__pool *p)
 {
 	b->conns--;
 	b->fds -= p->cost;
+	budget_park_update(b);
 	if (b->waiting)
 		pthread_cond_broadcast(&b->cv);
 }
@@ -412,6 +526,7 @@ static __attribute__((noinline)) int pool_acquire_slow(emh__pool *p, emh__pconn 
 		locked = false;
 		for (;;) {
 			int64_t now = emh__coarse_ns();
+			park_drain(b, p);
 			while ((pc = p->idle) != NULL) {
 				idle_unlink(b, pc);
 				if (!expired(p, pc, now))
@@ -434,6 +549,7 @@ static __attribute__((noinline)) int pool_acquire_slow(emh__pool *p, emh__pconn 
 			bool below_max = p->total < (unsigned)p->max;
 			if (below_max && budget_reserve(b, p, &drop, &heir)) {
 				p->total++;
+				park_update(p);
 				open_new = true;
 				break;
 			}
@@ -464,13 +580,20 @@ static __attribute__((noinline)) int pool_acquire_slow(emh__pool *p, emh__pconn 
 				}
 				b->waiting++;
 				p->budget_waiting++;
-				pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+				budget_park_update(b);
+				/* parked after budget_reserve looked: idle now, so look again */
+				if (!park_drain_all(b))
+					pthread_cond_timedwait(&b->cv, &b->mu, &ts);
 				p->budget_waiting--;
 				b->waiting--;
+				budget_park_update(b);
 			} else {
 				p->waiting++;
-				pthread_cond_timedwait(&p->cv, &b->mu, &ts);
+				park_update(p);
+				if (!park_drain(b, p))
+					pthread_cond_timedwait(&p->cv, &b->mu, &ts);
 				p->waiting--;
+				park_update(p);
 			}
 		}
 		p->in_use++;
@@ -493,6 +616,7 @@ static __attribute__((noinline)) int pool_acquire_slow(emh__pool *p, emh__pconn 
 				pthread_mutex_lock(&b->mu);
 				p->total--;
 				p->in_use--;
+				park_update(p);
 				budget_unreserve(b, p);
 				pthread_cond_signal(&p->cv);
 				pthread_mutex_unlock(&b->mu);
@@ -533,21 +657,29 @@ static __attribute__((noinline)) int pool_acquire_slow(emh__pool *p, emh__pconn 
 }
 
 /*
- * The fast path, one short hold of the lock: the warmest idle connection,
- * when it has not expired and needs no ping (the conditions the slow path
- * tests first, in the same order).  The coarse clock is read before the
- * lock: a release stamped after it only looks younger, which changes no
- * answer by more than the clock's own coarseness.  The count of acquires
- * is only ever changed under the lock: a plain add, not a locked one.
+ * The fast paths: the parked connection, taken without the lock; else one
+ * short hold of the lock for the warmest idle connection, when it has not
+ * expired and needs no ping (the conditions the slow path tests first, in
+ * the same order).  The coarse clock is read before the lock: a release
+ * stamped after it only looks younger, which changes no answer by more than
+ * the clock's own coarseness.
  */
 static inline int pool_acquire(emh__pool *p, emh__pconn **out, bool nowait, emh_error *err)
 {
 	emh__budget *b = p->b;
 	int64_t now = emh__coarse_ns();
+	atomic_fetch_add_explicit(&p->acquires, 1, memory_order_relaxed);
+	emh__pconn *pc = NULL;
+	if (atomic_load_explicit(&p->park, memory_order_relaxed) && (pc = atomic_exchange(&p->park, NULL)) != NULL &&
+	    park_fresh(p, pc, now)) {
+		pc->fresh = false;
+		*out = pc;
+		return 0;
+	}
 	pthread_mutex_lock(&b->mu);
-	atomic_store_explicit(&p->acquires, atomic_load_explicit(&p->acquires, memory_order_relaxed) + 1,
-			      memory_order_relaxed);
-	emh__pconn *pc = p->idle;
+	if (pc) /* parked, but to be pinged or closed first: the slow path's */
+		park_to_idle(b, pc);
+	pc = p->idle;
 	if (!pc || expired(p, pc, now) || pc->suspect || pc->epoch != p->epoch ||
 	    now - pc->idle_since_ns > EMH__VALIDATE_IDLE_NS)
 		return pool_acquire_slow(p, out, nowait, err);
@@ -580,7 +712,23 @@ int emh__pool_try_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
  */
 bool emh__pool_idle_now(emh__pool *p)
 {
-	return atomic_load_explicit(&p->idle_hint, memory_order_relaxed) != 0;
+	return atomic_load_explicit(&p->idle_hint, memory_order_relaxed) != 0 ||
+	       atomic_load_explicit(&p->park, memory_order_relaxed) != NULL;
+}
+
+void emh__pool_counts(const emh__pool *p, unsigned *in_use, unsigned *idle)
+{
+	unsigned parked = atomic_load(&((emh__pool *)p)->park) != NULL;
+	*in_use = p->in_use - parked;
+	*idle = p->nidle + parked;
+}
+
+unsigned emh__budget_idle(const emh__budget *b)
+{
+	unsigned n = b->idle_conns;
+	for (const emh__pool *p = b->pools; p; p = p->bnext)
+		n += atomic_load(&((emh__pool *)p)->park) != NULL;
+	return n;
 }
 
 static void reaper_start(emh__budget *b);
@@ -617,6 +765,7 @@ static __attribute__((noinline)) void release_discard(emh__pool *p, emh__pconn *
 		 * it is down.  Drop them; the ones in use get pinged (epoch). */
 		emh__pconn *drop = NULL;
 		take_for_close(pc, &drop);
+		park_drain(b, p);
 		while (p->idle) {
 			emh__pconn *idle = p->idle;
 			idle_unlink(b, idle);
@@ -640,10 +789,9 @@ static __attribute__((noinline)) void release_discard(emh__pool *p, emh__pconn *
 	atomic_fetch_add_explicit(&p->discarded, close_list(b, drop, NULL), memory_order_relaxed);
 }
 
-void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
+/* The release that takes the lock. */
+static void release_locked(emh__pool *p, emh__pconn *pc, int status)
 {
-	if (!pc)
-		return;
 	emh__budget *b = p->b;
 	pthread_mutex_lock(&b->mu);
 	p->in_use--;
@@ -668,6 +816,37 @@ void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
 		reaper_start(b);
 }
 
+/* Park pc for the next acquire (see the top of this file).  False: give it back the locked way. */
+static bool park(emh__pool *p, emh__pconn *pc)
+{
+	int64_t now = emh__coarse_ns();
+	if (!park_allowed(p, now))
+		return false;
+	pc->idle_since_ns = now;
+	emh__pconn *none = NULL;
+	if (!atomic_compare_exchange_strong(&p->park, &none, pc))
+		return false; /* one is parked already */
+	if (!park_allowed(p, now)) {
+		/* A waiter, a lower limit or the reaper going to sleep came in
+		 * between: whatever is parked now (pc, or one parked since) goes
+		 * the locked way, which wakes the waiter or arms the reaper.  If
+		 * nothing is, a drain took it: it is idle already. */
+		emh__pconn *back = atomic_exchange(&p->park, NULL);
+		if (back)
+			release_locked(p, back, 0);
+	}
+	return true;
+}
+
+void emh__pool_release(emh__pool *p, emh__pconn *pc, int status)
+{
+	if (!pc)
+		return;
+	if (status == 0 && park(p, pc))
+		return;
+	release_locked(p, pc, status);
+}
+
 void emh__pool_destroy(emh__pool *p)
 {
 	if (!p->drv)
@@ -676,6 +855,14 @@ void emh__pool_destroy(emh__pool *p)
 	emh__pconn *drop = NULL;
 	pthread_mutex_lock(&b->mu);
 	p->destroying = true;
+	park_update(p);
+	park_drain(b, p);
+	if (p->bprev)
+		p->bprev->bnext = p->bnext;
+	else
+		b->pools = p->bnext;
+	if (p->bnext)
+		p->bnext->bprev = p->bprev;
 	while (p->idle) {
 		emh__pconn *pc = p->idle;
 		idle_unlink(b, pc);
@@ -704,6 +891,8 @@ int emh__pool_configure(emh__pool *p, const emh__ctxconf *conf, emh_error *err)
 	emh__pconn *drop = NULL;
 	pthread_mutex_lock(&b->mu);
 	limits_apply(b, p, &l);
+	park_update(p);
+	park_drain(b, p);
 	/* above a smaller max: the longest idle of the pool go (the last of its
 	 * most-recently-used-first list) */
 	emh__pconn *last = p->idle;
@@ -771,6 +960,7 @@ static void *reaper_main(void *arg)
 	pthread_mutex_lock(&b->mu);
 	while (!b->reaper_stop) {
 		emh__pconn *drop = NULL;
+		park_drain_all(b); /* parked connections are idle too */
 		/* the precise clock: idle times are coarse stamps, which lag it */
 		int64_t now = emh__now_ns(), next = reap_due(b, now, &drop);
 		if (drop || next <= now) {
@@ -780,7 +970,10 @@ static void *reaper_main(void *arg)
 			pthread_mutex_lock(&b->mu);
 			continue;
 		}
-		b->reap_at = next;
+		atomic_store(&b->reap_at, next);
+		/* parked before the release saw reap_at: look again */
+		if (park_drain_all(b))
+			continue;
 		if (next == INT64_MAX) {
 			pthread_cond_wait(&b->reap_cv, &b->mu);
 		} else {

@@ -337,8 +337,7 @@ int emh_host_replicas(emh_host *h, emh_replica_info **out, size_t *n, emh_error 
 			ri->fallbacks = atomic_load_explicit(&r->fallbacks, memory_order_relaxed);
 			ri->stale = atomic_load_explicit(&r->stale, memory_order_relaxed);
 			pthread_mutex_lock(&r->pool.b->mu);
-			ri->in_use = r->pool.in_use;
-			ri->idle = r->pool.nidle;
+			emh__pool_counts(&r->pool, &ri->in_use, &ri->idle);
 			pthread_mutex_unlock(&r->pool.b->mu);
 			pthread_mutex_lock(&r->pool.mu);
 			snprintf(ri->last_error, sizeof ri->last_error, "%s", r->pool.up ? "" : r->pool.last_error);

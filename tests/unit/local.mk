@@ -29,6 +29,12 @@ TESTS += tests/unit/test_arena
 tests_unit_test_arena_SOURCES = tests/unit/test_arena.c $(FIXTURE_SOURCES)
 tests_unit_test_arena_LDADD = core/libemhost_core.la $(LIBCONFIG_LIBS)
 
+# The pool's park (core/pool.c): parked, taken, drained for waiters, the budget and the reaper; reads the pool.
+check_PROGRAMS += tests/unit/test_park
+TESTS += tests/unit/test_park
+tests_unit_test_park_SOURCES = tests/unit/test_park.c tests/unit/memdrv.c tests/unit/memdrv.h $(FIXTURE_SOURCES)
+tests_unit_test_park_LDADD = core/libemhost_core.la $(LIBCONFIG_LIBS)
+
 # The drivers' prepared-statement cache (core/prepcache.c).
 check_PROGRAMS += tests/unit/test_prepcache
 TESTS += tests/unit/test_prepcache
