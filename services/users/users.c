@@ -10,7 +10,8 @@
  *   DELETE /users/<id>                          -> 204 | 404
  *
  * A duplicate email is the database's unique constraint, surfacing as
- * EMH_ECONFLICT from any driver: 409.  Members the service does not know
+ * EMH_ECONFLICT from any driver: 409, naming the email (any other conflict
+ * is 409 in the database's words).  Members the service does not know
  * are ignored, as they always were.
  */
 #include "config.h"
@@ -39,12 +40,29 @@ static int read_user(const emh_request *req, emh_repo *r, user *u, unsigned flag
 	return rc;
 }
 
-/* Flush; a conflict names the email, not the database's constraint text. */
+/* Whether another user than u has u's email (u's own row may not exist: a failed insert). */
+static bool email_taken(emh_repo *r, const user *u)
+{
+	emh_query *q;
+	emh_error e;
+	int64_t n = 0;
+	if (!u->email || emh_repo_query(r, &q, &e))
+		return false;
+	emh_q_where(q, emh_q_and(q, emh_q_eq(q, "email", emh_v_text(u->email)), emh_q_ne(q, "id", emh_v_int64(u->id))));
+	return emh_repo_count(r, q, &n, &e) == 0 && n > 0;
+}
+
+/*
+ * Flush.  A conflict over the email names it, not the database's constraint
+ * text; any other conflict -- a key the database handed out twice (a
+ * sequence behind rows inserted with their ids) -- keeps the database's
+ * words, which name the key: it is no duplicate email.
+ */
 static int users_flush(emh_repo *r, const user *u, emh_error *err)
 {
 	int rc = emh_web_flush(emh_repo_em(r), err);
-	if (rc == EMH_ECONFLICT) {
-		emh_error_set(err, rc, "a user with email '%s' already exists", u->email ? u->email : "");
+	if (rc == EMH_ECONFLICT && email_taken(r, u)) {
+		emh_error_set(err, rc, "a user with email '%s' already exists", u->email);
 		emh_error_context(err, rc, emh_em_context(emh_repo_em(r)));
 	}
 	return rc;

@@ -18,13 +18,13 @@ emhostd="$EMH_BUILDDIR/core/daemon/emhostd"
 raw="$EMH_BUILDDIR/bench/emh-raw-http"
 url=${EMH_TEST_PG_URL:-}
 if [ -z "$url" ]; then
-	need_server 3 "PostgreSQL (EMH_TEST_PG_URL; scripts/test-servers.sh)"
+	need_server 8 "PostgreSQL (EMH_TEST_PG_URL; scripts/test-servers.sh)"
 	done_testing
 	exit $?
 fi
 # emh-raw-http has libpq exactly when the postgres driver is built (bench/local.mk)
 if ! command -v psql >/dev/null || ! command -v curl >/dev/null || [ ! -e "$EMH_BUILDDIR/plugins-build/postgres.so" ]; then
-	skip 3 "needs psql, curl and the postgres driver (so emh-raw-http with libpq)"
+	skip 8 "needs psql, curl and the postgres driver (so emh-raw-http with libpq)"
 	done_testing
 	exit $?
 fi
@@ -70,4 +70,25 @@ case $out in *" 201") r=0 ;; *) r=1 ;; esac
 ok $r "a user added through emhostd after the seed is created (201), not a duplicate key"
 case $out in *'"id":6,'*) r=0 ;; *) r=1 ;; esac
 ok $r "with the id after the seeded ones (6)"
+
+# A key collision is no duplicate email: set the sequence back, as a seed
+# that forgot it would have left it, and add a user with a new email.  The
+# answer is a plain 409 "conflict" (the database's words, which name the
+# key, go to the log: clients never see them), where the users service once
+# said "a user with email ... already exists" for every conflict.
+timeout 30 psql -q "$url" -c "SELECT setval(pg_get_serial_sequence('$schema.users', 'id'), 1)" >/dev/null
+ok $? "the key's sequence set back to 1"
+out=$(curl -s -m 10 -w ' %{http_code}' -X POST -H 'Content-Type: application/json' \
+	-d '{"name":"key clash","email":"clash@test.invalid"}' "$base/users")
+diag "POST /users with the sequence behind: $out"
+case $out in *" 409") r=0 ;; *) r=1 ;; esac
+ok $r "a key the sequence hands out twice is a conflict (409)"
+case $out in *'"message":"conflict"'*) r=0 ;; *) r=1 ;; esac
+ok $r "not said to be a duplicate email"
+grep -q 'users_pkey' "$tmp/log"
+ok $? "the log has the database's words, naming the key"
+out=$(curl -s -m 10 -w ' %{http_code}' -X POST -H 'Content-Type: application/json' \
+	-d '{"name":"same email","email":"rawseed@test.invalid"}' "$base/users")
+case $out in *"a user with email 'rawseed@test.invalid' already exists"*" 409") r=0 ;; *) r=1 ;; esac
+ok $r "a duplicate email still says so (409)" || diag "$out"
 done_testing
