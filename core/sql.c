@@ -455,13 +455,11 @@ static void cache_free(emh__stmtcache *c)
 	free(c);
 }
 
-static emh__stmtcache *meta_cache(emh__meta *m)
+static emh__stmtcache *meta_cache_new(emh__meta *m)
 {
 	/* Created at first use under the context mutex: registration time is
 	 * not the hot path, and most entities never need one. */
-	emh__stmtcache *c = __atomic_load_n(&m->cache, __ATOMIC_ACQUIRE);
-	if (c)
-		return c;
+	emh__stmtcache *c;
 	pthread_mutex_lock(&m->ctx->mu);
 	c = m->cache;
 	if (!c && (c = calloc(1, sizeof *c)) != NULL) {
@@ -470,6 +468,12 @@ static emh__stmtcache *meta_cache(emh__meta *m)
 	}
 	pthread_mutex_unlock(&m->ctx->mu);
 	return c;
+}
+
+static inline emh__stmtcache *meta_cache(emh__meta *m)
+{
+	emh__stmtcache *c = __atomic_load_n(&m->cache, __ATOMIC_ACQUIRE);
+	return c ? c : meta_cache_new(m);
 }
 
 typedef emh__sql_compile_fn compile_fn;
@@ -613,11 +617,11 @@ typedef struct query_arg {
 
 /* The first word of a query's key: count or select, a condition or none,
  * the number of order keys, limit and offset present, a lock clause. */
-static uint64_t query_word(const emh_query *q, bool count, const char *lock)
+static inline uint64_t query_word(const emh_query *q, bool count, const char *lock)
 {
-	uint64_t w = (count ? 'C' : 'S') | (uint64_t)(q->where != NULL) << 8 | (uint64_t)(lock != NULL) << 9;
-	if (!count)
-		w |= (uint64_t)(q->limit >= 0) << 10 | (uint64_t)(q->offset >= 0) << 11 | (uint64_t)q->norder << 32;
+	uint64_t w = (uint64_t)(count ? 'C' : 'S') | (uint64_t)!!q->where << 8 | (uint64_t)!!lock << 9;
+	if (!count) /* limit, offset >= 0: their sign bits clear */
+		w |= (~(uint64_t)q->limit >> 63) << 10 | (~(uint64_t)q->offset >> 63) << 11 | (uint64_t)q->norder << 32;
 	return w;
 }
 
@@ -661,8 +665,8 @@ static const unsigned char *cond_matches(const emh_cond *c, const unsigned char 
 		if (k->nkids) {
 			if (!(p = cond_matches(k, p)))
 				return NULL;
-		} else {
-			if (key_word(p) != emh__cond_word(k))
+		} else { /* a builder's leaf: its shape is its word */
+			if (key_word(p) != (k->shape ? k->shape : emh__cond_word(k)))
 				return NULL;
 			p += 8;
 		}
@@ -671,15 +675,15 @@ static const unsigned char *cond_matches(const emh_cond *c, const unsigned char 
 }
 
 /* The number of c's nodes: the builder's count, or walked for a node built by hand. */
-static size_t cond_nodes(const emh_cond *c)
+static size_t walk_nodes(const emh_cond *c)
 {
-	if (c->shape)
-		return c->nnodes;
 	size_t n = 1;
 	for (size_t i = 0; i < c->nkids; i++)
-		n += cond_nodes(c->kids[i]);
+		n += c->kids[i]->shape ? c->kids[i]->nnodes : walk_nodes(c->kids[i]);
 	return n;
 }
+
+static inline size_t cond_nodes(const emh_cond *c) { return c->shape ? c->nnodes : walk_nodes(c); }
 
 /* Is e's key the shape of the query in arg (what shape_of would write)?
  * Its length is checked first: the words are compared without bounds. */
@@ -702,17 +706,17 @@ static bool match_query(const cache_entry *e, const void *arg)
 
 /* The shape hash of c: the builder's (emh__cond_seal), or, for a node built
  * by hand, the same hash computed here. */
-static uint64_t cond_shape(const emh_cond *c)
+static uint64_t walk_shape(const emh_cond *c)
 {
-	if (c->shape)
-		return c->shape;
 	uint64_t h = emh__cond_word(c);
 	if (!c->nkids)
 		return h ? h : 1;
 	for (size_t i = 0; i < c->nkids; i++)
-		h = emh__shape_step(h, cond_shape(c->kids[i]));
+		h = emh__shape_step(h, c->kids[i]->shape ? c->kids[i]->shape : walk_shape(c->kids[i]));
 	return h | 1;
 }
+
+static inline uint64_t cond_shape(const emh_cond *c) { return c->shape ? c->shape : walk_shape(c); }
 
 /* The hash of the key shape_of writes, from the condition's shape hash: no
  * walk of the condition, no key written.  Equal keys, equal hashes. */
@@ -822,59 +826,42 @@ const emh_stmt *emh__sql_query_stmt_hashed(emh__meta *m, const emh_sql_dialect *
 	return query_stmt(m, d, q, count, lock, &hash, err);
 }
 
-/* The values of c's subtree in binding order into out; returns the end. */
+/* The values of c's subtree in binding order into out; returns the end.  A
+ * child with one value (most comparisons) is copied without a call. */
 static emh_value *put_params(const emh_cond *c, emh_value *out)
 {
-	switch (c->op) {
-	case EMH_OP_IS_NULL:
-	case EMH_OP_NOT_NULL:
-		break;
-	case EMH_OP_AND:
-	case EMH_OP_OR:
-	case EMH_OP_NOT:
-		for (size_t i = 0; i < c->nkids; i++) {
-			const emh_cond *k = c->kids[i];
-			if (k->nkids || k->op == EMH_OP_IS_NULL || k->op == EMH_OP_NOT_NULL)
-				out = put_params(k, out);
-			else /* a comparison, IN or LIKE: its values, without a call */
-				for (size_t j = 0; j < k->nvals; j++)
-					*out++ = k->vals[j];
-		}
-		break;
-	default:
-		for (size_t i = 0; i < c->nvals; i++)
-			*out++ = c->vals[i];
+	if (!c->nkids) {
+		if (c->op != EMH_OP_IS_NULL && c->op != EMH_OP_NOT_NULL)
+			for (size_t i = 0; i < c->nvals; i++)
+				*out++ = c->vals[i];
+		return out;
+	}
+	for (size_t i = 0; i < c->nkids; i++) {
+		const emh_cond *k = c->kids[i];
+		if (!k->nkids && k->nvals == 1 && k->op != EMH_OP_IS_NULL && k->op != EMH_OP_NOT_NULL)
+			*out++ = k->vals[0];
+		else
+			out = put_params(k, out);
 	}
 	return out;
 }
 
-/* How many values c's subtree binds: counted by the builder, or walked for a node built by hand. */
-static size_t cond_nparams(const emh_cond *c)
+/* How many values c's subtree binds, walked for a node built by hand. */
+static size_t walk_nparams(const emh_cond *c)
 {
-	if (c->shape)
-		return c->nparams;
-	switch (c->op) {
-	case EMH_OP_IS_NULL:
-	case EMH_OP_NOT_NULL:
-		return 0;
-	case EMH_OP_AND:
-	case EMH_OP_OR:
-	case EMH_OP_NOT: {
-		size_t n = 0;
-		for (size_t i = 0; i < c->nkids; i++)
-			n += cond_nparams(c->kids[i]);
-		return n;
-	}
-	default:
-		return c->nvals;
-	}
+	if (!c->nkids)
+		return c->op == EMH_OP_IS_NULL || c->op == EMH_OP_NOT_NULL ? 0 : c->nvals;
+	size_t n = 0;
+	for (size_t i = 0; i < c->nkids; i++)
+		n += c->kids[i]->shape ? c->kids[i]->nparams : walk_nparams(c->kids[i]);
+	return n;
 }
 
 size_t emh__query_nparams(const emh_query *q, bool count)
 {
 	if (!q)
 		return 0;
-	size_t n = q->where ? cond_nparams(q->where) : 0;
+	size_t n = !q->where ? 0 : q->where->shape ? q->where->nparams : walk_nparams(q->where);
 	if (!count)
 		n += (q->limit >= 0) + (q->offset >= 0);
 	return n;
