@@ -154,14 +154,15 @@ bool emh__query_value(emh_query *q, const emh_field *f, emh_value v, emh_value *
 	return value_conv(q, f, v, out);
 }
 
-/* A node with room for nvals values after it (one allocation). */
-static inline emh_cond *cond_new(emh_query *q, emh_op op, int field, size_t nvals)
+/* A node with room for nvals values or nkids children after it (one allocation). */
+static inline emh_cond *cond_new(emh_query *q, emh_op op, int field, size_t nvals, size_t nkids)
 {
 	size_t sz = emh__arena_round(sizeof(emh_cond));
-	emh_cond *c = emh__arena_alloc(q->arena, sz + nvals * sizeof(emh_value));
+	emh_cond *c = emh__arena_alloc(q->arena, sz + nvals * sizeof(emh_value) + nkids * sizeof(emh_cond *));
 	if (!c)
 		return fail(q, EMH_ENOMEM, "out of memory");
-	*c = (emh_cond){.op = op, .field = field, .q = q, .vals = nvals ? (emh_value *)((char *)c + sz) : NULL};
+	*c = (emh_cond){.op = op, .field = field, .q = q, .vals = nvals ? (emh_value *)((char *)c + sz) : NULL,
+			.kids = nkids ? (emh_cond **)((char *)c + sz) : NULL};
 	return c;
 }
 
@@ -181,7 +182,7 @@ emh_cond *emh_q_cmp(emh_query *q, const char *field, emh_op op, emh_value v)
 		return fail(q, EMH_EINVAL, "field '%s' (json) can only be tested with is_null/not_null", f->name);
 	if (f->type == EMH_T_BLOB && op != EMH_OP_EQ && op != EMH_OP_NE)
 		return fail(q, EMH_EINVAL, "field '%s' (blob) supports only eq/ne", f->name);
-	emh_cond *c = cond_new(q, op, fi, 1);
+	emh_cond *c = cond_new(q, op, fi, 1, 0);
 	if (!c || !value_for(q, f, &v, &c->vals[0]))
 		return NULL;
 	c->nvals = 1;
@@ -203,7 +204,7 @@ emh_cond *emh_q_in(emh_query *q, const char *field, const emh_value *values, siz
 			    EMH_QUERY_MAX_IN);
 	if (n && !values)
 		return fail(q, EMH_EINVAL, "field '%s': IN values is NULL", field);
-	emh_cond *c = cond_new(q, EMH_OP_IN, fi, n);
+	emh_cond *c = cond_new(q, EMH_OP_IN, fi, n, 0);
 	if (!c)
 		return NULL;
 	for (size_t i = 0; i < n; i++)
@@ -231,7 +232,7 @@ emh_cond *emh_q_like(emh_query *q, const char *field, const char *pattern)
 		bs++;
 	if (bs % 2)
 		return fail(q, EMH_EINVAL, "field '%s': like pattern ends with a lone backslash", field);
-	emh_cond *c = cond_new(q, EMH_OP_LIKE, fi, 1);
+	emh_cond *c = cond_new(q, EMH_OP_LIKE, fi, 1, 0);
 	if (!c || !value_conv(q, &q->e->fields[fi], emh_v_text(pattern), &c->vals[0]))
 		return NULL;
 	c->nvals = 1;
@@ -266,7 +267,7 @@ static emh_cond *null_test(emh_query *q, const char *field, emh_op op)
 	if (!q)
 		return NULL;
 	int fi = field_of(q, field);
-	emh_cond *c = fi < 0 ? NULL : cond_new(q, op, fi, 0);
+	emh_cond *c = fi < 0 ? NULL : cond_new(q, op, fi, 0, 0);
 	if (c)
 		emh__cond_seal(c);
 	return c;
@@ -293,9 +294,9 @@ static emh_cond *junction(emh_query *q, emh_op op, emh_cond *const *conds, size_
 	for (size_t i = 0; i < n; i++)
 		if (!own(q, conds[i]))
 			return NULL;
-	emh_cond *c = cond_new(q, op, -1, 0);
-	if (!c || !(c->kids = emh__arena_alloc(q->arena, n * sizeof *c->kids)))
-		return fail(q, EMH_ENOMEM, "out of memory");
+	emh_cond *c = cond_new(q, op, -1, 0, n);
+	if (!c)
+		return NULL;
 	for (size_t i = 0; i < n; i++)
 		c->kids[i] = conds[i];
 	c->nkids = n;
@@ -310,9 +311,9 @@ emh_cond *emh_q_not(emh_query *q, emh_cond *inner)
 {
 	if (!q || !own(q, inner))
 		return NULL;
-	emh_cond *c = cond_new(q, EMH_OP_NOT, -1, 0);
-	if (!c || !(c->kids = emh__arena_alloc(q->arena, sizeof *c->kids)))
-		return fail(q, EMH_ENOMEM, "out of memory");
+	emh_cond *c = cond_new(q, EMH_OP_NOT, -1, 0, 1);
+	if (!c)
+		return NULL;
 	c->kids[0] = inner;
 	c->nkids = 1;
 	emh__cond_seal(c);
@@ -437,11 +438,9 @@ void emh__query_restrict(emh_query *q, emh_cond *c)
 		q->where = c;
 		return;
 	}
-	emh_cond *both = cond_new(q, EMH_OP_AND, -1, 0);
-	if (!both || !(both->kids = emh__arena_alloc(q->arena, 2 * sizeof *both->kids))) {
-		fail(q, EMH_ENOMEM, "out of memory");
+	emh_cond *both = cond_new(q, EMH_OP_AND, -1, 0, 2);
+	if (!both)
 		return;
-	}
 	both->kids[0] = c;
 	both->kids[1] = q->where;
 	both->nkids = 2;
