@@ -1180,8 +1180,8 @@ static inline int run_query_stmt(emh_em *em, emh__meta *m, const emh_stmt *st, c
 
 /* q's rows into sink: the dialect's SELECT (ending with lock when not NULL),
  * or the document driver's find (get: a lookup by key, counted as one). */
-static inline int select_run(emh_em *em, emh__meta *m, const emh_query *q, const char *lock, bool get, emh_rowsink *sink,
-		      emh_error *err)
+static inline int select_run(emh_em *em, emh__meta *m, const emh_query *q, const char *lock, bool get,
+			     emh_rowsink *sink, emh_error *err)
 {
 	if (!emh__em_is_sql(em)) {
 		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = sink, .get = get, .locked = q && q->lock};

@@ -23,8 +23,8 @@ struct emh_cond {
 	 * depends on (sql.c's shape key: operator, field, IN size or children,
 	 * children's shapes in order; a comparison's is exact: its word), never
 	 * 0; nparams counts the values of the subtree and nnodes its nodes (a
-	 * key's length).  A node built by hand (uow.c) leaves shape 0: it is
-	 * hashed and counted by walking it.  Both counts are bounded by memory.
+	 * key's length), both valid only with shape set.  A node built by hand
+	 * (uow.c) leaves shape 0: it is hashed and counted by walking it.
 	 */
 	uint64_t shape;
 	uint32_t nparams, nnodes;
@@ -45,13 +45,12 @@ static inline uint64_t emh__cond_word(const emh_cond *c)
 	return (uint64_t)(unsigned char)c->op | (uint64_t)(unsigned char)(c->field + 1) << 8 | n << 32;
 }
 
-/* Set c's shape and nparams from its own members and its children's (a
- * builder's node: a null test has no values); left 0 (walked when run) if
- * a child has none. */
+/* Set c's shape, nparams and nnodes from its own members and its children's
+ * (a builder's node: a null test has no values); shape left 0 (the node is
+ * walked when run) if a child has none or a count does not fit. */
 static inline void emh__cond_seal(emh_cond *c)
 {
-	uint64_t h = emh__cond_word(c);
-	uint32_t np = (uint32_t)c->nvals, nn = 1;
+	uint64_t h = emh__cond_word(c), np = c->nvals, nn = 1;
 	if (c->nkids) {
 		bool whole = true;
 		for (size_t i = 0; i < c->nkids; i++) {
@@ -60,11 +59,11 @@ static inline void emh__cond_seal(emh_cond *c)
 			nn += c->kids[i]->nnodes;
 			whole &= c->kids[i]->shape != 0;
 		}
-		h = whole ? h | 1 : 0;
+		h = whole && np <= UINT32_MAX && nn <= UINT32_MAX ? h | 1 : 0;
 	}
 	c->shape = h;
-	c->nparams = np;
-	c->nnodes = nn;
+	c->nparams = (uint32_t)np;
+	c->nnodes = (uint32_t)nn;
 }
 
 typedef struct emh__order {

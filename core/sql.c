@@ -553,7 +553,7 @@ const emh_stmt *emh__sql_update_stmt(emh__meta *m, const emh_sql_dialect *d, uin
  * A query's shape (the statement cache's key), built on the stack unless
  * the query has very many conditions, so that a query compiled once
  * allocates nothing.  It is a sequence of 8-byte words (stored unaligned),
- * so that a hash hit is checked against it a word per node (key_matches).
+ * so that a hash hit is checked against it a word per node (match_query).
  */
 typedef struct shape_key {
 	unsigned char *p;
@@ -616,7 +616,9 @@ typedef struct query_arg {
 } query_arg;
 
 /* The first word of a query's key: count or select, a condition or none,
- * the number of order keys, limit and offset present, a lock clause. */
+ * the number of order keys, limit and offset present, a lock clause.  Its
+ * first byte, 'S' or 'C', starts no other key in the cache (updates U and
+ * V, set-based writes W and X, aggregates A). */
 static inline uint64_t query_word(const emh_query *q, bool count, const char *lock)
 {
 	uint64_t w = (uint64_t)(count ? 'C' : 'S') | (uint64_t)!!q->where << 8 | (uint64_t)!!lock << 9;
