@@ -137,12 +137,18 @@ static bool value_conv(emh_query *q, const emh_field *f, emh_value v, emh_value 
 	return true;
 }
 
-/* value_conv, with a value of the field's own type and no text in it (what
- * most comparisons give) stored here, without a call. */
+/* Is v of field f's own type, not NULL and without text (what most
+ * comparisons give): nothing to check, convert or copy? */
+static inline bool value_plain(const emh_field *f, const emh_value *v)
+{
+	return v->type == f->type && !v->is_null && v->type != EMH_T_TEXT && v->type != EMH_T_JSON &&
+	       v->type != EMH_T_BLOB;
+}
+
+/* value_conv, with a plain value stored here, without a call. */
 static inline bool value_for(emh_query *q, const emh_field *f, const emh_value *v, emh_value *out)
 {
-	if (v->type == f->type && !v->is_null && v->type != EMH_T_TEXT && v->type != EMH_T_JSON &&
-	    v->type != EMH_T_BLOB) {
+	if (value_plain(f, v)) {
 		*out = *v;
 		return true;
 	}
@@ -166,7 +172,8 @@ static inline emh_cond *cond_new(emh_query *q, emh_op op, int field, size_t nval
 	return c;
 }
 
-emh_cond *emh_q_cmp(emh_query *q, const char *field, emh_op op, emh_value v)
+/* emh_q_cmp with every check and its message. */
+static __attribute__((noinline)) emh_cond *cmp_checked(emh_query *q, const char *field, emh_op op, emh_value v)
 {
 	if (!q)
 		return NULL;
@@ -188,6 +195,24 @@ emh_cond *emh_q_cmp(emh_query *q, const char *field, emh_op op, emh_value v)
 	c->nvals = 1;
 	emh__cond_seal(c);
 	return c;
+}
+
+emh_cond *emh_q_cmp(emh_query *q, const char *field, emh_op op, emh_value v)
+{
+	/* The common case, with nothing to refuse: a comparison on a known
+	 * field with a plain value (so not json, nor blob) -- built here. */
+	int fi;
+	if (q && op >= EMH_OP_EQ && op <= EMH_OP_GE && (fi = field_index(q->e, field)) >= 0 &&
+	    value_plain(&q->e->fields[fi], &v)) {
+		emh_cond *c = cond_new(q, op, fi, 1, 0);
+		if (c) {
+			c->vals[0] = v;
+			c->nvals = 1;
+			emh__cond_seal(c);
+		}
+		return c;
+	}
+	return cmp_checked(q, field, op, v);
 }
 
 emh_cond *emh_q_in(emh_query *q, const char *field, const emh_value *values, size_t n)
