@@ -1162,8 +1162,8 @@ static int lock_check(emh_em *em, const emh_query *q, const char **clause, emh_e
 
 /* Run the compiled statement st of m with q's parameters (count: a count's;
  * get: a lookup by key, counted as one). */
-static int run_query_stmt(emh_em *em, emh__meta *m, const emh_stmt *st, const emh_query *q, bool count, bool get,
-			  emh_rowsink *sink, emh_error *err)
+static inline int run_query_stmt(emh_em *em, emh__meta *m, const emh_stmt *st, const emh_query *q, bool count, bool get,
+				 emh_rowsink *sink, emh_error *err)
 {
 	size_t np = emh__query_nparams(q, count);
 	emh_value stackp[32], *params = np <= 32 ? stackp : malloc(np * sizeof *params);
@@ -1180,8 +1180,8 @@ static int run_query_stmt(emh_em *em, emh__meta *m, const emh_stmt *st, const em
 
 /* q's rows into sink: the dialect's SELECT (ending with lock when not NULL),
  * or the document driver's find (get: a lookup by key, counted as one). */
-static int select_run(emh_em *em, emh__meta *m, const emh_query *q, const char *lock, bool get, emh_rowsink *sink,
-		      emh_error *err)
+static inline int select_run(emh_em *em, emh__meta *m, const emh_query *q, const char *lock, bool get,
+			     emh_rowsink *sink, emh_error *err)
 {
 	if (!emh__em_is_sql(em)) {
 		emh__op o = {.kind = OP_FIND, .m = m, .q = q, .sink = sink, .get = get, .locked = q && q->lock};

@@ -16,13 +16,9 @@
 
 emh_query *emh__query_new(emh__arena *arena, const emh_entity *e)
 {
-	emh_query *q = emh__arena_zalloc(arena, sizeof *q);
-	if (q) {
-		q->e = e;
-		q->arena = arena;
-		q->limit = -1;
-		q->offset = -1;
-	}
+	emh_query *q = emh__arena_alloc(arena, sizeof *q);
+	if (q)
+		*q = (emh_query){.e = e, .arena = arena, .limit = -1, .offset = -1};
 	return q;
 }
 
@@ -30,11 +26,15 @@ static void *fail(emh_query *q, int code, const char *fmt, ...) __attribute__((f
 static void *fail(emh_query *q, int code, const char *fmt, ...)
 {
 	if (q && !q->err_code) {
-		q->err_code = code;
+		char msg[256];
 		va_list ap;
 		va_start(ap, fmt);
-		vsnprintf(q->err_msg, sizeof q->err_msg, fmt, ap);
+		vsnprintf(msg, sizeof msg, fmt, ap);
 		va_end(ap);
+		q->err_code = code;
+		q->err_msg = emh__arena_strndup(q->arena, msg, strlen(msg));
+		if (!q->err_msg)
+			q->err_msg = "out of memory";
 	}
 	return NULL;
 }
@@ -46,24 +46,43 @@ int emh__query_error(const emh_query *q, emh_error *err)
 	return emh_error_set(err, q->err_code, "query on '%s': %s", q->e->name, q->err_msg);
 }
 
-static int field_of(emh_query *q, const char *name)
+/* emh_entity_field_index inlined: a builder call names a field, and the
+ * names are short identifiers, cheaper compared here byte by byte than
+ * through a call to strcmp per field. */
+static inline int field_index(const emh_entity *e, const char *name)
 {
-	int i = emh_entity_field_index(q->e, name);
-	if (i < 0) {
-		char list[512];
-		size_t off = 0;
-		list[0] = '\0';
-		for (size_t k = 0; k < q->e->nfields && off < sizeof list; k++)
-			off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", k ? ", " : "",
-						q->e->fields[k].name);
-		fail(q, EMH_EINVAL, "no field '%s' in entity '%s' (fields: %s)", name ? name : "(null)",
-		     q->e->name, list);
+	if (!name)
+		return -1;
+	for (size_t i = 0; i < e->nfields; i++) {
+		const char *a = e->fields[i].name, *b = name;
+		while (*a && *a == *b)
+			a++, b++;
+		if (*a == *b)
+			return (int)i;
 	}
-	return i;
+	return -1;
+}
+
+/* The mistake of naming no field of the entity: kept in q, with the fields it has. */
+static __attribute__((noinline, cold)) int no_field(emh_query *q, const char *name)
+{
+	char list[512];
+	size_t off = 0;
+	list[0] = '\0';
+	for (size_t k = 0; k < q->e->nfields && off < sizeof list; k++)
+		off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", k ? ", " : "", q->e->fields[k].name);
+	fail(q, EMH_EINVAL, "no field '%s' in entity '%s' (fields: %s)", name ? name : "(null)", q->e->name, list);
+	return -1;
+}
+
+static inline int field_of(emh_query *q, const char *name)
+{
+	int i = field_index(q->e, name);
+	return i >= 0 ? i : no_field(q, name);
 }
 
 /* Copy v into the arena, checked against field f's type and coerced to it. */
-static bool value_for(emh_query *q, const emh_field *f, emh_value v, emh_value *out)
+static bool value_conv(emh_query *q, const emh_field *f, emh_value v, emh_value *out)
 {
 	if (v.is_null) {
 		fail(q, EMH_EINVAL, "field '%s': a NULL value never compares equal; use emh_q_is_null", f->name);
@@ -118,23 +137,43 @@ static bool value_for(emh_query *q, const emh_field *f, emh_value v, emh_value *
 	return true;
 }
 
-bool emh__query_value(emh_query *q, const emh_field *f, emh_value v, emh_value *out)
+/* Is v of field f's own type, not NULL and without text (what most
+ * comparisons give): nothing to check, convert or copy? */
+static inline bool value_plain(const emh_field *f, const emh_value *v)
 {
-	return value_for(q, f, v, out);
+	return v->type == f->type && !v->is_null && v->type != EMH_T_TEXT && v->type != EMH_T_JSON &&
+	       v->type != EMH_T_BLOB;
 }
 
-static emh_cond *cond_new(emh_query *q, emh_op op, int field)
+/* value_conv, with a plain value stored here, without a call. */
+static inline bool value_for(emh_query *q, const emh_field *f, const emh_value *v, emh_value *out)
 {
-	emh_cond *c = emh__arena_zalloc(q->arena, sizeof *c);
+	if (value_plain(f, v)) {
+		*out = *v;
+		return true;
+	}
+	return value_conv(q, f, *v, out);
+}
+
+bool emh__query_value(emh_query *q, const emh_field *f, emh_value v, emh_value *out)
+{
+	return value_conv(q, f, v, out);
+}
+
+/* A node with room for nvals values or nkids children after it (one allocation). */
+static inline emh_cond *cond_new(emh_query *q, emh_op op, int field, size_t nvals, size_t nkids)
+{
+	size_t sz = emh__arena_round(sizeof(emh_cond));
+	emh_cond *c = emh__arena_alloc(q->arena, sz + nvals * sizeof(emh_value) + nkids * sizeof(emh_cond *));
 	if (!c)
 		return fail(q, EMH_ENOMEM, "out of memory");
-	c->op = op;
-	c->field = field;
-	c->q = q;
+	*c = (emh_cond){.op = op, .field = field, .q = q, .vals = nvals ? (emh_value *)((char *)c + sz) : NULL,
+			.kids = nkids ? (emh_cond **)((char *)c + sz) : NULL};
 	return c;
 }
 
-emh_cond *emh_q_cmp(emh_query *q, const char *field, emh_op op, emh_value v)
+/* emh_q_cmp with every check and its message. */
+static __attribute__((noinline)) emh_cond *cmp_checked(emh_query *q, const char *field, emh_op op, emh_value v)
 {
 	if (!q)
 		return NULL;
@@ -150,13 +189,30 @@ emh_cond *emh_q_cmp(emh_query *q, const char *field, emh_op op, emh_value v)
 		return fail(q, EMH_EINVAL, "field '%s' (json) can only be tested with is_null/not_null", f->name);
 	if (f->type == EMH_T_BLOB && op != EMH_OP_EQ && op != EMH_OP_NE)
 		return fail(q, EMH_EINVAL, "field '%s' (blob) supports only eq/ne", f->name);
-	emh_cond *c = cond_new(q, op, fi);
-	if (!c || !(c->vals = emh__arena_alloc(q->arena, sizeof *c->vals)))
-		return fail(q, EMH_ENOMEM, "out of memory");
-	if (!value_for(q, f, v, &c->vals[0]))
+	emh_cond *c = cond_new(q, op, fi, 1, 0);
+	if (!c || !value_for(q, f, &v, &c->vals[0]))
 		return NULL;
 	c->nvals = 1;
+	emh__cond_seal(c);
 	return c;
+}
+
+emh_cond *emh_q_cmp(emh_query *q, const char *field, emh_op op, emh_value v)
+{
+	/* The common case, with nothing to refuse: a comparison on a known
+	 * field with a plain value (so not json, nor blob) -- built here. */
+	int fi;
+	if (q && op >= EMH_OP_EQ && op <= EMH_OP_GE && (fi = field_index(q->e, field)) >= 0 &&
+	    value_plain(&q->e->fields[fi], &v)) {
+		emh_cond *c = cond_new(q, op, fi, 1, 0);
+		if (c) {
+			c->vals[0] = v;
+			c->nvals = 1;
+			emh__cond_seal(c);
+		}
+		return c;
+	}
+	return cmp_checked(q, field, op, v);
 }
 
 emh_cond *emh_q_in(emh_query *q, const char *field, const emh_value *values, size_t n)
@@ -173,13 +229,14 @@ emh_cond *emh_q_in(emh_query *q, const char *field, const emh_value *values, siz
 			    EMH_QUERY_MAX_IN);
 	if (n && !values)
 		return fail(q, EMH_EINVAL, "field '%s': IN values is NULL", field);
-	emh_cond *c = cond_new(q, EMH_OP_IN, fi);
-	if (!c || (n && !(c->vals = emh__arena_alloc(q->arena, n * sizeof *c->vals))))
-		return fail(q, EMH_ENOMEM, "out of memory");
+	emh_cond *c = cond_new(q, EMH_OP_IN, fi, n, 0);
+	if (!c)
+		return NULL;
 	for (size_t i = 0; i < n; i++)
-		if (!value_for(q, &q->e->fields[fi], values[i], &c->vals[i]))
+		if (!value_for(q, &q->e->fields[fi], &values[i], &c->vals[i]))
 			return NULL;
 	c->nvals = n;
+	emh__cond_seal(c);
 	return c;
 }
 
@@ -200,12 +257,11 @@ emh_cond *emh_q_like(emh_query *q, const char *field, const char *pattern)
 		bs++;
 	if (bs % 2)
 		return fail(q, EMH_EINVAL, "field '%s': like pattern ends with a lone backslash", field);
-	emh_cond *c = cond_new(q, EMH_OP_LIKE, fi);
-	if (!c || !(c->vals = emh__arena_alloc(q->arena, sizeof *c->vals)))
-		return fail(q, EMH_ENOMEM, "out of memory");
-	if (!value_for(q, &q->e->fields[fi], emh_v_text(pattern), &c->vals[0]))
+	emh_cond *c = cond_new(q, EMH_OP_LIKE, fi, 1, 0);
+	if (!c || !value_conv(q, &q->e->fields[fi], emh_v_text(pattern), &c->vals[0]))
 		return NULL;
 	c->nvals = 1;
+	emh__cond_seal(c);
 	return c;
 }
 
@@ -236,7 +292,10 @@ static emh_cond *null_test(emh_query *q, const char *field, emh_op op)
 	if (!q)
 		return NULL;
 	int fi = field_of(q, field);
-	return fi < 0 ? NULL : cond_new(q, op, fi);
+	emh_cond *c = fi < 0 ? NULL : cond_new(q, op, fi, 0, 0);
+	if (c)
+		emh__cond_seal(c);
+	return c;
 }
 
 emh_cond *emh_q_is_null(emh_query *q, const char *field) { return null_test(q, field, EMH_OP_IS_NULL); }
@@ -260,11 +319,13 @@ static emh_cond *junction(emh_query *q, emh_op op, emh_cond *const *conds, size_
 	for (size_t i = 0; i < n; i++)
 		if (!own(q, conds[i]))
 			return NULL;
-	emh_cond *c = cond_new(q, op, -1);
-	if (!c || !(c->kids = emh__arena_alloc(q->arena, n * sizeof *c->kids)))
-		return fail(q, EMH_ENOMEM, "out of memory");
-	memcpy(c->kids, conds, n * sizeof *c->kids);
+	emh_cond *c = cond_new(q, op, -1, 0, n);
+	if (!c)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		c->kids[i] = conds[i];
 	c->nkids = n;
+	emh__cond_seal(c);
 	return c;
 }
 
@@ -275,11 +336,12 @@ emh_cond *emh_q_not(emh_query *q, emh_cond *inner)
 {
 	if (!q || !own(q, inner))
 		return NULL;
-	emh_cond *c = cond_new(q, EMH_OP_NOT, -1);
-	if (!c || !(c->kids = emh__arena_alloc(q->arena, sizeof *c->kids)))
-		return fail(q, EMH_ENOMEM, "out of memory");
+	emh_cond *c = cond_new(q, EMH_OP_NOT, -1, 0, 1);
+	if (!c)
+		return NULL;
 	c->kids[0] = inner;
 	c->nkids = 1;
+	emh__cond_seal(c);
 	return c;
 }
 
@@ -401,14 +463,13 @@ void emh__query_restrict(emh_query *q, emh_cond *c)
 		q->where = c;
 		return;
 	}
-	emh_cond *both = cond_new(q, EMH_OP_AND, -1);
-	if (!both || !(both->kids = emh__arena_alloc(q->arena, 2 * sizeof *both->kids))) {
-		fail(q, EMH_ENOMEM, "out of memory");
+	emh_cond *both = cond_new(q, EMH_OP_AND, -1, 0, 2);
+	if (!both)
 		return;
-	}
 	both->kids[0] = c;
 	both->kids[1] = q->where;
 	both->nkids = 2;
+	emh__cond_seal(both);
 	q->where = both;
 }
 

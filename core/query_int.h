@@ -16,7 +16,55 @@ struct emh_cond {
 	size_t nvals;
 	emh_cond **kids;
 	size_t nkids;
+	/*
+	 * Set by the builder once the node is complete (emh__cond_seal), so that
+	 * running a query neither walks its tree for a statement-cache key nor
+	 * to count its parameters: shape is a hash of what the node's SQL
+	 * depends on (sql.c's shape key: operator, field, IN size or children,
+	 * children's shapes in order; a comparison's is exact: its word), never
+	 * 0; nparams counts the values of the subtree and nnodes its nodes (a
+	 * key's length), both valid only with shape set.  A node built by hand
+	 * (uow.c) leaves shape 0: it is hashed and counted by walking it.
+	 */
+	uint64_t shape;
+	uint32_t nparams, nnodes;
 };
+
+/* One step of a shape hash: x mixed into h. */
+static inline uint64_t emh__shape_step(uint64_t h, uint64_t x)
+{
+	h = (h ^ x) * UINT64_C(0x9e3779b97f4a7c15);
+	return h ^ (h >> 29);
+}
+
+/* c's own word in a shape key (sql.c): its operator, field, and IN size or
+ * number of children.  Never 0 for a comparison (its field + 1 is not). */
+static inline uint64_t emh__cond_word(const emh_cond *c)
+{
+	uint64_t n = (uint32_t)(c->op == EMH_OP_IN ? c->nvals : c->nkids);
+	return (uint64_t)(unsigned char)c->op | (uint64_t)(unsigned char)(c->field + 1) << 8 | n << 32;
+}
+
+/* Set c's shape, nparams and nnodes from its own members and its children's
+ * (a builder's node: a null test has no values); shape left 0 (the node is
+ * walked when run) if a child has none or a count does not fit. */
+static inline void emh__cond_seal(emh_cond *c)
+{
+	uint64_t h = emh__cond_word(c), np = c->nvals, nn = 1;
+	if (c->nkids) {
+		bool whole = true;
+		for (size_t i = 0; i < c->nkids; i++) {
+			h = emh__shape_step(h, c->kids[i]->shape);
+			np += c->kids[i]->nparams;
+			nn += c->kids[i]->nnodes;
+			whole &= c->kids[i]->shape != 0;
+		}
+		h = whole && np <= UINT32_MAX && nn <= UINT32_MAX ? h | 1 : 0;
+	}
+	c->shape = h;
+	c->nparams = (uint32_t)np;
+	c->nnodes = (uint32_t)nn;
+}
 
 typedef struct emh__order {
 	int field;
@@ -35,7 +83,7 @@ struct emh_query {
 	int lock, lock_wait; /* emh_q_lock: EMH_LOCK_* */
 	bool unfiltered; /* emh_q_unfiltered: global filters do not apply */
 	int err_code;
-	char err_msg[256];
+	const char *err_msg; /* in the arena (or a constant when that failed): a query that never fails carries no buffer */
 };
 
 /* At most this many emh_q_with paths per query. */

@@ -333,17 +333,32 @@ out_fail:
 
 /* ---- the per-entity cache of update and query statements ---- */
 
+/*
+ * Read without a lock: every find looks a statement up here, from every
+ * thread at once.  An entry is immutable once published; a table's slots
+ * are published one by one (release, read with acquire) under the writers'
+ * mutex, and a table outgrown is replaced whole and kept (readers may still
+ * be probing it) until the cache is freed -- the old tables together are
+ * smaller than the current one.  A reader that misses on an old table
+ * compiles, takes the mutex and finds the entry in the current one.
+ */
 typedef struct cache_entry {
 	uint64_t hash;
-	size_t klen;
-	unsigned char *key;
 	emh_stmt *st;
+	size_t klen;
+	unsigned char key[]; /* the shape: what the statement's text depends on */
 } cache_entry;
 
+typedef struct cache_table {
+	struct cache_table *older; /* the table this one replaced */
+	size_t cap;                /* a power of two; at most half full */
+	cache_entry *_Atomic slot[];
+} cache_table;
+
 struct emh__stmtcache {
-	pthread_mutex_t mu;
-	cache_entry *v;
-	size_t n, cap; /* open addressing, cap a power of two */
+	pthread_mutex_t mu; /* writers */
+	cache_table *_Atomic t;
+	size_t n; /* entries; under mu */
 };
 
 static uint64_t fnv(const unsigned char *p, size_t n)
@@ -354,57 +369,97 @@ static uint64_t fnv(const unsigned char *p, size_t n)
 	return h;
 }
 
-static emh_stmt *cache_find_locked(emh__stmtcache *c, uint64_t h, const unsigned char *key, size_t klen)
+/* Does entry e hold the statement asked for (its hash is the one asked for)? */
+typedef bool (*match_fn)(const cache_entry *e, const void *arg);
+
+typedef struct key_bytes {
+	const unsigned char *p;
+	size_t len;
+} key_bytes;
+
+static bool match_bytes(const cache_entry *e, const void *arg)
 {
-	if (!c->cap)
+	const key_bytes *k = arg;
+	return e->klen == k->len && memcmp(e->key, k->p, k->len) == 0;
+}
+
+/* The statement of the first entry with hash h that match accepts; NULL if none.  Lock-free. */
+static inline emh_stmt *cache_find(emh__stmtcache *c, uint64_t h, match_fn match, const void *arg)
+{
+	cache_table *t = atomic_load_explicit(&c->t, memory_order_acquire);
+	if (!t)
 		return NULL;
-	for (size_t i = h & (c->cap - 1);; i = (i + 1) & (c->cap - 1)) {
-		cache_entry *e = &c->v[i];
-		if (!e->st)
+	for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+		cache_entry *e = atomic_load_explicit(&t->slot[i], memory_order_acquire);
+		if (!e)
 			return NULL;
-		if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
+		if (e->hash == h && match(e, arg))
 			return e->st;
 	}
 }
 
+static void table_place(cache_table *t, cache_entry *e)
+{
+	size_t j = e->hash & (t->cap - 1);
+	while (atomic_load_explicit(&t->slot[j], memory_order_relaxed))
+		j = (j + 1) & (t->cap - 1);
+	atomic_store_explicit(&t->slot[j], e, memory_order_release);
+}
+
 static bool cache_put_locked(emh__stmtcache *c, uint64_t h, const unsigned char *key, size_t klen, emh_stmt *st)
 {
-	if ((c->n + 1) * 2 > c->cap) {
-		size_t ncap = c->cap ? c->cap * 2 : 16;
-		cache_entry *nv = calloc(ncap, sizeof *nv);
-		if (!nv)
+	cache_table *t = atomic_load_explicit(&c->t, memory_order_relaxed);
+	if (!t || (c->n + 1) * 2 > t->cap) {
+		size_t ncap = t ? t->cap * 2 : 16;
+		cache_table *nt = calloc(1, sizeof *nt + ncap * sizeof nt->slot[0]);
+		if (!nt)
 			return false;
-		for (size_t i = 0; i < c->cap; i++) {
-			if (!c->v[i].st)
-				continue;
-			size_t j = c->v[i].hash & (ncap - 1);
-			while (nv[j].st)
-				j = (j + 1) & (ncap - 1);
-			nv[j] = c->v[i];
+		nt->cap = ncap;
+		nt->older = t;
+		for (size_t i = 0; t && i < t->cap; i++) {
+			cache_entry *e = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
+			if (e)
+				table_place(nt, e);
 		}
-		free(c->v);
-		c->v = nv;
-		c->cap = ncap;
+		atomic_store_explicit(&c->t, nt, memory_order_release);
+		t = nt;
 	}
-	unsigned char *k = malloc(klen);
-	if (!k)
+	cache_entry *e = malloc(sizeof *e + klen);
+	if (!e)
 		return false;
-	memcpy(k, key, klen);
-	size_t j = h & (c->cap - 1);
-	while (c->v[j].st)
-		j = (j + 1) & (c->cap - 1);
-	c->v[j] = (cache_entry){.hash = h, .klen = klen, .key = k, .st = st};
+	e->hash = h;
+	e->st = st;
+	e->klen = klen;
+	memcpy(e->key, key, klen);
+	table_place(t, e);
 	c->n++;
 	return true;
 }
 
-static emh__stmtcache *meta_cache(emh__meta *m)
+static void cache_free(emh__stmtcache *c)
+{
+	cache_table *t = atomic_load_explicit(&c->t, memory_order_relaxed);
+	for (size_t i = 0; t && i < t->cap; i++) {
+		cache_entry *e = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
+		if (e) {
+			free(e->st);
+			free(e);
+		}
+	}
+	while (t) {
+		cache_table *older = t->older;
+		free(t);
+		t = older;
+	}
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+static emh__stmtcache *meta_cache_new(emh__meta *m)
 {
 	/* Created at first use under the context mutex: registration time is
 	 * not the hot path, and most entities never need one. */
-	emh__stmtcache *c = __atomic_load_n(&m->cache, __ATOMIC_ACQUIRE);
-	if (c)
-		return c;
+	emh__stmtcache *c;
 	pthread_mutex_lock(&m->ctx->mu);
 	c = m->cache;
 	if (!c && (c = calloc(1, sizeof *c)) != NULL) {
@@ -415,26 +470,27 @@ static emh__stmtcache *meta_cache(emh__meta *m)
 	return c;
 }
 
+static inline emh__stmtcache *meta_cache(emh__meta *m)
+{
+	emh__stmtcache *c = __atomic_load_n(&m->cache, __ATOMIC_ACQUIRE);
+	return c ? c : meta_cache_new(m);
+}
+
 typedef emh__sql_compile_fn compile_fn;
 
-static const emh_stmt *cached(emh__meta *m, const emh_sql_dialect *d, const unsigned char *key, size_t klen,
-			      compile_fn fn, const void *arg, emh_error *err)
+/*
+ * A statement not found in c: compiled by fn outside the lock and stored
+ * under hash h and key; if another thread stored one first, its copy is
+ * kept.  Equal keys always have equal hashes.
+ */
+static const emh_stmt *cache_compile(emh__stmtcache *c, emh__meta *m, const emh_sql_dialect *d, uint64_t h,
+				     const unsigned char *key, size_t klen, compile_fn fn, const void *arg, emh_error *err)
 {
-	emh__stmtcache *c = meta_cache(m);
-	if (!c)
-		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
-	uint64_t h = fnv(key, klen);
-	pthread_mutex_lock(&c->mu);
-	emh_stmt *st = cache_find_locked(c, h, key, klen);
-	pthread_mutex_unlock(&c->mu);
-	if (st)
-		return st;
-	/* Compile outside the lock; if another thread won the race, keep its copy. */
 	emh_stmt *mine = fn(m, d, arg, err);
 	if (!mine)
 		return NULL;
 	pthread_mutex_lock(&c->mu);
-	st = cache_find_locked(c, h, key, klen);
+	emh_stmt *st = cache_find(c, h, match_bytes, &(key_bytes){key, klen});
 	if (!st) {
 		if (!cache_put_locked(c, h, key, klen, mine)) {
 			pthread_mutex_unlock(&c->mu);
@@ -447,6 +503,17 @@ static const emh_stmt *cached(emh__meta *m, const emh_sql_dialect *d, const unsi
 	pthread_mutex_unlock(&c->mu);
 	free(mine);
 	return st;
+}
+
+static const emh_stmt *cached(emh__meta *m, const emh_sql_dialect *d, const unsigned char *key, size_t klen,
+			      compile_fn fn, const void *arg, emh_error *err)
+{
+	emh__stmtcache *c = meta_cache(m);
+	if (!c)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
+	uint64_t h = fnv(key, klen);
+	emh_stmt *st = cache_find(c, h, match_bytes, &(key_bytes){key, klen});
+	return st ? st : cache_compile(c, m, d, h, key, klen, fn, arg, err);
 }
 
 static emh_stmt *compile_update(emh__meta *m, const emh_sql_dialect *d, const void *arg, emh_error *err)
@@ -482,9 +549,12 @@ const emh_stmt *emh__sql_update_stmt(emh__meta *m, const emh_sql_dialect *d, uin
 	return cached(m, d, key, sizeof key, compile_update, &mask, err);
 }
 
-/* A query's shape (the statement cache's key) being built: on the stack
- * unless the query has very many conditions, so a cached query allocates
- * nothing. */
+/*
+ * A query's shape (the statement cache's key), built on the stack unless
+ * the query has very many conditions, so that a query compiled once
+ * allocates nothing.  It is a sequence of 8-byte words (stored unaligned),
+ * so that a hash hit is checked against it a word per node (match_query).
+ */
 typedef struct shape_key {
 	unsigned char *p;
 	size_t len, cap;
@@ -527,38 +597,141 @@ static void shape_add(shape_key *k, const void *s, size_t n)
 	k->len += n;
 }
 
-/* Shape of a query: everything its SQL text depends on, never its values. */
+static void shape_word(shape_key *k, uint64_t w) { shape_add(k, &w, sizeof w); }
+
+/* Shape of a condition: everything its SQL text depends on, never its
+ * values -- its nodes' words, in prefix order. */
 static void shape_cond(shape_key *b, const emh_cond *c)
 {
-	uint32_t n = (uint32_t)(c->op == EMH_OP_IN ? c->nvals : c->nkids);
-	unsigned char hdr[6] = {(unsigned char)c->op, (unsigned char)(c->field + 1), (unsigned char)n,
-				(unsigned char)(n >> 8), (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
-	shape_add(b, hdr, sizeof hdr);
+	shape_word(b, emh__cond_word(c));
 	for (size_t i = 0; i < c->nkids; i++)
 		shape_cond(b, c->kids[i]);
-}
-
-static void shape_of(shape_key *b, const emh_query *q, bool count)
-{
-	shape_add(b, count ? "C" : "S", 1);
-	if (q->where)
-		shape_cond(b, q->where);
-	shape_add(b, "|", 1);
-	if (!count) {
-		for (size_t i = 0; i < q->norder; i++) {
-			unsigned char o[2] = {(unsigned char)q->order[i].field, q->order[i].desc};
-			shape_add(b, o, 2);
-		}
-		unsigned char lo[2] = {q->limit >= 0, q->offset >= 0};
-		shape_add(b, lo, 2);
-	}
 }
 
 typedef struct query_arg {
 	const emh_query *q;
 	bool count;
 	const char *lock; /* row-lock clause ending a SELECT, or NULL */
+	uint64_t word;    /* query_word */
 } query_arg;
+
+/* The first word of a query's key: count or select, a condition or none,
+ * the number of order keys, limit and offset present, a lock clause.  Its
+ * first byte, 'S' or 'C', starts no other key in the cache (updates U and
+ * V, set-based writes W and X, aggregates A). */
+static inline uint64_t query_word(const emh_query *q, bool count, const char *lock)
+{
+	uint64_t w = (uint64_t)(count ? 'C' : 'S') | (uint64_t)!!q->where << 8 | (uint64_t)!!lock << 9;
+	if (!count) /* limit, offset >= 0: their sign bits clear */
+		w |= (~(uint64_t)q->limit >> 63) << 10 | (~(uint64_t)q->offset >> 63) << 11 | (uint64_t)q->norder << 32;
+	return w;
+}
+
+/* An order key's word (a select's key only). */
+static inline uint64_t order_word(const emh__order *o) { return (uint64_t)(unsigned)o->field | (uint64_t)o->desc << 32; }
+
+/* The key of a query's statement: the query word, the condition's shape,
+ * the order keys, the lock clause's length and text (the server's, from
+ * driver.h lock_clause); never a value. */
+static void shape_of(shape_key *b, const query_arg *qa)
+{
+	const emh_query *q = qa->q;
+	shape_word(b, qa->word);
+	if (q->where)
+		shape_cond(b, q->where);
+	for (size_t i = 0; !qa->count && i < q->norder; i++)
+		shape_word(b, order_word(&q->order[i]));
+	if (qa->lock) {
+		size_t n = strlen(qa->lock);
+		shape_word(b, n);
+		shape_add(b, qa->lock, n);
+	}
+}
+
+static inline uint64_t key_word(const unsigned char *p)
+{
+	uint64_t w;
+	memcpy(&w, p, sizeof w);
+	return w;
+}
+
+/* Does the key at p hold c's shape next (the key is long enough)?  Where it
+ * ends, or NULL.  A leaf child is compared here, without a call. */
+static const unsigned char *cond_matches(const emh_cond *c, const unsigned char *p)
+{
+	if (key_word(p) != emh__cond_word(c))
+		return NULL;
+	p += 8;
+	for (size_t i = 0; i < c->nkids; i++) {
+		const emh_cond *k = c->kids[i];
+		if (k->nkids) {
+			if (!(p = cond_matches(k, p)))
+				return NULL;
+		} else { /* a builder's leaf: its shape is its word */
+			if (key_word(p) != (k->shape ? k->shape : emh__cond_word(k)))
+				return NULL;
+			p += 8;
+		}
+	}
+	return p;
+}
+
+/* The number of c's nodes: the builder's count, or walked for a node built by hand. */
+static size_t walk_nodes(const emh_cond *c)
+{
+	size_t n = 1;
+	for (size_t i = 0; i < c->nkids; i++)
+		n += c->kids[i]->shape ? c->kids[i]->nnodes : walk_nodes(c->kids[i]);
+	return n;
+}
+
+static inline size_t cond_nodes(const emh_cond *c) { return c->shape ? c->nnodes : walk_nodes(c); }
+
+/* Is e's key the shape of the query in arg (what shape_of would write)?
+ * Its length is checked first: the words are compared without bounds. */
+static bool match_query(const cache_entry *e, const void *arg)
+{
+	const query_arg *qa = arg;
+	const emh_query *q = qa->q;
+	size_t nord = qa->count ? 0 : q->norder, nlock = qa->lock ? strlen(qa->lock) : 0;
+	size_t words = 1 + (q->where ? cond_nodes(q->where) : 0) + nord + (qa->lock != NULL);
+	if (e->klen != words * 8 + nlock || key_word(e->key) != qa->word)
+		return false;
+	const unsigned char *p = e->key + 8;
+	if (q->where && !(p = cond_matches(q->where, p)))
+		return false;
+	for (size_t i = 0; i < nord; i++, p += 8)
+		if (key_word(p) != order_word(&q->order[i]))
+			return false;
+	return !qa->lock || (key_word(p) == nlock && memcmp(p + 8, qa->lock, nlock) == 0);
+}
+
+/* The shape hash of c: the builder's (emh__cond_seal), or, for a node built
+ * by hand, the same hash computed here. */
+static uint64_t walk_shape(const emh_cond *c)
+{
+	uint64_t h = emh__cond_word(c);
+	if (!c->nkids)
+		return h ? h : 1;
+	for (size_t i = 0; i < c->nkids; i++)
+		h = emh__shape_step(h, c->kids[i]->shape ? c->kids[i]->shape : walk_shape(c->kids[i]));
+	return h | 1;
+}
+
+static inline uint64_t cond_shape(const emh_cond *c) { return c->shape ? c->shape : walk_shape(c); }
+
+/* The hash of the key shape_of writes, from the condition's shape hash: no
+ * walk of the condition, no key written.  Equal keys, equal hashes. */
+static uint64_t query_hash(const query_arg *qa)
+{
+	const emh_query *q = qa->q;
+	uint64_t h = emh__shape_step(qa->word, q->where ? cond_shape(q->where) : 0);
+	for (size_t i = 0; !qa->count && i < q->norder; i++)
+		h = emh__shape_step(h, order_word(&q->order[i]));
+	if (qa->lock)
+		h = emh__shape_step(h, fnv((const unsigned char *)qa->lock, strlen(qa->lock)));
+	return h;
+}
 
 static emh_stmt *compile_query(emh__meta *m, const emh_sql_dialect *d, const void *arg, emh_error *err)
 {
@@ -605,26 +778,34 @@ static emh_stmt *compile_query(emh__meta *m, const emh_sql_dialect *d, const voi
 	return st;
 }
 
-/* The statement of q (a count, or a SELECT ending with lock when not NULL). */
+/*
+ * The statement of q (a count, or a SELECT ending with lock when not NULL).
+ * Looked up by the hash of its shape, which the builder computed as it went
+ * (query_hash), and checked against the entry's key on a hash hit; the key
+ * is written only for a statement not cached yet.
+ */
 static const emh_stmt *query_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, bool count,
-				  const char *lock, emh_error *err)
+				  const char *lock, const uint64_t *hash, emh_error *err)
 {
 	if (lock && !*lock)
 		lock = NULL;
 	if (!lock && (!q || (!q->where && (count || (q->norder == 0 && q->limit < 0 && q->offset < 0)))))
 		return count ? m->st_count_all : m->st_select_all;
+	emh__stmtcache *c = meta_cache(m);
+	if (!c)
+		return emh_error_set(err, EMH_ENOMEM, "out of memory"), NULL;
+	query_arg qa = {q, count, lock, query_word(q, count, lock)};
+	uint64_t h = hash ? *hash : query_hash(&qa);
+	const emh_stmt *st = cache_find(c, h, match_query, &qa);
+	if (st)
+		return st;
 	shape_key b;
 	shape_init(&b);
-	shape_of(&b, q, count);
-	if (lock) { /* the clause is the server's text (driver.h lock_clause): part of the shape */
-		shape_add(&b, "L", 1);
-		shape_add(&b, lock, strlen(lock));
-	}
-	const emh_stmt *st = NULL;
+	shape_of(&b, &qa);
 	if (b.oom)
 		emh_error_set(err, EMH_ENOMEM, "out of memory");
 	else
-		st = cached(m, d, b.p, b.len, compile_query, &(query_arg){q, count, lock}, err);
+		st = cache_compile(c, m, d, h, b.p, b.len, compile_query, &qa, err);
 	shape_free(&b);
 	return st;
 }
@@ -632,35 +813,49 @@ static const emh_stmt *query_stmt(emh__meta *m, const emh_sql_dialect *d, const 
 const emh_stmt *emh__sql_query_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, bool count,
 				    emh_error *err)
 {
-	return query_stmt(m, d, q, count, NULL, err);
+	return query_stmt(m, d, q, count, NULL, NULL, err);
 }
 
 const emh_stmt *emh__sql_select_stmt(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, const char *lock,
 				     emh_error *err)
 {
-	return query_stmt(m, d, q, false, lock, err);
+	return query_stmt(m, d, q, false, lock, NULL, err);
 }
 
-/* The values of c's subtree in binding order into *out (when out is not
- * NULL); returns how many there are. */
-static size_t walk_params(const emh_cond *c, emh_value **out)
+const emh_stmt *emh__sql_query_stmt_hashed(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, bool count,
+					   const char *lock, uint64_t hash, emh_error *err)
 {
-	size_t n = 0;
-	switch (c->op) {
-	case EMH_OP_IS_NULL:
-	case EMH_OP_NOT_NULL:
-		break;
-	case EMH_OP_AND:
-	case EMH_OP_OR:
-	case EMH_OP_NOT:
-		for (size_t i = 0; i < c->nkids; i++)
-			n += walk_params(c->kids[i], out);
-		break;
-	default:
-		for (size_t i = 0; out && i < c->nvals; i++)
-			*(*out)++ = c->vals[i];
-		n = c->nvals;
+	return query_stmt(m, d, q, count, lock, &hash, err);
+}
+
+/* The values of c's subtree in binding order into out; returns the end.  A
+ * child with one value (most comparisons) is copied without a call. */
+static emh_value *put_params(const emh_cond *c, emh_value *out)
+{
+	if (!c->nkids) {
+		if (c->op != EMH_OP_IS_NULL && c->op != EMH_OP_NOT_NULL)
+			for (size_t i = 0; i < c->nvals; i++)
+				*out++ = c->vals[i];
+		return out;
 	}
+	for (size_t i = 0; i < c->nkids; i++) {
+		const emh_cond *k = c->kids[i];
+		if (!k->nkids && k->nvals == 1 && k->op != EMH_OP_IS_NULL && k->op != EMH_OP_NOT_NULL)
+			*out++ = k->vals[0];
+		else
+			out = put_params(k, out);
+	}
+	return out;
+}
+
+/* How many values c's subtree binds, walked for a node built by hand. */
+static size_t walk_nparams(const emh_cond *c)
+{
+	if (!c->nkids)
+		return c->op == EMH_OP_IS_NULL || c->op == EMH_OP_NOT_NULL ? 0 : c->nvals;
+	size_t n = 0;
+	for (size_t i = 0; i < c->nkids; i++)
+		n += c->kids[i]->shape ? c->kids[i]->nparams : walk_nparams(c->kids[i]);
 	return n;
 }
 
@@ -668,7 +863,7 @@ size_t emh__query_nparams(const emh_query *q, bool count)
 {
 	if (!q)
 		return 0;
-	size_t n = q->where ? walk_params(q->where, NULL) : 0;
+	size_t n = !q->where ? 0 : q->where->shape ? q->where->nparams : walk_nparams(q->where);
 	if (!count)
 		n += (q->limit >= 0) + (q->offset >= 0);
 	return n;
@@ -679,7 +874,7 @@ void emh__query_params(const emh_query *q, bool count, emh_value *out)
 	if (!q)
 		return;
 	if (q->where)
-		walk_params(q->where, &out);
+		out = put_params(q->where, out);
 	if (!count) {
 		if (q->limit >= 0)
 			*out++ = emh_v_int64(q->limit);
@@ -697,15 +892,8 @@ void emh__sql_free_meta(emh__meta *m)
 	free(m->st_select_all);
 	free(m->st_upsert);
 	m->st_get = m->st_insert = m->st_delete = m->st_count_all = m->st_select_all = m->st_upsert = NULL;
-	emh__stmtcache *c = m->cache;
-	if (c) {
-		for (size_t i = 0; i < c->cap; i++) {
-			free(c->v[i].key);
-			free(c->v[i].st);
-		}
-		free(c->v);
-		pthread_mutex_destroy(&c->mu);
-		free(c);
+	if (m->cache) {
+		cache_free(m->cache);
 		m->cache = NULL;
 	}
 }

@@ -46,6 +46,15 @@ typedef emh_stmt *(*emh__sql_compile_fn)(emh__meta *m, const emh_sql_dialect *d,
 const emh_stmt *emh__sql_cached(emh__meta *m, const emh_sql_dialect *d, const unsigned char *key, size_t klen,
 				emh__sql_compile_fn fn, const void *arg, emh_error *err);
 
+/*
+ * The statement of q as emh__sql_query_stmt (lock NULL) or
+ * emh__sql_select_stmt give it, looked up under hash instead of the hash of
+ * q's shape: for tests, which put different shapes under one hash to see
+ * that a hash hit is checked against the shape.
+ */
+const emh_stmt *emh__sql_query_stmt_hashed(emh__meta *m, const emh_sql_dialect *d, const emh_query *q, bool count,
+					   const char *lock, uint64_t hash, emh_error *err);
+
 /* ---- sql_agg.c ---- */
 
 /* The statement of aggregate a over q (checked and filtered; may be NULL). */

@@ -21,7 +21,7 @@ tests_unit_test_em_SOURCES = tests/unit/test_em.c tests/tap.h
 tests_unit_test_em_LDADD = $(UNIT_LIBS)
 # test_entity checks the SQL compiler's text and cache: it links the internals.
 tests_unit_test_entity_SOURCES = tests/unit/test_entity.c tests/tap.h
-tests_unit_test_entity_LDADD = core/libemhost_core.la $(LIBCONFIG_LIBS)
+tests_unit_test_entity_LDADD = core/libemhost_core.la $(LIBCONFIG_LIBS) $(EMH_PTHREAD_LIBS)
 
 # The arena's cache of large blocks, alone and a host's (core/arena.c); reads h->blocks.
 check_PROGRAMS += tests/unit/test_arena

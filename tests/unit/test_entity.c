@@ -6,11 +6,13 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
 #include "query_int.h"
+#include "sql_int.h"
 
 #include "../tap.h"
 
@@ -53,6 +55,212 @@ static int validate_fields(const emh_field *f, size_t n, emh_error *err)
 {
 	emh_entity e = {.name = "bad", .table = "bad", .size = sizeof(item), .fields = f, .nfields = n};
 	return emh_entity_validate(&e, err);
+}
+
+/* ---- the statement cache: found by a hash of the shape, checked against the shape ---- */
+
+enum { NSHAPES = 16 };
+
+/* Query number k: each differs from the others in one thing its SQL depends on. */
+static emh_query *shape_query(emh__arena *a, int k)
+{
+	emh_query *q = emh__query_new(a, &item_entity);
+	emh_value in3[3] = {emh_v_int32(1), emh_v_int32(2), emh_v_int32(3)};
+	emh_cond *ge = emh_q_ge(q, "qty", emh_v_int32(1)), *lt = emh_q_lt(q, "price", emh_v_double(2));
+	switch (k) {
+	case 0: emh_q_where(q, emh_q_and(q, ge, lt)); break;
+	case 1: emh_q_where(q, emh_q_and(q, emh_q_gt(q, "qty", emh_v_int32(1)), lt)); break; /* operator */
+	case 2: emh_q_where(q, emh_q_and(q, emh_q_ge(q, "id", emh_v_int64(1)), lt)); break; /* field */
+	case 3: emh_q_where(q, emh_q_in(q, "qty", in3, 3)); break;
+	case 4: emh_q_where(q, emh_q_in(q, "qty", in3, 2)); break; /* IN length */
+	case 5: emh_q_where(q, emh_q_or(q, ge, lt)); break;       /* junction */
+	case 6: emh_q_where(q, emh_q_not(q, emh_q_and(q, ge, lt))); break;
+	case 7: emh_q_where(q, emh_q_is_null(q, "price")); break;
+	case 8: emh_q_where(q, emh_q_not_null(q, "price")); break;
+	case 9: emh_q_where(q, emh_q_and(q, ge, lt)); emh_q_order_by(q, "price", true); break;
+	case 10: emh_q_where(q, emh_q_and(q, ge, lt)); emh_q_order_by(q, "price", false); break;
+	case 11: emh_q_where(q, emh_q_and(q, ge, lt)); emh_q_limit(q, 3); break;
+	case 12: emh_q_where(q, emh_q_and(q, ge, emh_q_and(q, lt, emh_q_eq(q, "active", emh_v_bool(true))))); break;
+	case 13: emh_q_where(q, emh_q_and(q, emh_q_and(q, ge, lt), emh_q_eq(q, "active", emh_v_bool(true)))); break;
+	case 14: emh_q_where(q, emh_q_and(q, lt, ge)); break; /* order of the children */
+	case 15: emh_q_where(q, emh_q_like(q, "name", "a%")); break;
+	}
+	return q;
+}
+
+/* What follows WHERE in the SQL of query k. */
+static const char *const shape_sql[NSHAPES] = {
+	"(\"qty\" >= ? AND \"price\" < ?)",
+	"(\"qty\" > ? AND \"price\" < ?)",
+	"(\"id\" >= ? AND \"price\" < ?)",
+	"\"qty\" IN (?, ?, ?)",
+	"\"qty\" IN (?, ?)",
+	"(\"qty\" >= ? OR \"price\" < ?)",
+	"NOT ((\"qty\" >= ? AND \"price\" < ?))",
+	"\"price\" IS NULL",
+	"\"price\" IS NOT NULL",
+	"(\"qty\" >= ? AND \"price\" < ?) ORDER BY \"price\" DESC",
+	"(\"qty\" >= ? AND \"price\" < ?) ORDER BY \"price\" ASC",
+	"(\"qty\" >= ? AND \"price\" < ?) LIMIT ?",
+	"(\"qty\" >= ? AND (\"price\" < ? AND \"active\" = ?))",
+	"((\"qty\" >= ? AND \"price\" < ?) AND \"active\" = ?)",
+	"(\"price\" < ? AND \"qty\" >= ?)",
+	"\"item_name\" LIKE ? ESCAPE '\\'",
+};
+
+/* Does st's SQL end with " WHERE " and want? */
+static bool where_is(const emh_stmt *st, const char *want)
+{
+	const char *w = st ? strstr(st->sql, " WHERE ") : NULL;
+	return w && strcmp(w + 7, want) == 0;
+}
+
+static void init_meta(emh__meta *m, emh_context *ctx)
+{
+	emh_error err;
+	memset(m, 0, sizeof *m);
+	m->ctx = ctx;
+	m->pub.entity = &item_entity;
+	m->pub.generated = true;
+	if (emh__sql_prepare_meta(m, &dq, &err))
+		bail("compile the statements: %s", err.message);
+}
+
+static void t_shapes(emh_context *ctx)
+{
+	emh_error err;
+	emh__meta m;
+	init_meta(&m, ctx);
+	emh__arena a;
+	emh__arena_init(&a, NULL, 0);
+	const emh_stmt *st[NSHAPES];
+	bool right = true, distinct = true, again = true;
+	for (int k = 0; k < NSHAPES; k++) {
+		st[k] = emh__sql_query_stmt(&m, &dq, shape_query(&a, k), false, &err);
+		if (!where_is(st[k], shape_sql[k]))
+			right = false, diag("shape %d: %s", k, st[k] ? st[k]->sql : err.message);
+		for (int j = 0; j < k; j++)
+			distinct &= st[j] != st[k];
+	}
+	for (int k = 0; k < NSHAPES; k++)
+		again &= emh__sql_query_stmt(&m, &dq, shape_query(&a, k), false, &err) == st[k];
+	ok(right, "%d shapes, each differing in one thing, compile to their own SQL", NSHAPES);
+	ok(distinct, "no two of them share a statement");
+	ok(again, "the same shape built again finds its statement");
+
+	/* Every shape under one hash: each hit is checked against the shape,
+	 * so each still gets its own SQL, and finds it again. */
+	const emh_stmt *hs[NSHAPES];
+	right = distinct = again = true;
+	for (int k = 0; k < NSHAPES; k++) {
+		hs[k] = emh__sql_query_stmt_hashed(&m, &dq, shape_query(&a, k), false, NULL, 42, &err);
+		if (!where_is(hs[k], shape_sql[k]))
+			right = false, diag("shape %d under one hash: %s", k, hs[k] ? hs[k]->sql : err.message);
+		for (int j = 0; j < k; j++)
+			distinct &= hs[j] != hs[k];
+	}
+	for (int k = NSHAPES - 1; k >= 0; k--)
+		again &= emh__sql_query_stmt_hashed(&m, &dq, shape_query(&a, k), false, NULL, 42, &err) == hs[k];
+	ok(right, "shapes forced onto one hash still compile to their own SQL");
+	ok(distinct, "and share no statement");
+	ok(again, "and each finds its own statement again among them");
+	const emh_stmt *cnt = emh__sql_query_stmt_hashed(&m, &dq, shape_query(&a, 0), true, NULL, 42, &err);
+	like_str(cnt ? cnt->sql : NULL, "SELECT COUNT(*) FROM \"items\" WHERE (", "a count under the same hash is a count");
+	const emh_stmt *up = emh__sql_query_stmt_hashed(&m, &dq, shape_query(&a, 0), false, " FOR UPDATE", 42, &err);
+	const emh_stmt *sh = emh__sql_query_stmt_hashed(&m, &dq, shape_query(&a, 0), false, " FOR SHARE", 42, &err);
+	ok(up && sh && up != sh && up != hs[0] && strstr(up->sql, "< ?) FOR UPDATE") && strstr(sh->sql, "< ?) FOR SHARE"),
+	   "lock clauses under the same hash: their own statements");
+	ok(emh__sql_select_stmt(&m, &dq, shape_query(&a, 0), " FOR UPDATE", &err) ==
+		   emh__sql_select_stmt(&m, &dq, shape_query(&a, 0), " FOR UPDATE", &err) &&
+	   emh__sql_select_stmt(&m, &dq, shape_query(&a, 0), " FOR UPDATE", &err) != st[0],
+	   "a locked select is cached apart from the plain one");
+
+	/* A condition built by hand (uow.c's versioned write) has no shape
+	 * from the builder: it is hashed and counted by walking it, and finds
+	 * the statement of the same shape built by the builder. */
+	emh_query *built = shape_query(&a, 12);
+	emh_value vals[3] = {emh_v_int32(5), emh_v_double(1.5), emh_v_bool(true)};
+	emh_cond l1 = {.op = EMH_OP_GE, .field = 2, .vals = &vals[0], .nvals = 1};
+	emh_cond l2 = {.op = EMH_OP_LT, .field = 3, .vals = &vals[1], .nvals = 1};
+	emh_cond l3 = {.op = EMH_OP_EQ, .field = 4, .vals = &vals[2], .nvals = 1};
+	emh_cond *inner_kids[2] = {&l2, &l3};
+	emh_cond inner = {.op = EMH_OP_AND, .field = -1, .kids = inner_kids, .nkids = 2};
+	emh_cond *outer_kids[2] = {&l1, &inner};
+	emh_cond outer = {.op = EMH_OP_AND, .field = -1, .kids = outer_kids, .nkids = 2};
+	emh_query hand = {.e = &item_entity, .arena = &a, .where = &outer, .limit = -1, .offset = -1};
+	ok(emh__sql_query_stmt(&m, &dq, &hand, false, &err) == st[12] && built->where->shape != 0,
+	   "a condition built by hand finds the statement of its shape");
+	emh_value pv[3];
+	is_int(emh__query_nparams(&hand, false), 3, "its parameters counted by walking it");
+	emh__query_params(&hand, false, pv);
+	ok(pv[0].u.i32 == 5 && pv[1].u.d == 1.5 && pv[2].u.b, "and given in binding order");
+	is_int(emh__query_nparams(built, false), 3, "the builder's count agrees");
+
+	/* A filter (emh__query_restrict) adds a node to a built condition. */
+	emh_query *r = shape_query(&a, 0);
+	emh__query_restrict(r, emh_q_eq(r, "active", emh_v_bool(true)));
+	const emh_stmt *rs = emh__sql_query_stmt(&m, &dq, r, false, &err);
+	ok(where_is(rs, "(\"active\" = ? AND (\"qty\" >= ? AND \"price\" < ?))"), "a restricted query: its own SQL");
+	is_int(emh__query_nparams(r, false), 3, "and three parameters");
+
+	emh__sql_free_meta(&m);
+	emh__arena_release(&a);
+}
+
+/* Threads looking up and adding shapes at once: readers take no lock while
+ * the table grows under them. */
+typedef struct shape_thread {
+	emh__meta *m;
+	int seed;
+	bool right;
+} shape_thread;
+
+enum { NIN = 96 };
+
+static void *shape_worker(void *arg)
+{
+	shape_thread *t = arg;
+	emh_error err;
+	emh_value in[NIN];
+	for (int i = 0; i < NIN; i++)
+		in[i] = emh_v_int32(i);
+	t->right = true;
+	for (int round = 0; round < 20; round++) {
+		emh__arena a;
+		emh__arena_init(&a, NULL, 0);
+		for (int i = 0; i < NIN; i++) {
+			int n = 1 + (i * 7 + t->seed * 13 + round) % NIN; /* every thread, every size, another order */
+			emh_query *q = emh__query_new(&a, &item_entity);
+			emh_q_where(q, emh_q_in(q, "qty", in, (size_t)n));
+			const emh_stmt *st = emh__sql_query_stmt(t->m, &dq, q, false, &err);
+			if (!st || st->nparams != n || !strstr(st->sql, " IN (")) {
+				t->right = false;
+				diag("IN of %d: %s", n, st ? st->sql : err.message);
+			}
+		}
+		emh__arena_release(&a);
+	}
+	return NULL;
+}
+
+static void t_shapes_threads(emh_context *ctx)
+{
+	emh__meta m;
+	init_meta(&m, ctx);
+	shape_thread t[4];
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++) {
+		t[i] = (shape_thread){.m = &m, .seed = i};
+		if (pthread_create(&th[i], NULL, shape_worker, &t[i]))
+			bail("pthread_create");
+	}
+	bool right = true;
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		right &= t[i].right;
+	}
+	ok(right, "4 threads adding and finding %d IN sizes at once: each size its own statement", NIN);
+	emh__sql_free_meta(&m);
 }
 
 int main(void)
@@ -222,6 +430,9 @@ int main(void)
 	const emh_stmt *ps = emh__sql_query_stmt(&mp, &pg, pq, false, &err);
 	like_str(ps ? ps->sql : NULL, "WHERE (\"qty\" >= $1 AND \"price\" < $2) LIMIT $3 OFFSET $4", "numbered parameters");
 	ok(ps && ps->id != s1->id, "statement ids are unique within the context");
+
+	t_shapes(&ctx);
+	t_shapes_threads(&ctx);
 
 	/* upsert: natural keys only; MySQL's form refused with another unique column */
 	typedef struct kv {
