@@ -171,13 +171,22 @@ int my_lag_ms(emh_conn *c, int64_t *lag, emh_error *err);
 /* statements.c */
 /*
  * A statement prepared on a connection (the statement cache's handle), and
- * where its result columns are bound: the library keeps a statement's
- * result binding across executions, so it is bound once, not every call.
+ * how its parameters and result columns are bound: the library keeps a
+ * statement's bindings across executions and reads the bound buffers at
+ * each, so each is bound again only when it changes, not every call.
  */
 typedef struct my_prep {
 	MYSQL_STMT *h;
-	uint64_t bound_gen; /* the connection's bind_gen when bound (0: never) */
-	unsigned bound_nf;  /* how many columns were bound */
+	uint64_t bound_gen;  /* the connection's bind_gen when results were bound (0: never) */
+	unsigned bound_nf;   /* how many columns were bound */
+	uint64_t pbound_gen; /* the connection's bind_gen when parameters were bound (0: never) */
+	/* per parameter, what its MYSQL_BIND said when bound (the rest is fixed) */
+	struct my_pbound {
+		void *buffer;
+		unsigned long buffer_length;
+		unsigned long *length;
+		int type; /* enum_field_types */
+	} pb[];
 } my_prep;
 /* The statement cache's destroy callback: closes and frees a my_prep. */
 void my_prep_close(void *handle, void *arg);

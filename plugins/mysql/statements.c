@@ -100,6 +100,7 @@ static int my_grow_params(emh_conn *c, size_t n)
 	if (!b)
 		return EMH_ENOMEM;
 	c->pbind = b;
+	c->bind_gen++; /* pval moves: every statement's parameter binding is stale */
 	my_param *v = realloc(c->pval, n * sizeof *v);
 	if (!v)
 		return EMH_ENOMEM;
@@ -170,7 +171,7 @@ static int my_stmt_get(emh_conn *c, const emh_stmt *st, my_prep **out, emh_error
 		return emh_error_set(err, EMH_EPLUGIN, "statement on table '%s' has %lu parameters, %u bound",
 				     my_table_of(st) ? my_table_of(st) : "?", got, (unsigned)st->nparams);
 	}
-	if (!(pp = malloc(sizeof *pp))) {
+	if (!(pp = malloc(sizeof *pp + st->nparams * sizeof pp->pb[0]))) {
 		mysql_stmt_close(h);
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
@@ -295,33 +296,38 @@ static void my_bind_col(MYSQL_BIND *b, my_col *col, emh_type t)
 	}
 }
 
-static emh_value my_col_value(const my_col *col, emh_type t)
+/* Column col of the fetched row into *v as t, in place: every row of every
+ * result goes through here. */
+static inline void my_col_value(emh_value *v, const my_col *col, emh_type t)
 {
-	emh_value v = {.type = t, .is_null = col->is_null != 0};
-	if (v.is_null)
-		return v;
+	v->type = t;
+	v->is_null = col->is_null != 0;
+	if (v->is_null) {
+		v->u.s.ptr = NULL;
+		v->u.s.len = 0;
+		return;
+	}
 	switch (t) {
 	case EMH_T_BOOL:
-		v.u.b = col->s.b != 0;
+		v->u.b = col->s.b != 0;
 		break;
 	case EMH_T_INT32:
-		v.u.i32 = col->s.i32;
+		v->u.i32 = col->s.i32;
 		break;
 	case EMH_T_INT64:
-		v.u.i64 = col->s.i64;
+		v->u.i64 = col->s.i64;
 		break;
 	case EMH_T_DOUBLE:
-		v.u.d = col->s.d;
+		v->u.d = col->s.d;
 		break;
 	case EMH_T_TIMESTAMP:
-		v.u.i64 = my_us_from_time(&col->s.t);
+		v->u.i64 = my_us_from_time(&col->s.t);
 		break;
 	default:
-		v.u.s.ptr = col->buf ? col->buf : "";
-		v.u.s.len = col->len;
+		v->u.s.ptr = col->buf ? col->buf : "";
+		v->u.s.len = col->len;
 		break;
 	}
-	return v;
 }
 
 /* Lay out c->rbind for st's nf result columns (c->rcol holds nf). */
@@ -412,7 +418,7 @@ static int my_stmt_rows(emh_conn *c, const emh_stmt *st, my_prep *pp, unsigned n
 			}
 		}
 		for (unsigned i = 0; i < nf; i++)
-			c->rvals[i] = my_col_value(&c->rcol[i], i < st->ncols ? st->col_types[i] : EMH_T_TEXT);
+			my_col_value(&c->rvals[i], &c->rcol[i], i < st->ncols ? st->col_types[i] : EMH_T_TEXT);
 		if (sink && sink->row && (rc = sink->row(sink, c->rvals, err)) != 0)
 			goto out_free_result;
 		if (rebind) {
@@ -444,13 +450,31 @@ static int my_stmt_run(emh_conn *c, const emh_stmt *st, my_prep *pp, const emh_v
 	if (np) {
 		if (my_grow_params(c, np))
 			return emh_error_set(err, EMH_ENOMEM, "out of memory");
+		/* The values go into c->pval (or stay where the caller has
+		 * them, text): bound again only when a buffer, its type or its
+		 * length's place differs from the statement's last binding. */
+		bool same = pp->pbound_gen == c->bind_gen;
 		for (unsigned i = 0; i < np; i++) {
 			emh_type t = st->param_types ? st->param_types[i] : params[i].type;
-			if ((rc = my_bind_param(&c->pbind[i], &c->pval[i], t, &params[i], i, err)))
+			MYSQL_BIND *b = &c->pbind[i];
+			struct my_pbound *pb = &pp->pb[i];
+			if ((rc = my_bind_param(b, &c->pval[i], t, &params[i], i, err)))
 				return rc;
+			if (same && (pb->buffer != b->buffer || pb->type != (int)b->buffer_type ||
+				     pb->buffer_length != b->buffer_length || pb->length != b->length))
+				same = false;
 		}
-		if (mysql_stmt_bind_param(s, c->pbind) != 0)
-			return my_stmt_fail(s, "binding parameters", table, err);
+		if (!same) {
+			pp->pbound_gen = 0;
+			if (mysql_stmt_bind_param(s, c->pbind) != 0)
+				return my_stmt_fail(s, "binding parameters", table, err);
+			for (unsigned i = 0; i < np; i++)
+				pp->pb[i] = (struct my_pbound){.buffer = c->pbind[i].buffer,
+							       .buffer_length = c->pbind[i].buffer_length,
+							       .length = c->pbind[i].length,
+							       .type = (int)c->pbind[i].buffer_type};
+			pp->pbound_gen = c->bind_gen;
+		}
 	}
 	if (mysql_stmt_execute(s) != 0) {
 		unsigned no = mysql_stmt_errno(s);

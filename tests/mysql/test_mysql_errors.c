@@ -22,7 +22,7 @@
 #include "../fixture.h"
 #include "../tap.h"
 
-#define NTESTS 96
+#define NTESTS 98
 #define TABLE "emh_mytest_items"
 
 typedef struct myt_item {
@@ -790,6 +790,25 @@ static void test_bound_results(const char *url)
 	emh_em_clear(em);
 	rc = emh_repo_get(ri, emh_v_int64(bid), (void **)&it, &err);
 	ok(rc == 0 && strcmp(it->email, wide) == 0, "and the long row, now without truncation");
+	{
+		/* a parameter kept bound: the same text buffer, new contents */
+		char key[32];
+		int64_t n1 = -1, n2 = -1;
+		emh_query *q;
+		snprintf(key, sizeof key, "%s", "bind-short@x");
+		if ((rc = emh_repo_query(ri, &q, &err)) == 0) {
+			emh_q_where(q, emh_q_eq(q, "email", emh_v_text(key)));
+			rc = emh_repo_count(ri, q, &n1, &err);
+		}
+		ok(rc == 0 && n1 == 1, "count by a text parameter (1 row, got %lld)", (long long)n1);
+		snprintf(key, sizeof key, "%s", "bind-shorT@x");
+		if (rc == 0 && (rc = emh_repo_query(ri, &q, &err)) == 0) {
+			emh_q_where(q, emh_q_eq(q, "email", emh_v_text(key)));
+			rc = emh_repo_count(ri, q, &n2, &err);
+		}
+		ok(rc == 0 && n2 == 0, "the same buffer with other contents counts what it holds now (0, got %lld)",
+		   (long long)n2);
+	}
 	is_int(emh_em_commit(em, &err), 0, "commit");
 	rc = emh_em_execute(em, "DROP TABLE emh_mytest_pairs", &err);
 	is_int(rc, 0, "drop the pairs table");
