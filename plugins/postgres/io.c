@@ -267,7 +267,8 @@ static int pg_wait_io(emh_conn *c, bool write, const char *what, emh_error *err)
 	}
 }
 
-int pg_result(emh_conn *c, const char *what, PGresult **out, emh_error *err)
+/* pg_result's body, inlined into pg_collect: every statement passes here twice. */
+static inline int pg_result_in(emh_conn *c, const char *what, PGresult **out, emh_error *err)
 {
 	*out = NULL;
 	for (;;) {
@@ -286,12 +287,17 @@ int pg_result(emh_conn *c, const char *what, PGresult **out, emh_error *err)
 	return 0;
 }
 
+int pg_result(emh_conn *c, const char *what, PGresult **out, emh_error *err)
+{
+	return pg_result_in(c, what, out, err);
+}
+
 int pg_collect(emh_conn *c, const char *what, PGresult **out, emh_error *err)
 {
 	PGresult *last = NULL, *res;
 	*out = NULL;
 	for (;;) {
-		int rc = pg_result(c, what, &res, err);
+		int rc = pg_result_in(c, what, &res, err);
 		if (rc) {
 			PQclear(last);
 			return rc;

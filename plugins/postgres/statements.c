@@ -62,19 +62,24 @@ enum {
  * on a connection, not once per result.
  */
 struct pg_prep {
+	char name[16]; /* "emh_<id>", what the server knows it by */
 	bool planned;
 	uint16_t ncols;
 	struct pg_col {
 		Oid oid;
+		emh_type type;      /* asked for: st->col_types[j] */
 		unsigned char kind; /* PG_K_* */
 	} cols[];
 };
+
+static void pg_stmt_name(char *name, uint32_t id);
 
 /* A handle for st, not planned yet; NULL when out of memory. */
 static pg_prep *pg_prep_new(const emh_stmt *st)
 {
 	pg_prep *pp = malloc(sizeof *pp + st->ncols * sizeof pp->cols[0]);
 	if (pp) {
+		pg_stmt_name(pp->name, st->id);
 		pp->planned = false;
 		pp->ncols = st->ncols;
 	}
@@ -396,6 +401,7 @@ static int pg_prep_plan(pg_prep *pp, const emh_stmt *st, const PGresult *res, em
 					     pg_stmt_what(st, what, sizeof what), PQfname(res, j), (unsigned)oid,
 					     emh_type_name(st->col_types[j]));
 		pp->cols[j].oid = oid;
+		pp->cols[j].type = st->col_types[j];
 		pp->cols[j].kind = pg_plan(oid, st->col_types[j]);
 	}
 	pp->planned = true;
@@ -424,20 +430,23 @@ static int pg_deliver(emh_conn *c, const emh_stmt *st, pg_prep *pp, PGresult *re
 		c->rowcap = cap;
 	}
 	for (int i = 0; i < nrows; i++) {
-		for (int j = 0; j < ncols; j++) {
-			emh_value *v = &c->row[j];
+		/* by pointer, the column's plan carrying its type: few enough
+		 * values live across the libpq calls to stay in registers */
+		emh_value *v = c->row;
+		const struct pg_col *pc = pp->cols;
+		for (int j = 0; j < ncols; j++, v++, pc++) {
 			/* A NULL reads as the empty string (length 0): only an empty
 			 * value is asked whether it is NULL, one libpq call less for
 			 * every other column of every row. */
 			int len = PQgetlength(res, i, j);
 			if (len == 0 && PQgetisnull(res, i, j)) {
-				*v = emh_v_null(st->col_types[j]);
+				*v = emh_v_null(pc->type);
 				continue;
 			}
 			const char *p = PQgetvalue(res, i, j);
-			v->type = st->col_types[j];
+			v->type = pc->type;
 			v->is_null = false;
-			switch (pp->cols[j].kind) {
+			switch (pc->kind) {
 			case PG_K_INT8:
 				if (len != 8)
 					break;
@@ -465,7 +474,7 @@ static int pg_deliver(emh_conn *c, const emh_stmt *st, pg_prep *pp, PGresult *re
 				v->u.b = p[0] != 0;
 				continue;
 			}
-			if ((rc = pg_decode(pp->cols[j].oid, p, len, st->col_types[j], v, res, j, err)) != 0)
+			if ((rc = pg_decode(pc->oid, p, len, pc->type, v, res, j, err)) != 0)
 				return rc;
 		}
 		if ((rc = sink->row(sink, c->row, err)) != 0)
@@ -637,10 +646,12 @@ static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, b
  * (inside one, the failed statement aborted it, and the next transaction
  * re-prepares).
  */
-static bool pg_stale_statement(emh_conn *c, const emh_stmt *st, const char *name, const emh_error *err)
+static bool pg_stale_statement(emh_conn *c, const emh_stmt *st, const emh_error *err)
 {
+	char name[16];
 	if (!err)
 		return false;
+	pg_stmt_name(name, st->id);
 	if (strcmp(err->sqlstate, "26000") == 0) {
 		emh_prepcache_drop(c->stmts, st->id);
 	} else if (strcmp(err->sqlstate, "42P05") == 0) {
@@ -667,8 +678,8 @@ static bool pg_stale_statement(emh_conn *c, const emh_stmt *st, const char *name
 }
 
 /* "emh_<id>", the name a statement is prepared under (name holds 15
- * bytes).  By hand: snprintf cost more instructions than the rest of what
- * the driver adds to a get by key. */
+ * bytes; a pg_prep keeps it).  By hand: snprintf cost more instructions
+ * than the rest of what the driver adds to a get by key. */
 static void pg_stmt_name(char *name, uint32_t id)
 {
 	char digits[10];
@@ -693,8 +704,7 @@ static int64_t pg_cmd_count(const char *t)
 	return n;
 }
 
-static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, const char *name, emh_rowsink *sink,
-			     emh_error *err)
+static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, emh_rowsink *sink, emh_error *err)
 {
 	char what[120];
 	PGresult *res;
@@ -715,9 +725,9 @@ static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, const char *name, 
 	if (newpp || begin) {
 		c->begin_pending = false;
 		/* newpp stays ours unless the PREPARE succeeded and the cache took it */
-		if ((rc = pg_exec_pipeline(c, st, name, begin, &newpp, &res, err)) != 0)
+		if ((rc = pg_exec_pipeline(c, st, pp->name, begin, &newpp, &res, err)) != 0)
 			goto out_free;
-	} else if (!PQsendQueryPrepared(c->pg, name, st->nparams, c->pvals, c->plens, c->pfmts, 1)) {
+	} else if (!PQsendQueryPrepared(c->pg, pp->name, st->nparams, c->pvals, c->plens, c->pfmts, 1)) {
 		return pg_fail(c, NULL, pg_stmt_what(st, what, sizeof what), err);
 	} else if ((rc = pg_collect(c, NULL, &res, err)) != 0) {
 		/* named only now: the fast path formats no text */
@@ -737,7 +747,8 @@ static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, const char *name, 
 		sink->affected = pg_cmd_count(PQcmdTuples(res));
 	PQclear(res);
 out_free:
-	free(newpp);
+	if (newpp)
+		free(newpp);
 	return rc;
 }
 
@@ -751,19 +762,17 @@ out_free:
 int pg_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_rowsink *sink,
 		 emh_error *err)
 {
-	char name[24];
 	emh_error local;
 	int rc;
 
 	if (!err)
 		err = &local;
-	pg_stmt_name(name, st->id);
 	if ((rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err)) || (rc = pg_params_reserve(c, st->nparams, err)) ||
 	    (rc = pg_bind(c, st, params, err)))
 		return rc;
-	rc = pg_stmt_exec_once(c, st, name, sink, err);
+	rc = pg_stmt_exec_once(c, st, sink, err);
 	/* rc > 0 is the sink's "enough rows", not an error (err is untouched) */
-	if (rc < 0 && pg_stale_statement(c, st, name, err))
-		rc = pg_stmt_exec_once(c, st, name, sink, err);
+	if (rc < 0 && pg_stale_statement(c, st, err))
+		rc = pg_stmt_exec_once(c, st, sink, err);
 	return rc;
 }
