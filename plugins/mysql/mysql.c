@@ -154,7 +154,6 @@ static int my_param_ms(const emh_params *p, const char *key, long long def, unsi
 	return 0;
 }
 
-/* Destroy callback of the statement cache (called on the connection's thread). */
 static void my_disconnect(emh_conn *c)
 {
 	if (!c)

@@ -123,8 +123,9 @@ struct emh_conn {
 	my_col *rcol;
 	emh_value *rvals;
 	size_t nrcap;
-	/* Changes whenever rcol or a column's buf moves: a statement whose result
-	 * was bound at another generation (my_prep.bound_gen) is bound again. */
+	/* Changes whenever rcol, pval or a column's buf moves: a statement whose
+	 * results or parameters were bound at another generation (my_prep) is
+	 * bound again. */
 	uint64_t bind_gen;
 	char collation[64]; /* table collation, found at the first sync */
 	bool migrate_locked; /* holds the migration lock (GET_LOCK) */

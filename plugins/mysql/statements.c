@@ -136,6 +136,7 @@ static const char *my_table_of(const emh_stmt *st)
 	return st->meta && st->meta->entity ? st->meta->entity->table : NULL;
 }
 
+/* Destroy callback of the statement cache (called on the connection's thread). */
 void my_prep_close(void *handle, void *arg)
 {
 	my_prep *pp = handle;
