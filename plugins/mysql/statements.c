@@ -418,8 +418,14 @@ static int my_stmt_rows(emh_conn *c, const emh_stmt *st, my_prep *pp, unsigned n
 				rebind = true;
 			}
 		}
+		/* locals: the stores into the values could alias st and c for
+		 * all the compiler knows, which would reload them every column */
+		emh_value *v = c->rvals;
+		const my_col *col = c->rcol;
+		const emh_type *types = st->col_types;
+		unsigned ntyped = st->ncols;
 		for (unsigned i = 0; i < nf; i++)
-			my_col_value(&c->rvals[i], &c->rcol[i], i < st->ncols ? st->col_types[i] : EMH_T_TEXT);
+			my_col_value(&v[i], &col[i], i < ntyped ? types[i] : EMH_T_TEXT);
 		if (sink && sink->row && (rc = sink->row(sink, c->rvals, err)) != 0)
 			goto out_free_result;
 		if (rebind) {
