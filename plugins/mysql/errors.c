@@ -197,7 +197,7 @@ int my_stmt_fail(MYSQL_STMT *s, const char *what, const char *table, emh_error *
  */
 int my_deadline(emh_conn *c, int rc, emh_error *err)
 {
-	if (rc != EMH_EUNAVAILABLE || !c->rto_s || my_now_ms() - c->call_ms < (int64_t)c->rto_s * 1000 - 100)
+	if (rc != EMH_EUNAVAILABLE || !c->rto_s || my_call_clock_ms() - c->call_ms < (int64_t)c->rto_s * 1000 - 100)
 		return rc;
 	emh_error_prefix(err, rc, "no answer from the server within %s=%lld (a %u s read timeout): ", c->rto_key,
 			 c->rto_ms, c->rto_s);

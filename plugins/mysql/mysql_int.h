@@ -115,7 +115,7 @@ typedef struct my_col {
 
 struct emh_conn {
 	MYSQL *my;
-	emh_prepcache *stmts; /* MYSQL_STMT * of each emh_stmt, by id */
+	emh_prepcache *stmts; /* my_prep of each emh_stmt, by id */
 	MYSQL_BIND *pbind;
 	my_param *pval;
 	size_t npcap;
@@ -123,6 +123,10 @@ struct emh_conn {
 	my_col *rcol;
 	emh_value *rvals;
 	size_t nrcap;
+	/* Changes whenever rcol, pval or a column's buf moves: a statement whose
+	 * results or parameters were bound at another generation (my_prep) is
+	 * bound again. */
+	uint64_t bind_gen;
 	char collation[64]; /* table collation, found at the first sync */
 	bool migrate_locked; /* holds the migration lock (GET_LOCK) */
 	char where[192];    /* "'host:port'" or "socket '/path'", for messages */
@@ -142,6 +146,8 @@ int my_thread_enter(emh_error *err);
 /* Every entry point on a connection starts with this: my_thread_enter, and the call's start time. */
 int my_call_enter(emh_conn *c, emh_error *err);
 int64_t my_now_ms(void);
+/* CLOCK_MONOTONIC_COARSE ms: what emh_conn.call_ms and my_deadline measure a call by. */
+int64_t my_call_clock_ms(void);
 
 /* errors.c */
 int my_conn_fail(emh_conn *c, const char *what, const char *table, emh_error *err);
@@ -164,6 +170,27 @@ int my_replayed(emh_conn *c, const char *pos, int64_t wait_ms, bool *yes, emh_er
 int my_lag_ms(emh_conn *c, int64_t *lag, emh_error *err);
 
 /* statements.c */
+/*
+ * A statement prepared on a connection (the statement cache's handle), and
+ * how its parameters and result columns are bound: the library keeps a
+ * statement's bindings across executions and reads the bound buffers at
+ * each, so each is bound again only when it changes, not every call.
+ */
+typedef struct my_prep {
+	MYSQL_STMT *h;
+	uint64_t bound_gen;  /* the connection's bind_gen when results were bound (0: never) */
+	unsigned bound_nf;   /* how many columns were bound */
+	uint64_t pbound_gen; /* the connection's bind_gen when parameters were bound (0: never) */
+	/* per parameter, what its MYSQL_BIND said when bound (the rest is fixed) */
+	struct my_pbound {
+		void *buffer;
+		unsigned long buffer_length;
+		unsigned long *length;
+		int type; /* enum_field_types */
+	} pb[];
+} my_prep;
+/* The statement cache's destroy callback: closes and frees a my_prep. */
+void my_prep_close(void *handle, void *arg);
 int my_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_rowsink *sink, emh_error *err);
 
 /* schema.c */

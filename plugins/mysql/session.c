@@ -146,8 +146,8 @@ int my_migrate_lock(emh_conn *c, int64_t wait_ms, bool *in_txn, emh_error *err)
 		cap_ms = (long long)c->rto_s * 1000;
 	int64_t deadline = my_now_ms() + wait_ms;
 	for (;;) {
-		c->call_ms = my_now_ms();
-		int64_t left = deadline - c->call_ms;
+		c->call_ms = my_call_clock_ms();
+		int64_t left = deadline - my_now_ms();
 		long long slice = left > 0 ? (left + 999) / 1000 : 0;
 		if (cap_ms && slice > cap_ms / 2000)
 			slice = cap_ms / 2000;

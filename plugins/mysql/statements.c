@@ -100,6 +100,7 @@ static int my_grow_params(emh_conn *c, size_t n)
 	if (!b)
 		return EMH_ENOMEM;
 	c->pbind = b;
+	c->bind_gen++; /* pval moves: every statement's parameter binding is stale */
 	my_param *v = realloc(c->pval, n * sizeof *v);
 	if (!v)
 		return EMH_ENOMEM;
@@ -112,6 +113,7 @@ static int my_grow_cols(emh_conn *c, size_t n)
 {
 	if (n <= c->nrcap)
 		return 0;
+	c->bind_gen++; /* rcol moves: every statement's result binding is stale */
 	MYSQL_BIND *b = realloc(c->rbind, n * sizeof *b);
 	if (!b)
 		return EMH_ENOMEM;
@@ -134,13 +136,23 @@ static const char *my_table_of(const emh_stmt *st)
 	return st->meta && st->meta->entity ? st->meta->entity->table : NULL;
 }
 
-/* The connection's prepared handle for st, preparing it on first use. */
-static int my_stmt_get(emh_conn *c, const emh_stmt *st, MYSQL_STMT **out, emh_error *err)
+/* Destroy callback of the statement cache (called on the connection's thread). */
+void my_prep_close(void *handle, void *arg)
 {
-	MYSQL_STMT *h = emh_prepcache_get(c->stmts, st->id, st);
+	my_prep *pp = handle;
+	(void)arg;
+	mysql_stmt_close(pp->h);
+	free(pp);
+}
+
+/* The connection's prepared handle for st, preparing it on first use. */
+static int my_stmt_get(emh_conn *c, const emh_stmt *st, my_prep **out, emh_error *err)
+{
+	my_prep *pp = emh_prepcache_get(c->stmts, st->id, st);
+	MYSQL_STMT *h;
 	int rc;
-	if (h) {
-		*out = h;
+	if (pp) {
+		*out = pp;
 		return 0;
 	}
 	/* Not prepared yet, or the id stood for another statement: close that
@@ -160,11 +172,16 @@ static int my_stmt_get(emh_conn *c, const emh_stmt *st, MYSQL_STMT **out, emh_er
 		return emh_error_set(err, EMH_EPLUGIN, "statement on table '%s' has %lu parameters, %u bound",
 				     my_table_of(st) ? my_table_of(st) : "?", got, (unsigned)st->nparams);
 	}
-	if ((rc = emh_prepcache_put(c->stmts, st->id, st, h, err))) {
+	if (!(pp = malloc(sizeof *pp + st->nparams * sizeof pp->pb[0]))) {
 		mysql_stmt_close(h);
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	}
+	*pp = (my_prep){.h = h};
+	if ((rc = emh_prepcache_put(c->stmts, st->id, st, pp, err))) {
+		my_prep_close(pp, NULL);
 		return rc;
 	}
-	*out = h;
+	*out = pp;
 	return 0;
 }
 
@@ -280,52 +297,43 @@ static void my_bind_col(MYSQL_BIND *b, my_col *col, emh_type t)
 	}
 }
 
-static emh_value my_col_value(const my_col *col, emh_type t)
+/* Column col of the fetched row into *v as t, in place: every row of every
+ * result goes through here. */
+static inline void my_col_value(emh_value *v, const my_col *col, emh_type t)
 {
-	emh_value v = {.type = t, .is_null = col->is_null != 0};
-	if (v.is_null)
-		return v;
+	v->type = t;
+	v->is_null = col->is_null != 0;
+	if (v->is_null) {
+		v->u.s.ptr = NULL;
+		v->u.s.len = 0;
+		return;
+	}
 	switch (t) {
 	case EMH_T_BOOL:
-		v.u.b = col->s.b != 0;
+		v->u.b = col->s.b != 0;
 		break;
 	case EMH_T_INT32:
-		v.u.i32 = col->s.i32;
+		v->u.i32 = col->s.i32;
 		break;
 	case EMH_T_INT64:
-		v.u.i64 = col->s.i64;
+		v->u.i64 = col->s.i64;
 		break;
 	case EMH_T_DOUBLE:
-		v.u.d = col->s.d;
+		v->u.d = col->s.d;
 		break;
 	case EMH_T_TIMESTAMP:
-		v.u.i64 = my_us_from_time(&col->s.t);
+		v->u.i64 = my_us_from_time(&col->s.t);
 		break;
 	default:
-		v.u.s.ptr = col->buf ? col->buf : "";
-		v.u.s.len = col->len;
+		v->u.s.ptr = col->buf ? col->buf : "";
+		v->u.s.len = col->len;
 		break;
 	}
-	return v;
 }
 
-/* Fetch every stored row of s into sink. */
-static int my_stmt_rows(emh_conn *c, const emh_stmt *st, MYSQL_STMT *s, unsigned nf, emh_rowsink *sink,
-			emh_error *err)
+/* Lay out c->rbind for st's nf result columns (c->rcol holds nf). */
+static void my_fill_binds(emh_conn *c, const emh_stmt *st, unsigned nf)
 {
-	const char *table = my_table_of(st);
-	int rc = 0, f;
-	if (mysql_stmt_store_result(s) != 0)
-		return my_stmt_fail(s, "reading rows", table, err);
-	if (st->ncols && nf != st->ncols) {
-		mysql_stmt_free_result(s);
-		return emh_error_set(err, EMH_EPLUGIN, "statement on table '%s' returns %u columns, %u expected",
-				     table ? table : "?", nf, (unsigned)st->ncols);
-	}
-	if (my_grow_cols(c, nf)) {
-		mysql_stmt_free_result(s);
-		return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	}
 	for (unsigned i = 0; i < nf; i++) {
 		emh_type t = i < st->ncols ? st->col_types[i] : EMH_T_TEXT;
 		my_col *col = &c->rcol[i];
@@ -335,14 +343,51 @@ static int my_stmt_rows(emh_conn *c, const emh_stmt *st, MYSQL_STMT *s, unsigned
 		}
 		my_bind_col(&c->rbind[i], col, t);
 	}
-	if (mysql_stmt_bind_result(s, c->rbind) != 0) {
-		rc = my_stmt_fail(s, "binding results", table, err);
-		goto out_free_result;
+}
+
+/*
+ * Bind the nf result columns of pp to the connection's column storage,
+ * unless they still are (bound at this generation of the storage).
+ */
+static int my_bind_results(emh_conn *c, const emh_stmt *st, my_prep *pp, unsigned nf, emh_error *err)
+{
+	if (pp->bound_gen == c->bind_gen && pp->bound_nf == nf)
+		return 0;
+	if (my_grow_cols(c, nf))
+		return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	my_fill_binds(c, st, nf);
+	pp->bound_gen = 0;
+	if (mysql_stmt_bind_result(pp->h, c->rbind) != 0)
+		return my_stmt_fail(pp->h, "binding results", my_table_of(st), err);
+	pp->bound_gen = c->bind_gen;
+	pp->bound_nf = nf;
+	return 0;
+}
+
+/* Fetch every stored row of pp's statement into sink. */
+static int my_stmt_rows(emh_conn *c, const emh_stmt *st, my_prep *pp, unsigned nf, emh_rowsink *sink,
+			emh_error *err)
+{
+	MYSQL_STMT *s = pp->h;
+	const char *table = my_table_of(st);
+	int rc = 0, f;
+	if (mysql_stmt_store_result(s) != 0)
+		return my_stmt_fail(s, "reading rows", table, err);
+	if (st->ncols && nf != st->ncols) {
+		mysql_stmt_free_result(s);
+		return emh_error_set(err, EMH_EPLUGIN, "statement on table '%s' returns %u columns, %u expected",
+				     table ? table : "?", nf, (unsigned)st->ncols);
 	}
+	if ((rc = my_bind_results(c, st, pp, nf, err)) != 0)
+		goto out_free_result;
 	while ((f = mysql_stmt_fetch(s)) == 0 || f == MYSQL_DATA_TRUNCATED) {
 		bool rebind = false;
 		if (f == MYSQL_DATA_TRUNCATED) {
-			/* A text or blob longer than its buffer: grow it and fetch that column again. */
+			/* A text or blob longer than its buffer: grow it and fetch that
+			 * column again.  c->rbind may hold another statement's layout
+			 * (this one's binding was kept from an earlier call): lay it
+			 * out for this one first. */
+			my_fill_binds(c, st, nf);
 			for (unsigned i = 0; i < nf; i++) {
 				my_col *col = &c->rcol[i];
 				if (!col->error || c->rbind[i].buffer_type == MYSQL_TYPE_DATETIME)
@@ -363,6 +408,7 @@ static int my_stmt_rows(emh_conn *c, const emh_stmt *st, MYSQL_STMT *s, unsigned
 				}
 				col->buf = nb;
 				col->cap = need;
+				c->bind_gen++; /* other statements bound the old buffer */
 				c->rbind[i].buffer = nb;
 				c->rbind[i].buffer_length = need;
 				if (mysql_stmt_fetch_column(s, &c->rbind[i], i, 0) != 0) {
@@ -372,13 +418,23 @@ static int my_stmt_rows(emh_conn *c, const emh_stmt *st, MYSQL_STMT *s, unsigned
 				rebind = true;
 			}
 		}
+		/* locals: the stores into the values could alias st and c for
+		 * all the compiler knows, which would reload them every column */
+		emh_value *v = c->rvals;
+		const my_col *col = c->rcol;
+		const emh_type *types = st->col_types;
+		unsigned ntyped = st->ncols;
 		for (unsigned i = 0; i < nf; i++)
-			c->rvals[i] = my_col_value(&c->rcol[i], i < st->ncols ? st->col_types[i] : EMH_T_TEXT);
+			my_col_value(&v[i], &col[i], i < ntyped ? types[i] : EMH_T_TEXT);
 		if (sink && sink->row && (rc = sink->row(sink, c->rvals, err)) != 0)
 			goto out_free_result;
-		if (rebind && mysql_stmt_bind_result(s, c->rbind) != 0) {
-			rc = my_stmt_fail(s, "binding results", table, err);
-			goto out_free_result;
+		if (rebind) {
+			pp->bound_gen = 0;
+			if (mysql_stmt_bind_result(s, c->rbind) != 0) {
+				rc = my_stmt_fail(s, "binding results", table, err);
+				goto out_free_result;
+			}
+			pp->bound_gen = c->bind_gen;
 		}
 	}
 	if (f != MYSQL_NO_DATA)
@@ -389,9 +445,10 @@ out_free_result:
 }
 
 /* One execution of a prepared statement; *stale when the server forgot it. */
-static int my_stmt_run(emh_conn *c, const emh_stmt *st, MYSQL_STMT *s, const emh_value *params,
+static int my_stmt_run(emh_conn *c, const emh_stmt *st, my_prep *pp, const emh_value *params,
 		       emh_rowsink *sink, bool *stale, emh_error *err)
 {
+	MYSQL_STMT *s = pp->h;
 	const char *table = my_table_of(st);
 	unsigned np = st->nparams, nf;
 	int rc;
@@ -400,13 +457,31 @@ static int my_stmt_run(emh_conn *c, const emh_stmt *st, MYSQL_STMT *s, const emh
 	if (np) {
 		if (my_grow_params(c, np))
 			return emh_error_set(err, EMH_ENOMEM, "out of memory");
+		/* The values go into c->pval (or stay where the caller has
+		 * them, text): bound again only when a buffer, its type or its
+		 * length's place differs from the statement's last binding. */
+		bool same = pp->pbound_gen == c->bind_gen;
 		for (unsigned i = 0; i < np; i++) {
 			emh_type t = st->param_types ? st->param_types[i] : params[i].type;
-			if ((rc = my_bind_param(&c->pbind[i], &c->pval[i], t, &params[i], i, err)))
+			MYSQL_BIND *b = &c->pbind[i];
+			struct my_pbound *pb = &pp->pb[i];
+			if ((rc = my_bind_param(b, &c->pval[i], t, &params[i], i, err)))
 				return rc;
+			if (same && (pb->buffer != b->buffer || pb->type != (int)b->buffer_type ||
+				     pb->buffer_length != b->buffer_length || pb->length != b->length))
+				same = false;
 		}
-		if (mysql_stmt_bind_param(s, c->pbind) != 0)
-			return my_stmt_fail(s, "binding parameters", table, err);
+		if (!same) {
+			pp->pbound_gen = 0;
+			if (mysql_stmt_bind_param(s, c->pbind) != 0)
+				return my_stmt_fail(s, "binding parameters", table, err);
+			for (unsigned i = 0; i < np; i++)
+				pp->pb[i] = (struct my_pbound){.buffer = c->pbind[i].buffer,
+							       .buffer_length = c->pbind[i].buffer_length,
+							       .length = c->pbind[i].length,
+							       .type = (int)c->pbind[i].buffer_type};
+			pp->pbound_gen = c->bind_gen;
+		}
 	}
 	if (mysql_stmt_execute(s) != 0) {
 		unsigned no = mysql_stmt_errno(s);
@@ -415,7 +490,7 @@ static int my_stmt_run(emh_conn *c, const emh_stmt *st, MYSQL_STMT *s, const emh
 	}
 	nf = mysql_stmt_field_count(s);
 	if (nf)
-		return my_stmt_rows(c, st, s, nf, sink, err);
+		return my_stmt_rows(c, st, pp, nf, sink, err);
 	if (sink) {
 		sink->affected = (int64_t)mysql_stmt_affected_rows(s);
 		if (st->kind == EMH_STMT_INSERT)
@@ -427,16 +502,16 @@ static int my_stmt_run(emh_conn *c, const emh_stmt *st, MYSQL_STMT *s, const emh
 int my_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_rowsink *sink,
 		 emh_error *err)
 {
-	MYSQL_STMT *s = NULL;
+	my_prep *pp = NULL;
 	bool stale = false;
 	int rc = my_call_enter(c, err);
 	if (rc)
 		return rc;
 	for (int attempt = 0;; attempt++) {
-		if ((rc = my_stmt_get(c, st, &s, err)))
+		if ((rc = my_stmt_get(c, st, &pp, err)))
 			return my_deadline(c, rc, err);
 		stale = false;
-		rc = my_stmt_run(c, st, s, params, sink, &stale, err);
+		rc = my_stmt_run(c, st, pp, params, sink, &stale, err);
 		/* rc > 0 is the sink's "enough rows": delivered, never resent */
 		if (rc < 0 && stale && attempt == 0) {
 			emh_prepcache_drop(c->stmts, st->id);

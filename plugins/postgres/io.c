@@ -46,8 +46,11 @@ int pg_call(emh_conn *c, int ms, const char *key, emh_error *err)
 		pg_error_state(err, "08006", false);
 		return EMH_EUNAVAILABLE;
 	}
-	c->deadline_ms = ms > 0 ? pg_now_ms() + ms : 0;
-	c->deadline_len = ms;
+	/* armed at the call's first wait (pg_wait_io): what runs before it only
+	 * queues output on the non-blocking socket, and a call answered without
+	 * waiting reads no clock at all */
+	c->deadline_ms = 0;
+	c->deadline_len = ms > 0 ? ms : 0;
 	c->deadline_key = key;
 	return 0;
 }
@@ -239,8 +242,11 @@ static int pg_wait_io(emh_conn *c, bool write, const char *what, emh_error *err)
 {
 	for (;;) {
 		int wait = -1;
-		if (c->deadline_ms) {
-			int64_t left = c->deadline_ms - pg_now_ms();
+		if (c->deadline_len) {
+			int64_t now = pg_now_ms();
+			if (!c->deadline_ms)
+				c->deadline_ms = now + c->deadline_len;
+			int64_t left = c->deadline_ms - now;
 			if (left <= 0)
 				return pg_timed_out(c, what, err);
 			wait = left > 60000 ? 60000 : (int)left;
@@ -261,7 +267,8 @@ static int pg_wait_io(emh_conn *c, bool write, const char *what, emh_error *err)
 	}
 }
 
-int pg_result(emh_conn *c, const char *what, PGresult **out, emh_error *err)
+/* pg_result's body, inlined into pg_collect: every statement passes here twice. */
+static inline int pg_result_in(emh_conn *c, const char *what, PGresult **out, emh_error *err)
 {
 	*out = NULL;
 	for (;;) {
@@ -280,12 +287,17 @@ int pg_result(emh_conn *c, const char *what, PGresult **out, emh_error *err)
 	return 0;
 }
 
+int pg_result(emh_conn *c, const char *what, PGresult **out, emh_error *err)
+{
+	return pg_result_in(c, what, out, err);
+}
+
 int pg_collect(emh_conn *c, const char *what, PGresult **out, emh_error *err)
 {
 	PGresult *last = NULL, *res;
 	*out = NULL;
 	for (;;) {
-		int rc = pg_result(c, what, &res, err);
+		int rc = pg_result_in(c, what, &res, err);
 		if (rc) {
 			PQclear(last);
 			return rc;

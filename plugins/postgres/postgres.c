@@ -194,7 +194,6 @@ static void pg_conn_free(emh_conn *c)
 	free(c->pfmts);
 	free(c->pbuf);
 	free(c->row);
-	free(c->rowtypes);
 	free(c);
 }
 
@@ -460,7 +459,7 @@ static int pg_connect(const emh_params *p, emh_dctx *dc, emh_conn **out, emh_err
 	if (!c)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	c->dc = dc;
-	if ((rc = emh_prepcache_new(NULL, NULL, &c->stmts, err)) != 0) {
+	if ((rc = emh_prepcache_new(pg_prep_free, NULL, &c->stmts, err)) != 0) {
 		free(c);
 		return rc;
 	}

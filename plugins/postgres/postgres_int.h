@@ -37,14 +37,14 @@ struct emh_conn {
 	size_t pcap;
 	/* decoded row scratch */
 	emh_value *row;
-	Oid *rowtypes;
 	size_t rowcap;
 	/* deadlines in ms (0: none): of a call (statement_timeout_ms), of a ping
 	 * (the smaller of that and connect_timeout_ms) */
 	int stmt_ms, ping_ms;
 	const char *ping_key; /* the key ping_ms comes from */
-	/* the call in progress: CLOCK_MONOTONIC ms it must end by (0: none), and
-	 * its length and key for messages */
+	/* the call in progress: its length in ms (0: none) and key, and the
+	 * CLOCK_MONOTONIC ms it must end by (0: not armed yet; pg_call arms it
+	 * lazily, at the call's first wait) */
 	int64_t deadline_ms;
 	int deadline_len;
 	const char *deadline_key;
@@ -83,8 +83,9 @@ int pg_command(emh_conn *c, const char *sql, const char *what, emh_error *err);
 /* io.c: round trips under the call's deadline */
 #define PG_STMT_KEY "statement_timeout_ms"
 int64_t pg_now_ms(void);
-/* Every entry point starts with this: the call's deadline, ms from now (0:
- * none) and the key it comes from; EMH_EUNAVAILABLE on an abandoned connection. */
+/* Every entry point starts with this: the call's deadline, ms (0: none) from
+ * its first wait for the server, and the key it comes from; EMH_EUNAVAILABLE
+ * on an abandoned connection. */
 int pg_call(emh_conn *c, int ms, const char *key, emh_error *err);
 /* The next result of what was sent (*out NULL: no more), or EMH_ETIMEOUT
  * (its message starts with what, unless NULL). */
@@ -124,6 +125,9 @@ int pg_replayed(emh_conn *c, const char *pos, int64_t wait_ms, bool *yes, emh_er
 int pg_lag_ms(emh_conn *c, int64_t *lag, emh_error *err);
 
 /* statements.c */
+/* A statement prepared on a connection: the statement cache's handle (its destroy callback frees it). */
+typedef struct pg_prep pg_prep;
+void pg_prep_free(void *handle, void *arg);
 int pg_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_rowsink *sink, emh_error *err);
 
 /* schema.c */

@@ -53,11 +53,44 @@ enum {
 #define PG_EPOCH_OFFSET_US INT64_C(946684800000000)
 
 /*
- * The statement cache's handle for a statement prepared on the server: the
- * server keeps it by name, so the client has nothing to release.
+ * The statement cache's handle for a statement prepared on the server (which
+ * keeps it by name): how each result column is read, fixed from the first
+ * result it returns.  A prepared statement's result columns never change
+ * type: the server refuses with 0A000 "cached plan must not change result
+ * type" instead (pg_stale_statement then drops the handle, and the statement
+ * is prepared and planned afresh), so the oids are read once per statement
+ * on a connection, not once per result.
  */
-static char pg_prepared_mark;
-#define PG_PREPARED ((void *)&pg_prepared_mark)
+struct pg_prep {
+	char name[16]; /* "emh_<id>", what the server knows it by */
+	bool planned;
+	uint16_t ncols;
+	struct pg_col {
+		Oid oid;
+		emh_type type;      /* asked for: st->col_types[j] */
+		unsigned char kind; /* PG_K_* */
+	} cols[];
+};
+
+static void pg_stmt_name(char *name, uint32_t id);
+
+/* A handle for st, not planned yet; NULL when out of memory. */
+static pg_prep *pg_prep_new(const emh_stmt *st)
+{
+	pg_prep *pp = malloc(sizeof *pp + st->ncols * sizeof pp->cols[0]);
+	if (pp) {
+		pg_stmt_name(pp->name, st->id);
+		pp->planned = false;
+		pp->ncols = st->ncols;
+	}
+	return pp;
+}
+
+void pg_prep_free(void *handle, void *arg)
+{
+	(void)arg;
+	free(handle);
+}
 
 static Oid pg_type_oid(emh_type t)
 {
@@ -337,13 +370,11 @@ bad:
 /* ---- executing ---- */
 
 /*
- * How a column of a result is read, fixed once per result from its type oid
- * and the type asked: the common exact pairs are decoded inline by
- * pg_deliver, any other (and a value of a surprising length) by pg_decode.
+ * How a column of a result is read, fixed once per prepared statement from
+ * its type oid and the type asked: the common exact pairs are decoded inline
+ * by pg_deliver, any other (and a value of a surprising length) by pg_decode.
  */
 enum { PG_K_DECODE, PG_K_INT8, PG_K_INT4, PG_K_FLOAT8, PG_K_TEXT, PG_K_BOOL };
-/* Columns with a plan; a wider result's further columns all go through pg_decode. */
-#define PG_PLAN_COLS 64
 
 static unsigned char pg_plan(Oid oid, emh_type want)
 {
@@ -358,52 +389,64 @@ static unsigned char pg_plan(Oid oid, emh_type want)
 	}
 }
 
-/* Deliver the rows of res to sink, typed as st->col_types. */
-static int pg_deliver(emh_conn *c, const emh_stmt *st, PGresult *res, emh_rowsink *sink, emh_error *err)
+/* Fix pp's column plan from the first result of its statement (st's columns). */
+static int pg_prep_plan(pg_prep *pp, const emh_stmt *st, const PGresult *res, emh_error *err)
+{
+	char what[120];
+	for (int j = 0; j < (int)pp->ncols; j++) {
+		Oid oid = PQftype(res, j);
+		if (PQfformat(res, j) != 1 || !pg_readable(oid, st->col_types[j]))
+			return emh_error_set(err, EMH_ESCHEMA,
+					     "%s: column '%s' has type oid %u, which cannot be read as %s",
+					     pg_stmt_what(st, what, sizeof what), PQfname(res, j), (unsigned)oid,
+					     emh_type_name(st->col_types[j]));
+		pp->cols[j].oid = oid;
+		pp->cols[j].type = st->col_types[j];
+		pp->cols[j].kind = pg_plan(oid, st->col_types[j]);
+	}
+	pp->planned = true;
+	return 0;
+}
+
+/* Deliver the rows of res to sink, typed as st->col_types, read as pp plans. */
+static int pg_deliver(emh_conn *c, const emh_stmt *st, pg_prep *pp, PGresult *res, emh_rowsink *sink,
+		      emh_error *err)
 {
 	int nrows = PQntuples(res), ncols = PQnfields(res);
 	char what[120];
+	int rc;
 
 	if (!sink || !sink->row || nrows == 0)
 		return 0;
-	if (ncols != st->ncols)
+	if (ncols != st->ncols || ncols != pp->ncols)
 		return emh_error_set(err, EMH_EDRIVER, "%s: %d columns returned, expected %u",
 				     pg_stmt_what(st, what, sizeof what), ncols, (unsigned)st->ncols);
+	if (!pp->planned && (rc = pg_prep_plan(pp, st, res, err)) != 0)
+		return rc;
 	if ((size_t)ncols > c->rowcap) {
 		size_t cap = c->rowcap;
 		if (pg_grow((void **)&c->row, &cap, (size_t)ncols, sizeof *c->row))
 			return emh_error_set(err, EMH_ENOMEM, "out of memory");
-		cap = c->rowcap;
-		if (pg_grow((void **)&c->rowtypes, &cap, (size_t)ncols, sizeof *c->rowtypes))
-			return emh_error_set(err, EMH_ENOMEM, "out of memory");
-		c->rowcap = (size_t)ncols;
-	}
-	unsigned char plan[PG_PLAN_COLS];
-	for (int j = 0; j < ncols; j++) {
-		c->rowtypes[j] = PQftype(res, j);
-		if (PQfformat(res, j) != 1 || !pg_readable(c->rowtypes[j], st->col_types[j]))
-			return emh_error_set(err, EMH_ESCHEMA,
-					     "%s: column '%s' has type oid %u, which cannot be read as %s",
-					     pg_stmt_what(st, what, sizeof what), PQfname(res, j),
-					     (unsigned)c->rowtypes[j], emh_type_name(st->col_types[j]));
-		if (j < PG_PLAN_COLS)
-			plan[j] = pg_plan(c->rowtypes[j], st->col_types[j]);
+		c->rowcap = cap;
 	}
 	for (int i = 0; i < nrows; i++) {
-		for (int j = 0; j < ncols; j++) {
-			emh_value *v = &c->row[j];
+		/* by pointer, the column's plan carrying its type: few enough
+		 * values live across the libpq calls to stay in registers */
+		emh_value *v = c->row;
+		const struct pg_col *pc = pp->cols;
+		for (int j = 0; j < ncols; j++, v++, pc++) {
 			/* A NULL reads as the empty string (length 0): only an empty
 			 * value is asked whether it is NULL, one libpq call less for
 			 * every other column of every row. */
 			int len = PQgetlength(res, i, j);
 			if (len == 0 && PQgetisnull(res, i, j)) {
-				*v = emh_v_null(st->col_types[j]);
+				*v = emh_v_null(pc->type);
 				continue;
 			}
 			const char *p = PQgetvalue(res, i, j);
-			v->type = st->col_types[j];
+			v->type = pc->type;
 			v->is_null = false;
-			switch (j < PG_PLAN_COLS ? plan[j] : PG_K_DECODE) {
+			switch (pc->kind) {
 			case PG_K_INT8:
 				if (len != 8)
 					break;
@@ -431,12 +474,10 @@ static int pg_deliver(emh_conn *c, const emh_stmt *st, PGresult *res, emh_rowsin
 				v->u.b = p[0] != 0;
 				continue;
 			}
-			int rc = pg_decode(c->rowtypes[j], p, len, st->col_types[j], v, res, j, err);
-			if (rc)
+			if ((rc = pg_decode(pc->oid, p, len, pc->type, v, res, j, err)) != 0)
 				return rc;
 		}
-		int rc = sink->row(sink, c->row, err);
-		if (rc)
+		if ((rc = sink->row(sink, c->row, err)) != 0)
 			return rc;
 	}
 	return 0;
@@ -473,9 +514,10 @@ out_nomem:
  * error (later steps only report "pipeline aborted").
  */
 #ifdef LIBPQ_HAS_PIPELINING
-static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, bool begin, bool prepare,
+static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, bool begin, pg_prep **newpp,
 			    PGresult **out, emh_error *err)
 {
+	bool prepare = *newpp != NULL;
 	Oid oids_local[32], *oids = oids_local;
 	char what[120];
 	int nsteps = (begin ? 1 : 0) + (prepare ? 1 : 0) + 1, step = 0, rc = 0;
@@ -533,7 +575,8 @@ static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, b
 			step++;
 		} else {
 			if (prepare && step == nsteps - 2) /* reserved by pg_stmt_exec_once: cannot fail */
-				(void)emh_prepcache_put(c->stmts, st->id, st, PG_PREPARED, NULL);
+				if (emh_prepcache_put(c->stmts, st->id, st, *newpp, NULL) == 0)
+					*newpp = NULL; /* the cache's now */
 			if (step == nsteps - 1 && !rc) {
 				*out = res;
 				res = NULL;
@@ -556,9 +599,10 @@ out_free:
 }
 #else
 /* libpq older than 14 has no pipeline mode: the same steps, one round trip each. */
-static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, bool begin, bool prepare,
+static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, bool begin, pg_prep **newpp,
 			    PGresult **out, emh_error *err)
 {
+	bool prepare = *newpp != NULL;
 	Oid oids_local[32], *oids = oids_local;
 	char what[120];
 	PGresult *res;
@@ -578,8 +622,8 @@ static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, b
 		else if ((rc = pg_collect(c, what, &res, err)) == 0) {
 			if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
 				rc = pg_fail(c, res, what, err);
-			else /* reserved by pg_stmt_exec_once: cannot fail */
-				(void)emh_prepcache_put(c->stmts, st->id, st, PG_PREPARED, NULL);
+			else if (emh_prepcache_put(c->stmts, st->id, st, *newpp, NULL) == 0)
+				*newpp = NULL; /* reserved by pg_stmt_exec_once: cannot fail */
 			PQclear(res);
 		}
 		if (oids != oids_local)
@@ -602,14 +646,21 @@ static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, b
  * (inside one, the failed statement aborted it, and the next transaction
  * re-prepares).
  */
-static bool pg_stale_statement(emh_conn *c, const emh_stmt *st, const char *name, const emh_error *err)
+static bool pg_stale_statement(emh_conn *c, const emh_stmt *st, const emh_error *err)
 {
+	char name[16];
 	if (!err)
 		return false;
+	pg_stmt_name(name, st->id);
 	if (strcmp(err->sqlstate, "26000") == 0) {
 		emh_prepcache_drop(c->stmts, st->id);
 	} else if (strcmp(err->sqlstate, "42P05") == 0) {
-		(void)emh_prepcache_put(c->stmts, st->id, st, PG_PREPARED, NULL); /* reserved for the PREPARE */
+		pg_prep *pp = pg_prep_new(st);
+		/* reserved for the PREPARE: cannot fail */
+		if (!pp || emh_prepcache_put(c->stmts, st->id, st, pp, NULL) != 0) {
+			free(pp);
+			return false;
+		}
 	} else if (strcmp(err->sqlstate, "0A000") == 0 && strstr(err->message, "cached plan")) {
 		if (PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
 			char sql[48];
@@ -627,8 +678,8 @@ static bool pg_stale_statement(emh_conn *c, const emh_stmt *st, const char *name
 }
 
 /* "emh_<id>", the name a statement is prepared under (name holds 15
- * bytes).  By hand: snprintf cost more instructions than the rest of what
- * the driver adds to a get by key. */
+ * bytes; a pg_prep keeps it).  By hand: snprintf cost more instructions
+ * than the rest of what the driver adds to a get by key. */
 static void pg_stmt_name(char *name, uint32_t id)
 {
 	char digits[10];
@@ -653,26 +704,30 @@ static int64_t pg_cmd_count(const char *t)
 	return n;
 }
 
-static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, const char *name, emh_rowsink *sink,
-			     emh_error *err)
+static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, emh_rowsink *sink, emh_error *err)
 {
 	char what[120];
 	PGresult *res;
 	ExecStatusType s;
-	bool prepare, begin;
+	pg_prep *pp, *newpp = NULL;
+	bool begin;
 	int rc;
 
-	prepare = !emh_prepcache_get(c->stmts, st->id, st);
-	/* Room for recording the PREPARE in the middle of the pipeline's results. */
-	if (prepare && (rc = emh_prepcache_reserve(c->stmts, st->id, err)) != 0)
-		return rc;
-	begin = c->begin_pending;
-	if (prepare || begin) {
-		c->begin_pending = false;
-		rc = pg_exec_pipeline(c, st, name, begin, prepare, &res, err);
-		if (rc)
+	pp = emh_prepcache_get(c->stmts, st->id, st);
+	if (!pp) {
+		/* Room for recording the PREPARE in the middle of the pipeline's results. */
+		if ((rc = emh_prepcache_reserve(c->stmts, st->id, err)) != 0)
 			return rc;
-	} else if (!PQsendQueryPrepared(c->pg, name, st->nparams, c->pvals, c->plens, c->pfmts, 1)) {
+		if (!(pp = newpp = pg_prep_new(st)))
+			return emh_error_set(err, EMH_ENOMEM, "out of memory");
+	}
+	begin = c->begin_pending;
+	if (newpp || begin) {
+		c->begin_pending = false;
+		/* newpp stays ours unless the PREPARE succeeded and the cache took it */
+		if ((rc = pg_exec_pipeline(c, st, pp->name, begin, &newpp, &res, err)) != 0)
+			goto out_free;
+	} else if (!PQsendQueryPrepared(c->pg, pp->name, st->nparams, c->pvals, c->plens, c->pfmts, 1)) {
 		return pg_fail(c, NULL, pg_stmt_what(st, what, sizeof what), err);
 	} else if ((rc = pg_collect(c, NULL, &res, err)) != 0) {
 		/* named only now: the fast path formats no text */
@@ -680,17 +735,20 @@ static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, const char *name, 
 	}
 	s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 	if (s == PGRES_TUPLES_OK) {
-		rc = pg_deliver(c, st, res, sink, err);
+		rc = pg_deliver(c, st, pp, res, sink, err);
 	} else if (s != PGRES_COMMAND_OK) {
 		rc = pg_fail(c, res, pg_stmt_what(st, what, sizeof what), err);
 		PQclear(res);
-		return rc;
+		goto out_free;
 	}
 	/* A read's count is its rows, which the sink has: parsing the command
 	 * tag is for writes (and raw statements) only. */
 	if (sink && st->kind != EMH_STMT_SELECT && st->kind != EMH_STMT_COUNT)
 		sink->affected = pg_cmd_count(PQcmdTuples(res));
 	PQclear(res);
+out_free:
+	if (newpp)
+		free(newpp);
 	return rc;
 }
 
@@ -704,19 +762,17 @@ static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, const char *name, 
 int pg_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_rowsink *sink,
 		 emh_error *err)
 {
-	char name[24];
 	emh_error local;
 	int rc;
 
 	if (!err)
 		err = &local;
-	pg_stmt_name(name, st->id);
 	if ((rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err)) || (rc = pg_params_reserve(c, st->nparams, err)) ||
 	    (rc = pg_bind(c, st, params, err)))
 		return rc;
-	rc = pg_stmt_exec_once(c, st, name, sink, err);
+	rc = pg_stmt_exec_once(c, st, sink, err);
 	/* rc > 0 is the sink's "enough rows", not an error (err is untouched) */
-	if (rc < 0 && pg_stale_statement(c, st, name, err))
-		rc = pg_stmt_exec_once(c, st, name, sink, err);
+	if (rc < 0 && pg_stale_statement(c, st, err))
+		rc = pg_stmt_exec_once(c, st, sink, err);
 	return rc;
 }

@@ -22,7 +22,7 @@
 #include "../fixture.h"
 #include "../tap.h"
 
-#define NTESTS 84
+#define NTESTS 98
 #define TABLE "emh_mytest_items"
 
 typedef struct myt_item {
@@ -49,6 +49,19 @@ static const emh_field myt_fields[] = {
 	EMH_FIELD(myt_item, doc, EMH_T_JSON, EMH_F_NULLABLE),
 };
 static const emh_entity myt_entity = EMH_ENTITY(myt_item, TABLE, myt_fields);
+
+/* A second layout on the same connection: column 1 is a number here, text in myt_item. */
+typedef struct myt_pair {
+	int64_t id;
+	int64_t k;
+	const char *label;
+} myt_pair;
+static const emh_field myt_pair_fields[] = {
+	EMH_FIELD(myt_pair, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(myt_pair, k, EMH_T_INT64, 0),
+	EMH_FIELD(myt_pair, label, EMH_T_TEXT, 0),
+};
+static const emh_entity myt_pair_entity = EMH_ENTITY(myt_pair, "emh_mytest_pairs", myt_pair_fields);
 
 /* Parts of mysql://user:password@host:port/database. */
 static char u_user[128], u_pw[128], u_host[128], u_port[16], u_db[128];
@@ -701,6 +714,118 @@ static void test_transactions(emh_host *h)
 	ok(rc == 0 && n == 0, "the inner insert was rolled back (%lld)", (long long)n);
 }
 
+/*
+ * A statement's result stays bound across calls (my_prep.bound_gen) to the
+ * connection's column storage, which other statements grow and move: a
+ * wider result reallocates it, a longer text grows a column's buffer, and a
+ * truncated fetch must lay the bindings out for its own statement, not for
+ * the one bound last.  One transaction keeps every get on one connection of
+ * a fresh host, so the storage starts empty.
+ */
+static void test_bound_results(const char *url)
+{
+	emh_host *h = host_open(url);
+	emh_error err;
+	emh_em *em;
+	emh_repo *ri, *rp;
+	myt_item *it;
+	myt_pair *pr;
+	char wide[512];
+	int rc;
+
+	diag("result bindings kept per statement survive other statements moving the column storage");
+	size_t o = 0;
+	for (int i = 0; i < 200; i++) { /* 200 characters, 400 bytes: longer than a first text buffer */
+		memcpy(wide + o, "\xC3\xA9", 2);
+		o += 2;
+	}
+	wide[o] = '\0';
+	if (emh_host_register_entity(h, "my", &myt_entity, &err) ||
+	    emh_host_register_entity(h, "my", &myt_pair_entity, &err) || emh_host_sync_schema(h, "my", &err))
+		bail("bound results setup: %s", err.message);
+	em = fixture_fork(h, "my");
+	ri = fixture_repo(em, &myt_entity);
+	rp = fixture_repo(em, &myt_pair_entity);
+	myt_pair *p = fixture_new(rp);
+	p->k = 41;
+	p->label = "first pair";
+	myt_item *a = fixture_new(ri);
+	a->email = "bind-short@x";
+	a->n = 3;
+	myt_item *b = fixture_new(ri);
+	b->email = wide;
+	b->n = 4;
+	if (emh_em_flush(em, &err))
+		bail("bound results rows: %s", err.message);
+	int64_t pid = p->id, aid = a->id, bid = b->id;
+	emh_em_close(em);
+
+	em = fixture_fork(h, "my");
+	ri = fixture_repo(em, &myt_entity);
+	rp = fixture_repo(em, &myt_pair_entity);
+	is_int(emh_em_begin(em, &err), 0, "begin (one connection for every get)");
+	rc = emh_repo_get(rp, emh_v_int64(pid), (void **)&pr, &err);
+	ok(rc == 0 && pr->k == 41 && strcmp(pr->label, "first pair") == 0, "three columns bound and read");
+	emh_em_clear(em);
+	rc = emh_repo_get(ri, emh_v_int64(aid), (void **)&it, &err);
+	ok(rc == 0 && strcmp(it->email, "bind-short@x") == 0 && it->n == 3,
+	   "nine columns: the storage grows and moves");
+	emh_em_clear(em);
+	rc = emh_repo_get(rp, emh_v_int64(pid), (void **)&pr, &err);
+	ok(rc == 0 && pr->k == 41 && strcmp(pr->label, "first pair") == 0,
+	   "the three-column statement is bound again to the moved storage");
+	emh_em_clear(em);
+	rc = emh_repo_get(ri, emh_v_int64(bid), (void **)&it, &err);
+	ok(rc == 0 && strcmp(it->email, wide) == 0 && it->n == 4,
+	   "a text longer than its buffer, bound earlier, read whole after another statement's binding");
+	if (rc)
+		diag("%s", err.message);
+	emh_em_clear(em);
+	rc = emh_repo_get(rp, emh_v_int64(pid), (void **)&pr, &err);
+	ok(rc == 0 && pr->k == 41 && strcmp(pr->label, "first pair") == 0,
+	   "the grown buffer rebinds the other statement");
+	emh_em_clear(em);
+	rc = emh_repo_get(ri, emh_v_int64(aid), (void **)&it, &err);
+	ok(rc == 0 && strcmp(it->email, "bind-short@x") == 0 && it->n == 3, "and the grown one reads a short row");
+	emh_em_clear(em);
+	rc = emh_repo_get(ri, emh_v_int64(bid), (void **)&it, &err);
+	ok(rc == 0 && strcmp(it->email, wide) == 0, "and the long row, now without truncation");
+	{
+		/* a parameter kept bound: the same text buffer, new contents */
+		char key[32];
+		int64_t n1 = -1, n2 = -1;
+		emh_query *q;
+		snprintf(key, sizeof key, "%s", "bind-short@x");
+		if ((rc = emh_repo_query(ri, &q, &err)) == 0) {
+			emh_q_where(q, emh_q_eq(q, "email", emh_v_text(key)));
+			rc = emh_repo_count(ri, q, &n1, &err);
+		}
+		ok(rc == 0 && n1 == 1, "count by a text parameter (1 row, got %lld)", (long long)n1);
+		snprintf(key, sizeof key, "%s", "bind-shorT@x");
+		if (rc == 0 && (rc = emh_repo_query(ri, &q, &err)) == 0) {
+			emh_q_where(q, emh_q_eq(q, "email", emh_v_text(key)));
+			rc = emh_repo_count(ri, q, &n2, &err);
+		}
+		ok(rc == 0 && n2 == 0, "the same buffer with other contents counts what it holds now (0, got %lld)",
+		   (long long)n2);
+	}
+	is_int(emh_em_commit(em, &err), 0, "commit");
+	rc = emh_em_execute(em, "DROP TABLE emh_mytest_pairs", &err);
+	is_int(rc, 0, "drop the pairs table");
+	emh_em_close(em);
+	em = fixture_fork(h, "my");
+	ri = fixture_repo(em, &myt_entity);
+	rc = emh_repo_get(ri, emh_v_int64(aid), (void **)&it, &err);
+	ok(rc == 0 && strcmp(it->email, "bind-short@x") == 0, "a later fork reads the row");
+	if (rc == 0 && (rc = emh_repo_remove(ri, it, &err)) == 0)
+		rc = emh_repo_get(ri, emh_v_int64(bid), (void **)&it, &err);
+	if (rc == 0 && (rc = emh_repo_remove(ri, it, &err)) == 0)
+		rc = emh_em_flush(em, &err);
+	is_int(rc, 0, "remove the two rows");
+	emh_em_close(em);
+	emh_host_free(h);
+}
+
 /* Raw execute: several statements, results drained, errors mapped. */
 static void test_raw_execute(emh_host *h)
 {
@@ -766,6 +891,7 @@ int main(void)
 	test_pool_bound(h, url, id);
 	test_transactions(h);
 	test_raw_execute(h);
+	test_bound_results(url);
 
 	free(blob);
 	emh_host_free(h);
