@@ -131,6 +131,17 @@ emh_em *fixture_fork(emh_host *h, const char *ctx)
 	return em;
 }
 
+int fixture_exec(emh_host *h, const char *ctx, const char *text, emh_error *err)
+{
+	emh_em *em;
+	int rc = emh_host_fork(h, ctx, &em, err);
+	if (rc)
+		return rc;
+	rc = emh_em_execute(em, text, err);
+	emh_em_close(em);
+	return rc;
+}
+
 emh_repo *fixture_repo(emh_em *em, const emh_entity *e)
 {
 	emh_repo *r = NULL;

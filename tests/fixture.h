@@ -56,6 +56,8 @@ emh_host *fixture_sqlite_host(const fixture *fx, const char *db, const char *con
 void fixture_register(emh_host *h, const char *ctx, const emh_entity *e);
 void fixture_sync(emh_host *h, const char *ctx);
 emh_em *fixture_fork(emh_host *h, const char *ctx);
+/* Run text on a fork of ctx (emh_em_execute), closed after: its status, err filled. */
+int fixture_exec(emh_host *h, const char *ctx, const char *text, emh_error *err);
 emh_repo *fixture_repo(emh_em *em, const emh_entity *e);
 emh_query *fixture_query(emh_repo *r);
 void *fixture_new(emh_repo *r);

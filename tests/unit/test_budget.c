@@ -52,17 +52,6 @@ static emh_budget_info budget_of(emh_host *h)
 	return bi;
 }
 
-static int exec_on(emh_host *h, const char *ctx, const char *what, emh_error *err)
-{
-	emh_em *em;
-	int rc = emh_host_fork(h, ctx, &em, err);
-	if (rc)
-		return rc;
-	rc = emh_em_execute(em, what, err);
-	emh_em_close(em);
-	return rc;
-}
-
 /* A fork holding a connection of ctx until closed. */
 static emh_em *holding(emh_host *h, const char *ctx)
 {
@@ -167,11 +156,11 @@ static void test_eviction(void)
 						 "EMH_CONTEXT_C_DRIVER=memdrv", NULL});
 	atomic_store(&md.max_live, 0);
 	int live = atomic_load(&md.live);
-	is_int(exec_on(h, "a", "ok", &err), 0, "a uses a connection");
-	is_int(exec_on(h, "b", "ok", &err), 0, "b uses a connection");
-	is_int(exec_on(h, "a", "ok", &err), 0, "a again: its connection is now the most recently used");
+	is_int(fixture_exec(h, "a", "ok", &err), 0, "a uses a connection");
+	is_int(fixture_exec(h, "b", "ok", &err), 0, "b uses a connection");
+	is_int(fixture_exec(h, "a", "ok", &err), 0, "a again: its connection is now the most recently used");
 	is_int(budget_of(h).connections, 2, "the budget is full");
-	is_int(exec_on(h, "c", "ok", &err), 0, "c needs one: it gets one");
+	is_int(fixture_exec(h, "c", "ok", &err), 0, "c needs one: it gets one");
 	is_int(fixture_context_info(h, "b").idle, 0, "b's connection, the longest idle, was closed for it");
 	is_int(fixture_context_info(h, "a").idle, 1, "a's stayed");
 	is_int(fixture_context_info(h, "c").idle, 1, "c's is idle now");
@@ -179,7 +168,7 @@ static void test_eviction(void)
 	is_int(bi.evicted, 1, "one eviction counted");
 	is_int(bi.connections, 2, "still 2 open");
 	is_int(bi.idle, 2, "both idle");
-	is_int(exec_on(h, "b", "ok", &err), 0, "b again: a's connection goes");
+	is_int(fixture_exec(h, "b", "ok", &err), 0, "b again: a's connection goes");
 	is_int(fixture_context_info(h, "a").idle, 0, "a holds none");
 	is_int(atomic_load(&md.max_live) - live, 2, "never more than 2 connections were open");
 	is_int(atomic_load(&md.live) - live, 2, "2 are open");
@@ -196,7 +185,7 @@ typedef struct waiter {
 static void *wait_for_one(void *arg)
 {
 	waiter *w = arg;
-	w->rc = exec_on(w->h, w->ctx, "ok", &w->err);
+	w->rc = fixture_exec(w->h, w->ctx, "ok", &w->err);
 	return NULL;
 }
 
@@ -210,7 +199,7 @@ static void test_wait_and_timeout(void)
 						 "EMH_CONTEXT_D_DRIVER=memdrv", "EMH_CONTEXT_D_POOL_ACQUIRE_TIMEOUT_MS=100",
 						 NULL});
 	emh_em *ha = holding(h, "a"), *hb = holding(h, "b");
-	is_int(exec_on(h, "d", "ok", &err), EMH_ETIMEOUT, "both connections in use: EMH_ETIMEOUT");
+	is_int(fixture_exec(h, "d", "ok", &err), EMH_ETIMEOUT, "both connections in use: EMH_ETIMEOUT");
 	like_str(err.message, "context 'd': the host's connection budget (2 connections",
 		 "the message says the host's budget, not the database, is exhausted");
 	ok(err.retryable, "retryable");
@@ -257,7 +246,7 @@ static void test_fd_cost(void)
 		f[i] = holding(h, "a");
 	emh_budget_info bi = budget_of(h);
 	ok(bi.fds == 30 && bi.connections == 3, "3 connections hold 30 of %u descriptors", bi.max_fds);
-	is_int(exec_on(h, "a", "ok", &err), EMH_ETIMEOUT, "a 4th would pass the descriptors: it times out");
+	is_int(fixture_exec(h, "a", "ok", &err), EMH_ETIMEOUT, "a 4th would pass the descriptors: it times out");
 	like_str(err.message, "32 file descriptors", "the message gives the descriptor budget");
 	for (int i = 0; i < 3; i++)
 		emh_em_close(f[i]);
@@ -276,8 +265,8 @@ static void test_reaping(void)
 	emh_em *k1 = holding(h, "k"), *k2 = holding(h, "k");
 	emh_em_close(k1);
 	emh_em_close(k2);
-	is_int(exec_on(h, "n", "ok", &err), 0, "n (idle_timeout_ms = 0) uses a connection");
-	is_int(exec_on(h, "r", "ok", &err), 0, "r (min 0) uses a connection");
+	is_int(fixture_exec(h, "n", "ok", &err), 0, "n (idle_timeout_ms = 0) uses a connection");
+	is_int(fixture_exec(h, "r", "ok", &err), 0, "r (min 0) uses a connection");
 	is_int(atomic_load(&md.live) - live, 4, "4 connections open");
 	/* no timing assertion: wait (at most 10 s) for the reaper */
 	for (int i = 0; i < 1000 && (fixture_context_info(h, "r").idle || fixture_context_info(h, "k").idle > 1); i++)
@@ -292,7 +281,7 @@ static void test_reaping(void)
 	is_int(bi.reaped, 2, "2 reaped");
 	is_int(bi.connections, 2, "the budget counts the 2 left");
 	is_int(atomic_load(&md.live) - live, 2, "and so does the driver");
-	is_int(exec_on(h, "r", "ok", &err), 0, "r works on: a new connection");
+	is_int(fixture_exec(h, "r", "ok", &err), 0, "r works on: a new connection");
 	emh_host_free(h);
 	is_int(atomic_load(&md.live), live, "freeing the host (and its reaper) closed the rest");
 }
@@ -303,7 +292,7 @@ static void test_nofd(void)
 	diag("a connect out of file descriptors: EMH_ENOFD, retryable, the context not marked down");
 	emh_host *h = must_host((const char *[]){"EMH_CONTEXT_A_DRIVER=memdrv", NULL});
 	atomic_store(&md.nofd, 1);
-	is_int(exec_on(h, "a", "ok", &err), EMH_ENOFD, "EMH_ENOFD");
+	is_int(fixture_exec(h, "a", "ok", &err), EMH_ENOFD, "EMH_ENOFD");
 	is_str(emh_status_name(EMH_ENOFD), "EMH_ENOFD", "its name");
 	is_str(emh_strerror(EMH_ENOFD), "out of file descriptors", "its message");
 	like_str(err.message, "context 'a': memdrv: socket: out of file descriptors", "the driver's words, in context");
@@ -312,7 +301,7 @@ static void test_nofd(void)
 	ok(ai.up && !ai.last_error[0], "the context is not down (not 'database down')");
 	is_int(budget_of(h).connections, 0, "the failed connect gave its room back");
 	atomic_store(&md.nofd, 0);
-	is_int(exec_on(h, "a", "ok", &err), 0, "descriptors back: the next fork works");
+	is_int(fixture_exec(h, "a", "ok", &err), 0, "descriptors back: the next fork works");
 	emh_host_free(h);
 }
 
@@ -347,7 +336,7 @@ static void test_reload(void)
 	emh_em_close(a1);
 	emh_em_close(a2);
 	emh_em_close(a3);
-	is_int(exec_on(h, "b", "ok", &err), 0, "b uses a connection");
+	is_int(fixture_exec(h, "b", "ok", &err), 0, "b uses a connection");
 	is_int(budget_of(h).idle, 4, "4 connections idle, a's the longest");
 
 	reload_conf(path, 2, 3, 300000);
@@ -402,7 +391,7 @@ static void test_reload(void)
 	is_int(ai.discarded - discarded, 2, "2 closed as they came back");
 
 	/* a shorter idle timeout reaps connections already idle: the reaper looks again */
-	is_int(exec_on(h, "b", "ok", &err), 0, "b uses a connection again");
+	is_int(fixture_exec(h, "b", "ok", &err), 0, "b uses a connection again");
 	reload_conf(path, 3, 1, 50);
 	is_int(emh_host_reload(h, &ro, sum, sizeof sum, &err), 0, "reload lowering a's idle_timeout_ms to 50");
 	for (int i = 0; i < 1000 && fixture_context_info(h, "a").idle; i++)
@@ -433,7 +422,7 @@ static void *stress_worker(void *arg)
 		char name[16];
 		emh_error err;
 		snprintf(name, sizeof name, "s%d", (int)(rand_r(&seed) % NCTX));
-		int rc = exec_on(s->h, name, "hold", &err);
+		int rc = fixture_exec(s->h, name, "hold", &err);
 		if (rc == 0)
 			atomic_fetch_add(&s->ok, 1);
 		else if (rc == EMH_ETIMEOUT)

@@ -40,22 +40,11 @@ static emh_host *host_with(const char *const *env)
 	return h;
 }
 
-static int exec_on(emh_host *h, const char *ctx, const char *what, emh_error *err)
-{
-	emh_em *em;
-	int rc = emh_host_fork(h, ctx, &em, err);
-	if (rc)
-		return rc;
-	rc = emh_em_execute(em, what, err);
-	emh_em_close(em);
-	return rc;
-}
-
 /* Run what on ctx, or bail. */
 static void use(emh_host *h, const char *ctx, const char *what)
 {
 	emh_error err;
-	if (exec_on(h, ctx, what, &err))
+	if (fixture_exec(h, ctx, what, &err))
 		bail("'%s' on '%s': %s", what, ctx, err.message);
 }
 
@@ -92,7 +81,7 @@ static void *wait_for_pool(void *arg)
 	waiter *w = arg;
 	emh_error err;
 	double t0 = now_ms();
-	w->rc = exec_on(w->h, "a", "ok", &err);
+	w->rc = fixture_exec(w->h, "a", "ok", &err);
 	w->ms = now_ms() - t0;
 	return NULL;
 }
@@ -126,7 +115,7 @@ int main(void)
 
 	/* an error: pinged before reuse, so never parked */
 	int pings = atomic_load(&md.pings);
-	is_int(exec_on(h, "a", "fail", &err), EMH_EDRIVER, "a statement fails");
+	is_int(fixture_exec(h, "a", "fail", &err), EMH_EDRIVER, "a statement fails");
 	ok(!parked(p), "the connection it failed on is not parked");
 	is_int((int)locked_read(p, &p->nidle), 1, "it is idle, on the list");
 	use(h, "a", "ok");
@@ -160,7 +149,7 @@ int main(void)
 	use(h, "a", "ok");
 	ok(parked(p), "a's connection is parked; the budget (1) is full");
 	double t0 = now_ms();
-	is_int(exec_on(h, "b", "ok", &err), 0, "b gets a connection");
+	is_int(fixture_exec(h, "b", "ok", &err), 0, "b gets a connection");
 	double el = now_ms() - t0;
 	ok(el < 10000, "at once (%.0f ms), not after its 20 s acquire timeout", el);
 	ok(!parked(p), "a's parked connection made the room");

@@ -36,17 +36,6 @@ static emh_host *host_with(const char *const *env, emh_error *err)
 	return emh_host_new(&o, &h, err) == 0 ? h : NULL;
 }
 
-static int exec_on(emh_host *h, const char *ctx, const char *what, emh_error *err)
-{
-	emh_em *em;
-	int rc = emh_host_fork(h, ctx, &em, err);
-	if (rc)
-		return rc;
-	rc = emh_em_execute(em, what, err);
-	emh_em_close(em);
-	return rc;
-}
-
 typedef struct worker {
 	emh_host *h;
 	int ok, failed;
@@ -57,7 +46,7 @@ static void *work(void *arg)
 	worker *w = arg;
 	for (int i = 0; i < 200; i++) {
 		emh_error err;
-		if (exec_on(w->h, "p", "hold", &err) == 0)
+		if (fixture_exec(w->h, "p", "hold", &err) == 0)
 			w->ok++;
 		else
 			w->failed++;
@@ -108,14 +97,14 @@ int main(void)
 	emh_em *holder = fixture_fork(h, "q");
 	is_int(emh_em_execute(holder, "ok", &err), 0, "first fork takes q's only connection");
 	double t0 = now_ms();
-	int rc = exec_on(h, "q", "ok", &err);
+	int rc = fixture_exec(h, "q", "ok", &err);
 	double el = now_ms() - t0;
 	is_int(rc, EMH_ETIMEOUT, "second fork times out while the connection is held");
 	like_str(err.message, "context 'q'", "timeout error names the context");
 	is_str(err.context, "q", "err.context is set");
 	ok(el >= 140 && el < 2000, "acquire timeout honoured: waited %.0f ms for 150 ms", el);
 	emh_em_close(holder);
-	is_int(exec_on(h, "q", "ok", &err), 0, "after the holder closes, the connection is free again");
+	is_int(fixture_exec(h, "q", "ok", &err), 0, "after the holder closes, the connection is free again");
 	ci = fixture_context_info(h, "q");
 	is_int((int)ci.timeouts, 1, "the timeout is counted");
 
@@ -126,7 +115,7 @@ int main(void)
 	is_int(emh_em_execute(lf, "lose", &err), EMH_EUNAVAILABLE, "connection loss maps to EMH_EUNAVAILABLE");
 	emh_em_close(lf);
 	is_int(atomic_load(&md.live), live - 1, "the lost connection was closed");
-	is_int(exec_on(h, "q", "ok", &err), 0, "next fork works");
+	is_int(fixture_exec(h, "q", "ok", &err), 0, "next fork works");
 	is_int(atomic_load(&md.opened), opened + 1, "on a new connection");
 	ci = fixture_context_info(h, "q");
 	is_int((int)ci.discarded, 1, "discard counted");
@@ -144,13 +133,13 @@ int main(void)
 	ok(idle_before >= 2, "p had several idle connections (%u)", idle_before);
 	is_int((int)(ci.discarded - disc_before), (int)idle_before, "the lost one and every idle one were discarded");
 	is_int(ci.idle, 0, "no idle connection left to ping one by one");
-	is_int(exec_on(h, "p", "ok", &err), 0, "the next fork connects afresh");
+	is_int(fixture_exec(h, "p", "ok", &err), 0, "the next fork connects afresh");
 
 	/* any other error: ping before reuse */
 	int pings = atomic_load(&md.pings);
-	is_int(exec_on(h, "q", "fail", &err), EMH_EDRIVER, "a statement error comes back as is");
+	is_int(fixture_exec(h, "q", "fail", &err), EMH_EDRIVER, "a statement error comes back as is");
 	is_int(atomic_load(&md.pings), pings, "no ping yet");
-	is_int(exec_on(h, "q", "ok", &err), 0, "the connection is reused");
+	is_int(fixture_exec(h, "q", "ok", &err), 0, "the connection is reused");
 	is_int(atomic_load(&md.pings), pings + 1, "after being pinged once");
 
 	/* server restarted while connections sat idle: a read is resent once on
@@ -164,23 +153,23 @@ int main(void)
 	is_int(emh_repo_count(rr, NULL, &cnt, &err), 0, "first read after a silent server restart succeeds (stale connection, read resent)");
 	emh_em_close(rf);
 	ok(atomic_load(&md.opened) > opened, "on a fresh connection");
-	if (exec_on(h, "p", "ok", &err)) /* warm every idle connection of p again */
+	if (fixture_exec(h, "p", "ok", &err)) /* warm every idle connection of p again */
 		bail("warming p: %s", err.message);
 	atomic_fetch_add(&md.generation, 1);
-	is_int(exec_on(h, "p", "write", &err), EMH_EUNAVAILABLE,
+	is_int(fixture_exec(h, "p", "write", &err), EMH_EUNAVAILABLE,
 	       "a write on a stale connection is not resent (the server may have applied it)");
-	is_int(exec_on(h, "p", "write", &err), 0, "the next fork works");
+	is_int(fixture_exec(h, "p", "write", &err), 0, "the next fork works");
 
 	/* a connection idle for more than a second is pinged before reuse */
 	pings = atomic_load(&md.pings);
 	usleep(1200 * 1000);
-	is_int(exec_on(h, "p", "ok", &err), 0, "use after a long idle time");
+	is_int(fixture_exec(h, "p", "ok", &err), 0, "use after a long idle time");
 	is_int(atomic_load(&md.pings), pings + 1, "the long-idle connection was pinged first");
 
 	/* server down: prompt EMH_EUNAVAILABLE, and back without restarting the host */
 	atomic_store(&md.down, 1);
 	t0 = now_ms();
-	rc = exec_on(h, "p", "ok", &err);
+	rc = fixture_exec(h, "p", "ok", &err);
 	el = now_ms() - t0;
 	is_int(rc, EMH_EUNAVAILABLE, "database down: EMH_EUNAVAILABLE");
 	ok(el < 1000, "returned promptly (%.0f ms), not after the 2000 ms acquire timeout", el);
@@ -188,12 +177,12 @@ int main(void)
 	ci = fixture_context_info(h, "p");
 	ok(!ci.up && ci.last_error[0], "context reported down with its last error: %s", ci.last_error);
 	t0 = now_ms();
-	is_int(exec_on(h, "p", "ok", &err), EMH_EUNAVAILABLE, "still down: the next fork gets EMH_EUNAVAILABLE too");
+	is_int(fixture_exec(h, "p", "ok", &err), EMH_EUNAVAILABLE, "still down: the next fork gets EMH_EUNAVAILABLE too");
 	ok(now_ms() - t0 < 1000, "promptly, from a failed connect");
 	ci = fixture_context_info(h, "p");
 	ok(!ci.up && strstr(ci.last_error, "refused"), "the last error is the refused connect: %s", ci.last_error);
 	atomic_store(&md.down, 0);
-	is_int(exec_on(h, "p", "ok", &err), 0, "database back: next use succeeds with no restart");
+	is_int(fixture_exec(h, "p", "ok", &err), 0, "database back: next use succeeds with no restart");
 	ci = fixture_context_info(h, "p");
 	ok(ci.up, "context reported up again");
 	emh_host_free(h);

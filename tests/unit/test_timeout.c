@@ -20,17 +20,6 @@
 
 static const emh_driver *const drivers[] = {&memdrv};
 
-static int exec_on(emh_host *h, const char *ctx, const char *what, emh_error *err)
-{
-	emh_em *em;
-	int rc = emh_host_fork(h, ctx, &em, err);
-	if (rc)
-		return rc;
-	rc = emh_em_execute(em, what, err);
-	emh_em_close(em);
-	return rc;
-}
-
 /* Two connections of ctx left idle in its pool. */
 static void warm_two(emh_host *h, const char *ctx)
 {
@@ -51,7 +40,7 @@ static void test_call_past_deadline(emh_host *h)
 	int live = atomic_load(&md.live);
 	is_int((int)before.idle, 2, "two idle connections to start with");
 
-	int rc = exec_on(h, "t", "slow", &err);
+	int rc = fixture_exec(h, "t", "slow", &err);
 	is_int(rc, EMH_ETIMEOUT, "the call comes back as EMH_ETIMEOUT");
 	ok(err.retryable, "retryable");
 	is_str(err.context, "t", "naming the context");
@@ -62,7 +51,7 @@ static void test_call_past_deadline(emh_host *h)
 	ok(ci.up, "the context is not reported down for a slow call");
 
 	int opened = atomic_load(&md.opened);
-	is_int(exec_on(h, "t", "ok", &err), 0, "the next fork works");
+	is_int(fixture_exec(h, "t", "ok", &err), 0, "the next fork works");
 	is_int(atomic_load(&md.opened), opened, "on the connection that stayed idle");
 	is_int(emh_host_ping(h, "t", &err), 0, "ping after it");
 }
@@ -71,10 +60,10 @@ static void test_ping_past_deadline(emh_host *h)
 {
 	emh_error err;
 	diag("the check of an idle connection passes its deadline: EMH_ETIMEOUT at once, no connect tried");
-	is_int(exec_on(h, "t", "fail", &err), EMH_EDRIVER, "an error marks the connection for a check");
+	is_int(fixture_exec(h, "t", "fail", &err), EMH_EDRIVER, "an error marks the connection for a check");
 	int opened = atomic_load(&md.opened), pings = atomic_load(&md.pings);
 	atomic_store(&md.slow_ping, 1);
-	int rc = exec_on(h, "t", "ok", &err);
+	int rc = fixture_exec(h, "t", "ok", &err);
 	atomic_store(&md.slow_ping, 0);
 	is_int(rc, EMH_ETIMEOUT, "the fork's call fails with the check's EMH_ETIMEOUT");
 	like_str(err.message, "context 't'", "naming the context");
@@ -83,7 +72,7 @@ static void test_ping_past_deadline(emh_host *h)
 	emh_context_info ci = fixture_context_info(h, "t");
 	ok(ci.up, "the context is not reported down");
 	like_str(ci.last_error, "ping", "last_error says why: %s", ci.last_error);
-	is_int(exec_on(h, "t", "ok", &err), 0, "the next fork works");
+	is_int(fixture_exec(h, "t", "ok", &err), 0, "the next fork works");
 }
 
 static void test_back_pressure(emh_host *h)
@@ -91,7 +80,7 @@ static void test_back_pressure(emh_host *h)
 	emh_error err;
 	diag("a server with no connection slot free: EMH_ETIMEOUT, the context is not down");
 	atomic_store(&md.busy, 1);
-	int rc = exec_on(h, "b", "ok", &err);
+	int rc = fixture_exec(h, "b", "ok", &err);
 	is_int(rc, EMH_ETIMEOUT, "the refused connect comes back as EMH_ETIMEOUT");
 	ok(err.retryable, "retryable");
 	like_str(err.message, "context 'b'", "naming the context");
@@ -99,7 +88,7 @@ static void test_back_pressure(emh_host *h)
 	ok(ci.up, "the context is still reported up");
 	like_str(ci.last_error, "too many clients", "last_error says why: %s", ci.last_error);
 	atomic_store(&md.busy, 0);
-	is_int(exec_on(h, "b", "ok", &err), 0, "a slot free again: the next fork works");
+	is_int(fixture_exec(h, "b", "ok", &err), 0, "a slot free again: the next fork works");
 	ci = fixture_context_info(h, "b");
 	ok(ci.up && ci.last_error[0] == '\0', "last_error cleared by the successful connect ('%s')", ci.last_error);
 }
@@ -109,8 +98,8 @@ static void test_last_error_cleared(emh_host *h)
 	emh_error err;
 	diag("last_error clears when the context recovers");
 	atomic_store(&md.down, 1);
-	is_int(exec_on(h, "b", "ok", &err), EMH_EUNAVAILABLE, "database down: EMH_EUNAVAILABLE");
-	is_int(exec_on(h, "b", "ok", &err), EMH_EUNAVAILABLE, "and again from a refused connect");
+	is_int(fixture_exec(h, "b", "ok", &err), EMH_EUNAVAILABLE, "database down: EMH_EUNAVAILABLE");
+	is_int(fixture_exec(h, "b", "ok", &err), EMH_EUNAVAILABLE, "and again from a refused connect");
 	emh_context_info ci = fixture_context_info(h, "b");
 	ok(!ci.up && strstr(ci.last_error, "refused"), "down, with its last error: %s", ci.last_error);
 	atomic_store(&md.down, 0);
