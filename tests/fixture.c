@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -129,6 +130,13 @@ emh_em *fixture_fork(emh_host *h, const char *ctx)
 	if (emh_host_fork(h, ctx, &em, &err))
 		bail("fork context '%s': %s", ctx_name(ctx), err.message);
 	return em;
+}
+
+double fixture_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 int fixture_exec(emh_host *h, const char *ctx, const char *text, emh_error *err)

@@ -62,6 +62,8 @@ emh_repo *fixture_repo(emh_em *em, const emh_entity *e);
 emh_query *fixture_query(emh_repo *r);
 void *fixture_new(emh_repo *r);
 void fixture_thread(pthread_t *t, void *(*fn)(void *), void *arg);
+/* CLOCK_MONOTONIC in milliseconds: how long a call took, in the tests that bound it. */
+double fixture_now_ms(void);
 /* The introspection record of context name (its numbers and state; the
  * string members are not kept: NULL); bails when it is not listed. */
 emh_context_info fixture_context_info(emh_host *h, const char *name);

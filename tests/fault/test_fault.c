@@ -94,13 +94,6 @@ typedef struct fault_run {
 	int64_t first_id, last_id, lite_id;
 } fault_run;
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* The password of scheme://user:password@host... into pw ("" when none). */
 static void url_password(const char *url, char *pw, size_t cap)
 {
@@ -340,10 +333,10 @@ static void case_server_down(fault_run *fr)
 	is_int(rc, 0, "%s.sh stop", d->server);
 	for (int i = 0; i < 6; i++) {
 		int64_t n = 0;
-		double t0 = now_ms(), dt;
+		double t0 = fixture_now_ms(), dt;
 		memset(&err, 0, sizeof err);
 		rc = fault_count(fr, d->ctx, &n, &err);
-		dt = now_ms() - t0;
+		dt = fixture_now_ms() - t0;
 		if (rc == EMH_EUNAVAILABLE)
 			unavailable++;
 		else
@@ -366,9 +359,9 @@ static void case_server_down(fault_run *fr)
 	is_int(other, 0, "no other outcome");
 	is_int(slow, 0, "each returned within %.0f ms", d->bound_ms);
 
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	rc = emh_host_ping(fr->h, d->ctx, &err);
-	is_str(emh_status_name(rc), "EMH_EUNAVAILABLE", "ping says unavailable (%.0f ms)", now_ms() - t0);
+	is_str(emh_status_name(rc), "EMH_EUNAVAILABLE", "ping says unavailable (%.0f ms)", fixture_now_ms() - t0);
 	emh_context_info ci;
 	ok(fault_context_info(fr, d->ctx, &ci) && !ci.up && ci.errors[-EMH_EUNAVAILABLE] > 0,
 	   "the context is reported down with its unavailable errors counted");
@@ -407,12 +400,12 @@ static void case_server_back(fault_run *fr)
 	diag("%s: server back: the same host recovers without a restart", d->name);
 	rc = fault_server(fr, "restart");
 	is_int(rc, 0, "%s.sh restart (same port)", d->server);
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	memset(&err, 0, sizeof err);
 	rc = fault_count(fr, d->ctx, &n, &err);
 	if (!ok(rc == 0, "the next fork works without restarting the host"))
 		diag("%s", err.message);
-	diag("first fork after the restart took %.0f ms", now_ms() - t0);
+	diag("first fork after the restart took %.0f ms", fixture_now_ms() - t0);
 	if (persistent && strcmp(persistent, "1") == 0) {
 		is_int(n, NROWS, "every row committed before the stop is there");
 		rc = fault_get(fr, d->ctx, fr->first_id, name, sizeof name, &err);

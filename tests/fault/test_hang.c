@@ -65,13 +65,6 @@
 
 static double g_slack_ms = 1000;
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static void sleep_ms(long ms)
 {
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -275,7 +268,7 @@ static void remove_ctx(const char *name)
 static void is_timeout(int rc, const emh_error *err, const char *ctx, double t0, double deadline_ms,
 		       const char *what)
 {
-	double took = now_ms() - t0;
+	double took = fixture_now_ms() - t0;
 	is_int(rc, EMH_ETIMEOUT, "%s: EMH_ETIMEOUT", what);
 	if (rc)
 		diag("%s: %s", what, err->message);
@@ -342,7 +335,7 @@ typedef struct hung_call {
 static void *hung_main(void *arg)
 {
 	hung_call *h = arg;
-	h->t0 = now_ms();
+	h->t0 = fixture_now_ms();
 	h->rc = emh_em_execute(h->em, h->text, &h->err);
 	atomic_store(&h->done, true);
 	return NULL;
@@ -383,10 +376,10 @@ static void case_silent(const hang_driver *d, const char *url)
 		bail("%s: no port in %s", d->name, d->url_var);
 	diag("%s: a server that accepts and never answers", d->name);
 	add_ctx(ctx, surl, STMT_MS);
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	int rc = probe_once(ctx, d->probe, &err);
 	is_timeout(rc, &err, ctx, t0, CONNECT_MS > STMT_MS ? CONNECT_MS : STMT_MS, "silent server, first call (connect)");
-	t0 = now_ms();
+	t0 = fixture_now_ms();
 	rc = emh_host_ping(g_host, ctx, &err);
 	is_timeout(rc, &err, ctx, t0, CONNECT_MS > STMT_MS ? CONNECT_MS : STMT_MS, "silent server, ping");
 	emh_context_info ci = fixture_context_info(g_host, ctx);
@@ -440,10 +433,10 @@ static void case_muted(const hang_driver *d, const char *url)
 	is_timeout(h.rc, &h.err, ctx, h.t0, LONG_STMT_MS, "muted server, a call on a live connection");
 	emh_em_close(em);
 
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	rc = probe_once(ctx, d->probe, &err);
 	is_timeout(rc, &err, ctx, t0, LONG_STMT_MS, "muted server, a fork on a new connection");
-	t0 = now_ms();
+	t0 = fixture_now_ms();
 	rc = emh_host_ping(g_host, ctx, &err);
 	is_timeout(rc, &err, ctx, t0, LONG_STMT_MS, "muted server, ping");
 
@@ -477,7 +470,7 @@ static void case_muted_catalog(const hang_driver *d, const char *url)
 		if (rc)
 			bail("%s through the relay: %s", d->name, err.message);
 		atomic_store(&r.mute, true);
-		double t0 = now_ms();
+		double t0 = fixture_now_ms();
 		if (k == 0) {
 			emh_schema_diff *diff = NULL;
 			rc = emh_schema_diff_new(g_host, ctx, 0, &diff, &err);
@@ -622,10 +615,10 @@ static void case_pg_sigstop(const char *url)
 	is_timeout(h.rc, &h.err, "pg_stop", h.t0, LONG_STMT_MS, "stopped cluster, the call in flight");
 	emh_em_close(em);
 
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	int rc = emh_host_ping(g_host, "pg_stop", &err);
 	is_timeout(rc, &err, "pg_stop", t0, CONNECT_MS, "stopped cluster, ping of the idle connection");
-	t0 = now_ms();
+	t0 = fixture_now_ms();
 	rc = probe_once("pg_stop", "SELECT 1", &err);
 	is_timeout(rc, &err, "pg_stop", t0, CONNECT_MS, "stopped cluster, a fork on a new connection");
 	emh_context_info ci = fixture_context_info(g_host, "pg_stop");
@@ -688,22 +681,22 @@ static void case_pg_stopped_close(const char *url)
 		bail("pg_rm / pg_h2: %s", err.message);
 
 	pg_stop_cluster(state);
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	int rc = probe_on(g_host, "pg_rm", &err);
 	is_timeout(rc, &err, "pg_rm", t0, STMT_MS, "stopped cluster, a call on this host");
-	t0 = now_ms();
+	t0 = fixture_now_ms();
 	rc = probe_on(h2, "pg_h2", &err);
 	is_timeout(rc, &err, "pg_h2", t0, STMT_MS, "stopped cluster, a call on a second host");
 	int n = my_children();
 	ok(n == 2, "a cancel request (child process) for each call (%d)", n);
 
-	t0 = now_ms();
+	t0 = fixture_now_ms();
 	remove_ctx("pg_rm");
-	double took = now_ms() - t0;
+	double took = fixture_now_ms() - t0;
 	ok(took < g_slack_ms, "removing the context returned at once (%.0f ms)", took);
-	t0 = now_ms();
+	t0 = fixture_now_ms();
 	emh_host_free(h2);
-	took = now_ms() - t0;
+	took = fixture_now_ms() - t0;
 	ok(took < g_slack_ms, "freeing the second host returned at once (%.0f ms)", took);
 	is_int(my_children(), 0, "no cancel process left behind, the cluster still stopped");
 	pg_continue_all();

@@ -26,13 +26,6 @@
 #include "../fixture.h"
 #include "../tap.h"
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* SELECT SLEEP(20) on ctx: EMH_ETIMEOUT within bound_ms, with native code want_native (or want_native2). */
 static void sleep_times_out(emh_host *h, const char *ctx, double bound_ms, int want_native, int want_native2,
 			    const char *key, const char *what)
@@ -42,9 +35,9 @@ static void sleep_times_out(emh_host *h, const char *ctx, double bound_ms, int w
 	if (emh_em_execute(em, "SELECT 1", &err))
 		bail("'%s': %s", ctx, err.message);
 	uint64_t discarded = fixture_context_info(h, ctx).discarded;
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	int rc = emh_em_execute(em, "SELECT SLEEP(20)", &err);
-	double took = now_ms() - t0;
+	double took = fixture_now_ms() - t0;
 	is_int(rc, EMH_ETIMEOUT, "%s: EMH_ETIMEOUT", what);
 	diag("%s", err.message);
 	ok(err.native == want_native || err.native == want_native2, "%s: native %d (%d or %d)", what, err.native,
@@ -91,9 +84,9 @@ static void lock_wait_outlasts_statement(emh_host *h, const fixture *fx, const c
 	if (emh_em_execute(holder, "SELECT GET_LOCK(" MIGRATE_LOCK ", 0)", &err))
 		bail("holder: %s", err.message);
 	emh_migrate_opts o = {.lock_wait_ms = 4000};
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	int rc = emh_migrate_up(h, "mig", &o, NULL, &err);
-	diag("after %.0f ms: %s", now_ms() - t0, err.message);
+	diag("after %.0f ms: %s", fixture_now_ms() - t0, err.message);
 	is_int(rc, EMH_ETIMEOUT, "a lock wait longer than statement_timeout_ms: EMH_ETIMEOUT");
 	like_str(err.message, "another migration run held the database's migration lock", "the lock was held, "
 		 "not a statement past its deadline");

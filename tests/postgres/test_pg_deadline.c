@@ -72,13 +72,6 @@ static int parse_url(const char *url)
 		       : -1;
 }
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static void add_ctx(emh_host *h, const char *name, const char *const *kv)
 {
 	emh_error err;
@@ -130,9 +123,9 @@ static void test_server_side_timeout(emh_host *h, const char *url)
 	if (emh_em_execute(em, "SET statement_timeout = 150", &err))
 		bail("SET statement_timeout: %s", err.message);
 	uint64_t discarded = fixture_context_info(h, "srv").discarded;
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	int rc = emh_em_execute(em, "SELECT pg_sleep(20)", &err);
-	double took = now_ms() - t0;
+	double took = fixture_now_ms() - t0;
 	is_int(rc, EMH_ETIMEOUT, "pg_sleep past a hand-set statement_timeout: EMH_ETIMEOUT");
 	is_str(err.sqlstate, "57014", "sqlstate 57014 (query_canceled)");
 	ok(err.retryable, "retryable");
@@ -167,9 +160,9 @@ static int64_t active_backends(emh_host *h, const char *app)
 /* Poll until app has want active backends, for at most ms; the last count seen. */
 static int64_t await_active(emh_host *h, const char *app, int64_t want, double ms)
 {
-	double until = now_ms() + ms;
+	double until = fixture_now_ms() + ms;
 	int64_t n;
-	while ((n = active_backends(h, app)) != want && now_ms() < until) {
+	while ((n = active_backends(h, app)) != want && fixture_now_ms() < until) {
 		struct timespec ts = {0, 20 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
@@ -477,9 +470,9 @@ static void test_migration_deadline(emh_host *h, const fixture *fx)
 	is_int((int)before.idle, 2, "two idle connections before the migration");
 
 	emh_migrate_opts o = {.lock_wait_ms = 5000};
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	int rc = emh_migrate_up(h, "migdl", &o, NULL, &err);
-	double took = now_ms() - t0;
+	double took = fixture_now_ms() - t0;
 	is_int(rc, EMH_ETIMEOUT, "a migration past statement_timeout_ms: EMH_ETIMEOUT");
 	if (rc)
 		diag("%s", err.message);

@@ -46,13 +46,6 @@ static const emh_field pt_row_fields[] = {
 };
 static const emh_entity pt_row_entity = EMH_ENTITY(pt_row, "pt_rows", pt_row_fields);
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 typedef struct run {
 	emh_host *h;
 	PGconn *mon;
@@ -77,7 +70,7 @@ static void *worker(void *arg)
 		emh_repo *repo;
 		void *p;
 		snprintf(name, sizeof name, "t%d", i);
-		double t0 = now_ms();
+		double t0 = fixture_now_ms();
 		int rc = emh_host_fork(r->h, name, &em, &err);
 		if (rc)
 			goto out_failed;
@@ -117,7 +110,7 @@ static void *worker(void *arg)
 	out_failed:
 		if (rc == EMH_ETIMEOUT) {
 			/* a bounded wait for room: fine, if it was bounded */
-			double waited = now_ms() - t0;
+			double waited = fixture_now_ms() - t0;
 			atomic_fetch_add(&r->timeouts, 1);
 			pthread_mutex_lock(&r->mu);
 			r->max_timeout_ms = waited > r->max_timeout_ms ? waited : r->max_timeout_ms;
@@ -198,7 +191,7 @@ int main(void)
 	snprintf(budget, sizeof budget, "EMH_MAX_CONNECTIONS=%d", BUDGET);
 	if (fixture_host(&fx, (const char *[]){budget, NULL}, &r.h, &err) != 0)
 		bail("host: %s", err.message);
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	for (int i = 0; i < TENANTS; i++) {
 		char name[16], opts[48], acq[16];
 		snprintf(name, sizeof name, "t%d", i);
@@ -210,7 +203,7 @@ int main(void)
 		    emh_host_register_entity(r.h, name, &pt_row_entity, &err) != 0)
 			bail("tenant %s: %s", name, err.message);
 	}
-	diag("%d tenants added, each with its table in its own schema, in %.0f ms", TENANTS, now_ms() - t0);
+	diag("%d tenants added, each with its table in its own schema, in %.0f ms", TENANTS, fixture_now_ms() - t0);
 	int after_setup = backends(r.mon);
 	ok(after_setup >= 1 && after_setup <= BUDGET, "after setting up %d tenants the server has %d of our connections",
 	   TENANTS, after_setup);

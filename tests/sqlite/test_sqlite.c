@@ -73,13 +73,6 @@ static const emh_field tag_fields[] = {
 };
 static const emh_entity tag_entity = EMH_ENTITY(sq_tag, "sq_tags", tag_fields);
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static void sleep_ms(long ms)
 {
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -465,9 +458,9 @@ static void file_locks(file_db *fd)
 	rc = sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	is_int(rc, SQLITE_OK, "raw connection takes the write lock");
 	em = fixture_fork(fd->h, "t");
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	rc = item_add(em, "busy", 1, NULL, &err);
-	double waited = now_ms() - t0;
+	double waited = fixture_now_ms() - t0;
 	is_int(rc, EMH_ERETRY, "insert while locked is EMH_ERETRY");
 	ok(err.retryable, "and retryable");
 	is_int(err.native & 0xff, SQLITE_BUSY, "native SQLITE_BUSY");
@@ -537,9 +530,9 @@ static void test_deadline(const fixture *fx)
 	emh_em *em = fixture_fork(h, "d");
 	item_seed(em, "before", 1);
 	uint64_t discarded = fixture_context_info(h, "d").discarded;
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	int rc = emh_em_execute(em, SQ_ENDLESS, &err);
-	double took = now_ms() - t0;
+	double took = fixture_now_ms() - t0;
 	is_int(rc, EMH_ETIMEOUT, "an endless statement comes back as EMH_ETIMEOUT");
 	ok(took < 300 + 1000, "at its deadline instead of hanging (%.0f ms for 300 ms)", took);
 	ok(err.retryable, "retryable");
@@ -569,9 +562,9 @@ static void test_deadline(const fixture *fx)
 	if (sqlite3_open(file, &raw) != SQLITE_OK || sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL))
 		bail("raw write lock on %s: %s", file, sqlite3_errmsg(raw));
 	em = fixture_fork(h, "d");
-	t0 = now_ms();
+	t0 = fixture_now_ms();
 	rc = item_add(em, "locked out", 4, NULL, &err);
-	took = now_ms() - t0;
+	took = fixture_now_ms() - t0;
 	is_int(rc, EMH_ERETRY, "an insert behind a held lock ends as EMH_ERETRY, not EMH_ETIMEOUT");
 	ok(took >= 1000 && took < 1500 + 3000, "after busy_timeout_ms=1500 (%.0f ms), not statement_timeout_ms=300",
 	   took);
@@ -879,9 +872,9 @@ static void test_shared_cache(const fixture *fx)
 	b = fixture_fork(h, "c");
 	emh_repo *rb = fixture_repo(b, &item_entity);
 	int64_t n = -1;
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	rc = emh_repo_count(rb, NULL, &n, &err);
-	double waited = now_ms() - t0;
+	double waited = fixture_now_ms() - t0;
 	is_int(rc, EMH_ERETRY, "reading a table locked by another connection: EMH_ERETRY");
 	ok(err.retryable && err.native == SQLITE_LOCKED_SHAREDCACHE, "retryable, native SQLITE_LOCKED_SHAREDCACHE (%d)",
 	   err.native);

@@ -51,13 +51,6 @@ static const emh_entity tn_row_entity = EMH_ENTITY(tn_row, "tn_rows", tn_row_fie
 static fixture fx;
 static fixture data; /* the tenants' files: fx's directory, or one on tmpfs */
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static long env_long(const char *name, long def)
 {
 	const char *v = getenv(name);
@@ -280,9 +273,9 @@ static void *remover(void *arg)
 		int i = order[j];
 		snprintf(name, sizeof name, "t%d", i);
 		atomic_store(&r->state[i], 1);
-		double t0 = now_ms();
+		double t0 = fixture_now_ms();
 		int rc = emh_host_remove_context(r->h, name, &err);
-		r->remove_ms[r->nremoved++] = now_ms() - t0;
+		r->remove_ms[r->nremoved++] = fixture_now_ms() - t0;
 		if (rc && atomic_fetch_add(&r->other, 1) == 0)
 			snprintf(r->other_msg, sizeof r->other_msg, "remove %s: %s", name, err.message);
 		atomic_store(&r->state[i], 2);
@@ -306,11 +299,11 @@ static void test_ten_thousand(emh_host *h, int n, long seconds)
 	r.remove_ms = calloc((size_t)n, sizeof *r.remove_ms);
 	if (!r.state || !r.acked || !r.remove_ms)
 		bail("out of memory");
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	for (int i = 0; i < n; i++)
 		if (add_tenant(h, i, true, &err) != 0)
 			bail("add t%d: %s", i, err.message);
-	diag("added and registered %d contexts in %.0f ms", n, now_ms() - t0);
+	diag("added and registered %d contexts in %.0f ms", n, fixture_now_ms() - t0);
 	emh_budget_info bi;
 	emh_host_budget(h, &bi, sizeof bi);
 	is_int(bi.max_fds, 4096 - 32 - 1024, "the budget: RLIMIT_NOFILE 4096 leaves connections 3040 descriptors");
@@ -324,7 +317,7 @@ static void test_ten_thousand(emh_host *h, int n, long seconds)
 	fixture_thread(&t[8], remover, &r);
 	unsigned max_fds_seen = 0, max_conns_seen = 0;
 	/* the time asked for, and until half the tenants are gone */
-	for (double end = now_ms() + (double)seconds * 1000; now_ms() < end || atomic_load(&r.removing);) {
+	for (double end = fixture_now_ms() + (double)seconds * 1000; fixture_now_ms() < end || atomic_load(&r.removing);) {
 		usleep(20000);
 		emh_host_budget(h, &bi, sizeof bi);
 		max_fds_seen = bi.fds > max_fds_seen ? bi.fds : max_fds_seen;
@@ -409,10 +402,10 @@ static void test_ten_thousand(emh_host *h, int n, long seconds)
 	for (int i = 0; i < quiet; i++) {
 		char name[32];
 		snprintf(name, sizeof name, "t%d", i);
-		double q0 = now_ms();
+		double q0 = fixture_now_ms();
 		if (emh_host_remove_context(h, name, &err) != 0)
 			bail("remove %s: %s", name, err.message);
-		double q = now_ms() - q0;
+		double q = fixture_now_ms() - q0;
 		qsum += q;
 		qmax = q > qmax ? q : qmax;
 	}

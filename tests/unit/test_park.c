@@ -23,13 +23,6 @@
 
 static const emh_driver *const drivers[] = {&memdrv};
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static emh_host *host_with(const char *const *env)
 {
 	emh_error err;
@@ -80,9 +73,9 @@ static void *wait_for_pool(void *arg)
 {
 	waiter *w = arg;
 	emh_error err;
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	w->rc = fixture_exec(w->h, "a", "ok", &err);
-	w->ms = now_ms() - t0;
+	w->ms = fixture_now_ms() - t0;
 	return NULL;
 }
 
@@ -148,9 +141,9 @@ int main(void)
 	p = pool_of(h, "a");
 	use(h, "a", "ok");
 	ok(parked(p), "a's connection is parked; the budget (1) is full");
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	is_int(fixture_exec(h, "b", "ok", &err), 0, "b gets a connection");
-	double el = now_ms() - t0;
+	double el = fixture_now_ms() - t0;
 	ok(el < 10000, "at once (%.0f ms), not after its 20 s acquire timeout", el);
 	ok(!parked(p), "a's parked connection made the room");
 	emh_host_budget(h, &bi, sizeof bi);

@@ -22,13 +22,6 @@ typedef struct thing {
 static const emh_field thing_fields[] = {EMH_FIELD(thing, id, EMH_T_INT64, EMH_F_PK)};
 static const emh_entity thing_entity = EMH_ENTITY(thing, "things", thing_fields);
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static emh_host *host_with(const char *const *env, emh_error *err)
 {
 	emh_host_opts o = {.no_plugins = true, .drivers = drivers, .ndrivers = 1, .envp = env};
@@ -96,9 +89,9 @@ int main(void)
 	/* acquire timeout on a pool of 1 */
 	emh_em *holder = fixture_fork(h, "q");
 	is_int(emh_em_execute(holder, "ok", &err), 0, "first fork takes q's only connection");
-	double t0 = now_ms();
+	double t0 = fixture_now_ms();
 	int rc = fixture_exec(h, "q", "ok", &err);
-	double el = now_ms() - t0;
+	double el = fixture_now_ms() - t0;
 	is_int(rc, EMH_ETIMEOUT, "second fork times out while the connection is held");
 	like_str(err.message, "context 'q'", "timeout error names the context");
 	is_str(err.context, "q", "err.context is set");
@@ -168,17 +161,17 @@ int main(void)
 
 	/* server down: prompt EMH_EUNAVAILABLE, and back without restarting the host */
 	atomic_store(&md.down, 1);
-	t0 = now_ms();
+	t0 = fixture_now_ms();
 	rc = fixture_exec(h, "p", "ok", &err);
-	el = now_ms() - t0;
+	el = fixture_now_ms() - t0;
 	is_int(rc, EMH_EUNAVAILABLE, "database down: EMH_EUNAVAILABLE");
 	ok(el < 1000, "returned promptly (%.0f ms), not after the 2000 ms acquire timeout", el);
 	like_str(err.message, "context 'p'", "error names the context");
 	ci = fixture_context_info(h, "p");
 	ok(!ci.up && ci.last_error[0], "context reported down with its last error: %s", ci.last_error);
-	t0 = now_ms();
+	t0 = fixture_now_ms();
 	is_int(fixture_exec(h, "p", "ok", &err), EMH_EUNAVAILABLE, "still down: the next fork gets EMH_EUNAVAILABLE too");
-	ok(now_ms() - t0 < 1000, "promptly, from a failed connect");
+	ok(fixture_now_ms() - t0 < 1000, "promptly, from a failed connect");
 	ci = fixture_context_info(h, "p");
 	ok(!ci.up && strstr(ci.last_error, "refused"), "the last error is the refused connect: %s", ci.last_error);
 	atomic_store(&md.down, 0);
