@@ -61,10 +61,15 @@ if [ ! -s "$tmp/ready" ]; then
 fi
 base=$(cat "$tmp/ready")
 
+# post_user NAME EMAIL: the answer's body, a space and its status
+post_user() {
+	curl -s -m 10 -w ' %{http_code}' -X POST -H 'Content-Type: application/json' \
+		-d "{\"name\":\"$1\",\"email\":\"$2\"}" "$base/users"
+}
+
 timeout 60 "$raw" --pg "$surl" --seed 5 >"$tmp/seed.log" 2>&1
 ok $? "emh-raw-http --seed 5 into the table emhostd made"
-out=$(curl -s -m 10 -w ' %{http_code}' -X POST -H 'Content-Type: application/json' \
-	-d '{"name":"after seed","email":"rawseed@test.invalid"}' "$base/users")
+out=$(post_user "after seed" rawseed@test.invalid)
 diag "POST /users after the seed: $out"
 case $out in *" 201") r=0 ;; *) r=1 ;; esac
 ok $r "a user added through emhostd after the seed is created (201), not a duplicate key"
@@ -78,8 +83,7 @@ ok $r "with the id after the seeded ones (6)"
 # said "a user with email ... already exists" for every conflict.
 timeout 30 psql -q "$url" -c "SELECT setval(pg_get_serial_sequence('$schema.users', 'id'), 1)" >/dev/null
 ok $? "the key's sequence set back to 1"
-out=$(curl -s -m 10 -w ' %{http_code}' -X POST -H 'Content-Type: application/json' \
-	-d '{"name":"key clash","email":"clash@test.invalid"}' "$base/users")
+out=$(post_user "key clash" clash@test.invalid)
 diag "POST /users with the sequence behind: $out"
 case $out in *" 409") r=0 ;; *) r=1 ;; esac
 ok $r "a key the sequence hands out twice is a conflict (409)"
@@ -87,8 +91,7 @@ case $out in *'"message":"conflict"'*) r=0 ;; *) r=1 ;; esac
 ok $r "not said to be a duplicate email"
 grep -q 'users_pkey' "$tmp/log"
 ok $? "the log has the database's words, naming the key"
-out=$(curl -s -m 10 -w ' %{http_code}' -X POST -H 'Content-Type: application/json' \
-	-d '{"name":"same email","email":"rawseed@test.invalid"}' "$base/users")
+out=$(post_user "same email" rawseed@test.invalid)
 case $out in *"a user with email 'rawseed@test.invalid' already exists"*" 409") r=0 ;; *) r=1 ;; esac
 ok $r "a duplicate email still says so (409)" || diag "$out"
 done_testing
