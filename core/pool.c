@@ -706,9 +706,9 @@ int emh__pool_try_acquire(emh__pool *p, emh__pconn **out, emh_error *err)
  * daemon deciding whether a handler may run on its I/O thread.  Nothing is
  * taken: another thread may take the connection first.  No lock either:
  * the answer may be stale the moment it is read, as it would be the moment
- * the lock was let go.  A pool being destroyed has none idle
- * (emh__pool_destroy empties the list under the lock, and nothing is given
- * back to it after).
+ * the lock was let go.  A parked connection counts as idle.  A pool being
+ * destroyed has none idle (emh__pool_destroy drains the park and empties the
+ * list under the lock, and nothing is given back to it after).
  */
 bool emh__pool_idle_now(emh__pool *p)
 {
