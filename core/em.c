@@ -836,9 +836,11 @@ emh__obj *emh__imap_find(emh_em *em, emh__meta *m, const emh_value *k)
  * every snapshot of a large result. */
 static __attribute__((noinline)) void imap_grow(emh_em *em)
 {
-	size_t ncap = em->icap ? em->icap * 4 : 8;
-	emh__obj **nb = emh__arena_zalloc(&em->arena, ncap * sizeof *nb);
-	if (!nb)
+	size_t ncap = em->icap ? em->icap * 4 : EM_IMAP0;
+	emh__obj **nb;
+	if (!em->icap)
+		nb = memset(em->imap0, 0, sizeof em->imap0); /* in the fork: the first table, or again after emh_em_clear */
+	else if (!(nb = emh__arena_zalloc(&em->arena, ncap * sizeof *nb)))
 		return; /* keep the old table: chains just get longer */
 	for (size_t i = 0; i < em->icap; i++) {
 		emh__obj *o = em->imap[i];

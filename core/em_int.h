@@ -15,6 +15,7 @@
 
 #define OBJ_MAGIC 0x454d484fu /* "EMHO" */
 #define EM_INLINE 640
+#define EM_IMAP0 8 /* buckets of the identity map's first table, in the fork */
 
 /* An object's state in its fork. */
 enum { ST_NEW = 1, ST_MANAGED, ST_REMOVED, ST_DELETED, ST_DETACHED };
@@ -141,6 +142,10 @@ struct emh_em {
 	void *owner_ud;
 	emh_em *link_next, *link_prev;
 	emh__arena arena;
+	/* the identity map's first table (imap_grow): most forks load a few
+	 * objects, and their map then costs neither an allocation nor the
+	 * fork's zeroing (it is zeroed when first used) */
+	emh__obj *imap0[EM_IMAP0];
 	_Alignas(16) unsigned char inline_buf[EM_INLINE];
 };
 

@@ -1404,6 +1404,12 @@ static void t_identity_map(suite *s, const int64_t *ids)
 		for (size_t i = 0; i < l.count; i++)
 			hits += l.items[i] == p1;
 		ok(l.count == QROWS && hits == 1, "a full scan returns the mapped object once");
+		/* more objects than the map's first table has buckets: it grew */
+		size_t same = 0;
+		for (size_t i = 0; i < l.count; i++)
+			same += emh_repo_get(r, emh_v_int64(((conf_q *)l.items[i])->id), &p3, &err) == 0 &&
+				p3 == l.items[i];
+		is_int((int)same, (int)l.count, "after the map grew, every scanned row's key finds its object");
 	}
 	em2 = xfork(s, NULL);
 	rc = emh_repo_get(xrepo(em2, &s->e[T_Q]), emh_v_int64(ids[0]), &p3, &err);
@@ -2388,6 +2394,10 @@ static void t_readonly_clear(suite *s)
 		rc = emh_repo_get(r, emh_v_int64(id), &p2, &err);
 		if (OK_RC(rc, err, "get after clear"))
 			ok(p2 != p1 && ((conf_user *)p2)->a == 1, "clear emptied the identity map; the change was dropped");
+		void *p3 = NULL;
+		rc = emh_repo_get(r, emh_v_int64(id), &p3, &err);
+		if (OK_RC(rc, err, "get after clear, again"))
+			ok(p3 == p2, "the map after clear maps again: same object");
 	}
 	emh_em_close(em);
 	is_str(user_email(s, id, buf, sizeof buf), "ro", "row intact after clear");
