@@ -25,11 +25,15 @@ static int64_t sq_coarse_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* The coarse clock (a few ms) costs a few ns: cheap enough for every call. */
+/*
+ * No clock is read here: the deadline is armed by the call's first
+ * progress callback, SQ_PROGRESS_OPS virtual-machine steps (microseconds)
+ * into it, and most calls -- a key lookup, a short write -- end before
+ * that, reading no clock at all.
+ */
 void sq_deadline_start(emh_conn *c)
 {
-	int ms = c->dc->cfg.stmt_ms;
-	c->deadline_ns = ms > 0 ? sq_coarse_ns() + (int64_t)ms * 1000000 : 0;
+	c->deadline_ns = c->dc->cfg.stmt_ms > 0 ? SQ_DEADLINE_UNARMED : 0;
 }
 
 /*
@@ -41,8 +45,15 @@ void sq_deadline_start(emh_conn *c)
  */
 int sq_progress(void *arg)
 {
-	const emh_conn *c = arg;
-	return c->deadline_ns && sq_coarse_ns() > c->deadline_ns;
+	emh_conn *c = arg;
+	if (!c->deadline_ns)
+		return 0;
+	int64_t now = sq_coarse_ns();
+	if (c->deadline_ns == SQ_DEADLINE_UNARMED) {
+		c->deadline_ns = now + (int64_t)c->dc->cfg.stmt_ms * 1000000;
+		return 0;
+	}
+	return now > c->deadline_ns;
 }
 
 /* ---- waiting on shared-cache table locks ---- */

@@ -46,7 +46,8 @@ struct emh_conn {
 	const emh_dctx *dc;
 	int busy_ms;
 	/* CLOCK_MONOTONIC_COARSE ns past which the progress handler interrupts the
-	 * statement running (set as each call starts); 0 = none */
+	 * statement running; 0 = none; SQ_DEADLINE_UNARMED: a call started, and
+	 * its first progress callback sets it (sq_deadline_start) */
 	int64_t deadline_ns;
 	emh_prepcache *stmts; /* sqlite3_stmt * of each emh_stmt, by id */
 	sqlite3_stmt *ping, *begin, *commit, *rollback;
@@ -59,7 +60,8 @@ int sq_fail(emh_conn *c, int rc, const char *what, emh_error *err);
 int sq_out_of_fds(sqlite3 *db, int ext);
 
 /* session.c */
-/* Start a call's deadline (statement_timeout_ms from now); every entry point calls it. */
+#define SQ_DEADLINE_UNARMED INT64_MIN
+/* Start a call's deadline (statement_timeout_ms from its first progress callback); every entry point calls it. */
 void sq_deadline_start(emh_conn *c);
 /* The progress handler: non-zero (interrupt) once the deadline of c (its argument) passed. */
 int sq_progress(void *arg);
