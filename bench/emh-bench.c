@@ -16,8 +16,8 @@
  *                    an in-memory SQLite context is added and measured
  *   --seconds S      measuring time of each side per round (default 1)
  *   --rows N         rows filled through emhost before measuring (default 10000)
- *   --rounds R       alternating rounds per side, the best of each kept (default 3);
- *                    more, shorter rounds ride out a machine whose load comes and goes
+ *   --rounds R       rounds, the median of each figure kept (default 3); more,
+ *                    shorter rounds ride out a machine whose load comes and goes
  *   --workload W     measure only workload W (get_by_key, get_by_key_ro, update_flush, ...,
  *                    find for every size of the find workload, find_N or find_ro_N for one)
  *   --find LIST      result sizes of the find workload (default 1,100,10000,100000)
@@ -28,7 +28,9 @@
  * synced and emptied, N rows are inserted through emhost, then every
  * workload runs on the raw side (bench_raw_<driver>, chosen by the context's
  * driver) and on emhost alternately: a warm-up, then R rounds of S seconds
- * per side, keeping the best rate of each side.  One line per workload:
+ * per side, each side's S seconds in slices taking turns with the other's
+ * (raw, emhost, emhost, raw, ...).  Printed: the median over the rounds of
+ * each side's rate and of the round's own ratio.  One line per workload:
  *
  *   bench <driver> <workload> raw_ops_s=N emhost_ops_s=N ratio=R
  *   bench <driver> find_<N> raw_ops_s=N emhost_ops_s=N ratio=R
@@ -400,21 +402,22 @@ static int raw_insert(bench *b)
 }
 
 /*
- * Run op for secs seconds; returns operations per second, or -1 when an
- * operation failed.  The clock is read every `batch` operations, batch
- * doubling while reads come less than 1 ms apart, so that fast operations
- * do not mostly measure clock_gettime.
+ * Run op for about secs seconds, adding the operations run to *n and the
+ * time taken to *took; returns 0, or -1 when an operation failed.  The
+ * clock is read every `batch` operations, batch doubling while reads come
+ * less than 1 ms apart, so that fast operations do not mostly measure
+ * clock_gettime.
  */
-static double bench_run(bench *b, bench_op op, double secs)
+static int bench_run(bench *b, bench_op op, double secs, double *n, double *took)
 {
-	uint64_t n = 0, batch = 1;
+	uint64_t ops = 0, batch = 1;
 	double t0 = now_s(), last = t0, t;
 
 	for (;;) {
 		for (uint64_t i = 0; i < batch; i++)
 			if (op(b))
 				return -1;
-		n += batch;
+		ops += batch;
 		t = now_s();
 		if (t - t0 >= secs)
 			break;
@@ -422,29 +425,64 @@ static double bench_run(bench *b, bench_op op, double secs)
 			batch *= 2;
 		last = t;
 	}
-	return (double)n / (t - t0);
+	*n += (double)ops;
+	*took += t - t0;
+	return 0;
 }
 
-/* Best rates of raw and emhost over b->rounds alternating rounds after a warm-up. */
-static int bench_pair(bench *b, bench_op raw, bench_op em, double secs, double *best_raw, double *best_em)
+static int cmp_double(const void *a, const void *b)
 {
-	double warm = secs / 4 < 0.2 ? secs / 4 : 0.2;
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
 
-	*best_raw = *best_em = 0;
-	if ((raw && bench_run(b, raw, warm) < 0) || bench_run(b, em, warm) < 0)
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Slices per side in a round: raw and emhost take turns (raw, emhost,
+ * emhost, raw, ...), so that a machine whose speed changes while a round
+ * runs -- other work starting or stopping, two cores shared -- slows both
+ * sides alike, instead of whichever side ran then. */
+#define BENCH_SLICES 4
+
+/*
+ * Rates of raw and emhost and their ratio (emhost / raw), each the median
+ * over b->rounds rounds after a warm-up; a round runs each side for secs
+ * seconds in BENCH_SLICES interleaved slices, and its ratio is of its own
+ * two rates.  raw may be NULL (emhost alone): then *raw_rate and *ratio
+ * are 0.
+ */
+static int bench_pair(bench *b, bench_op raw, bench_op em, double secs, double *raw_rate, double *em_rate,
+		      double *ratio)
+{
+	enum { MAX_ROUNDS = 64 };
+	double warm = secs / 4 < 0.2 ? secs / 4 : 0.2, unused = 0, unused_t = 0;
+	double rr[MAX_ROUNDS], er[MAX_ROUNDS], q[MAX_ROUNDS];
+	int rounds = b->rounds < 1 ? 1 : b->rounds > MAX_ROUNDS ? MAX_ROUNDS : b->rounds;
+
+	*raw_rate = *em_rate = *ratio = 0;
+	if ((raw && bench_run(b, raw, warm, &unused, &unused_t)) || bench_run(b, em, warm, &unused, &unused_t))
 		return -1;
-	for (int round = 0; round < b->rounds; round++) {
-		double r = raw ? bench_run(b, raw, secs) : 0;
-		if (r < 0)
-			return -1;
-		double e = bench_run(b, em, secs);
-		if (e < 0)
-			return -1;
-		if (r > *best_raw)
-			*best_raw = r;
-		if (e > *best_em)
-			*best_em = e;
+	for (int round = 0; round < rounds; round++) {
+		double rn = 0, rt = 0, en = 0, et = 0;
+		for (int i = 0; i < 2 * BENCH_SLICES; i++) {
+			bool raw_turn = i % 4 == 0 || i % 4 == 3;
+			if (raw_turn && !raw)
+				continue;
+			if (bench_run(b, raw_turn ? raw : em, secs / BENCH_SLICES, raw_turn ? &rn : &en,
+				      raw_turn ? &rt : &et))
+				return -1;
+		}
+		rr[round] = rt > 0 ? rn / rt : 0;
+		er[round] = et > 0 ? en / et : 0;
+		q[round] = rr[round] > 0 ? er[round] / rr[round] : 0;
 	}
+	*raw_rate = raw ? median(rr, rounds) : 0;
+	*em_rate = median(er, rounds);
+	*ratio = raw ? median(q, rounds) : 0;
 	return 0;
 }
 
@@ -618,15 +656,15 @@ static int bench_replica(bench *b, const char *urls, double secs)
 	}
 	b->raw = raw;
 	uint64_t before = replica_reads(b->h, b->ctx), gets0 = b->gets;
-	double r, e;
-	if (bench_pair(b, raw_get_by_key, em_get_by_key, secs, &r, &e)) {
+	double r, e, q;
+	if (bench_pair(b, raw_get_by_key, em_get_by_key, secs, &r, &e, &q)) {
 		printf("# bench %s get_by_key_replica: failed: %s\n", b->driver, b->failed);
 		status = -1;
 	} else {
 		uint64_t gets = b->gets - gets0;
 		double share = gets ? (double)(replica_reads(b->h, b->ctx) - before) / (double)gets : 0;
 		printf("bench %s get_by_key_replica raw_ops_s=%.0f emhost_ops_s=%.0f ratio=%.3f replica_share=%.3f\n",
-		       b->driver, r, e, r > 0 ? e / r : 0.0, share);
+		       b->driver, r, e, q, share);
 	}
 	b->raw = primary;
 	b->ops->close(raw);
@@ -688,22 +726,21 @@ static int bench_find(bench *b, const char *list, double secs, const char *only)
 		}
 	b->nfids = max;
 	for (size_t i = 0; i < nsizes * 2; i++) {
-		double raw, em;
+		double raw, em, q;
 		char name[32];
 		b->find_n = sizes[i / 2];
 		snprintf(name, sizeof name, i % 2 ? "find_ro_%zu" : "find_%zu", b->find_n);
 		if (!wanted(only, name))
 			continue;
 		b->fork_flags = i % 2 ? EMH_FORK_READONLY : 0;
-		int failed = bench_pair(b, raw_find, em_find, secs, &raw, &em);
+		int failed = bench_pair(b, raw_find, em_find, secs, &raw, &em, &q);
 		b->fork_flags = 0;
 		if (failed) {
 			printf("# bench %s %s: failed: %s\n", b->driver, name, b->failed);
 			status = -1;
 			continue;
 		}
-		printf("bench %s %s raw_ops_s=%.0f emhost_ops_s=%.0f ratio=%.3f\n", b->driver, name, raw, em,
-		       raw > 0 ? em / raw : 0.0);
+		printf("bench %s %s raw_ops_s=%.0f emhost_ops_s=%.0f ratio=%.3f\n", b->driver, name, raw, em, q);
 		fflush(stdout);
 	}
 	return status;
@@ -753,7 +790,7 @@ static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs,
 		printf("# bench %s: --rows must be at least 1\n", b.driver);
 		return -1;
 	}
-	printf("# bench %s: context '%s', %zu rows, %.2f s per side and round, best of %d rounds\n", b.driver, ctx,
+	printf("# bench %s: context '%s', %zu rows, %.2f s per side and round, median of %d rounds\n", b.driver, ctx,
 	       rows, secs, rounds);
 	fflush(stdout);
 	if (bench_prepare(&b, rows)) {
@@ -761,11 +798,11 @@ static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs,
 		goto out_close;
 	}
 	for (size_t w = 0; w < sizeof workloads / sizeof workloads[0]; w++) {
-		double raw, em;
+		double raw, em, q;
 		if (only && strcmp(only, workloads[w].name) != 0)
 			continue;
 		b.fork_flags = workloads[w].fork_flags;
-		int failed = bench_pair(&b, workloads[w].raw, workloads[w].em, secs, &raw, &em);
+		int failed = bench_pair(&b, workloads[w].raw, workloads[w].em, secs, &raw, &em, &q);
 		b.fork_flags = 0;
 		if (failed) {
 			printf("# bench %s %s: failed: %s\n", b.driver, workloads[w].name, b.failed);
@@ -773,14 +810,14 @@ static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs,
 			continue;
 		}
 		printf("bench %s %s raw_ops_s=%.0f emhost_ops_s=%.0f ratio=%.3f\n", b.driver, workloads[w].name, raw,
-		       em, raw > 0 ? em / raw : 0.0);
+		       em, q);
 		fflush(stdout);
 	}
 	if (bench_find(&b, find, secs, only))
 		status = -1;
-	double raw_unused, fc;
+	double raw_unused, fc, q_unused;
 	if (!only || strcmp(only, "fork_close") == 0) {
-		if (bench_pair(&b, NULL, em_fork_close, secs, &raw_unused, &fc) || fc <= 0) {
+		if (bench_pair(&b, NULL, em_fork_close, secs, &raw_unused, &fc, &q_unused) || fc <= 0) {
 			printf("# bench %s fork_close: failed: %s\n", b.driver, b.failed);
 			status = -1;
 		} else {
