@@ -304,6 +304,13 @@ static emh__ctxhot *hot_get_unlocked(emh_host *h, const char *name)
 emh__ctxhot *emh__host_get_hot(emh_host *h, const char *name, emh_error *err)
 {
 	emh__ctxhot *hot;
+	if (h->def && (!name || strcmp(name, h->def->name) == 0)) {
+		/* The default context is never removed (emh_host_remove_context,
+		 * reload): no lock, no table. */
+		hot = h->def->hot;
+		atomic_fetch_add_explicit(&hot->refs, 1, memory_order_relaxed);
+		return hot;
+	}
 	if (name && (hot = hot_get_unlocked(h, name)) != NULL)
 		return hot;
 	pthread_rwlock_rdlock(&h->lock);

@@ -39,13 +39,8 @@ int emh_host_fork_opts(emh_host *h, const char *name, const emh_fork_opts *opts,
 	if (opts && (opts->flags & ~EMH__FORK_FLAGS))
 		return emh_error_set(err, EMH_EINVAL, "emh_host_fork_opts: unknown flags 0x%x",
 				     opts->flags & ~EMH__FORK_FLAGS);
-	if (h->def && (!name || strcmp(name, h->def->name) == 0)) {
-		/* The default context is never removed: no lock. */
-		hot = h->def->hot;
-		atomic_fetch_add_explicit(&hot->refs, 1, memory_order_relaxed);
-	} else if (!(hot = emh__host_get_hot(h, name, err))) {
+	if (!(hot = emh__host_get_hot(h, name, err)))
 		return EMH_ENOCONTEXT;
-	}
 	/* Only hot is touched here and in the close (internal.h, emh__ctxhot). */
 	emh_context *c = hot->ctx;
 	const char *refused = atomic_load_explicit(&hot->refusal, memory_order_acquire);
