@@ -104,7 +104,9 @@ void emh_em_close(emh_em *em)
 {
 	if (!em)
 		return;
-	emh__iter_close_all(em);
+	/* The calls a fork that only read skips: nothing open, linked or grown. */
+	if (em->iters)
+		emh__iter_close_all(em);
 	while (em->tx_depth > 0) {
 		emh_error e;
 		if (emh__tx_end(em, false, &e) != 0 && em->pc) {
@@ -115,8 +117,10 @@ void emh_em_close(emh_em *em)
 	}
 	emh__em_conn_release(em);
 	replica_release(em);
-	emh__em_unlink(em);
-	emh__arena_release(&em->arena);
+	if (em->link_next)
+		emh__em_unlink(em);
+	if (em->arena.blocks)
+		emh__arena_release(&em->arena); /* the inline buffer is the fork's own */
 	emh__ctxhot *hot = em->hot;
 	atomic_fetch_sub_explicit(&hot->forks_open, 1, memory_order_relaxed);
 	free(em);
@@ -269,7 +273,7 @@ static int sync_pending(emh_em *em, emh_error *err)
 }
 
 /* The operation a call counts as, for the histograms and the query log. */
-static int op_qop(const emh__op *o)
+static inline __attribute__((always_inline)) int op_qop(const emh__op *o)
 {
 	if (o->agg) /* a SQL driver's aggregate is a statement, a document driver's OP_AGGREGATE */
 		return EMH__Q_AGGREGATE;
@@ -831,11 +835,9 @@ emh__obj *emh__imap_find(emh_em *em, emh__meta *m, const emh_value *k)
  * every snapshot of a large result. */
 static __attribute__((noinline)) void imap_grow(emh_em *em)
 {
-	size_t ncap = em->icap ? em->icap * 4 : EM_IMAP0;
-	emh__obj **nb;
-	if (!em->icap)
-		nb = memset(em->imap0, 0, sizeof em->imap0); /* in the fork: the first table, or again after emh_em_clear */
-	else if (!(nb = emh__arena_zalloc(&em->arena, ncap * sizeof *nb)))
+	size_t ncap = em->icap * 4; /* the first table is em->imap0 (imap_add_h) */
+	emh__obj **nb = emh__arena_zalloc(&em->arena, ncap * sizeof *nb);
+	if (!nb)
 		return; /* keep the old table: chains just get longer */
 	for (size_t i = 0; i < em->icap; i++) {
 		emh__obj *o = em->imap[i];
@@ -854,10 +856,14 @@ static __attribute__((noinline)) void imap_grow(emh_em *em)
 /* Add o, whose key hashes to h. */
 static inline void imap_add_h(emh_em *em, emh__obj *o, uint64_t h)
 {
-	if (em->in + 1 > em->icap)
+	if (!em->icap) {
+		/* the first table, in the fork: no call for the common first object */
+		memset(em->imap0, 0, sizeof em->imap0);
+		em->imap = em->imap0;
+		em->icap = EM_IMAP0;
+	} else if (em->in + 1 > em->icap) {
 		imap_grow(em);
-	if (!em->icap)
-		return;
+	}
 	o->ihash = h;
 	size_t b = h & (em->icap - 1);
 	o->inext = em->imap[b];
@@ -1446,7 +1452,7 @@ int emh_repo_get_opts(emh_repo *r, emh_value key, const emh_get_opts *opts, void
 	if (m->filters && (rc = key_query(em, m, key, lock, wait, &kq, err)) != 0)
 		return rc;
 	emh__obj *have = NULL;
-	if (!em->readonly && !lock) {
+	if (!em->readonly && !lock && em->in) {
 		have = emh__imap_find(em, m, &key);
 		if (have && have->state != ST_MANAGED && have->state != ST_NEW)
 			return not_found(em, m, &key, "", err); /* removed in this fork */

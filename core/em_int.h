@@ -142,7 +142,7 @@ struct emh_em {
 	void *owner_ud;
 	emh_em *link_next, *link_prev;
 	emh__arena arena;
-	/* the identity map's first table (imap_grow): most forks load a few
+	/* the identity map's first table (imap_add_h): most forks load a few
 	 * objects, and their map then costs neither an allocation nor the
 	 * fork's zeroing (it is zeroed when first used) */
 	emh__obj *imap0[EM_IMAP0];
