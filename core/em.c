@@ -275,6 +275,8 @@ static int sync_pending(emh_em *em, emh_error *err)
 /* The operation a call counts as, for the histograms and the query log. */
 static inline __attribute__((always_inline)) int op_qop(const emh__op *o)
 {
+	if (o->get) /* a key lookup: set only on its read (load_key, select_run) */
+		return EMH__Q_GET;
 	if (o->agg) /* a SQL driver's aggregate is a statement, a document driver's OP_AGGREGATE */
 		return EMH__Q_AGGREGATE;
 	switch (o->kind) {
@@ -1397,7 +1399,7 @@ static int load_key(emh_em *em, emh__meta *m, emh_value key, const emh_query *kq
 		ls->em = em;
 		ls->m = m;
 		em->loaded = true;
-		emh__op o = {.kind = OP_STMT, .m = m, .st = m->st_get, .params = &key, .sink = &ls->base};
+		emh__op o = {.kind = OP_STMT, .m = m, .st = m->st_get, .params = &key, .sink = &ls->base, .get = true};
 		return emh__em_run(em, &o, err);
 	}
 	int rc = kq ? 0 : key_query(em, m, key, lock, wait, &kq, err);
