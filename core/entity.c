@@ -53,15 +53,7 @@ bool emh_ident_valid(const char *s)
 	return n <= 63;
 }
 
-int emh_entity_field_index(const emh_entity *e, const char *name)
-{
-	if (!e || !name)
-		return -1;
-	for (size_t i = 0; i < e->nfields; i++)
-		if (strcmp(e->fields[i].name, name) == 0)
-			return (int)i;
-	return -1;
-}
+int emh_entity_field_index(const emh_entity *e, const char *name) { return e ? emh__field_index(e, name) : -1; }
 
 int emh__entity_column(const emh_entity *e, const char *name)
 {

@@ -271,6 +271,24 @@ uint64_t emh__entity_print(const emh_entity *e);
 void emh__relation_read(const emh_relation *src, emh_relation *out);
 /* Index of the column field name of a declaration or copy (relations skipped), or -1. */
 int emh__entity_column(const emh_entity *e, const char *name);
+/*
+ * emh_entity_field_index's body, inline: the query builder looks a field up
+ * on every call.  Field names are short identifiers, compared here byte by
+ * byte, cheaper than a call to strcmp per field.  e not NULL.
+ */
+static inline int emh__field_index(const emh_entity *e, const char *name)
+{
+	if (!name)
+		return -1;
+	for (size_t i = 0; i < e->nfields; i++) {
+		const char *a = e->fields[i].name, *b = name;
+		while (*a && *a == *b)
+			a++, b++;
+		if (*a == *b)
+			return (int)i;
+	}
+	return -1;
+}
 /* The primary key field of a declaration or copy, or NULL. */
 const emh_field *emh__entity_pk(const emh_entity *e);
 

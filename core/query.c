@@ -46,23 +46,6 @@ int emh__query_error(const emh_query *q, emh_error *err)
 	return emh_error_set(err, q->err_code, "query on '%s': %s", q->e->name, q->err_msg);
 }
 
-/* emh_entity_field_index inlined: a builder call names a field, and the
- * names are short identifiers, cheaper compared here byte by byte than
- * through a call to strcmp per field. */
-static inline int field_index(const emh_entity *e, const char *name)
-{
-	if (!name)
-		return -1;
-	for (size_t i = 0; i < e->nfields; i++) {
-		const char *a = e->fields[i].name, *b = name;
-		while (*a && *a == *b)
-			a++, b++;
-		if (*a == *b)
-			return (int)i;
-	}
-	return -1;
-}
-
 /* The mistake of naming no field of the entity: kept in q, with the fields it has. */
 static __attribute__((noinline, cold)) int no_field(emh_query *q, const char *name)
 {
@@ -77,7 +60,7 @@ static __attribute__((noinline, cold)) int no_field(emh_query *q, const char *na
 
 static inline int field_of(emh_query *q, const char *name)
 {
-	int i = field_index(q->e, name);
+	int i = emh__field_index(q->e, name);
 	return i >= 0 ? i : no_field(q, name);
 }
 
@@ -202,7 +185,7 @@ emh_cond *emh_q_cmp(emh_query *q, const char *field, emh_op op, emh_value v)
 	/* The common case, with nothing to refuse: a comparison on a known
 	 * field with a plain value (so not json, nor blob) -- built here. */
 	int fi;
-	if (q && op >= EMH_OP_EQ && op <= EMH_OP_GE && (fi = field_index(q->e, field)) >= 0 &&
+	if (q && op >= EMH_OP_EQ && op <= EMH_OP_GE && (fi = emh__field_index(q->e, field)) >= 0 &&
 	    value_plain(&q->e->fields[fi], &v)) {
 		emh_cond *c = cond_new(q, op, fi, 1, 0);
 		if (c) {
