@@ -58,6 +58,13 @@ typedef struct bench_raw_ops {
 	 * workload is skipped for this driver.
 	 */
 	int (*find)(void *raw, int64_t lo, int64_t hi, size_t *rows);
+	/*
+	 * get_by_key_floor's side (NULL: that workload is skipped): get_by_key
+	 * plus the least work a framework with emhost's per-request model must
+	 * add to it, written by hand (see raw_sqlite.c), on its own connection
+	 * from open.  0 = found.
+	 */
+	int (*get_by_key_floor)(void *raw, const char *ctx, int64_t id);
 } bench_raw_ops;
 
 /* The result a raw find builds (bench_raw_find_*): items grown by doubling,

@@ -38,10 +38,17 @@
  *   bench <driver> fork_close ns_per_op=N
  *   bench <driver> relations hand_ops_s=N emhost_ops_s=N ratio=R
  *   bench <driver> get_by_key_replica raw_ops_s=N emhost_ops_s=N ratio=R replica_share=S
+ *   bench <driver> get_by_key_floor raw_ops_s=N floor_ops_s=N ratio=R
  *
  * get_by_key_ro and find_ro_<N> are get_by_key and find_<N> in forks opened
  * with EMH_FORK_READONLY (no snapshot, no identity map): what a request that
  * only reads costs when it says so.
+ *
+ * get_by_key_floor (SQLite) is not emhost: it is the raw get_by_key plus,
+ * written by hand, the least that any framework with emhost's per-request
+ * model must add (a fork found by name, a parked connection, a timed call,
+ * the object tracked with a snapshot; bench/raw_sqlite.c).  Its ratio is the
+ * bound of what emhost's get_by_key could reach on the machine.
  *
  * get_by_key_replica runs for a context with replica_urls (docs/replicas.md):
  * emhost's reads go to the replica, the raw side reads that same replica.
@@ -107,6 +114,7 @@ typedef struct bench {
 	const char *driver;
 	const bench_raw_ops *ops;
 	void *raw;
+	void *floor; /* get_by_key_floor's raw connection, while it runs */
 	int64_t *ids; /* keys of the filled rows */
 	size_t nids;
 	int64_t *fids; /* keys of the find workload's block, ascending and consecutive */
@@ -362,6 +370,12 @@ static int raw_fail(bench *b, const char *what)
 static int raw_get_by_key(bench *b)
 {
 	return b->ops->get_by_key(b->raw, pick_id(b)) ? raw_fail(b, "get_by_key") : 0;
+}
+
+/* get_by_key_floor's side: on b->floor, the second raw connection. */
+static int floor_get_by_key(bench *b)
+{
+	return b->ops->get_by_key_floor(b->floor, b->ctx, pick_id(b)) ? raw_fail(b, "get_by_key_floor") : 0;
 }
 
 static int raw_update(bench *b)
@@ -674,6 +688,33 @@ out_remove:
 	return status;
 }
 
+/*
+ * get_by_key_floor (a driver whose raw side has one, SQLite): the raw
+ * get_by_key against the hand-written least a framework with emhost's
+ * per-request model adds to it (bench/raw_sqlite.c), on a second raw
+ * connection to the same database.  Its ratio bounds what emhost's
+ * get_by_key could reach here; emhost itself takes no part.
+ */
+static int bench_floor(bench *b, double secs)
+{
+	if (!(b->floor = b->ops->open(b->h, b->ctx))) {
+		printf("# bench %s get_by_key_floor: the raw side cannot open a second connection\n", b->driver);
+		return -1;
+	}
+	double r, f, q;
+	int status = 0;
+	if (bench_pair(b, raw_get_by_key, floor_get_by_key, secs, &r, &f, &q)) {
+		printf("# bench %s get_by_key_floor: failed: %s\n", b->driver, b->failed);
+		status = -1;
+	} else {
+		printf("bench %s get_by_key_floor raw_ops_s=%.0f floor_ops_s=%.0f ratio=%.3f\n", b->driver, r, f, q);
+	}
+	b->ops->close(b->floor);
+	b->floor = NULL;
+	fflush(stdout);
+	return status;
+}
+
 /* Is workload name (find_<N> for sizes) asked for by --workload only? */
 static bool wanted(const char *only, const char *name)
 {
@@ -825,6 +866,8 @@ static int bench_context(emh_host *h, const char *ctx, size_t rows, double secs,
 		}
 		fflush(stdout);
 	}
+	if (b.ops->get_by_key_floor && (!only || strcmp(only, "get_by_key_floor") == 0) && bench_floor(&b, secs))
+		status = -1;
 	if ((!only || strcmp(only, "relations") == 0) && bench_relations(h, ctx, b.driver, secs))
 		status = -1;
 	const char *rurls = emh_host_context_setting(h, ctx, "replica_urls");
