@@ -174,8 +174,9 @@ int emh__pool_init(emh__pool *p, emh__budget *b, const emh__driver *drv, emh_dct
 
 /* ---- idle lists (budget's mu held) ---- */
 
-/* Make pc idle: first on its pool's list, last on the host's. */
-static void idle_push(emh__budget *b, emh__pconn *pc)
+/* Make pc idle: first on its pool's list; on the host's, before lru_at
+ * (NULL: last, the most recently idle). */
+static void idle_push_at(emh__budget *b, emh__pconn *pc, emh__pconn *lru_at)
 {
 	emh__pool *p = pc->pool;
 	pc->prev = NULL;
@@ -185,16 +186,22 @@ static void idle_push(emh__budget *b, emh__pconn *pc)
 	p->idle = pc;
 	p->nidle++;
 	atomic_store_explicit(&p->idle_hint, p->nidle, memory_order_relaxed);
-	pc->lru_next = NULL;
-	pc->lru_prev = b->lru_tail;
-	if (b->lru_tail)
-		b->lru_tail->lru_next = pc;
+	pc->lru_next = lru_at;
+	pc->lru_prev = lru_at ? lru_at->lru_prev : b->lru_tail;
+	if (pc->lru_prev)
+		pc->lru_prev->lru_next = pc;
 	else
 		b->lru_head = pc;
-	b->lru_tail = pc;
+	if (lru_at)
+		lru_at->lru_prev = pc;
+	else
+		b->lru_tail = pc;
 	b->idle_conns++;
 	b->idle_fds += p->cost;
 }
+
+/* Make pc idle: first on its pool's list, last on the host's. */
+static void idle_push(emh__budget *b, emh__pconn *pc) { idle_push_at(b, pc, NULL); }
 
 /* Take pc off both idle lists. */
 static void idle_unlink(emh__budget *b, emh__pconn *pc)
@@ -227,23 +234,12 @@ static void idle_unlink(emh__budget *b, emh__pconn *pc)
  */
 static void park_to_idle(emh__budget *b, emh__pconn *pc)
 {
-	emh__pool *p = pc->pool;
-	p->in_use--;
-	idle_push(b, pc);
-	emh__pconn *q = pc->lru_prev;
-	if (!q || q->idle_since_ns <= pc->idle_since_ns)
-		return;
-	while (q->lru_prev && q->lru_prev->idle_since_ns > pc->idle_since_ns)
-		q = q->lru_prev;
-	b->lru_tail = pc->lru_prev; /* off the tail, where idle_push put it */
-	b->lru_tail->lru_next = NULL;
-	pc->lru_next = q; /* in before q */
-	pc->lru_prev = q->lru_prev;
-	if (q->lru_prev)
-		q->lru_prev->lru_next = pc;
-	else
-		b->lru_head = pc;
-	q->lru_prev = pc;
+	pc->pool->in_use--;
+	/* before the idle connections released since it was parked */
+	emh__pconn *at = NULL;
+	for (emh__pconn *q = b->lru_tail; q && q->idle_since_ns > pc->idle_since_ns; q = q->lru_prev)
+		at = q;
+	idle_push_at(b, pc, at);
 }
 
 /* Make p's parked connection, if any, idle.  True when there was one. */
