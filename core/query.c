@@ -138,6 +138,8 @@ static inline bool value_for(emh_query *q, const emh_field *f, const emh_value *
 	return value_conv(q, f, *v, out);
 }
 
+emh__cond_sum emh__cond_walk(const emh_cond *c) { return emh__cond_sum_of(c); }
+
 bool emh__query_value(emh_query *q, const emh_field *f, emh_value v, emh_value *out)
 {
 	return value_conv(q, f, v, out);

@@ -24,7 +24,8 @@ struct emh_cond {
 	 * children's shapes in order; a comparison's is exact: its word), never
 	 * 0; nparams counts the values of the subtree and nnodes its nodes (a
 	 * key's length), both valid only with shape set.  A node built by hand
-	 * (uow.c) leaves shape 0: it is hashed and counted by walking it.
+	 * (uow.c) leaves shape 0: it is hashed and counted by walking it
+	 * (emh__cond_walk), with the same definition.
 	 */
 	uint64_t shape;
 	uint32_t nparams, nnodes;
@@ -45,25 +46,45 @@ static inline uint64_t emh__cond_word(const emh_cond *c)
 	return (uint64_t)(unsigned char)c->op | (uint64_t)(unsigned char)(c->field + 1) << 8 | n << 32;
 }
 
-/* Set c's shape, nparams and nnodes from its own members and its children's
- * (a builder's node: a null test has no values); shape left 0 (the node is
- * walked when run) if a child has none or a count does not fit. */
+/* What emh__cond_seal records of a node: its shape hash (never 0), the
+ * values its subtree binds and its number of nodes. */
+typedef struct emh__cond_sum {
+	uint64_t shape, nparams, nnodes;
+} emh__cond_sum;
+
+/* emh__cond_sum_of, out of line (query.c): for a node built by hand, walked. */
+emh__cond_sum emh__cond_walk(const emh_cond *c);
+
+/* c's figures: as sealed, or, for a node built by hand (shape 0), walked. */
+static inline emh__cond_sum emh__cond_figures(const emh_cond *c)
+{
+	return c->shape ? (emh__cond_sum){c->shape, c->nparams, c->nnodes} : emh__cond_walk(c);
+}
+
+/* c's figures from its own members and its children's (the one definition
+ * of the shape hash, for sealed nodes and walked ones alike). */
+static inline emh__cond_sum emh__cond_sum_of(const emh_cond *c)
+{
+	emh__cond_sum s = {emh__cond_word(c), c->op == EMH_OP_IS_NULL || c->op == EMH_OP_NOT_NULL ? 0 : c->nvals, 1};
+	for (size_t i = 0; i < c->nkids; i++) {
+		emh__cond_sum k = emh__cond_figures(c->kids[i]);
+		s.shape = emh__shape_step(s.shape, k.shape);
+		s.nparams += k.nparams;
+		s.nnodes += k.nnodes;
+	}
+	if (c->nkids)
+		s.shape |= 1;
+	return s;
+}
+
+/* Record c's figures (a builder's node, once complete); shape left 0 (the
+ * node is walked when run) if a count does not fit. */
 static inline void emh__cond_seal(emh_cond *c)
 {
-	uint64_t h = emh__cond_word(c), np = c->nvals, nn = 1;
-	if (c->nkids) {
-		bool whole = true;
-		for (size_t i = 0; i < c->nkids; i++) {
-			h = emh__shape_step(h, c->kids[i]->shape);
-			np += c->kids[i]->nparams;
-			nn += c->kids[i]->nnodes;
-			whole &= c->kids[i]->shape != 0;
-		}
-		h = whole && np <= UINT32_MAX && nn <= UINT32_MAX ? h | 1 : 0;
-	}
-	c->shape = h;
-	c->nparams = (uint32_t)np;
-	c->nnodes = (uint32_t)nn;
+	emh__cond_sum s = emh__cond_sum_of(c);
+	c->shape = s.nparams <= UINT32_MAX && s.nnodes <= UINT32_MAX ? s.shape : 0;
+	c->nparams = (uint32_t)s.nparams;
+	c->nnodes = (uint32_t)s.nnodes;
 }
 
 typedef struct emh__order {

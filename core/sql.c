@@ -676,17 +676,6 @@ static const unsigned char *cond_matches(const emh_cond *c, const unsigned char 
 	return p;
 }
 
-/* The number of c's nodes: the builder's count, or walked for a node built by hand. */
-static size_t walk_nodes(const emh_cond *c)
-{
-	size_t n = 1;
-	for (size_t i = 0; i < c->nkids; i++)
-		n += c->kids[i]->shape ? c->kids[i]->nnodes : walk_nodes(c->kids[i]);
-	return n;
-}
-
-static inline size_t cond_nodes(const emh_cond *c) { return c->shape ? c->nnodes : walk_nodes(c); }
-
 /* Is e's key the shape of the query in arg (what shape_of would write)?
  * Its length is checked first: the words are compared without bounds. */
 static bool match_query(const cache_entry *e, const void *arg)
@@ -694,7 +683,7 @@ static bool match_query(const cache_entry *e, const void *arg)
 	const query_arg *qa = arg;
 	const emh_query *q = qa->q;
 	size_t nord = qa->count ? 0 : q->norder, nlock = qa->lock ? strlen(qa->lock) : 0;
-	size_t words = 1 + (q->where ? cond_nodes(q->where) : 0) + nord + (qa->lock != NULL);
+	size_t words = 1 + (q->where ? emh__cond_figures(q->where).nnodes : 0) + nord + (qa->lock != NULL);
 	if (e->klen != words * 8 + nlock || key_word(e->key) != qa->word)
 		return false;
 	const unsigned char *p = e->key + 8;
@@ -706,26 +695,12 @@ static bool match_query(const cache_entry *e, const void *arg)
 	return !qa->lock || (key_word(p) == nlock && memcmp(p + 8, qa->lock, nlock) == 0);
 }
 
-/* The shape hash of c: the builder's (emh__cond_seal), or, for a node built
- * by hand, the same hash computed here. */
-static uint64_t walk_shape(const emh_cond *c)
-{
-	uint64_t h = emh__cond_word(c);
-	if (!c->nkids)
-		return h ? h : 1;
-	for (size_t i = 0; i < c->nkids; i++)
-		h = emh__shape_step(h, c->kids[i]->shape ? c->kids[i]->shape : walk_shape(c->kids[i]));
-	return h | 1;
-}
-
-static inline uint64_t cond_shape(const emh_cond *c) { return c->shape ? c->shape : walk_shape(c); }
-
 /* The hash of the key shape_of writes, from the condition's shape hash: no
  * walk of the condition, no key written.  Equal keys, equal hashes. */
 static uint64_t query_hash(const query_arg *qa)
 {
 	const emh_query *q = qa->q;
-	uint64_t h = emh__shape_step(qa->word, q->where ? cond_shape(q->where) : 0);
+	uint64_t h = emh__shape_step(qa->word, q->where ? emh__cond_figures(q->where).shape : 0);
 	for (size_t i = 0; !qa->count && i < q->norder; i++)
 		h = emh__shape_step(h, order_word(&q->order[i]));
 	if (qa->lock)
@@ -848,22 +823,11 @@ static emh_value *put_params(const emh_cond *c, emh_value *out)
 	return out;
 }
 
-/* How many values c's subtree binds, walked for a node built by hand. */
-static size_t walk_nparams(const emh_cond *c)
-{
-	if (!c->nkids)
-		return c->op == EMH_OP_IS_NULL || c->op == EMH_OP_NOT_NULL ? 0 : c->nvals;
-	size_t n = 0;
-	for (size_t i = 0; i < c->nkids; i++)
-		n += c->kids[i]->shape ? c->kids[i]->nparams : walk_nparams(c->kids[i]);
-	return n;
-}
-
 size_t emh__query_nparams(const emh_query *q, bool count)
 {
 	if (!q)
 		return 0;
-	size_t n = !q->where ? 0 : q->where->shape ? q->where->nparams : walk_nparams(q->where);
+	size_t n = q->where ? emh__cond_figures(q->where).nparams : 0;
 	if (!count)
 		n += (q->limit >= 0) + (q->offset >= 0);
 	return n;
