@@ -278,18 +278,6 @@ static void is_timeout(int rc, const emh_error *err, const char *ctx, double t0,
 	   deadline_ms);
 }
 
-/* A fork of ctx that runs probe; its status. */
-static int probe_once(const char *ctx, const char *probe, emh_error *err)
-{
-	emh_em *em;
-	int rc = emh_host_fork(g_host, ctx, &em, err);
-	if (rc)
-		return rc;
-	rc = emh_em_execute(em, probe, err);
-	emh_em_close(em);
-	return rc;
-}
-
 /* ---- the SQLite context that keeps serving ---- */
 
 typedef struct note {
@@ -377,7 +365,7 @@ static void case_silent(const hang_driver *d, const char *url)
 	diag("%s: a server that accepts and never answers", d->name);
 	add_ctx(ctx, surl, STMT_MS);
 	double t0 = fixture_now_ms();
-	int rc = probe_once(ctx, d->probe, &err);
+	int rc = fixture_exec(g_host, ctx, d->probe, &err);
 	is_timeout(rc, &err, ctx, t0, CONNECT_MS > STMT_MS ? CONNECT_MS : STMT_MS, "silent server, first call (connect)");
 	t0 = fixture_now_ms();
 	rc = emh_host_ping(g_host, ctx, &err);
@@ -403,7 +391,7 @@ static void relay_end(const hang_driver *d, relay *r, const char *ctx)
 {
 	emh_error err;
 	atomic_store(&r->mute, false);
-	int rc = probe_once(ctx, d->probe, &err);
+	int rc = fixture_exec(g_host, ctx, d->probe, &err);
 	is_int(rc, 0, "%s: relaying again, the context serves", d->name);
 	if (rc)
 		diag("%s", err.message);
@@ -434,7 +422,7 @@ static void case_muted(const hang_driver *d, const char *url)
 	emh_em_close(em);
 
 	double t0 = fixture_now_ms();
-	rc = probe_once(ctx, d->probe, &err);
+	rc = fixture_exec(g_host, ctx, d->probe, &err);
 	is_timeout(rc, &err, ctx, t0, LONG_STMT_MS, "muted server, a fork on a new connection");
 	t0 = fixture_now_ms();
 	rc = emh_host_ping(g_host, ctx, &err);
@@ -466,7 +454,7 @@ static void case_muted_catalog(const hang_driver *d, const char *url)
 
 	for (int k = 0; k < 2; k++) {
 		/* a live idle connection, checked less than a second ago: taken without a ping */
-		int rc = probe_once(ctx, d->probe, &err);
+		int rc = fixture_exec(g_host, ctx, d->probe, &err);
 		if (rc)
 			bail("%s through the relay: %s", d->name, err.message);
 		atomic_store(&r.mute, true);
@@ -619,7 +607,7 @@ static void case_pg_sigstop(const char *url)
 	int rc = emh_host_ping(g_host, "pg_stop", &err);
 	is_timeout(rc, &err, "pg_stop", t0, CONNECT_MS, "stopped cluster, ping of the idle connection");
 	t0 = fixture_now_ms();
-	rc = probe_once("pg_stop", "SELECT 1", &err);
+	rc = fixture_exec(g_host, "pg_stop", "SELECT 1", &err);
 	is_timeout(rc, &err, "pg_stop", t0, CONNECT_MS, "stopped cluster, a fork on a new connection");
 	emh_context_info ci = fixture_context_info(g_host, "pg_stop");
 	ok(ci.up && ci.last_error[0], "stopped cluster: the context is not down, last_error says why: %s",
@@ -627,7 +615,7 @@ static void case_pg_sigstop(const char *url)
 
 	pg_continue_all();
 	diag("postgres: cluster continued");
-	rc = probe_once("pg_stop", "SELECT 1", &err);
+	rc = fixture_exec(g_host, "pg_stop", "SELECT 1", &err);
 	is_int(rc, 0, "after SIGCONT the context serves again");
 	if (rc)
 		diag("%s", err.message);
