@@ -105,17 +105,19 @@ int emh_response_set_owned(emh_response *res, int status, const char *content_ty
 		free(body);
 		return emh_error_set(err, EMH_EINVAL, "no response given");
 	}
-	if (status < 100 || status > 599) {
+	if (status < 200 || status > 599) {
 		/* A handler bug, not the client's: the status is kept (without the
 		 * body) so that whoever sends the response sees it -- the daemon
-		 * answers 500 and logs it -- whatever the handler does with this error. */
+		 * answers 500 and logs it -- whatever the handler does with this error.
+		 * A 1xx is no final answer: sent, it leaves the client waiting for
+		 * one (HTTP/1.1) or the connection dropped (HTTP/1.0). */
 		free(body);
 		ct_set(res, NULL);
 		free(res->body);
 		res->body = NULL;
 		res->len = 0;
 		res->status = status;
-		return emh_error_set(err, EMH_EINVAL, "HTTP status %d is out of range (100-599)", status);
+		return emh_error_set(err, EMH_EINVAL, "HTTP status %d is not a final answer's (200-599)", status);
 	}
 	if (ct_set(res, content_type) != 0) {
 		free(body);

@@ -100,11 +100,11 @@ int emhd_call_service(emh_services *svcs, const emhd_call *c, size_t max_respons
 		 * closed whatever failed after the open (the scope is never left behind) */
 		emh_scope_close(scope);
 		int status = emh_response_status(res);
-		if (status < 100 || status > 599) {
+		if (status < 200 || status > 599) {
 			/* whatever the handler returned: a status that is none is a server bug */
 			char u[512];
 			emh_host_log(h, EMH_LOG_ERROR, NULL,
-				     "%s: service '%s' answered HTTP status %d, which is not one (100-599): sent 500",
+				     "%s: service '%s' answered HTTP status %d, which is not a final answer's (200-599): sent 500",
 				     emh_text_clean(c->uri, u, sizeof u), name, status);
 			emh_response_reset(res);
 			emhd__res_error(res, 500, "the service answered with an invalid HTTP status", NULL);

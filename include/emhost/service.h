@@ -524,7 +524,8 @@ void emh_response_free(emh_response *res);
 /*
  * Set status, content type (NULL = none) and body (len bytes copied; body
  * may be NULL for none).  Returns 0, EMH_ENOMEM, or EMH_EINVAL for a status
- * outside 100-599: that is a bug of the handler, not of the request, so the
+ * outside 200-599 (a 1xx is no final answer): that is a bug of the handler,
+ * not of the request, so the
  * status is kept (the body dropped) and emhostd answers 500 and logs it,
  * whatever the handler returns.
  */

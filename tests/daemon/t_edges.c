@@ -96,8 +96,18 @@ static void test_edges(void)
 	char *raw = raw_get("/good/status?code=999", NULL);
 	is_int(status_of(raw), 500, "a handler answering status 999 sends 500 (a server bug, not the client's)");
 	like_str(body_of(raw), "\"internal\"", "with the internal error body");
-	ok(dtest_log_contains(&d, "answered HTTP status 999, which is not one (100-599): sent 500"),
+	ok(dtest_log_contains(&d, "answered HTTP status 999, which is not a final answer's (200-599): sent 500"),
 	   "and the log says which status the service set");
+	free(raw);
+	/* a 1xx is no final answer: sent as one, it left an HTTP/1.1 client
+	 * waiting for the real one until the idle timeout */
+	raw = raw_get("/good/status?code=102", NULL);
+	is_int(status_of(raw), 500, "a handler answering status 102 sends 500, not an interim answer");
+	ok(dtest_log_contains(&d, "answered HTTP status 102, which is not a final answer's (200-599): sent 500"),
+	   "and the log says so");
+	free(raw);
+	raw = raw_get("/good/status?code=101", NULL);
+	is_int(status_of(raw), 500, "a handler answering status 101 sends 500, not a protocol switch");
 	free(raw);
 	raw = raw_get("/good/status?code=201", NULL);
 	is_int(status_of(raw), 201, "a real status goes through as set");
