@@ -345,6 +345,11 @@ int emh_web_retry(emh_scope *scope, emh_web_work_fn fn, void *ud, int max_attemp
 		int rc = fn(scope, ud, err);
 		if (rc == 0 || attempt >= max_attempts || !(rc == EMH_ERETRY || err->retryable))
 			return rc;
+		/* A wait refused under EMH_FORK_NOWAIT is no failure to retry here:
+		 * the scope's answer is dropped and the request run again where it
+		 * may wait (emhostd: from its I/O thread, which must not sleep). */
+		if (emh_scope_would_wait(scope))
+			return rc;
 		emh_scope_reset(scope);
 		long cap = 1000L << (attempt - 1 < 7 ? attempt - 1 : 7);
 		if (cap > 100000)

@@ -190,7 +190,9 @@ typedef int (*emh_web_work_fn)(emh_scope *scope, void *ud, emh_error *err);
  * transactions rolled back, objects forgotten, so fn loads fresh rows),
  * wait a short random while (1 ms doubling up to 100 ms, spread) and run it
  * again, at most max_attempts times (<= 0: 5).  fn must undo what it did
- * outside the scope's forks before it fails, as a retry repeats it.
+ * outside the scope's forks before it fails, as a retry repeats it.  A
+ * scope that refused a wait (EMH_FORK_NOWAIT, emh_scope_would_wait) is not
+ * retried: its answer is not the request's anyway.
  * Returns 0 or the last attempt's status with err.
  */
 int emh_web_retry(emh_scope *scope, emh_web_work_fn fn, void *ud, int max_attempts, emh_error *err);

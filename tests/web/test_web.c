@@ -394,6 +394,15 @@ static int never(emh_scope *s, void *ud, emh_error *err)
 	attempts++;
 	return emh_error_set(err, EMH_ECONFLICT, "a unique value");
 }
+/* A unit of work that reads item 1 through the scope (ud: the entity). */
+static int get_one(emh_scope *s, void *ud, emh_error *err)
+{
+	emh_repo *r;
+	void *obj;
+	attempts++;
+	int rc = emh_scope_repo(s, ud, NULL, &r, err);
+	return rc ? rc : emh_repo_get(r, emh_v_int64(1), &obj, err);
+}
 
 static void test_routes(void)
 {
@@ -550,6 +559,17 @@ static void test_routes(void)
 		ok(err.retryable, "retryable");
 	}
 	ok(emh_scope_would_wait(scope), "emh_scope_would_wait: the scope's answer is not the request's");
+	emh_scope_close(scope);
+	/* emh_web_retry in a scope that may not wait: the refused wait is no
+	 * failure to retry (its sleeps would stall the I/O thread, and the
+	 * answer is dropped anyway), so it returns after the first attempt */
+	emh_scope_open(svcs, "shopweb", &scope, &err);
+	emh_scope_fork_opts(scope, EMH_FORK_NOWAIT, NULL, &err);
+	attempts = 0;
+	is_int(emh_web_retry(scope, get_one, (void *)&item_entity, 5, &err), EMH_ETIMEOUT,
+	       "emh_web_retry: a wait refused under EMH_FORK_NOWAIT is returned");
+	is_int(attempts, 1, "after one attempt, not retried");
+	ok(emh_scope_would_wait(scope), "and the scope still says its answer is not the request's");
 	emh_scope_close(scope);
 	emh_em_close(held[0]);
 	emh_scope_open(svcs, "shopweb", &scope, &err);
