@@ -117,14 +117,15 @@ static void take_request_id(emhd_server *srv, struct MHD_Connection *conn, emhd_
 #define DISCARD_MIN (1024 * 1024)
 
 typedef struct kv_collect {
-	emh_kv v[MAX_KV];
-	size_t n;
+	emh_kv *v;
+	size_t n, cap;
 } kv_collect;
 
 static enum MHD_Result kv_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
+	(void)kind;
 	kv_collect *c = cls;
-	if (c->n < MAX_KV) {
+	if (c->n < c->cap) {
 		c->v[c->n].name = key;
 		c->v[c->n].value = value ? value : "";
 		c->n++;
@@ -132,35 +133,63 @@ static enum MHD_Result kv_iter(void *cls, enum MHD_ValueKind kind, const char *k
 	return MHD_YES;
 }
 
+/*
+ * The values of one kind, every one of them, plus extra free slots: in
+ * stack (MAX_KV) when they fit, the common case, else in a block of their
+ * own (free it when it is not stack).  Their number is bounded by
+ * libmicrohttpd's memory per connection.  NULL: out of memory.
+ */
+static emh_kv *kv_take(struct MHD_Connection *conn, enum MHD_ValueKind kind, emh_kv *stack, size_t extra,
+		       size_t *n)
+{
+	int count = MHD_get_connection_values(conn, kind, NULL, NULL); /* no iterator: counts */
+	kv_collect c = {.v = stack, .cap = (count > 0 ? (size_t)count : 0) + extra};
+	if (c.cap > MAX_KV && !(c.v = malloc(c.cap * sizeof *c.v)))
+		return NULL;
+	MHD_get_connection_values(conn, kind, kv_iter, &c);
+	*n = c.n;
+	return c.v;
+}
+
 /* Run the request through emhd_call_service with what libmicrohttpd parsed.  A worker,
  * or the I/O thread on the fast path (fork_flags EMH_FORK_NOWAIT); its result. */
 static int service_into(emhd_req *r, struct MHD_Connection *conn, emh_response *res, unsigned fork_flags)
 {
-	kv_collect argv[2]; /* 2 kB on the stack: no allocation per request */
-	kv_collect *args = &argv[0], *hdrs = &argv[1];
-	args->n = hdrs->n = 0;
-	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, kv_iter, args);
-	MHD_get_connection_values(conn, MHD_HEADER_KIND, kv_iter, hdrs);
+	emh_kv argv[MAX_KV], hdrv[MAX_KV]; /* 2 kB on the stack: no allocation for most requests */
+	size_t nargs = 0, nhdrs = 0;
+	emh_kv *args = kv_take(conn, MHD_GET_ARGUMENT_KIND, argv, 0, &nargs);
+	emh_kv *hdrs = args ? kv_take(conn, MHD_HEADER_KIND, hdrv, 1, &nhdrs) : NULL;
+	int rc = 0;
+	if (!hdrs) {
+		emhd__res_error(res, 500, "out of memory", NULL);
+		goto out_free;
+	}
 	/* the handler sees the id the answer and the log carry, given or generated */
 	size_t ri = 0;
-	while (ri < hdrs->n && strcasecmp(hdrs->v[ri].name, "X-Request-Id") != 0)
+	while (ri < nhdrs && strcasecmp(hdrs[ri].name, "X-Request-Id") != 0)
 		ri++;
-	if (ri < hdrs->n)
-		hdrs->v[ri].value = r->rid;
-	else if (hdrs->n < MAX_KV)
-		hdrs->v[hdrs->n++] = (emh_kv){.name = "X-Request-Id", .value = r->rid};
+	if (ri < nhdrs)
+		hdrs[ri].value = r->rid;
+	else
+		hdrs[nhdrs++] = (emh_kv){.name = "X-Request-Id", .value = r->rid}; /* kv_take's extra slot */
 	emhd_call c = {
 		.method = r->method,
 		.uri = r->uri,
-		.args = args->v,
-		.nargs = args->n,
-		.headers = hdrs->v,
-		.nheaders = hdrs->n,
+		.args = args,
+		.nargs = nargs,
+		.headers = hdrs,
+		.nheaders = nhdrs,
 		.body = r->body.ptr,
 		.body_len = r->body.len,
 		.fork_flags = fork_flags,
 	};
-	return emhd_call_service(r->srv->svcs, &c, r->srv->max_response, res);
+	rc = emhd_call_service(r->srv->svcs, &c, r->srv->max_response, res);
+out_free:
+	if (hdrs && hdrs != hdrv)
+		free(hdrs);
+	if (args && args != argv)
+		free(args);
+	return rc;
 }
 
 void *emhd__worker_main(void *arg)
@@ -208,13 +237,14 @@ static enum MHD_Result dispatch(struct MHD_Connection *conn, emhd_req *r, const 
 		return MHD_NO;
 	pthread_mutex_lock(&srv->qmu);
 	const char *refuse = NULL;
-	if (srv->expired || srv->qstop)
+	bool stopping = srv->expired || srv->qstop; /* read under qmu, as emhd_stop writes them */
+	if (stopping)
 		refuse = "the server is shutting down";
 	else if (srv->qlen >= srv->qmax)
 		refuse = "the server is overloaded, retry later";
 	if (refuse) {
 		pthread_mutex_unlock(&srv->qmu);
-		if (!srv->expired && !srv->qstop)
+		if (!stopping)
 			atomic_fetch_add(&srv->rejected, 1);
 		emhd__res_refused(r->res, refuse);
 		return emhd__queue_response(conn, r, r->res);

@@ -123,6 +123,24 @@ static void test_edges(void)
 	raw = raw_get("/good/arg?v=ada+shop@example.com", NULL);
 	is_str(body_of(raw), "[ada shop@example.com]", "'+' in a query argument is a space (form decoding)");
 	free(raw);
+
+	/* every argument and header reaches the handler, however many: past
+	 * 64 they were dropped, the request's own id with them */
+	char path[1024], hdrs[1024];
+	size_t off = (size_t)snprintf(path, sizeof path, "/good/arg?");
+	for (int i = 0; i < 80; i++)
+		off += (size_t)snprintf(path + off, sizeof path - off, "a%d=%d&", i, i);
+	snprintf(path + off, sizeof path - off, "v=hello");
+	raw = raw_get(path, NULL);
+	is_str(body_of(raw), "[hello]", "an argument after 80 others reaches the handler");
+	free(raw);
+	off = 0;
+	for (int i = 0; i < 80; i++)
+		off += (size_t)snprintf(hdrs + off, sizeof hdrs - off, "X-F%d: %d\r\n", i, i);
+	snprintf(hdrs + off, sizeof hdrs - off, "X-Request-Id: many-headers-1\r\n");
+	raw = raw_get("/good/reqid", hdrs);
+	is_str(body_of(raw), "many-headers-1", "the request id after 80 other headers reaches the handler");
+	free(raw);
 	raw = raw_get("/good/arg?v=ada%2Bshop%40example.com", NULL);
 	is_str(body_of(raw), "[ada+shop@example.com]", "%%2B is how a plus is sent");
 	free(raw);
