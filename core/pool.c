@@ -316,7 +316,7 @@ static unsigned close_list(emh__budget *b, emh__pconn *list, const emh__pool *he
 
 /* ---- the budget ---- */
 
-/* Most idle connections the reaper looks at before it lets go of the lock. */
+/* Most idle connections the reaper takes out before it lets go of the lock. */
 #define EMH__REAP_BATCH 1024
 
 /*
@@ -549,9 +549,19 @@ static __attribute__((noinline)) int pool_acquire_slow(emh__pool *p, emh__pconn 
 				open_new = true;
 				break;
 			}
-			if (nowait) {
+			if (drop) {
+				/* The pool's own expired connections, taken out above,
+				 * count against the budget until closed: close them and
+				 * look again, rather than refuse or wait for room this
+				 * acquire holds itself. */
 				pthread_mutex_unlock(&b->mu);
 				close_list(b, drop, NULL);
+				drop = NULL;
+				pthread_mutex_lock(&b->mu);
+				continue;
+			}
+			if (nowait) {
+				pthread_mutex_unlock(&b->mu);
 				return EMH__POOL_FULL;
 			}
 			if (emh__now_ns() >= deadline) {
@@ -920,11 +930,18 @@ int emh__pool_configure(emh__pool *p, const emh__ctxconf *conf, emh_error *err)
  * pool.min), oldest first; stop at the first that no pool's timeout can
  * have passed.  Returns when the next one falls due (INT64_MAX: none
  * known), or now when the batch ran out.  Lock held.
+ *
+ * The batch counts the connections taken out, not those looked at: the
+ * kept ones (a pool without idle timeout, at its min, or with a longer
+ * timeout not passed yet) stay at the head of the list, and a batch they
+ * used up would end every pass on the same ones, with the reaper spinning
+ * and nothing behind them ever reaped.  Every early return has now made
+ * progress; a pass walks the kept connections, at most the budget's.
  */
 static int64_t reap_due(emh__budget *b, int64_t now, emh__pconn **drop)
 {
 	int64_t next = INT64_MAX;
-	unsigned walked = 0;
+	unsigned taken = 0;
 	if (b->min_idle_timeout_ns == INT64_MAX)
 		return INT64_MAX;
 	for (emh__pconn *pc = b->lru_head, *nx; pc; pc = nx) {
@@ -933,8 +950,6 @@ static int64_t reap_due(emh__budget *b, int64_t now, emh__pconn **drop)
 			int64_t due = pc->idle_since_ns + b->min_idle_timeout_ns;
 			return due < next ? due : next;
 		}
-		if (++walked > EMH__REAP_BATCH)
-			return now;
 		emh__pool *p = pc->pool;
 		if (p->idle_timeout_ns <= 0 || p->total <= (unsigned)p->min)
 			continue; /* kept: a release above min makes it due again */
@@ -943,8 +958,11 @@ static int64_t reap_due(emh__budget *b, int64_t now, emh__pconn **drop)
 			next = due < next ? due : next;
 			continue;
 		}
+		if (taken == EMH__REAP_BATCH)
+			return now;
 		idle_unlink(b, pc);
 		take_for_close(pc, drop);
+		taken++;
 	}
 	return next;
 }

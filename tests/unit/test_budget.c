@@ -286,6 +286,70 @@ static void test_reaping(void)
 	is_int(atomic_load(&md.live), live, "freeing the host (and its reaper) closed the rest");
 }
 
+/* More kept idle connections than the reaper's batch (1024) at the head of
+ * the list: the reaper used its batch up on them at every pass, spinning,
+ * and never reached the connection behind them that was due. */
+static void test_reap_past_kept(void)
+{
+	emh_error err;
+	struct rlimit saved;
+	enum { KEPT = 1100 };
+	diag("the reaper reaches a due connection behind %d it keeps", KEPT);
+	if (getrlimit(RLIMIT_NOFILE, &saved) != 0)
+		bail("getrlimit failed");
+	if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < 4096) {
+		/* the budget's descriptors come from the limit: too few for KEPT */
+		ok(0, "RLIMIT_NOFILE's hard limit %lu is below 4096: cannot hold %d connections",
+		   (unsigned long)saved.rlim_max, KEPT);
+		return;
+	}
+	set_nofile(4096);
+	emh_host *h = must_host((const char *[]){"EMH_DEFAULT_CONTEXT=r", "EMH_CONTEXT_R_DRIVER=memdrv",
+						 "EMH_CONTEXT_R_POOL_IDLE_TIMEOUT_MS=50", "EMH_CONTEXT_N_DRIVER=memdrv",
+						 "EMH_CONTEXT_N_POOL_IDLE_TIMEOUT_MS=0", "EMH_CONTEXT_N_POOL_MAX=1100",
+						 NULL});
+	if (setrlimit(RLIMIT_NOFILE, &saved) != 0)
+		bail("restoring RLIMIT_NOFILE failed");
+	emh_em **held = calloc(KEPT, sizeof *held);
+	if (!held)
+		bail("out of memory");
+	for (int i = 0; i < KEPT; i++)
+		held[i] = holding(h, "n");
+	for (int i = 0; i < KEPT; i++)
+		emh_em_close(held[i]);
+	free(held);
+	is_int(fixture_exec(h, "r", "ok", &err), 0, "r uses a connection after n's %d went idle", KEPT);
+	/* no timing assertion: wait (at most 10 s) for the reaper */
+	for (int i = 0; i < 1000 && fixture_context_info(h, "r").idle; i++)
+		usleep(10000);
+	is_int(fixture_context_info(h, "r").idle, 0, "r's idle connection is reaped behind them");
+	is_int(fixture_context_info(h, "n").idle, KEPT, "n (idle_timeout_ms = 0) keeps all %d", KEPT);
+	ok(budget_of(h).reaped >= 1, "the budget counts the reaped one");
+	emh_host_free(h);
+}
+
+/* An acquire whose own pool's idle connection expired (max_lifetime_ms)
+ * took it out to close, then found the budget full -- of that very
+ * connection -- and waited for room until acquire_timeout_ms. */
+static void test_expired_makes_room(void)
+{
+	emh_error err = {0};
+	diag("a connection past its lifetime makes room for its replacement in a full budget");
+	emh_host *h = must_host((const char *[]){"EMH_MAX_CONNECTIONS=1", "EMH_CONTEXT_A_DRIVER=memdrv",
+						 "EMH_CONTEXT_A_POOL_MAX_LIFETIME_MS=50",
+						 "EMH_CONTEXT_A_POOL_ACQUIRE_TIMEOUT_MS=2000", NULL});
+	int live = atomic_load(&md.live);
+	is_int(fixture_exec(h, "a", "ok", &err), 0, "a first call opens the budget's only connection");
+	usleep(200000); /* past its lifetime */
+	is_int(fixture_exec(h, "a", "ok", &err), 0, "a call after its lifetime gets a new one: %s",
+	       err.message);
+	is_int(atomic_load(&md.live) - live, 1, "the expired one was closed: one open");
+	emh_budget_info bi = budget_of(h);
+	is_int(bi.connections, 1, "the budget counts one");
+	is_int((int)bi.timeouts, 0, "and no acquire timed out");
+	emh_host_free(h);
+}
+
 static void test_nofd(void)
 {
 	emh_error err;
@@ -513,6 +577,8 @@ int main(void)
 	test_wait_and_timeout();
 	test_fd_cost();
 	test_reaping();
+	test_reap_past_kept();
+	test_expired_makes_room();
 	test_nofd();
 	test_reload();
 	test_stress();
