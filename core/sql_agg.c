@@ -7,8 +7,9 @@
  *     [ORDER BY <result position> ...] [LIMIT ?]
  *
  * Cached per shape in the entity's statement cache, like queries: the
- * shape is the query condition's and the specification's (functions,
- * fields, having operators, ordering, limit presence), never values.  A SUM
+ * shape is the query condition's and the specification's (the counts of
+ * its lists, functions, fields, having operators, ordering, limit
+ * presence), never values.  A SUM
  * of integers and an AVG of integers go through the dialect's casts so that
  * they decode as int64 and double on every database (PostgreSQL's SUM(bigint)
  * and AVG(int) are numeric, MySQL's are DECIMAL).  HAVING repeats the aggregate's expression (PostgreSQL
@@ -134,20 +135,28 @@ static emh_stmt *compile_agg(emh__meta *m, const emh_sql_dialect *d, const void 
 	return st;
 }
 
-/* Shape of (q, a): everything the statement's text depends on. */
+/*
+ * Shape of (q, a): everything the statement's text depends on.  The counts
+ * of columns, groups, havings and orderings come first (each at most
+ * EMH_AGG_MAX_COLS, a byte): every list after them then has a known length
+ * and the key reads only one way.  Without them an extra column could read
+ * as the counts or an ordering key (a having pair (col, EQ) is the bytes of
+ * an ordering pair (col, desc)), and one specification ran another's SQL.
+ */
 static void agg_shape(emh_buf *b, const emh_query *q, const emh_agg *a)
 {
 	emh_buf_add(b, "A", 1);
 	if (q && q->where)
 		emh__sql_shape_cond(b, q->where);
 	emh_buf_add(b, "|", 1);
+	unsigned char n[4] = {(unsigned char)(a->ngroups + a->naggs), (unsigned char)a->ngroups,
+			      (unsigned char)a->nhaving, (unsigned char)a->norder};
+	emh_buf_add(b, (const char *)n, 4);
 	for (size_t i = 0; i < a->ngroups + a->naggs; i++) {
 		const emh__aggcol *c = emh__agg_colp(a, i);
 		unsigned char x[2] = {(unsigned char)c->fn, (unsigned char)(c->field + 1)};
 		emh_buf_add(b, (const char *)x, 2);
 	}
-	unsigned char n[2] = {(unsigned char)a->ngroups, (unsigned char)a->nhaving};
-	emh_buf_add(b, (const char *)n, 2);
 	for (size_t i = 0; i < a->nhaving; i++) {
 		unsigned char x[2] = {(unsigned char)emh__agg_col(a, a->having[i].col), (unsigned char)a->having[i].op};
 		emh_buf_add(b, (const char *)x, 2);

@@ -522,6 +522,57 @@ static void t_agg_having_order(emh_repo *r)
 		is_int(emh_rows_count(rows), 0, "having count >= 1000000: no group (the having value is bound, not cached)");
 }
 
+/*
+ * Two specifications whose statement-cache keys once read the same bytes
+ * (the lists' lengths were not in the key): whichever ran first, the other
+ * ran its SQL -- the orderings lost, or a HAVING dropped, or bound to a
+ * parameter nobody gave.  Each must run its own.
+ */
+static void t_agg_shapes(emh_repo *r)
+{
+	const char *L = "aggregate shapes";
+	emh_query *q = xquery(r);
+	emh_q_where(q, emh_q_not_null(q, "grp"));
+	for (int first = 0; first < 2; first++) {
+		/* a: group, count, two orderings: every group */
+		emh_agg *a = xagg(r);
+		emh_agg_group_by(a, "grp");
+		emh_agg_count(a, first ? "c1" : "c"); /* names are not in the shape */
+		emh_agg_order_by(a, first ? "c1" : "c", true);
+		emh_agg_order_by(a, "grp", true);
+		/* b: group, two counts, having grp = 'zzz': no group */
+		emh_agg *b = xagg(r);
+		emh_agg_group_by(b, "grp");
+		emh_agg_count(b, "c");
+		emh_agg_count(b, "c2");
+		emh_agg_having(b, "grp", EMH_OP_EQ, emh_v_text("zzz"));
+		emh_rows *ra = NULL, *rb = NULL;
+		char la[96], lb[96];
+		snprintf(la, sizeof la, "%s: group, count, two orderings (%s)", L, first ? "second" : "first");
+		snprintf(lb, sizeof lb, "%s: group, two counts, having grp = 'zzz' (%s)", L, first ? "first" : "second");
+		if (first) {
+			rb = agg_run(r, q, b, lb);
+			ra = agg_run(r, q, a, la);
+		} else {
+			ra = agg_run(r, q, a, la);
+			rb = agg_run(r, q, b, lb);
+		}
+		if (ra) {
+			is_int(emh_rows_count(ra), 3, "%s: the 3 groups", la);
+			is_int(emh_rows_ncols(ra), 2, "%s: 2 columns", la);
+			bool sorted = true;
+			for (size_t i = 1; i < emh_rows_count(ra); i++)
+				if (emh_rows_value(ra, i, 1)->u.i64 > emh_rows_value(ra, i - 1, 1)->u.i64)
+					sorted = false;
+			ok(sorted, "%s: by count, descending", la);
+		}
+		if (rb) {
+			is_int(emh_rows_count(rb), 0, "%s: no group", lb);
+			is_int(emh_rows_ncols(rb), 3, "%s: 3 columns", lb);
+		}
+	}
+}
+
 static bool keep_n_null(const conf_agg *o, uint64_t nulls) { (void)o; return (nulls >> 3) & 1; }
 
 static void t_agg_empty(emh_repo *r)
@@ -659,7 +710,8 @@ static void t_aggregates(qsuite *qs)
 		int rc = emh_repo_aggregate(r, NULL, a, &rows, &err);
 		expect_rc(rc, EMH_EUNSUPPORTED, &err, "aggregate without EMH_CAP_AGGREGATE is refused (EMH_EUNSUPPORTED)");
 		static const char *const cases[] = {"aggregate over every row", "group by", "having and order",
-						    "aggregate over no row", "sum overflow", "aggregate errors"};
+						    "aggregate shapes", "aggregate over no row", "sum overflow",
+						    "aggregate errors"};
 		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 			na(cases[i], "driver '%s' has no EMH_CAP_AGGREGATE", qs->s->driver);
 		emh_em_close(em);
@@ -668,6 +720,7 @@ static void t_aggregates(qsuite *qs)
 	t_agg_whole(r);
 	t_agg_group(r);
 	t_agg_having_order(r);
+	t_agg_shapes(r);
 	t_agg_empty(r);
 	t_agg_errors(qs, r);
 	emh_em_close(em);
