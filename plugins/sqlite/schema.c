@@ -200,6 +200,44 @@ static int sq_exec_buf(emh_conn *c, emh_buf *b, emh_error *err)
 }
 
 /*
+ * Table constraints that keep each integer column within its field's type,
+ * put before the closing parenthesis of emh_sql_create_table's statement:
+ * an int32 column takes integers in int32 only, an int64 one no REAL (what
+ * SQLite makes of an integer sum past int64).  An update past a range then
+ * fails (SQLITE_CONSTRAINT_CHECK: EMH_EINVAL) as it does on PostgreSQL,
+ * instead of storing what the field cannot hold; a NULL passes.
+ *
+ * Table constraints rather than part of .column_type: the declared types --
+ * what PRAGMA table_info reports, schema checks compare and schema diff
+ * writes -- stay what they were, so a table created before, without these
+ * checks, is accepted as it was; there the decoding refuses such a value
+ * (sq_decode) instead.
+ */
+static void sq_range_checks(const emh_meta *m, emh_buf *b)
+{
+	const emh_entity *e = m->entity;
+
+	if (b->oom || !b->len || b->ptr[b->len - 1] != ')')
+		return;
+	b->len--; /* the ')' closing the column list, added back below */
+	for (size_t i = 0; i < e->nfields; i++) {
+		const emh_field *f = &e->fields[i];
+		if ((int)i == m->pk && m->generated)
+			continue; /* the rowid: an integer always */
+		if (f->type == EMH_T_INT32) {
+			emh_buf_adds(b, ", CHECK (");
+			emh_buf_ident(b, &sq_dialect, f->column);
+			emh_buf_adds(b, " BETWEEN -2147483648 AND 2147483647)");
+		} else if (f->type == EMH_T_INT64) {
+			emh_buf_adds(b, ", CHECK (typeof(");
+			emh_buf_ident(b, &sq_dialect, f->column);
+			emh_buf_adds(b, ") IN ('integer', 'null'))");
+		}
+	}
+	emh_buf_adds(b, ")");
+}
+
+/*
  * Create the table when missing, else check its columns; then create any
  * missing index.  In one IMMEDIATE transaction (unless one is open) so that
  * processes syncing the same file at once do not race.
@@ -221,10 +259,12 @@ int sq_sync(emh_conn *c, const emh_meta *m, emh_error *err)
 		goto out_rollback;
 	if (n == 0) {
 		rc = emh_sql_create_table(d, m, &b);
-		if (!rc)
+		if (!rc) {
+			sq_range_checks(m, &b);
 			rc = sq_exec_buf(c, &b, err);
-		else
+		} else {
 			rc = emh_error_set(err, rc, "out of memory");
+		}
 	} else {
 		rc = emh_sql_check_columns(m, (const char *const *)names, (const char *const *)types, n,
 					   sq_type_compatible, err);

@@ -123,6 +123,19 @@ static int sq_bind(sqlite3_stmt *s, const emh_stmt *st, const emh_value *params,
 }
 
 /*
+ * A stored value its field's type cannot hold: what a table without the
+ * range checks sq_sync now creates (an older table, another writer) keeps
+ * after an integer update past the range.  Refused rather than read wrong
+ * (cut to 32 bits, or clamped), naming the column; the value is not shown.
+ */
+static int sq_decode_range(sqlite3_stmt *s, int col, const char *what, emh_error *err)
+{
+	const char *name = sqlite3_column_name(s, col);
+	return emh_error_set(err, EMH_ESCHEMA, "sqlite: column '%s' holds %s, past its field's range",
+			     name ? name : "?", what);
+}
+
+/*
  * Decode the current row into cols per st->col_types.  Text and blobs
  * borrow SQLite's buffers (valid until the next step or reset).
  *
@@ -162,9 +175,15 @@ static int sq_decode(sqlite3_stmt *s, const emh_stmt *st, emh_value *cols, emh_e
 				v->u.i64 = 0; /* the member read and the bytes after it, as for a NULL */
 				v->u.b = x != 0;
 			} else if (t == EMH_T_INT32) {
+				if (x < INT32_MIN || x > INT32_MAX)
+					return sq_decode_range(s, i, "an integer outside int32", err);
 				v->u.i64 = 0;
 				v->u.i32 = (int32_t)x;
 			} else {
+				/* A sum past int64 is stored as a REAL, which reads clamped
+				 * to exactly these two: only then is the type asked. */
+				if ((x == INT64_MAX || x == INT64_MIN) && sqlite3_value_type(sv) == SQLITE_FLOAT)
+					return sq_decode_range(s, i, "a real number beyond int64", err);
 				v->u.i64 = x;
 			}
 			break;

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <dlfcn.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -72,6 +73,19 @@ static const emh_field tag_fields[] = {
 	EMH_FIELD(sq_tag, weight, EMH_T_INT32, 0),
 };
 static const emh_entity tag_entity = EMH_ENTITY(sq_tag, "sq_tags", tag_fields);
+
+/* Integer fields that an update_where can take past their range (test_ranges). */
+typedef struct sq_count {
+	int64_t id;
+	int32_t n;
+	int64_t m;
+} sq_count;
+static const emh_field count_fields[] = {
+	EMH_FIELD(sq_count, id, EMH_T_INT64, EMH_F_PK),
+	EMH_FIELD(sq_count, n, EMH_T_INT32, 0),
+	EMH_FIELD(sq_count, m, EMH_T_INT64, 0),
+};
+static const emh_entity count_entity = EMH_ENTITY(sq_count, "sq_counts", count_fields);
 
 static void sleep_ms(long ms)
 {
@@ -777,6 +791,123 @@ static void test_schema(const fixture *fx)
 		diag("%s", err.message);
 }
 
+/* ---- integer ranges ---- */
+
+/* update_where n += dn, m += dm on row id of sq_counts in h's default context. */
+static int count_add(emh_host *h, int64_t id, int32_t dn, int64_t dm, emh_error *err)
+{
+	emh_em *em = fixture_fork(h, NULL);
+	emh_repo *r = fixture_repo(em, &count_entity);
+	emh_query *q = fixture_query(r);
+	emh_sets *s;
+	int64_t n = -1;
+	int rc = emh_repo_sets(r, &s, err);
+	if (!rc) {
+		emh_q_where(q, emh_q_eq(q, "id", emh_v_int64(id)));
+		if (dn)
+			emh_sets_add(s, "n", emh_v_int32(dn));
+		if (dm)
+			emh_sets_add(s, "m", emh_v_int64(dm));
+		rc = emh_repo_update_where(r, q, s, &n, err);
+	}
+	emh_em_close(em);
+	return rc;
+}
+
+/* emh_repo_get of row id of sq_counts: its status; the row in *out when 0. */
+static int count_get(emh_host *h, int64_t id, sq_count *out, emh_error *err)
+{
+	emh_em *em = fixture_fork(h, NULL);
+	sq_count *p = NULL;
+	int rc = emh_repo_get(fixture_repo(em, &count_entity), emh_v_int64(id), (void **)&p, err);
+	if (!rc)
+		*out = *p;
+	emh_em_close(em);
+	return rc;
+}
+
+/* Whether schema diff finds nothing to change in h's default context. */
+static void diff_none(emh_host *h, const char *what)
+{
+	emh_schema_diff *d = NULL;
+	emh_error err;
+	int rc = emh_schema_diff_new(h, NULL, 0, &d, &err);
+	if (rc) {
+		ok(0, "%s: schema diff (%s)", what, err.message);
+		return;
+	}
+	const char *script = emh_schema_diff_script(d);
+	if (!ok(!emh_schema_diff_differs(d), "%s: schema diff finds nothing to change", what))
+		diag("%s", script ? script : "(no script)");
+	emh_schema_diff_free(d);
+}
+
+/*
+ * An integer update past the field's range: refused on a table the driver
+ * creates (range checks, as PostgreSQL refuses it); on a table created
+ * before those checks, where SQLite stores the result, the row then fails
+ * to read (EMH_ESCHEMA naming the column) instead of reading back wrong:
+ * an int32 cut to 32 bits, an int64 sum past its range (stored as a REAL)
+ * clamped.  Either table passes the schema check and schema diff.
+ */
+static void test_ranges(const fixture *fx)
+{
+	const emh_entity *const ents[] = {&count_entity, NULL};
+	char file[1100];
+	emh_error err;
+	sq_count row;
+	int rc;
+
+	diag("integer ranges: an update past int32 or int64 is refused, or the row refuses to read");
+	emh_host *h = fixture_sqlite_host(fx, "ranges-new.db", NULL, ents);
+	fixture_sync(h, NULL);
+	diff_none(h, "a table sync created");
+	fixture_path(fx, "ranges-new.db", file, sizeof file);
+	is_raw(file, "SELECT group_concat(type) FROM pragma_table_info('sq_counts')", "INTEGER,INTEGER,INTEGER",
+	       "its columns are declared INTEGER, as before");
+	raw_exec(file, "INSERT INTO sq_counts VALUES (1, 2147483647, 9223372036854775807)");
+	rc = count_add(h, 1, 1, 0, &err);
+	is_int(rc, EMH_EINVAL, "new table: int32 + 1 at INT32_MAX is EMH_EINVAL");
+	like_str(rc ? err.message : "", "CHECK", "saying which check failed: %s", rc ? err.message : "");
+	is_int(count_add(h, 1, 0, 1, &err), EMH_EINVAL, "new table: int64 + 1 at INT64_MAX is EMH_EINVAL");
+	rc = count_get(h, 1, &row, &err);
+	ok(rc == 0 && row.n == INT32_MAX && row.m == INT64_MAX, "new table: the row is unchanged");
+	emh_host_free(h);
+
+	fixture_path(fx, "ranges-old.db", file, sizeof file);
+	raw_exec(file, "CREATE TABLE sq_counts (id INTEGER NOT NULL PRIMARY KEY, n INTEGER NOT NULL, m INTEGER NOT NULL);"
+		       "INSERT INTO sq_counts VALUES (1, 2147483647, 9223372036854775807),"
+		       " (2, -2147483648, -9223372036854775808), (3, 7, 8)");
+	h = fixture_sqlite_host(fx, "ranges-old.db", NULL, ents);
+	rc = emh_host_sync_schema(h, NULL, &err);
+	if (!is_int_ok(rc, 0, "a table created before the range checks passes the schema check"))
+		diag("%s", err.message);
+	diff_none(h, "that table");
+	is_int(count_get(h, 3, &row, &err), 0, "old table: a row in range reads");
+	/* SQLite stores these: the old table has no check */
+	count_add(h, 1, 1, 0, &err);
+	rc = count_get(h, 1, &row, &err);
+	if (!is_int_ok(rc, EMH_ESCHEMA, "old table: int32 stored past INT32_MAX: the row refuses to read"))
+		diag("read back n = %" PRId32, row.n);
+	like_str(rc ? err.message : "", "'n'", "naming the column: %s", rc ? err.message : "");
+	raw_exec(file, "UPDATE sq_counts SET n = 0 WHERE id = 1");
+	count_add(h, 1, 0, 1, &err);
+	rc = count_get(h, 1, &row, &err);
+	if (!is_int_ok(rc, EMH_ESCHEMA, "old table: int64 + 1 at INT64_MAX (stored as a REAL): the row refuses to read"))
+		diag("read back m = %" PRId64, row.m);
+	like_str(rc ? err.message : "", "'m'", "naming the column: %s", rc ? err.message : "");
+	count_add(h, 2, -1, -1, &err);
+	rc = count_get(h, 2, &row, &err);
+	is_int(rc, EMH_ESCHEMA, "old table: both past their minimum: the row refuses to read");
+	raw_exec(file, "UPDATE sq_counts SET n = -2147483648 WHERE id = 2");
+	rc = count_get(h, 2, &row, &err);
+	is_int(rc, EMH_ESCHEMA, "old table: int64 - 1 at INT64_MIN alone: refuses to read too");
+	raw_exec(file, "UPDATE sq_counts SET m = 9223372036854775807, n = 2147483647 WHERE id = 2");
+	rc = count_get(h, 2, &row, &err);
+	ok(rc == 0 && row.n == INT32_MAX && row.m == INT64_MAX, "old table: the extremes themselves, as integers, read");
+	emh_host_free(h);
+}
+
 /* ---- in-memory databases ---- */
 
 static void test_memory(const fixture *fx)
@@ -904,6 +1035,7 @@ int main(void)
 	settings_accepted(&fx);
 	settings_refused(&fx);
 	test_schema(&fx);
+	test_ranges(&fx);
 	test_memory(&fx);
 	test_shared_cache(&fx);
 
