@@ -382,18 +382,122 @@ int mg_count(emh_conn *c, const emh_meta *m, const emh_query *q, int64_t *n, emh
 }
 
 /*
+ * Where an integer delta would take field f past its type: *op "$gt" and
+ * *bound for a positive delta (a value above bound overflows), "$lt" for a
+ * negative one; false when nothing can overflow (a zero delta, a double
+ * field).  The bounds fit int64 whatever the delta.
+ */
+static bool mg_add_bound(const emh_field *f, const emh_value *delta, const char **op, int64_t *bound)
+{
+	int64_t d;
+
+	if (f->type != EMH_T_INT32 && f->type != EMH_T_INT64)
+		return false;
+	if (delta->type == EMH_T_INT32)
+		d = delta->u.i32;
+	else if (delta->type == EMH_T_INT64)
+		d = delta->u.i64;
+	else
+		return false; /* the core refuses a double delta on an integer field */
+	if (d > 0) {
+		*op = "$gt";
+		*bound = (f->type == EMH_T_INT32 ? INT32_MAX : INT64_MAX) - d;
+	} else if (d < 0) {
+		*op = "$lt";
+		*bound = (f->type == EMH_T_INT32 ? INT32_MIN : INT64_MIN) - d;
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The overflow guards of a set list's integer deltas.  MongoDB does not fail
+ * an $inc past int32: mongod widens the value to int64 (and an int64 past
+ * its range to a double, or fails), a wire-compatible server may store a
+ * double; either way the field no longer reads as its type and every read
+ * of the document fails.  So: *bad matches, within filter, the documents
+ * some delta would take out of range ({$and: [filter, {$or: [{f: {$gt:
+ * bound}}, ...]}]}); *good the others ({$and: [filter, {f: {$not: {$gt:
+ * bound}}}, ...]}: a document whose field is missing or not a number is
+ * left to $inc as before).  False, and neither built, when no delta needs
+ * a guard.
+ */
+static bool mg_add_guards(const emh_meta *m, const bson_t *filter, const emh_set *sets, size_t n, bson_t *bad,
+			  bson_t *good)
+{
+	bson_t and_bad, and_good, any, or, item, cmp, not;
+	bool guarded = false;
+	size_t k = 0;
+
+	for (size_t i = 0; i < n && !guarded; i++) {
+		const char *op;
+		int64_t bound;
+		guarded = sets[i].op == EMH_SET_ADD &&
+			  mg_add_bound(&m->entity->fields[sets[i].field], &sets[i].value, &op, &bound);
+	}
+	if (!guarded)
+		return false;
+	bson_init(bad);
+	bson_init(good);
+	bson_append_array_begin(bad, "$and", -1, &and_bad);
+	bson_append_document(&and_bad, "0", -1, filter);
+	bson_append_array_begin(good, "$and", -1, &and_good);
+	bson_append_document(&and_good, "0", -1, filter);
+	bson_append_document_begin(&and_bad, "1", -1, &any);
+	bson_append_array_begin(&any, "$or", -1, &or);
+	for (size_t i = 0; i < n; i++) {
+		const emh_field *f = &m->entity->fields[sets[i].field];
+		char okey[16], gkey[16], pbuf[MG_PATH_MAX];
+		const char *ok, *gk, *op, *path;
+		int64_t bound;
+		if (sets[i].op != EMH_SET_ADD || !mg_add_bound(f, &sets[i].value, &op, &bound))
+			continue;
+		path = mg_path(m, sets[i].field, true, pbuf, sizeof pbuf);
+		bson_uint32_to_string((uint32_t)k, &ok, okey, sizeof okey);
+		bson_append_document_begin(&or, ok, -1, &item);
+		bson_append_document_begin(&item, path, -1, &cmp);
+		bson_append_int64(&cmp, op, -1, bound);
+		bson_append_document_end(&item, &cmp);
+		bson_append_document_end(&or, &item);
+		bson_uint32_to_string((uint32_t)k + 1, &gk, gkey, sizeof gkey);
+		bson_append_document_begin(&and_good, gk, -1, &item);
+		bson_append_document_begin(&item, path, -1, &cmp);
+		bson_append_document_begin(&cmp, "$not", -1, &not);
+		bson_append_int64(&not, op, -1, bound);
+		bson_append_document_end(&cmp, &not);
+		bson_append_document_end(&item, &cmp);
+		bson_append_document_end(&and_good, &item);
+		k++;
+	}
+	bson_append_array_end(&any, &or);
+	bson_append_document_end(&and_bad, &any);
+	bson_append_array_end(bad, &and_bad);
+	bson_append_array_end(good, &and_good);
+	return true;
+}
+
+/*
  * Set-based update: update_many(filter of q, {$set, $unset, $inc}), one
  * operation applied to each document atomically; *affected is the number of
  * documents matched (modified or not), as the SQL drivers report.  A NULL
  * in a unique nullable field is $unset (stored absent, see mongo_int.h).
+ *
+ * An integer delta that would take a matching document past its field's
+ * type refuses the whole update with EMH_EINVAL, as SQL databases refuse
+ * the overflow (mg_add_guards): the documents it would hit are counted
+ * first, and the update's filter excludes them too, so that a document
+ * another writer moves past the bound between the two is skipped (and not
+ * counted in *affected) rather than made unreadable.
  */
 int mg_update_where(emh_conn *c, const emh_meta *m, const emh_query *q, const emh_set *sets, size_t n,
 		    int64_t *affected, emh_error *err)
 {
 	const emh_entity *e = m->entity;
 	mongoc_collection_t *coll;
-	bson_t filter, update = BSON_INITIALIZER, part, opts, reply;
+	bson_t filter, update = BSON_INITIALIZER, part, opts, reply, bad, good;
 	bson_error_t be;
+	bool guarded = false;
 	/* one pass per operator: $set, $unset, $inc */
 	static const char *const ops[] = {"$set", "$unset", "$inc"};
 	int rc;
@@ -424,13 +528,32 @@ int mg_update_where(emh_conn *c, const emh_meta *m, const emh_query *q, const em
 		if (open)
 			bson_append_document_end(&update, &part);
 	}
+	if (!rc)
+		guarded = mg_add_guards(m, &filter, sets, n, &bad, &good);
+	if (!rc && guarded && !(rc = mg_opts(c, &opts, err))) {
+		mg_max_time(c, &opts);
+		int64_t over = mongoc_collection_count_documents(coll, &bad, &opts, NULL, &reply, &be);
+		if (over < 0)
+			rc = mg_fail(c, err, &be, &reply, "update (overflow check)", e->table);
+		else if (over > 0)
+			rc = emh_error_set(err, EMH_EINVAL,
+					   "update on collection '%s': a delta would take an integer field past its "
+					   "type's range in %" PRId64 " document%s; none was updated",
+					   e->table, over, over == 1 ? "" : "s");
+		bson_destroy(&reply);
+		bson_destroy(&opts);
+	}
 	if (!rc && !(rc = mg_opts(c, &opts, err))) {
-		if (!mongoc_collection_update_many(coll, &filter, &update, &opts, &reply, &be))
+		if (!mongoc_collection_update_many(coll, guarded ? &good : &filter, &update, &opts, &reply, &be))
 			rc = mg_fail(c, err, &be, &reply, "update", e->table);
 		else if (mg_reply_count(&reply, "matchedCount", affected))
 			rc = emh_error_set(err, EMH_EDRIVER, "update of '%s': no matchedCount in the reply", e->table);
 		bson_destroy(&reply);
 		bson_destroy(&opts);
+	}
+	if (guarded) {
+		bson_destroy(&bad);
+		bson_destroy(&good);
 	}
 	bson_destroy(&filter);
 	bson_destroy(&update);

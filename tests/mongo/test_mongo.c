@@ -819,6 +819,65 @@ static void test_upsert(void)
 	mongoc_collection_destroy(coll);
 }
 
+/* update_where n += d on the mt_up of key k: its status; n read back after it in *n. */
+static int up_add(const char *k, int64_t d, int64_t *n, emh_error *err)
+{
+	emh_em *em;
+	emh_repo *r;
+	emh_query *q;
+	emh_sets *s;
+	mt_up *u = NULL;
+	int64_t affected = -1;
+	int rc = emh_host_fork(g_host, "mg", &em, err);
+	if (rc)
+		return rc;
+	if (!(rc = emh_em_repo(em, &g_up, &r, err)) && !(rc = emh_repo_query(r, &q, err)) &&
+	    !(rc = emh_repo_sets(r, &s, err))) {
+		emh_q_where(q, emh_q_eq(q, "k", emh_v_text(k)));
+		emh_sets_add(s, "n", emh_v_int64(d));
+		rc = emh_repo_update_where(r, q, s, &affected, err);
+		if (!rc && affected != 1)
+			rc = emh_error_set(err, EMH_EDRIVER, "update_where on '%s' matched %lld documents", k,
+					   (long long)affected);
+		if (!rc && !(rc = emh_repo_get(r, emh_v_text(k), (void **)&u, err)))
+			*n = u->n;
+	}
+	emh_em_close(em);
+	return rc;
+}
+
+/*
+ * The overflow guard of update_where's int64 deltas at its very edges: up
+ * to INT64_MAX and down to INT64_MIN exactly is no overflow.  (The
+ * conformance suite checks the refusals, and the int32 edges, on every
+ * server.)  A real mongod only: the mongo-wire test server (CongoDB) cannot
+ * $inc an int64 beyond +-2^53 at all.
+ */
+static void test_int64_edges(void)
+{
+	const char *kind = getenv("EMH_TEST_MONGO_KIND");
+	emh_error err;
+	int64_t n = 0;
+
+	diag("update_where: int64 deltas up to the edges of int64");
+	if (kind && strcmp(kind, "congo") == 0) {
+		skip(4, "the mongo-wire test server (CongoDB) cannot $inc an int64 beyond +-2^53");
+		return;
+	}
+	if (upsert_up("i64max", NULL, INT64_MAX - 1, &err) || upsert_up("i64min", NULL, INT64_MIN + 1, &err))
+		bail("upsert the int64 rows: %s", err.message);
+	int rc = up_add("i64max", 1, &n, &err);
+	if (rc)
+		diag("%s", err.message);
+	is_int(rc, 0, "int64 + 1 up to INT64_MAX exactly is no overflow");
+	ok(rc == 0 && n == INT64_MAX, "and reads back INT64_MAX (%lld)", (long long)n);
+	rc = up_add("i64min", -1, &n, &err);
+	if (rc)
+		diag("%s", err.message);
+	is_int(rc, 0, "int64 - 1 down to INT64_MIN exactly is no overflow");
+	ok(rc == 0 && n == INT64_MIN, "and reads back INT64_MIN (%lld)", (long long)n);
+}
+
 static int insert_dr(const char *name, int64_t *id, emh_error *err)
 {
 	emh_em *em;
@@ -1071,6 +1130,7 @@ int main(void)
 	test_layout();
 	test_json_edges();
 	test_upsert();
+	test_int64_edges();
 	test_drop(hl ? uri : NULL);
 	test_params(uri);
 	test_out_of_fds(uri);
