@@ -23,7 +23,10 @@
 /* LIKE pattern -> anchored regex: % -> [\s\S]*, _ -> [\s\S], \x -> x; every
  * regex metacharacter of the user's text escaped.  [\s\S] rather than '.'
  * with the "s" option: it matches a newline as SQL's '_' does, with no
- * option to honour (some wire-compatible servers drop "s"). */
+ * option to honour (some wire-compatible servers drop "s").  The end is
+ * (?![\s\S]), "no character follows", not '$': mongod's PCRE matches '$'
+ * before a final newline too (LIKE 'abc' would match "abc\n"), and \z,
+ * PCRE's true end, is not JavaScript (wire-compatible servers). */
 static int mg_like_regex(const char *pat, size_t n, emh_buf *b, emh_error *err)
 {
 	emh_buf_add(b, "^", 1);
@@ -50,7 +53,7 @@ static int mg_like_regex(const char *pat, size_t n, emh_buf *b, emh_error *err)
 		}
 		emh_buf_add(b, &ch, 1);
 	}
-	emh_buf_add(b, "$", 1);
+	emh_buf_adds(b, "(?![\\s\\S])");
 	return b->oom ? emh_error_set(err, EMH_ENOMEM, "out of memory") : 0;
 }
 

@@ -349,7 +349,7 @@ static void test_verbatim(void)
 static void test_like(void)
 {
 	static const char *const texts[] = {"a.b*c(d)", "aXb*c(d)", "a.b*c(d)e", "[x]", "x", "^$", "", "a+b?",
-					    "a|b", "{2}", "back\\slash", "50%", "5_0", "line\nbreak"};
+					    "a|b", "{2}", "back\\slash", "50%", "5_0", "line\nbreak", "tail", "tail\n"};
 	const size_t n = sizeof texts / sizeof texts[0];
 	emh_error err;
 	char tag[32], want[32], got[512], pat[64];
@@ -385,6 +385,9 @@ static void test_like(void)
 		{"50\\%", "L11"},
 		{"5\\_0", "L12"},
 		{"line_break", "L13"}, /* _ matches a newline */
+		{"tail", "L14"},       /* not "tail\n": nothing may follow (PCRE's '$' allowed a final newline) */
+		{"tail_", "L15"},
+		{"tail%", "L14,L15"},
 		{"%", NULL},           /* every row with a text, even the empty one */
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -408,6 +411,9 @@ static void test_like(void)
 		int64_t cnt = -1;
 		int rc = query_tags(q_not_like, "%", got, sizeof got, &cnt, &err);
 		ok(rc == 0 && cnt == 0, "not like '%%' matches no row, not even the NULL texts (got %lld)", (long long)cnt);
+		rc = query_tags(q_not_like, "tail", got, sizeof got, &cnt, &err);
+		ok(rc == 0 && strstr(got, "L15") && !strstr(got, "L14"),
+		   "not like 'tail' matches \"tail\\n\", not \"tail\" (%s)", rc ? err.message : got);
 	}
 }
 
