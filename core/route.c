@@ -429,10 +429,12 @@ int emh__routes_dispatch(emh_scope *scope, const emh_svc *svc, const emh_request
 		params_free(kv, nkv, &pv);
 		return rc;
 	}
-	if (d->handle)
-		return d->handle(scope, req, res, err);
+	/* a path only other methods have is a 405 even with a handle, which
+	 * gets what no route's path matches (service.h) */
 	if (allow[0])
 		return answer_405(svc, req, allow, res, err);
+	if (d->handle)
+		return d->handle(scope, req, res, err);
 	char m[64], p[256];
 	return emh_error_set(err, EMH_ENOTFOUND, "no route %s /%s%s", emh_text_clean(method, m, sizeof m), svc->name,
 			     emh_text_clean(req->path, p, sizeof p));

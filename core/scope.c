@@ -108,8 +108,9 @@ void emh_scope_reset(emh_scope *scope)
 		emh_em *em = scope->ems[i];
 		if (!em)
 			continue;
-		while (emh_em_tx_depth(em) > 0 && emh_em_rollback(em, NULL) == 0)
-			;
+		/* every level, even after a rollback failed (each closes its level) */
+		while (emh_em_tx_depth(em) > 0)
+			emh_em_rollback(em, NULL);
 		emh_em_clear(em);
 	}
 }

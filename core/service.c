@@ -569,8 +569,9 @@ static int svc_add(emh_services *s, const emh_service *local, void *dl, const ch
 			emh_error_set(err, rc, "service '%s': init failed: %s", svc->name, msg);
 			goto out_unlock;
 		}
-		svc->inited = true;
 	}
+	/* init ran, or there is none: fini is owed from here on either way */
+	svc->inited = true;
 	pthread_rwlock_wrlock(&s->lock);
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 8;

@@ -44,7 +44,7 @@ struct emh_svc {
 	emh_service desc;
 	emh__routes *routes; /* desc.routes parsed (emh__routes_compile) */
 	void *state;
-	bool inited;
+	bool inited; /* init succeeded, or the service has none: fini is called at its end */
 	emh__svc_need *needs;
 	size_t nneeds;
 	char **ctx; /* distinct contexts of this host the needs resolved to */

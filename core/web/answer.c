@@ -183,7 +183,9 @@ int emh_web_reply_object(emh_response *res, int status, emh_em *em, const emh_en
 {
 	char *s;
 	size_t len;
-	int rc = e && obj ? emh__web_object_text(em, e, obj, flags, &s, &len) : 1;
+	if (!e || !obj)
+		return emh_error_set(err, EMH_EINVAL, "emh_web_reply_object: no entity or no object given");
+	int rc = emh__web_object_text(em, e, obj, flags, &s, &len);
 	if (rc == 0) /* set_owned frees s when it fails */
 		return emh_response_set_owned(res, status, "application/json", s, len, err);
 	if (rc == EMH_ENOMEM)
@@ -226,6 +228,8 @@ int emh_web_reply_created(emh_scope *scope, emh_response *res, const char *colle
 			  const emh_entity *e, const void *obj, emh_error *err)
 {
 	char key[256], location[512];
+	if (!e || !obj)
+		return emh_error_set(err, EMH_EINVAL, "emh_web_reply_created: no entity or no object given");
 	if (!key_text(e, obj, key, sizeof key))
 		return emh_error_set(err, EMH_EINVAL, "entity '%s' has no key to name in a Location", e->name);
 	const char *c = collection ? collection : "";
@@ -281,8 +285,9 @@ int emh_web_arg_int64(const emh_request *req, const char *name, int64_t def, int
 		return 0;
 	char *end;
 	errno = 0;
-	long long n = strtoll(v, &end, 10);
-	if (!*v || errno || *end || n < min || n > max)
+	/* a sign or a digit first: strtoll would also skip blanks and take '+' */
+	long long n = *v == '-' || (*v >= '0' && *v <= '9') ? strtoll(v, &end, 10) : (end = (char *)v, 0);
+	if (!*v || end == v || errno || *end || n < min || n > max)
 		return emh_error_set(err, EMH_EINVAL, "query argument '%s' must be an integer from %lld to %lld", name,
 				     (long long)min, (long long)max);
 	*out = n;

@@ -44,10 +44,11 @@ const char *emh_web_time_format(emh_time t, char *buf, size_t cap)
 		secs--;
 	}
 	struct tm tm;
-	char day[48];
 	gmtime_r(&secs, &tm);
-	strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, cap, "%s.%06ldZ", day, us);
+	/* the year as 4 digits (strftime's %Y does not pad year 999): what the
+	 * reader takes back */
+	snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+		 tm.tm_hour, tm.tm_min, tm.tm_sec, us);
 	return buf;
 }
 
@@ -191,6 +192,38 @@ static json_t *int64_json(int64_t v, unsigned flags)
 	return json_integer((json_int_t)v);
 }
 
+static size_t utf8_len(const unsigned char *s);
+
+/*
+ * Stored text as a JSON string.  Text that is not UTF-8 (a row another
+ * writer stored; SQLite keeps any bytes) is written with U+FFFD for each
+ * byte that starts no valid sequence: one such row must not turn a whole
+ * answer or listing into an error.  NULL only when out of memory.
+ */
+static json_t *text_json(const char *s)
+{
+	json_t *j = json_string(s);
+	if (j)
+		return j;
+	size_t n = strlen(s), o = 0;
+	char *c = malloc(3 * n + 1);
+	if (!c)
+		return NULL;
+	for (size_t i = 0, k; i < n; i += k ? k : 1) {
+		if ((k = utf8_len((const unsigned char *)s + i)) != 0) {
+			memcpy(c + o, s + i, k);
+			o += k;
+		} else {
+			memcpy(c + o, "\xEF\xBF\xBD", 3);
+			o += 3;
+		}
+	}
+	c[o] = '\0';
+	j = json_string(c);
+	free(c);
+	return j;
+}
+
 static json_t *field_json(emh_em *em, const emh_field *f, const void *obj, unsigned flags)
 {
 	const char *m = (const char *)obj + f->offset;
@@ -209,14 +242,14 @@ static json_t *field_json(emh_em *em, const emh_field *f, const void *obj, unsig
 	}
 	case EMH_T_TEXT: {
 		const char *s = *(const char *const *)m;
-		return s ? json_string(s) : json_null();
+		return s ? text_json(s) : json_null();
 	}
 	case EMH_T_JSON: {
 		const char *s = *(const char *const *)m;
 		if (!s)
 			return json_null();
 		json_t *j = json_loads(s, JSON_DECODE_ANY, NULL);
-		return j ? j : json_string(s); /* stored text that is no JSON stays readable */
+		return j ? j : text_json(s); /* stored text that is no JSON stays readable */
 	}
 	case EMH_T_BLOB: {
 		const emh_blob *b = (const emh_blob *)m;
@@ -557,8 +590,9 @@ static bool stage(emh_em *em, const emh_field *f, json_t *v, unsigned flags, sta
 			const char *s = json_string_value(v);
 			char *end;
 			errno = 0;
-			long long x = strtoll(s, &end, 10);
-			if (*s && !errno && !*end && (size_t)(end - s) == json_string_length(v)) {
+			/* a sign or a digit first: strtoll would also skip blanks and take '+' */
+			long long x = *s == '-' || (*s >= '0' && *s <= '9') ? strtoll(s, &end, 10) : (end = (char *)s, 0);
+			if (*s && end != s && !errno && !*end && (size_t)(end - s) == json_string_length(v)) {
 				st->u.i64 = x;
 				return true;
 			}

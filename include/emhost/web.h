@@ -18,7 +18,8 @@
  * password hash); relations are not serialised.  bool: true/false;
  * int32/int64: numbers (int64 beyond +-2^53 as decimal strings with
  * EMH_JSON_INT64_STRINGS); double: a number (null when not finite);
- * text: a string; blob: standard base64 (RFC 4648, padded); timestamp:
+ * text: a string (stored bytes that are not UTF-8 as U+FFFD each); blob:
+ * standard base64 (RFC 4648, padded); timestamp:
  * RFC 3339 UTC with microseconds ("2024-05-01T12:00:00.123456Z"); json: the
  * JSON value itself; a NULL: null.
  */

@@ -134,6 +134,13 @@ static int fallback(emh_scope *s, const emh_request *req, emh_response *res, emh
 	return emh_response_set(res, 200, "text/plain", "fallback", 8, err);
 }
 
+static int fini_calls;
+static void count_fini(emh_svc *svc, void *state)
+{
+	(void)svc, (void)state;
+	fini_calls++;
+}
+
 static const emh_need needs[] = {EMH_NEED_REPO(&item_entity, NULL)};
 
 static const emh_route routes[] = {
@@ -276,6 +283,29 @@ static void test_json(void)
 	ok(emh_web_time_parse("2024-05-01T14:00:00.5+02:00", &t) && t == 1714564800500000LL, "an offset is applied");
 	ok(!emh_web_time_parse("2023-02-29T00:00:00Z", &t), "no 29 February in 2023");
 	ok(!emh_web_time_parse("2024-05-01 12:00", &t), "a time without seconds or zone is refused");
+	char tb[64];
+	ok(emh_web_time_parse("0999-01-01T00:00:00Z", &t), "year 999 is read");
+	is_str(emh_web_time_format(t, tb, sizeof tb), "0999-01-01T00:00:00.000000Z", "and written with 4 digits");
+	emh_time t2;
+	ok(emh_web_time_parse(tb, &t2) && t2 == t, "so what is written reads back");
+
+	/* an int64 string is its decimal digits: no blank, no '+' */
+	em = fixture_fork(host, NULL);
+	it = fixture_new(fixture_repo(em, &item_entity));
+	static const char *const loose[] = {"{\"name\":\"n\",\"qty\":1,\"active\":true,\"price\":1,\"big\":\" 42\"}",
+					    "{\"name\":\"n\",\"qty\":1,\"active\":true,\"price\":1,\"big\":\"+42\"}",
+					    "{\"name\":\"n\",\"qty\":1,\"active\":true,\"price\":1,\"big\":\"\\t42\"}"};
+	for (size_t i = 0; i < sizeof loose / sizeof loose[0]; i++) {
+		in = json_loads(loose[i], 0, NULL);
+		is_int(emh_json_into_object(em, &item_entity, in, it, EMH_JSON_INT64_STRINGS, NULL, &err), EMH_EINVAL,
+		       "an int64 string with a blank or a '+' is refused (%zu)", i);
+		json_decref(in);
+	}
+	in = json_loads("{\"name\":\"n\",\"qty\":1,\"active\":true,\"price\":1,\"big\":\"-42\"}", 0, NULL);
+	is_int(emh_json_into_object(em, &item_entity, in, it, EMH_JSON_INT64_STRINGS, NULL, &err), 0, "'-42' is read");
+	ok(it->big == -42, "as -42");
+	json_decref(in);
+	emh_em_close(em);
 }
 
 /* emh_web_reply_object's body against json_dumps(emh_json_from_object()): byte for byte, or both refuse. */
@@ -341,7 +371,21 @@ static void test_json_text(void)
 		snprintf(what, sizeof what, "not UTF-8 %zu", i);
 		all &= same_text(em, &plain_entity, p, 0, what);
 	}
-	ok(all, "text that is not UTF-8 is refused as jansson refuses it");
+	ok(all, "text that is not UTF-8: the same text on both paths");
+	/* stored bytes that are not UTF-8 are written as U+FFFD each: one such
+	 * row once made every answer holding it a 500 "out of memory" */
+	p->name = "caf\xe9 \xc3";
+	json_t *lossy = emh_json_from_object(em, &plain_entity, p, 0);
+	is_str(json_string_value(json_object_get(lossy, "name")), "caf\xef\xbf\xbd \xef\xbf\xbd",
+	       "text that is not UTF-8 is written with U+FFFD for each bad byte");
+	json_decref(lossy);
+	emh_response *lres = emh_response_new();
+	emh_error lerr;
+	is_int(emh_web_reply_object(lres, 200, em, &plain_entity, p, 0, &lerr), 0, "and the reply goes out (no 500)");
+	like_str(emh_response_body(lres, NULL), "caf\xef\xbf\xbd", "with that text");
+	is_int(emh_web_reply_object(lres, 200, em, &plain_entity, NULL, 0, &lerr), EMH_EINVAL,
+	       "emh_web_reply_object without an object is EMH_EINVAL, not a crash");
+	emh_response_free(lres);
 	p->name = "ok";
 	ok(same_text(NULL, &plain_entity, p, 0, "no fork"), "without a fork (no NULL lookups) too");
 	emh_em_close(em);
@@ -504,6 +548,9 @@ static void test_routes(void)
 	is_str(json_string_value(json_object_get(json_array_get(json_object_get(j, "items"), 0), "name")), "n1",
 	       "from offset 1, by key");
 	json_decref(j);
+	emh_kv loosearg[] = {{"limit", " +2"}};
+	is_int(call(svcs, "shopweb", "GET", "/items", NULL, loosearg, 1, NULL, res, &err), EMH_EINVAL,
+	       "a limit with a blank and a '+' is refused");
 	emh_kv bad[] = {{"limit", "4"}};
 	is_int(call(svcs, "shopweb", "GET", "/items", NULL, bad, 1, NULL, res, &err), EMH_EINVAL,
 	       "a limit over the maximum");
@@ -522,6 +569,23 @@ static void test_routes(void)
 	attempts = 0;
 	final = 0;
 	is_int(emh_web_retry(scope, flaky, &final, 2, &err), EMH_ERETRY, "at most max_attempts");
+	emh_scope_close(scope);
+
+	/* emh_scope_reset rolls back every level, even after one failed: it
+	 * stopped at the first failure, and the retry ran in a stale transaction */
+	emh_scope_open(svcs, "shopweb", &scope, &err);
+	emh_repo *rr = NULL;
+	if (emh_scope_repo(scope, &item_entity, NULL, &rr, &err) == 0) {
+		emh_em *rem = emh_repo_em(rr);
+		emh_em_begin(rem, &err);
+		emh_em_begin(rem, &err);
+		/* the inner level's ROLLBACK TO now fails: its savepoint is gone */
+		is_int(emh_em_execute(rem, "RELEASE SAVEPOINT emh_sp_2", &err), 0, "the inner savepoint released by hand");
+		emh_scope_reset(scope);
+		is_int(emh_em_tx_depth(rem), 0, "emh_scope_reset: no level left open after a failed rollback");
+		is_int(emh_em_begin(rem, &err), 0, "and a new transaction begins: %s", err.message);
+		emh_em_rollback(rem, &err);
+	}
 	emh_scope_close(scope);
 
 	/* a handler that only reads opens its forks read-only */
@@ -661,8 +725,22 @@ static void test_refusals(void)
 	size_t len;
 	is_int(call(svcs, "both", "GET", "/elsewhere", NULL, NULL, 0, NULL, res, &err), 0, "an unrouted path");
 	ok(strncmp(emh_response_body(res, &len), "fallback", 8) == 0, "goes to handle");
+	/* a path only other methods have is a 405, handle or not: handle gets
+	 * what no route's path matches */
+	is_int(call(svcs, "both", "POST", "/x", NULL, NULL, 0, NULL, res, &err), 0, "a routed path, another method");
+	is_int(emh_response_status(res), 405, "is 405 with a handle too");
+	is_str(res_header(res, "Allow"), "GET", "with Allow");
 	emh_response_free(res);
 	emh_services_free(svcs);
+
+	/* fini is called once at the end, whether or not the service has an init */
+	fini_calls = 0;
+	emh_services_new(host, &svcs, &err);
+	emh_service onlyfini = {EMH_SERVICE_HEADER, .name = "onlyfini", .version = "1", .routes = some, .nroutes = 1,
+				.fini = count_fini};
+	is_int(emh_services_add(svcs, &onlyfini, NULL, &err), 0, "a service with a fini and no init loads");
+	emh_services_free(svcs);
+	is_int(fini_calls, 1, "its fini is called once when the services are freed");
 }
 
 /*
