@@ -380,6 +380,12 @@ static int my_stmt_rows(emh_conn *c, const emh_stmt *st, my_prep *pp, unsigned n
 	}
 	if ((rc = my_bind_results(c, st, pp, nf, err)) != 0)
 		goto out_free_result;
+	/* The truncation flags live in the connection's column storage, shared
+	 * by every statement, and the library leaves them alone for some
+	 * conversions (a double read into a double): a flag left set by another
+	 * statement's value that did not fit would fail this one. */
+	for (unsigned i = 0; i < nf; i++)
+		c->rcol[i].error = 0;
 	while ((f = mysql_stmt_fetch(s)) == 0 || f == MYSQL_DATA_TRUNCATED) {
 		bool rebind = false;
 		if (f == MYSQL_DATA_TRUNCATED) {

@@ -22,7 +22,7 @@
 #include "../fixture.h"
 #include "../tap.h"
 
-#define NTESTS 98
+#define NTESTS 105
 #define TABLE "emh_mytest_items"
 
 typedef struct myt_item {
@@ -62,6 +62,19 @@ static const emh_field myt_pair_fields[] = {
 	EMH_FIELD(myt_pair, label, EMH_T_TEXT, 0),
 };
 static const emh_entity myt_pair_entity = EMH_ENTITY(myt_pair, "emh_mytest_pairs", myt_pair_fields);
+
+/* Numbers for aggregates: a sum of n overflows int64, d is a double. */
+typedef struct myt_num {
+	int64_t id;
+	int64_t n;
+	double d;
+} myt_num;
+static const emh_field myt_num_fields[] = {
+	EMH_FIELD(myt_num, id, EMH_T_INT64, EMH_F_PK),
+	EMH_FIELD(myt_num, n, EMH_T_INT64, 0),
+	EMH_FIELD(myt_num, d, EMH_T_DOUBLE, 0),
+};
+static const emh_entity myt_num_entity = EMH_ENTITY(myt_num, "emh_mytest_nums", myt_num_fields);
 
 /* Parts of mysql://user:password@host:port/database. */
 static char u_user[128], u_pw[128], u_host[128], u_port[16], u_db[128];
@@ -826,6 +839,70 @@ static void test_bound_results(const char *url)
 	emh_host_free(h);
 }
 
+/* One aggregate without groups: its single column into *out (rc 0), or the error. */
+static int agg_one(emh_repo *r, emh_agg_fn fn, const char *field, emh_value *out, emh_error *err)
+{
+	emh_agg *a;
+	emh_rows *rows;
+	int rc = emh_repo_agg(r, &a, err);
+	if (rc)
+		return rc;
+	emh_agg_add(a, fn, field, "x");
+	if ((rc = emh_repo_aggregate(r, NULL, a, &rows, err)))
+		return rc;
+	if (emh_rows_count(rows) != 1)
+		return emh_error_set(err, EMH_EDRIVER, "%zu rows, expected 1", emh_rows_count(rows));
+	*out = *emh_rows_value(rows, 0, 0);
+	return 0;
+}
+
+/*
+ * A column's truncation flag lives in the connection's column storage,
+ * shared by every statement, and the client library never writes it for a
+ * double read into a double: a read that did not fit (a sum beyond int64)
+ * must not make the next double read at that column index fail.  One
+ * connection (pool.max = 1), so every statement shares its storage.
+ */
+static void test_truncation_flag(emh_host *h, const char *url)
+{
+	emh_error err;
+	emh_em *em;
+	emh_repo *r;
+	emh_value v;
+	int rc;
+
+	diag("a value that did not fit leaves no stale truncation flag for the next statement");
+	if (emh_host_add_context(h, "my1", (const char *const[]){"url", url, "pool.max", "1", NULL}, &err) ||
+	    emh_host_register_entity(h, "my1", &myt_num_entity, &err) ||
+	    fixture_exec(h, "my1", "DROP TABLE IF EXISTS emh_mytest_nums", &err) ||
+	    emh_host_sync_schema(h, "my1", &err))
+		bail("truncation flag setup: %s", err.message);
+	em = fixture_fork(h, "my1");
+	r = fixture_repo(em, &myt_num_entity);
+	for (int i = 1; i <= 2; i++) {
+		myt_num *x = fixture_new(r);
+		x->id = i;
+		x->n = INT64_MAX;
+		x->d = i + 0.5;
+	}
+	is_int(emh_em_flush(em, &err), 0, "two rows whose n sum beyond int64");
+	rc = agg_one(r, EMH_AGG_AVG, "d", &v, &err);
+	ok(rc == 0 && !v.is_null && v.u.d == 2.0, "avg(d) before: 2.0 (%s)", rc ? err.message : "ok");
+	rc = agg_one(r, EMH_AGG_SUM, "n", &v, &err);
+	ok(rc != 0, "sum(n) beyond int64 fails (%s: %s)", emh_status_name(rc), rc ? err.message : "");
+	rc = agg_one(r, EMH_AGG_AVG, "d", &v, &err);
+	ok(rc == 0 && !v.is_null && v.u.d == 2.0, "avg(d) after the failed sum still works (%s)",
+	   rc ? err.message : "ok");
+	rc = agg_one(r, EMH_AGG_MAX, "d", &v, &err);
+	ok(rc == 0 && !v.is_null && v.u.d == 2.5, "max(d) too (%s)", rc ? err.message : "ok");
+	emh_em_close(em);
+	em = fixture_fork(h, "my1");
+	is_int(emh_em_execute(em, "DROP TABLE emh_mytest_nums", &err), 0, "drop the numbers table");
+	emh_em_close(em);
+	emh_context_info ci = fixture_context_info(h, "my1");
+	ok(ci.opened == 1, "every statement ran on one connection (opened %llu)", (unsigned long long)ci.opened);
+}
+
 /* Raw execute: several statements, results drained, errors mapped. */
 static void test_raw_execute(emh_host *h)
 {
@@ -892,6 +969,7 @@ int main(void)
 	test_transactions(h);
 	test_raw_execute(h);
 	test_bound_results(url);
+	test_truncation_flag(h, url);
 
 	free(blob);
 	emh_host_free(h);
