@@ -70,20 +70,26 @@ int pg_sqlstate_code(const char *s, bool *retryable)
 /*
  * Copy a libpq/server message into dst on one line: "ERROR:  " and
  * "FATAL:  " prefixes dropped, newlines and tabs folded into single
- * spaces, trailing space trimmed, and every occurrence of the password
- * (when at least 4 bytes long, so a tiny one cannot mangle the text)
- * replaced by "********".
+ * spaces, trailing space trimmed, and every occurrence of each of the npw
+ * passwords (those not NULL and at least 4 bytes long, so a tiny one cannot
+ * mangle the text) replaced by "********".
  */
-void pg_clean_message(char *dst, size_t cap, const char *src, const char *password)
+void pg_clean_message(char *dst, size_t cap, const char *src, const char *const *passwords, size_t npw)
 {
-	size_t n = 0, pwlen = password ? strlen(password) : 0;
+	size_t n = 0;
 	bool space = false;
 	if (!src)
 		src = "";
 	if (cap == 0)
 		return;
 	while (*src && n + 1 < cap) {
-		if (pwlen >= 4 && strncmp(src, password, pwlen) == 0) {
+		size_t pwlen = 0;
+		for (size_t i = 0; i < npw && !pwlen; i++) {
+			size_t len = passwords[i] ? strlen(passwords[i]) : 0;
+			if (len >= 4 && strncmp(src, passwords[i], len) == 0)
+				pwlen = len;
+		}
+		if (pwlen) {
 			const char *mask = "********";
 			while (*mask && n + 1 < cap)
 				dst[n++] = *mask++;
@@ -151,7 +157,7 @@ int pg_fail(emh_conn *c, const PGresult *res, const char *what, emh_error *err)
 		primary = PQresultErrorMessage(res);
 	if (!primary || !*primary)
 		primary = PQerrorMessage(c->pg);
-	pg_clean_message(msg, sizeof msg, primary, NULL);
+	pg_clean_message(msg, sizeof msg, primary, NULL, 0);
 	if (!*msg)
 		snprintf(msg, sizeof msg, "unknown error");
 	code = pg_sqlstate_code(state, &retryable);

@@ -106,8 +106,16 @@ static int pg_connect_fail(const emh_params *p, PGconn *pg, const char *why, boo
 	char msg[400];
 	int code;
 
-	pg_clean_message(msg, sizeof msg, why ? why : (pg ? PQerrorMessage(pg) : "out of memory"),
-			 emh_params_get(p, "password"));
+	/* the password key, and the one a URL holds: a message quoting a piece
+	 * of the URL (a host or user name) must not show it either */
+	const char *url = emh_params_get(p, "url");
+	PQconninfoOption *uo = url && *url ? PQconninfoParse(url, NULL) : NULL;
+	const char *pws[] = {emh_params_get(p, "password"), NULL, NULL};
+	for (PQconninfoOption *o = uo; o && o->keyword; o++)
+		if (strcmp(o->keyword, "password") == 0)
+			pws[1] = o->val;
+	pg_clean_message(msg, sizeof msg, why ? why : (pg ? PQerrorMessage(pg) : "out of memory"), pws, 2);
+	PQconninfoFree(uo);
 	int fd_errno = timed_out ? 0 : pg_fd_errno(msg);
 	if (fd_errno) {
 		emh_error_set(err, EMH_ENOFD, "cannot connect to database '%s' as '%s': %s: out of file descriptors",
@@ -250,6 +258,18 @@ static int pg_url_refusal(const char *url, const char *why, emh_error *err)
  */
 static int pg_url_check(const char *url, emh_error *err)
 {
+	/* libpq ends the userinfo at the first '@' (the core at the last): the
+	 * rest of a password holding an unescaped '@' would become part of the
+	 * host name, which connection errors quote.  Refused, never echoed. */
+	const char *auth = strstr(url, "://");
+	size_t nat = 0;
+	auth = auth ? auth + 3 : url;
+	for (const char *x = auth; *x && *x != '/' && *x != '?' && *x != '#'; x++)
+		nat += *x == '@';
+	if (nat > 1)
+		return emh_error_set(err, EMH_ECONFIG, "url: more than one '@' before the host: write '@' in the "
+						      "user name or password as %%40");
+
 	char *why = NULL;
 	PQconninfoOption *opts = PQconninfoParse(url, &why);
 	if (!opts) {

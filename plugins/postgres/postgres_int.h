@@ -75,7 +75,7 @@ struct emh_dctx {
 /* errors.c */
 /* Portable code of a SQLSTATE (EMH_EDRIVER when unknown); *retryable set. */
 int pg_sqlstate_code(const char *s, bool *retryable);
-void pg_clean_message(char *dst, size_t cap, const char *src, const char *password);
+void pg_clean_message(char *dst, size_t cap, const char *src, const char *const *passwords, size_t npw);
 void pg_error_state(emh_error *err, const char *state, bool retryable);
 int pg_fail(emh_conn *c, const PGresult *res, const char *what, emh_error *err);
 int pg_command(emh_conn *c, const char *sql, const char *what, emh_error *err);

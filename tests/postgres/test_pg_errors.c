@@ -227,6 +227,44 @@ static void test_connect_errors(emh_host *h)
 		close(fd);
 	}
 
+	/* An unescaped '@' in a URL's password: libpq ends the userinfo at the
+	 * first '@', so the rest would become the host name its errors quote.
+	 * Refused, and no piece of the password is shown anywhere. */
+	snprintf(url, sizeof url, "postgres://%s:Secr3t@Tail9876@%s:%s/%s", g_user, g_host, g_port, g_db);
+	rc = emh_host_add_context(h, "atpw", (const char *const[]){"url", url, NULL}, &err);
+	if (rc == 0)
+		rc = emh_host_ping(h, "atpw", &err);
+	diag("'@' in the url password: %s", err.message);
+	is_int(rc, EMH_ECONFIG, "'@' in the url password: EMH_ECONFIG");
+	like_str(err.message, "%40", "'@' in the url password: says to write it %%40");
+	ok(!strstr(err.message, "Secr3t") && !strstr(err.message, "Tail9876"),
+	   "'@' in the url password: the message holds no piece of it");
+	{
+		emh_context_info *infos;
+		size_t n;
+		emh_error e2;
+		bool leak = false;
+		if (emh_host_contexts(h, &infos, &n, &e2) == 0) {
+			for (size_t i = 0; i < n; i++)
+				leak = leak || strstr(infos[i].last_error, "Secr3t") || strstr(infos[i].last_error, "Tail9876");
+			emh_context_info_free(infos, n);
+		}
+		ok(!leak, "'@' in the url password: no last error holds a piece of it");
+	}
+
+	/* A password that a connection error quotes (as the user name here) is
+	 * masked when it came from the URL too. */
+	snprintf(url, sizeof url, "postgres://Pw7quoted:Pw7quoted@%s:%s/%s", g_host, g_port, g_db);
+	if (add_ctx(h, "urlpw", (const char *const[]){"url", url, NULL}, &err) == 0) {
+		rc = emh_host_ping(h, "urlpw", &err);
+		diag("quoted url password: %s", err.message);
+		is_int(rc, EMH_ECONFIG, "quoted url password: EMH_ECONFIG");
+		ok(!strstr(err.message, "Pw7quoted"), "quoted url password: masked in the message");
+		like_str(err.message, "********", "quoted url password: in its place, ********");
+	} else {
+		ok(0, "quoted url password context added");
+	}
+
 	/* bad settings are configuration errors */
 	snprintf(url, sizeof url, "postgres://%s:%s@%s:%s/%s?sslmode=sometimes", g_user, g_pw, g_host, g_port, g_db);
 	if (add_ctx(h, "badssl", (const char *const[]){"url", url, NULL}, &err) == 0) {
