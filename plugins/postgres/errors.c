@@ -139,9 +139,30 @@ void pg_error_state(emh_error *err, const char *state, bool retryable)
 }
 
 /*
+ * The scanner's errors end with the statement's text where it failed
+ * (syntax error at or near "Hunter2Secret"; unterminated quoted string at
+ * or near "'Hunter2Secret").  That token can be a password (CREATE ROLE ...
+ * PASSWORD mistyped): keep where, withhold what, as the MySQL driver does
+ * with its "near '...'".  The token runs to the end of the primary
+ * message (scanner_yyerror's format), quotes included.  Only the English
+ * wording is known: a server whose lc_messages is another language quotes
+ * it its own way.
+ */
+static const char *pg_unquote_token(const char *primary, char *buf, size_t cap)
+{
+	static const char near[] = "at or near \"";
+	const char *at = strstr(primary, near);
+	if (!at)
+		return primary;
+	snprintf(buf, cap, "%.*s...\"", (int)(at + sizeof near - 1 - primary), primary);
+	return buf;
+}
+
+/*
  * Fill err from a failed result (res may be NULL) of what ("insert into
  * 'users'").  Only the server's primary message is used: DETAIL lines carry
- * row values ("Key (email)=(x) already exists").  A connection that is
+ * row values ("Key (email)=(x) already exists"); a syntax error's quoted
+ * token is withheld (pg_unquote_token).  A connection that is
  * now bad makes the failure EMH_EUNAVAILABLE whatever the SQLSTATE, so the
  * core discards it; without a SQLSTATE it gets 08006 (connection failure).
  */
@@ -149,7 +170,7 @@ int pg_fail(emh_conn *c, const PGresult *res, const char *what, emh_error *err)
 {
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	char msg[384];
+	char msg[384], unquoted[384];
 	bool retryable;
 	int code;
 
@@ -157,6 +178,7 @@ int pg_fail(emh_conn *c, const PGresult *res, const char *what, emh_error *err)
 		primary = PQresultErrorMessage(res);
 	if (!primary || !*primary)
 		primary = PQerrorMessage(c->pg);
+	primary = pg_unquote_token(primary, unquoted, sizeof unquoted);
 	pg_clean_message(msg, sizeof msg, primary, NULL, 0);
 	if (!*msg)
 		snprintf(msg, sizeof msg, "unknown error");

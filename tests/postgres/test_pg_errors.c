@@ -327,6 +327,30 @@ static void test_conflict_and_invalid(emh_host *h)
 	emh_em_close(em);
 }
 
+/* A syntax error quotes the statement's text where it failed, which can be a password. */
+static void test_syntax_error_quote(emh_host *h)
+{
+	static const char *const stmts[] = {
+		"CREATE ROLE rv_tmp LOGIN PASSWORD Hunter2Secret",
+		"CREATE ROLE rv_tmp LOGIN PASSWORD \"Hunter2Secret\"",
+		"ALTER ROLE rv_tmp PASSWORD 'Hunter2Secret",
+	};
+	emh_error err;
+	emh_em *em = fixture_fork(h, "pg");
+
+	diag("a syntax error does not quote the statement's text");
+	for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
+		int rc = emh_em_execute(em, stmts[i], &err);
+		diag("%s", err.message);
+		is_int(rc, EMH_EDRIVER, "syntax error %zu: EMH_EDRIVER", i + 1);
+		is_str(err.sqlstate, "42601", "syntax error %zu: sqlstate 42601", i + 1);
+		ok(!strstr(err.message, "Hunter2Secret"), "syntax error %zu: the message does not quote the token", i + 1);
+		like_str(err.message, "at or near", "syntax error %zu: still says where", i + 1);
+	}
+	is_int(emh_em_execute(em, "SELECT 1", &err), 0, "the connection is usable afterwards");
+	emh_em_close(em);
+}
+
 static const emh_time ts_values[] = {
 	0,
 	-1,
@@ -901,6 +925,7 @@ int main(void)
 
 	test_connect_errors(h);
 	test_conflict_and_invalid(h);
+	test_syntax_error_quote(h);
 	test_roundtrip(h);
 	test_statement_cache(h);
 	test_statement_invalidation(h);
