@@ -159,6 +159,25 @@ static const char *pg_unquote_token(const char *primary, char *buf, size_t cap)
 }
 
 /*
+ * Did a prepared statement fail because its result columns changed type
+ * since it was planned (an ALTER TABLE)?  0A000 alone is any unsupported
+ * feature, and the message ("cached plan must not change result type") is
+ * translated under another lc_messages: the server function raising it
+ * says, in every language.  A server (or proxy) that sends no function name
+ * is judged by the English message.
+ */
+static bool pg_plan_changed(const PGresult *res, const char *state)
+{
+	const char *fn, *msg;
+	if (!res || !state || strcmp(state, "0A000") != 0)
+		return false;
+	if ((fn = PQresultErrorField(res, PG_DIAG_SOURCE_FUNCTION)))
+		return strcmp(fn, "RevalidateCachedQuery") == 0;
+	msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	return msg && strstr(msg, "cached plan must not change result type");
+}
+
+/*
  * Fill err from a failed result (res may be NULL) of what ("insert into
  * 'users'").  Only the server's primary message is used: DETAIL lines carry
  * row values ("Key (email)=(x) already exists"); a syntax error's quoted
@@ -179,6 +198,7 @@ int pg_fail(emh_conn *c, const PGresult *res, const char *what, emh_error *err)
 	if (!primary || !*primary)
 		primary = PQerrorMessage(c->pg);
 	primary = pg_unquote_token(primary, unquoted, sizeof unquoted);
+	c->plan_changed = pg_plan_changed(res, state);
 	pg_clean_message(msg, sizeof msg, primary, NULL, 0);
 	if (!*msg)
 		snprintf(msg, sizeof msg, "unknown error");

@@ -29,6 +29,9 @@ struct emh_conn {
 	bool migrate_locked;
 	/* statements prepared on this connection, as "emh_<id>", by id (PG_PREPARED each) */
 	emh_prepcache *stmts;
+	/* the failure pg_fail reported last was "cached plan must not change
+	 * result type" (pg_stale_statement reads it) */
+	bool plan_changed;
 	/* parameter scratch, grown to the largest statement seen */
 	const char **pvals;
 	int *plens;

@@ -57,12 +57,15 @@ enum {
  * keeps it by name): how each result column is read, fixed from the first
  * result it returns.  A prepared statement's result columns never change
  * type: the server refuses with 0A000 "cached plan must not change result
- * type" instead (pg_stale_statement then drops the handle, and the statement
- * is prepared and planned afresh), so the oids are read once per statement
- * on a connection, not once per result.
+ * type" instead (pg_stale_statement then marks the handle stale, and the
+ * statement is deallocated, prepared and planned afresh), so the oids are
+ * read once per statement on a connection, not once per result.
  */
 struct pg_prep {
 	char name[16]; /* "emh_<id>", what the server knows it by */
+	/* the server's copy must not be used (planned for an old result type,
+	 * or found there unexpectedly): DEALLOCATE it, then prepare afresh */
+	bool stale;
 	bool planned;
 	uint16_t ncols;
 	struct pg_col {
@@ -80,6 +83,7 @@ static pg_prep *pg_prep_new(const emh_stmt *st)
 	pg_prep *pp = malloc(sizeof *pp + st->ncols * sizeof pp->cols[0]);
 	if (pp) {
 		pg_stmt_name(pp->name, st->id);
+		pp->stale = false;
 		pp->planned = false;
 		pp->ncols = st->ncols;
 	}
@@ -640,41 +644,66 @@ static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, b
 /*
  * The server's copy of a cached statement can go away or go stale behind the
  * driver's back: dropped by a raw DEALLOCATE (26000), already there though
- * the driver thought not (42P05), or planned for a column type that an ALTER
- * TABLE changed since (0A000 "cached plan must not change result type").
- * Fix the bookkeeping; the caller resends once when no transaction was open
- * (inside one, the failed statement aborted it, and the next transaction
- * re-prepares).
+ * the driver thought not (42P05: a statement this id stood for before, or
+ * one left stale), or planned for a column type that an ALTER TABLE changed
+ * since (0A000 "cached plan must not change result type", c->plan_changed).
+ * Fix the bookkeeping: a copy gone is forgotten (the next use prepares it);
+ * a copy there but unusable is marked stale, and the next use deallocates
+ * it before preparing (pg_stmt_exec_once).  Neither depends on a
+ * transaction: DEALLOCATE and PREPARE are not undone by a rollback, so the
+ * next transaction finds the server as the cache says.  The caller resends
+ * once when no transaction was open (inside one, the failed statement
+ * aborted it: the next transaction prepares it again).
  */
 static bool pg_stale_statement(emh_conn *c, const emh_stmt *st, const emh_error *err)
 {
-	char name[16];
 	if (!err)
 		return false;
-	pg_stmt_name(name, st->id);
 	if (strcmp(err->sqlstate, "26000") == 0) {
 		emh_prepcache_drop(c->stmts, st->id);
-	} else if (strcmp(err->sqlstate, "42P05") == 0) {
-		pg_prep *pp = pg_prep_new(st);
-		/* reserved for the PREPARE: cannot fail */
-		if (!pp || emh_prepcache_put(c->stmts, st->id, st, pp, NULL) != 0) {
-			free(pp);
-			return false;
-		}
-	} else if (strcmp(err->sqlstate, "0A000") == 0 && strstr(err->message, "cached plan")) {
-		if (PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
-			char sql[48];
-			PGresult *res;
-			snprintf(sql, sizeof sql, "DEALLOCATE \"%s\"", name);
-			if (pg_run(c, sql, "deallocate", &res, NULL) != 0)
+	} else if (strcmp(err->sqlstate, "42P05") == 0 ||
+		   (strcmp(err->sqlstate, "0A000") == 0 && c->plan_changed)) {
+		pg_prep *pp = emh_prepcache_get(c->stmts, st->id, st);
+		if (!pp) {
+			/* room at this id was made when it was prepared (or
+			 * reserved for the PREPARE): cannot fail */
+			if (!(pp = pg_prep_new(st)) || emh_prepcache_put(c->stmts, st->id, st, pp, NULL) != 0) {
+				free(pp);
 				return false;
-			PQclear(res);
+			}
 		}
-		emh_prepcache_drop(c->stmts, st->id);
+		pp->stale = true;
 	} else {
 		return false;
 	}
 	return PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+}
+
+/*
+ * Drop the server's stale copy of st (pp, in the cache) so that it can be
+ * prepared again: DEALLOCATE works in any transaction that has not failed,
+ * and is not undone by its rollback.  One already gone (26000) is as good.
+ * The deferred BEGIN stays deferred: DEALLOCATE outside a transaction is
+ * its own.
+ */
+static int pg_deallocate(emh_conn *c, const emh_stmt *st, pg_prep *pp, emh_error *err)
+{
+	char sql[48], what[120];
+	PGresult *res;
+	int rc;
+	snprintf(sql, sizeof sql, "DEALLOCATE \"%s\"", pp->name);
+	pg_stmt_what(st, what, sizeof what);
+	if ((rc = pg_run(c, sql, what, &res, err)) != 0)
+		return rc;
+	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+		const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+		if (!state || strcmp(state, "26000") != 0 || PQstatus(c->pg) != CONNECTION_OK)
+			rc = pg_fail(c, res, what, err);
+	}
+	PQclear(res);
+	if (rc == 0)
+		emh_prepcache_drop(c->stmts, st->id); /* frees pp */
+	return rc;
 }
 
 /* "emh_<id>", the name a statement is prepared under (name holds 15
@@ -714,6 +743,11 @@ static int pg_stmt_exec_once(emh_conn *c, const emh_stmt *st, emh_rowsink *sink,
 	int rc;
 
 	pp = emh_prepcache_get(c->stmts, st->id, st);
+	if (pp && pp->stale) {
+		if ((rc = pg_deallocate(c, st, pp, err)) != 0)
+			return rc;
+		pp = NULL;
+	}
 	if (!pp) {
 		/* Room for recording the PREPARE in the middle of the pipeline's results. */
 		if ((rc = emh_prepcache_reserve(c->stmts, st->id, err)) != 0)
