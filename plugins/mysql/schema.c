@@ -136,7 +136,10 @@ static bool my_compatible(const emh_meta *m, int field, const char *type)
 	 * field can read. */
 	static const char *const ints[] = {"tinyint", "smallint", "mediumint", "int", "integer",
 					   "bigint", "bool", "boolean", NULL};
-	static const char *const reals[] = {"double", "float", "real", "decimal", "numeric", NULL};
+	/* Not float, decimal or numeric: they would round every double written
+	 * (a DECIMAL(10,2) to 2 places).  real is DOUBLE unless sql_mode has
+	 * REAL_AS_FLOAT (then the server reports it as float). */
+	static const char *const reals[] = {"double", "real", NULL};
 	static const char *const texts[] = {"varchar", "char", "text", "tinytext", "mediumtext",
 					    "longtext", NULL};
 	static const char *const jsons[] = {"varchar", "char", "text", "tinytext", "mediumtext",

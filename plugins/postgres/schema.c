@@ -72,14 +72,16 @@ const emh_sql_dialect pg_dialect = {
 };
 
 /* Which existing column types (pg_type.typname) a field can live in: ones
- * the binary decoder below reads exactly into the field's C type. */
+ * that store the field's values exactly and that the binary decoder reads
+ * exactly into its C type.  Not float4 for a double: every value written
+ * would be rounded to a float. */
 static bool pg_type_compatible(const emh_meta *m, int field, const char *type)
 {
 	static const char *const ok[][6] = {
 		[EMH_T_BOOL] = {"bool"},
 		[EMH_T_INT32] = {"int4", "int2"},
 		[EMH_T_INT64] = {"int8", "int4", "int2"},
-		[EMH_T_DOUBLE] = {"float8", "float4"},
+		[EMH_T_DOUBLE] = {"float8"},
 		[EMH_T_TEXT] = {"text", "varchar", "bpchar"},
 		[EMH_T_BLOB] = {"bytea"},
 		[EMH_T_TIMESTAMP] = {"timestamptz", "timestamp"},

@@ -22,7 +22,7 @@
 #include "../fixture.h"
 #include "../tap.h"
 
-#define NTESTS 105
+#define NTESTS 111
 #define TABLE "emh_mytest_items"
 
 typedef struct myt_item {
@@ -75,6 +75,17 @@ static const emh_field myt_num_fields[] = {
 	EMH_FIELD(myt_num, d, EMH_T_DOUBLE, 0),
 };
 static const emh_entity myt_num_entity = EMH_ENTITY(myt_num, "emh_mytest_nums", myt_num_fields);
+
+/* A double field, for tables whose column rounds doubles. */
+typedef struct myt_dbl {
+	int64_t id;
+	double d;
+} myt_dbl;
+static const emh_field myt_dbl_fields[] = {
+	EMH_FIELD(myt_dbl, id, EMH_T_INT64, EMH_F_PK),
+	EMH_FIELD(myt_dbl, d, EMH_T_DOUBLE, 0),
+};
+static const emh_entity myt_dbl_entity = EMH_ENTITY(myt_dbl, "emh_mytest_dbl", myt_dbl_fields);
 
 /* Parts of mysql://user:password@host:port/database. */
 static char u_user[128], u_pw[128], u_host[128], u_port[16], u_db[128];
@@ -903,6 +914,45 @@ static void test_truncation_flag(emh_host *h, const char *url)
 	ok(ci.opened == 1, "every statement ran on one connection (opened %llu)", (unsigned long long)ci.opened);
 }
 
+/*
+ * Existing columns that would round a double (decimal, numeric, float) are
+ * refused by sync, naming the column and its type; double and real (a
+ * DOUBLE unless sql_mode has REAL_AS_FLOAT) are accepted.
+ */
+static void test_double_columns(emh_host *h)
+{
+	static const struct {
+		const char *type;
+		const char *shown; /* as the server reports it; NULL: accepted */
+	} cols[] = {
+		{"DECIMAL(10,2)", "decimal"}, {"NUMERIC(20,6)", "decimal"}, {"FLOAT", "float"},
+		{"DOUBLE", NULL},             {"REAL", NULL},
+	};
+	emh_error err;
+	int rc;
+
+	diag("a column that would round a double is refused for a double field");
+	if (emh_host_add_context(h, "mydbl", (const char *const[]){"url", getenv("EMH_TEST_MYSQL_URL"), NULL}, &err) ||
+	    emh_host_register_entity(h, "mydbl", &myt_dbl_entity, &err))
+		bail("double columns setup: %s", err.message);
+	for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+		char sql[200];
+		snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS emh_mytest_dbl; CREATE TABLE emh_mytest_dbl "
+					  "(id BIGINT PRIMARY KEY, d %s NOT NULL)", cols[i].type);
+		if (fixture_exec(h, "mydbl", sql, &err))
+			bail("create emh_mytest_dbl: %s", err.message);
+		rc = emh_host_sync_schema(h, "mydbl", &err);
+		diag("%s: %s", cols[i].type, rc ? err.message : "accepted");
+		if (!cols[i].shown)
+			is_int(rc, 0, "a %s column is accepted for a double field", cols[i].type);
+		else
+			ok(rc == EMH_ESCHEMA && strstr(err.message, "column 'd'") && strstr(err.message, cols[i].shown),
+			   "a %s column is refused for a double field: EMH_ESCHEMA naming the column and its type",
+			   cols[i].type);
+	}
+	is_int(fixture_exec(h, "mydbl", "DROP TABLE emh_mytest_dbl", &err), 0, "drop the doubles table");
+}
+
 /* Raw execute: several statements, results drained, errors mapped. */
 static void test_raw_execute(emh_host *h)
 {
@@ -970,6 +1020,7 @@ int main(void)
 	test_raw_execute(h);
 	test_bound_results(url);
 	test_truncation_flag(h, url);
+	test_double_columns(h);
 
 	free(blob);
 	emh_host_free(h);

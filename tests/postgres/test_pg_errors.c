@@ -74,6 +74,18 @@ static const emh_field pgt_bad_fields[] = {
 };
 static emh_entity pgt_bad_entity = EMH_ENTITY(pgt_bad, g_bad, pgt_bad_fields);
 
+/* A double field, for a table whose column is real (float4). */
+typedef struct pgt_f4 {
+	int64_t id;
+	double f;
+} pgt_f4;
+static const emh_field pgt_f4_fields[] = {
+	EMH_FIELD(pgt_f4, id, EMH_T_INT64, EMH_F_PK),
+	EMH_FIELD(pgt_f4, f, EMH_T_DOUBLE, 0),
+};
+static char g_f4[64];
+static emh_entity pgt_f4_entity = EMH_ENTITY(pgt_f4, g_f4, pgt_f4_fields);
+
 static char g_user[128], g_pw[128], g_host[128], g_port[16], g_db[128];
 static char g_url[512];
 static int64_t g_k1, g_k2; /* two existing rows */
@@ -827,6 +839,30 @@ static void test_schema_mismatch(emh_host *h)
 	like_str(err.message, "email", "schema error names the column");
 	rc = emh_host_sync_schema(h, "pg", &err);
 	is_int(rc, 0, "sync of a compatible existing table succeeds again");
+
+	/* A real (float4) column would round every double to a float: refused,
+	 * not rounded silently. */
+	{
+		char sql[400];
+		snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s; CREATE TABLE %s (id bigint PRIMARY KEY, f real)",
+			 g_f4, g_f4);
+		is_int(fixture_exec(h, "pg", sql, &err), 0, "a table with a real column");
+	}
+	if (add_ctx(h, "pgf4", (const char *const[]){"url", g_url, NULL}, &err) ||
+	    emh_host_register_entity(h, "pgf4", &pgt_f4_entity, &err)) {
+		ok(0, "pgf4: %s", err.message);
+		return;
+	}
+	rc = emh_host_sync_schema(h, "pgf4", &err);
+	diag("real column for a double field: %s", rc ? err.message : "accepted");
+	is_int(rc, EMH_ESCHEMA, "sync onto a real column for a double field: EMH_ESCHEMA");
+	like_str(err.message, "'f'", "the error names the column");
+	like_str(err.message, "float4", "and its type");
+	{
+		char sql[120];
+		snprintf(sql, sizeof sql, "DROP TABLE %s", g_f4);
+		is_int(fixture_exec(h, "pg", sql, &err), 0, "drop %s", g_f4);
+	}
 }
 
 /* ---- a deadlock is EMH_ERETRY, retryable ---- */
@@ -997,6 +1033,7 @@ int main(void)
 	snprintf(g_alt2, sizeof g_alt2, "pgt_alt2_%ld", (long)getpid());
 	snprintf(g_alt3, sizeof g_alt3, "pgt_alt3_%ld", (long)getpid());
 	snprintf(g_bad, sizeof g_bad, "pgt_bad_%ld", (long)getpid());
+	snprintf(g_f4, sizeof g_f4, "pgt_f4_%ld", (long)getpid());
 	if (!url || !*url) {
 		need_server(1, "postgres: EMH_TEST_PG_URL not set (run scripts/servers/pg.sh start)");
 		return done_testing();
