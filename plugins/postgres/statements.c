@@ -651,9 +651,9 @@ static int pg_exec_pipeline(emh_conn *c, const emh_stmt *st, const char *name, b
  * a copy there but unusable is marked stale, and the next use deallocates
  * it before preparing (pg_stmt_exec_once).  Neither depends on a
  * transaction: DEALLOCATE and PREPARE are not undone by a rollback, so the
- * next transaction finds the server as the cache says.  The caller resends
- * once when no transaction was open (inside one, the failed statement
- * aborted it: the next transaction prepares it again).
+ * next transaction finds the server as the cache says.  True when the
+ * bookkeeping was fixed: pg_may_resend says whether the statement can go
+ * again now.
  */
 static bool pg_stale_statement(emh_conn *c, const emh_stmt *st, const emh_error *err)
 {
@@ -676,7 +676,35 @@ static bool pg_stale_statement(emh_conn *c, const emh_stmt *st, const emh_error 
 	} else {
 		return false;
 	}
-	return PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+	return true;
+}
+
+/*
+ * May a statement whose server copy pg_stale_statement fixed be sent again,
+ * once?  Yes when no transaction is open (and none was begun for it).
+ * Inside a transaction the failure aborted it, so it may only when the
+ * statement was the transaction's first (first: its deferred BEGIN went
+ * with it, begin_sql that BEGIN): nothing else ran in it, so it is rolled
+ * back and begun again, and the caller sees no failure.  Otherwise the
+ * failure stands; the next transaction finds the statement fixed.
+ */
+static bool pg_may_resend(emh_conn *c, bool first, const char *begin_sql)
+{
+	emh_error rollback_err;
+	if (PQstatus(c->pg) != CONNECTION_OK)
+		return false;
+	switch (PQtransactionStatus(c->pg)) {
+	case PQTRANS_IDLE:
+		return !first || c->begin_pending;
+	case PQTRANS_INERROR:
+		if (!first || c->begin_pending || pg_command(c, "ROLLBACK", "rollback", &rollback_err) != 0)
+			return false;
+		c->begin_pending = true;
+		c->begin_sql = begin_sql;
+		return true;
+	default:
+		return false;
+	}
 }
 
 /*
@@ -804,9 +832,12 @@ int pg_stmt_exec(emh_conn *c, const emh_stmt *st, const emh_value *params, emh_r
 	if ((rc = pg_call(c, c->stmt_ms, PG_STMT_KEY, err)) || (rc = pg_params_reserve(c, st->nparams, err)) ||
 	    (rc = pg_bind(c, st, params, err)))
 		return rc;
+	/* the deferred BEGIN (if any) goes out with this statement */
+	bool first = c->begin_pending;
+	const char *begin_sql = c->begin_sql;
 	rc = pg_stmt_exec_once(c, st, sink, err);
 	/* rc > 0 is the sink's "enough rows", not an error (err is untouched) */
-	if (rc < 0 && pg_stale_statement(c, st, err))
+	if (rc < 0 && pg_stale_statement(c, st, err) && pg_may_resend(c, first, begin_sql))
 		rc = pg_stmt_exec_once(c, st, sink, err);
 	return rc;
 }
