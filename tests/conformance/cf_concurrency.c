@@ -15,8 +15,7 @@
  * IMMEDIATE), so a second fork's transaction would wait at its BEGIN for
  * the busy timeout; the cases that need two transactions at once are not
  * applicable there, and tests/concurrency/test_sqlite_locks.c shows the
- * waiting instead.  And mysql, whose int64 overflow is refused with
- * EMH_EDRIVER rather than EMH_EINVAL (t_where_overflow).
+ * waiting instead.
  */
 #include "config.h"
 
@@ -506,22 +505,12 @@ static void t_where_overflow(cc *c)
 		{"int64 - 1 at INT64_MIN", INT64_MIN, -1, 0, 0, true},
 		{"int64 - 1 that fits with int32 + 1 that does not", 5, -1, INT32_MAX, 1, false},
 	};
-	/* The mysql driver reports MySQL's error 1690 ("BIGINT value is out of
-	 * range", SQLSTATE 22003) as EMH_EDRIVER: there the int64 cases check
-	 * the refusal and the row, not the code (a gap of that driver). */
-	bool int64_code = strcmp(c->cx->driver, "mysql") != 0;
 	emh_error err;
 	int64_t n;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		int64_t id = seed_stock_sold(c, "ovf", cases[i].stock, cases[i].sold);
 		int rc = ovf_add(c, &id, 1, cases[i].dstock, cases[i].dsold, &n, &err);
-		if (cases[i].int64 && !int64_code) {
-			if (!ok(rc != 0, "overflow: update_where %s: refused (driver '%s': the code is not checked)",
-				cases[i].name, c->cx->driver))
-				diag_err(rc, &err);
-		} else {
-			expect_rc(rc, EMH_EINVAL, &err, "overflow: update_where %s: EMH_EINVAL", cases[i].name);
-		}
+		expect_rc(rc, EMH_EINVAL, &err, "overflow: update_where %s: EMH_EINVAL", cases[i].name);
 		ovf_row r = ovf_read(c, id);
 		ok(r.rc == 0 && r.stock == cases[i].stock && r.sold == cases[i].sold,
 		   "overflow: %s: the row is unchanged and readable (%s%s stock %" PRId64 ", sold %" PRId32 ")",
