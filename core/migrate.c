@@ -13,6 +13,11 @@
  * then applies each migration: with transactional DDL in one transaction
  * with its record (a savepoint where the lock itself is a transaction,
  * SQLite), without it statement by statement and recorded after the last.
+ *
+ * Where the lock is a transaction the whole run is committed when the lock
+ * is given back: until then nothing of it is durable.  So a failed final
+ * COMMIT undoes every migration of the run, and the run says so and counts
+ * none.
  */
 #include "config.h"
 
@@ -155,6 +160,8 @@ typedef struct mig_run {
 	emh__pconn *pc;
 	int pc_status;
 	bool locked, in_txn;
+	bool up;
+	size_t done; /* migrations this run applied (undid) so far */
 	emh_error *err;
 } mig_run;
 
@@ -173,20 +180,69 @@ void emh_migrations_free(emh_migration *v, size_t n)
 	free(v);
 }
 
-static void run_close(mig_run *r)
+/* e's message without the "context 'x': " that run_fail puts in front (for a refusal's own, or another prefix). */
+static const char *without_context(const emh_error *e, const char *name)
 {
+	size_t n = strlen(name);
+	const char *m = e->message;
+	if (strncmp(m, "context '", 9) == 0 && strncmp(m + 9, name, n) == 0 && strncmp(m + 9 + n, "': ", 3) == 0)
+		return m + 12 + n;
+	return m;
+}
+
+/*
+ * Give the lock back.  Returns the run's result: loop_rc (its result so
+ * far, its error in r->err), or, when the lock is a transaction whose
+ * COMMIT fails, that failure in r->err saying which migrations it undid
+ * (in front of the migration's own error when one failed), r->done 0.
+ */
+static int run_unlock(mig_run *r, int loop_rc)
+{
+	emh_error e;
+	/* A lock held as a transaction commits what ran under it, unless a
+	 * rollback failed (the failed migration may be in it): then all of
+	 * it goes, records too.  A session lock that cannot be released
+	 * goes with its connection (one whose call passed its deadline
+	 * is closed anyway, and alone). */
+	bool commit = r->pc_status != EMH_EUNAVAILABLE;
+	if (r->d->migrate_unlock(r->pc->conn, commit, &e) == 0)
+		return loop_rc;
+	emh_error ignored;
+	/* A transaction whose COMMIT failed may still be open: roll it back
+	 * here, or have the pool close the connection. */
+	if (!(r->in_txn && commit && r->d->migrate_unlock(r->pc->conn, false, &ignored) == 0) &&
+	    r->pc_status != EMH_ETIMEOUT)
+		r->pc_status = EMH_EUNAVAILABLE;
+	else if (!r->pc_status)
+		r->pc_status = e.code;
+	if (!r->in_txn || !commit)
+		return loop_rc; /* the session lock goes with its connection; nothing was to be kept */
+	const char *verb = r->up ? "applied" : "undone";
+	if (loop_rc == 0) {
+		int rc = r->done ? emh_error_set(r->err, e.code, "committing the run: %s; none of the %zu migration%s of "
+						 "this run was %s", e.message, r->done, r->done == 1 ? "" : "s", verb)
+				 : emh_error_set(r->err, e.code, "committing the run: %s", e.message);
+		r->done = 0;
+		return run_fail(r, rc);
+	}
+	if (!r->done)
+		return loop_rc; /* nothing before the failure was to be kept */
+	char msg[EMH_ERROR_MSG_MAX];
+	emh__msgf(msg, sizeof msg, "%s", without_context(r->err, r->c->name));
+	emh_error_set(r->err, loop_rc, "committing the run failed too (%s): the %zu migration%s %s before this failure %s "
+		      "not kept either; %s", e.message, r->done, r->done == 1 ? "" : "s", verb,
+		      r->done == 1 ? "is" : "are", msg);
+	r->done = 0;
+	return run_fail(r, loop_rc);
+}
+
+/* Give everything back; loop_rc and the result as run_unlock; *done (may be NULL): r->done then. */
+static int run_close(mig_run *r, int loop_rc, size_t *done)
+{
+	int rc = loop_rc;
 	if (r->pc) {
-		if (r->locked) {
-			emh_error e;
-			/* A lock held as a transaction commits what ran under it, unless a
-			 * rollback failed (the failed migration may be in it): then all of
-			 * it goes, records too.  A session lock that cannot be released
-			 * goes with its connection (one whose call passed its deadline
-			 * is closed anyway, and alone). */
-			if (r->d->migrate_unlock(r->pc->conn, r->pc_status != EMH_EUNAVAILABLE, &e) != 0 &&
-			    r->pc_status != EMH_ETIMEOUT)
-				r->pc_status = EMH_EUNAVAILABLE;
-		}
+		if (r->locked)
+			rc = run_unlock(r, loop_rc);
 		emh__pool_release(&r->c->pool, r->pc, r->pc_status);
 	}
 	emh__migdir_release(&r->files);
@@ -196,7 +252,10 @@ static void run_close(mig_run *r)
 	emh_migrations_free(r->list, r->nlist);
 	if (r->c)
 		emh__context_put(r->c);
+	if (done)
+		*done = r->done;
 	memset(r, 0, sizeof *r);
+	return rc;
 }
 
 /* The context, its folder read, emh_migrations registered. */
@@ -360,8 +419,7 @@ int emh_migrate_status(emh_host *h, const char *context, emh_migration **out, si
 		r.list = NULL;
 		r.nlist = 0;
 	}
-	run_close(&r);
-	return rc;
+	return run_close(&r, rc, NULL);
 }
 
 /*
@@ -543,6 +601,8 @@ static int run_one(mig_run *r, const emh_migration *m, bool up, const emh_migrat
 		}
 	}
 	us = (emh__now_ns() - t0) / 1000;
+	if (!rc)
+		r->done++;
 	if (!rc && o->progress)
 		o->progress(o->ud, r->c->name, m, EMH_MIGRATE_DONE, us);
 	if (!rc)
@@ -588,6 +648,7 @@ static int migrate(emh_host *h, const char *context, const emh_migrate_opts *opt
 		*done = 0;
 	mig_run r;
 	int rc = run_open(&r, h, context, err);
+	r.up = up;
 	if (!rc)
 		rc = run_prepare(&r, &o, up);
 	if (!rc && !up) {
@@ -610,11 +671,11 @@ static int migrate(emh_host *h, const char *context, const emh_migrate_opts *opt
 			     : m->state == EMH_MIGRATION_APPLIED && m->number > o.to;
 		if (!go)
 			continue;
-		if ((rc = run_one(&r, m, up, &o)) == 0 && done)
-			(*done)++;
+		rc = run_one(&r, m, up, &o);
 	}
-	run_close(&r);
-	return rc;
+	/* Counted when the lock is given back: where it is the run's
+	 * transaction, a failed COMMIT undoes every migration of it. */
+	return run_close(&r, rc, done);
 }
 
 int emh_migrate_up(emh_host *h, const char *context, const emh_migrate_opts *opts, size_t *done, emh_error *err)
@@ -692,21 +753,11 @@ int emh_migrate_create(emh_host *h, const char *context, const char *name, const
 	}
 	if (rc)
 		emh__error_in_context(err, rc, r.c->name);
-	run_close(&r);
+	run_close(&r, 0, NULL);
 	return rc;
 }
 
 /* ---- start-up policy ---- */
-
-/* e's message without the "context 'x': " the refusal's own message puts in front. */
-static const char *without_context(const emh_error *e, const char *name)
-{
-	size_t n = strlen(name);
-	const char *m = e->message;
-	if (strncmp(m, "context '", 9) == 0 && strncmp(m + 9, name, n) == 0 && strncmp(m + 9 + n, "': ", 3) == 0)
-		return m + 12 + n;
-	return m;
-}
 
 /* "on-start": apply; "check": refuse unless every migration is applied. */
 static int startup_one(emh_host *h, emh_context *c, const char *mode, size_t *refused)

@@ -295,6 +295,82 @@ static void test_status_creates_nothing(void)
 	emh_host_free(h);
 }
 
+/* The states of the context's migrations, one letter each: P pending, A applied, C changed, M missing. */
+static void states(emh_host *h, const char *ctx, char *out, size_t cap)
+{
+	emh_migration *v;
+	size_t n, k = 0;
+	emh_error err;
+	if (emh_migrate_status(h, ctx, &v, &n, &err) != 0) {
+		snprintf(out, cap, "error: %s", err.message);
+		return;
+	}
+	for (size_t i = 0; i < n && k + 1 < cap; i++)
+		out[k++] = "?PACM"[v[i].state];
+	out[k] = '\0';
+	emh_migrations_free(v, n);
+}
+
+/* Does the table exist in the context's database? */
+static bool table_there(emh_host *h, const char *ctx, const char *table)
+{
+	char sql[128];
+	snprintf(sql, sizeof sql, "SELECT 1 FROM %s", table);
+	emh_em *em = fixture_fork(h, ctx);
+	emh_error err;
+	int rc = emh_em_execute(em, sql, &err);
+	emh_em_close(em);
+	return rc == 0;
+}
+
+/*
+ * SQLite: the lock is the run's one transaction, committed at its end.  A
+ * final COMMIT that fails (a deferred foreign key) leaves nothing applied:
+ * the run fails saying so, none counted as applied (found by review: it
+ * said "2 migrations applied" with nothing committed).
+ */
+static void test_sqlite_commit_fails(void)
+{
+	char dir[600], dir2[600], conf[2048], got[64];
+	subdir("fkcommit", dir, sizeof dir);
+	put(dir, "0001_parent.sql", "CREATE TABLE parent (id INTEGER PRIMARY KEY);\n");
+	put(dir, "0002_child.sql", "CREATE TABLE child (pid INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);\n"
+				   "INSERT INTO child VALUES (42);\n");
+	subdir("fkcommit2", dir2, sizeof dir2);
+	put(dir2, "0001_child.sql", "CREATE TABLE parent (id INTEGER PRIMARY KEY);\n"
+				    "CREATE TABLE child (pid INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);\n"
+				    "INSERT INTO child VALUES (42);\n");
+	put(dir2, "0002_broken.sql", "SELECT * FROM nowhere;\n");
+	snprintf(conf, sizeof conf,
+		 "contexts = ( { name = \"default\"; url = \"sqlite://%s/fk.db\"; migrations = \"%s\"; },\n"
+		 "  { name = \"second\"; url = \"sqlite://%s/fk2.db\"; migrations = \"%s\"; } );\n",
+		 fx.dir, dir, fx.dir, dir2);
+	emh_host *h;
+	emh_error err;
+	if (host_from(conf, &h, &err) != 0)
+		bail("host: %s", err.message);
+	size_t done = 99;
+	ok(emh_migrate_up(h, NULL, NULL, &done, &err) != 0, "sqlite: a run whose commit fails fails");
+	like_str(err.message, "committing the run", "saying the commit failed: %s", err.message);
+	like_str(err.message, "none of the 2 migrations of this run was applied", "and that none was applied");
+	is_str(err.context, "default", "naming the context");
+	is_int(done, 0, "none counted as applied");
+	states(h, NULL, got, sizeof got);
+	is_str(got, "PP", "both still pending");
+	ok(!table_there(h, NULL, "parent"), "table parent was not created");
+
+	/* a migration failing after one the COMMIT then refuses: both said */
+	done = 99;
+	ok(emh_migrate_up(h, "second", NULL, &done, &err) != 0, "sqlite: a migration fails, then the commit");
+	like_str(err.message, "committing the run failed too", "saying the commit failed: %s", err.message);
+	like_str(err.message, "the 1 migration applied before this failure is not kept either", "losing the one before");
+	like_str(err.message, "0002_broken.sql", "and naming the failed migration");
+	is_int(done, 0, "none counted as applied");
+	states(h, "second", got, sizeof got);
+	is_str(got, "PP", "both pending");
+	emh_host_free(h);
+}
+
 int main(void)
 {
 	plan_lazy();
@@ -304,6 +380,7 @@ int main(void)
 	test_schema_check();
 	test_create();
 	test_status_creates_nothing();
+	test_sqlite_commit_fails();
 	fixture_release(&fx);
 	return done_testing();
 }
