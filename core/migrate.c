@@ -16,8 +16,10 @@
  *
  * Where the lock is a transaction the whole run is committed when the lock
  * is given back: until then nothing of it is durable.  So a failed final
- * COMMIT undoes every migration of the run, and the run says so and counts
- * none.
+ * COMMIT, or a failure that ends that transaction (SQLite rolls it back
+ * when a writing statement is interrupted past its deadline, and then the
+ * savepoint is gone), undoes every migration of the run, and the run says
+ * so and counts none.
  */
 #include "config.h"
 
@@ -588,14 +590,27 @@ static int run_one(mig_run *r, const emh_migration *m, bool up, const emh_migrat
 				 transactional ? " (so it was rolled back)" : "");
 	if (transactional) {
 		emh_error e;
-		if (rc == EMH_ETIMEOUT) {
+		if (rc == EMH_ETIMEOUT && !r->in_txn) {
 			/* Past its deadline the connection is closed alone, which
 			 * rolls the transaction back; a ROLLBACK sent on it would
 			 * fail and have the pool drop every idle connection too. */
 			r->pc_status = EMH_ETIMEOUT;
 		} else if (rc) {
-			if (tx(r, TX_ROLLBACK, &e) != 0)
+			/* Where the lock is the transaction (SQLite) the connection
+			 * outlives a timeout and the run is committed at the end:
+			 * the savepoint must be rolled back.  When it is gone the
+			 * database ended the whole transaction (SQLite does when a
+			 * writing statement is interrupted): the migrations this run
+			 * applied before went with it. */
+			if (tx(r, TX_ROLLBACK, &e) != 0) {
 				r->pc_status = EMH_EUNAVAILABLE;
+				if (r->in_txn && r->done) {
+					emh_error_prefix(r->err, rc, "the %zu migration%s this run %s before it %s rolled back "
+							 "with it: ", r->done, r->done == 1 ? "" : "s",
+							 up ? "applied" : "undid", r->done == 1 ? "was" : "were");
+					r->done = 0;
+				}
+			}
 		} else if ((rc = tx(r, TX_COMMIT, r->err)) != 0) {
 			emh_error_prefix(r->err, rc, "migration '%s': commit: ", path);
 		}

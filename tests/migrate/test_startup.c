@@ -371,6 +371,59 @@ static void test_sqlite_commit_fails(void)
 	emh_host_free(h);
 }
 
+/*
+ * SQLite: a statement past statement_timeout_ms.  One that wrote makes
+ * SQLite roll the whole transaction back, the earlier migrations of the
+ * run with it: the run says so and counts none (found by review: "1
+ * migration applied before the failure" with nothing recorded).  One that
+ * only read leaves the transaction: its migration is rolled back to its
+ * savepoint and the earlier ones are committed (found by review: the
+ * half-run migration was committed, unrecorded).
+ */
+static void test_sqlite_timeout(void)
+{
+	static const char big[] = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 500000000)";
+	char dir[600], dir2[600], conf[4096], got[64], text[512];
+	subdir("tmo_write", dir, sizeof dir);
+	subdir("tmo_read", dir2, sizeof dir2);
+	put(dir, "0001_users.sql", "CREATE TABLE users (id INTEGER PRIMARY KEY);\n");
+	snprintf(text, sizeof text, "CREATE TABLE big (x INTEGER);\nINSERT INTO big %s SELECT x FROM c;\n", big);
+	put(dir, "0002_big.sql", text);
+	put(dir2, "0001_users.sql", "CREATE TABLE users (id INTEGER PRIMARY KEY);\n");
+	snprintf(text, sizeof text, "CREATE TABLE audit (x INTEGER);\n%s SELECT count(*) FROM c;\n", big);
+	put(dir2, "0002_slow_check.sql", text);
+	snprintf(conf, sizeof conf,
+		 "contexts = (\n"
+		 "  { name = \"default\"; url = \"sqlite://%s/tw.db\"; migrations = \"%s\"; statement_timeout_ms = 200; },\n"
+		 "  { name = \"read\"; url = \"sqlite://%s/tr.db\"; migrations = \"%s\"; statement_timeout_ms = 200; }\n);\n",
+		 fx.dir, dir, fx.dir, dir2);
+	emh_host *h;
+	emh_error err;
+	if (host_from(conf, &h, &err) != 0)
+		bail("host: %s", err.message);
+	size_t done = 99;
+	is_int(emh_migrate_up(h, NULL, NULL, &done, &err), EMH_ETIMEOUT, "sqlite: a writing statement times out");
+	like_str(err.message, "0002_big.sql", "naming the migration: %s", err.message);
+	like_str(err.message, "the 1 migration this run applied before it was rolled back with it",
+		 "saying the one before it went too");
+	is_int(done, 0, "none counted as applied");
+	states(h, NULL, got, sizeof got);
+	is_str(got, "PP", "both pending, as said");
+	ok(!table_there(h, NULL, "users"), "table users is not there");
+
+	done = 99;
+	is_int(emh_migrate_up(h, "read", NULL, &done, &err), EMH_ETIMEOUT, "sqlite: a reading statement times out");
+	like_str(err.message, "0002_slow_check.sql", "naming the migration: %s", err.message);
+	like_str(err.message, "nothing of it applied", "saying nothing of it applied");
+	ok(!strstr(err.message, "rolled back with it"), "and nothing about the one before");
+	is_int(done, 1, "the one before counted as applied");
+	states(h, "read", got, sizeof got);
+	is_str(got, "AP", "which it is; the failed one pending");
+	ok(table_there(h, "read", "users"), "table users is there");
+	ok(!table_there(h, "read", "audit"), "table audit (the failed migration's first statement) is not");
+	emh_host_free(h);
+}
+
 int main(void)
 {
 	plan_lazy();
@@ -381,6 +434,7 @@ int main(void)
 	test_create();
 	test_status_creates_nothing();
 	test_sqlite_commit_fails();
+	test_sqlite_timeout();
 	fixture_release(&fx);
 	return done_testing();
 }
