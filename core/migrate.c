@@ -532,7 +532,11 @@ static void excerpt(const char *s, size_t len, char *out, size_t cap)
  */
 static int run_text(mig_run *r, const char *path, char *text, size_t len, bool transactional)
 {
-	int how = !r->dl ? EMH__SPLIT_JSON : r->dl->quote == '`' ? EMH__SPLIT_MYSQL : EMH__SPLIT_SQL;
+	/* Block comments nest in PostgreSQL only: elsewhere the flat rules. */
+	int how = !r->dl ? EMH__SPLIT_JSON
+		: r->dl->quote == '`' ? EMH__SPLIT_MYSQL
+		: strcmp(r->d->name, "postgres") == 0 ? EMH__SPLIT_SQL
+						      : EMH__SPLIT_SQL_FLAT;
 	emh__span *sp;
 	size_t n;
 	int rc = emh__split(text, len, how, &sp, &n, r->err);

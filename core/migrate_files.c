@@ -392,14 +392,24 @@ static int skip_quoted(splitter *sp, char q, bool backslash)
 								   : "quoted name or string not closed");
 }
 
-/* A block comment at sp->i; nested ones count in SQL (PostgreSQL nests them). */
+/*
+ * A block comment at sp->i; nested ones count in SQL (PostgreSQL nests
+ * them).  SQL_FLAT (SQLite): the comment ends at the first star-slash, and
+ * a slash-star before it is refused: read either way, the file would run
+ * what its author took for comment, or the other way round.
+ */
 static int skip_block_comment(splitter *sp)
 {
 	unsigned line = sp->line;
 	int depth = 0;
 	size_t j = sp->i;
 	while (j + 1 < sp->len) {
-		if (sp->s[j] == '/' && sp->s[j + 1] == '*' && (depth == 0 || sp->how == EMH__SPLIT_SQL)) {
+		if (sp->s[j] == '/' && sp->s[j + 1] == '*' && depth > 0 && sp->how == EMH__SPLIT_SQL_FLAT) {
+			advance_to(sp, j);
+			return split_fail(sp, sp->line, "'/*' inside a comment: this database ends a comment at its "
+					  "first '*/' (comments do not nest), so what follows that would run; remove "
+					  "the inner '/*'");
+		} else if (sp->s[j] == '/' && sp->s[j + 1] == '*' && (depth == 0 || sp->how == EMH__SPLIT_SQL)) {
 			depth++;
 			j += 2;
 		} else if (sp->s[j] == '*' && sp->s[j + 1] == '/') {

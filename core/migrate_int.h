@@ -62,13 +62,18 @@ int emh__file_read(const char *path, char **text, size_t *len, emh_error *err);
 enum {
 	/* '' strings (E'' with backslashes), "" identifiers, -- and nested block
 	 * comments, $tag$ quoting, BEGIN/CASE ... END blocks (SQLite triggers,
-	 * PostgreSQL BEGIN ATOMIC) kept whole: PostgreSQL, SQLite */
+	 * PostgreSQL BEGIN ATOMIC) kept whole: PostgreSQL */
 	EMH__SPLIT_SQL = 0,
 	/* backslash escapes in '' and "", `` identifiers, "-- " and # comments,
 	 * DELIMITER lines as in the mysql client: MySQL, MariaDB */
 	EMH__SPLIT_MYSQL = 1,
 	/* the elements of one JSON array, each an object: document drivers */
 	EMH__SPLIT_JSON = 2,
+	/* as EMH__SPLIT_SQL, but block comments do not nest: a comment ends at
+	 * its first star-slash, and a slash-star inside one is refused (a reader
+	 * expecting nesting would take what follows for comment, the database
+	 * runs it): SQLite and the other SQL drivers */
+	EMH__SPLIT_SQL_FLAT = 3,
 };
 
 /* A statement in a text: where it starts, how long, and its first line (from 1). */
@@ -81,7 +86,8 @@ typedef struct emh__span {
  * Split text (len bytes) into statements without their terminators, empty
  * ones (blanks and comments) left out, into *out (malloc'd, *n entries).
  * EMH_EINVAL with the line when a quote, comment or block is not closed
- * (JSON: when text is not an array of objects), or at a NUL byte; EMH_ENOMEM.
+ * (JSON: when text is not an array of objects), at a NUL byte, or
+ * (EMH__SPLIT_SQL_FLAT) at a comment opened inside a comment; EMH_ENOMEM.
  */
 int emh__split(const char *text, size_t len, int how, emh__span **out, size_t *n, emh_error *err);
 

@@ -170,6 +170,15 @@ static void test_split_sql(void)
 		    "open dollar quoting");
 	split_fails(EMH__SPLIT_SQL, "CREATE TRIGGER t AFTER INSERT ON a BEGIN\n DELETE FROM b;\n",
 		    "line 1: BEGIN without its END", "a block without END");
+
+	/* SQLite's comments do not nest: it would run the CREATE TABLE that nesting hides (found by review) */
+	split_is(EMH__SPLIT_SQL_FLAT, "SELECT 1 /* a; b */; /* c\n */ SELECT 2 -- x; /*\n;SELECT '/*'",
+		 (const char *[]){"SELECT 1 /* a; b */", "SELECT 2 -- x; /*", "SELECT '/*'", NULL}, (unsigned[]){1, 2, 3},
+		 "flat SQL: comments, and '/*' in a line comment or a string");
+	split_fails(EMH__SPLIT_SQL_FLAT, "/* disabled for now /* see ticket 12 */\nCREATE TABLE t (x INTEGER);\n-- */\n",
+		    "line 1: '/*' inside a comment", "flat SQL: a comment opened inside a comment");
+	split_fails(EMH__SPLIT_SQL_FLAT, "SELECT 1;\n/* a\n b /* c */ */", "line 3: '/*' inside a comment",
+		    "flat SQL: naming the inner one's line");
 }
 
 static void test_split_mysql(void)

@@ -424,6 +424,33 @@ static void test_sqlite_timeout(void)
 	emh_host_free(h);
 }
 
+/*
+ * SQLite ends a block comment at its first star-slash: a file that nests one
+ * is refused before anything runs (found by review: nesting hid a CREATE
+ * TABLE that SQLite would run, and the file was recorded as applied).
+ */
+static void test_sqlite_nested_comment(void)
+{
+	char dir[600], conf[2048], got[64];
+	subdir("nested", dir, sizeof dir);
+	put(dir, "0001_t.sql", "/* disabled for now /* see ticket 12 */\nCREATE TABLE t (x INTEGER);\n-- */\n");
+	snprintf(conf, sizeof conf,
+		 "contexts = ( { name = \"default\"; url = \"sqlite://%s/nested.db\"; migrations = \"%s\"; } );\n",
+		 fx.dir, dir);
+	emh_host *h;
+	emh_error err;
+	if (host_from(conf, &h, &err) != 0)
+		bail("host: %s", err.message);
+	size_t done = 99;
+	is_int(emh_migrate_up(h, NULL, NULL, &done, &err), EMH_EINVAL, "sqlite: a comment inside a comment is refused");
+	like_str(err.message, "0001_t.sql", "naming the file: %s", err.message);
+	like_str(err.message, "line 1: '/*' inside a comment", "and the line");
+	is_int(done, 0, "nothing applied");
+	states(h, NULL, got, sizeof got);
+	is_str(got, "P", "the migration stays pending");
+	emh_host_free(h);
+}
+
 int main(void)
 {
 	plan_lazy();
@@ -435,6 +462,7 @@ int main(void)
 	test_status_creates_nothing();
 	test_sqlite_commit_fails();
 	test_sqlite_timeout();
+	test_sqlite_nested_comment();
 	fixture_release(&fx);
 	return done_testing();
 }
