@@ -42,9 +42,13 @@ typedef struct rawfile {
 
 static bool name_char(char c) { return isalnum((unsigned char)c) || c == '_' || c == '-'; }
 
+/* parse_name's answer for a name that has the form but number 0. */
+#define NAME_NUMBER_ZERO 2
+
 /*
  * Read "NNNN_name[.DRIVER][.down].EXT" into f (allocating stem and driver).
- * Returns 1 when fname has it, 0 when not, EMH_ENOMEM.
+ * Returns 1 when fname has it, 0 when not, NAME_NUMBER_ZERO when its
+ * number is 0 (nothing allocated), EMH_ENOMEM.
  */
 static int parse_name(const char *fname, const char *ext, rawfile *f)
 {
@@ -94,6 +98,10 @@ static int parse_name(const char *fname, const char *ext, rawfile *f)
 			if (!islower((unsigned char)drv[i]) && !isdigit((unsigned char)drv[i]) && drv[i] != '_')
 				return 0;
 	}
+	/* `migrate down --to 0` undoes everything above 0: a migration 0 could
+	 * never be undone. */
+	if (number == 0)
+		return NAME_NUMBER_ZERO;
 	f->number = number;
 	f->down = down;
 	f->stem = strndup(fname, stem_len);
@@ -242,6 +250,13 @@ int emh__migdir_read(const char *dir, const char *driver, const char *ext, emh__
 					   "migrations folder '%s': file '%s' is not named NNNN_name.%s "
 					   "(or NNNN_name.DRIVER.%s, NNNN_name[.DRIVER].down.%s)",
 					   dir, fn, ext, ext, ext);
+			break;
+		}
+		if (got == NAME_NUMBER_ZERO) {
+			rc = emh_error_set(err, EMH_ECONFIG,
+					   "migrations folder '%s': file '%s' is numbered 0: numbers start at 1 "
+					   "(`migrate down --to 0` undoes every migration above 0); renumber it",
+					   dir, fn);
 			break;
 		}
 		size_t pl = strlen(dir) + 1 + fl + 1;

@@ -310,6 +310,19 @@ static void test_folder(void)
 		rc = emh__migdir_read(dir, "sqlite", "sql", &d, &err);
 		ok(rc == EMH_ECONFIG && strstr(err.message, bad[i]), "'%s' is refused, named", bad[i]);
 	}
+	/* number 0: `down --to 0` undoes only what is above 0 (found by review) */
+	static const char *const zero[] = {"0000_init.sql", "0_init.sql", "0000_init.down.sql", NULL};
+	for (size_t i = 0; zero[i]; i++) {
+		char tag[32];
+		snprintf(tag, sizeof tag, "zero%zu", i);
+		folder(dir, sizeof dir, tag, (const char *[]){"0001_a.sql", zero[i], NULL});
+		rc = emh__migdir_read(dir, "sqlite", "sql", &d, &err);
+		is_int(rc, EMH_ECONFIG, "'%s': number 0 is refused", zero[i]);
+		ok(strstr(err.message, zero[i]) && strstr(err.message, "numbers start at 1"), "naming it: %s",
+		   rc ? err.message : "(read)");
+		if (rc == 0)
+			emh__migdir_release(&d);
+	}
 	fixture_path(&fx, "nowhere", dir, sizeof dir);
 	rc = emh__migdir_read(dir, "sqlite", "sql", &d, &err);
 	ok(rc == EMH_ECONFIG && strstr(err.message, "nowhere"), "a folder that does not exist: %s", err.message);
