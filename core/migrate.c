@@ -574,10 +574,13 @@ static int run_one(mig_run *r, const emh_migration *m, bool up, const emh_migrat
 	int64_t t0, us;
 	int rc;
 	/* Renew the lock (one with an expiry is extended for this migration). */
-	if ((rc = r->d->migrate_lock(r->pc->conn, o->lock_wait_ms, &dummy, r->err)) != 0)
-		return rc;
+	if ((rc = r->d->migrate_lock(r->pc->conn, o->lock_wait_ms, &dummy, r->err)) != 0) {
+		r->pc_status = rc;
+		return run_fail(r, emh_error_prefix(r->err, rc, "renewing the migration lock before migration '%s': ",
+						    path));
+	}
 	if ((rc = emh__file_read(path, &text, &len, r->err)) != 0)
-		return rc;
+		return run_fail(r, emh_error_prefix(r->err, rc, "before migration '%s': ", path));
 	char checksum[65];
 	emh__sha256_hex(text, len, checksum);
 	if (o->progress)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <emhost/emhost.h>
 
@@ -302,7 +303,8 @@ static void states(emh_host *h, const char *ctx, char *out, size_t cap)
 	size_t n, k = 0;
 	emh_error err;
 	if (emh_migrate_status(h, ctx, &v, &n, &err) != 0) {
-		snprintf(out, cap, "error: %s", err.message);
+		diag("status of %s: %s", ctx ? ctx : "the default context", err.message);
+		snprintf(out, cap, "error");
 		return;
 	}
 	for (size_t i = 0; i < n && k + 1 < cap; i++)
@@ -451,6 +453,43 @@ static void test_sqlite_nested_comment(void)
 	emh_host_free(h);
 }
 
+/* The progress callback of test_error_names: after the first migration, the second's file goes. */
+static void remove_next(void *ud, const char *context, const emh_migration *m, int event, int64_t us)
+{
+	(void)context, (void)us;
+	if (event == EMH_MIGRATE_DONE && m->number == 1 && unlink((const char *)ud) != 0)
+		bail("unlink %s: %s", (const char *)ud, strerror(errno));
+}
+
+/*
+ * A failure between two migrations (the file cannot be read) names the
+ * context and the migration (found by review: neither was named).
+ */
+static void test_error_names(void)
+{
+	char dir[600], conf[2048], second[700];
+	subdir("vanish", dir, sizeof dir);
+	put(dir, "0001_a.sql", "CREATE TABLE a (x INTEGER);\n");
+	put(dir, "0002_b.sql", "CREATE TABLE b (x INTEGER);\n");
+	snprintf(second, sizeof second, "%s/0002_b.sql", dir);
+	snprintf(conf, sizeof conf,
+		 "contexts = ( { name = \"default\"; url = \"sqlite://%s/vanish.db\"; migrations = \"%s\"; } );\n",
+		 fx.dir, dir);
+	emh_host *h;
+	emh_error err;
+	if (host_from(conf, &h, &err) != 0)
+		bail("host: %s", err.message);
+	emh_migrate_opts o = {.progress = remove_next, .ud = second};
+	size_t done = 99;
+	is_int(emh_migrate_up(h, NULL, &o, &done, &err), EMH_EIO, "a migration file gone during the run");
+	like_str(err.message, "context 'default': before migration '", "naming the context and the step: %s",
+		 err.message);
+	like_str(err.message, "0002_b.sql", "and the migration");
+	is_str(err.context, "default", "err.context too");
+	is_int(done, 1, "the one before it applied");
+	emh_host_free(h);
+}
+
 int main(void)
 {
 	plan_lazy();
@@ -463,6 +502,7 @@ int main(void)
 	test_sqlite_commit_fails();
 	test_sqlite_timeout();
 	test_sqlite_nested_comment();
+	test_error_names();
 	fixture_release(&fx);
 	return done_testing();
 }
