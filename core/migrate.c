@@ -37,14 +37,20 @@
 
 /* ---- refusals ---- */
 
-void emh__context_refuse(emh_context *c, const char *why)
+int emh__context_refuse(emh_context *c, const char *why)
 {
 	char *mine = strdup(why && *why ? why : "refused");
 	char *none = NULL;
-	if (mine && !atomic_compare_exchange_strong_explicit(&c->hot->refusal, &none, mine, memory_order_release,
-							      memory_order_relaxed))
+	if (!mine) {
+		/* Not refused: the caller must not go on as if it were. */
+		emh__log(&c->host->log, EMH_LOG_ERROR, c->name, "out of memory refusing the context: %s", why);
+		return EMH_ENOMEM;
+	}
+	if (!atomic_compare_exchange_strong_explicit(&c->hot->refusal, &none, mine, memory_order_release,
+						     memory_order_relaxed))
 		free(mine); /* refused already: the first reason stays */
 	emh__log(&c->host->log, EMH_LOG_ERROR, c->name, "refusing to serve the context: %s", why);
+	return 0;
 }
 
 const char *emh_host_context_refusal(emh_host *h, const char *context)
@@ -793,7 +799,8 @@ static int startup_one(emh_host *h, emh_context *c, const char *mode, size_t *re
 			if (e.code == EMH_ENOMEM)
 				return EMH_ENOMEM;
 			emh__msgf(why, sizeof why, "migrate = \"on-start\": %s", without_context(&e, c->name));
-			emh__context_refuse(c, why);
+			if (emh__context_refuse(c, why) != 0)
+				return EMH_ENOMEM;
 			(*refused)++;
 			return 0;
 		}
@@ -807,7 +814,8 @@ static int startup_one(emh_host *h, emh_context *c, const char *mode, size_t *re
 		if (e.code == EMH_ENOMEM)
 			return EMH_ENOMEM;
 		emh__msgf(why, sizeof why, "migrate = \"check\": %s", without_context(&e, c->name));
-		emh__context_refuse(c, why);
+		if (emh__context_refuse(c, why) != 0)
+			return EMH_ENOMEM;
 		(*refused)++;
 		return 0;
 	}
@@ -833,7 +841,10 @@ static int startup_one(emh_host *h, emh_context *c, const char *mode, size_t *re
 			  : first->state == EMH_MIGRATION_CHANGED ? "file changed since it was applied"
 								  : "applied, its file missing",
 			  c->name);
-		emh__context_refuse(c, why);
+		if (emh__context_refuse(c, why) != 0) {
+			emh_migrations_free(v, n);
+			return EMH_ENOMEM;
+		}
 		(*refused)++;
 	}
 	emh_migrations_free(v, n);
@@ -849,14 +860,16 @@ int emh_migrate_startup(emh_host *h, size_t *refused, emh_error *err)
 	pthread_rwlock_rdlock(&h->lock);
 	size_t n = h->nctx;
 	char **names = calloc(n ? n : 1, sizeof *names);
-	for (size_t i = 0; names && i < n; i++) {
+	int rc = 0;
+	for (size_t i = 0; names && i < n && !rc; i++) {
 		const char *mode = emh__ctxconf_get(&h->ctxs[i]->conf, "migrate");
-		names[i] = mode && strcmp(mode, "none") != 0 ? strdup(h->ctxs[i]->name) : NULL;
+		/* A name lost to memory would skip its context's policy silently. */
+		if (mode && strcmp(mode, "none") != 0 && !(names[i] = strdup(h->ctxs[i]->name)))
+			rc = EMH_ENOMEM;
 	}
 	pthread_rwlock_unlock(&h->lock);
 	if (!names)
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
-	int rc = 0;
 	for (size_t i = 0; i < n && !rc; i++) {
 		if (!names[i])
 			continue;

@@ -93,8 +93,9 @@ int emh__split(const char *text, size_t len, int how, emh__span **out, size_t *n
 
 /* ---- migrate.c ---- */
 
-/* Make c refuse every later fork, saying why (the first reason stays).  Thread-safe. */
-void emh__context_refuse(emh_context *c, const char *why);
+/* Make c refuse every later fork, saying why (the first reason stays).  Thread-safe.
+ * EMH_ENOMEM: not refused (no memory for the reason). */
+int emh__context_refuse(emh_context *c, const char *why);
 
 /* ---- schema_diff.c ---- */
 

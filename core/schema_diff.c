@@ -701,8 +701,9 @@ int emh__schema_check(emh__meta *m, emh_conn *conn, emh_error *err)
 			  m->pub.entity->table, m->pub.entity->name,
 			  first->statement ? first->statement : first->note ? first->note : "",
 			  d->n > 1 ? "; and more" : "", c->name);
-		emh__context_refuse(c, why);
-		rc = emh_error_set(err, EMH_ESCHEMA, "%s", why);
+		rc = emh__context_refuse(c, why) != 0
+			     ? emh_error_set(err, EMH_ENOMEM, "out of memory refusing context '%s' (%s)", c->name, why)
+			     : emh_error_set(err, EMH_ESCHEMA, "%s", why);
 	}
 	emh_schema_diff_free(d);
 	return rc;

@@ -25,6 +25,25 @@
 
 static fixture fx;
 
+/*
+ * strdup for the out-of-memory test: while strdup_fail_at is set, the call
+ * it counts down to fails (strdup_failed says it did).  libemhost's calls
+ * come here (the program's definition comes first).
+ */
+static unsigned long strdup_fail_at;
+static bool strdup_failed;
+
+char *strdup(const char *s)
+{
+	if (strdup_fail_at && --strdup_fail_at == 0) {
+		strdup_failed = true;
+		return NULL;
+	}
+	size_t n = strlen(s) + 1;
+	char *p = malloc(n);
+	return p ? memcpy(p, s, n) : NULL;
+}
+
 static void write_file(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "w");
@@ -490,6 +509,57 @@ static void test_error_names(void)
 	emh_host_free(h);
 }
 
+/*
+ * Out of memory at start never skips a context's policy silently: with
+ * each strdup of emh_migrate_startup failing in turn, it either fails
+ * (EMH_ENOMEM) or has handled every context with a policy (found by
+ * review: a name lost to memory skipped its context as "none").
+ */
+static void test_startup_oom(void)
+{
+	char good[600], old[600], conf[4096];
+	subdir("oom_good", good, sizeof good);
+	subdir("oom_old", old, sizeof old);
+	put(good, "0001_a.sql", "CREATE TABLE a (x INTEGER);\n");
+	put(old, "0001_x.sql", "CREATE TABLE x (x INTEGER);\n");
+	snprintf(conf, sizeof conf,
+		 "contexts = (\n"
+		 "  { name = \"default\"; url = \"sqlite://%s/oom_good.db\"; migrations = \"%s\"; migrate = \"on-start\"; },\n"
+		 "  { name = \"old\"; url = \"sqlite://%s/oom_old.db\"; migrations = \"%s\"; migrate = \"check\"; }\n);\n",
+		 fx.dir, good, fx.dir, old);
+	unsigned long cases = 0, nomem = 0, wrong = 0;
+	for (unsigned long at = 1; at < 100000; at++) {
+		emh_host *h;
+		emh_error err;
+		if (host_from(conf, &h, &err) != 0)
+			bail("host: %s", err.message);
+		size_t refused;
+		strdup_failed = false;
+		strdup_fail_at = at;
+		int rc = emh_migrate_startup(h, &refused, &err);
+		strdup_fail_at = 0;
+		cases++;
+		if (rc == EMH_ENOMEM) {
+			nomem++;
+		} else {
+			char got[64];
+			states(h, NULL, got, sizeof got);
+			/* "default" migrated or refused; "old" (pending) refused */
+			bool handled = rc == 0 && (strcmp(got, "A") == 0 || emh_host_context_refusal(h, NULL)) &&
+				       emh_host_context_refusal(h, "old") != NULL;
+			if (!handled && wrong++ < 3)
+				diag("strdup %lu failing: rc %d, default %s (%s), old %s", at, rc, got,
+				     emh_host_context_refusal(h, NULL) ? "refused" : "serving",
+				     emh_host_context_refusal(h, "old") ? "refused" : "serving");
+		}
+		emh_host_free(h);
+		if (!strdup_failed)
+			break; /* a run that needed no more */
+	}
+	ok(nomem > 0, "out of memory at start: EMH_ENOMEM (%lu of %lu cases)", nomem, cases);
+	is_int(wrong, 0, "no case skipped a context's policy");
+}
+
 int main(void)
 {
 	plan_lazy();
@@ -503,6 +573,7 @@ int main(void)
 	test_sqlite_timeout();
 	test_sqlite_nested_comment();
 	test_error_names();
+	test_startup_oom();
 	fixture_release(&fx);
 	return done_testing();
 }
