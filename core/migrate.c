@@ -534,7 +534,8 @@ static void excerpt(const char *s, size_t len, char *out, size_t cap)
 
 /*
  * Run the statements of text.  On a failure of statement k, err says which
- * and, without transactional DDL, that the k-1 before it stay applied.
+ * and, without transactional DDL, that the k-1 before it stay applied (and
+ * that one that timed out may still complete).
  */
 static int run_text(mig_run *r, const char *path, char *text, size_t len, bool transactional)
 {
@@ -557,7 +558,16 @@ static int run_text(mig_run *r, const char *path, char *text, size_t len, bool t
 			continue;
 		char ex[80];
 		excerpt(stmt, sp[k].len, ex, sizeof ex);
-		if (transactional || k == 0)
+		if (rc == EMH_ETIMEOUT && !transactional) {
+			/* Past the client's deadline the server may still be running
+			 * it, and without transactional DDL nothing undoes it. */
+			char before[96] = "";
+			if (k)
+				emh__msgf(before, sizeof before, "; the %zu before it ran and stay", k);
+			emh_error_prefix(r->err, rc, "migration '%s': statement %zu of %zu (line %u: %s) timed out and may "
+					 "still complete on the server%s: check the schema before running the migration "
+					 "again: ", path, k + 1, n, sp[k].line, ex, before);
+		} else if (transactional || k == 0)
 			emh_error_prefix(r->err, rc, "migration '%s' failed at statement %zu of %zu (line %u: %s), "
 					 "nothing of it applied: ", path, k + 1, n, sp[k].line, ex);
 		else

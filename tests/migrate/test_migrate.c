@@ -10,7 +10,8 @@
  * Each context has its own folder.  On each: status, up --to, up, down,
  * a down refused for a missing down file, a changed file (nothing runs), two
  * migrations with one number, a statement failing in the middle (rolled back
- * where DDL is transactional, "partly changed" where not), two `migrate up`
+ * where DDL is transactional, "partly changed" where not), a statement
+ * past statement_timeout_ms on MariaDB ("may still complete"), two `migrate up`
  * processes at once, and the schema diff of an entity (tests/migrate/
  * fxm_service.c) before and after adding a field and an index: the generated
  * migration applied, the diff then empty.  Server URLs come from
@@ -46,7 +47,7 @@ typedef struct tctx {
 } tctx;
 
 static tctx ctxs[2];
-static char conf_plain[600], conf_v1[600], conf_v2[600];
+static char conf_plain[600], conf_v1[600], conf_v2[600], conf_slow[600];
 
 /* ---- files ---- */
 
@@ -87,8 +88,8 @@ static char *read_all(const char *path)
 	return buf;
 }
 
-/* The configuration: both contexts, and the fixture service on each when module is set. */
-static void write_conf(const char *path, const char *module)
+/* The configuration: both contexts, and the fixture service on each when module is set; extra in each context. */
+static void write_conf_with(const char *path, const char *module, const char *extra)
 {
 	char services[2048] = "";
 	if (module)
@@ -99,10 +100,15 @@ static void write_conf(const char *path, const char *module)
 			 svc_dir, ctxs[0].name, module, ctxs[0].name, ctxs[1].name, module, ctxs[1].name);
 	write_file(path,
 		   "default_context = \"%s\";\ncontexts = (\n"
-		   "  { name = \"%s\"; url = \"%s\"; migrations = \"%s\"; pool = { max = 2; }; },\n"
-		   "  { name = \"%s\"; url = \"%s\"; migrations = \"%s\"; pool = { max = 2; }; }\n);\n%s",
-		   ctxs[0].name, ctxs[0].name, ctxs[0].url, ctxs[0].dir, ctxs[1].name, ctxs[1].url, ctxs[1].dir,
-		   services);
+		   "  { name = \"%s\"; url = \"%s\"; migrations = \"%s\"; pool = { max = 2; };%s },\n"
+		   "  { name = \"%s\"; url = \"%s\"; migrations = \"%s\"; pool = { max = 2; };%s }\n);\n%s",
+		   ctxs[0].name, ctxs[0].name, ctxs[0].url, ctxs[0].dir, extra, ctxs[1].name, ctxs[1].url, ctxs[1].dir,
+		   extra, services);
+}
+
+static void write_conf(const char *path, const char *module)
+{
+	write_conf_with(path, module, "");
 }
 
 /* ---- the tool ---- */
@@ -432,6 +438,45 @@ static void test_failure(emh_host *h, const tctx *c)
 	emh_em_close(em);
 }
 
+/*
+ * Without transactional DDL, a statement past statement_timeout_ms may
+ * still complete on the server: the error says so, not "nothing of it
+ * applied" (found by review).  conf_slow: statement_timeout_ms = 300.
+ */
+static void test_timeout(const tctx *c)
+{
+	const char *n = c->name, *p = prefix;
+	const char *file = in_dir(c, "0004_slow.sql");
+	write_file(file, "CREATE TABLE %st4 (id BIGINT PRIMARY KEY);\nSELECT SLEEP(10);\n", p);
+	emh_host_opts o = {.config_path = conf_slow, .plugin_dir = fx.plugin_dir, .log_level = EMH_LOG_ERROR};
+	emh_host *h;
+	emh_error err;
+	if (emh_host_new(&o, &h, &err) != 0)
+		bail("host on %s: %s", conf_slow, err.message);
+	size_t done = 99;
+	is_int(emh_migrate_up(h, n, NULL, &done, &err), EMH_ETIMEOUT, "%s: a statement past statement_timeout_ms", n);
+	like_str(err.message, "statement 2 of 2 (line 2", "%s: naming it: %s", n, err.message);
+	like_str(err.message, "timed out and may still complete on the server", "%s: saying it may still complete", n);
+	like_str(err.message, "the 1 before it ran and stay", "%s: and that the one before it stays", n);
+	ok(!strstr(err.message, "nothing of it applied"), "%s: not that nothing of it was applied", n);
+	is_int(done, 0, "%s: nothing counted as applied", n);
+	write_file(file, "SELECT SLEEP(10);\n");
+	is_int(emh_migrate_up(h, n, NULL, &done, &err), EMH_ETIMEOUT, "%s: its first statement times out", n);
+	like_str(err.message, "timed out and may still complete on the server", "%s: saying it may still complete: %s",
+		 n, err.message);
+	ok(!strstr(err.message, "nothing of it applied"), "%s: not that nothing of it was applied", n);
+	emh_host_free(h);
+	unlink(file);
+	h = host_open();
+	states_are(h, c, "AAA", "the timed-out one not recorded");
+	emh_em *em = fixture_fork(h, c->name);
+	char cmd[160];
+	snprintf(cmd, sizeof cmd, "DROP TABLE IF EXISTS %st4", p);
+	emh_em_execute(em, cmd, &err);
+	emh_em_close(em);
+	emh_host_free(h);
+}
+
 /* N of "context X: N migration(s) applied in ..." in an output file ("nothing to apply": 0), -1 when neither. */
 static int applied_in(const char *path)
 {
@@ -630,6 +675,8 @@ int main(int argc, char **argv)
 	write_conf(conf_plain, NULL);
 	write_conf(conf_v1, "fxm_v1");
 	write_conf(conf_v2, "fxm_v2");
+	fixture_path(&fx, "slow.conf", conf_slow, sizeof conf_slow);
+	write_conf_with(conf_slow, NULL, " statement_timeout_ms = 300;");
 
 	emh_host *h = host_open();
 	for (int i = 0; i < 2; i++)
@@ -652,6 +699,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 2; i++) {
 		states_are(h, &ctxs[i], "AAA", "after up --all");
 		test_failure(h, &ctxs[i]);
+		if (strcmp(ctxs[i].kind, "mysql") == 0)
+			test_timeout(&ctxs[i]);
 		test_concurrent(h, &ctxs[i]);
 		test_lock_held(h, &ctxs[i]);
 		test_schema_diff(h, &ctxs[i]);
