@@ -797,21 +797,23 @@ int emh_migrate_create(emh_host *h, const char *context, const char *name, const
 
 /* ---- start-up policy ---- */
 
-/* "on-start": apply; "check": refuse unless every migration is applied. */
-static int startup_one(emh_host *h, emh_context *c, const char *mode, size_t *refused)
+/*
+ * "on-start": apply; "check": refuse unless every migration is applied.
+ * 0 with why "" (c may serve) or why the reason to refuse it (cap
+ * EMH_ERROR_MSG_MAX); EMH_ENOMEM.
+ */
+static int startup_verdict(emh_host *h, emh_context *c, const char *mode, char *why)
 {
 	emh_error e;
-	char why[EMH_ERROR_MSG_MAX];
+	const size_t cap = EMH_ERROR_MSG_MAX;
 	int64_t t0 = emh__now_ns();
+	why[0] = '\0';
 	if (strcmp(mode, "on-start") == 0) {
 		size_t done = 0;
 		if (emh_migrate_up(h, c->name, NULL, &done, &e) != 0) {
 			if (e.code == EMH_ENOMEM)
 				return EMH_ENOMEM;
-			emh__msgf(why, sizeof why, "migrate = \"on-start\": %s", without_context(&e, c->name));
-			if (emh__context_refuse(c, why) != 0)
-				return EMH_ENOMEM;
-			(*refused)++;
+			emh__msgf(why, cap, "migrate = \"on-start\": %s", without_context(&e, c->name));
 			return 0;
 		}
 		emh__log(&h->log, EMH_LOG_INFO, c->name, "migrate = \"on-start\": %zu migration%s applied (%lld ms)",
@@ -823,10 +825,7 @@ static int startup_one(emh_host *h, emh_context *c, const char *mode, size_t *re
 	if (emh_migrate_status(h, c->name, &v, &n, &e) != 0) {
 		if (e.code == EMH_ENOMEM)
 			return EMH_ENOMEM;
-		emh__msgf(why, sizeof why, "migrate = \"check\": %s", without_context(&e, c->name));
-		if (emh__context_refuse(c, why) != 0)
-			return EMH_ENOMEM;
-		(*refused)++;
+		emh__msgf(why, cap, "migrate = \"check\": %s", without_context(&e, c->name));
 		return 0;
 	}
 	size_t pending = 0;
@@ -843,7 +842,7 @@ static int startup_one(emh_host *h, emh_context *c, const char *mode, size_t *re
 			emh__msgf(which, sizeof which, "%s", first->file);
 		else
 			emh__msgf(which, sizeof which, "number %lld '%s'", (long long)first->number, first->name);
-		emh__msgf(why, sizeof why,
+		emh__msgf(why, cap,
 			  "migrate = \"check\": %zu migration%s not applied as in the folder (first: %s, %s); "
 			  "run `emhost migrate up --context %s`",
 			  pending, pending == 1 ? "" : "s", which,
@@ -851,15 +850,73 @@ static int startup_one(emh_host *h, emh_context *c, const char *mode, size_t *re
 			  : first->state == EMH_MIGRATION_CHANGED ? "file changed since it was applied"
 								  : "applied, its file missing",
 			  c->name);
-		if (emh__context_refuse(c, why) != 0) {
-			emh_migrations_free(v, n);
-			return EMH_ENOMEM;
-		}
-		(*refused)++;
 	}
 	emh_migrations_free(v, n);
 	return 0;
 }
+
+static int startup_one(emh_host *h, emh_context *c, const char *mode, size_t *refused)
+{
+	char why[EMH_ERROR_MSG_MAX];
+	int rc = startup_verdict(h, c, mode, why);
+	if (rc || !why[0])
+		return rc;
+	if (emh__context_refuse(c, why) != 0)
+		return EMH_ENOMEM;
+	(*refused)++;
+	return 0;
+}
+
+/* A context's policy, or NULL for "none". */
+static const char *policy_of(const emh_context *c)
+{
+	const char *mode = emh__ctxconf_get(&c->conf, "migrate");
+	return mode && strcmp(mode, "none") != 0 ? mode : NULL;
+}
+
+int emh__migrate_hold(emh_context *c)
+{
+	const char *mode = policy_of(c);
+	if (!mode)
+		return 0;
+	char why[EMH_ERROR_MSG_MAX];
+	emh__msgf(why, sizeof why, "migrate = \"%s\": not applied yet (the context is being added by a reload)", mode);
+	char *mine = strdup(why);
+	if (!mine)
+		return EMH_ENOMEM;
+	char *none = NULL;
+	if (!atomic_compare_exchange_strong_explicit(&c->hot->refusal, &none, mine, memory_order_release,
+						     memory_order_relaxed))
+		free(mine);
+	return 0;
+}
+
+int emh__migrate_startup_added(emh_host *h, const char *name)
+{
+	emh_context *c = emh__host_get_context(h, name, NULL);
+	if (!c)
+		return 0; /* removed meanwhile */
+	const char *mode = policy_of(c);
+	char why[EMH_ERROR_MSG_MAX];
+	int rc = mode ? startup_verdict(h, c, mode, why) : 0;
+	char *verdict = NULL;
+	if (!rc && mode && why[0] && !(verdict = strdup(why)))
+		rc = EMH_ENOMEM;
+	if (!rc && mode) {
+		/* The hold gives way to the verdict; readers may still hold the
+		 * hold's text (emh_host_context_refusal): retired, not freed. */
+		char *hold = atomic_exchange_explicit(&c->hot->refusal, verdict, memory_order_acq_rel);
+		if (verdict)
+			emh__log(&h->log, EMH_LOG_ERROR, c->name, "refusing to serve the context: %s", verdict);
+		pthread_rwlock_wrlock(&h->lock);
+		emh__host_retire(h, hold);
+		pthread_rwlock_unlock(&h->lock);
+	}
+	emh__context_put(c);
+	return rc;
+}
+
+
 
 int emh_migrate_startup(emh_host *h, size_t *refused, emh_error *err)
 {
@@ -872,9 +929,8 @@ int emh_migrate_startup(emh_host *h, size_t *refused, emh_error *err)
 	char **names = calloc(n ? n : 1, sizeof *names);
 	int rc = 0;
 	for (size_t i = 0; names && i < n && !rc; i++) {
-		const char *mode = emh__ctxconf_get(&h->ctxs[i]->conf, "migrate");
 		/* A name lost to memory would skip its context's policy silently. */
-		if (mode && strcmp(mode, "none") != 0 && !(names[i] = strdup(h->ctxs[i]->name)))
+		if (policy_of(h->ctxs[i]) && !(names[i] = strdup(h->ctxs[i]->name)))
 			rc = EMH_ENOMEM;
 	}
 	pthread_rwlock_unlock(&h->lock);

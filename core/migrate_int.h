@@ -97,6 +97,16 @@ int emh__split(const char *text, size_t len, int how, emh__span **out, size_t *n
  * EMH_ENOMEM: not refused (no memory for the reason). */
 int emh__context_refuse(emh_context *c, const char *why);
 
+/*
+ * A context a reload adds gets its policy (migrate = "on-start"|"check") as
+ * at start, without serving a fork before: emh__migrate_hold refuses c
+ * (not in the host yet) until emh__migrate_startup_added, run on it once
+ * inserted, replaces that with the policy's verdict.  Both: 0 or
+ * EMH_ENOMEM (then c stays refused).  Nothing for a context without one.
+ */
+int emh__migrate_hold(emh_context *c);
+int emh__migrate_startup_added(emh_host *h, const char *name);
+
 /* ---- schema_diff.c ---- */
 
 /* An empty diff for the driver of c (SQL statements or JSON commands). */

@@ -2,7 +2,8 @@
 /*
  * core/reload.c: emh_host_reload.  The configuration file and the
  * environment are read again and the difference applied to the running
- * host: new contexts are added, deleted ones drained and removed, changed
+ * host: new contexts are added (with their migrate policy applied as at
+ * start, refusing forks until it ran), deleted ones drained and removed, changed
  * pool settings applied to the live pools, and driver plugins dropped into
  * the plugin directory since start are loaded.
  *
@@ -32,6 +33,7 @@
 
 #include "cfg_int.h"
 #include "internal.h"
+#include "migrate_int.h"
 
 /* One existing context whose live settings change: pool.*, replicas.N.pool.*, max_replica_lag_ms. */
 typedef struct pool_change {
@@ -305,6 +307,11 @@ static int plan_new(emh_host *h, plan *pl, emh__ctxconf *conf, emh_error *err)
 		emh__context_free(c);
 		return rc;
 	}
+	/* migrate = "check"|"on-start": no fork before its policy ran (emh_host_reload) */
+	if (emh__migrate_hold(c) != 0) {
+		emh__context_free(c);
+		return oom(err);
+	}
 	pl->added[pl->nadded++] = c;
 	return 0;
 }
@@ -569,6 +576,13 @@ int emh_host_reload(emh_host *h, const emh_reload_opts *opts, char *summary, siz
 		if (summary && cap)
 			snprintf(summary, cap, "%s", b->ptr);
 	}
+	/* The added contexts' migrate policy, as at start (they refuse forks
+	 * until it ran): "on-start" applies their migrations, a failure or
+	 * (for "check") one not applied keeps them refused. */
+	for (size_t i = 0; applied && i < pl.nadded; i++)
+		if (emh__migrate_startup_added(h, pl.added[i]->name) != 0)
+			emh__log(&h->log, EMH_LOG_ERROR, pl.added[i]->name,
+				 "reload: out of memory applying the migrate policy: the context stays refused");
 	plan_release(h, &pl, applied);
 	pthread_mutex_unlock(&h->reload_mu);
 	return rc;

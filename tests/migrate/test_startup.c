@@ -560,6 +560,58 @@ static void test_startup_oom(void)
 	is_int(wrong, 0, "no case skipped a context's policy");
 }
 
+/*
+ * A context a reload adds gets its migrate policy as at start, refusing
+ * forks until then (found by review: a reload added a context with
+ * migrate = "check" and a pending migration, and it served unchecked).
+ */
+static void test_reload_adds(void)
+{
+	char pend[600], good[600], conf[600], text[4096];
+	subdir("rl_pending", pend, sizeof pend);
+	subdir("rl_good", good, sizeof good);
+	put(pend, "0001_t.sql", "CREATE TABLE t (x INTEGER);\n");
+	put(good, "0001_g.sql", "CREATE TABLE g (x INTEGER);\n");
+	fixture_path(&fx, "reload.conf", conf, sizeof conf);
+	snprintf(text, sizeof text,
+		 "default_context = \"main\";\ncontexts = ( { name = \"main\"; url = \"sqlite://%s/rl_main.db\"; } );\n", fx.dir);
+	write_file(conf, text);
+	emh_host_opts o = {.config_path = conf, .plugin_dir = fx.plugin_dir, .log_level = EMH_LOG_ERROR};
+	emh_host *h;
+	emh_error err;
+	if (emh_host_new(&o, &h, &err) != 0)
+		bail("host: %s", err.message);
+	size_t refused = 99;
+	is_int(emh_migrate_startup(h, &refused, &err), 0, "start-up policy of the first configuration");
+	snprintf(text, sizeof text,
+		 "default_context = \"main\";\ncontexts = (\n"
+		 "  { name = \"main\"; url = \"sqlite://%s/rl_main.db\"; },\n"
+		 "  { name = \"tenant\"; url = \"sqlite://%s/rl_tenant.db\"; migrations = \"%s\"; migrate = \"check\"; },\n"
+		 "  { name = \"fresh\"; url = \"sqlite://%s/rl_fresh.db\"; migrations = \"%s\"; migrate = \"on-start\"; },\n"
+		 "  { name = \"plain\"; url = \"sqlite://%s/rl_plain.db\"; migrations = \"%s\"; }\n);\n",
+		 fx.dir, fx.dir, pend, fx.dir, good, fx.dir, pend);
+	write_file(conf, text);
+	char summary[256];
+	summary[0] = '\0';
+	if (!ok(emh_host_reload(h, NULL, summary, sizeof summary, &err) == 0, "a reload adding three contexts: %s",
+		summary))
+		diag("  %s", err.message);
+	const char *why = emh_host_context_refusal(h, "tenant");
+	ok(why && strstr(why, "migrate = \"check\"") && strstr(why, "1 migration not applied"),
+	   "check: the added context with a pending migration is refused: %s", why ? why : "(none)");
+	is_int(try_fork(h, "tenant", &err), EMH_ESCHEMA, "its forks fail");
+	char got[64];
+	states(h, "tenant", got, sizeof got);
+	is_str(got, "P", "nothing applied to it");
+	ok(emh_host_context_refusal(h, "fresh") == NULL, "on-start: the added context whose migrations ran serves");
+	states(h, "fresh", got, sizeof got);
+	is_str(got, "A", "its migration applied by the reload");
+	is_int(try_fork(h, "fresh", &err), 0, "its forks work");
+	ok(emh_host_context_refusal(h, "plain") == NULL && try_fork(h, "plain", &err) == 0,
+	   "an added context without a policy serves, pending or not");
+	emh_host_free(h);
+}
+
 int main(void)
 {
 	plan_lazy();
@@ -574,6 +626,7 @@ int main(void)
 	test_sqlite_nested_comment();
 	test_error_names();
 	test_startup_oom();
+	test_reload_adds();
 	fixture_release(&fx);
 	return done_testing();
 }
