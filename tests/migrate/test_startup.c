@@ -78,6 +78,16 @@ static int host_from(const char *conf_text, emh_host **h, emh_error *err)
 	return emh_host_new(&o, h, err);
 }
 
+/* host_from that must work. */
+static emh_host *host_or_bail(const char *conf_text)
+{
+	emh_host *h;
+	emh_error err;
+	if (host_from(conf_text, &h, &err) != 0)
+		bail("host: %s", err.message);
+	return h;
+}
+
 /* A fork of the context: 0, or its error in err. */
 static int try_fork(emh_host *h, const char *ctx, emh_error *err)
 {
@@ -366,10 +376,8 @@ static void test_sqlite_commit_fails(void)
 		 "contexts = ( { name = \"default\"; url = \"sqlite://%s/fk.db\"; migrations = \"%s\"; },\n"
 		 "  { name = \"second\"; url = \"sqlite://%s/fk2.db\"; migrations = \"%s\"; } );\n",
 		 fx.dir, dir, fx.dir, dir2);
-	emh_host *h;
+	emh_host *h = host_or_bail(conf);
 	emh_error err;
-	if (host_from(conf, &h, &err) != 0)
-		bail("host: %s", err.message);
 	size_t done = 99;
 	ok(emh_migrate_up(h, NULL, NULL, &done, &err) != 0, "sqlite: a run whose commit fails fails");
 	like_str(err.message, "committing the run", "saying the commit failed: %s", err.message);
@@ -418,10 +426,8 @@ static void test_sqlite_timeout(void)
 		 "  { name = \"default\"; url = \"sqlite://%s/tw.db\"; migrations = \"%s\"; statement_timeout_ms = 200; },\n"
 		 "  { name = \"read\"; url = \"sqlite://%s/tr.db\"; migrations = \"%s\"; statement_timeout_ms = 200; }\n);\n",
 		 fx.dir, dir, fx.dir, dir2);
-	emh_host *h;
+	emh_host *h = host_or_bail(conf);
 	emh_error err;
-	if (host_from(conf, &h, &err) != 0)
-		bail("host: %s", err.message);
 	size_t done = 99;
 	is_int(emh_migrate_up(h, NULL, NULL, &done, &err), EMH_ETIMEOUT, "sqlite: a writing statement times out");
 	like_str(err.message, "0002_big.sql", "naming the migration: %s", err.message);
@@ -458,10 +464,8 @@ static void test_sqlite_nested_comment(void)
 	snprintf(conf, sizeof conf,
 		 "contexts = ( { name = \"default\"; url = \"sqlite://%s/nested.db\"; migrations = \"%s\"; } );\n",
 		 fx.dir, dir);
-	emh_host *h;
+	emh_host *h = host_or_bail(conf);
 	emh_error err;
-	if (host_from(conf, &h, &err) != 0)
-		bail("host: %s", err.message);
 	size_t done = 99;
 	is_int(emh_migrate_up(h, NULL, NULL, &done, &err), EMH_EINVAL, "sqlite: a comment inside a comment is refused");
 	like_str(err.message, "0001_t.sql", "naming the file: %s", err.message);
@@ -494,10 +498,8 @@ static void test_error_names(void)
 	snprintf(conf, sizeof conf,
 		 "contexts = ( { name = \"default\"; url = \"sqlite://%s/vanish.db\"; migrations = \"%s\"; } );\n",
 		 fx.dir, dir);
-	emh_host *h;
+	emh_host *h = host_or_bail(conf);
 	emh_error err;
-	if (host_from(conf, &h, &err) != 0)
-		bail("host: %s", err.message);
 	emh_migrate_opts o = {.progress = remove_next, .ud = second};
 	size_t done = 99;
 	is_int(emh_migrate_up(h, NULL, &o, &done, &err), EMH_EIO, "a migration file gone during the run");
@@ -529,10 +531,8 @@ static void test_startup_oom(void)
 		 fx.dir, good, fx.dir, old);
 	unsigned long cases = 0, nomem = 0, wrong = 0;
 	for (unsigned long at = 1; at < 100000; at++) {
-		emh_host *h;
+		emh_host *h = host_or_bail(conf);
 		emh_error err;
-		if (host_from(conf, &h, &err) != 0)
-			bail("host: %s", err.message);
 		size_t refused;
 		strdup_failed = false;
 		strdup_fail_at = at;
