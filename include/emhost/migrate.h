@@ -120,7 +120,10 @@ typedef struct emh_migrate_opts {
  * its statements run one by one and it is recorded after the last, and a
  * failure names the file, the statement and its line and says the schema
  * may be partly changed.  The run stops at the first failure; migrations
- * before it stay applied.  *done (may be NULL) counts the applied ones.
+ * before it stay applied -- except where the driver holds its lock as one
+ * transaction (SQLite): there the run is all or nothing, and a failure
+ * that ends that transaction (its COMMIT, a timeout) applies none of it,
+ * which the error says.  *done (may be NULL) counts the applied ones.
  * opts may be NULL.  Returns 0, the errors of emh_migrate_status,
  * EMH_ETIMEOUT (another run held the lock), EMH_EINVAL (a file that cannot
  * be split into statements), or the database's error.
