@@ -298,6 +298,9 @@ int emh__tx_end(emh_em *em, bool commit, emh_error *err)
 		rc = emh_error_set(err, EMH_ESTATE, "context '%s': transaction has no connection", em->ctx->name);
 	if (commit && rc)
 		return rc; /* still open: the caller may roll back */
+	/* A rollback closes its level even when it failed: the fork's
+	 * bookkeeping is restored, and the callers that roll back several
+	 * levels (tx_run, emh_em_close) go on to the next one. */
 	em->tx_depth--;
 	if (commit) {
 		for (emh__jentry *j = em->journal; j && j->depth == level; j = j->next)
@@ -306,6 +309,10 @@ int emh__tx_end(emh_em *em, bool commit, emh_error *err)
 			em->journal = NULL; /* committed: nothing to restore any more */
 	} else {
 		journal_revert(em, level);
+		if (rc && em->tx_depth > 0)
+			/* What the server kept of the levels outside is unknown: they
+			 * accept only their rollback. */
+			em->tx_failed = true;
 	}
 	if (em->tx_depth == 0)
 		em->tx_failed = false;
@@ -336,8 +343,7 @@ static int tx_run(emh_em *em, const emh_tx_opts *opts, emh_tx_fn fn, void *ud, e
 	 * back every level this call opened or fn left open. */
 	emh_error ignored;
 	while (em->tx_depth >= level)
-		if (emh__tx_end(em, false, &ignored) != 0 && em->tx_depth >= level)
-			em->tx_depth--, em->tx_failed = em->tx_depth > 0;
+		emh__tx_end(em, false, &ignored); /* closes its level, failed or not */
 	return rc;
 }
 

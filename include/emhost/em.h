@@ -117,7 +117,10 @@ void emh_em_clear(emh_em *em);
  * detached inside it holds what it held before (marked stale: the next
  * get or find reloads it when it has no unflushed changes), and after a
  * set-based write inside it (emh_repo_update_where, _delete_where) every
- * object of that entity is marked stale.  Closing a fork with an
+ * object of that entity is marked stale.  A rollback closes its level
+ * even when it fails (its bookkeeping is restored all the same); the
+ * levels outside it then accept only their rollback (EMH_ESTATE for
+ * anything else).  Closing a fork with an
  * open transaction rolls it back.  commit/rollback with no open transaction
  * is EMH_ESTATE; EMH_EUNSUPPORTED when the context has no transactions (or
  * no savepoints, for nesting).  A single-statement flush outside a

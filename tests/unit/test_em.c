@@ -55,6 +55,27 @@ static int insert_orphan(emh_em *em, void *ud, emh_error *err)
 	return emh_em_execute(em, "INSERT INTO child (parent) VALUES (12345)", err);
 }
 
+/* A callback that flushes an item at its level, opens a savepoint and
+ * releases it behind the fork's back, so that the rollback of that inner
+ * level (ROLLBACK TO a savepoint that is gone) fails, then fails itself. */
+static int inner_rollback_fails(emh_em *em, void *ud, emh_error *err)
+{
+	emh_repo *r;
+	item *it;
+	int rc;
+	if ((rc = emh_em_repo(em, &item_entity, &r, err)) != 0 || (rc = emh_repo_new(r, (void **)&it, err)) != 0)
+		return rc;
+	it->name = "level 1";
+	*(item **)ud = it;
+	if ((rc = emh_em_flush(em, err)) != 0 || (rc = emh_em_begin(em, err)) != 0)
+		return rc;
+	char sql[64];
+	snprintf(sql, sizeof sql, "RELEASE SAVEPOINT emh_sp_%d", emh_em_tx_depth(em));
+	if ((rc = emh_em_execute(em, sql, err)) != 0)
+		return rc;
+	return emh_error_set(err, EMH_EINVAL, "test: the callback fails");
+}
+
 /* A host on a SQLite file in a new temporary directory (dir, 64 bytes; removed by sqlite_host_free). */
 static emh_host *sqlite_host(const char *b, char *dir)
 {
@@ -199,6 +220,33 @@ static void t_sqlite_bookkeeping(const char *b)
 	is_int(rc, EMH_ESTATE, "a callback that ends the level it was given is EMH_ESTATE");
 	like_str(err.message, "closed 1 level(s) it did not open", "saying so (not '-1 level(s) open')");
 	emh_em_close(em);
+
+	/* A failed rollback of an inner level still rolls back the levels
+	 * outside it: the callback form once counted that level twice and
+	 * left level 1 open on the connection, its object looking stored. */
+	emh_host_fork(h, NULL, &em, &err);
+	emh_em_repo(em, &item_entity, &r, &err);
+	int64_t before = -1, after = -1;
+	emh_repo_count(r, NULL, &before, &err);
+	it = NULL;
+	rc = emh_em_transaction(em, inner_rollback_fails, &it, &err);
+	is_int(rc, EMH_EINVAL, "a callback failing after its inner level's rollback was made to fail: its status");
+	is_int(emh_em_tx_depth(em), 0, "every level is closed");
+	ok(it && it->id == 0, "the object flushed at level 1 is new again (key %lld)", it ? (long long)it->id : -1LL);
+	rc = emh_em_begin(em, &err);
+	is_int(rc, 0, "the fork can begin again: level 1 was rolled back on the connection (%s)",
+	       rc ? err.message : "ok");
+	if (rc == 0)
+		emh_em_rollback(em, &err);
+	if (it)
+		emh_em_remove(em, it, &err); /* new again: not inserted by a later flush */
+	emh_em_close(em);
+	emh_host_fork(h, NULL, &em, &err);
+	emh_em_repo(em, &item_entity, &r, &err);
+	emh_repo_count(r, NULL, &after, &err);
+	is_int(after, before, "nothing of the transaction was committed");
+	emh_em_close(em);
+
 	sqlite_host_free(h, dir);
 }
 
