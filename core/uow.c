@@ -296,8 +296,14 @@ int emh__tx_end(emh_em *em, bool commit, emh_error *err)
 		rc = tx_send(em, commit ? TX_COMMIT : TX_ROLLBACK, level, err);
 	else if (!em->tx_failed)
 		rc = emh_error_set(err, EMH_ESTATE, "context '%s': transaction has no connection", em->ctx->name);
-	if (commit && rc)
-		return rc; /* still open: the caller may roll back */
+	if (commit && rc) {
+		/* Still open here, but PostgreSQL and MySQL end the transaction
+		 * on a failed COMMIT: a second COMMIT would "succeed" on none
+		 * (the objects looking stored, later flushes in autocommit).
+		 * Only the rollback is accepted now, on every driver. */
+		em->tx_failed = true;
+		return rc;
+	}
 	/* A rollback closes its level even when it failed: the fork's
 	 * bookkeeping is restored, and the callers that roll back several
 	 * levels (tx_run, emh_em_close) go on to the next one. */

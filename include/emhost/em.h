@@ -120,9 +120,11 @@ void emh_em_clear(emh_em *em);
  * object of that entity is marked stale.  A rollback closes its level
  * even when it fails (its bookkeeping is restored all the same); the
  * levels outside it then accept only their rollback (EMH_ESTATE for
- * anything else).  Closing a fork with an
- * open transaction rolls it back.  commit/rollback with no open transaction
- * is EMH_ESTATE; EMH_EUNSUPPORTED when the context has no transactions (or
+ * anything else).  A commit that fails leaves its level open and
+ * accepting only the rollback (EMH_ESTATE for a second commit, a flush,
+ * ...): the server may have ended the transaction already.  Closing a
+ * fork with an open transaction rolls it back.  commit/rollback with no
+ * open transaction is EMH_ESTATE; EMH_EUNSUPPORTED when the context has no transactions (or
  * no savepoints, for nesting).  A single-statement flush outside a
  * transaction is sent alone (it is atomic by itself).
  */

@@ -2229,6 +2229,76 @@ static void t_transactions(suite *s)
 	   "both rows committed: the failed flush did not abort the transaction");
 }
 
+/*
+ * A COMMIT that fails ends the transaction on some servers (PostgreSQL,
+ * MySQL) and not on others (SQLite): either way the fork accepts only the
+ * rollback then, so that a second COMMIT cannot "succeed" on no
+ * transaction while the objects look stored.  Made to fail by a deferred
+ * foreign key, checked only at COMMIT: PostgreSQL and SQLite have them.
+ */
+static void t_failed_commit(suite *s)
+{
+	const char *name = "transactions: a failed commit accepts only the rollback";
+	if (!(s->caps & EMH_CAP_TRANSACTIONS) || !s->sql) {
+		na(name, "driver '%s' has no SQL transactions: no deferred constraint to make COMMIT fail", s->driver);
+		return;
+	}
+	if (strcmp(s->driver, "postgres") != 0 && strcmp(s->driver, "sqlite") != 0) {
+		na(name, "driver '%s': no deferred constraints (checked at once), so no COMMIT can be made to fail",
+		   s->driver);
+		return;
+	}
+	emh_error err;
+	char parent[96], sql[320];
+	snprintf(parent, sizeof parent, "conf_%ld_dparent", s->pid);
+	emh_em *em = xfork(s, NULL);
+	snprintf(sql, sizeof sql, "CREATE TABLE %s (id INTEGER PRIMARY KEY)", parent);
+	int rc = emh_em_execute(em, sql, &err);
+	if (!rc) {
+		snprintf(sql, sizeof sql,
+			 "CREATE TABLE %s_c (parent INTEGER REFERENCES %s(id) DEFERRABLE INITIALLY DEFERRED)", parent,
+			 parent);
+		rc = emh_em_execute(em, sql, &err);
+	}
+	if (!OK_RC(rc, err, "failed commit: create a table with a deferred foreign key")) {
+		emh_em_close(em);
+		return;
+	}
+	rc = emh_em_begin(em, &err);
+	conf_user *u = rc ? NULL : user_new(em, s, "tx-failed-commit");
+	rc = u ? emh_em_flush(em, &err) : rc ? rc : EMH_ENOMEM;
+	if (!rc) {
+		snprintf(sql, sizeof sql, "INSERT INTO %s_c (parent) VALUES (12345)", parent);
+		rc = emh_em_execute(em, sql, &err);
+	}
+	if (OK_RC(rc, err, "failed commit: begin, flush a user, insert a row breaking the deferred key")) {
+		rc = emh_em_commit(em, &err);
+		ok(rc != 0, "%s: the commit fails (%s)", name, st_name(rc));
+		diag_err(rc, &err);
+		rc = emh_em_commit(em, &err);
+		expect_rc(rc, EMH_ESTATE, &err, "failed commit: a second commit is EMH_ESTATE, not a commit of nothing");
+		rc = emh_em_flush(em, &err);
+		expect_rc(rc, EMH_ESTATE, &err, "failed commit: so is a flush");
+		is_int(emh_em_tx_depth(em), 1, "failed commit: the level is still open");
+		rc = emh_em_rollback(em, &err);
+		OK_RC(rc, err, "failed commit: the rollback is accepted");
+		is_int(emh_em_tx_depth(em), 0, "failed commit: depth 0 after it");
+		ok(u->id == 0, "failed commit: the flushed user is new again (key %lld)", (long long)u->id);
+		emh_em_remove(em, u, &err); /* pending again: not inserted later */
+		is_int(count_text(s, T_USER, "email", "tx-failed-commit"), 0, "failed commit: nothing was committed");
+	}
+	if (emh_em_tx_depth(em) > 0)
+		emh_em_rollback(em, &err);
+	snprintf(sql, sizeof sql, "DROP TABLE %s_c", parent);
+	rc = emh_em_execute(em, sql, &err);
+	if (!rc) {
+		snprintf(sql, sizeof sql, "DROP TABLE %s", parent);
+		rc = emh_em_execute(em, sql, &err);
+	}
+	OK_RC(rc, err, "failed commit: drop its tables");
+	emh_em_close(em);
+}
+
 /* ---- read-only forks, clear ---- */
 
 /* Do two forks' objects of conf_user hold the same row (NULLs included)? */
@@ -3092,6 +3162,7 @@ int main(int argc, char **argv)
 		t_upsert(&s);
 		cf_query(&s);
 		t_transactions(&s);
+		t_failed_commit(&s);
 		t_readonly_clear(&s);
 		t_readonly_fork(&s);
 		t_errors(&s);
