@@ -677,8 +677,11 @@ static int load_by_pk(const hop *h, const keyset *keys, void **tobj, emh__arena 
 	if (keys->n && !(map = malloc(keys->n * sizeof *map)))
 		return emh_error_set(err, EMH_ENOMEM, "out of memory");
 	for (size_t i = 0; i < keys->n && rc == 0; i++) {
-		/* the identity map compares integer keys of either width as int64 */
-		emh__obj *have = g->readonly ? NULL : emh__imap_find(g, tm, &keys->v[i]);
+		/* the identity map compares integer keys of either width as int64;
+		 * a filtered target is asked for (its query is filtered, and
+		 * materialising a row gives the map's object): the map may hold
+		 * rows of another parameter value, or of an unfiltered find */
+		emh__obj *have = g->readonly || tm->filters ? NULL : emh__imap_find(g, tm, &keys->v[i]);
 		if (have) {
 			tobj[i] = have->state == ST_MANAGED || have->state == ST_NEW ? OBJ(have) : NULL;
 			continue;

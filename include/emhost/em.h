@@ -420,7 +420,8 @@ int emh_repo_remove(emh_repo *r, void *obj, emh_error *err);
  * keys, so one query per 1,000 distinct keys -- never one per object; a
  * many_to_many level costs two there (the join rows, then the targets).
  * belongs_to keys whose target the target fork already manages are not
- * asked for again.  An object whose relation is already loaded is not
+ * asked for again (unless the target entity is filtered: the query then
+ * says whether the fork's parameters see it).  An object whose relation is already loaded is not
  * queried again, but its targets go on to the next level.
  *
  * The relation members are filled: a pointer (NULL when the key is NULL or

@@ -203,6 +203,35 @@ static const emh_entity shop_entity = EMH_ENTITY(r_shop, "rel_shop", shop_fields
 static const emh_entity titem_entity = EMH_ENTITY(r_titem, "rel_titem", titem_fields);
 static void t_filtered(emh_host *h);
 
+/* Customers, filtered by tenant, and notes (not filtered) that belong to
+ * one: a belongs_to whose target is filtered. */
+typedef struct r_tcust {
+	int64_t id;
+	const char *tenant;
+	const char *name;
+} r_tcust;
+typedef struct r_tnote {
+	int64_t id;
+	int64_t cust_id;
+	const char *text;
+	struct r_tcust *cust;
+} r_tnote;
+static const emh_entity tcust_entity;
+static const emh_field tcust_fields[] = {
+	EMH_FIELD(r_tcust, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(r_tcust, tenant, EMH_T_TEXT, EMH_F_FILTER),
+	EMH_FIELD(r_tcust, name, EMH_T_TEXT, 0),
+};
+static const emh_field tnote_fields[] = {
+	EMH_FIELD(r_tnote, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(r_tnote, cust_id, EMH_T_INT64, EMH_F_INDEXED),
+	EMH_FIELD(r_tnote, text, EMH_T_TEXT, 0),
+	EMH_BELONGS_TO(r_tnote, cust, &tcust_entity, "cust_id", 0),
+};
+static const emh_entity tcust_entity = EMH_ENTITY(r_tcust, "rel_tcust", tcust_fields);
+static const emh_entity tnote_entity = EMH_ENTITY(r_tnote, "rel_tnote", tnote_fields);
+static void t_filtered_target(emh_host *h);
+
 #define NUSERS 20
 #define NGROUPS 3
 #define MISSING_ID 900000000
@@ -1068,6 +1097,7 @@ static void t_registration(const fixture *fx)
 	emh_em_close(em);
 	t_self(h);
 	t_filtered(h);
+	t_filtered_target(h);
 	emh_host_free(h);
 }
 
@@ -1287,6 +1317,69 @@ static void t_filtered(emh_host *h)
 		bail("get the shop: %s", err.message);
 	rc = emh_em_load(em, &sv, 1, "items", &err);
 	is_int(rc, EMH_ESTATE, "filtered: with the tenant unset a relation load is EMH_ESTATE");
+	emh_em_close(em);
+}
+
+/* A belongs_to whose target is filtered shows the fork's tenant only, also
+ * for a target the fork's identity map already holds: a customer loaded
+ * under tenant a was once handed to tenant b by the map. */
+static void t_filtered_target(emh_host *h)
+{
+	emh_error err;
+	fixture_register(h, NULL, &tcust_entity);
+	fixture_register(h, NULL, &tnote_entity);
+	fixture_sync(h, NULL);
+	emh_em *em = tenant_fork(h, "a");
+	r_tcust *c = fixture_new(fixture_repo(em, &tcust_entity));
+	c->name = "a's customer";
+	if (emh_em_flush(em, &err))
+		bail("insert the customer: %s", err.message);
+	r_tnote *n = fixture_new(fixture_repo(em, &tnote_entity));
+	n->cust_id = c->id;
+	n->text = "note";
+	if (emh_em_flush(em, &err))
+		bail("insert the note: %s", err.message);
+	int64_t cid = c->id, nid = n->id;
+	emh_em_close(em);
+
+	em = tenant_fork(h, "a");
+	void *cv = NULL, *nv = NULL;
+	if (emh_repo_get(fixture_repo(em, &tcust_entity), emh_v_int64(cid), &cv, &err))
+		bail("get the customer: %s", err.message);
+	if (emh_em_set_param(em, "tenant", emh_v_text("b"), &err))
+		bail("set tenant: %s", err.message);
+	int grc = emh_repo_get(fixture_repo(em, &tcust_entity), emh_v_int64(cid), &cv, &err);
+	is_int(grc, EMH_ENOTFOUND, "filtered target: under tenant b, a's customer (in the map) is not found by get");
+	if (emh_repo_get(fixture_repo(em, &tnote_entity), emh_v_int64(nid), &nv, &err))
+		bail("get the note: %s", err.message);
+	int rc = emh_em_load(em, &nv, 1, "cust", &err);
+	check(rc, &err, "filtered target: under tenant b, load the note's customer");
+	n = nv;
+	ok(rc == 0 && n->cust == NULL && emh_em_loaded(em, n, "cust"),
+	   "filtered target: ... loaded as none, not a's customer from the identity map (got %s)",
+	   n->cust ? n->cust->name : "none");
+	emh_em_close(em);
+
+	/* the customer in the map through an unfiltered find, the tenant unset */
+	em = tenant_fork(h, NULL);
+	emh_query *q = fixture_query(fixture_repo(em, &tcust_entity));
+	emh_q_unfiltered(q);
+	emh_list all;
+	check(emh_repo_find(fixture_repo(em, &tcust_entity), q, &all, &err), &err,
+	      "filtered target: an unfiltered find puts the customer in the map");
+	if (emh_repo_get(fixture_repo(em, &tnote_entity), emh_v_int64(nid), &nv, &err))
+		bail("get the note: %s", err.message);
+	rc = emh_em_load(em, &nv, 1, "cust", &err);
+	is_int(rc, EMH_ESTATE, "filtered target: with the tenant unset the load is EMH_ESTATE, map or not");
+	emh_em_close(em);
+
+	em = tenant_fork(h, "a");
+	if (emh_repo_get(fixture_repo(em, &tcust_entity), emh_v_int64(cid), &cv, &err) ||
+	    emh_repo_get(fixture_repo(em, &tnote_entity), emh_v_int64(nid), &nv, &err))
+		bail("get: %s", err.message);
+	rc = emh_em_load(em, &nv, 1, "cust", &err);
+	n = nv;
+	ok(rc == 0 && n->cust == cv, "filtered target: under tenant a the load gives the map's own customer");
 	emh_em_close(em);
 }
 
