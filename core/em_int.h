@@ -97,6 +97,7 @@ typedef struct emh__jentry {
 	int64_t old_version;
 	void *fields;   /* OP_FIND: a copy of o's struct */
 	uint64_t nulls; /* OP_FIND: o->nulls */
+	uint16_t rel_loaded; /* OP_FIND: o->rel_loaded (the relation members are in fields) */
 	emh__meta *m;   /* OP_UPDATE_WHERE */
 } emh__jentry;
 

@@ -209,6 +209,7 @@ static void journal_revert(emh_em *em, int depth)
 			bool is = o->state == ST_MANAGED || o->state == ST_REMOVED;
 			memcpy(OBJ(o), j->fields, o->m->pub.entity->size);
 			o->nulls = j->nulls;
+			o->rel_loaded = j->rel_loaded; /* the members came back with fields */
 			o->snap = j->snap;
 			o->snap_nulls = j->snap_nulls;
 			o->state = j->state;
@@ -279,7 +280,7 @@ int emh__journal_reload(emh_em *em, emh__obj *o)
 	}
 	*j = (emh__jentry){.next = em->journal, .o = o, .depth = em->tx_depth, .kind = OP_FIND, .state = o->state,
 			   .flags = o->flags, .snap = o->snap, .snap_nulls = o->snap_nulls, .fields = copy,
-			   .nulls = o->nulls};
+			   .nulls = o->nulls, .rel_loaded = o->rel_loaded};
 	em->journal = j;
 	return 0;
 }

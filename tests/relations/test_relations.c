@@ -1047,6 +1047,28 @@ static void t_self(emh_host *h)
 	rc = emh_repo_remove(re, b, &err);
 	ok(rc == EMH_ECONFLICT, "self: deleting the boss alone: EMH_ECONFLICT (restrict)");
 	emh_em_close(em);
+
+	/* A rollback restores an object reloaded inside the level, relation
+	 * members included -- and whether they were loaded: the members came
+	 * back empty while still counted as loaded, so a later load kept
+	 * them empty. */
+	em = fixture_fork(h, NULL);
+	re = fixture_repo(em, &emp_entity);
+	void *bv = NULL;
+	if (emh_repo_get(re, emh_v_int64(boss_id), &bv, &err))
+		bail("get the boss: %s", err.message);
+	b = bv;
+	check(emh_em_begin(em, &err), &err, "rollback: begin");
+	check(emh_em_refresh(em, b, &err), &err, "rollback: refresh the boss inside the transaction");
+	rc = emh_em_load(em, &bv, 1, "reports", &err);
+	ok(rc == 0 && b->reports.count == 2, "rollback: its 2 reports loaded inside the transaction");
+	check(emh_em_rollback(em, &err), &err, "rollback: roll back");
+	ok(!emh_em_loaded(em, b, "reports") || b->reports.count == 2,
+	   "rollback: 'reports' is not loaded-and-empty afterwards (loaded %d, %zu items)",
+	   emh_em_loaded(em, b, "reports"), b->reports.count);
+	rc = emh_em_load(em, &bv, 1, "reports", &err);
+	ok(rc == 0 && b->reports.count == 2, "rollback: a load afterwards gives the 2 reports (%zu)", b->reports.count);
+	emh_em_close(em);
 	em = fixture_fork(h, NULL);
 	re = fixture_repo(em, &emp_entity);
 	if (emh_repo_find(re, NULL, &all, &err))
