@@ -920,6 +920,7 @@ typedef struct load_sink {
 	void **items; /* first points at one, the in-struct slot */
 	void *one;
 	size_t n, cap;
+	size_t rows; /* rows the driver delivered, those of pending removals included */
 	size_t max; /* stop after this many (get, find_one) */
 	int mode;   /* LOAD_* */
 	bool get;   /* a lookup by key: counted and logged as a get */
@@ -1040,6 +1041,7 @@ static int load_row(emh_rowsink *s, const emh_value *cols, emh_error *err)
 {
 	load_sink *ls = (load_sink *)s;
 	void *obj;
+	ls->rows++;
 	int rc = materialize(ls->em, ls->m, cols, ls->mode, &obj, err);
 	if (rc || !obj)
 		return rc;
@@ -1354,10 +1356,12 @@ int emh_repo_find_page(emh_repo *r, const emh_query *q, emh_page *out, emh_error
 		return rc;
 	out->count = ls.n;
 	/* A page shorter than its limit (or an empty first page) ends the
-	 * rows: it tells the total, and the count is not sent. */
+	 * rows: it tells the total, and the count is not sent.  Judged by the
+	 * rows the database sent, not the items kept: the fork's pending
+	 * removals are left out of the items but still counted. */
 	int64_t limit = q ? q->limit : -1, offset = q && q->offset > 0 ? q->offset : 0;
-	if ((limit < 0 || (int64_t)ls.n < limit) && (ls.n > 0 || offset == 0)) {
-		out->total = offset + (int64_t)ls.n;
+	if ((limit < 0 || (int64_t)ls.rows < limit) && (ls.rows > 0 || offset == 0)) {
+		out->total = offset + (int64_t)ls.rows;
 	} else {
 		const emh_query *fq;
 		if ((rc = emh__em_filter(r->em, r->m, q, &fq, err)) != 0 ||
