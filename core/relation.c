@@ -972,6 +972,8 @@ static int written_here(emh_em *em, emh__obj *only, emh__meta *tm, keyset *here,
 	for (emh__obj *o = NULL; (o = flush_next(em, only, o));) {
 		if (o->m != tm || (o->state != ST_NEW && o->state != ST_REMOVED))
 			continue;
+		if (o->state == ST_NEW && o->m->pub.generated)
+			continue; /* its key is the database's, unknown before the insert: not its placeholder 0 */
 		emh_value k = emh__obj_key(o);
 		size_t before = here->n;
 		ssize_t ki;

@@ -1078,6 +1078,25 @@ static void t_self(emh_host *h)
 	rc = emh_em_flush(em, &err);
 	check(rc, &err, "self: the boss deleted with the reports in one flush");
 	emh_em_close(em);
+
+	/* A new generated-key target has no key before its insert: a checked
+	 * key 0 copied from it names no row, even in the flush inserting it
+	 * (it once passed as "inserted here", and the orphan was stored). */
+	em = fixture_fork(h, NULL);
+	re = fixture_repo(em, &emp_entity);
+	boss = fixture_new(re);
+	emh_em_set_null(em, boss, "manager_id", true, NULL);
+	r_emp *rep = fixture_new(re);
+	rep->manager_id = boss->id; /* 0: not known yet */
+	rc = emh_em_flush(em, &err);
+	ok(rc == EMH_ECONFLICT, "self: a checked key 0 taken from a new object is refused (%s: %s)",
+	   emh_status_name(rc), rc ? err.message : "stored");
+	emh_em_close(em);
+	em = fixture_fork(h, NULL);
+	int64_t left = -1;
+	emh_repo_count(fixture_repo(em, &emp_entity), NULL, &left, &err);
+	is_int(left, 0, "self: ... and nothing is stored");
+	emh_em_close(em);
 }
 
 static void t_registration(const fixture *fx)
