@@ -233,7 +233,9 @@ static void journal_revert(emh_em *em, int depth)
 			break;
 		}
 		case OP_REMOVE:
-			/* Not deleted after all: pending removal again, and findable. */
+			/* Not deleted after all: pending removal again, as before
+			 * the flush (the next flush deletes it, a refresh cancels
+			 * that; get and find leave it out), in the map again. */
 			o->state = j->state;
 			o->snap = j->snap;
 			o->snap_nulls = j->snap_nulls;

@@ -113,7 +113,8 @@ void emh_em_clear(emh_em *em);
  * fork's bookkeeping of everything flushed inside that level, so the fork
  * again matches the database: an object inserted there is new again (its
  * generated key reset; the next flush inserts it again), an updated one is
- * changed again, a deleted one is managed again; an object reloaded or
+ * changed again, a deleted one is pending removal again (the next flush
+ * deletes it; emh_em_refresh cancels the removal); an object reloaded or
  * detached inside it holds what it held before (marked stale: the next
  * get or find reloads it when it has no unflushed changes), and after a
  * set-based write inside it (emh_repo_update_where, _delete_where) every

@@ -163,6 +163,43 @@ static void t_sqlite_bookkeeping(const char *b)
 	   "the object is not found under its rolled-back key");
 	emh_em_close(em);
 
+	/* A flushed delete rolled back is a pending removal again, as it was
+	 * before the flush (em.h): the next flush deletes the row, and
+	 * emh_em_refresh cancels the removal. */
+	item *ra, *rb;
+	emh_host_fork(h, NULL, &em, &err);
+	emh_em_repo(em, &item_entity, &r, &err);
+	emh_repo_new(r, (void **)&ra, &err);
+	ra->name = "removed, rolled back, flushed";
+	emh_repo_new(r, (void **)&rb, &err);
+	rb->name = "removed, rolled back, refreshed";
+	if (emh_em_flush(em, &err))
+		bail("insert: %s", err.message);
+	int64_t ra_id = ra->id, rb_id = rb->id;
+	emh_em_close(em);
+	emh_host_fork(h, NULL, &em, &err);
+	emh_em_repo(em, &item_entity, &r, &err);
+	if (emh_repo_get(r, emh_v_int64(ra_id), (void **)&ra, &err) ||
+	    emh_repo_get(r, emh_v_int64(rb_id), (void **)&rb, &err))
+		bail("get: %s", err.message);
+	emh_em_begin(em, &err);
+	emh_em_remove(em, ra, &err);
+	emh_em_remove(em, rb, &err);
+	is_int(emh_em_flush(em, &err), 0, "two deletes flushed inside a transaction");
+	is_int(emh_em_rollback(em, &err), 0, "rolled back");
+	is_int(emh_repo_get(r, emh_v_int64(ra_id), (void **)&got, &err), EMH_ENOTFOUND,
+	       "a rolled-back delete is a pending removal again: get leaves it out");
+	is_int(emh_em_refresh(em, rb, &err), 0, "emh_em_refresh of the other one cancels its removal");
+	ok(emh_repo_get(r, emh_v_int64(rb_id), (void **)&got, &err) == 0 && got == rb, "... so get finds it again");
+	is_int(emh_em_flush(em, &err), 0, "the next flush");
+	emh_em_close(em);
+	emh_host_fork(h, NULL, &em, &err);
+	emh_em_repo(em, &item_entity, &r, &err);
+	is_int(emh_repo_get(r, emh_v_int64(ra_id), (void **)&got, &err), EMH_ENOTFOUND,
+	       "deleted the row of the pending removal");
+	is_int(emh_repo_get(r, emh_v_int64(rb_id), (void **)&got, &err), 0, "and kept the refreshed one's");
+	emh_em_close(em);
+
 	/* a member pointed at other memory with equal content */
 	emh_host_fork(h, NULL, &em, &err);
 	emh_em_repo(em, &item_entity, &r, &err);
