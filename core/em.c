@@ -1600,10 +1600,16 @@ int emh_em_set_null(emh_em *em, void *obj, const char *field, bool is_null, emh_
 	int i = field_index_checked(em, o, field, err);
 	if (i < 0)
 		return i;
-	if (is_null)
-		o->nulls |= UINT64_C(1) << i;
-	else
+	if (!is_null) {
 		o->nulls &= ~(UINT64_C(1) << i);
+		return 0;
+	}
+	/* The member holds NULL's representation (zero), as a loaded NULL's
+	 * does: a value written into it later is told apart (the flush
+	 * refuses it, uow.c check_not_null). */
+	const emh_field *f = &o->m->pub.entity->fields[i];
+	o->nulls |= UINT64_C(1) << i;
+	memset((char *)obj + f->offset, 0, f->size);
 	return 0;
 }
 

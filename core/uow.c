@@ -470,14 +470,50 @@ static void describe_key(const emh__obj *o, char *buf, size_t cap)
 		snprintf(buf, cap, "%s %lld", o->m->pub.entity->fields[o->m->pub.pk].name, (long long)emh__value_i64(&k));
 }
 
+/* A scalar member holding anything but its NULL representation (zero). */
+static bool member_set(const emh__obj *o, const emh_field *f)
+{
+	const unsigned char *p = (const unsigned char *)OBJ(o) + f->offset;
+	for (size_t b = 0; b < f->size; b++)
+		if (p[b])
+			return true;
+	return false;
+}
+
+/*
+ * A value written into the member of a scalar field that is NULL (loaded
+ * so, or set so with emh_em_set_null): the NULL flag hides it from the
+ * write (and from the changed fields), so it is refused rather than
+ * silently not stored.  Every field, whatever a flush writes.
+ */
+static int check_null_members(emh_em *em, const emh__obj *o, emh_error *err)
+{
+	const emh_entity *e = o->m->pub.entity;
+	for (size_t i = 0; o->nulls && i < e->nfields; i++) {
+		const emh_field *f = &e->fields[i];
+		if (!((o->nulls >> i) & 1) || emh__is_ptr_type(f->type) || !member_set(o, f))
+			continue;
+		char key[96];
+		describe_key(o, key, sizeof key);
+		return emh__em_fail(em, emh_error_set(err, EMH_EINVAL,
+						  "entity '%s' (%s): field '%s' is NULL (emh_em_set_null) but its "
+						  "member holds a value: call emh_em_set_null(obj, \"%s\", false) to "
+						  "store it", e->name, key, f->name, f->name), err);
+	}
+	return 0;
+}
+
 /*
  * NULL in a non-nullable field, and a value longer than its field's max_len
  * (bytes), are caught before anything is sent.  Only the fields in mask:
- * what a flush writes.
+ * what a flush writes.  And check_null_members.
  */
 static int check_not_null(emh_em *em, const emh__obj *o, uint64_t mask, emh_error *err)
 {
 	const emh_entity *e = o->m->pub.entity;
+	int rc = check_null_members(em, o, err);
+	if (rc)
+		return rc;
 	for (size_t i = 0; i < e->nfields; i++) {
 		const emh_field *f = &e->fields[i];
 		if (!(mask & (UINT64_C(1) << i)) || ((f->flags & EMH_F_NULLABLE) && !f->max_len))
@@ -793,8 +829,12 @@ static int flush(emh_em *em, emh__obj *only, emh_error *err)
 				p.kind = OP_INSERT;
 				p.mask = ~UINT64_C(0);
 			} else if (pass == 1 && o->state == ST_MANAGED) {
-				if (!(p.mask = emh__obj_changed(o)))
+				if (!(p.mask = emh__obj_changed(o))) {
+					/* unchanged, unless a NULL flag hides a write */
+					if ((rc = check_null_members(em, o, err)) != 0)
+						break;
 					continue;
+				}
 				if (p.mask & (UINT64_C(1) << o->m->pub.pk)) {
 					char key[96];
 					describe_key(o, key, sizeof key);

@@ -86,7 +86,8 @@ int emh_em_remove(emh_em *em, void *obj, emh_error *err);
  * the version it was loaded with: a row changed or removed since is
  * EMH_ECONFLICT with err.retryable set.  Returns 0, EMH_ECONFLICT (unique
  * violation, or a version conflict), EMH_ENOTFOUND (updated row is gone),
- * EMH_EUNAVAILABLE, EMH_ETIMEOUT, EMH_EINVAL (NULL in a non-nullable field),
+ * EMH_EUNAVAILABLE, EMH_ETIMEOUT, EMH_EINVAL (NULL in a non-nullable field,
+ * a value in the member of a field flagged NULL: emh_em_set_null),
  * EMH_EDRIVER, ...
  */
 int emh_em_flush(emh_em *em, emh_error *err);
@@ -228,6 +229,11 @@ void *emh_em_memdup(emh_em *em, const void *p, size_t n);
  * NULL flag of a scalar member (bool, int, double, timestamp) of a managed
  * object; field is the member name.  Text/json/blob members are NULL through
  * their pointer.  EMH_EINVAL for an unknown or non-nullable field.
+ * Setting NULL zeroes the member (a NULL loaded from a row reads 0 too).
+ * While the flag is set the member must stay zero: a value written into
+ * it (say n->age = 30 on an age loaded NULL) is refused by the next flush
+ * with EMH_EINVAL naming the field -- call emh_em_set_null(obj, field,
+ * false) to store the value -- never silently left out.
  */
 int emh_em_set_null(emh_em *em, void *obj, const char *field, bool is_null, emh_error *err);
 bool emh_em_is_null(const emh_em *em, const void *obj, const char *field);

@@ -42,6 +42,17 @@ static const emh_field small_fields[] = {
 };
 static const emh_entity small_entity = EMH_ENTITY(small, "smalls", small_fields);
 
+/* A nullable scalar. */
+typedef struct aged {
+	int64_t id;
+	int64_t age;
+} aged;
+static const emh_field aged_fields[] = {
+	EMH_FIELD(aged, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(aged, age, EMH_T_INT64, EMH_F_NULLABLE),
+};
+static const emh_entity aged_entity = EMH_ENTITY(aged, "ageds", aged_fields);
+
 static int commit_itself(emh_em *em, void *ud, emh_error *err)
 {
 	(void)ud;
@@ -110,7 +121,8 @@ static void t_sqlite_bookkeeping(const char *b)
 	emh_host *h = sqlite_host(b, dir);
 	emh_error err;
 	if (emh_host_register_entity(h, NULL, &item_entity, &err) ||
-	    emh_host_register_entity(h, NULL, &small_entity, &err))
+	    emh_host_register_entity(h, NULL, &small_entity, &err) ||
+	    emh_host_register_entity(h, NULL, &aged_entity, &err))
 		bail("host: %s", err.message);
 	emh_em *em;
 	emh_repo *r;
@@ -198,6 +210,45 @@ static void t_sqlite_bookkeeping(const char *b)
 	is_int(emh_repo_get(r, emh_v_int64(ra_id), (void **)&got, &err), EMH_ENOTFOUND,
 	       "deleted the row of the pending removal");
 	is_int(emh_repo_get(r, emh_v_int64(rb_id), (void **)&got, &err), 0, "and kept the refreshed one's");
+	emh_em_close(em);
+
+	/* A value written into the member of a field that is NULL (loaded
+	 * so, or set so) is refused by the flush, not silently left out: the
+	 * NULL flag hid the write from the comparison with the snapshot. */
+	aged *ag, *ag2;
+	emh_host_fork(h, NULL, &em, &err);
+	emh_em_repo(em, &aged_entity, &r, &err);
+	emh_repo_new(r, (void **)&ag, &err);
+	emh_em_set_null(em, ag, "age", true, &err);
+	emh_repo_new(r, (void **)&ag2, &err);
+	ag2->age = 5;
+	emh_em_set_null(em, ag2, "age", true, &err);
+	is_int(emh_em_flush(em, &err), 0, "NULL ages stored (one set NULL after a value: the member is zeroed)");
+	ok(ag2->age == 0 && emh_em_is_null(em, ag2, "age"), "emh_em_set_null(true) zeroed the member");
+	int64_t ag_id = ag->id;
+	emh_em_close(em);
+	emh_host_fork(h, NULL, &em, &err);
+	emh_em_repo(em, &aged_entity, &r, &err);
+	if (emh_repo_get(r, emh_v_int64(ag_id), (void **)&ag, &err))
+		bail("get aged: %s", err.message);
+	ag->age = 30;
+	rc = emh_em_flush(em, &err);
+	is_int(rc, EMH_EINVAL, "a value written over a loaded NULL is refused at flush");
+	like_str(err.message, "emh_em_set_null(obj, \"age\", false)", "saying what to call");
+	emh_em_set_null(em, ag, "age", false, &err);
+	is_int(emh_em_flush(em, &err), 0, "after emh_em_set_null(false) it flushes");
+	emh_repo_new(r, (void **)&ag2, &err);
+	emh_em_set_null(em, ag2, "age", true, &err);
+	ag2->age = 7;
+	is_int(emh_em_flush(em, &err), EMH_EINVAL, "a new object: a value written after emh_em_set_null(true) too");
+	emh_em_remove(em, ag2, &err);
+	emh_em_close(em);
+	emh_host_fork(h, NULL, &em, &err);
+	emh_em_repo(em, &aged_entity, &r, &err);
+	if (emh_repo_get(r, emh_v_int64(ag_id), (void **)&ag, &err))
+		bail("get aged: %s", err.message);
+	ok(!emh_em_is_null(em, ag, "age") && ag->age == 30, "the row holds 30 (NULL %d, %lld)",
+	   emh_em_is_null(em, ag, "age"), (long long)ag->age);
 	emh_em_close(em);
 
 	/* a member pointed at other memory with equal content */
