@@ -126,8 +126,8 @@ void emh_em_clear(emh_em *em);
  * accepting only the rollback (EMH_ESTATE for a second commit, a flush,
  * ...): the server may have ended the transaction already.  Closing a
  * fork with an open transaction rolls it back.  commit/rollback with no
- * open transaction is EMH_ESTATE; EMH_EUNSUPPORTED when the context has no transactions (or
- * no savepoints, for nesting).  A single-statement flush outside a
+ * open transaction is EMH_ESTATE; EMH_EUNSUPPORTED when the context has
+ * no transactions (or no savepoints, for nesting).  A single-statement flush outside a
  * transaction is sent alone (it is atomic by itself).
  */
 int emh_em_begin(emh_em *em, emh_error *err);
@@ -428,8 +428,9 @@ int emh_repo_remove(emh_repo *r, void *obj, emh_error *err);
  * many_to_many level costs two there (the join rows, then the targets).
  * belongs_to keys whose target the target fork already manages are not
  * asked for again (unless the target entity is filtered: the query then
- * says whether the fork's parameters see it).  An object whose relation is already loaded is not
- * queried again, but its targets go on to the next level.
+ * says whether the fork's parameters see it).  An object whose relation
+ * is already loaded is not queried again, but its targets go on to the
+ * next level.
  *
  * The relation members are filled: a pointer (NULL when the key is NULL or
  * has no target row: "loaded, none") or an emh_list whose items live in
