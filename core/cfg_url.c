@@ -35,6 +35,7 @@ struct url {
 	emh__settings covered;  /* WHOLE: query keys the URL names (values unused) */
 	bool userinfo;          /* user[:password]@ present: the URL is secret */
 	bool password;          /* a password in the userinfo or the query */
+	bool bare_authority;    /* a //authority without '@': an '@' in the query is a password's rest */
 	emh_buf shown;          /* text[0..shown_at) with its passwords masked, built as they are found */
 	size_t shown_at;
 };
@@ -88,8 +89,10 @@ static void url_mask(struct url *u, size_t off, size_t len)
  * The query from text[off] on: key[=value]&...  split: each key becomes a
  * piece (a key without '=' is "true"); else the keys are only noted as
  * covered.  A key naming a password (any case: password, sslpassword, ...)
- * is secret and its value masked.  An '@' in a key is what is left of a
- * password holding an unescaped '?': refused rather than guessed.  A split
+ * is secret and its value masked.  An '@' in a key, or anywhere in the query
+ * of a URL whose authority has no '@', is what is left of a password
+ * holding an unescaped '?' (app:Xy?a=S@h: the URL would have no userinfo and
+ * be shown in clear): refused rather than guessed.  A split
  * query may not set "url" or "driver", which the URL itself gives: they
  * would replace the URL kept (secret) by one shown in clear, or switch the
  * driver (found by tests/fuzz/fuzz_url.c).
@@ -110,6 +113,11 @@ static int url_query(struct url *u, size_t off, bool split, const char *origin, 
 				return url_bad(origin,
 					       "'@' in a parameter name of the url query (percent-encode '?' and '@' "
 					       "in a password: %3F, %40)",
+					       err);
+			if (u->bare_authority && memchr(q, '@', len))
+				return url_bad(origin,
+					       "'@' in the url query but none before it (percent-encode '?' and '@' "
+					       "in a password: %3F, %40, and an '@' in a query value: %40)",
 					       err);
 			if ((rc = pct_decode(q, klen, origin, "query", &k, err)))
 				return rc;
@@ -186,6 +194,7 @@ static int url_authority(struct url *u, size_t off, bool whole, const char *orig
 	}
 	*hosts = off;
 	*end = off + alen;
+	u->bare_authority = !at;
 	if (!at)
 		return 0;
 	size_t ulen = (size_t)(at - a);

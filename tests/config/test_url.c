@@ -487,6 +487,47 @@ static void test_host_whole_url(void)
 	emh_host_free(h);
 }
 
+/*
+ * A '?' in a password, unescaped, ends the authority before its '@': what is
+ * left of the password lands in the query and the url had no userinfo, so
+ * it was shown in clear (found by review).  Refused when the authority has no
+ * '@' but the query has one; with a userinfo an '@' in a query value is fine.
+ */
+static void test_query_at(void)
+{
+	static const struct {
+		const char *u, *secret, *name;
+	} bad[] = {
+		{ "memdoc://app:Xy?a=Secr3t-1@db.example:5432/app", "Secr3t-1", "whole url, '?' in the password" },
+		{ "memdoc://app:pw?x=Secr3t-2@db.example/app", "Secr3t-2", "whole url, mongodb-like" },
+		{ "memdoc://app:x/y?a=Secr3t-3@h/app", "Secr3t-3", "whole url, '/' then '?' in the password" },
+		{ "postgres://app:12?a=Secr3t-4@h/db", "Secr3t-4", "network url, digits before the '?'" },
+	};
+	emh__ctxconf c;
+	emh_error err;
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		is_int(url(bad[i].u, &c, &err), EMH_ECONFIG, "%s: refused", bad[i].name);
+		like_str(err.message, "percent-encode '?' and '@' in a password", "%s: says how to write it", bad[i].name);
+		ok(strstr(err.message, bad[i].secret) == NULL, "%s: the message does not show the secret", bad[i].name);
+		emh__ctxconf_release(&c);
+	}
+
+	/* from the environment, through the configuration */
+	emh__config cfg;
+	int rc = load(NULL, (const char *const[]){ "EMH_CONTEXT_PG_URL=memdoc://app:pw?x=Secr3t-5@db.example/app", NULL },
+		      &cfg, &err);
+	is_int(rc, EMH_ECONFIG, "env url with a '?' in the password: refused");
+	ok(strstr(err.message, "Secr3t-5") == NULL, "env url: the message does not show the secret");
+	like_str(err.message, "EMH_CONTEXT_PG_URL", "env url: the message names the variable");
+	emh__config_release(&cfg);
+
+	/* an '@' in a query value stays fine next to a userinfo, and in a file url */
+	is_int(url("memdoc://app:pw@h/app?appname=a@b", &c, &err), 0, "'@' in a query value with a userinfo");
+	emh__ctxconf_release(&c);
+	is_int(url("sqlite:///x.db?busy_timeout=1&k=a@b", &c, &err), 0, "'@' in a file url's query value");
+	emh__ctxconf_release(&c);
+}
+
 int main(void)
 {
 	cfgtest_init();
@@ -499,5 +540,6 @@ int main(void)
 	test_passwords();
 	test_params_no_echo();
 	test_host_whole_url();
+	test_query_at();
 	return cfgtest_done();
 }
