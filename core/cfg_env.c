@@ -428,10 +428,17 @@ static int apply_vars(emh__config *cfg, const struct envstate *st, const emh_dri
 		const struct envvar *ev = &st->vars[i];
 		if (strcmp(ev->key, "url") != 0)
 			continue;
+		emh__ctxconf *c = emh__config_find_context(cfg, ev->ctx);
+		/*
+		 * The file's url is replaced whole: none of its pieces stays (its
+		 * password, its query keys; origin "url (FILE:LINE)").  Only here: a
+		 * replica's url (replica.c) keeps what its context's url gave.
+		 */
+		for (size_t k = c->s.n; k-- > 0;)
+			if (c->s.v[k].origin && strncmp(c->s.v[k].origin, "url (", 5) == 0)
+				emh__settings_remove(&c->s, c->s.v[k].key);
 		char *origin = emh__strf("url (env %s)", ev->var);
-		int rc = origin ? emh__url_apply(emh__config_find_context(cfg, ev->ctx), ev->value, origin, drivers,
-						 ndrivers, err)
-				: emh__cfg_oom(err);
+		int rc = origin ? emh__url_apply(c, ev->value, origin, drivers, ndrivers, err) : emh__cfg_oom(err);
 		free(origin);
 		if (rc)
 			return rc;

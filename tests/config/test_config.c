@@ -629,6 +629,42 @@ static void test_settings_api(void)
 	   "the deadlines' keys are common keys");
 }
 
+/*
+ * A url from the environment replaces the file's url whole: no piece of the
+ * file's url stays, its password least of all; the file's explicit keys do
+ * (found by review: password, connect_timeout and sslmode of the file's url
+ * stayed under the env url).
+ */
+static void test_env_url_over_file_url(void)
+{
+	emh__config cfg;
+	emh_error err;
+	const char *env[] = { "EMH_CONTEXT_MY_URL=postgres://other@db2/app2", NULL };
+	int rc = load("contexts = ( { name = \"my\";\n"
+		      "  url = \"postgres://app:oldpw@db1/app?sslmode=verify-full&connect_timeout=100\";\n"
+		      "  verbose = true; } );\n",
+		      env, &cfg, &err);
+	is_int(rc, 0, "env url over a file url: loads");
+	if (rc) {
+		diag("%s", err.message);
+		return;
+	}
+	emh__ctxconf *c = ctx(&cfg, "my");
+	is_str(emh__ctxconf_get(c, "user"), "other", "user from the env url");
+	is_str(emh__ctxconf_get(c, "host"), "db2", "host from the env url");
+	is_str(emh__ctxconf_get(c, "database"), "app2", "database from the env url");
+	ok(emh__ctxconf_get(c, "password") == NULL, "the file url's password is gone");
+	ok(emh__ctxconf_get(c, "sslmode") == NULL, "the file url's query key sslmode is gone");
+	ok(emh__ctxconf_get(c, "connect_timeout") == NULL, "the file url's query key connect_timeout is gone");
+	is_str(emh__ctxconf_get(c, "verbose"), "true", "an explicit key of the file stays");
+	is_str(origin_of(c, "verbose"), at(3), "with its origin");
+	for (size_t i = 0; i < c->s.n; i++)
+		if (c->s.v[i].origin && strstr(c->s.v[i].origin, "t.conf") && strcmp(c->s.v[i].key, "verbose") != 0)
+			diag("left from the file: %s (%s)", c->s.v[i].key, c->s.v[i].origin);
+	is_int(emh__config_check_context(c, &tdb, env, &err), 0, "and checks");
+	emh__config_release(&cfg);
+}
+
 int main(void)
 {
 	cfgtest_init();
@@ -641,5 +677,6 @@ int main(void)
 	test_defaults_and_ranges();
 	test_long_names();
 	test_settings_api();
+	test_env_url_over_file_url();
 	return cfgtest_done();
 }
