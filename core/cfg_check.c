@@ -363,6 +363,36 @@ static int fill_defaults(emh__ctxconf *c, const emh_param_spec *specs, emh_error
 	return 0;
 }
 
+/*
+ * A url must have a scheme of the context's driver: with driver = "mysql"
+ * next to a postgres:// url (or EMH_CONTEXT_X_DRIVER over the scheme of
+ * EMH_CONTEXT_X_URL) the driver would never read the url and connect
+ * elsewhere.  The scheme is read as url_parse reads it; the url is not echoed.
+ */
+static int check_url_scheme(const emh__ctxconf *c, const emh_driver *d, emh_error *err)
+{
+	const emh__setting *u = emh__settings_find(&c->s, "url");
+	if (!d || !u || !u->value)
+		return 0;
+	size_t slen = 0;
+	while (isalnum((unsigned char)u->value[slen]) || (u->value[slen] && strchr("+.-", u->value[slen])))
+		slen++;
+	for (const char *const *s = d->url_schemes; s && *s; s++)
+		if (strlen(*s) == slen && strncasecmp(*s, u->value, slen) == 0)
+			return 0;
+	emh_buf list = EMH_BUF_INIT;
+	for (const char *const *s = d->url_schemes; s && *s; s++)
+		emh_buf_addf(&list, "%s%s", list.len ? ", " : "", *s);
+	int rc = list.oom ? emh__cfg_oom(err)
+			  : emh__setting_fail(c->name, u, err,
+					      "url scheme '%.*s' is not one of driver '%s' (%s): set the driver "
+					      "declaring it, or a url of driver '%s'",
+					      (int)slen, u->value, d->name, list.len ? list.ptr : "it declares none",
+					      d->name);
+	emh_buf_release(&list);
+	return rc;
+}
+
 int emh__config_check_context(emh__ctxconf *c, const emh_driver *d, const char *const *envp, emh_error *err)
 {
 	int rc;
@@ -380,8 +410,8 @@ int emh__config_check_context(emh__ctxconf *c, const emh_driver *d, const char *
 		if ((rc = emh__setting_check(c->name, st, spec, err)))
 			return rc;
 	}
-	if ((rc = resolve_password_env(c, envp, err)) || (rc = fill_defaults(c, emh__common_context_keys, err)) ||
-	    (rc = fill_defaults(c, d ? d->params : NULL, err)))
+	if ((rc = check_url_scheme(c, d, err)) || (rc = resolve_password_env(c, envp, err)) ||
+	    (rc = fill_defaults(c, emh__common_context_keys, err)) || (rc = fill_defaults(c, d ? d->params : NULL, err)))
 		return rc;
 
 	const emh__setting *mn = emh__settings_find(&c->s, "pool.min");

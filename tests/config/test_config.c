@@ -665,6 +665,52 @@ static void test_env_url_over_file_url(void)
 	emh__config_release(&cfg);
 }
 
+/*
+ * A url whose scheme is not one of the context's driver's: the driver never
+ * reads the url and would connect elsewhere (found by review: driver =
+ * "mysql" next to a postgres:// url checked fine).  Refused at check time.
+ */
+static void test_url_scheme_driver(void)
+{
+	/* myq: tdb's keys under other schemes, as mysql beside postgres */
+	static const char *const myq_schemes[] = { "myq", "mariadbq", NULL };
+	emh_driver myq = tdb;
+	myq.name = "myq";
+	myq.url_schemes = myq_schemes;
+	emh__config cfg;
+	emh_error err;
+	const char *const none[] = { NULL };
+	int rc = load("contexts = (\n { name = \"db\"; driver = \"myq\";\n"
+		      "   url = \"postgres://app:Pw-Mis-1@pg.example:5432/app\"; } );\n",
+		      none, &cfg, &err);
+	is_int(rc, 0, "file: driver myq with a postgres url loads");
+	rc = rc ? rc : emh__config_check_context(ctx(&cfg, "db"), &myq, none, &err);
+	is_int(rc, EMH_ECONFIG, "file: scheme and driver disagree: EMH_ECONFIG");
+	like_str(err.message, "url scheme 'postgres' is not one of driver 'myq' (myq, mariadbq)",
+		 "file: says which scheme and driver");
+	like_str(err.message, at(3), "file: and where the url is");
+	ok(strstr(err.message, "Pw-Mis-1") == NULL, "file: without the password");
+	emh__config_release(&cfg);
+
+	const char *env[] = { "EMH_CONTEXT_X_URL=postgres://app:Pw-Mis-2@pg.example/app", "EMH_CONTEXT_X_DRIVER=myq",
+			      NULL };
+	rc = load(NULL, env, &cfg, &err);
+	is_int(rc, 0, "env: driver myq with a postgres url loads");
+	rc = rc ? rc : emh__config_check_context(ctx(&cfg, "x"), &myq, env, &err);
+	is_int(rc, EMH_ECONFIG, "env: scheme and driver disagree: EMH_ECONFIG");
+	like_str(err.message, "url scheme 'postgres' is not one of driver 'myq'", "env: says so");
+	like_str(err.message, "EMH_CONTEXT_X_URL", "env: names the variable");
+	ok(strstr(err.message, "Pw-Mis-2") == NULL, "env: without the password");
+	emh__config_release(&cfg);
+
+	/* agreeing: any of the driver's schemes, any case */
+	rc = load("contexts = ( { name = \"db\"; driver = \"tdb\"; url = \"PostgreSQL://h/app\"; } );\n", none, &cfg,
+		  &err);
+	rc = rc ? rc : emh__config_check_context(ctx(&cfg, "db"), &tdb, none, &err);
+	is_int(rc, 0, "a scheme of the driver, another case: fine");
+	emh__config_release(&cfg);
+}
+
 int main(void)
 {
 	cfgtest_init();
@@ -678,5 +724,6 @@ int main(void)
 	test_long_names();
 	test_settings_api();
 	test_env_url_over_file_url();
+	test_url_scheme_driver();
 	return cfgtest_done();
 }
