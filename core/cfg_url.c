@@ -212,35 +212,42 @@ static int url_authority(struct url *u, size_t off, bool whole, const char *orig
 	return rc;
 }
 
-/* The first host of hosts[0..hlen) ("h:1,h2:2" or "[::1]:5432") into host and port. */
-static int url_first_host(struct url *u, const char *h, size_t hlen, const char *origin, emh_error *err)
+/*
+ * The host of hosts[0..hlen) ("h:1" or "[::1]:5432") into host and port.
+ * Several hosts ("h1:1,h2:2") are refused: the url is split into one host
+ * and port, so the others would be dropped without a word.
+ */
+static int url_host(struct url *u, const char *h, size_t hlen, const char *origin, emh_error *err)
 {
-	size_t first = 0, namelen;
+	size_t namelen;
 	const char *port = NULL;
 	int rc = 0;
-	while (first < hlen && h[first] != ',')
-		first++;
-	if (first && h[0] == '[') {
-		const char *close = memchr(h, ']', first);
+	if (memchr(h, ',', hlen))
+		return url_bad(origin,
+			       "the url names several hosts, and a network url takes one host (the driver's "
+			       "url form)",
+			       err);
+	if (hlen && h[0] == '[') {
+		const char *close = memchr(h, ']', hlen);
 		if (!close)
 			return url_bad(origin, "unterminated '[' in the url host", err);
 		if ((rc = url_piece(u, "host", h + 1, (size_t)(close - h - 1), false, origin, err)))
 			return rc;
-		if (close + 1 < h + first) {
+		if (close + 1 < h + hlen) {
 			if (close[1] != ':')
 				return url_bad(origin, "bad url host", err);
 			port = close + 2;
 		}
 	} else {
-		const char *colon = memchr(h, ':', first);
-		namelen = colon ? (size_t)(colon - h) : first;
+		const char *colon = memchr(h, ':', hlen);
+		namelen = colon ? (size_t)(colon - h) : hlen;
 		port = colon ? colon + 1 : NULL;
 		if (namelen && (rc = url_piece(u, "host", h, namelen, false, origin, err)))
 			return rc;
 	}
 	if (!port)
 		return 0;
-	size_t plen = (size_t)(h + first - port);
+	size_t plen = (size_t)(h + hlen - port);
 	long n = 0;
 	if (plen == 0 || plen > 5)
 		return url_bad(origin, "bad port in the url", err);
@@ -257,8 +264,8 @@ static int url_first_host(struct url *u, const char *h, size_t hlen, const char 
 }
 
 /*
- * EMH_URL_NETWORK: //[user[:password]@]host[:port][,host[:port]...][/database][?k=v&...]
- * into user, password, host, port (the first host's), database and each query key.
+ * EMH_URL_NETWORK: //[user[:password]@]host[:port][/database][?k=v&...]
+ * into user, password, host, port, database and each query key.
  */
 static int url_network(struct url *u, const char *origin, emh_error *err)
 {
@@ -267,7 +274,7 @@ static int url_network(struct url *u, const char *origin, emh_error *err)
 	if (strncmp(u->text + off, "//", 2) != 0)
 		return url_bad(origin, "expected '//' after the url scheme", err);
 	if ((rc = url_authority(u, off + 2, false, origin, &hosts, &end, err)) ||
-	    (rc = url_first_host(u, u->text + hosts, end - hosts, origin, err)))
+	    (rc = url_host(u, u->text + hosts, end - hosts, origin, err)))
 		return rc;
 	const char *rest = u->text + end;
 	if (*rest == '/') {

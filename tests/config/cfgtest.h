@@ -18,7 +18,7 @@
 
 #define CFGTEST_UNUSED __attribute__((unused))
 
-/* tdb: a network database answering postgres:// URLs, with keys of every kind. */
+/* tdb: a network database answering postgres:// URLs (one host each), with keys of every kind. */
 static const emh_param_spec tdb_params[] = {
 	{ .key = "host", .kind = EMH_PARAM_STRING, .help = "server host" },
 	{ .key = "port", .kind = EMH_PARAM_INT, .help = "server port", .min = 1, .max = 65535 },
