@@ -72,17 +72,38 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * An option that takes the next word as its argument: -c, -p, and the long
+ * options of parse() with an argument, also abbreviated as getopt_long
+ * allows ("--cont main").  Without them here, "emhost --context main
+ * migrate status" took "main" for the command (found by review).
+ */
+static bool takes_argument(const char *a)
+{
+	static const char *const with_arg[] = { "config", "plugin-dir", "context", "to", NULL };
+	if (strcmp(a, "-c") == 0 || strcmp(a, "-p") == 0)
+		return true;
+	if (strncmp(a, "--", 2) != 0 || !a[2] || strchr(a, '='))
+		return false;
+	for (const char *const *o = with_arg; *o; o++)
+		if (strncmp(*o, a + 2, strlen(a + 2)) == 0)
+			return true;
+	return false;
+}
+
 bool cli_is_migrate(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
-		if (strcmp(a, "-c") == 0 || strcmp(a, "-p") == 0 || strcmp(a, "--config") == 0 ||
-		    strcmp(a, "--plugin-dir") == 0) {
+		if (takes_argument(a)) {
 			i++;
 			continue;
 		}
-		if (a[0] == '-')
+		if (a[0] == '-' && strcmp(a, "--") != 0)
 			continue;
+		if (strcmp(a, "--") == 0 && ++i >= argc)
+			return false;
+		a = argv[i];
 		return strcmp(a, "migrate") == 0 || strcmp(a, "schema") == 0;
 	}
 	return false;

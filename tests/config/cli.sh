@@ -282,6 +282,21 @@ else
 	skip 3 "mongo plugin not built"
 fi
 
+# ---- migrate/schema options with an argument may come before the command word (found by review) ----
+mkdir -p "$tmp/mig"
+printf 'plugin_dir = "%s";\ncontexts = ( { name = "main"; driver = "sqlite";\n  path = "%s/m.db"; migrations = "%s/mig"; } );\n' \
+	"$plugins" "$tmp" "$tmp" >"$tmp/m.conf"
+run -c "$tmp/m.conf" --context main migrate status
+status 0 "--context before migrate"
+out "context main (sqlite" "--context before migrate: the status of main"
+run --context nope -c "$tmp/m.conf" migrate status
+err "no context 'nope'" "--context before migrate is read as migrate's option"
+run --to 0 -c "$tmp/m.conf" migrate down
+status 0 "--to before migrate"
+out "nothing to undo" "--to before migrate: down runs"
+run --cont main -c "$tmp/m.conf" migrate status
+status 0 "an abbreviated --context before migrate"
+
 # ---- no secret ever printed, by any command above ----
 leaked=""
 for s in $SECRETS; do
