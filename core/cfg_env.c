@@ -420,10 +420,19 @@ static int create_contexts(emh__config *cfg, struct envstate *st, size_t nfile, 
 	return 0;
 }
 
-/* URLs first (they replace the connection keys), then single keys over them. */
+/*
+ * URLs first (they replace the connection keys), then single keys over them.
+ * A DRIVER variable is applied before the URLs as well: it picks among
+ * drivers declaring the same url scheme.
+ */
 static int apply_vars(emh__config *cfg, const struct envstate *st, const emh_driver *const *drivers,
 		      size_t ndrivers, emh_error *err)
 {
+	for (size_t i = 0; i < st->nvars; i++) {
+		int rc = strcmp(st->vars[i].key, "driver") == 0 ? env_apply_var(cfg, &st->vars[i], err) : 0;
+		if (rc)
+			return rc;
+	}
 	for (size_t i = 0; i < st->nvars; i++) {
 		const struct envvar *ev = &st->vars[i];
 		if (strcmp(ev->key, "url") != 0)

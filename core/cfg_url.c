@@ -302,15 +302,37 @@ static int url_whole(struct url *u, const char *origin, emh_error *err)
 	return q ? url_query(u, (size_t)(q + 1 - u->text), false, origin, err) : 0;
 }
 
-/* The loaded driver declaring the scheme text[0..slen), or NULL. */
-static const emh_driver *scheme_driver(const char *text, size_t slen, const emh_driver *const *drivers,
-				       size_t ndrivers)
+/*
+ * The loaded driver declaring the scheme text[0..slen) into *out (NULL: none
+ * does).  When several do, the one named prefer (the context's driver) is
+ * it; without one of them named, the url is refused rather than given to the
+ * first loaded (found by review).
+ */
+static int scheme_driver(const char *text, size_t slen, const emh_driver *const *drivers, size_t ndrivers,
+			 const char *prefer, const char *origin, const emh_driver **out, emh_error *err)
 {
+	const emh_driver *first = NULL, *second = NULL;
+	*out = NULL;
 	for (size_t i = 0; i < ndrivers; i++)
 		for (const char *const *s = drivers[i] ? drivers[i]->url_schemes : NULL; s && *s; s++)
-			if (strlen(*s) == slen && strncasecmp(*s, text, slen) == 0)
-				return drivers[i];
-	return NULL;
+			if (strlen(*s) == slen && strncasecmp(*s, text, slen) == 0) {
+				if (prefer && strcmp(drivers[i]->name, prefer) == 0) {
+					*out = drivers[i];
+					return 0;
+				}
+				if (!first)
+					first = drivers[i];
+				else if (!second && drivers[i] != first)
+					second = drivers[i];
+				break;
+			}
+	if (second)
+		return emh_error_set(err, EMH_ECONFIG,
+				     "%s: url scheme '%.*s' is declared by drivers '%s' and '%s': set the context's "
+				     "driver",
+				     origin, (int)slen, text, first->name, second->name);
+	*out = first;
+	return 0;
 }
 
 static int err_unknown_scheme(const struct url *u, const char *origin, const emh_driver *const *drivers,
@@ -329,14 +351,17 @@ static int err_unknown_scheme(const struct url *u, const char *origin, const emh
 
 /* Take url apart as its scheme's driver declares.  Errors never echo the URL. */
 static int url_parse(struct url *u, const char *url, const char *origin, const emh_driver *const *drivers,
-		     size_t ndrivers, emh_error *err)
+		     size_t ndrivers, const char *prefer, emh_error *err)
 {
+	int rc;
 	*u = (struct url){ .text = url };
 	while (isalnum((unsigned char)url[u->slen]) || (url[u->slen] && strchr("+.-", url[u->slen])))
 		u->slen++;
 	if (u->slen == 0 || url[u->slen] != ':' || !isalpha((unsigned char)url[0]))
 		return url_bad(origin, "not a url (expected scheme://... or scheme:path)", err);
-	if (!(u->drv = scheme_driver(url, u->slen, drivers, ndrivers)))
+	if ((rc = scheme_driver(url, u->slen, drivers, ndrivers, prefer, origin, &u->drv, err)))
+		return rc;
+	if (!u->drv)
 		return err_unknown_scheme(u, origin, drivers, ndrivers, err);
 	switch (u->drv->url_form) {
 	case EMH_URL_FILE: return url_file(u, origin, err);
@@ -397,7 +422,8 @@ static int url_apply(emh__ctxconf *c, const char *url, const char *origin, const
 		     size_t ndrivers, bool fill, emh_error *err)
 {
 	struct url u;
-	int rc = url_parse(&u, url, origin, drivers, ndrivers, err);
+	/* the context's driver (c is not changed before the parse) picks among drivers sharing the scheme */
+	int rc = url_parse(&u, url, origin, drivers, ndrivers, emh__ctxconf_get(c, "driver"), err);
 	if (rc)
 		goto out_release;
 	if (!fill) {

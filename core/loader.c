@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -361,6 +362,15 @@ int emh__add_driver(emh_host *h, const emh_driver *src, size_t sym_size, void *d
 	*nd = (emh__driver){.d = local, .dl = dl, .file = fcopy, .params = params, .dialect = dialect};
 	h->drivers[h->ndrivers++] = nd;
 	emh__log(&h->log, EMH_LOG_INFO, NULL, "driver '%s' %s loaded from %s", local.name, local.version, file);
+	/* A url scheme two drivers declare picks neither (cfg_url.c): say so now, with both files. */
+	for (size_t i = 0; i + 1 < h->ndrivers; i++)
+		for (const char *const *a = local.url_schemes; a && *a; a++)
+			for (const char *const *b = h->drivers[i]->d.url_schemes; b && *b; b++)
+				if (strcasecmp(*a, *b) == 0)
+					emh__log(&h->log, EMH_LOG_WARN, NULL, "url scheme '%s' of driver '%s' (%s) is "
+						 "declared by driver '%s' (%s) too: a url with it needs the context's "
+						 "driver set", *a, local.name, file, h->drivers[i]->d.name,
+						 h->drivers[i]->file);
 	return 1; /* kept */
 }
 

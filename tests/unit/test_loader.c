@@ -258,6 +258,70 @@ static void t_static(const char *const *noenv)
 	emh_host_free(h);
 }
 
+/* Log lines of a host, for the warning about a shared url scheme. */
+static char logged[4096];
+static void log_keep(void *ud, int level, const char *context, const char *msg)
+{
+	(void)ud, (void)level, (void)context;
+	size_t n = strlen(logged);
+	snprintf(logged + n, sizeof logged - n, "%s\n", msg);
+}
+
+/*
+ * Two drivers declaring one url scheme: the first loaded used to serve every
+ * url of it without a word (found by review: a stray pgstray.so declaring
+ * "postgres" sorted before postgres.so took its contexts).  Now such a url
+ * is refused unless the context's driver says which, and loading them warns
+ * with both files.
+ */
+static void t_shared_scheme(const char *const *noenv)
+{
+	static const char *const schemes[] = {"pgx", NULL};
+	static const emh_param_spec params[] = {
+		{.key = "host", .kind = EMH_PARAM_STRING, .help = "server host"},
+		{.key = "database", .kind = EMH_PARAM_STRING, .help = "database name"},
+		{.key = NULL},
+	};
+	static emh_driver a, b;
+	a = static_good;
+	a.params = params;
+	a.name = "st_pga";
+	a.url_schemes = schemes;
+	a.url_form = EMH_URL_NETWORK;
+	b = a;
+	b.name = "st_pgb";
+	const emh_driver *statics[] = {&a, &b};
+	emh_host_opts o = {.no_plugins = true, .drivers = statics, .ndrivers = 2, .log = log_keep,
+			   .log_level = EMH_LOG_WARN};
+	emh_error err;
+	emh_host *h = NULL;
+
+	const char *url_only[] = {"EMH_CONTEXT_MAIN_URL=pgx://h/db", NULL};
+	o.envp = url_only;
+	logged[0] = 0;
+	ok(emh_host_new(&o, &h, &err) != 0 && h == NULL, "a url whose scheme two drivers declare stops the host");
+	is_int(err.code, EMH_ECONFIG, "with EMH_ECONFIG");
+	like_str(err.message, "url scheme 'pgx' is declared by drivers 'st_pga' and 'st_pgb'", "naming both drivers");
+	like_str(err.message, "set the context's driver", "and what to do");
+	like_str(logged, "url scheme 'pgx' of driver 'st_pgb' ((static)) is declared by driver 'st_pga' ((static)) too",
+		 "loading them warned, with both files");
+	emh_host_free(h);
+
+	/* the context's driver says which: either of them, in any order */
+	for (int i = 0; i < 2; i++) {
+		const char *pick = i ? "st_pga" : "st_pgb";
+		char var[64];
+		snprintf(var, sizeof var, "EMH_CONTEXT_MAIN_DRIVER=%s", pick);
+		const char *env[] = {"EMH_CONTEXT_MAIN_URL=pgx://h/db", var, NULL};
+		o.envp = env;
+		h = NULL;
+		ok(emh_host_new(&o, &h, &err) == 0, "with EMH_CONTEXT_MAIN_DRIVER=%s the host starts", pick);
+		is_str(h ? emh_host_context_driver(h, "main") : NULL, pick, "and main runs on %s", pick);
+		emh_host_free(h);
+	}
+	(void)noenv;
+}
+
 int main(void)
 {
 	const char *b = getenv("EMH_BUILDDIR");
@@ -304,6 +368,7 @@ int main(void)
 		bail("chmod %s", dir);
 
 	t_static(noenv);
+	t_shared_scheme(noenv);
 
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
