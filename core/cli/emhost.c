@@ -132,14 +132,37 @@ static void log_release(struct logbuf *lb, bool print)
 
 /* ---- commands ---- */
 
+char *cli_clean(const char *s)
+{
+	size_t cap = 4 * strlen(s ? s : "") + 1; /* each byte becomes at most \xNN */
+	char *out = malloc(cap);
+	return out ? (char *)emh_text_clean(s, out, cap) : NULL;
+}
+
 int cli_fail(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("emhost: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	int n = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);
+	char *msg = n >= 0 ? malloc((size_t)n + 1) : NULL;
+	if (msg) {
+		va_start(ap, fmt);
+		vsnprintf(msg, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	}
+	fputs("emhost: ", stderr);
+	/* line by line: a message of several lines keeps them */
+	for (char *line = msg, *next; line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		char *c = cli_clean(line);
+		fprintf(stderr, "%s%s", c ? c : "(out of memory)", next ? "\n" : "");
+		free(c);
+	}
+	fputs(msg ? "\n" : "out of memory\n", stderr);
+	free(msg);
 	return 1;
 }
 
@@ -185,7 +208,9 @@ static int cmd_check_config(emh_host *h, const char *path, bool offline)
 		return 1;
 	if (emh_host_contexts(h, &ci, &n, &err))
 		return cli_fail("%s", err.message);
-	printf("configuration: %s\n", path ? path : "(no file: environment only)");
+	char *cpath = cli_clean(path ? path : "(no file: environment only)");
+	printf("configuration: %s\n", cpath ? cpath : "(out of memory)");
+	free(cpath);
 	printf("drivers:");
 	for (size_t i = 0; i < ndrv; i++)
 		printf("%s %s %s", i ? "," : "", drv[i].name, drv[i].version);
@@ -202,16 +227,27 @@ static int cmd_check_config(emh_host *h, const char *path, bool offline)
 		printf("\ncontext %s (driver %s%s%s)\n", c->name, c->driver, c->is_default ? ", default" : "",
 		       !c->required ? "" : offline ? ", required, not contacted" : ", required, reachable");
 		for (size_t j = 0; j < c->nsettings; j++) {
-			size_t kl = strlen(c->settings[j].key), vl = strlen(shown(&c->settings[j]));
+			char *v = cli_clean(shown(&c->settings[j]));
+			size_t kl = strlen(c->settings[j].key), vl = v ? strlen(v) : 0;
+			free(v);
 			kw = kl > kw ? kl : kw;
 			vw = vl > vw ? vl : vw;
 		}
 		if (vw > 48)
 			vw = 48;
 		printf("  %-*s  %-*s  %s\n", (int)kw, "KEY", (int)vw, "VALUE", "ORIGIN");
-		for (size_t j = 0; j < c->nsettings; j++)
-			printf("  %-*s  %-*s  %s\n", (int)kw, c->settings[j].key, (int)vw, shown(&c->settings[j]),
-			       c->settings[j].origin ? c->settings[j].origin : "");
+		for (size_t j = 0; j < c->nsettings; j++) {
+			/* values and origins come from the environment and file names: cleaned */
+			char *k = cli_clean(c->settings[j].key), *v = cli_clean(shown(&c->settings[j]));
+			char *org = cli_clean(c->settings[j].origin);
+			if (!k || !v || !org) {
+				free(k), free(v), free(org);
+				emh_context_info_free(ci, n);
+				return cli_fail("out of memory");
+			}
+			printf("  %-*s  %-*s  %s\n", (int)kw, k, (int)vw, v, org);
+			free(k), free(v), free(org);
+		}
 	}
 	printf("\nconfiguration ok: %zu context%s, %zu driver%s", n, n == 1 ? "" : "s", ndrv, ndrv == 1 ? "" : "s");
 	if (nrequired)
@@ -413,7 +449,9 @@ static int cmd_contexts(emh_host *h)
 		if (rc == 0) {
 			printf("reachable\n");
 		} else {
-			printf("error: %s\n", *pinged[i].message ? pinged[i].message : emh_strerror(rc));
+			char *m = cli_clean(*pinged[i].message ? pinged[i].message : emh_strerror(rc));
+			printf("error: %s\n", m ? m : "(out of memory)");
+			free(m);
 			status = 1;
 		}
 		print_replicas(reps, nr, ci[i].name);

@@ -47,22 +47,33 @@ static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 static int usage_error(const char *fmt, ...)
 {
 	va_list ap;
+	char msg[1024]; /* an argument of the command line, cut if longer */
 	va_start(ap, fmt);
-	fputs("emhost: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputs("\nemhost: try 'emhost migrate --help'\n", stderr);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	cli_fail("%s", msg);
+	fputs("emhost: try 'emhost migrate --help'\n", stderr);
 	return EXIT_USAGE;
 }
 
+/* Log lines name paths and values from outside: cleaned (cli_clean). */
 static void log_sink(void *ud, int level, const char *context, const char *msg)
 {
 	(void)ud;
 	const char *lv = level <= EMH_LOG_ERROR ? "error" : level == EMH_LOG_WARN ? "warning" : "info";
-	if (context)
-		fprintf(stderr, "emhost: %s: context '%s': %s\n", lv, context, msg);
+	char *cm = cli_clean(msg), *cc = context ? cli_clean(context) : NULL;
+	if (cc)
+		fprintf(stderr, "emhost: %s: context '%s': %s\n", lv, cc, cm ? cm : "(out of memory)");
 	else
-		fprintf(stderr, "emhost: %s: %s\n", lv, msg);
+		fprintf(stderr, "emhost: %s: %s\n", lv, cm ? cm : "(out of memory)");
+	free(cm);
+	free(cc);
+}
+
+/* The context's migrations folder, cleaned for the terminal; the caller frees. */
+static char *folder_of(emh_host *h, const char *name)
+{
+	return cli_clean(emh_host_context_setting(h, name, "migrations"));
 }
 
 static int64_t now_ms(void)
@@ -213,8 +224,10 @@ static int status_one(emh_host *h, const char *name)
 		size_t l = (size_t)snprintf(NULL, 0, "%04lld_%s", (long long)v[i].number, v[i].name);
 		w = l > w ? l : w;
 	}
+	char *folder = folder_of(h, name);
 	printf("context %s (%s, folder %s): %zu applied, %zu pending", name, emh_host_context_driver(h, name),
-	       emh_host_context_setting(h, name, "migrations"), applied, pending);
+	       folder ? folder : "(out of memory)", applied, pending);
+	free(folder);
 	if (changed)
 		printf(", %zu changed since applied", changed);
 	if (missing)
@@ -259,8 +272,10 @@ static int run_one(emh_host *h, const char *name, const cli_opts *o, bool up)
 	size_t done = 0;
 	emh_error err;
 	int64_t t0 = now_ms();
+	char *folder = folder_of(h, name);
 	printf("context %s (%s, folder %s):\n", name, emh_host_context_driver(h, name),
-	       emh_host_context_setting(h, name, "migrations"));
+	       folder ? folder : "(out of memory)");
+	free(folder);
 	fflush(stdout);
 	int rc = up ? emh_migrate_up(h, name, &mo, &done, &err) : emh_migrate_down(h, name, &mo, &done, &err);
 	if (rc) {

@@ -297,6 +297,30 @@ out "nothing to undo" "--to before migrate: down runs"
 run --cont main -c "$tmp/m.conf" migrate status
 status 0 "an abbreviated --context before migrate"
 
+# ---- no terminal escape from a value, an origin or a message reaches the terminal (found by review) ----
+esc=$(printf '\033]0;owned\007')
+rawesc=$(printf '\033')
+noesc() {
+	! grep -qF -- "$rawesc" "$tmp/out" "$tmp/err"; ok $? "$1: no raw ESC printed"
+	! grep -qF -- "$rawesc" "$tmp/out" "$tmp/err" || diag "$(cat -v "$tmp/out" "$tmp/err")"
+}
+EMH_CONTEXT_DEFAULT_DRIVER=sqlite EMH_CONTEXT_DEFAULT_PATH="$tmp/x${esc}.db" run -p "$plugins" check-config --offline
+status 0 "check-config with an escape in a path"
+noesc "check-config value"
+outline '^  path +.*/x\\x1B\]0;owned\\x07\.db +env EMH_CONTEXT_DEFAULT_PATH$' "check-config shows it as \\xNN"
+EMH_CONTEXT_DEFAULT_DRIVER=sqlite EMH_CONTEXT_DEFAULT_PATH="$tmp/nodir${esc}/x.db" run -p "$plugins" contexts
+status 1 "contexts with a path that cannot open"
+noesc "contexts ping error"
+out 'nodir\x1B]0;owned\x07' "contexts shows the error's path as \\xNN"
+EMH_CONTEXT_DEFAULT_DRIVER=sqlite EMH_CONTEXT_DEFAULT_PATH="$tmp/m2.db" \
+	EMH_CONTEXT_DEFAULT_MIGRATIONS="$tmp/nomig${esc}" run -p "$plugins" migrate status
+status 1 "migrate status with a missing folder"
+noesc "migrate error"
+err 'nomig\x1B]0;owned\x07' "migrate shows the folder as \\xNN"
+run -c "$tmp/no-such${esc}.conf" check-config
+status 1 "a config path with an escape"
+noesc "error naming the config file"
+
 # ---- no secret ever printed, by any command above ----
 leaked=""
 for s in $SECRETS; do
