@@ -146,6 +146,9 @@ void emh__config_release(emh__config *cfg);
  * syntax, fallbacks nested more than 16 deep).  Linear in the length of s.
  */
 int emh__config_expand(const char *s, const char *const *envp, const char *where, char **out, emh_error *err);
+/* emh__config_expand for a value given to emh_host_add_context: errors say "api: context 'CTX', key 'KEY'". */
+int emh__config_expand_api(const char *s, const char *const *envp, const char *ctx, const char *key, char **out,
+			   emh_error *err);
 
 /* Levenshtein distance, for "did you mean" hints (keys, modules); 64 or more for long strings. */
 size_t emh__edit_distance(const char *a, const char *b);

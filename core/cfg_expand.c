@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <emhost/buf.h>
@@ -140,4 +141,17 @@ int emh__config_expand(const char *s, const char *const *envp, const char *where
 	}
 	*out = emh_buf_take(&b);
 	return *out ? 0 : emh__cfg_oom(err);
+}
+
+int emh__config_expand_api(const char *s, const char *const *envp, const char *ctx, const char *key, char **out,
+			   emh_error *err)
+{
+	char *where = emh__strf("api: context '%s', key '%s'", ctx, key);
+	if (!where) {
+		*out = NULL;
+		return emh__cfg_oom(err);
+	}
+	int rc = emh__config_expand(s, envp, where, out, err);
+	free(where);
+	return rc;
 }

@@ -599,7 +599,7 @@ static int conf_from_kv(emh_host *h, emh__ctxconf *conf, const char *const *kv, 
 			if (is_url != (pass == 0))
 				continue;
 			char *v;
-			int rc = emh__config_expand(kv[i + 1], emh__host_env(h), "api", &v, err);
+			int rc = emh__config_expand_api(kv[i + 1], emh__host_env(h), name, kv[i], &v, err);
 			if (rc)
 				return rc;
 			if (is_url) {

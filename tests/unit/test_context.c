@@ -769,11 +769,34 @@ static void test_lookup_race(void)
 	emh_host_free(h);
 }
 
+/*
+ * An emh_host_add_context error says where: which context and which key
+ * (found by review: "api: environment variable 'X' is not set" named
+ * neither).
+ */
+static void test_add_context_where(void)
+{
+	const char *env[] = {"EMH_CONTEXT_DEFAULT_DRIVER=nulldrv", NULL};
+	emh_error err;
+	emh_host *h = new_host(env, &err);
+	if (!h)
+		bail("host: %s", err.message);
+	const char *kv[] = {"driver", "nulldrv", "fail_open", "${EMH_TEST_NOT_SET_9}", NULL};
+	memset(&err, 0, sizeof err);
+	is_int(emh_host_add_context(h, "ledger", kv, &err), EMH_ECONFIG, "a missing ${VAR} in a value: EMH_ECONFIG");
+	like_str(err.message,
+		 "api: context 'ledger', key 'fail_open': environment variable 'EMH_TEST_NOT_SET_9' is not set",
+		 "names the context and the key");
+	ok(emh_host_context_driver(h, "ledger") == NULL, "and the context is not added");
+	emh_host_free(h);
+}
+
 int main(void)
 {
 	test_many_contexts();
 	test_removal_wakeup();
 	test_driver_errors();
+	test_add_context_where();
 	test_long_names_and_reuse();
 	test_idle_counters();
 	test_idle_hint();
