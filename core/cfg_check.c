@@ -374,9 +374,7 @@ static int check_url_scheme(const emh__ctxconf *c, const emh_driver *d, emh_erro
 	const emh__setting *u = emh__settings_find(&c->s, "url");
 	if (!d || !u || !u->value)
 		return 0;
-	size_t slen = 0;
-	while (isalnum((unsigned char)u->value[slen]) || (u->value[slen] && strchr("+.-", u->value[slen])))
-		slen++;
+	size_t slen = emh__url_scheme_len(u->value);
 	for (const char *const *s = d->url_schemes; s && *s; s++)
 		if (strlen(*s) == slen && strncasecmp(*s, u->value, slen) == 0)
 			return 0;

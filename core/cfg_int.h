@@ -91,6 +91,9 @@ int emh__config_check_unknown_keys(const emh__ctxconf *c, const emh_driver *cons
 
 /* ---- cfg_url.c ---- */
 
+/* The length of url's scheme (letters, digits, '+', '.', '-' before the ':'), as the url is parsed. */
+size_t emh__url_scheme_len(const char *url);
+
 /*
  * Apply the url written in a context of the file: its pieces fill only the
  * keys c does not set itself (explicit keys of the file win).

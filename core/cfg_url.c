@@ -349,14 +349,20 @@ static int err_unknown_scheme(const struct url *u, const char *origin, const emh
 	return rc;
 }
 
+size_t emh__url_scheme_len(const char *url)
+{
+	size_t n = 0;
+	while (isalnum((unsigned char)url[n]) || (url[n] && strchr("+.-", url[n])))
+		n++;
+	return n;
+}
+
 /* Take url apart as its scheme's driver declares.  Errors never echo the URL. */
 static int url_parse(struct url *u, const char *url, const char *origin, const emh_driver *const *drivers,
 		     size_t ndrivers, const char *prefer, emh_error *err)
 {
 	int rc;
-	*u = (struct url){ .text = url };
-	while (isalnum((unsigned char)url[u->slen]) || (url[u->slen] && strchr("+.-", url[u->slen])))
-		u->slen++;
+	*u = (struct url){ .text = url, .slen = emh__url_scheme_len(url) };
 	if (u->slen == 0 || url[u->slen] != ':' || !isalpha((unsigned char)url[0]))
 		return url_bad(origin, "not a url (expected scheme://... or scheme:path)", err);
 	if ((rc = scheme_driver(url, u->slen, drivers, ndrivers, prefer, origin, &u->drv, err)))
