@@ -916,8 +916,6 @@ int emh__migrate_startup_added(emh_host *h, const char *name)
 	return rc;
 }
 
-
-
 int emh_migrate_startup(emh_host *h, size_t *refused, emh_error *err)
 {
 	size_t nref = 0;
