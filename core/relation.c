@@ -1054,8 +1054,40 @@ static int check_refs(emh_em *em, emh__obj *only, emh__meta *m, const emh__rel *
 	return rc;
 }
 
+/*
+ * A child of r (a has_many/has_one of m, resolved to h) that this flush
+ * writes pointing at one of keys, the parents it deletes: a new child, or
+ * one whose key it changes.  The database has no such row yet, so
+ * no_children's query cannot see it; without this the parent went and the
+ * child was stored pointing at nothing.
+ */
+static emh__obj *flushed_child(emh_em *em, emh__obj *only, const hop *h, const emh__rel *r, const keyset *keys)
+{
+	int kc = emh__entity_column(h->tm->pub.entity, r->key);
+	if (kc < 0)
+		return NULL;
+	const emh_field *f = &h->tm->pub.entity->fields[kc];
+	for (emh__obj *o = NULL; (o = flush_next(em, only, o));) {
+		emh_value k, a, b;
+		if (o->m != h->tm || (o->state != ST_NEW && o->state != ST_MANAGED))
+			continue;
+		k = emh__obj_value(o, OBJ(o), f, kc);
+		if (!key_norm(&k, &a))
+			continue;
+		if (o->state == ST_MANAGED && o->snap) {
+			emh_value was = emh__obj_value(&(emh__obj){.nulls = o->snap_nulls}, o->snap, f, kc);
+			if (key_norm(&was, &b) && key_eq(&a, &b))
+				continue; /* unchanged: the database has it, and the query sees it */
+		}
+		for (size_t i = 0; i < keys->n; i++)
+			if (key_norm(&keys->v[i], &b) && key_eq(&a, &b))
+				return o;
+	}
+	return NULL;
+}
+
 /* on_delete restrict of has_many/has_one r of m: none of the parents keys (deleted) has children. */
-static int no_children(emh_em *em, emh__meta *m, const emh__rel *r, const keyset *keys, bool flush,
+static int no_children(emh_em *em, emh__obj *only, emh__meta *m, const emh__rel *r, const keyset *keys, bool flush,
 		       emh__arena *scratch, emh_error *err)
 {
 	hop h;
@@ -1066,8 +1098,23 @@ static int no_children(emh_em *em, emh__meta *m, const emh__rel *r, const keyset
 	 * so the first row is only enough when no such child can exist. */
 	rel_sink s = {.mode = SINK_FIRST, .g = h.g, .tm = h.tm, .keys = keys, .immediate = !flush,
 		      .col = emh__entity_column(h.tm->pub.entity, r->key)};
-	if ((rc = run_in(h.g, h.tm, r->key, keys, !flush || h.g != em, &s, scratch, err)) != 0 || !s.got)
+	if ((rc = run_in(h.g, h.tm, r->key, keys, !flush || h.g != em, &s, scratch, err)) != 0)
 		return rc;
+	if (!s.got) {
+		/* the children this flush writes, which the database has not seen */
+		emh__obj *c = flush && h.g == em ? flushed_child(em, only, &h, r, keys) : NULL;
+		if (!c)
+			return 0;
+		int kc = emh__entity_column(h.tm->pub.entity, r->key);
+		emh_value ck = emh__obj_value(c, OBJ(c), &h.tm->pub.entity->fields[kc], kc);
+		key_text(&ck, s.first_buf[0], sizeof s.first_buf[0]);
+		if (c->state == ST_NEW)
+			snprintf(s.first_buf[1], sizeof s.first_buf[1], "(new, inserted by this flush)");
+		else {
+			emh_value pk = emh__obj_key(c);
+			key_text(&pk, s.first_buf[1], sizeof s.first_buf[1]);
+		}
+	}
 	emh_error_set(err, EMH_ECONFLICT,
 		      "context '%s': cannot delete '%s' %s %s: '%s' %s %s in context '%s' refers to it "
 		      "(relation '%s' restricts deletes)",
@@ -1090,7 +1137,7 @@ static int check_restrict(emh_em *em, emh__obj *only, emh__meta *m, const emh__r
 			rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
 	if (rc == 0)
-		rc = no_children(em, m, r, &keys, true, scratch, err);
+		rc = no_children(em, only, m, r, &keys, true, scratch, err);
 	keyset_release(&keys);
 	return rc;
 }
@@ -1140,7 +1187,7 @@ int emh__rel_where_check(emh_em *em, emh__meta *m, const emh_query *q, const emh
 		if (!(r->flags & want))
 			continue;
 		if (!sets) {
-			rc = no_children(em, m, r, &keys, false, &scratch, err);
+			rc = no_children(em, NULL, m, r, &keys, false, &scratch, err);
 			continue;
 		}
 		for (size_t i = 0; i < nsets && rc == 0; i++) {

@@ -157,6 +157,31 @@ static emh_entity bad_type_entity = EMH_ENTITY(r_comment, "rel_bad", bad_type_fi
 static emh_entity plain_user_entity = EMH_ENTITY(r_user, t_users, plain_user_fields);
 static emh_entity other_posts_entity = EMH_ENTITY(r_user, t_users, other_posts_fields);
 
+/* A restricting has_many whose child side is not checked (no belongs_to). */
+typedef struct r_dept {
+	int64_t id;
+	const char *name;
+	emh_list staff;
+} r_dept;
+typedef struct r_staff {
+	int64_t id;
+	int64_t dept_id;
+	const char *name;
+} r_staff;
+static const emh_entity staff_entity;
+static const emh_field dept_fields[] = {
+	EMH_FIELD(r_dept, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(r_dept, name, EMH_T_TEXT, 0),
+	EMH_HAS_MANY(r_dept, staff, &staff_entity, "dept_id", EMH_REL_RESTRICT),
+};
+static const emh_field staff_fields[] = {
+	EMH_FIELD(r_staff, id, EMH_T_INT64, EMH_F_PK | EMH_F_GENERATED),
+	EMH_FIELD(r_staff, dept_id, EMH_T_INT64, EMH_F_INDEXED),
+	EMH_FIELD(r_staff, name, EMH_T_TEXT, 0),
+};
+static const emh_entity dept_entity = EMH_ENTITY(r_dept, "rel_dept", dept_fields);
+static const emh_entity staff_entity = EMH_ENTITY(r_staff, "rel_staff", staff_fields);
+
 /* A relation to its own entity, both ways. */
 typedef struct r_emp {
 	int64_t id;
@@ -1010,6 +1035,75 @@ static uint64_t default_queries(emh_host *h)
 }
 
 /* Employees and their managers, one table: the fork is its own target. */
+/*
+ * on_delete restrict sees the children the deleting flush itself writes: a
+ * new one, or one it points at the parent.  Only the database was asked,
+ * and the parent went while the child was stored pointing at nothing.
+ */
+static int64_t dept_count(emh_host *h, const emh_entity *e)
+{
+	emh_error err;
+	int64_t n = -1;
+	emh_em *em = fixture_fork(h, NULL);
+	emh_repo_count(fixture_repo(em, e), NULL, &n, &err);
+	emh_em_close(em);
+	return n;
+}
+
+static void t_restrict_same_flush(emh_host *h)
+{
+	emh_error err;
+	fixture_register(h, NULL, &staff_entity);
+	fixture_register(h, NULL, &dept_entity);
+	fixture_sync(h, NULL);
+	emh_em *em = fixture_fork(h, NULL);
+	emh_repo *rd = fixture_repo(em, &dept_entity), *rs = fixture_repo(em, &staff_entity);
+	r_dept *d1 = fixture_new(rd), *d2 = fixture_new(rd);
+	d1->name = "one";
+	d2->name = "two";
+	r_staff *moved = fixture_new(rs);
+	moved->name = "moved";
+	if (emh_em_flush(em, &err))
+		bail("restrict: seed: %s", err.message);
+	moved->dept_id = d2->id; /* d2's only member, before any change */
+	if (emh_em_flush(em, &err))
+		bail("restrict: seed the member: %s", err.message);
+
+	/* a new child of the parent the same flush deletes */
+	r_staff *fresh = fixture_new(rs);
+	fresh->name = "new";
+	fresh->dept_id = d1->id;
+	emh_em_remove(em, d1, NULL);
+	int rc = emh_em_flush(em, &err);
+	ok(rc == EMH_ECONFLICT, "restrict: a flush deleting a parent and inserting its child: EMH_ECONFLICT (%s: %s)",
+	   emh_status_name(rc), rc ? err.message : "stored");
+	like_str(rc ? err.message : "", "inserted by this flush", "naming the new child");
+	emh_em_close(em);
+	is_int(dept_count(h, &dept_entity), 2, "restrict: ... both parents are still there");
+	is_int(dept_count(h, &staff_entity), 1, "restrict: ... and no orphan was stored");
+
+	/* a child the flush points at the parent it deletes */
+	em = fixture_fork(h, NULL);
+	rd = fixture_repo(em, &dept_entity);
+	rs = fixture_repo(em, &staff_entity);
+	emh_list depts, staff;
+	if (emh_repo_find(rd, NULL, &depts, &err) || emh_repo_find(rs, NULL, &staff, &err) || staff.count != 1)
+		bail("restrict: find: %s", err.message);
+	r_dept *empty = NULL;
+	for (size_t i = 0; i < depts.count; i++)
+		if (((r_dept *)depts.items[i])->id != ((r_staff *)staff.items[0])->dept_id)
+			empty = depts.items[i];
+	if (!empty)
+		bail("restrict: no department without staff");
+	((r_staff *)staff.items[0])->dept_id = empty->id;
+	emh_em_remove(em, empty, NULL);
+	rc = emh_em_flush(em, &err);
+	ok(rc == EMH_ECONFLICT, "restrict: a flush deleting a parent and pointing a child at it: EMH_ECONFLICT (%s)",
+	   emh_status_name(rc));
+	emh_em_close(em);
+	is_int(dept_count(h, &dept_entity), 2, "restrict: ... the parent is still there");
+}
+
 static void t_self(emh_host *h)
 {
 	emh_error err;
@@ -1137,6 +1231,7 @@ static void t_registration(const fixture *fx)
 	ok(rc == EMH_ENOCONTEXT, "its objects have the merged relations (no fork holds posts here: EMH_ENOCONTEXT)");
 	emh_em_close(em);
 	t_self(h);
+	t_restrict_same_flush(h);
 	t_filtered(h);
 	t_filtered_target(h);
 	emh_host_free(h);
