@@ -429,6 +429,18 @@ int emh__routes_dispatch(emh_scope *scope, const emh_svc *svc, const emh_request
 		params_free(kv, nkv, &pv);
 		return rc;
 	}
+	/* HEAD is GET without its body (RFC 9110, 9.3.2): a path with a GET
+	 * route and no HEAD route of its own answers it through the GET route,
+	 * and the server sends the headers only.  Allow says so. */
+	if (list_has(allow, "GET")) {
+		if (strcmp(method, "HEAD") == 0) {
+			emh_request get = *req;
+			get.method = "GET";
+			return emh__routes_dispatch(scope, svc, &get, res, err);
+		}
+		if (!list_has(allow, "HEAD"))
+			emh__list_add(allow, sizeof allow, "HEAD");
+	}
 	/* a path only other methods have is a 405 even with a handle, which
 	 * gets what no route's path matches (service.h) */
 	if (allow[0])

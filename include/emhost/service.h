@@ -222,7 +222,9 @@ typedef struct emh_route_doc {
  *
  * emh_scope_handle matches the table: no route for the path is
  * EMH_ENOTFOUND; a path that only other methods have is answered 405 with
- * an Allow header listing them (and returns 0).  A service may have
+ * an Allow header listing them (and returns 0).  HEAD on a path with a GET
+ * route and no HEAD route runs the GET route (req->method "GET"; the server
+ * sends the headers only), and Allow lists HEAD beside GET.  A service may have
  * routes and handle both: handle then gets what no route's path matches.
  * Checked at load: a malformed pattern, a missing fn, or two routes of one
  * method that can match the same path (a shadowing pair: "/:id" and

@@ -130,9 +130,13 @@ static void test_users(long long *ada_out)
 
 	st = req("PATCH", loc, "{}", &j, &r);
 	is_int(st, 405, "PATCH /users/<id> -> 405");
-	is_str(r.allow, "GET, PUT, DELETE", "with an Allow header");
+	is_str(r.allow, "GET, PUT, DELETE, HEAD", "with an Allow header (HEAD with GET)");
 	dtest_resp_free(&r);
 	json_decref(j);
+	st = req("HEAD", loc, NULL, NULL, &r);
+	is_int(st, 200, "HEAD /users/<id> -> 200, through the GET route (was 405)");
+	ok(r.len == 0, "with no body (%zu bytes)", r.len);
+	dtest_resp_free(&r);
 	is_int(req("GET", "/users/abc", NULL, NULL, NULL), 404, "a non-numeric id -> 404");
 }
 

@@ -516,11 +516,14 @@ static void test_routes(void)
 	       EMH_ENOTFOUND, "an id beyond int64 matches no route");
 	is_int(call(svcs, "shopweb", "PATCH", "/items/1", NULL, NULL, 0, NULL, res, &err), 0, "a wrong method answers");
 	is_int(emh_response_status(res), 405, "405");
-	is_str(res_header(res, "Allow"), "GET, DELETE, GE, PUT", "Allow lists the path's methods, each once");
+	is_str(res_header(res, "Allow"), "GET, DELETE, GE, PUT, HEAD", "Allow lists the path's methods, each once, and HEAD with GET");
 	json_t *j = res_json(res);
 	is_str(json_string_value(json_object_get(json_object_get(j, "error"), "code")), "method_not_allowed",
 	       "with the standard error body");
 	json_decref(j);
+	/* HEAD on a GET route: the GET route answers (the server sends no body) */
+	is_int(call(svcs, "shopweb", "HEAD", "/items/1", NULL, NULL, 0, NULL, res, &err), 0, "HEAD on a GET route answers");
+	is_int(emh_response_status(res), 200, "through the GET route, 200 (was 405)");
 
 	/* a body with problems: 400 with every field */
 	is_int(call(svcs, "shopweb", "POST", "/items", NULL, NULL, 0, "{\"name\":1,\"bogus\":true}", res, &err),
@@ -729,7 +732,7 @@ static void test_refusals(void)
 	 * what no route's path matches */
 	is_int(call(svcs, "both", "POST", "/x", NULL, NULL, 0, NULL, res, &err), 0, "a routed path, another method");
 	is_int(emh_response_status(res), 405, "is 405 with a handle too");
-	is_str(res_header(res, "Allow"), "GET", "with Allow");
+	is_str(res_header(res, "Allow"), "GET, HEAD", "with Allow");
 	emh_response_free(res);
 	emh_services_free(svcs);
 
