@@ -109,10 +109,13 @@ void emh_em_close(emh_em *em)
 		emh__iter_close_all(em);
 	while (em->tx_depth > 0) {
 		emh_error e;
-		if (emh__tx_end(em, false, &e) != 0 && em->pc) {
+		/* A level that fails to roll back is closed all the same: the
+		 * outermost ROLLBACK still ends the whole transaction on the
+		 * connection.  Only when that one fails is the connection's
+		 * state unknown. */
+		if (emh__tx_end(em, false, &e) != 0 && em->pc && em->tx_depth == 0) {
 			/* Could not roll back: never give this connection to anyone. */
 			em->pc_status = EMH_EUNAVAILABLE;
-			em->tx_depth = 0;
 		}
 	}
 	emh__em_conn_release(em);

@@ -87,6 +87,25 @@ static int inner_rollback_fails(emh_em *em, void *ud, emh_error *err)
 	return emh_error_set(err, EMH_EINVAL, "test: the callback fails");
 }
 
+/* The default context's counts (emh_host_contexts). */
+static emh_context_info default_info(emh_host *h)
+{
+	emh_context_info *v, out = {0};
+	size_t n;
+	emh_error err;
+	if (emh_host_contexts(h, &v, &n, &err))
+		bail("emh_host_contexts: %s", err.message);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].name, "default") == 0) {
+			out = v[i];
+			out.name = out.driver = NULL; /* freed below */
+			out.settings = NULL;
+			out.nsettings = 0;
+		}
+	emh_context_info_free(v, n);
+	return out;
+}
+
 /* A host on a SQLite file in a new temporary directory (dir, 64 bytes; removed by sqlite_host_free). */
 static emh_host *sqlite_host(const char *b, char *dir)
 {
@@ -333,6 +352,33 @@ static void t_sqlite_bookkeeping(const char *b)
 	emh_em_repo(em, &item_entity, &r, &err);
 	emh_repo_count(r, NULL, &after, &err);
 	is_int(after, before, "nothing of the transaction was committed");
+	emh_em_close(em);
+
+	/* emh_em_close after a nested level's rollback failed: the outer
+	 * ROLLBACK still ends the transaction, and the connection goes back to
+	 * the pool; it was closed as lost, and every idle connection with it */
+	emh_host_fork(h, NULL, &em, &err);
+	emh_em_repo(em, &item_entity, &r, &err);
+	emh_repo_count(r, NULL, &before, &err);
+	item *lost = NULL;
+	if (emh_em_begin(em, &err) == 0 && emh_repo_new(r, (void **)&lost, &err) == 0) {
+		lost->name = "never committed";
+		emh_em_flush(em, &err);
+		emh_em_begin(em, &err);
+		emh_em_execute(em, "RELEASE SAVEPOINT emh_sp_2", &err); /* the inner rollback will fail */
+	}
+	emh_context_info ci0 = default_info(h);
+	emh_em_close(em);
+	emh_context_info ci1 = default_info(h);
+	is_int((int)(ci1.discarded - ci0.discarded), 0, "close after a failed nested rollback: no connection discarded");
+	is_int((int)ci1.idle, (int)ci0.idle + 1, "the fork's connection is idle in the pool again");
+	emh_host_fork(h, NULL, &em, &err);
+	emh_em_repo(em, &item_entity, &r, &err);
+	emh_repo_count(r, NULL, &after, &err);
+	is_int(after, before, "and nothing of the transaction was committed");
+	rc = emh_em_begin(em, &err);
+	is_int(rc, 0, "a transaction begins on it again (%s)", rc ? err.message : "ok");
+	emh_em_rollback(em, &err);
 	emh_em_close(em);
 
 	sqlite_host_free(h, dir);
