@@ -37,18 +37,27 @@
 
 /* ---- refusals ---- */
 
+/* c refuses forks, saying why, unless it does already (the first reason
+ * stays).  EMH_ENOMEM: no copy of why, not refused. */
+static int refusal_set(emh_context *c, const char *why)
+{
+	char *mine = strdup(why);
+	char *none = NULL;
+	if (!mine)
+		return EMH_ENOMEM;
+	if (!atomic_compare_exchange_strong_explicit(&c->hot->refusal, &none, mine, memory_order_release,
+						     memory_order_relaxed))
+		free(mine);
+	return 0;
+}
+
 int emh__context_refuse(emh_context *c, const char *why)
 {
-	char *mine = strdup(why && *why ? why : "refused");
-	char *none = NULL;
-	if (!mine) {
+	if (refusal_set(c, why && *why ? why : "refused") != 0) {
 		/* Not refused: the caller must not go on as if it were. */
 		emh__log(&c->host->log, EMH_LOG_ERROR, c->name, "out of memory refusing the context: %s", why);
 		return EMH_ENOMEM;
 	}
-	if (!atomic_compare_exchange_strong_explicit(&c->hot->refusal, &none, mine, memory_order_release,
-						     memory_order_relaxed))
-		free(mine); /* refused already: the first reason stays */
 	emh__log(&c->host->log, EMH_LOG_ERROR, c->name, "refusing to serve the context: %s", why);
 	return 0;
 }
@@ -881,14 +890,7 @@ int emh__migrate_hold(emh_context *c)
 		return 0;
 	char why[EMH_ERROR_MSG_MAX];
 	emh__msgf(why, sizeof why, "migrate = \"%s\": not applied yet (the context is being added by a reload)", mode);
-	char *mine = strdup(why);
-	if (!mine)
-		return EMH_ENOMEM;
-	char *none = NULL;
-	if (!atomic_compare_exchange_strong_explicit(&c->hot->refusal, &none, mine, memory_order_release,
-						     memory_order_relaxed))
-		free(mine);
-	return 0;
+	return refusal_set(c, why);
 }
 
 int emh__migrate_startup_added(emh_host *h, const char *name)
