@@ -944,21 +944,26 @@ static emh__obj *flush_next(emh_em *em, emh__obj *only, emh__obj *o)
 	return o ? (only ? NULL : o->next) : (only ? only : em->head);
 }
 
-/* A checked key is what an insert writes, or what an update changes. */
-static bool checked_key(emh__obj *o, const emh__rel *r, emh_value *k)
+/*
+ * The key in field col of o as this flush writes it into *k: an insert's,
+ * or an update's that changes it; false for NULL, or a key the database
+ * has already (unchanged since the load).
+ */
+static bool written_key(emh__obj *o, int col, emh_value *k)
 {
-	const emh_field *f = &o->m->pub.entity->fields[r->key_col];
+	const emh_field *f = &o->m->pub.entity->fields[col];
 	if (o->state != ST_NEW && o->state != ST_MANAGED)
 		return false;
-	*k = emh__obj_value(o, OBJ(o), f, r->key_col);
+	*k = emh__obj_value(o, OBJ(o), f, col);
 	if (k->is_null)
 		return false;
 	if (o->state == ST_NEW)
 		return true;
-	emh_value was = emh__obj_value(&(emh__obj){.nulls = o->snap_nulls}, o->snap, f, r->key_col);
+	emh_value was = emh__obj_value(&(emh__obj){.nulls = o->snap_nulls}, o->snap, f, col);
 	emh_value a, b;
 	return !key_norm(&was, &b) || !key_norm(k, &a) || !key_eq(&a, &b);
 }
+
 
 /*
  * The keys of entity tm this very flush of em inserts (present once it is
@@ -1045,7 +1050,8 @@ static int check_refs(emh_em *em, emh__obj *only, emh__meta *m, const emh__rel *
 	for (emh__obj *o = NULL; rc == 0 && (o = flush_next(em, only, o));) {
 		emh_value k;
 		ssize_t ki;
-		if (o->m == m && checked_key(o, r, &k) && keyset_add(&keys, &k, &ki) != 0)
+		/* a checked key is what an insert writes, or what an update changes */
+		if (o->m == m && written_key(o, r->key_col, &k) && keyset_add(&keys, &k, &ki) != 0)
 			rc = emh_error_set(err, EMH_ENOMEM, "out of memory");
 	}
 	if (rc == 0)
@@ -1066,19 +1072,11 @@ static emh__obj *flushed_child(emh_em *em, emh__obj *only, const hop *h, const e
 	int kc = emh__entity_column(h->tm->pub.entity, r->key);
 	if (kc < 0)
 		return NULL;
-	const emh_field *f = &h->tm->pub.entity->fields[kc];
 	for (emh__obj *o = NULL; (o = flush_next(em, only, o));) {
 		emh_value k, a, b;
-		if (o->m != h->tm || (o->state != ST_NEW && o->state != ST_MANAGED))
+		/* an unchanged key the database has, and the query sees */
+		if (o->m != h->tm || !written_key(o, kc, &k) || !key_norm(&k, &a))
 			continue;
-		k = emh__obj_value(o, OBJ(o), f, kc);
-		if (!key_norm(&k, &a))
-			continue;
-		if (o->state == ST_MANAGED && o->snap) {
-			emh_value was = emh__obj_value(&(emh__obj){.nulls = o->snap_nulls}, o->snap, f, kc);
-			if (key_norm(&was, &b) && key_eq(&a, &b))
-				continue; /* unchanged: the database has it, and the query sees it */
-		}
 		for (size_t i = 0; i < keys->n; i++)
 			if (key_norm(&keys->v[i], &b) && key_eq(&a, &b))
 				return o;
