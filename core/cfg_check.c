@@ -375,9 +375,8 @@ static int check_url_scheme(const emh__ctxconf *c, const emh_driver *d, emh_erro
 	if (!d || !u || !u->value)
 		return 0;
 	size_t slen = emh__url_scheme_len(u->value);
-	for (const char *const *s = d->url_schemes; s && *s; s++)
-		if (strlen(*s) == slen && strncasecmp(*s, u->value, slen) == 0)
-			return 0;
+	if (emh__driver_has_scheme(d, u->value, slen))
+		return 0;
 	emh_buf list = EMH_BUF_INIT;
 	for (const char *const *s = d->url_schemes; s && *s; s++)
 		emh_buf_addf(&list, "%s%s", list.len ? ", " : "", *s);

@@ -94,6 +94,9 @@ int emh__config_check_unknown_keys(const emh__ctxconf *c, const emh_driver *cons
 /* The length of url's scheme (letters, digits, '+', '.', '-' before the ':'), as the url is parsed. */
 size_t emh__url_scheme_len(const char *url);
 
+/* Does driver d (may be NULL) declare the scheme text[0..slen) (any case)? */
+bool emh__driver_has_scheme(const emh_driver *d, const char *text, size_t slen);
+
 /*
  * Apply the url written in a context of the file: its pieces fill only the
  * keys c does not set itself (explicit keys of the file win).

@@ -308,24 +308,31 @@ static int url_whole(struct url *u, const char *origin, emh_error *err)
  * it; without one of them named, the url is refused rather than given to the
  * first loaded (found by review).
  */
+bool emh__driver_has_scheme(const emh_driver *d, const char *text, size_t slen)
+{
+	for (const char *const *s = d ? d->url_schemes : NULL; s && *s; s++)
+		if (strlen(*s) == slen && strncasecmp(*s, text, slen) == 0)
+			return true;
+	return false;
+}
+
 static int scheme_driver(const char *text, size_t slen, const emh_driver *const *drivers, size_t ndrivers,
 			 const char *prefer, const char *origin, const emh_driver **out, emh_error *err)
 {
 	const emh_driver *first = NULL, *second = NULL;
 	*out = NULL;
-	for (size_t i = 0; i < ndrivers; i++)
-		for (const char *const *s = drivers[i] ? drivers[i]->url_schemes : NULL; s && *s; s++)
-			if (strlen(*s) == slen && strncasecmp(*s, text, slen) == 0) {
-				if (prefer && strcmp(drivers[i]->name, prefer) == 0) {
-					*out = drivers[i];
-					return 0;
-				}
-				if (!first)
-					first = drivers[i];
-				else if (!second && drivers[i] != first)
-					second = drivers[i];
-				break;
-			}
+	for (size_t i = 0; i < ndrivers; i++) {
+		if (!emh__driver_has_scheme(drivers[i], text, slen))
+			continue;
+		if (prefer && strcmp(drivers[i]->name, prefer) == 0) {
+			*out = drivers[i];
+			return 0;
+		}
+		if (!first)
+			first = drivers[i];
+		else if (!second && drivers[i] != first)
+			second = drivers[i];
+	}
 	if (second)
 		return emh_error_set(err, EMH_ECONFIG,
 				     "%s: url scheme '%.*s' is declared by drivers '%s' and '%s': set the context's "
