@@ -7,7 +7,6 @@
  */
 #include "config.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,11 +282,8 @@ int emh_web_arg_int64(const emh_request *req, const char *name, int64_t def, int
 	*out = def;
 	if (!v)
 		return 0;
-	char *end;
-	errno = 0;
-	/* a sign or a digit first: strtoll would also skip blanks and take '+' */
-	long long n = *v == '-' || (*v >= '0' && *v <= '9') ? strtoll(v, &end, 10) : (end = (char *)v, 0);
-	if (!*v || end == v || errno || *end || n < min || n > max)
+	int64_t n;
+	if (!emh__web_int64(v, strlen(v), &n) || n < min || n > max)
 		return emh_error_set(err, EMH_EINVAL, "query argument '%s' must be an integer from %lld to %lld", name,
 				     (long long)min, (long long)max);
 	*out = n;

@@ -52,6 +52,20 @@ const char *emh_web_time_format(emh_time t, char *buf, size_t cap)
 	return buf;
 }
 
+bool emh__web_int64(const char *s, size_t len, int64_t *out)
+{
+	/* a sign or a digit first: strtoll would also skip blanks and take '+' */
+	if (!len || !(*s == '-' || (*s >= '0' && *s <= '9')))
+		return false;
+	char *end;
+	errno = 0;
+	long long x = strtoll(s, &end, 10);
+	if (errno || (size_t)(end - s) != len)
+		return false;
+	*out = x;
+	return true;
+}
+
 static bool digits(const char *s, int n, int *out)
 {
 	int v = 0;
@@ -587,12 +601,8 @@ static bool stage(emh_em *em, const emh_field *f, json_t *v, unsigned flags, sta
 			return true;
 		}
 		if ((flags & EMH_JSON_INT64_STRINGS) && json_is_string(v)) {
-			const char *s = json_string_value(v);
-			char *end;
-			errno = 0;
-			/* a sign or a digit first: strtoll would also skip blanks and take '+' */
-			long long x = *s == '-' || (*s >= '0' && *s <= '9') ? strtoll(s, &end, 10) : (end = (char *)s, 0);
-			if (*s && end != s && !errno && !*end && (size_t)(end - s) == json_string_length(v)) {
+			int64_t x;
+			if (emh__web_int64(json_string_value(v), json_string_length(v), &x)) {
 				st->u.i64 = x;
 				return true;
 			}

@@ -6,7 +6,9 @@
 #ifndef EMH_WEB_WEB_INT_H
 #define EMH_WEB_WEB_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <emhost/web.h>
 
@@ -18,5 +20,13 @@
  * member, text that is not UTF-8): the caller takes that way.
  */
 int emh__web_object_text(emh_em *em, const emh_entity *e, const void *obj, unsigned flags, char **out, size_t *len);
+
+/*
+ * s[0..len) as a whole decimal int64 into *out (json.c): an optional '-'
+ * and digits, nothing else (strtoll alone also takes leading blanks and a
+ * '+'), in range; false for anything else.  s is NUL-terminated at len or
+ * earlier (a NUL inside is not the end: false).
+ */
+bool emh__web_int64(const char *s, size_t len, int64_t *out);
 
 #endif
